@@ -1,0 +1,99 @@
+"""The evidence lower bound in PyTorch: the twin of ``theory_jax/elbo.py``.
+
+Same function names and arguments as the derivation module, so ``shared_specs/elbo.py`` can call
+both with the same NumPy inputs. The derivation (``python -m theory_jax elbo``) proves what these
+compute; ``practice_torch/vae.py`` trains with them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+# 1. Gaussian densities and divergences ---------------------------------------------------------
+def gaussian_log_prob(x, mean, logvar):
+    """log N(x; mean, diag(exp(logvar))), summed over the last axis. x, mean, logvar: (..., d) -> (...)."""
+    return -0.5 * torch.sum(LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar), dim=-1)
+
+
+def mvn_log_prob(x, mean, scale_tril):
+    """log N(x; mean, L L^T) with L = scale_tril lower-triangular. x, mean: (..., d); L: (d, d) -> (...)."""
+    d = x.shape[-1]
+    diff = torch.broadcast_to(x - mean, torch.broadcast_shapes(x.shape, mean.shape))
+    white = torch.linalg.solve_triangular(scale_tril, diff.reshape(-1, d).T, upper=False).T.reshape(diff.shape)
+    return -0.5 * (d * LOG_2PI + torch.sum(white**2, dim=-1)) - torch.sum(torch.log(torch.abs(torch.diagonal(scale_tril))))
+
+
+def gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
+    """KL(N(mean_q, diag e^logvar_q) || N(mean_p, diag e^logvar_p)), summed over the last axis -> (...)."""
+    return 0.5 * torch.sum(
+        logvar_p - logvar_q + (torch.exp(logvar_q) + (mean_q - mean_p) ** 2) * torch.exp(-logvar_p) - 1.0, dim=-1)
+
+
+def standard_normal_kl(mean, logvar):
+    """KL(N(mean, diag e^logvar) || N(0, I)) = -1/2 sum(1 + logvar - mean^2 - e^logvar) (Kingma & Welling, app. B)."""
+    return -0.5 * torch.sum(1.0 + logvar - mean**2 - torch.exp(logvar), dim=-1)
+
+
+def mvn_kl(mean_q, tril_q, mean_p, tril_p):
+    """KL(N(m_q, L_q L_q^T) || N(m_p, L_p L_p^T)) = 1/2 [tr(S_p^-1 S_q) + |L_p^-1 (m_p - m_q)|^2 - d + log|S_p|/|S_q|]."""
+    d = mean_q.shape[-1]
+    a = torch.linalg.solve_triangular(tril_p, tril_q, upper=False)
+    diff = torch.broadcast_to(mean_p - mean_q, torch.broadcast_shapes(mean_p.shape, mean_q.shape))
+    white = torch.linalg.solve_triangular(tril_p, diff.reshape(-1, d).T, upper=False).T.reshape(diff.shape)
+    logdet = 2.0 * (torch.sum(torch.log(torch.abs(torch.diagonal(tril_p))))
+                    - torch.sum(torch.log(torch.abs(torch.diagonal(tril_q)))))
+    return 0.5 * (torch.sum(a**2) + torch.sum(white**2, dim=-1) - d + logdet)
+
+
+# 2. The linear-Gaussian model ------------------------------------------------------------------
+def linear_gaussian_log_joint(x, z, weight, bias, sigma):
+    """log p(x, z) = log N(x; W z + b, sigma^2 I) + log N(z; 0, I). x: (..., D), z: (..., d), W: (D, d) -> (...)."""
+    logvar = torch.broadcast_to(2.0 * torch.log(sigma), x.shape)
+    return gaussian_log_prob(x, z @ weight.T + bias, logvar) + gaussian_log_prob(z, 0.0 * z, 0.0 * z)
+
+
+def linear_gaussian_evidence(x, weight, bias, sigma):
+    """log p(x) = log N(x; b, W W^T + sigma^2 I). x: (..., D) -> (...)."""
+    cov = weight @ weight.T + sigma**2 * torch.eye(weight.shape[0], dtype=weight.dtype)
+    return mvn_log_prob(x, bias, torch.linalg.cholesky(cov))
+
+
+def linear_gaussian_posterior(x, weight, bias, sigma):
+    """p(z|x) = N(mean, L L^T): S = (I + W^T W / sigma^2)^-1, mean = S W^T (x - b) / sigma^2."""
+    d = weight.shape[1]
+    precision = torch.eye(d, dtype=weight.dtype) + weight.T @ weight / sigma**2
+    cov = torch.linalg.inv(precision)
+    mean = (x - bias) @ weight @ cov.T / sigma**2
+    return mean, torch.linalg.cholesky(0.5 * (cov + cov.T))
+
+
+def linear_gaussian_elbo(x, weight, bias, sigma, mean, scale_tril):
+    """ELBO(q) = E_q[log p(x|z)] + E_q[log p(z)] + H[q] for q = N(mean, L L^T), in closed form (see the twin)."""
+    big_d, d = weight.shape
+    resid = x - mean @ weight.T - bias
+    recon = -0.5 * big_d * (LOG_2PI + 2 * torch.log(sigma)) - 0.5 * (
+        torch.sum(resid**2, dim=-1) + torch.sum((weight @ scale_tril) ** 2)) / sigma**2
+    prior = -0.5 * d * LOG_2PI - 0.5 * (torch.sum(mean**2, dim=-1) + torch.sum(scale_tril**2))
+    entropy = 0.5 * d * (LOG_2PI + 1.0) + torch.sum(torch.log(torch.abs(torch.diagonal(scale_tril))))
+    return recon + prior + entropy
+
+
+# 3. Monte Carlo bounds ---------------------------------------------------------------------------
+def log_mean_exp(a, axis=-1):
+    """log (1/K) sum_k exp(a_k) along ``axis``, stably."""
+    return torch.logsumexp(a, dim=axis) - math.log(a.shape[axis])
+
+
+def iwae_bound(log_weights):
+    """One sample of L_K = E[log (1/K) sum_k w_k] (Burda et al. 2016, eq. 8). log_weights: (..., K) -> (...)."""
+    return log_mean_exp(log_weights, axis=-1)
+
+
+def sample_gaussian(mean, scale_tril, eps):
+    """z = mean + L eps: a draw from N(mean, L L^T) with the noise ``eps`` (..., d) passed in."""
+    return mean + eps @ scale_tril.T

@@ -1,0 +1,230 @@
+"""The two backends a spec case runs in: the only part of ``shared_specs`` that imports a framework.
+
+Each backend turns a case's NumPy inputs into its own arrays, calls the twin function or module
+by name, and returns NumPy pytrees. Full precision is forced here (ARCHITECTURE.md rule 4):
+``jax_enable_x64``, ``jax_default_matmul_precision='highest'``, no TF32 in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from shared_specs.case import FunctionCase, ModuleCase, StepCase
+from shared_specs.compare import flatten
+from shared_specs.interop import flax_to_torch, torch_to_flax
+
+
+def _topic(case_id: str) -> str:
+    return case_id.split("/", 1)[0]
+
+
+def _nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+
+def _nhwc_to_nchw(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(x, -1, 1))
+
+
+def _set_paths(tree: Any, paths: tuple[str, ...], fn: Callable[[np.ndarray], np.ndarray]) -> Any:
+    """``tree`` with ``fn`` applied to the leaves at the flattened ``paths`` (see compare.flatten)."""
+    if not paths:
+        return tree
+    if not isinstance(tree, (dict, list, tuple)):
+        return fn(tree) if "<root>" in paths else tree
+
+    def walk(node: Any, prefix: str) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, f"{prefix}/{k}" if prefix else str(k)) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return type(node)(walk(v, f"{prefix}/{i}" if prefix else str(i)) for i, v in enumerate(node))
+        return fn(node) if prefix in paths else node
+
+    return walk(tree, "")
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self) -> None:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        self.torch = torch
+
+    def _tensor(self, x: np.ndarray, requires_grad: bool = False):
+        t = self.torch.from_numpy(np.array(x, copy=True))
+        return t.requires_grad_(requires_grad) if requires_grad else t
+
+    def _numpy(self, tree: Any) -> Any:
+        if isinstance(tree, dict):
+            return {k: self._numpy(v) for k, v in tree.items()}
+        if isinstance(tree, (list, tuple)):
+            return type(tree)(self._numpy(v) for v in tree)
+        return tree.detach().cpu().numpy() if isinstance(tree, self.torch.Tensor) else np.asarray(tree)
+
+    def _leaves(self, tree: Any) -> list:
+        return list(flatten(tree).values())
+
+    # functions ---------------------------------------------------------------------------------
+    def function(self, case: FunctionCase, inputs: Mapping[str, np.ndarray]) -> Any:
+        fn = getattr(importlib.import_module(f"practice_torch.{_topic(case.id)}"), case.fn)
+        with self.torch.no_grad():
+            return self._numpy(fn(**{k: self._tensor(v) for k, v in inputs.items()}, **case.static))
+
+    def function_vjp(self, case: FunctionCase, inputs: Mapping[str, np.ndarray], cotangent: Any) -> dict:
+        fn = getattr(importlib.import_module(f"practice_torch.{_topic(case.id)}"), case.fn)
+        args = {k: self._tensor(v, requires_grad=k in case.grad_wrt) for k, v in inputs.items()}
+        out = self._leaves(fn(**args, **case.static))
+        cot = [self._tensor(c) for c in flatten(cotangent).values()]
+        grads = self.torch.autograd.grad(out, [args[k] for k in case.grad_wrt], cot)
+        return {k: g.numpy() for k, g in zip(case.grad_wrt, grads)}
+
+    # modules -----------------------------------------------------------------------------------
+    def build(self, case: ModuleCase | StepCase, weights: Mapping[str, np.ndarray] | None = None):
+        cls = getattr(importlib.import_module(f"practice_torch.{_topic(case.id)}"), case.module)
+        module = cls(**case.config).to(getattr(self.torch, case.dtype))
+        if weights is not None:
+            module.load_state_dict({k: self._tensor(v) for k, v in weights.items()}, strict=True)
+        return module
+
+    def schema(self, case: ModuleCase | StepCase) -> dict[str, tuple[int, ...]]:
+        """Names and shapes of the module's ``state_dict``: the weight layout of the exchange."""
+        return {k: tuple(v.shape) for k, v in self.build(case).state_dict().items()}
+
+    def module(self, case: ModuleCase, weights: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]) -> Any:
+        module = self.build(case, weights)
+        with self.torch.no_grad():
+            return self._numpy(getattr(module, case.method)(**{k: self._tensor(v) for k, v in inputs.items()}))
+
+    def module_vjp(self, case: ModuleCase, weights, inputs, cotangent) -> dict:
+        module = self.build(case, weights)
+        args = {k: self._tensor(v, requires_grad=k in case.grad_wrt) for k, v in inputs.items()}
+        out = self._leaves(getattr(module, case.method)(**args))
+        cot = [self._tensor(c) for c in flatten(cotangent).values()]
+        names = [n for n, _ in module.named_parameters()]
+        wrt = [p for _, p in module.named_parameters()] + [args[k] for k in case.grad_wrt]
+        grads = self.torch.autograd.grad(out, wrt, cot)
+        return {"params": {n: g.numpy() for n, g in zip(names, grads)},
+                "inputs": {k: g.numpy() for k, g in zip(case.grad_wrt, grads[len(names):])}}
+
+    def steps(self, case: StepCase, weights, batches) -> dict[str, np.ndarray]:
+        module = self.build(case, weights)
+        opt = case.optimizer
+        cls = {"adam": self.torch.optim.Adam, "adamw": self.torch.optim.AdamW}[opt["name"]]
+        optimizer = cls(module.parameters(), lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"],
+                        weight_decay=opt.get("weight_decay", 0.0), foreach=False)
+        for batch in batches:
+            optimizer.zero_grad()
+            getattr(module, case.method)(**{k: self._tensor(v) for k, v in batch.items()}).backward()
+            optimizer.step()
+        return {k: v.detach().numpy() for k, v in module.state_dict().items()}
+
+
+class JaxBackend:
+    name = "jax"
+
+    def __init__(self) -> None:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_default_matmul_precision", "highest")
+        self.jax = jax
+        self.jnp = jax.numpy
+
+    def _numpy(self, tree: Any) -> Any:
+        return self.jax.tree.map(np.asarray, tree)
+
+    def _fn(self, case: FunctionCase) -> Callable:
+        return getattr(importlib.import_module(f"theory_jax.{_topic(case.id)}"), case.fn)
+
+    # functions ---------------------------------------------------------------------------------
+    def function(self, case: FunctionCase, inputs: Mapping[str, np.ndarray], fn: Callable | None = None) -> Any:
+        fn = fn or self._fn(case)
+        return self._numpy(fn(**{k: self.jnp.asarray(v) for k, v in inputs.items()}, **case.static))
+
+    def function_vjp(self, case: FunctionCase, inputs, cotangent, fn: Callable | None = None) -> dict:
+        fn = fn or self._fn(case)
+        fixed = {k: self.jnp.asarray(v) for k, v in inputs.items() if k not in case.grad_wrt}
+
+        def f(*wrt):
+            return fn(**fixed, **dict(zip(case.grad_wrt, wrt)), **case.static)
+
+        out, vjp = self.jax.vjp(f, *[self.jnp.asarray(inputs[k]) for k in case.grad_wrt])
+        cot = self.jax.tree.unflatten(self.jax.tree.structure(out),
+                                      [self.jnp.asarray(c) for c in flatten(cotangent).values()])
+        return {k: np.asarray(g) for k, g in zip(case.grad_wrt, vjp(cot))}
+
+    # modules -----------------------------------------------------------------------------------
+    def build(self, case: ModuleCase | StepCase):
+        import flax.linen
+
+        cls = getattr(importlib.import_module(f"theory_jax.{_topic(case.id)}"), case.module)
+        module = cls(**case.config)
+        assert isinstance(module, flax.linen.Module), f"{case.module} is not a flax module"
+        return module
+
+    def params(self, case: ModuleCase | StepCase, weights: Mapping[str, np.ndarray], inputs) -> dict:
+        """The case's torch-layout ``weights`` converted to this module's flax params."""
+        module = self.build(case)
+        args = self._inputs(case, inputs)
+        template = self.jax.eval_shape(
+            lambda: module.init(self.jax.random.key(0), **args, method=self._method(module, case)))["params"]
+        return torch_to_flax(weights, template)
+
+    def _method(self, module, case):
+        return None if case.method == "__call__" else getattr(type(module), case.method)
+
+    def _inputs(self, case, inputs) -> dict:
+        return {k: self.jnp.asarray(_nchw_to_nhwc(v) if k in case.image_inputs else v) for k, v in inputs.items()}
+
+    def _apply(self, case: ModuleCase, module, params, args):
+        out = module.apply({"params": params}, **args, method=self._method(module, case))
+        return _set_paths(out, case.image_outputs, lambda x: self.jnp.moveaxis(x, -1, 1))
+
+    def module(self, case: ModuleCase, params: Mapping, inputs) -> Any:
+        return self._numpy(self._apply(case, self.build(case), params, self._inputs(case, inputs)))
+
+    def module_vjp(self, case: ModuleCase, params: Mapping, inputs, cotangent, torch_schema) -> dict:
+        module = self.build(case)
+        args = self._inputs(case, inputs)
+        fixed = {k: v for k, v in args.items() if k not in case.grad_wrt}
+
+        def f(p, *wrt):
+            return self._apply(case, module, p, {**fixed, **dict(zip(case.grad_wrt, wrt))})
+
+        out, vjp = self.jax.vjp(f, params, *[args[k] for k in case.grad_wrt])
+        cot = self.jax.tree.unflatten(self.jax.tree.structure(out),
+                                      [self.jnp.asarray(c) for c in flatten(cotangent).values()])
+        gp, *gx = vjp(cot)
+        gx = {k: np.asarray(_nhwc_to_nchw(np.asarray(g)) if k in case.image_inputs else g)
+              for k, g in zip(case.grad_wrt, gx)}
+        return {"params": flax_to_torch(self._numpy(gp), torch_schema), "inputs": gx}
+
+    def steps(self, case: StepCase, params: Mapping, batches, torch_schema) -> dict[str, np.ndarray]:
+        import optax
+
+        module = self.build(case)
+        opt = case.optimizer
+        b1, b2 = opt["betas"]
+        if opt["name"] == "adam":
+            tx = optax.adam(opt["lr"], b1=b1, b2=b2, eps=opt["eps"])
+        else:
+            tx = optax.adamw(opt["lr"], b1=b1, b2=b2, eps=opt["eps"], weight_decay=opt.get("weight_decay", 0.0))
+        params = self.jax.tree.map(self.jnp.asarray, params)
+        state = tx.init(params)
+        method = self._method(module, case)
+
+        def loss(p, args):
+            return module.apply({"params": p}, **args, method=method)
+
+        for batch in batches:
+            grads = self.jax.grad(loss)(params, self._inputs(case, batch))
+            updates, state = tx.update(grads, state, params)
+            params = optax.apply_updates(params, updates)
+        return flax_to_torch(self._numpy(params), torch_schema)

@@ -1,0 +1,131 @@
+"""The catalogue: every topic of the syllabus (../shared/TOPICS.md), in one place.
+
+Every listing, test and README table is generated from ``TOPICS``; nothing else types a topic
+name twice. Presence of a topic's three forms is read off the file system, so the table says
+what exists, not what was planned.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One lecture topic; ``name`` is the file name in all three forms."""
+
+    name: str
+    group: str
+    lectures: str
+    modality: str
+
+
+TOPICS: tuple[Topic, ...] = (
+    # Foundations
+    Topic("change_of_variables", "foundations", "Box-Muller transform; Jacobians", "2-D"),
+    Topic("f_divergence", "foundations", "f-divergences; variational divergence minimisation; f-GAN; Jensen", "2-D, image"),
+    Topic("mixture_em", "foundations", "latent variable models; GMM by EM", "2-D, image features"),
+    Topic("elbo", "foundations", "evidence lower bound", "math"),
+    Topic("evaluation", "foundations", "evaluation of generative models", "image"),
+    # Latent-variable models
+    Topic("autoencoder", "latent variable", "autoencoders; denoising; anomaly detection", "image"),
+    Topic("vae", "latent variable", "VAE; reparameterisation; beta-VAE; conditional VAE", "image, sound"),
+    Topic("vq_vae", "latent variable", "vector-quantised VAE", "image"),
+    # Adversarial models
+    Topic("gan", "adversarial", "GAN; DCGAN; cGAN", "2-D, image"),
+    Topic("wgan", "adversarial", "Wasserstein GAN; gradient penalty", "2-D, image"),
+    Topic("bigan", "adversarial", "BiGAN / ALI", "image"),
+    Topic("gan_inversion", "adversarial", "GAN inversion", "image"),
+    Topic("domain_adversarial", "adversarial", "domain-adversarial networks", "image"),
+    Topic("style_transfer", "adversarial", "style transfer; domain translation", "image"),
+    # Diffusion models
+    Topic("ddpm", "diffusion", "DDPM: forward/reverse processes, ELBO, U-Net", "image, sound, 2-D"),
+    Topic("score", "diffusion", "DDPMs as score predictors; Langevin", "2-D, image"),
+    Topic("guidance", "diffusion", "classifier and classifier-free guidance", "image"),
+    Topic("ddim", "diffusion", "DDIM; respaced sampling", "image"),
+    Topic("latent_diffusion", "diffusion", "latent diffusion models", "image"),
+    # Flows
+    Topic("coupling_flows", "flows", "NICE; RealNVP; Glow; dequantisation", "2-D, image"),
+    Topic("cnf", "flows", "continuous normalizing flows; neural ODEs", "2-D"),
+    Topic("flow_matching", "flows", "flow matching; OT paths; galaxy images", "2-D, image, astro"),
+    # Energy-based models
+    Topic("ebm", "energy-based", "EBMs; Langevin MCMC; replay buffer", "2-D, image"),
+    Topic("rbm", "energy-based", "RBMs; contrastive divergence", "image"),
+    # Autoregressive models and transformers
+    Topic("pixelcnn", "autoregressive", "PixelCNN; masked convolutions", "image"),
+    Topic("wavenet", "autoregressive", "WaveNet; dilated causal convolutions", "sound"),
+    Topic("transformer", "autoregressive", "attention; transformer blocks; position embeddings", "text, image, sound"),
+    Topic("language_model", "autoregressive", "tokenisation; decoding strategies", "text"),
+    # RL and preference optimisation
+    Topic("policy_gradient", "rl & preferences", "policy gradient theorem; LM as a policy", "text"),
+    Topic("ppo", "rl & preferences", "proximal policy optimisation", "text"),
+    Topic("trpo", "rl & preferences", "trust region policy optimisation", "text, control"),
+    Topic("reward_model", "rl & preferences", "reward modelling; Bradley-Terry", "text"),
+    Topic("dpo", "rl & preferences", "direct preference optimisation", "text"),
+    # State-space models
+    Topic("ssm", "state-space", "S4; selective scan (Mamba)", "text, sound"),
+)
+
+BY_NAME: dict[str, Topic] = {t.name: t for t in TOPICS}
+
+
+def get_topic(name: str) -> Topic:
+    """The topic called ``name``; a ``KeyError`` whose message lists the known names."""
+    if name not in BY_NAME:
+        raise KeyError(f"unknown topic {name!r}; known topics: {', '.join(BY_NAME)}")
+    return BY_NAME[name]
+
+
+def has_derivation(name: str) -> bool:
+    return (ROOT / "theory_jax" / f"{name}.py").is_file()
+
+
+def has_implementation(name: str) -> bool:
+    return (ROOT / "practice_torch" / f"{name}.py").is_file() or (ROOT / "practice_torch" / name).is_dir()
+
+
+def has_spec(name: str) -> bool:
+    return (ROOT / "shared_specs" / f"{name}.py").is_file()
+
+
+def spec_cases(name: str) -> list:
+    """The spec cases of a topic (an empty list when it has no spec module yet)."""
+    if not has_spec(name):
+        return []
+    return list(importlib.import_module(f"shared_specs.{name}").CASES)
+
+
+def table_rows() -> list[tuple[str, str, str, str, str, int]]:
+    """(topic, group, lectures, derivation, implementation, cases) for every topic, in course order."""
+    mark = {True: "yes", False: "-"}
+    return [
+        (t.name, t.group, t.lectures, mark[has_derivation(t.name)], mark[has_implementation(t.name)],
+         len(spec_cases(t.name)))
+        for t in TOPICS
+    ]
+
+
+def markdown_table() -> str:
+    """The README's topic table (regenerate with ``python -m shared_specs readme``)."""
+    lines = ["| topic | group | lectures | derivation | implementation | spec cases |",
+             "|---|---|---|---|---|---|"]
+    for name, group, lectures, deriv, impl, cases in table_rows():
+        lines.append(f"| `{name}` | {group} | {lectures} | {deriv} | {impl} | {cases or '-'} |")
+    return "\n".join(lines)
+
+
+README_BEGIN = "<!-- topic-table:begin (generated by `python -m shared_specs readme`; do not edit) -->"
+README_END = "<!-- topic-table:end -->"
+
+
+def readme_with_table(readme: str) -> str:
+    """``readme`` with the text between the table markers replaced by the current table."""
+    head, sep, rest = readme.partition(README_BEGIN)
+    _, sep2, tail = rest.partition(README_END)
+    if not sep or not sep2:
+        raise ValueError("README.md lacks the topic-table markers; add them around the table")
+    return f"{head}{README_BEGIN}\n{markdown_table()}\n{README_END}{tail}"

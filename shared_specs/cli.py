@@ -1,0 +1,103 @@
+"""Command line of the spec suite.
+
+    python -m shared_specs list              # every topic: derivation, implementation, spec cases
+    python -m shared_specs check vae elbo    # run the cases of some topics (exit 1 on any failure)
+    python -m shared_specs check --all       # every topic with cases
+    python -m shared_specs readme [--check]  # regenerate README.md's topic table (or fail if stale)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shared_specs import catalogue
+from shared_specs.compare import tolerance
+
+
+def _fmt_tol(level: str, dtype: str) -> str:
+    tol = tolerance(level, dtype)
+    return f"{tol.rtol:.0e}/{tol.atol:.0e}"
+
+
+def cmd_list() -> int:
+    rows = catalogue.table_rows()
+    width = max(len(r[0]) for r in rows)
+    print(f"{'topic':<{width}}  {'group':<17} {'derivation':<10} {'implementation':<14} {'spec cases':>10}")
+    for name, group, _, deriv, impl, cases in rows:
+        print(f"{name:<{width}}  {group:<17} {deriv:<10} {impl:<14} {cases or '-':>10}")
+    done = sum(1 for r in rows if r[3] == "yes" and r[4] == "yes" and r[5])
+    print(f"\n{len(rows)} topics; {done} with all three forms; {sum(r[5] for r in rows)} spec cases")
+    return 0
+
+
+def cmd_check(topics: list[str], check_all: bool) -> int:
+    from shared_specs.runner import run_case
+
+    if check_all:
+        topics = [t.name for t in catalogue.TOPICS if catalogue.has_spec(t.name)]
+    if not topics:
+        print("name a topic to check (python -m shared_specs list shows them) or pass --all", file=sys.stderr)
+        return 2
+    for name in topics:
+        try:
+            catalogue.get_topic(name)
+        except KeyError as exc:
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            return 2
+        if not catalogue.has_spec(name):
+            print(f"error: topic {name!r} has no spec cases yet (shared_specs/{name}.py)", file=sys.stderr)
+            return 2
+    failures, total = [], 0
+    header = (f"{'case':<44} {'kind':<8} {'dtype':<7} {'output err':>10} {'tol r/a':>11} "
+              f"{'grad err':>9} {'tol r/a':>11} {'ref err':>9} {'time':>6}  result")
+    for name in topics:
+        cases = catalogue.spec_cases(name)
+        print(f"\n{name}: {len(cases)} cases\n{header}")
+        for case in cases:
+            r = run_case(case)
+            total += 1
+            out = f"{r.output.max_abs_err:10.2e}" if r.output else f"{'-':>10}"
+            grad = f"{r.gradient.max_abs_err:9.2e}" if r.gradient else f"{'-':>9}"
+            ref = f"{r.reference.max_abs_err:9.2e}" if r.reference else f"{'-':>9}"
+            gtol = _fmt_tol("gradient", r.dtype) if r.gradient else "-"
+            print(f"{r.case_id:<44} {r.kind:<8} {r.dtype:<7} {out} {_fmt_tol(r.level, r.dtype):>11} {grad} "
+                  f"{gtol:>11} {ref} {r.seconds:5.1f}s  {'PASS' if r.passed else 'FAIL'}", flush=True)
+            if not r.passed:
+                failures.append(r)
+                print("    " + r.message().replace("\n", "\n    "))
+    print(f"\n{total - len(failures)} passed, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+def cmd_readme(check: bool) -> int:
+    path = catalogue.ROOT / "README.md"
+    current = path.read_text()
+    fresh = catalogue.readme_with_table(current)
+    if check:
+        if fresh != current:
+            print("README.md's topic table is stale: run `python -m shared_specs readme`", file=sys.stderr)
+            return 1
+        print("README.md's topic table is current")
+        return 0
+    path.write_text(fresh)
+    print(f"wrote the topic table into {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared_specs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the catalogue: topics and which forms exist")
+    check = sub.add_parser("check", help="run spec cases in both backends")
+    check.add_argument("topics", nargs="*")
+    check.add_argument("--all", action="store_true", help="every topic that has cases")
+    readme = sub.add_parser("readme", help="regenerate README.md's topic table")
+    readme.add_argument("--check", action="store_true", help="exit 1 if the table is stale instead of writing")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "check":
+        return cmd_check(args.topics, args.all)
+    return cmd_readme(args.check)

@@ -1,0 +1,101 @@
+"""Spec cases for ``vae`` at three levels: functions, modules under the converter, training steps.
+
+* functions: the reparameterisation and the Bernoulli log-likelihood (SciPy as third witness);
+* modules: MLP and convolutional encoders and decoders (GroupNorm eps, explicit conv padding,
+  ConvTranspose output padding and NCHW flattening are the convention traps they pin down), and
+  the whole VAE's ELBO and importance-sampled NLL, with gradients w.r.t. every weight;
+* steps: three Adam / AdamW steps in torch.optim and optax from the same weights and batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from shared_specs.case import FunctionCase, ModuleCase, StepCase, gaussian, uniform
+
+B, LATENT, CLASSES, K = 3, 4, 3, 5
+IMAGE = (1, 8, 8)
+MLP = {"image_shape": IMAGE, "latent_dim": LATENT, "hidden": (16, 12)}
+CONV = {"image_shape": IMAGE, "latent_dim": LATENT, "channels": (4, 8), "groups": 2}
+
+
+def ref_bernoulli_log_prob(x, logits):
+    """x log sigmoid(l) + (1 - x) log sigmoid(-l), by SciPy's log-sigmoid (log_expit)."""
+    from scipy.special import log_expit
+
+    return (x * log_expit(logits) + (1 - x) * log_expit(-logits)).sum(-1)
+
+
+def _images(r, n=B, dtype="float32"):
+    return uniform(r, n, *IMAGE, dtype=dtype)
+
+
+def _labels(r, n=B):
+    return r.integers(0, CLASSES, size=n).astype(np.int64)
+
+
+def _latents(r, n=B):
+    return gaussian(r, n, LATENT, dtype="float32")
+
+
+def _vae_batch(conditional=False):
+    def make(r):
+        batch = {"x": _images(r), "eps": _latents(r)}
+        return {**batch, "y": _labels(r)} if conditional else batch
+    return make
+
+
+def _batches(conditional=False, steps=3):
+    return lambda r: [_vae_batch(conditional)(r) for _ in range(steps)]
+
+
+ADAM = {"name": "adam", "lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8}
+ADAMW = {"name": "adamw", "lr": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1}
+
+CASES = (
+    # functions ----------------------------------------------------------------------------------
+    FunctionCase("vae/reparameterize", "reparameterize",
+                 lambda r: {"mean": gaussian(r, B, LATENT), "logvar": gaussian(r, B, LATENT, scale=0.5),
+                            "eps": gaussian(r, B, LATENT)},
+                 grad_wrt=("mean", "logvar"),
+                 reference=lambda mean, logvar, eps: stats.norm(mean, np.exp(0.5 * logvar)).ppf(stats.norm.cdf(eps))),
+    FunctionCase("vae/bernoulli_log_prob", "bernoulli_log_prob",
+                 lambda r: {"x": uniform(r, B, 20), "logits": gaussian(r, B, 20, scale=4.0)},
+                 grad_wrt=("x", "logits"), reference=ref_bernoulli_log_prob),
+    FunctionCase("vae/bernoulli_log_prob/float32-extreme-logits", "bernoulli_log_prob",
+                 lambda r: {"x": (r.uniform(size=(B, 20)) < 0.5).astype("float32"),
+                            "logits": gaussian(r, B, 20, scale=60.0, dtype="float32")},
+                 dtype="float32", grad_wrt=("logits",), reference=ref_bernoulli_log_prob),
+    # modules --------------------------------------------------------------------------------------
+    ModuleCase("vae/mlp_encoder", "MLPEncoder", MLP, lambda r: {"x": _images(r)},
+               grad_wrt=("x",), image_inputs=("x",)),
+    ModuleCase("vae/mlp_decoder", "MLPDecoder", MLP, lambda r: {"z": _latents(r)},
+               grad_wrt=("z",), image_outputs=("<root>",)),
+    ModuleCase("vae/conv_encoder", "ConvEncoder", CONV, lambda r: {"x": _images(r)},
+               grad_wrt=("x",), image_inputs=("x",)),
+    ModuleCase("vae/conv_decoder", "ConvDecoder", CONV, lambda r: {"z": _latents(r)},
+               grad_wrt=("z",), image_outputs=("<root>",)),
+    ModuleCase("vae/conv_encoder/conditional", "ConvEncoder", {**CONV, "num_classes": CLASSES},
+               lambda r: {"x": _images(r), "y": _labels(r)}, grad_wrt=("x",), image_inputs=("x",)),
+    ModuleCase("vae/conv_decoder/conditional", "ConvDecoder", {**CONV, "num_classes": CLASSES},
+               lambda r: {"z": _latents(r), "y": _labels(r)}, grad_wrt=("z",), image_outputs=("<root>",)),
+    ModuleCase("vae/vae_elbo/mlp-bernoulli", "VAE", {**MLP, "architecture": "mlp"}, _vae_batch(),
+               method="elbo", level="loglik", grad_wrt=("x",), image_inputs=("x",)),
+    ModuleCase("vae/vae_elbo/conv-gaussian-conditional", "VAE",
+               {**CONV, "architecture": "conv", "likelihood": "gaussian", "num_classes": CLASSES},
+               _vae_batch(conditional=True), method="elbo", level="loglik", grad_wrt=("x", "eps"),
+               image_inputs=("x",)),
+    ModuleCase("vae/vae_loss/beta", "VAE", {**CONV, "architecture": "conv", "beta": 4.0}, _vae_batch(),
+               method="loss", level="loglik", image_inputs=("x",)),
+    ModuleCase("vae/vae_importance_nll", "VAE", {**CONV, "architecture": "conv"},
+               lambda r: {"x": _images(r), "eps": gaussian(r, B, K, LATENT, dtype="float32")},
+               method="importance_nll", level="loglik", image_inputs=("x",)),
+    # one training step (three, so Adam's bias correction is exercised) -----------------------------
+    StepCase("vae/adam_steps/mlp", "VAE", {**MLP, "architecture": "mlp"}, _batches(), ADAM, image_inputs=("x",)),
+    StepCase("vae/adamw_steps/conv-conditional", "VAE", {**CONV, "architecture": "conv", "num_classes": CLASSES},
+             _batches(conditional=True), ADAMW, image_inputs=("x",)),
+    StepCase("vae/adam_steps/conv-gaussian-beta", "VAE",
+             {**CONV, "architecture": "conv", "likelihood": "gaussian", "beta": 2.0}, _batches(), ADAM,
+             image_inputs=("x",)),
+)

@@ -1,0 +1,55 @@
+"""The catalogue lists every topic of the syllabus, and the README's table is generated from it."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from shared_specs import catalogue, cli
+
+TOPICS_MD = catalogue.ROOT.parent / "shared" / "TOPICS.md"
+
+
+@pytest.mark.skipif(not TOPICS_MD.is_file(), reason="../shared/TOPICS.md is not beside this checkout")
+def test_every_syllabus_topic_is_catalogued():
+    names = re.findall(r"^\| ([a-z_]+) \|", TOPICS_MD.read_text(), flags=re.M)
+    names = [n for n in names if n != "topic"]
+    assert names == [t.name for t in catalogue.TOPICS]
+
+
+def test_names_are_unique_and_valid_module_names():
+    names = [t.name for t in catalogue.TOPICS]
+    assert len(names) == len(set(names)) and all(n.isidentifier() for n in names)
+
+
+def test_readme_table_is_current():
+    readme = (catalogue.ROOT / "README.md").read_text()
+    assert catalogue.readme_with_table(readme) == readme, "README is stale: run `python -m shared_specs readme`"
+
+
+def test_readme_check_fails_when_stale(tmp_path, monkeypatch, capsys):
+    stale = (catalogue.ROOT / "README.md").read_text().replace("| `vae` |", "| `vae_old` |")
+    (tmp_path / "README.md").write_text(stale)
+    monkeypatch.setattr(catalogue, "ROOT", tmp_path)
+    assert cli.main(["readme", "--check"]) == 1
+    assert "stale" in capsys.readouterr().err
+
+
+def test_forms_present_for_the_first_topics():
+    rows = {r[0]: r for r in catalogue.table_rows()}
+    assert rows["vae"][3:5] == ("yes", "yes") and rows["vae"][5] >= 10
+    assert rows["elbo"][3:5] == ("yes", "yes") and rows["elbo"][5] >= 6
+
+
+def test_list_command_prints_the_table():
+    out = subprocess.run([sys.executable, "-m", "shared_specs", "list"], capture_output=True, text=True, check=True,
+                         cwd=catalogue.ROOT).stdout
+    assert "topic" in out and "spec cases" in out and len(out.splitlines()) >= len(catalogue.TOPICS) + 1
+
+
+def test_check_rejects_unknown_topics(capsys):
+    assert cli.main(["check", "not_a_topic"]) == 2
+    assert "unknown topic" in capsys.readouterr().err
+    assert cli.main(["check", "gan"]) == 2
+    assert "no spec cases" in capsys.readouterr().err

@@ -1,0 +1,78 @@
+"""Command line of the derivations.
+
+    python -m theory_jax                       # list topics and which have a derivation
+    python -m theory_jax elbo                  # run one derivation, claim by claim (exit 1 on a failed claim)
+    python -m theory_jax elbo --markdown E.md  # ...and write it as a document
+    python -m theory_jax --all                 # every derivation, with a summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from shared_specs import catalogue
+from theory_jax.derivation import MARK, Derivation, to_markdown
+
+
+def available() -> list[str]:
+    return [t.name for t in catalogue.TOPICS if catalogue.has_derivation(t.name)]
+
+
+def run_topic(name: str, echo: bool = True) -> tuple[Derivation | None, float]:
+    """Run one topic's derivation; a crash is reported and counts as a failure (None)."""
+    module = importlib.import_module(f"theory_jax.{name}")
+    if echo:
+        print(f"\n== {name}: {module.TITLE} ==\n   lectures: {module.LECTURES}", flush=True)
+    start = time.perf_counter()
+    try:
+        d = module.derive((lambda line: print(line, flush=True)) if echo else None)
+    except Exception:
+        print(f"the {name} derivation crashed before finishing:\n{traceback.format_exc(limit=4)}", file=sys.stderr)
+        return None, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if echo:
+        n_ok = sum(c.passed for c in d.claims)
+        print(f"   {name}: {n_ok}/{len(d.claims)} claims pass in {seconds:.1f} s  {MARK[d.passed]}")
+    return d, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m theory_jax", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("topics", nargs="*", help="topic names (see the list printed with no arguments)")
+    parser.add_argument("--all", action="store_true", help="run every derivation")
+    parser.add_argument("--markdown", metavar="FILE", type=Path,
+                        help="write the derivation(s) as a Markdown document")
+    args = parser.parse_args(argv)
+
+    topics = available() if args.all else args.topics
+    if not topics:
+        have = set(available())
+        print("derivations (python -m theory_jax <topic>):")
+        for t in catalogue.TOPICS:
+            print(f"  {t.name:<20} {'yes' if t.name in have else '-':<4} {t.lectures}")
+        return 0
+    for name in topics:
+        if name not in catalogue.BY_NAME:
+            print(f"error: unknown topic {name!r}; run `python -m theory_jax` for the list", file=sys.stderr)
+            return 2
+        if not catalogue.has_derivation(name):
+            print(f"error: topic {name!r} has no derivation yet (theory_jax/{name}.py)", file=sys.stderr)
+            return 2
+
+    results = [(name, *run_topic(name)) for name in topics]
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text("\n".join(to_markdown(d) for _, d, _ in results if d is not None))
+        print(f"\nwrote {args.markdown}")
+    if len(results) > 1:
+        print("\nsummary")
+        for name, d, seconds in results:
+            status = "crashed" if d is None else f"{sum(c.passed for c in d.claims)}/{len(d.claims)} claims"
+            print(f"  {name:<20} {status:<14} {seconds:6.1f} s  {MARK[d is not None and d.passed]}")
+    return 0 if all(d is not None and d.passed for _, d, _ in results) else 1

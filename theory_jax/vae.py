@@ -1,0 +1,511 @@
+"""The variational autoencoder: Gaussian encoder, Bernoulli or Gaussian decoder, beta-VAE, cVAE.
+
+Lectures: VAE; reparameterisation; training and inference; beta-VAE; conditional VAE (Kingma &
+Welling 2014; Higgins et al. 2017; Sohn et al. 2015; Burda et al. 2016 for the importance-sampled
+likelihood). Builds on ``theory_jax/elbo.py`` (Gaussian KL and log densities, the IWAE bound).
+
+Flax (linen) modules with the same class and attribute names as ``practice_torch/vae.py``, so
+``shared_specs.interop`` carries weights across. Images are NHWC here (NCHW in torch); flattening
+and unflattening go through NCHW order so a Dense layer after a flatten sees the torch ordering.
+Randomness is an argument: every method that samples takes its ``eps`` (standard normal) as input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+
+from theory_jax.derivation import Derivation
+from theory_jax.elbo import (
+    gaussian_kl,
+    gaussian_log_prob,
+    iwae_bound,
+    linear_gaussian_elbo,
+    linear_gaussian_evidence,
+    linear_gaussian_log_joint,
+    linear_gaussian_posterior,
+    mvn_kl,
+    standard_normal_kl,
+)
+
+TITLE = "the variational autoencoder"
+LECTURES = "VAE; reparameterisation; training and inference; beta-VAE; conditional VAE"
+LOG_2PI = math.log(2 * math.pi)
+GROUPNORM_EPS = 1e-5  # torch's default; flax's default is 1e-6 (ARCHITECTURE.md convention traps)
+
+
+# 1. The pieces of the ELBO -----------------------------------------------------------------------
+def reparameterize(mean, logvar, eps):
+    """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) passed in (Kingma & Welling, eq. 10). (..., d)."""
+    return mean + jnp.exp(0.5 * logvar) * eps
+
+
+def bernoulli_log_prob(x, logits):
+    """log Bernoulli(x; sigmoid(logits)) = x l - softplus(l), summed over the last axis. (..., D) -> (...).
+
+    Valid for x in [0, 1] (the continuous-Bernoulli-free convention of the course: -BCE with logits).
+    """
+    return jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
+
+
+def flatten_image(x):
+    """(B, H, W, C) -> (B, C*H*W) in NCHW order, matching ``torch.flatten`` of the twin's NCHW tensor."""
+    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1) if x.ndim == 4 else x
+
+
+def unflatten_image(h, image_shape):
+    """(B, C*H*W) in NCHW order -> (B, H, W, C)."""
+    c, hgt, wid = image_shape
+    return jnp.transpose(h.reshape(h.shape[0], c, hgt, wid), (0, 2, 3, 1))
+
+
+def with_condition(h, y, num_classes: int):
+    """Concatenate one-hot labels to features for the conditional VAE. h: (B, F), y: (B,) int -> (B, F + n)."""
+    if num_classes == 0:
+        return h
+    if y is None:
+        raise ValueError(f"this VAE is conditional on {num_classes} classes: pass labels y")
+    return jnp.concatenate([h, jax.nn.one_hot(y, num_classes, dtype=h.dtype)], axis=-1)
+
+
+def conv_transpose_padding(kernel: int, padding: int, output_padding: int) -> tuple[int, int]:
+    """Explicit (low, high) padding of the dilated input that reproduces torch's ConvTranspose2d:
+    (k - 1 - p, k - 1 - p + output_padding)."""
+    return kernel - 1 - padding, kernel - 1 - padding + output_padding
+
+
+# 2. Encoders and decoders --------------------------------------------------------------------------
+class MLPEncoder(nn.Module):
+    """q(z|x[, y]) = N(mean, diag e^logvar). x: (B, H, W, C) or (B, D), y: (B,) -> (mean, logvar), each (B, d)."""
+
+    image_shape: Sequence[int]
+    latent_dim: int
+    hidden: Sequence[int] = (256,)
+    num_classes: int = 0
+
+    def setup(self):
+        self.layers = [nn.Dense(h) for h in self.hidden]
+        self.mean = nn.Dense(self.latent_dim)
+        self.logvar = nn.Dense(self.latent_dim)
+
+    def __call__(self, x, y=None):
+        h = with_condition(flatten_image(x), y, self.num_classes)
+        for layer in self.layers:
+            h = nn.silu(layer(h))
+        return self.mean(h), self.logvar(h)
+
+
+class MLPDecoder(nn.Module):
+    """p(x|z[, y]): z (B, d), y (B,) -> decoder output (B, H, W, C): Bernoulli logits or Gaussian means."""
+
+    image_shape: Sequence[int]
+    latent_dim: int
+    hidden: Sequence[int] = (256,)
+    num_classes: int = 0
+
+    def setup(self):
+        self.layers = [nn.Dense(h) for h in reversed(self.hidden)]
+        self.out = nn.Dense(math.prod(self.image_shape))
+
+    def __call__(self, z, y=None):
+        h = with_condition(z, y, self.num_classes)
+        for layer in self.layers:
+            h = nn.silu(layer(h))
+        return unflatten_image(self.out(h), self.image_shape)
+
+
+class ConvEncoder(nn.Module):
+    """Strided 3x3 convs (stride 2, padding 1 on each side: explicit, not 'SAME'), GroupNorm, SiLU,
+    then linear heads. x: (B, H, W, C), H and W divisible by 2^len(channels) -> (mean, logvar) (B, d)."""
+
+    image_shape: Sequence[int]
+    latent_dim: int
+    channels: Sequence[int] = (32, 64)
+    num_classes: int = 0
+    groups: int = 8
+
+    def setup(self):
+        self.convs = [nn.Conv(c, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) for c in self.channels]
+        self.norms = [nn.GroupNorm(num_groups=min(self.groups, c), epsilon=GROUPNORM_EPS, use_fast_variance=False)
+                      for c in self.channels]
+        self.mean = nn.Dense(self.latent_dim)
+        self.logvar = nn.Dense(self.latent_dim)
+
+    def __call__(self, x, y=None):
+        h = x
+        for conv, norm in zip(self.convs, self.norms):
+            h = nn.silu(norm(conv(h)))
+        h = with_condition(flatten_image(h), y, self.num_classes)
+        return self.mean(h), self.logvar(h)
+
+
+class ConvDecoder(nn.Module):
+    """Linear to a (channels[-1], H/2^n, W/2^n) map, then ConvTranspose 3x3 (stride 2, padding 1,
+    output padding 1) doubling the size, GroupNorm and SiLU between; the last one outputs C channels.
+    z: (B, d), y: (B,) -> (B, H, W, C)."""
+
+    image_shape: Sequence[int]
+    latent_dim: int
+    channels: Sequence[int] = (32, 64)
+    num_classes: int = 0
+    groups: int = 8
+
+    def setup(self):
+        c, hgt, wid = self.image_shape
+        scale = 2 ** len(self.channels)
+        self.base_shape = (self.channels[-1], hgt // scale, wid // scale)
+        outs = list(reversed(self.channels))[1:] + [c]
+        pad = conv_transpose_padding(3, 1, 1)
+        self.project = nn.Dense(math.prod(self.base_shape))
+        self.deconvs = [nn.ConvTranspose(o, (3, 3), strides=(2, 2), padding=(pad, pad), transpose_kernel=True)
+                        for o in outs]
+        self.norms = [nn.GroupNorm(num_groups=min(self.groups, o), epsilon=GROUPNORM_EPS, use_fast_variance=False)
+                      for o in outs[:-1]]
+
+    def __call__(self, z, y=None):
+        h = unflatten_image(nn.silu(self.project(with_condition(z, y, self.num_classes))), self.base_shape)
+        for i, deconv in enumerate(self.deconvs):
+            h = deconv(h)
+            if i < len(self.norms):
+                h = nn.silu(self.norms[i](h))
+        return h
+
+
+# 3. The VAE: ELBO, beta-VAE objective, importance-sampled likelihood -------------------------------
+class VAE(nn.Module):
+    """Encoder q(z|x[,y]), prior N(0, I), decoder p(x|z[,y]) (Bernoulli logits or Gaussian mean with a
+    learned scalar log-std ``log_sigma``). ``num_classes > 0`` makes it a conditional VAE;
+    ``beta`` weighs the KL in ``loss`` (beta-VAE); ``elbo`` is always the beta = 1 bound."""
+
+    image_shape: Sequence[int]
+    latent_dim: int = 16
+    architecture: str = "mlp"
+    likelihood: str = "bernoulli"
+    hidden: Sequence[int] = (256,)
+    channels: Sequence[int] = (32, 64)
+    num_classes: int = 0
+    beta: float = 1.0
+    groups: int = 8
+
+    def setup(self):
+        if self.architecture == "mlp":
+            kw = dict(image_shape=self.image_shape, latent_dim=self.latent_dim, hidden=self.hidden,
+                      num_classes=self.num_classes)
+            self.encoder, self.decoder = MLPEncoder(**kw), MLPDecoder(**kw)
+        elif self.architecture == "conv":
+            kw = dict(image_shape=self.image_shape, latent_dim=self.latent_dim, channels=self.channels,
+                      num_classes=self.num_classes, groups=self.groups)
+            self.encoder, self.decoder = ConvEncoder(**kw), ConvDecoder(**kw)
+        else:
+            raise ValueError(f"architecture must be 'mlp' or 'conv', got {self.architecture!r}")
+        if self.likelihood == "gaussian":
+            self.log_sigma = self.param("log_sigma", nn.initializers.zeros, (1,), jnp.float32)
+        elif self.likelihood != "bernoulli":
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+
+    def encode(self, x, y=None):
+        return self.encoder(x, y)
+
+    def decode(self, z, y=None):
+        return self.decoder(z, y)
+
+    def log_likelihood(self, x, out):
+        """log p(x|z) summed over pixels. x, out: (N, H, W, C) -> (N,)."""
+        x, out = flatten_image(x), flatten_image(out)
+        if self.likelihood == "bernoulli":
+            return bernoulli_log_prob(x, out)
+        return gaussian_log_prob(x, out, jnp.broadcast_to(2.0 * self.log_sigma, out.shape))
+
+    def terms(self, x, eps, y=None):
+        """(E_q log p(x|z) by one reparameterised sample, KL(q(z|x) || N(0, I))), each (B,)."""
+        mean, logvar = self.encode(x, y)
+        z = reparameterize(mean, logvar, eps)
+        return self.log_likelihood(x, self.decode(z, y)), standard_normal_kl(mean, logvar)
+
+    def elbo(self, x, eps, y=None):
+        """Single-sample ELBO estimate per example, eq. (7) of Kingma & Welling. x: (B, H, W, C), eps: (B, d) -> (B,)."""
+        recon, kl = self.terms(x, eps, y)
+        return recon - kl
+
+    def loss(self, x, eps, y=None):
+        """The training objective: mean over the batch of -(E log p(x|z) - beta KL) (beta-VAE), a scalar."""
+        recon, kl = self.terms(x, eps, y)
+        return jnp.mean(self.beta * kl - recon)
+
+    def importance_nll(self, x, eps, y=None):
+        """-log p(x) estimated with K importance samples from q(z|x) (Burda et al. 2016).
+
+        x: (B, H, W, C), eps: (B, K, d), y: (B,) -> (B,). Uses log w = log p(x|z) + log p(z) - log q(z|x).
+        """
+        b, k, d = eps.shape
+        mean, logvar = self.encode(x, y)
+        z = reparameterize(mean[:, None], logvar[:, None], eps)
+        y_rep = None if y is None else jnp.repeat(y, k)
+        out = self.decode(z.reshape(b * k, d), y_rep)
+        recon = self.log_likelihood(jnp.repeat(x, k, axis=0), out).reshape(b, k)
+        log_w = recon + gaussian_log_prob(z, 0.0 * z, 0.0 * z) - gaussian_log_prob(z, mean[:, None], logvar[:, None])
+        return -iwae_bound(log_w)
+
+    def sample(self, z, y=None):
+        """Decoder mean for latents z (B, d): Bernoulli probabilities or Gaussian means, (B, H, W, C)."""
+        out = self.decode(z, y)
+        return jax.nn.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    def __call__(self, x, eps, y=None):
+        return self.elbo(x, eps, y)
+
+
+# 4. The derivation -------------------------------------------------------------------------------
+def _model(seed: int = 0, big_d: int = 5, d: int = 3, classes: int = 3):
+    """Linear-Gaussian decoder x|z,y ~ N(W z + b + V onehot(y), sigma^2 I), z ~ N(0, I), and one x (float64)."""
+    rng = np.random.default_rng(seed)
+    weight = jnp.asarray(rng.standard_normal((big_d, d)) / np.sqrt(d))
+    bias, v = jnp.asarray(0.5 * rng.standard_normal(big_d)), jnp.asarray(rng.standard_normal((big_d, classes)))
+    x = weight @ jnp.asarray(rng.standard_normal(d)) + bias + 0.7 * jnp.asarray(rng.standard_normal(big_d))
+    return x, weight, bias, jnp.asarray(0.7), v
+
+
+def _random_qs(rng: np.random.Generator, n: int, d: int):
+    """n random full-covariance Gaussians: means (n, d), lower-triangular scales (n, d, d)."""
+    diag = np.exp(0.3 * rng.standard_normal((n, d)))[:, None] * np.eye(d)
+    low = np.tril(0.3 * rng.standard_normal((n, d, d)), -1) + diag
+    return jnp.asarray(rng.standard_normal((n, d))), jnp.asarray(low)
+
+
+def _expected_recon(x, weight, bias, sigma, mean, scale_tril):
+    """E_q log N(x; W z + b, sigma^2 I) for q = N(m, L L^T), in closed form:
+    -D/2 log(2 pi sigma^2) - (|x - W m - b|^2 + |W L|_F^2) / (2 sigma^2)."""
+    resid = x - mean @ weight.T - bias
+    return -0.5 * x.shape[-1] * (LOG_2PI + 2 * jnp.log(sigma)) - 0.5 * (
+        jnp.sum(resid**2, axis=-1) + jnp.sum((weight @ scale_tril) ** 2)) / sigma**2
+
+
+def _beta_objective(x, weight, bias, sigma, mean, scale_tril, beta):
+    """The beta-VAE objective E_q log p(x|z) - beta KL(q || N(0, I)) in closed form (Higgins et al. 2017)."""
+    d = mean.shape[-1]
+    return _expected_recon(x, weight, bias, sigma, mean, scale_tril) - beta * mvn_kl(
+        mean, scale_tril, jnp.zeros(d), jnp.eye(d))
+
+
+def _beta_optimum(x, weight, bias, sigma, beta):
+    """S* = (I + W^T W / (beta sigma^2))^-1, m* = S* W^T (x - b) / (beta sigma^2) -> (m*, chol S*)."""
+    s2 = beta * sigma**2
+    cov = jnp.linalg.inv(jnp.eye(weight.shape[1]) + weight.T @ weight / s2)
+    return cov @ weight.T @ (x - bias) / s2, jnp.linalg.cholesky(cov)
+
+
+@jax.jit
+def _elbo_terms(x, weight, bias, sigma, mean, logvar, eps):
+    """Closed forms and per-sample terms for one diagonal q = N(mean, diag e^logvar), z = reparameterize(eps)."""
+    z, tril = reparameterize(mean, logvar, eps), jnp.diag(jnp.exp(0.5 * logvar))
+    return {"z": z, "kl": standard_normal_kl(mean, logvar),
+            "kl_samples": gaussian_log_prob(z, mean, logvar) - gaussian_log_prob(z, 0 * z, 0 * z),
+            "recon": _expected_recon(x, weight, bias, sigma, mean, tril),
+            "recon_samples": gaussian_log_prob(x, z @ weight.T + bias, jnp.full(x.shape, 2 * jnp.log(sigma))),
+            "elbo": linear_gaussian_elbo(x, weight, bias, sigma, mean, tril)}
+
+
+@jax.jit
+def _beta_study(x, weight, bias, sigma, means, trils, betas):
+    """F_beta for each beta and q (B, Q); ELBO (Q,); grad_(m, tril L) F_beta at the beta optimum (B, d + d^2);
+    KL(q*_beta || N(0, I)) (B,); the beta = 1 optimum and the posterior, flattened; log p(x)."""
+    per_q = jax.vmap(_beta_objective, in_axes=(None,) * 4 + (0, 0, None))
+    objective = jax.vmap(lambda b: per_q(x, weight, bias, sigma, means, trils, b))(betas)
+    elbos = jax.vmap(linear_gaussian_elbo, in_axes=(None,) * 4 + (0, 0))(x, weight, bias, sigma, means, trils)
+
+    def at_optimum(b):
+        m, t = _beta_optimum(x, weight, bias, sigma, b)
+        gm, gl = jax.grad(_beta_objective, argnums=(4, 5))(x, weight, bias, sigma, m, t, b)
+        return jnp.concatenate([gm, jnp.tril(gl).ravel()]), mvn_kl(m, t, 0 * m, jnp.eye(m.shape[0]))
+
+    def flat(m, t):
+        return jnp.concatenate([m, t.ravel()])
+
+    grads, kls = jax.vmap(at_optimum)(betas)
+    return {"objective": objective, "elbos": elbos, "grads": grads, "kl_star": kls,
+            "optimum": flat(*_beta_optimum(x, weight, bias, sigma, 1.0)),
+            "posterior": flat(*linear_gaussian_posterior(x, weight, bias, sigma)),
+            "log_px": linear_gaussian_evidence(x, weight, bias, sigma)}
+
+
+@jax.jit
+def _cvae_terms(x, weight, bias, sigma, v, means, trils):
+    """For y = 0..n-1, the model with bias b + V e_y and q_y = N(means[y], trils[y] trils[y]^T):
+    cELBO, KL(q_y || p(z|x, y)) and log p(x|y), each (n,)."""
+    def one(y, m, t):
+        b_y = bias + v @ jax.nn.one_hot(y, v.shape[1])
+        return (linear_gaussian_elbo(x, weight, b_y, sigma, m, t),
+                mvn_kl(m, t, *linear_gaussian_posterior(x, weight, b_y, sigma)),
+                linear_gaussian_evidence(x, weight, b_y, sigma))
+
+    return jax.vmap(one)(jnp.arange(v.shape[1]), means, trils)
+
+
+@jax.jit
+def _gradient_samples(x, weight, bias, sigma, mean, logvar, eps):
+    """Per-sample estimators of grad_(m, logvar) E_q f(z), f(z) = log p(x|z): reparameterised and score function."""
+    def f(z):
+        return gaussian_log_prob(x, z @ weight.T + bias, jnp.full(x.shape, 2 * jnp.log(sigma)))
+
+    def reparam(e):
+        return jnp.concatenate(jax.grad(lambda m, lv: f(reparameterize(m, lv, e)), argnums=(0, 1))(mean, logvar))
+
+    def score(e):
+        z = reparameterize(mean, logvar, e)  # held fixed: only log q(z) is differentiated
+        return f(z) * jnp.concatenate(jax.grad(gaussian_log_prob, argnums=(1, 2))(z, mean, logvar))
+
+    exact = jax.grad(lambda m, lv: _expected_recon(x, weight, bias, sigma, m, jnp.diag(jnp.exp(0.5 * lv))),
+                     argnums=(0, 1))(mean, logvar)
+    return jax.vmap(reparam)(eps), jax.vmap(score)(eps), jnp.concatenate(exact)
+
+
+@jax.jit
+def _iwae_samples(x, weight, bias, sigma, eps):
+    """log (1/K) sum_k w_k, w_k = p(x, z_k) / q(z_k|x), z_k = reparameterize(q, eps_k), for a mis-fitted diagonal
+    q(z|x): mean 0.8 of the posterior's plus 0.1, variances 1.3x its marginals. eps: (R, K, d) -> (R,), ELBO(q)."""
+    post_mean, post_tril = linear_gaussian_posterior(x, weight, bias, sigma)
+    mean, logvar = 0.8 * post_mean + 0.1, jnp.log(1.3 * jnp.diag(post_tril @ post_tril.T))
+    z = reparameterize(mean, logvar, eps)
+    log_w = linear_gaussian_log_joint(x, z, weight, bias, sigma) - gaussian_log_prob(z, mean, logvar)
+    return iwae_bound(log_w), linear_gaussian_elbo(x, weight, bias, sigma, mean, jnp.diag(jnp.exp(0.5 * logvar)))
+
+
+@jax.jit
+def _small_vae_terms(x, eps):
+    """A small flax VAE at init (key 0) on x (B, 4, 4, 1), eps (B, 2): -importance_nll with K = 1, elbo, the
+    closed-form KL and its one-sample estimate log q(z|x) - log p(z) at the same z, each (B,)."""
+    model = VAE(image_shape=(1, 4, 4), latent_dim=2, architecture="mlp", likelihood="bernoulli", hidden=(8,))
+    params = model.init(jax.random.key(0), x, eps)
+    mean, logvar = model.apply(params, x, method=VAE.encode)
+    z = reparameterize(mean, logvar, eps)
+    kl_sample = gaussian_log_prob(z, mean, logvar) - gaussian_log_prob(z, 0 * z, 0 * z)
+    return (-model.apply(params, x, eps[:, None, :], method=VAE.importance_nll),
+            model.apply(params, x, eps, method=VAE.elbo), standard_normal_kl(mean, logvar), kl_sample)
+
+
+def _sympy_reparameterisation():
+    """Density of z = mu + sigma eps by change of variables, and the Gaussian density it should be."""
+    z, mu = sp.symbols("z mu", real=True)
+    sigma = sp.symbols("sigma", positive=True)
+    eps = (z - mu) / sigma  # the inverse map
+    pushed = sp.exp(-eps**2 / 2) / sp.sqrt(2 * sp.pi) * sp.Abs(sp.diff(eps, z))
+    return pushed, sp.exp(-(z - mu) ** 2 / (2 * sigma**2)) / sp.sqrt(2 * sp.pi * sigma**2)
+
+
+def derive(echo=None) -> Derivation:
+    jax.config.update("jax_enable_x64", True)
+    d = Derivation("vae", TITLE, LECTURES, echo=echo)
+    x, weight, bias, sigma, v = _model()
+    latent, rng = weight.shape[1], np.random.default_rng(1)
+    d.say("A VAE pairs a decoder $p_\\theta(x\\mid z)$, prior $p(z) = \\mathcal N(0, I)$ and a diagonal Gaussian "
+          "encoder $q_\\phi(z\\mid x) = \\mathcal N(\\mu, \\mathrm{diag}\\,\\sigma^2)$. Checks use the linear "
+          "decoder $x\\mid z \\sim \\mathcal N(Wz + b, \\sigma^2 I)$ ($d = 3$, $D = 5$, $\\sigma = 0.7$), "
+          "where every term has a closed form.")
+
+    # 1. The Gaussian VAE's ELBO = E_q log p(x|z) - KL(q || N(0, I)).
+    mean, logvar = jnp.asarray(rng.standard_normal(latent)), jnp.asarray(0.5 * rng.standard_normal(latent))
+    terms = _elbo_terms(x, weight, bias, sigma, mean, logvar, jnp.asarray(rng.standard_normal((20000, latent))))
+    d.monte_carlo("$\\mathrm{KL}(q\\,\\|\\,\\mathcal N(0,I)) = "
+                  "-\\frac12\\sum_j(1 + \\log\\sigma_j^2 - \\mu_j^2 - \\sigma_j^2)$ (`standard_normal_kl`) "
+                  "$= \\mathbb E_q[\\log q(z) - \\log p(z)]$ (20 000 samples)",
+                  terms["kl_samples"], terms["kl"])
+    ms, lvs = jnp.asarray(rng.standard_normal((50, latent))), jnp.asarray(rng.standard_normal((50, latent)))
+    d.numeric("...and it is `gaussian_kl` with $p = \\mathcal N(0, I)$ (50 random encoders)",
+              standard_normal_kl(ms, lvs), gaussian_kl(ms, lvs, 0 * ms, 0 * lvs))
+    d.monte_carlo("$\\mathbb E_q[\\log p(x\\mid z)] = -\\frac D2\\log 2\\pi\\sigma^2 - "
+                  "\\frac{|x - W\\mu - b|^2 + \\|W\\,\\mathrm{diag}\\,\\sigma_q\\|_F^2}{2\\sigma^2}$ (20 000 samples)",
+                  terms["recon_samples"], terms["recon"])
+    d.numeric("ELBO $= \\mathbb E_q[\\log p(x\\mid z)] - \\mathrm{KL}(q\\,\\|\\,p(z))$: the VAE's form equals the "
+              "`linear_gaussian_elbo` form $\\mathbb E_q[\\log p(x, z)] + H[q]$",
+              terms["recon"] - terms["kl"], terms["elbo"])
+
+    # 2. Reparameterisation: z = mu + sigma eps, eps ~ N(0, 1), has density N(mu, sigma^2).
+    pushed, gauss = _sympy_reparameterisation()
+    d.symbolic("Change of variables: "
+               "$\\varphi\\big(\\frac{z-\\mu}{\\sigma}\\big)\\,\\big|\\frac{d\\epsilon}{dz}\\big| = "
+               "\\mathcal N(z; \\mu, \\sigma^2)$, so $z = \\mu + \\sigma\\epsilon$ samples $q$", pushed, gauss)
+    z, mean, logvar = np.asarray(terms["z"]), np.asarray(mean), np.asarray(logvar)
+    d.monte_carlo("`reparameterize` draws have mean $\\mu$ and variance $\\sigma^2$ (20 000 draws, per coordinate)",
+                  np.concatenate([z, (z - mean) ** 2], axis=1), np.concatenate([mean, np.exp(logvar)]))
+
+    # 3. Gradient estimators of grad_phi E_q f(z), f = log p(x|z): exact by jax.grad of the closed form.
+    g_rep, g_score, exact = _gradient_samples(x, weight, bias, sigma, mean, logvar,
+                                              jnp.asarray(rng.standard_normal((50000, latent))))
+    d.say("Two unbiased estimators of $\\nabla_\\phi \\mathbb E_{q_\\phi}[f(z)]$: reparameterised "
+          "$\\nabla_\\phi f(\\mu + \\sigma\\epsilon)$ and score function $f(z)\\nabla_\\phi \\log q_\\phi(z)$; "
+          "$\\phi = (\\mu, \\log\\sigma^2)$, exact gradient by `jax.grad` of the closed form above.")
+    d.monte_carlo("Reparameterisation gradient is unbiased (50 000 samples, all 6 coordinates)", g_rep, exact)
+    d.monte_carlo("Score-function (REINFORCE) gradient is unbiased (same samples)", g_score, exact)
+    var_rep, var_score = np.var(g_rep, axis=0, ddof=1), np.var(g_score, axis=0, ddof=1)
+    d.inequality(f"Per-sample variance: reparameterised below score function in every coordinate, by a factor "
+                 f"{np.min(var_score / var_rep):.0f} to {np.max(var_score / var_rep):.0f}", var_rep, var_score)
+
+    # 4. beta-VAE: E log p(x|z) - beta KL; its optimum is the posterior of a noisier model.
+    study = _beta_study(x, weight, bias, sigma, *_random_qs(rng, 20, latent), jnp.array([1.0, 1.5, 2.0, 4.0, 8.0, 0.5]))
+    objective, elbos, kl_star = (np.asarray(study[k]) for k in ("objective", "elbos", "kl_star"))
+    d.numeric("At $\\beta = 1$ the $\\beta$-VAE objective $\\mathbb E_q\\log p(x\\mid z) - \\beta\\,\\mathrm{KL}$ "
+              "is the ELBO (20 random full-covariance $q$)", objective[0], elbos)
+    d.inequality("For $\\beta > 1$ ($\\beta$ = 1.5, 2, 4, 8) it lower-bounds the ELBO, which lower-bounds $\\log p(x)$",
+                 np.concatenate([objective[1:5].ravel(), elbos]),
+                 np.concatenate([np.tile(elbos, 4), np.full(20, study["log_px"])]))
+    d.say("Maximising over $q = \\mathcal N(m, LL^\\top)$: $\\beta$ scales the prior and entropy terms, which is "
+          "the ELBO of a model with noise variance $\\beta\\sigma^2$, so "
+          "$\\Sigma^* = (I + W^\\top W/\\beta\\sigma^2)^{-1}$, $m^* = \\Sigma^* W^\\top (x - b)/\\beta\\sigma^2$.")
+    d.gradient("$\\nabla_{m, L}$ of the $\\beta$ objective vanishes at $(m^*, \\mathrm{chol}\\,\\Sigma^*)$ for "
+               "$\\beta$ = 1, 1.5, 2, 4, 8, 0.5 (jax.grad)", study["grads"], np.zeros(study["grads"].shape))
+    d.numeric("At $\\beta = 1$ the optimum is the true posterior `linear_gaussian_posterior`",
+              study["optimum"], study["posterior"])
+    d.inequality(f"Larger $\\beta$ pulls $q^*$ to the prior: $\\mathrm{{KL}}(q^*\\|p(z))$ falls from {kl_star[0]:.3f} "
+                 f"to {kl_star[4]:.3f} nats as $\\beta$ goes 1, 1.5, 2, 4, 8", kl_star[1:5], kl_star[:4])
+
+    # 5. Conditional VAE: x | z, y ~ N(W z + b + V onehot(y), sigma^2 I), z ~ N(0, I).
+    zs, ys = rng.standard_normal((6, latent)), np.array([0, 1, 2, 0, 1, 2])
+    d.numeric("A linear decoder on `with_condition(z, y)` $= [z, e_y]$ is $Wz + b + Ve_y$: a class-dependent bias",
+              np.asarray(with_condition(jnp.asarray(zs), jnp.asarray(ys), 3)) @ np.concatenate([weight, v], axis=1).T
+              + bias, zs @ np.asarray(weight).T + bias + np.asarray(v)[:, ys].T)
+    celbo, ckl, log_pxy = _cvae_terms(x, weight, bias, sigma, v, *_random_qs(rng, 3, latent))
+    d.numeric("$\\log p(x\\mid y) = \\mathrm{cELBO} + \\mathrm{KL}(q(z\\mid x, y)\\,\\|\\,p(z\\mid x, y))$ "
+              "for $y$ = 0, 1, 2, every term closed form", np.asarray(celbo) + np.asarray(ckl), log_pxy)
+
+    # 6. Bernoulli decoder: log p(x|z) = x l - softplus(l), stable for any logit l.
+    xb, logits = rng.uniform(size=(40, 8)), rng.uniform(-8, 8, size=(40, 8))
+    p = 1 / (1 + np.exp(-logits))
+    d.numeric("`bernoulli_log_prob`$(x, l) = \\sum x\\log s(l) + (1-x)\\log(1 - s(l))$, $s$ the sigmoid ($|l| \\le 8$)",
+              bernoulli_log_prob(jnp.asarray(xb), jnp.asarray(logits)),
+              np.sum(xb * np.log(p) + (1 - xb) * np.log(1 - p), axis=-1))
+    xe, le = np.array([[1.0], [0.0], [1.0], [0.0]]), np.array([[1000.0], [1000.0], [-1000.0], [-1000.0]])
+    with np.errstate(all="ignore"):
+        pe = 1 / (1 + np.exp(-le))
+        naive = np.sum(xe * np.log(pe) + (1 - xe) * np.log(1 - pe), axis=-1)
+    d.numeric(f"At $|l| = 1000$ the naive formula gives {np.sum(~np.isfinite(naive))} of 4 non-finite values; "
+              "`bernoulli_log_prob` gives the exact $0, -1000, -1000, 0$",
+              bernoulli_log_prob(jnp.asarray(xe), jnp.asarray(le)), np.array([0.0, -1000.0, -1000.0, 0.0]))
+
+    # 7. Importance-sampled likelihood (Burda et al. 2016) with a mis-fitted diagonal encoder.
+    est = {k: _iwae_samples(x, weight, bias, sigma, jnp.asarray(rng.standard_normal((r, k, latent))))
+           for k, r in ((1, 20000), (1000, 400))}
+    q_elbo = float(est[1][1])
+    d.say("$q(z\\mid x)$: a diagonal encoder, mean 0.8 of the posterior's plus 0.1, variances 1.3x its marginals; "
+          "$-\\log p(x) \\approx -\\log \\frac1K\\sum_k p(x, z_k)/q(z_k\\mid x)$, $z_k \\sim q$.")
+    d.monte_carlo("With $K = 1$ the estimate's mean is the ELBO of $q$ (20 000 replicates)", est[1][0], q_elbo)
+    log_px = float(study["log_px"])
+    gap1, gap_k = log_px - q_elbo, log_px - float(np.mean(est[1000][0]))
+    d.inequality(f"With $K = 1000$ the importance-sampled NLL approaches $-\\log p(x)$: the gap falls from "
+                 f"{gap1:.3f} nats (K = 1) to {gap_k:.5f} (mean of 400 replicates), below 1% of the K = 1 gap",
+                 abs(gap_k), 0.01 * gap1)
+    n = 2000  # the flax VAE on 3 images, each with n draws of eps
+    xv, ev = np.tile(rng.uniform(size=(3, 4, 4, 1)), (n, 1, 1, 1)), rng.standard_normal((3 * n, 2))
+    neg_nll, elbo, kl, kl_sample = map(np.asarray, _small_vae_terms(jnp.asarray(xv), jnp.asarray(ev)))
+    d.numeric("The flax `VAE` (MLP, Bernoulli, $4\\times 4$ images): $-$`importance_nll` with $K = 1$ is `elbo` with "
+              "its closed-form KL swapped for the one-sample $\\log q(z\\mid x) - \\log p(z)$, same $\\epsilon$ "
+              "(float32 params)", neg_nll, elbo + kl - kl_sample, rtol=1e-5, atol=1e-5)
+    d.monte_carlo(f"...so they agree in expectation over $\\epsilon$: $-$`importance_nll` ($K = 1$) minus `elbo` "
+                  f"has mean 0 ({n} draws of $\\epsilon$ for each of 3 images)",
+                  (neg_nll - elbo).reshape(n, 3), np.zeros(3))
+    return d
