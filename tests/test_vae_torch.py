@@ -1,0 +1,118 @@
+"""The PyTorch VAE as a user meets it: shapes, clear errors, bounds, mixed precision, devices."""
+
+import pytest
+import torch
+
+from practice_torch.vae import VAE, draw_eps
+
+IMAGE = (1, 8, 8)
+
+
+def make(architecture="conv", **kw):
+    torch.manual_seed(0)
+    defaults = {"channels": (8, 16), "hidden": (32,), "latent_dim": 4}
+    return VAE(image_shape=IMAGE, architecture=architecture, **{**defaults, **kw})
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_shapes(architecture, likelihood):
+    model = make(architecture, likelihood=likelihood, num_classes=3)
+    x, y = torch.rand(5, *IMAGE), torch.randint(0, 3, (5,))
+    assert model.elbo(x, draw_eps((5, 4)), y).shape == (5,)
+    assert model.loss(x, draw_eps((5, 4)), y).shape == ()
+    assert model.importance_nll(x, draw_eps((5, 7, 4)), y).shape == (5,)
+    assert model.sample(draw_eps((5, 4)), y).shape == (5, *IMAGE)
+
+
+def test_importance_nll_with_one_sample_is_minus_the_sampled_elbo():
+    """K = 1: -log w with the one-sample KL (log q - log p at z), which the closed-form ELBO averages."""
+    from practice_torch.elbo import gaussian_log_prob
+    from practice_torch.vae import reparameterize
+
+    model = make()
+    x, eps = torch.rand(4, *IMAGE), draw_eps((4, 4))
+    with torch.no_grad():
+        mean, logvar = model.encode(x)
+        z = reparameterize(mean, logvar, eps)
+        log_w = (model.log_likelihood(x, model.decode(z)) + gaussian_log_prob(z, 0 * z, 0 * z)
+                 - gaussian_log_prob(z, mean, logvar))
+        torch.testing.assert_close(model.importance_nll(x, eps[:, None]), -log_w)
+
+
+def test_more_importance_samples_tighten_the_bound():
+    model = make()
+    x = torch.rand(4, *IMAGE)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        nll_1 = torch.stack([model.importance_nll(x, draw_eps((4, 1, 4), gen)) for _ in range(200)]).mean(0)
+        nll_64 = torch.stack([model.importance_nll(x, draw_eps((4, 64, 4), gen)) for _ in range(20)]).mean(0)
+    assert torch.all(nll_64 < nll_1)
+
+
+def test_beta_weighs_only_the_kl():
+    x, eps = torch.rand(4, *IMAGE), draw_eps((4, 4))
+    plain, heavy = make(), make(beta=4.0)
+    recon, kl = plain.terms(x, eps)
+    torch.testing.assert_close(heavy.loss(x, eps), torch.mean(4.0 * kl - recon))
+    torch.testing.assert_close(plain.loss(x, eps), -plain.elbo(x, eps).mean())
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        VAE(image_shape=(1, 10, 10), architecture="conv")
+    with pytest.raises(ValueError, match="architecture must be"):
+        VAE(image_shape=IMAGE, architecture="transformer")
+    with pytest.raises(ValueError, match="likelihood must be"):
+        VAE(image_shape=IMAGE, likelihood="poisson")
+    with pytest.raises(ValueError, match="pass labels y"):
+        make(num_classes=3).loss(torch.rand(2, *IMAGE), draw_eps((2, 4)))
+
+
+def test_a_few_adam_steps_raise_the_elbo():
+    model = make("mlp")
+    x = (torch.rand(64, *IMAGE) > 0.5).float()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        before = model.elbo(x, draw_eps((64, 4), gen)).mean()
+    for _ in range(60):
+        opt.zero_grad()
+        model.loss(x, draw_eps((64, 4), gen)).backward()
+        opt.step()
+    with torch.no_grad():
+        after = model.elbo(x, draw_eps((64, 4), gen)).mean()
+    assert after > before + 1.0
+
+
+def test_bf16_autocast_on_cpu_runs_and_stays_close():
+    model = make()
+    x, eps = torch.rand(4, *IMAGE), draw_eps((4, 4))
+    with torch.no_grad():
+        exact = model.elbo(x, eps)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model.elbo(x, eps)
+    assert torch.all(torch.isfinite(mixed))
+    torch.testing.assert_close(mixed.float(), exact, rtol=0.05, atol=0.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = make()
+    x, eps = torch.rand(4, *IMAGE), draw_eps((4, 4))
+    with torch.no_grad():
+        cpu = model.elbo(x, eps)
+        gpu = model.cuda().elbo(x.cuda(), eps.cuda()).cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    model = make()
+    x, eps = torch.rand(4, *IMAGE), draw_eps((4, 4))
+    compiled = torch.compile(model.elbo)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x, eps), model.elbo(x, eps), rtol=1e-5, atol=1e-4)
