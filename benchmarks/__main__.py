@@ -1,0 +1,129 @@
+"""``python -m benchmarks [name ...] [--threads N] [--repeats R]``.
+
+Speed is measured here, never asserted in tests. Each benchmark prints a table and writes
+``benchmarks/results/<name>.json``. The machine's fp32 GEMM peak is measured first so model
+throughput can be read as model FLOP utilisation (MFU = achieved FLOP/s / GEMM peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def best_of(fn, repeats: int, warmup: int = 2) -> float:
+    """The fastest of ``repeats`` timed calls, in seconds (after ``warmup`` untimed calls)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def gemm_peak(n: int = 1024, repeats: int = 10) -> float:
+    """fp32 GEMM FLOP/s of torch at the current thread count (2 n^3 FLOPs per n x n matmul)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / best_of(lambda: a @ b, repeats)
+
+
+def vae_step(args) -> list[dict]:
+    """The VAE's loss + gradient on a batch of 28x28 images: PyTorch eager vs JAX jit (MLP and conv)."""
+    import jax
+    import jax.numpy as jnp
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import practice_torch.vae as tv
+    import theory_jax.vae as jv
+    from shared_specs.interop import torch_to_flax
+
+    batch, latent, image = 128, 16, (1, 28, 28)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(batch, *image)).astype("float32")
+    eps = rng.standard_normal((batch, latent)).astype("float32")
+    peak = gemm_peak(repeats=args.repeats)
+    rows = []
+    for arch in ("mlp", "conv"):
+        config = {"image_shape": image, "latent_dim": latent, "architecture": arch, "hidden": (512, 256),
+                  "channels": (32, 64)}
+        tmodel = tv.VAE(**config)
+        tx, teps = torch.from_numpy(x), torch.from_numpy(eps)
+
+        def torch_step():
+            tmodel.zero_grad(set_to_none=True)
+            tmodel.loss(tx, teps).backward()
+
+        with FlopCounterMode(display=False) as counter:
+            torch_step()
+        flops = counter.get_total_flops()
+        seconds = best_of(torch_step, args.repeats)
+        rows.append({"model": f"vae-{arch}", "backend": "torch eager", "ms_per_step": 1e3 * seconds,
+                     "examples_per_s": batch / seconds, "gflop_per_step": flops / 1e9,
+                     "mfu": flops / seconds / peak})
+
+        jmodel = jv.VAE(**config)
+        xj = jnp.asarray(x.transpose(0, 2, 3, 1))
+        template = jax.eval_shape(lambda: jmodel.init(jax.random.key(0), xj, jnp.asarray(eps)))["params"]
+        params = torch_to_flax({k: v.numpy() for k, v in tmodel.state_dict().items()}, template)
+        grad_fn = jax.jit(jax.value_and_grad(lambda p: jmodel.apply({"params": p}, xj, eps, method=jv.VAE.loss)))
+        seconds = best_of(lambda: jax.block_until_ready(grad_fn(params)), args.repeats)
+        rows.append({"model": f"vae-{arch}", "backend": "jax jit", "ms_per_step": 1e3 * seconds,
+                     "examples_per_s": batch / seconds, "gflop_per_step": flops / 1e9,
+                     "mfu": flops / seconds / peak})
+    for row in rows:
+        row["gemm_peak_gflops"] = peak / 1e9
+    return rows
+
+
+BENCHMARKS = {"vae_step": vae_step}
+
+
+def print_table(name: str, rows: list[dict]) -> None:
+    keys = list(rows[0])
+    print(f"\n{name}")
+    print("  ".join(f"{k:>16}" for k in keys))
+    for row in rows:
+        print("  ".join(f"{v:>16.3g}" if isinstance(v, float) else f"{v!s:>16}" for v in row.values()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        print(f"error: unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    if args.threads == 1 and "jax" not in sys.modules:  # XLA's CPU client otherwise uses every core
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in args.names or BENCHMARKS:
+        rows = BENCHMARKS[name](args)
+        print_table(name, rows)
+        meta = {"benchmark": name, "threads": args.threads, "torch": torch.__version__,
+                "machine": platform.machine(), "processor": platform.processor(), "time": time.time()}
+        out = RESULTS / f"{name}.json"
+        out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
