@@ -33,10 +33,20 @@ def best_of(fn, repeats: int, warmup: int = 2) -> float:
     return min(times)
 
 
-def gemm_peak(n: int = 1024, repeats: int = 10) -> float:
-    """fp32 GEMM FLOP/s of torch at the current thread count (2 n^3 FLOPs per n x n matmul)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / best_of(lambda: a @ b, repeats)
+def gemm_peak(sizes=(512, 1024, 2048), repeats: int = 5) -> float:
+    """The machine's fp32 GEMM peak at the current thread count: the best FLOP/s (2 n^3 per n x n matmul)
+    that torch or XLA reaches over a few sizes. MFU is measured against it."""
+    import jax
+    import jax.numpy as jnp
+
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        best = max(best, 2 * n**3 / best_of(lambda: a @ b, repeats))
+        aj, bj = jnp.asarray(a.numpy()), jnp.asarray(b.numpy())
+        mm = jax.jit(jnp.matmul)
+        best = max(best, 2 * n**3 / best_of(lambda: mm(aj, bj).block_until_ready(), repeats))
+    return best
 
 
 def vae_step(args) -> list[dict]:
@@ -109,15 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
-    if args.threads == 1 and "jax" not in sys.modules:  # XLA's CPU client otherwise uses every core
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    # Both libraries, and the GEMM peak, get the same cores: XLA's CPU client ignores thread-count flags.
+    cores = sorted(os.sched_getaffinity(0))[: args.threads]
+    os.sched_setaffinity(0, cores)
+    torch.set_num_threads(len(cores))
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.names or BENCHMARKS:
         rows = BENCHMARKS[name](args)
         print_table(name, rows)
-        meta = {"benchmark": name, "threads": args.threads, "torch": torch.__version__,
+        meta = {"benchmark": name, "threads": len(cores), "torch": torch.__version__,
                 "machine": platform.machine(), "processor": platform.processor(), "time": time.time()}
         out = RESULTS / f"{name}.json"
         out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

@@ -49,7 +49,7 @@ def cmd_check(topics: list[str], check_all: bool) -> int:
             print(f"error: topic {name!r} has no spec cases yet (shared_specs/{name}.py)", file=sys.stderr)
             return 2
     failures, total = [], 0
-    header = (f"{'case':<44} {'kind':<8} {'dtype':<7} {'output err':>10} {'tol r/a':>11} "
+    header = (f"{'case':<48} {'kind':<8} {'dtype':<7} {'output err':>10} {'tol r/a':>11} "
               f"{'grad err':>9} {'tol r/a':>11} {'ref err':>9} {'time':>6}  result")
     for name in topics:
         cases = catalogue.spec_cases(name)
@@ -61,7 +61,7 @@ def cmd_check(topics: list[str], check_all: bool) -> int:
             grad = f"{r.gradient.max_abs_err:9.2e}" if r.gradient else f"{'-':>9}"
             ref = f"{r.reference.max_abs_err:9.2e}" if r.reference else f"{'-':>9}"
             gtol = _fmt_tol("gradient", r.dtype) if r.gradient else "-"
-            print(f"{r.case_id:<44} {r.kind:<8} {r.dtype:<7} {out} {_fmt_tol(r.level, r.dtype):>11} {grad} "
+            print(f"{r.case_id:<48} {r.kind:<8} {r.dtype:<7} {out} {_fmt_tol(r.level, r.dtype):>11} {grad} "
                   f"{gtol:>11} {ref} {r.seconds:5.1f}s  {'PASS' if r.passed else 'FAIL'}", flush=True)
             if not r.passed:
                 failures.append(r)
