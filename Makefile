@@ -5,9 +5,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup demo test test-slow lint check derivations clean
+.PHONY: setup data demo test test-slow lint check derivations clean
 
-setup: $(STAMP)
+setup: $(STAMP) data
+
+# The embedded data: Debian's Fashion-MNIST and espeak-ng (installed with apt-get when run as root;
+# otherwise a note says how), then the data sets the project builds or fetches from the registry.
+data: $(STAMP)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] || ! command -v espeak-ng >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist espeak-ng >/dev/null) \
+	      || echo "note: apt-get could not install dataset-fashion-mnist/espeak-ng; those data sets will say how to get them"; \
+	  else echo "note: run 'sudo apt-get install dataset-fashion-mnist espeak-ng' for Fashion-MNIST and spoken digits"; fi; \
+	fi
+	$(PY) -m practice_torch.data prepare
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,0 +1,89 @@
+"""One registry of named data sets, offline by default (ARCHITECTURE.md, "Data").
+
+    from practice_torch.data import get_dataset
+    train = get_dataset("fashion_mnist", "train")       # a torch Dataset of (x, y)
+    x, y = train[0]                                     # x: (1, 28, 28) float32 in [0, 1], y: int64 label
+
+Every entry documents its example shape, dtype, value range, its deterministic train/val/test
+splits and its labels or conditions (``DatasetInfo``); ``python -m practice_torch.data list``
+prints them. A data set that is not on the machine raises ``DatasetMissing`` with one line
+saying how to get it. Modules register themselves on import (images, toy2d, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from torch.utils.data import Dataset
+
+SPLITS = ("train", "val", "test")
+
+
+class DatasetMissing(RuntimeError):
+    """The data set is not on this machine; the message is one line saying how to get it."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a data set is. ``load(split, data_dir, **options)`` returns a torch ``Dataset`` of (x, y)."""
+
+    name: str
+    modality: str  # image | 2-D | text | audio
+    shape: tuple[int, ...]  # one example's x
+    dtype: str
+    value_range: str
+    condition: str  # what y is
+    splits: str  # how train/val/test are made (deterministic)
+    source: str
+    load: Callable[..., Dataset]
+    num_classes: int = 0
+    prepare: Callable[[], str] | None = field(default=None, compare=False)  # one-off set-up, returns a status line
+
+
+REGISTRY: dict[str, DatasetInfo] = {}
+
+
+def register(info: DatasetInfo) -> DatasetInfo:
+    REGISTRY[info.name] = info
+    return info
+
+
+def cache_dir() -> Path:
+    """Where built or fetched data sets are cached: $GENERATIVE_TWINS_DATA or ~/.cache/generative-twins."""
+    path = Path(os.environ.get("GENERATIVE_TWINS_DATA", Path.home() / ".cache" / "generative-twins"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def get_info(name: str) -> DatasetInfo:
+    _load_modules()
+    if name not in REGISTRY:
+        raise KeyError(f"unknown data set {name!r}; choose from {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def get_dataset(name: str, split: str = "train", data_dir: str | Path | None = None, **options: Any) -> Dataset:
+    """The ``split`` of data set ``name``. Raises KeyError (unknown name or split) or DatasetMissing."""
+    info = get_info(name)
+    if split not in SPLITS:
+        raise KeyError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    return info.load(split, None if data_dir is None else Path(data_dir), **options)
+
+
+def all_datasets() -> dict[str, DatasetInfo]:
+    _load_modules()
+    return dict(REGISTRY)
+
+
+def _load_modules() -> None:
+    """Import the modules that register data sets (each registers on import)."""
+    import importlib
+
+    for module in MODULES:
+        importlib.import_module(f"practice_torch.data.{module}")
+
+
+MODULES = ["images", "toy2d"]
