@@ -13,9 +13,10 @@ saying how to get it. Modules register themselves on import (images, toy2d, ...)
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch.utils.data import Dataset
 
