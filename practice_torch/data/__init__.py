@@ -87,4 +87,4 @@ def _load_modules() -> None:
         importlib.import_module(f"practice_torch.data.{module}")
 
 
-MODULES = ["images", "toy2d"]
+MODULES = ["images", "toy2d", "text", "audio", "galaxies"]

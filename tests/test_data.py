@@ -1,0 +1,161 @@
+"""Every registered data set on small slices: shapes, dtypes, ranges, splits, labels, determinism, missing-data messages.
+
+The built sets (shakespeare, spoken_digits, galaxies) use the cache that `make data` fills; a test that finds it
+empty runs the prepare hook itself, so this file also works alone (the first time takes about a minute).
+"""
+
+import pytest
+import torch
+
+from practice_torch.data import DatasetMissing, all_datasets, get_dataset, get_info
+from practice_torch.data.splits import three_way
+
+SPLITS = ("train", "val", "test")
+
+
+def prepared(name: str) -> None:
+    """Run ``name``'s prepare hook (instant once cached); skip if the machine cannot build it (offline, no espeak-ng)."""
+    status = get_info(name).prepare()
+    if status.startswith("NOT"):
+        pytest.skip(f"{name}: {status}")
+
+
+def assert_one_line_missing(name: str, *words: str, **options) -> None:
+    with pytest.raises(DatasetMissing) as info:
+        get_dataset(name, "train", **options)
+    message = str(info.value)
+    assert "\n" not in message and message
+    for word in words:
+        assert word in message
+
+
+def test_registry_documents_every_set():
+    infos = all_datasets()
+    expected = {"fashion_mnist", "mnist", "cifar10", "digits", "moons", "gaussians", "rings", "shakespeare", "names",
+                "spoken_digits", "galaxies"}
+    assert expected <= set(infos)
+    for info in infos.values():
+        assert info.shape and info.dtype and info.value_range and info.condition and info.splits and info.source
+
+
+def test_fashion_mnist_or_its_message():
+    try:
+        sizes = [len(get_dataset("fashion_mnist", split)) for split in SPLITS]
+    except DatasetMissing as exc:
+        assert "\n" not in str(exc) and "apt-get install dataset-fashion-mnist" in str(exc)
+        return
+    assert sizes == [51_000, 9_000, 10_000]
+    x, y = get_dataset("fashion_mnist", "val", limit=256)[:]
+    assert x.shape == (256, 1, 28, 28) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert y.dtype == torch.int64 and set(y.tolist()) <= set(range(10))
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_torchvision_sets_say_how_to_get_them(name):
+    assert_one_line_missing(name, "--data-dir")
+
+
+def test_digits():
+    parts = [get_dataset("digits", split) for split in SPLITS]
+    assert [len(p) for p in parts] == [1258, 270, 269]
+    x, y = parts[0][:]
+    assert x.shape[1:] == (1, 8, 8) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert set(y.tolist()) == set(range(10))
+    indices = [set(three_way(1797, split)) for split in SPLITS]
+    assert not (indices[0] & indices[1] or indices[0] & indices[2] or indices[1] & indices[2])
+
+
+@pytest.mark.parametrize("name, classes", [("moons", 2), ("gaussians", 8), ("rings", 3)])
+def test_toy2d(name, classes):
+    x, y = get_dataset(name, "train", limit=500)[:]
+    assert x.shape == (500, 2) and x.dtype == torch.float32 and x.abs().max() < 3.5
+    assert set(y.tolist()) == set(range(classes)) and get_info(name).num_classes == classes
+    assert torch.equal(x, get_dataset(name, "train", limit=500)[:][0])
+    assert not torch.equal(x, get_dataset(name, "val", limit=500)[:][0])
+    assert [len(get_dataset(name, split)) for split in SPLITS] == [20_000, 2_000, 2_000]
+
+
+def test_missing_built_sets_say_run_make_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENERATIVE_TWINS_DATA", str(tmp_path))
+    for name in ("shakespeare", "spoken_digits", "galaxies"):
+        assert_one_line_missing(name, "make data")
+    assert_one_line_missing("galaxies", "practice_torch.data.galaxies 64", size=64)
+    assert_one_line_missing("spoken_digits", "SPEECHCOMMANDS", source="speechcommands", data_dir=tmp_path)
+
+
+def test_shakespeare_splits_by_work_and_predicts_the_next_character():
+    prepared("shakespeare")
+    parts = {split: get_dataset("shakespeare", split, block_size=64) for split in SPLITS}
+    works = [set(part.works) for part in parts.values()]
+    assert len(set.union(*works)) == 42 and sum(map(len, works)) == 42
+    total = sum(len(part.text) for part in parts.values())
+    assert all(0.03 < len(parts[split].text) / total < 0.07 for split in ("val", "test"))
+    x, y = parts["train"][3]
+    assert x.shape == y.shape == (64,) and x.dtype == y.dtype == torch.int64
+    assert torch.equal(x[1:], y[:-1]) and torch.equal(parts["train"][4][0][0], y[-1])
+    vocab = parts["train"].vocab
+    assert vocab.itos == get_dataset("shakespeare", "test", limit=100).vocab.itos and len(vocab) == 85
+    assert vocab.decode(x) == parts["train"].text[3 * 64: 4 * 64]
+    assert vocab.encode("To be, or not\n").tolist() == [vocab.stoi[c] for c in "To be, or not\n"]
+    assert vocab.encode("café~").tolist()[-2:] == [0, 0]  # unseen in train: the reserved UNK id
+
+
+def test_names_are_padded_next_token_sequences():
+    parts = {split: get_dataset("names", split) for split in SPLITS}
+    words = [set(part.names) for part in parts.values()]
+    assert not (words[0] & words[1] or words[0] & words[2] or words[1] & words[2])
+    sizes = [len(part) for part in parts.values()]
+    assert sum(sizes) > 5000 and abs(sizes[1] / sum(sizes) - 0.1) < 0.01
+    ds = parts["val"]
+    x, y = ds[0]
+    assert x.shape == y.shape == (12,) and x.dtype == y.dtype == torch.int64
+    name = ds.names[0]
+    assert x[0] == 1 and ds.vocab.decode(x, skip_special=True) == name and ds.vocab.decode(y, skip_special=True) == name
+    assert y[len(name)] == 2 and (y[len(name) + 1:] == -100).all() and (x[len(name) + 1:] == 0).all()
+    assert torch.equal(x[1:len(name) + 1], y[:len(name)])
+
+
+def test_spoken_digits_wave_and_speaker_split():
+    prepared("spoken_digits")
+    parts = {split: get_dataset("spoken_digits", split) for split in SPLITS}
+    assert sum(len(part) for part in parts.values()) >= 1000 and all(len(part) for part in parts.values())
+    speakers = [set(part.speakers) for part in parts.values()]
+    assert not (speakers[0] & speakers[1] or speakers[0] & speakers[2] or speakers[1] & speakers[2])
+    assert set(parts["val"].labels) == set(range(10))
+    x, y = parts["test"][7]
+    assert x.shape == (1, 16000) and x.dtype == torch.float32 and x.abs().max() <= 1 and x.abs().max() > 0.1
+    assert y.dtype == torch.int64 and 0 <= y < 10
+    again = get_dataset("spoken_digits", "test")
+    assert again.files == parts["test"].files and torch.equal(again[7][0], x)
+
+
+def test_spoken_digits_mel_view_inverts_with_griffin_lim():
+    from practice_torch.data.audio import log_mel, mel_to_waveform
+
+    prepared("spoken_digits")
+    mel = get_dataset("spoken_digits", "val", view="mel")
+    x = torch.stack([mel[i][0] for i in range(0, len(mel), len(mel) // 4)])
+    assert x.shape[1:] == (1, 64, 64) and x.min() >= -1.01 and x.max() <= 1.1
+    wave = mel_to_waveform(x)
+    assert wave.shape == (len(x), 1, 16000)
+    back = log_mel(wave)
+    for a, b in zip(x, back):
+        assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.9
+
+
+def test_galaxies_images_and_conditions():
+    from practice_torch.data.galaxies import RANGES, denormalise_condition, to_counts
+
+    prepared("galaxies")
+    x, y = get_dataset("galaxies", "val")[:]
+    assert x.shape == (1000, 1, 32, 32) and x.dtype == y.dtype == torch.float32
+    assert -1 < x.min() and x.max() < 1.2 and y.shape == (1000, 5) and y.abs().max() <= 1
+    xp, physical = get_dataset("galaxies", "val", physical=True)[:]
+    assert torch.equal(x, xp) and torch.allclose(denormalise_condition(y), physical, atol=1e-5)
+    low, high = torch.from_numpy(RANGES).T
+    assert ((physical >= low - 1e-6) & (physical <= high + 1e-6)).all()
+    flux = to_counts(x).sum((1, 2, 3)) / 10 ** physical[:, 4]  # the stamp holds most of the light
+    assert 0.85 < flux.median() < 1.02
+    assert [len(get_dataset("galaxies", split)) for split in ("train", "test")] == [12_000, 1_000]
+    assert torch.equal(get_dataset("galaxies", "test", limit=10)[:][0], get_dataset("galaxies", "test", limit=10)[:][0])
+    assert not torch.equal(physical[:10], get_dataset("galaxies", "test", physical=True, limit=10)[:][1])
