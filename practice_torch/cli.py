@@ -1,0 +1,186 @@
+"""``python -m practice_torch list | train | sample | eval`` (ARCHITECTURE.md, "An implementation trains for real").
+
+    python -m practice_torch list
+    python -m practice_torch train vae                                  # quick preset, Fashion-MNIST
+    python -m practice_torch train vae --set model.conditional=true --set model.beta=4 --out runs/cvae
+    python -m practice_torch train vae --resume runs/cvae --steps 8000  # continue (bit-identical on CPU)
+    torchrun --nproc_per_node=2 -m practice_torch train vae             # DistributedDataParallel
+    python -m practice_torch sample runs/cvae --n 100 --out cvae.png
+    python -m practice_torch eval runs/cvae --split test
+
+User errors (unknown model or data set, malformed override, missing data, corrupt or foreign
+checkpoint, incompatible resume, an --out that already holds a run) print one line on stderr and
+exit with status 2, having written nothing. A diverged run exits with 1; a run stopped by SIGINT or
+SIGTERM checkpoints and exits with 128 + the signal number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from practice_torch.data import DatasetMissing
+from practice_torch.engine import RunError
+
+SHORTHANDS = {"dataset": "data.name", "steps": "train.steps", "device": "train.device", "data_dir": "data.data_dir"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m practice_torch", description="Train, sample and evaluate models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="models, data sets and presets")
+
+    train = commands.add_parser("train", help="train a model (a new run, or --resume one)")
+    train.add_argument("model")
+    train.add_argument("--dataset", help="data set (default: the model's)")
+    train.add_argument("--device", help="auto | cpu | cuda (default auto: cuda when available)")
+    train.add_argument("--steps", help="optimizer steps (on --resume: extend the run to this many)")
+    train.add_argument("--preset", choices=("quick", "full"), help="configuration of a new run (default quick)")
+    train.add_argument("--out", help="run directory of a new run (default runs/<model>-<dataset>-<k>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest checkpoint")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. model.latent_dim=32 or train.lr=1e-3 (repeatable)")
+    train.add_argument("--data-dir", help="where standard data sets live (torchvision layouts)")
+
+    sample = commands.add_parser("sample", help="write samples of a trained run")
+    sample.add_argument("run_dir")
+    sample.add_argument("--n", type=int, help="number of samples (default: the run's train.samples)")
+    sample.add_argument("--out", help="write only the samples, to this file (.png / .wav / .txt)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--device", default="auto")
+
+    evaluate = commands.add_parser("eval", help="held-out metrics of a trained run")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default="auto")
+    return parser
+
+
+def list_all(args) -> int:
+    from practice_torch.data import all_datasets
+    from practice_torch.engine.config import PRESETS
+    from practice_torch.models import MODELS
+
+    print("models:")
+    for name, (module, about) in MODELS.items():
+        print(f"  {name:<15} {about}  ({module})")
+    print("data sets:")
+    for info in all_datasets().values():
+        classes = f", {info.num_classes} classes" if info.num_classes else ""
+        print(f"  {info.name:<15} {info.modality:<6} {str(info.shape):<13} {info.source}{classes}")
+    print("presets:")
+    for name, about in PRESETS.items():
+        print(f"  {name:<15} {about}")
+    return 0
+
+
+def train(args) -> int:
+    import signal
+
+    from practice_torch.engine.config import ConfigError, apply_overrides, incompatibilities
+    from practice_torch.engine.loop import Trainer
+    from practice_torch.engine.runs import check_new_run_dir, default_run_dir, read_config
+    from practice_torch.models import get_model
+
+    module = get_model(args.model)
+    overrides = [f"{key}={getattr(args, name)}" for name, key in SHORTHANDS.items() if getattr(args, name) is not None]
+    overrides += args.set
+    if args.resume:
+        if args.out or args.preset:
+            raise RunError("--resume continues a run in its own directory with its own config: drop --out/--preset")
+        run_dir = Path(args.resume)
+        saved = read_config(run_dir)
+        cfg = apply_overrides(saved, overrides)
+        cfg.model_name = args.model
+        problems = incompatibilities(saved, cfg)
+        if problems:
+            raise ConfigError(f"cannot resume {run_dir} with this config: {problems[0]}")
+    else:
+        cfg = apply_overrides(module.default_config(args.preset or "quick", args.dataset), overrides)
+        run_dir = Path(args.out) if args.out else default_run_dir(cfg)
+        check_new_run_dir(run_dir)
+    trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
+    try:
+        outcome = trainer.run()
+    finally:
+        trainer.close()
+    if not trainer.procs.is_main:
+        return 0 if outcome.signal is None else 128 + outcome.signal
+    if outcome.signal is not None:
+        print(f"stopped by {signal.Signals(outcome.signal).name} after step {outcome.step}; checkpoint saved. Continue "
+              f"with: python -m practice_torch train {cfg.model_name} --resume {run_dir}", file=sys.stderr)
+        return 128 + outcome.signal
+    print(f"trained {cfg.model_name} for {outcome.step} steps; run directory {run_dir}")
+    report(outcome.files)
+    return 0
+
+
+def sample(args) -> int:
+    from practice_torch.engine.artefacts import write_artefact
+    from practice_torch.engine.distributed import resolve_device
+    from practice_torch.engine.runs import held_out_examples, load_trained, save_samples, write_samples
+
+    run_dir = Path(args.run_dir)
+    module, cfg, net = load_trained(run_dir, resolve_device(args.device))
+    n = args.n or cfg.train.samples
+    if n < 1:
+        raise RunError(f"--n must be positive, got {n}")
+    examples = None if args.out else held_out_examples(cfg.data, n)
+    artefacts = write_samples(module, cfg, net, n, args.seed, examples)
+    report(write_artefact(artefacts[0], Path(args.out)) if args.out else save_samples(artefacts, run_dir))
+    return 0
+
+
+def evaluate(args) -> int:
+    import torch
+
+    from practice_torch.engine.checkpoint import atomic_write
+    from practice_torch.engine.config import derive_seed
+    from practice_torch.engine.distributed import resolve_device
+    from practice_torch.engine.runs import load_split, load_trained
+
+    run_dir = Path(args.run_dir)
+    module, cfg, net = load_trained(run_dir, resolve_device(args.device))
+    dataset = load_split(cfg.data, args.split)
+    generator = torch.Generator().manual_seed(derive_seed(args.seed, "eval"))
+    metrics = module.evaluate(net, cfg.model, dataset, generator)
+    out = run_dir / f"eval_{args.split}.json"
+    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
+    print(f"{cfg.model_name} on {cfg.data.name} ({args.split}):")
+    for name, value in metrics.items():
+        print(f"  {name:<24} {value:.4f}" if isinstance(value, float) else f"  {name:<24} {value}")
+    print(f"wrote {out}")
+    return 0
+
+
+def report(paths) -> None:
+    """'wrote PATH' per picture or text; WAV files counted per folder."""
+    wavs = [p for p in paths if p.suffix == ".wav"]
+    for path in paths:
+        if path.suffix != ".wav":
+            print(f"  wrote {path}")
+    for folder in sorted({p.parent for p in wavs}):
+        print(f"  wrote {sum(p.parent == folder for p in wavs)} WAV files in {folder}")
+
+
+COMMANDS = {"list": list_all, "train": train, "sample": sample, "eval": evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from practice_torch.engine.loop import Diverged
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (RunError, DatasetMissing) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Diverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

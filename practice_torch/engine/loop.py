@@ -1,0 +1,248 @@
+"""The training loop shared by every model.
+
+One step (every rank, in this order, so that a resumed run repeats it exactly):
+  1. the next global batch of indices (``GlobalBatches``), this rank's share fetched to the device;
+  2. the model's noise for the whole global batch from the engine's generator, this rank's rows;
+  3. loss = model.loss(net, batch, noise) under autocast (bf16 if asked), backward (DDP averages);
+  4. clip the global gradient norm; all-reduce [loss, grad norm, terms, stop flag] for logging;
+  5. a non-finite loss or gradient stops the run (``Diverged``) before the weights are touched;
+  6. AdamW step, warmup + cosine LR step, EMA update.
+SIGINT/SIGTERM set the stop flag: the step finishes, a checkpoint is written and ``run`` returns.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from practice_torch.engine import distributed
+from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, shard
+from practice_torch.engine.checkpoint import (
+    CheckpointError,
+    latest_step,
+    load_checkpoint,
+    load_weights_into,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from practice_torch.engine.config import RunConfig, derive_seed
+from practice_torch.engine.ema import EMA
+from practice_torch.engine.metrics import MetricsLog, plot_losses
+from practice_torch.engine.runs import (
+    CHECKPOINTS,
+    build_net,
+    dataset_info,
+    ema_copy,
+    held_out_examples,
+    load_split,
+    save_samples,
+    write_config,
+    write_samples,
+)
+from practice_torch.models import get_model
+
+
+class Diverged(Exception):
+    """The loss or the gradient became NaN or infinite; the message says where and what is kept."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    step: int
+    signal: int | None = None  # the signal that stopped the run early, if any
+    files: tuple[Path, ...] = ()  # what the end of the run wrote (samples, loss curves)
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine decay from 1 to ``min_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class LossOf(nn.Module):
+    """The model's loss as a forward pass, so that DDP and torch.compile see the whole computation."""
+
+    def __init__(self, net: nn.Module, loss):
+        super().__init__()
+        self.net, self.loss = net, loss
+
+    def forward(self, batch, noise):
+        return self.loss(self.net, batch, noise)
+
+
+class Trainer:
+    """Everything is checked and loaded here (data, network, checkpoint); nothing is written before ``run``."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False):
+        self.cfg, self.run_dir, t = cfg, run_dir, cfg.train
+        self.model = get_model(cfg.model_name)
+        info = dataset_info(cfg.data)
+        self.procs, self.device = distributed.setup(t.device)
+        torch.manual_seed(t.seed)
+        self.train_set = in_memory(load_split(cfg.data, "train", cfg.data.limit))
+        self.net = build_net(self.model, cfg, info).to(self.device)
+        if t.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay,
+                                           fused=self.device.type == "cuda")
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
+        self.batches = GlobalBatches(len(self.train_set), t.batch_size, t.seed, self.procs.rank, self.procs.world_size)
+        self.noise = torch.Generator().manual_seed(derive_seed(t.seed, "noise"))
+        self.step = 0
+        state = self._restore() if resume else {}
+        self.ema = EMA(self.net, t.ema_decay) if t.ema_decay > 0 else None
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        loss: nn.Module = LossOf(self.net, self.model.loss)
+        if self.procs.is_distributed:
+            gpus = [self.device] if self.device.type == "cuda" else None
+            loss = nn.parallel.DistributedDataParallel(loss, device_ids=gpus)
+        self.loss = torch.compile(loss) if t.compile else loss
+        self.stop_signal: int | None = None
+
+    def _restore(self) -> dict:
+        """Weights, optimizer, schedule, data position, noise and global RNG from the newest checkpoint."""
+        folder = self.run_dir / CHECKPOINTS
+        weights, state = load_checkpoint(folder, self.cfg.model_name)
+        load_weights_into(self.net, weights, folder)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.batches.load_state_dict(state["batches"])
+            self.noise.set_state(state["noise"])
+            set_rng_state(state["rng"])
+            self.step = int(state["step"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"the training state in {folder} does not fit this run: {exc}") from None
+        return state
+
+    # The loop -----------------------------------------------------------------------------------------
+    def run(self, stop_at: int | None = None) -> Outcome:
+        """Train to ``train.steps`` (or to ``stop_at``, then checkpoint, as an interruption would)."""
+        t, main = self.cfg.train, self.procs.is_main
+        end = t.steps if stop_at is None else min(stop_at, t.steps)
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(self.run_dir, self.cfg)
+        distributed.barrier(self.procs)
+        log = MetricsLog(self.run_dir, self.step) if main else None
+        bar = tqdm(total=t.steps, initial=self.step, disable=not main, unit="step", dynamic_ncols=True,
+                   desc=f"{self.cfg.model_name} on {self.cfg.data.name}")
+        sums: dict[str, float] = {}
+        window_start, window_steps = time.perf_counter(), 0
+        started = time.perf_counter()
+        try:
+            with self._stop_on_signals():
+                while self.step < end:
+                    values, stop = self._train_step()
+                    for k, v in values.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    window_steps += 1
+                    bar.update(1)
+                    if self.step % t.log_every == 0 or self.step == end or stop:
+                        rate = t.batch_size * window_steps / (time.perf_counter() - window_start)
+                        means = {k: v / window_steps for k, v in sums.items()}
+                        bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}")
+                        if log:
+                            log.write(self.step, {**means, "examples_per_s": rate,
+                                                  "time_s": time.perf_counter() - started})
+                        sums, window_start, window_steps = {}, time.perf_counter(), 0
+                    if self.step % t.checkpoint_every == 0 and self.step < end:
+                        self.save()
+                    if stop:
+                        break
+        finally:
+            bar.close()
+            if log:
+                log.close()
+        self.save()
+        if self.stop_signal is not None or self.step < t.steps:
+            return Outcome(self.step, self.stop_signal)
+        return Outcome(self.step, None, tuple(self.finish()) if main else ())
+
+    def _train_step(self) -> tuple[dict[str, float], bool]:
+        t, procs = self.cfg.train, self.procs
+        batch = tuple(self._to_device(x) for x in fetch(self.train_set, self.batches.next()))
+        noise = shard(self.model.draw_noise(self.net, t.batch_size, self.noise), procs.rank, procs.world_size)
+        noise = {k: self._to_device(v) for k, v in noise.items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=t.precision == "bf16"):
+            loss, terms = self.loss(batch, noise)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip or math.inf)
+        names = ["loss", "grad_norm", *sorted(terms)]
+        stats = torch.stack([loss.detach().float(), grad_norm.float(), *(terms[k].detach().float() for k in names[2:]),
+                             torch.tensor(float(self.stop_signal is not None), device=self.device)])
+        stats = distributed.reduce_mean(stats, procs).tolist()
+        values = dict(zip(names, stats[:-1]))
+        if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
+            kept = latest_step(self.run_dir / CHECKPOINTS)
+            raise Diverged(f"the loss became {values['loss']} (gradient norm {values['grad_norm']}) at step "
+                           f"{self.step + 1}; stopped. " + (f"The last good checkpoint (step {kept}) is kept in "
+                           f"{self.run_dir / CHECKPOINTS}" if kept is not None else "No checkpoint had been written")
+                           + "; try a lower train.lr or a train.grad_clip")
+        values["lr"] = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.net)
+        self.step += 1
+        return values, stats[-1] > 0
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.cfg.train.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @contextmanager
+    def _stop_on_signals(self):
+        """SIGINT/SIGTERM -> finish the step, checkpoint, return; a second SIGINT interrupts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            if self.stop_signal == signal.SIGINT and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    # Checkpoints and the end of a run ----------------------------------------------------------------
+    def save(self) -> None:
+        if not self.procs.is_main:
+            return
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "ema": None if self.ema is None else self.ema.state_dict(), "batches": self.batches.state_dict(),
+                 "noise": self.noise.get_state(), "rng": rng_state()}
+        save_checkpoint(self.run_dir / CHECKPOINTS, self.cfg.model_name, self.step, self.net.state_dict(), state)
+
+    def finish(self) -> list[Path]:
+        """The loss curves and the model's samples (EMA weights if kept) of a completed run."""
+        net = self.net if self.ema is None else ema_copy(self.net, self.ema.weights(self.net))
+        n = self.cfg.train.samples
+        artefacts = write_samples(self.model, self.cfg, net, n, self.cfg.train.seed, held_out_examples(self.cfg.data, n))
+        plot = plot_losses(self.run_dir, self.run_dir / "loss.png")
+        return save_samples(artefacts, self.run_dir) + ([plot] if plot else [])
+
+    def close(self) -> None:
+        distributed.teardown(self.procs)

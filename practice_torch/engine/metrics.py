@@ -1,0 +1,71 @@
+"""What a run records as it trains: ``metrics.jsonl``, TensorBoard events and, at the end, loss curves.
+
+One JSON object per logged step, e.g. ``{"step": 500, "loss": 251.3, "lr": 0.00098, "grad_norm": 41.2,
+"examples_per_s": 5120.0, "time_s": 61.2, ...the model's own metrics}``; the same scalars go to
+TensorBoard under ``train/<name>`` (``tensorboard --logdir RUN/events``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+METRICS_FILE = "metrics.jsonl"
+NOT_PLOTTED = ("step", "time_s", "examples_per_s")
+
+
+class MetricsLog:
+    """Appends to RUN/metrics.jsonl and RUN/events; a resumed run first drops records after its checkpoint."""
+
+    def __init__(self, run_dir: Path, start_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.path = run_dir / METRICS_FILE
+        if start_step > 0 and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= start_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        self.file = open(self.path, "a")
+        self.writer = SummaryWriter(str(run_dir / "events"), purge_step=start_step or None)
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        record = {"step": step, **{k: round(v, 6) if math.isfinite(v) else str(v) for k, v in values.items()}}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        for name, value in values.items():
+            self.writer.add_scalar(f"train/{name}", value, step)
+
+    def close(self) -> None:
+        self.file.close()
+        self.writer.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / METRICS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def plot_losses(run_dir: Path, out: Path) -> Path | None:
+    """One panel per logged quantity (loss, the model's terms, grad norm, lr) against the step, as a PNG."""
+    records = read_metrics(run_dir)
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in records[-1] if k not in NOT_PLOTTED]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    steps = [r["step"] for r in records]
+    for ax, name in zip(axes[0], names):
+        ax.plot(steps, [float(r.get(name, "nan")) for r in records], lw=1.2)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        if name in ("grad_norm",):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -1,0 +1,149 @@
+"""Run directories: where a run lives, how it is created without overwriting, and reloaded.
+
+    RUN/config.json       the resolved configuration (preset + overrides)
+    RUN/checkpoints/      safetensors weights + companion state (``checkpoint.py``)
+    RUN/metrics.jsonl     RUN/events/ (TensorBoard)    RUN/loss.png
+    RUN/samples/          the model's artefacts: samples, reconstructions, ... (PNG, WAV, text)
+    RUN/eval_<split>.json written by ``python -m practice_torch eval RUN``
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from practice_torch.data import DatasetInfo, DatasetMissing, get_dataset, get_info
+from practice_torch.engine import RunError
+from practice_torch.engine.artefacts import write_artefacts
+from practice_torch.engine.checkpoint import atomic_write, load_checkpoint, load_weights_into
+from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, derive_seed, from_dict, to_dict
+from practice_torch.models import ModelModule, get_model
+
+CONFIG_FILE = "config.json"
+CHECKPOINTS = "checkpoints"
+SAMPLES = "samples"
+
+
+def default_run_dir(cfg: RunConfig, root: Path = Path("runs")) -> Path:
+    """runs/<model>-<data set>-<k>, the first k not taken."""
+    k = 1
+    while (root / f"{cfg.model_name}-{cfg.data.name}-{k}").exists():
+        k += 1
+    return root / f"{cfg.model_name}-{cfg.data.name}-{k}"
+
+
+def check_new_run_dir(path: Path) -> None:
+    """Refuse to start a new run where one (or anything else) already is."""
+    if (path / CONFIG_FILE).exists():
+        raise RunError(f"{path} already holds a run: pass --resume {path} to continue it, or another --out")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunError(f"{path} exists and is not empty; choose another --out")
+
+
+def write_config(run_dir: Path, cfg: RunConfig) -> None:
+    atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(to_dict(cfg), indent=2) + "\n"))
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    """The run's config.json, checked field by field against the model's and the engine's dataclasses."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    try:
+        raw = json.loads(path.read_text())
+        module = get_model(raw["model_name"])
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path} is corrupt: not a run configuration") from None
+    return from_dict(raw, module.Config)
+
+
+def registry_entry(name: str) -> DatasetInfo:
+    try:
+        return get_info(name)
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
+
+
+def dataset_info(data: DataConfig) -> DatasetInfo:
+    """The registry's entry for the run's data set; with a ``data.view`` the example shape is read off the data."""
+    info = registry_entry(data.name)
+    if data.view is None:
+        return info
+    return dataclasses.replace(info, shape=tuple(load_split(data, "train", limit=1)[0][0].shape))
+
+
+def load_split(data: DataConfig, split: str, limit: int | None = None) -> Dataset:
+    """One split of the run's data set (DatasetMissing, one line, if it is not on this machine)."""
+    options: dict[str, Any] = {"limit": limit}
+    if data.download:
+        options["download"] = True
+    if data.view is not None:
+        options["view"] = data.view
+    accepted = inspect.signature(registry_entry(data.name).load).parameters
+    for option in options:
+        if option not in accepted:
+            raise ConfigError(f"data set {data.name} has no option {option!r} (data.{option})")
+    try:
+        return get_dataset(data.name, split, data.data_dir, **options)
+    except ValueError as exc:  # a value the loader rejects, e.g. an unknown view
+        raise ConfigError(f"data set {data.name}: {exc}") from None
+
+
+def build_net(module: ModelModule, cfg: RunConfig, info: DatasetInfo) -> nn.Module:
+    try:
+        return module.build(cfg.model, info)
+    except ValueError as exc:
+        raise ConfigError(f"cannot build {cfg.model_name} on {info.name}: {exc}") from None
+
+
+def load_trained(run_dir: Path, device: torch.device) -> tuple[ModelModule, RunConfig, nn.Module]:
+    """(model module, config, network in eval mode with the newest weights, EMA ones if the run keeps them)."""
+    cfg = read_config(run_dir)
+    module = get_model(cfg.model_name)
+    net = build_net(module, cfg, dataset_info(cfg.data))
+    weights, state = load_checkpoint(run_dir / CHECKPOINTS, cfg.model_name)
+    load_weights_into(net, weights, run_dir)
+    if state.get("ema") is not None:
+        load_weights_into(net, {**weights, **state["ema"]["shadow"]}, run_dir)
+    return module, cfg, net.to(device).eval()
+
+
+def held_out_examples(data: DataConfig, n: int) -> tuple[torch.Tensor, ...] | None:
+    """The first n validation examples, for reconstructions; None when the data set is not here."""
+    try:
+        val = load_split(data, "val", limit=n)
+    except DatasetMissing:
+        return None
+    return tuple(torch.stack(column) for column in zip(*(val[i] for i in range(min(n, len(val))))))
+
+
+@torch.no_grad()
+def write_samples(module: ModelModule, cfg: RunConfig, net: nn.Module, n: int, seed: int,
+                  examples: tuple[torch.Tensor, ...] | None) -> list:
+    """The model's artefacts (samples first) for n samples drawn with ``seed``; the net is left as it was."""
+    generator = torch.Generator().manual_seed(derive_seed(seed, "samples"))
+    was_training = net.training
+    net.eval()
+    try:
+        return module.sample(net, cfg.model, n, generator, examples)
+    finally:
+        net.train(was_training)
+
+
+def save_samples(artefacts: list, run_dir: Path) -> list[Path]:
+    return write_artefacts(artefacts, run_dir / SAMPLES)
+
+
+def ema_copy(net: nn.Module, ema_weights: dict[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``net`` holding the averaged weights (for samples at the end of a run)."""
+    twin = copy.deepcopy(net)
+    twin.load_state_dict(ema_weights)
+    return twin

@@ -1,0 +1,90 @@
+"""The model interface and the registry of trainable models.
+
+The training engine (``practice_torch.engine``) knows nothing of any model; a model module knows
+nothing of the engine beyond this interface. A module ``practice_torch/<topic>.py`` becomes
+trainable with ``python -m practice_torch train <topic>`` by ending with a section that provides
+what ``ModelModule`` lists, and one line in ``MODELS`` below.
+
+The engine owns every random number: it passes a ``torch.Generator`` (on CPU) to ``draw_noise``,
+``sample`` and ``evaluate``, and saves its state in each checkpoint, so a resumed run is exact.
+Under torchrun the noise of the whole global batch is drawn on every rank and each rank keeps its
+rows, so any number of processes computes the same step.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from practice_torch.engine import RunError
+
+MODELS = {
+    "vae": ("practice_torch.vae", "variational autoencoder: MLP or conv, beta-VAE, conditional (images)"),
+}
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """Something a person looks at. images: (N, C, H, W) in [0, 1], a grid of ``nrow`` per row;
+    audio: (N, T) waveforms in [-1, 1] at ``sample_rate``; text: a list of strings."""
+
+    name: str
+    kind: Literal["images", "audio", "text"]
+    data: Any
+    nrow: int = 8
+    sample_rate: int = 16_000
+
+
+class ModelModule(Protocol):
+    """What a model module provides (module-level names)."""
+
+    Config: type
+    """A dataclass of the model's hyperparameters: the run's ``model.*`` keys (``--set model.KEY=VALUE``)."""
+
+    def default_config(self, preset: str, dataset: str | None = None) -> Any:
+        """The whole ``engine.config.RunConfig`` (model, data and train sections) of preset 'quick' or 'full',
+        on ``dataset`` (None: the model's default data set); may raise ValueError for an unknown preset."""
+
+    def build(self, config: Any, data: Any) -> nn.Module:
+        """The network for ``config`` on data set ``data`` (a ``practice_torch.data.DatasetInfo``: shape,
+        number of classes). Raises ValueError, with one line, for a combination it cannot build."""
+
+    def draw_noise(self, net: nn.Module, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """All the randomness of one ``loss`` on n examples, drawn from ``generator``; each tensor (n, ...)."""
+
+    def loss(self, net: nn.Module, batch: tuple[torch.Tensor, ...], noise: dict[str, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the training loss, a per-example mean: a scalar; named scalar terms to log). ``batch`` is the data
+        set's (x, y) for b examples and ``noise`` the matching b rows of ``draw_noise``."""
+
+    def sample(self, net: nn.Module, config: Any, n: int, generator: torch.Generator,
+               examples: tuple[torch.Tensor, ...] | None) -> list[Artefact]:
+        """About n samples, first of all (named 'samples'), then whatever else shows the model at work
+        (reconstructions of ``examples``, held-out (x, y), when given)."""
+
+    def evaluate(self, net: nn.Module, config: Any, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+        """The model's held-out metrics on ``dataset`` (likelihoods, bounds, ...) as plain numbers."""
+
+
+INTERFACE = ("Config", "default_config", "build", "draw_noise", "loss", "sample", "evaluate")
+
+
+class UnknownModel(RunError):
+    pass
+
+
+def get_model(name: str) -> ModelModule:
+    """The module registered as ``name``; UnknownModel (one line, with the choices) otherwise."""
+    if name not in MODELS:
+        raise UnknownModel(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
+    module: ModuleType = importlib.import_module(MODELS[name][0])
+    missing = [attr for attr in INTERFACE if not hasattr(module, attr)]
+    if missing:
+        raise TypeError(f"{module.__name__} does not implement the model interface: no {', '.join(missing)}")
+    return module  # type: ignore[return-value]

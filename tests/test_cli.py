@@ -1,0 +1,202 @@
+"""``python -m practice_torch list | train | sample | eval``: the happy paths on a tiny run, and every user error
+as one line on stderr, exit status 2, and nothing written or overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from practice_torch.cli import main
+
+ROOT = Path(__file__).parents[1]
+TINY = ["--dataset", "digits", "--device", "cpu", "--set", "model.channels=4,8", "--set", "model.latent_dim=4",
+        "--set", "train.batch_size=16", "--set", "train.warmup_steps=2", "--set", "train.log_every=2",
+        "--set", "train.checkpoint_every=2", "--set", "train.samples=8", "--set", "model.nll_examples=16",
+        "--set", "model.nll_samples=4"]
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_user_error(result: tuple[int, str, str], message: str) -> None:
+    code, _, err = result
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A finished 4-step run of a tiny conv VAE on the 8x8 digits."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "vae", "--steps", "4", "--out", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.fixture()
+def copy(run, tmp_path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(run, target)
+    return target
+
+
+def newest_weights(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / json.loads((run_dir / "checkpoints/latest.json").read_text())["weights"]
+
+
+# Happy paths --------------------------------------------------------------------------------------------
+def test_list_shows_models_data_sets_and_presets(capsys):
+    code, out, _ = cli(capsys, "list")
+    assert code == 0
+    assert all(word in out for word in ("vae", "fashion_mnist", "digits", "moons", "quick", "full"))
+
+
+def test_train_sample_eval_and_resume(run, copy, capsys, tmp_path):
+    assert (run / "samples/samples.png").is_file() and (run / "loss.png").is_file()
+    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 4
+
+    code, out, _ = cli(capsys, "sample", str(copy), "--n", "9", "--out", str(tmp_path / "nine.png"))
+    assert code == 0 and (tmp_path / "nine.png").is_file() and "nine.png" in out
+    code, out, _ = cli(capsys, "sample", str(copy))
+    assert code == 0 and "reconstructions.png" in out
+
+    code, out, _ = cli(capsys, "eval", str(copy), "--split", "test")
+    metrics = json.loads((copy / "eval_test.json").read_text())
+    assert code == 0 and "nll_bits_per_dim" in out
+    assert metrics["examples"] == 269 and metrics["nll_examples"] == 16 and metrics["importance_samples"] == 4
+    assert metrics["nll_bits_per_dim"] == pytest.approx(metrics["nll"] / (64 * 0.6931471805599453))
+
+    code, out, _ = cli(capsys, "train", "vae", "--resume", str(copy), "--steps", "6")
+    assert code == 0 and "for 6 steps" in out
+    assert [r["step"] for r in map(json.loads, (copy / "metrics.jsonl").read_text().splitlines())] == [2, 4, 6]
+
+
+def test_a_diverging_run_exits_non_zero_with_one_line_and_keeps_its_checkpoint(capsys, tmp_path):
+    out = tmp_path / "nan"
+    code, _, err = cli(capsys, "train", "vae", "--steps", "40", "--out", str(out), *TINY, "--set", "train.lr=1e30",
+                       "--set", "train.checkpoint_every=1", "--set", "train.warmup_steps=0", "--set", "train.grad_clip=0")
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("error: the loss became") and "last good checkpoint" in last
+    assert (out / "checkpoints/latest.json").is_file()
+
+
+# User errors: one line, status 2, nothing written ----------------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["train", "gpt9"], "unknown model 'gpt9'; choose from vae"),
+    (["train", "vae", "--dataset", "nope"], "unknown data set 'nope'"),
+    (["train", "vae", "--set", "model.latent_dim"], "malformed override 'model.latent_dim'"),
+    (["train", "vae", "--set", "model.latent_dim=big"], "expected int, got 'big'"),
+    (["train", "vae", "--set", "train.nope=1"], "unknown config key 'train.nope'"),
+    (["train", "vae", "--dataset", "mnist"], "mnist loads through torchvision: pass --data-dir"),
+    (["train", "vae", "--dataset", "moons"], "the VAE models (C, H, W) images"),
+])
+def test_bad_training_requests_write_nothing(argv, message, capsys, tmp_path):
+    out = tmp_path / "never"
+    assert_user_error(cli(capsys, *argv, "--out", str(out)), message)
+    assert not out.exists()
+
+
+def test_out_pointing_at_an_existing_run_is_refused(run, capsys):
+    before = snapshot(run)
+    assert_user_error(cli(capsys, "train", "vae", "--out", str(run), *TINY), "already holds a run: pass --resume")
+    assert snapshot(run) == before
+
+
+def test_resume_with_an_incompatible_config_is_refused(copy, capsys):
+    before = snapshot(copy)
+    assert_user_error(cli(capsys, "train", "vae", "--resume", str(copy), "--set", "model.latent_dim=8"),
+                      "model.latent_dim: the run has 4, asked for 8")
+    assert_user_error(cli(capsys, "train", "vae", "--resume", str(copy), "--dataset", "fashion_mnist"),
+                      "data.name: the run has 'digits'")
+    assert snapshot(copy) == before
+
+
+def test_a_corrupt_checkpoint_is_refused(copy, capsys):
+    weights = newest_weights(copy)
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    before = snapshot(copy)
+    assert_user_error(cli(capsys, "sample", str(copy)), "is corrupt or unreadable")
+    assert_user_error(cli(capsys, "eval", str(copy)), "is corrupt or unreadable")
+    assert_user_error(cli(capsys, "train", "vae", "--resume", str(copy), "--steps", "8"), "is corrupt or unreadable")
+    (copy / "checkpoints/latest.json").write_text("{not json")
+    assert_user_error(cli(capsys, "sample", str(copy)), "latest.json is corrupt")
+    assert {k: v for k, v in snapshot(copy).items() if "latest" not in k} == {
+        k: v for k, v in before.items() if "latest" not in k}
+
+
+def test_a_corrupt_companion_state_is_refused(copy, capsys):
+    state = newest_weights(copy).with_name(newest_weights(copy).name.replace(".safetensors", ".state.pt"))
+    state.write_bytes(state.read_bytes()[:100])
+    assert_user_error(cli(capsys, "train", "vae", "--resume", str(copy), "--steps", "8"), "is corrupt or unreadable")
+
+
+def test_foreign_checkpoints_are_refused(copy, capsys, tmp_path):
+    weights = newest_weights(copy)
+    tensors = load_file(str(weights))
+    save_file(tensors, str(weights))  # right tensors, but not written by us (no metadata)
+    assert_user_error(cli(capsys, "sample", str(copy)), "is not a generative-twins checkpoint")
+    save_file(tensors, str(weights), metadata={"format": "generative-twins/checkpoint-1", "model": "gan", "step": "4"})
+    assert_user_error(cli(capsys, "eval", str(copy)), "is a checkpoint of model 'gan', not 'vae'")
+    other = tmp_path / "other"  # one of ours, for a VAE of another shape
+    assert main(["train", "vae", "--steps", "2", "--out", str(other), *TINY, "--set", "model.latent_dim=3"]) == 0
+    capsys.readouterr()
+    shutil.copy(newest_weights(other), weights)
+    before = snapshot(copy)
+    assert_user_error(cli(capsys, "sample", str(copy)), "does not fit this model")
+    assert_user_error(cli(capsys, "train", "vae", "--resume", str(copy), "--steps", "8"), "does not fit this model")
+    assert snapshot(copy) == before
+
+
+def test_sample_and_eval_need_a_run_directory(capsys, tmp_path):
+    assert_user_error(cli(capsys, "sample", str(tmp_path)), "is not a run directory")
+    assert_user_error(cli(capsys, "eval", str(tmp_path / "missing")), "is not a run directory")
+
+
+# As a separate process: exit status, stderr, signals ------------------------------------------------------
+def python_m(*argv: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "practice_torch", *argv], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def test_the_module_entry_point_prints_one_line_and_exits_2(tmp_path):
+    proc = python_m("train", "vae", "--set", "model.latent_dim=", "--out", str(tmp_path / "x"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err == "error: override 'model.latent_dim=': expected int, got ''\n"
+
+
+def test_sigint_finishes_the_step_checkpoints_and_the_run_resumes(tmp_path):
+    out = tmp_path / "run"
+    proc = python_m("train", "vae", "--steps", "100000", "--out", str(out), *TINY)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "stopped by SIGINT after step" in err and "Traceback" not in err
+    step = json.loads((out / "checkpoints/latest.json").read_text())["step"]
+    assert f"after step {step};" in err
+    proc = python_m("train", "vae", "--resume", str(out), "--steps", str(step + 2))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert json.loads((out / "checkpoints/latest.json").read_text())["step"] == step + 2

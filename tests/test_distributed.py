@@ -1,0 +1,55 @@
+"""torchrun with 2 CPU processes (gloo) and batch B/2 each trains like 1 process with batch B.
+
+The per-example-mean loss makes DDP's gradient average the full-batch gradient, the ranks share out the
+same global batch, and the noise of the whole batch is drawn on every rank and sliced; so after a few
+steps the weights agree within the float32 tolerance of "gradients / one optimizer step" (1e-4).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file
+
+from shared_specs.compare import compare_trees, tolerance
+
+ROOT = Path(__file__).parents[1]
+TINY = ["train", "vae", "--dataset", "digits", "--device", "cpu", "--steps", "4", "--set", "model.architecture=mlp",
+        "--set", "model.hidden=32", "--set", "model.latent_dim=4", "--set", "train.batch_size=32",
+        "--set", "train.warmup_steps=1", "--set", "train.log_every=1", "--set", "train.checkpoint_every=2",
+        "--set", "train.samples=4"]
+
+
+def launch(prefix: list[str], out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, *prefix, "practice_torch", *TINY, "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def checkpoint(run: Path, step: int) -> dict[str, np.ndarray]:
+    return load_file(str(run / "checkpoints" / f"step_{step:07d}.safetensors"))
+
+
+def test_two_processes_with_half_batches_match_one_process(tmp_path):
+    launch(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"], tmp_path / "ddp")
+    launch(["-m"], tmp_path / "single")
+    tol = tolerance("step", "float32")
+    result = compare_trees(checkpoint(tmp_path / "ddp", 4), checkpoint(tmp_path / "single", 4), tol)
+    assert result.passed, result.message()
+    moved = compare_trees(checkpoint(tmp_path / "single", 2), checkpoint(tmp_path / "single", 4), tol)
+    assert not moved.passed, "two more steps must move the weights beyond the tolerance (negative control)"
+
+    ddp = tmp_path / "ddp"
+    records = [json.loads(line) for line in (ddp / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4], "rank 0 alone writes the metrics"
+    assert len(list((ddp / "events").iterdir())) == 1 and (ddp / "samples/samples.png").is_file()
+    single = [json.loads(line) for line in (tmp_path / "single/metrics.jsonl").read_text().splitlines()]
+    assert np.allclose([r["loss"] for r in records], [r["loss"] for r in single], rtol=1e-4), \
+        "the logged loss is the mean over ranks, i.e. the global-batch loss"

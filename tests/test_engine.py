@@ -1,0 +1,229 @@
+"""The training engine: typed overrides, reproducible batches, atomic checkpoints, exact resume, NaN stop,
+EMA, bf16 autocast and channels-last on CPU (torch.compile is a slow test)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from practice_torch.engine.batches import GlobalBatches, shard
+from practice_torch.engine.checkpoint import CheckpointError, atomic_write, load_checkpoint, read_weights, save_checkpoint
+from practice_torch.engine.config import ConfigError, apply_overrides, from_dict, incompatibilities, to_dict
+from practice_torch.engine.ema import EMA
+from practice_torch.engine.loop import Diverged, Trainer, lr_factor
+from practice_torch.engine.metrics import read_metrics
+from practice_torch.vae import Config, default_config
+
+TINY = ["data.name=digits", "model.channels=4,8", "model.latent_dim=4", "model.hidden=16", "train.batch_size=16",
+        "train.warmup_steps=3", "train.log_every=2", "train.checkpoint_every=4", "train.samples=4",
+        "model.nll_examples=8", "model.nll_samples=4"]
+
+
+def tiny(*overrides: str):
+    return apply_overrides(default_config("quick"), TINY + list(overrides))
+
+
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in trainer.net.state_dict().items()}
+
+
+# Config -------------------------------------------------------------------------------------------------
+def test_overrides_are_typed_by_the_dataclass_field():
+    cfg = apply_overrides(default_config("quick"), ["model.latent_dim=32", "train.lr=3e-4", "model.conditional=true",
+                                                    "model.channels=(16, 32, 64)", "model.architecture=mlp",
+                                                    "data.limit=none", "train.precision=bf16"])
+    assert cfg.model.latent_dim == 32 and cfg.train.lr == 3e-4 and cfg.model.conditional is True
+    assert cfg.model.channels == (16, 32, 64) and cfg.model.architecture == "mlp" and cfg.data.limit is None
+    assert default_config("quick").model.latent_dim == 16, "overrides must not edit the preset in place"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.latent_dim", "malformed override"),
+    ("=3", "malformed override"),
+    ("model.latent_dim=abc", "expected int"),
+    ("model.latent_dim=1.5", "expected int"),
+    ("model.conditional=maybe", "expected true or false"),
+    ("model.architecture=resnet", "expected one of mlp, conv"),
+    ("model.nope=1", "unknown config key 'model.nope'"),
+    ("optim.lr=1", "unknown config key 'optim.lr'"),
+    ("lr=1", "unknown config key 'lr'"),
+])
+def test_bad_overrides_are_one_line_config_errors(override, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        apply_overrides(default_config("quick"), [override])
+    assert "\n" not in str(info.value)
+
+
+def test_config_round_trips_through_json_and_rejects_unknown_keys():
+    cfg = tiny("model.beta=4")
+    raw = json.loads(json.dumps(to_dict(cfg)))
+    assert from_dict(raw, Config) == cfg
+    raw["train"]["bogus"] = 1
+    with pytest.raises(ConfigError, match="train.bogus"):
+        from_dict(raw, Config)
+
+
+def test_resume_may_change_training_keys_but_not_the_model_or_data():
+    cfg = tiny()
+    assert incompatibilities(cfg, apply_overrides(cfg, ["train.steps=99", "train.lr=1e-4"])) == []
+    problems = incompatibilities(cfg, apply_overrides(cfg, ["model.latent_dim=8", "data.name=fashion_mnist"]))
+    assert [p.split(":")[0] for p in problems] == ["model.latent_dim", "data.name"]
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_a_cosine():
+    factors = [lr_factor(s, warmup=10, total=110, min_ratio=0.1) for s in range(111)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[60] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the cosine
+    assert factors[110] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+
+
+# Batches ------------------------------------------------------------------------------------------------
+def test_ranks_share_out_the_single_process_batches_and_resume_the_order():
+    single = GlobalBatches(50, 8, seed=3)
+    ranks = [GlobalBatches(50, 8, seed=3, rank=r, world_size=2) for r in range(2)]
+    seen = []
+    for _ in range(14):  # 2+ epochs (6 batches each, the last 2 examples dropped)
+        batch = single.next()
+        assert torch.equal(torch.cat([r.next() for r in ranks]), batch)
+        seen.append(batch)
+    assert sorted(torch.cat(seen[:6]).tolist()) == sorted(set(torch.cat(seen[:6]).tolist()))  # no repeats
+    resumed = GlobalBatches(50, 8, seed=0)
+    resumed.load_state_dict(single.state_dict())
+    assert torch.equal(resumed.next(), single.next())
+    assert not torch.equal(GlobalBatches(50, 8, seed=4).next(), GlobalBatches(50, 8, seed=3).next())
+    noise = {"eps": torch.arange(8.0)[:, None]}
+    assert torch.equal(torch.cat([shard(noise, r, 2)["eps"] for r in range(2)]), noise["eps"])
+    with pytest.raises(ConfigError, match="does not split evenly"):
+        GlobalBatches(50, 9, seed=0, world_size=2)
+
+
+# Checkpoints --------------------------------------------------------------------------------------------
+def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        atomic_write(target, lambda tmp: (tmp.write_text("half"), (_ for _ in ()).throw(RuntimeError("crash"))))
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["file.txt"]
+    atomic_write(target, lambda tmp: tmp.write_text("new"))
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["file.txt"]
+
+
+def test_checkpoints_round_trip_and_bad_files_are_named(tmp_path):
+    folder = tmp_path / "checkpoints"
+    w = {"layer.weight": torch.randn(3, 2)}
+    for step in (1, 2, 3):
+        save_checkpoint(folder, "vae", step, w, {"optimizer": {"lr": 0.1}})
+    assert sorted(p.name for p in folder.glob("*.safetensors")) == ["step_0000002.safetensors", "step_0000003.safetensors"]
+    loaded, state = load_checkpoint(folder, "vae")
+    assert torch.equal(loaded["layer.weight"], w["layer.weight"]) and state["step"] == 3
+    with pytest.raises(CheckpointError, match="not 'gan'"):
+        load_checkpoint(folder, "gan")
+    foreign = tmp_path / "foreign.safetensors"
+    save_file(w, str(foreign))
+    with pytest.raises(CheckpointError, match="not a generative-twins checkpoint"):
+        read_weights(foreign, "vae")
+    path = folder / "step_0000003.safetensors"
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(folder, "vae")
+
+
+# EMA ----------------------------------------------------------------------------------------------------
+def test_ema_follows_the_warmed_up_decay():
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, decay=0.9)
+    start = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net)
+    d = min(0.9, 2 / 11)
+    assert torch.allclose(ema.shadow["weight"], d * start + (1 - d) * net.weight)
+
+
+# Training: exact resume, NaN stop, precision and memory format ------------------------------------------------
+def test_resume_is_bit_identical_to_training_straight_through(tmp_path):
+    """6 steps + resume + 6 steps == 12 steps (every weight, the EMA and the optimizer state, torch.equal), with
+    a conv VAE, channels-last, EMA, clipping and warmup, across an epoch boundary of the data order."""
+    cfg = tiny("train.steps=12", "train.ema_decay=0.9", "train.channels_last=true", "train.grad_clip=5",
+               "data.limit=80")
+    straight = Trainer(cfg, tmp_path / "straight")
+    straight.run()
+    first = Trainer(cfg, tmp_path / "resumed")
+    assert first.run(stop_at=6).step == 6
+    resumed = Trainer(cfg, tmp_path / "resumed", resume=True)
+    assert resumed.step == 6
+    resumed.run()
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(straight.ema.shadow[k], resumed.ema.shadow[k]) for k in a)
+    sa, sb = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
+    assert [r["step"] for r in read_metrics(tmp_path / "resumed")] == [2, 4, 6, 8, 10, 12]
+    other = Trainer(tiny("train.steps=12", "train.ema_decay=0.9", "train.channels_last=true", "train.grad_clip=5",
+                         "data.limit=80", "train.seed=1"), tmp_path / "other_seed")
+    other.run()
+    assert not all(torch.equal(a[k], weights(other)[k]) for k in a), "a different seed must change the weights"
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(tiny("train.steps=50", "train.lr=1e30", "train.warmup_steps=0", "train.checkpoint_every=1",
+                           "train.grad_clip=0"), tmp_path / "run")
+    with pytest.raises(Diverged, match=r"the loss became (nan|inf)") as info:
+        trainer.run()
+    kept = json.loads((tmp_path / "run/checkpoints/latest.json").read_text())["step"]
+    assert f"last good checkpoint (step {kept})" in str(info.value) and kept < 50 and "\n" not in str(info.value)
+    good, _ = load_checkpoint(tmp_path / "run/checkpoints", "vae")
+    assert all(torch.isfinite(t).all() for t in good.values())
+
+
+def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path):
+    fp32 = Trainer(tiny("train.steps=3"), tmp_path / "fp32")
+    fp32.run()
+    bf16 = Trainer(tiny("train.steps=3", "train.precision=bf16", "train.channels_last=true"), tmp_path / "bf16")
+    seen = []
+    bf16.net.encoder.convs[0].register_forward_hook(lambda m, i, out: seen.append((out.dtype, i[0].is_contiguous(
+        memory_format=torch.channels_last))))
+    bf16.run()
+    assert seen[:3] == [(torch.bfloat16, True)] * 3, "the 3 training steps: bf16 convs on NHWC batches"
+    a, b = weights(fp32), weights(bf16)
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.allclose(a[k], b[k], atol=0.05) for k in a), "bf16 steps should stay near the fp32 ones"
+    assert all(math.isfinite(r["loss"]) for r in read_metrics(tmp_path / "bf16"))
+
+
+def test_a_run_directory_holds_config_checkpoints_metrics_events_and_pictures(tmp_path):
+    run = tmp_path / "run"
+    outcome = Trainer(tiny("train.steps=6"), run).run()
+    names = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
+    assert {"config.json", "metrics.jsonl", "loss.png", "samples/samples.png", "samples/reconstructions.png",
+            "samples/interpolation.png", "checkpoints/latest.json", "checkpoints/step_0000006.safetensors",
+            "checkpoints/step_0000006.state.pt"} <= names
+    assert any(n.startswith("events/events.out.tfevents") for n in names)
+    assert set(outcome.files) >= {run / "loss.png", run / "samples/samples.png"}
+    record = read_metrics(run)[-1]
+    assert record["step"] == 6 and {"loss", "kl", "recon_nll", "lr", "grad_norm", "examples_per_s"} <= set(record)
+    assert json.loads((run / "config.json").read_text())["model"]["latent_dim"] == 4
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager(tmp_path):
+    eager = Trainer(tiny("train.steps=3", "model.architecture=mlp"), tmp_path / "eager")
+    eager.run()
+    compiled = Trainer(tiny("train.steps=3", "model.architecture=mlp", "train.compile=true"), tmp_path / "compiled")
+    compiled.run()
+    a, b = weights(eager), weights(compiled)
+    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)
+
+
+def test_the_engine_imports_no_model():
+    engine = Path(__file__).parents[1] / "practice_torch" / "engine"
+    for path in engine.glob("*.py"):
+        text = path.read_text()
+        assert "practice_torch.vae" not in text and "from practice_torch import vae" not in text, path.name

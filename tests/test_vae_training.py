@@ -1,0 +1,136 @@
+"""The VAE's training interface (``practice_torch.models``): presets, build, loss, samples, evaluation,
+every variant trained a few steps by the engine; the quick preset on Fashion-MNIST is a slow test."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+
+import pytest
+import torch
+
+from practice_torch import models, vae
+from practice_torch.data import DatasetMissing, get_info
+from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.loop import Trainer
+from practice_torch.engine.metrics import read_metrics
+from practice_torch.engine.runs import dataset_info
+
+DIGITS = get_info("digits")
+
+
+def tiny_net(**kw) -> vae.VAE:
+    torch.manual_seed(0)
+    return vae.build(vae.Config(**{"channels": (4, 8), "latent_dim": 3, "hidden": (16,), **kw}), DIGITS)
+
+
+def test_the_registry_serves_the_vae_and_names_unknown_models():
+    module = models.get_model("vae")
+    assert module is vae and all(hasattr(vae, name) for name in models.INTERFACE)
+    with pytest.raises(models.UnknownModel, match="unknown model 'gan'; choose from vae"):
+        models.get_model("gan")
+
+
+def test_presets():
+    quick, full = vae.default_config("quick"), vae.default_config("full")
+    assert quick.data.name == full.data.name == "fashion_mnist" and quick.train.device == "auto"
+    assert quick.train.steps < full.train.steps and full.train.precision == "bf16" and full.train.compile
+    audio = vae.default_config("quick", "spoken_digits")
+    assert audio.data.view == "mel" and audio.model.likelihood == "gaussian" and audio.model.log_mel
+    with pytest.raises(ValueError, match="unknown preset"):
+        vae.default_config("huge")
+
+
+def test_build_rejects_what_it_cannot_model():
+    with pytest.raises(ValueError, match=r"\(C, H, W\) images"):
+        vae.build(vae.Config(), get_info("moons"))
+    with pytest.raises(ValueError, match="needs labels"):
+        vae.build(vae.Config(conditional=True), get_info("galaxies"))
+    with pytest.raises(ValueError, match="model.likelihood=gaussian"):
+        vae.build(vae.Config(), dataclasses.replace(get_info("spoken_digits"), shape=(1, 64, 64)))
+    assert tiny_net(conditional=True).num_classes == 10 and tiny_net().num_classes == 0
+
+
+def test_the_loss_is_the_modules_beta_objective_with_its_terms():
+    net = tiny_net(beta=4.0, conditional=True)
+    x, y = torch.rand(5, 1, 8, 8), torch.randint(0, 10, (5,))
+    noise = vae.draw_noise(net, 5, torch.Generator().manual_seed(0))
+    assert noise["eps"].shape == (5, 3)
+    assert torch.equal(noise["eps"], vae.draw_noise(net, 5, torch.Generator().manual_seed(0))["eps"])
+    loss, terms = vae.loss(net, (x, y), noise)
+    torch.testing.assert_close(loss, net.loss(x, noise["eps"], y))
+    torch.testing.assert_close(loss, 4.0 * terms["kl"] + terms["recon_nll"])
+
+
+def test_conditional_samples_have_one_row_per_class_and_figures_their_layout():
+    net = tiny_net(conditional=True).eval()
+    x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 10
+    figures = vae.sample(net, vae.Config(), 25, torch.Generator().manual_seed(1), (x, y))
+    assert [f.name for f in figures] == ["samples", "reconstructions", "interpolation"]
+    samples = figures[0]
+    assert samples.nrow == 3 and samples.data.shape == (30, 1, 8, 8)  # 10 classes x ceil(25 / 10)
+    eps = vae.draw_eps((30, 3), torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        row_of_sevens = net.sample(eps[21:24], torch.full((3,), 7))
+    torch.testing.assert_close(samples.data[21:24], row_of_sevens)
+    recon = figures[1]
+    assert recon.nrow == 8 and torch.equal(recon.data[:8], x[:8]) and torch.equal(recon.data[16:24], x[8:16])
+    assert figures[2].nrow == 10 and figures[2].data.shape == (80, 1, 8, 8)
+    assert all(0 <= f.data.min() and f.data.max() <= 1 for f in figures)
+
+
+def test_evaluation_reports_the_elbo_and_a_tighter_importance_sampled_nll():
+    net = tiny_net().eval()
+    dataset = torch.utils.data.TensorDataset(torch.rand(40, 1, 8, 8).round(), torch.zeros(40, dtype=torch.long))
+    metrics = vae.evaluate(net, vae.Config(nll_samples=64, nll_examples=20), dataset, torch.Generator().manual_seed(0))
+    assert metrics["examples"] == 40 and metrics["nll_examples"] == 20 and metrics["importance_samples"] == 64
+    assert metrics["elbo"] == pytest.approx(-(metrics["recon_nll"] + metrics["kl"]))
+    assert metrics["nll"] < -metrics["elbo"], "the K-sample bound is tighter than the ELBO"
+    assert metrics["nll_bits_per_dim"] == pytest.approx(metrics["nll"] / (64 * math.log(2)))
+    assert metrics["neg_elbo_bits_per_dim"] == pytest.approx(-metrics["elbo"] / (64 * math.log(2)))
+
+
+@pytest.mark.parametrize("variant", [
+    ["model.architecture=mlp", "model.likelihood=gaussian"],
+    ["model.architecture=conv", "model.conditional=true", "model.beta=4"],
+])
+def test_every_variant_trains_through_the_engine(variant, tmp_path):
+    cfg = apply_overrides(vae.default_config("quick"), [
+        "data.name=digits", "model.channels=4,8", "model.hidden=16", "model.latent_dim=4", "train.batch_size=32",
+        "train.steps=30", "train.log_every=10", "train.warmup_steps=5", "train.samples=10", *variant])
+    Trainer(cfg, tmp_path / "run").run()
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run")]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    assert (tmp_path / "run/samples/samples.png").is_file()
+
+
+def test_spoken_digit_log_mels_train_and_write_wavs(tmp_path):
+    cfg = apply_overrides(vae.default_config("quick", "spoken_digits"), [
+        "data.limit=32", "model.channels=4,8", "model.latent_dim=4", "train.batch_size=16", "train.steps=2",
+        "train.samples=4", "train.log_every=1"])
+    try:
+        info = dataset_info(cfg.data)
+    except DatasetMissing as exc:
+        pytest.skip(str(exc))
+    assert info.shape == (1, 64, 64)
+    outcome = Trainer(cfg, tmp_path / "run").run()
+    wavs = sorted(p.name for p in outcome.files if p.suffix == ".wav")
+    assert "samples_audio-00.wav" in wavs and "reconstructions_audio-03.wav" in wavs
+    import soundfile
+
+    clip, rate = soundfile.read(tmp_path / "run/samples/reconstructions_audio-00.wav")
+    assert rate == 16_000 and clip.shape == (16_000,) and abs(clip).max() <= 1
+
+
+@pytest.mark.slow
+def test_the_quick_preset_learns_fashion_mnist_within_five_minutes(tmp_path):
+    from practice_torch.cli import main
+
+    start = time.perf_counter()
+    assert main(["train", "vae", "--out", str(tmp_path / "run")]) == 0
+    assert time.perf_counter() - start < 300
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
+    assert metrics["elbo"] > -250 and metrics["nll"] < 245, metrics
