@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from practice_torch.elbo import gaussian_log_prob, iwae_bound, standard_normal_kl
+from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.models import Artefact
 
 
 # 1. The pieces of the ELBO -----------------------------------------------------------------------
@@ -225,14 +231,6 @@ class VAE(nn.Module):
 # 4. Training interface (practice_torch.models): config, presets, loss on a batch, samples, evaluation ------
 # ``python -m practice_torch train vae`` trains this model with the shared engine; ``eval`` reports the
 # test ELBO and the importance-sampled NLL (nats and bits/dim); ``sample`` writes the figures below.
-from dataclasses import dataclass, replace  # noqa: E402  (the training interface is appended to the model above)
-from typing import Literal  # noqa: E402
-
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
-from practice_torch.models import Artefact  # noqa: E402
 
 
 @dataclass

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from practice_torch.cli import main
@@ -107,6 +108,9 @@ def test_a_diverging_run_exits_non_zero_with_one_line_and_keeps_its_checkpoint(c
     (["train", "vae", "--set", "train.nope=1"], "unknown config key 'train.nope'"),
     (["train", "vae", "--dataset", "mnist"], "mnist loads through torchvision: pass --data-dir"),
     (["train", "vae", "--dataset", "moons"], "the VAE models (C, H, W) images"),
+    (["train", "vae", "--steps", "0"], "train.steps must be positive, got 0"),
+    (["train", "vae", "--device", "cuda:7"] if not torch.cuda.is_available() else ["train", "vae", "--device", "tpu"],
+     "device"),
 ])
 def test_bad_training_requests_write_nothing(argv, message, capsys, tmp_path):
     out = tmp_path / "never"
@@ -183,17 +187,18 @@ def test_the_module_entry_point_prints_one_line_and_exits_2(tmp_path):
     assert proc.returncode == 2 and err == "error: override 'model.latent_dim=': expected int, got ''\n"
 
 
-def test_sigint_finishes_the_step_checkpoints_and_the_run_resumes(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_path):
     out = tmp_path / "run"
     proc = python_m("train", "vae", "--steps", "100000", "--out", str(out), *TINY)
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text():
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1]
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGINT, err
-    assert "stopped by SIGINT after step" in err and "Traceback" not in err
+    assert proc.returncode == 128 + signum, err
+    assert f"stopped by {signal.Signals(signum).name} after step" in err and "Traceback" not in err
     step = json.loads((out / "checkpoints/latest.json").read_text())["step"]
     assert f"after step {step};" in err
     proc = python_m("train", "vae", "--resume", str(out), "--steps", str(step + 2))

@@ -59,6 +59,18 @@ class TrainConfig:
     samples: int = 64  # how many samples the run writes at the end
 
 
+def check_train(train: TrainConfig) -> None:
+    """Values a type cannot rule out: counts must be positive, rates in range (ConfigError, one line)."""
+    problems = [f"train.{k} must be positive, got {getattr(train, k)}"
+                for k in ("steps", "batch_size", "lr", "checkpoint_every", "log_every", "samples") if getattr(train, k) <= 0]
+    problems += [f"train.{k} must not be negative, got {getattr(train, k)}"
+                 for k in ("warmup_steps", "weight_decay", "grad_clip") if getattr(train, k) < 0]
+    if not 0 <= train.ema_decay < 1 or not 0 <= train.min_lr_ratio <= 1:
+        problems.append("train.ema_decay must be in [0, 1) and train.min_lr_ratio in [0, 1]")
+    if problems:
+        raise ConfigError(problems[0])
+
+
 @dataclass
 class RunConfig:
     model_name: str

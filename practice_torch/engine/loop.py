@@ -35,7 +35,7 @@ from practice_torch.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from practice_torch.engine.config import RunConfig, derive_seed
+from practice_torch.engine.config import RunConfig, check_train, derive_seed
 from practice_torch.engine.ema import EMA
 from practice_torch.engine.metrics import MetricsLog, plot_losses
 from practice_torch.engine.runs import (
@@ -87,6 +87,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False):
         self.cfg, self.run_dir, t = cfg, run_dir, cfg.train
+        check_train(t)
         self.model = get_model(cfg.model_name)
         info = dataset_info(cfg.data)
         self.procs, self.device = distributed.setup(t.device)
