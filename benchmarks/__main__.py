@@ -54,7 +54,8 @@ def gemm_peaks(sizes=(512, 1024, 2048), repeats: int = 5) -> dict[str, float]:
 
 
 def vae_step(args) -> list[dict]:
-    """The VAE's loss + gradient on a batch of 28x28 images: PyTorch eager vs JAX jit (MLP and conv)."""
+    """The VAE's loss + gradient on a batch of 28x28 images: PyTorch eager, compiled and a whole AdamW training
+    step, vs JAX jit (MLP and conv)."""
     import jax
     import jax.numpy as jnp
     from torch.utils.flop_counter import FlopCounterMode
@@ -83,20 +84,34 @@ def vae_step(args) -> list[dict]:
         with FlopCounterMode(display=False) as counter:
             torch_step()
         flops = counter.get_total_flops()
-        seconds = best_of(torch_step, args.repeats)
-        rows.append({"model": f"vae-{arch}", "backend": "torch eager", "ms_per_step": 1e3 * seconds,
-                     "examples_per_s": batch / seconds, "gflop_per_step": flops / 1e9,
-                     "mfu": flops / seconds / peak})
+
+        def row(backend: str, seconds: float) -> dict:
+            return {"model": f"vae-{arch}", "backend": backend, "ms_per_step": 1e3 * seconds,
+                    "examples_per_s": batch / seconds, "gflop_per_step": flops / 1e9, "mfu": flops / seconds / peak}
+
+        rows.append(row("torch eager", best_of(torch_step, args.repeats)))
+        optimizer = torch.optim.AdamW(tmodel.parameters(), lr=1e-3)
+
+        def train_step():  # what the engine does per step: loss, backward, AdamW update
+            torch_step()
+            optimizer.step()
+
+        rows.append(row("torch train step", best_of(train_step, args.repeats)))
+        if args.compile:
+            compiled_loss = torch.compile(tmodel.loss)
+
+            def compiled_step():
+                tmodel.zero_grad(set_to_none=True)
+                compiled_loss(tx, teps).backward()
+
+            rows.append(row("torch compiled", best_of(compiled_step, args.repeats, warmup=3)))
 
         jmodel = jv.VAE(**config)
         xj = jnp.asarray(x.transpose(0, 2, 3, 1))
         template = jax.eval_shape(lambda: jmodel.init(jax.random.key(0), xj, jnp.asarray(eps)))["params"]
         params = torch_to_flax({k: v.numpy() for k, v in tmodel.state_dict().items()}, template)
         grad_fn = jax.jit(jax.value_and_grad(lambda p: jmodel.apply({"params": p}, xj, eps, method=jv.VAE.loss)))
-        seconds = best_of(lambda: jax.block_until_ready(grad_fn(params)), args.repeats)
-        rows.append({"model": f"vae-{arch}", "backend": "jax jit", "ms_per_step": 1e3 * seconds,
-                     "examples_per_s": batch / seconds, "gflop_per_step": flops / 1e9,
-                     "mfu": flops / seconds / peak})
+        rows.append(row("jax jit", best_of(lambda: jax.block_until_ready(grad_fn(params)), args.repeats)))
     for row in rows:
         row["gemm_peak_gflops"] = peak / 1e9
         row["torch_gemm_gflops"] = peaks["torch"] / 1e9
@@ -120,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="skip the torch.compile rows (compilation takes about a minute on a CPU)")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
