@@ -90,6 +90,13 @@ def _torchvision(cls_name: str, name: str, split: str, data_dir: Path | None, do
     return _as_dataset(images, labels, idx)
 
 
+def _torchvision_loader(cls_name: str, name: str):
+    """A registry ``load`` for a torchvision data set (MNIST, CIFAR10) read from --data-dir or downloaded."""
+    def load(split: str, data_dir: Path | None = None, download: bool = False, limit: int | None = None) -> Dataset:
+        return _torchvision(cls_name, name, split, data_dir, download, limit)
+    return load
+
+
 def load_digits_8x8(split: str, data_dir: Path | None = None, limit: int | None = None) -> Dataset:
     """scikit-learn's 1 797 8x8 handwritten digits (UCI), values 0..16 scaled to [0, 1]; 70/15/15 split."""
     from sklearn.datasets import load_digits
@@ -109,14 +116,12 @@ register(DatasetInfo(
     "mnist", "image", (1, 28, 28), "float32", "[0, 1]", "digit 0-9",
     "train 51 000 / val 9 000 from the official train set (seed 0); test: the official 10 000",
     "torchvision MNIST from --data-dir (or downloaded with data.download=true)",
-    lambda split, data_dir=None, download=False, limit=None: _torchvision("MNIST", "mnist", split, data_dir,
-                                                                          download, limit), num_classes=10))
+    _torchvision_loader("MNIST", "mnist"), num_classes=10))
 register(DatasetInfo(
     "cifar10", "image", (3, 32, 32), "float32", "[0, 1]", "class label 0-9",
     "train 42 500 / val 7 500 from the official train set (seed 0); test: the official 10 000",
     "torchvision CIFAR10 from --data-dir (or downloaded with data.download=true)",
-    lambda split, data_dir=None, download=False, limit=None: _torchvision("CIFAR10", "cifar10", split, data_dir,
-                                                                          download, limit), num_classes=10))
+    _torchvision_loader("CIFAR10", "cifar10"), num_classes=10))
 register(DatasetInfo(
     "digits", "image", (1, 8, 8), "float32", "[0, 1]", "digit 0-9",
     "70/15/15 of the 1 797 images (fixed permutation, seed 0)", "scikit-learn load_digits (ships with the package)",
