@@ -110,9 +110,9 @@ def load_trained(run_dir: Path, device: torch.device) -> tuple[ModelModule, RunC
     module = get_model(cfg.model_name)
     net = build_net(module, cfg, dataset_info(cfg.data))
     weights, state = load_checkpoint(run_dir / CHECKPOINTS, cfg.model_name)
-    load_weights_into(net, weights, run_dir)
     if state.get("ema") is not None:
-        load_weights_into(net, {**weights, **state["ema"]["shadow"]}, run_dir)
+        weights = {**weights, **state["ema"]["shadow"]}
+    load_weights_into(net, weights, run_dir)
     return module, cfg, net.to(device).eval()
 
 
