@@ -1,0 +1,93 @@
+"""Pictures of low-dimensional models: a learned density against the data, samples against the data.
+
+Every figure comes back as an ``Artefact`` of kind "images" (one RGB picture), so a model's ``sample``
+can hand it to the engine like any image grid:
+
+    from practice_torch.plots import density_figure_2d
+    artefact = density_figure_2d("density", lambda xy: net.log_prob(xy), data_xy)   # -> density.png
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from practice_torch.models import Artefact
+
+LogProb = Callable[[torch.Tensor], torch.Tensor]
+
+
+def figure_artefact(name: str, fig) -> Artefact:
+    """A matplotlib figure rendered once into an (1, 3, H, W) image in [0, 1]; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba(), dtype=np.float32)[..., :3] / 255.0
+    plt.close(fig)
+    return Artefact(name, "images", torch.from_numpy(rgba.copy()).permute(2, 0, 1)[None], nrow=1)
+
+
+def _figure(panels: int, size: float = 4.0):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, panels, figsize=(size * panels, size), dpi=100, squeeze=False)
+    return fig, axes[0]
+
+
+def _limits(data: np.ndarray, margin: float = 0.15) -> list[tuple[float, float]]:
+    lo, hi = np.quantile(data, 0.001, axis=0), np.quantile(data, 0.999, axis=0)
+    pad = margin * (hi - lo)
+    return [(float(a), float(b)) for a, b in zip(lo - pad, hi + pad)]
+
+
+@torch.no_grad()
+def density_figure_2d(name: str, log_prob: LogProb, data: torch.Tensor, samples: torch.Tensor | None = None,
+                      grid: int = 200, title: str = "model density") -> Artefact:
+    """Panels: a 2-D histogram of ``data`` (N, 2); exp(log_prob) on a grid x grid lattice over the same box;
+    and, when given, a scatter of ``samples`` (M, 2). ``log_prob``: (G, 2) -> (G,), called on CPU float32."""
+    data_np = data.detach().cpu().numpy()
+    (x0, x1), (y0, y1) = _limits(data_np)
+    xs, ys = np.linspace(x0, x1, grid), np.linspace(y0, y1, grid)
+    points = torch.from_numpy(np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32))
+    density = torch.exp(log_prob(points)).reshape(grid, grid).cpu().numpy()
+    fig, axes = _figure(3 if samples is not None else 2)
+    axes[0].hist2d(data_np[:, 0], data_np[:, 1], bins=100, range=[[x0, x1], [y0, y1]], cmap="viridis")
+    axes[0].set_title(f"data ({len(data_np)} points)")
+    axes[1].imshow(density, origin="lower", extent=(x0, x1, y0, y1), aspect="auto", cmap="viridis")
+    axes[1].set_title(title)
+    if samples is not None:
+        s = samples.detach().cpu().numpy()
+        axes[2].scatter(s[:, 0], s[:, 1], s=1, alpha=0.5)
+        axes[2].set(xlim=(x0, x1), ylim=(y0, y1), title=f"samples ({len(s)})")
+    return figure_artefact(name, fig)
+
+
+@torch.no_grad()
+def density_figure_1d(name: str, log_prob: LogProb, data: torch.Tensor, grid: int = 400,
+                      title: str = "model density") -> Artefact:
+    """A density histogram of ``data`` (N,) or (N, 1) with exp(log_prob) over it; log_prob: (G, 1) -> (G,)."""
+    data_np = data.detach().cpu().numpy().reshape(-1)
+    ((x0, x1),) = _limits(data_np[:, None])
+    xs = torch.linspace(x0, x1, grid)[:, None]
+    fig, axes = _figure(1, size=5.0)
+    axes[0].hist(data_np, bins=100, range=(x0, x1), density=True, alpha=0.5, label=f"data ({len(data_np)})")
+    axes[0].plot(xs[:, 0].numpy(), torch.exp(log_prob(xs)).cpu().numpy(), lw=2, label=title)
+    axes[0].legend()
+    return figure_artefact(name, fig)
+
+
+@torch.no_grad()
+def scatter_figure_2d(name: str, samples: torch.Tensor, data: torch.Tensor, title: str = "samples") -> Artefact:
+    """``samples`` (M, 2) beside ``data`` (N, 2) on the same axes limits."""
+    data_np, s = data.detach().cpu().numpy(), samples.detach().cpu().numpy()
+    (x0, x1), (y0, y1) = _limits(data_np)
+    fig, axes = _figure(2)
+    for ax, points, label in ((axes[0], data_np, "data"), (axes[1], s, title)):
+        ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.5)
+        ax.set(xlim=(x0, x1), ylim=(y0, y1), title=f"{label} ({len(points)})")
+    return figure_artefact(name, fig)
