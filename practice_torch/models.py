@@ -26,6 +26,7 @@ from practice_torch.engine import RunError
 
 MODELS = {
     "vae": ("practice_torch.vae", "variational autoencoder: MLP or conv, beta-VAE, conditional (images)"),
+    "mixture_em": ("practice_torch.mixture_em", "Gaussian mixture fitted by EM, full or diagonal covariances (2-D, images)"),
 }
 
 
@@ -42,7 +43,15 @@ class Artefact:
 
 
 class ModelModule(Protocol):
-    """What a model module provides (module-level names)."""
+    """What a model module provides (module-level names).
+
+    Optional, beside these: ``update(net, batch, noise) -> (loss, terms)``, a closed-form parameter update (EM)
+    in place of the gradient step. When a model module defines it, the engine calls it under torch.no_grad()
+    instead of backward, clipping and the optimizer step, and logs its loss and terms as it logs ``loss``'s.
+    It changes the net in place (parameters or buffers: all are checkpointed), so the net may have no trainable
+    parameters at all. Under torchrun it must all-reduce its sufficient statistics itself
+    (torch.distributed.all_reduce), so that every rank makes the same update: there is no DDP around it.
+    """
 
     Config: type
     """A dataclass of the model's hyperparameters: the run's ``model.*`` keys (``--set model.KEY=VALUE``)."""

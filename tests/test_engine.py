@@ -1,5 +1,5 @@
 """The training engine: typed overrides, reproducible batches, atomic checkpoints, exact resume, NaN stop,
-EMA, bf16 autocast and channels-last on CPU (torch.compile is a slow test)."""
+EMA, bf16 autocast and channels-last on CPU (torch.compile is a slow test); closed-form (EM) updates."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from practice_torch.engine import RunError
 from practice_torch.engine.batches import GlobalBatches, shard
 from practice_torch.engine.checkpoint import CheckpointError, atomic_write, load_checkpoint, read_weights, save_checkpoint
 from practice_torch.engine.config import ConfigError, apply_overrides, from_dict, incompatibilities, to_dict
@@ -227,3 +228,77 @@ def test_the_engine_imports_no_model():
     for path in engine.glob("*.py"):
         text = path.read_text()
         assert "practice_torch.vae" not in text and "from practice_torch import vae" not in text, path.name
+
+
+# Closed-form updates: a model module's ``update`` (EM) in place of the gradient step -----------------------------
+EM = ["data.limit=400", "train.batch_size=400", "train.log_every=1", "train.checkpoint_every=3", "train.samples=50",
+      "model.components=4"]
+
+
+def em_config(*overrides: str):
+    from practice_torch import mixture_em
+
+    return apply_overrides(mixture_em.default_config("quick", "moons"), EM + list(overrides))
+
+
+def test_a_model_with_a_closed_form_update_and_no_trainable_parameters_trains(tmp_path):
+    trainer = Trainer(em_config("train.steps=8"), tmp_path / "run")
+    assert list(trainer.net.parameters()) == [] and trainer.optimizer.param_groups[0]["params"] == []
+    start = weights(trainer)
+    trainer.run()
+    records = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == list(range(1, 9))
+    assert {"loss", "update_norm", "min_weight"} <= set(records[0]) and not {"grad_norm", "lr"} & set(records[0])
+    losses = [r["loss"] for r in records]
+    assert all(b <= a + 1e-5 for a, b in zip(losses, losses[1:])) and losses[-1] < losses[0] - 0.05, losses
+    assert records[0]["update_norm"] > 0.1 and records[-1]["update_norm"] < records[0]["update_norm"]
+    assert not torch.equal(start["means"], weights(trainer)["means"]) and bool(trainer.net.initialised)
+    assert trainer.scheduler.last_epoch == 0, "the LR schedule is left alone"
+    assert (tmp_path / "run/samples/density.png").is_file()
+
+
+def test_resume_of_a_closed_form_update_is_bit_identical(tmp_path):
+    """8 EM steps == 3 + resume + 5, buffers compared with torch.equal; the data order and the noise that seeds
+    the means (drawn every step) are restored from the checkpoint."""
+    cfg = em_config("train.steps=8")
+    straight = Trainer(cfg, tmp_path / "straight")
+    straight.run()
+    assert Trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
+    resumed = Trainer(cfg, tmp_path / "resumed", resume=True)
+    assert resumed.step == 3 and bool(resumed.net.initialised)
+    resumed.run()
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    other = Trainer(em_config("train.steps=8", "train.seed=1"), tmp_path / "other_seed")
+    other.run()
+    assert not torch.equal(a["means"], weights(other)["means"]), "another seed seeds other means"
+
+
+def test_a_non_finite_closed_form_update_stops_the_run(tmp_path, monkeypatch):
+    from practice_torch import mixture_em
+
+    calls = []
+
+    def failing(net, batch, noise):
+        calls.append(1)
+        loss, terms = real(net, batch, noise)
+        if len(calls) == 5:
+            net.covariances.fill_(math.nan)
+        return loss, terms
+
+    real = mixture_em.update
+    monkeypatch.setattr(mixture_em, "update", failing)
+    trainer = Trainer(em_config("train.steps=8"), tmp_path / "run")
+    with pytest.raises(Diverged, match=r"update norm nan\) at step 5.*last good checkpoint \(step 3\)") as info:
+        trainer.run()
+    assert "\n" not in str(info.value)
+    good, _ = load_checkpoint(tmp_path / "run/checkpoints", "mixture_em")
+    assert all(torch.isfinite(t).all() for t in good.values() if t.is_floating_point())
+
+
+def test_a_net_with_nothing_to_train_is_a_one_line_error(tmp_path, monkeypatch):
+    from practice_torch import mixture_em
+
+    monkeypatch.delattr(mixture_em, "update")
+    with pytest.raises(RunError, match="mixture_em has no trainable parameters and no closed-form update"):
+        Trainer(em_config(), tmp_path / "run")

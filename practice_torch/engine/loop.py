@@ -7,6 +7,12 @@ One step (every rank, in this order, so that a resumed run repeats it exactly):
   4. clip the global gradient norm; all-reduce [loss, grad norm, terms, stop flag] for logging;
   5. a non-finite loss or gradient stops the run (``Diverged``) before the weights are touched;
   6. AdamW step, warmup + cosine LR step, EMA update.
+A model module that defines ``update(net, batch, noise) -> (loss, terms)`` (a closed-form update, e.g. EM)
+replaces 3-6: the engine calls it under ``torch.no_grad()`` in full precision (no autocast, DDP or compile),
+logs the norm of the change of the net's floating-point state (``update_norm``) instead of ``grad_norm``,
+stops on a non-finite loss or state (the update has already run in place, but nothing is saved after it),
+and leaves the optimizer and the LR schedule alone. Under torchrun the model's update must sum its
+statistics over the ranks itself (``torch.distributed.all_reduce``) so that every rank makes the same update.
 SIGINT/SIGTERM set the stop flag: the step finishes, a checkpoint is written and ``run`` returns.
 """
 
@@ -24,7 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from practice_torch.engine import distributed
+from practice_torch.engine import RunError, distributed
 from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, shard
 from practice_torch.engine.checkpoint import (
     CheckpointError,
@@ -54,6 +60,9 @@ from practice_torch.models import get_model
 
 class Diverged(Exception):
     """The loss or the gradient became NaN or infinite; the message says where and what is kept."""
+
+
+CHECK_NAMES = {"grad_norm": "gradient norm", "update_norm": "update norm"}  # logged, and checked for finiteness
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,12 @@ class Trainer:
         self.net = build_net(self.model, cfg, info).to(self.device)
         if t.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay,
+        self.update = getattr(self.model, "update", None)  # a closed-form update (EM) in place of the gradient step
+        trainable = [p for p in self.net.parameters() if p.requires_grad]
+        if not trainable and self.update is None:
+            raise RunError(f"{cfg.model_name} has no trainable parameters and no closed-form update")
+        # an empty parameter group keeps the optimizer's and the schedule's state (and checkpoints) uniform
+        self.optimizer = torch.optim.AdamW(trainable or [{"params": []}], lr=t.lr, weight_decay=t.weight_decay,
                                            fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
@@ -108,10 +122,10 @@ class Trainer:
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         loss: nn.Module = LossOf(self.net, self.model.loss)
-        if self.procs.is_distributed:
+        if self.procs.is_distributed and self.update is None:
             gpus = [self.device] if self.device.type == "cuda" else None
             loss = nn.parallel.DistributedDataParallel(loss, device_ids=gpus)
-        self.loss = torch.compile(loss) if t.compile else loss
+        self.loss = torch.compile(loss) if t.compile and self.update is None else loss
         self.stop_signal: int | None = None
 
     def _restore(self) -> dict:
@@ -179,29 +193,51 @@ class Trainer:
         batch = tuple(self._to_device(x) for x in fetch(self.train_set, self.batches.next()))
         noise = shard(self.model.draw_noise(self.net, t.batch_size, self.noise), procs.rank, procs.world_size)
         noise = {k: self._to_device(v) for k, v in noise.items()}
+        step = self._gradient_step if self.update is None else self._closed_form_step
+        loss, checks, terms = step(batch, noise)
+        names = ["loss", *checks, *sorted(terms)]
+        stats = torch.stack([loss.detach().float(), *(v.float() for v in checks.values()),
+                             *(terms[k].detach().float() for k in sorted(terms)),
+                             torch.tensor(float(self.stop_signal is not None), device=self.device)])
+        stats = distributed.reduce_mean(stats, procs).tolist()
+        values = dict(zip(names, stats[:-1]))
+        if not all(math.isfinite(values[k]) for k in ("loss", *checks)):
+            kept = latest_step(self.run_dir / CHECKPOINTS)
+            what = ", ".join(f"{CHECK_NAMES[k]} {values[k]}" for k in checks)
+            hint = "try a lower train.lr or a train.grad_clip" if self.update is None else "the closed-form update failed"
+            raise Diverged(f"the loss became {values['loss']} ({what}) at step "
+                           f"{self.step + 1}; stopped. " + (f"The last good checkpoint (step {kept}) is kept in "
+                           f"{self.run_dir / CHECKPOINTS}" if kept is not None else "No checkpoint had been written")
+                           + f"; {hint}")
+        if self.update is None:
+            values["lr"] = self.scheduler.get_last_lr()[0]
+            self.optimizer.step()
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.net)
+        self.step += 1
+        return values, stats[-1] > 0
+
+    def _gradient_step(self, batch, noise) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(loss, {'grad_norm'}, terms): the loss under autocast, backward (DDP averages), global-norm clipping."""
+        t = self.cfg.train
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=t.precision == "bf16"):
             loss, terms = self.loss(batch, noise)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip or math.inf)
-        names = ["loss", "grad_norm", *sorted(terms)]
-        stats = torch.stack([loss.detach().float(), grad_norm.float(), *(terms[k].detach().float() for k in names[2:]),
-                             torch.tensor(float(self.stop_signal is not None), device=self.device)])
-        stats = distributed.reduce_mean(stats, procs).tolist()
-        values = dict(zip(names, stats[:-1]))
-        if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
-            kept = latest_step(self.run_dir / CHECKPOINTS)
-            raise Diverged(f"the loss became {values['loss']} (gradient norm {values['grad_norm']}) at step "
-                           f"{self.step + 1}; stopped. " + (f"The last good checkpoint (step {kept}) is kept in "
-                           f"{self.run_dir / CHECKPOINTS}" if kept is not None else "No checkpoint had been written")
-                           + "; try a lower train.lr or a train.grad_clip")
-        values["lr"] = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update(self.net)
-        self.step += 1
-        return values, stats[-1] > 0
+        return loss, {"grad_norm": grad_norm}, terms
+
+    def _closed_form_step(self, batch, noise) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(loss, {'update_norm'}, terms): the model's ``update`` in place, without autograd, in full precision;
+        update_norm = |state after - state before| over the net's floating-point parameters and buffers."""
+        before = {k: v.clone() for k, v in self.net.state_dict().items() if v.is_floating_point()}
+        with torch.no_grad():
+            loss, terms = self.update(self.net, batch, noise)
+            after = self.net.state_dict()
+            change = sum((torch.sum((after[k].double() - v.double()) ** 2) for k, v in before.items()),
+                         torch.zeros((), dtype=torch.float64, device=self.device))
+        return loss, {"update_norm": torch.sqrt(change)}, terms
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
