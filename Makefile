@@ -33,6 +33,7 @@ demo: setup
 	$(PY) -m theory_jax elbo --markdown build/elbo.md
 	rm -rf $(DEMO_RUN)
 	$(PY) -m practice_torch train vae --dataset fashion_mnist --preset quick --out $(DEMO_RUN)
+	$(PY) -m practice_torch features fashion_mnist   # the feature network of FID/IS/KID (trained once, cached)
 	$(PY) -m practice_torch eval $(DEMO_RUN)
 	@echo
 	@echo "samples:          $(DEMO_RUN)/samples/samples.png (also reconstructions.png, interpolation.png)"

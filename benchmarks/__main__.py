@@ -3,12 +3,17 @@
 Speed is measured here, never asserted in tests. Each benchmark prints a table and writes
 ``benchmarks/results/<name>.json``. The machine's fp32 GEMM peak is measured first so model
 throughput can be read as model FLOP utilisation (MFU = achieved FLOP/s / GEMM peak).
+
+``metrics`` is the sanity table of the sample metrics (FID, IS, KID, precision, recall through the project's
+feature network): held-out images against themselves, the train set, blurred images and noise. Its expected
+order is checked, and the command exits with 1 if it does not hold.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -118,7 +123,51 @@ def vae_step(args) -> list[dict]:
     return rows
 
 
-BENCHMARKS = {"vae_step": vae_step}
+def metrics(args) -> list[dict]:
+    """The sample metrics of image sets against half of the test set (the reference): the reference itself, the
+    other half, train images, the other half blurred (torchvision gaussian_blur) and uniform noise, ``args.per_set``
+    images each. The other half is the noise floor at this size; the order is checked on the other rows."""
+    import torchvision.transforms.functional as TF
+
+    from practice_torch.data import get_dataset
+    from practice_torch.evaluation import feature_network
+    from practice_torch.evaluation.samples import image_set_metrics
+
+    net = feature_network(args.dataset, args.data_dir)
+    test = get_dataset(args.dataset, "test", args.data_dir)[:][0]
+    n = min(args.per_set, len(test) // 2)
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
+    reference, other = test[order[:n]], test[order[n:2 * n]]
+    sets = {"test (itself)": reference, "test (other half)": other,
+            "train": get_dataset(args.dataset, "train", args.data_dir, limit=n)[:][0],
+            f"blurred (sigma {args.blur:g})": TF.gaussian_blur(other, 2 * math.ceil(3 * args.blur) + 1, args.blur),
+            "uniform noise": torch.rand(other.shape, generator=torch.Generator().manual_seed(1))}
+    rows = []
+    for name, images in sets.items():
+        m = image_set_metrics(reference, images, net)
+        rows.append({"images": name, "n": len(images), "fid": m["fid"], "inception_score": m["inception_score"],
+                     "kid": m["kid"], "precision": m["precision"], "recall": m["recall"]})
+    return rows
+
+
+ORDERED = ("test (itself)", "train", "blurred", "uniform noise")  # the rows whose order is expected
+
+
+def metric_order_problems(rows: list[dict]) -> list[str]:
+    """Where the sanity table breaks its expected order (the rows itself, train, blurred, noise, in this order):
+    FID and KID must rise down the table, precision and recall fall. [] when the order holds."""
+    rows = [row for row in rows if row["images"].startswith(ORDERED)]
+    problems = []
+    for key, rising in (("fid", True), ("kid", True), ("precision", False), ("recall", False)):
+        values = [row[key] for row in rows]
+        for a, b, row_a, row_b in zip(values, values[1:], rows, rows[1:]):
+            if (a >= b) if rising else (a <= b):
+                problems.append(f"{key}: {row_a['images']} {a:.4g} {'>=' if rising else '<='} {row_b['images']} {b:.4g}")
+    return problems
+
+
+BENCHMARKS = {"vae_step": vae_step, "metrics": metrics}
+CHECKS = {"metrics": metric_order_problems}
 
 
 def print_table(name: str, rows: list[dict]) -> None:
@@ -137,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="skip the torch.compile rows (compilation takes about a minute on a CPU)")
+    parser.add_argument("--dataset", default="fashion_mnist", help="image data set of the metrics table")
+    parser.add_argument("--data-dir", help="where standard data sets live (metrics)")
+    parser.add_argument("--per-set", type=int, default=5000, help="images per set in the metrics table")
+    parser.add_argument("--blur", type=float, default=1.0, help="Gaussian blur sigma in the metrics table (pixels)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
@@ -146,16 +200,23 @@ def main(argv: list[str] | None = None) -> int:
     cores = sorted(os.sched_getaffinity(0))[: args.threads]
     os.sched_setaffinity(0, cores)
     torch.set_num_threads(len(cores))
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    status = 0
     for name in args.names or BENCHMARKS:
         rows = BENCHMARKS[name](args)
         print_table(name, rows)
         meta = {"benchmark": name, "threads": len(cores), "torch": torch.__version__,
                 "machine": platform.machine(), "processor": platform.processor(), "time": time.time()}
-        out = RESULTS / f"{name}.json"
-        out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        out = args.results / f"{name}.json"
+        result = {"meta": meta, "rows": rows}
+        if name in CHECKS:
+            problems = CHECKS[name](rows)
+            result["order_holds"] = not problems
+            print("expected order holds: " + ("yes" if not problems else "NO\n  " + "\n  ".join(problems)))
+            status = status or (1 if problems else 0)
+        out.write_text(json.dumps(result, indent=2))
         print(f"wrote {out}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``python -m practice_torch list | train | sample | eval`` (ARCHITECTURE.md, "An implementation trains for real").
+"""``python -m practice_torch list | train | sample | eval | features`` (ARCHITECTURE.md, "An implementation trains
+for real").
 
     python -m practice_torch list
     python -m practice_torch train vae                                  # quick preset, Fashion-MNIST
@@ -6,7 +7,8 @@
     python -m practice_torch train vae --resume runs/cvae --steps 8000  # continue (bit-identical on CPU)
     torchrun --nproc_per_node=2 -m practice_torch train vae             # DistributedDataParallel
     python -m practice_torch sample runs/cvae --n 100 --out cvae.png
-    python -m practice_torch eval runs/cvae --split test
+    python -m practice_torch eval runs/cvae --split test            # + FID, IS, KID, precision/recall of samples
+    python -m practice_torch features fashion_mnist                 # train and cache the feature network they use
 
 User errors (unknown model or data set, malformed override, missing data, corrupt or foreign
 checkpoint, incompatible resume, an --out that already holds a run) print one line on stderr and
@@ -56,6 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--samples", type=int, metavar="N",
+                          help="samples for FID/IS/KID/precision/recall (default: as many as held-out examples, "
+                               "at most 10 000)")
+    evaluate.add_argument("--no-sample-metrics", dest="sample_metrics", action="store_false",
+                          help="report only the model's own metrics (no samples, no feature network)")
+    evaluate.add_argument("--data-dir", help="where the data set and Inception-v3 weights for the standard FID live "
+                                             "(default: the run's data.data_dir)")
+    evaluate.add_argument("--inception", metavar="FILE", help="Inception-v3 weights (pt_inception-2015-12-05-*.pth "
+                                                               "or inception_v3_google-*.pth) for the standard FID")
+
+    features = commands.add_parser("features", help="train and cache the feature network of an image data set")
+    features.add_argument("dataset")
+    features.add_argument("--data-dir", help="where standard data sets live (torchvision layouts)")
+    features.add_argument("--retrain", action="store_true", help="train again even if one is cached")
+    features.add_argument("--device", default="auto")
     return parser
 
 
@@ -143,16 +160,38 @@ def evaluate(args) -> int:
     from practice_torch.engine.runs import load_split, load_trained
 
     run_dir = Path(args.run_dir)
-    module, cfg, net = load_trained(run_dir, resolve_device(args.device))
+    if args.samples is not None and args.samples < 2:
+        raise RunError(f"--samples must be at least 2, got {args.samples}")
+    if args.inception and not Path(args.inception).is_file():
+        raise RunError(f"--inception {args.inception}: no such file (Inception-v3 weights for the standard FID)")
+    device = resolve_device(args.device)
+    module, cfg, net = load_trained(run_dir, device)
     dataset = load_split(cfg.data, args.split)
     generator = torch.Generator().manual_seed(derive_seed(args.seed, "eval"))
     metrics = module.evaluate(net, cfg.model, dataset, generator)
+    if args.sample_metrics:  # FID, IS, KID, precision/recall of samples, for image models with a feature network
+        from practice_torch.engine.runs import dataset_info
+        from practice_torch.evaluation.samples import model_sample_metrics
+
+        sampler = torch.Generator().manual_seed(derive_seed(args.seed, "sample-metrics"))
+        metrics.update(model_sample_metrics(module, cfg, net, dataset_info(cfg.data), dataset, args.samples, sampler,
+                                            device, args.data_dir or cfg.data.data_dir, args.inception))
     out = run_dir / f"eval_{args.split}.json"
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
     print(f"{cfg.model_name} on {cfg.data.name} ({args.split}):")
     for name, value in metrics.items():
         print(f"  {name:<24} {value:.4f}" if isinstance(value, float) else f"  {name:<24} {value}")
     print(f"wrote {out}")
+    return 0
+
+
+def features(args) -> int:
+    from practice_torch.engine.distributed import resolve_device
+    from practice_torch.evaluation.features import cache_paths, feature_network
+
+    net = feature_network(args.dataset, args.data_dir, resolve_device(args.device), retrain=args.retrain)
+    print(f"feature network for {args.dataset}: test accuracy {100 * net.test_accuracy:.2f}%  "
+          f"({cache_paths(args.dataset)[0]})")
     return 0
 
 
@@ -166,7 +205,7 @@ def report(paths) -> None:
         print(f"  wrote {sum(p.parent == folder for p in wavs)} WAV files in {folder}")
 
 
-COMMANDS = {"list": list_all, "train": train, "sample": sample, "eval": evaluate}
+COMMANDS = {"list": list_all, "train": train, "sample": sample, "eval": evaluate, "features": features}
 
 
 def main(argv: list[str] | None = None) -> int:

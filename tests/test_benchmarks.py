@@ -1,6 +1,18 @@
-"""The benchmark runner's interface (timings themselves are never asserted)."""
+"""The benchmark runner's interface (timings themselves are never asserted) and the metrics sanity table's
+order check, which must fail on a table out of order."""
 
-from benchmarks.__main__ import BENCHMARKS, main
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.__main__ import BENCHMARKS, main, metric_order_problems, metrics
+
+ROOT = Path(__file__).parents[1]
 
 
 def test_unknown_benchmark_is_a_usage_error(capsys):
@@ -9,4 +21,44 @@ def test_unknown_benchmark_is_a_usage_error(capsys):
 
 
 def test_registry_names_the_first_entries():
-    assert "vae_step" in BENCHMARKS
+    assert "vae_step" in BENCHMARKS and "metrics" in BENCHMARKS
+
+
+def _row(images, fid, kid, precision, recall):
+    return {"images": images, "n": 100, "fid": fid, "inception_score": 5.0, "kid": kid, "precision": precision,
+            "recall": recall}
+
+
+def test_the_order_check_passes_an_ordered_table_and_names_each_break():
+    rows = [_row("test (itself)", 0.0, -0.3, 1.0, 1.0), _row("test (other half)", 0.9, 0.02, 0.88, 0.87),
+            _row("train", 0.6, -0.01, 0.87, 0.86), _row("blurred (sigma 1)", 97.0, 8.7, 0.70, 0.01),
+            _row("uniform noise", 328.0, 19.8, 0.06, 0.0)]
+    assert metric_order_problems(rows) == []  # the other half is the noise floor: not part of the order
+    swapped = rows[:3] + [rows[4], rows[3]]
+    problems = metric_order_problems(swapped)
+    assert len(problems) == 4 and all(p.split(":")[0] in ("fid", "kid", "precision", "recall") for p in problems)
+    assert any("uniform noise 328 >= blurred (sigma 1) 97" in p for p in problems)
+    tie = [dict(rows[0]), rows[2], rows[3], rows[4]]
+    tie[0]["recall"] = rows[2]["recall"]
+    assert metric_order_problems(tie) == ["recall: test (itself) 0.86 <= train 0.86"]
+
+
+def test_the_metrics_table_on_digits(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENERATIVE_TWINS_DATA", str(tmp_path))
+    args = argparse.Namespace(dataset="digits", data_dir=None, per_set=60, blur=0.5)
+    rows = metrics(args)
+    assert [r["images"] for r in rows] == ["test (itself)", "test (other half)", "train", "blurred (sigma 0.5)",
+                                           "uniform noise"]
+    itself = rows[0]
+    assert abs(itself["fid"]) < 1e-4 and itself["precision"] == itself["recall"] == 1.0 and itself["kid"] < 0
+    assert all(r["n"] == 60 for r in rows) and rows[1]["fid"] < rows[4]["fid"]
+
+
+@pytest.mark.slow
+def test_the_fashion_mnist_table_holds_its_order(tmp_path):
+    """``python -m benchmarks metrics`` as a user runs it (the cached or a freshly trained feature network)."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "metrics", "--results", str(tmp_path)], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    assert result["order_holds"] and "expected order holds: yes" in proc.stdout

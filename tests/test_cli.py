@@ -1,5 +1,5 @@
-"""``python -m practice_torch list | train | sample | eval``: the happy paths on a tiny run, and every user error
-as one line on stderr, exit status 2, and nothing written or overwritten."""
+"""``python -m practice_torch list | train | sample | eval | features``: the happy paths on a tiny run, and every
+user error as one line on stderr, exit status 2, and nothing written or overwritten."""
 
 from __future__ import annotations
 
@@ -44,6 +44,14 @@ def assert_user_error(result: tuple[int, str, str], message: str) -> None:
     assert "Traceback" not in err
 
 
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    """A private data cache: ``eval`` trains the digits feature network there (a few seconds), once."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENERATIVE_TWINS_DATA", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A finished 4-step run of a tiny conv VAE on the 8x8 digits."""
@@ -79,11 +87,18 @@ def test_train_sample_eval_and_resume(run, copy, capsys, tmp_path):
     code, out, _ = cli(capsys, "sample", str(copy))
     assert code == 0 and "reconstructions.png" in out
 
-    code, out, _ = cli(capsys, "eval", str(copy), "--split", "test")
+    code, out, err = cli(capsys, "eval", str(copy), "--split", "test")
     metrics = json.loads((copy / "eval_test.json").read_text())
     assert code == 0 and "nll_bits_per_dim" in out
     assert metrics["examples"] == 269 and metrics["nll_examples"] == 16 and metrics["importance_samples"] == 4
     assert metrics["nll_bits_per_dim"] == pytest.approx(metrics["nll"] / (64 * 0.6931471805599453))
+    # the sample metrics of an image model: 269 samples (as many as test images) through the digits feature network
+    assert "training one now" in err and "standard FID skipped" in err
+    assert metrics["sample_metrics_samples"] == metrics["sample_metrics_held_out"] == 269
+    assert metrics["fid"] > 0 and 1 <= metrics["inception_score"] <= 10 and 0 <= metrics["recall"] <= 1
+    assert all(f"{name:<24}" in out for name in ("fid", "inception_score", "kid", "precision", "recall"))
+    code, _, err = cli(capsys, "eval", str(copy), "--split", "val", "--no-sample-metrics")
+    assert code == 0 and "fid" not in json.loads((copy / "eval_val.json").read_text()) and "FID" not in err
 
     code, out, _ = cli(capsys, "train", "vae", "--resume", str(copy), "--steps", "6")
     assert code == 0 and "for 6 steps" in out
@@ -101,7 +116,7 @@ def test_a_diverging_run_exits_non_zero_with_one_line_and_keeps_its_checkpoint(c
 
 # User errors: one line, status 2, nothing written ----------------------------------------------------------
 @pytest.mark.parametrize("argv, message", [
-    (["train", "gpt9"], "unknown model 'gpt9'; choose from vae"),
+    (["train", "gpt9"], "unknown model 'gpt9'; choose from"),
     (["train", "vae", "--dataset", "nope"], "unknown data set 'nope'"),
     (["train", "vae", "--set", "model.latent_dim"], "malformed override 'model.latent_dim'"),
     (["train", "vae", "--set", "model.latent_dim=big"], "expected int, got 'big'"),
@@ -172,6 +187,11 @@ def test_foreign_checkpoints_are_refused(copy, capsys, tmp_path):
 def test_sample_and_eval_need_a_run_directory(capsys, tmp_path):
     assert_user_error(cli(capsys, "sample", str(tmp_path)), "is not a run directory")
     assert_user_error(cli(capsys, "eval", str(tmp_path / "missing")), "is not a run directory")
+
+
+def test_bad_feature_network_requests_are_one_line(capsys):
+    assert_user_error(cli(capsys, "features", "nope"), "unknown data set 'nope'")
+    assert_user_error(cli(capsys, "features", "shakespeare"), "feature networks are for image data sets")
 
 
 # As a separate process: exit status, stderr, signals ------------------------------------------------------

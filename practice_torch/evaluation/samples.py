@@ -1,0 +1,102 @@
+"""Sample metrics of an image model: FID, Inception Score, KID and precision/recall of generated images against
+held-out ones, through the project's feature network (and the standard Inception FID when its weights are here).
+
+``python -m practice_torch eval RUN`` calls ``model_sample_metrics`` after the model's own ``evaluate``;
+``python -m benchmarks metrics`` calls ``image_set_metrics`` on real, blurred and noise images (the sanity table).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from practice_torch.evaluation.features import FeatureNetwork, FeatureNetworkError, check_dataset, embed, feature_network
+from practice_torch.evaluation.inception import InceptionFeatures, find_inception_weights, load_inception
+from practice_torch.evaluation.metrics import fid_from_features, inception_score_splits, kid_subsets, precision_recall
+
+DEFAULT_SAMPLES = 10_000  # cap on the default number of samples (and held-out images) compared
+
+
+@torch.no_grad()
+def inception_features(net: InceptionFeatures, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """The 2048-d pool features of images (N, C, H, W) in [0, 1], in batches on the net's device -> (N, 2048)."""
+    device = next(net.parameters()).device
+    batches = tqdm(images.split(batch_size), desc="Inception features", leave=False)
+    return torch.cat([net.features(batch.to(device)).cpu() for batch in batches])
+
+
+def image_set_metrics(real: torch.Tensor, fake: torch.Tensor, net: FeatureNetwork, k: int = 3,
+                      inception: InceptionFeatures | None = None, seed: int = 0) -> dict[str, float]:
+    """FID, IS (of ``fake``, 10 splits), KID (100 subsets of up to 1000), precision and recall (k-NN with ``k``)
+    of image sets real (N, C, H, W) and fake (M, C, H, W) in [0, 1], in the feature space of ``net``."""
+    real_feats, real_probs = embed(net, real, desc="features (held out)")
+    fake_feats, fake_probs = (real_feats, real_probs) if fake is real else embed(net, fake, desc="features (samples)")
+    is_mean, is_std = inception_score_splits(fake_probs, splits=min(10, len(fake)))
+    kid_mean, kid_std = kid_subsets(real_feats, fake_feats, generator=torch.Generator().manual_seed(seed))
+    k = min(k, len(real) - 1, len(fake) - 1)  # a handful of samples: the nearest neighbours there are
+    precision, recall = precision_recall(real_feats, fake_feats, k)
+    metrics = {"fid": fid_from_features(real_feats, fake_feats), "inception_score": is_mean,
+               "inception_score_std": is_std, "kid": kid_mean, "kid_std": kid_std,
+               "precision": float(precision), "recall": float(recall), "precision_recall_k": k}
+    if inception is not None:
+        metrics["fid_inception"] = fid_from_features(inception_features(inception, real),
+                                                     inception_features(inception, fake))
+    return metrics
+
+
+def draw_images(module, cfg, net, n: int, generator: torch.Generator, chunk: int = 1000) -> torch.Tensor | None:
+    """About n samples (N, C, H, W) of a model, in chunks: the 'samples' artefact of ``module.sample``, clamped to
+    [0, 1] (a Gaussian decoder's means may stray outside). None when the model's samples are not images."""
+    parts, total = [], 0
+    while total < n:
+        artefact = module.sample(net, cfg.model, min(chunk, n - total), generator, None)[0]
+        if artefact.name != "samples" or artefact.kind != "images" or artefact.data.ndim != 4 or not len(artefact.data):
+            return None
+        parts.append(artefact.data.detach().float().cpu().clamp(0.0, 1.0))
+        total += len(parts[-1])
+    return torch.cat(parts)
+
+
+def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, generator: torch.Generator,
+                         device: torch.device, data_dir: str | Path | None = None,
+                         inception_path: str | Path | None = None) -> dict[str, float]:
+    """The sample metrics ``eval`` adds for an image model: n samples (default: as many as held-out examples, at
+    most 10 000) against as many held-out examples. Prints one line when it skips something; {} if it cannot run
+    (and nothing at all for data that are not images)."""
+    if info.modality != "image":
+        return {}
+    try:
+        check_dataset(info.name)
+    except FeatureNetworkError as exc:
+        print(f"sample metrics skipped: {exc}", file=sys.stderr)
+        return {}
+    n = n or min(len(held_out), DEFAULT_SAMPLES)
+    was_training = net.training
+    net.eval()
+    try:
+        fake = draw_images(module, cfg, net, n, generator)
+    finally:
+        net.train(was_training)
+    if fake is None or tuple(fake.shape[1:]) != tuple(info.shape):
+        print(f"sample metrics skipped: the samples of {cfg.model_name} are not {info.name} images "
+              f"{tuple(info.shape)}", file=sys.stderr)
+        return {}
+    rows = range(min(len(fake), len(held_out)))
+    real = torch.stack([held_out[i][0] for i in rows])
+    features = feature_network(info.name, data_dir, device)
+    inception = None
+    path = Path(inception_path) if inception_path else find_inception_weights(data_dir)
+    if path is not None:
+        inception = load_inception(path, device)
+    else:
+        where = f"in {data_dir}" if data_dir else "(no --data-dir given)"
+        print(f"standard FID skipped: no Inception-v3 weights (pt_inception-2015-12-05-*.pth or "
+              f"inception_v3_google-*.pth) {where}", file=sys.stderr)
+    metrics = image_set_metrics(real, fake, features, inception=inception)
+    return {**metrics, "sample_metrics_samples": len(fake), "sample_metrics_held_out": len(real),
+            "features_test_accuracy": features.test_accuracy,
+            **({"inception_weights": inception.source} if inception is not None else {})}
+
