@@ -26,6 +26,7 @@ from practice_torch.engine import RunError
 
 MODELS = {
     "vae": ("practice_torch.vae", "variational autoencoder: MLP or conv, beta-VAE, conditional (images)"),
+    "change_of_variables": ("practice_torch.change_of_variables", "elementwise monotone flow + LU mixing, MLE (1-D, 2-D)"),
     "mixture_em": ("practice_torch.mixture_em", "Gaussian mixture fitted by EM, full or diagonal covariances (2-D, images)"),
 }
 

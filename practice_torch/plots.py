@@ -29,7 +29,8 @@ def figure_artefact(name: str, fig) -> Artefact:
     return Artefact(name, "images", torch.from_numpy(rgba.copy()).permute(2, 0, 1)[None], nrow=1)
 
 
-def _figure(panels: int, size: float = 4.0):
+def new_figure(panels: int, size: float = 4.0):
+    """(figure, axes): one row of ``panels`` square axes of ``size`` inches, on the Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -39,7 +40,8 @@ def _figure(panels: int, size: float = 4.0):
     return fig, axes[0]
 
 
-def _limits(data: np.ndarray, margin: float = 0.15) -> list[tuple[float, float]]:
+def data_limits(data: np.ndarray, margin: float = 0.15) -> list[tuple[float, float]]:
+    """Per column of data (N, D): the 0.1%..99.9% quantile range widened by ``margin`` on each side."""
     lo, hi = np.quantile(data, 0.001, axis=0), np.quantile(data, 0.999, axis=0)
     pad = margin * (hi - lo)
     return [(float(a), float(b)) for a, b in zip(lo - pad, hi + pad)]
@@ -51,11 +53,11 @@ def density_figure_2d(name: str, log_prob: LogProb, data: torch.Tensor, samples:
     """Panels: a 2-D histogram of ``data`` (N, 2); exp(log_prob) on a grid x grid lattice over the same box;
     and, when given, a scatter of ``samples`` (M, 2). ``log_prob``: (G, 2) -> (G,), called on CPU float32."""
     data_np = data.detach().cpu().numpy()
-    (x0, x1), (y0, y1) = _limits(data_np)
+    (x0, x1), (y0, y1) = data_limits(data_np)
     xs, ys = np.linspace(x0, x1, grid), np.linspace(y0, y1, grid)
     points = torch.from_numpy(np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32))
     density = torch.exp(log_prob(points)).reshape(grid, grid).cpu().numpy()
-    fig, axes = _figure(3 if samples is not None else 2)
+    fig, axes = new_figure(3 if samples is not None else 2)
     axes[0].hist2d(data_np[:, 0], data_np[:, 1], bins=100, range=[[x0, x1], [y0, y1]], cmap="viridis")
     axes[0].set_title(f"data ({len(data_np)} points)")
     axes[1].imshow(density, origin="lower", extent=(x0, x1, y0, y1), aspect="auto", cmap="viridis")
@@ -72,9 +74,9 @@ def density_figure_1d(name: str, log_prob: LogProb, data: torch.Tensor, grid: in
                       title: str = "model density") -> Artefact:
     """A density histogram of ``data`` (N,) or (N, 1) with exp(log_prob) over it; log_prob: (G, 1) -> (G,)."""
     data_np = data.detach().cpu().numpy().reshape(-1)
-    ((x0, x1),) = _limits(data_np[:, None])
+    ((x0, x1),) = data_limits(data_np[:, None])
     xs = torch.linspace(x0, x1, grid)[:, None]
-    fig, axes = _figure(1, size=5.0)
+    fig, axes = new_figure(1, size=5.0)
     axes[0].hist(data_np, bins=100, range=(x0, x1), density=True, alpha=0.5, label=f"data ({len(data_np)})")
     axes[0].plot(xs[:, 0].numpy(), torch.exp(log_prob(xs)).cpu().numpy(), lw=2, label=title)
     axes[0].legend()
@@ -85,8 +87,8 @@ def density_figure_1d(name: str, log_prob: LogProb, data: torch.Tensor, grid: in
 def scatter_figure_2d(name: str, samples: torch.Tensor, data: torch.Tensor, title: str = "samples") -> Artefact:
     """``samples`` (M, 2) beside ``data`` (N, 2) on the same axes limits."""
     data_np, s = data.detach().cpu().numpy(), samples.detach().cpu().numpy()
-    (x0, x1), (y0, y1) = _limits(data_np)
-    fig, axes = _figure(2)
+    (x0, x1), (y0, y1) = data_limits(data_np)
+    fig, axes = new_figure(2)
     for ax, points, label in ((axes[0], data_np, "data"), (axes[1], s, title)):
         ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.5)
         ax.set(xlim=(x0, x1), ylim=(y0, y1), title=f"{label} ({len(points)})")

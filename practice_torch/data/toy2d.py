@@ -1,6 +1,7 @@
-"""2-D toy data sets, generated in code: two moons, a ring of Gaussians, concentric rings.
+"""Toy data sets generated in code: two moons, a ring of Gaussians, concentric rings (2-D) and a 1-D mixture.
 
-x: float32 (2,), roughly in [-3, 3]; y: int64 component (moon, mode or ring index).
+x: float32 (2,) (or (1,) for mixture1d), roughly in [-3, 3]; y: int64 component (moon, mode, ring or mixture
+component index).
 Each split is drawn with its own fixed seed (train 0, val 1, test 2), so splits never overlap by design.
 """
 
@@ -37,6 +38,33 @@ def rings(n: int, rng: np.random.Generator, radii=(0.75, 1.5, 2.25), std: float 
     return np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1), y
 
 
+MIXTURE1D_WEIGHTS = (0.45, 0.35, 0.20)
+
+
+def mixture1d(n: int, rng: np.random.Generator):
+    """A bimodal, right-skewed 1-D mixture: 0.45 N(-1.6, 0.3^2) + 0.35 N(0.4, 0.5^2) + 0.2 (1 + Gamma(2, scale 0.35)),
+    drawn by inverse-CDF sampling from one stream of uniform pairs (component, then value), so the first k
+    examples of a split are the same whatever its size."""
+    from scipy import stats
+
+    u = rng.random((n, 2))
+    y = np.searchsorted(np.cumsum(MIXTURE1D_WEIGHTS)[:-1], u[:, 0], side="right")
+    x = np.select([y == 0, y == 1], [stats.norm.ppf(u[:, 1], -1.6, 0.3), stats.norm.ppf(u[:, 1], 0.4, 0.5)],
+                  1.0 + stats.gamma.ppf(u[:, 1], 2.0, scale=0.35))
+    return x[:, None], y
+
+
+def mixture1d_log_density(x: np.ndarray) -> np.ndarray:
+    """The exact log-density of ``mixture1d`` at x (...) or (..., 1) -> (...), for checking a model's NLL."""
+    from scipy import special, stats
+
+    x = np.asarray(x, dtype=np.float64)
+    x = x[..., 0] if x.ndim and x.shape[-1] == 1 else x
+    parts = np.stack([stats.norm.logpdf(x, -1.6, 0.3), stats.norm.logpdf(x, 0.4, 0.5),
+                      stats.gamma.logpdf(x - 1.0, 2.0, scale=0.35)])
+    return special.logsumexp(parts + np.log(MIXTURE1D_WEIGHTS).reshape((3,) + (1,) * x.ndim), axis=0)
+
+
 def _loader(make):
     def load(split: str, data_dir=None, n: int | None = None, limit: int | None = None) -> Dataset:
         size = limit or n or SIZES[split]
@@ -52,3 +80,6 @@ register(DatasetInfo("gaussians", "2-D", (2,), "float32", "about [-2.5, 2.5]", "
                      "generated: 8 Gaussians (std 0.1) on a circle of radius 2", _loader(gaussians), num_classes=8))
 register(DatasetInfo("rings", "2-D", (2,), "float32", "about [-2.5, 2.5]", "ring 0-2", _SPLITS,
                      "generated: 3 concentric rings (radii 0.75, 1.5, 2.25)", _loader(rings), num_classes=3))
+register(DatasetInfo("mixture1d", "1-D", (1,), "float32", "about [-2.8, 4.8]", "component 0-2", _SPLITS,
+                     "generated: 0.45 N(-1.6, 0.3^2) + 0.35 N(0.4, 0.5^2) + 0.2 (1 + Gamma(2, scale 0.35))",
+                     _loader(mixture1d), num_classes=3))
