@@ -27,6 +27,8 @@ from practice_torch.engine import RunError
 MODELS = {
     "vae": ("practice_torch.vae", "variational autoencoder: MLP or conv, beta-VAE, conditional (images)"),
     "change_of_variables": ("practice_torch.change_of_variables", "elementwise monotone flow + LU mixing, MLE (1-D, 2-D)"),
+    "f_divergence": ("practice_torch.f_divergence",
+                     "f-GAN: variational divergence minimisation, six f-divergences (2-D, images)"),
     "mixture_em": ("practice_torch.mixture_em", "Gaussian mixture fitted by EM, full or diagonal covariances (2-D, images)"),
 }
 

@@ -1,0 +1,252 @@
+"""The f-GAN in PyTorch: divergences, Algorithm 1's single loss, samples and evaluation, the critic's estimate
+against the true D_f, the CLI on a tiny run, bad input; and a wrong conjugate caught by the spec runner."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from practice_torch import f_divergence as fd
+from practice_torch import models
+from practice_torch.cli import main
+from practice_torch.data import get_info
+from practice_torch.engine.config import ConfigError, apply_overrides
+from shared_specs import catalogue
+from shared_specs.runner import Perturbation, run_case
+
+GAUSSIANS = get_info("gaussians")
+CASES = {case.id: case for case in catalogue.spec_cases("f_divergence")}
+TINY = ["--device", "cpu", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2", "--set", "train.batch_size=32",
+        "--set", "train.warmup_steps=2", "--set", "train.log_every=5", "--set", "train.samples=200"]
+
+
+def tiny_net(**kw) -> fd.FGAN:
+    torch.manual_seed(0)
+    return fd.build(fd.Config(**{"hidden": (16, 16), "latent_dim": 2, **kw}), GAUSSIANS)
+
+
+# Divergences -----------------------------------------------------------------------------------------------
+def test_conjugates_are_infinite_outside_their_domain_with_zero_gradient():
+    edges = {"reverse_kl": 0.0, "js": math.log(2), "tv": 0.5, "hellinger": 1.0}
+    for divergence, edge in edges.items():
+        t = torch.tensor([edge - 0.1, edge + 0.1], dtype=torch.float64, requires_grad=True)
+        value = fd.f_conjugate(t, divergence)
+        assert torch.isfinite(value[0]) and value[1] == math.inf, divergence
+        (grad,) = torch.autograd.grad(value[0], t)
+        assert torch.isfinite(grad).all() and grad[1] == 0, divergence
+
+
+def test_the_critics_density_ratio_inverts_the_optimal_critic():
+    u = torch.linspace(0.1, 5, 50, dtype=torch.float64)
+    for divergence in fd.DIVERGENCES:
+        if divergence == "tv":
+            with pytest.raises(ValueError, match="only says where p > q"):
+                fd.density_ratio(fd.f_derivative(u, divergence), divergence)
+        else:
+            torch.testing.assert_close(fd.density_ratio(fd.f_derivative(u, divergence), divergence), u)
+
+
+def test_an_unknown_divergence_is_one_line_naming_the_choices():
+    for call in (lambda: fd.f_generator(torch.ones(2), "kullback"), lambda: fd.FGAN((2,), "kullback")):
+        with pytest.raises(ValueError, match="unknown divergence 'kullback'; choose from kl, reverse_kl, js, tv"):
+            call()
+    with pytest.raises(ConfigError, match="expected one of kl, reverse_kl, js, tv, pearson, hellinger"):
+        apply_overrides(fd.default_config("quick"), ["model.divergence=kullback"])
+
+
+# Algorithm 1: one loss, descent for the generator, ascent for the critic ------------------------------------
+def _grads(net, value, part):
+    return torch.autograd.grad(value, list(getattr(net, part).parameters()), retain_graph=True, allow_unused=True)
+
+
+@pytest.mark.parametrize("divergence", fd.DIVERGENCES)
+@pytest.mark.parametrize("objective", ["saddle", "non_saturating"])
+def test_one_loss_is_descent_for_the_generator_and_ascent_for_the_critic(divergence, objective):
+    net = tiny_net(divergence=divergence, generator_objective=objective, r1=0.0)
+    x, z = torch.randn(32, 2), torch.randn(32, 2)
+    loss, terms = fd.fgan_loss(net, x, z)
+    # F(theta, omega) of eq. 6 without any detaching: what each player optimises
+    fake = net(z)
+    objective_value = fd.variational_objective(net.critic(x), net.critic(fake), divergence)
+    generator_target = (objective_value if objective == "saddle"
+                        else -torch.mean(fd.output_activation(net.critic(fake), divergence)))
+    for got, want in zip(_grads(net, loss, "critic"), _grads(net, objective_value, "critic")):
+        torch.testing.assert_close(got, -want)  # the critic ascends F
+    for got, want in zip(_grads(net, loss, "generator"), _grads(net, generator_target, "generator")):
+        torch.testing.assert_close(got, want)  # the generator descends F (or the non-saturating loss)
+    torch.testing.assert_close(terms["divergence_estimate"], objective_value)
+
+
+def test_the_r1_penalty_is_half_the_squared_critic_gradient_on_data():
+    net = tiny_net(r1=2.0)
+    x, z = torch.randn(16, 2), torch.randn(16, 2)
+    loss, terms = fd.loss(net, (x, None), {"z": z})
+    plain, _ = fd.fgan_loss(net, x, z, r1=0.0)
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net.critic(xg).sum(), xg)
+    torch.testing.assert_close(terms["r1_penalty"], 0.5 * grad.pow(2).sum(1).mean())
+    torch.testing.assert_close(loss, plain + 2.0 * terms["r1_penalty"])
+
+
+# Samples and evaluation ------------------------------------------------------------------------------------------
+def test_samples_of_2d_data_are_a_scatter_and_the_critics_density_ratio():
+    net = tiny_net().eval()
+    data = fd.Gaussians().draw(300, torch.Generator().manual_seed(0))[0]
+    figures = fd.sample(net, fd.Config(), 100, torch.Generator().manual_seed(0), (data, torch.zeros(300)))
+    assert [f.name for f in figures] == ["samples", "density_ratio"]
+    assert all(f.kind == "images" and f.data.shape[:2] == (1, 3) and 0 <= f.data.min() <= f.data.max() <= 1
+               for f in figures)
+    assert [f.name for f in fd.sample(net, fd.Config(divergence="tv"), 100, torch.Generator(), (data, None))] == [
+        "samples"]
+    assert len(fd.sample(net, fd.Config(), 100, torch.Generator(), None)) == 1  # no data: the samples alone
+
+
+def test_image_samples_are_a_grid_in_the_unit_interval():
+    torch.manual_seed(0)
+    net = fd.build(fd.Config(architecture="conv", channels=(4, 8), fc=16, latent_dim=3), get_info("digits")).eval()
+    (grid,) = fd.sample(net, fd.Config(), 10, torch.Generator().manual_seed(0))
+    assert grid.data.shape == (10, 1, 8, 8) and grid.nrow == 4 and 0 <= grid.data.min() and grid.data.max() <= 1
+
+
+def test_mode_coverage_counts_modes_and_samples_near_the_data():
+    data, labels = (torch.from_numpy(a) for a in fd_gaussians(4000))
+    full = fd.mode_coverage(data[:2000], data[2000:], labels[2000:])
+    assert full["modes_covered"] == full["modes"] == 8 and full["high_quality"] > 0.95
+    one = fd.mode_coverage(data[:2000][labels[:2000] == 3], data[2000:], labels[2000:])
+    assert one["modes_covered"] == 1
+    far = fd.mode_coverage(data[:2000] * 3, data[2000:], labels[2000:])
+    assert far["high_quality"] < 0.05
+
+
+def fd_gaussians(n):
+    from practice_torch.data.toy2d import gaussians
+
+    x, y = gaussians(n, np.random.default_rng(5))
+    return x.astype(np.float32), y
+
+
+def test_evaluation_reports_the_critics_estimate_and_mode_coverage():
+    net = tiny_net().eval()
+    x, y = (torch.from_numpy(a) for a in fd_gaussians(500))
+    metrics = fd.evaluate(net, fd.Config(), torch.utils.data.TensorDataset(x, y), torch.Generator().manual_seed(0))
+    assert metrics["examples"] == 500 and metrics["modes"] == 8 and 0 <= metrics["high_quality"] <= 1
+    assert metrics["divergence_estimate"] == pytest.approx(metrics["mean_critic_data"] - metrics["mean_conjugate_model"])
+    assert 0 < metrics["divergence_estimate_se"] < 1
+
+
+# The critic alone against the true divergence ------------------------------------------------------------------
+def test_the_quadrature_truth_matches_the_closed_forms():
+    for divergence in ("kl", "reverse_kl", "hellinger", "pearson"):
+        assert fd.true_divergence(divergence) == pytest.approx(fd.closed_form(divergence), rel=1e-9)
+
+
+def _check_estimate(e: fd.Estimate, rel: float) -> None:
+    assert e.estimate <= e.truth + 4 * e.standard_error, f"{e}: above the truth (the bound is a lower bound)"
+    assert abs(e.estimate - e.truth) <= rel * e.truth + 4 * e.standard_error, e
+
+
+@pytest.mark.parametrize("divergence", ["js", "hellinger"])
+def test_a_trained_critic_estimates_the_divergence_between_gaussians(divergence):
+    _check_estimate(fd.estimate_divergence(divergence, steps=200, batch_size=512, eval_samples=50_000), rel=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("divergence", fd.DIVERGENCES)
+def test_the_critic_estimates_all_six_divergences_within_three_percent(divergence):
+    _check_estimate(fd.estimate_divergence(divergence), rel=0.03)
+
+
+# The spec catches a wrong conjugate (negative control, ARCHITECTURE.md rule 5) ----------------------------------
+def test_a_wrong_conjugate_is_caught_by_the_spec(both):
+    import jax.numpy as jnp
+
+    def forgotten_minus_one(fn):  # KL's f*(t) = e^{t-1}; e^t is the conjugate of u log u - u
+        return lambda t, divergence: jnp.exp(t)
+
+    result = run_case(CASES["f_divergence/f_conjugate/kl"], Perturbation("f*(t) = e^t", fn=forgotten_minus_one))
+    assert not result.passed and "output" in result.message()
+
+
+def test_a_conjugate_without_its_domain_is_caught_by_the_spec(both):
+    import jax.numpy as jnp
+
+    def no_domain(fn):  # Hellinger's t / (1 - t) evaluated beyond t = 1 instead of +inf
+        return lambda t, divergence: t / (1 - t)
+
+    assert run_case(CASES["f_divergence/f_conjugate/hellinger"]).passed
+    result = run_case(CASES["f_divergence/f_conjugate/hellinger"], Perturbation("no domain", fn=no_domain))
+    assert not result.passed
+    wrong_activation = Perturbation("g_f = log 2 - softplus(v)", fn=lambda fn: lambda v, divergence: jnp.log(2.0)
+                                    - jnp.logaddexp(0.0, v))
+    assert not run_case(CASES["f_divergence/output_activation/js"], wrong_activation).passed
+
+
+# The training interface and the command line -----------------------------------------------------------------
+def test_registry_presets_and_build_errors():
+    assert models.get_model("f_divergence") is fd and all(hasattr(fd, name) for name in models.INTERFACE)
+    quick, images = fd.default_config("quick"), fd.default_config("quick", "fashion_mnist")
+    assert quick.data.name == "gaussians" and quick.model.architecture == "mlp" and images.model.architecture == "conv"
+    assert fd.default_config("full").train.steps > quick.train.steps
+    with pytest.raises(ValueError, match="unknown preset"):
+        fd.default_config("huge")
+    with pytest.raises(ValueError, match="vectors or images; names is text"):
+        fd.build(fd.Config(), get_info("names"))
+    with pytest.raises(ValueError, match="architecture=conv needs images"):
+        fd.build(fd.Config(architecture="conv"), GAUSSIANS)
+
+
+def test_cli_trains_samples_and_evaluates_a_tiny_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "f_divergence", "--steps", "20", "--out", str(run), *TINY]) == 0
+    assert (run / "samples/samples.png").is_file() and (run / "samples/density_ratio.png").is_file()
+    assert main(["sample", str(run), "--n", "50", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").is_file()
+    assert main(["eval", str(run)]) == 0
+    metrics = json.loads((run / "eval_test.json").read_text())
+    assert metrics["examples"] == 2000 and metrics["modes"] == 8 and math.isfinite(metrics["divergence_estimate"])
+    capsys.readouterr()
+
+
+def test_cli_trains_the_conv_f_gan_on_images(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "f_divergence", "--dataset", "digits", "--steps", "3", "--out", str(run), "--device", "cpu",
+                 "--set", "model.channels=4,8", "--set", "model.fc=16", "--set", "model.divergence=kl",
+                 "--set", "train.batch_size=8", "--set", "train.samples=9"]) == 0
+    assert (run / "samples/samples.png").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "model.divergence=kullback"], "expected one of kl, reverse_kl, js, tv, pearson, hellinger"),
+    (["--dataset", "names"], "vectors or images; names is text"),
+    (["--set", "model.architecture=conv"], "architecture=conv needs images"),
+    (["--dataset", "nope"], "unknown data set 'nope'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    code = main(["train", "f_divergence", "--steps", "2", "--out", str(tmp_path / "run"), *argv])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+# The quick presets (slow) ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_quick_preset_covers_the_eight_modes_within_two_minutes(tmp_path):
+    start = time.perf_counter()
+    assert main(["train", "f_divergence", "--out", str(tmp_path / "run")]) == 0
+    assert time.perf_counter() - start < 120
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
+    assert metrics["modes_covered"] == 8 and metrics["high_quality"] > 0.6, metrics
+
+
+@pytest.mark.slow
+def test_the_quick_preset_trains_on_fashion_mnist_within_five_minutes(tmp_path):
+    start = time.perf_counter()
+    assert main(["train", "f_divergence", "--dataset", "fashion_mnist", "--out", str(tmp_path / "run")]) == 0
+    assert time.perf_counter() - start < 300
+    assert (tmp_path / "run/samples/samples.png").is_file()
