@@ -141,3 +141,12 @@ def run_case(case: Case, perturb: Perturbation | None = None) -> CaseResult:
         checks, error = {}, f"{type(exc).__name__}: {exc}"
     return CaseResult(case.id, case.kind, case.dtype, case.level, checks.get("output"), checks.get("gradient"),
                       checks.get("reference"), time.perf_counter() - start, error)
+
+
+def caught(case, perturbation: Perturbation) -> str:
+    """The failure message of ``case`` run under a deliberate fault (a negative control, ARCHITECTURE.md rule 5);
+    AssertionError when the fault goes unnoticed."""
+    result = run_case(case, perturbation)
+    if result.passed:
+        raise AssertionError(f"{perturbation.name} on {case.id} went unnoticed")
+    return result.message()
