@@ -52,12 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", help="write only the samples, to this file (.png / .wav / .txt)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="auto")
+    sample.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
+                        help="use the trained net differently, e.g. --set model.sampler=ddim (repeatable)")
 
     evaluate = commands.add_parser("eval", help="held-out metrics of a trained run")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
+                          help="use the trained net differently, e.g. --set model.sample_steps=50 (repeatable)")
     evaluate.add_argument("--samples", type=int, metavar="N",
                           help="samples for FID/IS/KID/precision/recall (default: as many as held-out examples, "
                                "at most 10 000)")
@@ -141,7 +145,7 @@ def sample(args) -> int:
     from practice_torch.engine.runs import held_out_examples, load_trained, save_samples, write_samples
 
     run_dir = Path(args.run_dir)
-    module, cfg, net = load_trained(run_dir, resolve_device(args.device))
+    module, cfg, net = load_trained(run_dir, resolve_device(args.device), args.set)
     n = args.n or cfg.train.samples
     if n < 1:
         raise RunError(f"--n must be positive, got {n}")
@@ -165,7 +169,7 @@ def evaluate(args) -> int:
     if args.inception and not Path(args.inception).is_file():
         raise RunError(f"--inception {args.inception}: no such file (Inception-v3 weights for the standard FID)")
     device = resolve_device(args.device)
-    module, cfg, net = load_trained(run_dir, device)
+    module, cfg, net = load_trained(run_dir, device, args.set)
     dataset = load_split(cfg.data, args.split)
     generator = torch.Generator().manual_seed(derive_seed(args.seed, "eval"))
     metrics = module.evaluate(net, cfg.model, dataset, generator)

@@ -184,6 +184,15 @@ def test_foreign_checkpoints_are_refused(copy, capsys, tmp_path):
     assert snapshot(copy) == before
 
 
+def test_sample_and_eval_take_model_overrides_and_refuse_others(copy, capsys):
+    before = snapshot(copy)
+    assert_user_error(cli(capsys, "eval", str(copy), "--set", "train.lr=1"), "take model.KEY=VALUE only")
+    assert_user_error(cli(capsys, "sample", str(copy), "--set", "model.nope=1"), "unknown config key 'model.nope'")
+    assert snapshot(copy) == before
+    code, _, _ = cli(capsys, "eval", str(copy), "--no-sample-metrics", "--set", "model.nll_examples=8")
+    assert code == 0 and json.loads((copy / "eval_test.json").read_text())["nll_examples"] == 8
+
+
 def test_sample_and_eval_need_a_run_directory(capsys, tmp_path):
     assert_user_error(cli(capsys, "sample", str(tmp_path)), "is not a run directory")
     assert_user_error(cli(capsys, "eval", str(tmp_path / "missing")), "is not a run directory")

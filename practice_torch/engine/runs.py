@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import inspect
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from practice_torch.data import DatasetInfo, DatasetMissing, get_dataset, get_in
 from practice_torch.engine import RunError
 from practice_torch.engine.artefacts import write_artefacts
 from practice_torch.engine.checkpoint import atomic_write, load_checkpoint, load_weights_into
-from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, derive_seed, from_dict, to_dict
+from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, apply_overrides, derive_seed, from_dict, to_dict
 from practice_torch.models import ModelModule, get_model
 
 CONFIG_FILE = "config.json"
@@ -104,9 +105,19 @@ def build_net(module: ModelModule, cfg: RunConfig, info: DatasetInfo) -> nn.Modu
         raise ConfigError(f"cannot build {cfg.model_name} on {info.name}: {exc}") from None
 
 
-def load_trained(run_dir: Path, device: torch.device) -> tuple[ModelModule, RunConfig, nn.Module]:
-    """(model module, config, network in eval mode with the newest weights, EMA ones if the run keeps them)."""
+def load_trained(run_dir: Path, device: torch.device, overrides: Sequence[str] = ()
+                 ) -> tuple[ModelModule, RunConfig, nn.Module]:
+    """(model module, config, network in eval mode with the newest weights, EMA ones if the run keeps them).
+
+    ``overrides`` (``model.KEY=VALUE``) change how the trained net is used, e.g. a sampler and its number of steps;
+    the data and train sections are the run's own, so only model keys may be given."""
     cfg = read_config(run_dir)
+    if overrides:
+        bad = [item for item in overrides if not item.strip().startswith("model.")]
+        if bad:
+            raise ConfigError(f"--set {bad[0]!r}: sample and eval take model.KEY=VALUE only (e.g. a sampler setting); "
+                              "data and train keys are fixed by the run")
+        cfg = apply_overrides(cfg, list(overrides))
     module = get_model(cfg.model_name)
     net = build_net(module, cfg, dataset_info(cfg.data))
     weights, state = load_checkpoint(run_dir / CHECKPOINTS, cfg.model_name)
