@@ -231,7 +231,7 @@ def test_the_engine_imports_no_model():
 
 
 # Closed-form updates: a model module's ``update`` (EM) in place of the gradient step -----------------------------
-EM = ["data.limit=400", "train.batch_size=400", "train.log_every=1", "train.checkpoint_every=3", "train.samples=50",
+EM = ["data.limit=400", "train.log_every=1", "train.checkpoint_every=3", "train.samples=50",
       "model.components=4"]
 
 
@@ -255,6 +255,20 @@ def test_a_model_with_a_closed_form_update_and_no_trainable_parameters_trains(tm
     assert not torch.equal(start["means"], weights(trainer)["means"]) and bool(trainer.net.initialised)
     assert trainer.scheduler.last_epoch == 0, "the LR schedule is left alone"
     assert (tmp_path / "run/samples/density.png").is_file()
+
+
+def test_batch_size_zero_is_the_whole_split_and_threads_are_set(tmp_path):
+    """The EM preset's ``train.batch_size=0`` gives every step the whole training split (here data.limit), and
+    ``train.threads`` sets torch's intra-op threads for the run."""
+    before = torch.get_num_threads()
+    try:
+        trainer = Trainer(em_config("train.steps=1", "train.threads=1"), tmp_path / "run")
+        assert trainer.cfg.train.batch_size == 0 and trainer.batch_size == 400 == len(trainer.batches.next())
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="train.threads must not be negative"):
+        Trainer(em_config("train.threads=-1"), tmp_path / "bad")
 
 
 def test_resume_of_a_closed_form_update_is_bit_identical(tmp_path):

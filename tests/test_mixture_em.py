@@ -219,7 +219,7 @@ def test_bad_input_is_a_one_line_error():
 def test_cli_trains_on_moons_writes_the_plots_and_reports_held_out_likelihood(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "mixture_em", "--dataset", "moons", "--device", "cpu", "--steps", "40", "--out", str(run),
-            "--set", "data.limit=2000", "--set", "train.batch_size=2000", "--set", "train.samples=500"]
+            "--set", "data.limit=2000", "--set", "train.samples=500"]
     assert main(args) == 0
     for name in ("samples", "density", "components"):
         with Image.open(run / "samples" / f"{name}.png") as image:
@@ -247,7 +247,7 @@ def test_two_processes_all_reduce_the_statistics_and_match_one(tmp_path):
     from safetensors.numpy import load_file
 
     args = ["practice_torch", "train", "mixture_em", "--dataset", "moons", "--device", "cpu", "--steps", "6",
-            "--set", "data.limit=2000", "--set", "train.batch_size=2000", "--set", "train.samples=100"]
+            "--set", "data.limit=2000", "--set", "train.samples=100"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     for prefix, out in (([ "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"], "ddp"),
                         (["-m"], "single")):

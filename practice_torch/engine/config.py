@@ -42,7 +42,7 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     steps: int = 1000
-    batch_size: int = 128  # the global batch: split evenly over the ranks of a torchrun
+    batch_size: int = 128  # the global batch: split evenly over the ranks of a torchrun; 0 = the whole split (EM)
     lr: float = 1e-3  # peak learning rate of AdamW
     weight_decay: float = 0.0  # AdamW's decoupled decay
     warmup_steps: int = 100  # linear warmup from 0 to lr, then cosine decay to min_lr_ratio * lr
@@ -53,6 +53,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the loss
     channels_last: bool = False  # NHWC memory format for conv models on 4-D batches
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads of this run (0: torch's default, one per core)
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
@@ -62,9 +63,9 @@ class TrainConfig:
 def check_train(train: TrainConfig) -> None:
     """Values a type cannot rule out: counts must be positive, rates in range (ConfigError, one line)."""
     problems = [f"train.{k} must be positive, got {getattr(train, k)}"
-                for k in ("steps", "batch_size", "lr", "checkpoint_every", "log_every", "samples") if getattr(train, k) <= 0]
+                for k in ("steps", "lr", "checkpoint_every", "log_every", "samples") if getattr(train, k) <= 0]
     problems += [f"train.{k} must not be negative, got {getattr(train, k)}"
-                 for k in ("warmup_steps", "weight_decay", "grad_clip") if getattr(train, k) < 0]
+                 for k in ("batch_size", "threads", "warmup_steps", "weight_decay", "grad_clip") if getattr(train, k) < 0]
     if not 0 <= train.ema_decay < 1 or not 0 <= train.min_lr_ratio <= 1:
         problems.append("train.ema_decay must be in [0, 1) and train.min_lr_ratio in [0, 1]")
     if problems:

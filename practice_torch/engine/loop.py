@@ -100,6 +100,8 @@ class Trainer:
         self.model = get_model(cfg.model_name)
         info = dataset_info(cfg.data)
         self.procs, self.device = distributed.setup(t.device)
+        if t.threads:  # small-op models (flows, EM) can run faster on fewer threads than cores
+            torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
         self.train_set = in_memory(load_split(cfg.data, "train", cfg.data.limit))
         self.net = build_net(self.model, cfg, info).to(self.device)
@@ -114,7 +116,9 @@ class Trainer:
                                            fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
-        self.batches = GlobalBatches(len(self.train_set), t.batch_size, t.seed, self.procs.rank, self.procs.world_size)
+        self.batch_size = t.batch_size or len(self.train_set)  # 0: every step sees the whole split (full-batch EM)
+        self.batches = GlobalBatches(len(self.train_set), self.batch_size, t.seed, self.procs.rank,
+                                     self.procs.world_size)
         self.noise = torch.Generator().manual_seed(derive_seed(t.seed, "noise"))
         self.step = 0
         state = self._restore() if resume else {}
@@ -168,7 +172,7 @@ class Trainer:
                     window_steps += 1
                     bar.update(1)
                     if self.step % t.log_every == 0 or self.step == end or stop:
-                        rate = t.batch_size * window_steps / (time.perf_counter() - window_start)
+                        rate = self.batch_size * window_steps / (time.perf_counter() - window_start)
                         means = {k: v / window_steps for k, v in sums.items()}
                         bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}")
                         if log:
@@ -189,9 +193,9 @@ class Trainer:
         return Outcome(self.step, None, tuple(self.finish()) if main else ())
 
     def _train_step(self) -> tuple[dict[str, float], bool]:
-        t, procs = self.cfg.train, self.procs
+        procs = self.procs
         batch = tuple(self._to_device(x) for x in fetch(self.train_set, self.batches.next()))
-        noise = shard(self.model.draw_noise(self.net, t.batch_size, self.noise), procs.rank, procs.world_size)
+        noise = shard(self.model.draw_noise(self.net, self.batch_size, self.noise), procs.rank, procs.world_size)
         noise = {k: self._to_device(v) for k, v in noise.items()}
         step = self._gradient_step if self.update is None else self._closed_form_step
         loss, checks, terms = step(batch, noise)

@@ -1,8 +1,8 @@
 """The GMM's training interface (``practice_torch.models``): EM through the engine's ``update`` hook.
 
 ``python -m practice_torch train mixture_em`` fits a full-covariance GMM to a 2-D set (moons by default)
-by full-batch EM: each engine step is one EM iteration over the whole training split (``train.batch_size``
-is its size). ``--dataset fashion_mnist`` fits the GMM to low-dimensional features of the images: PCA of
+by full-batch EM: each engine step is one EM iteration over the whole training split (``train.batch_size=0``
+means the whole split). ``--dataset fashion_mnist`` fits the GMM to low-dimensional features of the images: PCA of
 the pixels (``model.features=pca``, samples decode back to images) or PCA of the project's feature network
 (``model.features=network``, a classifier: its clusters follow the labels it was trained on). ``eval``
 reports the held-out log-likelihood per example and, against the labels, cluster purity and NMI.
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from practice_torch.data import DatasetMissing, get_dataset, get_info
+from practice_torch.data import get_info
 from practice_torch.engine import RunError
 from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
 from practice_torch.mixture_em.em import cholesky, e_step
@@ -40,30 +40,22 @@ class Config:
     feature_dim: int = 32  # images only: the dimension D of the modelled features
 
 
-def _train_size(name: str) -> int | None:
-    try:
-        return len(get_dataset(name, "train"))
-    except (DatasetMissing, KeyError):
-        return None
-
-
 TOY_COMPONENTS = {"moons": 12, "gaussians": 8, "rings": 24, "mixture1d": 4}  # K per toy set (gaussians: its 8 modes)
 
 
 def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """Full-batch EM: ``train.batch_size`` is the whole training split (after data.limit: set both), each step
+    """Full-batch EM: ``train.batch_size=0`` makes each batch the whole training split (after data.limit), each step
     one EM iteration. quick: 2-D moons, K = 12 full covariances, 150 iterations (seconds); images: K = 10 on
     32 PCA features, 60 iterations (about a minute on 2 cores). full: more iterations; images K = 20 on 64
     features. The optimizer's keys (lr, warmup, clipping) are unused: EM needs none."""
     if preset not in ("quick", "full"):
         raise ValueError(f"unknown preset {preset!r}")
     quick, name = preset == "quick", dataset or "moons"
-    size = _train_size(name) or 50_000  # a missing or unknown data set fails later, with its own message
     try:
         image = len(get_info(name).shape) == 3
     except KeyError:
         image = False
-    common = {"batch_size": size, "lr": 1.0, "warmup_steps": 0, "grad_clip": 0.0, "log_every": 5}
+    common = {"batch_size": 0, "lr": 1.0, "warmup_steps": 0, "grad_clip": 0.0, "log_every": 5}
     if image:
         model = Config(components=10) if quick else Config(components=20, feature_dim=64)
         train = TrainConfig(steps=60 if quick else 300, checkpoint_every=20 if quick else 100, samples=144, **common)
