@@ -257,6 +257,14 @@ def test_a_model_with_a_closed_form_update_and_no_trainable_parameters_trains(tm
     assert (tmp_path / "run/samples/density.png").is_file()
 
 
+def test_adam_betas_reach_the_optimizer_and_bad_ones_are_one_line_errors(tmp_path):
+    cfg = apply_overrides(default_config("quick"), [*TINY, "train.betas=0.5,0.99"])
+    assert Trainer(cfg, tmp_path / "run").optimizer.param_groups[0]["betas"] == (0.5, 0.99)
+    for bad in ("0.5", "0.5,1.0"):
+        with pytest.raises(ConfigError, match="train.betas must be two numbers in"):
+            Trainer(apply_overrides(default_config("quick"), [*TINY, f"train.betas={bad}"]), tmp_path / "bad")
+
+
 def test_batch_size_zero_is_the_whole_split_and_threads_are_set(tmp_path):
     """The EM preset's ``train.batch_size=0`` gives every step the whole training split (here data.limit), and
     ``train.threads`` sets torch's intra-op threads for the run."""

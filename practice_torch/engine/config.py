@@ -45,6 +45,7 @@ class TrainConfig:
     batch_size: int = 128  # the global batch: split evenly over the ranks of a torchrun; 0 = the whole split (EM)
     lr: float = 1e-3  # peak learning rate of AdamW
     weight_decay: float = 0.0  # AdamW's decoupled decay
+    betas: tuple[float, ...] = (0.9, 0.999)  # AdamW's (beta1, beta2); GANs often want beta1 = 0.5 or 0
     warmup_steps: int = 100  # linear warmup from 0 to lr, then cosine decay to min_lr_ratio * lr
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
@@ -66,6 +67,8 @@ def check_train(train: TrainConfig) -> None:
                 for k in ("steps", "lr", "checkpoint_every", "log_every", "samples") if getattr(train, k) <= 0]
     problems += [f"train.{k} must not be negative, got {getattr(train, k)}"
                  for k in ("batch_size", "threads", "warmup_steps", "weight_decay", "grad_clip") if getattr(train, k) < 0]
+    if len(train.betas) != 2 or not all(0 <= b < 1 for b in train.betas):
+        problems.append(f"train.betas must be two numbers in [0, 1), e.g. 0.5,0.999; got {train.betas}")
     if not 0 <= train.ema_decay < 1 or not 0 <= train.min_lr_ratio <= 1:
         problems.append("train.ema_decay must be in [0, 1) and train.min_lr_ratio in [0, 1]")
     if problems:

@@ -113,7 +113,7 @@ class Trainer:
             raise RunError(f"{cfg.model_name} has no trainable parameters and no closed-form update")
         # an empty parameter group keeps the optimizer's and the schedule's state (and checkpoints) uniform
         self.optimizer = torch.optim.AdamW(trainable or [{"params": []}], lr=t.lr, weight_decay=t.weight_decay,
-                                           fused=self.device.type == "cuda")
+                                           betas=tuple(t.betas), fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
         self.batch_size = t.batch_size or len(self.train_set)  # 0: every step sees the whole split (full-batch EM)
