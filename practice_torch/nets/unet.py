@@ -1,0 +1,236 @@
+"""The DDPM U-Net (Ho et al. 2020, appendix B; Nichol & Dhariwal 2021): the denoiser eps_theta(x_t, t[, y]).
+
+The twin of ``theory_jax/nets/unet.py`` (flax, NHWC): same class and attribute names, so
+``shared_specs.interop`` maps every weight one-to-one. Layout (C = ``channels``, E = 4 C):
+
+* time: sinusoidal embedding of a float t (dimension C, blocks sin | cos) -> Linear -> SiLU -> Linear -> (B, E);
+  with ``num_classes = K > 0`` a class embedding of K + 1 rows is added (row K: the null token, y = None);
+* ``conv_in`` 3x3; ``down``: per level ``num_res_blocks`` residual blocks (self-attention after them at
+  ``attention_levels``), then a strided 3x3 conv except at the last level; every output is kept for a skip;
+* ``mid``: residual block, self-attention, residual block;
+* ``up``: per level (deepest first) ``num_res_blocks + 1`` residual blocks on [h, skip] concatenated, then
+  nearest-neighbour x2 + 3x3 conv except at level 0; ``norm_out``, SiLU, ``conv_out`` 3x3 (zero-initialised).
+
+Residual block: GroupNorm, SiLU, conv 3x3, + Linear(SiLU(emb)), GroupNorm, SiLU, dropout, conv 3x3 (zero-init),
+plus a 1x1 conv shortcut when the width changes. GroupNorm eps is 1e-5 everywhere (flax's default is 1e-6).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+GROUPNORM_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Widths of the U-Net: level i has ``channels * channel_mults[i]`` channels at resolution H / 2^i."""
+
+    in_channels: int = 1
+    out_channels: int = 1
+    channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    attention_levels: tuple[int, ...] = (2,)
+    heads: int = 1
+    groups: int = 8
+    dropout: float = 0.0
+    num_classes: int = 0
+
+    def check(self) -> UNetConfig:
+        """This config, or a one-line ValueError naming what is wrong."""
+        widths = [self.channels * m for m in self.channel_mults]
+        if not widths or min(widths) <= 0 or self.channels % 2:
+            raise ValueError(f"U-Net channels must be a positive even number and channel_mults non-empty, got "
+                             f"channels={self.channels}, channel_mults={self.channel_mults}")
+        if any(w % self.groups for w in widths):
+            raise ValueError(f"U-Net widths {widths} must be divisible by groups={self.groups} (GroupNorm)")
+        bad = [a for a in self.attention_levels if not 0 <= a < len(widths)]
+        if bad:
+            raise ValueError(f"U-Net attention_levels {bad} outside the {len(widths)} levels 0..{len(widths) - 1}")
+        if any(widths[a] % self.heads for a in (*self.attention_levels, len(widths) - 1)):
+            raise ValueError(f"U-Net heads={self.heads} must divide the width of every attention level")
+        if self.num_res_blocks < 1 or self.num_classes < 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"U-Net needs num_res_blocks >= 1, num_classes >= 0 and 0 <= dropout < 1, got "
+                             f"{self.num_res_blocks}, {self.num_classes}, {self.dropout}")
+        return self
+
+
+def timestep_frequencies(dim: int) -> np.ndarray:
+    """w_i = 10000^(-i / (dim/2)), i = 0..dim/2-1: the Transformer's frequencies (Vaswani et al. 2017, sec. 3.5),
+    computed once in float64 by NumPy so both backends use the same rounded float32 values. (dim/2,)."""
+    half = dim // 2
+    return np.exp(-math.log(10000.0) * np.arange(half) / half)
+
+
+def timestep_embedding(t, dim: int, dtype=torch.float32):
+    """[sin(t w_0..w_{d/2-1}) | cos(t w_0..w_{d/2-1})] (Ho et al.'s block order, not interleaved).
+    t: (B,) any real (an index or a noise level) -> (B, dim)."""
+    freqs = torch.as_tensor(timestep_frequencies(dim), dtype=dtype, device=t.device)
+    angles = t.to(dtype)[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class TimeEmbedding(nn.Module):
+    """t: (B,) -> sinusoid (B, C) -> Linear -> SiLU -> Linear -> (B, 4C)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.linear_1 = nn.Linear(channels, 4 * channels)
+        self.linear_2 = nn.Linear(4 * channels, 4 * channels)
+
+    def forward(self, t):
+        return self.linear_2(F.silu(self.linear_1(timestep_embedding(t, self.channels, self.linear_1.weight.dtype))))
+
+
+class AttentionBlock(nn.Module):
+    """x + out(softmax(q k^T / sqrt(d)) v) over the H W positions, ``heads`` heads of d = C / heads, on
+    GroupNorm(x); q, k, v from one Linear ``qkv`` (output blocks [q | k | v], each split into heads).
+    x: (B, C, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int, heads: int = 1, groups: int = 8):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, channels, eps=GROUPNORM_EPS)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C), position index h * W + w
+        q, k, v = self.qkv(tokens).view(b, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, d)
+        a = self.out(a.transpose(1, 2).reshape(b, h * w, c))
+        return x + a.transpose(1, 2).reshape(b, c, h, w)
+
+
+class ResBlock(nn.Module):
+    """h = conv_1(SiLU(norm_1(x))) + emb_proj(SiLU(emb)); h = conv_2(dropout(SiLU(norm_2(h)))); x' + h with x' = x
+    or a 1x1 ``shortcut``; then self-attention when ``attention``. x: (B, C_in, H, W), emb: (B, E) -> (B, C_out, H, W)."""
+
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int = 8, dropout: float = 0.0,
+                 attention: bool = False, heads: int = 1):
+        super().__init__()
+        self.norm_1 = nn.GroupNorm(groups, in_channels, eps=GROUPNORM_EPS)
+        self.conv_1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.emb_proj = nn.Linear(emb_dim, out_channels)
+        self.norm_2 = nn.GroupNorm(groups, out_channels, eps=GROUPNORM_EPS)
+        self.dropout = nn.Dropout(dropout)
+        self.conv_2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_2.weight)
+        nn.init.zeros_(self.conv_2.bias)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        self.attn = AttentionBlock(out_channels, heads, groups) if attention else None
+
+    def forward(self, x, emb):
+        h = self.conv_1(F.silu(self.norm_1(x)))
+        h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
+        h = self.conv_2(self.dropout(F.silu(self.norm_2(h))))
+        h = h + (x if self.shortcut is None else self.shortcut(x))
+        return h if self.attn is None else self.attn(h)
+
+
+class Downsample(nn.Module):
+    """3x3 conv, stride 2, padding 1 on each side. (B, C, H, W) -> (B, C, H/2, W/2)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2, then a 3x3 conv (padding 1). (B, C, H, W) -> (B, C, 2H, 2W)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class UNet(nn.Module):
+    """eps_theta(x, t[, y]). ``UNet(UNetConfig(...))`` or ``UNet(**fields)`` (the spec cases build it that way).
+
+    forward(x: (B, in_channels, H, W), t: (B,) float or long, y: (B,) long or None) -> (B, out_channels, H, W);
+    H and W divisible by 2^(levels - 1)."""
+
+    def __init__(self, config: UNetConfig | None = None, **overrides):
+        super().__init__()
+        known = {f.name for f in fields(UNetConfig)}
+        if set(overrides) - known:
+            raise ValueError(f"unknown U-Net settings {sorted(set(overrides) - known)}; known: {sorted(known)}")
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+        self.config = cfg = replace(config or UNetConfig(), **overrides).check()
+        c, emb, g, levels = cfg.channels, 4 * cfg.channels, cfg.groups, len(cfg.channel_mults)
+        self.time_embedding = TimeEmbedding(c)
+        self.class_embedding = nn.Embedding(cfg.num_classes + 1, emb) if cfg.num_classes else None
+        self.conv_in = nn.Conv2d(cfg.in_channels, c, 3, padding=1)
+
+        def res(i: int, o: int, attention: bool) -> ResBlock:
+            return ResBlock(i, o, emb, g, cfg.dropout, attention, cfg.heads)
+
+        self.down, skips, ch = nn.ModuleList(), [c], c
+        for level, mult in enumerate(cfg.channel_mults):
+            for _ in range(cfg.num_res_blocks):
+                self.down.append(res(ch, c * mult, level in cfg.attention_levels))
+                ch = c * mult
+                skips.append(ch)
+            if level < levels - 1:
+                self.down.append(Downsample(ch))
+                skips.append(ch)
+        self.mid = nn.ModuleList([res(ch, ch, True), res(ch, ch, False)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mults))):
+            for _ in range(cfg.num_res_blocks + 1):
+                self.up.append(res(ch + skips.pop(), c * mult, level in cfg.attention_levels))
+                ch = c * mult
+            if level > 0:
+                self.up.append(Upsample(ch))
+        self.norm_out = nn.GroupNorm(g, ch, eps=GROUPNORM_EPS)
+        self.conv_out = nn.Conv2d(ch, cfg.out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def embed(self, t, y=None, batch: int | None = None):
+        """Time (+ class) embedding. t: (B,) or a scalar, y: (B,) long or None (the null token) -> (B, 4C)."""
+        t = torch.as_tensor(t, device=self.conv_in.weight.device)
+        t = t.expand(batch) if t.ndim == 0 and batch is not None else t
+        emb = self.time_embedding(t)
+        k = self.config.num_classes
+        if k == 0:
+            if y is not None:
+                raise ValueError("this U-Net is unconditional (num_classes=0): pass y=None")
+            return emb
+        y = torch.full((len(t),), k, dtype=torch.long, device=emb.device) if y is None else y.long()
+        return emb + self.class_embedding(y)
+
+    def forward(self, x, t, y=None):
+        cfg = self.config
+        scale = 2 ** (len(cfg.channel_mults) - 1)
+        if x.ndim != 4 or x.shape[1] != cfg.in_channels or x.shape[2] % scale or x.shape[3] % scale:
+            raise ValueError(f"U-Net input must be (B, {cfg.in_channels}, H, W) with H and W divisible by {scale}, "
+                             f"got {tuple(x.shape)}")
+        emb = self.embed(t, y, batch=x.shape[0])
+        h = self.conv_in(x)
+        skips = [h]
+        for block in self.down:
+            h = block(h, emb) if isinstance(block, ResBlock) else block(h)
+            skips.append(h)
+        for block in self.mid:
+            h = block(h, emb)
+        for block in self.up:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb) if isinstance(block, ResBlock) else block(h)
+        return self.conv_out(F.silu(self.norm_out(h)))

@@ -1,0 +1,158 @@
+"""The U-Net (``practice_torch.nets`` and its flax twin): shapes, one-line errors, what the embeddings do, and
+negative controls on its spec (``shared_specs.nets.UNET_CASES``, run in full by tests/test_specs.py through the
+ddpm spec): a spatially transposed conv kernel, flax's GroupNorm epsilon and interleaved sinusoids are caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from practice_torch.nets import UNet, UNetConfig, timestep_embedding
+from shared_specs.case import init_weights
+from shared_specs.nets import UNET_CASES
+from shared_specs.runner import Perturbation, caught
+
+CASES = {case.id: case for case in UNET_CASES}
+
+
+def randomised(model: UNet, seed: int = 0) -> UNet:
+    """The model with every weight drawn by the spec's initialiser (the zero-initialised convs hide everything)."""
+    schema = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    weights = init_weights(schema, np.random.default_rng(seed))
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    return model
+
+
+@pytest.mark.parametrize(("config", "shape"), [
+    (UNetConfig(), (1, 1, 28, 28)),  # the ddpm quick size: 28, 14, 7
+    (UNetConfig(), (1, 1, 64, 64)),  # a (1, 64, 64) log-mel spectrogram
+    (UNetConfig(channel_mults=(1, 2), attention_levels=(1,), groups=4, channels=16), (3, 1, 8, 8)),  # digits
+    (UNetConfig(in_channels=3, out_channels=6, heads=4, num_res_blocks=2, num_classes=10), (2, 3, 16, 12)),
+], ids=["28x28", "64x64-mel", "8x8-digits", "rgb-conditional"])
+def test_shapes(config, shape):
+    model = UNet(config)
+    out = model(torch.randn(shape), torch.rand(shape[0]) * 1000)
+    assert out.shape == (shape[0], config.out_channels, *shape[2:])
+    assert torch.count_nonzero(out) == 0, "conv_out is zero-initialised: a fresh U-Net predicts eps = 0"
+
+
+def test_the_flax_twin_takes_nhwc():
+    """Shapes by tracing only (jax.eval_shape compiles nothing); its numbers are the spec's business."""
+    import jax
+    import jax.numpy as jnp
+
+    from theory_jax.nets import UNet as FlaxUNet
+
+    net = FlaxUNet(channels=8, channel_mults=(1, 2), attention_levels=(1,), groups=4, num_classes=3)
+    x, t, y = jnp.zeros((2, 8, 12, 1)), jnp.array([3, 7]), jnp.array([0, 3])
+    params = jax.eval_shape(net.init, jax.random.key(0), x, t)
+    assert jax.eval_shape(lambda p: net.apply(p, x, t, y), params).shape == (2, 8, 12, 1)
+    with pytest.raises(ValueError, match="divisible by 2"):
+        jax.eval_shape(lambda p: net.apply(p, jnp.zeros((2, 7, 12, 1)), t), params)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"channels": 30}, "divisible by groups=8"),
+    ({"channels": 7, "groups": 1}, "positive even"),
+    ({"attention_levels": (3,)}, r"attention_levels \[3\] outside"),
+    ({"heads": 3}, "heads=3 must divide"),
+    ({"num_res_blocks": 0}, "num_res_blocks >= 1"),
+    ({"widths": 3}, "unknown U-Net settings"),
+])
+def test_bad_configs_raise_one_line(settings, message):
+    with pytest.raises(ValueError, match=message) as info:
+        UNet(**settings)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_inputs_raise_one_line():
+    model = UNet(channel_mults=(1, 2, 2))
+    with pytest.raises(ValueError, match=r"divisible by 4, got \(2, 1, 30, 30\)"):
+        model(torch.randn(2, 1, 30, 30), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        model(torch.randn(2, 3, 28, 28), torch.zeros(2))
+    with pytest.raises(ValueError, match="unconditional"):
+        model(torch.randn(2, 1, 28, 28), torch.zeros(2), torch.zeros(2, dtype=torch.long))
+
+
+def test_labels_and_the_null_token():
+    """y = None is the null row K of the class embedding; a real label gives a different output, per example."""
+    k = 4
+    model = randomised(UNet(channels=16, channel_mults=(1, 2), attention_levels=(1,), num_classes=k))
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([5.0, 50.0, 500.0])
+    with torch.no_grad():
+        null = model(x, t)
+        assert torch.equal(null, model(x, t, torch.full((3,), k)))
+        labelled = model(x, t, torch.tensor([0, k, 2]))
+    assert torch.equal(labelled[1], null[1])
+    assert (labelled[[0, 2]] - null[[0, 2]]).abs().amax() > 1e-3
+
+
+def test_the_output_depends_on_t_and_long_t_equals_float_t():
+    model = randomised(UNet(channels=16, channel_mults=(1, 2), attention_levels=(1,)))
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        a, b = model(x, torch.tensor([10, 10])), model(x, torch.tensor([10.0, 600.0]))
+        assert torch.allclose(a[0], b[0], atol=1e-6) and (a[1] - b[1]).abs().amax() > 1e-3
+        assert torch.equal(model(x, torch.tensor(10)), a)  # a scalar t is broadcast over the batch
+
+
+def test_timestep_embedding_is_sin_then_cos_with_transformer_frequencies():
+    emb = timestep_embedding(torch.tensor([0.0, 3.0]), 8)
+    freqs = 10000.0 ** (-np.arange(4) / 4)
+    np.testing.assert_allclose(emb[1].numpy(), np.concatenate([np.sin(3 * freqs), np.cos(3 * freqs)]), rtol=1e-6)
+    assert torch.equal(emb[0], torch.tensor([0.0] * 4 + [1.0] * 4))
+
+
+# Negative controls: each convention trap of the twin, planted on the JAX side, fails the spec. -----------------
+def test_a_transposed_conv_kernel_is_caught(both):
+    def transpose_conv_1(params):
+        block = dict(params)
+        block["conv_1"] = {**block["conv_1"], "kernel": np.swapaxes(block["conv_1"]["kernel"], 0, 1)}
+        return block
+
+    message = caught(CASES["nets/unet_res_block/shortcut"], Perturbation("3x3 kernel transposed", params=transpose_conv_1))
+    assert "output" in message
+
+
+def test_flax_groupnorm_epsilon_is_caught(both, monkeypatch):
+    import theory_jax.nets.unet as jax_unet
+
+    monkeypatch.setattr(jax_unet, "GROUPNORM_EPS", 1e-6)  # flax's default
+    assert "output" in caught(CASES["nets/unet_res_block/shortcut"], Perturbation("GroupNorm eps 1e-6"))
+
+
+def test_interleaved_sinusoids_are_caught(both, monkeypatch):
+    import jax.numpy as jnp
+
+    import theory_jax.nets.unet as jax_unet
+
+    blocks = jax_unet.timestep_embedding
+
+    def interleaved(t, dim):  # [sin w0, cos w0, sin w1, ...]: Vaswani's layout, not Ho et al.'s blocks
+        return jnp.stack(jnp.split(blocks(t, dim), 2, axis=-1), axis=-1).reshape(len(t), dim)
+
+    monkeypatch.setattr(jax_unet, "timestep_embedding", interleaved)
+    assert "output" in caught(CASES["nets/unet_time_embedding"], Perturbation("interleaved sin/cos"))
+
+
+# The benchmark's diffusers twin really is the same network (speed itself is never asserted). ----------------
+def test_the_benchmark_twin_has_our_parameter_count():
+    pytest.importorskip("diffusers")
+    from benchmarks.unet import SIZES, diffusers_twin
+
+    for _, config, size, _ in SIZES:
+        ours, theirs = UNet(config), diffusers_twin(config, size)
+        assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+
+
+def test_the_benchmark_counts_cpu_attention_and_runs_without_diffusers(monkeypatch):
+    import sys
+
+    from benchmarks.unet import count_flops, diffusers_twin
+
+    q = torch.randn(1, 2, 16, 4)
+    assert count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q)) == 2 * 2 * 2 * 16 * 16 * 4
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers now raises ImportError
+    assert diffusers_twin(UNetConfig(), 28) is None
