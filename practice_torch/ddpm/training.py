@@ -1,0 +1,331 @@
+"""DDPM's training interface (``practice_torch.models``): ``python -m practice_torch train ddpm``.
+
+Images (Fashion-MNIST by default; digits for tests; spoken_digits with ``data.view=mel``) are modelled by the U-Net of
+``practice_torch.nets`` on data scaled to [-1, 1]; 2-D sets (moons, ...) by ``MLPDenoiser`` on the raw coordinates.
+The loss is L_simple (Ho et al. eq. 14) with t, eps and the label-dropout mask drawn by ``draw_noise``. With
+``model.conditional=true`` the net sees the label, replaced by the null token with probability ``label_dropout``, so
+one net gives both eps(x, y) and eps(x) for classifier-free guidance (``guidance_scale``, Ho & Salimans 2022).
+Sampling walks a respaced schedule (``sample_steps``; 0 = all T) with the 'ddpm' or 'ddim' sampler, and ``sample``
+and ``eval`` accept ``--set model.sampler=ddim --set model.sample_steps=50``. ``eval`` reports the NLL bound in
+bits/dim (``likelihood``) and the epsilon loss; FID/KID come from eval's sample metrics, drawn with the same sampler.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from practice_torch.ddpm.denoisers import MLPDenoiser
+from practice_torch.ddpm.likelihood import decoder_nll, eps_loss, prior_kl, vlb_term
+from practice_torch.ddpm.sampling import sample_loop
+from practice_torch.ddpm.schedule import Schedule, predict_x0, q_sample
+from practice_torch.elbo import gaussian_log_prob
+from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.models import Artefact
+
+
+@dataclass
+class Config:
+    """DDPM's hyperparameters: the run's ``model.*`` keys (``--set model.sampler=ddim``)."""
+
+    schedule: Literal["linear", "cosine"] = "cosine"
+    T: int = 1000  # diffusion steps
+    denoiser: Literal["unet", "mlp"] = "unet"  # images: U-Net; vectors (2-D sets): MLP
+    channels: int = 32  # U-Net base width C
+    channel_mults: tuple[int, ...] = (1, 2, 2)  # widths C * mult per level, halving the resolution between levels
+    num_res_blocks: int = 1
+    attention_levels: tuple[int, ...] = (2,)  # levels with self-attention (0 = full resolution)
+    heads: int = 1
+    dropout: float = 0.0
+    hidden: int = 256  # MLP width
+    depth: int = 3  # MLP residual blocks
+    conditional: bool = False  # class-conditional on the data set's labels
+    label_dropout: float = 0.1  # probability of replacing the label by the null token in training (for CFG)
+    sampler: Literal["ddpm", "ddim"] = "ddpm"
+    sample_steps: int = 100  # respaced steps of ``sample`` and of eval's FID/KID samples; 0 = all T
+    eta: float = 0.0  # DDIM's noise scale (0 deterministic, 1 DDPM-like)
+    guidance_scale: float = 0.0  # classifier-free guidance w: (1 + w) eps(x, y) - w eps(x); needs conditional
+    clip_x0: bool = True  # images: clip the predicted x_0 to [-1, 1] at each sampling step
+    chain_frames: int = 10  # columns of the reverse-chain figure (x_t at evenly spaced steps)
+    nll_examples: int = 1000  # held-out examples that get the NLL bound in ``evaluate``
+    nll_timesteps: int = 8  # random t per example for the sum of L_{t-1} (unbiased); 0 = all T - 1 terms (exact)
+    log_mel: bool = False  # examples are spoken_digits log-mels in [-1, 1]: shown as spectrograms, written as WAV
+
+
+GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "compile": True, "channels_last": True, "log_every": 100}
+
+
+def default_config(preset: str, dataset: str | None = None) -> RunConfig:
+    """quick (an idle 2-core CPU): fashion_mnist ~10 min, a small U-Net (C = 32, mults 1,2,2, attention at 7x7,
+    cosine T = 1000, 1500 steps of 64, lr 2e-3, EMA 0.995); spoken_digits (mel 64x64) ~10 min, C = 16, mults
+    1,2,2,2, attention at 8x8; moons ~1 min with the MLP. Samples: 100 respaced DDPM steps (``sample_steps``).
+    full (one GPU): Ho et al.'s CIFAR-10 model scaled to 28x28 (C = 128, mults 1,2,2, 2 res blocks, attention at
+    14x14, dropout 0.1, linear schedule, lr 2e-4, batch 128, 200k steps, EMA 0.9999, bf16, compiled)."""
+    if preset not in ("quick", "full"):
+        raise ValueError(f"unknown preset {preset!r}")
+    quick, name = preset == "quick", dataset or "fashion_mnist"
+    if name in ("moons", "gaussians", "rings"):
+        model = Config(denoiser="mlp", hidden=128 if quick else 256, depth=3, T=1000, schedule="linear",
+                       sample_steps=100 if quick else 0, clip_x0=False, nll_timesteps=0)
+        train = (TrainConfig(steps=3000, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
+                             checkpoint_every=1000, log_every=100, samples=1000, threads=1) if quick
+                 else TrainConfig(steps=20_000, batch_size=512, lr=1e-3, warmup_steps=500, ema_decay=0.999,
+                                  checkpoint_every=5000, log_every=500, samples=5000))
+        return RunConfig("ddpm", model, DataConfig(name), train)
+    if name == "spoken_digits":
+        model = (Config(channels=16, channel_mults=(1, 2, 2, 2), attention_levels=(3,), log_mel=True, clip_x0=False,
+                        nll_examples=140) if quick
+                 else Config(channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_levels=(2,),
+                             dropout=0.1, log_mel=True, clip_x0=False, nll_examples=140, sample_steps=250))
+        train = (TrainConfig(steps=1500, batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.995,
+                             checkpoint_every=500, log_every=50, samples=20) if quick
+                 else TrainConfig(steps=100_000, batch_size=64, lr=2e-4, warmup_steps=2000, checkpoint_every=5000,
+                                  samples=40, **GPU_TRAINING))
+        return RunConfig("ddpm", model, DataConfig("spoken_digits", view="mel"), train)
+    model = (Config() if quick else
+             Config(schedule="linear", channels=128, num_res_blocks=2, attention_levels=(1,), dropout=0.1,
+                    sample_steps=250, nll_examples=10_000, nll_timesteps=16))
+    train = (TrainConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
+                         checkpoint_every=250, log_every=50, samples=64) if quick
+             else TrainConfig(steps=200_000, batch_size=128, lr=2e-4, warmup_steps=5000, min_lr_ratio=1.0,
+                              grad_clip=1.0, checkpoint_every=10_000, samples=100, **GPU_TRAINING))
+    return RunConfig("ddpm", model, DataConfig(name), train)
+
+
+class Diffusion(nn.Module):
+    """The noise predictor eps_theta with what sampling and evaluation need to know: the schedule, the shape of an
+    example, the classes (``num_classes`` > 0: conditional), and whether the data are 8-bit images in [0, 1]
+    (modelled as 2x - 1, with a discretised decoder in the bound) or real values taken as they are."""
+
+    def __init__(self, denoiser: nn.Module, schedule: Schedule, shape: tuple[int, ...], num_classes: int,
+                 images: bool, label_dropout: float = 0.0):
+        super().__init__()
+        self.denoiser, self.schedule, self.shape = denoiser, schedule, tuple(shape)
+        self.num_classes, self.images, self.label_dropout = num_classes, images, label_dropout
+
+    def forward(self, x_t, t, y=None):
+        """eps_theta(x_t, t[, y]): x_t (B, *shape), t (B,) long original indices, y (B,) long or None (null)."""
+        return self.denoiser(x_t, t, y) if self.num_classes else self.denoiser(x_t, t)
+
+    def to_model(self, x):
+        return 2 * x - 1 if self.images else x
+
+    def from_model(self, x):
+        return ((x + 1) / 2).clamp(0, 1) if self.images else x
+
+
+def build(config: Config, data) -> Diffusion:
+    """The U-Net DDPM for (C, H, W) examples, the MLP DDPM for vectors (D,)."""
+    if config.conditional and not data.num_classes:
+        raise ValueError(f"model.conditional=true needs labels, and {data.name} has none")
+    if config.guidance_scale and not config.conditional:
+        raise ValueError("model.guidance_scale needs a class-conditional model (model.conditional=true)")
+    if config.sampler not in ("ddpm", "ddim"):
+        raise ValueError(f"model.sampler must be 'ddpm' or 'ddim', got {config.sampler!r}")
+    if not 0 <= config.sample_steps <= config.T:
+        raise ValueError(f"model.sample_steps must be in 0..T={config.T}, got {config.sample_steps}")
+    k = data.num_classes if config.conditional else 0
+    if config.denoiser == "unet":
+        if len(data.shape) != 3:
+            hint = " (use --set data.view=mel)" if data.modality == "audio" else " (use model.denoiser=mlp)"
+            raise ValueError(f"the U-Net models (C, H, W) images or spectrograms; {data.name} examples have shape "
+                             f"{data.shape}{hint}")
+        from practice_torch.nets import UNet, UNetConfig
+
+        denoiser = UNet(UNetConfig(in_channels=data.shape[0], out_channels=data.shape[0], channels=config.channels,
+                                   channel_mults=config.channel_mults, num_res_blocks=config.num_res_blocks,
+                                   attention_levels=config.attention_levels, heads=config.heads,
+                                   dropout=config.dropout, num_classes=k))
+    elif config.denoiser == "mlp":
+        if len(data.shape) != 1:
+            raise ValueError(f"the MLP denoiser models vectors (D,); {data.name} examples have shape {data.shape}")
+        denoiser = MLPDenoiser(data.shape[0], config.hidden, config.depth, k)
+    else:
+        raise ValueError(f"model.denoiser must be 'unet' or 'mlp', got {config.denoiser!r}")
+    images = data.modality == "image" and not config.log_mel
+    return Diffusion(denoiser, Schedule.make(config.schedule, config.T), data.shape, k, images, config.label_dropout)
+
+
+def draw_noise(net: Diffusion, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """t ~ U{0..T-1} (n,), eps ~ N(0, I) (n, *shape), and drop (n,) bool: which labels become the null token."""
+    noise = {"t": torch.randint(0, len(net.schedule), (n,), generator=generator),
+             "eps": torch.randn((n, *net.shape), generator=generator)}
+    if net.num_classes:
+        noise["drop"] = torch.rand(n, generator=generator) < net.label_dropout
+    return noise
+
+
+def labels(net: Diffusion, y: torch.Tensor, drop: torch.Tensor | None) -> torch.Tensor | None:
+    """y with the dropped entries replaced by the null token K; None for an unconditional net."""
+    if not net.num_classes:
+        return None
+    return y.long() if drop is None else torch.where(drop, torch.full_like(y.long(), net.num_classes), y.long())
+
+
+def loss(net: Diffusion, batch, noise: dict[str, torch.Tensor]):
+    """L_simple = E ||eps - eps_theta(sqrt(a_t) x_0 + sqrt(1 - a_t) eps, t)||^2 per dimension (Ho et al. eq. 14;
+    Algorithm 1). batch: (x (B, ...), y (B,)); noise: ``draw_noise`` rows."""
+    x0 = net.to_model(batch[0])
+    t = noise["t"]
+    a_t = net.schedule.alpha_bars.to(x0.device)[t]
+    x_t = q_sample(x0, a_t, noise["eps"])
+    eps_pred = net(x_t, t, labels(net, batch[1], noise.get("drop")))
+    return eps_loss(noise["eps"], eps_pred).mean(), {}
+
+
+# Sampling --------------------------------------------------------------------------------------------------
+def _device(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def eps_function(net: Diffusion, config: Config, y: torch.Tensor | None):
+    """eps_fn(x_t, t) for ``sample_loop``: eps_theta(x_t, t, y), or with classifier-free guidance w > 0
+    (1 + w) eps(x_t, t, y) - w eps(x_t, t) (``practice_torch.guidance.cfg_eps``), both halves in one batch."""
+    if y is None or not config.guidance_scale:
+        return lambda x, t: net(x, t, y)
+    from practice_torch.guidance import cfg_eps
+
+    null = torch.full_like(y, net.num_classes)
+
+    def guided(x, t):
+        both = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
+        eps_cond, eps_uncond = both.chunk(2)
+        return cfg_eps(eps_cond, eps_uncond, config.guidance_scale)
+
+    return guided
+
+
+def sampling_schedule(net: Diffusion, config: Config) -> Schedule:
+    return net.schedule if config.sample_steps in (0, len(net.schedule)) else net.schedule.respace(config.sample_steps)
+
+
+@torch.no_grad()
+def generate(net: Diffusion, config: Config, n: int, generator: torch.Generator, y: torch.Tensor | None = None,
+             frames: int = 0, chains: int = 8) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
+    """n samples (n, *shape) in model space by ``config.sampler`` over ``sample_steps`` respaced steps, and, when
+    frames > 0, x_t of the first ``chains`` chains at about ``frames`` steps, with t (T for x_T)."""
+    device = _device(net)
+    schedule = sampling_schedule(net, config)
+    x_T = torch.randn((n, *net.shape), generator=generator).to(device)
+    # frames quadratically spaced in the step index: more of them near t = 0, where the structure appears
+    keep = (torch.linspace(1, 0, frames) ** 2 * (len(schedule) - 1)).round().long().tolist() if frames else []
+    keep_t = {int(schedule.timesteps[i]) for i in keep}
+    snapshots, times = [x_T[:chains].cpu()], [len(net.schedule)]
+
+    def record(t: int, x: torch.Tensor) -> None:
+        if t in keep_t:
+            snapshots.append(x[:chains].cpu())
+            times.append(t)
+
+    x0 = sample_loop(eps_function(net, config, y), schedule, x_T, sampler=config.sampler, eta=config.eta,
+                     generator=generator, clip_x0=1.0 if config.clip_x0 and net.images else None, callback=record)
+    return x0, snapshots, times
+
+
+@torch.no_grad()
+def sample(net: Diffusion, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+    """Images: a grid of n samples (a conditional net: one row per class), then the reverse chain x_T ... x_0 of 8 of
+    them at ``chain_frames`` steps (one row per sample). 2-D: samples beside the held-out data and all chains as
+    scatter panels at a few steps. Log-mel spectrograms are shown as images and, through Griffin-Lim, written as WAV."""
+    device = _device(net)
+    y, per_row = None, math.ceil(math.sqrt(n))
+    if net.num_classes:
+        per_row = math.ceil(n / net.num_classes)
+        y = torch.arange(net.num_classes, device=device).repeat_interleave(per_row)
+    vectors = len(net.shape) == 1
+    x0, snapshots, times = generate(net, config, n if y is None else len(y), generator, y, config.chain_frames,
+                                    chains=n if vectors else 8)
+    if vectors:
+        return vector_figures(x0.cpu(), snapshots, times, examples)
+    chain = torch.stack(snapshots, dim=1)  # (8, frames + 1, C, H, W)
+    to_picture = (lambda x: ((x.clamp(-1, 1) + 1) / 2).flip(-2)) if config.log_mel else net.from_model
+    figures = [Artefact("samples", "images", to_picture(x0).cpu(), nrow=per_row),
+               Artefact("chain", "images", to_picture(chain.reshape(-1, *net.shape)), nrow=chain.shape[1])]
+    if not config.log_mel:
+        return figures
+    from practice_torch.data.audio import mel_to_waveform
+
+    return figures + [Artefact("samples_audio", "audio", mel_to_waveform(x0[::per_row][:10, 0].cpu()))]
+
+
+def vector_figures(x0: torch.Tensor, snapshots: list[torch.Tensor], times: list[int], examples) -> list[Artefact]:
+    """2-D: samples beside the data (``plots.scatter_figure_2d``) and the reverse chain as scatter panels at
+    x_T ... x_0 on the data's axes; other D: the samples as text."""
+    if x0.shape[1] != 2:
+        return [Artefact("samples", "text", [" ".join(f"{v:.4f}" for v in row) for row in x0.tolist()])]
+    from practice_torch.plots import data_limits, figure_artefact, new_figure, scatter_figure_2d
+
+    data = x0 if examples is None else examples[0]
+    (x_lo, x_hi), (y_lo, y_hi) = data_limits(data.numpy())
+    picks = torch.linspace(0, len(snapshots) - 1, min(6, len(snapshots))).round().long().tolist()
+    panels = [(snapshots[i], times[i]) for i in picks]
+    fig, axes = new_figure(len(panels), size=3.0)
+    for i, (ax, (points, t)) in enumerate(zip(axes, panels)):
+        ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), s=1, alpha=0.5)
+        ax.set(xlim=(x_lo, x_hi), ylim=(y_lo, y_hi), title="x_T" if i == 0 else f"after step t = {t}")
+    return [scatter_figure_2d("samples", x0, data, title="DDPM samples"), figure_artefact("chain", fig)]
+
+
+# Evaluation: the NLL bound and the epsilon loss ---------------------------------------------------------------
+@torch.no_grad()
+def evaluate(net: Diffusion, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """The variational bound -log p(x_0) <= L_T + sum_{t=1}^{T-1} L_{t-1} + L_0 (Ho et al. eq. 5; ``likelihood``) on
+    the first ``nll_examples`` held-out examples: L_T and L_0 exactly (images: the discretised decoder of eq. 13 on
+    the 8-bit grid of [-1, 1], so bits/dim are those of the 8-bit data; real-valued data: a Gaussian decoder, a
+    bound on the density), the middle sum either exactly (``nll_timesteps=0``: all T - 1 terms) or unbiasedly as
+    (T - 1) times the mean of ``nll_timesteps`` terms at t ~ U{1..T-1} per example. bits_per_dim_stderr is the
+    standard error of the mean over examples (it includes the t-sampling noise). eps_loss: L_simple at t ~ U{0..T-1}
+    estimated from the same forward passes. The decoder variance at t = 0 is beta-tilde at t = 1 (beta-tilde_0 = 0)."""
+    device, s, big_t = _device(net), net.schedule, len(net.schedule)
+    if big_t < 2:
+        raise ValueError("the NLL bound needs T >= 2")
+    m, dims = min(config.nll_examples, len(dataset)), math.prod(net.shape)
+    a = s.alpha_bars.to(device)
+    var0 = (s.betas[1] * (1 - s.alpha_bars[0]) / (1 - s.alpha_bars[1])).item()
+    columns = config.nll_timesteps or big_t - 1
+    per_example = {"prior": [], "decoder": [], "diffusion": [], "simple": []}
+    loader = DataLoader(Subset(dataset, range(m)), batch_size=250)
+    for x, y in tqdm(loader, desc="NLL bound", leave=False):
+        x0 = net.to_model(x.to(device))
+        b, yy = len(x0), labels(net, y.to(device), None)
+        full = lambda value: torch.full((b,), value, device=device, dtype=torch.long)  # noqa: E731
+        per_example["prior"].append(prior_kl(x0, a[big_t - 1].expand(b)))
+        eps = torch.randn(x0.shape, generator=generator).to(device)
+        x_1 = q_sample(x0, a[0].expand(b), eps)
+        eps_pred = net(x_1, full(0), yy)
+        if net.images:
+            per_example["decoder"].append(decoder_nll(x0, x_1, eps_pred, a[0].expand(b), var0))
+        else:
+            mean = predict_x0(x_1, a[0].expand(b), eps_pred).reshape(b, -1)
+            logvar = torch.full_like(mean, math.log(var0))
+            per_example["decoder"].append(-gaussian_log_prob(x0.reshape(b, -1), mean, logvar))
+        simple0, diffusion, simple = eps_loss(eps, eps_pred), torch.zeros(b, device=device), 0.0
+        for j in range(columns):
+            t = (torch.randint(1, big_t, (b,), generator=generator).to(device) if config.nll_timesteps
+                 else full(j + 1))
+            eps = torch.randn(x0.shape, generator=generator).to(device)
+            x_t = q_sample(x0, a[t], eps)
+            eps_pred = net(x_t, t, yy)
+            diffusion += vlb_term(x0, x_t, eps_pred, a[t], a[t - 1])
+            simple = simple + eps_loss(eps, eps_pred)
+        scale = (big_t - 1) / columns  # 1 for the exact sum; (T - 1) / K for the estimate
+        per_example["diffusion"].append(diffusion * scale)
+        per_example["simple"].append((simple0 + simple * scale) / big_t)
+    terms = {k: torch.cat(v).double().cpu() for k, v in per_example.items()}
+    bound = terms["prior"] + terms["decoder"] + terms["diffusion"]
+    to_bits = 1 / (dims * math.log(2))
+    estimator = ("all T terms (exact)" if not config.nll_timesteps else
+                 f"unbiased: (T-1) x mean of {config.nll_timesteps} random t per example")
+    return {"nll_bound": bound.mean().item(), "bits_per_dim": bound.mean().item() * to_bits,
+            "bits_per_dim_stderr": (bound.std() / math.sqrt(m)).item() * to_bits if m > 1 else math.nan,
+            "prior_bits_per_dim": terms["prior"].mean().item() * to_bits,
+            "decoder_bits_per_dim": terms["decoder"].mean().item() * to_bits,
+            "diffusion_bits_per_dim": terms["diffusion"].mean().item() * to_bits,
+            "eps_loss": terms["simple"].mean().item(), "nll_examples": m, "nll_estimator": estimator,
+            "data": "8-bit images on [-1, 1], discretised decoder" if net.images else "real values, Gaussian decoder"}
