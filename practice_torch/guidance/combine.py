@@ -1,0 +1,51 @@
+"""The two guidance combinations of the noise prediction (no import of ``practice_torch.ddpm`` here: it imports us).
+
+Timestep convention of issue 5: per-example coefficients (alpha_bar_t, w) are (B,) tensors or scalars and broadcast
+over the trailing dimensions of eps, so one call serves images (B, C, H, W) and 2-D points (B, D).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _per_example(value: Tensor | float, like: Tensor) -> Tensor | float:
+    """A scalar stays a scalar; a (B,) tensor becomes (B, 1, ..., 1) to broadcast against ``like`` (B, ...)."""
+    if not isinstance(value, Tensor) or value.dim() == 0:
+        return value
+    if value.dim() != 1 or value.shape[0] != like.shape[0]:
+        raise ValueError(f"per-example coefficient must be a scalar or ({like.shape[0]},), got {tuple(value.shape)}")
+    return value.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def cfg_eps(eps_cond: Tensor, eps_uncond: Tensor, w: Tensor | float) -> Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022, eq. 6): eps~ = (1 + w) eps(x_t, y) - w eps(x_t, null).
+
+    eps_cond, eps_uncond: (B, ...); w: scalar or (B,). w = 0 is the conditional model, w = -1 the unconditional one.
+    """
+    w = _per_example(w, eps_cond)
+    return (1 + w) * eps_cond - w * eps_uncond
+
+
+def classifier_guided_eps(eps: Tensor, grad_log_p_y: Tensor, alpha_bar_t: Tensor | float, w: Tensor | float) -> Tensor:
+    """Classifier guidance in epsilon form (Dhariwal & Nichol 2021, Algorithm 2):
+    eps^ = eps - w sqrt(1 - alpha_bar_t) grad_x log p_phi(y | x_t).
+
+    It is the score of p(x_t) p(y|x_t)^w through s = -eps / sqrt(1 - alpha_bar_t).
+    eps, grad_log_p_y: (B, ...); alpha_bar_t: scalar or (B,); w: scalar or (B,).
+    """
+    alpha_bar_t = _per_example(alpha_bar_t, eps)
+    w = _per_example(w, eps)
+    sigma = torch.sqrt(1 - alpha_bar_t) if isinstance(alpha_bar_t, Tensor) else (1 - alpha_bar_t) ** 0.5
+    return eps - w * sigma * grad_log_p_y
+
+
+def implicit_classifier_grad(eps_cond: Tensor, eps_uncond: Tensor, alpha_bar_t: Tensor | float) -> Tensor:
+    """grad_x log p_i(y | x_t) of the implicit classifier p_i(y|x) = p(x|y) p(y) / p(x) (Ho & Salimans 2022, sec. 3.2):
+    score(x_t|y) - score(x_t) = -(eps(x_t, y) - eps(x_t)) / sqrt(1 - alpha_bar_t), by s = -eps / sqrt(1 - alpha_bar_t).
+    Guiding eps_cond by it with scale w is ``cfg_eps(eps_cond, eps_uncond, w)``.
+    eps_cond, eps_uncond: (B, ...); alpha_bar_t: scalar or (B,) -> (B, ...)."""
+    alpha_bar_t = _per_example(alpha_bar_t, eps_cond)
+    sigma = torch.sqrt(1 - alpha_bar_t) if isinstance(alpha_bar_t, Tensor) else (1 - alpha_bar_t) ** 0.5
+    return -(eps_cond - eps_uncond) / sigma
