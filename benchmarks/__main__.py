@@ -7,6 +7,12 @@ throughput can be read as model FLOP utilisation (MFU = achieved FLOP/s / GEMM p
 ``metrics`` is the sanity table of the sample metrics (FID, IS, KID, precision, recall through the project's
 feature network): held-out images against themselves, the train set, blurred images and noise. Its expected
 order is checked, and the command exits with 1 if it does not hold.
+
+``unet_step`` times our U-Net against diffusers' UNet2DModel of the same size (when diffusers is installed).
+The diffusion benchmarks run only when named, since they train or sample for tens of minutes on a CPU:
+``ddim_steps`` (sampler steps vs wall time and FID of a ddpm run), ``guidance_sweep`` (guidance scale vs FID
+and class accuracy of a conditional ddpm run) and ``latent_vs_pixel`` (latent vs pixel diffusion at equal
+training CPU time).
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.ddim import ddim_steps
+from benchmarks.guidance import guidance_sweep
+from benchmarks.latent_diffusion import latent_vs_pixel
+from benchmarks.unet import unet_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -166,8 +177,11 @@ def metric_order_problems(rows: list[dict]) -> list[str]:
     return problems
 
 
-BENCHMARKS = {"vae_step": vae_step, "metrics": metrics}
+BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps, "guidance_sweep": guidance_sweep,
+              "latent_vs_pixel": latent_vs_pixel, "unet_step": unet_step}
 CHECKS = {"metrics": metric_order_problems}
+# run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
+DEFAULT = ("vae_step", "metrics", "unet_step")
 
 
 def print_table(name: str, rows: list[dict]) -> None:
@@ -181,7 +195,8 @@ def print_table(name: str, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("names", nargs="*",
+                        help=f"benchmarks to run (default: {', '.join(DEFAULT)}): {', '.join(BENCHMARKS)}")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-compile", dest="compile", action="store_false",
@@ -190,6 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="where standard data sets live (metrics)")
     parser.add_argument("--per-set", type=int, default=5000, help="images per set in the metrics table")
     parser.add_argument("--blur", type=float, default=1.0, help="Gaussian blur sigma in the metrics table (pixels)")
+    parser.add_argument("--run", help="a trained run directory (ddim_steps: a ddpm run; default the newest runs/ddpm-*)")
+    parser.add_argument("--ddim-samples", type=int, default=1000, help="ddim_steps: samples per row (at most)")
+    parser.add_argument("--ddim-budget", type=int, default=100_000, help="ddim_steps: network evaluations per row")
+    parser.add_argument("--ddim-steps", default="10,20,50,100,1000", help="ddim_steps: comma-separated step counts")
+    parser.add_argument("--ddim-reconstruct", type=int, default=64, help="ddim_steps: test images encoded and decoded")
+    parser.add_argument("--classifier", help="guidance_sweep: a `train guidance` run (adds classifier-guidance rows)")
+    parser.add_argument("--scales", default="0,0.5,1,2,4", help="guidance_sweep: comma-separated guidance scales w")
+    parser.add_argument("--guidance-samples", type=int, default=1000, help="guidance_sweep: samples per scale")
+    parser.add_argument("--guidance-steps", type=int, default=20, help="guidance_sweep: DDIM steps per sample")
+    parser.add_argument("--seconds", type=float, default=600, help="latent_vs_pixel: CPU seconds of training per arm")
+    parser.add_argument("--ae-fraction", type=float, default=0.3, help="latent_vs_pixel: share of the latent arm's "
+                                                                        "budget spent on the autoencoder")
+    parser.add_argument("--ld-samples", type=int, default=1000, help="latent_vs_pixel: samples per arm for FID/KID")
+    parser.add_argument("--ld-sample-steps", type=int, default=20, help="latent_vs_pixel: DDIM steps of both arms")
+    parser.add_argument("--ld-arms", default="latent,pixel", help="latent_vs_pixel: which arms to run")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
@@ -202,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(len(cores))
     args.results.mkdir(parents=True, exist_ok=True)
     status = 0
-    for name in args.names or BENCHMARKS:
+    for name in args.names or DEFAULT:
         rows = BENCHMARKS[name](args)
         print_table(name, rows)
         meta = {"benchmark": name, "threads": len(cores), "torch": torch.__version__,

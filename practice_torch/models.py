@@ -33,6 +33,9 @@ MODELS = {
     "ddpm": ("practice_torch.ddpm", "DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG"),
     "ddpm": ("practice_torch.ddpm", "DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG"),
     "guidance": ("practice_torch.guidance", "noise-aware classifier p(y|x_t, t) for classifier guidance (images)"),
+    "ddpm": ("practice_torch.ddpm", "DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG"),
+    "guidance": ("practice_torch.guidance", "noise-aware classifier p(y|x_t, t) for classifier guidance (images)"),
+    "latent_diffusion": ("practice_torch.latent_diffusion", "class-conditional DDPM on scaled latents of a frozen VAE, CFG"),
 }
 
 

@@ -1,0 +1,41 @@
+"""Latent diffusion in PyTorch: the twin of ``theory_jax/latent_diffusion.py``.
+
+* ``functions``: latent scaling, the effective schedule and SNR, the prior term, label dropout, the latent epsilon
+  loss and the closed-form DDPM bound of a linear-Gaussian chain; same names and arguments as the JAX twin.
+* ``training``: the frozen VAE + scaled latents + class-conditional MLP DDPM, and the model interface of
+  ``practice_torch.models`` (``python -m practice_torch train latent_diffusion``).
+"""
+
+from practice_torch.latent_diffusion.functions import (
+    effective_alpha_bar,
+    latent_ddpm_bound,
+    latent_eps_loss,
+    latent_scale,
+    latent_snr,
+    noisy_latents,
+    null_labels,
+    prior_kl,
+    scale_latents,
+    unscale_latents,
+)
+from practice_torch.latent_diffusion.training import (
+    Config,
+    LatentDiffusion,
+    build,
+    ddpm_config,
+    default_config,
+    draw_noise,
+    estimate_scale,
+    evaluate,
+    load_autoencoder,
+    loss,
+    sample,
+    train_autoencoder,
+)
+
+__all__ = [
+    "Config", "LatentDiffusion", "build", "ddpm_config", "default_config", "draw_noise", "effective_alpha_bar",
+    "estimate_scale", "evaluate", "latent_ddpm_bound", "latent_eps_loss", "latent_scale", "latent_snr",
+    "load_autoencoder", "loss", "noisy_latents", "null_labels", "prior_kl", "sample", "scale_latents",
+    "train_autoencoder", "unscale_latents",
+]
