@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.__main__ import BENCHMARKS, main, metric_order_problems, metrics
+from benchmarks.__main__ import BENCHMARKS, DEFAULT, main, metric_order_problems, metrics
 
 ROOT = Path(__file__).parents[1]
 
@@ -22,6 +22,12 @@ def test_unknown_benchmark_is_a_usage_error(capsys):
 
 def test_registry_names_the_first_entries():
     assert "vae_step" in BENCHMARKS and "metrics" in BENCHMARKS
+
+
+def test_the_long_diffusion_benchmarks_run_only_when_named():
+    assert set(DEFAULT) <= set(BENCHMARKS) and "unet_step" in DEFAULT
+    assert not {"ddim_steps", "guidance_sweep", "latent_vs_pixel"} & set(DEFAULT)
+    assert {"ddim_steps", "guidance_sweep", "latent_vs_pixel"} <= set(BENCHMARKS)
 
 
 def _row(images, fid, kid, precision, recall):
