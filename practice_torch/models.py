@@ -31,11 +31,9 @@ MODELS = {
                      "f-GAN: variational divergence minimisation, six f-divergences (2-D, images)"),
     "mixture_em": ("practice_torch.mixture_em", "Gaussian mixture fitted by EM, full or diagonal covariances (2-D, images)"),
     "ddpm": ("practice_torch.ddpm", "DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG"),
-    "ddpm": ("practice_torch.ddpm", "DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG"),
-    "guidance": ("practice_torch.guidance", "noise-aware classifier p(y|x_t, t) for classifier guidance (images)"),
-    "ddpm": ("practice_torch.ddpm", "DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG"),
     "guidance": ("practice_torch.guidance", "noise-aware classifier p(y|x_t, t) for classifier guidance (images)"),
     "latent_diffusion": ("practice_torch.latent_diffusion", "class-conditional DDPM on scaled latents of a frozen VAE, CFG"),
+    "score": ("practice_torch.score", "NCSN: noise-conditional score net, DSM, annealed Langevin (2-D MLP, image U-Net)"),
 }
 
 

@@ -1,0 +1,432 @@
+"""Diffusion models as score predictors: epsilon <-> score, denoising score matching, (annealed) Langevin dynamics.
+
+Lectures: DDPMs as score predictors; alternate interpretations (Vincent 2011, "A connection between score
+matching and denoising autoencoders"; Song & Ermon 2019, "Generative modeling by estimating gradients of the
+data distribution" (NCSN), eqs. 2-6 and Algorithm 1; Song & Ermon 2020 (NCSNv2); Efron 2011 for Tweedie's
+formula; Ho et al. 2020, sec. 3.2 for the epsilon-parameterisation).
+
+With x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps, the conditional score is -eps / sqrt(1 - abar); averaged over
+x_0 given x_t it becomes the marginal score, so the optimal noise predictor E[eps | x_t] is a score model:
+
+    s(x_t) = grad log p_t(x_t) = -E[eps | x_t] / sqrt(1 - abar)                      (epsilon <-> score)
+
+Denoising score matching, J_DSM = 1/2 E ||s(x~) + (x~ - x)/sigma^2||^2, differs from explicit score matching
+J_ESM = 1/2 E ||s(x~) - grad log q_sigma(x~)||^2 by a constant free of the model (Vincent 2011), so it trains
+the same score. Langevin dynamics x <- x + alpha/2 s(x) + sqrt(alpha) z samples p as alpha -> 0 (bias O(alpha));
+annealed over sigma_1 > ... > sigma_L with alpha_i = eps sigma_i^2 / sigma_L^2 it also gets the weights of
+separated modes right (Song & Ermon 2019, sec. 4.3).
+Twin: ``practice_torch/score`` (same names, same arguments); cases: ``shared_specs/score.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+from jax.scipy.special import logsumexp
+from scipy import stats
+
+from theory_jax.derivation import Derivation
+
+TITLE = "diffusion models as score predictors: epsilon <-> score, denoising score matching, Langevin dynamics"
+LECTURES = "DDPMs as score predictors; alternate interpretations"
+
+
+def _per_example(c, x):
+    """A per-example coefficient c: () or (B,) reshaped to broadcast over the trailing dims of x (B, ...)."""
+    c = jnp.asarray(c)
+    return c.reshape(c.shape + (1,) * (x.ndim - c.ndim))
+
+
+# 1. The pure functions (twins in practice_torch.score) ---------------------------------------------------------
+def eps_to_score(eps, alpha_bar_t):
+    """s(x_t) = -eps / sqrt(1 - abar_t): a noise prediction read as a score. eps: (B, ...), alpha_bar_t: (B,)."""
+    return -eps / jnp.sqrt(1 - _per_example(alpha_bar_t, eps))
+
+
+def score_to_eps(score, alpha_bar_t):
+    """eps = -sqrt(1 - abar_t) s(x_t), the inverse of ``eps_to_score``. score: (B, ...), alpha_bar_t: (B,)."""
+    return -jnp.sqrt(1 - _per_example(alpha_bar_t, score)) * score
+
+
+def alpha_bar_to_sigma(alpha_bar):
+    """sigma = sqrt((1 - abar) / abar): x_t / sqrt(abar) = x_0 + sigma eps, the VP chain as NCSN noise. (...)."""
+    return jnp.sqrt((1 - alpha_bar) / alpha_bar)
+
+
+def geometric_sigmas(sigma_max, sigma_min, num_levels: int):
+    """sigma_i = sigma_max (sigma_min / sigma_max)^((i-1)/(L-1)), i = 1..L: sigma_1 > ... > sigma_L with a constant
+    ratio (Song & Ermon 2019, sec. 4.2). sigma_max, sigma_min: () -> (L,)."""
+    if num_levels < 2:
+        raise ValueError(f"a geometric noise schedule needs at least 2 levels, got {num_levels}")
+    frac = jnp.arange(num_levels, dtype=jnp.result_type(sigma_max, float)) / (num_levels - 1)
+    return sigma_max * (sigma_min / sigma_max) ** frac
+
+
+def annealed_step_sizes(sigmas, eps):
+    """alpha_i = eps sigma_i^2 / sigma_L^2 (Algorithm 1): the same signal-to-noise ratio at every level. (L,) -> (L,)."""
+    return eps * sigmas**2 / sigmas[-1] ** 2
+
+
+def perturb(x, sigma, z):
+    """x~ = x + sigma z, a draw of q_sigma(x~ | x) = N(x, sigma^2 I). x, z: (B, ...), sigma: (B,)."""
+    return x + _per_example(sigma, x) * z
+
+
+def dsm_loss(score, z, sigma):
+    """Denoising score matching at x~ = x + sigma z, weighted by lambda(sigma) = sigma^2 (Song & Ermon 2019,
+    eqs. 2 and 5-6): mean_b 1/2 lambda(sigma_b) ||s(x~_b) - grad log q(x~_b | x_b)||^2, the target
+    grad log q(x~ | x) = -(x~ - x) / sigma^2 = -z / sigma. score, z: (B, ...), sigma: (B,) -> ()."""
+    sigma = _per_example(sigma, z)
+    target = -z / sigma
+    per_example = 0.5 * sigma**2 * (score - target) ** 2
+    return jnp.mean(jnp.sum(per_example.reshape(per_example.shape[0], -1), axis=1))
+
+
+def langevin_step(x, score, step_size, z):
+    """x' = x + alpha/2 s(x) + sqrt(alpha) z (Song & Ermon 2019, eq. 4). x, score, z: (B, ...); step_size: () or (B,)."""
+    alpha = _per_example(step_size, x)
+    return x + 0.5 * alpha * score + jnp.sqrt(alpha) * z
+
+
+def denoise(x, score, sigma):
+    """Tweedie's formula E[x | x~] = x~ + sigma^2 grad log q_sigma(x~): the final denoising step of annealed Langevin
+    (Song & Ermon 2020; Jolicoeur-Martineau et al. 2021). x, score: (B, ...), sigma: (B,) or ()."""
+    return x + _per_example(sigma, x) ** 2 * score
+
+
+# 2. Gaussian mixtures: exact densities, scores and posterior means (the known targets) ------------------------
+def _components(x, means, covs):
+    """Per-component log N(x; mu_k, Sigma_k) (N, K) and Sigma_k^-1 (x - mu_k) (N, K, D). x: (N, D)."""
+    prec = jnp.linalg.inv(covs)
+    diff = x[:, None, :] - means[None]
+    whitened = jnp.einsum("kij,nkj->nki", prec, diff)
+    logdet = jnp.linalg.slogdet(covs)[1]
+    return -0.5 * (jnp.sum(diff * whitened, -1) + logdet + x.shape[-1] * math.log(2 * math.pi)), whitened
+
+
+@jax.jit
+def gmm_log_prob(x, weights, means, covs):
+    """log sum_k pi_k N(x; mu_k, Sigma_k). x: (N, D), weights (K,), means (K, D), covs (K, D, D) -> (N,)."""
+    return logsumexp(_components(x, means, covs)[0] + jnp.log(weights), axis=-1)
+
+
+@jax.jit
+def gmm_score(x, weights, means, covs):
+    """grad_x log p(x) = -sum_k r_k(x) Sigma_k^-1 (x - mu_k), r_k the responsibilities. (N, D) -> (N, D)."""
+    comp, whitened = _components(x, means, covs)
+    resp = jax.nn.softmax(comp + jnp.log(weights), axis=-1)
+    return -jnp.sum(resp[..., None] * whitened, axis=1)
+
+
+@jax.jit
+def autodiff_score(x, weights, means, covs):
+    """grad_x log p(x) by jax.grad of ``gmm_log_prob``: the witness for ``gmm_score``. (N, D) -> (N, D)."""
+    return jax.grad(lambda y: jnp.sum(gmm_log_prob(y, weights, means, covs)))(x)
+
+
+def gmm_noised(weights, means, covs, scale, noise_std):
+    """The law of y = scale x + noise_std eps for x ~ GMM, eps ~ N(0, I): a GMM (pi, scale mu, scale^2 Sigma + s^2 I)."""
+    return weights, scale * means, scale**2 * covs + noise_std**2 * jnp.eye(means.shape[-1])
+
+
+@jax.jit
+def gmm_posterior_mean(y, weights, means, covs, scale, noise_std):
+    """E[x | y], y = scale x + noise_std eps, by Gaussian conditioning within each component and the responsibilities
+    r_k(y): sum_k r_k (mu_k + scale Sigma_k C_k^-1 (y - scale mu_k)), C_k = scale^2 Sigma_k + noise_std^2 I. (N, D)."""
+    w, m, c = gmm_noised(weights, means, covs, scale, noise_std)
+    comp = _components(y, m, c)[0]
+    resp = jax.nn.softmax(comp + jnp.log(w), axis=1)
+    gain = scale * covs @ jnp.linalg.inv(c)  # (K, D, D)
+    post = means[None] + jnp.einsum("kij,nkj->nki", gain, y[:, None, :] - m[None])
+    return jnp.sum(resp[..., None] * post, axis=1)
+
+
+# 3. Langevin chains (jit, lax.scan; the noise is an argument, drawn by NumPy) -------------------------------------
+@partial(jax.jit, static_argnames="score_fn")
+def langevin_chain(score_fn, x0, noise, step_size):
+    """Langevin steps of every chain x0 (N, D) with score_fn(x) -> (N, D), one step per noise[k] (K, N, D)
+    -> the final states (N, D)."""
+    def body(x, z):
+        return langevin_step(x, score_fn(x), step_size, z), None
+
+    return jax.lax.scan(body, x0, noise)[0]
+
+
+@partial(jax.jit, static_argnames="score_fn")
+def annealed_langevin(score_fn, x0, noise, sigmas, eps):
+    """Algorithm 1 of Song & Ermon 2019: at each level i, T Langevin steps with alpha_i = eps sigma_i^2 / sigma_L^2 and
+    score_fn(x, sigma_i) -> (N, D). x0: (N, D), noise: (L, T, N, D), sigmas: (L,) -> the final states (N, D)."""
+    def level(x, inputs):
+        sigma, alpha, z_level = inputs
+
+        def step(y, z):
+            return langevin_step(y, score_fn(y, sigma), alpha, z), None
+
+        return jax.lax.scan(step, x, z_level)[0], None
+
+    return jax.lax.scan(level, x0, (sigmas, annealed_step_sizes(sigmas, eps), noise))[0]
+
+
+def ks_statistics(samples, weights, means, covs, angles=(0.0, 45.0, 90.0, 135.0)) -> np.ndarray:
+    """Kolmogorov-Smirnov statistics of the projections w_a . x of samples (N, 2) against their exact CDFs
+    sum_k pi_k Phi((t - w.mu_k) / sqrt(w' Sigma_k w)) (a projected mixture is a 1-D mixture) -> (len(angles),)."""
+    x, w, m, c = (np.asarray(a, dtype=np.float64) for a in (samples, weights, means, covs))
+    out = []
+    for angle in np.deg2rad(angles):
+        u = np.array([np.cos(angle), np.sin(angle)])
+        loc, scale = m @ u, np.sqrt(np.einsum("i,kij,j->k", u, c, u))
+        out.append(stats.kstest(x @ u, lambda t: np.sum(w * stats.norm.cdf((t[:, None] - loc) / scale), -1)).statistic)
+    return np.asarray(out)
+
+
+# 4. The derivation -------------------------------------------------------------------------------------------------
+TARGET = (np.array([0.5, 0.3, 0.2]), np.array([[-1.2, -0.4], [1.2, 0.2], [0.0, 1.4]]),
+          np.array([[[0.5, 0.2], [0.2, 0.4]], [[0.3, -0.1], [-0.1, 0.5]], [[0.6, 0.0], [0.0, 0.2]]]))
+
+
+def _gauss_expect(expr, variables):
+    """E[expr] for a polynomial in independent standard normals: u^k -> (k-1)!! for even k, 0 for odd."""
+    poly = sp.Poly(sp.expand(expr), *variables)
+    moment = [sp.Integer(1), sp.Integer(0), sp.Integer(1), sp.Integer(0), sp.Integer(3)]
+    return sp.simplify(sum(coef * sp.prod([moment[k] for k in powers]) for powers, coef in poly.terms()))
+
+
+@jax.jit
+def _linear_score_objectives(A, b, mu, cov, sigma):
+    """Closed forms for the linear score model s(x~) = A x~ + b on x ~ N(mu, cov), x~ = x + sigma z:
+    (J_ESM, J_DSM, the model-free constant 1/2 (D / sigma^2 - tr C^-1)), C = cov + sigma^2 I."""
+    d = mu.shape[0]
+    c_inv = jnp.linalg.inv(cov + sigma**2 * jnp.eye(d))
+    m = A + c_inv
+    j_esm = 0.5 * (jnp.trace(m @ (cov + sigma**2 * jnp.eye(d)) @ m.T) + jnp.sum((m @ mu + b - c_inv @ mu) ** 2))
+    j_dsm = 0.5 * (jnp.trace(A @ cov @ A.T) + jnp.sum((A @ mu + b) ** 2) + jnp.sum((sigma * A + jnp.eye(d) / sigma) ** 2))
+    return j_esm, j_dsm, 0.5 * (d / sigma**2 - jnp.trace(c_inv))
+
+
+def _optimal_eps_check(a, x_0, eps, mu, cov):
+    """For x_0 ~ N(mu, cov): eps_to_score(E[eps | x_t]) - grad log p_t on 1000 draws (1000, 2), and the residuals
+    eps - E[eps | x_t] with their products with x_t, whose means vanish (n, 6)."""
+    w, mt, ct = gmm_noised(jnp.ones(1), mu[None], cov[None], jnp.sqrt(a), jnp.sqrt(1 - a))
+    x_t = jnp.sqrt(a) * x_0 + jnp.sqrt(1 - a) * eps
+    e_opt = jnp.sqrt(1 - a) * (x_t - mt[0]) @ jnp.linalg.inv(ct[0])  # Cov(eps, x_t) Var(x_t)^-1 (x_t - E x_t)
+    err = eps_to_score(e_opt[:1000], jnp.full(1000, a)) - autodiff_score(x_t[:1000], w, mt, ct)
+    resid = eps - e_opt
+    return err, jnp.concatenate([resid, (resid[:, :, None] * x_t[:, None, :]).reshape(len(x_t), 4)], axis=1)
+
+
+def _mixture_eps_check(a, y, target):
+    """For x_0 from a mixture: eps_to_score of E[eps | x_t] (posterior means) - grad log p_t at points y (N, 2)."""
+    e_opt = (y - jnp.sqrt(a) * gmm_posterior_mean(y, *target, jnp.sqrt(a), jnp.sqrt(1 - a))) / jnp.sqrt(1 - a)
+    return eps_to_score(e_opt, jnp.full(len(y), a)) - autodiff_score(y, *gmm_noised(*target, jnp.sqrt(a), jnp.sqrt(1 - a)))
+
+
+def _section_eps_score(d: Derivation, rng: np.random.Generator) -> None:
+    x0, xt, e, m = sp.symbols("x_0 x_t epsilon m", real=True)
+    ab, s = sp.symbols("abar s", positive=True)
+    log_q = -(xt - sp.sqrt(ab) * x0) ** 2 / (2 * (1 - ab))
+    d.say("## 1. A noise predictor is a score model\n$q(x_t|x_0) = \\mathcal N(\\sqrt{\\bar\\alpha}x_0, "
+          "(1-\\bar\\alpha) I)$, $x_t = \\sqrt{\\bar\\alpha}x_0 + \\sqrt{1-\\bar\\alpha}\\,\\epsilon$.")
+    d.symbolic("The conditional score is the scaled noise: "
+               "$\\nabla_{x_t}\\log q(x_t|x_0) = -\\epsilon/\\sqrt{1-\\bar\\alpha}$",
+               sp.diff(log_q, xt).subs(xt, sp.sqrt(ab) * x0 + sp.sqrt(1 - ab) * e), -e / sp.sqrt(1 - ab))
+    v = ab * s**2 + 1 - ab  # Var x_t for x_0 ~ N(m, s^2)
+    e_given_x = sp.sqrt(1 - ab) * (xt - sp.sqrt(ab) * m) / v  # Cov(eps, x_t) / Var(x_t) (x_t - E x_t)
+    d.symbolic("Gaussian data $x_0 \\sim \\mathcal N(m, s^2)$: $x_t \\sim \\mathcal N(\\sqrt{\\bar\\alpha}m, v)$, "
+               "$v = \\bar\\alpha s^2 + 1 - \\bar\\alpha$, and $E[\\epsilon|x_t] = \\sqrt{1-\\bar\\alpha}(x_t - "
+               "\\sqrt{\\bar\\alpha}m)/v$ by Gaussian conditioning; then $-E[\\epsilon|x_t]/\\sqrt{1-\\bar\\alpha}$ is "
+               "exactly the marginal score $\\partial_{x_t}\\log\\mathcal N(x_t; \\sqrt{\\bar\\alpha}m, v)$",
+               -e_given_x / sp.sqrt(1 - ab), sp.diff(-(xt - sp.sqrt(ab) * m) ** 2 / (2 * v), xt))
+
+    mu, low = jnp.array([0.7, -0.4]), jnp.array([[0.9, 0.0], [0.5, 0.6]])
+    cov = low @ low.T
+    abars = jnp.array([0.98, 0.7, 0.3, 0.02])
+    n = 200_000
+    x_0 = mu + jnp.asarray(rng.standard_normal((n, 2))) @ low.T
+    eps = jnp.asarray(rng.standard_normal((n, 2)))
+    errs, orth = jax.jit(jax.vmap(partial(_optimal_eps_check, x_0=x_0, eps=eps, mu=mu, cov=cov)))(abars)
+    d.numeric("2-D Gaussian data, four $\\bar\\alpha \\in \\{0.98, 0.7, 0.3, 0.02\\}$: `eps_to_score` of the optimal "
+              "predictor $E[\\epsilon|x_t] = \\sqrt{1-\\bar\\alpha}\\,C^{-1}(x_t - \\sqrt{\\bar\\alpha}\\mu)$ equals "
+              "`jax.grad` of $\\log p_t$ at 1000 draws of $x_t$ each", errs, jnp.zeros((4, 1000, 2)))
+    d.monte_carlo("...and $E[\\epsilon|x_t]$ is the least-squares noise predictor: the residual "
+                  "$\\epsilon - E[\\epsilon|x_t]$ has mean 0 and is uncorrelated with $x_t$ (normal equations; "
+                  "200 000 draws, every $\\bar\\alpha$)", jnp.moveaxis(orth, 0, 1).reshape(n, 24), jnp.zeros(24))
+
+    w, m_, c_ = (jnp.asarray(t) for t in TARGET)
+    y = jnp.asarray(rng.standard_normal((500, 2))) * 1.5
+    gaps = jax.jit(jax.vmap(partial(_mixture_eps_check, y=y, target=(w, m_, c_))))(abars)
+    d.numeric("Not only for Gaussians: for a 3-component mixture, $E[\\epsilon|x_t] = (x_t - \\sqrt{\\bar\\alpha}"
+              "E[x_0|x_t])/\\sqrt{1-\\bar\\alpha}$ (posterior means by responsibilities) gives `jax.grad` $\\log p_t$ "
+              "through `eps_to_score`, 500 points, four $\\bar\\alpha$", gaps, jnp.zeros((4, 500, 2)),
+              atol=1e-11)
+    d.gradient("The mixture's score in closed form, $-\\sum_k r_k(x)\\Sigma_k^{-1}(x - \\mu_k)$ (`gmm_score`, used by "
+               "the chains below), equals `jax.grad` of $\\log p$", gmm_score(y, w, m_, c_), autodiff_score(y, w, m_, c_))
+    sig = 0.6
+    d.numeric("Tweedie's formula, the final denoising step: `denoise`$(\\tilde x, s_\\sigma(\\tilde x), \\sigma) = "
+              "\\tilde x + \\sigma^2\\nabla\\log q_\\sigma(\\tilde x)$ equals $E[x|\\tilde x]$ of the mixture "
+              "($\\sigma = 0.6$, 500 points)", denoise(y, gmm_score(y, *gmm_noised(w, m_, c_, 1.0, sig)), sig),
+              gmm_posterior_mean(y, w, m_, c_, 1.0, sig), atol=1e-11)
+    a = 0.4
+    sigma = alpha_bar_to_sigma(a)
+    s_t = gmm_score(y, *gmm_noised(w, m_, c_, jnp.sqrt(a), jnp.sqrt(1 - a)))
+    s_ve = gmm_score(y / jnp.sqrt(a), *gmm_noised(w, m_, c_, 1.0, sigma))
+    d.numeric("DDPM is NCSN rescaled: $x_t/\\sqrt{\\bar\\alpha} = x_0 + \\sigma\\epsilon$ with $\\sigma = "
+              "\\sqrt{(1-\\bar\\alpha)/\\bar\\alpha}$ (`alpha_bar_to_sigma`), so $\\nabla\\log p_t(x) = "
+              "\\nabla\\log q_\\sigma(x/\\sqrt{\\bar\\alpha})/\\sqrt{\\bar\\alpha}$ ($\\bar\\alpha = 0.4$) ...",
+              s_t, s_ve / jnp.sqrt(a), atol=1e-11)
+    d.numeric("... and the noise prediction is $\\epsilon = $ `score_to_eps`$(s_t) = -\\sigma\\, s_\\sigma$: the "
+              "NCSN score net times $-\\sigma$ is an $\\epsilon$-predictor", score_to_eps(s_t, jnp.full(500, a)),
+              -sigma * s_ve, atol=1e-11)
+
+
+def _section_dsm(d: Derivation, rng: np.random.Generator) -> None:
+    u, z, m, a, b = sp.symbols("u z m a b", real=True)
+    s, sig = sp.symbols("s sigma", positive=True)
+    x = m + s * u
+    xt = x + sig * z
+    true_score = -(xt - m) / (s**2 + sig**2)
+    j_esm = _gauss_expect((a * xt + b - true_score) ** 2 / 2, (u, z))
+    j_dsm = _gauss_expect((a * xt + b + z / sig) ** 2 / 2, (u, z))
+    d.say("## 2. Denoising score matching = explicit score matching + a constant\n$x \\sim \\mathcal N(m, s^2)$, "
+          "$\\tilde x = x + \\sigma z$, so $q_\\sigma = \\mathcal N(m, s^2+\\sigma^2)$; a linear score model "
+          "$s_\\theta(\\tilde x) = a\\tilde x + b$. Both objectives by exact Gaussian moments.")
+    d.symbolic("$J_{DSM}(a, b) - J_{ESM}(a, b) = \\frac12\\left(\\frac1{\\sigma^2} - \\frac1{s^2+\\sigma^2}\\right)$ for "
+               "every $(a, b)$: the difference does not depend on the model", j_dsm - j_esm,
+               (1 / sig**2 - 1 / (s**2 + sig**2)) / 2)
+    sol = sp.solve([sp.diff(j_dsm, a), sp.diff(j_dsm, b)], [a, b], dict=True)[0]
+    d.symbolic("...so DSM's minimiser is the true score: $a^* = -1/(s^2+\\sigma^2)$, $b^* = m/(s^2+\\sigma^2)$ "
+               "(residual of both, squared and summed)",
+               (sol[a] + 1 / (s**2 + sig**2)) ** 2 + (sol[b] - m / (s**2 + sig**2)) ** 2)
+
+    mu, low, sigma = jnp.array([0.5, -1.0]), jnp.array([[1.0, 0.0], [0.6, 0.5]]), 0.7
+    cov = low @ low.T
+    models = [(jnp.asarray(rng.standard_normal((2, 2))), jnp.asarray(rng.standard_normal(2))) for _ in range(5)]
+    diffs = [(lambda e, dd, c: (dd - e, c))(*_linear_score_objectives(A, bb, mu, cov, sigma)) for A, bb in models]
+    d.numeric("2-D, $\\sigma = 0.7$, five random linear models $s(\\tilde x) = A\\tilde x + b$: $J_{DSM} - J_{ESM}$ "
+              "(trace closed forms) is the same constant $\\frac12(D/\\sigma^2 - \\mathrm{tr}\\,C^{-1})$ for all five",
+              jnp.stack([p[0] for p in diffs]), jnp.stack([p[1] for p in diffs]))
+    n = 200_000
+    xs = mu + jnp.asarray(rng.standard_normal((n, 2))) @ low.T
+    zs = jnp.asarray(rng.standard_normal((n, 2)))
+    xt = perturb(xs, jnp.full(n, sigma), zs)
+    w, mq, cq = gmm_noised(jnp.ones(1), mu[None], cov[None], 1.0, sigma)
+    q_score = gmm_score(xt, w, mq, cq)
+    per_sample = [0.5 * jnp.sum((xt @ A.T + bb + zs / sigma) ** 2, 1) - 0.5 * jnp.sum((xt @ A.T + bb - q_score) ** 2, 1)
+                  for A, bb in models[:3]]
+    d.monte_carlo("Monte Carlo, the same 200 000 pairs $(x, z)$ for three of the models: the mean of "
+                  "$\\frac12\\|s + z/\\sigma\\|^2 - \\frac12\\|s - \\nabla\\log q_\\sigma\\|^2$ is that constant",
+                  jnp.stack(per_sample, 1), jnp.stack([p[1] for p in diffs[:3]]))
+    chunks = jnp.stack([jax.vmap(dsm_loss)((xt @ A.T + bb).reshape(200, 1000, 2), zs.reshape(200, 1000, 2),
+                                           jnp.full((200, 1000), sigma)) for A, bb in models[:3]], axis=1)
+    d.monte_carlo("`dsm_loss` (weight $\\lambda(\\sigma) = \\sigma^2$) estimates $\\sigma^2 J_{DSM}$: means of 200 "
+                  "batches of 1000 against the closed form, three models",
+                  chunks, jnp.stack([sigma**2 * _linear_score_objectives(A, bb, mu, cov, sigma)[1] for A, bb in models[:3]]))
+    grad_e = jax.grad(lambda A, bb: _linear_score_objectives(A, bb, mu, cov, sigma)[0], argnums=(0, 1))
+    grad_d = jax.grad(lambda A, bb: _linear_score_objectives(A, bb, mu, cov, sigma)[1], argnums=(0, 1))
+    d.gradient("Equal objectives up to a constant have equal gradients: $\\nabla_{A,b} J_{DSM} = \\nabla_{A,b} J_{ESM}$ "
+               "at the five models (jax.grad)",
+               jnp.stack([jnp.concatenate([g.ravel() for g in grad_d(A, bb)]) for A, bb in models]),
+               jnp.stack([jnp.concatenate([g.ravel() for g in grad_e(A, bb)]) for A, bb in models]))
+    c_inv = jnp.linalg.inv(cq[0])
+    d.gradient("...and at the true score $A = -C^{-1}$, $b = C^{-1}\\mu$ the DSM gradient vanishes",
+               jnp.concatenate([g.ravel() for g in grad_d(-c_inv, c_inv @ mu)]), jnp.zeros(6))
+
+
+def _section_langevin(d: Derivation, rng: np.random.Generator) -> None:
+    eps_, s = sp.symbols("epsilon s", positive=True)
+    v = eps_ / (1 - (1 - eps_ / (2 * s**2)) ** 2)  # v = (1 - eps/(2 s^2))^2 v + eps
+    d.say("## 3. Langevin dynamics samples the target\nOne step $x' = x + \\frac\\alpha2\\nabla\\log p(x) + "
+          "\\sqrt\\alpha z$ (`langevin_step`). On $p = \\mathcal N(0, s^2)$ it is linear: $x' = (1 - \\frac{\\alpha}"
+          "{2s^2})x + \\sqrt\\alpha z$, whose stationary variance solves $v = (1-\\frac\\alpha{2s^2})^2 v + \\alpha$.")
+    d.symbolic("$v = s^2 / (1 - \\alpha/(4s^2))$: biased upward ...", v, s**2 / (1 - eps_ / (4 * s**2)))
+    d.symbolic("... by $\\alpha/4 + O(\\alpha^2)$: the bias vanishes linearly with the step size",
+               sp.series(v, eps_, 0, 2).removeO(), s**2 + eps_ / 4)
+    var = jnp.array([1.0, 0.25])
+    n = 10_000
+
+    def noise(*shape):  # standard normal draws, float32 to halve the memory (promoted in the float64 chains)
+        return jnp.asarray(rng.standard_normal((*shape, n, 2), dtype=np.float32))
+
+    runs = []
+    for alpha in (0.4, 0.1, 0.025):
+        chains = langevin_chain(partial(_gaussian_score, var=var), jnp.zeros((n, 2)), noise(int(10 / alpha)), alpha)
+        runs.append((chains**2, var / (1 - alpha / (4 * var))))
+    d.monte_carlo(f"{n} chains on $\\mathcal N(0, \\mathrm{{diag}}(1, 0.25))$ (jit, lax.scan, time 10): $E[x_i^2]$ "
+                  "matches $s_i^2/(1-\\alpha/(4s_i^2))$ for $\\alpha = 0.4, 0.1, 0.025$",
+                  jnp.concatenate([r[0] for r in runs], 1), jnp.concatenate([r[1] for r in runs]))
+
+    w, m, c = (jnp.asarray(t) for t in TARGET)
+    crit = stats.kstwo.ppf(1 - 1e-3, n)
+    score = partial(gmm_score, weights=w, means=m, covs=c)
+    start = 2.0 * jnp.asarray(rng.standard_normal((n, 2)))
+    small = langevin_chain(score, start, noise(1000), 0.025)
+    big = langevin_chain(score, start, noise(50), 0.6)
+    d.say(f"A known 2-D target: the 3-component mixture $\\pi = (0.5, 0.3, 0.2)$ of `TARGET`. {n} chains from "
+          "$\\mathcal N(0, 4I)$, Langevin time 25-30; Kolmogorov-Smirnov statistics of the projections on the "
+          f"directions 0, 45, 90, 135 degrees against their exact CDFs; critical value at level $10^{{-3}}$: {crit:.4f}.")
+    ks_small, ks_big = ks_statistics(small, w, m, c), ks_statistics(big, w, m, c)
+    d.inequality(f"$\\alpha = 0.025$ (1000 steps): every projection passes, KS = {np.array2string(ks_small, precision=4)}",
+                 ks_small, crit)
+    d.inequality(f"$\\alpha = 0.6$ (50 steps): the step-size bias is caught, max KS = {ks_big.max():.4f}", crit,
+                 ks_big.max())
+    second = jnp.einsum("k,kij->ij", w, c + m[:, :, None] * m[:, None, :])
+    err_small, err_big = (float(jnp.abs(jnp.einsum("ni,nj->ij", x, x) / n - second).max()) for x in (small, big))
+    d.inequality(f"...and it shrinks with the step: max error of $E[xx^T]$ {err_big:.4f} at $\\alpha = 0.6$, "
+                 f"{err_small:.4f} at $\\alpha = 0.025$ (at most a quarter)", err_small, err_big / 4)
+
+    sigmas = geometric_sigmas(jnp.asarray(2.0), jnp.asarray(0.05), 10)
+    d.numeric("`geometric_sigmas`: a constant ratio $\\sigma_i/\\sigma_{i+1}$, from $\\sigma_1 = 2$ to "
+              "$\\sigma_{10} = 0.05$",
+              sigmas[:-1] / sigmas[1:], jnp.full(9, 40 ** (1 / 9)))
+    d.numeric("`annealed_step_sizes`: $\\alpha_i/\\sigma_i^2 = \\epsilon/\\sigma_L^2$ at every level",
+              annealed_step_sizes(sigmas, 0.005) / sigmas**2, jnp.full(10, 0.005 / 0.05**2))
+
+    def noised_score(x, sigma, target):
+        return gmm_score(x, *gmm_noised(*target, 1.0, sigma))
+
+    annealed = annealed_langevin(partial(noised_score, target=(w, m, c)), start, noise(10, 100), sigmas, 0.005)
+    ks_ann = ks_statistics(annealed, *gmm_noised(w, m, c, 1.0, 0.05))
+    d.inequality("Annealed Langevin (Algorithm 1; $\\sigma$: 2 to 0.05, $L = 10$, $T = 100$, $\\epsilon = 0.005$) on the "
+                 "same target, against $q_{\\sigma_L}$: every projection passes, "
+                 f"KS = {np.array2string(ks_ann, precision=4)}",
+                 ks_ann, crit)
+
+    separated = (jnp.array([0.2, 0.8]), jnp.array([[-5.0], [5.0]]), jnp.ones((2, 1, 1)))
+    start1 = jnp.asarray(rng.uniform(-8, 8, (n, 1)))
+    noise1 = jnp.asarray(rng.standard_normal((10, 100, n, 1), dtype=np.float32))
+    plain = langevin_chain(partial(gmm_score, weights=separated[0], means=separated[1], covs=separated[2]), start1,
+                           noise1[:3].reshape(300, n, 1), 0.2)
+    share = float(jnp.mean(plain > 0))
+    d.say("Separated modes (Song & Ermon 2019, sec. 3.2.2 and fig. 3, here in 1-D): $0.2\\,\\mathcal N(-5, 1) + "
+          "0.8\\,\\mathcal N(5, 1)$, chains from the uniform law on $[-8, 8]$. Langevin moves within a mode but almost "
+          "never between them, so the share of a mode is set by where the chains start.")
+    d.inequality(f"Plain Langevin ($\\alpha = 0.2$, 300 steps): {share:.3f} of the chains in the heavy mode, off "
+                 "the true 0.8 by more than 0.2", 0.2, abs(share - 0.8))
+    sigmas2 = geometric_sigmas(jnp.asarray(10.0), jnp.asarray(0.1), 10)
+    ann = annealed_langevin(partial(noised_score, target=separated), start1, noise1, sigmas2, 0.002)
+    heavy = float(jnp.mean(ann > 0))
+    d.inequality(f"Annealed Langevin ($\\sigma$: 10 to 0.1, $L = 10$, $T = 100$, $\\epsilon = 0.002$) lets the chains "
+                 f"cross while the modes still overlap: {heavy:.3f} in the heavy mode, within 0.03 of 0.8 (the rest "
+                 "is the finite annealing time: more steps per level bring it closer)", abs(heavy - 0.8), 0.03)
+    ks_heavy = stats.kstest(np.asarray(ann[ann > 0]), stats.norm(5.0, math.sqrt(1.01)).cdf).statistic
+    d.inequality(f"...and within the heavy mode the law is $\\mathcal N(5, 1 + \\sigma_L^2)$: KS = {ks_heavy:.4f} "
+                 f"(critical value {stats.kstwo.ppf(1 - 1e-3, int((ann > 0).sum())):.4f})", ks_heavy,
+                 stats.kstwo.ppf(1 - 1e-3, int((ann > 0).sum())))
+
+
+def _gaussian_score(x, var):
+    return -x / var
+
+
+def derive(echo=None) -> Derivation:
+    jax.config.update("jax_enable_x64", True)
+    d = Derivation("score", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    _section_eps_score(d, rng)
+    _section_dsm(d, rng)
+    _section_langevin(d, rng)
+    return d
