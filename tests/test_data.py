@@ -7,7 +7,7 @@ empty runs the prepare hook itself, so this file also works alone (the first tim
 import pytest
 import torch
 
-from practice_torch.data import DatasetMissing, all_datasets, get_dataset, get_info
+from practice_torch.data import DatasetMissing, all_datasets, get_dataset, get_info, is_image_set
 from practice_torch.data.splits import three_way
 
 SPLITS = ("train", "val", "test")
@@ -36,6 +36,11 @@ def test_registry_documents_every_set():
     assert expected <= set(infos)
     for info in infos.values():
         assert info.shape and info.dtype and info.value_range and info.condition and info.splits and info.source
+
+
+def test_is_image_set_for_default_presets():
+    assert is_image_set("fashion_mnist") and is_image_set("digits") and is_image_set("galaxies")
+    assert not is_image_set("moons") and not is_image_set("shakespeare") and not is_image_set("no_such_set")
 
 
 def test_fashion_mnist_or_its_message():

@@ -66,6 +66,15 @@ def get_info(name: str) -> DatasetInfo:
     return REGISTRY[name]
 
 
+def is_image_set(name: str) -> bool:
+    """Whether ``name`` is a data set of (C, H, W) images, for a model's default preset; False for an unknown name
+    (the engine then reports it, in one line)."""
+    try:
+        return len(get_info(name).shape) == 3
+    except KeyError:
+        return False
+
+
 def get_dataset(name: str, split: str = "train", data_dir: str | Path | None = None, **options: Any) -> Dataset:
     """The ``split`` of data set ``name``. Raises KeyError (unknown name or split) or DatasetMissing."""
     info = get_info(name)

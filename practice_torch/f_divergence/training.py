@@ -44,13 +44,10 @@ def default_config(preset: str, dataset: str | None = None) -> RunConfig:
     Vector data (the 2-D sets) get MLPs, images DCGAN-style convolutions."""
     if preset not in ("quick", "full"):
         raise ValueError(f"unknown preset {preset!r}")
-    from practice_torch.data import get_info
+    from practice_torch.data import is_image_set
 
     name, quick = dataset or "gaussians", preset == "quick"
-    try:
-        images = len(get_info(name).shape) == 3
-    except KeyError:  # an unknown data set: the engine reports it, in one line
-        images = False
+    images = is_image_set(name)
     if images:
         model = Config(architecture="conv", latent_dim=64, r1=10.0,
                        **({"channels": (32, 64), "fc": 512} if quick else {"channels": (64, 128), "fc": 1024}))

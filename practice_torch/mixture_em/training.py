@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from practice_torch.data import get_info
+from practice_torch.data import is_image_set
 from practice_torch.engine import RunError
 from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
 from practice_torch.mixture_em.em import cholesky, e_step
@@ -51,10 +51,7 @@ def default_config(preset: str, dataset: str | None = None) -> RunConfig:
     if preset not in ("quick", "full"):
         raise ValueError(f"unknown preset {preset!r}")
     quick, name = preset == "quick", dataset or "moons"
-    try:
-        image = len(get_info(name).shape) == 3
-    except KeyError:
-        image = False
+    image = is_image_set(name)
     common = {"batch_size": 0, "lr": 1.0, "warmup_steps": 0, "grad_clip": 0.0, "log_every": 5}
     if image:
         model = Config(components=10) if quick else Config(components=20, feature_dim=64)

@@ -52,13 +52,10 @@ def default_config(preset: str, dataset: str | None = None) -> RunConfig:
     """quick: about a minute on moons, about 10 minutes on Fashion-MNIST (2 CPU cores); full: GPU scale with EMA."""
     if preset not in ("quick", "full"):
         raise ValueError(f"unknown preset {preset!r}")
-    from practice_torch.data import get_info
+    from practice_torch.data import is_image_set
 
     name, quick = dataset or "moons", preset == "quick"
-    try:
-        images = len(get_info(name).shape) == 3
-    except KeyError:  # an unknown data set: the engine reports it, in one line
-        images = False
+    images = is_image_set(name)
     if images:
         model = (Config(architecture="unet", sigma_max=20.0, num_levels=20, steps_per_level=15, step_lr=2e-4,
                         channels=32, channel_mults=(1, 2, 2)) if quick else
