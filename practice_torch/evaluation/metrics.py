@@ -124,6 +124,18 @@ def nll_on_level_scale(nll, num_dims, levels=256):
     return nll + num_dims * math.log(levels)
 
 
+def wasserstein2(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The exact 2-Wasserstein distance between two empirical measures of equal size (N, D): the optimal assignment
+    (SciPy's linear_sum_assignment) of the squared Euclidean costs, square-rooted."""
+    from scipy.optimize import linear_sum_assignment
+
+    if len(a) != len(b):
+        raise ValueError(f"wasserstein2 needs equal sizes, got {len(a)} and {len(b)}")
+    cost = torch.cdist(a.double(), b.double()).pow(2).numpy()
+    rows, cols = linear_sum_assignment(cost)
+    return math.sqrt(float(cost[rows, cols].mean()))
+
+
 # 6. Estimators on feature sets (what ``eval`` and the sanity table report) -----------------------------------
 def fid_from_features(real, fake):
     """FID between two feature sets (N, d), (M, d): Gaussian statistics and the Frechet distance in float64."""

@@ -6,6 +6,7 @@
 * ``training``: the model interface of ``practice_torch.models`` (``python -m practice_torch train score``).
 """
 
+from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.score.functions import (
     alpha_bar_to_sigma,
     annealed_step_sizes,
@@ -17,7 +18,7 @@ from practice_torch.score.functions import (
     perturb,
     score_to_eps,
 )
-from practice_torch.score.ncsn import NCSN, annealed_langevin_sampling, initial_state, level_subset, wasserstein2
+from practice_torch.score.ncsn import NCSN, annealed_langevin_sampling, initial_state, level_subset
 from practice_torch.score.training import (
     Config,
     build,

@@ -15,8 +15,6 @@ lambda(sigma) = sigma^2 (eqs. 5-6), sampled by annealed Langevin dynamics (Algor
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -86,15 +84,3 @@ def initial_state(n: int, shape: tuple[int, ...], sigma_max: float, generator: t
     """x_0 ~ N(center, sigma_1^2 I), (n, *shape): q_{sigma_1} is nearly this Gaussian when sigma_1 is about the data's
     diameter (NCSNv2 technique 1; Song & Ermon 2019 start from uniform noise instead)."""
     return center + sigma_max * torch.randn((n, *shape), generator=generator)
-
-
-def wasserstein2(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The exact 2-Wasserstein distance between two empirical measures of equal size (N, D): the optimal assignment
-    (SciPy's linear_sum_assignment) of the squared Euclidean costs, square-rooted."""
-    from scipy.optimize import linear_sum_assignment
-
-    if len(a) != len(b):
-        raise ValueError(f"wasserstein2 needs equal sizes, got {len(a)} and {len(b)}")
-    cost = torch.cdist(a.double(), b.double()).pow(2).numpy()
-    rows, cols = linear_sum_assignment(cost)
-    return math.sqrt(float(cost[rows, cols].mean()))

@@ -17,10 +17,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.models import Artefact
 from practice_torch.plots import data_limits, figure_artefact, new_figure
 from practice_torch.score.functions import dsm_loss, geometric_sigmas, perturb
-from practice_torch.score.ncsn import NCSN, annealed_langevin_sampling, initial_state, level_subset, wasserstein2
+from practice_torch.score.ncsn import NCSN, annealed_langevin_sampling, initial_state, level_subset
 
 
 @dataclass
