@@ -39,11 +39,13 @@ def _block_inputs(channels, size, scale=1.0):
                       "emb": gaussian(r, B, EMB, dtype="float32")}
 
 
-def _unet_inputs(channels=1, classes=0):
+def _unet_inputs(channels=1, classes=0, cond_dim=0):
     def make(r):
         inputs = {"x": gaussian(r, B, channels, 8, 8, dtype="float32"), "t": _timesteps(r, integer=bool(classes))}
         if classes:
             inputs["y"] = np.array([0, classes, r.integers(1, classes)], dtype=np.int64)  # y = classes: null token
+        if cond_dim:
+            inputs["cond"] = r.uniform(-1, 1, size=(B, cond_dim)).astype("float32")  # e.g. normalised galaxy parameters
         return inputs
     return make
 
@@ -54,6 +56,8 @@ UNET_CASES = (
     ModuleCase("nets/unet_forward", "UNet", SMALL, _unet_inputs(channels=2), grad_wrt=("x",), **IMAGE_IO),
     ModuleCase("nets/unet_forward/conditional-integer-t", "UNet", {**SMALL, "num_classes": 3},
                _unet_inputs(channels=2, classes=3), grad_wrt=("x",), **IMAGE_IO),
+    ModuleCase("nets/unet_forward/continuous-condition", "UNet", {**SMALL, "cond_dim": 5},
+               _unet_inputs(channels=2, cond_dim=5), grad_wrt=("x", "cond"), **IMAGE_IO),
     ModuleCase("nets/unet_time_embedding", "TimeEmbedding", {"channels": SMALL["channels"]},
                lambda r: {"t": _timesteps(r)}),
     # small activations (std 0.05) make GroupNorm's epsilon visible: 1e-6 instead of 1e-5 is caught

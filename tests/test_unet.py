@@ -58,6 +58,7 @@ def test_the_flax_twin_takes_nhwc():
     ({"attention_levels": (3,)}, r"attention_levels \[3\] outside"),
     ({"heads": 3}, "heads=3 must divide"),
     ({"num_res_blocks": 0}, "num_res_blocks >= 1"),
+    ({"cond_dim": -1}, "cond_dim >= 0"),
     ({"widths": 3}, "unknown U-Net settings"),
 ])
 def test_bad_configs_raise_one_line(settings, message):
@@ -87,6 +88,22 @@ def test_labels_and_the_null_token():
         labelled = model(x, t, torch.tensor([0, k, 2]))
     assert torch.equal(labelled[1], null[1])
     assert (labelled[[0, 2]] - null[[0, 2]]).abs().amax() > 1e-3
+
+
+def test_a_continuous_condition_is_required_and_changes_each_example():
+    """cond_dim = P: the output depends on cond (B, P) per example; cond is required, and refused without cond_dim."""
+    model = randomised(UNet(channels=16, channel_mults=(1, 2), attention_levels=(1,), cond_dim=5))
+    x, t, c = torch.randn(3, 1, 8, 8), torch.tensor([0.1, 0.5, 0.9]), torch.rand(3, 5) * 2 - 1
+    with torch.no_grad():
+        base = model(x, t, cond=c)
+        moved = model(x, t, cond=torch.cat([c[:1], c[1:2] + 0.5, c[2:]]))
+    assert torch.equal(moved[[0, 2]], base[[0, 2]]) and (moved[1] - base[1]).abs().amax() > 1e-3
+    for bad, message in [(None, r"cond of shape \(3, 5\), got None"), (c[:, :4], r"got \(3, 4\)")]:
+        with pytest.raises(ValueError, match=message) as info:
+            model(x, t, cond=bad)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="cond_dim=0"):
+        UNet(channel_mults=(1, 2), attention_levels=(1,))(torch.randn(3, 1, 8, 8), t, cond=c)
 
 
 def test_the_output_depends_on_t_and_long_t_equals_float_t():

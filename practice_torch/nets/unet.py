@@ -5,6 +5,8 @@ The twin of ``theory_jax/nets/unet.py`` (flax, NHWC): same class and attribute n
 
 * time: sinusoidal embedding of a float t (dimension C, blocks sin | cos) -> Linear -> SiLU -> Linear -> (B, E);
   with ``num_classes = K > 0`` a class embedding of K + 1 rows is added (row K: the null token, y = None);
+  with ``cond_dim = P > 0`` a continuous condition c: (B, P) (e.g. physical parameters) is embedded by
+  Linear -> SiLU -> Linear to E and added too (Dhariwal & Nichol's conditioning by adding to the time embedding);
 * ``conv_in`` 3x3; ``down``: per level ``num_res_blocks`` residual blocks (self-attention after them at
   ``attention_levels``), then a strided 3x3 conv except at the last level; every output is kept for a skip;
 * ``mid``: residual block, self-attention, residual block;
@@ -42,6 +44,7 @@ class UNetConfig:
     groups: int = 8
     dropout: float = 0.0
     num_classes: int = 0
+    cond_dim: int = 0  # width of a continuous condition vector (0: none)
 
     def check(self) -> UNetConfig:
         """This config, or a one-line ValueError naming what is wrong."""
@@ -56,9 +59,9 @@ class UNetConfig:
             raise ValueError(f"U-Net attention_levels {bad} outside the {len(widths)} levels 0..{len(widths) - 1}")
         if any(widths[a] % self.heads for a in (*self.attention_levels, len(widths) - 1)):
             raise ValueError(f"U-Net heads={self.heads} must divide the width of every attention level")
-        if self.num_res_blocks < 1 or self.num_classes < 0 or not 0 <= self.dropout < 1:
-            raise ValueError(f"U-Net needs num_res_blocks >= 1, num_classes >= 0 and 0 <= dropout < 1, got "
-                             f"{self.num_res_blocks}, {self.num_classes}, {self.dropout}")
+        if self.num_res_blocks < 1 or self.num_classes < 0 or self.cond_dim < 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"U-Net needs num_res_blocks >= 1, num_classes >= 0, cond_dim >= 0 and 0 <= dropout < 1, "
+                             f"got {self.num_res_blocks}, {self.num_classes}, {self.cond_dim}, {self.dropout}")
         return self
 
 
@@ -88,6 +91,18 @@ class TimeEmbedding(nn.Module):
 
     def forward(self, t):
         return self.linear_2(F.silu(self.linear_1(timestep_embedding(t, self.channels, self.linear_1.weight.dtype))))
+
+
+class ConditionEmbedding(nn.Module):
+    """c: (B, P) -> Linear -> SiLU -> Linear -> (B, E): a continuous condition added to the time embedding."""
+
+    def __init__(self, cond_dim: int, emb: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(cond_dim, emb)
+        self.linear_2 = nn.Linear(emb, emb)
+
+    def forward(self, c):
+        return self.linear_2(F.silu(self.linear_1(c)))
 
 
 class AttentionBlock(nn.Module):
@@ -162,10 +177,10 @@ class Upsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps_theta(x, t[, y]). ``UNet(UNetConfig(...))`` or ``UNet(**fields)`` (the spec cases build it that way).
+    """eps_theta(x, t[, y][, cond]). ``UNet(UNetConfig(...))`` or ``UNet(**fields)`` (the spec cases build it that way).
 
-    forward(x: (B, in_channels, H, W), t: (B,) float or long, y: (B,) long or None) -> (B, out_channels, H, W);
-    H and W divisible by 2^(levels - 1)."""
+    forward(x: (B, in_channels, H, W), t: (B,) float or long, y: (B,) long or None, cond: (B, cond_dim) float
+    (required when cond_dim > 0)) -> (B, out_channels, H, W); H and W divisible by 2^(levels - 1)."""
 
     def __init__(self, config: UNetConfig | None = None, **overrides):
         super().__init__()
@@ -177,6 +192,7 @@ class UNet(nn.Module):
         c, emb, g, levels = cfg.channels, 4 * cfg.channels, cfg.groups, len(cfg.channel_mults)
         self.time_embedding = TimeEmbedding(c)
         self.class_embedding = nn.Embedding(cfg.num_classes + 1, emb) if cfg.num_classes else None
+        self.cond_embedding = ConditionEmbedding(cfg.cond_dim, emb) if cfg.cond_dim else None
         self.conv_in = nn.Conv2d(cfg.in_channels, c, 3, padding=1)
 
         def res(i: int, o: int, attention: bool) -> ResBlock:
@@ -204,11 +220,19 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def embed(self, t, y=None, batch: int | None = None):
-        """Time (+ class) embedding. t: (B,) or a scalar, y: (B,) long or None (the null token) -> (B, 4C)."""
+    def embed(self, t, y=None, batch: int | None = None, cond=None):
+        """Time (+ class, + condition) embedding. t: (B,) or a scalar, y: (B,) long or None (the null token),
+        cond: (B, cond_dim) or None -> (B, 4C)."""
         t = torch.as_tensor(t, device=self.conv_in.weight.device)
         t = t.expand(batch) if t.ndim == 0 and batch is not None else t
         emb = self.time_embedding(t)
+        p = self.config.cond_dim
+        if (cond is None) != (p == 0) or (cond is not None and tuple(cond.shape) != (len(t), p)):
+            got = "None" if cond is None else tuple(cond.shape)
+            raise ValueError(f"this U-Net takes cond of shape ({len(t)}, {p}), got {got}" if p
+                             else "this U-Net has cond_dim=0: pass cond=None")
+        if p:
+            emb = emb + self.cond_embedding(cond.to(emb.dtype))
         k = self.config.num_classes
         if k == 0:
             if y is not None:
@@ -217,13 +241,13 @@ class UNet(nn.Module):
         y = torch.full((len(t),), k, dtype=torch.long, device=emb.device) if y is None else y.long()
         return emb + self.class_embedding(y)
 
-    def forward(self, x, t, y=None):
+    def forward(self, x, t, y=None, cond=None):
         cfg = self.config
         scale = 2 ** (len(cfg.channel_mults) - 1)
         if x.ndim != 4 or x.shape[1] != cfg.in_channels or x.shape[2] % scale or x.shape[3] % scale:
             raise ValueError(f"U-Net input must be (B, {cfg.in_channels}, H, W) with H and W divisible by {scale}, "
                              f"got {tuple(x.shape)}")
-        emb = self.embed(t, y, batch=x.shape[0])
+        emb = self.embed(t, y, batch=x.shape[0], cond=cond)
         h = self.conv_in(x)
         skips = [h]
         for block in self.down:

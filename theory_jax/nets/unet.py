@@ -51,6 +51,19 @@ class TimeEmbedding(nn.Module):
         return self.linear_2(nn.silu(self.linear_1(timestep_embedding(t, self.channels))))
 
 
+class ConditionEmbedding(nn.Module):
+    """c: (B, P) -> Dense -> SiLU -> Dense -> (B, E): a continuous condition added to the time embedding."""
+
+    emb: int
+
+    def setup(self):
+        self.linear_1 = nn.Dense(self.emb)
+        self.linear_2 = nn.Dense(self.emb)
+
+    def __call__(self, c):
+        return self.linear_2(nn.silu(self.linear_1(c)))
+
+
 class AttentionBlock(nn.Module):
     """x + out(softmax(q k^T / sqrt(d)) v) over the H W positions on GroupNorm(x); ``qkv`` output blocks
     [q | k | v], each split into ``heads`` heads of d = C / heads. x: (B, H, W, C) -> (B, H, W, C)."""
@@ -127,8 +140,9 @@ class Upsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps_theta(x, t[, y]); fields as ``practice_torch.nets.UNetConfig``.
-    x: (B, H, W, in_channels), t: (B,) float or int, y: (B,) int or None (the null token) -> (B, H, W, out_channels)."""
+    """eps_theta(x, t[, y][, cond]); fields as ``practice_torch.nets.UNetConfig``.
+    x: (B, H, W, in_channels), t: (B,) float or int, y: (B,) int or None (the null token),
+    cond: (B, cond_dim) or None -> (B, H, W, out_channels)."""
 
     in_channels: int = 1
     out_channels: int = 1
@@ -140,11 +154,13 @@ class UNet(nn.Module):
     groups: int = 8
     dropout: float = 0.0
     num_classes: int = 0
+    cond_dim: int = 0
 
     def setup(self):
         c, emb, levels = self.channels, 4 * self.channels, len(self.channel_mults)
         self.time_embedding = TimeEmbedding(c)
         self.class_embedding = nn.Embed(self.num_classes + 1, emb) if self.num_classes else None
+        self.cond_embedding = ConditionEmbedding(emb) if self.cond_dim else None
         self.conv_in = nn.Conv(c, (3, 3), padding=PAD_1)
 
         def res(i: int, o: int, attention: bool) -> ResBlock:
@@ -172,9 +188,17 @@ class UNet(nn.Module):
         self.norm_out = group_norm(self.groups)
         self.conv_out = nn.Conv(self.out_channels, (3, 3), padding=PAD_1)
 
-    def embed(self, t, y=None):
-        """Time (+ class) embedding. t: (B,), y: (B,) int or None (the null token, row num_classes) -> (B, 4C)."""
+    def embed(self, t, y=None, cond=None):
+        """Time (+ class, + condition) embedding. t: (B,), y: (B,) int or None (the null token, row num_classes),
+        cond: (B, cond_dim) or None -> (B, 4C)."""
         emb = self.time_embedding(t)
+        p = self.cond_dim
+        if (cond is None) != (p == 0) or (cond is not None and tuple(cond.shape) != (t.shape[0], p)):
+            got = "None" if cond is None else tuple(cond.shape)
+            raise ValueError(f"this U-Net takes cond of shape ({t.shape[0]}, {p}), got {got}" if p
+                             else "this U-Net has cond_dim=0: pass cond=None")
+        if p:
+            emb = emb + self.cond_embedding(cond)
         if not self.num_classes:
             if y is not None:
                 raise ValueError("this U-Net is unconditional (num_classes=0): pass y=None")
@@ -182,12 +206,12 @@ class UNet(nn.Module):
         y = jnp.full(t.shape[:1], self.num_classes, dtype=jnp.int32) if y is None else y
         return emb + self.class_embedding(y)
 
-    def __call__(self, x, t, y=None, train: bool = False):
+    def __call__(self, x, t, y=None, cond=None, train: bool = False):
         scale = 2 ** (len(self.channel_mults) - 1)
         if x.ndim != 4 or x.shape[-1] != self.in_channels or x.shape[1] % scale or x.shape[2] % scale:
             raise ValueError(f"U-Net input must be (B, H, W, {self.in_channels}) with H and W divisible by {scale}, "
                              f"got {tuple(x.shape)}")
-        emb = self.embed(jnp.broadcast_to(jnp.asarray(t), x.shape[:1]), y)
+        emb = self.embed(jnp.broadcast_to(jnp.asarray(t), x.shape[:1]), y, cond)
         h = self.conv_in(x)
         skips = [h]
         for block in self.down:
