@@ -324,3 +324,29 @@ def test_a_net_with_nothing_to_train_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.delattr(mixture_em, "update")
     with pytest.raises(RunError, match="mixture_em has no trainable parameters and no closed-form update"):
         Trainer(em_config(), tmp_path / "run")
+
+
+def test_data_classes_keeps_only_those_labels_in_every_split():
+    """data.classes=0 trains on T-shirts only (the course's single-class variant); limit counts kept examples."""
+    from practice_torch.engine.config import DataConfig
+    from practice_torch.engine.runs import load_split
+
+    for split in ("train", "test"):
+        x, y = load_split(DataConfig("digits", classes=(3, 7)), split, limit=25)[:]
+        assert len(x) == len(y) == 25 and set(y.tolist()) == {3, 7}
+    full_x, full_y = load_split(DataConfig("digits"), "train")[:]
+    x, y = load_split(DataConfig("digits", classes=(3,)), "train")[:]
+    assert torch.equal(x, full_x[full_y == 3]) and len(y) == int((full_y == 3).sum())
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"name": "digits", "classes": (10,)}, "has labels 0..9"),
+    ({"name": "galaxies", "classes": (0,)}, "needs a data set with class labels"),
+])
+def test_data_classes_refuses_what_the_set_has_not(data, message):
+    from practice_torch.engine.config import DataConfig
+    from practice_torch.engine.runs import load_split
+
+    with pytest.raises(ConfigError, match=message) as info:
+        load_split(DataConfig(**data), "train")
+    assert "\n" not in str(info.value)

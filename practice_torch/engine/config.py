@@ -37,6 +37,7 @@ class DataConfig:
     data_dir: str | None = None  # where standard sets (torchvision, ...) live
     download: bool = False  # let torchvision fetch a standard set into data_dir
     view: str | None = None  # another form of the same data, e.g. spoken_digits view=mel (log-mel spectrograms)
+    classes: tuple[int, ...] | None = None  # keep only these labels in every split, e.g. 0 (T-shirts only) or 0,6
 
 
 @dataclass

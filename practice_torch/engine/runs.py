@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from practice_torch.data import DatasetInfo, DatasetMissing, get_dataset, get_info
 from practice_torch.engine import RunError
@@ -81,8 +81,25 @@ def dataset_info(data: DataConfig) -> DatasetInfo:
     return dataclasses.replace(info, shape=tuple(load_split(data, "train", limit=1)[0][0].shape))
 
 
+def keep_classes(dataset: Dataset, classes: Sequence[int], info: DatasetInfo, limit: int | None = None) -> Dataset:
+    """The examples of ``dataset`` whose integer label is in ``classes`` (the first ``limit`` of them): single-class
+    training (``data.classes``). ConfigError, one line, for an unlabelled set or a label it does not have."""
+    if not info.num_classes or not isinstance(dataset, TensorDataset) or len(dataset.tensors) != 2:
+        raise ConfigError(f"data.classes needs a data set with class labels; {info.name}'s y is {info.condition}")
+    bad = sorted(set(classes) - set(range(info.num_classes)))
+    if bad or not classes:
+        raise ConfigError(f"data.classes={','.join(map(str, classes))}: {info.name} has labels 0..{info.num_classes - 1}")
+    x, y = dataset.tensors
+    keep = torch.isin(y, torch.tensor(list(classes), dtype=y.dtype)).nonzero().squeeze(1)[:limit]
+    return TensorDataset(x[keep], y[keep])
+
+
 def load_split(data: DataConfig, split: str, limit: int | None = None) -> Dataset:
-    """One split of the run's data set (DatasetMissing, one line, if it is not on this machine)."""
+    """One split of the run's data set (DatasetMissing, one line, if it is not on this machine), restricted to
+    ``data.classes`` when set (``limit`` then counts the kept examples)."""
+    if data.classes is not None:
+        return keep_classes(load_split(dataclasses.replace(data, classes=None), split), data.classes,
+                            registry_entry(data.name), limit)
     options: dict[str, Any] = {"limit": limit}
     if data.download:
         options["download"] = True
