@@ -322,9 +322,9 @@ def sample(net: VAE, config: Config, n: int, generator: torch.Generator, example
         figures += [reconstructions(net, x, labels), interpolations(net, x, labels)]
     if not config.log_mel:
         return figures
-    from practice_torch.data.audio import mel_to_waveform
+    from practice_torch.data.audio import mel_picture, mel_to_waveform
 
-    pictures = [replace(a, data=((a.data + 1) / 2).flip(-2)) for a in figures]  # low frequencies at the bottom
+    pictures = [replace(a, data=mel_picture(a.data)) for a in figures]
     sounds = [Artefact("samples_audio", "audio", mel_to_waveform(samples[::per_row][:10, 0].cpu()))]
     if examples is not None:
         x, labels = examples[0][:8].to(device), examples[1][:8].to(device) if net.num_classes else None

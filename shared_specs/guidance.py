@@ -57,6 +57,9 @@ def _labels(r, n=B):
 
 
 CASES = (
+    FunctionCase("guidance/null_labels", "null_labels",
+                 lambda r: {"y": r.integers(0, K, size=8).astype(np.int64), "drop": r.uniform(size=8) < 0.5},
+                 static={"num_classes": K}, reference=lambda y, drop, num_classes: np.where(drop, num_classes, y)),
     FunctionCase("guidance/cfg_eps/images-scalar-w", "cfg_eps",
                  lambda r: {**_pair((B, *IMAGE))(r), "w": np.asarray(uniform(r, 1, high=4)[0])},
                  grad_wrt=("eps_cond", "eps_uncond", "w"), reference=ref_cfg_eps),

@@ -164,3 +164,15 @@ def test_galaxies_images_and_conditions():
     assert [len(get_dataset("galaxies", split)) for split in ("train", "test")] == [12_000, 1_000]
     assert torch.equal(get_dataset("galaxies", "test", limit=10)[:][0], get_dataset("galaxies", "test", limit=10)[:][0])
     assert not torch.equal(physical[:10], get_dataset("galaxies", "test", physical=True, limit=10)[:][1])
+
+
+def test_a_mel_picture_has_low_frequencies_at_the_bottom_and_values_in_0_1():
+    from practice_torch.data.audio import mel_picture
+
+    x = torch.full((2, 1, 64, 64), -1.0)
+    x[..., 0, :] = 1.0  # energy in the lowest mel bin only
+    x[..., 5, 3] = 7.0  # out of range: clamped
+    picture = mel_picture(x)
+    assert picture.shape == x.shape and picture.min() == 0 and picture.max() == 1
+    assert torch.equal(picture[..., -1, :], torch.ones(2, 1, 64)) and picture[..., -6, 3].eq(1).all()
+    assert picture[..., :-1, :].sum() == 2  # only the two clamped pixels besides the bottom row

@@ -38,6 +38,12 @@ def _per_example(c, like):
     return c.reshape(c.shape + (1,) * (like.ndim - 1)) if c.ndim == 1 else c
 
 
+def null_labels(y, drop, num_classes: int):
+    """Label dropout for classifier-free guidance (Ho & Salimans 2022, Algorithm 1): the dropped labels become the
+    null token K = num_classes. y: (B,) int, drop: (B,) bool -> (B,) int."""
+    return jnp.where(drop, num_classes, y)
+
+
 def cfg_eps(eps_cond, eps_uncond, w):
     """Classifier-free guidance (Ho & Salimans 2022, eq. 6): (1 + w) eps(x_t, y) - w eps(x_t).
     eps_cond, eps_uncond: (B, ...); w: () or (B,)."""

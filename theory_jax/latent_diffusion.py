@@ -25,6 +25,7 @@ import sympy as sp
 
 from theory_jax.derivation import Derivation
 from theory_jax.elbo import gaussian_kl, gaussian_log_prob, mvn_kl
+from theory_jax.guidance import null_labels
 
 TITLE = "latent diffusion: a DDPM on scaled latents of a frozen autoencoder"
 LECTURES = "latent diffusion models; scaling of latents; two-stage bound"
@@ -68,12 +69,6 @@ def prior_kl(u0, alpha_bar_T):
 
 
 # 2. The latent epsilon loss (Ho et al. eq. 14 on u = s z), class-conditional with label dropout -------------
-def null_labels(y, drop, num_classes: int):
-    """Labels with the dropped ones replaced by the null token K (classifier-free guidance's unconditional
-    model, Ho & Salimans 2021). y: (B,) int, drop: (B,) bool -> (B,) int."""
-    return jnp.where(drop, num_classes, y)
-
-
 def noisy_latents(z, scale, alpha_bar_t, eps):
     """u_t = sqrt(a_t) s z + sqrt(1 - a_t) eps, a draw of q(u_t|u_0 = s z). z, eps: (B, d); alpha_bar_t: (B,)."""
     a = alpha_bar_t[:, None]

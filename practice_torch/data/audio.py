@@ -126,6 +126,11 @@ def log_mel(wave: torch.Tensor) -> torch.Tensor:
     return (mel.clamp_min(LOG_FLOOR).log() + LOG_SHIFT) / LOG_SCALE
 
 
+def mel_picture(x: torch.Tensor) -> torch.Tensor:
+    """A normalised log-mel as a picture: (..., 64, 64) in [-1, 1] -> [0, 1], low frequencies at the bottom."""
+    return ((x.clamp(-1, 1) + 1) / 2).flip(-2)
+
+
 def mel_to_waveform(x: torch.Tensor) -> torch.Tensor:
     """Invert ``log_mel``: (..., 64, 64) normalised log-mel -> (..., 16000) waveform (InverseMelScale, then 64
     Griffin-Lim iterations: the phase is estimated, so it sounds rougher than the original but the envelope matches)."""

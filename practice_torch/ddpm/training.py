@@ -165,7 +165,9 @@ def labels(net: Diffusion, y: torch.Tensor, drop: torch.Tensor | None) -> torch.
     """y with the dropped entries replaced by the null token K; None for an unconditional net."""
     if not net.num_classes:
         return None
-    return y.long() if drop is None else torch.where(drop, torch.full_like(y.long(), net.num_classes), y.long())
+    from practice_torch.guidance import null_labels  # guidance imports ddpm
+
+    return y.long() if drop is None else null_labels(y.long(), drop, net.num_classes)
 
 
 def loss(net: Diffusion, batch, noise: dict[str, torch.Tensor]):
@@ -243,14 +245,14 @@ def sample(net: Diffusion, config: Config, n: int, generator: torch.Generator, e
                                     chains=n if vectors else 8)
     if vectors:
         return vector_figures(x0.cpu(), snapshots, times, examples)
+    from practice_torch.data.audio import mel_picture, mel_to_waveform  # torchaudio: only when sampling
+
     chain = torch.stack(snapshots, dim=1)  # (8, frames + 1, C, H, W)
-    to_picture = (lambda x: ((x.clamp(-1, 1) + 1) / 2).flip(-2)) if config.log_mel else net.from_model
+    to_picture = mel_picture if config.log_mel else net.from_model
     figures = [Artefact("samples", "images", to_picture(x0).cpu(), nrow=per_row),
                Artefact("chain", "images", to_picture(chain.reshape(-1, *net.shape)), nrow=chain.shape[1])]
     if not config.log_mel:
         return figures
-    from practice_torch.data.audio import mel_to_waveform
-
     return figures + [Artefact("samples_audio", "audio", mel_to_waveform(x0[::per_row][:10, 0].cpu()))]
 
 

@@ -1,8 +1,9 @@
 """Guided diffusion in PyTorch: the twin of ``theory_jax/guidance.py``.
 
-* ``combine``: ``cfg_eps`` (classifier-free guidance), ``classifier_guided_eps`` (classifier guidance in epsilon
-  form), ``implicit_classifier_grad``; pure, same names and arguments as the JAX twins. It imports nothing of
-  ``practice_torch.ddpm``, which imports it (classifier-free guidance in ``ddpm``'s own sampler).
+* ``combine``: ``null_labels`` (label dropout), ``cfg_eps`` (classifier-free guidance), ``classifier_guided_eps``
+  (classifier guidance in epsilon form), ``implicit_classifier_grad``; pure, same names and arguments as the JAX
+  twins. It imports nothing of ``practice_torch.ddpm``, which imports it (classifier-free guidance in ``ddpm``'s own
+  sampler).
 * ``classifier``: the noise-aware classifier (the U-Net's encoder half), its loss ``noisy_classifier_loss`` and
   ``class_log_prob`` (twins), ``classifier_grad`` (grad_x log p(y | x_t) by autograd).
 * ``training``: the model interface of ``practice_torch.models`` (``python -m practice_torch train guidance``).
@@ -10,7 +11,7 @@
 """
 
 from practice_torch.guidance.classifier import NoisyClassifier, class_log_prob, classifier_grad, noisy_classifier_loss
-from practice_torch.guidance.combine import cfg_eps, classifier_guided_eps, implicit_classifier_grad
+from practice_torch.guidance.combine import cfg_eps, classifier_guided_eps, implicit_classifier_grad, null_labels
 from practice_torch.guidance.sampling import check_compatible, guided_eps_fn, guided_sample
 from practice_torch.guidance.training import (
     Config,
@@ -28,5 +29,5 @@ from practice_torch.guidance.training import (
 __all__ = [
     "Config", "Guide", "NoisyClassifier", "bucket_edges", "build", "cfg_eps", "check_compatible", "class_log_prob",
     "classifier_grad", "classifier_guided_eps", "default_config", "draw_noise", "evaluate", "guided_eps_fn",
-    "guided_sample", "implicit_classifier_grad", "loss", "noised_logits", "noisy_classifier_loss", "sample",
+    "guided_sample", "implicit_classifier_grad", "loss", "noised_logits", "noisy_classifier_loss", "null_labels", "sample",
 ]

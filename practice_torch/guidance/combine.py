@@ -19,6 +19,12 @@ def _per_example(value: Tensor | float, like: Tensor) -> Tensor | float:
     return value.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
 
 
+def null_labels(y: Tensor, drop: Tensor, num_classes: int) -> Tensor:
+    """Label dropout for classifier-free guidance (Ho & Salimans 2022, Algorithm 1): the dropped labels become the
+    null token K = num_classes, so one network learns eps(x_t, y) and eps(x_t). y: (B,) long, drop: (B,) bool -> (B,)."""
+    return torch.where(drop, torch.full_like(y, num_classes), y)
+
+
 def cfg_eps(eps_cond: Tensor, eps_uncond: Tensor, w: Tensor | float) -> Tensor:
     """Classifier-free guidance (Ho & Salimans 2022, eq. 6): eps~ = (1 + w) eps(x_t, y) - w eps(x_t, null).
 

@@ -13,7 +13,6 @@ from practice_torch.latent_diffusion.functions import (
     latent_scale,
     latent_snr,
     noisy_latents,
-    null_labels,
     prior_kl,
     scale_latents,
     unscale_latents,
@@ -36,6 +35,6 @@ from practice_torch.latent_diffusion.training import (
 __all__ = [
     "Config", "LatentDiffusion", "build", "ddpm_config", "default_config", "draw_noise", "effective_alpha_bar",
     "estimate_scale", "evaluate", "latent_ddpm_bound", "latent_eps_loss", "latent_scale", "latent_snr",
-    "load_autoencoder", "loss", "noisy_latents", "null_labels", "prior_kl", "sample", "scale_latents",
+    "load_autoencoder", "loss", "noisy_latents", "prior_kl", "sample", "scale_latents",
     "train_autoencoder", "unscale_latents",
 ]

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from practice_torch.guidance.combine import null_labels
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -51,11 +53,6 @@ def prior_kl(u0: torch.Tensor, alpha_bar_T) -> torch.Tensor:
 
 
 # 2. The latent epsilon loss (Ho et al. 2020, eq. 14, on u = s z) ------------------------------------------
-def null_labels(y: torch.Tensor, drop: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Dropped labels become the null token K (classifier-free guidance). y: (B,) long, drop: (B,) bool -> (B,)."""
-    return torch.where(drop, torch.full_like(y, num_classes), y)
-
-
 def noisy_latents(z: torch.Tensor, scale, alpha_bar_t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """u_t = sqrt(a_t) s z + sqrt(1 - a_t) eps, a draw of q(u_t|u_0 = s z). z, eps: (B, d); alpha_bar_t: (B,)."""
     a = alpha_bar_t.to(z.dtype)[:, None]
