@@ -118,6 +118,22 @@ def test_the_run_records_its_autoencoder_and_scale_and_keeps_the_autoencoder_fro
     assert torch.std(net.encode(x) * net.scale).item() == pytest.approx(1.0, rel=1e-5)  # the same 300 examples
 
 
+def test_the_run_rebuilds_its_autoencoder_from_the_record_when_the_autoencoder_run_is_gone(tiny_run, tmp_path):
+    """build records the vae's architecture; sample/eval/resume need only the run's own checkpoint."""
+    import shutil
+
+    cfg = json.loads((tiny_run / "config.json").read_text())["model"]
+    assert json.loads(cfg["autoencoder_config"])["latent_dim"] == 4
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    config_file = copy / "config.json"
+    config_file.write_text(config_file.read_text().replace(cfg["autoencoder"], str(tmp_path / "deleted")))
+    _, _, original = _net(tiny_run)
+    _, _, rebuilt = _net(copy)
+    for name, value in original.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[name], value), name
+
+
 def test_a_training_step_moves_the_denoiser_only(tiny_run):
     _, _, net = _net(tiny_run)
     net.train()
@@ -160,6 +176,8 @@ def test_cli_samples_and_evaluates_without_training_again(tiny_run, tmp_path, ca
 
 @pytest.mark.parametrize("overrides, message", [
     (["model.autoencoder=/nonexistent/run"], "model.autoencoder=/nonexistent/run: not a trained run"),
+    (["model.autoencoder_config={\"latent_dim\": 4}"], "recorded by build together with model.latent_scale"),
+    (["model.autoencoder_config=[1]", "model.latent_scale=1"], "not a recorded vae model section"),
     (["model.sample_steps=5000"], "model.sample_steps must be in 0..T=1000"),
     (["model.conditional=false"], "model.guidance_scale needs a class-conditional model"),
 ])

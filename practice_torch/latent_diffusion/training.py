@@ -8,15 +8,19 @@ with ``autoencoder_*`` overrides) into ``autoencoder_root/vae-<data>-<hash>``, o
 Stage 2 is a class-conditional DDPM (``practice_torch.ddpm``: Schedule, MLPDenoiser, sample_loop) on the scaled
 latents u = s mu(x), s = 1 / std of the training latents (Rombach et al. 2022, "scale_by_std"), trained with label
 dropout and sampled with classifier-free guidance; images are D(u_0 / s). ``build`` records the autoencoder's run
-directory and the estimated scale in the run's config, so ``sample``, ``eval`` and ``--resume`` load them and
-never train or estimate again. The derivation: ``python -m theory_jax latent_diffusion``.
+directory, its architecture (the vae run's model section, as JSON) and the estimated scale in the run's config; the
+run's checkpoints hold the autoencoder's weights, so ``sample``, ``eval`` and ``--resume`` rebuild it from the
+record and never train, load the autoencoder run (which may be deleted) or estimate again. The derivation:
+``python -m theory_jax latent_diffusion``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
+import typing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -28,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from practice_torch.ddpm import Config as DDPMConfig
 from practice_torch.ddpm import Diffusion, MLPDenoiser, Schedule, generate
 from practice_torch.engine import RunError
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, TrainConfig, parse_value
 from practice_torch.latent_diffusion.functions import latent_eps_loss, latent_scale, prior_kl, unscale_latents
 from practice_torch.models import Artefact
 from practice_torch.vae import VAE
@@ -44,6 +48,7 @@ class Config:
     autoencoder_steps: int = 3000
     autoencoder_latent_dim: int = 16
     autoencoder_beta: float = 0.1  # a weak KL: sharper reconstructions; the DDPM, not N(0, I), is the prior
+    autoencoder_config: str = ""  # the autoencoder's model section as JSON (recorded by build; weights: checkpoint)
     latent_scale: float = 0.0  # s; 0 = estimate 1/std on ``scale_examples`` training latents (recorded here)
     scale_examples: int = 10_000
     schedule: Literal["linear", "cosine"] = "linear"
@@ -136,8 +141,25 @@ def train_autoencoder(config: Config, data) -> Path:
     return run_dir
 
 
-def load_autoencoder(path: str, data) -> tuple[VAE, DataConfig]:
-    """(the VAE of a trained vae run, its data section); ValueError with one line for anything unsuitable."""
+def recorded_autoencoder(record: str, data) -> VAE:
+    """An untrained VAE of the recorded architecture (``model.autoencoder_config``); the run's checkpoint then loads
+    its weights. ValueError, one line, if the record is not a vae model section."""
+    from practice_torch import vae
+
+    try:
+        fields = json.loads(record)
+        hints = typing.get_type_hints(vae.Config)
+        unknown = sorted(set(fields) - set(hints))
+        if unknown:
+            raise ValueError(f"unknown vae key {unknown[0]}")
+        config = vae.Config(**{k: parse_value(v, hints[k], f"model.autoencoder_config.{k}") for k, v in fields.items()})
+    except (json.JSONDecodeError, AttributeError, ValueError, ConfigError) as exc:
+        raise ValueError(f"model.autoencoder_config is not a recorded vae model section ({exc})") from None
+    return vae.build(config, data)
+
+
+def load_autoencoder(path: str, data) -> tuple[VAE, RunConfig]:
+    """(the VAE of a trained vae run, its config); ValueError with one line for anything unsuitable."""
     from practice_torch.engine.runs import load_trained
 
     try:
@@ -151,7 +173,7 @@ def load_autoencoder(path: str, data) -> tuple[VAE, DataConfig]:
     if net.num_classes:
         raise ValueError(f"model.autoencoder={path} is a conditional VAE; use an unconditional one (the labels "
                          "condition the latent DDPM)")
-    return net, cfg.data
+    return net, cfg
 
 
 @torch.no_grad()
@@ -177,13 +199,21 @@ def build(config: Config, data) -> LatentDiffusion:
         raise ValueError(f"model.sample_steps must be in 0..T={config.T}, got {config.sample_steps}")
     if config.latent_scale < 0:
         raise ValueError(f"model.latent_scale must be positive (or 0: estimate it), got {config.latent_scale}")
-    if not config.autoencoder:
-        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            raise ValueError("under torchrun, train the autoencoder first (train vae) and pass model.autoencoder=RUN_DIR")
-        config.autoencoder = str(train_autoencoder(config, data))
-    autoencoder, ae_data = load_autoencoder(config.autoencoder, data)
-    if not config.latent_scale:
-        config.latent_scale = estimate_scale(autoencoder, ae_data, config.scale_examples)
+    if config.autoencoder_config:  # a recorded run: architecture here, weights in its checkpoint
+        if not config.latent_scale:
+            raise ValueError("model.autoencoder_config is recorded by build together with model.latent_scale; "
+                             "leave it empty to load model.autoencoder")
+        autoencoder = recorded_autoencoder(config.autoencoder_config, data).requires_grad_(False)
+    else:
+        if not config.autoencoder:
+            if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+                raise ValueError("under torchrun, train the autoencoder first (train vae) and pass "
+                                 "model.autoencoder=RUN_DIR")
+            config.autoencoder = str(train_autoencoder(config, data))
+        autoencoder, ae_cfg = load_autoencoder(config.autoencoder, data)
+        if not config.latent_scale:
+            config.latent_scale = estimate_scale(autoencoder, ae_cfg.data, config.scale_examples)
+        config.autoencoder_config = json.dumps(dataclasses.asdict(ae_cfg.model))
     k = data.num_classes if config.conditional else 0
     denoiser = MLPDenoiser(autoencoder.latent_dim, config.hidden, config.depth, k)
     diffusion = Diffusion(denoiser, Schedule.make(config.schedule, config.T), (autoencoder.latent_dim,), k,
