@@ -1,0 +1,184 @@
+"""The CNF's training interface (``practice_torch.models``): ``python -m practice_torch train cnf``.
+
+FFJORD (Grathwohl et al. 2019) on the toy sets (two moons by default; gaussians, rings, mixture1d): maximum likelihood
+with log p_1(x) = log N(z; 0, I) - int_0^1 tr(df/dx) dt, the trace estimated by Hutchinson's estimator with one
+Rademacher probe per example (``draw_noise``), the ODE solved by torchdiffeq's dopri5 at ``atol``/``rtol``, the
+gradient by backpropagation through the solver or by the adjoint ODE (``model.adjoint=true``). ``eval`` reports the
+held-out NLL in nats per point with the exact trace, the exact W2 of samples to held-out points (beside the W2 of two
+held-out halves: the floor) and the NFE of one likelihood and one sampling solve. ``sample`` draws the density plot
+(exact trace on a grid) and the trajectories of particles from noise (t = 0) to data (t = 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from practice_torch.cnf.field import ACTIVATIONS, CNF, TIME_INPUTS, ODEField
+from practice_torch.cnf.functions import FIXED_STEP, TRACES, draw_probe
+from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.evaluation.metrics import wasserstein2
+from practice_torch.models import Artefact
+from practice_torch.plots import data_limits, density_figure_1d, density_figure_2d, figure_artefact, new_figure
+
+
+@dataclass
+class Config:
+    """The CNF's hyperparameters: the run's ``model.*`` keys (``--set model.adjoint=true``)."""
+
+    hidden: tuple[int, ...] = (64, 64, 64)  # widths of the field's MLP
+    time_input: Literal["concatsquash", "concat"] = "concatsquash"  # how each layer sees t
+    activation: Literal["tanh", "softplus", "silu"] = "tanh"
+    method: str = "dopri5"  # torchdiffeq solver of the training loss (and of eval/sample unless overridden)
+    atol: float = 1e-5  # dopri5's tolerances in training
+    rtol: float = 1e-5
+    steps: int = 0  # fixed-step methods (euler, midpoint, rk4 = the 3/8 rule): steps over [0, 1]
+    adjoint: bool = False  # gradients by the adjoint ODE (odeint_adjoint) instead of backprop through the solver
+    trace: Literal["hutchinson", "hutchinson_gaussian", "exact"] = "hutchinson"  # trace estimator of the loss
+    eval_atol: float = 1e-5  # dopri5's tolerances for the held-out NLL (exact trace)
+    eval_rtol: float = 1e-5
+    sample_method: str = "dopri5"  # solver of ``sample`` and of the W2 samples; a fixed-step one is cheaper
+    sample_steps: int = 0  # its steps when fixed-step
+    frames: int = 6  # times shown in the trajectory figure
+    grid: int = 80  # density plot: grid x grid points (exact trace)
+    eval_examples: int = 2000  # held-out points: half for the W2 (and as many samples), the floor from both halves
+    nll_examples: int = 1000  # held-out points that get the exact NLL
+
+
+def default_config(preset: str, dataset: str | None = None) -> RunConfig:
+    """quick: a few minutes on moons on 2 CPU cores (64 x 3 field, 1000 steps of 256, dopri5 at 1e-4); full: GPU
+    scale (FFJORD's toy setting: tolerances 1e-5, 10k steps of 1024)."""
+    if preset not in ("quick", "full"):
+        raise ValueError(f"unknown preset {preset!r}")
+    name = dataset or "moons"
+    if preset == "quick":
+        model = Config(atol=1e-4, rtol=1e-4)
+        train = TrainConfig(steps=1000, batch_size=256, lr=3e-3, warmup_steps=50, grad_clip=1.0, ema_decay=0.99,
+                            checkpoint_every=250, log_every=50, samples=2000, threads=1)
+    else:
+        model = Config(hidden=(128, 128, 128))
+        train = TrainConfig(steps=10_000, batch_size=1024, lr=1e-3, warmup_steps=200, grad_clip=1.0, ema_decay=0.999,
+                            checkpoint_every=2000, log_every=100, samples=5000)
+    return RunConfig("cnf", model, DataConfig(name), train)
+
+
+def _solver(method: str, atol: float, rtol: float, steps: int) -> dict:
+    if method in FIXED_STEP and steps < 1:
+        raise ValueError(f"the fixed-step method {method!r} needs steps >= 1, got {steps}")
+    return {"method": method, "atol": atol, "rtol": rtol, "steps": steps if method in FIXED_STEP else None}
+
+
+def build(config: Config, data) -> CNF:
+    """The CNF for vectors (D,); one-line ValueError for images, unknown layers or solver settings."""
+    if len(data.shape) != 1:
+        raise ValueError(f"the cnf model takes vectors (2-D toy sets, mixture1d); {data.name} examples have shape "
+                         f"{data.shape} (use coupling_flows or flow_matching for images)")
+    if config.time_input not in TIME_INPUTS:
+        raise ValueError(f"model.time_input must be one of {TIME_INPUTS}, got {config.time_input!r}")
+    if config.activation not in ACTIVATIONS:
+        raise ValueError(f"model.activation must be one of {tuple(ACTIVATIONS)}, got {config.activation!r}")
+    if config.trace not in TRACES:
+        raise ValueError(f"model.trace must be one of {TRACES}, got {config.trace!r}")
+    _solver(config.sample_method, config.eval_atol, config.eval_rtol, config.sample_steps)
+    field = ODEField(data.shape[0], tuple(config.hidden), config.time_input, config.activation)
+    net = CNF(field, data.shape[0], _solver(config.method, config.atol, config.rtol, config.steps), config.adjoint)
+    net.trace = config.trace
+    return net
+
+
+def draw_noise(net: CNF, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """One Hutchinson probe v (n, D) per example: Rademacher, or N(0, I) for trace 'hutchinson_gaussian'."""
+    kind = "hutchinson_gaussian" if net.trace == "hutchinson_gaussian" else "hutchinson"
+    return {"probe": draw_probe((n, net.dim), kind, generator=generator, like=torch.empty(0))}
+
+
+def loss(net: CNF, batch, noise: dict[str, torch.Tensor]):
+    """The negative log-likelihood -mean_b log p_1(x_b) (nats per point) by the instantaneous change of variables,
+    the trace by ``net.trace`` (Hutchinson with the drawn probes, FFJORD eq. 7); also the NFE of the forward solve."""
+    x = batch[0]
+    ll, nfe = net.log_prob(x, trace=net.trace, probe=noise["probe"].to(x))
+    return -ll.mean(), {"nfe": torch.tensor(float(nfe))}
+
+
+def _device(net: CNF) -> torch.device:
+    return next(net.parameters()).device
+
+
+def _sample_solver(config: Config) -> dict:
+    return _solver(config.sample_method, config.eval_atol, config.eval_rtol, config.sample_steps)
+
+
+def draw_samples(net: CNF, config: Config, n: int, generator: torch.Generator, frames: int = 2):
+    """(x at ``frames`` times evenly spread over [0, 1] (frames, n, D), times (frames,), NFE): z ~ N(0, I) at t = 0
+    pushed to t = 1 by the sampling solver."""
+    z = torch.randn((n, net.dim), generator=generator).to(_device(net))
+    times = torch.linspace(0.0, 1.0, max(frames, 2))
+    xs, nfe = net.transport(z, times, **_sample_solver(config))
+    return xs, times, nfe
+
+
+def eval_log_prob(net: CNF, config: Config, x: torch.Tensor, chunk: int = 1000) -> tuple[torch.Tensor, int]:
+    """(log p_1(x) (B,) with the exact trace and the eval tolerances (dopri5), the NFE of the largest chunk)."""
+    parts, nfe = [], 0
+    for part in x.split(chunk):
+        ll, n = net.log_prob(part, trace="exact", method="dopri5", atol=config.eval_atol, rtol=config.eval_rtol,
+                             steps=None)
+        parts.append(ll.detach())
+        nfe = max(nfe, n)
+    return torch.cat(parts), nfe
+
+
+@torch.no_grad()
+def sample(net: CNF, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+    """'density' (exp log p_1 on a grid with the exact trace, beside the data and the samples) and 'trajectories'
+    (the particles at ``frames`` times from noise at t = 0 to data at t = 1, and 300 of their paths)."""
+    xs, times, nfe = draw_samples(net, config, n, generator, config.frames)
+    xs = xs.cpu()
+    data = examples[0] if examples is not None else xs[-1]
+    log_prob = lambda points: eval_log_prob(net, config, points.to(_device(net)))[0].cpu()  # noqa: E731
+    if net.dim == 1:
+        return [density_figure_1d("density", log_prob, data, grid=config.grid * 4, title="CNF density (exact trace)")]
+    if net.dim != 2:
+        return [Artefact("samples", "text", [" ".join(f"{v:.4f}" for v in row) for row in xs[-1].tolist()])]
+    return [density_figure_2d("density", log_prob, data, xs[-1], grid=config.grid,
+                              title="CNF density: log p_1 with the exact trace"),
+            trajectory_figure(xs, times, data, nfe)]
+
+
+def trajectory_figure(xs: torch.Tensor, times: torch.Tensor, data: torch.Tensor, nfe: int) -> Artefact:
+    """Particles x_t (T, N, 2) at each of ``times`` (T,) from noise to data, then 300 paths on the data box."""
+    box = torch.cat([data, xs[0]]).numpy()
+    (x0, x1), (y0, y1) = data_limits(box)
+    fig, axes = new_figure(len(times) + 1, size=3.0)
+    for ax, x, t in zip(axes, xs, times):
+        ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)
+        ax.set(xlim=(x0, x1), ylim=(y0, y1), title=f"x_t, t = {float(t):.2f}")
+    paths = xs[:, :300]
+    axes[-1].plot(paths[..., 0].numpy(), paths[..., 1].numpy(), color="tab:blue", alpha=0.25, lw=0.6)
+    axes[-1].scatter(paths[-1, :, 0], paths[-1, :, 1], s=2, color="tab:red")
+    axes[-1].set(xlim=(x0, x1), ylim=(y0, y1), title=f"paths noise -> data ({nfe} NFE)")
+    return figure_artefact("trajectories", fig)
+
+
+@torch.no_grad()
+def evaluate(net: CNF, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """The held-out NLL in nats per point (exact trace, dopri5 at the eval tolerances) on ``nll_examples`` points
+    with its standard error, the exact W2 of eval_examples/2 samples to as many held-out points beside the W2 of
+    two held-out halves (the floor), and the NFE of one likelihood solve and one sampling solve."""
+    device = _device(net)
+    m = min(len(dataset), config.eval_examples)
+    held = torch.cat([b[0] for b in DataLoader(Subset(dataset, range(m)), batch_size=1000)])
+    ll, nfe_ll = eval_log_prob(net, config, held[: config.nll_examples].to(device))
+    nll = -ll.cpu()
+    metrics: dict[str, float] = {"nll": nll.mean().item(), "nll_stderr": (nll.std() / math.sqrt(len(nll))).item(),
+                                 "nll_examples": len(nll), "nfe_likelihood": nfe_ll}
+    half = len(held) // 2
+    xs, _, nfe = draw_samples(net, config, half, generator)
+    metrics |= {"w2": wasserstein2(xs[-1].cpu(), held[:half]),
+                "w2_held_out_halves": wasserstein2(held[half:2 * half], held[:half]), "w2_samples": half,
+                "nfe_per_solve": nfe}
+    return metrics
