@@ -32,6 +32,7 @@ import torch
 from benchmarks.ddim import ddim_steps
 from benchmarks.guidance import guidance_sweep
 from benchmarks.latent_diffusion import latent_vs_pixel
+from benchmarks.transformer import transformer_step
 from benchmarks.unet import unet_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -178,7 +179,7 @@ def metric_order_problems(rows: list[dict]) -> list[str]:
 
 
 BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps, "guidance_sweep": guidance_sweep,
-              "latent_vs_pixel": latent_vs_pixel, "unet_step": unet_step}
+              "latent_vs_pixel": latent_vs_pixel, "unet_step": unet_step, "transformer_step": transformer_step}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")

@@ -1,5 +1,6 @@
-"""Networks shared by several topics (the diffusion models' U-Net); the twin of ``theory_jax/nets``."""
+"""Networks shared by several topics (the diffusion U-Net, the transformer trunk); the twin of ``theory_jax/nets``."""
 
+from practice_torch.nets.transformer import MLP, Block, KVCache, MultiHeadAttention, Transformer, TransformerConfig
 from practice_torch.nets.unet import (
     AttentionBlock,
     Downsample,
@@ -13,4 +14,5 @@ from practice_torch.nets.unet import (
 )
 
 __all__ = ["AttentionBlock", "Downsample", "ResBlock", "TimeEmbedding", "UNet", "UNetConfig", "Upsample",
-           "timestep_embedding", "timestep_frequencies"]
+           "timestep_embedding", "timestep_frequencies",
+           "MLP", "Block", "KVCache", "MultiHeadAttention", "Transformer", "TransformerConfig"]

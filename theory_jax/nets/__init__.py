@@ -1,5 +1,6 @@
-"""Networks shared by several topics (the diffusion models' U-Net) in flax; the twin of ``practice_torch/nets``."""
+"""Shared networks (the diffusion U-Net, the transformer trunk) in flax; the twin of ``practice_torch/nets``."""
 
+from theory_jax.nets.transformer import MLP, Block, MultiHeadAttention, Transformer
 from theory_jax.nets.unet import (
     AttentionBlock,
     Downsample,
@@ -12,4 +13,4 @@ from theory_jax.nets.unet import (
 )
 
 __all__ = ["AttentionBlock", "Downsample", "ResBlock", "TimeEmbedding", "UNet", "Upsample", "timestep_embedding",
-           "timestep_frequencies"]
+           "timestep_frequencies", "MLP", "Block", "MultiHeadAttention", "Transformer"]

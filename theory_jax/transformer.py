@@ -1,0 +1,383 @@
+"""Attention and the transformer: scaled dot-product attention, multi-head attention, position embeddings, norms.
+
+Lectures: attention; transformer architecture; skip connections and normalisation; position embeddings
+(Vaswani et al. 2017, "Attention is all you need"; Su et al. 2021, RoFormer; Ba et al. 2016, layer norm;
+Zhang & Sennrich 2019, RMSNorm; Xiong et al. 2020, "On layer normalization in the transformer architecture").
+
+The pure functions below are the twins of ``practice_torch/transformer.py`` (same names and arguments,
+weights in the torch ``nn.Linear`` layout (out, in)); the flax trunk built from them is
+``theory_jax/nets/transformer.py``. ``derive()`` checks: the causal mask (masked weights exactly 0, rows
+summing to 1, output i independent of inputs j > i), the 1/sqrt(d) scaling, multi-head attention as the
+concat of heads and as one block-diagonal attention, sinusoids as rotations, RoPE's relative-position
+property (symbolically and numerically), the invariances of layer and RMS norm, and pre- against
+post-norm gradients through depth at initialisation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+
+from theory_jax.derivation import Derivation
+
+TITLE = "attention and the transformer"
+LECTURES = "attention; transformer architecture; skip connections and normalisation; position embeddings"
+ROPE_BASE = 10000.0
+NORM_EPS = 1e-5  # torch's LayerNorm default; flax's is 1e-6 (ARCHITECTURE.md convention traps)
+
+
+# 1. Scaled dot-product attention and its causal mask ------------------------------------------------------------
+def causal_mask(queries: int, keys: int):
+    """M_ij = [j <= i + keys - queries]: query i sits at position keys - queries + i. -> (queries, keys) bool."""
+    return jnp.arange(keys)[None, :] <= jnp.arange(queries)[:, None] + (keys - queries)
+
+
+def attention_weights(q, k, mask=None, causal: bool = False):
+    """A = softmax(q k^T / sqrt(d)) with -inf where the mask is False (Vaswani et al. eq. 1): masked weights are
+    exactly 0, every row sums to 1. q: (..., T, d), k: (..., S, d), mask: (..., T, S) bool -> (..., T, S)."""
+    logits = q @ jnp.swapaxes(k, -2, -1) / math.sqrt(q.shape[-1])
+    if causal:
+        allowed = causal_mask(q.shape[-2], k.shape[-2])
+        mask = allowed if mask is None else mask & allowed
+    if mask is not None:
+        logits = jnp.where(mask, logits, -jnp.inf)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def scaled_dot_product_attention(q, k, v, mask=None, causal: bool = False):
+    """Attention(q, k, v) = softmax(q k^T / sqrt(d) + M) v (eq. 1). v: (..., S, d_v) -> (..., T, d_v)."""
+    return attention_weights(q, k, mask, causal) @ v
+
+
+# 2. Multi-head attention: the concat of heads, then the output projection ---------------------------------------
+def split_heads(x, heads: int):
+    """(B, T, H d) -> (B, H, T, d): head h takes the features h d .. (h + 1) d - 1."""
+    b, t, c = x.shape
+    return jnp.swapaxes(x.reshape(b, t, heads, c // heads), 1, 2)
+
+
+def merge_heads(x):
+    """(B, H, T, d) -> (B, T, H d): Concat(head_1, ..., head_H)."""
+    b, h, t, d = x.shape
+    return jnp.swapaxes(x, 1, 2).reshape(b, t, h * d)
+
+
+def multi_head_attention(x, qkv_weight, qkv_bias, out_weight, out_bias, heads: int, causal: bool = True,
+                         rotary: bool = False):
+    """MultiHead(x) = Concat(head_1..head_H) W_O^T + b_O, head_h = Attention(x W_Q^h, x W_K^h, x W_V^h) (sec. 3.2.2),
+    one head at a time. ``qkv_weight``: (3 D, D), output blocks [q | k | v]; ``out_weight``: (D, D); with
+    ``rotary`` each head's q and k are rotated by ``rope`` at positions 0..T-1. x: (B, T, D) -> (B, T, D)."""
+    d_model = x.shape[-1]
+    q, k, v = jnp.split(x @ qkv_weight.T + qkv_bias, 3, axis=-1)
+    d = d_model // heads
+    positions = jnp.arange(x.shape[-2], dtype=x.dtype)
+    outputs = []
+    for h in range(heads):
+        part = slice(h * d, (h + 1) * d)
+        q_h, k_h = q[..., part], k[..., part]
+        if rotary:
+            q_h, k_h = rope(q_h, positions), rope(k_h, positions)
+        outputs.append(scaled_dot_product_attention(q_h, k_h, v[..., part], causal=causal))
+    return jnp.concatenate(outputs, axis=-1) @ out_weight.T + out_bias
+
+
+# 3. Position embeddings -----------------------------------------------------------------------------------------
+def position_frequencies(dim: int) -> np.ndarray:
+    """theta_i = 10000^(-2i / dim), i = 0..dim/2-1 (Vaswani et al. sec. 3.5; Su et al. eq. 15), float64 NumPy. (dim/2,)."""
+    return ROPE_BASE ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+
+
+def _angles(positions, dim: int, dtype):
+    return positions.astype(dtype)[..., None] * jnp.asarray(position_frequencies(dim), dtype=dtype)  # (..., T, dim/2)
+
+
+def sinusoidal_embedding(positions, dim: int, dtype=None):
+    """PE(p, 2i) = sin(p theta_i), PE(p, 2i + 1) = cos(p theta_i), interleaved as in the paper (sec. 3.5).
+    positions: (T,) real -> (T, dim), in ``dtype`` (default: that of a float ``positions``, else float32)."""
+    dtype = dtype or (positions.dtype if jnp.issubdtype(positions.dtype, jnp.floating) else jnp.float32)
+    angles = _angles(positions, dim, dtype)
+    return jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(*angles.shape[:-1], dim)
+
+
+def learned_embedding(table, positions):
+    """P[p]: one trained row per position (GPT's wpe). table: (max_len, D), positions: (T,) int -> (T, D)."""
+    return table[positions]
+
+
+def rope(x, positions):
+    """Rotary embedding (Su et al. eq. 34): rotate each pair (x_{2i}, x_{2i+1}) by the angle p theta_i.
+    x: (..., T, d) with d even, positions: (T,) real -> (..., T, d)."""
+    angles = _angles(positions, x.shape[-1], x.dtype)
+    cos, sin = jnp.cos(angles), jnp.sin(angles)
+    pairs = x.reshape(*x.shape[:-1], -1, 2)
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    return jnp.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], axis=-1).reshape(x.shape)
+
+
+# 4. Normalisation, the position-wise MLP and the residual sub-layer ---------------------------------------------
+def layer_norm(x, weight, bias, eps: float = NORM_EPS):
+    """LN(x) = (x - mean) / sqrt(var + eps) * g + b over the last axis, biased variance (Ba et al. 2016). (..., D)."""
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / jnp.sqrt(var + eps) * weight + bias
+
+
+def rms_norm(x, weight, eps: float = NORM_EPS):
+    """RMSNorm(x) = x / sqrt(mean(x^2) + eps) * g (Zhang & Sennrich 2019): no centring, no bias. (..., D)."""
+    return x / jnp.sqrt((x**2).mean(axis=-1, keepdims=True) + eps) * weight
+
+
+def gelu(x):
+    """GELU(x) = x Phi(x), the exact form (erf), not the tanh approximation (flax's default)."""
+    return 0.5 * x * (1 + jax.scipy.special.erf(x / math.sqrt(2.0)))
+
+
+def mlp(x, fc_weight, fc_bias, proj_weight, proj_bias):
+    """FFN(x) = GELU(x W_1^T + b_1) W_2^T + b_2 at every position (sec. 3.3). fc_weight: (F, D), proj: (D, F)."""
+    return gelu(x @ fc_weight.T + fc_bias) @ proj_weight.T + proj_bias
+
+
+def residual(x, branch, norm, placement: str = "pre"):
+    """Pre-norm x + f(N(x)) (Xiong et al. 2020) or post-norm N(x + f(x)) (Vaswani et al.)."""
+    if placement == "pre":
+        return x + branch(norm(x))
+    if placement == "post":
+        return norm(x + branch(x))
+    raise ValueError(f"norm placement must be 'pre' or 'post', got {placement!r}")
+
+
+# 5. The derivation ----------------------------------------------------------------------------------------------
+def _rotation_2d(angle):
+    return sp.Matrix([[sp.cos(angle), -sp.sin(angle)], [sp.sin(angle), sp.cos(angle)]])
+
+
+def _sympy_rope():
+    """(R(m theta) q) . (R(n theta) k) and q . R((n - m) theta) k for symbolic 2-vectors."""
+    m, n, theta = sp.symbols("m n theta", real=True)
+    q, k = sp.Matrix(sp.symbols("q0 q1", real=True)), sp.Matrix(sp.symbols("k0 k1", real=True))
+    lhs = ((_rotation_2d(m * theta) @ q).T @ (_rotation_2d(n * theta) @ k))[0]
+    return lhs, (q.T @ _rotation_2d((n - m) * theta) @ k)[0]
+
+
+def _sympy_softmax_shift():
+    """softmax(l + c)_1 and softmax(l)_1 for three symbolic logits."""
+    logits, c = sp.symbols("l0:3", real=True), sp.Symbol("c", real=True)
+    return (sp.exp(logits[0] + c) / sum(sp.exp(x + c) for x in logits), sp.exp(logits[0]) / sum(sp.exp(x) for x in logits))
+
+
+def _projections(rng, dim, scale=1.0):
+    """Random attention weights in the torch layout: qkv (3D, D), out (D, D) and their biases."""
+    return (scale * rng.standard_normal((3 * dim, dim)) / math.sqrt(dim), 0.1 * rng.standard_normal(3 * dim),
+            rng.standard_normal((dim, dim)) / math.sqrt(dim), 0.1 * rng.standard_normal(dim))
+
+
+def block_diagonal_attention(x, qkv_weight, qkv_bias, out_weight, out_bias, heads: int):
+    """Multi-head attention as ONE causal attention over the H T (head, position) tokens of dimension d, with a
+    block-diagonal mask: a token sees only tokens of its own head. x: (B, T, D) -> (B, T, D)."""
+    b, t, dim = x.shape
+    q, k, v = (split_heads(z, heads).reshape(b, heads * t, dim // heads)
+               for z in jnp.split(x @ qkv_weight.T + qkv_bias, 3, axis=-1))
+    mask = jnp.kron(jnp.eye(heads), causal_mask(t, t)).astype(bool)
+    out = scaled_dot_product_attention(q, k, v, mask=mask).reshape(b, heads, t, dim // heads)
+    return merge_heads(out) @ out_weight.T + out_bias
+
+
+def _deep_stacks(draws, layers, dim, rng):
+    """``draws`` independent sets of weights of ``layers`` bias-free blocks, N(0, 1/fan_in): (draws, layers, ...)."""
+    def draw(*shape):
+        return jnp.asarray(rng.standard_normal((draws, layers, *shape)) / math.sqrt(shape[-1]))
+    return {"qkv": draw(3 * dim, dim), "out": draw(dim, dim), "fc": draw(4 * dim, dim), "proj": draw(dim, 4 * dim)}
+
+
+def last_layer_gradient_norms(stacks, x, cotangent, depths, heads: int) -> dict[str, np.ndarray]:
+    """RMS over draws of || d <f(x), c> / d W_L || for the last block L of the first ``depth`` blocks, per depth,
+    for pre- and post-norm blocks. Blocks beyond the depth are skipped (a select: they add no gradient); pre-norm
+    ends with a final norm. ``stacks``: (draws, layers, ...), x, cotangent: (draws, B, T, D). One compiled function
+    serves every depth and both placements. -> {placement: (len(depths),)}."""
+    dim = x.shape[-1]
+
+    def norm(y):
+        return layer_norm(y, jnp.ones(dim), jnp.zeros(dim))
+
+    def block(h, p, placement):
+        h = residual(h, lambda z: multi_head_attention(z, p["qkv"], 0.0, p["out"], 0.0, heads), norm, placement)
+        return residual(h, lambda z: mlp(z, p["fc"], 0.0, p["proj"], 0.0), norm, placement)
+
+    def loss(params, x, cotangent, depth, pre):
+        def body(h, layer):
+            p, index = layer
+            y = jnp.where(pre, block(h, p, "pre"), block(h, p, "post"))
+            return jnp.where(index < depth, y, h), None
+
+        h, _ = jax.lax.scan(body, x, (params, jnp.arange(len(params["qkv"]))))
+        return jnp.sum(jnp.where(pre, norm(h), h) * cotangent)
+
+    def squared_norm(params, x, cotangent, depth, pre):
+        g = jax.grad(loss)(params, x, cotangent, depth, pre)
+        return sum(jnp.sum(v[depth - 1] ** 2) for v in g.values())
+
+    # one compilation for every depth and both placements, at XLA's lowest backend optimisation level: compiling
+    # the 32-block scan costs far more than running it
+    per_draw = jax.jit(jax.vmap(squared_norm, in_axes=(0, 0, 0, None, None))).lower(
+        stacks, x, cotangent, depths[0], True).compile(compiler_options={"xla_backend_optimization_level": "0"})
+    return {placement: np.array([math.sqrt(float(per_draw(stacks, x, cotangent, depth, placement == "pre").mean()))
+                                 for depth in depths])
+            for placement in ("pre", "post")}
+
+
+def derive(echo=None) -> Derivation:
+    jax.config.update("jax_enable_x64", True)
+    d = Derivation("transformer", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    d.say("Attention reads a set of values $v_j$ with weights from query-key similarities: "
+          "$\\mathrm{Attention}(Q, K, V) = \\mathrm{softmax}(QK^\\top/\\sqrt d + M)V$ (Vaswani et al. eq. 1), "
+          "with $M_{ij} = -\\infty$ where query $i$ may not see key $j$ (causal: $j > i$).")
+
+    # 1. Scaled dot-product attention and the causal mask.
+    q, k, v = (jnp.asarray(rng.standard_normal((3, 7, 8))) for _ in range(3))
+    weights = attention_weights(q, k, causal=True)
+    allowed = np.asarray(causal_mask(7, 7))
+    d.numeric("Every row of the causal attention weights sums to one (3 x 7 rows, d = 8)", weights.sum(-1),
+              np.ones((3, 7)))
+    d.numeric("Masked weights ($j > i$) are exactly 0: $e^{-\\infty} = 0$, not a small number",
+              np.asarray(weights)[:, ~allowed], 0.0, rtol=0.0, atol=1e-300)
+    shifted, plain = _sympy_softmax_shift()
+    d.symbolic("Softmax is invariant to a shift of all logits of a row, $\\mathrm{softmax}(l + c) = "
+               "\\mathrm{softmax}(l)$: so subtracting the row max (or adding a mask) changes nothing else",
+               shifted, plain)
+    w_qkv, b_qkv, w_out, b_out = (jnp.asarray(a) for a in _projections(rng, 8))
+    x = jnp.asarray(rng.standard_normal((1, 6, 8)))
+    jac = np.asarray(jax.jit(jax.jacfwd(lambda z: multi_head_attention(z, w_qkv, b_qkv, w_out, b_out, 2)))(x))[0, :, :, 0]
+    blocks = np.abs(jac).max(axis=(1, 3))  # (6, 6): max |d out_i / d x_j|
+    future = np.triu(np.ones((6, 6), bool), 1)
+    d.numeric("Causality: $\\partial\\,\\mathrm{out}_i / \\partial x_j = 0$ exactly for every $j > i$ "
+              "(the full Jacobian of causal multi-head self-attention, T = 6, D = 8, 2 heads)",
+              blocks[future], 0.0, rtol=0.0, atol=1e-300)
+    d.inequality("...while every $j \\le i$ does influence $\\mathrm{out}_i$ (min over the blocks of "
+                 f"max |Jacobian| = {blocks[~future].min():.3f} > 0.01)", 0.01, blocks[~future].min())
+    x_long = jnp.asarray(rng.standard_normal((2, 9, 8)))
+    q9, k9, v9 = (x_long @ w_qkv.T + b_qkv)[..., :8], (x_long @ w_qkv.T + b_qkv)[..., 8:16], x_long
+    d.numeric("Key-value cache: the last 4 queries against all 9 cached keys with `causal_mask`(4, 9) give the "
+              "last 4 rows of full causal attention", scaled_dot_product_attention(q9[:, 5:], k9, v9, causal=True),
+              scaled_dot_product_attention(q9, k9, v9, causal=True)[:, 5:])
+
+    # 2. Why 1/sqrt(d).
+    qs, ks = rng.standard_normal((2, 20000, 64))
+    dots = np.sum(qs * ks, axis=-1)
+    d.monte_carlo("For $q, k \\sim \\mathcal N(0, I_d)$, $\\mathrm{Var}(q\\cdot k) = d$, so $q\\cdot k/\\sqrt d$ has unit "
+                  "variance whatever $d$ (d = 64, 20 000 pairs)", (dots / 8.0) ** 2, 1.0)
+    keys = jnp.asarray(rng.standard_normal((200, 64, 64)))
+    query = jnp.asarray(rng.standard_normal((200, 1, 64)))
+    scaled = float(attention_weights(query, keys).max(-1).mean())
+    unscaled = float(attention_weights(query * 8.0, keys).max(-1).mean())
+    d.inequality(f"Without the scaling the softmax saturates: over 64 random keys the mean largest weight is "
+                 f"{unscaled:.2f} unscaled against {scaled:.2f} scaled (gradients through a one-hot softmax vanish)",
+                 scaled + 0.3, unscaled)
+
+    # 3. Multi-head attention.
+    d.say("Multi-head attention runs $H$ attentions of width $d = D/H$ on slices of one projection, concatenates "
+          "them and mixes them with $W_O$: $\\mathrm{Concat}(\\mathrm{head}_1, ..., \\mathrm{head}_H)W_O^\\top$.")
+    w_qkv, b_qkv, w_out, b_out = (jnp.asarray(a) for a in _projections(rng, 16))
+    x = jnp.asarray(rng.standard_normal((2, 7, 16)))
+    looped = multi_head_attention(x, w_qkv, b_qkv, w_out, b_out, 4)
+    q, k, v = (split_heads(z, 4) for z in jnp.split(x @ w_qkv.T + b_qkv, 3, axis=-1))
+    d.numeric("The fused form (one batched attention over the (B, H, T, d) `split_heads` tensors, `merge_heads`, "
+              "one projection) equals the loop over heads (D = 16, 4 heads)",
+              merge_heads(scaled_dot_product_attention(q, k, v, causal=True)) @ w_out.T + b_out, looped)
+    per_head = sum(scaled_dot_product_attention(q[:, h], k[:, h], v[:, h], causal=True) @ w_out[:, 4 * h:4 * h + 4].T
+                   for h in range(4)) + b_out
+    d.numeric("Concat then project = the sum over heads of each head projected by its own column block of $W_O$",
+              per_head, looped)
+    d.numeric("Multi-head attention is ONE causal attention over the $HT$ (head, position) tokens with a "
+              "block-diagonal mask (a token sees only its own head's tokens)",
+              block_diagonal_attention(x, w_qkv, b_qkv, w_out, b_out, 4), looped)
+    perm = rng.permutation(7)
+    bidirectional = multi_head_attention(x, w_qkv, b_qkv, w_out, b_out, 4, causal=False)
+    d.numeric("Without positions and mask, attention is permutation-equivariant: $f(Px) = Pf(x)$; it sees a set, "
+              "so order must come from a position embedding",
+              multi_head_attention(x[:, perm], w_qkv, b_qkv, w_out, b_out, 4, causal=False), bidirectional[:, perm])
+
+    # 4. Position embeddings.
+    pos = jnp.arange(60.0)
+    pe, freqs, shift = np.asarray(sinusoidal_embedding(pos, 16)), position_frequencies(16), 7
+    rot = np.zeros((16, 16))
+    for i, w in enumerate(freqs):
+        rot[2 * i:2 * i + 2, 2 * i:2 * i + 2] = [[np.cos(shift * w), np.sin(shift * w)],
+                                                 [-np.sin(shift * w), np.cos(shift * w)]]
+    d.numeric("Sinusoids: $PE(p + k) = R_k\\,PE(p)$ with $R_k$ a block-diagonal rotation that does not depend on p "
+              "(k = 7, p = 0..52, D = 16): a relative offset is a linear map (Vaswani et al. sec. 3.5)",
+              pe[:-shift] @ rot.T, pe[shift:])
+    gram = pe @ pe.T
+    d.numeric("$PE(m)\\cdot PE(n) = \\sum_i \\cos((m - n)\\theta_i)$: a function of $m - n$ only",
+              gram, np.cos((np.arange(60)[:, None] - np.arange(60)[None, :])[..., None] * freqs).sum(-1))
+    table, ids = jnp.asarray(rng.standard_normal((12, 5))), jnp.asarray([3, 0, 3, 7])
+    cot = jnp.asarray(rng.standard_normal((4, 5)))
+    d.gradient("Learned positions: $\\partial/\\partial P$ of $\\langle P[p], c\\rangle$ is $\\mathrm{onehot}(p)^\\top c$: "
+               "rows of unseen positions get no gradient (why positions beyond training length stay random)",
+               jax.grad(lambda t: jnp.sum(learned_embedding(t, ids) * cot))(table), np.eye(12)[np.asarray(ids)].T @ cot)
+    lhs, rhs = _sympy_rope()
+    d.symbolic("RoPE rotates each pair of q and k by $p\\theta_i$; in 2-D, $(R(m\\theta)q)^\\top(R(n\\theta)k) = "
+               "q^\\top R((n - m)\\theta)k$: the score depends on $m - n$ only (Su et al. eq. 16)", lhs, rhs)
+    qv, kv = jnp.asarray(rng.standard_normal((2, 1, 64)))
+    m, n = rng.integers(0, 500, 40), rng.integers(0, 500, 40)
+
+    def score(a, b):
+        return jnp.sum(rope(qv, jnp.asarray([float(a)])) * rope(kv, jnp.asarray([float(b)])))
+
+    d.numeric("...and numerically in d = 64: $\\langle \\mathrm{rope}(q, m), \\mathrm{rope}(k, n)\\rangle = "
+              "\\langle \\mathrm{rope}(q, m - n), k\\rangle$ for 40 random pairs $m, n < 500$",
+              [score(a, b) for a, b in zip(m, n)], [score(a - b, 0) for a, b in zip(m, n)], rtol=1e-10, atol=1e-10)
+    xs, ps = jnp.asarray(rng.standard_normal((5, 32))), jnp.asarray(rng.uniform(0, 300, 5))
+    complex_form = (np.asarray(xs[:, 0::2]) + 1j * np.asarray(xs[:, 1::2])) * np.exp(
+        1j * np.asarray(ps)[:, None] * position_frequencies(32))
+    rotated = np.asarray(rope(xs, ps))
+    d.numeric("RoPE is multiplication by $e^{ip\\theta_i}$ of the complex numbers $x_{2i} + i\\,x_{2i+1}$: a rotation, "
+              "so it keeps the norm (real and imaginary parts compared)", np.stack([rotated[:, 0::2], rotated[:, 1::2]]),
+              np.stack([complex_form.real, complex_form.imag]))
+    q7, k7 = jnp.asarray(rng.standard_normal((2, 1, 7, 16)))
+    at = attention_weights(rope(q7, jnp.arange(7.0)), rope(k7, jnp.arange(7.0)), causal=True)
+    d.numeric("So RoPE attention weights are invariant to shifting every position by 1000",
+              attention_weights(rope(q7, jnp.arange(7.0) + 1000), rope(k7, jnp.arange(7.0) + 1000), causal=True), at,
+              rtol=1e-10, atol=1e-11)
+
+    # 5. Normalisation.
+    z, ones, zeros = jnp.asarray(rng.standard_normal((6, 32)) * 3 + 1), jnp.ones(32), jnp.zeros(32)
+    normed = layer_norm(z, ones, zeros, eps=0.0)
+    d.numeric("Layer norm (eps = 0) gives every token mean 0 and mean square 1", jnp.stack(
+        [normed.mean(-1), (normed**2).mean(-1)]), np.stack([np.zeros(6), np.ones(6)]), atol=1e-12)
+    d.numeric("...and is invariant to $x \\to ax + c$ (a = 2.5, c = -4)", layer_norm(2.5 * z - 4, ones, zeros, 0.0),
+              normed)
+    tangent = jax.jvp(lambda y: layer_norm(y, ones, zeros, 0.0), (z,), (jnp.ones_like(z),))[1]
+    radial = jax.jvp(lambda y: layer_norm(y, ones, zeros, 0.0), (z,), (z,))[1]
+    d.gradient("Its Jacobian annihilates the shift direction $\\mathbf 1$ and the scale direction $x$ (jax.jvp)",
+               jnp.stack([tangent, radial]), np.zeros((2, 6, 32)), atol=1e-12)
+    rms = rms_norm(z, ones, eps=0.0)
+    d.numeric("RMS norm keeps the scale invariance ($x \\to 2.5x$)...", rms_norm(2.5 * z, ones, 0.0), rms)
+    d.inequality("...but not the shift invariance: $x + 4$ changes its output (no centring)", 0.1,
+                 float(jnp.abs(rms_norm(z + 4, ones, 0.0) - rms).max()))
+
+    # 6. Pre-norm against post-norm residual blocks at initialisation (Xiong et al. 2020).
+    d.say("Pre-norm $x + f(N(x))$ keeps an identity path from every block to the output; post-norm $N(x + f(x))$ "
+          "normalises the sum. At initialisation (blocks of D = 16, 2 heads, N(0, 1/fan-in) weights, a random linear "
+          "loss; RMS over 8 draws of weights, inputs and loss), the gradient of the LAST block's weights behaves as "
+          "Xiong et al.'s theorem 1 says: O(1) for post-norm, O(1/sqrt(L)) for pre-norm.")
+    depths, draws = (2, 8, 32), 8
+    stacks = _deep_stacks(draws, 32, 16, rng)
+    x, cot = (jnp.asarray(rng.standard_normal((draws, 2, 6, 16))) for _ in range(2))
+    norms = last_layer_gradient_norms(stacks, x, cot, depths, 2)
+    pre, post = norms["pre"], norms["post"]
+    d.inequality(f"Pre-norm: the last block's gradient norm falls with depth, {pre[0]:.0f} > {pre[1]:.0f} > "
+                 f"{pre[2]:.0f} for L = 2, 8, 32", pre[1:], pre[:-1])
+    scaled_pre = pre * np.sqrt(depths)
+    d.inequality(f"...like $1/\\sqrt L$: $\\sqrt L\\,\\|g\\|$ = {', '.join(f'{s:.0f}' for s in scaled_pre)} stays within "
+                 "a factor 1.5", scaled_pre.max() / scaled_pre.min(), 1.5)
+    d.inequality(f"Post-norm: it stays flat, {post[0]:.0f}, {post[1]:.0f}, {post[2]:.0f} (within a factor 1.5)",
+                 post.max() / post.min(), 1.5)
+    d.inequality(f"...so at L = 32 the last block of post-norm gets {post[2] / pre[2]:.1f} x the gradient of pre-norm's "
+                 "(more than 3 x): why post-norm needs learning-rate warm-up and pre-norm trains without", 3 * pre[2],
+                 post[2])
+    return d
