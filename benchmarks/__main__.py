@@ -31,6 +31,7 @@ import torch
 
 from benchmarks.ddim import ddim_steps
 from benchmarks.guidance import guidance_sweep
+from benchmarks.language_model import kv_cache, lm_curves
 from benchmarks.latent_diffusion import latent_vs_pixel
 from benchmarks.transformer import transformer_step
 from benchmarks.unet import unet_step
@@ -179,7 +180,8 @@ def metric_order_problems(rows: list[dict]) -> list[str]:
 
 
 BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps, "guidance_sweep": guidance_sweep,
-              "latent_vs_pixel": latent_vs_pixel, "unet_step": unet_step, "transformer_step": transformer_step}
+              "latent_vs_pixel": latent_vs_pixel, "unet_step": unet_step, "transformer_step": transformer_step,
+              "lm_curves": lm_curves, "kv_cache": kv_cache}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -215,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="0,0.5,1,2,4", help="guidance_sweep: comma-separated guidance scales w")
     parser.add_argument("--guidance-samples", type=int, default=1000, help="guidance_sweep: samples per scale")
     parser.add_argument("--guidance-steps", type=int, default=20, help="guidance_sweep: DDIM steps per sample")
-    parser.add_argument("--seconds", type=float, default=600, help="latent_vs_pixel: CPU seconds of training per arm")
+    parser.add_argument("--seconds", type=float, default=0, help="latent_vs_pixel (default 600), lm_curves (default 300): "
+                        "CPU seconds of training per arm")
+    parser.add_argument("--lm-every", type=int, default=100, help="lm_curves: steps between validation points")
+    parser.add_argument("--tokens", type=int, default=256, help="kv_cache: tokens generated per sequence")
     parser.add_argument("--ae-fraction", type=float, default=0.3, help="latent_vs_pixel: share of the latent arm's "
                                                                         "budget spent on the autoencoder")
     parser.add_argument("--ld-samples", type=int, default=1000, help="latent_vs_pixel: samples per arm for FID/KID")

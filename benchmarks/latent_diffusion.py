@@ -68,7 +68,7 @@ def latent_vs_pixel(args) -> list[dict]:
     from practice_torch.evaluation import feature_network
     from practice_torch.evaluation.samples import image_set_metrics
 
-    dataset, budget, n = args.dataset, args.seconds, args.ld_samples
+    dataset, budget, n = args.dataset, args.seconds or 600, args.ld_samples
     root = Path(tempfile.mkdtemp(prefix="latent_vs_pixel-"))
     sampler = {"sampler": "ddim", "eta": 0.0, "sample_steps": args.ld_sample_steps, "guidance_scale": 1.0}
 

@@ -1,0 +1,47 @@
+"""Character language models in PyTorch: the twin of ``theory_jax/language_model.py``.
+
+* ``decoding``: next-token cross-entropy, the decoding distributions (temperature, top-k, top-p), one inverse-CDF
+  step of each with its uniform passed in, greedy, and beam search (on any ``next_log_probs``);
+* ``tokenisers``: characters, and byte-pair encoding learned from the training text (JSON, exact round trip);
+* ``models``: ``CharLSTM`` and ``CharTransformer`` (on ``practice_torch.nets.Transformer``), incremental decoding
+  (LSTM state, key-value cache) and ``generate`` with any strategy;
+* ``training``: the model interface of ``practice_torch.models`` (``python -m practice_torch train language_model``).
+"""
+
+from practice_torch.language_model.decoding import (
+    STRATEGIES,
+    beam_search,
+    beam_search_table,
+    bits_per_token,
+    cross_entropy,
+    greedy_step,
+    inverse_cdf,
+    log_softmax,
+    next_token,
+    prefix_index,
+    sequence_log_prob,
+    temperature_probs,
+    temperature_step,
+    top_k_probs,
+    top_k_step,
+    top_p_probs,
+    top_p_step,
+)
+from practice_torch.language_model.models import CharLSTM, CharTransformer, build_language_model, generate
+from practice_torch.language_model.tokenisers import BPETokenizer, CharTokenizer, pretokenize
+from practice_torch.language_model.training import (
+    Config,
+    build,
+    decode_text,
+    default_config,
+    draw_noise,
+    evaluate,
+    loss,
+    sample,
+)
+
+__all__ = ["STRATEGIES", "BPETokenizer", "CharLSTM", "CharTokenizer", "CharTransformer", "Config", "beam_search",
+           "beam_search_table", "bits_per_token", "build", "build_language_model", "cross_entropy", "decode_text",
+           "default_config", "draw_noise", "evaluate", "generate", "greedy_step", "inverse_cdf", "log_softmax", "loss",
+           "next_token", "prefix_index", "pretokenize", "sample", "sequence_log_prob", "temperature_probs",
+           "temperature_step", "top_k_probs", "top_k_step", "top_p_probs", "top_p_step"]

@@ -1,0 +1,224 @@
+"""The language model's training interface (``practice_torch.models``): ``python -m practice_torch train language_model``.
+
+Data: ``shakespeare`` windows of 256 characters; each training example is a random ``context``-long crop of one (the
+crop offsets are the model's noise, drawn by the engine), so a batch is nanoGPT's "random windows of block_size".
+Loss: the mean next-character cross-entropy in nats (``decoding.cross_entropy``; fused ``F.cross_entropy`` here,
+the same number). With ``val_windows > 0`` each step also scores that many held-out windows without gradient,
+cycling through the validation split, and logs ``val_loss`` (the metrics log averages it over ``log_every`` steps:
+the validation curve of the run, in ``loss.png`` and ``metrics.jsonl``).
+
+``sample`` writes continuations of ``prompt`` with ``strategy`` (``--set model.strategy=top_p --set
+model.prompt='JULIET.\\n'``), one continuation per strategy side by side, and the BPE tokeniser learned from the
+training text (``bpe_merges`` merges, as JSON, with a sample cut into its tokens). ``eval`` reports the cross-entropy
+of the split in nats/char, bits/char and perplexity, every character predicted from up to ``context - 1`` before it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.language_model.decoding import STRATEGIES, check_strategy
+from practice_torch.language_model.models import LanguageModel, build_language_model, generate
+from practice_torch.language_model.tokenisers import BPETokenizer
+from practice_torch.models import Artefact
+
+WINDOW = 256  # the data set's window; training crops context-long pieces of it
+
+
+@dataclass
+class Config:
+    """The language model's hyperparameters: the run's ``model.*`` keys."""
+
+    architecture: Literal["transformer", "lstm"] = "transformer"
+    context: int = 64  # training window (and the Transformer's maximum context)
+    dim: int = 128  # embedding / model width (the LSTM's hidden size)
+    layers: int = 4
+    heads: int = 4  # transformer only
+    dropout: float = 0.0
+    tie: bool = True  # transformer: output head = token embedding^T
+    position: Literal["learned", "sinusoidal", "rope", "none"] = "learned"  # transformer only
+    val_windows: int = 2  # held-out windows scored per training step for the val_loss curve; 0 = none
+    # sampling and evaluation (sample/eval accept --set model.KEY=VALUE for these)
+    strategy: Literal["greedy", "beam", "temperature", "top_k", "top_p"] = "top_p"
+    prompt: str = "JULIET.\\n"  # '\n' may be written as the two characters \ and n
+    temperature: float = 0.8
+    top_k: int = 20
+    top_p: float = 0.9
+    beam: int = 4
+    sample_length: int = 300  # characters generated per sample
+    bpe_merges: int = 256  # merges of the BPE tokeniser written with the samples; 0 = none
+
+
+def default_config(preset: str, dataset: str | None = None) -> RunConfig:
+    """quick: nanoGPT's shakespeare_char CPU size (4 layers, 4 heads, width 128, context 64, dropout 0, warmup 100
+    and cosine decay to 0.1 lr, beta2 0.99, batch 12, 2000 steps) but lr 2e-3 (better than nanoGPT's 1e-3 here:
+    validation 2.05 vs 2.13 nats/char at step 850), on one thread (two threads are slower
+    on a shared 2-core machine); ``--set model.architecture=lstm --set model.dim=256 --set model.layers=2``: an
+    LSTM. full: a 6 x 384 Transformer with context 256 (GPU)."""
+    if preset not in ("quick", "full"):
+        raise ValueError(f"unknown preset {preset!r}")
+    if preset == "quick":
+        model = Config()
+        train = TrainConfig(steps=2000, batch_size=12, lr=2e-3, betas=(0.9, 0.99), warmup_steps=100, min_lr_ratio=0.1,
+                            grad_clip=1.0, checkpoint_every=500, log_every=50, samples=8, threads=1)
+    else:
+        model = Config(context=256, dim=384, layers=6, heads=6, dropout=0.2, val_windows=8)
+        train = TrainConfig(steps=5000, batch_size=64, lr=1e-3, betas=(0.9, 0.99), warmup_steps=100,
+                            min_lr_ratio=0.1, grad_clip=1.0, checkpoint_every=1000, log_every=100, samples=16,
+                            precision="bf16", compile=True)
+    return RunConfig("language_model", model, DataConfig(dataset or "shakespeare"), train)
+
+
+def build(config: Config, data) -> LanguageModel:
+    """The character model for a text data set of windows (``shakespeare``); its val split feeds ``val_loss``."""
+    if data.modality != "text" or data.name != "shakespeare":
+        raise ValueError(f"the character language model trains on shakespeare windows, not {data.name}")
+    if not 2 <= config.context <= WINDOW:
+        raise ValueError(f"model.context must be in 2..{WINDOW} (the data window), got {config.context}")
+    if min(config.dim, config.layers) < 1 or config.val_windows < 0:
+        raise ValueError("model.dim and model.layers must be positive and model.val_windows >= 0")
+    check_strategy(config.strategy)
+    net = build_language_model(config.architecture, data.num_classes, config.context, config.dim, config.layers,
+                               config.heads, config.dropout, config.tie, config.position)
+    net.val_windows, net.val_position = config.val_windows, 0
+    net.val_ids = val_pieces(config) if config.val_windows else None
+    return net
+
+
+def val_pieces(config: Config) -> torch.Tensor | None:
+    """(N, context + 1) validation pieces (the first context + 1 characters of each 256-window); None without data."""
+    from practice_torch.data import DatasetMissing
+    from practice_torch.data.text import load_shakespeare
+
+    try:
+        ids = load_shakespeare("val", block_size=WINDOW).ids
+    except DatasetMissing:
+        return None
+    usable = (len(ids) - 1) // WINDOW * WINDOW
+    return ids[:usable + 1].unfold(0, config.context + 1, WINDOW)[:, : config.context + 1].clone()
+
+
+def draw_noise(net: LanguageModel, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The start of each example's context-long crop of its 256-window: (n,) int64 in 0..256 - context."""
+    return {"offset": torch.randint(0, WINDOW - net.context + 1, (n,), generator=generator)}
+
+
+def crop(x: torch.Tensor, offset: torch.Tensor, length: int) -> torch.Tensor:
+    """x[b, offset[b] : offset[b] + length] for each row. x: (B, W), offset: (B,) -> (B, length)."""
+    return torch.gather(x, 1, offset[:, None].to(x.device) + torch.arange(length, device=x.device))
+
+
+def loss(net: LanguageModel, batch, noise: dict[str, torch.Tensor]):
+    """Mean next-character cross-entropy (nats) on the crops; terms: bits/char, and val_loss if asked."""
+    x, y = batch
+    x, y = crop(x, noise["offset"], net.context), crop(y, noise["offset"], net.context)
+    logits = net(x)
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+    terms = {"bits_per_char": nll.detach() / math.log(2)}
+    if net.val_windows and net.val_ids is not None:
+        terms["val_loss"] = _running_val_loss(net)
+    return nll, terms
+
+
+@torch.no_grad()
+def _running_val_loss(net: LanguageModel) -> torch.Tensor:
+    """The cross-entropy of the next ``val_windows`` validation pieces (cycling), in eval mode (no dropout)."""
+    rows = torch.arange(net.val_position, net.val_position + net.val_windows) % len(net.val_ids)
+    net.val_position = int(rows[-1]) + 1
+    pieces = net.val_ids[rows].to(next(net.parameters()).device)
+    was_training = net.training
+    net.eval()
+    logits = net(pieces[:, :-1])
+    net.train(was_training)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), pieces[:, 1:].reshape(-1))
+
+
+# Sampling ----------------------------------------------------------------------------------------------------------
+def _vocab():
+    from practice_torch.data.text import shakespeare_vocab
+
+    return shakespeare_vocab()
+
+
+def prompt_ids(config: Config, batch: int, device) -> torch.Tensor:
+    """The prompt (``\\n`` written as backslash-n allowed) as ids, repeated: (batch, len) int64; empty = a newline."""
+    text = config.prompt.replace("\\n", "\n") or "\n"
+    return _vocab().encode(text).to(device)[None].repeat(batch, 1)
+
+
+def decode_text(net: LanguageModel, config: Config, n: int, generator: torch.Generator, strategy: str | None = None,
+                use_cache: bool = True) -> list[str]:
+    """n continuations of the prompt (beam: the best ``beam`` of one search), prompt included."""
+    device = next(net.parameters()).device
+    strategy = strategy or config.strategy
+    check_strategy(strategy)
+    prompt = prompt_ids(config, n, device)
+    uniforms = torch.rand(n, config.sample_length, generator=generator, dtype=torch.float64).float()
+    out = generate(net, prompt, config.sample_length, strategy, uniforms, config.temperature, config.top_k,
+                   config.top_p, config.beam, use_cache)
+    vocab, head = _vocab(), config.prompt.replace("\\n", "\n")
+    return [head + vocab.decode(row) for row in out.cpu()]
+
+
+@torch.no_grad()
+def sample(net: LanguageModel, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+    """'samples': n continuations with ``config.strategy``; 'strategies': one per decoding rule; 'bpe_tokenizer' and
+    'bpe_sample': the BPE tokeniser learned from the training text and a sample cut into its tokens."""
+    samples = decode_text(net, config, n, generator)
+    rows = []
+    for strategy in STRATEGIES:
+        setting = {"temperature": f"T = {config.temperature}", "top_k": f"k = {config.top_k}, T = {config.temperature}",
+                   "top_p": f"p = {config.top_p}, T = {config.temperature}", "beam": f"beam = {config.beam}",
+                   "greedy": "argmax"}[strategy]
+        start = time.perf_counter()
+        text = decode_text(net, config, 1, generator, strategy)[0]
+        rows.append(f"=== {strategy} ({setting}; {time.perf_counter() - start:.1f} s) ===\n{text}")
+    artefacts = [Artefact("samples", "text", samples), Artefact("strategies", "text", rows)]
+    if config.bpe_merges:
+        artefacts += bpe_artefacts(config.bpe_merges, samples[0])
+    return artefacts
+
+
+def bpe_artefacts(merges: int, text: str) -> list[Artefact]:
+    """The BPE tokeniser of the training text (JSON) and ``text`` with '|' between its tokens."""
+    from practice_torch.data.text import shakespeare_text
+
+    train_text = shakespeare_text("train")
+    tokenizer = BPETokenizer.train(train_text, merges)
+    ids = tokenizer.encode(text)
+    if tokenizer.decode(ids) != text:
+        raise AssertionError("BPE round trip failed")
+    val = shakespeare_text("val")
+    ratio = len(val) / len(tokenizer.encode(val))
+    cut = "|".join(tokenizer.tokens[i] for i in ids)
+    note = (f"{tokenizer.vocab_size} tokens ({len(tokenizer.alphabet)} characters + {len(tokenizer.merges)} merges); "
+            f"{ratio:.2f} characters per token on the validation text; first merges: "
+            + ", ".join(repr(tokenizer.tokens[len(tokenizer.alphabet) + m]) for m in range(min(20, merges))))
+    return [Artefact("bpe_tokenizer", "text", [tokenizer.to_json()]), Artefact("bpe_sample", "text", [note, cut])]
+
+
+# Evaluation --------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(net: LanguageModel, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """Cross-entropy of every character of the split, each 256-window cut into context-long pieces (a piece's
+    first character is predicted from nothing, its last from context - 1 characters): nats/char, bits/char,
+    perplexity."""
+    device = next(net.parameters()).device
+    total, count = 0.0, 0
+    usable = WINDOW // config.context * config.context
+    for x, y in DataLoader(dataset, batch_size=64):
+        x = x[:, :usable].reshape(-1, config.context).to(device)
+        y = y[:, :usable].reshape(-1, config.context).to(device)
+        logits = net(x)
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum").item()
+        count += y.numel()
+    nats = total / max(count, 1)
+    return {"loss": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats), "characters": count}
