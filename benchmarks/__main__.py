@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.coupling_flows import flow_bpd
 from benchmarks.ddim import ddim_steps
 from benchmarks.guidance import guidance_sweep
 from benchmarks.language_model import kv_cache, lm_curves
@@ -180,7 +181,8 @@ def metric_order_problems(rows: list[dict]) -> list[str]:
 
 
 BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps, "guidance_sweep": guidance_sweep,
-              "latent_vs_pixel": latent_vs_pixel, "unet_step": unet_step, "transformer_step": transformer_step,
+              "latent_vs_pixel": latent_vs_pixel, "unet_step": unet_step, "flow_bpd": flow_bpd,
+              "transformer_step": transformer_step,
               "lm_curves": lm_curves, "kv_cache": kv_cache}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
@@ -226,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ld-samples", type=int, default=1000, help="latent_vs_pixel: samples per arm for FID/KID")
     parser.add_argument("--ld-sample-steps", type=int, default=20, help="latent_vs_pixel: DDIM steps of both arms")
     parser.add_argument("--ld-arms", default="latent,pixel", help="latent_vs_pixel: which arms to run")
+    parser.add_argument("--flow-steps", type=int, default=0, help="flow_bpd: training steps (default: the quick preset's)")
+    parser.add_argument("--flow-every", type=int, default=100, help="flow_bpd: steps between test evaluations")
+    parser.add_argument("--flow-test", type=int, default=1000, help="flow_bpd: test images per evaluation")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -36,6 +36,7 @@ MODELS = {
     "score": ("practice_torch.score", "NCSN: noise-conditional score net, DSM, annealed Langevin (2-D MLP, image U-Net)"),
     "cnf": ("practice_torch.cnf", "FFJORD: continuous normalizing flow, Hutchinson trace, dopri5/adjoint (2-D, 1-D)"),
     "language_model": ("practice_torch.language_model", "character Transformer or LSTM, every decoding rule, BPE (text)"),
+    "coupling_flows": ("practice_torch.coupling_flows", "RealNVP/Glow: multi-scale coupling flow, dequantised bits/dim"),
 }
 
 

@@ -1,0 +1,510 @@
+"""Coupling flows: NICE, RealNVP and Glow, uniform dequantisation and the logit transform.
+
+Lectures: normalizing flows; NICE (Dinh, Krueger & Bengio 2015); RealNVP (Dinh, Sohl-Dickstein & Bengio 2017);
+Glow (Kingma & Dhariwal 2018); dequantisation (Theis, van den Oord & Bethge 2016; Ho et al. 2019, "Flow++").
+
+A coupling layer keeps the coordinates of a binary mask b and transforms the others given only the kept ones:
+
+    additive (NICE eq. 5):    y = b x + (1 - b) (x + t(b x))                                          (eq. 1)
+    affine (RealNVP eq. 9):   y = b x + (1 - b) (x exp(s(b x)) + t(b x)),  s = tanh(h_s)              (eq. 2)
+
+With the kept coordinates first the Jacobian is block triangular, [[I, 0], [*, diag(exp s)]], so
+log |det dy/dx| = sum (1 - b) s (0 for NICE: volume-preserving) (eq. 3), whatever the networks s and t; and
+x = b y + (1 - b)(y - t(b y)) exp(-s(b y)) inverts it, since b y = b x (eq. 4). Masks: a checkerboard over
+pixels or a split of the channels (RealNVP section 3.4). Squeeze turns each 2x2 block into 4 channels: a permutation
+of the coordinates, log-det 0 (eq. 5). Glow's actnorm y = x exp(l) + c per channel has log-det H W sum l (eq. 6);
+its invertible 1x1 convolution y = W x per pixel has log-det H W log |det W| (eq. 7), which the LU form
+W = P (L + I)(U + diag(sign exp(l))) makes sum l (eq. 8). A multi-scale flow composes these and factors out half
+the channels after each squeeze; its log-det is the sum of the layers' (eq. 9) and
+log p(x) = sum_scales log N(z_s; 0, I) + log |det dz/dx| (eq. 12).
+Images: the logit transform y = logit(p), p = alpha + (1 - 2 alpha) x (eq. 10), has
+log |dy/dx| = log(1 - 2 alpha) - log p - log(1 - p) per dimension (eq. 11). Uniform dequantisation y = (k + u) / L,
+u ~ U[0, 1)^D (eq. 13), bounds the discrete model P(k) = int_{[0,1)^D} p(k + u) du (on the level scale) by Jensen:
+E_u log p(k + u) <= log P(k) (eq. 14); bits/dim = (-log p_[0,1](y) + D log L) / (D ln 2) (eq. 15).
+Twin: ``practice_torch/coupling_flows/`` (same names, same arguments); cases: ``shared_specs/coupling_flows.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+from jax.scipy.special import ndtr
+from scipy import integrate, special
+
+from theory_jax.derivation import Derivation
+from theory_jax.evaluation import bits_per_dim, dequantize, nll_on_level_scale
+
+TITLE = "coupling flows: NICE, RealNVP, Glow; dequantisation and the logit transform"
+LECTURES = "normalizing flows; NICE; RealNVP; Glow; dequantisation"
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _per_example(a):
+    """Sum over every axis but the first. (B, ...) -> (B,)."""
+    return a.reshape(a.shape[0], -1).sum(axis=1)
+
+
+def _pixels(x) -> int:
+    return math.prod(x.shape[2:])
+
+
+def _per_channel(v, x):
+    return v.reshape(1, -1, *([1] * (x.ndim - 2))) if x.ndim > 2 else v
+
+
+# 1. Masks ----------------------------------------------------------------------------------------------------
+def checkerboard_mask(x, parity: int = 0):
+    """b[i, j] = 1 where (i + j + parity) is even, for images like x (B, C, H, W) -> (1, 1, H, W) in x's dtype."""
+    i, j = jnp.arange(x.shape[-2])[:, None], jnp.arange(x.shape[-1])[None, :]
+    return ((i + j + parity) % 2 == 0).astype(x.dtype)[None, None]
+
+
+def channel_mask(x, parity: int = 0):
+    """b = 1 on the first half of the channels (parity 0) or the second (parity 1). x: (B, C, ...) ->
+    (1, C, 1, 1) for images, (1, D) for vectors."""
+    c = x.shape[1]
+    first = jnp.arange(c) < c // 2
+    keep = first if parity == 0 else ~first
+    return keep.astype(x.dtype).reshape(1, c, *([1] * (x.ndim - 2)))
+
+
+# 2. Coupling (eqs. 1-4) ------------------------------------------------------------------------------------------
+def coupling_transform(x, mask, h, kind: str = "affine"):
+    """Eq. 1 (additive: t = h) or eq. 2 (affine: (h_s, t) = h split on axis 1, s = tanh(h_s)) given the
+    conditioner's output h = NN(b * x); log_det by eq. 3. x: (B, C, ...), h: (B, 2C or C, ...) -> y, (B,)."""
+    keep, change = mask, 1 - mask
+    if kind == "additive":
+        return keep * x + change * (x + h), jnp.zeros(x.shape[0], x.dtype)
+    if kind != "affine":
+        raise ValueError(f"coupling kind must be 'affine' or 'additive', got {kind!r}")
+    h_s, t = jnp.split(h, 2, axis=1)
+    s = jnp.tanh(h_s) * change
+    return keep * x + change * (x * jnp.exp(s) + t), _per_example(s)
+
+
+def coupling_transform_inverse(y, mask, h, kind: str = "affine"):
+    """Eq. 4 given h = NN(b * y) = NN(b * x). -> x, -log_det (B,)."""
+    keep, change = mask, 1 - mask
+    if kind == "additive":
+        return keep * y + change * (y - h), jnp.zeros(y.shape[0], y.dtype)
+    if kind != "affine":
+        raise ValueError(f"coupling kind must be 'affine' or 'additive', got {kind!r}")
+    h_s, t = jnp.split(h, 2, axis=1)
+    s = jnp.tanh(h_s) * change
+    return keep * y + change * (y - t) * jnp.exp(-s), -_per_example(s)
+
+
+def conditioner(x, weight, bias):
+    """The spec's one-layer conditioner: a 3x3 convolution (zero padding 1, cross-correlation as in torch) for
+    images (B, C, H, W), weight (C_out, C, 3, 3) OIHW; x weight^T + bias for vectors (B, D). bias: (C_out,)."""
+    if x.ndim == 2:
+        return x @ weight.T + bias
+    out = jax.lax.conv_general_dilated(x, weight, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    return out + bias[None, :, None, None]
+
+
+def coupling_forward(x, mask, weight, bias, kind: str = "affine"):
+    """A coupling layer with the one-layer conditioner: h = conditioner(b * x). -> y, log_det (B,)."""
+    return coupling_transform(x, mask, conditioner(mask * x, weight, bias), kind)
+
+
+def coupling_inverse(y, mask, weight, bias, kind: str = "affine"):
+    return coupling_transform_inverse(y, mask, conditioner(mask * y, weight, bias), kind)
+
+
+def additive_coupling_forward(x, mask, weight, bias):
+    """NICE's coupling alone (eq. 5 of the paper): y = b x + (1 - b)(x + t(b x)), t the one-layer conditioner.
+    Volume-preserving, so there is no log-det to return. -> y."""
+    return coupling_forward(x, mask, weight, bias, "additive")[0]
+
+
+def additive_coupling_inverse(y, mask, weight, bias):
+    """x = b y + (1 - b)(y - t(b y)). -> x."""
+    return coupling_inverse(y, mask, weight, bias, "additive")[0]
+
+
+# 3. Actnorm and the invertible 1x1 convolution (eqs. 6-8) ---------------------------------------------------
+def actnorm_forward(x, log_scale, bias):
+    """y = x exp(log_scale) + bias per channel; log_det = H W sum log_scale (eq. 6). -> y, (B,)."""
+    y = x * jnp.exp(_per_channel(log_scale, x)) + _per_channel(bias, x)
+    return y, jnp.broadcast_to(_pixels(x) * jnp.sum(log_scale), (x.shape[0],))
+
+
+def actnorm_inverse(y, log_scale, bias):
+    x = (y - _per_channel(bias, y)) * jnp.exp(-_per_channel(log_scale, y))
+    return x, jnp.broadcast_to(-_pixels(y) * jnp.sum(log_scale), (y.shape[0],))
+
+
+def _mix_channels(x, weight):
+    return jnp.einsum("ij,bj...->bi...", weight, x)
+
+
+def invconv_forward(x, weight):
+    """y = W x at every pixel; log_det = H W log |det W| (eq. 7). weight: (C, C) -> y, (B,)."""
+    return _mix_channels(x, weight), jnp.broadcast_to(_pixels(x) * jnp.linalg.slogdet(weight)[1], (x.shape[0],))
+
+
+def invconv_inverse(y, weight):
+    return (_mix_channels(y, jnp.linalg.inv(weight)),
+            jnp.broadcast_to(-_pixels(y) * jnp.linalg.slogdet(weight)[1], (y.shape[0],)))
+
+
+def invconv_lu_weight(permutation, lower, upper, log_diag, sign):
+    """W = P (L + I)(U + diag(sign exp(log_diag))) and log |det W| = sum log_diag (eq. 8). -> W (C, C), ()."""
+    eye = jnp.eye(lower.shape[0], dtype=lower.dtype)
+    low = jnp.tril(lower, -1) + eye
+    up = jnp.triu(upper, 1) + jnp.diag(sign * jnp.exp(log_diag))
+    return permutation @ low @ up, jnp.sum(log_diag)
+
+
+# 4. Squeeze (eq. 5) --------------------------------------------------------------------------------------------
+def squeeze(x):
+    """(B, C, H, W) -> (B, 4C, H/2, W/2); channel c * 4 + 2 di + dj holds x[:, c, 2i + di, 2j + dj]."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // 2, 2, w // 2, 2).transpose(0, 1, 3, 5, 2, 4)
+    return x.reshape(b, c * 4, h // 2, w // 2)
+
+
+def unsqueeze(y):
+    b, c4, h, w = y.shape
+    return y.reshape(b, c4 // 4, 2, 2, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(b, c4 // 4, h * 2, w * 2)
+
+
+# 5. The logit transform and bits/dim (eqs. 10-15) -------------------------------------------------------------------
+def logit_transform(x, alpha: float = 0.05):
+    """y = logit(alpha + (1 - 2 alpha) x) (eq. 10), log_det = sum log(1 - 2 alpha) - log p - log(1 - p) (eq. 11)."""
+    p = alpha + (1 - 2 * alpha) * x
+    log_p, log_1mp = jnp.log(p), jnp.log1p(-p)
+    return log_p - log_1mp, _per_example(math.log(1 - 2 * alpha) - log_p - log_1mp)
+
+
+def logit_inverse(y, alpha: float = 0.05):
+    """x = (sigmoid(y) - alpha) / (1 - 2 alpha). -> x, the inverse's log-det (B,)."""
+    log_p, log_1mp = jax.nn.log_sigmoid(y), jax.nn.log_sigmoid(-y)
+    return (jax.nn.sigmoid(y) - alpha) / (1 - 2 * alpha), _per_example(log_p + log_1mp - math.log(1 - 2 * alpha))
+
+
+def standard_normal_log_prob(z):
+    """log N(z; 0, I) summed over every axis but the first. (B, ...) -> (B,)."""
+    return _per_example(-0.5 * (z**2 + LOG_2PI))
+
+
+def bits_per_dim_from_log_prob(log_prob, num_dims: int, levels: int = 256):
+    """Eq. 15: (-log p(y) + D log L) / (D ln 2) for the dequantised y = (k + u) / L on [0, 1]^D. (B,) -> (B,)."""
+    return bits_per_dim(nll_on_level_scale(-log_prob, num_dims, levels), num_dims)
+
+
+# 6. The image conditioner as a flax module (twin of practice_torch.coupling_flows.ConvNet, NHWC) ---------------------
+class ResBlock(nn.Module):
+    hidden: int
+
+    def setup(self):
+        self.conv = nn.Conv(self.hidden, (3, 3), padding=1)
+        self.mix = nn.Conv(self.hidden, (1, 1))
+
+    def __call__(self, h):
+        return h + self.mix(jax.nn.relu(self.conv(jax.nn.relu(h))))
+
+
+class ConvNet(nn.Module):
+    """NN(b * x) with the mask as an extra channel: 3x3 conv, ReLU, 1x1 conv, ``blocks`` residual blocks, ReLU, 3x3
+    conv. x: (B, H, W, C), mask broadcastable to x (NHWC) -> (B, H, W, out)."""
+
+    channels: int
+    out: int
+    hidden: int
+    blocks: int = 0
+
+    def setup(self):
+        self.first = nn.Conv(self.hidden, (3, 3), padding=1)
+        self.middle = nn.Conv(self.hidden, (1, 1))
+        self.blocks_ = [ResBlock(self.hidden, name=f"blocks_{i}") for i in range(self.blocks)]
+        self.last = nn.Conv(self.out, (3, 3), padding=1)
+
+    def __call__(self, x, mask):
+        mark = jnp.broadcast_to(mask[..., :1], (*x.shape[:-1], 1))
+        h = self.middle(jax.nn.relu(self.first(jnp.concatenate([x * mask, mark], axis=-1))))
+        for block in self.blocks_:
+            h = block(h)
+        return self.last(jax.nn.relu(h))
+
+
+# 7. The derivation ------------------------------------------------------------------------------------------------
+def _conv_net(params, x, mask):
+    """A two-layer conditioner (3x3 conv, tanh, 3x3 conv) of b * x, standing in for any network."""
+    (w1, b1), (w2, b2) = params
+    return conditioner(jnp.tanh(conditioner(mask * x, w1, b1)), w2, b2)
+
+
+def _net_params(rng, c_in, c_out, hidden=6):
+    return [(jnp.asarray(rng.standard_normal((hidden, c_in, 3, 3)) * 0.4), jnp.asarray(rng.standard_normal(hidden) * 0.1)),
+            (jnp.asarray(rng.standard_normal((c_out, hidden, 3, 3)) * 0.4), jnp.asarray(rng.standard_normal(c_out) * 0.3))]
+
+
+def _autodiff_log_det(fn, x):
+    """log |det d fn / dx| of a map of one example (any shape -> the same number of entries), by jax.jacfwd."""
+    jac = jax.jacfwd(lambda v: fn(v.reshape(x.shape)).reshape(-1))(x.reshape(-1))
+    return jnp.linalg.slogdet(jac)[1], jac
+
+
+@partial(jax.jit, static_argnames="kind")
+def _coupling_study(params, mask, x, kind):
+    """Per image of x (N, C, H, W), for the coupling with the two-layer conditioner: eq. 3's log-det, the autodiff
+    log-det and Jacobian, and inverse(forward(x))."""
+    def forward(v):
+        y, log_det = coupling_transform(v[None], mask, _conv_net(params, v[None], mask), kind)
+        return y[0], log_det[0]
+
+    def one(v):
+        y, closed = forward(v)
+        auto, jac = _autodiff_log_det(lambda w: forward(w)[0], v)
+        back = coupling_transform_inverse(y[None], mask, _conv_net(params, y[None], mask), kind)[0][0]
+        return closed, auto, jac, back
+
+    return jax.vmap(one)(x)
+
+
+def _coupling_claims(d: Derivation, rng) -> None:
+    s_fn, t_fn = sp.Function("s"), sp.Function("t")
+    x1, x2 = sp.symbols("x1 x2", real=True)
+    y = sp.Matrix([x1, x2 * sp.exp(s_fn(x1)) + t_fn(x1)])
+    d.symbolic("Eq. 2 in two dimensions: $y_1 = x_1$, $y_2 = x_2 e^{s(x_1)} + t(x_1)$ has $\\det J = e^{s(x_1)}$ "
+               "for arbitrary functions $s$, $t$ (SymPy)", y.jacobian([x1, x2]).det(), sp.exp(s_fn(x1)))
+    d.symbolic("...and for NICE ($s = 0$) $\\det J = 1$: additive coupling preserves volume",
+               sp.Matrix([x1, x2 + t_fn(x1)]).jacobian([x1, x2]).det(), 1)
+    images = {"checkerboard": (1, 4, 4), "channel": (4, 2, 2)}
+    for mask_name, shape in images.items():
+        x = jnp.asarray(rng.standard_normal((5, *shape)))
+        for parity in (0, 1):
+            mask = (checkerboard_mask if mask_name == "checkerboard" else channel_mask)(x, parity)
+            for kind in ("additive", "affine"):
+                params = _net_params(rng, shape[0], shape[0] * (2 if kind == "affine" else 1))
+                closed, auto, jacs, round_trip = _coupling_study(params, mask, x, kind)
+                keep = np.broadcast_to(np.asarray(mask[0]), shape).reshape(-1) > 0
+                order = np.concatenate([np.flatnonzero(keep), np.flatnonzero(~keep)])
+                j = np.asarray(jacs)[:, order][:, :, order]
+                n = keep.sum()
+                structure = np.concatenate([np.abs(j[:, :n] - np.eye(len(order))[:n]).ravel(),
+                                            np.abs(j[:, n:, n:] * (1 - np.eye(len(order) - n))).ravel()])
+                if parity == 0:
+                    d.numeric(f"{kind} coupling, {mask_name} mask on {shape}: eq. 3's log-det equals $\\log|\\det J|$ "
+                              f"of jax.jacfwd (5 images, two-layer conv conditioner)", closed, auto)
+                    d.inequality("...its Jacobian with the kept coordinates first is $[[I, 0], [*, \\mathrm{diag}]]$: "
+                                 "the kept rows are exactly those of $I$, the changed block exactly diagonal",
+                                 structure, 0.0)
+                d.numeric(f"...eq. 4 inverts it: inverse(forward(x)) = x ({kind}, {mask_name}, parity {parity})",
+                          round_trip, x)
+                if kind == "additive" and parity == 0:
+                    d.inequality("...and NICE's log-det is exactly 0", jnp.abs(closed), 0.0)
+    s = np.linspace(-3, 3, 7)
+
+    def log_det_of(h):  # b = (0, 1): only the second coordinate changes, with h_s = h
+        h_all = jnp.stack([0.0, h, 0.0, 0.0])[None]
+        return coupling_transform(jnp.ones((1, 2)), jnp.array([[1.0, 0.0]]), h_all, "affine")[1][0]
+
+    d.gradient("$\\partial \\log|\\det| / \\partial h_s = (1 - b)(1 - \\tanh^2 h_s)$ (jax.grad of eq. 3 vs closed form)",
+               jax.jit(jax.vmap(jax.grad(log_det_of)))(jnp.asarray(s)), 1 - np.tanh(s) ** 2)
+
+
+def _glow_claims(d: Derivation, rng) -> None:
+    x = jnp.asarray(rng.standard_normal((4, 3, 3, 3)))
+    log_scale, bias = jnp.asarray(rng.standard_normal(3) * 0.5), jnp.asarray(rng.standard_normal(3))
+    auto = jax.jit(jax.vmap(lambda v: _autodiff_log_det(lambda w: actnorm_forward(w[None], log_scale, bias)[0][0],
+                                                        v)[0]))(x)
+    d.numeric("Eq. 6: actnorm's log-det $H W \\sum_c \\log s_c$ equals the autodiff $\\log|\\det J|$ (3x3x3 images)",
+              actnorm_forward(x, log_scale, bias)[1], auto)
+    d.numeric("...and actnorm_inverse inverts it", actnorm_inverse(actnorm_forward(x, log_scale, bias)[0], log_scale,
+                                                                     bias)[0], x)
+    perm = jnp.asarray(np.eye(3)[rng.permutation(3)])
+    lower, upper = jnp.asarray(rng.standard_normal((3, 3))), jnp.asarray(rng.standard_normal((3, 3)))
+    log_diag, sign = jnp.asarray(rng.standard_normal(3) * 0.3), jnp.asarray([1.0, -1.0, 1.0])
+    weight, lu_log_det = invconv_lu_weight(perm, lower, upper, log_diag, sign)
+    auto = jax.jit(jax.vmap(lambda v: _autodiff_log_det(lambda w: invconv_forward(w[None], weight)[0][0], v)[0]))(x)
+    d.numeric("Eq. 7: the 1x1 convolution's log-det $H W \\log|\\det W|$ equals the autodiff $\\log|\\det J|$ "
+              "of the whole 27-dimensional map", invconv_forward(x, weight)[1], auto)
+    d.numeric("Eq. 8: with $W = P(L + I)(U + \\mathrm{diag}(\\pm e^{l}))$, $\\log|\\det W| = \\sum l$ "
+              "(NumPy's slogdet of the assembled W)", lu_log_det, np.linalg.slogdet(np.asarray(weight))[1])
+    d.numeric("...and invconv_inverse inverts it", invconv_inverse(invconv_forward(x, weight)[0], weight)[0], x)
+    x = jnp.asarray(rng.standard_normal((2, 2, 4, 6)))
+    jac = np.asarray(jax.jit(lambda v: _autodiff_log_det(lambda w: squeeze(w[None])[0], v)[1])(x[0]))
+    d.inequality("Eq. 5: squeeze's Jacobian is a permutation matrix (entries 0 or 1, one 1 per row and column), so "
+                 "its log-det is 0", np.concatenate([np.abs(jac * (1 - jac)).ravel(), np.abs(jac.sum(0) - 1),
+                                                      np.abs(jac.sum(1) - 1)]), 0.0)
+    expected = np.zeros((2, 8, 2, 3))
+    for c, i, j, di, dj in np.ndindex(2, 2, 3, 2, 2):
+        expected[:, c * 4 + 2 * di + dj, i, j] = np.asarray(x)[:, c, 2 * i + di, 2 * j + dj]
+    d.inequality("...it moves $x[c, 2i + d_i, 2j + d_j]$ to channel $4c + 2d_i + d_j$ at $(i, j)$ (loops in NumPy), "
+                 "and unsqueeze undoes it, exactly",
+                 np.abs(np.concatenate([np.ravel(squeeze(x) - expected), np.ravel(unsqueeze(squeeze(x)) - x)])), 0.0)
+
+
+def _tiny_multiscale(rng):
+    """A two-scale flow on 1x4x4 images: [actnorm, checkerboard affine x2] -> squeeze -> [actnorm, 1x1 conv, channel
+    affine] -> factor out 2 channels -> [checkerboard affine] on the other 2x2x2; every layer with its log-det."""
+    nets = [_net_params(rng, 1, 2), _net_params(rng, 1, 2), _net_params(rng, 4, 8), _net_params(rng, 2, 4)]
+    an1 = (jnp.asarray(rng.standard_normal(1) * 0.3), jnp.asarray(rng.standard_normal(1) * 0.3))
+    an2 = (jnp.asarray(rng.standard_normal(4) * 0.3), jnp.asarray(rng.standard_normal(4) * 0.3))
+    weight = jnp.asarray(np.linalg.qr(rng.standard_normal((4, 4)))[0] @ np.diag(np.exp(rng.standard_normal(4) * 0.3)))
+
+    def flow(x):
+        """x: (1, 1, 4, 4) -> (z of 16 entries, [log-det of each layer])."""
+        logs = []
+        x, ld = actnorm_forward(x, *an1)
+        logs.append(ld)
+        for i in (0, 1):
+            mask = checkerboard_mask(x, i)
+            x, ld = coupling_transform(x, mask, _conv_net(nets[i], x, mask))
+            logs.append(ld)
+        x = squeeze(x)
+        for fn in (lambda v: actnorm_forward(v, *an2), lambda v: invconv_forward(v, weight),
+                   lambda v: coupling_transform(v, channel_mask(v), _conv_net(nets[2], v, channel_mask(v)))):
+            x, ld = fn(x)
+            logs.append(ld)
+        z1, x = x[:, :2], x[:, 2:]
+        mask = checkerboard_mask(x)
+        x, ld = coupling_transform(x, mask, _conv_net(nets[3], x, mask))
+        logs.append(ld)
+        return jnp.concatenate([z1.reshape(1, -1), x.reshape(1, -1)], axis=1), logs
+
+    return flow
+
+
+def _multiscale_claims(d: Derivation, rng) -> None:
+    flow = _tiny_multiscale(rng)
+    xs = jnp.asarray(rng.standard_normal((4, 1, 1, 4, 4)))
+    summed, auto = jax.jit(lambda xs: (jax.vmap(lambda x: sum(flow(x)[1])[0])(xs), jax.vmap(
+        lambda x: _autodiff_log_det(lambda v: flow(v[None])[0][0], x[0])[0])(xs)))(xs)
+    d.numeric("Eq. 9: a two-scale flow on 1x4x4 (actnorm, 2 checkerboard couplings, squeeze, actnorm, 1x1 conv, "
+              "channel coupling, factor-out, checkerboard coupling): the sum of the layers' log-dets equals "
+              "$\\log|\\det|$ of jax.jacfwd of the whole map $x \\mapsto (z_1, z_2)$", summed, auto)
+
+
+def _density_claim(d: Derivation, rng) -> None:
+    """A 2-D RealNVP (4 affine couplings, alternating halves, tanh-MLP conditioners, a rotation between) integrates to 1."""
+    layers = [(jnp.asarray(rng.standard_normal((8, 2)) * 0.6), jnp.asarray(rng.standard_normal(8) * 0.3),
+               jnp.asarray(rng.standard_normal((4, 8)) * 0.3), jnp.asarray(rng.standard_normal(4) * 0.3))
+              for _ in range(4)]
+    rot = jnp.asarray(np.linalg.qr(rng.standard_normal((2, 2)))[0])
+
+    def log_prob(x):
+        total = jnp.zeros(x.shape[0])
+        for i, (w1, b1, w2, b2) in enumerate(layers):
+            mask = jnp.array([[1.0, 0.0]]) if i % 2 == 0 else jnp.array([[0.0, 1.0]])
+            h = jnp.tanh(conditioner(mask * x, w1, b1)) @ w2.T + b2
+            x, ld = coupling_transform(x, mask, h)
+            total = total + ld
+            x, ld = invconv_forward(x, rot)
+            total = total + ld
+        return standard_normal_log_prob(x) + total
+
+    axis = np.linspace(-14, 14, 1401)
+    grid = jnp.asarray(np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2))
+    dens = np.asarray(jnp.exp(jax.jit(log_prob)(grid))).reshape(len(axis), len(axis))
+    mass = integrate.simpson(integrate.simpson(dens, x=axis, axis=1), x=axis)
+    d.numeric("Eq. 12 is a density: a 2-D RealNVP (4 affine couplings with MLP conditioners, rotations between) "
+              "integrates to 1 (Simpson's rule on $[-14, 14]^2$)", mass, 1.0, rtol=1e-7)
+
+
+def _logit_claims(d: Derivation, rng) -> None:
+    a, v = sp.symbols("alpha x", positive=True)
+    p = a + (1 - 2 * a) * v
+    d.symbolic("Eq. 11: $\\frac{d}{dx}\\,\\mathrm{logit}(\\alpha + (1 - 2\\alpha) x) = (1 - 2\\alpha) / (p (1 - p))$ "
+               "(SymPy)", sp.diff(sp.log(p / (1 - p)), v), (1 - 2 * a) / (p * (1 - p)))
+    x = jnp.asarray(rng.uniform(size=(3, 1, 3, 3)))
+    auto = jax.jit(jax.vmap(lambda w: _autodiff_log_det(lambda v: logit_transform(v[None], 0.05)[0][0], w)[0]))(x)
+    d.numeric("`logit_transform`'s log-det (alpha = 0.05, RealNVP) equals the autodiff $\\log|\\det J|$",
+              logit_transform(x, 0.05)[1], auto)
+    y, ld = logit_transform(x, 0.05)
+    back, ld_back = logit_inverse(y, 0.05)
+    d.numeric("...logit_inverse inverts it, with the opposite log-det", jnp.stack([back.reshape(3, -1).sum(1), ld_back]),
+              jnp.stack([x.reshape(3, -1).sum(1), -ld]))
+    ends = logit_transform(jnp.array([[0.0, 1.0]]), 0.05)[0][0]
+    d.numeric("...and maps [0, 1] onto $[\\mathrm{logit}\\,0.05, \\mathrm{logit}\\,0.95] = [-2.944, 2.944]$: "
+              "the pixels 0 and 255 stay finite", ends, np.array([-math.log(19), math.log(19)]))
+
+
+def _dequantisation_claims(d: Derivation, rng) -> None:
+    levels = 8  # a density on the level scale [0, 8): a Beta(2.5, 1.7) stretched over it
+    a_, b_ = 2.5, 1.7
+
+    def log_p(v):
+        return (a_ - 1) * np.log(v / levels) + (b_ - 1) * np.log1p(-v / levels) - special.betaln(a_, b_) - np.log(levels)
+
+    k = np.arange(levels)
+    big_p = special.betainc(a_, b_, (k + 1) / levels) - special.betainc(a_, b_, k / levels)
+    d.numeric("The discrete model $P(k) = \\int_0^1 p(k + u)\\,du$ of a density on $[0, 8)$ sums to 1 over the 8 levels "
+              "(Beta CDF differences)", big_p.sum(), 1.0)
+    quad = np.array([integrate.quad(lambda u, k=k: log_p(k + u), 0, 1, epsabs=1e-13, epsrel=1e-12)[0] for k in k])
+    d.inequality("Eq. 14: $\\mathbb E_u \\log p(k + u) \\le \\log P(k)$ at every level $k$ (quadrature vs Beta CDF)",
+                 quad, np.log(big_p))
+    kl = np.array([integrate.quad(lambda u, k=k: -(log_p(k + u) - np.log(big_p[k])), 0, 1,
+                                  epsabs=1e-13, epsrel=1e-12)[0] for k in k])
+    d.numeric("...the gap $\\log P(k) - \\mathbb E_u \\log p(k + u)$ is $KL(U[0, 1) \\,\\|\\, p(k + \\cdot)/P(k))$",
+              np.log(big_p) - quad, kl, rtol=1e-9, atol=1e-11)
+    u = rng.uniform(size=(20_000, levels))
+    d.monte_carlo("...and the training estimate: the mean of $\\log p(k + u)$ over 20 000 draws $u \\sim U[0, 1)$ "
+                  "is unbiased for $\\mathbb E_u \\log p(k + u)$", log_p(k + u), quad)
+    flat = np.log(big_p[np.floor(k + u[:5]).astype(int)])
+    d.numeric("For a density constant on each bin ($p = P(k)$ on $[k, k+1)$) the bound is an equality", flat.mean(0),
+              np.log(big_p))
+    # the logit model on 256 levels, one dimension: z = (logit(alpha + (1 - 2 alpha) y) - m) / s, y = (k + u) / 256
+    alpha, m, s, d256 = 0.05, -1.0, 1.3, 256
+    levels_k = np.arange(d256)
+
+    def z_of(y):
+        return (np.log((alpha + (1 - 2 * alpha) * y) / (1 - alpha - (1 - 2 * alpha) * y)) - m) / s
+
+    def log_p_unit(y):
+        """log density on [0, 1] in NumPy: log N(z(y)) + log |dz/dy|, dz/dy = (1 - 2 alpha) / (p (1 - p) s)."""
+        p = alpha + (1 - 2 * alpha) * y
+        return -0.5 * (z_of(y) ** 2 + LOG_2PI) + np.log((1 - 2 * alpha) / (p * (1 - p) * s))
+
+    big_p = np.asarray(ndtr(z_of((levels_k + 1) / d256)) - ndtr(z_of(levels_k / d256)))
+    bins = np.array([integrate.quad(lambda y: np.exp(log_p_unit(y)), k / d256, (k + 1) / d256,
+                                    epsabs=1e-14, epsrel=1e-11)[0] for k in levels_k])
+    d.numeric("Eq. 12 through the logit: integrating the flow's density on [0, 1] over each bin $[k, k+1)/256$ gives "
+              "$\\Phi(z(k+1)) - \\Phi(z(k))$ (all 256 levels, quadrature)", bins, big_p, rtol=1e-9)
+    d.inequality("The logit's alpha = 0.05 leaves mass outside [0, 1]: $\\sum_k P(k) = \\Phi(z(1)) - \\Phi(z(0)) < 1$, so "
+                 f"the model is sub-normalised ({big_p.sum():.4f}) and its bits/dim stay an upper bound",
+                 big_p.sum(), 1.0)
+    u = rng.uniform(size=(5, d256))
+    y = dequantize(jnp.asarray(levels_k, dtype=jnp.float64), jnp.asarray(u), d256)
+    t, log_det = logit_transform(y.reshape(-1, 1), alpha)
+    log_p_jax = standard_normal_log_prob((t - m) / s) + log_det - math.log(s)
+    d.numeric("Eq. 15: `bits_per_dim_from_log_prob` of the flow's $\\log p_{[0,1]}(y)$ (logit log-det + base, in JAX) "
+              "equals $-\\log_2$ of the density on the level scale $[0, 256)$, whose Jacobian is 1/256 per dimension "
+              "(NumPy)", bits_per_dim_from_log_prob(log_p_jax, 1, d256),
+              -(log_p_unit(np.asarray(y).reshape(-1)) - math.log(d256)) / math.log(2))
+    expected_bits = np.array([integrate.quad(lambda v: -(log_p_unit(v) - math.log(d256)) / math.log(2), k / d256,
+                                             (k + 1) / d256, epsabs=1e-13, epsrel=1e-11)[0] * d256 for k in levels_k])
+    d.inequality("...and its average over the dequantisation noise (quadrature) bounds $-\\log_2 P(k)$ from above at "
+                 f"every level: the training loss is an upper bound (mean gap {np.mean(expected_bits + np.log2(big_p)):.2e} "
+                 "bits)", -np.log2(big_p), expected_bits)
+    uniform_bits = bits_per_dim_from_log_prob(jnp.zeros(3), 784)
+    d.numeric("The uniform density on $[0, 1]^{784}$ costs exactly 8 bits/dim on 256 levels", uniform_bits,
+              np.full(3, 8.0))
+
+
+def derive(echo=None) -> Derivation:
+    jax.config.update("jax_enable_x64", True)
+    d = Derivation("coupling_flows", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    d.say("Coupling layers (eqs. 1-4): the kept coordinates $b x$ pass unchanged and parameterise an elementwise "
+          "map of the others, so the Jacobian is triangular whatever the conditioner network is.")
+    _coupling_claims(d, rng)
+    d.say("Glow's layers (eqs. 5-8): actnorm, the invertible 1x1 convolution with its LU form, and squeeze.")
+    _glow_claims(d, rng)
+    d.say("Composition (eq. 9) and the density (eq. 12).")
+    _multiscale_claims(d, rng)
+    _density_claim(d, rng)
+    d.say("Images: the logit transform (eqs. 10-11), uniform dequantisation and its bound (eqs. 13-14), bits/dim "
+          "(eq. 15).")
+    _logit_claims(d, rng)
+    _dequantisation_claims(d, rng)
+    return d
