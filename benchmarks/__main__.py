@@ -12,7 +12,8 @@ order is checked, and the command exits with 1 if it does not hold.
 The diffusion benchmarks run only when named, since they train or sample for tens of minutes on a CPU:
 ``ddim_steps`` (sampler steps vs wall time and FID of a ddpm run), ``guidance_sweep`` (guidance scale vs FID
 and class accuracy of a conditional ddpm run) and ``latent_vs_pixel`` (latent vs pixel diffusion at equal
-training CPU time).
+training CPU time). ``galaxy_conditioning`` (also only when named) measures the physical parameters of galaxies a
+flow_matching run generates against the requested ones, beside the same measurement on real test galaxies.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import torch
 
 from benchmarks.coupling_flows import flow_bpd
 from benchmarks.ddim import ddim_steps
+from benchmarks.flow_matching import fm_vs_cnf, ode_nfe
+from benchmarks.galaxies import galaxy_conditioning
 from benchmarks.guidance import guidance_sweep
 from benchmarks.language_model import kv_cache, lm_curves
 from benchmarks.latent_diffusion import latent_vs_pixel
@@ -182,6 +185,7 @@ def metric_order_problems(rows: list[dict]) -> list[str]:
 
 BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps, "guidance_sweep": guidance_sweep,
               "latent_vs_pixel": latent_vs_pixel, "unet_step": unet_step, "flow_bpd": flow_bpd,
+              "fm_vs_cnf": fm_vs_cnf, "ode_nfe": ode_nfe, "galaxy_conditioning": galaxy_conditioning,
               "transformer_step": transformer_step,
               "lm_curves": lm_curves, "kv_cache": kv_cache}
 CHECKS = {"metrics": metric_order_problems}
@@ -228,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ld-samples", type=int, default=1000, help="latent_vs_pixel: samples per arm for FID/KID")
     parser.add_argument("--ld-sample-steps", type=int, default=20, help="latent_vs_pixel: DDIM steps of both arms")
     parser.add_argument("--ld-arms", default="latent,pixel", help="latent_vs_pixel: which arms to run")
+    parser.add_argument("--galaxy-samples", type=int, default=500, help="galaxy_conditioning: test conditions sampled")
+    parser.add_argument("--fm-seconds", type=float, default=300, help="fm_vs_cnf: wall seconds of training per model")
+    parser.add_argument("--fm-chunk", type=int, default=100, help="fm_vs_cnf: steps between W2 measurements")
+    parser.add_argument("--w2-target", type=float, default=0.0, help="fm_vs_cnf: W2 to reach (0: 1.5x the floor)")
+    parser.add_argument("--nfe-steps", default="1,2,4,8,16,32", help="ode_nfe: comma-separated fixed-step counts")
+    parser.add_argument("--fm-samples", type=int, default=1000, help="ode_nfe: samples per row (W2 or FID/KID)")
     parser.add_argument("--flow-steps", type=int, default=0, help="flow_bpd: training steps (default: the quick preset's)")
     parser.add_argument("--flow-every", type=int, default=100, help="flow_bpd: steps between test evaluations")
     parser.add_argument("--flow-test", type=int, default=1000, help="flow_bpd: test images per evaluation")

@@ -37,6 +37,7 @@ MODELS = {
     "cnf": ("practice_torch.cnf", "FFJORD: continuous normalizing flow, Hutchinson trace, dopri5/adjoint (2-D, 1-D)"),
     "language_model": ("practice_torch.language_model", "character Transformer or LSTM, every decoding rule, BPE (text)"),
     "coupling_flows": ("practice_torch.coupling_flows", "RealNVP/Glow: multi-scale coupling flow, dequantised bits/dim"),
+    "flow_matching": ("practice_torch.flow_matching", "CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies)"),
 }
 
 

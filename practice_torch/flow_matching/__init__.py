@@ -1,0 +1,39 @@
+"""Flow matching in PyTorch: the twin of ``theory_jax/flow_matching.py``.
+
+* ``functions``: the conditional OT path and its target velocity, the CFM loss, the exact minibatch OT assignment;
+  same names and arguments as the JAX twin.
+* ``sampling``: the ODE sampler (torchdiffeq: euler / midpoint / rk4 / dopri5), counting function evaluations.
+* ``training``: the model interface of ``practice_torch.models`` (``python -m practice_torch train flow_matching``):
+  an MLP field on 2-D data, a class-conditional U-Net on images, a U-Net conditioned on galaxy parameters.
+* ``figures``: 2-D samples, trajectories, the field and the density. ``galaxies``: measurements and the sweep figure.
+"""
+
+from practice_torch.flow_matching.functions import (
+    cfm_loss,
+    conditional_path,
+    ot_assignment,
+    ot_coupling,
+    path_sample_and_target,
+    squared_cost,
+    target_velocity,
+    transport_cost,
+)
+from practice_torch.flow_matching.sampling import METHODS, Trajectory, integrate
+from practice_torch.flow_matching.training import (
+    Config,
+    FlowModel,
+    build,
+    default_config,
+    draw_noise,
+    evaluate,
+    generate,
+    loss,
+    negative_log_likelihood,
+    sample,
+)
+
+__all__ = [
+    "METHODS", "Config", "FlowModel", "Trajectory", "build", "cfm_loss", "conditional_path", "default_config",
+    "draw_noise", "evaluate", "generate", "integrate", "loss", "negative_log_likelihood", "ot_assignment",
+    "ot_coupling", "path_sample_and_target", "sample", "squared_cost", "target_velocity", "transport_cost",
+]

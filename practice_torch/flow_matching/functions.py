@@ -1,0 +1,78 @@
+"""Flow matching's pure functions in PyTorch: the twins of ``theory_jax/flow_matching.py`` (same names, arguments).
+
+Time convention of the flows issue: t = 0 is the noise N(0, I), t = 1 the data; a field v(t, x) pushes noise to data.
+
+* the conditional (optimal-transport) path of Lipman et al. 2023, eq. 20-23:
+  x_t = (1 - (1 - sigma_min) t) x0 + t x1 and its velocity u_t(x_t | x1) = x1 - (1 - sigma_min) x0; sigma_min = 0
+  is the straight line x_t = (1 - t) x0 + t x1 of rectified flow (Liu et al. 2023) with u = x1 - x0;
+* the conditional flow-matching loss L_CFM = E ||v_theta(t, x_t) - u_t||^2 (Lipman et al. eq. 9, per dimension);
+* minibatch optimal-transport coupling (Tong et al. 2024; Pooladian et al. 2023): the exact assignment of a batch of
+  noise to a batch of data minimising the summed squared distance (SciPy's ``linear_sum_assignment``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["cfm_loss", "conditional_path", "ot_assignment", "ot_coupling", "path_sample_and_target",
+           "squared_cost", "target_velocity", "transport_cost"]
+
+
+def _per_example(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """t: (B,) (or 0-d) -> broadcastable against x (B, ...)."""
+    return t.reshape(-1, *([1] * (x.ndim - 1))) if t.ndim else t
+
+
+def conditional_path(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sigma_min: float = 0.0) -> torch.Tensor:
+    """psi_t(x0 | x1) = (1 - (1 - sigma_min) t) x0 + t x1 (Lipman et al. eq. 22 with mu_t = t x1,
+    sigma_t = 1 - (1 - sigma_min) t). x0, x1: (B, ...), t: (B,) in [0, 1] -> (B, ...)."""
+    t = _per_example(t, x0)
+    return (1 - (1 - sigma_min) * t) * x0 + t * x1
+
+
+def target_velocity(x0: torch.Tensor, x1: torch.Tensor, sigma_min: float = 0.0) -> torch.Tensor:
+    """u_t(psi_t(x0) | x1) = d psi_t / dt = x1 - (1 - sigma_min) x0 (Lipman et al. eq. 23): constant in t.
+    x0, x1: (B, ...) -> (B, ...)."""
+    return x1 - (1 - sigma_min) * x0
+
+
+def path_sample_and_target(x1: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, sigma_min: float = 0.0):
+    """One CFM training pair with injected noise x0 ~ N(0, I) and times t ~ U[0, 1]: (x_t, u_t), both (B, ...)."""
+    return conditional_path(x0, x1, t, sigma_min), target_velocity(x0, x1, sigma_min)
+
+
+def cfm_loss(v: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """L_CFM = mean over examples and dimensions of (v_theta(t, x_t) - u_t)^2 (Lipman et al. eq. 9 divided by D).
+    v, u: (B, ...) -> scalar."""
+    return (v - u).pow(2).mean()
+
+
+def squared_cost(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """C_ij = ||x0_i - x1_j||^2 over the flattened examples. x0: (B, ...), x1: (B', ...) -> (B, B')."""
+    a, b = x0.flatten(1), x1.flatten(1)
+    return (a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None, :] - 2 * a @ b.T).clamp_min(0)
+
+
+def ot_assignment(cost: torch.Tensor) -> torch.Tensor:
+    """The exact optimal assignment of a square cost matrix: sigma (B,) long with sum_i C[i, sigma_i] minimal
+    (Hungarian / Jonker-Volgenant via ``scipy.optimize.linear_sum_assignment``). cost: (B, B) -> (B,)."""
+    if cost.ndim != 2 or cost.shape[0] != cost.shape[1]:
+        raise ValueError(f"the OT assignment needs a square (B, B) cost matrix, got {tuple(cost.shape)}")
+    rows, cols = linear_sum_assignment(cost.detach().double().cpu().numpy())
+    sigma = np.empty_like(cols)
+    sigma[rows] = cols
+    return torch.from_numpy(sigma).long().to(cost.device)
+
+
+def transport_cost(cost: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """The mean cost of the coupling i -> sigma_i: (1/B) sum_i C[i, sigma_i]. cost: (B, B), sigma: (B,) -> scalar."""
+    return cost.gather(1, sigma[:, None]).mean()
+
+
+def ot_coupling(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """Minibatch OT (Tong et al. 2024, OT-CFM): the noise x0 (B, ...) reordered so that x0_out[j] is the noise the
+    exact assignment pairs with the data x1[j] under the squared Euclidean cost. -> (B, ...)."""
+    sigma = ot_assignment(squared_cost(x1, x0))  # row j (a data point) -> its noise column sigma_j
+    return x0[sigma]

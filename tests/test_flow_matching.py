@@ -1,0 +1,261 @@
+"""Flow matching in PyTorch: the conditional path and its target, the CFM loss, minibatch OT, the ODE sampler on fields
+with known flows, the training interface (2-D MLP, class-conditional U-Net, galaxies U-Net), the CLI on tiny runs, bad
+input; and wrong twins (a path with t and 1 - t swapped, a target without its (1 - sigma_min), the identity instead of
+the optimal assignment) caught by the spec runner."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+
+import pytest
+import torch
+
+from practice_torch import flow_matching as fm
+from practice_torch import models
+from practice_torch.cli import main
+from practice_torch.data import get_info
+from shared_specs import catalogue
+from shared_specs.runner import Perturbation, caught, run_case
+
+CASES = {case.id: case for case in catalogue.spec_cases("flow_matching")}
+MOONS = get_info("moons")
+TINY = ["--device", "cpu", "--set", "model.hidden=16", "--set", "model.depth=1", "--set", "model.ode_steps=4",
+        "--set", "model.eval_examples=100", "--set", "model.nll_examples=20", "--set", "model.density_grid=8",
+        "--set", "train.batch_size=32",
+        "--set", "train.warmup_steps=2", "--set", "train.log_every=5", "--set", "train.samples=100"]
+TINY_UNET = ["--device", "cpu", "--set", "model.channels=8", "--set", "model.channel_mults=1,2",
+             "--set", "model.attention_levels=1", "--set", "model.ode_steps=2", "--set", "model.method=euler",
+             "--set", "train.batch_size=8", "--set", "train.warmup_steps=1"]
+
+
+# The functions --------------------------------------------------------------------------------------------------
+def test_the_path_runs_from_noise_to_data_at_the_target_velocity():
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 3, generator=g, dtype=torch.float64)
+    for sigma_min in (0.0, 0.1):
+        ones, zeros = torch.ones(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)
+        torch.testing.assert_close(fm.conditional_path(x0, x1, zeros, sigma_min), x0)
+        torch.testing.assert_close(fm.conditional_path(x0, x1, ones, sigma_min), x1 + sigma_min * x0)
+        t, h = torch.rand(6, generator=g, dtype=torch.float64) * 0.8 + 0.1, 1e-6
+        slope = (fm.conditional_path(x0, x1, t + h, sigma_min) - fm.conditional_path(x0, x1, t - h, sigma_min)) / (2 * h)
+        x_t, u = fm.path_sample_and_target(x1, x0, t, sigma_min)
+        torch.testing.assert_close(u, slope, rtol=1e-7, atol=1e-7)
+        assert fm.cfm_loss(u, u) == 0 and torch.equal(x_t, fm.conditional_path(x0, x1, t, sigma_min))
+
+
+def test_the_ot_assignment_is_the_brute_force_optimum_and_lowers_the_transport_cost():
+    g = torch.Generator().manual_seed(1)
+    lowered = 0
+    for _ in range(20):
+        x0, x1 = torch.randn(6, 2, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g) .double() + 2
+        cost = fm.squared_cost(x1, x0)
+        best = min(sum(cost[i, p[i]].item() for i in range(6)) for p in itertools.permutations(range(6)))
+        sigma = fm.ot_assignment(cost)
+        assert sorted(sigma.tolist()) == list(range(6))
+        assert math.isclose(fm.transport_cost(cost, sigma).item() * 6, best, rel_tol=1e-12)
+        paired = fm.ot_coupling(x0, x1)  # row j of paired goes with x1[j]
+        assert math.isclose(((paired - x1) ** 2).sum().item(), best, rel_tol=1e-12)
+        lowered += best < ((x0 - x1) ** 2).sum().item()
+    assert lowered >= 18
+    with pytest.raises(ValueError, match="square"):
+        fm.ot_assignment(torch.zeros(3, 4))
+
+
+def test_the_ode_sampler_counts_evaluations_and_converges_at_its_order():
+    x0 = torch.ones(4, 2, dtype=torch.float64)
+    exact = math.exp(-1.0)
+    errors = {}
+    for method, stages in fm.sampling.FIXED.items():
+        for steps in (10, 20):
+            tr = fm.integrate(lambda t, x: -x, x0, method, steps, frames=3)
+            assert tr.nfe == stages * steps and tr.x.shape == (3, 4, 2) and tr.times.tolist() == [0.0, 0.5, 1.0]
+            errors[method, steps] = abs(tr.x[-1, 0, 0].item() - exact)
+    assert math.isclose(fm.integrate(lambda t, x: -x, x0, "euler", 10).x[-1, 0, 0].item(), 0.9**10, rel_tol=1e-12)
+    for method, order in (("euler", 1), ("midpoint", 2), ("rk4", 4)):
+        assert 0.8 * order < math.log2(errors[method, 10] / errors[method, 20]) < 1.2 * order + 0.3
+    adaptive = fm.integrate(lambda t, x: -x, x0, "dopri5", atol=1e-9, rtol=1e-9)
+    assert abs(adaptive.x[-1, 0, 0].item() - exact) < 1e-8 and adaptive.nfe > 6
+    with pytest.raises(ValueError, match="method must be one of"):
+        fm.integrate(lambda t, x: x, x0, "rk45")
+
+
+def test_the_exact_marginal_field_of_gaussian_data_transports_noise_to_the_data():
+    """v_t(x) = m + K Sigma_t^-1 (x - t m), K = t S - (1 - t) I, Sigma_t = (1 - t)^2 I + t^2 S (theory_jax section 2)."""
+    m, low = torch.tensor([1.5, -0.5], dtype=torch.float64), torch.tensor([[0.8, 0.0], [0.5, 0.4]], dtype=torch.float64)
+    s, eye = low @ low.T, torch.eye(2, dtype=torch.float64)
+
+    def field(t, x):
+        sigma_t, k = (1 - t) ** 2 * eye + t**2 * s, t * s - (1 - t) * eye
+        return m + (x - t * m) @ torch.linalg.solve(sigma_t, k)
+
+    x0 = torch.randn(10_000, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    x1 = fm.integrate(field, x0, "rk4", 20).x[-1]  # standard errors: about 0.01 (mean), 0.01 (covariance)
+    torch.testing.assert_close(x1.mean(0), m, atol=0.04, rtol=0)
+    torch.testing.assert_close(torch.cov(x1.T), s, atol=0.04, rtol=0)
+
+
+# The model -------------------------------------------------------------------------------------------------------
+def test_the_loss_is_cfm_on_the_drawn_noise_with_label_dropout_and_ot_within_classes():
+    net = fm.build(fm.Config(hidden=16, depth=1, conditional=True, label_dropout=0.5), MOONS)
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(8, 2, generator=g), torch.randint(0, 2, (8,), generator=g)
+    noise = fm.draw_noise(net, 8, g)
+    assert set(noise) == {"t", "x0", "drop"} and noise["t"].min() >= 0 and noise["t"].max() <= 1
+    x_t = (1 - noise["t"][:, None]) * noise["x0"] + noise["t"][:, None] * x
+    labels = torch.where(noise["drop"], torch.full_like(y, 2), y)
+    expected = ((net(x_t, noise["t"], labels) - (x - noise["x0"])) ** 2).mean()
+    torch.testing.assert_close(fm.loss(net, (x, y), noise)[0], expected)
+    net.coupling = "ot"
+    paired = fm.training.couple(noise["x0"], x, y)
+    for label in (0, 1):  # a permutation of each class's own noise, with a cost no higher than the original pairing
+        rows = y == label
+        assert sorted(paired[rows].sum(1).tolist()) == pytest.approx(sorted(noise["x0"][rows].sum(1).tolist()))
+        assert ((paired[rows] - x[rows]) ** 2).sum() <= ((noise["x0"][rows] - x[rows]) ** 2).sum() + 1e-6
+    assert torch.isfinite(fm.loss(net, (x, y), noise)[0])
+
+
+def test_classifier_free_guidance_combines_the_conditional_and_null_fields():
+    net = fm.build(fm.Config(hidden=16, depth=1, conditional=True), MOONS)
+    torch.nn.init.normal_(net.net.out.weight)
+    x, t, y = torch.randn(5, 2), torch.tensor(0.3), torch.tensor([0, 1, 0, 1, 1])
+    guided = net.field(y, 2.0)(t, x)
+    torch.testing.assert_close(guided, 3 * net(x, t, y) - 2 * net(x, t, torch.full_like(y, 2)))
+    torch.testing.assert_close(net.field(y, 0.0)(t, x), net(x, t, y))
+
+
+def test_registry_presets_and_build_errors():
+    assert models.get_model("flow_matching") is fm and all(hasattr(fm, name) for name in models.INTERFACE)
+    quick, images = fm.default_config("quick"), fm.default_config("quick", "fashion_mnist")
+    galaxies = fm.default_config("quick", "galaxies")
+    assert quick.data.name == "moons" and quick.model.architecture == "mlp" and images.model.conditional
+    assert galaxies.model.cond_dim == 5 and galaxies.model.architecture == "unet"
+    assert fm.default_config("full", "fashion_mnist").model.channels > images.model.channels
+    with pytest.raises(ValueError, match="unknown preset"):
+        fm.default_config("huge")
+    with pytest.raises(ValueError, match="U-Net field models"):
+        fm.build(fm.Config(architecture="unet"), MOONS)
+    with pytest.raises(ValueError, match="needs labels"):
+        fm.build(fm.Config(conditional=True), get_info("galaxies"))
+    with pytest.raises(ValueError, match="breaks conditioning"):
+        fm.build(fm.Config(architecture="unet", cond_dim=5, coupling="ot"), get_info("galaxies"))
+    with pytest.raises(ValueError, match="steps >= 1"):
+        fm.build(fm.Config(ode_steps=0), MOONS)
+
+
+def test_cli_trains_samples_and_evaluates_a_tiny_2d_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "flow_matching", "--steps", "20", "--out", str(run), "--set", "model.coupling=ot", *TINY]) == 0
+    assert all((run / f"samples/{name}.png").is_file() for name in ("samples", "trajectories", "field", "density"))
+    assert main(["sample", str(run), "--n", "50", "--out", str(tmp_path / "s.png"), "--set", "model.method=rk4"]) == 0
+    assert (tmp_path / "s.png").is_file()
+    assert main(["eval", str(run), "--set", "model.method=euler"]) == 0
+    metrics = json.loads((run / "eval_test.json").read_text())
+    assert metrics["examples"] == 100 and metrics["w2_samples"] == 50 and metrics["nfe_per_solve"] == 4
+    assert all(math.isfinite(metrics[k]) for k in ("cfm_loss", "w2", "w2_held_out_halves", "nll", "nll_stderr"))
+    capsys.readouterr()
+
+
+def test_the_benchmarks_are_registered_run_only_when_named_and_ode_nfe_reads_a_run(tmp_path, capsys):
+    from argparse import Namespace
+
+    from benchmarks.__main__ import BENCHMARKS, DEFAULT
+    from benchmarks.flow_matching import ode_nfe
+
+    assert {"fm_vs_cnf", "ode_nfe"} <= set(BENCHMARKS) and not {"fm_vs_cnf", "ode_nfe"} & set(DEFAULT)
+    run = tmp_path / "run"
+    assert main(["train", "flow_matching", "--steps", "5", "--out", str(run), *TINY, "--set", "model.density_grid=0",
+                 "--set", "train.samples=10"]) == 0
+    rows = ode_nfe(Namespace(run=str(run), nfe_steps="1,2", fm_samples=100))
+    assert [(r["method"], r["nfe"]) for r in rows[:6]] == [("euler", 1), ("euler", 2), ("midpoint", 2),
+                                                           ("midpoint", 4), ("rk4", 4), ("rk4", 8)]
+    assert len(rows) == 9 and all(math.isfinite(r["w2"]) and r["w2"] > 0 for r in rows)
+    capsys.readouterr()
+
+
+def test_cli_trains_the_class_conditional_unet_on_images(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "flow_matching", "--dataset", "digits", "--steps", "3", "--out", str(run), *TINY_UNET,
+                 "--set", "model.channel_mults=1", "--set", "model.attention_levels=", "--set", "train.samples=20",
+                 "--set", "model.guidance_scale=1.5"]) == 0
+    assert (run / "samples/samples.png").is_file() and (run / "samples/trajectories.png").is_file()
+
+
+def test_the_galaxy_model_is_conditioned_on_the_parameters_and_draws_the_sweep(tmp_path):
+    pytest.importorskip("galsim")
+    try:
+        get_info("galaxies").load("val", None, limit=8)
+    except Exception as exc:  # not rendered on this machine
+        pytest.skip(str(exc))
+    net = fm.build(fm.Config(architecture="unet", cond_dim=5, channels=8, channel_mults=(1, 2), attention_levels=()),
+                   get_info("galaxies"))
+    for p in net.parameters():  # zero-initialised output convs would hide the condition at initialisation
+        torch.nn.init.normal_(p, std=0.1)
+    x, t = torch.zeros(2, 1, 32, 32), torch.tensor(0.5)
+    y = torch.tensor([[-1.0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0]])
+    assert not torch.allclose(*net(x, t, y))  # the condition reaches the field
+    run = tmp_path / "run"
+    assert main(["train", "flow_matching", "--dataset", "galaxies", "--steps", "2", "--out", str(run), *TINY_UNET,
+                 "--set", "data.limit=16", "--set", "train.samples=4"]) == 0
+    assert (run / "samples/samples.png").is_file()
+    assert (run / "samples/parameter_sweep.png").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "names"], "real vectors or images; names is text"),
+    (["--set", "model.architecture=unet"], "U-Net field models"),
+    (["--set", "model.guidance_scale=2"], "needs a class-conditional model"),
+    (["--set", "model.method=rk45"], "expected one of euler, midpoint, rk4, dopri5"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    code = main(["train", "flow_matching", "--steps", "2", "--out", str(tmp_path / "run"), *argv])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+# Negative controls ------------------------------------------------------------------------------------------------
+def test_a_path_with_t_and_one_minus_t_swapped_is_caught_by_the_spec(both):
+    assert run_case(CASES["flow_matching/conditional_path"]).passed
+    swapped = Perturbation("x_t = t x0 + (1 - t) x1", fn=lambda fn: lambda x0, x1, t, sigma_min=0.0: fn(x1, x0, t))
+    for case in ("flow_matching/conditional_path", "flow_matching/path_sample_and_target"):
+        message = caught(CASES[case], swapped if "conditional" in case else
+                         Perturbation("swapped", fn=lambda fn: lambda x1, x0, t, sigma_min=0.0: fn(x0, x1, t)))
+        assert "output" in message and "reference" in message
+
+
+def test_a_target_without_its_one_minus_sigma_min_is_caught_by_the_spec(both):
+    message = caught(CASES["flow_matching/target_velocity"],
+                     Perturbation("u = x1 - x0", fn=lambda fn: lambda x0, x1, sigma_min=0.0: fn(x0, x1, 0.0)))
+    assert "output" in message and "reference" in message
+
+
+def test_the_identity_instead_of_the_optimal_assignment_is_caught_by_the_spec(both):
+    import jax.numpy as jnp
+
+    message = caught(CASES["flow_matching/ot_assignment"],
+                     Perturbation("independent coupling", fn=lambda fn: lambda cost: jnp.arange(cost.shape[0])))
+    assert "output" in message
+    assert "output" in caught(CASES["flow_matching/ot_coupling"],
+                              Perturbation("x0 unpaired", fn=lambda fn: lambda x0, x1: x0))
+
+
+# The quick presets (slow) ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_quick_preset_on_moons_samples_close_to_the_data(tmp_path):
+    start = time.perf_counter()
+    assert main(["train", "flow_matching", "--out", str(tmp_path / "run")]) == 0
+    assert time.perf_counter() - start < 240
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
+    assert metrics["w2"] < 3 * metrics["w2_held_out_halves"] and metrics["nll"] < 1.6, metrics
+
+
+@pytest.mark.slow
+def test_the_quick_preset_trains_on_fashion_mnist_within_fifteen_minutes(tmp_path):
+    start = time.perf_counter()
+    assert main(["train", "flow_matching", "--dataset", "fashion_mnist", "--out", str(tmp_path / "run")]) == 0
+    assert time.perf_counter() - start < 900
+    assert (tmp_path / "run/samples/samples.png").is_file()
