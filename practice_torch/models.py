@@ -38,6 +38,7 @@ MODELS = {
     "language_model": ("practice_torch.language_model", "character Transformer or LSTM, every decoding rule, BPE (text)"),
     "coupling_flows": ("practice_torch.coupling_flows", "RealNVP/Glow: multi-scale coupling flow, dequantised bits/dim"),
     "flow_matching": ("practice_torch.flow_matching", "CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies)"),
+    "pixelcnn": ("practice_torch.pixelcnn", "gated PixelCNN: masked convs, exact NLL in bits/dim (binarised, 8-bit images)"),
 }
 
 

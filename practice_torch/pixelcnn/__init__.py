@@ -1,0 +1,36 @@
+"""PixelCNN in PyTorch: the twin of ``theory_jax/pixelcnn.py``.
+
+* ``functions``: causal masks (type A and B), the gated stacks' masks, the masked convolution, the gated activation,
+  the chain-rule likelihood (categorical and Bernoulli), bits/dim, one inverse-CDF sampling step;
+* ``network``: ``MaskedConv2d``, the plain ``PlainPixelCNN`` and the ``GatedPixelCNN`` (vertical/horizontal stacks,
+  optional class conditioning);
+* ``training``: the model interface of ``practice_torch.models`` (``python -m practice_torch train pixelcnn``).
+"""
+
+from practice_torch.pixelcnn.functions import (
+    bernoulli_log_likelihood,
+    bits_per_dim,
+    categorical_log_likelihood,
+    causal_mask,
+    gated_activation,
+    masked_conv2d,
+    sample_pixel,
+    stack_mask,
+)
+from practice_torch.pixelcnn.network import GatedLayer, GatedPixelCNN, MaskedConv2d, PlainPixelCNN
+from practice_torch.pixelcnn.training import (
+    Config,
+    PixelCNNModel,
+    build,
+    default_config,
+    draw_noise,
+    evaluate,
+    generate,
+    loss,
+    sample,
+)
+
+__all__ = ["Config", "GatedLayer", "GatedPixelCNN", "MaskedConv2d", "PixelCNNModel", "PlainPixelCNN",
+           "bernoulli_log_likelihood", "bits_per_dim", "build", "categorical_log_likelihood", "causal_mask",
+           "default_config", "draw_noise", "evaluate", "gated_activation", "generate", "loss", "masked_conv2d",
+           "sample", "sample_pixel", "stack_mask"]
