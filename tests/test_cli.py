@@ -234,3 +234,20 @@ def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert json.loads((out / "checkpoints/latest.json").read_text())["step"] == step + 2
+
+
+def test_sample_and_eval_use_the_runs_threads(copy):
+    """A run trained with train.threads=1 also samples on one thread (small-op models are faster so)."""
+    from practice_torch.engine.runs import load_trained
+
+    config = copy / "config.json"
+    raw = json.loads(config.read_text())
+    raw["train"]["threads"] = 1
+    config.write_text(json.dumps(raw))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        load_trained(copy, torch.device("cpu"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

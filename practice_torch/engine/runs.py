@@ -127,7 +127,8 @@ def load_trained(run_dir: Path, device: torch.device, overrides: Sequence[str] =
     """(model module, config, network in eval mode with the newest weights, EMA ones if the run keeps them).
 
     ``overrides`` (``model.KEY=VALUE``) change how the trained net is used, e.g. a sampler and its number of steps;
-    the data and train sections are the run's own, so only model keys may be given."""
+    the data and train sections are the run's own, so only model keys may be given. The run's ``train.threads``
+    applies here too: a model that trains faster on one thread also samples faster on one."""
     cfg = read_config(run_dir)
     if overrides:
         bad = [item for item in overrides if not item.strip().startswith("model.")]
@@ -135,6 +136,8 @@ def load_trained(run_dir: Path, device: torch.device, overrides: Sequence[str] =
             raise ConfigError(f"--set {bad[0]!r}: sample and eval take model.KEY=VALUE only (e.g. a sampler setting); "
                               "data and train keys are fixed by the run")
         cfg = apply_overrides(cfg, list(overrides))
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     module = get_model(cfg.model_name)
     net = build_net(module, cfg, dataset_info(cfg.data))
     weights, state = load_checkpoint(run_dir / CHECKPOINTS, cfg.model_name)
