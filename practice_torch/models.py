@@ -34,10 +34,10 @@ MODELS = {
     "guidance": ("practice_torch.guidance", "noise-aware classifier p(y|x_t, t) for classifier guidance (images)"),
     "latent_diffusion": ("practice_torch.latent_diffusion", "class-conditional DDPM on scaled latents of a frozen VAE, CFG"),
     "score": ("practice_torch.score", "NCSN: noise-conditional score net, DSM, annealed Langevin (2-D MLP, image U-Net)"),
-    "cnf": ("practice_torch.cnf", "FFJORD: continuous normalizing flow, Hutchinson trace, dopri5/adjoint (2-D, 1-D)"),
-    "language_model": ("practice_torch.language_model", "character Transformer or LSTM, every decoding rule, BPE (text)"),
     "coupling_flows": ("practice_torch.coupling_flows", "RealNVP/Glow: multi-scale coupling flow, dequantised bits/dim"),
     "flow_matching": ("practice_torch.flow_matching", "CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies)"),
+    "cnf": ("practice_torch.cnf", "FFJORD: continuous normalizing flow, Hutchinson trace, dopri5/adjoint (2-D, 1-D)"),
+    "language_model": ("practice_torch.language_model", "character Transformer or LSTM, every decoding rule, BPE (text)"),
     "pixelcnn": ("practice_torch.pixelcnn", "gated PixelCNN: masked convs, exact NLL in bits/dim (binarised, 8-bit images)"),
 }
 
@@ -63,6 +63,8 @@ class ModelModule(Protocol):
     It changes the net in place (parameters or buffers: all are checkpointed), so the net may have no trainable
     parameters at all. Under torchrun it must all-reduce its sufficient statistics itself
     (torch.distributed.all_reduce), so that every rank makes the same update: there is no DDP around it.
+    Optional too: ``EVAL_SAMPLES: int``, the default number of samples of ``eval``'s sample metrics for a model
+    whose sampler is slow (an autoregressive one draws pixel by pixel); otherwise up to 10 000.
     """
 
     Config: type

@@ -323,3 +323,25 @@ def test_metrics_functions_share_names_with_the_derivation():
     for case in CASES.values():
         assert hasattr(T, case.fn) and hasattr(E, case.fn), case.fn
     assert np.isclose(float(E.bits_per_dim(torch.tensor(math.log(2) * 64), 64)), 1.0)
+
+
+def test_a_model_with_a_slow_sampler_sets_evals_default_sample_count(capsys):
+    """EVAL_SAMPLES of a model module caps eval's default number of samples (autoregressive samplers are slow)."""
+    from types import SimpleNamespace
+
+    from practice_torch.data import get_info
+    from practice_torch.evaluation.samples import model_sample_metrics
+    from practice_torch.models import Artefact
+
+    asked = []
+
+    def sample(net, config, n, generator, examples):
+        asked.append(n)
+        return [Artefact("samples", "text", ["a"])]
+
+    cfg, net = SimpleNamespace(model=None, model_name="slow"), torch.nn.Linear(1, 1)
+    held_out = [(torch.zeros(1, 8, 8), 0)] * 10
+    for module, expected in [(SimpleNamespace(sample=sample, EVAL_SAMPLES=3), 3), (SimpleNamespace(sample=sample), 10)]:
+        model_sample_metrics(module, cfg, net, get_info("digits"), held_out, None, torch.Generator(), torch.device("cpu"))
+        assert asked.pop() == expected
+    capsys.readouterr()

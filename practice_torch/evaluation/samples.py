@@ -64,8 +64,8 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
                          device: torch.device, data_dir: str | Path | None = None,
                          inception_path: str | Path | None = None) -> dict[str, float]:
     """The sample metrics ``eval`` adds for an image model: n samples (default: as many as held-out examples, at
-    most 10 000) against as many held-out examples. Prints one line when it skips something; {} if it cannot run
-    (and nothing at all for data that are not images)."""
+    most the module's ``EVAL_SAMPLES`` or 10 000) against as many held-out examples. Prints one line when it skips
+    something; {} if it cannot run (and nothing at all for data that are not images)."""
     if info.modality != "image":
         return {}
     try:
@@ -73,7 +73,7 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
     except FeatureNetworkError as exc:
         print(f"sample metrics skipped: {exc}", file=sys.stderr)
         return {}
-    n = n or min(len(held_out), DEFAULT_SAMPLES)
+    n = n or min(len(held_out), getattr(module, "EVAL_SAMPLES", DEFAULT_SAMPLES))
     was_training = net.training
     net.eval()
     try:

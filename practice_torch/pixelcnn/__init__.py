@@ -30,7 +30,9 @@ from practice_torch.pixelcnn.training import (
     sample,
 )
 
-__all__ = ["Config", "GatedLayer", "GatedPixelCNN", "MaskedConv2d", "PixelCNNModel", "PlainPixelCNN",
+EVAL_SAMPLES = 500  # eval's default FID/KID sample count: sampling is sequential over the 784 pixels
+
+__all__ = ["EVAL_SAMPLES", "Config", "GatedLayer", "GatedPixelCNN", "MaskedConv2d", "PixelCNNModel", "PlainPixelCNN",
            "bernoulli_log_likelihood", "bits_per_dim", "build", "categorical_log_likelihood", "causal_mask",
            "default_config", "draw_noise", "evaluate", "gated_activation", "generate", "loss", "masked_conv2d",
            "sample", "sample_pixel", "stack_mask"]
