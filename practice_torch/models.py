@@ -39,6 +39,7 @@ MODELS = {
     "cnf": ("practice_torch.cnf", "FFJORD: continuous normalizing flow, Hutchinson trace, dopri5/adjoint (2-D, 1-D)"),
     "language_model": ("practice_torch.language_model", "character Transformer or LSTM, every decoding rule, BPE (text)"),
     "pixelcnn": ("practice_torch.pixelcnn", "gated PixelCNN: masked convs, exact NLL in bits/dim (binarised, 8-bit images)"),
+    "wavenet": ("practice_torch.wavenet", "WaveNet: gated dilated causal convs, mu-law softmax, digit-conditioned (audio)"),
 }
 
 

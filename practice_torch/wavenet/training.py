@@ -1,0 +1,211 @@
+"""WaveNet's training interface (``practice_torch.models``): ``python -m practice_torch train wavenet``.
+
+Data: ``spoken_digits`` waveforms (1 s at 16 kHz), resampled to ``sample_rate`` (8 kHz by default; torchaudio's
+sinc resampler) and mu-law encoded into ``levels`` classes. Each training example is a random ``crop + 1``-sample
+piece of a clip, its start drawn by the engine (the model's noise) from the middle ``centre`` fraction of the clip,
+where the word is (clips are centred words padded with silence). Loss: the mean next-sample cross-entropy in nats
+under teacher forcing, conditioned on the digit.
+
+``sample`` writes one clip per digit (WAV at ``sample_rate``, ``sample_seconds`` long, cached-queue sampling) and a
+figure of their log-mel spectrograms (with held-out recordings of the same digits beside them when given). ``eval``:
+the test NLL of every sample of every clip after the first, each predicted from the whole past of its clip, in nats
+and bits per sample, beside the entropy of the split's class histogram (the best model blind to the past).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.models import Artefact
+from practice_torch.wavenet.functions import mu_law_decode, mu_law_encode
+from practice_torch.wavenet.network import WaveNet
+
+DATA_RATE = 16_000
+
+
+@dataclass
+class Config:
+    """WaveNet's hyperparameters: the run's ``model.*`` keys."""
+
+    sample_rate: int = 8000  # 8000 or 16000 (the data's rate)
+    levels: int = 256  # mu-law classes (mu = levels - 1)
+    channels: int = 32  # residual channels
+    skip: int = 64  # skip channels
+    kernel: int = 2
+    cycle: int = 8  # dilations 1, 2, ..., 2^cycle ...
+    repeats: int = 2  # ... repeated this many times
+    crop: int = 1024  # training positions per example (teacher forcing)
+    centre: float = 0.6  # crops start within the middle fraction of the clip
+    sample_seconds: float = 1.0
+    temperature: float = 1.0
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return tuple(2**i for i in range(self.cycle + 1)) * self.repeats
+
+
+def default_config(preset: str, dataset: str | None = None) -> RunConfig:
+    """quick: 8 kHz, 18 blocks of 32 channels (dilations 1..256 twice: receptive field 1023 samples = 128 ms),
+    batch 8 crops of 1024, on one thread. full: 16 kHz, 30 blocks of 64 channels (1..512 three times: 192 ms), GPU."""
+    if preset not in ("quick", "full"):
+        raise ValueError(f"unknown preset {preset!r}")
+    if preset == "quick":
+        model = Config()
+        train = TrainConfig(steps=1500, batch_size=8, lr=3e-3, warmup_steps=50, min_lr_ratio=0.1, grad_clip=1.0,
+                            checkpoint_every=500, log_every=50, samples=10, threads=1)
+    else:
+        model = Config(sample_rate=16000, channels=64, skip=256, cycle=9, repeats=3, crop=4096)
+        train = TrainConfig(steps=50_000, batch_size=32, lr=1e-3, warmup_steps=500, grad_clip=1.0,
+                            checkpoint_every=5000, log_every=200, samples=10, precision="bf16")
+    return RunConfig("wavenet", model, DataConfig(dataset or "spoken_digits"), train)
+
+
+def build(config: Config, data) -> WaveNet:
+    """The WaveNet for ``spoken_digits`` waveforms (view wave), conditioned on the digit."""
+    if data.modality != "audio" or data.shape != (1, DATA_RATE):
+        raise ValueError(f"WaveNet trains on spoken_digits waveforms (1, {DATA_RATE}), not {data.name} {data.shape}"
+                         " (leave data.view unset)")
+    if DATA_RATE % config.sample_rate or config.sample_rate < 1000:
+        raise ValueError(f"model.sample_rate must divide {DATA_RATE} (8000 or 16000), got {config.sample_rate}")
+    if not 1 <= config.crop < config.sample_rate or not 0 < config.centre <= 1:
+        raise ValueError(f"model.crop must be in 1..{config.sample_rate - 1} and model.centre in (0, 1]")
+    if min(config.channels, config.skip, config.repeats, config.kernel - 1, config.levels - 1) < 1 or config.cycle < 0:
+        raise ValueError("model.channels, skip and repeats must be positive, kernel >= 2, levels >= 2, cycle >= 0")
+    net = WaveNet(config.levels, config.channels, config.skip, data.num_classes, config.kernel, config.dilations)
+    net.sample_rate, net.crop, net.centre = config.sample_rate, config.crop, config.centre
+    return net
+
+
+def encode(net: WaveNet, x: torch.Tensor) -> torch.Tensor:
+    """Waveforms at 16 kHz (B, 1, 16000) -> mu-law classes at ``net.sample_rate`` (B, T) int64."""
+    import torchaudio
+
+    wave = x[:, 0].float()
+    if net.sample_rate != DATA_RATE:
+        wave = torchaudio.functional.resample(wave, DATA_RATE, net.sample_rate)
+    return mu_law_encode(wave.clamp(-1, 1), net.levels)
+
+
+def draw_noise(net: WaveNet, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Each example's crop start in the middle ``centre`` of the clip: (n,) int64."""
+    span = net.sample_rate - net.crop - 1
+    low = int(span * (1 - net.centre) / 2)
+    return {"offset": torch.randint(low, span - low + 1, (n,), generator=generator)}
+
+
+def loss(net: WaveNet, batch, noise: dict[str, torch.Tensor]):
+    """Mean next-sample cross-entropy (nats) over the crops' ``crop`` positions; terms: bits per sample."""
+    x, y = batch
+    q = encode(net, x)
+    rows = noise["offset"].to(q.device)[:, None] + torch.arange(net.crop + 1, device=q.device)
+    q = torch.gather(q, 1, rows)
+    logits = net(q[:, :-1], y.to(q.device))
+    nll = F.cross_entropy(logits.float(), q[:, 1:])
+    return nll, {"bits_per_sample": nll.detach() / math.log(2)}
+
+
+# Sampling ----------------------------------------------------------------------------------------------------------
+def spectrogram_figure(name: str, waves: torch.Tensor, sample_rate: int, labels: list[str], real: torch.Tensor | None):
+    """Log-mel spectrograms (``practice_torch.data.audio.log_mel`` at 16 kHz) of waves (N, T), one panel each, with
+    a second row of ``real`` (N, T) recordings when given."""
+    import torchaudio
+
+    from practice_torch.data.audio import log_mel, mel_picture
+    from practice_torch.plots import figure_artefact, new_figure
+
+    groups = [waves] if real is None else [waves, real]
+    cols = min(5, len(labels))
+    per_group = math.ceil(len(labels) / cols)
+    fig, _ = new_figure(1)
+    fig.clf()
+    fig.set_size_inches(1.7 * cols, 1.9 * per_group * len(groups))
+    axes = fig.subplots(per_group * len(groups), cols, squeeze=False)
+    for g, group in enumerate(groups):
+        wave = group.float() if sample_rate == DATA_RATE else torchaudio.functional.resample(group.float(), sample_rate,
+                                                                                              DATA_RATE)
+        pictures = mel_picture(log_mel(F.pad(wave, (0, max(0, DATA_RATE - wave.shape[-1])))[..., :DATA_RATE]))
+        for i, label in enumerate(labels):
+            ax = axes[g * per_group + i // cols, i % cols]
+            ax.imshow(pictures[i].numpy(), cmap="magma", vmin=0, vmax=1, aspect="auto")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(label if g == 0 else f"real {label}", fontsize=8)
+    fig.suptitle("WaveNet samples, log-mel over 1 s" + ("; below: held-out recordings" if real is not None else ""),
+                 fontsize=9)
+    fig.tight_layout()
+    return figure_artefact(name, fig)
+
+
+@torch.no_grad()
+def sample(net: WaveNet, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+    """'samples': ceil(n / 10) clips per digit, WAV at ``sample_rate`` (cached sampling, on one thread);
+    'spectrograms': their log-mel pictures (above held-out recordings of the same digits when ``examples`` hold
+    them)."""
+    from practice_torch.data.audio import DIGITS
+
+    device = next(net.parameters()).device
+    per_digit = max(1, math.ceil(n / net.num_classes))
+    y = torch.arange(net.num_classes).repeat_interleave(per_digit)
+    length = int(config.sample_seconds * net.sample_rate) - 1
+    uniforms = torch.rand(len(y), length, generator=generator, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one column per step: tiny ops, faster on one thread (and far faster under load)
+    try:
+        q = net.generate(y.to(device), uniforms.to(device), temperature=config.temperature)
+    finally:
+        torch.set_num_threads(threads)
+    waves = mu_law_decode(q.cpu(), net.levels).float()
+    first = waves[::per_digit]
+    real = real_examples(net, examples, device)
+    names = list(DIGITS[: net.num_classes]) if net.num_classes <= len(DIGITS) else [str(d) for d in range(10)]
+    return [Artefact("samples", "audio", waves, sample_rate=net.sample_rate),
+            spectrogram_figure("spectrograms", first, net.sample_rate, names, real)]
+
+
+def real_examples(net: WaveNet, examples, device) -> torch.Tensor | None:
+    """One held-out recording per digit, mu-law encoded and decoded at the model's rate: (num_classes, T); taken from
+    ``examples`` when they hold every digit, else from the validation split; None without data."""
+    from practice_torch.data import DatasetMissing
+    from practice_torch.data.audio import load_spoken_digits
+
+    if examples is None or len(set(examples[1].tolist())) < net.num_classes:
+        try:
+            val = load_spoken_digits("val")
+        except DatasetMissing:
+            return None
+        first = {}
+        for i, label in enumerate(val.labels):
+            first.setdefault(label, i)
+        if len(first) < net.num_classes:
+            return None
+        examples = (torch.stack([val[first[d]][0] for d in range(net.num_classes)]), torch.arange(net.num_classes))
+    x, labels = examples
+    pick = [int((labels == d).nonzero()[0, 0]) for d in range(net.num_classes)]
+    return mu_law_decode(encode(net, x[pick].to(device)).cpu(), net.levels).float()
+
+
+# Evaluation --------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(net: WaveNet, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """Test NLL of samples 1..T-1 of every clip given its whole past and label (one causal forward per clip):
+    nats and bits per sample; ``marginal_bits``: the entropy of the split's mu-law class histogram."""
+    device = next(net.parameters()).device
+    total, count = 0.0, 0
+    histogram = torch.zeros(net.levels, dtype=torch.float64)
+    for x, y in DataLoader(dataset, batch_size=16):
+        q = encode(net, x.to(device))
+        logits = net(q[:, :-1], y.to(device))
+        total += F.cross_entropy(logits.float(), q[:, 1:], reduction="sum").item()
+        count += q[:, 1:].numel()
+        histogram += torch.bincount(q[:, 1:].reshape(-1).cpu(), minlength=net.levels).double()
+    nats = total / max(count, 1)
+    p = histogram / histogram.sum().clamp_min(1)
+    marginal = -(p[p > 0] * p[p > 0].log()).sum().item() / math.log(2)
+    return {"nats_per_sample": nats, "bits_per_sample": nats / math.log(2), "marginal_bits": marginal,
+            "samples": count, "clips": len(dataset)}

@@ -1,0 +1,163 @@
+"""WaveNet: negative controls of the specs, causality and the receptive field of the torch network by autograd, the
+cached sampler against the parallel forward, the training interface through the engine; the quick preset (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from practice_torch import wavenet as wn
+from practice_torch.data import DatasetMissing, get_info
+from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.loop import Trainer
+from practice_torch.engine.metrics import read_metrics
+from shared_specs.runner import Perturbation, caught
+from shared_specs.wavenet import CASES
+
+BY_ID = {c.id: c for c in CASES}
+DIGITS = get_info("spoken_digits")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def needs_spoken_digits():
+    from practice_torch.data.audio import load_spoken_digits
+
+    try:
+        return load_spoken_digits("test")
+    except DatasetMissing as exc:
+        pytest.skip(str(exc))
+
+
+# Negative controls: a wrong JAX twin must be caught. ---------------------------------------------------------------
+def _centred(f):
+    """The JAX convolution with 'same' padding, (K - 1) d split left and right: it sees the future."""
+    def conv(x, weight, bias, dilation=1):
+        total = (weight.shape[-1] - 1) * dilation
+        return f(x, weight, bias, dilation, padding=(total // 2, total - total // 2))
+    return conv
+
+
+def test_a_non_causal_padding_is_caught(both):
+    message = caught(BY_ID["wavenet/causal_conv1d_dilated"], Perturbation("centred padding", fn=_centred))
+    assert "max |a-b|" in message
+
+
+def test_a_wrong_mu_is_caught(both):
+    caught(BY_ID["wavenet/mu_law_compand"], Perturbation("mu 256", fn=lambda f: lambda **kw: f(**{**kw, "mu": 256.0})))
+
+
+def test_an_off_by_one_dilation_in_the_block_is_caught(both):
+    shifted = Perturbation("dilation + 1", fn=lambda f: lambda **kw: f(**{**kw, "dilation": kw["dilation"] + 1}))
+    caught(BY_ID["wavenet/gated_residual_block"], shifted)
+
+
+# The network -------------------------------------------------------------------------------------------------------
+def _net(kernel=2, dilations=(1, 2, 4, 8, 1, 2, 4, 8)):
+    torch.manual_seed(0)
+    return wn.WaveNet(levels=16, channels=6, skip=8, num_classes=3, kernel=kernel, dilations=dilations).double()
+
+
+@pytest.mark.parametrize("kernel, dilations", [(2, (1, 2, 4, 8, 1, 2, 4, 8)), (3, (1, 2, 4, 1, 2, 4))])
+def test_the_network_is_causal_with_the_closed_form_receptive_field(kernel, dilations):
+    """d logits[:, :, t] / d embedded input[tau] is exactly zero for tau > t and for tau <= t - R, nonzero inside."""
+    net = _net(kernel, dilations)
+    captured = {}
+    net.embed.register_forward_hook(lambda module, inputs, output: captured.setdefault("x", output))
+    size = wn.receptive_field(kernel, dilations)
+    assert size == 1 + (kernel - 1) * (len(dilations) // 3 if kernel == 3 else 2) * (
+        2 ** (int(math.log2(max(dilations))) + 1) - 1)
+    t, q = size + 4, torch.randint(0, 16, (1, 2 * size + 10))
+    logits = net(q, torch.tensor([1]))
+    (grad,) = torch.autograd.grad(logits[0, :, t].sum(), captured["x"])
+    seen = torch.nonzero(grad[0].abs().sum(-1)).flatten()
+    assert seen.min().item() == t - size + 1 and seen.max().item() == t
+    assert len(seen) == size
+
+
+def test_cached_steps_equal_the_parallel_forward_and_sampling_inverts_its_cdf():
+    net = _net(3, (1, 2, 4, 1, 2))
+    y, uniforms = torch.tensor([0, 2, 1]), torch.rand(3, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    q = net.generate(y, uniforms)
+    assert q.shape == (3, 31) and (q[:, 0] == 8).all()
+    cdf = torch.softmax(net(q[:, :-1], y).detach(), 1).cumsum(1).transpose(1, 2)  # (B, T, levels)
+    expected = torch.searchsorted(cdf.contiguous(), uniforms[..., None])[..., 0].clamp_max(15)
+    assert torch.equal(q[:, 1:], expected)
+
+
+def test_the_label_changes_the_prediction():
+    net = _net()
+    q = torch.randint(0, 16, (1, 20))
+    assert not torch.allclose(net(q, torch.tensor([0])), net(q, torch.tensor([2])))
+
+
+def test_build_rejects_what_it_cannot_train():
+    cfg = wn.default_config("quick").model
+    with pytest.raises(ValueError, match="leave data.view unset"):
+        wn.build(cfg, get_info("fashion_mnist"))
+    with pytest.raises(ValueError, match="sample_rate"):
+        wn.build(wn.Config(sample_rate=7000), DIGITS)
+    with pytest.raises(ValueError, match="kernel >= 2"):
+        wn.build(wn.Config(kernel=1), DIGITS)
+    with pytest.raises(ValueError, match="unknown preset"):
+        wn.default_config("huge")
+    net = wn.build(cfg, DIGITS)
+    assert net.receptive_field == 1 + 2 * (2**9 - 1) and len(net.blocks) == 18
+
+
+def test_the_loss_is_the_cross_entropy_of_the_drawn_crops():
+    net = wn.build(wn.Config(channels=4, skip=4, cycle=2, repeats=1, crop=50), DIGITS)
+    x = 0.3 * torch.sin(torch.linspace(0, 300, 16000))[None, None].repeat(2, 1, 1)
+    noise = wn.draw_noise(net, 2, torch.Generator().manual_seed(0))
+    assert noise["offset"].min() >= int((8000 - 51) * 0.2) and noise["offset"].max() <= 8000 - 51
+    loss, terms = wn.loss(net, (x, torch.tensor([3, 5])), noise)
+    q = wn.encode(net, x)
+    rows = torch.stack([q[b, o:o + 51] for b, o in enumerate(noise["offset"].tolist())])
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(net(rows[:, :-1], torch.tensor([3, 5])),
+                                                                       rows[:, 1:]))
+    torch.testing.assert_close(terms["bits_per_sample"], loss.detach() / math.log(2))
+
+
+def test_train_sample_and_evaluate_through_the_engine(tmp_path):
+    needs_spoken_digits()
+    cfg = apply_overrides(wn.default_config("quick"), [
+        "model.channels=8", "model.skip=16", "model.cycle=4", "model.repeats=1", "model.crop=256",
+        "model.sample_seconds=0.05", "data.limit=40", "train.steps=12", "train.log_every=4", "train.warmup_steps=2",
+        "train.batch_size=4", "train.samples=10", "train.lr=1e-2"])
+    outcome = Trainer(cfg, tmp_path / "run").run()
+    records = read_metrics(tmp_path / "run")
+    assert len(records) == 3 and records[-1]["loss"] < records[0]["loss"] < math.log(256) + 0.5
+    names = sorted(p.name for p in outcome.files)
+    assert names == ["loss.png", *[f"samples-{i:02d}.wav" for i in range(10)], "spectrograms.png"]
+    import soundfile
+
+    wave, rate = soundfile.read(tmp_path / "run/samples/samples-03.wav")
+    assert rate == 8000 and wave.shape == (400,) and np.abs(wave).max() <= 1.0
+    from practice_torch.data.audio import load_spoken_digits
+    from practice_torch.engine.runs import load_trained
+
+    net = load_trained(tmp_path / "run", torch.device("cpu"))[2]
+    metrics = wn.evaluate(net, cfg.model, load_spoken_digits("test", limit=4), torch.Generator())
+    assert metrics["samples"] == 4 * 7999 and metrics["bits_per_sample"] < 8.0
+    assert metrics["nats_per_sample"] == pytest.approx(metrics["bits_per_sample"] * math.log(2))
+
+
+@pytest.mark.slow
+def test_the_quick_preset_beats_the_marginal_entropy(tmp_path):
+    from practice_torch.cli import main
+
+    needs_spoken_digits()
+    assert main(["train", "wavenet", "--out", str(tmp_path / "run")]) == 0
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
+    assert metrics["bits_per_sample"] < metrics["marginal_bits"] - 1.0, metrics

@@ -1,0 +1,240 @@
+"""WaveNet: mu-law companding, dilated causal convolutions, gated residual blocks with a global condition.
+
+Lectures: autoregressive audio; WaveNet (van den Oord et al. 2016, "WaveNet: a generative model for raw audio"):
+p(x) = prod_t p(x_t | x_1, ..., x_{t-1}, h) (eq. 1, with the condition h of eq. 3), a 256-way softmax over mu-law
+levels (eq. 2, ITU-T G.711), dilated causal convolutions (section 2.1), the gated activation unit and residual and
+skip connections (sections 2.3-2.4), global conditioning (section 2.5).
+
+Pure JAX functions with the same names and arguments as ``practice_torch/wavenet/functions.py``; kernels are in the
+torch layout (O, C, K) and signals NCT, so the spec cases hand the same arrays to both. ``derive`` checks: the
+companding inverse (SymPy and numerically), its derivative, the quantisation error bound in the mu-law and in the
+waveform domain, the causal convolution against a brute-force sum, causality and the receptive field of a stack of
+gated residual blocks measured by autodiff gradients (and a centred padding caught leaking the future).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+
+from theory_jax.derivation import Derivation
+
+TITLE = "WaveNet: mu-law, dilated causal convolutions, gated residual blocks"
+LECTURES = "autoregressive audio; WaveNet; dilated causal convolutions; mu-law companding"
+
+
+# 1. mu-law companding ------------------------------------------------------------------------------------------------
+def mu_law_compand(x, mu: float = 255.0):
+    """f(x) = sign(x) ln(1 + mu |x|) / ln(1 + mu), x in [-1, 1] -> [-1, 1] (WaveNet eq. 2). Any shape."""
+    return jnp.sign(x) * jnp.log1p(mu * jnp.abs(x)) / math.log1p(mu)
+
+
+def mu_law_expand(y, mu: float = 255.0):
+    """The inverse of ``mu_law_compand``: x = sign(y) ((1 + mu)^|y| - 1) / mu. Any shape."""
+    return jnp.sign(y) * jnp.expm1(jnp.abs(y) * math.log1p(mu)) / mu
+
+
+def quantize(y, levels: int = 256):
+    """y in [-1, 1] -> the nearest of ``levels`` equally spaced values, as its class q in 0..levels-1 (int64)."""
+    return jnp.round((jnp.clip(y, -1, 1) + 1) / 2 * (levels - 1)).astype(jnp.int64)
+
+
+def dequantize(q, levels: int = 256):
+    """Class q in 0..levels-1 -> its level 2 q / (levels - 1) - 1 in [-1, 1]."""
+    return 2.0 * jnp.asarray(q, jnp.float64) / (levels - 1) - 1.0
+
+
+def mu_law_encode(x, levels: int = 256):
+    """Waveform in [-1, 1] -> mu-law classes (mu = levels - 1): quantize(compand(x)). Any shape -> int64."""
+    return quantize(mu_law_compand(x, levels - 1.0), levels)
+
+
+def mu_law_decode(q, levels: int = 256):
+    """mu-law classes -> waveform: expand(dequantize(q)). Any shape -> float64."""
+    return mu_law_expand(dequantize(q, levels), levels - 1.0)
+
+
+# 2. Dilated causal convolutions --------------------------------------------------------------------------------------
+def causal_conv1d(x, weight, bias, dilation: int = 1, padding: tuple[int, int] | None = None):
+    """y[b, o, t] = bias[o] + sum_{c, k} weight[o, c, k] x[b, c, t - (K - 1 - k) d], zeros before t = 0.
+
+    x: (B, C, T), weight: (O, C, K) (torch layout), bias: (O,) -> (B, O, T). ``padding`` (left, right) overrides the
+    causal ((K - 1) d, 0): only the derivation's negative control uses it.
+    """
+    pad = ((weight.shape[-1] - 1) * dilation, 0) if padding is None else padding
+    y = jax.lax.conv_general_dilated(x, weight, window_strides=(1,), padding=[pad], rhs_dilation=(dilation,),
+                                     dimension_numbers=("NCH", "OIH", "NCH"),
+                                     precision=jax.lax.Precision.HIGHEST)
+    return y + bias[:, None]
+
+
+def receptive_field(kernel_size: int, dilations: Sequence[int]) -> int:
+    """Samples that one output of a stack of causal convolutions sees: 1 + (K - 1) sum_l d_l. For dilations
+    1, 2, ..., 2^k repeated r times: 1 + (K - 1) r (2^(k + 1) - 1)."""
+    return 1 + (kernel_size - 1) * sum(dilations)
+
+
+# 3. Gated residual blocks --------------------------------------------------------------------------------------------
+def gated_activation(filter_pre, gate_pre):
+    """z = tanh(W_f * x + V_f h) . sigmoid(W_g * x + V_g h) (WaveNet eq. 3), given the two pre-activations."""
+    return jnp.tanh(filter_pre) * jax.nn.sigmoid(gate_pre)
+
+
+def gated_residual_block(x, h, w_filter, w_gate, b_filter, b_gate, v_filter, v_gate, w_res, b_res, w_skip, b_skip,
+                         dilation: int = 1, padding: tuple[int, int] | None = None):
+    """One residual block (WaveNet fig. 4): z = gated_activation(causal conv_f(x) + V_f h, causal conv_g(x) + V_g h),
+    then (x + W_res z, W_skip z) with 1x1 convolutions.
+
+    x: (B, C, T), h: (B, L); w_filter, w_gate: (C, C, K); v_filter, v_gate: (C, L); w_res: (C, C); w_skip: (S, C)
+    -> ((B, C, T), (B, S, T)).
+    """
+    filter_pre = causal_conv1d(x, w_filter, b_filter, dilation, padding) + (h @ v_filter.T)[..., None]
+    gate_pre = causal_conv1d(x, w_gate, b_gate, dilation, padding) + (h @ v_gate.T)[..., None]
+    z = gated_activation(filter_pre, gate_pre)
+    residual = jnp.einsum("oc,bct->bot", w_res, z) + b_res[:, None]
+    skip = jnp.einsum("oc,bct->bot", w_skip, z) + b_skip[:, None]
+    return x + residual, skip
+
+
+def block_weights(rng: np.random.Generator, channels: int, cond: int, skip: int, kernel: int) -> dict:
+    """Random weights of one gated residual block (N(0, 1/fan_in) kernels, N(0, 0.1^2) biases), float64."""
+    def w(*shape):
+        return rng.standard_normal(shape) / math.sqrt(math.prod(shape[1:]))
+
+    def b(n):
+        return 0.1 * rng.standard_normal(n)
+
+    return {"w_filter": w(channels, channels, kernel), "w_gate": w(channels, channels, kernel), "b_filter": b(channels),
+            "b_gate": b(channels), "v_filter": w(channels, cond), "v_gate": w(channels, cond),
+            "w_res": w(channels, channels), "b_res": b(channels), "w_skip": w(skip, channels), "b_skip": b(skip)}
+
+
+def block_stack(x, h, blocks: Sequence[dict], dilations: Sequence[int], padding=None):
+    """A stack of gated residual blocks; returns the sum of their skip outputs. x: (B, C, T) -> (B, S, T)."""
+    total = 0.0
+    for weights, dilation in zip(blocks, dilations):
+        x, skip = gated_residual_block(x, h, **weights, dilation=dilation,
+                                       padding=None if padding is None else padding(weights, dilation))
+        total = total + skip
+    return total
+
+
+@partial(jax.jit, static_argnames=("dilations", "t", "padding"))
+def input_gradient(x, h, blocks, dilations: tuple[int, ...], t: int, padding=None):
+    """|d sum_s out[0, s, t] / d x[0, :, tau]| summed over channels: (T,) -- which inputs output t sees."""
+    grad = jax.grad(lambda xx: jnp.sum(block_stack(xx, h, blocks, dilations, padding)[0, :, t]))(x)
+    return jnp.sum(jnp.abs(grad[0]), axis=0)
+
+
+def centred_padding(weights: dict, dilation: int) -> tuple[int, int]:
+    """'same' padding, (K - 1) d split between left and right: the non-causal mistake the negative controls catch."""
+    total = (weights["w_filter"].shape[-1] - 1) * dilation
+    return total // 2, total - total // 2
+
+
+# 4. The derivation ---------------------------------------------------------------------------------------------------
+def _sympy_inverse():
+    x, mu = sp.symbols("x mu", positive=True)
+    y = sp.log(1 + mu * x) / sp.log(1 + mu)
+    return ((1 + mu) ** y - 1) / mu, x
+
+
+def derive(echo=None) -> Derivation:
+    jax.config.update("jax_enable_x64", True)
+    d = Derivation("wavenet", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(7)
+    mu, levels = 255.0, 256
+
+    d.say("WaveNet models a waveform autoregressively, $p(x) = \\prod_t p(x_t \\mid x_{<t}, h)$, each factor a "
+          "256-way softmax over mu-law levels: $f(x) = \\mathrm{sign}(x)\\,\\ln(1 + \\mu|x|) / \\ln(1 + \\mu)$, "
+          "$\\mu = 255$, then 256 equally spaced levels of $[-1, 1]$.")
+    expanded, x_sym = _sympy_inverse()
+    d.symbolic("$f^{-1}(f(x)) = x$ for $x > 0$ with $f^{-1}(y) = ((1+\\mu)^{y} - 1)/\\mu$ (odd symmetry gives $x<0$)",
+               expanded, x_sym)
+    x = jnp.asarray(np.concatenate([rng.uniform(-1, 1, 1000), [-1.0, 0.0, 1.0, 1e-9, -1e-9]]))
+    d.numeric("`mu_law_expand(mu_law_compand(x)) = x` before quantisation (1005 points of $[-1, 1]$, the ends and 0)",
+              mu_law_expand(mu_law_compand(x, mu), mu), x)
+    grad = jax.vmap(jax.grad(lambda v: mu_law_compand(v, mu)))(x[:1000])
+    d.gradient("$f'(x) = \\mu / ((1 + \\mu|x|) \\ln(1 + \\mu))$: fine steps near 0 ($f'(0) \\approx 46$), coarse at "
+               "$|x| = 1$ ($\\approx 0.18$)", grad, mu / ((1 + mu * jnp.abs(x[:1000])) * math.log1p(mu)))
+
+    y = mu_law_compand(x, mu)
+    y_hat = dequantize(quantize(y, levels), levels)
+    d.inequality("Quantisation error in the mu-law domain: $|y - \\hat y| \\le 1/(L - 1)$, half a level step",
+                 jnp.abs(y - y_hat), 1.0 / (levels - 1), slack=1e-15)
+    slope = math.log1p(mu) / mu * jnp.exp((jnp.abs(y) + 1.0 / (levels - 1)) * math.log1p(mu))
+    d.inequality("...and in the waveform domain by the mean value theorem: $|x - f^{-1}(\\hat y)| \\le "
+                 "\\max_{|u - y| \\le 1/(L-1)} |(f^{-1})'(u)| / (L - 1)$ (small near silence, large when loud)",
+                 jnp.abs(x - mu_law_decode(mu_law_encode(x, levels), levels)), slope / (levels - 1), slack=1e-15)
+    u = jnp.asarray(rng.uniform(-1, 1, 200_000))
+    step = 2.0 / (levels - 1)
+    d.monte_carlo("The quantisation noise of a uniform mu-law value has mean square $\\Delta^2/12$, "
+                  "$\\Delta = 2/(L-1)$ (half-width bins at the two ends give the same)",
+                  (u - dequantize(quantize(u, levels), levels)) ** 2, step**2 / 12)
+    q = jnp.arange(levels)
+    d.numeric("`mu_law_encode(mu_law_decode(q)) = q` for every class q: the levels are fixed points",
+              mu_law_encode(mu_law_decode(q, levels), levels), q, atol=0.5, rtol=0.0)
+
+    d.say("A causal convolution pads $(K-1)d$ zeros on the left only: $y_t = b + \\sum_k W_k x_{t-(K-1-k)d}$.")
+    xs = rng.standard_normal((2, 3, 20))
+    w, b = rng.standard_normal((4, 3, 2)), rng.standard_normal(4)
+    brute = np.zeros((2, 4, 20))
+    for t in range(20):
+        for k in range(2):
+            src = t - (1 - k) * 4
+            if src >= 0:
+                brute[:, :, t] += np.einsum("oc,bc->bo", w[:, :, k], xs[:, :, src])
+    d.numeric("`causal_conv1d` (dilation 4, K = 2) equals the brute-force sum", causal_conv1d(xs, w, b, 4),
+              brute + b[None, :, None])
+
+    d.say("Receptive field: each causal layer of kernel $K$ and dilation $d$ adds $(K-1)d$ past samples, so a stack "
+          "with dilations $1, 2, \\dots, 2^k$ repeated $r$ times sees $1 + (K-1)\\,r\\,(2^{k+1}-1)$ samples. Measured "
+          "on gated residual blocks (tanh, sigmoid, residual and skip paths, a global condition $h$) by autodiff: "
+          "the inputs with a nonzero gradient of output $t$.")
+    measured, closed = [], []
+    for kernel, k, r in ((2, 3, 2), (2, 4, 1), (3, 2, 2)):
+        dilations = tuple(2**i for i in range(k + 1)) * r
+        blocks = [block_weights(rng, 3, 2, 4, kernel) for _ in dilations]
+        size = receptive_field(kernel, dilations)
+        t_out, length = size + 5, size + 12
+        xs, h = jnp.asarray(rng.standard_normal((1, 3, length))), jnp.asarray(rng.standard_normal((1, 2)))
+        g = input_gradient(xs, h, blocks, dilations, t_out)
+        seen = np.flatnonzero(np.asarray(g) > 0)
+        measured.append(int(seen[-1] - seen[0] + 1))
+        closed.append(1 + (kernel - 1) * r * (2 ** (k + 1) - 1))
+        if (kernel, k, r) == (2, 3, 2):
+            future, last_block = g[t_out + 1:], (blocks, dilations, xs, h, t_out)
+    d.numeric("Measured receptive field = $1 + (K-1)r(2^{k+1}-1)$ for (K, k, r) = (2, 3, 2), (2, 4, 1), (3, 2, 2): "
+              f"{measured}", measured, closed, atol=0.5, rtol=0.0)
+    d.numeric("`receptive_field(K, dilations)` = the closed form", [receptive_field(K, [2**i for i in range(k + 1)] * r)
+              for K, k, r in ((2, 3, 2), (2, 4, 1), (3, 2, 2))], closed, atol=0.5, rtol=0.0)
+    d.numeric("Causality: $\\partial\\,\\mathrm{out}_t / \\partial x_{\\tau} = 0$ exactly for every $\\tau > t$",
+              future, jnp.zeros_like(future), atol=1e-300, rtol=0.0)
+    blocks, dilations, xs, h, t_out = last_block
+    centred = input_gradient(xs, h, blocks, dilations, t_out,
+                             padding=centred_padding)
+    d.inequality("Negative control: a centred ('same') padding leaks the future: max gradient on $\\tau > t$ > 0.01",
+                 0.01, jnp.max(centred[t_out + 1:]))
+
+    a, g2 = jnp.asarray(rng.standard_normal(50)), jnp.asarray(rng.standard_normal(50))
+    da, dg = jax.vmap(jax.grad(gated_activation, argnums=(0, 1)))(a, g2)
+    d.gradient("Gated unit: $\\partial z/\\partial a = (1 - \\tanh^2 a)\\,\\sigma(g)$",
+               da, (1 - jnp.tanh(a) ** 2) * jax.nn.sigmoid(g2))
+    d.gradient("...and $\\partial z/\\partial g = \\tanh(a)\\,\\sigma(g)(1 - \\sigma(g))$",
+               dg, jnp.tanh(a) * jax.nn.sigmoid(g2) * (1 - jax.nn.sigmoid(g2)))
+    logits = jnp.zeros((3, levels))
+    nll = -jnp.mean(jax.nn.log_softmax(logits)[:, 5])
+    d.numeric("The NLL unit: a uniform softmax over 256 levels costs $\\ln 256$ nats = 8 bits per sample",
+              [nll, nll / math.log(2)], [math.log(levels), 8.0])
+    logits = jnp.asarray(3.0 * rng.standard_normal(levels))
+    probs = jax.nn.softmax(logits)
+    draws = jnp.clip(jnp.searchsorted(jnp.cumsum(probs), jnp.asarray(rng.uniform(size=100_000))), 0, levels - 1)
+    d.monte_carlo("Sampling by the inverse CDF at uniforms (the sampler's rule): the mean NLL of the draws is the "
+                  "entropy $H(p) = -\\sum_q p_q \\ln p_q$", -jnp.log(probs[draws]), -jnp.sum(probs * jnp.log(probs)))
+    return d
