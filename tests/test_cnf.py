@@ -28,13 +28,7 @@ CASES = {c.id: c for c in catalogue.spec_cases("cnf")}
 MOONS = get_info("moons")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks on 2-D points: one intra-op thread is faster than two (and immune to a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def linear_problem(d=3, b=7, seed=0):

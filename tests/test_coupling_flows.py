@@ -26,13 +26,7 @@ CASES = {c.id: c for c in catalogue.spec_cases("coupling_flows")}
 DIGITS, MOONS = get_info("digits"), get_info("moons")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions: one intra-op thread is faster than two (and immune to a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _randomise(net: torch.nn.Module, scale: float = 0.3) -> None:

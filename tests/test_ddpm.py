@@ -27,13 +27,7 @@ DIGITS, MOONS = get_info("digits"), get_info("moons")
 TINY_UNET = ["model.channels=8", "model.channel_mults=1,2", "model.attention_levels=1", "model.T=50"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks and 1-D chains: one intra-op thread is faster than two (and immune to a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_net(conditional=False, **kw) -> ddpm.Diffusion:

@@ -25,13 +25,7 @@ BY_ID = {c.id: c for c in CASES}
 SHAKESPEARE = get_info("shakespeare")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These nets are tiny: one thread is faster than two (and far faster on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def needs_shakespeare():

@@ -24,12 +24,7 @@ BY_ID = {c.id: c for c in CASES}
 DIGITS = get_info("digits")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # Negative controls: a wrong JAX twin must be caught. ---------------------------------------------------------------

@@ -22,12 +22,7 @@ BY_ID = {c.id: c for c in CASES}
 DIGITS = get_info("spoken_digits")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def needs_spoken_digits():
