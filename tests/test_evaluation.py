@@ -67,6 +67,15 @@ def test_inception_score_bounds_are_attained():
     assert mean == pytest.approx(10.0) and std == pytest.approx(0.0, abs=1e-9)
 
 
+def test_split_inception_score_of_class_sorted_samples_needs_the_shuffle():
+    """A class-conditional model's samples come one class after another: consecutive splits would each hold one
+    class (IS 1); the split IS of a random permutation sees every class in every split (IS near 10)."""
+    sorted_by_class = torch.eye(10, dtype=torch.float64).repeat_interleave(100, dim=0)
+    assert E.inception_score_splits(sorted_by_class, splits=10)[0] == pytest.approx(1.0)
+    mean, _ = E.inception_score_splits(sorted_by_class, splits=10, generator=torch.Generator().manual_seed(0))
+    assert mean > 8.5
+
+
 def test_kid_is_near_zero_for_equal_distributions_and_positive_for_different_ones():
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(2, 400, 8, generator=g, dtype=torch.float64)

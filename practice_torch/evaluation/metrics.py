@@ -142,8 +142,12 @@ def fid_from_features(real, fake):
     return float(frechet_distance(*gaussian_statistics(real.double()), *gaussian_statistics(fake.double())))
 
 
-def inception_score_splits(probs, splits: int = 10) -> tuple[float, float]:
-    """Mean and standard deviation of the IS over ``splits`` consecutive parts of probs (N, C) (Salimans et al.)."""
+def inception_score_splits(probs, splits: int = 10, generator: torch.Generator | None = None) -> tuple[float, float]:
+    """Mean and standard deviation of the IS over ``splits`` consecutive parts of probs (N, C) (Salimans et al.);
+    of a random permutation of the rows when a ``generator`` is given: a class-conditional model's samples come
+    ordered by class, and consecutive parts would each hold one class (an IS near 1)."""
+    if generator is not None:
+        probs = probs[torch.randperm(len(probs), generator=generator)]
     scores = torch.stack([inception_score(part) for part in probs.double().chunk(splits)])
     return float(scores.mean()), float(scores.std()) if len(scores) > 1 else 0.0
 

@@ -34,7 +34,8 @@ def image_set_metrics(real: torch.Tensor, fake: torch.Tensor, net: FeatureNetwor
     of image sets real (N, C, H, W) and fake (M, C, H, W) in [0, 1], in the feature space of ``net``."""
     real_feats, real_probs = embed(net, real, desc="features (held out)")
     fake_feats, fake_probs = (real_feats, real_probs) if fake is real else embed(net, fake, desc="features (samples)")
-    is_mean, is_std = inception_score_splits(fake_probs, splits=min(10, len(fake)))
+    is_mean, is_std = inception_score_splits(fake_probs, splits=min(10, len(fake)),
+                                             generator=torch.Generator().manual_seed(0))  # samples may be class-sorted
     kid_mean, kid_std = kid_subsets(real_feats, fake_feats, generator=torch.Generator().manual_seed(seed))
     k = min(k, len(real) - 1, len(fake) - 1)  # a handful of samples: the nearest neighbours there are
     precision, recall = precision_recall(real_feats, fake_feats, k)
