@@ -195,8 +195,9 @@ def condition(net: FlowModel, y: torch.Tensor | None, drop: torch.Tensor | None 
         return y.float()
     if not net.num_classes:
         return None
-    return y.long() if drop is None else torch.where(drop.to(y.device), torch.full_like(y.long(), net.num_classes),
-                                                     y.long())
+    from practice_torch.guidance import null_labels  # label dropout for classifier-free guidance
+
+    return y.long() if drop is None else null_labels(y.long(), drop.to(y.device), net.num_classes)
 
 
 def couple(x0: torch.Tensor, x1: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
