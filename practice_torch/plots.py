@@ -93,3 +93,19 @@ def scatter_figure_2d(name: str, samples: torch.Tensor, data: torch.Tensor, titl
         ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.5)
         ax.set(xlim=(x0, x1), ylim=(y0, y1), title=f"{label} ({len(points)})")
     return figure_artefact(name, fig)
+
+
+def trajectory_figure(xs: torch.Tensor, times: torch.Tensor, xlim: tuple[float, float], ylim: tuple[float, float],
+                      title: str, panels: list[int] | None = None, paths: int = 300) -> Artefact:
+    """'trajectories' of a 2-D flow: the particles xs (T, N, 2) at the ``panels`` indices of ``times`` (T,) (default
+    all), then ``paths`` whole paths from noise (t = 0) to data, their ends in red, titled ``title``."""
+    panels = list(range(len(times))) if panels is None else panels
+    fig, axes = new_figure(len(panels) + 1, size=3.0)
+    for ax, i in zip(axes, panels):
+        ax.scatter(xs[i, :, 0], xs[i, :, 1], s=1, alpha=0.4)
+        ax.set(xlim=xlim, ylim=ylim, title=f"x_t, t = {float(times[i]):.2f}")
+    lines = xs[:, :paths]
+    axes[-1].plot(lines[..., 0].numpy(), lines[..., 1].numpy(), color="tab:blue", alpha=0.25, lw=0.6)
+    axes[-1].scatter(lines[-1, :, 0], lines[-1, :, 1], s=2, color="tab:red")
+    axes[-1].set(xlim=xlim, ylim=ylim, title=title)
+    return figure_artefact("trajectories", fig)

@@ -28,3 +28,13 @@ def test_the_density_panel_follows_log_prob():
     right = density_figure_2d("d", lambda p: torch.where(p[:, 0] > 0, 0.0, -30.0), data).data[0]
     left = density_figure_2d("d", lambda p: torch.where(p[:, 0] < 0, 0.0, -30.0), data).data[0]
     assert not torch.equal(right, left)
+
+
+def test_trajectory_figure_draws_the_chosen_panels_and_the_paths():
+    from practice_torch.plots import trajectory_figure
+
+    xs = torch.randn(6, 50, 2).cumsum(0)
+    full = trajectory_figure(xs, torch.linspace(0, 1, 6), (-5, 5), (-5, 5), "paths")
+    picked = trajectory_figure(xs, torch.linspace(0, 1, 6), (-5, 5), (-5, 5), "paths", panels=[0, 5])
+    assert full.name == picked.name == "trajectories" and full.kind == "images"
+    assert full.data.shape[-1] > picked.data.shape[-1]  # seven panels against three, in one row

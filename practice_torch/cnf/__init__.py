@@ -34,6 +34,7 @@ from practice_torch.cnf.functions import (
 from practice_torch.cnf.training import (
     Config,
     build,
+    cnf_trajectory_figure,
     default_config,
     draw_noise,
     draw_samples,
@@ -41,7 +42,6 @@ from practice_torch.cnf.training import (
     evaluate,
     loss,
     sample,
-    trajectory_figure,
 )
 
 __all__ = [
@@ -50,5 +50,5 @@ __all__ = [
     "draw_noise", "draw_probe", "draw_samples", "euler_step", "eval_log_prob", "evaluate", "field_and_divergence",
     "log_likelihood", "loss", "mlp_cnf_dynamics", "mlp_divergence_exact", "mlp_divergence_hutchinson",
     "mlp_euler_step", "mlp_field", "mlp_log_likelihood", "mlp_rk4_step", "rk4_step", "sample", "solver_options",
-    "standard_normal_log_prob", "trajectory_figure", "transport",
+    "standard_normal_log_prob", "cnf_trajectory_figure", "transport",
 ]

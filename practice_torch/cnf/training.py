@@ -23,7 +23,7 @@ from practice_torch.cnf.functions import FIXED_STEP, TRACES, draw_probe
 from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
 from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.models import Artefact
-from practice_torch.plots import data_limits, density_figure_1d, density_figure_2d, figure_artefact, new_figure
+from practice_torch.plots import data_limits, density_figure_1d, density_figure_2d, trajectory_figure
 
 
 @dataclass
@@ -146,22 +146,13 @@ def sample(net: CNF, config: Config, n: int, generator: torch.Generator, example
         return [Artefact("samples", "text", [" ".join(f"{v:.4f}" for v in row) for row in xs[-1].tolist()])]
     return [density_figure_2d("density", log_prob, data, xs[-1], grid=config.grid,
                               title="CNF density: log p_1 with the exact trace"),
-            trajectory_figure(xs, times, data, nfe)]
+            cnf_trajectory_figure(xs, times, data, nfe)]
 
 
-def trajectory_figure(xs: torch.Tensor, times: torch.Tensor, data: torch.Tensor, nfe: int) -> Artefact:
+def cnf_trajectory_figure(xs: torch.Tensor, times: torch.Tensor, data: torch.Tensor, nfe: int) -> Artefact:
     """Particles x_t (T, N, 2) at each of ``times`` (T,) from noise to data, then 300 paths on the data box."""
-    box = torch.cat([data, xs[0]]).numpy()
-    (x0, x1), (y0, y1) = data_limits(box)
-    fig, axes = new_figure(len(times) + 1, size=3.0)
-    for ax, x, t in zip(axes, xs, times):
-        ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)
-        ax.set(xlim=(x0, x1), ylim=(y0, y1), title=f"x_t, t = {float(t):.2f}")
-    paths = xs[:, :300]
-    axes[-1].plot(paths[..., 0].numpy(), paths[..., 1].numpy(), color="tab:blue", alpha=0.25, lw=0.6)
-    axes[-1].scatter(paths[-1, :, 0], paths[-1, :, 1], s=2, color="tab:red")
-    axes[-1].set(xlim=(x0, x1), ylim=(y0, y1), title=f"paths noise -> data ({nfe} NFE)")
-    return figure_artefact("trajectories", fig)
+    (x0, x1), (y0, y1) = data_limits(torch.cat([data, xs[0]]).numpy())
+    return trajectory_figure(xs, times, (x0, x1), (y0, y1), f"paths noise -> data ({nfe} NFE)")
 
 
 @torch.no_grad()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 
 from practice_torch.models import Artefact
-from practice_torch.plots import data_limits, density_figure_2d, figure_artefact, new_figure, scatter_figure_2d
+from practice_torch.plots import (
+    data_limits,
+    density_figure_2d,
+    figure_artefact,
+    new_figure,
+    scatter_figure_2d,
+    trajectory_figure,
+)
 
 
 @torch.no_grad()
@@ -22,15 +29,7 @@ def vector_figures(net, trajectory, data: torch.Tensor | None, density_grid: int
     lim = dict(xlim=(min(x_lo, -3), max(x_hi, 3)), ylim=(min(y_lo, -3), max(y_hi, 3)))
     out = [scatter_figure_2d("samples", samples, box, title=f"flow matching samples ({trajectory.nfe} NFE)")]
     picks = torch.linspace(0, len(xs) - 1, min(5, len(xs))).round().long().tolist()
-    fig, axes = new_figure(len(picks) + 1, size=3.0)
-    for ax, i in zip(axes, picks):
-        ax.scatter(xs[i, :, 0], xs[i, :, 1], s=1, alpha=0.4)
-        ax.set(**lim, title=f"x_t, t = {float(trajectory.times[i]):.2f}")
-    paths = xs[:, :300]
-    axes[-1].plot(paths[..., 0].numpy(), paths[..., 1].numpy(), color="tab:blue", alpha=0.25, lw=0.6)
-    axes[-1].scatter(paths[-1, :, 0], paths[-1, :, 1], s=2, color="tab:red")
-    axes[-1].set(**lim, title="paths from noise to data")
-    out.append(figure_artefact("trajectories", fig))
+    out.append(trajectory_figure(xs, trajectory.times, lim["xlim"], lim["ylim"], "paths from noise to data", picks))
     out.append(field_figure(net, lim))
     if not density_grid:
         return out
