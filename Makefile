@@ -40,8 +40,11 @@ demo: setup
 	@echo "loss curve:       $(DEMO_RUN)/loss.png   metrics: $(DEMO_RUN)/metrics.jsonl   TensorBoard: $(DEMO_RUN)/events"
 	@echo "derivation:       build/elbo.md"
 
+# The default suite on one pytest-xdist worker per core (at most 4), each test file whole on one worker.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(1, min(4, len(os.sched_getaffinity(0)))))")
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
