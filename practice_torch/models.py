@@ -46,13 +46,16 @@ MODELS = {
 @dataclass(frozen=True)
 class Artefact:
     """Something a person looks at. images: (N, C, H, W) in [0, 1], a grid of ``nrow`` per row;
-    audio: (N, T) waveforms in [-1, 1] at ``sample_rate``; text: a list of strings."""
+    audio: (N, T) waveforms in [-1, 1] at ``sample_rate``; text: a list of strings. ``labels``: (N,) int64, the
+    class each item was drawn for by a class-conditional sampler (``eval`` then reports the feature network's
+    accuracy on them), or None."""
 
     name: str
     kind: Literal["images", "audio", "text"]
     data: Any
     nrow: int = 8
     sample_rate: int = 16_000
+    labels: Any = None
 
 
 class ModelModule(Protocol):

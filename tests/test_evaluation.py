@@ -223,7 +223,8 @@ def test_the_features_command_and_its_one_line_errors(digits_net, capsys):
     assert main(["features", "digits", "--device", "cpu"]) == 0
     assert f"test accuracy {100 * digits_net[1]['test_accuracy']:.2f}%" in capsys.readouterr().out
     one_line_error(capsys, ["features", "nope"], "unknown data set 'nope'")
-    one_line_error(capsys, ["features", "moons"], "feature networks are for image data sets; moons is 2-D data")
+    one_line_error(capsys, ["features", "moons"], "feature networks are for image data sets and the audio sets "
+                                                "spoken_digits; moons is 2-D data")
     one_line_error(capsys, ["features", "galaxies"], "galaxies has no class labels")
     one_line_error(capsys, ["features", "mnist"], "mnist loads through torchvision: pass --data-dir")
 

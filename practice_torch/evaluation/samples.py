@@ -1,5 +1,7 @@
 """Sample metrics of an image model: FID, Inception Score, KID and precision/recall of generated images against
 held-out ones, through the project's feature network (and the standard Inception FID when its weights are here).
+The same for a waveform model of ``spoken_digits``, through the classifier of log-mel pictures; and, for samples
+drawn for given classes (``Artefact.labels``), ``class_accuracy``: how often the classifier names the class asked for.
 
 ``python -m practice_torch eval RUN`` calls ``model_sample_metrics`` after the model's own ``evaluate``;
 ``python -m benchmarks metrics`` calls ``image_set_metrics`` on real, blurred and noise images (the sanity table).
@@ -13,7 +15,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from practice_torch.evaluation.features import FeatureNetwork, FeatureNetworkError, check_dataset, embed, feature_network
+from practice_torch.evaluation.features import (
+    AUDIO_VIEWS,
+    FeatureNetwork,
+    FeatureNetworkError,
+    check_dataset,
+    embed,
+    feature_network,
+    feature_pictures,
+    feature_shape,
+)
 from practice_torch.evaluation.inception import InceptionFeatures, find_inception_weights, load_inception
 from practice_torch.evaluation.metrics import fid_from_features, inception_score_splits, kid_subsets, precision_recall
 
@@ -48,17 +59,32 @@ def image_set_metrics(real: torch.Tensor, fake: torch.Tensor, net: FeatureNetwor
     return metrics
 
 
-def draw_images(module, cfg, net, n: int, generator: torch.Generator, chunk: int = 1000) -> torch.Tensor | None:
+def draw_images(module, cfg, net, n: int, generator: torch.Generator, chunk: int = 1000, dataset: str | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """About n samples (N, C, H, W) of a model, in chunks: the 'samples' artefact of ``module.sample``, clamped to
-    [0, 1] (a Gaussian decoder's means may stray outside). None when the model's samples are not images."""
-    parts, total = [], 0
+    [0, 1] (a Gaussian decoder's means may stray outside), with the classes they were drawn for (N,) when the
+    sampler says (else None). With ``dataset`` an audio set of ``AUDIO_VIEWS``, the samples are waveforms and come
+    back as that set's log-mel pictures. None when the model's samples are not of that kind."""
+    audio = dataset in AUDIO_VIEWS
+    parts, labels, total = [], [], 0
     while total < n:
         artefact = module.sample(net, cfg.model, min(chunk, n - total), generator, None)[0]
-        if artefact.name != "samples" or artefact.kind != "images" or artefact.data.ndim != 4 or not len(artefact.data):
+        data = artefact.data
+        if audio and artefact.name == "samples" and artefact.kind == "audio" and data.ndim == 2 and len(data):
+            data = feature_pictures(dataset, data.detach().float().cpu(), artefact.sample_rate)
+        elif audio or artefact.name != "samples" or artefact.kind != "images" or data.ndim != 4 or not len(data):
             return None
-        parts.append(artefact.data.detach().float().cpu().clamp(0.0, 1.0))
+        parts.append(data.detach().float().cpu().clamp(0.0, 1.0))
+        labels.append(None if artefact.labels is None else torch.as_tensor(artefact.labels).cpu())
         total += len(parts[-1])
-    return torch.cat(parts)
+    return torch.cat(parts), None if any(y is None for y in labels) else torch.cat(labels)
+
+
+@torch.no_grad()
+def class_accuracy(net: FeatureNetwork, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of images (N, C, H, W) whose most probable class under the classifier is labels (N,)."""
+    _, probs = embed(net, images, desc="features (class accuracy)")
+    return (probs.argmax(-1) == labels).float().mean().item()
 
 
 def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, generator: torch.Generator,
@@ -66,8 +92,9 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
                          inception_path: str | Path | None = None) -> dict[str, float]:
     """The sample metrics ``eval`` adds for an image model: n samples (default: as many as held-out examples, at
     most the module's ``EVAL_SAMPLES`` or 10 000) against as many held-out examples. Prints one line when it skips
-    something; {} if it cannot run (and nothing at all for data that are not images)."""
-    if info.modality != "image":
+    something; {} if it cannot run (and nothing at all for data that are not images or an audio set of
+    ``AUDIO_VIEWS``)."""
+    if info.modality != "image" and info.name not in AUDIO_VIEWS:
         return {}
     try:
         check_dataset(info.name)
@@ -78,25 +105,33 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
     was_training = net.training
     net.eval()
     try:
-        fake = draw_images(module, cfg, net, n, generator)
+        drawn = draw_images(module, cfg, net, n, generator, dataset=info.name if info.modality == "audio" else None)
     finally:
         net.train(was_training)
-    if fake is None or tuple(fake.shape[1:]) != tuple(info.shape):
-        print(f"sample metrics skipped: the samples of {cfg.model_name} are not {info.name} images "
-              f"{tuple(info.shape)}", file=sys.stderr)
+    shape = feature_shape(info)
+    if drawn is None or tuple(drawn[0].shape[1:]) != shape:
+        kind = "waveforms" if info.modality == "audio" else f"images {shape}"
+        print(f"sample metrics skipped: the samples of {cfg.model_name} are not {info.name} {kind}", file=sys.stderr)
         return {}
+    fake, labels = drawn
     rows = range(min(len(fake), len(held_out)))
     real = torch.stack([held_out[i][0] for i in rows])
+    if info.modality == "audio":
+        real = feature_pictures(info.name, real)
     features = feature_network(info.name, data_dir, device)
     inception = None
     path = Path(inception_path) if inception_path else find_inception_weights(data_dir)
-    if path is not None:
+    if info.modality == "audio":
+        pass  # an ImageNet network has nothing to say about spectrograms
+    elif path is not None:
         inception = load_inception(path, device)
     else:
         where = f"in {data_dir}" if data_dir else "(no --data-dir given)"
         print(f"standard FID skipped: no Inception-v3 weights (pt_inception-2015-12-05-*.pth or "
               f"inception_v3_google-*.pth) {where}", file=sys.stderr)
     metrics = image_set_metrics(real, fake, features, inception=inception)
+    if labels is not None:  # the classes the samples were drawn for: does the classifier recognise them?
+        metrics["class_accuracy"] = class_accuracy(features, fake, labels)
     return {**metrics, "sample_metrics_samples": len(fake), "sample_metrics_held_out": len(real),
             "features_test_accuracy": features.test_accuracy,
             **({"inception_weights": inception.source} if inception is not None else {})}

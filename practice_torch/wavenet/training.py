@@ -27,6 +27,7 @@ from practice_torch.wavenet.functions import mu_law_decode, mu_law_encode
 from practice_torch.wavenet.network import WaveNet
 
 DATA_RATE = 16_000
+EVAL_SAMPLES = 50  # eval's sample metrics: 5 clips per digit (sampling is sequential, 8 000 steps per second of audio)
 
 
 @dataclass
@@ -159,7 +160,7 @@ def sample(net: WaveNet, config: Config, n: int, generator: torch.Generator, exa
     first = waves[::per_digit]
     real = real_examples(net, examples, device)
     names = list(DIGITS[: net.num_classes]) if net.num_classes <= len(DIGITS) else [str(d) for d in range(10)]
-    return [Artefact("samples", "audio", waves, sample_rate=net.sample_rate),
+    return [Artefact("samples", "audio", waves, sample_rate=net.sample_rate, labels=y),
             spectrogram_figure("spectrograms", first, net.sample_rate, names, real)]
 
 
