@@ -109,7 +109,8 @@ class TorchBackend:
         cot = [self._tensor(c) for c in flatten(cotangent).values()]
         names = [n for n, _ in module.named_parameters()]
         wrt = [p for _, p in module.named_parameters()] + [args[k] for k in case.grad_wrt]
-        grads = self.torch.autograd.grad(out, wrt, cot)
+        # a weight off every path to the output (WaveNet's last residual 1x1) has gradient 0, as JAX reports it
+        grads = self.torch.autograd.grad(out, wrt, cot, allow_unused=True, materialize_grads=True)
         return {"params": {n: g.numpy() for n, g in zip(names, grads)},
                 "inputs": {k: g.numpy() for k, g in zip(case.grad_wrt, grads[len(names):])}}
 

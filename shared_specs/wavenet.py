@@ -7,13 +7,17 @@ each from a different formula than the twins':
 * companding: ``np.log`` of 1 + mu|x| / ``np.power``; the ITU-T G.711 closed form's inverse by bisection;
 * quantisation: a nearest-level search over all 256 levels (``np.argmin``);
 * the causal convolution and the block: a brute-force loop over time and taps on an explicitly zero-padded past.
+
+Two module cases in float32 under the weight converter: the torch ``GatedResidualBlock`` and ``WaveNet`` against
+their flax twins (written with flax's Conv in NWC, causal padding and kernel dilation), gradients w.r.t. every
+weight (and the block's input and condition).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from shared_specs.case import FunctionCase, gaussian, uniform
+from shared_specs.case import FunctionCase, ModuleCase, gaussian, uniform
 
 MU, LEVELS = 255.0, 256
 
@@ -98,6 +102,15 @@ def _block_inputs(rng, channels=4, cond=3, skip=5, kernel=2, length=20):
 BLOCK_WEIGHTS = ("x", "h", "w_filter", "w_gate", "b_filter", "b_gate", "v_filter", "v_gate", "w_res", "b_res", "w_skip",
                  "b_skip")
 
+BLOCK_MODULE = {"channels": 4, "skip": 6, "num_classes": 3, "kernel": 3, "dilation": 4}
+NET_MODULE = {"levels": 16, "channels": 4, "skip": 6, "num_classes": 3, "kernel": 2, "dilations": (1, 2, 4, 1, 2)}
+
+
+def _block_module_inputs(r):
+    """x: (2, 4, 24) NCT (the flax side takes NTC), h: two labels' one-hots (2, 3)."""
+    return {"x": gaussian(r, 2, 4, 24, dtype="float32"), "h": np.eye(3, dtype="float32")[[0, 2]]}
+
+
 CASES = (
     FunctionCase("wavenet/mu_law_compand", "mu_law_compand", lambda r: {"x": _waves(r)}, grad_wrt=("x",),
                  reference=ref_compand),
@@ -124,4 +137,9 @@ CASES = (
                  grad_wrt=BLOCK_WEIGHTS, reference=ref_gated_residual_block),
     FunctionCase("wavenet/gated_residual_block_k3_d8", "gated_residual_block", lambda r: _block_inputs(r, kernel=3),
                  static={"dilation": 8}, grad_wrt=BLOCK_WEIGHTS, reference=ref_gated_residual_block),
+    # the network (float32 modules: Conv1d (O, C, K) -> flax Conv (K, C, O), NCT -> NTC) -----------------------------
+    ModuleCase("wavenet/GatedResidualBlock", "GatedResidualBlock", BLOCK_MODULE, _block_module_inputs,
+               grad_wrt=("x", "h"), image_inputs=("x",), image_outputs=("0", "1")),
+    ModuleCase("wavenet/WaveNet", "WaveNet", NET_MODULE,
+               lambda r: {"q": r.integers(0, 16, (2, 20)), "y": np.array([0, 2])}, image_outputs=("<root>",)),
 )

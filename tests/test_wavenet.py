@@ -57,6 +57,25 @@ def test_an_off_by_one_dilation_in_the_block_is_caught(both):
     caught(BY_ID["wavenet/gated_residual_block"], shifted)
 
 
+def test_the_flax_twins_are_caught_with_a_centred_padding_or_filter_and_gate_swapped(both, monkeypatch):
+    """The module cases (torch network vs its flax twin under the converter) fail when the flax side leaks the future
+    or reads the gate's kernel as the filter's."""
+    import flax.linen as nn
+
+    import theory_jax.wavenet as jax_wavenet
+
+    swapped = Perturbation("filter <-> gate", params=lambda p: {**p, "filter": p["gate"], "gate": p["filter"]})
+    assert "output" in caught(BY_ID["wavenet/GatedResidualBlock"], swapped)
+
+    def centred(features, kernel, dilation, name):
+        total = (kernel - 1) * dilation
+        return nn.Conv(features, (kernel,), kernel_dilation=(dilation,), padding=[(total // 2, total - total // 2)],
+                       name=name)
+
+    monkeypatch.setattr(jax_wavenet, "_causal_conv", centred)
+    assert "output" in caught(BY_ID["wavenet/WaveNet"], Perturbation("centred padding"))
+
+
 # The network -------------------------------------------------------------------------------------------------------
 def _net(kernel=2, dilations=(1, 2, 4, 8, 1, 2, 4, 8)):
     torch.manual_seed(0)

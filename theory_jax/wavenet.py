@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from functools import partial
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,6 +137,62 @@ def centred_padding(weights: dict, dilation: int) -> tuple[int, int]:
     """'same' padding, (K - 1) d split between left and right: the non-causal mistake the negative controls catch."""
     total = (weights["w_filter"].shape[-1] - 1) * dilation
     return total // 2, total - total // 2
+
+
+# 4. The network as flax modules: the twins of practice_torch.wavenet.network, checked under the weight converter ----
+# Written with flax's own layers in the channels-last layout (NWC), not with the functions above, so the module specs
+# compare two implementations: torch's Conv1d (O, C, K) with an explicit left pad against flax's Conv (K, C, O) with
+# causal padding ((K - 1) d, 0) and kernel_dilation d. Submodule names are torch's (``blocks_i`` for ``blocks.i``,
+# ``head_1``/``head_3`` for the Sequential's convolutions), so ``shared_specs.interop`` maps them without a new rule.
+def _causal_conv(features: int, kernel: int, dilation: int, name: str) -> nn.Conv:
+    return nn.Conv(features, (kernel,), kernel_dilation=(dilation,), padding=[((kernel - 1) * dilation, 0)],
+                   precision=jax.lax.Precision.HIGHEST, name=name)
+
+
+class GatedResidualBlock(nn.Module):
+    """x: (B, T, C), h: (B, L) -> (x + W_res z (B, T, C), W_skip z (B, T, S)) with
+    z = tanh(W_f * x + V_f h) . sigmoid(W_g * x + V_g h) (WaveNet eq. 3, fig. 4)."""
+
+    channels: int
+    skip: int
+    num_classes: int
+    kernel: int
+    dilation: int
+
+    @nn.compact
+    def __call__(self, x, h):
+        dense = partial(nn.Dense, self.channels, use_bias=False, precision=jax.lax.Precision.HIGHEST)
+        conv = partial(_causal_conv, self.channels, self.kernel, self.dilation)
+        filter_pre = conv("filter")(x) + dense(name="cond_filter")(h)[:, None]
+        gate_pre = conv("gate")(x) + dense(name="cond_gate")(h)[:, None]
+        z = gated_activation(filter_pre, gate_pre)
+        residual = _causal_conv(self.channels, 1, 1, "res")(z)
+        return x + residual, _causal_conv(self.skip, 1, 1, "skip")(z)
+
+
+class WaveNet(nn.Module):
+    """q: (B, T) mu-law classes, y: (B,) labels -> logits (B, T, levels); position t predicts q[:, t + 1]. Embedding,
+    gated residual blocks (one per dilation) conditioned on the label's one-hot, the sum of their skips, then ReLU,
+    1x1, ReLU, 1x1."""
+
+    levels: int = 256
+    channels: int = 32
+    skip: int = 64
+    num_classes: int = 10
+    kernel: int = 2
+    dilations: tuple[int, ...] = (1, 2, 4, 8)
+
+    @nn.compact
+    def __call__(self, q, y):
+        x = nn.Embed(self.levels, self.channels, name="embed")(q)
+        h = jax.nn.one_hot(y, self.num_classes, dtype=x.dtype)
+        total = 0.0
+        for i, dilation in enumerate(self.dilations):
+            x, skip = GatedResidualBlock(self.channels, self.skip, self.num_classes, self.kernel, dilation,
+                                         name=f"blocks_{i}")(x, h)
+            total = total + skip
+        hidden = _causal_conv(self.skip, 1, 1, "head_1")(jax.nn.relu(total))
+        return _causal_conv(self.levels, 1, 1, "head_3")(jax.nn.relu(hidden))
 
 
 # 4. The derivation ---------------------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from practice_torch.wavenet.functions import mu_law_decode, mu_law_encode
 from practice_torch.wavenet.network import WaveNet
 
 DATA_RATE = 16_000
-EVAL_SAMPLES = 50  # eval's sample metrics: 5 clips per digit (sampling is sequential, 8 000 steps per second of audio)
 
 
 @dataclass
