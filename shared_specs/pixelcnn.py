@@ -6,6 +6,9 @@ uniforms drawn here, ARCHITECTURE.md rule 1), with gradients wherever the functi
 witnesses: the masks by looping over the taps and comparing their raster index with the centre's; the masked
 convolution by an explicit sum over the taps of a zero-padded image (NumPy); the likelihoods by SciPy's
 ``log_softmax`` / ``log_expit``; the sampling step by ``np.searchsorted`` on the CDF.
+
+Two float32 module cases under the weight converter: the class-conditional torch ``PlainPixelCNN`` and
+``GatedPixelCNN`` against their flax twins (NHWC, HWIO kernels), gradients w.r.t. every weight and the image.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import math
 import numpy as np
 from scipy import special
 
-from shared_specs.case import FunctionCase, gaussian, uniform
+from shared_specs.case import FunctionCase, ModuleCase, gaussian, uniform
 
 B, H, W = 2, 5, 6
 
@@ -109,4 +112,13 @@ CASES = (
                  reference=lambda nll, num_dims: nll / (num_dims * math.log(2))),
     FunctionCase("pixelcnn/sample_pixel", "sample_pixel",
                  lambda r: {"logits": gaussian(r, 8, 256, scale=3.0), "u": uniform(r, 8)}, reference=ref_sample_pixel),
+    # the networks, class-conditional (float32 modules: Conv2d OIHW -> HWIO, NCHW -> NHWC) ---------------------------
+    ModuleCase("pixelcnn/PlainPixelCNN", "PlainPixelCNN", {"channels": 4, "layers": 3, "kernel": 3, "out_channels": 5,
+                                                           "num_classes": 3, "first_kernel": 5},
+               lambda r: {"x": gaussian(r, B, 1, H, W, dtype="float32"), "y": np.array([0, 2])}, grad_wrt=("x",),
+               image_inputs=("x",), image_outputs=("<root>",)),
+    ModuleCase("pixelcnn/GatedPixelCNN", "GatedPixelCNN", {"channels": 4, "layers": 3, "kernel": 3, "out_channels": 5,
+                                                           "num_classes": 3, "first_kernel": 5},
+               lambda r: {"x": gaussian(r, B, 1, H, W, dtype="float32"), "y": np.array([1, 2])}, grad_wrt=("x",),
+               image_inputs=("x",), image_outputs=("<root>",)),
 )

@@ -35,6 +35,25 @@ def test_a_type_b_mask_where_type_a_is_needed_is_caught(both):
     caught(BY_ID["pixelcnn/causal_mask_A"], swapped)
 
 
+def test_the_flax_twins_are_caught_with_type_b_masks_or_a_swapped_condition(both, monkeypatch):
+    """The module cases (torch networks vs their flax twins under the converter) fail when the flax first layer sees
+    its own pixel, or when the gated layer adds the horizontal stack's label embedding to the vertical stack."""
+    import theory_jax.pixelcnn as jax_pixelcnn
+
+    def halves_swapped(params):
+        table = params["layers_1"]["condition"]["embedding"]
+        half = table.shape[-1] // 2
+        swapped = np.concatenate([table[:, half:], table[:, :half]], axis=-1)
+        return {**params, "layers_1": {**params["layers_1"], "condition": {"embedding": swapped}}}
+
+    assert "output" in caught(BY_ID["pixelcnn/GatedPixelCNN"], Perturbation("c_v <-> c_h", params=halves_swapped))
+    causal, stack = jax_pixelcnn._causal_keep, jax_pixelcnn._stack_keep
+    monkeypatch.setattr(jax_pixelcnn, "_causal_keep", lambda k, mask_type: causal(k, "B"))
+    monkeypatch.setattr(jax_pixelcnn, "_stack_keep", lambda k, stack_name, mask_type: stack(k, stack_name, "B"))
+    for case in ("pixelcnn/PlainPixelCNN", "pixelcnn/GatedPixelCNN"):
+        assert "output" in caught(BY_ID[case], Perturbation("type B first layer"))
+
+
 def test_a_shifted_uniform_is_caught(both):
     caught(BY_ID["pixelcnn/sample_pixel"], Perturbation("other u", inputs=lambda d: {**d, "u": (d["u"] + 0.3) % 1}))
 

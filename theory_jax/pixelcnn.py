@@ -21,14 +21,16 @@ from __future__ import annotations
 import itertools
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from theory_jax.derivation import Derivation
 
-__all__ = ["bernoulli_log_likelihood", "bits_per_dim", "categorical_log_likelihood", "causal_mask", "derive",
-           "gated_activation", "gated_pixelcnn", "masked_conv2d", "plain_pixelcnn", "sample_pixel", "stack_mask"]
+__all__ = ["GatedLayer", "GatedPixelCNN", "MaskedConv2d", "PlainPixelCNN", "bernoulli_log_likelihood", "bits_per_dim",
+           "categorical_log_likelihood", "causal_mask", "derive", "gated_activation", "gated_pixelcnn", "masked_conv2d",
+           "plain_pixelcnn", "sample_pixel", "stack_mask"]
 
 TITLE = "PixelCNN: masked convolutions, causality and the chain-rule likelihood"
 LECTURES = "autoregressive image models; PixelCNN; gated PixelCNN"
@@ -38,24 +40,31 @@ LECTURES = "autoregressive image models; PixelCNN; gated PixelCNN"
 def causal_mask(kernel_size: int, mask_type: str):
     """The (k, k) PixelCNN mask: 1 on the rows above the centre and left of it in the centre row; the centre itself
     only for type 'B'. k odd."""
-    k, c = kernel_size, kernel_size // 2
-    rows, cols = np.mgrid[0:k, 0:k]
-    keep = (rows < c) | ((rows == c) & ((cols < c) if mask_type == "A" else (cols <= c)))
-    return jnp.asarray(keep, dtype=jnp.float64)
+    return jnp.asarray(_causal_keep(kernel_size, mask_type), dtype=jnp.float64)
 
 
 def stack_mask(kernel_size: int, stack: str, mask_type: str):
     """The gated PixelCNN's masks. 'vertical': (k, k), every row above the centre; type 'B' also the centre row
     (its output at row r then depends on input rows < r only, the first layer being 'A'). 'horizontal': (1, k), the
     taps left of the centre; type 'B' also the centre."""
-    k, c = kernel_size, kernel_size // 2
+    return jnp.asarray(_stack_keep(kernel_size, stack, mask_type), dtype=jnp.float64)
+
+
+def _causal_keep(k: int, mask_type: str) -> np.ndarray:
+    """``causal_mask`` as a NumPy bool array (a constant, also while JAX traces a module)."""
+    c = k // 2
+    rows, cols = np.mgrid[0:k, 0:k]
+    return (rows < c) | ((rows == c) & ((cols < c) if mask_type == "A" else (cols <= c)))
+
+
+def _stack_keep(k: int, stack: str, mask_type: str) -> np.ndarray:
+    """``stack_mask`` as a NumPy bool array."""
+    c = k // 2
     if stack == "vertical":
         rows = np.arange(k)[:, None] * np.ones((1, k))
-        keep = rows < c if mask_type == "A" else rows <= c
-    else:
-        cols = np.arange(k)[None, :]
-        keep = cols < c if mask_type == "A" else cols <= c
-    return jnp.asarray(keep, dtype=jnp.float64)
+        return rows < c if mask_type == "A" else rows <= c
+    cols = np.arange(k)[None, :]
+    return cols < c if mask_type == "A" else cols <= c
 
 
 # 2. Masked convolution ---------------------------------------------------------------------------------------------
@@ -106,6 +115,112 @@ def gated_pixelcnn(params, x, layers: int):
                               params[f"layers.{layer}.residual.bias"], one)
         h = h_new if layer == 0 else h + h_new
     return masked_conv2d(jax.nn.relu(h), params["out.weight"], params["out.bias"], one)
+
+
+# 3b. The networks as flax modules: the twins of practice_torch.pixelcnn.network, checked under the weight converter --
+# Channels-last (NHWC, HWIO kernels) with torch's submodule names (``convs_i``/``layers_i`` for ``convs.i``/``layers.i``)
+# and, unlike the parameter-dict functions above, class conditioning (an embedding added before each gate).
+def _frozen(mask) -> tuple[tuple[float, ...], ...]:
+    """A NumPy mask as nested tuples of 0.0/1.0: a hashable module field."""
+    return tuple(map(tuple, np.asarray(mask, dtype=float).tolist()))
+
+
+def _conv1x1(features: int, name: str) -> nn.Conv:
+    return nn.Conv(features, (1, 1), precision=jax.lax.Precision.HIGHEST, name=name)
+
+
+class MaskedConv2d(nn.Module):
+    """(W . M) * x + b with zero padding (kh // 2, kw // 2). x: (B, H, W, I) -> (B, H, W, features); kernel HWIO."""
+
+    features: int
+    mask: tuple[tuple[float, ...], ...]
+
+    @nn.compact
+    def __call__(self, x):
+        m = jnp.asarray(self.mask, x.dtype)
+        kh, kw = m.shape
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (kh, kw, x.shape[-1], self.features), x.dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
+        y = jax.lax.conv_general_dilated(x, kernel * m[:, :, None, None], (1, 1), ((kh // 2, kh // 2), (kw // 2, kw // 2)),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                         precision=jax.lax.Precision.HIGHEST)
+        return y + bias
+
+
+def _gate(a):
+    """Eq. 2 on channels-last activations: tanh of the first half of the channels times sigmoid of the second."""
+    f, g = jnp.split(a, 2, axis=-1)
+    return jnp.tanh(f) * jax.nn.sigmoid(g)
+
+
+class PlainPixelCNN(nn.Module):
+    """x: (B, H, W, 1), y: (B,) or None -> logits (B, H, W, out_channels): a type-A masked conv, type-B ones after,
+    the label's embedding added before each ReLU, a 1 x 1 head."""
+
+    channels: int
+    layers: int
+    kernel: int
+    out_channels: int
+    num_classes: int = 0
+    first_kernel: int | None = None
+
+    @nn.compact
+    def __call__(self, x, y=None):
+        embed = nn.Embed(self.num_classes, self.channels, name="condition") if self.num_classes else None
+        h = x
+        for i in range(self.layers):
+            mask = _causal_keep(self.first_kernel or self.kernel, "A") if i == 0 else _causal_keep(self.kernel, "B")
+            h = MaskedConv2d(self.channels, _frozen(mask), name=f"convs_{i}")(h)
+            if embed is not None and y is not None:
+                h = h + embed(y)[:, None, None, :]
+            h = jax.nn.relu(h)
+        return _conv1x1(self.out_channels, "out")(h)
+
+
+class GatedLayer(nn.Module):
+    """v, h: (B, H, W, c_in), y: (B,) or None -> (v', h') (B, H, W, channels) each: v' = gate(V * v + c_v(y)),
+    h' = h + R gate(H * h + Vh (V * v) + c_h(y)), without the residual in the first (type A) layer."""
+
+    c_in: int
+    channels: int
+    kernel: int
+    mask_type: str
+    num_classes: int = 0
+
+    @nn.compact
+    def __call__(self, v, h, y=None):
+        c2 = 2 * self.channels
+        v_pre = MaskedConv2d(c2, _frozen(_stack_keep(self.kernel, "vertical", self.mask_type)), name="vertical")(v)
+        h_pre = MaskedConv2d(c2, _frozen(_stack_keep(self.kernel, "horizontal", self.mask_type)), name="horizontal")(h)
+        h_pre = h_pre + _conv1x1(c2, "v_to_h")(v_pre)
+        if self.num_classes and y is not None:
+            c_v, c_h = jnp.split(nn.Embed(self.num_classes, 2 * c2, name="condition")(y)[:, None, None, :], 2, axis=-1)
+            v_pre, h_pre = v_pre + c_v, h_pre + c_h
+        h_new = _conv1x1(self.channels, "residual")(_gate(h_pre))
+        return _gate(v_pre), (h_new if self.mask_type == "A" else h + h_new)
+
+
+class GatedPixelCNN(nn.Module):
+    """x: (B, H, W, 1), y: (B,) or None -> logits (B, H, W, out_channels): gated layers (type A first, of kernel
+    ``first_kernel``) and a 1 x 1 head on ReLU(h)."""
+
+    channels: int
+    layers: int
+    kernel: int
+    out_channels: int
+    num_classes: int = 0
+    first_kernel: int | None = None
+
+    @nn.compact
+    def __call__(self, x, y=None):
+        v = h = x
+        for i in range(self.layers):
+            first = i == 0
+            layer = GatedLayer(1 if first else self.channels, self.channels,
+                               (self.first_kernel or self.kernel) if first else self.kernel, "A" if first else "B",
+                               self.num_classes, name=f"layers_{i}")
+            v, h = layer(v, h, y)
+        return _conv1x1(self.out_channels, "out")(jax.nn.relu(h))
 
 
 # 4. The chain-rule likelihood and one sampling step ----------------------------------------------------------------
