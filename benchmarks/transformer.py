@@ -95,13 +95,17 @@ def mkl_shim() -> str | None:
         return None
     folder = Path(tempfile.gettempdir()) / "generative_twins_mkl_shim"
     library = folder / "libmkl_intel_cpu.so"
-    if not library.exists():
+    if not library.exists():  # built under a private name, then renamed: a concurrent caller never sees half a file
         folder.mkdir(exist_ok=True)
-        (folder / "shim.c").write_text(MKL_SHIM_C)
-        built = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(folder / "shim.c")],
+        source, partial = folder / f"shim-{os.getpid()}.c", folder / f"partial-{os.getpid()}.so"
+        source.write_text(MKL_SHIM_C)
+        built = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(partial), str(source)],
                                capture_output=True)
+        source.unlink(missing_ok=True)
         if built.returncode:
+            partial.unlink(missing_ok=True)
             return None
+        os.replace(partial, library)
     return str(library)
 
 
