@@ -126,7 +126,7 @@ def test_build_rejects_what_it_cannot_train():
     with pytest.raises(ValueError, match="unknown preset"):
         wn.default_config("huge")
     net = wn.build(cfg, DIGITS)
-    assert net.receptive_field == 1 + 2 * (2**9 - 1) and len(net.blocks) == 18
+    assert net.receptive_field == 1 + 2 * (2**12 - 1) and len(net.blocks) == 24  # a whole word at 8 kHz
 
 
 def test_the_loss_is_the_cross_entropy_of_the_drawn_crops():
