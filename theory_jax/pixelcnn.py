@@ -153,9 +153,8 @@ def _gate(a):
     return jnp.tanh(f) * jax.nn.sigmoid(g)
 
 
-class PlainPixelCNN(nn.Module):
-    """x: (B, H, W, 1), y: (B,) or None -> logits (B, H, W, out_channels): a type-A masked conv, type-B ones after,
-    the label's embedding added before each ReLU, a 1 x 1 head."""
+class _PixelCNNConfig(nn.Module):
+    """The hyperparameters both PixelCNNs take, named as torch's constructor arguments."""
 
     channels: int
     layers: int
@@ -163,6 +162,11 @@ class PlainPixelCNN(nn.Module):
     out_channels: int
     num_classes: int = 0
     first_kernel: int | None = None
+
+
+class PlainPixelCNN(_PixelCNNConfig):
+    """x: (B, H, W, 1), y: (B,) or None -> logits (B, H, W, out_channels): a type-A masked conv, type-B ones after,
+    the label's embedding added before each ReLU, a 1 x 1 head."""
 
     @nn.compact
     def __call__(self, x, y=None):
@@ -200,16 +204,9 @@ class GatedLayer(nn.Module):
         return _gate(v_pre), (h_new if self.mask_type == "A" else h + h_new)
 
 
-class GatedPixelCNN(nn.Module):
+class GatedPixelCNN(_PixelCNNConfig):
     """x: (B, H, W, 1), y: (B,) or None -> logits (B, H, W, out_channels): gated layers (type A first, of kernel
     ``first_kernel``) and a 1 x 1 head on ReLU(h)."""
-
-    channels: int
-    layers: int
-    kernel: int
-    out_channels: int
-    num_classes: int = 0
-    first_kernel: int | None = None
 
     @nn.compact
     def __call__(self, x, y=None):
