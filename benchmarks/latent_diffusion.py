@@ -57,7 +57,7 @@ def timed_samples(module, cfg, net, n: int, seed: int = 0) -> tuple[torch.Tensor
     from practice_torch.evaluation.samples import draw_images
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    images = draw_images(module, cfg, net, n, torch.Generator().manual_seed(seed), chunk=250)
+    images, _ = draw_images(module, cfg, net, n, torch.Generator().manual_seed(seed), chunk=250)
     return images, time.process_time() - cpu0, time.perf_counter() - wall0
 
 

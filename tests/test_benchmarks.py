@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks.__main__ import BENCHMARKS, DEFAULT, main, metric_order_problems, metrics
 
@@ -68,3 +69,20 @@ def test_the_fashion_mnist_table_holds_its_order(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads((tmp_path / "metrics.json").read_text())
     assert result["order_holds"] and "expected order holds: yes" in proc.stdout
+
+
+def test_latent_vs_pixel_times_the_models_own_image_samples():
+    """timed_samples hands latent_vs_pixel an image tensor (draw_images also returns the samples' labels)."""
+    from types import SimpleNamespace
+
+    from benchmarks.latent_diffusion import timed_samples
+    from practice_torch.models import Artefact
+
+    def sample(net, config, n, generator, examples):
+        return [Artefact("samples", "images", torch.rand(n, 1, 4, 4, generator=generator) * 1.5,
+                         labels=torch.arange(n) % 10)]
+
+    images, cpu_s, wall_s = timed_samples(SimpleNamespace(sample=sample), SimpleNamespace(model=None),
+                                          torch.nn.Linear(1, 1), 6)
+    assert isinstance(images, torch.Tensor) and images.shape == (6, 1, 4, 4) and images.max() <= 1.0
+    assert cpu_s >= 0 and wall_s >= 0

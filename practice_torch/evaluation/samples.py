@@ -40,9 +40,11 @@ def inception_features(net: InceptionFeatures, images: torch.Tensor, batch_size:
 
 
 def image_set_metrics(real: torch.Tensor, fake: torch.Tensor, net: FeatureNetwork, k: int = 3,
-                      inception: InceptionFeatures | None = None, seed: int = 0) -> dict[str, float]:
+                      inception: InceptionFeatures | None = None, seed: int = 0,
+                      labels: torch.Tensor | None = None) -> dict[str, float]:
     """FID, IS (of ``fake``, 10 splits), KID (100 subsets of up to 1000), precision and recall (k-NN with ``k``)
-    of image sets real (N, C, H, W) and fake (M, C, H, W) in [0, 1], in the feature space of ``net``."""
+    of image sets real (N, C, H, W) and fake (M, C, H, W) in [0, 1], in the feature space of ``net``. With the
+    classes the samples were drawn for, labels (M,): ``class_accuracy``, how often the classifier names them."""
     real_feats, real_probs = embed(net, real, desc="features (held out)")
     fake_feats, fake_probs = (real_feats, real_probs) if fake is real else embed(net, fake, desc="features (samples)")
     is_mean, is_std = inception_score_splits(fake_probs, splits=min(10, len(fake)),
@@ -53,6 +55,8 @@ def image_set_metrics(real: torch.Tensor, fake: torch.Tensor, net: FeatureNetwor
     metrics = {"fid": fid_from_features(real_feats, fake_feats), "inception_score": is_mean,
                "inception_score_std": is_std, "kid": kid_mean, "kid_std": kid_std,
                "precision": float(precision), "recall": float(recall), "precision_recall_k": k}
+    if labels is not None:  # does the classifier recognise the class each sample was drawn for?
+        metrics["class_accuracy"] = (fake_probs.argmax(-1) == labels).float().mean().item()
     if inception is not None:
         metrics["fid_inception"] = fid_from_features(inception_features(inception, real),
                                                      inception_features(inception, fake))
@@ -78,13 +82,6 @@ def draw_images(module, cfg, net, n: int, generator: torch.Generator, chunk: int
         labels.append(None if artefact.labels is None else torch.as_tensor(artefact.labels).cpu())
         total += len(parts[-1])
     return torch.cat(parts), None if any(y is None for y in labels) else torch.cat(labels)
-
-
-@torch.no_grad()
-def class_accuracy(net: FeatureNetwork, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of images (N, C, H, W) whose most probable class under the classifier is labels (N,)."""
-    _, probs = embed(net, images, desc="features (class accuracy)")
-    return (probs.argmax(-1) == labels).float().mean().item()
 
 
 def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, generator: torch.Generator,
@@ -129,9 +126,7 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
         where = f"in {data_dir}" if data_dir else "(no --data-dir given)"
         print(f"standard FID skipped: no Inception-v3 weights (pt_inception-2015-12-05-*.pth or "
               f"inception_v3_google-*.pth) {where}", file=sys.stderr)
-    metrics = image_set_metrics(real, fake, features, inception=inception)
-    if labels is not None:  # the classes the samples were drawn for: does the classifier recognise them?
-        metrics["class_accuracy"] = class_accuracy(features, fake, labels)
+    metrics = image_set_metrics(real, fake, features, inception=inception, labels=labels)
     return {**metrics, "sample_metrics_samples": len(fake), "sample_metrics_held_out": len(real),
             "features_test_accuracy": features.test_accuracy,
             **({"inception_weights": inception.source} if inception is not None else {})}
