@@ -20,9 +20,10 @@ data: $(STAMP)
 	fi
 	$(PY) -m practice_torch.data prepare
 
+# --no-cache-dir: torch's CUDA wheels are about 3 GB; a cached second copy of them has filled a CI disk.
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir -r requirements.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
