@@ -1,16 +1,17 @@
 """Spec cases for ``wavenet``: mu-law companding and quantisation, the dilated causal convolution, the gated unit and
-one gated residual block with a global condition, in float64.
+one gated residual block with a global condition, the clock code of positions in a clip, in float64.
 
 Each function runs in ``theory_jax.wavenet`` and ``practice_torch.wavenet`` on the same NumPy inputs (kernels in the
 torch layout (O, C, K), signals (B, C, T)), with gradients wherever the function is differentiable. Third witnesses,
 each from a different formula than the twins':
 * companding: ``np.log`` of 1 + mu|x| / ``np.power``; the ITU-T G.711 closed form's inverse by bisection;
 * quantisation: a nearest-level search over all 256 levels (``np.argmin``);
-* the causal convolution and the block: a brute-force loop over time and taps on an explicitly zero-padded past.
+* the causal convolution and the block: a brute-force loop over time and taps on an explicitly zero-padded past;
+* the clock: each pair written as (sin, cos)(pi 2^k t), not as 2 pi t over a period.
 
-Two module cases in float32 under the weight converter: the torch ``GatedResidualBlock`` and ``WaveNet`` against
-their flax twins (written with flax's Conv in NWC, causal padding and kernel dilation), gradients w.r.t. every
-weight (and the block's input and condition).
+Three module cases in float32 under the weight converter: the torch ``GatedResidualBlock`` and ``WaveNet`` (also with
+the amplitude input, a clock and crop starts) against their flax twins (written with flax's Conv in NWC, causal
+padding and kernel dilation), gradients w.r.t. every weight (and the block's input and condition).
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def ref_gated_residual_block(x, h, w_filter, w_gate, b_filter, b_gate, v_filter,
     return x + res, skip
 
 
+def ref_clock_features(positions, sample_rate, pairs):
+    """Pair k as (sin, cos)(pi 2^k t), t = positions / sample_rate in seconds: the angular frequency written out."""
+    t = positions / sample_rate
+    rows = [np.sin(np.pi * 2.0**k * t) for k in range(pairs)] + [np.cos(np.pi * 2.0**k * t) for k in range(pairs)]
+    return np.stack(rows, axis=1)
+
+
 # Input makers --------------------------------------------------------------------------------------------------
 def _waves(rng):
     """Amplitudes over the whole range, loud and near silence, both ends included (no exact zero: sign's kink)."""
@@ -104,6 +112,7 @@ BLOCK_WEIGHTS = ("x", "h", "w_filter", "w_gate", "b_filter", "b_gate", "v_filter
 
 BLOCK_MODULE = {"channels": 4, "skip": 6, "num_classes": 3, "kernel": 3, "dilation": 4}
 NET_MODULE = {"levels": 16, "channels": 4, "skip": 6, "num_classes": 3, "kernel": 2, "dilations": (1, 2, 4, 1, 2)}
+CLOCK_MODULE = NET_MODULE | {"clock": 3, "sample_rate": 100, "amplitude": True}
 
 
 def _block_module_inputs(r):
@@ -137,9 +146,16 @@ CASES = (
                  grad_wrt=BLOCK_WEIGHTS, reference=ref_gated_residual_block),
     FunctionCase("wavenet/gated_residual_block_k3_d8", "gated_residual_block", lambda r: _block_inputs(r, kernel=3),
                  static={"dilation": 8}, grad_wrt=BLOCK_WEIGHTS, reference=ref_gated_residual_block),
+    FunctionCase("wavenet/clock_features", "clock_features",
+                 lambda r: {"positions": np.concatenate([[[0, 1, 7999, 8000, 15999]] * 2, r.integers(0, 16000, (2, 25))],
+                                                        axis=1)},
+                 static={"sample_rate": 8000, "pairs": 6}, reference=ref_clock_features),
     # the network (float32 modules: Conv1d (O, C, K) -> flax Conv (K, C, O), NCT -> NTC) -----------------------------
     ModuleCase("wavenet/GatedResidualBlock", "GatedResidualBlock", BLOCK_MODULE, _block_module_inputs,
                grad_wrt=("x", "h"), image_inputs=("x",), image_outputs=("0", "1")),
     ModuleCase("wavenet/WaveNet", "WaveNet", NET_MODULE,
                lambda r: {"q": r.integers(0, 16, (2, 20)), "y": np.array([0, 2])}, image_outputs=("<root>",)),
+    ModuleCase("wavenet/WaveNet_clock_amplitude", "WaveNet", CLOCK_MODULE,
+               lambda r: {"q": r.integers(0, 16, (2, 20)), "y": np.array([0, 2]), "start": np.array([0, 37])},
+               image_outputs=("<root>",)),
 )

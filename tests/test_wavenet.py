@@ -76,10 +76,31 @@ def test_the_flax_twins_are_caught_with_a_centred_padding_or_filter_and_gate_swa
     assert "output" in caught(BY_ID["wavenet/WaveNet"], Perturbation("centred padding"))
 
 
+def test_a_wrong_clock_is_caught(both, monkeypatch):
+    """The clock's spec fails with periods in the wrong unit; the clocked module case fails when the flax twin drops
+    the crop start (every crop then starts its clock at 0)."""
+    import theory_jax.wavenet as jax_wavenet
+
+    halved = Perturbation("periods halved", fn=lambda f: lambda **kw: f(**{**kw, "sample_rate": kw["sample_rate"] / 2}))
+    caught(BY_ID["wavenet/clock_features"], halved)
+    clock = jax_wavenet.clock_features
+    monkeypatch.setattr(jax_wavenet, "clock_features", lambda p, rate, pairs: clock(p - p[:, :1], rate, pairs))
+    assert "output" in caught(BY_ID["wavenet/WaveNet_clock_amplitude"], Perturbation("crop start dropped"))
+
+
+def test_an_amplitude_input_of_mu_law_levels_is_caught(both, monkeypatch):
+    """The flax twin fed the mu-law level instead of the decoded waveform value is caught."""
+    import theory_jax.wavenet as jax_wavenet
+
+    monkeypatch.setattr(jax_wavenet, "mu_law_decode", lambda q, levels: jax_wavenet.dequantize(q, levels))
+    assert "output" in caught(BY_ID["wavenet/WaveNet_clock_amplitude"], Perturbation("amplitude as the level"))
+
+
 # The network -------------------------------------------------------------------------------------------------------
-def _net(kernel=2, dilations=(1, 2, 4, 8, 1, 2, 4, 8)):
+def _net(kernel=2, dilations=(1, 2, 4, 8, 1, 2, 4, 8), clock=0, amplitude=False):
     torch.manual_seed(0)
-    return wn.WaveNet(levels=16, channels=6, skip=8, num_classes=3, kernel=kernel, dilations=dilations).double()
+    return wn.WaveNet(levels=16, channels=6, skip=8, num_classes=3, kernel=kernel, dilations=dilations, clock=clock,
+                      sample_rate=100, amplitude=amplitude).double()
 
 
 @pytest.mark.parametrize("kernel, dilations", [(2, (1, 2, 4, 8, 1, 2, 4, 8)), (3, (1, 2, 4, 1, 2, 4))])
@@ -99,14 +120,26 @@ def test_the_network_is_causal_with_the_closed_form_receptive_field(kernel, dila
     assert len(seen) == size
 
 
-def test_cached_steps_equal_the_parallel_forward_and_sampling_inverts_its_cdf():
-    net = _net(3, (1, 2, 4, 1, 2))
+@pytest.mark.parametrize("clock, amplitude", [(0, False), (3, True)])
+def test_cached_steps_equal_the_parallel_forward_and_sampling_inverts_its_cdf(clock, amplitude):
+    net = _net(3, (1, 2, 4, 1, 2), clock, amplitude)
     y, uniforms = torch.tensor([0, 2, 1]), torch.rand(3, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     q = net.generate(y, uniforms)
     assert q.shape == (3, 31) and (q[:, 0] == 8).all()
     cdf = torch.softmax(net(q[:, :-1], y).detach(), 1).cumsum(1).transpose(1, 2)  # (B, T, levels)
     expected = torch.searchsorted(cdf.contiguous(), uniforms[..., None])[..., 0].clamp_max(15)
     assert torch.equal(q[:, 1:], expected)
+
+
+def test_a_crop_told_its_start_is_scored_as_in_the_whole_clip():
+    """With a clock, training on crops needs their starts: positions whose receptive field lies inside the crop get
+    the whole clip's logits; told the wrong start, they do not."""
+    net = _net(clock=3, amplitude=True)
+    q, y, start = torch.randint(0, 16, (2, 80)), torch.tensor([0, 2]), 23
+    whole, size = net(q, y), net.receptive_field
+    crop = net(q[:, start:], y, torch.tensor([start, start]))
+    torch.testing.assert_close(crop[..., size - 1:], whole[..., start + size - 1:])
+    assert not torch.allclose(net(q[:, start:], y)[..., size - 1:], whole[..., start + size - 1:])
 
 
 def test_the_label_changes_the_prediction():
@@ -123,6 +156,8 @@ def test_build_rejects_what_it_cannot_train():
         wn.build(wn.Config(sample_rate=7000), DIGITS)
     with pytest.raises(ValueError, match="kernel >= 2"):
         wn.build(wn.Config(kernel=1), DIGITS)
+    with pytest.raises(ValueError, match="model.clock"):
+        wn.build(wn.Config(clock=-1), DIGITS)
     with pytest.raises(ValueError, match="unknown preset"):
         wn.default_config("huge")
     net = wn.build(cfg, DIGITS)
@@ -137,8 +172,8 @@ def test_the_loss_is_the_cross_entropy_of_the_drawn_crops():
     loss, terms = wn.loss(net, (x, torch.tensor([3, 5])), noise)
     q = wn.encode(net, x)
     rows = torch.stack([q[b, o:o + 51] for b, o in enumerate(noise["offset"].tolist())])
-    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(net(rows[:, :-1], torch.tensor([3, 5])),
-                                                                       rows[:, 1:]))
+    logits = net(rows[:, :-1], torch.tensor([3, 5]), noise["offset"])  # the clock reads each crop's start
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, rows[:, 1:]))
     torch.testing.assert_close(terms["bits_per_sample"], loss.detach() / math.log(2))
 
 

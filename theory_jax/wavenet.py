@@ -139,7 +139,17 @@ def centred_padding(weights: dict, dilation: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-# 4. The network as flax modules: the twins of practice_torch.wavenet.network, checked under the weight converter ----
+# 4. The clock: local conditioning on the position in the clip ----------------------------------------------------
+def clock_features(positions, sample_rate: int, pairs: int):
+    """Where each sample lies in its clip, as ``pairs`` sine/cosine pairs of its time in seconds with periods 2 s,
+    1 s, 0.5 s, ... (the sinusoidal position code of Vaswani et al. 2017, sec. 3.5, over time instead of tokens).
+    positions: (B, T) sample indices from the clip start -> (B, 2 pairs, T)."""
+    periods = 2.0 / 2.0 ** jnp.arange(pairs, dtype=jnp.float64)
+    angle = 2 * math.pi * (positions.astype(jnp.float64) / sample_rate)[:, None, :] / periods[None, :, None]
+    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], 1)
+
+
+# 5. The network as flax modules: the twins of practice_torch.wavenet.network, checked under the weight converter ----
 # Written with flax's own layers in the channels-last layout (NWC), not with the functions above, so the module specs
 # compare two implementations: torch's Conv1d (O, C, K) with an explicit left pad against flax's Conv (K, C, O) with
 # causal padding ((K - 1) d, 0) and kernel_dilation d. Submodule names are torch's (``blocks_i`` for ``blocks.i``,
@@ -171,9 +181,11 @@ class GatedResidualBlock(nn.Module):
 
 
 class WaveNet(nn.Module):
-    """q: (B, T) mu-law classes, y: (B,) labels -> logits (B, T, levels); position t predicts q[:, t + 1]. Embedding,
-    gated residual blocks (one per dilation) conditioned on the label's one-hot, the sum of their skips, then ReLU,
-    1x1, ReLU, 1x1."""
+    """q: (B, T) mu-law classes, y: (B,) labels, start: (B,) the clip position of q[:, 0] (default 0) -> logits
+    (B, T, levels); position t predicts q[:, t + 1]. Embedding (plus, with ``amplitude``, a bias-free projection of
+    each sample's decoded amplitude, and with ``clock`` > 0, one of the clock code of its position), gated residual
+    blocks (one per dilation) conditioned on the label's one-hot,
+    the sum of their skips, then ReLU, 1x1, ReLU, 1x1."""
 
     levels: int = 256
     channels: int = 32
@@ -181,10 +193,21 @@ class WaveNet(nn.Module):
     num_classes: int = 10
     kernel: int = 2
     dilations: tuple[int, ...] = (1, 2, 4, 8)
+    clock: int = 0
+    sample_rate: int = 8000
+    amplitude: bool = False
 
     @nn.compact
-    def __call__(self, q, y):
+    def __call__(self, q, y, start=None):
         x = nn.Embed(self.levels, self.channels, name="embed")(q)
+        if self.amplitude:
+            wave = mu_law_decode(q, self.levels).astype(x.dtype)[..., None]
+            x = x + nn.Dense(self.channels, use_bias=False, precision=jax.lax.Precision.HIGHEST, name="amplitude")(wave)
+        if self.clock:
+            offset = jnp.zeros(q.shape[0], dtype=jnp.int32) if start is None else start
+            code = clock_features(offset[:, None] + jnp.arange(q.shape[1]), self.sample_rate, self.clock)
+            x = x + nn.Dense(self.channels, use_bias=False, precision=jax.lax.Precision.HIGHEST,
+                             name="clock")(jnp.swapaxes(code, 1, 2).astype(x.dtype))
         h = jax.nn.one_hot(y, self.num_classes, dtype=x.dtype)
         total = 0.0
         for i, dilation in enumerate(self.dilations):
@@ -195,7 +218,7 @@ class WaveNet(nn.Module):
         return _causal_conv(self.levels, 1, 1, "head_3")(jax.nn.relu(hidden))
 
 
-# 4. The derivation ---------------------------------------------------------------------------------------------------
+# 6. The derivation ---------------------------------------------------------------------------------------------------
 def _sympy_inverse():
     x, mu = sp.symbols("x mu", positive=True)
     y = sp.log(1 + mu * x) / sp.log(1 + mu)
@@ -278,6 +301,29 @@ def derive(echo=None) -> Derivation:
                              padding=centred_padding)
     d.inequality("Negative control: a centred ('same') padding leaks the future: max gradient on $\\tau > t$ > 0.01",
                  0.01, jnp.max(centred[t_out + 1:]))
+
+    d.say("Local conditioning on a clock (eq. 3 with a time series $y_t$ instead of a global $h$): the input at "
+          "position $t$ of the clip gets $W_c\\,c(t)$ added, $c(t)$ the sines and cosines of $t$ in seconds with "
+          "periods 2 s, 1 s, 0.5 s, ... Training scores random crops of a clip, so a crop must carry its start $s$: "
+          "then every crop position whose receptive field lies inside the crop is scored exactly as in the whole clip.")
+    seconds = np.arange(8000) / 8000
+    code = clock_features(jnp.arange(8000)[None], 8000, 6)[0]
+    phase = jnp.arctan2(code[0], code[6])
+    d.numeric("`clock_features`: pair $k$ is $(\\sin, \\cos)(\\pi\\,2^k t)$, $t$ in seconds (8 kHz, 6 pairs)", code,
+              np.concatenate([np.sin(np.pi * 2.0 ** np.arange(6)[:, None] * seconds),
+                              np.cos(np.pi * 2.0 ** np.arange(6)[:, None] * seconds)]))
+    d.inequality("...its 2 s pair's phase $\\pi t$ rises strictly over a 1 s clip: no two positions share a code",
+                 0.0, jnp.min(jnp.diff(phase)))
+    net = WaveNet(levels=16, channels=4, skip=6, num_classes=3, dilations=(1, 2, 4, 1, 2), clock=3, sample_rate=100)
+    size, s0 = receptive_field(2, net.dilations), 17
+    q, yl = jnp.asarray(rng.integers(0, 16, (2, 60))), jnp.asarray([0, 2])
+    params = net.init(jax.random.PRNGKey(0), q, yl)
+    whole = net.apply(params, q, yl)
+    crop = net.apply(params, q[:, s0:], yl, jnp.full(2, s0))
+    d.numeric(f"A crop from $s = {s0}$ with its start: its logits at positions $\\ge R - 1$ ($R = {size}$) equal the "
+              "whole clip's at $s + t$", crop[:, size - 1:], whole[:, s0 + size - 1:])
+    d.inequality("Negative control: the same crop told it starts at 0 is scored differently (max |difference| > 0.01)",
+                 0.01, jnp.max(jnp.abs(net.apply(params, q[:, s0:], yl)[:, size - 1:] - whole[:, s0 + size - 1:])))
 
     a, g2 = jnp.asarray(rng.standard_normal(50)), jnp.asarray(rng.standard_normal(50))
     da, dg = jax.vmap(jax.grad(gated_activation, argnums=(0, 1)))(a, g2)

@@ -1,14 +1,16 @@
 """WaveNet (van den Oord et al. 2016) in PyTorch: the twin of ``theory_jax/wavenet.py``.
 
 * ``functions``: mu-law companding and its inverse, quantisation, the dilated causal convolution, the receptive
-  field, the gated activation and one gated residual block (pure functions, checked by ``shared_specs.wavenet``).
-* ``network``: ``WaveNet``, gated residual blocks with skip connections conditioned on the digit, and its cached
-  ancestral sampler.
+  field, the gated activation, one gated residual block and the clock code of a position in the clip (pure
+  functions, checked by ``shared_specs.wavenet``).
+* ``network``: ``WaveNet``, gated residual blocks with skip connections conditioned on the digit (and on the clock
+  when it has one), and its cached ancestral sampler.
 * ``training``: the model interface of ``practice_torch.models`` (``python -m practice_torch train wavenet``).
 """
 
 from practice_torch.wavenet.functions import (
     causal_conv1d,
+    clock_features,
     dequantize,
     gated_activation,
     gated_residual_block,
@@ -32,7 +34,7 @@ from practice_torch.wavenet.training import (
     spectrogram_figure,
 )
 
-__all__ = ["Config", "GatedResidualBlock", "WaveNet", "build", "causal_conv1d", "default_config", "dequantize",
-           "draw_noise", "encode", "evaluate", "gated_activation", "gated_residual_block", "loss", "mu_law_compand",
-           "mu_law_decode", "mu_law_encode", "mu_law_expand", "quantize", "receptive_field", "sample",
-           "spectrogram_figure"]
+__all__ = ["Config", "GatedResidualBlock", "WaveNet", "build", "causal_conv1d", "clock_features", "default_config",
+           "dequantize", "draw_noise", "encode", "evaluate", "gated_activation", "gated_residual_block", "loss",
+           "mu_law_compand", "mu_law_decode", "mu_law_encode", "mu_law_expand", "quantize", "receptive_field",
+           "sample", "spectrogram_figure"]

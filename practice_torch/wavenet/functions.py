@@ -86,3 +86,13 @@ def gated_residual_block(x: torch.Tensor, h: torch.Tensor, w_filter: torch.Tenso
     residual = torch.einsum("oc,bct->bot", w_res, z) + b_res[:, None]
     skip = torch.einsum("oc,bct->bot", w_skip, z) + b_skip[:, None]
     return x + residual, skip
+
+
+# 4. The clock: local conditioning on the position in the clip ------------------------------------------------------
+def clock_features(positions: torch.Tensor, sample_rate: int, pairs: int) -> torch.Tensor:
+    """Where each sample lies in its clip, as ``pairs`` sine/cosine pairs of its time in seconds with periods 2 s,
+    1 s, 0.5 s, ... (the sinusoidal position code of Vaswani et al. 2017, sec. 3.5, over time instead of tokens).
+    positions: (B, T) sample indices from the clip start -> (B, 2 pairs, T)."""
+    periods = 2.0 / 2.0 ** torch.arange(pairs, device=positions.device, dtype=torch.float64)
+    angle = 2 * math.pi * (positions.double() / sample_rate)[:, None, :] / periods[None, :, None]
+    return torch.cat([torch.sin(angle), torch.cos(angle)], 1)

@@ -5,6 +5,10 @@ softmax over the mu-law class of sample t + 1 given samples 0..t and the label (
 block computing ``functions.gated_residual_block`` (fig. 4, eq. 3 with the label's one-hot as the global condition
 h). ``generate`` samples one step at a time with per-block queues of past activations (the "fast WaveNet" cache,
 Paine et al. 2016): each step costs one column per layer instead of a receptive field's worth of convolutions.
+
+Two inputs beyond the paper's one-hot, both off by default here and on in the training presets: the decoded amplitude
+of each sample, and a clock (sinusoidal features of the time since the clip start, local conditioning in the sense
+of section 2.5) that tells every position where in the word it is; training crops pass their start.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from practice_torch.wavenet.functions import gated_residual_block, receptive_field
+from practice_torch.wavenet.functions import clock_features, gated_residual_block, mu_law_decode, receptive_field
 
 
 class GatedResidualBlock(nn.Module):
@@ -55,9 +59,13 @@ class WaveNet(nn.Module):
     ReLU, 1x1, ReLU, 1x1 -> logits over ``levels`` classes."""
 
     def __init__(self, levels: int = 256, channels: int = 32, skip: int = 64, num_classes: int = 10,
-                 kernel: int = 2, dilations: Sequence[int] = (1, 2, 4, 8)):
+                 kernel: int = 2, dilations: Sequence[int] = (1, 2, 4, 8), clock: int = 0, sample_rate: int = 8000,
+                 amplitude: bool = False):
         super().__init__()
         self.levels, self.num_classes, self.dilations = levels, num_classes, tuple(dilations)
+        self.clock_pairs, self.sample_rate = clock, sample_rate
+        self.amplitude = nn.Linear(1, channels, bias=False) if amplitude else None
+        self.clock = nn.Linear(2 * clock, channels, bias=False) if clock else None
         self.receptive_field = receptive_field(kernel, self.dilations)
         self.embed = nn.Embedding(levels, channels)
         self.blocks = nn.ModuleList(GatedResidualBlock(channels, skip, num_classes, kernel, d) for d in self.dilations)
@@ -67,9 +75,26 @@ class WaveNet(nn.Module):
         """The global condition h: the label's one-hot. y: (B,) int64 -> (B, L)."""
         return F.one_hot(y, self.num_classes).to(self.embed.weight.dtype)
 
-    def forward(self, q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """q: (B, T) mu-law classes, y: (B,) labels -> logits (B, levels, T); column t predicts q[:, t + 1]."""
-        x, h = self.embed(q).transpose(1, 2), self.condition(y)
+    def inputs(self, q: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+        """The residual stream's input: the classes' embedding, plus (when the net has them) a 1x1 projection of each
+        sample's decoded amplitude (the value itself, so linear prediction across a pitch period is one convolution
+        away instead of 256 embeddings to learn) and of the clock code of its position start + 0..T-1 (local
+        conditioning on the time since the clip began). q: (B, T), start: (B,) or None (0) -> (B, C, T)."""
+        x = self.embed(q).transpose(1, 2)
+        if self.amplitude is not None:
+            wave = mu_law_decode(q, self.levels).to(x.dtype)
+            x = x + self.amplitude.weight[None] * wave[:, None, :]
+        if self.clock is None:
+            return x
+        offset = torch.zeros(len(q), dtype=torch.long, device=q.device) if start is None else start
+        positions = offset[:, None] + torch.arange(q.shape[1], device=q.device)
+        code = clock_features(positions, self.sample_rate, self.clock_pairs).to(x.dtype)
+        return x + torch.einsum("cf,bft->bct", self.clock.weight, code)
+
+    def forward(self, q: torch.Tensor, y: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+        """q: (B, T) mu-law classes, y: (B,) labels, start: (B,) the clip position of q[:, 0] (used by the clock)
+        -> logits (B, levels, T); column t predicts q[:, t + 1]."""
+        x, h = self.inputs(q, start), self.condition(y)
         total = 0.0
         for block in self.blocks:
             x, skip = block(x, h)
@@ -88,7 +113,7 @@ class WaveNet(nn.Module):
         queues = [torch.zeros(batch, self.embed.embedding_dim, (b.filter.kernel_size[0] - 1) * b.dilation + 1,
                               device=uniforms.device, dtype=self.embed.weight.dtype) for b in self.blocks]
         for t in range(length):
-            x, total = self.embed(q[:, t]), 0.0
+            x, total = self.inputs(q[:, t, None], torch.full((batch,), t, device=q.device))[..., 0], 0.0
             for block, queue in zip(self.blocks, queues):
                 x, skip = block.step(x, h, queue, t)
                 total = total + skip

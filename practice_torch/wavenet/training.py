@@ -44,6 +44,8 @@ class Config:
     centre: float = 0.6  # crops start within the middle fraction of the clip
     sample_seconds: float = 1.0
     temperature: float = 1.0
+    amplitude: bool = True  # add the sample's decoded amplitude (a 1x1 projection) to its class embedding
+    clock: int = 6  # sine/cosine pairs of the time since the clip start (periods 2 s ... 62.5 ms) added to the input
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -79,7 +81,10 @@ def build(config: Config, data) -> WaveNet:
         raise ValueError(f"model.crop must be in 1..{config.sample_rate - 1} and model.centre in (0, 1]")
     if min(config.channels, config.skip, config.repeats, config.kernel - 1, config.levels - 1) < 1 or config.cycle < 0:
         raise ValueError("model.channels, skip and repeats must be positive, kernel >= 2, levels >= 2, cycle >= 0")
-    net = WaveNet(config.levels, config.channels, config.skip, data.num_classes, config.kernel, config.dilations)
+    if config.clock < 0:
+        raise ValueError(f"model.clock is a number of sine/cosine pairs (0 for no clock), got {config.clock}")
+    net = WaveNet(config.levels, config.channels, config.skip, data.num_classes, config.kernel, config.dilations,
+                  config.clock, config.sample_rate, config.amplitude)
     net.sample_rate, net.crop, net.centre = config.sample_rate, config.crop, config.centre
     return net
 
@@ -107,7 +112,7 @@ def loss(net: WaveNet, batch, noise: dict[str, torch.Tensor]):
     q = encode(net, x)
     rows = noise["offset"].to(q.device)[:, None] + torch.arange(net.crop + 1, device=q.device)
     q = torch.gather(q, 1, rows)
-    logits = net(q[:, :-1], y.to(q.device))
+    logits = net(q[:, :-1], y.to(q.device), noise["offset"].to(q.device))
     nll = F.cross_entropy(logits.float(), q[:, 1:])
     return nll, {"bits_per_sample": nll.detach() / math.log(2)}
 
