@@ -210,8 +210,9 @@ def test_the_quick_preset_beats_the_marginal_entropy_and_chance(tmp_path):
     assert main(["eval", str(tmp_path / "run")]) == 0
     metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
     assert metrics["bits_per_sample"] < metrics["marginal_bits"] - 1.0, metrics
-    # the classifier hears the asked-for digit above chance: 0.15 of 140 is 2 sd above chance's 0.10 (measured 0.24)
-    assert metrics["class_accuracy"] > 0.15, metrics
+    # the classifier hears the asked-for digit: measured 0.47 of 140 (sd 0.04) with the clock and amplitude inputs,
+    # 0.24 without them; chance is 0.10
+    assert metrics["class_accuracy"] > 0.3, metrics
 
 
 # Judging samples by ear: the spoken-digit classifier of log-mel pictures (practice_torch.evaluation.features) ------
