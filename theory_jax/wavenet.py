@@ -184,8 +184,7 @@ class WaveNet(nn.Module):
     """q: (B, T) mu-law classes, y: (B,) labels, start: (B,) the clip position of q[:, 0] (default 0) -> logits
     (B, T, levels); position t predicts q[:, t + 1]. Embedding (plus, with ``amplitude``, a bias-free projection of
     each sample's decoded amplitude, and with ``clock`` > 0, one of the clock code of its position), gated residual
-    blocks (one per dilation) conditioned on the label's one-hot,
-    the sum of their skips, then ReLU, 1x1, ReLU, 1x1."""
+    blocks (one per dilation) conditioned on the label's one-hot, the sum of their skips, then ReLU, 1x1, ReLU, 1x1."""
 
     levels: int = 256
     channels: int = 32

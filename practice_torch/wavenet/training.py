@@ -85,7 +85,7 @@ def build(config: Config, data) -> WaveNet:
         raise ValueError(f"model.clock is a number of sine/cosine pairs (0 for no clock), got {config.clock}")
     net = WaveNet(config.levels, config.channels, config.skip, data.num_classes, config.kernel, config.dilations,
                   config.clock, config.sample_rate, config.amplitude)
-    net.sample_rate, net.crop, net.centre = config.sample_rate, config.crop, config.centre
+    net.crop, net.centre = config.crop, config.centre
     return net
 
 
@@ -110,9 +110,9 @@ def loss(net: WaveNet, batch, noise: dict[str, torch.Tensor]):
     """Mean next-sample cross-entropy (nats) over the crops' ``crop`` positions; terms: bits per sample."""
     x, y = batch
     q = encode(net, x)
-    rows = noise["offset"].to(q.device)[:, None] + torch.arange(net.crop + 1, device=q.device)
-    q = torch.gather(q, 1, rows)
-    logits = net(q[:, :-1], y.to(q.device), noise["offset"].to(q.device))
+    start = noise["offset"].to(q.device)
+    q = torch.gather(q, 1, start[:, None] + torch.arange(net.crop + 1, device=q.device))
+    logits = net(q[:, :-1], y.to(q.device), start)
     nll = F.cross_entropy(logits.float(), q[:, 1:])
     return nll, {"bits_per_sample": nll.detach() / math.log(2)}
 
