@@ -49,19 +49,25 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def setup(device_name: str) -> tuple[Processes, torch.device]:
-    """This process's place in a torchrun (or a single process) and its device; joins the process group."""
+def setup(device_name: str) -> tuple[Processes, torch.device, bool]:
+    """This process's place in a torchrun (or a single process), its device, and whether this call joined the
+    process group: the caller that joined it leaves it (``teardown``); a run nested in another (latent_diffusion's
+    autoencoder) shares the outer run's group and leaves it alone."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     procs = Processes(int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     device = resolve_device(device_name, procs.local_rank)
-    if procs.is_distributed and not dist.is_initialized():
+    joined = procs.is_distributed and not dist.is_initialized()
+    if joined:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return procs, device
+    return procs, device, joined
 
 
 def teardown(procs: Processes) -> None:
+    """Leave the process group. Drop every object that holds the group (the DistributedDataParallel wrapper)
+    before this: the group's threads are then joined here, while the interpreter is alive. A gloo group first
+    freed at interpreter exit can abort the process ("terminate called without an active exception")."""
     if procs.is_distributed and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -18,6 +18,7 @@ SIGINT/SIGTERM set the stop flag: the step finishes, a checkpoint is written and
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import threading
@@ -99,7 +100,7 @@ class Trainer:
         check_train(t)
         self.model = get_model(cfg.model_name)
         info = dataset_info(cfg.data)
-        self.procs, self.device = distributed.setup(t.device)
+        self.procs, self.device, self.joined_group = distributed.setup(t.device)
         if t.threads:  # small-op models (flows, EM) can run faster on fewer threads than cores
             torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
@@ -286,4 +287,9 @@ class Trainer:
         return save_samples(artefacts, self.run_dir) + ([plot] if plot else [])
 
     def close(self) -> None:
-        distributed.teardown(self.procs)
+        """Leave the process group if this trainer joined it, after dropping the DDP wrapper that holds it (see
+        ``distributed.teardown``); the trainer cannot train after this."""
+        if self.joined_group:
+            self.loss = None
+            gc.collect()  # the wrapper and anything else in a reference cycle with the group
+            distributed.teardown(self.procs)
