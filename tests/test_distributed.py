@@ -95,3 +95,22 @@ def test_a_trainer_leaves_the_group_it_joined_with_its_ddp_wrapper_freed(tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert reports == [{"group_kept_by_inner": True, "wrapper_freed": True, "left": True}] * 2, proc.stdout
+
+
+def test_latent_diffusion_trains_its_autoencoder_under_torchrun(tmp_path):
+    """The autoencoder's run nests in the latent run and shares its process group: both ranks train it (rank 0
+    writes it), wait for each other, load it, then train the latent DDPM in the same group."""
+    from test_latent_diffusion import TINY as LATENT  # the tiny latent run of its own tests
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out, root = tmp_path / "latent", tmp_path / "autoencoders"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                           "practice_torch", "train", "latent_diffusion", "--dataset", "digits", "--steps", "4",
+                           "--out", str(out), "--set", f"model.autoencoder_root={root}", *LATENT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("training the autoencoder") == 1, "rank 0 alone reports"
+    (autoencoder,) = root.iterdir()
+    assert (autoencoder / "checkpoints" / "step_0000015.safetensors").is_file()
+    assert json.loads((out / "config.json").read_text())["model"]["autoencoder"] == str(autoencoder)
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()][-1] == 4

@@ -288,8 +288,11 @@ class Trainer:
 
     def close(self) -> None:
         """Leave the process group if this trainer joined it, after dropping the DDP wrapper that holds it (see
-        ``distributed.teardown``); the trainer cannot train after this."""
-        if self.joined_group:
-            self.loss = None
-            gc.collect()  # the wrapper and anything else in a reference cycle with the group
-            distributed.teardown(self.procs)
+        ``distributed.teardown``); the trainer cannot train after this. A nested run only waits for every rank, so
+        that none reads the run's files (rank 0 writes them) before they are there."""
+        if not self.joined_group:
+            distributed.barrier(self.procs)
+            return
+        self.loss = None
+        gc.collect()  # the wrapper and anything else in a reference cycle with the group
+        distributed.teardown(self.procs)

@@ -130,7 +130,8 @@ def train_autoencoder(config: Config, data) -> Path:
     run_dir = Path(config.autoencoder_root) / f"vae-{data.name}-{key}"
     done = latest_step(run_dir / CHECKPOINTS)
     if done != cfg.train.steps:
-        print(f"latent_diffusion: training the autoencoder ({cfg.train.steps} vae steps) into {run_dir}")
+        if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+            print(f"latent_diffusion: training the autoencoder ({cfg.train.steps} vae steps) into {run_dir}")
         trainer = Trainer(cfg, run_dir, resume=done is not None)
         try:
             outcome = trainer.run()
@@ -206,9 +207,6 @@ def build(config: Config, data) -> LatentDiffusion:
         autoencoder = recorded_autoencoder(config.autoencoder_config, data).requires_grad_(False)
     else:
         if not config.autoencoder:
-            if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-                raise ValueError("under torchrun, train the autoencoder first (train vae) and pass "
-                                 "model.autoencoder=RUN_DIR")
             config.autoencoder = str(train_autoencoder(config, data))
         autoencoder, ae_cfg = load_autoencoder(config.autoencoder, data)
         if not config.latent_scale:
