@@ -201,6 +201,24 @@ def test_train_sample_and_evaluate_through_the_engine(tmp_path):
     assert metrics["nats_per_sample"] == pytest.approx(metrics["bits_per_sample"] * math.log(2))
 
 
+def test_the_full_preset_path_trains_at_16khz_under_bf16_autocast_on_cpu(tmp_path):
+    """The GPU preset's code path, shrunk: 16 kHz, clock and amplitude, bf16 autocast (on the CPU here)."""
+    needs_spoken_digits()
+    cfg = apply_overrides(wn.default_config("full"), [
+        "model.channels=8", "model.skip=16", "model.cycle=4", "model.repeats=1", "model.crop=256",
+        "model.sample_seconds=0.02", "data.limit=40", "train.steps=8", "train.log_every=4", "train.warmup_steps=2",
+        "train.batch_size=4", "train.samples=10", "train.lr=1e-2", "train.device=cpu", "train.checkpoint_every=8"])
+    assert cfg.train.precision == "bf16" and cfg.model.sample_rate == 16000 and cfg.model.clock and cfg.model.amplitude
+    outcome = Trainer(cfg, tmp_path / "run").run()
+    records = read_metrics(tmp_path / "run")
+    assert all(math.isfinite(r["loss"]) for r in records) and records[-1]["loss"] < records[0]["loss"]
+    import soundfile
+
+    wave, rate = soundfile.read(tmp_path / "run/samples/samples-07.wav")
+    assert rate == 16000 and wave.shape == (320,) and np.abs(wave).max() <= 1.0
+    assert len([p for p in outcome.files if p.suffix == ".wav"]) == 10
+
+
 @pytest.mark.slow
 def test_the_quick_preset_beats_the_marginal_entropy_and_chance(tmp_path):
     from practice_torch.cli import main
