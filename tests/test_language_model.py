@@ -176,6 +176,23 @@ def test_loss_crops_the_windows_with_the_drawn_offsets():
     torch.testing.assert_close(terms["bits_per_char"], loss.detach() / math.log(2))
 
 
+def test_the_full_preset_path_compiles_once_under_bf16_autocast(tmp_path):
+    """The GPU preset's path, shrunk: torch.compile and bf16 autocast on the CPU, with the running val_loss. Any
+    recompilation is an error here: the val_loss's position counter, traced, recompiled at every step."""
+    needs_shakespeare()
+    cfg = apply_overrides(lm.default_config("full"), [
+        "model.dim=32", "model.layers=1", "model.heads=2", "model.context=32", "model.sample_length=20",
+        "model.bpe_merges=0", "model.val_windows=2", "data.limit=40000", "train.steps=4", "train.log_every=1",
+        "train.warmup_steps=1", "train.samples=1", "train.device=cpu", "train.checkpoint_every=4"])
+    assert cfg.train.compile and cfg.train.precision == "bf16"
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        Trainer(cfg, tmp_path / "run").run()
+    records = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and all(math.isfinite(r["val_loss"]) for r in records)
+    assert len({r["val_loss"] for r in records}) == 4, "each step scores the next validation windows"
+
+
 @pytest.mark.parametrize("architecture, merges", [("transformer", 10), ("lstm", 0)])
 def test_both_architectures_train_sample_and_evaluate_through_the_engine(architecture, merges, tmp_path):
     needs_shakespeare()

@@ -128,9 +128,12 @@ def loss(net: LanguageModel, batch, noise: dict[str, torch.Tensor]):
     return nll, terms
 
 
+@torch.compiler.disable
 @torch.no_grad()
 def _running_val_loss(net: LanguageModel) -> torch.Tensor:
-    """The cross-entropy of the next ``val_windows`` validation pieces (cycling), in eval mode (no dropout)."""
+    """The cross-entropy of the next ``val_windows`` validation pieces (cycling), in eval mode (no dropout). Eager
+    under ``train.compile``: traced, its position counter (a Python int that moves every step) would recompile the
+    graph at every step until torch.compile's recompile limit."""
     rows = torch.arange(net.val_position, net.val_position + net.val_windows) % len(net.val_ids)
     net.val_position = int(rows[-1]) + 1
     pieces = net.val_ids[rows].to(next(net.parameters()).device)
