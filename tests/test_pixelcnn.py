@@ -154,7 +154,8 @@ def test_build_rejects_what_it_cannot_model():
 
 # Through the engine ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("variant", [["model.categories=2"], ["model.categories=256", "model.conditional=true"],
-                                     ["model.architecture=plain", "model.categories=16"]])
+                                     ["model.architecture=plain", "model.categories=16"],
+                                     ["model.categories=256", "train.precision=bf16"]])  # the full preset's autocast
 def test_train_sample_and_evaluate_through_the_engine(variant, tmp_path):
     cfg = apply_overrides(pc.default_config("quick", "digits"), [
         "model.channels=8", "model.layers=2", "train.batch_size=16", "train.steps=6", "train.log_every=2",
