@@ -103,13 +103,13 @@ class TorchBackend:
             return self._numpy(getattr(module, case.method)(**{k: self._tensor(v) for k, v in inputs.items()}))
 
     def module_vjp(self, case: ModuleCase, weights, inputs, cotangent) -> dict:
-        module = self.build(case, weights)
+        module = self.build(case, weights).requires_grad_(True)  # every weight, frozen ones too, as JAX sees them
         args = {k: self._tensor(v, requires_grad=k in case.grad_wrt) for k, v in inputs.items()}
         out = self._leaves(getattr(module, case.method)(**args))
         cot = [self._tensor(c) for c in flatten(cotangent).values()]
         names = [n for n, _ in module.named_parameters()]
         wrt = [p for _, p in module.named_parameters()] + [args[k] for k in case.grad_wrt]
-        # a weight off every path to the output (WaveNet's last residual 1x1) has gradient 0, as JAX reports it
+        # a weight off every path to the output (WaveNet's last residual 1x1, frozen) has gradient 0, as in JAX
         grads = self.torch.autograd.grad(out, wrt, cot, allow_unused=True, materialize_grads=True)
         return {"params": {n: g.numpy() for n, g in zip(names, grads)},
                 "inputs": {k: g.numpy() for k, g in zip(case.grad_wrt, grads[len(names):])}}

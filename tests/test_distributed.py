@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.numpy import load_file
 
 from shared_specs.compare import compare_trees, tolerance
@@ -114,3 +115,37 @@ def test_latent_diffusion_trains_its_autoencoder_under_torchrun(tmp_path):
     assert (autoencoder / "checkpoints" / "step_0000015.safetensors").is_file()
     assert json.loads((out / "config.json").read_text())["model"]["autoencoder"] == str(autoencoder)
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()][-1] == 4
+
+
+TINY_AUTOREGRESSIVE = {
+    "wavenet": ["model.channels=8", "model.skip=16", "model.cycle=4", "model.repeats=1", "model.crop=256",
+                "data.limit=8"],
+    "language_model": ["model.dim=32", "model.layers=1", "model.heads=2", "model.context=32", "model.bpe_merges=0",
+                       "model.val_windows=0", "data.limit=40000"],
+    "language_model-lstm": ["model.architecture=lstm", "model.dim=32", "model.layers=1", "model.context=32",
+                            "model.bpe_merges=0", "model.val_windows=0", "data.limit=40000"],
+    "pixelcnn": ["model.channels=8", "model.layers=2", "model.conditional=true", "data.name=digits", "data.limit=8"],
+    "pixelcnn-plain": ["model.architecture=plain", "model.channels=8", "model.layers=2", "data.name=digits",
+                       "data.limit=8"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY_AUTOREGRESSIVE))
+def test_every_trainable_parameter_gets_a_gradient(name, tmp_path):
+    """What DistributedDataParallel needs of a model: a trainable parameter that the loss leaves without a gradient
+    stops a torchrun at its second step (the last WaveNet block's residual projection, which feeds nothing, did)."""
+    import torch
+
+    from practice_torch.engine.batches import fetch
+    from practice_torch.engine.config import apply_overrides
+    from practice_torch.engine.loop import Trainer
+    from practice_torch.models import get_model
+
+    module = get_model(name.split("-")[0])
+    cfg = apply_overrides(module.default_config("quick"), [*TINY_AUTOREGRESSIVE[name], "train.batch_size=4"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    batch = fetch(trainer.train_set, torch.arange(4))
+    loss, _ = module.loss(trainer.net, batch, module.draw_noise(trainer.net, 4, torch.Generator().manual_seed(0)))
+    loss.backward()
+    missing = [n for n, p in trainer.net.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"trainable parameters without a gradient: {missing}"

@@ -70,6 +70,10 @@ class WaveNet(nn.Module):
         self.embed = nn.Embedding(levels, channels)
         self.blocks = nn.ModuleList(GatedResidualBlock(channels, skip, num_classes, kernel, d) for d in self.dilations)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(skip, skip, 1), nn.ReLU(), nn.Conv1d(skip, levels, 1))
+        # The last block's residual output feeds nothing (only its skip reaches the head), so its 1x1 residual weights
+        # never get a gradient: frozen, they stay out of the optimizer and out of DistributedDataParallel's buckets
+        # (DDP stops with an error at a trainable parameter that received no gradient).
+        self.blocks[-1].res.requires_grad_(False)
 
     def condition(self, y: torch.Tensor) -> torch.Tensor:
         """The global condition h: the label's one-hot. y: (B,) int64 -> (B, L)."""
