@@ -26,12 +26,19 @@ TINY = ["train", "vae", "--dataset", "digits", "--device", "cpu", "--steps", "4"
         "--set", "train.samples=4"]
 
 
-def launch(prefix: list[str], out: Path) -> subprocess.CompletedProcess:
+TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def python(*args: str) -> subprocess.CompletedProcess:
+    """``python ARGS`` from the repository root on one thread; a non-zero exit fails the test with its stderr."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, *prefix, "practice_torch", *TINY, "--out", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def launch(prefix: list[str], out: Path) -> subprocess.CompletedProcess:
+    return python(*prefix, "practice_torch", *TINY, "--out", str(out))
 
 
 def checkpoint(run: Path, step: int) -> dict[str, np.ndarray]:
@@ -39,7 +46,7 @@ def checkpoint(run: Path, step: int) -> dict[str, np.ndarray]:
 
 
 def test_two_processes_with_half_batches_match_one_process(tmp_path):
-    launch(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"], tmp_path / "ddp")
+    launch([*TORCHRUN, "-m"], tmp_path / "ddp")
     launch(["-m"], tmp_path / "single")
     tol = tolerance("step", "float32")
     result = compare_trees(checkpoint(tmp_path / "ddp", 4), checkpoint(tmp_path / "single", 4), tol)
@@ -89,11 +96,7 @@ def test_a_trainer_leaves_the_group_it_joined_with_its_ddp_wrapper_freed(tmp_pat
     probe.write_text(PROBE)
     overrides = ["data.name=digits", "train.device=cpu", "train.steps=2"]
     overrides += [TINY[i + 1] for i, a in enumerate(TINY) if a == "--set"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(probe), str(tmp_path), *overrides], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = python(*TORCHRUN, str(probe), str(tmp_path), *overrides)
     reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert reports == [{"group_kept_by_inner": True, "wrapper_freed": True, "left": True}] * 2, proc.stdout
 
@@ -103,13 +106,9 @@ def test_latent_diffusion_trains_its_autoencoder_under_torchrun(tmp_path):
     writes it), wait for each other, load it, then train the latent DDPM in the same group."""
     from test_latent_diffusion import TINY as LATENT  # the tiny latent run of its own tests
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out, root = tmp_path / "latent", tmp_path / "autoencoders"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-                           "practice_torch", "train", "latent_diffusion", "--dataset", "digits", "--steps", "4",
-                           "--out", str(out), "--set", f"model.autoencoder_root={root}", *LATENT], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = python(*TORCHRUN, "-m", "practice_torch", "train", "latent_diffusion", "--dataset", "digits", "--steps", "4",
+                  "--out", str(out), "--set", f"model.autoencoder_root={root}", *LATENT)
     assert proc.stdout.count("training the autoencoder") == 1, "rank 0 alone reports"
     (autoencoder,) = root.iterdir()
     assert (autoencoder / "checkpoints" / "step_0000015.safetensors").is_file()
