@@ -16,6 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
+from test_language_model import TINY as TINY_LM
+from test_latent_diffusion import TINY as LATENT
+from test_pixelcnn import TINY as TINY_PIXELCNN
+from test_wavenet import TINY as TINY_WAVENET
 
 from shared_specs.compare import compare_trees, tolerance
 
@@ -104,8 +108,6 @@ def test_a_trainer_leaves_the_group_it_joined_with_its_ddp_wrapper_freed(tmp_pat
 def test_latent_diffusion_trains_its_autoencoder_under_torchrun(tmp_path):
     """The autoencoder's run nests in the latent run and shares its process group: both ranks train it (rank 0
     writes it), wait for each other, load it, then train the latent DDPM in the same group."""
-    from test_latent_diffusion import TINY as LATENT  # the tiny latent run of its own tests
-
     out, root = tmp_path / "latent", tmp_path / "autoencoders"
     proc = python(*TORCHRUN, "-m", "practice_torch", "train", "latent_diffusion", "--dataset", "digits", "--steps", "4",
                   "--out", str(out), "--set", f"model.autoencoder_root={root}", *LATENT)
@@ -116,16 +118,13 @@ def test_latent_diffusion_trains_its_autoencoder_under_torchrun(tmp_path):
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()][-1] == 4
 
 
-TINY_AUTOREGRESSIVE = {
-    "wavenet": ["model.channels=8", "model.skip=16", "model.cycle=4", "model.repeats=1", "model.crop=256",
-                "data.limit=8"],
-    "language_model": ["model.dim=32", "model.layers=1", "model.heads=2", "model.context=32", "model.bpe_merges=0",
-                       "model.val_windows=0", "data.limit=40000"],
-    "language_model-lstm": ["model.architecture=lstm", "model.dim=32", "model.layers=1", "model.context=32",
-                            "model.bpe_merges=0", "model.val_windows=0", "data.limit=40000"],
-    "pixelcnn": ["model.channels=8", "model.layers=2", "model.conditional=true", "data.name=digits", "data.limit=8"],
-    "pixelcnn-plain": ["model.architecture=plain", "model.channels=8", "model.layers=2", "data.name=digits",
-                       "data.limit=8"],
+TINY_AUTOREGRESSIVE = {  # each model's tiny net from its own tests, on a few examples
+    "wavenet": [*TINY_WAVENET, "data.limit=8"],
+    "language_model": [*TINY_LM, "model.bpe_merges=0", "model.val_windows=0", "data.limit=40000"],
+    "language_model-lstm": ["model.architecture=lstm", *TINY_LM, "model.bpe_merges=0", "model.val_windows=0",
+                            "data.limit=40000"],
+    "pixelcnn": [*TINY_PIXELCNN, "model.conditional=true", "data.name=digits", "data.limit=8"],
+    "pixelcnn-plain": ["model.architecture=plain", *TINY_PIXELCNN, "data.name=digits", "data.limit=8"],
 }
 
 

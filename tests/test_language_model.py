@@ -23,6 +23,8 @@ from shared_specs.runner import Perturbation, caught
 
 BY_ID = {c.id: c for c in CASES}
 SHAKESPEARE = get_info("shakespeare")
+# A net that trains in a second: the engine tests here and test_distributed's.
+TINY = ["model.dim=32", "model.layers=1", "model.heads=2", "model.context=32"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -181,7 +183,7 @@ def test_the_full_preset_path_compiles_once_under_bf16_autocast(tmp_path):
     recompilation is an error here: the val_loss's position counter, traced, recompiled at every step."""
     needs_shakespeare()
     cfg = apply_overrides(lm.default_config("full"), [
-        "model.dim=32", "model.layers=1", "model.heads=2", "model.context=32", "model.sample_length=20",
+        *TINY, "model.sample_length=20",
         "model.bpe_merges=0", "model.val_windows=2", "data.limit=40000", "train.steps=4", "train.log_every=1",
         "train.warmup_steps=1", "train.samples=1", "train.device=cpu", "train.checkpoint_every=4"])
     assert cfg.train.compile and cfg.train.precision == "bf16"
@@ -197,7 +199,7 @@ def test_the_full_preset_path_compiles_once_under_bf16_autocast(tmp_path):
 def test_both_architectures_train_sample_and_evaluate_through_the_engine(architecture, merges, tmp_path):
     needs_shakespeare()
     cfg = apply_overrides(lm.default_config("quick"), [
-        f"model.architecture={architecture}", "model.dim=32", "model.layers=1", "model.heads=2", "model.context=32",
+        f"model.architecture={architecture}", *TINY,
         "model.sample_length=40", f"model.bpe_merges={merges}", "data.limit=40000", "train.steps=30",
         "train.log_every=10", "train.warmup_steps=5", "train.samples=2", "train.lr=3e-3"])
     outcome = Trainer(cfg, tmp_path / "run").run()

@@ -22,6 +22,8 @@ from shared_specs.runner import Perturbation, caught
 
 BY_ID = {c.id: c for c in CASES}
 DIGITS = get_info("digits")
+# A net that trains in a second: the engine tests here and test_distributed's.
+TINY = ["model.channels=8", "model.layers=2"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -158,7 +160,7 @@ def test_build_rejects_what_it_cannot_model():
                                      ["model.categories=256", "train.precision=bf16"]])  # the full preset's autocast
 def test_train_sample_and_evaluate_through_the_engine(variant, tmp_path):
     cfg = apply_overrides(pc.default_config("quick", "digits"), [
-        "model.channels=8", "model.layers=2", "train.batch_size=16", "train.steps=6", "train.log_every=2",
+        *TINY, "train.batch_size=16", "train.steps=6", "train.log_every=2",
         "train.warmup_steps=1", "train.samples=4", "model.eval_images=50", *variant])
     outcome = Trainer(cfg, tmp_path / "run").run()
     records = read_metrics(tmp_path / "run")

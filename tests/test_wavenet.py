@@ -20,6 +20,8 @@ from shared_specs.wavenet import CASES
 
 BY_ID = {c.id: c for c in CASES}
 DIGITS = get_info("spoken_digits")
+# A net that trains in a second (dilations 1..16 once): the engine tests here and test_distributed's.
+TINY = ["model.channels=8", "model.skip=16", "model.cycle=4", "model.repeats=1", "model.crop=256"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -180,8 +182,7 @@ def test_the_loss_is_the_cross_entropy_of_the_drawn_crops():
 def test_train_sample_and_evaluate_through_the_engine(tmp_path):
     needs_spoken_digits()
     cfg = apply_overrides(wn.default_config("quick"), [
-        "model.channels=8", "model.skip=16", "model.cycle=4", "model.repeats=1", "model.crop=256",
-        "model.sample_seconds=0.05", "data.limit=40", "train.steps=12", "train.log_every=4", "train.warmup_steps=2",
+        *TINY, "model.sample_seconds=0.05", "data.limit=40", "train.steps=12", "train.log_every=4", "train.warmup_steps=2",
         "train.batch_size=4", "train.samples=10", "train.lr=1e-2"])
     outcome = Trainer(cfg, tmp_path / "run").run()
     records = read_metrics(tmp_path / "run")
@@ -205,8 +206,7 @@ def test_the_full_preset_path_trains_at_16khz_under_bf16_autocast_on_cpu(tmp_pat
     """The GPU preset's code path, shrunk: 16 kHz, clock and amplitude, bf16 autocast (on the CPU here)."""
     needs_spoken_digits()
     cfg = apply_overrides(wn.default_config("full"), [
-        "model.channels=8", "model.skip=16", "model.cycle=4", "model.repeats=1", "model.crop=256",
-        "model.sample_seconds=0.02", "data.limit=40", "train.steps=8", "train.log_every=4", "train.warmup_steps=2",
+        *TINY, "model.sample_seconds=0.02", "data.limit=40", "train.steps=8", "train.log_every=4", "train.warmup_steps=2",
         "train.batch_size=4", "train.samples=10", "train.lr=1e-2", "train.device=cpu", "train.checkpoint_every=8"])
     assert cfg.train.precision == "bf16" and cfg.model.sample_rate == 16000 and cfg.model.clock and cfg.model.amplitude
     outcome = Trainer(cfg, tmp_path / "run").run()
