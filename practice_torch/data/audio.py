@@ -139,6 +139,24 @@ def mel_to_waveform(x: torch.Tensor) -> torch.Tensor:
     return griffin_lim(inverse_mel(power))[..., :SAMPLE_RATE]
 
 
+def harmonicity(waves: torch.Tensor, sample_rate: int) -> np.ndarray:
+    """How clean each clip's voice is: Praat's harmonics-to-noise ratio (Boersma 1993, the cross-correlation method
+    with Praat's defaults: 10-ms steps, 75-Hz minimum pitch, silence threshold 0.1 of the clip's peak, one period per
+    window), through parselmouth. HNR = 10 log10(r / (1 - r)) dB, r the normalised correlation of a frame with itself
+    one period later: 0 dB is as much noise as periodic sound, a pure tone over 40 dB, white noise below 0; the
+    espeak recordings reach about 11 dB at 8 kHz. waves: (N, T) at ``sample_rate`` -> the mean HNR in dB over each
+    clip's frames above the silence threshold (N,), NaN for a silent clip."""
+    import parselmouth
+
+    hnr = np.full(len(waves), np.nan)
+    for i, wave in enumerate(waves.detach().double().cpu().numpy()):
+        frames = parselmouth.Sound(wave, sampling_frequency=sample_rate).to_harmonicity_cc().values
+        sounding = frames[frames != -200]  # Praat's mark of a frame under the silence threshold
+        if len(sounding):
+            hnr[i] = sounding.mean()
+    return hnr
+
+
 class SpokenDigits(Dataset):
     """(x, y) from a list of WAV files, read on access; ``speakers[i]`` is clip i's speaker."""
 

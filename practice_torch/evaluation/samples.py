@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -63,25 +64,52 @@ def image_set_metrics(real: torch.Tensor, fake: torch.Tensor, net: FeatureNetwor
     return metrics
 
 
-def draw_images(module, cfg, net, n: int, generator: torch.Generator, chunk: int = 1000, dataset: str | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """About n samples (N, C, H, W) of a model, in chunks: the 'samples' artefact of ``module.sample``, clamped to
-    [0, 1] (a Gaussian decoder's means may stray outside), with the classes they were drawn for (N,) when the
-    sampler says (else None). With ``dataset`` an audio set of ``AUDIO_VIEWS``, the samples are waveforms and come
-    back as that set's log-mel pictures. None when the model's samples are not of that kind."""
-    audio = dataset in AUDIO_VIEWS
-    parts, labels, total = [], [], 0
+def draw_samples(module, cfg, net, n: int, generator: torch.Generator, kind: str, chunk: int = 1000
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, int | None] | None:
+    """About n samples of a model, in chunks: the 'samples' artefacts of ``module.sample`` of ``kind`` ('images':
+    (N, C, H, W); 'audio': waveforms (N, T)), with the classes they were drawn for (N,) when the sampler says (else
+    None) and their sample rate (audio; else None). None when the model's samples are not of that kind."""
+    parts, labels, total, rate = [], [], 0, None
     while total < n:
         artefact = module.sample(net, cfg.model, min(chunk, n - total), generator, None)[0]
         data = artefact.data
-        if audio and artefact.name == "samples" and artefact.kind == "audio" and data.ndim == 2 and len(data):
-            data = feature_pictures(dataset, data.detach().float().cpu(), artefact.sample_rate)
-        elif audio or artefact.name != "samples" or artefact.kind != "images" or data.ndim != 4 or not len(data):
+        if artefact.name != "samples" or artefact.kind != kind or data.ndim != (2 if kind == "audio" else 4) \
+                or not len(data):
             return None
-        parts.append(data.detach().float().cpu().clamp(0.0, 1.0))
+        parts.append(data.detach().float().cpu())
         labels.append(None if artefact.labels is None else torch.as_tensor(artefact.labels).cpu())
+        rate = artefact.sample_rate if kind == "audio" else None
         total += len(parts[-1])
-    return torch.cat(parts), None if any(y is None for y in labels) else torch.cat(labels)
+    return torch.cat(parts), None if any(y is None for y in labels) else torch.cat(labels), rate
+
+
+def draw_images(module, cfg, net, n: int, generator: torch.Generator, chunk: int = 1000, dataset: str | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """About n samples (N, C, H, W) of a model (``draw_samples``), clamped to [0, 1] (a Gaussian decoder's means may
+    stray outside), with the classes they were drawn for (N,) or None. With ``dataset`` an audio set of
+    ``AUDIO_VIEWS``, the samples are waveforms and come back as that set's log-mel pictures. None when the model's
+    samples are not of that kind."""
+    audio = dataset in AUDIO_VIEWS
+    drawn = draw_samples(module, cfg, net, n, generator, "audio" if audio else "images", chunk)
+    if drawn is None:
+        return None
+    data, labels, rate = drawn
+    return (feature_pictures(dataset, data, rate) if audio else data).clamp(0.0, 1.0), labels
+
+
+def voice_metrics(fake: torch.Tensor, real: torch.Tensor, sample_rate: int) -> dict[str, float]:
+    """``hnr_db``: the harmonics-to-noise ratio (``harmonicity``) of sample waveforms (M, T) at ``sample_rate``,
+    averaged over the clips that are not silent; ``hnr_db_real``: the same of held-out clips (N, T) at the data's
+    rate, first resampled to the samples' rate (a model at 8 kHz is judged against the recordings at 8 kHz)."""
+    import torchaudio
+
+    from practice_torch.data.audio import SAMPLE_RATE, harmonicity
+
+    if sample_rate != SAMPLE_RATE:
+        real = torchaudio.functional.resample(real.float(), SAMPLE_RATE, sample_rate)
+    fake_hnr, real_hnr = harmonicity(fake, sample_rate), harmonicity(real, sample_rate)
+    return {"hnr_db": float(np.nanmean(fake_hnr)) if np.isfinite(fake_hnr).any() else float("nan"),
+            "hnr_db_real": float(np.nanmean(real_hnr))}
 
 
 def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, generator: torch.Generator,
@@ -101,19 +129,22 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
     n = n or min(len(held_out), getattr(module, "EVAL_SAMPLES", DEFAULT_SAMPLES))
     was_training = net.training
     net.eval()
+    audio = info.modality == "audio"
     try:
-        drawn = draw_images(module, cfg, net, n, generator, dataset=info.name if info.modality == "audio" else None)
+        drawn = draw_samples(module, cfg, net, n, generator, "audio" if audio else "images")
     finally:
         net.train(was_training)
     shape = feature_shape(info)
-    if drawn is None or tuple(drawn[0].shape[1:]) != shape:
-        kind = "waveforms" if info.modality == "audio" else f"images {shape}"
+    data, labels, rate = drawn if drawn is not None else (None, None, None)
+    fake = None if data is None else (feature_pictures(info.name, data, rate) if audio else data).clamp(0.0, 1.0)
+    if fake is None or tuple(fake.shape[1:]) != shape:
+        kind = "waveforms" if audio else f"images {shape}"
         print(f"sample metrics skipped: the samples of {cfg.model_name} are not {info.name} {kind}", file=sys.stderr)
         return {}
-    fake, labels = drawn
     rows = range(min(len(fake), len(held_out)))
     real = torch.stack([held_out[i][0] for i in rows])
-    if info.modality == "audio":
+    voice = voice_metrics(data, real.reshape(len(real), -1), rate) if audio else {}
+    if audio:
         real = feature_pictures(info.name, real)
     features = feature_network(info.name, data_dir, device)
     inception = None
@@ -127,7 +158,7 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
         print(f"standard FID skipped: no Inception-v3 weights (pt_inception-2015-12-05-*.pth or "
               f"inception_v3_google-*.pth) {where}", file=sys.stderr)
     metrics = image_set_metrics(real, fake, features, inception=inception, labels=labels)
-    return {**metrics, "sample_metrics_samples": len(fake), "sample_metrics_held_out": len(real),
+    return {**metrics, **voice, "sample_metrics_samples": len(fake), "sample_metrics_held_out": len(real),
             "features_test_accuracy": features.test_accuracy,
             **({"inception_weights": inception.source} if inception is not None else {})}
 
