@@ -94,7 +94,7 @@ def draw_images(module, cfg, net, n: int, generator: torch.Generator, chunk: int
     if drawn is None:
         return None
     data, labels, rate = drawn
-    return (feature_pictures(dataset, data, rate) if audio else data).clamp(0.0, 1.0), labels
+    return feature_pictures(dataset, data, rate).clamp(0.0, 1.0), labels  # images pass feature_pictures unchanged
 
 
 def voice_metrics(fake: torch.Tensor, real: torch.Tensor, sample_rate: int) -> dict[str, float]:
@@ -107,9 +107,10 @@ def voice_metrics(fake: torch.Tensor, real: torch.Tensor, sample_rate: int) -> d
 
     if sample_rate != SAMPLE_RATE:
         real = torchaudio.functional.resample(real.float(), SAMPLE_RATE, sample_rate)
-    fake_hnr, real_hnr = harmonicity(fake, sample_rate), harmonicity(real, sample_rate)
-    return {"hnr_db": float(np.nanmean(fake_hnr)) if np.isfinite(fake_hnr).any() else float("nan"),
-            "hnr_db_real": float(np.nanmean(real_hnr))}
+    def mean(hnr):  # over the clips that are not silent (NaN when none is)
+        return float(np.nanmean(hnr)) if np.isfinite(hnr).any() else float("nan")
+
+    return {"hnr_db": mean(harmonicity(fake, sample_rate)), "hnr_db_real": mean(harmonicity(real, sample_rate))}
 
 
 def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, generator: torch.Generator,
@@ -135,9 +136,10 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
     finally:
         net.train(was_training)
     shape = feature_shape(info)
-    data, labels, rate = drawn if drawn is not None else (None, None, None)
-    fake = None if data is None else (feature_pictures(info.name, data, rate) if audio else data).clamp(0.0, 1.0)
-    if fake is None or tuple(fake.shape[1:]) != shape:
+    if drawn is not None:
+        data, labels, rate = drawn
+        fake = feature_pictures(info.name, data, rate).clamp(0.0, 1.0)  # waveforms -> log-mel pictures
+    if drawn is None or tuple(fake.shape[1:]) != shape:
         kind = "waveforms" if audio else f"images {shape}"
         print(f"sample metrics skipped: the samples of {cfg.model_name} are not {info.name} {kind}", file=sys.stderr)
         return {}
