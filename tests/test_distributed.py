@@ -68,7 +68,7 @@ def test_two_processes_with_half_batches_match_one_process(tmp_path):
 
 
 PROBE = """
-import json, sys, weakref
+import json, os, sys, weakref
 from pathlib import Path
 
 import torch.distributed as dist
@@ -87,7 +87,8 @@ shared = dist.is_initialized()
 outer.run()
 wrapper = weakref.ref(outer.loss)
 outer.close()
-print(json.dumps({"group_kept_by_inner": shared, "wrapper_freed": wrapper() is None, "left": not dist.is_initialized()}))
+report = {"group_kept_by_inner": shared, "wrapper_freed": wrapper() is None, "left": not dist.is_initialized()}
+(out / f"report-{os.environ['RANK']}.json").write_text(json.dumps(report))  # one file a rank: a shared stdout interleaves
 """
 
 
@@ -100,9 +101,9 @@ def test_a_trainer_leaves_the_group_it_joined_with_its_ddp_wrapper_freed(tmp_pat
     probe.write_text(PROBE)
     overrides = ["data.name=digits", "train.device=cpu", "train.steps=2"]
     overrides += [TINY[i + 1] for i, a in enumerate(TINY) if a == "--set"]
-    proc = python(*TORCHRUN, str(probe), str(tmp_path), *overrides)
-    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert reports == [{"group_kept_by_inner": True, "wrapper_freed": True, "left": True}] * 2, proc.stdout
+    python(*TORCHRUN, str(probe), str(tmp_path), *overrides)
+    reports = [json.loads((tmp_path / f"report-{rank}.json").read_text()) for rank in (0, 1)]
+    assert reports == [{"group_kept_by_inner": True, "wrapper_freed": True, "left": True}] * 2
 
 
 def test_latent_diffusion_trains_its_autoencoder_under_torchrun(tmp_path):
