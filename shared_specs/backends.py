@@ -144,22 +144,39 @@ class JaxBackend:
     def _fn(self, case: FunctionCase) -> Callable:
         return getattr(importlib.import_module(f"theory_jax.{_topic(case.id)}"), case.fn)
 
-    # functions ---------------------------------------------------------------------------------
-    def function(self, case: FunctionCase, inputs: Mapping[str, np.ndarray], fn: Callable | None = None) -> Any:
-        fn = fn or self._fn(case)
-        return self._numpy(fn(**{k: self.jnp.asarray(v) for k, v in inputs.items()}, **case.static))
+    def _vjp(self, f: Callable, primals: list, cotangent: Any) -> tuple[Any, tuple]:
+        """(f(*primals), the gradients of <f(*primals), cotangent> w.r.t. each primal), compiled as one program.
 
-    def function_vjp(self, case: FunctionCase, inputs, cotangent, fn: Callable | None = None) -> dict:
+        ``cotangent``: the torch output's structure, flattened as ``compare.flatten`` does; its leaves, in order, fill
+        the JAX output's structure."""
+        jax = self.jax
+        structure = jax.tree.structure(jax.eval_shape(f, *primals))
+        leaves = [self.jnp.asarray(c) for c in flatten(cotangent).values()]
+        if structure.num_leaves != len(leaves):
+            raise ValueError(f"the JAX output has {structure.num_leaves} arrays where the torch output has {len(leaves)}")
+
+        def value_and_vjp(primals, cot):
+            out, vjp = jax.vjp(f, *primals)
+            return out, vjp(cot)
+
+        return jax.jit(value_and_vjp)(primals, jax.tree.unflatten(structure, leaves))
+
+    # functions (each compiled whole by jax.jit: one XLA program instead of one per operation) ----
+    def function(self, case: FunctionCase, inputs: Mapping[str, np.ndarray], fn: Callable | None = None) -> Any:
+        fn, static = fn or self._fn(case), dict(case.static)
+        compiled = self.jax.jit(lambda arrays: fn(**arrays, **static))
+        return self._numpy(compiled({k: self.jnp.asarray(v) for k, v in inputs.items()}))
+
+    def function_vjp(self, case: FunctionCase, inputs, cotangent, fn: Callable | None = None) -> tuple[Any, dict]:
+        """(output, {name: gradient of <output, cotangent>} for the inputs in ``case.grad_wrt``)."""
         fn = fn or self._fn(case)
         fixed = {k: self.jnp.asarray(v) for k, v in inputs.items() if k not in case.grad_wrt}
 
         def f(*wrt):
             return fn(**fixed, **dict(zip(case.grad_wrt, wrt)), **case.static)
 
-        out, vjp = self.jax.vjp(f, *[self.jnp.asarray(inputs[k]) for k in case.grad_wrt])
-        cot = self.jax.tree.unflatten(self.jax.tree.structure(out),
-                                      [self.jnp.asarray(c) for c in flatten(cotangent).values()])
-        return {k: np.asarray(g) for k, g in zip(case.grad_wrt, vjp(cot))}
+        out, grads = self._vjp(f, [self.jnp.asarray(inputs[k]) for k in case.grad_wrt], cotangent)
+        return self._numpy(out), {k: np.asarray(g) for k, g in zip(case.grad_wrt, grads)}
 
     # modules -----------------------------------------------------------------------------------
     def build(self, case: ModuleCase | StepCase):
@@ -188,10 +205,8 @@ class JaxBackend:
         out = module.apply({"params": params}, **args, method=self._method(module, case))
         return _set_paths(out, case.image_outputs, lambda x: self.jnp.moveaxis(x, -1, 1))
 
-    def module(self, case: ModuleCase, params: Mapping, inputs) -> Any:
-        return self._numpy(self._apply(case, self.build(case), params, self._inputs(case, inputs)))
-
-    def module_vjp(self, case: ModuleCase, params: Mapping, inputs, cotangent, torch_schema) -> dict:
+    def module_vjp(self, case: ModuleCase, params: Mapping, inputs, cotangent, torch_schema) -> tuple[Any, dict]:
+        """(output, {'params': gradients in the torch layout, 'inputs': gradients for ``case.grad_wrt``})."""
         module = self.build(case)
         args = self._inputs(case, inputs)
         fixed = {k: v for k, v in args.items() if k not in case.grad_wrt}
@@ -199,13 +214,10 @@ class JaxBackend:
         def f(p, *wrt):
             return self._apply(case, module, p, {**fixed, **dict(zip(case.grad_wrt, wrt))})
 
-        out, vjp = self.jax.vjp(f, params, *[args[k] for k in case.grad_wrt])
-        cot = self.jax.tree.unflatten(self.jax.tree.structure(out),
-                                      [self.jnp.asarray(c) for c in flatten(cotangent).values()])
-        gp, *gx = vjp(cot)
+        out, (gp, *gx) = self._vjp(f, [params, *[args[k] for k in case.grad_wrt]], cotangent)
         gx = {k: np.asarray(_nhwc_to_nchw(np.asarray(g)) if k in case.image_inputs else g)
               for k, g in zip(case.grad_wrt, gx)}
-        return {"params": flax_to_torch(self._numpy(gp), torch_schema), "inputs": gx}
+        return self._numpy(out), {"params": flax_to_torch(self._numpy(gp), torch_schema), "inputs": gx}
 
     def steps(self, case: StepCase, params: Mapping, batches, torch_schema) -> dict[str, np.ndarray]:
         import optax
@@ -224,8 +236,11 @@ class JaxBackend:
         def loss(p, args):
             return module.apply({"params": p}, **args, method=method)
 
+        @self.jax.jit
+        def step(params, state, args):
+            updates, state = tx.update(self.jax.grad(loss)(params, args), state, params)
+            return optax.apply_updates(params, updates), state
+
         for batch in batches:
-            grads = self.jax.grad(loss)(params, self._inputs(case, batch))
-            updates, state = tx.update(grads, state, params)
-            params = optax.apply_updates(params, updates)
+            params, state = step(params, state, self._inputs(case, batch))
         return flax_to_torch(self._numpy(params), torch_schema)

@@ -46,6 +46,24 @@ class CaseResult:
         checks = [c for c in (self.output, self.gradient, self.reference) if c is not None]
         return self.error is None and bool(checks) and all(c.passed for c in checks)
 
+    @property
+    def ratio(self) -> float:
+        """The worst error as a share of its tolerance over output, gradient and reference (<= 1 passes)."""
+        if self.error:
+            return float("inf")
+        worst = [c.worst.ratio for c in (self.output, self.gradient, self.reference) if c is not None and c.worst]
+        return max(worst, default=0.0)
+
+    def summary(self) -> dict:
+        """The result as JSON-ready data: verdict, time, and per check its max |a - b|, err/tol and tolerance."""
+        checks = {name: {"max_abs_err": c.max_abs_err, "ratio": c.worst.ratio if c.worst else 0.0,
+                         "rtol": c.tol.rtol, "atol": c.tol.atol, "passed": c.passed}
+                  for name, c in (("output", self.output), ("gradient", self.gradient), ("reference", self.reference))
+                  if c is not None}
+        return {"case": self.case_id, "kind": self.kind, "dtype": self.dtype, "level": self.level,
+                "passed": self.passed, "ratio": self.ratio, "seconds": round(self.seconds, 3), "error": self.error,
+                "checks": checks}
+
     def message(self) -> str:
         if self.error:
             return self.error
@@ -82,16 +100,18 @@ def _function(case: FunctionCase, perturb: Perturbation | None) -> dict[str, Com
     fn = perturb.fn(fn) if perturb and perturb.fn else fn
     tol = tolerance(case.level, case.dtype)
     out_t = torch_b.function(case, inputs)
-    out_j = jax_b.function(case, jax_inputs, fn=fn)
+    if case.grad_wrt:
+        cot = _cotangent(out_t, rng_for(case.id, "/cotangent"))
+        out_j, g_j = jax_b.function_vjp(case, jax_inputs, cot, fn=fn)
+    else:
+        out_j = jax_b.function(case, jax_inputs, fn=fn)
     result: dict[str, Comparison | None] = {"output": compare_trees(out_j, out_t, tol)}
     if case.reference is not None:
         ref = case.reference(**inputs, **case.static)
         result["reference"] = _worse(compare_trees(out_t, ref, tol, check_dtype=False),
                                      compare_trees(out_j, ref, tol, check_dtype=False))
     if case.grad_wrt:
-        cot = _cotangent(out_t, rng_for(case.id, "/cotangent"))
         g_t = torch_b.function_vjp(case, inputs, cot)
-        g_j = jax_b.function_vjp(case, jax_inputs, cot, fn=fn)
         result["gradient"] = compare_trees(g_j, g_t, tolerance("gradient", case.dtype))
     return result
 
@@ -105,13 +125,11 @@ def _module(case: ModuleCase, perturb: Perturbation | None) -> dict[str, Compari
     params = jax_b.params(case, weights, inputs)
     params = perturb.params(params) if perturb and perturb.params else params
     out_t = torch_b.module(case, weights, inputs)
-    out_j = jax_b.module(case, params, jax_inputs)
-    result: dict[str, Comparison | None] = {"output": compare_trees(out_j, out_t, tolerance(case.level, case.dtype))}
     cot = _cotangent(out_t, rng_for(case.id, "/cotangent"))
+    out_j, g_j = jax_b.module_vjp(case, params, jax_inputs, cot, schema)
     g_t = torch_b.module_vjp(case, weights, inputs, cot)
-    g_j = jax_b.module_vjp(case, params, jax_inputs, cot, schema)
-    result["gradient"] = compare_trees(g_j, g_t, tolerance("gradient", case.dtype))
-    return result
+    return {"output": compare_trees(out_j, out_t, tolerance(case.level, case.dtype)),
+            "gradient": compare_trees(g_j, g_t, tolerance("gradient", case.dtype))}
 
 
 def _step(case: StepCase, perturb: Perturbation | None) -> dict[str, Comparison | None]:
