@@ -35,9 +35,9 @@ def test_wrong_symbolic_step_fails():
 
 def test_wrong_numeric_step_fails_beyond_the_policy_tolerance():
     d = Derivation("t", "t")
-    assert d.numeric("equal to 1e-13", jnp.ones(3), jnp.ones(3) + 1e-13).passed
-    assert not d.numeric("off by 1e-6", jnp.ones(3), jnp.ones(3) + 1e-6).passed
-    assert not d.gradient("wrong gradient", jnp.array([1.0, 2.0]), jnp.array([1.0, -2.0])).passed
+    assert d.numeric("equal to 1e-13", np.ones(3), np.ones(3) + 1e-13).passed
+    assert not d.numeric("off by 1e-6", np.ones(3), np.ones(3) + 1e-6).passed
+    assert not d.gradient("wrong gradient", np.array([1.0, 2.0]), np.array([1.0, -2.0])).passed
 
 
 def test_monte_carlo_step_fails_when_the_exact_value_is_wrong():
@@ -100,3 +100,53 @@ def test_cli_usage_errors(capsys):
     assert "unknown topic" in capsys.readouterr().err
     assert cli.main(["ssm"]) == 2  # in the catalogue, no derivation yet
     assert cli.main([]) == 0 and "elbo" in capsys.readouterr().out
+
+
+# The precision policy: float32 values under the float64 tolerance fail, whatever the kernels made of them. ------
+def test_float32_values_held_to_the_float64_tolerance_fail_even_when_equal():
+    d = Derivation("t", "t")
+    same = jnp.ones(3, dtype=jnp.float32)
+    claim = d.numeric("float32 arithmetic", same, same)
+    assert not claim.passed and claim.discrepancy == 0.0 and "float32" in claim.detail
+    assert not d.gradient("a float32 gradient", [same[0], 1.0], [1.0, 1.0]).passed  # found inside a list too
+    assert not d.inequality("a float32 bound", same, 2.0).passed
+    assert d.numeric("float64 arithmetic", np.ones(3), np.ones(3)).passed
+
+
+def test_a_claim_about_float32_code_states_it_and_gets_the_float32_policy():
+    d = Derivation("t", "t")
+    one = jnp.ones(3, dtype=jnp.float32)
+    ok = d.numeric("within float32 rounding", one + 1e-7, one, float32="a float32 network")
+    assert ok.passed and "float32 policy: a float32 network" in ok.detail and "rtol 1e-05" in ok.detail
+    assert not d.numeric("off by 1e-4", one + 1e-4, one, float32="a float32 network").passed
+
+
+def test_float64_params_and_as_float64_give_float64_trees():
+    from flax import linen as nn
+
+    from theory_jax.derivation import as_float64, float64_params, full_precision, narrow_floats
+
+    full_precision()
+    x = jnp.ones((2, 3))
+    drawn = float64_params(nn.Dense(4), np.random.default_rng(0), x)
+    assert not narrow_floats(drawn) and drawn["params"]["kernel"].shape == (3, 4)
+    initialised = nn.Dense(4).init(__import__("jax").random.key(0), x)
+    assert narrow_floats(initialised) == ["float32"] and not narrow_floats(as_float64(initialised))
+
+
+def test_the_json_report_has_every_claim_with_its_ratio(monkeypatch, tmp_path):
+    import json
+
+    def derive(echo=None):
+        d = Derivation("elbo", "fake", echo=echo)
+        d.numeric("half the tolerance", 1.0 + 5e-11, 1.0)
+        d.monte_carlo("mean of N(0.5, 1)", np.random.default_rng(0).standard_normal(1000) + 0.5, 0.5)
+        return d
+
+    _fake_topic(monkeypatch, derive)
+    assert cli.main(["elbo", "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    claims = report["topics"]["elbo"]["claims"]
+    assert report["topics"]["elbo"]["passed"] and len(claims) == 2
+    assert 0.4 < claims[0]["ratio"] < 0.6 and 0 <= claims[1]["ratio"] <= 1
+    assert report["environment"]["jax"]["x64"] in (True, False) and report["environment"]["cores"] >= 1

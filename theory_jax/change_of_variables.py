@@ -32,7 +32,7 @@ from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import log_ndtr, ndtr, ndtri
 from scipy import integrate, stats
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "change of variables: Box-Muller, inverse CDF, Jacobians of composed maps"
 LECTURES = "Box-Muller transform; Jacobians"
@@ -420,7 +420,7 @@ def _inverse_gradients(z, logits, means, log_scales):
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("change_of_variables", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
 

@@ -4,18 +4,22 @@
     python -m theory_jax elbo                  # run one derivation, claim by claim (exit 1 on a failed claim)
     python -m theory_jax elbo --markdown E.md  # ...and write it as a document
     python -m theory_jax --all                 # every derivation, with a summary
+    python -m theory_jax --all --json R.json   # ...and every claim's measured discrepancy as JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
 import sys
 import time
 import traceback
 from pathlib import Path
 
 from shared_specs import catalogue
+from shared_specs.environment import describe
 from theory_jax.derivation import MARK, Derivation, to_markdown
 
 
@@ -41,6 +45,14 @@ def run_topic(name: str, echo: bool = True) -> tuple[Derivation | None, float]:
     return d, seconds
 
 
+def report(results: list[tuple[str, Derivation | None, float]]) -> dict:
+    """The JSON report: the environment, and per topic its verdict, time and every claim (a crash: no claims)."""
+    return {"environment": describe(),
+            "topics": {name: {"passed": d is not None and d.passed, "crashed": d is None, "seconds": round(seconds, 2),
+                              "claims": [] if d is None else [dataclasses.asdict(c) for c in d.claims]}
+                       for name, d, seconds in results}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m theory_jax", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="run every derivation")
     parser.add_argument("--markdown", metavar="FILE", type=Path,
                         help="write the derivation(s) as a Markdown document")
+    parser.add_argument("--json", metavar="FILE", type=Path,
+                        help="write every claim's discrepancy, threshold and verdict, with the environment, as JSON")
     args = parser.parse_args(argv)
 
     topics = available() if args.all else args.topics
@@ -70,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text("\n".join(to_markdown(d) for _, d, _ in results if d is not None))
         print(f"\nwrote {args.markdown}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report(results), indent=1) + "\n")
+        print(f"wrote {args.json}")
     if len(results) > 1:
         print("\nsummary")
         for name, d, seconds in results:

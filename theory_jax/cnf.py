@@ -32,7 +32,7 @@ import numpy as np
 import sympy as sp
 from jax.flatten_util import ravel_pytree
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "continuous normalizing flows: instantaneous change of variables, Hutchinson's trace, solvers and the adjoint"
 LECTURES = "neural ODEs; continuous normalizing flows (FFJORD)"
@@ -406,7 +406,7 @@ def _rhs_swap(params, t, s):
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("cnf", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
     _section_change_of_variables(d, rng)

@@ -37,7 +37,7 @@ import sympy as sp
 from jax.scipy.special import ndtr
 from scipy import integrate, special
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 from theory_jax.evaluation import bits_per_dim, dequantize, nll_on_level_scale
 
 TITLE = "coupling flows: NICE, RealNVP, Glow; dequantisation and the logit transform"
@@ -492,7 +492,7 @@ def _dequantisation_claims(d: Derivation, rng) -> None:
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("coupling_flows", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
     d.say("Coupling layers (eqs. 1-4): the kept coordinates $b x$ pass unchanged and parameterise an elementwise "

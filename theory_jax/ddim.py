@@ -28,7 +28,7 @@ import numpy as np
 import sympy as sp
 
 from theory_jax.ddpm import alpha_bars, cosine_betas, ddpm_step, linear_betas
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "DDIM: DDPM's marginals without the Markov chain, the deterministic sampler and its inversion"
 LECTURES = "DDIM; inference in DDIM; implementation"
@@ -169,7 +169,7 @@ def _fitted_order(steps, errors) -> float:
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("ddim", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
     a_t, a_p, x0, xt, eps, eta = _sympy_setting()

@@ -24,7 +24,7 @@ import numpy as np
 import sympy as sp
 from jax.scipy.special import erf
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 from theory_jax.elbo import gaussian_kl, gaussian_log_prob
 from theory_jax.nets.unet import UNet
 
@@ -264,7 +264,7 @@ def _sympy_reduction():
 
 # 6. The derivation ---------------------------------------------------------------------------------------------
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("ddpm", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
 

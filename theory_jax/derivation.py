@@ -4,13 +4,19 @@ A topic module defines ``derive() -> Derivation``; each call below records one n
 with the check that backs it, the measured discrepancy, the threshold and a pass mark:
 
 * ``symbolic``: SymPy simplifies ``lhs - rhs`` to exactly 0;
-* ``numeric``: both sides evaluated (float64), |lhs - rhs| <= atol + rtol |rhs| elementwise;
+* ``numeric``: both sides evaluated, |lhs - rhs| <= atol + rtol |rhs| elementwise;
 * ``monte_carlo``: a seeded estimate within ``k`` standard errors of the exact value;
 * ``gradient``: an autodiff gradient against a closed form or finite differences;
 * ``inequality``: ``small <= large`` elementwise (Jensen, monotone bounds, variance orderings).
 
 ``say`` adds unnumbered narrative. ``python -m theory_jax <topic>`` prints the claims as they are
 checked and exits non-zero if any fails; ``to_markdown`` writes the same derivation as a document.
+
+Precision (docs/ARCHITECTURE.md, "Tolerances are a policy"). A derivation computes in float64 end to end:
+``full_precision()`` (the first line of every ``derive``) turns on 64-bit floats and full-precision matmuls,
+and a numeric, gradient or inequality claim whose values hold a float32 (or narrower) array fails, whatever
+its discrepancy: float32 arithmetic held to the float64 tolerance passes or fails by the kernels one CPU
+picks. A claim about float32 code says so, ``float32="why"``, and is held to the float32 policy instead.
 """
 
 from __future__ import annotations
@@ -21,14 +27,64 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import jax
 import numpy as np
 import sympy
+
+from shared_specs.compare import tolerance
 
 MARK = {True: "PASS", False: "FAIL"}
 
 
+def full_precision() -> None:
+    """The derivations' float64 policy: 64-bit floats by default (``jax_enable_x64``) and full-precision matrix
+    products and convolutions (``jax_default_matmul_precision='highest'``), whatever the backend."""
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def as_float64(tree: Any) -> Any:
+    """A parameter pytree with its floating leaves in float64: flax initialises parameters in float32 (its
+    ``param_dtype``) whatever ``jax_enable_x64`` says, and float32 weights make a whole network float32."""
+    return jax.tree.map(lambda x: x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x, tree)
+
+
+def float64_params(module: Any, rng: np.random.Generator, *args: Any, **kwargs: Any) -> Any:
+    """Variables for a flax ``module`` applied to ``args``, drawn by NumPy in float64: the tree from
+    ``jax.eval_shape(module.init, ...)`` (so XLA compiles none of flax's initialisers), a ``kernel`` N(0, 1/fan_in)
+    with fan_in the product of all but its last axis, a ``scale`` 1 + N(0, 0.1^2), anything else N(0, 1)."""
+    shapes = jax.eval_shape(module.init, jax.random.key(0), *args, **kwargs)
+
+    def draw(path, leaf):
+        name, shape = str(getattr(path[-1], "key", path[-1])), leaf.shape
+        if name == "kernel":
+            return rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]))
+        return 1.0 + 0.1 * rng.standard_normal(shape) if name == "scale" else rng.standard_normal(shape)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def narrow_floats(*values: Any) -> list[str]:
+    """The dtypes of the floating arrays narrower than float64 among ``values`` (nested lists, tuples, dicts)."""
+    found = []
+    for value in values:
+        if isinstance(value, dict):
+            found += narrow_floats(*value.values())
+        elif isinstance(value, (list, tuple)):
+            found += narrow_floats(*value)
+        elif hasattr(value, "dtype"):
+            dtype = np.dtype(value.dtype)
+            if dtype.kind in "fc" and dtype.itemsize < (8 if dtype.kind == "f" else 16):
+                found.append(str(dtype))
+    return sorted(set(found))
+
+
 @dataclass(frozen=True)
 class Claim:
+    """One checked step. ``ratio``: the discrepancy as a share of what the check allows (the worst element of
+    |lhs - rhs| / (atol + rtol |rhs|), or standard errors / k); <= 1 passes; None for symbolic and inequality
+    claims, whose check has no scale."""
+
     number: int
     kind: str
     statement: str
@@ -37,6 +93,7 @@ class Claim:
     detail: str
     passed: bool
     seconds: float
+    ratio: float | None = None
 
 
 @dataclass
@@ -64,10 +121,10 @@ class Derivation:
         self.items.append(text)
 
     def _record(self, kind: str, statement: str, discrepancy: float, threshold: float, detail: str,
-                passed: bool) -> Claim:
+                passed: bool, ratio: float | None = None) -> Claim:
         now = time.perf_counter()
         claim = Claim(len(self.claims) + 1, kind, statement, float(discrepancy), float(threshold), detail,
-                      bool(passed), now - self._clock)
+                      bool(passed), now - self._clock, None if ratio is None else float(ratio))
         self._clock = now
         self.items.append(claim)
         if self.echo:
@@ -82,9 +139,16 @@ class Derivation:
         detail = "lhs - rhs simplifies to 0" if ok else f"lhs - rhs simplifies to {sympy.sstr(residual)[:120]}"
         return self._record("symbolic", statement, 0.0 if ok else math.nan, 0.0, detail, ok)
 
-    def numeric(self, statement: str, lhs: Any, rhs: Any, rtol: float = 1e-10, atol: float = 1e-12,
-                kind: str = "numeric") -> Claim:
-        """Both sides evaluated: max |lhs - rhs| within atol + rtol |rhs| (float64 policy by default)."""
+    def numeric(self, statement: str, lhs: Any, rhs: Any, rtol: float | None = None, atol: float | None = None,
+                kind: str = "numeric", float32: str | None = None) -> Claim:
+        """Both sides evaluated: max |lhs - rhs| within atol + rtol |rhs|, elementwise.
+
+        Tolerances default to the policy's single-function level (gradients: its gradient level) at float64, or
+        at float32 when ``float32`` gives the reason the claim is about float32 code."""
+        dtype = "float32" if float32 else "float64"
+        policy = tolerance("gradient" if kind == "gradient" else "function", dtype)
+        rtol = policy.rtol if rtol is None else rtol
+        atol = policy.atol if atol is None else atol
         a, b = np.asarray(lhs, dtype=np.float64), np.asarray(rhs, dtype=np.float64)
         if a.shape != b.shape and a.size != 1 and b.size != 1:
             raise ValueError(f"claim {statement!r}: shapes {a.shape} and {b.shape} differ")
@@ -92,11 +156,25 @@ class Derivation:
         ratio = float(np.max(err / (atol + rtol * np.abs(b)))) if err.size else 0.0
         ok = bool(np.all(np.isfinite(err))) and ratio <= 1.0
         detail = f"max |lhs - rhs| = {float(np.max(err)):.2e} (rtol {rtol:.0e}, atol {atol:.0e})"
-        return self._record(kind, statement, float(np.max(err)), atol + rtol * float(np.max(np.abs(b))), detail, ok)
+        ok, detail = self._precision(lhs, rhs, float32, ok, detail)
+        return self._record(kind, statement, float(np.max(err)), atol + rtol * float(np.max(np.abs(b))), detail, ok,
+                            ratio)
 
-    def gradient(self, statement: str, grad: Any, expected: Any, rtol: float = 1e-8, atol: float = 1e-8) -> Claim:
+    def gradient(self, statement: str, grad: Any, expected: Any, rtol: float | None = None,
+                 atol: float | None = None, float32: str | None = None) -> Claim:
         """An autodiff gradient against its closed form (policy: 1e-8 in float64)."""
-        return self.numeric(statement, grad, expected, rtol, atol, kind="gradient")
+        return self.numeric(statement, grad, expected, rtol, atol, kind="gradient", float32=float32)
+
+    @staticmethod
+    def _precision(lhs: Any, rhs: Any, float32: str | None, ok: bool, detail: str) -> tuple[bool, str]:
+        """A claim with narrow float values fails unless it states the float32 policy (see the module docstring)."""
+        if float32:
+            return ok, f"{detail}; float32 policy: {float32}"
+        narrow = narrow_floats(lhs, rhs)
+        if narrow:
+            return False, (f"{detail}; but its values hold {', '.join(narrow)} arrays, so the float64 tolerance holds "
+                           "by the luck of the kernels: compute in float64, or state float32='why'")
+        return ok, detail
 
     def monte_carlo(self, statement: str, samples: Any, exact: Any, k: float = 4.0) -> Claim:
         """The sample mean of ``samples`` (axis 0) lies within ``k`` standard errors of ``exact``."""
@@ -107,14 +185,16 @@ class Derivation:
         zmax = float(np.max(z))
         detail = (f"|estimate - exact| = {zmax:.2f} SE (k = {k:g}, n = {n}); "
                   f"estimate {np.ravel(mean)[0]:.6g}, exact {np.ravel(np.asarray(exact))[0]:.6g}")
-        return self._record("monte carlo", statement, zmax, k, detail, np.isfinite(zmax) and zmax <= k)
+        return self._record("monte carlo", statement, zmax, k, detail, np.isfinite(zmax) and zmax <= k, zmax / k)
 
-    def inequality(self, statement: str, small: Any, large: Any, slack: float = 0.0) -> Claim:
+    def inequality(self, statement: str, small: Any, large: Any, slack: float = 0.0,
+                   float32: str | None = None) -> Claim:
         """``small <= large + slack`` elementwise; the discrepancy is max(small - large)."""
         gap = np.asarray(small, dtype=np.float64) - np.asarray(large, dtype=np.float64)
         worst = float(np.max(gap))
         detail = f"max(small - large) = {worst:.3e} (allowed {slack:.1e})"
-        return self._record("inequality", statement, worst, slack, detail, np.isfinite(worst) and worst <= slack)
+        ok, detail = self._precision(small, large, float32, bool(np.isfinite(worst) and worst <= slack), detail)
+        return self._record("inequality", statement, worst, slack, detail, ok)
 
 
 # presentation -----------------------------------------------------------------------------------

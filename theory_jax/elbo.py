@@ -20,7 +20,7 @@ import sympy as sp
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "the evidence lower bound"
 LECTURES = "evidence lower bound; Jensen's inequality; importance-weighted bounds (IWAE)"
@@ -165,7 +165,7 @@ def _iwae_estimates(key, x, weight, bias, sigma, mean, tril, ks, replicates):
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("elbo", TITLE, LECTURES, echo=echo)
     x, weight, bias, sigma = _model()
     latent = weight.shape[1]

@@ -23,7 +23,7 @@ import sympy as sp
 from jax.scipy.special import xlogy
 from scipy.spatial import cKDTree
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "evaluation of generative models"
 LECTURES = "FID; Inception Score; kernel MMD and KID; precision and recall; bits/dim and dequantisation"
@@ -445,7 +445,7 @@ def _bits_claims(d: Derivation, rng: np.random.Generator) -> None:
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("evaluation", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
     d.say("FID fits a Gaussian to the features of real and of generated images and reports the Frechet (2-Wasserstein) "

@@ -29,7 +29,7 @@ import sympy as sp
 from jax.scipy.special import xlogy
 from jax.scipy.stats import norm
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 from theory_jax.elbo import gaussian_kl
 
 TITLE = "f-divergences and the variational bound of the f-GAN"
@@ -192,7 +192,7 @@ def _curvatures(t, divergence):
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("f_divergence", TITLE, LECTURES, echo=echo)
     u, r, t, table = _sympy_table()
     rng = np.random.default_rng(0)

@@ -32,7 +32,7 @@ import sympy as sp
 from scipy.linalg import sqrtm
 from scipy.optimize import linear_sum_assignment
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "flow matching: conditional OT paths, the CFM loss, minibatch optimal transport and the marginal ODE"
 LECTURES = "flow matching; conditional flow matching; optimal-transport paths"
@@ -343,7 +343,7 @@ def _section_ode(d: Derivation, rng: np.random.Generator, m, s) -> None:
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("flow_matching", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
     low = jnp.array([[0.8, 0.0], [0.5, 0.4]])

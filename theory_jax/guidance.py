@@ -24,7 +24,7 @@ import sympy as sp
 from jax.scipy.special import logsumexp
 from scipy import stats
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "classifier and classifier-free guidance"
 LECTURES = "guided diffusion; classifier guidance; classifier-free guidance; implementation of guided DDPM"
@@ -253,7 +253,7 @@ def _sample_guided(w, key):
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("guidance", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
     lw, means, variances = jnp.log(jnp.asarray(PI)), jnp.asarray(MEANS), jnp.asarray(VARS)

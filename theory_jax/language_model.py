@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 __all__ = ["beam_search", "beam_search_table", "cross_entropy", "derive", "greedy_step", "inverse_cdf", "log_softmax",
            "prefix_index", "sequence_log_prob", "temperature_probs", "temperature_step", "top_k_probs", "top_k_step",
@@ -176,7 +176,7 @@ def _nucleus_brute_force(probs: np.ndarray, p: float) -> np.ndarray:
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("language_model", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 from theory_jax.elbo import gaussian_kl, gaussian_log_prob, mvn_kl
 from theory_jax.guidance import null_labels
 
@@ -209,7 +209,7 @@ def _sympy_effective_schedule():
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("latent_diffusion", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
     m_x, low, enc, c, mu_z, var_z = _encoder(rng)

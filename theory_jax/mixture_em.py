@@ -26,7 +26,7 @@ import sympy as sp
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp, xlogy
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "Gaussian mixtures fitted by expectation-maximisation"
 LECTURES = "latent variable models; GMM by EM; EM as coordinate ascent on the ELBO"
@@ -204,7 +204,7 @@ _log_likelihood_grad = jax.jit(jax.grad(lambda x, logits, means, covariances: jn
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("mixture_em", TITLE, LECTURES, echo=echo)
     x = jnp.asarray(_data())
     n = x.shape[0]

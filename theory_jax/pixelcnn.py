@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 __all__ = ["GatedLayer", "GatedPixelCNN", "MaskedConv2d", "PlainPixelCNN", "bernoulli_log_likelihood", "bits_per_dim",
            "categorical_log_likelihood", "causal_mask", "derive", "gated_activation", "gated_pixelcnn", "masked_conv2d",
@@ -287,7 +287,7 @@ def gated_region(size, layers, row, col):
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("pixelcnn", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
 

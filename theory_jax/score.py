@@ -30,7 +30,7 @@ import sympy as sp
 from jax.scipy.special import logsumexp
 from scipy import stats
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "diffusion models as score predictors: epsilon <-> score, denoising score matching, Langevin dynamics"
 LECTURES = "DDPMs as score predictors; alternate interpretations"
@@ -423,7 +423,7 @@ def _gaussian_score(x, var):
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("score", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
     _section_eps_score(d, rng)

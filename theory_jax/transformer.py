@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "attention and the transformer"
 LECTURES = "attention; transformer architecture; skip connections and normalisation; position embeddings"
@@ -230,7 +230,7 @@ def last_layer_gradient_norms(stacks, x, cotangent, depths, heads: int) -> dict[
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("transformer", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
     d.say("Attention reads a set of values $v_j$ with weights from query-key similarities: "

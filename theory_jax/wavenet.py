@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from theory_jax.derivation import Derivation
+from theory_jax.derivation import Derivation, float64_params, full_precision
 
 TITLE = "WaveNet: mu-law, dilated causal convolutions, gated residual blocks"
 LECTURES = "autoregressive audio; WaveNet; dilated causal convolutions; mu-law companding"
@@ -225,7 +225,7 @@ def _sympy_inverse():
 
 
 def derive(echo=None) -> Derivation:
-    jax.config.update("jax_enable_x64", True)
+    full_precision()
     d = Derivation("wavenet", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(7)
     mu, levels = 255.0, 256
@@ -316,13 +316,13 @@ def derive(echo=None) -> Derivation:
     net = WaveNet(levels=16, channels=4, skip=6, num_classes=3, dilations=(1, 2, 4, 1, 2), clock=3, sample_rate=100)
     size, s0 = receptive_field(2, net.dilations), 17
     q, yl = jnp.asarray(rng.integers(0, 16, (2, 60))), jnp.asarray([0, 2])
-    params = net.init(jax.random.PRNGKey(0), q, yl)
-    whole = net.apply(params, q, yl)
-    crop = net.apply(params, q[:, s0:], yl, jnp.full(2, s0))
+    params, apply = float64_params(net, rng, q, yl), jax.jit(net.apply)
+    whole = apply(params, q, yl)
+    crop = apply(params, q[:, s0:], yl, jnp.full(2, s0))
     d.numeric(f"A crop from $s = {s0}$ with its start: its logits at positions $\\ge R - 1$ ($R = {size}$) equal the "
               "whole clip's at $s + t$", crop[:, size - 1:], whole[:, s0 + size - 1:])
     d.inequality("Negative control: the same crop told it starts at 0 is scored differently (max |difference| > 0.01)",
-                 0.01, jnp.max(jnp.abs(net.apply(params, q[:, s0:], yl)[:, size - 1:] - whole[:, s0 + size - 1:])))
+                 0.01, jnp.max(jnp.abs(apply(params, q[:, s0:], yl)[:, size - 1:] - whole[:, s0 + size - 1:])))
 
     a, g2 = jnp.asarray(rng.standard_normal(50)), jnp.asarray(rng.standard_normal(50))
     da, dg = jax.vmap(jax.grad(gated_activation, argnums=(0, 1)))(a, g2)
