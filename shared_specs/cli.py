@@ -3,16 +3,22 @@
     python -m shared_specs list              # every topic: derivation, implementation, spec cases
     python -m shared_specs check vae elbo    # run the cases of some topics (exit 1 on any failure)
     python -m shared_specs check --all       # every topic with cases
+    python -m shared_specs check --all --json R.json  # ...and every case's errors as JSON
     python -m shared_specs readme [--check]  # regenerate README.md's topic table (or fail if stale)
+    python -m shared_specs portability       # derivations and specs under settings that change the kernels
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
-from shared_specs import catalogue
+from shared_specs import catalogue, portability
 from shared_specs.compare import tolerance
+from shared_specs.environment import describe
 
 
 def _fmt_tol(level: str, dtype: str) -> str:
@@ -31,7 +37,7 @@ def cmd_list() -> int:
     return 0
 
 
-def cmd_check(topics: list[str], check_all: bool) -> int:
+def cmd_check(topics: list[str], check_all: bool, json_path: Path | None = None) -> int:
     from shared_specs.runner import run_case
 
     if check_all:
@@ -48,25 +54,31 @@ def cmd_check(topics: list[str], check_all: bool) -> int:
         if not catalogue.has_spec(name):
             print(f"error: topic {name!r} has no spec cases yet (shared_specs/{name}.py)", file=sys.stderr)
             return 2
-    failures, total = [], 0
+    failures, results = [], {}
     header = (f"{'case':<48} {'kind':<8} {'dtype':<7} {'output err':>10} {'tol r/a':>11} "
-              f"{'grad err':>9} {'tol r/a':>11} {'ref err':>9} {'time':>6}  result")
+              f"{'grad err':>9} {'tol r/a':>11} {'ref err':>9} {'err/tol':>8} {'time':>6}  result")
     for name in topics:
         cases = catalogue.spec_cases(name)
         print(f"\n{name}: {len(cases)} cases\n{header}")
+        results[name] = []
         for case in cases:
             r = run_case(case)
-            total += 1
+            results[name].append(r.summary())
             out = f"{r.output.max_abs_err:10.2e}" if r.output else f"{'-':>10}"
             grad = f"{r.gradient.max_abs_err:9.2e}" if r.gradient else f"{'-':>9}"
             ref = f"{r.reference.max_abs_err:9.2e}" if r.reference else f"{'-':>9}"
             gtol = _fmt_tol("gradient", r.dtype) if r.gradient else "-"
             print(f"{r.case_id:<48} {r.kind:<8} {r.dtype:<7} {out} {_fmt_tol(r.level, r.dtype):>11} {grad} "
-                  f"{gtol:>11} {ref} {r.seconds:5.1f}s  {'PASS' if r.passed else 'FAIL'}", flush=True)
+                  f"{gtol:>11} {ref} {r.ratio:8.1e} {r.seconds:5.1f}s  {'PASS' if r.passed else 'FAIL'}", flush=True)
             if not r.passed:
                 failures.append(r)
                 print("    " + r.message().replace("\n", "\n    "))
+    total = sum(len(v) for v in results.values())
     print(f"\n{total - len(failures)} passed, {len(failures)} failed")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"environment": describe(), "topics": results}, indent=1) + "\n")
+        print(f"wrote {json_path}")
     return 1 if failures else 0
 
 
@@ -93,11 +105,23 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="run spec cases in both backends")
     check.add_argument("topics", nargs="*")
     check.add_argument("--all", action="store_true", help="every topic that has cases")
+    check.add_argument("--json", metavar="FILE", type=Path, help="write every case's errors and verdict as JSON")
+    portable = sub.add_parser("portability", help="run the derivations and specs under kernel-changing settings",
+                              description=portability.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="settings:\n" + "\n".join(f"  {s.name:<15} {s.what}" for s in portability.SETTINGS))
+    portable.add_argument("--settings", nargs="+", default=[], metavar="NAME", help="some settings (default: all)")
+    portable.add_argument("--topics", nargs="+", default=[], metavar="TOPIC", help="some topics (default: all)")
+    portable.add_argument("--out", type=Path, default=catalogue.ROOT / "build" / "portability",
+                          help="folder of the reports and logs (default: build/portability)")
+    portable.add_argument("--jobs", type=int, default=max(1, min(2, len(os.sched_getaffinity(0)))),
+                          help="runs at a time (default: 2, or 1 on one core)")
     readme = sub.add_parser("readme", help="regenerate README.md's topic table")
     readme.add_argument("--check", action="store_true", help="exit 1 if the table is stale instead of writing")
     args = parser.parse_args(argv)
     if args.command == "list":
         return cmd_list()
     if args.command == "check":
-        return cmd_check(args.topics, args.all)
+        return cmd_check(args.topics, args.all, args.json)
+    if args.command == "portability":
+        return portability.main(args.settings, args.topics, args.out, args.jobs)
     return cmd_readme(args.check)

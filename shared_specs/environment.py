@@ -1,0 +1,58 @@
+"""What a run of the derivations or specs computed on: the machine, the libraries and the kernel settings.
+
+Every JSON report (``python -m theory_jax --json``, ``python -m shared_specs check --json``) carries this, so a
+measured error names the CPU, the thread counts and the flags that chose XLA's and torch's kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+# Environment variables read at start-up by XLA, torch (ATen, OpenMP), oneDNN and MKL to choose kernels and threads.
+KERNEL_VARIABLES = ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                    "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (the platform's processor string elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def commit() -> str | None:
+    """The checkout's commit (with '+changes' when the tree differs from it), or None outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+changes" if dirty else "")
+
+
+def describe() -> dict:
+    """The machine, libraries and kernel settings of this process (torch's only if torch is imported)."""
+    info = {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0],
+            "commit": commit(), "variables": {k: os.environ[k] for k in KERNEL_VARIABLES if k in os.environ}}
+    if "jax" in sys.modules:
+        import jax
+
+        info["jax"] = {"version": jax.__version__, "x64": bool(jax.config.jax_enable_x64),
+                       "matmul_precision": jax.config.jax_default_matmul_precision}
+    if "torch" in sys.modules:
+        import torch
+
+        info["torch"] = {"version": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                         "threads": torch.get_num_threads()}
+    return info
