@@ -1,21 +1,32 @@
 """Shared fixtures: both backends at full precision (set once by ``shared_specs.runner.backends``); one intra-op
 thread for test files of small networks (``pytestmark = pytest.mark.usefixtures("one_thread")``).
 
-``make test`` runs the suite on two pytest-xdist workers (``-n 2``, files kept whole by ``--dist loadfile`` so a
-module's fixtures are built once). Each worker then owns one core: torch, XLA and the subprocesses the tests start
-get one thread each, set here before torch or JAX is imported (two workers of two threads each on two cores would
-spin against each other)."""
+``make test`` runs the suite on one pytest-xdist worker per core (``--dist loadgroup``). Each test file runs whole
+on one worker, so its module fixtures are built once, except the files of independent cases (``SPREAD``: every
+derivation, every spec case), whose tests go to whichever worker is free. Each worker owns one core: torch, XLA's
+Eigen kernels and the subprocesses the tests start get one thread each, set here before torch or JAX is imported
+(two workers of two threads each on two cores would spin against each other)."""
 
 import os
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI subprocesses of the tests
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from shared_specs.runner import backends
+
+SPREAD = {"test_derivations.py", "test_specs.py"}  # independent cases, spread over the workers one by one
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Every test file is one xdist group (one worker runs it whole), but for the files in ``SPREAD``."""
+    for item in items:
+        if item.path.name not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
 
 
 @pytest.fixture(scope="session")
