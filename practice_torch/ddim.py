@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import torch
 
+from practice_torch.progress import progress as bar
+
 __all__ = ["ddim_decode", "ddim_encode", "ddim_reverse_step", "ddim_sigma", "ddim_step", "respace_alpha_bars"]
 
 
@@ -85,10 +87,7 @@ def ddim_encode(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sc
     """
     x = x_0
     steps = range(len(schedule.timesteps))
-    if progress:
-        from tqdm import tqdm
-        steps = tqdm(steps, desc="ddim encode", leave=False)
-    for i in steps:
+    for i in bar(steps, desc="ddim encode", leave=False, disable=not progress):
         t = torch.full((x.shape[0],), int(schedule.timesteps[i]), dtype=torch.long, device=x.device)
         eps = eps_fn(x, t)
         x = ddim_reverse_step(x, eps, float(schedule.alpha_bars[i]), float(schedule.alpha_bars_prev[i]))

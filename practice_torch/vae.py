@@ -18,11 +18,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from practice_torch.elbo import gaussian_log_prob, iwae_bound, standard_normal_kl
 from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
 from practice_torch.models import Artefact
+from practice_torch.progress import progress
 
 
 # 1. The pieces of the ELBO -----------------------------------------------------------------------
@@ -363,7 +363,7 @@ def evaluate(net: VAE, config: Config, dataset: Dataset, generator: torch.Genera
     device, d = _device(net), net.latent_dim
     dims = math.prod(net.image_shape)
     totals = {"elbo": 0.0, "recon_nll": 0.0, "kl": 0.0}
-    for x, y in tqdm(DataLoader(dataset, batch_size=500), desc="ELBO", leave=False):
+    for x, y in progress(DataLoader(dataset, batch_size=500), desc="ELBO", leave=False):
         x, y = x.to(device), y.to(device) if net.num_classes else None
         recon, kl = net.terms(x, draw_eps((len(x), d), generator).to(device), y)
         for name, value in (("elbo", recon - kl), ("recon_nll", -recon), ("kl", kl)):
@@ -371,7 +371,7 @@ def evaluate(net: VAE, config: Config, dataset: Dataset, generator: torch.Genera
     k, m = config.nll_samples, min(config.nll_examples, len(dataset))
     nll_sum = 0.0
     subset = torch.utils.data.Subset(dataset, range(m))
-    for x, y in tqdm(DataLoader(subset, batch_size=max(1, 10_000 // k)), desc=f"NLL (K={k})", leave=False):
+    for x, y in progress(DataLoader(subset, batch_size=max(1, 10_000 // k)), desc=f"NLL (K={k})", leave=False):
         x, y = x.to(device), y.to(device) if net.num_classes else None
         nll_sum += net.importance_nll(x, draw_eps((len(x), k, d), generator).to(device), y).sum().item()
     n, nll = len(dataset), nll_sum / max(m, 1)

@@ -234,6 +234,8 @@ def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert json.loads((out / "checkpoints/latest.json").read_text())["step"] == step + 2
+    # stderr is a pipe here, as in a log: whole lines with the loss, no carriage-return redraws
+    assert "\r" not in err and f"{step + 2}/{step + 2}" in err and "loss=" in err, err
 
 
 def test_sample_and_eval_use_the_runs_threads(copy):

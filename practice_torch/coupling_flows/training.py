@@ -18,7 +18,6 @@ from typing import Literal
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm import tqdm
 
 from practice_torch.coupling_flows.functions import (
     bits_per_dim_from_log_prob,
@@ -29,6 +28,7 @@ from practice_torch.coupling_flows.functions import (
 from practice_torch.coupling_flows.layers import MultiScaleFlow, VectorFlow
 from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
 from practice_torch.models import Artefact
+from practice_torch.progress import progress
 
 TOY_SETS = ("moons", "gaussians", "rings")
 
@@ -200,7 +200,7 @@ def evaluate(net: Flow, config: Config, dataset: Dataset, generator: torch.Gener
         return {"nll": nll.mean().item(), "nll_per_dim": nll.mean().item() / net.shape[0], "examples": m}
     dims, k = math.prod(net.shape), config.eval_draws
     mean_bits, iw_bits = [], []
-    for x, _ in tqdm(loader, desc="test bits/dim", leave=False):
+    for x, _ in progress(loader, desc="test bits/dim", leave=False):
         x = x.to(device)
         logs = torch.stack([net.log_prob(net.dequantize(x, torch.rand(x.shape, generator=generator).to(device)))
                             for _ in range(k)]).double().cpu()  # (K, B)

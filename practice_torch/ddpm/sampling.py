@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from tqdm import tqdm
 
 from practice_torch.ddpm.schedule import Schedule, ddpm_step, per_example, predict_x0
+from practice_torch.progress import progress as bar
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SAMPLERS = ("ddpm", "ddim")
@@ -43,7 +43,7 @@ def sample_loop(eps_fn: EpsFn, schedule: Schedule, x_T: torch.Tensor, *, sampler
         from practice_torch.ddim import ddim_step
     x, b = x_T, x_T.shape[0]
     steps = range(len(schedule) - 1, -1, -1)
-    for i in tqdm(steps, desc=f"{sampler} sampling", leave=False, disable=not progress):
+    for i in bar(steps, desc=f"{sampler} sampling", leave=False, disable=not progress):
         t = schedule.timesteps[i]
         a_t = schedule.alpha_bars[i].expand(b)
         a_prev = schedule.alpha_bars_prev[i].expand(b)

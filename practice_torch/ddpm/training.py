@@ -19,7 +19,6 @@ from typing import Literal
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm import tqdm
 
 from practice_torch.ddpm.denoisers import MLPDenoiser
 from practice_torch.ddpm.likelihood import decoder_nll, eps_loss, prior_kl, vlb_term
@@ -28,6 +27,7 @@ from practice_torch.ddpm.schedule import Schedule, predict_x0, q_sample
 from practice_torch.elbo import gaussian_log_prob
 from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
 from practice_torch.models import Artefact
+from practice_torch.progress import progress
 
 
 @dataclass
@@ -293,7 +293,7 @@ def evaluate(net: Diffusion, config: Config, dataset: Dataset, generator: torch.
     columns = config.nll_timesteps or big_t - 1
     per_example = {"prior": [], "decoder": [], "diffusion": [], "simple": []}
     loader = DataLoader(Subset(dataset, range(m)), batch_size=250)
-    for x, y in tqdm(loader, desc="NLL bound", leave=False):
+    for x, y in progress(loader, desc="NLL bound", leave=False):
         x0 = net.to_model(x.to(device))
         b, yy = len(x0), labels(net, y.to(device), None)
         full = lambda value: torch.full((b,), value, device=device, dtype=torch.long)  # noqa: E731

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate
-from tqdm import tqdm
 
 from practice_torch.engine.config import ConfigError, derive_seed
+from practice_torch.progress import progress
 
 
 class GlobalBatches:
@@ -60,7 +60,7 @@ def in_memory(dataset: Dataset, max_bytes: int = 4 << 30) -> Dataset:
     first = dataset[0]
     if sum(torch.as_tensor(t).nbytes for t in first) * len(dataset) > max_bytes:
         return dataset
-    items = [dataset[i] for i in tqdm(range(len(dataset)), desc="loading data", unit="ex", leave=False)]
+    items = [dataset[i] for i in progress(range(len(dataset)), desc="loading data", unit="ex", leave=False)]
     return TensorDataset(*(torch.stack([torch.as_tensor(t) for t in column]) for column in zip(*items)))
 
 

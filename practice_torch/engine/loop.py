@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from practice_torch.engine import RunError, distributed
 from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, shard
@@ -57,6 +56,7 @@ from practice_torch.engine.runs import (
     write_samples,
 )
 from practice_torch.models import get_model
+from practice_torch.progress import progress
 
 
 class Diverged(Exception):
@@ -159,8 +159,8 @@ class Trainer:
             write_config(self.run_dir, self.cfg)
         distributed.barrier(self.procs)
         log = MetricsLog(self.run_dir, self.step) if main else None
-        bar = tqdm(total=t.steps, initial=self.step, disable=not main, unit="step", dynamic_ncols=True,
-                   desc=f"{self.cfg.model_name} on {self.cfg.data.name}")
+        bar = progress(total=t.steps, initial=self.step, disable=not main, unit="step", every=t.log_every,
+                       desc=f"{self.cfg.model_name} on {self.cfg.data.name}")
         sums: dict[str, float] = {}
         window_start, window_steps = time.perf_counter(), 0
         started = time.perf_counter()
@@ -171,15 +171,15 @@ class Trainer:
                     for k, v in values.items():
                         sums[k] = sums.get(k, 0.0) + v
                     window_steps += 1
-                    bar.update(1)
                     if self.step % t.log_every == 0 or self.step == end or stop:
                         rate = self.batch_size * window_steps / (time.perf_counter() - window_start)
                         means = {k: v / window_steps for k, v in sums.items()}
-                        bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}")
+                        bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
                         if log:
                             log.write(self.step, {**means, "examples_per_s": rate,
                                                   "time_s": time.perf_counter() - started})
                         sums, window_start, window_steps = {}, time.perf_counter(), 0
+                    bar.update(1)  # after the postfix: in a log, the line of a log step shows its loss
                     if self.step % t.checkpoint_every == 0 and self.step < end:
                         self.save()
                     if stop:

@@ -32,11 +32,11 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
-from tqdm import tqdm
 
 from practice_torch.data import cache_dir, get_dataset, get_info
 from practice_torch.engine import RunError
 from practice_torch.engine.checkpoint import atomic_write
+from practice_torch.progress import progress
 
 FORMAT = "generative-twins/feature-network-1"
 
@@ -135,7 +135,7 @@ def embed(net: FeatureNetwork, images: torch.Tensor, batch_size: int = 500, desc
     """(features (N, d), probabilities (N, classes)) of images (N, C, H, W) in [0, 1], in batches, on the net's device."""
     device = next(net.parameters()).device
     feats, probs = [], []
-    for batch in tqdm(images.split(batch_size), desc=desc, leave=False, disable=len(images) <= batch_size):
+    for batch in progress(images.split(batch_size), desc=desc, leave=False, disable=len(images) <= batch_size):
         h = net.features(batch.to(device))
         feats.append(h.cpu())
         probs.append(F.softmax(net.head(h), dim=-1).cpu())
@@ -190,7 +190,7 @@ def accuracy(net: FeatureNetwork, x: torch.Tensor, y: torch.Tensor, batch_size: 
 
 def train_feature_network(name: str, data_dir: str | Path | None = None, device: str | torch.device = "cpu",
                           config: FeatureConfig | None = None, notice: str | None = None) -> tuple[FeatureNetwork, dict]:
-    """Train the classifier of data set ``name`` on its train split (AdamW, one-cycle LR, a tqdm bar), measure it
+    """Train the classifier of data set ``name`` on its train split (AdamW, one-cycle LR, a progress bar), measure it
     on the test split and cache it. Returns (net in eval mode, its record: config, test accuracy, seconds).
     ``notice``: a line printed on stderr once the data are loaded, before training."""
     info = check_dataset(name)
@@ -208,7 +208,7 @@ def train_feature_network(name: str, data_dir: str | Path | None = None, device:
     order = torch.Generator().manual_seed(config.seed)
     start = time.perf_counter()
     net.train()
-    with tqdm(total=config.epochs * steps_per_epoch, desc=f"feature network ({name})", unit="step") as bar:
+    with progress(total=config.epochs * steps_per_epoch, desc=f"feature network ({name})", unit="step") as bar:
         for _ in range(config.epochs):
             for rows in torch.randperm(len(x), generator=order).split(config.batch_size):
                 loss = F.cross_entropy(net(x[rows].to(device)), y[rows].to(device))

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from practice_torch.evaluation.features import (
     AUDIO_VIEWS,
@@ -28,6 +27,7 @@ from practice_torch.evaluation.features import (
 )
 from practice_torch.evaluation.inception import InceptionFeatures, find_inception_weights, load_inception
 from practice_torch.evaluation.metrics import fid_from_features, inception_score_splits, kid_subsets, precision_recall
+from practice_torch.progress import progress
 
 DEFAULT_SAMPLES = 10_000  # cap on the default number of samples (and held-out images) compared
 
@@ -36,7 +36,7 @@ DEFAULT_SAMPLES = 10_000  # cap on the default number of samples (and held-out i
 def inception_features(net: InceptionFeatures, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
     """The 2048-d pool features of images (N, C, H, W) in [0, 1], in batches on the net's device -> (N, 2048)."""
     device = next(net.parameters()).device
-    batches = tqdm(images.split(batch_size), desc="Inception features", leave=False)
+    batches = progress(images.split(batch_size), desc="Inception features", leave=False)
     return torch.cat([net.features(batch.to(device)).cpu() for batch in batches])
 
 
