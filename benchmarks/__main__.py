@@ -37,42 +37,11 @@ from benchmarks.galaxies import galaxy_conditioning
 from benchmarks.guidance import guidance_sweep
 from benchmarks.language_model import kv_cache, lm_curves
 from benchmarks.latent_diffusion import latent_vs_pixel
+from benchmarks.timing import best_of, gemm_peaks
 from benchmarks.transformer import transformer_step
 from benchmarks.unet import unet_step
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def best_of(fn, repeats: int, warmup: int = 2) -> float:
-    """The fastest of ``repeats`` timed calls, in seconds (after ``warmup`` untimed calls)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def gemm_peaks(sizes=(512, 1024, 2048), repeats: int = 5) -> dict[str, float]:
-    """fp32 GEMM FLOP/s at the current cores (2 n^3 per n x n matmul), best over a few sizes, per library.
-
-    The machine peak is the better of the two; MFU is measured against it. On AMD CPUs torch's MKL
-    sgemm runs well below XLA's, so torch's own GEMM is reported too (a ceiling for any torch model).
-    """
-    import jax
-    import jax.numpy as jnp
-
-    peaks = {"torch": 0.0, "xla": 0.0}
-    mm = jax.jit(jnp.matmul)
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        peaks["torch"] = max(peaks["torch"], 2 * n**3 / best_of(lambda: a @ b, repeats))
-        aj, bj = jnp.asarray(a.numpy()), jnp.asarray(b.numpy())
-        peaks["xla"] = max(peaks["xla"], 2 * n**3 / best_of(lambda: mm(aj, bj).block_until_ready(), repeats))
-    peaks["machine"] = max(peaks.values())
-    return peaks
 
 
 def vae_step(args) -> list[dict]:

@@ -33,10 +33,10 @@ def test_bits_per_dim(net, images: torch.Tensor, u: torch.Tensor) -> float:
 
 
 def flow_bpd(args) -> list[dict]:
-    from practice_torch.coupling_flows import default_config
+    from practice_torch.coupling_flows.training import default_config
     from practice_torch.data import get_dataset
-    from practice_torch.engine.loop import Trainer
     from practice_torch.engine.metrics import read_metrics
+    from practice_torch.models import new_trainer
 
     cfg = default_config("quick", args.dataset)
     if args.flow_steps:
@@ -47,7 +47,7 @@ def flow_bpd(args) -> list[dict]:
     u = torch.rand(images.shape, generator=torch.Generator().manual_seed(0))
     run_dir = Path(tempfile.mkdtemp(prefix="flow_bpd-"))
     cpu0, wall0, eval_cpu, eval_wall = time.process_time(), time.perf_counter(), 0.0, 0.0
-    trainer = Trainer(cfg, run_dir)
+    trainer = new_trainer(cfg, run_dir)
     rows = []
     try:
         while trainer.step < cfg.train.steps:

@@ -69,14 +69,15 @@ def reconstruction_error(net, steps: int, images: torch.Tensor, min_alpha_bar: f
 
 def ddim_steps(args) -> list[dict]:
     """Rows (sampler, steps, n, seconds per sample, FID, KID, reconstruction RMSE) for one trained ddpm run."""
-    from practice_torch.engine.runs import load_split, load_trained
+    from practice_torch.engine.runs import load_split
     from practice_torch.evaluation import embed, feature_network, fid_from_features, kid_subsets
+    from practice_torch.models import open_run
 
     run = find_run(getattr(args, "run", None))
     n_max, budget = getattr(args, "ddim_samples", 1000), getattr(args, "ddim_budget", 100_000)
     steps_list = [int(s) for s in str(getattr(args, "ddim_steps", ",".join(map(str, STEPS)))).split(",")]
     n_rec = getattr(args, "ddim_reconstruct", 64)
-    module, cfg, net = load_trained(run, torch.device("cpu"))
+    module, cfg, net = open_run(run, torch.device("cpu"))
     if module.__name__ != "practice_torch.ddpm" or not getattr(net, "images", False):
         raise SystemExit(f"error: {run} is not a ddpm run on images")
     test = load_split(cfg.data, "test")

@@ -37,7 +37,7 @@ def _samples(module_name: str, net, config, n: int, seed: int) -> tuple[torch.Te
     """n samples (n, D) of a trained flow_matching or cnf net and the NFE of drawing them."""
     generator = torch.Generator().manual_seed(seed)
     if module_name == "flow_matching":
-        from practice_torch.flow_matching import generate
+        from practice_torch.flow_matching.training import generate
 
         trajectory = generate(net, config, n, generator)
         return trajectory.x[-1].cpu(), trajectory.nfe
@@ -50,11 +50,11 @@ def _samples(module_name: str, net, config, n: int, seed: int) -> tuple[torch.Te
 def train_until(cfg, run_dir: Path, seconds: float, chunk: int, held: torch.Tensor, target: float) -> dict:
     """Train ``cfg`` with the engine in chunks of ``chunk`` steps (wall clock ``seconds`` at most, evaluation excluded),
     measuring W2 of len(held) samples (EMA weights) to ``held`` after each chunk; the first time it is <= target."""
-    from practice_torch.engine.loop import Trainer
     from practice_torch.engine.runs import ema_copy
     from practice_torch.evaluation import wasserstein2
+    from practice_torch.models import new_trainer
 
-    trainer, spent, cpu, curve, reached = Trainer(cfg, run_dir), 0.0, 0.0, [], None
+    trainer, spent, cpu, curve, reached = new_trainer(cfg, run_dir), 0.0, 0.0, [], None
     try:
         while spent < seconds and trainer.step < cfg.train.steps:
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -113,7 +113,8 @@ def find_run(run: str | None) -> Path | None:
 def ode_nfe(args) -> list[dict]:
     """Rows (method, steps or tolerance, NFE, seconds per sample, W2 or FID/KID) for one trained flow_matching run."""
     from practice_torch import models
-    from practice_torch.engine.runs import load_split, load_trained
+    from practice_torch.engine.runs import load_split
+    from practice_torch.models import open_run
 
     run = find_run(getattr(args, "run", None))
     if run is None or not (run / "config.json").is_file():
@@ -121,14 +122,14 @@ def ode_nfe(args) -> list[dict]:
         cfg = module.default_config("quick", "moons")
         run = Path(tempfile.mkdtemp(prefix="ode_nfe-")) / "run"
         print(f"no flow_matching run given: training the quick moons preset into {run}", flush=True)
-        from practice_torch.engine.loop import Trainer
+        from practice_torch.models import new_trainer
 
-        trainer = Trainer(cfg, run)
+        trainer = new_trainer(cfg, run)
         try:
             trainer.run()
         finally:
             trainer.close()
-    module, cfg, net = load_trained(run, torch.device("cpu"))
+    module, cfg, net = open_run(run, torch.device("cpu"))
     if cfg.model_name != "flow_matching":
         raise SystemExit(f"error: {run} is not a flow_matching run")
     test = load_split(cfg.data, "test")
@@ -161,7 +162,7 @@ def ode_nfe(args) -> list[dict]:
 @torch.no_grad()
 def _draw(module, net, config, n: int, images: bool, chunk: int = 250) -> tuple[torch.Tensor, int, float]:
     """n samples ((n, D), or images in [0, 1] with one class per row when conditional), NFE per solve, seconds."""
-    from practice_torch.flow_matching import generate
+    from practice_torch.flow_matching.training import generate
 
     generator, parts, nfe = torch.Generator().manual_seed(0), [], 0
     start = time.perf_counter()

@@ -23,24 +23,24 @@ ROOT = Path(__file__).resolve().parent.parent
 def galaxy_run(run: str | None, device: torch.device):
     """(module, config, net, run dir) of ``--run``, or of a fresh quick-preset run (trained here, into runs/);
     SystemExit, one line, for a run that is not a conditional flow_matching run."""
-    from practice_torch.engine.runs import load_trained
+    from practice_torch.models import open_run
 
     if run is None:
-        from practice_torch import flow_matching
-        from practice_torch.engine.loop import Trainer
         from practice_torch.engine.runs import check_new_run_dir, default_run_dir
+        from practice_torch.flow_matching import training as flow_matching_training
+        from practice_torch.models import new_trainer
 
-        cfg = flow_matching.default_config("quick", "galaxies")
+        cfg = flow_matching_training.default_config("quick", "galaxies")
         run_dir = default_run_dir(cfg, ROOT / "runs")
         check_new_run_dir(run_dir)
         print(f"galaxy_conditioning: no --run; training the quick preset into {run_dir}")
-        trainer = Trainer(cfg, run_dir)
+        trainer = new_trainer(cfg, run_dir)
         try:
             trainer.run()
         finally:
             trainer.close()
         run = str(run_dir)
-    module, cfg, net = load_trained(Path(run), device)
+    module, cfg, net = open_run(Path(run), device)
     if cfg.model_name != "flow_matching" or cfg.data.name != "galaxies" or not getattr(cfg.model, "cond_dim", 0):
         raise SystemExit(f"error: {run} is not a flow_matching run conditioned on galaxy parameters (train one with "
                          "python -m practice_torch train flow_matching --dataset galaxies)")

@@ -29,12 +29,12 @@ SCALES = "0,0.5,1,2,4"
 
 def find_conditional_run(run: str | None) -> Path:
     """``--run``, or the newest conditional runs/ddpm-fashion_mnist-* (SystemExit, one line, if there is none)."""
-    from practice_torch.engine.runs import read_config
+    from practice_torch.models import run_config
 
     if run:
         return Path(run)
     found = [p for p in sorted((ROOT / "runs").glob("ddpm-fashion_mnist-*"), key=lambda p: p.stat().st_mtime)
-             if (p / "config.json").is_file() and read_config(p).model.conditional]
+             if (p / "config.json").is_file() and run_config(p).model.conditional]
     if not found:
         raise SystemExit("error: guidance_sweep needs --run RUN, a class-conditional ddpm run (python -m practice_torch "
                          "train ddpm --set model.conditional=true --set model.label_dropout=0.1)")
@@ -95,17 +95,16 @@ def sweep_plot(rows: list[dict], path: Path) -> Path:
 def guidance_sweep(args) -> list[dict]:
     from practice_torch.data import get_dataset
     from practice_torch.engine.artefacts import write_artefact
-    from practice_torch.engine.runs import load_trained
     from practice_torch.evaluation import feature_network
     from practice_torch.evaluation.samples import image_set_metrics
-    from practice_torch.models import Artefact
+    from practice_torch.models import Artefact, open_run
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     run = find_conditional_run(args.run)
-    _, cfg, ddpm = load_trained(run, device)
+    _, cfg, ddpm = open_run(run, device)
     if not ddpm.num_classes:
         raise SystemExit(f"error: {run} is not class-conditional: guidance_sweep needs model.conditional=true")
-    guide = load_trained(Path(args.classifier), device)[2] if args.classifier else None
+    guide = open_run(Path(args.classifier), device)[2] if args.classifier else None
     scales = [float(s) for s in str(args.scales).split(",")]
     data_dir = args.data_dir or cfg.data.data_dir
     features = feature_network(cfg.data.name, data_dir, device)

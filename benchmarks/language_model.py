@@ -27,10 +27,10 @@ ARMS = {"transformer": [], "lstm": ["model.architecture=lstm", "model.dim=256", 
 
 
 def _config(overrides):
-    from practice_torch import language_model as lm
     from practice_torch.engine.config import apply_overrides
+    from practice_torch.language_model import training as lm_training
 
-    return apply_overrides(lm.default_config("quick"), ["model.val_windows=0", *overrides])
+    return apply_overrides(lm_training.default_config("quick"), ["model.val_windows=0", *overrides])
 
 
 def _val_loss(net, pieces: torch.Tensor) -> float:
@@ -49,11 +49,12 @@ def train_curve(name: str, overrides, seconds: float, every: int, seed: int = 0)
     from practice_torch.data.text import load_shakespeare
     from practice_torch.engine.loop import lr_factor
     from practice_torch.engine.runs import dataset_info
+    from practice_torch.language_model import training as lm_training
 
     cfg = _config(overrides)
     torch.manual_seed(seed)
     train = load_shakespeare("train")
-    net = lm.build(cfg.model, dataset_info(cfg.data))
+    net = lm_training.build(cfg.model, dataset_info(cfg.data))
     t = cfg.train
     opt = torch.optim.AdamW(net.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
     val = lm.training.val_pieces(cfg.model)[:256]
@@ -71,7 +72,7 @@ def train_curve(name: str, overrides, seconds: float, every: int, seed: int = 0)
             group["lr"] = t.lr * factor
         rows = torch.randint(0, len(train), (t.batch_size,), generator=data_gen)
         x, y = (torch.stack(c) for c in zip(*(train[int(i)] for i in rows)))
-        loss, _ = lm.loss(net, (x, y), lm.draw_noise(net, t.batch_size, noise_gen))
+        loss, _ = lm_training.loss(net, (x, y), lm_training.draw_noise(net, t.batch_size, noise_gen))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
@@ -82,7 +83,7 @@ def train_curve(name: str, overrides, seconds: float, every: int, seed: int = 0)
                           "wall_s": round(time.perf_counter() - wall, 2), "train_loss": round(loss.item(), 4),
                           "val_loss": round(_val_loss(net, val), 4)})
     cpu = time.process_time() - start
-    final = lm.evaluate(net.eval(), cfg.model, load_shakespeare("val"), torch.Generator())
+    final = lm_training.evaluate(net.eval(), cfg.model, load_shakespeare("val"), torch.Generator())
     params = sum(p.numel() for p in net.parameters())
     return {"arm": name, "params": params, "steps": step, "cpu_s": round(cpu, 1),
             "wall_s": round(time.perf_counter() - wall, 1), "tokens_per_cpu_s": round(step * t.batch_size *

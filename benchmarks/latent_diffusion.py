@@ -31,12 +31,12 @@ def train_for(cfg, run_dir: Path, cpu_seconds: float, chunk: int = 50) -> dict:
     """Train ``cfg`` into ``run_dir`` for about ``cpu_seconds`` of process CPU time, set-up included, in chunks of
     ``chunk`` steps (the remaining steps re-estimated after each from its cost); returns the trainer's net (EMA
     weights if kept) with the steps, CPU and wall seconds spent."""
-    from practice_torch.engine.loop import Trainer
     from practice_torch.engine.runs import ema_copy
+    from practice_torch.models import new_trainer
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
     cfg.train.steps = 10**9  # no finish() inside the budget; set below once a step's cost is known
-    trainer = Trainer(cfg, run_dir)
+    trainer = new_trainer(cfg, run_dir)
     try:
         while time.process_time() - cpu0 < cpu_seconds and trainer.step < cfg.train.steps - 1:
             start, first = time.process_time(), trainer.step
@@ -62,11 +62,14 @@ def timed_samples(module, cfg, net, n: int, seed: int = 0) -> tuple[torch.Tensor
 
 
 def latent_vs_pixel(args) -> list[dict]:
-    from practice_torch import ddpm, vae
+    from practice_torch import ddpm
     from practice_torch import latent_diffusion as ld
     from practice_torch.data import get_dataset
+    from practice_torch.ddpm import training as ddpm_training
     from practice_torch.evaluation import feature_network
     from practice_torch.evaluation.samples import image_set_metrics
+    from practice_torch.latent_diffusion import training as ld_training
+    from practice_torch.vae import training as vae_training
 
     dataset, budget, n = args.dataset, args.seconds or 600, args.ld_samples
     root = Path(tempfile.mkdtemp(prefix="latent_vs_pixel-"))
@@ -74,18 +77,18 @@ def latent_vs_pixel(args) -> list[dict]:
 
     arms = []
     if "latent" in args.ld_arms.split(","):  # the autoencoder, then the latent DDPM, within one budget
-        ae_cfg = vae.default_config("quick", dataset)
+        ae_cfg = vae_training.default_config("quick", dataset)
         ae_cfg = dataclasses.replace(ae_cfg, model=dataclasses.replace(ae_cfg.model, latent_dim=16, beta=0.1))
         ae = train_for(ae_cfg, root / "vae", args.ae_fraction * budget)
-        ld_cfg = ld.default_config("quick", dataset)
+        ld_cfg = ld_training.default_config("quick", dataset)
         ld_cfg.model = dataclasses.replace(ld_cfg.model, autoencoder=str(root / "vae"), **sampler)
         latent = train_for(ld_cfg, root / "latent", budget - ae["cpu_s"])
         arms.append(("latent diffusion", ld, ld_cfg, latent, f"{ae['steps']} vae + {latent['steps']} ddpm",
                      ae["cpu_s"] + latent["cpu_s"], ae["wall_s"] + latent["wall_s"]))
     if "pixel" in args.ld_arms.split(","):  # ddpm quick, class-conditional with the same label dropout and guidance
-        px_cfg = ddpm.default_config("quick", dataset)
+        px_cfg = ddpm_training.default_config("quick", dataset)
         px_cfg.model = dataclasses.replace(px_cfg.model, conditional=True,
-                                           label_dropout=ld.default_config("quick").model.label_dropout, **sampler)
+                                           label_dropout=ld_training.default_config("quick").model.label_dropout, **sampler)
         pixel = train_for(px_cfg, root / "pixel", budget)
         arms.append(("pixel ddpm", ddpm, px_cfg, pixel, str(pixel["steps"]), pixel["cpu_s"], pixel["wall_s"]))
 

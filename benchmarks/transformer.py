@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from benchmarks.timing import count_flops
 from practice_torch.nets import Transformer, TransformerConfig
 
 VOCAB, CONTEXT = 65, 64
@@ -158,8 +159,6 @@ def gemm_peak(sizes=(512, 1024), repeats: int = 10) -> dict[str, float]:
 
 def measure(repeats: int, compile_too: bool) -> list[dict]:
     """The rows of every variant in this process (MKL dispatch as it is), without MFU (the caller knows the peak)."""
-    from benchmarks.unet import count_flops
-
     steps, info = {}, {}
     for name, config, batch, fused, bf16, compiled in _variants(compile_too):
         torch.manual_seed(0)

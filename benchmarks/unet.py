@@ -5,7 +5,7 @@ layout at half width: 64 channels, mults (1, 2, 2, 2), two residual blocks per l
 batch 16). Per size and implementation: one training step (eps-prediction MSE, backward, AdamW) in images/s
 and MFU, and sampling speed (forward passes/s under ``no_grad``). FLOPs are counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (plus the CPU attention kernel it does not know), MFU against
-the fp32 GEMM peak measured by ``benchmarks.__main__.gemm_peaks``. The two implementations are timed
+the fp32 GEMM peak measured by ``benchmarks.timing.gemm_peaks``. The two implementations are timed
 in turns (best of ``--repeats`` each), so a busy machine slows both alike; ``*_vs_diffusers`` is our time over
 theirs (below 1: ours is faster). The diffusers twin has the same widths, blocks, attention levels, head size
 and GroupNorm groups: its parameter and FLOP counts equal ours (the table shows both). diffusers is optional
@@ -15,11 +15,10 @@ are reported.
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch.nn import functional as F
 
+from benchmarks.timing import best_of_interleaved, count_flops, gemm_peaks
 from practice_torch.nets import UNet, UNetConfig
 
 SIZES = (
@@ -46,49 +45,8 @@ def diffusers_twin(config: UNetConfig, size: int):
         time_embedding_type="positional", flip_sin_to_cos=False, freq_shift=0)
 
 
-def _cpu_attention_flops() -> dict:
-    """FlopCounterMode formulas for the CPU flash-attention kernels (it counts only the GPU ones)."""
-    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
-
-    aten = torch.ops.aten
-
-    def forward(q, k, v, *args, out_shape=None, **kwargs):
-        return sdpa_flop_count(q, k, v)
-
-    def backward(grad_out, q, k, v, *args, out_shape=None, **kwargs):
-        return sdpa_backward_flop_count(grad_out, q, k, v)
-
-    return {aten._scaled_dot_product_flash_attention_for_cpu: forward,
-            aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
-
-
-def count_flops(fn) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False, custom_mapping=_cpu_attention_flops()) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
-def best_of_interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
-    """The fastest of ``repeats`` timed calls of each function (seconds), taking turns, so a busy machine slows
-    every contender alike."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
 def unet_step(args) -> list[dict]:
     """Rows per size: ours and diffusers', training step and sampling, with the ratio of step times."""
-    from benchmarks.__main__ import gemm_peaks
-
     peak = gemm_peaks(repeats=args.repeats)["machine"]
     rows = []
     for name, config, size, batch in SIZES:

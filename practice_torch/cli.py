@@ -102,9 +102,8 @@ def train(args) -> int:
     import signal
 
     from practice_torch.engine.config import ConfigError, apply_overrides, incompatibilities
-    from practice_torch.engine.loop import Trainer
-    from practice_torch.engine.runs import check_new_run_dir, default_run_dir, read_config
-    from practice_torch.models import get_model
+    from practice_torch.engine.runs import check_new_run_dir, default_run_dir
+    from practice_torch.models import get_model, new_trainer, run_config
 
     module = get_model(args.model)
     overrides = [f"{key}={getattr(args, name)}" for name, key in SHORTHANDS.items() if getattr(args, name) is not None]
@@ -113,7 +112,7 @@ def train(args) -> int:
         if args.out or args.preset:
             raise RunError("--resume continues a run in its own directory with its own config: drop --out/--preset")
         run_dir = Path(args.resume)
-        saved = read_config(run_dir)
+        saved = run_config(run_dir)
         cfg = apply_overrides(saved, overrides)
         cfg.model_name = args.model
         problems = incompatibilities(saved, cfg)
@@ -123,7 +122,7 @@ def train(args) -> int:
         cfg = apply_overrides(module.default_config(args.preset or "quick", args.dataset), overrides)
         run_dir = Path(args.out) if args.out else default_run_dir(cfg)
         check_new_run_dir(run_dir)
-    trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
+    trainer = new_trainer(cfg, run_dir, resume=bool(args.resume))
     try:
         outcome = trainer.run()
     finally:
@@ -142,10 +141,11 @@ def train(args) -> int:
 def sample(args) -> int:
     from practice_torch.engine.artefacts import write_artefact
     from practice_torch.engine.distributed import resolve_device
-    from practice_torch.engine.runs import held_out_examples, load_trained, save_samples, write_samples
+    from practice_torch.engine.runs import held_out_examples, save_samples, write_samples
+    from practice_torch.models import open_run
 
     run_dir = Path(args.run_dir)
-    module, cfg, net = load_trained(run_dir, resolve_device(args.device), args.set)
+    module, cfg, net = open_run(run_dir, resolve_device(args.device), args.set)
     n = args.n or cfg.train.samples
     if n < 1:
         raise RunError(f"--n must be positive, got {n}")
@@ -161,7 +161,8 @@ def evaluate(args) -> int:
     from practice_torch.engine.checkpoint import atomic_write
     from practice_torch.engine.config import derive_seed
     from practice_torch.engine.distributed import resolve_device
-    from practice_torch.engine.runs import load_split, load_trained
+    from practice_torch.engine.runs import load_split
+    from practice_torch.models import open_run
 
     run_dir = Path(args.run_dir)
     if args.samples is not None and args.samples < 2:
@@ -169,7 +170,7 @@ def evaluate(args) -> int:
     if args.inception and not Path(args.inception).is_file():
         raise RunError(f"--inception {args.inception}: no such file (Inception-v3 weights for the standard FID)")
     device = resolve_device(args.device)
-    module, cfg, net = load_trained(run_dir, device, args.set)
+    module, cfg, net = open_run(run_dir, device, args.set)
     dataset = load_split(cfg.data, args.split)
     generator = torch.Generator().manual_seed(derive_seed(args.seed, "eval"))
     metrics = module.evaluate(net, cfg.model, dataset, generator)

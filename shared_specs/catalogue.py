@@ -1,8 +1,10 @@
-"""The catalogue: every topic of the syllabus (../shared/TOPICS.md), in one place.
+"""The catalogue: every topic of the syllabus (docs/TOPICS.md), in one place: the project's one registry.
 
 Every listing, test and README table is generated from ``TOPICS``; nothing else types a topic
-name twice. Presence of a topic's three forms is read off the file system, so the table says
-what exists, not what was planned.
+name twice. A topic that trains names its model in ``trains``; ``practice_torch.models.MODELS`` (what
+``python -m practice_torch train`` accepts) is derived from it, with the training adapter
+``practice_torch.<topic>.training``. Presence of a topic's three forms is read off the file system, so the
+table says what exists, not what was planned.
 """
 
 from __future__ import annotations
@@ -22,18 +24,28 @@ class Topic:
     group: str
     lectures: str
     modality: str
+    trains: str = ""  # the model ``python -m practice_torch train <name>`` trains, in one line; "" for none
+
+    @property
+    def training_module(self) -> str | None:
+        """The module path of the topic's training adapter, or None for a topic that trains nothing."""
+        return f"practice_torch.{self.name}.training" if self.trains else None
 
 
 TOPICS: tuple[Topic, ...] = (
     # Foundations
-    Topic("change_of_variables", "foundations", "Box-Muller transform; Jacobians", "2-D"),
-    Topic("f_divergence", "foundations", "f-divergences; variational divergence minimisation; f-GAN; Jensen", "2-D, image"),
-    Topic("mixture_em", "foundations", "latent variable models; GMM by EM", "2-D, image features"),
+    Topic("change_of_variables", "foundations", "Box-Muller transform; Jacobians", "2-D",
+          trains="elementwise monotone flow + LU mixing, MLE (1-D, 2-D)"),
+    Topic("f_divergence", "foundations", "f-divergences; variational divergence minimisation; f-GAN; Jensen", "2-D, image",
+          trains="f-GAN: variational divergence minimisation, six f-divergences (2-D, images)"),
+    Topic("mixture_em", "foundations", "latent variable models; GMM by EM", "2-D, image features",
+          trains="Gaussian mixture fitted by EM, full or diagonal covariances (2-D, images)"),
     Topic("elbo", "foundations", "evidence lower bound", "math"),
     Topic("evaluation", "foundations", "evaluation of generative models", "image"),
     # Latent-variable models
     Topic("autoencoder", "latent variable", "autoencoders; denoising; anomaly detection", "image"),
-    Topic("vae", "latent variable", "VAE; reparameterisation; beta-VAE; conditional VAE", "image, sound"),
+    Topic("vae", "latent variable", "VAE; reparameterisation; beta-VAE; conditional VAE", "image, sound",
+          trains="variational autoencoder: MLP or conv, beta-VAE, conditional (images)"),
     Topic("vq_vae", "latent variable", "vector-quantised VAE", "image"),
     # Adversarial models
     Topic("gan", "adversarial", "GAN; DCGAN; cGAN", "2-D, image"),
@@ -43,23 +55,33 @@ TOPICS: tuple[Topic, ...] = (
     Topic("domain_adversarial", "adversarial", "domain-adversarial networks", "image"),
     Topic("style_transfer", "adversarial", "style transfer; domain translation", "image"),
     # Diffusion models
-    Topic("ddpm", "diffusion", "DDPM: forward/reverse processes, ELBO, U-Net", "image, sound, 2-D"),
-    Topic("score", "diffusion", "DDPMs as score predictors; Langevin", "2-D, image"),
-    Topic("guidance", "diffusion", "classifier and classifier-free guidance", "image"),
+    Topic("ddpm", "diffusion", "DDPM: forward/reverse processes, ELBO, U-Net", "image, sound, 2-D",
+          trains="DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG"),
+    Topic("score", "diffusion", "DDPMs as score predictors; Langevin", "2-D, image",
+          trains="NCSN: noise-conditional score net, DSM, annealed Langevin (2-D MLP, image U-Net)"),
+    Topic("guidance", "diffusion", "classifier and classifier-free guidance", "image",
+          trains="noise-aware classifier p(y|x_t, t) for classifier guidance (images)"),
     Topic("ddim", "diffusion", "DDIM; respaced sampling", "image"),
-    Topic("latent_diffusion", "diffusion", "latent diffusion models", "image"),
+    Topic("latent_diffusion", "diffusion", "latent diffusion models", "image",
+          trains="class-conditional DDPM on scaled latents of a frozen VAE, CFG"),
     # Flows
-    Topic("coupling_flows", "flows", "NICE; RealNVP; Glow; dequantisation", "2-D, image"),
-    Topic("cnf", "flows", "continuous normalizing flows; neural ODEs", "2-D"),
-    Topic("flow_matching", "flows", "flow matching; OT paths; galaxy images", "2-D, image, astro"),
+    Topic("coupling_flows", "flows", "NICE; RealNVP; Glow; dequantisation", "2-D, image",
+          trains="RealNVP/Glow: multi-scale coupling flow, dequantised bits/dim"),
+    Topic("cnf", "flows", "continuous normalizing flows; neural ODEs", "2-D",
+          trains="FFJORD: continuous normalizing flow, Hutchinson trace, dopri5/adjoint (2-D, 1-D)"),
+    Topic("flow_matching", "flows", "flow matching; OT paths; galaxy images", "2-D, image, astro",
+          trains="CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies)"),
     # Energy-based models
     Topic("ebm", "energy-based", "EBMs; Langevin MCMC; replay buffer", "2-D, image"),
     Topic("rbm", "energy-based", "RBMs; contrastive divergence", "image"),
     # Autoregressive models and transformers
-    Topic("pixelcnn", "autoregressive", "PixelCNN; masked convolutions", "image"),
-    Topic("wavenet", "autoregressive", "WaveNet; dilated causal convolutions", "sound"),
+    Topic("pixelcnn", "autoregressive", "PixelCNN; masked convolutions", "image",
+          trains="gated PixelCNN: masked convs, exact NLL in bits/dim (binarised, 8-bit images)"),
+    Topic("wavenet", "autoregressive", "WaveNet; dilated causal convolutions", "sound",
+          trains="WaveNet: gated dilated causal convs, mu-law softmax, digit-conditioned (audio)"),
     Topic("transformer", "autoregressive", "attention; transformer blocks; position embeddings", "text, image, sound"),
-    Topic("language_model", "autoregressive", "tokenisation; decoding strategies", "text"),
+    Topic("language_model", "autoregressive", "tokenisation; decoding strategies", "text",
+          trains="character Transformer or LSTM, every decoding rule, BPE (text)"),
     # RL and preference optimisation
     Topic("policy_gradient", "rl & preferences", "policy gradient theorem; LM as a policy", "text"),
     Topic("ppo", "rl & preferences", "proximal policy optimisation", "text"),

@@ -13,11 +13,12 @@ import torch
 from scipy import stats
 
 from practice_torch import change_of_variables as cov
+from practice_torch.change_of_variables import training as cov_training
 from practice_torch.cli import main
 from practice_torch.data import get_dataset, get_info
 from practice_torch.data.toy2d import MIXTURE1D_WEIGHTS, mixture1d_log_density
 from practice_torch.engine.config import apply_overrides
-from practice_torch.engine.loop import Trainer
+from practice_torch.models import new_trainer
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught
 
@@ -142,29 +143,30 @@ def test_mixture1d_is_deterministic_and_follows_its_documented_density():
 
 # Training interface and CLI ------------------------------------------------------------------------------------
 def test_presets():
-    quick, full = cov.default_config("quick"), cov.default_config("full")
-    assert quick.data.name == "moons" and cov.default_config("quick", "mixture1d").data.name == "mixture1d"
+    quick, full = cov_training.default_config("quick"), cov_training.default_config("full")
+    assert quick.data.name == "moons" and cov_training.default_config("quick", "mixture1d").data.name == "mixture1d"
     assert quick.train.steps < full.train.steps and quick.model.layers < full.model.layers
     with pytest.raises(ValueError, match="unknown preset"):
-        cov.default_config("huge")
+        cov_training.default_config("huge")
 
 
 def test_build_rejects_what_it_cannot_model():
     with pytest.raises(ValueError, match="1-D or 2-D vectors"):
-        cov.build(cov.Config(), get_info("digits"))
+        cov_training.build(cov_training.Config(), get_info("digits"))
     with pytest.raises(ValueError, match="must be positive"):
-        cov.build(cov.Config(layers=0), get_info("moons"))
-    assert cov.build(cov.Config(layers=2), get_info("mixture1d")).dim == 1
+        cov_training.build(cov_training.Config(layers=0), get_info("moons"))
+    assert cov_training.build(cov_training.Config(layers=2), get_info("mixture1d")).dim == 1
 
 
 def test_the_loss_is_the_exact_nll_with_its_two_terms():
     net = random_flow(dtype=torch.float32)
     x = torch.randn(7, 2)
-    assert cov.draw_noise(net, 7, torch.Generator()) == {}
-    loss, terms = cov.loss(net, (x, torch.zeros(7)), {})
+    assert cov_training.draw_noise(net, 7, torch.Generator()) == {}
+    loss, terms = cov_training.loss(net, (x, torch.zeros(7)), {})
     torch.testing.assert_close(loss, net.loss(x))
     torch.testing.assert_close(loss, terms["base_nll"] + terms["neg_log_det"])
-    metrics = cov.evaluate(net, cov.Config(), torch.utils.data.TensorDataset(x, torch.zeros(7)), torch.Generator())
+    metrics = cov_training.evaluate(net, cov_training.Config(), torch.utils.data.TensorDataset(x, torch.zeros(7)),
+                                    torch.Generator())
     assert metrics["examples"] == 7 and metrics["nll"] == pytest.approx(loss.item(), rel=1e-5)
     assert metrics["nll_per_dim"] == pytest.approx(metrics["nll"] / 2)
 
@@ -202,11 +204,11 @@ def test_the_cli_refuses_image_data_in_one_line(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset, bound", [("moons", 1.25), ("mixture1d", None)])
 def test_quick_preset_fits_the_data(dataset, bound, tmp_path):
-    cfg = apply_overrides(cov.default_config("quick", dataset), ["train.device=cpu"])
-    trainer = Trainer(cfg, tmp_path / "run")
+    cfg = apply_overrides(cov_training.default_config("quick", dataset), ["train.device=cpu"])
+    trainer = new_trainer(cfg, tmp_path / "run")
     trainer.run()
     test = get_dataset(dataset, "test")
-    nll = cov.evaluate(trainer.net.eval(), cfg.model, test, torch.Generator())["nll"]
+    nll = cov_training.evaluate(trainer.net.eval(), cfg.model, test, torch.Generator())["nll"]
     if bound is None:  # the exact density is known: the gap is KL(data || model) plus sampling noise
         bound = -mixture1d_log_density(test[:][0].numpy()).mean() + 0.02
     assert nll < bound

@@ -240,7 +240,7 @@ def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_
 
 def test_sample_and_eval_use_the_runs_threads(copy):
     """A run trained with train.threads=1 also samples on one thread (small-op models are faster so)."""
-    from practice_torch.engine.runs import load_trained
+    from practice_torch.models import open_run
 
     config = copy / "config.json"
     raw = json.loads(config.read_text())
@@ -249,7 +249,7 @@ def test_sample_and_eval_use_the_runs_threads(copy):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        load_trained(copy, torch.device("cpu"))
+        open_run(copy, torch.device("cpu"))
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -17,10 +17,11 @@ import torch
 
 from practice_torch import cnf
 from practice_torch.cli import main
+from practice_torch.cnf import training as cnf_training
 from practice_torch.data import get_info
 from practice_torch.engine.config import apply_overrides
-from practice_torch.engine.loop import Trainer
 from practice_torch.engine.metrics import read_metrics
+from practice_torch.models import new_trainer
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught, run_case
 
@@ -158,7 +159,7 @@ def test_classic_rk4_is_fourth_order_and_euler_first_order():
 
 # Training through the engine ------------------------------------------------------------------------------------
 def _moons(*extra):
-    return apply_overrides(cnf.default_config("quick", "moons"), [
+    return apply_overrides(cnf_training.default_config("quick", "moons"), [
         "model.hidden=16,16", "model.atol=1e-3", "model.rtol=1e-3", "model.grid=12", "model.eval_examples=200",
         "model.nll_examples=50", "train.batch_size=64", "train.steps=30", "train.log_every=10", "train.warmup_steps=2",
         "train.samples=100", "train.checkpoint_every=30", "train.threads=1", *extra])
@@ -166,7 +167,7 @@ def _moons(*extra):
 
 def test_a_tiny_cnf_trains_on_moons_writes_its_plots_and_evaluates(tmp_path):
     run = tmp_path / "run"
-    trainer = Trainer(_moons(), run)
+    trainer = new_trainer(_moons(), run)
     trainer.run()
     losses = [r["loss"] for r in read_metrics(run)]
     assert losses[-1] < losses[0], losses
@@ -185,10 +186,10 @@ def test_adjoint_and_backprop_training_steps_agree():
     for adjoint in (False, True):
         cfg.model.adjoint, cfg.model.atol, cfg.model.rtol = adjoint, 1e-8, 1e-8
         torch.manual_seed(0)
-        net = cnf.build(cfg.model, MOONS).double()
+        net = cnf_training.build(cfg.model, MOONS).double()
         x = torch.from_numpy(np.random.default_rng(0).normal(size=(16, 2)))
-        noise = cnf.draw_noise(net, 16, torch.Generator().manual_seed(1))
-        loss, terms = cnf.loss(net, (x, None), noise)
+        noise = cnf_training.draw_noise(net, 16, torch.Generator().manual_seed(1))
+        loss, terms = cnf_training.loss(net, (x, None), noise)
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
         assert terms["nfe"] > 0
@@ -198,21 +199,21 @@ def test_adjoint_and_backprop_training_steps_agree():
 def test_a_fixed_step_sampler_costs_its_steps():
     cfg = _moons("model.sample_method=euler", "model.sample_steps=5")
     torch.manual_seed(0)
-    net = cnf.build(cfg.model, MOONS)
-    xs, times, nfe = cnf.draw_samples(net, cfg.model, 10, torch.Generator().manual_seed(0), frames=3)
+    net = cnf_training.build(cfg.model, MOONS)
+    xs, times, nfe = cnf_training.draw_samples(net, cfg.model, 10, torch.Generator().manual_seed(0), frames=3)
     assert xs.shape == (3, 10, 2) and times.tolist() == [0.0, 0.5, 1.0] and nfe == 5
 
 
 def test_bad_configs_are_one_line_errors():
-    cfg = cnf.default_config("quick")
+    cfg = cnf_training.default_config("quick")
     with pytest.raises(ValueError, match="takes vectors"):
-        cnf.build(cfg.model, get_info("digits"))
+        cnf_training.build(cfg.model, get_info("digits"))
     for change, match in (({"trace": "skilling"}, "model.trace"), ({"time_input": "film"}, "model.time_input"),
                           ({"method": "rk4"}, "needs steps"), ({"sample_method": "euler"}, "needs steps")):
         with pytest.raises(ValueError, match=match):
-            cnf.build(dataclasses.replace(cfg.model, **change), MOONS)
+            cnf_training.build(dataclasses.replace(cfg.model, **change), MOONS)
     with pytest.raises(ValueError, match="unknown preset"):
-        cnf.default_config("huge")
+        cnf_training.default_config("huge")
 
 
 # Wrong formulas are caught by the spec runner (negative controls, ARCHITECTURE.md rule 5) --------------------------

@@ -15,10 +15,11 @@ import torch
 
 from practice_torch import coupling_flows as cf
 from practice_torch.cli import main
+from practice_torch.coupling_flows import training as cf_training
 from practice_torch.data import get_info
 from practice_torch.engine.config import apply_overrides
-from practice_torch.engine.loop import Trainer
 from practice_torch.engine.metrics import read_metrics
+from practice_torch.models import new_trainer
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught
 
@@ -64,7 +65,7 @@ def test_the_multiscale_flow_is_a_bijection_with_the_autograd_log_det():
 
 def test_the_vector_flow_is_a_density_and_its_layers_invert():
     torch.manual_seed(0)
-    net = cf.build(cf.Config(layers=4, hidden=16, blocks=1), MOONS).double()
+    net = cf_training.build(cf_training.Config(layers=4, hidden=16, blocks=1), MOONS).double()
     net.train()
     net.log_prob(torch.randn(64, 2, dtype=torch.float64))
     net.eval()
@@ -96,7 +97,7 @@ def test_actnorm_starts_from_the_data_and_invconv_keeps_its_lu_log_det():
 
 # Training through the engine ------------------------------------------------------------------------------------
 def _digits(*extra):
-    return apply_overrides(cf.default_config("quick", "digits"), [
+    return apply_overrides(cf_training.default_config("quick", "digits"), [
         "model.hidden=16", "model.eval_examples=40", "model.eval_draws=3", "model.temperatures=0.5,1.0",
         "train.steps=60", "train.log_every=20", "train.samples=16", "train.checkpoint_every=60", "train.threads=1",
         *extra])
@@ -104,7 +105,7 @@ def _digits(*extra):
 
 def test_a_small_flow_learns_digits_and_evaluates_with_dequantisation_draws(tmp_path):
     run = tmp_path / "run"
-    Trainer(_digits(), run).run()
+    new_trainer(_digits(), run).run()
     losses = [r["loss"] for r in read_metrics(run) if "loss" in r]
     assert losses[-1] < losses[0] - 0.5 and losses[-1] < 4.5, losses  # 17 levels: a uniform model costs 4.09 + 0
     assert {p.name for p in (run / "samples").iterdir()} >= {"samples.png", "samples_T0.5.png", "samples_T1.png"}
@@ -117,7 +118,7 @@ def test_a_small_flow_learns_digits_and_evaluates_with_dequantisation_draws(tmp_
 
 def test_single_class_training_keeps_one_label(tmp_path):
     cfg = _digits("data.classes=0", "train.steps=4", "train.checkpoint_every=4")
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = new_trainer(cfg, tmp_path / "run")
     assert set(trainer.train_set.tensors[1].tolist()) == {0}
     trainer.run()
     assert (tmp_path / "run/samples/samples.png").is_file()
@@ -129,10 +130,10 @@ def test_realnvp_learns_moons_with_a_density_plot(tmp_path):
     train = get_dataset("moons", "train")
     x = torch.stack([train[i][0] for i in range(len(train))]).double()
     gaussian_nll = 0.5 * torch.logdet(2 * math.pi * math.e * torch.cov(x.T)).item()  # the best Gaussian: 2.69 nats
-    cfg = apply_overrides(cf.default_config("quick", "moons"), [
+    cfg = apply_overrides(cf_training.default_config("quick", "moons"), [
         "model.hidden=32", "model.layers=4", "train.steps=300", "train.lr=5e-3", "train.log_every=50",
         "train.samples=300", "train.checkpoint_every=300", "train.threads=1"])
-    Trainer(cfg, tmp_path / "run").run()
+    new_trainer(cfg, tmp_path / "run").run()
     losses = [r["loss"] for r in read_metrics(tmp_path / "run") if "loss" in r]
     assert losses[-1] < gaussian_nll - 0.5, (losses, gaussian_nll)
     assert (tmp_path / "run/samples/density.png").is_file() and (tmp_path / "run/samples/samples.png").is_file()
@@ -140,13 +141,13 @@ def test_realnvp_learns_moons_with_a_density_plot(tmp_path):
 
 def test_bad_configurations_are_one_line_errors():
     with pytest.raises(ValueError, match="alpha must be in"):
-        cf.build(cf.Config(alpha=0.5), DIGITS)
+        cf_training.build(cf_training.Config(alpha=0.5), DIGITS)
     with pytest.raises(ValueError, match="must divide evenly"):
-        cf.build(cf.Config(scales=5), DIGITS)
+        cf_training.build(cf_training.Config(scales=5), DIGITS)
     with pytest.raises(ValueError, match="'affine' or 'additive'"):
-        cf.build(cf.Config(coupling="spline"), DIGITS)  # type: ignore[arg-type]
+        cf_training.build(cf_training.Config(coupling="spline"), DIGITS)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="temperatures must be positive"):
-        cf.build(cf.Config(temperatures=(0.0,)), DIGITS)
+        cf_training.build(cf_training.Config(temperatures=(0.0,)), DIGITS)
     with pytest.raises(ValueError, match="needs even height"):
         cf.squeeze(torch.zeros(1, 1, 3, 4))
 

@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from practice_torch.ddpm.schedule import predict_x0
 
 from practice_torch import ddim
 from practice_torch.ddpm import MLPDenoiser, Schedule, ddpm_step, sample_loop
-from practice_torch.ddpm.schedule import predict_x0
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught
 

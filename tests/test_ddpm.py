@@ -16,9 +16,10 @@ import torch
 from practice_torch import ddpm, models
 from practice_torch.cli import main
 from practice_torch.data import get_info
+from practice_torch.ddpm import training as ddpm_training
 from practice_torch.engine.config import apply_overrides
-from practice_torch.engine.loop import Trainer
 from practice_torch.engine.metrics import read_metrics
+from practice_torch.models import new_trainer
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught, run_case
 
@@ -32,9 +33,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 def tiny_net(conditional=False, **kw) -> ddpm.Diffusion:
     torch.manual_seed(0)
-    cfg = ddpm.Config(channels=8, channel_mults=(1, 2), attention_levels=(1,), T=50, sample_steps=10,
+    cfg = ddpm_training.Config(channels=8, channel_mults=(1, 2), attention_levels=(1,), T=50, sample_steps=10,
                       conditional=conditional, **kw)
-    return ddpm.build(cfg, DIGITS)
+    return ddpm_training.build(cfg, DIGITS)
 
 
 # The schedule shared by training and sampling ---------------------------------------------------------------
@@ -113,19 +114,19 @@ def test_clipping_the_predicted_x0_is_a_change_of_eps():
 def test_the_loss_is_l_simple_with_the_drawn_noise_and_label_dropout():
     net = tiny_net(conditional=True, label_dropout=0.5)
     x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 10
-    noise = ddpm.draw_noise(net, 16, torch.Generator().manual_seed(0))
+    noise = ddpm_training.draw_noise(net, 16, torch.Generator().manual_seed(0))
     assert noise["t"].shape == (16,) and noise["eps"].shape == (16, 1, 8, 8) and noise["drop"].dtype == torch.bool
     assert 0 < noise["drop"].sum() < 16
-    again = ddpm.draw_noise(net, 16, torch.Generator().manual_seed(0))
+    again = ddpm_training.draw_noise(net, 16, torch.Generator().manual_seed(0))
     assert all(torch.equal(noise[k], again[k]) for k in noise)
-    loss, _ = ddpm.loss(net, (x, y), noise)
+    loss, _ = ddpm_training.loss(net, (x, y), noise)
     a = net.schedule.alpha_bars.float()[noise["t"]][:, None, None, None]
     x_t = a.sqrt() * (2 * x - 1) + (1 - a).sqrt() * noise["eps"]
     labels = torch.where(noise["drop"], torch.full_like(y, 10), y)
     expected = ((net.denoiser(x_t, noise["t"], labels) - noise["eps"]) ** 2).mean()
     torch.testing.assert_close(loss, expected)
     unconditional = tiny_net()
-    assert "drop" not in ddpm.draw_noise(unconditional, 4, torch.Generator())
+    assert "drop" not in ddpm_training.draw_noise(unconditional, 4, torch.Generator())
 
 
 def test_classifier_free_guidance_combines_the_conditional_and_null_predictions():
@@ -136,8 +137,8 @@ def test_classifier_free_guidance_combines_the_conditional_and_null_predictions(
     x, t, y = torch.randn(3, 1, 8, 8), torch.tensor([3, 20, 49]), torch.tensor([1, 5, 9])
     with torch.no_grad():
         cond, null = net(x, t, y), net(x, t, torch.full_like(y, 10))
-        guided = ddpm.eps_function(net, ddpm.Config(guidance_scale=2.0, conditional=True), y)(x, t)
-        plain = ddpm.eps_function(net, ddpm.Config(conditional=True), y)(x, t)
+        guided = ddpm_training.eps_function(net, ddpm_training.Config(guidance_scale=2.0, conditional=True), y)(x, t)
+        plain = ddpm_training.eps_function(net, ddpm_training.Config(conditional=True), y)(x, t)
     torch.testing.assert_close(guided, 3.0 * cond - 2.0 * null)
     torch.testing.assert_close(plain, cond)
     assert not torch.allclose(cond, null)
@@ -146,13 +147,13 @@ def test_classifier_free_guidance_combines_the_conditional_and_null_predictions(
 # Samples and the NLL bound --------------------------------------------------------------------------------------
 def test_samples_have_one_row_per_class_and_a_reverse_chain_figure():
     net = tiny_net(conditional=True).eval()
-    cfg = ddpm.Config(sample_steps=10, chain_frames=4, conditional=True)
-    figures = ddpm.sample(net, cfg, 25, torch.Generator().manual_seed(1))
+    cfg = ddpm_training.Config(sample_steps=10, chain_frames=4, conditional=True)
+    figures = ddpm_training.sample(net, cfg, 25, torch.Generator().manual_seed(1))
     assert [f.name for f in figures] == ["samples", "chain"]
     assert figures[0].nrow == 3 and figures[0].data.shape == (30, 1, 8, 8)
     assert figures[1].nrow == 5 and figures[1].data.shape == (40, 1, 8, 8)  # x_T + 4 frames per chain, 8 chains
     assert all(0 <= f.data.min() and f.data.max() <= 1 for f in figures)
-    again = ddpm.sample(net, cfg, 25, torch.Generator().manual_seed(1))
+    again = ddpm_training.sample(net, cfg, 25, torch.Generator().manual_seed(1))
     assert torch.equal(figures[0].data, again[0].data)
 
 
@@ -162,9 +163,9 @@ def test_the_nll_bound_adds_its_terms_and_the_estimate_matches_the_exact_sum():
         torch.nn.init.normal_(p, std=0.05)
     images = torch.randint(0, 17, (12, 1, 8, 8)) / 16.0
     dataset = torch.utils.data.TensorDataset(images, torch.zeros(12, dtype=torch.long))
-    exact = ddpm.evaluate(net, ddpm.Config(nll_timesteps=0, T=50, sample_steps=10), dataset,
+    exact = ddpm_training.evaluate(net, ddpm_training.Config(nll_timesteps=0, T=50, sample_steps=10), dataset,
                           torch.Generator().manual_seed(0))
-    estimate = ddpm.evaluate(net, ddpm.Config(nll_timesteps=4, T=50, sample_steps=10), dataset,
+    estimate = ddpm_training.evaluate(net, ddpm_training.Config(nll_timesteps=4, T=50, sample_steps=10), dataset,
                              torch.Generator().manual_seed(1))
     assert exact["nll_estimator"] == "all T terms (exact)" and "random t" in estimate["nll_estimator"]
     for m in (exact, estimate):
@@ -177,28 +178,28 @@ def test_the_nll_bound_adds_its_terms_and_the_estimate_matches_the_exact_sum():
 # Training through the engine ------------------------------------------------------------------------------------
 def test_registry_presets_and_build_errors():
     assert models.get_model("ddpm") is ddpm and all(hasattr(ddpm, name) for name in models.INTERFACE)
-    quick, full = ddpm.default_config("quick"), ddpm.default_config("full")
+    quick, full = ddpm_training.default_config("quick"), ddpm_training.default_config("full")
     assert quick.data.name == "fashion_mnist" and quick.model.denoiser == "unet" and quick.train.ema_decay > 0
     assert full.model.channels == 128 and full.model.num_res_blocks == 2 and full.train.steps > quick.train.steps
-    assert ddpm.default_config("quick", "moons").model.denoiser == "mlp"
-    audio = ddpm.default_config("quick", "spoken_digits")
+    assert ddpm_training.default_config("quick", "moons").model.denoiser == "mlp"
+    audio = ddpm_training.default_config("quick", "spoken_digits")
     assert audio.data.view == "mel" and audio.model.log_mel
     with pytest.raises(ValueError, match="unknown preset"):
-        ddpm.default_config("huge")
+        ddpm_training.default_config("huge")
     with pytest.raises(ValueError, match="use model.denoiser=mlp"):
-        ddpm.build(ddpm.Config(), MOONS)
+        ddpm_training.build(ddpm_training.Config(), MOONS)
     with pytest.raises(ValueError, match="MLP denoiser models vectors"):
-        ddpm.build(ddpm.Config(denoiser="mlp"), DIGITS)
+        ddpm_training.build(ddpm_training.Config(denoiser="mlp"), DIGITS)
     with pytest.raises(ValueError, match="needs labels"):
-        ddpm.build(ddpm.Config(conditional=True), get_info("galaxies"))
+        ddpm_training.build(ddpm_training.Config(conditional=True), get_info("galaxies"))
     with pytest.raises(ValueError, match="needs a class-conditional model"):
-        ddpm.build(ddpm.Config(guidance_scale=1.0), DIGITS)
+        ddpm_training.build(ddpm_training.Config(guidance_scale=1.0), DIGITS)
     with pytest.raises(ValueError, match="sample_steps must be in 0..T=50"):
-        ddpm.build(ddpm.Config(T=50, sample_steps=100), DIGITS)
+        ddpm_training.build(ddpm_training.Config(T=50, sample_steps=100), DIGITS)
 
 
 def _digits(*extra):
-    return apply_overrides(ddpm.default_config("quick", "digits"), [
+    return apply_overrides(ddpm_training.default_config("quick", "digits"), [
         *TINY_UNET, "model.sample_steps=5", "model.nll_examples=8", "train.batch_size=16", "train.steps=8",
         "train.log_every=2", "train.warmup_steps=2", "train.samples=10", "train.checkpoint_every=4", "train.threads=1",
         *extra])
@@ -206,12 +207,12 @@ def _digits(*extra):
 
 def test_a_tiny_unet_trains_on_digits_and_resumes_exactly(tmp_path):
     cfg = _digits("model.conditional=true")
-    straight = Trainer(cfg, tmp_path / "straight")
+    straight = new_trainer(cfg, tmp_path / "straight")
     straight.run()
     assert (tmp_path / "straight/samples/samples.png").is_file() and (tmp_path / "straight/samples/chain.png").is_file()
-    first = Trainer(cfg, tmp_path / "resumed")
+    first = new_trainer(cfg, tmp_path / "resumed")
     first.run(stop_at=4)
-    resumed = Trainer(cfg, tmp_path / "resumed", resume=True)
+    resumed = new_trainer(cfg, tmp_path / "resumed", resume=True)
     assert resumed.step == 4
     resumed.run()
     a, b = straight.net.state_dict(), resumed.net.state_dict()
@@ -222,7 +223,7 @@ def test_a_tiny_unet_trains_on_digits_and_resumes_exactly(tmp_path):
 def test_the_cli_samples_a_trained_run_with_another_sampler_and_evaluates_it(tmp_path):
     pytest.importorskip("practice_torch.ddim")
     run = tmp_path / "run"
-    Trainer(_digits(), run).run()
+    new_trainer(_digits(), run).run()
     out = tmp_path / "ddim.png"
     assert main(["sample", str(run), "--set", "model.sampler=ddim", "--set", "model.sample_steps=3",
                  "--n", "4", "--out", str(out)]) == 0
@@ -233,10 +234,10 @@ def test_the_cli_samples_a_trained_run_with_another_sampler_and_evaluates_it(tmp
 
 
 def test_the_mlp_ddpm_learns_moons(tmp_path):
-    cfg = apply_overrides(ddpm.default_config("quick", "moons"), [
+    cfg = apply_overrides(ddpm_training.default_config("quick", "moons"), [
         "model.hidden=64", "model.T=100", "model.sample_steps=20", "train.steps=150", "train.log_every=50",
         "train.threads=1", "train.samples=300", "train.checkpoint_every=150"])
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = new_trainer(cfg, tmp_path / "run")
     trainer.run()
     losses = [r["loss"] for r in read_metrics(tmp_path / "run")]
     assert losses[-1] < losses[0] and losses[-1] < 0.7, losses

@@ -74,13 +74,13 @@ from pathlib import Path
 import torch.distributed as dist
 
 from practice_torch.engine.config import apply_overrides
-from practice_torch.engine.loop import Trainer
+from practice_torch.models import new_trainer
 from practice_torch.models import get_model
 
 out, overrides = Path(sys.argv[1]), sys.argv[2:]
 cfg = apply_overrides(get_model("vae").default_config("quick", "digits"), overrides)
-outer = Trainer(cfg, out / "outer")
-inner = Trainer(cfg, out / "inner")  # a run nested in another, as latent_diffusion trains its autoencoder
+outer = new_trainer(cfg, out / "outer")
+inner = new_trainer(cfg, out / "inner")  # a run nested in another, as latent_diffusion trains its autoencoder
 inner.run()
 inner.close()
 shared = dist.is_initialized()
@@ -137,12 +137,11 @@ def test_every_trainable_parameter_gets_a_gradient(name, tmp_path):
 
     from practice_torch.engine.batches import fetch
     from practice_torch.engine.config import apply_overrides
-    from practice_torch.engine.loop import Trainer
-    from practice_torch.models import get_model
+    from practice_torch.models import get_model, new_trainer
 
     module = get_model(name.split("-")[0])
     cfg = apply_overrides(module.default_config("quick"), [*TINY_AUTOREGRESSIVE[name], "train.batch_size=4"])
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = new_trainer(cfg, tmp_path / "run")
     batch = fetch(trainer.train_set, torch.arange(4))
     loss, _ = module.loss(trainer.net, batch, module.draw_noise(trainer.net, 4, torch.Generator().manual_seed(0)))
     loss.backward()

@@ -19,7 +19,8 @@ from practice_torch.engine.config import ConfigError, apply_overrides, from_dict
 from practice_torch.engine.ema import EMA
 from practice_torch.engine.loop import Diverged, Trainer, lr_factor
 from practice_torch.engine.metrics import read_metrics
-from practice_torch.vae import Config, default_config
+from practice_torch.models import new_trainer
+from practice_torch.vae.training import Config, default_config
 
 TINY = ["data.name=digits", "model.channels=4,8", "model.latent_dim=4", "model.hidden=16", "train.batch_size=16",
         "train.warmup_steps=3", "train.log_every=2", "train.checkpoint_every=4", "train.samples=4",
@@ -154,11 +155,11 @@ def test_resume_is_bit_identical_to_training_straight_through(tmp_path):
     a conv VAE, channels-last, EMA, clipping and warmup, across an epoch boundary of the data order."""
     cfg = tiny("train.steps=12", "train.ema_decay=0.9", "train.channels_last=true", "train.grad_clip=5",
                "data.limit=80")
-    straight = Trainer(cfg, tmp_path / "straight")
+    straight = new_trainer(cfg, tmp_path / "straight")
     straight.run()
-    first = Trainer(cfg, tmp_path / "resumed")
+    first = new_trainer(cfg, tmp_path / "resumed")
     assert first.run(stop_at=6).step == 6
-    resumed = Trainer(cfg, tmp_path / "resumed", resume=True)
+    resumed = new_trainer(cfg, tmp_path / "resumed", resume=True)
     assert resumed.step == 6
     resumed.run()
     a, b = weights(straight), weights(resumed)
@@ -167,14 +168,14 @@ def test_resume_is_bit_identical_to_training_straight_through(tmp_path):
     sa, sb = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
     assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
     assert [r["step"] for r in read_metrics(tmp_path / "resumed")] == [2, 4, 6, 8, 10, 12]
-    other = Trainer(tiny("train.steps=12", "train.ema_decay=0.9", "train.channels_last=true", "train.grad_clip=5",
+    other = new_trainer(tiny("train.steps=12", "train.ema_decay=0.9", "train.channels_last=true", "train.grad_clip=5",
                          "data.limit=80", "train.seed=1"), tmp_path / "other_seed")
     other.run()
     assert not all(torch.equal(a[k], weights(other)[k]) for k in a), "a different seed must change the weights"
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    trainer = Trainer(tiny("train.steps=50", "train.lr=1e30", "train.warmup_steps=0", "train.checkpoint_every=1",
+    trainer = new_trainer(tiny("train.steps=50", "train.lr=1e30", "train.warmup_steps=0", "train.checkpoint_every=1",
                            "train.grad_clip=0"), tmp_path / "run")
     with pytest.raises(Diverged, match=r"the loss became (nan|inf)") as info:
         trainer.run()
@@ -185,9 +186,9 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path):
-    fp32 = Trainer(tiny("train.steps=3"), tmp_path / "fp32")
+    fp32 = new_trainer(tiny("train.steps=3"), tmp_path / "fp32")
     fp32.run()
-    bf16 = Trainer(tiny("train.steps=3", "train.precision=bf16", "train.channels_last=true"), tmp_path / "bf16")
+    bf16 = new_trainer(tiny("train.steps=3", "train.precision=bf16", "train.channels_last=true"), tmp_path / "bf16")
     seen = []
     bf16.net.encoder.convs[0].register_forward_hook(lambda m, i, out: seen.append((out.dtype, i[0].is_contiguous(
         memory_format=torch.channels_last))))
@@ -201,7 +202,7 @@ def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path):
 
 def test_a_run_directory_holds_config_checkpoints_metrics_events_and_pictures(tmp_path):
     run = tmp_path / "run"
-    outcome = Trainer(tiny("train.steps=6"), run).run()
+    outcome = new_trainer(tiny("train.steps=6"), run).run()
     names = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
     assert {"config.json", "metrics.jsonl", "loss.png", "samples/samples.png", "samples/reconstructions.png",
             "samples/interpolation.png", "checkpoints/latest.json", "checkpoints/step_0000006.safetensors",
@@ -215,9 +216,9 @@ def test_a_run_directory_holds_config_checkpoints_metrics_events_and_pictures(tm
 
 @pytest.mark.slow
 def test_torch_compile_trains_like_eager(tmp_path):
-    eager = Trainer(tiny("train.steps=3", "model.architecture=mlp"), tmp_path / "eager")
+    eager = new_trainer(tiny("train.steps=3", "model.architecture=mlp"), tmp_path / "eager")
     eager.run()
-    compiled = Trainer(tiny("train.steps=3", "model.architecture=mlp", "train.compile=true"), tmp_path / "compiled")
+    compiled = new_trainer(tiny("train.steps=3", "model.architecture=mlp", "train.compile=true"), tmp_path / "compiled")
     compiled.run()
     a, b = weights(eager), weights(compiled)
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)
@@ -236,13 +237,13 @@ EM = ["data.limit=400", "train.log_every=1", "train.checkpoint_every=3", "train.
 
 
 def em_config(*overrides: str):
-    from practice_torch import mixture_em
+    from practice_torch.mixture_em import training as mixture_em_training
 
-    return apply_overrides(mixture_em.default_config("quick", "moons"), EM + list(overrides))
+    return apply_overrides(mixture_em_training.default_config("quick", "moons"), EM + list(overrides))
 
 
 def test_a_model_with_a_closed_form_update_and_no_trainable_parameters_trains(tmp_path):
-    trainer = Trainer(em_config("train.steps=8"), tmp_path / "run")
+    trainer = new_trainer(em_config("train.steps=8"), tmp_path / "run")
     assert list(trainer.net.parameters()) == [] and trainer.optimizer.param_groups[0]["params"] == []
     start = weights(trainer)
     trainer.run()
@@ -259,10 +260,10 @@ def test_a_model_with_a_closed_form_update_and_no_trainable_parameters_trains(tm
 
 def test_adam_betas_reach_the_optimizer_and_bad_ones_are_one_line_errors(tmp_path):
     cfg = apply_overrides(default_config("quick"), [*TINY, "train.betas=0.5,0.99"])
-    assert Trainer(cfg, tmp_path / "run").optimizer.param_groups[0]["betas"] == (0.5, 0.99)
+    assert new_trainer(cfg, tmp_path / "run").optimizer.param_groups[0]["betas"] == (0.5, 0.99)
     for bad in ("0.5", "0.5,1.0"):
         with pytest.raises(ConfigError, match="train.betas must be two numbers in"):
-            Trainer(apply_overrides(default_config("quick"), [*TINY, f"train.betas={bad}"]), tmp_path / "bad")
+            new_trainer(apply_overrides(default_config("quick"), [*TINY, f"train.betas={bad}"]), tmp_path / "bad")
 
 
 def test_batch_size_zero_is_the_whole_split_and_threads_are_set(tmp_path):
@@ -270,34 +271,34 @@ def test_batch_size_zero_is_the_whole_split_and_threads_are_set(tmp_path):
     ``train.threads`` sets torch's intra-op threads for the run."""
     before = torch.get_num_threads()
     try:
-        trainer = Trainer(em_config("train.steps=1", "train.threads=1"), tmp_path / "run")
+        trainer = new_trainer(em_config("train.steps=1", "train.threads=1"), tmp_path / "run")
         assert trainer.cfg.train.batch_size == 0 and trainer.batch_size == 400 == len(trainer.batches.next())
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
     with pytest.raises(ConfigError, match="train.threads must not be negative"):
-        Trainer(em_config("train.threads=-1"), tmp_path / "bad")
+        new_trainer(em_config("train.threads=-1"), tmp_path / "bad")
 
 
 def test_resume_of_a_closed_form_update_is_bit_identical(tmp_path):
     """8 EM steps == 3 + resume + 5, buffers compared with torch.equal; the data order and the noise that seeds
     the means (drawn every step) are restored from the checkpoint."""
     cfg = em_config("train.steps=8")
-    straight = Trainer(cfg, tmp_path / "straight")
+    straight = new_trainer(cfg, tmp_path / "straight")
     straight.run()
-    assert Trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
-    resumed = Trainer(cfg, tmp_path / "resumed", resume=True)
+    assert new_trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
+    resumed = new_trainer(cfg, tmp_path / "resumed", resume=True)
     assert resumed.step == 3 and bool(resumed.net.initialised)
     resumed.run()
     a, b = weights(straight), weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    other = Trainer(em_config("train.steps=8", "train.seed=1"), tmp_path / "other_seed")
+    other = new_trainer(em_config("train.steps=8", "train.seed=1"), tmp_path / "other_seed")
     other.run()
     assert not torch.equal(a["means"], weights(other)["means"]), "another seed seeds other means"
 
 
 def test_a_non_finite_closed_form_update_stops_the_run(tmp_path, monkeypatch):
-    from practice_torch import mixture_em
+    from practice_torch.mixture_em import training as mixture_em_training
 
     calls = []
 
@@ -308,9 +309,9 @@ def test_a_non_finite_closed_form_update_stops_the_run(tmp_path, monkeypatch):
             net.covariances.fill_(math.nan)
         return loss, terms
 
-    real = mixture_em.update
-    monkeypatch.setattr(mixture_em, "update", failing)
-    trainer = Trainer(em_config("train.steps=8"), tmp_path / "run")
+    real = mixture_em_training.update
+    monkeypatch.setattr(mixture_em_training, "update", failing)
+    trainer = new_trainer(em_config("train.steps=8"), tmp_path / "run")
     with pytest.raises(Diverged, match=r"update norm nan\) at step 5.*last good checkpoint \(step 3\)") as info:
         trainer.run()
     assert "\n" not in str(info.value)
@@ -319,11 +320,11 @@ def test_a_non_finite_closed_form_update_stops_the_run(tmp_path, monkeypatch):
 
 
 def test_a_net_with_nothing_to_train_is_a_one_line_error(tmp_path, monkeypatch):
-    from practice_torch import mixture_em
+    from practice_torch.mixture_em import training as mixture_em_training
 
-    monkeypatch.delattr(mixture_em, "update")
+    monkeypatch.delattr(mixture_em_training, "update")
     with pytest.raises(RunError, match="mixture_em has no trainable parameters and no closed-form update"):
-        Trainer(em_config(), tmp_path / "run")
+        new_trainer(em_config(), tmp_path / "run")
 
 
 def test_data_classes_keeps_only_those_labels_in_every_split():

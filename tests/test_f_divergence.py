@@ -16,6 +16,7 @@ from practice_torch import models
 from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine.config import ConfigError, apply_overrides
+from practice_torch.f_divergence import training as fd_training
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, run_case
 
@@ -27,7 +28,7 @@ TINY = ["--device", "cpu", "--set", "model.hidden=16,16", "--set", "model.latent
 
 def tiny_net(**kw) -> fd.FGAN:
     torch.manual_seed(0)
-    return fd.build(fd.Config(**{"hidden": (16, 16), "latent_dim": 2, **kw}), GAUSSIANS)
+    return fd_training.build(fd_training.Config(**{"hidden": (16, 16), "latent_dim": 2, **kw}), GAUSSIANS)
 
 
 # Divergences -----------------------------------------------------------------------------------------------
@@ -56,7 +57,7 @@ def test_an_unknown_divergence_is_one_line_naming_the_choices():
         with pytest.raises(ValueError, match="unknown divergence 'kullback'; choose from kl, reverse_kl, js, tv"):
             call()
     with pytest.raises(ConfigError, match="expected one of kl, reverse_kl, js, tv, pearson, hellinger"):
-        apply_overrides(fd.default_config("quick"), ["model.divergence=kullback"])
+        apply_overrides(fd_training.default_config("quick"), ["model.divergence=kullback"])
 
 
 # Algorithm 1: one loss, descent for the generator, ascent for the critic ------------------------------------
@@ -85,7 +86,7 @@ def test_one_loss_is_descent_for_the_generator_and_ascent_for_the_critic(diverge
 def test_the_r1_penalty_is_half_the_squared_critic_gradient_on_data():
     net = tiny_net(r1=2.0)
     x, z = torch.randn(16, 2), torch.randn(16, 2)
-    loss, terms = fd.loss(net, (x, None), {"z": z})
+    loss, terms = fd_training.loss(net, (x, None), {"z": z})
     plain, _ = fd.fgan_loss(net, x, z, r1=0.0)
     xg = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(net.critic(xg).sum(), xg)
@@ -97,29 +98,32 @@ def test_the_r1_penalty_is_half_the_squared_critic_gradient_on_data():
 def test_samples_of_2d_data_are_a_scatter_and_the_critics_density_ratio():
     net = tiny_net().eval()
     data = fd.Gaussians().draw(300, torch.Generator().manual_seed(0))[0]
-    figures = fd.sample(net, fd.Config(), 100, torch.Generator().manual_seed(0), (data, torch.zeros(300)))
+    figures = fd_training.sample(net, fd_training.Config(), 100, torch.Generator().manual_seed(0), (data, torch.zeros(300)))
     assert [f.name for f in figures] == ["samples", "density_ratio"]
     assert all(f.kind == "images" and f.data.shape[:2] == (1, 3) and 0 <= f.data.min() <= f.data.max() <= 1
                for f in figures)
-    assert [f.name for f in fd.sample(net, fd.Config(divergence="tv"), 100, torch.Generator(), (data, None))] == [
+    figures = fd_training.sample(net, fd_training.Config(divergence="tv"), 100, torch.Generator(), (data, None))
+    assert [f.name for f in figures] == [
         "samples"]
-    assert len(fd.sample(net, fd.Config(), 100, torch.Generator(), None)) == 1  # no data: the samples alone
+    # no data: the samples alone
+    assert len(fd_training.sample(net, fd_training.Config(), 100, torch.Generator(), None)) == 1
 
 
 def test_image_samples_are_a_grid_in_the_unit_interval():
     torch.manual_seed(0)
-    net = fd.build(fd.Config(architecture="conv", channels=(4, 8), fc=16, latent_dim=3), get_info("digits")).eval()
-    (grid,) = fd.sample(net, fd.Config(), 10, torch.Generator().manual_seed(0))
+    config = fd_training.Config(architecture="conv", channels=(4, 8), fc=16, latent_dim=3)
+    net = fd_training.build(config, get_info("digits")).eval()
+    (grid,) = fd_training.sample(net, fd_training.Config(), 10, torch.Generator().manual_seed(0))
     assert grid.data.shape == (10, 1, 8, 8) and grid.nrow == 4 and 0 <= grid.data.min() and grid.data.max() <= 1
 
 
 def test_mode_coverage_counts_modes_and_samples_near_the_data():
     data, labels = (torch.from_numpy(a) for a in fd_gaussians(4000))
-    full = fd.mode_coverage(data[:2000], data[2000:], labels[2000:])
+    full = fd_training.mode_coverage(data[:2000], data[2000:], labels[2000:])
     assert full["modes_covered"] == full["modes"] == 8 and full["high_quality"] > 0.95
-    one = fd.mode_coverage(data[:2000][labels[:2000] == 3], data[2000:], labels[2000:])
+    one = fd_training.mode_coverage(data[:2000][labels[:2000] == 3], data[2000:], labels[2000:])
     assert one["modes_covered"] == 1
-    far = fd.mode_coverage(data[:2000] * 3, data[2000:], labels[2000:])
+    far = fd_training.mode_coverage(data[:2000] * 3, data[2000:], labels[2000:])
     assert far["high_quality"] < 0.05
 
 
@@ -133,7 +137,8 @@ def fd_gaussians(n):
 def test_evaluation_reports_the_critics_estimate_and_mode_coverage():
     net = tiny_net().eval()
     x, y = (torch.from_numpy(a) for a in fd_gaussians(500))
-    metrics = fd.evaluate(net, fd.Config(), torch.utils.data.TensorDataset(x, y), torch.Generator().manual_seed(0))
+    metrics = fd_training.evaluate(net, fd_training.Config(), torch.utils.data.TensorDataset(x, y),
+                                   torch.Generator().manual_seed(0))
     assert metrics["examples"] == 500 and metrics["modes"] == 8 and 0 <= metrics["high_quality"] <= 1
     assert metrics["divergence_estimate"] == pytest.approx(metrics["mean_critic_data"] - metrics["mean_conjugate_model"])
     assert 0 < metrics["divergence_estimate_se"] < 1
@@ -189,15 +194,15 @@ def test_a_conjugate_without_its_domain_is_caught_by_the_spec(both):
 # The training interface and the command line -----------------------------------------------------------------
 def test_registry_presets_and_build_errors():
     assert models.get_model("f_divergence") is fd and all(hasattr(fd, name) for name in models.INTERFACE)
-    quick, images = fd.default_config("quick"), fd.default_config("quick", "fashion_mnist")
+    quick, images = fd_training.default_config("quick"), fd_training.default_config("quick", "fashion_mnist")
     assert quick.data.name == "gaussians" and quick.model.architecture == "mlp" and images.model.architecture == "conv"
-    assert fd.default_config("full").train.steps > quick.train.steps
+    assert fd_training.default_config("full").train.steps > quick.train.steps
     with pytest.raises(ValueError, match="unknown preset"):
-        fd.default_config("huge")
+        fd_training.default_config("huge")
     with pytest.raises(ValueError, match="vectors or images; names is text"):
-        fd.build(fd.Config(), get_info("names"))
+        fd_training.build(fd_training.Config(), get_info("names"))
     with pytest.raises(ValueError, match="architecture=conv needs images"):
-        fd.build(fd.Config(architecture="conv"), GAUSSIANS)
+        fd_training.build(fd_training.Config(architecture="conv"), GAUSSIANS)
 
 
 def test_cli_trains_samples_and_evaluates_a_tiny_run(tmp_path, capsys):

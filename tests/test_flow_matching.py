@@ -17,6 +17,7 @@ from practice_torch import flow_matching as fm
 from practice_torch import models
 from practice_torch.cli import main
 from practice_torch.data import get_info
+from practice_torch.flow_matching import training as fm_training
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught, run_case
 
@@ -99,26 +100,26 @@ def test_the_exact_marginal_field_of_gaussian_data_transports_noise_to_the_data(
 
 # The model -------------------------------------------------------------------------------------------------------
 def test_the_loss_is_cfm_on_the_drawn_noise_with_label_dropout_and_ot_within_classes():
-    net = fm.build(fm.Config(hidden=16, depth=1, conditional=True, label_dropout=0.5), MOONS)
+    net = fm_training.build(fm_training.Config(hidden=16, depth=1, conditional=True, label_dropout=0.5), MOONS)
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(8, 2, generator=g), torch.randint(0, 2, (8,), generator=g)
-    noise = fm.draw_noise(net, 8, g)
+    noise = fm_training.draw_noise(net, 8, g)
     assert set(noise) == {"t", "x0", "drop"} and noise["t"].min() >= 0 and noise["t"].max() <= 1
     x_t = (1 - noise["t"][:, None]) * noise["x0"] + noise["t"][:, None] * x
     labels = torch.where(noise["drop"], torch.full_like(y, 2), y)
     expected = ((net(x_t, noise["t"], labels) - (x - noise["x0"])) ** 2).mean()
-    torch.testing.assert_close(fm.loss(net, (x, y), noise)[0], expected)
+    torch.testing.assert_close(fm_training.loss(net, (x, y), noise)[0], expected)
     net.coupling = "ot"
     paired = fm.training.couple(noise["x0"], x, y)
     for label in (0, 1):  # a permutation of each class's own noise, with a cost no higher than the original pairing
         rows = y == label
         assert sorted(paired[rows].sum(1).tolist()) == pytest.approx(sorted(noise["x0"][rows].sum(1).tolist()))
         assert ((paired[rows] - x[rows]) ** 2).sum() <= ((noise["x0"][rows] - x[rows]) ** 2).sum() + 1e-6
-    assert torch.isfinite(fm.loss(net, (x, y), noise)[0])
+    assert torch.isfinite(fm_training.loss(net, (x, y), noise)[0])
 
 
 def test_classifier_free_guidance_combines_the_conditional_and_null_fields():
-    net = fm.build(fm.Config(hidden=16, depth=1, conditional=True), MOONS)
+    net = fm_training.build(fm_training.Config(hidden=16, depth=1, conditional=True), MOONS)
     torch.nn.init.normal_(net.net.out.weight)
     x, t, y = torch.randn(5, 2), torch.tensor(0.3), torch.tensor([0, 1, 0, 1, 1])
     guided = net.field(y, 2.0)(t, x)
@@ -128,21 +129,21 @@ def test_classifier_free_guidance_combines_the_conditional_and_null_fields():
 
 def test_registry_presets_and_build_errors():
     assert models.get_model("flow_matching") is fm and all(hasattr(fm, name) for name in models.INTERFACE)
-    quick, images = fm.default_config("quick"), fm.default_config("quick", "fashion_mnist")
-    galaxies = fm.default_config("quick", "galaxies")
+    quick, images = fm_training.default_config("quick"), fm_training.default_config("quick", "fashion_mnist")
+    galaxies = fm_training.default_config("quick", "galaxies")
     assert quick.data.name == "moons" and quick.model.architecture == "mlp" and images.model.conditional
     assert galaxies.model.cond_dim == 5 and galaxies.model.architecture == "unet"
-    assert fm.default_config("full", "fashion_mnist").model.channels > images.model.channels
+    assert fm_training.default_config("full", "fashion_mnist").model.channels > images.model.channels
     with pytest.raises(ValueError, match="unknown preset"):
-        fm.default_config("huge")
+        fm_training.default_config("huge")
     with pytest.raises(ValueError, match="U-Net field models"):
-        fm.build(fm.Config(architecture="unet"), MOONS)
+        fm_training.build(fm_training.Config(architecture="unet"), MOONS)
     with pytest.raises(ValueError, match="needs labels"):
-        fm.build(fm.Config(conditional=True), get_info("galaxies"))
+        fm_training.build(fm_training.Config(conditional=True), get_info("galaxies"))
     with pytest.raises(ValueError, match="breaks conditioning"):
-        fm.build(fm.Config(architecture="unet", cond_dim=5, coupling="ot"), get_info("galaxies"))
+        fm_training.build(fm_training.Config(architecture="unet", cond_dim=5, coupling="ot"), get_info("galaxies"))
     with pytest.raises(ValueError, match="steps >= 1"):
-        fm.build(fm.Config(ode_steps=0), MOONS)
+        fm_training.build(fm_training.Config(ode_steps=0), MOONS)
 
 
 def test_cli_trains_samples_and_evaluates_a_tiny_2d_run(tmp_path, capsys):
@@ -189,8 +190,8 @@ def test_the_galaxy_model_is_conditioned_on_the_parameters_and_draws_the_sweep(t
         get_info("galaxies").load("val", None, limit=8)
     except Exception as exc:  # not rendered on this machine
         pytest.skip(str(exc))
-    net = fm.build(fm.Config(architecture="unet", cond_dim=5, channels=8, channel_mults=(1, 2), attention_levels=()),
-                   get_info("galaxies"))
+    config = fm_training.Config(architecture="unet", cond_dim=5, channels=8, channel_mults=(1, 2), attention_levels=())
+    net = fm_training.build(config, get_info("galaxies"))
     for p in net.parameters():  # zero-initialised output convs would hide the condition at initialisation
         torch.nn.init.normal_(p, std=0.1)
     x, t = torch.zeros(2, 1, 32, 32), torch.tensor(0.5)

@@ -123,21 +123,21 @@ def test_bad_input_is_one_line():
 def test_the_benchmark_on_a_tiny_run(tmp_path, test_set):
     from benchmarks.__main__ import BENCHMARKS, DEFAULT
     from benchmarks.galaxies import conditioning_rows, galaxy_conditioning
-    from practice_torch import flow_matching
+    from practice_torch.flow_matching import training as flow_matching_training
 
     assert BENCHMARKS["galaxy_conditioning"] is galaxy_conditioning and "galaxy_conditioning" not in DEFAULT
     from practice_torch.engine.config import apply_overrides
-    from practice_torch.engine.loop import Trainer
+    from practice_torch.models import new_trainer
 
     x, y = test_set
     rows, _, _ = conditioning_rows(x[:60], x[:60], y[:60])  # samples = the real images: the ceiling twice
     assert [r["parameter"] for r in rows] == list(CONDITION)
     assert all(r["pearson"] == r["pearson_real"] and r["samples"] == 60 for r in rows)
 
-    cfg = apply_overrides(flow_matching.default_config("quick", "galaxies"), [
+    cfg = apply_overrides(flow_matching_training.default_config("quick", "galaxies"), [
         "model.channels=8", "model.channel_mults=1,2", "model.attention_levels=", "model.ode_steps=1",
         "train.steps=2", "train.batch_size=8", "train.samples=4", "data.limit=16", "train.threads=1"])
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = new_trainer(cfg, tmp_path / "run")
     try:
         trainer.run()
     finally:
@@ -154,16 +154,15 @@ def test_the_benchmark_on_a_tiny_run(tmp_path, test_set):
 def test_quick_preset_samples_track_their_parameters(tmp_path, test_set):
     """The quick preset (minutes on 2 cores): samples at test conditions have the requested radius, shape and flux."""
     from benchmarks.galaxies import conditioned_samples, conditioning_rows
-    from practice_torch import flow_matching
-    from practice_torch.engine.loop import Trainer
-    from practice_torch.engine.runs import load_trained
+    from practice_torch.flow_matching import training as flow_matching_training
+    from practice_torch.models import new_trainer, open_run
 
-    trainer = Trainer(flow_matching.default_config("quick", "galaxies"), tmp_path / "run")
+    trainer = new_trainer(flow_matching_training.default_config("quick", "galaxies"), tmp_path / "run")
     try:
         trainer.run()
     finally:
         trainer.close()
-    module, cfg, net = load_trained(tmp_path / "run", torch.device("cpu"))
+    module, cfg, net = open_run(tmp_path / "run", torch.device("cpu"))
     x, y = test_set
     rows, _, _ = conditioning_rows(conditioned_samples(module, cfg, net, y[:200]), x[:200], y[:200])
     corr = {r["parameter"]: r["pearson"] for r in rows}

@@ -15,6 +15,7 @@ from practice_torch import guidance as gd
 from practice_torch import models
 from practice_torch.cli import main
 from practice_torch.data import get_info
+from practice_torch.guidance import training as gd_training
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, run_case
 
@@ -106,19 +107,19 @@ def test_the_classifier_is_the_unet_encoder_and_checks_its_input():
         gd.NoisyClassifier((1, 7, 7), 10, channel_mults=(1, 2, 2))
     for name, message in (("moons", "takes \\(C, H, W\\) images"), ("spoken_digits", "data.view=mel")):
         with pytest.raises(ValueError, match=message):
-            gd.build(gd.Config(), get_info(name))
+            gd_training.build(gd_training.Config(), get_info(name))
     with pytest.raises(ValueError, match="eval_buckets must be in 1..T=10"):
-        gd.build(gd.Config(T=10, eval_buckets=11), DIGITS)
+        gd_training.build(gd_training.Config(T=10, eval_buckets=11), DIGITS)
 
 
 def test_registry_and_presets():
     assert models.get_model("guidance") is gd and all(hasattr(gd, name) for name in models.INTERFACE)
-    quick, full = gd.default_config("quick"), gd.default_config("full")
+    quick, full = gd_training.default_config("quick"), gd_training.default_config("full")
     assert quick.data.name == "fashion_mnist" and full.model.channels > quick.model.channels
-    assert gd.default_config("quick", "digits").model.channel_mults == (1, 2)
-    assert gd.bucket_edges(1000, 3) == [(0, 333), (333, 667), (667, 1000)]
+    assert gd_training.default_config("quick", "digits").model.channel_mults == (1, 2)
+    assert gd_training.bucket_edges(1000, 3) == [(0, 333), (333, 667), (667, 1000)]
     with pytest.raises(ValueError, match="unknown preset"):
-        gd.default_config("huge")
+        gd_training.default_config("huge")
 
 
 def test_a_tiny_classifier_run_learns_and_reports_accuracy_per_bucket(tmp_path, capsys):
@@ -129,21 +130,21 @@ def test_a_tiny_classifier_run_learns_and_reports_accuracy_per_bucket(tmp_path, 
     assert (out / "samples" / "noised_inputs.png").is_file() and "t =" in (out / "samples" / "predictions.txt").read_text()
     assert main(["eval", str(out), "--no-sample-metrics"]) == 0
     metrics = json.loads((out / "eval_test.json").read_text())
-    buckets = [metrics[f"accuracy_t{lo}-{hi - 1}"] for lo, hi in gd.bucket_edges(50, 3)]
+    buckets = [metrics[f"accuracy_t{lo}-{hi - 1}"] for lo, hi in gd_training.bucket_edges(50, 3)]
     assert all(0 <= a <= 1 for a in buckets) and buckets[0] > 0.3 and metrics["chance_accuracy"] == 0.1
     assert metrics["accuracy"] == pytest.approx(sum(buckets) / 3)
 
 
 # Guided sampling ------------------------------------------------------------------------------------------------------
 def _tiny_models(conditional=True, T=50):
-    from practice_torch.ddpm import Config as DDPMConfig
-    from practice_torch.ddpm import build as build_ddpm
+    from practice_torch.ddpm.training import Config as DDPMConfig
+    from practice_torch.ddpm.training import build as build_ddpm
 
     torch.manual_seed(0)
     ddpm = build_ddpm(DDPMConfig(T=T, channels=8, channel_mults=(1, 2), attention_levels=(), conditional=conditional,
                                   sample_steps=4),
                       DIGITS).eval()
-    guide = gd.build(gd.Config(T=T, channels=8, channel_mults=(1, 2)), DIGITS).eval()
+    guide = gd_training.build(gd_training.Config(T=T, channels=8, channel_mults=(1, 2)), DIGITS).eval()
     return ddpm, guide
 
 
@@ -208,5 +209,5 @@ def test_the_digits_preset_classifies_noised_digits(tmp_path):
     assert main(["train", "guidance", "--dataset", "digits", "--device", "cpu", "--out", str(out)]) == 0
     assert main(["eval", str(out), "--no-sample-metrics"]) == 0
     metrics = json.loads((out / "eval_test.json").read_text())
-    buckets = [metrics[f"accuracy_t{lo}-{hi - 1}"] for lo, hi in gd.bucket_edges(1000, 5)]
+    buckets = [metrics[f"accuracy_t{lo}-{hi - 1}"] for lo, hi in gd_training.bucket_edges(1000, 5)]
     assert buckets[0] > 0.85 and all(b > 0.2 for b in buckets[:4]) and buckets[0] >= buckets[-1]

@@ -16,8 +16,9 @@ import torch
 from practice_torch import language_model as lm
 from practice_torch.data import DatasetMissing, get_info
 from practice_torch.engine.config import apply_overrides
-from practice_torch.engine.loop import Trainer
 from practice_torch.engine.metrics import read_metrics
+from practice_torch.language_model import training as lm_training
+from practice_torch.models import new_trainer
 from shared_specs.language_model import CASES
 from shared_specs.runner import Perturbation, caught
 
@@ -155,23 +156,23 @@ def test_beam_search_with_a_net_equals_enumeration_on_a_tiny_vocabulary(architec
 
 # Training interface ------------------------------------------------------------------------------------------------
 def test_build_and_presets():
-    quick, full = lm.default_config("quick"), lm.default_config("full")
+    quick, full = lm_training.default_config("quick"), lm_training.default_config("full")
     assert quick.data.name == "shakespeare" and quick.train.batch_size == 12 and quick.model.context == 64
     assert full.model.context == 256 and full.train.precision == "bf16"
     with pytest.raises(ValueError, match="trains on shakespeare"):
-        lm.build(lm.Config(), get_info("moons"))
+        lm_training.build(lm_training.Config(), get_info("moons"))
     with pytest.raises(ValueError, match="model.context must be in 2..256"):
-        lm.build(lm.Config(context=300, val_windows=0), SHAKESPEARE)
+        lm_training.build(lm_training.Config(context=300, val_windows=0), SHAKESPEARE)
     with pytest.raises(ValueError, match="unknown architecture 'gru'"):
-        lm.build(lm.Config(architecture="gru", val_windows=0), SHAKESPEARE)
+        lm_training.build(lm_training.Config(architecture="gru", val_windows=0), SHAKESPEARE)
 
 
 def test_loss_crops_the_windows_with_the_drawn_offsets():
-    net = lm.build(lm.Config(dim=16, layers=1, heads=2, context=8, val_windows=0), SHAKESPEARE)
+    net = lm_training.build(lm_training.Config(dim=16, layers=1, heads=2, context=8, val_windows=0), SHAKESPEARE)
     x = torch.randint(0, 85, (4, 256))
-    noise = lm.draw_noise(net, 4, torch.Generator().manual_seed(0))
+    noise = lm_training.draw_noise(net, 4, torch.Generator().manual_seed(0))
     assert noise["offset"].max() <= 248
-    loss, terms = lm.loss(net, (x, torch.roll(x, -1, 1)), noise)
+    loss, terms = lm_training.loss(net, (x, torch.roll(x, -1, 1)), noise)
     rows = torch.stack([x[b, o:o + 8] for b, o in enumerate(noise["offset"].tolist())])
     targets = torch.stack([torch.roll(x, -1, 1)[b, o:o + 8] for b, o in enumerate(noise["offset"].tolist())])
     torch.testing.assert_close(loss, lm.cross_entropy(net(rows), targets))
@@ -182,14 +183,14 @@ def test_the_full_preset_path_compiles_once_under_bf16_autocast(tmp_path):
     """The GPU preset's path, shrunk: torch.compile and bf16 autocast on the CPU, with the running val_loss. Any
     recompilation is an error here: the val_loss's position counter, traced, recompiled at every step."""
     needs_shakespeare()
-    cfg = apply_overrides(lm.default_config("full"), [
+    cfg = apply_overrides(lm_training.default_config("full"), [
         *TINY, "model.sample_length=20",
         "model.bpe_merges=0", "model.val_windows=2", "data.limit=40000", "train.steps=4", "train.log_every=1",
         "train.warmup_steps=1", "train.samples=1", "train.device=cpu", "train.checkpoint_every=4"])
     assert cfg.train.compile and cfg.train.precision == "bf16"
     torch._dynamo.reset()
     with torch._dynamo.config.patch(error_on_recompile=True):
-        Trainer(cfg, tmp_path / "run").run()
+        new_trainer(cfg, tmp_path / "run").run()
     records = read_metrics(tmp_path / "run")
     assert [r["step"] for r in records] == [1, 2, 3, 4] and all(math.isfinite(r["val_loss"]) for r in records)
     assert len({r["val_loss"] for r in records}) == 4, "each step scores the next validation windows"
@@ -198,11 +199,11 @@ def test_the_full_preset_path_compiles_once_under_bf16_autocast(tmp_path):
 @pytest.mark.parametrize("architecture, merges", [("transformer", 10), ("lstm", 0)])
 def test_both_architectures_train_sample_and_evaluate_through_the_engine(architecture, merges, tmp_path):
     needs_shakespeare()
-    cfg = apply_overrides(lm.default_config("quick"), [
+    cfg = apply_overrides(lm_training.default_config("quick"), [
         f"model.architecture={architecture}", *TINY,
         "model.sample_length=40", f"model.bpe_merges={merges}", "data.limit=40000", "train.steps=30",
         "train.log_every=10", "train.warmup_steps=5", "train.samples=2", "train.lr=3e-3"])
-    outcome = Trainer(cfg, tmp_path / "run").run()
+    outcome = new_trainer(cfg, tmp_path / "run").run()
     records = read_metrics(tmp_path / "run")
     assert len(records) == 3 and records[-1]["loss"] < records[0]["loss"] and "val_loss" in records[-1]
     names = sorted(p.name for p in outcome.files)
@@ -215,15 +216,15 @@ def test_both_architectures_train_sample_and_evaluate_through_the_engine(archite
     from practice_torch.data.text import load_shakespeare
 
     val = load_shakespeare("val", limit=20_000)
-    metrics = lm.evaluate(outcome_net(tmp_path / "run"), cfg.model, val, torch.Generator())
+    metrics = lm_training.evaluate(outcome_net(tmp_path / "run"), cfg.model, val, torch.Generator())
     assert metrics["characters"] == len(val) * 256 and metrics["loss"] < math.log(85)
     assert metrics["bits_per_char"] == pytest.approx(metrics["loss"] / math.log(2))
 
 
 def outcome_net(run_dir):
-    from practice_torch.engine.runs import load_trained
+    from practice_torch.models import open_run
 
-    return load_trained(run_dir, torch.device("cpu"))[2]
+    return open_run(run_dir, torch.device("cpu"))[2]
 
 
 @pytest.mark.slow

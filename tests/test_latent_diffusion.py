@@ -15,6 +15,7 @@ from practice_torch import latent_diffusion as ld
 from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine.config import ConfigError
+from practice_torch.latent_diffusion import training as ld_training
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught, run_case
 
@@ -38,9 +39,9 @@ def tiny_run(tmp_path_factory):
 
 
 def _net(run):
-    from practice_torch.engine.runs import load_trained
+    from practice_torch.models import open_run
 
-    return load_trained(run, torch.device("cpu"))
+    return open_run(run, torch.device("cpu"))
 
 
 # The latent epsilon loss: both backends, the labels the denoiser sees -------------------------------------------
@@ -103,12 +104,12 @@ def test_forgetting_to_unscale_is_caught_by_the_spec_and_by_the_decoder(both, ti
 
 # The tiny run: frozen autoencoder, recorded config, samples, evaluation, CLI --------------------------------------
 def test_the_run_records_its_autoencoder_and_scale_and_keeps_the_autoencoder_frozen(tiny_run):
-    from practice_torch.engine.runs import load_trained
+    from practice_torch.models import open_run
 
     cfg = json.loads((tiny_run / "config.json").read_text())["model"]
     ae_run = cfg["autoencoder"]
     assert ae_run and cfg["latent_scale"] > 0
-    _, _, vae = load_trained(__import__("pathlib").Path(ae_run), torch.device("cpu"))
+    _, _, vae = open_run(__import__("pathlib").Path(ae_run), torch.device("cpu"))
     _, run_cfg, net = _net(tiny_run)
     for name, value in vae.state_dict().items():  # the diffusion optimizer never touched the autoencoder
         torch.testing.assert_close(net.autoencoder.state_dict()[name], value, rtol=0, atol=0)
@@ -143,7 +144,7 @@ def test_a_training_step_moves_the_denoiser_only(tiny_run):
     optimizer = torch.optim.AdamW(trainable, lr=1e-2)
     data = DIGITS.load("train")
     batch = (torch.stack([data[i][0] for i in range(16)]), torch.tensor([data[i][1] for i in range(16)]))
-    value, _ = ld.loss(net, batch, ld.draw_noise(net, 16, torch.Generator().manual_seed(0)))
+    value, _ = ld_training.loss(net, batch, ld_training.draw_noise(net, 16, torch.Generator().manual_seed(0)))
     value.backward()
     optimizer.step()
     after = net.state_dict()
@@ -185,17 +186,17 @@ def test_bad_input_is_one_line(overrides, message):
     from practice_torch.engine.config import apply_overrides
     from practice_torch.engine.runs import build_net
 
-    cfg = apply_overrides(ld.default_config("quick", "digits"), overrides)
+    cfg = apply_overrides(ld_training.default_config("quick", "digits"), overrides)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         build_net(ld, cfg, DIGITS)
 
 
 def test_an_autoencoder_of_another_kind_or_data_set_is_refused(tiny_run):
     with pytest.raises(ValueError, match="is a latent_diffusion run; latent diffusion needs a vae run"):
-        ld.load_autoencoder(str(tiny_run), DIGITS)
+        ld_training.load_autoencoder(str(tiny_run), DIGITS)
     ae_run = json.loads((tiny_run / "config.json").read_text())["model"]["autoencoder"]
     with pytest.raises(ValueError, match="was trained on digits; this run is on fashion_mnist"):
-        ld.load_autoencoder(ae_run, get_info("fashion_mnist"))
+        ld_training.load_autoencoder(ae_run, get_info("fashion_mnist"))
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.data.toy2d import moons
 from practice_torch.engine import RunError
+from practice_torch.mixture_em import training as M_training
 from shared_specs.mixture_em import CASES
 from shared_specs.runner import Perturbation, caught, run_case
 
@@ -43,9 +44,10 @@ def start(x: torch.Tensor, k: int, kind: str = "full"):
 
 
 def held_out_metrics(run: Path) -> dict:
-    from practice_torch.engine.runs import load_split, load_trained
+    from practice_torch.engine.runs import load_split
+    from practice_torch.models import open_run
 
-    module, cfg, net = load_trained(run, torch.device("cpu"))
+    module, cfg, net = open_run(run, torch.device("cpu"))
     return module.evaluate(net, cfg.model, load_split(cfg.data, "test"), torch.Generator().manual_seed(0))
 
 
@@ -155,7 +157,7 @@ def test_a_variance_floor_instead_of_scikit_learns_added_regulariser_is_caught(b
 
 # The module, its features and its seeding ------------------------------------------------------------------
 def test_the_gmm_holds_buffers_only_and_its_methods_are_the_twins():
-    net = M.build(M.Config(components=3), get_info("moons"))
+    net = M_training.build(M_training.Config(components=3), get_info("moons"))
     assert list(net.parameters()) == [] and {"weights", "means", "covariances", "initialised"} <= set(net.state_dict())
     x = moons64(200).float()
     race = torch.empty(200, 3).exponential_(generator=torch.Generator().manual_seed(0))
@@ -199,19 +201,19 @@ def test_pca_features_are_the_top_principal_directions():
 # Bad input: one line ------------------------------------------------------------------------------------------
 def test_bad_input_is_a_one_line_error():
     with pytest.raises(ValueError, match=r"real vectors \(D,\) or images .* text of shape \(256,\)"):
-        M.build(M.Config(), get_info("shakespeare"))
+        M_training.build(M_training.Config(), get_info("shakespeare"))
     with pytest.raises(ValueError, match="audio of shape"):
-        M.build(M.Config(), get_info("spoken_digits"))
+        M_training.build(M_training.Config(), get_info("spoken_digits"))
     with pytest.raises(ValueError, match="feature_dim=100 is larger than the 64"):
-        M.build(M.Config(feature_dim=100), get_info("digits"))
+        M_training.build(M_training.Config(feature_dim=100), get_info("digits"))
     with pytest.raises(ValueError, match="covariance_type must be"):
-        M.build(M.Config(covariance_type="spherical"), get_info("moons"))
+        M_training.build(M_training.Config(covariance_type="spherical"), get_info("moons"))
     with pytest.raises(ValueError, match="covariance_type must be"):
         M.m_step(torch.zeros(4, 2), torch.ones(4, 2) / 2, "tied")
-    net = M.build(M.Config(components=50), get_info("moons"))
+    net = M_training.build(M_training.Config(components=50), get_info("moons"))
     x = moons64(20).float()
     with pytest.raises(RunError, match="model.components=50 is more than the 20 training examples") as info:
-        M.update(net, (x, torch.zeros(20)), M.draw_noise(net, 20, torch.Generator()))
+        M_training.update(net, (x, torch.zeros(20)), M_training.draw_noise(net, 20, torch.Generator()))
     assert "\n" not in str(info.value)
 
 

@@ -15,8 +15,9 @@ import torch
 from practice_torch import pixelcnn as pc
 from practice_torch.data import DatasetMissing, get_info
 from practice_torch.engine.config import apply_overrides
-from practice_torch.engine.loop import Trainer
 from practice_torch.engine.metrics import read_metrics
+from practice_torch.models import new_trainer
+from practice_torch.pixelcnn import training as pc_training
 from shared_specs.pixelcnn import CASES, ref_causal_mask
 from shared_specs.runner import Perturbation, caught
 
@@ -114,9 +115,9 @@ def test_the_torch_networks_match_their_jax_twins(name, both):
 # Sampling ----------------------------------------------------------------------------------------------------------
 def test_the_cropped_sampler_draws_what_the_full_image_sampler_draws():
     torch.manual_seed(0)
-    net = pc.build(pc.Config(channels=8, layers=3, categories=4), DIGITS)
+    net = pc_training.build(pc_training.Config(channels=8, layers=3, categories=4), DIGITS)
     u = torch.rand(3, 8, 8, dtype=torch.float64)
-    fast = pc.generate(net, u)
+    fast = pc_training.generate(net, u)
     full = torch.zeros(3, 8, 8, dtype=torch.long)
     with torch.no_grad():
         for r in range(8):
@@ -127,7 +128,7 @@ def test_the_cropped_sampler_draws_what_the_full_image_sampler_draws():
 
 def test_the_bernoulli_model_is_the_two_way_softmax():
     torch.manual_seed(0)
-    net = pc.build(pc.Config(channels=8, layers=2, categories=2), DIGITS)
+    net = pc_training.build(pc_training.Config(channels=8, layers=2, categories=2), DIGITS)
     q = net.quantise(torch.rand(4, 1, 8, 8))
     logits = net(q)
     two_way = torch.stack([torch.zeros_like(logits), logits], dim=1)
@@ -143,15 +144,15 @@ def test_the_registry_serves_pixelcnn():
 
 def test_build_rejects_what_it_cannot_model():
     with pytest.raises(ValueError, match=r"\(1, H, W\) grey images"):
-        pc.build(pc.Config(), get_info("moons"))
+        pc_training.build(pc_training.Config(), get_info("moons"))
     with pytest.raises(ValueError, match="first_kernel odd"):
-        pc.build(pc.Config(kernel=4), DIGITS)
+        pc_training.build(pc_training.Config(kernel=4), DIGITS)
     with pytest.raises(ValueError, match="first_kernel odd"):
-        pc.build(pc.Config(first_kernel=6), DIGITS)
+        pc_training.build(pc_training.Config(first_kernel=6), DIGITS)
     with pytest.raises(ValueError, match="categories must be >= 2"):
-        pc.build(pc.Config(categories=1), DIGITS)
+        pc_training.build(pc_training.Config(categories=1), DIGITS)
     with pytest.raises(ValueError, match="unknown preset"):
-        pc.default_config("huge")
+        pc_training.default_config("huge")
 
 
 # Through the engine ------------------------------------------------------------------------------------------------
@@ -159,17 +160,17 @@ def test_build_rejects_what_it_cannot_model():
                                      ["model.architecture=plain", "model.categories=16"],
                                      ["model.categories=256", "train.precision=bf16"]])  # the full preset's autocast
 def test_train_sample_and_evaluate_through_the_engine(variant, tmp_path):
-    cfg = apply_overrides(pc.default_config("quick", "digits"), [
+    cfg = apply_overrides(pc_training.default_config("quick", "digits"), [
         *TINY, "train.batch_size=16", "train.steps=6", "train.log_every=2",
         "train.warmup_steps=1", "train.samples=4", "model.eval_images=50", *variant])
-    outcome = Trainer(cfg, tmp_path / "run").run()
+    outcome = new_trainer(cfg, tmp_path / "run").run()
     records = read_metrics(tmp_path / "run")
     assert len(records) == 3 and records[-1]["loss"] < records[0]["loss"], records
     assert {"samples.png", "completions.png"} <= {p.name for p in outcome.files}
-    from practice_torch.engine.runs import load_trained
+    from practice_torch.models import open_run
 
-    net = load_trained(tmp_path / "run", torch.device("cpu"))[2]
-    metrics = pc.evaluate(net, cfg.model, DIGITS.load("test"), torch.Generator())
+    net = open_run(tmp_path / "run", torch.device("cpu"))[2]
+    metrics = pc_training.evaluate(net, cfg.model, DIGITS.load("test"), torch.Generator())
     assert metrics["images"] == 50 and metrics["bits_per_dim"] == pytest.approx(metrics["nll_nats"] / 64 / np.log(2))
     x, y = DIGITS.load("test")[:50]
     with torch.no_grad():

@@ -15,6 +15,8 @@ from practice_torch import models
 from practice_torch import score as sc
 from practice_torch.cli import main
 from practice_torch.data import get_info
+from practice_torch.evaluation.metrics import wasserstein2
+from practice_torch.score import training as sc_training
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught, run_case
 
@@ -90,14 +92,14 @@ def test_level_subsets_and_the_wasserstein_distance():
     assert sc.level_subset(10, 0).tolist() == list(range(10))
     assert sc.level_subset(10, 4).tolist() == [0, 3, 6, 9]
     a = torch.randn(300, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    assert sc.wasserstein2(a, a.flip(0)) == pytest.approx(0.0, abs=1e-6)  # sqrt of rounding in the costs
-    assert sc.wasserstein2(a, a + torch.tensor([3.0, 4.0], dtype=torch.float64)) == pytest.approx(5.0, rel=1e-9)  # |c|
+    assert wasserstein2(a, a.flip(0)) == pytest.approx(0.0, abs=1e-6)  # sqrt of rounding in the costs
+    assert wasserstein2(a, a + torch.tensor([3.0, 4.0], dtype=torch.float64)) == pytest.approx(5.0, rel=1e-9)  # |c|
 
 
 # The NCSN and its training interface -------------------------------------------------------------------------------
 def tiny_net(**kw) -> sc.NCSN:
     torch.manual_seed(0)
-    return sc.build(sc.Config(**{"hidden": 16, "depth": 1, "num_levels": 4, **kw}), MOONS)
+    return sc_training.build(sc_training.Config(**{"hidden": 16, "depth": 1, "num_levels": 4, **kw}), MOONS)
 
 
 def test_the_score_net_is_conditioned_on_the_noise_level_and_divided_by_sigma():
@@ -112,10 +114,10 @@ def test_the_score_net_is_conditioned_on_the_noise_level_and_divided_by_sigma():
 def test_the_training_loss_is_dsm_at_the_drawn_levels():
     net = tiny_net()
     torch.nn.init.normal_(net.denoiser.out.weight)
-    noise = sc.draw_noise(net, 8, torch.Generator().manual_seed(0))
+    noise = sc_training.draw_noise(net, 8, torch.Generator().manual_seed(0))
     assert noise["levels"].shape == (8,) and noise["z"].shape == (8, 2) and noise["levels"].max() < 4
     x = torch.randn(8, 2)
-    value, terms = sc.loss(net, (x, None), noise)
+    value, terms = sc_training.loss(net, (x, None), noise)
     sigma = net.sigmas[noise["levels"]]
     torch.testing.assert_close(value, sc.dsm_loss(net(x + sigma[:, None] * noise["z"], sigma), noise["z"], sigma))
     assert set(terms) == {"dsm_fine"} and torch.isfinite(terms["dsm_fine"])
@@ -123,17 +125,17 @@ def test_the_training_loss_is_dsm_at_the_drawn_levels():
 
 def test_registry_presets_and_build_errors():
     assert models.get_model("score") is sc and all(hasattr(sc, name) for name in models.INTERFACE)
-    quick, images = sc.default_config("quick"), sc.default_config("quick", "fashion_mnist")
+    quick, images = sc_training.default_config("quick"), sc_training.default_config("quick", "fashion_mnist")
     assert quick.data.name == "moons" and quick.model.architecture == "mlp" and images.model.architecture == "unet"
-    assert sc.default_config("full", "fashion_mnist").model.num_levels > images.model.num_levels
+    assert sc_training.default_config("full", "fashion_mnist").model.num_levels > images.model.num_levels
     with pytest.raises(ValueError, match="unknown preset"):
-        sc.default_config("huge")
+        sc_training.default_config("huge")
     with pytest.raises(ValueError, match="vectors or images; names is text"):
-        sc.build(sc.Config(), get_info("names"))
+        sc_training.build(sc_training.Config(), get_info("names"))
     with pytest.raises(ValueError, match="architecture=unet needs images"):
-        sc.build(sc.Config(architecture="unet"), MOONS)
+        sc_training.build(sc_training.Config(architecture="unet"), MOONS)
     with pytest.raises(ValueError, match="0 < model.sigma_min < model.sigma_max"):
-        sc.build(sc.Config(sigma_min=3.0, sigma_max=1.0), MOONS)
+        sc_training.build(sc_training.Config(sigma_min=3.0, sigma_max=1.0), MOONS)
 
 
 def test_cli_trains_samples_and_evaluates_a_tiny_2d_run(tmp_path, capsys):

@@ -242,8 +242,8 @@ def test_swapped_query_and_key_blocks_are_caught(both):
 # The benchmark's FLOP count (speed itself is never asserted). ----------------------------------------------------
 def test_the_benchmark_counts_the_flops_torch_counts():
     """6 N + 12 L T d per token is within 3% of FlopCounterMode's count of one forward + backward."""
+    from benchmarks.timing import count_flops
     from benchmarks.transformer import VOCAB, CharTransformer, analytic_flops_per_token
-    from benchmarks.unet import count_flops
 
     config = TransformerConfig(dim=32, heads=2, layers=2, max_len=16)
     model, tokens = CharTransformer(config), torch.randint(0, VOCAB, (2, 16))

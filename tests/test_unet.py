@@ -167,7 +167,8 @@ def test_the_benchmark_twin_has_our_parameter_count():
 def test_the_benchmark_counts_cpu_attention_and_runs_without_diffusers(monkeypatch):
     import sys
 
-    from benchmarks.unet import count_flops, diffusers_twin
+    from benchmarks.timing import count_flops
+    from benchmarks.unet import diffusers_twin
 
     q = torch.randn(1, 2, 16, 4)
     assert count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q)) == 2 * 2 * 2 * 16 * 16 * 4

@@ -14,16 +14,17 @@ import torch
 from practice_torch import models, vae
 from practice_torch.data import DatasetMissing, get_info
 from practice_torch.engine.config import apply_overrides
-from practice_torch.engine.loop import Trainer
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.engine.runs import dataset_info
+from practice_torch.models import new_trainer
+from practice_torch.vae import training as vae_training
 
 DIGITS = get_info("digits")
 
 
 def tiny_net(**kw) -> vae.VAE:
     torch.manual_seed(0)
-    return vae.build(vae.Config(**{"channels": (4, 8), "latent_dim": 3, "hidden": (16,), **kw}), DIGITS)
+    return vae_training.build(vae_training.Config(**{"channels": (4, 8), "latent_dim": 3, "hidden": (16,), **kw}), DIGITS)
 
 
 def test_the_registry_serves_the_vae_and_names_unknown_models():
@@ -34,32 +35,32 @@ def test_the_registry_serves_the_vae_and_names_unknown_models():
 
 
 def test_presets():
-    quick, full = vae.default_config("quick"), vae.default_config("full")
+    quick, full = vae_training.default_config("quick"), vae_training.default_config("full")
     assert quick.data.name == full.data.name == "fashion_mnist" and quick.train.device == "auto"
     assert quick.train.steps < full.train.steps and full.train.precision == "bf16" and full.train.compile
-    audio = vae.default_config("quick", "spoken_digits")
+    audio = vae_training.default_config("quick", "spoken_digits")
     assert audio.data.view == "mel" and audio.model.likelihood == "gaussian" and audio.model.log_mel
     with pytest.raises(ValueError, match="unknown preset"):
-        vae.default_config("huge")
+        vae_training.default_config("huge")
 
 
 def test_build_rejects_what_it_cannot_model():
     with pytest.raises(ValueError, match=r"\(C, H, W\) images"):
-        vae.build(vae.Config(), get_info("moons"))
+        vae_training.build(vae_training.Config(), get_info("moons"))
     with pytest.raises(ValueError, match="needs labels"):
-        vae.build(vae.Config(conditional=True), get_info("galaxies"))
+        vae_training.build(vae_training.Config(conditional=True), get_info("galaxies"))
     with pytest.raises(ValueError, match="model.likelihood=gaussian"):
-        vae.build(vae.Config(), dataclasses.replace(get_info("spoken_digits"), shape=(1, 64, 64)))
+        vae_training.build(vae_training.Config(), dataclasses.replace(get_info("spoken_digits"), shape=(1, 64, 64)))
     assert tiny_net(conditional=True).num_classes == 10 and tiny_net().num_classes == 0
 
 
 def test_the_loss_is_the_modules_beta_objective_with_its_terms():
     net = tiny_net(beta=4.0, conditional=True)
     x, y = torch.rand(5, 1, 8, 8), torch.randint(0, 10, (5,))
-    noise = vae.draw_noise(net, 5, torch.Generator().manual_seed(0))
+    noise = vae_training.draw_noise(net, 5, torch.Generator().manual_seed(0))
     assert noise["eps"].shape == (5, 3)
-    assert torch.equal(noise["eps"], vae.draw_noise(net, 5, torch.Generator().manual_seed(0))["eps"])
-    loss, terms = vae.loss(net, (x, y), noise)
+    assert torch.equal(noise["eps"], vae_training.draw_noise(net, 5, torch.Generator().manual_seed(0))["eps"])
+    loss, terms = vae_training.loss(net, (x, y), noise)
     torch.testing.assert_close(loss, net.loss(x, noise["eps"], y))
     torch.testing.assert_close(loss, 4.0 * terms["kl"] + terms["recon_nll"])
 
@@ -67,7 +68,7 @@ def test_the_loss_is_the_modules_beta_objective_with_its_terms():
 def test_conditional_samples_have_one_row_per_class_and_figures_their_layout():
     net = tiny_net(conditional=True).eval()
     x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 10
-    figures = vae.sample(net, vae.Config(), 25, torch.Generator().manual_seed(1), (x, y))
+    figures = vae_training.sample(net, vae_training.Config(), 25, torch.Generator().manual_seed(1), (x, y))
     assert [f.name for f in figures] == ["samples", "reconstructions", "interpolation"]
     samples = figures[0]
     assert samples.nrow == 3 and samples.data.shape == (30, 1, 8, 8)  # 10 classes x ceil(25 / 10)
@@ -84,7 +85,8 @@ def test_conditional_samples_have_one_row_per_class_and_figures_their_layout():
 def test_evaluation_reports_the_elbo_and_a_tighter_importance_sampled_nll():
     net = tiny_net().eval()
     dataset = torch.utils.data.TensorDataset(torch.rand(40, 1, 8, 8).round(), torch.zeros(40, dtype=torch.long))
-    metrics = vae.evaluate(net, vae.Config(nll_samples=64, nll_examples=20), dataset, torch.Generator().manual_seed(0))
+    metrics = vae_training.evaluate(net, vae_training.Config(nll_samples=64, nll_examples=20), dataset,
+                                    torch.Generator().manual_seed(0))
     assert metrics["examples"] == 40 and metrics["nll_examples"] == 20 and metrics["importance_samples"] == 64
     assert metrics["elbo"] == pytest.approx(-(metrics["recon_nll"] + metrics["kl"]))
     assert metrics["nll"] < -metrics["elbo"], "the K-sample bound is tighter than the ELBO"
@@ -97,17 +99,17 @@ def test_evaluation_reports_the_elbo_and_a_tighter_importance_sampled_nll():
     ["model.architecture=conv", "model.conditional=true", "model.beta=4"],
 ])
 def test_every_variant_trains_through_the_engine(variant, tmp_path):
-    cfg = apply_overrides(vae.default_config("quick"), [
+    cfg = apply_overrides(vae_training.default_config("quick"), [
         "data.name=digits", "model.channels=4,8", "model.hidden=16", "model.latent_dim=4", "train.batch_size=32",
         "train.steps=30", "train.log_every=10", "train.warmup_steps=5", "train.samples=10", *variant])
-    Trainer(cfg, tmp_path / "run").run()
+    new_trainer(cfg, tmp_path / "run").run()
     losses = [r["loss"] for r in read_metrics(tmp_path / "run")]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     assert (tmp_path / "run/samples/samples.png").is_file()
 
 
 def test_spoken_digit_log_mels_train_and_write_wavs(tmp_path):
-    cfg = apply_overrides(vae.default_config("quick", "spoken_digits"), [
+    cfg = apply_overrides(vae_training.default_config("quick", "spoken_digits"), [
         "data.limit=32", "model.channels=4,8", "model.latent_dim=4", "train.batch_size=16", "train.steps=2",
         "train.samples=4", "train.log_every=1"])
     try:
@@ -115,7 +117,7 @@ def test_spoken_digit_log_mels_train_and_write_wavs(tmp_path):
     except DatasetMissing as exc:
         pytest.skip(str(exc))
     assert info.shape == (1, 64, 64)
-    outcome = Trainer(cfg, tmp_path / "run").run()
+    outcome = new_trainer(cfg, tmp_path / "run").run()
     wavs = sorted(p.name for p in outcome.files if p.suffix == ".wav")
     assert "samples_audio-00.wav" in wavs and "reconstructions_audio-03.wav" in wavs
     import soundfile

@@ -13,8 +13,9 @@ import torch
 from practice_torch import wavenet as wn
 from practice_torch.data import DatasetMissing, get_info
 from practice_torch.engine.config import apply_overrides
-from practice_torch.engine.loop import Trainer
 from practice_torch.engine.metrics import read_metrics
+from practice_torch.models import new_trainer
+from practice_torch.wavenet import training as wn_training
 from shared_specs.runner import Perturbation, caught
 from shared_specs.wavenet import CASES
 
@@ -151,28 +152,28 @@ def test_the_label_changes_the_prediction():
 
 
 def test_build_rejects_what_it_cannot_train():
-    cfg = wn.default_config("quick").model
+    cfg = wn_training.default_config("quick").model
     with pytest.raises(ValueError, match="leave data.view unset"):
-        wn.build(cfg, get_info("fashion_mnist"))
+        wn_training.build(cfg, get_info("fashion_mnist"))
     with pytest.raises(ValueError, match="sample_rate"):
-        wn.build(wn.Config(sample_rate=7000), DIGITS)
+        wn_training.build(wn_training.Config(sample_rate=7000), DIGITS)
     with pytest.raises(ValueError, match="kernel >= 2"):
-        wn.build(wn.Config(kernel=1), DIGITS)
+        wn_training.build(wn_training.Config(kernel=1), DIGITS)
     with pytest.raises(ValueError, match="model.clock"):
-        wn.build(wn.Config(clock=-1), DIGITS)
+        wn_training.build(wn_training.Config(clock=-1), DIGITS)
     with pytest.raises(ValueError, match="unknown preset"):
-        wn.default_config("huge")
-    net = wn.build(cfg, DIGITS)
+        wn_training.default_config("huge")
+    net = wn_training.build(cfg, DIGITS)
     assert net.receptive_field == 1 + 2 * (2**12 - 1) and len(net.blocks) == 24  # a whole word at 8 kHz
 
 
 def test_the_loss_is_the_cross_entropy_of_the_drawn_crops():
-    net = wn.build(wn.Config(channels=4, skip=4, cycle=2, repeats=1, crop=50), DIGITS)
+    net = wn_training.build(wn_training.Config(channels=4, skip=4, cycle=2, repeats=1, crop=50), DIGITS)
     x = 0.3 * torch.sin(torch.linspace(0, 300, 16000))[None, None].repeat(2, 1, 1)
-    noise = wn.draw_noise(net, 2, torch.Generator().manual_seed(0))
+    noise = wn_training.draw_noise(net, 2, torch.Generator().manual_seed(0))
     assert noise["offset"].min() >= int((8000 - 51) * 0.2) and noise["offset"].max() <= 8000 - 51
-    loss, terms = wn.loss(net, (x, torch.tensor([3, 5])), noise)
-    q = wn.encode(net, x)
+    loss, terms = wn_training.loss(net, (x, torch.tensor([3, 5])), noise)
+    q = wn_training.encode(net, x)
     rows = torch.stack([q[b, o:o + 51] for b, o in enumerate(noise["offset"].tolist())])
     logits = net(rows[:, :-1], torch.tensor([3, 5]), noise["offset"])  # the clock reads each crop's start
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, rows[:, 1:]))
@@ -181,10 +182,10 @@ def test_the_loss_is_the_cross_entropy_of_the_drawn_crops():
 
 def test_train_sample_and_evaluate_through_the_engine(tmp_path):
     needs_spoken_digits()
-    cfg = apply_overrides(wn.default_config("quick"), [
+    cfg = apply_overrides(wn_training.default_config("quick"), [
         *TINY, "model.sample_seconds=0.05", "data.limit=40", "train.steps=12", "train.log_every=4", "train.warmup_steps=2",
         "train.batch_size=4", "train.samples=10", "train.lr=1e-2"])
-    outcome = Trainer(cfg, tmp_path / "run").run()
+    outcome = new_trainer(cfg, tmp_path / "run").run()
     records = read_metrics(tmp_path / "run")
     assert len(records) == 3 and records[-1]["loss"] < records[0]["loss"] < math.log(256) + 0.5
     names = sorted(p.name for p in outcome.files)
@@ -194,10 +195,10 @@ def test_train_sample_and_evaluate_through_the_engine(tmp_path):
     wave, rate = soundfile.read(tmp_path / "run/samples/samples-03.wav")
     assert rate == 8000 and wave.shape == (400,) and np.abs(wave).max() <= 1.0
     from practice_torch.data.audio import load_spoken_digits
-    from practice_torch.engine.runs import load_trained
+    from practice_torch.models import open_run
 
-    net = load_trained(tmp_path / "run", torch.device("cpu"))[2]
-    metrics = wn.evaluate(net, cfg.model, load_spoken_digits("test", limit=4), torch.Generator())
+    net = open_run(tmp_path / "run", torch.device("cpu"))[2]
+    metrics = wn_training.evaluate(net, cfg.model, load_spoken_digits("test", limit=4), torch.Generator())
     assert metrics["samples"] == 4 * 7999 and metrics["bits_per_sample"] < 8.0
     assert metrics["nats_per_sample"] == pytest.approx(metrics["bits_per_sample"] * math.log(2))
 
@@ -205,11 +206,11 @@ def test_train_sample_and_evaluate_through_the_engine(tmp_path):
 def test_the_full_preset_path_trains_at_16khz_under_bf16_autocast_on_cpu(tmp_path):
     """The GPU preset's code path, shrunk: 16 kHz, clock and amplitude, bf16 autocast (on the CPU here)."""
     needs_spoken_digits()
-    cfg = apply_overrides(wn.default_config("full"), [
+    cfg = apply_overrides(wn_training.default_config("full"), [
         *TINY, "model.sample_seconds=0.02", "data.limit=40", "train.steps=8", "train.log_every=4", "train.warmup_steps=2",
         "train.batch_size=4", "train.samples=10", "train.lr=1e-2", "train.device=cpu", "train.checkpoint_every=8"])
     assert cfg.train.precision == "bf16" and cfg.model.sample_rate == 16000 and cfg.model.clock and cfg.model.amplitude
-    outcome = Trainer(cfg, tmp_path / "run").run()
+    outcome = new_trainer(cfg, tmp_path / "run").run()
     records = read_metrics(tmp_path / "run")
     assert all(math.isfinite(r["loss"]) for r in records) and records[-1]["loss"] < records[0]["loss"]
     import soundfile

@@ -45,7 +45,7 @@ LECTURES = "normalizing flows; NICE; RealNVP; Glow; dequantisation"
 LOG_2PI = math.log(2 * math.pi)
 
 
-def _per_example(a):
+def _sum_per_example(a):
     """Sum over every axis but the first. (B, ...) -> (B,)."""
     return a.reshape(a.shape[0], -1).sum(axis=1)
 
@@ -85,7 +85,7 @@ def coupling_transform(x, mask, h, kind: str = "affine"):
         raise ValueError(f"coupling kind must be 'affine' or 'additive', got {kind!r}")
     h_s, t = jnp.split(h, 2, axis=1)
     s = jnp.tanh(h_s) * change
-    return keep * x + change * (x * jnp.exp(s) + t), _per_example(s)
+    return keep * x + change * (x * jnp.exp(s) + t), _sum_per_example(s)
 
 
 def coupling_transform_inverse(y, mask, h, kind: str = "affine"):
@@ -97,7 +97,7 @@ def coupling_transform_inverse(y, mask, h, kind: str = "affine"):
         raise ValueError(f"coupling kind must be 'affine' or 'additive', got {kind!r}")
     h_s, t = jnp.split(h, 2, axis=1)
     s = jnp.tanh(h_s) * change
-    return keep * y + change * (y - t) * jnp.exp(-s), -_per_example(s)
+    return keep * y + change * (y - t) * jnp.exp(-s), -_sum_per_example(s)
 
 
 def conditioner(x, weight, bias):
@@ -181,18 +181,18 @@ def logit_transform(x, alpha: float = 0.05):
     """y = logit(alpha + (1 - 2 alpha) x) (eq. 10), log_det = sum log(1 - 2 alpha) - log p - log(1 - p) (eq. 11)."""
     p = alpha + (1 - 2 * alpha) * x
     log_p, log_1mp = jnp.log(p), jnp.log1p(-p)
-    return log_p - log_1mp, _per_example(math.log(1 - 2 * alpha) - log_p - log_1mp)
+    return log_p - log_1mp, _sum_per_example(math.log(1 - 2 * alpha) - log_p - log_1mp)
 
 
 def logit_inverse(y, alpha: float = 0.05):
     """x = (sigmoid(y) - alpha) / (1 - 2 alpha). -> x, the inverse's log-det (B,)."""
     log_p, log_1mp = jax.nn.log_sigmoid(y), jax.nn.log_sigmoid(-y)
-    return (jax.nn.sigmoid(y) - alpha) / (1 - 2 * alpha), _per_example(log_p + log_1mp - math.log(1 - 2 * alpha))
+    return (jax.nn.sigmoid(y) - alpha) / (1 - 2 * alpha), _sum_per_example(log_p + log_1mp - math.log(1 - 2 * alpha))
 
 
 def standard_normal_log_prob(z):
     """log N(z; 0, I) summed over every axis but the first. (B, ...) -> (B,)."""
-    return _per_example(-0.5 * (z**2 + LOG_2PI))
+    return _sum_per_example(-0.5 * (z**2 + LOG_2PI))
 
 
 def bits_per_dim_from_log_prob(log_prob, num_dims: int, levels: int = 256):

@@ -27,46 +27,27 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from theory_jax.ddpm import alpha_bars, cosine_betas, ddpm_step, linear_betas
+from theory_jax.broadcasting import per_example
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.diffusion import (
+    alpha_bars,
+    cosine_betas,
+    ddim_reverse_step,
+    ddim_sigma,
+    ddim_step,
+    ddpm_step,
+    linear_betas,
+)
+
+__all__ = ["Schedule", "ddim_decode", "ddim_encode", "ddim_reverse_step", "ddim_sigma", "ddim_step", "derive",
+           "even_timesteps", "gaussian_eps", "gaussian_flow", "respace_alpha_bars", "respaced_schedule"]
 
 TITLE = "DDIM: DDPM's marginals without the Markov chain, the deterministic sampler and its inversion"
 LECTURES = "DDIM; inference in DDIM; implementation"
 
 
-# 1. One step of the family and its inverse ---------------------------------------------------------------------
-def _per_example(c, x):
-    """A coefficient c: () or (B,) broadcastable against x: (B, ...)."""
-    c = jnp.asarray(c, dtype=x.dtype)
-    return c.reshape(c.shape + (1,) * (x.ndim - c.ndim)) if c.ndim == 1 else c
-
-
-def ddim_sigma(alpha_bar_t, alpha_bar_prev, eta):
-    """sigma_t(eta) = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev) (eq. 16). Shapes broadcast."""
-    return eta * jnp.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * jnp.sqrt(1 - alpha_bar_t / alpha_bar_prev)
-
-
-def ddim_step(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, z):
-    """One DDIM reverse step x_t -> x_{t-1} (eq. 12). x_t, eps, z: (B, ...); a_t, a_prev: (B,) or (); eta: float.
-
-    x_{t-1} = sqrt(a_prev) * x0_hat + sqrt(1 - a_prev - sigma^2) * eps + sigma * z.
-    """
-    a_t, a_prev = _per_example(alpha_bar_t, x_t), _per_example(alpha_bar_prev, x_t)
-    sigma = ddim_sigma(a_t, a_prev, _per_example(eta, x_t))
-    x0_hat = (x_t - jnp.sqrt(1 - a_t) * eps) / jnp.sqrt(a_t)           # "predicted x_0"
-    direction = jnp.sqrt(jnp.maximum(1 - a_prev - sigma**2, 0)) * eps   # "direction pointing to x_t"
-    return jnp.sqrt(a_prev) * x0_hat + direction + sigma * z              # + random noise
-
-
-def ddim_reverse_step(x_prev, eps, alpha_bar_t, alpha_bar_prev):
-    """One step of DDIM inversion x_{t-1} -> x_t: ``ddim_step`` at eta = 0 solved for x_t with eps held fixed.
-
-    x_prev, eps: (B, ...); a_t, a_prev: (B,) or (). x_t = sqrt(a_t) x0_hat + sqrt(1 - a_t) eps with
-    x0_hat = (x_{t-1} - sqrt(1 - a_prev) eps) / sqrt(a_prev): the forward Euler step of eq. 14.
-    """
-    a_t, a_prev = _per_example(alpha_bar_t, x_prev), _per_example(alpha_bar_prev, x_prev)
-    x0_hat = (x_prev - jnp.sqrt(1 - a_prev) * eps) / jnp.sqrt(a_prev)
-    return jnp.sqrt(a_t) * x0_hat + jnp.sqrt(1 - a_t) * eps
+# 1. One step of the family and its inverse: ddim_sigma, ddim_step, ddim_reverse_step, from the diffusion core
+# (theory_jax/diffusion.py), imported above and proved in the derivation below.
 
 
 # 2. Respaced schedules and the deterministic encoder / decoder -----------------------------------------------------
@@ -125,14 +106,14 @@ def ddim_decode(eps_fn: Callable, schedule: Schedule, x_T):
 # 3. Gaussian data: the optimal noise predictor and the exact flow, in closed form -----------------------------------
 def gaussian_eps(x_t, alpha_bar_t, mu, s0):
     """E[eps | x_t] for data x_0 ~ N(mu, diag(s0^2)): sqrt(1 - a) (x_t - sqrt(a) mu) / (a s0^2 + 1 - a). x_t: (B, D)."""
-    a = _per_example(alpha_bar_t, x_t)
+    a = per_example(alpha_bar_t, x_t)
     return jnp.sqrt(1 - a) * (x_t - jnp.sqrt(a) * mu) / (a * s0**2 + 1 - a)
 
 
 def gaussian_flow(x_0, alpha_bar_t, mu, s0):
     """The exact probability-flow map x_0 -> x_t for N(mu, diag(s0^2)) data (x_0: (B, D)):
     x_t = sqrt(a) mu + sqrt(a s0^2 + 1 - a) / s0 (x_0 - mu)."""
-    a = _per_example(alpha_bar_t, x_0)
+    a = per_example(alpha_bar_t, x_0)
     return jnp.sqrt(a) * mu + jnp.sqrt(a * s0**2 + 1 - a) / s0 * (x_0 - mu)
 
 

@@ -24,7 +24,17 @@ import numpy as np
 import sympy as sp
 from jax.scipy.special import erf
 
+from theory_jax.broadcasting import per_example
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.diffusion import (
+    alpha_bars,
+    cosine_betas,
+    ddpm_step,
+    linear_betas,
+    posterior_mean_variance,
+    predict_x0,
+    q_sample,
+)
 from theory_jax.elbo import gaussian_kl, gaussian_log_prob
 from theory_jax.nets.unet import UNet
 
@@ -37,61 +47,12 @@ LECTURES = ("DDPM: forward and reverse processes; ELBO for DDPM; optimising the 
             "U-Net; inference; noise estimation")
 
 
-def _per_example(c, x):
-    """A coefficient c: () or (B,) broadcastable against x: (B, ...)."""
-    c = jnp.asarray(c, dtype=x.dtype)
-    return c.reshape(c.shape + (1,) * (x.ndim - c.ndim)) if c.ndim == 1 else c
-
-
 def _sum_trailing(v):
     return v.reshape(v.shape[0], -1).sum(axis=1)
 
 
-# 1. Noise schedules -------------------------------------------------------------------------------------------
-def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02):
-    """beta_t evenly spaced from beta_start to beta_end (Ho et al. 2020, section 4). -> (T,) float64."""
-    return jnp.linspace(beta_start, beta_end, T, dtype=jnp.float64)
-
-
-def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999):
-    """beta_t = min(1 - f(t+1)/f(t), max_beta), f(u) = cos^2((u/T + s)/(1 + s) pi/2) (Nichol & Dhariwal eq. 17)."""
-    u = jnp.arange(T + 1, dtype=jnp.float64)
-    f = jnp.cos((u / T + s) / (1 + s) * math.pi / 2) ** 2
-    return jnp.minimum(1 - f[1:] / f[:-1], max_beta)
-
-
-def alpha_bars(betas):
-    """alpha_bar[t] = prod_{s<=t} (1 - beta_s) (Ho et al. eq. 4). (T,) -> (T,)."""
-    return jnp.cumprod(1 - betas)
-
-
-# 2. q(x_t|x_0), its inverse, the posterior and the ancestral step ---------------------------------------------
-def q_sample(x0, alpha_bar_t, eps):
-    """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (eq. 4). x0, eps: (B, ...); alpha_bar_t: (B,) or ()."""
-    a = _per_example(alpha_bar_t, x0)
-    return jnp.sqrt(a) * x0 + jnp.sqrt(1 - a) * eps
-
-
-def predict_x0(x_t, alpha_bar_t, eps):
-    """x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (eq. 4 solved for x_0; eq. 15)."""
-    a = _per_example(alpha_bar_t, x_t)
-    return (x_t - jnp.sqrt(1 - a) * eps) / jnp.sqrt(a)
-
-
-def posterior_mean_variance(x0, x_t, alpha_bar_t, alpha_bar_prev):
-    """q(x_{t-1}|x_t, x_0) = N(mu_tilde, beta_tilde I) (eqs. 6-7), beta_t = 1 - alpha_bar_t / alpha_bar_prev.
-    -> (mean (B, ...), var shaped like alpha_bar_t)."""
-    a_t, a_prev = _per_example(alpha_bar_t, x_t), _per_example(alpha_bar_prev, x_t)
-    beta = 1 - a_t / a_prev
-    mean = jnp.sqrt(a_prev) * beta / (1 - a_t) * x0 + jnp.sqrt(1 - beta) * (1 - a_prev) / (1 - a_t) * x_t
-    var = (1 - a_prev) / (1 - a_t) * beta
-    return mean, var.reshape(jnp.shape(alpha_bar_t))
-
-
-def ddpm_step(x_t, eps, alpha_bar_t, alpha_bar_prev, z):
-    """x_{t-1} = mu_tilde(x_t, x0_hat(eps)) + sqrt(beta_tilde) z (Algorithm 2); beta_tilde = 0 at t = 0."""
-    mean, var = posterior_mean_variance(predict_x0(x_t, alpha_bar_t, eps), x_t, alpha_bar_t, alpha_bar_prev)
-    return mean + jnp.sqrt(_per_example(var, x_t)) * z
+# 1-2. Noise schedules, q(x_t|x_0), its inverse, the posterior and the ancestral step: the diffusion core
+# (theory_jax/diffusion.py), imported above and proved in the derivation below.
 
 
 # 3. The terms of the variational bound --------------------------------------------------------------------------
@@ -112,12 +73,12 @@ def vlb_term(x0, x_t, eps_pred, alpha_bar_t, alpha_bar_prev):
     """L_{t-1} = ||mu_tilde(x_t, x_0) - mu_theta(x_t)||^2 / (2 beta_tilde), summed over dimensions; t >= 1. -> (B,)."""
     mean, var = posterior_mean_variance(x0, x_t, alpha_bar_t, alpha_bar_prev)
     mean_pred, _ = posterior_mean_variance(predict_x0(x_t, alpha_bar_t, eps_pred), x_t, alpha_bar_t, alpha_bar_prev)
-    return _sum_trailing((mean - mean_pred) ** 2 / (2 * _per_example(var, x_t)))
+    return _sum_trailing((mean - mean_pred) ** 2 / (2 * per_example(var, x_t)))
 
 
 def prior_kl(x0, alpha_bar_T):
     """L_T = KL(N(sqrt(a) x_0, (1 - a) I) || N(0, I)), a = alpha_bar_T, summed over dimensions. -> (B,)."""
-    a = _per_example(alpha_bar_T, x0)
+    a = per_example(alpha_bar_T, x0)
     return _sum_trailing(0.5 * (a * x0**2 - a - jnp.log1p(-a)))
 
 
@@ -141,7 +102,7 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale, bins: int = 256):
 def decoder_nll(x0, x_1, eps_pred, alpha_bar_0, var, bins: int = 256):
     """L_0 = -log p(x_0|x_1), discretised Gaussian of mean x0_hat(x_1, eps_pred), variance ``var`` (eq. 13). -> (B,)."""
     mean = predict_x0(x_1, alpha_bar_0, eps_pred)
-    log_scale = 0.5 * jnp.log(_per_example(jnp.asarray(var, dtype=x0.dtype), x0))
+    log_scale = 0.5 * jnp.log(per_example(jnp.asarray(var, dtype=x0.dtype), x0))
     return -_sum_trailing(discretized_gaussian_log_likelihood(x0, mean, jnp.broadcast_to(log_scale, x0.shape), bins))
 
 

@@ -32,22 +32,17 @@ import sympy as sp
 from scipy.linalg import sqrtm
 from scipy.optimize import linear_sum_assignment
 
+from theory_jax.broadcasting import per_example
 from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "flow matching: conditional OT paths, the CFM loss, minibatch optimal transport and the marginal ODE"
 LECTURES = "flow matching; conditional flow matching; optimal-transport paths"
 
 
-def _per_example(c, x):
-    """A per-example coefficient c: () or (B,) reshaped to broadcast over the trailing dims of x (B, ...)."""
-    c = jnp.asarray(c)
-    return c.reshape(c.shape + (1,) * (x.ndim - c.ndim))
-
-
 # 1. The pure functions (twins in practice_torch.flow_matching) --------------------------------------------------
 def conditional_path(x0, x1, t, sigma_min=0.0):
     """psi_t(x0 | x1) = (1 - (1 - sigma_min) t) x0 + t x1 (Lipman et al. eq. 22). x0, x1: (B, ...), t: (B,) -> (B, ...)."""
-    t = _per_example(t, x0)
+    t = per_example(t, x0)
     return (1 - (1 - sigma_min) * t) * x0 + t * x1
 
 

@@ -25,46 +25,27 @@ from jax.scipy.special import logsumexp
 from scipy import stats
 
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.diffusion import (
+    alpha_bars,
+    cfg_eps,
+    classifier_guided_eps,
+    ddpm_step,
+    implicit_classifier_grad,
+    linear_betas,
+    null_labels,
+)
+
+__all__ = ["cfg_eps", "class_log_prob", "classifier_guided_eps", "derive", "implicit_classifier_grad",
+           "mixture_log_joint", "mixture_log_prob", "mixture_noised", "noisy_classifier_loss", "null_labels",
+           "optimal_eps"]
 
 TITLE = "classifier and classifier-free guidance"
 LECTURES = "guided diffusion; classifier guidance; classifier-free guidance; implementation of guided DDPM"
 LOG_2PI = float(np.log(2 * np.pi))
 
 
-# 1. The two guidance combinations (twins of practice_torch.guidance) ----------------------------------------
-def _per_example(c, like):
-    """() stays (); (B,) becomes (B, 1, ..., 1) against ``like`` (B, ...)."""
-    c = jnp.asarray(c)
-    return c.reshape(c.shape + (1,) * (like.ndim - 1)) if c.ndim == 1 else c
-
-
-def null_labels(y, drop, num_classes: int):
-    """Label dropout for classifier-free guidance (Ho & Salimans 2022, Algorithm 1): the dropped labels become the
-    null token K = num_classes. y: (B,) int, drop: (B,) bool -> (B,) int."""
-    return jnp.where(drop, num_classes, y)
-
-
-def cfg_eps(eps_cond, eps_uncond, w):
-    """Classifier-free guidance (Ho & Salimans 2022, eq. 6): (1 + w) eps(x_t, y) - w eps(x_t).
-    eps_cond, eps_uncond: (B, ...); w: () or (B,)."""
-    w = _per_example(w, eps_cond)
-    return (1 + w) * eps_cond - w * eps_uncond
-
-
-def classifier_guided_eps(eps, grad_log_p_y, alpha_bar_t, w):
-    """Classifier guidance in epsilon form (Dhariwal & Nichol 2021, Algorithm 2):
-    eps - w sqrt(1 - alpha_bar_t) grad_x log p(y | x_t). eps, grad_log_p_y: (B, ...); alpha_bar_t, w: () or (B,)."""
-    a, w = _per_example(alpha_bar_t, eps), _per_example(w, eps)
-    return eps - w * jnp.sqrt(1 - a) * grad_log_p_y
-
-
-def implicit_classifier_grad(eps_cond, eps_uncond, alpha_bar_t):
-    """grad_x log p_i(y | x_t) of the implicit classifier p_i(y|x) = p(x|y) p(y) / p(x) (Ho & Salimans, sec. 3.2):
-    score(x|y) - score(x) = -(eps(x_t, y) - eps(x_t)) / sqrt(1 - alpha_bar_t). (B, ...), alpha_bar_t () or (B,)."""
-    a = _per_example(alpha_bar_t, eps_cond)
-    return -(eps_cond - eps_uncond) / jnp.sqrt(1 - a)
-
-
+# 1. Label dropout and the two guidance combinations (null_labels, cfg_eps, classifier_guided_eps,
+# implicit_classifier_grad) are the diffusion core's (theory_jax/diffusion.py), imported above; the classifier's terms:
 def class_log_prob(logits, y):
     """log p(y | x) = log softmax(logits)_y: the term whose x-gradient classifier guidance follows.
     logits: (B, K); y: (B,) integer labels -> (B,)."""
@@ -234,8 +215,6 @@ def _cross_entropy_gaps(key, n, levels):
 def _sample_guided(w, key):
     """SAMPLES draws of ancestral DDPM (theory_jax.ddpm, linear schedule, STEPS steps) on the 1-D data, class 1,
     with cfg_eps of the exact conditional and unconditional noise predictions. -> (SAMPLES,)"""
-    from theory_jax.ddpm import alpha_bars, ddpm_step, linear_betas
-
     ab = alpha_bars(linear_betas(STEPS))
     ab_prev = jnp.concatenate([jnp.ones(1), ab[:-1]])
     labels = jnp.ones(SAMPLES, dtype=jnp.int32)

@@ -24,8 +24,8 @@ import numpy as np
 import sympy as sp
 
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.diffusion import null_labels
 from theory_jax.elbo import gaussian_kl, gaussian_log_prob, mvn_kl
-from theory_jax.guidance import null_labels
 
 TITLE = "latent diffusion: a DDPM on scaled latents of a frozen autoencoder"
 LECTURES = "latent diffusion models; scaling of latents; two-stage bound"

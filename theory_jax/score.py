@@ -30,27 +30,22 @@ import sympy as sp
 from jax.scipy.special import logsumexp
 from scipy import stats
 
+from theory_jax.broadcasting import per_example
 from theory_jax.derivation import Derivation, full_precision
 
 TITLE = "diffusion models as score predictors: epsilon <-> score, denoising score matching, Langevin dynamics"
 LECTURES = "DDPMs as score predictors; alternate interpretations"
 
 
-def _per_example(c, x):
-    """A per-example coefficient c: () or (B,) reshaped to broadcast over the trailing dims of x (B, ...)."""
-    c = jnp.asarray(c)
-    return c.reshape(c.shape + (1,) * (x.ndim - c.ndim))
-
-
 # 1. The pure functions (twins in practice_torch.score) ---------------------------------------------------------
 def eps_to_score(eps, alpha_bar_t):
     """s(x_t) = -eps / sqrt(1 - abar_t): a noise prediction read as a score. eps: (B, ...), alpha_bar_t: (B,)."""
-    return -eps / jnp.sqrt(1 - _per_example(alpha_bar_t, eps))
+    return -eps / jnp.sqrt(1 - per_example(alpha_bar_t, eps))
 
 
 def score_to_eps(score, alpha_bar_t):
     """eps = -sqrt(1 - abar_t) s(x_t), the inverse of ``eps_to_score``. score: (B, ...), alpha_bar_t: (B,)."""
-    return -jnp.sqrt(1 - _per_example(alpha_bar_t, score)) * score
+    return -jnp.sqrt(1 - per_example(alpha_bar_t, score)) * score
 
 
 def alpha_bar_to_sigma(alpha_bar):
@@ -74,29 +69,29 @@ def annealed_step_sizes(sigmas, eps):
 
 def perturb(x, sigma, z):
     """x~ = x + sigma z, a draw of q_sigma(x~ | x) = N(x, sigma^2 I). x, z: (B, ...), sigma: (B,)."""
-    return x + _per_example(sigma, x) * z
+    return x + per_example(sigma, x) * z
 
 
 def dsm_loss(score, z, sigma):
     """Denoising score matching at x~ = x + sigma z, weighted by lambda(sigma) = sigma^2 (Song & Ermon 2019,
     eqs. 2 and 5-6): mean_b 1/2 lambda(sigma_b) ||s(x~_b) - grad log q(x~_b | x_b)||^2, the target
     grad log q(x~ | x) = -(x~ - x) / sigma^2 = -z / sigma. score, z: (B, ...), sigma: (B,) -> ()."""
-    sigma = _per_example(sigma, z)
+    sigma = per_example(sigma, z)
     target = -z / sigma
-    per_example = 0.5 * sigma**2 * (score - target) ** 2
-    return jnp.mean(jnp.sum(per_example.reshape(per_example.shape[0], -1), axis=1))
+    terms = 0.5 * sigma**2 * (score - target) ** 2
+    return jnp.mean(jnp.sum(terms.reshape(terms.shape[0], -1), axis=1))
 
 
 def langevin_step(x, score, step_size, z):
     """x' = x + alpha/2 s(x) + sqrt(alpha) z (Song & Ermon 2019, eq. 4). x, score, z: (B, ...); step_size: () or (B,)."""
-    alpha = _per_example(step_size, x)
+    alpha = per_example(step_size, x)
     return x + 0.5 * alpha * score + jnp.sqrt(alpha) * z
 
 
 def denoise(x, score, sigma):
     """Tweedie's formula E[x | x~] = x~ + sigma^2 grad log q_sigma(x~): the final denoising step of annealed Langevin
     (Song & Ermon 2020; Jolicoeur-Martineau et al. 2021). x, score: (B, ...), sigma: (B,) or ()."""
-    return x + _per_example(sigma, x) ** 2 * score
+    return x + per_example(sigma, x) ** 2 * score
 
 
 # 2. Gaussian mixtures: exact densities, scores and posterior means (the known targets) ------------------------

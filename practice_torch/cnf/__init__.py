@@ -31,24 +31,11 @@ from practice_torch.cnf.functions import (
     standard_normal_log_prob,
     transport,
 )
-from practice_torch.cnf.training import (
-    Config,
-    build,
-    cnf_trajectory_figure,
-    default_config,
-    draw_noise,
-    draw_samples,
-    eval_log_prob,
-    evaluate,
-    loss,
-    sample,
-)
 
 __all__ = [
-    "AugmentedDynamics", "CNF", "ConcatLinear", "ConcatSquashLinear", "Config", "CountingField", "FIXED_STEP",
-    "ODEField", "TRACES", "build", "cnf_dynamics", "default_config", "divergence_exact", "divergence_hutchinson",
-    "draw_noise", "draw_probe", "draw_samples", "euler_step", "eval_log_prob", "evaluate", "field_and_divergence",
-    "log_likelihood", "loss", "mlp_cnf_dynamics", "mlp_divergence_exact", "mlp_divergence_hutchinson",
-    "mlp_euler_step", "mlp_field", "mlp_log_likelihood", "mlp_rk4_step", "rk4_step", "sample", "solver_options",
-    "standard_normal_log_prob", "cnf_trajectory_figure", "transport",
+    "AugmentedDynamics", "CNF", "ConcatLinear", "ConcatSquashLinear", "CountingField", "FIXED_STEP", "ODEField",
+    "TRACES", "cnf_dynamics", "divergence_exact", "divergence_hutchinson", "draw_probe", "euler_step",
+    "field_and_divergence", "log_likelihood", "mlp_cnf_dynamics", "mlp_divergence_exact",
+    "mlp_divergence_hutchinson", "mlp_euler_step", "mlp_field", "mlp_log_likelihood", "mlp_rk4_step", "rk4_step",
+    "solver_options", "standard_normal_log_prob", "transport",
 ]

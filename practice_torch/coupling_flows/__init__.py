@@ -41,22 +41,11 @@ from practice_torch.coupling_flows.layers import (
     Squeeze,
     VectorFlow,
 )
-from practice_torch.coupling_flows.training import (
-    Config,
-    Flow,
-    build,
-    default_config,
-    draw_noise,
-    evaluate,
-    loss,
-    sample,
-)
 
 __all__ = [
-    "ActNorm", "Config", "ConvNet", "Coupling", "Flow", "InvConv1x1", "MLPNet", "MultiScaleFlow", "ResBlock",
-    "Squeeze", "VectorFlow", "actnorm_forward", "actnorm_inverse", "additive_coupling_forward", "additive_coupling_inverse",
-    "bits_per_dim_from_log_prob", "build", "channel_mask", "checkerboard_mask", "conditioner", "coupling_forward",
-    "coupling_inverse", "coupling_transform", "coupling_transform_inverse", "default_config", "draw_noise", "evaluate",
-    "invconv_forward", "invconv_inverse", "invconv_lu_weight", "logit_inverse", "logit_transform", "loss", "sample",
-    "squeeze", "standard_normal_log_prob", "unsqueeze",
+    "ActNorm", "ConvNet", "Coupling", "InvConv1x1", "MLPNet", "MultiScaleFlow", "ResBlock", "Squeeze", "VectorFlow",
+    "actnorm_forward", "actnorm_inverse", "additive_coupling_forward", "additive_coupling_inverse",
+    "bits_per_dim_from_log_prob", "channel_mask", "checkerboard_mask", "conditioner", "coupling_forward",
+    "coupling_inverse", "coupling_transform", "coupling_transform_inverse", "invconv_forward", "invconv_inverse",
+    "invconv_lu_weight", "logit_inverse", "logit_transform", "squeeze", "standard_normal_log_prob", "unsqueeze",
 ]

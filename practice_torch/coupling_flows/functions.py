@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 
-def _per_example(a):
+def _sum_per_example(a):
     """Sum over every axis but the first. (B, ...) -> (B,)."""
     return a.reshape(a.shape[0], -1).sum(dim=1)
 
@@ -63,7 +63,7 @@ def coupling_transform(x, mask, h, kind: str = "affine"):
         raise ValueError(f"coupling kind must be 'affine' or 'additive', got {kind!r}")
     h_s, t = h.chunk(2, dim=1)
     s = torch.tanh(h_s) * change
-    return keep * x + change * (x * torch.exp(s) + t), _per_example(s)
+    return keep * x + change * (x * torch.exp(s) + t), _sum_per_example(s)
 
 
 def coupling_transform_inverse(y, mask, h, kind: str = "affine"):
@@ -75,7 +75,7 @@ def coupling_transform_inverse(y, mask, h, kind: str = "affine"):
         raise ValueError(f"coupling kind must be 'affine' or 'additive', got {kind!r}")
     h_s, t = h.chunk(2, dim=1)
     s = torch.tanh(h_s) * change
-    return keep * y + change * (y - t) * torch.exp(-s), -_per_example(s)
+    return keep * y + change * (y - t) * torch.exp(-s), -_sum_per_example(s)
 
 
 def conditioner(x, weight, bias):
@@ -167,19 +167,19 @@ def logit_transform(x, alpha: float = 0.05):
     log p - log(1 - p) (eq. 11). x: (B, ...) -> y (B, ...), log_det (B,)."""
     p = alpha + (1 - 2 * alpha) * x
     log_p, log_1mp = torch.log(p), torch.log1p(-p)
-    return log_p - log_1mp, _per_example(math.log(1 - 2 * alpha) - log_p - log_1mp)
+    return log_p - log_1mp, _sum_per_example(math.log(1 - 2 * alpha) - log_p - log_1mp)
 
 
 def logit_inverse(y, alpha: float = 0.05):
     """x = (sigmoid(y) - alpha) / (1 - 2 alpha). -> x, the inverse's log-det (B,)."""
     log_p, log_1mp = F.logsigmoid(y), F.logsigmoid(-y)
     x = (torch.sigmoid(y) - alpha) / (1 - 2 * alpha)
-    return x, _per_example(log_p + log_1mp - math.log(1 - 2 * alpha))
+    return x, _sum_per_example(log_p + log_1mp - math.log(1 - 2 * alpha))
 
 
 def standard_normal_log_prob(z):
     """log N(z; 0, I) summed over every axis but the first. (B, ...) -> (B,)."""
-    return _per_example(-0.5 * (z**2 + math.log(2 * math.pi)))
+    return _sum_per_example(-0.5 * (z**2 + math.log(2 * math.pi)))
 
 
 def bits_per_dim_from_log_prob(log_prob, num_dims: int, levels: int = 256):

@@ -16,7 +16,8 @@ import math
 
 import torch
 
-from practice_torch.ddpm.schedule import per_example, posterior_mean_variance, predict_x0
+from practice_torch.broadcasting import per_example
+from practice_torch.diffusion.schedule import posterior_mean_variance, predict_x0
 
 __all__ = ["decoder_nll", "discretized_gaussian_log_likelihood", "eps_loss", "prior_kl", "vlb_term", "vlb_weight"]
 

@@ -20,13 +20,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from practice_torch.ddpm.denoisers import MLPDenoiser
 from practice_torch.ddpm.likelihood import decoder_nll, eps_loss, prior_kl, vlb_term
-from practice_torch.ddpm.sampling import sample_loop
-from practice_torch.ddpm.schedule import Schedule, predict_x0, q_sample
+from practice_torch.diffusion import Schedule, null_labels, predict_x0, q_sample
+from practice_torch.diffusion import model as core
+from practice_torch.diffusion.model import Diffusion
 from practice_torch.elbo import gaussian_log_prob
 from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
 from practice_torch.models import Artefact
+from practice_torch.nets import MLPDenoiser, UNet, UNetConfig
 from practice_torch.progress import progress
 
 
@@ -98,28 +99,6 @@ def default_config(preset: str, dataset: str | None = None) -> RunConfig:
     return RunConfig("ddpm", model, DataConfig(name), train)
 
 
-class Diffusion(nn.Module):
-    """The noise predictor eps_theta with what sampling and evaluation need to know: the schedule, the shape of an
-    example, the classes (``num_classes`` > 0: conditional), and whether the data are 8-bit images in [0, 1]
-    (modelled as 2x - 1, with a discretised decoder in the bound) or real values taken as they are."""
-
-    def __init__(self, denoiser: nn.Module, schedule: Schedule, shape: tuple[int, ...], num_classes: int,
-                 images: bool, label_dropout: float = 0.0):
-        super().__init__()
-        self.denoiser, self.schedule, self.shape = denoiser, schedule, tuple(shape)
-        self.num_classes, self.images, self.label_dropout = num_classes, images, label_dropout
-
-    def forward(self, x_t, t, y=None):
-        """eps_theta(x_t, t[, y]): x_t (B, *shape), t (B,) long original indices, y (B,) long or None (null)."""
-        return self.denoiser(x_t, t, y) if self.num_classes else self.denoiser(x_t, t)
-
-    def to_model(self, x):
-        return 2 * x - 1 if self.images else x
-
-    def from_model(self, x):
-        return ((x + 1) / 2).clamp(0, 1) if self.images else x
-
-
 def build(config: Config, data) -> Diffusion:
     """The U-Net DDPM for (C, H, W) examples, the MLP DDPM for vectors (D,)."""
     if config.conditional and not data.num_classes:
@@ -136,8 +115,6 @@ def build(config: Config, data) -> Diffusion:
             hint = " (use --set data.view=mel)" if data.modality == "audio" else " (use model.denoiser=mlp)"
             raise ValueError(f"the U-Net models (C, H, W) images or spectrograms; {data.name} examples have shape "
                              f"{data.shape}{hint}")
-        from practice_torch.nets import UNet, UNetConfig
-
         denoiser = UNet(UNetConfig(in_channels=data.shape[0], out_channels=data.shape[0], channels=config.channels,
                                    channel_mults=config.channel_mults, num_res_blocks=config.num_res_blocks,
                                    attention_levels=config.attention_levels, heads=config.heads,
@@ -165,8 +142,6 @@ def labels(net: Diffusion, y: torch.Tensor, drop: torch.Tensor | None) -> torch.
     """y with the dropped entries replaced by the null token K; None for an unconditional net."""
     if not net.num_classes:
         return None
-    from practice_torch.guidance import null_labels  # guidance imports ddpm
-
     return y.long() if drop is None else null_labels(y.long(), drop, net.num_classes)
 
 
@@ -187,47 +162,18 @@ def _device(net: nn.Module) -> torch.device:
 
 
 def eps_function(net: Diffusion, config: Config, y: torch.Tensor | None):
-    """eps_fn(x_t, t) for ``sample_loop``: eps_theta(x_t, t, y), or with classifier-free guidance w > 0
-    (1 + w) eps(x_t, t, y) - w eps(x_t, t) (``practice_torch.guidance.cfg_eps``), both halves in one batch."""
-    if y is None or not config.guidance_scale:
-        return lambda x, t: net(x, t, y)
-    from practice_torch.guidance import cfg_eps
-
-    null = torch.full_like(y, net.num_classes)
-
-    def guided(x, t):
-        both = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
-        eps_cond, eps_uncond = both.chunk(2)
-        return cfg_eps(eps_cond, eps_uncond, config.guidance_scale)
-
-    return guided
+    """eps_fn(x_t, t) for ``sample_loop``: eps_theta(x_t, t, y), with classifier-free guidance at
+    ``config.guidance_scale`` (``practice_torch.diffusion.model.eps_function``)."""
+    return core.eps_function(net, y, config.guidance_scale)
 
 
-def sampling_schedule(net: Diffusion, config: Config) -> Schedule:
-    return net.schedule if config.sample_steps in (0, len(net.schedule)) else net.schedule.respace(config.sample_steps)
-
-
-@torch.no_grad()
 def generate(net: Diffusion, config: Config, n: int, generator: torch.Generator, y: torch.Tensor | None = None,
              frames: int = 0, chains: int = 8) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
     """n samples (n, *shape) in model space by ``config.sampler`` over ``sample_steps`` respaced steps, and, when
-    frames > 0, x_t of the first ``chains`` chains at about ``frames`` steps, with t (T for x_T)."""
-    device = _device(net)
-    schedule = sampling_schedule(net, config)
-    x_T = torch.randn((n, *net.shape), generator=generator).to(device)
-    # frames quadratically spaced in the step index: more of them near t = 0, where the structure appears
-    keep = (torch.linspace(1, 0, frames) ** 2 * (len(schedule) - 1)).round().long().tolist() if frames else []
-    keep_t = {int(schedule.timesteps[i]) for i in keep}
-    snapshots, times = [x_T[:chains].cpu()], [len(net.schedule)]
-
-    def record(t: int, x: torch.Tensor) -> None:
-        if t in keep_t:
-            snapshots.append(x[:chains].cpu())
-            times.append(t)
-
-    x0 = sample_loop(eps_function(net, config, y), schedule, x_T, sampler=config.sampler, eta=config.eta,
-                     generator=generator, clip_x0=1.0 if config.clip_x0 and net.images else None, callback=record)
-    return x0, snapshots, times
+    frames > 0, x_t of the first ``chains`` chains at about ``frames`` steps, with t (T for x_T)
+    (``practice_torch.diffusion.model.generate``)."""
+    return core.generate(net, n, generator, y, sampler=config.sampler, steps=config.sample_steps, eta=config.eta,
+                         guidance_scale=config.guidance_scale, clip_x0=config.clip_x0, frames=frames, chains=chains)
 
 
 @torch.no_grad()

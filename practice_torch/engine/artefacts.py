@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from practice_torch.engine import RunError
-from practice_torch.models import Artefact
+from practice_torch.engine.interface import Artefact
 
 SUFFIX = {"images": ".png", "audio": ".wav", "text": ".txt"}
 

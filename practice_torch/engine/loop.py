@@ -43,6 +43,7 @@ from practice_torch.engine.checkpoint import (
 )
 from practice_torch.engine.config import RunConfig, check_train, derive_seed
 from practice_torch.engine.ema import EMA
+from practice_torch.engine.interface import ModelModule
 from practice_torch.engine.metrics import MetricsLog, plot_losses
 from practice_torch.engine.runs import (
     CHECKPOINTS,
@@ -55,7 +56,6 @@ from practice_torch.engine.runs import (
     write_config,
     write_samples,
 )
-from practice_torch.models import get_model
 from practice_torch.progress import progress
 
 
@@ -95,10 +95,10 @@ class LossOf(nn.Module):
 class Trainer:
     """Everything is checked and loaded here (data, network, checkpoint); nothing is written before ``run``."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False):
+    def __init__(self, model: ModelModule, cfg: RunConfig, run_dir: Path, resume: bool = False):
         self.cfg, self.run_dir, t = cfg, run_dir, cfg.train
         check_train(t)
-        self.model = get_model(cfg.model_name)
+        self.model = model
         info = dataset_info(cfg.data)
         self.procs, self.device, self.joined_group = distributed.setup(t.device)
         if t.threads:  # small-op models (flows, EM) can run faster on fewer threads than cores

@@ -26,7 +26,7 @@ from practice_torch.engine import RunError
 from practice_torch.engine.artefacts import write_artefacts
 from practice_torch.engine.checkpoint import atomic_write, load_checkpoint, load_weights_into
 from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, apply_overrides, derive_seed, from_dict, to_dict
-from practice_torch.models import ModelModule, get_model
+from practice_torch.engine.interface import ModelModule
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -53,17 +53,27 @@ def write_config(run_dir: Path, cfg: RunConfig) -> None:
     atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(to_dict(cfg), indent=2) + "\n"))
 
 
-def read_config(run_dir: Path) -> RunConfig:
-    """The run's config.json, checked field by field against the model's and the engine's dataclasses."""
+def _raw_config(run_dir: Path) -> dict:
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
     try:
         raw = json.loads(path.read_text())
-        module = get_model(raw["model_name"])
+        if not isinstance(raw, dict) or not isinstance(raw["model_name"], str):
+            raise TypeError
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"{path} is corrupt: not a run configuration") from None
-    return from_dict(raw, module.Config)
+    return raw
+
+
+def run_model_name(run_dir: Path) -> str:
+    """The name of the model the run in ``run_dir`` trains (its config.json's ``model_name``)."""
+    return _raw_config(run_dir)["model_name"]
+
+
+def read_config(run_dir: Path, module: ModelModule) -> RunConfig:
+    """The run's config.json, checked field by field against the model's and the engine's dataclasses."""
+    return from_dict(_raw_config(run_dir), module.Config)
 
 
 def registry_entry(name: str) -> DatasetInfo:
@@ -122,14 +132,14 @@ def build_net(module: ModelModule, cfg: RunConfig, info: DatasetInfo) -> nn.Modu
         raise ConfigError(f"cannot build {cfg.model_name} on {info.name}: {exc}") from None
 
 
-def load_trained(run_dir: Path, device: torch.device, overrides: Sequence[str] = ()
+def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overrides: Sequence[str] = ()
                  ) -> tuple[ModelModule, RunConfig, nn.Module]:
     """(model module, config, network in eval mode with the newest weights, EMA ones if the run keeps them).
 
     ``overrides`` (``model.KEY=VALUE``) change how the trained net is used, e.g. a sampler and its number of steps;
     the data and train sections are the run's own, so only model keys may be given. The run's ``train.threads``
     applies here too: a model that trains faster on one thread also samples faster on one."""
-    cfg = read_config(run_dir)
+    cfg = read_config(run_dir, module)
     if overrides:
         bad = [item for item in overrides if not item.strip().startswith("model.")]
         if bad:
@@ -138,7 +148,6 @@ def load_trained(run_dir: Path, device: torch.device, overrides: Sequence[str] =
         cfg = apply_overrides(cfg, list(overrides))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    module = get_model(cfg.model_name)
     net = build_net(module, cfg, dataset_info(cfg.data))
     weights, state = load_checkpoint(run_dir / CHECKPOINTS, cfg.model_name)
     if state.get("ema") is not None:

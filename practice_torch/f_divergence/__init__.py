@@ -29,21 +29,10 @@ from practice_torch.f_divergence.fgan import (
     MLPGenerator,
     fgan_loss,
 )
-from practice_torch.f_divergence.training import (
-    Config,
-    build,
-    default_config,
-    draw_noise,
-    evaluate,
-    loss,
-    mode_coverage,
-    sample,
-)
 
 __all__ = [
-    "DIVERGENCES", "FGAN", "Config", "ConvCritic", "ConvGenerator", "Estimate", "Gaussians", "MLPCritic",
-    "MLPGenerator", "build", "check_divergence", "closed_form", "conjugate_at_activation", "default_config",
-    "density_ratio", "draw_noise", "estimate_divergence", "evaluate", "f_conjugate", "f_derivative",
-    "f_divergence_discrete", "f_generator", "fgan_loss", "loss", "mode_coverage", "output_activation", "sample",
+    "DIVERGENCES", "FGAN", "ConvCritic", "ConvGenerator", "Estimate", "Gaussians", "MLPCritic", "MLPGenerator",
+    "check_divergence", "closed_form", "conjugate_at_activation", "density_ratio", "estimate_divergence",
+    "f_conjugate", "f_derivative", "f_divergence_discrete", "f_generator", "fgan_loss", "output_activation",
     "true_divergence", "variational_bound_discrete", "variational_objective",
 ]

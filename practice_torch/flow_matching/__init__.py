@@ -19,21 +19,8 @@ from practice_torch.flow_matching.functions import (
     transport_cost,
 )
 from practice_torch.flow_matching.sampling import METHODS, Trajectory, integrate
-from practice_torch.flow_matching.training import (
-    Config,
-    FlowModel,
-    build,
-    default_config,
-    draw_noise,
-    evaluate,
-    generate,
-    loss,
-    negative_log_likelihood,
-    sample,
-)
 
 __all__ = [
-    "METHODS", "Config", "FlowModel", "Trajectory", "build", "cfm_loss", "conditional_path", "default_config",
-    "draw_noise", "evaluate", "generate", "integrate", "loss", "negative_log_likelihood", "ot_assignment",
-    "ot_coupling", "path_sample_and_target", "sample", "squared_cost", "target_velocity", "transport_cost",
+    "METHODS", "Trajectory", "cfm_loss", "conditional_path", "integrate", "ot_assignment", "ot_coupling",
+    "path_sample_and_target", "squared_cost", "target_velocity", "transport_cost",
 ]

@@ -16,19 +16,16 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from practice_torch.broadcasting import per_example
+
 __all__ = ["cfm_loss", "conditional_path", "ot_assignment", "ot_coupling", "path_sample_and_target",
            "squared_cost", "target_velocity", "transport_cost"]
-
-
-def _per_example(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """t: (B,) (or 0-d) -> broadcastable against x (B, ...)."""
-    return t.reshape(-1, *([1] * (x.ndim - 1))) if t.ndim else t
 
 
 def conditional_path(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sigma_min: float = 0.0) -> torch.Tensor:
     """psi_t(x0 | x1) = (1 - (1 - sigma_min) t) x0 + t x1 (Lipman et al. eq. 22 with mu_t = t x1,
     sigma_t = 1 - (1 - sigma_min) t). x0, x1: (B, ...), t: (B,) in [0, 1] -> (B, ...)."""
-    t = _per_example(t, x0)
+    t = per_example(t, x0)
     return (1 - (1 - sigma_min) * t) * x0 + t * x1
 
 

@@ -1,6 +1,6 @@
 """Flow matching's training interface (``practice_torch.models``): ``python -m practice_torch train flow_matching``.
 
-* 2-D sets (moons by default): an MLP field v_theta(t, x) on the raw coordinates (``practice_torch.ddpm.MLPDenoiser``);
+* 2-D sets (moons by default): an MLP field v_theta(t, x) on the raw coordinates (``practice_torch.nets.MLPDenoiser``);
 * images (fashion_mnist, ...): the project U-Net on 2x - 1, class-conditional with ``model.conditional=true`` (label
   dropout to the null token, classifier-free guidance ``guidance_scale`` w: (1 + w) v(x, y) - w v(x));
 * galaxies: the U-Net conditioned on the 5 normalised physical parameters (``cond_dim=5``, ``cond=y``); ``sample``
@@ -172,7 +172,7 @@ def build(config: Config, data) -> FlowModel:
         if len(data.shape) != 1 or config.cond_dim:
             raise ValueError(f"the MLP field models unconditional or class-conditional vectors (D,); {data.name} "
                              f"examples have shape {data.shape} (use model.architecture=unet)")
-        from practice_torch.ddpm import MLPDenoiser
+        from practice_torch.nets import MLPDenoiser
 
         net = MLPDenoiser(data.shape[0], config.hidden, config.depth, k)
     else:

@@ -1,33 +1,19 @@
 """Guided diffusion in PyTorch: the twin of ``theory_jax/guidance.py``.
 
-* ``combine``: ``null_labels`` (label dropout), ``cfg_eps`` (classifier-free guidance), ``classifier_guided_eps``
-  (classifier guidance in epsilon form), ``implicit_classifier_grad``; pure, same names and arguments as the JAX
-  twins. It imports nothing of ``practice_torch.ddpm``, which imports it (classifier-free guidance in ``ddpm``'s own
-  sampler).
+* From the diffusion core (``practice_torch.diffusion.conditioning``, shared with ``ddpm`` and ``latent_diffusion``):
+  ``null_labels`` (label dropout), ``cfg_eps`` (classifier-free guidance), ``classifier_guided_eps`` (classifier
+  guidance in epsilon form), ``implicit_classifier_grad``; pure, same names and arguments as the JAX twins.
 * ``classifier``: the noise-aware classifier (the U-Net's encoder half), its loss ``noisy_classifier_loss`` and
   ``class_log_prob`` (twins), ``classifier_grad`` (grad_x log p(y | x_t) by autograd).
 * ``training``: the model interface of ``practice_torch.models`` (``python -m practice_torch train guidance``).
-* ``sampling``: ``guided_sample`` and ``guided_eps_fn``: CFG or classifier guidance through ``ddpm.sample_loop``.
+* ``sampling``: ``guided_sample`` and ``guided_eps_fn``: CFG or classifier guidance through the core's ``sample_loop``.
 """
 
+from practice_torch.diffusion import cfg_eps, classifier_guided_eps, implicit_classifier_grad, null_labels
 from practice_torch.guidance.classifier import NoisyClassifier, class_log_prob, classifier_grad, noisy_classifier_loss
-from practice_torch.guidance.combine import cfg_eps, classifier_guided_eps, implicit_classifier_grad, null_labels
 from practice_torch.guidance.sampling import check_compatible, guided_eps_fn, guided_sample
-from practice_torch.guidance.training import (
-    Config,
-    Guide,
-    bucket_edges,
-    build,
-    default_config,
-    draw_noise,
-    evaluate,
-    loss,
-    noised_logits,
-    sample,
-)
 
 __all__ = [
-    "Config", "Guide", "NoisyClassifier", "bucket_edges", "build", "cfg_eps", "check_compatible", "class_log_prob",
-    "classifier_grad", "classifier_guided_eps", "default_config", "draw_noise", "evaluate", "guided_eps_fn",
-    "guided_sample", "implicit_classifier_grad", "loss", "noised_logits", "noisy_classifier_loss", "null_labels", "sample",
+    "NoisyClassifier", "cfg_eps", "check_compatible", "class_log_prob", "classifier_grad", "classifier_guided_eps",
+    "guided_eps_fn", "guided_sample", "implicit_classifier_grad", "noisy_classifier_loss", "null_labels",
 ]

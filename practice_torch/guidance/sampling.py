@@ -1,6 +1,6 @@
 """Guided sampling from a trained DDPM: classifier-free guidance, or classifier guidance by a noise-aware classifier.
 
-Both are an ``eps_fn`` for ``practice_torch.ddpm.sample_loop`` (any of its samplers, on a respaced schedule):
+Both are an ``eps_fn`` for ``practice_torch.diffusion.sample_loop`` (any of its samplers, on a respaced schedule):
 
 * ``"cfg"`` (Ho & Salimans 2022): a class-conditional DDPM trained with label dropout gives eps(x_t, y) and
   eps(x_t, null) in one batch; ``cfg_eps`` combines them with scale w.
@@ -19,8 +19,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from practice_torch.diffusion import cfg_eps, classifier_guided_eps, sample_loop
+from practice_torch.diffusion.model import sampling_schedule
 from practice_torch.guidance.classifier import classifier_grad
-from practice_torch.guidance.combine import cfg_eps, classifier_guided_eps
 
 Mode = Literal["cfg", "classifier"]
 
@@ -40,7 +41,7 @@ def guided_eps_fn(ddpm: nn.Module, y: Tensor, scale: float, mode: Mode = "cfg", 
                   conditional_base: bool = False):
     """eps_fn(x_t, t) -> guided eps (B, ...) for the labels y (B,) with guidance ``scale``.
 
-    ddpm: a ``practice_torch.ddpm.Diffusion`` (``num_classes`` > 0 for "cfg"); guide: a ``Guide`` (the classifier
+    ddpm: a ``practice_torch.diffusion.model.Diffusion`` (``num_classes`` > 0 for "cfg"); guide: a ``Guide`` (the classifier
     run's net) for "classifier"."""
     if mode == "cfg":
         if not ddpm.num_classes:
@@ -77,11 +78,9 @@ def guided_sample(ddpm: nn.Module, y: Tensor, scale: float, mode: Mode = "cfg", 
     """Samples for the labels y (B,), guided with ``scale`` by ``mode``, drawn by ``sample_loop`` on the DDPM's
     schedule respaced to ``steps`` (0: all T) with ``sampler`` ('ddim' or 'ddpm') -> (B, *shape) in data space
     ([0, 1] for images; x_0 clipped to [-1, 1] at each step when ``clip_x0``)."""
-    from practice_torch.ddpm import sample_loop
-
     device = next(ddpm.parameters()).device
     y = y.long().to(device)
-    schedule = ddpm.schedule if steps in (0, len(ddpm.schedule)) else ddpm.schedule.respace(steps)
+    schedule = sampling_schedule(ddpm, steps)
     x_T = torch.randn((len(y), *ddpm.shape), generator=generator).to(device)
     x0 = sample_loop(guided_eps_fn(ddpm, y, scale, mode, guide, conditional_base), schedule, x_T, sampler=sampler,
                      eta=eta, generator=generator, progress=progress,

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from practice_torch.ddpm.schedule import Schedule, q_sample
+from practice_torch.diffusion import Schedule, q_sample
 from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
 from practice_torch.guidance.classifier import NoisyClassifier, class_log_prob, noisy_classifier_loss
 from practice_torch.models import Artefact

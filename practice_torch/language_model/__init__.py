@@ -29,19 +29,10 @@ from practice_torch.language_model.decoding import (
 )
 from practice_torch.language_model.models import CharLSTM, CharTransformer, build_language_model, generate
 from practice_torch.language_model.tokenisers import BPETokenizer, CharTokenizer, pretokenize
-from practice_torch.language_model.training import (
-    Config,
-    build,
-    decode_text,
-    default_config,
-    draw_noise,
-    evaluate,
-    loss,
-    sample,
-)
 
-__all__ = ["STRATEGIES", "BPETokenizer", "CharLSTM", "CharTokenizer", "CharTransformer", "Config", "beam_search",
-           "beam_search_table", "bits_per_token", "build", "build_language_model", "cross_entropy", "decode_text",
-           "default_config", "draw_noise", "evaluate", "generate", "greedy_step", "inverse_cdf", "log_softmax", "loss",
-           "next_token", "prefix_index", "pretokenize", "sample", "sequence_log_prob", "temperature_probs",
-           "temperature_step", "top_k_probs", "top_k_step", "top_p_probs", "top_p_step"]
+__all__ = [
+    "STRATEGIES", "BPETokenizer", "CharLSTM", "CharTokenizer", "CharTransformer", "beam_search", "beam_search_table",
+    "bits_per_token", "build_language_model", "cross_entropy", "generate", "greedy_step", "inverse_cdf",
+    "log_softmax", "next_token", "prefix_index", "pretokenize", "sequence_log_prob", "temperature_probs",
+    "temperature_step", "top_k_probs", "top_k_step", "top_p_probs", "top_p_step",
+]

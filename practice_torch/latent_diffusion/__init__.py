@@ -17,24 +17,8 @@ from practice_torch.latent_diffusion.functions import (
     scale_latents,
     unscale_latents,
 )
-from practice_torch.latent_diffusion.training import (
-    Config,
-    LatentDiffusion,
-    build,
-    ddpm_config,
-    default_config,
-    draw_noise,
-    estimate_scale,
-    evaluate,
-    load_autoencoder,
-    loss,
-    sample,
-    train_autoencoder,
-)
 
 __all__ = [
-    "Config", "LatentDiffusion", "build", "ddpm_config", "default_config", "draw_noise", "effective_alpha_bar",
-    "estimate_scale", "evaluate", "latent_ddpm_bound", "latent_eps_loss", "latent_scale", "latent_snr",
-    "load_autoencoder", "loss", "noisy_latents", "prior_kl", "sample", "scale_latents",
-    "train_autoencoder", "unscale_latents",
+    "effective_alpha_bar", "latent_ddpm_bound", "latent_eps_loss", "latent_scale", "latent_snr", "noisy_latents",
+    "prior_kl", "scale_latents", "unscale_latents",
 ]

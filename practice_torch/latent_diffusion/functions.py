@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from practice_torch.guidance.combine import null_labels
+from practice_torch.diffusion import null_labels
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -5,7 +5,7 @@ requires_grad = False, so the engine's optimizer never sees them, and the latent
 mu(x) (B, d). Either ``model.autoencoder=RUN_DIR`` names a trained ``vae`` run (loaded with
 ``engine.runs.load_trained``), or, when it is empty, ``build`` trains one in-process first (the vae quick config
 with ``autoencoder_*`` overrides) into ``autoencoder_root/vae-<data>-<hash>``, or reuses the run already there.
-Stage 2 is a class-conditional DDPM (``practice_torch.ddpm``: Schedule, MLPDenoiser, sample_loop) on the scaled
+Stage 2 is a class-conditional DDPM (``practice_torch.diffusion``: Schedule, Diffusion, generate) on the scaled
 latents u = s mu(x), s = 1 / std of the training latents (Rombach et al. 2022, "scale_by_std"), trained with label
 dropout and sampled with classifier-free guidance; images are D(u_0 / s). ``build`` records the autoencoder's run
 directory, its architecture (the vae run's model section, as JSON) and the estimated scale in the run's config; the
@@ -29,13 +29,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from practice_torch.ddpm import Config as DDPMConfig
-from practice_torch.ddpm import Diffusion, MLPDenoiser, Schedule, generate
+from practice_torch.diffusion import Schedule
+from practice_torch.diffusion.model import Diffusion, generate
 from practice_torch.engine import RunError
-from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, TrainConfig, parse_value
+from practice_torch.engine.checkpoint import latest_step
+from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, TrainConfig, parse_value, to_dict
+from practice_torch.engine.loop import Trainer
+from practice_torch.engine.runs import CHECKPOINTS, load_split, load_trained, run_model_name
 from practice_torch.latent_diffusion.functions import latent_eps_loss, latent_scale, prior_kl, unscale_latents
 from practice_torch.models import Artefact
+from practice_torch.nets import MLPDenoiser
 from practice_torch.vae import VAE
+from practice_torch.vae import training as vae_training
 
 
 @dataclass
@@ -115,13 +120,7 @@ class LatentDiffusion(nn.Module):
 
 def train_autoencoder(config: Config, data) -> Path:
     """The vae run this config asks for, trained here unless a finished one is already in its directory."""
-    from practice_torch import vae
-    from practice_torch.engine.checkpoint import latest_step
-    from practice_torch.engine.config import to_dict
-    from practice_torch.engine.loop import Trainer
-    from practice_torch.engine.runs import CHECKPOINTS
-
-    base = vae.default_config(config.autoencoder_preset, data.name)
+    base = vae_training.default_config(config.autoencoder_preset, data.name)
     cfg = replace(base, model=replace(base.model, latent_dim=config.autoencoder_latent_dim, beta=config.autoencoder_beta,
                                       conditional=False),
                   train=replace(base.train, steps=config.autoencoder_steps,
@@ -132,7 +131,7 @@ def train_autoencoder(config: Config, data) -> Path:
     if done != cfg.train.steps:
         if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
             print(f"latent_diffusion: training the autoencoder ({cfg.train.steps} vae steps) into {run_dir}")
-        trainer = Trainer(cfg, run_dir, resume=done is not None)
+        trainer = Trainer(vae_training, cfg, run_dir, resume=done is not None)
         try:
             outcome = trainer.run()
         finally:
@@ -145,30 +144,28 @@ def train_autoencoder(config: Config, data) -> Path:
 def recorded_autoencoder(record: str, data) -> VAE:
     """An untrained VAE of the recorded architecture (``model.autoencoder_config``); the run's checkpoint then loads
     its weights. ValueError, one line, if the record is not a vae model section."""
-    from practice_torch import vae
-
     try:
         fields = json.loads(record)
-        hints = typing.get_type_hints(vae.Config)
+        hints = typing.get_type_hints(vae_training.Config)
         unknown = sorted(set(fields) - set(hints))
         if unknown:
             raise ValueError(f"unknown vae key {unknown[0]}")
-        config = vae.Config(**{k: parse_value(v, hints[k], f"model.autoencoder_config.{k}") for k, v in fields.items()})
+        config = vae_training.Config(**{k: parse_value(v, hints[k], f"model.autoencoder_config.{k}")
+                                        for k, v in fields.items()})
     except (json.JSONDecodeError, AttributeError, ValueError, ConfigError) as exc:
         raise ValueError(f"model.autoencoder_config is not a recorded vae model section ({exc})") from None
-    return vae.build(config, data)
+    return vae_training.build(config, data)
 
 
 def load_autoencoder(path: str, data) -> tuple[VAE, RunConfig]:
     """(the VAE of a trained vae run, its config); ValueError with one line for anything unsuitable."""
-    from practice_torch.engine.runs import load_trained
-
     try:
-        _, cfg, net = load_trained(Path(path), torch.device("cpu"))
+        name = run_model_name(Path(path))
+        if name != "vae":
+            raise ValueError(f"model.autoencoder={path} is a {name} run; latent diffusion needs a vae run")
+        _, cfg, net = load_trained(Path(path), vae_training, torch.device("cpu"))
     except (RunError, OSError) as exc:
         raise ValueError(f"model.autoencoder={path}: not a trained run ({exc})") from None
-    if cfg.model_name != "vae":
-        raise ValueError(f"model.autoencoder={path} is a {cfg.model_name} run; latent diffusion needs a vae run")
     if cfg.data.name != data.name or tuple(net.image_shape) != tuple(data.shape):
         raise ValueError(f"model.autoencoder={path} was trained on {cfg.data.name}; this run is on {data.name}")
     if net.num_classes:
@@ -180,8 +177,6 @@ def load_autoencoder(path: str, data) -> tuple[VAE, RunConfig]:
 @torch.no_grad()
 def estimate_scale(autoencoder: VAE, data: DataConfig, n: int) -> float:
     """s = ``latent_scale`` of mu(x) over the first n training examples."""
-    from practice_torch.engine.runs import load_split
-
     latents = [autoencoder.encode(x)[0] for x, _ in DataLoader(load_split(data, "train", limit=n), batch_size=500)]
     return float(latent_scale(torch.cat(latents)))
 
@@ -238,13 +233,6 @@ def loss(net: LatentDiffusion, batch, noise: dict[str, torch.Tensor]):
 
 
 # Sampling and evaluation ---------------------------------------------------------------------------------------
-def ddpm_config(config: Config) -> DDPMConfig:
-    """The sampler settings in the form ``ddpm.generate`` reads (no clipping: latents are not in [-1, 1])."""
-    return DDPMConfig(T=config.T, schedule=config.schedule, sampler=config.sampler, sample_steps=config.sample_steps,
-                      eta=config.eta, guidance_scale=config.guidance_scale if config.conditional else 0.0,
-                      clip_x0=False)
-
-
 @torch.no_grad()
 def sample(net: LatentDiffusion, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """A class-conditional grid (one row per class) of D(u_0 / s), the decoded reverse chain of 8 samples
@@ -255,7 +243,10 @@ def sample(net: LatentDiffusion, config: Config, n: int, generator: torch.Genera
     if d.num_classes:
         per_row = math.ceil(n / d.num_classes)
         y = torch.arange(d.num_classes, device=device).repeat_interleave(per_row)
-    u0, snapshots, _ = generate(d, ddpm_config(config), n if y is None else len(y), generator, y, config.chain_frames)
+    u0, snapshots, _ = generate(d, n if y is None else len(y), generator, y, sampler=config.sampler,
+                                steps=config.sample_steps, eta=config.eta,
+                                guidance_scale=config.guidance_scale if config.conditional else 0.0,
+                                frames=config.chain_frames)  # no clipping: latents are not in [-1, 1]
     chain = torch.stack([net.decode(s.to(device)) for s in snapshots], dim=1)  # (8, frames + 1, C, H, W)
     figures = [Artefact("samples", "images", net.decode(u0).cpu(), nrow=per_row),
                Artefact("chain", "images", chain.reshape(-1, *chain.shape[2:]).cpu(), nrow=chain.shape[1])]

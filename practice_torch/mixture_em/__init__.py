@@ -21,23 +21,8 @@ from practice_torch.mixture_em.em import (
     sample_gmm,
 )
 from practice_torch.mixture_em.gmm import GMM, PCAFeatures, all_reduce_sum, seed_means, smallest_rows
-from practice_torch.mixture_em.training import (
-    Config,
-    FrozenFeatures,
-    build,
-    component_draws,
-    components_figure_2d,
-    default_config,
-    draw_noise,
-    evaluate,
-    loss,
-    sample,
-    update,
-)
 
 __all__ = [
-    "GMM", "Config", "FrozenFeatures", "PCAFeatures", "all_reduce_sum", "build", "component_draws",
-    "component_log_prob", "components_figure_2d", "default_config", "draw_noise", "e_step", "em_step", "evaluate",
-    "free_energy", "log_joint", "log_likelihood", "loss", "m_step", "moments_m_step", "sample", "sample_gmm",
-    "seed_means", "smallest_rows", "update",
+    "GMM", "PCAFeatures", "all_reduce_sum", "component_log_prob", "e_step", "em_step", "free_energy", "log_joint",
+    "log_likelihood", "m_step", "moments_m_step", "sample_gmm", "seed_means", "smallest_rows",
 ]

@@ -18,21 +18,11 @@ from practice_torch.pixelcnn.functions import (
     stack_mask,
 )
 from practice_torch.pixelcnn.network import GatedLayer, GatedPixelCNN, MaskedConv2d, PlainPixelCNN
-from practice_torch.pixelcnn.training import (
-    Config,
-    PixelCNNModel,
-    build,
-    default_config,
-    draw_noise,
-    evaluate,
-    generate,
-    loss,
-    sample,
-)
 
 EVAL_SAMPLES = 500  # eval's default FID/KID sample count: sampling is sequential over the 784 pixels
 
-__all__ = ["EVAL_SAMPLES", "Config", "GatedLayer", "GatedPixelCNN", "MaskedConv2d", "PixelCNNModel", "PlainPixelCNN",
-           "bernoulli_log_likelihood", "bits_per_dim", "build", "categorical_log_likelihood", "causal_mask",
-           "default_config", "draw_noise", "evaluate", "gated_activation", "generate", "loss", "masked_conv2d",
-           "sample", "sample_pixel", "stack_mask"]
+__all__ = [
+    "EVAL_SAMPLES", "GatedLayer", "GatedPixelCNN", "MaskedConv2d", "PlainPixelCNN", "bernoulli_log_likelihood",
+    "bits_per_dim", "categorical_log_likelihood", "causal_mask", "gated_activation", "masked_conv2d", "sample_pixel",
+    "stack_mask",
+]

@@ -6,7 +6,6 @@
 * ``training``: the model interface of ``practice_torch.models`` (``python -m practice_torch train score``).
 """
 
-from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.score.functions import (
     alpha_bar_to_sigma,
     annealed_step_sizes,
@@ -19,21 +18,8 @@ from practice_torch.score.functions import (
     score_to_eps,
 )
 from practice_torch.score.ncsn import NCSN, annealed_langevin_sampling, initial_state, level_subset
-from practice_torch.score.training import (
-    Config,
-    build,
-    default_config,
-    draw_noise,
-    draw_samples,
-    evaluate,
-    loss,
-    sample,
-    score_field_figure,
-)
 
 __all__ = [
-    "NCSN", "Config", "alpha_bar_to_sigma", "annealed_langevin_sampling", "annealed_step_sizes", "build",
-    "default_config", "denoise", "draw_noise", "draw_samples", "dsm_loss", "eps_to_score", "evaluate",
-    "geometric_sigmas", "initial_state", "langevin_step", "level_subset", "loss", "perturb", "sample",
-    "score_field_figure", "score_to_eps", "wasserstein2",
+    "NCSN", "alpha_bar_to_sigma", "annealed_langevin_sampling", "annealed_step_sizes", "denoise", "dsm_loss",
+    "eps_to_score", "geometric_sigmas", "initial_state", "langevin_step", "level_subset", "perturb", "score_to_eps",
 ]

@@ -9,7 +9,7 @@ lambda(sigma) = sigma^2 (eqs. 5-6), sampled by annealed Langevin dynamics (Algor
   1/2 ||f_theta + z||^2: f_theta predicts -z, an epsilon-predictor (claim 9 of ``python -m theory_jax score``);
 * the noise-level input c(sigma) = 999 (log sigma - log sigma_L) / (log sigma_1 - log sigma_L) runs over the
   range of DDPM timestep indices (sigma_L -> 0, sigma_1 -> 999), so the same sinusoidal embedding serves
-  ``practice_torch.ddpm.MLPDenoiser`` (2-D) and ``practice_torch.nets.UNet`` (images);
+  ``practice_torch.nets.MLPDenoiser`` (2-D) and ``practice_torch.nets.UNet`` (images);
 * a final denoising step x + sigma_L^2 s(x, sigma_L) (Tweedie; Jolicoeur-Martineau et al. 2021).
 """
 

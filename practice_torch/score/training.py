@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
 from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.models import Artefact
+from practice_torch.nets import MLPDenoiser
 from practice_torch.plots import data_limits, figure_artefact, new_figure
 from practice_torch.score.functions import dsm_loss, geometric_sigmas, perturb
 from practice_torch.score.ncsn import NCSN, annealed_langevin_sampling, initial_state, level_subset
@@ -32,7 +33,7 @@ class Config:
     sigma_max: float = 5.0  # sigma_1, about the largest distance between training points (NCSNv2 technique 1)
     sigma_min: float = 0.01  # sigma_L
     num_levels: int = 10  # L, geometric between sigma_max and sigma_min
-    hidden: int = 128  # MLP width (practice_torch.ddpm.MLPDenoiser)
+    hidden: int = 128  # MLP width (practice_torch.nets.MLPDenoiser)
     depth: int = 3  # MLP residual blocks
     channels: int = 32  # U-Net base width (practice_torch.nets.UNetConfig)
     channel_mults: tuple[int, ...] = (1, 2, 2)
@@ -93,8 +94,6 @@ def build(config: Config, data) -> NCSN:
                                channel_mults=config.channel_mults, num_res_blocks=config.num_res_blocks,
                                attention_levels=config.attention_levels, dropout=config.dropout))
         return NCSN(data.shape, sigmas, unet)
-    from practice_torch.ddpm import MLPDenoiser
-
     return NCSN(data.shape, sigmas, MLPDenoiser(math.prod(data.shape), config.hidden, config.depth),
                 flatten=len(data.shape) > 1)
 

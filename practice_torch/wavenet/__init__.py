@@ -22,19 +22,9 @@ from practice_torch.wavenet.functions import (
     receptive_field,
 )
 from practice_torch.wavenet.network import GatedResidualBlock, WaveNet
-from practice_torch.wavenet.training import (
-    Config,
-    build,
-    default_config,
-    draw_noise,
-    encode,
-    evaluate,
-    loss,
-    sample,
-    spectrogram_figure,
-)
 
-__all__ = ["Config", "GatedResidualBlock", "WaveNet", "build", "causal_conv1d", "clock_features", "default_config",
-           "dequantize", "draw_noise", "encode", "evaluate", "gated_activation", "gated_residual_block", "loss",
-           "mu_law_compand", "mu_law_decode", "mu_law_encode", "mu_law_expand", "quantize", "receptive_field",
-           "sample", "spectrogram_figure"]
+__all__ = [
+    "GatedResidualBlock", "WaveNet", "causal_conv1d", "clock_features", "dequantize", "gated_activation",
+    "gated_residual_block", "mu_law_compand", "mu_law_decode", "mu_law_encode", "mu_law_expand", "quantize",
+    "receptive_field",
+]

@@ -1,4 +1,5 @@
-"""Noise-prediction networks eps_theta(x_t, t[, y]) for vectors; images use ``practice_torch.nets.UNet``.
+"""Noise-prediction networks eps_theta(x_t, t[, y]) for vectors (ddpm, score, latent_diffusion, and flow_matching's
+velocity field v(t, x)); images use ``practice_torch.nets.UNet``.
 
 Both follow one conditioning convention: with ``num_classes = K > 0`` the class embedding has K + 1 rows and y = K
 (or y=None) is the "no label" null token of label dropout and classifier-free guidance (Ho & Salimans 2022).
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from practice_torch.nets import timestep_embedding
+from practice_torch.nets.unet import timestep_embedding
 
 __all__ = ["MLPDenoiser"]
 

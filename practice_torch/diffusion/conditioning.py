@@ -1,7 +1,9 @@
-"""The two guidance combinations of the noise prediction (no import of ``practice_torch.ddpm`` here: it imports us).
+"""Conditioning the noise prediction on a label: label dropout and the two guidance combinations.
 
-Timestep convention of issue 5: per-example coefficients (alpha_bar_t, w) are (B,) tensors or scalars and broadcast
-over the trailing dimensions of eps, so one call serves images (B, C, H, W) and 2-D points (B, D).
+Shared by every diffusion topic that conditions (``ddpm``'s class-conditional sampler, ``guidance``,
+``latent_diffusion``); the derivation ``python -m theory_jax guidance`` proves them, ``theory_jax/diffusion.py`` has
+the JAX twins. Per-example coefficients (alpha_bar_t, w) are (B,) tensors or scalars (``per_example``), so one call
+serves images (B, C, H, W) and 2-D points (B, D).
 """
 
 from __future__ import annotations
@@ -9,14 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from practice_torch.broadcasting import per_example
 
-def _per_example(value: Tensor | float, like: Tensor) -> Tensor | float:
-    """A scalar stays a scalar; a (B,) tensor becomes (B, 1, ..., 1) to broadcast against ``like`` (B, ...)."""
-    if not isinstance(value, Tensor) or value.dim() == 0:
-        return value
-    if value.dim() != 1 or value.shape[0] != like.shape[0]:
-        raise ValueError(f"per-example coefficient must be a scalar or ({like.shape[0]},), got {tuple(value.shape)}")
-    return value.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+__all__ = ["cfg_eps", "classifier_guided_eps", "implicit_classifier_grad", "null_labels"]
 
 
 def null_labels(y: Tensor, drop: Tensor, num_classes: int) -> Tensor:
@@ -30,7 +27,7 @@ def cfg_eps(eps_cond: Tensor, eps_uncond: Tensor, w: Tensor | float) -> Tensor:
 
     eps_cond, eps_uncond: (B, ...); w: scalar or (B,). w = 0 is the conditional model, w = -1 the unconditional one.
     """
-    w = _per_example(w, eps_cond)
+    w = per_example(w, eps_cond)
     return (1 + w) * eps_cond - w * eps_uncond
 
 
@@ -41,10 +38,9 @@ def classifier_guided_eps(eps: Tensor, grad_log_p_y: Tensor, alpha_bar_t: Tensor
     It is the score of p(x_t) p(y|x_t)^w through s = -eps / sqrt(1 - alpha_bar_t).
     eps, grad_log_p_y: (B, ...); alpha_bar_t: scalar or (B,); w: scalar or (B,).
     """
-    alpha_bar_t = _per_example(alpha_bar_t, eps)
-    w = _per_example(w, eps)
-    sigma = torch.sqrt(1 - alpha_bar_t) if isinstance(alpha_bar_t, Tensor) else (1 - alpha_bar_t) ** 0.5
-    return eps - w * sigma * grad_log_p_y
+    alpha_bar_t = per_example(alpha_bar_t, eps)
+    w = per_example(w, eps)
+    return eps - w * torch.sqrt(1 - alpha_bar_t) * grad_log_p_y
 
 
 def implicit_classifier_grad(eps_cond: Tensor, eps_uncond: Tensor, alpha_bar_t: Tensor | float) -> Tensor:
@@ -52,6 +48,5 @@ def implicit_classifier_grad(eps_cond: Tensor, eps_uncond: Tensor, alpha_bar_t: 
     score(x_t|y) - score(x_t) = -(eps(x_t, y) - eps(x_t)) / sqrt(1 - alpha_bar_t), by s = -eps / sqrt(1 - alpha_bar_t).
     Guiding eps_cond by it with scale w is ``cfg_eps(eps_cond, eps_uncond, w)``.
     eps_cond, eps_uncond: (B, ...); alpha_bar_t: scalar or (B,) -> (B, ...)."""
-    alpha_bar_t = _per_example(alpha_bar_t, eps_cond)
-    sigma = torch.sqrt(1 - alpha_bar_t) if isinstance(alpha_bar_t, Tensor) else (1 - alpha_bar_t) ** 0.5
-    return -(eps_cond - eps_uncond) / sigma
+    alpha_bar_t = per_example(alpha_bar_t, eps_cond)
+    return -(eps_cond - eps_uncond) / torch.sqrt(1 - alpha_bar_t)

@@ -1,8 +1,9 @@
-"""The forward process of DDPM (Ho, Jain & Abbeel 2020): noise schedules, q(x_t|x_0), the posterior q(x_{t-1}|x_t, x_0).
+"""The forward process of diffusion (Ho, Jain & Abbeel 2020): noise schedules, q(x_t|x_0), the posterior q(x_{t-1}|x_t, x_0).
 
 Timestep convention of the project: integer index t in 0..T-1 (the paper's t+1); alpha_bar[t] = prod_{s<=t} (1 - beta_s),
 alpha_bar_prev[0] = 1. Per-example coefficients are () or (B,) tensors broadcast over the trailing dims of x and cast to
-x's dtype. The derivation ``python -m theory_jax ddpm`` proves each formula; ``theory_jax/ddpm.py`` has the JAX twins.
+x's dtype (``practice_torch.broadcasting.per_example``). The derivation ``python -m theory_jax ddpm`` proves each
+formula; ``theory_jax/diffusion.py`` has the JAX twins.
 
 ``Schedule`` is the one object that training and every sampler share: the float64 tables of a schedule, and its
 respaced versions (a subsequence of the timesteps, Nichol & Dhariwal 2021, section 4).
@@ -15,14 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
+from practice_torch.broadcasting import per_example
+
 __all__ = ["Schedule", "alpha_bars", "cosine_betas", "linear_betas", "posterior_mean_variance", "predict_x0",
-           "q_sample", "ddpm_step"]
-
-
-def per_example(c, x: torch.Tensor) -> torch.Tensor:
-    """A coefficient c: () or (B,) as a tensor of x's dtype broadcastable against x: (B, ...)."""
-    c = torch.as_tensor(c, dtype=x.dtype, device=x.device)
-    return c.reshape(c.shape + (1,) * (x.dim() - c.dim())) if c.dim() == 1 else c
+           "q_sample"]
 
 
 # 1. Noise schedules -----------------------------------------------------------------------------------------
@@ -58,7 +55,7 @@ def predict_x0(x_t: torch.Tensor, alpha_bar_t, eps: torch.Tensor) -> torch.Tenso
     return (x_t - torch.sqrt(1 - a) * eps) / torch.sqrt(a)
 
 
-# 3. The posterior q(x_{t-1}|x_t, x_0) and the ancestral step ------------------------------------------------
+# 3. The posterior q(x_{t-1}|x_t, x_0) ------------------------------------------------------------------------
 def posterior_mean_variance(x0: torch.Tensor, x_t: torch.Tensor, alpha_bar_t, alpha_bar_prev):
     """Mean and variance of q(x_{t-1}|x_t, x_0) = N(mu_tilde, beta_tilde I) (Ho et al. eqs. 6-7), with
     beta_t = 1 - alpha_bar_t / alpha_bar_prev:
@@ -73,16 +70,6 @@ def posterior_mean_variance(x0: torch.Tensor, x_t: torch.Tensor, alpha_bar_t, al
     mean = torch.sqrt(a_prev) * beta / (1 - a_t) * x0 + torch.sqrt(1 - beta) * (1 - a_prev) / (1 - a_t) * x_t
     var = (1 - a_prev) / (1 - a_t) * beta
     return mean, var.reshape(torch.as_tensor(alpha_bar_t).shape)
-
-
-def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t, alpha_bar_prev, z: torch.Tensor) -> torch.Tensor:
-    """One ancestral step x_t -> x_{t-1} ~ N(mu_tilde(x_t, x0_hat), beta_tilde I) (Ho et al. Algorithm 2):
-    1. x0_hat from the predicted noise eps (eq. 15); 2. the posterior mean and variance at x0_hat (eq. 7);
-    3. x_{t-1} = mean + sqrt(beta_tilde) z. beta_tilde = 0 at t = 0 (alpha_bar_prev = 1), so the last step is the mean.
-    x_t, eps, z: (B, ...); alpha_bar_t, alpha_bar_prev: (B,) or () -> (B, ...)."""
-    x0_hat = predict_x0(x_t, alpha_bar_t, eps)
-    mean, var = posterior_mean_variance(x0_hat, x_t, alpha_bar_t, alpha_bar_prev)
-    return mean + torch.sqrt(per_example(var, x_t)) * z
 
 
 # 4. The schedule object shared by training and samplers ------------------------------------------------------

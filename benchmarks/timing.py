@@ -1,0 +1,83 @@
+"""What every benchmark measures with: best-of timings, the machine's fp32 GEMM peak, counted model FLOPs.
+
+MFU (model FLOP utilisation) = counted FLOPs per second / the GEMM peak measured in the same run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+__all__ = ["best_of", "best_of_interleaved", "count_flops", "gemm_peaks"]
+
+
+def best_of(fn, repeats: int, warmup: int = 2) -> float:
+    """The fastest of ``repeats`` timed calls, in seconds (after ``warmup`` untimed calls)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def gemm_peaks(sizes=(512, 1024, 2048), repeats: int = 5) -> dict[str, float]:
+    """fp32 GEMM FLOP/s at the current cores (2 n^3 per n x n matmul), best over a few sizes, per library.
+
+    The machine peak is the better of the two; MFU is measured against it. On AMD CPUs torch's MKL
+    sgemm runs well below XLA's, so torch's own GEMM is reported too (a ceiling for any torch model).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    peaks = {"torch": 0.0, "xla": 0.0}
+    mm = jax.jit(jnp.matmul)
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        peaks["torch"] = max(peaks["torch"], 2 * n**3 / best_of(lambda: a @ b, repeats))
+        aj, bj = jnp.asarray(a.numpy()), jnp.asarray(b.numpy())
+        peaks["xla"] = max(peaks["xla"], 2 * n**3 / best_of(lambda: mm(aj, bj).block_until_ready(), repeats))
+    peaks["machine"] = max(peaks.values())
+    return peaks
+
+
+def _cpu_attention_flops() -> dict:
+    """FlopCounterMode formulas for the CPU flash-attention kernels (it counts only the GPU ones)."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def forward(q, k, v, *args, out_shape=None, **kwargs):
+        return sdpa_flop_count(q, k, v)
+
+    def backward(grad_out, q, k, v, *args, out_shape=None, **kwargs):
+        return sdpa_backward_flop_count(grad_out, q, k, v)
+
+    return {aten._scaled_dot_product_flash_attention_for_cpu: forward,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
+
+
+def count_flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False, custom_mapping=_cpu_attention_flops()) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def best_of_interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
+    """The fastest of ``repeats`` timed calls of each function (seconds), taking turns, so a busy machine slows
+    every contender alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best

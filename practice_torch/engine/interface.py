@@ -1,0 +1,80 @@
+"""The model interface: what a model module gives the training engine (``practice_torch.models`` looks modules up).
+
+The engine owns every random number: it passes a ``torch.Generator`` (on CPU) to ``draw_noise``,
+``sample`` and ``evaluate``, and saves its state in each checkpoint, so a resumed run is exact.
+Under torchrun the noise of the whole global batch is drawn on every rank and each rank keeps its
+rows, so any number of processes computes the same step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+__all__ = ["INTERFACE", "Artefact", "ModelModule"]
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """Something a person looks at. images: (N, C, H, W) in [0, 1], a grid of ``nrow`` per row;
+    audio: (N, T) waveforms in [-1, 1] at ``sample_rate``; text: a list of strings. ``labels``: (N,) int64, the
+    class each item was drawn for by a class-conditional sampler (``eval`` then reports the feature network's
+    accuracy on them), or None."""
+
+    name: str
+    kind: Literal["images", "audio", "text"]
+    data: Any
+    nrow: int = 8
+    sample_rate: int = 16_000
+    labels: Any = None
+
+
+class ModelModule(Protocol):
+    """What a model module provides (module-level names).
+
+    Optional, beside these: ``update(net, batch, noise) -> (loss, terms)``, a closed-form parameter update (EM)
+    in place of the gradient step. When a model module defines it, the engine calls it under torch.no_grad()
+    instead of backward, clipping and the optimizer step, and logs its loss and terms as it logs ``loss``'s.
+    It changes the net in place (parameters or buffers: all are checkpointed), so the net may have no trainable
+    parameters at all. Under torchrun it must all-reduce its sufficient statistics itself
+    (torch.distributed.all_reduce), so that every rank makes the same update: there is no DDP around it.
+    Optional too: ``EVAL_SAMPLES: int``, the default number of samples of ``eval``'s sample metrics for a model
+    whose sampler is slow (an autoregressive one draws pixel by pixel); otherwise up to 10 000. And
+    ``validate(net, batch) -> dict[str, Tensor]``: held-out terms (e.g. ``val_loss``) on a batch of the validation
+    split, which the engine computes at every log step (``train.val_batch`` examples, in eval mode, without
+    gradients) and logs beside the training loss.
+    """
+
+    Config: type
+    """A dataclass of the model's hyperparameters: the run's ``model.*`` keys (``--set model.KEY=VALUE``)."""
+
+    def default_config(self, preset: str, dataset: str | None = None) -> Any:
+        """The whole ``engine.config.RunConfig`` (model, data and train sections) of preset 'quick' or 'full',
+        on ``dataset`` (None: the model's default data set); may raise ValueError for an unknown preset."""
+
+    def build(self, config: Any, data: Any) -> nn.Module:
+        """The network for ``config`` on data set ``data`` (a ``practice_torch.data.DatasetInfo``: shape,
+        number of classes). Raises ValueError, with one line, for a combination it cannot build."""
+
+    def draw_noise(self, net: nn.Module, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """All the randomness of one ``loss`` on n examples, drawn from ``generator``; each tensor (n, ...)."""
+
+    def loss(self, net: nn.Module, batch: tuple[torch.Tensor, ...], noise: dict[str, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the training loss, a per-example mean: a scalar; named scalar terms to log). ``batch`` is the data
+        set's (x, y) for b examples and ``noise`` the matching b rows of ``draw_noise``."""
+
+    def sample(self, net: nn.Module, config: Any, n: int, generator: torch.Generator,
+               examples: tuple[torch.Tensor, ...] | None) -> list[Artefact]:
+        """About n samples, first of all (named 'samples'), then whatever else shows the model at work
+        (reconstructions of ``examples``, held-out (x, y), when given)."""
+
+    def evaluate(self, net: nn.Module, config: Any, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+        """The model's held-out metrics on ``dataset`` (likelihoods, bounds, ...) as plain numbers."""
+
+
+INTERFACE = ("Config", "default_config", "build", "draw_noise", "loss", "sample", "evaluate")

@@ -1,0 +1,194 @@
+"""The VAE's networks in PyTorch: encoders, decoders and the VAE with its ELBO, beta-VAE objective and
+importance-sampled likelihood. Class and attribute names match the flax twin (``theory_jax/vae.py``) so
+``shared_specs.interop`` maps the weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from practice_torch.elbo import gaussian_log_prob, iwae_bound, standard_normal_kl
+from practice_torch.vae.functions import bernoulli_log_prob, reparameterize, with_condition
+
+
+# 2. Encoders and decoders --------------------------------------------------------------------------
+class MLPEncoder(nn.Module):
+    """q(z|x[, y]) = N(mean, diag e^logvar). x: (B, C, H, W) or (B, D), y: (B,) -> (mean, logvar), each (B, d)."""
+
+    def __init__(self, image_shape: Sequence[int], latent_dim: int, hidden: Sequence[int] = (256,),
+                 num_classes: int = 0):
+        super().__init__()
+        self.num_classes = num_classes
+        widths = [math.prod(image_shape) + num_classes, *hidden]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.mean = nn.Linear(widths[-1], latent_dim)
+        self.logvar = nn.Linear(widths[-1], latent_dim)
+
+    def forward(self, x, y=None):
+        h = with_condition(torch.flatten(x, 1), y, self.num_classes)
+        for layer in self.layers:
+            h = F.silu(layer(h))
+        return self.mean(h), self.logvar(h)
+
+
+class MLPDecoder(nn.Module):
+    """p(x|z[, y]): z (B, d), y (B,) -> decoder output (B, C, H, W): Bernoulli logits or Gaussian means."""
+
+    def __init__(self, image_shape: Sequence[int], latent_dim: int, hidden: Sequence[int] = (256,),
+                 num_classes: int = 0):
+        super().__init__()
+        self.image_shape, self.num_classes = tuple(image_shape), num_classes
+        widths = [latent_dim + num_classes, *reversed(hidden)]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.out = nn.Linear(widths[-1], math.prod(image_shape))
+
+    def forward(self, z, y=None):
+        h = with_condition(z, y, self.num_classes)
+        for layer in self.layers:
+            h = F.silu(layer(h))
+        return self.out(h).view(-1, *self.image_shape)
+
+
+class ConvEncoder(nn.Module):
+    """Strided 3x3 convs (stride 2, padding 1), GroupNorm, SiLU, then linear heads.
+    x: (B, C, H, W), H and W divisible by 2^len(channels) -> (mean, logvar), each (B, d)."""
+
+    def __init__(self, image_shape: Sequence[int], latent_dim: int, channels: Sequence[int] = (32, 64),
+                 num_classes: int = 0, groups: int = 8):
+        super().__init__()
+        c, hgt, wid = image_shape
+        check_divisible(image_shape, len(channels))
+        self.num_classes = num_classes
+        ins = [c, *channels[:-1]]
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, stride=2, padding=1) for i, o in zip(ins, channels))
+        self.norms = nn.ModuleList(nn.GroupNorm(min(groups, o), o, eps=1e-5) for o in channels)
+        scale = 2 ** len(channels)
+        features = channels[-1] * (hgt // scale) * (wid // scale) + num_classes
+        self.mean = nn.Linear(features, latent_dim)
+        self.logvar = nn.Linear(features, latent_dim)
+
+    def forward(self, x, y=None):
+        h = x
+        for conv, norm in zip(self.convs, self.norms):
+            h = F.silu(norm(conv(h)))
+        h = with_condition(torch.flatten(h, 1), y, self.num_classes)
+        return self.mean(h), self.logvar(h)
+
+
+class ConvDecoder(nn.Module):
+    """Linear to a (channels[-1], H/2^n, W/2^n) map, then ConvTranspose 3x3 (stride 2, padding 1,
+    output padding 1) doubling the size, GroupNorm and SiLU between; the last outputs C channels.
+    z: (B, d), y: (B,) -> (B, C, H, W)."""
+
+    def __init__(self, image_shape: Sequence[int], latent_dim: int, channels: Sequence[int] = (32, 64),
+                 num_classes: int = 0, groups: int = 8):
+        super().__init__()
+        c, hgt, wid = image_shape
+        check_divisible(image_shape, len(channels))
+        self.num_classes = num_classes
+        scale = 2 ** len(channels)
+        self.base_shape = (channels[-1], hgt // scale, wid // scale)
+        ins = list(reversed(channels))
+        outs = ins[1:] + [c]
+        self.project = nn.Linear(latent_dim + num_classes, math.prod(self.base_shape))
+        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(i, o, 3, stride=2, padding=1, output_padding=1)
+                                     for i, o in zip(ins, outs))
+        self.norms = nn.ModuleList(nn.GroupNorm(min(groups, o), o, eps=1e-5) for o in outs[:-1])
+
+    def forward(self, z, y=None):
+        h = F.silu(self.project(with_condition(z, y, self.num_classes))).view(-1, *self.base_shape)
+        for i, deconv in enumerate(self.deconvs):
+            h = deconv(h)
+            if i < len(self.norms):
+                h = F.silu(self.norms[i](h))
+        return h
+
+
+def check_divisible(image_shape: Sequence[int], downsamplings: int) -> None:
+    scale = 2**downsamplings
+    if image_shape[1] % scale or image_shape[2] % scale:
+        raise ValueError(f"the conv VAE halves the image {downsamplings} times: height and width must be "
+                         f"divisible by {scale}, got {tuple(image_shape[1:])}; pad the images or use fewer channels")
+
+
+# 3. The VAE: ELBO, beta-VAE objective, importance-sampled likelihood -------------------------------
+class VAE(nn.Module):
+    """Encoder q(z|x[,y]), prior N(0, I), decoder p(x|z[,y]) (Bernoulli logits or Gaussian mean with a
+    learned scalar log-std ``log_sigma``). ``num_classes > 0`` makes it a conditional VAE;
+    ``beta`` weighs the KL in ``loss`` (beta-VAE); ``elbo`` is always the beta = 1 bound."""
+
+    def __init__(self, image_shape: Sequence[int], latent_dim: int = 16, architecture: str = "mlp",
+                 likelihood: str = "bernoulli", hidden: Sequence[int] = (256,), channels: Sequence[int] = (32, 64),
+                 num_classes: int = 0, beta: float = 1.0, groups: int = 8):
+        super().__init__()
+        self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
+        self.likelihood, self.num_classes, self.beta = likelihood, num_classes, beta
+        if architecture == "mlp":
+            kw = dict(image_shape=image_shape, latent_dim=latent_dim, hidden=hidden, num_classes=num_classes)
+            self.encoder, self.decoder = MLPEncoder(**kw), MLPDecoder(**kw)
+        elif architecture == "conv":
+            kw = dict(image_shape=image_shape, latent_dim=latent_dim, channels=channels, num_classes=num_classes,
+                      groups=groups)
+            self.encoder, self.decoder = ConvEncoder(**kw), ConvDecoder(**kw)
+        else:
+            raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
+        if likelihood == "gaussian":
+            self.log_sigma = nn.Parameter(torch.zeros(1))
+        elif likelihood != "bernoulli":
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+
+    def encode(self, x, y=None):
+        return self.encoder(x, y)
+
+    def decode(self, z, y=None):
+        return self.decoder(z, y)
+
+    def log_likelihood(self, x, out):
+        """log p(x|z) summed over pixels. x, out: (N, C, H, W) -> (N,)."""
+        x, out = torch.flatten(x, 1), torch.flatten(out, 1)
+        if self.likelihood == "bernoulli":
+            return bernoulli_log_prob(x, out)
+        return gaussian_log_prob(x, out, torch.broadcast_to(2.0 * self.log_sigma, out.shape))
+
+    def terms(self, x, eps, y=None):
+        """(E_q log p(x|z) by one reparameterised sample, KL(q(z|x) || N(0, I))), each (B,)."""
+        mean, logvar = self.encode(x, y)
+        z = reparameterize(mean, logvar, eps)
+        return self.log_likelihood(x, self.decode(z, y)), standard_normal_kl(mean, logvar)
+
+    def elbo(self, x, eps, y=None):
+        """Single-sample ELBO estimate per example, eq. (7) of Kingma & Welling. x: (B, C, H, W), eps: (B, d) -> (B,)."""
+        recon, kl = self.terms(x, eps, y)
+        return recon - kl
+
+    def loss(self, x, eps, y=None):
+        """The training objective: mean over the batch of -(E log p(x|z) - beta KL) (beta-VAE), a scalar."""
+        recon, kl = self.terms(x, eps, y)
+        return torch.mean(self.beta * kl - recon)
+
+    def importance_nll(self, x, eps, y=None):
+        """-log p(x) estimated with K importance samples from q(z|x) (Burda et al. 2016).
+
+        x: (B, C, H, W), eps: (B, K, d), y: (B,) -> (B,).
+        """
+        b, k, d = eps.shape
+        mean, logvar = self.encode(x, y)
+        z = reparameterize(mean[:, None], logvar[:, None], eps)
+        y_rep = None if y is None else torch.repeat_interleave(y, k)
+        out = self.decode(z.reshape(b * k, d), y_rep)
+        recon = self.log_likelihood(torch.repeat_interleave(x, k, dim=0), out).reshape(b, k)
+        log_w = recon + gaussian_log_prob(z, 0.0 * z, 0.0 * z) - gaussian_log_prob(z, mean[:, None], logvar[:, None])
+        return -iwae_bound(log_w)
+
+    def sample(self, z, y=None):
+        """Decoder mean for latents z (B, d): Bernoulli probabilities or Gaussian means, (B, C, H, W)."""
+        out = self.decode(z, y)
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    def forward(self, x, eps, y=None):
+        return self.elbo(x, eps, y)
