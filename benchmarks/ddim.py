@@ -70,7 +70,8 @@ def reconstruction_error(net, steps: int, images: torch.Tensor, min_alpha_bar: f
 def ddim_steps(args) -> list[dict]:
     """Rows (sampler, steps, n, seconds per sample, FID, KID, reconstruction RMSE) for one trained ddpm run."""
     from practice_torch.engine.runs import load_split
-    from practice_torch.evaluation import embed, feature_network, fid_from_features, kid_subsets
+    from practice_torch.evaluation import fid_from_features, kid_subsets
+    from practice_torch.evaluation.features import embed, feature_network
     from practice_torch.models import open_run
 
     run = find_run(getattr(args, "run", None))

@@ -95,7 +95,7 @@ def sweep_plot(rows: list[dict], path: Path) -> Path:
 def guidance_sweep(args) -> list[dict]:
     from practice_torch.data import get_dataset
     from practice_torch.engine.artefacts import write_artefact
-    from practice_torch.evaluation import feature_network
+    from practice_torch.evaluation.features import feature_network
     from practice_torch.evaluation.samples import image_set_metrics
     from practice_torch.models import Artefact, open_run
 

@@ -66,7 +66,7 @@ def latent_vs_pixel(args) -> list[dict]:
     from practice_torch import latent_diffusion as ld
     from practice_torch.data import get_dataset
     from practice_torch.ddpm import training as ddpm_training
-    from practice_torch.evaluation import feature_network
+    from practice_torch.evaluation.features import feature_network
     from practice_torch.evaluation.samples import image_set_metrics
     from practice_torch.latent_diffusion import training as ld_training
     from practice_torch.vae import training as vae_training

@@ -181,7 +181,7 @@ def test_the_digits_feature_network_trains_caches_and_reloads(digits_net, cache,
     assert weights.parent == cache / "features" and json.loads(meta.read_text())["test_accuracy"] == record["test_accuracy"]
 
     monkeypatch.setattr(F, "train_feature_network", lambda *a, **k: pytest.fail("retrained a cached network"))
-    again = E.feature_network("digits")
+    again = F.feature_network("digits")
     x = torch.rand(5, 1, 8, 8)
     torch.testing.assert_close(again.features(x), net.features(x))
     assert again.probabilities(x).shape == (5, 10) and again.features(x).shape == (5, 64)
@@ -200,12 +200,12 @@ def test_a_cache_from_another_configuration_is_retrained(digits_net, monkeypatch
         meta.write_text(json.dumps({**record, "config": {**record["config"], "epochs": record["config"]["epochs"] + 1}}))
         calls = []
         monkeypatch.setattr(F, "train_feature_network", lambda name, *a, **k: calls.append(k["notice"]) or digits_net)
-        E.feature_network("digits")
+        F.feature_network("digits")
         assert len(calls) == 1 and "another configuration" in calls[0]
     finally:
         meta.write_text(good)
     calls.clear()
-    E.feature_network("digits")
+    F.feature_network("digits")
     assert calls == []
 
 

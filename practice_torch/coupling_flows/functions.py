@@ -13,6 +13,8 @@ import math
 import torch
 from torch.nn import functional as F
 
+from practice_torch.evaluation.metrics import bits_per_dim, nll_on_level_scale
+
 
 def _sum_per_example(a):
     """Sum over every axis but the first. (B, ...) -> (B,)."""
@@ -185,6 +187,4 @@ def standard_normal_log_prob(z):
 def bits_per_dim_from_log_prob(log_prob, num_dims: int, levels: int = 256):
     """bits/dim of 8-bit data from log p(y) of the dequantised y = (x + u) / levels on [0, 1]^D (eq. 13):
     -log p on the level scale [0, levels)^D is -log p(y) + D log levels, then / (D ln 2). (B,) -> (B,)."""
-    from practice_torch.evaluation import bits_per_dim, nll_on_level_scale
-
     return bits_per_dim(nll_on_level_scale(-log_prob, num_dims, levels), num_dims)

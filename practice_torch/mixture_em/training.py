@@ -82,7 +82,7 @@ def build(config: Config, data) -> GMM:
     if data.modality == "image" and len(data.shape) == 3:
         backbone = None
         if config.features == "network":
-            from practice_torch.evaluation import feature_network
+            from practice_torch.evaluation.features import feature_network
 
             backbone = FrozenFeatures(feature_network(data.name).cpu())
         features = PCAFeatures(data.shape, config.feature_dim, backbone)

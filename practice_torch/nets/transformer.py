@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from practice_torch.transformer import NORM_EPS, causal_mask, rope, sinusoidal_embedding
+from practice_torch.nets.attention import NORM_EPS, causal_mask, rope, sinusoidal_embedding
 
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from theory_jax.transformer import NORM_EPS, attention_weights, gelu, rope, sinusoidal_embedding
+from theory_jax.nets.attention import NORM_EPS, attention_weights, gelu, rope, sinusoidal_embedding
 
 
 def make_norm(kind: str = "layer", bias: bool = True) -> nn.Module:

@@ -1,0 +1,250 @@
+"""The import rules of docs/ARCHITECTURE.md ("The package template"), read off the source with ``ast``:
+
+* no circle between files (a function-local import counts as much as one at the top);
+* no math twin imports the engine, directly or through what it imports: ``theory_jax/*``, the shared cores
+  (``practice_torch.diffusion``, ``practice_torch.nets``, ``practice_torch.broadcasting``) and every topic package's
+  ``__init__`` (what the spec runner loads) reach no ``practice_torch.engine``, data loader or training adapter.
+Each rule has a negative control on a small tree written here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from shared_specs import catalogue
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("theory_jax", "practice_torch", "shared_specs", "benchmarks")
+FORBIDDEN_IN_MATH = ("practice_torch.engine", "practice_torch.data", "practice_torch.models", "practice_torch.cli")
+
+
+def module_files(root: Path, packages=PACKAGES) -> dict[str, Path]:
+    """Dotted module name -> file, for every .py file under the packages (a package is its __init__)."""
+    files = {}
+    for package in packages:
+        for path in (root / package).rglob("*.py"):
+            name = ".".join(path.relative_to(root).with_suffix("").parts)
+            files[name.removesuffix(".__init__")] = path
+    return files
+
+
+def import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
+    """module -> the project's modules it imports anywhere in its file (relative imports resolved). An import of
+    ``a.b.c`` counts as one of the deepest project module it names (``a.b`` when ``c`` is a name in it)."""
+    files = module_files(root, packages)
+
+    def resolve(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for module, path in files.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                names = [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            targets.update(r for r in map(resolve, names) if r and r != module)
+        graph[module] = targets
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
+    index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], [0]
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = counter[0]
+        counter[0] += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            v, children = work[-1]
+            for w in children:
+                if w not in graph:
+                    continue
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    component = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        component.append(w)
+                        if w == v:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> dict[str, str]:
+    """Every module that loading ``start`` loads -> the module that loads it (to print the chain): what it imports,
+    directly or not, and the package ``__init__`` of each (Python runs a package's __init__ before its modules)."""
+    seen, todo = {start: ""}, [start]
+    while todo:
+        v = todo.pop()
+        parents = [".".join(v.split(".")[:i]) for i in range(1, v.count(".") + 1)]
+        for w in [*graph.get(v, ()), *(p for p in parents if p in graph)]:
+            if w not in seen:
+                seen[w] = v
+                todo.append(w)
+    return seen
+
+
+def chain(seen: dict[str, str], end: str) -> str:
+    path = [end]
+    while seen[path[-1]]:
+        path.append(seen[path[-1]])
+    return " -> ".join(reversed(path))
+
+
+def math_twins(graph: dict[str, set[str]]) -> list[str]:
+    """The modules that must load without the engine: theory_jax, the shared cores, every topic's package
+    __init__ and its math (``functions``)."""
+    topics = {m.split(".")[1] for m in graph if m.startswith("practice_torch.") and m.endswith(".training")}
+    topics |= {t.name for t in catalogue.TOPICS}
+    cores = ("practice_torch.diffusion", "practice_torch.nets", "practice_torch.broadcasting")
+    return sorted(m for m in graph
+                  if m.startswith("theory_jax") and m not in ("theory_jax.cli", "theory_jax.__main__")
+                  or m.startswith(cores)
+                  or m.removeprefix("practice_torch.") in topics
+                  or any(m == f"practice_torch.{t}.functions" for t in topics))
+
+
+def engine_imports(graph: dict[str, set[str]]) -> list[str]:
+    """'twin: a -> b -> engine' for every math twin that reaches a forbidden module or a training adapter."""
+    problems = []
+    for twin in math_twins(graph):
+        seen = reachable(graph, twin)
+        bad = [m for m in seen if m.startswith(FORBIDDEN_IN_MATH) or m.endswith(".training")]
+        if bad:
+            problems.append(f"{twin}: {chain(seen, sorted(bad)[0])}")
+    return problems
+
+
+CORES = ("practice_torch.nets", "practice_torch.diffusion", "practice_torch.broadcasting", "theory_jax.nets",
+         "theory_jax.diffusion", "theory_jax.broadcasting")
+
+
+def topic_imports_of_cores(graph: dict[str, set[str]], topics: set[str]) -> list[str]:
+    """'core: a -> b -> topic' for every shared core (trunks, the diffusion core) that loads a topic's module."""
+    problems = []
+    for core in sorted(m for m in graph if m.startswith(CORES)):
+        seen = reachable(graph, core)
+        bad = sorted(m for m in seen if m.split(".")[0] in ("practice_torch", "theory_jax") and m.count(".") >= 1
+                     and m.split(".")[1] in topics)
+        if bad:
+            problems.append(f"{core}: {chain(seen, bad[0])}")
+    return problems
+
+
+GRAPH = import_graph(ROOT)
+
+
+def test_no_import_circle_between_files():
+    assert circles(GRAPH) == []
+
+
+def test_no_math_twin_reaches_the_engine():
+    assert engine_imports(GRAPH) == []
+    assert {"theory_jax.ddpm", "practice_torch.ddpm", "practice_torch.diffusion"} <= set(math_twins(GRAPH))
+
+
+def test_the_shared_cores_depend_on_no_topic():
+    assert topic_imports_of_cores(GRAPH, {t.name for t in catalogue.TOPICS}) == []
+
+
+def test_the_topic_packages_that_train_have_a_training_adapter_and_load_without_it():
+    """The registry's modules exist, and loading a topic's package (what the spec runner does) loads no engine."""
+    from practice_torch.models import MODELS
+
+    for name, (module, _) in MODELS.items():
+        assert module == f"practice_torch.{name}.training" and module in GRAPH, name
+        assert not any(m.endswith(".training") for m in reachable(GRAPH, f"practice_torch.{name}")), name
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+def test_negative_control_a_circle_through_a_function_local_import_is_caught(tmp_path):
+    root = _tree(tmp_path, {
+        "practice_torch/__init__.py": "",
+        "practice_torch/a.py": "from practice_torch import b\n",
+        "practice_torch/b/__init__.py": "def f():\n    from ..a import g\n",
+        "practice_torch/c.py": "import practice_torch.a\n",
+    })
+    graph = import_graph(root, ("practice_torch",))
+    assert circles(graph) == [["practice_torch.a", "practice_torch.b"]]
+
+
+def test_negative_control_a_math_twin_that_reaches_the_engine_is_caught(tmp_path):
+    root = _tree(tmp_path, {
+        "practice_torch/__init__.py": "",
+        "practice_torch/engine/__init__.py": "",
+        "practice_torch/engine/loop.py": "",
+        "practice_torch/diffusion/__init__.py": "from practice_torch.diffusion.loop import sample_loop\n",
+        "practice_torch/diffusion/loop.py": "from practice_torch.progress import bar\n",
+        "practice_torch/progress.py": "from practice_torch.engine.loop import Trainer\n",
+        "practice_torch/toy/__init__.py": "from practice_torch.toy.functions import f\n",
+        "practice_torch/toy/functions.py": "",
+        "practice_torch/toy/training.py": "from practice_torch.engine import loop\n",
+    })
+    problems = engine_imports(import_graph(root, ("practice_torch",)))
+    assert problems == ["practice_torch.diffusion: practice_torch.diffusion -> practice_torch.diffusion.loop -> "
+                        "practice_torch.progress -> practice_torch.engine.loop -> practice_torch.engine",
+                        "practice_torch.diffusion.loop: practice_torch.diffusion.loop -> practice_torch.progress -> "
+                        "practice_torch.engine.loop -> practice_torch.engine"]
+
+
+@pytest.mark.parametrize("package", ["practice_torch.toy"])
+def test_negative_control_a_package_init_that_loads_its_training_adapter_is_caught(tmp_path, package):
+    root = _tree(tmp_path, {
+        "practice_torch/__init__.py": "",
+        "practice_torch/toy/__init__.py": "from practice_torch.toy.training import build\n",
+        "practice_torch/toy/training.py": "",
+    })
+    assert engine_imports(import_graph(root, ("practice_torch",))) == [
+        f"{package}: {package} -> {package}.training"]
+
+
+def test_negative_control_a_trunk_that_imports_a_topic_is_caught(tmp_path):
+    root = _tree(tmp_path, {
+        "practice_torch/__init__.py": "",
+        "practice_torch/nets/__init__.py": "from practice_torch.nets.trunk import Trunk\n",
+        "practice_torch/nets/trunk.py": "from practice_torch.toy import rope\n",
+        "practice_torch/toy.py": "",
+    })
+    assert topic_imports_of_cores(import_graph(root, ("practice_torch",)), {"toy"}) == [
+        "practice_torch.nets: practice_torch.nets -> practice_torch.nets.trunk -> practice_torch.toy",
+        "practice_torch.nets.trunk: practice_torch.nets.trunk -> practice_torch.toy"]
