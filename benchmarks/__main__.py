@@ -116,7 +116,7 @@ def metrics(args) -> list[dict]:
     import torchvision.transforms.functional as TF
 
     from practice_torch.data import get_dataset
-    from practice_torch.evaluation import feature_network
+    from practice_torch.evaluation.features import feature_network
     from practice_torch.evaluation.samples import image_set_metrics
 
     net = feature_network(args.dataset, args.data_dir)

@@ -177,7 +177,8 @@ def _draw(module, net, config, n: int, images: bool, chunk: int = 250) -> tuple[
 
 def _image_metric(args, cfg, test):
     """x (N, C, H, W) in [0, 1] -> FID and KID against as many test images, in the project's feature space."""
-    from practice_torch.evaluation import embed, feature_network, fid_from_features, kid_subsets
+    from practice_torch.evaluation import fid_from_features, kid_subsets
+    from practice_torch.evaluation.features import embed, feature_network
 
     n = getattr(args, "fm_samples", 1000)
     real = _points(test, min(n, len(test)))

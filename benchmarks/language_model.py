@@ -30,7 +30,7 @@ def _config(overrides):
     from practice_torch.engine.config import apply_overrides
     from practice_torch.language_model import training as lm_training
 
-    return apply_overrides(lm_training.default_config("quick"), ["model.val_windows=0", *overrides])
+    return apply_overrides(lm_training.default_config("quick"), ["train.val_batch=0", *overrides])
 
 
 def _val_loss(net, pieces: torch.Tensor) -> float:
@@ -120,7 +120,7 @@ def _figure(rows, out: Path) -> None:
 
 
 def kv_cache(args) -> list[dict]:
-    from practice_torch.language_model.models import build_language_model, generate
+    from practice_torch.language_model.networks import build_language_model, generate
 
     rows = []
     for name, overrides in ARMS.items():

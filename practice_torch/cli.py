@@ -1,4 +1,4 @@
-"""``python -m practice_torch list | train | sample | eval | features`` (ARCHITECTURE.md, "An implementation trains
+"""``python -m practice_torch list | train | sample | eval | features`` (docs/ARCHITECTURE.md, "An implementation trains
 for real").
 
     python -m practice_torch list

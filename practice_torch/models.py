@@ -1,10 +1,10 @@
-"""The model interface, and the table of trainable models derived from the catalogue.
+"""The table of trainable models, derived from the catalogue, and the lookups that hand a model to the engine.
 
 The training engine (``practice_torch.engine``) knows nothing of any model: it is handed a model module (here
-``get_model`` looks one up; ``trainer`` and ``open_run`` hand it over). A model module knows nothing of the engine
-beyond this interface. A topic becomes trainable with ``python -m practice_torch train <topic>`` by a training
-adapter ``practice_torch/<topic>/training.py`` that provides what ``ModelModule`` lists, and a ``trains`` line in
-its catalogue entry (``shared_specs/catalogue.py``).
+``get_model`` looks one up; ``new_trainer``, ``run_config`` and ``open_run`` hand it over). A model module knows
+nothing of the engine beyond its interface (``engine/interface.py``, re-exported here). A topic becomes trainable
+with ``python -m practice_torch train <topic>`` by a training adapter ``practice_torch/<topic>/training.py`` that
+provides what ``ModelModule`` lists, and a ``trains`` line in its catalogue entry (``shared_specs/catalogue.py``).
 
 The engine owns every random number: it passes a ``torch.Generator`` (on CPU) to ``draw_noise``,
 ``sample`` and ``evaluate``, and saves its state in each checkpoint, so a resumed run is exact.

@@ -1,7 +1,7 @@
 """The two backends a spec case runs in: the only part of ``shared_specs`` that imports a framework.
 
 Each backend turns a case's NumPy inputs into its own arrays, calls the twin function or module
-by name, and returns NumPy pytrees. Full precision is forced here (ARCHITECTURE.md rule 4):
+by name, and returns NumPy pytrees. Full precision is forced here (docs/ARCHITECTURE.md rule 4):
 ``jax_enable_x64``, ``jax_default_matmul_precision='highest'``, no TF32 in torch.
 """
 

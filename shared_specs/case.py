@@ -36,7 +36,7 @@ class FunctionCase:
     """``fn(**inputs, **static)`` in both backends; gradients of <out, cotangent> w.r.t. ``grad_wrt``.
 
     ``reference``: an independent NumPy/SciPy/closed-form ``reference(**inputs, **static)``, the
-    third witness (ARCHITECTURE.md rule 6), compared at the same tolerance.
+    third witness (docs/ARCHITECTURE.md rule 6), compared at the same tolerance.
     """
 
     id: str

@@ -25,7 +25,7 @@ class Tolerance:
         return f"rtol {self.rtol:.0e}, atol {self.atol:.0e}"
 
 
-# ARCHITECTURE.md, "Tolerances are a policy": level -> dtype -> tolerance.
+# docs/ARCHITECTURE.md, "Tolerances are a policy": level -> dtype -> tolerance.
 POLICY: dict[str, dict[str, Tolerance]] = {
     "function": {"float64": Tolerance(1e-10, 1e-12), "float32": Tolerance(1e-5, 1e-6)},
     "network": {"float64": Tolerance(1e-9, 1e-9), "float32": Tolerance(1e-5, 1e-5)},

@@ -1,6 +1,6 @@
 """The weight converter: PyTorch ``state_dict`` layout <-> Flax (linen) params layout.
 
-ARCHITECTURE.md rule 2, "weights cross, seeds don't". Both directions are driven by the same
+docs/ARCHITECTURE.md rule 2, "weights cross, seeds don't". Both directions are driven by the same
 explicit rules, work on NumPy arrays only, and raise ``ConversionError`` on any name or shape
 mismatch, naming the tensor. Naming convention shared by the twin modules:
 

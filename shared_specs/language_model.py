@@ -1,7 +1,7 @@
 """Spec cases for ``language_model``: next-token cross-entropy, the decoding rules and beam search, in float64.
 
 Each function runs in ``theory_jax.language_model`` and ``practice_torch.language_model`` on the same NumPy inputs,
-with the uniforms of the sampling steps drawn here (ARCHITECTURE.md rule 1), and gradients wherever the function is
+with the uniforms of the sampling steps drawn here (docs/ARCHITECTURE.md rule 1), and gradients wherever the function is
 differentiable (the distributions: almost everywhere, the kept sets being locally constant). Third witnesses:
 * SciPy's ``log_softmax`` / ``softmax``;
 * top-k by ``np.argsort``; top-p by enumerating all 2^V subsets (the smallest with mass >= p, then the most mass);

@@ -2,7 +2,7 @@
 one sampling step, in float64.
 
 Each function runs in ``theory_jax.pixelcnn`` and ``practice_torch.pixelcnn`` on the same NumPy inputs (the sampling
-uniforms drawn here, ARCHITECTURE.md rule 1), with gradients wherever the function is differentiable. Third
+uniforms drawn here, docs/ARCHITECTURE.md rule 1), with gradients wherever the function is differentiable. Third
 witnesses: the masks by looping over the taps and comparing their raster index with the centre's; the masked
 convolution by an explicit sum over the taps of a zero-padded image (NumPy); the likelihoods by SciPy's
 ``log_softmax`` / ``log_expit``; the sampling step by ``np.searchsorted`` on the CDF.

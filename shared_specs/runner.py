@@ -162,7 +162,7 @@ def run_case(case: Case, perturb: Perturbation | None = None) -> CaseResult:
 
 
 def caught(case, perturbation: Perturbation) -> str:
-    """The failure message of ``case`` run under a deliberate fault (a negative control, ARCHITECTURE.md rule 5);
+    """The failure message of ``case`` run under a deliberate fault (a negative control, docs/ARCHITECTURE.md rule 5);
     AssertionError when the fault goes unnoticed."""
     result = run_case(case, perturbation)
     if result.passed:

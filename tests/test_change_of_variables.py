@@ -17,7 +17,7 @@ from practice_torch.change_of_variables import training as cov_training
 from practice_torch.cli import main
 from practice_torch.data import get_dataset, get_info
 from practice_torch.data.toy2d import MIXTURE1D_WEIGHTS, mixture1d_log_density
-from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.models import new_trainer
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught
@@ -146,7 +146,7 @@ def test_presets():
     quick, full = cov_training.default_config("quick"), cov_training.default_config("full")
     assert quick.data.name == "moons" and cov_training.default_config("quick", "mixture1d").data.name == "mixture1d"
     assert quick.train.steps < full.train.steps and quick.model.layers < full.model.layers
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         cov_training.default_config("huge")
 
 

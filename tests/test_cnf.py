@@ -19,7 +19,7 @@ from practice_torch import cnf
 from practice_torch.cli import main
 from practice_torch.cnf import training as cnf_training
 from practice_torch.data import get_info
-from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.models import new_trainer
 from shared_specs import catalogue
@@ -212,11 +212,11 @@ def test_bad_configs_are_one_line_errors():
                           ({"method": "rk4"}, "needs steps"), ({"sample_method": "euler"}, "needs steps")):
         with pytest.raises(ValueError, match=match):
             cnf_training.build(dataclasses.replace(cfg.model, **change), MOONS)
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         cnf_training.default_config("huge")
 
 
-# Wrong formulas are caught by the spec runner (negative controls, ARCHITECTURE.md rule 5) --------------------------
+# Wrong formulas are caught by the spec runner (negative controls, docs/ARCHITECTURE.md rule 5) --------------------------
 def outputs_only(case_id):
     """The case without its gradient check (the second derivatives are slow to compile): the outputs must differ."""
     return dataclasses.replace(CASES[case_id], grad_wrt=())

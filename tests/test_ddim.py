@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from practice_torch.ddpm.schedule import predict_x0
 
 from practice_torch import ddim
 from practice_torch.ddpm import MLPDenoiser, Schedule, ddpm_step, sample_loop
+from practice_torch.diffusion import predict_x0
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught
 
@@ -176,7 +176,7 @@ def test_the_benchmark_table_on_a_tiny_run(tiny_run, tmp_path, monkeypatch):
     assert find_run(str(tiny_run)) == tiny_run
 
 
-# Negative controls: the spec runner catches wrong DDIM formulas (ARCHITECTURE.md rule 5) -----------------------------
+# Negative controls: the spec runner catches wrong DDIM formulas (docs/ARCHITECTURE.md rule 5) -----------------------------
 def _wrong_step(sigma_fn=None, x0_alpha=False):
     import jax.numpy as jnp
 

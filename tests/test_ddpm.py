@@ -17,7 +17,7 @@ from practice_torch import ddpm, models
 from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.ddpm import training as ddpm_training
-from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.models import new_trainer
 from shared_specs import catalogue
@@ -177,14 +177,14 @@ def test_the_nll_bound_adds_its_terms_and_the_estimate_matches_the_exact_sum():
 
 # Training through the engine ------------------------------------------------------------------------------------
 def test_registry_presets_and_build_errors():
-    assert models.get_model("ddpm") is ddpm and all(hasattr(ddpm, name) for name in models.INTERFACE)
+    assert models.get_model("ddpm") is ddpm_training and all(hasattr(ddpm_training, name) for name in models.INTERFACE)
     quick, full = ddpm_training.default_config("quick"), ddpm_training.default_config("full")
     assert quick.data.name == "fashion_mnist" and quick.model.denoiser == "unet" and quick.train.ema_decay > 0
     assert full.model.channels == 128 and full.model.num_res_blocks == 2 and full.train.steps > quick.train.steps
     assert ddpm_training.default_config("quick", "moons").model.denoiser == "mlp"
     audio = ddpm_training.default_config("quick", "spoken_digits")
     assert audio.data.view == "mel" and audio.model.log_mel
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         ddpm_training.default_config("huge")
     with pytest.raises(ValueError, match="use model.denoiser=mlp"):
         ddpm_training.build(ddpm_training.Config(), MOONS)
@@ -244,7 +244,7 @@ def test_the_mlp_ddpm_learns_moons(tmp_path):
     assert (tmp_path / "run/samples/chain.png").is_file()
 
 
-# Wrong formulas are caught by the spec runner (negative controls, ARCHITECTURE.md rule 5) --------------------------
+# Wrong formulas are caught by the spec runner (negative controls, docs/ARCHITECTURE.md rule 5) --------------------------
 def test_a_posterior_variance_of_beta_instead_of_beta_tilde_is_caught(both):
     def beta_variance(fn):
         def wrong(x0, x_t, alpha_bar_t, alpha_bar_prev):

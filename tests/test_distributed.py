@@ -121,8 +121,8 @@ def test_latent_diffusion_trains_its_autoencoder_under_torchrun(tmp_path):
 
 TINY_AUTOREGRESSIVE = {  # each model's tiny net from its own tests, on a few examples
     "wavenet": [*TINY_WAVENET, "data.limit=8"],
-    "language_model": [*TINY_LM, "model.bpe_merges=0", "model.val_windows=0", "data.limit=40000"],
-    "language_model-lstm": ["model.architecture=lstm", *TINY_LM, "model.bpe_merges=0", "model.val_windows=0",
+    "language_model": [*TINY_LM, "model.bpe_merges=0", "train.val_batch=0", "data.limit=40000"],
+    "language_model-lstm": ["model.architecture=lstm", *TINY_LM, "model.bpe_merges=0", "train.val_batch=0",
                             "data.limit=40000"],
     "pixelcnn": [*TINY_PIXELCNN, "model.conditional=true", "data.name=digits", "data.limit=8"],
     "pixelcnn-plain": ["model.architecture=plain", *TINY_PIXELCNN, "data.name=digits", "data.limit=8"],

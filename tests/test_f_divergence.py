@@ -166,7 +166,7 @@ def test_the_critic_estimates_all_six_divergences_within_three_percent(divergenc
     _check_estimate(fd.estimate_divergence(divergence), rel=0.03)
 
 
-# The spec catches a wrong conjugate (negative control, ARCHITECTURE.md rule 5) ----------------------------------
+# The spec catches a wrong conjugate (negative control, docs/ARCHITECTURE.md rule 5) ----------------------------------
 def test_a_wrong_conjugate_is_caught_by_the_spec(both):
     import jax.numpy as jnp
 
@@ -193,11 +193,11 @@ def test_a_conjugate_without_its_domain_is_caught_by_the_spec(both):
 
 # The training interface and the command line -----------------------------------------------------------------
 def test_registry_presets_and_build_errors():
-    assert models.get_model("f_divergence") is fd and all(hasattr(fd, name) for name in models.INTERFACE)
+    assert models.get_model("f_divergence") is fd_training and all(hasattr(fd_training, name) for name in models.INTERFACE)
     quick, images = fd_training.default_config("quick"), fd_training.default_config("quick", "fashion_mnist")
     assert quick.data.name == "gaussians" and quick.model.architecture == "mlp" and images.model.architecture == "conv"
     assert fd_training.default_config("full").train.steps > quick.train.steps
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         fd_training.default_config("huge")
     with pytest.raises(ValueError, match="vectors or images; names is text"):
         fd_training.build(fd_training.Config(), get_info("names"))

@@ -17,6 +17,7 @@ from practice_torch import flow_matching as fm
 from practice_torch import models
 from practice_torch.cli import main
 from practice_torch.data import get_info
+from practice_torch.engine.config import ConfigError
 from practice_torch.flow_matching import training as fm_training
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught, run_case
@@ -128,13 +129,13 @@ def test_classifier_free_guidance_combines_the_conditional_and_null_fields():
 
 
 def test_registry_presets_and_build_errors():
-    assert models.get_model("flow_matching") is fm and all(hasattr(fm, name) for name in models.INTERFACE)
+    assert models.get_model("flow_matching") is fm_training and all(hasattr(fm_training, name) for name in models.INTERFACE)
     quick, images = fm_training.default_config("quick"), fm_training.default_config("quick", "fashion_mnist")
     galaxies = fm_training.default_config("quick", "galaxies")
     assert quick.data.name == "moons" and quick.model.architecture == "mlp" and images.model.conditional
     assert galaxies.model.cond_dim == 5 and galaxies.model.architecture == "unet"
     assert fm_training.default_config("full", "fashion_mnist").model.channels > images.model.channels
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         fm_training.default_config("huge")
     with pytest.raises(ValueError, match="U-Net field models"):
         fm_training.build(fm_training.Config(architecture="unet"), MOONS)

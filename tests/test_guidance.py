@@ -15,6 +15,7 @@ from practice_torch import guidance as gd
 from practice_torch import models
 from practice_torch.cli import main
 from practice_torch.data import get_info
+from practice_torch.engine.config import ConfigError
 from practice_torch.guidance import training as gd_training
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, run_case
@@ -55,7 +56,7 @@ def test_a_coefficient_of_the_wrong_length_is_one_line():
         gd.cfg_eps(torch.zeros(3, 2), torch.zeros(3, 2), torch.ones(2))
 
 
-# Negative controls: the spec runner catches wrong guidance (ARCHITECTURE.md rule 5) ---------------------------------
+# Negative controls: the spec runner catches wrong guidance (docs/ARCHITECTURE.md rule 5) ---------------------------------
 def test_cfg_with_the_wrong_sign_is_caught_by_the_spec(both):
     def swapped(fn):  # (1 + w) eps_u - w eps_c: guidance pushed away from the class
         return lambda eps_cond, eps_uncond, w: fn(eps_uncond, eps_cond, w)
@@ -113,12 +114,12 @@ def test_the_classifier_is_the_unet_encoder_and_checks_its_input():
 
 
 def test_registry_and_presets():
-    assert models.get_model("guidance") is gd and all(hasattr(gd, name) for name in models.INTERFACE)
+    assert models.get_model("guidance") is gd_training and all(hasattr(gd_training, name) for name in models.INTERFACE)
     quick, full = gd_training.default_config("quick"), gd_training.default_config("full")
     assert quick.data.name == "fashion_mnist" and full.model.channels > quick.model.channels
     assert gd_training.default_config("quick", "digits").model.channel_mults == (1, 2)
     assert gd_training.bucket_edges(1000, 3) == [(0, 333), (333, 667), (667, 1000)]
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         gd_training.default_config("huge")
 
 

@@ -162,13 +162,13 @@ def test_build_and_presets():
     with pytest.raises(ValueError, match="trains on shakespeare"):
         lm_training.build(lm_training.Config(), get_info("moons"))
     with pytest.raises(ValueError, match="model.context must be in 2..256"):
-        lm_training.build(lm_training.Config(context=300, val_windows=0), SHAKESPEARE)
+        lm_training.build(lm_training.Config(context=300), SHAKESPEARE)
     with pytest.raises(ValueError, match="unknown architecture 'gru'"):
-        lm_training.build(lm_training.Config(architecture="gru", val_windows=0), SHAKESPEARE)
+        lm_training.build(lm_training.Config(architecture="gru"), SHAKESPEARE)
 
 
 def test_loss_crops_the_windows_with_the_drawn_offsets():
-    net = lm_training.build(lm_training.Config(dim=16, layers=1, heads=2, context=8, val_windows=0), SHAKESPEARE)
+    net = lm_training.build(lm_training.Config(dim=16, layers=1, heads=2, context=8), SHAKESPEARE)
     x = torch.randint(0, 85, (4, 256))
     noise = lm_training.draw_noise(net, 4, torch.Generator().manual_seed(0))
     assert noise["offset"].max() <= 248
@@ -180,12 +180,12 @@ def test_loss_crops_the_windows_with_the_drawn_offsets():
 
 
 def test_the_full_preset_path_compiles_once_under_bf16_autocast(tmp_path):
-    """The GPU preset's path, shrunk: torch.compile and bf16 autocast on the CPU, with the running val_loss. Any
-    recompilation is an error here: the val_loss's position counter, traced, recompiled at every step."""
+    """The GPU preset's path, shrunk: torch.compile and bf16 autocast on the CPU, with the engine's validation at
+    every log step. Any recompilation is an error here (a validation traced into the compiled loss recompiled it)."""
     needs_shakespeare()
     cfg = apply_overrides(lm_training.default_config("full"), [
         *TINY, "model.sample_length=20",
-        "model.bpe_merges=0", "model.val_windows=2", "data.limit=40000", "train.steps=4", "train.log_every=1",
+        "model.bpe_merges=0", "train.val_batch=2", "data.limit=40000", "train.steps=4", "train.log_every=1",
         "train.warmup_steps=1", "train.samples=1", "train.device=cpu", "train.checkpoint_every=4"])
     assert cfg.train.compile and cfg.train.precision == "bf16"
     torch._dynamo.reset()

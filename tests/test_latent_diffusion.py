@@ -188,7 +188,7 @@ def test_bad_input_is_one_line(overrides, message):
 
     cfg = apply_overrides(ld_training.default_config("quick", "digits"), overrides)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        build_net(ld, cfg, DIGITS)
+        build_net(ld_training, cfg, DIGITS)
 
 
 def test_an_autoencoder_of_another_kind_or_data_set_is_refused(tiny_run):

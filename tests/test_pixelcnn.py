@@ -14,7 +14,7 @@ import torch
 
 from practice_torch import pixelcnn as pc
 from practice_torch.data import DatasetMissing, get_info
-from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.models import new_trainer
 from practice_torch.pixelcnn import training as pc_training
@@ -139,7 +139,7 @@ def test_the_bernoulli_model_is_the_two_way_softmax():
 def test_the_registry_serves_pixelcnn():
     from practice_torch import models
 
-    assert models.get_model("pixelcnn") is pc and all(hasattr(pc, name) for name in models.INTERFACE)
+    assert models.get_model("pixelcnn") is pc_training and all(hasattr(pc_training, name) for name in models.INTERFACE)
 
 
 def test_build_rejects_what_it_cannot_model():
@@ -151,7 +151,7 @@ def test_build_rejects_what_it_cannot_model():
         pc_training.build(pc_training.Config(first_kernel=6), DIGITS)
     with pytest.raises(ValueError, match="categories must be >= 2"):
         pc_training.build(pc_training.Config(categories=1), DIGITS)
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         pc_training.default_config("huge")
 
 

@@ -15,6 +15,7 @@ from practice_torch import models
 from practice_torch import score as sc
 from practice_torch.cli import main
 from practice_torch.data import get_info
+from practice_torch.engine.config import ConfigError
 from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.score import training as sc_training
 from shared_specs import catalogue
@@ -124,11 +125,11 @@ def test_the_training_loss_is_dsm_at_the_drawn_levels():
 
 
 def test_registry_presets_and_build_errors():
-    assert models.get_model("score") is sc and all(hasattr(sc, name) for name in models.INTERFACE)
+    assert models.get_model("score") is sc_training and all(hasattr(sc_training, name) for name in models.INTERFACE)
     quick, images = sc_training.default_config("quick"), sc_training.default_config("quick", "fashion_mnist")
     assert quick.data.name == "moons" and quick.model.architecture == "mlp" and images.model.architecture == "unet"
     assert sc_training.default_config("full", "fashion_mnist").model.num_levels > images.model.num_levels
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         sc_training.default_config("huge")
     with pytest.raises(ValueError, match="vectors or images; names is text"):
         sc_training.build(sc_training.Config(), get_info("names"))

@@ -180,10 +180,10 @@ def rotate_half(x, positions):
     """The GPT-NeoX convention: rotate (x_i, x_{i + d/2}) instead of the paper's interleaved (x_{2i}, x_{2i+1})."""
     import jax.numpy as jnp
 
-    import theory_jax.transformer as jt
+    from theory_jax.nets import attention
 
     half = x.shape[-1] // 2
-    angles = jt._angles(positions, x.shape[-1], x.dtype)
+    angles = attention._angles(positions, x.shape[-1], x.dtype)
     cos, sin = jnp.cos(angles), jnp.sin(angles)
     x0, x1 = x[..., :half], x[..., half:]
     return jnp.concatenate([x0 * cos - x1 * sin, x0 * sin + x1 * cos], axis=-1)

@@ -13,7 +13,7 @@ import torch
 
 from practice_torch import models, vae
 from practice_torch.data import DatasetMissing, get_info
-from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.engine.runs import dataset_info
 from practice_torch.models import new_trainer
@@ -29,7 +29,7 @@ def tiny_net(**kw) -> vae.VAE:
 
 def test_the_registry_serves_the_vae_and_names_unknown_models():
     module = models.get_model("vae")
-    assert module is vae and all(hasattr(vae, name) for name in models.INTERFACE)
+    assert module is vae_training and all(hasattr(vae_training, name) for name in models.INTERFACE)
     with pytest.raises(models.UnknownModel, match="unknown model 'gan'; choose from .*vae"):
         models.get_model("gan")
 
@@ -40,7 +40,7 @@ def test_presets():
     assert quick.train.steps < full.train.steps and full.train.precision == "bf16" and full.train.compile
     audio = vae_training.default_config("quick", "spoken_digits")
     assert audio.data.view == "mel" and audio.model.likelihood == "gaussian" and audio.model.log_mel
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         vae_training.default_config("huge")
 
 

@@ -12,7 +12,7 @@ import torch
 
 from practice_torch import wavenet as wn
 from practice_torch.data import DatasetMissing, get_info
-from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.models import new_trainer
 from practice_torch.wavenet import training as wn_training
@@ -161,7 +161,7 @@ def test_build_rejects_what_it_cannot_train():
         wn_training.build(wn_training.Config(kernel=1), DIGITS)
     with pytest.raises(ValueError, match="model.clock"):
         wn_training.build(wn_training.Config(clock=-1), DIGITS)
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         wn_training.default_config("huge")
     net = wn_training.build(cfg, DIGITS)
     assert net.receptive_field == 1 + 2 * (2**12 - 1) and len(net.blocks) == 24  # a whole word at 8 kHz

@@ -9,7 +9,7 @@ is the sum of next-token cross-entropies: training minimises the mean next-token
 reported in bits per character (divide by ln 2) for a character model. Decoding turns next-token logits into a next
 token: greedy takes the argmax; sampling draws from the softmax at a temperature, restricted to the k most likely
 tokens (top-k) or to the smallest set of mass >= p (top-p, the nucleus). Every sampling step is an inverse-CDF draw
-with its uniform ``u`` passed in (ARCHITECTURE.md rule 1): token = min{i : u * total < cdf_i}.
+with its uniform ``u`` passed in (docs/ARCHITECTURE.md rule 1): token = min{i : u * total < cdf_i}.
 
 Beam search is tested on an arbitrary autoregressive model over a tiny vocabulary, written as a table of next-token
 logits for every prefix (``prefix_logits``: (sum_{t<L} V^t, V), prefix ``x_1..x_t`` at row ``prefix_index``): the

@@ -117,7 +117,7 @@ def gated_pixelcnn(params, x, layers: int):
     return masked_conv2d(jax.nn.relu(h), params["out.weight"], params["out.bias"], one)
 
 
-# 3b. The networks as flax modules: the twins of practice_torch.pixelcnn.network, checked under the weight converter --
+# 3b. The networks as flax modules: the twins of practice_torch.pixelcnn.networks, checked under the weight converter --
 # Channels-last (NHWC, HWIO kernels) with torch's submodule names (``convs_i``/``layers_i`` for ``convs.i``/``layers.i``)
 # and, unlike the parameter-dict functions above, class conditioning (an embedding added before each gate).
 def _frozen(mask) -> tuple[tuple[float, ...], ...]:

@@ -37,7 +37,7 @@ from theory_jax.elbo import (
 TITLE = "the variational autoencoder"
 LECTURES = "VAE; reparameterisation; training and inference; beta-VAE; conditional VAE"
 LOG_2PI = math.log(2 * math.pi)
-GROUPNORM_EPS = 1e-5  # torch's default; flax's default is 1e-6 (ARCHITECTURE.md convention traps)
+GROUPNORM_EPS = 1e-5  # torch's default; flax's default is 1e-6 (docs/ARCHITECTURE.md, "Convention traps")
 
 
 # 1. The pieces of the ELBO -----------------------------------------------------------------------

@@ -149,7 +149,7 @@ def clock_features(positions, sample_rate: int, pairs: int):
     return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], 1)
 
 
-# 5. The network as flax modules: the twins of practice_torch.wavenet.network, checked under the weight converter ----
+# 5. The network as flax modules: the twins of practice_torch.wavenet.networks, checked under the weight converter ----
 # Written with flax's own layers in the channels-last layout (NWC), not with the functions above, so the module specs
 # compare two implementations: torch's Conv1d (O, C, K) with an explicit left pad against flax's Conv (K, C, O) with
 # causal padding ((K - 1) d, 0) and kernel_dilation d. Submodule names are torch's (``blocks_i`` for ``blocks.i``,

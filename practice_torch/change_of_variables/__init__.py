@@ -7,28 +7,13 @@
 * ``training``: the training adapter (``python -m practice_torch train change_of_variables``), loaded only when asked.
 """
 
-from practice_torch.change_of_variables.functions import (
-    box_muller,
-    box_muller_inverse,
-    box_muller_log_det,
-    draw_uniform,
-    exponential_icdf,
-    flow_forward,
-    flow_inverse,
-    flow_log_prob,
-    gaussian_icdf,
-    gaussianize,
-    gaussianize_inverse,
-    log_abs_det_jacobian,
-    logistic_icdf,
-    logistic_mixture_log_cdf,
-    logistic_mixture_log_pdf,
-    lu_linear,
-    lu_linear_inverse,
-    lu_weight,
-    normal_icdf,
-    standard_normal_log_prob,
-)
+from practice_torch.change_of_variables.functions import (box_muller, box_muller_inverse, box_muller_log_det,
+                                                          draw_uniform, exponential_icdf, flow_forward, flow_inverse,
+                                                          flow_log_prob, gaussian_icdf, gaussianize,
+                                                          gaussianize_inverse, log_abs_det_jacobian, logistic_icdf,
+                                                          logistic_mixture_log_cdf, logistic_mixture_log_pdf, lu_linear,
+                                                          lu_linear_inverse, lu_weight, normal_icdf,
+                                                          standard_normal_log_prob)
 from practice_torch.change_of_variables.networks import GaussianizationFlow
 
 __all__ = [

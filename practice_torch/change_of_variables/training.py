@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.change_of_variables.functions import standard_normal_log_prob
 from practice_torch.change_of_variables.networks import GaussianizationFlow
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
 
 # 6. Training interface (practice_torch.models): config, presets, loss on a batch, samples, evaluation --------
@@ -29,17 +30,18 @@ class Config:
     layers: int = 8  # elementwise layers (LU mixing between consecutive ones)
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick: about a minute on 2 CPU cores; full: a deeper flow trained longer. Default data: moons (2-D)."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    quick = preset == "quick"
-    model = Config() if quick else Config(components=32, layers=16)
-    train = (TrainConfig(steps=2500, batch_size=512, lr=1e-2, warmup_steps=100, grad_clip=10.0, checkpoint_every=1000,
-                         log_every=100, samples=2000) if quick
-             else TrainConfig(steps=20_000, batch_size=1024, lr=5e-3, warmup_steps=500, grad_clip=10.0,
-                              checkpoint_every=5000, log_every=200, samples=2000, ema_decay=0.999))
-    return RunConfig("change_of_variables", model, DataConfig(dataset or "moons"), train)
+# quick: about a minute on 2 CPU cores; full: a deeper flow trained longer. Default data: moons (2-D).
+PRESETS = {
+    "quick": dict.fromkeys(("moons", "*"), Preset(
+        Config(),
+        TrainConfig(steps=2500, batch_size=512, lr=1e-2, warmup_steps=100, grad_clip=10.0, checkpoint_every=1000,
+                    log_every=100, samples=2000))),
+    "full": dict.fromkeys(("moons", "*"), Preset(
+        Config(components=32, layers=16),
+        TrainConfig(steps=20_000, batch_size=1024, lr=5e-3, warmup_steps=500, grad_clip=10.0, checkpoint_every=5000,
+                    log_every=200, samples=2000, ema_decay=0.999))),
+}
+default_config = preset_config("change_of_variables", PRESETS)
 
 
 def build(config: Config, data) -> GaussianizationFlow:

@@ -9,7 +9,7 @@ and x: (B, ...) pushes noise to data, and
 
     log p_1(x) = log N(z; 0, I) - int_0^1 tr(df/dx)(x_t, t) dt,    z = x_0 (the ODE run backwards from x_1 = x).
 
-The probe noise v of Hutchinson's estimator is an argument (ARCHITECTURE.md rule 1). The ``mlp_*`` functions fix
+The probe noise v of Hutchinson's estimator is an argument (docs/ARCHITECTURE.md rule 1). The ``mlp_*`` functions fix
 the field to a small tanh MLP whose weights are arguments (torch ``Linear`` layout, (out, in)), so the spec cases
 can hand the same field to both backends.
 """

@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from practice_torch.cnf.field import ACTIVATIONS, CNF, TIME_INPUTS, ODEField
 from practice_torch.cnf.functions import FIXED_STEP, TRACES, draw_probe
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.models import Artefact
 from practice_torch.plots import data_limits, density_figure_1d, density_figure_2d, trajectory_figure
@@ -49,21 +50,19 @@ class Config:
     nll_examples: int = 1000  # held-out points that get the exact NLL
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick: a few minutes on moons on 2 CPU cores (64 x 3 field, 1000 steps of 256, dopri5 at 1e-4); full: GPU
-    scale (FFJORD's toy setting: tolerances 1e-5, 10k steps of 1024)."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    name = dataset or "moons"
-    if preset == "quick":
-        model = Config(atol=1e-4, rtol=1e-4)
-        train = TrainConfig(steps=1000, batch_size=256, lr=3e-3, warmup_steps=50, grad_clip=1.0, ema_decay=0.99,
-                            checkpoint_every=250, log_every=50, samples=2000, threads=1)
-    else:
-        model = Config(hidden=(128, 128, 128))
-        train = TrainConfig(steps=10_000, batch_size=1024, lr=1e-3, warmup_steps=200, grad_clip=1.0, ema_decay=0.999,
-                            checkpoint_every=2000, log_every=100, samples=5000)
-    return RunConfig("cnf", model, DataConfig(name), train)
+# quick: a few minutes on moons on 2 CPU cores (64 x 3 field, 1000 steps of 256, dopri5 at 1e-4); full: GPU scale
+# (FFJORD's toy setting: tolerances 1e-5, 10k steps of 1024).
+PRESETS = {
+    "quick": dict.fromkeys(("moons", "*"), Preset(
+        Config(atol=1e-4, rtol=1e-4),
+        TrainConfig(steps=1000, batch_size=256, lr=3e-3, warmup_steps=50, grad_clip=1.0, ema_decay=0.99,
+                    checkpoint_every=250, log_every=50, samples=2000, threads=1))),
+    "full": dict.fromkeys(("moons", "*"), Preset(
+        Config(hidden=(128, 128, 128)),
+        TrainConfig(steps=10_000, batch_size=1024, lr=1e-3, warmup_steps=200, grad_clip=1.0, ema_decay=0.999,
+                    checkpoint_every=2000, log_every=100, samples=5000))),
+}
+default_config = preset_config("cnf", PRESETS)
 
 
 def _solver(method: str, atol: float, rtol: float, steps: int) -> dict:

@@ -26,7 +26,8 @@ from practice_torch.coupling_flows.functions import (
     standard_normal_log_prob,
 )
 from practice_torch.coupling_flows.layers import MultiScaleFlow, VectorFlow
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
 from practice_torch.progress import progress
 
@@ -56,34 +57,40 @@ class Config:
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "fp32", "compile": False, "log_every": 100}
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick (one CPU thread, about 5 minutes idle): fashion_mnist with 3 scales, 3 + 3 steps each, 64-channel
-    conditioners, 600 steps of 64, lr 2e-3 (test bits/dim < 4.5 from about step 120 on); moons and the other toy
-    sets: 8 steps of 128 units, 2000 steps of 256; digits (8x8, 17 levels): a small flow for tests.
-    full (one GPU; not run here): Glow-sized, 3 scales of 4 + 8 steps with 256-channel conditioners of 2 residual
-    blocks, batch 64, lr 1e-3, 100k steps, EMA: target test bits/dim near 3.0 or below on Fashion-MNIST."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    quick, name = preset == "quick", dataset or "fashion_mnist"
-    if name in TOY_SETS:
-        model = Config(hidden=128 if quick else 256, blocks=2, layers=8 if quick else 16)
-        train = (TrainConfig(steps=2000, batch_size=256, lr=2e-3, warmup_steps=100, grad_clip=10.0,
-                             checkpoint_every=1000, log_every=100, samples=2000, threads=1) if quick
-                 else TrainConfig(steps=20_000, batch_size=512, lr=1e-3, warmup_steps=500, grad_clip=10.0,
-                                  checkpoint_every=5000, log_every=200, samples=5000, ema_decay=0.999))
-        return RunConfig("coupling_flows", model, DataConfig(name), train)
-    if name == "digits":  # 8x8 images on 17 levels: the test-sized configuration
-        model = Config(scales=2, checker_steps=2, channel_steps=2, hidden=32, levels=17, eval_examples=270)
-        train = TrainConfig(steps=300, batch_size=64, lr=2e-3, warmup_steps=20, grad_clip=50.0, checkpoint_every=100,
-                            log_every=20, samples=64)
-        return RunConfig("coupling_flows", model, DataConfig(name), train)
-    model = (Config(eval_draws=2) if quick else
-             Config(checker_steps=4, channel_steps=8, hidden=256, blocks=2, eval_draws=8))
-    train = (TrainConfig(steps=600, batch_size=64, lr=2e-3, warmup_steps=50, grad_clip=50.0,
-                         checkpoint_every=200, log_every=25, samples=64, threads=1) if quick
-             else TrainConfig(steps=100_000, batch_size=64, lr=1e-3, warmup_steps=2000, grad_clip=50.0,
-                              checkpoint_every=5000, samples=100, **GPU_TRAINING))
-    return RunConfig("coupling_flows", model, DataConfig(name), train)
+# quick (one CPU thread, about 5 minutes idle): fashion_mnist with 3 scales, 3 + 3 steps each, 64-channel conditioners,
+# 600 steps of 64, lr 2e-3 (test bits/dim < 4.5 from about step 120 on); moons and the other toy sets: 8 steps of 128
+# units, 2000 steps of 256; digits (8x8, 17 levels): a small flow for tests (the same in both presets).
+# full (one GPU; not run here): Glow-sized, 3 scales of 4 + 8 steps with 256-channel conditioners of 2 residual blocks,
+# batch 64, lr 1e-3, 100k steps, EMA: target test bits/dim near 3.0 or below on Fashion-MNIST.
+DIGITS_PRESET = Preset(  # 8x8 images on 17 levels: the test-sized configuration
+    Config(scales=2, checker_steps=2, channel_steps=2, hidden=32, levels=17, eval_examples=270),
+    TrainConfig(steps=300, batch_size=64, lr=2e-3, warmup_steps=20, grad_clip=50.0, checkpoint_every=100,
+                log_every=20, samples=64))
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("fashion_mnist", "*"), Preset(
+            Config(eval_draws=2),
+            TrainConfig(steps=600, batch_size=64, lr=2e-3, warmup_steps=50, grad_clip=50.0, checkpoint_every=200,
+                        log_every=25, samples=64, threads=1))),
+        **dict.fromkeys(TOY_SETS, Preset(
+            Config(hidden=128, blocks=2, layers=8),
+            TrainConfig(steps=2000, batch_size=256, lr=2e-3, warmup_steps=100, grad_clip=10.0, checkpoint_every=1000,
+                        log_every=100, samples=2000, threads=1))),
+        "digits": DIGITS_PRESET,
+    },
+    "full": {
+        **dict.fromkeys(("fashion_mnist", "*"), Preset(
+            Config(checker_steps=4, channel_steps=8, hidden=256, blocks=2, eval_draws=8),
+            TrainConfig(steps=100_000, batch_size=64, lr=1e-3, warmup_steps=2000, grad_clip=50.0,
+                        checkpoint_every=5000, samples=100, **GPU_TRAINING))),
+        **dict.fromkeys(TOY_SETS, Preset(
+            Config(hidden=256, blocks=2, layers=16),
+            TrainConfig(steps=20_000, batch_size=512, lr=1e-3, warmup_steps=500, grad_clip=10.0, checkpoint_every=5000,
+                        log_every=200, samples=5000, ema_decay=0.999))),
+        "digits": DIGITS_PRESET,
+    },
+}
+default_config = preset_config("coupling_flows", PRESETS)
 
 
 class Flow(nn.Module):

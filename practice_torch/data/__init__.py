@@ -1,4 +1,4 @@
-"""One registry of named data sets, offline by default (ARCHITECTURE.md, "Data").
+"""One registry of named data sets, offline by default (docs/ARCHITECTURE.md, "Data").
 
     from practice_torch.data import get_dataset
     train = get_dataset("fashion_mnist", "train")       # a torch Dataset of (x, y)

@@ -7,7 +7,7 @@ The loss is L_simple (Ho et al. eq. 14) with t, eps and the label-dropout mask d
 one net gives both eps(x, y) and eps(x) for classifier-free guidance (``guidance_scale``, Ho & Salimans 2022).
 Sampling walks a respaced schedule (``sample_steps``; 0 = all T) with the 'ddpm' or 'ddim' sampler, and ``sample``
 and ``eval`` accept ``--set model.sampler=ddim --set model.sample_steps=50``. ``eval`` reports the NLL bound in
-bits/dim (``likelihood``) and the epsilon loss; FID/KID come from eval's sample metrics, drawn with the same sampler.
+bits/dim (``functions``) and the epsilon loss; FID/KID come from eval's sample metrics, drawn with the same sampler.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from practice_torch.ddpm.likelihood import decoder_nll, eps_loss, prior_kl, vlb_term
+from practice_torch.ddpm.functions import decoder_nll, eps_loss, prior_kl, vlb_term
 from practice_torch.diffusion import Schedule, null_labels, predict_x0, q_sample
 from practice_torch.diffusion import model as core
 from practice_torch.diffusion.model import Diffusion
 from practice_torch.elbo import gaussian_log_prob
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
 from practice_torch.nets import MLPDenoiser, UNet, UNetConfig
 from practice_torch.progress import progress
@@ -62,41 +63,49 @@ class Config:
 GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "compile": True, "channels_last": True, "log_every": 100}
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick (an idle 2-core CPU): fashion_mnist ~10 min, a small U-Net (C = 32, mults 1,2,2, attention at 7x7,
-    cosine T = 1000, 1500 steps of 64, lr 2e-3, EMA 0.995); spoken_digits (mel 64x64) ~10 min, C = 16, mults
-    1,2,2,2, attention at 8x8; moons ~1 min with the MLP. Samples: 100 respaced DDPM steps (``sample_steps``).
-    full (one GPU): Ho et al.'s CIFAR-10 model scaled to 28x28 (C = 128, mults 1,2,2, 2 res blocks, attention at
-    14x14, dropout 0.1, linear schedule, lr 2e-4, batch 128, 200k steps, EMA 0.9999, bf16, compiled)."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    quick, name = preset == "quick", dataset or "fashion_mnist"
-    if name in ("moons", "gaussians", "rings"):
-        model = Config(denoiser="mlp", hidden=128 if quick else 256, depth=3, T=1000, schedule="linear",
-                       sample_steps=100 if quick else 0, clip_x0=False, nll_timesteps=0)
-        train = (TrainConfig(steps=3000, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
-                             checkpoint_every=1000, log_every=100, samples=1000, threads=1) if quick
-                 else TrainConfig(steps=20_000, batch_size=512, lr=1e-3, warmup_steps=500, ema_decay=0.999,
-                                  checkpoint_every=5000, log_every=500, samples=5000))
-        return RunConfig("ddpm", model, DataConfig(name), train)
-    if name == "spoken_digits":
-        model = (Config(channels=16, channel_mults=(1, 2, 2, 2), attention_levels=(3,), log_mel=True, clip_x0=False,
-                        nll_examples=140) if quick
-                 else Config(channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_levels=(2,),
-                             dropout=0.1, log_mel=True, clip_x0=False, nll_examples=140, sample_steps=250))
-        train = (TrainConfig(steps=1500, batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.995,
-                             checkpoint_every=500, log_every=50, samples=20) if quick
-                 else TrainConfig(steps=100_000, batch_size=64, lr=2e-4, warmup_steps=2000, checkpoint_every=5000,
-                                  samples=40, **GPU_TRAINING))
-        return RunConfig("ddpm", model, DataConfig("spoken_digits", view="mel"), train)
-    model = (Config() if quick else
-             Config(schedule="linear", channels=128, num_res_blocks=2, attention_levels=(1,), dropout=0.1,
-                    sample_steps=250, nll_examples=10_000, nll_timesteps=16))
-    train = (TrainConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
-                         checkpoint_every=250, log_every=50, samples=64) if quick
-             else TrainConfig(steps=200_000, batch_size=128, lr=2e-4, warmup_steps=5000, min_lr_ratio=1.0,
-                              grad_clip=1.0, checkpoint_every=10_000, samples=100, **GPU_TRAINING))
-    return RunConfig("ddpm", model, DataConfig(name), train)
+# quick (an idle 2-core CPU): fashion_mnist ~10 min, a small U-Net (C = 32, mults 1,2,2, attention at 7x7, cosine T =
+# 1000, 1500 steps of 64, lr 2e-3, EMA 0.995); spoken_digits (mel 64x64) ~10 min, C = 16, mults 1,2,2,2, attention at
+# 8x8; moons ~1 min with the MLP. Samples: 100 respaced DDPM steps (``sample_steps``).
+# full (one GPU): Ho et al.'s CIFAR-10 model scaled to 28x28 (C = 128, mults 1,2,2, 2 res blocks, attention at 14x14,
+# dropout 0.1, linear schedule, lr 2e-4, batch 128, 200k steps, EMA 0.9999, bf16, compiled).
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("fashion_mnist", "*"), Preset(
+            Config(),
+            TrainConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
+                        checkpoint_every=250, log_every=50, samples=64))),
+        **dict.fromkeys(("moons", "gaussians", "rings"), Preset(
+            Config(denoiser="mlp", hidden=128, depth=3, T=1000, schedule="linear", sample_steps=100, clip_x0=False,
+                   nll_timesteps=0),
+            TrainConfig(steps=3000, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
+                        checkpoint_every=1000, log_every=100, samples=1000, threads=1))),
+        "spoken_digits": Preset(
+            Config(channels=16, channel_mults=(1, 2, 2, 2), attention_levels=(3,), log_mel=True, clip_x0=False,
+                   nll_examples=140),
+            TrainConfig(steps=1500, batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.995, checkpoint_every=500,
+                        log_every=50, samples=20),
+            view="mel"),
+    },
+    "full": {
+        **dict.fromkeys(("fashion_mnist", "*"), Preset(
+            Config(schedule="linear", channels=128, num_res_blocks=2, attention_levels=(1,), dropout=0.1,
+                   sample_steps=250, nll_examples=10_000, nll_timesteps=16),
+            TrainConfig(steps=200_000, batch_size=128, lr=2e-4, warmup_steps=5000, min_lr_ratio=1.0, grad_clip=1.0,
+                        checkpoint_every=10_000, samples=100, **GPU_TRAINING))),
+        **dict.fromkeys(("moons", "gaussians", "rings"), Preset(
+            Config(denoiser="mlp", hidden=256, depth=3, T=1000, schedule="linear", sample_steps=0, clip_x0=False,
+                   nll_timesteps=0),
+            TrainConfig(steps=20_000, batch_size=512, lr=1e-3, warmup_steps=500, ema_decay=0.999,
+                        checkpoint_every=5000, log_every=500, samples=5000))),
+        "spoken_digits": Preset(
+            Config(channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_levels=(2,), dropout=0.1,
+                   log_mel=True, clip_x0=False, nll_examples=140, sample_steps=250),
+            TrainConfig(steps=100_000, batch_size=64, lr=2e-4, warmup_steps=2000, checkpoint_every=5000, samples=40,
+                        **GPU_TRAINING),
+            view="mel"),
+    },
+}
+default_config = preset_config("ddpm", PRESETS)
 
 
 def build(config: Config, data) -> Diffusion:
@@ -223,7 +232,7 @@ def vector_figures(x0: torch.Tensor, snapshots: list[torch.Tensor], times: list[
 # Evaluation: the NLL bound and the epsilon loss ---------------------------------------------------------------
 @torch.no_grad()
 def evaluate(net: Diffusion, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
-    """The variational bound -log p(x_0) <= L_T + sum_{t=1}^{T-1} L_{t-1} + L_0 (Ho et al. eq. 5; ``likelihood``) on
+    """The variational bound -log p(x_0) <= L_T + sum_{t=1}^{T-1} L_{t-1} + L_0 (Ho et al. eq. 5; ``functions``) on
     the first ``nll_examples`` held-out examples: L_T and L_0 exactly (images: the discretised decoder of eq. 13 on
     the 8-bit grid of [-1, 1], so bits/dim are those of the 8-bit data; real-valued data: a Gaussian decoder, a
     bound on the density), the middle sum either exactly (``nll_timesteps=0``: all T - 1 terms) or unbiasedly as

@@ -14,15 +14,8 @@ Pure functions of tensors with the noise passed in; nothing here imports the eng
 
 from practice_torch.diffusion.conditioning import cfg_eps, classifier_guided_eps, implicit_classifier_grad, null_labels
 from practice_torch.diffusion.loop import SAMPLERS, sample_loop, step_rule
-from practice_torch.diffusion.schedule import (
-    Schedule,
-    alpha_bars,
-    cosine_betas,
-    linear_betas,
-    posterior_mean_variance,
-    predict_x0,
-    q_sample,
-)
+from practice_torch.diffusion.schedule import (Schedule, alpha_bars, cosine_betas, linear_betas,
+                                               posterior_mean_variance, predict_x0, q_sample)
 from practice_torch.diffusion.steps import clipped_eps, ddim_reverse_step, ddim_sigma, ddim_step, ddpm_step
 
 __all__ = [

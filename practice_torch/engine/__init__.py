@@ -1,9 +1,11 @@
-"""The training engine shared by every model (ARCHITECTURE.md, "An implementation trains for real").
+"""The training engine shared by every model (docs/ARCHITECTURE.md, "An implementation trains for real").
 
-It knows nothing of any model: a model module gives it the small interface of
-``practice_torch.models`` and the engine does the rest.
+It knows nothing of any model: it is handed a model module that gives it the small interface of
+``interface.py`` (``practice_torch.models`` looks modules up in the registry) and does the rest.
 
+    interface.py    what a model module provides (``ModelModule``), and ``Artefact``, what its sampler returns
     config.py       run configuration (model / data / train sections), presets, ``--set key=value``
+    presets.py      presets as data: a model's ``PRESETS`` table and the run configuration it gives
     batches.py      reproducible global batches from (seed, epoch, position), sharded over ranks
     distributed.py  torchrun / DistributedDataParallel set-up (gloo on CPU, NCCL on GPU)
     ema.py          exponential moving average of the weights

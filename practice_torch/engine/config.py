@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
+    val_batch: int = 0  # validation examples scored at each log step by a model's ``validate`` hook; 0 = none
     samples: int = 64  # how many samples the run writes at the end
 
 
@@ -67,7 +68,8 @@ def check_train(train: TrainConfig) -> None:
     problems = [f"train.{k} must be positive, got {getattr(train, k)}"
                 for k in ("steps", "lr", "checkpoint_every", "log_every", "samples") if getattr(train, k) <= 0]
     problems += [f"train.{k} must not be negative, got {getattr(train, k)}"
-                 for k in ("batch_size", "threads", "warmup_steps", "weight_decay", "grad_clip") if getattr(train, k) < 0]
+                 for k in ("batch_size", "threads", "warmup_steps", "weight_decay", "grad_clip", "val_batch")
+                 if getattr(train, k) < 0]
     if len(train.betas) != 2 or not all(0 <= b < 1 for b in train.betas):
         problems.append(f"train.betas must be two numbers in [0, 1), e.g. 0.5,0.999; got {train.betas}")
     if not 0 <= train.ema_decay < 1 or not 0 <= train.min_lr_ratio <= 1:

@@ -13,6 +13,9 @@ logs the norm of the change of the net's floating-point state (``update_norm``) 
 stops on a non-finite loss or state (the update has already run in place, but nothing is saved after it),
 and leaves the optimizer and the LR schedule alone. Under torchrun the model's update must sum its
 statistics over the ranks itself (``torch.distributed.all_reduce``) so that every rank makes the same update.
+A model module that defines ``validate(net, batch) -> terms`` is scored on held-out data at every log step: the next
+``train.val_batch`` examples of the validation split (in order, cycling, from the step number: no state to save), in
+eval mode, without gradients, under the run's autocast; the terms are logged beside the training loss.
 SIGINT/SIGTERM set the stop flag: the step finishes, a checkpoint is written and ``run`` returns.
 """
 
@@ -109,6 +112,8 @@ class Trainer:
         if t.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.update = getattr(self.model, "update", None)  # a closed-form update (EM) in place of the gradient step
+        self.validate = getattr(self.model, "validate", None) if t.val_batch else None  # held-out terms at log steps
+        self.val_set = in_memory(load_split(cfg.data, "val")) if self.validate is not None else None
         trainable = [p for p in self.net.parameters() if p.requires_grad]
         if not trainable and self.update is None:
             raise RunError(f"{cfg.model_name} has no trainable parameters and no closed-form update")
@@ -174,6 +179,8 @@ class Trainer:
                     if self.step % t.log_every == 0 or self.step == end or stop:
                         rate = self.batch_size * window_steps / (time.perf_counter() - window_start)
                         means = {k: v / window_steps for k, v in sums.items()}
+                        if self.validate is not None:
+                            means.update(self._validate())
                         bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
                         if log:
                             log.write(self.step, {**means, "examples_per_s": rate,
@@ -243,6 +250,23 @@ class Trainer:
             change = sum((torch.sum((after[k].double() - v.double()) ** 2) for k, v in before.items()),
                          torch.zeros((), dtype=torch.float64, device=self.device))
         return loss, {"update_norm": torch.sqrt(change)}, terms
+
+    def _validate(self) -> dict[str, float]:
+        """The model's ``validate`` terms on the next ``train.val_batch`` validation examples: rows taken in order
+        from (step // log_every) * val_batch, cycling through the split, so a resumed run scores the same rows. Every
+        rank scores the same rows with the same weights; eval mode (no dropout), no gradients, the run's autocast."""
+        t = self.cfg.train
+        start = self.step // t.log_every * t.val_batch
+        rows = torch.arange(start, start + t.val_batch) % len(self.val_set)
+        batch = tuple(self._to_device(x) for x in fetch(self.val_set, rows))
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=t.precision == "bf16"):
+                terms = self.validate(self.net, batch)
+        finally:
+            self.net.train(was_training)
+        return {k: float(v) for k, v in terms.items()}
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)

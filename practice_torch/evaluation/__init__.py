@@ -9,27 +9,11 @@ The package exports the math (``metrics``), which loads no data set; the feature
 ``practice_torch.evaluation.features`` (``feature_network``, ``embed``).
 """
 
-from practice_torch.evaluation.metrics import (
-    bits_per_dim,
-    dequantize,
-    fid_from_features,
-    frechet_distance,
-    gaussian_statistics,
-    inception_score,
-    inception_score_splits,
-    kid,
-    kid_subsets,
-    knn_radii,
-    mmd2_from_kernels,
-    mmd2_unbiased,
-    nll_on_level_scale,
-    polynomial_kernel,
-    precision_recall,
-    rbf_kernel,
-    sqrtm_psd,
-    squared_distances,
-    wasserstein2,
-)
+from practice_torch.evaluation.metrics import (bits_per_dim, dequantize, fid_from_features, frechet_distance,
+                                               gaussian_statistics, inception_score, inception_score_splits, kid,
+                                               kid_subsets, knn_radii, mmd2_from_kernels, mmd2_unbiased,
+                                               nll_on_level_scale, polynomial_kernel, precision_recall, rbf_kernel,
+                                               sqrtm_psd, squared_distances, wasserstein2)
 
 __all__ = [
     "bits_per_dim", "dequantize", "fid_from_features", "frechet_distance", "gaussian_statistics", "inception_score",

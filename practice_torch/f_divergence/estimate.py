@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from practice_torch.f_divergence.divergences import DIVERGENCES, conjugate_at_activation, f_generator, output_activation
-from practice_torch.f_divergence.fgan import MLPCritic
+from practice_torch.f_divergence.functions import DIVERGENCES, conjugate_at_activation, f_generator, output_activation
+from practice_torch.f_divergence.networks import MLPCritic
 
 
 @dataclass(frozen=True)

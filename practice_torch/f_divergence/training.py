@@ -15,9 +15,10 @@ from typing import Literal
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
-from practice_torch.f_divergence.divergences import conjugate_at_activation, density_ratio, output_activation
-from practice_torch.f_divergence.fgan import FGAN, fgan_loss
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.f_divergence.functions import conjugate_at_activation, density_ratio, output_activation
+from practice_torch.f_divergence.networks import FGAN, fgan_loss
 from practice_torch.models import Artefact
 from practice_torch.plots import density_figure_2d, figure_artefact, scatter_figure_2d
 
@@ -39,29 +40,31 @@ class Config:
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick: about a minute on the 2-D mixture, a few minutes on Fashion-MNIST (2 CPU cores); full: GPU scale.
-    Vector data (the 2-D sets) get MLPs, images DCGAN-style convolutions."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    from practice_torch.data import is_image_set
-
-    name, quick = dataset or "gaussians", preset == "quick"
-    images = is_image_set(name)
-    if images:
-        model = Config(architecture="conv", latent_dim=64, r1=10.0,
-                       **({"channels": (32, 64), "fc": 512} if quick else {"channels": (64, 128), "fc": 1024}))
-        train = (TrainConfig(steps=3000, batch_size=64, lr=5e-4, warmup_steps=50, grad_clip=10.0, checkpoint_every=1000,
-                             samples=64) if quick else
-                 TrainConfig(steps=30_000, batch_size=128, lr=2e-4, warmup_steps=500, grad_clip=10.0,
-                             checkpoint_every=5000, samples=100, **GPU_TRAINING))
-    else:
-        model = Config()
-        train = (TrainConfig(steps=6000, batch_size=256, lr=5e-4, warmup_steps=50, grad_clip=10.0, checkpoint_every=2000,
-                             samples=2000) if quick else
-                 TrainConfig(steps=20_000, batch_size=512, lr=5e-4, warmup_steps=200, grad_clip=10.0,
-                             checkpoint_every=5000, samples=5000, **GPU_TRAINING))
-    return RunConfig("f_divergence", model, DataConfig(name), train)
+# quick: about a minute on the 2-D mixture, a few minutes on Fashion-MNIST (2 CPU cores); full: GPU scale. Vector data
+# (the 2-D sets) get MLPs, images DCGAN-style convolutions.
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("gaussians", "*"), Preset(
+            Config(),
+            TrainConfig(steps=6000, batch_size=256, lr=5e-4, warmup_steps=50, grad_clip=10.0, checkpoint_every=2000,
+                        samples=2000))),
+        "image": Preset(
+            Config(architecture="conv", latent_dim=64, r1=10.0, channels=(32, 64), fc=512),
+            TrainConfig(steps=3000, batch_size=64, lr=5e-4, warmup_steps=50, grad_clip=10.0, checkpoint_every=1000,
+                        samples=64)),
+    },
+    "full": {
+        **dict.fromkeys(("gaussians", "*"), Preset(
+            Config(),
+            TrainConfig(steps=20_000, batch_size=512, lr=5e-4, warmup_steps=200, grad_clip=10.0,
+                        checkpoint_every=5000, samples=5000, **GPU_TRAINING))),
+        "image": Preset(
+            Config(architecture="conv", latent_dim=64, r1=10.0, channels=(64, 128), fc=1024),
+            TrainConfig(steps=30_000, batch_size=128, lr=2e-4, warmup_steps=500, grad_clip=10.0,
+                        checkpoint_every=5000, samples=100, **GPU_TRAINING)),
+    },
+}
+default_config = preset_config("f_divergence", PRESETS)
 
 
 def build(config: Config, data) -> FGAN:

@@ -3,21 +3,14 @@
 * ``functions``: the conditional OT path and its target velocity, the CFM loss, the exact minibatch OT assignment;
   same names and arguments as the JAX twin.
 * ``sampling``: the ODE sampler (torchdiffeq: euler / midpoint / rk4 / dopri5), counting function evaluations.
-* ``training``: the model interface of ``practice_torch.models`` (``python -m practice_torch train flow_matching``):
+* ``training``: the training adapter (``python -m practice_torch train flow_matching``), not imported here:
   an MLP field on 2-D data, a class-conditional U-Net on images, a U-Net conditioned on galaxy parameters.
 * ``figures``: 2-D samples, trajectories, the field and the density. ``galaxies``: measurements and the sweep figure.
 """
 
-from practice_torch.flow_matching.functions import (
-    cfm_loss,
-    conditional_path,
-    ot_assignment,
-    ot_coupling,
-    path_sample_and_target,
-    squared_cost,
-    target_velocity,
-    transport_cost,
-)
+from practice_torch.flow_matching.functions import (cfm_loss, conditional_path, ot_assignment, ot_coupling,
+                                                    path_sample_and_target, squared_cost, target_velocity,
+                                                    transport_cost)
 from practice_torch.flow_matching.sampling import METHODS, Trajectory, integrate
 
 __all__ = [

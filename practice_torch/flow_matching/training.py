@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.flow_matching.functions import cfm_loss, ot_coupling, path_sample_and_target
 from practice_torch.flow_matching.sampling import check_solver, integrate
@@ -65,39 +66,42 @@ class Config:
 GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "log_every": 100}
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick (2 CPU cores): moons ~1 min (MLP 128 x 3, 3000 steps of 256); fashion_mnist ~10 min (class-conditional
-    U-Net C = 32, 1500 steps of 64, EMA); galaxies: a U-Net conditioned on the 5 parameters. full: GPU scale."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    from practice_torch.data import is_image_set
-
-    quick, name = preset == "quick", dataset or "moons"
-    if name == "galaxies":
+# quick (2 CPU cores): moons ~1 min (MLP 128 x 3, 3000 steps of 256); fashion_mnist ~10 min (class-conditional U-Net C =
+# 32, 1500 steps of 64, EMA); galaxies: a U-Net conditioned on the 5 parameters. full: GPU scale.
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("moons", "*"), Preset(
+            Config(hidden=128),
+            TrainConfig(steps=3000, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
+                        checkpoint_every=1000, log_every=100, samples=2000, threads=1))),
+        "image": Preset(
+            Config(architecture="unet", conditional=True, ode_steps=20, guidance_scale=1.0),
+            TrainConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
+                        checkpoint_every=250, log_every=50, samples=100, threads=1)),
         # galaxies preset: tuned by the galaxies helper
         # quick: C = 16 without attention (blobs need no global context), 2000 steps of 32 (a few minutes on 2 cores)
-        model = (Config(architecture="unet", cond_dim=5, channels=16, attention_levels=(), ode_steps=20) if quick else
-                 Config(architecture="unet", cond_dim=5, channels=64, num_res_blocks=2, dropout=0.1, ode_steps=50))
-        train = (TrainConfig(steps=2000, batch_size=32, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
-                             checkpoint_every=500, log_every=50, samples=64, threads=1) if quick else
-                 TrainConfig(steps=100_000, batch_size=128, lr=2e-4, warmup_steps=2000, grad_clip=1.0,
-                             checkpoint_every=10_000, samples=100, **GPU_TRAINING))
-        return RunConfig("flow_matching", model, DataConfig(name), train)
-    if is_image_set(name):
-        model = (Config(architecture="unet", conditional=True, ode_steps=20, guidance_scale=1.0) if quick else
-                 Config(architecture="unet", conditional=True, channels=128, num_res_blocks=2, attention_levels=(1,),
-                        dropout=0.1, ode_steps=50, guidance_scale=1.0))
-        train = (TrainConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
-                             checkpoint_every=250, log_every=50, samples=100, threads=1) if quick else
-                 TrainConfig(steps=200_000, batch_size=128, lr=2e-4, warmup_steps=5000, grad_clip=1.0,
-                             checkpoint_every=10_000, samples=100, **GPU_TRAINING))
-        return RunConfig("flow_matching", model, DataConfig(name), train)
-    model = Config(hidden=128) if quick else Config(hidden=256, depth=4)
-    train = (TrainConfig(steps=3000, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
-                         checkpoint_every=1000, log_every=100, samples=2000, threads=1) if quick else
-             TrainConfig(steps=20_000, batch_size=512, lr=1e-3, warmup_steps=500, ema_decay=0.999,
-                         checkpoint_every=5000, log_every=500, samples=5000))
-    return RunConfig("flow_matching", model, DataConfig(name), train)
+        "galaxies": Preset(
+            Config(architecture="unet", cond_dim=5, channels=16, attention_levels=(), ode_steps=20),
+            TrainConfig(steps=2000, batch_size=32, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
+                        checkpoint_every=500, log_every=50, samples=64, threads=1)),
+    },
+    "full": {
+        **dict.fromkeys(("moons", "*"), Preset(
+            Config(hidden=256, depth=4),
+            TrainConfig(steps=20_000, batch_size=512, lr=1e-3, warmup_steps=500, ema_decay=0.999,
+                        checkpoint_every=5000, log_every=500, samples=5000))),
+        "image": Preset(
+            Config(architecture="unet", conditional=True, channels=128, num_res_blocks=2, attention_levels=(1,),
+                   dropout=0.1, ode_steps=50, guidance_scale=1.0),
+            TrainConfig(steps=200_000, batch_size=128, lr=2e-4, warmup_steps=5000, grad_clip=1.0,
+                        checkpoint_every=10_000, samples=100, **GPU_TRAINING)),
+        "galaxies": Preset(
+            Config(architecture="unet", cond_dim=5, channels=64, num_res_blocks=2, dropout=0.1, ode_steps=50),
+            TrainConfig(steps=100_000, batch_size=128, lr=2e-4, warmup_steps=2000, grad_clip=1.0,
+                        checkpoint_every=10_000, samples=100, **GPU_TRAINING)),
+    },
+}
+default_config = preset_config("flow_matching", PRESETS)
 
 
 class FlowModel(nn.Module):

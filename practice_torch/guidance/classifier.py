@@ -2,7 +2,7 @@
 
 A classifier of clean images is useless at large t (``python -m theory_jax guidance`` measures its cross-entropy
 gap on a mixture), so the guide is trained on noised images x_t = q_sample(x_0, alpha_bar_t, eps) at random t with
-the cross-entropy ``noisy_classifier_loss``. Its network is the encoder half of the project's U-Net
+the cross-entropy ``noisy_classifier_loss`` (``guidance.functions``). Its network is the encoder half of the project's U-Net
 (``practice_torch.nets``: the same ResBlock, Downsample, attention and time embedding), ending in a global
 average pool and a linear head instead of the decoder, as in Dhariwal & Nichol's guide.
 """
@@ -13,23 +13,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from practice_torch.guidance.functions import class_log_prob
 from practice_torch.nets import Downsample, ResBlock, TimeEmbedding
 from practice_torch.nets.unet import GROUPNORM_EPS
 
 
-# 1. The objective (twins of theory_jax.guidance) --------------------------------------------------------------
-def class_log_prob(logits: Tensor, y: Tensor) -> Tensor:
-    """log p(y | x) = log softmax(logits)_y: the term whose x-gradient classifier guidance follows.
-    logits: (B, K); y: (B,) integer labels -> (B,)."""
-    return torch.gather(F.log_softmax(logits, dim=-1), -1, y.long()[:, None])[:, 0]
-
-
-def noisy_classifier_loss(logits: Tensor, y: Tensor) -> Tensor:
-    """-mean log p_phi(y | x_t): cross-entropy of the classifier's logits (B, K) at noised inputs, labels y (B,) -> ()."""
-    return -torch.mean(class_log_prob(logits, y))
-
-
-# 2. The network: the U-Net's encoder half and a linear head ----------------------------------------------------
+# The network: the U-Net's encoder half and a linear head ------------------------------------------------------
 class NoisyClassifier(nn.Module):
     """logits_phi(x_t, t): x_t (B, C, H, W) in model space ([-1, 1] for images), t (B,) original timestep indices
     -> (B, num_classes). Levels as in ``UNetConfig``: widths channels * mult, halving the resolution between

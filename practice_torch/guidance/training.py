@@ -19,8 +19,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from practice_torch.diffusion import Schedule, q_sample
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
-from practice_torch.guidance.classifier import NoisyClassifier, class_log_prob, noisy_classifier_loss
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.guidance.classifier import NoisyClassifier
+from practice_torch.guidance.functions import class_log_prob, noisy_classifier_loss
 from practice_torch.models import Artefact
 
 
@@ -45,25 +47,30 @@ class Config:
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "compile": True, "channels_last": True, "log_every": 100}
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick (2 CPU cores, a few minutes): fashion_mnist with widths 32/64/64 and 1500 steps; digits (8x8, tests):
-    widths 16/32. full (one GPU): Dhariwal & Nichol's guide scaled to 28x28 (C = 128, 2 res blocks, attention at
-    7x7, 50k steps)."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    quick, name = preset == "quick", dataset or "fashion_mnist"
-    if name == "digits":
-        model = Config(channels=16, channel_mults=(1, 2), eval_examples=500)
-        train = TrainConfig(steps=600, batch_size=64, lr=2e-3, warmup_steps=50, ema_decay=0.99, log_every=50,
-                            checkpoint_every=300, samples=8)
-        return RunConfig("guidance", model, DataConfig(name), train)
-    model = (Config() if quick else
-             Config(channels=128, num_res_blocks=2, attention_levels=(2,), dropout=0.1, eval_examples=10_000))
-    train = (TrainConfig(steps=1500, batch_size=128, lr=2e-3, warmup_steps=100, ema_decay=0.995, log_every=50,
-                         checkpoint_every=500, samples=8) if quick
-             else TrainConfig(steps=50_000, batch_size=256, lr=3e-4, warmup_steps=1000, weight_decay=0.05,
-                              checkpoint_every=5000, samples=8, **GPU_TRAINING))
-    return RunConfig("guidance", model, DataConfig(name), train)
+# quick (2 CPU cores, a few minutes): fashion_mnist with widths 32/64/64 and 1500 steps; digits (8x8, tests): widths
+# 16/32 (the same in both presets). full (one GPU): Dhariwal & Nichol's guide scaled to 28x28 (C = 128, 2 res blocks,
+# attention at 7x7, 50k steps).
+DIGITS_PRESET = Preset(
+    Config(channels=16, channel_mults=(1, 2), eval_examples=500),
+    TrainConfig(steps=600, batch_size=64, lr=2e-3, warmup_steps=50, ema_decay=0.99, log_every=50,
+                checkpoint_every=300, samples=8))
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("fashion_mnist", "*"), Preset(
+            Config(),
+            TrainConfig(steps=1500, batch_size=128, lr=2e-3, warmup_steps=100, ema_decay=0.995, log_every=50,
+                        checkpoint_every=500, samples=8))),
+        "digits": DIGITS_PRESET,
+    },
+    "full": {
+        **dict.fromkeys(("fashion_mnist", "*"), Preset(
+            Config(channels=128, num_res_blocks=2, attention_levels=(2,), dropout=0.1, eval_examples=10_000),
+            TrainConfig(steps=50_000, batch_size=256, lr=3e-4, warmup_steps=1000, weight_decay=0.05,
+                        checkpoint_every=5000, samples=8, **GPU_TRAINING))),
+        "digits": DIGITS_PRESET,
+    },
+}
+default_config = preset_config("guidance", PRESETS)
 
 
 class Guide(nn.Module):

@@ -3,9 +3,9 @@
 Data: ``shakespeare`` windows of 256 characters; each training example is a random ``context``-long crop of one (the
 crop offsets are the model's noise, drawn by the engine), so a batch is nanoGPT's "random windows of block_size".
 Loss: the mean next-character cross-entropy in nats (``decoding.cross_entropy``; fused ``F.cross_entropy`` here,
-the same number). With ``val_windows > 0`` each step also scores that many held-out windows without gradient,
-cycling through the validation split, and logs ``val_loss`` (the metrics log averages it over ``log_every`` steps:
-the validation curve of the run, in ``loss.png`` and ``metrics.jsonl``).
+the same number). ``validate`` scores the first ``context`` characters of ``train.val_batch`` held-out windows at
+every log step (the engine cycles through the validation split) and logs ``val_loss``: the validation curve of the
+run, in ``loss.png`` and ``metrics.jsonl``.
 
 ``sample`` writes continuations of ``prompt`` with ``strategy`` (``--set model.strategy=top_p --set
 model.prompt='JULIET.\\n'``), one continuation per strategy side by side, and the BPE tokeniser learned from the
@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
-from practice_torch.language_model.decoding import STRATEGIES, check_strategy
-from practice_torch.language_model.models import LanguageModel, build_language_model, generate
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.language_model.functions import STRATEGIES, check_strategy
+from practice_torch.language_model.networks import LanguageModel, build_language_model, generate
 from practice_torch.language_model.tokenisers import BPETokenizer
 from practice_torch.models import Artefact
 
@@ -45,7 +46,6 @@ class Config:
     dropout: float = 0.0
     tie: bool = True  # transformer: output head = token embedding^T
     position: Literal["learned", "sinusoidal", "rope", "none"] = "learned"  # transformer only
-    val_windows: int = 2  # held-out windows scored per training step for the val_loss curve; 0 = none
     # sampling and evaluation (sample/eval accept --set model.KEY=VALUE for these)
     strategy: Literal["greedy", "beam", "temperature", "top_k", "top_p"] = "top_p"
     prompt: str = "JULIET.\\n"  # '\n' may be written as the two characters \ and n
@@ -57,24 +57,23 @@ class Config:
     bpe_merges: int = 256  # merges of the BPE tokeniser written with the samples; 0 = none
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick: nanoGPT's shakespeare_char CPU size (4 layers, 4 heads, width 128, context 64, dropout 0, warmup 100
-    and cosine decay to 0.1 lr, beta2 0.99, batch 12, 2000 steps) but lr 2e-3 (better than nanoGPT's 1e-3 here:
-    validation 2.05 vs 2.13 nats/char at step 850), on one thread (two threads are slower
-    on a shared 2-core machine); ``--set model.architecture=lstm --set model.dim=256 --set model.layers=2``: an
-    LSTM. full: a 6 x 384 Transformer with context 256 (GPU)."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    if preset == "quick":
-        model = Config()
-        train = TrainConfig(steps=2000, batch_size=12, lr=2e-3, betas=(0.9, 0.99), warmup_steps=100, min_lr_ratio=0.1,
-                            grad_clip=1.0, checkpoint_every=500, log_every=50, samples=8, threads=1)
-    else:
-        model = Config(context=256, dim=384, layers=6, heads=6, dropout=0.2, val_windows=8)
-        train = TrainConfig(steps=5000, batch_size=64, lr=1e-3, betas=(0.9, 0.99), warmup_steps=100,
-                            min_lr_ratio=0.1, grad_clip=1.0, checkpoint_every=1000, log_every=100, samples=16,
-                            precision="bf16", compile=True)
-    return RunConfig("language_model", model, DataConfig(dataset or "shakespeare"), train)
+# quick: nanoGPT's shakespeare_char CPU size (4 layers, 4 heads, width 128, context 64, dropout 0, warmup 100 and cosine
+# decay to 0.1 lr, beta2 0.99, batch 12, 2000 steps) but lr 2e-3 (better than nanoGPT's 1e-3 here: validation 2.05 vs
+# 2.13 nats/char at step 850), on one thread (two threads are slower on a shared 2-core machine), 100 held-out windows
+# scored at each log step; ``--set model.architecture=lstm --set model.dim=256 --set model.layers=2``: an LSTM.
+# full: a 6 x 384 Transformer with context 256 (GPU).
+PRESETS = {
+    "quick": {"shakespeare": Preset(
+        Config(),
+        TrainConfig(steps=2000, batch_size=12, lr=2e-3, betas=(0.9, 0.99), warmup_steps=100, min_lr_ratio=0.1,
+                    grad_clip=1.0, checkpoint_every=500, log_every=50, val_batch=100, samples=8, threads=1))},
+    "full": {"shakespeare": Preset(
+        Config(context=256, dim=384, layers=6, heads=6, dropout=0.2),
+        TrainConfig(steps=5000, batch_size=64, lr=1e-3, betas=(0.9, 0.99), warmup_steps=100, min_lr_ratio=0.1,
+                    grad_clip=1.0, checkpoint_every=1000, log_every=100, val_batch=256, samples=16,
+                    precision="bf16", compile=True))},
+}
+default_config = preset_config("language_model", PRESETS)
 
 
 def build(config: Config, data) -> LanguageModel:
@@ -83,27 +82,12 @@ def build(config: Config, data) -> LanguageModel:
         raise ValueError(f"the character language model trains on shakespeare windows, not {data.name}")
     if not 2 <= config.context <= WINDOW:
         raise ValueError(f"model.context must be in 2..{WINDOW} (the data window), got {config.context}")
-    if min(config.dim, config.layers) < 1 or config.val_windows < 0:
-        raise ValueError("model.dim and model.layers must be positive and model.val_windows >= 0")
+    if min(config.dim, config.layers) < 1:
+        raise ValueError("model.dim and model.layers must be positive")
     check_strategy(config.strategy)
     net = build_language_model(config.architecture, data.num_classes, config.context, config.dim, config.layers,
                                config.heads, config.dropout, config.tie, config.position)
-    net.val_windows, net.val_position = config.val_windows, 0
-    net.val_ids = val_pieces(config) if config.val_windows else None
     return net
-
-
-def val_pieces(config: Config) -> torch.Tensor | None:
-    """(N, context + 1) validation pieces (the first context + 1 characters of each 256-window); None without data."""
-    from practice_torch.data import DatasetMissing
-    from practice_torch.data.text import load_shakespeare
-
-    try:
-        ids = load_shakespeare("val", block_size=WINDOW).ids
-    except DatasetMissing:
-        return None
-    usable = (len(ids) - 1) // WINDOW * WINDOW
-    return ids[:usable + 1].unfold(0, config.context + 1, WINDOW)[:, : config.context + 1].clone()
 
 
 def draw_noise(net: LanguageModel, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -117,31 +101,20 @@ def crop(x: torch.Tensor, offset: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def loss(net: LanguageModel, batch, noise: dict[str, torch.Tensor]):
-    """Mean next-character cross-entropy (nats) on the crops; terms: bits/char, and val_loss if asked."""
+    """Mean next-character cross-entropy (nats) on the crops; terms: bits/char."""
     x, y = batch
     x, y = crop(x, noise["offset"], net.context), crop(y, noise["offset"], net.context)
     logits = net(x)
     nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
-    terms = {"bits_per_char": nll.detach() / math.log(2)}
-    if net.val_windows and net.val_ids is not None:
-        terms["val_loss"] = _running_val_loss(net)
-    return nll, terms
+    return nll, {"bits_per_char": nll.detach() / math.log(2)}
 
 
-@torch.compiler.disable
-@torch.no_grad()
-def _running_val_loss(net: LanguageModel) -> torch.Tensor:
-    """The cross-entropy of the next ``val_windows`` validation pieces (cycling), in eval mode (no dropout). Eager
-    under ``train.compile``: traced, its position counter (a Python int that moves every step) would recompile the
-    graph at every step until torch.compile's recompile limit."""
-    rows = torch.arange(net.val_position, net.val_position + net.val_windows) % len(net.val_ids)
-    net.val_position = int(rows[-1]) + 1
-    pieces = net.val_ids[rows].to(next(net.parameters()).device)
-    was_training = net.training
-    net.eval()
-    logits = net(pieces[:, :-1])
-    net.train(was_training)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), pieces[:, 1:].reshape(-1))
+def validate(net: LanguageModel, batch) -> dict[str, torch.Tensor]:
+    """val_loss: the cross-entropy (nats/char) of the first ``context`` characters of held-out windows (x, y): (B, 256)
+    each, every one predicted from the characters before it in its piece; the engine calls it in eval mode."""
+    x, y = (t[:, : net.context] for t in batch)
+    logits = net(x)
+    return {"val_loss": F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))}
 
 
 # Sampling ----------------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from practice_torch.engine import RunError
 from practice_torch.engine.checkpoint import latest_step
 from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, TrainConfig, parse_value, to_dict
 from practice_torch.engine.loop import Trainer
+from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import CHECKPOINTS, load_split, load_trained, run_model_name
 from practice_torch.latent_diffusion.functions import latent_eps_loss, latent_scale, prior_kl, unscale_latents
 from practice_torch.models import Artefact
@@ -73,22 +74,21 @@ class Config:
 GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "compile": True, "log_every": 100}
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick (2 CPU cores, fashion_mnist): the vae quick conv VAE for 3000 steps, then 5000 steps of a 256-wide MLP
-    DDPM on its 16-d latents (about 10 min in all). full (one GPU): the vae full conv VAE (latent 32) for 50k steps,
-    a 1024-wide 6-block MLP DDPM for 200k steps, EMA, bf16, compiled."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    if preset == "quick":
-        model = Config()
-        train = TrainConfig(steps=5000, batch_size=256, lr=1e-3, warmup_steps=200, ema_decay=0.999, grad_clip=1.0,
-                            checkpoint_every=2000, log_every=100, samples=100)
-    else:
-        model = Config(autoencoder_preset="full", autoencoder_steps=50_000, autoencoder_latent_dim=32, hidden=1024,
-                       depth=6, sample_steps=250, eval_examples=10_000)
-        train = TrainConfig(steps=200_000, batch_size=512, lr=2e-4, warmup_steps=5000, grad_clip=1.0,
-                            checkpoint_every=10_000, samples=100, **GPU_TRAINING)
-    return RunConfig("latent_diffusion", model, DataConfig(dataset or "fashion_mnist"), train)
+# quick (2 CPU cores, fashion_mnist): the vae quick conv VAE for 3000 steps, then 5000 steps of a 256-wide MLP DDPM on
+# its 16-d latents (about 10 min in all). full (one GPU): the vae full conv VAE (latent 32) for 50k steps, a 1024-wide
+# 6-block MLP DDPM for 200k steps, EMA, bf16, compiled.
+PRESETS = {
+    "quick": dict.fromkeys(("fashion_mnist", "*"), Preset(
+        Config(),
+        TrainConfig(steps=5000, batch_size=256, lr=1e-3, warmup_steps=200, ema_decay=0.999, grad_clip=1.0,
+                    checkpoint_every=2000, log_every=100, samples=100))),
+    "full": dict.fromkeys(("fashion_mnist", "*"), Preset(
+        Config(autoencoder_preset="full", autoencoder_steps=50_000, autoencoder_latent_dim=32, hidden=1024, depth=6,
+               sample_steps=250, eval_examples=10_000),
+        TrainConfig(steps=200_000, batch_size=512, lr=2e-4, warmup_steps=5000, grad_clip=1.0, checkpoint_every=10_000,
+                    samples=100, **GPU_TRAINING))),
+}
+default_config = preset_config("latent_diffusion", PRESETS)
 
 
 # The network: a frozen autoencoder, the latent scale, a DDPM on latent vectors ----------------------------------

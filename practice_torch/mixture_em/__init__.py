@@ -9,18 +9,9 @@ The derivation (``python -m theory_jax mixture_em``) proves what these compute: 
 EM never decreases the log-likelihood, and its fixed points are stationary points where the ELBO is maximal.
 """
 
-from practice_torch.mixture_em.em import (
-    component_log_prob,
-    e_step,
-    em_step,
-    free_energy,
-    log_joint,
-    log_likelihood,
-    m_step,
-    moments_m_step,
-    sample_gmm,
-)
-from practice_torch.mixture_em.gmm import GMM, PCAFeatures, all_reduce_sum, seed_means, smallest_rows
+from practice_torch.mixture_em.functions import (component_log_prob, e_step, em_step, free_energy, log_joint,
+                                                 log_likelihood, m_step, moments_m_step, sample_gmm)
+from practice_torch.mixture_em.networks import GMM, PCAFeatures, all_reduce_sum, seed_means, smallest_rows
 
 __all__ = [
     "GMM", "PCAFeatures", "all_reduce_sum", "component_log_prob", "e_step", "em_step", "free_energy", "log_joint",

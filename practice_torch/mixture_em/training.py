@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from practice_torch.data import is_image_set
 from practice_torch.engine import RunError
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
-from practice_torch.mixture_em.em import cholesky, e_step
-from practice_torch.mixture_em.gmm import GMM, PCAFeatures, all_reduce_sum
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.mixture_em.functions import cholesky, e_step
+from practice_torch.mixture_em.networks import GMM, PCAFeatures, all_reduce_sum
 from practice_torch.models import Artefact
 from practice_torch.plots import density_figure_1d, density_figure_2d, figure_artefact, scatter_figure_2d
 
@@ -40,26 +40,35 @@ class Config:
     feature_dim: int = 32  # images only: the dimension D of the modelled features
 
 
-TOY_COMPONENTS = {"moons": 12, "gaussians": 8, "rings": 24, "mixture1d": 4}  # K per toy set (gaussians: its 8 modes)
-
-
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """Full-batch EM: ``train.batch_size=0`` makes each batch the whole training split (after data.limit), each step
-    one EM iteration. quick: 2-D moons, K = 12 full covariances, 150 iterations (seconds); images: K = 10 on
-    32 PCA features, 60 iterations (about a minute on 2 cores). full: more iterations; images K = 20 on 64
-    features. The optimizer's keys (lr, warmup, clipping) are unused: EM needs none."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    quick, name = preset == "quick", dataset or "moons"
-    image = is_image_set(name)
-    common = {"batch_size": 0, "lr": 1.0, "warmup_steps": 0, "grad_clip": 0.0, "log_every": 5}
-    if image:
-        model = Config(components=10) if quick else Config(components=20, feature_dim=64)
-        train = TrainConfig(steps=60 if quick else 300, checkpoint_every=20 if quick else 100, samples=144, **common)
-    else:
-        model = Config(components=TOY_COMPONENTS.get(name, 8))
-        train = TrainConfig(steps=150 if quick else 1000, checkpoint_every=50 if quick else 250, samples=2000, **common)
-    return RunConfig("mixture_em", model, DataConfig(name), train)
+# Full-batch EM: ``train.batch_size=0`` makes each batch the whole training split (after data.limit), each step one EM
+# iteration. quick: 2-D moons, K = 12 full covariances, 150 iterations (seconds); images: K = 10 on 32 PCA features, 60
+# iterations (about a minute on 2 cores). full: more iterations; images K = 20 on 64 features. The optimizer's keys (lr,
+# warmup, clipping) are unused: EM needs none.
+# K per toy set: moons 12, gaussians 8 (its 8 modes), rings 24, mixture1d 4; any other data set 8.
+EM_TRAINING = {"batch_size": 0, "lr": 1.0, "warmup_steps": 0, "grad_clip": 0.0, "log_every": 5}
+QUICK_TOY_TRAINING = TrainConfig(steps=150, checkpoint_every=50, samples=2000, **EM_TRAINING)
+FULL_TOY_TRAINING = TrainConfig(steps=1000, checkpoint_every=250, samples=2000, **EM_TRAINING)
+PRESETS = {
+    "quick": {
+        "moons": Preset(Config(components=12), QUICK_TOY_TRAINING),
+        "gaussians": Preset(Config(components=8), QUICK_TOY_TRAINING),
+        "rings": Preset(Config(components=24), QUICK_TOY_TRAINING),
+        "mixture1d": Preset(Config(components=4), QUICK_TOY_TRAINING),
+        "image": Preset(Config(components=10),
+                        TrainConfig(steps=60, checkpoint_every=20, samples=144, **EM_TRAINING)),
+        "*": Preset(Config(components=8), QUICK_TOY_TRAINING),
+    },
+    "full": {
+        "moons": Preset(Config(components=12), FULL_TOY_TRAINING),
+        "gaussians": Preset(Config(components=8), FULL_TOY_TRAINING),
+        "rings": Preset(Config(components=24), FULL_TOY_TRAINING),
+        "mixture1d": Preset(Config(components=4), FULL_TOY_TRAINING),
+        "image": Preset(Config(components=20, feature_dim=64),
+                        TrainConfig(steps=300, checkpoint_every=100, samples=144, **EM_TRAINING)),
+        "*": Preset(Config(components=8), FULL_TOY_TRAINING),
+    },
+}
+default_config = preset_config("mixture_em", PRESETS)
 
 
 class FrozenFeatures(nn.Module):

@@ -2,22 +2,14 @@
 
 * ``functions``: causal masks (type A and B), the gated stacks' masks, the masked convolution, the gated activation,
   the chain-rule likelihood (categorical and Bernoulli), bits/dim, one inverse-CDF sampling step;
-* ``network``: ``MaskedConv2d``, the plain ``PlainPixelCNN`` and the ``GatedPixelCNN`` (vertical/horizontal stacks,
+* ``networks``: ``MaskedConv2d``, the plain ``PlainPixelCNN`` and the ``GatedPixelCNN`` (vertical/horizontal stacks,
   optional class conditioning);
-* ``training``: the model interface of ``practice_torch.models`` (``python -m practice_torch train pixelcnn``).
+* ``training``: the training adapter (``python -m practice_torch train pixelcnn``), not imported here.
 """
 
-from practice_torch.pixelcnn.functions import (
-    bernoulli_log_likelihood,
-    bits_per_dim,
-    categorical_log_likelihood,
-    causal_mask,
-    gated_activation,
-    masked_conv2d,
-    sample_pixel,
-    stack_mask,
-)
-from practice_torch.pixelcnn.network import GatedLayer, GatedPixelCNN, MaskedConv2d, PlainPixelCNN
+from practice_torch.pixelcnn.functions import (bernoulli_log_likelihood, bits_per_dim, categorical_log_likelihood,
+                                               causal_mask, gated_activation, masked_conv2d, sample_pixel, stack_mask)
+from practice_torch.pixelcnn.networks import GatedLayer, GatedPixelCNN, MaskedConv2d, PlainPixelCNN
 
 EVAL_SAMPLES = 500  # eval's default FID/KID sample count: sampling is sequential over the 784 pixels
 

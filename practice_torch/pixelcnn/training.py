@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
 from practice_torch.pixelcnn.functions import (
     bernoulli_log_likelihood,
@@ -28,7 +29,7 @@ from practice_torch.pixelcnn.functions import (
     categorical_log_likelihood,
     sample_pixel,
 )
-from practice_torch.pixelcnn.network import GatedPixelCNN, PlainPixelCNN
+from practice_torch.pixelcnn.networks import GatedPixelCNN, PlainPixelCNN
 
 
 @dataclass
@@ -45,20 +46,19 @@ class Config:
     eval_images: int = 1000  # test images scored by eval (0 = the whole split)
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick: a gated PixelCNN of 5 layers x 32 channels on 8-bit Fashion-MNIST, 600 steps of 32 images on one
-    thread (``--set model.categories=2``: binarised). full: 15 layers x 128 channels, kernel 5 (GPU)."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    if preset == "quick":
-        model = Config()
-        train = TrainConfig(steps=600, batch_size=32, lr=3e-3, warmup_steps=50, grad_clip=1.0, checkpoint_every=200,
-                            log_every=25, samples=16, threads=1)
-    else:
-        model = Config(channels=128, layers=15, kernel=5, eval_images=0)
-        train = TrainConfig(steps=20000, batch_size=64, lr=1e-3, warmup_steps=500, checkpoint_every=2000,
-                            log_every=100, samples=64, precision="bf16")
-    return RunConfig("pixelcnn", model, DataConfig(dataset or "fashion_mnist"), train)
+# quick: a gated PixelCNN of 5 layers x 32 channels on 8-bit Fashion-MNIST, 600 steps of 32 images on one thread
+# (``--set model.categories=2``: binarised). full: 15 layers x 128 channels, kernel 5 (GPU).
+PRESETS = {
+    "quick": dict.fromkeys(("fashion_mnist", "*"), Preset(
+        Config(),
+        TrainConfig(steps=600, batch_size=32, lr=3e-3, warmup_steps=50, grad_clip=1.0, checkpoint_every=200,
+                    log_every=25, samples=16, threads=1))),
+    "full": dict.fromkeys(("fashion_mnist", "*"), Preset(
+        Config(channels=128, layers=15, kernel=5, eval_images=0),
+        TrainConfig(steps=20000, batch_size=64, lr=1e-3, warmup_steps=500, checkpoint_every=2000, log_every=100,
+                    samples=64, precision="bf16"))),
+}
+default_config = preset_config("pixelcnn", PRESETS)
 
 
 class PixelCNNModel(nn.Module):

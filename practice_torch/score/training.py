@@ -16,7 +16,8 @@ from typing import Literal
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.models import Artefact
 from practice_torch.nets import MLPDenoiser
@@ -50,30 +51,32 @@ class Config:
 GPU_TRAINING = {"ema_decay": 0.999, "log_every": 100}
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick: about a minute on moons, about 10 minutes on Fashion-MNIST (2 CPU cores); full: GPU scale with EMA."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    from practice_torch.data import is_image_set
-
-    name, quick = dataset or "moons", preset == "quick"
-    images = is_image_set(name)
-    if images:
-        model = (Config(architecture="unet", sigma_max=20.0, num_levels=20, steps_per_level=15, step_lr=2e-4,
-                        channels=32, channel_mults=(1, 2, 2)) if quick else
-                 Config(architecture="unet", sigma_max=20.0, num_levels=100, steps_per_level=5, step_lr=5e-5,
-                        channels=64, channel_mults=(1, 2, 2), num_res_blocks=2, dropout=0.1))
-        train = (TrainConfig(steps=1500, batch_size=64, lr=1e-3, warmup_steps=100, grad_clip=1.0, ema_decay=0.995,
-                             checkpoint_every=500, samples=64, threads=1) if quick else
-                 TrainConfig(steps=100_000, batch_size=128, lr=2e-4, warmup_steps=1000, grad_clip=1.0,
-                             checkpoint_every=10_000, samples=100, precision="bf16", **GPU_TRAINING))
-    else:
-        model = Config() if quick else Config(hidden=256, depth=4, num_levels=50)
-        train = (TrainConfig(steps=2000, batch_size=256, lr=2e-3, warmup_steps=100, grad_clip=1.0, ema_decay=0.99,
-                             checkpoint_every=1000, samples=2000, threads=1) if quick else
-                 TrainConfig(steps=30_000, batch_size=1024, lr=1e-3, warmup_steps=500, grad_clip=1.0,
-                             checkpoint_every=5000, samples=5000, **GPU_TRAINING))
-    return RunConfig("score", model, DataConfig(name), train)
+# quick: about a minute on moons, about 10 minutes on Fashion-MNIST (2 CPU cores); full: GPU scale with EMA.
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("moons", "*"), Preset(
+            Config(),
+            TrainConfig(steps=2000, batch_size=256, lr=2e-3, warmup_steps=100, grad_clip=1.0, ema_decay=0.99,
+                        checkpoint_every=1000, samples=2000, threads=1))),
+        "image": Preset(
+            Config(architecture="unet", sigma_max=20.0, num_levels=20, steps_per_level=15, step_lr=2e-4, channels=32,
+                   channel_mults=(1, 2, 2)),
+            TrainConfig(steps=1500, batch_size=64, lr=1e-3, warmup_steps=100, grad_clip=1.0, ema_decay=0.995,
+                        checkpoint_every=500, samples=64, threads=1)),
+    },
+    "full": {
+        **dict.fromkeys(("moons", "*"), Preset(
+            Config(hidden=256, depth=4, num_levels=50),
+            TrainConfig(steps=30_000, batch_size=1024, lr=1e-3, warmup_steps=500, grad_clip=1.0,
+                        checkpoint_every=5000, samples=5000, **GPU_TRAINING))),
+        "image": Preset(
+            Config(architecture="unet", sigma_max=20.0, num_levels=100, steps_per_level=5, step_lr=5e-5, channels=64,
+                   channel_mults=(1, 2, 2), num_res_blocks=2, dropout=0.1),
+            TrainConfig(steps=100_000, batch_size=128, lr=2e-4, warmup_steps=1000, grad_clip=1.0,
+                        checkpoint_every=10_000, samples=100, precision="bf16", **GPU_TRAINING)),
+    },
+}
+default_config = preset_config("score", PRESETS)
 
 
 def build(config: Config, data) -> NCSN:

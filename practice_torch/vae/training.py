@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
 from practice_torch.progress import progress
 from practice_torch.vae.functions import draw_eps
@@ -44,26 +45,34 @@ class Config:
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "compile": True, "channels_last": True, "log_every": 100}
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick: about 2 minutes on 2 CPU cores; full: GPU scale (wider, longer, EMA, bf16, compiled).
-    Fashion-MNIST (the default) and other [0, 1] images: a conv VAE with a Bernoulli decoder.
-    spoken_digits: an MLP VAE with a Gaussian decoder on 64x64 log-mel spectrograms (the conv decoder's
-    samples come out speckled on these 1 900 clips)."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    quick = preset == "quick"
-    if dataset == "spoken_digits":
-        model = Config(architecture="mlp", likelihood="gaussian", log_mel=True, nll_examples=140,
-                       **({} if quick else {"latent_dim": 32, "hidden": (1024, 512)}))
-        train = (TrainConfig(steps=1500, batch_size=64, lr=1e-3, grad_clip=100.0, checkpoint_every=500, samples=20)
-                 if quick else TrainConfig(steps=20_000, batch_size=128, lr=1e-3, warmup_steps=500, grad_clip=100.0,
-                                           checkpoint_every=2000, samples=40, **GPU_TRAINING))
-        return RunConfig("vae", model, DataConfig("spoken_digits", view="mel"), train)
-    model = Config() if quick else Config(latent_dim=32, channels=(64, 128), nll_examples=10_000)
-    train = (TrainConfig(steps=4000, batch_size=128, lr=2e-3, grad_clip=100.0, checkpoint_every=1000) if quick
-             else TrainConfig(steps=50_000, batch_size=256, lr=1e-3, warmup_steps=1000, grad_clip=100.0,
-                              checkpoint_every=5000, samples=100, **GPU_TRAINING))
-    return RunConfig("vae", model, DataConfig(dataset or "fashion_mnist"), train)
+# quick: about 2 minutes on 2 CPU cores; full: GPU scale (wider, longer, EMA, bf16, compiled).
+# Fashion-MNIST (the default) and other [0, 1] images: a conv VAE with a Bernoulli decoder.
+# spoken_digits: an MLP VAE with a Gaussian decoder on 64x64 log-mel spectrograms (the conv decoder's samples come out
+# speckled on these 1 900 clips).
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("fashion_mnist", "*"), Preset(
+            Config(),
+            TrainConfig(steps=4000, batch_size=128, lr=2e-3, grad_clip=100.0, checkpoint_every=1000))),
+        "spoken_digits": Preset(
+            Config(architecture="mlp", likelihood="gaussian", log_mel=True, nll_examples=140),
+            TrainConfig(steps=1500, batch_size=64, lr=1e-3, grad_clip=100.0, checkpoint_every=500, samples=20),
+            view="mel"),
+    },
+    "full": {
+        **dict.fromkeys(("fashion_mnist", "*"), Preset(
+            Config(latent_dim=32, channels=(64, 128), nll_examples=10_000),
+            TrainConfig(steps=50_000, batch_size=256, lr=1e-3, warmup_steps=1000, grad_clip=100.0,
+                        checkpoint_every=5000, samples=100, **GPU_TRAINING))),
+        "spoken_digits": Preset(
+            Config(architecture="mlp", likelihood="gaussian", log_mel=True, nll_examples=140, latent_dim=32,
+                   hidden=(1024, 512)),
+            TrainConfig(steps=20_000, batch_size=128, lr=1e-3, warmup_steps=500, grad_clip=100.0,
+                        checkpoint_every=2000, samples=40, **GPU_TRAINING),
+            view="mel"),
+    },
+}
+default_config = preset_config("vae", PRESETS)
 
 
 def build(config: Config, data) -> VAE:

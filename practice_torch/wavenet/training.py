@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
 from practice_torch.wavenet.functions import mu_law_decode, mu_law_encode
-from practice_torch.wavenet.network import WaveNet
+from practice_torch.wavenet.networks import WaveNet
 
 DATA_RATE = 16_000
 
@@ -52,22 +53,21 @@ class Config:
         return tuple(2**i for i in range(self.cycle + 1)) * self.repeats
 
 
-def default_config(preset: str, dataset: str | None = None) -> RunConfig:
-    """quick: 8 kHz, 24 blocks of 32 channels (dilations 1..2048 twice: receptive field 8191 samples = 1.02 s, a
-    whole word), batch 2 crops of 4096, on one thread. A receptive field of 128 ms (1..256 twice) gives a lower NLL
-    per CPU second but words that do not end: no sample position then knows how long the word has lasted.
-    full: 16 kHz, 26 blocks of 64 channels (1..4096 twice: 1.02 s), batch 16 crops of 8192, GPU."""
-    if preset not in ("quick", "full"):
-        raise ValueError(f"unknown preset {preset!r}")
-    if preset == "quick":
-        model = Config()
-        train = TrainConfig(steps=2000, batch_size=2, lr=3e-3, warmup_steps=50, min_lr_ratio=0.1, grad_clip=1.0,
-                            checkpoint_every=500, log_every=50, samples=10, threads=1)
-    else:
-        model = Config(sample_rate=16000, channels=64, skip=256, cycle=12, repeats=2, crop=8192)
-        train = TrainConfig(steps=50_000, batch_size=16, lr=1e-3, warmup_steps=500, grad_clip=1.0,
-                            checkpoint_every=5000, log_every=200, samples=10, precision="bf16")
-    return RunConfig("wavenet", model, DataConfig(dataset or "spoken_digits"), train)
+# quick: 8 kHz, 24 blocks of 32 channels (dilations 1..2048 twice: receptive field 8191 samples = 1.02 s, a whole word),
+# batch 2 crops of 4096, on one thread. A receptive field of 128 ms (1..256 twice) gives a lower NLL per CPU second but
+# words that do not end: no sample position then knows how long the word has lasted.
+# full: 16 kHz, 26 blocks of 64 channels (1..4096 twice: 1.02 s), batch 16 crops of 8192, GPU.
+PRESETS = {
+    "quick": dict.fromkeys(("spoken_digits", "*"), Preset(
+        Config(),
+        TrainConfig(steps=2000, batch_size=2, lr=3e-3, warmup_steps=50, min_lr_ratio=0.1, grad_clip=1.0,
+                    checkpoint_every=500, log_every=50, samples=10, threads=1))),
+    "full": dict.fromkeys(("spoken_digits", "*"), Preset(
+        Config(sample_rate=16000, channels=64, skip=256, cycle=12, repeats=2, crop=8192),
+        TrainConfig(steps=50_000, batch_size=16, lr=1e-3, warmup_steps=500, grad_clip=1.0, checkpoint_every=5000,
+                    log_every=200, samples=10, precision="bf16"))),
+}
+default_config = preset_config("wavenet", PRESETS)
 
 
 def build(config: Config, data) -> WaveNet:

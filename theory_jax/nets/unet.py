@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-GROUPNORM_EPS = 1e-5  # torch's default; flax's default is 1e-6 (ARCHITECTURE.md convention traps)
+GROUPNORM_EPS = 1e-5  # torch's default; flax's default is 1e-6 (docs/ARCHITECTURE.md, "Convention traps")
 PAD_1 = ((1, 1), (1, 1))  # torch's padding=1 on both sides of H and W
 
 

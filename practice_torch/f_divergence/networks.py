@@ -23,7 +23,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from practice_torch.f_divergence.divergences import (
+from practice_torch.f_divergence.functions import (
     check_divergence,
     conjugate_at_activation,
     output_activation,

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from practice_torch.mixture_em.em import Reduce, _no_reduce, e_step, log_likelihood, moments_m_step, sample_gmm
+from practice_torch.mixture_em.functions import Reduce, _no_reduce, e_step, log_likelihood, moments_m_step, sample_gmm
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

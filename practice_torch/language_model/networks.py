@@ -1,5 +1,5 @@
 """Character language models: an LSTM and a Transformer (the project's trunk ``practice_torch.nets.Transformer``),
-and generation with every decoding rule of ``decoding``.
+and generation with every decoding rule of ``functions``.
 
 Both map ids x: (B, T) to next-token logits (B, T, V) and decode incrementally: ``start(prompt)`` reads the prompt
 and returns the logits of the next token with a state (the LSTM's (h, c), the Transformer's key-value cache),
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from practice_torch.language_model.decoding import beam_search, log_softmax, next_token
+from practice_torch.language_model.functions import beam_search, log_softmax, next_token
 from practice_torch.nets import Transformer, TransformerConfig
 
 
