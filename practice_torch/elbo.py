@@ -2,7 +2,7 @@
 
 Same function names and arguments as the derivation module, so ``shared_specs/elbo.py`` can call
 both with the same NumPy inputs. The derivation (``python -m theory_jax elbo``) proves what these
-compute; ``practice_torch/vae.py`` trains with them.
+compute; ``practice_torch/vae/`` trains with them.
 """
 
 from __future__ import annotations

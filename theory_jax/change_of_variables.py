@@ -15,7 +15,7 @@ Inverse CDF: x = F^{-1}(u) with u ~ U(0, 1) has p(x) = |du/dx| = F'(x) = f(x) (e
 The elementwise flow z_i = Phi^{-1}(F_i(x_i)), F_i a mixture of logistic CDFs (eq. 5), has the
 diagonal Jacobian dz_i/dx_i = f_i(x_i) / phi(z_i) (eq. 6); LU mixing layers W = L U (eq. 7) add
 log|det W| = sum log diag U, and by eq. 2 the composed flow's log-det is the sum of its layers'.
-Twin: ``practice_torch/change_of_variables.py`` (same names, same arguments);
+Twin: ``practice_torch/change_of_variables/`` (same names, same arguments);
 cases: ``shared_specs/change_of_variables.py``.
 """
 

@@ -10,7 +10,7 @@ For any distribution q(z) over the K components the free energy (ELBO)
 satisfies log p(x) = F(q, theta) + KL(q || p(z|x))                                            (eq. 2)
 so EM is coordinate ascent on F: the E-step sets q = p(z|x) (the bound becomes tight, eq. 2) and the
 M-step maximises F over theta in closed form (eqs. 4-6); log p(x) can therefore never decrease.
-Twin: ``practice_torch/mixture_em.py`` (same names, same arguments); cases: ``shared_specs/mixture_em.py``.
+Twin: ``practice_torch/mixture_em/`` (same names, same arguments); cases: ``shared_specs/mixture_em.py``.
 """
 
 from __future__ import annotations

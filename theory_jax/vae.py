@@ -4,7 +4,7 @@ Lectures: VAE; reparameterisation; training and inference; beta-VAE; conditional
 Welling 2014; Higgins et al. 2017; Sohn et al. 2015; Burda et al. 2016 for the importance-sampled
 likelihood). Builds on ``theory_jax/elbo.py`` (Gaussian KL and log densities, the IWAE bound).
 
-Flax (linen) modules with the same class and attribute names as ``practice_torch/vae.py``, so
+Flax (linen) modules with the same class and attribute names as ``practice_torch/vae/``, so
 ``shared_specs.interop`` carries weights across. Images are NHWC here (NCHW in torch); flattening
 and unflattening go through NCHW order so a Dense layer after a flatten sees the torch ordering.
 Randomness is an argument: every method that samples takes its ``eps`` (standard normal) as input.
