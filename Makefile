@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup data demo test test-slow lint check derivations portability clean
+.PHONY: setup data demo test test-slow lint check derivations docs portability clean
 
 setup: $(STAMP) data
 
@@ -59,6 +59,11 @@ derivations: setup
 
 check: setup
 	$(PY) -m shared_specs check --all
+
+# Every derivation and spec case run again, then every generated table of README.md and docs/ (about 7 minutes on
+# 2 cores): docs/derivations/<topic>.md, docs/specs.json, the topic and results tables and the topic pages' blocks.
+docs: setup
+	$(PY) -m shared_specs docs --derivations --specs
 
 # Every derivation and spec case again under each setting that changes XLA's and torch's kernels (one thread; 128-bit
 # vectors without FMA): a claim that holds only by one CPU's kernel choice fails here. Reports in build/portability.

@@ -9,6 +9,7 @@ for real").
     python -m practice_torch sample runs/cvae --n 100 --out cvae.png
     python -m practice_torch eval runs/cvae --split test            # + FID, IS, KID, precision/recall of samples
     python -m practice_torch features fashion_mnist                 # train and cache the feature network they use
+    python -m practice_torch results runs/cvae --load idle          # its row in docs/results.json (then make docs)
 
 User errors (unknown model or data set, malformed override, missing data, corrupt or foreign
 checkpoint, incompatible resume, an --out that already holds a run) print one line on stderr and
@@ -77,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--data-dir", help="where standard data sets live (torchvision layouts)")
     features.add_argument("--retrain", action="store_true", help="train again even if one is cached")
     features.add_argument("--device", default="auto")
+
+    results = commands.add_parser("results", help="add trained and evaluated runs to docs/results.json",
+                                  description="Add each run's row (headline held-out figure, settings, time, machine, "
+                                              "commit) to docs/results.json; `make docs` renders the tables.")
+    results.add_argument("run_dirs", nargs="+", metavar="RUN")
+    results.add_argument("--load", required=True,
+                         help="what else the machine ran meanwhile, in words (e.g. 'idle', 'make test beside it')")
+    results.add_argument("--file", type=Path, help="the results file (default: docs/results.json)")
     return parser
 
 
@@ -200,6 +209,19 @@ def features(args) -> int:
     return 0
 
 
+def results(args) -> int:
+    from practice_torch.results import RESULTS_FILE, add_rows, result_row
+
+    path = args.file or RESULTS_FILE
+    rows = [result_row(Path(run), args.load) for run in args.run_dirs]
+    add_rows(rows, path)
+    for row in rows:
+        print(f"  {row['model']} on {row['dataset']} ({row['preset']}): {row['label']} {row['value']:.4g} "
+              f"{row['units']}, {row['steps']} steps in {row['train_seconds']:.0f} s on {row['machine']}")
+    print(f"wrote {path}; `make docs` puts it in README.md and docs/topics/")
+    return 0
+
+
 def report(paths) -> None:
     """'wrote PATH' per picture or text; WAV files counted per folder."""
     wavs = [p for p in paths if p.suffix == ".wav"]
@@ -210,7 +232,8 @@ def report(paths) -> None:
         print(f"  wrote {sum(p.parent == folder for p in wavs)} WAV files in {folder}")
 
 
-COMMANDS = {"list": list_all, "train": train, "sample": sample, "eval": evaluate, "features": features}
+COMMANDS = {"list": list_all, "train": train, "sample": sample, "eval": evaluate, "features": features,
+            "results": results}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""``python -m shared_specs list | check <topic>... | check --all | readme``."""
+"""``python -m shared_specs list | check <topic>... | check --all | docs | portability``."""
 
 from shared_specs.cli import main
 

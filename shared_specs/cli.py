@@ -4,7 +4,9 @@
     python -m shared_specs check vae elbo    # run the cases of some topics (exit 1 on any failure)
     python -m shared_specs check --all       # every topic with cases
     python -m shared_specs check --all --json R.json  # ...and every case's errors as JSON
-    python -m shared_specs readme [--check]  # regenerate README.md's topic table (or fail if stale)
+    python -m shared_specs docs              # regenerate the generated tables of README.md and docs/topics/
+    python -m shared_specs docs --derivations --specs  # ...after running every derivation and case (make docs)
+    python -m shared_specs docs --check      # exit 1 naming what is stale, writing nothing
     python -m shared_specs portability       # derivations and specs under settings that change the kernels
 """
 
@@ -82,19 +84,25 @@ def cmd_check(topics: list[str], check_all: bool, json_path: Path | None = None)
     return 1 if failures else 0
 
 
-def cmd_readme(check: bool) -> int:
-    path = catalogue.ROOT / "README.md"
-    current = path.read_text()
-    fresh = catalogue.readme_with_table(current)
+def cmd_docs(check: bool, derivations: bool, specs: bool) -> int:
+    from shared_specs import docs
+
     if check:
-        if fresh != current:
-            print("README.md's topic table is stale: run `python -m shared_specs readme`", file=sys.stderr)
+        problems = docs.stale()
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            print("the docs are stale: run `make docs` (or `python -m shared_specs docs` for the tables alone)",
+                  file=sys.stderr)
             return 1
-        print("README.md's topic table is current")
+        print("README.md and docs/ are current")
         return 0
-    path.write_text(fresh)
-    print(f"wrote the topic table into {path}")
-    return 0
+    try:
+        ok = docs.build(derivations=derivations, specs=specs)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                           help="folder of the reports and logs (default: build/portability)")
     portable.add_argument("--jobs", type=int, default=max(1, min(2, len(os.sched_getaffinity(0)))),
                           help="runs at a time (default: 2, or 1 on one core)")
-    readme = sub.add_parser("readme", help="regenerate README.md's topic table")
-    readme.add_argument("--check", action="store_true", help="exit 1 if the table is stale instead of writing")
+    docs = sub.add_parser("docs", help="regenerate README.md's and docs/'s generated tables (make docs)")
+    docs.add_argument("--check", action="store_true", help="write nothing; exit 1 naming what is stale")
+    docs.add_argument("--derivations", action="store_true", help="first run every derivation into docs/derivations/")
+    docs.add_argument("--specs", action="store_true", help="first run every spec case into docs/specs.json")
     args = parser.parse_args(argv)
     if args.command == "list":
         return cmd_list()
@@ -124,4 +134,4 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.topics, args.all, args.json)
     if args.command == "portability":
         return portability.main(args.settings, args.topics, args.out, args.jobs)
-    return cmd_readme(args.check)
+    return cmd_docs(args.check, args.derivations, args.specs)

@@ -1,4 +1,4 @@
-"""The catalogue lists every topic of the syllabus, and the README's table is generated from it."""
+"""The catalogue lists every topic of the syllabus (the README's table is generated from it: tests/test_docs.py)."""
 
 import re
 import subprocess
@@ -18,19 +18,6 @@ def test_every_syllabus_topic_is_catalogued():
 def test_names_are_unique_and_valid_module_names():
     names = [t.name for t in catalogue.TOPICS]
     assert len(names) == len(set(names)) and all(n.isidentifier() for n in names)
-
-
-def test_readme_table_is_current():
-    readme = (catalogue.ROOT / "README.md").read_text()
-    assert catalogue.readme_with_table(readme) == readme, "README is stale: run `python -m shared_specs readme`"
-
-
-def test_readme_check_fails_when_stale(tmp_path, monkeypatch, capsys):
-    stale = (catalogue.ROOT / "README.md").read_text().replace("| `vae` |", "| `vae_old` |")
-    (tmp_path / "README.md").write_text(stale)
-    monkeypatch.setattr(catalogue, "ROOT", tmp_path)
-    assert cli.main(["readme", "--check"]) == 1
-    assert "stale" in capsys.readouterr().err
 
 
 def test_forms_present_for_the_first_topics():

@@ -105,6 +105,27 @@ def test_train_sample_eval_and_resume(run, copy, capsys, tmp_path):
     assert [r["step"] for r in map(json.loads, (copy / "metrics.jsonl").read_text().splitlines())] == [2, 4, 6]
 
 
+def test_results_adds_the_runs_row_from_its_own_files(copy, capsys, tmp_path):
+    env = json.loads((copy / "environment.json").read_text())
+    assert env["device"] == "cpu" and env["from_step"] == 0 and env["to_step"] == 4 and env["cores"] >= 1
+    results = tmp_path / "results.json"
+    assert_user_error(cli(capsys, "results", str(copy), "--load", "idle", "--file", str(results)),
+                      "no eval_test.json: run `python -m practice_torch eval")
+    assert not results.exists()
+    assert cli(capsys, "eval", str(copy), "--no-sample-metrics")[0] == 0
+    code, out, _ = cli(capsys, "results", str(copy), "--load", "idle", "--file", str(results))
+    (row,) = json.loads(results.read_text())
+    metrics = json.loads((copy / "eval_test.json").read_text())
+    assert code == 0 and "vae on digits" in out
+    assert row["metric"] == "nll_bits_per_dim" and row["value"] == metrics["nll_bits_per_dim"]
+    assert row["units"] == "bits/dim" and row["steps"] == 4 and row["load"] == "idle"
+    assert row["preset"] == "quick" and "train.steps=4" in row["changes"] and "model.latent_dim=4" in row["changes"]
+    assert row["machine"].endswith("cores") and row["commit"] == env["commit"]
+    # the same run again replaces its row; the file keeps one row per run configuration
+    assert cli(capsys, "results", str(copy), "--load", "busy", "--file", str(results))[0] == 0
+    assert [r["load"] for r in json.loads(results.read_text())] == ["busy"]
+
+
 def test_a_diverging_run_exits_non_zero_with_one_line_and_keeps_its_checkpoint(capsys, tmp_path):
     out = tmp_path / "nan"
     code, _, err = cli(capsys, "train", "vae", "--steps", "40", "--out", str(out), *TINY, "--set", "train.lr=1e30",

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from shared_specs import catalogue, docs
 from theory_jax import cli
 from theory_jax.derivation import Derivation, to_markdown
 
@@ -20,6 +21,10 @@ def test_derivation_passes_every_claim(topic):
     assert len(d.claims) >= 5
     kinds = {c.kind for c in d.claims}
     assert {"numeric", "monte carlo"} <= kinds, f"{topic} uses only {kinds}"
+    # Its document in docs/ says what it says now, up to what this CPU measured (the numbers).
+    document = (catalogue.ROOT / docs.DERIVATIONS_DIR / f"{topic}.md").read_text()
+    assert docs.masked(document.split(docs.DOCUMENT_NOTE)[0]) == docs.masked(to_markdown(d)), (
+        f"{docs.DERIVATIONS_DIR}/{topic}.md is stale: run `make docs`")
 
 
 # Negative controls: a wrong step fails, whatever its kind. ---------------------------------------

@@ -52,6 +52,9 @@ class Config:
 
 # quick: a few minutes on moons on 2 CPU cores (64 x 3 field, 1000 steps of 256, dopri5 at 1e-4); full: GPU scale
 # (FFJORD's toy setting: tolerances 1e-5, 10k steps of 1024).
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("nll", "test NLL", "nats/example"),)
+
 PRESETS = {
     "quick": dict.fromkeys(("moons", "*"), Preset(
         Config(atol=1e-4, rtol=1e-4),

@@ -66,6 +66,9 @@ DIGITS_PRESET = Preset(  # 8x8 images on 17 levels: the test-sized configuration
     Config(scales=2, checker_steps=2, channel_steps=2, hidden=32, levels=17, eval_examples=270),
     TrainConfig(steps=300, batch_size=64, lr=2e-3, warmup_steps=20, grad_clip=50.0, checkpoint_every=100,
                 log_every=20, samples=64))
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("bits_per_dim", "test NLL (dequantised)", "bits/dim"), ("nll", "test NLL", "nats/example"))
+
 PRESETS = {
     "quick": {
         **dict.fromkeys(("fashion_mnist", "*"), Preset(

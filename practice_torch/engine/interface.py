@@ -49,6 +49,10 @@ class ModelModule(Protocol):
     gradients) and logs beside the training loss.
     """
 
+    HEADLINE: tuple[tuple[str, str, str], ...]
+    """The results table's figure: (``evaluate``'s key, its label, its units) in order of preference; a run's row
+    (``practice_torch.results``) shows the first one its evaluation reported."""
+
     Config: type
     """A dataclass of the model's hyperparameters: the run's ``model.*`` keys (``--set model.KEY=VALUE``)."""
 
@@ -77,4 +81,4 @@ class ModelModule(Protocol):
         """The model's held-out metrics on ``dataset`` (likelihoods, bounds, ...) as plain numbers."""
 
 
-INTERFACE = ("Config", "default_config", "build", "draw_noise", "loss", "sample", "evaluate")
+INTERFACE = ("HEADLINE", "Config", "default_config", "build", "draw_noise", "loss", "sample", "evaluate")

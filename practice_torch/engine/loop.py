@@ -57,6 +57,7 @@ from practice_torch.engine.runs import (
     load_split,
     save_samples,
     write_config,
+    write_environment,
     write_samples,
 )
 from practice_torch.progress import progress
@@ -162,6 +163,7 @@ class Trainer:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir, self.cfg)
+            write_environment(self.run_dir, self.device, self.procs.world_size, self.step)
         distributed.barrier(self.procs)
         log = MetricsLog(self.run_dir, self.step) if main else None
         bar = progress(total=t.steps, initial=self.step, disable=not main, unit="step", every=t.log_every,
@@ -196,6 +198,8 @@ class Trainer:
             if log:
                 log.close()
         self.save()
+        if main:
+            write_environment(self.run_dir, self.device, self.procs.world_size, self.step, finished=True)
         if self.stop_signal is not None or self.step < t.steps:
             return Outcome(self.step, self.stop_signal)
         return Outcome(self.step, None, tuple(self.finish()) if main else ())

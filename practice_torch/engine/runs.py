@@ -1,6 +1,7 @@
 """Run directories: where a run lives, how it is created without overwriting, and reloaded.
 
     RUN/config.json       the resolved configuration (preset + overrides)
+    RUN/environment.json  where it trained: CPU, cores, GPU, libraries, commit, load (``write_environment``)
     RUN/checkpoints/      safetensors weights + companion state (``checkpoint.py``)
     RUN/metrics.jsonl     RUN/events/ (TensorBoard)    RUN/loss.png
     RUN/samples/          the model's artefacts: samples, reconstructions, ... (PNG, WAV, text)
@@ -13,6 +14,7 @@ import copy
 import dataclasses
 import inspect
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, app
 from practice_torch.engine.interface import ModelModule
 
 CONFIG_FILE = "config.json"
+ENVIRONMENT_FILE = "environment.json"
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 
@@ -51,6 +54,22 @@ def check_new_run_dir(path: Path) -> None:
 
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
     atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(to_dict(cfg), indent=2) + "\n"))
+
+
+def write_environment(run_dir: Path, device: torch.device, world_size: int, step: int, finished: bool = False) -> None:
+    """RUN/environment.json: the machine, libraries and commit of the latest training session, the load average
+    (1, 5, 15 min) when it started and, once ``finished``, when it ended; results tables quote it."""
+    from shared_specs.environment import describe
+
+    path = run_dir / ENVIRONMENT_FILE
+    record = json.loads(path.read_text()) if finished and path.is_file() else {}
+    if not finished:
+        gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+        record = {**describe(), "device": device.type, "gpu": gpu, "processes": world_size, "from_step": step,
+                  "load_at_start": [round(x, 2) for x in os.getloadavg()]}
+    else:
+        record.update(to_step=step, load_at_end=[round(x, 2) for x in os.getloadavg()])
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
 
 
 def _raw_config(run_dir: Path) -> dict:

@@ -42,6 +42,10 @@ GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
 
 # quick: about a minute on the 2-D mixture, a few minutes on Fashion-MNIST (2 CPU cores); full: GPU scale. Vector data
 # (the 2-D sets) get MLPs, images DCGAN-style convolutions.
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("fid", "FID (project features)", "FID"), ("modes_covered", "modes covered", "modes"),
+            ("divergence_estimate", "critic estimate of D_f(data || model)", "nats"))
+
 PRESETS = {
     "quick": {
         **dict.fromkeys(("gaussians", "*"), Preset(

@@ -68,6 +68,9 @@ GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "log_every": 100}
 
 # quick (2 CPU cores): moons ~1 min (MLP 128 x 3, 3000 steps of 256); fashion_mnist ~10 min (class-conditional U-Net C =
 # 32, 1500 steps of 64, EMA); galaxies: a U-Net conditioned on the 5 parameters. full: GPU scale.
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("nll", "test NLL (ODE likelihood)", "nats/example"), ("fid", "FID (project features)", "FID"))
+
 PRESETS = {
     "quick": {
         **dict.fromkeys(("moons", "*"), Preset(

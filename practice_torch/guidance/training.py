@@ -54,6 +54,9 @@ DIGITS_PRESET = Preset(
     Config(channels=16, channel_mults=(1, 2), eval_examples=500),
     TrainConfig(steps=600, batch_size=64, lr=2e-3, warmup_steps=50, ema_decay=0.99, log_every=50,
                 checkpoint_every=300, samples=8))
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("accuracy", "noisy-image classifier accuracy, t ~ U", "fraction"),)
+
 PRESETS = {
     "quick": {
         **dict.fromkeys(("fashion_mnist", "*"), Preset(

@@ -77,6 +77,9 @@ GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "compile": True, "log_
 # quick (2 CPU cores, fashion_mnist): the vae quick conv VAE for 3000 steps, then 5000 steps of a 256-wide MLP DDPM on
 # its 16-d latents (about 10 min in all). full (one GPU): the vae full conv VAE (latent 32) for 50k steps, a 1024-wide
 # 6-block MLP DDPM for 200k steps, EMA, bf16, compiled.
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("fid", "FID (project features)", "FID"), ("latent_loss", "test latent epsilon loss", "MSE"))
+
 PRESETS = {
     "quick": dict.fromkeys(("fashion_mnist", "*"), Preset(
         Config(),

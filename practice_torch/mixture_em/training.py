@@ -48,6 +48,10 @@ class Config:
 EM_TRAINING = {"batch_size": 0, "lr": 1.0, "warmup_steps": 0, "grad_clip": 0.0, "log_every": 5}
 QUICK_TOY_TRAINING = TrainConfig(steps=150, checkpoint_every=50, samples=2000, **EM_TRAINING)
 FULL_TOY_TRAINING = TrainConfig(steps=1000, checkpoint_every=250, samples=2000, **EM_TRAINING)
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("log_likelihood", "test log-likelihood", "nats/example"),
+            ("feature_log_likelihood", "test log-likelihood of the features", "nats/example"))
+
 PRESETS = {
     "quick": {
         "moons": Preset(Config(components=12), QUICK_TOY_TRAINING),

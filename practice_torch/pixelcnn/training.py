@@ -48,6 +48,9 @@ class Config:
 
 # quick: a gated PixelCNN of 5 layers x 32 channels on 8-bit Fashion-MNIST, 600 steps of 32 images on one thread
 # (``--set model.categories=2``: binarised). full: 15 layers x 128 channels, kernel 5 (GPU).
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("bits_per_dim", "test NLL", "bits/dim"),)
+
 PRESETS = {
     "quick": dict.fromkeys(("fashion_mnist", "*"), Preset(
         Config(),

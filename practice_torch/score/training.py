@@ -52,6 +52,9 @@ GPU_TRAINING = {"ema_decay": 0.999, "log_every": 100}
 
 
 # quick: about a minute on moons, about 10 minutes on Fashion-MNIST (2 CPU cores); full: GPU scale with EMA.
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("w2", "W2 of samples to test points", "W2"), ("dsm", "test denoising score matching loss", "DSM"))
+
 PRESETS = {
     "quick": {
         **dict.fromkeys(("moons", "*"), Preset(

@@ -57,6 +57,9 @@ class Config:
 # batch 2 crops of 4096, on one thread. A receptive field of 128 ms (1..256 twice) gives a lower NLL per CPU second but
 # words that do not end: no sample position then knows how long the word has lasted.
 # full: 16 kHz, 26 blocks of 64 channels (1..4096 twice: 1.02 s), batch 16 crops of 8192, GPU.
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("bits_per_sample", "test NLL", "bits/sample"),)
+
 PRESETS = {
     "quick": dict.fromkeys(("spoken_digits", "*"), Preset(
         Config(),

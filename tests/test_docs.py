@@ -1,0 +1,118 @@
+"""README.md is a front page and docs/ holds a page per topic: generated blocks current, links resolving.
+
+The derivation documents (docs/derivations/) are compared with what each derivation now says in
+tests/test_derivations.py, which runs them anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+from shared_specs import catalogue, cli, docs
+
+ROOT = catalogue.ROOT
+
+
+@pytest.fixture
+def copy_of_docs(tmp_path):
+    """README.md and docs/ copied into tmp_path, with the catalogue's forms still read from the checkout."""
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    return tmp_path
+
+
+def test_the_docs_are_current():
+    assert docs.stale() == [], "run `make docs` (or `python -m shared_specs docs` for the tables alone)"
+
+
+def test_every_topic_with_a_form_has_a_page_and_no_other_topic_has_one():
+    pages = {p.stem for p in (ROOT / docs.TOPICS_DIR).glob("*.md")}
+    assert pages == {t.name for t in docs.topics_with_pages()}
+    assert len(pages) >= 18
+
+
+def test_every_derivation_has_its_document():
+    documents = {p.stem for p in (ROOT / docs.DERIVATIONS_DIR).glob("*.md")}
+    assert documents == {t.name for t in catalogue.TOPICS if catalogue.has_derivation(t.name)}
+
+
+def test_every_link_in_the_readme_and_docs_resolves():
+    assert docs.broken_links(docs.doc_files(), ROOT) == []
+
+
+def test_the_readme_is_a_front_page():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 300
+    first_screen = "\n".join(readme.splitlines()[:40])
+    assert "make demo" in first_screen and "make test" in first_screen
+    for topic in docs.topics_with_pages():  # every topic one click away, and each of its forms
+        assert f"[`{topic.name}`](docs/topics/{topic.name}.md)" in readme
+        if catalogue.has_derivation(topic.name):
+            assert f"[yes](theory_jax/{topic.name}.py)" in readme
+
+
+def test_the_pages_speak_of_the_project_not_of_issues_or_sessions():
+    pattern = re.compile(r"\bissues? \d+|\bthis (session|task)\b|\bhelpers? (ran|were|was|editing)\b|\bsub-?agents?\b|no device was lent", re.I)
+    found = [f"{f.relative_to(ROOT)}:{i}: {line.strip()}" for f in docs.doc_files()
+             for i, line in enumerate(f.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []
+
+
+def test_every_results_row_is_complete_and_its_model_trains():
+    rows = json.loads((ROOT / docs.RESULTS_FILE).read_text())
+    trainable = {t.name for t in catalogue.TOPICS if t.trains}
+    for row in rows:
+        assert row["model"] in trainable
+        assert isinstance(row["value"], (int, float)) and row["metric"] in row["metrics"]
+        assert row["value"] == row["metrics"][row["metric"]]  # the figure is the run's, not typed
+        assert row["machine"] and row["load"] and row["commit"] and row["steps"] > 0
+
+
+# Negative controls: each kind of staleness is caught. -------------------------------------------------------------
+def test_a_hand_edited_generated_table_is_caught(copy_of_docs):
+    readme = copy_of_docs / "README.md"
+    readme.write_text(readme.read_text().replace("| latent variable |", "| latent-variable |", 1))
+    page = copy_of_docs / "docs/topics/elbo.md"
+    page.write_text(page.read_text().replace("</summary>", "</summary>\n\n0. *(numeric)* a typed claim", 1))
+    assert set(docs.stale(copy_of_docs)) >= {"README.md is stale", "docs/topics/elbo.md is stale"}
+
+
+def test_a_spec_case_that_was_not_measured_is_caught(copy_of_docs):
+    path = copy_of_docs / docs.SPECS_FILE
+    specs = json.loads(path.read_text())
+    specs["topics"]["vae"] = specs["topics"]["vae"][1:]
+    path.write_text(json.dumps(specs))
+    assert any("does not measure vae's cases" in line for line in docs.stale(copy_of_docs))
+
+
+def test_a_missing_page_or_marker_is_caught(copy_of_docs, capsys, monkeypatch):
+    (copy_of_docs / "docs/topics/vae.md").unlink()
+    assert any("docs/topics/vae.md is missing" in line for line in docs.stale(copy_of_docs))
+    page = copy_of_docs / "docs/topics/elbo.md"
+    page.write_text(page.read_text().replace("<!-- specs:end -->", ""))
+    (copy_of_docs / "docs/topics/vae.md").write_text((ROOT / "docs/topics/vae.md").read_text())
+    assert any("lacks the markers of its generated 'specs' block" in line for line in docs.stale(copy_of_docs))
+    monkeypatch.setattr(catalogue, "ROOT", copy_of_docs)
+    assert cli.main(["docs", "--check"]) == 1
+    assert "stale" in capsys.readouterr().err
+
+
+def test_a_broken_link_or_anchor_is_caught(tmp_path):
+    (tmp_path / "a.md").write_text("# Title\n\n## Some `code` heading\n\n[ok](#some-code-heading) [self](a.md#title)"
+                                   " ![pic](b.png) [web](https://example.org) `[not a](link)`\n")
+    (tmp_path / "b.png").write_bytes(b"")
+    assert docs.broken_links([tmp_path / "a.md"], tmp_path) == []
+    (tmp_path / "a.md").write_text("[gone](missing.md) [bad](#no-heading) <a href=\"c.md\">c</a>\n")
+    assert len(docs.broken_links([tmp_path / "a.md"], tmp_path)) == 3
+
+
+def test_masking_keeps_the_words_and_drops_the_measurements():
+    a = "**Claim 3** (numeric). KS p = 0.307\n> check: max |lhs - rhs| = 1.15e-14 (rtol 1e-10); passed"
+    b = "**Claim 3** (numeric). KS p = 0.311\n> check: max |lhs - rhs| = 2.2e-15 (rtol 1e-10); passed"
+    assert docs.masked(a) == docs.masked(b)
+    assert docs.masked(a) != docs.masked(a.replace("passed", "**FAILED**"))
+    assert docs.masked(a) != docs.masked(a.replace("KS", "Kolmogorov-Smirnov"))
