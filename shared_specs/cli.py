@@ -84,7 +84,7 @@ def cmd_check(topics: list[str], check_all: bool, json_path: Path | None = None)
     return 1 if failures else 0
 
 
-def cmd_docs(check: bool, derivations: bool, specs: bool) -> int:
+def cmd_docs(check: bool, derivations: bool, specs: bool, topics: list[str]) -> int:
     from shared_specs import docs
 
     if check:
@@ -98,7 +98,7 @@ def cmd_docs(check: bool, derivations: bool, specs: bool) -> int:
         print("README.md and docs/ are current")
         return 0
     try:
-        ok = docs.build(derivations=derivations, specs=specs)
+        ok = docs.build(derivations=derivations, specs=specs, topics=topics)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     docs.add_argument("--check", action="store_true", help="write nothing; exit 1 naming what is stale")
     docs.add_argument("--derivations", action="store_true", help="first run every derivation into docs/derivations/")
     docs.add_argument("--specs", action="store_true", help="first run every spec case into docs/specs.json")
+    docs.add_argument("--topics", nargs="+", default=[], metavar="TOPIC",
+                      help="re-run the derivations/specs of these topics only, keeping the others' (default: all)")
     args = parser.parse_args(argv)
     if args.command == "list":
         return cmd_list()
@@ -134,4 +136,4 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.topics, args.all, args.json)
     if args.command == "portability":
         return portability.main(args.settings, args.topics, args.out, args.jobs)
-    return cmd_docs(args.check, args.derivations, args.specs)
+    return cmd_docs(args.check, args.derivations, args.specs, args.topics)

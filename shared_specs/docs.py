@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from shared_specs import catalogue
 
@@ -178,7 +178,8 @@ def specs_block(name: str, specs: dict[str, Any]) -> str:
     if not cases:
         return "*No spec cases yet.*"
     measured = {r["case"]: r for r in specs.get("topics", {}).get(name, [])}
-    lines = [f"Measured by `python -m shared_specs check {name}` on {environment_line(specs.get('environment', {}))}"
+    env = specs.get("environments", {}).get(name, specs.get("environment", {}))
+    lines = [f"Measured by `python -m shared_specs check {name}` on {environment_line(env)}"
              " (max |a - b| (rtol/atol)):", "",
              "| case | kind | dtype | output | gradient | third reference | err/tol |", "|---|---|---|---|---|---|---|"]
     for case in cases:
@@ -248,15 +249,15 @@ def stale(root: Path | None = None) -> list[str]:
 
 
 # Writing ---------------------------------------------------------------------------------------------------------
-def write_derivations(root: Path, echo=print) -> bool:
-    """Run every derivation and write its document; False when a claim failed (the document says which)."""
+def write_derivations(root: Path, echo=print, topics: Sequence[str] = ()) -> bool:
+    """Run every derivation (or those of ``topics``) and write its document; False when a claim failed."""
     from shared_specs.environment import describe
     from theory_jax import cli
     from theory_jax.derivation import to_markdown
 
     ok, env = True, None
     (root / DERIVATIONS_DIR).mkdir(parents=True, exist_ok=True)
-    for name in cli.available():
+    for name in [t for t in cli.available() if not topics or t in topics]:
         d, _ = cli.run_topic(name, echo=False)
         if d is None:
             echo(f"  {name}: the derivation crashed; its document is left as it was")
@@ -270,16 +271,23 @@ def write_derivations(root: Path, echo=print) -> bool:
     return ok
 
 
-def write_specs(root: Path, echo=print) -> bool:
-    """Run every spec case and write docs/specs.json; False when a case failed."""
+def write_specs(root: Path, echo=print, topics: Sequence[str] = ()) -> bool:
+    """Run every spec case (or those of ``topics``, keeping the other topics' measurements) into docs/specs.json.
+
+    Each topic keeps the environment it was measured in (``environments``); False when a case failed.
+    """
     from shared_specs.environment import describe
     from shared_specs.runner import run_case
 
-    results, failed = {}, 0
+    old = _json(root, SPECS_FILE, {}) if topics else {}
+    results = {k: v for k, v in old.get("topics", {}).items() if catalogue.spec_cases(k)}
+    environments = {k: old.get("environments", {}).get(k, old.get("environment", {})) for k in results}
+    env, failed = describe(), 0
     for topic in catalogue.TOPICS:
         cases = catalogue.spec_cases(topic.name)
-        if not cases:
+        if not cases or (topics and topic.name not in topics):
             continue
+        environments[topic.name] = env
         results[topic.name] = []
         for case in cases:
             r = run_case(case)
@@ -288,19 +296,26 @@ def write_specs(root: Path, echo=print) -> bool:
             summary.pop("seconds")  # a time is not a property of the case
             results[topic.name].append(summary)
         echo(f"  {topic.name}: {len(cases)} cases measured")
-    (root / SPECS_FILE).write_text(json.dumps({"environment": describe(), "topics": results}, indent=1) + "\n")
+    order = [t.name for t in catalogue.TOPICS if t.name in results]
+    (root / SPECS_FILE).write_text(json.dumps({"environments": {k: environments[k] for k in order},
+                                               "topics": {k: results[k] for k in order}}, indent=1) + "\n")
     echo(f"  wrote {SPECS_FILE}" + (f" ({failed} cases FAILED)" if failed else ""))
     return not failed
 
 
-def build(root: Path | None = None, derivations: bool = False, specs: bool = False, echo=print) -> bool:
-    """Regenerate (optionally re-run the derivations and the specs first), then write every generated block."""
+def build(root: Path | None = None, derivations: bool = False, specs: bool = False, echo=print,
+          topics: Sequence[str] = ()) -> bool:
+    """Regenerate (optionally re-run the derivations and the specs first, of every topic or of ``topics``), then
+    write every generated block."""
     root = root or catalogue.ROOT
+    unknown = [t for t in topics if t not in {x.name for x in catalogue.TOPICS}]
+    if unknown:
+        raise ValueError(f"no topic named {', '.join(unknown)} (python -m shared_specs list shows them)")
     ok = True
     if derivations:
-        ok &= write_derivations(root, echo)
+        ok &= write_derivations(root, echo, topics)
     if specs:
-        ok &= write_specs(root, echo)
+        ok &= write_specs(root, echo, topics)
     for path, text in rendered(root).items():
         if _read(root, path) != text:
             (root / path).write_text(text)

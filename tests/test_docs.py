@@ -116,3 +116,20 @@ def test_masking_keeps_the_words_and_drops_the_measurements():
     assert docs.masked(a) == docs.masked(b)
     assert docs.masked(a) != docs.masked(a.replace("passed", "**FAILED**"))
     assert docs.masked(a) != docs.masked(a.replace("KS", "Kolmogorov-Smirnov"))
+
+
+def test_re_measuring_one_topic_keeps_the_others_and_their_machines(copy_of_docs, monkeypatch):
+    path = copy_of_docs / docs.SPECS_FILE
+    specs = json.loads(path.read_text())
+    specs["environments"]["vae"] = {"cpu": "another machine"}
+    specs["topics"]["elbo"] = [dict(r, ratio=0.999) for r in specs["topics"]["elbo"]]  # a marker that must go
+    path.write_text(json.dumps(specs))
+    assert docs.write_specs(copy_of_docs, echo=lambda *_: None, topics=["elbo"])
+    after = json.loads(path.read_text())
+    assert after["topics"]["vae"] == specs["topics"]["vae"] and after["environments"]["vae"] == {"cpu": "another machine"}
+    assert after["environments"]["elbo"] != {"cpu": "another machine"}
+    assert [r["case"] for r in after["topics"]["elbo"]] == [c.id for c in catalogue.spec_cases("elbo")]
+    assert all(r["ratio"] != 0.999 for r in after["topics"]["elbo"])
+    assert list(after["topics"]) == [t.name for t in catalogue.TOPICS if t.name in after["topics"]]
+    with pytest.raises(ValueError, match="no topic named nope"):
+        docs.build(copy_of_docs, topics=["nope"], echo=lambda *_: None)
