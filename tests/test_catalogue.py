@@ -35,5 +35,7 @@ def test_list_command_prints_the_table():
 def test_check_rejects_unknown_topics(capsys):
     assert cli.main(["check", "not_a_topic"]) == 2
     assert "unknown topic" in capsys.readouterr().err
-    assert cli.main(["check", "gan"]) == 2
-    assert "no spec cases" in capsys.readouterr().err
+    without = [t.name for t in catalogue.TOPICS if not catalogue.spec_cases(t.name)]
+    if without:  # a topic of the syllabus that has no cases yet
+        assert cli.main(["check", without[0]]) == 2
+        assert "no spec cases" in capsys.readouterr().err

@@ -1,0 +1,21 @@
+"""GANs in PyTorch: the twin of ``theory_jax/gan.py`` (the losses on the discriminator's logits).
+
+Same function names and arguments as the derivation module, so ``shared_specs/gan.py`` calls both with the same
+NumPy inputs. ``python -m theory_jax gan`` proves what they compute: the optimal discriminator, the minimax value
+2 JS - log 4, and why generators train on the non-saturating loss. The f-GAN of ``practice_torch/f_divergence``
+trains the Jensen-Shannon game (``--set model.divergence=js``) with these losses' generalisation.
+"""
+
+from practice_torch.gan.functions import (
+    discriminator_loss,
+    gauss_log_pdf,
+    generator_loss_nonsaturating,
+    generator_loss_saturating,
+    js_discrete,
+    optimal_logit,
+    softplus,
+    value_discrete,
+)
+
+__all__ = ["discriminator_loss", "gauss_log_pdf", "generator_loss_nonsaturating", "generator_loss_saturating",
+           "js_discrete", "optimal_logit", "softplus", "value_discrete"]

@@ -1,0 +1,57 @@
+"""The GAN's losses and closed forms (Goodfellow et al. 2014, eq. 1, Proposition 1, Theorem 1, sec. 3).
+
+Twins of the functions in ``theory_jax/gan.py``, same names and arguments. The losses take the discriminator's
+logits, so that log D = -softplus(-logit) and log(1 - D) = -softplus(logit) stay finite for any logit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def softplus(x):
+    """log(1 + e^x), exact for every x: ``torch.logaddexp(x, 0)``. ``softplus`` returns x itself above its
+    threshold (20), an error of up to e^-20 ~ 2e-9, far above float64's tolerance. (...) -> (...)."""
+    return torch.logaddexp(x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+# 1. The losses, on the discriminator's logits ------------------------------------------------------------------
+def discriminator_loss(real_logits, fake_logits):
+    """-V(D, G) on a batch: -mean log D(x_real) - mean log(1 - D(x_fake)) (eq. 1, negated); binary cross-entropy
+    with labels 1 for real and 0 for fake. real_logits: (B,), fake_logits: (B',) -> ()."""
+    return torch.mean(softplus(-real_logits)) + torch.mean(softplus(fake_logits))
+
+
+def generator_loss_saturating(fake_logits):
+    """The minimax generator loss, mean log(1 - D(G(z))) (eq. 1; minimised). Its gradient -D dlogit vanishes where
+    D rejects the fakes. fake_logits: (B,) -> ()."""
+    return -torch.mean(softplus(fake_logits))
+
+
+def generator_loss_nonsaturating(fake_logits):
+    """The non-saturating generator loss, -mean log D(G(z)) (sec. 3): gradient -(1 - D) dlogit. (B,) -> ()."""
+    return torch.mean(softplus(-fake_logits))
+
+
+def optimal_logit(log_p, log_q):
+    """The logit of D*(x) = p(x) / (p(x) + q(x)) (Proposition 1): the log density ratio. (...) -> (...)."""
+    return log_p - log_q
+
+
+# 2. Closed forms -------------------------------------------------------------------------------------------------
+def value_discrete(d, p, q):
+    """V(D, G) for distributions on K points: sum_k p_k log d_k + q_k log(1 - d_k). d, p, q: (..., K) -> (...)."""
+    return torch.sum(p * torch.log(d) + q * torch.log1p(-d), dim=-1)
+
+
+def js_discrete(p, q):
+    """JS(p || q) = KL(p || m)/2 + KL(q || m)/2 with m = (p + q)/2, in nats. p, q: (..., K) -> (...)."""
+    m = (p + q) / 2
+    return 0.5 * torch.sum(p * torch.log(p / m), -1) + 0.5 * torch.sum(q * torch.log(q / m), -1)
+
+
+def gauss_log_pdf(x, mean, std):
+    """log N(x; mean, std^2). (...) -> (...)."""
+    return -0.5 * ((x - mean) / std) ** 2 - torch.log(torch.as_tensor(std, dtype=x.dtype)) - 0.5 * math.log(2 * math.pi)

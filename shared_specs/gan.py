@@ -1,0 +1,50 @@
+"""Spec cases for ``gan``: the GAN's losses on the discriminator's logits and its closed forms, in float64.
+
+Each function runs in ``theory_jax.gan`` and ``practice_torch.gan`` on the same NumPy inputs, gradients included;
+SciPy is the third witness (``scipy.special.log_expit`` for log D and log(1 - D), ``jensenshannon`` for JS,
+``scipy.stats.norm`` for the Gaussian log-density). The logits span [-40, 40]: a naive log(sigmoid) would give
+-inf there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special, stats
+from scipy.spatial.distance import jensenshannon
+
+from shared_specs.case import FunctionCase, gaussian
+
+B, K = 6, 9
+
+
+def _logits(rng):
+    return {"real_logits": gaussian(rng, B, scale=15.0), "fake_logits": gaussian(rng, B + 2, scale=15.0)}
+
+
+def _distributions(rng):
+    p, q = rng.dirichlet(np.ones(K), size=3), rng.dirichlet(np.ones(K), size=3)
+    return {"d": rng.uniform(0.05, 0.95, size=(3, K)), "p": p, "q": q}
+
+
+CASES = (
+    FunctionCase("gan/discriminator_loss", "discriminator_loss", _logits, grad_wrt=("real_logits", "fake_logits"),
+                 reference=lambda real_logits, fake_logits: (-np.mean(special.log_expit(real_logits))
+                                                             - np.mean(special.log_expit(-fake_logits)))),
+    FunctionCase("gan/generator_loss_saturating", "generator_loss_saturating",
+                 lambda r: {"fake_logits": gaussian(r, B, scale=15.0)}, grad_wrt=("fake_logits",),
+                 reference=lambda fake_logits: np.mean(special.log_expit(-fake_logits))),
+    FunctionCase("gan/generator_loss_nonsaturating", "generator_loss_nonsaturating",
+                 lambda r: {"fake_logits": gaussian(r, B, scale=15.0)}, grad_wrt=("fake_logits",),
+                 reference=lambda fake_logits: -np.mean(special.log_expit(fake_logits))),
+    FunctionCase("gan/optimal_logit", "optimal_logit",
+                 lambda r: {"log_p": gaussian(r, B, K), "log_q": gaussian(r, B, K)}, grad_wrt=("log_p", "log_q"),
+                 reference=lambda log_p, log_q: special.logit(np.exp(log_p) / (np.exp(log_p) + np.exp(log_q)))),
+    FunctionCase("gan/value_discrete", "value_discrete", _distributions, grad_wrt=("d", "p", "q"),
+                 reference=lambda d, p, q: np.sum(p * np.log(d) + q * np.log(1 - d), -1)),
+    FunctionCase("gan/js_discrete", "js_discrete", lambda r: {k: v for k, v in _distributions(r).items() if k != "d"},
+                 grad_wrt=("p", "q"),
+                 reference=lambda p, q: np.array([jensenshannon(a, b) ** 2 for a, b in zip(p, q, strict=True)])),
+    FunctionCase("gan/gauss_log_pdf", "gauss_log_pdf",
+                 lambda r: {"x": gaussian(r, B), "mean": gaussian(r, B), "std": np.exp(gaussian(r, B, scale=0.3))},
+                 grad_wrt=("x", "mean", "std"), reference=lambda x, mean, std: stats.norm.logpdf(x, mean, std)),
+)

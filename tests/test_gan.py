@@ -1,0 +1,56 @@
+"""The GAN's losses: both backends agree with each other and with SciPy, and the comparisons catch wrong twins."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+import practice_torch.gan as G
+from shared_specs import catalogue
+from shared_specs.runner import Perturbation, caught
+
+CASES = {case.id: case for case in catalogue.spec_cases("gan")}
+
+
+def test_naive_log_of_one_minus_sigmoid_is_caught(both):
+    """log(1 - sigmoid(l)) rounds to log(0) = -inf at l = 40: the reason the losses take logits."""
+    def naive(fn):
+        return lambda fake_logits: jnp.mean(jnp.log1p(-jax.nn.sigmoid(fake_logits)))
+
+    assert "output" in caught(CASES["gan/generator_loss_saturating"], Perturbation("naive log(1 - D)", fn=naive))
+
+
+def test_saturating_and_non_saturating_losses_swapped_are_caught(both):
+    import theory_jax.gan as T
+
+    def swapped(fn):
+        return lambda fake_logits: -T.generator_loss_nonsaturating(fake_logits)
+
+    caught(CASES["gan/generator_loss_saturating"], Perturbation("losses swapped", fn=swapped))
+
+
+def test_inverted_density_ratio_is_caught(both):
+    def inverted(fn):
+        return lambda log_p, log_q: fn(log_q, log_p)
+
+    caught(CASES["gan/optimal_logit"], Perturbation("log q - log p", fn=inverted))
+
+
+def test_torch_softplus_is_exact_where_the_library_one_thresholds():
+    x = torch.tensor([20.5, 30.0, -40.0, 0.0], dtype=torch.float64)
+    exact = np.logaddexp(x.numpy(), 0.0)
+    assert np.allclose(G.softplus(x).numpy(), exact, rtol=1e-15, atol=0)
+    assert not np.allclose(torch.nn.functional.softplus(x).numpy(), exact, rtol=1e-12, atol=0)  # the trap it avoids
+
+
+def test_the_discriminator_at_d_star_beats_the_others_in_torch():
+    """The PyTorch twin shows Proposition 1 too: value_discrete is largest at D* = p / (p + q)."""
+    rng = np.random.default_rng(0)
+    p, q = (torch.tensor(rng.dirichlet(np.ones(6), size=4)) for _ in range(2))
+    d_star = torch.sigmoid(G.optimal_logit(torch.log(p), torch.log(q)))
+    best = G.value_discrete(d_star, p, q)
+    others = (d_star + 0.05 * torch.tensor(rng.standard_normal((30, 4, 6)))).clamp(1e-3, 1 - 1e-3)
+    assert torch.all(G.value_discrete(others, p, q) < best)
+    assert torch.allclose(best, 2 * G.js_discrete(p, q) - np.log(4.0), rtol=1e-12, atol=0)
