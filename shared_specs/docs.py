@@ -133,9 +133,10 @@ def results_table(rows: list[dict[str, Any]], link_prefix: str | None) -> str:
     if not rows:
         return "*No run recorded yet: `python -m practice_torch results RUN --load ...`, then `make docs`.*"
     first = "| model | data set | " if link_prefix is not None else "| data set | "
-    lines = [first + "preset and settings | held-out figure | steps | training time | machine | load | commit |",
-             "|" + "---|" * (8 if link_prefix is not None else 7)]
-    for r in rows:
+    header = first + "preset and settings | held-out figure | steps | training time | machine | load | commit |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    order = {t.name: i for i, t in enumerate(catalogue.TOPICS)}  # the course's order, then as recorded
+    for r in sorted(rows, key=lambda r: order.get(r["model"], len(order))):
         model = f"[`{r['model']}`]({link_prefix}{r['model']}.md#results) | " if link_prefix is not None else ""
         lines.append(f"| {model}{r['dataset']} | {_settings(r)} | {_figure(r)} | {r['steps']} | "
                      f"{_minutes(r['train_seconds'])}{' (resumed)' if r.get('resumed') else ''} | {r['machine']} | "

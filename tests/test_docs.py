@@ -134,3 +134,11 @@ def test_re_measuring_one_topic_keeps_the_others_and_their_machines(copy_of_docs
     assert list(after["topics"]) == [t.name for t in catalogue.TOPICS if t.name in after["topics"]]
     with pytest.raises(ValueError, match="no topic named nope"):
         docs.build(copy_of_docs, topics=["nope"], echo=lambda *_: None)
+
+
+def test_every_generated_table_has_as_many_columns_in_each_row_as_in_its_header():
+    """A separator row one column short makes GitHub render the table as text."""
+    for path, text in docs.rendered(ROOT).items():
+        for block in re.findall(r"(?:^\|.*\|\n)+", text + "\n", re.M):
+            widths = {len(re.findall(r"(?<!\\)\|", line)) for line in block.strip().splitlines()}
+            assert len(widths) == 1, f"{path}: a table with rows of {sorted(widths)} bars:\n{block[:300]}"
