@@ -1,0 +1,55 @@
+"""Spec cases for ``style_transfer``: the Gram matrix, the style and content losses and CycleGAN's cycle and
+identity losses, in float64.
+
+Each function runs in ``theory_jax.style_transfer`` and ``practice_torch.style_transfer`` on the same NumPy inputs,
+gradients included. Third witnesses: NumPy's einsum for the Gram matrix, and Gatys et al.'s eq. 4 (unnormalised
+Grams) rescaled by 4 / C^2 for the style loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared_specs.case import FunctionCase, gaussian
+
+B, C, H, W = 2, 3, 4, 5
+
+
+def ref_gram_matrix(features):
+    flat = features.reshape(features.shape[0], features.shape[1], -1)
+    return np.einsum("bik,bjk->bij", flat, flat) / (flat.shape[1] * flat.shape[2])
+
+
+def ref_style_loss(features, style_features):
+    """Gatys et al.'s E_l = sum (F F^T - S S^T)^2 / (4 C^2 N^2) per example, averaged, times 4 / C^2."""
+    f, s = (a.reshape(B, C, -1) for a in (features, style_features))
+    gatys = np.sum((np.einsum("bik,bjk->bij", f, f) - np.einsum("bik,bjk->bij", s, s)) ** 2, axis=(1, 2)) \
+        / (4 * C**2 * (H * W) ** 2)
+    return np.mean(gatys) * 4 / C**2
+
+
+def _two_domains(rng):
+    return {"x": gaussian(rng, B, C, H, W), "y": gaussian(rng, B + 1, C, H, W)}
+
+
+CASES = (
+    FunctionCase("style_transfer/gram_matrix", "gram_matrix", lambda r: {"features": gaussian(r, B, C, H, W)},
+                 grad_wrt=("features",), reference=ref_gram_matrix),
+    FunctionCase("style_transfer/style_loss", "style_loss",
+                 lambda r: {"features": gaussian(r, B, C, H, W), "style_features": 1.5 * gaussian(r, B, C, H, W) + 0.3},
+                 grad_wrt=("features", "style_features"), reference=ref_style_loss),
+    FunctionCase("style_transfer/content_loss", "content_loss",
+                 lambda r: {"features": gaussian(r, B, C, H, W), "content_features": gaussian(r, B, C, H, W)},
+                 grad_wrt=("features", "content_features"),
+                 reference=lambda features, content_features: np.mean((features - content_features) ** 2)),
+    FunctionCase("style_transfer/cycle_loss", "cycle_loss",
+                 lambda r: {**(d := _two_domains(r)), "x_cycled": d["x"] + 0.2 * gaussian(r, B, C, H, W),
+                            "y_cycled": d["y"] + 0.2 * gaussian(r, B + 1, C, H, W)},
+                 grad_wrt=("x", "x_cycled", "y", "y_cycled"),
+                 reference=lambda x, x_cycled, y, y_cycled: np.abs(x_cycled - x).mean() + np.abs(y_cycled - y).mean()),
+    FunctionCase("style_transfer/identity_loss", "identity_loss",
+                 lambda r: {**(d := _two_domains(r)), "f_of_x": d["x"] + 0.3 * gaussian(r, B, C, H, W),
+                            "g_of_y": d["y"] + 0.3 * gaussian(r, B + 1, C, H, W)},
+                 grad_wrt=("x", "f_of_x", "y", "g_of_y"),
+                 reference=lambda x, f_of_x, y, g_of_y: np.abs(g_of_y - y).mean() + np.abs(f_of_x - x).mean()),
+)
