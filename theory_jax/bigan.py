@@ -1,0 +1,145 @@
+"""BiGAN / ALI: a GAN over (x, z) pairs whose optimum makes the encoder and the generator invert each other.
+
+Lectures: BiGAN / ALI (Donahue, Kraehenbuehl & Darrell 2017, "Adversarial feature learning", eq. 2-3, Proposition 1
+and Theorems 1-2; Dumoulin et al. 2017, "Adversarially learned inference").
+
+An encoder E: x -> z and a generator G: z -> x define two joint laws of pairs,
+
+    p_E(x, z) = p_X(x) p_E(z | x)          (real data, encoded)
+    p_G(x, z) = p_Z(z) p_G(x | z)          (prior draws, generated)
+
+and a discriminator D(x, z) tells them apart: V(D, E, G) = E_{p_E}[log D(x, z)] + E_{p_G}[log(1 - D(x, z))].
+As for a GAN, D* = p_E / (p_E + p_G) and V(D*, E, G) = 2 JS(p_E || p_G) - log 4; the global optimum is
+p_E = p_G, and for deterministic E and G that forces E = G^-1: G(E(x)) = x for p_X-almost every x and
+E(G(z)) = z for p_Z-almost every z (Theorem 2). The encoder then maps data to the latent space the generator uses,
+which is why its features can be judged by a linear probe.
+Twin: ``practice_torch/bigan`` (same names, same arguments); cases: ``shared_specs/bigan.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.spatial.distance import jensenshannon
+
+from theory_jax.derivation import Derivation, full_precision
+from theory_jax.gan import discriminator_loss
+
+TITLE = "BiGAN / ALI: the optimal discriminator over (x, z) pairs, and encoder and generator as inverses"
+LECTURES = "BiGAN / ALI"
+LOG4 = math.log(4.0)
+
+
+# 1. The pure functions (twins in practice_torch.bigan) ------------------------------------------------------------
+def encoder_joint(p_x, enc):
+    """p_E(x, z) = p_X(x) p_E(z | x) on finite sets. p_x: (X,), enc: (X, Z) rows sum to 1 -> (X, Z)."""
+    return p_x[:, None] * enc
+
+
+def generator_joint(p_z, gen):
+    """p_G(x, z) = p_Z(z) p_G(x | z) on finite sets, laid out like ``encoder_joint``. p_z: (Z,), gen: (Z, X) rows
+    sum to 1 -> (X, Z)."""
+    return (p_z[:, None] * gen).T
+
+
+def pair_logits(x, z, w_x, w_z, w_out, b):
+    """A joint discriminator D(x, z) = sigmoid(w_out . tanh(W_x x + W_z z + b)): x and z enter one hidden layer
+    together (Donahue et al., sec. 3.3). x: (B, Dx), z: (B, Dz), w_x: (H, Dx), w_z: (H, Dz), w_out: (1, H), b: (H,)
+    -> (B,)."""
+    return (jnp.tanh(x @ w_x.T + z @ w_z.T + b) @ w_out.T)[:, 0]
+
+
+def bigan_losses(x, z_encoded, x_generated, z, w_x, w_z, w_out, b):
+    """(the discriminator's loss, the encoder's and generator's non-saturating loss) on a batch: real pairs
+    (x, E(x)) labelled 1, generated pairs (G(z), z) labelled 0; E and G train on the flipped labels.
+    x, x_generated: (B, Dx), z_encoded, z: (B, Dz) -> ((), ())."""
+    real = pair_logits(x, z_encoded, w_x, w_z, w_out, b)
+    fake = pair_logits(x_generated, z, w_x, w_z, w_out, b)
+    return discriminator_loss(real, fake), discriminator_loss(fake, real)
+
+
+# 2. The derivation -----------------------------------------------------------------------------------------------
+def _one_hot_map(assignment, size):
+    """A deterministic map on finite sets as a (len, size) matrix of rows with a single 1."""
+    return np.eye(size)[list(assignment)]
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("bigan", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+
+    d.say("Finite sets first: $x$ takes 4 values, $z$ 3, with stochastic encoders and generators, so every "
+          "expectation is a sum.")
+    n_x, n_z = 4, 3
+    p_x, p_z = rng.dirichlet(np.ones(n_x)), rng.dirichlet(np.ones(n_z))
+    enc, gen = rng.dirichlet(np.ones(n_z), size=n_x), rng.dirichlet(np.ones(n_x), size=n_z)
+    pe, pg = encoder_joint(p_x, enc), generator_joint(p_z, gen)
+    d.numeric("Both joints are distributions over the 12 pairs, and their marginals are the data's and the prior's: "
+              "$\\sum_z p_E(x, z) = p_X(x)$, $\\sum_x p_G(x, z) = p_Z(z)$", np.concatenate(
+                  [pe.sum(1), pg.sum(0), [pe.sum(), pg.sum()]]), np.concatenate([p_x, p_z, [1.0, 1.0]]))
+    d_star = pe / (pe + pg)
+
+    def value(dd):
+        return jnp.sum(pe * jnp.log(dd) + pg * jnp.log1p(-dd))
+
+    d.gradient("The discriminator over pairs is best at $D^* = p_E/(p_E + p_G)$: $\\partial V/\\partial D = 0$ "
+               "there (`jax.grad`)", jax.grad(value)(d_star), np.zeros_like(d_star))
+    others = np.clip(d_star[None] + 0.1 * rng.standard_normal((100, n_x, n_z)), 1e-3, 1 - 1e-3)
+    d.inequality("...and 100 perturbed discriminators score lower", jax.vmap(value)(others),
+                 np.full(100, value(d_star)))
+    d.numeric("$V(D^*, E, G) = 2\\,\\mathrm{JS}(p_E \\| p_G) - \\log 4$ (SciPy's `jensenshannon` as the witness)",
+              value(d_star), 2 * jensenshannon(pe.ravel(), pg.ravel()) ** 2 - LOG4)
+
+    d.say("Deterministic maps: $x$ and $z$ take 3 values each, both uniform. An encoder is one of the $3^3 = 27$ "
+          "maps $x \\mapsto z$, a generator one of the 27 maps $z \\mapsto x$; enumerate all 729 pairs.")
+    n = 3
+    uniform = np.full(n, 1 / n)
+    maps = list(itertools.product(range(n), repeat=n))
+    js = np.array([[jensenshannon(encoder_joint(uniform, _one_hot_map(e, n)).ravel(),
+                                  generator_joint(uniform, _one_hot_map(g, n)).ravel()) ** 2
+                    for g in maps] for e in maps])
+    inverse = np.array([[all(g[e[x]] == x for x in range(n)) and all(e[g[z]] == z for z in range(n))
+                         for g in maps] for e in maps])
+    d.numeric("$\\mathrm{JS}(p_E \\| p_G) = 0$, the global optimum, for exactly the 6 pairs with "
+              "$G(E(x)) = x$ and $E(G(z)) = z$ (the bijections and their inverses)...", np.array(
+                  [js[inverse].max(), inverse.sum()]), np.array([0.0, 6.0]), atol=1e-15)
+    d.inequality("...and is positive for the other 723: no non-inverse pair reaches the optimum (Theorem 2)",
+                 np.full(int((~inverse).sum()), 1e-3), js[~inverse])
+    best_non_inverse = js[~inverse].min()
+    d.numeric("The closest non-inverse pair (one of the three values mismatched) is still $\\log 2 / 3$ nats of JS "
+              "away: the two joints then differ in one pair in three", best_non_inverse, math.log(2) / 3)
+
+    d.say("Continuous pairs. The discriminator sees $x$ and $z$ together; with $E = G^{-1}$, real pairs "
+          "$(x, E(x))$ and generated pairs $(G(z), z)$ have the same law, so any discriminator does "
+          "no better than chance: a linear generator $G(z) = Az + c$ with its exact inverse as encoder.")
+    dx = dz = 2
+    a_mat, c_vec = rng.standard_normal((dx, dz)) + 2 * np.eye(2), rng.standard_normal(dx)
+    count = 100_000
+    x_data = rng.standard_normal((count, dz)) @ a_mat.T + c_vec  # p_X is the generator's own law here
+    z_enc = (x_data - c_vec) @ np.linalg.inv(a_mat).T
+    z_prior = rng.standard_normal((count, dz))
+    x_gen = z_prior @ a_mat.T + c_vec
+    params = (rng.standard_normal((8, dx)), rng.standard_normal((8, dz)), rng.standard_normal((1, 8)),
+              rng.standard_normal(8))
+    real, fake = pair_logits(x_data, z_enc, *params), pair_logits(x_gen, z_prior, *params)
+    d.monte_carlo("Any joint discriminator, here a random one, scores real and generated pairs alike at the optimum: "
+                  "its logit has the same mean on both (100 000 pairs each), so it cannot beat chance",
+                  np.asarray(real - fake), 0.0)
+    d.inequality("...and its loss is at least $\\log 4$, the loss of $D = 1/2$: $\\mathrm{softplus}(-\\ell) + "
+                 "\\mathrm{softplus}(\\ell) \\ge \\log 4$ for every logit (up to rounding)",
+                 np.full(count, LOG4), np.asarray(jax.nn.softplus(-real) + jax.nn.softplus(real)), slack=1e-14)
+    z_wrong = z_enc @ np.array([[0.0, 1.0], [1.0, 0.0]])  # an encoder that swaps the latent coordinates
+    u_real = (x_data - c_vec) @ np.linalg.inv(a_mat).T
+    d.monte_carlo("An encoder that swaps the two latent coordinates still has the prior's marginal, "
+                  "$\\mathbb E\\|E(x)\\|^2 = 2$...", np.sum(z_wrong**2, axis=1), 2.0)
+    d.monte_carlo("...but the pair statistic $z \\cdot A^{-1}(x - c)$ has mean $\\mathbb E[2 u_1 u_2] = 0$ over its "
+                  "real pairs, against $\\mathbb E\\|z\\|^2 = 2$ over generated pairs: a discriminator of pairs "
+                  "sees the mismatch that neither marginal shows", np.sum(z_wrong * u_real, axis=1), 0.0)
+    d.monte_carlo("...and with the right encoder it is 2 over real pairs as well",
+                  np.sum(z_enc * u_real, axis=1), 2.0)
+    return d
