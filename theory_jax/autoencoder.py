@@ -141,6 +141,10 @@ class Autoencoder(nn.Module):
     noise_std: float = 0.0
 
     def setup(self):
+        if self.objective not in ("mse", "bce"):
+            raise ValueError(f"objective must be 'mse' or 'bce', got {self.objective!r}")
+        if self.objective == "bce" and not self.bounded:
+            raise ValueError("objective 'bce' needs [0, 1] outputs (bounded=True)")
         if self.architecture == "mlp":
             self.encoder = MLPEncoder(self.image_shape, self.code_dim, self.hidden)
             self.decoder = MLPDecoder(self.image_shape, self.code_dim, self.hidden)
