@@ -342,13 +342,13 @@ def derive(echo=None) -> Derivation:
                   (residual[:, :, None] * (flat_noisy - np.asarray(mu))[:, None, :]).reshape(len(flat_x), -1),
                   np.zeros(dim * dim))
     optimum = _linear_denoiser_risk(gain, mu @ (jnp.eye(dim) - gain), mu, sigma_x, s)
-    others = [_linear_denoiser_risk(gain + 0.1 * jnp.asarray(toy_rng.standard_normal((dim, dim))),
-                                    mu @ (jnp.eye(dim) - gain) + 0.1 * jnp.asarray(toy_rng.standard_normal(dim)),
-                                    mu, sigma_x, s) for _ in range(20)]
+    gains = gain + 0.1 * jnp.asarray(toy_rng.standard_normal((20, dim, dim)))
+    offsets = mu @ (jnp.eye(dim) - gain) + 0.1 * jnp.asarray(toy_rng.standard_normal((20, dim)))
+    others = jax.vmap(_linear_denoiser_risk, in_axes=(0, 0, None, None, None))(gains, offsets, mu, sigma_x, s)
     identity = _linear_denoiser_risk(jnp.eye(dim), jnp.zeros(dim), mu, sigma_x, s)
     d.inequality(f"Its expected loss {float(optimum):.4f} is below returning $\\tilde x$ ($D\\sigma^2$ = "
                  f"{float(identity):.2f}) and below 20 perturbed linear denoisers",
-                 jnp.full(21, optimum), jnp.stack([identity, *others]))
+                 jnp.full(21, optimum), jnp.concatenate([identity[None], others]))
     marginal_cov = sigma_x + s**2 * jnp.eye(dim)
 
     def log_marginal(xt):

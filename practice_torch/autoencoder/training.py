@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from practice_torch.autoencoder.functions import corrupt, pca_components, pca_reconstruct, reconstruction_mse
 from practice_torch.autoencoder.networks import Autoencoder
