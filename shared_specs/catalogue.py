@@ -43,7 +43,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic("elbo", "foundations", "evidence lower bound", "math"),
     Topic("evaluation", "foundations", "evaluation of generative models", "image"),
     # Latent-variable models
-    Topic("autoencoder", "latent variable", "autoencoders; denoising; anomaly detection", "image"),
+    Topic("autoencoder", "latent variable", "autoencoders; denoising; anomaly detection", "image, sound",
+          trains="autoencoder: MLP or conv, denoising, anomaly detection by reconstruction error (images, log-mels)"),
     Topic("vae", "latent variable", "VAE; reparameterisation; beta-VAE; conditional VAE", "image, sound",
           trains="variational autoencoder: MLP or conv, beta-VAE, conditional (images)"),
     Topic("vq_vae", "latent variable", "vector-quantised VAE", "image"),

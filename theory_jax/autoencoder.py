@@ -1,0 +1,361 @@
+"""Autoencoders: the reconstruction objective, linear autoencoders and PCA, denoising autoencoders.
+
+Lectures: autoencoders; undercomplete codes; linear autoencoders span the principal subspace (Baldi & Hornik
+1989); denoising autoencoders (Vincent et al. 2008) and their optimum E[x | x~] (Vincent 2011 for the link to
+the score); anomaly detection by reconstruction error.
+Twin: ``practice_torch/autoencoder/`` (same names); cases: ``shared_specs/autoencoder.py``.
+
+Flax (linen) modules with the same class and attribute names as ``practice_torch/autoencoder/networks.py``; the
+decoders are the VAE's (``theory_jax/vae.py``), fed a deterministic code instead of a sample. Images are NHWC
+here (NCHW in torch). Randomness is an argument: the corruption noise ``eps`` is an input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+import sympy as sp
+
+from theory_jax.derivation import Derivation, full_precision
+from theory_jax.vae import GROUPNORM_EPS, ConvDecoder, MLPDecoder, flatten_image
+
+TITLE = "autoencoders"
+LECTURES = "autoencoders; linear autoencoders and PCA; denoising autoencoders; anomaly detection"
+
+
+# 1. The reconstruction objective -------------------------------------------------------------------
+def reconstruction_mse(x, x_hat):
+    """Mean squared error per example, averaged over every non-batch axis. x, x_hat: (B, ...) -> (B,)."""
+    return jnp.mean(((x - x_hat) ** 2).reshape(x.shape[0], -1), axis=-1)
+
+
+def reconstruction_bce(x, logits):
+    """Binary cross-entropy with logits per example, averaged over every non-batch axis:
+    mean of softplus(l) - x l = -log Bernoulli(x; sigmoid(l)) for x in [0, 1]. x, logits: (B, ...) -> (B,)."""
+    return jnp.mean((jax.nn.softplus(logits) - x * logits).reshape(x.shape[0], -1), axis=-1)
+
+
+def corrupt(x, eps, noise_std):
+    """The denoising corruption x~ = x + noise_std * eps, eps ~ N(0, I) passed in (Vincent et al. 2008). (B, ...)."""
+    return x + noise_std * eps
+
+
+# 2. Linear autoencoders and PCA --------------------------------------------------------------------
+def linear_autoencoder(x, encoder_weight, decoder_weight, mean):
+    """x_hat = mean + W_d W_e (x - mean): code z = W_e (x - mean) of size k.
+    x: (B, D), encoder_weight: (k, D), decoder_weight: (D, k), mean: (D,) -> (B, D)."""
+    return mean + (x - mean) @ encoder_weight.T @ decoder_weight.T
+
+
+def pca_components(x, k: int):
+    """PCA of the rows of x by SVD of the centred data: (mean (D,), the top-k right singular vectors (k, D))."""
+    mean = jnp.mean(x, axis=0)
+    _, _, vt = jnp.linalg.svd(x - mean, full_matrices=False)
+    return mean, vt[:k]
+
+
+def pca_reconstruct(x, mean, components):
+    """Orthogonal projection onto the principal subspace: mean + (x - mean) V^T V.
+    x: (B, D), mean: (D,), components: (k, D) orthonormal rows -> (B, D)."""
+    return mean + (x - mean) @ components.T @ components
+
+
+def principal_angles(a, b):
+    """The principal angles between the column spaces of a and b (each (D, k), rank k), in radians, largest
+    first (``scipy.linalg.subspace_angles``' order): the cosines are the singular values of Q_a^T Q_b, the sines
+    those of Q_b - Q_a Q_a^T Q_b; arctan2 of the two keeps small angles exact. -> (k,)."""
+    qa, qb = jnp.linalg.qr(a)[0], jnp.linalg.qr(b)[0]
+    cosines = jnp.linalg.svd(qa.T @ qb, compute_uv=False)  # descending: smallest angle first
+    sines = jnp.linalg.svd(qb - qa @ (qa.T @ qb), compute_uv=False)[::-1]  # ascending, the same order
+    return jnp.arctan2(sines, jnp.clip(cosines, 0.0, 1.0))[::-1]
+
+
+# 3. Denoising: the optimum is the posterior mean --------------------------------------------------
+def optimal_denoiser(x_noisy, mean, cov, noise_std):
+    """E[x | x~] for x ~ N(mean, cov), x~ = x + noise_std eps: mean + cov (cov + s^2 I)^-1 (x~ - mean).
+    x_noisy: (B, D), mean: (D,), cov: (D, D) symmetric positive definite -> (B, D)."""
+    gain = jnp.linalg.solve(cov + noise_std**2 * jnp.eye(cov.shape[0], dtype=cov.dtype), cov)  # (S + s^2 I)^-1 S
+    return mean + (x_noisy - mean) @ gain
+
+
+# 4. The networks ------------------------------------------------------------------------------------
+class MLPEncoder(nn.Module):
+    """x (B, H, W, C) or (B, D) -> code (B, k): SiLU MLP, then a linear head."""
+
+    image_shape: Sequence[int]
+    code_dim: int
+    hidden: Sequence[int] = (256,)
+
+    def setup(self):
+        self.layers = [nn.Dense(h) for h in self.hidden]
+        self.code = nn.Dense(self.code_dim)
+
+    def __call__(self, x):
+        h = flatten_image(x)
+        for layer in self.layers:
+            h = nn.silu(layer(h))
+        return self.code(h)
+
+
+class ConvEncoder(nn.Module):
+    """Strided 3x3 convs (stride 2, explicit padding 1), GroupNorm, SiLU, then a linear head.
+    x: (B, H, W, C), H and W divisible by 2^len(channels) -> code (B, k)."""
+
+    image_shape: Sequence[int]
+    code_dim: int
+    channels: Sequence[int] = (32, 64)
+    groups: int = 8
+
+    def setup(self):
+        self.convs = [nn.Conv(c, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) for c in self.channels]
+        self.norms = [nn.GroupNorm(num_groups=min(self.groups, c), epsilon=GROUPNORM_EPS, use_fast_variance=False)
+                      for c in self.channels]
+        self.code = nn.Dense(self.code_dim)
+
+    def __call__(self, x):
+        h = x
+        for conv, norm in zip(self.convs, self.norms):
+            h = nn.silu(norm(conv(h)))
+        return self.code(flatten_image(h))
+
+
+class Autoencoder(nn.Module):
+    """Encoder to a k-dimensional code, the VAE's decoder back. ``bounded``: outputs through a sigmoid ([0, 1]
+    images); ``objective`` 'mse' (on the output) or 'bce' (on the logits, needs ``bounded``); ``noise_std`` > 0:
+    a denoising autoencoder, trained to reconstruct x from x + noise_std eps."""
+
+    image_shape: Sequence[int]
+    code_dim: int = 16
+    architecture: str = "conv"
+    hidden: Sequence[int] = (256,)
+    channels: Sequence[int] = (32, 64)
+    groups: int = 8
+    objective: str = "mse"
+    bounded: bool = True
+    noise_std: float = 0.0
+
+    def setup(self):
+        if self.objective not in ("mse", "bce"):
+            raise ValueError(f"objective must be 'mse' or 'bce', got {self.objective!r}")
+        if self.objective == "bce" and not self.bounded:
+            raise ValueError("objective 'bce' needs [0, 1] outputs (bounded=True)")
+        if self.architecture == "mlp":
+            self.encoder = MLPEncoder(self.image_shape, self.code_dim, self.hidden)
+            self.decoder = MLPDecoder(self.image_shape, self.code_dim, self.hidden)
+        elif self.architecture == "conv":
+            self.encoder = ConvEncoder(self.image_shape, self.code_dim, self.channels, self.groups)
+            self.decoder = ConvDecoder(self.image_shape, self.code_dim, self.channels, groups=self.groups)
+        else:
+            raise ValueError(f"architecture must be 'mlp' or 'conv', got {self.architecture!r}")
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, code):
+        return self.decoder(code)
+
+    def output(self, raw):
+        return jax.nn.sigmoid(raw) if self.bounded else raw
+
+    def reconstruct(self, x):
+        """The reconstruction of x (no corruption). (B, H, W, C) -> (B, H, W, C)."""
+        return self.output(self.decode(self.encode(x)))
+
+    def per_example_loss(self, x, eps):
+        """Reconstruction loss of x from x~ = corrupt(x, eps, noise_std) (x itself when noise_std = 0). -> (B,)."""
+        raw = self.decode(self.encode(corrupt(x, eps, self.noise_std)))
+        if self.objective == "bce":
+            return reconstruction_bce(x, raw)
+        return reconstruction_mse(x, self.output(raw))
+
+    def loss(self, x, eps):
+        return jnp.mean(self.per_example_loss(x, eps))
+
+    def __call__(self, x):
+        return self.reconstruct(x)
+
+
+# 5. The derivation ------------------------------------------------------------------------------------
+SPECTRUM = np.array([4.0, 2.5, 1.0, 0.5, 0.25, 0.1])  # the variances of the PCA toy, along a random rotation
+
+
+def _pca_data(n: int = 400, k: int = 2, seed: int = 0):
+    """n points in D = 6 with variances SPECTRUM along random orthonormal axes, plus an offset (float64)."""
+    rng = np.random.default_rng(seed)
+    rotation = np.linalg.qr(rng.standard_normal((len(SPECTRUM), len(SPECTRUM))))[0]
+    x = rng.standard_normal((n, len(SPECTRUM))) * np.sqrt(SPECTRUM) @ rotation.T + rng.standard_normal(len(SPECTRUM))
+    return jnp.asarray(x), k, rng
+
+
+def _linear_ae_loss(encoder_weight, decoder_weight, x, mean):
+    """Mean over the data of |x - x_hat|^2 (summed over coordinates)."""
+    return jnp.mean(jnp.sum((x - linear_autoencoder(x, encoder_weight, decoder_weight, mean)) ** 2, axis=-1))
+
+
+def _train_linear_ae(x, mean, encoder_weight, decoder_weight, lr: float, steps: int):
+    """Plain gradient descent on ``_linear_ae_loss``, in float64."""
+    grad = jax.grad(_linear_ae_loss, argnums=(0, 1))
+
+    def step(_, w):
+        g = grad(*w, x, mean)
+        return w[0] - lr * g[0], w[1] - lr * g[1]
+
+    return jax.jit(lambda w: jax.lax.fori_loop(0, steps, step, w))((encoder_weight, decoder_weight))
+
+
+def _denoising_toy(seed: int = 3, d: int = 3):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((d, d))
+    return jnp.asarray(rng.standard_normal(d)), jnp.asarray(a @ a.T / d + 0.3 * np.eye(d)), 0.8, rng
+
+
+def _linear_denoiser_risk(gain, offset, mean, cov, noise_std):
+    """E |x~ A + c - x|^2 for x ~ N(mean, cov), x~ = x + s eps, row-vector convention (closed form):
+    |mean (A - I) + c|^2 + tr((A - I)^T cov (A - I)) + s^2 |A|_F^2."""
+    eye = jnp.eye(cov.shape[0], dtype=cov.dtype)
+    bias = mean @ (gain - eye) + offset
+    return bias @ bias + jnp.trace((gain - eye).T @ cov @ (gain - eye)) + noise_std**2 * jnp.sum(gain**2)
+
+
+def _sympy_denoiser():
+    """The 1-D linear denoiser a x~ + c minimising E(a x~ + c - x)^2, x ~ N(mu, v), x~ = x + s e, by calculus."""
+    a, c, mu = sp.symbols("a c mu", real=True)
+    v, s = sp.symbols("v s", positive=True)
+    risk = ((a - 1) * mu + c) ** 2 + (a - 1) ** 2 * v + a**2 * s**2  # E of the square: bias^2 + variances
+    best = sp.solve([sp.diff(risk, a), sp.diff(risk, c)], [a, c], dict=True)[0]
+    return best[a] * sp.Symbol("xt") + best[c], mu + v / (v + s**2) * (sp.Symbol("xt") - mu)
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("autoencoder", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(1)
+    d.say("An autoencoder maps $x$ to a code $z = e(x)$ of size $k < D$ and back, $\\hat x = g(z)$, trained to "
+          "minimise a reconstruction loss: the mean squared error, or for $x \\in [0, 1]$ the binary cross-entropy "
+          "of the decoder's logits.")
+
+    # 1. The reconstruction objective.
+    x, x_hat = jnp.asarray(rng.uniform(size=(5, 12))), jnp.asarray(rng.uniform(size=(5, 12)))
+    g = jax.grad(lambda h: jnp.sum(reconstruction_mse(x, h)))(x_hat)
+    d.gradient("$\\nabla_{\\hat x}$ of the per-example MSE $\\frac1D|x - \\hat x|^2$ is $\\frac2D(\\hat x - x)$ "
+               "(jax.grad)", g, 2 * (x_hat - x) / x.shape[1])
+    logits = jnp.asarray(rng.uniform(-6, 6, size=(5, 12)))
+    p = 1 / (1 + np.exp(-np.asarray(logits)))
+    d.numeric("`reconstruction_bce`$(x, l)$ is $-\\frac1D\\sum x\\log s(l) + (1-x)\\log(1-s(l))$, $s$ the sigmoid",
+              reconstruction_bce(x, logits), -np.mean(np.asarray(x) * np.log(p) + (1 - np.asarray(x)) * np.log(1 - p),
+                                                      axis=-1))
+    g = jax.grad(lambda lg: jnp.sum(reconstruction_bce(x, lg)))(logits)
+    d.gradient("$\\nabla_l$ BCE $= \\frac1D(s(l) - x)$: the gradient vanishes where the output $s(l)$ is the pixel",
+               g, (jax.nn.sigmoid(logits) - x) / x.shape[1])
+    entropy = -np.mean(np.asarray(x) * np.log(x) + (1 - np.asarray(x)) * np.log(1 - np.asarray(x)), axis=-1)
+    d.inequality("For $x \\in (0, 1)$ the BCE is smallest at $s(l) = x$, where it is the binary entropy of $x$ "
+                 "(not 0): BCE minus that entropy is a KL, $\\ge 0$, at 60 random logits",
+                 entropy[None], np.stack([reconstruction_bce(x, jnp.asarray(rng.uniform(-6, 6, size=(5, 12))))
+                                          for _ in range(60)]))
+
+    # 2. A linear autoencoder trained by gradient descent spans the principal subspace.
+    data, k, data_rng = _pca_data()
+    mean, components = pca_components(data, k)
+    centred = np.asarray(data - mean)
+    eigenvalues = np.linalg.eigvalsh(centred.T @ centred / len(centred))[::-1]
+    d.say(f"A linear autoencoder $\\hat x = \\bar x + W_d W_e (x - \\bar x)$, $k = {k}$, on 400 points in $D = 6$ "
+          f"with variances {', '.join(f'{v:g}' for v in SPECTRUM)} along random axes (Baldi & Hornik 1989: "
+          "every minimum of its squared error is the projection onto the top-$k$ principal subspace).")
+    d.numeric("PCA's reconstruction error $\\frac1n\\sum|x - \\hat x|^2$ is the sum of the $D - k$ smallest "
+              "eigenvalues of the covariance (Eckart-Young)",
+              _linear_ae_loss(components, components.T, data, mean), np.sum(eigenvalues[k:]))
+    w_e, w_d = (jnp.asarray(0.1 * data_rng.standard_normal(s)) for s in ((k, 6), (6, k)))
+    cov = jnp.asarray(centred.T @ centred / len(centred))
+    g_e, g_d = jax.grad(_linear_ae_loss, argnums=(0, 1))(w_e, w_d, data, mean)
+    resid = 2 * (w_d @ w_e - jnp.eye(6)) @ cov
+    d.gradient("$\\nabla_{W_d} = 2(W_dW_e - I)\\,C\\,W_e^\\top$ and $\\nabla_{W_e} = 2W_d^\\top(W_dW_e - I)\\,C$, "
+               "$C$ the covariance (jax.grad vs the closed form)",
+               jnp.concatenate([g_d.ravel(), g_e.ravel()]), jnp.concatenate([(resid @ w_e.T).ravel(),
+                                                                            (w_d.T @ resid).ravel()]))
+    w_e, w_d = _train_linear_ae(data, mean, w_e, w_d, lr=0.05, steps=4000)
+    angles = principal_angles(w_d, components.T)
+    d.numeric(f"After 4 000 steps of gradient descent (float64, from a random start) the decoder's columns span the "
+              f"top-{k} principal subspace: principal angles to the SVD's $V_k$ are 0 (largest "
+              f"{float(jnp.max(angles)):.1e} rad)", angles, np.zeros(k))
+    d.numeric("...as the encoder's rows do, and $W_d W_e$ is the PCA projector $V_k^\\top V_k$",
+              jnp.concatenate([principal_angles(w_e.T, components.T), (w_d @ w_e).ravel()]),
+              jnp.concatenate([jnp.zeros(k), (components.T @ components).ravel()]))
+    d.numeric("Its reconstruction error is PCA's", _linear_ae_loss(w_e, w_d, data, mean), np.sum(eigenvalues[k:]))
+    pairs = [np.asarray(rng.standard_normal((2, 6, k))) for _ in range(5)]
+    pairs.append((np.asarray(w_d), np.asarray(components.T)))
+    d.numeric("`principal_angles` agrees with `scipy.linalg.subspace_angles` (a third witness) on 5 random pairs of "
+              "2-D subspaces and the trained pair",
+              jnp.stack([principal_angles(jnp.asarray(a), jnp.asarray(b)) for a, b in pairs]),
+              np.stack([scipy.linalg.subspace_angles(a, b) for a, b in pairs]))
+    mix = jnp.asarray(data_rng.standard_normal((k, k)))
+    d.numeric("Only the subspace is determined: $(W_e, W_d) \\to (G^{-1}W_e, W_dG)$ for an invertible $G$ "
+              "reconstructs as well, so the columns of $W_d$ need not be the principal axes",
+              _linear_ae_loss(jnp.linalg.solve(mix, w_e), w_d @ mix, data, mean), np.sum(eigenvalues[k:]))
+
+    # 3. Denoising autoencoders: the optimum is E[x | x~].
+    mu, sigma_x, s, toy_rng = _denoising_toy()
+    dim = mu.shape[0]
+    gain = jnp.linalg.solve(sigma_x + s**2 * jnp.eye(dim), sigma_x)
+    d.say(f"Denoising: $x \\sim \\mathcal N(\\mu, \\Sigma)$ in $D = {dim}$, $\\tilde x = x + \\sigma\\epsilon$ with "
+          f"$\\sigma = {s}$. The minimiser of $\\mathbb E|f(\\tilde x) - x|^2$ over all $f$ is "
+          "$\\mathbb E[x\\mid\\tilde x]$; for this Gaussian it is linear, "
+          "$\\mu + \\Sigma(\\Sigma + \\sigma^2 I)^{-1}(\\tilde x - \\mu)$ "
+          "(`optimal_denoiser`).")
+    lhs, rhs = _sympy_denoiser()
+    d.symbolic("In 1-D, setting the derivatives of $\\mathbb E(a\\tilde x + c - x)^2$ in $a$ and $c$ to 0 gives "
+               "$\\mu + \\frac{v}{v + \\sigma^2}(\\tilde x - \\mu)$, the posterior mean", lhs, rhs)
+    moments = jnp.block([[sigma_x + s**2 * jnp.eye(dim) + jnp.outer(mu, mu), mu[:, None]], [mu[None], jnp.ones((1, 1))]])
+    lr = 0.5 / float(jnp.linalg.eigvalsh(moments)[-1])  # the risk's Hessian is 2 E[(x~, 1)(x~, 1)^T]
+    risk_grad = jax.grad(_linear_denoiser_risk, argnums=(0, 1))
+
+    def descend(_, w):
+        ga, gc = risk_grad(*w, mu, sigma_x, s)
+        return w[0] - lr * ga, w[1] - lr * gc
+
+    fitted_gain, fitted_offset = jax.jit(lambda w: jax.lax.fori_loop(0, 3000, descend, w))((jnp.eye(dim), jnp.zeros(dim)))
+    probe = jnp.asarray(toy_rng.standard_normal((10, dim)))
+    d.numeric("A linear denoiser $\\tilde x A + c$ fitted by gradient descent on the exact expected loss (float64, "
+              "3 000 steps from the identity) is `optimal_denoiser` at 10 points",
+              probe @ fitted_gain + fitted_offset, optimal_denoiser(probe, mu, sigma_x, s))
+    n, reps = 500, 400
+    xs = np.asarray(mu) + toy_rng.standard_normal((reps, n, dim)) @ np.linalg.cholesky(np.asarray(sigma_x)).T
+    noisy = xs + s * toy_rng.standard_normal(xs.shape)
+    design = np.concatenate([noisy, np.ones((reps, n, 1))], axis=-1)
+    ols = np.stack([np.linalg.lstsq(a, b, rcond=None)[0][:dim] for a, b in zip(design, xs)])
+    d.monte_carlo(f"Least squares on samples is unbiased for it (E[x|x~] is exactly linear): the fitted matrix, "
+                  f"averaged over {reps} fits of {n} pairs each, is $\\Sigma(\\Sigma + \\sigma^2I)^{{-1}}$ "
+                  "(all 9 entries)", ols.reshape(reps, -1), np.asarray(gain).ravel())
+    flat_x, flat_noisy = xs.reshape(-1, dim), noisy.reshape(-1, dim)
+    residual = flat_x - np.asarray(optimal_denoiser(jnp.asarray(flat_noisy), mu, sigma_x, s))
+    posterior_cov = sigma_x - sigma_x @ gain
+    d.monte_carlo(f"Its expected loss is the trace of the posterior covariance, "
+                  f"$\\mathrm{{tr}}(\\Sigma - \\Sigma(\\Sigma + \\sigma^2I)^{{-1}}\\Sigma)$ ({len(flat_x):,} samples)",
+                  np.sum(residual**2, axis=-1), jnp.trace(posterior_cov))
+    d.monte_carlo("Orthogonality: the residual $x - f^*(\\tilde x)$ is uncorrelated with $\\tilde x$ (all 9 entries of "
+                  "$\\mathbb E[(x - f^*)(\\tilde x - \\mu)^\\top] = 0$)",
+                  (residual[:, :, None] * (flat_noisy - np.asarray(mu))[:, None, :]).reshape(len(flat_x), -1),
+                  np.zeros(dim * dim))
+    optimum = _linear_denoiser_risk(gain, mu @ (jnp.eye(dim) - gain), mu, sigma_x, s)
+    gains = gain + 0.1 * jnp.asarray(toy_rng.standard_normal((20, dim, dim)))
+    offsets = mu @ (jnp.eye(dim) - gain) + 0.1 * jnp.asarray(toy_rng.standard_normal((20, dim)))
+    others = jax.vmap(_linear_denoiser_risk, in_axes=(0, 0, None, None, None))(gains, offsets, mu, sigma_x, s)
+    identity = _linear_denoiser_risk(jnp.eye(dim), jnp.zeros(dim), mu, sigma_x, s)
+    d.inequality(f"Its expected loss {float(optimum):.4f} is below returning $\\tilde x$ ($D\\sigma^2$ = "
+                 f"{float(identity):.2f}) and below 20 perturbed linear denoisers",
+                 jnp.full(21, optimum), jnp.concatenate([identity[None], others]))
+    marginal_cov = sigma_x + s**2 * jnp.eye(dim)
+
+    def log_marginal(xt):
+        diff = xt - mu
+        return -0.5 * diff @ jnp.linalg.solve(marginal_cov, diff) - 0.5 * jnp.linalg.slogdet(2 * math.pi * marginal_cov)[1]
+
+    d.numeric("Tweedie / Vincent (2011): $f^*(\\tilde x) = \\tilde x + \\sigma^2\\nabla\\log p_\\sigma(\\tilde x)$, "
+              "$p_\\sigma = \\mathcal N(\\mu, \\Sigma + \\sigma^2 I)$ (jax.grad), so the denoiser's residual is a score",
+              probe + s**2 * jax.vmap(jax.grad(log_marginal))(probe), optimal_denoiser(probe, mu, sigma_x, s))
+    return d
