@@ -1,0 +1,208 @@
+"""The policy gradient theorem, REINFORCE with baselines, and an autoregressive language model as a policy.
+
+Lectures: RL overview; policy gradient theorem; an autoregressive LM as an RL policy (Williams 1992, "Simple
+statistical gradient-following algorithms", REINFORCE; Sutton et al. 2000, "Policy gradient methods for
+reinforcement learning with function approximation", Theorem 1; Sutton & Barto 2018, ch. 13; Kool, van Hoof &
+Welling 2019, "Buy 4 REINFORCE samples, get a baseline for free!", for the leave-one-out baseline).
+
+For a policy pi_theta(a | s) and trajectories tau = (s_0, a_0, r_0, ..., s_{T-1}, a_{T-1}, r_{T-1}) of an episodic
+MDP, J(theta) = E_tau[R(tau)] and
+
+    grad J = E_tau[ sum_t grad log pi(a_t | s_t) G_t ],     G_t = sum_{t' >= t} gamma^{t'-t} r_{t'}    (Theorem 1)
+
+since grad log p(tau) = sum_t grad log pi(a_t | s_t) (the dynamics do not depend on theta) and rewards before t do
+not depend on a_t. Any baseline b(s_t) leaves it unbiased, E[grad log pi(a | s) b(s)] = 0, and a good one lowers
+its variance. A language model generating y = (y_1, ..., y_T) token by token is such a policy: the state is the
+prefix, the action the next token, log pi(y) = sum_t log p(y_t | y_<t), and a judge's reward arrives at the end.
+Twin: ``practice_torch/policy_gradient`` (same names, same arguments); cases: ``shared_specs/policy_gradient.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from theory_jax.derivation import Derivation, full_precision
+
+TITLE = "the policy gradient theorem, REINFORCE with baselines, and a language model as a policy"
+LECTURES = "RL overview; policy gradient theorem; an autoregressive LM as an RL policy"
+
+
+# 1. The pure functions (twins in practice_torch.policy_gradient) ------------------------------------------------
+def action_log_probs(logits, actions):
+    """log pi(a_t | s_t) from the policy's logits at the visited states. logits: (B, T, A), actions: (B, T) int ->
+    (B, T)."""
+    return jnp.take_along_axis(jax.nn.log_softmax(logits, -1), actions[..., None], -1)[..., 0]
+
+
+def sequence_log_prob(logits, tokens, mask):
+    """log pi(y) = sum_t log p(y_t | y_<t) over the positions the mask keeps (the generated tokens, not the
+    prompt). logits: (B, T, V), tokens: (B, T) int, mask: (B, T) in {0, 1} -> (B,)."""
+    return jnp.sum(action_log_probs(logits, tokens) * mask, axis=-1)
+
+
+def rewards_to_go(rewards, gamma):
+    """G_t = sum_{t' >= t} gamma^{t'-t} r_t', by the backward recursion G_t = r_t + gamma G_{t+1}.
+    rewards: (B, T), gamma: python float -> (B, T)."""
+    def step(carry, r):
+        g = r + gamma * carry
+        return g, g
+    _, out = jax.lax.scan(step, jnp.zeros(rewards.shape[0], rewards.dtype), rewards.T[::-1])
+    return out[::-1].T
+
+
+def leave_one_out_baseline(returns):
+    """b_i = mean of the other K - 1 returns of the same prompt's K samples (Kool et al. 2019): independent of sample
+    i, so the estimator stays unbiased. returns: (B, K) -> (B, K)."""
+    k = returns.shape[-1]
+    return (jnp.sum(returns, -1, keepdims=True) - returns) / (k - 1)
+
+
+def reinforce_loss(log_probs, returns, baseline):
+    """A surrogate whose gradient is REINFORCE's estimate of -grad J: -mean_b (G_b - b_b) log pi(tau_b), with the
+    advantage held constant. log_probs, returns, baseline: (B,) -> ()."""
+    return -jnp.mean(jax.lax.stop_gradient(returns - baseline) * log_probs)
+
+
+# 2. An MDP small enough to enumerate -----------------------------------------------------------------------------
+S, A, T = 2, 2, 3
+GAMMA = 0.9
+START = np.array([0.7, 0.3])
+TRANSITION = np.array([[[0.9, 0.1], [0.2, 0.8]], [[0.6, 0.4], [0.05, 0.95]]])  # P[s, a, s']
+REWARD = np.array([[1.0, 0.0], [-0.5, 2.0]])  # r(s, a)
+
+
+def _trajectories():
+    """Every (states, actions) of length T with its probability factors that do not involve the policy."""
+    out = []
+    for states in itertools.product(range(S), repeat=T):
+        for actions in itertools.product(range(A), repeat=T):
+            p = START[states[0]] * np.prod([TRANSITION[states[t], actions[t], states[t + 1]] for t in range(T - 1)])
+            if p > 0:
+                out.append((np.array(states), np.array(actions), p))
+    return out
+
+
+def _policy_terms(theta, trajectories):
+    """log pi(a_t | s_t) for every trajectory (N, T), theta: (S, A) logits."""
+    states = jnp.array([s for s, _, _ in trajectories])
+    actions = jnp.array([a for _, a, _ in trajectories])
+    return action_log_probs(theta[states], actions)
+
+
+def _exact(theta, trajectories):
+    """(J, per-trajectory probability, rewards (N, T)) by enumeration."""
+    dyn = jnp.array([p for _, _, p in trajectories])
+    rewards = jnp.array([[REWARD[s[t], a[t]] for t in range(T)] for s, a, _ in trajectories])
+    prob = dyn * jnp.exp(jnp.sum(_policy_terms(theta, trajectories), -1))
+    ret = jnp.sum(rewards * GAMMA ** jnp.arange(T), -1)
+    return jnp.sum(prob * ret), prob, rewards
+
+
+def _sample(theta, rng, n):
+    """n trajectories of the MDP under softmax(theta): states, actions (n, T) and rewards (n, T)."""
+    pi = np.asarray(jax.nn.softmax(theta, -1))
+    states, actions, rewards = np.zeros((n, T), int), np.zeros((n, T), int), np.zeros((n, T))
+    states[:, 0] = rng.uniform(size=n) > START[0]
+    for t in range(T):
+        actions[:, t] = rng.uniform(size=n) > pi[states[:, t], 0]
+        rewards[:, t] = REWARD[states[:, t], actions[:, t]]
+        if t + 1 < T:
+            states[:, t + 1] = rng.uniform(size=n) > TRANSITION[states[:, t], actions[:, t], 0]
+    return states, actions, rewards
+
+
+# 3. The derivation -----------------------------------------------------------------------------------------------
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("policy_gradient", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    theta = jnp.asarray(rng.standard_normal((S, A)))
+    trajectories = _trajectories()
+
+    d.say(f"A two-state, two-action MDP with horizon {T} and $\\gamma = {GAMMA}$, a softmax policy with logits "
+          f"$\\theta_{{s,a}}$: {len(trajectories)} trajectories, few enough to enumerate.")
+    j, prob, rewards = _exact(theta, trajectories)
+    d.numeric("The enumerated trajectory probabilities sum to 1", jnp.sum(prob), 1.0)
+    exact_grad = jax.grad(lambda th: _exact(th, trajectories)[0])(theta)
+    logp = _policy_terms(theta, trajectories)
+    per_step_grads = jax.jacfwd(lambda th: _policy_terms(th, trajectories))(theta)  # (N, T, S, A)
+    g_to_go = rewards_to_go(rewards, GAMMA) * GAMMA ** jnp.arange(T)  # gamma^t G_t: the discounted objective
+    theorem = jnp.einsum("n,nt,ntsa->sa", prob, g_to_go, per_step_grads)
+    d.gradient("The policy gradient theorem: $\\sum_\\tau p(\\tau) \\sum_t \\gamma^t G_t \\nabla \\log \\pi(a_t|s_t)$ "
+               "equals `jax.grad` of the enumerated $J$", theorem, exact_grad)
+    whole = jnp.einsum("n,n,ntsa->sa", prob, jnp.sum(rewards * GAMMA ** jnp.arange(T), -1), per_step_grads)
+    d.gradient("...and so does the whole-return form $\\mathbb E[R(\\tau) \\sum_t \\nabla \\log \\pi(a_t|s_t)]$: the "
+               "rewards before $t$ contribute zero in expectation", whole, exact_grad)
+    d.numeric("The score has mean zero: $\\mathbb E_\\tau[\\sum_t \\nabla \\log \\pi(a_t|s_t)] = 0$, so any "
+              "constant baseline leaves the gradient unbiased", jnp.einsum("n,ntsa->sa", prob, per_step_grads),
+              np.zeros((S, A)), atol=1e-13)
+
+    ret = jnp.sum(rewards * GAMMA ** jnp.arange(T), -1)
+    per_traj = jnp.einsum("nt,ntsa->nsa", jnp.ones_like(logp), per_step_grads)  # sum_t grad log pi
+    baseline = j  # the mean return
+
+    def total_variance(b):
+        g = (ret - b)[:, None, None] * per_traj
+        return jnp.sum(jnp.einsum("n,nsa->sa", prob, g**2)) - jnp.sum(jnp.einsum("n,nsa->sa", prob, g) ** 2)
+
+    d.inequality("A baseline lowers the variance (exact, by enumeration): the REINFORCE estimator's total variance "
+                 "with $b = J$ is below that without a baseline", total_variance(baseline), total_variance(0.0))
+    b_star = jnp.sum(prob[:, None, None] * ret[:, None, None] * per_traj**2) / jnp.sum(prob[:, None, None] * per_traj**2)
+    bs = np.linspace(float(b_star) - 1, float(b_star) + 1, 21)
+    d.inequality("...and the best constant baseline is $b^* = \\mathbb E[R\\,\\|g\\|^2]/\\mathbb E[\\|g\\|^2]$ "
+                 "($g$ the score): the variance at 21 other constants is no lower", np.full(21, total_variance(b_star)),
+                 np.array([total_variance(b) for b in bs]), slack=1e-12)
+
+    n = 200_000
+    states, actions, rew = _sample(theta, rng, n)
+    scores = jax.jacfwd(lambda th: action_log_probs(th[states], actions))(theta)  # (n, T, S, A)
+    g_samples = np.einsum("nt,ntsa->nsa", np.asarray(rewards_to_go(rew, GAMMA) * GAMMA ** np.arange(T)), scores)
+    d.monte_carlo("REINFORCE from 200 000 sampled episodes (reward-to-go form) estimates the exact gradient, all "
+                  "four entries", g_samples.reshape(n, -1), np.asarray(exact_grad).ravel())
+    k = 4
+    returns = np.sum(rew * GAMMA ** np.arange(T), -1).reshape(-1, k)
+    loo = np.asarray(leave_one_out_baseline(jnp.asarray(returns))).ravel()
+    g_loo = ((np.sum(rew * GAMMA ** np.arange(T), -1) - loo)[:, None, None] * np.asarray(scores).sum(1))
+    d.monte_carlo("With the leave-one-out baseline over groups of 4 episodes (each baseline independent of its "
+                  "own episode) the estimate stays unbiased", g_loo.reshape(n, -1), np.asarray(exact_grad).ravel())
+    d.inequality("...and its variance is lower than without a baseline, in every entry",
+                 g_loo.reshape(n, -1).var(0), (np.sum(rew * GAMMA ** np.arange(T), -1)[:, None, None]
+                                               * np.asarray(scores).sum(1)).reshape(n, -1).var(0))
+    surrogate = jax.grad(lambda th: reinforce_loss(jnp.sum(action_log_probs(th[states[:5000]], actions[:5000]), -1),
+                                                   jnp.asarray(returns.ravel()[:5000]), jnp.asarray(loo[:5000])))(theta)
+    d.gradient("`reinforce_loss`'s gradient is minus the batch's REINFORCE estimate (the advantage held constant)",
+               -surrogate, g_loo[:5000].mean(0))
+
+    d.say("A language model as a policy: a bigram model over 3 tokens generates 3 tokens after a fixed prompt "
+          "token; a judge rewards each finished sequence (here: the number of token-2s, minus 1 for a repeat).")
+    vocab, length = 3, 3
+    table = jnp.asarray(rng.standard_normal((vocab, vocab)))  # logits of p(y_t | y_{t-1})
+    prompt = 1
+    sequences = np.array(list(itertools.product(range(vocab), repeat=length)))
+    tokens = np.hstack([np.full((len(sequences), 1), prompt), sequences])  # (27, 4) with the prompt first
+
+    def logits_of(tab):
+        return jnp.concatenate([jnp.zeros((len(tokens), 1, vocab)), tab[tokens[:, :-1]]], 1)  # (27, 4, V)
+
+    mask = np.hstack([np.zeros((len(tokens), 1)), np.ones((len(tokens), length))])
+    log_p = sequence_log_prob(logits_of(table), tokens, mask)
+    d.numeric("The sequence probabilities $\\prod_t p(y_t | y_{<t})$ over all 27 continuations sum to 1",
+              jnp.sum(jnp.exp(log_p)), 1.0)
+    judge = np.array([np.sum(s == 2) - np.sum(s[1:] == s[:-1]) for s in sequences], dtype=np.float64)
+
+    def expected_reward(tab):
+        return jnp.sum(jnp.exp(sequence_log_prob(logits_of(tab), tokens, mask)) * judge)
+
+    token_scores = jax.jacfwd(lambda tab: sequence_log_prob(logits_of(tab), tokens, mask))(table)
+    d.gradient("The terminal-reward policy gradient of the LM, $\\mathbb E_y[R(y) \\sum_t \\nabla \\log "
+               "p(y_t|y_{<t})]$ over the generated tokens only, equals `jax.grad` of the expected judge reward",
+               jnp.einsum("n,n,nij->ij", jnp.exp(log_p), judge, token_scores), jax.grad(expected_reward)(table))
+    wrong = sequence_log_prob(logits_of(table), tokens, np.ones_like(mask))
+    d.inequality("Masking matters: counting the prompt token's log-probability (under a model that did not "
+                 "generate it) changes every sequence's log-probability", np.full(len(tokens), 0.1),
+                 np.abs(np.asarray(wrong - log_p)))
+    return d
