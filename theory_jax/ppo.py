@@ -1,0 +1,141 @@
+"""Proximal policy optimisation: the clipped surrogate, generalised advantage estimation and the KL penalty.
+
+Lectures: proximal policy optimisation (Schulman et al. 2017, "Proximal policy optimization algorithms", eq. 6-7 and
+11-12; Schulman et al. 2016, "High-dimensional continuous control using generalized advantage estimation", eq. 16;
+Ziegler et al. 2019 and Ouyang et al. 2022 for the per-token KL penalty; Schulman 2020, "Approximating KL
+divergence", for the k1/k3 estimators).
+
+With the probability ratio rho_t = pi(a_t | s_t) / pi_old(a_t | s_t) and advantages A_t,
+
+    L_clip = E_t[min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t)]                                    (eq. 7)
+
+a pessimistic bound on the unclipped surrogate that stops pushing a ratio past 1 +- eps in the advantage's direction.
+GAE's advantage is the exponentially weighted sum of TD errors delta_t = r_t + gamma V(s_{t+1}) - V(s_t),
+
+    A_t = sum_{l >= 0} (gamma lambda)^l delta_{t+l} = delta_t + gamma lambda A_{t+1}                     (eq. 16)
+
+For an LM, the reward is the judge's score minus beta times the KL to the frozen reference, estimated per token from
+samples of the policy: k1 = log pi/pi_ref (unbiased, may be negative) or k3 = (r - 1) - log r with
+r = pi_ref/pi (unbiased, never negative, lower variance when the two are close).
+Twin: ``practice_torch/ppo`` (same names, same arguments); cases: ``shared_specs/ppo.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+from theory_jax.derivation import Derivation, full_precision
+
+TITLE = "proximal policy optimisation: the clipped surrogate, GAE and the KL penalty's estimators"
+LECTURES = "proximal policy optimisation"
+
+
+# 1. The pure functions (twins in practice_torch.ppo) ------------------------------------------------------------
+def clipped_surrogate_loss(log_probs, old_log_probs, advantages, clip):
+    """-mean min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(log pi - log pi_old) (eq. 7, as a loss).
+    log_probs, old_log_probs, advantages: (N,), clip: python float -> ()."""
+    ratio = jnp.exp(log_probs - old_log_probs)
+    return -jnp.mean(jnp.minimum(ratio * advantages, jnp.clip(ratio, 1 - clip, 1 + clip) * advantages))
+
+
+def gae(rewards, values, gamma, lam):
+    """Generalised advantage estimates by the backward recursion A_t = delta_t + gamma lambda A_{t+1}, with
+    delta_t = r_t + gamma V_{t+1} - V_t (GAE eq. 16). rewards: (B, T), values: (B, T + 1) (V_T the bootstrap, 0 at a
+    terminal state), gamma, lam: python floats -> (B, T)."""
+    deltas = rewards + gamma * values[:, 1:] - values[:, :-1]
+
+    def step(carry, delta):
+        a = delta + gamma * lam * carry
+        return a, a
+    _, out = jax.lax.scan(step, jnp.zeros(rewards.shape[0], rewards.dtype), deltas.T[::-1])
+    return out[::-1].T
+
+
+def kl_k1(policy_log_probs, ref_log_probs):
+    """k1 = log pi(x) - log pi_ref(x) for x ~ pi: unbiased for KL(pi || pi_ref), can be negative. (...) -> (...)."""
+    return policy_log_probs - ref_log_probs
+
+
+def kl_k3(policy_log_probs, ref_log_probs):
+    """k3 = (r - 1) - log r, r = pi_ref(x)/pi(x), for x ~ pi: unbiased, never negative (Schulman 2020). (...)."""
+    log_r = ref_log_probs - policy_log_probs
+    return jnp.expm1(log_r) - log_r
+
+
+# 2. The derivation -----------------------------------------------------------------------------------------------
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("ppo", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+
+    b, t = 4, 7
+    rewards, values = rng.standard_normal((b, t)), rng.standard_normal((b, t + 1))
+    values[:, -1] = 0.0
+    gamma, lam = 0.95, 0.8
+    deltas = rewards + gamma * values[:, 1:] - values[:, :-1]
+    closed = np.stack([np.sum(deltas[:, s:] * (gamma * lam) ** np.arange(t - s), 1) for s in range(t)], 1)
+    d.numeric("GAE's recursion equals its closed form $A_t = \\sum_l (\\gamma\\lambda)^l \\delta_{t+l}$ (eq. 16)",
+              gae(rewards, values, gamma, lam), closed)
+    returns = np.stack([np.sum(rewards[:, s:] * gamma ** np.arange(t - s), 1) for s in range(t)], 1)
+    d.numeric("$\\lambda = 1$: the advantage is the discounted return minus the value, $G_t - V(s_t)$ (unbiased, "
+              "high variance)", gae(rewards, values, gamma, 1.0), returns - values[:, :-1])
+    d.numeric("$\\lambda = 0$: the one-step TD error $\\delta_t$ (low variance, biased by $V$)",
+              gae(rewards, values, gamma, 0.0), deltas)
+
+    n, eps = 64, 0.2
+    old = rng.standard_normal(n) - 2
+    new = old + rng.uniform(-0.5, 0.5, n)  # ratios in about [0.6, 1.65]: inside and outside the clip range
+    adv = rng.standard_normal(n)
+    ratio = np.exp(new - old)
+    clipped = np.minimum(ratio * adv, np.clip(ratio, 1 - eps, 1 + eps) * adv)
+    d.inequality("The clipped objective is a lower bound of the unclipped surrogate, per sample",
+                 clipped, ratio * adv, slack=0.0)
+    grad = jax.grad(clipped_surrogate_loss)(jnp.asarray(new), jnp.asarray(old), jnp.asarray(adv), eps)
+    frozen = ((adv > 0) & (ratio > 1 + eps)) | ((adv < 0) & (ratio < 1 - eps))
+    d.numeric(f"Its gradient is zero exactly where the ratio has moved past $1 \\pm \\epsilon$ in the advantage's "
+              f"direction ({int(frozen.sum())} of {n} samples)...", grad[frozen], np.zeros(int(frozen.sum())))
+    d.gradient("...and is the unclipped surrogate's, $-\\rho A / N$, everywhere else (including ratios past the "
+               "range against the advantage: the min keeps the pessimistic term)", grad[~frozen],
+               -(ratio * adv)[~frozen] / n, atol=1e-14)
+    d.gradient("At $\\pi = \\pi_{\\mathrm{old}}$ (the first epoch's first step) the clipped loss has the policy "
+               "gradient's own gradient, $-A/N$", jax.grad(clipped_surrogate_loss)(jnp.asarray(old), jnp.asarray(old),
+                                                                                   jnp.asarray(adv), eps),
+               -adv / n, atol=1e-14)
+
+    d.say("The KL penalty's estimators, from samples of the policy $\\pi = \\mathcal N(0.1, 1)$ against the "
+          "reference $\\mathcal N(0, 1.1^2)$, where $\\mathrm{KL}(\\pi \\| \\pi_{\\mathrm{ref}})$ is closed form.")
+    m_p, s_p, m_r, s_r = 0.1, 1.0, 0.0, 1.1
+    exact_kl = np.log(s_r / s_p) + (s_p**2 + (m_p - m_r) ** 2) / (2 * s_r**2) - 0.5
+    x = m_p + s_p * rng.standard_normal(400_000)
+    lp, lr = stats.norm.logpdf(x, m_p, s_p), stats.norm.logpdf(x, m_r, s_r)
+    k1, k3 = np.asarray(kl_k1(lp, lr)), np.asarray(kl_k3(lp, lr))
+    d.monte_carlo("k1 = $\\log \\pi/\\pi_{\\mathrm{ref}}$ is unbiased (400 000 samples)", k1, exact_kl)
+    d.monte_carlo("k3 = $(r - 1) - \\log r$ is unbiased too", k3, exact_kl)
+    d.inequality("k3 is never negative, per sample (it is a Bregman divergence of $\\log$; up to rounding)...", -k3,
+                 np.zeros_like(k3), slack=1e-15)
+    d.inequality(f"...while k1 is negative on {np.mean(k1 < 0):.0%} of the samples, and k3's variance is the "
+                 "lower", np.array([k3.var(), 0.0]), np.array([k1.var(), -np.min(k1)]))
+
+    d.say("The KL of an LM to its reference over whole sequences is the expected sum of per-token KLs (the chain "
+          "rule): a bigram policy and reference over 3 tokens, sequences of length 3, enumerated.")
+    vocab, length = 3, 3
+    pol, ref = jax.nn.log_softmax(jnp.asarray(rng.standard_normal((vocab, vocab))), -1), jax.nn.log_softmax(
+        jnp.asarray(rng.standard_normal((vocab, vocab))), -1)
+    start = 0
+    seqs = np.array(list(itertools.product(range(vocab), repeat=length)))
+    prev = np.hstack([np.full((len(seqs), 1), start), seqs[:, :-1]])
+    lp_tok, lr_tok = pol[prev, seqs], ref[prev, seqs]
+    p_seq = jnp.exp(jnp.sum(lp_tok, 1))
+    seq_kl = jnp.sum(p_seq * jnp.sum(lp_tok - lr_tok, 1))
+    token_kl = jnp.sum(jnp.exp(pol) * (pol - ref), -1)  # KL of the next-token laws after each previous token
+    d.numeric("$\\mathrm{KL}(\\pi \\| \\pi_{\\mathrm{ref}})$ over the 27 sequences equals $\\mathbb E_\\pi[\\sum_t "
+              "\\mathrm{KL}(\\pi(\\cdot | y_{t-1}) \\| \\pi_{\\mathrm{ref}}(\\cdot | y_{t-1}))]$",
+              seq_kl, jnp.sum(p_seq * jnp.sum(token_kl[prev], 1)))
+    d.numeric("...and the per-token k1 penalties summed along a sequence, averaged over sequences, give the same",
+              jnp.sum(p_seq * jnp.sum(kl_k1(lp_tok, lr_tok), 1)), seq_kl)
+    return d
