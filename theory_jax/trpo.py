@@ -1,0 +1,144 @@
+"""Trust region policy optimisation: the natural gradient by conjugate gradient on Fisher-vector products, and the
+line search that keeps the KL within its bound.
+
+Lectures: trust region policy optimisation (Schulman et al. 2015, "Trust region policy optimization", eq. 14 and
+Appendix C; Kakade 2001, "A natural policy gradient"; Nocedal & Wright 2006, Algorithm 5.2 for conjugate gradient;
+Pearlmutter 1994 for Hessian-vector products by double backprop).
+
+TRPO maximises the surrogate L(theta) = E[pi_theta(a|s)/pi_old(a|s) A] subject to mean KL(pi_old || pi_theta) <=
+delta. To second order the constraint is 1/2 s^T F s <= delta, with F the Fisher information of the policy, which is
+also the Hessian of the mean KL at theta_old; the step is along s = F^-1 g, scaled to sqrt(2 delta / s^T F s), then
+shrunk by a backtracking line search until the true KL is within delta and the surrogate improves. F is never formed:
+conjugate gradient needs only products F v, each the gradient of (grad KL) . v, a double backward.
+Twin: ``practice_torch/trpo`` (same names, same arguments); cases: ``shared_specs/trpo.py``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from theory_jax.derivation import Derivation, full_precision
+
+TITLE = "trust region policy optimisation: conjugate gradient on Fisher-vector products, and the line search"
+LECTURES = "trust region policy optimisation"
+
+
+# 1. The pure functions (twins in practice_torch.trpo) -----------------------------------------------------------
+def mean_kl(old_logits, logits, state_weights):
+    """sum_s rho(s) KL(pi_old(.|s) || pi(.|s)) for softmax policies. old_logits, logits: (S, A), state_weights: (S,)
+    -> ()."""
+    old_logp, logp = jax.nn.log_softmax(old_logits, -1), jax.nn.log_softmax(logits, -1)
+    return jnp.sum(state_weights * jnp.sum(jnp.exp(old_logp) * (old_logp - logp), -1))
+
+
+def fisher_vector_product(old_logits, logits, state_weights, v):
+    """F v as the gradient of (grad_theta mean_kl) . v (Pearlmutter's double backward); at logits = old_logits this
+    is the Fisher information times v. All (S, A) but state_weights (S,) -> (S, A)."""
+    def directional(th):
+        return jnp.sum(jax.grad(lambda t: mean_kl(old_logits, t, state_weights))(th) * v)
+    return jax.grad(directional)(logits)
+
+
+def conjugate_gradient(matrix, b, iterations: int):
+    """x ~ A^-1 b for a symmetric positive semi-definite A by conjugate gradient from x = 0 (Nocedal & Wright,
+    Algorithm 5.2), a fixed number of iterations; a step whose residual is already 0 changes nothing.
+    matrix: (n, n), b: (n,) -> (n,)."""
+    x, r = jnp.zeros_like(b), b
+    p, rr = r, jnp.dot(r, r)
+    for _ in range(iterations):
+        ap = matrix @ p
+        pap = jnp.dot(p, ap)
+        alpha = jnp.where(pap > 0, rr / jnp.where(pap > 0, pap, 1.0), 0.0)
+        x, r = x + alpha * p, r - alpha * ap
+        rr_new = jnp.dot(r, r)
+        p = r + jnp.where(rr > 0, rr_new / jnp.where(rr > 0, rr, 1.0), 0.0) * p
+        rr = rr_new
+    return x
+
+
+def surrogate(logits, old_logits, states, actions, advantages):
+    """L = mean pi(a|s)/pi_old(a|s) A over sampled (s, a) (eq. 14's importance-sampled objective).
+    logits, old_logits: (S, A), states, actions: (N,) int, advantages: (N,) -> ()."""
+    logp = jax.nn.log_softmax(logits, -1)[states, actions]
+    old_logp = jax.nn.log_softmax(old_logits, -1)[states, actions]
+    return jnp.mean(jnp.exp(logp - jax.lax.stop_gradient(old_logp)) * advantages)
+
+
+# 2. The derivation -----------------------------------------------------------------------------------------------
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("trpo", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    s, a = 3, 4
+    old = jnp.asarray(2 * rng.standard_normal((s, a)))
+    rho = jnp.asarray(rng.dirichlet(np.ones(s)))
+    pi = jax.nn.softmax(old, -1)
+
+    d.say("A tabular softmax policy, 3 states with weights $\\rho(s)$ and 4 actions: the Fisher information "
+          "$F = \\mathbb E_{s \\sim \\rho, a \\sim \\pi}[\\nabla \\log \\pi \\nabla \\log \\pi^\\top]$ is a 12 x 12 "
+          "matrix we can write out.")
+    score = jax.jacfwd(lambda th: jax.nn.log_softmax(th, -1))(old)  # (S, A, S, A): d log pi(a|s) / d theta
+    flat = score.reshape(s, a, s * a)
+    fisher = jnp.einsum("s,sa,sai,saj->ij", rho, pi, flat, flat)
+    hess_kl = jax.hessian(lambda th: mean_kl(old, th, rho))(old).reshape(s * a, s * a)
+    d.numeric("The Fisher information is the Hessian of the mean KL at $\\theta_{\\mathrm{old}}$", hess_kl, fisher)
+    d.numeric("The mean KL and its gradient vanish at $\\theta_{\\mathrm{old}}$ (a minimum)", jnp.concatenate(
+        [mean_kl(old, old, rho)[None], jax.grad(lambda th: mean_kl(old, th, rho))(old).ravel()]), np.zeros(1 + s * a))
+    vs = rng.standard_normal((5, s, a))
+    d.numeric("The Fisher-vector product by double backward, `fisher_vector_product`, equals $Fv$ for 5 random $v$",
+              jnp.stack([fisher_vector_product(old, old, rho, jnp.asarray(v)) for v in vs]).reshape(5, -1),
+              (vs.reshape(5, -1) @ np.asarray(fisher)))
+    n = 200_000
+    states = rng.choice(s, size=n, p=np.asarray(rho))
+    u = rng.uniform(size=n)
+    actions = (u[:, None] > np.cumsum(np.asarray(pi)[states], -1)).sum(-1)
+    sampled = np.asarray(flat)[states, actions]  # (n, 12)
+    outer = np.einsum("ni,nj->nij", sampled[:, :4], sampled[:, :4]).reshape(n, -1)
+    d.monte_carlo("...and is estimated by the outer products of sampled scores (200 000 state-action pairs; the first "
+                  "state's 4 x 4 block)", outer, np.asarray(fisher)[:4, :4].ravel())
+
+    advantages = rng.standard_normal(n)
+    advantages -= np.asarray(old)[states, actions] * 0.5  # advantages that favour the actions pi finds unlikely
+    g = jax.grad(surrogate)(old, old, jnp.asarray(states), jnp.asarray(actions), jnp.asarray(advantages)).ravel()
+    matrix = np.asarray(fisher)
+    d.numeric("$F$ is singular (logits shifted by a constant per state change no probability): rank 9 of 12, "
+              "and the surrogate's gradient lies in its range", np.array([np.linalg.matrix_rank(matrix, tol=1e-10),
+                                                                        np.linalg.norm(g - matrix @ np.linalg.pinv(
+                                                                            matrix) @ g)]), np.array([9.0, 0.0]),
+              atol=1e-12)
+    x = conjugate_gradient(jnp.asarray(matrix), g, 18)
+    d.numeric("Conjugate gradient from 0 on $Fx = g$ reaches the natural gradient $F^+ g$ (in exact arithmetic in "
+              "rank = 9 iterations; in floating point, with $F$'s condition number, 18)",
+              x, np.linalg.pinv(matrix) @ np.asarray(g), rtol=1e-8, atol=1e-10)
+    exact = np.linalg.pinv(matrix) @ np.asarray(g)
+    errors = np.array([np.sqrt((e := np.asarray(conjugate_gradient(jnp.asarray(matrix), g, k)) - exact) @ matrix @ e)
+                       for k in range(10)])
+    d.inequality("...and its error in the $F$-norm, $\\|x_k - x^*\\|_F$, the quantity CG minimises over growing "
+                 "Krylov spaces, falls at every iteration (its residual need not)", errors[1:], errors[:-1])
+    delta = 0.01
+    step = np.asarray(x) * np.sqrt(2 * delta / (np.asarray(x) @ matrix @ np.asarray(x)))
+    d.numeric("Scaled to $\\sqrt{2\\delta / s^\\top F s}$, the step's quadratic model of the KL is exactly $\\delta$",
+              0.5 * step @ matrix @ step, delta)
+    kl_full = float(mean_kl(old, old + step.reshape(s, a), rho))
+    d.inequality("...and the true KL differs from it by a third-order term (within 10% at $\\delta = 0.01$)",
+                 np.array(abs(kl_full - delta)), np.array(0.1 * delta))
+    big = 0.5
+    step_big = np.asarray(x) * np.sqrt(2 * big / (np.asarray(x) @ matrix @ np.asarray(x)))
+    frac, kls = 1.0, []
+    obj0 = float(surrogate(old, old, jnp.asarray(states), jnp.asarray(actions), jnp.asarray(advantages)))
+    while True:  # backtracking: halve until the true KL is within the bound and the surrogate improves
+        cand = old + frac * step_big.reshape(s, a)
+        kl = float(mean_kl(old, cand, rho))
+        kls.append(kl)
+        gain = float(surrogate(cand, old, jnp.asarray(states), jnp.asarray(actions), jnp.asarray(advantages))) - obj0
+        if kl <= big and gain > 0:
+            break
+        frac /= 2
+    d.inequality(f"At a large $\\delta = {big}$ the quadratic model is too optimistic here (moving probability "
+                 f"toward actions the policy finds unlikely): the full step's true KL is {kls[0]:.3f}; the backtracking "
+                 f"line search halves the step {len(kls) - 1} time(s), to a KL of {kls[-1]:.3f}, within the bound",
+                 np.array([big, kls[-1]]), np.array([kls[0], big]))
+    d.inequality("...and the accepted step improves the surrogate", np.array(0.0), np.array(gain))
+    return d
