@@ -1,0 +1,20 @@
+"""State-space models in PyTorch: the twin of ``theory_jax/ssm.py`` (discretisation, the diagonal kernel, the
+causal convolution and the recurrence, HiPPO-LegS, the selective scan in parallel and sequential form).
+
+Same function names and arguments as the derivation module, so ``shared_specs/ssm.py`` calls both with the same
+NumPy inputs. ``python -m theory_jax ssm`` proves what they compute.
+"""
+
+from practice_torch.ssm.functions import (
+    causal_convolution,
+    diagonal_kernel,
+    diagonal_recurrence,
+    discretize_bilinear,
+    discretize_zoh,
+    hippo_legs,
+    selective_scan,
+    selective_scan_sequential,
+)
+
+__all__ = ["causal_convolution", "diagonal_kernel", "diagonal_recurrence", "discretize_bilinear", "discretize_zoh",
+           "hippo_legs", "selective_scan", "selective_scan_sequential"]

@@ -1,0 +1,78 @@
+"""SSM discretisation, kernels and scans (S4 eq. 3-5; S4D; HiPPO-LegS; Mamba Algorithm 2). Twins of
+``theory_jax/ssm.py``, same names and arguments.
+
+The selective scan runs as a Hillis-Steele parallel prefix scan over the affine maps x -> a_t x + b_t (log2 L rounds
+of elementwise products over the whole sequence); ``selective_scan_sequential`` is the loop it must equal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def discretize_zoh(a, b, delta):
+    """Abar = exp(Delta A), Bbar = A^-1 (exp(Delta A) - I) B. a: (N, N), b: (N, M), delta: () -> ((N, N), (N, M))."""
+    a_bar = torch.linalg.matrix_exp(delta * a)
+    eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+    return a_bar, torch.linalg.solve(a, (a_bar - eye) @ b)
+
+
+def discretize_bilinear(a, b, delta):
+    """Abar = (I - D/2 A)^-1 (I + D/2 A), Bbar = (I - D/2 A)^-1 D B. a: (N, N), b: (N, M) -> ((N, N), (N, M))."""
+    eye = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+    left = eye - delta / 2 * a
+    return torch.linalg.solve(left, eye + delta / 2 * a), torch.linalg.solve(left, delta * b)
+
+
+def diagonal_kernel(a_bar, b_bar, c, length: int):
+    """K_j = sum_n C_n Abar_n^j Bbar_n as the Vandermonde product. a_bar, b_bar, c: (N,) -> (L,)."""
+    powers = torch.arange(length, dtype=a_bar.dtype, device=a_bar.device)
+    return (c * b_bar) @ (a_bar[:, None] ** powers[None, :])
+
+
+def causal_convolution(kernel, u):
+    """y_k = sum_{j <= k} K_j u_{k-j}, by FFT (zero-padded to 2L: no wrap-around). kernel, u: (L,) -> (L,)."""
+    length = u.shape[0]
+    n = 2 * length
+    return torch.fft.irfft(torch.fft.rfft(kernel, n=n) * torch.fft.rfft(u, n=n), n=n)[:length]
+
+
+def diagonal_recurrence(a_bar, b_bar, c, u):
+    """x_k = Abar x_{k-1} + Bbar u_k, y_k = C . x_k from x_{-1} = 0, one step per token. (N,) x 3, (L,) -> (L,)."""
+    x, out = torch.zeros_like(a_bar), []
+    for u_k in u:
+        x = a_bar * x + b_bar * u_k
+        out.append(torch.dot(c, x))
+    return torch.stack(out)
+
+
+def selective_scan(u, delta, a, b, c):
+    """Mamba's selective SSM (A by zero-order hold, B by Euler) by a parallel prefix scan.
+    u, delta: (L, D), a: (D, N), b, c: (L, N) -> (L, D)."""
+    a_bar = torch.exp(delta[:, :, None] * a[None])  # (L, D, N)
+    states = delta[:, :, None] * b[:, None, :] * u[:, :, None]  # (L, D, N): Bbar_t u_t
+    length, shift = u.shape[0], 1
+    for _ in range(math.ceil(math.log2(max(length, 1)))):  # after round r, each t holds the composition of 2^r maps
+        prev_a = torch.cat([torch.ones_like(a_bar[:shift]), a_bar[:-shift]])
+        prev_b = torch.cat([torch.zeros_like(states[:shift]), states[:-shift]])
+        a_bar, states = a_bar * prev_a, a_bar * prev_b + states
+        shift *= 2
+    return torch.einsum("ldn,ln->ld", states, c)
+
+
+def selective_scan_sequential(u, delta, a, b, c):
+    """The same recurrence by a sequential loop: the reference for ``selective_scan``. Same shapes."""
+    x, out = torch.zeros(a.shape, dtype=u.dtype, device=u.device), []
+    for t in range(u.shape[0]):
+        x = torch.exp(delta[t][:, None] * a) * x + (delta[t][:, None] * b[t][None, :]) * u[t][:, None]
+        out.append(x @ c[t])
+    return torch.stack(out)
+
+
+def hippo_legs(n: int):
+    """HiPPO-LegS matrices with the minus sign inside: A_nk = -sqrt(2n+1) sqrt(2k+1) (n > k), -(n+1) (n = k), 0
+    above; B_n = sqrt(2n+1). -> ((N, N), (N,)), float64."""
+    q = torch.sqrt(2 * torch.arange(n, dtype=torch.float64) + 1)
+    return -torch.tril(torch.outer(q, q), -1) - torch.diag(torch.arange(n, dtype=torch.float64) + 1), q

@@ -1,0 +1,76 @@
+"""Spec cases for ``ssm``: discretisation (zero-order hold, bilinear), the diagonal kernel, the causal convolution
+against the recurrence, and the selective scan (parallel and sequential), in float64, plus one float32 case at
+length 1024 for the scan.
+
+Each function runs in ``theory_jax.ssm`` and ``practice_torch.ssm`` on the same NumPy inputs, gradients included
+(the PyTorch convolution goes through the FFT, the JAX one is direct). Third witnesses: SciPy's ``expm`` of Van
+Loan's block matrix, NumPy's ``convolve``, and the sequential loop written in NumPy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+from shared_specs.case import FunctionCase, gaussian
+
+N, M, L, D, NS = 4, 2, 24, 3, 4
+
+
+def _system(rng):
+    return {"a": gaussian(rng, N, N) - 2 * np.eye(N), "b": gaussian(rng, N, M), "delta": np.asarray(0.3)}
+
+
+def ref_zoh(a, b, delta):
+    block = linalg.expm(delta * np.block([[a, b], [np.zeros((M, N + M))]]))
+    return block[:N, :N], block[:N, N:]
+
+
+def ref_bilinear(a, b, delta):
+    left = np.eye(N) - delta / 2 * a
+    return np.linalg.solve(left, np.eye(N) + delta / 2 * a), np.linalg.solve(left, delta * b)
+
+
+def _diagonal(rng):
+    lam = -np.exp(gaussian(rng, N, scale=0.5))
+    a_bar = np.exp(0.1 * lam)
+    return {"a_bar": a_bar, "b_bar": (a_bar - 1) / lam, "c": gaussian(rng, N)}
+
+
+def ref_scan(u, delta, a, b, c):
+    x, out = np.zeros(a.shape), []
+    for t in range(u.shape[0]):
+        x = np.exp(delta[t][:, None] * a) * x + (delta[t][:, None] * b[t][None, :]) * u[t][:, None]
+        out.append(x @ c[t])
+    return np.stack(out)
+
+
+def _selective(rng, length=L, dtype="float64"):
+    values = {"u": gaussian(rng, length, D), "delta": np.log1p(np.exp(gaussian(rng, length, D))),
+              "a": -np.exp(gaussian(rng, D, NS, scale=0.5)), "b": gaussian(rng, length, NS),
+              "c": gaussian(rng, length, NS)}
+    return {k: v.astype(dtype) for k, v in values.items()}
+
+
+CASES = (
+    FunctionCase("ssm/discretize_zoh", "discretize_zoh", _system, grad_wrt=("a", "b", "delta"), reference=ref_zoh),
+    FunctionCase("ssm/discretize_bilinear", "discretize_bilinear", _system, grad_wrt=("a", "b", "delta"),
+                 reference=ref_bilinear),
+    FunctionCase("ssm/diagonal_kernel", "diagonal_kernel", _diagonal, grad_wrt=("a_bar", "b_bar", "c"),
+                 static={"length": L},
+                 reference=lambda a_bar, b_bar, c, length: np.array([c @ (a_bar**j * b_bar) for j in range(length)])),
+    FunctionCase("ssm/causal_convolution", "causal_convolution",
+                 lambda r: {"kernel": gaussian(r, L), "u": gaussian(r, L)}, grad_wrt=("kernel", "u"),
+                 reference=lambda kernel, u: np.convolve(kernel, u)[:L]),
+    FunctionCase("ssm/diagonal_recurrence", "diagonal_recurrence", lambda r: {**_diagonal(r), "u": gaussian(r, L)},
+                 grad_wrt=("a_bar", "b_bar", "c", "u"),
+                 reference=lambda a_bar, b_bar, c, u: np.convolve(
+                     np.array([c @ (a_bar**j * b_bar) for j in range(L)]), u)[:L]),
+    FunctionCase("ssm/selective_scan", "selective_scan", _selective, grad_wrt=("u", "delta", "a", "b", "c"),
+                 reference=ref_scan),
+    FunctionCase("ssm/selective_scan_sequential", "selective_scan_sequential", _selective,
+                 grad_wrt=("u", "delta", "a", "b", "c"), reference=ref_scan),
+    # float32 at length 1024: the parallel scan's rounding against the loop's (float32 policy: the models train in it)
+    FunctionCase("ssm/selective_scan/float32_1024", "selective_scan",
+                 lambda r: _selective(r, 1024, "float32"), dtype="float32", reference=ref_scan),
+)

@@ -1,0 +1,53 @@
+"""The SSM's functions: both backends agree, and the conventions' slips (B by zero-order hold where Mamba uses Euler,
+a kernel off by one step, a scan that drops its carry) are caught."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+import practice_torch.ssm as SSM
+from shared_specs import catalogue
+from shared_specs.runner import Perturbation, caught
+
+CASES = {case.id: case for case in catalogue.spec_cases("ssm")}
+
+
+def test_b_by_zero_order_hold_where_the_convention_says_euler_is_caught(both):
+    def zoh_b(fn):
+        def scan(u, delta, a, b, c):
+            def step(x, inputs):
+                u_t, d_t, b_t, c_t = inputs
+                a_bar = jnp.exp(d_t[:, None] * a)
+                x = a_bar * x + ((a_bar - 1) / a * b_t[None, :]) * u_t[:, None]
+                return x, x @ c_t
+            return jax.lax.scan(step, jnp.zeros(a.shape, u.dtype), (u, delta, b, c))[1]
+        return scan
+
+    caught(CASES["ssm/selective_scan"], Perturbation("B by ZOH", fn=zoh_b))
+
+
+def test_a_kernel_off_by_one_step_is_caught(both):
+    def shifted(fn):
+        return lambda a_bar, b_bar, c, length: fn(a_bar, b_bar, c, length + 1)[1:]  # starts at Abar^1
+
+    caught(CASES["ssm/diagonal_kernel"], Perturbation("K_{j+1}", fn=shifted))
+
+
+def test_a_scan_that_drops_its_carry_is_caught(both):
+    def no_carry(fn):
+        return lambda u, delta, a, b, c: jnp.einsum(
+            "ldn,ln->ld", delta[:, :, None] * b[:, None, :] * u[:, :, None], c)  # x_t = Bbar_t u_t only
+
+    caught(CASES["ssm/selective_scan"], Perturbation("no carry", fn=no_carry))
+
+
+def test_the_torch_parallel_scan_equals_its_loop_at_every_length():
+    rng = np.random.default_rng(0)
+    for length in (1, 2, 3, 7, 16, 33):
+        args = [torch.tensor(v) for v in (rng.standard_normal((length, 2)), np.log1p(np.exp(rng.standard_normal(
+            (length, 2)))), -np.exp(rng.standard_normal((2, 3))), rng.standard_normal((length, 3)),
+            rng.standard_normal((length, 3)))]
+        assert torch.allclose(SSM.selective_scan(*args), SSM.selective_scan_sequential(*args), rtol=1e-12, atol=1e-12)

@@ -1,0 +1,240 @@
+"""State-space models: discretisation, the convolution kernel, HiPPO-LegS, the diagonal (S4D) kernel and the
+selective scan.
+
+Lectures: state-space models (Gu, Goel & Re 2022, "Efficiently modeling long sequences with structured state
+spaces" (S4), eq. 1-5; Gu et al. 2020, "HiPPO: recurrent memory with optimal polynomial projections", Theorem 1 and
+the LegS matrices; Gu et al. 2022, "On the parameterization and initialization of diagonal state space models"
+(S4D), the Vandermonde kernel; Gu & Dao 2023, "Mamba", Algorithm 2 and sec. 3.5; Blelloch 1990 for the scan).
+
+A continuous SSM x'(t) = A x(t) + B u(t), y = C x becomes a recurrence x_k = Abar x_{k-1} + Bbar u_k, y_k = C x_k:
+
+    zero-order hold (u constant over a step):  Abar = exp(Delta A),  Bbar = A^-1 (exp(Delta A) - I) B
+    bilinear (trapezoid rule):                 Abar = (I - Delta/2 A)^-1 (I + Delta/2 A),  Bbar = (I - Delta/2 A)^-1 Delta B
+
+Unrolled from x_{-1} = 0 the recurrence is a causal convolution y = K * u with kernel K_j = C Abar^j Bbar (S4 eq. 4-5);
+for diagonal A the kernel is a Vandermonde product. The selective SSM (Mamba) makes Delta, B and C functions of the
+input; the convention is A by zero-order hold and B by Euler (Bbar_t = Delta_t B_t), and since each step is the
+affine map x -> a_t x + b_t, whose composition is associative, the recurrence runs as a parallel scan.
+Twin: ``practice_torch/ssm`` (same names, same arguments); cases: ``shared_specs/ssm.py``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+from scipy import integrate, linalg, special
+
+from theory_jax.derivation import Derivation, full_precision
+
+TITLE = "state-space models: discretisation, the convolution kernel, HiPPO-LegS, S4D and the selective scan"
+LECTURES = "state-space models"
+
+
+# 1. The pure functions (twins in practice_torch.ssm) ------------------------------------------------------------
+def discretize_zoh(a, b, delta):
+    """Zero-order hold: Abar = exp(Delta A), Bbar = A^-1 (exp(Delta A) - I) B. a: (N, N), b: (N, M), delta: () ->
+    ((N, N), (N, M))."""
+    a_bar = jax.scipy.linalg.expm(delta * a)
+    return a_bar, jnp.linalg.solve(a, (a_bar - jnp.eye(a.shape[0], dtype=a.dtype)) @ b)
+
+
+def discretize_bilinear(a, b, delta):
+    """The bilinear transform: Abar = (I - D/2 A)^-1 (I + D/2 A), Bbar = (I - D/2 A)^-1 D B (S4 eq. 3).
+    a: (N, N), b: (N, M), delta: () -> ((N, N), (N, M))."""
+    eye = jnp.eye(a.shape[0], dtype=a.dtype)
+    left = eye - delta / 2 * a
+    return jnp.linalg.solve(left, eye + delta / 2 * a), jnp.linalg.solve(left, delta * b)
+
+
+def diagonal_kernel(a_bar, b_bar, c, length: int):
+    """K_j = sum_n C_n Abar_n^j Bbar_n for a diagonal SSM, as the Vandermonde product (C * Bbar) @ V, V_nj = Abar_n^j
+    (S4D). a_bar, b_bar, c: (N,) -> (L,)."""
+    vandermonde = a_bar[:, None] ** jnp.arange(length)[None, :]
+    return (c * b_bar) @ vandermonde
+
+
+def causal_convolution(kernel, u):
+    """y_k = sum_{j <= k} K_j u_{k-j}. kernel: (L,), u: (L,) -> (L,)."""
+    length = u.shape[0]
+    index = jnp.arange(length)[:, None] - jnp.arange(length)[None, :]  # k - i
+    return jnp.sum(jnp.where(index >= 0, kernel[jnp.clip(index, 0, length - 1)], 0.0) * u[None, :], axis=1)
+
+
+def diagonal_recurrence(a_bar, b_bar, c, u):
+    """x_k = Abar x_{k-1} + Bbar u_k, y_k = C . x_k from x_{-1} = 0, one step per token (generation).
+    a_bar, b_bar, c: (N,), u: (L,) -> (L,)."""
+    def step(x, u_k):
+        x = a_bar * x + b_bar * u_k
+        return x, jnp.dot(c, x)
+    _, y = jax.lax.scan(step, jnp.zeros_like(a_bar), u)
+    return y
+
+
+def selective_scan(u, delta, a, b, c):
+    """The selective SSM (Mamba, Algorithm 2) by a parallel associative scan: Abar_t = exp(Delta_t A) (zero-order
+    hold), Bbar_t = Delta_t B_t (Euler), x_t = Abar_t x_{t-1} + Bbar_t u_t, y_t = C_t . x_t per channel.
+    u, delta: (L, D), a: (D, N), b, c: (L, N) -> (L, D)."""
+    a_bar = jnp.exp(delta[:, :, None] * a[None])  # (L, D, N)
+    bu = delta[:, :, None] * b[:, None, :] * u[:, :, None]  # (L, D, N)
+
+    def combine(first, second):  # (a1, b1) then (a2, b2): x -> a2 (a1 x + b1) + b2
+        return second[0] * first[0], second[0] * first[1] + second[1]
+    _, states = jax.lax.associative_scan(combine, (a_bar, bu))
+    return jnp.einsum("ldn,ln->ld", states, c)
+
+
+def selective_scan_sequential(u, delta, a, b, c):
+    """The same recurrence by a sequential loop: the reference for ``selective_scan``. Same shapes."""
+    def step(x, inputs):
+        u_t, d_t, b_t, c_t = inputs
+        x = jnp.exp(d_t[:, None] * a) * x + (d_t[:, None] * b_t[None, :]) * u_t[:, None]
+        return x, x @ c_t
+    _, y = jax.lax.scan(step, jnp.zeros(a.shape, u.dtype), (u, delta, b, c))
+    return y
+
+
+def hippo_legs(n: int):
+    """HiPPO-LegS: A_nk = -sqrt(2n+1) sqrt(2k+1) for n > k, -(n+1) on the diagonal, 0 above; B_n = sqrt(2n+1)
+    (Gu et al. 2020, sec. 3 and Appendix D.3). -> ((N, N), (N,))."""
+    q = np.sqrt(2 * np.arange(n) + 1.0)
+    a = -np.tril(np.outer(q, q), -1) - np.diag(np.arange(n) + 1.0)
+    return a, q
+
+
+# 2. The derivation -----------------------------------------------------------------------------------------------
+def _legendre_coefficients(f, t, n, nodes=200):
+    """c_n(t) = int_0^t f(s) sqrt(2n+1) P_n(2s/t - 1) ds / t: f's scaled Legendre coefficients on [0, t]."""
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    s = (x + 1) * t / 2
+    basis = np.stack([np.sqrt(2 * k + 1) * special.eval_legendre(k, x) for k in range(n)])
+    return basis @ (w * f(s)) / 2
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("ssm", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+
+    t, a, b, u, x0, dl = sp.symbols("t a b u x_0 Delta", real=True)
+    x = sp.Function("x")
+    solution = sp.dsolve(sp.Eq(x(t).diff(t), a * x(t) + b * u), x(t), ics={x(0): x0}).rhs
+    d.symbolic("Zero-order hold, scalar case (SymPy's `dsolve` with $u$ constant over the step): "
+               "$x(\\Delta) = e^{a\\Delta} x_0 + \\frac{e^{a\\Delta} - 1}{a} b u$", solution.subs(t, dl),
+               sp.exp(a * dl) * x0 + (sp.exp(a * dl) - 1) / a * b * u)
+    x1 = sp.symbols("x_1")
+    trapezoid = sp.solve(sp.Eq(x1 - x0, dl / 2 * ((a * x0 + b * u) + (a * x1 + b * u))), x1)[0]
+    d.symbolic("Bilinear, scalar case: the trapezoid rule $x_1 - x_0 = \\frac\\Delta2 (f(x_0) + f(x_1))$ solved for "
+               "$x_1$ is $\\frac{1 + a\\Delta/2}{1 - a\\Delta/2} x_0 + \\frac{\\Delta b}{1 - a\\Delta/2} u$",
+               trapezoid, (1 + a * dl / 2) / (1 - a * dl / 2) * x0 + dl * b / (1 - a * dl / 2) * u)
+
+    n, m = 4, 2
+    a_mat = rng.standard_normal((n, n)) - 2 * np.eye(n)
+    b_mat = rng.standard_normal((n, m))
+    delta = 0.3
+    a_bar, b_bar = discretize_zoh(jnp.asarray(a_mat), jnp.asarray(b_mat), delta)
+    block = linalg.expm(delta * np.block([[a_mat, b_mat], [np.zeros((m, n + m))]]))
+    d.numeric("Matrix zero-order hold against Van Loan's block exponential, $\\exp(\\Delta [[A, B], [0, 0]]) = "
+              "[[\\bar A, \\bar B], [0, I]]$ (SciPy's `expm`, no inverse of $A$)",
+              jnp.concatenate([a_bar, b_bar], 1), block[:n], rtol=1e-10, atol=1e-12)
+    u_steps = rng.standard_normal((5, m))
+    state = np.zeros(n)
+    for u_k in u_steps:  # the exact solution for piecewise-constant input, by an ODE solver
+        state = integrate.solve_ivp(lambda _, z, uu=u_k: a_mat @ z + b_mat @ uu, (0, delta), state, rtol=1e-12,
+                                    atol=1e-14, method="DOP853").y[:, -1]
+    zoh_state = np.zeros(n)
+    for u_k in u_steps:
+        zoh_state = np.asarray(a_bar) @ zoh_state + np.asarray(b_bar) @ u_k
+    d.numeric("...and it is exact for inputs constant over each step: 5 steps against SciPy's DOP853 at rtol 1e-12 "
+              "(its own error sets the tolerance)", zoh_state, state, rtol=1e-9, atol=1e-11)
+
+    def one_step_error(step):
+        exact = discretize_zoh(jnp.asarray(a_mat), jnp.asarray(b_mat), step)
+        approx = discretize_bilinear(jnp.asarray(a_mat), jnp.asarray(b_mat), step)
+        return float(jnp.linalg.norm(exact[0] - approx[0]))
+
+    ratios = np.array([one_step_error(s) / one_step_error(s / 2) for s in (0.005, 0.0025)])
+    d.numeric("The bilinear transform approximates $e^{\\Delta A}$ to third order per step: halving $\\Delta$ "
+              "divides its error by 8 (at $\\Delta$ = 0.005 and 0.0025; the next order's correction is under 1% "
+              "there, which sets the tolerance)", ratios, np.full(2, 8.0), rtol=0.01)
+
+    d.say("The convolution view: a diagonal SSM with $N = 8$ states, discretised by zero-order hold.")
+    n_diag, length = 8, 64
+    lam = -np.exp(rng.standard_normal(n_diag) * 0.5)  # stable real eigenvalues (S4D-Real)
+    step = 0.1
+    a_bar_d = np.exp(step * lam)
+    b_bar_d = (a_bar_d - 1) / lam  # B = 1
+    c_vec = rng.standard_normal(n_diag)
+    u_seq = rng.standard_normal(length)
+    kernel = diagonal_kernel(jnp.asarray(a_bar_d), jnp.asarray(b_bar_d), jnp.asarray(c_vec), length)
+    d.numeric("The S4D kernel by the Vandermonde product equals $K_j = C \\bar A^j \\bar B$ by repeated "
+              "multiplication", kernel, np.array([c_vec @ (a_bar_d**j * b_bar_d) for j in range(length)]))
+    d.numeric("The convolution $y = K * u$ equals the recurrence unrolled from $x_{-1} = 0$ (64 steps): training "
+              "in parallel, generating one state update per token",
+              causal_convolution(kernel, jnp.asarray(u_seq)),
+              diagonal_recurrence(jnp.asarray(a_bar_d), jnp.asarray(b_bar_d), jnp.asarray(c_vec), jnp.asarray(u_seq)))
+    d.numeric("...and NumPy's full convolution, truncated to the causal part, is the third witness",
+              causal_convolution(kernel, jnp.asarray(u_seq)), np.convolve(np.asarray(kernel), u_seq)[:length])
+
+    d.say("HiPPO-LegS: the state holds the coefficients of the input's history in scaled Legendre polynomials, "
+          "$c_n(t) = \\frac1t \\int_0^t f(s) \\sqrt{2n+1} P_n(2s/t - 1)\\,ds$, and Theorem 1 says they obey "
+          "$c'(t) = \\frac1t A c(t) + \\frac1t B f(t)$ with the LegS matrices ($A$ here with the minus sign inside).")
+    n_legs = 12
+    a_legs, b_legs = hippo_legs(n_legs)
+
+    def signal(s):
+        return np.sin(3 * s) + 0.5 * np.cos(7 * s) * np.exp(-s / 2)
+
+    t0, h = 1.7, 1e-4
+    derivative = (_legendre_coefficients(signal, t0 + h, n_legs) - _legendre_coefficients(signal, t0 - h, n_legs)) / (2 * h)
+    c_t = _legendre_coefficients(signal, t0, n_legs)
+    d.numeric("The exact coefficients (Gauss-Legendre quadrature) satisfy the LegS ODE at $t = 1.7$ (the derivative "
+              "by central differences, step $10^{-4}$: tolerance $10^{-6}$)", derivative,
+              (a_legs @ c_t + b_legs * signal(t0)) / t0, rtol=1e-6, atol=1e-7)
+    n_steps = 4000
+    dt = 2.0 / n_steps
+    state = np.zeros(n_legs)
+    eye = np.eye(n_legs)
+    for k in range(1, n_steps + 1):  # the bilinear transform of the time-varying LegS system, step k
+        tk = k * dt
+        mid = tk - dt / 2
+        left, right = eye - dt / (2 * mid) * a_legs, eye + dt / (2 * mid) * a_legs
+        state = np.linalg.solve(left, right @ state + dt / mid * b_legs * signal(mid))
+    d.numeric("Run as a recurrence (bilinear steps, 4000 over $[0, 2]$), the state is the input's Legendre "
+              "coefficients at $t = 2$: the SSM has memorised its history", state,
+              _legendre_coefficients(signal, 2.0, n_legs), rtol=0, atol=1e-5)
+    grid = np.linspace(0.0, 2.0, 401)
+    basis = np.stack([np.sqrt(2 * k + 1) * special.eval_legendre(k, grid - 1.0) for k in range(n_legs)], 1)
+    recon = basis @ state
+    d.inequality("...from which the whole history $f(s)$, $s \\in [0, 2]$, is reconstructed to within 0.01 "
+                 "(12 coefficients)", np.abs(recon - signal(grid)), np.full(401, 0.01))
+
+    d.say("The selective SSM (Mamba): $\\Delta_t$, $B_t$, $C_t$ depend on the input; $A$ by zero-order hold, $B$ by "
+          "Euler, $\\bar B_t = \\Delta_t B_t$ (the convention of Algorithm 2).")
+    steps, channels, n_sel = 32, 3, 4
+    u_sel = rng.standard_normal((steps, channels))
+    delta_sel = np.log1p(np.exp(rng.standard_normal((steps, channels))))  # softplus: positive steps
+    a_sel = -np.exp(rng.standard_normal((channels, n_sel)) * 0.5)
+    b_sel, c_sel = rng.standard_normal((steps, n_sel)), rng.standard_normal((steps, n_sel))
+    args = tuple(jnp.asarray(v) for v in (u_sel, delta_sel, a_sel, b_sel, c_sel))
+    parallel, sequential = jax.jit(selective_scan), jax.jit(selective_scan_sequential)
+    d.numeric("The parallel associative scan equals the sequential loop (32 steps, 3 channels, 4 states)",
+              parallel(*args), sequential(*args))
+    cot = jnp.asarray(rng.standard_normal((steps, channels)))
+    grads = jax.jit(jax.grad(lambda *v: jnp.sum(parallel(*v) * cot), argnums=(0, 1, 2, 3, 4)))(*args)
+    grads_seq = jax.jit(jax.grad(lambda *v: jnp.sum(sequential(*v) * cot), argnums=(0, 1, 2, 3, 4)))(*args)
+    d.gradient("...and so do their gradients in $u$, $\\Delta$, $A$, $B$ and $C$",
+               jnp.concatenate([g.ravel() for g in grads]), jnp.concatenate([g.ravel() for g in grads_seq]))
+
+    def b_gap(step_size):
+        zoh_b = (np.exp(step_size * a_sel) - 1) / a_sel
+        return np.max(np.abs(zoh_b - step_size))
+
+    d.numeric("Euler's $\\Delta B$ and the zero-order hold's $A^{-1}(e^{\\Delta A} - 1) B$ differ at second order: "
+              "halving $\\Delta$ divides the gap by 4 (from $\\Delta$ = 0.02 and 0.01; the next order's correction, "
+              "under 2%, sets the tolerance), so the convention must be stated and both backends must follow it", np.array([b_gap(0.02) / b_gap(0.01), b_gap(0.01) / b_gap(
+                  0.005)]), np.full(2, 4.0), rtol=0.02)
+    d.inequality("...and at the steps a trained Mamba uses ($\\Delta \\approx 1$) the two differ by more than 0.1",
+                 np.array(0.1), np.array(b_gap(1.0)))
+    return d
