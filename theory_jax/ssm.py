@@ -233,8 +233,8 @@ def derive(echo=None) -> Derivation:
 
     d.numeric("Euler's $\\Delta B$ and the zero-order hold's $A^{-1}(e^{\\Delta A} - 1) B$ differ at second order: "
               "halving $\\Delta$ divides the gap by 4 (from $\\Delta$ = 0.02 and 0.01; the next order's correction, "
-              "under 2%, sets the tolerance), so the convention must be stated and both backends must follow it", np.array([b_gap(0.02) / b_gap(0.01), b_gap(0.01) / b_gap(
-                  0.005)]), np.full(2, 4.0), rtol=0.02)
+              "under 2%, sets the tolerance), so the convention must be stated and both backends must follow it",
+              np.array([b_gap(0.02) / b_gap(0.01), b_gap(0.01) / b_gap(0.005)]), np.full(2, 4.0), rtol=0.02)
     d.inequality("...and at the steps a trained Mamba uses ($\\Delta \\approx 1$) the two differ by more than 0.1",
                  np.array(0.1), np.array(b_gap(1.0)))
     return d
