@@ -5,6 +5,7 @@
     python -m theory_jax elbo --markdown E.md  # ...and write it as a document
     python -m theory_jax --all                 # every derivation, with a summary
     python -m theory_jax --all --json R.json   # ...and every claim's measured discrepancy as JSON
+    python -m theory_jax check RUN_DIR         # a trained run's held-out metric recomputed by its JAX twin
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def report(results: list[tuple[str, Derivation | None, float]]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "check":  # not a topic: a trained run checked in the other backend
+        from theory_jax import check
+
+        return check.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m theory_jax", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("topics", nargs="*", help="topic names (see the list printed with no arguments)")

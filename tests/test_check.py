@@ -1,0 +1,92 @@
+"""``python -m theory_jax check RUN_DIR``: a trained run's held-out metric recomputed by the JAX twin, on tiny runs of
+every supported model; and the negative controls (a perturbed weight, another model's checkpoint, a model without a
+twin, a wrong split) each caught."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from practice_torch.cli import main as torch_cli
+from theory_jax import check
+from theory_jax.cli import main as jax_cli
+
+COMMON = ["--device", "cpu", "--set", "train.warmup_steps=1", "--set", "train.log_every=1",
+          "--set", "train.checkpoint_every=2", "--set", "train.samples=2"]
+RUNS = {
+    "vae": ["--dataset", "digits", "--set", "model.channels=4,8", "--set", "model.latent_dim=4",
+            "--set", "train.batch_size=16"],
+    "language_model": ["--set", "model.dim=16", "--set", "model.layers=1", "--set", "model.heads=2",
+                       "--set", "model.context=16", "--set", "train.batch_size=4"],
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("check")
+    out = {}
+    for name, extra in RUNS.items():
+        out[name] = root / name
+        assert torch_cli(["train", name, "--steps", "2", "--out", str(out[name]), *COMMON, *extra]) == 0
+    return out
+
+
+def test_every_model_with_a_twin_has_a_run_here():
+    assert set(RUNS) == set(check.CHECKERS)
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_the_twin_recomputes_the_held_out_metric(runs, name, capsys):
+    capsys.readouterr()
+    assert jax_cli(["check", str(runs[name]), "--examples", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "FAIL" not in out
+    rows = check.check_run(runs[name], examples=4)
+    assert rows and all(r.passed and np.isfinite(r.torch_value) for r in rows)
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_a_perturbed_weight_is_caught(runs, name):
+    def perturb(params):  # one entry of the first weight matrix (a bias may be normalised or softmaxed away)
+        leaves, tree = jax.tree.flatten(params)
+        index = next(i for i, leaf in enumerate(leaves) if np.ndim(leaf) >= 2)
+        leaves[index] = np.array(leaves[index], copy=True)
+        leaves[index].flat[0] += 1e-2
+        return jax.tree.unflatten(tree, leaves)
+
+    rows = check.check_run(runs[name], examples=4, perturb=perturb)
+    assert not all(r.passed for r in rows)
+
+
+def test_another_models_checkpoint_is_a_one_line_error(runs, tmp_path, capsys):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(runs["vae"], mixed)
+    shutil.rmtree(mixed / "checkpoints")
+    shutil.copytree(runs["language_model"] / "checkpoints", mixed / "checkpoints")
+    capsys.readouterr()
+    assert jax_cli(["check", str(mixed)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_input_is_a_one_line_error(runs, tmp_path, capsys):
+    for argv, words in ((["check", str(tmp_path / "none")], "not a run directory"),
+                        (["check", str(runs["vae"]), "--split", "dev"], "unknown split"),
+                        (["check", str(runs["vae"]), "--examples", "0"], "at least 1")):
+        capsys.readouterr()
+        assert jax_cli(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and err.count("\n") == 1
+
+
+def test_a_model_without_a_twin_is_named(tmp_path, capsys):
+    run = tmp_path / "em"
+    assert torch_cli(["train", "mixture_em", "--steps", "2", "--out", str(run), "--device", "cpu",
+                      "--set", "train.log_every=1", "--set", "train.checkpoint_every=2", "--set", "train.samples=2"]) == 0
+    capsys.readouterr()
+    assert jax_cli(["check", str(run)]) == 2
+    assert "no JAX twin network" in capsys.readouterr().err

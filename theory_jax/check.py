@@ -1,0 +1,192 @@
+"""A trained run checked in the other backend: ``python -m theory_jax check RUN_DIR [--examples N] [--split test]``.
+
+Reads the run's config and its newest checkpoint (EMA weights where the run keeps them), builds the JAX twin of the
+network through the weight converter (``shared_specs.interop.torch_to_flax``), and recomputes the run's held-out
+metric on N examples in both backends from the same inputs and the same noise, both in float64 (the trained float32
+weights cast exactly): a difference is then a difference of the math, held to the project's float64 likelihood
+tolerance. Prints metric, PyTorch value, JAX value, difference, tolerance and PASS/FAIL; exit 0 when all pass, 1 on a
+failure, 2 on bad input (no run, a model without a twin, a checkpoint that does not match its config, an unknown
+split), with a one-line error.
+
+Supported models are those in ``CHECKERS`` (the catalogue lists them): ``vae`` (the single-sample ELBO and the
+importance-sampled NLL, nats and bits/dim) and ``language_model`` with the transformer (held-out cross-entropy,
+nats and bits/char).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared_specs.compare import Tolerance, tolerance
+
+LEVEL = "loglik"  # the policy level of a log-likelihood in float64
+
+
+@dataclass(frozen=True)
+class Row:
+    """One recomputed metric."""
+
+    metric: str
+    units: str
+    torch_value: float
+    jax_value: float
+    tol: Tolerance
+
+    @property
+    def difference(self) -> float:
+        return abs(self.torch_value - self.jax_value)
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.difference)) and self.difference <= self.tol.atol + self.tol.rtol * abs(
+            self.torch_value)
+
+
+class CheckError(Exception):
+    """Bad input: exit 2 with this one-line message."""
+
+
+# The models ------------------------------------------------------------------------------------------------------
+def _vae(net, cfg, batch, rng, perturb) -> list[Row]:
+    """The VAE's single-sample ELBO and its K = 32 importance-sampled NLL, from the same eps in both backends."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    import theory_jax.vae as jv
+    from shared_specs.interop import torch_to_flax
+
+    x, y = batch[0].double(), batch[1] if net.num_classes else None
+    n, d, k = x.shape[0], net.latent_dim, 32
+    eps, eps_k = rng.standard_normal((n, d)), rng.standard_normal((n, k, d))
+    net = net.double()
+    with torch.no_grad():
+        elbo_t = net.elbo(x, torch.from_numpy(eps), y).mean().item()
+        nll_t = net.importance_nll(x, torch.from_numpy(eps_k), y).mean().item()
+    m = cfg.model
+    twin = jv.VAE(image_shape=net.image_shape, latent_dim=d, architecture=m.architecture, likelihood=m.likelihood,
+                  hidden=tuple(m.hidden), channels=tuple(m.channels), num_classes=net.num_classes, beta=m.beta)
+    xj = jnp.asarray(x.numpy().transpose(0, 2, 3, 1))
+    yj = None if y is None else jnp.asarray(y.numpy())
+    template = jax.eval_shape(lambda: twin.init(jax.random.key(0), xj, jnp.asarray(eps), yj))["params"]
+    params = perturb(torch_to_flax({k_: v.double().numpy() for k_, v in net.state_dict().items()}, template))
+    elbo_j = float(jnp.mean(twin.apply({"params": params}, xj, jnp.asarray(eps), yj, method=jv.VAE.elbo)))
+    nll_j = float(jnp.mean(twin.apply({"params": params}, xj, jnp.asarray(eps_k), yj, method=jv.VAE.importance_nll)))
+    dims = math.prod(net.image_shape) * math.log(2)
+    tol = tolerance(LEVEL, "float64")
+    return [Row("ELBO (one sample)", "nats/example", elbo_t, elbo_j, tol),
+            Row("-ELBO", "bits/dim", -elbo_t / dims, -elbo_j / dims, tol),
+            Row(f"NLL (K = {k})", "nats/example", nll_t, nll_j, tol),
+            Row(f"NLL (K = {k})", "bits/dim", nll_t / dims, nll_j / dims, tol)]
+
+
+def _language_model(net, cfg, batch, rng, perturb) -> list[Row]:
+    """The character transformer's held-out cross-entropy on context-long pieces of the windows."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+    import torch.nn.functional as F
+
+    from shared_specs.interop import torch_to_flax
+    from theory_jax.language_model import cross_entropy
+    from theory_jax.nets.transformer import Transformer
+
+    if net.architecture != "transformer":
+        raise CheckError(f"language_model with model.architecture={net.architecture} has no JAX twin network "
+                         "(only the transformer has one)")
+    context = net.context
+    x, y = batch[0][:, :context], batch[1][:, :context]
+    net = net.double()
+    with torch.no_grad():
+        loss_t = F.cross_entropy(net(x).reshape(-1, net.vocab_size), y.reshape(-1)).item()
+    trunk = Transformer(**dataclasses.asdict(net.trunk.config))
+    embedding = net.embedding.weight.detach().double().numpy()
+    h0 = jnp.asarray(embedding[x.numpy()])
+    template = jax.eval_shape(lambda: trunk.init(jax.random.key(0), h0))["params"]
+    state = {k: v.double().numpy() for k, v in net.trunk.state_dict().items()}
+    params = perturb(torch_to_flax(state, template))
+    h = trunk.apply({"params": params}, h0)
+    head = embedding if net.head is None else net.head.weight.detach().double().numpy()
+    loss_j = float(cross_entropy(h @ jnp.asarray(head).T, jnp.asarray(y.numpy())))
+    tol = tolerance(LEVEL, "float64")
+    return [Row("cross-entropy", "nats/char", loss_t, loss_j, tol),
+            Row("cross-entropy", "bits/char", loss_t / math.log(2), loss_j / math.log(2), tol)]
+
+
+CHECKERS: dict[str, Callable] = {"vae": _vae, "language_model": _language_model}
+
+
+# The command -----------------------------------------------------------------------------------------------------
+def check_run(run_dir: Path, examples: int = 64, split: str = "test", seed: int = 0,
+              perturb: Callable[[dict], dict] = lambda params: params) -> list[Row]:
+    """The rows for one run; ``perturb`` alters the converted JAX parameters (for negative controls).
+    CheckError on bad input."""
+    import jax
+
+    from practice_torch.engine.checkpoint import CheckpointError
+    from practice_torch.engine.config import ConfigError
+    from practice_torch.engine.runs import load_split, load_trained, run_model_name
+    from practice_torch.models import get_model
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_default_matmul_precision", "highest")
+    if not (run_dir / "config.json").is_file():
+        raise CheckError(f"{run_dir} is not a run directory (no config.json); give the folder `train --out` wrote")
+    if split not in ("train", "val", "test"):
+        raise CheckError(f"unknown split {split!r}; choose train, val or test")
+    if examples < 1:
+        raise CheckError(f"--examples must be at least 1, got {examples}")
+    try:
+        name = run_model_name(run_dir)
+        if name not in CHECKERS:
+            raise CheckError(f"{name} has no JAX twin network to check against; supported: {', '.join(CHECKERS)}")
+        module, cfg, net = load_trained(run_dir, get_model(name), device=__import__("torch").device("cpu"))
+        data = load_split(cfg.data, split)  # whole (a text set's limit counts characters), the first N used
+    except CheckError:
+        raise
+    except (CheckpointError, ConfigError, FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+        raise CheckError(f"cannot load {run_dir}: {str(exc).splitlines()[0]}") from None
+    import torch
+
+    n = min(examples, len(data))
+    if n == 0:
+        raise CheckError(f"the {split} split of {cfg.data.name} is empty here")
+    batch = tuple(torch.stack(column) for column in zip(*(data[i] for i in range(n)), strict=True))
+    return CHECKERS[name](net, cfg, batch, np.random.default_rng(seed), perturb)
+
+
+def format_rows(rows: list[Row]) -> str:
+    lines = [f"{'metric':<22} {'units':<13} {'PyTorch':>16} {'JAX':>16} {'|difference|':>12} {'tolerance':>20}  result"]
+    for r in rows:
+        tol = f"rtol {r.tol.rtol:.0e} atol {r.tol.atol:.0e}"
+        lines.append(f"{r.metric:<22} {r.units:<13} {r.torch_value:>16.10f} {r.jax_value:>16.10f} {r.difference:>12.2e} "
+                     f"{tol:>20}  {'PASS' if r.passed else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m theory_jax check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--examples", type=int, default=64, help="held-out examples to recompute on (default 64)")
+    parser.add_argument("--split", default="test", help="train | val | test (default test)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise both backends share")
+    args = parser.parse_args(argv)
+    try:
+        rows = check_run(args.run_dir, args.examples, args.split, args.seed)
+    except CheckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.run_dir}: {len(rows)} metrics on {args.examples} {args.split} examples, float64 in both backends")
+    print(format_rows(rows))
+    failed = [r for r in rows if not r.passed]
+    print(f"{len(rows) - len(failed)} of {len(rows)} agree within the float64 likelihood tolerance")
+    return 1 if failed else 0
