@@ -22,6 +22,7 @@ RUNS = {
             "--set", "train.batch_size=16"],
     "language_model": ["--set", "model.dim=16", "--set", "model.layers=1", "--set", "model.heads=2",
                        "--set", "model.context=16", "--set", "train.batch_size=4"],
+    "pixelcnn": ["--set", "model.channels=8", "--set", "model.layers=2", "--set", "train.batch_size=8"],
 }
 
 
