@@ -23,6 +23,8 @@ RUNS = {
     "language_model": ["--set", "model.dim=16", "--set", "model.layers=1", "--set", "model.heads=2",
                        "--set", "model.context=16", "--set", "train.batch_size=4"],
     "pixelcnn": ["--set", "model.channels=8", "--set", "model.layers=2", "--set", "train.batch_size=8"],
+    "wavenet": ["--set", "model.channels=8", "--set", "model.skip=8", "--set", "model.cycle=2", "--set", "model.repeats=1",
+                "--set", "train.batch_size=2", "--set", "train.samples=1"],
 }
 
 
@@ -56,7 +58,7 @@ def test_a_perturbed_weight_is_caught(runs, name):
         leaves, tree = jax.tree.flatten(params)
         index = next(i for i, leaf in enumerate(leaves) if np.ndim(leaf) >= 2)
         leaves[index] = np.array(leaves[index], copy=True)
-        leaves[index].flat[0] += 1e-2
+        leaves[index].flat[0] += 0.1
         return jax.tree.unflatten(tree, leaves)
 
     rows = check.check_run(runs[name], examples=4, perturb=perturb)

@@ -10,7 +10,8 @@ split), with a one-line error.
 
 Supported models are those in ``CHECKERS`` (the catalogue lists them): ``vae`` (the single-sample ELBO and the
 importance-sampled NLL, nats and bits/dim), ``language_model`` with the transformer (held-out cross-entropy,
-nats and bits/char) and ``pixelcnn`` (the exact NLL, nats per image and bits/dim).
+nats and bits/char), ``pixelcnn`` (the exact NLL, nats per image and bits/dim) and ``wavenet`` (NLL per sample of
+whole clips, nats and bits).
 """
 
 from __future__ import annotations
@@ -158,7 +159,37 @@ def _pixelcnn(net, cfg, batch, rng, perturb) -> list[Row]:
     return [Row("NLL", "nats/image", nll_t, nll_j, tol), Row("NLL", "bits/dim", nll_t / dims, nll_j / dims, tol)]
 
 
-CHECKERS: dict[str, Callable] = {"vae": _vae, "language_model": _language_model, "pixelcnn": _pixelcnn}
+def _wavenet(net, cfg, batch, rng, perturb) -> list[Row]:
+    """WaveNet's held-out NLL per sample of whole clips (each sample given its whole past and the digit)."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+    import torch.nn.functional as F
+
+    import theory_jax.wavenet as jw
+    from practice_torch.wavenet.training import encode
+    from shared_specs.interop import torch_to_flax
+    from theory_jax.language_model import cross_entropy
+
+    q, y = encode(net, batch[0]), batch[1]
+    net = net.double()
+    with torch.no_grad():
+        loss_t = F.cross_entropy(net(q[:, :-1], y), q[:, 1:]).item()
+    m = cfg.model
+    twin = jw.WaveNet(levels=m.levels, channels=m.channels, skip=m.skip, num_classes=net.num_classes, kernel=m.kernel,
+                      dilations=tuple(net.dilations), clock=m.clock, sample_rate=m.sample_rate, amplitude=m.amplitude)
+    qj, yj = jnp.asarray(q[:, :-1].numpy()), jnp.asarray(y.numpy())
+    template = jax.eval_shape(lambda: twin.init(jax.random.key(0), qj, yj))["params"]
+    weights = {name: p.detach().double().numpy() for name, p in net.named_parameters()}
+    params = perturb(torch_to_flax(weights, template))
+    loss_j = float(cross_entropy(twin.apply({"params": params}, qj, yj), jnp.asarray(q[:, 1:].numpy())))
+    tol = tolerance(LEVEL, "float64")
+    return [Row("NLL", "nats/sample", loss_t, loss_j, tol),
+            Row("NLL", "bits/sample", loss_t / math.log(2), loss_j / math.log(2), tol)]
+
+
+CHECKERS: dict[str, Callable] = {"vae": _vae, "language_model": _language_model, "pixelcnn": _pixelcnn,
+                                 "wavenet": _wavenet}
 
 
 # The command -----------------------------------------------------------------------------------------------------
