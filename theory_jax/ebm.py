@@ -99,6 +99,7 @@ class ConvEnergy(nn.Module):
 
     channels: Sequence[int] = (16, 32, 64)
     hidden: int = 64
+    in_channels: int = 1  # the torch twin's Conv2d needs it; flax infers it from x
 
     def setup(self):
         self.convs = [nn.Conv(c, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) for c in self.channels]
