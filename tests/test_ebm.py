@@ -181,8 +181,9 @@ def test_early_stopping_ends_a_run_whose_criterion_stalls(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "ebm", "--steps", "40", "--out", str(run), *TINY, "--set", "train.lr=1e-30",
                  "--set", "train.log_every=2", "--set", "train.early_stop=val_nll", "--set", "train.patience=1"]) == 0
-    out, _ = capsys.readouterr()
-    assert "trained ebm for 4 steps" in out and "early stop: val_nll" in out
+    out, _ = capsys.readouterr()  # frozen weights; the criterion moves only with the validation rows it scores
+    steps = int(out.split("trained ebm for ")[1].split()[0])
+    assert steps < 40 and steps % 2 == 0 and "early stop: val_nll" in out, out
     assert (run / "samples/samples.png").is_file()  # stopped as a completed run
 
 
