@@ -98,4 +98,5 @@ class EBM(nn.Module):
 
     @property
     def sampler_temperature(self) -> float:
-        return float(langevin_temperature(torch.tensor(self.step_size), torch.tensor(self.noise_scale)))
+        return float(langevin_temperature(torch.tensor(self.step_size, dtype=torch.float64),
+                                         torch.tensor(self.noise_scale, dtype=torch.float64)))

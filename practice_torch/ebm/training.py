@@ -57,19 +57,19 @@ IMAGES = {"architecture": "conv", "step_size": 10.0, "temperature": 1.25e-6, "gr
 PRESETS = {
     "quick": {
         **dict.fromkeys(("moons", "*"), Preset(
-            Config(),
-            TrainConfig(steps=1500, batch_size=128, lr=1e-3, betas=(0.0, 0.999), warmup_steps=50, grad_clip=1.0,
+            Config(step_size=0.003, langevin_steps=60),
+            TrainConfig(steps=2000, batch_size=128, lr=3e-3, betas=(0.0, 0.999), warmup_steps=50, grad_clip=1.0,
                         log_every=50, val_batch=2000, early_stop="val_nll", patience=8, checkpoint_every=500,
                         samples=2000, threads=1))),
         "image": Preset(
             Config(**IMAGES, conv_channels=(8, 16, 32), langevin_steps=20),
             TrainConfig(steps=1200, batch_size=64, lr=5e-4, betas=(0.0, 0.999), warmup_steps=50, grad_clip=1.0,
-                        log_every=50, val_batch=256, early_stop="val_cd", patience=10, checkpoint_every=400,
+                        log_every=50, val_batch=256, early_stop="val_cd", patience=20, checkpoint_every=400,
                         samples=64, threads=1)),
     },
     "full": {
         **dict.fromkeys(("moons", "*"), Preset(
-            Config(mlp_hidden=(256, 256, 256), langevin_steps=60),
+            Config(mlp_hidden=(256, 256, 256), step_size=0.001, langevin_steps=100),
             TrainConfig(steps=20_000, batch_size=512, lr=5e-4, betas=(0.0, 0.999), warmup_steps=200, log_every=100,
                         val_batch=2000, early_stop="val_nll", patience=20, checkpoint_every=5000, samples=5000))),
         "image": Preset(
