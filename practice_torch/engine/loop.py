@@ -189,7 +189,7 @@ class Trainer:
                         means = {k: v / window_steps for k, v in sums.items()}
                         if self.validate is not None:
                             means.update(self._validate())
-                        if t.early_stop and self._stalls(means):
+                        if t.early_stop and self._stalls(means) and self.step < t.steps:
                             stop_early = True
                         bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
                         if log:
