@@ -120,7 +120,7 @@ def double_well_energy(x):
     return (x[:, 0] ** 2 - 1) ** 2 + 2 * (x[:, 1] - x[:, 0] ** 2 / 2) ** 2
 
 
-def double_well_cdfs(temperature: float = 1.0, grid: int = 4001):
+def double_well_cdfs(temperature: float = 1.0, grid: int = 1201):
     """The marginal CDFs (F1, F2) of exp(-E / T) for ``double_well_energy``, by quadrature over x1 in [-3, 3] (the
     tails beyond carry less than 1e-27): F1 by the trapezoid rule on the density of x1, F2(t) = int p(x1)
     Phi((t - x1^2/2) / sqrt(T/4)) dx1."""
@@ -204,8 +204,8 @@ def _section_likelihood(d: Derivation, rng: np.random.Generator) -> None:
         g = jax.vmap(lambda row: jax.grad(lambda p: energy(p, row[None])[0])(params))(y)
         return jnp.concatenate([leaf.reshape(len(y), -1) for leaf in jax.tree.leaves(g)], 1)
 
-    probs = jax.nn.softmax(-energy(params, grid))
-    exact = jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(jax.grad(mean_log_lik)(params))])
+    probs = jax.jit(lambda p: jax.nn.softmax(-energy(p, grid)))(params)
+    exact = jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(jax.jit(jax.grad(mean_log_lik))(params))])
     data_phase, grid_grads = per_point_grad(data).mean(0), per_point_grad(grid)
     model_phase = probs @ grid_grads
     d.say(f"A 2-D EBM whose $Z$ is a finite sum: an MLP energy ({exact.size} float64 weights) on the 41 x 41 points of "
@@ -228,14 +228,15 @@ def _section_likelihood(d: Derivation, rng: np.random.Generator) -> None:
     def flat(tree):
         return jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(tree)])
 
+    cd_grad = jax.jit(jax.grad(cd))
     d.gradient("`cd_loss` with $\\alpha = 0$ is the surrogate whose gradient is minus the two-phase estimate: "
                "$\\nabla_\\theta\\,$`cd_loss` $= E_{data}[\\nabla_\\theta E] - \\frac1n\\sum\\nabla_\\theta E(x^-)$",
-               flat(jax.grad(cd)(params, data, negatives, 0.0)), data_phase - neg_grads.mean(0))
+               flat(cd_grad(params, data, negatives, 0.0)), data_phase - neg_grads.mean(0))
     e_pos, e_neg = energy(params, data), energy(params, negatives)
     reg = 2 * 0.1 * ((e_pos[:, None] * per_point_grad(data)).mean(0) + (e_neg[:, None] * neg_grads).mean(0))
     d.gradient("...and the L2 term adds $2\\alpha(E_{data}[E\\,\\nabla_\\theta E] + \\frac1n\\sum E(x^-)\\nabla_\\theta "
                "E(x^-))$ ($\\alpha = 0.1$)",
-               flat(jax.grad(cd)(params, data, negatives, 0.1)), data_phase - neg_grads.mean(0) + reg)
+               flat(cd_grad(params, data, negatives, 0.1)), data_phase - neg_grads.mean(0) + reg)
 
 
 def _section_langevin(d: Derivation, rng: np.random.Generator) -> None:
