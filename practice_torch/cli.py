@@ -143,6 +143,9 @@ def train(args) -> int:
               f"with: python -m practice_torch train {cfg.model_name} --resume {run_dir}", file=sys.stderr)
         return 128 + outcome.signal
     print(f"trained {cfg.model_name} for {outcome.step} steps; run directory {run_dir}")
+    if outcome.early_stop is not None:
+        print(f"  early stop: {cfg.train.early_stop} did not improve on {outcome.early_stop[0]:.4g} (step "
+              f"{outcome.early_stop[1]}) for {cfg.train.patience} log steps")
     report(outcome.files)
     return 0
 

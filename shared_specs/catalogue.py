@@ -73,7 +73,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic("flow_matching", "flows", "flow matching; OT paths; galaxy images", "2-D, image, astro",
           trains="CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies)"),
     # Energy-based models
-    Topic("ebm", "energy-based", "EBMs; Langevin MCMC; replay buffer", "2-D, image"),
+    Topic("ebm", "energy-based", "EBMs; Langevin MCMC; replay buffer", "2-D, image",
+          trains="EBM: persistent Langevin chains, replay buffer, CD + L2, OOD AUROC (2-D, images)"),
     Topic("rbm", "energy-based", "RBMs; contrastive divergence", "image"),
     # Autoregressive models and transformers
     Topic("pixelcnn", "autoregressive", "PixelCNN; masked convolutions", "image",

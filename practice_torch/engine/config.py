@@ -60,6 +60,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     val_batch: int = 0  # validation examples scored at each log step by a model's ``validate`` hook; 0 = none
+    early_stop: str = ""  # a ``validate`` term (lower is better) that stops the run when it stops improving; "" = none
+    patience: int = 10  # early stopping: log steps without a new best of ``early_stop`` before the run stops
     samples: int = 64  # how many samples the run writes at the end
 
 
@@ -72,6 +74,8 @@ def check_train(train: TrainConfig) -> None:
                  if getattr(train, k) < 0]
     if len(train.betas) != 2 or not all(0 <= b < 1 for b in train.betas):
         problems.append(f"train.betas must be two numbers in [0, 1), e.g. 0.5,0.999; got {train.betas}")
+    if train.early_stop and (not train.val_batch or train.patience <= 0):
+        problems.append(f"train.early_stop={train.early_stop} needs train.val_batch > 0 and train.patience > 0")
     if not 0 <= train.ema_decay < 1 or not 0 <= train.min_lr_ratio <= 1:
         problems.append("train.ema_decay must be in [0, 1) and train.min_lr_ratio in [0, 1]")
     if problems:

@@ -16,6 +16,9 @@ statistics over the ranks itself (``torch.distributed.all_reduce``) so that ever
 A model module that defines ``validate(net, batch) -> terms`` is scored on held-out data at every log step: the next
 ``train.val_batch`` examples of the validation split (in order, cycling, from the step number: no state to save), in
 eval mode, without gradients, under the run's autocast; the terms are logged beside the training loss.
+With ``train.early_stop`` naming one of those terms, the run stops, as a completed run (samples and loss curves
+written), once the term has not reached a new minimum for ``train.patience`` log steps; the best value and its step
+are checkpointed, so a resumed run keeps counting.
 SIGINT/SIGTERM set the stop flag: the step finishes, a checkpoint is written and ``run`` returns.
 """
 
@@ -75,6 +78,7 @@ class Outcome:
     step: int
     signal: int | None = None  # the signal that stopped the run early, if any
     files: tuple[Path, ...] = ()  # what the end of the run wrote (samples, loss curves)
+    early_stop: tuple[float, int] | None = None  # (best value, its step) when train.early_stop ended the run
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -129,6 +133,7 @@ class Trainer:
         self.noise = torch.Generator().manual_seed(derive_seed(t.seed, "noise"))
         self.step = 0
         state = self._restore() if resume else {}
+        self.best, self.stalled = state.get("early_stop", (math.inf, 0, 0))[:2], state.get("early_stop", (0, 0, 0))[2]
         self.ema = EMA(self.net, t.ema_decay) if t.ema_decay > 0 else None
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
@@ -169,6 +174,7 @@ class Trainer:
         bar = progress(total=t.steps, initial=self.step, disable=not main, unit="step", every=t.log_every,
                        desc=f"{self.cfg.model_name} on {self.cfg.data.name}")
         sums: dict[str, float] = {}
+        stop_early = False
         window_start, window_steps = time.perf_counter(), 0
         started = time.perf_counter()
         try:
@@ -183,6 +189,8 @@ class Trainer:
                         means = {k: v / window_steps for k, v in sums.items()}
                         if self.validate is not None:
                             means.update(self._validate())
+                        if t.early_stop and self._stalls(means) and self.step < t.steps:
+                            stop_early = True
                         bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
                         if log:
                             log.write(self.step, {**means, "examples_per_s": rate,
@@ -191,7 +199,7 @@ class Trainer:
                     bar.update(1)  # after the postfix: in a log, the line of a log step shows its loss
                     if self.step % t.checkpoint_every == 0 and self.step < end:
                         self.save()
-                    if stop:
+                    if stop or stop_early:
                         break
         finally:
             bar.close()
@@ -200,9 +208,23 @@ class Trainer:
         self.save()
         if main:
             write_environment(self.run_dir, self.device, self.procs.world_size, self.step, finished=True)
-        if self.stop_signal is not None or self.step < t.steps:
+        if self.stop_signal is not None or (self.step < t.steps and not stop_early):
             return Outcome(self.step, self.stop_signal)
-        return Outcome(self.step, None, tuple(self.finish()) if main else ())
+        return Outcome(self.step, None, tuple(self.finish()) if main else (),
+                       early_stop=self.best if stop_early else None)
+
+    def _stalls(self, means: dict[str, float]) -> bool:
+        """Early stopping: a new minimum of the ``train.early_stop`` term resets the count of log steps without one;
+        True once that count reaches ``train.patience``."""
+        t = self.cfg.train
+        if t.early_stop not in means:
+            raise RunError(f"train.early_stop={t.early_stop} is not a validation term of {self.cfg.model_name} "
+                           f"(logged: {', '.join(sorted(means))})")
+        if means[t.early_stop] < self.best[0]:
+            self.best, self.stalled = (means[t.early_stop], self.step), 0
+        else:
+            self.stalled += 1
+        return self.stalled >= t.patience
 
     def _train_step(self) -> tuple[dict[str, float], bool]:
         procs = self.procs
@@ -303,7 +325,7 @@ class Trainer:
             return
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "ema": None if self.ema is None else self.ema.state_dict(), "batches": self.batches.state_dict(),
-                 "noise": self.noise.get_state(), "rng": rng_state()}
+                 "noise": self.noise.get_state(), "rng": rng_state(), "early_stop": (*self.best, self.stalled)}
         save_checkpoint(self.run_dir / CHECKPOINTS, self.cfg.model_name, self.step, self.net.state_dict(), state)
 
     def finish(self) -> list[Path]:

@@ -1,0 +1,330 @@
+"""Energy-based models: p(x) = exp(-E(x)) / Z, the two-phase likelihood gradient, Langevin MCMC, a replay buffer.
+
+Lectures: energy-based models; Langevin MCMC; replay buffer; contrastive divergence (Hinton 2002, "Training products
+of experts by minimizing contrastive divergence"; Du & Mordatch 2019, "Implicit generation and modeling with
+energy-based models" (IGEBM), eqs. 1-4 and sec. 3.1 (replay buffer, L2 energy regularisation); Nijkamp et al. 2019
+for short-run, persistent chains; Roberts & Tweedie 1996 for the unadjusted Langevin algorithm's bias).
+
+The normaliser Z(theta) = int exp(-E_theta) makes the log-likelihood gradient a difference of two expectations,
+
+    grad_theta log p(x) = -grad_theta E(x) + E_{x' ~ p}[grad_theta E(x')]                 (data phase, model phase)
+
+and the model phase is estimated with samples of p drawn by Langevin dynamics,
+
+    x' = x - eps grad_x E(x) + sqrt(2 eps) z,  z ~ N(0, I)                              (stationary law -> p as eps -> 0)
+
+Samplers that decouple the noise from the step, x' = x - a grad E + sigma z (the course's step 10, noise 0.005),
+sample the tempered law exp(-E / T) with T = sigma^2 / (2a), not p. Training minimises the contrastive divergence
+mean E(x+) - mean E(x-) plus alpha (E(x+)^2 + E(x-)^2), the negatives x- taken from persistent chains kept in a
+replay buffer, a share of whose rows is refreshed with uniform noise at every step.
+Twin: ``practice_torch/ebm`` (same names, same arguments); cases: ``shared_specs/ebm.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+from jax.scipy.special import logsumexp
+from scipy import stats
+
+from theory_jax.broadcasting import per_example
+from theory_jax.derivation import Derivation, float64_params, full_precision
+
+TITLE = "energy-based models: the two-phase likelihood gradient, Langevin MCMC, contrastive divergence"
+LECTURES = "energy-based models; Langevin MCMC; replay buffer; contrastive divergence"
+
+
+# 1. The pure functions (twins in practice_torch.ebm.functions) ------------------------------------------------------
+def langevin_step(x, grad_energy, step_size, z):
+    """x' = x - eps grad_x E(x) + sqrt(2 eps) z: the unadjusted Langevin algorithm on p ~ exp(-E) (IGEBM eq. 2 with
+    lambda = 2 eps). x, grad_energy, z: (B, ...); step_size: () or (B,)."""
+    eps = per_example(step_size, x)
+    return x - eps * grad_energy + jnp.sqrt(2 * eps) * z
+
+
+def tempered_langevin_step(x, grad_energy, step_size, noise_scale, z):
+    """x' = x - a grad_x E(x) + sigma z, noise decoupled from the step: Langevin on exp(-E / T), T = sigma^2 / (2a).
+    x, grad_energy, z: (B, ...); step_size, noise_scale: () or (B,)."""
+    return x - per_example(step_size, x) * grad_energy + per_example(noise_scale, x) * z
+
+
+def langevin_temperature(step_size, noise_scale):
+    """T = sigma^2 / (2a): the temperature whose law exp(-E / T) ``tempered_langevin_step`` samples. (...)."""
+    return noise_scale**2 / (2 * step_size)
+
+
+def refresh_buffer(samples, fresh, mask):
+    """The replay buffer's refresh: row b becomes fresh noise where mask_b = 1, else keeps its persistent chain.
+    samples, fresh: (B, ...); mask: (B,) of 0/1 (Bernoulli(refresh fraction) draws) -> (B, ...)."""
+    m = per_example(mask, samples)
+    return m * fresh + (1 - m) * samples
+
+
+def cd_loss(energy_pos, energy_neg, alpha):
+    """Contrastive divergence with the L2 energy regulariser (IGEBM sec. 3.1): mean E(x+) - mean E(x-)
+    + alpha (mean E(x+)^2 + mean E(x-)^2); the negatives x- are held fixed (no gradient through the chain).
+    energy_pos: (B,), energy_neg: (M,), alpha: () -> ()."""
+    contrast = jnp.mean(energy_pos) - jnp.mean(energy_neg)
+    return contrast + alpha * (jnp.mean(energy_pos**2) + jnp.mean(energy_neg**2))
+
+
+# 2. The energy networks (twins in practice_torch.ebm.networks; SiLU, no normalisation: E must be a function of x) --
+class MLPEnergy(nn.Module):
+    """E(x) of points: Dense layers with SiLU, then a Dense to one number. x: (B, D) -> (B,)."""
+
+    dim: int
+    hidden: Sequence[int] = (128, 128)
+
+    def setup(self):
+        self.layers = [nn.Dense(h) for h in self.hidden]
+        self.out = nn.Dense(1)
+
+    def __call__(self, x):
+        h = x
+        for layer in self.layers:
+            h = nn.silu(layer(h))
+        return self.out(h)[:, 0]
+
+
+class ConvEnergy(nn.Module):
+    """E(x) of images: strided 3x3 convs (stride 2, padding 1 each side, explicit), SiLU, the spatial mean, then a
+    SiLU hidden layer and one number. x: (B, H, W, C) -> (B,)."""
+
+    channels: Sequence[int] = (16, 32, 64)
+    hidden: int = 64
+    in_channels: int = 1  # the torch twin's Conv2d needs it; flax infers it from x
+
+    def setup(self):
+        self.convs = [nn.Conv(c, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) for c in self.channels]
+        self.head = [nn.Dense(self.hidden), nn.Dense(1)]
+
+    def __call__(self, x):
+        h = x
+        for conv in self.convs:
+            h = nn.silu(conv(h))
+        h = nn.silu(self.head[0](jnp.mean(h, axis=(1, 2))))
+        return self.head[1](h)[:, 0]
+
+
+# 3. Known energies and their laws (the derivation's targets) --------------------------------------------------------
+def double_well_energy(x):
+    """E(x) = (x1^2 - 1)^2 + 2 (x2 - x1^2 / 2)^2: a bimodal, curved 2-D law whose marginals are known:
+    x1 ~ exp(-(x1^2 - 1)^2) / Z1 and x2 | x1 ~ N(x1^2 / 2, 1/4). x: (N, 2) -> (N,)."""
+    return (x[:, 0] ** 2 - 1) ** 2 + 2 * (x[:, 1] - x[:, 0] ** 2 / 2) ** 2
+
+
+def double_well_cdfs(temperature: float = 1.0, grid: int = 1201):
+    """The marginal CDFs (F1, F2) of exp(-E / T) for ``double_well_energy``, by quadrature over x1 in [-3, 3] (the
+    tails beyond carry less than 1e-27): F1 by the trapezoid rule on the density of x1, F2(t) = int p(x1)
+    Phi((t - x1^2/2) / sqrt(T/4)) dx1."""
+    u = np.linspace(-3.0, 3.0, grid)
+    dens = np.exp(-((u**2 - 1) ** 2) / temperature)
+    cum = np.concatenate([[0.0], np.cumsum((dens[1:] + dens[:-1]) / 2 * np.diff(u))])
+    weights = dens / np.trapezoid(dens, u)
+    sd = math.sqrt(temperature / 4)
+
+    def f1(t):
+        return np.interp(t, u, cum / cum[-1])
+
+    def f2(t):
+        t = np.atleast_1d(t)
+        out = np.empty(len(t))
+        for i in range(0, len(t), 500):
+            block = stats.norm.cdf((t[i:i + 500, None] - u[None] ** 2 / 2) / sd)
+            out[i:i + 500] = np.trapezoid(block * weights, u, axis=1)
+        return out
+
+    return f1, f2
+
+
+@partial(jax.jit, static_argnames="energy")
+def langevin_chain(energy, x0, noise, step_size, noise_scale):
+    """Langevin steps x' = x - a grad E(x) + sigma z from x0 (N, D), one step per noise[k] (K, N, D) -> (N, D).
+    noise_scale sigma = sqrt(2a) is ``langevin_step``; any other sigma is ``tempered_langevin_step``."""
+    grad = jax.grad(lambda y: jnp.sum(energy(y)))
+
+    def body(x, z):
+        return tempered_langevin_step(x, grad(x), step_size, noise_scale, z), None
+
+    return jax.lax.scan(body, x0, noise)[0]
+
+
+# 4. The derivation ---------------------------------------------------------------------------------------------------
+def _grid_model(rng: np.random.Generator):
+    """A 2-D EBM on a finite grid: the 41 x 41 points of [-3, 3]^2, an MLP energy (float64 weights), and 300 data
+    points drawn from a ring of radius 2 (snapped to the grid). p(x_g) = exp(-E(x_g)) / sum_g' exp(-E(x_g')) exactly."""
+    axis = np.linspace(-3.0, 3.0, 41)
+    grid = jnp.asarray(np.stack(np.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2))
+    net = MLPEnergy(dim=2, hidden=(16, 16))
+    params = float64_params(net, rng, jnp.zeros((1, 2)))["params"]
+    angle = rng.uniform(0, 2 * np.pi, 300)
+    ring = 2 * np.stack([np.cos(angle), np.sin(angle)], 1) + 0.3 * rng.standard_normal((300, 2))
+    data = jnp.asarray(np.clip(np.round(ring / 0.15) * 0.15, -3, 3))
+    return net, params, grid, data
+
+
+def _section_likelihood(d: Derivation, rng: np.random.Generator) -> None:
+    x, mu, s, c, alpha, ep, en = sp.symbols("x mu s c alpha E_+ E_-", real=True)
+    s = sp.Symbol("s", positive=True)
+    energy = (x - mu) ** 2 / (2 * s**2)
+    z = sp.integrate(sp.exp(-energy), (x, -sp.oo, sp.oo))
+    d.say("## 1. An energy defines a law; its likelihood gradient has two phases\n$p_\\theta(x) = e^{-E_\\theta(x)}"
+          "/Z(\\theta)$, $Z(\\theta) = \\int e^{-E_\\theta}$. Differentiating $\\log Z$ under the integral gives "
+          "$\\nabla_\\theta\\log Z = -E_{p_\\theta}[\\nabla_\\theta E_\\theta]$, hence $\\nabla_\\theta \\log p_\\theta(x) "
+          "= -\\nabla_\\theta E_\\theta(x) + E_{x'\\sim p_\\theta}[\\nabla_\\theta E_\\theta(x')]$: lower the energy of the "
+          "data (positive phase), raise it where the model puts its mass (negative phase).")
+    d.symbolic("A Gaussian energy $E = (x-\\mu)^2/(2s^2)$ has $Z = \\sqrt{2\\pi}\\,s$", z, sp.sqrt(2 * sp.pi) * s)
+    for theta in (mu, s):
+        model_phase = sp.integrate(sp.diff(energy, theta) * sp.exp(-energy) / z, (x, -sp.oo, sp.oo))
+        d.symbolic(f"$\\partial_{{{sp.latex(theta)}}}\\log p(x) = -\\partial_{{{sp.latex(theta)}}}E(x) + "
+                   f"E_p[\\partial_{{{sp.latex(theta)}}}E]$ for that energy (the model phase integrated by SymPy)",
+                   sp.diff(-energy - sp.log(z), theta), -sp.diff(energy, theta) + model_phase)
+    d.symbolic("Energies are defined up to a constant ($E + c$ gives the same $p$); the L2 term "
+               "$\\alpha((E_+ + c)^2 + (E_- + c)^2)$ of `cd_loss` pins it: its minimiser is $c = -(E_+ + E_-)/2$, "
+               "energies centred on 0",
+               sp.solve(sp.diff(alpha * ((ep + c) ** 2 + (en + c) ** 2), c), c)[0], -(ep + en) / 2)
+
+    net, params, grid, data = _grid_model(rng)
+
+    def energy(p, y):
+        return net.apply({"params": p}, y)
+
+    def mean_log_lik(p):
+        return jnp.mean(-energy(p, data)) - logsumexp(-energy(p, grid))
+
+    @jax.jit
+    def per_point_grad(y):  # grad_theta E(x) for each row of y, flattened: (N, P)
+        g = jax.vmap(lambda row: jax.grad(lambda p: energy(p, row[None])[0])(params))(y)
+        return jnp.concatenate([leaf.reshape(len(y), -1) for leaf in jax.tree.leaves(g)], 1)
+
+    probs = jax.jit(lambda p: jax.nn.softmax(-energy(p, grid)))(params)
+    exact = jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(jax.jit(jax.grad(mean_log_lik))(params))])
+    data_phase, grid_grads = per_point_grad(data).mean(0), per_point_grad(grid)
+    model_phase = probs @ grid_grads
+    d.say(f"A 2-D EBM whose $Z$ is a finite sum: an MLP energy ({exact.size} float64 weights) on the 41 x 41 points of "
+          "$[-3, 3]^2$, 300 data points from a noisy ring snapped to the grid.")
+    d.gradient("$\\nabla_\\theta \\frac1N\\sum_n\\log p(x_n)$ by autodiff through $\\log Z$ (logsumexp over the grid) = "
+               "$-E_{data}[\\nabla_\\theta E] + E_{p_\\theta}[\\nabla_\\theta E]$ (the model phase summed over the grid)",
+               exact, -data_phase + model_phase)
+    n = 20_000
+    negatives = grid[rng.choice(len(grid), size=n, p=np.asarray(probs) / float(np.sum(probs)))]
+    neg_grads = per_point_grad(negatives)
+    spread = np.asarray(neg_grads.std(0)) > 1e-6  # the output bias has grad_theta E = 1 everywhere: no spread
+    picked = np.flatnonzero(spread)[np.argsort(-np.abs(np.asarray(model_phase)[spread]))[:8]]
+    d.monte_carlo(f"The model phase by sampling: {n} exact draws $x^-\\sim p_\\theta$ give $\\frac1n\\sum\\nabla_\\theta "
+                  "E(x^-) \\to E_{p_\\theta}[\\nabla_\\theta E]$ (its 8 largest components that vary with $x$)",
+                  neg_grads[:, picked], model_phase[picked])
+
+    def cd(p, pos, neg, a):
+        return cd_loss(energy(p, pos), energy(p, neg), a)
+
+    def flat(tree):
+        return jnp.concatenate([leaf.ravel() for leaf in jax.tree.leaves(tree)])
+
+    cd_grad = jax.jit(jax.grad(cd))
+    d.gradient("`cd_loss` with $\\alpha = 0$ is the surrogate whose gradient is minus the two-phase estimate: "
+               "$\\nabla_\\theta\\,$`cd_loss` $= E_{data}[\\nabla_\\theta E] - \\frac1n\\sum\\nabla_\\theta E(x^-)$",
+               flat(cd_grad(params, data, negatives, 0.0)), data_phase - neg_grads.mean(0))
+    e_pos, e_neg = energy(params, data), energy(params, negatives)
+    reg = 2 * 0.1 * ((e_pos[:, None] * per_point_grad(data)).mean(0) + (e_neg[:, None] * neg_grads).mean(0))
+    d.gradient("...and the L2 term adds $2\\alpha(E_{data}[E\\,\\nabla_\\theta E] + \\frac1n\\sum E(x^-)\\nabla_\\theta "
+               "E(x^-))$ ($\\alpha = 0.1$)",
+               flat(cd_grad(params, data, negatives, 0.1)), data_phase - neg_grads.mean(0) + reg)
+
+
+def _section_langevin(d: Derivation, rng: np.random.Generator) -> None:
+    eps, s, a, sig, temp = sp.symbols("epsilon s a sigma T", positive=True)
+    v = sp.Symbol("v", positive=True)
+    d.say("## 2. Langevin dynamics samples $p \\propto e^{-E}$, up to a step-size bias\n`langevin_step`: "
+          "$x' = x - \\epsilon\\nabla E(x) + \\sqrt{2\\epsilon}\\,z$. On $E = x^2/(2s^2)$ it is linear, "
+          "$x' = (1 - \\epsilon/s^2)x + \\sqrt{2\\epsilon}z$, and its stationary variance solves "
+          "$v = (1 - \\epsilon/s^2)^2 v + 2\\epsilon$.")
+    v_eps = sp.solve(sp.Eq(v, (1 - eps / s**2) ** 2 * v + 2 * eps), v)[0]
+    d.symbolic("$v = s^2/(1 - \\epsilon/(2s^2))$: the discretised chain is too wide ...", v_eps,
+               s**2 / (1 - eps / (2 * s**2)))
+    d.symbolic("... by $\\epsilon/2 + O(\\epsilon^2)$, vanishing with the step", sp.series(v_eps, eps, 0, 2).removeO(),
+               s**2 + eps / 2)
+    n = 20_000
+
+    def noise(steps, dim):
+        return jnp.asarray(rng.standard_normal((steps, n, dim)))
+
+    def gauss(y):
+        return jnp.sum(y**2, axis=1) / 2
+
+    runs = {e: langevin_chain(gauss, jnp.zeros((n, 1)), noise(int(20 / e) if e < 0.5 else 60, 1), e,
+                              math.sqrt(2 * e))[:, 0] ** 2 for e in (0.02, 0.5)}
+    d.monte_carlo(f"{n} chains on $\\mathcal N(0, 1)$ at $\\epsilon = 0.5$ (60 steps): $E[x^2]$ matches the "
+                  "discretised chain's $1/(1 - \\epsilon/2) = 4/3$", runs[0.5], 4 / 3)
+    se = float(np.std(runs[0.5]) / math.sqrt(n))
+    d.inequality(f"...which is not the target's 1: the bias ({float(np.mean(runs[0.5])) - 1:.3f}) is over 20 standard "
+                 "errors", 20 * se, float(np.mean(runs[0.5])) - 1)
+    d.monte_carlo("At $\\epsilon = 0.02$ (1000 steps) $E[x^2]$ matches $1/(1 - 0.01)$", runs[0.02], 1 / 0.99)
+
+    f1, f2 = double_well_cdfs()
+    n = 10_000
+    crit = stats.kstwo.ppf(1 - 1e-3, n)
+    start = jnp.asarray(rng.uniform(-1.5, 1.5, (n, 2)))
+    small = np.asarray(langevin_chain(double_well_energy, start, noise(1000, 2), 0.01, math.sqrt(0.02)))
+    big = np.asarray(langevin_chain(double_well_energy, start, noise(300, 2), 0.04, math.sqrt(0.08)))
+    ks_small = np.array([stats.kstest(small[:, 0], f1).statistic, stats.kstest(small[:, 1], f2).statistic])
+    ks_big = np.array([stats.kstest(big[:, 0], f1).statistic, stats.kstest(big[:, 1], f2).statistic])
+    d.say(f"A known 2-D energy, `double_well_energy` $E = (x_1^2 - 1)^2 + 2(x_2 - x_1^2/2)^2$: two wells joined by a "
+          "curved valley, with marginals $x_1 \\propto e^{-(x_1^2-1)^2}$ and $x_2 = x_1^2/2 + \\mathcal N(0, 1/4)$ (CDFs by "
+          f"quadrature). {n} chains from the uniform law on $[-1.5, 1.5]^2$, Langevin time 10-15; Kolmogorov-Smirnov "
+          f"statistics of both marginals, critical value at level $10^{{-3}}$: {crit:.4f}.")
+    d.inequality(f"$\\epsilon = 0.01$ (1000 steps): both marginals pass, KS = {np.array2string(ks_small, precision=4)}",
+                 ks_small, crit)
+    d.inequality(f"$\\epsilon = 0.04$ (300 steps): the step-size bias is caught, max KS = {ks_big.max():.4f}", crit,
+                 ks_big.max())
+
+    d.say("## 3. Noise decoupled from the step samples a tempered law\n`tempered_langevin_step`: $x' = x - a\\nabla E "
+          "+ \\sigma z$ with $\\sigma \\ne \\sqrt{2a}$ (the course's sampler: step $a = 10$, noise $\\sigma = 0.005$). "
+          "Writing $\\sigma = \\sqrt{2aT}$ makes it `langevin_step` on $E/T$ with step $aT$: it samples "
+          "$e^{-E/T}$, $T = \\sigma^2/(2a)$ (`langevin_temperature`), not $e^{-E}$.")
+    v_t = sp.solve(sp.Eq(v, (1 - a / s**2) ** 2 * v + sig**2), v)[0]
+    d.symbolic("On $E = x^2/(2s^2)$ the stationary variance tends to $T s^2$ as $a \\to 0$ at fixed "
+               "$T = \\sigma^2/(2a)$: the law $\\mathcal N(0, Ts^2) \\propto e^{-E/T}$",
+               sp.limit(v_t.subs(sig, sp.sqrt(2 * a * temp)), a, 0), temp * s**2)
+    d.numeric("The course's sampler ($a = 10$, $\\sigma = 0.005$) runs at $T = 1.25\\cdot10^{-6}$: gradient descent on "
+              "$E$ with a little jitter, a mode seeker rather than a sampler of $p$",
+              langevin_temperature(jnp.asarray(10.0), jnp.asarray(0.005)), 1.25e-6)
+    half = np.asarray(langevin_chain(double_well_energy, start, noise(1000, 2), 0.01, math.sqrt(0.01)))
+    g1, g2 = double_well_cdfs(temperature=0.5)
+    ks_half = np.array([stats.kstest(half[:, 0], g1).statistic, stats.kstest(half[:, 1], g2).statistic])
+    ks_wrong = np.array([stats.kstest(half[:, 0], f1).statistic, stats.kstest(half[:, 1], f2).statistic])
+    d.inequality("Langevin without the 2, $\\sigma = \\sqrt{a}$ ($a = 0.01$, 1000 steps), is the tempered sampler at "
+                 f"$T = 1/2$: both marginals of $e^{{-2E}}$ pass, KS = {np.array2string(ks_half, precision=4)}",
+                 ks_half, crit)
+    d.inequality(f"...and those of $e^{{-E}}$ fail, max KS = {ks_wrong.max():.4f}", crit, ks_wrong.max())
+
+
+def _section_buffer(d: Derivation, rng: np.random.Generator) -> None:
+    d.say("## 4. The replay buffer\nPersistent chains: the negatives of a step are the buffer's rows after a few "
+          "Langevin steps, and they go back into the buffer. `refresh_buffer` first replaces each row, with "
+          "probability $\\rho$ (5%), by fresh uniform noise, so that new modes keep being explored.")
+    n, dim = 40_000, 3
+    samples, fresh = jnp.asarray(rng.standard_normal((n, dim))), jnp.asarray(rng.uniform(0, 1, (n, dim)))
+    mask = jnp.asarray((rng.uniform(size=n) < 0.05).astype(np.float64))
+    out = refresh_buffer(samples, fresh, mask)
+    d.numeric("`refresh_buffer` takes the fresh row where the mask is 1 and keeps the chain where it is 0",
+              out, jnp.where(mask[:, None] > 0, fresh, samples))
+    d.monte_carlo(f"With Bernoulli(0.05) masks, a share 0.05 of the {n} rows is refreshed",
+                  np.asarray(jnp.all(out == fresh, axis=1), dtype=np.float64), 0.05)
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("ebm", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    _section_likelihood(d, rng)
+    _section_langevin(d, rng)
+    _section_buffer(d, rng)
+    return d
