@@ -25,24 +25,41 @@ RUNS = {
     "pixelcnn": ["--set", "model.channels=8", "--set", "model.layers=2", "--set", "train.batch_size=8"],
     "wavenet": ["--set", "model.channels=8", "--set", "model.skip=8", "--set", "model.cycle=2", "--set", "model.repeats=1",
                 "--set", "train.batch_size=2", "--set", "train.samples=1"],
+    "ddpm": ["--set", "model.channels=8", "--set", "model.channel_mults=1,2", "--set", "model.attention_levels=1",
+             "--set", "model.T=20", "--set", "model.sample_steps=5", "--set", "train.batch_size=4"],
 }
 
 
+class Runs(dict):
+    """Tiny runs trained on first use, once per module."""
+
+    def __init__(self, root: Path):
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, name: str) -> Path:
+        out = self.root / name
+        assert torch_cli(["train", name, "--steps", "2", "--out", str(out), *COMMON, *RUNS[name]]) == 0
+        self[name] = out
+        return out
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("check")
-    out = {}
-    for name, extra in RUNS.items():
-        out[name] = root / name
-        assert torch_cli(["train", name, "--steps", "2", "--out", str(out[name]), *COMMON, *extra]) == 0
-    return out
+def runs(tmp_path_factory) -> Runs:
+    return Runs(tmp_path_factory.mktemp("check"))
 
 
 def test_every_model_with_a_twin_has_a_run_here():
     assert set(RUNS) == set(check.CHECKERS)
 
 
-@pytest.mark.parametrize("name", sorted(RUNS))
+# the default suite checks the fast models end to end; the others (a few seconds of training and compiling each) run
+# with -m slow
+FAST = ("vae", "pixelcnn")
+MODELS = [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in sorted(RUNS)]
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_the_twin_recomputes_the_held_out_metric(runs, name, capsys):
     capsys.readouterr()
     assert jax_cli(["check", str(runs[name]), "--examples", "4"]) == 0
@@ -52,7 +69,7 @@ def test_the_twin_recomputes_the_held_out_metric(runs, name, capsys):
     assert rows and all(r.passed and np.isfinite(r.torch_value) for r in rows)
 
 
-@pytest.mark.parametrize("name", sorted(RUNS))
+@pytest.mark.parametrize("name", MODELS)
 def test_a_perturbed_weight_is_caught(runs, name):
     def perturb(params):  # one entry of the first weight matrix (a bias may be normalised or softmaxed away)
         leaves, tree = jax.tree.flatten(params)

@@ -11,7 +11,7 @@ split), with a one-line error.
 Supported models are those in ``CHECKERS`` (the catalogue lists them): ``vae`` (the single-sample ELBO and the
 importance-sampled NLL, nats and bits/dim), ``language_model`` with the transformer (held-out cross-entropy,
 nats and bits/char), ``pixelcnn`` (the exact NLL, nats per image and bits/dim) and ``wavenet`` (NLL per sample of
-whole clips, nats and bits).
+whole clips, nats and bits) and ``ddpm`` on images (the variational bound with 4 shared timesteps per example).
 """
 
 from __future__ import annotations
@@ -188,8 +188,69 @@ def _wavenet(net, cfg, batch, rng, perturb) -> list[Row]:
             Row("NLL", "bits/sample", loss_t / math.log(2), loss_j / math.log(2), tol)]
 
 
+def _ddpm(net, cfg, batch, rng, perturb) -> list[Row]:
+    """The DDPM bound -log p(x_0) <= L_T + sum L_{t-1} + L_0 (Ho et al. eq. 5) on images with the U-Net: L_T and L_0
+    exactly, the middle sum as (T - 1) x the mean of 4 terms at t ~ U{1..T-1}, the same t and noise in both."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    import practice_torch.ddpm.functions as tf
+    import theory_jax.ddpm as jd
+    import theory_jax.diffusion as jdiff
+    from practice_torch.diffusion import q_sample
+    from shared_specs.interop import torch_to_flax
+    from theory_jax.nets.unet import UNet
+
+    if not net.images or type(net.denoiser).__name__ != "UNet":
+        raise CheckError("ddpm is checked on images with the U-Net (the 2-D MLP denoiser has no JAX twin)")
+    x0 = net.to_model(batch[0].double())
+    y = batch[1] if net.num_classes else None
+    b, dims, big_t, k = x0.shape[0], math.prod(net.shape), len(net.schedule), 4
+    a = net.schedule.alpha_bars.double()
+    var0 = (net.schedule.betas[1] * (1 - net.schedule.alpha_bars[0]) / (1 - net.schedule.alpha_bars[1])).item()
+    ts = rng.integers(1, big_t, (k, b))
+    eps0, eps = rng.standard_normal(tuple(x0.shape)), rng.standard_normal((k, *x0.shape))
+    net = net.double()
+    with torch.no_grad():
+        x_1 = q_sample(x0, a[0].expand(b), torch.from_numpy(eps0))
+        total = tf.prior_kl(x0, a[big_t - 1].expand(b)) + tf.decoder_nll(
+            x0, x_1, net(x_1, torch.zeros(b, dtype=torch.long), y), a[0].expand(b), var0)
+        for j in range(k):
+            t = torch.from_numpy(ts[j])
+            x_t = q_sample(x0, a[t], torch.from_numpy(eps[j]))
+            total = total + (big_t - 1) / k * tf.vlb_term(x0, x_t, net(x_t, t, y), a[t], a[t - 1])
+    bound_t = total.mean().item()
+
+    twin = UNet(**dataclasses.asdict(net.denoiser.config))
+    weights = {name: p.detach().double().numpy() for name, p in net.denoiser.named_parameters()}
+    aj, x0j = jnp.asarray(a.numpy()), jnp.asarray(x0.numpy().transpose(0, 2, 3, 1))
+    yj = None if y is None else jnp.asarray(y.numpy())
+    zeros = jnp.zeros(b, dtype=jnp.int32)
+    template = jax.eval_shape(lambda: twin.init(jax.random.key(0), x0j, zeros, yj))["params"]
+    params = perturb(torch_to_flax(weights, template))
+
+    def eps_of(x_t, t):  # the JAX U-Net takes channels-last images
+        return twin.apply({"params": params}, x_t, t, yj)
+
+    def nchw(v):
+        return jnp.transpose(v, (0, 3, 1, 2))
+
+    x_1j = jdiff.q_sample(x0j, jnp.broadcast_to(aj[0], (b,)), jnp.asarray(eps0.transpose(0, 2, 3, 1)))
+    total_j = jd.prior_kl(nchw(x0j), jnp.broadcast_to(aj[big_t - 1], (b,))) + jd.decoder_nll(
+        nchw(x0j), nchw(x_1j), nchw(eps_of(x_1j, zeros)), jnp.broadcast_to(aj[0], (b,)), var0)
+    for j in range(k):
+        t = jnp.asarray(ts[j])
+        x_t = jdiff.q_sample(x0j, aj[t], jnp.asarray(eps[j].transpose(0, 2, 3, 1)))
+        total_j = total_j + (big_t - 1) / k * jd.vlb_term(nchw(x0j), nchw(x_t), nchw(eps_of(x_t, t)), aj[t], aj[t - 1])
+    bound_j = float(jnp.mean(total_j))
+    tol, to_bits = tolerance(LEVEL, "float64"), 1 / (dims * math.log(2))
+    return [Row("NLL bound (4 t)", "nats/image", bound_t, bound_j, tol),
+            Row("NLL bound (4 t)", "bits/dim", bound_t * to_bits, bound_j * to_bits, tol)]
+
+
 CHECKERS: dict[str, Callable] = {"vae": _vae, "language_model": _language_model, "pixelcnn": _pixelcnn,
-                                 "wavenet": _wavenet}
+                                 "wavenet": _wavenet, "ddpm": _ddpm}
 
 
 # The command -----------------------------------------------------------------------------------------------------
