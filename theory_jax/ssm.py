@@ -177,6 +177,14 @@ def derive(echo=None) -> Derivation:
     d.numeric("...and NumPy's full convolution, truncated to the causal part, is the third witness",
               causal_convolution(kernel, jnp.asarray(u_seq)), np.convolve(np.asarray(kernel), u_seq)[:length])
 
+    paths = 20_000
+    noise = rng.standard_normal((paths, length))
+    finals = np.asarray(jax.vmap(lambda v: diagonal_recurrence(jnp.asarray(a_bar_d), jnp.asarray(b_bar_d),
+                                                               jnp.asarray(c_vec), v)[-1])(jnp.asarray(noise)))
+    d.monte_carlo("Driven by white noise, the output's variance is the kernel's energy $\\sum_j K_j^2$ (the "
+                  "convolution view again): the last of 64 outputs over 20 000 noise sequences", finals**2,
+                  float(np.sum(np.asarray(kernel) ** 2)))
+
     d.say("HiPPO-LegS: the state holds the coefficients of the input's history in scaled Legendre polynomials, "
           "$c_n(t) = \\frac1t \\int_0^t f(s) \\sqrt{2n+1} P_n(2s/t - 1)\\,ds$, and Theorem 1 says they obey "
           "$c'(t) = \\frac1t A c(t) + \\frac1t B f(t)$ with the LegS matrices ($A$ here with the minus sign inside).")
