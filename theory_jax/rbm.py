@@ -263,6 +263,13 @@ def _flat(grads):
     return jnp.concatenate([grads[k].ravel() for k in ("weight", "visible_bias", "hidden_bias")])
 
 
+def _ais(rng, runs, betas, base_visible_bias, params):
+    """``ais_log_weights`` of ``runs`` runs along ``betas``, uniforms drawn from the NumPy ``rng``."""
+    (d, h), steps = params[0].shape, len(betas) - 1
+    return ais_log_weights(jnp.asarray(rng.uniform(size=(runs, d))), betas, jnp.asarray(rng.uniform(size=(runs, steps, h))),
+                           jnp.asarray(rng.uniform(size=(runs, steps, d))), base_visible_bias, *params)
+
+
 def derive(echo=None) -> Derivation:
     full_precision()
     d = Derivation("rbm", TITLE, LECTURES, echo=echo)
@@ -363,9 +370,11 @@ def derive(echo=None) -> Derivation:
                           per_chain, expected[1])
         errors.append(float(jnp.linalg.norm(jnp.mean(per_chain, 0) - exact)))
         ses.append(float(jnp.sqrt(jnp.sum(jnp.var(per_chain, 0, ddof=1)) / len(v_rep))))
-    d.inequality(f"Measured with {len(v_rep)} chains per $k$: the error $\\|\\widehat{{\\mathrm{{CD}}}}_k - \\nabla\\ell\\|$ "
-                 "falls with $k$: " + ", ".join(f"$k$ = {k}: {e:.4f}" for k, e in zip(mc_ks, errors))
-                 + f" (Monte Carlo error, the root of the summed variances over the chains: {max(ses):.4f} at most)",
+    listed = ", ".join(f"$k$ = {k}: {e:.4f}" for k, e in zip(mc_ks, errors))
+    d.inequality(f"Measured with {len(v_rep)} chains per $k$: the error "
+                 f"$\\|\\widehat{{\\mathrm{{CD}}}}_k - \\nabla\\ell\\|$ "
+                 f"falls with $k$: {listed} (Monte Carlo error, the root of the summed variances over the chains: "
+                 f"{max(ses):.4f} at most; each error plus its Monte Carlo error below the previous one minus its own)",
                  np.array(errors[1:]) + np.array(ses[1:]), np.array(errors[:-1]) - np.array(ses[:-1]))
 
     # 6. AIS estimates log Z.
@@ -394,15 +403,11 @@ def derive(echo=None) -> Derivation:
                   "$p_\\beta$ (by enumeration) after one transition have $p_\\beta$'s 14 marginals", v_next, p_beta @ va)
     runs, steps = 4000, 200
     betas = jnp.linspace(0.0, 1.0, steps + 1)
-    log_w = ais_log_weights(jnp.asarray(rng.uniform(size=(runs, 14))), betas,
-                            jnp.asarray(rng.uniform(size=(runs, steps, 8))), jnp.asarray(rng.uniform(size=(runs, steps, 14))),
-                            a0, *pa)
+    log_w = _ais(rng, runs, betas, a0, pa)
     log_ratio = log_z_a - float(base_log_partition(a0, 8))
     d.monte_carlo(f"AIS is unbiased for the ratio: $\\mathbb E[w] = Z/Z_0$ ({runs} runs of {steps} linear steps; "
                   f"$w / (Z/Z_0)$ has mean 1)", jnp.exp(log_w - log_ratio), 1.0)
-    short = ais_log_weights(jnp.asarray(rng.uniform(size=(runs, 14))), jnp.linspace(0.0, 1.0, 11),
-                            jnp.asarray(rng.uniform(size=(runs, 10, 8))), jnp.asarray(rng.uniform(size=(runs, 10, 14))),
-                            a0, *pa)
+    short = _ais(rng, runs, jnp.linspace(0.0, 1.0, 11), a0, pa)
     d.inequality(f"By Jensen, $\\mathbb E[\\log w] \\le \\log (Z/Z_0)$: so AIS's $\\log\\hat Z$ errs low on average, "
                  f"the more the fewer its steps: mean $\\log w - \\log(Z/Z_0)$ = {float(jnp.mean(log_w)) - log_ratio:.4f} "
                  f"with {steps} steps, {float(jnp.mean(short)) - log_ratio:.4f} with 10 ({runs} runs each)",
@@ -410,9 +415,7 @@ def derive(echo=None) -> Derivation:
     runs, steps = 100, 1000
     betas = jnp.concatenate([jnp.linspace(0, 0.5, 200, endpoint=False), jnp.linspace(0.5, 0.9, 400, endpoint=False),
                              jnp.linspace(0.9, 1.0, 401)])
-    log_w = ais_log_weights(jnp.asarray(rng.uniform(size=(runs, 14))), betas,
-                            jnp.asarray(rng.uniform(size=(runs, steps, 8))), jnp.asarray(rng.uniform(size=(runs, steps, 14))),
-                            a0, *pa)
+    log_w = _ais(rng, runs, betas, a0, pa)
     estimate = float(ais_log_partition(log_w, base_log_partition(a0, 8)))
     d.inequality(f"AIS as the trainer runs it ({runs} runs, {steps} steps, $\\beta$ spaced as Salakhutdinov & Murray "
                  f"2008: finer near 1): $\\log\\hat Z = {estimate:.4f}$ against the exact {log_z_a:.4f}, within 0.5 "
