@@ -73,7 +73,8 @@ TOPICS: tuple[Topic, ...] = (
           trains="CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies)"),
     # Energy-based models
     Topic("ebm", "energy-based", "EBMs; Langevin MCMC; replay buffer", "2-D, image"),
-    Topic("rbm", "energy-based", "RBMs; contrastive divergence", "image"),
+    Topic("rbm", "energy-based", "RBMs; contrastive divergence", "image",
+          trains="Bernoulli RBM: CD-k and persistent CD, Gibbs samples, AIS log-likelihood (binarised images)"),
     # Autoregressive models and transformers
     Topic("pixelcnn", "autoregressive", "PixelCNN; masked convolutions", "image",
           trains="gated PixelCNN: masked convs, exact NLL in bits/dim (binarised, 8-bit images)"),

@@ -78,9 +78,10 @@ def gibbs_chain(v, u_h, u_v, weight, visible_bias, hidden_bias):
 # 3. The log-likelihood gradient and contrastive divergence ----------------------------------------------------
 def sufficient_statistics(v, weight, hidden_bias):
     """-d mean F(v) / d theta, the batch mean of the expected sufficient statistics given v (B, D):
-    {'weight': v^T p(h|v) / B (D, H), 'visible_bias': mean v (D,), 'hidden_bias': mean p(h|v) (H,)}."""
+    {'hidden_bias': mean p(h|v) (H,), 'visible_bias': mean v (D,), 'weight': v^T p(h|v) / B (D, H)} (keys sorted,
+    as JAX orders a dict)."""
     p = hidden_probs(v, weight, hidden_bias)
-    return {"weight": v.T @ p / v.shape[0], "visible_bias": jnp.mean(v, axis=0), "hidden_bias": jnp.mean(p, axis=0)}
+    return {"hidden_bias": jnp.mean(p, axis=0), "visible_bias": jnp.mean(v, axis=0), "weight": v.T @ p / v.shape[0]}
 
 
 def cd_gradient(v, chain_start, u_h, u_v, weight, visible_bias, hidden_bias):
