@@ -20,6 +20,7 @@ from scipy.special import expit, logsumexp
 from shared_specs.case import FunctionCase, ModuleCase, StepCase, gaussian, uniform
 
 B, D, H, K = 5, 6, 3, 3  # batch, visible, hidden, Gibbs sweeps
+CHAINS = 64  # the samplers' cases: enough draws 1[u < p] that a wrong p moves some of them
 M, STEPS = 4, 6  # AIS runs and steps
 PARAMS = ("weight", "visible_bias", "hidden_bias")
 
@@ -35,7 +36,7 @@ def _params(r, d=D, h=H):
 
 
 def _gibbs(r):
-    return {"v": _binary(r, B, D), "u_h": uniform(r, B, H), "u_v": uniform(r, B, D), **_params(r)}
+    return {"v": _binary(r, CHAINS, D), "u_h": uniform(r, CHAINS, H), "u_v": uniform(r, CHAINS, D), **_params(r)}
 
 
 def _chain(r):
@@ -55,8 +56,9 @@ def _annealed(r):
 
 
 def _ais_step(r):
-    return {"v": _binary(r, M, D), "log_weight": gaussian(r, M), "beta_prev": np.float64(0.3), "beta": np.float64(0.45),
-            "u_h": uniform(r, M, H), "u_v": uniform(r, M, D), "base_visible_bias": gaussian(r, D), **_params(r)}
+    return {"v": _binary(r, CHAINS, D), "log_weight": gaussian(r, CHAINS), "beta_prev": np.float64(0.3),
+            "beta": np.float64(0.45), "u_h": uniform(r, CHAINS, H), "u_v": uniform(r, CHAINS, D),
+            "base_visible_bias": gaussian(r, D), **_params(r)}
 
 
 def _ais(r):
