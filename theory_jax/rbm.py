@@ -351,7 +351,7 @@ def derive(echo=None) -> Derivation:
     bias = np.array([float(jnp.linalg.norm(expected[k] - exact)) for k in ks])
     d.say("The expected CD-k gradient is exact too: the chains' law after $k$ sweeps from the data is "
           "$p_{\\mathrm{data}}T^k$. Its bias $\\|\\mathbb E[\\mathrm{CD}_k] - \\nabla\\ell\\|$ for $k$ = "
-          + ", ".join(f"{k}: {e:.4f}" for k, e in zip(ks, bias)) + ".")
+          + ", ".join(f"{k}: {e:.2g}" for k, e in zip(ks, bias)) + ".")
     d.inequality("The total variation $\\|p_{\\mathrm{data}}T^k - p\\|_{TV}$ never increases with $k$ (a Markov kernel "
                  f"contracts it), $k$ = 1..{max(ks)}: from {tv[0]:.3f} to {tv[-1]:.4f}", np.array(tv[1:]),
                  np.array(tv[:-1]), slack=1e-12)
