@@ -91,7 +91,7 @@ def test_an_annealed_free_energy_that_leaves_the_hidden_bias_unscaled_is_caught(
     assert "output" in _fails("rbm/annealed_free_energy", Perturbation("b not annealed", fn=unscaled))
 
 
-def test_a_transposed_or_negated_weight_in_the_network_is_caught(both):
+def test_a_negated_weight_in_the_network_is_caught(both):
     flip = Perturbation("negated weight", params=lambda p: {**p, "weight": -p["weight"]})
     assert "output" in caught(CASES["rbm/RBM"], flip)
 
