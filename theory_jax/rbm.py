@@ -215,6 +215,7 @@ def _bernoulli_prob(x, probs):
     return jnp.exp(jnp.log(probs) @ x.T + jnp.log1p(-probs) @ (1 - x).T)
 
 
+@jax.jit
 def _transition(v, h, params):
     """The Gibbs sweep's exact transition matrix over the visible states, T[v, v'] = sum_h p(h|v) p(v'|h)."""
     weight, a, b = params
@@ -267,8 +268,12 @@ def _flat(grads):
 def _ais(rng, runs, betas, base_visible_bias, params):
     """``ais_log_weights`` of ``runs`` runs along ``betas``, uniforms drawn from the NumPy ``rng``."""
     (d, h), steps = params[0].shape, len(betas) - 1
-    return ais_log_weights(jnp.asarray(rng.uniform(size=(runs, d))), betas, jnp.asarray(rng.uniform(size=(runs, steps, h))),
-                           jnp.asarray(rng.uniform(size=(runs, steps, d))), base_visible_bias, *params)
+    return _ais_log_weights(jnp.asarray(rng.uniform(size=(runs, d))), betas,
+                            jnp.asarray(rng.uniform(size=(runs, steps, h))), jnp.asarray(rng.uniform(size=(runs, steps, d))),
+                            base_visible_bias, *params)
+
+
+_ais_log_weights = jax.jit(ais_log_weights)
 
 
 def derive(echo=None) -> Derivation:
@@ -333,7 +338,7 @@ def derive(echo=None) -> Derivation:
               "$T(v, v') = \\sum_h p(h|v)p(v'|h)$ (1024 x 1024)", p_model @ T, p_model, atol=1e-14)
     start = jnp.broadcast_to(v_data[0], (20000, 10))
     u = rng.uniform(size=(20000, 16))
-    h1, v1 = gibbs_step(start, jnp.asarray(u[:, :6]), jnp.asarray(u[:, 6:]), *pm)
+    h1, v1 = jax.jit(gibbs_step)(start, jnp.asarray(u[:, :6]), jnp.asarray(u[:, 6:]), *pm)
     idx = int(np.sum(np.asarray(v_data[0]) * 2 ** np.arange(9, -1, -1)))
     d.monte_carlo("`gibbs_step` with given uniforms samples the sweep: over 20 000 sweeps from one data vector, the "
                   "means of $h$ and $v'$ are $p(h = 1|v)$ and $\\sum_{v'} T(v, v')\\,v'$", jnp.concatenate([h1, v1], 1),
@@ -361,10 +366,10 @@ def derive(echo=None) -> Derivation:
     v_rep = jnp.repeat(v_data, chains, axis=0)
     errors, ses = [], []
     mc_ks = (1, 2, 5)
+    per_chain_cd = jax.jit(jax.vmap(lambda x, uh, uv: _flat(cd_gradient(x[None], x[None], uh[None], uv[None], *pm)[0])))
     for k in mc_ks:
         u_h, u_v = rng.uniform(size=(len(v_rep), k, 6)), rng.uniform(size=(len(v_rep), k, 10))
-        per_chain = jax.vmap(lambda x, uh, uv: _flat(cd_gradient(x[None], x[None], uh[None], uv[None], *pm)[0]))(
-            v_rep, jnp.asarray(u_h), jnp.asarray(u_v))
+        per_chain = per_chain_cd(v_rep, jnp.asarray(u_h), jnp.asarray(u_v))
         if k == 1:
             d.monte_carlo(f"`cd_gradient` with given uniforms is an unbiased estimate of $\\mathbb E[\\mathrm{{CD}}_1]$: "
                           f"{len(v_rep)} chains ({chains} per data vector), all 76 components",
@@ -398,11 +403,11 @@ def derive(echo=None) -> Derivation:
     p_beta = jnp.exp(log_p_beta - logsumexp(log_p_beta))
     draws = np.searchsorted(np.cumsum(np.asarray(p_beta)), rng.uniform(size=20000) * float(jnp.sum(p_beta)))
     v_beta = va[jnp.asarray(np.minimum(draws, 2**14 - 1))]
-    v_next, _ = ais_step(v_beta, jnp.zeros(20000), beta, beta, jnp.asarray(rng.uniform(size=(20000, 8))),
+    v_next, _ = jax.jit(ais_step)(v_beta, jnp.zeros(20000), beta, beta, jnp.asarray(rng.uniform(size=(20000, 8))),
                          jnp.asarray(rng.uniform(size=(20000, 14))), a0, *pa)
     d.monte_carlo("`ais_step`'s transition at $\\beta = 0.6$ keeps $p_\\beta$ invariant: 20 000 exact draws of "
                   "$p_\\beta$ (by enumeration) after one transition have $p_\\beta$'s 14 marginals", v_next, p_beta @ va)
-    runs, steps = 4000, 200
+    runs, steps = 2000, 100
     betas = jnp.linspace(0.0, 1.0, steps + 1)
     log_w = _ais(rng, runs, betas, a0, pa)
     log_ratio = log_z_a - float(base_log_partition(a0, 8))
