@@ -75,7 +75,8 @@ TOPICS: tuple[Topic, ...] = (
     # Energy-based models
     Topic("ebm", "energy-based", "EBMs; Langevin MCMC; replay buffer", "2-D, image",
           trains="EBM: persistent Langevin chains, replay buffer, CD + L2, OOD AUROC (2-D, images)"),
-    Topic("rbm", "energy-based", "RBMs; contrastive divergence", "image"),
+    Topic("rbm", "energy-based", "RBMs; contrastive divergence", "image",
+          trains="Bernoulli RBM: CD-k and persistent CD, Gibbs samples, AIS log-likelihood (binarised images)"),
     # Autoregressive models and transformers
     Topic("pixelcnn", "autoregressive", "PixelCNN; masked convolutions", "image",
           trains="gated PixelCNN: masked convs, exact NLL in bits/dim (binarised, 8-bit images)"),
