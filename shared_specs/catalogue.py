@@ -49,8 +49,10 @@ TOPICS: tuple[Topic, ...] = (
           trains="variational autoencoder: MLP or conv, beta-VAE, conditional (images)"),
     Topic("vq_vae", "latent variable", "vector-quantised VAE", "image"),
     # Adversarial models
-    Topic("gan", "adversarial", "GAN; DCGAN; cGAN", "2-D, image"),
-    Topic("wgan", "adversarial", "Wasserstein GAN; gradient penalty", "2-D, image"),
+    Topic("gan", "adversarial", "GAN; DCGAN; cGAN", "2-D, image",
+          trains="GAN: MLP on 2-D mixtures, DCGAN, class-conditional (projection discriminator), non-saturating loss"),
+    Topic("wgan", "adversarial", "Wasserstein GAN; gradient penalty", "2-D, image",
+          trains="WGAN: weight clipping or gradient penalty, n_critic critic steps, critic's W1 estimate (2-D, images)"),
     Topic("bigan", "adversarial", "BiGAN / ALI", "image"),
     Topic("gan_inversion", "adversarial", "GAN inversion", "image"),
     Topic("domain_adversarial", "adversarial", "domain-adversarial networks", "image"),

@@ -61,11 +61,15 @@ class MLPCritic(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.out = nn.Linear(widths[-1], 1)
 
-    def forward(self, x):
+    def features(self, x):
+        """The last hidden layer, (B, hidden[-1]): what ``out`` reads (and a projection critic, ``practice_torch.gan``)."""
         h = torch.flatten(x, 1)
         for layer in self.layers:
             h = F.leaky_relu(layer(h), 0.2)
-        return self.out(h).squeeze(-1)
+        return h
+
+    def forward(self, x):
+        return self.out(self.features(x)).squeeze(-1)
 
 
 class ConvGenerator(nn.Module):
@@ -94,25 +98,29 @@ class ConvGenerator(nn.Module):
 
 class ConvCritic(nn.Module):
     """x (B, C, H, W) -> V (B,): Conv 4x4 stride 2 (padding 1) twice, Linear to ``fc`` features, Linear to 1;
-    LeakyReLU(0.2) between, layer normalisation after the second conv and the first Linear. Never batch
+    LeakyReLU(0.2) between, layer normalisation after the second conv and the first Linear (``norm=False``: none,
+    for a weight-clipped WGAN critic, whose Lipschitz bound a normalisation would undo). Never batch
     normalisation: V(x) must not depend on the rest of the batch (the critic sees data and samples apart)."""
 
-    def __init__(self, shape: Sequence[int], channels: Sequence[int] = (64, 128), fc: int = 1024):
+    def __init__(self, shape: Sequence[int], channels: Sequence[int] = (64, 128), fc: int = 1024, norm: bool = True):
         super().__init__()
         c, hgt, wid = shape
         small, big = channels
         self.down1 = nn.Conv2d(c, small, 4, stride=2, padding=1)
         self.down2 = nn.Conv2d(small, big, 4, stride=2, padding=1)
-        self.norm2 = nn.GroupNorm(1, big)  # one group: LayerNorm over (C, H, W)
+        self.norm2 = nn.GroupNorm(1, big) if norm else nn.Identity()  # one group: LayerNorm over (C, H, W)
         self.fc = nn.Linear(big * (hgt // 4) * (wid // 4), fc)
-        self.norm_fc = nn.LayerNorm(fc)
+        self.norm_fc = nn.LayerNorm(fc) if norm else nn.Identity()
         self.out = nn.Linear(fc, 1)
 
-    def forward(self, x):
+    def features(self, x):
+        """The ``fc`` features, (B, fc): what ``out`` reads (and a projection critic, ``practice_torch.gan``)."""
         h = F.leaky_relu(self.down1(x), 0.2)
         h = F.leaky_relu(self.norm2(self.down2(h)), 0.2)
-        h = F.leaky_relu(self.norm_fc(self.fc(torch.flatten(h, 1))), 0.2)
-        return self.out(h).squeeze(-1)
+        return F.leaky_relu(self.norm_fc(self.fc(torch.flatten(h, 1))), 0.2)
+
+    def forward(self, x):
+        return self.out(self.features(x)).squeeze(-1)
 
 
 # 2. The f-GAN ----------------------------------------------------------------------------------------

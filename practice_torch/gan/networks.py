@@ -1,0 +1,142 @@
+"""The GAN's players and its training step (Goodfellow et al. 2014; DCGAN, Radford et al. 2016; cGAN, Mirza &
+Osindero 2014, with a projection discriminator, Miyato & Koyama 2018).
+
+The networks are the f-GAN's (``practice_torch.f_divergence.networks``): LeakyReLU MLPs for vectors, DCGAN-style
+convolutions for images (BatchNorm in the generator only; the critic's layer normalisation can be switched off,
+as a weight-clipped WGAN critic needs). ``Adversarial`` holds both players, optionally class-conditional, and the
+schedule of the game: the shared engine takes one optimizer step per call of the loss, so the steps cycle through
+``n_critic`` steps of the critic alone and one of the generator alone (GAN Algorithm 1 with k = n_critic; WGAN's
+n_critic). The idle player takes no gradient at all (its ``.grad`` stays None), so AdamW leaves it untouched:
+no momentum step, no decay, no step count. ``n_critic = 0`` updates both players in every step instead
+(simultaneous gradient steps, as the f-GAN's Algorithm 1). The step counter is a buffer: it is checkpointed with
+the weights, so a resumed run continues the cycle where it stopped. ``gan_loss`` is one step's loss with the
+losses of ``practice_torch.gan.functions``; ``wgan_loss`` (``practice_torch.wgan.training``) is the WGAN's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from practice_torch.f_divergence.networks import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
+from practice_torch.gan.functions import (
+    discriminator_loss,
+    generator_loss_nonsaturating,
+    generator_loss_saturating,
+)
+
+GENERATOR_LOSSES = {"non_saturating": generator_loss_nonsaturating, "saturating": generator_loss_saturating}
+
+
+class Adversarial(nn.Module):
+    """A generator G(z[, y]) and a critic V(x[, y]) -> (B,) logits or scores, with the step schedule of the game.
+
+    shape: one example, (D,) vectors or (C, H, W) images; num_classes > 0: class-conditional, the one-hot label
+    appended to z and a projection term <embed(y), phi(x)> added to the critic's output (phi: its last features).
+    """
+
+    def __init__(self, shape: Sequence[int], architecture: str = "mlp", latent_dim: int = 8,
+                 hidden: Sequence[int] = (128, 128), channels: Sequence[int] = (64, 128), fc: int = 1024,
+                 num_classes: int = 0, critic_norm: bool = True, unit_interval: bool = False, n_critic: int = 1):
+        super().__init__()
+        if n_critic < 0:
+            raise ValueError(f"model.n_critic must be 0 (simultaneous steps) or more, got {n_critic}")
+        self.shape, self.latent_dim, self.num_classes, self.n_critic = tuple(shape), latent_dim, num_classes, n_critic
+        z_dim = latent_dim + num_classes
+        if architecture == "mlp":
+            self.generator = MLPGenerator(z_dim, shape, hidden, unit_interval)
+            self.critic = MLPCritic(shape, hidden)
+            width = hidden[-1]
+        elif architecture == "conv":
+            if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
+                raise ValueError(f"the conv GAN needs (C, H, W) images with H and W divisible by 4 and two "
+                                 f"model.channels, got shape {tuple(shape)} and channels {tuple(channels)}")
+            self.generator = ConvGenerator(z_dim, shape, channels, fc)
+            self.critic = ConvCritic(shape, channels, fc, norm=critic_norm)
+            width = fc
+        else:
+            raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, width)  # the projection discriminator's class vectors
+            nn.init.zeros_(self.embed.weight)  # starts as the unconditional critic
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss calls so far: the schedule
+
+    def forward(self, z, y=None):
+        """Samples G(z, y): z (B, d), y (B,) int64 class labels (conditional nets) -> (B, *shape)."""
+        if self.num_classes:
+            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
+        return self.generator(z)
+
+    def critic_value(self, x, y=None):
+        """V(x[, y]): x (B, *shape), y (B,) labels (conditional nets) -> (B,)."""
+        if not self.num_classes:
+            return self.critic(x)
+        h = self.critic.features(x)
+        return self.critic.out(h).squeeze(-1) + torch.sum(self.embed(y) * h, dim=-1)  # Miyato & Koyama, eq. 3
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """The critic's weights and the projection's class vectors: everything but the generator."""
+        return [p for name, p in self.named_parameters() if not name.startswith("generator.")]
+
+    @contextmanager
+    def frozen_critic(self):
+        """The critic's weights as constants of the graphs built inside (requires_grad off, then restored): the
+        generator's term then sends no gradient to the critic, whose ``.grad`` stays None."""
+        params = [p for p in self.critic_parameters() if p.requires_grad]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+
+    def next_phase(self) -> tuple[bool, bool]:
+        """(critic steps, generator steps) in this training step, then the counter advances: n_critic critic steps,
+        then one generator step; both at once when n_critic = 0."""
+        phase = int(self.steps) % (self.n_critic + 1)
+        with torch.no_grad():
+            self.steps += 1
+        if self.n_critic == 0:
+            return True, True
+        return phase < self.n_critic, phase == self.n_critic
+
+
+def generated(net: Adversarial, z, y, with_grad: bool):
+    """G(z, y), in the graph only when the generator steps (otherwise no graph is built for it at all)."""
+    if with_grad:
+        return net(z, y)
+    with torch.no_grad():
+        return net(z, y)
+
+
+def gan_loss(net: Adversarial, x, z, y=None, generator_loss: str = "non_saturating",
+             phase: tuple[bool, bool] = (True, True)):
+    """One step of the GAN game (eq. 1): the discriminator's binary cross-entropy (``discriminator_loss``) when the
+    critic steps, the generator's loss (``generator_loss_nonsaturating`` or ``_saturating``) on the critic's detached
+    weights when the generator steps; their sum is the loss whose gradient the engine follows.
+
+    x: (B, *shape), z: (B, d), y: (B,) labels (conditional nets: the fakes are drawn for the batch's labels) ->
+    (loss, {"discriminator_loss", "generator_loss", "d_real", "d_fake"}). Every term is reported at every step,
+    detached where its player does not step, so the logged means are over all steps.
+    """
+    critic_steps, generator_steps = phase
+    fake = generated(net, z, y, generator_steps)
+    with torch.set_grad_enabled(critic_steps and torch.is_grad_enabled()):
+        real_logits = net.critic_value(x, y)
+        fake_logits = net.critic_value(fake.detach(), y)
+        d_loss = discriminator_loss(real_logits, fake_logits)
+    g_fn = GENERATOR_LOSSES[generator_loss]
+    if generator_steps:
+        with net.frozen_critic():
+            g_loss = g_fn(net.critic_value(fake, y))
+    else:
+        g_loss = g_fn(fake_logits.detach())
+    total = (d_loss if critic_steps else 0) + (g_loss if generator_steps else 0)
+    terms = {"discriminator_loss": d_loss.detach(), "generator_loss": g_loss.detach(),
+             "d_real": torch.sigmoid(real_logits.detach()).mean(), "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
+    return total, terms

@@ -1,0 +1,76 @@
+"""How good a generator's samples are, for the GAN and the WGAN (``practice_torch.wgan`` imports this).
+
+* ``mode_statistics``: on a labelled mixture of Gaussians (``gaussians``), the share of samples within 3 standard
+  deviations of a mode and the modes that receive them (the usual mode-collapse figures, Srivastava et al. 2017).
+* ``image_references``: on images, what an FID of the samples is to be read against, through the project's
+  feature network: the FID of an untrained generator of the same architecture (the ceiling) and of as many
+  training images (the floor: the FID the test set itself would get); and the classifier's class shares of
+  the samples (mode collapse shows as classes that get almost none).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from practice_torch.evaluation.features import embed, feature_network
+from practice_torch.evaluation.metrics import fid_from_features
+
+REFERENCE_SAMPLES = 10_000  # at most: as many as ``eval``'s sample metrics compare
+
+
+def mode_statistics(samples, data, labels, within: float = 3.0, min_share: float = 0.25) -> dict[str, float]:
+    """samples (M, D) against labelled held-out data (N, D), labels (N,): each mode's centre is its data's mean and
+    its scale the pooled per-coordinate standard deviation of the data about their centres.
+
+    high_quality: the share of samples within ``within`` standard deviations of the nearest centre;
+    modes_covered: the modes that receive at least ``min_share`` of an equal share (M / K) of those samples.
+    """
+    data, samples = data.double(), samples.double()
+    classes = labels.unique()
+    centres = torch.stack([data[labels == c].mean(0) for c in classes])
+    std = torch.sqrt(torch.mean((data - centres[torch.searchsorted(classes, labels)]) ** 2))
+    dist, nearest = torch.cdist(samples, centres).min(dim=1)
+    good = dist <= within * std
+    counts = torch.bincount(nearest[good], minlength=len(classes)).double()
+    return {"modes_covered": int((counts >= min_share * len(samples) / len(classes)).sum()), "modes": len(classes),
+            "high_quality": float(good.double().mean()), "mode_std": float(std)}
+
+
+def untrained_copy(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The net with freshly initialised weights (``reset_parameters`` of each layer, BatchNorm statistics too), drawn
+    from ``seed`` without touching the global generator; in eval mode."""
+    fresh = copy.deepcopy(net)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return fresh.eval()
+
+
+@torch.no_grad()
+def image_references(draw, draw_untrained, dataset, train, dataset_name: str, labels=None,
+                     n: int | None = None) -> dict[str, float]:
+    """FIDs through ``dataset_name``'s feature network of n samples (``draw(n) -> (n, C, H, W)`` in [0, 1]) against
+    n held-out images of ``dataset``: ``fid_untrained`` (``draw_untrained``) and ``fid_floor`` (the first n images of
+    the ``train`` split); the classifier's ``class_share_k`` of the samples and their min and max; with the ``labels``
+    (n,) the samples were drawn for, ``class_accuracy``: how often the classifier names that class."""
+    n = n or min(len(dataset), REFERENCE_SAMPLES)
+    features = feature_network(dataset_name)
+    real = torch.stack([dataset[i][0] for i in range(n)])
+    real_feats, _ = embed(features, real, desc="features (held out)")
+    floor_feats, _ = embed(features, torch.stack([train[i][0] for i in range(min(n, len(train)))]),
+                           desc="features (training images)")
+    fake_feats, probs = embed(features, draw(n).clamp(0, 1), desc="features (samples)")
+    untrained_feats, _ = embed(features, draw_untrained(n).clamp(0, 1), desc="features (untrained)")
+    shares = torch.bincount(probs.argmax(-1), minlength=probs.shape[1]).double() / n
+    metrics = {"fid_samples": fid_from_features(real_feats, fake_feats),
+               "fid_untrained": fid_from_features(real_feats, untrained_feats),
+               "fid_floor": fid_from_features(real_feats, floor_feats), "reference_examples": n,
+               "class_share_min": float(shares.min()), "class_share_max": float(shares.max()),
+               **{f"class_share_{k}": float(s) for k, s in enumerate(shares)}}
+    if labels is not None:
+        metrics["class_accuracy"] = float((probs.argmax(-1) == labels[:n].to(probs.device)).double().mean())
+    return metrics

@@ -1,0 +1,172 @@
+"""The GAN's training interface (``practice_torch.models``): config, presets, loss on a batch, samples, eval.
+
+``python -m practice_torch train gan`` trains an MLP GAN on the 2-D mixture of eight Gaussians;
+``--dataset fashion_mnist`` a DCGAN; ``--set model.conditional=true`` a class-conditional GAN (the label into both
+players); ``--set model.generator_loss=saturating`` the minimax generator loss of eq. 1. The steps alternate: one
+of the discriminator, one of the generator (``model.n_critic``; see ``practice_torch.gan.networks``).
+``eval`` reports, on 2-D data, the modes covered and the share of samples within 3 standard deviations of a mode;
+on images, the FID of the samples beside an untrained generator's and the training images' (the floor), the
+feature network's class shares of the samples and, for a conditional GAN, how often it names the asked-for class.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.gan.functions import discriminator_loss
+from practice_torch.gan.networks import GENERATOR_LOSSES, Adversarial, gan_loss
+from practice_torch.models import Artefact
+from practice_torch.plots import scatter_figure_2d
+
+
+@dataclass
+class Config:
+    """The GAN's hyperparameters: the run's ``model.*`` keys (``--set model.conditional=true``)."""
+
+    architecture: Literal["mlp", "conv"] = "mlp"
+    generator_loss: Literal["non_saturating", "saturating"] = "non_saturating"
+    conditional: bool = False  # cGAN: the one-hot label into the generator, a projection term in the discriminator
+    latent_dim: int = 8
+    hidden: tuple[int, ...] = (128, 128, 128)  # MLP widths (generator and discriminator)
+    channels: tuple[int, ...] = (64, 128)  # conv widths (two stride-2 layers each way)
+    fc: int = 1024  # conv: width of the fully connected layer in generator and discriminator
+    n_critic: int = 1  # discriminator steps per generator step; 0 = both players in every step
+    eval_references: bool = True  # images: eval also scores an untrained generator and the training images
+
+
+GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
+DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # Radford et al.: Adam(2e-4, beta1 = 0.5)
+
+# quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per generator step.
+HEADLINE = (("class_accuracy", "samples classified as their class", "share"), ("fid", "FID (project features)", "FID"),
+            ("modes_covered", "modes covered", "modes"))
+
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("gaussians", "*"), Preset(
+            Config(),
+            TrainConfig(steps=8000, batch_size=256, lr=2e-4, checkpoint_every=2000, samples=2000, **DCGAN))),
+        "image": Preset(
+            Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512),
+            TrainConfig(steps=4000, batch_size=64, lr=2e-4, checkpoint_every=1000, samples=100, **DCGAN)),
+    },
+    "full": {
+        **dict.fromkeys(("gaussians", "*"), Preset(
+            Config(),
+            TrainConfig(steps=40_000, batch_size=512, lr=2e-4, checkpoint_every=10_000, samples=5000,
+                        **DCGAN, **GPU_TRAINING))),
+        "image": Preset(
+            Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024),
+            TrainConfig(steps=60_000, batch_size=128, lr=2e-4, checkpoint_every=10_000, samples=100,
+                        **DCGAN, **GPU_TRAINING)),
+    },
+}
+default_config = preset_config("gan", PRESETS)
+
+
+def build(config: Config, data) -> Adversarial:
+    """The GAN for a data set of vectors (D,) or images (C, H, W) in [0, 1]; one-line ValueError otherwise."""
+    if data.modality not in ("2-D", "image"):
+        raise ValueError(f"the GAN models vectors or images; {data.name} is {data.modality} data")
+    if config.architecture == "conv" and len(data.shape) != 3:
+        raise ValueError(f"model.architecture=conv needs images; {data.name} examples have shape {data.shape} "
+                         "(use model.architecture=mlp)")
+    if config.generator_loss not in GENERATOR_LOSSES:
+        raise ValueError(f"unknown model.generator_loss {config.generator_loss!r}; choose from "
+                         f"{', '.join(GENERATOR_LOSSES)}")
+    if config.conditional and not data.num_classes:
+        raise ValueError(f"model.conditional=true needs class labels, and {data.name} has none")
+    net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
+                      data.num_classes if config.conditional else 0, critic_norm=True,
+                      unit_interval=data.modality == "image", n_critic=config.n_critic)
+    net.generator_loss = config.generator_loss  # which of the generator's losses ``loss`` takes
+    net.data_name = data.name  # for eval's references (the training images of the same data set)
+    return net
+
+
+def draw_noise(net: Adversarial, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """z ~ N(0, I), (n, d): the generator's latents for one batch (drawn at every step, whichever player steps)."""
+    return {"z": torch.randn((n, net.latent_dim), generator=generator)}
+
+
+def loss(net: Adversarial, batch, noise: dict[str, torch.Tensor]):
+    """``gan_loss`` for this step's player (``net.next_phase``) on (x (B, ...), y (B,)); fakes of a conditional GAN
+    are drawn for the batch's labels."""
+    y = batch[1] if net.num_classes else None
+    return gan_loss(net, batch[0], noise["z"], y, net.generator_loss, net.next_phase())
+
+
+def _device(net) -> torch.device:
+    return next(net.parameters()).device
+
+
+def class_rows(net: Adversarial, n: int) -> tuple[torch.Tensor | None, int]:
+    """(labels, per row): a conditional net draws ceil(n / K) samples per class, one row per class; else (None, ~sqrt n)."""
+    if not net.num_classes:
+        return None, math.ceil(math.sqrt(n))
+    per_row = math.ceil(n / net.num_classes)
+    return torch.arange(net.num_classes).repeat_interleave(per_row), per_row
+
+
+@torch.no_grad()
+def generate(net: Adversarial, n: int, generator: torch.Generator, y=None) -> torch.Tensor:
+    """n samples G(z[, y]) on the CPU, z drawn from ``generator``; y (n,) labels for a conditional net."""
+    device = _device(net)
+    z = torch.randn((n, net.latent_dim), generator=generator).to(device)
+    return net(z, None if y is None else y.to(device)).cpu()
+
+
+@torch.no_grad()
+def sample(net: Adversarial, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+    """Images: a grid of about n samples (a conditional GAN: one row per class, ``labels`` set). 2-D: a scatter of n
+    samples beside the held-out ``examples``."""
+    y, per_row = class_rows(net, n)
+    samples = generate(net, n if y is None else len(y), generator, y)
+    if len(net.shape) == 3:
+        return [Artefact("samples", "images", samples, nrow=per_row, labels=y)]
+    data = samples if examples is None else examples[0]
+    return [scatter_figure_2d("samples", samples, data, title=f"GAN samples ({config.generator_loss})")]
+
+
+@torch.no_grad()
+def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """The discriminator's loss (eq. 1, negated: log 4 at D = 1/2) on the held-out set and as many samples; on
+    labelled 2-D data the mode statistics; on images (``model.eval_references``) the reference FIDs and the class
+    shares of ``quality.image_references``."""
+    device = _device(net)
+    total, reals, labels, n = 0.0, [], [], len(dataset)
+    for x, y in DataLoader(dataset, batch_size=1000):
+        y_fake = y if net.num_classes else None
+        fake = generate(net, len(x), generator, y_fake).to(device)
+        y_dev = y.to(device) if net.num_classes else None
+        total += float(discriminator_loss(net.critic_value(x.to(device), y_dev), net.critic_value(fake, y_dev))) * len(x)
+        if len(net.shape) == 1:
+            reals.append(x)
+            labels.append(y)
+    metrics = {"discriminator_loss": total / n, "examples": n}
+    if len(net.shape) == 1 and labels and labels[0].dtype == torch.int64:
+        from practice_torch.gan.quality import mode_statistics
+
+        metrics.update(mode_statistics(generate(net, n, generator), torch.cat(reals), torch.cat(labels)))
+    elif len(net.shape) == 3 and config.eval_references:
+        metrics.update(references(net, dataset, generator))
+    return metrics
+
+
+def references(net: Adversarial, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """``quality.image_references`` for this net: its samples, an untrained copy's, the training images."""
+    from practice_torch.data import get_dataset
+    from practice_torch.gan.quality import REFERENCE_SAMPLES, image_references, untrained_copy
+
+    n = min(len(dataset), REFERENCE_SAMPLES)
+    y = torch.arange(n) % net.num_classes if net.num_classes else None
+    fresh = untrained_copy(net)
+    return image_references(lambda m: generate(net, m, generator, y), lambda m: generate(fresh, m, generator, y),
+                            dataset, get_dataset(net.data_name, "train", limit=n), net.data_name, labels=y, n=n)

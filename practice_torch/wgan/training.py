@@ -1,0 +1,215 @@
+"""The WGAN's training interface (``practice_torch.models``): config, presets, loss on a batch, samples, eval.
+
+``python -m practice_torch train wgan`` trains WGAN-GP (Gulrajani et al. 2017) on the 2-D mixture of eight
+Gaussians; ``--set model.penalty=clip`` the original WGAN with weight clipping (Arjovsky et al. 2017);
+``--dataset fashion_mnist`` DCGAN-style convolutions with a critic without normalisation. The networks and the
+step schedule are the GAN's (``practice_torch.gan.networks.Adversarial``): ``model.n_critic`` steps of the critic
+alone, then one of the generator alone, each one step of the shared engine (so ``train.steps`` counts both).
+
+Weight clipping (Algorithm 1, line 7) projects every critic parameter onto [-c, c] after its step; the engine owns
+the step, so the projection runs when the weights are next used: at the start of the next loss, and before
+``evaluate`` and ``sample`` read the critic. ``eval`` reports the critic's estimate of W1 on held-out data (for
+clipping, W1 times the critic's unknown Lipschitz constant), the mean input-gradient norm of the critic at
+interpolates (1 for a critic that is exactly 1-Lipschitz along them) and, on 2-D data, the exact W1 between
+samples and held-out points (an optimal assignment) and the mode statistics; on images the reference FIDs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.gan.networks import Adversarial, generated
+from practice_torch.gan.training import class_rows, generate
+from practice_torch.models import Artefact
+from practice_torch.plots import scatter_figure_2d
+from practice_torch.wgan.functions import clip_weights, critic_objective, gradient_penalty, input_gradients, interpolates
+
+PENALTIES = ("gp", "clip")
+
+
+@dataclass
+class Config:
+    """The WGAN's hyperparameters: the run's ``model.*`` keys (``--set model.penalty=clip``)."""
+
+    penalty: Literal["gp", "clip"] = "gp"
+    gp_weight: float = 10.0  # lambda of the gradient penalty (Gulrajani et al.)
+    clip: float = 0.01  # c of weight clipping (Arjovsky et al.)
+    n_critic: int = 5  # critic steps per generator step
+    architecture: Literal["mlp", "conv"] = "mlp"
+    latent_dim: int = 8
+    hidden: tuple[int, ...] = (128, 128, 128)  # MLP widths (generator and critic)
+    channels: tuple[int, ...] = (64, 128)  # conv widths (two stride-2 layers each way)
+    fc: int = 1024  # conv: width of the fully connected layer in generator and critic
+    eval_references: bool = True  # images: eval also scores an untrained generator and the training images
+
+
+GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
+GP_ADAM = {"betas": (0.5, 0.9), "warmup_steps": 50, "grad_clip": 0.0}  # Gulrajani et al.: Adam(1e-4, 0.5, 0.9)
+
+# quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per generator step.
+HEADLINE = (("fid", "FID (project features)", "FID"), ("w1_exact", "W1(samples, test points)", "W1"),
+            ("critic_w1", "critic's W1 estimate", "W1"))
+
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("gaussians", "*"), Preset(
+            Config(),
+            TrainConfig(steps=12_000, batch_size=256, lr=1e-4, checkpoint_every=3000, samples=2000, **GP_ADAM))),
+        "image": Preset(
+            Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512),
+            TrainConfig(steps=6000, batch_size=64, lr=1e-4, checkpoint_every=1500, samples=100, **GP_ADAM)),
+    },
+    "full": {
+        **dict.fromkeys(("gaussians", "*"), Preset(
+            Config(),
+            TrainConfig(steps=60_000, batch_size=512, lr=1e-4, checkpoint_every=10_000, samples=5000,
+                        **GP_ADAM, **GPU_TRAINING))),
+        "image": Preset(
+            Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024),
+            TrainConfig(steps=120_000, batch_size=128, lr=1e-4, checkpoint_every=10_000, samples=100,
+                        **GP_ADAM, **GPU_TRAINING)),
+    },
+}
+default_config = preset_config("wgan", PRESETS)
+
+
+def build(config: Config, data) -> Adversarial:
+    """Generator and critic for vectors (D,) or images (C, H, W) in [0, 1]; the critic has no normalisation layer
+    (a batch norm would couple the examples the penalty treats one by one; a layer norm would undo clipping)."""
+    if config.penalty not in PENALTIES:
+        raise ValueError(f"unknown model.penalty {config.penalty!r}; choose from {', '.join(PENALTIES)}")
+    if data.modality not in ("2-D", "image"):
+        raise ValueError(f"the WGAN models vectors or images; {data.name} is {data.modality} data")
+    if config.architecture == "conv" and len(data.shape) != 3:
+        raise ValueError(f"model.architecture=conv needs images; {data.name} examples have shape {data.shape} "
+                         "(use model.architecture=mlp)")
+    if config.n_critic < 1:
+        raise ValueError(f"model.n_critic must be at least 1 (critic steps per generator step), got {config.n_critic}")
+    net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
+                      critic_norm=False, unit_interval=data.modality == "image", n_critic=config.n_critic)
+    net.penalty, net.gp_weight, net.clip = config.penalty, config.gp_weight, config.clip
+    net.data_name = data.name  # for eval's references (the training images of the same data set)
+    return net
+
+
+@torch.no_grad()
+def project(net: Adversarial) -> None:
+    """Weight clipping's projection of every critic parameter onto [-c, c] (``clip_weights``), in place."""
+    if net.penalty == "clip":
+        for p in net.critic_parameters():
+            p.copy_(clip_weights(p, net.clip))
+
+
+def draw_noise(net: Adversarial, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """z ~ N(0, I), (n, d), and the interpolation weights alpha ~ U(0, 1), (n,) (drawn whatever the step)."""
+    return {"z": torch.randn((n, net.latent_dim), generator=generator), "alpha": torch.rand((n,), generator=generator)}
+
+
+def wgan_loss(net: Adversarial, x, z, alpha, phase: tuple[bool, bool] = (True, True)):
+    """One step of the WGAN game. Critic steps: -(E_data f - E_G f) (``critic_objective``, eq. 3, ascended), plus
+    gp_weight * ``gradient_penalty`` of ``input_gradients`` at ``interpolates`` (GP Algorithm 1, lines 4-8).
+    Generator steps: -E_z f(G(z)) on the critic's frozen weights (line 11).
+
+    x: (B, *shape), z: (B, d), alpha: (B,) -> (loss, {"w1_estimate", "gradient_penalty" (gp), "grad_norm_hat"}).
+    Every term is reported at every step (computed without a graph where its player does not step).
+    """
+    critic_steps, generator_steps = phase
+    project(net)
+    fake = generated(net, z, None, generator_steps)
+    train_critic = critic_steps and torch.is_grad_enabled()
+    with torch.set_grad_enabled(train_critic):
+        f_real, f_fake = net.critic_value(x), net.critic_value(fake.detach())
+        objective = critic_objective(f_real, f_fake)
+    x_hat = interpolates(x, fake.detach(), alpha)
+    if not (train_critic and net.penalty == "gp"):
+        with torch.no_grad():  # only reported: the input gradients, no double backward
+            grads = input_gradients(net.critic_value, x_hat)
+    else:
+        grads = input_gradients(net.critic_value, x_hat)
+    penalty = gradient_penalty(grads)
+    terms = {"w1_estimate": objective.detach(), "grad_norm_hat": grads.flatten(1).norm(dim=1).mean().detach()}
+    total = 0
+    if critic_steps:
+        total = -objective
+        if net.penalty == "gp":
+            total = total + net.gp_weight * penalty
+    if net.penalty == "gp":
+        terms["gradient_penalty"] = penalty.detach()
+    if generator_steps:
+        with net.frozen_critic():
+            total = total - torch.mean(net.critic_value(fake))
+    return total, terms
+
+
+def loss(net: Adversarial, batch, noise: dict[str, torch.Tensor]):
+    """``wgan_loss`` for this step's player (``net.next_phase``) on (x (B, ...), y)."""
+    return wgan_loss(net, batch[0], noise["z"], noise["alpha"], net.next_phase())
+
+
+@torch.no_grad()
+def sample(net: Adversarial, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+    """Images: a grid of n samples. 2-D: a scatter of n samples beside the held-out ``examples``."""
+    _, per_row = class_rows(net, n)
+    samples = generate(net, n, generator)
+    if len(net.shape) == 3:
+        return [Artefact("samples", "images", samples, nrow=per_row)]
+    data = samples if examples is None else examples[0]
+    return [scatter_figure_2d("samples", samples, data, title=f"WGAN samples ({config.penalty})")]
+
+
+def exact_w1(a: torch.Tensor, b: torch.Tensor) -> float:
+    """W1 between two empirical distributions of n points each, a, b (n, D): the optimal assignment's mean
+    Euclidean cost (an optimal coupling of uniform weights is a permutation; SciPy's Hungarian solver)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = torch.cdist(a.double(), b.double()).numpy()
+    rows, cols = linear_sum_assignment(cost)
+    return float(cost[rows, cols].mean())
+
+
+def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """On the held-out set and as many samples: the critic's W1 estimate E_data f - E_G f (with its standard error),
+    the mean norm of grad f at interpolates (and its standard deviation); on 2-D data the exact W1 of up to 1 000
+    samples against as many held-out points, beside the W1 between two such halves of the held-out set (the floor),
+    and on labelled 2-D data the mode statistics; on images the reference FIDs."""
+    project(net)
+    device = next(net.parameters()).device
+    f_real, f_fake, norms, reals, labels = [], [], [], [], []
+    for x, y in DataLoader(dataset, batch_size=500):
+        x = x.to(device)
+        fake = generate(net, len(x), generator).to(device)
+        alpha = torch.rand((len(x),), generator=generator).to(device)
+        with torch.no_grad():
+            f_real.append(net.critic_value(x).double().cpu())
+            f_fake.append(net.critic_value(fake).double().cpu())
+            norms.append(input_gradients(net.critic_value, interpolates(x, fake, alpha)).flatten(1).norm(dim=1).cpu())
+        if len(net.shape) == 1:
+            reals.append(x.cpu())
+            labels.append(y)
+    f_real, f_fake, norms = torch.cat(f_real), torch.cat(f_fake), torch.cat(norms).double()
+    n = len(f_real)
+    metrics = {"critic_w1": float(f_real.mean() - f_fake.mean()),
+               "critic_w1_se": float(torch.sqrt(f_real.var() / n + f_fake.var() / n)),
+               "grad_norm_interpolates": float(norms.mean()), "grad_norm_interpolates_std": float(norms.std()),
+               "examples": n}
+    if len(net.shape) == 1:
+        from practice_torch.gan.quality import mode_statistics
+
+        data, labels = torch.cat(reals)[:2000], torch.cat(labels)[:2000]
+        half = len(data) // 2
+        samples = generate(net, half, generator)
+        metrics["w1_exact"] = exact_w1(samples, data[:half])
+        metrics["w1_floor"] = exact_w1(data[half:2 * half], data[:half])  # two halves of the held-out points
+        if labels.dtype == torch.int64:
+            metrics.update(mode_statistics(samples, data[:half], labels[:half]))
+    elif config.eval_references:
+        from practice_torch.gan.training import references
+
+        metrics.update(references(net, dataset, generator))
+    return metrics

@@ -1,0 +1,194 @@
+"""The GAN's training form: the networks (the f-GAN's, reused) and their shapes, the alternating schedule (the idle
+player gets no gradient), the losses of ``practice_torch.gan.functions`` as the step's loss, the conditional GAN,
+mode statistics, an exactly resumed run, the CLI on tiny 2-D and image runs, one-line errors; the quick presets
+are slow tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pytest
+import torch
+
+from practice_torch.cli import main
+from practice_torch.data import get_info
+from practice_torch.engine.config import apply_overrides
+from practice_torch.gan import functions
+from practice_torch.gan import training as gan_training
+from practice_torch.gan.networks import Adversarial, gan_loss
+from practice_torch.gan.quality import mode_statistics, untrained_copy
+from practice_torch.models import new_trainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+GAUSSIANS, DIGITS = get_info("gaussians"), get_info("digits")
+TINY = ["--device", "cpu", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2", "--set", "train.batch_size=32",
+        "--set", "train.warmup_steps=2", "--set", "train.log_every=5", "--set", "train.samples=200"]
+TINY_CONV = ["--dataset", "digits", "--device", "cpu", "--set", "model.channels=4,8", "--set", "model.fc=16",
+             "--set", "model.latent_dim=4", "--set", "train.batch_size=16", "--set", "train.samples=20",
+             "--set", "train.log_every=2", "--set", "data.limit=200"]
+
+
+def tiny_net(data=GAUSSIANS, **kw) -> Adversarial:
+    torch.manual_seed(0)
+    small = {"hidden": (16, 16), "latent_dim": 2, "channels": (4, 8), "fc": 16}
+    return gan_training.build(gan_training.Config(**{**small, **kw}), data)
+
+
+def grads_of(net) -> set[str]:
+    return {name.split(".")[0] for name, p in net.named_parameters() if p.grad is not None}
+
+
+def test_shapes_of_the_mlp_dcgan_and_conditional_players():
+    net = tiny_net()
+    assert net(torch.randn(5, 2)).shape == (5, 2) and net.critic_value(torch.randn(5, 2)).shape == (5,)
+    conv = tiny_net(DIGITS, architecture="conv", conditional=True)
+    images = conv(torch.randn(6, 2), torch.arange(6))
+    assert images.shape == (6, 1, 8, 8) and 0 <= images.min() and images.max() <= 1
+    assert conv.critic_value(images, torch.arange(6)).shape == (6,) and conv.embed.weight.shape == (10, 16)
+
+
+def test_the_steps_alternate_and_the_idle_player_gets_no_gradient():
+    net, x, z = tiny_net(n_critic=2), torch.randn(8, 2), torch.randn(8, 2)
+    seen = []
+    for _ in range(6):
+        net.zero_grad(set_to_none=True)
+        loss, _ = gan_training.loss(net, (x, torch.zeros(8, dtype=torch.int64)), {"z": z})
+        loss.backward()
+        seen.append(grads_of(net))
+    assert seen == [{"critic"}, {"critic"}, {"generator"}] * 2 and int(net.steps) == 6
+    both = tiny_net(n_critic=0)
+    gan_training.loss(both, (x, None), {"z": z})[0].backward()
+    assert grads_of(both) == {"critic", "generator"}
+
+
+@pytest.mark.parametrize("generator_loss", ["non_saturating", "saturating"])
+def test_the_step_losses_are_the_functions_of_the_derivations_twin(generator_loss):
+    net, x, z = tiny_net(generator_loss=generator_loss), torch.randn(8, 2), torch.randn(8, 2)
+    d_loss, terms = gan_loss(net, x, z, generator_loss=generator_loss, phase=(True, False))
+    fake = net(z).detach()
+    torch.testing.assert_close(d_loss, functions.discriminator_loss(net.critic_value(x), net.critic_value(fake)))
+    g_loss, _ = gan_loss(net, x, z, generator_loss=generator_loss, phase=(False, True))
+    fn = {"non_saturating": functions.generator_loss_nonsaturating, "saturating": functions.generator_loss_saturating}
+    torch.testing.assert_close(g_loss, fn[generator_loss](net.critic_value(net(z))))
+    torch.testing.assert_close(terms["generator_loss"], g_loss.detach())
+    # the generator's gradient is that of the loss with the critic held fixed
+    net.zero_grad(set_to_none=True)
+    g_loss.backward()
+    expected = torch.autograd.grad(fn[generator_loss](net.critic_value(net(z))), list(net.generator.parameters()))
+    for p, g in zip(net.generator.parameters(), expected):
+        torch.testing.assert_close(p.grad, g)
+
+
+def test_a_conditional_critic_starts_as_the_unconditional_one_and_uses_the_labels():
+    net = tiny_net(conditional=True)
+    x = torch.randn(4, 2)
+    torch.testing.assert_close(net.critic_value(x, torch.tensor([0, 1, 2, 3])), net.critic(x))
+    torch.nn.init.normal_(net.embed.weight)
+    assert not torch.allclose(net.critic_value(x, torch.zeros(4, dtype=torch.int64)),
+                              net.critic_value(x, torch.ones(4, dtype=torch.int64)))
+    assert not torch.allclose(net(torch.zeros(1, 2), torch.tensor([0])), net(torch.zeros(1, 2), torch.tensor([1])))
+
+
+def test_mode_statistics_count_modes_and_samples_near_them():
+    centres = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    labels = torch.arange(3).repeat_interleave(200)
+    data = centres[labels] + 0.1 * torch.randn(600, 2, generator=torch.Generator().manual_seed(0))
+    stats = mode_statistics(centres[torch.tensor([0, 0, 1, 1])] + 0.05, data, labels)
+    assert stats["modes_covered"] == 2 and stats["high_quality"] == 1.0 and abs(stats["mode_std"] - 0.1) < 0.01
+    far = mode_statistics(torch.full((4, 2), 2.5), data, labels)
+    assert far["modes_covered"] == 0 and far["high_quality"] == 0.0
+
+
+def test_an_untrained_copy_is_fresh_and_leaves_the_net_and_the_global_generator_alone():
+    net = tiny_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    state = torch.random.get_rng_state()
+    fresh = untrained_copy(net, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    assert not torch.equal(fresh.generator.out.weight, net.generator.out.weight)
+    assert torch.equal(fresh.generator.out.weight, untrained_copy(net, seed=1).generator.out.weight)
+
+
+def test_a_resumed_run_is_bit_identical(tmp_path):
+    cfg = apply_overrides(gan_training.default_config("quick", "gaussians"), [
+        "model.hidden=8", "model.latent_dim=2", "train.batch_size=16", "train.steps=6", "train.checkpoint_every=3",
+        "train.log_every=3", "train.samples=10", "train.device=cpu", "data.limit=64"])
+    new_trainer(cfg, tmp_path / "whole").run()
+    new_trainer(cfg, tmp_path / "cut").run(stop_at=3)  # the schedule's counter travels with the weights
+    resumed = new_trainer(cfg, tmp_path / "cut", resume=True)
+    assert int(resumed.net.steps) == 3
+    resumed.run()
+    whole = new_trainer(cfg, tmp_path / "whole", resume=True).net.state_dict()
+    for name, value in resumed.net.state_dict().items():
+        assert torch.equal(value, whole[name]), name
+
+
+def test_cli_trains_samples_and_evaluates_a_tiny_2d_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "gan", "--steps", "20", "--out", str(run), *TINY]) == 0
+    assert (run / "samples/samples.png").is_file()
+    assert main(["sample", str(run), "--n", "50", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").is_file()
+    assert main(["eval", str(run)]) == 0
+    metrics = json.loads((run / "eval_test.json").read_text())
+    assert metrics["modes"] == 8 and 0 <= metrics["high_quality"] <= 1 and metrics["discriminator_loss"] > 0
+    capsys.readouterr()
+
+
+def test_cli_trains_a_tiny_conditional_dcgan_with_one_row_per_class(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "gan", "--steps", "4", "--out", str(run), *TINY_CONV, "--set", "model.conditional=true",
+                 "--set", "model.generator_loss=saturating"]) == 0
+    artefacts = gan_training.sample(*_open(run), 20, torch.Generator().manual_seed(0))
+    assert artefacts[0].data.shape == (20, 1, 8, 8) and artefacts[0].nrow == 2
+    assert artefacts[0].labels.tolist() == [k for k in range(10) for _ in range(2)]
+    assert main(["eval", str(run), "--no-sample-metrics", "--set", "model.eval_references=false"]) == 0
+    capsys.readouterr()
+
+
+def _open(run):
+    from practice_torch.models import open_run
+
+    _, cfg, net = open_run(run, torch.device("cpu"))
+    return net, cfg.model
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "model.generator_loss=minimax"], "expected one of non_saturating, saturating"),
+    (["--dataset", "names"], "vectors or images; names is text"),
+    (["--set", "model.architecture=conv"], "architecture=conv needs images"),
+    (["--set", "model.n_critic=-1"], "n_critic must be 0"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    code = main(["train", "gan", "--steps", "2", "--out", str(tmp_path / "run"), *argv])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_conditional_gan_on_unlabelled_data_is_refused():
+    with pytest.raises(ValueError, match="model.conditional=true needs class labels"):
+        tiny_net(dataclasses.replace(GAUSSIANS, num_classes=0), conditional=True)
+
+
+# The quick presets (slow) ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_quick_preset_covers_the_eight_modes(tmp_path):
+    start = time.perf_counter()
+    assert main(["train", "gan", "--out", str(tmp_path / "run")]) == 0
+    assert time.perf_counter() - start < 300
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
+    assert metrics["modes_covered"] == 8 and metrics["high_quality"] > 0.5, metrics
+
+
+@pytest.mark.slow
+def test_the_dcgan_quick_preset_beats_an_untrained_generator(tmp_path):
+    assert main(["train", "gan", "--dataset", "fashion_mnist", "--out", str(tmp_path / "run")]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--no-sample-metrics"]) == 0
+    metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
+    assert metrics["fid_samples"] < metrics["fid_untrained"] / 3 and metrics["class_share_min"] > 0.02, metrics

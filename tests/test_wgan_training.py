@@ -1,0 +1,157 @@
+"""The WGAN's training form: the critic without normalisation, n_critic critic steps per generator step, the loss
+built from ``practice_torch.wgan.functions`` (the dual's objective, the gradient penalty at interpolates, weight
+clipping), the exact W1 of eval, an exactly resumed run, the CLI on tiny 2-D and image runs, one-line errors; the
+quick presets are slow tests."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from practice_torch.cli import main
+from practice_torch.data import get_info
+from practice_torch.engine.config import apply_overrides
+from practice_torch.models import new_trainer
+from practice_torch.wgan import functions
+from practice_torch.wgan import training as wgan_training
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+GAUSSIANS, DIGITS = get_info("gaussians"), get_info("digits")
+TINY = ["--device", "cpu", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2", "--set", "train.batch_size=32",
+        "--set", "train.warmup_steps=2", "--set", "train.log_every=6", "--set", "train.samples=200"]
+
+
+def tiny_net(data=GAUSSIANS, **kw):
+    torch.manual_seed(0)
+    small = {"hidden": (16, 16), "latent_dim": 2, "channels": (4, 8), "fc": 16}
+    return wgan_training.build(wgan_training.Config(**{**small, **kw}), data)
+
+
+def grads_of(net) -> set[str]:
+    return {name.split(".")[0] for name, p in net.named_parameters() if p.grad is not None}
+
+
+def test_the_conv_critic_has_no_normalisation_and_the_f_gans_keeps_its_own():
+    from practice_torch.f_divergence import ConvCritic
+
+    net = tiny_net(DIGITS, architecture="conv")
+    assert not any(isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d)) for m in net.critic.modules())
+    assert net(torch.randn(3, 2)).shape == (3, 1, 8, 8) and net.critic_value(torch.rand(3, 1, 8, 8)).shape == (3,)
+    normed = ConvCritic((1, 8, 8), (4, 8), 16)
+    assert isinstance(normed.norm2, nn.GroupNorm) and isinstance(normed.norm_fc, nn.LayerNorm)
+
+
+def test_n_critic_critic_steps_then_one_generator_step():
+    net, x = tiny_net(n_critic=3), torch.randn(8, 2)
+    noise = wgan_training.draw_noise(net, 8, torch.Generator().manual_seed(0))
+    seen = []
+    for _ in range(8):
+        net.zero_grad(set_to_none=True)
+        loss, terms = wgan_training.loss(net, (x, None), noise)
+        loss.backward()
+        seen.append(grads_of(net))
+        assert set(terms) == {"w1_estimate", "grad_norm_hat", "gradient_penalty"}
+    assert seen == [{"critic"}] * 3 + [{"generator"}] + [{"critic"}] * 3 + [{"generator"}]
+
+
+def test_the_critic_loss_is_the_dual_objective_plus_the_penalty_of_the_functions():
+    net, x = tiny_net(), torch.randn(8, 2)
+    z, alpha = torch.randn(8, 2), torch.rand(8)
+    loss, terms = wgan_training.wgan_loss(net, x, z, alpha, phase=(True, False))
+    fake = net(z).detach()
+    objective = functions.critic_objective(net.critic_value(x), net.critic_value(fake))
+    grads = functions.input_gradients(net.critic_value, functions.interpolates(x, fake, alpha))
+    torch.testing.assert_close(loss, -objective + 10.0 * functions.gradient_penalty(grads))
+    torch.testing.assert_close(terms["w1_estimate"], objective.detach())
+    g_loss, _ = wgan_training.wgan_loss(net, x, z, alpha, phase=(False, True))
+    torch.testing.assert_close(g_loss, -net.critic_value(net(z)).mean())
+
+
+def test_the_penalty_trains_the_critic_through_a_double_backward():
+    net, x = tiny_net(), torch.randn(8, 2)
+    z, alpha = torch.randn(8, 2), torch.rand(8)
+    grads = functions.input_gradients(net.critic_value, functions.interpolates(x, net(z).detach(), alpha))
+    weight_grad = torch.autograd.grad(functions.gradient_penalty(grads), net.critic.layers[0].weight)[0]
+    assert weight_grad.abs().sum() > 0
+
+
+def test_weight_clipping_projects_the_critic_before_it_is_used():
+    net, x = tiny_net(penalty="clip", clip=0.01), torch.randn(8, 2)
+    assert max(float(p.detach().abs().max()) for p in net.critic_parameters()) > 0.01
+    loss, terms = wgan_training.wgan_loss(net, x, torch.randn(8, 2), torch.rand(8), phase=(True, False))
+    assert max(float(p.detach().abs().max()) for p in net.critic_parameters()) <= 0.01
+    assert "gradient_penalty" not in terms
+    torch.testing.assert_close(net.critic.out.weight, functions.clip_weights(net.critic.out.weight, 0.01))
+    assert max(float(p.detach().abs().max()) for p in net.generator.parameters()) > 0.01  # the generator is not clipped
+
+
+def test_exact_w1_is_the_sorted_w1_in_one_dimension():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(300, 1, generator=gen), 0.5 + 2 * torch.randn(300, 1, generator=gen)
+    assert abs(wgan_training.exact_w1(a, b) - float(functions.w1_sorted(a[:, 0].double(), b[:, 0].double()))) < 1e-9
+
+
+def test_a_resumed_run_is_bit_identical(tmp_path):
+    cfg = apply_overrides(wgan_training.default_config("quick", "gaussians"), [
+        "model.hidden=8", "model.latent_dim=2", "model.n_critic=2", "train.batch_size=16", "train.steps=7",
+        "train.checkpoint_every=4", "train.log_every=4", "train.samples=10", "train.device=cpu", "data.limit=64"])
+    new_trainer(cfg, tmp_path / "whole").run()
+    new_trainer(cfg, tmp_path / "cut").run(stop_at=4)
+    resumed = new_trainer(cfg, tmp_path / "cut", resume=True)
+    resumed.run()
+    whole = new_trainer(cfg, tmp_path / "whole", resume=True).net.state_dict()
+    for name, value in resumed.net.state_dict().items():
+        assert torch.equal(value, whole[name]), name
+
+
+@pytest.mark.parametrize("penalty", ["gp", "clip"])
+def test_cli_trains_samples_and_evaluates_a_tiny_2d_run(tmp_path, capsys, penalty):
+    run = tmp_path / "run"
+    assert main(["train", "wgan", "--steps", "12", "--out", str(run), *TINY, "--set", f"model.penalty={penalty}"]) == 0
+    assert (run / "samples/samples.png").is_file()
+    assert main(["sample", str(run), "--n", "50", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["eval", str(run)]) == 0
+    metrics = json.loads((run / "eval_test.json").read_text())
+    assert metrics["modes"] == 8 and metrics["w1_exact"] > metrics["w1_floor"] > 0, metrics
+    assert metrics["grad_norm_interpolates"] > 0 and "critic_w1" in metrics
+    capsys.readouterr()
+
+
+def test_cli_trains_a_tiny_conv_wgan_gp_on_images(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "wgan", "--dataset", "digits", "--steps", "4", "--out", str(run), "--device", "cpu",
+                 "--set", "model.channels=4,8", "--set", "model.fc=16", "--set", "model.n_critic=1",
+                 "--set", "train.batch_size=8", "--set", "train.samples=9", "--set", "data.limit=100"]) == 0
+    assert (run / "samples/samples.png").is_file()
+    assert main(["eval", str(run), "--no-sample-metrics", "--set", "model.eval_references=false"]) == 0
+    assert json.loads((run / "eval_test.json").read_text())["grad_norm_interpolates"] > 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "model.penalty=spectral"], "expected one of gp, clip"),
+    (["--set", "model.n_critic=0"], "n_critic must be at least 1"),
+    (["--dataset", "names"], "vectors or images; names is text"),
+    (["--set", "model.architecture=conv"], "architecture=conv needs images"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    code = main(["train", "wgan", "--steps", "2", "--out", str(tmp_path / "run"), *argv])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+# The quick presets (slow) ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_quick_preset_covers_the_modes_and_nears_the_w1_floor(tmp_path):
+    start = time.perf_counter()
+    assert main(["train", "wgan", "--out", str(tmp_path / "run")]) == 0
+    assert time.perf_counter() - start < 360
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
+    assert metrics["modes_covered"] == 8 and metrics["w1_exact"] < 3 * metrics["w1_floor"], metrics
