@@ -47,7 +47,8 @@ TOPICS: tuple[Topic, ...] = (
           trains="autoencoder: MLP or conv, denoising, anomaly detection by reconstruction error (images, log-mels)"),
     Topic("vae", "latent variable", "VAE; reparameterisation; beta-VAE; conditional VAE", "image, sound",
           trains="variational autoencoder: MLP or conv, beta-VAE, conditional (images)"),
-    Topic("vq_vae", "latent variable", "vector-quantised VAE", "image"),
+    Topic("vq_vae", "latent variable", "vector-quantised VAE", "image, sound",
+          trains="VQ-VAE: EMA codebook, dead-code restarts; a transformer prior over the code grid (images, log-mels)"),
     # Adversarial models
     Topic("gan", "adversarial", "GAN; DCGAN; cGAN", "2-D, image",
           trains="GAN: MLP on 2-D mixtures, DCGAN, class-conditional (projection discriminator), non-saturating loss"),
