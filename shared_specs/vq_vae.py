@@ -10,7 +10,7 @@
 Gradients are taken w.r.t. the inputs each output depends on (the torch runner differentiates no detached input):
 a stop-gradient on the wrong side shows as a gradient where the case expects one (``codebook_loss`` for ``z_q``,
 ``commitment_loss`` and ``straight_through`` for ``z``); the zeros the stop-gradients put elsewhere are checked by
-``vector_quantise`` (``AWAITING_EXPORT``), whose outputs together reach both z and the codebook.
+``vector_quantise``, whose outputs together reach both z and the codebook.
 
 Inputs that go through an argmin are drawn so that the nearest code wins by a margin: no ties, and no flip from the
 rounding of either backend.
@@ -140,6 +140,9 @@ CASES = (
     FunctionCase("vq_vae/commitment_loss", "commitment_loss",
                  lambda r: {"z": gaussian(r, N, D), "z_q": gaussian(r, N, D)},
                  grad_wrt=("z",), reference=lambda z, z_q: np.sum((z - z_q) ** 2, axis=-1)),
+    # the quantisation layer as one function: quantise + straight_through + both losses, gradients for z and codebook
+    FunctionCase("vq_vae/vector_quantise", "vector_quantise", lambda r: _rows_and_codes(r, n=20, k=6),
+                 grad_wrt=("z", "codebook"), reference=ref_vector_quantise),
     # 4. the EMA codebook ----------------------------------------------------------------------------------
     FunctionCase("vq_vae/assignment_stats", "assignment_stats",
                  lambda r: {"z": gaussian(r, N, D), "indices": r.integers(0, K - 1, size=N)}, static={"num_codes": K},
@@ -172,13 +175,4 @@ CASES = (
     ModuleCase("vq_vae/grid_decoder/rgb-three-levels", "GridDecoder", RGB,
                lambda r: {"z_q": gaussian(r, 2, 4, 2, 2, dtype="float32")}, grad_wrt=("z_q",), image_inputs=("z_q",),
                image_outputs=("<root>",)),
-)
-
-# The quantisation layer as one function: quantise + straight_through + both losses, with the gradients for z and
-# the codebook. It joins CASES once ``practice_torch.vq_vae`` (its ``__init__``) re-exports ``vector_quantise`` from
-# ``functions.py``, where it is defined (the runner looks names up in the package); tests/test_vq_vae_math.py runs it
-# and its negative controls as soon as the name is there.
-AWAITING_EXPORT = (
-    FunctionCase("vq_vae/vector_quantise", "vector_quantise", lambda r: _rows_and_codes(r, n=20, k=6),
-                 grad_wrt=("z", "codebook"), reference=ref_vector_quantise),
 )

@@ -8,18 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import practice_torch.vq_vae
 from practice_torch.vq_vae import functions as vq
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught, run_case
-from shared_specs.vq_vae import AWAITING_EXPORT
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 CASES = {case.id: case for case in catalogue.spec_cases("vq_vae")}
-CASES |= {case.id: case for case in AWAITING_EXPORT}
-needs_export = pytest.mark.skipif(not hasattr(practice_torch.vq_vae, "vector_quantise"),
-                                  reason="practice_torch.vq_vae does not re-export vector_quantise yet")
 
 
 # Negative controls: each harness must catch a deliberate fault. -----------------------------------
@@ -49,13 +44,11 @@ def test_a_straight_through_that_passes_no_gradient_is_caught(both):
     assert "gradient" in message and "output" not in message
 
 
-@needs_export
 def test_the_quantisation_layer_case_passes(both):
     result = run_case(CASES["vq_vae/vector_quantise"])
     assert result.passed and result.gradient.leaves, result.message()
 
 
-@needs_export
 def test_a_quantisation_layer_without_the_straight_through_is_caught(both):
     from theory_jax import vq_vae
 
@@ -78,7 +71,6 @@ def test_the_codebook_and_commitment_losses_swapped_are_caught(both):
     assert "gradient" in message and "output" not in message
 
 
-@needs_export
 def test_the_losses_swapped_in_the_quantisation_layer_are_caught(both):
     from theory_jax import vq_vae
 

@@ -7,7 +7,7 @@ A second stage fits an autoregressive prior over the grid of code indices; its s
 
 * ``functions``: ``squared_distances``, ``nearest_code``, ``quantise``, ``straight_through``, ``codebook_loss``,
   ``commitment_loss``, ``assignment_stats``, ``ema_update``, ``ema_codebook``, ``code_usage``, ``perplexity``,
-  ``restart_dead_codes`` (same names as the JAX twin; randomness is an argument).
+  ``restart_dead_codes``, ``vector_quantise`` (same names as the JAX twin; randomness is an argument).
 * ``networks``: ``GridEncoder``, ``GridDecoder``, ``VectorQuantiser`` (codebook and EMA state as buffers),
   ``VQVAE``, the transformer prior ``CodePrior`` and the second stage ``VQVAEWithPrior``; class and attribute names
   match the flax twin so ``shared_specs.interop`` maps the weights.
@@ -28,6 +28,7 @@ from practice_torch.vq_vae.functions import (
     restart_dead_codes,
     squared_distances,
     straight_through,
+    vector_quantise,
 )
 from practice_torch.vq_vae.networks import (
     VQVAE,
@@ -40,4 +41,5 @@ from practice_torch.vq_vae.networks import (
 
 __all__ = ["VQVAE", "CodePrior", "GridDecoder", "GridEncoder", "VQVAEWithPrior", "VectorQuantiser",
            "assignment_stats", "code_usage", "codebook_loss", "commitment_loss", "ema_codebook", "ema_update",
-           "nearest_code", "perplexity", "quantise", "restart_dead_codes", "squared_distances", "straight_through"]
+           "nearest_code", "perplexity", "quantise", "restart_dead_codes", "squared_distances", "straight_through",
+           "vector_quantise"]
