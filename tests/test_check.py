@@ -1,9 +1,10 @@
 """``python -m theory_jax check RUN_DIR``: a trained run's held-out metric recomputed by the JAX twin, on tiny runs of
-every supported model; and the negative controls (a perturbed weight, another model's checkpoint, a model without a
-twin, a wrong split) each caught."""
+every supported model; and the negative controls (a perturbed weight, another model's checkpoint, a checkpoint that does
+not fit its config, a model or a configuration without a twin, a wrong split) each caught."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,16 @@ RUNS = {
                 "--set", "train.batch_size=2", "--set", "train.samples=1"],
     "ddpm": ["--set", "model.channels=8", "--set", "model.channel_mults=1,2", "--set", "model.attention_levels=1",
              "--set", "model.T=20", "--set", "model.sample_steps=5", "--set", "train.batch_size=4"],
+    "coupling_flows": ["--dataset", "digits", "--set", "model.hidden=8", "--set", "train.batch_size=8"],
+    "flow_matching": ["--dataset", "digits", "--set", "model.channels=8", "--set", "model.channel_mults=1,2",
+                      "--set", "model.attention_levels=1", "--set", "model.ode_steps=2", "--set", "train.batch_size=4"],
+}
+# 2-D runs of models whose 2-D networks have no JAX twin: check must refuse them in one line
+UNTWINNED = {
+    "coupling_flows": ["--dataset", "moons", "--set", "model.hidden=8", "--set", "model.layers=2",
+                       "--set", "train.batch_size=8", "--set", "train.samples=4"],
+    "flow_matching": ["--dataset", "moons", "--set", "model.hidden=8", "--set", "model.depth=1", "--set",
+                      "model.ode_steps=2", "--set", "model.density_grid=0", "--set", "train.batch_size=8"],
 }
 
 
@@ -53,9 +64,10 @@ def test_every_model_with_a_twin_has_a_run_here():
     assert set(RUNS) == set(check.CHECKERS)
 
 
-# the default suite checks the fast models end to end; the others (a few seconds of training and compiling each) run
-# with -m slow
-FAST = ("vae", "pixelcnn")
+# the default suite checks the fast models end to end (flow_matching: 18 s on an idle 2-core machine, most of it
+# compiling the U-Net's ODE with its vector-Jacobian products, once for all three checks); the others (a few seconds
+# of training and compiling each) run with -m slow
+FAST = ("vae", "pixelcnn", "coupling_flows", "flow_matching")
 MODELS = [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in sorted(RUNS)]
 
 
@@ -71,9 +83,12 @@ def test_the_twin_recomputes_the_held_out_metric(runs, name, capsys):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_a_perturbed_weight_is_caught(runs, name):
-    def perturb(params):  # one entry of the first weight matrix (a bias may be normalised or softmaxed away)
-        leaves, tree = jax.tree.flatten(params)
-        index = next(i for i, leaf in enumerate(leaves) if np.ndim(leaf) >= 2)
+    def perturb(params):
+        """One entry of the first kernel: a bias may be normalised or softmaxed away, an embedding row may be one the
+        examples never look up, a masked-out entry (the diagonal of an LU factor) is never read."""
+        paths, tree = jax.tree_util.tree_flatten_with_path(params)
+        leaves = [leaf for _, leaf in paths]
+        index = next(i for i, (path, _) in enumerate(paths) if path[-1].key == "kernel")
         leaves[index] = np.array(leaves[index], copy=True)
         leaves[index].flat[0] += 0.1
         return jax.tree.unflatten(tree, leaves)
@@ -82,15 +97,30 @@ def test_a_perturbed_weight_is_caught(runs, name):
     assert not all(r.passed for r in rows)
 
 
-def test_another_models_checkpoint_is_a_one_line_error(runs, tmp_path, capsys):
+@pytest.mark.parametrize("source, target", [("language_model", "vae"), ("vae", "pixelcnn"),
+                                            ("pixelcnn", "coupling_flows")])
+def test_another_models_checkpoint_is_a_one_line_error(runs, tmp_path, capsys, source, target):
     mixed = tmp_path / "mixed"
-    shutil.copytree(runs["vae"], mixed)
+    shutil.copytree(runs[target], mixed)
     shutil.rmtree(mixed / "checkpoints")
-    shutil.copytree(runs["language_model"] / "checkpoints", mixed / "checkpoints")
+    shutil.copytree(runs[source] / "checkpoints", mixed / "checkpoints")
     capsys.readouterr()
     assert jax_cli(["check", str(mixed)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert f"model '{source}', not '{target}'" in err  # names the mismatch
+
+
+def test_a_checkpoint_that_does_not_fit_its_config_is_a_one_line_error(runs, tmp_path, capsys):
+    edited = tmp_path / "edited"
+    shutil.copytree(runs["coupling_flows"], edited)
+    config = json.loads((edited / "config.json").read_text())
+    config["model"]["hidden"] *= 2  # the conditioners' width no longer that of the weights
+    (edited / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert jax_cli(["check", str(edited)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "does not fit" in err and "net.first.weight" in err
 
 
 def test_bad_input_is_a_one_line_error(runs, tmp_path, capsys):
@@ -101,6 +131,17 @@ def test_bad_input_is_a_one_line_error(runs, tmp_path, capsys):
         assert jax_cli(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and words in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", sorted(UNTWINNED))
+def test_a_configuration_without_a_twin_is_a_one_line_error(tmp_path, capsys, name):
+    run = tmp_path / name
+    assert torch_cli(["train", name, "--steps", "2", "--out", str(run), *COMMON, *UNTWINNED[name]]) == 0
+    capsys.readouterr()
+    assert jax_cli(["check", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {name} is checked on images") and "no JAX twin network" in err
+    assert err.count("\n") == 1
 
 
 def test_a_model_without_a_twin_is_named(tmp_path, capsys):

@@ -8,10 +8,14 @@ tolerance. Prints metric, PyTorch value, JAX value, difference, tolerance and PA
 failure, 2 on bad input (no run, a model without a twin, a checkpoint that does not match its config, an unknown
 split), with a one-line error.
 
-Supported models are those in ``CHECKERS`` (the catalogue lists them): ``vae`` (the single-sample ELBO and the
-importance-sampled NLL, nats and bits/dim), ``language_model`` with the transformer (held-out cross-entropy,
-nats and bits/char), ``pixelcnn`` (the exact NLL, nats per image and bits/dim) and ``wavenet`` (NLL per sample of
-whole clips, nats and bits) and ``ddpm`` on images (the variational bound with 4 shared timesteps per example).
+Supported models are those in ``CHECKERS`` (an unsupported one is refused with the list): ``vae`` (the single-sample
+ELBO and the importance-sampled NLL, nats and bits/dim), ``language_model`` with the transformer (held-out
+cross-entropy, nats and bits/char), ``pixelcnn`` (the exact NLL, nats per image and bits/dim), ``wavenet`` (NLL per
+sample of whole clips, nats and bits), ``ddpm`` on images (the variational bound with 4 shared timesteps per
+example), ``coupling_flows`` on images (the exact NLL of the dequantised images over ``eval_draws`` shared draws of
+the uniform noise, nats and bits/dim, and the importance-weighted bound) and ``flow_matching`` with the U-Net (the
+CFM loss, and the ODE NLL by 8 fixed RK4 steps, ``ODE_STEPS``, with one shared Rademacher probe per example). The 2-D
+networks of ``coupling_flows``, ``flow_matching`` and ``ddpm`` (MLPs) have no JAX twin: a one-line error, exit 2.
 """
 
 from __future__ import annotations
@@ -249,8 +253,219 @@ def _ddpm(net, cfg, batch, rng, perturb) -> list[Row]:
             Row("NLL bound (4 t)", "bits/dim", bound_t * to_bits, bound_j * to_bits, tol)]
 
 
+def _flow_layer(layer) -> tuple[tuple, dict | None, dict | None]:
+    """One layer of ``practice_torch.coupling_flows.layers.MultiScaleFlow`` described for its JAX twin: (a hashable
+    description, ("actnorm",), ("invconv",), ("squeeze",) or ("coupling", mask, parity, kind, flax ConvNet); its fixed
+    buffers (a 1x1 convolution's permutation and sign) or None; the flax-shaped template of its parameters or None).
+    A mask is named by the shape and first entry of the torch mask, (1, 1, H, W) checkerboard or (1, C, 1, 1)
+    channel, and recomputed in JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    import theory_jax.coupling_flows as jc
+
+    kind = type(layer).__name__
+    if kind == "ActNorm":
+        return ("actnorm",), None, {"log_scale": tuple(layer.log_scale.shape), "bias": tuple(layer.bias.shape)}
+    if kind == "InvConv1x1":
+        return (("invconv",), {name: getattr(layer, name).double().numpy() for name in ("permutation", "sign")},
+                {name: tuple(getattr(layer, name).shape) for name in ("lower", "upper", "log_diag")})
+    if kind == "Squeeze":
+        return ("squeeze",), None, None
+    if kind != "Coupling" or type(layer.net).__name__ != "ConvNet":
+        raise CheckError(f"coupling_flows layer {kind} has no JAX twin (images with the ConvNet conditioner have one)")
+    net = layer.net
+    twin = jc.ConvNet(net.first.in_channels - 1, net.last.out_channels, net.first.out_channels, len(net.blocks))
+    mask = "checkerboard" if layer.mask.shape[1] == 1 else "channel"
+    like = jnp.zeros((1, 2, 2, twin.channels))
+    return (("coupling", mask, 0 if layer.mask.reshape(-1)[0] > 0 else 1, layer.kind, twin), None,
+            {"net": jax.eval_shape(lambda: twin.init(jax.random.key(0), like, like))["params"]})
+
+
+def _flow_layers(body) -> tuple[tuple, dict, dict]:
+    """The whole flow described by ``_flow_layer``: (the descriptions stage by stage, the buffers, the template), the
+    last two keyed "stages_s_i" as the converter names torch's ``stages.s.i``."""
+    described = [[_flow_layer(layer) for layer in stage] for stage in body.stages]
+    stages = tuple(tuple(d for d, _, _ in stage) for stage in described)
+    keyed = {f"stages_{s}_{i}": (b, t) for s, stage in enumerate(described) for i, (_, b, t) in enumerate(stage)}
+    return (stages, {k: b for k, (b, _) in keyed.items() if b is not None},
+            {k: t for k, (_, t) in keyed.items() if t is not None})
+
+
+def _flow_layer_forward(layer: tuple, params, buffers, x):
+    """One layer described by ``_flow_layers``, by the functions of ``theory_jax.coupling_flows``.
+    x: (B, C, H, W) -> (y, log |det dy/dx| (B,))."""
+    import jax.numpy as jnp
+
+    import theory_jax.coupling_flows as jc
+
+    if layer[0] == "actnorm":
+        return jc.actnorm_forward(x, params["log_scale"], params["bias"])
+    if layer[0] == "invconv":  # W = P (L + I)(U + diag(sign exp(log_diag)))
+        weight = jc.invconv_lu_weight(buffers["permutation"], params["lower"], params["upper"], params["log_diag"],
+                                      buffers["sign"])[0]
+        return jc.invconv_forward(x, weight)
+    if layer[0] == "squeeze":
+        return jc.squeeze(x), jnp.zeros(x.shape[0], x.dtype)
+    _, mask_name, parity, kind, twin = layer
+    mask = (jc.checkerboard_mask if mask_name == "checkerboard" else jc.channel_mask)(x, parity)
+    h = twin.apply({"params": params["net"]}, _nhwc(x), _nhwc(mask))
+    return jc.coupling_transform(x, mask, _nchw(h), kind)
+
+
+def _flow_log_prob(stages, latent_shapes, alpha: float, params, buffers, y):
+    """log p(y) of ``Flow`` on [0, 1]^D by eq. 12 in JAX: the logit transform, each stage's layers, then the first
+    ``latent_shapes[s][0]`` channels factored out after every stage but the last. y: (B, C, H, W) -> (B,)."""
+    import jax.numpy as jnp
+
+    import theory_jax.coupling_flows as jc
+
+    x, total = jc.logit_transform(y, alpha)
+    base = jnp.zeros(y.shape[0], y.dtype)
+    for s, (stage, shape) in enumerate(zip(stages, latent_shapes, strict=True)):
+        for i, layer in enumerate(stage):
+            key = f"stages_{s}_{i}"
+            x, log_det = _flow_layer_forward(layer, params.get(key), buffers.get(key), x)
+            total = total + log_det
+        if x.shape[1] > shape[0]:
+            base, x = base + jc.standard_normal_log_prob(x[:, :shape[0]]), x[:, shape[0]:]
+    return base + jc.standard_normal_log_prob(x) + total
+
+
+def _flow_bits(stages, latent_shapes, alpha: float, levels: int, params, buffers, x, u):
+    """The JAX side of ``_coupling_flows`` (jitted with the first four static, so checks of the same shapes compile
+    once): (bits/dim averaged over draws and images, the importance-weighted bound's bits/dim). x: (B, C, H, W) in
+    [0, 1], u: (K, B, C, H, W) dequantisation draws, all K draws in one batch of K B images."""
+    import jax.numpy as jnp
+    from jax.scipy.special import logsumexp
+
+    import theory_jax.coupling_flows as jc
+    from theory_jax.evaluation import dequantize
+
+    k, dims = u.shape[0], math.prod(x.shape[1:])
+    y = dequantize(jnp.round(x * (levels - 1))[None], u, levels).reshape(-1, *x.shape[1:])
+    logs = _flow_log_prob(stages, latent_shapes, alpha, params, buffers, y).reshape(k, -1)  # (K, B)
+    iw = logsumexp(logs, axis=0) - math.log(k)
+    return (jnp.mean(jc.bits_per_dim_from_log_prob(logs, dims, levels)),
+            jnp.mean(jc.bits_per_dim_from_log_prob(iw, dims, levels)))
+
+
+def _coupling_flows(net, cfg, batch, rng, perturb) -> list[Row]:
+    """The multi-scale flow's dequantised test NLL on images (Flow.log_prob, eq. 12 after the logit transform):
+    bits/dim averaged over ``eval_draws`` draws of u ~ U[0, 1)^D per image (eq. 13-15), and the importance-weighted
+    bound -log mean_u p over the same draws, as ``eval`` reports them; the same u in both backends."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    import practice_torch.coupling_flows as tc
+    from shared_specs.interop import torch_to_flax
+
+    if not net.images:
+        raise CheckError("coupling_flows is checked on images (the MLP conditioner of vector data has no JAX twin "
+                         "network)")
+    x, k, levels, dims = batch[0].double(), cfg.model.eval_draws, net.levels, math.prod(net.shape)
+    u = rng.uniform(size=(k, *x.shape))
+    net = net.double()
+    with torch.no_grad():
+        logs_t = torch.stack([net.log_prob(net.dequantize(x, torch.from_numpy(u_k))) for u_k in u])  # (K, B)
+    bits_t = tc.bits_per_dim_from_log_prob(logs_t, dims, levels).mean().item()
+    iw_t = tc.bits_per_dim_from_log_prob(torch.logsumexp(logs_t, 0) - math.log(k), dims, levels).mean().item()
+
+    stages, buffers, template = _flow_layers(net.body)
+    weights = {name: p.detach().double().numpy() for name, p in net.body.named_parameters()}  # no buffers
+    params = perturb(torch_to_flax(weights, template))
+    bits = jax.jit(_flow_bits, static_argnums=(0, 1, 2, 3))
+    bits_j, iw_j = (float(v) for v in bits(stages, tuple(map(tuple, net.body.latent_shapes)), net.alpha, levels,
+                                           params, buffers, jnp.asarray(x.numpy()), jnp.asarray(u)))
+    tol, to_nats = tolerance(LEVEL, "float64"), dims * math.log(2)
+    return [Row(f"NLL ({k} draws of u)", "nats/image", bits_t * to_nats, bits_j * to_nats, tol),
+            Row(f"NLL ({k} draws of u)", "bits/dim", bits_t, bits_j, tol),
+            Row(f"IW bound ({k} draws)", "bits/dim", iw_t, iw_j, tol)]
+
+
+ODE_STEPS = 8  # fixed RK4 (3/8 rule) steps of flow matching's ODE likelihood in both backends
+
+
+def _flow_matching(net, cfg, batch, rng, perturb) -> list[Row]:
+    """Flow matching on images with the U-Net field: the held-out CFM loss (eval's, one t and x0 per example, no
+    label dropout) and the ODE NLL -log p_1(x) = -log N(x_0) + int_0^1 tr(dv/dx) dt in model space (2x - 1), by
+    ODE_STEPS RK4 steps from t = 1 down to 0 with one Rademacher probe per example for Hutchinson's trace; the same
+    t, x0 and probe in both backends (``practice_torch.cnf.log_likelihood`` and ``theory_jax.cnf.log_likelihood``)."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from practice_torch.cnf import log_likelihood
+    from practice_torch.flow_matching.functions import cfm_loss, path_sample_and_target
+    from practice_torch.flow_matching.training import condition
+    from shared_specs.interop import torch_to_flax
+    from theory_jax.nets.unet import UNet
+
+    if type(net.net).__name__ != "UNet":
+        raise CheckError("flow_matching is checked on images with the U-Net field (the MLP field of 2-D data has no "
+                         "JAX twin network)")
+    x1, c = net.to_model(batch[0].double()), condition(net, batch[1])  # c: labels, a float vector or None
+    c = c.double() if c is not None and c.is_floating_point() else c
+    b, shape = x1.shape[0], tuple(x1.shape)
+    t, x0, probe = rng.uniform(size=b), rng.standard_normal(shape), rng.choice((-1.0, 1.0), size=shape)
+    net = net.double()
+    with torch.no_grad():
+        x_t, u = path_sample_and_target(x1, torch.from_numpy(x0), torch.from_numpy(t), net.sigma_min)
+        cfm_t = cfm_loss(net(x_t, torch.from_numpy(t), c), u).item()
+        nll_t = -log_likelihood(lambda s, z: net(z, s, c), x1, method="rk4", steps=ODE_STEPS, trace="hutchinson",
+                                probe=torch.from_numpy(probe)).mean().item()
+
+    twin = UNet(**dataclasses.asdict(net.net.config))
+    labels = jnp.asarray(c.numpy()) if net.num_classes else None
+    cond = jnp.asarray(c.numpy()) if net.cond_dim else None
+    x1j = jnp.asarray(x1.numpy())
+    template = jax.eval_shape(lambda: twin.init(jax.random.key(0), _nhwc(x1j), jnp.zeros(b), labels, cond))["params"]
+    weights = {name: p.detach().double().numpy() for name, p in net.net.named_parameters()}
+    params = perturb(torch_to_flax(weights, template))
+
+    metrics = jax.jit(_flow_matching_metrics, static_argnames=("twin", "sigma_min"))
+    cfm_j, nll_j = (float(v) for v in metrics(params, twin, x1j, jnp.asarray(t), jnp.asarray(x0), jnp.asarray(probe),
+                                               labels, cond, net.sigma_min))
+    tol = tolerance(LEVEL, "float64")
+    return [Row("CFM loss", "per dim", cfm_t, cfm_j, tol),
+            Row(f"ODE NLL (rk4 x{ODE_STEPS})", "nats/image", nll_t, nll_j, tol)]
+
+
+def _flow_matching_metrics(params, twin, x1, t, x0, probe, labels, cond, sigma_min: float):
+    """The JAX side of ``_flow_matching``, one pure function (jitted with ``twin`` and ``sigma_min`` static, so checks
+    of the same shapes compile once): (CFM loss, mean ODE NLL). x1, x0, probe: (B, C, H, W); t: (B,); labels: (B,)
+    or None; cond: (B, P) or None."""
+    import jax.numpy as jnp
+
+    import theory_jax.flow_matching as jfm
+    from practice_torch.flow_matching.training import TIME_SCALE
+    from theory_jax.cnf import log_likelihood
+
+    b, shape = x1.shape[0], x1.shape
+
+    def field(s, z):  # v_theta(t, z) on NCHW z, as FlowModel: the U-Net twin sees 1000 t and channels-last images
+        return _nchw(twin.apply({"params": params}, _nhwc(z), jnp.broadcast_to(s * TIME_SCALE, (b,)), labels, cond))
+
+    x_t, u = jfm.path_sample_and_target(x1, x0, t, sigma_min)
+    log_p = log_likelihood(lambda s, z: field(s, z.reshape(shape)).reshape(b, -1), x1.reshape(b, -1), method="rk4",
+                           steps=ODE_STEPS, trace="hutchinson", probe=probe.reshape(b, -1))
+    return jfm.cfm_loss(field(t, x_t), u), -jnp.mean(log_p)
+
+
+def _nhwc(x):
+    """(B, C, H, W) -> (B, H, W, C), for the flax twins."""
+    return x.transpose(0, 2, 3, 1)
+
+
+def _nchw(x):
+    """(B, H, W, C) -> (B, C, H, W)."""
+    return x.transpose(0, 3, 1, 2)
+
+
 CHECKERS: dict[str, Callable] = {"vae": _vae, "language_model": _language_model, "pixelcnn": _pixelcnn,
-                                 "wavenet": _wavenet, "ddpm": _ddpm}
+                                 "wavenet": _wavenet, "ddpm": _ddpm, "coupling_flows": _coupling_flows,
+                                 "flow_matching": _flow_matching}
 
 
 # The command -----------------------------------------------------------------------------------------------------
@@ -260,6 +475,7 @@ def check_run(run_dir: Path, examples: int = 64, split: str = "test", seed: int 
     CheckError on bad input."""
     import jax
 
+    from practice_torch.data import SPLITS
     from practice_torch.engine.checkpoint import CheckpointError
     from practice_torch.engine.config import ConfigError
     from practice_torch.engine.runs import load_split, load_trained, run_model_name
@@ -269,8 +485,8 @@ def check_run(run_dir: Path, examples: int = 64, split: str = "test", seed: int 
     jax.config.update("jax_default_matmul_precision", "highest")
     if not (run_dir / "config.json").is_file():
         raise CheckError(f"{run_dir} is not a run directory (no config.json); give the folder `train --out` wrote")
-    if split not in ("train", "val", "test"):
-        raise CheckError(f"unknown split {split!r}; choose train, val or test")
+    if split not in SPLITS:
+        raise CheckError(f"unknown split {split!r}; every data set has {', '.join(SPLITS)}")
     if examples < 1:
         raise CheckError(f"--examples must be at least 1, got {examples}")
     try:
