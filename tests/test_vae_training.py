@@ -30,8 +30,8 @@ def tiny_net(**kw) -> vae.VAE:
 def test_the_registry_serves_the_vae_and_names_unknown_models():
     module = models.get_model("vae")
     assert module is vae_training and all(hasattr(vae_training, name) for name in models.INTERFACE)
-    with pytest.raises(models.UnknownModel, match="unknown model 'gan'; choose from .*vae"):
-        models.get_model("gan")
+    with pytest.raises(models.UnknownModel, match="unknown model 'vqgan'; choose from .*vae"):
+        models.get_model("vqgan")
 
 
 def test_presets():
