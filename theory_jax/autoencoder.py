@@ -23,7 +23,7 @@ import scipy.linalg
 import sympy as sp
 
 from theory_jax.derivation import Derivation, full_precision
-from theory_jax.vae import GROUPNORM_EPS, ConvDecoder, MLPDecoder, flatten_image
+from theory_jax.vae import ConvDecoder, MLPDecoder, downsample, downsampling_convs, flatten_image
 
 TITLE = "autoencoders"
 LECTURES = "autoencoders; linear autoencoders and PCA; denoising autoencoders; anomaly detection"
@@ -113,16 +113,11 @@ class ConvEncoder(nn.Module):
     groups: int = 8
 
     def setup(self):
-        self.convs = [nn.Conv(c, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) for c in self.channels]
-        self.norms = [nn.GroupNorm(num_groups=min(self.groups, c), epsilon=GROUPNORM_EPS, use_fast_variance=False)
-                      for c in self.channels]
+        self.convs, self.norms = downsampling_convs(self.channels, self.groups)
         self.code = nn.Dense(self.code_dim)
 
     def __call__(self, x):
-        h = x
-        for conv, norm in zip(self.convs, self.norms):
-            h = nn.silu(norm(conv(h)))
-        return self.code(flatten_image(h))
+        return self.code(flatten_image(downsample(self.convs, self.norms, x)))
 
 
 class Autoencoder(nn.Module):

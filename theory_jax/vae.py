@@ -120,6 +120,21 @@ class MLPDecoder(nn.Module):
         return unflatten_image(self.out(h), self.image_shape)
 
 
+def downsampling_convs(channels: Sequence[int], groups: int) -> tuple[list, list]:
+    """The conv encoders' trunk (the VAE's, the autoencoder's, the VQ-VAE's), called in a ``setup``: a strided 3x3
+    conv (stride 2, explicit padding 1, not 'SAME') per entry of ``channels``, each followed by GroupNorm (torch's
+    eps, the stable variance). -> (convs, norms), named ``convs_i`` and ``norms_i`` by the attributes they are given."""
+    return ([nn.Conv(c, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) for c in channels],
+            [nn.GroupNorm(num_groups=min(groups, c), epsilon=GROUPNORM_EPS, use_fast_variance=False) for c in channels])
+
+
+def downsample(convs, norms, h):
+    """h through that trunk, SiLU(norm(conv(h))) per level. (B, H, W, C) -> (B, H / 2^L, W / 2^L, channels[-1])."""
+    for conv, norm in zip(convs, norms):
+        h = nn.silu(norm(conv(h)))
+    return h
+
+
 class ConvEncoder(nn.Module):
     """Strided 3x3 convs (stride 2, padding 1 on each side: explicit, not 'SAME'), GroupNorm, SiLU,
     then linear heads. x: (B, H, W, C), H and W divisible by 2^len(channels) -> (mean, logvar) (B, d)."""
@@ -131,17 +146,12 @@ class ConvEncoder(nn.Module):
     groups: int = 8
 
     def setup(self):
-        self.convs = [nn.Conv(c, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) for c in self.channels]
-        self.norms = [nn.GroupNorm(num_groups=min(self.groups, c), epsilon=GROUPNORM_EPS, use_fast_variance=False)
-                      for c in self.channels]
+        self.convs, self.norms = downsampling_convs(self.channels, self.groups)
         self.mean = nn.Dense(self.latent_dim)
         self.logvar = nn.Dense(self.latent_dim)
 
     def __call__(self, x, y=None):
-        h = x
-        for conv, norm in zip(self.convs, self.norms):
-            h = nn.silu(norm(conv(h)))
-        h = with_condition(flatten_image(h), y, self.num_classes)
+        h = with_condition(flatten_image(downsample(self.convs, self.norms, x)), y, self.num_classes)
         return self.mean(h), self.logvar(h)
 
 

@@ -28,7 +28,7 @@ import sympy as sp
 from jax.flatten_util import ravel_pytree
 
 from theory_jax.derivation import Derivation, float64_params, full_precision
-from theory_jax.vae import GROUPNORM_EPS, conv_transpose_padding
+from theory_jax.vae import GROUPNORM_EPS, conv_transpose_padding, downsample, downsampling_convs
 
 TITLE = "the vector-quantised VAE"
 LECTURES = ("vector quantisation; straight-through estimator; codebook and commitment losses; EMA codebook and "
@@ -147,16 +147,11 @@ class GridEncoder(nn.Module):
     groups: int = 8
 
     def setup(self):
-        self.convs = [nn.Conv(c, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) for c in self.channels]
-        self.norms = [nn.GroupNorm(num_groups=min(self.groups, c), epsilon=GROUPNORM_EPS, use_fast_variance=False)
-                      for c in self.channels]
+        self.convs, self.norms = downsampling_convs(self.channels, self.groups)
         self.head = nn.Conv(self.code_dim, (1, 1), padding="VALID")
 
     def __call__(self, x):
-        h = x
-        for conv, norm in zip(self.convs, self.norms):
-            h = nn.silu(norm(conv(h)))
-        return self.head(h)
+        return self.head(downsample(self.convs, self.norms, x))
 
 
 class GridDecoder(nn.Module):

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from practice_torch.autoencoder.functions import corrupt, reconstruction_bce, reconstruction_mse
-from practice_torch.vae.networks import ConvDecoder, MLPDecoder, check_divisible
+from practice_torch.vae.networks import ConvDecoder, MLPDecoder, check_divisible, downsample, downsampling_convs
 
 
 # 4. The networks ------------------------------------------------------------------------------------
@@ -41,17 +41,12 @@ class ConvEncoder(nn.Module):
         super().__init__()
         c, hgt, wid = image_shape
         check_divisible(image_shape, len(channels))
-        ins = [c, *channels[:-1]]
-        self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, stride=2, padding=1) for i, o in zip(ins, channels))
-        self.norms = nn.ModuleList(nn.GroupNorm(min(groups, o), o, eps=1e-5) for o in channels)
+        self.convs, self.norms = downsampling_convs(c, channels, groups)
         scale = 2 ** len(channels)
         self.code = nn.Linear(channels[-1] * (hgt // scale) * (wid // scale), code_dim)
 
     def forward(self, x):
-        h = x
-        for conv, norm in zip(self.convs, self.norms):
-            h = F.silu(norm(conv(h)))
-        return self.code(torch.flatten(h, 1))
+        return self.code(torch.flatten(downsample(self.convs, self.norms, x), 1))
 
 
 class Autoencoder(nn.Module):

@@ -64,19 +64,14 @@ class ConvEncoder(nn.Module):
         c, hgt, wid = image_shape
         check_divisible(image_shape, len(channels))
         self.num_classes = num_classes
-        ins = [c, *channels[:-1]]
-        self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, stride=2, padding=1) for i, o in zip(ins, channels))
-        self.norms = nn.ModuleList(nn.GroupNorm(min(groups, o), o, eps=1e-5) for o in channels)
+        self.convs, self.norms = downsampling_convs(c, channels, groups)
         scale = 2 ** len(channels)
         features = channels[-1] * (hgt // scale) * (wid // scale) + num_classes
         self.mean = nn.Linear(features, latent_dim)
         self.logvar = nn.Linear(features, latent_dim)
 
     def forward(self, x, y=None):
-        h = x
-        for conv, norm in zip(self.convs, self.norms):
-            h = F.silu(norm(conv(h)))
-        h = with_condition(torch.flatten(h, 1), y, self.num_classes)
+        h = with_condition(torch.flatten(downsample(self.convs, self.norms, x), 1), y, self.num_classes)
         return self.mean(h), self.logvar(h)
 
 
@@ -107,6 +102,21 @@ class ConvDecoder(nn.Module):
             if i < len(self.norms):
                 h = F.silu(self.norms[i](h))
         return h
+
+
+def downsampling_convs(in_channels: int, channels: Sequence[int], groups: int) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """The conv encoders' trunk (the VAE's, the autoencoder's, the VQ-VAE's): a strided 3x3 conv (stride 2, padding
+    1) per entry of ``channels``, each followed by GroupNorm(min(groups, o), eps 1e-5). -> (convs, norms)."""
+    ins = [in_channels, *channels[:-1]]
+    return (nn.ModuleList(nn.Conv2d(i, o, 3, stride=2, padding=1) for i, o in zip(ins, channels)),
+            nn.ModuleList(nn.GroupNorm(min(groups, o), o, eps=1e-5) for o in channels))
+
+
+def downsample(convs: nn.ModuleList, norms: nn.ModuleList, h):
+    """h through that trunk, SiLU(norm(conv(h))) per level. (B, C, H, W) -> (B, channels[-1], H / 2^L, W / 2^L)."""
+    for conv, norm in zip(convs, norms):
+        h = F.silu(norm(conv(h)))
+    return h
 
 
 def check_divisible(image_shape: Sequence[int], downsamplings: int) -> None:

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from practice_torch.autoencoder.functions import reconstruction_bce, reconstruction_mse
 from practice_torch.language_model.functions import temperature_step
 from practice_torch.nets import Transformer, TransformerConfig
-from practice_torch.vae.networks import check_divisible
+from practice_torch.vae.networks import check_divisible, downsample, downsampling_convs
 from practice_torch.vq_vae.functions import (
     code_usage,
     commitment_loss,
@@ -62,16 +62,11 @@ class GridEncoder(nn.Module):
     def __init__(self, image_shape: Sequence[int], code_dim: int, channels: Sequence[int] = (32, 64), groups: int = 8):
         super().__init__()
         check_divisible(image_shape, len(channels))
-        ins = [image_shape[0], *channels[:-1]]
-        self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, stride=2, padding=1) for i, o in zip(ins, channels))
-        self.norms = nn.ModuleList(nn.GroupNorm(min(groups, o), o, eps=1e-5) for o in channels)
+        self.convs, self.norms = downsampling_convs(image_shape[0], channels, groups)
         self.head = nn.Conv2d(channels[-1], code_dim, 1)
 
     def forward(self, x):
-        h = x
-        for conv, norm in zip(self.convs, self.norms):
-            h = F.silu(norm(conv(h)))
-        return self.head(h)
+        return self.head(downsample(self.convs, self.norms, x))
 
 
 class GridDecoder(nn.Module):
