@@ -1,0 +1,216 @@
+"""BiGAN's training interface (``practice_torch.models``): config, presets, loss on a batch, samples, eval.
+
+``python -m practice_torch train bigan`` trains a BiGAN (Donahue et al. 2017) on Fashion-MNIST: a conv encoder
+E(x) -> z, the f-GAN's DCGAN generator G(z) and a joint discriminator D(x, z) over pairs
+(``practice_torch.bigan.networks``); ``--dataset gaussians`` (or moons, rings) the same with MLPs on 2-D points.
+The steps alternate as the GAN's do: ``model.n_critic`` steps of D alone, then one of E and G together (each one
+step of the shared engine, so ``train.steps`` counts both); ``model.r1`` adds R1 at the real pairs to D's loss.
+
+``eval`` judges the encoder by a linear probe: a logistic regression fitted on E(x) of ``model.probe_examples``
+training examples and scored on the held-out split, beside the same probe on an untrained encoder's E(x) and on
+the raw inputs (the baselines); the reconstruction error |x - G(E(x))|^2 (G and E invert each other at the
+optimum, Theorem 2) beside that of mismatched pairs x, G(E(x')); on images the FID of samples beside an untrained
+generator's and the training images' (``practice_torch.gan.quality.image_references``). ``sample`` writes a grid of
+G(z) and a grid of held-out images above their reconstructions G(E(x)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from practice_torch.bigan.networks import BiGAN, bigan_loss
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.gan.functions import discriminator_loss
+from practice_torch.gan.quality import untrained_copy
+from practice_torch.models import Artefact
+from practice_torch.plots import scatter_figure_2d
+
+
+@dataclass
+class Config:
+    """BiGAN's hyperparameters: the run's ``model.*`` keys (``--set model.r1=1``)."""
+
+    latent_dim: int = 2
+    hidden: tuple[int, ...] = (128, 128)  # 2-D: MLP widths of E, G and D's x-path
+    width: int = 128  # features of the encoder's trunk and of each of D's paths (images: after the convs)
+    joint: int = 256  # D's tanh units where the x-path and the z-path meet (``pair_logits``)
+    channels: tuple[int, ...] = (32, 64)  # images: conv widths (two stride-2 layers each way)
+    fc: int = 512  # images: the generator's fully connected width
+    n_critic: int = 1  # D steps per step of E and G; 0 = all three players in every step
+    r1: float = 0.0  # weight of R1 at the real pairs (Mescheder et al. 2018); 0 = the plain game
+    probe_examples: int = 5000  # training examples the linear probe is fitted on
+    eval_references: bool = True  # images: eval also scores an untrained generator and the training images
+
+
+GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
+DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # Adam(2e-4, beta1 = 0.5), as BiGAN's
+
+# quick: 2 CPU cores, minutes; full: GPU scale. Steps count all players' steps: n_critic + 1 per step of E and G.
+HEADLINE = (("probe_accuracy", "linear probe of E(x), held-out accuracy", "share"),)
+
+IMAGE_QUICK = Preset(
+    Config(latent_dim=32, width=256, joint=512, channels=(32, 64), fc=512, r1=1.0),
+    TrainConfig(steps=3000, batch_size=64, lr=2e-4, checkpoint_every=1000, samples=64, **DCGAN))
+IMAGE_FULL = Preset(
+    Config(latent_dim=50, width=1024, joint=1024, channels=(64, 128), fc=1024, r1=1.0, probe_examples=20_000),
+    TrainConfig(steps=60_000, batch_size=128, lr=2e-4, checkpoint_every=10_000, samples=64, **DCGAN, **GPU_TRAINING))
+PRESETS = {  # the first row, fashion_mnist, is the default data set
+    "quick": {"fashion_mnist": IMAGE_QUICK, "image": IMAGE_QUICK, "2-D": Preset(
+        Config(),
+        TrainConfig(steps=6000, batch_size=256, lr=2e-4, checkpoint_every=2000, samples=2000, **DCGAN))},
+    "full": {"fashion_mnist": IMAGE_FULL, "image": IMAGE_FULL, "2-D": Preset(
+        Config(hidden=(256, 256), width=256, joint=512),
+        TrainConfig(steps=40_000, batch_size=512, lr=2e-4, checkpoint_every=10_000, samples=5000,
+                    **DCGAN, **GPU_TRAINING))},
+}
+default_config = preset_config("bigan", PRESETS)
+
+
+def build(config: Config, data) -> BiGAN:
+    """The BiGAN for a data set of vectors (D,) or images (C, H, W) in [0, 1]; one-line ValueError otherwise."""
+    if data.modality not in ("2-D", "image"):
+        raise ValueError(f"the BiGAN models vectors or images; {data.name} is {data.modality} data")
+    if config.r1 < 0:
+        raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
+    if config.latent_dim < 1 or config.width < 1 or config.joint < 1:
+        raise ValueError(f"model.latent_dim, model.width and model.joint must be positive, got "
+                         f"{config.latent_dim}, {config.width}, {config.joint}")
+    net = BiGAN(data.shape, config.latent_dim, config.width, config.joint, config.channels, config.hidden, config.fc,
+                unit_interval=data.modality == "image", n_critic=config.n_critic)
+    net.r1 = config.r1
+    net.data_name = data.name  # for eval's probe and references (the training split of the same data set)
+    return net
+
+
+def draw_noise(net: BiGAN, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """z ~ N(0, I), (n, d): the generator's latents for one batch (drawn at every step, whichever player steps)."""
+    return {"z": torch.randn((n, net.latent_dim), generator=generator)}
+
+
+def loss(net: BiGAN, batch, noise: dict[str, torch.Tensor]):
+    """``bigan_loss`` for this step's players (``net.next_phase``) on (x (B, ...), y)."""
+    return bigan_loss(net, batch[0], noise["z"], net.next_phase(), net.r1)
+
+
+def _device(net) -> torch.device:
+    return next(net.parameters()).device
+
+
+@torch.no_grad()
+def generate(net: BiGAN, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n samples G(z) on the CPU, z ~ N(0, I) drawn from ``generator``. -> (n, *shape)."""
+    return net(torch.randn((n, net.latent_dim), generator=generator).to(_device(net))).cpu()
+
+
+@torch.no_grad()
+def encode(encoder, x, batch_size: int = 1000) -> torch.Tensor:
+    """E(x) in batches on the encoder's device: x (N, *shape) -> (N, d) on the CPU."""
+    device = next(encoder.parameters()).device
+    return torch.cat([encoder(chunk.to(device)).cpu() for chunk in x.split(batch_size)])
+
+
+@torch.no_grad()
+def reconstruct(net: BiGAN, x, batch_size: int = 1000) -> torch.Tensor:
+    """G(E(x)): x (N, *shape) -> (N, *shape) on the CPU."""
+    device = _device(net)
+    return torch.cat([net(net.encoder(chunk.to(device))).cpu() for chunk in x.split(batch_size)])
+
+
+@torch.no_grad()
+def sample(net: BiGAN, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+    """Images: a grid of about n samples G(z), and rows of held-out ``examples`` above rows of their reconstructions
+    G(E(x)). 2-D: scatters of n samples and of the reconstructions beside the held-out points."""
+    samples = generate(net, n, generator)
+    if len(net.shape) == 3:
+        artefacts = [Artefact("samples", "images", samples, nrow=math.ceil(math.sqrt(n)))]
+        if examples is not None:
+            per_row = min(8, len(examples[0]))
+            x = examples[0][:min(32, len(examples[0])) // per_row * per_row]
+            pairs = torch.stack([x, reconstruct(net, x)], dim=1)  # (N, 2, C, H, W): image, reconstruction
+            rows = pairs.unflatten(0, (-1, per_row)).transpose(1, 2)  # (R, 2, per_row, C, H, W)
+            artefacts.append(Artefact("reconstructions", "images", rows.flatten(0, 2), nrow=per_row))
+        return artefacts
+    data = samples if examples is None else examples[0]
+    artefacts = [scatter_figure_2d("samples", samples, data, title="BiGAN samples G(z)")]
+    if examples is not None:
+        artefacts.append(scatter_figure_2d("reconstructions", reconstruct(net, data), data, title="G(E(x))"))
+    return artefacts
+
+
+def linear_probe(train_features, train_labels, test_features, test_labels) -> float:
+    """Held-out accuracy of a multinomial logistic regression (scikit-learn, L2, C = 1) fitted on standardised
+    features. train_features: (N, F), train_labels: (N,), test_features: (M, F), test_labels: (M,) -> share."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(train_features.double().flatten(1).numpy(), train_labels.numpy())
+    return float(probe.score(test_features.double().flatten(1).numpy(), test_labels.numpy()))
+
+
+def probe_accuracies(net: BiGAN, train: tuple, test: tuple) -> dict[str, float]:
+    """``linear_probe`` on E(x) of this net's encoder, of an untrained copy's, and on the raw inputs x.
+    train, test: (x (N, *shape), y (N,)) -> {"probe_accuracy", "probe_accuracy_untrained", "probe_accuracy_inputs"}."""
+    fresh = untrained_copy(net).encoder
+    return {"probe_accuracy": linear_probe(encode(net.encoder, train[0]), train[1], encode(net.encoder, test[0]),
+                                           test[1]),
+            "probe_accuracy_untrained": linear_probe(encode(fresh, train[0]), train[1], encode(fresh, test[0]),
+                                                     test[1]),
+            "probe_accuracy_inputs": linear_probe(train[0], train[1], test[0], test[1]),
+            "probe_examples": len(train[0])}
+
+
+def reconstruction_errors(net: BiGAN, x) -> dict[str, float]:
+    """Mean squared error per dimension of G(E(x)) against x (N, *shape), and against the next example
+    (x rolled by one): a BiGAN whose E and G invert each other has the first far below the second."""
+    x_hat = reconstruct(net, x)
+    return {"reconstruction_mse": float(torch.mean((x_hat - x) ** 2)),
+            "reconstruction_mse_mismatched": float(torch.mean((x_hat - x.roll(1, dims=0)) ** 2))}
+
+
+@torch.no_grad()
+def evaluate(net: BiGAN, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """On the held-out set: D's cross-entropy on its pairs (x, E(x)) against as many generated pairs (G(z), z)
+    (log 4 at D = 1/2, BiGAN's optimum), the reconstruction errors, with class labels the linear probes, on images
+    (``model.eval_references``) the reference FIDs and class shares of ``gan.quality.image_references``."""
+    from practice_torch.data import get_dataset
+
+    device, total = _device(net), 0.0
+    xs, ys = [], []
+    for x, y in DataLoader(dataset, batch_size=1000):
+        z = torch.randn((len(x), net.latent_dim), generator=generator).to(device)
+        x = x.to(device)
+        real, fake = net.discriminator(x, net.encoder(x)), net.discriminator(net(z), z)
+        total += float(discriminator_loss(real, fake)) * len(x)
+        xs.append(x.cpu())
+        ys.append(y)
+    x, y = torch.cat(xs), torch.cat(ys)
+    metrics = {"discriminator_loss": total / len(x), "examples": len(x), **reconstruction_errors(net, x)}
+    if y.dtype == torch.int64:
+        train = get_dataset(net.data_name, "train", limit=config.probe_examples)
+        train_xy = tuple(torch.stack(column) for column in zip(*(train[i] for i in range(len(train)))))
+        metrics.update(probe_accuracies(net, (train_xy[0], torch.as_tensor(train_xy[1])), (x, y)))
+    if len(net.shape) == 1 and y.dtype == torch.int64:
+        from practice_torch.gan.quality import mode_statistics
+
+        metrics.update(mode_statistics(generate(net, len(x), generator), x, y))
+    elif len(net.shape) == 3 and config.eval_references:
+        metrics.update(references(net, dataset, generator))
+    return metrics
+
+
+def references(net: BiGAN, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """``quality.image_references`` for this net: its samples, an untrained copy's, the training images."""
+    from practice_torch.data import get_dataset
+    from practice_torch.gan.quality import REFERENCE_SAMPLES, image_references
+
+    n = min(len(dataset), REFERENCE_SAMPLES)
+    fresh = untrained_copy(net)
+    return image_references(lambda m: generate(net, m, generator), lambda m: generate(fresh, m, generator),
+                            dataset, get_dataset(net.data_name, "train", limit=n), net.data_name, n=n)
