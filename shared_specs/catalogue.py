@@ -56,9 +56,11 @@ TOPICS: tuple[Topic, ...] = (
           trains="WGAN: weight clipping or gradient penalty, n_critic critic steps, critic's W1 estimate (2-D, images)"),
     Topic("bigan", "adversarial", "BiGAN / ALI", "image",
           trains="BiGAN: conv encoder, DCGAN generator, joint discriminator over (x, z); linear probe of E(x)"),
-    Topic("gan_inversion", "adversarial", "GAN inversion", "image"),
+    Topic("gan_inversion", "adversarial", "GAN inversion", "image",
+          trains="encoder by latent regression against a frozen gan run; optimisation, encoder, hybrid (images)"),
     Topic("domain_adversarial", "adversarial", "domain-adversarial networks", "image"),
-    Topic("style_transfer", "adversarial", "style transfer; domain translation", "image"),
+    Topic("style_transfer", "adversarial", "style transfer; domain translation", "image",
+          trains="CycleGAN between class-split image domains: LSGAN, cycle and identity losses, alternating players"),
     # Diffusion models
     Topic("ddpm", "diffusion", "DDPM: forward/reverse processes, ELBO, U-Net", "image, sound, 2-D",
           trains="DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG"),

@@ -1,0 +1,112 @@
+"""CycleGAN's players (Zhu et al. 2017): two translators G: A -> B and F: B -> A, and a discriminator per domain.
+
+A translator is a small convolutional encoder-decoder in the shape of CycleGAN's ResNet generator (their
+appendix 7.2: c7s1-k, d2k, R2k x n, u k, c7s1-3), shrunk to 28 x 28 grey images: a 3x3 conv to ``width``
+channels, one stride-2 conv to 2 ``width`` (H/2), ``blocks`` residual blocks, a stride-2 transposed conv back to
+``width`` (H) and a 3x3 conv to the image's channels, with a sigmoid for [0, 1] images. Instance normalisation
+(GroupNorm with one group per channel) after each inner conv, as in CycleGAN; never batch normalisation, so a
+translation does not depend on the rest of the batch.
+
+The discriminators D_A, D_B are the f-GAN's ``ConvCritic`` (a global real/fake score, not CycleGAN's 70 x 70
+PatchGAN: the images are 28 x 28). ``CycleGAN`` holds the four networks and the alternating schedule of
+``practice_torch.gan.networks.Adversarial`` (its ``next_phase`` and ``frozen_critic``, reused as they are): the
+engine takes one optimizer step per loss call, so the steps cycle through ``n_critic`` steps of both
+discriminators and one of both translators; the step counter is a checkpointed buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from practice_torch.f_divergence.networks import ConvCritic
+from practice_torch.gan.networks import Adversarial
+
+
+def instance_norm(channels: int) -> nn.GroupNorm:
+    """Instance normalisation (Ulyanov et al. 2016) as GroupNorm with one group per channel, learnt scale and shift."""
+    return nn.GroupNorm(channels, channels)
+
+
+class ResidualBlock(nn.Module):
+    """x + conv(relu(norm(conv(x)))) followed by a norm: CycleGAN's R_k block, 3x3 convs. x: (B, C, H, W) -> same."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm1 = instance_norm(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = instance_norm(channels)
+
+    def forward(self, x):
+        h = F.relu(self.norm1(self.conv1(x)))
+        return x + self.norm2(self.conv2(h))
+
+
+class Translator(nn.Module):
+    """An image-to-image network x (B, C, H, W) -> (B, C, H, W), in [0, 1] with ``unit_interval`` (a sigmoid).
+    H and W must be even (one stride-2 level)."""
+
+    def __init__(self, shape: Sequence[int], width: int = 32, blocks: int = 2, unit_interval: bool = True):
+        super().__init__()
+        c = shape[0]
+        self.unit_interval = unit_interval
+        self.stem = nn.Conv2d(c, width, 3, padding=1)  # c7s1-k (3x3 here)
+        self.norm0 = instance_norm(width)
+        self.down = nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)  # d2k: H -> H/2
+        self.norm1 = instance_norm(2 * width)
+        self.blocks = nn.ModuleList(ResidualBlock(2 * width) for _ in range(blocks))
+        self.up = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1)  # u k: H/2 -> H
+        self.norm2 = instance_norm(width)
+        self.out = nn.Conv2d(width, c, 3, padding=1)
+
+    def forward(self, x):
+        h = F.relu(self.norm0(self.stem(x)))
+        h = F.relu(self.norm1(self.down(h)))
+        for block in self.blocks:
+            h = block(h)
+        h = F.relu(self.norm2(self.up(h)))
+        y = self.out(h)
+        return torch.sigmoid(y) if self.unit_interval else y
+
+
+class CycleGAN(nn.Module):
+    """G: A -> B (``g_ab``), F: B -> A (``f_ba``), D_A and D_B (``critic_a``, ``critic_b``: x (B, C, H, W) -> (B,)
+    scores), and the step schedule of the game (``next_phase``, ``frozen_critic``: Adversarial's).
+
+    shape: one image (C, H, W), H and W divisible by 4 (the critics' two stride-2 convs).
+    """
+
+    next_phase = Adversarial.next_phase  # n_critic steps of both discriminators, then one of both translators
+    frozen_critic = Adversarial.frozen_critic  # the discriminators as constants of the translators' step
+
+    def __init__(self, shape: Sequence[int], width: int = 32, blocks: int = 2, channels: Sequence[int] = (32, 64),
+                 fc: int = 256, n_critic: int = 1, unit_interval: bool = True):
+        super().__init__()
+        if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
+            raise ValueError(f"CycleGAN needs (C, H, W) images with H and W divisible by 4 and two model.channels, "
+                             f"got shape {tuple(shape)} and channels {tuple(channels)}")
+        if n_critic < 0:
+            raise ValueError(f"model.n_critic must be 0 (simultaneous steps) or more, got {n_critic}")
+        if width < 1 or blocks < 0:
+            raise ValueError(f"model.width must be >= 1 and model.blocks >= 0, got {width} and {blocks}")
+        self.shape, self.n_critic = tuple(shape), n_critic
+        self.g_ab = Translator(shape, width, blocks, unit_interval)
+        self.f_ba = Translator(shape, width, blocks, unit_interval)
+        self.critic_a = ConvCritic(shape, channels, fc)
+        self.critic_b = ConvCritic(shape, channels, fc)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss calls so far: the schedule
+
+    def forward(self, a):
+        """G(a): a (B, C, H, W) from domain A -> (B, C, H, W) in domain B."""
+        return self.g_ab(a)
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """Both discriminators' weights: what ``frozen_critic`` holds fixed."""
+        return [*self.critic_a.parameters(), *self.critic_b.parameters()]
+
+    def translator_parameters(self) -> list[nn.Parameter]:
+        return [*self.g_ab.parameters(), *self.f_ba.parameters()]

@@ -1,0 +1,244 @@
+"""CycleGAN's training interface (``practice_torch.models``): unpaired translation between two image domains.
+
+``python -m practice_torch train style_transfer`` trains G: A -> B and F: B -> A between two class-split domains of
+fashion_mnist, by default A = sneakers (class 7) and B = ankle boots (class 9): ``--set model.domain_a=0
+--set model.domain_b=1`` (T-shirts/tops <-> trousers) picks others, ``--dataset digits`` works the same on 8x8
+digits. The domains are the data set's training images of those classes, held by the network (not checkpointed);
+each step takes one unpaired batch from each domain, the rows of both drawn by ``draw_noise`` from the engine's
+generator (with replacement), so a resumed run repeats them exactly. The engine's own batch only sets the batch
+size: its images are not used.
+
+The loss (Zhu et al. 2017, eq. 3 and sec. 5.2): the least-squares GAN losses of both directions (Mao et al. 2017,
+CycleGAN's choice; ``model.gan_loss=non_saturating`` for the binary cross-entropy of ``practice_torch.gan``), plus
+``cycle_weight`` (10) times ``cycle_loss`` and ``identity_weight`` (5) times ``identity_loss``. The players alternate
+as the GAN's do (``CycleGAN.next_phase``): ``n_critic`` steps of both discriminators, then one of both translators.
+
+``eval``: the cycle reconstruction error |F(G(a)) - a| and |G(F(b)) - b| on held-out images of both domains, and,
+through the project's feature classifier of the data set, how often G(a) is called a member of domain B against how
+often the untranslated a is (the baseline) and the real b are (the ceiling); likewise F(b) in A; the FID between G(a)
+and held-out b against that between a and b. ``sample``: the translations G(a) of held-out images first, then grids
+a / G(a) / F(G(a)) and b / F(b) / G(F(b)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.gan.functions import discriminator_loss, generator_loss_nonsaturating
+from practice_torch.models import Artefact
+from practice_torch.style_transfer.functions import cycle_loss, identity_loss
+from practice_torch.style_transfer.networks import CycleGAN
+
+GAN_LOSSES = ("least_squares", "non_saturating")
+
+
+@dataclass
+class Config:
+    """CycleGAN's hyperparameters: the run's ``model.*`` keys (``--set model.domain_a=0``)."""
+
+    domain_a: tuple[int, ...] = (7,)  # the classes of domain A (fashion_mnist 7: sneakers)
+    domain_b: tuple[int, ...] = (9,)  # the classes of domain B (fashion_mnist 9: ankle boots)
+    domain_limit: int = 0  # keep the first N training images of each domain; 0 = all of them
+    width: int = 32  # translator channels at full resolution (2 x width at half resolution)
+    blocks: int = 2  # residual blocks at half resolution
+    channels: tuple[int, ...] = (32, 64)  # discriminator conv widths (the f-GAN's ConvCritic)
+    fc: int = 256  # discriminator fully connected width
+    gan_loss: Literal["least_squares", "non_saturating"] = "least_squares"
+    cycle_weight: float = 10.0  # lambda of eq. 3
+    identity_weight: float = 5.0  # 0.5 lambda (sec. 5.2)
+    n_critic: int = 1  # discriminator steps per translator step; 0 = all four networks in every step
+
+
+GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
+ADAM = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # CycleGAN: Adam(2e-4, beta1 = 0.5)
+
+HEADLINE = (("translated_to_b", "G(a) classified as domain B", "share"),
+            ("cycle_error_a", "cycle error |F(G(a)) - a|", "mean abs"))
+
+# quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per translator step.
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("fashion_mnist", "image"), Preset(Config(width=16, blocks=1, channels=(16, 32), fc=128),
+                        TrainConfig(steps=1200, batch_size=32, lr=2e-4, checkpoint_every=400, log_every=50,
+                                    samples=64, **ADAM))),
+    },
+    "full": {
+        **dict.fromkeys(("fashion_mnist", "image"), Preset(Config(width=64, blocks=6, channels=(64, 128), fc=512),
+                        TrainConfig(steps=40_000, batch_size=64, lr=2e-4, checkpoint_every=5000, samples=64,
+                                    **ADAM, **GPU_TRAINING))),
+    },
+}
+default_config = preset_config("style_transfer", PRESETS)
+
+
+# 1. The two domains --------------------------------------------------------------------------------------------
+def domain_images(data, split: str, classes: tuple[int, ...], limit: int = 0) -> torch.Tensor:
+    """The images (N, C, H, W) of ``split`` of data set ``data`` (a DatasetInfo) whose label is in ``classes``;
+    ValueError (one line) for labels the data set does not have."""
+    bad = sorted(set(classes) - set(range(data.num_classes)))
+    if bad or not classes:
+        raise ValueError(f"a domain is a non-empty set of {data.name}'s labels 0..{data.num_classes - 1}, "
+                         f"got {','.join(map(str, classes))}")
+    x, y = data.load(split).tensors
+    keep = torch.isin(y, torch.tensor(classes, dtype=y.dtype)).nonzero().squeeze(1)
+    return x[keep[:limit] if limit else keep]
+
+
+def build(config: Config, data) -> CycleGAN:
+    """The CycleGAN for two class-split domains of a labelled image data set; one-line ValueError otherwise."""
+    if data.modality != "image" or len(data.shape) != 3 or not data.num_classes:
+        raise ValueError(f"CycleGAN translates between class-split domains of a labelled image data set; "
+                         f"{data.name} is {data.modality} data" + ("" if data.num_classes else " without labels"))
+    if set(config.domain_a) & set(config.domain_b):
+        raise ValueError(f"model.domain_a and model.domain_b must not share a class, got "
+                         f"{','.join(map(str, config.domain_a))} and {','.join(map(str, config.domain_b))}")
+    if config.gan_loss not in GAN_LOSSES:
+        raise ValueError(f"unknown model.gan_loss {config.gan_loss!r}; choose from {', '.join(GAN_LOSSES)}")
+    if config.cycle_weight < 0 or config.identity_weight < 0 or config.domain_limit < 0:
+        raise ValueError("model.cycle_weight, model.identity_weight and model.domain_limit must be >= 0")
+    net = CycleGAN(data.shape, config.width, config.blocks, config.channels, config.fc, config.n_critic)
+    # the training images of each domain: plain attributes (CPU), so neither checkpointed nor copied to the device
+    net.pool_a = domain_images(data, "train", config.domain_a, config.domain_limit)
+    net.pool_b = domain_images(data, "train", config.domain_b, config.domain_limit)
+    net.data, net.domain_a, net.domain_b = data, config.domain_a, config.domain_b
+    net.gan_loss, net.cycle_weight, net.identity_weight = config.gan_loss, config.cycle_weight, config.identity_weight
+    return net
+
+
+def draw_noise(net: CycleGAN, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The step's two unpaired batches, as rows (n,) of each domain's training images, drawn with replacement."""
+    return {"rows_a": torch.randint(len(net.pool_a), (n,), generator=generator),
+            "rows_b": torch.randint(len(net.pool_b), (n,), generator=generator)}
+
+
+# 2. The loss ---------------------------------------------------------------------------------------------------
+def critic_loss(real_scores, fake_scores, kind: str):
+    """A discriminator's loss on its domain's real images and the translations into it. (B,), (B,) -> ().
+    least_squares: 1/2 [mean (D(b) - 1)^2 + mean D(G(a))^2] (LSGAN, Mao et al. 2017, eq. 9 with a = 0, b = c = 1;
+    CycleGAN sec. 4); non_saturating: the binary cross-entropy ``discriminator_loss`` (GAN eq. 1, negated)."""
+    if kind == "least_squares":
+        return 0.5 * (torch.mean((real_scores - 1) ** 2) + torch.mean(fake_scores**2))
+    return discriminator_loss(real_scores, fake_scores)
+
+
+def translator_adversarial_loss(fake_scores, kind: str):
+    """A translator's adversarial loss on the discriminator's scores of its translations. (B,) -> ().
+    least_squares: mean (D(G(a)) - 1)^2 (CycleGAN sec. 4); non_saturating: -mean log D(G(a)) (GAN sec. 3)."""
+    if kind == "least_squares":
+        return torch.mean((fake_scores - 1) ** 2)
+    return generator_loss_nonsaturating(fake_scores)
+
+
+def cycle_gan_loss(net: CycleGAN, a, b, phase: tuple[bool, bool] = (True, True)):
+    """One step of CycleGAN's game (Zhu et al. eq. 3): both discriminators' losses when they step; when the
+    translators step, their adversarial losses on the frozen discriminators + cycle_weight L_cyc (eq. 2) +
+    identity_weight L_id (sec. 5.2). The sum is the loss whose gradient the engine follows.
+
+    a: (B, C, H, W) from domain A, b: (B', C, H, W) from domain B -> (loss, terms). Every term is reported at every
+    step (computed without a graph where its player does not step), so the logged means are over all steps.
+    """
+    critic_steps, translator_steps = phase
+    grad = torch.is_grad_enabled()
+    with torch.set_grad_enabled(translator_steps and grad):
+        fake_b, fake_a = net.g_ab(a), net.f_ba(b)  # G(a), F(b)
+        a_cycled, b_cycled = net.f_ba(fake_b), net.g_ab(fake_a)  # F(G(a)), G(F(b))
+        cyc = cycle_loss(a, a_cycled, b, b_cycled)
+        idt = identity_loss(a, net.f_ba(a), b, net.g_ab(b))
+    with torch.set_grad_enabled(critic_steps and grad):
+        d_b = critic_loss(net.critic_b(b), net.critic_b(fake_b.detach()), net.gan_loss)
+        d_a = critic_loss(net.critic_a(a), net.critic_a(fake_a.detach()), net.gan_loss)
+    with net.frozen_critic(), torch.set_grad_enabled(translator_steps and grad):
+        adv = (translator_adversarial_loss(net.critic_b(fake_b), net.gan_loss)
+               + translator_adversarial_loss(net.critic_a(fake_a), net.gan_loss))
+    translator = adv + net.cycle_weight * cyc + net.identity_weight * idt
+    total = (d_a + d_b if critic_steps else 0) + (translator if translator_steps else 0)
+    terms = {"critic_loss_a": d_a.detach(), "critic_loss_b": d_b.detach(), "adversarial_loss": adv.detach(),
+             "cycle_loss": cyc.detach(), "identity_loss": idt.detach()}
+    return total, terms
+
+
+def domain_batches(net: CycleGAN, noise: dict[str, torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a (n, C, H, W), b (n, C, H, W)): the drawn rows of both domains' training images, on ``device``."""
+    return net.pool_a[noise["rows_a"].cpu()].to(device), net.pool_b[noise["rows_b"].cpu()].to(device)
+
+
+def loss(net: CycleGAN, batch, noise: dict[str, torch.Tensor]):
+    """``cycle_gan_loss`` for this step's players (``net.next_phase``) on the batches ``noise`` picks; the engine's
+    ``batch`` only sets the device."""
+    a, b = domain_batches(net, noise, batch[0].device)
+    return cycle_gan_loss(net, a, b, net.next_phase())
+
+
+# 3. Samples and evaluation -------------------------------------------------------------------------------------
+def _device(net) -> torch.device:
+    return next(net.parameters()).device
+
+
+@torch.no_grad()
+def translate(net: CycleGAN, x: torch.Tensor, direction: str, batch_size: int = 500) -> torch.Tensor:
+    """G(x) (direction 'ab') or F(x) ('ba') of images (N, C, H, W) on the CPU, in batches on the net's device."""
+    network = net.g_ab if direction == "ab" else net.f_ba
+    device = _device(net)
+    return torch.cat([network(part.to(device)).cpu() for part in x.split(batch_size)])
+
+
+def held_out(net: CycleGAN) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b): the validation images of both domains (loaded once, kept on the net)."""
+    if getattr(net, "held_out_pools", None) is None:
+        net.held_out_pools = (domain_images(net.data, "val", net.domain_a), domain_images(net.data, "val", net.domain_b))
+    return net.held_out_pools
+
+
+@torch.no_grad()
+def sample(net: CycleGAN, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+    """'samples': G(a) of n validation images a of domain A drawn with ``generator``; then 'a_to_b', rows a / G(a) /
+    F(G(a)), and 'b_to_a', rows b / F(b) / G(F(b)), of the first min(n, 12) validation images of each domain."""
+    a_all, b_all = held_out(net)
+    rows = torch.randint(len(a_all), (n,), generator=generator)
+    artefacts = [Artefact("samples", "images", translate(net, a_all[rows], "ab"), nrow=max(1, round(n**0.5)))]
+    k = max(1, min(n, 12))
+    for name, x, there, back in (("a_to_b", a_all[:k], "ab", "ba"), ("b_to_a", b_all[:k], "ba", "ab")):
+        moved = translate(net, x, there)
+        artefacts.append(Artefact(name, "images", torch.cat([x, moved, translate(net, moved, back)]), nrow=len(x)))
+    return artefacts
+
+
+def share_in(classes: tuple[int, ...], probabilities: torch.Tensor) -> float:
+    """How often the classifier's top class is one of ``classes``. probabilities: (N, K) -> a share."""
+    return float(torch.isin(probabilities.argmax(-1), torch.tensor(classes)).double().mean())
+
+
+@torch.no_grad()
+def evaluate(net: CycleGAN, config: Config, dataset, generator: torch.Generator) -> dict[str, float]:
+    """On the held-out ``dataset``'s images of both domains: cycle errors, identity errors, the feature classifier's
+    domain shares of translated, untranslated and real images, and FIDs of the translations against the target
+    domain's held-out images beside the untranslated images'."""
+    from practice_torch.evaluation.features import embed, feature_network
+    from practice_torch.evaluation.metrics import fid_from_features
+
+    x, y = dataset.tensors if hasattr(dataset, "tensors") else map(torch.stack, zip(*dataset))
+    a = x[torch.isin(y, torch.tensor(config.domain_a))]
+    b = x[torch.isin(y, torch.tensor(config.domain_b))]
+    if not len(a) or not len(b):
+        raise ValueError(f"the held-out split has {len(a)} images of domain A and {len(b)} of domain B; both needed")
+    g_a, f_b = translate(net, a, "ab"), translate(net, b, "ba")
+    metrics = {"cycle_error_a": float(torch.mean(torch.abs(translate(net, g_a, "ba") - a))),
+               "cycle_error_b": float(torch.mean(torch.abs(translate(net, f_b, "ab") - b))),
+               "identity_error_a": float(torch.mean(torch.abs(translate(net, a, "ba") - a))),
+               "identity_error_b": float(torch.mean(torch.abs(translate(net, b, "ab") - b))),
+               "examples_a": len(a), "examples_b": len(b)}
+    features = feature_network(net.data.name, device=_device(net))
+    (fa, pa), (fb, pb), (fga, pga), (ffb, pfb) = (embed(features, v.clamp(0, 1)) for v in (a, b, g_a, f_b))
+    metrics.update({
+        "translated_to_b": share_in(config.domain_b, pga), "untranslated_a_in_b": share_in(config.domain_b, pa),
+        "real_b_in_b": share_in(config.domain_b, pb),
+        "translated_to_a": share_in(config.domain_a, pfb), "untranslated_b_in_a": share_in(config.domain_a, pb),
+        "real_a_in_a": share_in(config.domain_a, pa),
+        "fid_translated_b": fid_from_features(fb, fga), "fid_untranslated_a_b": fid_from_features(fb, fa),
+        "fid_translated_a": fid_from_features(fa, ffb), "features_test_accuracy": features.test_accuracy})
+    return metrics
