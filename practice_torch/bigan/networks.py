@@ -121,11 +121,11 @@ class BiGAN(nn.Module):
         if n_critic < 0:
             raise ValueError(f"model.n_critic must be 0 (simultaneous steps) or more, got {n_critic}")
         self.shape, self.latent_dim, self.n_critic = tuple(shape), latent_dim, n_critic
+        if len(self.shape) == 3 and len(channels) != 2:
+            raise ValueError(f"the conv BiGAN's generator upsamples twice and needs two model.channels, "
+                             f"got {tuple(channels)}")
         self.encoder = Encoder(shape, latent_dim, width, channels, hidden)
         if len(self.shape) == 3:
-            if len(channels) != 2:
-                raise ValueError(f"the conv BiGAN's generator upsamples twice and needs two model.channels, "
-                                 f"got {tuple(channels)}")
             self.generator = ConvGenerator(latent_dim, shape, channels, fc)
         else:
             self.generator = MLPGenerator(latent_dim, shape, hidden, unit_interval)
