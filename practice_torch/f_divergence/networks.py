@@ -74,10 +74,13 @@ class MLPCritic(nn.Module):
 
 class ConvGenerator(nn.Module):
     """DCGAN-style (Radford et al. 2016): z (B, d) -> Linear, BatchNorm, ReLU to ``fc`` features, then to a
-    (channels[-1], H/4, W/4) map, then ConvTranspose 4x4 stride 2 (padding 1) twice -> (B, C, H, W) in [0, 1]."""
+    (channels[-1], H/4, W/4) map, then ConvTranspose 4x4 stride 2 (padding 1) twice -> (B, C, H, W) in [0, 1]
+    (a sigmoid), or unbounded (``unit_interval=False``: normalised log-mels)."""
 
-    def __init__(self, latent_dim: int, shape: Sequence[int], channels: Sequence[int] = (64, 128), fc: int = 1024):
+    def __init__(self, latent_dim: int, shape: Sequence[int], channels: Sequence[int] = (64, 128), fc: int = 1024,
+                 unit_interval: bool = True):
         super().__init__()
+        self.unit_interval = unit_interval
         c, hgt, wid = shape
         small, big = channels
         self.base = (big, hgt // 4, wid // 4)
@@ -93,7 +96,8 @@ class ConvGenerator(nn.Module):
         h = F.relu(self.norm_fc(self.fc(z)))
         h = F.relu(self.norm0(self.project(h).view(-1, *self.base)))
         h = F.relu(self.norm1(self.up1(h)))
-        return torch.sigmoid(self.up2(h))
+        x = self.up2(h)
+        return torch.sigmoid(x) if self.unit_interval else x
 
 
 class ConvCritic(nn.Module):
@@ -180,6 +184,15 @@ def fgan_loss(net: FGAN, x, z, r1: float | None = None):
     terms = {"divergence_estimate": objective, "generator_loss": generator_loss}
     if r1 <= 0:
         return generator_loss - objective, terms
-    (grad,) = torch.autograd.grad(v_real.sum(), x, create_graph=True)
-    terms["r1_penalty"] = 0.5 * torch.mean(torch.sum(torch.flatten(grad, 1) ** 2, dim=1))
+    terms["r1_penalty"] = r1_penalty(v_real, x)
     return generator_loss - objective + r1 * terms["r1_penalty"], terms
+
+
+def r1_penalty(v_real, x):
+    """R1 (Mescheder et al. 2018, eq. 9 without the gamma): 1/2 E_P |grad_x V(x)|^2, the squared norm over all of an
+    example's dimensions, in the graph (create_graph) so that the critic's step descends it.
+
+    v_real: (B,) critic values of x (B, *shape), which required grad when V was evaluated -> scalar.
+    """
+    (grad,) = torch.autograd.grad(v_real.sum(), x, create_graph=True)
+    return 0.5 * torch.mean(torch.sum(torch.flatten(grad, 1) ** 2, dim=1))

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from practice_torch.f_divergence.networks import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
+from practice_torch.f_divergence.networks import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator, r1_penalty
 from practice_torch.gan.functions import (
     discriminator_loss,
     generator_loss_nonsaturating,
@@ -55,7 +55,7 @@ class Adversarial(nn.Module):
             if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
                 raise ValueError(f"the conv GAN needs (C, H, W) images with H and W divisible by 4 and two "
                                  f"model.channels, got shape {tuple(shape)} and channels {tuple(channels)}")
-            self.generator = ConvGenerator(z_dim, shape, channels, fc)
+            self.generator = ConvGenerator(z_dim, shape, channels, fc, unit_interval)
             self.critic = ConvCritic(shape, channels, fc, norm=critic_norm)
             width = fc
         else:
@@ -115,21 +115,27 @@ def generated(net: Adversarial, z, y, with_grad: bool):
 
 
 def gan_loss(net: Adversarial, x, z, y=None, generator_loss: str = "non_saturating",
-             phase: tuple[bool, bool] = (True, True)):
+             phase: tuple[bool, bool] = (True, True), r1: float = 0.0):
     """One step of the GAN game (eq. 1): the discriminator's binary cross-entropy (``discriminator_loss``) when the
     critic steps, the generator's loss (``generator_loss_nonsaturating`` or ``_saturating``) on the critic's detached
-    weights when the generator steps; their sum is the loss whose gradient the engine follows.
+    weights when the generator steps; their sum is the loss whose gradient the engine follows. ``r1`` > 0 adds
+    r1 * R1 to the discriminator's loss when it steps: R1 = 1/2 E_P |grad_x logit(x)|^2 at the real data
+    (Mescheder et al. 2018), which keeps the discriminator from growing steep around the data and stops the
+    DCGAN's collapse onto a few classes.
 
     x: (B, *shape), z: (B, d), y: (B,) labels (conditional nets: the fakes are drawn for the batch's labels) ->
-    (loss, {"discriminator_loss", "generator_loss", "d_real", "d_fake"}). Every term is reported at every step,
-    detached where its player does not step, so the logged means are over all steps.
+    (loss, {"discriminator_loss", "generator_loss", "d_real", "d_fake"[, "r1_penalty"]}). Every term is reported at
+    every step, detached where its player does not step, so the logged means are over all steps.
     """
     critic_steps, generator_steps = phase
     fake = generated(net, z, y, generator_steps)
+    with_r1 = r1 > 0 and critic_steps and torch.is_grad_enabled()
     with torch.set_grad_enabled(critic_steps and torch.is_grad_enabled()):
+        x = x.detach().requires_grad_(with_r1)
         real_logits = net.critic_value(x, y)
         fake_logits = net.critic_value(fake.detach(), y)
         d_loss = discriminator_loss(real_logits, fake_logits)
+        penalty = r1_penalty(real_logits, x) if with_r1 else None
     g_fn = GENERATOR_LOSSES[generator_loss]
     if generator_steps:
         with net.frozen_critic():
@@ -139,4 +145,7 @@ def gan_loss(net: Adversarial, x, z, y=None, generator_loss: str = "non_saturati
     total = (d_loss if critic_steps else 0) + (g_loss if generator_steps else 0)
     terms = {"discriminator_loss": d_loss.detach(), "generator_loss": g_loss.detach(),
              "d_real": torch.sigmoid(real_logits.detach()).mean(), "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
+    if penalty is not None:
+        total = total + r1 * penalty
+        terms["r1_penalty"] = penalty.detach()
     return total, terms

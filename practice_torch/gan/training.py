@@ -38,10 +38,13 @@ class Config:
     channels: tuple[int, ...] = (64, 128)  # conv widths (two stride-2 layers each way)
     fc: int = 1024  # conv: width of the fully connected layer in generator and discriminator
     n_critic: int = 1  # discriminator steps per generator step; 0 = both players in every step
+    r1: float = 0.0  # weight of the R1 penalty on the discriminator (Mescheder et al. 2018); 0 = the plain game
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
+    log_mel: bool = False  # examples are spoken_digits log-mels in [-1, 1]: shown as spectrograms, written as WAV
 
 
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
+R1_IMAGES = 10.0  # the f-GAN's image weight: without it the quick DCGAN collapsed onto shirts, coats and bags
 DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # Radford et al.: Adam(2e-4, beta1 = 0.5)
 
 # quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per generator step.
@@ -54,8 +57,11 @@ PRESETS = {
             Config(),
             TrainConfig(steps=8000, batch_size=256, lr=2e-4, checkpoint_every=2000, samples=2000, **DCGAN))),
         "image": Preset(
-            Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512),
+            Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512, r1=R1_IMAGES),
             TrainConfig(steps=4000, batch_size=64, lr=2e-4, checkpoint_every=1000, samples=100, **DCGAN)),
+        "audio": Preset(
+            Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512, r1=R1_IMAGES, log_mel=True),
+            TrainConfig(steps=3000, batch_size=64, lr=2e-4, checkpoint_every=1000, samples=20, **DCGAN), view="mel"),
     },
     "full": {
         **dict.fromkeys(("gaussians", "*"), Preset(
@@ -63,9 +69,13 @@ PRESETS = {
             TrainConfig(steps=40_000, batch_size=512, lr=2e-4, checkpoint_every=10_000, samples=5000,
                         **DCGAN, **GPU_TRAINING))),
         "image": Preset(
-            Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024),
+            Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024, r1=R1_IMAGES),
             TrainConfig(steps=60_000, batch_size=128, lr=2e-4, checkpoint_every=10_000, samples=100,
                         **DCGAN, **GPU_TRAINING)),
+        "audio": Preset(
+            Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024, r1=R1_IMAGES, log_mel=True),
+            TrainConfig(steps=30_000, batch_size=128, lr=2e-4, checkpoint_every=5000, samples=20,
+                        **DCGAN, **GPU_TRAINING), view="mel"),
     },
 }
 default_config = preset_config("gan", PRESETS)
@@ -73,8 +83,13 @@ default_config = preset_config("gan", PRESETS)
 
 def build(config: Config, data) -> Adversarial:
     """The GAN for a data set of vectors (D,) or images (C, H, W) in [0, 1]; one-line ValueError otherwise."""
-    if data.modality not in ("2-D", "image"):
-        raise ValueError(f"the GAN models vectors or images; {data.name} is {data.modality} data")
+    if data.modality not in ("2-D", "image", "audio") or (data.modality == "audio" and len(data.shape) != 3):
+        hint = " (use --set data.view=mel for its log-mel spectrograms)" if data.modality == "audio" else ""
+        raise ValueError(f"the GAN models vectors, images or log-mel spectrograms; {data.name} is {data.modality} "
+                         f"data of shape {tuple(data.shape)}{hint}")
+    if config.log_mel != (data.modality == "audio"):
+        raise ValueError(f"model.log_mel={str(config.log_mel).lower()} does not fit {data.name} ({data.modality} data): "
+                         "log_mel is true exactly for spoken-digit log-mels")
     if config.architecture == "conv" and len(data.shape) != 3:
         raise ValueError(f"model.architecture=conv needs images; {data.name} examples have shape {data.shape} "
                          "(use model.architecture=mlp)")
@@ -86,7 +101,11 @@ def build(config: Config, data) -> Adversarial:
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       data.num_classes if config.conditional else 0, critic_norm=True,
                       unit_interval=data.modality == "image", n_critic=config.n_critic)
+    net.data_view = "mel" if data.modality == "audio" else None  # the view eval's reference images are loaded in
+    if config.r1 < 0:
+        raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
     net.generator_loss = config.generator_loss  # which of the generator's losses ``loss`` takes
+    net.r1 = config.r1
     net.data_name = data.name  # for eval's references (the training images of the same data set)
     return net
 
@@ -100,7 +119,7 @@ def loss(net: Adversarial, batch, noise: dict[str, torch.Tensor]):
     """``gan_loss`` for this step's player (``net.next_phase``) on (x (B, ...), y (B,)); fakes of a conditional GAN
     are drawn for the batch's labels."""
     y = batch[1] if net.num_classes else None
-    return gan_loss(net, batch[0], noise["z"], y, net.generator_loss, net.next_phase())
+    return gan_loss(net, batch[0], noise["z"], y, net.generator_loss, net.next_phase(), net.r1)
 
 
 def _device(net) -> torch.device:
@@ -129,10 +148,22 @@ def sample(net: Adversarial, config: Config, n: int, generator: torch.Generator,
     samples beside the held-out ``examples``."""
     y, per_row = class_rows(net, n)
     samples = generate(net, n if y is None else len(y), generator, y)
+    if config.log_mel:
+        return mel_artefacts(samples, per_row, y)
     if len(net.shape) == 3:
         return [Artefact("samples", "images", samples, nrow=per_row, labels=y)]
     data = samples if examples is None else examples[0]
     return [scatter_figure_2d("samples", samples, data, title=f"GAN samples ({config.generator_loss})")]
+
+
+def mel_artefacts(samples, per_row: int, y=None) -> list[Artefact]:
+    """Log-mel samples (N, 1, 64, 64) as spectrogram pictures (low frequencies at the bottom) and, through
+    Griffin-Lim, as WAV files: the first 10 (a conditional GAN: the first of each class's row)."""
+    from practice_torch.data.audio import mel_picture, mel_to_waveform
+
+    heard = samples[::per_row] if y is not None else samples
+    return [Artefact("samples", "images", mel_picture(samples), nrow=per_row, labels=y),
+            Artefact("samples_audio", "audio", mel_to_waveform(heard[:10, 0]))]
 
 
 @torch.no_grad()
@@ -163,10 +194,13 @@ def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torc
 def references(net: Adversarial, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """``quality.image_references`` for this net: its samples, an untrained copy's, the training images."""
     from practice_torch.data import get_dataset
+    from practice_torch.data.audio import mel_picture
     from practice_torch.gan.quality import REFERENCE_SAMPLES, image_references, untrained_copy
 
     n = min(len(dataset), REFERENCE_SAMPLES)
     y = torch.arange(n) % net.num_classes if net.num_classes else None
     fresh = untrained_copy(net)
+    view = {"view": net.data_view} if getattr(net, "data_view", None) else {}
     return image_references(lambda m: generate(net, m, generator, y), lambda m: generate(fresh, m, generator, y),
-                            dataset, get_dataset(net.data_name, "train", limit=n), net.data_name, labels=y, n=n)
+                            dataset, get_dataset(net.data_name, "train", limit=n, **view), net.data_name, labels=y,
+                            n=n, picture=mel_picture if view else None)
