@@ -84,13 +84,13 @@ HEADLINE = (("mse_hybrid", "test reconstruction MSE, encoder then optimisation",
 
 PRESETS = {
     "quick": {
-        **dict.fromkeys(("fashion_mnist", "image"), Preset(
+        **dict.fromkeys(("fashion_mnist", "*"), Preset(
             Config(),
             TrainConfig(steps=2000, batch_size=64, lr=1e-3, warmup_steps=100, checkpoint_every=500, log_every=50,
                         val_batch=256, samples=64, threads=1))),
     },
     "full": {
-        **dict.fromkeys(("fashion_mnist", "image"), Preset(
+        **dict.fromkeys(("fashion_mnist", "*"), Preset(
             Config(encoder_channels=(64, 128), encoder_fc=1024, inversion_steps=500, eval_examples=1000),
             TrainConfig(steps=20_000, batch_size=256, lr=5e-4, warmup_steps=500, checkpoint_every=5000,
                         val_batch=1000, samples=64, **GPU_TRAINING))),
@@ -110,7 +110,7 @@ def gan_config(config: Config):
 def load_generator(config: Config, data) -> nn.Module:
     """The generator of the trained gan run ``config.generator``, its settings copied into ``config`` and its step
     recorded. ValueError, one line, for a path that is not a trained, unconditional gan run on this data set."""
-    from practice_torch.models import open_run
+    from practice_torch.models import open_run, run_config
 
     path = Path(config.generator)
     try:
@@ -118,15 +118,19 @@ def load_generator(config: Config, data) -> nn.Module:
         if name != "gan":
             raise ValueError(f"model.generator={path} is a {name} run; name a trained gan run "
                              "(python -m practice_torch train gan --dataset fashion_mnist)")
+        cfg = run_config(path)
+        if cfg.model.conditional:
+            raise ValueError(f"model.generator={path} is a conditional GAN; inversion needs an unconditional one "
+                             "(its generator takes z alone)")
+        if cfg.data.name != data.name:
+            raise ValueError(f"model.generator={path} was trained on {cfg.data.name}; this run is on {data.name} "
+                             f"(use --dataset {cfg.data.name})")
         _, cfg, gan = open_run(path, torch.device("cpu"))
     except (RunError, OSError) as exc:
         raise ValueError(f"model.generator={path}: not a trained gan run ({exc})") from None
-    if cfg.model.conditional:
-        raise ValueError(f"model.generator={path} is a conditional GAN; inversion needs an unconditional one "
-                         "(its generator takes z alone)")
-    if cfg.data.name != data.name or tuple(gan.shape) != tuple(data.shape):
-        raise ValueError(f"model.generator={path} was trained on {cfg.data.name} {tuple(gan.shape)}; this run is on "
-                         f"{data.name} {tuple(data.shape)} (use --dataset {cfg.data.name})")
+    if tuple(gan.shape) != tuple(data.shape):
+        raise ValueError(f"model.generator={path} makes {tuple(gan.shape)} examples; this run's {data.name} examples "
+                         f"are {tuple(data.shape)}")
     for key in GAN_KEYS:
         setattr(config, key, getattr(cfg.model, key))
     config.generator_step = latest_step(path / "checkpoints") or 0
@@ -140,6 +144,12 @@ def build(config: Config, data) -> Inverter:
 
     if data.modality != "image" or len(data.shape) != 3:
         raise ValueError(f"GAN inversion inverts image generators; {data.name} is {data.modality} data")
+    if config.eval_examples <= 0 or config.inversion_steps < 0 or config.inversion_lr <= 0:
+        raise ValueError(f"model.eval_examples and model.inversion_lr must be positive and model.inversion_steps not "
+                         f"negative, got {config.eval_examples}, {config.inversion_lr} and {config.inversion_steps}")
+    if config.reconstruction_weight < 0 or config.prior_weight < 0:
+        raise ValueError(f"model.reconstruction_weight and model.prior_weight must not be negative, got "
+                         f"{config.reconstruction_weight} and {config.prior_weight}")
     if config.generator_step:  # recorded: the weights come with the run's checkpoint
         generator = build_gan(gan_config(config), data).generator
     elif not config.generator:
@@ -147,12 +157,6 @@ def build(config: Config, data) -> Inverter:
                          "unconditional gan run on this data set)")
     else:
         generator = load_generator(config, data)
-    if config.eval_examples <= 0 or config.inversion_steps < 0 or config.inversion_lr <= 0:
-        raise ValueError(f"model.eval_examples and model.inversion_lr must be positive and model.inversion_steps not "
-                         f"negative, got {config.eval_examples}, {config.inversion_lr} and {config.inversion_steps}")
-    if config.reconstruction_weight < 0 or config.prior_weight < 0:
-        raise ValueError(f"model.reconstruction_weight and model.prior_weight must not be negative, got "
-                         f"{config.reconstruction_weight} and {config.prior_weight}")
     encoder = Encoder(data.shape, config.latent_dim, config.encoder_channels, config.encoder_fc, config.groups)
     net = Inverter(generator, encoder, config.latent_dim, data.shape)
     net.reconstruction_weight = config.reconstruction_weight  # what ``loss`` adds of the pixel term
