@@ -63,6 +63,21 @@ def test_the_steps_alternate_and_the_idle_player_gets_no_gradient():
     assert grads_of(both) == {"critic", "generator"}
 
 
+def test_the_schedule_reads_its_counter_on_the_host_once_and_again_after_a_load(monkeypatch):
+    """The step counter is read from the buffer (a device synchronisation on a GPU) at the first step and after the
+    buffer is written from outside (a resume's load_state_dict), not at every step."""
+    reads = []
+    original = torch.Tensor.__int__
+    monkeypatch.setattr(torch.Tensor, "__int__", lambda t: reads.append(1) or original(t))
+    net = tiny_net(n_critic=2)
+    phases = [net.next_phase() for _ in range(5)]
+    assert len(reads) == 1 and phases == [(True, False), (True, False), (False, True)] + [(True, False)] * 2
+    net.load_state_dict({**net.state_dict(), "steps": torch.tensor(2)})  # a checkpoint two steps in
+    assert net.next_phase() == (False, True) and len(reads) == 2
+    net.steps.fill_(0)  # negative control: any outside write is seen
+    assert net.next_phase() == (True, False) and len(reads) == 3 and original(net.steps) == 1
+
+
 @pytest.mark.parametrize("generator_loss", ["non_saturating", "saturating"])
 def test_the_step_losses_are_the_functions_of_the_derivations_twin(generator_loss):
     net, x, z = tiny_net(generator_loss=generator_loss), torch.randn(8, 2), torch.randn(8, 2)

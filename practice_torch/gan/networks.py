@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from practice_torch.counters import HostCount
 from practice_torch.f_divergence.networks import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator, r1_penalty
 from practice_torch.gan.functions import (
     discriminator_loss,
@@ -64,6 +65,7 @@ class Adversarial(nn.Module):
             self.embed = nn.Embedding(num_classes, width)  # the projection discriminator's class vectors
             nn.init.zeros_(self.embed.weight)  # starts as the unconditional critic
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss calls so far: the schedule
+        self._count = HostCount()  # its host-side mirror
 
     def forward(self, z, y=None):
         """Samples G(z, y): z (B, d), y (B,) int64 class labels (conditional nets) -> (B, *shape)."""
@@ -98,9 +100,8 @@ class Adversarial(nn.Module):
     def next_phase(self) -> tuple[bool, bool]:
         """(critic steps, generator steps) in this training step, then the counter advances: n_critic critic steps,
         then one generator step; both at once when n_critic = 0."""
-        phase = int(self.steps) % (self.n_critic + 1)
-        with torch.no_grad():
-            self.steps += 1
+        phase = self._count.value(self.steps) % (self.n_critic + 1)  # no device synchronisation (``HostCount``)
+        self._count.advance(self.steps)
         if self.n_critic == 0:
             return True, True
         return phase < self.n_critic, phase == self.n_critic

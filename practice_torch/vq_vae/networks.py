@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from practice_torch.autoencoder.functions import reconstruction_bce, reconstruction_mse
+from practice_torch.counters import HostCount
 from practice_torch.language_model.functions import temperature_step
 from practice_torch.nets import Transformer, TransformerConfig
 from practice_torch.vae.networks import check_divisible, downsample, downsampling_convs
@@ -130,6 +131,7 @@ class VectorQuantiser(nn.Module):
         self.register_buffer("embed_sum", codebook.clone())
         self.register_buffer("usage", torch.zeros(num_codes))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self._count = HostCount()  # the steps' host-side mirror
 
     def lookup(self, indices):
         """The codes of a grid of indices: (B, h, w) int -> z_q (B, D, h, w)."""
@@ -152,7 +154,7 @@ class VectorQuantiser(nn.Module):
                     raise ValueError(f"the quantiser in training mode needs keys (B, h w) = {(b, h * w)} of uniforms "
                                      "for its restarts (draw_noise); got "
                                      f"{None if keys is None else tuple(keys.shape)}")
-                if int(self.steps) == 0:
+                if self._count.value(self.steps) == 0:  # no device synchronisation (``HostCount``)
                     self.restart(rows.detach(), keys, everything=True)
             z_q, indices = quantise(rows.detach(), self.codebook)
             commitment = commitment_loss(rows, z_q).reshape(b, h * w).mean(-1) / d
@@ -168,8 +170,8 @@ class VectorQuantiser(nn.Module):
         self.usage += code_usage(indices, self.num_codes).to(self.usage)
         cluster_size, embed_sum = ema_update(self.cluster_size, self.embed_sum, rows, indices, self.decay)
         self.set_state(ema_codebook(cluster_size, embed_sum, self.eps), cluster_size, embed_sum)
-        self.steps += 1
-        if self.restart_every and int(self.steps) % self.restart_every == 0:
+        steps = self._count.advance(self.steps)
+        if self.restart_every and steps % self.restart_every == 0:
             self.restart(rows, keys, gathered=True)
 
     @torch.no_grad()
