@@ -8,10 +8,11 @@ channels, one stride-2 conv to 2 ``width`` (H/2), ``blocks`` residual blocks, a 
 translation does not depend on the rest of the batch.
 
 The discriminators D_A, D_B are the f-GAN's ``ConvCritic`` (a global real/fake score, not CycleGAN's 70 x 70
-PatchGAN: the images are 28 x 28). ``CycleGAN`` holds the four networks and the alternating schedule of
-``practice_torch.gan.networks.Adversarial`` (its ``next_phase`` and ``frozen_critic``, reused as they are): the
-engine takes one optimizer step per loss call, so the steps cycle through ``n_critic`` steps of both
-discriminators and one of both translators; the step counter is a checkpointed buffer.
+PatchGAN: the images are 28 x 28). ``CycleGAN`` holds the four networks and the step schedule of
+``practice_torch.gan.networks.Adversarial`` (its ``frozen_critic`` reused as it is, its ``next_phase`` schedule): the
+engine takes one optimizer step per loss call, so with ``n_critic = k > 0`` the steps cycle through k steps of both
+discriminators and one of both translators (the step counter is a checkpointed buffer); ``n_critic = 0`` steps all
+four networks at once, CycleGAN's own loop.
 """
 
 from __future__ import annotations
@@ -75,16 +76,15 @@ class Translator(nn.Module):
 
 class CycleGAN(nn.Module):
     """G: A -> B (``g_ab``), F: B -> A (``f_ba``), D_A and D_B (``critic_a``, ``critic_b``: x (B, C, H, W) -> (B,)
-    scores), and the step schedule of the game (``next_phase``, ``frozen_critic``: Adversarial's).
+    scores), and the step schedule of the game (``next_phase``; ``frozen_critic`` is Adversarial's).
 
     shape: one image (C, H, W), H and W divisible by 4 (the critics' two stride-2 convs).
     """
 
-    next_phase = Adversarial.next_phase  # n_critic steps of both discriminators, then one of both translators
     frozen_critic = Adversarial.frozen_critic  # the discriminators as constants of the translators' step
 
     def __init__(self, shape: Sequence[int], width: int = 32, blocks: int = 2, channels: Sequence[int] = (32, 64),
-                 fc: int = 256, n_critic: int = 1, unit_interval: bool = True):
+                 fc: int = 256, n_critic: int = 0, unit_interval: bool = True):
         super().__init__()
         if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
             raise ValueError(f"CycleGAN needs (C, H, W) images with H and W divisible by 4 and two model.channels, "
@@ -108,5 +108,12 @@ class CycleGAN(nn.Module):
         """Both discriminators' weights: what ``frozen_critic`` holds fixed."""
         return [*self.critic_a.parameters(), *self.critic_b.parameters()]
 
-    def translator_parameters(self) -> list[nn.Parameter]:
-        return [*self.g_ab.parameters(), *self.f_ba.parameters()]
+    def next_phase(self) -> tuple[bool, bool]:
+        """(discriminators step, translators step) in this training step, then the counter advances: n_critic steps
+        of both discriminators, then one of both translators (Adversarial's schedule); both at once when n_critic = 0."""
+        phase = int(self.steps) % (self.n_critic + 1)
+        with torch.no_grad():
+            self.steps += 1
+        if self.n_critic == 0:
+            return True, True
+        return phase < self.n_critic, phase == self.n_critic

@@ -10,8 +10,11 @@ size: its images are not used.
 
 The loss (Zhu et al. 2017, eq. 3 and sec. 5.2): the least-squares GAN losses of both directions (Mao et al. 2017,
 CycleGAN's choice; ``model.gan_loss=non_saturating`` for the binary cross-entropy of ``practice_torch.gan``), plus
-``cycle_weight`` (10) times ``cycle_loss`` and ``identity_weight`` (5) times ``identity_loss``. The players alternate
-as the GAN's do (``CycleGAN.next_phase``): ``n_critic`` steps of both discriminators, then one of both translators.
+``cycle_weight`` (10) times ``cycle_loss`` and ``identity_weight`` (5) times ``identity_loss``. By default
+(``model.n_critic=0``) every step updates both players from one forward pass, as CycleGAN's own training loop does
+(a translator step on the frozen discriminators, a discriminator step on the same translations, detached);
+``model.n_critic=k`` alternates them as the GAN's players do (``CycleGAN.next_phase``): k steps of both
+discriminators, then one of both translators.
 
 ``eval``: the cycle reconstruction error |F(G(a)) - a| and |G(F(b)) - b| on held-out images of both domains, and,
 through the project's feature classifier of the data set, how often G(a) is called a member of domain B against how
@@ -51,7 +54,7 @@ class Config:
     gan_loss: Literal["least_squares", "non_saturating"] = "least_squares"
     cycle_weight: float = 10.0  # lambda of eq. 3
     identity_weight: float = 5.0  # 0.5 lambda (sec. 5.2)
-    n_critic: int = 1  # discriminator steps per translator step; 0 = all four networks in every step
+    n_critic: int = 0  # 0: all four networks step in every step (CycleGAN's own loop); k: k discriminator steps, then one
 
 
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
@@ -60,12 +63,12 @@ ADAM = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # CycleGAN
 HEADLINE = (("translated_to_b", "G(a) classified as domain B", "share"),
             ("cycle_error_a", "cycle error |F(G(a)) - a|", "mean abs"))
 
-# quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per translator step.
+# quick: 2 CPU cores, minutes (one thread: small convolutions); full: GPU scale.
 PRESETS = {
     "quick": {
-        **dict.fromkeys(("fashion_mnist", "image"), Preset(Config(width=16, blocks=1, channels=(16, 32), fc=128),
-                        TrainConfig(steps=1200, batch_size=32, lr=2e-4, checkpoint_every=400, log_every=50,
-                                    samples=64, **ADAM))),
+        **dict.fromkeys(("fashion_mnist", "image"), Preset(Config(width=16, blocks=2, channels=(16, 32), fc=128),
+                        TrainConfig(steps=2000, batch_size=16, lr=2e-4, checkpoint_every=500, log_every=50,
+                                    samples=64, threads=1, **ADAM))),
     },
     "full": {
         **dict.fromkeys(("fashion_mnist", "image"), Preset(Config(width=64, blocks=6, channels=(64, 128), fc=512),
