@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from practice_torch.bigan.functions import bigan_losses, pair_logits
+from practice_torch.counters import HostCount
 from practice_torch.f_divergence.networks import ConvGenerator, MLPGenerator
 from practice_torch.gan.networks import Adversarial
 from practice_torch.vae.networks import downsample, downsampling_convs
@@ -131,6 +132,7 @@ class BiGAN(nn.Module):
             self.generator = MLPGenerator(latent_dim, shape, hidden, unit_interval)
         self.discriminator = JointDiscriminator(shape, latent_dim, width, joint, channels, hidden)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss calls so far: the schedule
+        self._count = HostCount()  # its host-side mirror, which ``Adversarial.next_phase`` reads and advances
 
     def forward(self, z, y=None):
         """Samples G(z): z (B, d) -> (B, *shape); y is ignored (the GAN helpers' signature)."""
