@@ -1,0 +1,99 @@
+"""DANN's three players (Ganin & Lempitsky 2015; Ganin et al. 2016, fig. 1 and Algorithm 1).
+
+``DANN`` holds a conv feature extractor G_f (the conv encoders' trunk, ``practice_torch.vae.networks``), a label
+classifier G_y and a domain classifier G_d behind the gradient reversal layer R_lambda. One loss,
+``dann_loss`` = L_y + L_d (eq. 9-10 through the reversal, eq. 13-14), trains all three with one optimizer step:
+G_d descends L_d, G_f descends L_y and ascends lambda L_d. lambda follows ``lambda_schedule`` over the training
+progress p = steps / ramp_steps (sec. 5.2.2); the step counter is a buffer, checkpointed with the weights, so a
+resumed run continues the schedule where it stopped. ``adversarial=False`` is the source-only baseline on the same
+network: lambda = 0, so the domain classifier still learns to tell the domains apart (its accuracy is then the
+separability of source-only features) but sends nothing back into G_f.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from practice_torch.domain_adversarial.functions import GradientReversal, domain_loss, label_loss, lambda_schedule
+from practice_torch.vae.networks import downsample, downsampling_convs
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers of widths ``sizes`` (in, hidden..., out) with ReLU between them."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers)
+
+
+class DANN(nn.Module):
+    """G_f, G_y, G_d and the reversal between G_f and G_d, for images (C, H, W) with H and W divisible by
+    2^len(channels).
+
+    shape: one example (C, H, W); num_classes: K; channels: G_f's strided conv widths; hidden: G_y's hidden widths;
+    domain_hidden: G_d's; lam: the final lambda (the schedule's ceiling); gamma: the schedule's rate;
+    ramp_steps: the steps over which p goes from 0 to 1; adversarial: False for the source-only baseline.
+    """
+
+    def __init__(self, shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
+                 hidden: Sequence[int] = (128,), domain_hidden: Sequence[int] = (128,), groups: int = 8,
+                 lam: float = 1.0, gamma: float = 10.0, ramp_steps: int = 1000, adversarial: bool = True):
+        super().__init__()
+        scale = 2 ** len(channels)
+        if len(shape) != 3 or shape[1] % scale or shape[2] % scale:
+            raise ValueError(f"DANN's extractor halves the image {len(channels)} times: it needs (C, H, W) images "
+                             f"with H and W divisible by {scale}, got {tuple(shape)} (use fewer model.channels)")
+        if ramp_steps < 1:
+            raise ValueError(f"model.ramp_steps must be positive (set it to train.steps), got {ramp_steps}")
+        self.shape, self.num_classes = tuple(shape), num_classes
+        self.lam, self.gamma, self.ramp_steps, self.adversarial = lam, gamma, ramp_steps, adversarial
+        self.convs, self.norms = downsampling_convs(shape[0], channels, groups)  # G_f
+        features = channels[-1] * (shape[1] // scale) * (shape[2] // scale)
+        self.classifier = mlp([features, *hidden, num_classes])  # G_y
+        self.reverse = GradientReversal(0.0)  # R_lambda; lambda set by ``advance`` at each training step
+        self.discriminator = mlp([features, *domain_hidden, 1])  # G_d
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training steps so far: p's numerator
+
+    def features(self, x):
+        """G_f(x): x (B, C, H, W) -> (B, F), the flattened conv features both classifiers read."""
+        return downsample(self.convs, self.norms, x).flatten(1)
+
+    def forward(self, x):
+        """G_y(G_f(x)): class logits, x (B, C, H, W) -> (B, K)."""
+        return self.classifier(self.features(x))
+
+    def domain_logits(self, features):
+        """G_d(R_lambda(f)): the logit that a feature came from the target domain, f (B, F) -> (B,)."""
+        return self.discriminator(self.reverse(features))[:, 0]
+
+    def scheduled_lambda(self) -> float:
+        """lambda_p = lam * (2 / (1 + exp(-gamma p)) - 1), p = min(steps / ramp_steps, 1) (sec. 5.2.2); 0 for the
+        source-only baseline."""
+        if not self.adversarial:
+            return 0.0
+        progress = torch.clamp(self.steps.double() / self.ramp_steps, max=1.0)
+        return self.lam * float(lambda_schedule(progress, self.gamma))
+
+    def advance(self) -> float:
+        """Set the reversal's lambda for this training step from the counter, then advance the counter."""
+        self.reverse.lam = self.scheduled_lambda()
+        with torch.no_grad():
+            self.steps += 1
+        return self.reverse.lam
+
+
+def dann_loss(net: DANN, x_source, y_source, x_target):
+    """L_y(G_y(G_f(x_s)), y_s) + L_d(G_d(R(G_f(x_s))), G_d(R(G_f(x_t)))) (eq. 9-10 with the reversal, eq. 13-14).
+    x_source: (B, C, H, W), y_source: (B,), x_target: (B', C, H, W) -> (loss, terms): label loss, domain loss, the
+    domain classifier's accuracy on the batch, lambda."""
+    f_source, f_target = net.features(x_source), net.features(x_target)
+    l_y = label_loss(net.classifier(f_source), y_source)
+    d_source, d_target = net.domain_logits(f_source), net.domain_logits(f_target)
+    l_d = domain_loss(d_source, d_target)
+    domain_accuracy = 0.5 * ((d_source < 0).float().mean() + (d_target > 0).float().mean())
+    terms = {"label_loss": l_y.detach(), "domain_loss": l_d.detach(), "domain_accuracy": domain_accuracy.detach(),
+             "lambda": torch.tensor(net.reverse.lam)}
+    return l_y + l_d, terms

@@ -1,0 +1,204 @@
+"""DANN's training adapter (``practice_torch.models``): ``python -m practice_torch train domain_adversarial``.
+
+Unsupervised domain adaptation (Ganin & Lempitsky 2015; Ganin et al. 2016): the labelled source domain is the run's
+data set (Fashion-MNIST by default), the unlabelled target domain a deterministic shift of the same images
+(``model.target``: ``galaxies``, MNIST-M's blend over GalSim galaxies, by default; see
+``practice_torch.domain_adversarial.domains``). ``build`` loads the source's train split and holds its shifted images
+on the net (a buffer left out of the checkpoints: it is rebuilt from the data); each step draws its target batch
+from them at rows the engine's noise picks (``draw_noise``), so a resumed run repeats the same batches. The target's
+labels are never read in training. ``--set model.adversarial=false`` trains the source-only baseline: the same
+network, steps and batches with lambda = 0.
+
+``eval`` reports the source and target test accuracies, the domain classifier's accuracy on the two test sets (about
+0.5 when the features are aligned) and the proxy A-distance 2 (1 - 2 err) of a linear classifier trained to tell the
+features apart (Ben-David et al. 2007; Ganin et al. 2016, sec. 5.1.4). ``sample`` writes a grid of test examples,
+source rows over target rows, framed green where the label classifier is right and red where it is wrong, and the
+predicted class names. The derivation: ``python -m theory_jax domain_adversarial``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from practice_torch.domain_adversarial.domains import SHIFTS, target_domain
+from practice_torch.domain_adversarial.networks import DANN, dann_loss
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.models import Artefact
+
+
+@dataclass
+class Config:
+    """DANN's hyperparameters: the run's ``model.*`` keys (``--set model.adversarial=false``)."""
+
+    target: str = "galaxies"  # the target domain's shift of the source images: galaxies, patches or inverted
+    adversarial: bool = True  # false: the source-only baseline (lambda = 0; the domain classifier trains alone)
+    lam: float = 1.0  # the final lambda, the ceiling of lambda_p
+    gamma: float = 10.0  # lambda_p = lam (2 / (1 + exp(-gamma p)) - 1), sec. 5.2.2
+    ramp_steps: int = 3000  # the steps over which p goes from 0 to 1: set it to train.steps
+    channels: tuple[int, ...] = (32, 64)  # the feature extractor's strided convs
+    hidden: tuple[int, ...] = (128,)  # the label classifier's hidden widths
+    domain_hidden: tuple[int, ...] = (128,)  # the domain classifier's hidden widths
+    groups: int = 8  # GroupNorm groups of the extractor
+    pad_examples: int = 2000  # eval: examples per domain for the proxy A-distance (half fit, half scored); 0: none
+
+
+GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
+
+# quick: a few minutes on 2 CPU cores, on one thread (small convs run slower on two threads that share the cores);
+# full: one GPU. A step sees a source batch and a target batch of the same size.
+HEADLINE = (("target_accuracy", "target test accuracy", "share"),)
+
+PRESETS = {
+    "quick": {
+        **dict.fromkeys(("fashion_mnist", "image"), Preset(
+            Config(ramp_steps=3000),
+            TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=100, checkpoint_every=1000, log_every=50,
+                        samples=32, threads=1))),
+    },
+    "full": {
+        **dict.fromkeys(("fashion_mnist", "image"), Preset(
+            Config(ramp_steps=30_000, channels=(64, 128), hidden=(256,), domain_hidden=(512, 512)),
+            TrainConfig(steps=30_000, batch_size=256, lr=5e-4, warmup_steps=500, checkpoint_every=5000, samples=32,
+                        **GPU_TRAINING))),
+    },
+}
+default_config = preset_config("domain_adversarial", PRESETS)
+
+
+def build(config: Config, data) -> DANN:
+    """DANN for a labelled image set; its target domain's train split (the shifted source train images) on the net
+    as ``target_images`` (N, C, H, W), a buffer outside the state_dict. One-line ValueError otherwise."""
+    if data.modality != "image" or len(data.shape) != 3:
+        raise ValueError(f"DANN adapts an image classifier; {data.name} is {data.modality} data of shape {data.shape}")
+    if not data.num_classes:
+        raise ValueError(f"DANN needs a labelled source domain, and {data.name} has no class labels")
+    if config.target not in SHIFTS:
+        raise ValueError(f"unknown model.target {config.target!r}; choose from {', '.join(SHIFTS)}")
+    if config.lam < 0:
+        raise ValueError(f"model.lam must be 0 or more (0: source-only), got {config.lam}")
+    net = DANN(data.shape, data.num_classes, config.channels, config.hidden, config.domain_hidden, config.groups,
+               config.lam, config.gamma, config.ramp_steps, config.adversarial)
+    source = data.load("train", None)
+    x, y = _tensors(source)
+    net.register_buffer("target_images", target_domain(x, y, config.target, "train").tensors[0], persistent=False)
+    net.data_name, net.target_name = data.name, config.target  # for sample's held-out examples
+    return net
+
+
+def draw_noise(net: DANN, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The target batch: n rows of the target's train split, (n,) int64, uniformly with replacement."""
+    return {"target": torch.randint(len(net.target_images), (n,), generator=generator)}
+
+
+def loss(net: DANN, batch, noise: dict[str, torch.Tensor]):
+    """``dann_loss`` on the source batch (x (B, C, H, W), y (B,)) and the target rows ``noise["target"]``, with this
+    step's lambda_p (the counter then advances)."""
+    net.advance()
+    x_target = net.target_images[noise["target"].to(net.target_images.device)]
+    return dann_loss(net, batch[0], batch[1], x_target)
+
+
+# Evaluation -------------------------------------------------------------------------------------------------------
+def _device(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def _tensors(dataset: Dataset, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of a data set's first n examples (all when None), stacked: (N, ...), (N,)."""
+    if hasattr(dataset, "tensors") and len(dataset.tensors) == 2:
+        x, y = dataset.tensors
+        return x[:n], y[:n]
+    xs, ys = [], []
+    for x, y in DataLoader(dataset, batch_size=1000):
+        xs.append(x)
+        ys.append(y)
+    x, y = torch.cat(xs), torch.cat(ys)
+    return x[:n], y[:n]
+
+
+@torch.no_grad()
+def predict(net: DANN, x, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(class predictions (N,), domain logits (N,), features (N, F)) of images x (N, C, H, W), on the CPU."""
+    device, preds, domains, feats = _device(net), [], [], []
+    for chunk in x.split(batch):
+        f = net.features(chunk.to(device)).float()
+        preds.append(net.classifier(f).argmax(1).cpu())
+        domains.append(net.discriminator(f)[:, 0].cpu())
+        feats.append(f.cpu())
+    return torch.cat(preds), torch.cat(domains), torch.cat(feats)
+
+
+def proxy_a_distance(source_features, target_features, generator: torch.Generator) -> float:
+    """d_A = 2 (1 - 2 err) (Ben-David et al. 2007; Ganin et al. 2016, sec. 5.1.4): err, the held-out error of a
+    linear classifier (logistic regression) trained to tell source features from target ones on half of each set,
+    scored on the other half. source_features, target_features: (N, F), N >= 4 -> a float in [-2, 2]; 2: the
+    domains are linearly separable, 0: not at all."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    n = min(len(source_features), len(target_features))
+    x = torch.cat([source_features[:n], target_features[:n]]).double()
+    y = torch.cat([torch.zeros(n), torch.ones(n)])
+    order = torch.randperm(2 * n, generator=generator)
+    fit, scored = order[:n], order[n:]
+    scaler = StandardScaler().fit(x[fit].numpy())
+    clf = LogisticRegression(max_iter=500).fit(scaler.transform(x[fit].numpy()), y[fit].numpy())
+    err = 1.0 - clf.score(scaler.transform(x[scored].numpy()), y[scored].numpy())
+    return 2.0 * (1.0 - 2.0 * err)
+
+
+@torch.no_grad()
+def evaluate(net: DANN, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """On the held-out split (source) and its shifted twin (target, labels read here only): both accuracies, the
+    domain classifier's balanced accuracy, and the proxy A-distance of the extractor's features."""
+    x, y = _tensors(dataset)
+    x_target = target_domain(x, y, config.target, "test").tensors[0]
+    pred_s, dom_s, feat_s = predict(net, x)
+    pred_t, dom_t, feat_t = predict(net, x_target)
+    metrics = {"source_accuracy": float((pred_s == y).float().mean()),
+               "target_accuracy": float((pred_t == y).float().mean()),
+               "domain_accuracy": 0.5 * float((dom_s < 0).float().mean() + (dom_t > 0).float().mean()),
+               "examples": len(y)}
+    n = min(config.pad_examples, len(y))
+    if n >= 4:
+        metrics["proxy_a_distance"] = proxy_a_distance(feat_s[:n], feat_t[:n], generator)
+    return metrics
+
+
+# Samples ----------------------------------------------------------------------------------------------------------
+def framed(x, correct, width: int = 2):
+    """Grey images x (N, 1 or 3, H, W) as RGB with a frame of ``width`` pixels, green where ``correct`` (N,) bool,
+    red elsewhere -> (N, 3, H + 2 width, W + 2 width)."""
+    rgb = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+    colour = torch.where(correct[:, None], torch.tensor([0.1, 0.8, 0.1]), torch.tensor([0.9, 0.1, 0.1]))
+    out = colour[:, :, None, None].expand(-1, -1, x.shape[2] + 2 * width, x.shape[3] + 2 * width).clone()
+    out[:, :, width:-width, width:-width] = rgb
+    return out
+
+
+@torch.no_grad()
+def sample(net: DANN, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+    """A classifier draws no samples: 'predictions', a grid of n held-out ``examples`` (else the first test
+    examples), a row of source images over the row of their target twins, framed green (right) or red (wrong);
+    and 'predicted_labels', the predicted class indices row by row."""
+    from practice_torch.data import get_dataset
+
+    cols = 8
+    if examples is None:
+        examples = _tensors(get_dataset(net.data_name, "test"), max(n, cols))
+    x, y = examples[0][: max(cols, n // cols * cols)], examples[1][: max(cols, n // cols * cols)]
+    x_target = target_domain(x, y, config.target, "test").tensors[0]
+    pred_s, pred_t = predict(net, x)[0], predict(net, x_target)[0]
+    rows, lines = [], []
+    for s in range(0, len(x), cols):
+        part = slice(s, s + cols)
+        rows += [framed(x[part], pred_s[part] == y[part]), framed(x_target[part], pred_t[part] == y[part])]
+        lines += [f"source: {pred_s[part].tolist()}  true: {y[part].tolist()}",
+                  f"target: {pred_t[part].tolist()}  true: {y[part].tolist()}"]
+    return [Artefact("predictions", "images", torch.cat(rows), nrow=cols),
+            Artefact("predicted_labels", "text", ["\n".join(lines)])]
