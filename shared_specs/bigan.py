@@ -1,5 +1,6 @@
 """Spec cases for ``bigan``: the two joint laws over (x, z) pairs, the joint discriminator and BiGAN's two losses,
-in float64.
+in float64; and the trained joint discriminator network (``JointDiscriminator``: a conv x-path on images, an MLP one
+on vectors, the paths meeting in ``pair_logits``) as float32 module cases.
 
 Each function runs in ``theory_jax.bigan`` and ``practice_torch.bigan`` on the same NumPy inputs, gradients
 included (for ``bigan_losses``: in both batches of pairs and in the discriminator's weights). Third witnesses:
@@ -11,9 +12,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from shared_specs.case import FunctionCase, gaussian
+from shared_specs.case import FunctionCase, ModuleCase, gaussian, uniform
 
 B, DX, DZ, H = 6, 4, 2, 5
+IMAGE_D = {"shape": (1, 8, 8), "latent_dim": 3, "width": 8, "joint": 6, "channels": (4, 8)}
+VECTOR_D = {"shape": (2,), "latent_dim": 2, "width": 8, "joint": 6, "hidden": (8, 8)}
 
 
 def _discriminator(rng):
@@ -47,4 +50,10 @@ CASES = (
                             "x_generated": gaussian(r, B, DX), "z": gaussian(r, B, DZ), **_discriminator(r)},
                  grad_wrt=("x", "z_encoded", "x_generated", "z", "w_x", "w_z", "w_out", "b"),
                  reference=ref_bigan_losses),
+    ModuleCase("bigan/joint_discriminator", "JointDiscriminator", IMAGE_D,
+               lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32"), "z": gaussian(r, 3, 3, dtype="float32")},
+               grad_wrt=("x", "z"), image_inputs=("x",)),
+    ModuleCase("bigan/joint_discriminator/vectors", "JointDiscriminator", VECTOR_D,
+               lambda r: {"x": gaussian(r, 4, 2, dtype="float32"), "z": gaussian(r, 4, 2, dtype="float32")},
+               grad_wrt=("x", "z")),
 )

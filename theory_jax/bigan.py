@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +30,7 @@ from scipy.spatial.distance import jensenshannon
 
 from theory_jax.derivation import Derivation, full_precision
 from theory_jax.gan import discriminator_loss
+from theory_jax.vae import downsample, downsampling_convs, flatten_image
 
 TITLE = "BiGAN / ALI: the optimal discriminator over (x, z) pairs, and encoder and generator as inverses"
 LECTURES = "BiGAN / ALI"
@@ -62,7 +65,59 @@ def bigan_losses(x, z_encoded, x_generated, z, w_x, w_z, w_out, b):
     return discriminator_loss(real, fake), discriminator_loss(fake, real)
 
 
-# 2. The derivation -----------------------------------------------------------------------------------------------
+# 2. The joint discriminator as a network (twin of practice_torch.bigan.networks) ----------------------------------
+class FeatureTrunk(nn.Module):
+    """x -> (B, width) features. Images (B, H, W, C): the VAE's strided conv trunk (``downsampling_convs``, GroupNorm,
+    SiLU), flattened in NCHW order, Dense to ``width``, LeakyReLU(0.2). Vectors (B, D): a LeakyReLU(0.2) MLP of
+    widths ``hidden``. ``shape`` is one example in torch's layout, (C, H, W) or (D,)."""
+
+    shape: Sequence[int]
+    width: int
+    channels: Sequence[int] = (32, 64)
+    hidden: Sequence[int] = (128, 128)
+    groups: int = 8
+
+    def setup(self):
+        if len(self.shape) == 3:
+            self.convs, self.norms = downsampling_convs(self.channels, self.groups)
+            self.layers = [nn.Dense(self.width)]
+        else:
+            self.layers = [nn.Dense(w) for w in self.hidden]
+
+    def __call__(self, x):
+        h = flatten_image(downsample(self.convs, self.norms, x)) if len(self.shape) == 3 else x.reshape(len(x), -1)
+        for layer in self.layers:
+            h = nn.leaky_relu(layer(h), 0.2)
+        return h
+
+
+class JointDiscriminator(nn.Module):
+    """D(x, z)'s logit = ``pair_logits`` of an x-path (``FeatureTrunk`` of x) and a z-path (a two-layer LeakyReLU MLP
+    of z, the x-path's width): the paths meet in ``joint`` tanh units (Donahue et al., sec. 3.3).
+    x: (B, H, W, C) or (B, D), z: (B, latent_dim) -> (B,)."""
+
+    shape: Sequence[int]
+    latent_dim: int
+    width: int
+    joint: int
+    channels: Sequence[int] = (32, 64)
+    hidden: Sequence[int] = (128, 128)
+
+    def setup(self):
+        x_width = self.width if len(self.shape) == 3 else self.hidden[-1]
+        self.x_path = FeatureTrunk(self.shape, self.width, self.channels, self.hidden)
+        self.z_path = FeatureTrunk((self.latent_dim,), self.width, hidden=(x_width, x_width))
+        init = nn.initializers.lecun_normal()
+        self.w_x = self.param("w_x", init, (self.joint, x_width))
+        self.w_z = self.param("w_z", init, (self.joint, x_width))
+        self.w_out = self.param("w_out", init, (1, self.joint))
+        self.b = self.param("b", nn.initializers.zeros, (self.joint,))
+
+    def __call__(self, x, z):
+        return pair_logits(self.x_path(x), self.z_path(z), self.w_x, self.w_z, self.w_out, self.b)
+
+
+# 3. The derivation -----------------------------------------------------------------------------------------------
 def _one_hot_map(assignment, size):
     """A deterministic map on finite sets as a (len, size) matrix of rows with a single 1."""
     return np.eye(size)[list(assignment)]

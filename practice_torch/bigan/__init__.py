@@ -3,8 +3,14 @@ discriminator, the losses of both sides).
 
 Same function names and arguments as the derivation module, so ``shared_specs/bigan.py`` calls both with the same
 NumPy inputs. ``python -m theory_jax bigan`` proves what they compute.
+
+* ``functions``: the joints, ``pair_logits``, ``bigan_losses``; same names as the JAX twin.
+* ``networks``: the players (``FeatureTrunk``, ``Encoder``, ``JointDiscriminator``, whose flax twin is in
+  ``theory_jax/bigan.py``), ``BiGAN`` with the GAN's alternating schedule, one step's ``bigan_loss``.
+* ``training``: the training adapter (``python -m practice_torch train bigan``), not imported here.
 """
 
 from practice_torch.bigan.functions import bigan_losses, encoder_joint, generator_joint, pair_logits
+from practice_torch.bigan.networks import FeatureTrunk, JointDiscriminator
 
-__all__ = ["bigan_losses", "encoder_joint", "generator_joint", "pair_logits"]
+__all__ = ["FeatureTrunk", "JointDiscriminator", "bigan_losses", "encoder_joint", "generator_joint", "pair_logits"]
