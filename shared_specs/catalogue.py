@@ -58,7 +58,8 @@ TOPICS: tuple[Topic, ...] = (
           trains="BiGAN: conv encoder, DCGAN generator, joint discriminator over (x, z); linear probe of E(x)"),
     Topic("gan_inversion", "adversarial", "GAN inversion", "image",
           trains="encoder by latent regression against a frozen gan run; optimisation, encoder, hybrid (images)"),
-    Topic("domain_adversarial", "adversarial", "domain-adversarial networks", "image"),
+    Topic("domain_adversarial", "adversarial", "domain-adversarial networks", "image",
+          trains="DANN by gradient reversal: Fashion-MNIST to a galaxy-blended target, against source-only (images)"),
     Topic("style_transfer", "adversarial", "style transfer; domain translation", "image",
           trains="CycleGAN between class-split image domains: LSGAN, cycle and identity losses, alternating players"),
     # Diffusion models
