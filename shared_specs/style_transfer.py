@@ -3,16 +3,19 @@ identity losses, in float64.
 
 Each function runs in ``theory_jax.style_transfer`` and ``practice_torch.style_transfer`` on the same NumPy inputs,
 gradients included. Third witnesses: NumPy's einsum for the Gram matrix, and Gatys et al.'s eq. 4 (unnormalised
-Grams) rescaled by 4 / C^2 for the style loss.
+Grams) rescaled by 4 / C^2 for the style loss. One float32 module case: CycleGAN's ``Translator`` (strided conv,
+residual blocks with instance norm, torch's transposed conv padding), the same NumPy weights in both backends through
+``shared_specs.interop``, gradients in the image and every weight.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from shared_specs.case import FunctionCase, gaussian
+from shared_specs.case import FunctionCase, ModuleCase, gaussian, uniform
 
 B, C, H, W = 2, 3, 4, 5
+TRANSLATOR = {"shape": (1, 8, 8), "width": 4, "blocks": 2}
 
 
 def ref_gram_matrix(features):
@@ -52,4 +55,7 @@ CASES = (
                             "g_of_y": d["y"] + 0.3 * gaussian(r, B + 1, C, H, W)},
                  grad_wrt=("x", "f_of_x", "y", "g_of_y"),
                  reference=lambda x, f_of_x, y, g_of_y: np.abs(g_of_y - y).mean() + np.abs(f_of_x - x).mean()),
+    ModuleCase("style_transfer/translator", "Translator", TRANSLATOR,
+               lambda r: {"x": uniform(r, 2, 1, 8, 8, dtype="float32")}, grad_wrt=("x",), image_inputs=("x",),
+               image_outputs=("<root>",)),
 )

@@ -211,6 +211,19 @@ def test_the_style_transfer_command_names_bad_input_in_one_line(tmp_path, capsys
     assert message in err and "\n" not in err and not (tmp_path / "o").exists()
 
 
+# The flax twin of the translator (spec case style_transfer/translator) ---------------------------------------------
+def test_a_spatially_flipped_transposed_conv_kernel_in_the_twin_is_caught(both):
+    from shared_specs import catalogue
+    from shared_specs.runner import Perturbation, caught
+
+    case = {c.id: c for c in catalogue.spec_cases("style_transfer")}["style_transfer/translator"]
+
+    def flipped(params):  # (H, W, O, I): a correlation where torch's transposed conv has its adjoint
+        return {**params, "up": {**params["up"], "kernel": params["up"]["kernel"][::-1, ::-1]}}
+
+    assert "output" in caught(case, Perturbation("up kernel flipped", params=flipped))
+
+
 # The quick preset (slow) -----------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_quick_preset_translates_sneakers_into_ankle_boots(tmp_path):

@@ -23,13 +23,18 @@ Twin: ``practice_torch/style_transfer`` (same names, same arguments); cases: ``s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
 from scipy import stats
 
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.vae import GROUPNORM_EPS, conv_transpose_padding
+
+PAD_1 = ((1, 1), (1, 1))  # torch's padding=1, explicit (flax's 'SAME' pads strided convs asymmetrically)
 
 TITLE = "style transfer and domain translation: Gram-matrix style loss, cycle-consistency and identity losses"
 LECTURES = "style transfer; domain translation"
@@ -71,7 +76,57 @@ def _abs_normal_mean(mu, sigma):
     return sigma * math.sqrt(2 / math.pi) * np.exp(-mu**2 / (2 * sigma**2)) + mu * (1 - 2 * stats.norm.cdf(-mu / sigma))
 
 
-# 2. The derivation -----------------------------------------------------------------------------------------------
+# 2. CycleGAN's translator (twin: practice_torch.style_transfer.networks) -----------------------------------------
+class ResidualBlock(nn.Module):
+    """x + norm(conv(relu(norm(conv(x))))): CycleGAN's R_k block, 3x3 convs (explicit padding 1), instance norm.
+    x: (B, H, W, C) -> same."""
+
+    channels: int
+
+    def setup(self):
+        self.conv1 = nn.Conv(self.channels, (3, 3), padding=PAD_1)
+        self.norm1 = instance_norm(self.channels)
+        self.conv2 = nn.Conv(self.channels, (3, 3), padding=PAD_1)
+        self.norm2 = instance_norm(self.channels)
+
+    def __call__(self, x):
+        h = nn.relu(self.norm1(self.conv1(x)))
+        return x + self.norm2(self.conv2(h))
+
+
+class Translator(nn.Module):
+    """CycleGAN's ResNet generator (Zhu et al. appendix 7.2), shrunk: 3x3 conv to ``width``, 4x4 stride-2 conv to
+    2 width, ``blocks`` residual blocks, 4x4 stride-2 transposed conv back to ``width`` (torch's padding 1:
+    ``conv_transpose_padding``), 3x3 conv to C; instance norm and ReLU after each inner conv; a sigmoid for [0, 1]
+    images. Compact, so that the residual blocks can carry torch's names ``blocks_i`` beside the field ``blocks``.
+    x: (B, H, W, C), H and W even -> (B, H, W, C)."""
+
+    shape: Sequence[int]
+    width: int = 32
+    blocks: int = 2
+    unit_interval: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        c, w = self.shape[0], self.width
+        pad = conv_transpose_padding(4, 1, 0)
+        h = nn.relu(instance_norm(w, "norm0")(nn.Conv(w, (3, 3), padding=PAD_1, name="stem")(x)))
+        h = nn.Conv(2 * w, (4, 4), strides=(2, 2), padding=PAD_1, name="down")(h)
+        h = nn.relu(instance_norm(2 * w, "norm1")(h))
+        for i in range(self.blocks):
+            h = ResidualBlock(2 * w, name=f"blocks_{i}")(h)
+        h = nn.ConvTranspose(w, (4, 4), strides=(2, 2), padding=(pad, pad), transpose_kernel=True, name="up")(h)
+        h = nn.relu(instance_norm(w, "norm2")(h))
+        y = nn.Conv(c, (3, 3), padding=PAD_1, name="out")(h)
+        return nn.sigmoid(y) if self.unit_interval else y
+
+
+def instance_norm(channels: int, name: str | None = None) -> nn.GroupNorm:
+    """Instance normalisation as GroupNorm with one group per channel; torch's epsilon and two-pass variance."""
+    return nn.GroupNorm(num_groups=channels, epsilon=GROUPNORM_EPS, use_fast_variance=False, name=name)
+
+
+# 3. The derivation -----------------------------------------------------------------------------------------------
 def derive(echo=None) -> Derivation:
     full_precision()
     d = Derivation("style_transfer", TITLE, LECTURES, echo=echo)

@@ -11,5 +11,6 @@ style_transfer``; never imported here).
 """
 
 from practice_torch.style_transfer.functions import content_loss, cycle_loss, gram_matrix, identity_loss, style_loss
+from practice_torch.style_transfer.networks import ResidualBlock, Translator
 
-__all__ = ["content_loss", "cycle_loss", "gram_matrix", "identity_loss", "style_loss"]
+__all__ = ["ResidualBlock", "Translator", "content_loss", "cycle_loss", "gram_matrix", "identity_loss", "style_loss"]
