@@ -61,7 +61,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic("domain_adversarial", "adversarial", "domain-adversarial networks", "image",
           trains="DANN by gradient reversal: Fashion-MNIST to a galaxy-blended target, against source-only (images)"),
     Topic("style_transfer", "adversarial", "style transfer; domain translation", "image",
-          trains="CycleGAN between class-split image domains: LSGAN, cycle and identity losses, alternating players"),
+          trains="CycleGAN between class-split image domains: LSGAN, cycle (10) and identity (5) losses (images)"),
     # Diffusion models
     Topic("ddpm", "diffusion", "DDPM: forward/reverse processes, ELBO, U-Net", "image, sound, 2-D",
           trains="DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG"),
