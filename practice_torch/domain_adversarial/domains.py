@@ -9,8 +9,8 @@ come from a generator seeded by the split (``SEEDS``), never from the engine's.
   [0, 1]: the garment is inverted where it lies over the galaxy, and the galaxy's pixel noise is amplified. The
   target's train split blends over the galaxies' train split, its test split over their test split.
 * ``patches``: the same blend over a crop of another image of the same split, upsampled twice (smooth clutter).
-* ``inverted``: ``1 - x``. A source-only classifier falls to chance, and so does DANN here: the adversary aligns
-  the two feature distributions with the classes permuted (Known limits, ``docs/topics/domain_adversarial.md``).
+* ``inverted``: ``1 - x``. A source-only classifier falls to chance, and DANN may align the two feature
+  distributions with the classes permuted (Known limits, ``docs/topics/domain_adversarial.md``).
 """
 
 from __future__ import annotations
