@@ -4,7 +4,10 @@ schedule and the whole DANN objective, in float64.
 Each function runs in ``theory_jax.domain_adversarial`` and ``practice_torch.domain_adversarial`` on the same NumPy
 inputs. The reversal's case compares gradients (the layer is nothing else); the objective's gradients in the
 extractor's weights carry the reversed domain gradient. Third witnesses: ``scipy.special.log_expit`` and
-``log_softmax``, and for the reversal and the objective the gradient written out by hand.
+``log_softmax``, and for the reversal and the objective the gradient written out by hand. A float32 module case
+compares the trained network, ``DANN`` (conv extractor, label classifier, domain classifier behind the reversal),
+with its flax twin under the weight converter: both heads (class and domain logits) and the gradient of every
+weight, the extractor's carrying the reversed domain gradient.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from shared_specs.case import FunctionCase, gaussian
+from shared_specs.case import FunctionCase, ModuleCase, gaussian, uniform
 
 B, D, FEAT, K, LAM = 6, 3, 5, 4, 0.6
+NETWORK = {"shape": (1, 8, 8), "num_classes": K, "channels": (4, 8), "hidden": (16,), "domain_hidden": (8, 8),
+           "groups": 2, "lam": LAM}  # a tiny DANN: 8x8 images, 8 x 2 x 2 = 32 features, two hidden layers in G_d
 
 
 def _dann_inputs(rng):
@@ -51,4 +56,7 @@ CASES = (
     FunctionCase("domain_adversarial/dann_objective", "dann_objective", _dann_inputs,
                  grad_wrt=("x_source", "x_target", "w_f", "w_y", "w_d"), static={"lam": LAM},
                  reference=ref_dann_objective),
+    ModuleCase("domain_adversarial/dann", "DANN", NETWORK,
+               lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, method="heads", grad_wrt=("x",),
+               image_inputs=("x",)),
 )

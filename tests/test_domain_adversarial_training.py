@@ -182,6 +182,36 @@ def test_an_unlabelled_source_is_refused():
         dann_training.build(dann_training.Config(), dataclasses.replace(DIGITS, num_classes=0))
 
 
+# The network's flax twin (shared_specs/domain_adversarial.py's module case) -------------------------------------
+def _dann_case():
+    from shared_specs import catalogue
+
+    return {case.id: case for case in catalogue.spec_cases("domain_adversarial")}["domain_adversarial/dann"]
+
+
+def test_the_flax_twin_agrees_and_a_twin_without_the_reversal_is_caught(both, monkeypatch):
+    import theory_jax.domain_adversarial as T
+    from shared_specs.runner import Perturbation, caught, run_case
+
+    assert run_case(_dann_case()).passed
+    monkeypatch.setattr(T, "gradient_reversal", lambda x, lam: x)  # the domain gradient reaches G_f unreversed
+    message = caught(_dann_case(), Perturbation("no reversal"))
+    assert message.startswith("gradient:"), message  # the forward pass is the same; G_f's gradient is not
+
+
+def test_a_twin_that_flattens_the_features_in_nhwc_order_is_caught(both):
+    from shared_specs.runner import Perturbation, caught
+
+    def nhwc_rows(params):  # the first Dense layers read (h, w, c) where the torch twin flattens (c, h, w)
+        def permute(kernel):
+            return kernel.reshape(8, 2, 2, -1).transpose(1, 2, 0, 3).reshape(32, -1)
+
+        return {**params, **{name: {**params[name], "kernel": permute(params[name]["kernel"])}
+                             for name in ("classifier_0", "discriminator_0")}}
+
+    assert "output" in caught(_dann_case(), Perturbation("NHWC flattening", params=nhwc_rows))
+
+
 # The quick preset (slow) -----------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_quick_preset_beats_its_source_only_baseline_on_the_target(tmp_path):

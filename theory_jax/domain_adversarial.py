@@ -22,8 +22,10 @@ Twin: ``practice_torch/domain_adversarial`` (same names, same arguments); cases:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +33,7 @@ from scipy import integrate
 from scipy.stats import norm
 
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.vae import downsample, downsampling_convs, flatten_image
 
 TITLE = "domain-adversarial networks: the gradient reversal layer and the DANN saddle point"
 LECTURES = "domain-adversarial networks"
@@ -82,7 +85,55 @@ def dann_objective(x_source, labels, x_target, w_f, w_y, w_d, lam):
     return label_loss(fs @ w_y.T, labels) + domain_loss(ds, dt)
 
 
-# 2. The derivation -----------------------------------------------------------------------------------------------
+# 2. DANN's network (twin: practice_torch/domain_adversarial/networks.py) -----------------------------------------
+class DANN(nn.Module):
+    """G_f, G_y and G_d with the reversal between G_f and G_d (fig. 1), the twin of ``practice_torch``'s ``DANN``: the
+    conv encoders' trunk (``downsampling_convs``) as G_f, flattened in NCHW order, and ReLU MLPs as G_y and G_d, whose
+    Dense layers sit at the torch ``Sequential``'s indices (``classifier_0``, ``classifier_2``, ...).
+    x: (B, H, W, C) with H and W divisible by 2^len(channels)."""
+
+    shape: Sequence[int]  # one example, (C, H, W) as the torch twin takes it
+    num_classes: int
+    channels: Sequence[int] = (32, 64)
+    hidden: Sequence[int] = (128,)
+    domain_hidden: Sequence[int] = (128,)
+    groups: int = 8
+    lam: float = 1.0
+
+    def setup(self):
+        self.convs, self.norms = downsampling_convs(self.channels, self.groups)
+        self.classifier = _mlp([*self.hidden, self.num_classes])
+        self.discriminator = _mlp([*self.domain_hidden, 1])
+
+    def features(self, x):
+        """G_f(x): (B, H, W, C) -> (B, F), F in the torch twin's NCHW flattening order."""
+        return flatten_image(downsample(self.convs, self.norms, x))
+
+    def __call__(self, x):
+        """G_y(G_f(x)): class logits (B, K)."""
+        return _run(self.classifier, self.features(x))
+
+    def heads(self, x):
+        """(class logits (B, K), domain logits G_d(R_lambda(G_f(x))) (B,))."""
+        f = self.features(x)
+        return _run(self.classifier, f), _run(self.discriminator, gradient_reversal(f, self.lam))[:, 0]
+
+
+def _mlp(widths):
+    """Dense layers with ReLU between, at the indices of a torch ``Sequential`` (Linear, ReLU, Linear, ...)."""
+    layers = []
+    for i, width in enumerate(widths):
+        layers += [nn.Dense(width)] + ([nn.relu] if i < len(widths) - 1 else [])
+    return layers
+
+
+def _run(layers, h):
+    for layer in layers:
+        h = layer(h)
+    return h
+
+
+# 3. The derivation -----------------------------------------------------------------------------------------------
 def _parts(x_source, labels, x_target, w_f, w_y, w_d):
     """(L_y, L_d) without any reversal, for the saddle point's two gradients taken separately."""
     fs, ft = jnp.tanh(x_source @ w_f.T), jnp.tanh(x_target @ w_f.T)

@@ -3,11 +3,11 @@
 ``DANN`` holds a conv feature extractor G_f (the conv encoders' trunk, ``practice_torch.vae.networks``), a label
 classifier G_y and a domain classifier G_d behind the gradient reversal layer R_lambda. One loss,
 ``dann_loss`` = L_y + L_d (eq. 9-10 through the reversal, eq. 13-14), trains all three with one optimizer step:
-G_d descends L_d, G_f descends L_y and ascends lambda L_d. lambda follows ``lambda_schedule`` over the training
-progress p = steps / ramp_steps (sec. 5.2.2); the step counter is a buffer, checkpointed with the weights, so a
-resumed run continues the schedule where it stopped. ``adversarial=False`` is the source-only baseline on the same
-network: lambda = 0, so the domain classifier still learns to tell the domains apart (its accuracy is then the
-separability of source-only features) but sends nothing back into G_f.
+G_d descends L_d, G_f descends L_y and ascends lambda L_d. ``ScheduledDANN``, the net that trains, sets lambda by
+``lambda_schedule`` over the training progress p = steps / ramp_steps (sec. 5.2.2); the step counter is a buffer,
+checkpointed with the weights, so a resumed run continues the schedule where it stopped. ``adversarial=False`` is the
+source-only baseline on the same network: lambda = 0, so the domain classifier still learns to tell the domains
+apart (its accuracy is then the separability of source-only features) but sends nothing back into G_f.
 """
 
 from __future__ import annotations
@@ -30,35 +30,30 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
 
 
 class DANN(nn.Module):
-    """G_f, G_y, G_d and the reversal between G_f and G_d, for images (C, H, W) with H and W divisible by
-    2^len(channels).
+    """G_f, G_y and G_d with the reversal R_lambda between G_f and G_d (fig. 1), for images (C, H, W) with H and W
+    divisible by 2^len(channels). The flax twin ``theory_jax.domain_adversarial.DANN`` has the same names.
 
     shape: one example (C, H, W); num_classes: K; channels: G_f's strided conv widths; hidden: G_y's hidden widths;
-    domain_hidden: G_d's; lam: the final lambda (the schedule's ceiling); gamma: the schedule's rate;
-    ramp_steps: the steps over which p goes from 0 to 1; adversarial: False for the source-only baseline.
+    domain_hidden: G_d's; lam: the reversal's lambda (``ScheduledDANN`` sets it at every training step).
     """
 
     def __init__(self, shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
                  hidden: Sequence[int] = (128,), domain_hidden: Sequence[int] = (128,), groups: int = 8,
-                 lam: float = 1.0, gamma: float = 10.0, ramp_steps: int = 1000, adversarial: bool = True):
+                 lam: float = 1.0):
         super().__init__()
         scale = 2 ** len(channels)
         if len(shape) != 3 or shape[1] % scale or shape[2] % scale:
             raise ValueError(f"DANN's extractor halves the image {len(channels)} times: it needs (C, H, W) images "
                              f"with H and W divisible by {scale}, got {tuple(shape)} (use fewer model.channels)")
-        if ramp_steps < 1:
-            raise ValueError(f"model.ramp_steps must be positive (set it to train.steps), got {ramp_steps}")
         self.shape, self.num_classes = tuple(shape), num_classes
-        self.lam, self.gamma, self.ramp_steps, self.adversarial = lam, gamma, ramp_steps, adversarial
         self.convs, self.norms = downsampling_convs(shape[0], channels, groups)  # G_f
         features = channels[-1] * (shape[1] // scale) * (shape[2] // scale)
         self.classifier = mlp([features, *hidden, num_classes])  # G_y
-        self.reverse = GradientReversal(0.0)  # R_lambda; lambda set by ``advance`` at each training step
+        self.reverse = GradientReversal(lam)  # R_lambda
         self.discriminator = mlp([features, *domain_hidden, 1])  # G_d
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training steps so far: p's numerator
 
     def features(self, x):
-        """G_f(x): x (B, C, H, W) -> (B, F), the flattened conv features both classifiers read."""
+        """G_f(x): x (B, C, H, W) -> (B, F), the flattened conv features (NCHW order) both classifiers read."""
         return downsample(self.convs, self.norms, x).flatten(1)
 
     def forward(self, x):
@@ -69,9 +64,28 @@ class DANN(nn.Module):
         """G_d(R_lambda(f)): the logit that a feature came from the target domain, f (B, F) -> (B,)."""
         return self.discriminator(self.reverse(features))[:, 0]
 
+    def heads(self, x):
+        """(G_y(G_f(x)), G_d(R_lambda(G_f(x)))): class logits (B, K) and domain logits (B,) of x (B, C, H, W); the
+        gradient that reaches G_f from the second is reversed and scaled by lambda."""
+        f = self.features(x)
+        return self.classifier(f), self.domain_logits(f)
+
+
+class ScheduledDANN(DANN):
+    """``DANN`` with lambda_p = lam * (2 / (1 + exp(-gamma p)) - 1) over p = min(steps / ramp_steps, 1) (sec. 5.2.2),
+    ``steps`` a checkpointed buffer; ``adversarial=False`` keeps lambda at 0 (the source-only baseline)."""
+
+    def __init__(self, shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
+                 hidden: Sequence[int] = (128,), domain_hidden: Sequence[int] = (128,), groups: int = 8,
+                 lam: float = 1.0, gamma: float = 10.0, ramp_steps: int = 1000, adversarial: bool = True):
+        if ramp_steps < 1:
+            raise ValueError(f"model.ramp_steps must be positive (set it to train.steps), got {ramp_steps}")
+        super().__init__(shape, num_classes, channels, hidden, domain_hidden, groups, 0.0)
+        self.lam, self.gamma, self.ramp_steps, self.adversarial = lam, gamma, ramp_steps, adversarial
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training steps so far: p's numerator
+
     def scheduled_lambda(self) -> float:
-        """lambda_p = lam * (2 / (1 + exp(-gamma p)) - 1), p = min(steps / ramp_steps, 1) (sec. 5.2.2); 0 for the
-        source-only baseline."""
+        """lambda_p for the current step count; 0 for the source-only baseline."""
         if not self.adversarial:
             return 0.0
         progress = torch.clamp(self.steps.double() / self.ramp_steps, max=1.0)

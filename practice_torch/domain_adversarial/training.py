@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.domain_adversarial.domains import SHIFTS, target_domain
-from practice_torch.domain_adversarial.networks import DANN, dann_loss
+from practice_torch.domain_adversarial.networks import ScheduledDANN, dann_loss
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
@@ -70,7 +70,7 @@ PRESETS = {
 default_config = preset_config("domain_adversarial", PRESETS)
 
 
-def build(config: Config, data) -> DANN:
+def build(config: Config, data) -> ScheduledDANN:
     """DANN for a labelled image set; its target domain's train split (the shifted source train images) on the net
     as ``target_images`` (N, C, H, W), a buffer outside the state_dict. One-line ValueError otherwise."""
     if data.modality != "image" or len(data.shape) != 3:
@@ -81,7 +81,7 @@ def build(config: Config, data) -> DANN:
         raise ValueError(f"unknown model.target {config.target!r}; choose from {', '.join(SHIFTS)}")
     if config.lam < 0:
         raise ValueError(f"model.lam must be 0 or more (0: source-only), got {config.lam}")
-    net = DANN(data.shape, data.num_classes, config.channels, config.hidden, config.domain_hidden, config.groups,
+    net = ScheduledDANN(data.shape, data.num_classes, config.channels, config.hidden, config.domain_hidden, config.groups,
                config.lam, config.gamma, config.ramp_steps, config.adversarial)
     source = data.load("train", None)
     x, y = _tensors(source)
@@ -90,12 +90,12 @@ def build(config: Config, data) -> DANN:
     return net
 
 
-def draw_noise(net: DANN, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: ScheduledDANN, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The target batch: n rows of the target's train split, (n,) int64, uniformly with replacement."""
     return {"target": torch.randint(len(net.target_images), (n,), generator=generator)}
 
 
-def loss(net: DANN, batch, noise: dict[str, torch.Tensor]):
+def loss(net: ScheduledDANN, batch, noise: dict[str, torch.Tensor]):
     """``dann_loss`` on the source batch (x (B, C, H, W), y (B,)) and the target rows ``noise["target"]``, with this
     step's lambda_p (the counter then advances)."""
     net.advance()
@@ -122,7 +122,7 @@ def _tensors(dataset: Dataset, n: int | None = None) -> tuple[torch.Tensor, torc
 
 
 @torch.no_grad()
-def predict(net: DANN, x, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def predict(net: ScheduledDANN, x, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(class predictions (N,), domain logits (N,), features (N, F)) of images x (N, C, H, W), on the CPU."""
     device, preds, domains, feats = _device(net), [], [], []
     for chunk in x.split(batch):
@@ -153,7 +153,7 @@ def proxy_a_distance(source_features, target_features, generator: torch.Generato
 
 
 @torch.no_grad()
-def evaluate(net: DANN, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+def evaluate(net: ScheduledDANN, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """On the held-out split (source) and its shifted twin (target, labels read here only): both accuracies, the
     domain classifier's balanced accuracy, and the proxy A-distance of the extractor's features."""
     x, y = _tensors(dataset)
@@ -182,7 +182,7 @@ def framed(x, correct, width: int = 2):
 
 
 @torch.no_grad()
-def sample(net: DANN, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+def sample(net: ScheduledDANN, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """A classifier draws no samples: 'predictions', a grid of n held-out ``examples`` (else the first test
     examples), a row of source images over the row of their target twins, framed green (right) or red (wrong);
     and 'predicted_labels', the predicted class indices row by row."""
