@@ -96,6 +96,21 @@ def test_lambda_follows_the_schedule_over_the_step_counter_and_stays_at_its_ceil
     assert net.advance() == pytest.approx(expected[3], abs=1e-12)
 
 
+def test_the_schedule_reads_its_counter_on_the_host_once_and_again_after_a_load(monkeypatch):
+    """No device synchronisation per step (``HostCount``): the buffer is read at the first step and after a resume's
+    load_state_dict only."""
+    reads = []
+    original = torch.Tensor.__int__
+    monkeypatch.setattr(torch.Tensor, "__int__", lambda t: reads.append(1) or original(t))
+    net = tiny_net(ramp_steps=10)
+    for _ in range(5):
+        net.advance()
+    assert len(reads) == 1 and original(net.steps) == 5
+    net.load_state_dict({**net.state_dict(), "steps": torch.tensor(9)})
+    assert net.advance() == pytest.approx(float(functions.lambda_schedule(torch.tensor(0.9, dtype=torch.float64))))
+    assert len(reads) == 2
+
+
 def test_the_target_domains_are_deterministic_shifts_within_the_unit_interval():
     x, y = get_dataset("digits", "test").tensors
     torch.testing.assert_close(shift_images(x, "inverted", "test"), 1 - x)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from practice_torch.counters import HostCount
 from practice_torch.domain_adversarial.functions import GradientReversal, domain_loss, label_loss, lambda_schedule
 from practice_torch.vae.networks import downsample, downsampling_convs
 
@@ -83,19 +84,19 @@ class ScheduledDANN(DANN):
         super().__init__(shape, num_classes, channels, hidden, domain_hidden, groups, 0.0)
         self.lam, self.gamma, self.ramp_steps, self.adversarial = lam, gamma, ramp_steps, adversarial
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training steps so far: p's numerator
+        self._count = HostCount()  # its host-side mirror: no device synchronisation per step
 
     def scheduled_lambda(self) -> float:
         """lambda_p for the current step count; 0 for the source-only baseline."""
         if not self.adversarial:
             return 0.0
-        progress = torch.clamp(self.steps.double() / self.ramp_steps, max=1.0)
+        progress = torch.tensor(min(self._count.value(self.steps) / self.ramp_steps, 1.0), dtype=torch.float64)
         return self.lam * float(lambda_schedule(progress, self.gamma))
 
     def advance(self) -> float:
         """Set the reversal's lambda for this training step from the counter, then advance the counter."""
         self.reverse.lam = self.scheduled_lambda()
-        with torch.no_grad():
-            self.steps += 1
+        self._count.advance(self.steps)
         return self.reverse.lam
 
 
