@@ -84,6 +84,25 @@ def density_figure_1d(name: str, log_prob: LogProb, data: torch.Tensor, grid: in
 
 
 @torch.no_grad()
+def histogram_figure_1d(name: str, samples: torch.Tensor, data: torch.Tensor, title: str = "samples",
+                        curve=None, curve_label: str = "") -> Artefact:
+    """Density histograms of ``samples`` (M,) or (M, 1) over ``data`` (N,) or (N, 1) on the data's range; ``curve``:
+    (G, 1) -> (G,), drawn over it on its own axis (e.g. a critic)."""
+    data_np, s = data.detach().cpu().numpy().reshape(-1), samples.detach().cpu().numpy().reshape(-1)
+    ((x0, x1),) = data_limits(data_np[:, None])
+    fig, axes = new_figure(1, size=5.0)
+    axes[0].hist(data_np, bins=100, range=(x0, x1), density=True, alpha=0.5, label=f"data ({len(data_np)})")
+    axes[0].hist(s, bins=100, range=(x0, x1), density=True, alpha=0.5, label=f"{title} ({len(s)})")
+    axes[0].legend(loc="upper left")
+    if curve is not None:
+        xs = torch.linspace(x0, x1, 400)[:, None]
+        twin = axes[0].twinx()
+        twin.plot(xs[:, 0].numpy(), curve(xs).detach().cpu().numpy(), color="k", lw=1.5, label=curve_label)
+        twin.legend(loc="upper right")
+    return figure_artefact(name, fig)
+
+
+@torch.no_grad()
 def scatter_figure_2d(name: str, samples: torch.Tensor, data: torch.Tensor, title: str = "samples") -> Artefact:
     """``samples`` (M, 2) beside ``data`` (N, 2) on the same axes limits."""
     data_np, s = data.detach().cpu().numpy(), samples.detach().cpu().numpy()

@@ -48,6 +48,10 @@ CASES = (
     FunctionCase("wgan/gradient_penalty", "gradient_penalty", lambda r: {"grads": gaussian(r, B, 2, 4, 4, scale=0.3)},
                  grad_wrt=("grads",),
                  reference=lambda grads: np.mean((np.linalg.norm(grads.reshape(B, -1), axis=1) - 1) ** 2)),
+    FunctionCase("wgan/lipschitz_penalty", "lipschitz_penalty",
+                 lambda r: {"grads": gaussian(r, B, 2, 4, 4, scale=0.18)},  # norms about 1: both sides of the hinge
+                 grad_wrt=("grads",),
+                 reference=lambda grads: np.mean(np.maximum(np.linalg.norm(grads.reshape(B, -1), axis=1) - 1, 0) ** 2)),
     FunctionCase("wgan/mlp_critic", "mlp_critic", lambda r: {"x": gaussian(r, B, D), **_critic_weights(r)},
                  grad_wrt=("x", "w1", "b1", "w2", "b2"), reference=ref_mlp_critic),
     FunctionCase("wgan/critic_gradient_penalty", "critic_gradient_penalty",

@@ -33,6 +33,13 @@ def test_penalty_norm_over_one_axis_is_caught(both):
     caught(CASES["wgan/gradient_penalty"], Perturbation("norm over the last axis only", fn=one_axis))
 
 
+def test_the_two_sided_penalty_in_place_of_the_one_sided_is_caught(both):
+    def two_sided(fn):
+        return lambda grads: jnp.mean((jnp.linalg.norm(jnp.reshape(grads, (grads.shape[0], -1)), axis=-1) - 1) ** 2)
+
+    caught(CASES["wgan/lipschitz_penalty"], Perturbation("two-sided penalty", fn=two_sided))
+
+
 def test_one_alpha_per_pixel_is_caught(both):
     def per_pixel(fn):
         def f(real, fake, alpha):

@@ -6,7 +6,6 @@ quick presets are slow tests."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -72,6 +71,33 @@ def test_the_critic_loss_is_the_dual_objective_plus_the_penalty_of_the_functions
     torch.testing.assert_close(g_loss, -net.critic_value(net(z)).mean())
 
 
+def test_the_one_sided_penalty_and_a_critic_that_trains_alone():
+    net, x = tiny_net(penalty="lp", critic_only=True), torch.randn(8, 2)
+    z, alpha = torch.randn(8, 2), torch.rand(8)
+    loss, terms = wgan_training.wgan_loss(net, x, z, alpha, phase=(True, False))
+    fake = net(z).detach()
+    grads = functions.input_gradients(net.critic_value, functions.interpolates(x, fake, alpha))
+    objective = functions.critic_objective(net.critic_value(x), net.critic_value(fake))
+    torch.testing.assert_close(loss, -objective + 10.0 * functions.lipschitz_penalty(grads))
+    torch.testing.assert_close(terms["gradient_penalty"], functions.lipschitz_penalty(grads))
+    inside = (0.5 * grads / grads.norm(dim=1, keepdim=True)).detach()
+    assert float(functions.lipschitz_penalty(inside)) == 0.0  # norms below 1 cost nothing
+    for _ in range(4):  # critic_only: the critic steps every time, the generator never
+        net.zero_grad(set_to_none=True)
+        wgan_training.loss(net, (x, None), {"z": z, "alpha": alpha})[0].backward()
+        assert grads_of(net) == {"critic"}
+
+
+def test_a_tiny_1d_run_reports_the_sorted_w1_and_draws_the_critic(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "wgan", "--dataset", "mixture1d", "--steps", "12", "--out", str(run), *TINY]) == 0
+    assert (run / "samples/samples.png").is_file()
+    assert main(["eval", str(run)]) == 0
+    metrics = json.loads((run / "eval_test.json").read_text())
+    assert metrics["w1_exact"] > metrics["w1_floor"] > 0 and metrics["critic_w1_relative_error"] >= 0, metrics
+    capsys.readouterr()
+
+
 def test_the_penalty_trains_the_critic_through_a_double_backward():
     net, x = tiny_net(), torch.randn(8, 2)
     z, alpha = torch.randn(8, 2), torch.rand(8)
@@ -134,7 +160,7 @@ def test_cli_trains_a_tiny_conv_wgan_gp_on_images(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--set", "model.penalty=spectral"], "expected one of gp, clip"),
+    (["--set", "model.penalty=spectral"], "expected one of gp, lp, clip"),
     (["--set", "model.n_critic=0"], "n_critic must be at least 1"),
     (["--dataset", "names"], "vectors or images; names is text"),
     (["--set", "model.architecture=conv"], "architecture=conv needs images"),
@@ -149,12 +175,21 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, messag
 # The quick presets (slow) ----------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_quick_presets_critic_estimates_w1_with_unit_gradients(tmp_path):
-    start = time.perf_counter()
     assert main(["train", "wgan", "--out", str(tmp_path / "run")]) == 0
-    assert time.perf_counter() - start < 900
     assert main(["eval", str(tmp_path / "run")]) == 0
     metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
     # measured: critic 0.52, exact 0.54 (floor 0.09), gradient norm 1.02: the critic is a W1 estimator, the
     # generator (2 000 updates) is not yet near the data
     assert abs(metrics["critic_w1"] - metrics["w1_exact"]) < 0.15 * metrics["w1_exact"], metrics
     assert abs(metrics["grad_norm_interpolates"] - 1) < 0.1 and metrics["w1_exact"] < 1.0, metrics
+
+
+@pytest.mark.slow
+def test_a_critic_alone_estimates_the_exact_1d_w1_within_5_percent(tmp_path):
+    """The Kantorovich-Rubinstein dual by a one-sided-penalty critic (lambda 100) against the untrained generator:
+    measured 1.243 against the sorted-sample W1 1.234 (0.7%); lambda 10 lets the slope reach 1.06 (7% over)."""
+    assert main(["train", "wgan", "--dataset", "mixture1d", "--steps", "3000", "--set", "model.critic_only=true",
+                 "--set", "model.gp_weight=100", "--out", str(tmp_path / "run")]) == 0
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
+    assert metrics["critic_w1_relative_error"] < 0.05 and abs(metrics["grad_norm_interpolates"] - 1) < 0.05, metrics

@@ -61,6 +61,14 @@ def gradient_penalty(grads):
     return jnp.mean((norms - 1) ** 2)
 
 
+def lipschitz_penalty(grads):
+    """mean_b max(0, ||g_b||_2 - 1)^2, each norm over all of example b's dimensions: the one-sided penalty
+    (Gulrajani et al. 2017, app.; WGAN-LP, Petzka et al. 2018, eq. 8, without lambda), zero for every 1-Lipschitz
+    critic. grads: (B, ...) -> ()."""
+    norms = jnp.sqrt(jnp.sum(jnp.reshape(grads, (grads.shape[0], -1)) ** 2, axis=-1))
+    return jnp.mean(jnp.maximum(norms - 1, 0) ** 2)
+
+
 def mlp_critic(x, w1, b1, w2, b2):
     """A one-hidden-layer critic f(x) = w2 . tanh(W1 x + b1) + b2, weights in the PyTorch layout (W1: (H, D),
     w2: (1, H)), for the penalty's specs. x: (B, D) -> (B,)."""
@@ -201,6 +209,16 @@ def derive(echo=None) -> Derivation:
     d.numeric("For a linear critic $f(x) = w \\cdot x$ the penalty is $(\\|w\\|_2 - 1)^2$ everywhere: 2.25 for "
               "$\\|w\\| = 2.5$", gradient_penalty(grads), (2.5 - 1) ** 2)
 
+    d.numeric("`lipschitz_penalty`, the one-sided penalty, counts only norms above 1 (same norm over all of an "
+              "example's values)", lipschitz_penalty(0.3 * g),
+              np.mean(np.maximum(np.linalg.norm(0.3 * g.reshape(4, -1), axis=1) - 1, 0) ** 2))
+    slopes = np.linspace(-1, 1, 201)  # a 1-D critic f(x) = s x turning from slope -1 to +1
+    two_sided = np.array([gradient_penalty(np.full((8, 1), s)) for s in slopes])
+    one_sided = np.array([lipschitz_penalty(np.full((8, 1), s)) for s in slopes])
+    d.numeric("In 1-D a critic cannot turn its slope from $-1$ to $+1$ without passing slope 0: along that path the "
+              "two-sided penalty rises to a barrier of $(0 - 1)^2 = 1$ (so gradient descent on a 1-D critic can stall "
+              "on the wrong side of a kink), while the one-sided penalty stays 0 all the way",
+              np.array([two_sided.max(), one_sided.max()]), np.array([1.0, 0.0]))
     a_coef, (mu_p, s_p), (mu_q, s_q) = 0.7, (1.0, 0.6), (-0.5, 1.2)
     count = 200_000
     xr = mu_p + s_p * rng.standard_normal(count)

@@ -12,9 +12,10 @@ from practice_torch.wgan.functions import (
     gradient_penalty,
     input_gradients,
     interpolates,
+    lipschitz_penalty,
     mlp_critic,
     w1_sorted,
 )
 
 __all__ = ["clip_weights", "critic_gradient_penalty", "critic_objective", "gradient_penalty", "input_gradients",
-           "interpolates", "mlp_critic", "w1_sorted"]
+           "interpolates", "lipschitz_penalty", "mlp_critic", "w1_sorted"]

@@ -34,6 +34,13 @@ def gradient_penalty(grads):
     return torch.mean((norms - 1) ** 2)
 
 
+def lipschitz_penalty(grads):
+    """mean_b max(0, ||g_b||_2 - 1)^2, each norm over all of example b's dimensions: the one-sided penalty
+    (Gulrajani et al. 2017, app.; WGAN-LP, Petzka et al. 2018, eq. 8, without lambda). grads: (B, ...) -> ()."""
+    norms = torch.sqrt(torch.sum(grads.reshape(grads.shape[0], -1) ** 2, dim=-1))
+    return torch.mean(torch.clamp(norms - 1, min=0) ** 2)
+
+
 def input_gradients(critic, x):
     """grad_x f(x) per example, kept in the graph (create_graph) so a penalty on it can be backpropagated to the
     critic's weights: the double backward of WGAN-GP (under ``torch.no_grad`` the gradients are computed all the

@@ -27,18 +27,26 @@ from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.gan.networks import Adversarial, generated
 from practice_torch.gan.training import class_rows, generate
 from practice_torch.models import Artefact
-from practice_torch.plots import scatter_figure_2d
-from practice_torch.wgan.functions import clip_weights, critic_objective, gradient_penalty, input_gradients, interpolates
+from practice_torch.plots import histogram_figure_1d, scatter_figure_2d
+from practice_torch.wgan.functions import (
+    clip_weights,
+    critic_objective,
+    gradient_penalty,
+    input_gradients,
+    interpolates,
+    lipschitz_penalty,
+    w1_sorted,
+)
 
-PENALTIES = ("gp", "clip")
+PENALTIES = ("gp", "lp", "clip")  # two-sided, one-sided (WGAN-LP) gradient penalty; weight clipping
 
 
 @dataclass
 class Config:
     """The WGAN's hyperparameters: the run's ``model.*`` keys (``--set model.penalty=clip``)."""
 
-    penalty: Literal["gp", "clip"] = "gp"
-    gp_weight: float = 10.0  # lambda of the gradient penalty (Gulrajani et al.)
+    penalty: Literal["gp", "lp", "clip"] = "gp"
+    gp_weight: float = 10.0  # lambda of the gradient penalty, two- or one-sided (Gulrajani et al.)
     clip: float = 0.01  # c of weight clipping (Arjovsky et al.)
     n_critic: int = 5  # critic steps per generator step
     architecture: Literal["mlp", "conv"] = "mlp"
@@ -47,6 +55,7 @@ class Config:
     channels: tuple[int, ...] = (64, 128)  # conv widths (two stride-2 layers each way)
     fc: int = 1024  # conv: width of the fully connected layer in generator and critic
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
+    critic_only: bool = False  # train the critic alone against the untrained generator: a pure W1 estimator
 
 
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
@@ -61,6 +70,9 @@ PRESETS = {
         **dict.fromkeys(("gaussians", "*"), Preset(
             Config(),
             TrainConfig(steps=12_000, batch_size=256, lr=1e-4, checkpoint_every=3000, samples=2000, **GP_ADAM))),
+        "1-D": Preset(  # the one-sided penalty: a 1-D critic cannot turn its slope past the two-sided one's barrier
+            Config(penalty="lp"),
+            TrainConfig(steps=6000, batch_size=256, lr=1e-4, checkpoint_every=2000, samples=2000, **GP_ADAM)),
         "image": Preset(
             Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512),
             TrainConfig(steps=6000, batch_size=64, lr=1e-4, checkpoint_every=1500, samples=100, **GP_ADAM)),
@@ -70,6 +82,10 @@ PRESETS = {
             Config(),
             TrainConfig(steps=60_000, batch_size=512, lr=1e-4, checkpoint_every=10_000, samples=5000,
                         **GP_ADAM, **GPU_TRAINING))),
+        "1-D": Preset(
+            Config(penalty="lp"),
+            TrainConfig(steps=30_000, batch_size=512, lr=1e-4, checkpoint_every=10_000, samples=5000,
+                        **GP_ADAM, **GPU_TRAINING)),
         "image": Preset(
             Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024),
             TrainConfig(steps=120_000, batch_size=128, lr=1e-4, checkpoint_every=10_000, samples=100,
@@ -84,7 +100,7 @@ def build(config: Config, data) -> Adversarial:
     (a batch norm would couple the examples the penalty treats one by one; a layer norm would undo clipping)."""
     if config.penalty not in PENALTIES:
         raise ValueError(f"unknown model.penalty {config.penalty!r}; choose from {', '.join(PENALTIES)}")
-    if data.modality not in ("2-D", "image"):
+    if data.modality not in ("1-D", "2-D", "image"):
         raise ValueError(f"the WGAN models vectors or images; {data.name} is {data.modality} data")
     if config.architecture == "conv" and len(data.shape) != 3:
         raise ValueError(f"model.architecture=conv needs images; {data.name} examples have shape {data.shape} "
@@ -94,6 +110,7 @@ def build(config: Config, data) -> Adversarial:
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       critic_norm=False, unit_interval=data.modality == "image", n_critic=config.n_critic)
     net.penalty, net.gp_weight, net.clip = config.penalty, config.gp_weight, config.clip
+    net.critic_only = config.critic_only
     net.data_name = data.name  # for eval's references (the training images of the same data set)
     return net
 
@@ -113,7 +130,8 @@ def draw_noise(net: Adversarial, n: int, generator: torch.Generator) -> dict[str
 
 def wgan_loss(net: Adversarial, x, z, alpha, phase: tuple[bool, bool] = (True, True)):
     """One step of the WGAN game. Critic steps: -(E_data f - E_G f) (``critic_objective``, eq. 3, ascended), plus
-    gp_weight * ``gradient_penalty`` of ``input_gradients`` at ``interpolates`` (GP Algorithm 1, lines 4-8).
+    gp_weight * ``gradient_penalty`` (``lipschitz_penalty`` for model.penalty=lp) of ``input_gradients`` at
+    ``interpolates`` (GP Algorithm 1, lines 4-8).
     Generator steps: -E_z f(G(z)) on the critic's frozen weights (line 11).
 
     x: (B, *shape), z: (B, d), alpha: (B,) -> (loss, {"w1_estimate", "gradient_penalty" (gp), "grad_norm_hat"}).
@@ -127,19 +145,20 @@ def wgan_loss(net: Adversarial, x, z, alpha, phase: tuple[bool, bool] = (True, T
         f_real, f_fake = net.critic_value(x), net.critic_value(fake.detach())
         objective = critic_objective(f_real, f_fake)
     x_hat = interpolates(x, fake.detach(), alpha)
-    if not (train_critic and net.penalty == "gp"):
+    penalised = net.penalty in ("gp", "lp")
+    if not (train_critic and penalised):
         with torch.no_grad():  # only reported: the input gradients, no double backward
             grads = input_gradients(net.critic_value, x_hat)
     else:
         grads = input_gradients(net.critic_value, x_hat)
-    penalty = gradient_penalty(grads)
+    penalty = (lipschitz_penalty if net.penalty == "lp" else gradient_penalty)(grads)
     terms = {"w1_estimate": objective.detach(), "grad_norm_hat": grads.flatten(1).norm(dim=1).mean().detach()}
     total = 0
     if critic_steps:
         total = -objective
-        if net.penalty == "gp":
+        if penalised:
             total = total + net.gp_weight * penalty
-    if net.penalty == "gp":
+    if penalised:
         terms["gradient_penalty"] = penalty.detach()
     if generator_steps:
         with net.frozen_critic():
@@ -148,8 +167,10 @@ def wgan_loss(net: Adversarial, x, z, alpha, phase: tuple[bool, bool] = (True, T
 
 
 def loss(net: Adversarial, batch, noise: dict[str, torch.Tensor]):
-    """``wgan_loss`` for this step's player (``net.next_phase``) on (x (B, ...), y)."""
-    return wgan_loss(net, batch[0], noise["z"], noise["alpha"], net.next_phase())
+    """``wgan_loss`` for this step's player (``net.next_phase``; always the critic when ``model.critic_only``) on
+    (x (B, ...), y)."""
+    phase = (True, False) if net.critic_only else net.next_phase()
+    return wgan_loss(net, batch[0], noise["z"], noise["alpha"], phase)
 
 
 @torch.no_grad()
@@ -160,6 +181,9 @@ def sample(net: Adversarial, config: Config, n: int, generator: torch.Generator,
     if len(net.shape) == 3:
         return [Artefact("samples", "images", samples, nrow=per_row)]
     data = samples if examples is None else examples[0]
+    if net.shape == (1,):
+        return [histogram_figure_1d("samples", samples, data, title=f"WGAN samples ({config.penalty})",
+                                    curve=net.critic_value, curve_label="critic f(x)")]
     return [scatter_figure_2d("samples", samples, data, title=f"WGAN samples ({config.penalty})")]
 
 
@@ -198,7 +222,13 @@ def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torc
                "critic_w1_se": float(torch.sqrt(f_real.var() / n + f_fake.var() / n)),
                "grad_norm_interpolates": float(norms.mean()), "grad_norm_interpolates_std": float(norms.std()),
                "examples": n}
-    if len(net.shape) == 1:
+    if net.shape == (1,):  # 1-D: W1 exactly by sorting (w1_sorted), on every held-out point
+        data = torch.cat(reals)[:, 0].double()
+        half = n // 2
+        metrics["w1_exact"] = float(w1_sorted(generate(net, n, generator)[:, 0].double(), data))
+        metrics["w1_floor"] = float(w1_sorted(data[half:2 * half], data[:half]))
+        metrics["critic_w1_relative_error"] = abs(metrics["critic_w1"] / metrics["w1_exact"] - 1)
+    elif len(net.shape) == 1:
         from practice_torch.gan.quality import mode_statistics
 
         data, labels = torch.cat(reals)[:2000], torch.cat(labels)[:2000]
