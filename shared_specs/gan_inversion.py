@@ -1,5 +1,6 @@
 """Spec cases for ``gan_inversion``: the small generator, the inversion objective, one gradient step on it and the
-latent-regression objective, in float64.
+latent-regression objective, in float64; and the trained encoder ``Encoder`` as a module case (float32, weights
+through the converter, gradients for the images and every parameter).
 
 Each function runs in ``theory_jax.gan_inversion`` and ``practice_torch.gan_inversion`` on the same NumPy inputs,
 gradients included (for ``inversion_step``, a gradient of a gradient step). Third witnesses: NumPy, and for the step
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared_specs.case import FunctionCase, gaussian
+from shared_specs.case import FunctionCase, ModuleCase, gaussian, uniform
 
 B, K, H, D = 4, 3, 6, 5
+ENCODER = {"image_shape": (1, 8, 8), "latent_dim": K, "channels": (4, 8), "features": 6, "groups": 2}
 
 
 def _generator(rng):
@@ -58,4 +60,6 @@ CASES = (
     FunctionCase("gan_inversion/latent_regression_loss", "latent_regression_loss",
                  lambda r: {"z": gaussian(r, B, K), "z_recovered": gaussian(r, B, K)}, grad_wrt=("z", "z_recovered"),
                  reference=lambda z, z_recovered: np.mean(np.sum((z_recovered - z) ** 2, -1))),
+    ModuleCase("gan_inversion/encoder", "Encoder", ENCODER,
+               lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, grad_wrt=("x",), image_inputs=("x",)),
 )

@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,6 +31,8 @@ from practice_torch.gan_inversion.networks import (
     latent_error,
 )
 from practice_torch.models import new_trainer, open_run
+from shared_specs import catalogue
+from shared_specs.runner import Perturbation, caught
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -150,6 +153,22 @@ def test_the_latent_error_and_the_feature_distance_measure_what_they_say():
     x = torch.rand(4, 1, 8, 8)
     assert torch.equal(feature_distance(lambda t: t.flatten(1), x, x), torch.zeros(4))
     assert torch.all(feature_distance(lambda t: t.flatten(1), x, x.roll(1, 0)) > 0)
+
+
+def test_the_encoders_spec_catches_a_transposed_kernel_and_nhwc_flattening(both):
+    """Negative controls of the module case ``gan_inversion/encoder`` (torch vs its flax twin, weights converted)."""
+    case = {c.id: c for c in catalogue.spec_cases("gan_inversion")}["gan_inversion/encoder"]
+
+    def transposed(params):  # (H, W, I, O): the spatial axes swapped
+        return {**params, "convs_0": {**params["convs_0"], "kernel": np.swapaxes(params["convs_0"]["kernel"], 0, 1)}}
+
+    def nhwc_rows(params):  # the Dense kernel's rows in (h, w, c) order instead of torch's (c, h, w)
+        kernel = params["fc"]["kernel"]
+        rows = kernel.reshape(8, 2, 2, -1).transpose(1, 2, 0, 3).reshape(kernel.shape)
+        return {**params, "fc": {**params["fc"], "kernel": rows}}
+
+    assert "output" in caught(case, Perturbation("transposed kernel", params=transposed))
+    assert "output" in caught(case, Perturbation("NHWC flattening", params=nhwc_rows))
 
 
 # The command line ------------------------------------------------------------------------------------------------

@@ -13,16 +13,22 @@ encoder E on the generator's own samples by latent regression, min_E E_z ||E(G(z
 the hybrid starts the optimisation at E(x). For a linear generator everything is closed form: the optimiser is a
 ridge regression, gradient descent contracts at the rate the condition number sets, and the best latent
 regression is the posterior mean.
+The encoder the project trains against a frozen generator (``Encoder``, the VAE's conv trunk and two Dense layers)
+has its flax twin here.
 Twin: ``practice_torch/gan_inversion`` (same names, same arguments); cases: ``shared_specs/gan_inversion.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.vae import downsample, downsampling_convs, flatten_image
 
 TITLE = "GAN inversion: optimisation, latent-regression encoders and the hybrid, closed form for linear generators"
 LECTURES = "GAN inversion"
@@ -53,6 +59,27 @@ def latent_regression_loss(z, z_recovered):
     """The encoder's objective mean_b ||E(G(z_b)) - z_b||^2 (Zhu et al. eq. 2), given z and E(G(z)).
     z, z_recovered: (B, K) -> ()."""
     return jnp.mean(jnp.sum((z_recovered - z) ** 2, -1))
+
+
+class Encoder(nn.Module):
+    """E(x), the learning-based inverter trained by ``latent_regression_loss``: the conv encoders' trunk
+    (``downsampling_convs``: strided 3x3 convs with explicit padding 1, GroupNorm, SiLU), flattened in NCHW order,
+    then Dense ``fc`` to ``features`` values, SiLU, Dense ``out`` to d. x: (B, H, W, C) -> (B, d)."""
+
+    image_shape: Sequence[int]
+    latent_dim: int
+    channels: Sequence[int] = (32, 64)
+    features: int = 256
+    groups: int = 8
+
+    def setup(self):
+        self.convs, self.norms = downsampling_convs(self.channels, self.groups)
+        self.fc = nn.Dense(self.features)
+        self.out = nn.Dense(self.latent_dim)
+
+    def __call__(self, x):
+        h = flatten_image(downsample(self.convs, self.norms, x))
+        return self.out(nn.silu(self.fc(h)))
 
 
 # 2. The derivation -----------------------------------------------------------------------------------------------

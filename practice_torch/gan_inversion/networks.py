@@ -28,17 +28,18 @@ from practice_torch.vae.networks import check_divisible, downsample, downsamplin
 # 1. The encoder and the frozen generator -------------------------------------------------------------------------
 class Encoder(nn.Module):
     """E(x): images (B, C, H, W) -> codes (B, d). The conv encoders' trunk (``downsampling_convs``: strided 3x3
-    convs, GroupNorm, SiLU; each halves the image), then Linear to ``fc`` features, SiLU, Linear to d."""
+    convs, GroupNorm, SiLU; each halves the image), then Linear (``fc``) to ``features`` values, SiLU, Linear
+    (``out``) to d. Twin: ``theory_jax.gan_inversion.Encoder``."""
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int, channels: Sequence[int] = (32, 64),
-                 fc: int = 256, groups: int = 8):
+                 features: int = 256, groups: int = 8):
         super().__init__()
         c, hgt, wid = image_shape
         check_divisible(image_shape, len(channels))
         self.convs, self.norms = downsampling_convs(c, channels, groups)
         scale = 2 ** len(channels)
-        self.fc = nn.Linear(channels[-1] * (hgt // scale) * (wid // scale), fc)
-        self.out = nn.Linear(fc, latent_dim)
+        self.fc = nn.Linear(channels[-1] * (hgt // scale) * (wid // scale), features)
+        self.out = nn.Linear(features, latent_dim)
 
     def forward(self, x):
         h = torch.flatten(downsample(self.convs, self.norms, x), 1)
