@@ -60,8 +60,8 @@ PRESETS = {
             Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512, r1=R1_IMAGES),
             TrainConfig(steps=4000, batch_size=64, lr=2e-4, checkpoint_every=1000, samples=100, **DCGAN)),
         "audio": Preset(
-            Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512, r1=R1_IMAGES, log_mel=True),
-            TrainConfig(steps=3000, batch_size=64, lr=2e-4, checkpoint_every=1000, samples=20, **DCGAN), view="mel"),
+            Config(architecture="conv", latent_dim=64, channels=(16, 32), fc=256, r1=R1_IMAGES, log_mel=True),
+            TrainConfig(steps=2000, batch_size=64, lr=2e-4, checkpoint_every=500, samples=20, **DCGAN), view="mel"),
     },
     "full": {
         **dict.fromkeys(("gaussians", "*"), Preset(
