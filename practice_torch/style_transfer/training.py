@@ -87,9 +87,17 @@ def domain_images(data, split: str, classes: tuple[int, ...], limit: int = 0) ->
     if bad or not classes:
         raise ValueError(f"a domain is a non-empty set of {data.name}'s labels 0..{data.num_classes - 1}, "
                          f"got {','.join(map(str, classes))}")
-    x, y = data.load(split).tensors
+    x, y = images_and_labels(data.load(split))
     keep = torch.isin(y, torch.tensor(classes, dtype=y.dtype)).nonzero().squeeze(1)
     return x[keep[:limit] if limit else keep]
+
+
+def images_and_labels(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x (N, C, H, W), y (N,)) of a data set of (image, label) pairs."""
+    if hasattr(dataset, "tensors"):
+        return dataset.tensors[0], dataset.tensors[1]
+    pairs = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([x for x, _ in pairs]), torch.as_tensor([int(y) for _, y in pairs])
 
 
 def build(config: Config, data) -> CycleGAN:
@@ -166,8 +174,10 @@ def cycle_gan_loss(net: CycleGAN, a, b, phase: tuple[bool, bool] = (True, True))
 
 
 def domain_batches(net: CycleGAN, noise: dict[str, torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a (n, C, H, W), b (n, C, H, W)): the drawn rows of both domains' training images, on ``device``."""
-    return net.pool_a[noise["rows_a"].cpu()].to(device), net.pool_b[noise["rows_b"].cpu()].to(device)
+    """(a (n, C, H, W), b (n, C, H, W)): the drawn rows of both domains' training images, on ``device`` (where the
+    domains move on the first call: a GPU run indexes them there, without a synchronisation)."""
+    net.pool_a, net.pool_b = net.pool_a.to(device), net.pool_b.to(device)
+    return net.pool_a[noise["rows_a"].to(device)], net.pool_b[noise["rows_b"].to(device)]
 
 
 def loss(net: CycleGAN, batch, noise: dict[str, torch.Tensor]):
@@ -224,7 +234,7 @@ def evaluate(net: CycleGAN, config: Config, dataset, generator: torch.Generator)
     from practice_torch.evaluation.features import embed, feature_network
     from practice_torch.evaluation.metrics import fid_from_features
 
-    x, y = dataset.tensors if hasattr(dataset, "tensors") else map(torch.stack, zip(*dataset))
+    x, y = images_and_labels(dataset)
     a = x[torch.isin(y, torch.tensor(config.domain_a))]
     b = x[torch.isin(y, torch.tensor(config.domain_b))]
     if not len(a) or not len(b):
