@@ -147,3 +147,21 @@ def test_every_trainable_parameter_gets_a_gradient(name, tmp_path):
     loss.backward()
     missing = [n for n, p in trainer.net.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"trainable parameters without a gradient: {missing}"
+
+
+@pytest.mark.parametrize("model, schedule", [pytest.param("gan", "model.n_critic=1", marks=pytest.mark.slow),
+                                             ("wgan", "model.n_critic=2")])
+def test_players_taking_turns_train_under_torchrun_as_in_one_process(tmp_path, model, schedule):
+    """A GAN's step leaves the idle player without a gradient: DDP must find those parameters (the model declares
+    PARTIAL_STEPS) and leave their .grad None, so AdamW skips them as in one process. The WGAN-GP's critic steps
+    take a double backward inside DDP's forward. Negative control: the weights do move between checkpoints."""
+    sets = [a for s in (schedule, "model.hidden=16,16", "model.latent_dim=2", "train.batch_size=32",
+                        "train.warmup_steps=1", "train.log_every=1", "train.checkpoint_every=3", "train.samples=10",
+                        "data.limit=256") for a in ("--set", s)]
+    args = ["practice_torch", "train", model, "--device", "cpu", "--steps", "6", *sets]
+    python(*TORCHRUN, "-m", *args, "--out", str(tmp_path / "ddp"))
+    python("-m", *args, "--out", str(tmp_path / "single"))
+    tol = tolerance("step", "float32")
+    result = compare_trees(checkpoint(tmp_path / "ddp", 6), checkpoint(tmp_path / "single", 6), tol)
+    assert result.passed, result.message()
+    assert not compare_trees(checkpoint(tmp_path / "single", 3), checkpoint(tmp_path / "single", 6), tol).passed

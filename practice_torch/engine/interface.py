@@ -42,7 +42,10 @@ class ModelModule(Protocol):
     It changes the net in place (parameters or buffers: all are checkpointed), so the net may have no trainable
     parameters at all. Under torchrun it must all-reduce its sufficient statistics itself
     (torch.distributed.all_reduce), so that every rank makes the same update: there is no DDP around it.
-    Optional too: ``EVAL_SAMPLES: int``, the default number of samples of ``eval``'s sample metrics for a model
+    Optional too: ``PARTIAL_STEPS = True`` for a model whose steps update only some of its parameters (the
+    players of a GAN take turns): the engine then has DistributedDataParallel find the parameters a step leaves
+    without a gradient (``find_unused_parameters``), whose ``.grad`` stays None on every rank. And
+    ``EVAL_SAMPLES: int``, the default number of samples of ``eval``'s sample metrics for a model
     whose sampler is slow (an autoregressive one draws pixel by pixel); otherwise up to 10 000. And
     ``validate(net, batch) -> dict[str, Tensor]``: held-out terms (e.g. ``val_loss``) on a batch of the validation
     split, which the engine computes at every log step (``train.val_batch`` examples, in eval mode, without

@@ -140,7 +140,8 @@ class Trainer:
         loss: nn.Module = LossOf(self.net, self.model.loss)
         if self.procs.is_distributed and self.update is None:
             gpus = [self.device] if self.device.type == "cuda" else None
-            loss = nn.parallel.DistributedDataParallel(loss, device_ids=gpus)
+            partial = getattr(self.model, "PARTIAL_STEPS", False)  # players taking turns: unused parameters
+            loss = nn.parallel.DistributedDataParallel(loss, device_ids=gpus, find_unused_parameters=partial)
         self.loss = torch.compile(loss) if t.compile and self.update is None else loss
         self.stop_signal: int | None = None
 

@@ -48,6 +48,7 @@ R1_IMAGES = 10.0  # the f-GAN's image weight: without it the quick DCGAN collaps
 DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # Radford et al.: Adam(2e-4, beta1 = 0.5)
 
 # quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per generator step.
+PARTIAL_STEPS = True  # the players take turns: under torchrun DDP finds the idle one (engine interface)
 HEADLINE = (("class_accuracy", "samples classified as their class", "share"), ("fid", "FID (project features)", "FID"),
             ("modes_covered", "modes covered", "modes"))
 

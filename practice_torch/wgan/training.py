@@ -62,6 +62,7 @@ GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
 GP_ADAM = {"betas": (0.5, 0.9), "warmup_steps": 50, "grad_clip": 0.0}  # Gulrajani et al.: Adam(1e-4, 0.5, 0.9)
 
 # quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per generator step.
+PARTIAL_STEPS = True  # the players take turns: under torchrun DDP finds the idle one (engine interface)
 HEADLINE = (("fid", "FID (project features)", "FID"), ("w1_exact", "W1(samples, test points)", "W1"),
             ("critic_w1", "critic's W1 estimate", "W1"))
 
