@@ -149,16 +149,24 @@ def test_every_trainable_parameter_gets_a_gradient(name, tmp_path):
     assert not missing, f"trainable parameters without a gradient: {missing}"
 
 
-@pytest.mark.parametrize("model, schedule", [pytest.param("gan", "model.n_critic=1", marks=pytest.mark.slow),
-                                             ("wgan", "model.n_critic=2")])
-def test_players_taking_turns_train_under_torchrun_as_in_one_process(tmp_path, model, schedule):
+TURNS = {  # model -> its tiny settings: players that take turns
+    "gan": ["--set", "model.n_critic=1", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2"],
+    "wgan": ["--set", "model.n_critic=2", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2"],
+    "bigan": ["--dataset", "gaussians", "--set", "model.hidden=16,16", "--set", "model.width=16",
+              "--set", "model.joint=16", "--set", "model.probe_examples=500"],
+    "style_transfer": ["--dataset", "digits", "--set", "model.n_critic=1", "--set", "model.width=4",
+                       "--set", "model.channels=4,8", "--set", "model.fc=16", "--set", "model.blocks=1"],
+}
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m != "wgan" else m for m in TURNS])
+def test_players_taking_turns_train_under_torchrun_as_in_one_process(tmp_path, model):
     """A GAN's step leaves the idle player without a gradient: DDP must find those parameters (the model declares
     PARTIAL_STEPS) and leave their .grad None, so AdamW skips them as in one process. The WGAN-GP's critic steps
     take a double backward inside DDP's forward. Negative control: the weights do move between checkpoints."""
-    sets = [a for s in (schedule, "model.hidden=16,16", "model.latent_dim=2", "train.batch_size=32",
-                        "train.warmup_steps=1", "train.log_every=1", "train.checkpoint_every=3", "train.samples=10",
-                        "data.limit=256") for a in ("--set", s)]
-    args = ["practice_torch", "train", model, "--device", "cpu", "--steps", "6", *sets]
+    sets = [a for s in ("train.batch_size=16", "train.warmup_steps=1", "train.log_every=1", "train.checkpoint_every=3",
+                        "train.samples=10", "data.limit=128") for a in ("--set", s)]
+    args = ["practice_torch", "train", model, "--device", "cpu", "--steps", "6", *TURNS[model], *sets]
     python(*TORCHRUN, "-m", *args, "--out", str(tmp_path / "ddp"))
     python("-m", *args, "--out", str(tmp_path / "single"))
     tol = tolerance("step", "float32")

@@ -84,9 +84,9 @@ class ResidualBlock(nn.Module):
     channels: int
 
     def setup(self):
-        self.conv1 = nn.Conv(self.channels, (3, 3), padding=PAD_1)
+        self.conv1 = nn.Conv(self.channels, (3, 3), padding=PAD_1, use_bias=False)
         self.norm1 = instance_norm(self.channels)
-        self.conv2 = nn.Conv(self.channels, (3, 3), padding=PAD_1)
+        self.conv2 = nn.Conv(self.channels, (3, 3), padding=PAD_1, use_bias=False)
         self.norm2 = instance_norm(self.channels)
 
     def __call__(self, x):
@@ -97,7 +97,8 @@ class ResidualBlock(nn.Module):
 class Translator(nn.Module):
     """CycleGAN's ResNet generator (Zhu et al. appendix 7.2), shrunk: 3x3 conv to ``width``, 4x4 stride-2 conv to
     2 width, ``blocks`` residual blocks, 4x4 stride-2 transposed conv back to ``width`` (torch's padding 1:
-    ``conv_transpose_padding``), 3x3 conv to C; instance norm and ReLU after each inner conv; a sigmoid for [0, 1]
+    ``conv_transpose_padding``), 3x3 conv to C; instance norm and ReLU after each inner conv (which has no bias,
+    as the norm removes it); a sigmoid for [0, 1]
     images. Compact, so that the residual blocks can carry torch's names ``blocks_i`` beside the field ``blocks``.
     x: (B, H, W, C), H and W even -> (B, H, W, C)."""
 
@@ -110,12 +111,13 @@ class Translator(nn.Module):
     def __call__(self, x):
         c, w = self.shape[0], self.width
         pad = conv_transpose_padding(4, 1, 0)
-        h = nn.relu(instance_norm(w, "norm0")(nn.Conv(w, (3, 3), padding=PAD_1, name="stem")(x)))
-        h = nn.Conv(2 * w, (4, 4), strides=(2, 2), padding=PAD_1, name="down")(h)
+        h = nn.relu(instance_norm(w, "norm0")(nn.Conv(w, (3, 3), padding=PAD_1, use_bias=False, name="stem")(x)))
+        h = nn.Conv(2 * w, (4, 4), strides=(2, 2), padding=PAD_1, use_bias=False, name="down")(h)
         h = nn.relu(instance_norm(2 * w, "norm1")(h))
         for i in range(self.blocks):
             h = ResidualBlock(2 * w, name=f"blocks_{i}")(h)
-        h = nn.ConvTranspose(w, (4, 4), strides=(2, 2), padding=(pad, pad), transpose_kernel=True, name="up")(h)
+        h = nn.ConvTranspose(w, (4, 4), strides=(2, 2), padding=(pad, pad), transpose_kernel=True, use_bias=False,
+                             name="up")(h)
         h = nn.relu(instance_norm(w, "norm2")(h))
         y = nn.Conv(c, (3, 3), padding=PAD_1, name="out")(h)
         return nn.sigmoid(y) if self.unit_interval else y

@@ -52,6 +52,7 @@ DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # Adam(2e
 R1_IMAGES = 10.0  # the GAN's image weight: at r1 = 1 the quick preset's D won (loss 0.2) and G collapsed (FID 289)
 
 # quick: 2 CPU cores, minutes; full: GPU scale. Steps count all players' steps: n_critic + 1 per step of E and G.
+PARTIAL_STEPS = True  # the players take turns: under torchrun DDP finds the idle one (engine interface)
 HEADLINE = (("probe_accuracy", "linear probe of E(x), held-out accuracy", "share"),)
 
 IMAGE_QUICK = Preset(

@@ -37,9 +37,9 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
         self.norm1 = instance_norm(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
         self.norm2 = instance_norm(channels)
 
     def forward(self, x):
@@ -49,18 +49,20 @@ class ResidualBlock(nn.Module):
 
 class Translator(nn.Module):
     """An image-to-image network x (B, C, H, W) -> (B, C, H, W), in [0, 1] with ``unit_interval`` (a sigmoid).
-    H and W must be even (one stride-2 level)."""
+    H and W must be even (one stride-2 level). The convs before an instance norm have no bias: the norm removes it,
+    so its gradient is rounding noise, which Adam would scale up to full-size steps (a random walk that made two
+    processes and one drift apart)."""
 
     def __init__(self, shape: Sequence[int], width: int = 32, blocks: int = 2, unit_interval: bool = True):
         super().__init__()
         c = shape[0]
         self.unit_interval = unit_interval
-        self.stem = nn.Conv2d(c, width, 3, padding=1)  # c7s1-k (3x3 here)
+        self.stem = nn.Conv2d(c, width, 3, padding=1, bias=False)  # c7s1-k (3x3 here)
         self.norm0 = instance_norm(width)
-        self.down = nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)  # d2k: H -> H/2
+        self.down = nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False)  # d2k: H -> H/2
         self.norm1 = instance_norm(2 * width)
         self.blocks = nn.ModuleList(ResidualBlock(2 * width) for _ in range(blocks))
-        self.up = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1)  # u k: H/2 -> H
+        self.up = nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False)  # u k: H/2 -> H
         self.norm2 = instance_norm(width)
         self.out = nn.Conv2d(width, c, 3, padding=1)
 

@@ -60,6 +60,7 @@ class Config:
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
 ADAM = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # CycleGAN: Adam(2e-4, beta1 = 0.5)
 
+PARTIAL_STEPS = True  # the players take turns: under torchrun DDP finds the idle one (engine interface)
 HEADLINE = (("translated_to_b", "G(a) classified as domain B", "share"),
             ("cycle_error_a", "cycle error |F(G(a)) - a|", "mean abs"))
 
