@@ -10,8 +10,8 @@ their game.
   ``bigan_losses`` on the two paths' features. No batch normalisation anywhere in D: a pair's logit must not
   depend on the rest of the batch (real and generated pairs are scored apart).
 * ``BiGAN``: encoder, generator (the f-GAN's ``ConvGenerator`` or ``MLPGenerator``) and discriminator, with the
-  GAN's alternating schedule (``practice_torch.gan.networks.Adversarial``'s step-counter buffer, ``next_phase`` and
-  ``frozen_critic``, borrowed as they are): ``n_critic`` steps of D alone, then one of E and G together.
+  GAN's alternating schedule (``practice_torch.gan.networks.TakingTurns``: the step-counter buffer, ``next_phase`` and
+  ``frozen_critic``): ``n_critic`` steps of D alone, then one of E and G together.
 * ``bigan_loss``: one step's loss; ``pair_r1_penalty``: R1 (Mescheder et al. 2018) at the real pairs, in x and z.
 """
 
@@ -25,9 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from practice_torch.bigan.functions import bigan_losses, pair_logits
-from practice_torch.counters import HostCount
 from practice_torch.f_divergence.networks import ConvGenerator, MLPGenerator
-from practice_torch.gan.networks import Adversarial
+from practice_torch.gan.networks import TakingTurns
 from practice_torch.vae.networks import downsample, downsampling_convs
 
 
@@ -108,8 +107,8 @@ class JointDiscriminator(nn.Module):
         return pair_logits(self.x_path(x), self.z_path(z), *self.joint_weights())
 
 
-class BiGAN(nn.Module):
-    """Encoder E, generator G and joint discriminator D, with the alternating schedule of the GAN's ``Adversarial``.
+class BiGAN(TakingTurns):
+    """Encoder E, generator G and joint discriminator D, with the GAN's alternating schedule (``TakingTurns``).
 
     shape: one example, (D,) vectors (MLPs) or (C, H, W) images (convolutions; G is the DCGAN generator of the
     f-GAN, sigmoid output in [0, 1]). ``forward(z)`` is G(z), so the GAN's helpers (``generated``) apply as they are.
@@ -119,9 +118,8 @@ class BiGAN(nn.Module):
                  channels: Sequence[int] = (32, 64), hidden: Sequence[int] = (128, 128), fc: int = 512,
                  unit_interval: bool = False, n_critic: int = 1):
         super().__init__()
-        if n_critic < 0:
-            raise ValueError(f"model.n_critic must be 0 (simultaneous steps) or more, got {n_critic}")
-        self.shape, self.latent_dim, self.n_critic = tuple(shape), latent_dim, n_critic
+        self.init_turns(n_critic)
+        self.shape, self.latent_dim = tuple(shape), latent_dim
         if len(self.shape) == 3 and len(channels) != 2:
             raise ValueError(f"the conv BiGAN's generator upsamples twice and needs two model.channels, "
                              f"got {tuple(channels)}")
@@ -131,8 +129,6 @@ class BiGAN(nn.Module):
         else:
             self.generator = MLPGenerator(latent_dim, shape, hidden, unit_interval)
         self.discriminator = JointDiscriminator(shape, latent_dim, width, joint, channels, hidden)
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss calls so far: the schedule
-        self._count = HostCount()  # its host-side mirror, which ``Adversarial.next_phase`` reads and advances
 
     def forward(self, z, y=None):
         """Samples G(z): z (B, d) -> (B, *shape); y is ignored (the GAN helpers' signature)."""
@@ -141,9 +137,6 @@ class BiGAN(nn.Module):
     def critic_parameters(self) -> list[nn.Parameter]:
         """D's weights (what ``frozen_critic`` holds fixed while E and G step)."""
         return list(self.discriminator.parameters())
-
-    next_phase = Adversarial.next_phase  # (D steps, E and G step); the counter advances
-    frozen_critic = Adversarial.frozen_critic  # D's weights as constants of the graphs built inside
 
 
 # 2. One step of the game ------------------------------------------------------------------------------------------

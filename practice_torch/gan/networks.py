@@ -33,56 +33,21 @@ from practice_torch.gan.functions import (
 GENERATOR_LOSSES = {"non_saturating": generator_loss_nonsaturating, "saturating": generator_loss_saturating}
 
 
-class Adversarial(nn.Module):
-    """A generator G(z[, y]) and a critic V(x[, y]) -> (B,) logits or scores, with the step schedule of the game.
+class TakingTurns(nn.Module):
+    """The schedule of a two-player game on the engine's one optimizer, for any net with a critic (a GAN's
+    discriminator, BiGAN's joint discriminator, CycleGAN's two): ``init_turns(n_critic)`` in ``__init__`` registers
+    the step counter (a buffer, so a checkpoint carries it, read on the host through ``HostCount``); ``next_phase``
+    says who steps; ``frozen_critic`` holds ``critic_parameters()`` fixed while the other player's graph is built."""
 
-    shape: one example, (D,) vectors or (C, H, W) images; num_classes > 0: class-conditional, the one-hot label
-    appended to z and a projection term <embed(y), phi(x)> added to the critic's output (phi: its last features).
-    """
-
-    def __init__(self, shape: Sequence[int], architecture: str = "mlp", latent_dim: int = 8,
-                 hidden: Sequence[int] = (128, 128), channels: Sequence[int] = (64, 128), fc: int = 1024,
-                 num_classes: int = 0, critic_norm: bool = True, unit_interval: bool = False, n_critic: int = 1):
-        super().__init__()
+    def init_turns(self, n_critic: int) -> None:
         if n_critic < 0:
             raise ValueError(f"model.n_critic must be 0 (simultaneous steps) or more, got {n_critic}")
-        self.shape, self.latent_dim, self.num_classes, self.n_critic = tuple(shape), latent_dim, num_classes, n_critic
-        z_dim = latent_dim + num_classes
-        if architecture == "mlp":
-            self.generator = MLPGenerator(z_dim, shape, hidden, unit_interval)
-            self.critic = MLPCritic(shape, hidden)
-            width = hidden[-1]
-        elif architecture == "conv":
-            if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
-                raise ValueError(f"the conv GAN needs (C, H, W) images with H and W divisible by 4 and two "
-                                 f"model.channels, got shape {tuple(shape)} and channels {tuple(channels)}")
-            self.generator = ConvGenerator(z_dim, shape, channels, fc, unit_interval)
-            self.critic = ConvCritic(shape, channels, fc, norm=critic_norm)
-            width = fc
-        else:
-            raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
-        if num_classes:
-            self.embed = nn.Embedding(num_classes, width)  # the projection discriminator's class vectors
-            nn.init.zeros_(self.embed.weight)  # starts as the unconditional critic
+        self.n_critic = n_critic
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss calls so far: the schedule
         self._count = HostCount()  # its host-side mirror
 
-    def forward(self, z, y=None):
-        """Samples G(z, y): z (B, d), y (B,) int64 class labels (conditional nets) -> (B, *shape)."""
-        if self.num_classes:
-            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
-        return self.generator(z)
-
-    def critic_value(self, x, y=None):
-        """V(x[, y]): x (B, *shape), y (B,) labels (conditional nets) -> (B,)."""
-        if not self.num_classes:
-            return self.critic(x)
-        h = self.critic.features(x)
-        return self.critic.out(h).squeeze(-1) + torch.sum(self.embed(y) * h, dim=-1)  # Miyato & Koyama, eq. 3
-
     def critic_parameters(self) -> list[nn.Parameter]:
-        """The critic's weights and the projection's class vectors: everything but the generator."""
-        return [p for name, p in self.named_parameters() if not name.startswith("generator.")]
+        raise NotImplementedError
 
     @contextmanager
     def frozen_critic(self):
@@ -105,6 +70,55 @@ class Adversarial(nn.Module):
         if self.n_critic == 0:
             return True, True
         return phase < self.n_critic, phase == self.n_critic
+
+
+class Adversarial(TakingTurns):
+    """A generator G(z[, y]) and a critic V(x[, y]) -> (B,) logits or scores, with the step schedule of the game.
+
+    shape: one example, (D,) vectors or (C, H, W) images; num_classes > 0: class-conditional, the one-hot label
+    appended to z and a projection term <embed(y), phi(x)> added to the critic's output (phi: its last features).
+    """
+
+    def __init__(self, shape: Sequence[int], architecture: str = "mlp", latent_dim: int = 8,
+                 hidden: Sequence[int] = (128, 128), channels: Sequence[int] = (64, 128), fc: int = 1024,
+                 num_classes: int = 0, critic_norm: bool = True, unit_interval: bool = False, n_critic: int = 1):
+        super().__init__()
+        self.init_turns(n_critic)
+        self.shape, self.latent_dim, self.num_classes = tuple(shape), latent_dim, num_classes
+        z_dim = latent_dim + num_classes
+        if architecture == "mlp":
+            self.generator = MLPGenerator(z_dim, shape, hidden, unit_interval)
+            self.critic = MLPCritic(shape, hidden)
+            width = hidden[-1]
+        elif architecture == "conv":
+            if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
+                raise ValueError(f"the conv GAN needs (C, H, W) images with H and W divisible by 4 and two "
+                                 f"model.channels, got shape {tuple(shape)} and channels {tuple(channels)}")
+            self.generator = ConvGenerator(z_dim, shape, channels, fc, unit_interval)
+            self.critic = ConvCritic(shape, channels, fc, norm=critic_norm)
+            width = fc
+        else:
+            raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, width)  # the projection discriminator's class vectors
+            nn.init.zeros_(self.embed.weight)  # starts as the unconditional critic
+
+    def forward(self, z, y=None):
+        """Samples G(z, y): z (B, d), y (B,) int64 class labels (conditional nets) -> (B, *shape)."""
+        if self.num_classes:
+            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
+        return self.generator(z)
+
+    def critic_value(self, x, y=None):
+        """V(x[, y]): x (B, *shape), y (B,) labels (conditional nets) -> (B,)."""
+        if not self.num_classes:
+            return self.critic(x)
+        h = self.critic.features(x)
+        return self.critic.out(h).squeeze(-1) + torch.sum(self.embed(y) * h, dim=-1)  # Miyato & Koyama, eq. 3
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """The critic's weights and the projection's class vectors: everything but the generator."""
+        return [p for name, p in self.named_parameters() if not name.startswith("generator.")]
 
 
 def generated(net: Adversarial, z, y, with_grad: bool):

@@ -9,7 +9,7 @@ translation does not depend on the rest of the batch.
 
 The discriminators D_A, D_B are the f-GAN's ``ConvCritic`` (a global real/fake score, not CycleGAN's 70 x 70
 PatchGAN: the images are 28 x 28). ``CycleGAN`` holds the four networks and the step schedule of
-``practice_torch.gan.networks.Adversarial`` (its ``frozen_critic`` reused as it is, its ``next_phase`` schedule): the
+``practice_torch.gan.networks.TakingTurns`` (the GAN's ``frozen_critic`` and ``next_phase`` schedule): the
 engine takes one optimizer step per loss call, so with ``n_critic = k > 0`` the steps cycle through k steps of both
 discriminators and one of both translators (the step counter is a checkpointed buffer); ``n_critic = 0`` steps all
 four networks at once, CycleGAN's own loop.
@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from practice_torch.f_divergence.networks import ConvCritic
-from practice_torch.gan.networks import Adversarial
+from practice_torch.gan.networks import TakingTurns
 
 
 def instance_norm(channels: int) -> nn.GroupNorm:
@@ -76,14 +76,12 @@ class Translator(nn.Module):
         return torch.sigmoid(y) if self.unit_interval else y
 
 
-class CycleGAN(nn.Module):
+class CycleGAN(TakingTurns):
     """G: A -> B (``g_ab``), F: B -> A (``f_ba``), D_A and D_B (``critic_a``, ``critic_b``: x (B, C, H, W) -> (B,)
-    scores), and the step schedule of the game (``next_phase``; ``frozen_critic`` is Adversarial's).
+    scores), and the step schedule of the game (``TakingTurns``: ``next_phase``, ``frozen_critic``).
 
     shape: one image (C, H, W), H and W divisible by 4 (the critics' two stride-2 convs).
     """
-
-    frozen_critic = Adversarial.frozen_critic  # the discriminators as constants of the translators' step
 
     def __init__(self, shape: Sequence[int], width: int = 32, blocks: int = 2, channels: Sequence[int] = (32, 64),
                  fc: int = 256, n_critic: int = 0, unit_interval: bool = True):
@@ -91,16 +89,14 @@ class CycleGAN(nn.Module):
         if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
             raise ValueError(f"CycleGAN needs (C, H, W) images with H and W divisible by 4 and two model.channels, "
                              f"got shape {tuple(shape)} and channels {tuple(channels)}")
-        if n_critic < 0:
-            raise ValueError(f"model.n_critic must be 0 (simultaneous steps) or more, got {n_critic}")
         if width < 1 or blocks < 0:
             raise ValueError(f"model.width must be >= 1 and model.blocks >= 0, got {width} and {blocks}")
-        self.shape, self.n_critic = tuple(shape), n_critic
+        self.init_turns(n_critic)
+        self.shape = tuple(shape)
         self.g_ab = Translator(shape, width, blocks, unit_interval)
         self.f_ba = Translator(shape, width, blocks, unit_interval)
         self.critic_a = ConvCritic(shape, channels, fc)
         self.critic_b = ConvCritic(shape, channels, fc)
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss calls so far: the schedule
 
     def forward(self, a):
         """G(a): a (B, C, H, W) from domain A -> (B, C, H, W) in domain B."""
@@ -109,13 +105,3 @@ class CycleGAN(nn.Module):
     def critic_parameters(self) -> list[nn.Parameter]:
         """Both discriminators' weights: what ``frozen_critic`` holds fixed."""
         return [*self.critic_a.parameters(), *self.critic_b.parameters()]
-
-    def next_phase(self) -> tuple[bool, bool]:
-        """(discriminators step, translators step) in this training step, then the counter advances: n_critic steps
-        of both discriminators, then one of both translators (Adversarial's schedule); both at once when n_critic = 0."""
-        phase = int(self.steps) % (self.n_critic + 1)
-        with torch.no_grad():
-            self.steps += 1
-        if self.n_critic == 0:
-            return True, True
-        return phase < self.n_critic, phase == self.n_critic
