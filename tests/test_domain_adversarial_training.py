@@ -10,6 +10,7 @@ import json
 
 import pytest
 import torch
+from resumption import assert_resumes_exactly
 
 from practice_torch.cli import main
 from practice_torch.data import DatasetMissing, get_dataset, get_info
@@ -18,7 +19,6 @@ from practice_torch.domain_adversarial import training as dann_training
 from practice_torch.domain_adversarial.domains import shift_images, target_domain
 from practice_torch.domain_adversarial.networks import dann_loss
 from practice_torch.engine.config import apply_overrides
-from practice_torch.models import new_trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -154,14 +154,7 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
         "model.channels=4,8", "model.hidden=8", "model.domain_hidden=8", "model.groups=2", "model.target=inverted",
         "model.ramp_steps=6", "train.batch_size=16", "train.steps=6", "train.checkpoint_every=3",
         "train.log_every=3", "train.samples=8", "train.device=cpu", "data.limit=64"])
-    new_trainer(cfg, tmp_path / "whole").run()
-    new_trainer(cfg, tmp_path / "cut").run(stop_at=3)  # the schedule's counter travels with the weights
-    resumed = new_trainer(cfg, tmp_path / "cut", resume=True)
-    assert int(resumed.net.steps) == 3
-    resumed.run()
-    whole = new_trainer(cfg, tmp_path / "whole", resume=True).net.state_dict()
-    for name, value in resumed.net.state_dict().items():
-        assert torch.equal(value, whole[name]), name
+    assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # the schedule's counter travels with the weights
 
 
 def test_cli_trains_samples_and_evaluates_a_tiny_run(tmp_path, capsys):

@@ -6,7 +6,6 @@ Fashion-MNIST DCGAN is a slow test."""
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import time
@@ -14,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from resumption import assert_resumes_exactly
 
 from practice_torch.cli import main
 from practice_torch.data import get_info
@@ -30,7 +30,7 @@ from practice_torch.gan_inversion.networks import (
     invert,
     latent_error,
 )
-from practice_torch.models import new_trainer, open_run
+from practice_torch.models import open_run
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, caught
 
@@ -190,14 +190,7 @@ def test_a_resumed_run_is_bit_identical(gan_run, tmp_path):
         f"model.generator={gan_run}", "model.encoder_channels=4,8", "model.encoder_fc=16", "train.batch_size=16",
         "train.steps=6", "train.checkpoint_every=3", "train.log_every=3", "train.samples=4", "train.device=cpu",
         "data.limit=64", "model.inversion_steps=2", "model.eval_examples=4", "train.val_batch=0"])
-    # each trainer gets its own copy, as each command does: build records the generator's step in the config
-    new_trainer(copy.deepcopy(cfg), tmp_path / "whole").run()
-    new_trainer(copy.deepcopy(cfg), tmp_path / "cut").run(stop_at=3)
-    resumed = new_trainer(copy.deepcopy(cfg), tmp_path / "cut", resume=True)
-    resumed.run()
-    whole = new_trainer(copy.deepcopy(cfg), tmp_path / "whole", resume=True).net.state_dict()
-    for name, value in resumed.net.state_dict().items():
-        assert torch.equal(value, whole[name]), name
+    assert_resumes_exactly(cfg, tmp_path, stop_at=3, counter=None)
 
 
 def test_cli_samples_and_evaluates_without_the_gan_run(gan_run, inversion_run, tmp_path, capsys):
