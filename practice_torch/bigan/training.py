@@ -216,4 +216,4 @@ def references(net: BiGAN, dataset: Dataset, generator: torch.Generator) -> dict
     n = min(len(dataset), REFERENCE_SAMPLES)
     fresh = untrained_copy(net)
     return image_references(lambda m: generate(net, m, generator), lambda m: generate(fresh, m, generator),
-                            dataset, get_dataset(net.data_name, "train", limit=n), net.data_name, n=n)
+                            dataset, get_dataset(net.data_name, "train"), net.data_name, n=n)

@@ -54,9 +54,10 @@ def untrained_copy(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def image_references(draw, draw_untrained, dataset, train, dataset_name: str, labels=None,
                      n: int | None = None, picture=None) -> dict[str, float]:
     """FIDs through ``dataset_name``'s feature network of n samples (``draw(n) -> (n, C, H, W)`` in [0, 1]) against
-    n held-out images of ``dataset``: ``fid_untrained`` (``draw_untrained``) and ``fid_floor`` (the first n images of
-    the ``train`` split); the classifier's ``class_share_k`` of the samples and their min and max; with the ``labels``
-    (n,) the samples were drawn for, ``class_accuracy``: how often the classifier names that class.
+    n held-out images of ``dataset``: ``fid_untrained`` (``draw_untrained``) and ``fid_floor`` (n images spread evenly
+    over the ``train`` split, which may be sorted by class or speaker); the classifier's ``class_share_k`` of the
+    samples and their min and max; with the ``labels`` (n,) the samples were drawn for, ``class_accuracy``: how often
+    the classifier names that class.
     ``picture``: what turns an example into the feature network's input (log-mels: ``mel_picture``); default the
     example clamped to [0, 1]."""
     n = n or min(len(dataset), REFERENCE_SAMPLES)
@@ -64,7 +65,8 @@ def image_references(draw, draw_untrained, dataset, train, dataset_name: str, la
     features = feature_network(dataset_name)
     real = picture(torch.stack([dataset[i][0] for i in range(n)]))
     real_feats, _ = embed(features, real, desc="features (held out)")
-    floor_feats, _ = embed(features, picture(torch.stack([train[i][0] for i in range(min(n, len(train)))])),
+    spread = torch.arange(min(n, len(train))) * len(train) // min(n, len(train))  # across the split: some are sorted
+    floor_feats, _ = embed(features, picture(torch.stack([train[int(i)][0] for i in spread])),
                            desc="features (training images)")
     fake_feats, probs = embed(features, picture(draw(n)), desc="features (samples)")
     untrained_feats, _ = embed(features, picture(draw_untrained(n)), desc="features (untrained)")

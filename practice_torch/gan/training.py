@@ -203,5 +203,5 @@ def references(net: Adversarial, dataset: Dataset, generator: torch.Generator) -
     fresh = untrained_copy(net)
     view = {"view": net.data_view} if getattr(net, "data_view", None) else {}
     return image_references(lambda m: generate(net, m, generator, y), lambda m: generate(fresh, m, generator, y),
-                            dataset, get_dataset(net.data_name, "train", limit=n, **view), net.data_name, labels=y,
+                            dataset, get_dataset(net.data_name, "train", **view), net.data_name, labels=y,
                             n=n, picture=mel_picture if view else None)
