@@ -242,4 +242,5 @@ def test_the_dcgan_quick_preset_beats_an_untrained_generator(tmp_path):
     assert main(["train", "gan", "--dataset", "fashion_mnist", "--out", str(tmp_path / "run")]) == 0
     assert main(["eval", str(tmp_path / "run"), "--no-sample-metrics"]) == 0
     metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
-    assert metrics["fid_samples"] < metrics["fid_untrained"] / 3 and metrics["class_share_min"] > 0.02, metrics
+    # measured: FID 61.8 against 398.7 untrained (0.155), every class at least 4.35% of the samples
+    assert metrics["fid_samples"] <= 0.3 * metrics["fid_untrained"] and metrics["class_share_min"] >= 0.04, metrics

@@ -50,7 +50,7 @@ DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # Radford
 # quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per generator step.
 PARTIAL_STEPS = True  # the players take turns: under torchrun DDP finds the idle one (engine interface)
 HEADLINE = (("class_accuracy", "samples classified as their class", "share"), ("fid", "FID (project features)", "FID"),
-            ("modes_covered", "modes covered", "modes"))
+            ("fid_samples", "FID (project features)", "FID"), ("modes_covered", "modes covered", "modes"))
 
 PRESETS = {
     "quick": {
@@ -59,7 +59,7 @@ PRESETS = {
             TrainConfig(steps=8000, batch_size=256, lr=2e-4, checkpoint_every=2000, samples=2000, **DCGAN))),
         "image": Preset(
             Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512, r1=R1_IMAGES),
-            TrainConfig(steps=4000, batch_size=64, lr=2e-4, checkpoint_every=1000, samples=100, **DCGAN)),
+            TrainConfig(steps=6000, batch_size=64, lr=2e-4, checkpoint_every=1500, samples=100, **DCGAN)),
         "audio": Preset(
             Config(architecture="conv", latent_dim=64, channels=(16, 32), fc=256, r1=R1_IMAGES, log_mel=True),
             TrainConfig(steps=2000, batch_size=64, lr=2e-4, checkpoint_every=500, samples=20, **DCGAN), view="mel"),
