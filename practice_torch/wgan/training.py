@@ -63,7 +63,7 @@ GP_ADAM = {"betas": (0.5, 0.9), "warmup_steps": 50, "grad_clip": 0.0}  # Gulraja
 
 # quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per generator step.
 PARTIAL_STEPS = True  # the players take turns: under torchrun DDP finds the idle one (engine interface)
-HEADLINE = (("fid", "FID (project features)", "FID"),
+HEADLINE = (("fid", "FID (project features)", "FID"), ("fid_samples", "FID (project features)", "FID"),
             ("critic_w1_relative_error", "critic's W1 estimate against the exact 1-D W1, relative error", "share"),
             ("w1_exact", "W1(samples, test points)", "W1"),
             ("critic_w1", "critic's W1 estimate", "W1"))
