@@ -16,7 +16,7 @@ import numpy as np
 from scipy import optimize, special
 from scipy.spatial.distance import jensenshannon
 
-from shared_specs.case import FunctionCase, gaussian, uniform
+from shared_specs.case import FunctionCase, ModuleCase, gaussian, uniform
 
 DIVERGENCES = ("kl", "reverse_kl", "js", "tv", "pearson", "hellinger")
 B, K = 4, 7
@@ -133,4 +133,11 @@ def _cases(divergence):
     )
 
 
-CASES = tuple(case for divergence in DIVERGENCES for case in _cases(divergence))
+CRITIC = {"shape": (1, 8, 8), "channels": (4, 8), "fc": 16}  # the GAN's, the WGAN's and the f-GAN's discriminator
+
+CASES = tuple(case for divergence in DIVERGENCES for case in _cases(divergence)) + (
+    ModuleCase("f_divergence/conv_critic", "ConvCritic", CRITIC,
+               lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, grad_wrt=("x",), image_inputs=("x",)),
+    ModuleCase("f_divergence/conv_critic/no_norm", "ConvCritic", {**CRITIC, "norm": False},  # the WGAN's critic
+               lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, grad_wrt=("x",), image_inputs=("x",)),
+)

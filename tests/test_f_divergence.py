@@ -255,3 +255,22 @@ def test_the_quick_preset_trains_on_fashion_mnist_within_five_minutes(tmp_path):
     assert main(["train", "f_divergence", "--dataset", "fashion_mnist", "--out", str(tmp_path / "run")]) == 0
     assert time.perf_counter() - start < 300
     assert (tmp_path / "run/samples/samples.png").is_file()
+
+
+def test_the_critics_spec_catches_a_transposed_kernel_and_nhwc_flattening(both):
+    """Negative controls of the module case ``f_divergence/conv_critic`` (the GAN's, WGAN's and f-GAN's
+    discriminator in torch against its flax twin, weights converted)."""
+    from shared_specs.runner import caught
+
+    case = CASES["f_divergence/conv_critic"]
+
+    def transposed(params):  # (H, W, I, O): the spatial axes swapped
+        return {**params, "down1": {**params["down1"], "kernel": np.swapaxes(params["down1"]["kernel"], 0, 1)}}
+
+    def nhwc_rows(params):  # the Dense kernel's rows in (h, w, c) order instead of torch's (c, h, w)
+        kernel = params["fc"]["kernel"]
+        rows = kernel.reshape(8, 2, 2, -1).transpose(1, 2, 0, 3).reshape(kernel.shape)
+        return {**params, "fc": {**params["fc"], "kernel": rows}}
+
+    assert "output" in caught(case, Perturbation("transposed kernel", params=transposed))
+    assert "output" in caught(case, Perturbation("NHWC flattening", params=nhwc_rows))

@@ -20,17 +20,20 @@ same arguments); cases: ``shared_specs/f_divergence.py``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy as sp
+from flax import linen as nn
 from jax.scipy.special import xlogy
 from jax.scipy.stats import norm
 
 from theory_jax.derivation import Derivation, full_precision
 from theory_jax.elbo import gaussian_kl
+from theory_jax.vae import GROUPNORM_EPS
 
 TITLE = "f-divergences and the variational bound of the f-GAN"
 LECTURES = "f-divergences; variational divergence minimisation; f-GAN; Jensen's inequality"
@@ -151,7 +154,35 @@ def gaussian_f_divergence(m_p, s_p, m_q, s_q, divergence: str):
     raise ValueError(f"no closed form for {divergence!r} between Gaussians")
 
 
-# 3. The derivation -------------------------------------------------------------------------------------
+# 3. The critic's network (twin of ``practice_torch.f_divergence.networks.ConvCritic``) ----------------------
+class ConvCritic(nn.Module):
+    """x (B, H, W, C) -> V (B,): Conv 4x4 stride 2 (torch's padding 1, explicit) twice, a layer normalisation over
+    (C, H, W) after the second (GroupNorm with one group), Linear to ``fc`` on the NCHW-flattened map, LayerNorm,
+    Linear to 1; LeakyReLU(0.2) between. torch's epsilon 1e-5 in both norms. ``norm=False``: no normalisation (the
+    WGAN's critic). The GAN's, the WGAN's and the f-GAN's discriminator; its weights cross by the converter."""
+
+    shape: Sequence[int]
+    channels: Sequence[int] = (64, 128)
+    fc: int = 1024
+    norm: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        small, big = self.channels
+        pad = ((1, 1), (1, 1))
+        h = nn.leaky_relu(nn.Conv(small, (4, 4), strides=(2, 2), padding=pad, name="down1")(x), 0.2)
+        h = nn.Conv(big, (4, 4), strides=(2, 2), padding=pad, name="down2")(h)
+        if self.norm:
+            h = nn.GroupNorm(num_groups=1, epsilon=GROUPNORM_EPS, use_fast_variance=False, name="norm2")(h)
+        h = nn.leaky_relu(h, 0.2)
+        h = jnp.reshape(jnp.transpose(h, (0, 3, 1, 2)), (h.shape[0], -1))  # torch's NCHW flattening
+        h = nn.Dense(self.fc, name="fc")(h)
+        if self.norm:
+            h = nn.LayerNorm(epsilon=GROUPNORM_EPS, use_fast_variance=False, name="norm_fc")(h)
+        return nn.Dense(1, name="out")(nn.leaky_relu(h, 0.2))[:, 0]
+
+
+# 4. The derivation -------------------------------------------------------------------------------------
 def _sympy_table():
     """SymPy generators, Table 2's conjugates, a parametrisation t(r) of dom f* (r > 0) and f''(u)."""
     u, r = sp.symbols("u r", positive=True)
