@@ -15,7 +15,7 @@ import numpy as np
 
 from shared_specs.case import FunctionCase, ModuleCase, StepCase
 from shared_specs.compare import flatten
-from shared_specs.interop import flax_to_torch, torch_to_flax
+from shared_specs.interop import flax_to_torch, split_statistics, torch_to_flax
 
 
 def _topic(case_id: str) -> str:
@@ -91,6 +91,8 @@ class TorchBackend:
         module = cls(**case.config).to(getattr(self.torch, case.dtype))
         if weights is not None:
             module.load_state_dict({k: self._tensor(v) for k, v in weights.items()}, strict=True)
+        if getattr(case, "train", None) is not None:
+            module.train(case.train)
         return module
 
     def schema(self, case: ModuleCase | StepCase) -> dict[str, tuple[int, ...]]:
@@ -187,13 +189,25 @@ class JaxBackend:
         assert isinstance(module, flax.linen.Module), f"{case.module} is not a flax module"
         return module
 
-    def params(self, case: ModuleCase | StepCase, weights: Mapping[str, np.ndarray], inputs) -> dict:
-        """The case's torch-layout ``weights`` converted to this module's flax params."""
+    def _template(self, case: ModuleCase | StepCase, inputs) -> dict:
+        """The shapes of the module's flax variables: {'params': ..., and 'batch_stats' where it has batch norms}."""
         module = self.build(case)
-        args = self._inputs(case, inputs)
-        template = self.jax.eval_shape(
-            lambda: module.init(self.jax.random.key(0), **args, method=self._method(module, case)))["params"]
-        return torch_to_flax(weights, template)
+        args = {**self._inputs(case, inputs), **self._mode(case)}
+        return self.jax.eval_shape(lambda: module.init(self.jax.random.key(0), **args, method=self._method(module, case)))
+
+    def params(self, case: ModuleCase | StepCase, weights: Mapping[str, np.ndarray], inputs) -> dict:
+        """The case's torch-layout ``weights`` converted to this module's flax params (running statistics apart)."""
+        return torch_to_flax(split_statistics(weights)[0], self._template(case, inputs)["params"])
+
+    def statistics(self, case: ModuleCase, weights: Mapping[str, np.ndarray], inputs) -> dict | None:
+        """The torch buffers ``running_mean``/``running_var`` as flax's ``batch_stats``; None for a module without."""
+        template = self._template(case, inputs)
+        return torch_to_flax(split_statistics(weights)[1], template["batch_stats"]) if "batch_stats" in template else None
+
+    def _mode(self, case) -> dict:
+        """The ``train`` keyword of a module with batch norms (``ModuleCase.train``), or nothing."""
+        train = getattr(case, "train", None)
+        return {} if train is None else {"train": train}
 
     def _method(self, module, case):
         return None if case.method == "__call__" else getattr(type(module), case.method)
@@ -201,23 +215,33 @@ class JaxBackend:
     def _inputs(self, case, inputs) -> dict:
         return {k: self.jnp.asarray(_nchw_to_nhwc(v) if k in case.image_inputs else v) for k, v in inputs.items()}
 
-    def _apply(self, case: ModuleCase, module, params, args):
-        out = module.apply({"params": params}, **args, method=self._method(module, case))
+    def _apply(self, case: ModuleCase, module, params, args, stats=None):
+        method = self._method(module, case)
+        if stats is None:
+            out = module.apply({"params": params}, **args, method=method)
+        elif case.train:  # batch statistics; the running ones are updated (and discarded here)
+            out, _ = module.apply({"params": params, "batch_stats": stats}, **args, train=True, method=method,
+                                  mutable=["batch_stats"])
+        else:
+            out = module.apply({"params": params, "batch_stats": stats}, **args, train=False, method=method)
         return _set_paths(out, case.image_outputs, lambda x: self.jnp.moveaxis(x, -1, 1))
 
-    def module_vjp(self, case: ModuleCase, params: Mapping, inputs, cotangent, torch_schema) -> tuple[Any, dict]:
-        """(output, {'params': gradients in the torch layout, 'inputs': gradients for ``case.grad_wrt``})."""
+    def module_vjp(self, case: ModuleCase, params: Mapping, inputs, cotangent, torch_schema,
+                   stats: Mapping | None = None) -> tuple[Any, dict]:
+        """(output, {'params': gradients in the torch layout, 'inputs': gradients for ``case.grad_wrt``}).
+        ``stats``: the module's ``batch_stats`` (``statistics``), held fixed."""
         module = self.build(case)
         args = self._inputs(case, inputs)
         fixed = {k: v for k, v in args.items() if k not in case.grad_wrt}
 
         def f(p, *wrt):
-            return self._apply(case, module, p, {**fixed, **dict(zip(case.grad_wrt, wrt))})
+            return self._apply(case, module, p, {**fixed, **dict(zip(case.grad_wrt, wrt))}, stats)
 
         out, (gp, *gx) = self._vjp(f, [params, *[args[k] for k in case.grad_wrt]], cotangent)
         gx = {k: np.asarray(_nhwc_to_nchw(np.asarray(g)) if k in case.image_inputs else g)
               for k, g in zip(case.grad_wrt, gx)}
-        return self._numpy(out), {"params": flax_to_torch(self._numpy(gp), torch_schema), "inputs": gx}
+        schema = split_statistics(torch_schema)[0]  # gradients exist for parameters, not for running statistics
+        return self._numpy(out), {"params": flax_to_torch(self._numpy(gp), schema), "inputs": gx}
 
     def steps(self, case: StepCase, params: Mapping, batches, torch_schema) -> dict[str, np.ndarray]:
         import optax

@@ -57,6 +57,9 @@ class ModuleCase:
     ``image_inputs``/``image_outputs``: names of inputs and flattened output paths that are
     images. Cases hold them NCHW (the exchange layout); the flax side takes and returns NHWC.
     Gradients: of <out, cotangent> w.r.t. every parameter and the inputs in ``grad_wrt``.
+    ``train``: for modules with batch normalisation, True normalises by the batch's statistics (torch's
+    ``module.train()``, flax's ``train=True`` with ``batch_stats`` mutable), False by the running statistics, which
+    cross by the converter; None (the default) leaves torch's mode alone and passes no ``train`` to flax.
     """
 
     id: str
@@ -69,6 +72,7 @@ class ModuleCase:
     grad_wrt: tuple[str, ...] = ()
     image_inputs: tuple[str, ...] = ()
     image_outputs: tuple[str, ...] = ()
+    train: bool | None = None
     kind: str = "module"
 
 
@@ -100,13 +104,19 @@ def init_weights(shapes: Mapping[str, tuple[int, ...]], rng: np.random.Generator
     """Weights for a torch ``state_dict`` schema, drawn in name order (never a framework's initialiser).
 
     Matrices and kernels: N(0, 1/fan_in) with fan_in the product of all but the first axis;
-    biases N(0, 0.1^2); norm scales (1-D ``weight``) 1 + N(0, 0.1^2); other parameters N(0, 0.1^2).
+    biases N(0, 0.1^2); norm scales (1-D ``weight``) 1 + N(0, 0.1^2); other parameters N(0, 0.1^2); batch norm's
+    running variances exp(N(0, 0.1^2)) (positive) and its ``num_batches_tracked`` 0 (an integer count).
     """
     out: Inputs = {}
     for name in sorted(shapes):
         shape = tuple(shapes[name])
         leaf = name.rsplit(".", 1)[-1]
-        if leaf == "weight" and len(shape) >= 2:
+        if leaf == "num_batches_tracked":
+            out[name] = np.zeros(shape, np.int64)
+            continue
+        if leaf == "running_var":
+            value = np.exp(0.1 * rng.standard_normal(shape))
+        elif leaf == "weight" and len(shape) >= 2:
             value = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
         elif leaf == "weight":
             value = 1.0 + 0.1 * rng.standard_normal(shape)

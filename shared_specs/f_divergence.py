@@ -134,10 +134,16 @@ def _cases(divergence):
 
 
 CRITIC = {"shape": (1, 8, 8), "channels": (4, 8), "fc": 16}  # the GAN's, the WGAN's and the f-GAN's discriminator
+GENERATOR = {"latent_dim": 3, "shape": (1, 8, 8), "channels": (4, 8), "fc": 16}  # the DCGAN's generator
 
 CASES = tuple(case for divergence in DIVERGENCES for case in _cases(divergence)) + (
     ModuleCase("f_divergence/conv_critic", "ConvCritic", CRITIC,
                lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, grad_wrt=("x",), image_inputs=("x",)),
     ModuleCase("f_divergence/conv_critic/no_norm", "ConvCritic", {**CRITIC, "norm": False},  # the WGAN's critic
                lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, grad_wrt=("x",), image_inputs=("x",)),
+    # batch statistics (training) and the converted running statistics (sampling from a trained generator)
+    ModuleCase("f_divergence/conv_generator", "ConvGenerator", GENERATOR,
+               lambda r: {"z": gaussian(r, 5, 3, dtype="float32")}, grad_wrt=("z",), image_outputs=("<root>",), train=True),
+    ModuleCase("f_divergence/conv_generator/eval", "ConvGenerator", GENERATOR,
+               lambda r: {"z": gaussian(r, 5, 3, dtype="float32")}, grad_wrt=("z",), image_outputs=("<root>",), train=False),
 )

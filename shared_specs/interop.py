@@ -52,6 +52,13 @@ RULES: tuple[Rule, ...] = (
 )
 __doc__ += "\n".join(f"  * {r.torch_leaf} -> {r.flax_leaf}: {r.layer}" for r in RULES)
 
+# BatchNorm's running statistics: torch buffers, flax's ``batch_stats`` collection, same module path. torch's
+# ``num_batches_tracked`` has no flax counterpart (torch reads it only with ``momentum=None``) and is dropped.
+STATISTICS = {"running_mean": "mean", "running_var": "var"}
+UNTRANSLATED = ("num_batches_tracked",)
+__doc__ += ("\n\nBatchNorm buffers go to the ``batch_stats`` collection (``split_statistics``): "
+            + ", ".join(f"{t} -> {f}" for t, f in STATISTICS.items()) + f"; {', '.join(UNTRANSLATED)} is dropped.")
+
 IDENTITY = Rule("*", "*", None, None, "parameter with the same name in both layouts")
 
 
@@ -106,6 +113,22 @@ def _match(torch_name: str, ndim: int, flax_paths: Mapping[tuple[str, ...], Any]
             f"torch tensor {torch_name!r} (rank {ndim}) matches {len(found)} flax parameters; "
             f"flax has {', '.join(near)}")
     return found[0]
+
+
+def split_statistics(state_dict: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(parameters, running statistics) of a torch ``state_dict`` (or of its schema, name -> shape).
+
+    The statistics carry their flax leaf names (``norm0.running_var`` -> ``norm0.var``), ready for ``torch_to_flax``
+    against a ``batch_stats`` template; ``num_batches_tracked`` is in neither."""
+    params: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+    for name, value in state_dict.items():
+        module, _, leaf = name.rpartition(".")
+        if leaf in STATISTICS:
+            stats[f"{module}.{STATISTICS[leaf]}" if module else STATISTICS[leaf]] = value
+        elif leaf not in UNTRANSLATED:
+            params[name] = value
+    return params, stats
 
 
 def torch_to_flax(state_dict: Mapping[str, np.ndarray], flax_template: Mapping[str, Any]) -> dict[str, Any]:

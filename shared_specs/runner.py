@@ -124,9 +124,10 @@ def _module(case: ModuleCase, perturb: Perturbation | None) -> dict[str, Compari
     jax_inputs = perturb.inputs(dict(inputs)) if perturb and perturb.inputs else inputs
     params = jax_b.params(case, weights, inputs)
     params = perturb.params(params) if perturb and perturb.params else params
+    stats = jax_b.statistics(case, weights, inputs)
     out_t = torch_b.module(case, weights, inputs)
     cot = _cotangent(out_t, rng_for(case.id, "/cotangent"))
-    out_j, g_j = jax_b.module_vjp(case, params, jax_inputs, cot, schema)
+    out_j, g_j = jax_b.module_vjp(case, params, jax_inputs, cot, schema, stats)
     g_t = torch_b.module_vjp(case, weights, inputs, cot)
     return {"output": compare_trees(out_j, out_t, tolerance(case.level, case.dtype)),
             "gradient": compare_trees(g_j, g_t, tolerance("gradient", case.dtype))}

@@ -274,3 +274,33 @@ def test_the_critics_spec_catches_a_transposed_kernel_and_nhwc_flattening(both):
 
     assert "output" in caught(case, Perturbation("transposed kernel", params=transposed))
     assert "output" in caught(case, Perturbation("NHWC flattening", params=nhwc_rows))
+
+
+def test_the_generators_spec_catches_batch_norms_eps_of_0_8_and_lost_running_statistics(both, monkeypatch):
+    """Negative controls of the DCGAN generator's module cases: ``BatchNorm2d(c, 0.8)`` (a peer's slip: the second
+    positional argument is eps, not momentum) in the twin, running statistics left at flax's initial mean 0 and
+    variance 1 instead of the trained ones, and the projected map reshaped NHWC instead of torch's NCHW view."""
+    import theory_jax.f_divergence as jfd
+    from shared_specs.runner import caught
+
+    train, evaluate = CASES["f_divergence/conv_generator"], CASES["f_divergence/conv_generator/eval"]
+    assert run_case(train).passed and run_case(evaluate).passed
+    with monkeypatch.context() as patch:
+        patch.setattr(jfd, "BATCHNORM_EPS", 0.8)
+        assert "output" in caught(train, Perturbation("BatchNorm eps 0.8"))
+        assert "output" in caught(evaluate, Perturbation("BatchNorm eps 0.8"))
+
+    from shared_specs.backends import JaxBackend
+    real = JaxBackend.statistics
+    with monkeypatch.context() as patch:  # flax's initial running statistics: mean 0, variance 1
+        patch.setattr(JaxBackend, "statistics", lambda self, case, weights, inputs: {
+            name: {"mean": np.zeros_like(s["mean"]), "var": np.ones_like(s["var"])}
+            for name, s in real(self, case, weights, inputs).items()})
+        assert "output" in caught(evaluate, Perturbation("running statistics not converted"))
+
+    def nhwc_columns(params):  # the projection's outputs read in (h, w, c) order instead of torch's (c, h, w)
+        kernel = params["project"]["kernel"]
+        cols = kernel.reshape(-1, 8, 2, 2).transpose(0, 2, 3, 1).reshape(kernel.shape)
+        return {**params, "project": {**params["project"], "kernel": cols}}
+
+    assert "output" in caught(train, Perturbation("NHWC reshape", params=nhwc_columns))

@@ -99,3 +99,20 @@ def test_torch_vae_into_jax_and_back_gives_the_same_elbo(both, batch, config):
         elbo_torch = tmodel.elbo(torch.from_numpy(x), torch.from_numpy(eps), None if y is None else torch.from_numpy(y))
     elbo_jax = jmodel.apply({"params": jparams}, x_nhwc, eps, y, method=jv.VAE.elbo)
     assert_trees_close(elbo_torch.numpy(), np.asarray(elbo_jax), loglik)
+
+
+def test_batch_norm_buffers_go_to_batch_stats_and_the_batch_count_is_dropped(both):
+    """BatchNorm's running mean and variance cross to flax's ``batch_stats`` (same module path, flax's leaf names);
+    torch's ``num_batches_tracked`` has no counterpart; the parameters are left to the layer rules."""
+    from shared_specs.interop import split_statistics
+
+    state = {"norm.weight": np.ones(3), "norm.bias": np.zeros(3), "norm.running_mean": np.arange(3.0),
+             "norm.running_var": np.full(3, 2.0), "norm.num_batches_tracked": np.array(7)}
+    params, stats = split_statistics(state)
+    assert sorted(params) == ["norm.bias", "norm.weight"]
+    assert sorted(stats) == ["norm.mean", "norm.var"]
+    flax_stats = torch_to_flax(stats, {"norm": {"mean": (3,), "var": (3,)}})
+    np.testing.assert_array_equal(flax_stats["norm"]["mean"], np.arange(3.0))
+    np.testing.assert_array_equal(flax_stats["norm"]["var"], np.full(3, 2.0))
+    with pytest.raises(ConversionError, match="norm.running_mean"):  # unsplit, a buffer has no parameter to go to
+        torch_to_flax(state, {"norm": {"scale": (3,), "bias": (3,)}})

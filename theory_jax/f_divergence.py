@@ -154,7 +154,53 @@ def gaussian_f_divergence(m_p, s_p, m_q, s_q, divergence: str):
     raise ValueError(f"no closed form for {divergence!r} between Gaussians")
 
 
-# 3. The critic's network (twin of ``practice_torch.f_divergence.networks.ConvCritic``) ----------------------
+# 3. The DCGAN networks (twins of ``practice_torch.f_divergence.networks.ConvGenerator`` and ``ConvCritic``) ------
+# torch's BatchNorm: normalise by (var + eps) with eps 1e-5, running averages with momentum 0.1 (new = 0.9 old +
+# 0.1 batch); flax writes the same update with momentum 0.9. A peer's ``BatchNorm2d(c, 0.8)`` meant momentum and set
+# eps (the second positional argument): read at call time, so a spec's negative control can set it here.
+BATCHNORM_EPS = 1e-5
+BATCHNORM_MOMENTUM = 0.9
+
+
+def batch_norm(name: str, train: bool) -> nn.BatchNorm:
+    """torch's ``BatchNorm1d``/``BatchNorm2d`` over the last (feature/channel) axis: ``train`` normalises by the
+    batch's biased variance, as torch's forward does, otherwise by the running statistics."""
+    return nn.BatchNorm(use_running_average=not train, momentum=BATCHNORM_MOMENTUM, epsilon=BATCHNORM_EPS,
+                        use_fast_variance=False, name=name)
+
+
+class ConvGenerator(nn.Module):
+    """z (B, d) -> x (B, H, W, C): Linear (no bias), BatchNorm, ReLU to ``fc`` features; Linear (no bias) to the
+    NCHW-ordered (channels[-1], H/4, W/4) map, BatchNorm, ReLU; ConvTranspose 4x4 stride 2 (torch's padding 1:
+    flax's k - 1 - p = 2 on each side) twice, the first without bias, BatchNorm and ReLU between; a sigmoid
+    (``unit_interval``). ``train``: batch statistics (torch's ``module.train()``) or the running ones
+    (``module.eval()``, how a trained generator samples); the running statistics cross by the converter.
+
+    flax updates the running variance with the batch's biased variance where torch uses the unbiased one (a factor
+    B/(B-1)): the twin applies torch's trained weights exactly; it is not meant to train them."""
+
+    latent_dim: int
+    shape: Sequence[int]
+    channels: Sequence[int] = (64, 128)
+    fc: int = 1024
+    unit_interval: bool = True
+
+    @nn.compact
+    def __call__(self, z, *, train: bool):
+        c, hgt, wid = self.shape
+        small, big = self.channels
+        pad = ((2, 2), (2, 2))  # theory_jax.vae.conv_transpose_padding(4, 1, 0)
+        h = nn.relu(batch_norm("norm_fc", train)(nn.Dense(self.fc, use_bias=False, name="fc")(z)))
+        h = nn.Dense(big * (hgt // 4) * (wid // 4), use_bias=False, name="project")(h)
+        h = jnp.transpose(jnp.reshape(h, (-1, big, hgt // 4, wid // 4)), (0, 2, 3, 1))  # torch's view, to NHWC
+        h = nn.relu(batch_norm("norm0", train)(h))
+        h = nn.ConvTranspose(small, (4, 4), strides=(2, 2), padding=pad, transpose_kernel=True, use_bias=False,
+                             name="up1")(h)
+        h = nn.relu(batch_norm("norm1", train)(h))
+        x = nn.ConvTranspose(c, (4, 4), strides=(2, 2), padding=pad, transpose_kernel=True, name="up2")(h)
+        return nn.sigmoid(x) if self.unit_interval else x
+
+
 class ConvCritic(nn.Module):
     """x (B, H, W, C) -> V (B,): Conv 4x4 stride 2 (torch's padding 1, explicit) twice, a layer normalisation over
     (C, H, W) after the second (GroupNorm with one group), Linear to ``fc`` on the NCHW-flattened map, LayerNorm,
