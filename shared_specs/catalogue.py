@@ -93,7 +93,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic("language_model", "autoregressive", "tokenisation; decoding strategies", "text",
           trains="character Transformer or LSTM, every decoding rule, BPE (text)"),
     # RL and preference optimisation
-    Topic("policy_gradient", "rl & preferences", "policy gradient theorem; LM as a policy", "text"),
+    Topic("policy_gradient", "rl & preferences", "policy gradient theorem; LM as a policy", "text",
+          trains="REINFORCE with a leave-one-out baseline: the character LM fine-tuned toward a judge (text)"),
     Topic("ppo", "rl & preferences", "proximal policy optimisation", "text"),
     Topic("trpo", "rl & preferences", "trust region policy optimisation", "text, control"),
     Topic("reward_model", "rl & preferences", "reward modelling; Bradley-Terry", "text"),

@@ -1,0 +1,169 @@
+"""The character language model as a policy (``theory_jax/policy_gradient.py``, section 4): states are prefixes,
+actions next characters, a response's log-probability the sum of its characters' (the prompt masked out), and the
+judge's reward arrives at the end.
+
+Written once for the fine-tuning topics (policy_gradient, ppo, trpo, dpo, reward_model): the frozen reference
+model read from a trained ``language_model`` run, prompts cut from the data's windows, responses drawn from the
+policy with the engine's uniforms, and the per-character log-probabilities and exact KL to the reference.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from practice_torch.engine import RunError
+from practice_torch.engine.checkpoint import latest_step
+from practice_torch.engine.runs import run_model_name
+from practice_torch.language_model.networks import LanguageModel, build_language_model, generate
+from practice_torch.policy_gradient.functions import action_log_probs, sequence_log_prob
+
+LM_KEYS = ("architecture", "context", "dim", "layers", "heads", "tie", "position")  # copied from the reference run
+
+
+@dataclass
+class LanguageSettings:
+    """The reference language model's settings (copied from its run by ``load_reference``) and the shape of an
+    episode: ``prompt_length`` characters of a data window, then ``response_length`` generated ones."""
+
+    reference: str = ""  # a trained language_model run on shakespeare: the initial policy and the frozen reference
+    reference_step: int = 0  # the step of the reference checkpoint build loaded (recorded; 0: not loaded yet)
+    architecture: str = "transformer"
+    context: int = 64
+    dim: int = 128
+    layers: int = 4
+    heads: int = 4
+    tie: bool = True
+    position: str = "learned"
+    prompt_length: int = 32
+    response_length: int = 32
+
+
+def build_lm(s: LanguageSettings, vocab_size: int) -> LanguageModel:
+    """A language model with the reference run's settings, without dropout (the policy's samples and its
+    gradient pass must see the same network)."""
+    return build_language_model(s.architecture, vocab_size, s.context, s.dim, s.layers, s.heads, 0.0, s.tie, s.position)
+
+
+def load_reference(s: LanguageSettings, data) -> LanguageModel:
+    """The trained model of the language_model run ``s.reference``, its settings copied into ``s`` and its step
+    recorded. ValueError, one line, for a path that is not a trained language_model run on this data set."""
+    from practice_torch.models import open_run
+
+    path = Path(s.reference)
+    try:
+        name = run_model_name(path)
+        if name != "language_model":
+            raise ValueError(f"model.reference={path} is a {name} run; name a trained language_model run "
+                             "(python -m practice_torch train language_model --out runs/lm)")
+        _, cfg, lm = open_run(path, torch.device("cpu"))
+    except (RunError, OSError) as exc:
+        raise ValueError(f"model.reference={path}: not a trained language_model run ({exc})") from None
+    if cfg.data.name != data.name:
+        raise ValueError(f"model.reference={path} was trained on {cfg.data.name}; this run is on {data.name}")
+    for key in LM_KEYS:
+        setattr(s, key, getattr(cfg.model, key))
+    s.reference_step = latest_step(path / "checkpoints") or 0
+    return lm
+
+
+def check_episode(s: LanguageSettings) -> None:
+    """One line (ValueError) unless prompt and response fit the model's context together."""
+    if s.prompt_length < 1 or s.response_length < 1:
+        raise ValueError(f"model.prompt_length and model.response_length must be positive, got {s.prompt_length} "
+                         f"and {s.response_length}")
+    if s.prompt_length + s.response_length > s.context:
+        raise ValueError(f"model.prompt_length + model.response_length = {s.prompt_length + s.response_length} "
+                         f"exceeds the reference model's context {s.context}; shorten one of them")
+
+
+class PolicyAndReference(nn.Module):
+    """The policy pi (trainable, initialised as the reference) and the frozen reference pi_ref (requires_grad off,
+    always in eval mode); both are in the run's checkpoints, so ``sample``, ``eval`` and ``--resume`` never read the
+    reference run again. Subclasses add heads (PPO's value head)."""
+
+    def __init__(self, lm: LanguageModel, s: LanguageSettings):
+        super().__init__()
+        self.policy = lm
+        self.reference = copy.deepcopy(lm).requires_grad_(False).eval()
+        self.prompt_length, self.response_length = s.prompt_length, s.response_length
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.reference.eval()
+        return self
+
+
+def build_pair(s: LanguageSettings, data) -> tuple[LanguageModel, LanguageSettings]:
+    """The language model to start from: the reference run's the first time (``s.reference``), afterwards an empty
+    one with the recorded settings (its weights come with this run's checkpoint). ValueError, one line, otherwise."""
+    if data.modality != "text" or data.name != "shakespeare":
+        raise ValueError(f"the policy is the character language model of shakespeare, not {data.name}")
+    if s.reference_step:
+        lm = build_lm(s, data.num_classes)
+    elif not s.reference:
+        raise ValueError("this model fine-tunes a trained language model: --set model.reference=RUN_DIR (train one "
+                         "with python -m practice_torch train language_model --out runs/lm)")
+    else:
+        trained = load_reference(s, data)
+        lm = build_lm(s, data.num_classes)
+        lm.load_state_dict(trained.state_dict())
+    check_episode(s)
+    return lm, s
+
+
+def prompts_of(x: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    """The first ``prompt_length`` characters of each window. x: (B, W) int64 -> (B, P)."""
+    return x[:, :prompt_length]
+
+
+@torch.no_grad()
+def sample_responses(lm: LanguageModel, prompts: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """K responses per prompt drawn from ``lm`` at temperature 1 (the policy itself), by the inverse CDF of the
+    given uniforms. prompts: (B, P) int64, uniforms: (B, K, L) in [0, 1) -> (B, K, L) int64."""
+    b, k, length = uniforms.shape
+    was_training = lm.training
+    lm.eval()
+    rows = prompts.repeat_interleave(k, dim=0)
+    out = generate(lm, rows, length, "temperature", uniforms.reshape(b * k, length), temperature=1.0)
+    lm.train(was_training)
+    return out.reshape(b, k, length)
+
+
+def episode_logits(lm: LanguageModel, prompts: torch.Tensor, responses: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, logits): prompt and response as one sequence, and the logits that predict each of its tokens from
+    the ones before. prompts: (N, P), responses: (N, L) -> ((N, P + L), (N, P + L - 1, V))."""
+    tokens = torch.cat([prompts, responses], dim=1)
+    return tokens, lm(tokens[:, :-1]).float()
+
+
+def response_log_prob(logits: torch.Tensor, tokens: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    """log pi(y | prompt) = sum_t log pi(y_t | prompt, y_<t): ``sequence_log_prob`` over the whole episode with the
+    prompt's positions masked out. logits: (N, T - 1, V), tokens: (N, T) -> (N,)."""
+    mask = (torch.arange(tokens.shape[1] - 1, device=tokens.device) >= prompt_length - 1).to(logits.dtype)
+    return sequence_log_prob(logits, tokens[:, 1:], mask.expand(len(tokens), -1))
+
+
+def response_token_log_probs(logits: torch.Tensor, tokens: torch.Tensor, prompt_length: int) -> torch.Tensor:
+    """log pi(y_t | prompt, y_<t) of each response character. logits: (N, T - 1, V), tokens: (N, T) -> (N, L)."""
+    return action_log_probs(logits[:, prompt_length - 1:], tokens[:, prompt_length:])
+
+
+def token_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """KL(pi(. | s_t) || pi_ref(. | s_t)) at each visited state, exactly over the vocabulary.
+    logits, ref_logits: (N, L, V) -> (N, L)."""
+    logp, ref = torch.log_softmax(logits.float(), -1), torch.log_softmax(ref_logits.float(), -1)
+    return torch.sum(logp.exp() * (logp - ref), -1)
+
+
+def decode(ids: torch.Tensor) -> list[str]:
+    """Rows of character ids as strings. ids: (N, L) -> N strings."""
+    from practice_torch.data.text import shakespeare_vocab
+
+    vocab = shakespeare_vocab()
+    return [vocab.decode(row) for row in ids.cpu()]
