@@ -127,17 +127,42 @@ def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+BOOKKEEPING = ("train.checkpoint_every=", "train.log_every=", "train.threads=", "train.samples=")
+
+
+def _plain(row: dict[str, Any]) -> bool:
+    """A run of the preset as it is: no setting changed beyond checkpointing, logging and threads."""
+    return all(change.startswith(BOOKKEEPING) for change in row.get("changes", []))
+
+
+def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model for the front page: the newest plain-preset run (``_plain``) on the first data set the model
+    has one on (else its newest run); each carries ``runs``, how many the model has in all (its page lists them)."""
+    chosen: dict[str, dict[str, Any]] = {}
+    count: dict[str, int] = {}
+    for r in rows:  # docs/results.json is in the order recorded
+        name = r["model"]
+        count[name] = count.get(name, 0) + 1
+        best = chosen.get(name)
+        if best is None or (_plain(r) and (not _plain(best) or r["dataset"] == best["dataset"])) or not _plain(best):
+            chosen[name] = r
+    return [{**r, "runs": count[name]} for name, r in chosen.items()]
+
+
 def results_table(rows: list[dict[str, Any]], link_prefix: str | None) -> str:
     """One row per run: model (linked to its page's results), data set, preset and settings, the held-out figure,
-    steps and training wall time, and where: machine, load, commit."""
+    steps and training wall time, and where: machine, load, commit. With ``link_prefix`` (the front page): one row
+    per model (``front_rows``), its link saying how many runs its page has."""
     if not rows:
         return "*No run recorded yet: `python -m practice_torch results RUN --load ...`, then `make docs`.*"
     first = "| model | data set | " if link_prefix is not None else "| data set | "
     header = first + "preset and settings | held-out figure | steps | training time | machine | load | commit |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     order = {t.name: i for i, t in enumerate(catalogue.TOPICS)}  # the course's order, then as recorded
-    for r in sorted(rows, key=lambda r: order.get(r["model"], len(order))):
-        model = f"[`{r['model']}`]({link_prefix}{r['model']}.md#results) | " if link_prefix is not None else ""
+    for r in sorted(front_rows(rows) if link_prefix is not None else rows,
+                    key=lambda r: order.get(r["model"], len(order))):
+        more = f" ({r['runs']} runs)" if r.get("runs", 1) > 1 else ""
+        model = f"[`{r['model']}`]({link_prefix}{r['model']}.md#results){more} | " if link_prefix is not None else ""
         lines.append(f"| {model}{r['dataset']} | {_settings(r)} | {_figure(r)} | {r['steps']} | "
                      f"{_minutes(r['train_seconds'])}{' (resumed)' if r.get('resumed') else ''} | {r['machine']} | "
                      f"{r['load']} | {r['commit']} |")

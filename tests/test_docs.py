@@ -142,3 +142,19 @@ def test_every_generated_table_has_as_many_columns_in_each_row_as_in_its_header(
         for block in re.findall(r"(?:^\|.*\|\n)+", text + "\n", re.M):
             widths = {len(re.findall(r"(?<!\\)\|", line)) for line in block.strip().splitlines()}
             assert len(widths) == 1, f"{path}: a table with rows of {sorted(widths)} bars:\n{block[:300]}"
+
+
+def test_the_front_page_shows_one_run_per_model_the_plain_preset_first():
+    """``front_rows``: a model's newest plain-preset run (bookkeeping changes allowed) on the first data set it has
+    one on; a model with only changed settings shows its newest run; the count of all its runs comes along."""
+    def row(model, dataset, *changes):
+        return {"model": model, "dataset": dataset, "changes": list(changes)}
+
+    rows = [row("gan", "fashion_mnist", "model.conditional=True"), row("gan", "fashion_mnist", "train.threads=1"),
+            row("gan", "gaussians"), row("gan", "fashion_mnist"), row("wgan", "mixture1d", "model.gp_weight=100"),
+            row("wgan", "mixture1d", "train.steps=3000")]
+    front = {r["model"]: r for r in docs.front_rows(rows)}
+    assert front["gan"] == {**rows[3], "runs": 4}
+    assert front["wgan"] == {**rows[5], "runs": 2}
+    # the control: a plain run on a later data set does not displace the first data set's
+    assert docs.front_rows(rows[:3])[0] == {**rows[1], "runs": 3}
