@@ -50,7 +50,7 @@ class Config(LanguageSettings):
     judge: str = "letter"  # judges.JUDGES
     letters: str = "e"  # the letter judge's letters
     samples_per_prompt: int = 4  # K: the leave-one-out baseline needs K >= 2
-    kl_coef: float = 0.05  # beta: return = judge's reward - beta (log pi(y) - log pi_ref(y))
+    kl_coef: float = 0.02  # beta: return = judge's reward - beta (log pi(y) - log pi_ref(y))
     eval_prompts: int = 256  # held-out prompts eval draws one response for, from the policy and the reference
 
 
@@ -59,12 +59,13 @@ GPU_TRAINING = {"precision": "bf16", "log_every": 50}
 HEADLINE = (("reward_gain_in_sd", "judge's mean reward over the reference's", "reference SDs"),
             ("reward", "judge's mean reward", ""))
 
-# quick: 16 prompts x 4 responses of 32 characters per step, about 0.2 s a step on one CPU thread; full: 64 prompts
-# x 8 responses of 64 characters from a full-preset language model (context 256).
+# quick: 16 prompts x 4 responses of 32 characters per step, about 0.7 s a step on one CPU thread; lr 3e-4 and beta
+# 0.02 (at 1e-4 and 0.05 the reward rose by 0.76 of the reference's sd, at a KL of 0.48 nats). full: 64 prompts x 8
+# responses of 64 characters from a full-preset language model (context 256).
 PRESETS = {
     "quick": {"shakespeare": Preset(
         Config(),
-        TrainConfig(steps=400, batch_size=16, lr=1e-4, betas=(0.9, 0.99), warmup_steps=20, grad_clip=1.0,
+        TrainConfig(steps=400, batch_size=16, lr=3e-4, betas=(0.9, 0.99), warmup_steps=20, grad_clip=1.0,
                     weight_decay=0.0, checkpoint_every=100, log_every=20, samples=8, threads=1))},
     "full": {"shakespeare": Preset(
         Config(prompt_length=64, response_length=64, samples_per_prompt=8, eval_prompts=1024),
