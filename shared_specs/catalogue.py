@@ -95,7 +95,8 @@ TOPICS: tuple[Topic, ...] = (
     # RL and preference optimisation
     Topic("policy_gradient", "rl & preferences", "policy gradient theorem; LM as a policy", "text",
           trains="REINFORCE with a leave-one-out baseline: the character LM fine-tuned toward a judge (text)"),
-    Topic("ppo", "rl & preferences", "proximal policy optimisation", "text"),
+    Topic("ppo", "rl & preferences", "proximal policy optimisation", "text",
+          trains="PPO with a value head and a per-token KL penalty: the character LM fine-tuned toward a judge (text)"),
     Topic("trpo", "rl & preferences", "trust region policy optimisation", "text, control"),
     Topic("reward_model", "rl & preferences", "reward modelling; Bradley-Terry", "text"),
     Topic("dpo", "rl & preferences", "direct preference optimisation", "text"),

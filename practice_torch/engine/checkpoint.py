@@ -136,8 +136,20 @@ def read_weights(path: Path, model_name: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is corrupt or unreadable: {str(exc).splitlines()[0]}") from None
 
 
+def fit_resizable_buffers(net: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Buffers a module declares resizable (``RESIZABLE_BUFFERS``, names: data whose size the run decides, such as
+    PPO's rollout) take the checkpoint's shape, so that the strict load below can fill them."""
+    for prefix, module in net.named_modules():
+        for name in getattr(module, "RESIZABLE_BUFFERS", ()):
+            key = f"{prefix}.{name}" if prefix else name
+            if key in weights:
+                setattr(module, name, torch.empty_like(weights[key], device=getattr(module, name).device))
+
+
 def load_weights_into(net: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path | str) -> None:
-    """``net.load_state_dict(weights)``, strict, with a one-line CheckpointError naming the first mismatch."""
+    """``net.load_state_dict(weights)``, strict, with a one-line CheckpointError naming the first mismatch (after
+    ``fit_resizable_buffers``)."""
+    fit_resizable_buffers(net, weights)
     own = net.state_dict()
     problems = [f"{k} is missing" for k in own if k not in weights]
     problems += [f"unexpected {k}" for k in weights if k not in own]

@@ -44,7 +44,9 @@ class ModelModule(Protocol):
     (torch.distributed.all_reduce), so that every rank makes the same update: there is no DDP around it.
     Optional too: ``PARTIAL_STEPS = True`` for a model whose steps update only some of its parameters (the
     players of a GAN take turns): the engine then has DistributedDataParallel find the parameters a step leaves
-    without a gradient (``find_unused_parameters``), whose ``.grad`` stays None on every rank. And
+    without a gradient (``find_unused_parameters``), whose ``.grad`` stays None on every rank. A submodule may name
+    ``RESIZABLE_BUFFERS``: buffers whose size the run decides (PPO's rollout, as many rows as the batch), which a
+    checkpoint restores at its own size (``checkpoint.fit_resizable_buffers``). And
     ``EVAL_SAMPLES: int``, the default number of samples of ``eval``'s sample metrics for a model
     whose sampler is slow (an autoregressive one draws pixel by pixel); otherwise up to 10 000. And
     ``validate(net, batch) -> dict[str, Tensor]``: held-out terms (e.g. ``val_loss``) on a batch of the validation

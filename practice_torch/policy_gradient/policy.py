@@ -167,3 +167,16 @@ def decode(ids: torch.Tensor) -> list[str]:
 
     vocab = shakespeare_vocab()
     return [vocab.decode(row) for row in ids.cpu()]
+
+
+def hidden_states(lm: LanguageModel, x: torch.Tensor) -> torch.Tensor:
+    """The last hidden layer under the head: what a value or reward head reads. x: (N, T) -> (N, T, dim)."""
+    if lm.architecture == "transformer":
+        return lm.trunk(lm.embedding(x))
+    return lm.lstm(lm.embedding(x))[0]
+
+
+def head_logits(lm: LanguageModel, h: torch.Tensor) -> torch.Tensor:
+    """The next-character logits of hidden states h: (N, T, dim) -> (N, T, V); lm(x) = head_logits(lm,
+    hidden_states(lm, x))."""
+    return lm.logits(h) if lm.architecture == "transformer" else lm.head(h)

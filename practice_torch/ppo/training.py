@@ -1,0 +1,238 @@
+"""PPO's training adapter for the character language model (``practice_torch.models``):
+``python -m practice_torch train ppo --set model.reference=RUN_DIR``.
+
+The policy is the language model of a trained ``language_model`` run with a value head on its last hidden layer
+(one trunk for both, as in Stiennon et al. 2020's small models); the reference is the same model, frozen. Every
+``model.ppo_epochs`` engine steps start with a rollout: one response of ``model.response_length`` characters per
+prompt of the batch (the windows' first ``model.prompt_length`` characters) from the current policy, with per-token
+rewards r_t = -beta (log pi(y_t) - log pi_ref(y_t)) (the k1 KL penalty per token, Ziegler et al. 2019) plus the
+judge's reward at the last token; advantages by GAE (Schulman et al. 2016, eq. 16; gamma ``model.gamma``, lambda
+``model.lam``) from the value head's estimates, whitened over the rollout; returns A + V. The rollout lives in
+buffers (``Rollout``), so a checkpoint carries it and a resumed run is exact. Each step, the rollout included, is one
+optimizer step on PPO's loss over the whole rollout: the clipped surrogate (Schulman et al. 2017, eq. 7) on the
+per-token ratios pi/pi_old plus ``model.value_coef`` times the value head's squared error to the returns.
+
+``eval`` reports what REINFORCE's does (``policy_gradient.training.fine_tuning_metrics``): the judge's mean reward
+of policy and reference on held-out prompts, the gain in the reference's sds, the KL to the reference and the
+held-out bits/char. The derivation: ``python -m theory_jax ppo``; PPO on CartPole-v1: ``practice_torch.ppo.control``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from practice_torch.counters import HostCount
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.policy_gradient import training as pg
+from practice_torch.policy_gradient.functions import action_log_probs
+from practice_torch.policy_gradient.judges import judge, score
+from practice_torch.policy_gradient.policy import (
+    LanguageSettings,
+    PolicyAndReference,
+    build_pair,
+    decode,
+    head_logits,
+    hidden_states,
+    prompts_of,
+    sample_responses,
+)
+from practice_torch.ppo.functions import clipped_surrogate_loss, gae, kl_k1, kl_k3
+
+
+@dataclass
+class Config(LanguageSettings):
+    """PPO's settings: the run's ``model.*`` keys (``--set model.reference=runs/lm``)."""
+
+    judge: str = "letter"  # policy_gradient.judges.JUDGES
+    letters: str = "e"
+    kl_coef: float = 0.02  # beta of the per-token k1 penalty in the reward
+    ppo_epochs: int = 4  # optimizer steps on each rollout (the first is taken right after collecting it)
+    clip: float = 0.2  # epsilon of the clipped surrogate
+    value_coef: float = 0.5  # weight of the value head's squared error
+    gamma: float = 1.0  # the episode is one response: no discount
+    lam: float = 0.95  # GAE's lambda
+    eval_prompts: int = 256
+
+
+HEADLINE = pg.HEADLINE
+GPU_TRAINING = pg.GPU_TRAINING
+
+# quick: 32 prompts per rollout, 4 optimizer steps each (the same number of sampled responses per step as
+# REINFORCE's quick preset, 16 x 4 = 64, every four steps 32), 400 steps on one CPU thread.
+PRESETS = {
+    "quick": {"shakespeare": Preset(
+        Config(),
+        TrainConfig(steps=400, batch_size=32, lr=3e-4, betas=(0.9, 0.99), warmup_steps=20, grad_clip=1.0,
+                    weight_decay=0.0, checkpoint_every=100, log_every=20, samples=8, threads=1))},
+    "full": {"shakespeare": Preset(
+        Config(prompt_length=64, response_length=64, eval_prompts=1024),
+        TrainConfig(steps=2000, batch_size=256, lr=5e-5, betas=(0.9, 0.99), warmup_steps=50, grad_clip=1.0,
+                    weight_decay=0.0, checkpoint_every=500, samples=16, **GPU_TRAINING))},
+}
+default_config = preset_config("ppo", PRESETS)
+
+
+class Rollout(nn.Module):
+    """The current rollout, in buffers so that checkpoints carry it: tokens (N, P + L) int64, old_log_probs,
+    advantages and returns (N, L), the judge's rewards and the k1 KL per response (N,). Their N is the rollout's:
+    a checkpoint's buffers are taken at whatever size they were saved (``RESIZABLE_BUFFERS``)."""
+
+    RESIZABLE_BUFFERS = ("tokens", "old_log_probs", "advantages", "returns", "rewards", "kl")  # engine.checkpoint
+
+    def __init__(self):
+        super().__init__()
+        for name in self.RESIZABLE_BUFFERS:
+            self.register_buffer(name, torch.zeros(0, dtype=torch.long if name == "tokens" else torch.float32))
+
+    def store(self, **tensors: torch.Tensor) -> None:
+        for name, value in tensors.items():
+            setattr(self, name, value.detach())
+
+
+class PolicyWithValue(PolicyAndReference):
+    """PolicyAndReference with a value head V(s_t) = w . h_t + b on the policy's last hidden layer, the rollout and
+    the step counter of the ``ppo_epochs`` cycle (a buffer, read on the host by ``HostCount``)."""
+
+    def __init__(self, lm, s: Config):
+        super().__init__(lm, s)
+        width = lm.embedding.weight.shape[1]
+        self.value_head = nn.Linear(width, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        self.rollout = Rollout()
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self._count = HostCount()
+
+    def logits_and_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy's logits predicting each response character and the values of the states before it.
+        tokens: (N, P + L) -> ((N, L, V), (N, L))."""
+        h = hidden_states(self.policy, tokens[:, :-1])[:, self.prompt_length - 1:]
+        return head_logits(self.policy, h).float(), self.value_head(h)[..., 0].float()
+
+    def next_is_rollout(self) -> bool:
+        """Whether this step collects a new rollout (every ``ppo_epochs`` steps); the counter advances."""
+        phase = self._count.value(self.steps) % self.ppo_epochs
+        self._count.advance(self.steps)
+        return phase == 0
+
+
+def check(config: Config) -> None:
+    judge(config.judge, config.letters)
+    if config.ppo_epochs < 1 or not 0 < config.clip < 1:
+        raise ValueError(f"model.ppo_epochs must be positive and model.clip in (0, 1), got {config.ppo_epochs} and "
+                         f"{config.clip}")
+    if config.kl_coef < 0 or config.value_coef < 0 or not 0 <= config.gamma <= 1 or not 0 <= config.lam <= 1:
+        raise ValueError("model.kl_coef and model.value_coef must not be negative, model.gamma and model.lam in "
+                         f"[0, 1]; got {config.kl_coef}, {config.value_coef}, {config.gamma}, {config.lam}")
+
+
+def build(config: Config, data) -> PolicyWithValue:
+    check(config)
+    lm, _ = build_pair(config, data)
+    net = PolicyWithValue(lm, config)
+    net.judge, net.kl_coef, net.ppo_epochs, net.clip = judge(config.judge, config.letters), config.kl_coef, \
+        config.ppo_epochs, config.clip
+    net.value_coef, net.gamma, net.lam = config.value_coef, config.gamma, config.lam
+    return net
+
+
+def draw_noise(net: PolicyWithValue, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The uniforms of one response per prompt, (n, 1, L), used on the steps that collect a rollout."""
+    return {"u": torch.rand((n, 1, net.response_length), generator=generator, dtype=torch.float64).float()}
+
+
+def token_rewards(judge_rewards: torch.Tensor, log_pi: torch.Tensor, log_ref: torch.Tensor, beta: float
+                  ) -> torch.Tensor:
+    """r_t = -beta k1_t, plus the judge's reward at the last token. judge_rewards: (N,), log_pi, log_ref: (N, L) ->
+    (N, L)."""
+    rewards = -beta * kl_k1(log_pi, log_ref)
+    rewards[:, -1] += judge_rewards
+    return rewards
+
+
+def whiten(x: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / sd over every entry: advantages on one scale from rollout to rollout."""
+    return (x - x.mean()) / (x.std(correction=0) + 1e-8)
+
+
+def _world() -> tuple[int, int]:
+    """(rank, number of processes): (0, 1) outside torchrun."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def gathered(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of x, in rank order, on every rank (the identity in one process). x: (n, ...) ->
+    (world * n, ...)."""
+    rank, world = _world()
+    if world == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world)]
+    torch.distributed.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def my_rows(x: torch.Tensor) -> torch.Tensor:
+    """This rank's share of a gathered rollout's rows. x: (world * n, ...) -> (n, ...)."""
+    rank, world = _world()
+    n = len(x) // world
+    return x[rank * n:(rank + 1) * n]
+
+
+@torch.no_grad()
+def collect(net: PolicyWithValue, prompts: torch.Tensor, u: torch.Tensor) -> None:
+    """Draw one response per prompt from the policy and store the rollout: tokens, pi_old's per-token
+    log-probabilities, whitened GAE advantages and returns. prompts: (N, P), u: (N, 1, L). Under torchrun the
+    ranks' rollouts are gathered first, so every rank stores the same global rollout (whitened as one process
+    would), a checkpoint holds all of it, and each rank trains on its own rows (``my_rows``)."""
+    responses = sample_responses(net.policy, prompts, u)[:, 0]
+    tokens = torch.cat([prompts, responses], dim=1)
+    logits, values = net.logits_and_values(tokens)
+    log_pi = action_log_probs(logits, responses)
+    log_ref = action_log_probs(net.reference(tokens[:, :-1]).float()[:, net.prompt_length - 1:], responses)
+    judged = torch.tensor(score(net.judge, decode(responses)), device=tokens.device)
+    tokens, values, log_pi, log_ref, judged = (gathered(t) for t in (tokens, values, log_pi, log_ref, judged))
+    rewards = token_rewards(judged, log_pi, log_ref, net.kl_coef)
+    values_ext = torch.cat([values, values.new_zeros(len(values), 1)], 1)  # V = 0 after the last character
+    advantages = gae(rewards, values_ext, net.gamma, net.lam)
+    net.rollout.store(tokens=tokens, old_log_probs=log_pi, advantages=whiten(advantages),
+                      returns=advantages + values, rewards=judged, kl=kl_k1(log_pi, log_ref).sum(-1))
+
+
+def loss(net: PolicyWithValue, batch, noise: dict[str, torch.Tensor]):
+    """A new rollout from the batch's prompts every ``ppo_epochs`` steps, then PPO's loss on the rollout: the
+    clipped surrogate on the per-token ratios plus ``value_coef`` times the value error. Terms: the rollout's judge
+    reward and KL (k1, per response), the clipped fraction, the k3 estimate of KL(pi_old || pi)."""
+    if net.next_is_rollout():
+        collect(net, prompts_of(batch[0], net.prompt_length), noise["u"].to(batch[0].device))
+    r = net.rollout
+    tokens, old_log_pi, advantages, returns = (my_rows(t) for t in (r.tokens, r.old_log_probs, r.advantages,
+                                                                     r.returns))
+    logits, values = net.logits_and_values(tokens)
+    log_pi = action_log_probs(logits, tokens[:, net.prompt_length:])
+    policy_loss = clipped_surrogate_loss(log_pi.flatten(), old_log_pi.flatten(), advantages.flatten(), net.clip)
+    value_loss = 0.5 * torch.mean((values - returns) ** 2)
+    ratio = torch.exp(log_pi.detach() - old_log_pi)
+    terms = {"reward": r.rewards.mean(), "kl_k1": r.kl.mean(), "policy_loss": policy_loss.detach(),
+             "value_loss": value_loss.detach(), "clip_fraction": ((ratio - 1).abs() > net.clip).float().mean(),
+             "kl_old_k3": kl_k3(log_pi.detach(), old_log_pi).mean()}
+    return policy_loss + net.value_coef * value_loss, terms
+
+
+def evaluate(net: PolicyWithValue, config: Config, dataset, generator: torch.Generator) -> dict[str, float]:
+    """``policy_gradient.training.fine_tuning_metrics`` of the PPO policy."""
+    return pg.fine_tuning_metrics(net, config, dataset, generator)
+
+
+def sample(net: PolicyWithValue, config: Config, n: int, generator: torch.Generator, examples=None):
+    """As REINFORCE's: the policy's responses, and side by side with the reference's."""
+    return pg.sample(net, config, n, generator, examples)
+
+
+__all__ = ["HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "loss",
+           "sample"]

@@ -1,0 +1,173 @@
+"""PPO's training form on the character LM: the per-token rewards (k1 penalty, the judge at the end), GAE and the
+whitened advantages of a stored rollout, the first step on a fresh rollout as a plain policy gradient (ratio 1,
+nothing clipped), a rollout every ``ppo_epochs`` steps, the rollout in the checkpoints (an exactly resumed run cut
+inside a cycle), two processes under torchrun as one, the CLI and one-line errors; the quick preset is a slow test."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from resumption import assert_resumes_exactly
+from test_distributed import TORCHRUN, checkpoint, python
+
+from practice_torch.cli import main
+from practice_torch.data import get_info
+from practice_torch.engine.config import apply_overrides
+from practice_torch.policy_gradient.functions import action_log_probs
+from practice_torch.policy_gradient.judges import judge
+from practice_torch.policy_gradient.policy import build_lm, sample_responses
+from practice_torch.ppo import functions
+from practice_torch.ppo import training as ppo_training
+from shared_specs.compare import compare_trees, tolerance
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+TEXT = get_info("shakespeare")
+TINY_LM = ["--set", "model.dim=32", "--set", "model.layers=1", "--set", "model.heads=2", "--set",
+           "model.context=24", "--set", "train.samples=1", "--set", "model.sample_length=8", "--set",
+           "model.bpe_merges=0", "--set", "train.log_every=5", "--set", "train.val_batch=8"]
+TINY = ["model.prompt_length=8", "model.response_length=8", "model.ppo_epochs=3", "train.batch_size=4",
+        "train.log_every=1", "train.samples=2", "model.eval_prompts=8", "train.checkpoint_every=2"]
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("lm") / "run"
+    assert main(["train", "language_model", "--steps", "10", "--out", str(run), *TINY_LM]) == 0
+    return run
+
+
+def tiny_net(seed: int = 0, **settings) -> ppo_training.PolicyWithValue:
+    torch.manual_seed(seed)
+    config = ppo_training.Config(context=24, dim=16, layers=1, heads=2, prompt_length=6, response_length=5,
+                                 **settings)
+    net = ppo_training.PolicyWithValue(build_lm(config, TEXT.num_classes), config)
+    net.judge, net.kl_coef, net.ppo_epochs, net.clip = judge("letter", "e"), config.kl_coef, config.ppo_epochs, 0.2
+    net.value_coef, net.gamma, net.lam = config.value_coef, config.gamma, config.lam
+    with torch.no_grad():  # a value head that is not zero, so that GAE has something to subtract
+        net.value_head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(seed))
+    return net
+
+
+def batch_and_noise(net, n: int = 4, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(1, TEXT.num_classes, (n, 16), generator=g),), ppo_training.draw_noise(net, n, g)
+
+
+def test_the_per_token_rewards_are_the_k1_penalty_with_the_judge_at_the_end():
+    log_pi, log_ref = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    judged = torch.tensor([1.0, 0.0, 0.5], dtype=torch.float64)
+    rewards = ppo_training.token_rewards(judged, log_pi, log_ref, 0.1)
+    torch.testing.assert_close(rewards.sum(-1), judged - 0.1 * (log_pi - log_ref).sum(-1))
+    torch.testing.assert_close(rewards[:, :-1], -0.1 * (log_pi - log_ref)[:, :-1])
+
+
+def test_a_rollout_stores_gae_advantages_whitened_and_returns_a_plus_v():
+    net = tiny_net(kl_coef=0.05)
+    batch, noise = batch_and_noise(net)
+    ppo_training.collect(net, batch[0][:, :6], noise["u"])
+    r = net.rollout
+    assert r.tokens.shape == (4, 11) and r.old_log_probs.shape == r.advantages.shape == (4, 5)
+    responses = sample_responses(net.policy, batch[0][:, :6], noise["u"])[:, 0]
+    assert torch.equal(r.tokens[:, 6:], responses)
+    with torch.no_grad():
+        logits, values = net.logits_and_values(r.tokens)
+        log_pi = action_log_probs(logits, responses)
+        log_ref = action_log_probs(net.reference(r.tokens[:, :-1])[:, 5:], responses)
+    torch.testing.assert_close(r.old_log_probs, log_pi)
+    rewards = ppo_training.token_rewards(r.rewards, log_pi, log_ref, 0.05)
+    raw = functions.gae(rewards, torch.cat([values, torch.zeros(4, 1)], 1), 1.0, 0.95)
+    torch.testing.assert_close(r.returns, raw + values)
+    torch.testing.assert_close(r.advantages, (raw - raw.mean()) / (raw.std(correction=0) + 1e-8))
+    assert abs(float(r.advantages.mean())) < 1e-5 and abs(float(r.advantages.std(correction=0)) - 1) < 1e-4
+    # the control: with lambda = 0 the advantages are one-step TD errors, and differ
+    assert not torch.allclose(functions.gae(rewards, torch.cat([values, torch.zeros(4, 1)], 1), 1.0, 0.0), raw)
+
+
+def test_the_first_step_on_a_fresh_rollout_is_a_plain_policy_gradient_and_rollouts_come_every_ppo_epochs():
+    net = tiny_net(ppo_epochs=3)
+    batch, noise = batch_and_noise(net)
+    loss, terms = ppo_training.loss(net, batch, noise)
+    assert float(terms["clip_fraction"]) == 0.0 and float(terms["kl_old_k3"]) == pytest.approx(0.0, abs=1e-7)
+    r = net.rollout
+    net.zero_grad()
+    terms["policy_loss"].requires_grad_(False)
+    logits, values = net.logits_and_values(r.tokens)
+    log_pi = action_log_probs(logits, r.tokens[:, 6:])
+    vanilla = -torch.mean(torch.exp(log_pi - r.old_log_probs) * r.advantages) + 0.5 * 0.5 * torch.mean(
+        (values - r.returns) ** 2)
+    torch.testing.assert_close(loss, vanilla)
+    first = r.tokens.clone()
+    other_batch, other_noise = batch_and_noise(net, seed=7)
+    ppo_training.loss(net, other_batch, other_noise)
+    ppo_training.loss(net, other_batch, other_noise)
+    assert torch.equal(net.rollout.tokens, first)  # steps 2 and 3 reuse the rollout
+    ppo_training.loss(net, other_batch, other_noise)
+    assert not torch.equal(net.rollout.tokens, first)  # step 4 collects a new one
+    assert int(net.steps) == 4
+
+
+def test_a_resumed_run_cut_inside_a_cycle_ends_bit_identical(lm_run, tmp_path):
+    cfg = ppo_training.default_config("quick", "shakespeare")
+    cfg = apply_overrides(cfg, [f"model.reference={lm_run}", *TINY, "train.steps=5"])
+    resumed = assert_resumes_exactly(cfg, tmp_path, stop_at=2, counter="steps")
+    assert resumed.net.rollout.tokens.shape == (4, 16)
+
+
+def test_train_sample_eval_through_the_cli(lm_run, tmp_path):
+    run = tmp_path / "ppo"
+    sets = [a for s in (f"model.reference={lm_run}", *TINY) for a in ("--set", s)]
+    assert main(["train", "ppo", "--steps", "4", "--out", str(run), *sets]) == 0
+    assert main(["eval", str(run)]) == 0
+    metrics = json.loads((run / "eval_test.json").read_text())
+    assert all(math.isfinite(metrics[k]) for k in ("reward", "reference_reward", "kl_to_reference", "bits_per_char"))
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"reward", "kl_k1", "clip_fraction", "value_loss"} <= set(logged[-1])
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("model.ppo_epochs=0", "model.ppo_epochs must be positive and model.clip in \\(0, 1\\)"),
+    ("model.clip=1.5", "model.clip in \\(0, 1\\)"),
+    ("model.lam=2", "model.gamma and model.lam in \\[0, 1\\]"),
+])
+def test_bad_settings_get_one_line_errors(setting, message, lm_run, tmp_path, capsys):
+    assert main(["train", "ppo", "--steps", "1", "--out", str(tmp_path / "run"), "--set",
+                 f"model.reference={lm_run}", "--set", setting]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert __import__("re").search(message, err), err
+
+
+def test_two_processes_train_as_one(lm_run, tmp_path):
+    """Under torchrun each rank samples its prompts' responses, the rollout is gathered (whitened as one process
+    whitens it) and each rank trains on its own rows: the weights match one process's. The rollout in rank 0's
+    checkpoint is the whole one. Negative control: the weights move between checkpoints."""
+    sets = [a for s in (f"model.reference={lm_run}", *TINY, "train.warmup_steps=1", "data.limit=20000")
+            for a in ("--set", s)]
+    args = ["practice_torch", "train", "ppo", "--device", "cpu", "--steps", "4", *sets]
+    python(*TORCHRUN, "-m", *args, "--out", str(tmp_path / "ddp"))
+    python("-m", *args, "--out", str(tmp_path / "single"))
+    ddp, single = checkpoint(tmp_path / "ddp", 4), checkpoint(tmp_path / "single", 4)
+    assert ddp["rollout.tokens"].shape == single["rollout.tokens"].shape == (4, 16)
+    np.testing.assert_array_equal(ddp["rollout.tokens"], single["rollout.tokens"])
+    tol = tolerance("step", "float32")
+    result = compare_trees(ddp, single, tol)
+    assert result.passed, result.message()
+    assert not compare_trees(checkpoint(tmp_path / "single", 2), single, tol).passed
+
+
+@pytest.mark.slow
+def test_the_quick_preset_raises_the_judges_reward_by_a_standard_deviation(tmp_path):
+    lm = tmp_path / "lm"
+    assert main(["train", "language_model", "--out", str(lm)]) == 0
+    assert main(["eval", str(lm)]) == 0
+    run = tmp_path / "ppo"
+    assert main(["train", "ppo", "--out", str(run), "--set", f"model.reference={lm}"]) == 0
+    assert main(["eval", str(run)]) == 0
+    metrics = json.loads((run / "eval_test.json").read_text())
+    reference = json.loads((lm / "eval_test.json").read_text())
+    assert metrics["reward_gain_in_sd"] >= 1.0
+    assert metrics["bits_per_char"] <= reference["bits_per_char"] + 0.3
