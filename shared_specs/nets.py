@@ -1,4 +1,5 @@
-"""Spec cases for the shared networks (``practice_torch.nets`` vs ``theory_jax.nets``): the DDPM U-Net.
+"""Spec cases for the shared networks (``practice_torch.nets`` vs ``theory_jax.nets``): the DDPM U-Net and the MLP
+denoiser of vectors.
 
 ``UNET_CASES`` (appended to ``shared_specs.ddpm.CASES``): the time embedding, one residual block with and
 without a width change, the multi-head attention block, and the whole U-Net forward, unconditional and
@@ -6,7 +7,8 @@ class-conditional (a null label y = num_classes among the labels), at full preci
 converter, each with gradients w.r.t. every weight and the inputs. They pin down GroupNorm epsilon,
 explicit conv padding, nearest upsampling, the attention token order (NCHW vs NHWC), the skip
 concatenation order and the [sin | cos] timestep embedding. Timesteps go up to 1000, where float32
-sinusoids are most sensitive to a different frequency rounding.
+sinusoids are most sensitive to a different frequency rounding. The MLP denoiser (ddpm, score and flow_matching on
+2-D data): unconditional with real t, and class-conditional with a null label among the labels.
 """
 
 from __future__ import annotations
@@ -69,4 +71,23 @@ UNET_CASES = (
                _block_inputs(16, (4, 4)), grad_wrt=("x", "emb"), **IMAGE_IO),
     ModuleCase("nets/unet_attention", "AttentionBlock", {"channels": 16, "heads": 2, "groups": 4},
                lambda r: {"x": gaussian(r, B, 16, 4, 4, dtype="float32")}, grad_wrt=("x",), **IMAGE_IO),
+)
+
+
+MLP = {"dim": 2, "hidden": 16, "depth": 2}
+
+
+def _mlp_inputs(classes=0):
+    def make(r):
+        inputs = {"x": gaussian(r, B, 2, dtype="float32"), "t": _timesteps(r, integer=bool(classes))}
+        if classes:
+            inputs["y"] = np.array([0, classes, r.integers(1, classes)], dtype=np.int64)  # y = classes: null token
+        return inputs
+    return make
+
+
+UNET_CASES += (
+    ModuleCase("nets/mlp_denoiser", "MLPDenoiser", MLP, _mlp_inputs(), grad_wrt=("x",)),
+    ModuleCase("nets/mlp_denoiser/conditional", "MLPDenoiser", {**MLP, "num_classes": 3}, _mlp_inputs(classes=3),
+               grad_wrt=("x",)),
 )

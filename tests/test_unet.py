@@ -154,6 +154,19 @@ def test_interleaved_sinusoids_are_caught(both, monkeypatch):
     assert "output" in caught(CASES["nets/unet_time_embedding"], Perturbation("interleaved sin/cos"))
 
 
+def test_the_mlp_denoisers_spec_catches_a_null_label_in_row_0_and_swapped_time_layers(both):
+    """The MLP denoiser of vectors (``nets/mlp_denoiser``): a class table whose null token is row 0 instead of row K,
+    and the time MLP's two layers swapped (same shapes: hidden x hidden), are each caught."""
+    def null_first(params):  # rows shifted: the null token K read from row 0
+        return {**params, "label": {"embedding": np.roll(params["label"]["embedding"], 1, axis=0)}}
+
+    def swapped_time(params):
+        return {**params, "time_0": params["time_2"], "time_2": params["time_0"]}
+
+    assert "output" in caught(CASES["nets/mlp_denoiser/conditional"], Perturbation("null row 0", params=null_first))
+    assert "output" in caught(CASES["nets/mlp_denoiser"], Perturbation("time layers swapped", params=swapped_time))
+
+
 # The benchmark's diffusers twin really is the same network (speed itself is never asserted). ----------------
 def test_the_benchmark_twin_has_our_parameter_count():
     pytest.importorskip("diffusers")

@@ -11,11 +11,12 @@ split), with a one-line error.
 Supported models are those in ``CHECKERS`` (an unsupported one is refused with the list): ``vae`` (the single-sample
 ELBO and the importance-sampled NLL, nats and bits/dim), ``language_model`` with the transformer (held-out
 cross-entropy, nats and bits/char), ``pixelcnn`` (the exact NLL, nats per image and bits/dim), ``wavenet`` (NLL per
-sample of whole clips, nats and bits), ``ddpm`` on images (the variational bound with 4 shared timesteps per
+sample of whole clips, nats and bits), ``ddpm`` (the variational bound with 4 shared timesteps per
 example), ``coupling_flows`` on images (the exact NLL of the dequantised images over ``eval_draws`` shared draws of
-the uniform noise, nats and bits/dim, and the importance-weighted bound) and ``flow_matching`` with the U-Net (the
-CFM loss, and the ODE NLL by 8 fixed RK4 steps, ``ODE_STEPS``, with one shared Rademacher probe per example). The 2-D
-networks of ``coupling_flows``, ``flow_matching`` and ``ddpm`` (MLPs) have no JAX twin: a one-line error, exit 2.
+the uniform noise, nats and bits/dim, and the importance-weighted bound) and ``flow_matching`` (the
+CFM loss, and the ODE NLL by 8 fixed RK4 steps, ``ODE_STEPS``, with one shared Rademacher probe per example); ddpm and
+flow_matching with the U-Net on images or the MLP (``theory_jax.nets.MLPDenoiser``) on 2-D data. The 2-D network of
+``coupling_flows`` has no JAX twin: a one-line error, exit 2.
 """
 
 from __future__ import annotations
@@ -193,8 +194,9 @@ def _wavenet(net, cfg, batch, rng, perturb) -> list[Row]:
 
 
 def _ddpm(net, cfg, batch, rng, perturb) -> list[Row]:
-    """The DDPM bound -log p(x_0) <= L_T + sum L_{t-1} + L_0 (Ho et al. eq. 5) on images with the U-Net: L_T and L_0
-    exactly, the middle sum as (T - 1) x the mean of 4 terms at t ~ U{1..T-1}, the same t and noise in both."""
+    """The DDPM bound -log p(x_0) <= L_T + sum L_{t-1} + L_0 (Ho et al. eq. 5), with the U-Net on images or the MLP
+    denoiser on vectors: L_T and L_0 exactly, the middle sum as (T - 1) x the mean of 4 terms at t ~ U{1..T-1}, the
+    same t and noise in both."""
     import jax
     import jax.numpy as jnp
     import torch
@@ -204,10 +206,7 @@ def _ddpm(net, cfg, batch, rng, perturb) -> list[Row]:
     import theory_jax.diffusion as jdiff
     from practice_torch.diffusion import q_sample
     from shared_specs.interop import torch_to_flax
-    from theory_jax.nets.unet import UNet
 
-    if not net.images or type(net.denoiser).__name__ != "UNet":
-        raise CheckError("ddpm is checked on images with the U-Net (the 2-D MLP denoiser has no JAX twin)")
     x0 = net.to_model(batch[0].double())
     y = batch[1] if net.num_classes else None
     b, dims, big_t, k = x0.shape[0], math.prod(net.shape), len(net.schedule), 4
@@ -226,9 +225,9 @@ def _ddpm(net, cfg, batch, rng, perturb) -> list[Row]:
             total = total + (big_t - 1) / k * tf.vlb_term(x0, x_t, net(x_t, t, y), a[t], a[t - 1])
     bound_t = total.mean().item()
 
-    twin = UNet(**dataclasses.asdict(net.denoiser.config))
+    twin, to_twin, from_twin = _twin_of(net.denoiser)
     weights = {name: p.detach().double().numpy() for name, p in net.denoiser.named_parameters()}
-    aj, x0j = jnp.asarray(a.numpy()), jnp.asarray(x0.numpy().transpose(0, 2, 3, 1))
+    aj, x0j = jnp.asarray(a.numpy()), to_twin(jnp.asarray(x0.numpy()))
     yj = None if y is None else jnp.asarray(y.numpy())
     zeros = jnp.zeros(b, dtype=jnp.int32)
     template = jax.eval_shape(lambda: twin.init(jax.random.key(0), x0j, zeros, yj))["params"]
@@ -237,20 +236,33 @@ def _ddpm(net, cfg, batch, rng, perturb) -> list[Row]:
     def eps_of(x_t, t):  # the JAX U-Net takes channels-last images
         return twin.apply({"params": params}, x_t, t, yj)
 
-    def nchw(v):
-        return jnp.transpose(v, (0, 3, 1, 2))
-
-    x_1j = jdiff.q_sample(x0j, jnp.broadcast_to(aj[0], (b,)), jnp.asarray(eps0.transpose(0, 2, 3, 1)))
+    nchw = from_twin
+    x_1j = jdiff.q_sample(x0j, jnp.broadcast_to(aj[0], (b,)), to_twin(jnp.asarray(eps0)))
     total_j = jd.prior_kl(nchw(x0j), jnp.broadcast_to(aj[big_t - 1], (b,))) + jd.decoder_nll(
         nchw(x0j), nchw(x_1j), nchw(eps_of(x_1j, zeros)), jnp.broadcast_to(aj[0], (b,)), var0)
     for j in range(k):
         t = jnp.asarray(ts[j])
-        x_t = jdiff.q_sample(x0j, aj[t], jnp.asarray(eps[j].transpose(0, 2, 3, 1)))
+        x_t = jdiff.q_sample(x0j, aj[t], to_twin(jnp.asarray(eps[j])))
         total_j = total_j + (big_t - 1) / k * jd.vlb_term(nchw(x0j), nchw(x_t), nchw(eps_of(x_t, t)), aj[t], aj[t - 1])
     bound_j = float(jnp.mean(total_j))
     tol, to_bits = tolerance(LEVEL, "float64"), 1 / (dims * math.log(2))
-    return [Row("NLL bound (4 t)", "nats/image", bound_t, bound_j, tol),
+    unit = "nats/image" if net.images else "nats/example"
+    return [Row("NLL bound (4 t)", unit, bound_t, bound_j, tol),
             Row("NLL bound (4 t)", "bits/dim", bound_t * to_bits, bound_j * to_bits, tol)]
+
+
+def _twin_of(network):
+    """(the flax twin of a torch denoiser or field, torch layout -> the twin's, the twin's -> torch's): the U-Net
+    takes channels-last images, the MLP denoiser vectors as they are."""
+    from theory_jax.nets import MLPDenoiser, UNet
+
+    if type(network).__name__ == "UNet":
+        return UNet(**dataclasses.asdict(network.config)), _nhwc, _nchw
+    if type(network).__name__ == "MLPDenoiser":
+        twin = MLPDenoiser(dim=network.dim, hidden=network.hidden, depth=len(network.blocks),
+                           num_classes=network.num_classes)
+        return twin, (lambda x: x), (lambda x: x)
+    raise CheckError(f"no JAX twin of the {type(network).__name__} network")
 
 
 def _flow_layer(layer) -> tuple[tuple, dict | None, dict | None]:
@@ -400,11 +412,7 @@ def _flow_matching(net, cfg, batch, rng, perturb) -> list[Row]:
     from practice_torch.flow_matching.functions import cfm_loss, path_sample_and_target
     from practice_torch.flow_matching.training import condition
     from shared_specs.interop import torch_to_flax
-    from theory_jax.nets.unet import UNet
 
-    if type(net.net).__name__ != "UNet":
-        raise CheckError("flow_matching is checked on images with the U-Net field (the MLP field of 2-D data has no "
-                         "JAX twin network)")
     x1, c = net.to_model(batch[0].double()), condition(net, batch[1])  # c: labels, a float vector or None
     c = c.double() if c is not None and c.is_floating_point() else c
     b, shape = x1.shape[0], tuple(x1.shape)
@@ -416,11 +424,12 @@ def _flow_matching(net, cfg, batch, rng, perturb) -> list[Row]:
         nll_t = -log_likelihood(lambda s, z: net(z, s, c), x1, method="rk4", steps=ODE_STEPS, trace="hutchinson",
                                 probe=torch.from_numpy(probe)).mean().item()
 
-    twin = UNet(**dataclasses.asdict(net.net.config))
+    twin, to_twin, _ = _twin_of(net.net)
     labels = jnp.asarray(c.numpy()) if net.num_classes else None
     cond = jnp.asarray(c.numpy()) if net.cond_dim else None
     x1j = jnp.asarray(x1.numpy())
-    template = jax.eval_shape(lambda: twin.init(jax.random.key(0), _nhwc(x1j), jnp.zeros(b), labels, cond))["params"]
+    extra = (labels, cond) if net.cond_dim else (labels,)  # the MLP field takes labels only
+    template = jax.eval_shape(lambda: twin.init(jax.random.key(0), to_twin(x1j), jnp.zeros(b), *extra))["params"]
     weights = {name: p.detach().double().numpy() for name, p in net.net.named_parameters()}
     params = perturb(torch_to_flax(weights, template))
 
@@ -429,13 +438,13 @@ def _flow_matching(net, cfg, batch, rng, perturb) -> list[Row]:
                                                labels, cond, net.sigma_min))
     tol = tolerance(LEVEL, "float64")
     return [Row("CFM loss", "per dim", cfm_t, cfm_j, tol),
-            Row(f"ODE NLL (rk4 x{ODE_STEPS})", "nats/image", nll_t, nll_j, tol)]
+            Row(f"ODE NLL (rk4 x{ODE_STEPS})", "nats/image" if x1.dim() == 4 else "nats/example", nll_t, nll_j, tol)]
 
 
 def _flow_matching_metrics(params, twin, x1, t, x0, probe, labels, cond, sigma_min: float):
     """The JAX side of ``_flow_matching``, one pure function (jitted with ``twin`` and ``sigma_min`` static, so checks
-    of the same shapes compile once): (CFM loss, mean ODE NLL). x1, x0, probe: (B, C, H, W); t: (B,); labels: (B,)
-    or None; cond: (B, P) or None."""
+    of the same shapes compile once): (CFM loss, mean ODE NLL). x1, x0, probe: (B, C, H, W) images or (B, D)
+    vectors; t: (B,); labels: (B,) or None; cond: (B, P) or None."""
     import jax.numpy as jnp
 
     import theory_jax.flow_matching as jfm
@@ -444,8 +453,13 @@ def _flow_matching_metrics(params, twin, x1, t, x0, probe, labels, cond, sigma_m
 
     b, shape = x1.shape[0], x1.shape
 
-    def field(s, z):  # v_theta(t, z) on NCHW z, as FlowModel: the U-Net twin sees 1000 t and channels-last images
-        return _nchw(twin.apply({"params": params}, _nhwc(z), jnp.broadcast_to(s * TIME_SCALE, (b,)), labels, cond))
+    images = x1.ndim == 4
+
+    def field(s, z):  # v_theta(t, z) as FlowModel: the twin sees 1000 t (the U-Net channels-last images)
+        time = jnp.broadcast_to(s * TIME_SCALE, (b,))
+        if not images:  # the MLP field of vectors: labels only, never a float condition
+            return twin.apply({"params": params}, z, time, labels)
+        return _nchw(twin.apply({"params": params}, _nhwc(z), time, labels, cond))
 
     x_t, u = jfm.path_sample_and_target(x1, x0, t, sigma_min)
     log_p = log_likelihood(lambda s, z: field(s, z.reshape(shape)).reshape(b, -1), x1.reshape(b, -1), method="rk4",

@@ -48,7 +48,7 @@ class MLPDenoiser(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time(timestep_embedding(t, self.hidden))
+        emb = self.time(timestep_embedding(t, self.hidden, self.inp.weight.dtype))  # float64 in a float64 net
         if self.label is not None:
             if y is None:
                 y = torch.full((len(x),), self.num_classes, dtype=torch.long, device=x.device)

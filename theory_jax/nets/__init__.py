@@ -1,8 +1,10 @@
-"""Shared networks (the diffusion U-Net, the transformer trunk) in flax; the twin of ``practice_torch/nets``."""
+"""Shared networks (the diffusion U-Net, the MLP denoiser of vectors, the transformer trunk) in flax; the twin of
+``practice_torch/nets``."""
 
+from theory_jax.nets.denoisers import MLPDenoiser
 from theory_jax.nets.transformer import MLP, Block, MultiHeadAttention, Transformer
 from theory_jax.nets.unet import (AttentionBlock, Downsample, ResBlock, TimeEmbedding, UNet, Upsample,
                                   timestep_embedding, timestep_frequencies)
 
-__all__ = ["AttentionBlock", "Downsample", "ResBlock", "TimeEmbedding", "UNet", "Upsample", "timestep_embedding",
-           "timestep_frequencies", "MLP", "Block", "MultiHeadAttention", "Transformer"]
+__all__ = ["MLPDenoiser", "AttentionBlock", "Downsample", "ResBlock", "TimeEmbedding", "UNet", "Upsample",
+           "timestep_embedding", "timestep_frequencies", "MLP", "Block", "MultiHeadAttention", "Transformer"]
