@@ -351,3 +351,48 @@ def test_data_classes_refuses_what_the_set_has_not(data, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_split(DataConfig(**data), "train")
     assert "\n" not in str(info.value)
+
+
+def test_the_host_reads_the_logged_values_only_at_synchronisation_points(tmp_path, monkeypatch):
+    """A GPU run's host reads the device's sums at log and checkpoint steps only (``train.sync_every``, forced here
+    on the CPU): the same weights and the same logged means as reading every step, with far fewer reads."""
+    reads = []
+    real = Trainer._check_finite
+    monkeypatch.setattr(Trainer, "_check_finite", lambda self, *a: (reads.append(self.step), real(self, *a))[1])
+    every = new_trainer(tiny("train.steps=12", "train.log_every=4", "train.checkpoint_every=6"), tmp_path / "every")
+    every.run()
+    assert reads == list(range(1, 13))  # on a CPU: every step
+    reads.clear()
+    lazy = new_trainer(tiny("train.steps=12", "train.log_every=4", "train.checkpoint_every=6", "train.sync_every=4"),
+                       tmp_path / "lazy")
+    lazy.run()
+    assert reads == [4, 6, 8, 12]  # log steps 4, 8, 12 and the checkpoint at 6
+    a, b = weights(every), weights(lazy)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    def logged(run):
+        return [{k: v for k, v in row.items() if k not in ("examples_per_s", "time_s")} for row in read_metrics(run)]
+
+    assert logged(tmp_path / "every") == logged(tmp_path / "lazy") and len(logged(tmp_path / "lazy")) == 3
+
+
+def test_a_nan_between_synchronisation_points_stops_before_anything_is_saved(tmp_path, monkeypatch):
+    """With the host reading only every 5 steps, a loss that turns NaN at step 8 is found at the next synchronisation
+    point (step 10, a checkpoint step), before that checkpoint is written: the one on disk (step 5) is a good one."""
+    from practice_torch.vae import training as vae_training
+
+    calls = []
+    real = vae_training.loss
+
+    def failing(net, batch, noise):
+        calls.append(1)
+        loss, terms = real(net, batch, noise)
+        return (loss * math.nan if len(calls) == 8 else loss), terms
+
+    monkeypatch.setattr(vae_training, "loss", failing)
+    trainer = new_trainer(tiny("train.steps=20", "train.checkpoint_every=5", "train.log_every=5", "train.sync_every=5"),
+                          tmp_path / "run")
+    with pytest.raises(Diverged, match=r"the loss became nan .*within steps 6-10.*last good checkpoint \(step 5\)"):
+        trainer.run()
+    assert json.loads((tmp_path / "run/checkpoints/latest.json").read_text())["step"] == 5
+    good, _ = load_checkpoint(tmp_path / "run/checkpoints", "vae")
+    assert all(torch.isfinite(t).all() for t in good.values())

@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
+    sync_every: int = 0  # steps between the host's reads of the logged values (0: every step on a CPU, log steps on a GPU)
     val_batch: int = 0  # validation examples scored at each log step by a model's ``validate`` hook; 0 = none
     early_stop: str = ""  # a ``validate`` term (lower is better) that stops the run when it stops improving; "" = none
     patience: int = 10  # early stopping: log steps without a new best of ``early_stop`` before the run stops
@@ -70,7 +71,8 @@ def check_train(train: TrainConfig) -> None:
     problems = [f"train.{k} must be positive, got {getattr(train, k)}"
                 for k in ("steps", "lr", "checkpoint_every", "log_every", "samples") if getattr(train, k) <= 0]
     problems += [f"train.{k} must not be negative, got {getattr(train, k)}"
-                 for k in ("batch_size", "threads", "warmup_steps", "weight_decay", "grad_clip", "val_batch")
+                 for k in ("batch_size", "threads", "warmup_steps", "weight_decay", "grad_clip", "val_batch",
+                           "sync_every")
                  if getattr(train, k) < 0]
     if len(train.betas) != 2 or not all(0 <= b < 1 for b in train.betas):
         problems.append(f"train.betas must be two numbers in [0, 1), e.g. 0.5,0.999; got {train.betas}")

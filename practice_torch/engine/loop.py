@@ -4,9 +4,13 @@ One step (every rank, in this order, so that a resumed run repeats it exactly):
   1. the next global batch of indices (``GlobalBatches``), this rank's share fetched to the device;
   2. the model's noise for the whole global batch from the engine's generator, this rank's rows;
   3. loss = model.loss(net, batch, noise) under autocast (bf16 if asked), backward (DDP averages);
-  4. clip the global gradient norm; all-reduce [loss, grad norm, terms, stop flag] for logging;
-  5. a non-finite loss or gradient stops the run (``Diverged``) before the weights are touched;
-  6. AdamW step, warmup + cosine LR step, EMA update.
+  4. clip the global gradient norm; all-reduce [loss, grad norm, terms, stop flag] and add them, on the device, to
+     the log window's sums;
+  5. AdamW step, warmup + cosine LR step, EMA update.
+The host reads those sums only at a synchronisation point (``sync_every``): every step on a CPU, where a read costs
+nothing; on a GPU at the log and checkpoint steps and the last one (``train.sync_every`` overrides), so the host
+queues steps ahead of the device. There a non-finite loss or gradient norm anywhere in the window stops the run
+(``Diverged``) before anything is saved, so the last checkpoint on disk is a good one, and the stop flag is read.
 A model module that defines ``update(net, batch, noise) -> (loss, terms)`` (a closed-form update, e.g. EM)
 replaces 3-6: the engine calls it under ``torch.no_grad()`` in full precision (no autocast, DDP or compile),
 logs the norm of the change of the net's floating-point state (``update_norm``) instead of ``grad_norm``,
@@ -111,6 +115,10 @@ class Trainer:
         self.procs, self.device, self.joined_group = distributed.setup(t.device)
         if t.threads:  # small-op models (flows, EM) can run faster on fewer threads than cores
             torch.set_num_threads(t.threads)
+        # the host reads the device's logged sums every sync_every steps (and at log and checkpoint steps): every step
+        # on a CPU (free there, and a SIGTERM is seen at once), only at those steps on a GPU
+        self.sync_every = t.sync_every or (1 if self.device.type == "cpu" else t.log_every)
+        self.accumulator_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         torch.manual_seed(t.seed)
         self.train_set = in_memory(load_split(cfg.data, "train", cfg.data.limit))
         self.net = build_net(self.model, cfg, info).to(self.device)
@@ -174,20 +182,30 @@ class Trainer:
         log = MetricsLog(self.run_dir, self.step) if main else None
         bar = progress(total=t.steps, initial=self.step, disable=not main, unit="step", every=t.log_every,
                        desc=f"{self.cfg.model_name} on {self.cfg.data.name}")
-        sums: dict[str, float] = {}
+        sums: torch.Tensor | None = None  # the log window's [loss, checks, terms, stop flag], summed on the device
+        names: list[str] = []
+        lr_sum, checked = 0.0, self.step  # the window's learning rates (host); the last step a sync found finite
         stop_early = False
         window_start, window_steps = time.perf_counter(), 0
         started = time.perf_counter()
         try:
             with self._stop_on_signals():
                 while self.step < end:
-                    values, stop = self._train_step()
-                    for k, v in values.items():
-                        sums[k] = sums.get(k, 0.0) + v
+                    names, stats, lr = self._train_step()
+                    sums = stats if sums is None else sums + stats
+                    lr_sum += lr
                     window_steps += 1
-                    if self.step % t.log_every == 0 or self.step == end or stop:
+                    log_step = self.step % t.log_every == 0 or self.step == end
+                    if not (log_step or self.step % t.checkpoint_every == 0 or self.step % self.sync_every == 0):
+                        continue
+                    host = sums.tolist()  # the host's one read of the device in this window
+                    self._check_finite(names, host, window_steps, checked)
+                    checked, stop = self.step, host[-1] > 0
+                    if log_step or stop:
                         rate = self.batch_size * window_steps / (time.perf_counter() - window_start)
-                        means = {k: v / window_steps for k, v in sums.items()}
+                        means = {k: v / window_steps for k, v in zip(names, host)}
+                        if self.update is None:
+                            means["lr"] = lr_sum / window_steps
                         if self.validate is not None:
                             means.update(self._validate())
                         if t.early_stop and self._stalls(means) and self.step < t.steps:
@@ -196,8 +214,8 @@ class Trainer:
                         if log:
                             log.write(self.step, {**means, "examples_per_s": rate,
                                                   "time_s": time.perf_counter() - started})
-                        sums, window_start, window_steps = {}, time.perf_counter(), 0
-                    bar.update(1)  # after the postfix: in a log, the line of a log step shows its loss
+                        sums, lr_sum, window_start, window_steps = None, 0.0, time.perf_counter(), 0
+                    bar.update(self.step - bar.n)  # after the postfix: in a log, a log step's line shows its loss
                     if self.step % t.checkpoint_every == 0 and self.step < end:
                         self.save()
                     if stop or stop_early:
@@ -227,7 +245,9 @@ class Trainer:
             self.stalled += 1
         return self.stalled >= t.patience
 
-    def _train_step(self) -> tuple[dict[str, float], bool]:
+    def _train_step(self) -> tuple[list[str], torch.Tensor, float]:
+        """One step: (the names of the logged values, [loss, checks, terms, stop flag] averaged over the ranks, on the
+        device in float64, the step's learning rate). Nothing here waits for the device."""
         procs = self.procs
         batch = tuple(self._to_device(x) for x in fetch(self.train_set, self.batches.next()))
         noise = shard(self.model.draw_noise(self.net, self.batch_size, self.noise), procs.rank, procs.world_size)
@@ -235,27 +255,34 @@ class Trainer:
         step = self._gradient_step if self.update is None else self._closed_form_step
         loss, checks, terms = step(batch, noise)
         names = ["loss", *checks, *sorted(terms)]
+        stop = torch.tensor(float(self.stop_signal is not None)).to(self.device, non_blocking=True)
         stats = torch.stack([loss.detach().float(), *(v.float() for v in checks.values()),
-                             *(terms[k].detach().float() for k in sorted(terms)),
-                             torch.tensor(float(self.stop_signal is not None), device=self.device)])
-        stats = distributed.reduce_mean(stats, procs).tolist()
-        values = dict(zip(names, stats[:-1]))
-        if not all(math.isfinite(values[k]) for k in ("loss", *checks)):
-            kept = latest_step(self.run_dir / CHECKPOINTS)
-            what = ", ".join(f"{CHECK_NAMES[k]} {values[k]}" for k in checks)
-            hint = "try a lower train.lr or a train.grad_clip" if self.update is None else "the closed-form update failed"
-            raise Diverged(f"the loss became {values['loss']} ({what}) at step "
-                           f"{self.step + 1}; stopped. " + (f"The last good checkpoint (step {kept}) is kept in "
-                           f"{self.run_dir / CHECKPOINTS}" if kept is not None else "No checkpoint had been written")
-                           + f"; {hint}")
+                             *(terms[k].detach().float() for k in sorted(terms)), stop])
+        stats = distributed.reduce_mean(stats, procs).to(self.accumulator_dtype)
+        lr = 0.0
         if self.update is None:
-            values["lr"] = self.scheduler.get_last_lr()[0]
+            lr = self.scheduler.get_last_lr()[0]
             self.optimizer.step()
             self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.net)
         self.step += 1
-        return values, stats[-1] > 0
+        return names, stats, lr
+
+    def _check_finite(self, names: list[str], sums: list[float], window: int, checked: int) -> None:
+        """Diverged (one line) when the summed loss or a check of the steps since the last synchronisation is not
+        finite: a NaN or an infinity in any step of a window makes its sum so."""
+        checks = [k for k in names[1:] if k in CHECK_NAMES]
+        values = dict(zip(names, sums))
+        if all(math.isfinite(values[k]) for k in ("loss", *checks)):
+            return
+        kept = latest_step(self.run_dir / CHECKPOINTS)
+        what = ", ".join(f"{CHECK_NAMES[k]} {values[k] / window}" for k in checks)
+        hint = "try a lower train.lr or a train.grad_clip" if self.update is None else "the closed-form update failed"
+        where = f"at step {self.step}" if self.step == checked + 1 else f"within steps {checked + 1}-{self.step}"
+        raise Diverged(f"the loss became {values['loss'] / window} ({what}) {where}; stopped. "
+                       + (f"The last good checkpoint (step {kept}) is kept in {self.run_dir / CHECKPOINTS}"
+                          if kept is not None else "No checkpoint had been written") + f"; {hint}")
 
     def _gradient_step(self, batch, noise) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(loss, {'grad_norm'}, terms): the loss under autocast, backward (DDP averages), global-norm clipping."""
