@@ -44,11 +44,12 @@ def fisher_vector_product(old_logits, logits, state_weights, v):
 def conjugate_gradient(matrix, b, iterations: int):
     """x ~ A^-1 b for a symmetric positive semi-definite A by conjugate gradient from x = 0 (Nocedal & Wright,
     Algorithm 5.2), a fixed number of iterations; a step whose residual is already 0 changes nothing.
-    matrix: (n, n), b: (n,) -> (n,)."""
+    matrix: (n, n), or a callable v -> A v, (n,) -> (n,) (matrix-free: a Fisher-vector product); b: (n,)
+    -> (n,)."""
     x, r = jnp.zeros_like(b), b
     p, rr = r, jnp.dot(r, r)
     for _ in range(iterations):
-        ap = matrix @ p
+        ap = matrix(p) if callable(matrix) else matrix @ p
         pap = jnp.dot(p, ap)
         alpha = jnp.where(pap > 0, rr / jnp.where(pap > 0, pap, 1.0), 0.0)
         x, r = x + alpha * p, r - alpha * ap

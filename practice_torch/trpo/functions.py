@@ -25,12 +25,13 @@ def fisher_vector_product(old_logits, logits, state_weights, v):
 
 def conjugate_gradient(matrix, b, iterations: int):
     """x ~ A^-1 b by conjugate gradient from 0, a fixed number of iterations (a zero residual changes nothing).
-    matrix: (n, n), b: (n,) -> (n,)."""
+    matrix: (n, n), or a callable v -> A v, (n,) -> (n,) (matrix-free: a Fisher-vector product); b: (n,)
+    -> (n,)."""
     x, r = torch.zeros_like(b), b
     p, rr = r, torch.dot(r, r)
     one = torch.ones((), dtype=b.dtype, device=b.device)
     for _ in range(iterations):
-        ap = matrix @ p
+        ap = matrix(p) if callable(matrix) else matrix @ p
         pap = torch.dot(p, ap)
         alpha = torch.where(pap > 0, rr / torch.where(pap > 0, pap, one), 0 * one)
         x, r = x + alpha * p, r - alpha * ap

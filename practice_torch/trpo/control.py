@@ -1,0 +1,133 @@
+"""TRPO (Schulman et al. 2015) on a gymnasium classic-control task with discrete actions, CartPole-v1 by default.
+
+    python -m practice_torch.trpo.control --env CartPole-v1 --preset quick --out runs/trpo-cartpole [--resume] [--eval]
+
+The rollout, the per-episode GAE, the networks, checkpoints, metrics and the command line are PPO's
+(``practice_torch.ppo.control``); the update is TRPO's. With theta the policy network's flattened parameters:
+
+1. g = grad_theta L(theta_old), L the importance-sampled surrogate (eq. 14; the project's ``surrogate``, each
+   sample its own "state" of the (N, A) logits the network gives the batch), advantages normalised;
+2. s ~ F^-1 g by ``conjugate_gradient`` on the callable v -> F v + damping v, where F v is the Hessian-vector product
+   of the mean KL (``mean_kl``, uniform state weights 1/N) by double backprop (Appendix C);
+3. the full step sqrt(2 delta / s^T F s) s, the step whose quadratic model of the KL is delta (Appendix C);
+4. a backtracking line search over fractions 1, 1/2, 1/4, ... that accepts the first step with a higher surrogate
+   and a measured mean KL <= delta, else keeps theta_old;
+5. the value network (a separate 64-64 tanh MLP) fitted to the lambda-returns by epochs of minibatch Adam.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from practice_torch.ppo.control import Batch, ControlConfig, actor_critic, entropy, main, normalise
+from practice_torch.trpo.functions import conjugate_gradient, mean_kl, surrogate
+
+
+@dataclass
+class TRPOConfig(ControlConfig):
+    max_kl: float = 0.01  # delta
+    damping: float = 0.1
+    cg_iterations: int = 10
+    backtracks: int = 10
+    value_lr: float = 1e-3
+    value_epochs: int = 5
+    minibatches: int = 4  # of the value fit
+
+
+TRPO_PRESETS = {"full": TRPOConfig(num_steps=512),
+                "quick": TRPOConfig(total_steps=150_000, num_steps=512, max_kl=0.02)}
+
+
+def flat_grad(output: torch.Tensor, params: list[nn.Parameter], create_graph: bool = False) -> torch.Tensor:
+    """d output / d theta over the flattened parameters. () -> (P,)."""
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(output, params, create_graph=create_graph)])
+
+
+def fisher_vector_product_of(policy: nn.Module, obs: torch.Tensor, old_logits: torch.Tensor, damping: float):
+    """v -> F v + damping v, F the Hessian of the mean KL(pi_old || pi_theta) over the states ``obs`` (N, D) at
+    theta = theta_old: the gradient of (grad_theta mean_kl) . v (Appendix C), by double backprop. (P,) -> (P,)."""
+    params = list(policy.parameters())
+    weights = torch.full((obs.shape[0],), 1.0 / obs.shape[0], dtype=obs.dtype)
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            grad = flat_grad(mean_kl(old_logits, policy(obs), weights), params, create_graph=True)
+            return flat_grad(torch.dot(grad, v), params) + damping * v
+
+    return product
+
+
+class TRPO:
+    """The policy, the value network and its Adam, and ``update``: a natural-gradient step in the trust region."""
+    name = "trpo"
+
+    def __init__(self, config: TRPOConfig, obs_dim: int, n_actions: int, generator: torch.Generator):
+        self.config, self.generator = config, generator
+        self.policy, self.value = actor_critic(config, obs_dim, n_actions, generator)
+        self.modules = {"policy": self.policy, "value": self.value}
+        self.optimizers = {"value_adam": torch.optim.Adam(self.value.parameters(), lr=config.value_lr)}
+
+    def surrogate_and_kl(self, batch: Batch, advantages: torch.Tensor, old_logits: torch.Tensor):
+        """(L(theta), mean KL(pi_old || pi_theta)) at the policy's current parameters, both ()."""
+        logits = self.policy(batch.obs)
+        n = batch.obs.shape[0]
+        states = torch.arange(n)
+        return (surrogate(logits, old_logits, states, batch.actions, advantages),
+                mean_kl(old_logits, logits, torch.full((n,), 1.0 / n, dtype=logits.dtype)))
+
+    def policy_step(self, batch: Batch) -> dict[str, float]:
+        c, params = self.config, list(self.policy.parameters())
+        advantages = normalise(batch.advantages)
+        with torch.no_grad():
+            old_logits = self.policy(batch.obs)
+        old_surrogate, _ = self.surrogate_and_kl(batch, advantages, old_logits)
+        g = flat_grad(old_surrogate, params)  # 1.
+        fvp = fisher_vector_product_of(self.policy, batch.obs, old_logits, c.damping)
+        s = conjugate_gradient(fvp, g, c.cg_iterations)  # 2.
+        shs = float(torch.dot(s, fvp(s)))
+        theta_old = parameters_to_vector(params).detach()
+        accepted, kl, new_surrogate = 0.0, 0.0, float(old_surrogate.detach())
+        if shs > 0:
+            full_step = math.sqrt(2 * c.max_kl / shs) * s  # 3.
+            for k in range(c.backtracks):  # 4.
+                vector_to_parameters(theta_old + 0.5**k * full_step, params)
+                with torch.no_grad():
+                    trial, trial_kl = self.surrogate_and_kl(batch, advantages, old_logits)
+                if trial > old_surrogate and trial_kl <= c.max_kl:
+                    accepted, kl, new_surrogate = 0.5**k, float(trial_kl), float(trial)
+                    break
+        if not accepted:
+            vector_to_parameters(theta_old, params)
+        return {"policy_loss": -new_surrogate, "surrogate_gain": new_surrogate - float(old_surrogate.detach()),
+                "entropy": float(entropy(old_logits).mean()), "approx_kl": kl, "step_fraction": accepted,
+                "clip_fraction": None}
+
+    def fit_value(self, batch: Batch) -> float:
+        """Epochs of minibatch Adam on 0.5 (V(s) - return)^2; the mean loss."""
+        c, adam = self.config, self.optimizers["value_adam"]
+        n = batch.obs.shape[0]
+        size, total = n // c.minibatches, 0.0
+        for _ in range(c.value_epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for k in range(c.minibatches):
+                idx = order[k * size:(k + 1) * size]
+                loss = 0.5 * torch.mean((self.value(batch.obs[idx]) - batch.returns[idx]) ** 2)
+                adam.zero_grad()
+                loss.backward()
+                adam.step()
+                total += float(loss)
+        return total / (c.value_epochs * c.minibatches)
+
+    def update(self, batch: Batch, done_fraction: float) -> dict[str, float]:
+        stats = self.policy_step(batch)
+        return {**stats, "value_loss": self.fit_value(batch)}  # 5.
+
+
+if __name__ == "__main__":
+    sys.exit(main(algorithm=TRPO, presets=TRPO_PRESETS))
