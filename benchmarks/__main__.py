@@ -14,6 +14,9 @@ The diffusion benchmarks run only when named, since they train or sample for ten
 and class accuracy of a conditional ddpm run) and ``latent_vs_pixel`` (latent vs pixel diffusion at equal
 training CPU time). ``galaxy_conditioning`` (also only when named) measures the physical parameters of galaxies a
 flow_matching run generates against the requested ones, beside the same measurement on real test galaxies.
+``gpu_steps`` (only when named) times every model's training step through the engine: the full presets on a GPU
+(examples/s, counted FLOPs, MFU against the bf16 GEMM peak, the GPU's busy share, synchronisations per step, the time
+to the first step), the quick presets on a CPU.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from benchmarks.coupling_flows import flow_bpd
 from benchmarks.ddim import ddim_steps
 from benchmarks.flow_matching import fm_vs_cnf, ode_nfe
 from benchmarks.galaxies import galaxy_conditioning
+from benchmarks.gpu_steps import gpu_steps
 from benchmarks.guidance import guidance_sweep
 from benchmarks.language_model import kv_cache, lm_curves
 from benchmarks.latent_diffusion import latent_vs_pixel
@@ -156,7 +160,7 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "latent_vs_pixel": latent_vs_pixel, "unet_step": unet_step, "flow_bpd": flow_bpd,
               "fm_vs_cnf": fm_vs_cnf, "ode_nfe": ode_nfe, "galaxy_conditioning": galaxy_conditioning,
               "transformer_step": transformer_step,
-              "lm_curves": lm_curves, "kv_cache": kv_cache}
+              "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -210,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flow-steps", type=int, default=0, help="flow_bpd: training steps (default: the quick preset's)")
     parser.add_argument("--flow-every", type=int, default=100, help="flow_bpd: steps between test evaluations")
     parser.add_argument("--flow-test", type=int, default=1000, help="flow_bpd: test images per evaluation")
+    parser.add_argument("--preset", default="", help="gpu_steps: quick | full (default: full on a GPU, quick on a CPU)")
+    parser.add_argument("--gpu-models", default="", help="gpu_steps: comma-separated models (default: every model "
+                                                         "with a full preset)")
+    parser.add_argument("--gpu-steps", type=int, default=0, help="gpu_steps: timed steps per model (default: 20 on a "
+                                                                 "GPU, 3 on a CPU)")
+    parser.add_argument("--gpu-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="gpu_steps: a change to every preset, as train's --set (repeatable)")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -1,0 +1,161 @@
+"""``python -m benchmarks gpu_steps``: every model's training step through the engine, as ``train`` runs it.
+
+On a GPU the ``full`` preset of each model that has one (bf16, torch.compile where the preset asks), on a CPU the
+``quick`` preset (``--preset`` overrides). Per model: examples per second and milliseconds per step over
+``--gpu-steps`` timed steps (after the first), the model FLOPs of one step (forward and backward, counted by
+``torch.utils.flop_counter`` on the eager loss, never guessed), MFU against the GEMM peak measured in the same run
+(bf16 on a GPU, fp32 on a CPU), the share of the wall time the GPU is busy (the kernels' time from the profiler
+against the host clock), host-device synchronisations per step (CUDA's sync debug mode counts them), and the time
+to the first step (building the data on the device, compiling). A model whose full preset needs another run (a
+trained generator, autoencoder or reference model) is reported as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from benchmarks.timing import best_of, count_flops
+
+__all__ = ["gpu_steps", "bf16_gemm_peak", "step_row"]
+
+MEASURED = ("examples_per_s", "step_ms", "gflop_per_step", "mfu", "gpu_busy", "syncs_per_step", "first_step_s")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bf16_gemm_peak(device: torch.device, n: int = 8192, repeats: int = 10) -> float:
+    """bf16 GEMM FLOP/s of this GPU (2 n^3 per n x n matmul, the best of ``repeats``, CUDA events)."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    best = float("inf")
+    for i in range(repeats + 2):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        end.synchronize()
+        if i >= 2:
+            best = min(best, start.elapsed_time(end) / 1000)
+    return 2 * n**3 / best
+
+
+def fp32_gemm_peak(sizes=(512, 1024), repeats: int = 5) -> float:
+    """torch's fp32 GEMM FLOP/s on this CPU's threads (the ceiling of any torch model here), best over the sizes."""
+    peak = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        peak = max(peak, 2 * n**3 / best_of(lambda: a @ b, repeats))
+    return peak
+
+
+def models_with_preset(preset: str) -> list[str]:
+    """The trainable models whose presets include ``preset``, in the catalogue's order."""
+    from practice_torch.models import MODELS, get_model
+
+    return [name for name in MODELS if preset in getattr(get_model(name), "PRESETS", {})]
+
+
+def _step_flops(trainer) -> int:
+    """Counted FLOPs of one eager forward and backward of the model's loss on one batch (the weights' gradients are
+    cleared after)."""
+    from practice_torch.engine.batches import fetch, shard
+
+    t, procs = trainer.cfg.train, trainer.procs
+    batch = tuple(trainer._to_device(x) for x in fetch(trainer.train_set, trainer.batches.next()))
+    noise = shard(trainer.model.draw_noise(trainer.net, trainer.batch_size, trainer.noise), procs.rank,
+                  procs.world_size)
+    noise = {k: trainer._to_device(v) for k, v in noise.items()}
+
+    def step():
+        with torch.autocast(trainer.device.type, torch.bfloat16, enabled=t.precision == "bf16"):
+            loss, _ = trainer.model.loss(trainer.net, batch, noise)
+        if loss.requires_grad:
+            loss.backward()
+
+    flops = count_flops(step)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    return flops
+
+
+def _timed_steps(trainer, steps: int) -> tuple[float, float | None, float | None]:
+    """(wall seconds of ``steps`` steps, the GPU's busy share, synchronisations per step); the last two None on a
+    CPU. Each step is the engine's ``_train_step``; the host reads nothing in between, as on a GPU run's non-log
+    steps."""
+    device = trainer.device
+    if device.type != "cuda":
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer._train_step()
+        return time.perf_counter() - start, None, None
+    from torch.profiler import ProfilerActivity, profile
+
+    _sync(device)
+    with warnings.catch_warnings(record=True) as caught, profile(activities=[ProfilerActivity.CUDA]) as prof:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        start = time.perf_counter()
+        try:
+            for _ in range(steps):
+                trainer._train_step()
+            torch.cuda.set_sync_debug_mode(0)
+            _sync(device)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        wall = time.perf_counter() - start
+    syncs = sum("synchronizing" in str(w.message) for w in caught)
+    kernels = sum(e.self_device_time_total for e in prof.key_averages()) / 1e6  # microseconds -> seconds
+    return wall, min(kernels / wall, 1.0), syncs / steps
+
+
+def step_row(name: str, preset: str, device: str, steps: int, peak: float, overrides=()) -> dict:
+    """One model's row (see the module's docstring); ``peak``: the GEMM FLOP/s MFU is measured against;
+    ``overrides``: ``--set``-style changes to the preset (e.g. ``data.limit=512`` for a smoke test)."""
+    from practice_torch.engine.config import apply_overrides
+    from practice_torch.models import get_model, new_trainer
+
+    module = get_model(name)
+    cfg = apply_overrides(module.default_config(preset), [f"train.device={device}", "train.samples=1", *overrides])
+    row = {"model": name, "dataset": cfg.data.name, "preset": preset, "batch": cfg.train.batch_size}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        try:
+            trainer = new_trainer(copy.deepcopy(cfg), Path(tmp) / "run")
+        except Exception as exc:  # a preset that needs another run: reported, not fatal
+            return {**row, **dict.fromkeys(MEASURED), "note": f"skipped: {str(exc).splitlines()[0][:120]}"}
+        trainer._train_step()
+        _sync(trainer.device)
+        first = time.perf_counter() - start
+        flops = _step_flops(trainer)
+        wall, busy, syncs = _timed_steps(trainer, steps)
+        trainer.close()
+    per_step = wall / steps
+    return {**row, "examples_per_s": cfg.train.batch_size / per_step, "step_ms": 1000 * per_step,
+            "gflop_per_step": flops / 1e9, "mfu": flops / per_step / peak, "gpu_busy": busy,
+            "syncs_per_step": syncs, "first_step_s": first, "note": ""}
+
+
+def gpu_steps(args) -> list[dict]:
+    """Rows of ``step_row`` for ``--gpu-models`` (default: every model with the preset), on CUDA when present."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    preset = args.preset or ("full" if device == "cuda" else "quick")
+    names = args.gpu_models.split(",") if args.gpu_models else models_with_preset("full")
+    steps = args.gpu_steps or (20 if device == "cuda" else 3)
+    peak = bf16_gemm_peak(torch.device("cuda")) if device == "cuda" else fp32_gemm_peak()
+    print(f"{device}: GEMM peak {peak / 1e12:.2f} TFLOP/s ({'bf16' if device == 'cuda' else 'fp32, torch'}); "
+          f"{preset} presets, {steps} timed steps each")
+    rows = []
+    for name in names:
+        row = step_row(name, preset, device, steps, peak, args.gpu_set)
+        print(f"  {name}: " + (row["note"] or f"{row['examples_per_s']:.0f} examples/s, MFU {row['mfu']:.3f}"),
+              flush=True)
+        rows.append({**row, "device": device, "peak_tflops": peak / 1e12})
+    return rows
