@@ -1,0 +1,142 @@
+"""TRPO's training adapter for the character language model (``practice_torch.models``):
+``python -m practice_torch train trpo --set model.reference=RUN_DIR``.
+
+The policy and the frozen reference are REINFORCE's (``policy_gradient.policy``): B prompts per step, K responses
+each from the current policy, returns = the judge's reward - ``model.kl_coef`` (log pi(y) - log pi_ref(y)), and the
+leave-one-out baseline of the prompt's other K - 1 returns as the advantage A of every character of a response.
+Instead of Adam, each step is TRPO's natural-gradient update (``natural.natural_step``; the engine's closed-form
+``update``): the surrogate L(theta) = mean over the responses' characters of pi_theta(y_t)/pi_old(y_t) A (eq. 14),
+the constraint the mean over the visited prefixes of the exact KL(pi_old(. | s_t) || pi_theta(. | s_t)) <=
+``model.max_kl``, conjugate gradient on its Fisher-vector products, and a backtracking line search. One process
+only: TRPO's products would each need an all-reduce under torchrun.
+
+``eval`` reports what REINFORCE's does (``policy_gradient.training.fine_tuning_metrics``). The derivation:
+``python -m theory_jax trpo``; TRPO on CartPole-v1: ``practice_torch.trpo.control``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.policy_gradient import training as pg
+from practice_torch.policy_gradient.functions import action_log_probs, leave_one_out_baseline
+from practice_torch.policy_gradient.judges import judge
+from practice_torch.policy_gradient.policy import (
+    LanguageSettings,
+    PolicyAndReference,
+    build_pair,
+    episode_logits,
+    prompts_of,
+    response_log_prob,
+    sample_responses,
+)
+from practice_torch.trpo.natural import natural_step
+
+
+@dataclass
+class Config(LanguageSettings):
+    """TRPO's settings: the run's ``model.*`` keys (``--set model.reference=runs/lm``)."""
+
+    judge: str = "letter"
+    letters: str = "e"
+    samples_per_prompt: int = 4  # K: the leave-one-out baseline needs K >= 2
+    kl_coef: float = 0.02  # beta of the k1 penalty in the return
+    max_kl: float = 0.01  # delta: the trust region, mean KL per visited prefix (nats)
+    cg_iterations: int = 10
+    damping: float = 0.1
+    backtracks: int = 10
+    eval_prompts: int = 256
+
+
+HEADLINE = pg.HEADLINE
+
+# quick: REINFORCE's batches (16 prompts x 4 responses of 32 characters), 200 natural-gradient steps on one thread;
+# full: a GPU, 64 prompts x 8 responses of 64 characters.
+PRESETS = {
+    "quick": {"shakespeare": Preset(
+        Config(),
+        TrainConfig(steps=200, batch_size=16, checkpoint_every=50, log_every=10, samples=8, threads=1))},
+    "full": {"shakespeare": Preset(
+        Config(prompt_length=64, response_length=64, samples_per_prompt=8, eval_prompts=1024),
+        TrainConfig(steps=1000, batch_size=64, checkpoint_every=250, log_every=50, samples=16))},
+}
+default_config = preset_config("trpo", PRESETS)
+
+
+def check(config: Config) -> None:
+    pg.check(config)
+    if config.max_kl <= 0 or config.cg_iterations < 1 or config.damping < 0 or config.backtracks < 1:
+        raise ValueError(f"model.max_kl must be positive, model.cg_iterations and model.backtracks at least 1, "
+                         f"model.damping not negative; got {config.max_kl}, {config.cg_iterations}, "
+                         f"{config.backtracks}, {config.damping}")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise ValueError("trpo trains in one process (each Fisher-vector product would need an all-reduce): run it "
+                         "without torchrun")
+
+
+def build(config: Config, data) -> PolicyAndReference:
+    check(config)
+    lm, _ = build_pair(config, data)
+    net = PolicyAndReference(lm, config)
+    net.judge, net.kl_coef, net.samples_per_prompt = judge(config.judge, config.letters), config.kl_coef, \
+        config.samples_per_prompt
+    net.trust = {"max_kl": config.max_kl, "cg_iterations": config.cg_iterations, "damping": config.damping,
+                 "backtracks": config.backtracks}
+    return net
+
+
+draw_noise = pg.draw_noise
+
+
+def loss(net, batch, noise):  # the engine calls ``update`` instead; the interface asks for a loss
+    raise NotImplementedError("trpo steps by its closed-form update")
+
+
+def update(net: PolicyAndReference, batch, noise: dict[str, torch.Tensor]):
+    """One TRPO step on fresh responses to the batch's prompts (x (B, 256) windows); (the negated surrogate after
+    the step, terms: the judge's mean reward, k1 per response, the step's fraction and measured KL)."""
+    prompts = prompts_of(batch[0], net.prompt_length)
+    u = noise["u"].to(prompts.device)
+    b, k, length = u.shape
+    responses = sample_responses(net.policy, prompts, u).reshape(b * k, length)
+    rows = prompts.repeat_interleave(k, dim=0)
+    p = net.prompt_length
+    tokens, old_logits = episode_logits(net.policy, rows, responses)
+    log_ref = response_log_prob(episode_logits(net.reference, rows, responses)[1], tokens, p)
+    log_old = response_log_prob(old_logits, tokens, p)
+    rewards, returns = pg.returns_of(net, responses, log_old, log_ref)
+    advantages = (returns.reshape(b, k) - leave_one_out_baseline(returns.reshape(b, k))).reshape(-1, 1)
+    old_logp = torch.log_softmax(old_logits[:, p - 1:], -1)  # (N, L, V): pi_old at each visited prefix
+    old_token = action_log_probs(old_logits[:, p - 1:], responses)
+
+    def new_logits():
+        return net.policy(tokens[:, :-1]).float()[:, p - 1:]
+
+    def surrogate():  # eq. 14, per character: mean pi/pi_old A
+        return torch.mean(torch.exp(action_log_probs(new_logits(), responses) - old_token) * advantages)
+
+    def mean_kl():  # mean over the visited prefixes of KL(pi_old || pi_theta), exact over the vocabulary
+        return torch.mean(torch.sum(old_logp.exp() * (old_logp - torch.log_softmax(new_logits(), -1)), -1))
+
+    params = [q for q in net.policy.parameters() if q.requires_grad]
+    step = natural_step(params, surrogate, mean_kl, **net.trust)
+    terms = {"reward": rewards.mean(), "kl_k1": (log_old - log_ref).mean(),
+             "step_fraction": torch.tensor(step["step_fraction"]), "trust_kl": torch.tensor(step["kl"])}
+    return torch.tensor(-step["surrogate_after"]), terms
+
+
+def evaluate(net: PolicyAndReference, config: Config, dataset, generator: torch.Generator) -> dict[str, float]:
+    """``policy_gradient.training.fine_tuning_metrics`` of the TRPO policy."""
+    return pg.fine_tuning_metrics(net, config, dataset, generator)
+
+
+def sample(net: PolicyAndReference, config: Config, n: int, generator: torch.Generator, examples=None):
+    """As REINFORCE's: the policy's responses, and side by side with the reference's."""
+    return pg.sample(net, config, n, generator, examples)
+
+
+__all__ = ["HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "loss", "sample", "update"]
