@@ -98,8 +98,10 @@ TOPICS: tuple[Topic, ...] = (
     Topic("ppo", "rl & preferences", "proximal policy optimisation", "text",
           trains="PPO with a value head and a per-token KL penalty: the character LM fine-tuned toward a judge (text)"),
     Topic("trpo", "rl & preferences", "trust region policy optimisation", "text, control"),
-    Topic("reward_model", "rl & preferences", "reward modelling; Bradley-Terry", "text"),
-    Topic("dpo", "rl & preferences", "direct preference optimisation", "text"),
+    Topic("reward_model", "rl & preferences", "reward modelling; Bradley-Terry", "text",
+          trains="Bradley-Terry reward model on the character LM's trunk, pairs labelled by a judge (text)"),
+    Topic("dpo", "rl & preferences", "direct preference optimisation", "text",
+          trains="DPO on judge-labelled pairs from the frozen reference: the character LM fine-tuned (text)"),
     # State-space models
     Topic("ssm", "state-space", "S4; selective scan (Mamba)", "text, sound"),
 )
