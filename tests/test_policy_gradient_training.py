@@ -210,3 +210,14 @@ def test_the_quick_preset_raises_the_judges_reward_by_a_standard_deviation(tmp_p
     reference = json.loads((lm / "eval_test.json").read_text())
     assert metrics["reward_gain_in_sd"] >= 1.0
     assert metrics["bits_per_char"] <= reference["bits_per_char"] + 0.3
+
+
+def test_the_reward_against_kl_figure_reads_evaluated_runs_and_refuses_others(pg_run, lm_run, tmp_path, capsys):
+    from practice_torch.policy_gradient import frontier
+
+    assert main(["eval", str(pg_run)]) == 0
+    points = frontier.frontier_points([pg_run])
+    assert points[0]["model"] == "policy_gradient" and points[0]["kl"] >= 0 and 0 <= points[0]["reward"] <= 1
+    assert frontier.main([str(pg_run), "--out", str(tmp_path / "f.png")]) == 0 and (tmp_path / "f.png").stat().st_size
+    assert frontier.main([str(lm_run), "--out", str(tmp_path / "g.png")]) == 2  # a run that fine-tunes nothing
+    assert "no eval_test.json" in capsys.readouterr().err and not (tmp_path / "g.png").exists()
