@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import gymnasium
 import numpy as np
@@ -230,6 +232,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
     assert control.main(["--out", str(tmp_path / "run"), *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and words in err
+
+
+def test_the_trpo_module_is_a_command(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "practice_torch.trpo.control", "--out", str(tmp_path), "--env",
+                           "MountainCarContinuous-v0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Box actions" in done.stderr
 
 
 def test_a_second_run_into_the_same_folder_is_refused(tmp_path, capsys):

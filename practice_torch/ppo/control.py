@@ -366,7 +366,8 @@ def check_config(config: ControlConfig) -> int:
     """The number of iterations; ValueError (one line) for settings that cannot run."""
     for key in ("total_steps", "num_envs", "num_steps", "hidden", "checkpoint_every"):
         if getattr(config, key) <= 0:
-            raise ValueError(f"{key} must be positive, got {getattr(config, key)}")
+            flag = " (--steps)" if key == "total_steps" else ""
+            raise ValueError(f"{key}{flag} must be positive, got {getattr(config, key)}")
     per_iteration = config.num_envs * config.num_steps
     if config.total_steps < per_iteration:
         raise ValueError(f"total_steps {config.total_steps} is less than one iteration ({config.num_envs} envs x "
