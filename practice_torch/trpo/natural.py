@@ -47,16 +47,19 @@ def kl_fisher_product(mean_kl: Callable[[], torch.Tensor], params: list[nn.Param
 
 
 def natural_step(params: list[nn.Parameter], surrogate: Callable[[], torch.Tensor], mean_kl: Callable[[], torch.Tensor],
-                 max_kl: float, cg_iterations: int = 10, damping: float = 0.1, backtracks: int = 10
-                 ) -> dict[str, float]:
+                 max_kl: float, cg_iterations: int = 10, damping: float = 0.1, backtracks: int = 10,
+                 fisher_kl: Callable[[], torch.Tensor] | None = None) -> dict[str, float]:
     """One TRPO update of ``params`` in place (steps 1-4 above). ``surrogate()`` and ``mean_kl()`` evaluate L(theta)
-    and the mean KL(pi_old || pi_theta) at the parameters' current values. Returns the surrogate before and after,
-    the accepted step's fraction of the full step (0: rejected, theta unchanged) and its measured KL."""
+    and the mean KL(pi_old || pi_theta) at the parameters' current values; ``fisher_kl()``, if given, is the same KL
+    on a subsample of the states, for the Fisher-vector products only (Schulman et al. 2015, sec. 6: the products
+    dominate the cost, and a fraction of the data estimates F well); the line search measures ``mean_kl``.
+    Returns the surrogate before and after, the accepted step's fraction of the full step (0: rejected, theta
+    unchanged) and its measured KL."""
     with torch.enable_grad():
         before = surrogate()
         g = flat_grad(before, params)  # 1.
     before = before.detach()
-    fvp = kl_fisher_product(mean_kl, params, damping)
+    fvp = kl_fisher_product(fisher_kl or mean_kl, params, damping)
     s = conjugate_gradient(fvp, g, cg_iterations)  # 2.
     shs = float(torch.dot(s, fvp(s)))
     theta_old = parameters_to_vector(params).detach()
