@@ -21,6 +21,7 @@ from practice_torch.ppo.functions import gae
 from practice_torch.trpo import control as trpo_control
 from practice_torch.trpo.control import TRPO, TRPO_PRESETS, TRPOConfig, fisher_vector_product_of
 from practice_torch.trpo.functions import conjugate_gradient
+from practice_torch.trpo.natural import flat_grad
 
 torch.set_num_threads(1)
 GAMMA, LAM = 0.9, 0.8
@@ -211,7 +212,7 @@ def test_the_fisher_vector_product_of_the_network_is_its_kl_hessian():
     with torch.no_grad():
         old_logits = policy(obs)
     params = list(policy.parameters())
-    rows = [trpo_control.flat_grad(policy(obs)[s, a], params) for s in range(7) for a in range(3)]
+    rows = [flat_grad(policy(obs)[s, a], params) for s in range(7) for a in range(3)]
     jac = torch.stack(rows).reshape(7, 3, -1)
     p = torch.softmax(old_logits, -1)
     fisher = sum(jac[s].T @ (torch.diag(p[s]) - torch.outer(p[s], p[s])) @ jac[s] for s in range(7)) / 7

@@ -13,20 +13,20 @@ The rollout, the per-episode GAE, the networks, checkpoints, metrics and the com
 4. a backtracking line search over fractions 1, 1/2, 1/4, ... that accepts the first step with a higher surrogate
    and a measured mean KL <= delta, else keeps theta_old;
 5. the value network (a separate 64-64 tanh MLP) fitted to the lambda-returns by epochs of minibatch Adam.
+Steps 1-4 are ``natural.natural_step``, the same update as TRPO's on the language model (``trpo.training``).
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from practice_torch.ppo.control import Batch, ControlConfig, actor_critic, entropy, main, normalise
-from practice_torch.trpo.functions import conjugate_gradient, mean_kl, surrogate
+from practice_torch.trpo.functions import mean_kl, surrogate
+from practice_torch.trpo.natural import kl_fisher_product, natural_step
 
 
 @dataclass
@@ -44,23 +44,16 @@ class TRPOConfig(ControlConfig):
 TRPO_PRESETS = {"full": TRPOConfig(num_steps=512), "quick": TRPOConfig(total_steps=150_000, num_steps=512)}
 
 
-def flat_grad(output: torch.Tensor, params: list[nn.Parameter], create_graph: bool = False) -> torch.Tensor:
-    """d output / d theta over the flattened parameters. () -> (P,)."""
-    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(output, params, create_graph=create_graph)])
-
-
 def fisher_vector_product_of(policy: nn.Module, obs: torch.Tensor, old_logits: torch.Tensor, damping: float):
     """v -> F v + damping v, F the Hessian of the mean KL(pi_old || pi_theta) over the states ``obs`` (N, D) at
-    theta = theta_old: the gradient of (grad_theta mean_kl) . v (Appendix C), by double backprop. (P,) -> (P,)."""
-    params = list(policy.parameters())
-    weights = torch.full((obs.shape[0],), 1.0 / obs.shape[0], dtype=obs.dtype)
+    theta = theta_old (``natural.kl_fisher_product`` of the project's ``mean_kl``, uniform state weights 1/N).
+    (P,) -> (P,)."""
+    return kl_fisher_product(lambda: _mean_kl(policy, obs, old_logits), list(policy.parameters()), damping)
 
-    def product(v: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            grad = flat_grad(mean_kl(old_logits, policy(obs), weights), params, create_graph=True)
-            return flat_grad(torch.dot(grad, v), params) + damping * v
 
-    return product
+def _mean_kl(policy: nn.Module, obs: torch.Tensor, old_logits: torch.Tensor) -> torch.Tensor:
+    n = obs.shape[0]
+    return mean_kl(old_logits, policy(obs), torch.full((n,), 1.0 / n, dtype=old_logits.dtype))
 
 
 class TRPO:
@@ -73,40 +66,21 @@ class TRPO:
         self.modules = {"policy": self.policy, "value": self.value}
         self.optimizers = {"value_adam": torch.optim.Adam(self.value.parameters(), lr=config.value_lr)}
 
-    def surrogate_and_kl(self, batch: Batch, advantages: torch.Tensor, old_logits: torch.Tensor):
-        """(L(theta), mean KL(pi_old || pi_theta)) at the policy's current parameters, both ()."""
-        logits = self.policy(batch.obs)
-        n = batch.obs.shape[0]
-        states = torch.arange(n)
-        return (surrogate(logits, old_logits, states, batch.actions, advantages),
-                mean_kl(old_logits, logits, torch.full((n,), 1.0 / n, dtype=logits.dtype)))
-
     def policy_step(self, batch: Batch) -> dict[str, float]:
-        c, params = self.config, list(self.policy.parameters())
+        """Steps 1-4 (``natural.natural_step``) on the batch's states, actions and normalised advantages."""
+        c = self.config
         advantages = normalise(batch.advantages)
+        states = torch.arange(batch.obs.shape[0])
         with torch.no_grad():
             old_logits = self.policy(batch.obs)
-        old_surrogate, _ = self.surrogate_and_kl(batch, advantages, old_logits)
-        g = flat_grad(old_surrogate, params)  # 1.
-        fvp = fisher_vector_product_of(self.policy, batch.obs, old_logits, c.damping)
-        s = conjugate_gradient(fvp, g, c.cg_iterations)  # 2.
-        shs = float(torch.dot(s, fvp(s)))
-        theta_old = parameters_to_vector(params).detach()
-        accepted, kl, new_surrogate = 0.0, 0.0, float(old_surrogate.detach())
-        if shs > 0:
-            full_step = math.sqrt(2 * c.max_kl / shs) * s  # 3.
-            for k in range(c.backtracks):  # 4.
-                vector_to_parameters(theta_old + 0.5**k * full_step, params)
-                with torch.no_grad():
-                    trial, trial_kl = self.surrogate_and_kl(batch, advantages, old_logits)
-                if trial > old_surrogate and trial_kl <= c.max_kl:
-                    accepted, kl, new_surrogate = 0.5**k, float(trial_kl), float(trial)
-                    break
-        if not accepted:
-            vector_to_parameters(theta_old, params)
-        return {"policy_loss": -new_surrogate, "surrogate_gain": new_surrogate - float(old_surrogate.detach()),
-                "entropy": float(entropy(old_logits).mean()), "approx_kl": kl, "step_fraction": accepted,
-                "clip_fraction": None}
+        step = natural_step(list(self.policy.parameters()),
+                            lambda: surrogate(self.policy(batch.obs), old_logits, states, batch.actions, advantages),
+                            lambda: _mean_kl(self.policy, batch.obs, old_logits), c.max_kl, c.cg_iterations,
+                            c.damping, c.backtracks)
+        return {"policy_loss": -step["surrogate_after"],
+                "surrogate_gain": step["surrogate_after"] - step["surrogate_before"],
+                "entropy": float(entropy(old_logits).mean()), "approx_kl": step["kl"],
+                "step_fraction": step["step_fraction"], "clip_fraction": None}
 
     def fit_value(self, batch: Batch) -> float:
         """Epochs of minibatch Adam on 0.5 (V(s) - return)^2; the mean loss."""
