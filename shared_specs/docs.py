@@ -127,11 +127,14 @@ def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-BOOKKEEPING = ("train.checkpoint_every=", "train.log_every=", "train.threads=", "train.samples=")
+BOOKKEEPING = ("train.checkpoint_every=", "train.log_every=", "train.threads=", "train.samples=",
+               # the trained runs a model builds on (and what it recorded of them), which every run must name
+               "model.reference", "model.generator", "model.autoencoder", "model.vq_vae", "model.latent_scale=")
 
 
 def _plain(row: dict[str, Any]) -> bool:
-    """A run of the preset as it is: no setting changed beyond checkpointing, logging and threads."""
+    """A run of the preset as it is: no setting changed beyond checkpointing, logging, threads and the trained runs
+    it builds on."""
     return all(change.startswith(BOOKKEEPING) for change in row.get("changes", []))
 
 
