@@ -171,3 +171,53 @@ def test_the_quick_preset_raises_the_judges_reward_by_a_standard_deviation(tmp_p
     reference = json.loads((lm / "eval_test.json").read_text())
     assert metrics["reward_gain_in_sd"] >= 1.0
     assert metrics["bits_per_char"] <= reference["bits_per_char"] + 0.3
+
+
+@pytest.fixture(scope="module")
+def rm_run(lm_run, tmp_path_factory):
+    """A reward model on the tiny language model, trained for 4 steps."""
+    run = tmp_path_factory.mktemp("rm") / "run"
+    assert main(["train", "reward_model", "--steps", "4", "--out", str(run), "--set", f"model.reference={lm_run}",
+                 "--set", "model.prompt_length=8", "--set", "model.response_length=8", "--set", "train.batch_size=4",
+                 "--set", "train.samples=2", "--set", "model.eval_pairs=8", "--set", "train.log_every=2"]) == 0
+    return run
+
+
+def test_against_a_reward_model_the_reward_is_its_normalised_score_and_the_judge_only_scores(lm_run, rm_run, tmp_path):
+    from practice_torch.models import new_trainer
+
+    cfg = apply_overrides(ppo_training.default_config("quick", "shakespeare"),
+                          [f"model.reference={lm_run}", f"model.reward_model={rm_run}", *TINY, "train.steps=4"])
+    trainer = new_trainer(cfg, tmp_path / "run")
+    net = trainer.net
+    assert cfg.model.reward_model_step == 4 and not any(p.requires_grad for p in net.scorer.parameters())
+    # normalised over the reference's responses to the validation prompts: mean 0 and sd 1 there
+    prompts = ppo_training.pg.validation_prompts(ppo_training.NORMALISING_PROMPTS, 8)
+    u = torch.rand((len(prompts), 1, 8), generator=torch.Generator().manual_seed(0), dtype=torch.float64).float()
+    with torch.no_grad():
+        raw = net.scorer(prompts, sample_responses(net.reference, prompts, u)[:, 0])
+    torch.testing.assert_close(net.scorer.score_mean, raw.mean())
+    torch.testing.assert_close(net.scorer.score_sd, raw.std(correction=1))
+    trainer.run()
+    r = net.rollout
+    with torch.no_grad():
+        scored = (net.scorer(r.tokens[:, :8], r.tokens[:, 8:]) - net.scorer.score_mean) / net.scorer.score_sd
+    torch.testing.assert_close(r.scores, scored)
+    assert not torch.allclose(r.scores, r.rewards)  # the control: the judge's reward is not what is optimised
+    # sample, eval and --resume need neither the reference run nor the reward model's
+    moved = tmp_path / "rm-moved"
+    rm_run.rename(moved)
+    try:
+        assert main(["eval", str(tmp_path / "run")]) == 0
+    finally:
+        moved.rename(rm_run)
+
+
+def test_a_reward_model_of_another_shape_or_a_run_of_another_model_is_refused(lm_run, rm_run, tmp_path, capsys):
+    base = ["train", "ppo", "--steps", "1", "--set", f"model.reference={lm_run}", "--set", "model.prompt_length=8"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--set", f"model.reward_model={rm_run}", "--set",
+                 "model.response_length=6"]) == 2
+    assert "has response_length=8 where this run has 6" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b"), "--set", f"model.reward_model={lm_run}", "--set",
+                 "model.response_length=8"]) == 2
+    assert "is a language_model run; name a trained reward_model run" in capsys.readouterr().err

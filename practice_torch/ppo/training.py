@@ -12,6 +12,12 @@ buffers (``Rollout``), so a checkpoint carries it and a resumed run is exact. Ea
 optimizer step on PPO's loss over the whole rollout: the clipped surrogate (Schulman et al. 2017, eq. 7) on the
 per-token ratios pi/pi_old plus ``model.value_coef`` times the value head's squared error to the returns.
 
+With ``model.reward_model=RUN`` (a trained ``reward_model`` run on the same language model's architecture) the
+reward is the learned one instead of the judge's: the reward model's score r(prompt, y), normalised to mean 0 and
+sd 1 over the reference model's responses to 256 validation prompts (Ziegler et al. 2019, sec. 2.2), its weights
+frozen and stored in this run's checkpoints; the judge then only scores (the logged ``reward``), so whether
+optimising the learned reward raises the true one is measured, not assumed.
+
 ``eval`` reports what REINFORCE's does (``policy_gradient.training.fine_tuning_metrics``): the judge's mean reward
 of policy and reference on held-out prompts, the gain in the reference's sds, the KL to the reference and the
 held-out bits/char. The derivation: ``python -m theory_jax ppo``; PPO on CartPole-v1: ``practice_torch.ppo.control``.
@@ -56,6 +62,8 @@ class Config(LanguageSettings):
     gamma: float = 1.0  # the episode is one response: no discount
     lam: float = 0.95  # GAE's lambda
     eval_prompts: int = 256
+    reward_model: str = ""  # a trained reward_model run: its normalised score is the reward ("": the judge's)
+    reward_model_step: int = 0  # the step of its checkpoint build loaded (recorded; 0: not loaded, or none)
 
 
 HEADLINE = pg.HEADLINE
@@ -78,10 +86,11 @@ default_config = preset_config("ppo", PRESETS)
 
 class Rollout(nn.Module):
     """The current rollout, in buffers so that checkpoints carry it: tokens (N, P + L) int64, old_log_probs,
-    advantages and returns (N, L), the judge's rewards and the k1 KL per response (N,). Their N is the rollout's:
+    advantages and returns (N, L), the judge's rewards, the rewards optimised (the judge's or the reward model's
+    normalised score) and the k1 KL per response (N,). Their N is the rollout's:
     a checkpoint's buffers are taken at whatever size they were saved (``RESIZABLE_BUFFERS``)."""
 
-    RESIZABLE_BUFFERS = ("tokens", "old_log_probs", "advantages", "returns", "rewards", "kl")  # engine.checkpoint
+    RESIZABLE_BUFFERS = ("tokens", "old_log_probs", "advantages", "returns", "rewards", "scores", "kl")  # checkpoint
 
     def __init__(self):
         super().__init__()
@@ -107,6 +116,12 @@ class PolicyWithValue(PolicyAndReference):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._count = HostCount()
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, "scorer", None) is not None:  # a frozen reward model stays in eval mode
+            self.scorer.eval()
+        return self
+
     def logits_and_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The policy's logits predicting each response character and the values of the states before it.
         tokens: (N, P + L) -> ((N, L, V), (N, L))."""
@@ -130,10 +145,66 @@ def check(config: Config) -> None:
                          f"[0, 1]; got {config.kl_coef}, {config.value_coef}, {config.gamma}, {config.lam}")
 
 
+NORMALISING_PROMPTS = 256  # the reference's responses the reward model's score is normalised over
+
+
+def load_reward_model(config: Config, data):
+    """The frozen reward model of the run ``config.reward_model`` (its step recorded), or, once recorded, an empty
+    one of the same architecture (its weights come with this run's checkpoint). ValueError, one line, for a path
+    that is not a trained reward_model run on this language model's architecture and episode."""
+    from pathlib import Path
+
+    from practice_torch.engine import RunError
+    from practice_torch.engine.checkpoint import latest_step
+    from practice_torch.engine.runs import run_model_name
+    from practice_torch.models import open_run
+    from practice_torch.policy_gradient.policy import LM_KEYS, build_lm
+    from practice_torch.reward_model.networks import RewardModel
+
+    if config.reward_model_step:
+        scorer = RewardModel(build_lm(config, data.num_classes), config)
+    else:
+        path = Path(config.reward_model)
+        try:
+            if run_model_name(path) != "reward_model":
+                raise ValueError(f"model.reward_model={path} is a {run_model_name(path)} run; name a trained "
+                                 "reward_model run (python -m practice_torch train reward_model)")
+            _, cfg, scorer = open_run(path, torch.device("cpu"))
+        except (RunError, OSError) as exc:
+            raise ValueError(f"model.reward_model={path}: not a trained reward_model run ({exc})") from None
+        differs = [k for k in (*LM_KEYS, "prompt_length", "response_length")
+                   if getattr(cfg.model, k) != getattr(config, k)]
+        if differs:
+            raise ValueError(f"model.reward_model={path} has {differs[0]}={getattr(cfg.model, differs[0])} where "
+                             f"this run has {getattr(config, differs[0])}: train it on the same language model")
+        config.reward_model_step = latest_step(path / "checkpoints") or 0
+    scorer.register_buffer("score_mean", torch.zeros(()))
+    scorer.register_buffer("score_sd", torch.ones(()))
+    return scorer.requires_grad_(False).eval()
+
+
+@torch.no_grad()
+def normalise_scores(net: PolicyWithValue) -> None:
+    """Set the reward model's score mean and sd from the reference's responses to the validation split's first
+    ``NORMALISING_PROMPTS`` windows (a fixed seed: the same numbers every time)."""
+    prompts = pg.validation_prompts(NORMALISING_PROMPTS, net.prompt_length)
+    u = torch.rand((len(prompts), 1, net.response_length), generator=torch.Generator().manual_seed(0),
+                   dtype=torch.float64).float()
+    scores = net.scorer(prompts, sample_responses(net.reference, prompts, u)[:, 0])
+    net.scorer.score_mean.fill_(scores.mean())
+    net.scorer.score_sd.fill_(scores.std(correction=1).clamp_min(1e-6))
+
+
 def build(config: Config, data) -> PolicyWithValue:
     check(config)
     lm, _ = build_pair(config, data)
     net = PolicyWithValue(lm, config)
+    net.scorer = None
+    if config.reward_model or config.reward_model_step:
+        first = not config.reward_model_step
+        net.scorer = load_reward_model(config, data)
+        if first:
+            normalise_scores(net)
     net.judge, net.kl_coef, net.ppo_epochs, net.clip = judge(config.judge, config.letters), config.kl_coef, \
         config.ppo_epochs, config.clip
     net.value_coef, net.gamma, net.lam = config.value_coef, config.gamma, config.lam
@@ -196,12 +267,15 @@ def collect(net: PolicyWithValue, prompts: torch.Tensor, u: torch.Tensor) -> Non
     log_pi = action_log_probs(logits, responses)
     log_ref = action_log_probs(net.reference(tokens[:, :-1]).float()[:, net.prompt_length - 1:], responses)
     judged = torch.tensor(score(net.judge, decode(responses)), device=tokens.device)
-    tokens, values, log_pi, log_ref, judged = (gathered(t) for t in (tokens, values, log_pi, log_ref, judged))
-    rewards = token_rewards(judged, log_pi, log_ref, net.kl_coef)
+    scored = judged if net.scorer is None else (net.scorer(prompts, responses) - net.scorer.score_mean) / \
+        net.scorer.score_sd
+    tokens, values, log_pi, log_ref, judged, scored = (gathered(t) for t in (tokens, values, log_pi, log_ref, judged,
+                                                                             scored))
+    rewards = token_rewards(scored, log_pi, log_ref, net.kl_coef)
     values_ext = torch.cat([values, values.new_zeros(len(values), 1)], 1)  # V = 0 after the last character
     advantages = gae(rewards, values_ext, net.gamma, net.lam)
     net.rollout.store(tokens=tokens, old_log_probs=log_pi, advantages=whiten(advantages),
-                      returns=advantages + values, rewards=judged, kl=kl_k1(log_pi, log_ref).sum(-1))
+                      returns=advantages + values, rewards=judged, scores=scored, kl=kl_k1(log_pi, log_ref).sum(-1))
 
 
 def loss(net: PolicyWithValue, batch, noise: dict[str, torch.Tensor]):
@@ -218,7 +292,7 @@ def loss(net: PolicyWithValue, batch, noise: dict[str, torch.Tensor]):
     policy_loss = clipped_surrogate_loss(log_pi.flatten(), old_log_pi.flatten(), advantages.flatten(), net.clip)
     value_loss = 0.5 * torch.mean((values - returns) ** 2)
     ratio = torch.exp(log_pi.detach() - old_log_pi)
-    terms = {"reward": r.rewards.mean(), "kl_k1": r.kl.mean(), "policy_loss": policy_loss.detach(),
+    terms = {"reward": r.rewards.mean(), "score": r.scores.mean(), "kl_k1": r.kl.mean(), "policy_loss": policy_loss.detach(),
              "value_loss": value_loss.detach(), "clip_fraction": ((ratio - 1).abs() > net.clip).float().mean(),
              "kl_old_k3": kl_k3(log_pi.detach(), old_log_pi).mean()}
     return policy_loss + net.value_coef * value_loss, terms
