@@ -213,10 +213,11 @@ def features(args) -> int:
 
 
 def results(args) -> int:
-    from practice_torch.results import RESULTS_FILE, add_rows, result_row
+    from practice_torch.results import RESULTS_FILE, add_rows, control_row, result_row
 
     path = args.file or RESULTS_FILE
-    rows = [result_row(Path(run), args.load) for run in args.run_dirs]
+    rows = [control_row(Path(run), args.load) if (Path(run) / "eval.json").is_file() and not (
+        Path(run) / "config.json").is_file() else result_row(Path(run), args.load) for run in args.run_dirs]
     add_rows(rows, path)
     for row in rows:
         print(f"  {row['model']} on {row['dataset']} ({row['preset']}): {row['label']} {row['value']:.4g} "

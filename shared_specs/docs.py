@@ -143,6 +143,7 @@ def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     has one on (else its newest run); each carries ``runs``, how many the model has in all (its page lists them)."""
     chosen: dict[str, dict[str, Any]] = {}
     count: dict[str, int] = {}
+    rows = [r for r in rows if r.get("kind") != "control"]  # control tasks have their own table (``control_table``)
     for r in rows:  # docs/results.json is in the order recorded
         name = r["model"]
         count[name] = count.get(name, 0) + 1
@@ -168,6 +169,23 @@ def results_table(rows: list[dict[str, Any]], link_prefix: str | None) -> str:
         model = f"[`{r['model']}`]({link_prefix}{r['model']}.md#results){more} | " if link_prefix is not None else ""
         lines.append(f"| {model}{r['dataset']} | {_settings(r)} | {_figure(r)} | {r['steps']} | "
                      f"{_minutes(r['train_seconds'])}{' (resumed)' if r.get('resumed') else ''} | {r['machine']} | "
+                     f"{r['load']} | {r['commit']} |")
+    return "\n".join(lines)
+
+
+def control_table(rows: list[dict[str, Any]]) -> str:
+    """The README's table of the control-task runs (``kind`` 'control': PPO and TRPO on gymnasium environments),
+    side by side: env steps trained, the first at which an iteration's episodes averaged the solved threshold, the
+    greedy evaluation, the wall time, and where."""
+    rows = [r for r in rows if r.get("kind") == "control"]
+    if not rows:
+        return "*No control run recorded yet: `python -m practice_torch results RUN --load ...`, then `make docs`.*"
+    lines = ["| algorithm | environment | preset and settings | env steps | env steps to the solved mean return | "
+             "greedy evaluation | training time | machine | load | commit |", "|" + "---|" * 10]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["preset"] != "quick", r["preset"], r["model"])):
+        solved = f"{r['steps_to_solved']:,}" if r.get("steps_to_solved") else "not reached"
+        lines.append(f"| [`{r['model']}`]({TOPICS_DIR}/{r['model']}.md#cartpole-v1) | {r['dataset']} | {_settings(r)} | "
+                     f"{r['steps']:,} | {solved} | {_figure(r)} | {_minutes(r['train_seconds'])} | {r['machine']} | "
                      f"{r['load']} | {r['commit']} |")
     return "\n".join(lines)
 
@@ -242,7 +260,8 @@ def rendered(root: Path | None = None) -> dict[str, str]:
     out = {}
     readme = _read(root, "README.md") or ""
     readme = fill(readme, "topic-table", topic_table(), "README.md")
-    out["README.md"] = fill(readme, "results", results_table(results, f"{TOPICS_DIR}/"), "README.md")
+    readme = fill(readme, "results", results_table(results, f"{TOPICS_DIR}/"), "README.md")
+    out["README.md"] = fill(readme, "control", control_table(results), "README.md")
     for topic in topics_with_pages():
         path = f"{TOPICS_DIR}/{topic.name}.md"
         page = _read(root, path)

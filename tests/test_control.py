@@ -157,6 +157,16 @@ def test_the_command_writes_its_files(tmp_path, capsys, module, steps):
     assert (out / "checkpoints" / state["weights"]).is_file() and state["iteration"] == 2
     assert main(["--out", str(out), "--steps", str(steps), "--resume"]) == 0  # already complete: nothing to do
     assert len(control.read_metrics(out)) == 2
+    # its results row: read off the run (the eval, the env steps, the machine and commit of environment.json)
+    from practice_torch.results import control_row
+
+    row = control_row(out, "idle")
+    assert row["kind"] == "control" and row["model"] == module.__name__.split(".")[1] and row["preset"] == "custom"
+    assert row["value"] == result["mean_return"] == row["metrics"][row["metric"]] and row["steps"] == steps
+    assert row["commit"] and row["machine"]
+    (out / "eval.json").unlink()  # the control: an unevaluated run has no row
+    with pytest.raises(Exception, match="has no eval.json: evaluate it with --eval"):
+        control_row(out, "idle")
 
 
 def test_trpo_accepts_only_steps_inside_the_trust_region():

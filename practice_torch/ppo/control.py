@@ -36,6 +36,7 @@ from torch import nn
 
 from practice_torch.engine import RunError
 from practice_torch.engine.checkpoint import atomic_write
+from practice_torch.engine.runs import write_environment
 from practice_torch.ppo.functions import clipped_surrogate_loss, gae, kl_k3
 from practice_torch.progress import progress
 
@@ -400,6 +401,7 @@ def train(algorithm: Callable, config: ControlConfig, out: Path, resume: bool = 
         start = 0
         pool.reset_all(generator)
     out.mkdir(parents=True, exist_ok=True)
+    write_environment(out, torch.device("cpu"), 1, start)  # the machine and commit a results row quotes
     rows = [r for r in read_metrics(out) if r["iteration"] <= start]  # rows past the checkpoint are redone
     atomic_write(out / "metrics.jsonl", lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
     per_iteration = config.num_envs * config.num_steps
@@ -421,6 +423,8 @@ def train(algorithm: Callable, config: ControlConfig, out: Path, resume: bool = 
             if iteration == stop_at:
                 break
     bar.close()
+    write_environment(out, torch.device("cpu"), 1, max([start] + [r["iteration"] for r in read_metrics(out)]),
+                      finished=True)
     plot_returns(read_metrics(out), out / "returns.png", f"{algo.name.upper()} on {config.env}",
                  SOLVED.get(config.env))
     return algo
