@@ -396,3 +396,13 @@ def test_a_nan_between_synchronisation_points_stops_before_anything_is_saved(tmp
     assert json.loads((tmp_path / "run/checkpoints/latest.json").read_text())["step"] == 5
     good, _ = load_checkpoint(tmp_path / "run/checkpoints", "vae")
     assert all(torch.isfinite(t).all() for t in good.values())
+
+
+def test_a_data_set_moves_to_the_gpu_only_when_it_fits_and_never_on_a_cpu():
+    from torch.utils.data import TensorDataset
+
+    from practice_torch.engine.batches import fits_on_device, on_device
+
+    assert fits_on_device(1 << 30, 8 << 30) and not fits_on_device(3 << 30, 8 << 30)  # a quarter of the free memory
+    data = TensorDataset(torch.zeros(4, 3), torch.arange(4))
+    assert on_device(data, torch.device("cpu")) is data  # the control: nothing moves on a CPU

@@ -64,6 +64,24 @@ def in_memory(dataset: Dataset, max_bytes: int = 4 << 30) -> Dataset:
     return TensorDataset(*(torch.stack([torch.as_tensor(t) for t in column]) for column in zip(*items)))
 
 
+def fits_on_device(nbytes: int, free_bytes: int, share: float = 0.25) -> bool:
+    """Whether a data set of ``nbytes`` may live on a GPU with ``free_bytes`` free: at most ``share`` of it, so the
+    model's activations keep the rest."""
+    return nbytes <= share * free_bytes
+
+
+def on_device(dataset: Dataset, device: torch.device) -> Dataset:
+    """An in-memory data set moved to a GPU when it fits (``fits_on_device``): its batches are then gathered there,
+    with no copy from the host per step. Anything else (a CPU, a data set read on access, one too big) passes
+    through."""
+    if device.type != "cuda" or not isinstance(dataset, TensorDataset):
+        return dataset
+    free, _ = torch.cuda.mem_get_info(device)
+    if not fits_on_device(sum(t.nbytes for t in dataset.tensors), free):
+        return dataset
+    return TensorDataset(*(t.to(device) for t in dataset.tensors))
+
+
 def fetch(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The examples at ``indices`` as a batch (x, y, ...), each with leading dimension len(indices)."""
     if isinstance(dataset, TensorDataset):

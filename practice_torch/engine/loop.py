@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from practice_torch.engine import RunError, distributed
-from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, shard
+from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, on_device, shard
 from practice_torch.engine.checkpoint import (
     CheckpointError,
     latest_step,
@@ -120,13 +120,14 @@ class Trainer:
         self.sync_every = t.sync_every or (1 if self.device.type == "cpu" else t.log_every)
         self.accumulator_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         torch.manual_seed(t.seed)
-        self.train_set = in_memory(load_split(cfg.data, "train", cfg.data.limit))
+        self.train_set = on_device(in_memory(load_split(cfg.data, "train", cfg.data.limit)), self.device)
         self.net = build_net(self.model, cfg, info).to(self.device)
         if t.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.update = getattr(self.model, "update", None)  # a closed-form update (EM) in place of the gradient step
         self.validate = getattr(self.model, "validate", None) if t.val_batch else None  # held-out terms at log steps
-        self.val_set = in_memory(load_split(cfg.data, "val")) if self.validate is not None else None
+        self.val_set = on_device(in_memory(load_split(cfg.data, "val")), self.device) if self.validate is not None \
+            else None
         trainable = [p for p in self.net.parameters() if p.requires_grad]
         if not trainable and self.update is None:
             raise RunError(f"{cfg.model_name} has no trainable parameters and no closed-form update")
