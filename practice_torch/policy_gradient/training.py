@@ -50,7 +50,7 @@ class Config(LanguageSettings):
     judge: str = "letter"  # judges.JUDGES
     letters: str = "e"  # the letter judge's letters
     samples_per_prompt: int = 4  # K: the leave-one-out baseline needs K >= 2
-    kl_coef: float = 0.02  # beta: return = judge's reward - beta (log pi(y) - log pi_ref(y))
+    kl_coef: float = 0.03  # beta: return = judge's reward - beta (log pi(y) - log pi_ref(y))
     eval_prompts: int = 256  # held-out prompts eval draws one response for, from the policy and the reference
 
 
@@ -60,8 +60,9 @@ HEADLINE = (("reward_gain_in_sd", "judge's mean reward over the reference's", "r
             ("reward", "judge's mean reward", ""))
 
 # quick: 16 prompts x 4 responses of 32 characters per step, about 0.7 s a step on one CPU thread; lr 3e-4 and beta
-# 0.02 (at 1e-4 and 0.05 the reward rose by 0.76 of the reference's sd, at a KL of 0.48 nats). full: 64 prompts x 8
-# responses of 64 characters from a full-preset language model (context 256).
+# 0.03: the reward rises by 1.6 of the reference's sds while the held-out bits/char worsen by 0.06 (at beta 0.02:
+# 2.7 sds and 0.13; at 0.05: 0.9 sds and 0.03). full: 64 prompts x 8 responses of 64 characters from a full-preset
+# language model (context 256).
 PRESETS = {
     "quick": {"shakespeare": Preset(
         Config(),
