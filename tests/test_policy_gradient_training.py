@@ -199,7 +199,7 @@ def test_a_response_longer_than_the_context_and_a_run_of_another_model_are_refus
 def test_the_quick_preset_raises_the_judges_reward_by_a_standard_deviation(tmp_path):
     """A quick-preset language model (its own slow test's size), then REINFORCE's quick preset on the letter judge:
     the mean reward on held-out prompts rises by at least one of the reference's standard deviations, with a
-    bounded KL to the reference and held-out bits/char within 0.3 of the reference's."""
+    bounded KL to the reference and held-out bits/char within 0.1 of the reference's."""
     lm = tmp_path / "lm"
     assert main(["train", "language_model", "--out", str(lm)]) == 0
     assert main(["eval", str(lm)]) == 0
@@ -209,7 +209,7 @@ def test_the_quick_preset_raises_the_judges_reward_by_a_standard_deviation(tmp_p
     metrics = json.loads((run / "eval_test.json").read_text())
     reference = json.loads((lm / "eval_test.json").read_text())
     assert metrics["reward_gain_in_sd"] >= 1.0
-    assert metrics["bits_per_char"] <= reference["bits_per_char"] + 0.3
+    assert metrics["bits_per_char"] < reference["bits_per_char"] + 0.1  # the held-out text barely worse
 
 
 def test_the_reward_against_kl_figure_reads_evaluated_runs_and_refuses_others(pg_run, lm_run, tmp_path, capsys):

@@ -170,7 +170,7 @@ def test_the_quick_preset_raises_the_judges_reward_by_a_standard_deviation(tmp_p
     metrics = json.loads((run / "eval_test.json").read_text())
     reference = json.loads((lm / "eval_test.json").read_text())
     assert metrics["reward_gain_in_sd"] >= 1.0
-    assert metrics["bits_per_char"] <= reference["bits_per_char"] + 0.3
+    assert metrics["bits_per_char"] < reference["bits_per_char"] + 0.1  # the held-out text barely worse
 
 
 @pytest.fixture(scope="module")
