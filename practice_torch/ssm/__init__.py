@@ -1,5 +1,6 @@
 """State-space models in PyTorch: the twin of ``theory_jax/ssm.py`` (discretisation, the diagonal kernel, the
-causal convolution and the recurrence, HiPPO-LegS, the selective scan in parallel and sequential form).
+causal convolution and the recurrence, HiPPO-LegS, the selective scan in parallel and sequential form) and the layers: S4D, Mamba's selective block, pre-norm
+residual blocks and a character-LM stack (``layers.py``).
 
 Same function names and arguments as the derivation module, so ``shared_specs/ssm.py`` calls both with the same
 NumPy inputs. ``python -m theory_jax ssm`` proves what they compute.
@@ -15,6 +16,7 @@ from practice_torch.ssm.functions import (
     selective_scan,
     selective_scan_sequential,
 )
+from practice_torch.ssm.layers import S4D, Mamba, SSMBlock, SSMStack
 
-__all__ = ["causal_convolution", "diagonal_kernel", "diagonal_recurrence", "discretize_bilinear", "discretize_zoh",
+__all__ = ["S4D", "Mamba", "SSMBlock", "SSMStack", "causal_convolution", "diagonal_kernel", "diagonal_recurrence", "discretize_bilinear", "discretize_zoh",
            "hippo_legs", "selective_scan", "selective_scan_sequential"]

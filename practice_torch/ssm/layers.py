@@ -1,0 +1,221 @@
+"""SSM layers: S4D (Gu et al. 2022) and Mamba's selective SSM block (Gu & Dao 2023, Algorithm 2), each with a
+parallel mode for training and a recurrent ``step`` for generation; pre-norm residual blocks and a character-LM stack.
+
+Shapes: B batch, L length, H model channels, N state size, E = expand * H inner channels, R = rank of Delta's
+projection, K the causal conv's width. Every layer maps (B, L, H) -> (B, L, H).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from practice_torch.ssm.functions import selective_scan
+
+
+def s4d_imag_init(n: int, init: str) -> torch.Tensor:
+    """Im(A_n) of S4D-Lin (pi n) or S4D-Inv (N/pi (N/(2n+1) - 1)) (S4D sec. 4.1, eq. 9-10). -> (N,)."""
+    idx = torch.arange(n, dtype=torch.float32)
+    if init == "lin":
+        return math.pi * idx
+    if init == "inv":
+        return n / math.pi * (n / (2 * idx + 1) - 1)
+    raise ValueError(f"S4D init {init!r} is unknown: use 'lin' or 'inv'.")
+
+
+def complex_diagonal_kernel(dta: torch.Tensor, b_bar: torch.Tensor, c: torch.Tensor, length: int) -> torch.Tensor:
+    """K_{h,j} = sum_n C_n Abar_n^j Bbar_n with Abar^j = exp(j Delta A) (S4 eq. 5, Vandermonde; the complex twin of
+    ``diagonal_kernel``, whose real ``arange`` powers refuse complex Abar). dta, b_bar, c: (H, N) -> (H, L)."""
+    powers = torch.arange(length, dtype=dta.real.dtype, device=dta.device)
+    return torch.einsum("hn,hnl->hl", c * b_bar, torch.exp(dta[..., None] * powers))
+
+
+def fft_causal_convolution(kernel: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``causal_convolution`` along the last axis: y_k = sum_{j<=k} K_j u_{k-j}, FFT zero-padded to 2L.
+    kernel: (..., L), u: (..., L) broadcastable -> (..., L)."""
+    length = u.shape[-1]
+    n = 2 * length
+    return torch.fft.irfft(torch.fft.rfft(kernel, n=n) * torch.fft.rfft(u, n=n), n=n)[..., :length]
+
+
+class S4D(nn.Module):
+    """Diagonal complex SSM per channel (S4D): x' = A x + B u, y = 2 Re(C x) + D u with N/2 complex states standing
+    for N real ones (conjugate pairs, S4D sec. 3.2), B = 1, A = -exp(A_log_re) + i A_im, ZOH with a learnable
+    Delta = exp(log_dt). Complex parameters stored as real and imaginary parts. (B, L, H) -> (B, L, H)."""
+
+    def __init__(self, channels: int, state: int = 64, init: str = "lin", dt_min: float = 1e-3, dt_max: float = 1e-1):
+        super().__init__()
+        if state % 2:
+            raise ValueError(f"S4D state size {state} is odd: use an even N (N/2 complex conjugate pairs).")
+        half = state // 2
+        self.channels, self.half = channels, half
+        log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_dt = nn.Parameter(log_dt)  # (H,)
+        self.A_log_re = nn.Parameter(torch.full((channels, half), math.log(0.5)))  # Re A = -1/2 (S4D-Lin/Inv)
+        self.A_im = nn.Parameter(s4d_imag_init(half, init).repeat(channels, 1))  # (H, N/2)
+        self.C_re = nn.Parameter(torch.randn(channels, half) * 0.5 ** 0.5)  # C ~ CN(0, 1)
+        self.C_im = nn.Parameter(torch.randn(channels, half) * 0.5 ** 0.5)
+        self.D = nn.Parameter(torch.randn(channels))
+
+    def discretize(self):
+        """ZOH of the diagonal: Abar = exp(Delta A), Bbar = (exp(Delta A) - 1) / A * B (S4 eq. 4, diagonal). ->
+        (Abar, Bbar, C, Delta A) each (H, N/2) complex."""
+        a = torch.complex(-torch.exp(self.A_log_re), self.A_im)
+        dta = torch.exp(self.log_dt)[:, None] * a
+        a_bar = torch.exp(dta)
+        return a_bar, (a_bar - 1) / a, torch.complex(self.C_re, self.C_im), dta
+
+    def kernel(self, length: int) -> torch.Tensor:
+        """K_{h,j} = 2 Re sum_n C_n Abar_n^j Bbar_n (S4 eq. 5; conjugate pairs give the 2 Re). -> (H, L)."""
+        _, b_bar, c, dta = self.discretize()
+        return 2 * complex_diagonal_kernel(dta, b_bar, c, length).real
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """Convolutional mode: y = K * u + D u. u: (B, L, H) -> (B, L, H)."""
+        u_t = u.transpose(1, 2)  # (B, H, L)
+        y = fft_causal_convolution(self.kernel(u.shape[1]), u_t) + self.D[:, None] * u_t
+        return y.transpose(1, 2)
+
+    def init_state(self, batch: int) -> torch.Tensor:
+        """x_{-1} = 0. -> (B, H, N/2) complex."""
+        dtype = torch.complex64 if self.log_dt.dtype == torch.float32 else torch.complex128
+        return torch.zeros(batch, self.channels, self.half, dtype=dtype, device=self.log_dt.device)
+
+    def step(self, u_t: torch.Tensor, state: torch.Tensor):
+        """Recurrent mode, one token: x_k = Abar x_{k-1} + Bbar u_k, y_k = 2 Re(C x_k) + D u_k (S4 eq. 3).
+        u_t: (B, H), state: (B, H, N/2) -> ((B, H), (B, H, N/2))."""
+        a_bar, b_bar, c, _ = self.discretize()
+        state = a_bar * state + b_bar * u_t[..., None]
+        return 2 * (state * c).sum(-1).real + self.D * u_t, state
+
+
+class Mamba(nn.Module):
+    """Mamba's selective SSM block (Gu & Dao 2023, Algorithm 2 and fig. 3): in_proj to (x, z) of E each, a causal
+    depthwise conv of width K and SiLU on x, input-dependent Delta = softplus(dt_proj(x_proj(x)[:R])), B, C (N each),
+    A = -exp(A_log) (E, N), the selective scan (A by ZOH, B by Euler), + D x, gated by SiLU(z), out_proj.
+    (B, L, H) -> (B, L, H)."""
+
+    def __init__(self, channels: int, state: int = 16, expand: int = 2, conv: int = 4, rank: int | None = None,
+                 dt_min: float = 1e-3, dt_max: float = 1e-1):
+        super().__init__()
+        inner = expand * channels
+        self.inner, self.state_size, self.rank = inner, state, rank or math.ceil(channels / 16)
+        self.in_proj = nn.Linear(channels, 2 * inner, bias=False)
+        self.conv = nn.Conv1d(inner, inner, conv, groups=inner, padding=conv - 1)
+        self.x_proj = nn.Linear(inner, self.rank + 2 * state, bias=False)
+        self.dt_proj = nn.Linear(self.rank, inner)
+        dt = torch.exp(torch.rand(inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        with torch.no_grad():  # softplus(bias) = dt in [dt_min, dt_max] (Mamba sec. 3.6)
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, state + 1, dtype=torch.float32)).repeat(inner, 1))
+        self.D = nn.Parameter(torch.ones(inner))
+        self.out_proj = nn.Linear(inner, channels, bias=False)
+
+    def selection(self, x: torch.Tensor):
+        """Delta = softplus(dt_proj(x W_R)), B = x W_B, C = x W_C (Algorithm 2 lines 3-5). x: (..., E) ->
+        ((..., E), (..., N), (..., N))."""
+        dbc = self.x_proj(x)
+        dt, b, c = torch.split(dbc, [self.rank, self.state_size, self.state_size], dim=-1)
+        return F.softplus(self.dt_proj(dt)), b, c
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """Parallel mode (log-depth prefix scan ``selective_scan`` per batch row). u: (B, L, H) -> (B, L, H)."""
+        x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, E) each
+        x = F.silu(self.conv(x.transpose(1, 2))[..., :u.shape[1]].transpose(1, 2))  # causal: keep the first L
+        delta, b, c = self.selection(x)
+        a = -torch.exp(self.A_log)
+        y = torch.vmap(selective_scan, in_dims=(0, 0, None, 0, 0))(x, delta, a, b, c) + self.D * x
+        return self.out_proj(y * F.silu(z))
+
+    def init_state(self, batch: int):
+        """(conv state: the last K - 1 conv inputs (B, E, K - 1), SSM state (B, E, N)), both zero."""
+        weight = self.A_log
+        return (torch.zeros(batch, self.inner, self.conv.kernel_size[0] - 1, dtype=weight.dtype, device=weight.device),
+                torch.zeros(batch, self.inner, self.state_size, dtype=weight.dtype, device=weight.device))
+
+    def step(self, u_t: torch.Tensor, state):
+        """Recurrent mode, one token: the conv over the window, x = exp(Delta A) x + Delta B u (ZOH A, Euler B),
+        y = C x + D u. u_t: (B, H), state as ``init_state`` -> ((B, H), state)."""
+        conv_state, h = state
+        x, z = self.in_proj(u_t).chunk(2, dim=-1)  # (B, E)
+        window = torch.cat([conv_state, x[..., None]], dim=-1)  # (B, E, K)
+        x = F.silu((window * self.conv.weight[:, 0]).sum(-1) + self.conv.bias)
+        delta, b, c = self.selection(x)
+        a = -torch.exp(self.A_log)
+        h = torch.exp(delta[..., None] * a) * h + delta[..., None] * b[:, None, :] * x[..., None]
+        y = torch.einsum("ben,bn->be", h, c) + self.D * x
+        return self.out_proj(y * F.silu(z)), (window[..., 1:], h)
+
+
+class SSMBlock(nn.Module):
+    """Pre-norm residual: u + layer(LayerNorm(u)). kind: 's4d' (with a GELU and a Linear after the SSM, S4D's
+    channel mixing) or 'mamba'. (B, L, H) -> (B, L, H)."""
+
+    def __init__(self, channels: int, kind: str = "mamba", state: int = 16, **layer):
+        super().__init__()
+        if kind not in ("s4d", "mamba"):
+            raise ValueError(f"SSM layer kind {kind!r} is unknown: use 's4d' or 'mamba'.")
+        self.kind = kind
+        self.norm = nn.LayerNorm(channels)
+        self.layer = S4D(channels, state, **layer) if kind == "s4d" else Mamba(channels, state, **layer)
+        self.mix = nn.Linear(channels, channels) if kind == "s4d" else nn.Identity()
+
+    def _out(self, y):
+        return self.mix(F.gelu(y)) if self.kind == "s4d" else y
+
+    def forward(self, u):
+        return u + self._out(self.layer(self.norm(u)))
+
+    def init_state(self, batch: int):
+        return self.layer.init_state(batch)
+
+    def step(self, u_t, state):
+        """(B, H), state -> ((B, H), state)."""
+        y, state = self.layer.step(self.norm(u_t), state)
+        return u_t + self._out(y), state
+
+
+class SSMStack(nn.Module):
+    """Character LM: embedding (V -> H) -> ``layers`` SSMBlocks -> LayerNorm -> Linear (H -> V).
+    x: (B, L) int64 -> (B, L, V). ``start``/``advance`` as ``language_model.networks`` decodes (O(1) per token)."""
+
+    architecture = "ssm"
+
+    def __init__(self, vocab_size: int, channels: int = 128, layers: int = 2, kind: str = "mamba", state: int = 16,
+                 context: int = 256, **layer):
+        super().__init__()
+        self.vocab_size, self.context = vocab_size, context
+        self.embedding = nn.Embedding(vocab_size, channels)
+        self.layers = nn.ModuleList(SSMBlock(channels, kind, state, **layer) for _ in range(layers))
+        self.norm = nn.LayerNorm(channels)
+        self.head = nn.Linear(channels, vocab_size)
+
+    def forward(self, x):
+        h = self.embedding(x)
+        for block in self.layers:
+            h = block(h)
+        return self.head(self.norm(h))
+
+    def init_state(self, batch: int):
+        return [block.init_state(batch) for block in self.layers]
+
+    def step(self, token, state):
+        """token: (B,) int64 -> (logits (B, V), state)."""
+        h, new = self.embedding(token), []
+        for block, s in zip(self.layers, state):
+            h, s = block.step(h, s)
+            new.append(s)
+        return self.head(self.norm(h)), new
+
+    def start(self, prompt):
+        """Run the prompt (B, t0) token by token through the recurrence. -> (logits (B, V), state)."""
+        state = self.init_state(prompt.shape[0])
+        for t in range(prompt.shape[1]):
+            logits, state = self.step(prompt[:, t], state)
+        return logits, state
+
+    def advance(self, token, state):
+        return self.step(token, state)

@@ -1,0 +1,112 @@
+"""SSM layers: the recurrent mode (token by token) equals the parallel mode (float32, 1e-5) for S4D, Mamba and the
+stack; negative controls (B by ZOH where Mamba says Euler, a kernel off by one step, a scan that drops its carry)."""
+
+import pytest
+import torch
+
+from practice_torch.ssm import functions, layers
+from practice_torch.ssm.layers import S4D, Mamba, SSMBlock, SSMStack
+
+torch.set_num_threads(1)
+
+
+def recurrent(layer, u):
+    """Token by token through ``step``. u: (B, L, H) -> (B, L, H)."""
+    state, out = layer.init_state(u.shape[0]), []
+    for t in range(u.shape[1]):
+        y, state = layer.step(u[:, t], state)
+        out.append(y)
+    return torch.stack(out, dim=1)
+
+
+def max_diff(layer, length, batch=2, channels=4):
+    torch.manual_seed(0)
+    u = torch.randn(batch, length, channels)
+    with torch.no_grad():
+        return (layer(u) - recurrent(layer, u)).abs().max().item()
+
+
+@pytest.mark.parametrize("init", ["lin", "inv"])
+def test_s4d_recurrent_equals_convolution_at_1024(init):
+    torch.manual_seed(1)
+    assert max_diff(S4D(4, 16, init=init), 1024) < 1e-5
+
+
+def test_mamba_recurrent_equals_parallel_at_1024():
+    torch.manual_seed(2)
+    assert max_diff(Mamba(4, 8), 1024) < 1e-5
+
+
+def test_mamba_parallel_scan_equals_sequential_reference():
+    torch.manual_seed(3)
+    u, delta = torch.randn(64, 6), torch.nn.functional.softplus(torch.randn(64, 6))
+    a, b, c = -torch.rand(6, 4) - 0.1, torch.randn(64, 4), torch.randn(64, 4)
+    torch.testing.assert_close(functions.selective_scan(u, delta, a, b, c),
+                               functions.selective_scan_sequential(u, delta, a, b, c), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["s4d", "mamba"])
+def test_stack_start_advance_equals_forward(kind):
+    torch.manual_seed(4)
+    net = SSMStack(11, channels=8, layers=2, kind=kind, state=8)
+    x = torch.randint(0, 11, (2, 40))
+    with torch.no_grad():
+        full = net(x)
+        logits, state = net.start(x[:, :30])
+        torch.testing.assert_close(logits, full[:, 29], atol=1e-5, rtol=1e-5)
+        for t in range(30, 40):
+            logits, state = net.advance(x[:, t], state)
+            torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-5)
+
+
+def test_stack_generates_with_the_language_model_decoder():
+    from practice_torch.language_model.networks import generate
+    torch.manual_seed(5)
+    net = SSMStack(11, channels=8, layers=1, state=8)
+    out = generate(net, torch.randint(0, 11, (2, 5)), 6, "greedy")
+    assert out.shape == (2, 6)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="odd"):
+        S4D(4, 7)
+    with pytest.raises(ValueError, match="init"):
+        S4D(4, 8, init="legs")
+    with pytest.raises(ValueError, match="kind"):
+        SSMBlock(4, kind="lstm")
+
+
+def test_negative_control_mamba_b_by_zoh_is_caught(monkeypatch):
+    """B discretised by ZOH ((exp(Delta A) - 1) / A B) where the convention is Euler (Delta B): the parallel mode
+    no longer matches the recurrent one (Delta near 1, where the two differ)."""
+    def zoh_scan(u, delta, a, b, c):
+        a_bar = torch.exp(delta[:, :, None] * a[None])
+        b_bar = (a_bar - 1) / a[None] * b[:, None, :]
+        x, out = torch.zeros(a.shape), []
+        for t in range(u.shape[0]):
+            x = a_bar[t] * x + b_bar[t] * u[t][:, None]
+            out.append(x @ c[t])
+        return torch.stack(out)
+    monkeypatch.setattr("practice_torch.ssm.layers.selective_scan", zoh_scan)
+    torch.manual_seed(2)
+    assert max_diff(Mamba(4, 8, dt_min=0.5, dt_max=1.0), 64) > 1e-4
+
+
+def test_negative_control_kernel_off_by_one_is_caught(monkeypatch):
+    """K_j = C Abar^(j+1) Bbar (one step late): the convolution no longer matches the recurrence."""
+    kernel = layers.complex_diagonal_kernel
+
+    def late(dta, b_bar, c, length):
+        return kernel(dta, b_bar * torch.exp(dta), c, length)
+    monkeypatch.setattr("practice_torch.ssm.layers.complex_diagonal_kernel", late)
+    torch.manual_seed(1)
+    assert max_diff(S4D(4, 16), 64) > 1e-4
+
+
+def test_negative_control_scan_without_carry_is_caught(monkeypatch):
+    """A scan that drops its carry (x_t = Bbar_t u_t): the parallel mode no longer matches the recurrent one."""
+    def no_carry(u, delta, a, b, c):
+        return torch.einsum("ldn,ln->ld", delta[:, :, None] * b[:, None, :] * u[:, :, None], c)
+    monkeypatch.setattr("practice_torch.ssm.layers.selective_scan", no_carry)
+    torch.manual_seed(2)
+    assert max_diff(Mamba(4, 8), 64) > 1e-4
