@@ -10,26 +10,17 @@ from practice_torch.ssm.layers import S4D, Mamba, SSMBlock, SSMStack
 torch.set_num_threads(1)
 
 
-def recurrent(layer, u):
-    """Token by token through ``step``. u: (B, L, H) -> (B, L, H)."""
-    state, out = layer.init_state(u.shape[0]), []
-    for t in range(u.shape[1]):
-        y, state = layer.step(u[:, t], state)
-        out.append(y)
-    return torch.stack(out, dim=1)
-
-
 def max_diff(layer, length, batch=2, channels=4):
     torch.manual_seed(0)
     u = torch.randn(batch, length, channels)
     with torch.no_grad():
-        return (layer(u) - recurrent(layer, u)).abs().max().item()
+        return (layer(u) - layer.recurrent(u)).abs().max().item()
 
 
 @pytest.mark.parametrize("init", ["lin", "inv"])
 def test_s4d_recurrent_equals_convolution_at_1024(init):
     torch.manual_seed(1)
-    assert max_diff(S4D(4, 16, init=init), 1024) < 1e-5
+    assert max_diff(S4D(4, 16, imag_init=init), 1024) < 1e-5
 
 
 def test_mamba_recurrent_equals_parallel_at_1024():
@@ -71,7 +62,7 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="odd"):
         S4D(4, 7)
     with pytest.raises(ValueError, match="init"):
-        S4D(4, 8, init="legs")
+        S4D(4, 8, imag_init="legs")
     with pytest.raises(ValueError, match="kind"):
         SSMBlock(4, kind="lstm")
 

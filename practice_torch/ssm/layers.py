@@ -41,12 +41,25 @@ def fft_causal_convolution(kernel: torch.Tensor, u: torch.Tensor) -> torch.Tenso
     return torch.fft.irfft(torch.fft.rfft(kernel, n=n) * torch.fft.rfft(u, n=n), n=n)[..., :length]
 
 
-class S4D(nn.Module):
+class Recurrent:
+    """``recurrent(u)``: the layer token by token through ``step`` from ``init_state`` (generation's path), to set
+    against the parallel ``forward``. u: (B, L, H) -> (B, L, H)."""
+
+    def recurrent(self, u: torch.Tensor) -> torch.Tensor:
+        state, out = self.init_state(u.shape[0]), []
+        for t in range(u.shape[1]):
+            y, state = self.step(u[:, t], state)
+            out.append(y)
+        return torch.stack(out, dim=1)
+
+
+class S4D(Recurrent, nn.Module):
     """Diagonal complex SSM per channel (S4D): x' = A x + B u, y = 2 Re(C x) + D u with N/2 complex states standing
     for N real ones (conjugate pairs, S4D sec. 3.2), B = 1, A = -exp(A_log_re) + i A_im, ZOH with a learnable
     Delta = exp(log_dt). Complex parameters stored as real and imaginary parts. (B, L, H) -> (B, L, H)."""
 
-    def __init__(self, channels: int, state: int = 64, init: str = "lin", dt_min: float = 1e-3, dt_max: float = 1e-1):
+    def __init__(self, channels: int, state: int = 64, imag_init: str = "lin", dt_min: float = 1e-3,
+                 dt_max: float = 1e-1):
         super().__init__()
         if state % 2:
             raise ValueError(f"S4D state size {state} is odd: use an even N (N/2 complex conjugate pairs).")
@@ -55,7 +68,7 @@ class S4D(nn.Module):
         log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt)  # (H,)
         self.A_log_re = nn.Parameter(torch.full((channels, half), math.log(0.5)))  # Re A = -1/2 (S4D-Lin/Inv)
-        self.A_im = nn.Parameter(s4d_imag_init(half, init).repeat(channels, 1))  # (H, N/2)
+        self.A_im = nn.Parameter(s4d_imag_init(half, imag_init).repeat(channels, 1))  # (H, N/2)
         self.C_re = nn.Parameter(torch.randn(channels, half) * 0.5 ** 0.5)  # C ~ CN(0, 1)
         self.C_im = nn.Parameter(torch.randn(channels, half) * 0.5 ** 0.5)
         self.D = nn.Parameter(torch.randn(channels))
@@ -92,19 +105,19 @@ class S4D(nn.Module):
         return 2 * (state * c).sum(-1).real + self.D * u_t, state
 
 
-class Mamba(nn.Module):
+class Mamba(Recurrent, nn.Module):
     """Mamba's selective SSM block (Gu & Dao 2023, Algorithm 2 and fig. 3): in_proj to (x, z) of E each, a causal
     depthwise conv of width K and SiLU on x, input-dependent Delta = softplus(dt_proj(x_proj(x)[:R])), B, C (N each),
     A = -exp(A_log) (E, N), the selective scan (A by ZOH, B by Euler), + D x, gated by SiLU(z), out_proj.
     (B, L, H) -> (B, L, H)."""
 
-    def __init__(self, channels: int, state: int = 16, expand: int = 2, conv: int = 4, rank: int | None = None,
+    def __init__(self, channels: int, state: int = 16, expand: int = 2, conv_width: int = 4, rank: int | None = None,
                  dt_min: float = 1e-3, dt_max: float = 1e-1):
         super().__init__()
         inner = expand * channels
         self.inner, self.state_size, self.rank = inner, state, rank or math.ceil(channels / 16)
         self.in_proj = nn.Linear(channels, 2 * inner, bias=False)
-        self.conv = nn.Conv1d(inner, inner, conv, groups=inner, padding=conv - 1)
+        self.conv = nn.Conv1d(inner, inner, conv_width, groups=inner, padding=conv_width - 1)
         self.x_proj = nn.Linear(inner, self.rank + 2 * state, bias=False)
         self.dt_proj = nn.Linear(self.rank, inner)
         dt = torch.exp(torch.rand(inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
@@ -150,23 +163,26 @@ class Mamba(nn.Module):
         return self.out_proj(y * F.silu(z)), (window[..., 1:], h)
 
 
-class SSMBlock(nn.Module):
+class SSMBlock(Recurrent, nn.Module):
     """Pre-norm residual: u + layer(LayerNorm(u)). kind: 's4d' (with a GELU and a Linear after the SSM, S4D's
     channel mixing) or 'mamba'. (B, L, H) -> (B, L, H)."""
 
-    def __init__(self, channels: int, kind: str = "mamba", state: int = 16, **layer):
+    def __init__(self, channels: int, kind: str = "mamba", state: int = 16, imag_init: str = "lin", expand: int = 2,
+                 conv_width: int = 4, rank: int | None = None):
         super().__init__()
         if kind not in ("s4d", "mamba"):
             raise ValueError(f"SSM layer kind {kind!r} is unknown: use 's4d' or 'mamba'.")
         self.kind = kind
         self.norm = nn.LayerNorm(channels)
-        self.layer = S4D(channels, state, **layer) if kind == "s4d" else Mamba(channels, state, **layer)
+        self.layer = (S4D(channels, state, imag_init) if kind == "s4d"
+                      else Mamba(channels, state, expand, conv_width, rank))
         self.mix = nn.Linear(channels, channels) if kind == "s4d" else nn.Identity()
 
     def _out(self, y):
         return self.mix(F.gelu(y)) if self.kind == "s4d" else y
 
     def forward(self, u):
+        """(B, L, H) -> (B, L, H)."""
         return u + self._out(self.layer(self.norm(u)))
 
     def init_state(self, batch: int):
@@ -185,11 +201,13 @@ class SSMStack(nn.Module):
     architecture = "ssm"
 
     def __init__(self, vocab_size: int, channels: int = 128, layers: int = 2, kind: str = "mamba", state: int = 16,
-                 context: int = 256, **layer):
+                 imag_init: str = "lin", expand: int = 2, conv_width: int = 4, rank: int | None = None,
+                 context: int = 256):
         super().__init__()
         self.vocab_size, self.context = vocab_size, context
         self.embedding = nn.Embedding(vocab_size, channels)
-        self.layers = nn.ModuleList(SSMBlock(channels, kind, state, **layer) for _ in range(layers))
+        self.layers = nn.ModuleList(SSMBlock(channels, kind, state, imag_init, expand, conv_width, rank)
+                                    for _ in range(layers))
         self.norm = nn.LayerNorm(channels)
         self.head = nn.Linear(channels, vocab_size)
 
