@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy as sp
+from flax import linen as nn
 from scipy import integrate, linalg, special
 
 from theory_jax.derivation import Derivation, full_precision
@@ -103,7 +104,239 @@ def hippo_legs(n: int):
     return a, q
 
 
-# 2. The derivation -----------------------------------------------------------------------------------------------
+# 2. The layers (twins of practice_torch.ssm.layers, same attribute names for the weight converter) ---------------
+def s4d_imag_init(n: int, init: str):
+    """Im(A_n) of S4D-Lin (pi n) or S4D-Inv (N/pi (N/(2n+1) - 1)) (S4D sec. 4.1, eq. 9-10). -> (N,)."""
+    idx = jnp.arange(n, dtype=jnp.float32)
+    if init == "lin":
+        return jnp.pi * idx
+    if init == "inv":
+        return n / jnp.pi * (n / (2 * idx + 1) - 1)
+    raise ValueError(f"S4D init {init!r} is unknown: use 'lin' or 'inv'.")
+
+
+def complex_diagonal_kernel(dta, b_bar, c, length: int):
+    """K_{h,j} = sum_n C_n Abar_n^j Bbar_n with Abar^j = exp(j Delta A) (S4 eq. 5, Vandermonde). dta, b_bar, c:
+    (H, N) complex -> (H, L) complex."""
+    powers = jnp.arange(length, dtype=dta.real.dtype)
+    return jnp.einsum("hn,hnl->hl", c * b_bar, jnp.exp(dta[..., None] * powers))
+
+
+def fft_causal_convolution(kernel, u):
+    """``causal_convolution`` along the last axis, FFT zero-padded to 2L. kernel, u: (..., L) -> (..., L)."""
+    length = u.shape[-1]
+    n = 2 * length
+    return jnp.fft.irfft(jnp.fft.rfft(kernel, n=n) * jnp.fft.rfft(u, n=n), n=n)[..., :length]
+
+
+def _log_uniform(lo: float, hi: float):
+    return lambda key, shape: jax.random.uniform(key, shape, minval=np.log(lo), maxval=np.log(hi))
+
+
+class Recurrent:
+    """``recurrent(u)``: the layer token by token through ``step`` from ``init_state``. u: (B, L, H) -> (B, L, H)."""
+
+    def recurrent(self, u):
+        state, out = self.init_state(u.shape[0]), []
+        for t in range(u.shape[1]):
+            y, state = self.step(u[:, t], state)
+            out.append(y)
+        return jnp.stack(out, axis=1)
+
+
+class S4D(Recurrent, nn.Module):
+    """Diagonal complex SSM per channel (S4D): N/2 complex conjugate-pair states, y = 2 Re(C x) + D u, B = 1,
+    A = -exp(A_log_re) + i A_im, ZOH with Delta = exp(log_dt); complex parameters as real and imaginary parts.
+    (B, L, H) -> (B, L, H)."""
+
+    channels: int
+    state: int = 64
+    imag_init: str = "lin"
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+
+    def setup(self):
+        if self.state % 2:
+            raise ValueError(f"S4D state size {self.state} is odd: use an even N (N/2 complex conjugate pairs).")
+        h, half = self.channels, self.state // 2
+        self.log_dt = self.param("log_dt", _log_uniform(self.dt_min, self.dt_max), (h,))
+        self.A_log_re = self.param("A_log_re", lambda k, s: jnp.full(s, np.log(0.5)), (h, half))
+        self.A_im = self.param("A_im", lambda k, s: jnp.tile(s4d_imag_init(half, self.imag_init), (h, 1)), (h, half))
+        self.C_re = self.param("C_re", lambda k, s: jax.random.normal(k, s) * 0.5 ** 0.5, (h, half))
+        self.C_im = self.param("C_im", lambda k, s: jax.random.normal(k, s) * 0.5 ** 0.5, (h, half))
+        self.D = self.param("D", jax.random.normal, (h,))
+
+    def discretize(self):
+        """ZOH of the diagonal: Abar = exp(Delta A), Bbar = (exp(Delta A) - 1) / A (S4 eq. 4). -> (Abar, Bbar, C,
+        Delta A) each (H, N/2) complex."""
+        a = -jnp.exp(self.A_log_re) + 1j * self.A_im
+        dta = jnp.exp(self.log_dt)[:, None] * a
+        a_bar = jnp.exp(dta)
+        return a_bar, (a_bar - 1) / a, self.C_re + 1j * self.C_im, dta
+
+    def kernel(self, length: int):
+        """K_{h,j} = 2 Re sum_n C_n Abar_n^j Bbar_n (S4 eq. 5; conjugate pairs give the 2 Re). -> (H, L)."""
+        _, b_bar, c, dta = self.discretize()
+        return 2 * complex_diagonal_kernel(dta, b_bar, c, length).real
+
+    def __call__(self, u):
+        """Convolutional mode: y = K * u + D u. u: (B, L, H) -> (B, L, H)."""
+        u_t = jnp.swapaxes(u, 1, 2)
+        return jnp.swapaxes(fft_causal_convolution(self.kernel(u.shape[1]), u_t) + self.D[:, None] * u_t, 1, 2)
+
+    def init_state(self, batch: int):
+        """x_{-1} = 0. -> (B, H, N/2) complex."""
+        return jnp.zeros((batch, self.channels, self.state // 2), jnp.complex64)
+
+    def step(self, u_t, state):
+        """x_k = Abar x_{k-1} + Bbar u_k, y_k = 2 Re(C x_k) + D u_k (S4 eq. 3). u_t: (B, H) -> ((B, H), state)."""
+        a_bar, b_bar, c, _ = self.discretize()
+        state = a_bar * state + b_bar * u_t[..., None]
+        return 2 * (state * c).sum(-1).real + self.D * u_t, state
+
+
+class Mamba(Recurrent, nn.Module):
+    """Mamba's selective SSM block (Gu & Dao 2023, Algorithm 2): in_proj to (x, z), causal depthwise conv + SiLU,
+    Delta = softplus(dt_proj(x_proj(x)[:R])), B, C, A = -exp(A_log), the scan (A by ZOH, B by Euler), + D x, gated
+    by SiLU(z), out_proj. (B, L, H) -> (B, L, H)."""
+
+    channels: int
+    state: int = 16
+    expand: int = 2
+    conv_width: int = 4
+    rank: int | None = None
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+
+    def setup(self):
+        inner, n = self.expand * self.channels, self.state
+        self.inner, self.r = inner, self.rank or -(-self.channels // 16)
+        self.in_proj = nn.Dense(2 * inner, use_bias=False)
+        self.conv = nn.Conv(inner, (self.conv_width,), feature_group_count=inner, padding=[(self.conv_width - 1, 0)])
+        self.x_proj = nn.Dense(self.r + 2 * n, use_bias=False)
+
+        def dt_bias(key, shape, dtype=jnp.float32):  # softplus(bias) = dt in [dt_min, dt_max] (Mamba sec. 3.6)
+            dt = jnp.exp(_log_uniform(self.dt_min, self.dt_max)(key, shape))
+            return dt + jnp.log(-jnp.expm1(-dt))
+        self.dt_proj = nn.Dense(inner, bias_init=dt_bias)
+        self.A_log = self.param("A_log", lambda k, s: jnp.tile(jnp.log(jnp.arange(1, n + 1.0)), (inner, 1)), (inner, n))
+        self.D = self.param("D", nn.initializers.ones, (inner,))
+        self.out_proj = nn.Dense(self.channels, use_bias=False)
+
+    def selection(self, x):
+        """Delta = softplus(dt_proj(x W_R)), B = x W_B, C = x W_C (Algorithm 2 lines 3-5). (..., E) -> ((..., E),
+        (..., N), (..., N))."""
+        dt, b, c = jnp.split(self.x_proj(x), [self.r, self.r + self.state], axis=-1)
+        return jax.nn.softplus(self.dt_proj(dt)), b, c
+
+    def __call__(self, u):
+        """Parallel mode (``selective_scan``, lax.associative_scan, per batch row). u: (B, L, H) -> (B, L, H)."""
+        x, z = jnp.split(self.in_proj(u), 2, axis=-1)
+        x = jax.nn.silu(self.conv(x))
+        delta, b, c = self.selection(x)
+        y = jax.vmap(selective_scan, in_axes=(0, 0, None, 0, 0))(x, delta, -jnp.exp(self.A_log), b, c) + self.D * x
+        return self.out_proj(y * jax.nn.silu(z))
+
+    def init_state(self, batch: int):
+        """(the last K - 1 conv inputs (B, K - 1, E), the SSM state (B, E, N)), both zero (flax's NLC layout)."""
+        return (jnp.zeros((batch, self.conv_width - 1, self.expand * self.channels), jnp.float32),
+                jnp.zeros((batch, self.expand * self.channels, self.state), jnp.float32))
+
+    def step(self, u_t, state):
+        """One token: the conv over the window of K inputs (its last output), x = exp(Delta A) x + Delta B u,
+        y = C x + D u. u_t: (B, H) -> ((B, H), state)."""
+        conv_state, h = state
+        x, z = jnp.split(self.in_proj(u_t), 2, axis=-1)
+        window = jnp.concatenate([conv_state, x[:, None]], axis=1)  # (B, K, E)
+        x = jax.nn.silu(self.conv(window)[:, -1])
+        delta, b, c = self.selection(x)
+        h = jnp.exp(delta[..., None] * -jnp.exp(self.A_log)) * h + delta[..., None] * b[:, None, :] * x[..., None]
+        y = jnp.einsum("ben,bn->be", h, c) + self.D * x
+        return self.out_proj(y * jax.nn.silu(z)), (window[:, 1:], h)
+
+
+class SSMBlock(Recurrent, nn.Module):
+    """Pre-norm residual: u + layer(LayerNorm(u)); 's4d' adds a GELU and a Linear ``mix``. (B, L, H) -> (B, L, H)."""
+
+    channels: int
+    kind: str = "mamba"
+    state: int = 16
+    imag_init: str = "lin"
+    expand: int = 2
+    conv_width: int = 4
+    rank: int | None = None
+
+    def setup(self):
+        if self.kind not in ("s4d", "mamba"):
+            raise ValueError(f"SSM layer kind {self.kind!r} is unknown: use 's4d' or 'mamba'.")
+        self.norm = nn.LayerNorm(epsilon=1e-5)
+        self.layer = (S4D(self.channels, self.state, self.imag_init) if self.kind == "s4d"
+                      else Mamba(self.channels, self.state, self.expand, self.conv_width, self.rank))
+        if self.kind == "s4d":
+            self.mix = nn.Dense(self.channels)
+
+    def _out(self, y):
+        return self.mix(jax.nn.gelu(y, approximate=False)) if self.kind == "s4d" else y
+
+    def __call__(self, u):
+        return u + self._out(self.layer(self.norm(u)))
+
+    def init_state(self, batch: int):
+        return self.layer.init_state(batch)
+
+    def step(self, u_t, state):
+        y, state = self.layer.step(self.norm(u_t), state)
+        return u_t + self._out(y), state
+
+
+class SSMStack(nn.Module):
+    """Character LM: Embed (V -> H) -> ``layers`` SSMBlocks -> LayerNorm -> Dense (H -> V). x: (B, L) -> (B, L, V)."""
+
+    vocab_size: int
+    channels: int = 128
+    layers: int = 2
+    kind: str = "mamba"
+    state: int = 16
+    imag_init: str = "lin"
+    expand: int = 2
+    conv_width: int = 4
+    rank: int | None = None
+    context: int = 256
+
+    def setup(self):
+        self.embedding = nn.Embed(self.vocab_size, self.channels)
+        self.blocks = [SSMBlock(self.channels, self.kind, self.state, self.imag_init, self.expand, self.conv_width,
+                                self.rank) for _ in range(self.layers)]
+        self.norm = nn.LayerNorm(epsilon=1e-5)
+        self.head = nn.Dense(self.vocab_size)
+
+    def __call__(self, x):
+        h = self.embedding(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.norm(h))
+
+    def init_state(self, batch: int):
+        return [block.init_state(batch) for block in self.blocks]
+
+    def step(self, token, state):
+        """token: (B,) -> (logits (B, V), state)."""
+        h, new = self.embedding(token), []
+        for block, s in zip(self.blocks, state):
+            h, s = block.step(h, s)
+            new.append(s)
+        return self.head(self.norm(h)), new
+
+    def recurrent(self, x):
+        """Logits of every position, token by token. x: (B, L) -> (B, L, V)."""
+        state, out = self.init_state(x.shape[0]), []
+        for t in range(x.shape[1]):
+            logits, state = self.step(x[:, t], state)
+            out.append(logits)
+        return jnp.stack(out, axis=1)
+
+
+# 3. The derivation -----------------------------------------------------------------------------------------------
 def _legendre_coefficients(f, t, n, nodes=200):
     """c_n(t) = int_0^t f(s) sqrt(2n+1) P_n(2s/t - 1) ds / t: f's scaled Legendre coefficients on [0, t]."""
     x, w = np.polynomial.legendre.leggauss(nodes)

@@ -195,7 +195,7 @@ class SSMBlock(Recurrent, nn.Module):
 
 
 class SSMStack(nn.Module):
-    """Character LM: embedding (V -> H) -> ``layers`` SSMBlocks -> LayerNorm -> Linear (H -> V).
+    """Character LM: embedding (V -> H) -> ``layers`` SSMBlocks (``blocks``) -> LayerNorm -> Linear (H -> V).
     x: (B, L) int64 -> (B, L, V). ``start``/``advance`` as ``language_model.networks`` decodes (O(1) per token)."""
 
     architecture = "ssm"
@@ -206,24 +206,24 @@ class SSMStack(nn.Module):
         super().__init__()
         self.vocab_size, self.context = vocab_size, context
         self.embedding = nn.Embedding(vocab_size, channels)
-        self.layers = nn.ModuleList(SSMBlock(channels, kind, state, imag_init, expand, conv_width, rank)
+        self.blocks = nn.ModuleList(SSMBlock(channels, kind, state, imag_init, expand, conv_width, rank)
                                     for _ in range(layers))
         self.norm = nn.LayerNorm(channels)
         self.head = nn.Linear(channels, vocab_size)
 
     def forward(self, x):
         h = self.embedding(x)
-        for block in self.layers:
+        for block in self.blocks:
             h = block(h)
         return self.head(self.norm(h))
 
     def init_state(self, batch: int):
-        return [block.init_state(batch) for block in self.layers]
+        return [block.init_state(batch) for block in self.blocks]
 
     def step(self, token, state):
         """token: (B,) int64 -> (logits (B, V), state)."""
         h, new = self.embedding(token), []
-        for block, s in zip(self.layers, state):
+        for block, s in zip(self.blocks, state):
             h, s = block.step(h, s)
             new.append(s)
         return self.head(self.norm(h)), new
