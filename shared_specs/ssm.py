@@ -1,6 +1,8 @@
 """Spec cases for ``ssm``: discretisation (zero-order hold, bilinear), the diagonal kernel, the causal convolution
 against the recurrence, and the selective scan (parallel and sequential), in float64, plus one float32 case at
-length 1024 for the scan.
+length 1024 for the scan. The layers (S4D, Mamba's selective block, the pre-norm block, the character-LM stack) run
+under the weight converter in float32, gradients with respect to every weight and the input, in their parallel mode
+and token by token through ``recurrent`` (the generation path): both backends, the same converted weights.
 
 Each function runs in ``theory_jax.ssm`` and ``practice_torch.ssm`` on the same NumPy inputs, gradients included
 (the PyTorch convolution goes through the FFT, the JAX one is direct). Third witnesses: SciPy's ``expm`` of Van
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from shared_specs.case import FunctionCase, gaussian
+from shared_specs.case import FunctionCase, ModuleCase, gaussian
 
 N, M, L, D, NS = 4, 2, 24, 3, 4
 
@@ -73,4 +75,20 @@ CASES = (
     # float32 at length 1024: the parallel scan's rounding against the loop's (float32 policy: the models train in it)
     FunctionCase("ssm/selective_scan/float32_1024", "selective_scan",
                  lambda r: _selective(r, 1024, "float32"), dtype="float32", reference=ref_scan),
+    *(ModuleCase(f"ssm/{name}{suffix}", module, config, inputs, method=method, grad_wrt=grad)
+      for name, module, config, inputs, grad in (
+          ("s4d", "S4D", {"channels": 3, "state": 8}, lambda r: {"u": gaussian(r, 2, 8, 3, dtype="float32")}, ("u",)),
+          ("s4d/inv", "S4D", {"channels": 3, "state": 8, "imag_init": "inv"},
+           lambda r: {"u": gaussian(r, 2, 8, 3, dtype="float32")}, ("u",)),
+          ("mamba", "Mamba", {"channels": 4, "state": 4},
+           lambda r: {"u": gaussian(r, 2, 8, 4, dtype="float32")}, ("u",)),
+          ("block/s4d", "SSMBlock", {"channels": 3, "kind": "s4d", "state": 8},
+           lambda r: {"u": gaussian(r, 2, 8, 3, dtype="float32")}, ("u",)),
+          ("block/mamba", "SSMBlock", {"channels": 4, "kind": "mamba", "state": 4},
+           lambda r: {"u": gaussian(r, 2, 8, 4, dtype="float32")}, ("u",)),
+          ("stack", "SSMStack", {"vocab_size": 7, "channels": 4, "layers": 2, "state": 4},
+           lambda r: {"x": r.integers(0, 7, (2, 8))}, ()),
+          ("stack/s4d", "SSMStack", {"vocab_size": 7, "channels": 4, "layers": 2, "kind": "s4d", "state": 4},
+           lambda r: {"x": r.integers(0, 7, (2, 8))}, ()))
+      for method, suffix in (("__call__", ""), ("recurrent", "/recurrent"))),
 )

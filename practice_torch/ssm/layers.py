@@ -228,6 +228,14 @@ class SSMStack(nn.Module):
             new.append(s)
         return self.head(self.norm(h)), new
 
+    def recurrent(self, x):
+        """Logits of every position, token by token (the generation path). x: (B, L) -> (B, L, V)."""
+        state, out = self.init_state(x.shape[0]), []
+        for t in range(x.shape[1]):
+            logits, state = self.step(x[:, t], state)
+            out.append(logits)
+        return torch.stack(out, dim=1)
+
     def start(self, prompt):
         """Run the prompt (B, t0) token by token through the recurrence. -> (logits (B, V), state)."""
         state = self.init_state(prompt.shape[0])
