@@ -1,11 +1,15 @@
-"""SSM layers: the recurrent mode (token by token) equals the parallel mode (float32, 1e-5) for S4D, Mamba and the
-stack; negative controls (B by ZOH where Mamba says Euler, a kernel off by one step, a scan that drops its carry)."""
+"""SSM layers: the recurrent mode (token by token) equals the parallel mode (float32, 1e-5) at L = 1024 for S4D and
+Mamba in PyTorch and in JAX, and the stack decodes with ``start``/``advance``; negative controls (B by ZOH where Mamba
+says Euler, a kernel off by one step, a scan that drops its carry) caught in PyTorch by the agreement and in JAX by
+the spec cases."""
 
 import pytest
 import torch
 
 from practice_torch.ssm import functions, layers
 from practice_torch.ssm.layers import S4D, Mamba, SSMBlock, SSMStack
+from shared_specs import catalogue
+from shared_specs.runner import Perturbation, caught, run_case
 
 torch.set_num_threads(1)
 
@@ -101,3 +105,77 @@ def test_negative_control_scan_without_carry_is_caught(monkeypatch):
     monkeypatch.setattr("practice_torch.ssm.layers.selective_scan", no_carry)
     torch.manual_seed(2)
     assert max_diff(Mamba(4, 8), 64) > 1e-4
+
+
+# JAX: the flax twins ---------------------------------------------------------------------------------------------
+CASES = {case.id: case for case in catalogue.spec_cases("ssm")}
+
+
+def jax_max_diff(module, length, batch=2, channels=4):
+    """max |parallel - recurrent| of a flax layer, the step jitted once and run token by token."""
+    import jax
+    import numpy as np
+
+    u = np.random.default_rng(0).standard_normal((batch, length, channels)).astype("float32")
+    params = module.init(jax.random.key(1), u[:, :4])
+    step = jax.jit(lambda p, u_t, state: module.apply(p, u_t, state, method="step"))
+    state, out = module.apply(params, batch, method="init_state"), []
+    for t in range(length):
+        y, state = step(params, u[:, t], state)
+        out.append(y)
+    return float(np.abs(np.asarray(module.apply(params, u)) - np.stack(out, axis=1)).max())
+
+
+@pytest.mark.parametrize("init", ["lin", "inv"])
+def test_jax_s4d_recurrent_equals_convolution_at_1024(init):
+    import theory_jax.ssm as jssm
+    assert jax_max_diff(jssm.S4D(4, 16, imag_init=init), 1024) < 1e-5
+
+
+def test_jax_mamba_recurrent_equals_parallel_at_1024():
+    import theory_jax.ssm as jssm
+    assert jax_max_diff(jssm.Mamba(4, 8), 1024) < 1e-5
+
+
+def test_jax_negative_control_b_by_zoh_is_caught(monkeypatch):
+    """The twin's scan with Bbar = (exp(Delta A) - 1) / A B (ZOH) where Mamba's convention is Euler (Delta B)."""
+    import jax.numpy as jnp
+
+    import theory_jax.ssm as jssm
+
+    def zoh_scan(u, delta, a, b, c):
+        a_bar = jnp.exp(delta[:, :, None] * a[None])
+        b_bar = (a_bar - 1) / a[None] * b[:, None, :]
+        return jnp.einsum("ldn,ln->ld", _affine_scan(a_bar, b_bar * u[:, :, None]), c)
+    assert run_case(CASES["ssm/mamba"]).passed
+    monkeypatch.setattr(jssm, "selective_scan", zoh_scan)
+    assert "output" in caught(CASES["ssm/mamba"], Perturbation("B by ZOH"))
+
+
+def _affine_scan(a_bar, bu):
+    """x_t = a_t x_{t-1} + b_t from 0 by lax.associative_scan. (L, D, N) x 2 -> (L, D, N)."""
+    import jax
+    return jax.lax.associative_scan(lambda f, g: (g[0] * f[0], g[0] * f[1] + g[1]), (a_bar, bu))[1]
+
+
+def test_jax_negative_control_kernel_off_by_one_is_caught(monkeypatch):
+    """The twin's kernel one step late (K_j = C Abar^(j+1) Bbar)."""
+    import jax.numpy as jnp
+
+    import theory_jax.ssm as jssm
+
+    kernel = jssm.complex_diagonal_kernel
+    monkeypatch.setattr(jssm, "complex_diagonal_kernel",
+                        lambda dta, b_bar, c, length: kernel(dta, b_bar * jnp.exp(dta), c, length))
+    assert "output" in caught(CASES["ssm/s4d"], Perturbation("kernel off by one"))
+
+
+def test_jax_negative_control_scan_without_carry_is_caught(monkeypatch):
+    """The twin's scan drops its carry (x_t = Delta_t B_t u_t)."""
+    import jax.numpy as jnp
+
+    import theory_jax.ssm as jssm
+
+    monkeypatch.setattr(jssm, "selective_scan", lambda u, delta, a, b, c: jnp.einsum(
+        "ldn,ln->ld", delta[:, :, None] * b[:, None, :] * u[:, :, None], c))
+    assert "output" in caught(CASES["ssm/mamba"], Perturbation("scan without carry"))
