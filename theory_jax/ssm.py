@@ -15,6 +15,9 @@ Unrolled from x_{-1} = 0 the recurrence is a causal convolution y = K * u with k
 for diagonal A the kernel is a Vandermonde product. The selective SSM (Mamba) makes Delta, B and C functions of the
 input; the convention is A by zero-order hold and B by Euler (Bbar_t = Delta_t B_t), and since each step is the
 affine map x -> a_t x + b_t, whose composition is associative, the recurrence runs as a parallel scan.
+Section 2 holds the layers' flax twins (S4D, Mamba's selective block, the pre-norm block, the character-LM stack),
+each with a parallel ``__call__`` and a recurrent ``step``, under the attribute names of
+``practice_torch/ssm/layers.py`` so the weight converter maps them one to one.
 Twin: ``practice_torch/ssm`` (same names, same arguments); cases: ``shared_specs/ssm.py``.
 """
 
