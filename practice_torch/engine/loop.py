@@ -75,6 +75,7 @@ class Diverged(Exception):
 
 
 CHECK_NAMES = {"grad_norm": "gradient norm", "update_norm": "update norm"}  # logged, and checked for finiteness
+STOP = "_stop"  # the stop flag's place among the summed values (never logged)
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,7 @@ class Trainer:
         log = MetricsLog(self.run_dir, self.step) if main else None
         bar = progress(total=t.steps, initial=self.step, disable=not main, unit="step", every=t.log_every,
                        desc=f"{self.cfg.model_name} on {self.cfg.data.name}")
-        sums: torch.Tensor | None = None  # the log window's [loss, checks, terms, stop flag], summed on the device
-        names: list[str] = []
+        sums: dict[str, torch.Tensor] = {}  # the log window's loss, checks, terms and stop flag, summed on the device
         lr_sum, checked = 0.0, self.step  # the window's learning rates (host); the last step a sync found finite
         stop_early = False
         window_start, window_steps = time.perf_counter(), 0
@@ -193,18 +193,21 @@ class Trainer:
             with self._stop_on_signals():
                 while self.step < end:
                     names, stats, lr = self._train_step()
-                    sums = stats if sums is None else sums + stats
+                    for i, name in enumerate(names):  # a GAN's players log different terms: each sums its own
+                        sums[name] = sums[name] + stats[i] if name in sums else stats[i]
                     lr_sum += lr
                     window_steps += 1
                     log_step = self.step % t.log_every == 0 or self.step == end
                     if not (log_step or self.step % t.checkpoint_every == 0 or self.step % self.sync_every == 0):
                         continue
-                    host = sums.tolist()  # the host's one read of the device in this window
-                    self._check_finite(names, host, window_steps, checked)
-                    checked, stop = self.step, host[-1] > 0
+                    keys = list(sums)
+                    host = dict(zip(keys, torch.stack([sums[k] for k in keys]).tolist()))  # the one read per window
+                    stop = host.pop(STOP) > 0
+                    self._check_finite(host, window_steps, checked)
+                    checked = self.step
                     if log_step or stop:
                         rate = self.batch_size * window_steps / (time.perf_counter() - window_start)
-                        means = {k: v / window_steps for k, v in zip(names, host)}
+                        means = {k: v / window_steps for k, v in host.items()}
                         if self.update is None:
                             means["lr"] = lr_sum / window_steps
                         if self.validate is not None:
@@ -215,7 +218,7 @@ class Trainer:
                         if log:
                             log.write(self.step, {**means, "examples_per_s": rate,
                                                   "time_s": time.perf_counter() - started})
-                        sums, lr_sum, window_start, window_steps = None, 0.0, time.perf_counter(), 0
+                        sums, lr_sum, window_start, window_steps = {}, 0.0, time.perf_counter(), 0
                     bar.update(self.step - bar.n)  # after the postfix: in a log, a log step's line shows its loss
                     if self.step % t.checkpoint_every == 0 and self.step < end:
                         self.save()
@@ -255,7 +258,7 @@ class Trainer:
         noise = {k: self._to_device(v) for k, v in noise.items()}
         step = self._gradient_step if self.update is None else self._closed_form_step
         loss, checks, terms = step(batch, noise)
-        names = ["loss", *checks, *sorted(terms)]
+        names = ["loss", *checks, *sorted(terms), STOP]
         stop = torch.tensor(float(self.stop_signal is not None)).to(self.device, non_blocking=True)
         stats = torch.stack([loss.detach().float(), *(v.float() for v in checks.values()),
                              *(terms[k].detach().float() for k in sorted(terms)), stop])
@@ -270,11 +273,10 @@ class Trainer:
         self.step += 1
         return names, stats, lr
 
-    def _check_finite(self, names: list[str], sums: list[float], window: int, checked: int) -> None:
+    def _check_finite(self, values: dict[str, float], window: int, checked: int) -> None:
         """Diverged (one line) when the summed loss or a check of the steps since the last synchronisation is not
         finite: a NaN or an infinity in any step of a window makes its sum so."""
-        checks = [k for k in names[1:] if k in CHECK_NAMES]
-        values = dict(zip(names, sums))
+        checks = [k for k in values if k in CHECK_NAMES]
         if all(math.isfinite(values[k]) for k in ("loss", *checks)):
             return
         kept = latest_step(self.run_dir / CHECKPOINTS)

@@ -114,6 +114,7 @@ class PolicyWithValue(PolicyAndReference):
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
         self.rollout = Rollout()
+        self.scorer = None  # build sets a frozen reward model here (model.reward_model)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._count = HostCount()
 
@@ -200,7 +201,6 @@ def build(config: Config, data) -> PolicyWithValue:
     check(config)
     lm, _ = build_pair(config, data)
     net = PolicyWithValue(lm, config)
-    net.scorer = None
     if config.reward_model or config.reward_model_step:
         first = not config.reward_model_step
         net.scorer = load_reward_model(config, data)
