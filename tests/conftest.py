@@ -42,3 +42,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The reference model of the fine-tuning tests (policy_gradient, ppo, trpo, reward_model, dpo): trained once per worker.
+TINY_LM = ["--set", "model.dim=32", "--set", "model.layers=1", "--set", "model.heads=2", "--set",
+           "model.context=24", "--set", "train.samples=1", "--set", "model.sample_length=8", "--set",
+           "model.bpe_merges=0", "--set", "train.log_every=5", "--set", "train.val_batch=8"]
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory):
+    """A tiny character Transformer (1 layer, width 32, context 24) trained for 10 steps on shakespeare."""
+    from practice_torch.cli import main
+
+    run = tmp_path_factory.mktemp("lm") / "run"
+    assert main(["train", "language_model", "--steps", "10", "--out", str(run), *TINY_LM]) == 0
+    return run

@@ -32,20 +32,10 @@ from practice_torch.policy_gradient.policy import (
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 TEXT = get_info("shakespeare")
-TINY_LM = ["--set", "model.dim=32", "--set", "model.layers=1", "--set", "model.heads=2", "--set",
-           "model.context=24", "--set", "train.samples=1", "--set", "model.sample_length=8", "--set",
-           "model.bpe_merges=0", "--set", "train.log_every=5", "--set", "train.val_batch=8"]
 TINY = ["--set", "model.prompt_length=8", "--set", "model.response_length=8", "--set", "model.samples_per_prompt=3",
         "--set", "train.batch_size=4", "--set", "train.log_every=2", "--set", "train.samples=3", "--set",
         "model.eval_prompts=16"]
 
-
-@pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
-    """A tiny character Transformer (1 layer, width 32, context 24) trained for 10 steps."""
-    run = tmp_path_factory.mktemp("lm") / "run"
-    assert main(["train", "language_model", "--steps", "10", "--out", str(run), *TINY_LM]) == 0
-    return run
 
 
 @pytest.fixture(scope="module")

@@ -27,18 +27,9 @@ from shared_specs.compare import compare_trees, tolerance
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 TEXT = get_info("shakespeare")
-TINY_LM = ["--set", "model.dim=32", "--set", "model.layers=1", "--set", "model.heads=2", "--set",
-           "model.context=24", "--set", "train.samples=1", "--set", "model.sample_length=8", "--set",
-           "model.bpe_merges=0", "--set", "train.log_every=5", "--set", "train.val_batch=8"]
 TINY = ["model.prompt_length=8", "model.response_length=8", "model.ppo_epochs=3", "train.batch_size=4",
         "train.log_every=1", "train.samples=2", "model.eval_prompts=8", "train.checkpoint_every=2"]
 
-
-@pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("lm") / "run"
-    assert main(["train", "language_model", "--steps", "10", "--out", str(run), *TINY_LM]) == 0
-    return run
 
 
 def tiny_net(seed: int = 0, **settings) -> ppo_training.PolicyWithValue:

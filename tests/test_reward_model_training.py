@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from resumption import assert_resumes_exactly
-from test_policy_gradient_training import TINY_LM
 
 from practice_torch.cli import main
 from practice_torch.data import get_info
@@ -31,13 +30,6 @@ TEXT = get_info("shakespeare")
 TINY = ["--set", "model.prompt_length=8", "--set", "model.response_length=8", "--set", "train.batch_size=6",
         "--set", "train.log_every=2", "--set", "train.samples=3", "--set", "model.eval_pairs=24"]
 
-
-@pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
-    """A tiny character Transformer (1 layer, width 32, context 24) trained for 10 steps."""
-    run = tmp_path_factory.mktemp("lm") / "run"
-    assert main(["train", "language_model", "--steps", "10", "--out", str(run), *TINY_LM]) == 0
-    return run
 
 
 @pytest.fixture(scope="module")

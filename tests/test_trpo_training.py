@@ -19,19 +19,10 @@ from practice_torch.trpo.natural import kl_fisher_product, natural_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-TINY_LM = ["--set", "model.dim=32", "--set", "model.layers=1", "--set", "model.heads=2", "--set",
-           "model.context=24", "--set", "train.samples=1", "--set", "model.sample_length=8", "--set",
-           "model.bpe_merges=0", "--set", "train.log_every=5", "--set", "train.val_batch=8"]
 TINY = ["model.prompt_length=8", "model.response_length=8", "model.samples_per_prompt=2", "train.batch_size=3",
         "train.log_every=1", "train.samples=2", "model.eval_prompts=8", "train.checkpoint_every=2",
         "model.cg_iterations=4"]
 
-
-@pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("lm") / "run"
-    assert main(["train", "language_model", "--steps", "10", "--out", str(run), *TINY_LM]) == 0
-    return run
 
 
 def tabular(seed=0):
