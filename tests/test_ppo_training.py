@@ -132,6 +132,7 @@ def test_bad_settings_get_one_line_errors(setting, message, lm_run, tmp_path, ca
     assert __import__("re").search(message, err), err
 
 
+@pytest.mark.slow  # 16 s: two torchrun processes (the engine's DDP path is in the default suite, tests/test_distributed.py)
 def test_two_processes_train_as_one(lm_run, tmp_path):
     """Under torchrun each rank samples its prompts' responses, the rollout is gathered (whitened as one process
     whitens it) and each rank trains on its own rows: the weights match one process's. The rollout in rank 0's
