@@ -68,10 +68,10 @@ def test_every_model_with_a_twin_has_a_run_here():
     assert {name.split("@")[0] for name in RUNS} == set(check.CHECKERS)
 
 
-# the default suite checks the fast models end to end (flow_matching: 18 s on an idle 2-core machine, most of it
-# compiling the U-Net's ODE with its vector-Jacobian products, once for all three checks); the others (a few seconds
-# of training and compiling each) run with -m slow
-FAST = ("vae", "pixelcnn", "coupling_flows", "flow_matching", "ddpm@moons", "flow_matching@moons")
+# the default suite checks the fast models end to end, flow_matching and ddpm through their 2-D MLP twins; the others
+# (a few seconds of training and compiling each; flow_matching's U-Net about 40 s, compiling its ODE's
+# vector-Jacobian products) run with -m slow
+FAST = ("vae", "pixelcnn", "coupling_flows", "ddpm@moons", "flow_matching@moons")  # flow_matching's U-Net: -m slow
 MODELS = [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in sorted(RUNS)]
 
 

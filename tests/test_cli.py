@@ -237,7 +237,8 @@ def test_the_module_entry_point_prints_one_line_and_exits_2(tmp_path):
     assert proc.returncode == 2 and err == "error: override 'model.latent_dim=': expected int, got ''\n"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])  # the same path; SIGTERM (a preemption) in the default suite
 def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_path):
     out = tmp_path / "run"
     proc = python_m("train", "vae", "--steps", "100000", "--out", str(out), *TINY)

@@ -106,6 +106,7 @@ def test_a_trainer_leaves_the_group_it_joined_with_its_ddp_wrapper_freed(tmp_pat
     assert reports == [{"group_kept_by_inner": True, "wrapper_freed": True, "left": True}] * 2
 
 
+@pytest.mark.slow  # 34 s; the engine's DDP path stays in the default suite
 def test_latent_diffusion_trains_its_autoencoder_under_torchrun(tmp_path):
     """The autoencoder's run nests in the latent run and shares its process group: both ranks train it (rank 0
     writes it), wait for each other, load it, then train the latent DDPM in the same group."""
