@@ -88,7 +88,12 @@ CASES = (
            lambda r: {"u": gaussian(r, 2, 8, 4, dtype="float32")}, ("u",)),
           ("stack", "SSMStack", {"vocab_size": 7, "channels": 4, "layers": 2, "state": 4},
            lambda r: {"x": r.integers(0, 7, (2, 8))}, ()),
+          ("mamba/length_11", "Mamba", {"channels": 4, "state": 4},  # chunks of 3, the last one padded
+           lambda r: {"u": gaussian(r, 2, 11, 4, dtype="float32")}, ("u",)),
           ("stack/s4d", "SSMStack", {"vocab_size": 7, "channels": 4, "layers": 2, "kind": "s4d", "state": 4},
-           lambda r: {"x": r.integers(0, 7, (2, 8))}, ()))
+           lambda r: {"x": r.integers(0, 7, (2, 8))}, ()),
+          ("stack/classes", "SSMStack", {"vocab_size": 7, "channels": 4, "layers": 1, "kind": "s4d", "state": 4,
+                                         "classes": 3},
+           lambda r: {"x": r.integers(0, 7, (2, 8)), "y": r.integers(0, 3, (2,))}, ()))
       for method, suffix in (("__call__", ""), ("recurrent", "/recurrent"))),
 )

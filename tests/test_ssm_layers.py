@@ -74,17 +74,35 @@ def test_bad_arguments_are_refused():
 def test_negative_control_mamba_b_by_zoh_is_caught(monkeypatch):
     """B discretised by ZOH ((exp(Delta A) - 1) / A B) where the convention is Euler (Delta B): the parallel mode
     no longer matches the recurrent one (Delta near 1, where the two differ)."""
-    def zoh_scan(u, delta, a, b, c):
-        a_bar = torch.exp(delta[:, :, None] * a[None])
-        b_bar = (a_bar - 1) / a[None] * b[:, None, :]
-        x, out = torch.zeros(a.shape), []
-        for t in range(u.shape[0]):
-            x = a_bar[t] * x + b_bar[t] * u[t][:, None]
-            out.append(x @ c[t])
-        return torch.stack(out)
-    monkeypatch.setattr("practice_torch.ssm.layers.selective_scan", zoh_scan)
+    def zoh_scan(u, delta, a, b, c, chunk):
+        a_bar = torch.exp(delta[..., None] * a)  # (B, L, D, N)
+        b_bar = (a_bar - 1) / a * b[:, :, None, :]
+        x, out = torch.zeros(u.shape[0], *a.shape), []
+        for t in range(u.shape[1]):
+            x = a_bar[:, t] * x + b_bar[:, t] * u[:, t, :, None]
+            out.append(torch.einsum("bdn,bn->bd", x, c[:, t]))
+        return torch.stack(out, 1)
+    monkeypatch.setattr("practice_torch.ssm.layers.selective_scan_chunked", zoh_scan)
     torch.manual_seed(2)
     assert max_diff(Mamba(4, 8, dt_min=0.5, dt_max=1.0), 64) > 1e-4
+
+
+@pytest.mark.parametrize(("length", "chunk"), [(64, 8), (50, 7), (5, 8), (1, 1)])
+def test_chunked_scan_equals_the_sequential_loop_values_and_gradients(length, chunk):
+    """The batched chunked scan (Mamba's training path) against the loop, row by row, in float64."""
+    torch.manual_seed(3)
+    batch, d, n = 3, 5, 4
+    u, delta = torch.randn(batch, length, d, dtype=torch.float64), torch.rand(batch, length, d, dtype=torch.float64)
+    a = -torch.rand(d, n, dtype=torch.float64) - 0.1
+    b, c = torch.randn(batch, length, n, dtype=torch.float64), torch.randn(batch, length, n, dtype=torch.float64)
+    inputs = [t.requires_grad_() for t in (u, delta, a, b, c)]
+    weights = torch.randn(batch, length, d, dtype=torch.float64)
+    fast = functions.selective_scan_chunked(*inputs, chunk=chunk)
+    slow = torch.stack([functions.selective_scan_sequential(u[i], delta[i], a, b[i], c[i]) for i in range(batch)])
+    torch.testing.assert_close(fast, slow, atol=1e-12, rtol=1e-12)
+    for g_fast, g_slow in zip(torch.autograd.grad((fast * weights).sum(), inputs),
+                              torch.autograd.grad((slow * weights).sum(), inputs), strict=True):
+        torch.testing.assert_close(g_fast, g_slow, atol=1e-12, rtol=1e-12)
 
 
 def test_negative_control_kernel_off_by_one_is_caught(monkeypatch):
@@ -100,9 +118,9 @@ def test_negative_control_kernel_off_by_one_is_caught(monkeypatch):
 
 def test_negative_control_scan_without_carry_is_caught(monkeypatch):
     """A scan that drops its carry (x_t = Bbar_t u_t): the parallel mode no longer matches the recurrent one."""
-    def no_carry(u, delta, a, b, c):
-        return torch.einsum("ldn,ln->ld", delta[:, :, None] * b[:, None, :] * u[:, :, None], c)
-    monkeypatch.setattr("practice_torch.ssm.layers.selective_scan", no_carry)
+    def no_carry(u, delta, a, b, c, chunk):
+        return torch.einsum("bldn,bln->bld", (delta * u)[..., None] * b[:, :, None, :], c)
+    monkeypatch.setattr("practice_torch.ssm.layers.selective_scan_chunked", no_carry)
     torch.manual_seed(2)
     assert max_diff(Mamba(4, 8), 64) > 1e-4
 

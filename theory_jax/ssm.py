@@ -293,7 +293,8 @@ class SSMBlock(Recurrent, nn.Module):
 
 
 class SSMStack(nn.Module):
-    """Character LM: Embed (V -> H) -> ``layers`` SSMBlocks -> LayerNorm -> Dense (H -> V). x: (B, L) -> (B, L, V)."""
+    """Sequence model over tokens: Embed (V -> H) (+ a class embedding ``label`` when ``classes``) -> ``layers``
+    SSMBlocks -> LayerNorm -> Dense (H -> V). x: (B, L), y: (B,) or None -> (B, L, V)."""
 
     vocab_size: int
     channels: int = 128
@@ -305,16 +306,27 @@ class SSMStack(nn.Module):
     conv_width: int = 4
     rank: int | None = None
     context: int = 256
+    classes: int = 0
 
     def setup(self):
         self.embedding = nn.Embed(self.vocab_size, self.channels)
+        if self.classes:
+            self.label = nn.Embed(self.classes, self.channels)
         self.blocks = [SSMBlock(self.channels, self.kind, self.state, self.imag_init, self.expand, self.conv_width,
                                 self.rank) for _ in range(self.layers)]
         self.norm = nn.LayerNorm(epsilon=1e-5)
         self.head = nn.Dense(self.vocab_size)
 
-    def __call__(self, x):
+    def embed(self, x, y):
+        """Token (+ class) embeddings. x: (B, L) or (B,), y: (B,) -> (B, L, H) or (B, H)."""
         h = self.embedding(x)
+        if not self.classes:
+            return h
+        label = self.label(y)
+        return h + (label[:, None] if x.ndim == 2 else label)
+
+    def __call__(self, x, y=None):
+        h = self.embed(x, y)
         for block in self.blocks:
             h = block(h)
         return self.head(self.norm(h))
@@ -322,19 +334,19 @@ class SSMStack(nn.Module):
     def init_state(self, batch: int):
         return [block.init_state(batch) for block in self.blocks]
 
-    def step(self, token, state):
-        """token: (B,) -> (logits (B, V), state)."""
-        h, new = self.embedding(token), []
+    def step(self, token, state, y=None):
+        """token: (B,), y: (B,) or None -> (logits (B, V), state)."""
+        h, new = self.embed(token, y), []
         for block, s in zip(self.blocks, state):
             h, s = block.step(h, s)
             new.append(s)
         return self.head(self.norm(h)), new
 
-    def recurrent(self, x):
+    def recurrent(self, x, y=None):
         """Logits of every position, token by token. x: (B, L) -> (B, L, V)."""
         state, out = self.init_state(x.shape[0]), []
         for t in range(x.shape[1]):
-            logits, state = self.step(x[:, t], state)
+            logits, state = self.step(x[:, t], state, y)
             out.append(logits)
         return jnp.stack(out, axis=1)
 

@@ -14,9 +14,11 @@ from practice_torch.ssm.functions import (
     discretize_zoh,
     hippo_legs,
     selective_scan,
+    selective_scan_chunked,
     selective_scan_sequential,
 )
 from practice_torch.ssm.layers import S4D, Mamba, SSMBlock, SSMStack
 
 __all__ = ["S4D", "Mamba", "SSMBlock", "SSMStack", "causal_convolution", "diagonal_kernel", "diagonal_recurrence",
-           "discretize_bilinear", "discretize_zoh", "hippo_legs", "selective_scan", "selective_scan_sequential"]
+           "discretize_bilinear", "discretize_zoh", "hippo_legs", "selective_scan", "selective_scan_chunked",
+           "selective_scan_sequential"]

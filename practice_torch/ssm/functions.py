@@ -3,6 +3,9 @@
 
 The selective scan runs as a Hillis-Steele parallel prefix scan over the affine maps x -> a_t x + b_t (log2 L rounds
 of elementwise products over the whole sequence); ``selective_scan_sequential`` is the loop it must equal.
+``selective_scan_chunked`` is the batched training path of the Mamba layer: a chunked scan (sequential inside chunks
+of T steps, all chunks at once; then the carries from chunk to chunk; then one correction), about 2 L D N products
+where the log-depth scan makes 6 log2(L) of them.
 """
 
 from __future__ import annotations
@@ -60,6 +63,36 @@ def selective_scan(u, delta, a, b, c):
         a_bar, states = a_bar * prev_a, a_bar * prev_b + states
         shift *= 2
     return torch.einsum("ldn,ln->ld", states, c)
+
+
+def selective_scan_chunked(u, delta, a, b, c, chunk: int = 8):
+    """``selective_scan`` for a batch, as a chunked scan. Cut the L steps into chunks of T; inside every chunk at once
+    run x_t = Abar_t x_{t-1} + Bbar_t u_t from zero and the products P_t = Abar_t ... Abar_1 of the chunk (T steps);
+    carry the chunks' end states, s_k = P_end(k) s_{k-1} + x_end(k) (L / T steps); then x_t += P_t s_{k-1}, the
+    earlier chunks' state decayed through this one's (the affine maps compose). u, delta: (B, L, D), a: (D, N),
+    b, c: (B, L, N) -> (B, L, D)."""
+    batch, length, d = u.shape
+    n = a.shape[1]
+    a_bar = torch.exp(delta[..., None] * a)  # (B, L, D, N): A by zero-order hold
+    bu = (delta * u)[..., None] * b[:, :, None, :]  # (B, L, D, N): B by Euler, times u
+    pad = (-length) % chunk
+    if pad:  # identity maps after the end
+        a_bar = torch.cat([a_bar, a_bar.new_ones(batch, pad, d, n)], 1)
+        bu = torch.cat([bu, bu.new_zeros(batch, pad, d, n)], 1)
+    chunks = (length + pad) // chunk
+    a_bar, bu = a_bar.view(batch, chunks, chunk, d, n), bu.view(batch, chunks, chunk, d, n)
+    steps_a, steps_b = a_bar.unbind(2), bu.unbind(2)  # unbind, not indexing: its backward is one stack
+    states, products = [steps_b[0]], [steps_a[0]]
+    for j in range(1, chunk):  # inside every chunk at once, from a zero state
+        states.append(steps_a[j] * states[-1] + steps_b[j])
+        products.append(steps_a[j] * products[-1])
+    x, p = torch.stack(states, 2), torch.stack(products, 2)  # (B, chunks, T, D, N)
+    carry, carries = bu.new_zeros(batch, d, n), []
+    for p_end, x_end in zip(products[-1].unbind(1), states[-1].unbind(1), strict=True):  # the state entering chunk k
+        carries.append(carry)
+        carry = p_end * carry + x_end
+    x = x + p * torch.stack(carries, 1)[:, :, None]
+    return torch.einsum("bldn,bln->bld", x.reshape(batch, chunks * chunk, d, n)[:, :length], c)
 
 
 def selective_scan_sequential(u, delta, a, b, c):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from practice_torch.ssm.functions import selective_scan
+from practice_torch.ssm.functions import selective_scan_chunked
 
 
 def s4d_imag_init(n: int, init: str) -> torch.Tensor:
@@ -30,14 +30,21 @@ def complex_diagonal_kernel(dta: torch.Tensor, b_bar: torch.Tensor, c: torch.Ten
     """K_{h,j} = sum_n C_n Abar_n^j Bbar_n with Abar^j = exp(j Delta A) (S4 eq. 5, Vandermonde; the complex twin of
     ``diagonal_kernel``, whose real ``arange`` powers refuse complex Abar). dta, b_bar, c: (H, N) -> (H, L)."""
     powers = torch.arange(length, dtype=dta.real.dtype, device=dta.device)
-    return torch.einsum("hn,hnl->hl", c * b_bar, torch.exp(dta[..., None] * powers))
+    # exp(j Delta A) = exp(j Re) (cos(j Im) + i sin(j Im)), in real arithmetic: several times faster than the complex
+    # exp on a CPU, forward and backward
+    magnitude, angle = torch.exp(dta.real[..., None] * powers), dta.imag[..., None] * powers  # (H, N/2, L)
+    cos, sin, w = magnitude * torch.cos(angle), magnitude * torch.sin(angle), c * b_bar
+    real = torch.einsum("hn,hnl->hl", w.real, cos) - torch.einsum("hn,hnl->hl", w.imag, sin)
+    imag = torch.einsum("hn,hnl->hl", w.real, sin) + torch.einsum("hn,hnl->hl", w.imag, cos)
+    return torch.complex(real, imag)
 
 
 def fft_causal_convolution(kernel: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``causal_convolution`` along the last axis: y_k = sum_{j<=k} K_j u_{k-j}, FFT zero-padded to 2L.
+    """``causal_convolution`` along the last axis: y_k = sum_{j<=k} K_j u_{k-j}, FFT zero-padded to the power of two
+    at or above 2L (any n >= 2L - 1 gives the linear convolution; powers of two are the fast lengths).
     kernel: (..., L), u: (..., L) broadcastable -> (..., L)."""
     length = u.shape[-1]
-    n = 2 * length
+    n = 1 << (2 * length - 1).bit_length()
     return torch.fft.irfft(torch.fft.rfft(kernel, n=n) * torch.fft.rfft(u, n=n), n=n)[..., :length]
 
 
@@ -87,10 +94,12 @@ class S4D(Recurrent, nn.Module):
         return 2 * complex_diagonal_kernel(dta, b_bar, c, length).real
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """Convolutional mode: y = K * u + D u. u: (B, L, H) -> (B, L, H)."""
-        u_t = u.transpose(1, 2)  # (B, H, L)
-        y = fft_causal_convolution(self.kernel(u.shape[1]), u_t) + self.D[:, None] * u_t
-        return y.transpose(1, 2)
+        """Convolutional mode: y = K * u + D u, in float32 under autocast (no bf16 FFT or complex numbers).
+        u: (B, L, H) -> (B, L, H)."""
+        with torch.autocast(u.device.type, enabled=False):
+            u_t = u.transpose(1, 2).to(self.D.dtype)  # (B, H, L)
+            y = fft_causal_convolution(self.kernel(u.shape[1]), u_t) + self.D[:, None] * u_t
+        return y.transpose(1, 2).to(u.dtype)
 
     def init_state(self, batch: int) -> torch.Tensor:
         """x_{-1} = 0. -> (B, H, N/2) complex."""
@@ -135,13 +144,17 @@ class Mamba(Recurrent, nn.Module):
         return F.softplus(self.dt_proj(dt)), b, c
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """Parallel mode (log-depth prefix scan ``selective_scan`` per batch row). u: (B, L, H) -> (B, L, H)."""
+        """Parallel mode (the chunked scan ``selective_scan_chunked``, chunks of about sqrt(L) steps).
+        u: (B, L, H) -> (B, L, H)."""
         x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, E) each
         x = F.silu(self.conv(x.transpose(1, 2))[..., :u.shape[1]].transpose(1, 2))  # causal: keep the first L
         delta, b, c = self.selection(x)
         a = -torch.exp(self.A_log)
-        y = torch.vmap(selective_scan, in_dims=(0, 0, None, 0, 0))(x, delta, a, b, c) + self.D * x
-        return self.out_proj(y * F.silu(z))
+        chunk = max(1, math.isqrt(u.shape[1]))
+        with torch.autocast(u.device.type, enabled=False):  # the scan in float32 under autocast, as Mamba's kernel
+            x32, delta, b, c = (t.to(a.dtype) for t in (x, delta, b, c))
+            y = selective_scan_chunked(x32, delta, a, b, c, chunk) + self.D * x32
+        return self.out_proj(y.to(x.dtype) * F.silu(z))
 
     def init_state(self, batch: int):
         """(conv state: the last K - 1 conv inputs (B, E, K - 1), SSM state (B, E, N)), both zero."""
@@ -195,24 +208,37 @@ class SSMBlock(Recurrent, nn.Module):
 
 
 class SSMStack(nn.Module):
-    """Character LM: embedding (V -> H) -> ``layers`` SSMBlocks (``blocks``) -> LayerNorm -> Linear (H -> V).
-    x: (B, L) int64 -> (B, L, V). ``start``/``advance`` as ``language_model.networks`` decodes (O(1) per token)."""
+    """Sequence model over tokens: embedding (V -> H) (+ a class embedding when ``classes``: the digit of a spoken
+    digit, added at every position) -> ``layers`` SSMBlocks (``blocks``) -> LayerNorm -> Linear (H -> V).
+    x: (B, L) int64, y: (B,) int64 or None -> (B, L, V). ``start``/``advance`` as ``language_model.networks``
+    decodes (O(1) per token, whatever the length so far)."""
 
     architecture = "ssm"
 
     def __init__(self, vocab_size: int, channels: int = 128, layers: int = 2, kind: str = "mamba", state: int = 16,
                  imag_init: str = "lin", expand: int = 2, conv_width: int = 4, rank: int | None = None,
-                 context: int = 256):
+                 context: int = 256, classes: int = 0):
         super().__init__()
-        self.vocab_size, self.context = vocab_size, context
+        self.vocab_size, self.context, self.num_classes = vocab_size, context, classes
         self.embedding = nn.Embedding(vocab_size, channels)
+        self.label = nn.Embedding(classes, channels) if classes else None
         self.blocks = nn.ModuleList(SSMBlock(channels, kind, state, imag_init, expand, conv_width, rank)
                                     for _ in range(layers))
         self.norm = nn.LayerNorm(channels)
         self.head = nn.Linear(channels, vocab_size)
 
-    def forward(self, x):
+    def embed(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """Token (+ class) embeddings. x: (B, L) or (B,), y: (B,) -> (B, L, H) or (B, H)."""
         h = self.embedding(x)
+        if self.label is None:
+            return h
+        if y is None:
+            raise ValueError("this SSM is class-conditional: pass the class y (B,)")
+        label = self.label(y)
+        return h + (label[:, None] if x.dim() == 2 else label)
+
+    def forward(self, x, y=None):
+        h = self.embed(x, y)
         for block in self.blocks:
             h = block(h)
         return self.head(self.norm(h))
@@ -220,19 +246,19 @@ class SSMStack(nn.Module):
     def init_state(self, batch: int):
         return [block.init_state(batch) for block in self.blocks]
 
-    def step(self, token, state):
-        """token: (B,) int64 -> (logits (B, V), state)."""
-        h, new = self.embedding(token), []
+    def step(self, token, state, y=None):
+        """token: (B,) int64, y: (B,) or None -> (logits (B, V), state)."""
+        h, new = self.embed(token, y), []
         for block, s in zip(self.blocks, state):
             h, s = block.step(h, s)
             new.append(s)
         return self.head(self.norm(h)), new
 
-    def recurrent(self, x):
+    def recurrent(self, x, y=None):
         """Logits of every position, token by token (the generation path). x: (B, L) -> (B, L, V)."""
         state, out = self.init_state(x.shape[0]), []
         for t in range(x.shape[1]):
-            logits, state = self.step(x[:, t], state)
+            logits, state = self.step(x[:, t], state, y)
             out.append(logits)
         return torch.stack(out, dim=1)
 
