@@ -14,6 +14,8 @@ The diffusion benchmarks run only when named, since they train or sample for ten
 and class accuracy of a conditional ddpm run) and ``latent_vs_pixel`` (latent vs pixel diffusion at equal
 training CPU time). ``galaxy_conditioning`` (also only when named) measures the physical parameters of galaxies a
 flow_matching run generates against the requested ones, beside the same measurement on real test galaxies.
+``ssm_generation`` (tokens/s of the SSM's recurrent step and of the Transformer's key-value cache against the length
+generated so far) and ``ssm_step`` (training step time and MFU at the quick sizes) run when named.
 ``gpu_steps`` (only when named) times every model's training step through the engine: the full presets on a GPU
 (examples/s, counted FLOPs, MFU against the bf16 GEMM peak, the GPU's busy share, synchronisations per step, the time
 to the first step), the quick presets on a CPU.
@@ -41,6 +43,7 @@ from benchmarks.gpu_steps import gpu_steps
 from benchmarks.guidance import guidance_sweep
 from benchmarks.language_model import kv_cache, lm_curves
 from benchmarks.latent_diffusion import latent_vs_pixel
+from benchmarks.ssm import ssm_generation, ssm_step
 from benchmarks.timing import best_of, gemm_peaks
 from benchmarks.transformer import transformer_step
 from benchmarks.unet import unet_step
@@ -160,7 +163,8 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "latent_vs_pixel": latent_vs_pixel, "unet_step": unet_step, "flow_bpd": flow_bpd,
               "fm_vs_cnf": fm_vs_cnf, "ode_nfe": ode_nfe, "galaxy_conditioning": galaxy_conditioning,
               "transformer_step": transformer_step,
-              "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps}
+              "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps,
+              "ssm_generation": ssm_generation, "ssm_step": ssm_step}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -198,8 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance-steps", type=int, default=20, help="guidance_sweep: DDIM steps per sample")
     parser.add_argument("--seconds", type=float, default=0, help="latent_vs_pixel (default 600), lm_curves (default 300): "
                         "CPU seconds of training per arm")
+    parser.add_argument("--lm-arms", default="", help="lm_curves: comma-separated arms (default all: transformer, "
+                                                      "lstm, ssm)")
     parser.add_argument("--lm-every", type=int, default=100, help="lm_curves: steps between validation points")
     parser.add_argument("--tokens", type=int, default=256, help="kv_cache: tokens generated per sequence")
+    parser.add_argument("--gen-length", type=int, default=4096, help="ssm_generation: tokens generated per sequence")
+    parser.add_argument("--gen-window", type=int, default=64, help="ssm_generation: tokens per timed window")
+    parser.add_argument("--gen-batch", type=int, default=1, help="ssm_generation: sequences generated at once")
     parser.add_argument("--ae-fraction", type=float, default=0.3, help="latent_vs_pixel: share of the latent arm's "
                                                                         "budget spent on the autoencoder")
     parser.add_argument("--ld-samples", type=int, default=1000, help="latent_vs_pixel: samples per arm for FID/KID")

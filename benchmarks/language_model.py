@@ -1,6 +1,7 @@
 """Language-model benchmarks: validation loss against training time, and sampling speed with a key-value cache.
 
-``lm_curves``: the quick preset's character Transformer and a 2 x 256 LSTM each trained for ``--seconds`` of CPU time
+``lm_curves``: the quick preset's character Transformer, a 2 x 256 LSTM and the ``ssm`` quick preset (Mamba, 0.77 M
+parameters against the Transformer's 0.81 M), ``--lm-arms`` of them, each trained for ``--seconds`` of CPU time
 (process time, so that other load on a shared machine does not count) with the engine's loss, AdamW and warmup +
 cosine schedule (stretched over the steps the budget affords, estimated from the first 20 steps); every
 ``--lm-every`` steps the cross-entropy of the same 256 validation pieces of 64 characters is recorded. At the end the
@@ -23,14 +24,25 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ARMS = {"transformer": [], "lstm": ["model.architecture=lstm", "model.dim=256", "model.layers=2"]}
+# arm -> (model, overrides of its quick preset on shakespeare)
+ARMS = {"transformer": ("language_model", []),
+        "lstm": ("language_model", ["model.architecture=lstm", "model.dim=256", "model.layers=2"]),
+        "ssm": ("ssm", [])}
 
 
-def _config(overrides):
+def _config(overrides, model: str = "language_model"):
     from practice_torch.engine.config import apply_overrides
-    from practice_torch.language_model import training as lm_training
+    from practice_torch.models import get_model
 
-    return apply_overrides(lm_training.default_config("quick"), ["train.val_batch=0", *overrides])
+    return apply_overrides(get_model(model).default_config("quick", "shakespeare"), ["train.val_batch=0", *overrides])
+
+
+def val_pieces(context: int) -> torch.Tensor:
+    """(N, context + 1) validation pieces: the first context + 1 characters of each 256-window."""
+    from practice_torch.data.text import load_shakespeare
+
+    val = load_shakespeare("val")
+    return torch.stack([torch.cat([x[:context], y[context - 1:context]]) for x, y in (val[i] for i in range(len(val)))])
 
 
 def _val_loss(net, pieces: torch.Tensor) -> float:
@@ -43,21 +55,21 @@ def _val_loss(net, pieces: torch.Tensor) -> float:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), pieces[:, 1:].reshape(-1)).item()
 
 
-def train_curve(name: str, overrides, seconds: float, every: int, seed: int = 0) -> dict:
+def train_curve(name: str, model: str, overrides, seconds: float, every: int, seed: int = 0) -> dict:
     """Train one arm for ``seconds`` of CPU time; the validation curve and the final full-split loss."""
-    from practice_torch import language_model as lm
     from practice_torch.data.text import load_shakespeare
     from practice_torch.engine.loop import lr_factor
     from practice_torch.engine.runs import dataset_info
-    from practice_torch.language_model import training as lm_training
+    from practice_torch.models import get_model
 
-    cfg = _config(overrides)
+    cfg = _config(overrides, model)
+    lm_training = get_model(model)
     torch.manual_seed(seed)
     train = load_shakespeare("train")
     net = lm_training.build(cfg.model, dataset_info(cfg.data))
     t = cfg.train
     opt = torch.optim.AdamW(net.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-    val = lm.training.val_pieces(cfg.model)[:256]
+    val = val_pieces(cfg.model.context)[:256]
     data_gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     curve, step, total_steps, start = [], 0, None, time.process_time()
     wall = time.perf_counter()
@@ -94,7 +106,11 @@ def train_curve(name: str, overrides, seconds: float, every: int, seed: int = 0)
 
 def lm_curves(args) -> list[dict]:
     seconds = args.seconds or 300
-    rows = [train_curve(name, overrides, seconds, args.lm_every) for name, overrides in ARMS.items()]
+    arms = args.lm_arms.split(",") if args.lm_arms else list(ARMS)
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise SystemExit(f"error: unknown lm_curves arm {unknown[0]!r}; choose from {', '.join(ARMS)}")
+    rows = [train_curve(name, *ARMS[name], seconds, args.lm_every) for name in arms]
     _figure(rows, args.results / "lm_curves.png")
     return rows
 
@@ -123,7 +139,9 @@ def kv_cache(args) -> list[dict]:
     from practice_torch.language_model.networks import build_language_model, generate
 
     rows = []
-    for name, overrides in ARMS.items():
+    for name, (model, overrides) in ARMS.items():
+        if model != "language_model":
+            continue
         m = _config(overrides).model
         torch.manual_seed(0)
         net = build_language_model(m.architecture, 85, m.context, m.dim, m.layers, m.heads, 0.0, m.tie).eval()

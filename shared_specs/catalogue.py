@@ -106,7 +106,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic("dpo", "rl & preferences", "direct preference optimisation", "text",
           trains="DPO on judge-labelled pairs from the frozen reference: the character LM fine-tuned (text)"),
     # State-space models
-    Topic("ssm", "state-space", "S4; selective scan (Mamba)", "text, sound"),
+    Topic("ssm", "state-space", "S4; selective scan (Mamba)", "text, sound",
+          trains="Mamba character LM (text) and digit-conditioned S4D on mu-law audio, sampled one recurrent step "
+                 "per token"),
 )
 
 BY_NAME: dict[str, Topic] = {t.name: t for t in TOPICS}

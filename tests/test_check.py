@@ -31,6 +31,11 @@ RUNS = {
     "coupling_flows": ["--dataset", "digits", "--set", "model.hidden=8", "--set", "train.batch_size=8"],
     "flow_matching": ["--dataset", "digits", "--set", "model.channels=8", "--set", "model.channel_mults=1,2",
                       "--set", "model.attention_levels=1", "--set", "model.ode_steps=2", "--set", "train.batch_size=4"],
+    "ssm": ["--set", "model.channels=8", "--set", "model.layers=2", "--set", "model.context=16",
+            "--set", "train.batch_size=4"],
+    "ssm@spoken_digits": ["--dataset", "spoken_digits", "--set", "model.channels=8", "--set", "model.layers=1",
+                          "--set", "model.state=4", "--set", "model.sample_rate=1000", "--set", "train.batch_size=2",
+                          "--set", "train.val_batch=2", "--set", "train.samples=1", "--set", "model.sample_seconds=0.05"],
     # 2-D data: the MLP denoiser / field (theory_jax.nets.MLPDenoiser)
     "ddpm@moons": ["--dataset", "moons", "--set", "model.hidden=8", "--set", "model.depth=1", "--set", "model.T=20",
                    "--set", "model.sample_steps=5", "--set", "train.batch_size=8"],
@@ -71,7 +76,7 @@ def test_every_model_with_a_twin_has_a_run_here():
 # the default suite checks the fast models end to end, flow_matching and ddpm through their 2-D MLP twins; the others
 # (a few seconds of training and compiling each; flow_matching's U-Net about 40 s, compiling its ODE's
 # vector-Jacobian products) run with -m slow
-FAST = ("vae", "pixelcnn", "coupling_flows", "ddpm@moons", "flow_matching@moons")  # flow_matching's U-Net: -m slow
+FAST = ("vae", "pixelcnn", "coupling_flows", "ddpm@moons", "flow_matching@moons", "ssm")  # flow_matching's U-Net: -m slow
 MODELS = [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in sorted(RUNS)]
 
 

@@ -13,10 +13,12 @@ ELBO and the importance-sampled NLL, nats and bits/dim), ``language_model`` with
 cross-entropy, nats and bits/char), ``pixelcnn`` (the exact NLL, nats per image and bits/dim), ``wavenet`` (NLL per
 sample of whole clips, nats and bits), ``ddpm`` (the variational bound with 4 shared timesteps per
 example), ``coupling_flows`` on images (the exact NLL of the dequantised images over ``eval_draws`` shared draws of
-the uniform noise, nats and bits/dim, and the importance-weighted bound) and ``flow_matching`` (the
-CFM loss, and the ODE NLL by 8 fixed RK4 steps, ``ODE_STEPS``, with one shared Rademacher probe per example); ddpm and
-flow_matching with the U-Net on images or the MLP (``theory_jax.nets.MLPDenoiser``) on 2-D data. The 2-D network of
-``coupling_flows`` has no JAX twin: a one-line error, exit 2.
+the uniform noise, nats and bits/dim, and the importance-weighted bound), ``ssm`` (the held-out cross-entropy in nats
+and bits per character or per sample, the twin in its parallel mode: Mamba's associative scan, S4D's FFT
+convolution) and ``flow_matching`` (the CFM loss, and the ODE NLL by 8 fixed RK4 steps, ``ODE_STEPS``, with one
+shared Rademacher probe per example); ddpm and flow_matching with the U-Net on images or the MLP
+(``theory_jax.nets.MLPDenoiser``) on 2-D data. The 2-D network of ``coupling_flows`` has no JAX twin: a one-line
+error, exit 2.
 """
 
 from __future__ import annotations
@@ -191,6 +193,40 @@ def _wavenet(net, cfg, batch, rng, perturb) -> list[Row]:
     tol = tolerance(LEVEL, "float64")
     return [Row("NLL", "nats/sample", loss_t, loss_j, tol),
             Row("NLL", "bits/sample", loss_t / math.log(2), loss_j / math.log(2), tol)]
+
+
+def _ssm(net, cfg, batch, rng, perturb) -> list[Row]:
+    """The SSM's held-out cross-entropy: characters of context-long pieces of the windows (text), or every sample of
+    whole clips after the first given the digit (audio), each in the twin's parallel mode."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+    import torch.nn.functional as F
+
+    import theory_jax.ssm as jssm
+    from shared_specs.interop import torch_to_flax
+    from theory_jax.language_model import cross_entropy
+
+    if net.modality == "audio":
+        from practice_torch.wavenet.training import encode
+
+        q, labels = encode(net, batch[0]), batch[1]
+        x, y, units = q[:, :-1], q[:, 1:], "sample"
+    else:
+        x, y, labels, units = batch[0][:, :net.context], batch[1][:, :net.context], None, "char"
+    net = net.double()
+    with torch.no_grad():
+        loss_t = F.cross_entropy(net(x, labels).reshape(-1, net.vocab_size), y.reshape(-1)).item()
+    m = cfg.model
+    twin = jssm.SSMStack(net.vocab_size, m.channels, m.layers, m.kind, m.state, m.imag_init, m.expand, m.conv_width,
+                         m.rank or None, net.context, net.num_classes)
+    xj, lj = jnp.asarray(x.numpy()), None if labels is None else jnp.asarray(labels.numpy())
+    template = jax.eval_shape(lambda: twin.init(jax.random.key(0), xj, lj))["params"]
+    params = perturb(torch_to_flax({k: v.double().numpy() for k, v in net.state_dict().items()}, template))
+    loss_j = float(cross_entropy(twin.apply({"params": params}, xj, lj), jnp.asarray(y.numpy())))
+    tol = tolerance(LEVEL, "float64")
+    return [Row("cross-entropy", f"nats/{units}", loss_t, loss_j, tol),
+            Row("cross-entropy", f"bits/{units}", loss_t / math.log(2), loss_j / math.log(2), tol)]
 
 
 def _ddpm(net, cfg, batch, rng, perturb) -> list[Row]:
@@ -479,7 +515,7 @@ def _nchw(x):
 
 CHECKERS: dict[str, Callable] = {"vae": _vae, "language_model": _language_model, "pixelcnn": _pixelcnn,
                                  "wavenet": _wavenet, "ddpm": _ddpm, "coupling_flows": _coupling_flows,
-                                 "flow_matching": _flow_matching}
+                                 "flow_matching": _flow_matching, "ssm": _ssm}
 
 
 # The command -----------------------------------------------------------------------------------------------------

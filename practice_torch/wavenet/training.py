@@ -121,7 +121,8 @@ def loss(net: WaveNet, batch, noise: dict[str, torch.Tensor]):
 
 
 # Sampling ----------------------------------------------------------------------------------------------------------
-def spectrogram_figure(name: str, waves: torch.Tensor, sample_rate: int, labels: list[str], real: torch.Tensor | None):
+def spectrogram_figure(name: str, waves: torch.Tensor, sample_rate: int, labels: list[str], real: torch.Tensor | None,
+                       title: str = "WaveNet samples"):
     """Log-mel spectrograms (``practice_torch.data.audio.log_mel`` at 16 kHz) of waves (N, T), one panel each, with
     a second row of ``real`` (N, T) recordings when given."""
     import torchaudio
@@ -146,7 +147,7 @@ def spectrogram_figure(name: str, waves: torch.Tensor, sample_rate: int, labels:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(label if g == 0 else f"real {label}", fontsize=8)
-    fig.suptitle("WaveNet samples, log-mel over 1 s" + ("; below: held-out recordings" if real is not None else ""),
+    fig.suptitle(f"{title}, log-mel over 1 s" + ("; below: held-out recordings" if real is not None else ""),
                  fontsize=9)
     fig.tight_layout()
     return figure_artefact(name, fig)
@@ -200,12 +201,18 @@ def real_examples(net: WaveNet, examples, device) -> torch.Tensor | None:
 def evaluate(net: WaveNet, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """Test NLL of samples 1..T-1 of every clip given its whole past and label (one causal forward per clip):
     nats and bits per sample; ``marginal_bits``: the entropy of the split's mu-law class histogram."""
+    return evaluate_clips(net, dataset, net)
+
+
+def evaluate_clips(net, dataset: Dataset, logits_of) -> dict[str, float]:
+    """``evaluate`` for any model of mu-law clips: ``logits_of(q, y)`` maps classes q: (B, T - 1) and labels y: (B,)
+    to next-sample logits (B, levels, T - 1); ``net`` gives ``sample_rate``, ``levels`` and the device."""
     device = next(net.parameters()).device
     total, count = 0.0, 0
     histogram = torch.zeros(net.levels, dtype=torch.float64)
     for x, y in DataLoader(dataset, batch_size=16):
         q = encode(net, x.to(device))
-        logits = net(q[:, :-1], y.to(device))
+        logits = logits_of(q[:, :-1], y.to(device))
         total += F.cross_entropy(logits.float(), q[:, 1:], reduction="sum").item()
         count += q[:, 1:].numel()
         histogram += torch.bincount(q[:, 1:].reshape(-1).cpu(), minlength=net.levels).double()

@@ -1,0 +1,228 @@
+"""The SSM's training interface (``practice_torch.models``): ``python -m practice_torch train ssm``.
+
+Two data sets, each in the units of the project's model for it:
+
+- ``shakespeare`` (the default): a character LM, trained as the ``language_model`` is (random ``context``-long crops
+  of the 256-character windows, the next-character cross-entropy in nats, ``val_loss`` at every log step);
+  ``eval`` is the language model's (nats/char, bits/char, perplexity on context-long pieces), ``sample`` writes
+  continuations of ``prompt`` with every decoding rule, each token one recurrent step of the stack.
+- ``spoken_digits``: a digit-conditioned model of mu-law audio, trained as ``wavenet`` is but on whole clips (the
+  SSM starts from a zero state at the start of the clip, as it does when it samples); ``eval`` is WaveNet's (NLL in
+  nats and bits per sample of every sample of every clip after the first), ``sample`` writes one WAV per digit,
+  drawn one recurrent step per sample, and their log-mel spectrograms beside held-out recordings; ``eval`` then
+  reports the project's digit classifier's accuracy on them (the samples are labelled with their digit).
+
+The network is ``layers.SSMStack``: ``kind='mamba'`` (the selective SSM, chunked scan in training) or ``'s4d'``
+(the diagonal SSM, FFT convolution in training).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.models import Artefact
+from practice_torch.ssm.layers import SSMStack
+
+WINDOW = 256  # shakespeare's window; text training crops context-long pieces of it
+DATA_RATE = 16_000  # spoken_digits' rate
+
+
+@dataclass
+class Config:
+    """The SSM's hyperparameters: the run's ``model.*`` keys."""
+
+    kind: Literal["mamba", "s4d"] = "mamba"
+    channels: int = 128  # H, the model width
+    layers: int = 7
+    state: int = 4  # N: Mamba's state per channel; S4D's real state size (N/2 complex pairs)
+    expand: int = 2  # Mamba: inner width E = expand * H
+    conv_width: int = 4  # Mamba: the causal depthwise conv
+    rank: int = 0  # Mamba: the rank R of Delta's projection; 0 = ceil(H / 16)
+    imag_init: Literal["lin", "inv"] = "lin"  # S4D's initialisation of Im(A)
+    # text
+    context: int = 64  # training window (characters); eval scores pieces of this length, as language_model's
+    strategy: Literal["greedy", "beam", "temperature", "top_k", "top_p"] = "top_p"
+    prompt: str = "JULIET.\\n"  # '\n' may be written as the two characters \ and n
+    top_k: int = 20
+    top_p: float = 0.9
+    beam: int = 4
+    sample_length: int = 300  # characters generated per sample
+    # audio
+    sample_rate: int = 8000  # 8000 or 16000
+    levels: int = 256  # mu-law classes
+    sample_seconds: float = 1.0
+    # both
+    temperature: float = 0.8
+
+
+# quick shakespeare: 7 Mamba blocks of width 128 (E = 256, N = 4): 0.77 M parameters, the language_model quick
+# preset's 0.81 M; same batch, crops, optimiser and schedule but warmup 50, 620 steps: about the wall time of its 2000
+# steps on one thread of a 2-core CPU (python -m benchmarks lm_curves sets the two side by side at equal CPU time).
+# quick spoken_digits: 6 S4D blocks of width 64 (N = 16), whole 1 s clips at 8 kHz, batch 4, 600 steps (as many
+# sample positions as WaveNet's quick preset trains on), on one thread: about 1.4 s a step.
+# full: the same models wider and deeper for a GPU.
+# The results table's figure: the first of these (eval key, label, units) the evaluation reports.
+HEADLINE = (("bits_per_char", "test NLL", "bits/char"), ("bits_per_sample", "test NLL", "bits/sample"))
+
+TEXT_TRAIN = dict(batch_size=12, lr=2e-3, betas=(0.9, 0.99), warmup_steps=100, min_lr_ratio=0.1, grad_clip=1.0)
+PRESETS = {
+    "quick": {
+        "shakespeare": Preset(Config(), TrainConfig(steps=620, checkpoint_every=155, log_every=50, val_batch=100,
+                                                    samples=8, threads=1, **{**TEXT_TRAIN, "warmup_steps": 50})),
+        "spoken_digits": Preset(
+            Config(kind="s4d", channels=64, layers=6, state=16, temperature=1.0),
+            TrainConfig(steps=600, batch_size=4, lr=3e-3, warmup_steps=50, min_lr_ratio=0.1, grad_clip=1.0,
+                        weight_decay=0.0, checkpoint_every=150, log_every=50, val_batch=8, samples=10, threads=1)),
+    },
+    "full": {
+        "shakespeare": Preset(
+            Config(channels=384, layers=12, state=16, context=256),
+            TrainConfig(steps=5000, checkpoint_every=1000, log_every=100, val_batch=256, samples=16, precision="bf16",
+                        **{**TEXT_TRAIN, "batch_size": 64, "lr": 1e-3})),
+        "spoken_digits": Preset(
+            Config(kind="s4d", channels=128, layers=12, state=64, sample_rate=16000, temperature=1.0),
+            TrainConfig(steps=20_000, batch_size=16, lr=2e-3, warmup_steps=500, grad_clip=1.0, weight_decay=0.0,
+                        checkpoint_every=2000, log_every=200, val_batch=32, samples=10, precision="bf16")),
+    },
+}
+default_config = preset_config("ssm", PRESETS)
+
+
+def build(config: Config, data) -> SSMStack:
+    """The SSM for ``shakespeare`` windows (a character LM) or ``spoken_digits`` waveforms (mu-law, digit-conditioned).
+    One line (ValueError) for a combination it cannot build."""
+    if min(config.channels, config.layers, config.state, config.expand, config.conv_width) < 1 or config.rank < 0:
+        raise ValueError("model.channels, layers, state, expand and conv_width must be positive, rank >= 0")
+    if config.kind == "s4d" and config.state % 2:
+        raise ValueError(f"model.state={config.state} is odd: S4D keeps N/2 complex conjugate pairs, use an even N")
+    options = dict(channels=config.channels, layers=config.layers, kind=config.kind, state=config.state,
+                   imag_init=config.imag_init, expand=config.expand, conv_width=config.conv_width,
+                   rank=config.rank or None)
+    if data.modality == "text" and data.name == "shakespeare":
+        if not 2 <= config.context <= WINDOW:
+            raise ValueError(f"model.context must be in 2..{WINDOW} (the data window), got {config.context}")
+        from practice_torch.language_model.functions import check_strategy
+
+        check_strategy(config.strategy)
+        net = SSMStack(data.num_classes, context=config.context, **options)
+        net.modality = "text"
+        return net
+    if data.modality == "audio" and data.shape == (1, DATA_RATE):
+        if DATA_RATE % config.sample_rate or config.sample_rate < 1000:
+            raise ValueError(f"model.sample_rate must divide {DATA_RATE} (8000 or 16000), got {config.sample_rate}")
+        if config.levels < 2:
+            raise ValueError(f"model.levels is a number of mu-law classes (>= 2), got {config.levels}")
+        net = SSMStack(config.levels, context=config.sample_rate, classes=data.num_classes, **options)
+        net.modality, net.sample_rate, net.levels = "audio", config.sample_rate, config.levels
+        return net
+    raise ValueError(f"the SSM trains on shakespeare (text) or spoken_digits (audio, leave data.view unset), "
+                     f"not {data.name} {data.shape}")
+
+
+def draw_noise(net: SSMStack, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Text: the start of each example's context-long crop of its window, (n,) int64 (as language_model's).
+    Audio: nothing (whole clips)."""
+    if net.modality == "audio":
+        return {}
+    return {"offset": torch.randint(0, WINDOW - net.context + 1, (n,), generator=generator)}
+
+
+def loss(net: SSMStack, batch, noise: dict[str, torch.Tensor]):
+    """Mean next-token cross-entropy (nats); terms: bits/char (text) or bits/sample (audio)."""
+    x, y = batch
+    if net.modality == "audio":
+        from practice_torch.wavenet.training import encode
+
+        q = encode(net, x)  # (B, T) mu-law classes at net.sample_rate
+        logits = net(q[:, :-1], y.to(q.device))
+        nll = F.cross_entropy(logits.reshape(-1, net.levels).float(), q[:, 1:].reshape(-1))
+        return nll, {"bits_per_sample": nll.detach() / math.log(2)}
+    from practice_torch.language_model.training import crop
+
+    x, y = crop(x, noise["offset"], net.context), crop(y, noise["offset"], net.context)
+    logits = net(x)
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+    return nll, {"bits_per_char": nll.detach() / math.log(2)}
+
+
+def validate(net: SSMStack, batch) -> dict[str, torch.Tensor]:
+    """val_loss: held-out cross-entropy (nats per token) of the first ``context`` characters of each window (text) or
+    of whole clips (audio); the engine calls it in eval mode at every log step."""
+    if net.modality == "audio":
+        from practice_torch.wavenet.training import encode
+
+        q = encode(net, batch[0])
+        logits = net(q[:, :-1], batch[1].to(q.device))
+        return {"val_loss": F.cross_entropy(logits.reshape(-1, net.levels).float(), q[:, 1:].reshape(-1))}
+    x, y = (t[:, : net.context] for t in batch)
+    return {"val_loss": F.cross_entropy(net(x).reshape(-1, net.vocab_size).float(), y.reshape(-1))}
+
+
+# Sampling ----------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def generate_audio(net: SSMStack, y: torch.Tensor, uniforms: torch.Tensor, temperature: float = 1.0,
+                   first: int | None = None) -> torch.Tensor:
+    """Ancestral sampling, one recurrent step per sample: q_0 = ``first`` (default the silence class), then q_{t+1}
+    by the inverse CDF of softmax(logits / temperature) at ``uniforms[:, t]``. y: (B,), uniforms: (B, T) ->
+    (B, T + 1) int64."""
+    batch, length = uniforms.shape
+    q = torch.full((batch, length + 1), net.levels // 2 if first is None else first, dtype=torch.long,
+                   device=uniforms.device)
+    state, columns = net.init_state(batch), uniforms.double().T.contiguous()
+    for t in range(length):
+        logits, state = net.step(q[:, t], state, y)
+        cdf = torch.softmax(logits.double() / temperature, -1).cumsum(-1)
+        q[:, t + 1] = torch.searchsorted(cdf, columns[t, :, None])[:, 0].clamp_max(net.levels - 1)
+    return q
+
+
+@torch.no_grad()
+def sample(net: SSMStack, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+    """Text: 'samples' (n continuations of the prompt with ``strategy``) and 'strategies' (one per decoding rule), as
+    language_model's. Audio: 'samples', ceil(n / 10) clips per digit as WAV, and 'spectrograms' (log-mel, above
+    held-out recordings of the same digits)."""
+    if net.modality == "text":
+        from practice_torch.language_model import training as lm_training
+
+        lm_config = lm_training.Config(context=config.context, strategy=config.strategy, prompt=config.prompt,
+                                       temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
+                                       beam=config.beam, sample_length=config.sample_length, bpe_merges=0)
+        return lm_training.sample(net, lm_config, n, generator)
+    from practice_torch.data.audio import DIGITS
+    from practice_torch.wavenet.functions import mu_law_decode
+    from practice_torch.wavenet.training import real_examples, spectrogram_figure
+
+    device = next(net.parameters()).device
+    per_digit = max(1, math.ceil(n / net.num_classes))
+    y = torch.arange(net.num_classes).repeat_interleave(per_digit)
+    uniforms = torch.rand(len(y), int(config.sample_seconds * net.sample_rate) - 1, generator=generator,
+                          dtype=torch.float64)
+    q = generate_audio(net, y.to(device), uniforms.to(device), config.temperature)
+    waves = mu_law_decode(q.cpu(), net.levels).float()
+    names = list(DIGITS[: net.num_classes]) if net.num_classes <= len(DIGITS) else [str(d) for d in range(10)]
+    figure = spectrogram_figure("spectrograms", waves[::per_digit], net.sample_rate, names,
+                                real_examples(net, examples, device), title=f"SSM ({net.blocks[0].kind}) samples")
+    return [Artefact("samples", "audio", waves, sample_rate=net.sample_rate, labels=y), figure]
+
+
+# Evaluation --------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(net: SSMStack, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """Text: language_model's evaluation (every character of the split in context-long pieces: nats/char,
+    bits/char, perplexity). Audio: WaveNet's (every sample of every clip after the first given its whole past and
+    the digit: nats and bits per sample, and the entropy of the split's class histogram)."""
+    if net.modality == "text":
+        from practice_torch.language_model import training as lm_training
+
+        return lm_training.evaluate(net, config, dataset, generator)
+    from practice_torch.wavenet.training import evaluate_clips
+
+    return evaluate_clips(net, dataset, lambda q, y: net(q, y).transpose(1, 2))
