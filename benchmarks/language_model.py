@@ -116,23 +116,15 @@ def lm_curves(args) -> list[dict]:
 
 
 def _figure(rows, out: Path) -> None:
-    import matplotlib
+    from benchmarks.plots import new_axes, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_axes()
     for row in rows:
         ax.plot([c["cpu_s"] for c in row["curve"]], [c["val_loss"] for c in row["curve"]],
                 label=f"{row['arm']} ({row['params'] / 1e6:.2f} M params): {row['val_loss']:.3f} nats/char")
     ax.axhline(1.88, color="grey", ls="--", lw=0.8, label="1.88 (target)")
     ax.set(xlabel="training CPU seconds (one thread)", ylabel="validation loss (nats/char)", ylim=(1.3, 3.5))
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save(fig, ax, out)
 
 
 def kv_cache(args) -> list[dict]:

@@ -84,24 +84,16 @@ def ssm_generation(args) -> list[dict]:
 
 
 def _figure(rows: list[dict], out: Path) -> None:
-    import matplotlib
+    from benchmarks.plots import new_axes, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = new_axes((6, 3.6))
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == name]
         ax.plot([r["tokens_so_far"] for r in mine], [r["tokens_per_s"] for r in mine], marker=".",
                 label=f"{name}, {mine[0]['params'] / 1e6:.2f} M params")
     ax.set(xlabel="tokens generated so far", ylabel="tokens per second (window)", xscale="log", ylim=(0, None))
     ax.set_title(f"generation speed, batch {rows[0]['batch']}, {torch.get_num_threads()} thread(s)", fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save(fig, ax, out)
 
 
 def ssm_step(args) -> list[dict]:
