@@ -3,7 +3,8 @@
 Every listing, test and README table is generated from ``TOPICS`` (the tables by ``shared_specs.docs``); nothing
 else types a topic name twice. A topic that trains names its model in ``trains``; ``practice_torch.models.MODELS`` (what
 ``python -m practice_torch train`` accepts) is derived from it, with the training adapter
-``practice_torch.<topic>.training``. Presence of a topic's three forms is read off the file system, so the
+``practice_torch.<topic>.training``. A topic whose trained runs the JAX twin can recompute names what it recomputes in
+``checks``; ``theory_jax.check.CHECKERS`` holds exactly those topics. Presence of a topic's three forms is read off the file system, so the
 table says what exists, not what was planned.
 """
 
@@ -25,6 +26,7 @@ class Topic:
     lectures: str
     modality: str
     trains: str = ""  # the model ``python -m practice_torch train <name>`` trains, in one line; "" for none
+    checks: str = ""  # what ``python -m theory_jax check RUN`` recomputes on a trained run's weights; "" for none
 
     @property
     def training_module(self) -> str | None:
@@ -46,7 +48,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic("autoencoder", "latent variable", "autoencoders; denoising; anomaly detection", "image, sound",
           trains="autoencoder: MLP or conv, denoising, anomaly detection by reconstruction error (images, log-mels)"),
     Topic("vae", "latent variable", "VAE; reparameterisation; beta-VAE; conditional VAE", "image, sound",
-          trains="variational autoencoder: MLP or conv, beta-VAE, conditional (images)"),
+          trains="variational autoencoder: MLP or conv, beta-VAE, conditional (images)",
+          checks="the single-sample ELBO and the 32-sample importance-weighted NLL (nats, bits/dim)"),
     Topic("vq_vae", "latent variable", "vector-quantised VAE", "image, sound",
           trains="VQ-VAE: EMA codebook, dead-code restarts; a transformer prior over the code grid (images, log-mels)"),
     # Adversarial models
@@ -64,7 +67,8 @@ TOPICS: tuple[Topic, ...] = (
           trains="CycleGAN between class-split image domains: LSGAN, cycle (10) and identity (5) losses (images)"),
     # Diffusion models
     Topic("ddpm", "diffusion", "DDPM: forward/reverse processes, ELBO, U-Net", "image, sound, 2-D",
-          trains="DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG"),
+          trains="DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG",
+          checks="the variational bound, four shared timesteps per example (U-Net on images, MLP on 2-D)"),
     Topic("score", "diffusion", "DDPMs as score predictors; Langevin", "2-D, image",
           trains="NCSN: noise-conditional score net, DSM, annealed Langevin (2-D MLP, image U-Net)"),
     Topic("guidance", "diffusion", "classifier and classifier-free guidance", "image",
@@ -74,11 +78,13 @@ TOPICS: tuple[Topic, ...] = (
           trains="class-conditional DDPM on scaled latents of a frozen VAE, CFG"),
     # Flows
     Topic("coupling_flows", "flows", "NICE; RealNVP; Glow; dequantisation", "2-D, image",
-          trains="RealNVP/Glow: multi-scale coupling flow, dequantised bits/dim"),
+          trains="RealNVP/Glow: multi-scale coupling flow, dequantised bits/dim",
+          checks="the dequantised NLL and its importance-weighted bound on images (nats, bits/dim)"),
     Topic("cnf", "flows", "continuous normalizing flows; neural ODEs", "2-D",
           trains="FFJORD: continuous normalizing flow, Hutchinson trace, dopri5/adjoint (2-D, 1-D)"),
     Topic("flow_matching", "flows", "flow matching; OT paths; galaxy images", "2-D, image, astro",
-          trains="CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies)"),
+          trains="CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies)",
+          checks="the CFM loss and the ODE log-likelihood by fixed RK4 steps (U-Net on images, MLP on 2-D)"),
     # Energy-based models
     Topic("ebm", "energy-based", "EBMs; Langevin MCMC; replay buffer", "2-D, image",
           trains="EBM: persistent Langevin chains, replay buffer, CD + L2, OOD AUROC (2-D, images)"),
@@ -86,12 +92,15 @@ TOPICS: tuple[Topic, ...] = (
           trains="Bernoulli RBM: CD-k and persistent CD, Gibbs samples, AIS log-likelihood (binarised images)"),
     # Autoregressive models and transformers
     Topic("pixelcnn", "autoregressive", "PixelCNN; masked convolutions", "image",
-          trains="gated PixelCNN: masked convs, exact NLL in bits/dim (binarised, 8-bit images)"),
+          trains="gated PixelCNN: masked convs, exact NLL in bits/dim (binarised, 8-bit images)",
+          checks="the exact NLL (nats per image, bits/dim)"),
     Topic("wavenet", "autoregressive", "WaveNet; dilated causal convolutions", "sound",
-          trains="WaveNet: gated dilated causal convs, mu-law softmax, digit-conditioned (audio)"),
+          trains="WaveNet: gated dilated causal convs, mu-law softmax, digit-conditioned (audio)",
+          checks="the NLL per sample of whole clips (nats, bits)"),
     Topic("transformer", "autoregressive", "attention; transformer blocks; position embeddings", "text, image, sound"),
     Topic("language_model", "autoregressive", "tokenisation; decoding strategies", "text",
-          trains="character Transformer or LSTM, every decoding rule, BPE (text)"),
+          trains="character Transformer or LSTM, every decoding rule, BPE (text)",
+          checks="the transformer's held-out cross-entropy (nats, bits/char)"),
     # RL and preference optimisation
     Topic("policy_gradient", "rl & preferences", "policy gradient theorem; LM as a policy", "text",
           trains="REINFORCE with a leave-one-out baseline: the character LM fine-tuned toward a judge (text)"),
@@ -108,7 +117,8 @@ TOPICS: tuple[Topic, ...] = (
     # State-space models
     Topic("ssm", "state-space", "S4; selective scan (Mamba)", "text, sound",
           trains="Mamba character LM (text) and digit-conditioned S4D on mu-law audio, sampled one recurrent step "
-                 "per token"),
+                 "per token",
+          checks="the held-out cross-entropy per character or per audio sample (nats, bits)"),
 )
 
 BY_NAME: dict[str, Topic] = {t.name: t for t in TOPICS}

@@ -203,8 +203,10 @@ def page_header(topic: catalogue.Topic) -> str:
         forms.append(f"spec [`shared_specs/{name}.py`]({up}/shared_specs/{name}.py) "
                      f"({len(catalogue.spec_cases(name))} cases)")
     trains = f"\n\nTrains: {topic.trains} (`python -m practice_torch train {name}`)." if topic.trains else ""
+    checks = (f"\n\nChecked in the other backend: {topic.checks}, recomputed by the JAX twin from a trained run's "
+              "weights (`python -m theory_jax check RUN`).") if topic.checks else ""
     return (f"# `{name}`: {topic.lectures}\n\n*{topic.group}; {topic.modality}.* " + " · ".join(forms)
-            + f" · [all topics]({up}/README.md#topics){trains}")
+            + f" · [all topics]({up}/README.md#topics){trains}{checks}")
 
 
 def claims_block(name: str, document: str | None) -> str:

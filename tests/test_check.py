@@ -69,8 +69,11 @@ def runs(tmp_path_factory) -> Runs:
     return Runs(tmp_path_factory.mktemp("check"))
 
 
-def test_every_model_with_a_twin_has_a_run_here():
+def test_every_model_with_a_twin_has_a_run_here_and_the_catalogue_names_them():
+    from shared_specs.catalogue import TOPICS
+
     assert {name.split("@")[0] for name in RUNS} == set(check.CHECKERS)
+    assert set(check.CHECKERS) == {t.name for t in TOPICS if t.checks}
 
 
 # the default suite checks the fast models end to end, flow_matching and ddpm through their 2-D MLP twins; the others
