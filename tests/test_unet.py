@@ -187,3 +187,36 @@ def test_the_benchmark_counts_cpu_attention_and_runs_without_diffusers(monkeypat
     assert count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q)) == 2 * 2 * 2 * 16 * 16 * 4
     monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers now raises ImportError
     assert diffusers_twin(UNetConfig(), 28) is None
+
+
+def test_the_twins_agree_in_float64_at_large_t_and_a_float32_sinusoid_is_caught(monkeypatch):
+    """``theory_jax check`` runs both U-Nets in float64: the JAX twin must compute t's sinusoid in the images'
+    precision, as the torch net does in its weights'. Computed in float32 (t = 900, angles to 900 rad) it is off by
+    about 1e-5 and the outputs part at 1e-8; in float64 they agree to roundoff."""
+    import jax
+    import jax.numpy as jnp
+
+    import theory_jax.nets.unet as junet
+    from shared_specs.interop import torch_to_flax
+    from theory_jax.nets import UNet as FlaxUNet
+
+    config = UNetConfig(channel_mults=(1, 2), attention_levels=(1,), groups=4, channels=16)
+    net = randomised(UNet(config)).double()
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([900, 37])
+    with torch.no_grad():
+        expected = net(x, t).permute(0, 2, 3, 1).numpy()
+    twin = FlaxUNet(channels=16, channel_mults=(1, 2), attention_levels=(1,), groups=4)
+    weights = {k: v.detach().numpy() for k, v in net.named_parameters()}
+
+    def jax_out():
+        with jax.enable_x64(True):
+            xj, tj = jnp.asarray(x.permute(0, 2, 3, 1).numpy()), jnp.asarray(t.numpy())
+            template = jax.eval_shape(lambda: twin.init(jax.random.key(0), xj, tj))["params"]
+            params = torch_to_flax(weights, template)
+            return np.asarray(twin.apply({"params": params}, xj, tj))
+
+    assert np.abs(jax_out() - expected).max() < 1e-11
+    embedding = junet.timestep_embedding
+    monkeypatch.setattr(junet, "timestep_embedding", lambda t, dim: embedding(t.astype(jnp.float32), dim))
+    assert np.abs(jax_out() - expected).max() > 1e-9

@@ -211,7 +211,9 @@ class UNet(nn.Module):
         if x.ndim != 4 or x.shape[-1] != self.in_channels or x.shape[1] % scale or x.shape[2] % scale:
             raise ValueError(f"U-Net input must be (B, H, W, {self.in_channels}) with H and W divisible by {scale}, "
                              f"got {tuple(x.shape)}")
-        emb = self.embed(jnp.broadcast_to(jnp.asarray(t), x.shape[:1]), y, cond)
+        # t's sinusoid in the images' precision (at least float32), as the torch twin computes it in its weights'
+        t = jnp.broadcast_to(jnp.asarray(t), x.shape[:1]).astype(jnp.promote_types(x.dtype, jnp.float32))
+        emb = self.embed(t, y, cond)
         h = self.conv_in(x)
         skips = [h]
         for block in self.down:
