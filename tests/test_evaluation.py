@@ -38,7 +38,9 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def digits_net(cache):
-    net, record = F.train_feature_network("digits")
+    """Trained under torch.no_grad(), as a model's ``evaluate`` asks for a network the cache lacks."""
+    with torch.no_grad():
+        net, record = F.train_feature_network("digits")
     return net, record
 
 

@@ -188,6 +188,7 @@ def accuracy(net: FeatureNetwork, x: torch.Tensor, y: torch.Tensor, batch_size: 
     return correct / len(y)
 
 
+@torch.enable_grad()  # called from evaluations that run under torch.no_grad() when the cache lacks the network
 def train_feature_network(name: str, data_dir: str | Path | None = None, device: str | torch.device = "cpu",
                           config: FeatureConfig | None = None, notice: str | None = None) -> tuple[FeatureNetwork, dict]:
     """Train the classifier of data set ``name`` on its train split (AdamW, one-cycle LR, a progress bar), measure it
