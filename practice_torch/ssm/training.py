@@ -68,7 +68,9 @@ class Config:
 # steps on one thread of a 2-core CPU (python -m benchmarks lm_curves sets the two side by side at equal CPU time).
 # quick spoken_digits: 6 S4D blocks of width 64 (N = 16), whole 1 s clips at 8 kHz, batch 4, 600 steps (as many
 # sample positions as WaveNet's quick preset trains on), on one thread: about 1.4 s a step.
-# full: the same models wider and deeper for a GPU.
+# full: the same models wider and deeper for a GPU (not yet run on one). The Mamba LM keeps N = 8: the chunked scan
+# holds a few (B, L, E, N) float32 tensors per block for the backward (about 2 GB per block at batch 64 x 256,
+# E = 768, N = 8).
 # The results table's figure: the first of these (eval key, label, units) the evaluation reports.
 HEADLINE = (("bits_per_char", "test NLL", "bits/char"), ("bits_per_sample", "test NLL", "bits/sample"))
 
@@ -84,7 +86,7 @@ PRESETS = {
     },
     "full": {
         "shakespeare": Preset(
-            Config(channels=384, layers=12, state=16, context=256),
+            Config(channels=384, layers=12, state=8, context=256),
             TrainConfig(steps=5000, checkpoint_every=1000, log_every=100, val_batch=256, samples=16, precision="bf16",
                         **{**TEXT_TRAIN, "batch_size": 64, "lr": 1e-3})),
         "spoken_digits": Preset(
