@@ -54,6 +54,26 @@ def test_stack_start_advance_equals_forward(kind):
             torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["s4d", "mamba"])
+@pytest.mark.parametrize("length", [2, 37])  # 2: shorter than Mamba's conv window (K - 1 = 3)
+def test_prefill_reaches_the_state_of_the_token_by_token_recurrence(kind, length):
+    """``start`` reads the prompt in parallel: every block's state equals the one ``step`` reaches token by token."""
+    torch.manual_seed(6)
+    net = SSMStack(11, channels=8, layers=2, kind=kind, state=8)
+    x = torch.randint(0, 11, (3, length))
+    with torch.no_grad():
+        logits, state = net.start(x)
+        slow = net.init_state(3)
+        for t in range(length):
+            slow_logits, slow = net.step(x[:, t], slow)
+    torch.testing.assert_close(logits, slow_logits, atol=1e-5, rtol=1e-5)
+    for fast, reference in zip(state, slow, strict=True):
+        for a, b in zip(fast if isinstance(fast, tuple) else (fast,), reference if isinstance(reference, tuple)
+                        else (reference,), strict=True):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 def test_stack_generates_with_the_language_model_decoder():
     from practice_torch.language_model.networks import generate
     torch.manual_seed(5)
@@ -74,7 +94,7 @@ def test_bad_arguments_are_refused():
 def test_negative_control_mamba_b_by_zoh_is_caught(monkeypatch):
     """B discretised by ZOH ((exp(Delta A) - 1) / A B) where the convention is Euler (Delta B): the parallel mode
     no longer matches the recurrent one (Delta near 1, where the two differ)."""
-    def zoh_scan(u, delta, a, b, c, chunk):
+    def zoh_scan(u, delta, a, b, c, chunk, return_state=False):
         a_bar = torch.exp(delta[..., None] * a)  # (B, L, D, N)
         b_bar = (a_bar - 1) / a * b[:, :, None, :]
         x, out = torch.zeros(u.shape[0], *a.shape), []
@@ -118,7 +138,7 @@ def test_negative_control_kernel_off_by_one_is_caught(monkeypatch):
 
 def test_negative_control_scan_without_carry_is_caught(monkeypatch):
     """A scan that drops its carry (x_t = Bbar_t u_t): the parallel mode no longer matches the recurrent one."""
-    def no_carry(u, delta, a, b, c, chunk):
+    def no_carry(u, delta, a, b, c, chunk, return_state=False):
         return torch.einsum("bldn,bln->bld", (delta * u)[..., None] * b[:, :, None, :], c)
     monkeypatch.setattr("practice_torch.ssm.layers.selective_scan_chunked", no_carry)
     torch.manual_seed(2)

@@ -65,12 +65,12 @@ def selective_scan(u, delta, a, b, c):
     return torch.einsum("ldn,ln->ld", states, c)
 
 
-def selective_scan_chunked(u, delta, a, b, c, chunk: int = 8):
+def selective_scan_chunked(u, delta, a, b, c, chunk: int = 8, return_state: bool = False):
     """``selective_scan`` for a batch, as a chunked scan. Cut the L steps into chunks of T; inside every chunk at once
     run x_t = Abar_t x_{t-1} + Bbar_t u_t from zero and the products P_t = Abar_t ... Abar_1 of the chunk (T steps);
     carry the chunks' end states, s_k = P_end(k) s_{k-1} + x_end(k) (L / T steps); then x_t += P_t s_{k-1}, the
     earlier chunks' state decayed through this one's (the affine maps compose). u, delta: (B, L, D), a: (D, N),
-    b, c: (B, L, N) -> (B, L, D)."""
+    b, c: (B, L, N) -> (B, L, D); with ``return_state`` also the state after the last step, x_{L-1}: (B, D, N)."""
     batch, length, d = u.shape
     n = a.shape[1]
     a_bar = torch.exp(delta[..., None] * a)  # (B, L, D, N): A by zero-order hold
@@ -92,7 +92,8 @@ def selective_scan_chunked(u, delta, a, b, c, chunk: int = 8):
         carries.append(carry)
         carry = p_end * carry + x_end
     x = x + p * torch.stack(carries, 1)[:, :, None]
-    return torch.einsum("bldn,bln->bld", x.reshape(batch, chunks * chunk, d, n)[:, :length], c)
+    y = torch.einsum("bldn,bln->bld", x.reshape(batch, chunks * chunk, d, n)[:, :length], c)
+    return (y, carry) if return_state else y  # the padding's identity maps leave the last carry x_{L-1}
 
 
 def selective_scan_sequential(u, delta, a, b, c):

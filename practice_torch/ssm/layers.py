@@ -101,6 +101,16 @@ class S4D(Recurrent, nn.Module):
             y = fft_causal_convolution(self.kernel(u.shape[1]), u_t) + self.D[:, None] * u_t
         return y.transpose(1, 2).to(u.dtype)
 
+    def prefill(self, u: torch.Tensor):
+        """The parallel forward and the state after the last token, x_{L-1} = sum_j Abar^(L-1-j) Bbar u_j (the
+        recurrence unrolled; what ``step`` would have reached token by token). u: (B, L, H) -> ((B, L, H),
+        (B, H, N/2) complex)."""
+        _, b_bar, _, dta = self.discretize()
+        back = torch.arange(u.shape[1] - 1, -1, -1, dtype=dta.real.dtype, device=u.device)  # L-1-j
+        decay = torch.exp(dta[..., None] * back)  # (H, N/2, L)
+        state = b_bar * torch.einsum("bhl,hnl->bhn", u.transpose(1, 2).to(decay.dtype), decay)
+        return self(u), state
+
     def init_state(self, batch: int) -> torch.Tensor:
         """x_{-1} = 0. -> (B, H, N/2) complex."""
         dtype = torch.complex64 if self.log_dt.dtype == torch.float32 else torch.complex128
@@ -146,15 +156,29 @@ class Mamba(Recurrent, nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Parallel mode (the chunked scan ``selective_scan_chunked``, chunks of about sqrt(L) steps).
         u: (B, L, H) -> (B, L, H)."""
-        x, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, E) each
-        x = F.silu(self.conv(x.transpose(1, 2))[..., :u.shape[1]].transpose(1, 2))  # causal: keep the first L
+        return self.prefill(u, return_state=False)
+
+    def prefill(self, u: torch.Tensor, return_state: bool = True):
+        """The parallel forward and, with ``return_state``, the state ``step`` would have reached after the last
+        token: the last K - 1 conv inputs (zeros before the start) and the scan's last state.
+        u: (B, L, H) -> ((B, L, H), state as ``init_state``)."""
+        x_in, z = self.in_proj(u).chunk(2, dim=-1)  # (B, L, E) each
+        x = F.silu(self.conv(x_in.transpose(1, 2))[..., :u.shape[1]].transpose(1, 2))  # causal: keep the first L
         delta, b, c = self.selection(x)
         a = -torch.exp(self.A_log)
         chunk = max(1, math.isqrt(u.shape[1]))
         with torch.autocast(u.device.type, enabled=False):  # the scan in float32 under autocast, as Mamba's kernel
             x32, delta, b, c = (t.to(a.dtype) for t in (x, delta, b, c))
-            y = selective_scan_chunked(x32, delta, a, b, c, chunk) + self.D * x32
-        return self.out_proj(y.to(x.dtype) * F.silu(z))
+            scanned = selective_scan_chunked(x32, delta, a, b, c, chunk, return_state=return_state)
+            y, h = scanned if return_state else (scanned, None)
+            y = y + self.D * x32
+        out = self.out_proj(y.to(x.dtype) * F.silu(z))
+        if not return_state:
+            return out
+        width = self.conv.kernel_size[0] - 1
+        window = F.pad(x_in.transpose(1, 2), (width, 0))[..., -width:] if width else x_in.new_zeros(
+            u.shape[0], self.inner, 0)
+        return out, (window.to(a.dtype), h)
 
     def init_state(self, batch: int):
         """(conv state: the last K - 1 conv inputs (B, E, K - 1), SSM state (B, E, N)), both zero."""
@@ -200,6 +224,11 @@ class SSMBlock(Recurrent, nn.Module):
 
     def init_state(self, batch: int):
         return self.layer.init_state(batch)
+
+    def prefill(self, u):
+        """(B, L, H) -> ((B, L, H), the state after the last token)."""
+        y, state = self.layer.prefill(self.norm(u))
+        return u + self._out(y), state
 
     def step(self, u_t, state):
         """(B, H), state -> ((B, H), state)."""
@@ -262,12 +291,14 @@ class SSMStack(nn.Module):
             out.append(logits)
         return torch.stack(out, dim=1)
 
-    def start(self, prompt):
-        """Run the prompt (B, t0) token by token through the recurrence. -> (logits (B, V), state)."""
-        state = self.init_state(prompt.shape[0])
-        for t in range(prompt.shape[1]):
-            logits, state = self.step(prompt[:, t], state)
-        return logits, state
+    def start(self, prompt, y=None):
+        """Read the prompt (B, t0) in parallel (each block's ``prefill``): the logits of the next token and the state
+        the recurrence would have reached token by token. -> (logits (B, V), state)."""
+        h, state = self.embed(prompt, y), []
+        for block in self.blocks:
+            h, s = block.prefill(h)
+            state.append(s)
+        return self.head(self.norm(h))[:, -1], state
 
     def advance(self, token, state):
         return self.step(token, state)
