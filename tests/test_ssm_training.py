@@ -1,6 +1,7 @@
 """The SSM's training adapter: the text model and the audio model through the engine (train, sample, eval), the loss
 against a hand-computed cross-entropy of the drawn crops, audio sampling that inverts the parallel forward's CDF,
-build errors, the full presets' path shrunk (bf16 autocast on the CPU), and the generation benchmark's rows."""
+build errors, the full presets' path shrunk (bf16 autocast on the CPU), a cut and resumed run bit-identical to an
+uncut one, and the generation benchmark's rows."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from resumption import assert_resumes_exactly
 
 from practice_torch.data import DatasetMissing, get_info
 from practice_torch.engine.config import apply_overrides
@@ -184,3 +186,13 @@ def test_the_quick_audio_preset_beats_the_marginal_entropy(tmp_path):
     assert main(["eval", str(tmp_path / "run")]) == 0
     metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
     assert metrics["bits_per_sample"] < metrics["marginal_bits"] - 1.0, metrics
+
+
+@pytest.mark.parametrize("dataset", ["shakespeare", "spoken_digits"])
+def test_a_run_cut_and_resumed_ends_bit_identical(dataset, tmp_path):
+    needs(dataset)
+    shrink = TEXT if dataset == "shakespeare" else AUDIO
+    cfg = apply_overrides(ssm_training.default_config("quick", dataset), [
+        *shrink, "train.steps=4", "train.log_every=2", "train.warmup_steps=1", "train.batch_size=2", "train.samples=1",
+        "train.val_batch=2", "train.checkpoint_every=2"])
+    assert_resumes_exactly(cfg, tmp_path, stop_at=2, counter=None)
