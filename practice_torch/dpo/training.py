@@ -64,12 +64,12 @@ GPU_TRAINING = pg.GPU_TRAINING
 PRESETS = {
     "quick": {"shakespeare": Preset(
         Config(),
-        TrainConfig(steps=100, batch_size=32, lr=3e-5, betas=(0.9, 0.99), warmup_steps=20, grad_clip=1.0,
-                    weight_decay=0.0, checkpoint_every=50, log_every=10, samples=8, threads=1))},
+        TrainConfig(steps=100, batch_size=32, lr=3e-5, warmup_steps=20,
+                    checkpoint_every=50, log_every=10, samples=8, threads=1, **pg.FINE_TUNING))},
     "full": {"shakespeare": Preset(
         Config(prompt_length=64, response_length=64, eval_prompts=1024, eval_pairs=1024),
-        TrainConfig(steps=2000, batch_size=128, lr=3e-5, betas=(0.9, 0.99), warmup_steps=50, grad_clip=1.0,
-                    weight_decay=0.0, checkpoint_every=500, samples=16, **GPU_TRAINING))},
+        TrainConfig(steps=2000, batch_size=128, lr=3e-5, warmup_steps=50,
+                    checkpoint_every=500, samples=16, **pg.FINE_TUNING, **GPU_TRAINING))},
 }
 default_config = preset_config("dpo", PRESETS)
 

@@ -54,6 +54,9 @@ class Config(LanguageSettings):
     eval_prompts: int = 256  # held-out prompts eval draws one response for, from the policy and the reference
 
 
+# The optimiser settings every fine-tuning of the language model shares (policy_gradient, ppo, dpo, reward_model):
+# AdamW with beta2 0.99 as the language model trains, no weight decay toward zero (the weights start trained), clipping.
+FINE_TUNING = {"betas": (0.9, 0.99), "grad_clip": 1.0, "weight_decay": 0.0}
 GPU_TRAINING = {"precision": "bf16", "log_every": 50}
 
 HEADLINE = (("reward_gain_in_sd", "judge's mean reward over the reference's", "reference SDs"),
@@ -66,12 +69,12 @@ HEADLINE = (("reward_gain_in_sd", "judge's mean reward over the reference's", "r
 PRESETS = {
     "quick": {"shakespeare": Preset(
         Config(),
-        TrainConfig(steps=400, batch_size=16, lr=3e-4, betas=(0.9, 0.99), warmup_steps=20, grad_clip=1.0,
-                    weight_decay=0.0, checkpoint_every=100, log_every=20, samples=8, threads=1))},
+        TrainConfig(steps=400, batch_size=16, lr=3e-4, warmup_steps=20,
+                    checkpoint_every=100, log_every=20, samples=8, threads=1, **FINE_TUNING))},
     "full": {"shakespeare": Preset(
         Config(prompt_length=64, response_length=64, samples_per_prompt=8, eval_prompts=1024),
-        TrainConfig(steps=2000, batch_size=64, lr=5e-5, betas=(0.9, 0.99), warmup_steps=50, grad_clip=1.0,
-                    weight_decay=0.0, checkpoint_every=500, samples=16, **GPU_TRAINING))},
+        TrainConfig(steps=2000, batch_size=64, lr=5e-5, warmup_steps=50,
+                    checkpoint_every=500, samples=16, **FINE_TUNING, **GPU_TRAINING))},
 }
 default_config = preset_config("policy_gradient", PRESETS)
 

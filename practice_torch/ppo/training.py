@@ -75,12 +75,12 @@ GPU_TRAINING = pg.GPU_TRAINING
 PRESETS = {
     "quick": {"shakespeare": Preset(
         Config(),
-        TrainConfig(steps=1600, batch_size=64, lr=3e-4, betas=(0.9, 0.99), warmup_steps=20, grad_clip=1.0,
-                    weight_decay=0.0, checkpoint_every=400, log_every=20, samples=8, threads=1))},
+        TrainConfig(steps=1600, batch_size=64, lr=3e-4, warmup_steps=20,
+                    checkpoint_every=400, log_every=20, samples=8, threads=1, **pg.FINE_TUNING))},
     "full": {"shakespeare": Preset(
         Config(prompt_length=64, response_length=64, eval_prompts=1024),
-        TrainConfig(steps=2000, batch_size=256, lr=5e-5, betas=(0.9, 0.99), warmup_steps=50, grad_clip=1.0,
-                    weight_decay=0.0, checkpoint_every=500, samples=16, **GPU_TRAINING))},
+        TrainConfig(steps=2000, batch_size=256, lr=5e-5, warmup_steps=50,
+                    checkpoint_every=500, samples=16, **pg.FINE_TUNING, **GPU_TRAINING))},
 }
 default_config = preset_config("ppo", PRESETS)
 

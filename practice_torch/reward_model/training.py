@@ -28,7 +28,12 @@ from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
 from practice_torch.policy_gradient.judges import judge
 from practice_torch.policy_gradient.policy import LanguageSettings, build_pair, decode, prompts_of
-from practice_torch.policy_gradient.training import held_out_prompts, validation_prompts
+from practice_torch.policy_gradient.training import (
+    FINE_TUNING,
+    GPU_TRAINING,
+    held_out_prompts,
+    validation_prompts,
+)
 from practice_torch.reward_model.functions import preference_loss, preference_prob
 from practice_torch.reward_model.networks import RewardModel
 from practice_torch.reward_model.pairs import PreferencePairs, draw_pair_noise, preference_pairs, untied_mean
@@ -43,8 +48,6 @@ class Config(LanguageSettings):
     eval_pairs: int = 1000  # held-out pairs (test prompts) eval draws; sample's reliability diagram uses as many
 
 
-GPU_TRAINING = {"precision": "bf16", "log_every": 50}
-
 HEADLINE = (("pair_accuracy", "held-out pair accuracy (untied pairs)", ""),
             ("reward_correlation", "correlation of r with the judge's reward", ""))
 
@@ -53,12 +56,12 @@ HEADLINE = (("pair_accuracy", "held-out pair accuracy (untied pairs)", ""),
 PRESETS = {
     "quick": {"shakespeare": Preset(
         Config(),
-        TrainConfig(steps=600, batch_size=32, lr=3e-4, betas=(0.9, 0.99), warmup_steps=30, grad_clip=1.0,
-                    weight_decay=0.0, checkpoint_every=200, log_every=20, samples=8, threads=1))},
+        TrainConfig(steps=600, batch_size=32, lr=3e-4, warmup_steps=30,
+                    checkpoint_every=200, log_every=20, samples=8, threads=1, **FINE_TUNING))},
     "full": {"shakespeare": Preset(
         Config(prompt_length=64, response_length=64, eval_pairs=1000),
-        TrainConfig(steps=3000, batch_size=128, lr=1e-4, betas=(0.9, 0.99), warmup_steps=100, grad_clip=1.0,
-                    weight_decay=0.0, checkpoint_every=500, samples=16, **GPU_TRAINING))},
+        TrainConfig(steps=3000, batch_size=128, lr=1e-4, warmup_steps=100,
+                    checkpoint_every=500, samples=16, **FINE_TUNING, **GPU_TRAINING))},
 }
 default_config = preset_config("reward_model", PRESETS)
 
