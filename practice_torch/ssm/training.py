@@ -28,11 +28,10 @@ from torch.utils.data import Dataset
 
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.language_model.training import WINDOW  # shakespeare's window; text trains on crops of it
 from practice_torch.models import Artefact
 from practice_torch.ssm.layers import SSMStack
-
-WINDOW = 256  # shakespeare's window; text training crops context-long pieces of it
-DATA_RATE = 16_000  # spoken_digits' rate
+from practice_torch.wavenet.training import DATA_RATE, encode  # spoken_digits' rate; waveforms to mu-law classes
 
 
 @dataclass
@@ -141,11 +140,7 @@ def loss(net: SSMStack, batch, noise: dict[str, torch.Tensor]):
     """Mean next-token cross-entropy (nats); terms: bits/char (text) or bits/sample (audio)."""
     x, y = batch
     if net.modality == "audio":
-        from practice_torch.wavenet.training import encode
-
-        q = encode(net, x)  # (B, T) mu-law classes at net.sample_rate
-        logits = net(q[:, :-1], y.to(q.device))
-        nll = F.cross_entropy(logits.reshape(-1, net.levels).float(), q[:, 1:].reshape(-1))
+        nll = clip_nll(net, x, y)
         return nll, {"bits_per_sample": nll.detach() / math.log(2)}
     from practice_torch.language_model.training import crop
 
@@ -155,15 +150,19 @@ def loss(net: SSMStack, batch, noise: dict[str, torch.Tensor]):
     return nll, {"bits_per_char": nll.detach() / math.log(2)}
 
 
+def clip_nll(net: SSMStack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean next-sample cross-entropy (nats) of whole clips, teacher-forced from a zero state and told the digit.
+    x: (B, 1, 16000) waveforms, y: (B,) digits -> ()."""
+    q = encode(net, x)  # (B, T) mu-law classes at net.sample_rate
+    logits = net(q[:, :-1], y.to(q.device))
+    return F.cross_entropy(logits.reshape(-1, net.levels).float(), q[:, 1:].reshape(-1))
+
+
 def validate(net: SSMStack, batch) -> dict[str, torch.Tensor]:
     """val_loss: held-out cross-entropy (nats per token) of the first ``context`` characters of each window (text) or
     of whole clips (audio); the engine calls it in eval mode at every log step."""
     if net.modality == "audio":
-        from practice_torch.wavenet.training import encode
-
-        q = encode(net, batch[0])
-        logits = net(q[:, :-1], batch[1].to(q.device))
-        return {"val_loss": F.cross_entropy(logits.reshape(-1, net.levels).float(), q[:, 1:].reshape(-1))}
+        return {"val_loss": clip_nll(net, *batch)}
     x, y = (t[:, : net.context] for t in batch)
     return {"val_loss": F.cross_entropy(net(x).reshape(-1, net.vocab_size).float(), y.reshape(-1))}
 
