@@ -6,7 +6,9 @@ On a GPU the ``full`` preset of each model that has one (bf16, torch.compile whe
 ``torch.utils.flop_counter`` on the eager loss, never guessed), MFU against the GEMM peak measured in the same run
 (bf16 on a GPU, fp32 on a CPU), the share of the wall time the GPU is busy (the kernels' time from the profiler
 against the host clock), host-device synchronisations per step (CUDA's sync debug mode counts them), and the time
-to the first step (building the data on the device, compiling). A model whose full preset needs another run (a
+to the first step (building the data on the device, compiling), with what was compiled: inductor's mode and whether
+its graphs came from the on-disk cache (``hit``: a warm start, as a second run on the machine has) or were compiled
+(``miss``: a cold start). A model whose full preset needs another run (a
 trained generator, autoencoder or reference model) is reported as skipped, with the reason.
 """
 
@@ -24,7 +26,8 @@ from benchmarks.timing import best_of, count_flops
 
 __all__ = ["gpu_steps", "bf16_gemm_peak", "step_row"]
 
-MEASURED = ("examples_per_s", "step_ms", "gflop_per_step", "mfu", "gpu_busy", "syncs_per_step", "first_step_s")
+MEASURED = ("examples_per_s", "step_ms", "gflop_per_step", "mfu", "gpu_busy", "syncs_per_step", "first_step_s",
+            "compiled")
 
 
 def _sync(device: torch.device) -> None:
@@ -116,6 +119,18 @@ def _timed_steps(trainer, steps: int) -> tuple[float, float | None, float | None
     return wall, min(kernels / wall, 1.0), syncs / steps
 
 
+def _compiled(cfg, before: dict[str, int]) -> str:
+    """'eager', or inductor's mode with the graph cache's hits and misses since ``before`` (e.g. 'default, 2 miss')."""
+    if not cfg.train.compile:
+        return "eager"
+    from torch._dynamo.utils import counters
+
+    now = counters["inductor"]
+    seen = [f"{now[k] - before.get(k, 0)} {k.rsplit('_', 1)[1]}" for k in ("fxgraph_cache_hit", "fxgraph_cache_miss")
+            if now[k] > before.get(k, 0)]
+    return ", ".join([cfg.train.compile_mode, *seen])
+
+
 def step_row(name: str, preset: str, device: str, steps: int, peak: float, overrides=()) -> dict:
     """One model's row (see the module's docstring); ``peak``: the GEMM FLOP/s MFU is measured against;
     ``overrides``: ``--set``-style changes to the preset (e.g. ``data.limit=512`` for a smoke test)."""
@@ -125,6 +140,9 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
     module = get_model(name)
     cfg = apply_overrides(module.default_config(preset), [f"train.device={device}", "train.samples=1", *overrides])
     row = {"model": name, "dataset": cfg.data.name, "preset": preset, "batch": cfg.train.batch_size}
+    from torch._dynamo.utils import counters
+
+    before = dict(counters["inductor"])
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         try:
@@ -134,13 +152,14 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
         trainer._train_step()
         _sync(trainer.device)
         first = time.perf_counter() - start
+        compiled = _compiled(cfg, before)
         flops = _step_flops(trainer)
         wall, busy, syncs = _timed_steps(trainer, steps)
         trainer.close()
     per_step = wall / steps
     return {**row, "examples_per_s": cfg.train.batch_size / per_step, "step_ms": 1000 * per_step,
             "gflop_per_step": flops / 1e9, "mfu": flops / per_step / peak, "gpu_busy": busy,
-            "syncs_per_step": syncs, "first_step_s": first, "note": ""}
+            "syncs_per_step": syncs, "first_step_s": first, "compiled": compiled, "note": ""}
 
 
 def gpu_steps(args) -> list[dict]:

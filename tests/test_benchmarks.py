@@ -99,5 +99,6 @@ def test_gpu_steps_times_the_engines_step_and_skips_a_preset_that_needs_another_
     assert vae["device"] == "cpu" and vae["examples_per_s"] > 0 and vae["first_step_s"] > 0
     assert vae["batch"] == 32 and vae["gflop_per_step"] > 32 * 784 * 2 * 3 / 1e9 and 0 < vae["mfu"] < 1
     assert vae["gpu_busy"] is None and vae["syncs_per_step"] is None  # CPU: no device to wait for
+    assert vae["compiled"] == "eager"  # the quick preset does not compile
     assert rows["gan_inversion"]["note"].startswith("skipped: ") and rows["gan_inversion"]["mfu"] is None
     assert "model.generator" in rows["gan_inversion"]["note"]

@@ -215,13 +215,24 @@ def test_a_run_directory_holds_config_checkpoints_metrics_events_and_pictures(tm
 
 
 @pytest.mark.slow
-def test_torch_compile_trains_like_eager(tmp_path):
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_torch_compile_trains_like_eager(tmp_path, mode):
+    """Compiled once (static shapes: a recompilation is an error), in inductor's default mode and in the CUDA-graph
+    mode (the same as default on a CPU), the run's weights are eager's within float32 reassociation."""
     eager = new_trainer(tiny("train.steps=3", "model.architecture=mlp"), tmp_path / "eager")
     eager.run()
-    compiled = new_trainer(tiny("train.steps=3", "model.architecture=mlp", "train.compile=true"), tmp_path / "compiled")
-    compiled.run()
+    compiled = new_trainer(tiny("train.steps=3", "model.architecture=mlp", "train.compile=true",
+                                f"train.compile_mode={mode}"), tmp_path / "compiled")
+    torch._dynamo.reset()  # an earlier test's compilation of the same forward would count as a recompilation
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        compiled.run()
     a, b = weights(eager), weights(compiled)
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)
+
+
+def test_a_compile_mode_outside_inductors_is_a_one_line_error():
+    with pytest.raises(ConfigError, match="expected one of default, reduce-overhead"):
+        tiny("train.compile_mode=fast")
 
 
 def test_the_engine_imports_no_model():
@@ -406,3 +417,36 @@ def test_a_data_set_moves_to_the_gpu_only_when_it_fits_and_never_on_a_cpu():
     assert fits_on_device(1 << 30, 8 << 30) and not fits_on_device(3 << 30, 8 << 30)  # a quarter of the free memory
     data = TensorDataset(torch.zeros(4, 3), torch.arange(4))
     assert on_device(data, torch.device("cpu")) is data  # the control: nothing moves on a CPU
+
+
+def test_a_batch_of_a_data_set_on_a_device_is_indexed_there(monkeypatch):
+    """fetch hands the indices to the data's device first (on a GPU: through pinned memory, without the
+    synchronisation that indexing a GPU tensor with CPU indices costs); a CPU's data set is indexed as it is."""
+    from torch.utils.data import TensorDataset
+
+    from practice_torch.engine import batches
+
+    moved = []
+    monkeypatch.setattr(batches, "to_device", lambda x, device: moved.append(device) or x.to(device))
+    x, y = batches.fetch(TensorDataset(torch.arange(12.0).reshape(6, 2), torch.arange(6)), torch.tensor([4, 1]))
+    assert moved == [torch.device("cpu")] and y.tolist() == [4, 1] and x.tolist() == [[8.0, 9.0], [2.0, 3.0]]
+    cpu = torch.tensor([1.0])
+    monkeypatch.undo()
+    assert batches.to_device(cpu, torch.device("cpu")) is cpu  # the control: nothing is copied on a CPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_step_never_makes_the_host_wait(tmp_path):
+    """Between synchronisation points the engine's step queues work and returns: CUDA's sync debug mode in 'error'
+    raises on any synchronisation (a .item(), a CPU-indexed GPU tensor, a pageable copy with non_blocking=False)."""
+    trainer = new_trainer(tiny("train.device=cuda", "train.steps=20"), tmp_path / "run")
+    trainer._train_step()  # the first step may allocate and synchronise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer._train_step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()

@@ -82,9 +82,21 @@ def on_device(dataset: Dataset, device: torch.device) -> Dataset:
     return TensorDataset(*(t.to(device) for t in dataset.tensors))
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device`` without making the host wait: a CPU tensor bound for a GPU is copied through pinned
+    memory (torch's caching host allocator keeps the pinned block until the copy is done), so the copy is queued
+    behind the device's work instead of synchronising with it. Anything else is ``x.to(device)``."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
 def fetch(dataset: Dataset, indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The examples at ``indices`` as a batch (x, y, ...), each with leading dimension len(indices)."""
+    """The examples at ``indices`` as a batch (x, y, ...), each with leading dimension len(indices). For a data set
+    on a GPU the indices go there first (``to_device``): indexing a GPU tensor with CPU indices would copy them with
+    a synchronisation every step."""
     if isinstance(dataset, TensorDataset):
+        indices = to_device(indices, dataset.tensors[0].device)
         return tuple(t[indices] for t in dataset.tensors)
     return tuple(default_collate([dataset[i] for i in indices.tolist()]))
 

@@ -53,6 +53,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # 0 = no EMA weights; else e.g. 0.999 (samples and eval then use the EMA)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = torch.autocast (CPU or CUDA)
     compile: bool = False  # torch.compile the loss
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     channels_last: bool = False  # NHWC memory format for conv models on 4-D batches
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads of this run (0: torch's default, one per core)

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from practice_torch.engine import RunError, distributed
-from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, on_device, shard
+from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, on_device, shard, to_device
 from practice_torch.engine.checkpoint import (
     CheckpointError,
     latest_step,
@@ -105,6 +105,14 @@ class LossOf(nn.Module):
         return self.loss(self.net, batch, noise)
 
 
+def compiled(loss: nn.Module, mode: str) -> nn.Module:
+    """``torch.compile`` of the loss (forward and, through AOTAutograd, backward; the sampler and the evaluations
+    stay eager). Every step has the same shapes (whole batches, fixed crops), so shapes are static
+    (``dynamic=False``): one compilation, no dynamic-shape kernels. ``mode``: inductor's, e.g. ``reduce-overhead``
+    (CUDA graphs of the step; on a CPU the same as ``default``) or ``max-autotune-no-cudagraphs``."""
+    return torch.compile(loss, mode=None if mode == "default" else mode, dynamic=False)
+
+
 class Trainer:
     """Everything is checked and loaded here (data, network, checkpoint); nothing is written before ``run``."""
 
@@ -152,8 +160,9 @@ class Trainer:
             gpus = [self.device] if self.device.type == "cuda" else None
             partial = getattr(self.model, "PARTIAL_STEPS", False)  # players taking turns: unused parameters
             loss = nn.parallel.DistributedDataParallel(loss, device_ids=gpus, find_unused_parameters=partial)
-        self.loss = torch.compile(loss) if t.compile and self.update is None else loss
+        self.loss = compiled(loss, t.compile_mode) if t.compile and self.update is None else loss
         self.stop_signal: int | None = None
+        self.stop_flags = torch.tensor([0.0, 1.0], device=self.device)  # the stop flag's two values, made once
 
     def _restore(self) -> dict:
         """Weights, optimizer, schedule, data position, noise and global RNG from the newest checkpoint."""
@@ -259,7 +268,7 @@ class Trainer:
         step = self._gradient_step if self.update is None else self._closed_form_step
         loss, checks, terms = step(batch, noise)
         names = ["loss", *checks, *sorted(terms), STOP]
-        stop = torch.tensor(float(self.stop_signal is not None)).to(self.device, non_blocking=True)
+        stop = self.stop_flags[int(self.stop_signal is not None)]  # on the device already: no copy per step
         stats = torch.stack([loss.detach().float(), *(v.float() for v in checks.values()),
                              *(terms[k].detach().float() for k in sorted(terms)), stop])
         stats = distributed.reduce_mean(stats, procs).to(self.accumulator_dtype)
@@ -326,7 +335,7 @@ class Trainer:
         return {k: float(v) for k, v in terms.items()}
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
+        x = to_device(x, self.device)
         if self.cfg.train.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
