@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          "with a full preset)")
     parser.add_argument("--gpu-steps", type=int, default=0, help="gpu_steps: timed steps per model (default: 20 on a "
                                                                  "GPU, 3 on a CPU)")
-    parser.add_argument("--gpu-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="gpu_steps: a change to every preset, as train's --set (repeatable)")
+    parser.add_argument("--gpu-set", action="append", default=[], metavar="[MODEL:]KEY=VALUE",
+                        help="gpu_steps: a change to every preset (or to MODEL's only), as train's --set (repeatable)")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -6,7 +6,9 @@ On a GPU the ``full`` preset of each model that has one (bf16, torch.compile whe
 ``torch.utils.flop_counter`` on the eager loss, never guessed), MFU against the GEMM peak measured in the same run
 (bf16 on a GPU, fp32 on a CPU), the share of the wall time the GPU is busy (the kernels' time from the profiler
 against the host clock), host-device synchronisations per step (CUDA's sync debug mode counts them), and the time
-to the first step (building the data on the device, compiling), with what was compiled: inductor's mode and whether
+to build the trainer (the data on the device, the network; latent_diffusion's first run also trains its autoencoder,
+which later runs reuse: ``--gpu-set latent_diffusion:model.autoencoder_steps=200`` bounds it when only the step is
+timed) and from there to the end of the first step (compiling), with what was compiled: inductor's mode and whether
 its graphs came from the on-disk cache (``hit``: a warm start, as a second run on the machine has) or were compiled
 (``miss``: a cold start). A model whose full preset needs another run (a
 trained generator, autoencoder or reference model) is reported as skipped, with the reason.
@@ -26,8 +28,8 @@ from benchmarks.timing import best_of, count_flops
 
 __all__ = ["gpu_steps", "bf16_gemm_peak", "step_row"]
 
-MEASURED = ("examples_per_s", "step_ms", "gflop_per_step", "mfu", "gpu_busy", "syncs_per_step", "first_step_s",
-            "compiled")
+MEASURED = ("examples_per_s", "step_ms", "gflop_per_step", "mfu", "gpu_busy", "syncs_per_step", "build_s",
+            "first_step_s", "compiled")
 
 
 def _sync(device: torch.device) -> None:
@@ -133,13 +135,17 @@ def _compiled(cfg, before: dict[str, int]) -> str:
 
 def step_row(name: str, preset: str, device: str, steps: int, peak: float, overrides=()) -> dict:
     """One model's row (see the module's docstring); ``peak``: the GEMM FLOP/s MFU is measured against;
-    ``overrides``: ``--set``-style changes to the preset (e.g. ``data.limit=512`` for a smoke test)."""
+    ``overrides``: ``--set``-style changes to the preset (e.g. ``data.limit=512`` for a smoke test), each for every
+    model or, written ``MODEL:section.key=value``, for that model only."""
     from practice_torch.engine.config import apply_overrides
     from practice_torch.models import get_model, new_trainer
 
     module = get_model(name)
-    cfg = apply_overrides(module.default_config(preset), [f"train.device={device}", "train.samples=1", *overrides])
-    row = {"model": name, "dataset": cfg.data.name, "preset": preset, "batch": cfg.train.batch_size}
+    mine = [o.partition(":")[2] if ":" in o.split("=", 1)[0] else o for o in overrides
+            if ":" not in o.split("=", 1)[0] or o.partition(":")[0] == name]
+    cfg = apply_overrides(module.default_config(preset), [f"train.device={device}", "train.samples=1", *mine])
+    row = {"model": name, "dataset": cfg.data.name, "preset": preset, "batch": cfg.train.batch_size,
+           "set": " ".join(mine)}
     from torch._dynamo.utils import counters
 
     before = dict(counters["inductor"])
@@ -149,9 +155,11 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
             trainer = new_trainer(copy.deepcopy(cfg), Path(tmp) / "run")
         except Exception as exc:  # a preset that needs another run: reported, not fatal
             return {**row, **dict.fromkeys(MEASURED), "note": f"skipped: {str(exc).splitlines()[0][:120]}"}
+        _sync(trainer.device)
+        built = time.perf_counter()
         trainer._train_step()
         _sync(trainer.device)
-        first = time.perf_counter() - start
+        first = time.perf_counter() - built
         compiled = _compiled(cfg, before)
         flops = _step_flops(trainer)
         wall, busy, syncs = _timed_steps(trainer, steps)
@@ -159,7 +167,8 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
     per_step = wall / steps
     return {**row, "examples_per_s": cfg.train.batch_size / per_step, "step_ms": 1000 * per_step,
             "gflop_per_step": flops / 1e9, "mfu": flops / per_step / peak, "gpu_busy": busy,
-            "syncs_per_step": syncs, "first_step_s": first, "compiled": compiled, "note": ""}
+            "syncs_per_step": syncs, "build_s": built - start, "first_step_s": first, "compiled": compiled,
+            "note": ""}
 
 
 def gpu_steps(args) -> list[dict]:

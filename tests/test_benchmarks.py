@@ -93,12 +93,15 @@ def test_gpu_steps_times_the_engines_step_and_skips_a_preset_that_needs_another_
     number: more than the decoder's output layer alone), MFU below 1, and gan_inversion (its full preset needs a
     trained gan run) reported as skipped, not crashed. Nothing about speed is asserted."""
     assert main(["gpu_steps", "--gpu-models", "vae,gan_inversion", "--gpu-steps", "1", "--preset", "quick",
-                 "--gpu-set", "data.limit=256", "--gpu-set", "train.batch_size=32", "--results", str(tmp_path)]) == 0
+                 "--gpu-set", "data.limit=256", "--gpu-set", "train.batch_size=32",
+                 "--gpu-set", "vae:model.latent_dim=3", "--gpu-set", "gan:model.nope=1",  # another model's: ignored
+                 "--results", str(tmp_path)]) == 0
     rows = {r["model"]: r for r in json.loads((tmp_path / "gpu_steps.json").read_text())["rows"]}
     vae = rows["vae"]
-    assert vae["device"] == "cpu" and vae["examples_per_s"] > 0 and vae["first_step_s"] > 0
+    assert vae["device"] == "cpu" and vae["examples_per_s"] > 0 and vae["first_step_s"] > 0 and vae["build_s"] > 0
     assert vae["batch"] == 32 and vae["gflop_per_step"] > 32 * 784 * 2 * 3 / 1e9 and 0 < vae["mfu"] < 1
     assert vae["gpu_busy"] is None and vae["syncs_per_step"] is None  # CPU: no device to wait for
     assert vae["compiled"] == "eager"  # the quick preset does not compile
+    assert vae["set"] == "data.limit=256 train.batch_size=32 model.latent_dim=3"  # its own override, not gan's
     assert rows["gan_inversion"]["note"].startswith("skipped: ") and rows["gan_inversion"]["mfu"] is None
     assert "model.generator" in rows["gan_inversion"]["note"]

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from practice_torch.ppo import control
-from practice_torch.ppo.control import PPO, PPO_PRESETS, EnvPool, PPOConfig, collect_rollout, episode_gae, to_batch
+from practice_torch.ppo.control import PPO, PPO_PRESETS, PPOConfig
 from practice_torch.ppo.functions import gae
+from practice_torch.ppo.rollout import EnvPool, collect_rollout, episode_gae, to_batch
 from practice_torch.trpo import control as trpo_control
 from practice_torch.trpo.control import TRPO, TRPO_PRESETS, TRPOConfig, fisher_vector_product_of
 from practice_torch.trpo.functions import conjugate_gradient

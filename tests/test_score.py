@@ -121,7 +121,12 @@ def test_the_training_loss_is_dsm_at_the_drawn_levels():
     value, terms = sc_training.loss(net, (x, None), noise)
     sigma = net.sigmas[noise["levels"]]
     torch.testing.assert_close(value, sc.dsm_loss(net(x + sigma[:, None] * noise["z"], sigma), noise["z"], sigma))
-    assert set(terms) == {"dsm_fine"} and torch.isfinite(terms["dsm_fine"])
+    fine = noise["levels"] >= 2  # the lower half of the 4 levels: the mean of DSM over those rows only
+    assert set(terms) == {"dsm_fine"} and 0 < fine.sum() < 8
+    score = net(x + sigma[:, None] * noise["z"], sigma)
+    torch.testing.assert_close(terms["dsm_fine"], sc.dsm_loss(score[fine], noise["z"][fine], sigma[fine]))
+    coarse = {**noise, "levels": torch.zeros_like(noise["levels"])}  # no fine level drawn: 0, not a NaN
+    assert float(sc_training.loss(net, (x, None), coarse)[1]["dsm_fine"]) == 0.0
 
 
 def test_registry_presets_and_build_errors():

@@ -169,6 +169,8 @@ def test_an_ema_step_with_decay_zero_is_a_kmeans_step():
         if len(rows):
             torch.testing.assert_close(book[k], rows.mean(0))
     assert int(vq.code_usage(indices, 5).sum()) == 200 and vq.code_usage(indices, 5).dtype == torch.int64
+    assert torch.equal(vq.code_usage(indices, 5), torch.bincount(indices, minlength=5))
+    assert vq.code_usage(torch.tensor([[1, 1], [3, 1]]), 6).tolist() == [0, 3, 0, 1, 0, 0]  # unused codes count 0
 
 
 def test_perplexity_counts_codes_in_use_and_restarts_replace_only_dead_codes():

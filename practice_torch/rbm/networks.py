@@ -70,7 +70,7 @@ class ImageRBM(nn.Module):
                 self.examples_seen += len(v)
             start = v
             if self.persistent:
-                start = self.chains if bool(self.chains_started) else v
+                start = torch.where(self.chains_started, self.chains, v)  # chosen on the device: no host read
             v_k = gibbs_chain(start, u_h, u_v, *self.params())
             if self.persistent and self.training:
                 self.chains.copy_(v_k)

@@ -117,9 +117,13 @@ def loss(net: NCSN, batch, noise: dict[str, torch.Tensor]):
     sigma = net.sigmas[noise["levels"].to(x.device)]
     score = net(perturb(x, sigma, z), sigma)
     total = dsm_loss(score, z, sigma)
-    fine = noise["levels"].to(x.device) >= net.num_levels // 2
-    terms = {"dsm_fine": dsm_loss(score[fine], z[fine], sigma[fine]) if bool(fine.any()) else total.detach() * 0}
-    return total, terms
+    # the loss on the fine levels, without picking their rows (a data-dependent shape, read by the host on a GPU):
+    # zeroing score and z zeroes an example's term, so dsm_loss of the masked batch is sum_fine / B
+    fine = (noise["levels"].to(x.device) >= net.num_levels // 2).to(z.dtype)
+    mask = fine.reshape(-1, *(1,) * (z.ndim - 1))
+    with torch.no_grad():
+        fine_mean = dsm_loss(score * mask, z * mask, sigma) * len(fine) / fine.sum().clamp(min=1)
+    return total, {"dsm_fine": fine_mean}
 
 
 def _device(net: NCSN) -> torch.device:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from practice_torch.ppo.control import Batch, ControlConfig, actor_critic, entropy, main, normalise
+from practice_torch.ppo.control import ControlConfig, actor_critic, main
+from practice_torch.ppo.rollout import Batch, entropy, normalise
 from practice_torch.trpo.functions import mean_kl, surrogate
 from practice_torch.trpo.natural import kl_fisher_product, natural_step
 

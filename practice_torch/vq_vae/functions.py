@@ -84,8 +84,12 @@ def ema_codebook(cluster_size, embed_sum, eps):
 # 5. Codebook usage -----------------------------------------------------------------------------------
 def code_usage(indices, num_codes: int):
     """How often each code was chosen. indices: (N,) or any shape -> (K,) int64 counts (exact; the JAX twin's
-    integers are the same, where a float result would take each framework's own default float dtype)."""
-    return torch.bincount(indices.reshape(-1), minlength=num_codes)
+    integers are the same, where a float result would take each framework's own default float dtype). A scatter-add
+    into K bins rather than ``torch.bincount``, whose size depends on the largest index: on a GPU it reads that
+    from the device, a synchronisation every training step."""
+    flat = indices.reshape(-1)
+    counts = torch.zeros(num_codes, dtype=torch.int64, device=flat.device)
+    return counts.scatter_add_(0, flat.long(), torch.ones_like(flat, dtype=torch.int64))
 
 
 def perplexity(counts):
