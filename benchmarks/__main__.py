@@ -47,6 +47,7 @@ from benchmarks.ssm import ssm_generation, ssm_step
 from benchmarks.timing import best_of, gemm_peaks
 from benchmarks.transformer import transformer_step
 from benchmarks.unet import unet_step
+from shared_specs.environment import commit, cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -243,10 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     status = 0
     for name in args.names or DEFAULT:
+        load_before = round(os.getloadavg()[0], 2)  # the machine's load as the benchmark starts (1-minute average)
         rows = BENCHMARKS[name](args)
         print_table(name, rows)
         meta = {"benchmark": name, "threads": len(cores), "torch": torch.__version__,
-                "machine": platform.machine(), "processor": platform.processor(), "time": time.time()}
+                "machine": platform.machine(), "processor": platform.processor(), "time": time.time(),
+                "cpu": cpu_model(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                "load_before": load_before, "commit": commit()}
         out = args.results / f"{name}.json"
         result = {"meta": meta, "rows": rows}
         if name in CHECKS:

@@ -9,6 +9,8 @@ Generated text sits between ``<!-- NAME:begin ... -->`` and ``<!-- NAME:end -->`
   measured in docs/specs.json) and ``results`` (its rows of docs/results.json). The rest of a page is prose.
 * docs/derivations/<topic>.md: ``python -m theory_jax <topic> --markdown`` of every derivation (``--derivations``).
 * docs/specs.json: every spec case's errors, with the machine and commit (``--specs``).
+* docs/gpu.md: ``gpu-presets``, every full preset and, from docs/gpu_steps.json (a GPU run of ``python -m
+  benchmarks gpu_steps``), its step on a GPU and the training time that extrapolates to.
 
 ``--check`` writes nothing and exits 1 naming what is stale; tests/test_docs.py runs it, and
 tests/test_derivations.py compares each derivation's document with what the derivation now says.
@@ -30,6 +32,8 @@ TOPICS_DIR = f"{DOCS}/topics"
 DERIVATIONS_DIR = f"{DOCS}/derivations"
 SPECS_FILE = f"{DOCS}/specs.json"
 RESULTS_FILE = f"{DOCS}/results.json"
+GPU_FILE = f"{DOCS}/gpu_steps.json"  # ``python -m benchmarks gpu_steps`` run on a GPU, its results file copied here
+GPU_PAGE = f"{DOCS}/gpu.md"
 DOCUMENT_NOTE = "\n*Run by `make docs` on "  # ends a derivation's document: where it ran
 
 
@@ -190,6 +194,52 @@ def control_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def full_presets() -> list[dict[str, Any]]:
+    """Every trainable model's ``full`` preset in the catalogue's order: its data set, steps, global batch and how
+    it trains (precision, compile)."""
+    from practice_torch.models import MODELS, get_model
+
+    rows = []
+    for name in MODELS:
+        module = get_model(name)
+        if "full" not in getattr(module, "PRESETS", {}):
+            continue
+        t = module.default_config("full").train
+        how = [t.precision] + ([f"compile ({t.compile_mode})"] if t.compile else [])
+        rows.append({"model": name, "dataset": module.default_config("full").data.name, "steps": t.steps,
+                     "batch": t.batch_size, "how": ", ".join(how)})
+    return rows
+
+
+def gpu_table(recorded: dict[str, Any]) -> str:
+    """docs/gpu.md's table: every full preset (steps, batch, precision, compile) and, where ``recorded`` (the
+    results file of ``python -m benchmarks gpu_steps`` on a GPU) times its step, the GPU's examples/s, MFU, busy
+    share, synchronisations per step, the time to the first step and the training time it extrapolates to (the
+    first step + steps x the step's time; sampling and evaluation not counted), with the GPU and commit."""
+    meta = recorded.get("meta", {})
+    timed = {r["model"]: r for r in recorded.get("rows", [])
+             if r.get("device") == "cuda" and r.get("preset") == "full" and not r.get("note")}
+    lines = ["| model | data set | steps x batch | trains in | examples/s | MFU | GPU busy | syncs/step | "
+             "first step | training time (extrapolated) |", "|" + "---|" * 10]
+    for p in full_presets():
+        r = timed.get(p["model"])
+        if r is None or r["batch"] != p["batch"]:
+            measured = "not timed on a GPU yet | | | | | |"
+        else:
+            first = (r.get("build_s") or 0) + r["first_step_s"]
+            total = first + p["steps"] * r["step_ms"] / 1000
+            measured = (f"{r['examples_per_s']:,.0f} | {r['mfu']:.1%} | {r['gpu_busy']:.0%} | {r['syncs_per_step']:.2g}"
+                        f" | {first:.0f} s | {_minutes(total)} |")
+        batch = p["batch"] or "the whole split"
+        lines.append(f"| [`{p['model']}`](topics/{p['model']}.md) | {p['dataset']} | {p['steps']:,} x {batch} | "
+                     f"{p['how']} | {measured}")
+    where = (f"Timed by `python -m benchmarks gpu_steps` on {meta.get('gpu')} at {meta.get('commit')} (load "
+             f"{meta.get('load_before')} as it started; MFU against the bf16 GEMM peak measured in the same run)."
+             if timed else "No GPU timing is recorded at this commit: on a GPU, `python -m benchmarks gpu_steps`, "
+             f"then copy `benchmarks/results/gpu_steps.json` to `{GPU_FILE}` and run `make docs`.")
+    return "\n".join(lines) + "\n\n" + where
+
+
 def page_header(topic: catalogue.Topic) -> str:
     name, up = topic.name, "../.."
     forms = []
@@ -264,6 +314,10 @@ def rendered(root: Path | None = None) -> dict[str, str]:
     readme = fill(readme, "topic-table", topic_table(), "README.md")
     readme = fill(readme, "results", results_table(results, f"{TOPICS_DIR}/"), "README.md")
     out["README.md"] = fill(readme, "control", control_table(results), "README.md")
+    gpu = _read(root, GPU_PAGE)
+    if gpu is None:
+        raise ValueError(f"{GPU_PAGE} is missing: it holds the generated 'gpu-presets' table")
+    out[GPU_PAGE] = fill(gpu, "gpu-presets", gpu_table(_json(root, GPU_FILE, {})), GPU_PAGE)
     for topic in topics_with_pages():
         path = f"{TOPICS_DIR}/{topic.name}.md"
         page = _read(root, path)
