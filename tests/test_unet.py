@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from practice_torch.nets import UNet, UNetConfig, timestep_embedding
+from practice_torch.nets import UNet, UNetConfig, timestep_embedding, timestep_frequencies
 from shared_specs.case import init_weights
 from shared_specs.nets import UNET_CASES
 from shared_specs.runner import Perturbation, caught
@@ -120,6 +120,35 @@ def test_timestep_embedding_is_sin_then_cos_with_transformer_frequencies():
     freqs = 10000.0 ** (-np.arange(4) / 4)
     np.testing.assert_allclose(emb[1].numpy(), np.concatenate([np.sin(3 * freqs), np.cos(3 * freqs)]), rtol=1e-6)
     assert torch.equal(emb[0], torch.tensor([0.0] * 4 + [1.0] * 4))
+
+
+def compiled_targets(fn, *args) -> list[str]:
+    """The functions the graph torch.compile captures of ``fn(*args)`` calls (one graph, or an error)."""
+    graphs = []
+
+    def keep(gm, inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(fn, backend=keep, fullgraph=True)(*args)
+    return [str(n.target) for g in graphs for n in g.graph.nodes if n.op == "call_function"]
+
+
+def test_the_nets_keep_their_frequencies_so_a_compiled_step_runs_no_numpy():
+    """The U-Net's time embedding and the 2-D denoiser read the NumPy frequencies from a buffer (the same values,
+    not in their state_dict): NumPy traced into a compiled graph (the control: the embedding without the buffer)
+    is emulated by torch ops and keeps the graph out of AOTAutograd's cache, so every run recompiled its backward."""
+    from practice_torch.nets import MLPDenoiser
+    from practice_torch.nets.unet import TimeEmbedding
+
+    t = torch.tensor([1, 500])
+    embedding, denoiser = TimeEmbedding(8), MLPDenoiser(2, hidden=8, depth=1)
+    for fn, args in ((embedding, (t,)), (denoiser, (torch.zeros(2, 2), t))):
+        assert not any("Wrapped" in name for name in compiled_targets(fn, *args))
+        assert "frequencies" not in fn.state_dict()
+    torch.testing.assert_close(embedding.frequencies, torch.as_tensor(timestep_frequencies(8)), rtol=0, atol=0)
+    assert any("Wrapped" in name for name in compiled_targets(lambda t: timestep_embedding(t, 8), t))
 
 
 # Negative controls: each convention trap of the twin, planted on the JAX side, fails the spec. -----------------

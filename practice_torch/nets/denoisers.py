@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from practice_torch.nets.unet import timestep_embedding
+from practice_torch.nets.unet import frequency_buffer, timestep_embedding
 
 __all__ = ["MLPDenoiser"]
 
@@ -46,9 +46,11 @@ class MLPDenoiser(nn.Module):
         self.out = nn.Linear(hidden, dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        frequency_buffer(self, hidden)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time(timestep_embedding(t, self.hidden, self.inp.weight.dtype))  # float64 in a float64 net
+        # float64 in a float64 net
+        emb = self.time(timestep_embedding(t, self.hidden, self.inp.weight.dtype, self.frequencies))
         if self.label is not None:
             if y is None:
                 y = torch.full((len(x),), self.num_classes, dtype=torch.long, device=x.device)

@@ -72,12 +72,23 @@ def timestep_frequencies(dim: int) -> np.ndarray:
     return np.exp(-math.log(10000.0) * np.arange(half) / half)
 
 
-def timestep_embedding(t, dim: int, dtype=torch.float32):
+def timestep_embedding(t, dim: int, dtype=torch.float32, frequencies: torch.Tensor | None = None):
     """[sin(t w_0..w_{d/2-1}) | cos(t w_0..w_{d/2-1})] (Ho et al.'s block order, not interleaved).
-    t: (B,) any real (an index or a noise level) -> (B, dim)."""
-    freqs = torch.as_tensor(timestep_frequencies(dim), dtype=dtype, device=t.device)
-    angles = t.to(dtype)[:, None] * freqs[None, :]
+    t: (B,) any real (an index or a noise level) -> (B, dim). ``frequencies``: ``timestep_frequencies(dim)`` as a
+    float64 tensor already on t's device (``frequency_buffer``), which a network keeps so that its forward pass
+    neither copies them from the host each call nor runs NumPy inside a compiled graph; rounded to ``dtype`` here,
+    as from the NumPy array."""
+    if frequencies is None:
+        frequencies = torch.as_tensor(timestep_frequencies(dim), device=t.device)
+    angles = t.to(dtype)[:, None] * frequencies.to(dtype)[None, :]
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+def frequency_buffer(module: nn.Module, dim: int) -> None:
+    """``module.frequencies``: ``timestep_frequencies(dim)`` in float64 as a buffer that moves with the module and is
+    not saved (``persistent=False``: checkpoints and the converter see the same weights as before)."""
+    module.register_buffer("frequencies", torch.as_tensor(timestep_frequencies(dim), dtype=torch.float64),
+                           persistent=False)
 
 
 class TimeEmbedding(nn.Module):
@@ -88,9 +99,11 @@ class TimeEmbedding(nn.Module):
         self.channels = channels
         self.linear_1 = nn.Linear(channels, 4 * channels)
         self.linear_2 = nn.Linear(4 * channels, 4 * channels)
+        frequency_buffer(self, channels)
 
     def forward(self, t):
-        return self.linear_2(F.silu(self.linear_1(timestep_embedding(t, self.channels, self.linear_1.weight.dtype))))
+        sinusoid = timestep_embedding(t, self.channels, self.linear_1.weight.dtype, self.frequencies)
+        return self.linear_2(F.silu(self.linear_1(sinusoid)))
 
 
 class ConditionEmbedding(nn.Module):
