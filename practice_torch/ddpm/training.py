@@ -162,7 +162,7 @@ def loss(net: Diffusion, batch, noise: dict[str, torch.Tensor]):
     Algorithm 1). batch: (x (B, ...), y (B,)); noise: ``draw_noise`` rows."""
     x0 = net.to_model(batch[0])
     t = noise["t"]
-    a_t = net.schedule.alpha_bars.to(x0.device)[t]
+    a_t = net.alpha_bars[t]  # the schedule's, kept on the net's device
     x_t = q_sample(x0, a_t, noise["eps"])
     eps_pred = net(x_t, t, labels(net, batch[1], noise.get("drop")))
     return eps_loss(noise["eps"], eps_pred).mean(), {}

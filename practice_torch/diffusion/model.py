@@ -28,6 +28,8 @@ class Diffusion(nn.Module):
         super().__init__()
         self.denoiser, self.schedule, self.shape = denoiser, schedule, tuple(shape)
         self.num_classes, self.images, self.label_dropout = num_classes, images, label_dropout
+        # the training loss's alpha_bar_t, on the net's device (a step gathers from it with no copy from the host)
+        self.register_buffer("alpha_bars", schedule.alpha_bars.clone(), persistent=False)
 
     def forward(self, x_t, t, y=None):
         """eps_theta(x_t, t[, y]): x_t (B, *shape), t (B,) long original indices, y (B,) long or None (null)."""

@@ -84,6 +84,7 @@ class Guide(nn.Module):
         super().__init__()
         self.classifier, self.schedule, self.images = classifier, schedule, images
         self.shape, self.num_classes = classifier.image_shape, classifier.num_classes
+        self.register_buffer("alpha_bars", schedule.alpha_bars.clone(), persistent=False)  # on the net's device
 
     def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
         """logits (B, K) of p_phi(y | x_t, t): x_t (B, C, H, W) in model space, t (B,) original indices."""
@@ -120,7 +121,7 @@ def draw_noise(net: Guide, n: int, generator: torch.Generator) -> dict[str, Tens
 def noised_logits(net: Guide, x: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     """logits at x_t = q_sample(to_model(x), alpha_bar_t, eps). x, eps: (B, C, H, W) (x as the data set gives it)."""
     x0 = net.to_model(x)
-    return net(q_sample(x0, net.schedule.alpha_bars.to(x0.device)[t], eps), t)
+    return net(q_sample(x0, net.alpha_bars[t], eps), t)
 
 
 def loss(net: Guide, batch, noise: dict[str, Tensor]):
@@ -178,7 +179,7 @@ def sample(net: Guide, config: Config, n: int, generator: torch.Generator, examp
     rows, lines = [], []
     for t in levels.tolist():
         tt = torch.full((len(x),), t, device=device, dtype=torch.long)
-        x_t = q_sample(net.to_model(x), net.schedule.alpha_bars.to(device)[tt], eps)
+        x_t = q_sample(net.to_model(x), net.alpha_bars[tt], eps)
         probs = torch.softmax(net(x_t, tt), dim=-1)
         rows.append(net.from_model(x_t.clamp(-1, 1)).cpu() if net.images else x_t.cpu())
         guesses = ", ".join(f"{int(p.argmax())}:{p.max():.2f}" for p in probs)

@@ -231,7 +231,7 @@ def loss(net: LatentDiffusion, batch, noise: dict[str, torch.Tensor]):
     d = net.diffusion
     z = net.encode(batch[0])
     per_example = latent_eps_loss(d, z, batch[1].long(), noise["t"], noise["eps"], noise["drop"],
-                                  d.schedule.alpha_bars, net.scale, d.num_classes)
+                                  d.alpha_bars, net.scale, d.num_classes)
     return per_example.mean(), {}
 
 
