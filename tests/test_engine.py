@@ -214,15 +214,20 @@ def test_a_run_directory_holds_config_checkpoints_metrics_events_and_pictures(tm
     assert json.loads((run / "config.json").read_text())["model"]["latent_dim"] == 4
 
 
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                         reason="needs a CUDA device")])
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
-def test_torch_compile_trains_like_eager(tmp_path, mode):
+def test_torch_compile_trains_like_eager(tmp_path, mode, device):
     """Compiled once (static shapes: a recompilation is an error), in inductor's default mode and in the CUDA-graph
     mode (the same as default on a CPU), the run's weights are eager's within float32 reassociation."""
-    eager = new_trainer(tiny("train.steps=3", "model.architecture=mlp"), tmp_path / "eager")
+    eager = new_trainer(tiny("train.steps=3", "model.architecture=mlp", f"train.device={device}"), tmp_path / "eager")
     eager.run()
     compiled = new_trainer(tiny("train.steps=3", "model.architecture=mlp", "train.compile=true",
-                                f"train.compile_mode={mode}"), tmp_path / "compiled")
+                                f"train.compile_mode={mode}", f"train.device={device}"), tmp_path / "compiled")
     torch._dynamo.reset()  # an earlier test's compilation of the same forward would count as a recompilation
     with torch._dynamo.config.patch(error_on_recompile=True):
         compiled.run()
