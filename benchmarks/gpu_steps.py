@@ -165,7 +165,8 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
         wall, busy, syncs = _timed_steps(trainer, steps)
         trainer.close()
     per_step = wall / steps
-    return {**row, "examples_per_s": cfg.train.batch_size / per_step, "step_ms": 1000 * per_step,
+    row["batch"] = trainer.batch_size  # resolved: a batch of 0 is the whole split (full-batch EM)
+    return {**row, "examples_per_s": trainer.batch_size / per_step, "step_ms": 1000 * per_step,
             "gflop_per_step": flops / 1e9, "mfu": flops / per_step / peak, "gpu_busy": busy,
             "syncs_per_step": syncs, "build_s": built - start, "first_step_s": first, "compiled": compiled,
             "note": ""}

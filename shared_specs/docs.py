@@ -223,7 +223,7 @@ def gpu_table(recorded: dict[str, Any]) -> str:
              "first step | training time (extrapolated) |", "|" + "---|" * 10]
     for p in full_presets():
         r = timed.get(p["model"])
-        if r is None or r["batch"] != p["batch"]:
+        if r is None or (p["batch"] and r["batch"] != p["batch"]):  # a batch of 0 (the whole split) is resolved
             measured = "not timed on a GPU yet | | | | | |"
         else:
             first = (r.get("build_s") or 0) + r["first_step_s"]

@@ -105,3 +105,30 @@ def test_gpu_steps_times_the_engines_step_and_skips_a_preset_that_needs_another_
     assert vae["set"] == "data.limit=256 train.batch_size=32 model.latent_dim=3"  # its own override, not gan's
     assert rows["gan_inversion"]["note"].startswith("skipped: ") and rows["gan_inversion"]["mfu"] is None
     assert "model.generator" in rows["gan_inversion"]["note"]
+
+
+def test_flops_are_counted_through_a_gradient_penalty():
+    """count_flops sums torch's per-operator formulas through torch.autograd.grad with create_graph (an R1 or
+    WGAN-GP penalty), where FlopCounterMode's module attribution fails (the control): at least the linear layer's
+    forward, input gradient and weight gradient (3 x 2 x 4 x 3 x 5); where FlopCounterMode works, the same total."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmarks.timing import count_flops
+
+    lin, x = torch.nn.Linear(3, 5), torch.randn(4, 3, requires_grad=True)
+
+    def step():
+        v = lin(x).sum()
+        (g,) = torch.autograd.grad(v, x, create_graph=True)
+        (g.pow(2).sum() + v).backward()
+
+    assert count_flops(step) >= 3 * 2 * 4 * 3 * 5 and count_flops(lambda: lin(x)) == 2 * 4 * 3 * 5
+
+    def plain():
+        lin(x).pow(2).sum().backward()
+
+    with FlopCounterMode(display=False) as reference:
+        plain()
+    assert count_flops(plain) == reference.get_total_flops() > 2 * 4 * 3 * 5
+    with pytest.raises(RuntimeError, match="autograd.grad"), FlopCounterMode(display=False):
+        step()
