@@ -137,18 +137,18 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
     """One model's row (see the module's docstring); ``peak``: the GEMM FLOP/s MFU is measured against;
     ``overrides``: ``--set``-style changes to the preset (e.g. ``data.limit=512`` for a smoke test), each for every
     model or, written ``MODEL:section.key=value``, for that model only."""
+    from torch._dynamo.utils import counters
+
     from practice_torch.engine.config import apply_overrides
     from practice_torch.models import get_model, new_trainer
 
     module = get_model(name)
-    mine = [o.partition(":")[2] if ":" in o.split("=", 1)[0] else o for o in overrides
-            if ":" not in o.split("=", 1)[0] or o.partition(":")[0] == name]
+    scoped = [(o.partition(":")[0], o.partition(":")[2]) if ":" in o.split("=", 1)[0] else (name, o) for o in overrides]
+    mine = [o for model, o in scoped if model == name]  # every model's overrides and this one's
     cfg = apply_overrides(module.default_config(preset), [f"train.device={device}", "train.samples=1", *mine])
     row = {"model": name, "dataset": cfg.data.name, "preset": preset, "batch": cfg.train.batch_size,
            "set": " ".join(mine)}
-    from torch._dynamo.utils import counters
-
-    before = dict(counters["inductor"])
+    before = dict(counters["inductor"])  # inductor's graph-cache hits and misses so far
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         try:
