@@ -62,13 +62,6 @@ def fp32_gemm_peak(sizes=(512, 1024), repeats: int = 5) -> float:
     return peak
 
 
-def models_with_preset(preset: str) -> list[str]:
-    """The trainable models whose presets include ``preset``, in the catalogue's order."""
-    from practice_torch.models import MODELS, get_model
-
-    return [name for name in MODELS if preset in getattr(get_model(name), "PRESETS", {})]
-
-
 def _step_flops(trainer) -> int:
     """Counted FLOPs of one eager forward and backward of the model's loss on one batch (the weights' gradients are
     cleared after)."""
@@ -176,6 +169,8 @@ def gpu_steps(args) -> list[dict]:
     """Rows of ``step_row`` for ``--gpu-models`` (default: every model with the preset), on CUDA when present."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     preset = args.preset or ("full" if device == "cuda" else "quick")
+    from practice_torch.models import models_with_preset
+
     names = args.gpu_models.split(",") if args.gpu_models else models_with_preset("full")
     steps = args.gpu_steps or (20 if device == "cuda" else 3)
     peak = bf16_gemm_peak(torch.device("cuda")) if device == "cuda" else fp32_gemm_peak()

@@ -71,19 +71,21 @@ def count_flops(fn) -> int:
     registry = FlopCounterMode(display=False, custom_mapping=_cpu_attention_flops()).flop_registry
 
     class Totals(TorchDispatchMode):
-        total = 0
+        def __init__(self):
+            super().__init__()
+            self.total = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             counted = registry.get(func._overloadpacket)
             if counted is not None:
-                Totals.total += counted(*args, **kwargs, out_val=out)
+                self.total += counted(*args, **kwargs, out_val=out)
             return out
 
-    with Totals():
+    with Totals() as totals:
         fn()
-    return Totals.total
+    return totals.total
 
 
 def best_of_interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:

@@ -51,6 +51,11 @@ def get_model(name: str) -> ModelModule:
     return module  # type: ignore[return-value]
 
 
+def models_with_preset(preset: str) -> list[str]:
+    """The trainable models whose presets include ``preset``, in the catalogue's order."""
+    return [name for name in MODELS if preset in getattr(get_model(name), "PRESETS", {})]
+
+
 def new_trainer(cfg: Any, run_dir: Path, resume: bool = False):
     """The engine's ``Trainer`` for ``cfg`` (an ``engine.config.RunConfig``), handed the model it names."""
     return Trainer(get_model(cfg.model_name), cfg, run_dir, resume)

@@ -197,17 +197,15 @@ def control_table(rows: list[dict[str, Any]]) -> str:
 def full_presets() -> list[dict[str, Any]]:
     """Every trainable model's ``full`` preset in the catalogue's order: its data set, steps, global batch and how
     it trains (precision, compile)."""
-    from practice_torch.models import MODELS, get_model
+    from practice_torch.models import get_model, models_with_preset
 
     rows = []
-    for name in MODELS:
-        module = get_model(name)
-        if "full" not in getattr(module, "PRESETS", {}):
-            continue
-        t = module.default_config("full").train
+    for name in models_with_preset("full"):
+        cfg = get_model(name).default_config("full")
+        t = cfg.train
         how = [t.precision] + ([f"compile ({t.compile_mode})"] if t.compile else [])
-        rows.append({"model": name, "dataset": module.default_config("full").data.name, "steps": t.steps,
-                     "batch": t.batch_size, "how": ", ".join(how)})
+        rows.append({"model": name, "dataset": cfg.data.name, "steps": t.steps, "batch": t.batch_size,
+                     "how": ", ".join(how)})
     return rows
 
 
