@@ -179,12 +179,27 @@ def print_table(name: str, rows: list[dict]) -> None:
         print("  ".join(f"{v:>16.3g}" if isinstance(v, float) else f"{v!s:>16}" for v in row.values()))
 
 
+def default_threads(names, cuda: bool, cores: int) -> int:
+    """Threads when ``--threads`` is not given: one (CPU timings comparable across machines), except for
+    ``gpu_steps`` on a GPU, which gets every core as ``train`` does (the host feeds the GPU, inductor compiles in
+    parallel)."""
+    return cores if cuda and "gpu_steps" in names else 1
+
+
+def write_atomically(path: Path, result: dict) -> None:
+    """``result`` as JSON at ``path``, through a temporary file renamed over it (never a half-written file)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*",
                         help=f"benchmarks to run (default: {', '.join(DEFAULT)}): {', '.join(BENCHMARKS)}")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default 1; gpu_steps on a "
+                        "GPU: every core, as train has, for the host that feeds the GPU and inductor's compiling)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="skip the torch.compile rows (compilation takes about a minute on a CPU)")
@@ -231,34 +246,40 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "GPU, 3 on a CPU)")
     parser.add_argument("--gpu-set", action="append", default=[], metavar="[MODEL:]KEY=VALUE",
                         help="gpu_steps: a change to every preset (or to MODEL's only), as train's --set (repeatable)")
+    parser.add_argument("--gpu-merge", action="store_true", help="gpu_steps: keep the rows already in the results "
+                        "file from the same device and preset, replacing those of the models timed again")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         print(f"error: unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
+    names = args.names or DEFAULT
     # Both libraries, and the GEMM peak, get the same cores: XLA's CPU client ignores thread-count flags.
-    cores = sorted(os.sched_getaffinity(0))[: args.threads]
+    available = sorted(os.sched_getaffinity(0))
+    cores = available[: args.threads or default_threads(names, torch.cuda.is_available(), len(available))]
     os.sched_setaffinity(0, cores)
     torch.set_num_threads(len(cores))
     args.results.mkdir(parents=True, exist_ok=True)
     status = 0
-    for name in args.names or DEFAULT:
+    for name in names:
         load_before = round(os.getloadavg()[0], 2)  # the machine's load as the benchmark starts (1-minute average)
-        rows = BENCHMARKS[name](args)
-        print_table(name, rows)
         meta = {"benchmark": name, "threads": len(cores), "torch": torch.__version__,
                 "machine": platform.machine(), "processor": platform.processor(), "time": time.time(),
                 "cpu": cpu_model(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                 "load_before": load_before, "commit": commit()}
         out = args.results / f"{name}.json"
+        # a benchmark that measures row by row hands each new set of rows here: a stopped run keeps what it measured
+        args.save = lambda rows, meta=meta, out=out: write_atomically(out, {"meta": meta, "rows": rows})
+        rows = BENCHMARKS[name](args)
+        print_table(name, rows)
         result = {"meta": meta, "rows": rows}
         if name in CHECKS:
             problems = CHECKS[name](rows)
             result["order_holds"] = not problems
             print("expected order holds: " + ("yes" if not problems else "NO\n  " + "\n  ".join(problems)))
             status = status or (1 if problems else 0)
-        out.write_text(json.dumps(result, indent=2))
+        write_atomically(out, result)
         print(f"wrote {out}")
     return status
 

@@ -11,12 +11,18 @@ which later runs reuse: ``--gpu-set latent_diffusion:model.autoencoder_steps=200
 timed) and from there to the end of the first step (compiling), with what was compiled: inductor's mode and whether
 its graphs came from the on-disk cache (``hit``: a warm start, as a second run on the machine has) or were compiled
 (``miss``: a cold start). A model whose full preset needs another run (a
-trained generator, autoencoder or reference model) is reported as skipped, with the reason.
+trained generator, autoencoder or reference model) is reported as skipped, with the reason; one whose step fails
+(out of memory, say) as failed, and the others still run.
+
+Each row is written to the results file as it is measured, so a run that is stopped keeps what it timed; with
+``--gpu-merge`` the rows join those already in the file from the same device and preset (a model timed again
+replaces its row), so the models can be timed in several shorter runs.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import tempfile
 import time
 import warnings
@@ -87,28 +93,28 @@ def _step_flops(trainer) -> int:
 def _timed_steps(trainer, steps: int) -> tuple[float, float | None, float | None]:
     """(wall seconds of ``steps`` steps, the GPU's busy share, synchronisations per step); the last two None on a
     CPU. Each step is the engine's ``_train_step``; the host reads nothing in between, as on a GPU run's non-log
-    steps."""
+    steps. On a GPU the steps are timed without the profiler (its tracing costs the host time), then run again
+    under it and CUDA's sync debug mode: the busy share is the kernels' time per step against the unprofiled step."""
     device = trainer.device
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer._train_step()
+    _sync(device)
+    wall = time.perf_counter() - start
     if device.type != "cuda":
-        start = time.perf_counter()
-        for _ in range(steps):
-            trainer._train_step()
-        return time.perf_counter() - start, None, None
+        return wall, None, None
     from torch.profiler import ProfilerActivity, profile
 
-    _sync(device)
     with warnings.catch_warnings(record=True) as caught, profile(activities=[ProfilerActivity.CUDA]) as prof:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
-        start = time.perf_counter()
         try:
             for _ in range(steps):
                 trainer._train_step()
-            torch.cuda.set_sync_debug_mode(0)
-            _sync(device)
         finally:
             torch.cuda.set_sync_debug_mode(0)
-        wall = time.perf_counter() - start
+        _sync(device)
     syncs = sum("synchronizing" in str(w.message) for w in caught)
     kernels = sum(e.self_device_time_total for e in prof.key_averages()) / 1e6  # microseconds -> seconds
     return wall, min(kernels / wall, 1.0), syncs / steps
@@ -126,10 +132,14 @@ def _compiled(cfg, before: dict[str, int]) -> str:
     return ", ".join([cfg.train.compile_mode, *seen])
 
 
-def step_row(name: str, preset: str, device: str, steps: int, peak: float, overrides=()) -> dict:
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:160]
+
+
+def step_row(name: str, preset: str, device: str, steps: int, peak: float, overrides=(), warmup: int = 0) -> dict:
     """One model's row (see the module's docstring); ``peak``: the GEMM FLOP/s MFU is measured against;
     ``overrides``: ``--set``-style changes to the preset (e.g. ``data.limit=512`` for a smoke test), each for every
-    model or, written ``MODEL:section.key=value``, for that model only."""
+    model or, written ``MODEL:section.key=value``, for that model only; ``warmup``: untimed steps after the first."""
     from torch._dynamo.utils import counters
 
     from practice_torch.engine.config import apply_overrides
@@ -141,45 +151,86 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
     cfg = apply_overrides(module.default_config(preset), [f"train.device={device}", "train.samples=1", *mine])
     row = {"model": name, "dataset": cfg.data.name, "preset": preset, "batch": cfg.train.batch_size,
            "set": " ".join(mine)}
+    torch._dynamo.reset()  # each model compiles as in a fresh process (and no model meets another's recompile limit)
     before = dict(counters["inductor"])  # inductor's graph-cache hits and misses so far
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         try:
             trainer = new_trainer(copy.deepcopy(cfg), Path(tmp) / "run")
         except Exception as exc:  # a preset that needs another run: reported, not fatal
-            return {**row, **dict.fromkeys(MEASURED), "note": f"skipped: {str(exc).splitlines()[0][:120]}"}
-        _sync(trainer.device)
-        built = time.perf_counter()
-        trainer._train_step()
-        _sync(trainer.device)
-        first = time.perf_counter() - built
-        compiled = _compiled(cfg, before)
-        flops = _step_flops(trainer)
-        wall, busy, syncs = _timed_steps(trainer, steps)
-        trainer.close()
+            return {**row, **dict.fromkeys(MEASURED), "note": f"skipped: {_first_line(exc)}"}
+        try:
+            _sync(trainer.device)
+            built = time.perf_counter()
+            trainer._train_step()
+            _sync(trainer.device)
+            first = time.perf_counter() - built
+            compiled = _compiled(cfg, before)
+            flops = _step_flops(trainer)
+            for _ in range(warmup):  # CUDA graphs are recorded in the first calls after the compile
+                trainer._train_step()
+            wall, busy, syncs = _timed_steps(trainer, steps)
+            batch = trainer.batch_size  # resolved: a batch of 0 is the whole split (full-batch EM)
+        except Exception as exc:  # out of memory, an operator without a kernel here: this row only
+            return {**row, **dict.fromkeys(MEASURED), "note": f"failed: {type(exc).__name__}: {_first_line(exc)}"}
+        finally:
+            trainer.close()
+            del trainer
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     per_step = wall / steps
-    row["batch"] = trainer.batch_size  # resolved: a batch of 0 is the whole split (full-batch EM)
-    return {**row, "examples_per_s": trainer.batch_size / per_step, "step_ms": 1000 * per_step,
+    row["batch"] = batch
+    return {**row, "examples_per_s": batch / per_step, "step_ms": 1000 * per_step,
             "gflop_per_step": flops / 1e9, "mfu": flops / per_step / peak, "gpu_busy": busy,
             "syncs_per_step": syncs, "build_s": built - start, "first_step_s": first, "compiled": compiled,
             "note": ""}
 
 
+def merged(kept: list[dict], rows: list[dict], order: list[str]) -> list[dict]:
+    """``kept`` (an earlier run's rows) with ``rows`` (this run's) in their place: one row per model, this run's
+    where both have one, in ``order`` (the catalogue's; models outside it last)."""
+    by_model = {r["model"]: r for r in kept} | {r["model"]: r for r in rows}
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(by_model.values(), key=lambda r: rank.get(r["model"], len(rank)))
+
+
+def earlier_rows(path: Path, device: str, gpu: str | None, preset: str) -> list[dict]:
+    """The rows of the results file at ``path`` timed on the same device, GPU and preset ([] when there is none,
+    or it is from another machine or preset: those rows are not mixed with this run's)."""
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (ValueError, KeyError, TypeError):
+        raise SystemExit(f"error: {path} is not a gpu_steps results file; move it away or run without --gpu-merge"
+                         ) from None
+    return [r for r in rows if r.get("device") == device and r.get("gpu") == gpu and r.get("preset") == preset]
+
+
 def gpu_steps(args) -> list[dict]:
-    """Rows of ``step_row`` for ``--gpu-models`` (default: every model with the preset), on CUDA when present."""
+    """Rows of ``step_row`` for ``--gpu-models`` (default: every model with the preset), on CUDA when present;
+    with ``--gpu-merge``, joined to the rows already in the results file (see the module's docstring). Each row is
+    handed to ``args.save`` (when set) as soon as it is measured."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     preset = args.preset or ("full" if device == "cuda" else "quick")
     from practice_torch.models import models_with_preset
+    from shared_specs.environment import commit
 
-    names = args.gpu_models.split(",") if args.gpu_models else models_with_preset("full")
+    every = models_with_preset("full")
+    names = args.gpu_models.split(",") if args.gpu_models else every
     steps = args.gpu_steps or (20 if device == "cuda" else 3)
+    gpu = torch.cuda.get_device_name() if device == "cuda" else None
+    at = commit()
+    kept = earlier_rows(args.results / "gpu_steps.json", device, gpu, preset) if args.gpu_merge else []
     peak = bf16_gemm_peak(torch.device("cuda")) if device == "cuda" else fp32_gemm_peak()
     print(f"{device}: GEMM peak {peak / 1e12:.2f} TFLOP/s ({'bf16' if device == 'cuda' else 'fp32, torch'}); "
-          f"{preset} presets, {steps} timed steps each")
+          f"{preset} presets, {steps} timed steps each" + (f"; {len(kept)} earlier rows kept" if kept else ""))
     rows = []
     for name in names:
-        row = step_row(name, preset, device, steps, peak, args.gpu_set)
-        print(f"  {name}: " + (row["note"] or f"{row['examples_per_s']:.0f} examples/s, MFU {row['mfu']:.3f}"),
-              flush=True)
-        rows.append({**row, "device": device, "peak_tflops": peak / 1e12})
-    return rows
+        row = step_row(name, preset, device, steps, peak, args.gpu_set, warmup=3 if device == "cuda" else 0)
+        print(f"  {name}: " + (row["note"] or f"{row['examples_per_s']:.0f} examples/s, MFU {row['mfu']:.3f}, first "
+                                             f"step {row['first_step_s']:.1f} s ({row['compiled']})"), flush=True)
+        rows.append({**row, "device": device, "gpu": gpu, "peak_tflops": peak / 1e12, "commit": at})
+        if getattr(args, "save", None):
+            args.save(merged(kept, rows, every))
+    return merged(kept, rows, every)

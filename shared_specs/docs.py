@@ -215,13 +215,16 @@ def gpu_table(recorded: dict[str, Any]) -> str:
     share, synchronisations per step, the time to the first step and the training time it extrapolates to (the
     first step + steps x the step's time; sampling and evaluation not counted), with the GPU and commit."""
     meta = recorded.get("meta", {})
-    timed = {r["model"]: r for r in recorded.get("rows", [])
-             if r.get("device") == "cuda" and r.get("preset") == "full" and not r.get("note")}
+    on_gpu = [r for r in recorded.get("rows", []) if r.get("device") == "cuda" and r.get("preset") == "full"]
+    timed = {r["model"]: r for r in on_gpu if not r.get("note")}
+    failed = {r["model"]: r for r in on_gpu if r.get("note", "").startswith("failed")}
     lines = ["| model | data set | steps x batch | trains in | examples/s | MFU | GPU busy | syncs/step | "
              "first step | training time (extrapolated) |", "|" + "---|" * 10]
     for p in full_presets():
         r = timed.get(p["model"])
-        if r is None or (p["batch"] and r["batch"] != p["batch"]):  # a batch of 0 (the whole split) is resolved
+        if p["model"] in failed and failed[p["model"]]["batch"] == p["batch"]:
+            measured = f"{failed[p['model']]['note'].replace('|', '/')} | | | | | |"
+        elif r is None or (p["batch"] and r["batch"] != p["batch"]):  # a batch of 0 (the whole split) is resolved
             measured = "not timed on a GPU yet | | | | | |"
         else:
             first = (r.get("build_s") or 0) + r["first_step_s"]
@@ -231,8 +234,11 @@ def gpu_table(recorded: dict[str, Any]) -> str:
         batch = p["batch"] or "the whole split"
         lines.append(f"| [`{p['model']}`](topics/{p['model']}.md) | {p['dataset']} | {p['steps']:,} x {batch} | "
                      f"{p['how']} | {measured}")
-    where = (f"Timed by `python -m benchmarks gpu_steps` on {meta.get('gpu')} at {meta.get('commit')} (load "
-             f"{meta.get('load_before')} as it started; MFU against the bf16 GEMM peak measured in the same run)."
+    gpus = sorted({r.get("gpu") or meta.get("gpu") for r in timed.values()}, key=str)
+    commits = sorted({r.get("commit") or meta.get("commit") for r in timed.values()}, key=str)
+    where = (f"Timed by `python -m benchmarks gpu_steps` on {' and '.join(map(str, gpus))} at "
+             f"{' and '.join(map(str, commits))} (load {meta.get('load_before')} as the last run started; MFU against "
+             "the bf16 GEMM peak measured in the same run)."
              if timed else "No GPU timing is recorded at this commit: on a GPU, `python -m benchmarks gpu_steps`, "
              f"then copy `benchmarks/results/gpu_steps.json` to `{GPU_FILE}` and run `make docs`.")
     return "\n".join(lines) + "\n\n" + where

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.__main__ import BENCHMARKS, DEFAULT, main, metric_order_problems, metrics
+from benchmarks.__main__ import BENCHMARKS, DEFAULT, default_threads, main, metric_order_problems, metrics
 
 ROOT = Path(__file__).parents[1]
 
@@ -132,3 +132,66 @@ def test_flops_are_counted_through_a_gradient_penalty():
     assert count_flops(plain) == reference.get_total_flops() > 2 * 4 * 3 * 5
     with pytest.raises(RuntimeError, match="autograd.grad"), FlopCounterMode(display=False):
         step()
+
+
+def _gpu_rows(results: Path) -> list[dict]:
+    return json.loads((results / "gpu_steps.json").read_text())["rows"]
+
+
+def test_gpu_steps_keeps_each_row_as_it_is_measured_and_merges_shorter_runs(tmp_path, monkeypatch):
+    """Timed in several runs: each row reaches the results file as it is measured (a run stopped at its second
+    model keeps its first), ``--gpu-merge`` joins a run's rows to the file's in the catalogue's order, replacing a
+    model timed again; the controls: without the flag the file holds only the last run, and rows from another device
+    are not merged in. A step that fails is that model's row, and the next model still runs."""
+    from practice_torch.engine.loop import Trainer
+
+    quick = ["--gpu-steps", "1", "--preset", "quick", "--gpu-set", "data.limit=1024", "--results", str(tmp_path)]
+    real_step = Trainer._train_step
+
+    def step(self):
+        if self.cfg.model_name == "change_of_variables":
+            raise KeyboardInterrupt  # the run is stopped while it times its second model
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    with pytest.raises(KeyboardInterrupt):
+        main(["gpu_steps", "--gpu-models", "mixture_em,change_of_variables", *quick])
+    assert [r["model"] for r in _gpu_rows(tmp_path)] == ["mixture_em"]
+
+    def failing(self):
+        if self.cfg.model_name == "change_of_variables":
+            raise RuntimeError("out of memory\nsecond line")
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "_train_step", failing)
+    assert main(["gpu_steps", "--gpu-models", "change_of_variables,score", "--gpu-merge", *quick]) == 0
+    rows = _gpu_rows(tmp_path)
+    assert [r["model"] for r in rows] == ["change_of_variables", "mixture_em", "score"]  # the catalogue's order
+    assert rows[0]["note"] == "failed: RuntimeError: out of memory" and rows[0]["mfu"] is None
+    assert rows[2]["examples_per_s"] > 0 and rows[2]["commit"] and rows[2]["gpu"] is None
+
+    monkeypatch.setattr(Trainer, "_train_step", real_step)
+    assert main(["gpu_steps", "--gpu-models", "change_of_variables", "--gpu-merge", *quick]) == 0
+    rows = _gpu_rows(tmp_path)
+    assert [r["model"] for r in rows] == ["change_of_variables", "mixture_em", "score"]
+    assert rows[0]["note"] == "" and rows[0]["examples_per_s"] > 0  # timed again: its row replaced
+
+    assert main(["gpu_steps", "--gpu-models", "score", *quick]) == 0  # control: no --gpu-merge, a new file
+    assert [r["model"] for r in _gpu_rows(tmp_path)] == ["score"]
+    recorded = json.loads((tmp_path / "gpu_steps.json").read_text())
+    recorded["rows"][0] |= {"device": "cuda", "gpu": "NVIDIA H100 80GB HBM3"}  # control: another machine's row
+    (tmp_path / "gpu_steps.json").write_text(json.dumps(recorded))
+    assert main(["gpu_steps", "--gpu-models", "mixture_em", "--gpu-merge", *quick]) == 0
+    assert [(r["model"], r["device"]) for r in _gpu_rows(tmp_path)] == [("mixture_em", "cpu")]
+
+
+def test_gpu_steps_merge_refuses_a_file_that_is_not_its_results_in_one_line(tmp_path):
+    (tmp_path / "gpu_steps.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="not a gpu_steps results file; move it away or run without --gpu-merge"):
+        main(["gpu_steps", "--gpu-models", "mixture_em", "--gpu-merge", "--results", str(tmp_path)])
+
+
+def test_gpu_steps_on_a_gpu_gets_every_core_and_cpu_timings_one():
+    assert default_threads(["gpu_steps"], cuda=True, cores=16) == 16
+    assert default_threads(["gpu_steps"], cuda=False, cores=16) == 1  # the CPU rows stay comparable
+    assert default_threads(["vae_step", "metrics"], cuda=True, cores=16) == 1
