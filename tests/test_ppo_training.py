@@ -183,6 +183,15 @@ def test_against_a_reward_model_the_reward_is_its_normalised_score_and_the_judge
     trainer = new_trainer(cfg, tmp_path / "run")
     net = trainer.net
     assert cfg.model.reward_model_step == 4 and not any(p.requires_grad for p in net.scorer.parameters())
+    # the reward model's reference copy (it drew its pairs) is neither kept nor checkpointed; a checkpoint written
+    # with it still loads, and any other unexpected weight is still refused (the control)
+    from practice_torch.engine.checkpoint import CheckpointError, load_weights_into
+
+    assert net.scorer.reference is None and not any(".reference." in k for k in net.state_dict() if "scorer" in k)
+    old_style = {**net.state_dict(), **{f"scorer.reference.{k}": v for k, v in net.reference.state_dict().items()}}
+    load_weights_into(net, old_style, "an older run")
+    with pytest.raises(CheckpointError, match="unexpected scorer.other"):
+        load_weights_into(net, {**net.state_dict(), "scorer.other.weight": torch.zeros(1)}, "a foreign run")
     # normalised over the reference's responses to the validation prompts: mean 0 and sd 1 there
     prompts = ppo_training.pg.validation_prompts(ppo_training.NORMALISING_PROMPTS, 8)
     u = torch.rand((len(prompts), 1, 8), generator=torch.Generator().manual_seed(0), dtype=torch.float64).float()

@@ -152,7 +152,8 @@ NORMALISING_PROMPTS = 256  # the reference's responses the reward model's score 
 
 def load_reward_model(config: Config, data):
     """The frozen reward model of the run ``config.reward_model`` (its step recorded), or, once recorded, an empty
-    one of the same architecture (its weights come with this run's checkpoint). ValueError, one line, for a path
+    one of the same architecture (its weights come with this run's checkpoint). Either way without the reward
+    model's reference copy, which only drew its preference pairs. ValueError, one line, for a path
     that is not a trained reward_model run on this language model's architecture and episode."""
     from pathlib import Path
 
@@ -182,7 +183,7 @@ def load_reward_model(config: Config, data):
         config.reward_model_step = latest_step(path / "checkpoints") or 0
     scorer.register_buffer("score_mean", torch.zeros(()))
     scorer.register_buffer("score_sd", torch.ones(()))
-    return scorer.requires_grad_(False).eval()
+    return scorer.without_reference().requires_grad_(False).eval()
 
 
 @torch.no_grad()

@@ -31,7 +31,16 @@ class RewardModel(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.reference.eval()
+        if self.reference is not None:
+            self.reference.eval()
+        return self
+
+    def without_reference(self) -> RewardModel:
+        """This model as a frozen judge of another run (PPO's reward): the reference copy, which only draws the
+        preference pairs, dropped from memory and from the checkpoint. Checkpoints written with it still load (its
+        keys are skipped: ``SKIPPED_WEIGHTS``)."""
+        self.reference = None
+        self.SKIPPED_WEIGHTS = ("reference",)
         return self
 
     def forward(self, prompts: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
@@ -40,3 +49,4 @@ class RewardModel(nn.Module):
         h = hidden_states(self.trunk, tokens).float()
         lengths = torch.full((len(tokens),), tokens.shape[1], device=tokens.device)
         return last_token_reward(h, lengths, self.head.weight.float(), self.head.bias.float())
+
