@@ -97,6 +97,8 @@ class Comparison:
 
 
 def _leaf_error(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> tuple[float, float]:
+    if np.iscomplexobj(a) or np.iscomplexobj(b):  # a complex leaf (an S4D state): its real and imaginary parts
+        a, b = (np.stack([np.real(x), np.imag(x)], axis=-1) for x in (a, b))
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     if a64.size == 0:
         return 0.0, 0.0

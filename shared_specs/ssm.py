@@ -96,4 +96,11 @@ CASES = (
                                          "classes": 3},
            lambda r: {"x": r.integers(0, 7, (2, 8)), "y": r.integers(0, 3, (2,))}, ()))
       for method, suffix in (("__call__", ""), ("recurrent", "/recurrent"))),
+    # the parallel prefill of a prompt: the next token's logits and every block's state (Mamba's conv window is
+    # (B, E, K - 1) in torch and (B, K - 1, E) in flax, so it crosses as an image; S4D's state is complex)
+    ModuleCase("ssm/stack/start", "SSMStack", {"vocab_size": 7, "channels": 4, "layers": 2, "state": 4},
+               lambda r: {"prompt": r.integers(0, 7, (2, 9))}, method="start", image_outputs=("1/0/0", "1/1/0")),
+    ModuleCase("ssm/stack/s4d/start", "SSMStack", {"vocab_size": 7, "channels": 4, "layers": 2, "kind": "s4d",
+                                                   "state": 4}, lambda r: {"prompt": r.integers(0, 7, (2, 9))},
+               method="start"),
 )

@@ -26,6 +26,14 @@ def test_value_error_names_the_path_and_error():
     assert "enc/b" in result.message() and "1.000e-03" in result.message()
 
 
+def test_a_complex_leaf_is_compared_in_its_imaginary_part_too():
+    """An S4D state is complex: equal real parts with imaginary parts 1e-3 apart fail (the control: equal ones pass)."""
+    a = np.array([1 + 2j, 3 - 1j], np.complex64)
+    assert compare_trees({"x": a}, {"x": a.copy()}, TOL).passed
+    result = compare_trees({"x": a + 1e-3j}, {"x": a}, TOL)
+    assert not result.passed and "x: max |a-b| = 1.000e-03" in result.message()
+
+
 def test_missing_and_extra_keys_are_structure_errors():
     other = tree()
     del other["enc"]["b"]

@@ -175,6 +175,34 @@ def test_jax_mamba_recurrent_equals_parallel_at_1024():
     assert jax_max_diff(jssm.Mamba(4, 8), 1024) < 1e-5
 
 
+@pytest.mark.parametrize("kind", ["s4d", "mamba"])
+@pytest.mark.parametrize("length", [2, 37])  # 2: shorter than Mamba's conv window (K - 1 = 3)
+def test_jax_start_reaches_the_state_of_the_token_by_token_recurrence_and_advances_as_forward(kind, length):
+    """The flax stack's ``start`` reads the prompt in parallel: the logits and every block's state equal those
+    ``step`` reaches token by token, and ``advance`` from there gives the parallel forward's next logits."""
+    import jax
+    import numpy as np
+
+    import theory_jax.ssm as jssm
+
+    net = jssm.SSMStack(11, channels=8, layers=2, kind=kind, state=8)
+    x = np.random.default_rng(6).integers(0, 11, (3, length + 3))
+    params = net.init(jax.random.key(0), x)
+    logits, state = net.apply(params, x[:, :length], method="start")
+    slow = net.apply(params, 3, method="init_state")
+    for t in range(length):
+        slow_logits, slow = net.apply(params, x[:, t], slow, method="step")
+    np.testing.assert_allclose(logits, slow_logits, atol=1e-5, rtol=1e-5)
+    fast_leaves, slow_leaves = jax.tree.leaves(state), jax.tree.leaves(slow)
+    assert [(a.shape, a.dtype) for a in fast_leaves] == [(b.shape, b.dtype) for b in slow_leaves]
+    for a, b in zip(fast_leaves, slow_leaves, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    full = net.apply(params, x)
+    for t in range(length, length + 3):
+        logits, state = net.apply(params, x[:, t], state, method="advance")
+        np.testing.assert_allclose(logits, full[:, t], atol=1e-5, rtol=1e-5)
+
+
 def test_jax_negative_control_b_by_zoh_is_caught(monkeypatch):
     """The twin's scan with Bbar = (exp(Delta A) - 1) / A B (ZOH) where Mamba's convention is Euler (Delta B)."""
     import jax.numpy as jnp
@@ -188,6 +216,25 @@ def test_jax_negative_control_b_by_zoh_is_caught(monkeypatch):
     assert run_case(CASES["ssm/mamba"]).passed
     monkeypatch.setattr(jssm, "selective_scan", zoh_scan)
     assert "output" in caught(CASES["ssm/mamba"], Perturbation("B by ZOH"))
+
+
+def test_jax_negative_control_a_prefill_state_one_token_early_is_caught(monkeypatch):
+    """The twin's prefill handing ``step`` the scan's state before the prompt's last token: the start case's state
+    output no longer matches torch's (its logits still do: the parallel output is untouched)."""
+    import theory_jax.ssm as jssm
+
+    scan = jssm.selective_scan
+
+    def early(u, delta, a, b, c, return_state=False):
+        if not return_state:
+            return scan(u, delta, a, b, c)
+        return scan(u, delta, a, b, c), scan(u[:-1], delta[:-1], a, b[:-1], c[:-1], return_state=True)[1]
+    assert run_case(CASES["ssm/stack/start"]).passed
+    monkeypatch.setattr(jssm, "selective_scan", early)
+    message = caught(CASES["ssm/stack/start"], Perturbation("the prefill's state one token early"))
+    output = message.split("gradient:")[0]  # the outputs' mismatches: both blocks' scan states, nothing else
+    assert output.startswith("output: 1/0/1: ") and "\n1/1/1: " in output
+    assert not any(f"{path}: " in output for path in ("0", "1/0/0", "1/1/0"))
 
 
 def _affine_scan(a_bar, bu):

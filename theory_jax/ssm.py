@@ -16,7 +16,8 @@ for diagonal A the kernel is a Vandermonde product. The selective SSM (Mamba) ma
 input; the convention is A by zero-order hold and B by Euler (Bbar_t = Delta_t B_t), and since each step is the
 affine map x -> a_t x + b_t, whose composition is associative, the recurrence runs as a parallel scan.
 Section 2 holds the layers' flax twins (S4D, Mamba's selective block, the pre-norm block, the character-LM stack),
-each with a parallel ``__call__`` and a recurrent ``step``, under the attribute names of
+each with a parallel ``__call__``, a recurrent ``step`` and a parallel ``prefill`` of a prompt that hands ``step`` its
+state (the stack's ``start``), under the attribute names of
 ``practice_torch/ssm/layers.py`` so the weight converter maps them one to one.
 Twin: ``practice_torch/ssm`` (same names, same arguments); cases: ``shared_specs/ssm.py``.
 """
@@ -76,17 +77,18 @@ def diagonal_recurrence(a_bar, b_bar, c, u):
     return y
 
 
-def selective_scan(u, delta, a, b, c):
+def selective_scan(u, delta, a, b, c, return_state: bool = False):
     """The selective SSM (Mamba, Algorithm 2) by a parallel associative scan: Abar_t = exp(Delta_t A) (zero-order
     hold), Bbar_t = Delta_t B_t (Euler), x_t = Abar_t x_{t-1} + Bbar_t u_t, y_t = C_t . x_t per channel.
-    u, delta: (L, D), a: (D, N), b, c: (L, N) -> (L, D)."""
+    u, delta: (L, D), a: (D, N), b, c: (L, N) -> (L, D); with ``return_state`` also the last state x_{L-1} (D, N)."""
     a_bar = jnp.exp(delta[:, :, None] * a[None])  # (L, D, N)
     bu = delta[:, :, None] * b[:, None, :] * u[:, :, None]  # (L, D, N)
 
     def combine(first, second):  # (a1, b1) then (a2, b2): x -> a2 (a1 x + b1) + b2
         return second[0] * first[0], second[0] * first[1] + second[1]
     _, states = jax.lax.associative_scan(combine, (a_bar, bu))
-    return jnp.einsum("ldn,ln->ld", states, c)
+    y = jnp.einsum("ldn,ln->ld", states, c)
+    return (y, states[-1]) if return_state else y
 
 
 def selective_scan_sequential(u, delta, a, b, c):
@@ -187,6 +189,16 @@ class S4D(Recurrent, nn.Module):
         u_t = jnp.swapaxes(u, 1, 2)
         return jnp.swapaxes(fft_causal_convolution(self.kernel(u.shape[1]), u_t) + self.D[:, None] * u_t, 1, 2)
 
+    def prefill(self, u):
+        """The parallel forward and the state after the last token, x_{L-1} = sum_j Abar^(L-1-j) Bbar u_j (the
+        recurrence unrolled; what ``step`` would have reached token by token). u: (B, L, H) -> ((B, L, H),
+        (B, H, N/2) complex)."""
+        _, b_bar, _, dta = self.discretize()
+        back = jnp.arange(u.shape[1] - 1, -1, -1, dtype=dta.real.dtype)  # L-1-j
+        decay = jnp.exp(dta[..., None] * back)  # (H, N/2, L)
+        state = b_bar * jnp.einsum("bhl,hnl->bhn", jnp.swapaxes(u, 1, 2).astype(decay.dtype), decay)
+        return self(u), state
+
     def init_state(self, batch: int):
         """x_{-1} = 0. -> (B, H, N/2) complex."""
         return jnp.zeros((batch, self.channels, self.state // 2), jnp.complex64)
@@ -240,6 +252,18 @@ class Mamba(Recurrent, nn.Module):
         y = jax.vmap(selective_scan, in_axes=(0, 0, None, 0, 0))(x, delta, -jnp.exp(self.A_log), b, c) + self.D * x
         return self.out_proj(y * jax.nn.silu(z))
 
+    def prefill(self, u):
+        """The parallel forward and the state ``step`` would have reached after the last token: the last K - 1 conv
+        inputs (zeros before the start) and the scan's last state. u: (B, L, H) -> ((B, L, H), state as
+        ``init_state``)."""
+        x_in, z = jnp.split(self.in_proj(u), 2, axis=-1)
+        x = jax.nn.silu(self.conv(x_in))
+        delta, b, c = self.selection(x)
+        scan = jax.vmap(lambda *args: selective_scan(*args, return_state=True), in_axes=(0, 0, None, 0, 0))
+        y, h = scan(x, delta, -jnp.exp(self.A_log), b, c)
+        window = jnp.pad(x_in, ((0, 0), (self.conv_width - 1, 0), (0, 0)))[:, u.shape[1]:]  # (B, K - 1, E)
+        return self.out_proj((y + self.D * x) * jax.nn.silu(z)), (window, h)
+
     def init_state(self, batch: int):
         """(the last K - 1 conv inputs (B, K - 1, E), the SSM state (B, E, N)), both zero (flax's NLC layout)."""
         return (jnp.zeros((batch, self.conv_width - 1, self.expand * self.channels), jnp.float32),
@@ -286,6 +310,11 @@ class SSMBlock(Recurrent, nn.Module):
 
     def init_state(self, batch: int):
         return self.layer.init_state(batch)
+
+    def prefill(self, u):
+        """(B, L, H) -> ((B, L, H), the state after the last token)."""
+        y, state = self.layer.prefill(self.norm(u))
+        return u + self._out(y), state
 
     def step(self, u_t, state):
         y, state = self.layer.step(self.norm(u_t), state)
@@ -349,6 +378,19 @@ class SSMStack(nn.Module):
             logits, state = self.step(x[:, t], state, y)
             out.append(logits)
         return jnp.stack(out, axis=1)
+
+    def start(self, prompt, y=None):
+        """Read the prompt (B, t0) in parallel (each block's ``prefill``): the logits of the next token and the state
+        the recurrence would have reached token by token. -> (logits (B, V), state)."""
+        h, state = self.embed(prompt, y), []
+        for block in self.blocks:
+            h, s = block.prefill(h)
+            state.append(s)
+        return self.head(self.norm(h))[:, -1], state
+
+    def advance(self, token, state, y=None):
+        """The next token's logits after ``token`` (B,): ``step``. -> (logits (B, V), state)."""
+        return self.step(token, state, y)
 
 
 # 3. The derivation -----------------------------------------------------------------------------------------------

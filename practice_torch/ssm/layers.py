@@ -300,5 +300,6 @@ class SSMStack(nn.Module):
             state.append(s)
         return self.head(self.norm(h))[:, -1], state
 
-    def advance(self, token, state):
-        return self.step(token, state)
+    def advance(self, token, state, y=None):
+        """The next token's logits after ``token`` (B,): ``step``. -> (logits (B, V), state)."""
+        return self.step(token, state, y)
