@@ -176,31 +176,35 @@ def test_jax_mamba_recurrent_equals_parallel_at_1024():
 
 
 @pytest.mark.parametrize("kind", ["s4d", "mamba"])
-@pytest.mark.parametrize("length", [2, 37])  # 2: shorter than Mamba's conv window (K - 1 = 3)
-def test_jax_start_reaches_the_state_of_the_token_by_token_recurrence_and_advances_as_forward(kind, length):
+def test_jax_start_reaches_the_state_of_the_token_by_token_recurrence_and_advances_as_forward(kind):
     """The flax stack's ``start`` reads the prompt in parallel: the logits and every block's state equal those
-    ``step`` reaches token by token, and ``advance`` from there gives the parallel forward's next logits."""
+    ``step`` reaches token by token (at 2 tokens, shorter than Mamba's conv window K - 1 = 3, and at 37), and
+    ``advance`` from there gives the parallel forward's next logits."""
     import jax
     import numpy as np
 
     import theory_jax.ssm as jssm
 
     net = jssm.SSMStack(11, channels=8, layers=2, kind=kind, state=8)
-    x = np.random.default_rng(6).integers(0, 11, (3, length + 3))
+    x = np.random.default_rng(6).integers(0, 11, (3, 40))
     params = net.init(jax.random.key(0), x)
-    logits, state = net.apply(params, x[:, :length], method="start")
-    slow = net.apply(params, 3, method="init_state")
-    for t in range(length):
-        slow_logits, slow = net.apply(params, x[:, t], slow, method="step")
-    np.testing.assert_allclose(logits, slow_logits, atol=1e-5, rtol=1e-5)
-    fast_leaves, slow_leaves = jax.tree.leaves(state), jax.tree.leaves(slow)
-    assert [(a.shape, a.dtype) for a in fast_leaves] == [(b.shape, b.dtype) for b in slow_leaves]
-    for a, b in zip(fast_leaves, slow_leaves, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    start = jax.jit(lambda p, prompt: net.apply(p, prompt, method="start"))
+    step = jax.jit(lambda p, token, state: net.apply(p, token, state, method="step"))
+    advance = jax.jit(lambda p, token, state: net.apply(p, token, state, method="advance"))
     full = net.apply(params, x)
-    for t in range(length, length + 3):
-        logits, state = net.apply(params, x[:, t], state, method="advance")
-        np.testing.assert_allclose(logits, full[:, t], atol=1e-5, rtol=1e-5)
+    for length in (2, 37):
+        logits, state = start(params, x[:, :length])
+        slow = net.apply(params, 3, method="init_state")
+        for t in range(length):
+            slow_logits, slow = step(params, x[:, t], slow)
+        np.testing.assert_allclose(logits, slow_logits, atol=1e-5, rtol=1e-5)
+        fast_leaves, slow_leaves = jax.tree.leaves(state), jax.tree.leaves(slow)
+        assert [(a.shape, a.dtype) for a in fast_leaves] == [(b.shape, b.dtype) for b in slow_leaves]
+        for a, b in zip(fast_leaves, slow_leaves, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+        for t in range(length, length + 3):
+            logits, state = advance(params, x[:, t], state)
+            np.testing.assert_allclose(logits, full[:, t], atol=1e-5, rtol=1e-5)
 
 
 def test_jax_negative_control_b_by_zoh_is_caught(monkeypatch):
