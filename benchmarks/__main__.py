@@ -266,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         load_before = round(os.getloadavg()[0], 2)  # the machine's load as the benchmark starts (1-minute average)
         meta = {"benchmark": name, "threads": len(cores), "torch": torch.__version__,
                 "machine": platform.machine(), "processor": platform.processor(), "time": time.time(),
-                "cpu": cpu_model(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                 "load_before": load_before, "commit": commit()}
         out = args.results / f"{name}.json"
         # a benchmark that measures row by row hands each new set of rows here: a stopped run keeps what it measured

@@ -62,11 +62,13 @@ def headline(module, metrics: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def machine(env: dict[str, Any]) -> str:
-    """'AMD EPYC, 2 cores' or 'NVIDIA H100 80GB HBM3 x 2'."""
+    """'AMD EPYC (AVX512), 2 cores' or 'NVIDIA H100 80GB HBM3 x 2'. The vector extension torch's kernels ran with is
+    named because one model name covers CPUs whose speeds differ several times (AVX2 against AVX-512 EPYCs)."""
     if env.get("gpu"):
         n = env.get("processes", 1)
         return env["gpu"] + (f" x {n}" if n > 1 else "")
-    return f"{env.get('cpu', 'unknown CPU')}, {env.get('cores', '?')} cores"
+    capability = (env.get("torch") or {}).get("cpu_capability")
+    return f"{env.get('cpu', 'unknown CPU')}{f' ({capability})' if capability else ''}, {env.get('cores', '?')} cores"
 
 
 def result_row(run_dir: Path, load: str) -> dict[str, Any]:

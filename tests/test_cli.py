@@ -120,7 +120,8 @@ def test_results_adds_the_runs_row_from_its_own_files(copy, capsys, tmp_path):
     assert row["metric"] == "nll_bits_per_dim" and row["value"] == metrics["nll_bits_per_dim"]
     assert row["units"] == "bits/dim" and row["steps"] == 4 and row["load"] == "idle"
     assert row["preset"] == "quick" and "train.steps=4" in row["changes"] and "model.latent_dim=4" in row["changes"]
-    assert row["machine"].endswith("cores") and row["commit"] == env["commit"]
+    capability = env["torch"]["cpu_capability"]  # the vector extension torch ran with: AVX2, AVX512, ...
+    assert row["machine"] == f"{env['cpu']} ({capability}), {env['cores']} cores" and row["commit"] == env["commit"]
     # the same run again replaces its row; the file keeps one row per run configuration
     assert cli(capsys, "results", str(copy), "--load", "busy", "--file", str(results))[0] == 0
     assert [r["load"] for r in json.loads(results.read_text())] == ["busy"]
@@ -275,3 +276,12 @@ def test_sample_and_eval_use_the_runs_threads(copy):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_machine_of_a_results_row_names_the_vector_extension_where_the_run_recorded_it():
+    from practice_torch.results import machine
+
+    cpu = {"cpu": "AMD EPYC", "cores": 2}
+    assert machine({**cpu, "torch": {"cpu_capability": "AVX2"}}) == "AMD EPYC (AVX2), 2 cores"
+    assert machine(cpu) == "AMD EPYC, 2 cores"  # an older run's environment.json
+    assert machine({**cpu, "gpu": "NVIDIA H100 80GB HBM3", "processes": 2}) == "NVIDIA H100 80GB HBM3 x 2"
