@@ -187,11 +187,11 @@ def test_jax_start_reaches_the_state_of_the_token_by_token_recurrence_and_advanc
 
     net = jssm.SSMStack(11, channels=8, layers=2, kind=kind, state=8)
     x = np.random.default_rng(6).integers(0, 11, (3, 40))
-    params = net.init(jax.random.key(0), x)
+    params = jax.jit(net.init)(jax.random.key(0), x)
     start = jax.jit(lambda p, prompt: net.apply(p, prompt, method="start"))
     step = jax.jit(lambda p, token, state: net.apply(p, token, state, method="step"))
     advance = jax.jit(lambda p, token, state: net.apply(p, token, state, method="advance"))
-    full = net.apply(params, x)
+    full = jax.jit(net.apply)(params, x)
     for length in (2, 37):
         logits, state = start(params, x[:, :length])
         slow = net.apply(params, 3, method="init_state")
