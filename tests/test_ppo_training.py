@@ -185,7 +185,7 @@ def test_against_a_reward_model_the_reward_is_its_normalised_score_and_the_judge
     assert cfg.model.reward_model_step == 4 and not any(p.requires_grad for p in net.scorer.parameters())
     # the reward model's reference copy (it drew its pairs) is neither kept nor checkpointed; a checkpoint written
     # with it still loads, and any other unexpected weight is still refused (the control)
-    from practice_torch.engine.checkpoint import CheckpointError, load_weights_into
+    from practice_torch.engine.checkpoint import CheckpointError, latest_step, load_weights_into
 
     assert net.scorer.reference is None and not any(".reference." in k for k in net.state_dict() if "scorer" in k)
     old_style = {**net.state_dict(), **{f"scorer.reference.{k}": v for k, v in net.reference.state_dict().items()}}
@@ -210,6 +210,9 @@ def test_against_a_reward_model_the_reward_is_its_normalised_score_and_the_judge
     rm_run.rename(moved)
     try:
         assert main(["eval", str(tmp_path / "run")]) == 0
+        # resumed with the reward model's weights from this run's own checkpoint (written without its reference)
+        assert main(["train", "ppo", "--resume", str(tmp_path / "run"), "--steps", "5"]) == 0
+        assert latest_step(tmp_path / "run" / "checkpoints") == 5
     finally:
         moved.rename(rm_run)
 
