@@ -186,11 +186,11 @@ def default_threads(names, cuda: bool, cores: int) -> int:
     return cores if cuda and "gpu_steps" in names else 1
 
 
-def write_atomically(path: Path, result: dict) -> None:
-    """``result`` as JSON at ``path``, through a temporary file renamed over it (never a half-written file)."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, path)
+def write_result(path: Path, result: dict) -> None:
+    """``result`` as JSON at ``path``, written atomically (the engine's ``atomic_write``: never a half-written file)."""
+    from practice_torch.engine.checkpoint import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                 "load_before": load_before, "commit": commit()}
         out = args.results / f"{name}.json"
         # a benchmark that measures row by row hands each new set of rows here: a stopped run keeps what it measured
-        args.save = lambda rows, meta=meta, out=out: write_atomically(out, {"meta": meta, "rows": rows})
+        args.save = lambda rows, meta=meta, out=out: write_result(out, {"meta": meta, "rows": rows})
         rows = BENCHMARKS[name](args)
         print_table(name, rows)
         result = {"meta": meta, "rows": rows}
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             result["order_holds"] = not problems
             print("expected order holds: " + ("yes" if not problems else "NO\n  " + "\n  ".join(problems)))
             status = status or (1 if problems else 0)
-        write_atomically(out, result)
+        write_result(out, result)
         print(f"wrote {out}")
     return status
 

@@ -217,15 +217,15 @@ def gpu_table(recorded: dict[str, Any]) -> str:
     meta = recorded.get("meta", {})
     on_gpu = [r for r in recorded.get("rows", []) if r.get("device") == "cuda" and r.get("preset") == "full"]
     timed = {r["model"]: r for r in on_gpu if not r.get("note")}
-    failed = {r["model"]: r for r in on_gpu if r.get("note", "").startswith("failed")}
+    recorded_rows = {**{r["model"]: r for r in on_gpu if r.get("note", "").startswith("failed")}, **timed}
     lines = ["| model | data set | steps x batch | trains in | examples/s | MFU | GPU busy | syncs/step | "
              "first step | training time (extrapolated) |", "|" + "---|" * 10]
     for p in full_presets():
-        r = timed.get(p["model"])
-        if p["model"] in failed and failed[p["model"]]["batch"] == p["batch"]:
-            measured = f"{failed[p['model']]['note'].replace('|', '/')} | | | | | |"
-        elif r is None or (p["batch"] and r["batch"] != p["batch"]):  # a batch of 0 (the whole split) is resolved
+        r = recorded_rows.get(p["model"])  # timed, or failed on the GPU (said, not hidden)
+        if r is None or (p["batch"] and r["batch"] != p["batch"]):  # a batch of 0 (the whole split) is resolved
             measured = "not timed on a GPU yet | | | | | |"
+        elif r.get("note"):
+            measured = f"{r['note'].replace('|', '/')} | | | | | |"
         else:
             first = (r.get("build_s") or 0) + r["first_step_s"]
             total = first + p["steps"] * r["step_ms"] / 1000

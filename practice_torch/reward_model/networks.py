@@ -49,4 +49,3 @@ class RewardModel(nn.Module):
         h = hidden_states(self.trunk, tokens).float()
         lengths = torch.full((len(tokens),), tokens.shape[1], device=tokens.device)
         return last_token_reward(h, lengths, self.head.weight.float(), self.head.bias.float())
-
