@@ -1,8 +1,9 @@
 """Spec cases for ``ssm``: discretisation (zero-order hold, bilinear), the diagonal kernel, the causal convolution
 against the recurrence, and the selective scan (parallel and sequential), in float64, plus one float32 case at
-length 1024 for the scan. The layers (S4D, Mamba's selective block, the pre-norm block, the character-LM stack) run
-under the weight converter in float32, gradients with respect to every weight and the input, in their parallel mode
-and token by token through ``recurrent`` (the generation path): both backends, the same converted weights.
+length 1024 for the scan, and S4D's starting frequencies against the paper's laws with N the real state size. The
+layers (S4D, Mamba's selective block, the pre-norm block, the character-LM stack) run under the weight converter
+in float32, gradients with respect to every weight and the input, in their parallel mode and token by token
+through ``recurrent`` (the generation path): both backends, the same converted weights.
 
 Each function runs in ``theory_jax.ssm`` and ``practice_torch.ssm`` on the same NumPy inputs, gradients included
 (the PyTorch convolution goes through the FFT, the JAX one is direct). Third witnesses: SciPy's ``expm`` of Van
@@ -54,7 +55,16 @@ def _selective(rng, length=L, dtype="float64"):
     return {k: v.astype(dtype) for k, v in values.items()}
 
 
+def ref_s4d_imag_init(state, init):
+    """The S4D paper's laws (sec. 4.1) as the authors' ``dplr`` computes them: n < N/2, N the real state size."""
+    n = np.arange(state // 2)
+    return np.pi * n if init == "lin" else state / np.pi * (state / (2 * n + 1) - 1)
+
+
 CASES = (
+    # S4D's starting frequencies, float32 as the layers' parameters; N = 64, the size the paper's figures use
+    *(FunctionCase(f"ssm/s4d_imag_init/{init}", "s4d_imag_init", lambda r: {}, dtype="float32",
+                   static={"state": 64, "init": init}, reference=ref_s4d_imag_init) for init in ("lin", "inv")),
     FunctionCase("ssm/discretize_zoh", "discretize_zoh", _system, grad_wrt=("a", "b", "delta"), reference=ref_zoh),
     FunctionCase("ssm/discretize_bilinear", "discretize_bilinear", _system, grad_wrt=("a", "b", "delta"),
                  reference=ref_bilinear),

@@ -110,13 +110,14 @@ def hippo_legs(n: int):
 
 
 # 2. The layers (twins of practice_torch.ssm.layers, same attribute names for the weight converter) ---------------
-def s4d_imag_init(n: int, init: str):
-    """Im(A_n) of S4D-Lin (pi n) or S4D-Inv (N/pi (N/(2n+1) - 1)) (S4D sec. 4.1, eq. 9-10). -> (N,)."""
-    idx = jnp.arange(n, dtype=jnp.float32)
+def s4d_imag_init(state: int, init: str, dtype=jnp.float32):
+    """Im(A_n), n < N/2, of S4D-Lin (pi n) or S4D-Inv (N/pi (N/(2n+1) - 1)) with N = ``state``, the real state size
+    (S4D sec. 4.1, eq. 9-10, and the authors' ``dplr(init='inv')``): one value per conjugate pair. -> (N/2,)."""
+    idx = jnp.arange(state // 2, dtype=dtype)
     if init == "lin":
         return jnp.pi * idx
     if init == "inv":
-        return n / jnp.pi * (n / (2 * idx + 1) - 1)
+        return state / jnp.pi * (state / (2 * idx + 1) - 1)
     raise ValueError(f"S4D init {init!r} is unknown: use 'lin' or 'inv'.")
 
 
@@ -166,7 +167,8 @@ class S4D(Recurrent, nn.Module):
         h, half = self.channels, self.state // 2
         self.log_dt = self.param("log_dt", _log_uniform(self.dt_min, self.dt_max), (h,))
         self.A_log_re = self.param("A_log_re", lambda k, s: jnp.full(s, np.log(0.5)), (h, half))
-        self.A_im = self.param("A_im", lambda k, s: jnp.tile(s4d_imag_init(half, self.imag_init), (h, 1)), (h, half))
+        self.A_im = self.param("A_im", lambda k, s: jnp.tile(s4d_imag_init(self.state, self.imag_init), (h, 1)),
+                               (h, half))
         self.C_re = self.param("C_re", lambda k, s: jax.random.normal(k, s) * 0.5 ** 0.5, (h, half))
         self.C_im = self.param("C_im", lambda k, s: jax.random.normal(k, s) * 0.5 ** 0.5, (h, half))
         self.D = self.param("D", jax.random.normal, (h,))
@@ -507,6 +509,24 @@ def derive(echo=None) -> Derivation:
     recon = basis @ state
     d.inequality("...from which the whole history $f(s)$, $s \\in [0, 2]$, is reconstructed to within 0.01 "
                  "(12 coefficients)", np.abs(recon - signal(grid)), np.full(401, 0.01))
+
+    d.say("S4D's diagonal starts come from LegS: with $P_n = \\sqrt{n + 1/2}$, the normal part $A + P P^T = "
+          "-\\frac12 I + S$ ($S$ skew-symmetric) has eigenvalues $-\\frac12 + i \\omega$. S4D-Inv keeps the real part "
+          "and the inverse law $\\mathrm{Im}\\,A_n = \\frac N\\pi (\\frac N{2n+1} - 1)$, $n < N/2$, for the "
+          "frequencies, $N$ the real state size (one value per conjugate pair); $N = 64$ here.")
+    n_inv = 64
+    a_normal = hippo_legs(n_inv)[0] + np.outer(np.sqrt(np.arange(n_inv) + 0.5), np.sqrt(np.arange(n_inv) + 0.5))
+    eig = np.linalg.eigvals(a_normal)
+    d.numeric("The normal part's eigenvalues all have real part $-1/2$ (S4D's $\\mathrm{Re}\\,A$)", eig.real,
+              np.full(n_inv, -0.5), atol=1e-12)
+    legs_freq = np.sort(eig.imag[eig.imag > 0])[::-1]
+    inv_freq = np.asarray(s4d_imag_init(n_inv, "inv", jnp.float64))
+    d.inequality("S4D-Inv's 32 frequencies follow LegS's positive ones, largest first, within 30% "
+                 "($|\\log(\\omega_{\\mathrm{Inv}} / \\omega_{\\mathrm{LegS}})| \\le 0.3$; with $N/2$ in place of $N$ "
+                 "the law is 4 times too small at the top and negative for half the pairs)",
+                 np.abs(np.log(inv_freq / legs_freq)), np.full(n_inv // 2, 0.3))
+    d.inequality("...and are all positive, one per conjugate pair (the smallest is "
+                 f"{inv_freq[-1]:.3f}, LegS's {legs_freq[-1]:.3f})", -inv_freq, np.zeros(n_inv // 2))
 
     d.say("The selective SSM (Mamba): $\\Delta_t$, $B_t$, $C_t$ depend on the input; $A$ by zero-order hold, $B$ by "
           "Euler, $\\bar B_t = \\Delta_t B_t$ (the convention of Algorithm 2).")

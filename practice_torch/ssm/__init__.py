@@ -17,8 +17,8 @@ from practice_torch.ssm.functions import (
     selective_scan_chunked,
     selective_scan_sequential,
 )
-from practice_torch.ssm.layers import S4D, Mamba, SSMBlock, SSMStack
+from practice_torch.ssm.layers import S4D, Mamba, SSMBlock, SSMStack, s4d_imag_init
 
 __all__ = ["S4D", "Mamba", "SSMBlock", "SSMStack", "causal_convolution", "diagonal_kernel", "diagonal_recurrence",
-           "discretize_bilinear", "discretize_zoh", "hippo_legs", "selective_scan", "selective_scan_chunked",
-           "selective_scan_sequential"]
+           "discretize_bilinear", "discretize_zoh", "hippo_legs", "s4d_imag_init", "selective_scan",
+           "selective_scan_chunked", "selective_scan_sequential"]

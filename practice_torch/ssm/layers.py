@@ -16,13 +16,14 @@ from torch.nn import functional as F
 from practice_torch.ssm.functions import selective_scan_chunked
 
 
-def s4d_imag_init(n: int, init: str) -> torch.Tensor:
-    """Im(A_n) of S4D-Lin (pi n) or S4D-Inv (N/pi (N/(2n+1) - 1)) (S4D sec. 4.1, eq. 9-10). -> (N,)."""
-    idx = torch.arange(n, dtype=torch.float32)
+def s4d_imag_init(state: int, init: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Im(A_n), n < N/2, of S4D-Lin (pi n) or S4D-Inv (N/pi (N/(2n+1) - 1)) with N = ``state``, the real state size
+    (S4D sec. 4.1, eq. 9-10, and the authors' ``dplr(init='inv')``): one value per conjugate pair. -> (N/2,)."""
+    idx = torch.arange(state // 2, dtype=dtype)
     if init == "lin":
         return math.pi * idx
     if init == "inv":
-        return n / math.pi * (n / (2 * idx + 1) - 1)
+        return state / math.pi * (state / (2 * idx + 1) - 1)
     raise ValueError(f"S4D init {init!r} is unknown: use 'lin' or 'inv'.")
 
 
@@ -75,7 +76,7 @@ class S4D(Recurrent, nn.Module):
         log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt)  # (H,)
         self.A_log_re = nn.Parameter(torch.full((channels, half), math.log(0.5)))  # Re A = -1/2 (S4D-Lin/Inv)
-        self.A_im = nn.Parameter(s4d_imag_init(half, imag_init).repeat(channels, 1))  # (H, N/2)
+        self.A_im = nn.Parameter(s4d_imag_init(state, imag_init).repeat(channels, 1))  # (H, N/2)
         self.C_re = nn.Parameter(torch.randn(channels, half) * 0.5 ** 0.5)  # C ~ CN(0, 1)
         self.C_im = nn.Parameter(torch.randn(channels, half) * 0.5 ** 0.5)
         self.D = nn.Parameter(torch.randn(channels))
