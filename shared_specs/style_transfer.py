@@ -2,8 +2,9 @@
 identity losses, in float64.
 
 Each function runs in ``theory_jax.style_transfer`` and ``practice_torch.style_transfer`` on the same NumPy inputs,
-gradients included. Third witnesses: NumPy's einsum for the Gram matrix, and Gatys et al.'s eq. 4 (unnormalised
-Grams) rescaled by 4 / C^2 for the style loss. One float32 module case: CycleGAN's ``Translator`` (strided conv,
+gradients included (the cycle loss also with half its residuals exactly 0, where |x|'s slope is a convention).
+Third witnesses: NumPy's einsum for the Gram matrix, and Gatys et al.'s eq. 4 (unnormalised Grams) rescaled by
+4 / C^2 for the style loss. One float32 module case: CycleGAN's ``Translator`` (strided conv,
 residual blocks with instance norm, torch's transposed conv padding), the same NumPy weights in both backends through
 ``shared_specs.interop``, gradients in the image and every weight.
 """
@@ -35,6 +36,18 @@ def _two_domains(rng):
     return {"x": gaussian(rng, B, C, H, W), "y": gaussian(rng, B + 1, C, H, W)}
 
 
+def _cycled_with_ties(rng):
+    """Half of the cycled values exactly equal to the originals: |0|'s slope is torch's sign(0) = 0 in both."""
+    d = _two_domains(rng)
+    keep = [rng.uniform(size=v.shape) < 0.5 for v in (d["x"], d["y"])]
+    return {**d, "x_cycled": d["x"] + 0.2 * gaussian(rng, B, C, H, W) * keep[0],
+            "y_cycled": d["y"] + 0.2 * gaussian(rng, B + 1, C, H, W) * keep[1]}
+
+
+def ref_cycle_loss(x, x_cycled, y, y_cycled):
+    return np.abs(x_cycled - x).mean() + np.abs(y_cycled - y).mean()
+
+
 CASES = (
     FunctionCase("style_transfer/gram_matrix", "gram_matrix", lambda r: {"features": gaussian(r, B, C, H, W)},
                  grad_wrt=("features",), reference=ref_gram_matrix),
@@ -48,8 +61,9 @@ CASES = (
     FunctionCase("style_transfer/cycle_loss", "cycle_loss",
                  lambda r: {**(d := _two_domains(r)), "x_cycled": d["x"] + 0.2 * gaussian(r, B, C, H, W),
                             "y_cycled": d["y"] + 0.2 * gaussian(r, B + 1, C, H, W)},
-                 grad_wrt=("x", "x_cycled", "y", "y_cycled"),
-                 reference=lambda x, x_cycled, y, y_cycled: np.abs(x_cycled - x).mean() + np.abs(y_cycled - y).mean()),
+                 grad_wrt=("x", "x_cycled", "y", "y_cycled"), reference=ref_cycle_loss),
+    FunctionCase("style_transfer/cycle_loss/ties", "cycle_loss", _cycled_with_ties,
+                 grad_wrt=("x", "x_cycled", "y", "y_cycled"), reference=ref_cycle_loss),
     FunctionCase("style_transfer/identity_loss", "identity_loss",
                  lambda r: {**(d := _two_domains(r)), "f_of_x": d["x"] + 0.3 * gaussian(r, B, C, H, W),
                             "g_of_y": d["y"] + 0.3 * gaussian(r, B + 1, C, H, W)},

@@ -2,7 +2,8 @@
 float64.
 
 Each function runs in ``theory_jax.wgan`` and ``practice_torch.wgan`` on the same NumPy inputs, gradients included
-(for ``critic_gradient_penalty`` a double backward: the gradient of a penalty on input gradients). Third witnesses:
+(for ``critic_gradient_penalty`` a double backward: the gradient of a penalty on input gradients), and on the kinks
+(sorted pairs exactly equal, weights exactly on the clip bounds), where both take torch's subgradient. Third witnesses:
 SciPy's ``wasserstein_distance``, and NumPy finite differences for the critic's input gradients.
 """
 
@@ -34,9 +35,26 @@ def ref_critic_gradient_penalty(real, fake, alpha, w1, b1, w2, b2):
     return np.mean((np.linalg.norm(grads, axis=1) - 1) ** 2)
 
 
+def _samples_with_ties(rng):
+    x = gaussian(rng, 40)
+    y = x.copy()
+    y[:8] += 0.5 * gaussian(rng, 8)
+    return {"x": x, "y": y}
+
+
+def _weights_on_the_bounds(rng):
+    c = 0.03
+    w = gaussian(rng, 4, 7, scale=0.05)
+    w[0, :3], w[1, :3] = c, -c
+    return {"w": w, "c": np.asarray(c)}
+
+
 CASES = (
     FunctionCase("wgan/w1_sorted", "w1_sorted", lambda r: {"x": gaussian(r, 40), "y": 0.5 + 2 * gaussian(r, 40)},
                  grad_wrt=("x", "y"), reference=lambda x, y: stats.wasserstein_distance(x, y)),
+    # y a copy of x with 8 values moved: most sorted pairs are exactly equal, where |x|'s slope is a convention
+    FunctionCase("wgan/w1_sorted/ties", "w1_sorted", _samples_with_ties, grad_wrt=("x", "y"),
+                 reference=lambda x, y: stats.wasserstein_distance(x, y)),
     FunctionCase("wgan/critic_objective", "critic_objective",
                  lambda r: {"f_real": gaussian(r, B), "f_fake": gaussian(r, B + 3)}, grad_wrt=("f_real", "f_fake"),
                  reference=lambda f_real, f_fake: f_real.mean() - f_fake.mean()),
@@ -62,4 +80,7 @@ CASES = (
     FunctionCase("wgan/clip_weights", "clip_weights", lambda r: {"w": gaussian(r, 4, 7, scale=0.05),
                                                                  "c": np.asarray(0.03)},
                  grad_wrt=("w",), reference=lambda w, c: np.clip(w, -c, c)),
+    # weights exactly on -c and c: torch.clamp's slope there is 1 (the bounds are inside), jnp.clip's 1/2
+    FunctionCase("wgan/clip_weights/on_the_bounds", "clip_weights", _weights_on_the_bounds, grad_wrt=("w",),
+                 reference=lambda w, c: np.clip(w, -c, c)),
 )

@@ -46,3 +46,12 @@ def test_style_ignores_where_features_fire_and_content_does_not():
     f = torch.randn(1, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     rolled = torch.roll(f, shifts=(1, 2), dims=(2, 3))
     assert S.style_loss(rolled, f) < 1e-30 < S.content_loss(rolled, f)
+
+
+def test_jnp_abs_slope_at_zero_is_caught(both):
+    """jnp.abs takes slope 1 at 0, torch.abs sign(0) = 0: an L1 loss whose residual is exactly 0 (a translator that
+    already cycles a value back) got a gradient in one backend and none in the other."""
+    def with_jnp_abs(fn):
+        return lambda x, x_cycled, y, y_cycled: jnp.mean(jnp.abs(x_cycled - x)) + jnp.mean(jnp.abs(y_cycled - y))
+
+    assert "grad" in caught(CASES["style_transfer/cycle_loss/ties"], Perturbation("jnp.abs", fn=with_jnp_abs))

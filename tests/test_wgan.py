@@ -73,3 +73,12 @@ def test_the_sorted_w1_is_the_optimal_coupling():
     rows, cols = linear_sum_assignment(cost)
     assert np.isclose(float(W.w1_sorted(torch.tensor(x), torch.tensor(y))), cost[rows, cols].mean(), rtol=1e-12)
     assert float(W.w1_sorted(torch.tensor(x), torch.tensor(y))) < np.abs(x - y).mean()  # any other coupling costs more
+
+
+def test_jnp_abs_and_clip_slopes_at_the_kinks_are_caught(both):
+    """At equal sorted pairs jnp.abs takes slope 1 where torch.abs takes 0, and on the clip bounds jnp.clip takes 1/2
+    where torch.clamp takes 1: the tie cases catch the jax.numpy conventions."""
+    assert "grad" in caught(CASES["wgan/w1_sorted/ties"], Perturbation(
+        "jnp.abs", fn=lambda fn: lambda x, y: jnp.mean(jnp.abs(jnp.sort(x) - jnp.sort(y)))))
+    assert "grad" in caught(CASES["wgan/clip_weights/on_the_bounds"], Perturbation(
+        "jnp.clip", fn=lambda fn: lambda w, c: jnp.clip(w, -c, c)))

@@ -30,6 +30,7 @@ from scipy.spatial.distance import jensenshannon
 
 from theory_jax.derivation import Derivation, full_precision
 from theory_jax.gan import discriminator_loss
+from theory_jax.subgradients import leaky_relu
 from theory_jax.vae import downsample, downsampling_convs, flatten_image
 
 TITLE = "BiGAN / ALI: the optimal discriminator over (x, z) pairs, and encoder and generator as inverses"
@@ -87,7 +88,7 @@ class FeatureTrunk(nn.Module):
     def __call__(self, x):
         h = flatten_image(downsample(self.convs, self.norms, x)) if len(self.shape) == 3 else x.reshape(len(x), -1)
         for layer in self.layers:
-            h = nn.leaky_relu(layer(h), 0.2)
+            h = leaky_relu(layer(h), 0.2)
         return h
 
 

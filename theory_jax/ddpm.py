@@ -37,6 +37,7 @@ from theory_jax.diffusion import (
 )
 from theory_jax.elbo import gaussian_kl, gaussian_log_prob
 from theory_jax.nets.unet import UNet
+from theory_jax.subgradients import clamp
 
 __all__ = ["UNet", "alpha_bars", "cosine_betas", "ddpm_step", "decoder_nll", "derive",
            "discretized_gaussian_log_likelihood", "eps_loss", "linear_betas", "posterior_mean_variance", "predict_x0",
@@ -93,9 +94,9 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale, bins: int = 256):
     inv_s = jnp.exp(-log_scale)
     cdf_plus = _std_normal_cdf(inv_s * (x - mean + half))
     cdf_minus = _std_normal_cdf(inv_s * (x - mean - half))
-    log_cdf_plus = jnp.log(jnp.maximum(cdf_plus, 1e-12))
-    log_one_minus_cdf_minus = jnp.log(jnp.maximum(1 - cdf_minus, 1e-12))
-    log_mass = jnp.log(jnp.maximum(cdf_plus - cdf_minus, 1e-12))
+    log_cdf_plus = jnp.log(clamp(cdf_plus, 1e-12))
+    log_one_minus_cdf_minus = jnp.log(clamp(1 - cdf_minus, 1e-12))
+    log_mass = jnp.log(clamp(cdf_plus - cdf_minus, 1e-12))
     return jnp.where(x < -0.999, log_cdf_plus, jnp.where(x > 0.999, log_one_minus_cdf_minus, log_mass))
 
 

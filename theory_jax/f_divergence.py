@@ -33,6 +33,7 @@ from jax.scipy.stats import norm
 
 from theory_jax.derivation import Derivation, full_precision
 from theory_jax.elbo import gaussian_kl
+from theory_jax.subgradients import absolute, leaky_relu
 from theory_jax.vae import GROUPNORM_EPS
 
 TITLE = "f-divergences and the variational bound of the f-GAN"
@@ -52,7 +53,7 @@ _GENERATORS = {  # Table 1: f(u), u = p/q >= 0
     "kl": lambda u: xlogy(u, u),
     "reverse_kl": lambda u: -jnp.log(u),
     "js": lambda u: xlogy(u, u) - xlogy(u + 1, (u + 1) / 2),
-    "tv": lambda u: 0.5 * jnp.abs(u - 1),
+    "tv": lambda u: 0.5 * absolute(u - 1),
     "pearson": lambda u: (u - 1) ** 2,
     "hellinger": lambda u: (jnp.sqrt(u) - 1) ** 2,
 }
@@ -216,16 +217,16 @@ class ConvCritic(nn.Module):
     def __call__(self, x):
         small, big = self.channels
         pad = ((1, 1), (1, 1))
-        h = nn.leaky_relu(nn.Conv(small, (4, 4), strides=(2, 2), padding=pad, name="down1")(x), 0.2)
+        h = leaky_relu(nn.Conv(small, (4, 4), strides=(2, 2), padding=pad, name="down1")(x), 0.2)
         h = nn.Conv(big, (4, 4), strides=(2, 2), padding=pad, name="down2")(h)
         if self.norm:
             h = nn.GroupNorm(num_groups=1, epsilon=GROUPNORM_EPS, use_fast_variance=False, name="norm2")(h)
-        h = nn.leaky_relu(h, 0.2)
+        h = leaky_relu(h, 0.2)
         h = jnp.reshape(jnp.transpose(h, (0, 3, 1, 2)), (h.shape[0], -1))  # torch's NCHW flattening
         h = nn.Dense(self.fc, name="fc")(h)
         if self.norm:
             h = nn.LayerNorm(epsilon=GROUPNORM_EPS, use_fast_variance=False, name="norm_fc")(h)
-        return nn.Dense(1, name="out")(nn.leaky_relu(h, 0.2))[:, 0]
+        return nn.Dense(1, name="out")(leaky_relu(h, 0.2))[:, 0]
 
 
 # 4. The derivation -------------------------------------------------------------------------------------

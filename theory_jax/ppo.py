@@ -30,6 +30,7 @@ import numpy as np
 from scipy import stats
 
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.subgradients import clamp
 
 TITLE = "proximal policy optimisation: the clipped surrogate, GAE and the KL penalty's estimators"
 LECTURES = "proximal policy optimisation"
@@ -38,9 +39,11 @@ LECTURES = "proximal policy optimisation"
 # 1. The pure functions (twins in practice_torch.ppo) ------------------------------------------------------------
 def clipped_surrogate_loss(log_probs, old_log_probs, advantages, clip):
     """-mean min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(log pi - log pi_old) (eq. 7, as a loss).
+    A ratio exactly on 1 +- eps counts as inside the range (``clamp`` passes its bounds, as torch.clamp does), so
+    the gradient there is -rho A / N, the unclipped one, and not jnp.clip's half of it.
     log_probs, old_log_probs, advantages: (N,), clip: python float -> ()."""
     ratio = jnp.exp(log_probs - old_log_probs)
-    return -jnp.mean(jnp.minimum(ratio * advantages, jnp.clip(ratio, 1 - clip, 1 + clip) * advantages))
+    return -jnp.mean(jnp.minimum(ratio * advantages, clamp(ratio, 1 - clip, 1 + clip) * advantages))
 
 
 def gae(rewards, values, gamma, lam):
@@ -87,10 +90,12 @@ def derive(echo=None) -> Derivation:
     d.numeric("$\\lambda = 0$: the one-step TD error $\\delta_t$ (low variance, biased by $V$)",
               gae(rewards, values, gamma, 0.0), deltas)
 
-    n, eps = 64, 0.2
-    old = rng.standard_normal(n) - 2
-    new = old + rng.uniform(-0.5, 0.5, n)  # ratios in about [0.6, 1.65]: inside and outside the clip range
-    adv = rng.standard_normal(n)
+    n, eps = 68, 0.2
+    # ratios in about [0.6, 1.65], inside and outside the clip range, and 4 exactly on 1 -+ eps (log-ratios whose exp
+    # is the bound to within 0.07 ulp, old log-probabilities 0), each bound with an advantage of either sign
+    old = np.concatenate([rng.standard_normal(n - 4) - 2, np.zeros(4)])
+    new = np.concatenate([old[:-4] + rng.uniform(-0.5, 0.5, n - 4), np.repeat(np.log([1 - eps, 1 + eps]), 2)])
+    adv = np.concatenate([rng.standard_normal(n - 4), [1.0, -1.0, 1.0, -1.0]])
     ratio = np.exp(new - old)
     clipped = np.minimum(ratio * adv, np.clip(ratio, 1 - eps, 1 + eps) * adv)
     d.inequality("The clipped objective is a lower bound of the unclipped surrogate, per sample",
@@ -100,7 +105,9 @@ def derive(echo=None) -> Derivation:
     d.numeric(f"Its gradient is zero exactly where the ratio has moved past $1 \\pm \\epsilon$ in the advantage's "
               f"direction ({int(frozen.sum())} of {n} samples)...", grad[frozen], np.zeros(int(frozen.sum())))
     d.gradient("...and is the unclipped surrogate's, $-\\rho A / N$, everywhere else (including ratios past the "
-               "range against the advantage: the min keeps the pessimistic term)", grad[~frozen],
+               "range against the advantage: the min keeps the pessimistic term), ratios exactly on $1 \\pm \\epsilon$ "
+               "included: the objective is $\\rho A$ on both sides of $1 - \\epsilon$ when $A > 0$, and at the kinks the "
+               "clamp passes its bounds, as torch's does", grad[~frozen],
                -(ratio * adv)[~frozen] / n, atol=1e-14)
     d.gradient("At $\\pi = \\pi_{\\mathrm{old}}$ (the first epoch's first step) the clipped loss has the policy "
                "gradient's own gradient, $-A/N$", jax.grad(clipped_surrogate_loss)(jnp.asarray(old), jnp.asarray(old),

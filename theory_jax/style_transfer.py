@@ -32,6 +32,7 @@ from flax import linen as nn
 from scipy import stats
 
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.subgradients import absolute
 from theory_jax.vae import GROUPNORM_EPS, conv_transpose_padding
 
 PAD_1 = ((1, 1), (1, 1))  # torch's padding=1, explicit (flax's 'SAME' pads strided convs asymmetrically)
@@ -62,13 +63,13 @@ def content_loss(features, content_features):
 def cycle_loss(x, x_cycled, y, y_cycled):
     """L_cyc = mean |F(G(x)) - x| + mean |G(F(y)) - y| (CycleGAN eq. 2, L1 averaged over values).
     x, x_cycled: (B, ...), y, y_cycled: (B', ...) -> ()."""
-    return jnp.mean(jnp.abs(x_cycled - x)) + jnp.mean(jnp.abs(y_cycled - y))
+    return jnp.mean(absolute(x_cycled - x)) + jnp.mean(absolute(y_cycled - y))
 
 
 def identity_loss(x, f_of_x, y, g_of_y):
     """L_id = mean |G(y) - y| + mean |F(x) - x|: a translator fed its own target domain should change nothing
     (CycleGAN sec. 5.2). x, f_of_x: (B, ...), y, g_of_y: (B', ...) -> ()."""
-    return jnp.mean(jnp.abs(g_of_y - y)) + jnp.mean(jnp.abs(f_of_x - x))
+    return jnp.mean(absolute(g_of_y - y)) + jnp.mean(absolute(f_of_x - x))
 
 
 def _abs_normal_mean(mu, sigma):

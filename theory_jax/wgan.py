@@ -29,6 +29,7 @@ import numpy as np
 from scipy import integrate, optimize, stats
 
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.subgradients import absolute, clamp
 
 TITLE = "Wasserstein GANs: the Kantorovich-Rubinstein dual, weight clipping and the gradient penalty"
 LECTURES = "Wasserstein GAN; gradient penalty"
@@ -38,7 +39,7 @@ LECTURES = "Wasserstein GAN; gradient penalty"
 def w1_sorted(x, y):
     """W1 between two empirical 1-D distributions of equal size: the mean |x_(i) - y_(i)| of the sorted samples
     (the monotone coupling is optimal in 1-D). x, y: (N,) -> ()."""
-    return jnp.mean(jnp.abs(jnp.sort(x) - jnp.sort(y)))
+    return jnp.mean(absolute(jnp.sort(x) - jnp.sort(y)))
 
 
 def critic_objective(f_real, f_fake):
@@ -66,7 +67,7 @@ def lipschitz_penalty(grads):
     (Gulrajani et al. 2017, app.; WGAN-LP, Petzka et al. 2018, eq. 8, without lambda), zero for every 1-Lipschitz
     critic. grads: (B, ...) -> ()."""
     norms = jnp.sqrt(jnp.sum(jnp.reshape(grads, (grads.shape[0], -1)) ** 2, axis=-1))
-    return jnp.mean(jnp.maximum(norms - 1, 0) ** 2)
+    return jnp.mean(clamp(norms - 1, 0.0) ** 2)
 
 
 def mlp_critic(x, w1, b1, w2, b2):
@@ -85,7 +86,7 @@ def critic_gradient_penalty(real, fake, alpha, w1, b1, w2, b2):
 
 def clip_weights(w, c):
     """Weight clipping to [-c, c] after each critic step (WGAN Algorithm 1, line 7). w: (...), c: () -> (...)."""
-    return jnp.clip(w, -c, c)
+    return clamp(w, -c, c)
 
 
 # 2. One-dimensional closed forms ---------------------------------------------------------------------------------
