@@ -123,6 +123,9 @@ CASES = (
                  static={"p": 0.8}, grad_wrt=("logits",), reference=ref_top_p_probs),
     FunctionCase("language_model/top_p_probs_half", "top_p_probs", lambda r: {"logits": _logits(r, B, V)},
                  static={"p": 0.5}, grad_wrt=("logits",), reference=ref_top_p_probs),
+    # p = 0: the nucleus of mass >= 0 keeps the most likely token alone (greedy decoding), not an empty set (NaN)
+    FunctionCase("language_model/top_p_probs/zero", "top_p_probs", lambda r: {"logits": _logits(r, B, V)},
+                 static={"p": 0.0}, grad_wrt=("logits",), reference=ref_top_p_probs),
     FunctionCase("language_model/inverse_cdf", "inverse_cdf", _sparse_probs, reference=ref_inverse_cdf),
     FunctionCase("language_model/greedy_step", "greedy_step", lambda r: {"logits": _logits(r, B, V)},
                  reference=lambda logits: np.argmax(logits, axis=-1)),

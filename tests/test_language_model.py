@@ -46,6 +46,26 @@ def test_a_nucleus_of_the_wrong_mass_is_caught(both):
     assert "max |a-b|" in caught(BY_ID["language_model/top_p_probs"], lower_p)
 
 
+def test_an_empty_nucleus_at_p_zero_is_caught(both):
+    """p = 0 keeps the most likely token (greedy); the rule without that exception keeps nothing: a softmax of -inf
+    everywhere, NaN."""
+    import jax
+    import jax.numpy as jnp
+
+    def without_the_top_token(fn):
+        def probs(logits, p):
+            soft = jax.nn.softmax(logits, axis=-1)
+            above = jnp.sum(jnp.where(soft[..., None, :] > soft[..., :, None], soft[..., None, :], 0.0), axis=-1)
+            return jax.nn.softmax(jnp.where(above < p, logits, -jnp.inf), axis=-1)
+        return probs
+
+    assert "inf" in caught(BY_ID["language_model/top_p_probs/zero"], Perturbation("no top token", fn=without_the_top_token))
+    logits = torch.tensor([[0.3, 2.0, -1.0], [1.5, 0.2, 0.1]], dtype=torch.float64)
+    assert torch.equal(lm.top_p_probs(logits, 0.0), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64))
+    u = torch.tensor([0.99, 0.5])
+    assert torch.equal(lm.top_p_step(logits, u, 0.0), lm.greedy_step(logits))
+
+
 def test_another_uniform_is_caught(both):
     shifted = Perturbation("other uniforms", inputs=lambda d: {**d, "u": (d["u"] + 0.37) % 1.0})
     caught(BY_ID["language_model/top_k_step"], shifted)

@@ -68,10 +68,12 @@ def top_p_probs(logits, p):
     """The nucleus (Holtzman et al. 2020): the smallest set S of most likely tokens with p(S) >= p, renormalised.
 
     Token i is in S iff the mass of the tokens strictly more likely than i is below p (sort-free: a (B, V, V)
-    comparison; the torch twin sorts). logits (B, V), p () in (0, 1] -> (B, V)."""
+    comparison; the torch twin sorts). The most likely token is always kept (as transformers' warper keeps one), so
+    p = 0 is greedy decoding. logits (B, V), p () in [0, 1] -> (B, V)."""
     probs = jax.nn.softmax(logits, axis=-1)
     above = jnp.sum(jnp.where(probs[..., None, :] > probs[..., :, None], probs[..., None, :], 0.0), axis=-1)
-    return jax.nn.softmax(jnp.where(above < p, logits, -jnp.inf), axis=-1)
+    keep = (above < p) | (above == 0)  # nothing more likely: the top token
+    return jax.nn.softmax(jnp.where(keep, logits, -jnp.inf), axis=-1)
 
 
 # 3. One decoding step: the argmax, or an inverse-CDF draw with a given uniform ---------------------------------

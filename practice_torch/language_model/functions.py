@@ -40,11 +40,13 @@ def top_k_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 def top_p_probs(logits: torch.Tensor, p) -> torch.Tensor:
     """The nucleus (Holtzman et al. 2020): sort by probability, keep token j of the sorted order while the mass
-    before it is < p (so the kept set is the smallest with mass >= p), renormalise. (B, V), p in (0, 1] -> (B, V)."""
+    before it is < p (so the kept set is the smallest with mass >= p), and always the first (as transformers' warper
+    keeps one: p = 0 is greedy decoding), renormalise. (B, V), p in [0, 1] -> (B, V)."""
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     sorted_probs = torch.softmax(sorted_logits, dim=-1)
     before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # mass of the more likely tokens
-    drop = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, before >= p)
+    first = torch.arange(logits.shape[-1], device=logits.device) == 0
+    drop = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, (before >= p) & ~first)
     return torch.softmax(logits.masked_fill(drop, float("-inf")), dim=-1)
 
 
