@@ -18,7 +18,8 @@ flow_matching run generates against the requested ones, beside the same measurem
 generated so far) and ``ssm_step`` (training step time and MFU at the quick sizes) run when named.
 ``gpu_steps`` (only when named) times every model's training step through the engine: the full presets on a GPU
 (examples/s, counted FLOPs, MFU against the bf16 GEMM peak, the GPU's busy share, synchronisations per step, the time
-to the first step), the quick presets on a CPU.
+to the first step), the quick presets on a CPU. ``shared_cpu`` (only when named, about 10 minutes on 2 cores) times a
+training run beside busy processes under each thread setting (benchmarks/shared_cpu.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from benchmarks.gpu_steps import gpu_steps
 from benchmarks.guidance import guidance_sweep
 from benchmarks.language_model import kv_cache, lm_curves
 from benchmarks.latent_diffusion import latent_vs_pixel
+from benchmarks.shared_cpu import shared_cpu
 from benchmarks.ssm import ssm_generation, ssm_step
 from benchmarks.timing import best_of, gemm_peaks
 from benchmarks.transformer import transformer_step
@@ -165,7 +167,7 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "fm_vs_cnf": fm_vs_cnf, "ode_nfe": ode_nfe, "galaxy_conditioning": galaxy_conditioning,
               "transformer_step": transformer_step,
               "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps,
-              "ssm_generation": ssm_generation, "ssm_step": ssm_step}
+              "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -182,8 +184,8 @@ def print_table(name: str, rows: list[dict]) -> None:
 def default_threads(names, cuda: bool, cores: int) -> int:
     """Threads when ``--threads`` is not given: one (CPU timings comparable across machines), except for
     ``gpu_steps`` on a GPU, which gets every core as ``train`` does (the host feeds the GPU, inductor compiles in
-    parallel)."""
-    return cores if cuda and "gpu_steps" in names else 1
+    parallel), and ``shared_cpu``, whose training runs are measured on the whole machine."""
+    return cores if (cuda and "gpu_steps" in names) or "shared_cpu" in names else 1
 
 
 def write_result(path: Path, result: dict) -> None:
@@ -248,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="gpu_steps: a change to every preset (or to MODEL's only), as train's --set (repeatable)")
     parser.add_argument("--gpu-merge", action="store_true", help="gpu_steps: keep the rows already in the results "
                         "file from the same device and preset, replacing those of the models timed again")
+    parser.add_argument("--cpu-steps", type=int, default=300, help="shared_cpu: training steps per run")
+    parser.add_argument("--cpu-loads", default="0,1,2", help="shared_cpu: comma-separated numbers of busy processes")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -195,3 +195,27 @@ def test_gpu_steps_on_a_gpu_gets_every_core_and_cpu_timings_one():
     assert default_threads(["gpu_steps"], cuda=True, cores=16) == 16
     assert default_threads(["gpu_steps"], cuda=False, cores=16) == 1  # the CPU rows stay comparable
     assert default_threads(["vae_step", "metrics"], cuda=True, cores=16) == 1
+
+
+def test_shared_cpu_runs_each_setting_and_compares_it_with_the_workarounds(monkeypatch):
+    """The commands of the four thread settings, and the ratios, on stand-in timings (the runs take minutes)."""
+    from benchmarks import shared_cpu as S
+
+    command, env = S.train_command("passive waiting", 50, 2, Path("out"))
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and "train.threads=2" in command and "OMP_NUM_THREADS" not in env
+    assert "train.threads=1" in S.train_command("one thread", 50, 2, Path("out"))[0]
+    engine, engine_env = S.train_command("engine", 50, 2, Path("out"))
+    assert not any(a.startswith("train.threads=") for a in engine) and "OMP_WAIT_POLICY" not in engine_env
+    speeds = {(0, "all threads"): 4000.0, (0, "one thread"): 2400.0, (0, "passive waiting"): 3200.0,
+              (0, "engine"): 3900.0, (1, "all threads"): 1000.0, (1, "one thread"): 2000.0,
+              (1, "passive waiting"): 1800.0, (1, "engine"): 1900.0}
+    busy = []
+    monkeypatch.setattr(S.subprocess, "Popen", lambda cmd: busy.append(cmd) or argparse.Namespace(
+        kill=lambda: None, wait=lambda: None))
+    monkeypatch.setattr(S, "timed_run", lambda setting, steps, cores: {
+        "examples_per_s": speeds[(len(busy), setting)], "threads": 1, "wall_s": 1.0})
+    rows = S.shared_cpu(argparse.Namespace(cpu_loads="0,1", cpu_steps=50, save=lambda rows: None))
+    assert busy == [S.BUSY]  # one busy process, started for the second load only
+    engine_rows = {r["busy_processes"]: r for r in rows if r["setting"] == "engine"}
+    assert engine_rows[1]["vs_best_workaround"] == 2000.0 / 1900.0
+    assert engine_rows[0]["vs_idle_all_threads"] == 3900.0 / 4000.0

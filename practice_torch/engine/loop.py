@@ -31,6 +31,7 @@ from __future__ import annotations
 import gc
 import math
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -67,6 +68,7 @@ from practice_torch.engine.runs import (
     write_environment,
     write_samples,
 )
+from practice_torch.engine.threads import ThreadCount
 from practice_torch.progress import progress
 
 
@@ -122,8 +124,9 @@ class Trainer:
         self.model = model
         info = dataset_info(cfg.data)
         self.procs, self.device, self.joined_group = distributed.setup(t.device)
-        if t.threads:  # small-op models (flows, EM) can run faster on fewer threads than cores
-            torch.set_num_threads(t.threads)
+        # train.threads fixes the team (small-op models, flows and EM, run faster on one); 0 on a CPU: the cores other
+        # processes leave free, read as the run goes (engine/threads.py)
+        self.threads = ThreadCount(t.threads, adaptive=self.device.type == "cpu")
         # the host reads the device's logged sums every sync_every steps (and at log and checkpoint steps): every step
         # on a CPU (free there, and a SIGTERM is seen at once), only at those steps on a GPU
         self.sync_every = t.sync_every or (1 if self.device.type == "cpu" else t.log_every)
@@ -202,6 +205,9 @@ class Trainer:
             with self._stop_on_signals():
                 while self.step < end:
                     names, stats, lr = self._train_step()
+                    resized = self.threads.update()
+                    if resized and main:
+                        bar.write(f"{self.cfg.model_name}: {resized}", file=sys.stderr)
                     for i, name in enumerate(names):  # a GAN's players log different terms: each sums its own
                         sums[name] = sums[name] + stats[i] if name in sums else stats[i]
                     lr_sum += lr
@@ -225,7 +231,7 @@ class Trainer:
                             stop_early = True
                         bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
                         if log:
-                            log.write(self.step, {**means, "examples_per_s": rate,
+                            log.write(self.step, {**means, "examples_per_s": rate, "threads": self.threads.threads,
                                                   "time_s": time.perf_counter() - started})
                         sums, lr_sum, window_start, window_steps = {}, 0.0, time.perf_counter(), 0
                     bar.update(self.step - bar.n)  # after the postfix: in a log, a log step's line shows its loss
@@ -235,6 +241,7 @@ class Trainer:
                         break
         finally:
             bar.close()
+            self.threads.restore()
             if log:
                 log.close()
         self.save()

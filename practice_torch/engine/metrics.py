@@ -1,7 +1,8 @@
 """What a run records as it trains: ``metrics.jsonl``, TensorBoard events and, at the end, loss curves.
 
 One JSON object per logged step, e.g. ``{"step": 500, "loss": 251.3, "lr": 0.00098, "grad_norm": 41.2,
-"examples_per_s": 5120.0, "time_s": 61.2, ...the model's own metrics}``; the same scalars go to
+"examples_per_s": 5120.0, "threads": 2, "time_s": 61.2, ...the model's own metrics}`` (``threads``: the
+intra-op threads at that step, engine/threads.py); the same scalars go to
 TensorBoard under ``train/<name>`` (``tensorboard --logdir RUN/events``).
 """
 
@@ -12,7 +13,7 @@ import math
 from pathlib import Path
 
 METRICS_FILE = "metrics.jsonl"
-NOT_PLOTTED = ("step", "time_s", "examples_per_s")
+NOT_PLOTTED = ("step", "time_s", "examples_per_s", "threads")
 
 
 class MetricsLog:
