@@ -5,18 +5,25 @@ thread for test files of small networks (``pytestmark = pytest.mark.usefixtures(
 on one worker, so its module fixtures are built once, except the files of independent cases (``SPREAD``: every
 derivation, every spec case), whose tests go to whichever worker is free. Each worker owns one core: torch, XLA's
 Eigen kernels and the subprocesses the tests start get one thread each, set here before torch or JAX is imported
-(two workers of two threads each on two cores would spin against each other)."""
+(two workers of two threads each on two cores would spin against each other).
+
+XLA compiles without LLVM's optimisations here (``--xla_backend_optimization_level=0``): the tests compile thousands
+of small programs on arrays of a few hundred values, where optimising costs more than it saves (a quarter of the spec
+cases' time, an eighth of the derivations'). Every claim and case holds at its policy tolerance either way;
+``make check``, ``make derivations`` and ``make docs`` run XLA's default, and ``make portability`` other kernels."""
 
 import os
 
+xla_flags = ["--xla_backend_optimization_level=0"]
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI subprocesses of the tests
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    xla_flags.append("--xla_cpu_multi_thread_eigen=false")
+os.environ.setdefault("XLA_FLAGS", " ".join(xla_flags))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from shared_specs.runner import backends
+from shared_specs.runner import backends  # noqa: E402
 
 SPREAD = {"test_derivations.py", "test_specs.py"}  # independent cases, spread over the workers one by one
 

@@ -5,6 +5,7 @@ not fit its config, a model or a configuration without a twin, a wrong split) ea
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -88,9 +89,7 @@ def test_the_twin_recomputes_the_held_out_metric(runs, name, capsys):
     capsys.readouterr()
     assert jax_cli(["check", str(runs[name]), "--examples", "4"]) == 0
     out = capsys.readouterr().out
-    assert "PASS" in out and "FAIL" not in out
-    rows = check.check_run(runs[name], examples=4)
-    assert rows and all(r.passed and np.isfinite(r.torch_value) for r in rows)
+    assert "PASS" in out and "FAIL" not in out and not re.search(r"\bnan\b", out, re.IGNORECASE)
 
 
 @pytest.mark.parametrize("name", MODELS)

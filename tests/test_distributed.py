@@ -21,6 +21,7 @@ from test_latent_diffusion import TINY as LATENT
 from test_pixelcnn import TINY as TINY_PIXELCNN
 from test_wavenet import TINY as TINY_WAVENET
 
+from practice_torch.cli import main as torch_cli
 from shared_specs.compare import compare_trees, tolerance
 
 ROOT = Path(__file__).parents[1]
@@ -41,30 +42,13 @@ def python(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def launch(prefix: list[str], out: Path) -> subprocess.CompletedProcess:
-    return python(*prefix, "practice_torch", *TINY, "--out", str(out))
-
-
 def checkpoint(run: Path, step: int) -> dict[str, np.ndarray]:
     return load_file(str(run / "checkpoints" / f"step_{step:07d}.safetensors"))
 
 
-def test_two_processes_with_half_batches_match_one_process(tmp_path):
-    launch([*TORCHRUN, "-m"], tmp_path / "ddp")
-    launch(["-m"], tmp_path / "single")
-    tol = tolerance("step", "float32")
-    result = compare_trees(checkpoint(tmp_path / "ddp", 4), checkpoint(tmp_path / "single", 4), tol)
-    assert result.passed, result.message()
-    moved = compare_trees(checkpoint(tmp_path / "single", 2), checkpoint(tmp_path / "single", 4), tol)
-    assert not moved.passed, "two more steps must move the weights beyond the tolerance (negative control)"
-
-    ddp = tmp_path / "ddp"
-    records = [json.loads(line) for line in (ddp / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2, 3, 4], "rank 0 alone writes the metrics"
-    assert len(list((ddp / "events").iterdir())) == 1 and (ddp / "samples/samples.png").is_file()
-    single = [json.loads(line) for line in (tmp_path / "single/metrics.jsonl").read_text().splitlines()]
-    assert np.allclose([r["loss"] for r in records], [r["loss"] for r in single], rtol=1e-4), \
-        "the logged loss is the mean over ranks, i.e. the global-batch loss"
+def single_process(*args: str) -> None:
+    """The same command in this process (the reference run needs no process of its own)."""
+    assert torch_cli(list(args)) == 0
 
 
 PROBE = """
@@ -92,18 +76,35 @@ report = {"group_kept_by_inner": shared, "wrapper_freed": wrapper() is None, "le
 """
 
 
-def test_a_trainer_leaves_the_group_it_joined_with_its_ddp_wrapper_freed(tmp_path):
-    """close() frees the DDP wrapper (which holds the gloo group) before leaving the group, so the group's threads
-    end while the interpreter is alive: a group first freed at interpreter exit aborted a rank now and then
-    ("terminate called without an active exception"; 9 in 67 runs of a minimal torchrun script, 0 in 60 with the
-    wrapper freed first). A nested trainer, which shares the outer one's group, leaves the group alone."""
+def test_two_processes_with_half_batches_match_one_process_and_leave_their_group(tmp_path):
+    """Two ranks of batch B/2 train (``outer``) like one process of batch B (the same command in this process).
+
+    In the same launch: close() frees the DDP wrapper (which holds the gloo group) before leaving the group, so the
+    group's threads end while the interpreter is alive: a group first freed at interpreter exit aborted a rank now and
+    then ("terminate called without an active exception"; 9 in 67 runs of a minimal torchrun script, 0 in 60 with the
+    wrapper freed first). A nested trainer (``inner``), which shares the outer one's group, leaves the group alone."""
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
-    overrides = ["data.name=digits", "train.device=cpu", "train.steps=2"]
+    overrides = ["data.name=digits", "train.device=cpu", "train.steps=4"]
     overrides += [TINY[i + 1] for i, a in enumerate(TINY) if a == "--set"]
     python(*TORCHRUN, str(probe), str(tmp_path), *overrides)
     reports = [json.loads((tmp_path / f"report-{rank}.json").read_text()) for rank in (0, 1)]
     assert reports == [{"group_kept_by_inner": True, "wrapper_freed": True, "left": True}] * 2
+
+    single_process(*TINY, "--out", str(tmp_path / "single"))
+    ddp = tmp_path / "outer"
+    tol = tolerance("step", "float32")
+    result = compare_trees(checkpoint(ddp, 4), checkpoint(tmp_path / "single", 4), tol)
+    assert result.passed, result.message()
+    moved = compare_trees(checkpoint(tmp_path / "single", 2), checkpoint(tmp_path / "single", 4), tol)
+    assert not moved.passed, "two more steps must move the weights beyond the tolerance (negative control)"
+
+    records = [json.loads(line) for line in (ddp / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4], "rank 0 alone writes the metrics"
+    assert len(list((ddp / "events").iterdir())) == 1 and (ddp / "samples/samples.png").is_file()
+    single = [json.loads(line) for line in (tmp_path / "single/metrics.jsonl").read_text().splitlines()]
+    assert np.allclose([r["loss"] for r in records], [r["loss"] for r in single], rtol=1e-4), \
+        "the logged loss is the mean over ranks, i.e. the global-batch loss"
 
 
 @pytest.mark.slow  # 34 s; the engine's DDP path stays in the default suite
@@ -169,7 +170,7 @@ def test_players_taking_turns_train_under_torchrun_as_in_one_process(tmp_path, m
                         "train.samples=10", "data.limit=128") for a in ("--set", s)]
     args = ["practice_torch", "train", model, "--device", "cpu", "--steps", "6", *TURNS[model], *sets]
     python(*TORCHRUN, "-m", *args, "--out", str(tmp_path / "ddp"))
-    python("-m", *args, "--out", str(tmp_path / "single"))
+    single_process(*args[1:], "--out", str(tmp_path / "single"))
     tol = tolerance("step", "float32")
     result = compare_trees(checkpoint(tmp_path / "ddp", 6), checkpoint(tmp_path / "single", 6), tol)
     assert result.passed, result.message()

@@ -243,7 +243,8 @@ def test_the_twins_agree_in_float64_at_large_t_and_a_float32_sinusoid_is_caught(
             xj, tj = jnp.asarray(x.permute(0, 2, 3, 1).numpy()), jnp.asarray(t.numpy())
             template = jax.eval_shape(lambda: twin.init(jax.random.key(0), xj, tj))["params"]
             params = torch_to_flax(weights, template)
-            return np.asarray(twin.apply({"params": params}, xj, tj))
+            # jitted whole (one program, not one per operation), traced anew each call: the patched sinusoid counts
+            return np.asarray(jax.jit(lambda p, x, t: twin.apply({"params": p}, x, t))(params, xj, tj))
 
     assert np.abs(jax_out() - expected).max() < 1e-11
     embedding = junet.timestep_embedding
