@@ -18,7 +18,7 @@ flow_matching run generates against the requested ones, beside the same measurem
 generated so far) and ``ssm_step`` (training step time and MFU at the quick sizes) run when named.
 ``gpu_steps`` (only when named) times every model's training step through the engine: the full presets on a GPU
 (examples/s, counted FLOPs, MFU against the bf16 GEMM peak, the GPU's busy share, synchronisations per step, the time
-to the first step), the quick presets on a CPU. ``shared_cpu`` (only when named, about 10 minutes on 2 cores) times a
+to the first step), the quick presets on a CPU. ``shared_cpu`` (only when named, about 20 minutes on 2 cores) times a
 training run beside busy processes under each thread setting (benchmarks/shared_cpu.py).
 """
 
@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                         "file from the same device and preset, replacing those of the models timed again")
     parser.add_argument("--cpu-steps", type=int, default=300, help="shared_cpu: training steps per run")
     parser.add_argument("--cpu-loads", default="0,1,2", help="shared_cpu: comma-separated numbers of busy processes")
+    parser.add_argument("--cpu-repeats", type=int, default=3, help="shared_cpu: runs of each setting under each load")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

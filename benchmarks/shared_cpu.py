@@ -9,10 +9,13 @@ under four settings:
 - ``passive waiting``: all threads with ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP's threads sleep instead of spinning);
 - ``engine``: the default, the team sized to the cores the others leave free (``practice_torch/engine/threads.py``).
 
-A row's speed is the median examples/s of its log windows after the first (which holds the start-up); ``threads``
-is the team at the last log step. ``vs_best_workaround`` is the run's time over the faster of ``one thread`` and
-``passive waiting`` under the same load (1.2 at most is the target for ``engine``), ``vs_idle_all_threads`` its
-speed over ``all threads`` on the idle machine (0.95 at least is the target for ``engine`` idle).
+A run's speed is the median examples/s of its log windows after the first (which holds the start-up); a row's is the
+median of ``--cpu-repeats`` runs, the settings taking turns (one run of a setting varies by 10% on a shared VM),
+with the slowest and fastest run beside it; ``threads`` is the team at the last log step of the last run,
+``resizes`` how often the engine changed its team in all the row's runs.
+``vs_best_workaround`` is the row's time over the faster of ``one thread`` and ``passive waiting`` under the same
+load (1.2 at most is the target for ``engine``), ``vs_idle_all_threads`` its speed over ``all threads`` on the idle
+machine (0.95 at least is the target for ``engine`` idle).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ def timed_run(setting: str, steps: int, cores: int) -> dict:
             raise RuntimeError(f"{setting}: train failed: {proc.stderr.strip().splitlines()[-1]}")
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
     return {"examples_per_s": statistics.median(r["examples_per_s"] for r in records[1:]),
-            "threads": records[-1].get("threads", 0), "wall_s": time.perf_counter() - started}
+            "threads": records[-1].get("threads", 0), "resizes": proc.stderr.count(": threads "),
+            "wall_s": time.perf_counter() - started}
 
 
 def shared_cpu(args) -> list[dict]:
@@ -65,15 +69,22 @@ def shared_cpu(args) -> list[dict]:
     rows = []
     for load in (int(n) for n in args.cpu_loads.split(",")):
         busy = [subprocess.Popen(BUSY) for _ in range(load)]
+        runs: dict[str, list[dict]] = {setting: [] for setting in SETTINGS}
         try:
-            for setting in SETTINGS:
-                rows.append({"busy_processes": load, "setting": setting, **timed_run(setting, args.cpu_steps, cores)})
-                print(f"  {load} busy, {setting}: {rows[-1]['examples_per_s']:.0f} examples/s", flush=True)
-                args.save(rows)
+            for _ in range(args.cpu_repeats):
+                for setting in SETTINGS:
+                    runs[setting].append(timed_run(setting, args.cpu_steps, cores))
+                    print(f"  {load} busy, {setting}: {runs[setting][-1]['examples_per_s']:.0f} examples/s", flush=True)
         finally:
             for proc in busy:
                 proc.kill()
                 proc.wait()
+        for setting, timed in runs.items():
+            speeds = [r["examples_per_s"] for r in timed]
+            rows.append({"busy_processes": load, "setting": setting, "examples_per_s": statistics.median(speeds),
+                         "slowest": min(speeds), "fastest": max(speeds), "threads": timed[-1]["threads"],
+                         "resizes": sum(r["resizes"] for r in timed), "wall_s": sum(r["wall_s"] for r in timed)})
+        args.save(rows)
     idle = {r["setting"]: r["examples_per_s"] for r in rows if r["busy_processes"] == 0}
     for row in rows:
         same = {r["setting"]: r["examples_per_s"] for r in rows if r["busy_processes"] == row["busy_processes"]}

@@ -213,9 +213,10 @@ def test_shared_cpu_runs_each_setting_and_compares_it_with_the_workarounds(monke
     monkeypatch.setattr(S.subprocess, "Popen", lambda cmd: busy.append(cmd) or argparse.Namespace(
         kill=lambda: None, wait=lambda: None))
     monkeypatch.setattr(S, "timed_run", lambda setting, steps, cores: {
-        "examples_per_s": speeds[(len(busy), setting)], "threads": 1, "wall_s": 1.0})
-    rows = S.shared_cpu(argparse.Namespace(cpu_loads="0,1", cpu_steps=50, save=lambda rows: None))
+        "examples_per_s": speeds[(len(busy), setting)], "threads": 1, "resizes": 0, "wall_s": 1.0})
+    rows = S.shared_cpu(argparse.Namespace(cpu_loads="0,1", cpu_steps=50, cpu_repeats=2, save=lambda rows: None))
     assert busy == [S.BUSY]  # one busy process, started for the second load only
+    assert len(rows) == 8 and all(r["slowest"] == r["fastest"] == r["examples_per_s"] for r in rows)
     engine_rows = {r["busy_processes"]: r for r in rows if r["setting"] == "engine"}
     assert engine_rows[1]["vs_best_workaround"] == 2000.0 / 1900.0
     assert engine_rows[0]["vs_idle_all_threads"] == 3900.0 / 4000.0

@@ -61,7 +61,7 @@ def test_read_cpu_sums_the_busy_fields_of_this_processs_cores(tmp_path):
     stat = tmp_path / "stat"
     stat.write_text("cpu  9 9 9 9 9 9 9 9 9 9\ncpu0 1 2 3 1000 5000 4 5 6 70 80\ncpu1 100 0 0 0 0 0 0 0 0 0\n")
     reading = T.read_cpu(frozenset({0}), stat)
-    assert reading.busy == (1 + 2 + 3 + 4 + 5 + 6) / HZ  # user, nice, system, irq, softirq, steal; not idle, iowait
+    assert reading.busy == (1 + 2 + 3 + 4 + 5) / HZ  # user, nice, system, irq, softirq; not idle, iowait, steal
     assert T.read_cpu(frozenset({0}), tmp_path / "missing") is None
 
 

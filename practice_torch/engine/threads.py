@@ -6,11 +6,12 @@ waiting threads spin on theirs. On 2 cores, beside one single-threaded busy proc
 950-1 200 examples/s with two threads against 1 700-1 800 with one (and 3 550-4 000 with two on an idle machine).
 
 ``ThreadCount`` sizes the team to the free cores as the run goes. Every ``interval`` seconds it reads the CPU time
-spent on this process's cores (``/proc/stat``: user, nice, system, irq, softirq and steal, summed over the cores of
-``os.sched_getaffinity``) and takes away its own (``os.times``): the rest is what other processes (or the
-hypervisor) took. Each core they kept at least ``TAKEN`` busy is one thread fewer, never fewer than one; when they
-stop, the team grows back to the count the run started with (torch's default, or ``OMP_NUM_THREADS``). While the team
-is smaller the others get their cores whole, so what they take is measured in full and the count does not flap.
+spent on this process's cores (``/proc/stat``: user, nice, system, irq and softirq, summed over the cores of
+``os.sched_getaffinity``; not a hypervisor's steal, which no team size makes room for) and takes away its own
+(``os.times``): the rest is what other processes took. Each core they kept at least ``TAKEN`` busy is one thread
+fewer, never fewer than one; when they stop, the team grows back to the count the run started with (torch's default,
+or ``OMP_NUM_THREADS``). While the team is smaller the others get their cores whole, so what they take is measured
+in full and the count does not flap.
 
 OpenMP's waiting policy stays its default (spin, then sleep): with a team that has its cores to itself, spinning is
 the fastest way to wait (``OMP_WAIT_POLICY=PASSIVE`` cost 15% on the idle machine), and the policy cannot change once
@@ -33,7 +34,7 @@ import torch
 STAT = Path("/proc/stat")
 TAKEN = 0.4  # a core counts as taken when other processes used at least this share of it over the interval
 INTERVAL_S = 1.0  # seconds between two readings
-BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # /proc/stat's user, nice, system, irq, softirq, steal (not idle, iowait, guest)
+BUSY_FIELDS = (0, 1, 2, 5, 6)  # /proc/stat's user, nice, system, irq, softirq (not idle, iowait, steal, guest)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from torch import nn
 from practice_torch.data import cache_dir, get_dataset, get_info
 from practice_torch.engine import RunError
 from practice_torch.engine.checkpoint import atomic_write
+from practice_torch.engine.threads import ThreadCount
 from practice_torch.progress import progress
 
 FORMAT = "generative-twins/feature-network-1"
@@ -209,6 +210,7 @@ def train_feature_network(name: str, data_dir: str | Path | None = None, device:
     order = torch.Generator().manual_seed(config.seed)
     start = time.perf_counter()
     net.train()
+    threads = ThreadCount(adaptive=torch.device(device).type == "cpu")  # the cores other processes leave free
     with progress(total=config.epochs * steps_per_epoch, desc=f"feature network ({name})", unit="step") as bar:
         for _ in range(config.epochs):
             for rows in torch.randperm(len(x), generator=order).split(config.batch_size):
@@ -219,6 +221,9 @@ def train_feature_network(name: str, data_dir: str | Path | None = None, device:
                 schedule.step()
                 bar.update()
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                if resized := threads.update():
+                    bar.write(f"feature network: {resized}", file=sys.stderr)
+    threads.restore()
     net.eval()
     record = {"format": FORMAT, "dataset": name, "test_accuracy": accuracy(net, x_test, y_test),
               "test_examples": len(y_test), "train_examples": len(y), "seconds": time.perf_counter() - start,
