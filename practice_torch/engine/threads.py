@@ -2,8 +2,9 @@
 
 torch's default team, one OpenMP thread per core, is the fastest on an idle machine and the slowest on a shared one:
 every parallel region ends at a barrier that waits for the thread whose core another process holds, while the
-waiting threads spin on theirs. On 2 cores, beside one single-threaded busy process, the VAE's quick preset ran at
-950-1 200 examples/s with two threads against 1 700-1 800 with one (and 3 550-4 000 with two on an idle machine).
+waiting threads spin on theirs. On a 2-core VM beside one single-threaded busy process, the VAE's quick preset ran at
+380 examples/s with two threads against 3 800 with one, and at 5 300 with two on the idle machine (``python -m
+benchmarks shared_cpu``; docs/ARCHITECTURE.md has the whole table's figures).
 
 ``ThreadCount`` sizes the team to the free cores as the run goes. Every ``interval`` seconds it reads the CPU time
 spent on this process's cores (``/proc/stat``: user, nice, system, irq and softirq, summed over the cores of
@@ -14,7 +15,7 @@ or ``OMP_NUM_THREADS``). While the team is smaller the others get their cores wh
 in full and the count does not flap.
 
 OpenMP's waiting policy stays its default (spin, then sleep): with a team that has its cores to itself, spinning is
-the fastest way to wait (``OMP_WAIT_POLICY=PASSIVE`` cost 15% on the idle machine), and the policy cannot change once
+the fastest way to wait (``OMP_WAIT_POLICY=PASSIVE`` cost 15-30% on idle 2-core machines), and it cannot change once
 torch has started its threads. Where ``/proc/stat`` does not exist (macOS, Windows) the count stays as it started.
 
 A team of another size may round sums differently, so runs under different loads can differ in their last bits;
