@@ -150,14 +150,25 @@ def train(args) -> int:
     return 0
 
 
+def open_for_use(run_dir: Path, device, overrides):
+    """``open_run`` for ``sample`` and ``eval``; on a CPU, without the run's ``train.threads``, the threads are the
+    cores other processes leave free (one look at the load: ``engine.threads.fit_to_load``)."""
+    from practice_torch.engine.threads import fit_to_load
+    from practice_torch.models import open_run
+
+    module, cfg, net = open_run(run_dir, device, overrides)
+    if device.type == "cpu" and not cfg.train.threads and (resized := fit_to_load()):
+        print(resized, file=sys.stderr)
+    return module, cfg, net
+
+
 def sample(args) -> int:
     from practice_torch.engine.artefacts import write_artefact
     from practice_torch.engine.distributed import resolve_device
     from practice_torch.engine.runs import held_out_examples, save_samples, write_samples
-    from practice_torch.models import open_run
 
     run_dir = Path(args.run_dir)
-    module, cfg, net = open_run(run_dir, resolve_device(args.device), args.set)
+    module, cfg, net = open_for_use(run_dir, resolve_device(args.device), args.set)
     n = args.n or cfg.train.samples
     if n < 1:
         raise RunError(f"--n must be positive, got {n}")
@@ -174,7 +185,6 @@ def evaluate(args) -> int:
     from practice_torch.engine.config import derive_seed
     from practice_torch.engine.distributed import resolve_device
     from practice_torch.engine.runs import load_split
-    from practice_torch.models import open_run
 
     run_dir = Path(args.run_dir)
     if args.samples is not None and args.samples < 2:
@@ -182,7 +192,7 @@ def evaluate(args) -> int:
     if args.inception and not Path(args.inception).is_file():
         raise RunError(f"--inception {args.inception}: no such file (Inception-v3 weights for the standard FID)")
     device = resolve_device(args.device)
-    module, cfg, net = open_run(run_dir, device, args.set)
+    module, cfg, net = open_for_use(run_dir, device, args.set)
     dataset = load_split(cfg.data, args.split)
     generator = torch.Generator().manual_seed(derive_seed(args.seed, "eval"))
     metrics = module.evaluate(net, cfg.model, dataset, generator)

@@ -15,7 +15,6 @@ import dataclasses
 import inspect
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ from practice_torch.engine.artefacts import write_artefacts
 from practice_torch.engine.checkpoint import atomic_write, load_checkpoint, load_weights_into
 from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, apply_overrides, derive_seed, from_dict, to_dict
 from practice_torch.engine.interface import ModelModule
-from practice_torch.engine.threads import fit_to_load
 
 CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"
@@ -159,8 +157,7 @@ def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overr
 
     ``overrides`` (``model.KEY=VALUE``) change how the trained net is used, e.g. a sampler and its number of steps;
     the data and train sections are the run's own, so only model keys may be given. The run's ``train.threads``
-    applies here too: a model that trains faster on one thread also samples faster on one; without it, on a CPU, the
-    threads are the cores other processes leave free (``fit_to_load``)."""
+    applies here too: a model that trains faster on one thread also samples faster on one."""
     cfg = read_config(run_dir, module)
     if overrides:
         bad = [item for item in overrides if not item.strip().startswith("model.")]
@@ -170,8 +167,6 @@ def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overr
         cfg = apply_overrides(cfg, list(overrides))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    elif device.type == "cpu" and (resized := fit_to_load()):
-        print(resized, file=sys.stderr)
     net = build_net(module, cfg, dataset_info(cfg.data))
     weights, state = load_checkpoint(run_dir / CHECKPOINTS, cfg.model_name)
     if state.get("ema") is not None:
