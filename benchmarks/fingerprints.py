@@ -94,9 +94,9 @@ def fingerprint(name: str, steps: int, runs: dict[str, str]) -> dict:
 
 
 def compare(before: dict, after: dict) -> tuple[list[str], bool]:
-    """(a line per model, whether every model both sides ran kept its common weights)."""
+    """(a line per model of ``after``, whether every model both sides ran kept its common weights)."""
     lines, same = [], True
-    for name in sorted(set(before) | set(after)):
+    for name in sorted(after):
         a, b = before.get(name), after.get(name)
         if a is None or b is None or "error" in a or "error" in b:
             lines.append(f"{name}: not comparable ({(a or {}).get('error', 'absent')} / {(b or {}).get('error', 'absent')})")

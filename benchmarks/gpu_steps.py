@@ -75,13 +75,13 @@ def _step_flops(trainer) -> int:
 
     t, procs = trainer.cfg.train, trainer.procs
     batch = tuple(trainer._to_device(x) for x in fetch(trainer.train_set, trainer.batches.next()))
-    noise = shard(trainer.model.draw_noise(trainer.net, trainer.batch_size, trainer.noise), procs.rank,
+    noise = shard(trainer.model.draw_noise(trainer.net, trainer.cfg.model, trainer.batch_size, trainer.noise), procs.rank,
                   procs.world_size)
     noise = {k: trainer._to_device(v) for k, v in noise.items()}
 
     def step():
         with torch.autocast(trainer.device.type, torch.bfloat16, enabled=t.precision == "bf16"):
-            loss, _ = trainer.model.loss(trainer.net, batch, noise)
+            loss, _ = trainer.model.loss(trainer.net, trainer.cfg.model, batch, noise, trainer.step)
         if loss.requires_grad:
             loss.backward()
 

@@ -84,7 +84,8 @@ def train_curve(name: str, model: str, overrides, seconds: float, every: int, se
             group["lr"] = t.lr * factor
         rows = torch.randint(0, len(train), (t.batch_size,), generator=data_gen)
         x, y = (torch.stack(c) for c in zip(*(train[int(i)] for i in rows)))
-        loss, _ = lm_training.loss(net, (x, y), lm_training.draw_noise(net, t.batch_size, noise_gen))
+        noise = lm_training.draw_noise(net, cfg.model, t.batch_size, noise_gen)
+        loss, _ = lm_training.loss(net, cfg.model, (x, y), noise, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)

@@ -144,16 +144,16 @@ def tiny_net(**kw) -> autoencoder.Autoencoder:
 
 
 def test_the_loss_gives_the_held_out_class_no_weight():
-    net = tiny_net(holdout_class=3)
+    net, config = tiny_net(holdout_class=3), training.Config(holdout_class=3)
     x, y = torch.rand(6, *IMAGE), torch.tensor([3, 1, 3, 2, 0, 3])
-    noise = training.draw_noise(net, 6, torch.Generator().manual_seed(0))
-    loss, terms = training.loss(net, (x, y), noise)
+    noise = training.draw_noise(net, config, 6, torch.Generator().manual_seed(0))
+    loss, terms = training.loss(net, config, (x, y), noise, 0)
     keep = y != 3
     torch.testing.assert_close(loss, net.per_example_loss(x[keep], noise["eps"][keep]).mean())
     assert float(terms["kept"]) == pytest.approx(0.5)
     x2 = x.clone()
     x2[y == 3] = 100.0  # the held-out examples change nothing
-    torch.testing.assert_close(training.loss(net, (x2, y), noise)[0], loss)
+    torch.testing.assert_close(training.loss(net, config, (x2, y), noise, 0)[0], loss)
 
 
 def test_build_rejects_what_it_cannot_model():

@@ -64,13 +64,13 @@ def test_the_steps_alternate_and_the_idle_players_get_no_gradient():
     seen = []
     for _ in range(6):
         net.zero_grad(set_to_none=True)
-        loss, _ = bigan_training.loss(net, (x, None), {"z": z})
+        loss, _ = bigan_training.loss(net, bigan_training.Config(), (x, None), {"z": z}, 0)
         loss.backward()
         seen.append(players_with_grads(net))
     d, eg = {"discriminator"}, {"encoder", "generator"}
     assert seen == [d, d, eg] * 2 and int(net.steps) == 6
     both = tiny_net(n_critic=0)
-    bigan_training.loss(both, (x, None), {"z": z})[0].backward()
+    bigan_training.loss(both, bigan_training.Config(), (x, None), {"z": z}, 0)[0].backward()
     assert players_with_grads(both) == d | eg
 
 

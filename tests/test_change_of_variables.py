@@ -161,8 +161,9 @@ def test_build_rejects_what_it_cannot_model():
 def test_the_loss_is_the_exact_nll_with_its_two_terms():
     net = random_flow(dtype=torch.float32)
     x = torch.randn(7, 2)
-    assert cov_training.draw_noise(net, 7, torch.Generator()) == {}
-    loss, terms = cov_training.loss(net, (x, torch.zeros(7)), {})
+    config = cov_training.Config()
+    assert cov_training.draw_noise(net, config, 7, torch.Generator()) == {}
+    loss, terms = cov_training.loss(net, config, (x, torch.zeros(7)), {}, 0)
     torch.testing.assert_close(loss, net.loss(x))
     torch.testing.assert_close(loss, terms["base_nll"] + terms["neg_log_det"])
     metrics = cov_training.evaluate(net, cov_training.Config(), torch.utils.data.TensorDataset(x, torch.zeros(7)),

@@ -188,8 +188,8 @@ def test_adjoint_and_backprop_training_steps_agree():
         torch.manual_seed(0)
         net = cnf_training.build(cfg.model, MOONS).double()
         x = torch.from_numpy(np.random.default_rng(0).normal(size=(16, 2)))
-        noise = cnf_training.draw_noise(net, 16, torch.Generator().manual_seed(1))
-        loss, terms = cnf_training.loss(net, (x, None), noise)
+        noise = cnf_training.draw_noise(net, cfg.model, 16, torch.Generator().manual_seed(1))
+        loss, terms = cnf_training.loss(net, cfg.model, (x, None), noise, 0)
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
         assert terms["nfe"] > 0

@@ -114,19 +114,19 @@ def test_clipping_the_predicted_x0_is_a_change_of_eps():
 def test_the_loss_is_l_simple_with_the_drawn_noise_and_label_dropout():
     net = tiny_net(conditional=True, label_dropout=0.5)
     x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 10
-    noise = ddpm_training.draw_noise(net, 16, torch.Generator().manual_seed(0))
+    noise = ddpm_training.draw_noise(net, ddpm_training.Config(), 16, torch.Generator().manual_seed(0))
     assert noise["t"].shape == (16,) and noise["eps"].shape == (16, 1, 8, 8) and noise["drop"].dtype == torch.bool
     assert 0 < noise["drop"].sum() < 16
-    again = ddpm_training.draw_noise(net, 16, torch.Generator().manual_seed(0))
+    again = ddpm_training.draw_noise(net, ddpm_training.Config(), 16, torch.Generator().manual_seed(0))
     assert all(torch.equal(noise[k], again[k]) for k in noise)
-    loss, _ = ddpm_training.loss(net, (x, y), noise)
+    loss, _ = ddpm_training.loss(net, ddpm_training.Config(), (x, y), noise, 0)
     a = net.schedule.alpha_bars.float()[noise["t"]][:, None, None, None]
     x_t = a.sqrt() * (2 * x - 1) + (1 - a).sqrt() * noise["eps"]
     labels = torch.where(noise["drop"], torch.full_like(y, 10), y)
     expected = ((net.denoiser(x_t, noise["t"], labels) - noise["eps"]) ** 2).mean()
     torch.testing.assert_close(loss, expected)
     unconditional = tiny_net()
-    assert "drop" not in ddpm_training.draw_noise(unconditional, 4, torch.Generator())
+    assert "drop" not in ddpm_training.draw_noise(unconditional, ddpm_training.Config(), 4, torch.Generator())
 
 
 def test_classifier_free_guidance_combines_the_conditional_and_null_predictions():

@@ -145,7 +145,8 @@ def test_every_trainable_parameter_gets_a_gradient(name, tmp_path):
     cfg = apply_overrides(module.default_config("quick"), [*TINY_AUTOREGRESSIVE[name], "train.batch_size=4"])
     trainer = new_trainer(cfg, tmp_path / "run")
     batch = fetch(trainer.train_set, torch.arange(4))
-    loss, _ = module.loss(trainer.net, batch, module.draw_noise(trainer.net, 4, torch.Generator().manual_seed(0)))
+    noise = module.draw_noise(trainer.net, cfg.model, 4, torch.Generator().manual_seed(0))
+    loss, _ = module.loss(trainer.net, cfg.model, batch, noise, 0)
     loss.backward()
     missing = [n for n, p in trainer.net.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"trainable parameters without a gradient: {missing}"

@@ -137,8 +137,8 @@ def test_the_galaxy_blend_inverts_the_image_over_a_stretched_galaxy():
 
 def test_the_target_batch_is_drawn_from_the_engines_generator():
     net = tiny_net()
-    a = dann_training.draw_noise(net, 32, torch.Generator().manual_seed(1))["target"]
-    b = dann_training.draw_noise(net, 32, torch.Generator().manual_seed(1))["target"]
+    a = dann_training.draw_noise(net, dann_training.Config(), 32, torch.Generator().manual_seed(1))["target"]
+    b = dann_training.draw_noise(net, dann_training.Config(), 32, torch.Generator().manual_seed(1))["target"]
     assert torch.equal(a, b) and a.dtype == torch.int64 and 0 <= a.min() and a.max() < len(net.target_images)
 
 

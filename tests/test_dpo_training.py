@@ -66,7 +66,7 @@ def test_dpo_and_the_reward_model_see_the_same_pairs_for_the_same_seed_and_batch
         trainer = new_trainer(tiny_config(module, lm_run), tmp_path / module.__name__)
         for _ in range(2):  # the first two steps' batches and noise, as the engine draws them
             x = fetch(trainer.train_set, trainer.batches.next())[0]
-            u = module.draw_noise(trainer.net, trainer.batch_size, trainer.noise)["u"]
+            u = module.draw_noise(trainer.net, trainer.cfg.model, trainer.batch_size, trainer.noise)["u"]
             pairs.append(preference_pairs(trainer.net.reference, x[:, :8], u, trainer.net.judge))
     for a, b in zip(pairs[:2], pairs[2:]):
         for name in ("prompts", "responses", "chosen", "rejected", "rewards", "tied"):
@@ -79,13 +79,13 @@ def test_the_loss_is_dpo_on_the_untied_pairs_and_log_2_at_the_start():
     net = tiny_pair()
     g = torch.Generator().manual_seed(3)
     batch = (torch.randint(1, TEXT.num_classes, (8, 16), generator=g),)
-    noise = dpo_training.draw_noise(net, 8, g)
-    loss, terms = dpo_training.loss(net, batch, noise)
+    noise = dpo_training.draw_noise(net, dpo_training.Config(), 8, g)
+    loss, terms = dpo_training.loss(net, dpo_training.Config(), batch, noise, 0)
     assert float(loss.detach()) == pytest.approx(math.log(2)) and float(terms["margin"]) == 0.0  # pi = pi_ref
     with torch.no_grad():
         for p in net.policy.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=g))
-    loss, terms = dpo_training.loss(net, batch, noise)
+    loss, terms = dpo_training.loss(net, dpo_training.Config(), batch, noise, 0)
     pairs = preference_pairs(net.reference, batch[0][:, :6], noise["u"], net.judge)
     pi_w, pi_l = dpo_training.pair_log_probs(net.policy, pairs, 6)
     ref_w, ref_l = dpo_training.pair_log_probs(net.reference, pairs, 6)
@@ -101,7 +101,8 @@ def test_the_prompt_is_masked_out_of_the_pairs_log_probs():
     net = tiny_pair()
     g = torch.Generator().manual_seed(4)
     prompts = torch.randint(1, TEXT.num_classes, (4, 6), generator=g)
-    pairs = preference_pairs(net.reference, prompts, dpo_training.draw_noise(net, 4, g)["u"], net.judge)
+    u = dpo_training.draw_noise(net, dpo_training.Config(), 4, g)["u"]
+    pairs = preference_pairs(net.reference, prompts, u, net.judge)
     masked = torch.cat(dpo_training.pair_log_probs(net.policy, pairs, 6))
     tokens, logits = episode_logits(net.policy, prompts.repeat(2, 1), torch.cat([pairs.chosen, pairs.rejected]))
     unmasked = functions.sequence_log_prob(logits, tokens[:, 1:], torch.ones(8, 10))  # the control

@@ -98,28 +98,34 @@ def test_a_flipped_energy_network_is_caught_under_the_converter(both):
 
 
 # The EBM, its buffer and its training interface ------------------------------------------------------------------------
-def tiny_net(info=MOONS, **kw) -> ebm.EBM:
-    torch.manual_seed(0)
+def tiny_config(info=MOONS, **kw) -> ebm_training.Config:
     config = {"mlp_hidden": (16,), "buffer_size": 64, "langevin_steps": 3}
     if info.modality == "image":
         config |= {"architecture": "conv", "conv_channels": (4, 8), "conv_hidden": 8}
-    return ebm_training.build(ebm_training.Config(**{**config, **kw}), info)
+    return ebm_training.Config(**{**config, **kw})
+
+
+def tiny_net(info=MOONS, **kw) -> ebm.EBM:
+    torch.manual_seed(0)
+    return ebm_training.build(tiny_config(info, **kw), info)
 
 
 def test_the_buffer_is_state_not_a_parameter_and_the_chains_write_back_without_parameter_gradients():
     net = tiny_net()
     assert "replay" in net.state_dict() and all(p.shape != net.replay.shape for p in net.parameters())
     assert net.replay.shape == (64, 2) and float(net.replay.abs().max()) <= 3.0
-    noise = ebm_training.draw_noise(net, 16, torch.Generator().manual_seed(0))
+    noise = ebm_training.draw_noise(net, tiny_config(), 16, torch.Generator().manual_seed(0))
     assert noise["index"].unique().numel() == 16 and noise["z"].shape == (16, 3, 2) and noise["u"].shape == (16, 2)
     before = net.replay.clone()
-    value, terms = ebm_training.loss(net, (torch.randn(16, 2), None), noise)
+    value, terms = ebm_training.loss(net, tiny_config(), (torch.randn(16, 2), None), noise, 0)
     changed = (net.replay != before).any(1)
     assert changed[noise["index"]].all() and changed.sum() == 16  # the batch's chains, and only they, went back
     assert set(terms) == {"energy_data", "energy_samples"} and value.requires_grad
     value.backward()
     assert all(p.grad is not None for p in net.parameters())
-    shares = (ebm_training.draw_noise(net, 64, torch.Generator().manual_seed(s))["refresh"].mean() for s in range(50))
+    config = tiny_config()
+    shares = (ebm_training.draw_noise(net, config, 64, torch.Generator().manual_seed(s))["refresh"].mean()
+              for s in range(50))
     assert abs(sum(shares) / 50 - 0.05) < 4 * math.sqrt(0.05 * 0.95 / 3200)
 
 
@@ -142,7 +148,7 @@ def test_the_validation_nll_is_normalised_by_quadrature():
     points, area = ebm_training._grid(net, 300)
     with torch.no_grad():
         mass = torch.exp(-net(points) - ebm_training.log_partition(net)).sum() * area
-        terms = ebm_training.validate(net, (torch.randn(10, 2), None))
+        terms = ebm_training.validate(net, tiny_config(), (torch.randn(10, 2), None))
     assert mass.item() == pytest.approx(1.0, rel=1e-4) and set(terms) == {"val_cd", "val_nll"}
 
 

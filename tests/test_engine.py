@@ -19,8 +19,10 @@ from practice_torch.engine.config import ConfigError, apply_overrides, from_dict
 from practice_torch.engine.ema import EMA
 from practice_torch.engine.loop import Diverged, Trainer, lr_factor
 from practice_torch.engine.metrics import read_metrics
-from practice_torch.models import new_trainer
-from practice_torch.vae.training import Config, default_config
+from practice_torch.models import get_model, new_trainer
+
+vae_training = get_model("vae")  # a model as the engine is handed one
+Config, default_config = vae_training.Config, vae_training.default_config
 
 TINY = ["data.name=digits", "model.channels=4,8", "model.latent_dim=4", "model.hidden=16", "train.batch_size=16",
         "train.warmup_steps=3", "train.log_every=2", "train.checkpoint_every=4", "train.samples=4",
@@ -150,18 +152,29 @@ def test_ema_follows_the_warmed_up_decay():
 
 
 # Training: exact resume, NaN stop, precision and memory format ------------------------------------------------
-def test_resume_is_bit_identical_to_training_straight_through(tmp_path):
+def test_resume_is_bit_identical_to_training_straight_through(tmp_path, monkeypatch):
     """6 steps + resume + 6 steps == 12 steps (every weight, the EMA and the optimizer state, torch.equal), with
-    a conv VAE, channels-last, EMA, clipping and warmup, across an epoch boundary of the data order."""
+    a conv VAE, channels-last, EMA, clipping and warmup, across an epoch boundary of the data order. The loss is
+    handed the run's model config and the step number, which a resumed run continues."""
     cfg = tiny("train.steps=12", "train.ema_decay=0.9", "train.channels_last=true", "train.grad_clip=5",
                "data.limit=80")
+    seen, real = [], vae_training.loss
+
+    def recording(net, config, batch, noise, step):
+        seen.append((config, step))
+        return real(net, config, batch, noise, step)
+
+    monkeypatch.setattr(vae_training, "loss", recording)
     straight = new_trainer(cfg, tmp_path / "straight")
     straight.run()
+    assert [step for _, step in seen] == list(range(12)) and all(c is straight.cfg.model for c, _ in seen)
+    seen.clear()
     first = new_trainer(cfg, tmp_path / "resumed")
     assert first.run(stop_at=6).step == 6
     resumed = new_trainer(cfg, tmp_path / "resumed", resume=True)
     assert resumed.step == 6
     resumed.run()
+    assert [step for _, step in seen] == list(range(12)), "a resumed run's steps go on from the checkpoint's"
     a, b = weights(straight), weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(straight.ema.shadow[k], resumed.ema.shadow[k]) for k in a)
@@ -318,9 +331,9 @@ def test_a_non_finite_closed_form_update_stops_the_run(tmp_path, monkeypatch):
 
     calls = []
 
-    def failing(net, batch, noise):
+    def failing(net, config, batch, noise, step):
         calls.append(1)
-        loss, terms = real(net, batch, noise)
+        loss, terms = real(net, config, batch, noise, step)
         if len(calls) == 5:
             net.covariances.fill_(math.nan)
         return loss, terms
@@ -394,14 +407,13 @@ def test_the_host_reads_the_logged_values_only_at_synchronisation_points(tmp_pat
 def test_a_nan_between_synchronisation_points_stops_before_anything_is_saved(tmp_path, monkeypatch):
     """With the host reading only every 5 steps, a loss that turns NaN at step 8 is found at the next synchronisation
     point (step 10, a checkpoint step), before that checkpoint is written: the one on disk (step 5) is a good one."""
-    from practice_torch.vae import training as vae_training
 
     calls = []
     real = vae_training.loss
 
-    def failing(net, batch, noise):
+    def failing(net, config, batch, noise, step):
         calls.append(1)
-        loss, terms = real(net, batch, noise)
+        loss, terms = real(net, config, batch, noise, step)
         return (loss * math.nan if len(calls) == 8 else loss), terms
 
     monkeypatch.setattr(vae_training, "loss", failing)

@@ -86,7 +86,7 @@ def test_one_loss_is_descent_for_the_generator_and_ascent_for_the_critic(diverge
 def test_the_r1_penalty_is_half_the_squared_critic_gradient_on_data():
     net = tiny_net(r1=2.0)
     x, z = torch.randn(16, 2), torch.randn(16, 2)
-    loss, terms = fd_training.loss(net, (x, None), {"z": z})
+    loss, terms = fd_training.loss(net, fd_training.Config(r1=2.0), (x, None), {"z": z}, 0)
     plain, _ = fd.fgan_loss(net, x, z, r1=0.0)
     xg = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(net.critic(xg).sum(), xg)

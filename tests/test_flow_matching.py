@@ -5,6 +5,7 @@ the optimal assignment) caught by the spec runner."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -101,22 +102,22 @@ def test_the_exact_marginal_field_of_gaussian_data_transports_noise_to_the_data(
 
 # The model -------------------------------------------------------------------------------------------------------
 def test_the_loss_is_cfm_on_the_drawn_noise_with_label_dropout_and_ot_within_classes():
-    net = fm_training.build(fm_training.Config(hidden=16, depth=1, conditional=True, label_dropout=0.5), MOONS)
+    config = fm_training.Config(hidden=16, depth=1, conditional=True, label_dropout=0.5)
+    net = fm_training.build(config, MOONS)
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(8, 2, generator=g), torch.randint(0, 2, (8,), generator=g)
-    noise = fm_training.draw_noise(net, 8, g)
+    noise = fm_training.draw_noise(net, config, 8, g)
     assert set(noise) == {"t", "x0", "drop"} and noise["t"].min() >= 0 and noise["t"].max() <= 1
     x_t = (1 - noise["t"][:, None]) * noise["x0"] + noise["t"][:, None] * x
     labels = torch.where(noise["drop"], torch.full_like(y, 2), y)
     expected = ((net(x_t, noise["t"], labels) - (x - noise["x0"])) ** 2).mean()
-    torch.testing.assert_close(fm_training.loss(net, (x, y), noise)[0], expected)
-    net.coupling = "ot"
+    torch.testing.assert_close(fm_training.loss(net, config, (x, y), noise, 0)[0], expected)
     paired = fm.training.couple(noise["x0"], x, y)
     for label in (0, 1):  # a permutation of each class's own noise, with a cost no higher than the original pairing
         rows = y == label
         assert sorted(paired[rows].sum(1).tolist()) == pytest.approx(sorted(noise["x0"][rows].sum(1).tolist()))
         assert ((paired[rows] - x[rows]) ** 2).sum() <= ((noise["x0"][rows] - x[rows]) ** 2).sum() + 1e-6
-    assert torch.isfinite(fm_training.loss(net, (x, y), noise)[0])
+    assert torch.isfinite(fm_training.loss(net, dataclasses.replace(config, coupling="ot"), (x, y), noise, 0)[0])
 
 
 def test_classifier_free_guidance_combines_the_conditional_and_null_fields():

@@ -55,12 +55,12 @@ def test_the_steps_alternate_and_the_idle_player_gets_no_gradient():
     seen = []
     for _ in range(6):
         net.zero_grad(set_to_none=True)
-        loss, _ = gan_training.loss(net, (x, torch.zeros(8, dtype=torch.int64)), {"z": z})
+        loss, _ = gan_training.loss(net, gan_training.Config(), (x, torch.zeros(8, dtype=torch.int64)), {"z": z}, 0)
         loss.backward()
         seen.append(grads_of(net))
     assert seen == [{"critic"}, {"critic"}, {"generator"}] * 2 and int(net.steps) == 6
     both = tiny_net(n_critic=0)
-    gan_training.loss(both, (x, None), {"z": z})[0].backward()
+    gan_training.loss(both, gan_training.Config(), (x, None), {"z": z}, 0)[0].backward()
     assert grads_of(both) == {"critic", "generator"}
 
 

@@ -189,11 +189,12 @@ def test_build_and_presets():
 
 
 def test_loss_crops_the_windows_with_the_drawn_offsets():
-    net = lm_training.build(lm_training.Config(dim=16, layers=1, heads=2, context=8), SHAKESPEARE)
+    net_config = lm_training.Config(dim=16, layers=1, heads=2, context=8)
+    net = lm_training.build(net_config, SHAKESPEARE)
     x = torch.randint(0, 85, (4, 256))
-    noise = lm_training.draw_noise(net, 4, torch.Generator().manual_seed(0))
+    noise = lm_training.draw_noise(net, net_config, 4, torch.Generator().manual_seed(0))
     assert noise["offset"].max() <= 248
-    loss, terms = lm_training.loss(net, (x, torch.roll(x, -1, 1)), noise)
+    loss, terms = lm_training.loss(net, net_config, (x, torch.roll(x, -1, 1)), noise, 0)
     rows = torch.stack([x[b, o:o + 8] for b, o in enumerate(noise["offset"].tolist())])
     targets = torch.stack([torch.roll(x, -1, 1)[b, o:o + 8] for b, o in enumerate(noise["offset"].tolist())])
     torch.testing.assert_close(loss, lm.cross_entropy(net(rows), targets))

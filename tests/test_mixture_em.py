@@ -213,7 +213,8 @@ def test_bad_input_is_a_one_line_error():
     net = M_training.build(M_training.Config(components=50), get_info("moons"))
     x = moons64(20).float()
     with pytest.raises(RunError, match="model.components=50 is more than the 20 training examples") as info:
-        M_training.update(net, (x, torch.zeros(20)), M_training.draw_noise(net, 20, torch.Generator()))
+        noise = M_training.draw_noise(net, M_training.Config(), 20, torch.Generator())
+        M_training.update(net, M_training.Config(), (x, torch.zeros(20)), noise, 0)
     assert "\n" not in str(info.value)
 
 

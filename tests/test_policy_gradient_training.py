@@ -119,9 +119,9 @@ def test_the_loss_is_reinforce_with_the_leave_one_out_baseline():
     net.judge, net.kl_coef, net.samples_per_prompt = judge("letter", "e"), 0.1, 3
     g = torch.Generator().manual_seed(3)
     batch = (torch.randint(1, TEXT.num_classes, (2, 16), generator=g),)
-    noise = pg_training.draw_noise(net, 2, g)
+    noise = pg_training.draw_noise(net, pg_training.Config(), 2, g)
     assert noise["u"].shape == (2, 3, 5)
-    loss, terms = pg_training.loss(net, batch, noise)
+    loss, terms = pg_training.loss(net, pg_training.Config(), batch, noise, 0)
     # the same quantities by the twin's functions
     prompts = batch[0][:, :6].repeat_interleave(3, 0)
     responses = sample_responses(net.policy, batch[0][:, :6], noise["u"]).reshape(6, 5)

@@ -46,7 +46,8 @@ def tiny_net(seed: int = 0, **settings) -> ppo_training.PolicyWithValue:
 
 def batch_and_noise(net, n: int = 4, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randint(1, TEXT.num_classes, (n, 16), generator=g),), ppo_training.draw_noise(net, n, g)
+    batch = (torch.randint(1, TEXT.num_classes, (n, 16), generator=g),)
+    return batch, ppo_training.draw_noise(net, ppo_training.Config(), n, g)
 
 
 def test_the_per_token_rewards_are_the_k1_penalty_with_the_judge_at_the_end():
@@ -82,7 +83,7 @@ def test_a_rollout_stores_gae_advantages_whitened_and_returns_a_plus_v():
 def test_the_first_step_on_a_fresh_rollout_is_a_plain_policy_gradient_and_rollouts_come_every_ppo_epochs():
     net = tiny_net(ppo_epochs=3)
     batch, noise = batch_and_noise(net)
-    loss, terms = ppo_training.loss(net, batch, noise)
+    loss, terms = ppo_training.loss(net, ppo_training.Config(), batch, noise, 0)
     assert float(terms["clip_fraction"]) == 0.0 and float(terms["kl_old_k3"]) == pytest.approx(0.0, abs=1e-7)
     r = net.rollout
     net.zero_grad()
@@ -94,10 +95,10 @@ def test_the_first_step_on_a_fresh_rollout_is_a_plain_policy_gradient_and_rollou
     torch.testing.assert_close(loss, vanilla)
     first = r.tokens.clone()
     other_batch, other_noise = batch_and_noise(net, seed=7)
-    ppo_training.loss(net, other_batch, other_noise)
-    ppo_training.loss(net, other_batch, other_noise)
+    ppo_training.loss(net, ppo_training.Config(), other_batch, other_noise, 0)
+    ppo_training.loss(net, ppo_training.Config(), other_batch, other_noise, 0)
     assert torch.equal(net.rollout.tokens, first)  # steps 2 and 3 reuse the rollout
-    ppo_training.loss(net, other_batch, other_noise)
+    ppo_training.loss(net, ppo_training.Config(), other_batch, other_noise, 0)
     assert not torch.equal(net.rollout.tokens, first)  # step 4 collects a new one
     assert int(net.steps) == 4
 

@@ -140,19 +140,19 @@ def test_pcd_chains_persist_and_start_at_the_data_while_cd_leaves_them_alone():
     pcd = R_training.build(R_training.Config(hidden=6, persistent=True, chains=5, cd_steps=2), info)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(5, 1, 8, 8, generator=g)
-    noise = R_training.draw_noise(pcd, 5, g)
+    noise = R_training.draw_noise(pcd, R_training.Config(), 5, g)
     assert noise["u_h"].shape == (5, 2, 6) and noise["u_v"].shape == (5, 2, 64)
-    R_training.loss(pcd, (x, None), noise)
+    R_training.loss(pcd, R_training.Config(), (x, None), noise, 0)
     v_k = R.gibbs_chain(R_training.binarise(x), noise["u_h"], noise["u_v"], *pcd.params())
     assert bool(pcd.chains_started) and torch.equal(pcd.chains, v_k), "the first step runs from the data"
-    noise = R_training.draw_noise(pcd, 5, g)
-    R_training.loss(pcd, (x, None), noise)
+    noise = R_training.draw_noise(pcd, R_training.Config(), 5, g)
+    R_training.loss(pcd, R_training.Config(), (x, None), noise, 0)
     torch.testing.assert_close(pcd.chains, R.gibbs_chain(v_k, noise["u_h"], noise["u_v"], *pcd.params()))
     assert pcd.examples_seen == 10 and pcd.pixel_counts.sum() == 2 * R_training.binarise(x).sum()
     cd = R_training.build(R_training.Config(hidden=6), info)
     assert cd.chains.shape == (0, 64)
     cd.eval()
-    R_training.loss(cd, (x, None), R_training.draw_noise(cd, 5, g))
+    R_training.loss(cd, R_training.Config(), (x, None), R_training.draw_noise(cd, R_training.Config(), 5, g), 0)
     assert cd.examples_seen == 0, "evaluation counts no pixels"
 
 
@@ -162,7 +162,8 @@ def test_bad_input_is_a_one_line_error():
     net = R_training.build(R_training.Config(hidden=4, persistent=True, chains=3), get_info("digits"))
     x = torch.rand(5, 1, 8, 8)
     with pytest.raises(RunError, match="model.chains=3 persistent chains.*set model.chains=5") as info:
-        R_training.loss(net, (x, None), R_training.draw_noise(net, 5, torch.Generator()))
+        noise = R_training.draw_noise(net, R_training.Config(), 5, torch.Generator())
+        R_training.loss(net, R_training.Config(), (x, None), noise, 0)
     assert "\n" not in str(info.value)
 
 

@@ -115,10 +115,10 @@ def test_the_score_net_is_conditioned_on_the_noise_level_and_divided_by_sigma():
 def test_the_training_loss_is_dsm_at_the_drawn_levels():
     net = tiny_net()
     torch.nn.init.normal_(net.denoiser.out.weight)
-    noise = sc_training.draw_noise(net, 8, torch.Generator().manual_seed(0))
+    noise = sc_training.draw_noise(net, sc_training.Config(), 8, torch.Generator().manual_seed(0))
     assert noise["levels"].shape == (8,) and noise["z"].shape == (8, 2) and noise["levels"].max() < 4
     x = torch.randn(8, 2)
-    value, terms = sc_training.loss(net, (x, None), noise)
+    value, terms = sc_training.loss(net, sc_training.Config(), (x, None), noise, 0)
     sigma = net.sigmas[noise["levels"]]
     torch.testing.assert_close(value, sc.dsm_loss(net(x + sigma[:, None] * noise["z"], sigma), noise["z"], sigma))
     fine = noise["levels"] >= 2  # the lower half of the 4 levels: the mean of DSM over those rows only
@@ -126,7 +126,7 @@ def test_the_training_loss_is_dsm_at_the_drawn_levels():
     score = net(x + sigma[:, None] * noise["z"], sigma)
     torch.testing.assert_close(terms["dsm_fine"], sc.dsm_loss(score[fine], noise["z"][fine], sigma[fine]))
     coarse = {**noise, "levels": torch.zeros_like(noise["levels"])}  # no fine level drawn: 0, not a NaN
-    assert float(sc_training.loss(net, (x, None), coarse)[1]["dsm_fine"]) == 0.0
+    assert float(sc_training.loss(net, sc_training.Config(), (x, None), coarse, 0)[1]["dsm_fine"]) == 0.0
 
 
 def test_registry_presets_and_build_errors():

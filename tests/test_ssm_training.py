@@ -84,8 +84,8 @@ def test_the_text_loss_is_the_cross_entropy_of_the_drawn_crops():
     net = ssm_training.build(cfg.model, info)
     x = torch.randint(0, info.num_classes, (3, 256))
     y = torch.roll(x, -1, 1)
-    noise = ssm_training.draw_noise(net, 3, torch.Generator().manual_seed(1))
-    loss, terms = ssm_training.loss(net, (x, y), noise)
+    noise = ssm_training.draw_noise(net, cfg.model, 3, torch.Generator().manual_seed(1))
+    loss, terms = ssm_training.loss(net, cfg.model, (x, y), noise, 0)
     o = noise["offset"]
     pieces = torch.stack([x[b, o[b]:o[b] + 16] for b in range(3)])
     targets = torch.stack([y[b, o[b]:o[b] + 16] for b in range(3)])

@@ -36,12 +36,16 @@ def tiny_net(**kw):
     return st.build(st.Config(**{**SMALL, **kw}), DIGITS)
 
 
+def config(**kw) -> st.Config:
+    return st.Config(**{**SMALL, **kw})
+
+
 def grads_of(net) -> set[str]:
     return {name.split(".")[0] for name, p in net.named_parameters() if p.grad is not None}
 
 
 def batches(net, n=6, seed=0):
-    noise = st.draw_noise(net, n, torch.Generator().manual_seed(seed))
+    noise = st.draw_noise(net, config(), n, torch.Generator().manual_seed(seed))
     return st.domain_batches(net, noise, "cpu")
 
 
@@ -53,7 +57,7 @@ def test_the_translators_keep_the_image_shape_and_the_domains_are_the_asked_for_
     assert net.critic_a(a).shape == net.critic_b(b).shape == (6,)
     x, y = DIGITS.load("train").tensors
     assert torch.equal(net.pool_a, x[y == 0]) and torch.equal(net.pool_b, x[y == 1])
-    noise = st.draw_noise(net, 100, torch.Generator().manual_seed(1))
+    noise = st.draw_noise(net, config(), 100, torch.Generator().manual_seed(1))
     assert noise["rows_a"].max() < len(net.pool_a) and noise["rows_b"].max() < len(net.pool_b)
     assert "pool_a" not in net.state_dict()  # the data are not checkpointed
 
@@ -64,11 +68,11 @@ def test_alternating_steps_give_gradients_to_one_player_and_simultaneous_steps_t
     seen = []
     for _ in range(4):
         net.zero_grad(set_to_none=True)
-        st.cycle_gan_loss(net, a, b, net.next_phase())[0].backward()
+        st.cycle_gan_loss(net, config(n_critic=1), a, b, net.next_phase())[0].backward()
         seen.append(grads_of(net))
     assert seen == [{"critic_a", "critic_b"}, {"g_ab", "f_ba"}] * 2 and int(net.steps) == 4
     both = tiny_net()
-    st.cycle_gan_loss(both, a, b, both.next_phase())[0].backward()
+    st.cycle_gan_loss(both, config(), a, b, both.next_phase())[0].backward()
     assert grads_of(both) == {"critic_a", "critic_b", "g_ab", "f_ba"}
 
 
@@ -77,12 +81,12 @@ def test_the_step_losses_are_eq_3_with_the_functions_of_the_derivations_twin(gan
     net = tiny_net(gan_loss=gan_loss)
     a, b = batches(net)
     g, f = net.g_ab, net.f_ba
-    total, terms = st.cycle_gan_loss(net, a, b, (False, True))
+    total, terms = st.cycle_gan_loss(net, config(gan_loss=gan_loss), a, b, (False, True))
     adv = (st.translator_adversarial_loss(net.critic_b(g(a)), gan_loss)
            + st.translator_adversarial_loss(net.critic_a(f(b)), gan_loss))
     expected = adv + 10.0 * cycle_loss(a, f(g(a)), b, g(f(b))) + 5.0 * identity_loss(a, f(a), b, g(b))
     torch.testing.assert_close(total, expected)
-    critics, _ = st.cycle_gan_loss(net, a, b, (True, False))
+    critics, _ = st.cycle_gan_loss(net, config(gan_loss=gan_loss), a, b, (True, False))
     torch.testing.assert_close(critics, st.critic_loss(net.critic_a(a), net.critic_a(f(b)), gan_loss)
                                + st.critic_loss(net.critic_b(b), net.critic_b(g(a)), gan_loss))
     assert set(terms) == {"critic_loss_a", "critic_loss_b", "adversarial_loss", "cycle_loss", "identity_loss"}

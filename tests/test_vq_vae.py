@@ -160,7 +160,7 @@ def test_the_ema_update_happens_once_per_training_step_and_only_in_training_mode
     net.eval()
     after = {k: v.clone() for k, v in q.state_dict().items()}
     net.loss(x)  # no keys needed, nothing changes
-    training.validate(net, (x, None))
+    training.validate(net, training.Config(), (x, None))
     assert all(torch.equal(after[k], v) for k, v in q.state_dict().items())
 
 

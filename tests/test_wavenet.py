@@ -168,11 +168,12 @@ def test_build_rejects_what_it_cannot_train():
 
 
 def test_the_loss_is_the_cross_entropy_of_the_drawn_crops():
-    net = wn_training.build(wn_training.Config(channels=4, skip=4, cycle=2, repeats=1, crop=50), DIGITS)
+    config = wn_training.Config(channels=4, skip=4, cycle=2, repeats=1, crop=50)
+    net = wn_training.build(config, DIGITS)
     x = 0.3 * torch.sin(torch.linspace(0, 300, 16000))[None, None].repeat(2, 1, 1)
-    noise = wn_training.draw_noise(net, 2, torch.Generator().manual_seed(0))
+    noise = wn_training.draw_noise(net, config, 2, torch.Generator().manual_seed(0))
     assert noise["offset"].min() >= int((8000 - 51) * 0.2) and noise["offset"].max() <= 8000 - 51
-    loss, terms = wn_training.loss(net, (x, torch.tensor([3, 5])), noise)
+    loss, terms = wn_training.loss(net, config, (x, torch.tensor([3, 5])), noise, 0)
     q = wn_training.encode(net, x)
     rows = torch.stack([q[b, o:o + 51] for b, o in enumerate(noise["offset"].tolist())])
     logits = net(rows[:, :-1], torch.tensor([3, 5]), noise["offset"])  # the clock reads each crop's start

@@ -25,10 +25,14 @@ TINY = ["--device", "cpu", "--set", "model.hidden=16,16", "--set", "model.latent
         "--set", "train.warmup_steps=2", "--set", "train.log_every=6", "--set", "train.samples=200"]
 
 
-def tiny_net(data=GAUSSIANS, **kw):
+def tiny(data=GAUSSIANS, **kw) -> tuple[nn.Module, wgan_training.Config]:
     torch.manual_seed(0)
-    small = {"hidden": (16, 16), "latent_dim": 2, "channels": (4, 8), "fc": 16}
-    return wgan_training.build(wgan_training.Config(**{**small, **kw}), data)
+    config = wgan_training.Config(**{"hidden": (16, 16), "latent_dim": 2, "channels": (4, 8), "fc": 16, **kw})
+    return wgan_training.build(config, data), config
+
+
+def tiny_net(data=GAUSSIANS, **kw):
+    return tiny(data, **kw)[0]
 
 
 def grads_of(net) -> set[str]:
@@ -46,12 +50,12 @@ def test_the_conv_critic_has_no_normalisation_and_the_f_gans_keeps_its_own():
 
 
 def test_n_critic_critic_steps_then_one_generator_step():
-    net, x = tiny_net(n_critic=3), torch.randn(8, 2)
-    noise = wgan_training.draw_noise(net, 8, torch.Generator().manual_seed(0))
+    (net, config), x = tiny(n_critic=3), torch.randn(8, 2)
+    noise = wgan_training.draw_noise(net, config, 8, torch.Generator().manual_seed(0))
     seen = []
     for _ in range(8):
         net.zero_grad(set_to_none=True)
-        loss, terms = wgan_training.loss(net, (x, None), noise)
+        loss, terms = wgan_training.loss(net, config, (x, None), noise, 0)
         loss.backward()
         seen.append(grads_of(net))
         assert set(terms) == {"w1_estimate", "grad_norm_hat", "gradient_penalty"}
@@ -59,22 +63,22 @@ def test_n_critic_critic_steps_then_one_generator_step():
 
 
 def test_the_critic_loss_is_the_dual_objective_plus_the_penalty_of_the_functions():
-    net, x = tiny_net(), torch.randn(8, 2)
+    (net, config), x = tiny(), torch.randn(8, 2)
     z, alpha = torch.randn(8, 2), torch.rand(8)
-    loss, terms = wgan_training.wgan_loss(net, x, z, alpha, phase=(True, False))
+    loss, terms = wgan_training.wgan_loss(net, config, x, z, alpha, phase=(True, False))
     fake = net(z).detach()
     objective = functions.critic_objective(net.critic_value(x), net.critic_value(fake))
     grads = functions.input_gradients(net.critic_value, functions.interpolates(x, fake, alpha))
     torch.testing.assert_close(loss, -objective + 10.0 * functions.gradient_penalty(grads))
     torch.testing.assert_close(terms["w1_estimate"], objective.detach())
-    g_loss, _ = wgan_training.wgan_loss(net, x, z, alpha, phase=(False, True))
+    g_loss, _ = wgan_training.wgan_loss(net, config, x, z, alpha, phase=(False, True))
     torch.testing.assert_close(g_loss, -net.critic_value(net(z)).mean())
 
 
 def test_the_one_sided_penalty_and_a_critic_that_trains_alone():
-    net, x = tiny_net(penalty="lp", critic_only=True), torch.randn(8, 2)
+    (net, config), x = tiny(penalty="lp", critic_only=True), torch.randn(8, 2)
     z, alpha = torch.randn(8, 2), torch.rand(8)
-    loss, terms = wgan_training.wgan_loss(net, x, z, alpha, phase=(True, False))
+    loss, terms = wgan_training.wgan_loss(net, config, x, z, alpha, phase=(True, False))
     fake = net(z).detach()
     grads = functions.input_gradients(net.critic_value, functions.interpolates(x, fake, alpha))
     objective = functions.critic_objective(net.critic_value(x), net.critic_value(fake))
@@ -84,7 +88,7 @@ def test_the_one_sided_penalty_and_a_critic_that_trains_alone():
     assert float(functions.lipschitz_penalty(inside)) == 0.0  # norms below 1 cost nothing
     for _ in range(4):  # critic_only: the critic steps every time, the generator never
         net.zero_grad(set_to_none=True)
-        wgan_training.loss(net, (x, None), {"z": z, "alpha": alpha})[0].backward()
+        wgan_training.loss(net, config, (x, None), {"z": z, "alpha": alpha}, 0)[0].backward()
         assert grads_of(net) == {"critic"}
 
 
@@ -107,9 +111,9 @@ def test_the_penalty_trains_the_critic_through_a_double_backward():
 
 
 def test_weight_clipping_projects_the_critic_before_it_is_used():
-    net, x = tiny_net(penalty="clip", clip=0.01), torch.randn(8, 2)
+    (net, config), x = tiny(penalty="clip", clip=0.01), torch.randn(8, 2)
     assert max(float(p.detach().abs().max()) for p in net.critic_parameters()) > 0.01
-    loss, terms = wgan_training.wgan_loss(net, x, torch.randn(8, 2), torch.rand(8), phase=(True, False))
+    loss, terms = wgan_training.wgan_loss(net, config, x, torch.randn(8, 2), torch.rand(8), phase=(True, False))
     assert max(float(p.detach().abs().max()) for p in net.critic_parameters()) <= 0.01
     assert "gradient_penalty" not in terms
     torch.testing.assert_close(net.critic.out.weight, functions.clip_weights(net.critic.out.weight, 0.01))

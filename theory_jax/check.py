@@ -455,7 +455,7 @@ def _flow_matching(net, cfg, batch, rng, perturb) -> list[Row]:
     t, x0, probe = rng.uniform(size=b), rng.standard_normal(shape), rng.choice((-1.0, 1.0), size=shape)
     net = net.double()
     with torch.no_grad():
-        x_t, u = path_sample_and_target(x1, torch.from_numpy(x0), torch.from_numpy(t), net.sigma_min)
+        x_t, u = path_sample_and_target(x1, torch.from_numpy(x0), torch.from_numpy(t), cfg.model.sigma_min)
         cfm_t = cfm_loss(net(x_t, torch.from_numpy(t), c), u).item()
         nll_t = -log_likelihood(lambda s, z: net(z, s, c), x1, method="rk4", steps=ODE_STEPS, trace="hutchinson",
                                 probe=torch.from_numpy(probe)).mean().item()
@@ -471,7 +471,7 @@ def _flow_matching(net, cfg, batch, rng, perturb) -> list[Row]:
 
     metrics = jax.jit(_flow_matching_metrics, static_argnames=("twin", "sigma_min"))
     cfm_j, nll_j = (float(v) for v in metrics(params, twin, x1j, jnp.asarray(t), jnp.asarray(x0), jnp.asarray(probe),
-                                               labels, cond, net.sigma_min))
+                                               labels, cond, cfg.model.sigma_min))
     tol = tolerance(LEVEL, "float64")
     return [Row("CFM loss", "per dim", cfm_t, cfm_j, tol),
             Row(f"ODE NLL (rk4 x{ODE_STEPS})", "nats/image" if x1.dim() == 4 else "nats/example", nll_t, nll_j, tol)]

@@ -89,12 +89,11 @@ def build(config: Config, data) -> Autoencoder:
                          "(-1 holds none out)")
     net = Autoencoder(data.shape, config.code_dim, config.architecture, config.hidden, config.channels,
                       objective=config.objective, bounded=bounded, noise_std=config.noise_std)
-    net.holdout_class = config.holdout_class
     net.load_split = functools.partial(data.load, **({"view": "mel"} if data.modality == "audio" else {}))
     return net
 
 
-def draw_noise(net: Autoencoder, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: Autoencoder, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """eps ~ N(0, I), (n, C, H, W): the corruption of the denoising autoencoder (unused when noise_std = 0)."""
     return {"eps": torch.randn((n, *net.image_shape), generator=generator)}
 
@@ -106,12 +105,12 @@ def kept(y, holdout_class: int):
     return (y != holdout_class).float()
 
 
-def loss(net: Autoencoder, batch, noise: dict[str, torch.Tensor]):
+def loss(net: Autoencoder, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """The reconstruction loss (MSE or BCE, from x~ for a denoising autoencoder), a mean over the batch's examples
-    outside the held-out class (``net.holdout_class``, set by ``build``). batch: (x (B, C, H, W), y (B,))."""
+    outside the held-out class (``config.holdout_class``). batch: (x (B, C, H, W), y (B,))."""
     x, y = batch
     per_example = net.per_example_loss(x, noise["eps"].to(x.device, x.dtype))
-    weight = kept(y, net.holdout_class).to(per_example.device, per_example.dtype)
+    weight = kept(y, config.holdout_class).to(per_example.device, per_example.dtype)
     return (per_example * weight).sum() / weight.sum().clamp(min=1.0), {"kept": weight.mean()}
 
 

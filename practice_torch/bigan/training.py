@@ -85,19 +85,18 @@ def build(config: Config, data) -> BiGAN:
                          f"{config.latent_dim}, {config.width}, {config.joint}")
     net = BiGAN(data.shape, config.latent_dim, config.width, config.joint, config.channels, config.hidden, config.fc,
                 unit_interval=data.modality == "image", n_critic=config.n_critic)
-    net.r1 = config.r1
     net.data_name = data.name  # for eval's probe and references (the training split of the same data set)
     return net
 
 
-def draw_noise(net: BiGAN, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: BiGAN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """z ~ N(0, I), (n, d): the generator's latents for one batch (drawn at every step, whichever player steps)."""
     return {"z": torch.randn((n, net.latent_dim), generator=generator)}
 
 
-def loss(net: BiGAN, batch, noise: dict[str, torch.Tensor]):
+def loss(net: BiGAN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``bigan_loss`` for this step's players (``net.next_phase``) on (x (B, ...), y)."""
-    return bigan_loss(net, batch[0], noise["z"], net.next_phase(), net.r1)
+    return bigan_loss(net, batch[0], noise["z"], net.next_phase(), config.r1)
 
 
 def _device(net) -> torch.device:

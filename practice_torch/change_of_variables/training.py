@@ -58,12 +58,12 @@ def build(config: Config, data) -> GaussianizationFlow:
     return GaussianizationFlow(data.shape[0], config.components, config.layers)
 
 
-def draw_noise(net: GaussianizationFlow, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: GaussianizationFlow, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Maximum likelihood draws nothing: the loss is exact."""
     return {}
 
 
-def loss(net: GaussianizationFlow, batch, noise: dict[str, torch.Tensor]):
+def loss(net: GaussianizationFlow, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """Mean NLL of the batch (nats per example) and its two terms: -log N(z) and -log |det dz/dx|."""
     z, log_det = net(batch[0])
     base = standard_normal_log_prob(z)

@@ -87,22 +87,20 @@ def build(config: Config, data) -> CNF:
         raise ValueError(f"model.trace must be one of {TRACES}, got {config.trace!r}")
     _solver(config.sample_method, config.eval_atol, config.eval_rtol, config.sample_steps)
     field = ODEField(data.shape[0], tuple(config.hidden), config.time_input, config.activation)
-    net = CNF(field, data.shape[0], _solver(config.method, config.atol, config.rtol, config.steps), config.adjoint)
-    net.trace = config.trace
-    return net
+    return CNF(field, data.shape[0], _solver(config.method, config.atol, config.rtol, config.steps), config.adjoint)
 
 
-def draw_noise(net: CNF, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: CNF, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """One Hutchinson probe v (n, D) per example: Rademacher, or N(0, I) for trace 'hutchinson_gaussian'."""
-    kind = "hutchinson_gaussian" if net.trace == "hutchinson_gaussian" else "hutchinson"
+    kind = "hutchinson_gaussian" if config.trace == "hutchinson_gaussian" else "hutchinson"
     return {"probe": draw_probe((n, net.dim), kind, generator=generator, like=torch.empty(0))}
 
 
-def loss(net: CNF, batch, noise: dict[str, torch.Tensor]):
+def loss(net: CNF, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """The negative log-likelihood -mean_b log p_1(x_b) (nats per point) by the instantaneous change of variables,
-    the trace by ``net.trace`` (Hutchinson with the drawn probes, FFJORD eq. 7); also the NFE of the forward solve."""
+    the trace by ``config.trace`` (Hutchinson with the drawn probes, FFJORD eq. 7); also the NFE of the forward solve."""
     x = batch[0]
-    ll, nfe = net.log_prob(x, trace=net.trace, probe=noise["probe"].to(x))
+    ll, nfe = net.log_prob(x, trace=config.trace, probe=noise["probe"].to(x))
     return -ll.mean(), {"nfe": torch.tensor(float(nfe))}
 
 

@@ -152,12 +152,12 @@ def build(config: Config, data) -> Flow:
                      f"{tuple(data.shape)}")
 
 
-def draw_noise(net: Flow, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: Flow, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Images: the dequantisation noise u ~ U[0, 1)^D (n, C, H, W); vectors: nothing (the loss is exact)."""
     return {"u": torch.rand((n, *net.shape), generator=generator)} if net.images else {}
 
 
-def loss(net: Flow, batch, noise: dict[str, torch.Tensor]):
+def loss(net: Flow, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """Images: -log p((k + u) / levels) on the level scale in bits/dim (eq. 13-14), per-example mean; vectors: the
     NLL in nats. Terms: the base term -log N(z) and -log |det| in the same units."""
     x = batch[0]

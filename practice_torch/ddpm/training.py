@@ -141,7 +141,7 @@ def build(config: Config, data) -> Diffusion:
     return Diffusion(denoiser, Schedule.make(config.schedule, config.T), data.shape, k, images, config.label_dropout)
 
 
-def draw_noise(net: Diffusion, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: Diffusion, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """t ~ U{0..T-1} (n,), eps ~ N(0, I) (n, *shape), and drop (n,) bool: which labels become the null token."""
     noise = {"t": torch.randint(0, len(net.schedule), (n,), generator=generator),
              "eps": torch.randn((n, *net.shape), generator=generator)}
@@ -157,7 +157,7 @@ def labels(net: Diffusion, y: torch.Tensor, drop: torch.Tensor | None) -> torch.
     return y.long() if drop is None else null_labels(y.long(), drop, net.num_classes)
 
 
-def loss(net: Diffusion, batch, noise: dict[str, torch.Tensor]):
+def loss(net: Diffusion, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """L_simple = E ||eps - eps_theta(sqrt(a_t) x_0 + sqrt(1 - a_t) eps, t)||^2 per dimension (Ho et al. eq. 14;
     Algorithm 1). batch: (x (B, ...), y (B,)); noise: ``draw_noise`` rows."""
     x0 = net.to_model(batch[0])

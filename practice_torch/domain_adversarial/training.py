@@ -90,12 +90,12 @@ def build(config: Config, data) -> ScheduledDANN:
     return net
 
 
-def draw_noise(net: ScheduledDANN, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: ScheduledDANN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The target batch: n rows of the target's train split, (n,) int64, uniformly with replacement."""
     return {"target": torch.randint(len(net.target_images), (n,), generator=generator)}
 
 
-def loss(net: ScheduledDANN, batch, noise: dict[str, torch.Tensor]):
+def loss(net: ScheduledDANN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``dann_loss`` on the source batch (x (B, C, H, W), y (B,)) and the target rows ``noise["target"]``, with this
     step's lambda_p (the counter then advances)."""
     net.advance()

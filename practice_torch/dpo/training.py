@@ -94,7 +94,7 @@ def build(config: Config, data) -> PolicyAndReference:
     return net
 
 
-def draw_noise(net: PolicyAndReference, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: PolicyAndReference, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The uniforms of n prompts' two responses: (n, 2, L) (``pairs.draw_pair_noise``, the reward model's)."""
     return draw_pair_noise(n, net.response_length, generator)
 
@@ -121,7 +121,7 @@ def dpo_terms(net: PolicyAndReference, pairs: PreferencePairs) -> tuple[torch.Te
                   "tied": pairs.tied.float().mean()}
 
 
-def loss(net: PolicyAndReference, batch, noise: dict[str, torch.Tensor]):
+def loss(net: PolicyAndReference, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """DPO on the batch's pairs (x (B, 256) windows as prompts, two reference responses each); terms: the implicit
     reward margin and accuracy on the untied pairs, the implicit rewards, the share of tied pairs."""
     pairs = preference_pairs(net.reference, prompts_of(batch[0], net.prompt_length), noise["u"], net.judge)

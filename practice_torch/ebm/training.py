@@ -100,22 +100,21 @@ def build(config: Config, data) -> EBM:
     low, high = (0.0, 1.0) if images else (-config.box, config.box)
     net = EBM(energy, data.shape, low, high, config.buffer_size, config.step_size, config.temperature,
               config.grad_clip)
-    net.langevin_steps, net.refresh, net.alpha, net.data_name = (config.langevin_steps, config.refresh, config.alpha,
-                                                                  data.name)
+    net.data_name = data.name  # eval's out-of-distribution sets
     return net
 
 
-def draw_noise(net: EBM, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: EBM, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Buffer rows (n,) (distinct while n <= buffer size), refresh masks (n,) ~ Bernoulli(refresh), their fresh
     uniforms (n, *shape) and the Langevin noise (n, K, *shape)."""
     size = len(net.replay)
     index = torch.randperm(size, generator=generator)[:n] if n <= size else torch.randint(size, (n,), generator=generator)
-    return {"index": index, "refresh": (torch.rand(n, generator=generator) < net.refresh).float(),
+    return {"index": index, "refresh": (torch.rand(n, generator=generator) < config.refresh).float(),
             "u": torch.rand((n, *net.shape), generator=generator),
-            "z": torch.randn((n, net.langevin_steps, *net.shape), generator=generator)}
+            "z": torch.randn((n, config.langevin_steps, *net.shape), generator=generator)}
 
 
-def loss(net: EBM, batch, noise: dict[str, torch.Tensor]):
+def loss(net: EBM, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """Persistent contrastive divergence: negatives from the refreshed buffer rows after K Langevin steps (written
     back), then ``cd_loss`` with the L2 regulariser. batch: (x (B, ...), y)."""
     x = batch[0]
@@ -123,7 +122,7 @@ def loss(net: EBM, batch, noise: dict[str, torch.Tensor]):
     negatives = net.negatives(noise["index"].to(device), noise["refresh"].to(device), noise["u"].to(device),
                               noise["z"].to(device))
     e_pos, e_neg = net(x), net(negatives)
-    return cd_loss(e_pos, e_neg, net.alpha), {"energy_data": e_pos.mean().detach(),
+    return cd_loss(e_pos, e_neg, config.alpha), {"energy_data": e_pos.mean().detach(),
                                               "energy_samples": e_neg.mean().detach()}
 
 
@@ -140,7 +139,7 @@ def log_partition(net: EBM, size: int = 300) -> float:
     return float(torch.logsumexp(-net(points), 0)) + math.log(area)
 
 
-def validate(net: EBM, batch) -> dict[str, torch.Tensor]:
+def validate(net: EBM, config: Config, batch) -> dict[str, torch.Tensor]:
     """The held-out criterion: val_cd = mean E(x_val) - mean E(x-), the contrast of ``cd_loss`` on held-out data
     against the latest training step's negatives (every data set) and, for 2-D points, the exact
     val_nll = mean E(x_val) + log Z."""

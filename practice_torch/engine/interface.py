@@ -36,7 +36,7 @@ class Artefact:
 class ModelModule(Protocol):
     """What a model module provides (module-level names).
 
-    Optional, beside these: ``update(net, batch, noise) -> (loss, terms)``, a closed-form parameter update (EM)
+    Optional, beside these: ``update(net, config, batch, noise, step) -> (loss, terms)``, a closed-form parameter update (EM)
     in place of the gradient step. When a model module defines it, the engine calls it under torch.no_grad()
     instead of backward, clipping and the optimizer step, and logs its loss and terms as it logs ``loss``'s.
     It changes the net in place (parameters or buffers: all are checkpointed), so the net may have no trainable
@@ -49,7 +49,7 @@ class ModelModule(Protocol):
     checkpoint restores at its own size (``checkpoint.fit_resizable_buffers``). And
     ``EVAL_SAMPLES: int``, the default number of samples of ``eval``'s sample metrics for a model
     whose sampler is slow (an autoregressive one draws pixel by pixel); otherwise up to 10 000. And
-    ``validate(net, batch) -> dict[str, Tensor]``: held-out terms (e.g. ``val_loss``) on a batch of the validation
+    ``validate(net, config, batch) -> dict[str, Tensor]``: held-out terms (e.g. ``val_loss``) on a batch of the validation
     split, which the engine computes at every log step (``train.val_batch`` examples, in eval mode, without
     gradients) and logs beside the training loss.
     """
@@ -69,13 +69,16 @@ class ModelModule(Protocol):
         """The network for ``config`` on data set ``data`` (a ``practice_torch.data.DatasetInfo``: shape,
         number of classes). Raises ValueError, with one line, for a combination it cannot build."""
 
-    def draw_noise(self, net: nn.Module, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def draw_noise(self, net: nn.Module, config: Any, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """All the randomness of one ``loss`` on n examples, drawn from ``generator``; each tensor (n, ...)."""
 
-    def loss(self, net: nn.Module, batch: tuple[torch.Tensor, ...], noise: dict[str, torch.Tensor]
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(the training loss, a per-example mean: a scalar; named scalar terms to log). ``batch`` is the data
-        set's (x, y) for b examples and ``noise`` the matching b rows of ``draw_noise``."""
+    def loss(self, net: nn.Module, config: Any, batch: tuple[torch.Tensor, ...], noise: dict[str, torch.Tensor],
+             step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the training loss, a per-example mean: a scalar; named scalar terms to log). Everything the step needs
+        comes in explicitly: ``config`` is the run's model config (``Config``), ``batch`` the data set's (x, y) for b
+        examples, ``noise`` the matching b rows of ``draw_noise`` and ``step`` the number of optimizer steps taken
+        before this one (0 first; a resumed run continues the count). The network holds weights and buffers only,
+        never a copy of the config."""
 
     def sample(self, net: nn.Module, config: Any, n: int, generator: torch.Generator,
                examples: tuple[torch.Tensor, ...] | None) -> list[Artefact]:

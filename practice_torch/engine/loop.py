@@ -3,7 +3,7 @@
 One step (every rank, in this order, so that a resumed run repeats it exactly):
   1. the next global batch of indices (``GlobalBatches``), this rank's share fetched to the device;
   2. the model's noise for the whole global batch from the engine's generator, this rank's rows;
-  3. loss = model.loss(net, batch, noise) under autocast (bf16 if asked), backward (DDP averages);
+  3. loss = model.loss(net, config, batch, noise, step) under autocast (bf16 if asked), backward (DDP averages);
   4. clip the global gradient norm; all-reduce [loss, grad norm, terms, stop flag] and add them, on the device, to
      the log window's sums;
   5. AdamW step, warmup + cosine LR step, EMA update.
@@ -11,13 +11,13 @@ The host reads those sums only at a synchronisation point (``sync_every``): ever
 nothing; on a GPU at the log and checkpoint steps and the last one (``train.sync_every`` overrides), so the host
 queues steps ahead of the device. There a non-finite loss or gradient norm anywhere in the window stops the run
 (``Diverged``) before anything is saved, so the last checkpoint on disk is a good one, and the stop flag is read.
-A model module that defines ``update(net, batch, noise) -> (loss, terms)`` (a closed-form update, e.g. EM)
+A model module that defines ``update(net, config, batch, noise, step) -> (loss, terms)`` (a closed-form update, e.g. EM)
 replaces 3-6: the engine calls it under ``torch.no_grad()`` in full precision (no autocast, DDP or compile),
 logs the norm of the change of the net's floating-point state (``update_norm``) instead of ``grad_norm``,
 stops on a non-finite loss or state (the update has already run in place, but nothing is saved after it),
 and leaves the optimizer and the LR schedule alone. Under torchrun the model's update must sum its
 statistics over the ranks itself (``torch.distributed.all_reduce``) so that every rank makes the same update.
-A model module that defines ``validate(net, batch) -> terms`` is scored on held-out data at every log step: the next
+A model module that defines ``validate(net, config, batch) -> terms`` is scored on held-out data at every log step: the next
 ``train.val_batch`` examples of the validation split (in order, cycling, from the step number: no state to save), in
 eval mode, without gradients, under the run's autocast; the terms are logged beside the training loss.
 With ``train.early_stop`` naming one of those terms, the run stops, as a completed run (samples and loss curves
@@ -97,14 +97,16 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 
 class LossOf(nn.Module):
-    """The model's loss as a forward pass, so that DDP and torch.compile see the whole computation."""
+    """The model's loss as a forward pass, so that DDP and torch.compile see the whole computation. ``config`` (the
+    model's) is fixed for the run; ``step`` (an int) costs a compiled loss nothing unless the loss computes with it,
+    when each new value is compiled anew."""
 
-    def __init__(self, net: nn.Module, loss):
+    def __init__(self, net: nn.Module, loss, config):
         super().__init__()
-        self.net, self.loss = net, loss
+        self.net, self.loss, self.config = net, loss, config
 
-    def forward(self, batch, noise):
-        return self.loss(self.net, batch, noise)
+    def forward(self, batch, noise, step: int):
+        return self.loss(self.net, self.config, batch, noise, step)
 
 
 def compiled(loss: nn.Module, mode: str) -> nn.Module:
@@ -158,7 +160,7 @@ class Trainer:
         self.ema = EMA(self.net, t.ema_decay) if t.ema_decay > 0 else None
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
-        loss: nn.Module = LossOf(self.net, self.model.loss)
+        loss: nn.Module = LossOf(self.net, self.model.loss, cfg.model)
         if self.procs.is_distributed and self.update is None:
             gpus = [self.device] if self.device.type == "cuda" else None
             partial = getattr(self.model, "PARTIAL_STEPS", False)  # players taking turns: unused parameters
@@ -270,7 +272,8 @@ class Trainer:
         device in float64, the step's learning rate). Nothing here waits for the device."""
         procs = self.procs
         batch = tuple(self._to_device(x) for x in fetch(self.train_set, self.batches.next()))
-        noise = shard(self.model.draw_noise(self.net, self.batch_size, self.noise), procs.rank, procs.world_size)
+        noise = self.model.draw_noise(self.net, self.cfg.model, self.batch_size, self.noise)
+        noise = shard(noise, procs.rank, procs.world_size)
         noise = {k: self._to_device(v) for k, v in noise.items()}
         step = self._gradient_step if self.update is None else self._closed_form_step
         loss, checks, terms = step(batch, noise)
@@ -308,7 +311,7 @@ class Trainer:
         t = self.cfg.train
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=t.precision == "bf16"):
-            loss, terms = self.loss(batch, noise)
+            loss, terms = self.loss(batch, noise, self.step)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip or math.inf)
         return loss, {"grad_norm": grad_norm}, terms
@@ -318,7 +321,7 @@ class Trainer:
         update_norm = |state after - state before| over the net's floating-point parameters and buffers."""
         before = {k: v.clone() for k, v in self.net.state_dict().items() if v.is_floating_point()}
         with torch.no_grad():
-            loss, terms = self.update(self.net, batch, noise)
+            loss, terms = self.update(self.net, self.cfg.model, batch, noise, self.step)
             after = self.net.state_dict()
             change = sum((torch.sum((after[k].double() - v.double()) ** 2) for k, v in before.items()),
                          torch.zeros((), dtype=torch.float64, device=self.device))
@@ -336,7 +339,7 @@ class Trainer:
         self.net.eval()
         try:
             with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=t.precision == "bf16"):
-                terms = self.validate(self.net, batch)
+                terms = self.validate(self.net, self.cfg.model, batch)
         finally:
             self.net.train(was_training)
         return {k: float(v) for k, v in terms.items()}

@@ -82,12 +82,12 @@ def build(config: Config, data) -> FGAN:
                 config.fc, config.generator_objective, config.r1, unit_interval=data.modality == "image")
 
 
-def draw_noise(net: FGAN, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: FGAN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """z ~ N(0, I), (n, d): the generator's latents for one batch."""
     return {"z": torch.randn((n, net.latent_dim), generator=generator)}
 
 
-def loss(net: FGAN, batch, noise: dict[str, torch.Tensor]):
+def loss(net: FGAN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``fgan_loss``: Algorithm 1's single-step objective on (x (B, ...), y) and its logged terms."""
     return fgan_loss(net, batch[0], noise["z"])
 

@@ -16,7 +16,7 @@ sinusoidal embedding's scale of DDPM indices). Samples solve the ODE with torchd
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -113,11 +113,10 @@ class FlowModel(nn.Module):
     images in [0, 1] (modelled as 2x - 1)."""
 
     def __init__(self, net: nn.Module, shape: tuple[int, ...], num_classes: int = 0, cond_dim: int = 0,
-                 unit_images: bool = False, label_dropout: float = 0.0, sigma_min: float = 0.0,
-                 coupling: str = "independent"):
+                 unit_images: bool = False):
         super().__init__()
         self.net, self.shape, self.num_classes, self.cond_dim = net, tuple(shape), num_classes, cond_dim
-        self.unit_images, self.label_dropout, self.sigma_min, self.coupling = unit_images, label_dropout, sigma_min, coupling
+        self.unit_images = unit_images
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """v_theta: x (B, *shape), t (B,) or 0-d in [0, 1], y (B,) long / (B, cond_dim) float / None -> (B, *shape)."""
@@ -185,14 +184,14 @@ def build(config: Config, data) -> FlowModel:
     else:
         raise ValueError(f"model.architecture must be 'mlp' or 'unet', got {config.architecture!r}")
     unit = data.modality == "image" and data.value_range == "[0, 1]"
-    return FlowModel(net, data.shape, k, config.cond_dim, unit, config.label_dropout, config.sigma_min, config.coupling)
+    return FlowModel(net, data.shape, k, config.cond_dim, unit)
 
 
-def draw_noise(net: FlowModel, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: FlowModel, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """t ~ U[0, 1] (n,), x0 ~ N(0, I) (n, *shape), and drop (n,) bool (labels that become the null token)."""
     noise = {"t": torch.rand(n, generator=generator), "x0": torch.randn((n, *net.shape), generator=generator)}
     if net.num_classes:
-        noise["drop"] = torch.rand(n, generator=generator) < net.label_dropout
+        noise["drop"] = torch.rand(n, generator=generator) < config.label_dropout
     return noise
 
 
@@ -219,16 +218,16 @@ def couple(x0: torch.Tensor, x1: torch.Tensor, y: torch.Tensor | None) -> torch.
     return out
 
 
-def loss(net: FlowModel, batch, noise: dict[str, torch.Tensor]):
+def loss(net: FlowModel, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """L_CFM = E ||v_theta(t, x_t) - (x1 - (1 - sigma_min) x0)||^2 per dimension (Lipman et al. eq. 9, 22-23),
-    x_t = (1 - (1 - sigma_min) t) x0 + t x1 (``net.sigma_min``, ``net.coupling``).
+    x_t = (1 - (1 - sigma_min) t) x0 + t x1 (``config.sigma_min``, ``config.coupling``).
     batch: (x (B, ...), y); noise: ``draw_noise`` rows."""
     x1 = net.to_model(batch[0])
     x0, t = noise["x0"].to(x1.device), noise["t"].to(x1.device)
     y = batch[1] if len(batch) > 1 else None
-    if net.coupling == "ot":
+    if config.coupling == "ot":
         x0 = couple(x0, x1, y if net.num_classes else None)
-    x_t, u = path_sample_and_target(x1, x0, t, net.sigma_min)
+    x_t, u = path_sample_and_target(x1, x0, t, config.sigma_min)
     return cfm_loss(net(x_t, t, condition(net, y, noise.get("drop"))), u), {}
 
 
@@ -308,13 +307,12 @@ def evaluate(net: FlowModel, config: Config, dataset: Dataset, generator: torch.
     device = _device(net)
     m = min(len(dataset), config.eval_examples)
     total, points, labels = 0.0, [], []
+    independent = replace(config, coupling="independent")  # the held-out loss pairs at random
     for batch in DataLoader(Subset(dataset, range(m)), batch_size=500):
         x, y = batch[0].to(device), batch[1].to(device)
-        noise = {k: v.to(device) for k, v in draw_noise(net, len(x), generator).items()}
+        noise = {k: v.to(device) for k, v in draw_noise(net, config, len(x), generator).items()}
         noise.pop("drop", None)  # the conditional loss: no label dropout
-        coupling, net.coupling = net.coupling, "independent"
-        total += loss(net, (x, y), noise)[0].item() * len(x)
-        net.coupling = coupling
+        total += loss(net, independent, (x, y), noise, 0)[0].item() * len(x)
         points.append(x.cpu())
         labels.append(y.cpu())
     metrics: dict[str, float] = {"cfm_loss": total / m, "examples": m}

@@ -105,22 +105,20 @@ def build(config: Config, data) -> Adversarial:
     net.data_view = "mel" if data.modality == "audio" else None  # the view eval's reference images are loaded in
     if config.r1 < 0:
         raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
-    net.generator_loss = config.generator_loss  # which of the generator's losses ``loss`` takes
-    net.r1 = config.r1
     net.data_name = data.name  # for eval's references (the training images of the same data set)
     return net
 
 
-def draw_noise(net: Adversarial, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: Adversarial, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """z ~ N(0, I), (n, d): the generator's latents for one batch (drawn at every step, whichever player steps)."""
     return {"z": torch.randn((n, net.latent_dim), generator=generator)}
 
 
-def loss(net: Adversarial, batch, noise: dict[str, torch.Tensor]):
+def loss(net: Adversarial, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``gan_loss`` for this step's player (``net.next_phase``) on (x (B, ...), y (B,)); fakes of a conditional GAN
     are drawn for the batch's labels."""
     y = batch[1] if net.num_classes else None
-    return gan_loss(net, batch[0], noise["z"], y, net.generator_loss, net.next_phase(), net.r1)
+    return gan_loss(net, batch[0], noise["z"], y, config.generator_loss, net.next_phase(), config.r1)
 
 
 def _device(net) -> torch.device:

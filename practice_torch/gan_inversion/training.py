@@ -161,25 +161,24 @@ def build(config: Config, data) -> Inverter:
         generator = load_generator(config, data)
     encoder = Encoder(data.shape, config.latent_dim, config.encoder_channels, config.encoder_fc, config.groups)
     net = Inverter(generator, encoder, config.latent_dim, data.shape)
-    net.reconstruction_weight = config.reconstruction_weight  # what ``loss`` adds of the pixel term
     net.data_name = data.name  # eval's feature network
     return net
 
 
 # Training --------------------------------------------------------------------------------------------------------
-def draw_noise(net: Inverter, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: Inverter, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """z ~ N(0, I), (n, d): the codes of the generator's samples the encoder learns to invert."""
     return {"z": torch.randn((n, net.latent_dim), generator=generator)}
 
 
-def loss(net: Inverter, batch, noise: dict[str, torch.Tensor]):
+def loss(net: Inverter, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``encoder_loss``: latent regression on G(z) (+ the weighted reconstruction of the batch's real images).
     batch: (x (B, C, H, W), y (B,))."""
     x = batch[0]
-    return encoder_loss(net, x, noise["z"].to(x.device), net.reconstruction_weight)
+    return encoder_loss(net, x, noise["z"].to(x.device), config.reconstruction_weight)
 
 
-def validate(net: Inverter, batch) -> dict[str, torch.Tensor]:
+def validate(net: Inverter, config: Config, batch) -> dict[str, torch.Tensor]:
     """val_reconstruction: the per-pixel MSE of G(E(x)) on held-out real images."""
     x = batch[0]
     return {"val_reconstruction": reconstruction_mse(x, net(net.encode(x))).mean()}

@@ -112,7 +112,7 @@ def build(config: Config, data) -> Guide:
     return Guide(classifier, Schedule.make(config.schedule, config.T), data.modality == "image")
 
 
-def draw_noise(net: Guide, n: int, generator: torch.Generator) -> dict[str, Tensor]:
+def draw_noise(net: Guide, config: Config, n: int, generator: torch.Generator) -> dict[str, Tensor]:
     """t ~ U{0..T-1} (n,) and eps ~ N(0, I) (n, C, H, W): the noising of each example."""
     return {"t": torch.randint(0, len(net.schedule), (n,), generator=generator),
             "eps": torch.randn((n, *net.shape), generator=generator)}
@@ -124,7 +124,7 @@ def noised_logits(net: Guide, x: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     return net(q_sample(x0, net.alpha_bars[t], eps), t)
 
 
-def loss(net: Guide, batch, noise: dict[str, Tensor]):
+def loss(net: Guide, config: Config, batch, noise: dict[str, Tensor], step: int):
     """The cross-entropy of p_phi(y | x_t, t) at random t (``noisy_classifier_loss``) and the batch accuracy."""
     x, y = batch[0], batch[1].long()
     logits = noised_logits(net, x, noise["t"].to(x.device), noise["eps"].to(x.device))

@@ -93,7 +93,7 @@ def build(config: Config, data) -> LanguageModel:
     return net
 
 
-def draw_noise(net: LanguageModel, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: LanguageModel, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The start of each example's context-long crop of its 256-window: (n,) int64 in 0..256 - context."""
     return {"offset": torch.randint(0, WINDOW - net.context + 1, (n,), generator=generator)}
 
@@ -103,7 +103,7 @@ def crop(x: torch.Tensor, offset: torch.Tensor, length: int) -> torch.Tensor:
     return torch.gather(x, 1, offset[:, None].to(x.device) + torch.arange(length, device=x.device))
 
 
-def loss(net: LanguageModel, batch, noise: dict[str, torch.Tensor]):
+def loss(net: LanguageModel, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """Mean next-character cross-entropy (nats) on the crops; terms: bits/char."""
     x, y = batch
     x, y = crop(x, noise["offset"], net.context), crop(y, noise["offset"], net.context)
@@ -112,7 +112,7 @@ def loss(net: LanguageModel, batch, noise: dict[str, torch.Tensor]):
     return nll, {"bits_per_char": nll.detach() / math.log(2)}
 
 
-def validate(net: LanguageModel, batch) -> dict[str, torch.Tensor]:
+def validate(net: LanguageModel, config: Config, batch) -> dict[str, torch.Tensor]:
     """val_loss: the cross-entropy (nats/char) of the first ``context`` characters of held-out windows (x, y): (B, 256)
     each, every one predicted from the characters before it in its piece; the engine calls it in eval mode."""
     x, y = (t[:, : net.context] for t in batch)

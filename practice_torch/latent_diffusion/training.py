@@ -217,7 +217,7 @@ def build(config: Config, data) -> LatentDiffusion:
     return LatentDiffusion(autoencoder, diffusion, config.latent_scale)
 
 
-def draw_noise(net: LatentDiffusion, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: LatentDiffusion, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """t ~ U{0..T-1} (n,), eps ~ N(0, I) (n, d), drop (n,) bool: the labels replaced by the null token."""
     d = net.diffusion
     return {"t": torch.randint(0, len(d.schedule), (n,), generator=generator),
@@ -225,7 +225,7 @@ def draw_noise(net: LatentDiffusion, n: int, generator: torch.Generator) -> dict
             "drop": torch.rand(n, generator=generator) < d.label_dropout}
 
 
-def loss(net: LatentDiffusion, batch, noise: dict[str, torch.Tensor]):
+def loss(net: LatentDiffusion, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """L_simple on the scaled latents: mean of ``latent_eps_loss`` (Ho et al. eq. 14 on u = s mu(x)).
     batch: (x (B, C, H, W), y (B,)); noise: ``draw_noise`` rows."""
     d = net.diffusion

@@ -108,17 +108,17 @@ def build(config: Config, data) -> GMM:
     return GMM(config.components, dim, config.covariance_type, config.reg_covar, features, config.init)
 
 
-def draw_noise(net: GMM, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: GMM, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """race (n, K) ~ Exp(1): the k-means++ (or random) choice of starting means, used by the first step only."""
     return {"race": torch.empty(n, net.components).exponential_(generator=generator)}
 
 
-def loss(net: GMM, batch, noise: dict[str, torch.Tensor]):
+def loss(net: GMM, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """The negative log-likelihood per example, the quantity EM decreases (the engine calls ``update``)."""
     return -net.log_prob(batch[0]).mean(), {}
 
 
-def update(net: GMM, batch, noise: dict[str, torch.Tensor]):
+def update(net: GMM, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """One EM iteration on the batch, in place: on the first call the features and the starting mixture are
     fitted (``GMM.initialise``). Under torchrun the sufficient statistics are all-reduced (summed over the
     ranks), so every rank computes the update of the whole global batch. -> (-mean log p(x) at the

@@ -108,12 +108,12 @@ def build(config: Config, data) -> PixelCNNModel:
     return PixelCNNModel(net, config.categories, data.shape, num_classes, rows)
 
 
-def draw_noise(net: PixelCNNModel, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: PixelCNNModel, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """None: the loss is the exact likelihood."""
     return {}
 
 
-def loss(net: PixelCNNModel, batch, noise: dict[str, torch.Tensor]):
+def loss(net: PixelCNNModel, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """The NLL of eq. 1 in nats per dimension (the batch mean); terms: bits/dim and nats per image."""
     x, y = batch
     q = net.quantise(x)

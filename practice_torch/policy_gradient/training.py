@@ -100,7 +100,7 @@ def build(config: Config, data) -> PolicyAndReference:
     return net
 
 
-def draw_noise(net: PolicyAndReference, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: PolicyAndReference, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The uniforms of n prompts' K responses (inverse-CDF draws): (n, K, L), drawn in float64 and rounded, as the
     language model's sampler does."""
     k = net.samples_per_prompt
@@ -114,7 +114,7 @@ def returns_of(net: PolicyAndReference, responses: torch.Tensor, log_pi: torch.T
     return rewards, rewards - net.kl_coef * (log_pi - log_ref).detach()
 
 
-def loss(net: PolicyAndReference, batch, noise: dict[str, torch.Tensor]):
+def loss(net: PolicyAndReference, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """REINFORCE with the leave-one-out baseline on the batch's prompts (x (B, 256) windows); terms: the judge's
     mean reward, the mean k1 estimate of KL(pi || pi_ref) per response, the mean return."""
     prompts = prompts_of(batch[0], net.prompt_length)

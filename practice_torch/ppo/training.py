@@ -213,7 +213,7 @@ def build(config: Config, data) -> PolicyWithValue:
     return net
 
 
-def draw_noise(net: PolicyWithValue, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: PolicyWithValue, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The uniforms of one response per prompt, (n, 1, L), used on the steps that collect a rollout."""
     return {"u": torch.rand((n, 1, net.response_length), generator=generator, dtype=torch.float64).float()}
 
@@ -280,7 +280,7 @@ def collect(net: PolicyWithValue, prompts: torch.Tensor, u: torch.Tensor) -> Non
                       returns=advantages + values, rewards=judged, scores=scored, kl=kl_k1(log_pi, log_ref).sum(-1))
 
 
-def loss(net: PolicyWithValue, batch, noise: dict[str, torch.Tensor]):
+def loss(net: PolicyWithValue, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """A new rollout from the batch's prompts every ``ppo_epochs`` steps, then PPO's loss on the rollout: the
     clipped surrogate on the per-token ratios plus ``value_coef`` times the value error. Terms: the rollout's judge
     reward and KL (k1, per response), the clipped fraction, the k3 estimate of KL(pi_old || pi)."""

@@ -93,13 +93,13 @@ def build(config: Config, data) -> ImageRBM:
     return ImageRBM(data.shape, config.hidden, config.cd_steps, config.persistent, config.chains)
 
 
-def draw_noise(net: ImageRBM, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: ImageRBM, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The uniforms of k Gibbs sweeps (rule 1): hidden (n, k, H) and visible (n, k, D)."""
     return {"u_h": torch.rand((n, net.cd_steps, net.hidden), generator=generator),
             "u_v": torch.rand((n, net.cd_steps, net.visible), generator=generator)}
 
 
-def loss(net: ImageRBM, batch, noise: dict[str, torch.Tensor]):
+def loss(net: ImageRBM, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """CD-k or PCD on the binarised batch: mean F(v_data) - mean F(v_k) (``ImageRBM.loss``) and the reconstruction
     error sum_i (v_i - p(v_i | p(h|v)))^2 per example."""
     v = binarise(batch[0])

@@ -82,7 +82,7 @@ def build(config: Config, data) -> RewardModel:
     return net
 
 
-def draw_noise(net: RewardModel, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: RewardModel, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The uniforms of n prompts' two responses: (n, 2, L) (``pairs.draw_pair_noise``, shared with dpo)."""
     return draw_pair_noise(n, net.response_length, generator)
 
@@ -99,7 +99,7 @@ def masked_share(flags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (flags & mask).sum().float() / mask.sum().clamp(min=1).float()
 
 
-def loss(net: RewardModel, batch, noise: dict[str, torch.Tensor]):
+def loss(net: RewardModel, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """The Bradley-Terry loss on the batch's untied pairs (x (B, 256) windows as prompts); terms: the pair accuracy
     and the mean margin r(y_w) - r(y_l) on the untied pairs, the share of tied pairs."""
     pairs = preference_pairs(net.reference, prompts_of(batch[0], net.prompt_length), noise["u"], net.judge)

@@ -104,13 +104,13 @@ def build(config: Config, data) -> NCSN:
                 flatten=len(data.shape) > 1)
 
 
-def draw_noise(net: NCSN, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: NCSN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Level indices i ~ U{0..L-1} (n,) and z ~ N(0, I) (n, *shape): x~ = x + sigma_i z."""
     return {"levels": torch.randint(0, net.num_levels, (n,), generator=generator),
             "z": torch.randn((n, *net.shape), generator=generator)}
 
 
-def loss(net: NCSN, batch, noise: dict[str, torch.Tensor]):
+def loss(net: NCSN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """Eq. 6 of Song & Ermon 2019 by sampling: ``dsm_loss`` at sigma_i for a uniform level i per example; also the
     loss on the lower half of the levels (the fine detail). batch: (x (B, ...), y)."""
     x, z = batch[0], noise["z"].to(batch[0].device)
@@ -190,8 +190,8 @@ def evaluate(net: NCSN, config: Config, dataset: Dataset, generator: torch.Gener
     points = []
     for x, _ in DataLoader(torch.utils.data.Subset(dataset, range(m)), batch_size=500):
         x = x.to(device)
-        noise = {k: v.to(device) for k, v in draw_noise(net, len(x), generator).items()}
-        sums["dsm"] += loss(net, (x, None), noise)[0].item() * len(x)
+        noise = {k: v.to(device) for k, v in draw_noise(net, config, len(x), generator).items()}
+        sums["dsm"] += loss(net, config, (x, None), noise, 0)[0].item() * len(x)
         for key, level in (("dsm_sigma_max", 0), ("dsm_sigma_min", net.num_levels - 1)):
             sigma = net.sigmas[level].expand(len(x))
             sums[key] += dsm_loss(net(perturb(x, sigma, noise["z"]), sigma), noise["z"], sigma).item() * len(x)

@@ -128,7 +128,7 @@ def build(config: Config, data) -> SSMStack:
                      f"not {data.name} {data.shape}")
 
 
-def draw_noise(net: SSMStack, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: SSMStack, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Text: the start of each example's context-long crop of its window, (n,) int64 (as language_model's).
     Audio: nothing (whole clips)."""
     if net.modality == "audio":
@@ -136,7 +136,7 @@ def draw_noise(net: SSMStack, n: int, generator: torch.Generator) -> dict[str, t
     return {"offset": torch.randint(0, WINDOW - net.context + 1, (n,), generator=generator)}
 
 
-def loss(net: SSMStack, batch, noise: dict[str, torch.Tensor]):
+def loss(net: SSMStack, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """Mean next-token cross-entropy (nats); terms: bits/char (text) or bits/sample (audio)."""
     x, y = batch
     if net.modality == "audio":
@@ -158,7 +158,7 @@ def clip_nll(net: SSMStack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, net.levels).float(), q[:, 1:].reshape(-1))
 
 
-def validate(net: SSMStack, batch) -> dict[str, torch.Tensor]:
+def validate(net: SSMStack, config: Config, batch) -> dict[str, torch.Tensor]:
     """val_loss: held-out cross-entropy (nats per token) of the first ``context`` characters of each window (text) or
     of whole clips (audio); the engine calls it in eval mode at every log step."""
     if net.modality == "audio":

@@ -117,12 +117,11 @@ def build(config: Config, data) -> CycleGAN:
     # the training images of each domain: plain attributes (CPU), so neither checkpointed nor copied to the device
     net.pool_a = domain_images(data, "train", config.domain_a, config.domain_limit)
     net.pool_b = domain_images(data, "train", config.domain_b, config.domain_limit)
-    net.data, net.domain_a, net.domain_b = data, config.domain_a, config.domain_b
-    net.gan_loss, net.cycle_weight, net.identity_weight = config.gan_loss, config.cycle_weight, config.identity_weight
+    net.data = data  # for the held-out images of sample and eval
     return net
 
 
-def draw_noise(net: CycleGAN, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: CycleGAN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The step's two unpaired batches, as rows (n,) of each domain's training images, drawn with replacement."""
     return {"rows_a": torch.randint(len(net.pool_a), (n,), generator=generator),
             "rows_b": torch.randint(len(net.pool_b), (n,), generator=generator)}
@@ -146,10 +145,10 @@ def translator_adversarial_loss(fake_scores, kind: str):
     return generator_loss_nonsaturating(fake_scores)
 
 
-def cycle_gan_loss(net: CycleGAN, a, b, phase: tuple[bool, bool] = (True, True)):
+def cycle_gan_loss(net: CycleGAN, config: Config, a, b, phase: tuple[bool, bool] = (True, True)):
     """One step of CycleGAN's game (Zhu et al. eq. 3): both discriminators' losses when they step; when the
-    translators step, their adversarial losses on the frozen discriminators + cycle_weight L_cyc (eq. 2) +
-    identity_weight L_id (sec. 5.2). The sum is the loss whose gradient the engine follows.
+    translators step, their adversarial losses (``config.gan_loss``) on the frozen discriminators + cycle_weight
+    L_cyc (eq. 2) + identity_weight L_id (sec. 5.2). The sum is the loss whose gradient the engine follows.
 
     a: (B, C, H, W) from domain A, b: (B', C, H, W) from domain B -> (loss, terms). Every term is reported at every
     step (computed without a graph where its player does not step), so the logged means are over all steps.
@@ -162,12 +161,12 @@ def cycle_gan_loss(net: CycleGAN, a, b, phase: tuple[bool, bool] = (True, True))
         cyc = cycle_loss(a, a_cycled, b, b_cycled)
         idt = identity_loss(a, net.f_ba(a), b, net.g_ab(b))
     with torch.set_grad_enabled(critic_steps and grad):
-        d_b = critic_loss(net.critic_b(b), net.critic_b(fake_b.detach()), net.gan_loss)
-        d_a = critic_loss(net.critic_a(a), net.critic_a(fake_a.detach()), net.gan_loss)
+        d_b = critic_loss(net.critic_b(b), net.critic_b(fake_b.detach()), config.gan_loss)
+        d_a = critic_loss(net.critic_a(a), net.critic_a(fake_a.detach()), config.gan_loss)
     with net.frozen_critic(), torch.set_grad_enabled(translator_steps and grad):
-        adv = (translator_adversarial_loss(net.critic_b(fake_b), net.gan_loss)
-               + translator_adversarial_loss(net.critic_a(fake_a), net.gan_loss))
-    translator = adv + net.cycle_weight * cyc + net.identity_weight * idt
+        adv = (translator_adversarial_loss(net.critic_b(fake_b), config.gan_loss)
+               + translator_adversarial_loss(net.critic_a(fake_a), config.gan_loss))
+    translator = adv + config.cycle_weight * cyc + config.identity_weight * idt
     total = (d_a + d_b if critic_steps else 0) + (translator if translator_steps else 0)
     terms = {"critic_loss_a": d_a.detach(), "critic_loss_b": d_b.detach(), "adversarial_loss": adv.detach(),
              "cycle_loss": cyc.detach(), "identity_loss": idt.detach()}
@@ -181,11 +180,11 @@ def domain_batches(net: CycleGAN, noise: dict[str, torch.Tensor], device) -> tup
     return net.pool_a[noise["rows_a"].to(device)], net.pool_b[noise["rows_b"].to(device)]
 
 
-def loss(net: CycleGAN, batch, noise: dict[str, torch.Tensor]):
+def loss(net: CycleGAN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``cycle_gan_loss`` for this step's players (``net.next_phase``) on the batches ``noise`` picks; the engine's
     ``batch`` only sets the device."""
     a, b = domain_batches(net, noise, batch[0].device)
-    return cycle_gan_loss(net, a, b, net.next_phase())
+    return cycle_gan_loss(net, config, a, b, net.next_phase())
 
 
 # 3. Samples and evaluation -------------------------------------------------------------------------------------
@@ -201,10 +200,11 @@ def translate(net: CycleGAN, x: torch.Tensor, direction: str, batch_size: int = 
     return torch.cat([network(part.to(device)).cpu() for part in x.split(batch_size)])
 
 
-def held_out(net: CycleGAN) -> tuple[torch.Tensor, torch.Tensor]:
+def held_out(net: CycleGAN, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
     """(a, b): the validation images of both domains (loaded once, kept on the net)."""
     if getattr(net, "held_out_pools", None) is None:
-        net.held_out_pools = (domain_images(net.data, "val", net.domain_a), domain_images(net.data, "val", net.domain_b))
+        net.held_out_pools = (domain_images(net.data, "val", config.domain_a),
+                              domain_images(net.data, "val", config.domain_b))
     return net.held_out_pools
 
 
@@ -212,7 +212,7 @@ def held_out(net: CycleGAN) -> tuple[torch.Tensor, torch.Tensor]:
 def sample(net: CycleGAN, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """'samples': G(a) of n validation images a of domain A drawn with ``generator``; then 'a_to_b', rows a / G(a) /
     F(G(a)), and 'b_to_a', rows b / F(b) / G(F(b)), of the first min(n, 12) validation images of each domain."""
-    a_all, b_all = held_out(net)
+    a_all, b_all = held_out(net, config)
     rows = torch.randint(len(a_all), (n,), generator=generator)
     artefacts = [Artefact("samples", "images", translate(net, a_all[rows], "ab"), nrow=max(1, round(n**0.5)))]
     k = max(1, min(n, 12))

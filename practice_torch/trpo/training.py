@@ -97,11 +97,11 @@ def build(config: Config, data) -> PolicyAndReference:
 draw_noise = pg.draw_noise
 
 
-def loss(net, batch, noise):  # the engine calls ``update`` instead; the interface asks for a loss
+def loss(net, config, batch, noise, step):  # the engine calls ``update`` instead; the interface asks for a loss
     raise NotImplementedError("trpo steps by its closed-form update")
 
 
-def update(net: PolicyAndReference, batch, noise: dict[str, torch.Tensor]):
+def update(net: PolicyAndReference, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """One TRPO step on fresh responses to the batch's prompts (x (B, 256) windows); (the negated surrogate after
     the step, terms: the judge's mean reward, k1 per response, the step's fraction and measured KL)."""
     prompts = prompts_of(batch[0], net.prompt_length)
@@ -130,10 +130,10 @@ def update(net: PolicyAndReference, batch, noise: dict[str, torch.Tensor]):
 
     every = max(1, round(1 / net.fisher_fraction))  # every k-th response (K = 4, a quarter: one per prompt)
     params = [q for q in net.policy.parameters() if q.requires_grad]
-    step = natural_step(params, surrogate, mean_kl, **net.trust, fisher_kl=lambda: mean_kl(slice(None, None, every)))
+    move = natural_step(params, surrogate, mean_kl, **net.trust, fisher_kl=lambda: mean_kl(slice(None, None, every)))
     terms = {"reward": rewards.mean(), "kl_k1": (log_old - log_ref).mean(),
-             "step_fraction": torch.tensor(step["step_fraction"]), "trust_kl": torch.tensor(step["kl"])}
-    return torch.tensor(-step["surrogate_after"]), terms
+             "step_fraction": torch.tensor(move["step_fraction"]), "trust_kl": torch.tensor(move["kl"])}
+    return torch.tensor(-move["surrogate_after"]), terms
 
 
 def evaluate(net: PolicyAndReference, config: Config, dataset, generator: torch.Generator) -> dict[str, float]:

@@ -93,12 +93,12 @@ def build(config: Config, data) -> VAE:
                num_classes=data.num_classes if config.conditional else 0, beta=config.beta)
 
 
-def draw_noise(net: VAE, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: VAE, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """eps ~ N(0, I), (n, d): the one reparameterised sample per example of the training loss."""
     return {"eps": draw_eps((n, net.latent_dim), generator)}
 
 
-def loss(net: VAE, batch, noise: dict[str, torch.Tensor]):
+def loss(net: VAE, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``VAE.loss`` (batch mean of beta KL - E log p(x|z)) and its two terms. batch: (x (B, C, H, W), y (B,))."""
     recon, kl = net.terms(batch[0], noise["eps"], batch[1] if net.num_classes else None)
     return torch.mean(net.beta * kl - recon), {"recon_nll": -recon.mean(), "kl": kl.mean()}

@@ -172,7 +172,7 @@ def _vq(net) -> VQVAE:
 
 
 # Training -----------------------------------------------------------------------------------------------------
-def draw_noise(net, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Stage vqvae: keys (n, h w) ~ U[0, 1), one per encoder output; a restart takes the rows with the smallest keys.
     Stage prior: nothing (the prior's loss is exact)."""
     if isinstance(net, VQVAEWithPrior):
@@ -180,7 +180,7 @@ def draw_noise(net, n: int, generator: torch.Generator) -> dict[str, torch.Tenso
     return {"keys": torch.rand((n, net.length), generator=generator)}
 
 
-def loss(net, batch, noise: dict[str, torch.Tensor]):
+def loss(net, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """Stage vqvae: mean of reconstruction + beta commitment (the EMA codebook updates inside, once per step); terms:
     the two parts, and the perplexity and share of codes used in this batch. Stage prior: the mean NLL per code in
     nats; term: bits per code. batch: (x (B, C, H, W), y (B,))."""
@@ -195,7 +195,7 @@ def loss(net, batch, noise: dict[str, torch.Tensor]):
                                 "batch_perplexity": perplexity(counts), "batch_usage": (counts > 0).float().mean()}
 
 
-def validate(net, batch) -> dict[str, torch.Tensor]:
+def validate(net, config: Config, batch) -> dict[str, torch.Tensor]:
     """Held-out terms at each log step (eval mode): val_mse of the reconstructions, or val_bits_per_code of the prior."""
     x = batch[0]
     if isinstance(net, VQVAEWithPrior):

@@ -88,7 +88,6 @@ def build(config: Config, data) -> WaveNet:
         raise ValueError(f"model.clock is a number of sine/cosine pairs (0 for no clock), got {config.clock}")
     net = WaveNet(config.levels, config.channels, config.skip, data.num_classes, config.kernel, config.dilations,
                   config.clock, config.sample_rate, config.amplitude)
-    net.crop, net.centre = config.crop, config.centre
     return net
 
 
@@ -102,19 +101,19 @@ def encode(net: WaveNet, x: torch.Tensor) -> torch.Tensor:
     return mu_law_encode(wave.clamp(-1, 1), net.levels)
 
 
-def draw_noise(net: WaveNet, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: WaveNet, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Each example's crop start in the middle ``centre`` of the clip: (n,) int64."""
-    span = net.sample_rate - net.crop - 1
-    low = int(span * (1 - net.centre) / 2)
+    span = net.sample_rate - config.crop - 1
+    low = int(span * (1 - config.centre) / 2)
     return {"offset": torch.randint(low, span - low + 1, (n,), generator=generator)}
 
 
-def loss(net: WaveNet, batch, noise: dict[str, torch.Tensor]):
+def loss(net: WaveNet, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """Mean next-sample cross-entropy (nats) over the crops' ``crop`` positions; terms: bits per sample."""
     x, y = batch
     q = encode(net, x)
     start = noise["offset"].to(q.device)
-    q = torch.gather(q, 1, start[:, None] + torch.arange(net.crop + 1, device=q.device))
+    q = torch.gather(q, 1, start[:, None] + torch.arange(config.crop + 1, device=q.device))
     logits = net(q[:, :-1], y.to(q.device), start)
     nll = F.cross_entropy(logits.float(), q[:, 1:])
     return nll, {"bits_per_sample": nll.detach() / math.log(2)}

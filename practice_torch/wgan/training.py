@@ -112,28 +112,26 @@ def build(config: Config, data) -> Adversarial:
         raise ValueError(f"model.n_critic must be at least 1 (critic steps per generator step), got {config.n_critic}")
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       critic_norm=False, unit_interval=data.modality == "image", n_critic=config.n_critic)
-    net.penalty, net.gp_weight, net.clip = config.penalty, config.gp_weight, config.clip
-    net.critic_only = config.critic_only
     net.data_name = data.name  # for eval's references (the training images of the same data set)
     return net
 
 
 @torch.no_grad()
-def project(net: Adversarial) -> None:
+def project(net: Adversarial, config: Config) -> None:
     """Weight clipping's projection of every critic parameter onto [-c, c] (``clip_weights``), in place."""
-    if net.penalty == "clip":
+    if config.penalty == "clip":
         for p in net.critic_parameters():
-            p.copy_(clip_weights(p, net.clip))
+            p.copy_(clip_weights(p, config.clip))
 
 
-def draw_noise(net: Adversarial, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: Adversarial, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """z ~ N(0, I), (n, d), and the interpolation weights alpha ~ U(0, 1), (n,) (drawn whatever the step)."""
     return {"z": torch.randn((n, net.latent_dim), generator=generator), "alpha": torch.rand((n,), generator=generator)}
 
 
-def wgan_loss(net: Adversarial, x, z, alpha, phase: tuple[bool, bool] = (True, True)):
+def wgan_loss(net: Adversarial, config: Config, x, z, alpha, phase: tuple[bool, bool] = (True, True)):
     """One step of the WGAN game. Critic steps: -(E_data f - E_G f) (``critic_objective``, eq. 3, ascended), plus
-    gp_weight * ``gradient_penalty`` (``lipschitz_penalty`` for model.penalty=lp) of ``input_gradients`` at
+    config.gp_weight * ``gradient_penalty`` (``lipschitz_penalty`` for config.penalty=lp) of ``input_gradients`` at
     ``interpolates`` (GP Algorithm 1, lines 4-8).
     Generator steps: -E_z f(G(z)) on the critic's frozen weights (line 11).
 
@@ -141,26 +139,26 @@ def wgan_loss(net: Adversarial, x, z, alpha, phase: tuple[bool, bool] = (True, T
     Every term is reported at every step (computed without a graph where its player does not step).
     """
     critic_steps, generator_steps = phase
-    project(net)
+    project(net, config)
     fake = generated(net, z, None, generator_steps)
     train_critic = critic_steps and torch.is_grad_enabled()
     with torch.set_grad_enabled(train_critic):
         f_real, f_fake = net.critic_value(x), net.critic_value(fake.detach())
         objective = critic_objective(f_real, f_fake)
     x_hat = interpolates(x, fake.detach(), alpha)
-    penalised = net.penalty in ("gp", "lp")
+    penalised = config.penalty in ("gp", "lp")
     if not (train_critic and penalised):
         with torch.no_grad():  # only reported: the input gradients, no double backward
             grads = input_gradients(net.critic_value, x_hat)
     else:
         grads = input_gradients(net.critic_value, x_hat)
-    penalty = (lipschitz_penalty if net.penalty == "lp" else gradient_penalty)(grads)
+    penalty = (lipschitz_penalty if config.penalty == "lp" else gradient_penalty)(grads)
     terms = {"w1_estimate": objective.detach(), "grad_norm_hat": grads.flatten(1).norm(dim=1).mean().detach()}
     total = 0
     if critic_steps:
         total = -objective
         if penalised:
-            total = total + net.gp_weight * penalty
+            total = total + config.gp_weight * penalty
     if penalised:
         terms["gradient_penalty"] = penalty.detach()
     if generator_steps:
@@ -169,11 +167,11 @@ def wgan_loss(net: Adversarial, x, z, alpha, phase: tuple[bool, bool] = (True, T
     return total, terms
 
 
-def loss(net: Adversarial, batch, noise: dict[str, torch.Tensor]):
+def loss(net: Adversarial, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``wgan_loss`` for this step's player (``net.next_phase``; always the critic when ``model.critic_only``) on
     (x (B, ...), y)."""
-    phase = (True, False) if net.critic_only else net.next_phase()
-    return wgan_loss(net, batch[0], noise["z"], noise["alpha"], phase)
+    phase = (True, False) if config.critic_only else net.next_phase()
+    return wgan_loss(net, config, batch[0], noise["z"], noise["alpha"], phase)
 
 
 @torch.no_grad()
@@ -205,7 +203,7 @@ def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torc
     the mean norm of grad f at interpolates (and its standard deviation); on 2-D data the exact W1 of up to 1 000
     samples against as many held-out points, beside the W1 between two such halves of the held-out set (the floor),
     and on labelled 2-D data the mode statistics; on images the reference FIDs."""
-    project(net)
+    project(net, config)
     device = next(net.parameters()).device
     f_real, f_fake, norms, reals, labels = [], [], [], [], []
     for x, y in DataLoader(dataset, batch_size=500):
