@@ -295,3 +295,56 @@ def test_negative_control_a_config_value_copied_onto_a_network_is_caught():
               "    net.a, net.data_name = config.a, data.name\n    net.data_name = data.name\n    return net\n")
     assert config_copies(source) == ["line 3: net.r1 = config.r1",
                                      "line 4: net.a, net.data_name = (config.a, data.name)"]
+
+
+# No module imports another topic's training adapter ---------------------------------------------------------------
+# What topics share lives in library modules (``wavenet/clips.py``, ``gan/sampling.py``, ``data/text.py``, ...).
+# The imports still to be moved out (issue 38), importer -> adapter; each leaves this set once it is gone, and the
+# test says so. Tests are not held to it: they exercise the adapters themselves.
+ADAPTER_IMPORTS_LEFT = {
+    ("practice_torch.dpo.training", "practice_torch.policy_gradient.training"),
+    ("practice_torch.ppo.training", "practice_torch.policy_gradient.training"),
+    ("practice_torch.trpo.training", "practice_torch.policy_gradient.training"),
+    ("practice_torch.reward_model.training", "practice_torch.policy_gradient.training"),
+    ("practice_torch.policy_gradient.training", "practice_torch.language_model.training"),
+    ("practice_torch.ssm.training", "practice_torch.language_model.training"),
+    ("practice_torch.gan_inversion.training", "practice_torch.gan.training"),
+    ("practice_torch.latent_diffusion.training", "practice_torch.vae.training"),
+    ("theory_jax.check", "practice_torch.flow_matching.training"),
+    ("benchmarks.ddim", "practice_torch.ddpm.training"),
+    ("benchmarks.flow_matching", "practice_torch.flow_matching.training"),
+    ("benchmarks.flow_matching", "practice_torch.cnf.training"),
+    ("benchmarks.coupling_flows", "practice_torch.coupling_flows.training"),
+    ("benchmarks.galaxies", "practice_torch.flow_matching.training"),
+    ("benchmarks.latent_diffusion", "practice_torch.latent_diffusion.training"),
+    ("benchmarks.latent_diffusion", "practice_torch.ddpm.training"),
+    ("benchmarks.latent_diffusion", "practice_torch.vae.training"),
+}
+
+
+def adapter_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(importer, adapter) for every import of a ``<package>.<topic>.training`` module from outside that topic's
+    package (a function-local import counts)."""
+    return {(module, target) for module, targets in graph.items() for target in targets
+            if target.endswith(".training") and target.count(".") == 2
+            and not module.startswith(target.rpartition(".")[0] + ".")}
+
+
+def test_no_module_imports_another_topics_training_adapter():
+    found = adapter_imports(import_graph(ROOT))
+    assert not found - ADAPTER_IMPORTS_LEFT, f"move what is shared into a library module: {found - ADAPTER_IMPORTS_LEFT}"
+    assert found == ADAPTER_IMPORTS_LEFT, f"no longer imported, take it off the list: {ADAPTER_IMPORTS_LEFT - found}"
+
+
+def test_negative_control_an_adapter_imported_from_another_topic_is_caught(tmp_path):
+    root = _tree(tmp_path, {
+        "practice_torch/__init__.py": "",
+        "practice_torch/toy/__init__.py": "",
+        "practice_torch/toy/training.py": "",
+        "practice_torch/toy/clips.py": "",
+        "practice_torch/other/__init__.py": "",
+        "practice_torch/other/training.py": "def f():\n    from practice_torch.toy import training as t\n",
+        "practice_torch/other/networks.py": "from practice_torch.toy.clips import x\n",
+    })
+    assert adapter_imports(import_graph(root, ("practice_torch",))) == {
+        ("practice_torch.other.training", "practice_torch.toy.training")}

@@ -174,7 +174,7 @@ def _wavenet(net, cfg, batch, rng, perturb) -> list[Row]:
     import torch.nn.functional as F
 
     import theory_jax.wavenet as jw
-    from practice_torch.wavenet.training import encode
+    from practice_torch.wavenet.clips import encode
     from shared_specs.interop import torch_to_flax
     from theory_jax.language_model import cross_entropy
 
@@ -208,7 +208,7 @@ def _ssm(net, cfg, batch, rng, perturb) -> list[Row]:
     from theory_jax.language_model import cross_entropy
 
     if net.modality == "audio":
-        from practice_torch.wavenet.training import encode
+        from practice_torch.wavenet.clips import encode
 
         q, labels = encode(net, batch[0]), batch[1]
         x, y, units = q[:, :-1], q[:, 1:], "sample"

@@ -26,6 +26,12 @@ from practice_torch.data.splits import three_way
 
 UNK = "\ufffd"  # the reserved unknown token (id 0 of the Shakespeare vocabulary); decodes as the replacement char
 IGNORE = -100  # target id that cross_entropy skips
+WINDOW = 256  # the Shakespeare examples' length: a model trains on context-long crops of a window (``crop``)
+
+
+def crop(x: torch.Tensor, offset: torch.Tensor, length: int) -> torch.Tensor:
+    """x[b, offset[b] : offset[b] + length] for each row. x: (B, W), offset: (B,) -> (B, length)."""
+    return torch.gather(x, 1, offset[:, None].to(x.device) + torch.arange(length, device=x.device))
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,7 @@ class CharWindows(Dataset):
         return chunk[:-1], chunk[1:]
 
 
-def load_shakespeare(split: str, data_dir: Path | None = None, block_size: int = 256, stride: int | None = None,
+def load_shakespeare(split: str, data_dir: Path | None = None, block_size: int = WINDOW, stride: int | None = None,
                      limit: int | None = None) -> CharWindows:
     """Character windows of the split's works; ``stride`` defaults to ``block_size`` (non-overlapping windows, so an
     epoch sees each character once). Characters unseen in train map to UNK (id 0). ``limit`` keeps the first N

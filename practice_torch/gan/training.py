@@ -11,7 +11,6 @@ feature network's class shares of the samples and, for a conditional GAN, how of
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,6 +21,7 @@ from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.gan.functions import discriminator_loss
 from practice_torch.gan.networks import GENERATOR_LOSSES, Adversarial, gan_loss
+from practice_torch.gan.sampling import class_rows, generate, references
 from practice_torch.models import Artefact
 from practice_torch.plots import scatter_figure_2d
 
@@ -125,20 +125,8 @@ def _device(net) -> torch.device:
     return next(net.parameters()).device
 
 
-def class_rows(net: Adversarial, n: int) -> tuple[torch.Tensor | None, int]:
-    """(labels, per row): a conditional net draws ceil(n / K) samples per class, one row per class; else (None, ~sqrt n)."""
-    if not net.num_classes:
-        return None, math.ceil(math.sqrt(n))
-    per_row = math.ceil(n / net.num_classes)
-    return torch.arange(net.num_classes).repeat_interleave(per_row), per_row
 
 
-@torch.no_grad()
-def generate(net: Adversarial, n: int, generator: torch.Generator, y=None) -> torch.Tensor:
-    """n samples G(z[, y]) on the CPU, z drawn from ``generator``; y (n,) labels for a conditional net."""
-    device = _device(net)
-    z = torch.randn((n, net.latent_dim), generator=generator).to(device)
-    return net(z, None if y is None else y.to(device)).cpu()
 
 
 @torch.no_grad()
@@ -190,16 +178,3 @@ def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torc
     return metrics
 
 
-def references(net: Adversarial, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
-    """``quality.image_references`` for this net: its samples, an untrained copy's, the training images."""
-    from practice_torch.data import get_dataset
-    from practice_torch.data.audio import mel_picture
-    from practice_torch.gan.quality import REFERENCE_SAMPLES, image_references, untrained_copy
-
-    n = min(len(dataset), REFERENCE_SAMPLES)
-    y = torch.arange(n) % net.num_classes if net.num_classes else None
-    fresh = untrained_copy(net)
-    view = {"view": net.data_view} if getattr(net, "data_view", None) else {}
-    return image_references(lambda m: generate(net, m, generator, y), lambda m: generate(fresh, m, generator, y),
-                            dataset, get_dataset(net.data_name, "train", **view), net.data_name, labels=y,
-                            n=n, picture=mel_picture if view else None)

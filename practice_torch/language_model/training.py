@@ -24,14 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from practice_torch.data.text import WINDOW, crop
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.language_model.functions import STRATEGIES, check_strategy
 from practice_torch.language_model.networks import LanguageModel, build_language_model, generate
 from practice_torch.language_model.tokenisers import BPETokenizer
 from practice_torch.models import Artefact
-
-WINDOW = 256  # the data set's window; training crops context-long pieces of it
 
 
 @dataclass
@@ -96,11 +95,6 @@ def build(config: Config, data) -> LanguageModel:
 def draw_noise(net: LanguageModel, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The start of each example's context-long crop of its 256-window: (n,) int64 in 0..256 - context."""
     return {"offset": torch.randint(0, WINDOW - net.context + 1, (n,), generator=generator)}
-
-
-def crop(x: torch.Tensor, offset: torch.Tensor, length: int) -> torch.Tensor:
-    """x[b, offset[b] : offset[b] + length] for each row. x: (B, W), offset: (B,) -> (B, length)."""
-    return torch.gather(x, 1, offset[:, None].to(x.device) + torch.arange(length, device=x.device))
 
 
 def loss(net: LanguageModel, config: Config, batch, noise: dict[str, torch.Tensor], step: int):

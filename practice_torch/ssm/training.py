@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from practice_torch.data.text import WINDOW, crop  # shakespeare's window; text trains on crops of it
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.language_model.training import WINDOW  # shakespeare's window; text trains on crops of it
 from practice_torch.models import Artefact
 from practice_torch.ssm.layers import SSMStack
-from practice_torch.wavenet.training import DATA_RATE, encode  # spoken_digits' rate; waveforms to mu-law classes
+from practice_torch.wavenet.clips import DATA_RATE, encode  # spoken_digits' rate; waveforms to mu-law classes
 
 
 @dataclass
@@ -142,8 +142,6 @@ def loss(net: SSMStack, config: Config, batch, noise: dict[str, torch.Tensor], s
     if net.modality == "audio":
         nll = clip_nll(net, x, y)
         return nll, {"bits_per_sample": nll.detach() / math.log(2)}
-    from practice_torch.language_model.training import crop
-
     x, y = crop(x, noise["offset"], net.context), crop(y, noise["offset"], net.context)
     logits = net(x)
     nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
@@ -198,8 +196,8 @@ def sample(net: SSMStack, config: Config, n: int, generator: torch.Generator, ex
                                        beam=config.beam, sample_length=config.sample_length, bpe_merges=0)
         return lm_training.sample(net, lm_config, n, generator)
     from practice_torch.data.audio import DIGITS
+    from practice_torch.wavenet.clips import real_examples, spectrogram_figure
     from practice_torch.wavenet.functions import mu_law_decode
-    from practice_torch.wavenet.training import real_examples, spectrogram_figure
 
     device = next(net.parameters()).device
     per_digit = max(1, math.ceil(n / net.num_classes))
@@ -224,6 +222,6 @@ def evaluate(net: SSMStack, config: Config, dataset: Dataset, generator: torch.G
         from practice_torch.language_model import training as lm_training
 
         return lm_training.evaluate(net, config, dataset, generator)
-    from practice_torch.wavenet.training import evaluate_clips
+    from practice_torch.wavenet.clips import evaluate_clips
 
     return evaluate_clips(net, dataset, lambda q, y: net(q, y).transpose(1, 2))

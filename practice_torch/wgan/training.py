@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.gan.networks import Adversarial, generated
-from practice_torch.gan.training import class_rows, generate
+from practice_torch.gan.sampling import class_rows, generate
 from practice_torch.models import Artefact
 from practice_torch.plots import histogram_figure_1d, scatter_figure_2d
 from practice_torch.wgan.functions import (
@@ -240,7 +240,7 @@ def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torc
         if labels.dtype == torch.int64:
             metrics.update(mode_statistics(samples, data[:half], labels[:half]))
     elif config.eval_references:
-        from practice_torch.gan.training import references
+        from practice_torch.gan.sampling import references
 
         metrics.update(references(net, dataset, generator))
     return metrics
