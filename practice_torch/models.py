@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from practice_torch.engine import RunError
-from practice_torch.engine.interface import INTERFACE, Artefact, ModelModule
+from practice_torch.engine.interface import INTERFACE, Artefact, ModelModule, missing_names
 from practice_torch.engine.loop import Trainer
 from practice_torch.engine.runs import load_trained, read_config, run_model_name
 from shared_specs.catalogue import TOPICS
@@ -45,7 +45,7 @@ def get_model(name: str) -> ModelModule:
     if name not in MODELS:
         raise UnknownModel(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
     module: ModuleType = importlib.import_module(MODELS[name][0])
-    missing = [attr for attr in INTERFACE if not hasattr(module, attr)]
+    missing = missing_names(module)
     if missing:
         raise TypeError(f"{module.__name__} does not implement the model interface: no {', '.join(missing)}")
     return module  # type: ignore[return-value]

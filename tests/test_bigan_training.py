@@ -59,6 +59,21 @@ def test_the_discriminator_judges_pairs_one_by_one():
     assert not torch.allclose(net.discriminator(x, z.roll(1, 0)), logits)  # the same x with other codes: D sees z
 
 
+def test_the_schedule_reads_its_counter_on_the_host_once_and_again_after_a_load(monkeypatch):
+    """The step counter (``TakingTurns``) is read from the buffer (a device synchronisation on a GPU) at the first step
+    and after the buffer is written from outside (a resume's load_state_dict), not at every step."""
+    reads = []
+    original = torch.Tensor.__int__
+    monkeypatch.setattr(torch.Tensor, "__int__", lambda t: reads.append(1) or original(t))
+    net = tiny_net(n_critic=2)
+    phases = [net.next_phase() for _ in range(5)]
+    assert len(reads) == 1 and phases == [(True, False), (True, False), (False, True)] + [(True, False)] * 2
+    net.load_state_dict({**net.state_dict(), "steps": torch.tensor(2)})  # a checkpoint two steps in
+    assert net.next_phase() == (False, True) and len(reads) == 2
+    net.steps.fill_(0)  # negative control: any outside write is seen
+    assert net.next_phase() == (True, False) and len(reads) == 3 and original(net.steps) == 1
+
+
 def test_the_steps_alternate_and_the_idle_players_get_no_gradient():
     net, x, z = tiny_net(n_critic=2), torch.rand(8, 1, 8, 8), torch.randn(8, 4)
     seen = []

@@ -467,3 +467,15 @@ def test_a_gpu_step_never_makes_the_host_wait(tmp_path):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     torch.cuda.synchronize()
+
+
+def test_a_checkpoint_of_another_model_version_is_refused_in_one_line(tmp_path):
+    folder, w = tmp_path / "ckpt", {"a": torch.zeros(2)}
+    save_checkpoint(folder, "gan", 3, w, {"step": 3})  # written before the model counted versions: version 1
+    versions = {1: "one optimizer", 2: "one optimizer per player"}
+    with pytest.raises(CheckpointError, match=r"version 1 checkpoint of gan .* reads version 2 \(one optimizer per "
+                                              r"player\): train the run anew") as info:
+        load_checkpoint(folder, "gan", versions=versions)
+    assert "\n" not in str(info.value)
+    save_checkpoint(folder, "gan", 4, w, {"step": 4}, version=2)
+    assert torch.equal(load_checkpoint(folder, "gan", versions=versions)[0]["a"], w["a"])  # the current one loads

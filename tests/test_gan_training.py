@@ -1,5 +1,6 @@
-"""The GAN's training form: the networks (the f-GAN's, reused) and their shapes, the alternating schedule (the idle
-player gets no gradient), the losses of ``practice_torch.gan.functions`` as the step's loss, the conditional GAN,
+"""The GAN's training form: the networks (the f-GAN's, reused) and their shapes, the round of the game (n_critic
+discriminator updates, then one of the generator, each player on its own optimizer), the losses of
+``practice_torch.gan.functions`` as the players' objectives, the conditional GAN,
 mode statistics, an exactly resumed run, the CLI on tiny 2-D and image runs, one-line errors; the quick presets
 are slow tests."""
 
@@ -17,7 +18,7 @@ from practice_torch.data import get_info
 from practice_torch.engine.config import apply_overrides
 from practice_torch.gan import functions
 from practice_torch.gan import training as gan_training
-from practice_torch.gan.networks import Adversarial, gan_loss
+from practice_torch.gan.networks import Adversarial, discriminator_objective, generator_objective
 from practice_torch.gan.quality import mode_statistics, untrained_copy
 from practice_torch.models import new_trainer
 
@@ -50,73 +51,81 @@ def test_shapes_of_the_mlp_dcgan_and_conditional_players():
     assert conv.critic_value(images, torch.arange(6)).shape == (6,) and conv.embed.weight.shape == (10, 16)
 
 
-def test_the_steps_alternate_and_the_idle_player_gets_no_gradient():
-    net, x, z = tiny_net(n_critic=2), torch.randn(8, 2), torch.randn(8, 2)
-    seen = []
-    for _ in range(6):
-        net.zero_grad(set_to_none=True)
-        loss, _ = gan_training.loss(net, gan_training.Config(), (x, torch.zeros(8, dtype=torch.int64)), {"z": z}, 0)
-        loss.backward()
-        seen.append(grads_of(net))
-    assert seen == [{"critic"}, {"critic"}, {"generator"}] * 2 and int(net.steps) == 6
-    both = tiny_net(n_critic=0)
-    gan_training.loss(both, gan_training.Config(), (x, None), {"z": z}, 0)[0].backward()
-    assert grads_of(both) == {"critic", "generator"}
+def tiny_trainer(tmp_path, *overrides):
+    cfg = apply_overrides(gan_training.default_config("quick", "gaussians"), [
+        "model.hidden=8", "model.latent_dim=2", "train.batch_size=16", "train.samples=10", "train.device=cpu",
+        "data.limit=64", "train.warmup_steps=1", *overrides])
+    return new_trainer(cfg, tmp_path / "run")
 
 
-def test_the_schedule_reads_its_counter_on_the_host_once_and_again_after_a_load(monkeypatch):
-    """The step counter is read from the buffer (a device synchronisation on a GPU) at the first step and after the
-    buffer is written from outside (a resume's load_state_dict), not at every step."""
-    reads = []
-    original = torch.Tensor.__int__
-    monkeypatch.setattr(torch.Tensor, "__int__", lambda t: reads.append(1) or original(t))
-    net = tiny_net(n_critic=2)
-    phases = [net.next_phase() for _ in range(5)]
-    assert len(reads) == 1 and phases == [(True, False), (True, False), (False, True)] + [(True, False)] * 2
-    net.load_state_dict({**net.state_dict(), "steps": torch.tensor(2)})  # a checkpoint two steps in
-    assert net.next_phase() == (False, True) and len(reads) == 2
-    net.steps.fill_(0)  # negative control: any outside write is seen
-    assert net.next_phase() == (True, False) and len(reads) == 3 and original(net.steps) == 1
+def adam_steps(optimizer) -> set[int]:
+    return {int(state["step"]) for state in optimizer.state.values()}
+
+
+@pytest.mark.parametrize("n_critic", [2, 0])
+def test_a_step_is_a_round_of_the_game_each_player_on_its_own_optimizer(tmp_path, n_critic):
+    """One training step: n_critic updates of the discriminator, each on its own batch, then one of the generator
+    (n_critic = 0: both at once on one batch); each player's AdamW counts only its own updates."""
+    trainer = tiny_trainer(tmp_path, f"model.n_critic={n_critic}")
+    net = trainer.net
+    assert set(trainer.optimizers) == {"discriminator", "generator"}
+    generator_before = [p.detach().clone() for p in net.generator.parameters()]
+    trainer.run(stop_at=2)
+    d, g = trainer.optimizers["discriminator"], trainer.optimizers["generator"]
+    assert adam_steps(d) == {2 * max(n_critic, 1)} and adam_steps(g) == {2}
+    taken = trainer.batches.epoch * (len(trainer.train_set) // 16) + trainer.batches.position // 16
+    assert trainer.step == 2 and taken == 2 * (n_critic + 1), "a fresh batch for every update of a round"
+    assert {id(p) for group in g.param_groups for p in group["params"]} == {id(p) for p in net.generator.parameters()}
+    assert all(not torch.equal(a, b) for a, b in zip(generator_before, net.generator.parameters()))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"grad_norm_discriminator", "grad_norm_generator", "lr_discriminator", "lr_generator"} <= set(rows[-1])
+
+
+def test_the_generators_update_moves_the_generator_only():
+    net, z = tiny_net(), torch.randn(8, 2)
+    g_loss = generator_objective(net, net(z))
+    g_loss.backward(inputs=net.generator_parameters())  # as the engine's run.update does
+    assert grads_of(net) == {"generator"}
+    net.zero_grad(set_to_none=True)
+    g_loss = generator_objective(net, net(z))
+    g_loss.backward()  # negative control: a plain backward also reaches the discriminator
+    assert grads_of(net) == {"critic", "generator"}
 
 
 @pytest.mark.parametrize("generator_loss", ["non_saturating", "saturating"])
-def test_the_step_losses_are_the_functions_of_the_derivations_twin(generator_loss):
+def test_the_players_objectives_are_the_functions_of_the_derivations_twin(generator_loss):
     net, x, z = tiny_net(generator_loss=generator_loss), torch.randn(8, 2), torch.randn(8, 2)
-    d_loss, terms = gan_loss(net, x, z, generator_loss=generator_loss, phase=(True, False))
-    fake = net(z).detach()
+    fake = net(z)
+    d_loss, terms = discriminator_objective(net, x, fake)
     torch.testing.assert_close(d_loss, functions.discriminator_loss(net.critic_value(x), net.critic_value(fake)))
-    g_loss, _ = gan_loss(net, x, z, generator_loss=generator_loss, phase=(False, True))
+    torch.testing.assert_close(terms["discriminator_loss"], d_loss.detach())
+    d_loss.backward()
+    assert grads_of(net) == {"critic"}, "the fakes are data to the discriminator"
+    g_loss = generator_objective(net, fake, kind=generator_loss)
     fn = {"non_saturating": functions.generator_loss_nonsaturating, "saturating": functions.generator_loss_saturating}
     torch.testing.assert_close(g_loss, fn[generator_loss](net.critic_value(net(z))))
-    torch.testing.assert_close(terms["generator_loss"], g_loss.detach())
-    # the generator's gradient is that of the loss with the critic held fixed
-    net.zero_grad(set_to_none=True)
-    g_loss.backward()
-    expected = torch.autograd.grad(fn[generator_loss](net.critic_value(net(z))), list(net.generator.parameters()))
-    for p, g in zip(net.generator.parameters(), expected):
-        torch.testing.assert_close(p.grad, g)
+    other = "saturating" if generator_loss == "non_saturating" else "non_saturating"
+    assert not torch.allclose(g_loss, fn[other](net.critic_value(net(z))))  # negative control: the other loss
 
 
-def test_r1_penalises_the_discriminators_input_gradient_at_real_data_only_when_it_steps():
+def test_r1_penalises_the_discriminators_input_gradient_at_real_data():
     net, x, z = tiny_net(), torch.randn(8, 2), torch.randn(8, 2)
-    plain, _ = gan_loss(net, x, z, phase=(True, False))
-    with_r1, terms = gan_loss(net, x, z, phase=(True, False), r1=10.0)
+    fake = net(z).detach()
+    plain, _ = discriminator_objective(net, x, fake)
+    with_r1, terms = discriminator_objective(net, x, fake, r1=10.0)
     # the penalty by hand: the Jacobian of each example's logit in its own input (rows are independent)
     jac = torch.func.vmap(torch.func.jacrev(lambda v: net.critic_value(v[None])[0]))(x)
     expected = 0.5 * torch.mean(torch.sum(jac**2, dim=1))
     torch.testing.assert_close(terms["r1_penalty"], expected)
     torch.testing.assert_close(with_r1, plain + 10.0 * expected)
     net.zero_grad(set_to_none=True)
-    with_r1.backward()  # the penalty's gradient reaches the discriminator's weights (double backward) ...
+    with_r1.backward()  # the penalty's gradient reaches the discriminator's weights (double backward)
     penalty_grad = torch.autograd.grad(10.0 * expected, net.critic.out.weight)[0]
-    plain_grad = torch.autograd.grad(gan_loss(net, x, z, phase=(True, False))[0], net.critic.out.weight)[0]
+    plain_grad = torch.autograd.grad(discriminator_objective(net, x, fake)[0], net.critic.out.weight)[0]
     torch.testing.assert_close(net.critic.out.weight.grad, plain_grad + penalty_grad)
     assert grads_of(net) == {"critic"}
-    g_loss, g_terms = gan_loss(net, x, z, phase=(False, True), r1=10.0)  # ... and the generator's step has none
-    assert "r1_penalty" not in g_terms
-    torch.testing.assert_close(g_loss, gan_loss(net, x, z, phase=(False, True))[0])
     # negative control: the penalty at the fakes is another number
-    fake = net(z).detach().requires_grad_(True)
+    fake = fake.clone().requires_grad_(True)
     from practice_torch.f_divergence.networks import r1_penalty
     assert not torch.allclose(r1_penalty(net.critic_value(fake), fake), expected)
 
@@ -156,7 +165,8 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
     cfg = apply_overrides(gan_training.default_config("quick", "gaussians"), [
         "model.hidden=8", "model.latent_dim=2", "train.batch_size=16", "train.steps=6", "train.checkpoint_every=3",
         "train.log_every=3", "train.samples=10", "train.device=cpu", "data.limit=64"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # the schedule's counter travels with the weights
+    resumed = assert_resumes_exactly(cfg, tmp_path, stop_at=3, counter=None)  # both players' optimizers resume
+    assert "steps" not in resumed.net.state_dict()  # no step counter in the weights
 
 
 def test_cli_trains_samples_and_evaluates_a_tiny_2d_run(tmp_path, capsys):

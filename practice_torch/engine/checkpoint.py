@@ -73,13 +73,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(folder: Path, model_name: str, step: int, weights: dict[str, torch.Tensor],
-                    state: dict[str, Any]) -> Path:
+                    state: dict[str, Any], version: int = 1) -> Path:
     """Write checkpoint ``step`` (weights: a state_dict; state: anything ``torch.load(weights_only=True)``
-    reads back) and point ``latest.json`` at it; older checkpoints beyond ``KEEP`` are removed."""
+    reads back) and point ``latest.json`` at it; older checkpoints beyond ``KEEP`` are removed. ``version``: the
+    model's checkpoint version (its ``CHECKPOINT_VERSIONS``), in the weights' metadata."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"step_{step:07d}"
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in weights.items()}
-    metadata = {"format": FORMAT, "model": model_name, "step": str(step)}
+    metadata = {"format": FORMAT, "model": model_name, "step": str(step), "model_version": str(version)}
     atomic_write(folder / f"{stem}.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     atomic_write(folder / f"{stem}.state.pt", lambda tmp: torch.save({**state, "step": step}, tmp))
     pointer = {"format": FORMAT, "model": model_name, "step": step,
@@ -100,8 +101,10 @@ def latest_step(folder: Path) -> int | None:
         return None
 
 
-def load_checkpoint(folder: Path, model_name: str, with_state: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
-    """(weights, state) of the newest checkpoint; CheckpointError if it is missing, corrupt or not ``model_name``'s."""
+def load_checkpoint(folder: Path, model_name: str, with_state: bool = True, versions: dict[int, str] | None = None
+                    ) -> tuple[dict[str, torch.Tensor], dict]:
+    """(weights, state) of the newest checkpoint; CheckpointError if it is missing, corrupt, not ``model_name``'s or
+    of an older version of the model than ``versions`` (the model's ``CHECKPOINT_VERSIONS``) reads."""
     pointer_path = folder / "latest.json"
     if not pointer_path.is_file():
         raise CheckpointError(f"no checkpoint in {folder} (latest.json is missing)")
@@ -110,7 +113,7 @@ def load_checkpoint(folder: Path, model_name: str, with_state: bool = True) -> t
         weights_path, state_path = folder / pointer["weights"], folder / pointer["state"]
     except (ValueError, KeyError, TypeError):
         raise CheckpointError(f"{pointer_path} is corrupt: not a checkpoint pointer") from None
-    weights = read_weights(weights_path, model_name)
+    weights = read_weights(weights_path, model_name, versions)
     state: dict = {}
     if with_state:
         try:
@@ -122,8 +125,14 @@ def load_checkpoint(folder: Path, model_name: str, with_state: bool = True) -> t
     return weights, state
 
 
-def read_weights(path: Path, model_name: str) -> dict[str, torch.Tensor]:
-    """The tensors of one of our safetensors files, after checking its metadata names ``model_name``."""
+def current_version(versions: dict[int, str] | None) -> int:
+    """The newest of a model's ``CHECKPOINT_VERSIONS`` (1 when it has none)."""
+    return max(versions) if versions else 1
+
+
+def read_weights(path: Path, model_name: str, versions: dict[int, str] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of one of our safetensors files, after checking its metadata names ``model_name`` and the
+    model's current checkpoint version (a file without one is version 1). ``versions``: {version: what changed}."""
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -131,6 +140,11 @@ def read_weights(path: Path, model_name: str) -> dict[str, torch.Tensor]:
                 raise CheckpointError(f"{path} is not a generative-twins checkpoint (no {FORMAT!r} metadata)")
             if metadata.get("model") != model_name:
                 raise CheckpointError(f"{path} is a checkpoint of model {metadata.get('model')!r}, not {model_name!r}")
+            written, current = int(metadata.get("model_version", 1)), current_version(versions)
+            if written != current:
+                raise CheckpointError(f"{path} is a version {written} checkpoint of {model_name} and this code reads "
+                                      f"version {current} ({versions.get(current, 'changed') if versions else ''}): "
+                                      "train the run anew")
             return {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is corrupt or unreadable: {str(exc).splitlines()[0]}") from None

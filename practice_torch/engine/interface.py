@@ -42,6 +42,12 @@ class ModelModule(Protocol):
     It changes the net in place (parameters or buffers: all are checkpointed), so the net may have no trainable
     parameters at all. Under torchrun it must all-reduce its sufficient statistics itself
     (torch.distributed.all_reduce), so that every rank makes the same update: there is no DDP around it.
+    Instead of ``loss``, a model whose step is more than one loss (a GAN's two players) writes the step itself:
+    ``players(net, config) -> {name: Player}`` and ``train_step(net, config, step, run) -> (loss, terms)`` on the
+    engine's utilities (``engine/players.py``); ``train.steps`` then counts its ``train_step`` calls.
+    ``CHECKPOINT_VERSIONS = {version: what changed}``: a model whose weights or training state changed shape
+    counts versions; a checkpoint carries the version it was written at, and one of another version is refused in
+    one line (a checkpoint without one is version 1).
     Optional too: ``PARTIAL_STEPS = True`` for a model whose steps update only some of its parameters (the
     players of a GAN take turns): the engine then has DistributedDataParallel find the parameters a step leaves
     without a gradient (``find_unused_parameters``), whose ``.grad`` stays None on every rank. A submodule may name
@@ -89,4 +95,14 @@ class ModelModule(Protocol):
         """The model's held-out metrics on ``dataset`` (likelihoods, bounds, ...) as plain numbers."""
 
 
-INTERFACE = ("HEADLINE", "Config", "default_config", "build", "draw_noise", "loss", "sample", "evaluate")
+INTERFACE = ("HEADLINE", "Config", "default_config", "build", "draw_noise", "sample", "evaluate")
+STEPS = (("loss",), ("players", "train_step"))  # a model gives the engine its loss, or its players and its own step
+
+
+def missing_names(module) -> list[str]:
+    """What ``module`` lacks of the interface: the names every model has, and ``loss`` unless it writes its own
+    step (``players`` and ``train_step``, ``engine/players.py``)."""
+    missing = [name for name in INTERFACE if not hasattr(module, name)]
+    if not any(all(hasattr(module, name) for name in step) for step in STEPS):
+        missing.append("loss (or players and train_step)")
+    return missing

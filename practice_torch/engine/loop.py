@@ -34,6 +34,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from practice_torch.engine import RunError, distributed
 from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, on_device, shard, to_device
 from practice_torch.engine.checkpoint import (
     CheckpointError,
+    current_version,
     latest_step,
     load_checkpoint,
     load_weights_into,
@@ -56,6 +58,7 @@ from practice_torch.engine.config import RunConfig, check_train, derive_seed
 from practice_torch.engine.ema import EMA
 from practice_torch.engine.interface import ModelModule
 from practice_torch.engine.metrics import MetricsLog, plot_losses
+from practice_torch.engine.players import StepRun, check_players, player_optimizers
 from practice_torch.engine.runs import (
     CHECKPOINTS,
     build_net,
@@ -77,6 +80,15 @@ class Diverged(Exception):
 
 
 CHECK_NAMES = {"grad_norm": "gradient norm", "update_norm": "update norm"}  # logged, and checked for finiteness
+
+
+def check_name(key: str) -> str | None:
+    """What a logged check measures ("gradient norm of the generator" for grad_norm_generator), or None."""
+    if key in CHECK_NAMES:
+        return CHECK_NAMES[key]
+    if key.startswith("grad_norm_"):
+        return f"gradient norm of the {key.removeprefix('grad_norm_')}"
+    return None
 STOP = "_stop"  # the stop flag's place among the summed values (never logged)
 
 
@@ -124,6 +136,7 @@ class Trainer:
         self.cfg, self.run_dir, t = cfg, run_dir, cfg.train
         check_train(t)
         self.model = model
+        self.versions = getattr(model, "CHECKPOINT_VERSIONS", None)  # {version: what changed}; None: version 1
         info = dataset_info(cfg.data)
         self.procs, self.device, self.joined_group = distributed.setup(t.device)
         # train.threads fixes the team (small-op models, flows and EM, run faster on one); 0 on a CPU: the cores other
@@ -143,13 +156,27 @@ class Trainer:
         self.val_set = on_device(in_memory(load_split(cfg.data, "val")), self.device) if self.validate is not None \
             else None
         trainable = [p for p in self.net.parameters() if p.requires_grad]
+        self.custom = getattr(self.model, "train_step", None)  # the model writes its own step (engine/players.py)
         if not trainable and self.update is None:
             raise RunError(f"{cfg.model_name} has no trainable parameters and no closed-form update")
-        # an empty parameter group keeps the optimizer's and the schedule's state (and checkpoints) uniform
-        self.optimizer = torch.optim.AdamW(trainable or [{"params": []}], lr=t.lr, weight_decay=t.weight_decay,
-                                           betas=tuple(t.betas), fused=self.device.type == "cuda")
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
+
+        def schedule(optimizer):
+            return torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
+
+        if self.custom is None:
+            # an empty parameter group keeps the optimizer's and the schedule's state (and checkpoints) uniform
+            self.optimizer = torch.optim.AdamW(trainable or [{"params": []}], lr=t.lr, weight_decay=t.weight_decay,
+                                               betas=tuple(t.betas), fused=self.device.type == "cuda")
+            self.optimizers = {"": self.optimizer}
+        else:
+            players = self.model.players(self.net, cfg.model)
+            check_players(players)
+            self.optimizers = player_optimizers(players, t.lr, t.betas, t.weight_decay, self.device.type == "cuda")
+            self.optimizer = None
+            self.run_step = StepRun(players, self.optimizers, self._next_batch, self._autocast, t.grad_clip, self.procs)
+        self.schedulers = {name: schedule(o) for name, o in self.optimizers.items()}
+        self.scheduler = self.schedulers.get("")
         self.batch_size = t.batch_size or len(self.train_set)  # 0: every step sees the whole split (full-batch EM)
         self.batches = GlobalBatches(len(self.train_set), self.batch_size, t.seed, self.procs.rank,
                                      self.procs.world_size)
@@ -160,23 +187,30 @@ class Trainer:
         self.ema = EMA(self.net, t.ema_decay) if t.ema_decay > 0 else None
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
-        loss: nn.Module = LossOf(self.net, self.model.loss, cfg.model)
-        if self.procs.is_distributed and self.update is None:
-            gpus = [self.device] if self.device.type == "cuda" else None
-            partial = getattr(self.model, "PARTIAL_STEPS", False)  # players taking turns: unused parameters
-            loss = nn.parallel.DistributedDataParallel(loss, device_ids=gpus, find_unused_parameters=partial)
-        self.loss = compiled(loss, t.compile_mode) if t.compile and self.update is None else loss
+        self.loss: nn.Module | None = None  # the default step's loss (a custom step has none)
+        if self.custom is None:
+            loss: nn.Module = LossOf(self.net, self.model.loss, cfg.model)
+            if self.procs.is_distributed and self.update is None:
+                gpus = [self.device] if self.device.type == "cuda" else None
+                partial = getattr(self.model, "PARTIAL_STEPS", False)  # players taking turns: unused parameters
+                loss = nn.parallel.DistributedDataParallel(loss, device_ids=gpus, find_unused_parameters=partial)
+            self.loss = compiled(loss, t.compile_mode) if t.compile and self.update is None else loss
         self.stop_signal: int | None = None
         self.stop_flags = torch.tensor([0.0, 1.0], device=self.device)  # the stop flag's two values, made once
 
     def _restore(self) -> dict:
         """Weights, optimizer, schedule, data position, noise and global RNG from the newest checkpoint."""
         folder = self.run_dir / CHECKPOINTS
-        weights, state = load_checkpoint(folder, self.cfg.model_name)
+        weights, state = load_checkpoint(folder, self.cfg.model_name, versions=self.versions)
         load_weights_into(self.net, weights, folder)
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
+            if self.custom is None:
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.scheduler.load_state_dict(state["scheduler"])
+            else:
+                for name, saved in state["players"].items():
+                    self.optimizers[name].load_state_dict(saved["optimizer"])
+                    self.schedulers[name].load_state_dict(saved["scheduler"])
             self.batches.load_state_dict(state["batches"])
             self.noise.set_state(state["noise"])
             set_rng_state(state["rng"])
@@ -199,20 +233,22 @@ class Trainer:
         bar = progress(total=t.steps, initial=self.step, disable=not main, unit="step", every=t.log_every,
                        desc=f"{self.cfg.model_name} on {self.cfg.data.name}")
         sums: dict[str, torch.Tensor] = {}  # the log window's loss, checks, terms and stop flag, summed on the device
-        lr_sum, checked = 0.0, self.step  # the window's learning rates (host); the last step a sync found finite
+        lr_sums: dict[str, float] = {}  # the window's learning rates (host)
+        checked = self.step  # the last step a sync found finite
         stop_early = False
         window_start, window_steps = time.perf_counter(), 0
         started = time.perf_counter()
         try:
             with self._stop_on_signals():
                 while self.step < end:
-                    names, stats, lr = self._train_step()
+                    names, stats, lrs = self._train_step()
                     resized = self.threads.update()
                     if resized and main:
                         bar.write(f"{self.cfg.model_name}: {resized}", file=sys.stderr)
                     for i, name in enumerate(names):  # a GAN's players log different terms: each sums its own
                         sums[name] = sums[name] + stats[i] if name in sums else stats[i]
-                    lr_sum += lr
+                    for k, v in lrs.items():
+                        lr_sums[k] = lr_sums.get(k, 0.0) + v
                     window_steps += 1
                     log_step = self.step % t.log_every == 0 or self.step == end
                     if not (log_step or self.step % t.checkpoint_every == 0 or self.step % self.sync_every == 0):
@@ -225,8 +261,7 @@ class Trainer:
                     if log_step or stop:
                         rate = self.batch_size * window_steps / (time.perf_counter() - window_start)
                         means = {k: v / window_steps for k, v in host.items()}
-                        if self.update is None:
-                            means["lr"] = lr_sum / window_steps
+                        means.update({k: v / window_steps for k, v in lr_sums.items()})
                         if self.validate is not None:
                             means.update(self._validate())
                         if t.early_stop and self._stalls(means) and self.step < t.steps:
@@ -235,7 +270,7 @@ class Trainer:
                         if log:
                             log.write(self.step, {**means, "examples_per_s": rate, "threads": self.threads.threads,
                                                   "time_s": time.perf_counter() - started})
-                        sums, lr_sum, window_start, window_steps = {}, 0.0, time.perf_counter(), 0
+                        sums, lr_sums, window_start, window_steps = {}, {}, time.perf_counter(), 0
                     bar.update(self.step - bar.n)  # after the postfix: in a log, a log step's line shows its loss
                     if self.step % t.checkpoint_every == 0 and self.step < end:
                         self.save()
@@ -267,39 +302,54 @@ class Trainer:
             self.stalled += 1
         return self.stalled >= t.patience
 
-    def _train_step(self) -> tuple[list[str], torch.Tensor, float]:
+    def _train_step(self) -> tuple[list[str], torch.Tensor, dict[str, float]]:
         """One step: (the names of the logged values, [loss, checks, terms, stop flag] averaged over the ranks, on the
-        device in float64, the step's learning rate). Nothing here waits for the device."""
-        procs = self.procs
-        batch = tuple(self._to_device(x) for x in fetch(self.train_set, self.batches.next()))
-        noise = self.model.draw_noise(self.net, self.cfg.model, self.batch_size, self.noise)
-        noise = shard(noise, procs.rank, procs.world_size)
-        noise = {k: self._to_device(v) for k, v in noise.items()}
-        step = self._gradient_step if self.update is None else self._closed_form_step
-        loss, checks, terms = step(batch, noise)
+        device in float64, the step's learning rates by name). Nothing here waits for the device."""
+        if self.custom is not None:  # the model's own step: its players updated inside (engine/players.py)
+            lrs = {f"lr_{name}": s.get_last_lr()[0] for name, s in self.schedulers.items()}
+            loss, terms = self.custom(self.net, self.cfg.model, self.step, self.run_step)
+            checks = self.run_step.take_norms()
+        else:
+            batch, noise = self._next_batch()
+            step = self._gradient_step if self.update is None else self._closed_form_step
+            loss, checks, terms = step(batch, noise)
+            lrs = {"lr": self.scheduler.get_last_lr()[0]} if self.update is None else {}
         names = ["loss", *checks, *sorted(terms), STOP]
         stop = self.stop_flags[int(self.stop_signal is not None)]  # on the device already: no copy per step
         stats = torch.stack([loss.detach().float(), *(v.float() for v in checks.values()),
                              *(terms[k].detach().float() for k in sorted(terms)), stop])
-        stats = distributed.reduce_mean(stats, procs).to(self.accumulator_dtype)
-        lr = 0.0
-        if self.update is None:
-            lr = self.scheduler.get_last_lr()[0]
+        stats = distributed.reduce_mean(stats, self.procs).to(self.accumulator_dtype)
+        if self.custom is None and self.update is None:
             self.optimizer.step()
-            self.scheduler.step()
+        if self.update is None:
+            with warnings.catch_warnings():  # a player that did not update this step (a critic-only run's generator)
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+                for schedule in self.schedulers.values():
+                    schedule.step()  # the schedule follows the run's step, whoever updated
         if self.ema is not None:
             self.ema.update(self.net)
         self.step += 1
-        return names, stats, lr
+        return names, stats, lrs
+
+    def _next_batch(self) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
+        """The next global batch's rows for this rank, on the device, and their rows of the model's noise."""
+        batch = tuple(self._to_device(x) for x in fetch(self.train_set, self.batches.next()))
+        noise = self.model.draw_noise(self.net, self.cfg.model, self.batch_size, self.noise)
+        noise = shard(noise, self.procs.rank, self.procs.world_size)
+        return batch, {k: self._to_device(v) for k, v in noise.items()}
+
+    def _autocast(self):
+        """The run's autocast context: bf16 with train.precision=bf16, else a no-op."""
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
 
     def _check_finite(self, values: dict[str, float], window: int, checked: int) -> None:
         """Diverged (one line) when the summed loss or a check of the steps since the last synchronisation is not
         finite: a NaN or an infinity in any step of a window makes its sum so."""
-        checks = [k for k in values if k in CHECK_NAMES]
+        checks = [k for k in values if check_name(k)]
         if all(math.isfinite(values[k]) for k in ("loss", *checks)):
             return
         kept = latest_step(self.run_dir / CHECKPOINTS)
-        what = ", ".join(f"{CHECK_NAMES[k]} {values[k] / window}" for k in checks)
+        what = ", ".join(f"{check_name(k)} {values[k] / window}" for k in checks)
         hint = "try a lower train.lr or a train.grad_clip" if self.update is None else "the closed-form update failed"
         where = f"at step {self.step}" if self.step == checked + 1 else f"within steps {checked + 1}-{self.step}"
         raise Diverged(f"the loss became {values['loss'] / window} ({what}) {where}; stopped. "
@@ -310,7 +360,7 @@ class Trainer:
         """(loss, {'grad_norm'}, terms): the loss under autocast, backward (DDP averages), global-norm clipping."""
         t = self.cfg.train
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=t.precision == "bf16"):
+        with self._autocast():
             loss, terms = self.loss(batch, noise, self.step)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip or math.inf)
@@ -373,10 +423,16 @@ class Trainer:
     def save(self) -> None:
         if not self.procs.is_main:
             return
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        if self.custom is None:
+            optimizers = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        else:
+            optimizers = {"players": {name: {"optimizer": o.state_dict(), "scheduler": self.schedulers[name].state_dict()}
+                                      for name, o in self.optimizers.items()}}
+        state = {**optimizers,
                  "ema": None if self.ema is None else self.ema.state_dict(), "batches": self.batches.state_dict(),
                  "noise": self.noise.get_state(), "rng": rng_state(), "early_stop": (*self.best, self.stalled)}
-        save_checkpoint(self.run_dir / CHECKPOINTS, self.cfg.model_name, self.step, self.net.state_dict(), state)
+        save_checkpoint(self.run_dir / CHECKPOINTS, self.cfg.model_name, self.step, self.net.state_dict(), state,
+                        current_version(self.versions))
 
     def finish(self) -> list[Path]:
         """The loss curves and the model's samples (EMA weights if kept) of a completed run."""

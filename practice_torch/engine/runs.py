@@ -168,7 +168,8 @@ def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overr
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     net = build_net(module, cfg, dataset_info(cfg.data))
-    weights, state = load_checkpoint(run_dir / CHECKPOINTS, cfg.model_name)
+    weights, state = load_checkpoint(run_dir / CHECKPOINTS, cfg.model_name,
+                                     versions=getattr(module, "CHECKPOINT_VERSIONS", None))
     if state.get("ema") is not None:
         weights = {**weights, **state["ema"]["shadow"]}
     load_weights_into(net, weights, run_dir)

@@ -1,16 +1,13 @@
-"""The GAN's players and its training step (Goodfellow et al. 2014; DCGAN, Radford et al. 2016; cGAN, Mirza &
-Osindero 2014, with a projection discriminator, Miyato & Koyama 2018).
+"""The GAN's players and their losses (Goodfellow et al. 2014; DCGAN, Radford et al. 2016; cGAN, Mirza & Osindero
+2014, with a projection discriminator, Miyato & Koyama 2018).
 
 The networks are the f-GAN's (``practice_torch.f_divergence.networks``): LeakyReLU MLPs for vectors, DCGAN-style
 convolutions for images (BatchNorm in the generator only; the critic's layer normalisation can be switched off,
-as a weight-clipped WGAN critic needs). ``Adversarial`` holds both players, optionally class-conditional, and the
-schedule of the game: the shared engine takes one optimizer step per call of the loss, so the steps cycle through
-``n_critic`` steps of the critic alone and one of the generator alone (GAN Algorithm 1 with k = n_critic; WGAN's
-n_critic). The idle player takes no gradient at all (its ``.grad`` stays None), so AdamW leaves it untouched:
-no momentum step, no decay, no step count. ``n_critic = 0`` updates both players in every step instead
-(simultaneous gradient steps, as the f-GAN's Algorithm 1). The step counter is a buffer: it is checkpointed with
-the weights, so a resumed run continues the cycle where it stopped. ``gan_loss`` is one step's loss with the
-losses of ``practice_torch.gan.functions``; ``wgan_loss`` (``practice_torch.wgan.training``) is the WGAN's.
+as a weight-clipped WGAN critic needs). ``Adversarial`` holds both players, optionally class-conditional: weights
+only. Who updates when is the adapter's ``train_step`` (``practice_torch.gan.training``, on the engine's players:
+one optimizer each); ``discriminator_objective`` and ``generator_objective`` are the two players' losses on a batch,
+built from ``practice_torch.gan.functions``. ``TakingTurns`` is the older schedule of a game on one optimizer (a
+step counter in the weights), still used by BiGAN and CycleGAN.
 """
 
 from __future__ import annotations
@@ -72,8 +69,8 @@ class TakingTurns(nn.Module):
         return phase < self.n_critic, phase == self.n_critic
 
 
-class Adversarial(TakingTurns):
-    """A generator G(z[, y]) and a critic V(x[, y]) -> (B,) logits or scores, with the step schedule of the game.
+class Adversarial(nn.Module):
+    """A generator G(z[, y]) and a critic V(x[, y]) -> (B,) logits or scores (a GAN's discriminator, a WGAN's critic).
 
     shape: one example, (D,) vectors or (C, H, W) images; num_classes > 0: class-conditional, the one-hot label
     appended to z and a projection term <embed(y), phi(x)> added to the critic's output (phi: its last features).
@@ -81,9 +78,8 @@ class Adversarial(TakingTurns):
 
     def __init__(self, shape: Sequence[int], architecture: str = "mlp", latent_dim: int = 8,
                  hidden: Sequence[int] = (128, 128), channels: Sequence[int] = (64, 128), fc: int = 1024,
-                 num_classes: int = 0, critic_norm: bool = True, unit_interval: bool = False, n_critic: int = 1):
+                 num_classes: int = 0, critic_norm: bool = True, unit_interval: bool = False):
         super().__init__()
-        self.init_turns(n_critic)
         self.shape, self.latent_dim, self.num_classes = tuple(shape), latent_dim, num_classes
         z_dim = latent_dim + num_classes
         if architecture == "mlp":
@@ -120,8 +116,11 @@ class Adversarial(TakingTurns):
         """The critic's weights and the projection's class vectors: everything but the generator."""
         return [p for name, p in self.named_parameters() if not name.startswith("generator.")]
 
+    def generator_parameters(self) -> list[nn.Parameter]:
+        return list(self.generator.parameters())
 
-def generated(net: Adversarial, z, y, with_grad: bool):
+
+def generated(net: nn.Module, z, y, with_grad: bool):
     """G(z, y), in the graph only when the generator steps (otherwise no graph is built for it at all)."""
     if with_grad:
         return net(z, y)
@@ -129,38 +128,28 @@ def generated(net: Adversarial, z, y, with_grad: bool):
         return net(z, y)
 
 
-def gan_loss(net: Adversarial, x, z, y=None, generator_loss: str = "non_saturating",
-             phase: tuple[bool, bool] = (True, True), r1: float = 0.0):
-    """One step of the GAN game (eq. 1): the discriminator's binary cross-entropy (``discriminator_loss``) when the
-    critic steps, the generator's loss (``generator_loss_nonsaturating`` or ``_saturating``) on the critic's detached
-    weights when the generator steps; their sum is the loss whose gradient the engine follows. ``r1`` > 0 adds
-    r1 * R1 to the discriminator's loss when it steps: R1 = 1/2 E_P |grad_x logit(x)|^2 at the real data
-    (Mescheder et al. 2018), which keeps the discriminator from growing steep around the data and stops the
-    DCGAN's collapse onto a few classes.
+def discriminator_objective(net: Adversarial, x, fake, y=None, r1: float = 0.0):
+    """The discriminator's loss on a batch (eq. 1, negated: ``discriminator_loss``) with ``r1`` > 0 times
+    R1 = 1/2 E_P |grad_x logit(x)|^2 at the real data (Mescheder et al. 2018), which keeps the discriminator from
+    growing steep around the data and stopped the DCGAN's collapse onto a few classes.
 
-    x: (B, *shape), z: (B, d), y: (B,) labels (conditional nets: the fakes are drawn for the batch's labels) ->
-    (loss, {"discriminator_loss", "generator_loss", "d_real", "d_fake"[, "r1_penalty"]}). Every term is reported at
-    every step, detached where its player does not step, so the logged means are over all steps.
+    x: (B, *shape) real, fake: (B, *shape) G(z) (taken as data: no gradient reaches G), y: (B,) labels or None ->
+    (loss, {"discriminator_loss", "d_real", "d_fake"[, "r1_penalty"]}).
     """
-    critic_steps, generator_steps = phase
-    fake = generated(net, z, y, generator_steps)
-    with_r1 = r1 > 0 and critic_steps and torch.is_grad_enabled()
-    with torch.set_grad_enabled(critic_steps and torch.is_grad_enabled()):
-        x = x.detach().requires_grad_(with_r1)
-        real_logits = net.critic_value(x, y)
-        fake_logits = net.critic_value(fake.detach(), y)
-        d_loss = discriminator_loss(real_logits, fake_logits)
-        penalty = r1_penalty(real_logits, x) if with_r1 else None
-    g_fn = GENERATOR_LOSSES[generator_loss]
-    if generator_steps:
-        with net.frozen_critic():
-            g_loss = g_fn(net.critic_value(fake, y))
-    else:
-        g_loss = g_fn(fake_logits.detach())
-    total = (d_loss if critic_steps else 0) + (g_loss if generator_steps else 0)
-    terms = {"discriminator_loss": d_loss.detach(), "generator_loss": g_loss.detach(),
-             "d_real": torch.sigmoid(real_logits.detach()).mean(), "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
-    if penalty is not None:
-        total = total + r1 * penalty
+    with_r1 = r1 > 0 and torch.is_grad_enabled()
+    x = x.detach().requires_grad_(with_r1)
+    real_logits, fake_logits = net.critic_value(x, y), net.critic_value(fake.detach(), y)
+    loss = discriminator_loss(real_logits, fake_logits)
+    terms = {"discriminator_loss": loss.detach(), "d_real": torch.sigmoid(real_logits.detach()).mean(),
+             "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
+    if with_r1:
+        penalty = r1_penalty(real_logits, x)
+        loss = loss + r1 * penalty
         terms["r1_penalty"] = penalty.detach()
-    return total, terms
+    return loss, terms
+
+
+def generator_objective(net: Adversarial, fake, y=None, kind: str = "non_saturating"):
+    """The generator's loss on the discriminator's logits of its samples: -E log D(G(z)) (non-saturating, sec. 3)
+    or E log(1 - D(G(z))) (saturating, eq. 1). fake: (B, *shape) G(z) in the graph, y: (B,) or None -> ()."""
+    return GENERATOR_LOSSES[kind](net.critic_value(fake, y))

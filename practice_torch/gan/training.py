@@ -2,8 +2,9 @@
 
 ``python -m practice_torch train gan`` trains an MLP GAN on the 2-D mixture of eight Gaussians;
 ``--dataset fashion_mnist`` a DCGAN; ``--set model.conditional=true`` a class-conditional GAN (the label into both
-players); ``--set model.generator_loss=saturating`` the minimax generator loss of eq. 1. The steps alternate: one
-of the discriminator, one of the generator (``model.n_critic``; see ``practice_torch.gan.networks``).
+players); ``--set model.generator_loss=saturating`` the minimax generator loss of eq. 1. Each player has its own
+AdamW; a training step (``train_step``) is one round of the game: ``model.n_critic`` updates of the discriminator,
+then one of the generator, so ``train.steps`` counts generator updates.
 ``eval`` reports, on 2-D data, the modes covered and the share of samples within 3 standard deviations of a mode;
 on images, the FID of the samples beside an untrained generator's and the training images' (the floor), the
 feature network's class shares of the samples and, for a conditional GAN, how often it names the asked-for class.
@@ -18,9 +19,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.gan.functions import discriminator_loss
-from practice_torch.gan.networks import GENERATOR_LOSSES, Adversarial, gan_loss
+from practice_torch.gan.networks import (
+    GENERATOR_LOSSES,
+    Adversarial,
+    discriminator_objective,
+    generated,
+    generator_objective,
+)
 from practice_torch.gan.sampling import class_rows, generate, references
 from practice_torch.models import Artefact
 from practice_torch.plots import scatter_figure_2d
@@ -37,7 +45,7 @@ class Config:
     hidden: tuple[int, ...] = (128, 128, 128)  # MLP widths (generator and discriminator)
     channels: tuple[int, ...] = (64, 128)  # conv widths (two stride-2 layers each way)
     fc: int = 1024  # conv: width of the fully connected layer in generator and discriminator
-    n_critic: int = 1  # discriminator steps per generator step; 0 = both players in every step
+    n_critic: int = 1  # discriminator updates per generator update; 0 = both players at once (simultaneous)
     r1: float = 0.0  # weight of the R1 penalty on the discriminator (Mescheder et al. 2018); 0 = the plain game
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
     log_mel: bool = False  # examples are spoken_digits log-mels in [-1, 1]: shown as spectrograms, written as WAV
@@ -45,10 +53,10 @@ class Config:
 
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
 R1_IMAGES = 10.0  # the f-GAN's image weight: without it the quick DCGAN collapsed onto shirts, coats and bags
-DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # Radford et al.: Adam(2e-4, beta1 = 0.5)
+DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 25, "grad_clip": 0.0}  # Radford et al.: Adam(2e-4, beta1 = 0.5)
 
-# quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per generator step.
-PARTIAL_STEPS = True  # the players take turns: under torchrun DDP finds the idle one (engine interface)
+# quick: 2 CPU cores, minutes; full: GPU scale. Steps count generator updates (each after n_critic = 1 of the
+# discriminator's: two batches a step).
 HEADLINE = (("class_accuracy", "samples classified as their class", "share"), ("fid", "FID (project features)", "FID"),
             ("fid_samples", "FID (project features)", "FID"), ("modes_covered", "modes covered", "modes"))
 
@@ -56,30 +64,33 @@ PRESETS = {
     "quick": {
         **dict.fromkeys(("gaussians", "*"), Preset(
             Config(),
-            TrainConfig(steps=8000, batch_size=256, lr=2e-4, checkpoint_every=2000, samples=2000, **DCGAN))),
+            TrainConfig(steps=4000, batch_size=256, lr=2e-4, checkpoint_every=1000, samples=2000, **DCGAN))),
         "image": Preset(
             Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512, r1=R1_IMAGES),
-            TrainConfig(steps=6000, batch_size=64, lr=2e-4, checkpoint_every=1500, samples=100, **DCGAN)),
+            TrainConfig(steps=3000, batch_size=64, lr=2e-4, checkpoint_every=750, samples=100, **DCGAN)),
         "audio": Preset(
             Config(architecture="conv", latent_dim=64, channels=(16, 32), fc=256, r1=R1_IMAGES, log_mel=True),
-            TrainConfig(steps=2000, batch_size=64, lr=2e-4, checkpoint_every=500, samples=20, **DCGAN), view="mel"),
+            TrainConfig(steps=1000, batch_size=64, lr=2e-4, checkpoint_every=250, samples=20, **DCGAN), view="mel"),
     },
     "full": {
         **dict.fromkeys(("gaussians", "*"), Preset(
             Config(),
-            TrainConfig(steps=40_000, batch_size=512, lr=2e-4, checkpoint_every=10_000, samples=5000,
+            TrainConfig(steps=20_000, batch_size=512, lr=2e-4, checkpoint_every=5000, samples=5000,
                         **DCGAN, **GPU_TRAINING))),
         "image": Preset(
             Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024, r1=R1_IMAGES),
-            TrainConfig(steps=60_000, batch_size=128, lr=2e-4, checkpoint_every=10_000, samples=100,
+            TrainConfig(steps=30_000, batch_size=128, lr=2e-4, checkpoint_every=5000, samples=100,
                         **DCGAN, **GPU_TRAINING)),
         "audio": Preset(
             Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024, r1=R1_IMAGES, log_mel=True),
-            TrainConfig(steps=30_000, batch_size=128, lr=2e-4, checkpoint_every=5000, samples=20,
+            TrainConfig(steps=15_000, batch_size=128, lr=2e-4, checkpoint_every=2500, samples=20,
                         **DCGAN, **GPU_TRAINING), view="mel"),
     },
 }
 default_config = preset_config("gan", PRESETS)
+# What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
+CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
+                       2: "each player has its own optimizer, no step counter in the weights"}
 
 
 def build(config: Config, data) -> Adversarial:
@@ -97,11 +108,13 @@ def build(config: Config, data) -> Adversarial:
     if config.generator_loss not in GENERATOR_LOSSES:
         raise ValueError(f"unknown model.generator_loss {config.generator_loss!r}; choose from "
                          f"{', '.join(GENERATOR_LOSSES)}")
+    if config.n_critic < 0:
+        raise ValueError(f"model.n_critic must be 0 (simultaneous updates) or more, got {config.n_critic}")
     if config.conditional and not data.num_classes:
         raise ValueError(f"model.conditional=true needs class labels, and {data.name} has none")
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       data.num_classes if config.conditional else 0, critic_norm=True,
-                      unit_interval=data.modality == "image", n_critic=config.n_critic)
+                      unit_interval=data.modality == "image")
     net.data_view = "mel" if data.modality == "audio" else None  # the view eval's reference images are loaded in
     if config.r1 < 0:
         raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
@@ -110,23 +123,40 @@ def build(config: Config, data) -> Adversarial:
 
 
 def draw_noise(net: Adversarial, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """z ~ N(0, I), (n, d): the generator's latents for one batch (drawn at every step, whichever player steps)."""
+    """z ~ N(0, I), (n, d): the generator's latents for one batch (``run.next_batch`` draws them with each batch)."""
     return {"z": torch.randn((n, net.latent_dim), generator=generator)}
 
 
-def loss(net: Adversarial, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """``gan_loss`` for this step's player (``net.next_phase``) on (x (B, ...), y (B,)); fakes of a conditional GAN
-    are drawn for the batch's labels."""
-    y = batch[1] if net.num_classes else None
-    return gan_loss(net, batch[0], noise["z"], y, config.generator_loss, net.next_phase(), config.r1)
+def players(net: Adversarial, config: Config) -> dict[str, Player]:
+    """One AdamW each (the run's lr and betas): the discriminator (with the projection's class vectors), the generator."""
+    return {"discriminator": Player(net.critic_parameters()), "generator": Player(net.generator_parameters())}
 
 
-def _device(net) -> torch.device:
-    return next(net.parameters()).device
-
-
-
-
+def train_step(net: Adversarial, config: Config, step: int, run):
+    """One round of the game (Goodfellow et al. 2014, Algorithm 1 with k = ``model.n_critic``): k updates of the
+    discriminator, each on a fresh batch and fresh z, then one update of the generator on fresh z (a conditional GAN
+    draws its fakes for the batch's labels). ``model.n_critic = 0``: both players at once on one batch (simultaneous
+    gradient steps). -> (the discriminator's loss + the generator's, the players' terms)."""
+    terms = {}
+    for _ in range(config.n_critic):
+        (x, y), noise = run.next_batch()
+        y = y if net.num_classes else None
+        with run.autocast():
+            fake = generated(net, noise["z"], y, with_grad=False)
+            d_loss, terms = discriminator_objective(net, x, fake, y, config.r1)
+        run.update(discriminator=d_loss)
+    (x, y), noise = run.next_batch()
+    y = y if net.num_classes else None
+    with run.autocast():
+        fake = net(noise["z"], y)
+        g_loss = generator_objective(net, fake, y, config.generator_loss)
+        if config.n_critic == 0:
+            d_loss, terms = discriminator_objective(net, x, fake, y, config.r1)
+    if config.n_critic == 0:
+        run.update(discriminator=d_loss, generator=g_loss)
+    else:
+        run.update(generator=g_loss)
+    return terms["discriminator_loss"] + g_loss.detach(), {**terms, "generator_loss": g_loss.detach()}
 
 
 @torch.no_grad()
@@ -158,7 +188,7 @@ def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torc
     """The discriminator's loss (eq. 1, negated: log 4 at D = 1/2) on the held-out set and as many samples; on
     labelled 2-D data the mode statistics; on images (``model.eval_references``) the reference FIDs and the class
     shares of ``quality.image_references``."""
-    device = _device(net)
+    device = next(net.parameters()).device
     total, reals, labels, n = 0.0, [], [], len(dataset)
     for x, y in DataLoader(dataset, batch_size=1000):
         y_fake = y if net.num_classes else None

@@ -2,13 +2,14 @@
 
 ``python -m practice_torch train wgan`` trains WGAN-GP (Gulrajani et al. 2017) on the 2-D mixture of eight
 Gaussians; ``--set model.penalty=clip`` the original WGAN with weight clipping (Arjovsky et al. 2017);
-``--dataset fashion_mnist`` DCGAN-style convolutions with a critic without normalisation. The networks and the
-step schedule are the GAN's (``practice_torch.gan.networks.Adversarial``): ``model.n_critic`` steps of the critic
-alone, then one of the generator alone, each one step of the shared engine (so ``train.steps`` counts both).
+``--dataset fashion_mnist`` DCGAN-style convolutions with a critic without normalisation. The networks are the
+GAN's (``practice_torch.gan.networks.Adversarial``), each player with its own AdamW; a training step
+(``train_step``, WGAN-GP's Algorithm 1) is ``model.n_critic`` updates of the critic, each on a fresh batch, then
+one of the generator, so ``train.steps`` counts generator updates (critic updates with ``model.critic_only``).
 
-Weight clipping (Algorithm 1, line 7) projects every critic parameter onto [-c, c] after its step; the engine owns
-the step, so the projection runs when the weights are next used: at the start of the next loss, and before
-``evaluate`` and ``sample`` read the critic. ``eval`` reports the critic's estimate of W1 on held-out data (for
+Weight clipping (Algorithm 1, line 7) projects every critic parameter onto [-c, c] after its update; the
+projection runs when the weights are next used: at the start of the next loss, and before ``evaluate`` and
+``sample`` read the critic. ``eval`` reports the critic's estimate of W1 on held-out data (for
 clipping, W1 times the critic's unknown Lipschitz constant), the mean input-gradient norm of the critic at
 interpolates (1 for a critic that is exactly 1-Lipschitz along them) and, on 2-D data, the exact W1 between
 samples and held-out points (an optimal assignment) and the mode statistics; on images the reference FIDs.
@@ -23,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.gan.networks import Adversarial, generated
 from practice_torch.gan.sampling import class_rows, generate
@@ -48,7 +50,7 @@ class Config:
     penalty: Literal["gp", "lp", "clip"] = "gp"
     gp_weight: float = 10.0  # lambda of the gradient penalty, two- or one-sided (Gulrajani et al.)
     clip: float = 0.01  # c of weight clipping (Arjovsky et al.)
-    n_critic: int = 5  # critic steps per generator step
+    n_critic: int = 5  # critic updates per generator update
     architecture: Literal["mlp", "conv"] = "mlp"
     latent_dim: int = 8
     hidden: tuple[int, ...] = (128, 128, 128)  # MLP widths (generator and critic)
@@ -59,10 +61,10 @@ class Config:
 
 
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
-GP_ADAM = {"betas": (0.5, 0.9), "warmup_steps": 50, "grad_clip": 0.0}  # Gulrajani et al.: Adam(1e-4, 0.5, 0.9)
+GP_ADAM = {"betas": (0.5, 0.9), "warmup_steps": 10, "grad_clip": 0.0}  # Gulrajani et al.: Adam(1e-4, 0.5, 0.9)
 
-# quick: 2 CPU cores, minutes; full: GPU scale. Steps count both players' steps: n_critic + 1 per generator step.
-PARTIAL_STEPS = True  # the players take turns: under torchrun DDP finds the idle one (engine interface)
+# quick: 2 CPU cores, minutes; full: GPU scale. Steps count generator updates, each after n_critic = 5 of the
+# critic's (six batches a step).
 HEADLINE = (("fid", "FID (project features)", "FID"), ("fid_samples", "FID (project features)", "FID"),
             ("critic_w1_relative_error", "critic's W1 estimate against the exact 1-D W1, relative error", "share"),
             ("w1_exact", "W1(samples, test points)", "W1"),
@@ -72,30 +74,33 @@ PRESETS = {
     "quick": {
         **dict.fromkeys(("gaussians", "*"), Preset(
             Config(),
-            TrainConfig(steps=12_000, batch_size=256, lr=1e-4, checkpoint_every=3000, samples=2000, **GP_ADAM))),
+            TrainConfig(steps=2000, batch_size=256, lr=1e-4, checkpoint_every=500, samples=2000, **GP_ADAM))),
         "1-D": Preset(  # the one-sided penalty: a 1-D critic cannot turn its slope past the two-sided one's barrier
             Config(penalty="lp"),
-            TrainConfig(steps=6000, batch_size=256, lr=1e-4, checkpoint_every=2000, samples=2000, **GP_ADAM)),
+            TrainConfig(steps=1000, batch_size=256, lr=1e-4, checkpoint_every=500, samples=2000, **GP_ADAM)),
         "image": Preset(
             Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512),
-            TrainConfig(steps=6000, batch_size=64, lr=1e-4, checkpoint_every=1500, samples=100, **GP_ADAM)),
+            TrainConfig(steps=1000, batch_size=64, lr=1e-4, checkpoint_every=250, samples=100, **GP_ADAM)),
     },
     "full": {
         **dict.fromkeys(("gaussians", "*"), Preset(
             Config(),
-            TrainConfig(steps=60_000, batch_size=512, lr=1e-4, checkpoint_every=10_000, samples=5000,
+            TrainConfig(steps=10_000, batch_size=512, lr=1e-4, checkpoint_every=2000, samples=5000,
                         **GP_ADAM, **GPU_TRAINING))),
         "1-D": Preset(
             Config(penalty="lp"),
-            TrainConfig(steps=30_000, batch_size=512, lr=1e-4, checkpoint_every=10_000, samples=5000,
+            TrainConfig(steps=5000, batch_size=512, lr=1e-4, checkpoint_every=1000, samples=5000,
                         **GP_ADAM, **GPU_TRAINING)),
         "image": Preset(
             Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024),
-            TrainConfig(steps=120_000, batch_size=128, lr=1e-4, checkpoint_every=10_000, samples=100,
+            TrainConfig(steps=20_000, batch_size=128, lr=1e-4, checkpoint_every=2000, samples=100,
                         **GP_ADAM, **GPU_TRAINING)),
     },
 }
 default_config = preset_config("wgan", PRESETS)
+# What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
+CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
+                       2: "each player has its own optimizer, no step counter in the weights"}
 
 
 def build(config: Config, data) -> Adversarial:
@@ -111,7 +116,7 @@ def build(config: Config, data) -> Adversarial:
     if config.n_critic < 1:
         raise ValueError(f"model.n_critic must be at least 1 (critic steps per generator step), got {config.n_critic}")
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
-                      critic_norm=False, unit_interval=data.modality == "image", n_critic=config.n_critic)
+                      critic_norm=False, unit_interval=data.modality == "image")
     net.data_name = data.name  # for eval's references (the training images of the same data set)
     return net
 
@@ -129,49 +134,61 @@ def draw_noise(net: Adversarial, config: Config, n: int, generator: torch.Genera
     return {"z": torch.randn((n, net.latent_dim), generator=generator), "alpha": torch.rand((n,), generator=generator)}
 
 
-def wgan_loss(net: Adversarial, config: Config, x, z, alpha, phase: tuple[bool, bool] = (True, True)):
-    """One step of the WGAN game. Critic steps: -(E_data f - E_G f) (``critic_objective``, eq. 3, ascended), plus
-    config.gp_weight * ``gradient_penalty`` (``lipschitz_penalty`` for config.penalty=lp) of ``input_gradients`` at
-    ``interpolates`` (GP Algorithm 1, lines 4-8).
-    Generator steps: -E_z f(G(z)) on the critic's frozen weights (line 11).
+def critic_objective_terms(net: Adversarial, config: Config, x, fake, alpha):
+    """The critic's loss on a batch: -(E_data f - E_G f) (``critic_objective``, eq. 3, ascended), plus
+    gp_weight * ``gradient_penalty`` (``lipschitz_penalty`` for model.penalty=lp) of ``input_gradients`` at
+    ``interpolates`` (GP Algorithm 1, lines 4-8); weight clipping (model.penalty=clip) projects the critic first.
 
-    x: (B, *shape), z: (B, d), alpha: (B,) -> (loss, {"w1_estimate", "gradient_penalty" (gp), "grad_norm_hat"}).
-    Every term is reported at every step (computed without a graph where its player does not step).
+    x: (B, *shape) real, fake: (B, *shape) G(z) (data to the critic), alpha: (B,) ->
+    (loss, {"w1_estimate", "grad_norm_hat"[, "gradient_penalty"]}).
     """
-    critic_steps, generator_steps = phase
     project(net, config)
-    fake = generated(net, z, None, generator_steps)
-    train_critic = critic_steps and torch.is_grad_enabled()
-    with torch.set_grad_enabled(train_critic):
-        f_real, f_fake = net.critic_value(x), net.critic_value(fake.detach())
-        objective = critic_objective(f_real, f_fake)
-    x_hat = interpolates(x, fake.detach(), alpha)
+    fake = fake.detach()
+    objective = critic_objective(net.critic_value(x), net.critic_value(fake))
+    x_hat = interpolates(x, fake, alpha)
     penalised = config.penalty in ("gp", "lp")
-    if not (train_critic and penalised):
+    if penalised and torch.is_grad_enabled():
+        grads = input_gradients(net.critic_value, x_hat)  # in the graph: the penalty's double backward
+    else:
         with torch.no_grad():  # only reported: the input gradients, no double backward
             grads = input_gradients(net.critic_value, x_hat)
-    else:
-        grads = input_gradients(net.critic_value, x_hat)
-    penalty = (lipschitz_penalty if config.penalty == "lp" else gradient_penalty)(grads)
     terms = {"w1_estimate": objective.detach(), "grad_norm_hat": grads.flatten(1).norm(dim=1).mean().detach()}
-    total = 0
-    if critic_steps:
-        total = -objective
-        if penalised:
-            total = total + config.gp_weight * penalty
+    loss = -objective
     if penalised:
+        penalty = (lipschitz_penalty if config.penalty == "lp" else gradient_penalty)(grads)
+        loss = loss + config.gp_weight * penalty
         terms["gradient_penalty"] = penalty.detach()
-    if generator_steps:
-        with net.frozen_critic():
-            total = total - torch.mean(net.critic_value(fake))
-    return total, terms
+    return loss, terms
 
 
-def loss(net: Adversarial, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """``wgan_loss`` for this step's player (``net.next_phase``; always the critic when ``model.critic_only``) on
-    (x (B, ...), y)."""
-    phase = (True, False) if config.critic_only else net.next_phase()
-    return wgan_loss(net, config, batch[0], noise["z"], noise["alpha"], phase)
+def generator_objective(net: Adversarial, config: Config, z):
+    """-E_z f(G(z)) (GP Algorithm 1, line 11) on the critic as it stands (projected first). z: (B, d) -> ()."""
+    project(net, config)
+    return -torch.mean(net.critic_value(net(z)))
+
+
+def players(net: Adversarial, config: Config) -> dict[str, Player]:
+    """One AdamW each (the run's lr and betas, Adam(1e-4, 0.5, 0.9) in the presets): the critic, the generator."""
+    return {"critic": Player(net.critic_parameters()), "generator": Player(net.generator_parameters())}
+
+
+def train_step(net: Adversarial, config: Config, step: int, run):
+    """One generator update of WGAN-GP (Gulrajani et al. 2017, Algorithm 1): ``model.n_critic`` updates of the
+    critic, each on a fresh batch, z and alpha, then one of the generator on fresh z. With ``model.critic_only`` one
+    critic update against the untrained generator. -> (the critic's loss [+ the generator's], the terms)."""
+    for _ in range(1 if config.critic_only else config.n_critic):
+        (x, _), noise = run.next_batch()
+        with run.autocast():
+            fake = generated(net, noise["z"], None, with_grad=False)
+            c_loss, terms = critic_objective_terms(net, config, x, fake, noise["alpha"])
+        run.update(critic=c_loss)
+    if config.critic_only:
+        return c_loss.detach(), terms
+    _, noise = run.next_batch()
+    with run.autocast():
+        g_loss = generator_objective(net, config, noise["z"])
+    run.update(generator=g_loss)
+    return c_loss.detach() + g_loss.detach(), {**terms, "generator_loss": g_loss.detach()}
 
 
 @torch.no_grad()

@@ -1,0 +1,114 @@
+"""A step of more than one loss: the model's own ``train_step``, its players, and the utilities the engine lends it.
+
+Most models give the engine one ``loss`` and the engine takes the step (``loop.py``). A model whose step is more
+than one loss and one optimizer, a GAN's two players say, writes the step itself, top to bottom, and defines beside
+the interface:
+
+    players(net, config) -> dict[str, Player]        the parameters each optimizer updates (and its own lr, betas)
+    train_step(net, config, step, run) -> (loss, terms)
+
+The engine builds one AdamW per player (``train.lr``, ``train.betas`` and ``train.weight_decay`` unless the player
+names its own), each with the run's warmup + cosine schedule over ``train.steps``, which then counts ``train_step``
+calls (a GAN's generator updates). ``run`` is this module's ``StepRun``, the engine's utilities for one step:
+
+    run.next_batch()           (batch, noise): the next global batch's rows for this process, on the device, and
+                               their rows of ``draw_noise``; every call takes the next batch (a critic's inner loop
+                               sees a fresh batch at each update), in an order a resumed run repeats exactly
+    run.autocast()             the run's autocast (bf16 with ``train.precision=bf16``), around the losses
+    run.update(name=loss, ...) one update of each named player: the gradient of its loss with respect to its own
+                               parameters only (``backward(inputs=...)``, so one player's loss never moves another),
+                               averaged over the processes under torchrun, clipped to ``train.grad_clip``, and its
+                               AdamW step; several players at once take their gradients before any of them steps
+                               (simultaneous updates, as the f-GAN's)
+
+``loss`` is the figure logged as the run's loss (a GAN: the discriminator's plus the generator's), ``terms`` named
+scalars logged beside it; the engine adds each player's mean gradient norm over the step (``grad_norm_<player>``),
+stops the run on a non-finite one as on a non-finite loss, logs each player's learning rate (``lr_<player>``) and
+checkpoints every optimizer and schedule. ``train.compile`` compiles the default step's loss only: a custom step runs
+eager.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from practice_torch.engine import distributed
+
+
+@dataclass(frozen=True)
+class Player:
+    """One optimizer's share of the net: its parameters, and its own learning rate and Adam betas (None: the run's
+    ``train.lr`` and ``train.betas``), so that two players may learn on two timescales (Heusel et al. 2017)."""
+
+    parameters: list[nn.Parameter]
+    lr: float | None = None
+    betas: tuple[float, float] | None = None
+
+
+class StepRun:
+    """The engine's utilities for one custom step (module docstring). ``next_batch`` and ``autocast`` are the
+    trainer's; the players' optimizers, clipping and the gradient averaging live here."""
+
+    def __init__(self, players: dict[str, Player], optimizers: dict[str, torch.optim.Optimizer],
+                 next_batch: Callable[[], tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]],
+                 autocast: Callable[[], AbstractContextManager], grad_clip: float, procs: distributed.Processes):
+        self.players, self.optimizers, self.grad_clip, self.procs = players, optimizers, grad_clip, procs
+        self.next_batch, self.autocast = next_batch, autocast
+        self.norms: dict[str, list[torch.Tensor]] = {name: [] for name in players}
+
+    def update(self, **losses: torch.Tensor) -> None:
+        """One update of each named player (``run.update(discriminator=d_loss)``): gradients of every loss first,
+        each with respect to its own player's parameters only, then the steps."""
+        unknown = sorted(set(losses) - set(self.players))
+        if unknown:
+            raise KeyError(f"no player {', '.join(unknown)}; the players are {', '.join(self.players)}")
+        names = list(losses)
+        for i, name in enumerate(names):
+            params = self._trainable(name)
+            self.optimizers[name].zero_grad(set_to_none=True)
+            losses[name].backward(inputs=params, retain_graph=i < len(names) - 1)
+        for name in names:
+            params = [p for p in self._trainable(name) if p.grad is not None]
+            if self.procs.is_distributed:
+                for p in params:  # the mean gradient of the global batch, as DDP's
+                    torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
+                    p.grad.div_(self.procs.world_size)
+            self.norms[name].append(torch.nn.utils.clip_grad_norm_(params, self.grad_clip or math.inf))
+            self.optimizers[name].step()
+
+    def take_norms(self) -> dict[str, torch.Tensor]:
+        """{grad_norm_<player>: the mean of its gradient norms over the step's updates} of the players that stepped,
+        and forget them (the next step starts afresh)."""
+        norms = {f"grad_norm_{name}": torch.stack(values).mean() for name, values in self.norms.items() if values}
+        self.norms = {name: [] for name in self.players}
+        return norms
+
+    def _trainable(self, name: str) -> list[nn.Parameter]:
+        return [p for p in self.players[name].parameters if p.requires_grad]
+
+
+def player_optimizers(players: dict[str, Player], lr: float, betas, weight_decay: float, fused: bool
+                      ) -> dict[str, torch.optim.AdamW]:
+    """One AdamW per player, with the run's settings where the player names none."""
+    return {name: torch.optim.AdamW(p.parameters, lr=p.lr if p.lr is not None else lr,
+                                    betas=tuple(p.betas if p.betas is not None else betas),
+                                    weight_decay=weight_decay, fused=fused)
+            for name, p in players.items()}
+
+
+def check_players(players: dict[str, Player]) -> None:
+    """ValueError (one line) unless the players are non-empty and share no parameter."""
+    seen: dict[int, str] = {}
+    for name, player in players.items():
+        if not player.parameters:
+            raise ValueError(f"player {name!r} has no parameters")
+        for p in player.parameters:
+            if id(p) in seen:
+                raise ValueError(f"a parameter belongs to two players, {seen[id(p)]!r} and {name!r}")
+            seen[id(p)] = name
