@@ -132,7 +132,8 @@ def current_version(versions: dict[int, str] | None) -> int:
 
 def read_weights(path: Path, model_name: str, versions: dict[int, str] | None = None) -> dict[str, torch.Tensor]:
     """The tensors of one of our safetensors files, after checking its metadata names ``model_name`` and the
-    model's current checkpoint version (a file without one is version 1). ``versions``: {version: what changed}."""
+    model's current checkpoint version (a file without one is version 1). ``versions``: {version: what changed}, as
+    the model declares them (None: not checked, for a model without versions or a reader of raw tensors)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -141,9 +142,9 @@ def read_weights(path: Path, model_name: str, versions: dict[int, str] | None = 
             if metadata.get("model") != model_name:
                 raise CheckpointError(f"{path} is a checkpoint of model {metadata.get('model')!r}, not {model_name!r}")
             written, current = int(metadata.get("model_version", 1)), current_version(versions)
-            if written != current:
+            if versions is not None and written != current:
                 raise CheckpointError(f"{path} is a version {written} checkpoint of {model_name} and this code reads "
-                                      f"version {current} ({versions.get(current, 'changed') if versions else ''}): "
+                                      f"version {current} ({versions.get(current, 'changed')}): "
                                       "train the run anew")
             return {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
