@@ -181,7 +181,7 @@ class Trainer:
         self.batches = GlobalBatches(len(self.train_set), self.batch_size, t.seed, self.procs.rank,
                                      self.procs.world_size)
         self.noise = torch.Generator().manual_seed(derive_seed(t.seed, "noise"))
-        self.step = 0
+        self.step, self.batches_taken = 0, 0  # batches_taken: for the examples/s of the log (this process's run)
         state = self._restore() if resume else {}
         self.best, self.stalled = state.get("early_stop", (math.inf, 0, 0))[:2], state.get("early_stop", (0, 0, 0))[2]
         self.ema = EMA(self.net, t.ema_decay) if t.ema_decay > 0 else None
@@ -236,7 +236,7 @@ class Trainer:
         lr_sums: dict[str, float] = {}  # the window's learning rates (host)
         checked = self.step  # the last step a sync found finite
         stop_early = False
-        window_start, window_steps = time.perf_counter(), 0
+        window_start, window_steps, window_batches = time.perf_counter(), 0, self.batches_taken
         started = time.perf_counter()
         try:
             with self._stop_on_signals():
@@ -259,7 +259,8 @@ class Trainer:
                     self._check_finite(host, window_steps, checked)
                     checked = self.step
                     if log_step or stop:
-                        rate = self.batch_size * window_steps / (time.perf_counter() - window_start)
+                        taken = self.batches_taken - window_batches  # a custom step may take several a step
+                        rate = self.batch_size * taken / (time.perf_counter() - window_start)
                         means = {k: v / window_steps for k, v in host.items()}
                         means.update({k: v / window_steps for k, v in lr_sums.items()})
                         if self.validate is not None:
@@ -271,6 +272,7 @@ class Trainer:
                             log.write(self.step, {**means, "examples_per_s": rate, "threads": self.threads.threads,
                                                   "time_s": time.perf_counter() - started})
                         sums, lr_sums, window_start, window_steps = {}, {}, time.perf_counter(), 0
+                        window_batches = self.batches_taken
                     bar.update(self.step - bar.n)  # after the postfix: in a log, a log step's line shows its loss
                     if self.step % t.checkpoint_every == 0 and self.step < end:
                         self.save()
@@ -334,6 +336,7 @@ class Trainer:
     def _next_batch(self) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
         """The next global batch's rows for this rank, on the device, and their rows of the model's noise."""
         batch = tuple(self._to_device(x) for x in fetch(self.train_set, self.batches.next()))
+        self.batches_taken += 1
         noise = self.model.draw_noise(self.net, self.cfg.model, self.batch_size, self.noise)
         noise = shard(noise, self.procs.rank, self.procs.world_size)
         return batch, {k: self._to_device(v) for k, v in noise.items()}
