@@ -479,3 +479,23 @@ def test_a_checkpoint_of_another_model_version_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(info.value)
     save_checkpoint(folder, "gan", 4, w, {"step": 4}, version=2)
     assert torch.equal(load_checkpoint(folder, "gan", versions=versions)[0]["a"], w["a"])  # the current one loads
+
+
+def test_the_players_of_a_custom_step_share_no_parameter_and_update_only_their_own():
+    from practice_torch.engine.distributed import Processes
+    from practice_torch.engine.players import Player, StepRun, check_players, player_optimizers
+
+    a, b = torch.nn.Linear(2, 1), torch.nn.Linear(1, 1)
+    with pytest.raises(ValueError, match="belongs to two players, 'one' and 'two'"):
+        check_players({"one": Player(list(a.parameters())), "two": Player([a.weight])})
+    players = {"a": Player(list(a.parameters())), "b": Player(list(b.parameters()), lr=0.5, betas=(0.0, 0.9))}
+    optimizers = player_optimizers(players, 1e-3, (0.9, 0.999), 0.0, fused=False)
+    assert optimizers["b"].param_groups[0]["lr"] == 0.5 and optimizers["a"].param_groups[0]["betas"] == (0.9, 0.999)
+    run = StepRun(players, optimizers, None, None, 0.0, Processes(rank=0, local_rank=0, world_size=1))
+    before = b.weight.detach().clone()
+    loss = b(a(torch.ones(3, 2))).sum()  # reaches both players' parameters
+    run.update(a=loss)
+    assert a.weight.grad is not None and b.weight.grad is None and torch.equal(b.weight, before)
+    assert set(run.take_norms()) == {"grad_norm_a"} and run.take_norms() == {}
+    with pytest.raises(KeyError, match="no player c"):
+        run.update(c=loss)

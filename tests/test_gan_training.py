@@ -11,6 +11,7 @@ import json
 
 import pytest
 import torch
+from adversarial import adam_steps, tiny_trainer
 from resumption import assert_resumes_exactly
 
 from practice_torch.cli import main
@@ -51,22 +52,11 @@ def test_shapes_of_the_mlp_dcgan_and_conditional_players():
     assert conv.critic_value(images, torch.arange(6)).shape == (6,) and conv.embed.weight.shape == (10, 16)
 
 
-def tiny_trainer(tmp_path, *overrides):
-    cfg = apply_overrides(gan_training.default_config("quick", "gaussians"), [
-        "model.hidden=8", "model.latent_dim=2", "train.batch_size=16", "train.samples=10", "train.device=cpu",
-        "data.limit=64", "train.warmup_steps=1", *overrides])
-    return new_trainer(cfg, tmp_path / "run")
-
-
-def adam_steps(optimizer) -> set[int]:
-    return {int(state["step"]) for state in optimizer.state.values()}
-
-
 @pytest.mark.parametrize("n_critic", [2, 0])
 def test_a_step_is_a_round_of_the_game_each_player_on_its_own_optimizer(tmp_path, n_critic):
     """One training step: n_critic updates of the discriminator, each on its own batch, then one of the generator
     (n_critic = 0: both at once on one batch); each player's AdamW counts only its own updates."""
-    trainer = tiny_trainer(tmp_path, f"model.n_critic={n_critic}")
+    trainer = tiny_trainer("gan", tmp_path / "run", f"model.n_critic={n_critic}")
     net = trainer.net
     assert set(trainer.optimizers) == {"discriminator", "generator"}
     generator_before = [p.detach().clone() for p in net.generator.parameters()]

@@ -9,13 +9,13 @@ import json
 
 import pytest
 import torch
+from adversarial import adam_steps, tiny_trainer
 from resumption import assert_resumes_exactly
 from torch import nn
 
 from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine.config import apply_overrides
-from practice_torch.models import new_trainer
 from practice_torch.wgan import functions
 from practice_torch.wgan import training as wgan_training
 
@@ -47,24 +47,13 @@ def test_the_conv_critic_has_no_normalisation_and_the_f_gans_keeps_its_own():
     assert isinstance(normed.norm2, nn.GroupNorm) and isinstance(normed.norm_fc, nn.LayerNorm)
 
 
-def tiny_trainer(tmp_path, *overrides):
-    cfg = apply_overrides(wgan_training.default_config("quick", "gaussians"), [
-        "model.hidden=8", "model.latent_dim=2", "train.batch_size=16", "train.samples=10", "train.device=cpu",
-        "data.limit=64", "train.warmup_steps=1", *overrides])
-    return new_trainer(cfg, tmp_path / "run")
-
-
-def adam_steps(optimizer) -> set[int]:
-    return {int(state["step"]) for state in optimizer.state.values()}
-
-
 def test_a_step_is_n_critic_critic_updates_then_one_generator_update(tmp_path):
-    trainer = tiny_trainer(tmp_path, "model.n_critic=3")
+    trainer = tiny_trainer("wgan", tmp_path / "run", "model.n_critic=3")
     generator_before = [p.detach().clone() for p in trainer.net.generator.parameters()]
     trainer.run(stop_at=2)
     assert adam_steps(trainer.optimizers["critic"]) == {6} and adam_steps(trainer.optimizers["generator"]) == {2}
     assert all(not torch.equal(a, b) for a, b in zip(generator_before, trainer.net.generator.parameters()))
-    only = tiny_trainer(tmp_path / "critic_only", "model.critic_only=true")
+    only = tiny_trainer("wgan", tmp_path / "critic_only", "model.critic_only=true")
     generator_before = [p.detach().clone() for p in only.net.generator.parameters()]
     only.run(stop_at=4)  # critic_only: one critic update a step, the generator never
     assert adam_steps(only.optimizers["critic"]) == {4} and not only.optimizers["generator"].state
