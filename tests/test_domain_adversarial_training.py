@@ -47,15 +47,15 @@ def test_shapes_of_the_three_players_and_the_target_split_on_the_net():
     assert net(x).shape == (8, 10) and net.features(x).shape == (8, 8 * 2 * 2)
     assert net.domain_logits(net.features(x)).shape == (8,)
     assert net.target_images.shape == (len(get_dataset("digits", "train")), 1, 8, 8)
-    assert "target_images" not in net.state_dict() and "steps" in net.state_dict()  # rebuilt, not checkpointed
+    assert "target_images" not in net.state_dict()  # rebuilt from the data, not checkpointed
+    assert "steps" not in net.state_dict()  # no step counter: the schedule reads the engine's step number
 
 
 def test_the_extractor_gets_the_label_gradient_minus_lambda_times_the_domain_gradient():
     """Through the reversal (eq. 13-14): G_d descends L_d, G_y descends L_y, G_f follows grad L_y - lambda grad L_d,
     all from one backward pass of L_y + L_d."""
     net, (xs, ys, xt) = tiny_net(), batch()
-    net.reverse.lam = 0.7
-    loss, terms = dann_loss(net, xs, ys, xt)
+    loss, terms = dann_loss(net, xs, ys, xt, 0.7)
     trunk = list(net.convs.parameters())
     got = torch.autograd.grad(loss, trunk + list(net.discriminator.parameters()))
     fs, ft = net.features(xs), net.features(xt)
@@ -74,10 +74,10 @@ def test_the_extractor_gets_the_label_gradient_minus_lambda_times_the_domain_gra
 
 
 def test_the_source_only_baseline_sends_no_domain_gradient_into_the_extractor():
-    net, (xs, ys, xt) = tiny_net(adversarial=False), batch()
-    for _ in range(3):
-        assert net.advance() == 0.0
-    loss, _ = dann_loss(net, xs, ys, xt)
+    (xs, ys, xt), config = batch(), dann_training.Config(adversarial=False, ramp_steps=10)
+    net = tiny_net(adversarial=False)
+    assert [dann_training.scheduled_lambda(config, step) for step in range(3)] == [0.0] * 3
+    loss, _ = dann_loss(net, xs, ys, xt, 0.0)
     trunk = list(net.convs.parameters())
     got = torch.autograd.grad(loss, trunk + [net.discriminator[0].weight])
     expected = torch.autograd.grad(functions.label_loss(net(xs), ys), trunk)
@@ -86,29 +86,13 @@ def test_the_source_only_baseline_sends_no_domain_gradient_into_the_extractor():
     assert got[-1].abs().sum() > 0  # the domain classifier still learns
 
 
-def test_lambda_follows_the_schedule_over_the_step_counter_and_stays_at_its_ceiling():
-    net = tiny_net(ramp_steps=10, lam=0.5)
-    seen = [net.advance() for _ in range(14)]
+def test_lambda_follows_the_schedule_over_the_step_number_and_stays_at_its_ceiling():
+    config = dann_training.Config(ramp_steps=10, lam=0.5)
+    seen = [dann_training.scheduled_lambda(config, step) for step in range(14)]
     expected = [0.5 * float(functions.lambda_schedule(torch.tensor(min(k / 10, 1.0), dtype=torch.float64)))
                 for k in range(14)]
-    assert seen[0] == 0.0 and seen == pytest.approx(expected, abs=1e-12) and int(net.steps) == 14
-    net.load_state_dict({**net.state_dict(), "steps": torch.tensor(3)})  # a checkpoint three steps in
-    assert net.advance() == pytest.approx(expected[3], abs=1e-12)
-
-
-def test_the_schedule_reads_its_counter_on_the_host_once_and_again_after_a_load(monkeypatch):
-    """No device synchronisation per step (``HostCount``): the buffer is read at the first step and after a resume's
-    load_state_dict only."""
-    reads = []
-    original = torch.Tensor.__int__
-    monkeypatch.setattr(torch.Tensor, "__int__", lambda t: reads.append(1) or original(t))
-    net = tiny_net(ramp_steps=10)
-    for _ in range(5):
-        net.advance()
-    assert len(reads) == 1 and original(net.steps) == 5
-    net.load_state_dict({**net.state_dict(), "steps": torch.tensor(9)})
-    assert net.advance() == pytest.approx(float(functions.lambda_schedule(torch.tensor(0.9, dtype=torch.float64))))
-    assert len(reads) == 2
+    assert seen[0] == 0.0 and seen == pytest.approx(expected, abs=1e-12) and seen[10:] == [seen[10]] * 4
+    assert dann_training.scheduled_lambda(config, 3) != dann_training.scheduled_lambda(config, 4)  # it moves
 
 
 def test_the_target_domains_are_deterministic_shifts_within_the_unit_interval():
@@ -154,7 +138,7 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
         "model.channels=4,8", "model.hidden=8", "model.domain_hidden=8", "model.groups=2", "model.target=inverted",
         "model.ramp_steps=6", "train.batch_size=16", "train.steps=6", "train.checkpoint_every=3",
         "train.log_every=3", "train.samples=8", "train.device=cpu", "data.limit=64"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # the schedule's counter travels with the weights
+    assert_resumes_exactly(cfg, tmp_path, stop_at=3, counter=None)  # lambda follows the resumed step number
 
 
 def test_cli_trains_samples_and_evaluates_a_tiny_run(tmp_path, capsys):

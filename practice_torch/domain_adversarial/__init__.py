@@ -7,7 +7,7 @@ with the same NumPy inputs. ``python -m theory_jax domain_adversarial`` proves w
 * ``functions``: ``gradient_reversal`` and its layer, ``domain_loss``, ``label_loss``, ``lambda_schedule``,
   ``dann_objective``; same names as the JAX twin.
 * ``networks``: ``DANN`` (conv feature extractor, label classifier, domain classifier behind the reversal; flax twin
-  in the derivation module), ``ScheduledDANN`` (lambda_p by a checkpointed step counter) and ``dann_loss``.
+  in the derivation module) and ``dann_loss`` (lambda an argument: the adapter schedules it by the step number).
 * ``domains``: the target domains, deterministic shifts of a registered image set (not imported here: it reads data).
 * ``training``: the training adapter (``python -m practice_torch train domain_adversarial``), not imported here.
 """
@@ -20,7 +20,7 @@ from practice_torch.domain_adversarial.functions import (
     label_loss,
     lambda_schedule,
 )
-from practice_torch.domain_adversarial.networks import DANN, ScheduledDANN, dann_loss
+from practice_torch.domain_adversarial.networks import DANN, dann_loss
 
-__all__ = ["DANN", "GradientReversal", "ScheduledDANN", "dann_loss", "dann_objective", "domain_loss",
+__all__ = ["DANN", "GradientReversal", "dann_loss", "dann_objective", "domain_loss",
            "gradient_reversal", "label_loss", "lambda_schedule"]

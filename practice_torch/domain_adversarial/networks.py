@@ -3,11 +3,10 @@
 ``DANN`` holds a conv feature extractor G_f (the conv encoders' trunk, ``practice_torch.vae.networks``), a label
 classifier G_y and a domain classifier G_d behind the gradient reversal layer R_lambda. One loss,
 ``dann_loss`` = L_y + L_d (eq. 9-10 through the reversal, eq. 13-14), trains all three with one optimizer step:
-G_d descends L_d, G_f descends L_y and ascends lambda L_d. ``ScheduledDANN``, the net that trains, sets lambda by
-``lambda_schedule`` over the training progress p = steps / ramp_steps (sec. 5.2.2); the step counter is a buffer,
-checkpointed with the weights, so a resumed run continues the schedule where it stopped. ``adversarial=False`` is the
-source-only baseline on the same network: lambda = 0, so the domain classifier still learns to tell the domains
-apart (its accuracy is then the separability of source-only features) but sends nothing back into G_f.
+G_d descends L_d, G_f descends L_y and ascends lambda L_d. lambda is an argument of the step: the adapter computes
+it from the step number (``lambda_schedule`` over p = step / ramp_steps, sec. 5.2.2), so the network holds weights
+only. lambda = 0 is the source-only baseline on the same network: the domain classifier still learns to tell the
+domains apart (its accuracy is then the separability of source-only features) but sends nothing back into G_f.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from practice_torch.counters import HostCount
-from practice_torch.domain_adversarial.functions import GradientReversal, domain_loss, label_loss, lambda_schedule
+from practice_torch.domain_adversarial.functions import domain_loss, gradient_reversal, label_loss
 from practice_torch.vae.networks import downsample, downsampling_convs
 
 
@@ -35,13 +33,15 @@ class DANN(nn.Module):
     divisible by 2^len(channels). The flax twin ``theory_jax.domain_adversarial.DANN`` has the same names.
 
     shape: one example (C, H, W); num_classes: K; channels: G_f's strided conv widths; hidden: G_y's hidden widths;
-    domain_hidden: G_d's; lam: the reversal's lambda (``ScheduledDANN`` sets it at every training step).
+    domain_hidden: G_d's; lam: the reversal's lambda where ``domain_logits`` and ``heads`` are given none (the flax
+    twin's field; training hands each step its scheduled lambda).
     """
 
     def __init__(self, shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
                  hidden: Sequence[int] = (128,), domain_hidden: Sequence[int] = (128,), groups: int = 8,
                  lam: float = 1.0):
         super().__init__()
+        self.lam = lam
         scale = 2 ** len(channels)
         if len(shape) != 3 or shape[1] % scale or shape[2] % scale:
             raise ValueError(f"DANN's extractor halves the image {len(channels)} times: it needs (C, H, W) images "
@@ -50,7 +50,6 @@ class DANN(nn.Module):
         self.convs, self.norms = downsampling_convs(shape[0], channels, groups)  # G_f
         features = channels[-1] * (shape[1] // scale) * (shape[2] // scale)
         self.classifier = mlp([features, *hidden, num_classes])  # G_y
-        self.reverse = GradientReversal(lam)  # R_lambda
         self.discriminator = mlp([features, *domain_hidden, 1])  # G_d
 
     def features(self, x):
@@ -61,54 +60,26 @@ class DANN(nn.Module):
         """G_y(G_f(x)): class logits, x (B, C, H, W) -> (B, K)."""
         return self.classifier(self.features(x))
 
-    def domain_logits(self, features):
+    def domain_logits(self, features, lam: float | None = None):
         """G_d(R_lambda(f)): the logit that a feature came from the target domain, f (B, F) -> (B,)."""
-        return self.discriminator(self.reverse(features))[:, 0]
+        return self.discriminator(gradient_reversal(features, self.lam if lam is None else lam))[:, 0]
 
-    def heads(self, x):
+    def heads(self, x, lam: float | None = None):
         """(G_y(G_f(x)), G_d(R_lambda(G_f(x)))): class logits (B, K) and domain logits (B,) of x (B, C, H, W); the
         gradient that reaches G_f from the second is reversed and scaled by lambda."""
         f = self.features(x)
-        return self.classifier(f), self.domain_logits(f)
+        return self.classifier(f), self.domain_logits(f, lam)
 
 
-class ScheduledDANN(DANN):
-    """``DANN`` with lambda_p = lam * (2 / (1 + exp(-gamma p)) - 1) over p = min(steps / ramp_steps, 1) (sec. 5.2.2),
-    ``steps`` a checkpointed buffer; ``adversarial=False`` keeps lambda at 0 (the source-only baseline)."""
-
-    def __init__(self, shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64),
-                 hidden: Sequence[int] = (128,), domain_hidden: Sequence[int] = (128,), groups: int = 8,
-                 lam: float = 1.0, gamma: float = 10.0, ramp_steps: int = 1000, adversarial: bool = True):
-        if ramp_steps < 1:
-            raise ValueError(f"model.ramp_steps must be positive (set it to train.steps), got {ramp_steps}")
-        super().__init__(shape, num_classes, channels, hidden, domain_hidden, groups, 0.0)
-        self.lam, self.gamma, self.ramp_steps, self.adversarial = lam, gamma, ramp_steps, adversarial
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training steps so far: p's numerator
-        self._count = HostCount()  # its host-side mirror: no device synchronisation per step
-
-    def scheduled_lambda(self) -> float:
-        """lambda_p for the current step count; 0 for the source-only baseline."""
-        if not self.adversarial:
-            return 0.0
-        progress = torch.tensor(min(self._count.value(self.steps) / self.ramp_steps, 1.0), dtype=torch.float64)
-        return self.lam * float(lambda_schedule(progress, self.gamma))
-
-    def advance(self) -> float:
-        """Set the reversal's lambda for this training step from the counter, then advance the counter."""
-        self.reverse.lam = self.scheduled_lambda()
-        self._count.advance(self.steps)
-        return self.reverse.lam
-
-
-def dann_loss(net: DANN, x_source, y_source, x_target):
-    """L_y(G_y(G_f(x_s)), y_s) + L_d(G_d(R(G_f(x_s))), G_d(R(G_f(x_t)))) (eq. 9-10 with the reversal, eq. 13-14).
-    x_source: (B, C, H, W), y_source: (B,), x_target: (B', C, H, W) -> (loss, terms): label loss, domain loss, the
-    domain classifier's accuracy on the batch, lambda."""
+def dann_loss(net: DANN, x_source, y_source, x_target, lam: float):
+    """L_y(G_y(G_f(x_s)), y_s) + L_d(G_d(R(G_f(x_s))), G_d(R(G_f(x_t)))) (eq. 9-10 with the reversal R_lambda, eq.
+    13-14). x_source: (B, C, H, W), y_source: (B,), x_target: (B', C, H, W), lam: the reversal's lambda ->
+    (loss, terms): label loss, domain loss, the domain classifier's accuracy on the batch, lambda."""
     f_source, f_target = net.features(x_source), net.features(x_target)
     l_y = label_loss(net.classifier(f_source), y_source)
-    d_source, d_target = net.domain_logits(f_source), net.domain_logits(f_target)
+    d_source, d_target = net.domain_logits(f_source, lam), net.domain_logits(f_target, lam)
     l_d = domain_loss(d_source, d_target)
     domain_accuracy = 0.5 * ((d_source < 0).float().mean() + (d_target > 0).float().mean())
     terms = {"label_loss": l_y.detach(), "domain_loss": l_d.detach(), "domain_accuracy": domain_accuracy.detach(),
-             "lambda": torch.tensor(net.reverse.lam)}
+             "lambda": torch.tensor(lam)}
     return l_y + l_d, terms

@@ -25,7 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.domain_adversarial.domains import SHIFTS, target_domain
-from practice_torch.domain_adversarial.networks import ScheduledDANN, dann_loss
+from practice_torch.domain_adversarial.functions import lambda_schedule
+from practice_torch.domain_adversarial.networks import DANN, dann_loss
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
@@ -68,9 +69,11 @@ PRESETS = {
     },
 }
 default_config = preset_config("domain_adversarial", PRESETS)
+CHECKPOINT_VERSIONS = {1: "a step counter in the weights (lambda's schedule)",
+                       2: "no step counter: lambda's schedule reads the engine's step number"}
 
 
-def build(config: Config, data) -> ScheduledDANN:
+def build(config: Config, data) -> DANN:
     """DANN for a labelled image set; its target domain's train split (the shifted source train images) on the net
     as ``target_images`` (N, C, H, W), a buffer outside the state_dict. One-line ValueError otherwise."""
     if data.modality != "image" or len(data.shape) != 3:
@@ -81,8 +84,9 @@ def build(config: Config, data) -> ScheduledDANN:
         raise ValueError(f"unknown model.target {config.target!r}; choose from {', '.join(SHIFTS)}")
     if config.lam < 0:
         raise ValueError(f"model.lam must be 0 or more (0: source-only), got {config.lam}")
-    net = ScheduledDANN(data.shape, data.num_classes, config.channels, config.hidden, config.domain_hidden, config.groups,
-               config.lam, config.gamma, config.ramp_steps, config.adversarial)
+    if config.ramp_steps < 1:
+        raise ValueError(f"model.ramp_steps must be positive (set it to train.steps), got {config.ramp_steps}")
+    net = DANN(data.shape, data.num_classes, config.channels, config.hidden, config.domain_hidden, config.groups)
     source = data.load("train", None)
     x, y = _tensors(source)
     net.register_buffer("target_images", target_domain(x, y, config.target, "train").tensors[0], persistent=False)
@@ -90,17 +94,25 @@ def build(config: Config, data) -> ScheduledDANN:
     return net
 
 
-def draw_noise(net: ScheduledDANN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: DANN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The target batch: n rows of the target's train split, (n,) int64, uniformly with replacement."""
     return {"target": torch.randint(len(net.target_images), (n,), generator=generator)}
 
 
-def loss(net: ScheduledDANN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
+def scheduled_lambda(config: Config, step: int) -> float:
+    """lambda_p = lam (2 / (1 + exp(-gamma p)) - 1) at p = min(step / ramp_steps, 1) (sec. 5.2.2), from the steps
+    taken before this one; 0 for the source-only baseline."""
+    if not config.adversarial:
+        return 0.0
+    progress = torch.tensor(min(step / config.ramp_steps, 1.0), dtype=torch.float64)
+    return config.lam * float(lambda_schedule(progress, config.gamma))
+
+
+def loss(net: DANN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``dann_loss`` on the source batch (x (B, C, H, W), y (B,)) and the target rows ``noise["target"]``, with this
-    step's lambda_p (the counter then advances)."""
-    net.advance()
+    step's lambda_p (a Python float: under train.compile each new value is compiled anew)."""
     x_target = net.target_images[noise["target"].to(net.target_images.device)]
-    return dann_loss(net, batch[0], batch[1], x_target)
+    return dann_loss(net, batch[0], batch[1], x_target, scheduled_lambda(config, step))
 
 
 # Evaluation -------------------------------------------------------------------------------------------------------
@@ -122,7 +134,7 @@ def _tensors(dataset: Dataset, n: int | None = None) -> tuple[torch.Tensor, torc
 
 
 @torch.no_grad()
-def predict(net: ScheduledDANN, x, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def predict(net: DANN, x, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(class predictions (N,), domain logits (N,), features (N, F)) of images x (N, C, H, W), on the CPU."""
     device, preds, domains, feats = _device(net), [], [], []
     for chunk in x.split(batch):
@@ -153,7 +165,7 @@ def proxy_a_distance(source_features, target_features, generator: torch.Generato
 
 
 @torch.no_grad()
-def evaluate(net: ScheduledDANN, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+def evaluate(net: DANN, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """On the held-out split (source) and its shifted twin (target, labels read here only): both accuracies, the
     domain classifier's balanced accuracy, and the proxy A-distance of the extractor's features."""
     x, y = _tensors(dataset)
@@ -182,7 +194,7 @@ def framed(x, correct, width: int = 2):
 
 
 @torch.no_grad()
-def sample(net: ScheduledDANN, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+def sample(net: DANN, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """A classifier draws no samples: 'predictions', a grid of n held-out ``examples`` (else the first test
     examples), a row of source images over the row of their target twins, framed green (right) or red (wrong);
     and 'predicted_labels', the predicted class indices row by row."""
