@@ -51,7 +51,8 @@ PREREQUISITES = (("lm", "language_model", None, ()), ("gan", "gan", "fashion_mni
 USES = {"policy_gradient": (None, ("model.reference={lm}",)), "ppo": (None, ("model.reference={lm}",)),
         "ppo@reward_model": (None, ("model.reference={lm}", "model.reward_model={reward}")),
         "trpo": (None, ("model.reference={lm}",)), "reward_model": (None, ("model.reference={lm}",)),
-        "dpo": (None, ("model.reference={lm}",)), "gan_inversion": (None, ("model.generator={gan}",))}
+        "dpo": (None, ("model.reference={lm}",)), "gan_inversion": (None, ("model.generator={gan}",)),
+        "vq_vae@restarts": (None, ("model.restart_every=5",))}  # restarts within the 20 steps
 
 
 def train(name: str, steps: int, overrides, run_dir: Path, dataset: str | None = None):

@@ -123,8 +123,7 @@ def test_the_codebook_is_in_buffers_and_not_in_the_optimiser(tmp_path):
     cfg = apply_overrides(training.default_config("quick", "digits"), [*TINY_VQ, "train.steps=1"])
     trainer = new_trainer(cfg, tmp_path / "run")
     buffers = dict(trainer.net.named_buffers())
-    assert {"quantiser.codebook", "quantiser.cluster_size", "quantiser.embed_sum", "quantiser.usage",
-            "quantiser.steps"} <= set(buffers)
+    assert {"quantiser.codebook", "quantiser.cluster_size", "quantiser.embed_sum", "quantiser.usage"} == set(buffers)
     assert not any("quantiser" in name for name, _ in trainer.net.named_parameters())
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert optimised == {id(p) for p in trainer.net.parameters()}
@@ -137,8 +136,7 @@ def test_the_first_training_step_starts_every_code_at_encoder_outputs():
     rows = vq_vae.networks.grid_to_rows(net.encoder(x)).detach()
     chosen = rows[torch.argsort(keys.reshape(-1))[:16]]
     _, indices = vq_vae.quantise(rows, chosen)  # every code owns at least its own row
-    net.loss(x, keys)
-    assert int(net.quantiser.steps) == 1
+    net.loss(x, keys, step=0)
     counts, sums = vq_vae.assignment_stats(rows, indices, 16)
     torch.testing.assert_close(net.quantiser.codebook, sums / counts[:, None])  # the mean of each code's rows
 
@@ -146,14 +144,13 @@ def test_the_first_training_step_starts_every_code_at_encoder_outputs():
 def test_the_ema_update_happens_once_per_training_step_and_only_in_training_mode():
     net = tiny_vq().train()
     x, gen = digits(), torch.Generator().manual_seed(0)
-    net.loss(x, torch.rand(32, 4, generator=gen))  # step 1: initialisation and a first EMA step
+    net.loss(x, torch.rand(32, 4, generator=gen), step=0)  # initialisation and a first EMA step
     q = net.quantiser
     before = {k: v.clone() for k, v in q.state_dict().items()}
     rows = vq_vae.networks.grid_to_rows(net.encoder(x)).detach()
     indices = vq_vae.nearest_code(rows, before["codebook"])
     cluster, embed = vq_vae.ema_update(before["cluster_size"], before["embed_sum"], rows, indices, q.decay)
-    net.loss(x, torch.rand(32, 4, generator=gen))
-    assert int(q.steps) == 2
+    net.loss(x, torch.rand(32, 4, generator=gen), step=1)
     torch.testing.assert_close(q.cluster_size, cluster)
     torch.testing.assert_close(q.codebook, vq_vae.ema_codebook(cluster, embed, q.eps))
     torch.testing.assert_close(q.usage, before["usage"] + vq_vae.code_usage(indices, 16))
@@ -164,9 +161,17 @@ def test_the_ema_update_happens_once_per_training_step_and_only_in_training_mode
     assert all(torch.equal(after[k], v) for k, v in q.state_dict().items())
 
 
-def test_an_engine_step_updates_the_codebook_once_validation_never(runs):
-    _, _, net = open_run(runs[0], torch.device("cpu"))
-    assert int(net.quantiser.steps) == 20  # 20 steps, 4 validations at log steps
+def test_an_engine_step_updates_the_codebook_once_validation_never(tmp_path, monkeypatch):
+    steps, real = [], vq_vae.networks.VectorQuantiser.update
+
+    def counting(self, rows, indices, keys, step):
+        steps.append(step)
+        return real(self, rows, indices, keys, step)
+
+    monkeypatch.setattr(vq_vae.networks.VectorQuantiser, "update", counting)
+    cfg = apply_overrides(training.default_config("quick", "digits"), [*TINY_VQ, "train.steps=6", "train.log_every=2"])
+    new_trainer(cfg, tmp_path / "run").run()
+    assert steps == list(range(6))  # one update per step, none at the three log steps' validations
 
 
 def test_dead_codes_restart_at_rows_chosen_by_the_generator():
@@ -175,15 +180,15 @@ def test_dead_codes_restart_at_rows_chosen_by_the_generator():
     def restarted(seed: int) -> torch.Tensor:
         net = tiny_vq(restart_every=2).train()
         gen = torch.Generator().manual_seed(seed)
-        net.loss(x, torch.rand(32, 4, generator=torch.Generator().manual_seed(99)))  # the same initialisation
+        net.loss(x, torch.rand(32, 4, generator=torch.Generator().manual_seed(99)), step=0)  # the same initialisation
         q = net.quantiser
         q.codebook[3] = 1e3  # code 3 can win no row: the one dead code at the restart of step 2
         q.embed_sum[3] = 1e3 * q.cluster_size[3]
         q.usage.fill_(1000.0)
         q.usage[3] = 0.0
-        net.loss(x, torch.rand(32, 4, generator=gen))
+        net.loss(x, torch.rand(32, 4, generator=gen), step=1)  # the second step: a restart (restart_every=2)
         rows = vq_vae.networks.grid_to_rows(net.encoder(x)).detach()
-        assert int(net.quantiser.steps) == 2 and not net.quantiser.usage.any()  # usage starts over
+        assert not net.quantiser.usage.any()  # usage starts over
         assert torch.isclose(rows, net.quantiser.codebook[3]).all(-1).any(), "code 3 restarts at an encoder output"
         return net.quantiser.codebook.clone()
 

@@ -18,7 +18,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from practice_torch.autoencoder.functions import reconstruction_bce, reconstruction_mse
-from practice_torch.counters import HostCount
 from practice_torch.language_model.functions import temperature_step
 from practice_torch.nets import Transformer, TransformerConfig
 from practice_torch.vae.networks import check_divisible, downsample, downsampling_convs
@@ -100,16 +99,17 @@ class VectorQuantiser(nn.Module):
     restarts (Dhariwal et al. 2020).
 
     Everything here is a buffer, none a parameter, so the optimiser never touches the codebook: ``codebook`` (K, D),
-    its EMA state ``cluster_size`` N_k (K,) and ``embed_sum`` m_k (K, D), ``usage`` (K,) (assignments since the last
-    restart) and ``steps`` (training forwards so far). With an EMA codebook the codebook loss ||sg(z) - e||^2 of
-    eq. 3 is not needed: the codebook follows the encoder by the closed-form update instead of by gradients, and
-    only the commitment loss beta ||z - sg(e)||^2 trains the encoder towards its codes.
+    its EMA state ``cluster_size`` N_k (K,) and ``embed_sum`` m_k (K, D) and ``usage`` (K,) (assignments since the
+    last restart); the training step's number is an argument (the engine's ``step``), not a buffer. With an EMA
+    codebook the codebook loss ||sg(z) - e||^2 of eq. 3 is not needed: the codebook follows the encoder by the
+    closed-form update instead of by gradients, and only the commitment loss beta ||z - sg(e)||^2 trains the encoder
+    towards its codes.
 
-    A forward in training mode (once per training step), under torch.no_grad(), after quantising with the current
-    codebook: at the first step every code restarts at encoder outputs (no code has been used: a data-dependent
-    initialisation), then the EMA update N, m <- ``ema_update`` and e <- ``ema_codebook`` on the global batch; every
-    ``restart_every`` steps the codes used fewer than ``threshold`` times since the last restart start again at
-    encoder outputs (``restart_dead_codes``). The rows they restart at are the ones with the smallest ``keys``
+    A forward in training mode (once per training step, ``step`` the steps taken before it), under torch.no_grad(),
+    after quantising with the current codebook: at step 0 every code restarts at encoder outputs (no code has been
+    used: a data-dependent initialisation), then the EMA update N, m <- ``ema_update`` and e <- ``ema_codebook`` on
+    the global batch; after every ``restart_every``-th step the codes used fewer than ``threshold`` times since the
+    last restart start again at encoder outputs (``restart_dead_codes``). The rows they restart at are the ones with the smallest ``keys``
     (uniforms, one per row, drawn by the caller: randomness is an argument), a random choice without replacement.
     Under torchrun the rows, indices and keys of every rank are gathered first (``gather_rows``), so every rank makes
     the update one process would make on the global batch. In eval mode nothing changes."""
@@ -130,8 +130,6 @@ class VectorQuantiser(nn.Module):
         self.register_buffer("cluster_size", torch.ones(num_codes))
         self.register_buffer("embed_sum", codebook.clone())
         self.register_buffer("usage", torch.zeros(num_codes))
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-        self._count = HostCount()  # the steps' host-side mirror
 
     def lookup(self, indices):
         """The codes of a grid of indices: (B, h, w) int -> z_q (B, D, h, w)."""
@@ -142,10 +140,11 @@ class VectorQuantiser(nn.Module):
         b, _, h, w = z.shape
         return quantise(grid_to_rows(z.detach().float()), self.codebook)[1].reshape(b, h, w)
 
-    def forward(self, z, keys=None):
+    def forward(self, z, keys=None, step: int | None = None):
         """z (B, D, h, w) -> (z_q through ``straight_through`` (B, D, h, w), indices (B, h, w), the commitment loss per
         example: ||z - sg(e)||^2 averaged over the h w positions and the D dimensions (B,)). ``keys`` (B, h w):
-        uniforms choosing the rows of restarts, needed in training mode."""
+        uniforms choosing the rows of restarts, and ``step``, the training steps before this one: both needed in
+        training mode."""
         b, d, h, w = z.shape
         with torch.autocast(z.device.type, enabled=False):  # distances and the EMA in float32 under bf16 autocast
             rows = grid_to_rows(z.float())
@@ -154,24 +153,26 @@ class VectorQuantiser(nn.Module):
                     raise ValueError(f"the quantiser in training mode needs keys (B, h w) = {(b, h * w)} of uniforms "
                                      "for its restarts (draw_noise); got "
                                      f"{None if keys is None else tuple(keys.shape)}")
-                if self._count.value(self.steps) == 0:  # no device synchronisation (``HostCount``)
+                if step is None:
+                    raise ValueError("the quantiser in training mode needs the step number (its restarts' schedule)")
+                if step == 0:
                     self.restart(rows.detach(), keys, everything=True)
             z_q, indices = quantise(rows.detach(), self.codebook)
             commitment = commitment_loss(rows, z_q).reshape(b, h * w).mean(-1) / d
             z_st = straight_through(rows, z_q)
             if self.training:
-                self.update(rows.detach(), indices, keys)
+                self.update(rows.detach(), indices, keys, step)
         return rows_to_grid(z_st, (b, d, h, w)), indices.reshape(b, h, w), commitment
 
     @torch.no_grad()
-    def update(self, rows, indices, keys):
-        """One training step's EMA update and, on schedule, restarts: rows (N, D), indices (N,), keys (N / (h w), h w)."""
+    def update(self, rows, indices, keys, step: int):
+        """Training step ``step``'s EMA update and, after every ``restart_every``-th step, restarts: rows (N, D),
+        indices (N,), keys (N / (h w), h w)."""
         rows, indices = gather_rows(rows), gather_rows(indices)
         self.usage += code_usage(indices, self.num_codes).to(self.usage)
         cluster_size, embed_sum = ema_update(self.cluster_size, self.embed_sum, rows, indices, self.decay)
         self.set_state(ema_codebook(cluster_size, embed_sum, self.eps), cluster_size, embed_sum)
-        steps = self._count.advance(self.steps)
-        if self.restart_every and steps % self.restart_every == 0:
+        if self.restart_every and (step + 1) % self.restart_every == 0:
             self.restart(rows, keys, gathered=True)
 
     @torch.no_grad()
@@ -243,16 +244,17 @@ class VQVAE(nn.Module):
         """decode(encode(x)): (B, C, H, W) -> (B, C, H, W)."""
         return self.decode(self.encode(x))
 
-    def per_example_loss(self, x, keys=None):
+    def per_example_loss(self, x, keys=None, step: int | None = None):
         """(reconstruction + beta commitment (B,), terms: reconstruction (B,), commitment (B,), indices (B, h, w)).
-        In training mode the quantiser updates its codebook (``keys`` (B, h w) choose the rows of restarts)."""
-        z_q, indices, commitment = self.quantiser(self.encoder(x), keys)
+        In training mode the quantiser updates its codebook (``keys`` (B, h w) choose the rows of restarts, ``step``
+        is the training step's number, which schedules them)."""
+        z_q, indices, commitment = self.quantiser(self.encoder(x), keys, step)
         raw = self.decoder(z_q)
         recon = reconstruction_bce(x, raw) if self.objective == "bce" else reconstruction_mse(x, self.output(raw))
         return recon + self.beta * commitment, {"reconstruction": recon, "commitment": commitment, "indices": indices}
 
-    def loss(self, x, keys=None):
-        return self.per_example_loss(x, keys)[0].mean()
+    def loss(self, x, keys=None, step: int | None = None):
+        return self.per_example_loss(x, keys, step)[0].mean()
 
     def forward(self, x):
         return self.reconstruct(x)

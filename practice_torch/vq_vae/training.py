@@ -105,6 +105,7 @@ PRESETS = {
     },
 }
 default_config = preset_config("vq_vae", PRESETS)
+CHECKPOINT_VERSIONS = {1: "a step counter in the quantiser's buffers", 2: "the restarts read the engine's step number"}
 
 
 # Building either stage ----------------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ def loss(net, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     if isinstance(net, VQVAEWithPrior):
         nats = net.prior.nll(net.codes(x)).mean() / net.prior.length
         return nats, {"bits_per_code": nats.detach() / math.log(2)}
-    per_example, terms = net.per_example_loss(x, noise["keys"].to(x.device))
+    per_example, terms = net.per_example_loss(x, noise["keys"].to(x.device), step)
     counts = code_usage(terms["indices"], net.num_codes)
     return per_example.mean(), {"reconstruction": terms["reconstruction"].mean().detach(),
                                 "commitment": terms["commitment"].mean().detach(),
