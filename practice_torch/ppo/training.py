@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from practice_torch.counters import HostCount
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.policy_gradient import training as pg
@@ -83,6 +82,8 @@ PRESETS = {
                     checkpoint_every=500, samples=16, **pg.FINE_TUNING, **GPU_TRAINING))},
 }
 default_config = preset_config("ppo", PRESETS)
+CHECKPOINT_VERSIONS = {1: "a step counter in the weights (the rollout's cycle)",
+                       2: "the rollout's cycle reads the engine's step number"}
 
 
 class Rollout(nn.Module):
@@ -104,8 +105,7 @@ class Rollout(nn.Module):
 
 
 class PolicyWithValue(PolicyAndReference):
-    """PolicyAndReference with a value head V(s_t) = w . h_t + b on the policy's last hidden layer, the rollout and
-    the step counter of the ``ppo_epochs`` cycle (a buffer, read on the host by ``HostCount``)."""
+    """PolicyAndReference with a value head V(s_t) = w . h_t + b on the policy's last hidden layer, and the rollout."""
 
     def __init__(self, lm, s: Config):
         super().__init__(lm, s)
@@ -115,8 +115,6 @@ class PolicyWithValue(PolicyAndReference):
         nn.init.zeros_(self.value_head.bias)
         self.rollout = Rollout()
         self.scorer = None  # build sets a frozen reward model here (model.reward_model)
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-        self._count = HostCount()
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -129,12 +127,6 @@ class PolicyWithValue(PolicyAndReference):
         tokens: (N, P + L) -> ((N, L, V), (N, L))."""
         h = hidden_states(self.policy, tokens[:, :-1])[:, self.prompt_length - 1:]
         return head_logits(self.policy, h).float(), self.value_head(h)[..., 0].float()
-
-    def next_is_rollout(self) -> bool:
-        """Whether this step collects a new rollout (every ``ppo_epochs`` steps); the counter advances."""
-        phase = self._count.value(self.steps) % self.ppo_epochs
-        self._count.advance(self.steps)
-        return phase == 0
 
 
 def check(config: Config) -> None:
@@ -207,8 +199,7 @@ def build(config: Config, data) -> PolicyWithValue:
         net.scorer = load_reward_model(config, data)
         if first:
             normalise_scores(net)
-    net.judge, net.kl_coef, net.ppo_epochs, net.clip = judge(config.judge, config.letters), config.kl_coef, \
-        config.ppo_epochs, config.clip
+    net.judge, net.kl_coef, net.clip = judge(config.judge, config.letters), config.kl_coef, config.clip
     net.value_coef, net.gamma, net.lam = config.value_coef, config.gamma, config.lam
     return net
 
@@ -284,7 +275,7 @@ def loss(net: PolicyWithValue, config: Config, batch, noise: dict[str, torch.Ten
     """A new rollout from the batch's prompts every ``ppo_epochs`` steps, then PPO's loss on the rollout: the
     clipped surrogate on the per-token ratios plus ``value_coef`` times the value error. Terms: the rollout's judge
     reward and KL (k1, per response), the clipped fraction, the k3 estimate of KL(pi_old || pi)."""
-    if net.next_is_rollout():
+    if step % config.ppo_epochs == 0:  # a new rollout every ppo_epochs steps
         collect(net, prompts_of(batch[0], net.prompt_length), noise["u"].to(batch[0].device))
     r = net.rollout
     tokens, old_log_pi, advantages, returns = (my_rows(t) for t in (r.tokens, r.old_log_probs, r.advantages,
