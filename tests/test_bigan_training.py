@@ -9,14 +9,16 @@ import json
 
 import pytest
 import torch
+from adversarial import adam_steps
 from resumption import assert_resumes_exactly
 
 from practice_torch.bigan import functions
 from practice_torch.bigan import training as bigan_training
-from practice_torch.bigan.networks import FeatureTrunk, bigan_loss, pair_r1_penalty
+from practice_torch.bigan.networks import FeatureTrunk, pair_r1_penalty, player_losses
 from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine.config import apply_overrides
+from practice_torch.models import new_trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -34,10 +36,6 @@ def tiny_net(data=DIGITS, **kw):
     torch.manual_seed(0)
     small = {"hidden": (16, 16), "latent_dim": 4, "width": 16, "joint": 8, "channels": (4, 8), "fc": 16}
     return bigan_training.build(bigan_training.Config(**{**small, **kw}), data)
-
-
-def players_with_grads(net) -> set[str]:
-    return {name.split(".")[0] for name, p in net.named_parameters() if p.grad is not None}
 
 
 def test_shapes_of_the_encoder_generator_and_joint_discriminator():
@@ -59,52 +57,39 @@ def test_the_discriminator_judges_pairs_one_by_one():
     assert not torch.allclose(net.discriminator(x, z.roll(1, 0)), logits)  # the same x with other codes: D sees z
 
 
-def test_the_schedule_reads_its_counter_on_the_host_once_and_again_after_a_load(monkeypatch):
-    """The step counter (``TakingTurns``) is read from the buffer (a device synchronisation on a GPU) at the first step
-    and after the buffer is written from outside (a resume's load_state_dict), not at every step."""
-    reads = []
-    original = torch.Tensor.__int__
-    monkeypatch.setattr(torch.Tensor, "__int__", lambda t: reads.append(1) or original(t))
-    net = tiny_net(n_critic=2)
-    phases = [net.next_phase() for _ in range(5)]
-    assert len(reads) == 1 and phases == [(True, False), (True, False), (False, True)] + [(True, False)] * 2
-    net.load_state_dict({**net.state_dict(), "steps": torch.tensor(2)})  # a checkpoint two steps in
-    assert net.next_phase() == (False, True) and len(reads) == 2
-    net.steps.fill_(0)  # negative control: any outside write is seen
-    assert net.next_phase() == (True, False) and len(reads) == 3 and original(net.steps) == 1
+@pytest.mark.parametrize("n_critic", [2, 0])
+def test_a_step_is_a_round_of_the_game_each_player_on_its_own_optimizer(tmp_path, n_critic):
+    """n_critic updates of D, then one of E and G together (n_critic = 0: all at once); each AdamW counts its own."""
+    cfg = apply_overrides(bigan_training.default_config("quick", "gaussians"), [
+        "model.hidden=16,16", "model.latent_dim=2", "model.width=16", "model.joint=16", "train.batch_size=16",
+        "data.limit=64", "train.samples=10", "train.device=cpu", f"model.n_critic={n_critic}"])
+    trainer = new_trainer(cfg, tmp_path / "run")
+    trainer.run(stop_at=2)
+    d, eg = trainer.optimizers["discriminator"], trainer.optimizers["encoder_generator"]
+    assert adam_steps(d) == {2 * max(n_critic, 1)} and adam_steps(eg) == {2}
+    assert {id(p) for group in eg.param_groups for p in group["params"]} == {
+        id(p) for p in [*trainer.net.encoder.parameters(), *trainer.net.generator.parameters()]}
 
 
-def test_the_steps_alternate_and_the_idle_players_get_no_gradient():
-    net, x, z = tiny_net(n_critic=2), torch.rand(8, 1, 8, 8), torch.randn(8, 4)
-    seen = []
-    for _ in range(6):
-        net.zero_grad(set_to_none=True)
-        loss, _ = bigan_training.loss(net, bigan_training.Config(), (x, None), {"z": z}, 0)
-        loss.backward()
-        seen.append(players_with_grads(net))
-    d, eg = {"discriminator"}, {"encoder", "generator"}
-    assert seen == [d, d, eg] * 2 and int(net.steps) == 6
-    both = tiny_net(n_critic=0)
-    bigan_training.loss(both, bigan_training.Config(), (x, None), {"z": z}, 0)[0].backward()
-    assert players_with_grads(both) == d | eg
-
-
-def test_the_step_losses_are_bigan_losses_on_the_pairs():
+def test_the_players_losses_are_bigan_losses_on_the_pairs():
     net, x, z = tiny_net(), torch.rand(8, 1, 8, 8), torch.randn(8, 4)
     disc = net.discriminator
-    d_loss, terms = bigan_loss(net, x, z, phase=(True, False))
+    losses, terms = player_losses(net, x, z, phase=(True, False))
     real, fake = disc(x, net.encoder(x).detach()), disc(net(z).detach(), z)
-    torch.testing.assert_close(d_loss, functions.discriminator_loss(real, fake))  # real pairs 1, generated 0
+    torch.testing.assert_close(losses["discriminator"], functions.discriminator_loss(real, fake))  # real 1, fake 0
     torch.testing.assert_close(terms["encoder_generator_loss"], functions.discriminator_loss(fake, real))
-    eg_loss, _ = bigan_loss(net, x, z, phase=(False, True))
+    losses, _ = player_losses(net, x, z, phase=(False, True))
+    assert set(losses) == {"encoder_generator"}
     net.zero_grad(set_to_none=True)
-    eg_loss.backward()
+    losses["encoder_generator"].backward(inputs=net.encoder_generator_parameters())  # as the engine's run.update
     # E and G descend the flipped cross-entropy with D held fixed
     flipped = functions.discriminator_loss(disc(net(z), z), disc(x, net.encoder(x)))
     players = [*net.encoder.parameters(), *net.generator.parameters()]
     for p, g in zip(players, torch.autograd.grad(flipped, players)):
         torch.testing.assert_close(p.grad, g)
     assert all(p.grad is None for p in disc.parameters())
+    player_losses(net, x, z, phase=(False, True))[0]["encoder_generator"].backward()  # negative control: a plain
+    assert any(p.grad is not None for p in disc.parameters())  # backward would move D too
 
 
 def test_r1_on_pairs_is_half_the_mean_squared_gradient_in_x_and_z():
@@ -114,7 +99,7 @@ def test_r1_on_pairs_is_half_the_mean_squared_gradient_in_x_and_z():
     expected = 0.5 * torch.mean(((a + 2 * x) ** 2).sum((1, 2, 3)) + (b**2).sum(1))
     torch.testing.assert_close(pair_r1_penalty(logits, x, z), expected.detach())
     net = tiny_net()
-    _, terms = bigan_loss(net, torch.rand(8, 1, 8, 8), torch.randn(8, 4), phase=(True, False), r1=1.0)
+    _, terms = player_losses(net, torch.rand(8, 1, 8, 8), torch.randn(8, 4), phase=(True, False), r1=1.0)
     assert terms["r1_penalty"] > 0
 
 
@@ -143,7 +128,7 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
     cfg = apply_overrides(bigan_training.default_config("quick", "gaussians"), [
         "model.hidden=8", "model.width=8", "model.joint=8", "train.batch_size=16", "train.steps=6",
         "train.checkpoint_every=3", "train.log_every=3", "train.samples=10", "train.device=cpu", "data.limit=64"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # the schedule's counter travels with the weights
+    assert_resumes_exactly(cfg, tmp_path, stop_at=3, counter=None)  # both players' optimizers resume
 
 
 def test_cli_trains_samples_and_evaluates_a_tiny_image_run(tmp_path, capsys):

@@ -6,7 +6,7 @@ NumPy inputs. ``python -m theory_jax bigan`` proves what they compute.
 
 * ``functions``: the joints, ``pair_logits``, ``bigan_losses``; same names as the JAX twin.
 * ``networks``: the players (``FeatureTrunk``, ``Encoder``, ``JointDiscriminator``, whose flax twin is in
-  ``theory_jax/bigan.py``), ``BiGAN`` with the GAN's alternating schedule, one step's ``bigan_loss``.
+  ``theory_jax/bigan.py``), ``BiGAN`` (weights only), the players' losses ``player_losses``.
 * ``training``: the training adapter (``python -m practice_torch train bigan``), not imported here.
 """
 

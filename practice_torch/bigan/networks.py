@@ -1,5 +1,5 @@
-"""BiGAN's three players (Donahue, Kraehenbuehl & Darrell 2017, sec. 3; ALI, Dumoulin et al. 2017) and one step of
-their game.
+"""BiGAN's three players (Donahue, Kraehenbuehl & Darrell 2017, sec. 3; ALI, Dumoulin et al. 2017) and their
+losses.
 
 * ``FeatureTrunk``: x (B, *shape) -> (B, width) features: the VAE's strided conv trunk (``downsampling_convs``,
   GroupNorm, no batch statistics) then a Linear for images, a LeakyReLU MLP for vectors. The encoder, the
@@ -9,10 +9,10 @@ their game.
   ``pair_logits`` of ``practice_torch.bigan.functions`` (the derivation's joint discriminator), so the losses are
   ``bigan_losses`` on the two paths' features. No batch normalisation anywhere in D: a pair's logit must not
   depend on the rest of the batch (real and generated pairs are scored apart).
-* ``BiGAN``: encoder, generator (the f-GAN's ``ConvGenerator`` or ``MLPGenerator``) and discriminator, with the
-  GAN's alternating schedule (``practice_torch.gan.networks.TakingTurns``: the step-counter buffer, ``next_phase`` and
-  ``frozen_critic``): ``n_critic`` steps of D alone, then one of E and G together.
-* ``bigan_loss``: one step's loss; ``pair_r1_penalty``: R1 (Mescheder et al. 2018) at the real pairs, in x and z.
+* ``BiGAN``: encoder, generator (the f-GAN's ``ConvGenerator`` or ``MLPGenerator``) and discriminator: weights only
+  (who updates when is the adapter's ``train_step``, two optimizers: D, and E with G).
+* ``player_losses``: the players' losses on a batch; ``pair_r1_penalty``: R1 (Mescheder et al. 2018) at the real
+  pairs, in x and z.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from torch.nn import functional as F
 
 from practice_torch.bigan.functions import bigan_losses, pair_logits
 from practice_torch.f_divergence.networks import ConvGenerator, MLPGenerator
-from practice_torch.gan.networks import TakingTurns
 from practice_torch.vae.networks import downsample, downsampling_convs
 
 
@@ -107,8 +106,8 @@ class JointDiscriminator(nn.Module):
         return pair_logits(self.x_path(x), self.z_path(z), *self.joint_weights())
 
 
-class BiGAN(TakingTurns):
-    """Encoder E, generator G and joint discriminator D, with the GAN's alternating schedule (``TakingTurns``).
+class BiGAN(nn.Module):
+    """Encoder E, generator G and joint discriminator D.
 
     shape: one example, (D,) vectors (MLPs) or (C, H, W) images (convolutions; G is the DCGAN generator of the
     f-GAN, sigmoid output in [0, 1]). ``forward(z)`` is G(z), so the GAN's helpers (``generated``) apply as they are.
@@ -116,9 +115,8 @@ class BiGAN(TakingTurns):
 
     def __init__(self, shape: Sequence[int], latent_dim: int = 8, width: int = 128, joint: int = 256,
                  channels: Sequence[int] = (32, 64), hidden: Sequence[int] = (128, 128), fc: int = 512,
-                 unit_interval: bool = False, n_critic: int = 1):
+                 unit_interval: bool = False):
         super().__init__()
-        self.init_turns(n_critic)
         self.shape, self.latent_dim = tuple(shape), latent_dim
         if len(self.shape) == 3 and len(channels) != 2:
             raise ValueError(f"the conv BiGAN's generator upsamples twice and needs two model.channels, "
@@ -135,11 +133,15 @@ class BiGAN(TakingTurns):
         return self.generator(z)
 
     def critic_parameters(self) -> list[nn.Parameter]:
-        """D's weights (what ``frozen_critic`` holds fixed while E and G step)."""
+        """D's weights: one player."""
         return list(self.discriminator.parameters())
 
+    def encoder_generator_parameters(self) -> list[nn.Parameter]:
+        """E's and G's weights: the other player, which BiGAN updates together."""
+        return [*self.encoder.parameters(), *self.generator.parameters()]
 
-# 2. One step of the game ------------------------------------------------------------------------------------------
+
+# 2. The players' losses -------------------------------------------------------------------------------------------
 def pair_r1_penalty(real_logits, x, z):
     """R1 on pairs (Mescheder et al. 2018, eq. 9 without the gamma): 1/2 E_{p_E} |grad_(x, z) D-logit|^2, the squared
     norm over all of x's and z's dimensions, in the graph so that D's step descends it.
@@ -149,21 +151,22 @@ def pair_r1_penalty(real_logits, x, z):
     return 0.5 * torch.mean(squared)
 
 
-def bigan_loss(net: BiGAN, x, z, phase: tuple[bool, bool] = (True, True), r1: float = 0.0):
-    """One step of BiGAN's game (Donahue et al., eq. 3): ``bigan_losses`` on the features of the real pairs
-    (x, E(x)) and the generated pairs (G(z), z). When D steps: its cross-entropy, E(x) and G(z) detached (and, with
-    ``r1`` > 0, r1 * ``pair_r1_penalty`` at the real pairs); when E and G step: the flipped cross-entropy with D's
-    weights held fixed (the non-saturating form: real pairs labelled 0, generated 1).
+def player_losses(net: BiGAN, x, z, phase: tuple[bool, bool] = (True, True), r1: float = 0.0):
+    """The losses of BiGAN's game (Donahue et al., eq. 3) on a batch: ``bigan_losses`` on the features of the real
+    pairs (x, E(x)) and the generated pairs (G(z), z). For D (``phase[0]``): its cross-entropy, E(x) and G(z) taken as
+    data (and, with ``r1`` > 0, r1 * ``pair_r1_penalty`` at the real pairs); for E and G (``phase[1]``): the flipped
+    cross-entropy (the non-saturating form: real pairs labelled 0, generated 1), whose gradient the engine takes with
+    respect to E's and G's weights only.
 
-    x: (B, *shape), z: (B, d) -> (loss, {"discriminator_loss", "encoder_generator_loss"[, "r1_penalty"]}); both
-    losses are reported at every step, detached where their players do not step.
+    x: (B, *shape), z: (B, d) -> ({"discriminator", "encoder_generator"}: the losses of the players asked for,
+    {"discriminator_loss", "encoder_generator_loss"[, "r1_penalty"]}).
     """
     d_steps, eg_steps = phase
     grad_on = torch.is_grad_enabled()
     with torch.set_grad_enabled(eg_steps and grad_on):
         z_encoded, x_generated = net.encoder(x), net.generator(z)
     disc = net.discriminator
-    total, terms = 0, {}
+    losses, terms = {}, {}
     if d_steps:
         with_r1 = r1 > 0 and grad_on
         x_real = x.detach().requires_grad_(with_r1)
@@ -171,14 +174,13 @@ def bigan_loss(net: BiGAN, x, z, phase: tuple[bool, bool] = (True, True), r1: fl
         hx, hz = disc.x_path(x_real), disc.z_path(z_real)
         d_loss, eg_loss = bigan_losses(hx, hz, disc.x_path(x_generated.detach()), disc.z_path(z),
                                        *disc.joint_weights())
-        total = d_loss
+        losses["discriminator"] = d_loss
         if with_r1:
             penalty = pair_r1_penalty(pair_logits(hx, hz, *disc.joint_weights()), x_real, z_real)
-            total = total + r1 * penalty
+            losses["discriminator"] = d_loss + r1 * penalty
             terms["r1_penalty"] = penalty.detach()
     if eg_steps:
-        with net.frozen_critic():
-            d_loss, eg_loss = bigan_losses(disc.x_path(x), disc.z_path(z_encoded), disc.x_path(x_generated),
-                                           disc.z_path(z), *disc.joint_weights())
-        total = total + eg_loss
-    return total, {"discriminator_loss": d_loss.detach(), "encoder_generator_loss": eg_loss.detach(), **terms}
+        d_loss, eg_loss = bigan_losses(disc.x_path(x), disc.z_path(z_encoded), disc.x_path(x_generated),
+                                       disc.z_path(z), *disc.joint_weights())
+        losses["encoder_generator"] = eg_loss
+    return losses, {"discriminator_loss": d_loss.detach(), "encoder_generator_loss": eg_loss.detach(), **terms}

@@ -3,8 +3,9 @@
 ``python -m practice_torch train bigan`` trains a BiGAN (Donahue et al. 2017) on Fashion-MNIST: a conv encoder
 E(x) -> z, the f-GAN's DCGAN generator G(z) and a joint discriminator D(x, z) over pairs
 (``practice_torch.bigan.networks``); ``--dataset gaussians`` (or moons, rings) the same with MLPs on 2-D points.
-The steps alternate as the GAN's do: ``model.n_critic`` steps of D alone, then one of E and G together (each one
-step of the shared engine, so ``train.steps`` counts both); ``model.r1`` adds R1 at the real pairs to D's loss.
+Two optimizers, as the GAN's: one for D, one for E and G together; a training step (``train_step``) is
+``model.n_critic`` updates of D, then one of E and G, so ``train.steps`` counts E and G's updates; ``model.r1`` adds
+R1 at the real pairs to D's loss.
 
 ``eval`` judges the encoder by a linear probe: a logistic regression fitted on E(x) of ``model.probe_examples``
 training examples and scored on the held-out split, beside the same probe on an untrained encoder's E(x) and on
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from practice_torch.bigan.networks import BiGAN, bigan_loss
+from practice_torch.bigan.networks import BiGAN, player_losses
 from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.gan.functions import discriminator_loss
 from practice_torch.gan.quality import untrained_copy
@@ -41,37 +43,39 @@ class Config:
     joint: int = 256  # D's tanh units where the x-path and the z-path meet (``pair_logits``)
     channels: tuple[int, ...] = (32, 64)  # images: conv widths (two stride-2 layers each way)
     fc: int = 512  # images: the generator's fully connected width
-    n_critic: int = 1  # D steps per step of E and G; 0 = all three players in every step
+    n_critic: int = 1  # D updates per update of E and G; 0 = all three at once (simultaneous)
     r1: float = 0.0  # weight of R1 at the real pairs (Mescheder et al. 2018); 0 = the plain game
     probe_examples: int = 5000  # training examples the linear probe is fitted on
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
 
 
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
-DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # Adam(2e-4, beta1 = 0.5), as BiGAN's
+DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 25, "grad_clip": 0.0}  # Adam(2e-4, beta1 = 0.5), as BiGAN's
 R1_IMAGES = 10.0  # the GAN's image weight: at r1 = 1 the quick preset's D won (loss 0.2) and G collapsed (FID 289)
 
-# quick: 2 CPU cores, minutes; full: GPU scale. Steps count all players' steps: n_critic + 1 per step of E and G.
-PARTIAL_STEPS = True  # the players take turns: under torchrun DDP finds the idle one (engine interface)
+# quick: 2 CPU cores, minutes; full: GPU scale. Steps count E and G's updates (each after n_critic = 1 of D's: two
+# batches a step).
 HEADLINE = (("probe_accuracy", "linear probe of E(x), held-out accuracy", "share"),)
 
 IMAGE_QUICK = Preset(
     Config(latent_dim=32, width=256, joint=512, channels=(32, 64), fc=512, r1=R1_IMAGES),
-    TrainConfig(steps=3000, batch_size=64, lr=2e-4, checkpoint_every=1000, samples=64, **DCGAN))
+    TrainConfig(steps=1500, batch_size=64, lr=2e-4, checkpoint_every=500, samples=64, **DCGAN))
 IMAGE_FULL = Preset(
     Config(latent_dim=50, width=1024, joint=1024, channels=(64, 128), fc=1024, r1=R1_IMAGES,
            probe_examples=20_000),
-    TrainConfig(steps=60_000, batch_size=128, lr=2e-4, checkpoint_every=10_000, samples=64, **DCGAN, **GPU_TRAINING))
+    TrainConfig(steps=30_000, batch_size=128, lr=2e-4, checkpoint_every=5000, samples=64, **DCGAN, **GPU_TRAINING))
 PRESETS = {  # the first row, fashion_mnist, is the default data set
     "quick": {"fashion_mnist": IMAGE_QUICK, "image": IMAGE_QUICK, "2-D": Preset(
         Config(),
-        TrainConfig(steps=6000, batch_size=256, lr=2e-4, checkpoint_every=2000, samples=2000, **DCGAN))},
+        TrainConfig(steps=3000, batch_size=256, lr=2e-4, checkpoint_every=1000, samples=2000, **DCGAN))},
     "full": {"fashion_mnist": IMAGE_FULL, "image": IMAGE_FULL, "2-D": Preset(
         Config(hidden=(256, 256), width=256, joint=512),
-        TrainConfig(steps=40_000, batch_size=512, lr=2e-4, checkpoint_every=10_000, samples=5000,
+        TrainConfig(steps=20_000, batch_size=512, lr=2e-4, checkpoint_every=5000, samples=5000,
                     **DCGAN, **GPU_TRAINING))},
 }
 default_config = preset_config("bigan", PRESETS)
+CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
+                       2: "D, and E with G, each have their own optimizer; no step counter in the weights"}
 
 
 def build(config: Config, data) -> BiGAN:
@@ -83,20 +87,41 @@ def build(config: Config, data) -> BiGAN:
     if config.latent_dim < 1 or config.width < 1 or config.joint < 1:
         raise ValueError(f"model.latent_dim, model.width and model.joint must be positive, got "
                          f"{config.latent_dim}, {config.width}, {config.joint}")
+    if config.n_critic < 0:
+        raise ValueError(f"model.n_critic must be 0 (simultaneous updates) or more, got {config.n_critic}")
     net = BiGAN(data.shape, config.latent_dim, config.width, config.joint, config.channels, config.hidden, config.fc,
-                unit_interval=data.modality == "image", n_critic=config.n_critic)
+                unit_interval=data.modality == "image")
     net.data_name = data.name  # for eval's probe and references (the training split of the same data set)
     return net
 
 
 def draw_noise(net: BiGAN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """z ~ N(0, I), (n, d): the generator's latents for one batch (drawn at every step, whichever player steps)."""
+    """z ~ N(0, I), (n, d): the generator's latents for one batch (``run.next_batch`` draws them with each batch)."""
     return {"z": torch.randn((n, net.latent_dim), generator=generator)}
 
 
-def loss(net: BiGAN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """``bigan_loss`` for this step's players (``net.next_phase``) on (x (B, ...), y)."""
-    return bigan_loss(net, batch[0], noise["z"], net.next_phase(), config.r1)
+def players(net: BiGAN, config: Config) -> dict[str, Player]:
+    """One AdamW each (the run's lr and betas): the discriminator, and the encoder with the generator."""
+    return {"discriminator": Player(net.critic_parameters()),
+            "encoder_generator": Player(net.encoder_generator_parameters())}
+
+
+def train_step(net: BiGAN, config: Config, step: int, run):
+    """One round of BiGAN's game: ``model.n_critic`` updates of D, each on a fresh batch and fresh z, then one of E
+    and G together on the next; ``model.n_critic = 0``: all three at once on one batch. -> (D's loss + E and G's,
+    the terms)."""
+    terms = {}
+    for _ in range(config.n_critic):
+        (x, _), noise = run.next_batch()
+        with run.autocast():
+            losses, terms = player_losses(net, x, noise["z"], (True, False), config.r1)
+        run.update(**losses)
+    (x, _), noise = run.next_batch()
+    with run.autocast():
+        losses, eg_terms = player_losses(net, x, noise["z"], (config.n_critic == 0, True), config.r1)
+    run.update(**losses)
+    terms = {**eg_terms, **terms} if config.n_critic else eg_terms
+    return terms["discriminator_loss"] + terms["encoder_generator_loss"], terms
 
 
 def _device(net) -> torch.device:
