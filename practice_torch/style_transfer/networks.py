@@ -8,11 +8,9 @@ channels, one stride-2 conv to 2 ``width`` (H/2), ``blocks`` residual blocks, a 
 translation does not depend on the rest of the batch.
 
 The discriminators D_A, D_B are the f-GAN's ``ConvCritic`` (a global real/fake score, not CycleGAN's 70 x 70
-PatchGAN: the images are 28 x 28). ``CycleGAN`` holds the four networks and the step schedule of
-``practice_torch.gan.networks.TakingTurns`` (the GAN's ``frozen_critic`` and ``next_phase`` schedule): the
-engine takes one optimizer step per loss call, so with ``n_critic = k > 0`` the steps cycle through k steps of both
-discriminators and one of both translators (the step counter is a checkpointed buffer); ``n_critic = 0`` steps all
-four networks at once, CycleGAN's own loop.
+PatchGAN: the images are 28 x 28). ``CycleGAN`` holds the four networks: weights only. The two players, both
+discriminators and both translators, each have their own optimizer; who updates when is the adapter's
+``train_step`` (``practice_torch.style_transfer.training``).
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from practice_torch.f_divergence.networks import ConvCritic
-from practice_torch.gan.networks import TakingTurns
 
 
 def instance_norm(channels: int) -> nn.GroupNorm:
@@ -76,22 +73,21 @@ class Translator(nn.Module):
         return torch.sigmoid(y) if self.unit_interval else y
 
 
-class CycleGAN(TakingTurns):
+class CycleGAN(nn.Module):
     """G: A -> B (``g_ab``), F: B -> A (``f_ba``), D_A and D_B (``critic_a``, ``critic_b``: x (B, C, H, W) -> (B,)
-    scores), and the step schedule of the game (``TakingTurns``: ``next_phase``, ``frozen_critic``).
+    scores).
 
     shape: one image (C, H, W), H and W divisible by 4 (the critics' two stride-2 convs).
     """
 
     def __init__(self, shape: Sequence[int], width: int = 32, blocks: int = 2, channels: Sequence[int] = (32, 64),
-                 fc: int = 256, n_critic: int = 0, unit_interval: bool = True):
+                 fc: int = 256, unit_interval: bool = True):
         super().__init__()
         if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
             raise ValueError(f"CycleGAN needs (C, H, W) images with H and W divisible by 4 and two model.channels, "
                              f"got shape {tuple(shape)} and channels {tuple(channels)}")
         if width < 1 or blocks < 0:
             raise ValueError(f"model.width must be >= 1 and model.blocks >= 0, got {width} and {blocks}")
-        self.init_turns(n_critic)
         self.shape = tuple(shape)
         self.g_ab = Translator(shape, width, blocks, unit_interval)
         self.f_ba = Translator(shape, width, blocks, unit_interval)
@@ -103,5 +99,9 @@ class CycleGAN(TakingTurns):
         return self.g_ab(a)
 
     def critic_parameters(self) -> list[nn.Parameter]:
-        """Both discriminators' weights: what ``frozen_critic`` holds fixed."""
+        """Both discriminators' weights: one player."""
         return [*self.critic_a.parameters(), *self.critic_b.parameters()]
+
+    def translator_parameters(self) -> list[nn.Parameter]:
+        """Both translators' weights: the other player."""
+        return [*self.g_ab.parameters(), *self.f_ba.parameters()]

@@ -12,9 +12,9 @@ The loss (Zhu et al. 2017, eq. 3 and sec. 5.2): the least-squares GAN losses of 
 CycleGAN's choice; ``model.gan_loss=non_saturating`` for the binary cross-entropy of ``practice_torch.gan``), plus
 ``cycle_weight`` (10) times ``cycle_loss`` and ``identity_weight`` (5) times ``identity_loss``. By default
 (``model.n_critic=0``) every step updates both players from one forward pass, as CycleGAN's own training loop does
-(a translator step on the frozen discriminators, a discriminator step on the same translations, detached);
-``model.n_critic=k`` alternates them as the GAN's players do (``CycleGAN.next_phase``): k steps of both
-discriminators, then one of both translators.
+(the translators on their losses, the discriminators on the same translations, detached), each player with its own
+AdamW; ``model.n_critic=k`` alternates them as the GAN's players do: k updates of both discriminators, then one of
+both translators (``train_step``), so ``train.steps`` counts the translators' updates.
 
 ``eval``: the cycle reconstruction error |F(G(a)) - a| and |G(F(b)) - b| on held-out images of both domains, and,
 through the project's feature classifier of the data set, how often G(a) is called a member of domain B against how
@@ -31,6 +31,7 @@ from typing import Literal
 import torch
 
 from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.gan.functions import discriminator_loss, generator_loss_nonsaturating
 from practice_torch.models import Artefact
@@ -54,13 +55,12 @@ class Config:
     gan_loss: Literal["least_squares", "non_saturating"] = "least_squares"
     cycle_weight: float = 10.0  # lambda of eq. 3
     identity_weight: float = 5.0  # 0.5 lambda (sec. 5.2)
-    n_critic: int = 0  # 0: all four networks step in every step (CycleGAN's own loop); k: k discriminator steps, then one
+    n_critic: int = 0  # 0: both players update in every step (CycleGAN's own loop); k: k discriminator updates, then one
 
 
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
 ADAM = {"betas": (0.5, 0.999), "warmup_steps": 50, "grad_clip": 0.0}  # CycleGAN: Adam(2e-4, beta1 = 0.5)
 
-PARTIAL_STEPS = True  # the players take turns: under torchrun DDP finds the idle one (engine interface)
 HEADLINE = (("translated_to_b", "G(a) classified as domain B", "share"),
             ("cycle_error_a", "cycle error |F(G(a)) - a|", "mean abs"))
 
@@ -78,6 +78,8 @@ PRESETS = {
     },
 }
 default_config = preset_config("style_transfer", PRESETS)
+CHECKPOINT_VERSIONS = {1: "the players shared one optimizer, a step counter in the weights",
+                       2: "the discriminators and the translators each have their own optimizer; no step counter"}
 
 
 # 1. The two domains --------------------------------------------------------------------------------------------
@@ -113,7 +115,9 @@ def build(config: Config, data) -> CycleGAN:
         raise ValueError(f"unknown model.gan_loss {config.gan_loss!r}; choose from {', '.join(GAN_LOSSES)}")
     if config.cycle_weight < 0 or config.identity_weight < 0 or config.domain_limit < 0:
         raise ValueError("model.cycle_weight, model.identity_weight and model.domain_limit must be >= 0")
-    net = CycleGAN(data.shape, config.width, config.blocks, config.channels, config.fc, config.n_critic)
+    if config.n_critic < 0:
+        raise ValueError(f"model.n_critic must be 0 (simultaneous updates) or more, got {config.n_critic}")
+    net = CycleGAN(data.shape, config.width, config.blocks, config.channels, config.fc)
     # the training images of each domain: plain attributes (CPU), so neither checkpointed nor copied to the device
     net.pool_a = domain_images(data, "train", config.domain_a, config.domain_limit)
     net.pool_b = domain_images(data, "train", config.domain_b, config.domain_limit)
@@ -145,13 +149,15 @@ def translator_adversarial_loss(fake_scores, kind: str):
     return generator_loss_nonsaturating(fake_scores)
 
 
-def cycle_gan_loss(net: CycleGAN, config: Config, a, b, phase: tuple[bool, bool] = (True, True)):
-    """One step of CycleGAN's game (Zhu et al. eq. 3): both discriminators' losses when they step; when the
-    translators step, their adversarial losses (``config.gan_loss``) on the frozen discriminators + cycle_weight
-    L_cyc (eq. 2) + identity_weight L_id (sec. 5.2). The sum is the loss whose gradient the engine follows.
+def player_losses(net: CycleGAN, config: Config, a, b, phase: tuple[bool, bool] = (True, True)):
+    """The losses of CycleGAN's game (Zhu et al. eq. 3) on a batch of each domain: both discriminators' (the
+    translations taken as data) for ``phase[0]``; for ``phase[1]`` the translators' adversarial losses
+    (``config.gan_loss``; the engine takes their gradient with respect to the translators' weights only) +
+    cycle_weight L_cyc (eq. 2) + identity_weight L_id (sec. 5.2).
 
-    a: (B, C, H, W) from domain A, b: (B', C, H, W) from domain B -> (loss, terms). Every term is reported at every
-    step (computed without a graph where its player does not step), so the logged means are over all steps.
+    a: (B, C, H, W) from domain A, b: (B', C, H, W) from domain B -> ({"discriminators", "translators"}: the losses
+    of the players asked for, terms). Every term is reported (computed without a graph where its player does not
+    update).
     """
     critic_steps, translator_steps = phase
     grad = torch.is_grad_enabled()
@@ -163,14 +169,15 @@ def cycle_gan_loss(net: CycleGAN, config: Config, a, b, phase: tuple[bool, bool]
     with torch.set_grad_enabled(critic_steps and grad):
         d_b = critic_loss(net.critic_b(b), net.critic_b(fake_b.detach()), config.gan_loss)
         d_a = critic_loss(net.critic_a(a), net.critic_a(fake_a.detach()), config.gan_loss)
-    with net.frozen_critic(), torch.set_grad_enabled(translator_steps and grad):
+    with torch.set_grad_enabled(translator_steps and grad):
         adv = (translator_adversarial_loss(net.critic_b(fake_b), config.gan_loss)
                + translator_adversarial_loss(net.critic_a(fake_a), config.gan_loss))
     translator = adv + config.cycle_weight * cyc + config.identity_weight * idt
-    total = (d_a + d_b if critic_steps else 0) + (translator if translator_steps else 0)
+    losses = {**({"discriminators": d_a + d_b} if critic_steps else {}),
+              **({"translators": translator} if translator_steps else {})}
     terms = {"critic_loss_a": d_a.detach(), "critic_loss_b": d_b.detach(), "adversarial_loss": adv.detach(),
              "cycle_loss": cyc.detach(), "identity_loss": idt.detach()}
-    return total, terms
+    return losses, terms
 
 
 def domain_batches(net: CycleGAN, noise: dict[str, torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,11 +187,26 @@ def domain_batches(net: CycleGAN, noise: dict[str, torch.Tensor], device) -> tup
     return net.pool_a[noise["rows_a"].to(device)], net.pool_b[noise["rows_b"].to(device)]
 
 
-def loss(net: CycleGAN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """``cycle_gan_loss`` for this step's players (``net.next_phase``) on the batches ``noise`` picks; the engine's
-    ``batch`` only sets the device."""
-    a, b = domain_batches(net, noise, batch[0].device)
-    return cycle_gan_loss(net, config, a, b, net.next_phase())
+def players(net: CycleGAN, config: Config) -> dict[str, Player]:
+    """One AdamW each (the run's lr and betas): both discriminators, both translators."""
+    return {"discriminators": Player(net.critic_parameters()), "translators": Player(net.translator_parameters())}
+
+
+def train_step(net: CycleGAN, config: Config, step: int, run):
+    """One step of CycleGAN's game on the unpaired batches ``noise`` picks (the engine's batch only sets the device):
+    ``model.n_critic = 0`` updates both players from one forward pass (CycleGAN's own loop); k > 0: k updates of the
+    discriminators, each on fresh batches, then one of the translators. -> (the players' losses summed, terms)."""
+    for _ in range(config.n_critic):
+        batch, noise = run.next_batch()
+        with run.autocast():
+            losses, terms = player_losses(net, config, *domain_batches(net, noise, batch[0].device), (True, False))
+        run.update(**losses)
+    batch, noise = run.next_batch()
+    with run.autocast():
+        losses, terms = player_losses(net, config, *domain_batches(net, noise, batch[0].device),
+                                      (config.n_critic == 0, True))
+    run.update(**losses)
+    return sum(v.detach() for v in losses.values()), terms
 
 
 # 3. Samples and evaluation -------------------------------------------------------------------------------------
