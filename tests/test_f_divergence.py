@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from adversarial import adam_steps
 
 from practice_torch import f_divergence as fd
 from practice_torch import models
@@ -17,6 +18,7 @@ from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.f_divergence import training as fd_training
+from practice_torch.models import new_trainer
 from shared_specs import catalogue
 from shared_specs.runner import Perturbation, run_case
 
@@ -86,12 +88,23 @@ def test_one_loss_is_descent_for_the_generator_and_ascent_for_the_critic(diverge
 def test_the_r1_penalty_is_half_the_squared_critic_gradient_on_data():
     net = tiny_net(r1=2.0)
     x, z = torch.randn(16, 2), torch.randn(16, 2)
-    loss, terms = fd_training.loss(net, fd_training.Config(r1=2.0), (x, None), {"z": z}, 0)
+    losses, terms = fd_training.player_losses(net, x, z, r1=2.0)
+    loss = losses["critic"] + losses["generator"]
     plain, _ = fd.fgan_loss(net, x, z, r1=0.0)
     xg = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(net.critic(xg).sum(), xg)
     torch.testing.assert_close(terms["r1_penalty"], 0.5 * grad.pow(2).sum(1).mean())
     torch.testing.assert_close(loss, plain + 2.0 * terms["r1_penalty"])
+
+
+def test_a_step_updates_the_critic_and_the_generator_at_once_each_on_its_own_optimizer(tmp_path):
+    cfg = apply_overrides(fd_training.default_config("quick"), ["model.hidden=16,16", "model.latent_dim=2",
+                                                                 "train.batch_size=32", "data.limit=128",
+                                                                 "train.samples=10", "train.device=cpu"])
+    trainer = new_trainer(cfg, tmp_path / "run")
+    trainer.run(stop_at=3)
+    assert adam_steps(trainer.optimizers["critic"]) == {3} and adam_steps(trainer.optimizers["generator"]) == {3}
+    assert trainer.batches.position == 3 * 32  # one batch a step: the simultaneous updates share it
 
 
 # Samples and evaluation ------------------------------------------------------------------------------------------

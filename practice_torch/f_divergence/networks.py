@@ -164,12 +164,20 @@ class FGAN(nn.Module):
 
 
 def fgan_loss(net: FGAN, x, z, r1: float | None = None):
-    """One scalar for Algorithm 1's simultaneous step: -F for the critic plus the generator's objective.
+    """One scalar for Algorithm 1's simultaneous step: -F for the critic plus the generator's objective (the sum of
+    ``player_losses``, whose gradient is each player's: the critic's weights are held fixed in the generator's term).
 
     x: (B, *shape) data, z: (B, d) latents -> (loss, {"divergence_estimate": F, "generator_loss": ...}).
     ``r1`` (default ``net.r1``) > 0 adds r1/2 E_P|grad_x V|^2 to the critic's loss (Mescheder et al. 2018),
     which makes simultaneous gradient steps converge locally.
     """
+    losses, terms = player_losses(net, x, z, r1)
+    return losses["generator"] + losses["critic"], terms
+
+
+def player_losses(net: FGAN, x, z, r1: float | None = None):
+    """The two players' losses of Algorithm 1's simultaneous step: the critic's -F (+ r1 R1) and the generator's
+    objective on the critic's fixed weights. x: (B, *shape), z: (B, d) -> ({"critic", "generator"}, terms)."""
     r1 = net.r1 if r1 is None else r1
     fake = net.generator(z)
     x = x.detach().requires_grad_(r1 > 0)
@@ -183,9 +191,9 @@ def fgan_loss(net: FGAN, x, z, r1: float | None = None):
         generator_loss = -torch.mean(output_activation(v_gen, net.divergence))  # max E_z[g_f(V(G(z)))], sec. 3.2
     terms = {"divergence_estimate": objective, "generator_loss": generator_loss}
     if r1 <= 0:
-        return generator_loss - objective, terms
+        return {"critic": -objective, "generator": generator_loss}, terms
     terms["r1_penalty"] = r1_penalty(v_real, x)
-    return generator_loss - objective + r1 * terms["r1_penalty"], terms
+    return {"critic": -objective + r1 * terms["r1_penalty"], "generator": generator_loss}, terms
 
 
 def r1_penalty(v_real, x):

@@ -16,9 +16,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.f_divergence.functions import conjugate_at_activation, density_ratio, output_activation
-from practice_torch.f_divergence.networks import FGAN, fgan_loss
+from practice_torch.f_divergence.networks import FGAN, player_losses
 from practice_torch.models import Artefact
 from practice_torch.plots import density_figure_2d, figure_artefact, scatter_figure_2d
 
@@ -69,6 +70,8 @@ PRESETS = {
     },
 }
 default_config = preset_config("f_divergence", PRESETS)
+CHECKPOINT_VERSIONS = {1: "one optimizer for both players, one gradient clip over both",
+                       2: "the critic and the generator each have their own optimizer and clip"}
 
 
 def build(config: Config, data) -> FGAN:
@@ -87,9 +90,20 @@ def draw_noise(net: FGAN, config: Config, n: int, generator: torch.Generator) ->
     return {"z": torch.randn((n, net.latent_dim), generator=generator)}
 
 
-def loss(net: FGAN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """``fgan_loss``: Algorithm 1's single-step objective on (x (B, ...), y) and its logged terms."""
-    return fgan_loss(net, batch[0], noise["z"])
+def players(net: FGAN, config: Config) -> dict[str, Player]:
+    """One AdamW each (the run's lr): the critic V_omega and the generator G_theta."""
+    return {"critic": Player(list(net.critic.parameters())), "generator": Player(list(net.generator.parameters()))}
+
+
+def train_step(net: FGAN, config: Config, step: int, run):
+    """Algorithm 1 of Nowozin et al. (single-step gradient method): on one batch and its z, the critic ascends F
+    (+ R1) and the generator descends its objective, both from the same parameters (simultaneous updates), each on
+    its own optimizer with its own gradient clip. -> (-F + the generator's loss, the terms)."""
+    (x, _), noise = run.next_batch()
+    with run.autocast():
+        losses, terms = player_losses(net, x, noise["z"], config.r1)
+    run.update(**losses)
+    return sum(v.detach() for v in losses.values()), {k: v.detach() for k, v in terms.items()}
 
 
 def _device(net: FGAN) -> torch.device:
