@@ -164,10 +164,9 @@ TURNS = {  # model -> its tiny settings: players that take turns
 
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m != "wgan" else m for m in TURNS])
 def test_players_taking_turns_train_under_torchrun_as_in_one_process(tmp_path, model):
-    """Two-player games under torchrun: the GAN and the WGAN write their own step (each player's gradient averaged
-    over the processes by the engine's ``run.update``, the critic's double backward included), BiGAN and CycleGAN
-    take turns on one optimizer (DDP finds the idle player's parameters: PARTIAL_STEPS). Either way two processes
-    train as one. Negative control: the weights do move between checkpoints."""
+    """Two-player games under torchrun: each writes its own step, each player's gradient averaged over the processes
+    by the engine's ``run.update`` (the WGAN critic's double backward included), so two processes train as one.
+    Negative control: the weights do move between checkpoints."""
     sets = [a for s in ("train.batch_size=16", "train.warmup_steps=1", "train.log_every=1", "train.checkpoint_every=3",
                         "train.samples=10", "data.limit=128") for a in ("--set", s)]
     args = ["practice_torch", "train", model, "--device", "cpu", "--steps", "6", *TURNS[model], *sets]

@@ -192,8 +192,7 @@ class Trainer:
             loss: nn.Module = LossOf(self.net, self.model.loss, cfg.model)
             if self.procs.is_distributed and self.update is None:
                 gpus = [self.device] if self.device.type == "cuda" else None
-                partial = getattr(self.model, "PARTIAL_STEPS", False)  # players taking turns: unused parameters
-                loss = nn.parallel.DistributedDataParallel(loss, device_ids=gpus, find_unused_parameters=partial)
+                loss = nn.parallel.DistributedDataParallel(loss, device_ids=gpus)
             self.loss = compiled(loss, t.compile_mode) if t.compile and self.update is None else loss
         self.stop_signal: int | None = None
         self.stop_flags = torch.tensor([0.0, 1.0], device=self.device)  # the stop flag's two values, made once

@@ -6,20 +6,17 @@ convolutions for images (BatchNorm in the generator only; the critic's layer nor
 as a weight-clipped WGAN critic needs). ``Adversarial`` holds both players, optionally class-conditional: weights
 only. Who updates when is the adapter's ``train_step`` (``practice_torch.gan.training``, on the engine's players:
 one optimizer each); ``discriminator_objective`` and ``generator_objective`` are the two players' losses on a batch,
-built from ``practice_torch.gan.functions``. ``TakingTurns`` is the older schedule of a game on one optimizer (a
-step counter in the weights), still used by BiGAN and CycleGAN.
+built from ``practice_torch.gan.functions``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from practice_torch.counters import HostCount
 from practice_torch.f_divergence.networks import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator, r1_penalty
 from practice_torch.gan.functions import (
     discriminator_loss,
@@ -28,45 +25,6 @@ from practice_torch.gan.functions import (
 )
 
 GENERATOR_LOSSES = {"non_saturating": generator_loss_nonsaturating, "saturating": generator_loss_saturating}
-
-
-class TakingTurns(nn.Module):
-    """The schedule of a two-player game on the engine's one optimizer, for any net with a critic (a GAN's
-    discriminator, BiGAN's joint discriminator, CycleGAN's two): ``init_turns(n_critic)`` in ``__init__`` registers
-    the step counter (a buffer, so a checkpoint carries it, read on the host through ``HostCount``); ``next_phase``
-    says who steps; ``frozen_critic`` holds ``critic_parameters()`` fixed while the other player's graph is built."""
-
-    def init_turns(self, n_critic: int) -> None:
-        if n_critic < 0:
-            raise ValueError(f"model.n_critic must be 0 (simultaneous steps) or more, got {n_critic}")
-        self.n_critic = n_critic
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss calls so far: the schedule
-        self._count = HostCount()  # its host-side mirror
-
-    def critic_parameters(self) -> list[nn.Parameter]:
-        raise NotImplementedError
-
-    @contextmanager
-    def frozen_critic(self):
-        """The critic's weights as constants of the graphs built inside (requires_grad off, then restored): the
-        generator's term then sends no gradient to the critic, whose ``.grad`` stays None."""
-        params = [p for p in self.critic_parameters() if p.requires_grad]
-        for p in params:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p in params:
-                p.requires_grad_(True)
-
-    def next_phase(self) -> tuple[bool, bool]:
-        """(critic steps, generator steps) in this training step, then the counter advances: n_critic critic steps,
-        then one generator step; both at once when n_critic = 0."""
-        phase = self._count.value(self.steps) % (self.n_critic + 1)  # no device synchronisation (``HostCount``)
-        self._count.advance(self.steps)
-        if self.n_critic == 0:
-            return True, True
-        return phase < self.n_critic, phase == self.n_critic
 
 
 class Adversarial(nn.Module):

@@ -109,8 +109,9 @@ class VectorQuantiser(nn.Module):
     after quantising with the current codebook: at step 0 every code restarts at encoder outputs (no code has been
     used: a data-dependent initialisation), then the EMA update N, m <- ``ema_update`` and e <- ``ema_codebook`` on
     the global batch; after every ``restart_every``-th step the codes used fewer than ``threshold`` times since the
-    last restart start again at encoder outputs (``restart_dead_codes``). The rows they restart at are the ones with the smallest ``keys``
-    (uniforms, one per row, drawn by the caller: randomness is an argument), a random choice without replacement.
+    last restart start again at encoder outputs (``restart_dead_codes``). The rows they restart at are the ones with
+    the smallest ``keys`` (uniforms, one per row, drawn by the caller: randomness is an argument), a random choice
+    without replacement.
     Under torchrun the rows, indices and keys of every rank are gathered first (``gather_rows``), so every rank makes
     the update one process would make on the global batch. In eval mode nothing changes."""
 
