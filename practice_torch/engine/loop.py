@@ -17,6 +17,10 @@ logs the norm of the change of the net's floating-point state (``update_norm``) 
 stops on a non-finite loss or state (the update has already run in place, but nothing is saved after it),
 and leaves the optimizer and the LR schedule alone. Under torchrun the model's update must sum its
 statistics over the ranks itself (``torch.distributed.all_reduce``) so that every rank makes the same update.
+A model module that writes its own step (``players`` and ``train_step``, ``engine/players.py``) replaces 1-5 with
+it: the step takes its batches and noise through ``run.next_batch`` (in the same order, so a resumed run repeats it),
+updates each player with ``run.update`` (its own AdamW, clipping, the gradient averaged over the ranks: no DDP
+wrapper), and the engine steps every player's schedule, the EMA and the logging as for any model.
 A model module that defines ``validate(net, config, batch) -> terms`` is scored on held-out data at every log step: the next
 ``train.val_batch`` examples of the validation split (in order, cycling, from the step number: no state to save), in
 eval mode, without gradients, under the run's autocast; the terms are logged beside the training loss.
