@@ -33,12 +33,11 @@ def test_bits_per_dim(net, images: torch.Tensor, u: torch.Tensor) -> float:
 
 
 def flow_bpd(args) -> list[dict]:
-    from practice_torch.coupling_flows.training import default_config
     from practice_torch.data import get_dataset
     from practice_torch.engine.metrics import read_metrics
-    from practice_torch.models import new_trainer
+    from practice_torch.models import get_model, new_trainer
 
-    cfg = default_config("quick", args.dataset)
+    cfg = get_model("coupling_flows").default_config("quick", args.dataset)
     if args.flow_steps:
         cfg.train.steps = args.flow_steps
     test = get_dataset(args.dataset, "test", args.data_dir)

@@ -41,12 +41,14 @@ def find_run(run: str | None) -> Path:
 @torch.no_grad()
 def draw(net, config, n: int, seed: int, chunk: int = 250) -> tuple[torch.Tensor, float]:
     """n samples (n, C, H, W) in [0, 1] with ``config``'s sampler, and the wall time of drawing them (seconds)."""
-    from practice_torch.ddpm.training import generate
+    from practice_torch.diffusion.model import generate
 
     generator, parts = torch.Generator().manual_seed(seed), []
     start = time.perf_counter()
+    sampler = {"sampler": config.sampler, "steps": config.sample_steps, "eta": config.eta,
+               "guidance_scale": config.guidance_scale, "clip_x0": config.clip_x0}
     for lo in range(0, n, chunk):
-        parts.append(net.from_model(generate(net, config, min(chunk, n - lo), generator)[0]).cpu())
+        parts.append(net.from_model(generate(net, min(chunk, n - lo), generator, None, **sampler)[0]).cpu())
     return torch.cat(parts), time.perf_counter() - start
 
 

@@ -37,7 +37,7 @@ def _samples(module_name: str, net, config, n: int, seed: int) -> tuple[torch.Te
     """n samples (n, D) of a trained flow_matching or cnf net and the NFE of drawing them."""
     generator = torch.Generator().manual_seed(seed)
     if module_name == "flow_matching":
-        from practice_torch.flow_matching.training import generate
+        from practice_torch.flow_matching.model import generate
 
         trajectory = generate(net, config, n, generator)
         return trajectory.x[-1].cpu(), trajectory.nfe
@@ -162,7 +162,7 @@ def ode_nfe(args) -> list[dict]:
 @torch.no_grad()
 def _draw(module, net, config, n: int, images: bool, chunk: int = 250) -> tuple[torch.Tensor, int, float]:
     """n samples ((n, D), or images in [0, 1] with one class per row when conditional), NFE per solve, seconds."""
-    from practice_torch.flow_matching.training import generate
+    from practice_torch.flow_matching.model import generate
 
     generator, parts, nfe = torch.Generator().manual_seed(0), [], 0
     start = time.perf_counter()

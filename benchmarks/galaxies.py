@@ -27,10 +27,9 @@ def galaxy_run(run: str | None, device: torch.device):
 
     if run is None:
         from practice_torch.engine.runs import check_new_run_dir, default_run_dir
-        from practice_torch.flow_matching import training as flow_matching_training
-        from practice_torch.models import new_trainer
+        from practice_torch.models import get_model, new_trainer
 
-        cfg = flow_matching_training.default_config("quick", "galaxies")
+        cfg = get_model("flow_matching").default_config("quick", "galaxies")
         run_dir = default_run_dir(cfg, ROOT / "runs")
         check_new_run_dir(run_dir)
         print(f"galaxy_conditioning: no --run; training the quick preset into {run_dir}")

@@ -446,7 +446,7 @@ def _flow_matching(net, cfg, batch, rng, perturb) -> list[Row]:
 
     from practice_torch.cnf import log_likelihood
     from practice_torch.flow_matching.functions import cfm_loss, path_sample_and_target
-    from practice_torch.flow_matching.training import condition
+    from practice_torch.flow_matching.model import condition
     from shared_specs.interop import torch_to_flax
 
     x1, c = net.to_model(batch[0].double()), condition(net, batch[1])  # c: labels, a float vector or None
@@ -484,7 +484,7 @@ def _flow_matching_metrics(params, twin, x1, t, x0, probe, labels, cond, sigma_m
     import jax.numpy as jnp
 
     import theory_jax.flow_matching as jfm
-    from practice_torch.flow_matching.training import TIME_SCALE
+    from practice_torch.flow_matching.model import TIME_SCALE
     from theory_jax.cnf import log_likelihood
 
     b, shape = x1.shape[0], x1.shape

@@ -28,10 +28,9 @@ from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.flow_matching.functions import cfm_loss, ot_coupling, path_sample_and_target
-from practice_torch.flow_matching.sampling import check_solver, integrate
+from practice_torch.flow_matching.model import FlowModel, condition, generate
+from practice_torch.flow_matching.sampling import check_solver
 from practice_torch.models import Artefact
-
-TIME_SCALE = 1000.0  # the field's embedding sees 1000 t: the range of DDPM's timestep indices
 
 
 @dataclass
@@ -107,42 +106,6 @@ PRESETS = {
 default_config = preset_config("flow_matching", PRESETS)
 
 
-class FlowModel(nn.Module):
-    """The field v_theta(t, x[, y | cond]) with what sampling needs: the shape of an example, the conditioning
-    (``num_classes`` K > 0: labels, null token K; ``cond_dim`` > 0: a float vector), and whether the data are
-    images in [0, 1] (modelled as 2x - 1)."""
-
-    def __init__(self, net: nn.Module, shape: tuple[int, ...], num_classes: int = 0, cond_dim: int = 0,
-                 unit_images: bool = False):
-        super().__init__()
-        self.net, self.shape, self.num_classes, self.cond_dim = net, tuple(shape), num_classes, cond_dim
-        self.unit_images = unit_images
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """v_theta: x (B, *shape), t (B,) or 0-d in [0, 1], y (B,) long / (B, cond_dim) float / None -> (B, *shape)."""
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(len(x)) * TIME_SCALE
-        if self.cond_dim:
-            return self.net(x, t, cond=y)
-        return self.net(x, t, y) if self.num_classes else self.net(x, t)
-
-    def to_model(self, x: torch.Tensor) -> torch.Tensor:
-        return 2 * x - 1 if self.unit_images else x
-
-    def from_model(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x + 1) / 2).clamp(0, 1) if self.unit_images else x
-
-    def field(self, y: torch.Tensor | None = None, guidance_scale: float = 0.0):
-        """field(t, x) -> dx/dt for the ODE solver, conditioned on y; with guidance w > 0 (labels only) the CFG
-        field (1 + w) v(x, y) - w v(x), both halves in one batch."""
-        if y is None or not guidance_scale or not self.num_classes:
-            return lambda t, x: self(x, t, y)
-        null = torch.full_like(y, self.num_classes)
-
-        def guided(t, x):
-            v_cond, v_uncond = self(torch.cat([x, x]), t, torch.cat([y, null])).chunk(2)
-            return (1 + guidance_scale) * v_cond - guidance_scale * v_uncond
-
-        return guided
 
 
 def build(config: Config, data) -> FlowModel:
@@ -195,15 +158,6 @@ def draw_noise(net: FlowModel, config: Config, n: int, generator: torch.Generato
     return noise
 
 
-def condition(net: FlowModel, y: torch.Tensor | None, drop: torch.Tensor | None = None) -> torch.Tensor | None:
-    """What the field is conditioned on: labels (dropped ones -> null token K), the float vector, or None."""
-    if net.cond_dim:
-        return y.float()
-    if not net.num_classes:
-        return None
-    from practice_torch.guidance import null_labels  # label dropout for classifier-free guidance
-
-    return y.long() if drop is None else null_labels(y.long(), drop.to(y.device), net.num_classes)
 
 
 def couple(x0: torch.Tensor, x1: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -236,16 +190,6 @@ def _device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
-@torch.no_grad()
-def generate(net: FlowModel, config: Config, n: int, generator: torch.Generator, y: torch.Tensor | None = None,
-             frames: int = 0, noise: torch.Tensor | None = None):
-    """n samples in model space: x0 ~ N(0, I) from ``generator`` (or the given ``noise`` (n, *shape)), then the ODE
-    of v_theta(., ., y) (CFG with the config's guidance scale) with ``config.method``/``ode_steps``.
-    -> ``sampling.Trajectory`` (x[-1]: (n, *shape))."""
-    device = _device(net)
-    x0 = (torch.randn((n, *net.shape), generator=generator) if noise is None else noise).to(device)
-    field = net.field(condition(net, y), config.guidance_scale)
-    return integrate(field, x0, config.method, config.ode_steps, config.atol, config.rtol, frames)
 
 
 def galaxy_conditions(n: int, generator: torch.Generator) -> torch.Tensor:
