@@ -65,11 +65,11 @@ def latent_vs_pixel(args) -> list[dict]:
     from practice_torch import ddpm
     from practice_torch import latent_diffusion as ld
     from practice_torch.data import get_dataset
-    from practice_torch.ddpm import training as ddpm_training
     from practice_torch.evaluation.features import feature_network
     from practice_torch.evaluation.samples import image_set_metrics
-    from practice_torch.latent_diffusion import training as ld_training
-    from practice_torch.vae import training as vae_training
+    from practice_torch.models import get_model
+
+    ddpm_training, ld_training, vae_training = (get_model(m) for m in ("ddpm", "latent_diffusion", "vae"))  # presets
 
     dataset, budget, n = args.dataset, args.seconds or 600, args.ld_samples
     root = Path(tempfile.mkdtemp(prefix="latent_vs_pixel-"))

@@ -311,9 +311,6 @@ ADAPTER_IMPORTS_LEFT = {
     ("practice_torch.gan_inversion.training", "practice_torch.gan.training"),
     ("practice_torch.latent_diffusion.training", "practice_torch.vae.training"),
     ("benchmarks.flow_matching", "practice_torch.cnf.training"),
-    ("benchmarks.latent_diffusion", "practice_torch.latent_diffusion.training"),
-    ("benchmarks.latent_diffusion", "practice_torch.ddpm.training"),
-    ("benchmarks.latent_diffusion", "practice_torch.vae.training"),
 }
 
 
