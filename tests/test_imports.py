@@ -306,8 +306,6 @@ ADAPTER_IMPORTS_LEFT = {
     ("practice_torch.ppo.training", "practice_torch.policy_gradient.training"),
     ("practice_torch.trpo.training", "practice_torch.policy_gradient.training"),
     ("practice_torch.reward_model.training", "practice_torch.policy_gradient.training"),
-    ("practice_torch.policy_gradient.training", "practice_torch.language_model.training"),
-    ("practice_torch.ssm.training", "practice_torch.language_model.training"),
     ("practice_torch.gan_inversion.training", "practice_torch.gan.training"),
     ("practice_torch.latent_diffusion.training", "practice_torch.vae.training"),
     ("benchmarks.flow_matching", "practice_torch.cnf.training"),

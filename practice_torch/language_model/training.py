@@ -16,19 +16,19 @@ of the split in nats/char, bits/char and perplexity, every character predicted f
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from practice_torch.data.text import WINDOW, crop
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.language_model.functions import STRATEGIES, check_strategy
-from practice_torch.language_model.networks import LanguageModel, build_language_model, generate
+from practice_torch.language_model.functions import check_strategy
+from practice_torch.language_model.networks import LanguageModel, build_language_model
+from practice_torch.language_model.text import decoding_artefacts, held_out_bits
 from practice_torch.language_model.tokenisers import BPETokenizer
 from practice_torch.models import Artefact
 
@@ -115,48 +115,20 @@ def validate(net: LanguageModel, config: Config, batch) -> dict[str, torch.Tenso
 
 
 # Sampling ----------------------------------------------------------------------------------------------------------
-def _vocab():
-    from practice_torch.data.text import shakespeare_vocab
-
-    return shakespeare_vocab()
 
 
-def prompt_ids(config: Config, batch: int, device) -> torch.Tensor:
-    """The prompt (``\\n`` written as backslash-n allowed) as ids, repeated: (batch, len) int64; empty = a newline."""
-    text = config.prompt.replace("\\n", "\n") or "\n"
-    return _vocab().encode(text).to(device)[None].repeat(batch, 1)
 
 
-def decode_text(net: LanguageModel, config: Config, n: int, generator: torch.Generator, strategy: str | None = None,
-                use_cache: bool = True) -> list[str]:
-    """n continuations of the prompt (beam: the best ``beam`` of one search), prompt included."""
-    device = next(net.parameters()).device
-    strategy = strategy or config.strategy
-    check_strategy(strategy)
-    prompt = prompt_ids(config, n, device)
-    uniforms = torch.rand(n, config.sample_length, generator=generator, dtype=torch.float64).float()
-    out = generate(net, prompt, config.sample_length, strategy, uniforms, config.temperature, config.top_k,
-                   config.top_p, config.beam, use_cache)
-    vocab, head = _vocab(), config.prompt.replace("\\n", "\n")
-    return [head + vocab.decode(row) for row in out.cpu()]
 
 
 @torch.no_grad()
 def sample(net: LanguageModel, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
-    """'samples': n continuations with ``config.strategy``; 'strategies': one per decoding rule; 'bpe_tokenizer' and
-    'bpe_sample': the BPE tokeniser learned from the training text and a sample cut into its tokens."""
-    samples = decode_text(net, config, n, generator)
-    rows = []
-    for strategy in STRATEGIES:
-        setting = {"temperature": f"T = {config.temperature}", "top_k": f"k = {config.top_k}, T = {config.temperature}",
-                   "top_p": f"p = {config.top_p}, T = {config.temperature}", "beam": f"beam = {config.beam}",
-                   "greedy": "argmax"}[strategy]
-        start = time.perf_counter()
-        text = decode_text(net, config, 1, generator, strategy)[0]
-        rows.append(f"=== {strategy} ({setting}; {time.perf_counter() - start:.1f} s) ===\n{text}")
-    artefacts = [Artefact("samples", "text", samples), Artefact("strategies", "text", rows)]
+    """'samples': n continuations with ``config.strategy``; 'strategies': one per decoding rule
+    (``text.decoding_artefacts``); 'bpe_tokenizer' and 'bpe_sample': the BPE tokeniser learned from the training text
+    and a sample cut into its tokens."""
+    artefacts = decoding_artefacts(net, config, n, generator)
     if config.bpe_merges:
-        artefacts += bpe_artefacts(config.bpe_merges, samples[0])
+        artefacts += bpe_artefacts(config.bpe_merges, artefacts[0].data[0])
     return artefacts
 
 
@@ -181,17 +153,5 @@ def bpe_artefacts(merges: int, text: str) -> list[Artefact]:
 # Evaluation --------------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(net: LanguageModel, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
-    """Cross-entropy of every character of the split, each 256-window cut into context-long pieces (a piece's
-    first character is predicted from nothing, its last from context - 1 characters): nats/char, bits/char,
-    perplexity."""
-    device = next(net.parameters()).device
-    total, count = 0.0, 0
-    usable = WINDOW // config.context * config.context
-    for x, y in DataLoader(dataset, batch_size=64):
-        x = x[:, :usable].reshape(-1, config.context).to(device)
-        y = y[:, :usable].reshape(-1, config.context).to(device)
-        logits = net(x)
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum").item()
-        count += y.numel()
-    nats = total / max(count, 1)
-    return {"loss": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats), "characters": count}
+    """``text.held_out_bits``: the cross-entropy of every character of the split in context-long pieces."""
+    return held_out_bits(net, config.context, dataset)

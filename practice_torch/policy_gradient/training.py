@@ -173,7 +173,7 @@ def fine_tuning_metrics(net: PolicyAndReference, config, dataset: Dataset, gener
                         ) -> dict[str, float]:
     """The judge's reward of the policy and the reference on held-out prompts (mean, sd, se), the gain in the
     reference's sds, the KL to the reference (nats per response) and the policy's test bits/char."""
-    from practice_torch.language_model import training as lm_training
+    from practice_torch.language_model.text import held_out_bits
 
     prompts = held_out_prompts(dataset, config.eval_prompts, net.prompt_length).to(_device(net))
     policy_y, policy_r = responses_and_rewards(net, net.policy, prompts, generator)
@@ -183,7 +183,7 @@ def fine_tuning_metrics(net: PolicyAndReference, config, dataset: Dataset, gener
                **_stats("kl_to_reference", kl)}
     metrics["reward_gain_in_sd"] = (metrics["reward"] - metrics["reference_reward"]) / max(
         metrics["reference_reward_sd"], 1e-12)
-    held_out = lm_training.evaluate(net.policy, config, dataset, generator)
+    held_out = held_out_bits(net.policy, config.context, dataset)
     metrics.update({"bits_per_char": held_out["bits_per_char"], "loss": held_out["loss"]})
     return metrics
 

@@ -189,12 +189,9 @@ def sample(net: SSMStack, config: Config, n: int, generator: torch.Generator, ex
     language_model's. Audio: 'samples', ceil(n / 10) clips per digit as WAV, and 'spectrograms' (log-mel, above
     held-out recordings of the same digits)."""
     if net.modality == "text":
-        from practice_torch.language_model import training as lm_training
+        from practice_torch.language_model.text import decoding_artefacts
 
-        lm_config = lm_training.Config(context=config.context, strategy=config.strategy, prompt=config.prompt,
-                                       temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
-                                       beam=config.beam, sample_length=config.sample_length, bpe_merges=0)
-        return lm_training.sample(net, lm_config, n, generator)
+        return decoding_artefacts(net, config, n, generator)
     from practice_torch.data.audio import DIGITS
     from practice_torch.wavenet.clips import real_examples, spectrogram_figure
     from practice_torch.wavenet.functions import mu_law_decode
@@ -219,9 +216,9 @@ def evaluate(net: SSMStack, config: Config, dataset: Dataset, generator: torch.G
     bits/char, perplexity). Audio: WaveNet's (every sample of every clip after the first given its whole past and
     the digit: nats and bits per sample, and the entropy of the split's class histogram)."""
     if net.modality == "text":
-        from practice_torch.language_model import training as lm_training
+        from practice_torch.language_model.text import held_out_bits
 
-        return lm_training.evaluate(net, config, dataset, generator)
+        return held_out_bits(net, config.context, dataset)
     from practice_torch.wavenet.clips import evaluate_clips
 
     return evaluate_clips(net, dataset, lambda q, y: net(q, y).transpose(1, 2))
