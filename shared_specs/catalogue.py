@@ -4,8 +4,9 @@ Every listing, test and README table is generated from ``TOPICS`` (the tables by
 else types a topic name twice. A topic that trains names its model in ``trains``; ``practice_torch.models.MODELS`` (what
 ``python -m practice_torch train`` accepts) is derived from it, with the training adapter
 ``practice_torch.<topic>.training``. A topic whose trained runs the JAX twin can recompute names what it recomputes in
-``checks``; ``theory_jax.check.CHECKERS`` holds exactly those topics. Presence of a topic's three forms is read off
-the file system, so the table says what exists, not what was planned.
+``checks``; ``shared_specs.twin_check.CHECKERS`` holds exactly those topics (each with
+``practice_torch/<topic>/twin.py``). Presence of a topic's three forms is read off the file system, so the table says
+what exists, not what was planned.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ not fit its config, a model or a configuration without a twin, a wrong split) ea
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from practice_torch.cli import main as torch_cli
-from theory_jax import check
+from shared_specs import twin_check as check
 from theory_jax.cli import main as jax_cli
 
 COMMON = ["--device", "cpu", "--set", "train.warmup_steps=1", "--set", "train.log_every=1",
@@ -75,6 +76,8 @@ def test_every_model_with_a_twin_has_a_run_here_and_the_catalogue_names_them():
 
     assert {name.split("@")[0] for name in RUNS} == set(check.CHECKERS)
     assert set(check.CHECKERS) == {t.name for t in TOPICS if t.checks}
+    for module in check.CHECKERS.values():  # each topic that names a check provides it beside its networks
+        assert callable(importlib.import_module(module).check), module
 
 
 # the default suite checks the fast models end to end, flow_matching and ddpm through their 2-D MLP twins; the others

@@ -131,8 +131,8 @@ def math_twins(graph: dict[str, set[str]]) -> list[str]:
     topics |= {t.name for t in catalogue.TOPICS}
     cores = ("practice_torch.diffusion", "practice_torch.nets", "practice_torch.broadcasting")
     return sorted(m for m in graph
-                  # the command layer: the CLI, and `check`, which reads a trained run (the engine's files) on purpose
-                  if m.startswith("theory_jax") and m not in ("theory_jax.cli", "theory_jax.__main__", "theory_jax.check")
+                  # the command layer: the CLI, which also dispatches `check` (shared_specs/twin_check.py) on purpose
+                  if m.startswith("theory_jax") and m not in ("theory_jax.cli", "theory_jax.__main__")
                   or m.startswith(cores)
                   or m.removeprefix("practice_torch.") in topics
                   or any(m == f"practice_torch.{t}.functions" for t in topics))

@@ -57,7 +57,7 @@ def report(results: list[tuple[str, Derivation | None, float]]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "check":  # not a topic: a trained run checked in the other backend
-        from theory_jax import check
+        from shared_specs import twin_check as check
 
         return check.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m theory_jax", description=__doc__,
