@@ -47,9 +47,7 @@ def dpo_run(lm_run, tmp_path_factory):
 def tiny_pair(seed: int = 0) -> PolicyAndReference:
     torch.manual_seed(seed)
     s = LanguageSettings(context=24, dim=16, layers=1, heads=2, prompt_length=6, response_length=5)
-    net = PolicyAndReference(build_lm(s, TEXT.num_classes), s)
-    net.judge, net.beta = judge("letter", "e"), 0.1
-    return net
+    return PolicyAndReference(build_lm(s, TEXT.num_classes), s)
 
 
 def tiny_config(module, lm_run):
@@ -67,7 +65,7 @@ def test_dpo_and_the_reward_model_see_the_same_pairs_for_the_same_seed_and_batch
         for _ in range(2):  # the first two steps' batches and noise, as the engine draws them
             x = fetch(trainer.train_set, trainer.batches.next())[0]
             u = module.draw_noise(trainer.net, trainer.cfg.model, trainer.batch_size, trainer.noise)["u"]
-            pairs.append(preference_pairs(trainer.net.reference, x[:, :8], u, trainer.net.judge))
+            pairs.append(preference_pairs(trainer.net.reference, x[:, :8], u, judge("letter", "e")))
     for a, b in zip(pairs[:2], pairs[2:]):
         for name in ("prompts", "responses", "chosen", "rejected", "rewards", "tied"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
@@ -86,7 +84,7 @@ def test_the_loss_is_dpo_on_the_untied_pairs_and_log_2_at_the_start():
         for p in net.policy.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=g))
     loss, terms = dpo_training.loss(net, dpo_training.Config(), batch, noise, 0)
-    pairs = preference_pairs(net.reference, batch[0][:, :6], noise["u"], net.judge)
+    pairs = preference_pairs(net.reference, batch[0][:, :6], noise["u"], judge("letter", "e"))
     pi_w, pi_l = dpo_training.pair_log_probs(net.policy, pairs, 6)
     ref_w, ref_l = dpo_training.pair_log_probs(net.reference, pairs, 6)
     keep = pairs.untied
@@ -102,7 +100,7 @@ def test_the_prompt_is_masked_out_of_the_pairs_log_probs():
     g = torch.Generator().manual_seed(4)
     prompts = torch.randint(1, TEXT.num_classes, (4, 6), generator=g)
     u = dpo_training.draw_noise(net, dpo_training.Config(), 4, g)["u"]
-    pairs = preference_pairs(net.reference, prompts, u, net.judge)
+    pairs = preference_pairs(net.reference, prompts, u, judge("letter", "e"))
     masked = torch.cat(dpo_training.pair_log_probs(net.policy, pairs, 6))
     tokens, logits = episode_logits(net.policy, prompts.repeat(2, 1), torch.cat([pairs.chosen, pairs.rejected]))
     unmasked = functions.sequence_log_prob(logits, tokens[:, 1:], torch.ones(8, 10))  # the control

@@ -252,12 +252,11 @@ def test_negative_control_a_trunk_that_imports_a_topic_is_caught(tmp_path):
 
 
 # Networks hold weights, not configuration -------------------------------------------------------------------------
-# The adapters that still copy config values onto their network, to be emptied (issue 38): the policy-gradient family
-# (its judge and coefficients) moves with PPO's rewrite; style_transfer's and domain_adversarial's data pools and
-# ssm's data view with the data the engine hands a step. A name leaves this set once its adapter no longer does it,
-# and the test says so.
-COPIES_CONFIG_ONTO_NETWORK = {"policy_gradient", "ppo", "trpo", "dpo", "reward_model", "style_transfer",
-                              "domain_adversarial", "ssm"}
+# The adapters that still put what their config chooses on their network, to be emptied (issue 38): style_transfer's
+# and domain_adversarial's data pools and ssm's data view with the data the engine hands a step, PPO's frozen reward
+# model with the runs a model builds on. A name leaves this set once its adapter no longer does it, and the test says
+# so.
+COPIES_CONFIG_ONTO_NETWORK = {"style_transfer", "domain_adversarial", "ssm", "ppo"}
 
 
 def config_copies(source: str) -> list[str]:

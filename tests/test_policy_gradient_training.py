@@ -115,20 +115,19 @@ def test_the_reference_stays_frozen_and_in_eval_mode():
 
 
 def test_the_loss_is_reinforce_with_the_leave_one_out_baseline():
-    net = tiny_pair()
-    net.judge, net.kl_coef, net.samples_per_prompt = judge("letter", "e"), 0.1, 3
+    net, config = tiny_pair(), pg_training.Config(judge="letter", letters="e", kl_coef=0.1, samples_per_prompt=3)
     g = torch.Generator().manual_seed(3)
     batch = (torch.randint(1, TEXT.num_classes, (2, 16), generator=g),)
-    noise = pg_training.draw_noise(net, pg_training.Config(), 2, g)
+    noise = pg_training.draw_noise(net, config, 2, g)
     assert noise["u"].shape == (2, 3, 5)
-    loss, terms = pg_training.loss(net, pg_training.Config(), batch, noise, 0)
+    loss, terms = pg_training.loss(net, config, batch, noise, 0)
     # the same quantities by the twin's functions
     prompts = batch[0][:, :6].repeat_interleave(3, 0)
     responses = sample_responses(net.policy, batch[0][:, :6], noise["u"]).reshape(6, 5)
     tokens, logits = episode_logits(net.policy, prompts, responses)
     log_pi = response_log_prob(logits, tokens, 6)
     log_ref = response_log_prob(episode_logits(net.reference, prompts, responses)[1], tokens, 6)
-    rewards, returns = pg_training.returns_of(net, responses, log_pi, log_ref)
+    rewards, returns = pg_training.returns_of(config, responses, log_pi, log_ref)
     baseline = functions.leave_one_out_baseline(returns.reshape(2, 3)).reshape(-1)
     torch.testing.assert_close(loss, functions.reinforce_loss(log_pi, returns, baseline))
     torch.testing.assert_close(terms["reward"], rewards.mean())

@@ -18,7 +18,6 @@ from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine.config import apply_overrides
 from practice_torch.policy_gradient.functions import action_log_probs
-from practice_torch.policy_gradient.judges import judge
 from practice_torch.policy_gradient.policy import build_lm, sample_responses
 from practice_torch.ppo import functions
 from practice_torch.ppo import training as ppo_training
@@ -37,8 +36,6 @@ def tiny_net(seed: int = 0, **settings) -> ppo_training.PolicyWithValue:
     config = ppo_training.Config(context=24, dim=16, layers=1, heads=2, prompt_length=6, response_length=5,
                                  **settings)
     net = ppo_training.PolicyWithValue(build_lm(config, TEXT.num_classes), config)
-    net.judge, net.kl_coef, net.clip = judge("letter", "e"), config.kl_coef, 0.2
-    net.value_coef, net.gamma, net.lam = config.value_coef, config.gamma, config.lam
     with torch.no_grad():  # a value head that is not zero, so that GAE has something to subtract
         net.value_head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(seed))
     return net
@@ -61,7 +58,7 @@ def test_the_per_token_rewards_are_the_k1_penalty_with_the_judge_at_the_end():
 def test_a_rollout_stores_gae_advantages_whitened_and_returns_a_plus_v():
     net = tiny_net(kl_coef=0.05)
     batch, noise = batch_and_noise(net)
-    ppo_training.collect(net, batch[0][:, :6], noise["u"])
+    ppo_training.collect(net, ppo_training.Config(kl_coef=0.05), batch[0][:, :6], noise["u"])
     r = net.rollout
     assert r.tokens.shape == (4, 11) and r.old_log_probs.shape == r.advantages.shape == (4, 5)
     responses = sample_responses(net.policy, batch[0][:, :6], noise["u"])[:, 0]

@@ -90,7 +90,6 @@ def build(config: Config, data) -> PolicyAndReference:
     check(config)
     lm, _ = build_pair(config, data)
     net = PolicyAndReference(lm, config)
-    net.judge, net.beta = judge(config.judge, config.letters), config.beta
     return net
 
 
@@ -106,14 +105,14 @@ def pair_log_probs(lm, pairs: PreferencePairs, prompt_length: int) -> tuple[torc
     return response_log_prob(logits, tokens, prompt_length).chunk(2)
 
 
-def dpo_terms(net: PolicyAndReference, pairs: PreferencePairs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def dpo_terms(net: PolicyAndReference, beta: float, pairs: PreferencePairs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DPO's loss on the untied pairs and its terms there: the implicit reward margin r_hat_w - r_hat_l (eq. 5's
     beta log pi/pi_ref), the share of pairs with a positive margin, the implicit rewards of chosen and rejected."""
     pi_w, pi_l = pair_log_probs(net.policy, pairs, net.prompt_length)
     with torch.no_grad():
         ref_w, ref_l = pair_log_probs(net.reference, pairs, net.prompt_length)
-    loss = untied_mean(lambda a, b, c, d: dpo_loss(a, b, c, d, net.beta), pairs.untied, pi_w, pi_l, ref_w, ref_l)
-    r_w, r_l = implicit_reward(pi_w.detach(), ref_w, net.beta), implicit_reward(pi_l.detach(), ref_l, net.beta)
+    loss = untied_mean(lambda a, b, c, d: dpo_loss(a, b, c, d, beta), pairs.untied, pi_w, pi_l, ref_w, ref_l)
+    r_w, r_l = implicit_reward(pi_w.detach(), ref_w, beta), implicit_reward(pi_l.detach(), ref_l, beta)
     untied = pairs.untied.to(r_w.device).float()
     n = untied.sum().clamp(min=1)
     return loss, {"margin": ((r_w - r_l) * untied).sum() / n, "accuracy": ((r_w > r_l).float() * untied).sum() / n,
@@ -124,8 +123,9 @@ def dpo_terms(net: PolicyAndReference, pairs: PreferencePairs) -> tuple[torch.Te
 def loss(net: PolicyAndReference, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """DPO on the batch's pairs (x (B, 256) windows as prompts, two reference responses each); terms: the implicit
     reward margin and accuracy on the untied pairs, the implicit rewards, the share of tied pairs."""
-    pairs = preference_pairs(net.reference, prompts_of(batch[0], net.prompt_length), noise["u"], net.judge)
-    return dpo_terms(net, pairs)
+    pairs = preference_pairs(net.reference, prompts_of(batch[0], net.prompt_length), noise["u"],
+                             judge(config.judge, config.letters))
+    return dpo_terms(net, config.beta, pairs)
 
 
 # Evaluation and samples ------------------------------------------------------------------------------------------
@@ -137,7 +137,8 @@ def held_out_dpo(net: PolicyAndReference, config: Config, dataset: Dataset, gene
     u = draw_pair_noise(len(prompts), net.response_length, generator)["u"]
     was_training = net.training
     net.eval()
-    loss, terms = dpo_terms(net, preference_pairs(net.reference, prompts, u, net.judge))
+    loss, terms = dpo_terms(net, config.beta, preference_pairs(net.reference, prompts, u,
+                                                               judge(config.judge, config.letters)))
     net.train(was_training)
     return {"dpo_loss": float(loss), "implicit_margin": float(terms["margin"]),
             "implicit_accuracy": float(terms["accuracy"]), "held_out_pairs": len(prompts)}

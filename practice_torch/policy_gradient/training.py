@@ -94,24 +94,21 @@ def build(config: Config, data) -> PolicyAndReference:
     """The policy and the frozen reference, both the reference run's language model at first."""
     check(config)
     lm, _ = build_pair(config, data)
-    net = PolicyAndReference(lm, config)
-    net.judge, net.kl_coef = judge(config.judge, config.letters), config.kl_coef
-    net.samples_per_prompt = config.samples_per_prompt
-    return net
+    return PolicyAndReference(lm, config)
 
 
 def draw_noise(net: PolicyAndReference, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The uniforms of n prompts' K responses (inverse-CDF draws): (n, K, L), drawn in float64 and rounded, as the
     language model's sampler does."""
-    k = net.samples_per_prompt
+    k = config.samples_per_prompt
     return {"u": torch.rand((n, k, net.response_length), generator=generator, dtype=torch.float64).float()}
 
 
-def returns_of(net: PolicyAndReference, responses: torch.Tensor, log_pi: torch.Tensor, log_ref: torch.Tensor
+def returns_of(config, responses: torch.Tensor, log_pi: torch.Tensor, log_ref: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(the judge's rewards, the returns r - beta (log pi - log pi_ref)), both (N,), for responses (N, L)."""
-    rewards = torch.tensor(score(net.judge, decode(responses)), device=log_pi.device)
-    return rewards, rewards - net.kl_coef * (log_pi - log_ref).detach()
+    rewards = torch.tensor(score(judge(config.judge, config.letters), decode(responses)), device=log_pi.device)
+    return rewards, rewards - config.kl_coef * (log_pi - log_ref).detach()
 
 
 def loss(net: PolicyAndReference, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
@@ -126,7 +123,7 @@ def loss(net: PolicyAndReference, config: Config, batch, noise: dict[str, torch.
     log_pi = response_log_prob(logits, tokens, net.prompt_length)
     with torch.no_grad():
         log_ref = response_log_prob(episode_logits(net.reference, rows, responses)[1], tokens, net.prompt_length)
-    rewards, returns = returns_of(net, responses, log_pi, log_ref)
+    rewards, returns = returns_of(config, responses, log_pi, log_ref)
     baseline = leave_one_out_baseline(returns.reshape(b, k)).reshape(-1)
     surrogate = reinforce_loss(log_pi, returns, baseline)
     return surrogate, {"reward": rewards.mean(), "kl_k1": (log_pi - log_ref).detach().mean(), "return": returns.mean()}
@@ -144,12 +141,12 @@ def held_out_prompts(dataset: Dataset, n: int, prompt_length: int) -> torch.Tens
 
 
 @torch.no_grad()
-def responses_and_rewards(net: PolicyAndReference, lm, prompts: torch.Tensor, generator: torch.Generator
+def responses_and_rewards(net: PolicyAndReference, config, lm, prompts: torch.Tensor, generator: torch.Generator
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """One response per prompt from ``lm`` and the judge's rewards: ((N, L) int64, (N,) float64)."""
     u = torch.rand((len(prompts), 1, net.response_length), generator=generator, dtype=torch.float64).float()
     responses = sample_responses(lm, prompts.to(_device(net)), u.to(_device(net)))[:, 0]
-    return responses, torch.tensor(score(net.judge, decode(responses)), dtype=torch.float64)
+    return responses, torch.tensor(score(judge(config.judge, config.letters), decode(responses)), dtype=torch.float64)
 
 
 @torch.no_grad()
@@ -176,8 +173,8 @@ def fine_tuning_metrics(net: PolicyAndReference, config, dataset: Dataset, gener
     from practice_torch.language_model.text import held_out_bits
 
     prompts = held_out_prompts(dataset, config.eval_prompts, net.prompt_length).to(_device(net))
-    policy_y, policy_r = responses_and_rewards(net, net.policy, prompts, generator)
-    _, ref_r = responses_and_rewards(net, net.reference, prompts, generator)
+    policy_y, policy_r = responses_and_rewards(net, config, net.policy, prompts, generator)
+    _, ref_r = responses_and_rewards(net, config, net.reference, prompts, generator)
     kl = exact_kl(net, prompts, policy_y)
     metrics = {"prompts": len(prompts), **_stats("reward", policy_r), **_stats("reference_reward", ref_r),
                **_stats("kl_to_reference", kl)}
@@ -195,10 +192,10 @@ def evaluate(net: PolicyAndReference, config: Config, dataset: Dataset, generato
 
 
 @torch.no_grad()
-def side_by_side(net: PolicyAndReference, prompts: torch.Tensor, generator: torch.Generator) -> list[str]:
+def side_by_side(net: PolicyAndReference, config, prompts: torch.Tensor, generator: torch.Generator) -> list[str]:
     """For each prompt (N, P): the prompt, the policy's response and the reference's, each with its reward."""
-    policy_y, policy_r = responses_and_rewards(net, net.policy, prompts, generator)
-    ref_y, ref_r = responses_and_rewards(net, net.reference, prompts, generator)
+    policy_y, policy_r = responses_and_rewards(net, config, net.policy, prompts, generator)
+    ref_y, ref_r = responses_and_rewards(net, config, net.reference, prompts, generator)
     rows = []
     for prompt, y, r, y0, r0 in zip(decode(prompts), decode(policy_y), policy_r, decode(ref_y), ref_r):
         rows.append(f"prompt:    {prompt!r}\npolicy:    {y!r}  reward {r:.3f}\nreference: {y0!r}  reward {r0:.3f}")
@@ -219,10 +216,10 @@ def sample(net: PolicyAndReference, config: Config, n: int, generator: torch.Gen
     """'samples': n responses of the policy to held-out prompts (the first windows of the validation split), prompt
     included; 'versus_reference': each prompt with the policy's and the reference's responses and their rewards."""
     prompts = validation_prompts(n, net.prompt_length).to(_device(net))
-    responses, _ = responses_and_rewards(net, net.policy, prompts, generator)
+    responses, _ = responses_and_rewards(net, config, net.policy, prompts, generator)
     samples = [p + y for p, y in zip(decode(prompts), decode(responses))]
     return [Artefact("samples", "text", samples), Artefact("versus_reference", "text",
-                                                           side_by_side(net, prompts, generator))]
+                                                           side_by_side(net, config, prompts, generator))]
 
 
 __all__ = ["HEADLINE", "JUDGES", "Config", "build", "default_config", "draw_noise", "evaluate", "loss", "sample"]

@@ -199,8 +199,6 @@ def build(config: Config, data) -> PolicyWithValue:
         net.scorer = load_reward_model(config, data)
         if first:
             normalise_scores(net)
-    net.judge, net.kl_coef, net.clip = judge(config.judge, config.letters), config.kl_coef, config.clip
-    net.value_coef, net.gamma, net.lam = config.value_coef, config.gamma, config.lam
     return net
 
 
@@ -249,7 +247,7 @@ def my_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def collect(net: PolicyWithValue, prompts: torch.Tensor, u: torch.Tensor) -> None:
+def collect(net: PolicyWithValue, config: Config, prompts: torch.Tensor, u: torch.Tensor) -> None:
     """Draw one response per prompt from the policy and store the rollout: tokens, pi_old's per-token
     log-probabilities, whitened GAE advantages and returns. prompts: (N, P), u: (N, 1, L). Under torchrun the
     ranks' rollouts are gathered first, so every rank stores the same global rollout (whitened as one process
@@ -259,14 +257,14 @@ def collect(net: PolicyWithValue, prompts: torch.Tensor, u: torch.Tensor) -> Non
     logits, values = net.logits_and_values(tokens)
     log_pi = action_log_probs(logits, responses)
     log_ref = action_log_probs(net.reference(tokens[:, :-1]).float()[:, net.prompt_length - 1:], responses)
-    judged = torch.tensor(score(net.judge, decode(responses)), device=tokens.device)
+    judged = torch.tensor(score(judge(config.judge, config.letters), decode(responses)), device=tokens.device)
     scored = judged if net.scorer is None else (net.scorer(prompts, responses) - net.scorer.score_mean) / \
         net.scorer.score_sd
     tokens, values, log_pi, log_ref, judged, scored = (gathered(t) for t in (tokens, values, log_pi, log_ref, judged,
                                                                              scored))
-    rewards = token_rewards(scored, log_pi, log_ref, net.kl_coef)
+    rewards = token_rewards(scored, log_pi, log_ref, config.kl_coef)
     values_ext = torch.cat([values, values.new_zeros(len(values), 1)], 1)  # V = 0 after the last character
-    advantages = gae(rewards, values_ext, net.gamma, net.lam)
+    advantages = gae(rewards, values_ext, config.gamma, config.lam)
     net.rollout.store(tokens=tokens, old_log_probs=log_pi, advantages=whiten(advantages),
                       returns=advantages + values, rewards=judged, scores=scored, kl=kl_k1(log_pi, log_ref).sum(-1))
 
@@ -276,19 +274,19 @@ def loss(net: PolicyWithValue, config: Config, batch, noise: dict[str, torch.Ten
     clipped surrogate on the per-token ratios plus ``value_coef`` times the value error. Terms: the rollout's judge
     reward and KL (k1, per response), the clipped fraction, the k3 estimate of KL(pi_old || pi)."""
     if step % config.ppo_epochs == 0:  # a new rollout every ppo_epochs steps
-        collect(net, prompts_of(batch[0], net.prompt_length), noise["u"].to(batch[0].device))
+        collect(net, config, prompts_of(batch[0], net.prompt_length), noise["u"].to(batch[0].device))
     r = net.rollout
     tokens, old_log_pi, advantages, returns = (my_rows(t) for t in (r.tokens, r.old_log_probs, r.advantages,
                                                                      r.returns))
     logits, values = net.logits_and_values(tokens)
     log_pi = action_log_probs(logits, tokens[:, net.prompt_length:])
-    policy_loss = clipped_surrogate_loss(log_pi.flatten(), old_log_pi.flatten(), advantages.flatten(), net.clip)
+    policy_loss = clipped_surrogate_loss(log_pi.flatten(), old_log_pi.flatten(), advantages.flatten(), config.clip)
     value_loss = 0.5 * torch.mean((values - returns) ** 2)
     ratio = torch.exp(log_pi.detach() - old_log_pi)
     terms = {"reward": r.rewards.mean(), "score": r.scores.mean(), "kl_k1": r.kl.mean(), "policy_loss": policy_loss.detach(),
-             "value_loss": value_loss.detach(), "clip_fraction": ((ratio - 1).abs() > net.clip).float().mean(),
+             "value_loss": value_loss.detach(), "clip_fraction": ((ratio - 1).abs() > config.clip).float().mean(),
              "kl_old_k3": kl_k3(log_pi.detach(), old_log_pi).mean()}
-    return policy_loss + net.value_coef * value_loss, terms
+    return policy_loss + config.value_coef * value_loss, terms
 
 
 def evaluate(net: PolicyWithValue, config: Config, dataset, generator: torch.Generator) -> dict[str, float]:

@@ -24,7 +24,6 @@ from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.policy_gradient import training as pg
 from practice_torch.policy_gradient.functions import action_log_probs, leave_one_out_baseline
-from practice_torch.policy_gradient.judges import judge
 from practice_torch.policy_gradient.policy import (
     LanguageSettings,
     PolicyAndReference,
@@ -85,13 +84,7 @@ def check(config: Config) -> None:
 def build(config: Config, data) -> PolicyAndReference:
     check(config)
     lm, _ = build_pair(config, data)
-    net = PolicyAndReference(lm, config)
-    net.judge, net.kl_coef, net.samples_per_prompt = judge(config.judge, config.letters), config.kl_coef, \
-        config.samples_per_prompt
-    net.trust = {"max_kl": config.max_kl, "cg_iterations": config.cg_iterations, "damping": config.damping,
-                 "backtracks": config.backtracks}
-    net.fisher_fraction = config.fisher_fraction
-    return net
+    return PolicyAndReference(lm, config)
 
 
 draw_noise = pg.draw_noise
@@ -113,7 +106,7 @@ def update(net: PolicyAndReference, config: Config, batch, noise: dict[str, torc
     tokens, old_logits = episode_logits(net.policy, rows, responses)
     log_ref = response_log_prob(episode_logits(net.reference, rows, responses)[1], tokens, p)
     log_old = response_log_prob(old_logits, tokens, p)
-    rewards, returns = pg.returns_of(net, responses, log_old, log_ref)
+    rewards, returns = pg.returns_of(config, responses, log_old, log_ref)
     advantages = (returns.reshape(b, k) - leave_one_out_baseline(returns.reshape(b, k))).reshape(-1, 1)
     old_logp = torch.log_softmax(old_logits[:, p - 1:], -1)  # (N, L, V): pi_old at each visited prefix
     old_token = action_log_probs(old_logits[:, p - 1:], responses)
@@ -128,9 +121,11 @@ def update(net: PolicyAndReference, config: Config, batch, noise: dict[str, torc
         old = old_logp[rows]
         return torch.mean(torch.sum(old.exp() * (old - torch.log_softmax(new_logits(rows), -1)), -1))
 
-    every = max(1, round(1 / net.fisher_fraction))  # every k-th response (K = 4, a quarter: one per prompt)
+    every = max(1, round(1 / config.fisher_fraction))  # every k-th response (K = 4, a quarter: one per prompt)
     params = [q for q in net.policy.parameters() if q.requires_grad]
-    move = natural_step(params, surrogate, mean_kl, **net.trust, fisher_kl=lambda: mean_kl(slice(None, None, every)))
+    trust = {"max_kl": config.max_kl, "cg_iterations": config.cg_iterations, "damping": config.damping,
+             "backtracks": config.backtracks}
+    move = natural_step(params, surrogate, mean_kl, **trust, fisher_kl=lambda: mean_kl(slice(None, None, every)))
     terms = {"reward": rewards.mean(), "kl_k1": (log_old - log_ref).mean(),
              "step_fraction": torch.tensor(move["step_fraction"]), "trust_kl": torch.tensor(move["kl"])}
     return torch.tensor(-move["surrogate_after"]), terms
