@@ -301,10 +301,6 @@ def test_negative_control_a_config_value_copied_onto_a_network_is_caught():
 # The imports still to be moved out (issue 38), importer -> adapter; each leaves this set once it is gone, and the
 # test says so. Tests are not held to it: they exercise the adapters themselves.
 ADAPTER_IMPORTS_LEFT = {
-    ("practice_torch.dpo.training", "practice_torch.policy_gradient.training"),
-    ("practice_torch.ppo.training", "practice_torch.policy_gradient.training"),
-    ("practice_torch.trpo.training", "practice_torch.policy_gradient.training"),
-    ("practice_torch.reward_model.training", "practice_torch.policy_gradient.training"),
     ("practice_torch.gan_inversion.training", "practice_torch.gan.training"),
     ("practice_torch.latent_diffusion.training", "practice_torch.vae.training"),
     ("benchmarks.flow_matching", "practice_torch.cnf.training"),

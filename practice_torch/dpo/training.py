@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from practice_torch.dpo.functions import dpo_loss, implicit_reward
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.policy_gradient import training as pg
+from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.judges import judge
 from practice_torch.policy_gradient.policy import (
     LanguageSettings,

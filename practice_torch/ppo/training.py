@@ -32,7 +32,7 @@ from torch import nn
 
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.policy_gradient import training as pg
+from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.functions import action_log_probs
 from practice_torch.policy_gradient.judges import judge, score
 from practice_torch.policy_gradient.policy import (

@@ -26,14 +26,14 @@ from torch.utils.data import Dataset
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
-from practice_torch.policy_gradient.judges import judge
-from practice_torch.policy_gradient.policy import LanguageSettings, build_pair, decode, prompts_of
-from practice_torch.policy_gradient.training import (
+from practice_torch.policy_gradient.fine_tuning import (
     FINE_TUNING,
     GPU_TRAINING,
     held_out_prompts,
     validation_prompts,
 )
+from practice_torch.policy_gradient.judges import judge
+from practice_torch.policy_gradient.policy import LanguageSettings, build_pair, decode, prompts_of
 from practice_torch.reward_model.functions import preference_loss, preference_prob
 from practice_torch.reward_model.networks import RewardModel
 from practice_torch.reward_model.pairs import PreferencePairs, draw_pair_noise, preference_pairs, untied_mean

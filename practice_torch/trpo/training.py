@@ -22,7 +22,7 @@ import torch
 
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.policy_gradient import training as pg
+from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.functions import action_log_probs, leave_one_out_baseline
 from practice_torch.policy_gradient.policy import (
     LanguageSettings,
