@@ -70,8 +70,11 @@ def fp32_gemm_peak(sizes=(512, 1024), repeats: int = 5) -> float:
 
 def _step_flops(trainer) -> int:
     """Counted FLOPs of one eager forward and backward of the model's loss on one batch (the weights' gradients are
-    cleared after)."""
+    cleared after); for a model that writes its own step (a GAN's round of updates), of one whole step."""
     from practice_torch.engine.batches import fetch, shard
+
+    if trainer.custom is not None:
+        return count_flops(trainer._train_step)
 
     t, procs = trainer.cfg.train, trainer.procs
     batch = tuple(trainer._to_device(x) for x in fetch(trainer.train_set, trainer.batches.next()))
@@ -169,7 +172,9 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
             flops = _step_flops(trainer)
             for _ in range(warmup):  # CUDA graphs are recorded in the first calls after the compile
                 trainer._train_step()
+            taken = trainer.batches_taken
             wall, busy, syncs = _timed_steps(trainer, steps)
+            per_step_batches = (trainer.batches_taken - taken) / steps  # a GAN's round takes n_critic + 1
             batch = trainer.batch_size  # resolved: a batch of 0 is the whole split (full-batch EM)
         except Exception as exc:  # out of memory, an operator without a kernel here: this row only
             return {**row, **dict.fromkeys(MEASURED), "note": f"failed: {type(exc).__name__}: {_first_line(exc)}"}
@@ -180,7 +185,7 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
                 torch.cuda.empty_cache()
     per_step = wall / steps
     row["batch"] = batch
-    return {**row, "examples_per_s": batch / per_step, "step_ms": 1000 * per_step,
+    return {**row, "examples_per_s": batch * per_step_batches / per_step, "step_ms": 1000 * per_step,
             "gflop_per_step": flops / 1e9, "mfu": flops / per_step / peak, "gpu_busy": busy,
             "syncs_per_step": syncs, "build_s": built - start, "first_step_s": first, "compiled": compiled,
             "note": ""}
