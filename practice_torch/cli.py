@@ -124,7 +124,7 @@ def train(args) -> int:
         saved = run_config(run_dir)
         cfg = apply_overrides(saved, overrides)
         cfg.model_name = args.model
-        problems = incompatibilities(saved, cfg)
+        problems = incompatibilities(saved, cfg, getattr(module, "ARCHITECTURE", None))
         if problems:
             raise ConfigError(f"cannot resume {run_dir} with this config: {problems[0]}")
     else:

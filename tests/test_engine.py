@@ -78,6 +78,12 @@ def test_resume_may_change_training_keys_but_not_the_model_or_data():
     assert incompatibilities(cfg, apply_overrides(cfg, ["train.steps=99", "train.lr=1e-4"])) == []
     problems = incompatibilities(cfg, apply_overrides(cfg, ["model.latent_dim=8", "data.name=fashion_mnist"]))
     assert [p.split(":")[0] for p in problems] == ["model.latent_dim", "data.name"]
+    # a model that names what its checkpoint fixes (ARCHITECTURE): the other model keys may change on resume
+    changed = apply_overrides(cfg, ["model.beta=2", "model.nll_examples=4", "model.latent_dim=8"])
+    problems = incompatibilities(cfg, changed, vae_training.ARCHITECTURE)
+    assert [p.split(":")[0] for p in problems] == ["model.latent_dim"] and "fixed by the checkpoint" in problems[0]
+    assert [p.split(":")[0] for p in incompatibilities(cfg, changed)] == [  # none named: every model key is fixed
+        "model.latent_dim", "model.beta", "model.nll_examples"]
 
 
 def test_learning_rate_warms_up_linearly_then_decays_by_a_cosine():

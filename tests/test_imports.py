@@ -333,3 +333,16 @@ def test_negative_control_an_adapter_imported_from_another_topic_is_caught(tmp_p
     })
     assert adapter_imports(import_graph(root, ("practice_torch",))) == {
         ("practice_torch.other.training", "practice_torch.toy.training")}
+
+
+def test_what_a_checkpoint_fixes_names_fields_of_the_models_config():
+    import dataclasses
+
+    from practice_torch.models import MODELS, get_model
+
+    declared = {name: get_model(name) for name in MODELS if hasattr(get_model(name), "ARCHITECTURE")}
+    assert {"ddpm", "flow_matching", "language_model", "vae", "gan", "wgan"} <= set(declared)
+    for name, module in declared.items():
+        fields = {f.name for f in dataclasses.fields(module.Config)}
+        assert set(module.ARCHITECTURE) <= fields, f"{name}: {set(module.ARCHITECTURE) - fields} are not config keys"
+    assert not {"latent_dims"} <= {f.name for f in dataclasses.fields(declared["vae"].Config)}  # a misspelt key fails

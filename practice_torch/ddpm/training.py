@@ -109,6 +109,10 @@ PRESETS = {
     },
 }
 default_config = preset_config("ddpm", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("schedule", "T", "denoiser", "channels", "channel_mults", "num_res_blocks", "attention_levels",
+                "heads", "hidden", "depth", "conditional", "log_mel")
 
 
 def build(config: Config, data) -> Diffusion:

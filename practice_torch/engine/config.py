@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -183,13 +184,16 @@ def _section_from_dict(cls: type, values: dict[str, Any], name: str) -> Any:
     return cls(**{k: parse_value(v, hints[k], f"{name}.{k}") for k, v in values.items()})
 
 
-def incompatibilities(saved: RunConfig, requested: RunConfig) -> list[str]:
-    """What a resumed run may not change: the model, its hyperparameters and the data set."""
+def incompatibilities(saved: RunConfig, requested: RunConfig, architecture: Sequence[str] | None = None) -> list[str]:
+    """What a resumed run may not change: the model, the data set and what the checkpoint fixes of the model's keys:
+    those in ``architecture`` (the model's ``ARCHITECTURE``), or every one when the model declares none."""
     problems = [] if saved.model_name == requested.model_name else [
         f"model: the run trains {saved.model_name!r}, not {requested.model_name!r}"]
     before, after = dataclasses.asdict(saved.model), dataclasses.asdict(requested.model)
+    fixed = before if architecture is None else [k for k in before if k in architecture]
     problems += [f"model.{k}: the run has {before[k]!r}, asked for {after.get(k)!r}"
-                 for k in before if before[k] != after.get(k)]
+                 + (" (fixed by the checkpoint: the network and what its weights mean)" if architecture is not None else "")
+                 for k in fixed if before[k] != after.get(k)]
     if saved.data.name != requested.data.name:
         problems.append(f"data.name: the run has {saved.data.name!r}, asked for {requested.data.name!r}")
     return problems

@@ -45,6 +45,8 @@ class ModelModule(Protocol):
     Instead of ``loss``, a model whose step is more than one loss (a GAN's two players) writes the step itself:
     ``players(net, config) -> {name: Player}`` and ``train_step(net, config, step, run) -> (loss, terms)`` on the
     engine's utilities (``engine/players.py``); ``train.steps`` then counts its ``train_step`` calls.
+    ``ARCHITECTURE: tuple[str, ...]``: the ``model.*`` keys the checkpoint fixes; ``--resume`` refuses a change to
+    these only and ``sample``/``eval --set`` refuse them (without it every model key is fixed on resume).
     ``CHECKPOINT_VERSIONS = {version: what changed}``: a model whose weights or training state changed shape
     counts versions; a checkpoint carries the version it was written at, and one of another version is refused in
     one line (a checkpoint without one is version 1).

@@ -164,6 +164,12 @@ def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overr
         if bad:
             raise ConfigError(f"--set {bad[0]!r}: sample and eval take model.KEY=VALUE only (e.g. a sampler setting); "
                               "data and train keys are fixed by the run")
+        fixed = [item for item in overrides
+                 if item.strip().removeprefix("model.").split("=")[0].strip() in getattr(module, "ARCHITECTURE", ())]
+        if fixed:
+            raise ConfigError(f"--set {fixed[0]!r}: {fixed[0].split('=')[0].strip()} is fixed by the checkpoint (the "
+                              "network and what its weights mean); sample and eval may change how the net is used "
+                              "(e.g. a sampler setting)")
         cfg = apply_overrides(cfg, list(overrides))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)

@@ -104,6 +104,10 @@ PRESETS = {
     },
 }
 default_config = preset_config("flow_matching", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("architecture", "hidden", "depth", "channels", "channel_mults", "num_res_blocks", "attention_levels",
+                "heads", "conditional", "cond_dim")
 
 
 

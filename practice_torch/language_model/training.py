@@ -76,6 +76,9 @@ PRESETS = {
                     precision="bf16", compile=True))},
 }
 default_config = preset_config("language_model", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("architecture", "context", "dim", "layers", "heads", "tie", "position",)
 
 
 def build(config: Config, data) -> LanguageModel:
