@@ -71,6 +71,9 @@ PRESETS = {
     },
 }
 default_config = preset_config("autoencoder", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("architecture", "code_dim", "hidden", "channels", "objective", "holdout_class", "log_mel")
 
 
 def build(config: Config, data) -> Autoencoder:

@@ -74,6 +74,9 @@ PRESETS = {  # the first row, fashion_mnist, is the default data set
                     **DCGAN, **GPU_TRAINING))},
 }
 default_config = preset_config("bigan", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("latent_dim", "hidden", "width", "joint", "channels", "fc")
 CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
                        2: "D, and E with G, each have their own optimizer; no step counter in the weights"}
 

@@ -66,6 +66,9 @@ PRESETS = {
                     checkpoint_every=2000, log_every=100, samples=5000))),
 }
 default_config = preset_config("cnf", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("hidden", "time_input", "activation")
 
 
 def _solver(method: str, atol: float, rtol: float, steps: int) -> dict:

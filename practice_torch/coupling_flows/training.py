@@ -94,6 +94,10 @@ PRESETS = {
     },
 }
 default_config = preset_config("coupling_flows", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("coupling", "glow", "scales", "checker_steps", "channel_steps", "hidden", "blocks", "layers",
+                "alpha", "levels")
 
 
 class Flow(nn.Module):

@@ -70,6 +70,9 @@ PRESETS = {
     },
 }
 default_config = preset_config("f_divergence", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("divergence", "architecture", "latent_dim", "hidden", "channels", "fc")
 CHECKPOINT_VERSIONS = {1: "one optimizer for both players, one gradient clip over both",
                        2: "the critic and the generator each have their own optimizer and clip"}
 

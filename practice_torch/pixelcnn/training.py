@@ -62,6 +62,9 @@ PRESETS = {
                     samples=64, precision="bf16"))),
 }
 default_config = preset_config("pixelcnn", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("architecture", "categories", "channels", "layers", "kernel", "first_kernel", "conditional")
 
 
 class PixelCNNModel(nn.Module):

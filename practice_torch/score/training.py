@@ -80,6 +80,10 @@ PRESETS = {
     },
 }
 default_config = preset_config("score", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("architecture", "sigma_max", "sigma_min", "num_levels", "hidden", "depth", "channels",
+                "channel_mults", "num_res_blocks", "attention_levels")
 
 
 def build(config: Config, data) -> NCSN:

@@ -95,6 +95,9 @@ PRESETS = {
     },
 }
 default_config = preset_config("ssm", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("kind", "channels", "layers", "state", "expand", "conv_width", "rank", "sample_rate", "levels")
 
 
 def build(config: Config, data) -> SSMStack:

@@ -78,6 +78,9 @@ PRESETS = {
     },
 }
 default_config = preset_config("style_transfer", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("domain_a", "domain_b", "width", "blocks", "channels", "fc")
 CHECKPOINT_VERSIONS = {1: "the players shared one optimizer, a step counter in the weights",
                        2: "the discriminators and the translators each have their own optimizer; no step counter"}
 

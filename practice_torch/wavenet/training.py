@@ -70,6 +70,9 @@ PRESETS = {
                     log_every=200, samples=10, precision="bf16"))),
 }
 default_config = preset_config("wavenet", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("sample_rate", "levels", "channels", "skip", "kernel", "cycle", "repeats", "amplitude", "clock")
 
 
 def build(config: Config, data) -> WaveNet:
