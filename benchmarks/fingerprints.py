@@ -88,9 +88,8 @@ def fingerprint(name: str, steps: int, runs: dict[str, str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = train(model, steps, [o.format(**runs) for o in overrides], Path(tmp) / "run", dataset)
         lines = (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
-        optimizers = getattr(trainer, "optimizers", None) or {"": trainer.optimizer}
         return {"weights": {k: digest(v) for k, v in trainer.net.state_dict().items()},
-                "optimizer": "".join(optimizer_digest(o) for _, o in sorted(optimizers.items())),
+                "optimizer": "".join(optimizer_digest(o) for _, o in sorted(trainer.optimizers.items())),
                 "loss": json.loads(lines[-1])["loss"] if lines else None, "step": trainer.step}
 
 

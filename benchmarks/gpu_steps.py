@@ -71,19 +71,12 @@ def fp32_gemm_peak(sizes=(512, 1024), repeats: int = 5) -> float:
 def _step_flops(trainer) -> int:
     """Counted FLOPs of one eager forward and backward of the model's loss on one batch (the weights' gradients are
     cleared after); for a model that writes its own step (a GAN's round of updates), of one whole step."""
-    from practice_torch.engine.batches import fetch, shard
-
     if trainer.custom is not None:
         return count_flops(trainer._train_step)
-
-    t, procs = trainer.cfg.train, trainer.procs
-    batch = tuple(trainer._to_device(x) for x in fetch(trainer.train_set, trainer.batches.next()))
-    noise = shard(trainer.model.draw_noise(trainer.net, trainer.cfg.model, trainer.batch_size, trainer.noise), procs.rank,
-                  procs.world_size)
-    noise = {k: trainer._to_device(v) for k, v in noise.items()}
+    batch, noise = trainer._next_batch()  # the engine's own: this rank's rows on the device, and their noise
 
     def step():
-        with torch.autocast(trainer.device.type, torch.bfloat16, enabled=t.precision == "bf16"):
+        with trainer._autocast():
             loss, _ = trainer.model.loss(trainer.net, trainer.cfg.model, batch, noise, trainer.step)
         if loss.requires_grad:
             loss.backward()

@@ -9,16 +9,14 @@ import torch
 from practice_torch.models import new_trainer
 
 
-def assert_resumes_exactly(cfg, tmp_path, stop_at: int, counter: str | None = "steps"):
+def assert_resumes_exactly(cfg, tmp_path, stop_at: int):
     """Train ``cfg`` straight through in ``tmp_path/whole`` and, in ``tmp_path/cut``, to ``stop_at``, then resumed;
-    every tensor of the two final state dicts must be equal. ``counter``: a step buffer of the net that must read
-    ``stop_at`` on resume (a schedule travelling with the weights), or None. Each trainer gets its own copy of
-    ``cfg``, as each command does (some builds record what they loaded in the config)."""
+    every tensor of the two final state dicts must be equal. Each trainer gets its own copy of ``cfg``, as each
+    command does (some builds record what they loaded in the config)."""
     new_trainer(copy.deepcopy(cfg), tmp_path / "whole").run()
     new_trainer(copy.deepcopy(cfg), tmp_path / "cut").run(stop_at=stop_at)
     resumed = new_trainer(copy.deepcopy(cfg), tmp_path / "cut", resume=True)
-    if counter is not None:
-        assert int(getattr(resumed.net, counter)) == stop_at
+    assert resumed.step == stop_at
     resumed.run()
     whole = new_trainer(copy.deepcopy(cfg), tmp_path / "whole", resume=True).net.state_dict()
     for name, value in resumed.net.state_dict().items():

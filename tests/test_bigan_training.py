@@ -128,7 +128,7 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
     cfg = apply_overrides(bigan_training.default_config("quick", "gaussians"), [
         "model.hidden=8", "model.width=8", "model.joint=8", "train.batch_size=16", "train.steps=6",
         "train.checkpoint_every=3", "train.log_every=3", "train.samples=10", "train.device=cpu", "data.limit=64"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=3, counter=None)  # both players' optimizers resume
+    assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # both players' optimizers resume
 
 
 def test_cli_trains_samples_and_evaluates_a_tiny_image_run(tmp_path, capsys):

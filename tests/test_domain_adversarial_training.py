@@ -138,7 +138,7 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
         "model.channels=4,8", "model.hidden=8", "model.domain_hidden=8", "model.groups=2", "model.target=inverted",
         "model.ramp_steps=6", "train.batch_size=16", "train.steps=6", "train.checkpoint_every=3",
         "train.log_every=3", "train.samples=8", "train.device=cpu", "data.limit=64"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=3, counter=None)  # lambda follows the resumed step number
+    assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # lambda follows the resumed step number
 
 
 def test_cli_trains_samples_and_evaluates_a_tiny_run(tmp_path, capsys):

@@ -144,7 +144,7 @@ def test_the_reference_is_the_language_model_run_after_training_and_an_updated_o
 
 
 def test_a_resumed_run_ends_bit_identical(lm_run, tmp_path):
-    assert_resumes_exactly(tiny_config(dpo_training, lm_run), tmp_path, stop_at=2, counter=None)
+    assert_resumes_exactly(tiny_config(dpo_training, lm_run), tmp_path, stop_at=2)
 
 
 @pytest.mark.parametrize("setting, message", [

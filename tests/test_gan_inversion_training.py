@@ -190,7 +190,7 @@ def test_a_resumed_run_is_bit_identical(gan_run, tmp_path):
         f"model.generator={gan_run}", "model.encoder_channels=4,8", "model.encoder_fc=16", "train.batch_size=16",
         "train.steps=6", "train.checkpoint_every=3", "train.log_every=3", "train.samples=4", "train.device=cpu",
         "data.limit=64", "model.inversion_steps=2", "model.eval_examples=4", "train.val_batch=0"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=3, counter=None)
+    assert_resumes_exactly(cfg, tmp_path, stop_at=3)
 
 
 def test_cli_samples_and_evaluates_without_the_gan_run(gan_run, inversion_run, tmp_path, capsys):

@@ -155,7 +155,7 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
     cfg = apply_overrides(gan_training.default_config("quick", "gaussians"), [
         "model.hidden=8", "model.latent_dim=2", "train.batch_size=16", "train.steps=6", "train.checkpoint_every=3",
         "train.log_every=3", "train.samples=10", "train.device=cpu", "data.limit=64"])
-    resumed = assert_resumes_exactly(cfg, tmp_path, stop_at=3, counter=None)  # both players' optimizers resume
+    resumed = assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # both players' optimizers resume
     assert "steps" not in resumed.net.state_dict()  # no step counter in the weights
 
 

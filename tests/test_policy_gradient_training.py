@@ -160,7 +160,7 @@ def test_a_resumed_run_ends_bit_identical(lm_run, tmp_path):
     cfg = apply_overrides(cfg, [f"model.reference={lm_run}", "model.prompt_length=8", "model.response_length=8",
                                 "model.samples_per_prompt=2", "train.batch_size=3", "train.steps=4",
                                 "train.checkpoint_every=2", "train.samples=2", "train.log_every=2"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=2, counter=None)
+    assert_resumes_exactly(cfg, tmp_path, stop_at=2)
 
 
 @pytest.mark.parametrize("setting, message", [

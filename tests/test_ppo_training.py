@@ -103,7 +103,7 @@ def test_the_first_step_on_a_fresh_rollout_is_a_plain_policy_gradient_and_rollou
 def test_a_resumed_run_cut_inside_a_cycle_ends_bit_identical(lm_run, tmp_path):
     cfg = ppo_training.default_config("quick", "shakespeare")
     cfg = apply_overrides(cfg, [f"model.reference={lm_run}", *TINY, "train.steps=5"])
-    resumed = assert_resumes_exactly(cfg, tmp_path, stop_at=2, counter=None)  # the cycle reads the step number
+    resumed = assert_resumes_exactly(cfg, tmp_path, stop_at=2)  # the cycle reads the step number
     assert resumed.net.rollout.tokens.shape == (4, 16)
 
 

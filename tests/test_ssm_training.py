@@ -195,4 +195,4 @@ def test_a_run_cut_and_resumed_ends_bit_identical(dataset, tmp_path):
     cfg = apply_overrides(ssm_training.default_config("quick", dataset), [
         *shrink, "train.steps=4", "train.log_every=2", "train.warmup_steps=1", "train.batch_size=2", "train.samples=1",
         "train.val_batch=2", "train.checkpoint_every=2"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=2, counter=None)
+    assert_resumes_exactly(cfg, tmp_path, stop_at=2)

@@ -111,7 +111,7 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
         "model.width=4", "model.channels=4,8", "model.fc=16", "model.blocks=1", "model.n_critic=1",
         "model.domain_limit=30", "train.batch_size=4", "train.steps=6", "train.checkpoint_every=3",
         "train.log_every=3", "train.samples=4", "train.device=cpu", "data.limit=20"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=3, counter=None)  # both players' optimizers resume
+    assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # both players' optimizers resume
 
 
 # eval ------------------------------------------------------------------------------------------------------------

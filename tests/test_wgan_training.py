@@ -125,7 +125,7 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
     cfg = apply_overrides(wgan_training.default_config("quick", "gaussians"), [
         "model.hidden=8", "model.latent_dim=2", "model.n_critic=2", "train.batch_size=16", "train.steps=7",
         "train.checkpoint_every=4", "train.log_every=4", "train.samples=10", "train.device=cpu", "data.limit=64"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=4, counter=None)  # both players' optimizers resume
+    assert_resumes_exactly(cfg, tmp_path, stop_at=4)  # both players' optimizers resume
 
 
 @pytest.mark.parametrize("penalty", ["gp", "clip"])
