@@ -172,7 +172,7 @@ def sample(args) -> int:
     n = args.n or cfg.train.samples
     if n < 1:
         raise RunError(f"--n must be positive, got {n}")
-    examples = None if args.out else held_out_examples(cfg.data, n)
+    examples = held_out_examples(cfg.data, n)  # reconstructions of them; a control task's episodes
     artefacts = write_samples(module, cfg, net, n, args.seed, examples)
     report(write_artefact(artefacts[0], Path(args.out)) if args.out else save_samples(artefacts, run_dir))
     return 0
@@ -223,11 +223,10 @@ def features(args) -> int:
 
 
 def results(args) -> int:
-    from practice_torch.results import RESULTS_FILE, add_rows, control_row, result_row
+    from practice_torch.results import RESULTS_FILE, add_rows, result_row
 
     path = args.file or RESULTS_FILE
-    rows = [control_row(Path(run), args.load) if (Path(run) / "eval.json").is_file() and not (
-        Path(run) / "config.json").is_file() else result_row(Path(run), args.load) for run in args.run_dirs]
+    rows = [result_row(Path(run), args.load) for run in args.run_dirs]
     add_rows(rows, path)
     for row in rows:
         print(f"  {row['model']} on {row['dataset']} ({row['preset']}): {row['label']} {row['value']:.4g} "

@@ -8,8 +8,9 @@ changed from that preset), the headline held-out figure with its units (the firs
 ``HEADLINE`` keys that the run's ``eval_test.json`` has), every other metric of that file, the steps and the
 training wall time (``metrics.jsonl``), and where it ran (``environment.json``: CPU or GPU, cores, processes, the
 commit) with the load the user states. ``python -m shared_specs docs`` (``make docs``) renders the README's
-results table and each topic page's from it. A run of ``python -m practice_torch.ppo.control`` (or trpo's) on a
-gymnasium environment gives a ``control`` row (``control_row``), which the README shows in its own table.
+results table and each topic page's from it. A run on a control task (``--dataset cartpole``) gives a row of
+``kind`` 'control' with the environment steps it trained and the first at which its recent episodes averaged the
+task's solved return, which the README shows in its own table.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def result_row(run_dir: Path, load: str) -> dict[str, Any]:
                        f"{cfg.train.steps} steps): resume it, then evaluate it")
     preset, changes = preset_and_changes(module, cfg)
     key, label, units = headline(module, metrics)
-    return {"model": cfg.model_name, "dataset": cfg.data.name, "preset": preset, "changes": changes,
+    return {"model": cfg.model_name, "dataset": cfg.data.name, **control_fields(cfg, records),
+            "preset": preset, "changes": changes,
             "metric": key, "label": label, "value": metrics[key], "units": units,
             "steps": records[-1]["step"], "train_seconds": round(records[-1]["time_s"], 1),
             "resumed": env.get("from_step", 0) > 0, "machine": machine(env), "device": env.get("device", "cpu"),
@@ -99,39 +101,21 @@ def result_row(run_dir: Path, load: str) -> dict[str, Any]:
             "run": run_dir.name, "metrics": metrics}
 
 
-SOLVED_LINE = "env steps to a mean return of the solved threshold"
+def control_fields(cfg, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """A control task's row's own fields: ``kind`` 'control', the environment steps trained and the first logged
+    at which the recent episodes' mean return (``episode_return``) reached the task's solved threshold (None: never);
+    nothing for a data set."""
+    from practice_torch.data import get_info
+    from practice_torch.data.control import SOLVED
 
-
-def control_row(run_dir: Path, load: str) -> dict[str, Any]:
-    """The results row of a finished and evaluated control run (``python -m practice_torch.ppo.control ... --eval``,
-    or trpo's): the greedy evaluation's mean return, the env steps trained and the first at which an iteration's
-    episodes averaged the environment's solved threshold, the wall time, and where it ran. ``kind`` 'control'."""
-    from practice_torch.engine.runs import ENVIRONMENT_FILE
-    from practice_torch.ppo.control import PPO_PRESETS, SOLVED, STATE, read_metrics
-    from practice_torch.trpo.control import TRPO_PRESETS
-
-    state_path, eval_path, env_path = run_dir / "checkpoints" / STATE, run_dir / "eval.json", run_dir / ENVIRONMENT_FILE
-    for path, hint in ((state_path, "train it"), (eval_path, "evaluate it with --eval"), (env_path, "train it again")):
-        if not path.is_file():
-            raise RunError(f"{run_dir} has no {path.relative_to(run_dir)}: {hint}")
-    state, evaluation, env = (json.loads(p.read_text()) for p in (state_path, eval_path, env_path))
-    config, presets = state["config"], {"ppo": PPO_PRESETS, "trpo": TRPO_PRESETS}[state["algorithm"]]
-    preset = next((name for name, c in presets.items() if dataclasses.asdict(c) | {"env": config["env"],
-                   "seed": config["seed"]} == config), "custom")
-    rows = read_metrics(run_dir)
-    threshold = SOLVED.get(config["env"])
-    solved = next((r["env_steps"] for r in rows if threshold is not None and (r["mean_return"] or 0) >= threshold),
-                  None)
-    return {"model": state["algorithm"], "dataset": config["env"], "kind": "control", "preset": preset,
-            "changes": [] if preset == "custom" or config["seed"] == presets[preset].seed else [f"seed={config['seed']}"],
-            "metric": "eval_mean_return",
-            "label": f"greedy return, {evaluation['episodes']} episodes", "value": evaluation["mean_return"],
-            "units": f"+- {evaluation['std_return']:.1f}", "steps": rows[-1]["env_steps"], "steps_to_solved": solved,
-            "train_seconds": round(rows[-1]["seconds"], 1), "resumed": env.get("from_step", 0) > 0,
-            "machine": machine(env), "device": "cpu", "load": load, "commit": env.get("commit"),
-            "date": datetime.date.today().isoformat(), "run": run_dir.name, "metrics": {
-                "final_mean_return": rows[-1]["mean_return"], "eval_mean_return": evaluation["mean_return"],
-                "eval_std_return": evaluation["std_return"], "eval_min_return": evaluation["min_return"]}}
+    environment = get_info(cfg.data.name).environment
+    if environment is None:
+        return {}
+    threshold = SOLVED.get(environment)
+    solved = next((r["env_steps"] for r in records if threshold is not None and "episode_return" in r
+                   and r["episode_return"] >= threshold), None)
+    return {"kind": "control", "environment": environment, "env_steps": records[-1]["env_steps"],
+            "steps_to_solved": solved}
 
 
 def row_key(row: dict[str, Any]) -> tuple:

@@ -179,18 +179,18 @@ def results_table(rows: list[dict[str, Any]], link_prefix: str | None) -> str:
 
 def control_table(rows: list[dict[str, Any]]) -> str:
     """The README's table of the control-task runs (``kind`` 'control': PPO and TRPO on gymnasium environments),
-    side by side: env steps trained, the first at which an iteration's episodes averaged the solved threshold, the
-    greedy evaluation, the wall time, and where."""
+    side by side: iterations and environment steps trained, the first logged at which the recent episodes averaged
+    the solved threshold, the greedy evaluation, the wall time, and where."""
     rows = [r for r in rows if r.get("kind") == "control"]
     if not rows:
         return "*No control run recorded yet: `python -m practice_torch results RUN --load ...`, then `make docs`.*"
-    lines = ["| algorithm | environment | preset and settings | env steps | env steps to the solved mean return | "
+    lines = ["| algorithm | task | preset and settings | iterations (env steps) | env steps to the solved mean return | "
              "greedy evaluation | training time | machine | load | commit |", "|" + "---|" * 10]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["preset"] != "quick", r["preset"], r["model"])):
         solved = f"{r['steps_to_solved']:,}" if r.get("steps_to_solved") else "not reached"
-        lines.append(f"| [`{r['model']}`]({TOPICS_DIR}/{r['model']}.md#cartpole-v1) | {r['dataset']} | {_settings(r)} | "
-                     f"{r['steps']:,} | {solved} | {_figure(r)} | {_minutes(r['train_seconds'])} | {r['machine']} | "
-                     f"{r['load']} | {r['commit']} |")
+        lines.append(f"| [`{r['model']}`]({TOPICS_DIR}/{r['model']}.md#control-tasks) | {r['dataset']} "
+                     f"({r['environment']}) | {_settings(r)} | {r['steps']} ({r['env_steps']:,}) | {solved} | "
+                     f"{_figure(r)} | {_minutes(r['train_seconds'])} | {r['machine']} | {r['load']} | {r['commit']} |")
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ class DatasetInfo:
     """What a data set is. ``load(split, data_dir, **options)`` returns a torch ``Dataset`` of (x, y)."""
 
     name: str
-    modality: str  # image | 2-D | text | audio
+    modality: str  # image | 2-D | 1-D | text | audio | control
     shape: tuple[int, ...]  # one example's x
     dtype: str
     value_range: str
@@ -41,6 +41,8 @@ class DatasetInfo:
     source: str
     load: Callable[..., Dataset]
     num_classes: int = 0
+    environment: str | None = None  # a control task's gymnasium id (modality "control", data/control.py)
+    actions: int = 0  # a control task's number of discrete actions
     prepare: Callable[[], str] | None = field(default=None, compare=False)  # one-off set-up, returns a status line
 
 
@@ -96,4 +98,4 @@ def _load_modules() -> None:
         importlib.import_module(f"practice_torch.data.{module}")
 
 
-MODULES = ["images", "toy2d", "text", "audio", "galaxies"]
+MODULES = ["images", "toy2d", "text", "audio", "galaxies", "control"]

@@ -151,30 +151,8 @@ def read_weights(path: Path, model_name: str, versions: dict[int, str] | None = 
         raise CheckpointError(f"{path} is corrupt or unreadable: {str(exc).splitlines()[0]}") from None
 
 
-def fit_resizable_buffers(net: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """Buffers a module declares resizable (``RESIZABLE_BUFFERS``, names: data whose size the run decides, such as
-    PPO's rollout) take the checkpoint's shape, so that the strict load below can fill them."""
-    for prefix, module in net.named_modules():
-        for name in getattr(module, "RESIZABLE_BUFFERS", ()):
-            key = f"{prefix}.{name}" if prefix else name
-            if key in weights:
-                setattr(module, name, torch.empty_like(weights[key], device=getattr(module, name).device))
-
-
-def skipped_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``weights`` without the entries under submodules a module declares it no longer keeps (``SKIPPED_WEIGHTS``,
-    names: a part dropped after it was checkpointed, such as a reward model's reference copy once PPO uses it as a
-    judge), so that checkpoints written with the part still load."""
-    skipped = tuple(f"{prefix}.{name}." if prefix else f"{name}." for prefix, module in net.named_modules()
-                    for name in getattr(module, "SKIPPED_WEIGHTS", ()))
-    return {k: v for k, v in weights.items() if not k.startswith(skipped)} if skipped else weights
-
-
 def load_weights_into(net: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path | str) -> None:
-    """``net.load_state_dict(weights)``, strict, with a one-line CheckpointError naming the first mismatch (after
-    ``fit_resizable_buffers`` and ``skipped_weights``)."""
-    weights = skipped_weights(net, weights)
-    fit_resizable_buffers(net, weights)
+    """``net.load_state_dict(weights)``, strict, with a one-line CheckpointError naming the first mismatch."""
     own = net.state_dict()
     problems = [f"{k} is missing" for k in own if k not in weights]
     problems += [f"unexpected {k}" for k in weights if k not in own]

@@ -50,9 +50,7 @@ class ModelModule(Protocol):
     ``CHECKPOINT_VERSIONS = {version: what changed}``: a model whose weights or training state changed shape
     counts versions; a checkpoint carries the version it was written at, and one of another version is refused in
     one line (a checkpoint without one is version 1).
-    Optional too: a submodule may name ``RESIZABLE_BUFFERS``: buffers whose size the run decides (PPO's rollout, as
-    many rows as the batch), which a checkpoint restores at its own size (``checkpoint.fit_resizable_buffers``). And
-    ``EVAL_SAMPLES: int``, the default number of samples of ``eval``'s sample metrics for a model
+    Optional too: ``EVAL_SAMPLES: int``, the default number of samples of ``eval``'s sample metrics for a model
     whose sampler is slow (an autoregressive one draws pixel by pixel); otherwise up to 10 000. And
     ``validate(net, config, batch) -> dict[str, Tensor]``: held-out terms (e.g. ``val_loss``) on a batch of the validation
     split, which the engine computes at every log step (``train.val_batch`` examples, in eval mode, without

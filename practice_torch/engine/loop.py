@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from practice_torch.data.control import Environments
 from practice_torch.engine import RunError, distributed
 from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, on_device, shard, to_device
 from practice_torch.engine.checkpoint import (
@@ -151,7 +152,13 @@ class Trainer:
         self.sync_every = t.sync_every or (1 if self.device.type == "cpu" else t.log_every)
         self.accumulator_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         torch.manual_seed(t.seed)
-        self.train_set = on_device(in_memory(load_split(cfg.data, "train", cfg.data.limit)), self.device)
+        self.custom = getattr(self.model, "train_step", None)  # the model writes its own step (engine/players.py)
+        self.environments: Environments | None = None  # a control task's episodes, in place of a split's batches
+        if info.environment is not None:
+            self.environments = self._environments(info)
+            self.train_set = None
+        else:
+            self.train_set = on_device(in_memory(load_split(cfg.data, "train", cfg.data.limit)), self.device)
         self.net = build_net(self.model, cfg, info).to(self.device)
         if t.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -160,7 +167,6 @@ class Trainer:
         self.val_set = on_device(in_memory(load_split(cfg.data, "val")), self.device) if self.validate is not None \
             else None
         trainable = [p for p in self.net.parameters() if p.requires_grad]
-        self.custom = getattr(self.model, "train_step", None)  # the model writes its own step (engine/players.py)
         if not trainable and self.update is None:
             raise RunError(f"{cfg.model_name} has no trainable parameters and no closed-form update")
 
@@ -178,12 +184,16 @@ class Trainer:
             check_players(players)
             self.optimizers = player_optimizers(players, t.lr, t.betas, t.weight_decay, self.device.type == "cuda")
             self.optimizer = None
-            self.run_step = StepRun(players, self.optimizers, self._next_batch, self._autocast, t.grad_clip, self.procs)
+            self.run_step = StepRun(players, self.optimizers, self._next_batch, self._autocast, t.grad_clip, self.procs,
+                                    next_noise=self._next_noise, environments=self.environments)
         self.schedulers = {name: schedule(o) for name, o in self.optimizers.items()}
         self.scheduler = self.schedulers.get("")
-        self.batch_size = t.batch_size or len(self.train_set)  # 0: every step sees the whole split (full-batch EM)
-        self.batches = GlobalBatches(len(self.train_set), self.batch_size, t.seed, self.procs.rank,
-                                     self.procs.world_size)
+        if self.environments is None:
+            self.batch_size = t.batch_size or len(self.train_set)  # 0: every step sees the whole split (full-batch EM)
+            self.batches = GlobalBatches(len(self.train_set), self.batch_size, t.seed, self.procs.rank,
+                                         self.procs.world_size)
+        else:
+            self.batch_size, self.batches = t.batch_size, None  # the environments stepped in lockstep
         self.noise = torch.Generator().manual_seed(derive_seed(t.seed, "noise"))
         self.step, self.batches_taken = 0, 0  # batches_taken: for the examples/s of the log (this process's run)
         state = self._restore() if resume else {}
@@ -211,10 +221,17 @@ class Trainer:
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.scheduler.load_state_dict(state["scheduler"])
             else:
+                if "players" not in state:
+                    raise CheckpointError(f"{folder} was written by {self.cfg.model_name}'s one-loss step; this code "
+                                          "writes its own step with its players' optimizers: it samples and "
+                                          "evaluates, but to train further train it anew")
                 for name, saved in state["players"].items():
                     self.optimizers[name].load_state_dict(saved["optimizer"])
                     self.schedulers[name].load_state_dict(saved["scheduler"])
-            self.batches.load_state_dict(state["batches"])
+            if self.environments is None:
+                self.batches.load_state_dict(state["batches"])
+            else:
+                self.environments.load_state_dict(state["environments"])
             self.noise.set_state(state["noise"])
             set_rng_state(state["rng"])
             self.step = int(state["step"])
@@ -239,7 +256,7 @@ class Trainer:
         lr_sums: dict[str, float] = {}  # the window's learning rates (host)
         checked = self.step  # the last step a sync found finite
         stop_early = False
-        window_start, window_steps, window_batches = time.perf_counter(), 0, self.batches_taken
+        window_start, window_steps, window_examples = time.perf_counter(), 0, self.examples_seen()
         started = time.perf_counter()
         try:
             with self._stop_on_signals():
@@ -262,8 +279,7 @@ class Trainer:
                     self._check_finite(host, window_steps, checked)
                     checked = self.step
                     if log_step or stop:
-                        taken = self.batches_taken - window_batches  # a custom step may take several a step
-                        rate = self.batch_size * taken / (time.perf_counter() - window_start)
+                        rate = (self.examples_seen() - window_examples) / (time.perf_counter() - window_start)
                         means = {k: v / window_steps for k, v in host.items()}
                         means.update({k: v / window_steps for k, v in lr_sums.items()})
                         if self.validate is not None:
@@ -271,11 +287,13 @@ class Trainer:
                         if t.early_stop and self._stalls(means) and self.step < t.steps:
                             stop_early = True
                         bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
+                        if self.environments is not None:
+                            means["env_steps"] = self.environments.steps
                         if log:
                             log.write(self.step, {**means, "examples_per_s": rate, "threads": self.threads.threads,
                                                   "time_s": time.perf_counter() - started})
                         sums, lr_sums, window_start, window_steps = {}, {}, time.perf_counter(), 0
-                        window_batches = self.batches_taken
+                        window_examples = self.examples_seen()
                     bar.update(self.step - bar.n)  # after the postfix: in a log, a log step's line shows its loss
                     if self.step % t.checkpoint_every == 0 and self.step < end:
                         self.save()
@@ -293,6 +311,11 @@ class Trainer:
             return Outcome(self.step, self.stop_signal)
         return Outcome(self.step, None, tuple(self.finish()) if main else (),
                        early_stop=self.best if stop_early else None)
+
+    def examples_seen(self) -> int:
+        """What this process has trained on: a data set's examples (a custom step may take several batches a step),
+        or a control task's environment steps."""
+        return self.batch_size * self.batches_taken if self.environments is None else self.environments.steps
 
     def _stalls(self, means: dict[str, float]) -> bool:
         """Early stopping: a new minimum of the ``train.early_stop`` term resets the count of log steps without one;
@@ -338,11 +361,35 @@ class Trainer:
 
     def _next_batch(self) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
         """The next global batch's rows for this rank, on the device, and their rows of the model's noise."""
+        if self.environments is not None:
+            raise RunError(f"{self.cfg.data.name} is a control task: a step plays run.environments with "
+                           "run.next_noise(), it has no batches")
         batch = tuple(self._to_device(x) for x in fetch(self.train_set, self.batches.next()))
         self.batches_taken += 1
+        return batch, self._next_noise()
+
+    def _next_noise(self) -> dict[str, torch.Tensor]:
+        """This rank's rows of the model's noise for a global batch (``draw_noise``), on the device."""
         noise = self.model.draw_noise(self.net, self.cfg.model, self.batch_size, self.noise)
         noise = shard(noise, self.procs.rank, self.procs.world_size)
-        return batch, {k: self._to_device(v) for k, v in noise.items()}
+        return {k: self._to_device(v) for k, v in noise.items()}
+
+    def _environments(self, info) -> Environments:
+        """A control task's environments, ``train.batch_size`` of them, reset with the run's training episodes
+        (RunError, one line, for a model that learns from a data set, a batch size of 0 or torchrun)."""
+        name, t = self.cfg.model_name, self.cfg.train
+        if self.custom is None:
+            raise RunError(f"{name} learns from a data set; {info.name} is a control task (an environment): train "
+                           "ppo or trpo on it")
+        if t.batch_size < 1:
+            raise RunError(f"train.batch_size is the number of {info.name} environments stepped in lockstep; give "
+                           "a positive one")
+        if self.procs.is_distributed:
+            raise RunError(f"{info.name} trains in one process: run it without torchrun")
+        try:
+            return Environments(info.environment, t.batch_size, derive_seed(t.seed, "episodes"))
+        except ValueError as exc:
+            raise RunError(f"data set {info.name}: {exc}") from None
 
     def _autocast(self):
         """The run's autocast context: bf16 with train.precision=bf16, else a no-op."""
@@ -435,7 +482,9 @@ class Trainer:
             optimizers = {"players": {name: {"optimizer": o.state_dict(), "scheduler": self.schedulers[name].state_dict()}
                                       for name, o in self.optimizers.items()}}
         state = {**optimizers,
-                 "ema": None if self.ema is None else self.ema.state_dict(), "batches": self.batches.state_dict(),
+                 "ema": None if self.ema is None else self.ema.state_dict(),
+                 **({"batches": self.batches.state_dict()} if self.environments is None else
+                    {"environments": self.environments.state_dict()}),
                  "noise": self.noise.get_state(), "rng": rng_state(), "early_stop": (*self.best, self.stalled)}
         save_checkpoint(self.run_dir / CHECKPOINTS, self.cfg.model_name, self.step, self.net.state_dict(), state,
                         current_version(self.versions))

@@ -14,6 +14,11 @@ calls (a GAN's generator updates). ``run`` is this module's ``StepRun``, the eng
     run.next_batch()           (batch, noise): the next global batch's rows for this process, on the device, and
                                their rows of ``draw_noise``; every call takes the next batch (a critic's inner loop
                                sees a fresh batch at each update), in an order a resumed run repeats exactly
+    run.next_noise()           the model's noise for a global batch (``draw_noise``) and no batch: what a control
+                               task's step draws its actions from
+    run.environments           the task's environments (``data/control.py``: ``train.batch_size`` of them stepped in
+                               lockstep, their episodes in progress checkpointed and replayed on resume); None for a
+                               data set
     run.autocast()             the run's autocast (bf16 with ``train.precision=bf16``), around the losses
     run.update(name=loss, ...) one update of each named player: the gradient of its loss with respect to its own
                                parameters only (``backward(inputs=...)``, so one player's loss never moves another),
@@ -57,9 +62,11 @@ class StepRun:
 
     def __init__(self, players: dict[str, Player], optimizers: dict[str, torch.optim.Optimizer],
                  next_batch: Callable[[], tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]],
-                 autocast: Callable[[], AbstractContextManager], grad_clip: float, procs: distributed.Processes):
+                 autocast: Callable[[], AbstractContextManager], grad_clip: float, procs: distributed.Processes,
+                 next_noise: Callable[[], dict[str, torch.Tensor]] | None = None, environments=None):
         self.players, self.optimizers, self.grad_clip, self.procs = players, optimizers, grad_clip, procs
-        self.next_batch, self.autocast = next_batch, autocast
+        self.next_batch, self.autocast, self.next_noise = next_batch, autocast, next_noise
+        self.environments = environments
         self.norms: dict[str, list[torch.Tensor]] = {name: [] for name in players}
 
     def update(self, **losses: torch.Tensor) -> None:

@@ -182,12 +182,16 @@ def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overr
     return module, cfg, net.to(device).eval()
 
 
-def held_out_examples(data: DataConfig, n: int) -> tuple[torch.Tensor, ...] | None:
-    """The first n validation examples, for reconstructions; None when the data set is not here."""
+def held_out_examples(data: DataConfig, n: int):
+    """The first n validation examples, for reconstructions, as a tuple of batched columns; None when the data set
+    is not here. A control task's: its first n validation episodes (``data.control.EpisodeSeeds``, which names the
+    environment its greedy episodes are played in)."""
     try:
         val = load_split(data, "val", limit=n)
     except DatasetMissing:
         return None
+    if registry_entry(data.name).environment is not None:
+        return val
     return tuple(torch.stack(column) for column in zip(*(val[i] for i in range(min(n, len(val))))))
 
 

@@ -1,103 +1,69 @@
-"""Environments and rollouts for the control algorithms (PPO and TRPO on gymnasium tasks with discrete actions).
+"""PPO's and TRPO's pieces for a control task (``data/control.py``: CartPole-v1 and the like, discrete actions),
+written once for both: the actor-critic networks, a rollout of the environments with actions drawn from the
+engine's uniforms, GAE cut at episode ends, the advantage normalisation both updates use, and the greedy episodes
+that ``eval`` and the samples play.
 
-``EnvPool`` steps ``n`` copies of one environment in lockstep, each reset with a seed drawn from the run's generator
-as soon as its episode ends, and names each episode in progress by its seed and actions so far (what a checkpoint
-stores and a resumed run replays). ``collect_rollout`` gathers ``steps`` steps of every environment with the current
-policy; ``to_batch`` flattens them with advantages by GAE cut at episode ends (``episode_gae``). ``normalise`` and
-``entropy`` are the two per-batch quantities both updates use.
+A rollout is ``steps`` steps of each of the ``B`` environments (``collect``); ``to_batch`` flattens it to N = B T
+samples with advantages by GAE per episode (``episode_gae``: the bootstrap V(s') on a truncation, 0 on a
+termination) and returns A + V, the critic's targets. Nothing of it outlives the step that collected it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from practice_torch.engine import RunError
+from practice_torch.data.control import OBSERVATIONS, SOLVED, Environments, make_env
+from practice_torch.engine.interface import Artefact
 from practice_torch.ppo.functions import gae
 
 
-def make_env(name: str):
-    """``gymnasium.make(name)`` after checking it has discrete actions and 1-D observations; ValueError otherwise."""
-    import gymnasium
+class MLP(nn.Sequential):
+    """in -> hidden -> hidden -> out with tanh, orthogonal weights (gain sqrt 2, the last ``last_gain``), zero
+    biases; a squeezed (N,) output when out = 1. (N, in) -> (N, out)."""
 
-    try:
-        env = gymnasium.make(name)
-    except gymnasium.error.Error as exc:
-        raise ValueError(f"unknown environment {name!r} ({type(exc).__name__}); try CartPole-v1, Acrobot-v1 or "
-                         f"MountainCar-v0") from None
-    if not isinstance(env.action_space, gymnasium.spaces.Discrete):
-        env.close()
-        raise ValueError(f"{name} has {type(env.action_space).__name__} actions; these algorithms need discrete "
-                         f"ones (CartPole-v1, Acrobot-v1, MountainCar-v0)")
-    if not isinstance(env.observation_space, gymnasium.spaces.Box) or len(env.observation_space.shape) != 1:
-        env.close()
-        raise ValueError(f"{name} has observations {env.observation_space}; a 1-D Box is needed")
-    return env
+    def __init__(self, sizes: tuple[int, ...], last_gain: float):
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layer = nn.Linear(a, b)
+            last = i == len(sizes) - 2
+            nn.init.orthogonal_(layer.weight, last_gain if last else math.sqrt(2))
+            nn.init.zeros_(layer.bias)
+            layers += [layer] if last else [layer, nn.Tanh()]
+        super().__init__(*layers)
 
-
-def draw_seed(generator: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (), generator=generator))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return out[..., 0] if out.shape[-1] == 1 else out
 
 
-class EnvPool:
-    """``n`` copies of one environment stepped in lockstep, each reset (with a seed drawn from the generator) as soon
-    as its episode ends. ``state()`` names each episode in progress by its seed and actions so far; ``restore``
-    replays them, which rebuilds a deterministic environment exactly."""
+class ActorCritic(nn.Module):
+    """Separate actor (obs -> logits, last gain 0.01) and critic (obs -> V, last gain 1), 64-64 tanh MLPs with
+    CleanRL's orthogonal initialisation. (N, D) -> (N, A) and (N,)."""
 
-    def __init__(self, name: str, n: int):
-        self.envs = [make_env(name) for _ in range(n)]
-        self.obs_dim = self.envs[0].observation_space.shape[0]
-        self.n_actions = int(self.envs[0].action_space.n)
-        self.obs = np.zeros((n, self.obs_dim), np.float32)
-        self.seeds, self.actions, self.returns = [0] * n, [[] for _ in range(n)], [0.0] * n
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int):
+        super().__init__()
+        self.policy = MLP((obs_dim, hidden, hidden, n_actions), 0.01)
+        self.value = MLP((obs_dim, hidden, hidden, 1), 1.0)
 
-    def reset(self, i: int, seed: int) -> None:
-        self.obs[i] = self.envs[i].reset(seed=seed)[0]
-        self.seeds[i], self.actions[i], self.returns[i] = seed, [], 0.0
 
-    def reset_all(self, generator: torch.Generator) -> None:
-        for i in range(len(self.envs)):
-            self.reset(i, draw_seed(generator))
-
-    def step(self, actions: np.ndarray, generator: torch.Generator):
-        """One step of every environment. actions: (n,) int -> (next_obs (n, D), rewards, terminated, truncated (n,),
-        returns of the episodes that ended); next_obs is the observation the step led to, the final one of an ended
-        episode, while ``self.obs`` moves on to the next episode's first."""
-        next_obs = np.empty_like(self.obs)
-        rewards, terminated, truncated = (np.zeros(len(self.envs), t) for t in (np.float32, bool, bool))
-        finished = []
-        for i, env in enumerate(self.envs):
-            next_obs[i], rewards[i], terminated[i], truncated[i], _ = env.step(int(actions[i]))
-            self.actions[i].append(int(actions[i]))
-            self.returns[i] += float(rewards[i])
-            self.obs[i] = next_obs[i]
-            if terminated[i] or truncated[i]:
-                finished.append(self.returns[i])
-                self.reset(i, draw_seed(generator))
-        return next_obs, rewards, terminated, truncated, finished
-
-    def state(self) -> list[dict]:
-        return [{"seed": s, "actions": a} for s, a in zip(self.seeds, self.actions)]
-
-    def restore(self, state: list[dict]) -> None:
-        if len(state) != len(self.envs):
-            raise RunError(f"the checkpoint has {len(state)} environments, the config {len(self.envs)}")
-        for i, episode in enumerate(state):
-            self.reset(i, episode["seed"])
-            for action in episode["actions"]:
-                self.obs[i], reward = self.envs[i].step(action)[:2]
-                self.returns[i] += float(reward)
-            self.actions[i] = list(episode["actions"])
+def sample_actions(logits: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """a ~ softmax(logits) by the inverse CDF of the uniforms u, and log pi(a). logits: (B, A), u: (B,) in [0, 1) ->
+    (B,) long, (B,)."""
+    cdf = torch.cumsum(torch.softmax(logits.double(), -1), -1)
+    actions = torch.searchsorted(cdf, u.double()[:, None])[:, 0].clamp_max(logits.shape[-1] - 1)
+    return actions, torch.log_softmax(logits, -1).gather(1, actions[:, None])[:, 0]
 
 
 @dataclass
 class Rollout:
-    """``steps`` steps of ``B`` environments. obs, next_obs: (B, T, D) (next_obs[:, t] is what step t led to, the
-    final observation where an episode ended); actions: (B, T) long; log_probs, rewards: (B, T);
-    terminated, truncated: (B, T) bool; finished: the returns of the episodes that ended."""
+    """``T`` steps of ``B`` environments. obs, next_obs: (B, T, D) (next_obs[:, t] is what step t led to, the final
+    observation where an episode ended); actions: (B, T) long; log_probs, rewards: (B, T); terminated, truncated:
+    (B, T) bool."""
     obs: torch.Tensor
     next_obs: torch.Tensor
     actions: torch.Tensor
@@ -105,30 +71,21 @@ class Rollout:
     rewards: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor
-    finished: list[float]
-
-
-def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """a ~ softmax(logits) and log pi(a). logits: (B, A) -> (B,) long, (B,)."""
-    actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
-    return actions, torch.log_softmax(logits, -1).gather(1, actions[:, None])[:, 0]
 
 
 @torch.no_grad()
-def collect_rollout(pool: EnvPool, policy: nn.Module, steps: int, generator: torch.Generator) -> Rollout:
-    """``steps`` steps of every environment of ``pool`` with actions sampled from ``policy`` (obs (B, D) -> logits
-    (B, A))."""
+def collect(envs: Environments, policy: nn.Module, u: torch.Tensor) -> Rollout:
+    """One step of every environment per column of u with actions drawn from ``policy`` (obs (B, D) -> logits
+    (B, A)) by those uniforms. u: (B, T) in [0, 1)."""
     columns: dict[str, list] = {k: [] for k in ("obs", "next_obs", "actions", "log_probs", "rewards", "terminated",
                                                 "truncated")}
-    finished: list[float] = []
-    for _ in range(steps):
-        obs = torch.from_numpy(pool.obs.copy())
-        actions, log_probs = sample_actions(policy(obs), generator)
-        next_obs, rewards, terminated, truncated, ended = pool.step(actions.numpy(), generator)
-        finished += ended
+    for t in range(u.shape[1]):
+        obs = torch.from_numpy(envs.obs.copy())
+        actions, log_probs = sample_actions(policy(obs), u[:, t])
+        next_obs, rewards, terminated, truncated = envs.step(actions.numpy())
         for key, value in zip(columns, (obs, next_obs, actions, log_probs, rewards, terminated, truncated)):
             columns[key].append(torch.as_tensor(value))
-    return Rollout(**{k: torch.stack(v, dim=1) for k, v in columns.items()}, finished=finished)
+    return Rollout(**{k: torch.stack(v, dim=1) for k, v in columns.items()})
 
 
 def episode_gae(rewards, values, next_values, dones, gamma: float, lam: float) -> torch.Tensor:
@@ -169,7 +126,8 @@ def to_batch(rollout: Rollout, value: nn.Module, gamma: float, lam: float) -> Ba
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
-    """(x - mean) / (std + 1e-8), the advantage normalisation of PPO's and TRPO's reference code. (N,) -> (N,)."""
+    """(x - mean) / (sd + 1e-8), the sd with Bessel's correction: the advantage normalisation of PPO's and TRPO's
+    reference code (per minibatch in PPO, as CleanRL's; over the batch in TRPO). (...) -> (...)."""
     return (x - x.mean()) / (x.std(correction=1) + 1e-8)
 
 
@@ -177,3 +135,62 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     """H(pi(.|s)) = -sum_a pi log pi. (N, A) -> (N,)."""
     log_p = torch.log_softmax(logits, -1)
     return -torch.sum(torch.exp(log_p) * log_p, -1)
+
+
+def minibatches(keys: torch.Tensor, count: int) -> tuple[torch.Tensor, ...]:
+    """A pass over N samples in ``count`` minibatches: the permutation that sorts the uniform keys (N,), cut in
+    ``count`` near-equal parts of indices."""
+    return torch.argsort(keys).chunk(count)
+
+
+# ---- greedy episodes: eval and the samples -------------------------------------------------------------------------
+
+@torch.no_grad()
+def greedy_episode(policy: nn.Module, env_name: str, seed: int) -> np.ndarray:
+    """One episode of the greedy policy (the argmax of the logits) from ``env.reset(seed=seed)``: its observations
+    and rewards, (T, D + 1)."""
+    env = make_env(env_name)
+    obs, done, rows = env.reset(seed=seed)[0], False, []
+    device = next(policy.parameters()).device
+    while not done:
+        action = int(torch.argmax(policy(torch.as_tensor(obs, device=device)[None])[0]))
+        nxt, reward, terminated, truncated, _ = env.step(action)
+        rows.append([*obs, reward])
+        obs, done = nxt, terminated or truncated
+    env.close()
+    return np.asarray(rows, np.float64)
+
+
+def greedy_returns(policy: nn.Module, env_name: str, seeds) -> dict[str, float]:
+    """The greedy policy's returns over the episodes of ``seeds``: mean, sd, min and max."""
+    returns = np.array([greedy_episode(policy, env_name, int(s))[:, -1].sum() for s in seeds])
+    return {"mean_return": float(returns.mean()), "std_return": float(returns.std()),
+            "min_return": float(returns.min()), "max_return": float(returns.max()), "episodes": len(returns)}
+
+
+def episode_artefacts(policy: nn.Module, env_name: str, seeds) -> list[Artefact]:
+    """What the samples of a control run show: each greedy episode's observations over time, one panel each
+    (an image), and their returns (text)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    episodes = [greedy_episode(policy, env_name, int(s)) for s in seeds]
+    names = OBSERVATIONS.get(env_name) or [f"obs[{d}]" for d in range(episodes[0].shape[1] - 1)]
+    fig, axes = plt.subplots(len(episodes), 1, figsize=(6, 1.6 * len(episodes)), dpi=100, squeeze=False, sharex=True)
+    for ax, seed, episode in zip(axes[:, 0], seeds, episodes):
+        for d in range(episode.shape[1] - 1):
+            ax.plot(episode[:, d], lw=0.8, label=names[d])
+        ax.set_title(f"seed {int(seed)}: return {episode[:, -1].sum():g}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=6, ncol=len(names), loc="upper right")
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = torch.from_numpy(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()).permute(2, 0, 1)[None] / 255.0
+    plt.close(fig)
+    line = f" (solved: {SOLVED[env_name]:g})" if env_name in SOLVED else ""
+    text = [f"{env_name}, greedy policy{line}"] + [f"seed {int(s)}: return {e[:, -1].sum():g} in {len(e)} steps"
+                                                   for s, e in zip(seeds, episodes)]
+    return [Artefact("samples", "images", image, nrow=1), Artefact("returns", "text", ["\n".join(text)])]

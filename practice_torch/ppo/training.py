@@ -1,26 +1,35 @@
-"""PPO's training adapter for the character language model (``practice_torch.models``):
-``python -m practice_torch train ppo --set model.reference=RUN_DIR``.
+"""PPO's training adapter (``practice_torch.models``), one algorithm on two kinds of task:
 
-The policy is the language model of a trained ``language_model`` run with a value head on its last hidden layer
-(one trunk for both, as in Stiennon et al. 2020's small models); the reference is the same model, frozen. Every
-``model.ppo_epochs`` engine steps start with a rollout: one response of ``model.response_length`` characters per
-prompt of the batch (the windows' first ``model.prompt_length`` characters) from the current policy, with per-token
-rewards r_t = -beta (log pi(y_t) - log pi_ref(y_t)) (the k1 KL penalty per token, Ziegler et al. 2019) plus the
-judge's reward at the last token; advantages by GAE (Schulman et al. 2016, eq. 16; gamma ``model.gamma``, lambda
-``model.lam``) from the value head's estimates, whitened over the rollout; returns A + V. The rollout lives in
-buffers (``Rollout``), so a checkpoint carries it and a resumed run is exact. Each step, the rollout included, is one
-optimizer step on PPO's loss over the whole rollout: the clipped surrogate (Schulman et al. 2017, eq. 7) on the
-per-token ratios pi/pi_old plus ``model.value_coef`` times the value head's squared error to the returns.
+    python -m practice_torch train ppo --set model.reference=RUN_DIR     # the character language model
+    python -m practice_torch train ppo --dataset cartpole                # a control task (data/control.py)
 
+Each engine step is one PPO iteration (Schulman et al. 2017, Algorithm 1, as CleanRL's ppo.py writes it): collect a
+rollout with the current policy, compute advantages by GAE (Schulman et al. 2016, eq. 16; ``model.gamma``,
+``model.lam``) from the value estimates, then ``model.epochs`` passes over the rollout in ``model.minibatches``
+minibatches, each one AdamW update (the engine's ``run.update``) on the clipped surrogate (eq. 7) of the per-sample
+ratios pi/pi_old, with advantages normalised over the minibatch, plus ``model.value_coef`` times the value's squared
+error to the returns A + V minus ``model.entropy_coef`` times the entropy (eq. 9). The rollout is a local of the step:
+nothing of it is a weight, and a checkpoint between two steps has nothing of it to keep. ``train.steps`` counts
+iterations; the learning-rate schedule follows them.
+
+The language model: the policy is the language model of a trained ``language_model`` run with a value head on its
+last hidden layer (one trunk for both, as in Stiennon et al. 2020's small models); the reference is the same model,
+frozen. A rollout is one response of ``model.response_length`` characters per prompt of the batch (the windows'
+first ``model.prompt_length`` characters) with per-token rewards r_t = -beta (log pi(y_t) - log pi_ref(y_t)) (the k1
+KL penalty per token, Ziegler et al. 2019) plus the judge's reward at the last token; a sample is a response (its
+tokens' ratios and advantages). Under torchrun the ranks' rollouts are gathered, every rank holds the global one
+and trains on its share of each minibatch, so any number of processes computes one process's step.
 With ``model.reward_model=RUN`` (a trained ``reward_model`` run on the same language model's architecture) the
 reward is the learned one instead of the judge's: the reward model's score r(prompt, y), normalised to mean 0 and
 sd 1 over the reference model's responses to 256 validation prompts (Ziegler et al. 2019, sec. 2.2), its weights
 frozen and stored in this run's checkpoints; the judge then only scores (the logged ``reward``), so whether
-optimising the learned reward raises the true one is measured, not assumed.
+optimising the learned reward raises the true one is measured, not assumed. ``eval`` reports REINFORCE's fine-tuning
+metrics (``policy_gradient.fine_tuning``).
 
-``eval`` reports what REINFORCE's does (``policy_gradient.training.fine_tuning_metrics``): the judge's mean reward
-of policy and reference on held-out prompts, the gain in the reference's sds, the KL to the reference and the
-held-out bits/char. The derivation: ``python -m theory_jax ppo``; PPO on CartPole-v1: ``practice_torch.ppo.control``.
+A control task: separate 64-64 tanh actor and critic (``rollout.ActorCritic``), ``train.batch_size`` environments
+stepped ``model.rollout_steps`` steps each with actions drawn from the engine's uniforms, GAE cut at episode ends
+(``rollout.episode_gae``); a sample is one transition. ``eval`` plays the greedy policy on the test split's episodes.
+The derivation: ``python -m theory_jax ppo``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import torch
 from torch import nn
 
 from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.functions import action_log_probs
@@ -45,67 +55,70 @@ from practice_torch.policy_gradient.policy import (
     prompts_of,
     sample_responses,
 )
+from practice_torch.ppo import rollout as control
 from practice_torch.ppo.functions import clipped_surrogate_loss, gae, kl_k1, kl_k3
 
 
 @dataclass
 class Config(LanguageSettings):
-    """PPO's settings: the run's ``model.*`` keys (``--set model.reference=runs/lm``)."""
+    """PPO's settings: the run's ``model.*`` keys (``--set model.epochs=10``). The language model's task also reads
+    ``LanguageSettings`` (``model.reference=runs/lm``) and the judge's keys; a control task reads ``hidden`` and
+    ``rollout_steps``."""
 
-    judge: str = "letter"  # policy_gradient.judges.JUDGES
+    epochs: int = 4  # passes over each rollout (CleanRL's update_epochs)
+    minibatches: int = 1  # minibatches of each pass, one update each (CleanRL's num_minibatches)
+    clip: float = 0.2  # epsilon of the clipped surrogate
+    value_coef: float = 0.5  # weight of the value's squared error
+    entropy_coef: float = 0.0  # weight of the entropy bonus (eq. 9's c_2)
+    gamma: float = 1.0  # discount (the language model's episode is one response: none)
+    lam: float = 0.95  # GAE's lambda
+    judge: str = "letter"  # the language model's task: policy_gradient.judges.JUDGES
     letters: str = "e"
     kl_coef: float = 0.02  # beta of the per-token k1 penalty in the reward
-    ppo_epochs: int = 4  # optimizer steps on each rollout (the first is taken right after collecting it)
-    clip: float = 0.2  # epsilon of the clipped surrogate
-    value_coef: float = 0.5  # weight of the value head's squared error
-    gamma: float = 1.0  # the episode is one response: no discount
-    lam: float = 0.95  # GAE's lambda
     eval_prompts: int = 256
     reward_model: str = ""  # a trained reward_model run: its normalised score is the reward ("": the judge's)
     reward_model_step: int = 0  # the step of its checkpoint build loaded (recorded; 0: not loaded, or none)
+    hidden: int = 64  # a control task: the width of the actor's and the critic's two hidden layers
+    rollout_steps: int = 128  # a control task: steps of each environment per rollout (CleanRL's num_steps)
 
 
-HEADLINE = pg.HEADLINE
+HEADLINE = (*pg.HEADLINE, ("mean_return", "greedy policy's mean return", "per episode"))
 GPU_TRAINING = pg.GPU_TRAINING
+CONTROL = {"gamma": 0.99, "entropy_coef": 0.01, "minibatches": 4}  # CleanRL's classic-control settings
 
-# quick: 64 prompts per rollout, 4 optimizer steps each, 1600 steps: as many sampled responses as REINFORCE's quick
-# preset (25 600); the reward rises by 1.4 of the reference's sds with the held-out bits/char 0.09 worse (with 100
-# rollouts of 32: 1.3 sds but 0.16 worse; beta 0.03 or 0.05 there: 0.75 and 0.24 sds). One CPU thread.
+# quick, the language model: 64 prompts per rollout, 4 full-batch updates each, 400 iterations: as many sampled
+# responses as REINFORCE's quick preset (25 600). One CPU thread.
+# quick, a control task: 4 environments x 256 steps a rollout, 10 passes of 4 minibatches, lr 1e-3 decaying to 0 over
+# 146 iterations (150 000 environment steps); full: CleanRL's CartPole settings, 4 x 128 steps, 4 passes, lr 2.5e-4,
+# 976 iterations (500 000 steps). Adam without warmup, gradients clipped to 0.5, as CleanRL's.
 PRESETS = {
     "quick": {"shakespeare": Preset(
         Config(),
-        TrainConfig(steps=1600, batch_size=64, lr=3e-4, warmup_steps=20,
-                    checkpoint_every=400, log_every=20, samples=8, threads=1, **pg.FINE_TUNING))},
+        TrainConfig(steps=400, batch_size=64, lr=3e-4, warmup_steps=5,
+                    checkpoint_every=100, log_every=5, samples=8, threads=1, **pg.FINE_TUNING)),
+              "control": Preset(
+        Config(**CONTROL, epochs=10, rollout_steps=256),
+        TrainConfig(steps=146, batch_size=4, lr=1e-3, warmup_steps=0, min_lr_ratio=0.0, grad_clip=0.5,
+                    checkpoint_every=25, log_every=5, samples=4, threads=1))},
     "full": {"shakespeare": Preset(
         Config(prompt_length=64, response_length=64, eval_prompts=1024),
-        TrainConfig(steps=2000, batch_size=256, lr=5e-5, warmup_steps=50,
-                    checkpoint_every=500, samples=16, **pg.FINE_TUNING, **GPU_TRAINING))},
+        TrainConfig(steps=500, batch_size=256, lr=5e-5, warmup_steps=12,
+                    checkpoint_every=125, samples=16, **pg.FINE_TUNING, **{**GPU_TRAINING, "log_every": 10})),
+             "control": Preset(
+        Config(**CONTROL, epochs=4, rollout_steps=128),
+        TrainConfig(steps=976, batch_size=4, lr=2.5e-4, warmup_steps=0, min_lr_ratio=0.0, grad_clip=0.5,
+                    checkpoint_every=100, log_every=10, samples=4, threads=1))},
 }
 default_config = preset_config("ppo", PRESETS)
 CHECKPOINT_VERSIONS = {1: "a step counter in the weights (the rollout's cycle)",
-                       2: "the rollout's cycle reads the engine's step number"}
-
-
-class Rollout(nn.Module):
-    """The current rollout, in buffers so that checkpoints carry it: tokens (N, P + L) int64, old_log_probs,
-    advantages and returns (N, L), the judge's rewards, the rewards optimised (the judge's or the reward model's
-    normalised score) and the k1 KL per response (N,). Their N is the rollout's:
-    a checkpoint's buffers are taken at whatever size they were saved (``RESIZABLE_BUFFERS``)."""
-
-    RESIZABLE_BUFFERS = ("tokens", "old_log_probs", "advantages", "returns", "rewards", "scores", "kl")  # checkpoint
-
-    def __init__(self):
-        super().__init__()
-        for name in self.RESIZABLE_BUFFERS:
-            self.register_buffer(name, torch.zeros(0, dtype=torch.long if name == "tokens" else torch.float32))
-
-    def store(self, **tensors: torch.Tensor) -> None:
-        for name, value in tensors.items():
-            setattr(self, name, value.detach())
+                       2: "the rollout's cycle reads the engine's step number",
+                       3: "an iteration a step, the rollout a local of the step (no rollout buffers in the weights), "
+                          "the reward model without its reference copy"}
 
 
 class PolicyWithValue(PolicyAndReference):
-    """PolicyAndReference with a value head V(s_t) = w . h_t + b on the policy's last hidden layer, and the rollout."""
+    """PolicyAndReference with a value head V(s_t) = w . h_t + b on the policy's last hidden layer, and the frozen
+    reward model (``scorer``) when the reward is learned."""
 
     def __init__(self, lm, s: Config):
         super().__init__(lm, s)
@@ -113,7 +126,6 @@ class PolicyWithValue(PolicyAndReference):
         self.value_head = nn.Linear(width, 1)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
-        self.rollout = Rollout()
         self.scorer = None  # build sets a frozen reward model here (model.reward_model)
 
     def train(self, mode: bool = True):
@@ -130,13 +142,27 @@ class PolicyWithValue(PolicyAndReference):
 
 
 def check(config: Config) -> None:
+    if config.epochs < 1 or config.minibatches < 1 or not 0 < config.clip < 1:
+        raise ValueError(f"model.epochs and model.minibatches must be positive and model.clip in (0, 1), got "
+                         f"{config.epochs}, {config.minibatches} and {config.clip}")
+    if config.value_coef < 0 or config.entropy_coef < 0 or not 0 <= config.gamma <= 1 or not 0 <= config.lam <= 1:
+        raise ValueError("model.value_coef and model.entropy_coef must not be negative, model.gamma and model.lam in "
+                         f"[0, 1]; got {config.value_coef}, {config.entropy_coef}, {config.gamma}, {config.lam}")
+
+
+def check_text(config: Config) -> None:
     judge(config.judge, config.letters)
-    if config.ppo_epochs < 1 or not 0 < config.clip < 1:
-        raise ValueError(f"model.ppo_epochs must be positive and model.clip in (0, 1), got {config.ppo_epochs} and "
-                         f"{config.clip}")
-    if config.kl_coef < 0 or config.value_coef < 0 or not 0 <= config.gamma <= 1 or not 0 <= config.lam <= 1:
-        raise ValueError("model.kl_coef and model.value_coef must not be negative, model.gamma and model.lam in "
-                         f"[0, 1]; got {config.kl_coef}, {config.value_coef}, {config.gamma}, {config.lam}")
+    if config.kl_coef < 0:
+        raise ValueError(f"model.kl_coef must not be negative, got {config.kl_coef}")
+
+
+def check_control(config: Config) -> None:
+    if config.hidden < 1 or config.rollout_steps < 1:
+        raise ValueError(f"model.hidden and model.rollout_steps must be positive, got {config.hidden} and "
+                         f"{config.rollout_steps}")
+    if config.rollout_steps < config.minibatches:
+        raise ValueError(f"a rollout of model.rollout_steps={config.rollout_steps} steps an environment cannot be cut "
+                         f"in model.minibatches={config.minibatches}")
 
 
 NORMALISING_PROMPTS = 256  # the reference's responses the reward model's score is normalised over
@@ -190,8 +216,14 @@ def normalise_scores(net: PolicyWithValue) -> None:
     net.scorer.score_sd.fill_(scores.std(correction=1).clamp_min(1e-6))
 
 
-def build(config: Config, data) -> PolicyWithValue:
+def build(config: Config, data) -> PolicyWithValue | control.ActorCritic:
+    """The actor-critic of a control task, or the language model's policy with a value head (and the frozen reward
+    model, with ``model.reward_model``)."""
     check(config)
+    if data.modality == "control":
+        check_control(config)
+        return control.ActorCritic(data.shape[0], data.actions, config.hidden)
+    check_text(config)
     lm, _ = build_pair(config, data)
     net = PolicyWithValue(lm, config)
     if config.reward_model or config.reward_model_step:
@@ -202,9 +234,21 @@ def build(config: Config, data) -> PolicyWithValue:
     return net
 
 
-def draw_noise(net: PolicyWithValue, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The uniforms of one response per prompt, (n, 1, L), used on the steps that collect a rollout."""
-    return {"u": torch.rand((n, 1, net.response_length), generator=generator, dtype=torch.float64).float()}
+def players(net, config: Config) -> dict[str, Player]:
+    """One player: the policy with its value head (one AdamW, as CleanRL's one Adam over actor and critic)."""
+    return {"policy": Player([p for p in net.parameters() if p.requires_grad])}
+
+
+def draw_noise(net, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The randomness of one iteration on n prompts or n environments: ``u`` the uniforms the actions are drawn by
+    ((n, 1, L): one response per prompt; (n, T): T steps per environment) and ``order`` the keys that shuffle the
+    samples of each pass ((n, epochs): a response each; (n, T, epochs): a transition each)."""
+    if isinstance(net, control.ActorCritic):
+        u_shape, order_shape = (n, config.rollout_steps), (n, config.rollout_steps, config.epochs)
+    else:
+        u_shape, order_shape = (n, 1, net.response_length), (n, config.epochs)
+    u = torch.rand(u_shape, generator=generator, dtype=torch.float64).float()
+    return {"u": u, "order": torch.rand(order_shape, generator=generator)}
 
 
 def token_rewards(judge_rewards: torch.Tensor, log_pi: torch.Tensor, log_ref: torch.Tensor, beta: float
@@ -214,11 +258,6 @@ def token_rewards(judge_rewards: torch.Tensor, log_pi: torch.Tensor, log_ref: to
     rewards = -beta * kl_k1(log_pi, log_ref)
     rewards[:, -1] += judge_rewards
     return rewards
-
-
-def whiten(x: torch.Tensor) -> torch.Tensor:
-    """(x - mean) / sd over every entry: advantages on one scale from rollout to rollout."""
-    return (x - x.mean()) / (x.std(correction=0) + 1e-8)
 
 
 def _world() -> tuple[int, int]:
@@ -240,19 +279,33 @@ def gathered(x: torch.Tensor) -> torch.Tensor:
 
 
 def my_rows(x: torch.Tensor) -> torch.Tensor:
-    """This rank's share of a gathered rollout's rows. x: (world * n, ...) -> (n, ...)."""
+    """This rank's share of a minibatch's rows. x: (world * n, ...) -> (n, ...)."""
     rank, world = _world()
     n = len(x) // world
     return x[rank * n:(rank + 1) * n]
 
 
+@dataclass
+class Samples:
+    """A rollout as PPO's update reads it, N samples: ``inputs`` (what the policy reads: (N, P + L) tokens or (N, D)
+    observations), ``actions`` ((N, L) characters or (N,)), ``old_log_probs``, ``advantages``, ``returns`` (the
+    shape of ``actions``), ``order`` (N, epochs) the shuffling keys, and ``terms`` to log."""
+    inputs: torch.Tensor
+    actions: torch.Tensor
+    old_log_probs: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    order: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+
 @torch.no_grad()
-def collect(net: PolicyWithValue, config: Config, prompts: torch.Tensor, u: torch.Tensor) -> None:
-    """Draw one response per prompt from the policy and store the rollout: tokens, pi_old's per-token
-    log-probabilities, whitened GAE advantages and returns. prompts: (N, P), u: (N, 1, L). Under torchrun the
-    ranks' rollouts are gathered first, so every rank stores the same global rollout (whitened as one process
-    would), a checkpoint holds all of it, and each rank trains on its own rows (``my_rows``)."""
-    responses = sample_responses(net.policy, prompts, u)[:, 0]
+def collect_text(net: PolicyWithValue, config: Config, batch, noise: dict[str, torch.Tensor]) -> Samples:
+    """One response per prompt of the batch (x (B, W) windows) from the policy, by the uniforms u (B, 1, L); their
+    per-token log-probabilities, rewards, GAE advantages and returns. Under torchrun the ranks' rollouts are
+    gathered first, so every rank holds the same global rollout."""
+    prompts = prompts_of(batch[0], net.prompt_length)
+    responses = sample_responses(net.policy, prompts, noise["u"])[:, 0]
     tokens = torch.cat([prompts, responses], dim=1)
     logits, values = net.logits_and_values(tokens)
     log_pi = action_log_probs(logits, responses)
@@ -260,44 +313,90 @@ def collect(net: PolicyWithValue, config: Config, prompts: torch.Tensor, u: torc
     judged = torch.tensor(score(judge(config.judge, config.letters), decode(responses)), device=tokens.device)
     scored = judged if net.scorer is None else (net.scorer(prompts, responses) - net.scorer.score_mean) / \
         net.scorer.score_sd
-    tokens, values, log_pi, log_ref, judged, scored = (gathered(t) for t in (tokens, values, log_pi, log_ref, judged,
-                                                                             scored))
+    tokens, values, log_pi, log_ref, judged, scored, order = (
+        gathered(t) for t in (tokens, values, log_pi, log_ref, judged, scored, noise["order"]))
     rewards = token_rewards(scored, log_pi, log_ref, config.kl_coef)
     values_ext = torch.cat([values, values.new_zeros(len(values), 1)], 1)  # V = 0 after the last character
     advantages = gae(rewards, values_ext, config.gamma, config.lam)
-    net.rollout.store(tokens=tokens, old_log_probs=log_pi, advantages=whiten(advantages),
-                      returns=advantages + values, rewards=judged, scores=scored, kl=kl_k1(log_pi, log_ref).sum(-1))
+    terms = {"reward": judged.mean(), "score": scored.mean(), "kl_k1": kl_k1(log_pi, log_ref).sum(-1).mean()}
+    return Samples(tokens, tokens[:, net.prompt_length:], log_pi, advantages, advantages + values, order, terms)
 
 
-def loss(net: PolicyWithValue, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """A new rollout from the batch's prompts every ``ppo_epochs`` steps, then PPO's loss on the rollout: the
-    clipped surrogate on the per-token ratios plus ``value_coef`` times the value error. Terms: the rollout's judge
-    reward and KL (k1, per response), the clipped fraction, the k3 estimate of KL(pi_old || pi)."""
-    if step % config.ppo_epochs == 0:  # a new rollout every ppo_epochs steps
-        collect(net, config, prompts_of(batch[0], net.prompt_length), noise["u"].to(batch[0].device))
-    r = net.rollout
-    tokens, old_log_pi, advantages, returns = (my_rows(t) for t in (r.tokens, r.old_log_probs, r.advantages,
-                                                                     r.returns))
-    logits, values = net.logits_and_values(tokens)
-    log_pi = action_log_probs(logits, tokens[:, net.prompt_length:])
-    policy_loss = clipped_surrogate_loss(log_pi.flatten(), old_log_pi.flatten(), advantages.flatten(), config.clip)
+@torch.no_grad()
+def collect_control(net: control.ActorCritic, config: Config, envs, noise: dict[str, torch.Tensor]) -> Samples:
+    """``rollout_steps`` steps of every environment by the uniforms u (B, T), flattened to B T transitions with
+    advantages by GAE per episode."""
+    batch = control.to_batch(control.collect(envs, net.policy, noise["u"]), net.value, config.gamma, config.lam)
+    terms = {"episode_return": torch.tensor(envs.recent_return())}
+    return Samples(batch.obs, batch.actions, batch.log_probs, batch.advantages, batch.returns,
+                   noise["order"].reshape(-1, config.epochs), terms)
+
+
+def policy_terms(net, samples: Samples, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The current policy's log pi(a), V and entropy of the samples ``rows``, flattened to one entry per action."""
+    if isinstance(net, control.ActorCritic):
+        logits = net.policy(samples.inputs[rows])
+        log_pi = torch.log_softmax(logits, -1).gather(1, samples.actions[rows, None])[:, 0]
+        return log_pi, net.value(samples.inputs[rows]), control.entropy(logits)
+    logits, values = net.logits_and_values(samples.inputs[rows])
+    log_pi = action_log_probs(logits, samples.actions[rows])
+    return log_pi.flatten(), values.flatten(), control.entropy(logits.flatten(0, 1))
+
+
+def ppo_loss(net, config: Config, samples: Samples, rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Eq. 9 as a loss on the minibatch ``rows``: the clipped surrogate (eq. 7) with the minibatch's advantages
+    normalised, ``value_coef`` times half the value's squared error, less ``entropy_coef`` times the entropy. Under
+    torchrun this rank's share of the minibatch (normalised over all of it)."""
+    advantages = control.normalise(samples.advantages[rows]).flatten()
+    mine = my_rows(rows)
+    advantages = my_rows(advantages.reshape(len(rows), -1)).flatten()
+    log_pi, values, entropy = policy_terms(net, samples, mine)
+    old_log_pi, returns = samples.old_log_probs[mine].flatten(), samples.returns[mine].flatten()
+    policy_loss = clipped_surrogate_loss(log_pi, old_log_pi, advantages, config.clip)  # eq. 7
     value_loss = 0.5 * torch.mean((values - returns) ** 2)
-    ratio = torch.exp(log_pi.detach() - old_log_pi)
-    terms = {"reward": r.rewards.mean(), "score": r.scores.mean(), "kl_k1": r.kl.mean(), "policy_loss": policy_loss.detach(),
-             "value_loss": value_loss.detach(), "clip_fraction": ((ratio - 1).abs() > config.clip).float().mean(),
-             "kl_old_k3": kl_k3(log_pi.detach(), old_log_pi).mean()}
-    return policy_loss + config.value_coef * value_loss, terms
+    loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy.mean()  # eq. 9, as a loss
+    with torch.no_grad():
+        ratio = torch.exp(log_pi - old_log_pi)
+        terms = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy.mean(),
+                 "approx_kl": kl_k3(old_log_pi, log_pi).mean(),  # KL(pi_old || pi), k3 on pi_old's samples
+                 "clip_fraction": ((ratio - 1).abs() > config.clip).float().mean()}
+    return loss, terms
 
 
-def evaluate(net: PolicyWithValue, config: Config, dataset, generator: torch.Generator) -> dict[str, float]:
-    """``policy_gradient.training.fine_tuning_metrics`` of the PPO policy."""
+def train_step(net, config: Config, step: int, run) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One PPO iteration: a rollout, then ``epochs`` passes over its samples in ``minibatches`` shuffled
+    minibatches, one update each. (The updates' mean loss; the rollout's terms and the updates' mean terms.)"""
+    if run.environments is None:
+        samples = collect_text(net, config, *run.next_batch())
+    else:
+        samples = collect_control(net, config, run.environments, run.next_noise())
+    losses, sums = [], {}
+    for epoch in range(config.epochs):
+        for rows in control.minibatches(samples.order[:, epoch], config.minibatches):
+            with run.autocast():
+                loss, terms = ppo_loss(net, config, samples, rows)
+            run.update(policy=loss)
+            losses.append(loss.detach())
+            sums = {k: sums.get(k, 0) + v for k, v in terms.items()}
+    updates = len(losses)
+    return torch.stack(losses).mean(), {**samples.terms, **{k: v / updates for k, v in sums.items()}}
+
+
+def evaluate(net, config: Config, dataset, generator: torch.Generator) -> dict[str, float]:
+    """A control task: the greedy policy's returns on the split's episodes (their seeds). The language model:
+    ``policy_gradient.fine_tuning.fine_tuning_metrics`` of the PPO policy."""
+    if isinstance(net, control.ActorCritic):
+        return control.greedy_returns(net.policy, dataset.environment, dataset.seeds.tolist())
     return pg.fine_tuning_metrics(net, config, dataset, generator)
 
 
-def sample(net: PolicyWithValue, config: Config, n: int, generator: torch.Generator, examples=None):
-    """As REINFORCE's: the policy's responses, and side by side with the reference's."""
+def sample(net, config: Config, n: int, generator: torch.Generator, examples=None):
+    """A control task: ``n`` greedy episodes of the validation split (their observations over time, and returns).
+    The language model: as REINFORCE's, the policy's responses, and side by side with the reference's."""
+    if isinstance(net, control.ActorCritic):  # examples: the validation split's episodes (EpisodeSeeds)
+        return control.episode_artefacts(net.policy, examples.environment, examples.seeds[:n].tolist())
     return pg.sample(net, config, n, generator, examples)
 
 
-__all__ = ["HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "loss",
-           "sample"]
+__all__ = ["HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "players", "sample",
+           "train_step"]

@@ -37,10 +37,8 @@ class RewardModel(nn.Module):
 
     def without_reference(self) -> RewardModel:
         """This model as a frozen judge of another run (PPO's reward): the reference copy, which only draws the
-        preference pairs, dropped from memory and from the checkpoint. Checkpoints written with it still load (its
-        keys are skipped: ``SKIPPED_WEIGHTS``)."""
+        preference pairs, dropped from memory and from the checkpoint."""
         self.reference = None
-        self.SKIPPED_WEIGHTS = ("reference",)
         return self
 
     def forward(self, prompts: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
