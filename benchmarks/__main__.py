@@ -19,7 +19,9 @@ generated so far) and ``ssm_step`` (training step time and MFU at the quick size
 ``gpu_steps`` (only when named) times every model's training step through the engine: the full presets on a GPU
 (examples/s, counted FLOPs, MFU against the bf16 GEMM peak, the GPU's busy share, synchronisations per step, the time
 to the first step), the quick presets on a CPU. ``shared_cpu`` (only when named, about 20 minutes on 2 cores) times a
-training run beside busy processes under each thread setting (benchmarks/shared_cpu.py).
+training run beside busy processes under each thread setting (benchmarks/shared_cpu.py). ``control`` (only when
+named, about 4 minutes on 2 cores) trains PPO's and TRPO's quick presets on CartPole-v1 over seeds and draws their
+returns against environment steps (benchmarks/control.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.control import control
 from benchmarks.coupling_flows import flow_bpd
 from benchmarks.ddim import ddim_steps
 from benchmarks.flow_matching import fm_vs_cnf, ode_nfe
@@ -167,7 +170,7 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "fm_vs_cnf": fm_vs_cnf, "ode_nfe": ode_nfe, "galaxy_conditioning": galaxy_conditioning,
               "transformer_step": transformer_step,
               "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps,
-              "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu}
+              "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu, "control": control}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -250,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="gpu_steps: a change to every preset (or to MODEL's only), as train's --set (repeatable)")
     parser.add_argument("--gpu-merge", action="store_true", help="gpu_steps: keep the rows already in the results "
                         "file from the same device and preset, replacing those of the models timed again")
+    parser.add_argument("--control-seeds", default="0,1,2", help="control: comma-separated train.seed values")
     parser.add_argument("--cpu-steps", type=int, default=300, help="shared_cpu: training steps per run")
     parser.add_argument("--cpu-loads", default="0,1,2", help="shared_cpu: comma-separated numbers of busy processes")
     parser.add_argument("--cpu-repeats", type=int, default=3, help="shared_cpu: runs of each setting under each load")
