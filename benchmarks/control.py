@@ -65,7 +65,8 @@ def control(args) -> list[dict]:
                 label=f"{row['model'].upper()}" if row["seed"] == seeds[0] else None)
     ax.axhline(SOLVED, color="k", ls="--", lw=0.8, label=f"solved ({SOLVED:g})")
     ax.set(xlabel="environment steps", ylabel="mean return of the last 20 episodes",
-           title=f"CartPole-v1, quick presets, seeds {args.control_seeds}\n{commit()} · {machine(describe())} · {load}")
+           title=f"CartPole-v1, quick presets, seeds {args.control_seeds}\n{commit()} · "
+                 f"{machine({**describe(), 'cores': os.cpu_count()})}, one thread a run · {load}")
     ax.title.set_fontsize(8)
     save(fig, ax, FIGURE)
     print(f"  wrote {FIGURE}")

@@ -41,7 +41,7 @@ def _samples(module_name: str, net, config, n: int, seed: int) -> tuple[torch.Te
 
         trajectory = generate(net, config, n, generator)
         return trajectory.x[-1].cpu(), trajectory.nfe
-    from practice_torch.cnf.training import draw_samples
+    from practice_torch.cnf.sampling import draw_samples
 
     xs, _, nfe = draw_samples(net, config, n, generator)
     return xs[-1].cpu(), int(nfe)

@@ -105,12 +105,12 @@ TOPICS: tuple[Topic, ...] = (
     # RL and preference optimisation
     Topic("policy_gradient", "rl & preferences", "policy gradient theorem; LM as a policy", "text",
           trains="REINFORCE with a leave-one-out baseline: the character LM fine-tuned toward a judge (text)"),
-    Topic("ppo", "rl & preferences", "proximal policy optimisation", "text",
-          trains="PPO with a value head and a per-token KL penalty: the character LM toward a judge or a reward model "
-                 "(text); CartPole-v1 by practice_torch.ppo.control"),
+    Topic("ppo", "rl & preferences", "proximal policy optimisation", "text, control",
+          trains="PPO, epochs of minibatch updates on each rollout: the character LM with a value head and a per-token "
+                 "KL penalty toward a judge or a reward model (text); CartPole-v1 (--dataset cartpole)"),
     Topic("trpo", "rl & preferences", "trust region policy optimisation", "text, control",
           trains="TRPO's natural-gradient steps in a KL trust region: the character LM toward a judge (text); "
-                 "CartPole-v1 by practice_torch.trpo.control"),
+                 "CartPole-v1 (--dataset cartpole)"),
     Topic("reward_model", "rl & preferences", "reward modelling; Bradley-Terry", "text",
           trains="Bradley-Terry reward model on the character LM's trunk, pairs labelled by a judge (text)"),
     Topic("dpo", "rl & preferences", "direct preference optimisation", "text",

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from practice_torch.cnf.field import ACTIVATIONS, CNF, TIME_INPUTS, ODEField
-from practice_torch.cnf.functions import FIXED_STEP, TRACES, draw_probe
+from practice_torch.cnf.functions import TRACES, draw_probe
+from practice_torch.cnf.sampling import device_of, draw_samples, eval_log_prob, sample_solver, solver
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.evaluation.metrics import wasserstein2
@@ -71,12 +72,6 @@ default_config = preset_config("cnf", PRESETS)
 ARCHITECTURE = ("hidden", "time_input", "activation")
 
 
-def _solver(method: str, atol: float, rtol: float, steps: int) -> dict:
-    if method in FIXED_STEP and steps < 1:
-        raise ValueError(f"the fixed-step method {method!r} needs steps >= 1, got {steps}")
-    return {"method": method, "atol": atol, "rtol": rtol, "steps": steps if method in FIXED_STEP else None}
-
-
 def build(config: Config, data) -> CNF:
     """The CNF for vectors (D,); one-line ValueError for images, unknown layers or solver settings."""
     if len(data.shape) != 1:
@@ -88,9 +83,9 @@ def build(config: Config, data) -> CNF:
         raise ValueError(f"model.activation must be one of {tuple(ACTIVATIONS)}, got {config.activation!r}")
     if config.trace not in TRACES:
         raise ValueError(f"model.trace must be one of {TRACES}, got {config.trace!r}")
-    _solver(config.sample_method, config.eval_atol, config.eval_rtol, config.sample_steps)
+    sample_solver(config)  # a fixed-step sampler without steps is refused here, not at the end of the run
     field = ODEField(data.shape[0], tuple(config.hidden), config.time_input, config.activation)
-    return CNF(field, data.shape[0], _solver(config.method, config.atol, config.rtol, config.steps), config.adjoint)
+    return CNF(field, data.shape[0], solver(config.method, config.atol, config.rtol, config.steps), config.adjoint)
 
 
 def draw_noise(net: CNF, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -107,34 +102,6 @@ def loss(net: CNF, config: Config, batch, noise: dict[str, torch.Tensor], step: 
     return -ll.mean(), {"nfe": torch.tensor(float(nfe))}
 
 
-def _device(net: CNF) -> torch.device:
-    return next(net.parameters()).device
-
-
-def _sample_solver(config: Config) -> dict:
-    return _solver(config.sample_method, config.eval_atol, config.eval_rtol, config.sample_steps)
-
-
-def draw_samples(net: CNF, config: Config, n: int, generator: torch.Generator, frames: int = 2):
-    """(x at ``frames`` times evenly spread over [0, 1] (frames, n, D), times (frames,), NFE): z ~ N(0, I) at t = 0
-    pushed to t = 1 by the sampling solver."""
-    z = torch.randn((n, net.dim), generator=generator).to(_device(net))
-    times = torch.linspace(0.0, 1.0, max(frames, 2))
-    xs, nfe = net.transport(z, times, **_sample_solver(config))
-    return xs, times, nfe
-
-
-def eval_log_prob(net: CNF, config: Config, x: torch.Tensor, chunk: int = 1000) -> tuple[torch.Tensor, int]:
-    """(log p_1(x) (B,) with the exact trace and the eval tolerances (dopri5), the NFE of the largest chunk)."""
-    parts, nfe = [], 0
-    for part in x.split(chunk):
-        ll, n = net.log_prob(part, trace="exact", method="dopri5", atol=config.eval_atol, rtol=config.eval_rtol,
-                             steps=None)
-        parts.append(ll.detach())
-        nfe = max(nfe, n)
-    return torch.cat(parts), nfe
-
-
 @torch.no_grad()
 def sample(net: CNF, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """'density' (exp log p_1 on a grid with the exact trace, beside the data and the samples) and 'trajectories'
@@ -142,7 +109,7 @@ def sample(net: CNF, config: Config, n: int, generator: torch.Generator, example
     xs, times, nfe = draw_samples(net, config, n, generator, config.frames)
     xs = xs.cpu()
     data = examples[0] if examples is not None else xs[-1]
-    log_prob = lambda points: eval_log_prob(net, config, points.to(_device(net)))[0].cpu()  # noqa: E731
+    log_prob = lambda points: eval_log_prob(net, config, points.to(device_of(net)))[0].cpu()  # noqa: E731
     if net.dim == 1:
         return [density_figure_1d("density", log_prob, data, grid=config.grid * 4, title="CNF density (exact trace)")]
     if net.dim != 2:
@@ -163,7 +130,7 @@ def evaluate(net: CNF, config: Config, dataset: Dataset, generator: torch.Genera
     """The held-out NLL in nats per point (exact trace, dopri5 at the eval tolerances) on ``nll_examples`` points
     with its standard error, the exact W2 of eval_examples/2 samples to as many held-out points beside the W2 of
     two held-out halves (the floor), and the NFE of one likelihood solve and one sampling solve."""
-    device = _device(net)
+    device = device_of(net)
     m = min(len(dataset), config.eval_examples)
     held = torch.cat([b[0] for b in DataLoader(Subset(dataset, range(m)), batch_size=1000)])
     ll, nfe_ll = eval_log_prob(net, config, held[: config.nll_examples].to(device))

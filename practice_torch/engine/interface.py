@@ -42,7 +42,8 @@ class ModelModule(Protocol):
     It changes the net in place (parameters or buffers: all are checkpointed), so the net may have no trainable
     parameters at all. Under torchrun it must all-reduce its sufficient statistics itself
     (torch.distributed.all_reduce), so that every rank makes the same update: there is no DDP around it.
-    Instead of ``loss``, a model whose step is more than one loss (a GAN's two players) writes the step itself:
+    Instead of ``loss``, a model whose step is more than one loss (a GAN's two players, PPO's iteration) writes the
+    step itself, and a model that trains on a control task (``data/control.py``: an environment) must:
     ``players(net, config) -> {name: Player}`` and ``train_step(net, config, step, run) -> (loss, terms)`` on the
     engine's utilities (``engine/players.py``); ``train.steps`` then counts its ``train_step`` calls.
     ``ARCHITECTURE: tuple[str, ...]``: the ``model.*`` keys the checkpoint fixes; ``--resume`` refuses a change to

@@ -37,6 +37,7 @@ from practice_torch.engine.checkpoint import latest_step
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import run_model_name
+from practice_torch.gan.networks import Adversarial
 from practice_torch.gan_inversion.networks import (
     Encoder,
     Inverter,
@@ -102,13 +103,6 @@ default_config = preset_config("gan_inversion", PRESETS)
 
 
 # Building: the frozen generator of a gan run and the encoder -----------------------------------------------------
-def gan_config(config: Config):
-    """The gan run's model section, rebuilt from the settings this run recorded."""
-    from practice_torch.gan.training import Config as GanConfig
-
-    return GanConfig(**{key: getattr(config, key) for key in GAN_KEYS})
-
-
 def load_generator(config: Config, data) -> nn.Module:
     """The generator of the trained gan run ``config.generator``, its settings copied into ``config`` and its step
     recorded. ValueError, one line, for a path that is not a trained, unconditional gan run on this data set."""
@@ -142,8 +136,6 @@ def load_generator(config: Config, data) -> nn.Module:
 def build(config: Config, data) -> Inverter:
     """The frozen generator (loaded from ``model.generator`` the first time; rebuilt from the recorded settings
     afterwards, its weights then coming from this run's checkpoint) and the encoder, for (C, H, W) images."""
-    from practice_torch.gan.training import build as build_gan
-
     if data.modality != "image" or len(data.shape) != 3:
         raise ValueError(f"GAN inversion inverts image generators; {data.name} is {data.modality} data")
     if config.eval_examples <= 0 or config.inversion_steps < 0 or config.inversion_lr <= 0:
@@ -153,7 +145,9 @@ def build(config: Config, data) -> Inverter:
         raise ValueError(f"model.reconstruction_weight and model.prior_weight must not be negative, got "
                          f"{config.reconstruction_weight} and {config.prior_weight}")
     if config.generator_step:  # recorded: the weights come with the run's checkpoint
-        generator = build_gan(gan_config(config), data).generator
+        # the whole GAN, as the gan adapter builds it (the encoder's initialisation then draws the same numbers)
+        generator = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels,
+                                config.fc, 0, critic_norm=True, unit_interval=True).generator
     elif not config.generator:
         raise ValueError("gan_inversion needs the trained GAN to invert: --set model.generator=RUN_DIR (an "
                          "unconditional gan run on this data set)")

@@ -41,7 +41,6 @@ from practice_torch.latent_diffusion.functions import latent_eps_loss, latent_sc
 from practice_torch.models import Artefact
 from practice_torch.nets import MLPDenoiser
 from practice_torch.vae import VAE
-from practice_torch.vae import training as vae_training
 
 
 @dataclass
@@ -121,9 +120,17 @@ class LatentDiffusion(nn.Module):
         return self.autoencoder.sample(unscale_latents(u, self.scale))
 
 
+def vae_model():
+    """The vae model module, through the registry (its presets, Config and build; the engine trains and loads it)."""
+    from practice_torch.models import get_model
+
+    return get_model("vae")
+
+
 def train_autoencoder(config: Config, data) -> Path:
     """The vae run this config asks for, trained here unless a finished one is already in its directory."""
-    base = vae_training.default_config(config.autoencoder_preset, data.name)
+    vae = vae_model()
+    base = vae.default_config(config.autoencoder_preset, data.name)
     cfg = replace(base, model=replace(base.model, latent_dim=config.autoencoder_latent_dim, beta=config.autoencoder_beta,
                                       conditional=False),
                   train=replace(base.train, steps=config.autoencoder_steps,
@@ -134,7 +141,7 @@ def train_autoencoder(config: Config, data) -> Path:
     if done != cfg.train.steps:
         if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
             print(f"latent_diffusion: training the autoencoder ({cfg.train.steps} vae steps) into {run_dir}")
-        trainer = Trainer(vae_training, cfg, run_dir, resume=done is not None)
+        trainer = Trainer(vae, cfg, run_dir, resume=done is not None)
         try:
             outcome = trainer.run()
         finally:
@@ -147,17 +154,18 @@ def train_autoencoder(config: Config, data) -> Path:
 def recorded_autoencoder(record: str, data) -> VAE:
     """An untrained VAE of the recorded architecture (``model.autoencoder_config``); the run's checkpoint then loads
     its weights. ValueError, one line, if the record is not a vae model section."""
+    vae = vae_model()
     try:
         fields = json.loads(record)
-        hints = typing.get_type_hints(vae_training.Config)
+        hints = typing.get_type_hints(vae.Config)
         unknown = sorted(set(fields) - set(hints))
         if unknown:
             raise ValueError(f"unknown vae key {unknown[0]}")
-        config = vae_training.Config(**{k: parse_value(v, hints[k], f"model.autoencoder_config.{k}")
+        config = vae.Config(**{k: parse_value(v, hints[k], f"model.autoencoder_config.{k}")
                                         for k, v in fields.items()})
     except (json.JSONDecodeError, AttributeError, ValueError, ConfigError) as exc:
         raise ValueError(f"model.autoencoder_config is not a recorded vae model section ({exc})") from None
-    return vae_training.build(config, data)
+    return vae.build(config, data)
 
 
 def load_autoencoder(path: str, data) -> tuple[VAE, RunConfig]:
@@ -166,7 +174,7 @@ def load_autoencoder(path: str, data) -> tuple[VAE, RunConfig]:
         name = run_model_name(Path(path))
         if name != "vae":
             raise ValueError(f"model.autoencoder={path} is a {name} run; latent diffusion needs a vae run")
-        _, cfg, net = load_trained(Path(path), vae_training, torch.device("cpu"))
+        _, cfg, net = load_trained(Path(path), vae_model(), torch.device("cpu"))
     except (RunError, OSError) as exc:
         raise ValueError(f"model.autoencoder={path}: not a trained run ({exc})") from None
     if cfg.data.name != data.name or tuple(net.image_shape) != tuple(data.shape):
