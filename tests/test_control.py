@@ -71,6 +71,22 @@ def test_actions_follow_the_policy_by_the_inverse_cdf_of_the_uniforms():
     assert not torch.allclose(torch.bincount(hotter, minlength=3) / 2000, p, atol=1 / 2000, rtol=0)
 
 
+def test_a_control_task_is_a_data_set_of_episode_seeds_with_disjoint_splits():
+    from practice_torch.data import get_dataset, get_info
+    from practice_torch.data.control import TRAIN_SEEDS
+
+    info = get_info("cartpole")
+    assert info.modality == "control" and info.environment == "CartPole-v1" and info.actions == 2
+    splits = {split: get_dataset("cartpole", split) for split in ("train", "val", "test")}
+    assert all(len(d) == 100 and d.environment == "CartPole-v1" for d in splits.values())
+    seeds = [set(d.seeds.tolist()) for d in splits.values()]
+    assert not (seeds[0] & seeds[1] or seeds[0] & seeds[2] or seeds[1] & seeds[2])
+    drawn = {Environments.episode_seed(7, k) for k in range(1000)}
+    assert max(drawn) < TRAIN_SEEDS <= min(seeds[1] | seeds[2])  # training never plays an evaluation episode
+    assert len(drawn) == 1000 and drawn != {Environments.episode_seed(8, k) for k in range(1000)}  # the run's own
+    assert get_dataset("cartpole", "test", limit=5).seeds.tolist() == splits["test"].seeds[:5].tolist()
+
+
 def test_episode_gae_bootstraps_on_truncation_and_not_on_termination():
     rewards = torch.tensor([[1.0, 2.0, 0.5, 1.0]], dtype=torch.float64)
     values = torch.tensor([[0.3, -0.2, 0.7, 0.1]], dtype=torch.float64)

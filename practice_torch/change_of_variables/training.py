@@ -45,6 +45,9 @@ PRESETS = {
                     log_every=200, samples=2000, ema_decay=0.999))),
 }
 default_config = preset_config("change_of_variables", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("components", "layers")
 
 
 def build(config: Config, data) -> GaussianizationFlow:

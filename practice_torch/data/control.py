@@ -3,8 +3,9 @@
     python -m practice_torch train ppo --dataset cartpole     # CartPole-v1, solved at a mean return of 475
 
 A control task's data are its episodes, and an episode is named by the seed of its ``env.reset``. So each split is
-a list of seeds: the val and test splits are fixed, disjoint ranges (the episodes ``eval`` plays), and training
-draws its episodes' seeds from a range below both (``Environments.episode_seed``). x: the seed, int64 (); no y.
+a list of seeds, 100 a split: the val and test splits are fixed, disjoint ranges (the episodes the samples and
+``eval`` play), and training draws its episodes' seeds from the range below both (``Environments.episode_seed``), of
+which the train split lists the first 100 (``eval --split train``). x: the seed, int64 (); no y.
 
 ``Environments`` is what a data loader is to a data set: ``n`` copies of the environment stepped in lockstep, each
 reset with the next training episode's seed as soon as its episode ends. Its ``state_dict`` names each episode in
@@ -23,7 +24,7 @@ from torch.utils.data import Dataset
 from practice_torch.data import DatasetInfo, register
 
 TRAIN_SEEDS = 2**30  # training episodes' seeds lie in [0, 2^30); val's and test's above
-EVAL_SEEDS = {"val": (2**30, 100), "test": (2**30 + 10_000, 100)}  # (first seed, episodes)
+SPLITS = {"train": (0, 100), "val": (2**30, 100), "test": (2**30 + 10_000, 100)}  # (first seed, episodes) of a split
 RECENT = 20  # finished episodes whose mean return is logged (``Environments.recent_return``)
 
 
@@ -134,7 +135,7 @@ class Environments:
 
 def _loader(environment: str):
     def load(split: str, data_dir=None, limit: int | None = None) -> Dataset:
-        first, count = (0, TRAIN_SEEDS) if split == "train" else EVAL_SEEDS[split]
+        first, count = SPLITS[split]
         return EpisodeSeeds(environment, first, count if limit is None else min(limit, count))
     load.__doc__ = f"The seeds of {environment}'s episodes of ``split`` (``EpisodeSeeds``)."
     return load
@@ -147,8 +148,8 @@ for _name, _env, _shape, _actions, _about in (
     register(DatasetInfo(
         name=_name, modality="control", shape=_shape, dtype="float32 observations", value_range="unbounded",
         condition="none (an episode's seed)", load=_loader(_env),
-        splits=f"episodes by reset seed: train below 2^30, val {EVAL_SEEDS['val'][1]} and test "
-               f"{EVAL_SEEDS['test'][1]} fixed seeds above", source=f"gymnasium {_env}: {_about}",
+        splits="episodes by reset seed, 100 a split: train's from [0, 2^30), where training draws its episodes' "
+               "seeds, val's and test's fixed above it", source=f"gymnasium {_env}: {_about}",
         environment=_env, actions=_actions))
 
 SOLVED = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0}  # gymnasium's reward_threshold of each task

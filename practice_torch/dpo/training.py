@@ -32,6 +32,7 @@ from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.judges import judge
 from practice_torch.policy_gradient.policy import (
+    LM_ARCHITECTURE,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
@@ -72,6 +73,9 @@ PRESETS = {
                     checkpoint_every=500, samples=16, **pg.FINE_TUNING, **GPU_TRAINING))},
 }
 default_config = preset_config("dpo", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = LM_ARCHITECTURE
 
 
 def check(config: Config) -> None:

@@ -79,6 +79,9 @@ PRESETS = {
     },
 }
 default_config = preset_config("ebm", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("architecture", "mlp_hidden", "conv_channels", "conv_hidden", "buffer_size")
 
 
 def build(config: Config, data) -> EBM:

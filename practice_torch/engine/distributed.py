@@ -85,3 +85,22 @@ def reduce_mean(values: torch.Tensor, procs: Processes) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values / procs.world_size
+
+
+def gathered_rows(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of x, in rank order, on every rank (the identity in one process): a rollout every rank then
+    holds whole. x: (n, ...) -> (world * n, ...)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return x
+    parts = [torch.empty_like(x) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def rank_rows(x: torch.Tensor) -> torch.Tensor:
+    """This rank's share of rows every rank holds (all of them in one process). x: (world * n, ...) -> (n, ...)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return x
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    n = len(x) // world
+    return x[rank * n:(rank + 1) * n]

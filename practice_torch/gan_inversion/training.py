@@ -100,6 +100,9 @@ PRESETS = {
     },
 }
 default_config = preset_config("gan_inversion", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("generator", "generator_step", *GAN_KEYS, "encoder_channels", "encoder_fc", "groups")
 
 
 # Building: the frozen generator of a gan run and the encoder -----------------------------------------------------

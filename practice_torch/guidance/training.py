@@ -74,6 +74,10 @@ PRESETS = {
     },
 }
 default_config = preset_config("guidance", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("schedule", "T", "channels", "channel_mults", "num_res_blocks", "attention_levels", "heads",
+                "dropout")
 
 
 class Guide(nn.Module):

@@ -91,6 +91,11 @@ PRESETS = {
                     samples=100, **GPU_TRAINING))),
 }
 default_config = preset_config("latent_diffusion", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("autoencoder", "autoencoder_root", "autoencoder_preset", "autoencoder_steps",
+                "autoencoder_latent_dim", "autoencoder_beta", "autoencoder_config", "latent_scale", "schedule", "T",
+                "hidden", "depth", "conditional")
 
 
 # The network: a frozen autoencoder, the latent scale, a DDPM on latent vectors ----------------------------------

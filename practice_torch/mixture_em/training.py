@@ -73,6 +73,9 @@ PRESETS = {
     },
 }
 default_config = preset_config("mixture_em", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("components", "covariance_type", "features", "feature_dim")
 
 
 class FrozenFeatures(nn.Module):

@@ -23,6 +23,7 @@ from practice_torch.language_model.networks import LanguageModel, build_language
 from practice_torch.policy_gradient.functions import action_log_probs, sequence_log_prob
 
 LM_KEYS = ("architecture", "context", "dim", "layers", "heads", "tie", "position")  # copied from the reference run
+LM_ARCHITECTURE = ("reference", "reference_step", *LM_KEYS)  # what a fine-tuned run's checkpoint fixes of its keys
 
 
 @dataclass

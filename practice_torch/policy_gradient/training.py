@@ -39,6 +39,7 @@ from practice_torch.policy_gradient.fine_tuning import (
 from practice_torch.policy_gradient.functions import leave_one_out_baseline, reinforce_loss
 from practice_torch.policy_gradient.judges import JUDGES
 from practice_torch.policy_gradient.policy import (
+    LM_ARCHITECTURE,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
@@ -79,6 +80,9 @@ PRESETS = {
                     checkpoint_every=500, samples=16, **FINE_TUNING, **GPU_TRAINING))},
 }
 default_config = preset_config("policy_gradient", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = LM_ARCHITECTURE
 
 
 

@@ -20,11 +20,11 @@ KL penalty per token, Ziegler et al. 2019) plus the judge's reward at the last t
 tokens' ratios and advantages). Under torchrun the ranks' rollouts are gathered, every rank holds the global one
 and trains on its share of each minibatch, so any number of processes computes one process's step.
 With ``model.reward_model=RUN`` (a trained ``reward_model`` run on the same language model's architecture) the
-reward is the learned one instead of the judge's: the reward model's score r(prompt, y), normalised to mean 0 and
-sd 1 over the reference model's responses to 256 validation prompts (Ziegler et al. 2019, sec. 2.2), its weights
-frozen and stored in this run's checkpoints; the judge then only scores (the logged ``reward``), so whether
-optimising the learned reward raises the true one is measured, not assumed. ``eval`` reports REINFORCE's fine-tuning
-metrics (``policy_gradient.fine_tuning``).
+reward is the learned one instead of the judge's (``learned_reward.py``): the reward model's score r(prompt, y),
+normalised to mean 0 and sd 1 over the reference model's responses to 256 validation prompts (Ziegler et al. 2019,
+sec. 2.2), its weights frozen and stored in this run's checkpoints; the judge then only scores (the logged
+``reward``), so whether optimising the learned reward raises the true one is measured, not assumed. ``eval`` reports
+REINFORCE's fine-tuning metrics (``policy_gradient.fine_tuning``).
 
 A control task: separate 64-64 tanh actor and critic (``rollout.ActorCritic``), ``train.batch_size`` environments
 stepped ``model.rollout_steps`` steps each with actions drawn from the engine's uniforms, GAE cut at episode ends
@@ -40,12 +40,14 @@ import torch
 from torch import nn
 
 from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.distributed import gathered_rows, rank_rows
 from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.functions import action_log_probs
 from practice_torch.policy_gradient.judges import judge, score
 from practice_torch.policy_gradient.policy import (
+    LM_ARCHITECTURE,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
@@ -57,6 +59,7 @@ from practice_torch.policy_gradient.policy import (
 )
 from practice_torch.ppo import rollout as control
 from practice_torch.ppo.functions import clipped_surrogate_loss, gae, kl_k1, kl_k3
+from practice_torch.ppo.learned_reward import load_reward_model, normalise_scores
 
 
 @dataclass
@@ -110,6 +113,9 @@ PRESETS = {
                     checkpoint_every=100, log_every=10, samples=4, threads=1))},
 }
 default_config = preset_config("ppo", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = (*LM_ARCHITECTURE, "reward_model", "reward_model_step", "hidden")
 CHECKPOINT_VERSIONS = {1: "a step counter in the weights (the rollout's cycle)",
                        2: "the rollout's cycle reads the engine's step number",
                        3: "an iteration a step, the rollout a local of the step (no rollout buffers in the weights), "
@@ -165,57 +171,6 @@ def check_control(config: Config) -> None:
                          f"in model.minibatches={config.minibatches}")
 
 
-NORMALISING_PROMPTS = 256  # the reference's responses the reward model's score is normalised over
-
-
-def load_reward_model(config: Config, data):
-    """The frozen reward model of the run ``config.reward_model`` (its step recorded), or, once recorded, an empty
-    one of the same architecture (its weights come with this run's checkpoint). Either way without the reward
-    model's reference copy, which only drew its preference pairs. ValueError, one line, for a path
-    that is not a trained reward_model run on this language model's architecture and episode."""
-    from pathlib import Path
-
-    from practice_torch.engine import RunError
-    from practice_torch.engine.checkpoint import latest_step
-    from practice_torch.engine.runs import run_model_name
-    from practice_torch.models import open_run
-    from practice_torch.policy_gradient.policy import LM_KEYS, build_lm
-    from practice_torch.reward_model.networks import RewardModel
-
-    if config.reward_model_step:
-        scorer = RewardModel(build_lm(config, data.num_classes), config)
-    else:
-        path = Path(config.reward_model)
-        try:
-            if run_model_name(path) != "reward_model":
-                raise ValueError(f"model.reward_model={path} is a {run_model_name(path)} run; name a trained "
-                                 "reward_model run (python -m practice_torch train reward_model)")
-            _, cfg, scorer = open_run(path, torch.device("cpu"))
-        except (RunError, OSError) as exc:
-            raise ValueError(f"model.reward_model={path}: not a trained reward_model run ({exc})") from None
-        differs = [k for k in (*LM_KEYS, "prompt_length", "response_length")
-                   if getattr(cfg.model, k) != getattr(config, k)]
-        if differs:
-            raise ValueError(f"model.reward_model={path} has {differs[0]}={getattr(cfg.model, differs[0])} where "
-                             f"this run has {getattr(config, differs[0])}: train it on the same language model")
-        config.reward_model_step = latest_step(path / "checkpoints") or 0
-    scorer.register_buffer("score_mean", torch.zeros(()))
-    scorer.register_buffer("score_sd", torch.ones(()))
-    return scorer.without_reference().requires_grad_(False).eval()
-
-
-@torch.no_grad()
-def normalise_scores(net: PolicyWithValue) -> None:
-    """Set the reward model's score mean and sd from the reference's responses to the validation split's first
-    ``NORMALISING_PROMPTS`` windows (a fixed seed: the same numbers every time)."""
-    prompts = pg.validation_prompts(NORMALISING_PROMPTS, net.prompt_length)
-    u = torch.rand((len(prompts), 1, net.response_length), generator=torch.Generator().manual_seed(0),
-                   dtype=torch.float64).float()
-    scores = net.scorer(prompts, sample_responses(net.reference, prompts, u)[:, 0])
-    net.scorer.score_mean.fill_(scores.mean())
-    net.scorer.score_sd.fill_(scores.std(correction=1).clamp_min(1e-6))
-
-
 def build(config: Config, data) -> PolicyWithValue | control.ActorCritic:
     """The actor-critic of a control task, or the language model's policy with a value head (and the frozen reward
     model, with ``model.reward_model``)."""
@@ -260,31 +215,6 @@ def token_rewards(judge_rewards: torch.Tensor, log_pi: torch.Tensor, log_ref: to
     return rewards
 
 
-def _world() -> tuple[int, int]:
-    """(rank, number of processes): (0, 1) outside torchrun."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def gathered(x: torch.Tensor) -> torch.Tensor:
-    """Every rank's rows of x, in rank order, on every rank (the identity in one process). x: (n, ...) ->
-    (world * n, ...)."""
-    rank, world = _world()
-    if world == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(world)]
-    torch.distributed.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
-
-
-def my_rows(x: torch.Tensor) -> torch.Tensor:
-    """This rank's share of a minibatch's rows. x: (world * n, ...) -> (n, ...)."""
-    rank, world = _world()
-    n = len(x) // world
-    return x[rank * n:(rank + 1) * n]
-
-
 @dataclass
 class Samples:
     """A rollout as PPO's update reads it, N samples: ``inputs`` (what the policy reads: (N, P + L) tokens or (N, D)
@@ -314,7 +244,7 @@ def collect_text(net: PolicyWithValue, config: Config, batch, noise: dict[str, t
     scored = judged if net.scorer is None else (net.scorer(prompts, responses) - net.scorer.score_mean) / \
         net.scorer.score_sd
     tokens, values, log_pi, log_ref, judged, scored, order = (
-        gathered(t) for t in (tokens, values, log_pi, log_ref, judged, scored, noise["order"]))
+        gathered_rows(t) for t in (tokens, values, log_pi, log_ref, judged, scored, noise["order"]))
     rewards = token_rewards(scored, log_pi, log_ref, config.kl_coef)
     values_ext = torch.cat([values, values.new_zeros(len(values), 1)], 1)  # V = 0 after the last character
     advantages = gae(rewards, values_ext, config.gamma, config.lam)
@@ -348,8 +278,8 @@ def ppo_loss(net, config: Config, samples: Samples, rows: torch.Tensor) -> tuple
     normalised, ``value_coef`` times half the value's squared error, less ``entropy_coef`` times the entropy. Under
     torchrun this rank's share of the minibatch (normalised over all of it)."""
     advantages = control.normalise(samples.advantages[rows]).flatten()
-    mine = my_rows(rows)
-    advantages = my_rows(advantages.reshape(len(rows), -1)).flatten()
+    mine = rank_rows(rows)
+    advantages = rank_rows(advantages.reshape(len(rows), -1)).flatten()
     log_pi, values, entropy = policy_terms(net, samples, mine)
     old_log_pi, returns = samples.old_log_probs[mine].flatten(), samples.returns[mine].flatten()
     policy_loss = clipped_surrogate_loss(log_pi, old_log_pi, advantages, config.clip)  # eq. 7

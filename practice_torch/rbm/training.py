@@ -74,6 +74,9 @@ PRESETS = {
     },
 }
 default_config = preset_config("rbm", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("hidden", "persistent", "chains")
 
 
 def binarise(x: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from practice_torch.policy_gradient.fine_tuning import (
     validation_prompts,
 )
 from practice_torch.policy_gradient.judges import judge
-from practice_torch.policy_gradient.policy import LanguageSettings, build_pair, decode, prompts_of
+from practice_torch.policy_gradient.policy import LM_ARCHITECTURE, LanguageSettings, build_pair, decode, prompts_of
 from practice_torch.reward_model.functions import preference_loss, preference_prob
 from practice_torch.reward_model.networks import RewardModel
 from practice_torch.reward_model.pairs import PreferencePairs, draw_pair_noise, preference_pairs, untied_mean
@@ -64,6 +64,9 @@ PRESETS = {
                     checkpoint_every=500, samples=16, **FINE_TUNING, **GPU_TRAINING))},
 }
 default_config = preset_config("reward_model", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = LM_ARCHITECTURE
 
 
 def check(config: Config) -> None:

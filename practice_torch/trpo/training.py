@@ -36,6 +36,7 @@ from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.functions import action_log_probs, leave_one_out_baseline
 from practice_torch.policy_gradient.policy import (
+    LM_ARCHITECTURE,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
@@ -93,6 +94,9 @@ PRESETS = {
              "control": Preset(Config(), TrainConfig(**{**CONTROL.__dict__, "steps": 244, "log_every": 10}))},
 }
 default_config = preset_config("trpo", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = (*LM_ARCHITECTURE, "hidden")
 
 
 def check(config: Config) -> None:

@@ -105,6 +105,10 @@ PRESETS = {
     },
 }
 default_config = preset_config("vq_vae", PRESETS)
+# What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
+# eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
+ARCHITECTURE = ("stage", "num_codes", "code_dim", "channels", "groups", "log_mel", "vq_vae", "vq_vae_step",
+                "prior_dim", "prior_layers", "prior_heads")
 CHECKPOINT_VERSIONS = {1: "a step counter in the quantiser's buffers", 2: "the restarts read the engine's step number"}
 
 
