@@ -21,6 +21,10 @@ A model module that writes its own step (``players`` and ``train_step``, ``engin
 it: the step takes its batches and noise through ``run.next_batch`` (in the same order, so a resumed run repeats it),
 updates each player with ``run.update`` (its own AdamW, clipping, the gradient averaged over the ranks: no DDP
 wrapper), and the engine steps every player's schedule, the EMA and the logging as for any model.
+On a control task (``data/control.py``: an environment, not a data set) such a step plays the engine's
+``Environments`` (``run.environments``, ``train.batch_size`` of them) with actions drawn from ``run.next_noise()``;
+the engine checkpoints their episodes in progress in place of the data order, replays them on resume, and logs the
+environment steps (``env_steps``, and ``examples_per_s`` counts them).
 A model module that defines ``validate(net, config, batch) -> terms`` is scored on held-out data at every log step: the next
 ``train.val_batch`` examples of the validation split (in order, cycling, from the step number: no state to save), in
 eval mode, without gradients, under the run's autocast; the terms are logged beside the training loss.
@@ -501,6 +505,8 @@ class Trainer:
         """Leave the process group if this trainer joined it, after dropping the DDP wrapper that holds it (see
         ``distributed.teardown``); the trainer cannot train after this. A nested run only waits for every rank, so
         that none reads the run's files (rank 0 writes them) before they are there."""
+        if self.environments is not None:
+            self.environments.close()
         if not self.joined_group:
             distributed.barrier(self.procs)
             return
