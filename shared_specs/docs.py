@@ -178,10 +178,11 @@ def results_table(rows: list[dict[str, Any]], link_prefix: str | None) -> str:
 
 
 def control_table(rows: list[dict[str, Any]]) -> str:
-    """The README's table of the control-task runs (``kind`` 'control': PPO and TRPO on gymnasium environments),
-    side by side: iterations and environment steps trained, the first logged at which the recent episodes averaged
-    the solved threshold, the greedy evaluation, the wall time, and where."""
-    rows = [r for r in rows if r.get("kind") == "control"]
+    """The README's table of the control-task runs of the quick presets (``kind`` 'control': PPO and TRPO on
+    gymnasium environments; the topic pages list every run), side by side: iterations and environment steps trained,
+    the first logged at which the recent episodes averaged the solved threshold, the greedy evaluation, the wall
+    time, and where."""
+    rows = [r for r in rows if r.get("kind") == "control" and r["preset"] == "quick"]
     if not rows:
         return "*No control run recorded yet: `python -m practice_torch results RUN --load ...`, then `make docs`.*"
     lines = ["| algorithm | task | preset and settings | iterations (env steps) | env steps to the solved mean return | "

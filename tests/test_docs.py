@@ -164,8 +164,8 @@ def test_the_front_page_shows_one_run_per_model_the_plain_preset_first():
                 "units": "", "metric": "r", "metrics": {"r": 500.0}, "train_seconds": 40.0, "machine": "m",
                 "load": "idle", "commit": "c"}
     assert "ppo" not in {r["model"] for r in docs.front_rows([*rows, cartpole])}
-    table = docs.control_table([*rows, cartpole])
-    assert table.count("\n") == 2 and "| cartpole (CartPole-v1) | quick | 146 (149,504) | 500 |" in table
+    table = docs.control_table([*rows, cartpole, {**cartpole, "preset": "full"}])
+    assert table.count("\n") == 2 and "| cartpole (CartPole-v1) | quick | 146 (149,504) | 500 |" in table  # quick only
 
 
 def test_the_gpu_table_extrapolates_a_gpu_timing_of_the_full_preset_and_nothing_else():
