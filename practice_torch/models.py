@@ -14,6 +14,7 @@ rows, so any number of processes computes the same step.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 from types import ModuleType
@@ -23,9 +24,11 @@ import torch
 from torch import nn
 
 from practice_torch.engine import RunError
+from practice_torch.engine.checkpoint import latest_step
+from practice_torch.engine.config import from_dict
 from practice_torch.engine.interface import INTERFACE, Artefact, ModelModule, missing_names
 from practice_torch.engine.loop import Trainer
-from practice_torch.engine.runs import load_trained, read_config, run_model_name
+from practice_torch.engine.runs import CHECKPOINTS, Parent, load_trained, read_builds_on, read_config, run_model_name
 from shared_specs.catalogue import TOPICS
 
 __all__ = ["INTERFACE", "MODELS", "Artefact", "ModelModule", "UnknownModel", "get_model", "new_trainer", "open_run",
@@ -57,8 +60,47 @@ def models_with_preset(preset: str) -> list[str]:
 
 
 def new_trainer(cfg: Any, run_dir: Path, resume: bool = False):
-    """The engine's ``Trainer`` for ``cfg`` (an ``engine.config.RunConfig``), handed the model it names."""
-    return Trainer(get_model(cfg.model_name), cfg, run_dir, resume)
+    """The engine's ``Trainer`` for ``cfg`` (an ``engine.config.RunConfig``), handed the model it names and the runs
+    it builds on (``parents``), its config completed by what it inherits from them."""
+    module = get_model(cfg.model_name)
+    parents = parents_of(module, cfg, run_dir if resume else None)
+    return Trainer(module, inherited(module, cfg, parents), run_dir, resume, parents)
+
+
+def parents_of(module: ModelModule, cfg: Any, reopened: Path | None = None) -> dict[str, Parent]:
+    """The trained runs a run builds on, by the model keys of its ``BUILDS_ON`` ({key: the model of the run it
+    names}). A new run opens each one its config names (its network in eval mode, on the CPU; RunError, one line,
+    for a folder that is not a trained run of that model); a reopened run (``reopened``: its folder) reads them off
+    its builds_on.json, configs only (its checkpoint holds their weights)."""
+    if not hasattr(module, "BUILDS_ON"):
+        return {}
+    if reopened is not None:
+        return {key: Parent(r["run"], r["model"], r["step"],
+                            from_dict(r["config"], get_model(r["model"]).Config) if r.get("config") else None)
+                for key, r in read_builds_on(reopened).items()}
+    parents = {}
+    for key, model_name in module.BUILDS_ON.items():
+        path = Path(getattr(cfg.model, key))
+        if not getattr(cfg.model, key):
+            continue
+        try:
+            found = run_model_name(path)
+        except (RunError, OSError) as exc:
+            raise RunError(f"model.{key}={path}: not a trained {model_name} run ({exc})") from None
+        if found != model_name:
+            raise RunError(f"model.{key}={path} is a {found} run; name a trained {model_name} run (python -m "
+                           f"practice_torch train {model_name})")
+        _, parent_cfg, net = open_run(path, torch.device("cpu"))
+        parents[key] = Parent(str(path), model_name, latest_step(path / CHECKPOINTS) or 0, parent_cfg, net)
+    return parents
+
+
+def inherited(module: ModelModule, cfg: Any, parents: dict[str, Parent]) -> Any:
+    """``cfg`` with the model keys its model takes from the runs it builds on (its ``inherit(config, parents)``,
+    e.g. the reference language model's settings): the engine's one resolution, which config.json then records."""
+    if not parents or not hasattr(module, "inherit"):
+        return cfg
+    return dataclasses.replace(cfg, model=module.inherit(cfg.model, parents))
 
 
 def run_config(run_dir: Path):
@@ -69,4 +111,5 @@ def run_config(run_dir: Path):
 def open_run(run_dir: Path, device: torch.device, overrides=()) -> tuple[ModelModule, Any, nn.Module]:
     """(model module, config, network in eval mode with the newest weights) of a trained run
     (``engine.runs.load_trained``, handed the run's model)."""
-    return load_trained(run_dir, get_model(run_model_name(run_dir)), device, overrides)
+    module = get_model(run_model_name(run_dir))
+    return load_trained(run_dir, module, device, overrides, parents_of(module, None, run_dir))

@@ -174,7 +174,9 @@ def test_the_encoders_spec_catches_a_transposed_kernel_and_nhwc_flattening(both)
 # The command line ------------------------------------------------------------------------------------------------
 def test_cli_trains_records_the_generator_and_keeps_it_bit_identical(gan_run, inversion_run):
     config = json.loads((inversion_run / "config.json").read_text())["model"]
-    assert config["generator_step"] == 12 and config["latent_dim"] == 4 and config["channels"] == [4, 8]
+    assert config["latent_dim"] == 4 and config["channels"] == [4, 8]  # inherited from the gan run
+    builds_on = json.loads((inversion_run / "builds_on.json").read_text())["generator"]
+    assert builds_on["model"] == "gan" and builds_on["step"] == 12 and builds_on["run"] == str(gan_run)
     gan_weights, _ = load_checkpoint(gan_run / "checkpoints", "gan", with_state=False)
     weights, _ = load_checkpoint(inversion_run / "checkpoints", "gan_inversion", with_state=False)
     frozen = {k: v for k, v in gan_weights.items() if k.startswith("generator.")}
@@ -212,15 +214,10 @@ def test_cli_samples_and_evaluates_without_the_gan_run(gan_run, inversion_run, t
     capsys.readouterr()
 
 
-def _fake_run(source, target, **changes):
-    """A copy of a run whose config.json has ``changes`` (top-level keys or model.KEY)."""
-    shutil.copytree(source, target)
-    config = json.loads((target / "config.json").read_text())
-    for key, value in changes.items():
-        section, _, name = key.partition("__")
-        (config[section].__setitem__(name, value) if name else config.__setitem__(section, value))
-    (target / "config.json").write_text(json.dumps(config))
-    return target
+def _conditional_gan(run):
+    """A tiny class-conditional DCGAN on digits, trained for 2 steps."""
+    assert main(["train", "gan", "--steps", "2", "--out", str(run), *TINY_GAN, "--set", "model.conditional=true"]) == 0
+    return run
 
 
 @pytest.mark.parametrize("generator, argv, message", [
@@ -235,9 +232,10 @@ def _fake_run(source, target, **changes):
 def test_bad_input_is_one_line_and_writes_nothing(gan_run, inversion_run, tmp_path, capsys, generator, argv,
                                                    message):
     paths = {"missing": tmp_path / "nowhere", "inversion": inversion_run, "gan": gan_run,
-             "conditional": lambda: _fake_run(gan_run, tmp_path / "cgan", model__conditional=True)}
+             "conditional": lambda: _conditional_gan(tmp_path / "cgan")}
     path = paths.get(generator)
     path = path() if callable(path) else path
+    capsys.readouterr()  # what making the run printed
     extra = [] if path is None else ["--set", f"model.generator={path}"]
     tiny = [a for a in TINY if a not in ("--dataset", "digits")] if "--dataset" in argv else TINY
     code = main(["train", "gan_inversion", "--steps", "2", "--out", str(tmp_path / "run"), *tiny, *extra, *argv])

@@ -332,6 +332,38 @@ def test_negative_control_an_adapter_imported_from_another_topic_is_caught(tmp_p
         ("practice_torch.other.training", "practice_torch.toy.training")}
 
 
+# No topic opens another run or trains one while it builds ----------------------------------------------------------
+# The runs a model builds on are opened by the engine (``BUILDS_ON``; docs/ARCHITECTURE.md, "Runs built on runs").
+REGISTRY_CALLS = {"open_run", "new_trainer", "load_trained", "Trainer"}
+REGISTRY_CALLS_LEFT = {"practice_torch/latent_diffusion/training.py: Trainer, load_trained"}  # its in-process autoencoder
+
+
+def registry_calls(root: Path) -> set[str]:
+    """'file: names' for every module of a topic package that imports one of ``REGISTRY_CALLS`` (a function-local
+    import counts)."""
+    found = set()
+    for path in sorted((root / "practice_torch").glob("*/*.py")):
+        if path.parent.name == "engine":
+            continue
+        names = sorted({alias.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)
+                        for alias in node.names if alias.name in REGISTRY_CALLS})
+        if names:
+            found.add(f"{path.relative_to(root).as_posix()}: {', '.join(names)}")
+    return found
+
+
+def test_no_topic_opens_a_run_while_it_builds():
+    found = registry_calls(ROOT)
+    assert found == REGISTRY_CALLS_LEFT, f"let the engine open it (BUILDS_ON): {found ^ REGISTRY_CALLS_LEFT}"
+
+
+def test_negative_control_a_topic_that_opens_a_run_is_caught(tmp_path):
+    root = _tree(tmp_path, {"practice_torch/toy/training.py": "def build(c, d):\n    from practice_torch.models "
+                                                              "import open_run\n    return open_run(c.run)\n",
+                            "practice_torch/engine/loop.py": "from practice_torch.engine.runs import load_trained\n"})
+    assert registry_calls(root) == {"practice_torch/toy/training.py: open_run"}
+
+
 def test_what_a_checkpoint_fixes_names_fields_of_the_models_config():
     import dataclasses
 

@@ -139,7 +139,10 @@ def test_the_loss_is_reinforce_with_the_leave_one_out_baseline():
 # Through the CLI -----------------------------------------------------------------------------------------------
 def test_train_sample_and_eval_without_the_reference_run(pg_run, lm_run, tmp_path):
     cfg = json.loads((pg_run / "config.json").read_text())
-    assert cfg["model"]["reference_step"] == 10 and cfg["model"]["dim"] == 32 and cfg["model"]["context"] == 24
+    assert cfg["model"]["dim"] == 32 and cfg["model"]["context"] == 24  # inherited from the reference run
+    builds_on = json.loads((pg_run / "builds_on.json").read_text())["reference"]
+    assert builds_on["run"] == str(lm_run) and builds_on["model"] == "language_model" and builds_on["step"] == 10
+    assert builds_on["config"]["model"]["dim"] == 32
     moved = tmp_path / "lm-moved"
     lm_run.rename(moved)  # sample and eval never read the reference run again
     try:

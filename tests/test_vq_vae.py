@@ -115,7 +115,7 @@ def test_bad_settings_are_one_line_errors():
     with pytest.raises(ValueError, match="needs keys"):
         net.loss(digits(4))
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
-        training.build(training.Config(), get_info("moons"))
+        training.build(training.Config(), get_info("moons"), {})
 
 
 # The codebook: buffers, the EMA update, restarts ------------------------------------------------------------------
@@ -212,7 +212,9 @@ def test_cli_trains_samples_and_evaluates_the_vq_vae(runs, capsys):
 def test_the_prior_run_records_and_freezes_its_vq_vae(runs, tmp_path):
     vq, prior = runs
     cfg = json.loads((prior / "config.json").read_text())["model"]
-    assert cfg["vq_vae_step"] == 20 and cfg["num_codes"] == 16 and cfg["channels"] == [8, 16]
+    assert cfg["num_codes"] == 16 and cfg["channels"] == [8, 16]  # inherited from the vq_vae run
+    builds_on = json.loads((prior / "builds_on.json").read_text())["vq_vae"]
+    assert builds_on["model"] == "vq_vae" and builds_on["step"] == 20 and builds_on["run"] == str(vq)
     _, _, trained = open_run(vq, torch.device("cpu"))
     _, _, net = open_run(prior, torch.device("cpu"))
     for name, value in trained.state_dict().items():  # the prior's training never touched the VQ-VAE
@@ -244,7 +246,7 @@ def test_prior_samples_are_decoded_images(runs):
 def test_bad_runs_are_one_line_errors(runs, tmp_path, capsys):
     vq, prior = runs
     cases = {"needs a trained VQ-VAE": ["model.stage=prior"],
-             "not a trained run": ["model.stage=prior", f"model.vq_vae={tmp_path / 'nothing'}"],
+             "not a trained vq_vae run": ["model.stage=prior", f"model.vq_vae={tmp_path / 'nothing'}"],
              "is a prior run": ["model.stage=prior", f"model.vq_vae={prior}"],
              "add --set model.stage=prior": [f"model.vq_vae={vq}"]}
     for i, (message, overrides) in enumerate(cases.items()):
@@ -274,7 +276,7 @@ def test_spoken_digit_log_mels_train_and_write_wavs(tmp_path):
         info = dataset_info(cfg.data)
     except DatasetMissing as exc:
         pytest.skip(str(exc))
-    assert info.shape == (1, 64, 64) and not training.build(cfg.model, info).bounded
+    assert info.shape == (1, 64, 64) and not training.build(cfg.model, info, {}).bounded
     outcome = new_trainer(cfg, tmp_path / "run").run()
     wavs = sorted(p.name for p in outcome.files if p.suffix == ".wav")
     assert "originals_audio-00.wav" in wavs and "reconstructions_audio-07.wav" in wavs

@@ -32,11 +32,13 @@ from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.judges import judge
 from practice_torch.policy_gradient.policy import (
+    BUILDS_ON,
     LM_ARCHITECTURE,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
     episode_logits,
+    inherit,
     prompts_of,
     response_log_prob,
 )
@@ -89,10 +91,10 @@ def check(config: Config) -> None:
                          f"and {config.eval_pairs}")
 
 
-def build(config: Config, data) -> PolicyAndReference:
+def build(config: Config, data, parents: dict) -> PolicyAndReference:
     """The policy and the frozen reference, both the reference run's language model at first."""
     check(config)
-    lm, _ = build_pair(config, data)
+    lm = build_pair(config, data, parents)
     net = PolicyAndReference(lm, config)
     return net
 
@@ -159,4 +161,5 @@ def sample(net: PolicyAndReference, config: Config, n: int, generator: torch.Gen
     return pg.sample(net, config, n, generator, examples)
 
 
-__all__ = ["HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "loss", "sample"]
+__all__ = ["BUILDS_ON", "HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "inherit",
+           "loss", "sample"]

@@ -180,7 +180,8 @@ def _section_from_dict(cls: type, values: dict[str, Any], name: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"unknown config key {name}.{unknown[0]}")
+        raise ConfigError(f"unknown config key {name}.{unknown[0]} (a run of another version of this code? train it "
+                          "anew)")
     return cls(**{k: parse_value(v, hints[k], f"{name}.{k}") for k, v in values.items()})
 
 

@@ -46,6 +46,11 @@ class ModelModule(Protocol):
     step itself, and a model that trains on a control task (``data/control.py``: an environment) must:
     ``players(net, config) -> {name: Player}`` and ``train_step(net, config, step, run) -> (loss, terms)`` on the
     engine's utilities (``engine/players.py``); ``train.steps`` then counts its ``train_step`` calls.
+    ``BUILDS_ON = {key: model}``: the model keys that name trained runs this model builds on (a fine-tuning run's
+    ``reference``, a language_model run); ``build(config, data, parents)`` then receives them as
+    ``engine.runs.Parent``s, opened by ``practice_torch.models`` when the run starts (with their networks) and read
+    off the run's builds_on.json when it is reopened (without); ``inherit(config, parents) -> config`` gives the
+    model keys it takes from them, resolved once and recorded in config.json.
     ``ARCHITECTURE: tuple[str, ...]``: the ``model.*`` keys the checkpoint fixes; ``--resume`` refuses a change to
     these only and ``sample``/``eval --set`` refuse them (without it every model key is fixed on resume).
     ``CHECKPOINT_VERSIONS = {version: what changed}``: a model whose weights or training state changed shape

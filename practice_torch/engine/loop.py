@@ -69,13 +69,17 @@ from practice_torch.engine.interface import ModelModule
 from practice_torch.engine.metrics import MetricsLog, plot_losses
 from practice_torch.engine.players import StepRun, check_players, player_optimizers
 from practice_torch.engine.runs import (
+    BUILDS_ON_FILE,
     CHECKPOINTS,
+    Parent,
     build_net,
     dataset_info,
     ema_copy,
     held_out_examples,
     load_split,
+    reopened_parents,
     save_samples,
+    write_builds_on,
     write_config,
     write_environment,
     write_samples,
@@ -141,8 +145,12 @@ def compiled(loss: nn.Module, mode: str) -> nn.Module:
 class Trainer:
     """Everything is checked and loaded here (data, network, checkpoint); nothing is written before ``run``."""
 
-    def __init__(self, model: ModelModule, cfg: RunConfig, run_dir: Path, resume: bool = False):
+    def __init__(self, model: ModelModule, cfg: RunConfig, run_dir: Path, resume: bool = False,
+                 parents: dict[str, Parent] | None = None):
         self.cfg, self.run_dir, t = cfg, run_dir, cfg.train
+        # the trained runs this one builds on (a model's BUILDS_ON): handed in by practice_torch.models, which opens
+        # them through the registry; on resume, without one, those its builds_on.json records
+        self.parents = parents if parents is not None else reopened_parents(run_dir) if resume else {}
         check_train(t)
         self.model = model
         self.versions = getattr(model, "CHECKPOINT_VERSIONS", None)  # {version: what changed}; None: version 1
@@ -163,7 +171,7 @@ class Trainer:
             self.train_set = None
         else:
             self.train_set = on_device(in_memory(load_split(cfg.data, "train", cfg.data.limit)), self.device)
-        self.net = build_net(self.model, cfg, info).to(self.device)
+        self.net = build_net(self.model, cfg, info, self.parents).to(self.device)
         if t.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.update = getattr(self.model, "update", None)  # a closed-form update (EM) in place of the gradient step
@@ -251,6 +259,8 @@ class Trainer:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir, self.cfg)
+            if self.parents and not (self.run_dir / BUILDS_ON_FILE).exists():
+                write_builds_on(self.run_dir, self.parents)
             write_environment(self.run_dir, self.device, self.procs.world_size, self.step)
         distributed.barrier(self.procs)
         log = MetricsLog(self.run_dir, self.step) if main else None

@@ -1,6 +1,7 @@
 """Run directories: where a run lives, how it is created without overwriting, and reloaded.
 
-    RUN/config.json       the resolved configuration (preset + overrides)
+    RUN/config.json       the resolved configuration (preset + overrides, + what it inherits from the runs it builds on)
+    RUN/builds_on.json    the trained runs it builds on (a model's ``BUILDS_ON``): folder, model, step, config
     RUN/environment.json  where it trained: CPU, cores, GPU, libraries, commit, load (``write_environment``)
     RUN/checkpoints/      safetensors weights + companion state (``checkpoint.py``)
     RUN/metrics.jsonl     RUN/events/ (TensorBoard)    RUN/loss.png
@@ -31,6 +32,7 @@ from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, app
 from practice_torch.engine.interface import ModelModule
 
 CONFIG_FILE = "config.json"
+BUILDS_ON_FILE = "builds_on.json"
 ENVIRONMENT_FILE = "environment.json"
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
@@ -144,15 +146,58 @@ def load_split(data: DataConfig, split: str, limit: int | None = None) -> Datase
         raise ConfigError(f"data set {data.name}: {exc}") from None
 
 
-def build_net(module: ModelModule, cfg: RunConfig, info: DatasetInfo) -> nn.Module:
+@dataclasses.dataclass(frozen=True)
+class Parent:
+    """A trained run another run builds on, named by one of its model keys (the model's ``BUILDS_ON``): its folder,
+    its model, the step of the checkpoint read and its config (a ``RunConfig``, or None where no registry read it), and,
+    while the new run is built for the first time, its network (eval mode, on the CPU). ``net`` is None whenever the
+    run that builds on it is reopened (resume, sample, eval): its own checkpoint then holds every weight it took."""
+
+    run: str
+    model: str
+    step: int
+    config: RunConfig | None
+    net: nn.Module | None = None
+
+
+def write_builds_on(run_dir: Path, parents: dict[str, Parent]) -> None:
+    """RUN/builds_on.json: each parent's folder, model, step and config, what the run was built from."""
+    record = {key: {"run": p.run, "model": p.model, "step": p.step, "config": to_dict(p.config) if p.config else None}
+              for key, p in parents.items()}
+    atomic_write(run_dir / BUILDS_ON_FILE, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+
+
+def read_builds_on(run_dir: Path) -> dict[str, dict]:
+    """The raw records of RUN/builds_on.json ({} for a run that builds on none)."""
+    path = run_dir / BUILDS_ON_FILE
+    if not path.is_file():
+        return {}
     try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise ConfigError(f"{path} is corrupt: not a record of the runs it builds on") from None
+
+
+def build_net(module: ModelModule, cfg: RunConfig, info: DatasetInfo, parents: dict[str, Parent] | None = None
+              ) -> nn.Module:
+    """The model's network; a model that builds on other runs (``BUILDS_ON``) is handed them as ``parents``
+    (those of RUN/builds_on.json, without networks, when none are given)."""
+    try:
+        if hasattr(module, "BUILDS_ON"):
+            return module.build(cfg.model, info, parents or {})
         return module.build(cfg.model, info)
     except ValueError as exc:
         raise ConfigError(f"cannot build {cfg.model_name} on {info.name}: {exc}") from None
 
 
-def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overrides: Sequence[str] = ()
-                 ) -> tuple[ModelModule, RunConfig, nn.Module]:
+def reopened_parents(run_dir: Path) -> dict[str, Parent]:
+    """The runs a run builds on as its builds_on.json records them, without configs or networks (the engine alone;
+    ``practice_torch.models`` reads their configs through the registry)."""
+    return {key: Parent(r["run"], r["model"], r["step"], None) for key, r in read_builds_on(run_dir).items()}
+
+
+def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overrides: Sequence[str] = (),
+                 parents: dict[str, Parent] | None = None) -> tuple[ModelModule, RunConfig, nn.Module]:
     """(model module, config, network in eval mode with the newest weights, EMA ones if the run keeps them).
 
     ``overrides`` (``model.KEY=VALUE``) change how the trained net is used, e.g. a sampler and its number of steps;
@@ -173,7 +218,7 @@ def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overr
         cfg = apply_overrides(cfg, list(overrides))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    net = build_net(module, cfg, dataset_info(cfg.data))
+    net = build_net(module, cfg, dataset_info(cfg.data), reopened_parents(run_dir) if parents is None else parents)
     weights, state = load_checkpoint(run_dir / CHECKPOINTS, cfg.model_name,
                                      versions=getattr(module, "CHECKPOINT_VERSIONS", None))
     if state.get("ema") is not None:

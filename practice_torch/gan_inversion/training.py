@@ -6,9 +6,9 @@ frozen (requires_grad off, always in eval mode). Its objective is latent regress
 ||E(G(z)) - z||^2 with z ~ N(0, I) (Zhu et al. 2016, eq. 2; ``functions.latent_regression_loss``), plus
 ``model.reconstruction_weight`` times the reconstruction error of the real training images, ||G(E(x)) - x||^2 / D
 (Bau et al. 2019; 100 in the presets, where it halves the encoder's test MSE and leaves its latent regression as it
-was; 0 is Zhu et al.'s encoder alone). ``build`` copies the generator's settings from the gan run into this run's
-config and records the step it loaded (``model.generator_step``); the run's checkpoints hold the generator's weights,
-so ``sample``, ``eval`` and ``--resume`` never read the gan run again.
+was; 0 is Zhu et al.'s encoder alone). The run builds on the gan run (``BUILDS_ON``): the engine records it in
+builds_on.json and the generator's settings in this run's config (``inherit``); the run's checkpoints hold the
+generator's weights, so ``sample``, ``eval`` and ``--resume`` never read the gan run again.
 
 ``eval`` inverts the first ``model.eval_examples`` held-out real images three ways: (a) optimisation of Zhu et al.'s
 eq. 1 by Adam for ``model.inversion_steps`` steps from z = 0 or a random z (``model.start``), (b) the encoder alone,
@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -32,11 +31,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.autoencoder.functions import reconstruction_mse
-from practice_torch.engine import RunError
-from practice_torch.engine.checkpoint import latest_step
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.engine.runs import run_model_name
 from practice_torch.gan.networks import Adversarial
 from practice_torch.gan_inversion.networks import (
     Encoder,
@@ -55,8 +51,7 @@ class Config:
     """The inversion's settings: the run's ``model.*`` keys (``--set model.generator=runs/gan``)."""
 
     generator: str = ""  # a trained, unconditional gan run on images: the generator to invert
-    generator_step: int = 0  # the step of the gan checkpoint build loaded (recorded; 0: not loaded yet)
-    # the generator (copied from the gan run by build)
+    # the generator (inherited from the gan run)
     architecture: str = "conv"
     latent_dim: int = 64
     hidden: tuple[int, ...] = (128, 128, 128)
@@ -76,7 +71,8 @@ class Config:
     eval_features: bool = True  # eval also compares G(z*) and x through the project's feature network
 
 
-GAN_KEYS = ("architecture", "latent_dim", "hidden", "channels", "fc")  # what build copies from the gan run
+GAN_KEYS = ("architecture", "latent_dim", "hidden", "channels", "fc")  # what the run inherits from its gan run
+BUILDS_ON = {"generator": "gan"}  # the GAN it inverts (engine.runs.Parent)
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
 
 # quick: a few minutes on 2 CPU cores, on one thread (small convs run slower on two threads that share the cores);
@@ -102,43 +98,35 @@ PRESETS = {
 default_config = preset_config("gan_inversion", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("generator", "generator_step", *GAN_KEYS, "encoder_channels", "encoder_fc", "groups")
+ARCHITECTURE = ("generator", *GAN_KEYS, "encoder_channels", "encoder_fc", "groups")
 
 
 # Building: the frozen generator of a gan run and the encoder -----------------------------------------------------
-def load_generator(config: Config, data) -> nn.Module:
-    """The generator of the trained gan run ``config.generator``, its settings copied into ``config`` and its step
-    recorded. ValueError, one line, for a path that is not a trained, unconditional gan run on this data set."""
-    from practice_torch.models import open_run, run_config
-
-    path = Path(config.generator)
-    try:
-        name = run_model_name(path)
-        if name != "gan":
-            raise ValueError(f"model.generator={path} is a {name} run; name a trained gan run "
-                             "(python -m practice_torch train gan --dataset fashion_mnist)")
-        cfg = run_config(path)
-        if cfg.model.conditional:
-            raise ValueError(f"model.generator={path} is a conditional GAN; inversion needs an unconditional one "
-                             "(its generator takes z alone)")
-        if cfg.data.name != data.name:
-            raise ValueError(f"model.generator={path} was trained on {cfg.data.name}; this run is on {data.name} "
-                             f"(use --dataset {cfg.data.name})")
-        _, cfg, gan = open_run(path, torch.device("cpu"))
-    except (RunError, OSError) as exc:
-        raise ValueError(f"model.generator={path}: not a trained gan run ({exc})") from None
-    if tuple(gan.shape) != tuple(data.shape):
-        raise ValueError(f"model.generator={path} makes {tuple(gan.shape)} examples; this run's {data.name} examples "
-                         f"are {tuple(data.shape)}")
-    for key in GAN_KEYS:
-        setattr(config, key, getattr(cfg.model, key))
-    config.generator_step = latest_step(path / "checkpoints") or 0
-    return gan.generator
+def inherit(config: Config, parents: dict) -> Config:
+    """The config with its gan run's generator settings (``GAN_KEYS``): what the engine records before the first
+    build (``practice_torch.models.inherited``)."""
+    parent = parents.get("generator")
+    if parent is None or parent.config is None:
+        return config
+    return replace(config, **{key: getattr(parent.config.model, key) for key in GAN_KEYS})
 
 
-def build(config: Config, data) -> Inverter:
-    """The frozen generator (loaded from ``model.generator`` the first time; rebuilt from the recorded settings
-    afterwards, its weights then coming from this run's checkpoint) and the encoder, for (C, H, W) images."""
+def check_gan(parent, data) -> None:
+    """ValueError, one line, unless the gan run is unconditional, on this data set and of its examples' shape."""
+    if parent.config.model.conditional:
+        raise ValueError(f"model.generator={parent.run} is a conditional GAN; inversion needs an unconditional one "
+                         "(its generator takes z alone)")
+    if parent.config.data.name != data.name:
+        raise ValueError(f"model.generator={parent.run} was trained on {parent.config.data.name}; this run is on "
+                         f"{data.name} (use --dataset {parent.config.data.name})")
+    if tuple(parent.net.shape) != tuple(data.shape):
+        raise ValueError(f"model.generator={parent.run} makes {tuple(parent.net.shape)} examples; this run's "
+                         f"{data.name} examples are {tuple(data.shape)}")
+
+
+def build(config: Config, data, parents: dict) -> Inverter:
+    """The frozen generator of the gan run it builds on (``parents['generator']``: its weights copied the first
+    time, from this run's checkpoint afterwards) and the encoder, for (C, H, W) images."""
     if data.modality != "image" or len(data.shape) != 3:
         raise ValueError(f"GAN inversion inverts image generators; {data.name} is {data.modality} data")
     if config.eval_examples <= 0 or config.inversion_steps < 0 or config.inversion_lr <= 0:
@@ -147,17 +135,18 @@ def build(config: Config, data) -> Inverter:
     if config.reconstruction_weight < 0 or config.prior_weight < 0:
         raise ValueError(f"model.reconstruction_weight and model.prior_weight must not be negative, got "
                          f"{config.reconstruction_weight} and {config.prior_weight}")
-    if config.generator_step:  # recorded: the weights come with the run's checkpoint
-        # the whole GAN, as the gan adapter builds it (the encoder's initialisation then draws the same numbers)
-        generator = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels,
-                                config.fc, 0, critic_norm=True, unit_interval=True).generator
-    elif not config.generator:
+    parent = parents.get("generator")
+    if parent is None:
         raise ValueError("gan_inversion needs the trained GAN to invert: --set model.generator=RUN_DIR (an "
                          "unconditional gan run on this data set)")
-    else:
-        generator = load_generator(config, data)
+    # the whole GAN, as the gan adapter builds it (the encoder's initialisation then draws the same numbers)
+    gan = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
+                      0, critic_norm=True, unit_interval=True)
+    if parent.net is not None:  # the first build: the gan run's weights
+        check_gan(parent, data)
+        gan.load_state_dict(parent.net.state_dict())
     encoder = Encoder(data.shape, config.latent_dim, config.encoder_channels, config.encoder_fc, config.groups)
-    net = Inverter(generator, encoder, config.latent_dim, data.shape)
+    net = Inverter(gan.generator, encoder, config.latent_dim, data.shape)
     net.data_name = data.name  # eval's feature network
     return net
 

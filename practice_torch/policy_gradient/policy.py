@@ -10,29 +10,25 @@ policy with the engine's uniforms, and the per-character log-probabilities and e
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from practice_torch.engine import RunError
-from practice_torch.engine.checkpoint import latest_step
-from practice_torch.engine.runs import run_model_name
 from practice_torch.language_model.networks import LanguageModel, build_language_model, generate
 from practice_torch.policy_gradient.functions import action_log_probs, sequence_log_prob
 
-LM_KEYS = ("architecture", "context", "dim", "layers", "heads", "tie", "position")  # copied from the reference run
-LM_ARCHITECTURE = ("reference", "reference_step", *LM_KEYS)  # what a fine-tuned run's checkpoint fixes of its keys
+LM_KEYS = ("architecture", "context", "dim", "layers", "heads", "tie", "position")  # inherited from the reference run
+LM_ARCHITECTURE = ("reference", *LM_KEYS)  # what a fine-tuned run's checkpoint fixes of its keys
+BUILDS_ON = {"reference": "language_model"}  # the run a fine-tuned run starts from (engine.runs.Parent)
 
 
 @dataclass
 class LanguageSettings:
-    """The reference language model's settings (copied from its run by ``load_reference``) and the shape of an
-    episode: ``prompt_length`` characters of a data window, then ``response_length`` generated ones."""
+    """The reference language model's settings (inherited from its run: ``inherit``) and the shape of an episode:
+    ``prompt_length`` characters of a data window, then ``response_length`` generated ones."""
 
     reference: str = ""  # a trained language_model run on shakespeare: the initial policy and the frozen reference
-    reference_step: int = 0  # the step of the reference checkpoint build loaded (recorded; 0: not loaded yet)
     architecture: str = "transformer"
     context: int = 64
     dim: int = 128
@@ -50,26 +46,13 @@ def build_lm(s: LanguageSettings, vocab_size: int) -> LanguageModel:
     return build_language_model(s.architecture, vocab_size, s.context, s.dim, s.layers, s.heads, 0.0, s.tie, s.position)
 
 
-def load_reference(s: LanguageSettings, data) -> LanguageModel:
-    """The trained model of the language_model run ``s.reference``, its settings copied into ``s`` and its step
-    recorded. ValueError, one line, for a path that is not a trained language_model run on this data set."""
-    from practice_torch.models import open_run
-
-    path = Path(s.reference)
-    try:
-        name = run_model_name(path)
-        if name != "language_model":
-            raise ValueError(f"model.reference={path} is a {name} run; name a trained language_model run "
-                             "(python -m practice_torch train language_model --out runs/lm)")
-        _, cfg, lm = open_run(path, torch.device("cpu"))
-    except (RunError, OSError) as exc:
-        raise ValueError(f"model.reference={path}: not a trained language_model run ({exc})") from None
-    if cfg.data.name != data.name:
-        raise ValueError(f"model.reference={path} was trained on {cfg.data.name}; this run is on {data.name}")
-    for key in LM_KEYS:
-        setattr(s, key, getattr(cfg.model, key))
-    s.reference_step = latest_step(path / "checkpoints") or 0
-    return lm
+def inherit(s: LanguageSettings, parents: dict) -> LanguageSettings:
+    """The settings with the reference run's language-model keys (``LM_KEYS``): what the engine records in the
+    fine-tuned run's config before its first build (``practice_torch.models.inherited``)."""
+    reference = parents.get("reference")
+    if reference is None or reference.config is None:
+        return s
+    return replace(s, **{key: getattr(reference.config.model, key) for key in LM_KEYS})
 
 
 def check_episode(s: LanguageSettings) -> None:
@@ -99,22 +82,24 @@ class PolicyAndReference(nn.Module):
         return self
 
 
-def build_pair(s: LanguageSettings, data) -> tuple[LanguageModel, LanguageSettings]:
-    """The language model to start from: the reference run's the first time (``s.reference``), afterwards an empty
-    one with the recorded settings (its weights come with this run's checkpoint). ValueError, one line, otherwise."""
+def build_pair(s: LanguageSettings, data, parents: dict) -> LanguageModel:
+    """The language model to start from: the reference run's (``parents['reference']``, its settings inherited in
+    ``s``), its weights copied the first time; afterwards an empty one, whose weights come with this run's
+    checkpoint. ValueError, one line, for a run without a reference or a reference on another data set."""
     if data.modality != "text" or data.name != "shakespeare":
         raise ValueError(f"the policy is the character language model of shakespeare, not {data.name}")
-    if s.reference_step:
-        lm = build_lm(s, data.num_classes)
-    elif not s.reference:
+    reference = parents.get("reference")
+    if reference is None:
         raise ValueError("this model fine-tunes a trained language model: --set model.reference=RUN_DIR (train one "
                          "with python -m practice_torch train language_model --out runs/lm)")
-    else:
-        trained = load_reference(s, data)
-        lm = build_lm(s, data.num_classes)
-        lm.load_state_dict(trained.state_dict())
+    lm = build_lm(s, data.num_classes)
+    if reference.net is not None:  # the first build: the reference run's weights
+        if reference.config.data.name != data.name:
+            raise ValueError(f"model.reference={reference.run} was trained on {reference.config.data.name}; this run "
+                             f"is on {data.name}")
+        lm.load_state_dict(reference.net.state_dict())
     check_episode(s)
-    return lm, s
+    return lm
 
 
 def prompts_of(x: torch.Tensor, prompt_length: int) -> torch.Tensor:

@@ -39,11 +39,13 @@ from practice_torch.policy_gradient.fine_tuning import (
 from practice_torch.policy_gradient.functions import leave_one_out_baseline, reinforce_loss
 from practice_torch.policy_gradient.judges import JUDGES
 from practice_torch.policy_gradient.policy import (
+    BUILDS_ON,
     LM_ARCHITECTURE,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
     episode_logits,
+    inherit,
     prompts_of,
     response_log_prob,
     sample_responses,
@@ -87,10 +89,10 @@ ARCHITECTURE = LM_ARCHITECTURE
 
 
 
-def build(config: Config, data) -> PolicyAndReference:
+def build(config: Config, data, parents: dict) -> PolicyAndReference:
     """The policy and the frozen reference, both the reference run's language model at first."""
     check(config)
-    lm, _ = build_pair(config, data)
+    lm = build_pair(config, data, parents)
     return PolicyAndReference(lm, config)
 
 
@@ -141,4 +143,5 @@ def evaluate(net: PolicyAndReference, config: Config, dataset: Dataset, generato
 
 
 
-__all__ = ["HEADLINE", "JUDGES", "Config", "build", "default_config", "draw_noise", "evaluate", "loss", "sample"]
+__all__ = ["BUILDS_ON", "HEADLINE", "JUDGES", "Config", "build", "default_config", "draw_noise", "evaluate", "inherit",
+           "loss", "sample"]

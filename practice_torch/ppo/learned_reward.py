@@ -5,13 +5,8 @@ its ``PolicyWithValue``, whose ``scorer`` this is."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from practice_torch.engine import RunError
-from practice_torch.engine.checkpoint import latest_step
-from practice_torch.engine.runs import run_model_name
 from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.policy import LM_KEYS, build_lm, sample_responses
 from practice_torch.reward_model.networks import RewardModel
@@ -19,30 +14,20 @@ from practice_torch.reward_model.networks import RewardModel
 NORMALISING_PROMPTS = 256  # the reference's responses the reward model's score is normalised over
 
 
-def load_reward_model(config, data):
-    """The frozen reward model of the run ``config.reward_model`` (its step recorded), or, once recorded, an empty
-    one of the same architecture (its weights come with this run's checkpoint). Either way without the reward
-    model's reference copy, which only drew its preference pairs. ValueError, one line, for a path
-    that is not a trained reward_model run on this language model's architecture and episode."""
-    from practice_torch.models import open_run
-
-    if config.reward_model_step:
+def frozen_scorer(config, data, parent) -> RewardModel:
+    """The frozen reward model of the reward_model run ``parent`` (an ``engine.runs.Parent``): its network the first
+    time, an empty one of the same architecture afterwards (its weights come with this run's checkpoint); either way
+    without the reward model's reference copy, which only drew its preference pairs. ValueError, one line, for a
+    reward model of another language model or episode than this run's."""
+    if parent.net is None:
         scorer = RewardModel(build_lm(config, data.num_classes), config)
     else:
-        path = Path(config.reward_model)
-        try:
-            if run_model_name(path) != "reward_model":
-                raise ValueError(f"model.reward_model={path} is a {run_model_name(path)} run; name a trained "
-                                 "reward_model run (python -m practice_torch train reward_model)")
-            _, cfg, scorer = open_run(path, torch.device("cpu"))
-        except (RunError, OSError) as exc:
-            raise ValueError(f"model.reward_model={path}: not a trained reward_model run ({exc})") from None
         differs = [k for k in (*LM_KEYS, "prompt_length", "response_length")
-                   if getattr(cfg.model, k) != getattr(config, k)]
+                   if getattr(parent.config.model, k) != getattr(config, k)]
         if differs:
-            raise ValueError(f"model.reward_model={path} has {differs[0]}={getattr(cfg.model, differs[0])} where "
-                             f"this run has {getattr(config, differs[0])}: train it on the same language model")
-        config.reward_model_step = latest_step(path / "checkpoints") or 0
+            raise ValueError(f"model.reward_model={parent.run} has {differs[0]}={getattr(parent.config.model, differs[0])} "
+                             f"where this run has {getattr(config, differs[0])}: train it on the same language model")
+        scorer = parent.net
     scorer.register_buffer("score_mean", torch.zeros(()))
     scorer.register_buffer("score_sd", torch.ones(()))
     return scorer.without_reference().requires_grad_(False).eval()

@@ -47,6 +47,9 @@ from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.functions import action_log_probs
 from practice_torch.policy_gradient.judges import judge, score
 from practice_torch.policy_gradient.policy import (
+    BUILDS_ON as REFERENCE,
+)
+from practice_torch.policy_gradient.policy import (
     LM_ARCHITECTURE,
     LanguageSettings,
     PolicyAndReference,
@@ -54,12 +57,13 @@ from practice_torch.policy_gradient.policy import (
     decode,
     head_logits,
     hidden_states,
+    inherit,
     prompts_of,
     sample_responses,
 )
 from practice_torch.ppo import rollout as control
 from practice_torch.ppo.functions import clipped_surrogate_loss, gae, kl_k1, kl_k3
-from practice_torch.ppo.learned_reward import load_reward_model, normalise_scores
+from practice_torch.ppo.learned_reward import frozen_scorer, normalise_scores
 
 
 @dataclass
@@ -80,7 +84,6 @@ class Config(LanguageSettings):
     kl_coef: float = 0.02  # beta of the per-token k1 penalty in the reward
     eval_prompts: int = 256
     reward_model: str = ""  # a trained reward_model run: its normalised score is the reward ("": the judge's)
-    reward_model_step: int = 0  # the step of its checkpoint build loaded (recorded; 0: not loaded, or none)
     hidden: int = 64  # a control task: the width of the actor's and the critic's two hidden layers
     rollout_steps: int = 128  # a control task: steps of each environment per rollout (CleanRL's num_steps)
 
@@ -115,11 +118,12 @@ PRESETS = {
 default_config = preset_config("ppo", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = (*LM_ARCHITECTURE, "reward_model", "reward_model_step", "hidden")
+ARCHITECTURE = (*LM_ARCHITECTURE, "reward_model", "hidden")
+BUILDS_ON = {**REFERENCE, "reward_model": "reward_model"}  # the runs a fine-tuning run starts from and is judged by
 CHECKPOINT_VERSIONS = {1: "a step counter in the weights (the rollout's cycle)",
                        2: "the rollout's cycle reads the engine's step number",
                        3: "an iteration a step, the rollout a local of the step (no rollout buffers in the weights), "
-                          "the reward model without its reference copy"}
+                          "the reward model without its reference copy, the runs it builds on in builds_on.json"}
 
 
 class PolicyWithValue(PolicyAndReference):
@@ -171,7 +175,7 @@ def check_control(config: Config) -> None:
                          f"in model.minibatches={config.minibatches}")
 
 
-def build(config: Config, data) -> PolicyWithValue | control.ActorCritic:
+def build(config: Config, data, parents: dict) -> PolicyWithValue | control.ActorCritic:
     """The actor-critic of a control task, or the language model's policy with a value head (and the frozen reward
     model, with ``model.reward_model``)."""
     check(config)
@@ -179,12 +183,10 @@ def build(config: Config, data) -> PolicyWithValue | control.ActorCritic:
         check_control(config)
         return control.ActorCritic(data.shape[0], data.actions, config.hidden)
     check_text(config)
-    lm, _ = build_pair(config, data)
-    net = PolicyWithValue(lm, config)
-    if config.reward_model or config.reward_model_step:
-        first = not config.reward_model_step
-        net.scorer = load_reward_model(config, data)
-        if first:
+    net = PolicyWithValue(build_pair(config, data, parents), config)
+    if "reward_model" in parents:
+        net.scorer = frozen_scorer(config, data, parents["reward_model"])
+        if parents["reward_model"].net is not None:  # the first build: its scores' mean and sd (then checkpointed)
             normalise_scores(net)
     return net
 
@@ -328,5 +330,5 @@ def sample(net, config: Config, n: int, generator: torch.Generator, examples=Non
     return pg.sample(net, config, n, generator, examples)
 
 
-__all__ = ["HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "players", "sample",
-           "train_step"]
+__all__ = ["BUILDS_ON", "HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "inherit",
+           "players", "sample", "train_step"]

@@ -33,7 +33,15 @@ from practice_torch.policy_gradient.fine_tuning import (
     validation_prompts,
 )
 from practice_torch.policy_gradient.judges import judge
-from practice_torch.policy_gradient.policy import LM_ARCHITECTURE, LanguageSettings, build_pair, decode, prompts_of
+from practice_torch.policy_gradient.policy import (
+    BUILDS_ON,
+    LM_ARCHITECTURE,
+    LanguageSettings,
+    build_pair,
+    decode,
+    inherit,
+    prompts_of,
+)
 from practice_torch.reward_model.functions import preference_loss, preference_prob
 from practice_torch.reward_model.networks import RewardModel
 from practice_torch.reward_model.pairs import PreferencePairs, draw_pair_noise, preference_pairs, untied_mean
@@ -76,10 +84,10 @@ def check(config: Config) -> None:
         raise ValueError(f"model.eval_pairs must be at least 2, got {config.eval_pairs}")
 
 
-def build(config: Config, data) -> RewardModel:
+def build(config: Config, data, parents: dict) -> RewardModel:
     """The reward model on the reference run's trunk, and the frozen reference LM that draws the pairs."""
     check(config)
-    lm, _ = build_pair(config, data)
+    lm = build_pair(config, data, parents)
     net = RewardModel(lm, config)
     return net
 
@@ -227,4 +235,5 @@ def sample(net: RewardModel, config: Config, n: int, generator: torch.Generator,
             reliability_figure(p, pairs.first_wins.cpu()[untied].double().numpy())]
 
 
-__all__ = ["HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "loss", "sample"]
+__all__ = ["BUILDS_ON", "HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "inherit",
+           "loss", "sample"]

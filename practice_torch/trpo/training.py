@@ -36,11 +36,13 @@ from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.policy_gradient import fine_tuning as pg
 from practice_torch.policy_gradient.functions import action_log_probs, leave_one_out_baseline
 from practice_torch.policy_gradient.policy import (
+    BUILDS_ON,
     LM_ARCHITECTURE,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
     episode_logits,
+    inherit,
     prompts_of,
     response_log_prob,
     sample_responses,
@@ -124,13 +126,13 @@ def check_control(config: Config) -> None:
         raise ValueError(f"model.gamma and model.lam must be in [0, 1], got {config.gamma} and {config.lam}")
 
 
-def build(config: Config, data) -> PolicyAndReference | control.ActorCritic:
+def build(config: Config, data, parents: dict) -> PolicyAndReference | control.ActorCritic:
     check(config)
     if data.modality == "control":
         check_control(config)
         return control.ActorCritic(data.shape[0], data.actions, config.hidden)
     check_text(config)
-    lm, _ = build_pair(config, data)
+    lm = build_pair(config, data, parents)
     return PolicyAndReference(lm, config)
 
 
@@ -250,5 +252,5 @@ def sample(net, config: Config, n: int, generator: torch.Generator, examples=Non
     return pg.sample(net, config, n, generator, examples)
 
 
-__all__ = ["HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "players", "sample",
-           "train_step"]
+__all__ = ["BUILDS_ON", "HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "inherit",
+           "players", "sample", "train_step"]

@@ -6,10 +6,10 @@ reconstruction MSE, the share of the K codes used over the whole test split and 
 ``sample`` writes reconstructions and the usage histogram (spectrograms and WAV files, through Griffin-Lim, for
 spoken-digit log-mels). ``model.stage=prior model.vq_vae=RUN_DIR`` trains the second stage: a transformer over the
 raster-ordered code grid of that trained vq_vae run, which is frozen (requires_grad off, always in eval mode, so its
-codebook stays as trained). ``build`` copies the VQ-VAE's settings from that run into the prior run's own config and
-records the step it loaded (``model.vq_vae_step``); the prior run's checkpoints hold the VQ-VAE's weights, so
-``sample``, ``eval`` and ``--resume`` rebuild it from the config and never read the vq_vae run again (which may be
-deleted). ``eval`` of a prior run adds the test NLL in bits per code against the uniform prior (log2 K) and the
+codebook stays as trained). The prior run builds on that run (``BUILDS_ON``): the engine records it in the run's
+builds_on.json and the VQ-VAE's settings in its config (``inherit``); the prior run's checkpoints hold the VQ-VAE's
+weights, so ``sample``, ``eval`` and ``--resume`` rebuild it from the config and never read the vq_vae run again
+(which may be deleted). ``eval`` of a prior run adds the test NLL in bits per code against the uniform prior (log2 K) and the
 unigram prior (the training split's code frequencies); ``sample`` decodes prior samples into images. Both stages share
 the preset's train section. The derivation: ``python -m theory_jax vq_vae``.
 """
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -29,11 +27,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.autoencoder.functions import reconstruction_mse
 from practice_torch.data import DatasetMissing
-from practice_torch.engine import RunError
-from practice_torch.engine.checkpoint import latest_step
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.engine.runs import load_trained, run_model_name
 from practice_torch.models import Artefact
 from practice_torch.vq_vae.functions import code_usage, perplexity
 from practice_torch.vq_vae.networks import VQVAE, CodePrior, VQVAEWithPrior
@@ -58,7 +53,6 @@ class Config:
     log_mel: bool = False  # examples are spoken_digits log-mels in [-1, 1]: shown as spectrograms, written as WAV
     # the prior (stage prior)
     vq_vae: str = ""  # a trained vq_vae run directory
-    vq_vae_step: int = 0  # the step of the vq_vae checkpoint build loaded (recorded; 0: not loaded yet)
     prior_dim: int = 64
     prior_layers: int = 2
     prior_heads: int = 4
@@ -67,7 +61,8 @@ class Config:
 
 
 VQ_KEYS = ("num_codes", "code_dim", "channels", "groups", "beta", "objective", "decay", "eps", "restart_every",
-           "threshold", "log_mel")  # what the prior stage copies from its vq_vae run
+           "threshold", "log_mel")  # what the prior stage inherits from its vq_vae run
+BUILDS_ON = {"vq_vae": "vq_vae"}  # the prior stage's VQ-VAE run (engine.runs.Parent)
 
 GPU_TRAINING = {"precision": "bf16", "log_every": 100}
 
@@ -107,8 +102,8 @@ PRESETS = {
 default_config = preset_config("vq_vae", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("stage", "num_codes", "code_dim", "channels", "groups", "log_mel", "vq_vae", "vq_vae_step",
-                "prior_dim", "prior_layers", "prior_heads")
+ARCHITECTURE = ("stage", "num_codes", "code_dim", "channels", "groups", "log_mel", "vq_vae", "prior_dim",
+                "prior_layers", "prior_heads")
 CHECKPOINT_VERSIONS = {1: "a step counter in the quantiser's buffers", 2: "the restarts read the engine's step number"}
 
 
@@ -126,43 +121,31 @@ def build_vq_vae(config: Config, data) -> VQVAE:
                  config.objective, bounded, config.decay, config.eps, config.restart_every, config.threshold)
 
 
-def load_vq_vae(config: Config, data) -> VQVAE:
-    """The VQ-VAE of the trained run ``config.vq_vae``, its settings copied into ``config`` and its step recorded.
-    ValueError, one line, for a path that is not a trained vq_vae run on this data set."""
-    path = Path(config.vq_vae)
-    try:
-        name = run_model_name(path)
-        if name != "vq_vae":
-            raise ValueError(f"model.vq_vae={path} is a {name} run; the prior needs a vq_vae run")
-        _, cfg, net = load_trained(path, sys.modules[__name__], torch.device("cpu"))
-    except (RunError, OSError) as exc:
-        raise ValueError(f"model.vq_vae={path}: not a trained run ({exc})") from None
-    if cfg.model.stage != "vqvae":
-        raise ValueError(f"model.vq_vae={path} is a prior run; name the vq_vae run it was trained on")
-    if cfg.data.name != data.name or tuple(net.image_shape) != tuple(data.shape):
-        raise ValueError(f"model.vq_vae={path} was trained on {cfg.data.name} {tuple(net.image_shape)}; this run is "
-                         f"on {data.name} {tuple(data.shape)}")
-    for key in VQ_KEYS:
-        setattr(config, key, getattr(cfg.model, key))
-    config.vq_vae_step = latest_step(path / "checkpoints") or 0
-    return net
+def inherit(config: Config, parents: dict) -> Config:
+    """The prior stage's config with its vq_vae run's settings (``VQ_KEYS``): what the engine records before the
+    first build (``practice_torch.models.inherited``)."""
+    parent = parents.get("vq_vae")
+    if parent is None or parent.config is None:
+        return config
+    return replace(config, **{key: getattr(parent.config.model, key) for key in VQ_KEYS})
 
 
-def build(config: Config, data) -> VQVAE | VQVAEWithPrior:
-    """Stage vqvae: the VQ-VAE. Stage prior: the frozen VQ-VAE (loaded from ``model.vq_vae`` the first time; rebuilt
-    from the recorded settings, its weights then coming from the prior run's checkpoint) and the transformer prior
-    over its h w codes. The net keeps ``load_split(split)`` for the pictures and the unigram baseline."""
+def build(config: Config, data, parents: dict) -> VQVAE | VQVAEWithPrior:
+    """Stage vqvae: the VQ-VAE. Stage prior: the frozen VQ-VAE of the run it builds on (``parents['vq_vae']``: its
+    weights copied the first time, from the prior run's checkpoint afterwards) and the transformer prior over its
+    h w codes. The net keeps ``load_split(split)`` for the pictures and the unigram baseline."""
     if config.stage == "vqvae":
-        if config.vq_vae or config.vq_vae_step:
+        if config.vq_vae:
             raise ValueError("model.vq_vae names the VQ-VAE run of a prior; add --set model.stage=prior")
         net = build_vq_vae(config, data)
     else:
-        if config.vq_vae_step:  # recorded: the weights come with the run's checkpoint
-            vq_vae = build_vq_vae(config, data)
-        elif not config.vq_vae:
+        parent = parents.get("vq_vae")
+        if parent is None:
             raise ValueError("model.stage=prior needs a trained VQ-VAE: --set model.vq_vae=RUN_DIR (a vq_vae run)")
-        else:
-            vq_vae = load_vq_vae(config, data)
+        vq_vae = build_vq_vae(config, data)
+        if parent.net is not None:  # the first build: the vq_vae run's weights
+            check_vq_vae(parent, data)
+            vq_vae.load_state_dict(parent.net.state_dict())
         if config.temperature <= 0:
             raise ValueError(f"model.temperature must be positive, got {config.temperature}")
         prior = CodePrior(vq_vae.num_codes, vq_vae.length, config.prior_dim, config.prior_heads, config.prior_layers,
@@ -170,6 +153,15 @@ def build(config: Config, data) -> VQVAE | VQVAEWithPrior:
         net = VQVAEWithPrior(vq_vae, prior)
     net.load_split = functools.partial(data.load, **({"view": "mel"} if data.modality == "audio" else {}))
     return net
+
+
+def check_vq_vae(parent, data) -> None:
+    """ValueError, one line, unless the run a prior builds on is a first-stage VQ-VAE of this data set."""
+    if parent.config.model.stage != "vqvae":
+        raise ValueError(f"model.vq_vae={parent.run} is a prior run; name the vq_vae run it was trained on")
+    if parent.config.data.name != data.name or tuple(parent.net.image_shape) != tuple(data.shape):
+        raise ValueError(f"model.vq_vae={parent.run} was trained on {parent.config.data.name} "
+                         f"{tuple(parent.net.image_shape)}; this run is on {data.name} {tuple(data.shape)}")
 
 
 def _vq(net) -> VQVAE:
