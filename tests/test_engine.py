@@ -505,3 +505,17 @@ def test_the_players_of_a_custom_step_share_no_parameter_and_update_only_their_o
     assert set(run.take_norms()) == {"grad_norm_a"} and run.take_norms() == {}
     with pytest.raises(KeyError, match="no player c"):
         run.update(c=loss)
+
+
+def test_a_run_with_a_retired_key_is_refused_saying_why():
+    from practice_torch.engine.config import ConfigError, from_dict, to_dict
+    from practice_torch.policy_gradient import training as pg_training
+
+    raw = to_dict(pg_training.default_config("quick"))
+    raw["model"]["reference_step"] = 2000  # what a fine-tuned run recorded before builds_on.json
+    with pytest.raises(ConfigError, match="model.reference_step is a key of an older version .*builds_on.json"):
+        from_dict(raw, pg_training.Config)
+    raw["model"] = {**raw["model"], "nope": 1}
+    del raw["model"]["reference_step"]
+    with pytest.raises(ConfigError, match="unknown config key model.nope"):  # the control: any other key
+        from_dict(raw, pg_training.Config)

@@ -175,13 +175,20 @@ def from_dict(raw: dict[str, Any], model_config: type) -> RunConfig:
         raise ConfigError(f"config is missing or mistypes a section: {exc}") from None
 
 
+# Keys older runs' config.json files hold and this code no longer reads, with why.
+RETIRED = dict.fromkeys(("model.reference_step", "model.generator_step", "model.reward_model_step",
+                         "model.vq_vae_step"), "a run built on another records it in builds_on.json")
+
+
 def _section_from_dict(cls: type, values: dict[str, Any], name: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"unknown config key {name}.{unknown[0]} (a run of another version of this code? train it "
-                          "anew)")
+        key = f"{name}.{unknown[0]}"
+        if key in RETIRED:
+            raise ConfigError(f"{key} is a key of an older version of this code ({RETIRED[key]}): train the run anew")
+        raise ConfigError(f"unknown config key {key} (a run of another version of this code? train it anew)")
     return cls(**{k: parse_value(v, hints[k], f"{name}.{k}") for k, v in values.items()})
 
 
