@@ -15,7 +15,9 @@ rows, so any number of processes computes the same step.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,10 +27,18 @@ from torch import nn
 
 from practice_torch.engine import RunError
 from practice_torch.engine.checkpoint import latest_step
-from practice_torch.engine.config import from_dict
+from practice_torch.engine.config import from_dict, to_dict
 from practice_torch.engine.interface import INTERFACE, Artefact, ModelModule, missing_names
 from practice_torch.engine.loop import Trainer
-from practice_torch.engine.runs import CHECKPOINTS, Parent, load_trained, read_builds_on, read_config, run_model_name
+from practice_torch.engine.runs import (
+    CHECKPOINTS,
+    Parent,
+    dataset_info,
+    load_trained,
+    read_builds_on,
+    read_config,
+    run_model_name,
+)
 from shared_specs.catalogue import TOPICS
 
 __all__ = ["INTERFACE", "MODELS", "Artefact", "ModelModule", "UnknownModel", "get_model", "new_trainer", "open_run",
@@ -63,8 +73,37 @@ def new_trainer(cfg: Any, run_dir: Path, resume: bool = False):
     """The engine's ``Trainer`` for ``cfg`` (an ``engine.config.RunConfig``), handed the model it names and the runs
     it builds on (``parents``), its config completed by what it inherits from them."""
     module = get_model(cfg.model_name)
+    if not resume:
+        cfg = with_prerequisites(module, cfg)
     parents = parents_of(module, cfg, run_dir if resume else None)
     return Trainer(module, inherited(module, cfg, parents), run_dir, resume, parents)
+
+
+def with_prerequisites(module: ModelModule, cfg: Any) -> Any:
+    """``cfg`` with each run its model's ``prerequisite_runs`` asks for (an ``engine.runs.Prerequisite`` for a key of
+    ``BUILDS_ON`` left empty: latent diffusion's autoencoder) trained, or reused once finished, and named by that
+    key: the engine's resolution, which config.json then records."""
+    if not hasattr(module, "prerequisite_runs"):
+        return cfg
+    named = {}
+    for key, need in module.prerequisite_runs(cfg.model, dataset_info(cfg.data)).items():
+        run_cfg = need.edit(get_model(need.model).default_config(need.preset, cfg.data.name))
+        digest = hashlib.sha256(json.dumps(to_dict(run_cfg), sort_keys=True).encode()).hexdigest()[:8]
+        run_dir = Path(need.root) / f"{need.model}-{cfg.data.name}-{digest}"
+        done = latest_step(run_dir / CHECKPOINTS)
+        if done != run_cfg.train.steps:
+            if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+                print(f"{cfg.model_name}: training its {key} ({run_cfg.train.steps} {need.model} steps) into {run_dir}")
+            trainer = new_trainer(run_cfg, run_dir, resume=done is not None)
+            try:
+                outcome = trainer.run()
+            finally:
+                trainer.close()
+            if outcome.signal is not None:
+                raise RunError(f"the training of {cfg.model_name}'s {key} in {run_dir} was stopped; run again to "
+                               "continue it")
+        named[key] = str(run_dir)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **named))
 
 
 def parents_of(module: ModelModule, cfg: Any, reopened: Path | None = None) -> dict[str, Parent]:

@@ -107,28 +107,30 @@ def test_the_run_records_its_autoencoder_and_scale_and_keeps_the_autoencoder_fro
     from practice_torch.models import open_run
 
     cfg = json.loads((tiny_run / "config.json").read_text())["model"]
-    ae_run = cfg["autoencoder"]
-    assert ae_run and cfg["latent_scale"] > 0
+    ae_run = cfg["autoencoder"]  # the run the engine trained first, named here
+    builds_on = json.loads((tiny_run / "builds_on.json").read_text())["autoencoder"]
+    assert ae_run and builds_on["run"] == ae_run and builds_on["model"] == "vae" and builds_on["step"] == 15
+    assert cfg["latent_scale"] == 0  # estimated at the first build, kept in the checkpoint, not in the config
     _, _, vae = open_run(__import__("pathlib").Path(ae_run), torch.device("cpu"))
     _, run_cfg, net = _net(tiny_run)
     for name, value in vae.state_dict().items():  # the diffusion optimizer never touched the autoencoder
         torch.testing.assert_close(net.autoencoder.state_dict()[name], value, rtol=0, atol=0)
     assert not any(p.requires_grad for p in net.autoencoder.parameters())
-    assert net.scale.item() == pytest.approx(cfg["latent_scale"])
+    assert net.scale.item() > 0
     x = torch.stack([DIGITS.load("train")[i][0] for i in range(300)])
     assert torch.std(net.encode(x) * net.scale).item() == pytest.approx(1.0, rel=1e-5)  # the same 300 examples
 
 
 def test_the_run_rebuilds_its_autoencoder_from_the_record_when_the_autoencoder_run_is_gone(tiny_run, tmp_path):
-    """build records the vae's architecture; sample/eval/resume need only the run's own checkpoint."""
+    """builds_on.json records the vae's config; sample/eval/resume need only the run's own files."""
     import shutil
 
     cfg = json.loads((tiny_run / "config.json").read_text())["model"]
-    assert json.loads(cfg["autoencoder_config"])["latent_dim"] == 4
+    assert json.loads((tiny_run / "builds_on.json").read_text())["autoencoder"]["config"]["model"]["latent_dim"] == 4
     copy = tmp_path / "run"
     shutil.copytree(tiny_run, copy)
-    config_file = copy / "config.json"
-    config_file.write_text(config_file.read_text().replace(cfg["autoencoder"], str(tmp_path / "deleted")))
+    for name in ("config.json", "builds_on.json"):
+        (copy / name).write_text((copy / name).read_text().replace(cfg["autoencoder"], str(tmp_path / "deleted")))
     _, _, original = _net(tiny_run)
     _, _, rebuilt = _net(copy)
     for name, value in original.state_dict().items():
@@ -169,7 +171,7 @@ def test_cli_samples_and_evaluates_without_training_again(tiny_run, tmp_path, ca
                  "--set", "model.guidance_scale=3", "--set", "model.sampler=ddim"]) == 0
     assert (tmp_path / "s.png").is_file()
     assert main(["eval", str(tiny_run), "--device", "cpu", "--samples", "100"]) == 0
-    assert "training the autoencoder" not in capsys.readouterr().out
+    assert "training its autoencoder" not in capsys.readouterr().out
     metrics = json.loads((tiny_run / "eval_test.json").read_text())
     assert metrics["examples"] == 100 and math.isfinite(metrics["latent_loss"]) and math.isfinite(metrics["fid"])
     assert metrics["scaled_latent_std"] == pytest.approx(1.0, rel=0.3)
@@ -178,9 +180,7 @@ def test_cli_samples_and_evaluates_without_training_again(tiny_run, tmp_path, ca
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["model.autoencoder=/nonexistent/run"], "model.autoencoder=/nonexistent/run: not a trained run"),
-    (["model.autoencoder_config={\"latent_dim\": 4}"], "recorded by build together with model.latent_scale"),
-    (["model.autoencoder_config=[1]", "model.latent_scale=1"], "not a recorded vae model section"),
+    ([], "latent diffusion builds on a vae run"),
     (["model.sample_steps=5000"], "model.sample_steps must be in 0..T=1000"),
     (["model.conditional=false"], "model.guidance_scale needs a class-conditional model"),
 ])
@@ -190,15 +190,24 @@ def test_bad_input_is_one_line(overrides, message):
 
     cfg = apply_overrides(ld_training.default_config("quick", "digits"), overrides)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        build_net(ld_training, cfg, DIGITS)
+        build_net(ld_training, cfg, DIGITS)  # without the runs it builds on
 
 
-def test_an_autoencoder_of_another_kind_or_data_set_is_refused(tiny_run):
-    with pytest.raises(ValueError, match="is a latent_diffusion run; latent diffusion needs a vae run"):
-        ld_training.load_autoencoder(str(tiny_run), DIGITS)
+@pytest.mark.parametrize("which, message", [
+    ("nowhere", "model.autoencoder=.*nowhere: not a trained vae run"),
+    ("itself", "is a latent_diffusion run; name a trained vae run"),
+    ("vae", "was trained on digits; this run is on fashion_mnist"),
+])
+def test_an_autoencoder_of_another_kind_or_data_set_is_refused(tiny_run, tmp_path, capsys, which, message):
     ae_run = json.loads((tiny_run / "config.json").read_text())["model"]["autoencoder"]
-    with pytest.raises(ValueError, match="was trained on digits; this run is on fashion_mnist"):
-        ld_training.load_autoencoder(ae_run, get_info("fashion_mnist"))
+    path = {"nowhere": tmp_path / "nowhere", "itself": tiny_run, "vae": ae_run}[which]
+    dataset = "fashion_mnist" if which == "vae" else "digits"
+    capsys.readouterr()
+    assert main(["train", "latent_diffusion", "--dataset", dataset, "--steps", "1", "--out", str(tmp_path / "run"),
+                 "--set", f"model.autoencoder={path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and __import__("re").search(message, err[0]), err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -177,7 +177,8 @@ def from_dict(raw: dict[str, Any], model_config: type) -> RunConfig:
 
 # Keys older runs' config.json files hold and this code no longer reads, with why.
 RETIRED = dict.fromkeys(("model.reference_step", "model.generator_step", "model.reward_model_step",
-                         "model.vq_vae_step"), "a run built on another records it in builds_on.json")
+                         "model.vq_vae_step", "model.autoencoder_config"),
+                        "a run built on another records it in builds_on.json")
 
 
 def _section_from_dict(cls: type, values: dict[str, Any], name: str) -> Any:

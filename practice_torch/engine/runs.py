@@ -16,7 +16,7 @@ import dataclasses
 import inspect
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,18 @@ class Parent:
     step: int
     config: RunConfig | None
     net: nn.Module | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Prerequisite:
+    """A run the engine trains before a run that builds on it, when the key of ``BUILDS_ON`` that would name it is
+    empty (a model's ``prerequisite_runs``): ``model``'s ``preset`` on the same data set, changed by ``edit``
+    (RunConfig -> RunConfig), in ``root``/<model>-<data set>-<hash of its config>; a finished one is reused."""
+
+    model: str
+    preset: str
+    edit: Callable[[RunConfig], RunConfig]
+    root: str
 
 
 def write_builds_on(run_dir: Path, parents: dict[str, Parent]) -> None:

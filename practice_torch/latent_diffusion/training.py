@@ -2,27 +2,23 @@
 
 Stage 1, the autoencoder, is the project's conv VAE (``practice_torch.vae``), frozen: its parameters have
 requires_grad = False, so the engine's optimizer never sees them, and the latent of an image is the posterior mean
-mu(x) (B, d). Either ``model.autoencoder=RUN_DIR`` names a trained ``vae`` run (loaded with
-``engine.runs.load_trained``), or, when it is empty, ``build`` trains one in-process first (the vae quick config
-with ``autoencoder_*`` overrides) into ``autoencoder_root/vae-<data>-<hash>``, or reuses the run already there.
+mu(x) (B, d). The run builds on a trained ``vae`` run (``BUILDS_ON``, opened by the engine when the run starts):
+``model.autoencoder=RUN_DIR`` names one, or, when it is empty, the engine trains one first (``prerequisite_runs``:
+the vae preset ``model.autoencoder_preset`` with the ``autoencoder_*`` overrides) into
+``autoencoder_root/vae-<data>-<hash>``, or reuses the finished run already there, and names it in the run's config.
 Stage 2 is a class-conditional DDPM (``practice_torch.diffusion``: Schedule, Diffusion, generate) on the scaled
-latents u = s mu(x), s = 1 / std of the training latents (Rombach et al. 2022, "scale_by_std"), trained with label
-dropout and sampled with classifier-free guidance; images are D(u_0 / s). ``build`` records the autoencoder's run
-directory, its architecture (the vae run's model section, as JSON) and the estimated scale in the run's config; the
-run's checkpoints hold the autoencoder's weights, so ``sample``, ``eval`` and ``--resume`` rebuild it from the
-record and never train, load the autoencoder run (which may be deleted) or estimate again. The derivation:
+latents u = s mu(x), s = 1 / std of the training latents (Rombach et al. 2022, "scale_by_std", estimated at the first
+build unless ``model.latent_scale`` gives it), trained with label dropout and sampled with classifier-free guidance;
+images are D(u_0 / s). The run's builds_on.json records the vae run and its config, its checkpoints hold the
+autoencoder's weights and the scale, so ``sample``, ``eval`` and ``--resume`` rebuild it from them and never train,
+load the autoencoder run (which may be deleted) or estimate again. The derivation:
 ``python -m theory_jax latent_diffusion``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
-import typing
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -31,12 +27,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from practice_torch.diffusion import Schedule
 from practice_torch.diffusion.model import Diffusion, generate
-from practice_torch.engine import RunError
-from practice_torch.engine.checkpoint import latest_step
-from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, TrainConfig, parse_value, to_dict
-from practice_torch.engine.loop import Trainer
+from practice_torch.engine.config import DataConfig, RunConfig, TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.engine.runs import CHECKPOINTS, load_split, load_trained, run_model_name
+from practice_torch.engine.runs import Parent, Prerequisite, load_split
 from practice_torch.latent_diffusion.functions import latent_eps_loss, latent_scale, prior_kl, unscale_latents
 from practice_torch.models import Artefact
 from practice_torch.nets import MLPDenoiser
@@ -47,14 +40,13 @@ from practice_torch.vae import VAE
 class Config:
     """Latent diffusion's hyperparameters: the run's ``model.*`` keys (``--set model.guidance_scale=2``)."""
 
-    autoencoder: str = ""  # a trained vae run directory; "" = train one in-process (recorded here once trained)
-    autoencoder_root: str = "runs/autoencoders"  # where an in-process autoencoder run is written (and reused)
+    autoencoder: str = ""  # a trained vae run directory; "" = the engine trains one first (and names it here)
+    autoencoder_root: str = "runs/autoencoders"  # where that autoencoder run is written (and reused)
     autoencoder_preset: Literal["quick", "full"] = "quick"  # the vae preset it starts from
     autoencoder_steps: int = 3000
     autoencoder_latent_dim: int = 16
     autoencoder_beta: float = 0.1  # a weak KL: sharper reconstructions; the DDPM, not N(0, I), is the prior
-    autoencoder_config: str = ""  # the autoencoder's model section as JSON (recorded by build; weights: checkpoint)
-    latent_scale: float = 0.0  # s; 0 = estimate 1/std on ``scale_examples`` training latents (recorded here)
+    latent_scale: float = 0.0  # s; 0 = estimate 1/std on ``scale_examples`` training latents (kept in the checkpoint)
     scale_examples: int = 10_000
     schedule: Literal["linear", "cosine"] = "linear"
     T: int = 1000
@@ -94,8 +86,9 @@ default_config = preset_config("latent_diffusion", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("autoencoder", "autoencoder_root", "autoencoder_preset", "autoencoder_steps",
-                "autoencoder_latent_dim", "autoencoder_beta", "autoencoder_config", "latent_scale", "schedule", "T",
-                "hidden", "depth", "conditional")
+                "autoencoder_latent_dim", "autoencoder_beta", "latent_scale", "schedule", "T", "hidden", "depth",
+                "conditional")
+BUILDS_ON = {"autoencoder": "vae"}  # the frozen stage 1 (engine.runs.Parent)
 
 
 # The network: a frozen autoencoder, the latent scale, a DDPM on latent vectors ----------------------------------
@@ -125,69 +118,42 @@ class LatentDiffusion(nn.Module):
         return self.autoencoder.sample(unscale_latents(u, self.scale))
 
 
-def vae_model():
-    """The vae model module, through the registry (its presets, Config and build; the engine trains and loads it)."""
-    from practice_torch.models import get_model
+def prerequisite_runs(config: Config, data) -> dict[str, Prerequisite]:
+    """The vae run the engine trains first when ``model.autoencoder`` is empty: the vae preset
+    ``model.autoencoder_preset`` on this data set, unconditional, with the ``autoencoder_*`` latent size, beta and
+    steps, in ``model.autoencoder_root`` (reused once finished)."""
+    if config.autoencoder:
+        return {}
 
-    return get_model("vae")
+    def edit(base: RunConfig) -> RunConfig:
+        return replace(base, model=replace(base.model, latent_dim=config.autoencoder_latent_dim,
+                                           beta=config.autoencoder_beta, conditional=False),
+                       train=replace(base.train, steps=config.autoencoder_steps,
+                                     checkpoint_every=min(base.train.checkpoint_every, config.autoencoder_steps)))
 
-
-def train_autoencoder(config: Config, data) -> Path:
-    """The vae run this config asks for, trained here unless a finished one is already in its directory."""
-    vae = vae_model()
-    base = vae.default_config(config.autoencoder_preset, data.name)
-    cfg = replace(base, model=replace(base.model, latent_dim=config.autoencoder_latent_dim, beta=config.autoencoder_beta,
-                                      conditional=False),
-                  train=replace(base.train, steps=config.autoencoder_steps,
-                                checkpoint_every=min(base.train.checkpoint_every, config.autoencoder_steps)))
-    key = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:8]
-    run_dir = Path(config.autoencoder_root) / f"vae-{data.name}-{key}"
-    done = latest_step(run_dir / CHECKPOINTS)
-    if done != cfg.train.steps:
-        if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
-            print(f"latent_diffusion: training the autoencoder ({cfg.train.steps} vae steps) into {run_dir}")
-        trainer = Trainer(vae, cfg, run_dir, resume=done is not None)
-        try:
-            outcome = trainer.run()
-        finally:
-            trainer.close()
-        if outcome.signal is not None:
-            raise RunError(f"the autoencoder's training in {run_dir} was stopped; run again to continue it")
-    return run_dir
+    return {"autoencoder": Prerequisite("vae", config.autoencoder_preset, edit, config.autoencoder_root)}
 
 
-def recorded_autoencoder(record: str, data) -> VAE:
-    """An untrained VAE of the recorded architecture (``model.autoencoder_config``); the run's checkpoint then loads
-    its weights. ValueError, one line, if the record is not a vae model section."""
-    vae = vae_model()
-    try:
-        fields = json.loads(record)
-        hints = typing.get_type_hints(vae.Config)
-        unknown = sorted(set(fields) - set(hints))
-        if unknown:
-            raise ValueError(f"unknown vae key {unknown[0]}")
-        config = vae.Config(**{k: parse_value(v, hints[k], f"model.autoencoder_config.{k}")
-                                        for k, v in fields.items()})
-    except (json.JSONDecodeError, AttributeError, ValueError, ConfigError) as exc:
-        raise ValueError(f"model.autoencoder_config is not a recorded vae model section ({exc})") from None
-    return vae.build(config, data)
-
-
-def load_autoencoder(path: str, data) -> tuple[VAE, RunConfig]:
-    """(the VAE of a trained vae run, its config); ValueError with one line for anything unsuitable."""
-    try:
-        name = run_model_name(Path(path))
-        if name != "vae":
-            raise ValueError(f"model.autoencoder={path} is a {name} run; latent diffusion needs a vae run")
-        _, cfg, net = load_trained(Path(path), vae_model(), torch.device("cpu"))
-    except (RunError, OSError) as exc:
-        raise ValueError(f"model.autoencoder={path}: not a trained run ({exc})") from None
-    if cfg.data.name != data.name or tuple(net.image_shape) != tuple(data.shape):
-        raise ValueError(f"model.autoencoder={path} was trained on {cfg.data.name}; this run is on {data.name}")
-    if net.num_classes:
-        raise ValueError(f"model.autoencoder={path} is a conditional VAE; use an unconditional one (the labels "
-                         "condition the latent DDPM)")
-    return net, cfg
+def frozen_autoencoder(parent: Parent, data) -> VAE:
+    """The VAE of the vae run ``parent``, built as the vae adapter builds it from the run's config, its weights
+    copied the first time (from this run's checkpoint afterwards), frozen. ValueError, one line, for a vae run of
+    another data set or a conditional one."""
+    if parent.config is None:
+        raise ValueError(f"the autoencoder run {parent.run}'s config is not at hand: open this run through "
+                         "practice_torch.models (open_run, new_trainer), which reads it off builds_on.json")
+    c = parent.config.model
+    if parent.net is not None:  # the first build: check the run, then copy its weights
+        if parent.config.data.name != data.name or tuple(parent.net.image_shape) != tuple(data.shape):
+            raise ValueError(f"model.autoencoder={parent.run} was trained on {parent.config.data.name}; this run is "
+                             f"on {data.name}")
+        if parent.net.num_classes:
+            raise ValueError(f"model.autoencoder={parent.run} is a conditional VAE; use an unconditional one (the "
+                             "labels condition the latent DDPM)")
+    autoencoder = VAE(image_shape=data.shape, latent_dim=c.latent_dim, architecture=c.architecture,
+                      likelihood=c.likelihood, hidden=c.hidden, channels=c.channels, num_classes=0, beta=c.beta)
+    if parent.net is not None:
+        autoencoder.load_state_dict(parent.net.state_dict())
+    return autoencoder.requires_grad_(False).eval()
 
 
 @torch.no_grad()
@@ -197,9 +163,10 @@ def estimate_scale(autoencoder: VAE, data: DataConfig, n: int) -> float:
     return float(latent_scale(torch.cat(latents)))
 
 
-def build(config: Config, data) -> LatentDiffusion:
-    """Resolve the autoencoder (train or load it) and the scale (estimate it), record both in ``config``, then the
-    MLP DDPM on d-dimensional latents."""
+def build(config: Config, data, parents: dict) -> LatentDiffusion:
+    """The frozen autoencoder of the vae run it builds on (``parents['autoencoder']``) and the scale (``model.
+    latent_scale``, or estimated on its training latents at the first build; from the checkpoint afterwards), then
+    the MLP DDPM on d-dimensional latents."""
     if len(data.shape) != 3 or data.modality != "image":
         raise ValueError(f"latent diffusion uses the conv VAE on (C, H, W) images; {data.name} examples have shape "
                          f"{data.shape}")
@@ -211,23 +178,18 @@ def build(config: Config, data) -> LatentDiffusion:
         raise ValueError(f"model.sample_steps must be in 0..T={config.T}, got {config.sample_steps}")
     if config.latent_scale < 0:
         raise ValueError(f"model.latent_scale must be positive (or 0: estimate it), got {config.latent_scale}")
-    if config.autoencoder_config:  # a recorded run: architecture here, weights in its checkpoint
-        if not config.latent_scale:
-            raise ValueError("model.autoencoder_config is recorded by build together with model.latent_scale; "
-                             "leave it empty to load model.autoencoder")
-        autoencoder = recorded_autoencoder(config.autoencoder_config, data).requires_grad_(False)
-    else:
-        if not config.autoencoder:
-            config.autoencoder = str(train_autoencoder(config, data))
-        autoencoder, ae_cfg = load_autoencoder(config.autoencoder, data)
-        if not config.latent_scale:
-            config.latent_scale = estimate_scale(autoencoder, ae_cfg.data, config.scale_examples)
-        config.autoencoder_config = json.dumps(dataclasses.asdict(ae_cfg.model))
+    parent = parents.get("autoencoder")
+    if parent is None:
+        raise ValueError("latent diffusion builds on a vae run: --set model.autoencoder=RUN_DIR, or leave it empty "
+                         "and train through practice_torch.models, which trains one first")
+    autoencoder = frozen_autoencoder(parent, data)
+    scale = config.latent_scale or (estimate_scale(autoencoder, parent.config.data, config.scale_examples)
+                                    if parent.net is not None else 1.0)  # reopened: the checkpoint's scale
     k = data.num_classes if config.conditional else 0
     denoiser = MLPDenoiser(autoencoder.latent_dim, config.hidden, config.depth, k)
     diffusion = Diffusion(denoiser, Schedule.make(config.schedule, config.T), (autoencoder.latent_dim,), k,
                           images=False, label_dropout=config.label_dropout)
-    return LatentDiffusion(autoencoder, diffusion, config.latent_scale)
+    return LatentDiffusion(autoencoder, diffusion, scale)
 
 
 def draw_noise(net: LatentDiffusion, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
