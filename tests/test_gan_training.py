@@ -254,3 +254,22 @@ def test_the_cgan_names_its_asked_for_class_80_percent_of_the_time(tmp_path):
     assert main(["eval", str(tmp_path / "run"), "--no-sample-metrics"]) == 0
     metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
     assert metrics["class_accuracy"] >= 0.8 and metrics["fid_samples"] <= 0.3 * metrics["fid_untrained"], metrics
+
+
+def test_the_reference_images_are_loaded_with_the_runs_data_options(monkeypatch):
+    """eval's 'training images' reference is the train split of the evaluated split's data set as the run loads it:
+    with data.classes=3 only 3s (the engine's sibling_split), not every digit of the data set by name."""
+    from practice_torch.engine.config import DataConfig
+    from practice_torch.engine.runs import load_split
+    from practice_torch.gan import quality, sampling
+
+    seen = {}
+    monkeypatch.setattr(quality, "image_references", lambda *args, **kw: seen.update(train=args[3], name=args[4]) or {})
+    test = load_split(DataConfig("digits", classes=(3,)), "test")
+    net = gan_training.build(gan_training.Config(architecture="conv", latent_dim=4, channels=(4, 8), fc=16),
+                             get_info("digits"))
+    sampling.references(net, test, torch.Generator().manual_seed(0))
+    labels = {int(seen["train"][i][1]) for i in range(len(seen["train"]))}
+    assert labels == {3} and seen["name"] == "digits"
+    everything = load_split(DataConfig("digits"), "train")  # the control: the data set by name has every digit
+    assert len({int(everything[i][1]) for i in range(len(everything))}) == 10

@@ -27,6 +27,7 @@ from practice_torch.bigan.networks import BiGAN, player_losses
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.engine.runs import sibling_split
 from practice_torch.gan.functions import discriminator_loss
 from practice_torch.gan.quality import untrained_copy
 from practice_torch.models import Artefact
@@ -94,7 +95,6 @@ def build(config: Config, data) -> BiGAN:
         raise ValueError(f"model.n_critic must be 0 (simultaneous updates) or more, got {config.n_critic}")
     net = BiGAN(data.shape, config.latent_dim, config.width, config.joint, config.channels, config.hidden, config.fc,
                 unit_interval=data.modality == "image")
-    net.data_name = data.name  # for eval's probe and references (the training split of the same data set)
     return net
 
 
@@ -209,8 +209,6 @@ def evaluate(net: BiGAN, config: Config, dataset: Dataset, generator: torch.Gene
     """On the held-out set: D's cross-entropy on its pairs (x, E(x)) against as many generated pairs (G(z), z)
     (log 4 at D = 1/2, BiGAN's optimum), the reconstruction errors, with class labels the linear probes, on images
     (``model.eval_references``) the reference FIDs and class shares of ``gan.quality.image_references``."""
-    from practice_torch.data import get_dataset
-
     device, total = _device(net), 0.0
     xs, ys = [], []
     for x, y in DataLoader(dataset, batch_size=1000):
@@ -223,7 +221,7 @@ def evaluate(net: BiGAN, config: Config, dataset: Dataset, generator: torch.Gene
     x, y = torch.cat(xs), torch.cat(ys)
     metrics = {"discriminator_loss": total / len(x), "examples": len(x), **reconstruction_errors(net, x)}
     if y.dtype == torch.int64:
-        train = get_dataset(net.data_name, "train", limit=config.probe_examples)
+        train = sibling_split(dataset, "train", limit=config.probe_examples)  # with the run's data options
         train_xy = tuple(torch.stack(column) for column in zip(*(train[i] for i in range(len(train)))))
         metrics.update(probe_accuracies(net, (train_xy[0], torch.as_tensor(train_xy[1])), (x, y)))
     if len(net.shape) == 1 and y.dtype == torch.int64:
@@ -236,11 +234,11 @@ def evaluate(net: BiGAN, config: Config, dataset: Dataset, generator: torch.Gene
 
 
 def references(net: BiGAN, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
-    """``quality.image_references`` for this net: its samples, an untrained copy's, the training images."""
-    from practice_torch.data import get_dataset
+    """``quality.image_references`` for this net: its samples, an untrained copy's, the training images (loaded
+    with the run's data options: ``engine.runs.sibling_split``)."""
     from practice_torch.gan.quality import REFERENCE_SAMPLES, image_references
 
     n = min(len(dataset), REFERENCE_SAMPLES)
     fresh = untrained_copy(net)
     return image_references(lambda m: generate(net, m, generator), lambda m: generate(fresh, m, generator),
-                            dataset, get_dataset(net.data_name, "train"), net.data_name, n=n)
+                            dataset, sibling_split(dataset, "train"), dataset.run_data.name, n=n)

@@ -95,7 +95,9 @@ class ModelModule(Protocol):
         (reconstructions of ``examples``, held-out (x, y), when given)."""
 
     def evaluate(self, net: nn.Module, config: Any, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
-        """The model's held-out metrics on ``dataset`` (likelihoods, bounds, ...) as plain numbers."""
+        """The model's held-out metrics on ``dataset`` (likelihoods, bounds, ...) as plain numbers. ``dataset`` is
+        the split the engine loaded with the run's data options; an evaluation that needs another split (a GAN's
+        training images) loads it the same way, ``engine.runs.sibling_split(dataset, "train")``, never by name."""
 
 
 INTERFACE = ("HEADLINE", "Config", "default_config", "build", "draw_noise", "sample", "evaluate")

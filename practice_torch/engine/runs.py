@@ -127,10 +127,13 @@ def keep_classes(dataset: Dataset, classes: Sequence[int], info: DatasetInfo, li
 
 def load_split(data: DataConfig, split: str, limit: int | None = None) -> Dataset:
     """One split of the run's data set (DatasetMissing, one line, if it is not on this machine), restricted to
-    ``data.classes`` when set (``limit`` then counts the kept examples)."""
+    ``data.classes`` when set (``limit`` then counts the kept examples). The split carries its run's data section as
+    ``run_data``, so that an evaluation handed one split loads another the same way (``sibling_split``)."""
     if data.classes is not None:
-        return keep_classes(load_split(dataclasses.replace(data, classes=None), split), data.classes,
+        kept = keep_classes(load_split(dataclasses.replace(data, classes=None), split), data.classes,
                             registry_entry(data.name), limit)
+        kept.run_data = data
+        return kept
     options: dict[str, Any] = {"limit": limit}
     if data.download:
         options["download"] = True
@@ -141,9 +144,17 @@ def load_split(data: DataConfig, split: str, limit: int | None = None) -> Datase
         if option not in accepted:
             raise ConfigError(f"data set {data.name} has no option {option!r} (data.{option})")
     try:
-        return get_dataset(data.name, split, data.data_dir, **options)
+        dataset = get_dataset(data.name, split, data.data_dir, **options)
     except ValueError as exc:  # a value the loader rejects, e.g. an unknown view
         raise ConfigError(f"data set {data.name}: {exc}") from None
+    dataset.run_data = data
+    return dataset
+
+
+def sibling_split(dataset: Dataset, split: str, limit: int | None = None, **changes) -> Dataset:
+    """Another split of the data set ``dataset`` (a split ``load_split`` loaded, as ``evaluate`` is handed) with the
+    same options (data_dir, view, classes; ``changes`` replaces some, e.g. classes=None for every class)."""
+    return load_split(dataclasses.replace(dataset.run_data, **changes), split, limit)
 
 
 @dataclasses.dataclass(frozen=True)

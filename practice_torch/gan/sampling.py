@@ -30,15 +30,16 @@ def generate(net: Adversarial, n: int, generator: torch.Generator, y=None) -> to
 
 
 def references(net: Adversarial, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
-    """``quality.image_references`` for this net: its samples, an untrained copy's, the training images."""
-    from practice_torch.data import get_dataset
+    """``quality.image_references`` for this net: its samples, an untrained copy's, the training images (the
+    training split of ``dataset``'s data set, loaded with the run's options: ``engine.runs.sibling_split``)."""
     from practice_torch.data.audio import mel_picture
+    from practice_torch.engine.runs import sibling_split
     from practice_torch.gan.quality import REFERENCE_SAMPLES, image_references, untrained_copy
 
     n = min(len(dataset), REFERENCE_SAMPLES)
     y = torch.arange(n) % net.num_classes if net.num_classes else None
     fresh = untrained_copy(net)
-    view = {"view": net.data_view} if getattr(net, "data_view", None) else {}
+    data = dataset.run_data
     return image_references(lambda m: generate(net, m, generator, y), lambda m: generate(fresh, m, generator, y),
-                            dataset, get_dataset(net.data_name, "train", **view), net.data_name, labels=y,
-                            n=n, picture=mel_picture if view else None)
+                            dataset, sibling_split(dataset, "train"), data.name, labels=y,
+                            n=n, picture=mel_picture if data.view == "mel" else None)

@@ -118,10 +118,8 @@ def build(config: Config, data) -> Adversarial:
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       data.num_classes if config.conditional else 0, critic_norm=True,
                       unit_interval=data.modality == "image")
-    net.data_view = "mel" if data.modality == "audio" else None  # the view eval's reference images are loaded in
     if config.r1 < 0:
         raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
-    net.data_name = data.name  # for eval's references (the training images of the same data set)
     return net
 
 

@@ -120,7 +120,6 @@ def build(config: Config, data) -> Adversarial:
         raise ValueError(f"model.n_critic must be at least 1 (critic steps per generator step), got {config.n_critic}")
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       critic_norm=False, unit_interval=data.modality == "image")
-    net.data_name = data.name  # for eval's references (the training images of the same data set)
     return net
 
 
