@@ -212,6 +212,9 @@ def test_sample_and_eval_take_model_overrides_and_refuse_others(copy, capsys):
     assert_user_error(cli(capsys, "sample", str(copy), "--set", "model.nope=1"), "unknown config key 'model.nope'")
     assert_user_error(cli(capsys, "sample", str(copy), "--set", "model.latent_dim=3"),
                       "model.latent_dim is fixed by the checkpoint")  # the VAE's ARCHITECTURE
+    assert_user_error(cli(capsys, "eval", str(copy), "--set", "model.beta=4"),
+                      "model.beta: only the training step reads it, so it changes nothing here; sample and eval of "
+                      "vae may change model.nll_samples, model.nll_examples")  # neither ARCHITECTURE nor USE
     assert snapshot(copy) == before
     code, _, _ = cli(capsys, "eval", str(copy), "--no-sample-metrics", "--set", "model.nll_examples=8")
     assert code == 0 and json.loads((copy / "eval_test.json").read_text())["nll_examples"] == 8

@@ -364,7 +364,7 @@ def test_negative_control_a_topic_that_opens_a_run_is_caught(tmp_path):
     assert registry_calls(root) == {"practice_torch/toy/training.py: open_run"}
 
 
-def test_what_a_checkpoint_fixes_names_fields_of_the_models_config():
+def test_what_a_checkpoint_fixes_and_what_sample_may_change_name_fields_of_the_models_config():
     import dataclasses
 
     from practice_torch.models import MODELS, get_model
@@ -374,4 +374,6 @@ def test_what_a_checkpoint_fixes_names_fields_of_the_models_config():
     for name, module in declared.items():
         fields = {f.name for f in dataclasses.fields(module.Config)}
         assert set(module.ARCHITECTURE) <= fields, f"{name}: {set(module.ARCHITECTURE) - fields} are not config keys"
+        assert set(module.USE) <= fields, f"{name}: {set(module.USE) - fields} are not config keys"
+        assert not set(module.USE) & set(module.ARCHITECTURE), f"{name}: {set(module.USE) & set(module.ARCHITECTURE)}"
     assert not {"latent_dims"} <= {f.name for f in dataclasses.fields(declared["vae"].Config)}  # a misspelt key fails

@@ -74,6 +74,8 @@ default_config = preset_config("autoencoder", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "code_dim", "hidden", "channels", "objective", "holdout_class", "log_mel")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("eval_noise_std", "noise_examples")
 
 
 def build(config: Config, data) -> Autoencoder:

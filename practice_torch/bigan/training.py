@@ -78,6 +78,8 @@ default_config = preset_config("bigan", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("latent_dim", "hidden", "width", "joint", "channels", "fc")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("eval_references", "probe_examples")
 CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
                        2: "D, and E with G, each have their own optimizer; no step counter in the weights"}
 

@@ -70,6 +70,8 @@ default_config = preset_config("cnf", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("hidden", "time_input", "activation")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("eval_atol", "eval_rtol", "sample_method", "sample_steps", "frames", "grid", "eval_examples", "nll_examples")
 
 
 def build(config: Config, data) -> CNF:

@@ -98,6 +98,8 @@ default_config = preset_config("coupling_flows", PRESETS)
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("coupling", "glow", "scales", "checker_steps", "channel_steps", "hidden", "blocks", "layers",
                 "alpha", "levels")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("temperatures", "temperature", "eval_examples", "eval_draws")
 
 
 class Flow(nn.Module):

@@ -113,6 +113,8 @@ default_config = preset_config("ddpm", PRESETS)
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("schedule", "T", "denoiser", "channels", "channel_mults", "num_res_blocks", "attention_levels",
                 "heads", "hidden", "depth", "conditional", "log_mel")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_x0", "chain_frames", "nll_examples", "nll_timesteps")
 
 
 def build(config: Config, data) -> Diffusion:

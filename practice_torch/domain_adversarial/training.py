@@ -72,6 +72,8 @@ default_config = preset_config("domain_adversarial", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("target", "channels", "hidden", "domain_hidden", "groups")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("pad_examples",)
 CHECKPOINT_VERSIONS = {1: "a step counter in the weights (lambda's schedule)",
                        2: "no step counter: lambda's schedule reads the engine's step number"}
 

@@ -82,6 +82,8 @@ default_config = preset_config("ebm", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "mlp_hidden", "conv_channels", "conv_hidden", "buffer_size")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("sample_steps", "step_size", "temperature", "ood", "eval_examples")
 
 
 def build(config: Config, data) -> EBM:

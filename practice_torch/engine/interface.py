@@ -51,6 +51,8 @@ class ModelModule(Protocol):
     ``engine.runs.Parent``s, opened by ``practice_torch.models`` when the run starts (with their networks) and read
     off the run's builds_on.json when it is reopened (without); ``inherit(config, parents) -> config`` gives the
     model keys it takes from them, resolved once and recorded in config.json.
+    ``USE: tuple[str, ...]``: the ``model.*`` keys ``sample`` and ``eval`` read, the only ones their ``--set`` accepts
+    (the others are fixed by the checkpoint or read by the training step only).
     ``ARCHITECTURE: tuple[str, ...]``: the ``model.*`` keys the checkpoint fixes; ``--resume`` refuses a change to
     these only and ``sample``/``eval --set`` refuse them (without it every model key is fixed on resume).
     ``CHECKPOINT_VERSIONS = {version: what changed}``: a model whose weights or training state changed shape

@@ -232,12 +232,18 @@ def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overr
         if bad:
             raise ConfigError(f"--set {bad[0]!r}: sample and eval take model.KEY=VALUE only (e.g. a sampler setting); "
                               "data and train keys are fixed by the run")
-        fixed = [item for item in overrides
-                 if item.strip().removeprefix("model.").split("=")[0].strip() in getattr(module, "ARCHITECTURE", ())]
+        keys = [item.strip().removeprefix("model.").split("=")[0].strip() for item in overrides]
+        fixed = [k for k in keys if k in getattr(module, "ARCHITECTURE", ())]
         if fixed:
-            raise ConfigError(f"--set {fixed[0]!r}: {fixed[0].split('=')[0].strip()} is fixed by the checkpoint (the "
-                              "network and what its weights mean); sample and eval may change how the net is used "
-                              "(e.g. a sampler setting)")
+            raise ConfigError(f"--set model.{fixed[0]}: model.{fixed[0]} is fixed by the checkpoint (the network and "
+                              "what its weights mean); sample and eval may change how the net is used (e.g. a sampler "
+                              "setting)")
+        use = getattr(module, "USE", None)  # what sample and eval may change; the rest only the training step reads
+        stepwise = [k for k in keys if use is not None and k not in use and k in _field_names(module.Config)]
+        if stepwise:
+            allowed = ", ".join(f"model.{k}" for k in use) or "none of its keys"
+            raise ConfigError(f"--set model.{stepwise[0]}: only the training step reads it, so it changes nothing "
+                              f"here; sample and eval of {cfg.model_name} may change {allowed}")
         cfg = apply_overrides(cfg, list(overrides))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -248,6 +254,10 @@ def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overr
         weights = {**weights, **state["ema"]["shadow"]}
     load_weights_into(net, weights, run_dir)
     return module, cfg, net.to(device).eval()
+
+
+def _field_names(config_class: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_class)}
 
 
 def held_out_examples(data: DataConfig, n: int):

@@ -73,6 +73,8 @@ default_config = preset_config("f_divergence", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("divergence", "architecture", "latent_dim", "hidden", "channels", "fc")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ()
 CHECKPOINT_VERSIONS = {1: "one optimizer for both players, one gradient clip over both",
                        2: "the critic and the generator each have their own optimizer and clip"}
 

@@ -108,6 +108,8 @@ default_config = preset_config("flow_matching", PRESETS)
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "hidden", "depth", "channels", "channel_mults", "num_res_blocks", "attention_levels",
                 "heads", "conditional", "cond_dim")
+USE = ("guidance_scale", "method", "ode_steps", "atol", "rtol", "frames", "density_grid", "eval_examples",
+       "nll_examples")  # what sample and eval --set may change
 
 
 

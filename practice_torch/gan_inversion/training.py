@@ -99,6 +99,8 @@ default_config = preset_config("gan_inversion", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("generator", *GAN_KEYS, "encoder_channels", "encoder_fc", "groups")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("inversion_steps", "inversion_lr", "prior_weight", "start", "eval_examples", "eval_features")
 
 
 # Building: the frozen generator of a gan run and the encoder -----------------------------------------------------

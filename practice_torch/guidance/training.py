@@ -78,6 +78,8 @@ default_config = preset_config("guidance", PRESETS)
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("schedule", "T", "channels", "channel_mults", "num_res_blocks", "attention_levels", "heads",
                 "dropout")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("eval_buckets", "eval_examples", "sample_levels")
 
 
 class Guide(nn.Module):

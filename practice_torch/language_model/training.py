@@ -79,6 +79,8 @@ default_config = preset_config("language_model", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "context", "dim", "layers", "heads", "tie", "position",)
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("strategy", "prompt", "temperature", "top_k", "top_p", "beam", "sample_length", "bpe_merges")
 
 
 def build(config: Config, data) -> LanguageModel:

@@ -88,6 +88,8 @@ default_config = preset_config("latent_diffusion", PRESETS)
 ARCHITECTURE = ("autoencoder", "autoencoder_root", "autoencoder_preset", "autoencoder_steps",
                 "autoencoder_latent_dim", "autoencoder_beta", "latent_scale", "schedule", "T", "hidden", "depth",
                 "conditional")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("sampler", "sample_steps", "eta", "guidance_scale", "chain_frames", "eval_examples")
 BUILDS_ON = {"autoencoder": "vae"}  # the frozen stage 1 (engine.runs.Parent)
 
 

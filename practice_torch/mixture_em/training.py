@@ -76,6 +76,8 @@ default_config = preset_config("mixture_em", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("components", "covariance_type", "features", "feature_dim")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ()
 
 
 class FrozenFeatures(nn.Module):

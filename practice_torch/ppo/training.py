@@ -119,6 +119,8 @@ default_config = preset_config("ppo", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = (*LM_ARCHITECTURE, "reward_model", "hidden")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("judge", "letters", "eval_prompts", "prompt_length", "response_length")
 BUILDS_ON = {**REFERENCE, "reward_model": "reward_model"}  # the runs a fine-tuning run starts from and is judged by
 CHECKPOINT_VERSIONS = {1: "a step counter in the weights (the rollout's cycle)",
                        2: "the rollout's cycle reads the engine's step number",

@@ -77,6 +77,8 @@ default_config = preset_config("rbm", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("hidden", "persistent", "chains")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("gibbs_steps", "ais_runs", "ais_steps")
 
 
 def binarise(x: torch.Tensor) -> torch.Tensor:

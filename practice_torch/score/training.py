@@ -84,6 +84,8 @@ default_config = preset_config("score", PRESETS)
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "sigma_max", "sigma_min", "num_levels", "hidden", "depth", "channels",
                 "channel_mults", "num_res_blocks", "attention_levels")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("steps_per_level", "step_lr", "sample_levels", "final_denoise", "eval_examples")
 
 
 def build(config: Config, data) -> NCSN:

@@ -98,6 +98,8 @@ default_config = preset_config("ssm", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("kind", "channels", "layers", "state", "expand", "conv_width", "rank", "sample_rate", "levels")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("context", "strategy", "prompt", "temperature", "top_k", "top_p", "beam", "sample_length", "sample_seconds")
 
 
 def build(config: Config, data) -> SSMStack:

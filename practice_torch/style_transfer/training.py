@@ -81,6 +81,8 @@ default_config = preset_config("style_transfer", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("domain_a", "domain_b", "width", "blocks", "channels", "fc")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ()
 CHECKPOINT_VERSIONS = {1: "the players shared one optimizer, a step counter in the weights",
                        2: "the discriminators and the translators each have their own optimizer; no step counter"}
 

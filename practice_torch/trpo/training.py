@@ -99,6 +99,8 @@ default_config = preset_config("trpo", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = (*LM_ARCHITECTURE, "hidden")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("judge", "letters", "eval_prompts", "prompt_length", "response_length")
 
 
 def check(config: Config) -> None:

@@ -79,6 +79,8 @@ default_config = preset_config("vae", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood", "conditional", "log_mel",)
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("nll_samples", "nll_examples")
 
 
 def build(config: Config, data) -> VAE:

@@ -104,6 +104,8 @@ default_config = preset_config("vq_vae", PRESETS)
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("stage", "num_codes", "code_dim", "channels", "groups", "log_mel", "vq_vae", "prior_dim",
                 "prior_layers", "prior_heads")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("temperature",)
 CHECKPOINT_VERSIONS = {1: "a step counter in the quantiser's buffers", 2: "the restarts read the engine's step number"}
 
 

@@ -73,6 +73,8 @@ default_config = preset_config("wavenet", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("sample_rate", "levels", "channels", "skip", "kernel", "cycle", "repeats", "amplitude", "clock")
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("sample_seconds", "temperature")
 
 
 def build(config: Config, data) -> WaveNet:

@@ -101,6 +101,8 @@ default_config = preset_config("wgan", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "fc",)
+# What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
+USE = ("eval_references",)
 # What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
 CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
                        2: "each player has its own optimizer, no step counter in the weights"}
