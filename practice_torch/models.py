@@ -119,9 +119,9 @@ def parents_of(module: ModelModule, cfg: Any, reopened: Path | None = None) -> d
                 for key, r in read_builds_on(reopened).items()}
     parents = {}
     for key, model_name in module.BUILDS_ON.items():
-        path = Path(getattr(cfg.model, key))
         if not getattr(cfg.model, key):
             continue
+        path = Path(getattr(cfg.model, key))
         try:
             found = run_model_name(path)
         except (RunError, OSError) as exc:

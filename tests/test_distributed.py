@@ -114,7 +114,7 @@ def test_latent_diffusion_trains_its_autoencoder_under_torchrun(tmp_path):
     out, root = tmp_path / "latent", tmp_path / "autoencoders"
     proc = python(*TORCHRUN, "-m", "practice_torch", "train", "latent_diffusion", "--dataset", "digits", "--steps", "4",
                   "--out", str(out), "--set", f"model.autoencoder_root={root}", *LATENT)
-    assert proc.stdout.count("training the autoencoder") == 1, "rank 0 alone reports"
+    assert proc.stdout.count("training its autoencoder") == 1, "rank 0 alone reports"
     (autoencoder,) = root.iterdir()
     assert (autoencoder / "checkpoints" / "step_0000015.safetensors").is_file()
     assert json.loads((out / "config.json").read_text())["model"]["autoencoder"] == str(autoencoder)

@@ -46,8 +46,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
+PANELS_PER_ROW = 4
+
+
 def plot_losses(run_dir: Path, out: Path) -> Path | None:
-    """One panel per logged quantity (loss, the model's terms, grad norm, lr) against the step, as a PNG."""
+    """One panel per logged quantity (loss, the model's terms, grad norm, lr) against the step, ``PANELS_PER_ROW``
+    to a row, as a PNG."""
     records = read_metrics(run_dir)
     if not records:
         return None
@@ -57,16 +61,24 @@ def plot_losses(run_dir: Path, out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     names = [k for k in records[-1] if k not in NOT_PLOTTED]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    cols = min(PANELS_PER_ROW, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows + 0.4), squeeze=False)
     steps = [r["step"] for r in records]
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes.flat, names):
         ax.plot(steps, [float(r.get(name, "nan")) for r in records], lw=1.2)
-        ax.set_title(name)
-        ax.set_xlabel("step")
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
         if name in ("grad_norm",):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("step", fontsize=8)
+    # a fixed layout: tight_layout measures every panel's text, which cost more than the plot itself
+    fig.subplots_adjust(left=0.07 if cols < 3 else 0.045, right=0.98, bottom=0.4 / (2.4 * rows + 0.4) + 0.06,
+                        top=1 - 0.35 / (2.4 * rows + 0.4), wspace=0.32, hspace=0.5)
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
