@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from practice_torch.engine import RunError
+from practice_torch.engine import RunError, distributed
 from practice_torch.engine.checkpoint import latest_step
 from practice_torch.engine.config import from_dict, to_dict
 from practice_torch.engine.interface import INTERFACE, Artefact, ModelModule, missing_names
@@ -73,10 +74,14 @@ def new_trainer(cfg: Any, run_dir: Path, resume: bool = False):
     """The engine's ``Trainer`` for ``cfg`` (an ``engine.config.RunConfig``), handed the model it names and the runs
     it builds on (``parents``), its config completed by what it inherits from them."""
     module = get_model(cfg.model_name)
-    if not resume:
+    joined = False
+    if not resume and hasattr(module, "prerequisite_runs"):
+        # under torchrun the runs trained first share this run's process group, joined here and left by this run
+        # (a group left and joined again in one launch can hang the rendezvous)
+        joined = distributed.setup(cfg.train.device)[2]
         cfg = with_prerequisites(module, cfg)
     parents = parents_of(module, cfg, run_dir if resume else None)
-    return Trainer(module, inherited(module, cfg, parents), run_dir, resume, parents)
+    return Trainer(module, inherited(module, cfg, parents), run_dir, resume, parents, leaves_group=joined)
 
 
 def with_prerequisites(module: ModelModule, cfg: Any) -> Any:
@@ -92,7 +97,7 @@ def with_prerequisites(module: ModelModule, cfg: Any) -> Any:
         run_dir = Path(need.root) / f"{need.model}-{cfg.data.name}-{digest}"
         done = latest_step(run_dir / CHECKPOINTS)
         if done != run_cfg.train.steps:
-            if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+            if os.environ.get("RANK", "0") == "0":  # under torchrun, before any process group: rank 0 reports
                 print(f"{cfg.model_name}: training its {key} ({run_cfg.train.steps} {need.model} steps) into {run_dir}")
             trainer = new_trainer(run_cfg, run_dir, resume=done is not None)
             try:

@@ -146,7 +146,7 @@ class Trainer:
     """Everything is checked and loaded here (data, network, checkpoint); nothing is written before ``run``."""
 
     def __init__(self, model: ModelModule, cfg: RunConfig, run_dir: Path, resume: bool = False,
-                 parents: dict[str, Parent] | None = None):
+                 parents: dict[str, Parent] | None = None, leaves_group: bool = False):
         self.cfg, self.run_dir, t = cfg, run_dir, cfg.train
         # the trained runs this one builds on (a model's BUILDS_ON): handed in by practice_torch.models, which opens
         # them through the registry; on resume, without one, those its builds_on.json records
@@ -156,6 +156,7 @@ class Trainer:
         self.versions = getattr(model, "CHECKPOINT_VERSIONS", None)  # {version: what changed}; None: version 1
         info = dataset_info(cfg.data)
         self.procs, self.device, self.joined_group = distributed.setup(t.device)
+        self.joined_group |= leaves_group  # a group its caller joined for it (practice_torch.models, prerequisites)
         # train.threads fixes the team (small-op models, flows and EM, run faster on one); 0 on a CPU: the cores other
         # processes leave free, read as the run goes (engine/threads.py)
         self.threads = ThreadCount(t.threads, adaptive=self.device.type == "cpu")
