@@ -183,6 +183,14 @@ class Prerequisite:
     root: str
 
 
+def inherited_keys(config: Any, parent: Parent | None, keys: Sequence[str]) -> Any:
+    """A model's ``inherit`` for one parent: ``config`` (a model section) with ``keys`` taken from the parent run's
+    model section; unchanged without the parent or its config."""
+    if parent is None or parent.config is None:
+        return config
+    return dataclasses.replace(config, **{key: getattr(parent.config.model, key) for key in keys})
+
+
 def write_builds_on(run_dir: Path, parents: dict[str, Parent]) -> None:
     """RUN/builds_on.json: each parent's folder, model, step and config, what the run was built from."""
     record = {key: {"run": p.run, "model": p.model, "step": p.step, "config": to_dict(p.config) if p.config else None}

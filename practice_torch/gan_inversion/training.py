@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from practice_torch.autoencoder.functions import reconstruction_mse
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.engine.runs import inherited_keys
 from practice_torch.gan.networks import Adversarial
 from practice_torch.gan_inversion.networks import (
     Encoder,
@@ -107,10 +108,7 @@ USE = ("inversion_steps", "inversion_lr", "prior_weight", "start", "eval_example
 def inherit(config: Config, parents: dict) -> Config:
     """The config with its gan run's generator settings (``GAN_KEYS``): what the engine records before the first
     build (``practice_torch.models.inherited``)."""
-    parent = parents.get("generator")
-    if parent is None or parent.config is None:
-        return config
-    return replace(config, **{key: getattr(parent.config.model, key) for key in GAN_KEYS})
+    return inherited_keys(config, parents.get("generator"), GAN_KEYS)
 
 
 def check_gan(parent, data) -> None:

@@ -10,11 +10,12 @@ policy with the engine's uniforms, and the per-character log-probabilities and e
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from practice_torch.engine.runs import inherited_keys
 from practice_torch.language_model.networks import LanguageModel, build_language_model, generate
 from practice_torch.policy_gradient.functions import action_log_probs, sequence_log_prob
 
@@ -49,10 +50,7 @@ def build_lm(s: LanguageSettings, vocab_size: int) -> LanguageModel:
 def inherit(s: LanguageSettings, parents: dict) -> LanguageSettings:
     """The settings with the reference run's language-model keys (``LM_KEYS``): what the engine records in the
     fine-tuned run's config before its first build (``practice_torch.models.inherited``)."""
-    reference = parents.get("reference")
-    if reference is None or reference.config is None:
-        return s
-    return replace(s, **{key: getattr(reference.config.model, key) for key in LM_KEYS})
+    return inherited_keys(s, parents.get("reference"), LM_KEYS)
 
 
 def check_episode(s: LanguageSettings) -> None:

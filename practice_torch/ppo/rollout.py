@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from practice_torch.data.control import OBSERVATIONS, SOLVED, Environments, make_env
+from practice_torch.data.control import OBSERVATIONS, SOLVED, Environments, EpisodeSeeds, make_env
 from practice_torch.engine.interface import Artefact
 from practice_torch.ppo.functions import gae
 
@@ -161,16 +161,18 @@ def greedy_episode(policy: nn.Module, env_name: str, seed: int) -> np.ndarray:
     return np.asarray(rows, np.float64)
 
 
-def greedy_returns(policy: nn.Module, env_name: str, seeds) -> dict[str, float]:
-    """The greedy policy's returns over the episodes of ``seeds``: mean, sd, min and max."""
+def greedy_returns(policy: nn.Module, episodes: EpisodeSeeds) -> dict[str, float]:
+    """The greedy policy's returns over a split's episodes (``eval``): mean, sd, min and max."""
+    env_name, seeds = episodes.environment, episodes.seeds.tolist()
     returns = np.array([greedy_episode(policy, env_name, int(s))[:, -1].sum() for s in seeds])
     return {"mean_return": float(returns.mean()), "std_return": float(returns.std()),
             "min_return": float(returns.min()), "max_return": float(returns.max()), "episodes": len(returns)}
 
 
-def episode_artefacts(policy: nn.Module, env_name: str, seeds) -> list[Artefact]:
-    """What the samples of a control run show: each greedy episode's observations over time, one panel each
-    (an image), and their returns (text)."""
+def episode_artefacts(policy: nn.Module, episodes: EpisodeSeeds, n: int) -> list[Artefact]:
+    """What the samples of a control run show: the first n of a split's episodes played greedily, each one's
+    observations over time, one panel each (an image), and their returns (text)."""
+    env_name, seeds = episodes.environment, episodes.seeds[:n].tolist()
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -242,7 +242,7 @@ def evaluate(net, config: Config, dataset, generator: torch.Generator) -> dict[s
     """A control task: the greedy policy's returns on the split's episodes. The language model:
     ``policy_gradient.fine_tuning.fine_tuning_metrics`` of the TRPO policy."""
     if isinstance(net, control.ActorCritic):
-        return control.greedy_returns(net.policy, dataset.environment, dataset.seeds.tolist())
+        return control.greedy_returns(net.policy, dataset)
     return pg.fine_tuning_metrics(net, config, dataset, generator)
 
 
@@ -250,7 +250,7 @@ def sample(net, config: Config, n: int, generator: torch.Generator, examples=Non
     """A control task: ``n`` greedy episodes of the validation split. The language model: as REINFORCE's, the
     policy's responses, and side by side with the reference's."""
     if isinstance(net, control.ActorCritic):  # examples: the validation split's episodes (EpisodeSeeds)
-        return control.episode_artefacts(net.policy, examples.environment, examples.seeds[:n].tolist())
+        return control.episode_artefacts(net.policy, examples, n)
     return pg.sample(net, config, n, generator, examples)
 
 

@@ -29,6 +29,7 @@ from practice_torch.autoencoder.functions import reconstruction_mse
 from practice_torch.data import DatasetMissing
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.engine.runs import inherited_keys
 from practice_torch.models import Artefact
 from practice_torch.vq_vae.functions import code_usage, perplexity
 from practice_torch.vq_vae.networks import VQVAE, CodePrior, VQVAEWithPrior
@@ -126,10 +127,7 @@ def build_vq_vae(config: Config, data) -> VQVAE:
 def inherit(config: Config, parents: dict) -> Config:
     """The prior stage's config with its vq_vae run's settings (``VQ_KEYS``): what the engine records before the
     first build (``practice_torch.models.inherited``)."""
-    parent = parents.get("vq_vae")
-    if parent is None or parent.config is None:
-        return config
-    return replace(config, **{key: getattr(parent.config.model, key) for key in VQ_KEYS})
+    return inherited_keys(config, parents.get("vq_vae"), VQ_KEYS)
 
 
 def build(config: Config, data, parents: dict) -> VQVAE | VQVAEWithPrior:
