@@ -8,6 +8,8 @@ commits whose fingerprints agree trained bit-identical networks.
     python -m benchmarks.fingerprints --out before.json            # on the old commit
     python -m benchmarks.fingerprints --compare before.json        # on the new one: which models moved
 
+``--rename [MODEL:]OLD=NEW`` (repeatable) compares a weight the old commit named ``OLD...`` with the new one's
+``NEW...`` (a module renamed, its numbers kept), in MODEL's run only or in every run.
 ``--compare`` names, model by model, the weights that changed, the ones only one side has (a counter buffer dropped,
 say) and whether the optimizer's state agrees; it exits with 1 if any model's common weights differ.
 """
@@ -93,15 +95,30 @@ def fingerprint(name: str, steps: int, runs: dict[str, str]) -> dict:
                 "loss": json.loads(lines[-1])["loss"] if lines else None, "step": trainer.step}
 
 
-def compare(before: dict, after: dict) -> tuple[list[str], bool]:
-    """(a line per model of ``after``, whether every model both sides ran kept its common weights)."""
+def rename_option(text: str) -> tuple[str, str, str] | None:
+    """``[MODEL:]OLD=NEW`` -> (MODEL or "", OLD, NEW); None when OLD or NEW is missing."""
+    scope, _, pair = text.rpartition(":")
+    old, _, new = pair.partition("=")
+    return (scope, old, new) if old and new else None
+
+
+def renamed(weights: dict[str, str], renames: list[tuple[str, str]]) -> dict[str, str]:
+    """``weights`` with each key starting with a renamed prefix (old, new) given the new prefix."""
+    def rename(key: str) -> str:
+        return next((new + key[len(old):] for old, new in renames if key.startswith(old)), key)
+    return {rename(k): v for k, v in weights.items()}
+
+
+def compare(before: dict, after: dict, renames: list[tuple[str, str, str]] = ()) -> tuple[list[str], bool]:
+    """(a line per model of ``after``, whether every model both sides ran kept its common weights); ``renames``:
+    (model or "" for every model, old, new) prefixes of the weights' names in ``before`` and ``after``."""
     lines, same = [], True
     for name in sorted(after):
         a, b = before.get(name), after.get(name)
         if a is None or b is None or "error" in a or "error" in b:
             lines.append(f"{name}: not comparable ({(a or {}).get('error', 'absent')} / {(b or {}).get('error', 'absent')})")
             continue
-        wa, wb = a["weights"], b["weights"]
+        wa, wb = renamed(a["weights"], [(old, new) for model, old, new in renames if model in ("", name)]), b["weights"]
         changed = sorted(k for k in wa.keys() & wb.keys() if wa[k] != wb[k])
         gone, new = sorted(wa.keys() - wb.keys()), sorted(wb.keys() - wa.keys())
         optimizer = "optimizer same" if a["optimizer"] == b["optimizer"] else "optimizer CHANGED"
@@ -119,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", help="default: every trainable model")
     parser.add_argument("--out", type=Path, help="write the fingerprints here (JSON)")
     parser.add_argument("--compare", type=Path, help="compare with fingerprints written before")
+    parser.add_argument("--rename", action="append", default=[], metavar="[MODEL:]OLD=NEW",
+                        help="a weight-name prefix the old commit called OLD and this one NEW (in MODEL's run only)")
     parser.add_argument("--references", type=Path, default=Path("runs/fingerprints"),
                         help="where the runs the fine-tuning models build on are trained once (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -128,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.models or ()) - set(every))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(every)}")
+    renames = [rename_option(item) for item in args.rename]
+    if not all(renames):
+        parser.error(f"--rename takes [MODEL:]OLD=NEW weight-name prefixes, got {' '.join(args.rename)}")
     torch.set_num_threads(1)
     runs = prerequisites(args.references, args.steps)
     results = {}
@@ -142,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     if args.compare:
-        lines, same = compare(json.loads(args.compare.read_text()), results)
+        lines, same = compare(json.loads(args.compare.read_text()), results, renames)
         print("\n".join(lines))
         return 0 if same else 1
     return 0

@@ -220,3 +220,22 @@ def test_shared_cpu_runs_each_setting_and_compares_it_with_the_workarounds(monke
     engine_rows = {r["busy_processes"]: r for r in rows if r["setting"] == "engine"}
     assert engine_rows[1]["vs_best_workaround"] == 2000.0 / 1900.0
     assert engine_rows[0]["vs_idle_all_threads"] == 3900.0 / 4000.0
+
+
+def test_fingerprints_compare_a_renamed_weight_under_its_new_name_in_the_named_model_only():
+    from benchmarks.fingerprints import compare, rename_option
+
+    assert rename_option("gan:critic.=discriminator.") == ("gan", "critic.", "discriminator.")
+    assert rename_option("critic.=discriminator.") == ("", "critic.", "discriminator.")
+    assert rename_option("gan:critic.") is None
+    before = {"gan": {"weights": {"critic.w": "a", "generator.w": "b"}, "optimizer": "o"},
+              "wgan": {"weights": {"critic.w": "c"}, "optimizer": "o"}}
+    after = {"gan": {"weights": {"discriminator.w": "a", "generator.w": "b"}, "optimizer": "o"},
+             "wgan": {"weights": {"critic.w": "c"}, "optimizer": "o"}}
+    lines, same = compare(before, after, [rename_option("gan:critic.=discriminator.")])
+    assert same and lines == ["gan: bit-identical, optimizer same", "wgan: bit-identical, optimizer same"]
+    lines, _ = compare(before, after)  # negative control: without the rename the names differ
+    assert "only before: critic.w" in lines[0] and "only after: discriminator.w" in lines[0]
+    after["gan"]["weights"]["generator.w"] = "changed"
+    lines, same = compare(before, after, [rename_option("gan:critic.=discriminator.")])
+    assert not same and "1 weights CHANGED (generator.w)" in lines[0]

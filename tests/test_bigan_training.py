@@ -57,16 +57,16 @@ def test_the_discriminator_judges_pairs_one_by_one():
     assert not torch.allclose(net.discriminator(x, z.roll(1, 0)), logits)  # the same x with other codes: D sees z
 
 
-@pytest.mark.parametrize("n_critic", [2, 0])
-def test_a_step_is_a_round_of_the_game_each_player_on_its_own_optimizer(tmp_path, n_critic):
-    """n_critic updates of D, then one of E and G together (n_critic = 0: all at once); each AdamW counts its own."""
+@pytest.mark.parametrize("discriminator_steps", [2, 0])
+def test_a_step_is_a_round_of_the_game_each_player_on_its_own_optimizer(tmp_path, discriminator_steps):
+    """discriminator_steps updates of D, then one of E and G together (0: all at once); each AdamW counts its own."""
     cfg = apply_overrides(bigan_training.default_config("quick", "gaussians"), [
         "model.hidden=16,16", "model.latent_dim=2", "model.width=16", "model.joint=16", "train.batch_size=16",
-        "data.limit=64", "train.samples=10", "train.device=cpu", f"model.n_critic={n_critic}"])
+        "data.limit=64", "train.samples=10", "train.device=cpu", f"model.discriminator_steps={discriminator_steps}"])
     trainer = new_trainer(cfg, tmp_path / "run")
     trainer.run(stop_at=2)
     d, eg = trainer.optimizers["discriminator"], trainer.optimizers["encoder_generator"]
-    assert adam_steps(d) == {2 * max(n_critic, 1)} and adam_steps(eg) == {2}
+    assert adam_steps(d) == {2 * max(discriminator_steps, 1)} and adam_steps(eg) == {2}
     assert {id(p) for group in eg.param_groups for p in group["params"]} == {
         id(p) for p in [*trainer.net.encoder.parameters(), *trainer.net.generator.parameters()]}
 
@@ -169,7 +169,7 @@ def _open(run):
 
 @pytest.mark.parametrize("argv, message", [
     (["--set", "model.r1=-1"], "model.r1 is the weight of a penalty"),
-    (["--set", "model.n_critic=-1"], "n_critic must be 0"),
+    (["--set", "model.discriminator_steps=-1"], "discriminator_steps must be 0"),
     (["--set", "model.channels=4"], "needs two model.channels"),
     (["--set", "model.latent_dim=0"], "must be positive"),
 ])

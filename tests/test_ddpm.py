@@ -183,7 +183,7 @@ def test_registry_presets_and_build_errors():
     assert full.model.channels == 128 and full.model.num_res_blocks == 2 and full.train.steps > quick.train.steps
     assert ddpm_training.default_config("quick", "moons").model.denoiser == "mlp"
     audio = ddpm_training.default_config("quick", "spoken_digits")
-    assert audio.data.view == "mel" and audio.model.log_mel
+    assert audio.data.view == "mel" and audio.model.mel
     with pytest.raises(ConfigError, match="unknown preset"):
         ddpm_training.default_config("huge")
     with pytest.raises(ValueError, match="use model.denoiser=mlp"):

@@ -519,3 +519,22 @@ def test_a_run_with_a_retired_key_is_refused_saying_why():
     del raw["model"]["reference_step"]
     with pytest.raises(ConfigError, match="unknown config key model.nope"):  # the control: any other key
         from_dict(raw, pg_training.Config)
+
+
+def test_an_older_runs_renamed_keys_read_as_their_new_names_and_a_wgans_n_critic_is_its_own():
+    """The GAN family's discriminators count model.discriminator_steps (was n_critic), the mel view is model.mel (was
+    log_mel); a saved config with the old name reads as the new one. A WGAN's critic keeps the paper's n_critic."""
+    from practice_torch.engine.config import ConfigError, from_dict, to_dict
+    from practice_torch.gan import training as gan_training
+    from practice_torch.wgan import training as wgan_training
+
+    raw = to_dict(gan_training.default_config("quick", "spoken_digits"))
+    raw["model"]["n_critic"] = raw["model"].pop("discriminator_steps") + 2  # a gan run's config.json before
+    raw["model"]["log_mel"] = raw["model"].pop("mel")
+    cfg = from_dict(raw, gan_training.Config)
+    assert cfg.model.discriminator_steps == 3 and cfg.model.mel is True
+    raw["model"]["mel"] = True  # both names given: the old one is unknown, not silently dropped
+    with pytest.raises(ConfigError, match="unknown config key model.log_mel"):
+        from_dict(raw, gan_training.Config)
+    wgan = to_dict(wgan_training.default_config("quick"))
+    assert from_dict(wgan, wgan_training.Config).model.n_critic == wgan["model"]["n_critic"] == 5

@@ -1,4 +1,4 @@
-"""The GAN's training form: the networks (the f-GAN's, reused) and their shapes, the round of the game (n_critic
+"""The GAN's training form: the networks (the f-GAN's, reused) and their shapes, the round of the game (discriminator_steps
 discriminator updates, then one of the generator, each player on its own optimizer), the losses of
 ``practice_torch.gan.functions`` as the players' objectives, the conditional GAN,
 mode statistics, an exactly resumed run, the CLI on tiny 2-D and image runs, one-line errors; the quick presets
@@ -45,26 +45,26 @@ def grads_of(net) -> set[str]:
 
 def test_shapes_of_the_mlp_dcgan_and_conditional_players():
     net = tiny_net()
-    assert net(torch.randn(5, 2)).shape == (5, 2) and net.critic_value(torch.randn(5, 2)).shape == (5,)
+    assert net(torch.randn(5, 2)).shape == (5, 2) and net.logit(torch.randn(5, 2)).shape == (5,)
     conv = tiny_net(DIGITS, architecture="conv", conditional=True)
     images = conv(torch.randn(6, 2), torch.arange(6))
     assert images.shape == (6, 1, 8, 8) and 0 <= images.min() and images.max() <= 1
-    assert conv.critic_value(images, torch.arange(6)).shape == (6,) and conv.embed.weight.shape == (10, 16)
+    assert conv.logit(images, torch.arange(6)).shape == (6,) and conv.embed.weight.shape == (10, 16)
 
 
-@pytest.mark.parametrize("n_critic", [2, 0])
-def test_a_step_is_a_round_of_the_game_each_player_on_its_own_optimizer(tmp_path, n_critic):
-    """One training step: n_critic updates of the discriminator, each on its own batch, then one of the generator
-    (n_critic = 0: both at once on one batch); each player's AdamW counts only its own updates."""
-    trainer = tiny_trainer("gan", tmp_path / "run", f"model.n_critic={n_critic}")
+@pytest.mark.parametrize("discriminator_steps", [2, 0])
+def test_a_step_is_a_round_of_the_game_each_player_on_its_own_optimizer(tmp_path, discriminator_steps):
+    """One training step: discriminator_steps updates of the discriminator, each on its own batch, then one of the generator
+    (discriminator_steps = 0: both at once on one batch); each player's AdamW counts only its own updates."""
+    trainer = tiny_trainer("gan", tmp_path / "run", f"model.discriminator_steps={discriminator_steps}")
     net = trainer.net
     assert set(trainer.optimizers) == {"discriminator", "generator"}
     generator_before = [p.detach().clone() for p in net.generator.parameters()]
     trainer.run(stop_at=2)
     d, g = trainer.optimizers["discriminator"], trainer.optimizers["generator"]
-    assert adam_steps(d) == {2 * max(n_critic, 1)} and adam_steps(g) == {2}
+    assert adam_steps(d) == {2 * max(discriminator_steps, 1)} and adam_steps(g) == {2}
     taken = trainer.batches.epoch * (len(trainer.train_set) // 16) + trainer.batches.position // 16
-    assert trainer.step == 2 and taken == 2 * (n_critic + 1), "a fresh batch for every update of a round"
+    assert trainer.step == 2 and taken == 2 * (discriminator_steps + 1), "a fresh batch for every update of a round"
     assert {id(p) for group in g.param_groups for p in group["params"]} == {id(p) for p in net.generator.parameters()}
     assert all(not torch.equal(a, b) for a, b in zip(generator_before, net.generator.parameters()))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -79,7 +79,7 @@ def test_the_generators_update_moves_the_generator_only():
     net.zero_grad(set_to_none=True)
     g_loss = generator_objective(net, net(z))
     g_loss.backward()  # negative control: a plain backward also reaches the discriminator
-    assert grads_of(net) == {"critic", "generator"}
+    assert grads_of(net) == {"discriminator", "generator"}
 
 
 @pytest.mark.parametrize("generator_loss", ["non_saturating", "saturating"])
@@ -87,15 +87,15 @@ def test_the_players_objectives_are_the_functions_of_the_derivations_twin(genera
     net, x, z = tiny_net(generator_loss=generator_loss), torch.randn(8, 2), torch.randn(8, 2)
     fake = net(z)
     d_loss, terms = discriminator_objective(net, x, fake)
-    torch.testing.assert_close(d_loss, functions.discriminator_loss(net.critic_value(x), net.critic_value(fake)))
+    torch.testing.assert_close(d_loss, functions.discriminator_loss(net.logit(x), net.logit(fake)))
     torch.testing.assert_close(terms["discriminator_loss"], d_loss.detach())
     d_loss.backward()
-    assert grads_of(net) == {"critic"}, "the fakes are data to the discriminator"
+    assert grads_of(net) == {"discriminator"}, "the fakes are data to the discriminator"
     g_loss = generator_objective(net, fake, kind=generator_loss)
     fn = {"non_saturating": functions.generator_loss_nonsaturating, "saturating": functions.generator_loss_saturating}
-    torch.testing.assert_close(g_loss, fn[generator_loss](net.critic_value(net(z))))
+    torch.testing.assert_close(g_loss, fn[generator_loss](net.logit(net(z))))
     other = "saturating" if generator_loss == "non_saturating" else "non_saturating"
-    assert not torch.allclose(g_loss, fn[other](net.critic_value(net(z))))  # negative control: the other loss
+    assert not torch.allclose(g_loss, fn[other](net.logit(net(z))))  # negative control: the other loss
 
 
 def test_r1_penalises_the_discriminators_input_gradient_at_real_data():
@@ -104,29 +104,29 @@ def test_r1_penalises_the_discriminators_input_gradient_at_real_data():
     plain, _ = discriminator_objective(net, x, fake)
     with_r1, terms = discriminator_objective(net, x, fake, r1=10.0)
     # the penalty by hand: the Jacobian of each example's logit in its own input (rows are independent)
-    jac = torch.func.vmap(torch.func.jacrev(lambda v: net.critic_value(v[None])[0]))(x)
+    jac = torch.func.vmap(torch.func.jacrev(lambda v: net.logit(v[None])[0]))(x)
     expected = 0.5 * torch.mean(torch.sum(jac**2, dim=1))
     torch.testing.assert_close(terms["r1_penalty"], expected)
     torch.testing.assert_close(with_r1, plain + 10.0 * expected)
     net.zero_grad(set_to_none=True)
     with_r1.backward()  # the penalty's gradient reaches the discriminator's weights (double backward)
-    penalty_grad = torch.autograd.grad(10.0 * expected, net.critic.out.weight)[0]
-    plain_grad = torch.autograd.grad(discriminator_objective(net, x, fake)[0], net.critic.out.weight)[0]
-    torch.testing.assert_close(net.critic.out.weight.grad, plain_grad + penalty_grad)
-    assert grads_of(net) == {"critic"}
+    penalty_grad = torch.autograd.grad(10.0 * expected, net.discriminator.out.weight)[0]
+    plain_grad = torch.autograd.grad(discriminator_objective(net, x, fake)[0], net.discriminator.out.weight)[0]
+    torch.testing.assert_close(net.discriminator.out.weight.grad, plain_grad + penalty_grad)
+    assert grads_of(net) == {"discriminator"}
     # negative control: the penalty at the fakes is another number
     fake = fake.clone().requires_grad_(True)
     from practice_torch.f_divergence.networks import r1_penalty
-    assert not torch.allclose(r1_penalty(net.critic_value(fake), fake), expected)
+    assert not torch.allclose(r1_penalty(net.logit(fake), fake), expected)
 
 
-def test_a_conditional_critic_starts_as_the_unconditional_one_and_uses_the_labels():
+def test_a_conditional_discriminator_starts_as_the_unconditional_one_and_uses_the_labels():
     net = tiny_net(conditional=True)
     x = torch.randn(4, 2)
-    torch.testing.assert_close(net.critic_value(x, torch.tensor([0, 1, 2, 3])), net.critic(x))
+    torch.testing.assert_close(net.logit(x, torch.tensor([0, 1, 2, 3])), net.discriminator(x))
     torch.nn.init.normal_(net.embed.weight)
-    assert not torch.allclose(net.critic_value(x, torch.zeros(4, dtype=torch.int64)),
-                              net.critic_value(x, torch.ones(4, dtype=torch.int64)))
+    assert not torch.allclose(net.logit(x, torch.zeros(4, dtype=torch.int64)),
+                              net.logit(x, torch.ones(4, dtype=torch.int64)))
     assert not torch.allclose(net(torch.zeros(1, 2), torch.tensor([0])), net(torch.zeros(1, 2), torch.tensor([1])))
 
 
@@ -193,7 +193,7 @@ def _open(run):
     (["--set", "model.generator_loss=minimax"], "expected one of non_saturating, saturating"),
     (["--dataset", "names"], "vectors, images or log-mel spectrograms; names is text"),
     (["--set", "model.architecture=conv"], "architecture=conv needs images"),
-    (["--set", "model.n_critic=-1"], "n_critic must be 0"),
+    (["--set", "model.discriminator_steps=-1"], "discriminator_steps must be 0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     code = main(["train", "gan", "--steps", "2", "--out", str(tmp_path / "run"), *argv])
@@ -223,8 +223,8 @@ def test_a_tiny_gan_on_spoken_digit_log_mels_writes_spectrograms_and_wavs(tmp_pa
     outcome = new_trainer(cfg, tmp_path / "run").run()
     wavs = sorted(p.name for p in outcome.files if p.suffix == ".wav")
     assert wavs[0] == "samples_audio-00.wav" and len(wavs) == 8 and (tmp_path / "run/samples/samples.png").is_file()
-    with pytest.raises(ValueError, match="log_mel=false does not fit spoken_digits"):
-        gan_training.build(dataclasses.replace(cfg.model, log_mel=False), info)
+    with pytest.raises(ValueError, match="mel=false does not fit spoken_digits"):
+        gan_training.build(dataclasses.replace(cfg.model, mel=False), info)
     capsys.readouterr()
 
 

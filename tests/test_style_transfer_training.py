@@ -56,7 +56,7 @@ def test_the_translators_keep_the_image_shape_and_the_domains_are_the_asked_for_
     net = tiny_net()
     a, b = batches(net)
     assert net(a).shape == a.shape == (6, 1, 8, 8) and 0 <= net.f_ba(b).min() and net.f_ba(b).max() <= 1
-    assert net.critic_a(a).shape == net.critic_b(b).shape == (6,)
+    assert net.discriminator_a(a).shape == net.discriminator_b(b).shape == (6,)
     x, y = DIGITS.load("train").tensors
     assert torch.equal(net.pool_a, x[y == 0]) and torch.equal(net.pool_b, x[y == 1])
     noise = st.draw_noise(net, config(), 100, torch.Generator().manual_seed(1))
@@ -64,15 +64,16 @@ def test_the_translators_keep_the_image_shape_and_the_domains_are_the_asked_for_
     assert "pool_a" not in net.state_dict()  # the data are not checkpointed
 
 
-@pytest.mark.parametrize("n_critic", [1, 0])
-def test_each_player_updates_on_its_own_optimizer_alternating_or_at_once(tmp_path, n_critic):
+@pytest.mark.parametrize("discriminator_steps", [1, 0])
+def test_each_player_updates_on_its_own_optimizer_alternating_or_at_once(tmp_path, discriminator_steps):
     cfg = apply_overrides(st.default_config("quick", "digits"), [
-        "model.width=4", "model.channels=4,8", "model.fc=16", "model.blocks=1", f"model.n_critic={n_critic}",
+        "model.width=4", "model.channels=4,8", "model.fc=16", "model.blocks=1",
+        f"model.discriminator_steps={discriminator_steps}",
         "model.domain_a=0", "model.domain_b=1", "train.batch_size=8", "train.samples=4", "train.device=cpu"])
     trainer = new_trainer(cfg, tmp_path / "run")
     trainer.run(stop_at=2)
     d, t = trainer.optimizers["discriminators"], trainer.optimizers["translators"]
-    assert adam_steps(d) == {2} and adam_steps(t) == {2}  # n_critic = 1: one each a step; 0: both in every step
+    assert adam_steps(d) == {2} and adam_steps(t) == {2}  # discriminator_steps = 1: one each a step; 0: both in every step
     net = trainer.net
     assert {id(p) for group in t.param_groups for p in group["params"]} == {id(p) for p in net.translator_parameters()}
     a, b = batches(net)
@@ -89,26 +90,27 @@ def test_the_step_losses_are_eq_3_with_the_functions_of_the_derivations_twin(gan
     g, f = net.g_ab, net.f_ba
     losses, terms = st.player_losses(net, config(gan_loss=gan_loss), a, b, (False, True))
     total = losses["translators"]
-    adv = (st.translator_adversarial_loss(net.critic_b(g(a)), gan_loss)
-           + st.translator_adversarial_loss(net.critic_a(f(b)), gan_loss))
+    adv = (st.translator_adversarial_loss(net.discriminator_b(g(a)), gan_loss)
+           + st.translator_adversarial_loss(net.discriminator_a(f(b)), gan_loss))
     expected = adv + 10.0 * cycle_loss(a, f(g(a)), b, g(f(b))) + 5.0 * identity_loss(a, f(a), b, g(b))
     torch.testing.assert_close(total, expected)
     critics = st.player_losses(net, config(gan_loss=gan_loss), a, b, (True, False))[0]["discriminators"]
-    torch.testing.assert_close(critics, st.critic_loss(net.critic_a(a), net.critic_a(f(b)), gan_loss)
-                               + st.critic_loss(net.critic_b(b), net.critic_b(g(a)), gan_loss))
-    assert set(terms) == {"critic_loss_a", "critic_loss_b", "adversarial_loss", "cycle_loss", "identity_loss"}
+    d_a, d_b = net.discriminator_a, net.discriminator_b
+    torch.testing.assert_close(critics, st.discriminator_adversarial_loss(d_a(a), d_a(f(b)), gan_loss)
+                               + st.discriminator_adversarial_loss(d_b(b), d_b(g(a)), gan_loss))
+    assert set(terms) == {"discriminator_loss_a", "discriminator_loss_b", "adversarial_loss", "cycle_loss", "identity_loss"}
 
 
 def test_the_least_squares_losses_vanish_at_their_targets():
     ones, zeros = torch.ones(5), torch.zeros(5)
-    assert float(st.critic_loss(ones, zeros, "least_squares")) == 0.0
+    assert float(st.discriminator_adversarial_loss(ones, zeros, "least_squares")) == 0.0
     assert float(st.translator_adversarial_loss(ones, "least_squares")) == 0.0
-    assert float(st.critic_loss(zeros, ones, "least_squares")) == 1.0  # the worst critic: 1/2 (1 + 1)
+    assert float(st.discriminator_adversarial_loss(zeros, ones, "least_squares")) == 1.0  # the worst critic: 1/2 (1 + 1)
 
 
 def test_a_resumed_run_is_bit_identical(tmp_path):
     cfg = apply_overrides(st.default_config("quick", "digits"), [
-        "model.width=4", "model.channels=4,8", "model.fc=16", "model.blocks=1", "model.n_critic=1",
+        "model.width=4", "model.channels=4,8", "model.fc=16", "model.blocks=1", "model.discriminator_steps=1",
         "model.domain_limit=30", "train.batch_size=4", "train.steps=6", "train.checkpoint_every=3",
         "train.log_every=3", "train.samples=4", "train.device=cpu", "data.limit=20"])
     assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # both players' optimizers resume

@@ -39,7 +39,7 @@ def test_presets():
     assert quick.data.name == full.data.name == "fashion_mnist" and quick.train.device == "auto"
     assert quick.train.steps < full.train.steps and full.train.precision == "bf16" and full.train.compile
     audio = vae_training.default_config("quick", "spoken_digits")
-    assert audio.data.view == "mel" and audio.model.likelihood == "gaussian" and audio.model.log_mel
+    assert audio.data.view == "mel" and audio.model.likelihood == "gaussian" and audio.model.mel
     with pytest.raises(ConfigError, match="unknown preset"):
         vae_training.default_config("huge")
 

@@ -42,7 +42,7 @@ def test_the_conv_critic_has_no_normalisation_and_the_f_gans_keeps_its_own():
 
     net = tiny_net(DIGITS, architecture="conv")
     assert not any(isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d)) for m in net.critic.modules())
-    assert net(torch.randn(3, 2)).shape == (3, 1, 8, 8) and net.critic_value(torch.rand(3, 1, 8, 8)).shape == (3,)
+    assert net(torch.randn(3, 2)).shape == (3, 1, 8, 8) and net.critic(torch.rand(3, 1, 8, 8)).shape == (3,)
     normed = ConvCritic((1, 8, 8), (4, 8), 16)
     assert isinstance(normed.norm2, nn.GroupNorm) and isinstance(normed.norm_fc, nn.LayerNorm)
 
@@ -65,12 +65,12 @@ def test_the_critic_loss_is_the_dual_objective_plus_the_penalty_of_the_functions
     z, alpha = torch.randn(8, 2), torch.rand(8)
     fake = net(z).detach()
     loss, terms = wgan_training.critic_objective_terms(net, config, x, fake, alpha)
-    objective = functions.critic_objective(net.critic_value(x), net.critic_value(fake))
-    grads = functions.input_gradients(net.critic_value, functions.interpolates(x, fake, alpha))
+    objective = functions.critic_objective(net.critic(x), net.critic(fake))
+    grads = functions.input_gradients(net.critic, functions.interpolates(x, fake, alpha))
     torch.testing.assert_close(loss, -objective + 10.0 * functions.gradient_penalty(grads))
     torch.testing.assert_close(terms["w1_estimate"], objective.detach())
     g_loss = wgan_training.generator_objective(net, config, z)
-    torch.testing.assert_close(g_loss, -net.critic_value(net(z)).mean())
+    torch.testing.assert_close(g_loss, -net.critic(net(z)).mean())
 
 
 def test_the_one_sided_penalty():
@@ -78,8 +78,8 @@ def test_the_one_sided_penalty():
     z, alpha = torch.randn(8, 2), torch.rand(8)
     fake = net(z).detach()
     loss, terms = wgan_training.critic_objective_terms(net, config, x, fake, alpha)
-    grads = functions.input_gradients(net.critic_value, functions.interpolates(x, fake, alpha))
-    objective = functions.critic_objective(net.critic_value(x), net.critic_value(fake))
+    grads = functions.input_gradients(net.critic, functions.interpolates(x, fake, alpha))
+    objective = functions.critic_objective(net.critic(x), net.critic(fake))
     torch.testing.assert_close(loss, -objective + 10.0 * functions.lipschitz_penalty(grads))
     torch.testing.assert_close(terms["gradient_penalty"], functions.lipschitz_penalty(grads))
     assert not torch.allclose(terms["gradient_penalty"], functions.gradient_penalty(grads))  # not the two-sided one
@@ -100,7 +100,7 @@ def test_a_tiny_1d_run_reports_the_sorted_w1_and_draws_the_critic(tmp_path, caps
 def test_the_penalty_trains_the_critic_through_a_double_backward():
     net, x = tiny_net(), torch.randn(8, 2)
     z, alpha = torch.randn(8, 2), torch.rand(8)
-    grads = functions.input_gradients(net.critic_value, functions.interpolates(x, net(z).detach(), alpha))
+    grads = functions.input_gradients(net.critic, functions.interpolates(x, net(z).detach(), alpha))
     weight_grad = torch.autograd.grad(functions.gradient_penalty(grads), net.critic.layers[0].weight)[0]
     assert weight_grad.abs().sum() > 0
 

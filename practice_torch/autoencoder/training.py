@@ -40,7 +40,7 @@ class Config:
     holdout_class: int = 9  # this label gets no weight in training: the anomalies of eval (-1: none held out)
     eval_noise_std: float = 0.5  # the corruption of eval's denoising PSNR when noise_std is 0
     noise_examples: int = 1000  # uniform-noise images scored against the test set (AUROC)
-    log_mel: bool = False  # examples are spoken_digits log-mels in [-1, 1]: shown as spectrograms, written as WAV
+    mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
 
 GPU_TRAINING = {"precision": "bf16", "compile": True, "channels_last": True, "log_every": 100}
@@ -56,7 +56,7 @@ PRESETS = {
         **dict.fromkeys(("fashion_mnist", "*"), Preset(
             Config(), TrainConfig(steps=1500, batch_size=128, lr=2e-3, checkpoint_every=500, samples=64, threads=1))),
         "spoken_digits": Preset(
-            Config(architecture="mlp", code_dim=32, log_mel=True, noise_examples=200),
+            Config(architecture="mlp", code_dim=32, mel=True, noise_examples=200),
             TrainConfig(steps=1500, batch_size=64, lr=1e-3, checkpoint_every=500, samples=16, threads=1), view="mel"),
     },
     "full": {
@@ -65,7 +65,7 @@ PRESETS = {
             TrainConfig(steps=30_000, batch_size=256, lr=1e-3, warmup_steps=500, checkpoint_every=5000, samples=64,
                         **GPU_TRAINING))),
         "spoken_digits": Preset(
-            Config(architecture="mlp", code_dim=32, hidden=(1024, 512), log_mel=True, noise_examples=200),
+            Config(architecture="mlp", code_dim=32, hidden=(1024, 512), mel=True, noise_examples=200),
             TrainConfig(steps=10_000, batch_size=128, lr=1e-3, warmup_steps=500, checkpoint_every=2000, samples=16,
                         **GPU_TRAINING), view="mel"),
     },
@@ -73,7 +73,7 @@ PRESETS = {
 default_config = preset_config("autoencoder", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("architecture", "code_dim", "hidden", "channels", "objective", "holdout_class", "log_mel")
+ARCHITECTURE = ("architecture", "code_dim", "hidden", "channels", "objective", "holdout_class", "mel")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_noise_std", "noise_examples")
 
@@ -247,7 +247,7 @@ def sample(net: Autoencoder, config: Config, n: int, generator: torch.Generator,
         figures.append(roc_figure(net, config, generator))
     except DatasetMissing as exc:  # the pictures go on without the test split
         print(f"ROC figure skipped: {exc}")
-    if not config.log_mel:
+    if not config.mel:
         return figures
     from practice_torch.data.audio import mel_picture, mel_to_waveform
 

@@ -132,7 +132,7 @@ class BiGAN(nn.Module):
         """Samples G(z): z (B, d) -> (B, *shape); y is ignored (the GAN helpers' signature)."""
         return self.generator(z)
 
-    def critic_parameters(self) -> list[nn.Parameter]:
+    def discriminator_parameters(self) -> list[nn.Parameter]:
         """D's weights: one player."""
         return list(self.discriminator.parameters())
 

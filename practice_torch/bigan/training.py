@@ -4,8 +4,8 @@
 E(x) -> z, the f-GAN's DCGAN generator G(z) and a joint discriminator D(x, z) over pairs
 (``practice_torch.bigan.networks``); ``--dataset gaussians`` (or moons, rings) the same with MLPs on 2-D points.
 Two optimizers, as the GAN's: one for D, one for E and G together; a training step (``train_step``) is
-``model.n_critic`` updates of D, then one of E and G, so ``train.steps`` counts E and G's updates; ``model.r1`` adds
-R1 at the real pairs to D's loss.
+``model.discriminator_steps`` updates of D, then one of E and G, so ``train.steps`` counts E and G's updates;
+``model.r1`` adds R1 at the real pairs to D's loss.
 
 ``eval`` judges the encoder by a linear probe: a logistic regression fitted on E(x) of ``model.probe_examples``
 training examples and scored on the held-out split, beside the same probe on an untrained encoder's E(x) and on
@@ -44,7 +44,7 @@ class Config:
     joint: int = 256  # D's tanh units where the x-path and the z-path meet (``pair_logits``)
     channels: tuple[int, ...] = (32, 64)  # images: conv widths (two stride-2 layers each way)
     fc: int = 512  # images: the generator's fully connected width
-    n_critic: int = 1  # D updates per update of E and G; 0 = all three at once (simultaneous)
+    discriminator_steps: int = 1  # D updates per update of E and G; 0 = all three at once (simultaneous)
     r1: float = 0.0  # weight of R1 at the real pairs (Mescheder et al. 2018); 0 = the plain game
     probe_examples: int = 5000  # training examples the linear probe is fitted on
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
@@ -54,7 +54,7 @@ GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
 DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 25, "grad_clip": 0.0}  # Adam(2e-4, beta1 = 0.5), as BiGAN's
 R1_IMAGES = 10.0  # the GAN's image weight: at r1 = 1 the quick preset's D won (loss 0.2) and G collapsed (FID 289)
 
-# quick: 2 CPU cores, minutes; full: GPU scale. Steps count E and G's updates (each after n_critic = 1 of D's: two
+# quick: 2 CPU cores, minutes; full: GPU scale. Steps count E and G's updates (each after discriminator_steps = 1 of D's: two
 # batches a step).
 HEADLINE = (("probe_accuracy", "linear probe of E(x), held-out accuracy", "share"),)
 
@@ -93,8 +93,9 @@ def build(config: Config, data) -> BiGAN:
     if config.latent_dim < 1 or config.width < 1 or config.joint < 1:
         raise ValueError(f"model.latent_dim, model.width and model.joint must be positive, got "
                          f"{config.latent_dim}, {config.width}, {config.joint}")
-    if config.n_critic < 0:
-        raise ValueError(f"model.n_critic must be 0 (simultaneous updates) or more, got {config.n_critic}")
+    if config.discriminator_steps < 0:
+        raise ValueError("model.discriminator_steps must be 0 (simultaneous updates) or more, "
+                         f"got {config.discriminator_steps}")
     net = BiGAN(data.shape, config.latent_dim, config.width, config.joint, config.channels, config.hidden, config.fc,
                 unit_interval=data.modality == "image")
     return net
@@ -107,25 +108,25 @@ def draw_noise(net: BiGAN, config: Config, n: int, generator: torch.Generator) -
 
 def players(net: BiGAN, config: Config) -> dict[str, Player]:
     """One AdamW each (the run's lr and betas): the discriminator, and the encoder with the generator."""
-    return {"discriminator": Player(net.critic_parameters()),
+    return {"discriminator": Player(net.discriminator_parameters()),
             "encoder_generator": Player(net.encoder_generator_parameters())}
 
 
 def train_step(net: BiGAN, config: Config, step: int, run):
-    """One round of BiGAN's game: ``model.n_critic`` updates of D, each on a fresh batch and fresh z, then one of E
-    and G together on the next; ``model.n_critic = 0``: all three at once on one batch. -> (D's loss + E and G's,
-    the terms)."""
+    """One round of BiGAN's game: ``model.discriminator_steps`` updates of D, each on a fresh batch and fresh z, then
+    one of E and G together on the next; ``model.discriminator_steps = 0``: all three at once on one batch. -> (D's
+    loss + E and G's, the terms)."""
     terms = {}
-    for _ in range(config.n_critic):
+    for _ in range(config.discriminator_steps):
         (x, _), noise = run.next_batch()
         with run.autocast():
             losses, terms = player_losses(net, x, noise["z"], (True, False), config.r1)
         run.update(**losses)
     (x, _), noise = run.next_batch()
     with run.autocast():
-        losses, eg_terms = player_losses(net, x, noise["z"], (config.n_critic == 0, True), config.r1)
+        losses, eg_terms = player_losses(net, x, noise["z"], (config.discriminator_steps == 0, True), config.r1)
     run.update(**losses)
-    terms = {**eg_terms, **terms} if config.n_critic else eg_terms
+    terms = {**eg_terms, **terms} if config.discriminator_steps else eg_terms
     return terms["discriminator_loss"] + terms["encoder_generator_loss"], terms
 
 

@@ -57,7 +57,7 @@ class Config:
     chain_frames: int = 10  # columns of the reverse-chain figure (x_t at evenly spaced steps)
     nll_examples: int = 1000  # held-out examples that get the NLL bound in ``evaluate``
     nll_timesteps: int = 8  # random t per example for the sum of L_{t-1} (unbiased); 0 = all T - 1 terms (exact)
-    log_mel: bool = False  # examples are spoken_digits log-mels in [-1, 1]: shown as spectrograms, written as WAV
+    mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
 
 GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "compile": True, "channels_last": True, "log_every": 100}
@@ -83,7 +83,7 @@ PRESETS = {
             TrainConfig(steps=3000, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.995, grad_clip=1.0,
                         checkpoint_every=1000, log_every=100, samples=1000, threads=1))),
         "spoken_digits": Preset(
-            Config(channels=16, channel_mults=(1, 2, 2, 2), attention_levels=(3,), log_mel=True, clip_x0=False,
+            Config(channels=16, channel_mults=(1, 2, 2, 2), attention_levels=(3,), mel=True, clip_x0=False,
                    nll_examples=140),
             TrainConfig(steps=1500, batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.995, checkpoint_every=500,
                         log_every=50, samples=20),
@@ -102,7 +102,7 @@ PRESETS = {
                         checkpoint_every=5000, log_every=500, samples=5000))),
         "spoken_digits": Preset(
             Config(channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_levels=(2,), dropout=0.1,
-                   log_mel=True, clip_x0=False, nll_examples=140, sample_steps=250),
+                   mel=True, clip_x0=False, nll_examples=140, sample_steps=250),
             TrainConfig(steps=100_000, batch_size=64, lr=2e-4, warmup_steps=2000, checkpoint_every=5000, samples=40,
                         **GPU_TRAINING),
             view="mel"),
@@ -112,7 +112,7 @@ default_config = preset_config("ddpm", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("schedule", "T", "denoiser", "channels", "channel_mults", "num_res_blocks", "attention_levels",
-                "heads", "hidden", "depth", "conditional", "log_mel")
+                "heads", "hidden", "depth", "conditional", "mel")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_x0", "chain_frames", "nll_examples", "nll_timesteps")
 
@@ -143,7 +143,7 @@ def build(config: Config, data) -> Diffusion:
         denoiser = MLPDenoiser(data.shape[0], config.hidden, config.depth, k)
     else:
         raise ValueError(f"model.denoiser must be 'unet' or 'mlp', got {config.denoiser!r}")
-    images = data.modality == "image" and not config.log_mel
+    images = data.modality == "image" and not config.mel
     return Diffusion(denoiser, Schedule.make(config.schedule, config.T), data.shape, k, images, config.label_dropout)
 
 
@@ -212,10 +212,10 @@ def sample(net: Diffusion, config: Config, n: int, generator: torch.Generator, e
     from practice_torch.data.audio import mel_picture, mel_to_waveform  # torchaudio: only when sampling
 
     chain = torch.stack(snapshots, dim=1)  # (8, frames + 1, C, H, W)
-    to_picture = mel_picture if config.log_mel else net.from_model
+    to_picture = mel_picture if config.mel else net.from_model
     figures = [Artefact("samples", "images", to_picture(x0).cpu(), nrow=per_row),
                Artefact("chain", "images", to_picture(chain.reshape(-1, *net.shape)), nrow=chain.shape[1])]
-    if not config.log_mel:
+    if not config.mel:
         return figures
     return figures + [Artefact("samples_audio", "audio", mel_to_waveform(x0[::per_row][:10, 0].cpu()))]
 

@@ -179,11 +179,23 @@ def from_dict(raw: dict[str, Any], model_config: type) -> RunConfig:
 RETIRED = dict.fromkeys(("model.reference_step", "model.generator_step", "model.reward_model_step",
                          "model.vq_vae_step", "model.autoencoder_config"),
                         "a run built on another records it in builds_on.json")
+# Keys older runs' config.json files hold under another name: read as the new one (one name per concept).
+RENAMED = {"model.n_critic": "model.discriminator_steps",  # a GAN's, a BiGAN's, a CycleGAN's (a WGAN's stays n_critic)
+           "model.log_mel": "model.mel"}  # the spoken digits' mel view, as data.view=mel names it
+
+
+def renamed_key(dotted: str, names: set[str], values: dict[str, Any]) -> str:
+    """A saved key's current name in a section with fields ``names``: the key itself, or its ``RENAMED`` name where
+    the old one is no field of the section and the new one is (a WGAN keeps its own n_critic) and not also given."""
+    key = dotted.partition(".")[2]
+    new = RENAMED.get(dotted, "").partition(".")[2]
+    return new if key not in names and new in names and new not in values else key
 
 
 def _section_from_dict(cls: type, values: dict[str, Any], name: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    values = {renamed_key(f"{name}.{k}", names, values): v for k, v in values.items()}
     unknown = sorted(set(values) - names)
     if unknown:
         key = f"{name}.{unknown[0]}"

@@ -2,10 +2,11 @@
 2014, with a projection discriminator, Miyato & Koyama 2018).
 
 The networks are the f-GAN's (``practice_torch.f_divergence.networks``): LeakyReLU MLPs for vectors, DCGAN-style
-convolutions for images (BatchNorm in the generator only; the critic's layer normalisation can be switched off,
-as a weight-clipped WGAN critic needs). ``Adversarial`` holds both players, optionally class-conditional: weights
-only. Who updates when is the adapter's ``train_step`` (``practice_torch.gan.training``, on the engine's players:
-one optimizer each); ``discriminator_objective`` and ``generator_objective`` are the two players' losses on a batch,
+convolutions for images (BatchNorm in the generator only). ``players`` builds a generator and the network that judges
+its samples, which a GAN calls its discriminator (``Adversarial`` here) and a WGAN its critic
+(``practice_torch.wgan.networks``). ``Adversarial`` holds both players, optionally class-conditional: weights only.
+Who updates when is the adapter's ``train_step`` (``practice_torch.gan.training``, on the engine's players: one
+optimizer each); ``discriminator_objective`` and ``generator_objective`` are the two players' losses on a batch,
 built from ``practice_torch.gan.functions``.
 """
 
@@ -27,35 +28,39 @@ from practice_torch.gan.functions import (
 GENERATOR_LOSSES = {"non_saturating": generator_loss_nonsaturating, "saturating": generator_loss_saturating}
 
 
+def players(shape: Sequence[int], architecture: str, z_dim: int, hidden: Sequence[int], channels: Sequence[int],
+            fc: int, norm: bool, unit_interval: bool) -> tuple[nn.Module, nn.Module, int]:
+    """A generator z (B, z_dim) -> (B, *shape) and a judge x (B, *shape) -> (B,) (a GAN's discriminator, a WGAN's
+    critic; ``norm``: its layer normalisation, off for a weight-clipped critic), created in that order, and the width
+    of the judge's last features. shape: one example, (D,) vectors (``mlp``) or (C, H, W) images (``conv``)."""
+    if architecture == "mlp":
+        return MLPGenerator(z_dim, shape, hidden, unit_interval), MLPCritic(shape, hidden), hidden[-1]
+    if architecture == "conv":
+        if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
+            raise ValueError(f"the conv GAN needs (C, H, W) images with H and W divisible by 4 and two "
+                             f"model.channels, got shape {tuple(shape)} and channels {tuple(channels)}")
+        return ConvGenerator(z_dim, shape, channels, fc, unit_interval), ConvCritic(shape, channels, fc, norm=norm), fc
+    raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
+
+
 class Adversarial(nn.Module):
-    """A generator G(z[, y]) and a critic V(x[, y]) -> (B,) logits or scores (a GAN's discriminator, a WGAN's critic).
+    """A generator G(z[, y]) and a discriminator D(x[, y]) = sigmoid(logit(x[, y])), the logit (B,) its output.
 
     shape: one example, (D,) vectors or (C, H, W) images; num_classes > 0: class-conditional, the one-hot label
-    appended to z and a projection term <embed(y), phi(x)> added to the critic's output (phi: its last features).
+    appended to z and a projection term <embed(y), phi(x)> added to the discriminator's logit (phi: its last
+    features).
     """
 
     def __init__(self, shape: Sequence[int], architecture: str = "mlp", latent_dim: int = 8,
                  hidden: Sequence[int] = (128, 128), channels: Sequence[int] = (64, 128), fc: int = 1024,
-                 num_classes: int = 0, critic_norm: bool = True, unit_interval: bool = False):
+                 num_classes: int = 0, unit_interval: bool = False):
         super().__init__()
         self.shape, self.latent_dim, self.num_classes = tuple(shape), latent_dim, num_classes
-        z_dim = latent_dim + num_classes
-        if architecture == "mlp":
-            self.generator = MLPGenerator(z_dim, shape, hidden, unit_interval)
-            self.critic = MLPCritic(shape, hidden)
-            width = hidden[-1]
-        elif architecture == "conv":
-            if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
-                raise ValueError(f"the conv GAN needs (C, H, W) images with H and W divisible by 4 and two "
-                                 f"model.channels, got shape {tuple(shape)} and channels {tuple(channels)}")
-            self.generator = ConvGenerator(z_dim, shape, channels, fc, unit_interval)
-            self.critic = ConvCritic(shape, channels, fc, norm=critic_norm)
-            width = fc
-        else:
-            raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
+        self.generator, self.discriminator, width = players(shape, architecture, latent_dim + num_classes, hidden,
+                                                            channels, fc, norm=True, unit_interval=unit_interval)
         if num_classes:
             self.embed = nn.Embedding(num_classes, width)  # the projection discriminator's class vectors
-            nn.init.zeros_(self.embed.weight)  # starts as the unconditional critic
+            nn.init.zeros_(self.embed.weight)  # starts as the unconditional discriminator
 
     def forward(self, z, y=None):
         """Samples G(z, y): z (B, d), y (B,) int64 class labels (conditional nets) -> (B, *shape)."""
@@ -63,15 +68,16 @@ class Adversarial(nn.Module):
             z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
         return self.generator(z)
 
-    def critic_value(self, x, y=None):
-        """V(x[, y]): x (B, *shape), y (B,) labels (conditional nets) -> (B,)."""
+    def logit(self, x, y=None):
+        """The discriminator's logit, D(x[, y]) = sigmoid(logit): x (B, *shape), y (B,) labels (conditional nets)
+        -> (B,)."""
         if not self.num_classes:
-            return self.critic(x)
-        h = self.critic.features(x)
-        return self.critic.out(h).squeeze(-1) + torch.sum(self.embed(y) * h, dim=-1)  # Miyato & Koyama, eq. 3
+            return self.discriminator(x)
+        h = self.discriminator.features(x)
+        return self.discriminator.out(h).squeeze(-1) + torch.sum(self.embed(y) * h, dim=-1)  # Miyato & Koyama, eq. 3
 
-    def critic_parameters(self) -> list[nn.Parameter]:
-        """The critic's weights and the projection's class vectors: everything but the generator."""
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        """The discriminator's weights and the projection's class vectors: everything but the generator."""
         return [p for name, p in self.named_parameters() if not name.startswith("generator.")]
 
     def generator_parameters(self) -> list[nn.Parameter]:
@@ -96,7 +102,7 @@ def discriminator_objective(net: Adversarial, x, fake, y=None, r1: float = 0.0):
     """
     with_r1 = r1 > 0 and torch.is_grad_enabled()
     x = x.detach().requires_grad_(with_r1)
-    real_logits, fake_logits = net.critic_value(x, y), net.critic_value(fake.detach(), y)
+    real_logits, fake_logits = net.logit(x, y), net.logit(fake.detach(), y)
     loss = discriminator_loss(real_logits, fake_logits)
     terms = {"discriminator_loss": loss.detach(), "d_real": torch.sigmoid(real_logits.detach()).mean(),
              "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
@@ -110,4 +116,4 @@ def discriminator_objective(net: Adversarial, x, fake, y=None, r1: float = 0.0):
 def generator_objective(net: Adversarial, fake, y=None, kind: str = "non_saturating"):
     """The generator's loss on the discriminator's logits of its samples: -E log D(G(z)) (non-saturating, sec. 3)
     or E log(1 - D(G(z))) (saturating, eq. 1). fake: (B, *shape) G(z) in the graph, y: (B,) or None -> ()."""
-    return GENERATOR_LOSSES[kind](net.critic_value(fake, y))
+    return GENERATOR_LOSSES[kind](net.logit(fake, y))

@@ -3,7 +3,7 @@
 ``python -m practice_torch train gan`` trains an MLP GAN on the 2-D mixture of eight Gaussians;
 ``--dataset fashion_mnist`` a DCGAN; ``--set model.conditional=true`` a class-conditional GAN (the label into both
 players); ``--set model.generator_loss=saturating`` the minimax generator loss of eq. 1. Each player has its own
-AdamW; a training step (``train_step``) is one round of the game: ``model.n_critic`` updates of the discriminator,
+AdamW; a training step (``train_step``) is one round of the game: ``model.discriminator_steps`` updates of the discriminator,
 then one of the generator, so ``train.steps`` counts generator updates.
 ``eval`` reports, on 2-D data, the modes covered and the share of samples within 3 standard deviations of a mode;
 on images, the FID of the samples beside an untrained generator's and the training images' (the floor), the
@@ -45,17 +45,17 @@ class Config:
     hidden: tuple[int, ...] = (128, 128, 128)  # MLP widths (generator and discriminator)
     channels: tuple[int, ...] = (64, 128)  # conv widths (two stride-2 layers each way)
     fc: int = 1024  # conv: width of the fully connected layer in generator and discriminator
-    n_critic: int = 1  # discriminator updates per generator update; 0 = both players at once (simultaneous)
+    discriminator_steps: int = 1  # discriminator updates per generator update; 0 = both players at once (simultaneous)
     r1: float = 0.0  # weight of the R1 penalty on the discriminator (Mescheder et al. 2018); 0 = the plain game
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
-    log_mel: bool = False  # examples are spoken_digits log-mels in [-1, 1]: shown as spectrograms, written as WAV
+    mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
 
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
 R1_IMAGES = 10.0  # the f-GAN's image weight: without it the quick DCGAN collapsed onto shirts, coats and bags
 DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 25, "grad_clip": 0.0}  # Radford et al.: Adam(2e-4, beta1 = 0.5)
 
-# quick: 2 CPU cores, minutes; full: GPU scale. Steps count generator updates (each after n_critic = 1 of the
+# quick: 2 CPU cores, minutes; full: GPU scale. Steps count generator updates (each after discriminator_steps = 1 of the
 # discriminator's: two batches a step).
 HEADLINE = (("class_accuracy", "samples classified as their class", "share"), ("fid", "FID (project features)", "FID"),
             ("fid_samples", "FID (project features)", "FID"), ("modes_covered", "modes covered", "modes"))
@@ -69,7 +69,7 @@ PRESETS = {
             Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512, r1=R1_IMAGES),
             TrainConfig(steps=3000, batch_size=64, lr=2e-4, checkpoint_every=750, samples=100, **DCGAN)),
         "audio": Preset(
-            Config(architecture="conv", latent_dim=64, channels=(16, 32), fc=256, r1=R1_IMAGES, log_mel=True),
+            Config(architecture="conv", latent_dim=64, channels=(16, 32), fc=256, r1=R1_IMAGES, mel=True),
             TrainConfig(steps=1000, batch_size=64, lr=2e-4, checkpoint_every=250, samples=20, **DCGAN), view="mel"),
     },
     "full": {
@@ -82,7 +82,7 @@ PRESETS = {
             TrainConfig(steps=30_000, batch_size=128, lr=2e-4, checkpoint_every=5000, samples=100,
                         **DCGAN, **GPU_TRAINING)),
         "audio": Preset(
-            Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024, r1=R1_IMAGES, log_mel=True),
+            Config(architecture="conv", latent_dim=100, channels=(64, 128), fc=1024, r1=R1_IMAGES, mel=True),
             TrainConfig(steps=15_000, batch_size=128, lr=2e-4, checkpoint_every=2500, samples=20,
                         **DCGAN, **GPU_TRAINING), view="mel"),
     },
@@ -90,12 +90,13 @@ PRESETS = {
 default_config = preset_config("gan", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "channels", "fc", "log_mel",)
+ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "channels", "fc", "mel",)
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_references",)
 # What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
 CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
-                       2: "each player has its own optimizer, no step counter in the weights"}
+                       2: "each player has its own optimizer, no step counter in the weights",
+                       3: "the discriminator's weights are named discriminator, not critic"}
 
 
 def build(config: Config, data) -> Adversarial:
@@ -104,21 +105,22 @@ def build(config: Config, data) -> Adversarial:
         hint = " (use --set data.view=mel for its log-mel spectrograms)" if data.modality == "audio" else ""
         raise ValueError(f"the GAN models vectors, images or log-mel spectrograms; {data.name} is {data.modality} "
                          f"data of shape {tuple(data.shape)}{hint}")
-    if config.log_mel != (data.modality == "audio"):
-        raise ValueError(f"model.log_mel={str(config.log_mel).lower()} does not fit {data.name} ({data.modality} data): "
-                         "log_mel is true exactly for spoken-digit log-mels")
+    if config.mel != (data.modality == "audio"):
+        raise ValueError(f"model.mel={str(config.mel).lower()} does not fit {data.name} ({data.modality} data): "
+                         "mel is true exactly for spoken digits' mel view (data.view=mel)")
     if config.architecture == "conv" and len(data.shape) != 3:
         raise ValueError(f"model.architecture=conv needs images; {data.name} examples have shape {data.shape} "
                          "(use model.architecture=mlp)")
     if config.generator_loss not in GENERATOR_LOSSES:
         raise ValueError(f"unknown model.generator_loss {config.generator_loss!r}; choose from "
                          f"{', '.join(GENERATOR_LOSSES)}")
-    if config.n_critic < 0:
-        raise ValueError(f"model.n_critic must be 0 (simultaneous updates) or more, got {config.n_critic}")
+    if config.discriminator_steps < 0:
+        raise ValueError("model.discriminator_steps must be 0 (simultaneous updates) or more, "
+                         f"got {config.discriminator_steps}")
     if config.conditional and not data.num_classes:
         raise ValueError(f"model.conditional=true needs class labels, and {data.name} has none")
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
-                      data.num_classes if config.conditional else 0, critic_norm=True,
+                      data.num_classes if config.conditional else 0,
                       unit_interval=data.modality == "image")
     if config.r1 < 0:
         raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
@@ -132,16 +134,16 @@ def draw_noise(net: Adversarial, config: Config, n: int, generator: torch.Genera
 
 def players(net: Adversarial, config: Config) -> dict[str, Player]:
     """One AdamW each (the run's lr and betas): the discriminator (with the projection's class vectors), the generator."""
-    return {"discriminator": Player(net.critic_parameters()), "generator": Player(net.generator_parameters())}
+    return {"discriminator": Player(net.discriminator_parameters()), "generator": Player(net.generator_parameters())}
 
 
 def train_step(net: Adversarial, config: Config, step: int, run):
-    """One round of the game (Goodfellow et al. 2014, Algorithm 1 with k = ``model.n_critic``): k updates of the
+    """One round of the game (Goodfellow et al. 2014, Algorithm 1 with k = ``model.discriminator_steps``): k updates of the
     discriminator, each on a fresh batch and fresh z, then one update of the generator on fresh z (a conditional GAN
-    draws its fakes for the batch's labels). ``model.n_critic = 0``: both players at once on one batch (simultaneous
-    gradient steps). -> (the discriminator's loss + the generator's, the players' terms)."""
+    draws its fakes for the batch's labels). ``model.discriminator_steps = 0``: both players at once on one batch
+    (simultaneous gradient steps). -> (the discriminator's loss + the generator's, the players' terms)."""
     terms = {}
-    for _ in range(config.n_critic):
+    for _ in range(config.discriminator_steps):
         (x, y), noise = run.next_batch()
         y = y if net.num_classes else None
         with run.autocast():
@@ -153,9 +155,9 @@ def train_step(net: Adversarial, config: Config, step: int, run):
     with run.autocast():
         fake = net(noise["z"], y)
         g_loss = generator_objective(net, fake, y, config.generator_loss)
-        if config.n_critic == 0:
+        if config.discriminator_steps == 0:
             d_loss, terms = discriminator_objective(net, x, fake, y, config.r1)
-    if config.n_critic == 0:
+    if config.discriminator_steps == 0:
         run.update(discriminator=d_loss, generator=g_loss)
     else:
         run.update(generator=g_loss)
@@ -168,7 +170,7 @@ def sample(net: Adversarial, config: Config, n: int, generator: torch.Generator,
     samples beside the held-out ``examples``."""
     y, per_row = class_rows(net, n)
     samples = generate(net, n if y is None else len(y), generator, y)
-    if config.log_mel:
+    if config.mel:
         return mel_artefacts(samples, per_row, y)
     if len(net.shape) == 3:
         return [Artefact("samples", "images", samples, nrow=per_row, labels=y)]
@@ -197,7 +199,7 @@ def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torc
         y_fake = y if net.num_classes else None
         fake = generate(net, len(x), generator, y_fake).to(device)
         y_dev = y.to(device) if net.num_classes else None
-        total += float(discriminator_loss(net.critic_value(x.to(device), y_dev), net.critic_value(fake, y_dev))) * len(x)
+        total += float(discriminator_loss(net.logit(x.to(device), y_dev), net.logit(fake, y_dev))) * len(x)
         if len(net.shape) == 1:
             reals.append(x)
             labels.append(y)

@@ -141,7 +141,7 @@ def build(config: Config, data, parents: dict) -> Inverter:
                          "unconditional gan run on this data set)")
     # the whole GAN, as the gan adapter builds it (the encoder's initialisation then draws the same numbers)
     gan = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
-                      0, critic_norm=True, unit_interval=True)
+                      0, unit_interval=True)
     if parent.net is not None:  # the first build: the gan run's weights
         check_gan(parent, data)
         gan.load_state_dict(parent.net.state_dict())

@@ -74,10 +74,10 @@ class Translator(nn.Module):
 
 
 class CycleGAN(nn.Module):
-    """G: A -> B (``g_ab``), F: B -> A (``f_ba``), D_A and D_B (``critic_a``, ``critic_b``: x (B, C, H, W) -> (B,)
-    scores).
+    """G: A -> B (``g_ab``), F: B -> A (``f_ba``), D_A and D_B (``discriminator_a``, ``discriminator_b``:
+    x (B, C, H, W) -> (B,) scores).
 
-    shape: one image (C, H, W), H and W divisible by 4 (the critics' two stride-2 convs).
+    shape: one image (C, H, W), H and W divisible by 4 (the discriminators' two stride-2 convs).
     """
 
     def __init__(self, shape: Sequence[int], width: int = 32, blocks: int = 2, channels: Sequence[int] = (32, 64),
@@ -91,16 +91,16 @@ class CycleGAN(nn.Module):
         self.shape = tuple(shape)
         self.g_ab = Translator(shape, width, blocks, unit_interval)
         self.f_ba = Translator(shape, width, blocks, unit_interval)
-        self.critic_a = ConvCritic(shape, channels, fc)
-        self.critic_b = ConvCritic(shape, channels, fc)
+        self.discriminator_a = ConvCritic(shape, channels, fc)
+        self.discriminator_b = ConvCritic(shape, channels, fc)
 
     def forward(self, a):
         """G(a): a (B, C, H, W) from domain A -> (B, C, H, W) in domain B."""
         return self.g_ab(a)
 
-    def critic_parameters(self) -> list[nn.Parameter]:
+    def discriminator_parameters(self) -> list[nn.Parameter]:
         """Both discriminators' weights: one player."""
-        return [*self.critic_a.parameters(), *self.critic_b.parameters()]
+        return [*self.discriminator_a.parameters(), *self.discriminator_b.parameters()]
 
     def translator_parameters(self) -> list[nn.Parameter]:
         """Both translators' weights: the other player."""

@@ -11,9 +11,9 @@ size: its images are not used.
 The loss (Zhu et al. 2017, eq. 3 and sec. 5.2): the least-squares GAN losses of both directions (Mao et al. 2017,
 CycleGAN's choice; ``model.gan_loss=non_saturating`` for the binary cross-entropy of ``practice_torch.gan``), plus
 ``cycle_weight`` (10) times ``cycle_loss`` and ``identity_weight`` (5) times ``identity_loss``. By default
-(``model.n_critic=0``) every step updates both players from one forward pass, as CycleGAN's own training loop does
+(``model.discriminator_steps=0``) every step updates both players from one forward pass, as CycleGAN's own training loop does
 (the translators on their losses, the discriminators on the same translations, detached), each player with its own
-AdamW; ``model.n_critic=k`` alternates them as the GAN's players do: k updates of both discriminators, then one of
+AdamW; ``model.discriminator_steps=k`` alternates them as the GAN's players do: k updates of both discriminators, then one of
 both translators (``train_step``), so ``train.steps`` counts the translators' updates.
 
 ``eval``: the cycle reconstruction error |F(G(a)) - a| and |G(F(b)) - b| on held-out images of both domains, and,
@@ -55,7 +55,7 @@ class Config:
     gan_loss: Literal["least_squares", "non_saturating"] = "least_squares"
     cycle_weight: float = 10.0  # lambda of eq. 3
     identity_weight: float = 5.0  # 0.5 lambda (sec. 5.2)
-    n_critic: int = 0  # 0: both players update in every step (CycleGAN's own loop); k: k discriminator updates, then one
+    discriminator_steps: int = 0  # 0: both players in every step (CycleGAN's own loop); k: k discriminator updates, then one
 
 
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "log_every": 100}
@@ -84,7 +84,8 @@ ARCHITECTURE = ("domain_a", "domain_b", "width", "blocks", "channels", "fc")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ()
 CHECKPOINT_VERSIONS = {1: "the players shared one optimizer, a step counter in the weights",
-                       2: "the discriminators and the translators each have their own optimizer; no step counter"}
+                       2: "the discriminators and the translators each have their own optimizer; no step counter",
+                       3: "the discriminators' weights are named discriminator_a and discriminator_b, not critic_a/b"}
 
 
 # 1. The two domains --------------------------------------------------------------------------------------------
@@ -120,8 +121,9 @@ def build(config: Config, data) -> CycleGAN:
         raise ValueError(f"unknown model.gan_loss {config.gan_loss!r}; choose from {', '.join(GAN_LOSSES)}")
     if config.cycle_weight < 0 or config.identity_weight < 0 or config.domain_limit < 0:
         raise ValueError("model.cycle_weight, model.identity_weight and model.domain_limit must be >= 0")
-    if config.n_critic < 0:
-        raise ValueError(f"model.n_critic must be 0 (simultaneous updates) or more, got {config.n_critic}")
+    if config.discriminator_steps < 0:
+        raise ValueError("model.discriminator_steps must be 0 (simultaneous updates) or more, "
+                         f"got {config.discriminator_steps}")
     net = CycleGAN(data.shape, config.width, config.blocks, config.channels, config.fc)
     # the training images of each domain: plain attributes (CPU), so neither checkpointed nor copied to the device
     net.pool_a = domain_images(data, "train", config.domain_a, config.domain_limit)
@@ -137,7 +139,7 @@ def draw_noise(net: CycleGAN, config: Config, n: int, generator: torch.Generator
 
 
 # 2. The loss ---------------------------------------------------------------------------------------------------
-def critic_loss(real_scores, fake_scores, kind: str):
+def discriminator_adversarial_loss(real_scores, fake_scores, kind: str):
     """A discriminator's loss on its domain's real images and the translations into it. (B,), (B,) -> ().
     least_squares: 1/2 [mean (D(b) - 1)^2 + mean D(G(a))^2] (LSGAN, Mao et al. 2017, eq. 9 with a = 0, b = c = 1;
     CycleGAN sec. 4); non_saturating: the binary cross-entropy ``discriminator_loss`` (GAN eq. 1, negated)."""
@@ -164,23 +166,23 @@ def player_losses(net: CycleGAN, config: Config, a, b, phase: tuple[bool, bool] 
     of the players asked for, terms). Every term is reported (computed without a graph where its player does not
     update).
     """
-    critic_steps, translator_steps = phase
+    discriminators_step, translators_step = phase
     grad = torch.is_grad_enabled()
-    with torch.set_grad_enabled(translator_steps and grad):
+    with torch.set_grad_enabled(translators_step and grad):
         fake_b, fake_a = net.g_ab(a), net.f_ba(b)  # G(a), F(b)
         a_cycled, b_cycled = net.f_ba(fake_b), net.g_ab(fake_a)  # F(G(a)), G(F(b))
         cyc = cycle_loss(a, a_cycled, b, b_cycled)
         idt = identity_loss(a, net.f_ba(a), b, net.g_ab(b))
-    with torch.set_grad_enabled(critic_steps and grad):
-        d_b = critic_loss(net.critic_b(b), net.critic_b(fake_b.detach()), config.gan_loss)
-        d_a = critic_loss(net.critic_a(a), net.critic_a(fake_a.detach()), config.gan_loss)
-    with torch.set_grad_enabled(translator_steps and grad):
-        adv = (translator_adversarial_loss(net.critic_b(fake_b), config.gan_loss)
-               + translator_adversarial_loss(net.critic_a(fake_a), config.gan_loss))
+    with torch.set_grad_enabled(discriminators_step and grad):
+        d_b = discriminator_adversarial_loss(net.discriminator_b(b), net.discriminator_b(fake_b.detach()), config.gan_loss)
+        d_a = discriminator_adversarial_loss(net.discriminator_a(a), net.discriminator_a(fake_a.detach()), config.gan_loss)
+    with torch.set_grad_enabled(translators_step and grad):
+        adv = (translator_adversarial_loss(net.discriminator_b(fake_b), config.gan_loss)
+               + translator_adversarial_loss(net.discriminator_a(fake_a), config.gan_loss))
     translator = adv + config.cycle_weight * cyc + config.identity_weight * idt
-    losses = {**({"discriminators": d_a + d_b} if critic_steps else {}),
-              **({"translators": translator} if translator_steps else {})}
-    terms = {"critic_loss_a": d_a.detach(), "critic_loss_b": d_b.detach(), "adversarial_loss": adv.detach(),
+    losses = {**({"discriminators": d_a + d_b} if discriminators_step else {}),
+              **({"translators": translator} if translators_step else {})}
+    terms = {"discriminator_loss_a": d_a.detach(), "discriminator_loss_b": d_b.detach(), "adversarial_loss": adv.detach(),
              "cycle_loss": cyc.detach(), "identity_loss": idt.detach()}
     return losses, terms
 
@@ -194,14 +196,15 @@ def domain_batches(net: CycleGAN, noise: dict[str, torch.Tensor], device) -> tup
 
 def players(net: CycleGAN, config: Config) -> dict[str, Player]:
     """One AdamW each (the run's lr and betas): both discriminators, both translators."""
-    return {"discriminators": Player(net.critic_parameters()), "translators": Player(net.translator_parameters())}
+    return {"discriminators": Player(net.discriminator_parameters()), "translators": Player(net.translator_parameters())}
 
 
 def train_step(net: CycleGAN, config: Config, step: int, run):
     """One step of CycleGAN's game on the unpaired batches ``noise`` picks (the engine's batch only sets the device):
-    ``model.n_critic = 0`` updates both players from one forward pass (CycleGAN's own loop); k > 0: k updates of the
-    discriminators, each on fresh batches, then one of the translators. -> (the players' losses summed, terms)."""
-    for _ in range(config.n_critic):
+    ``model.discriminator_steps = 0`` updates both players from one forward pass (CycleGAN's own loop); k > 0: k
+    updates of the discriminators, each on fresh batches, then one of the translators.
+    -> (the players' losses summed, terms)."""
+    for _ in range(config.discriminator_steps):
         batch, noise = run.next_batch()
         with run.autocast():
             losses, terms = player_losses(net, config, *domain_batches(net, noise, batch[0].device), (True, False))
@@ -209,7 +212,7 @@ def train_step(net: CycleGAN, config: Config, step: int, run):
     batch, noise = run.next_batch()
     with run.autocast():
         losses, terms = player_losses(net, config, *domain_batches(net, noise, batch[0].device),
-                                      (config.n_critic == 0, True))
+                                      (config.discriminator_steps == 0, True))
     run.update(**losses)
     return sum(v.detach() for v in losses.values()), terms
 

@@ -39,7 +39,7 @@ class Config:
     conditional: bool = False  # a conditional VAE on the data set's labels
     nll_samples: int = 100  # K importance samples per example in evaluate
     nll_examples: int = 1000  # how many held-out examples get the K-sample NLL (the ELBO uses them all)
-    log_mel: bool = False  # examples are spoken_digits log-mels in [-1, 1]: shown as spectrograms, written as WAV
+    mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
 
 GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "compile": True, "channels_last": True, "log_every": 100}
@@ -58,7 +58,7 @@ PRESETS = {
             Config(),
             TrainConfig(steps=4000, batch_size=128, lr=2e-3, grad_clip=100.0, checkpoint_every=1000))),
         "spoken_digits": Preset(
-            Config(architecture="mlp", likelihood="gaussian", log_mel=True, nll_examples=140),
+            Config(architecture="mlp", likelihood="gaussian", mel=True, nll_examples=140),
             TrainConfig(steps=1500, batch_size=64, lr=1e-3, grad_clip=100.0, checkpoint_every=500, samples=20),
             view="mel"),
     },
@@ -68,7 +68,7 @@ PRESETS = {
             TrainConfig(steps=50_000, batch_size=256, lr=1e-3, warmup_steps=1000, grad_clip=100.0,
                         checkpoint_every=5000, samples=100, **GPU_TRAINING))),
         "spoken_digits": Preset(
-            Config(architecture="mlp", likelihood="gaussian", log_mel=True, nll_examples=140, latent_dim=32,
+            Config(architecture="mlp", likelihood="gaussian", mel=True, nll_examples=140, latent_dim=32,
                    hidden=(1024, 512)),
             TrainConfig(steps=20_000, batch_size=128, lr=1e-3, warmup_steps=500, grad_clip=100.0,
                         checkpoint_every=2000, samples=40, **GPU_TRAINING),
@@ -78,7 +78,7 @@ PRESETS = {
 default_config = preset_config("vae", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood", "conditional", "log_mel",)
+ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood", "conditional", "mel",)
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("nll_samples", "nll_examples")
 
@@ -129,7 +129,7 @@ def sample(net: VAE, config: Config, n: int, generator: torch.Generator, example
     if examples is not None:
         x, labels = examples[0].to(device), examples[1].to(device)
         figures += [reconstructions(net, x, labels), interpolations(net, x, labels)]
-    if not config.log_mel:
+    if not config.mel:
         return figures
     from practice_torch.data.audio import mel_picture, mel_to_waveform
 

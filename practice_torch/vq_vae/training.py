@@ -51,7 +51,7 @@ class Config:
     eps: float = 1e-5  # Laplace smoothing of the EMA counts
     restart_every: int = 100  # steps between dead-code restarts (0: none after the first step's initialisation)
     threshold: float = 1.0  # codes used fewer times than this since the last restart are dead
-    log_mel: bool = False  # examples are spoken_digits log-mels in [-1, 1]: shown as spectrograms, written as WAV
+    mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
     # the prior (stage prior)
     vq_vae: str = ""  # a trained vq_vae run directory
     prior_dim: int = 64
@@ -62,7 +62,7 @@ class Config:
 
 
 VQ_KEYS = ("num_codes", "code_dim", "channels", "groups", "beta", "objective", "decay", "eps", "restart_every",
-           "threshold", "log_mel")  # what the prior stage inherits from its vq_vae run
+           "threshold", "mel")  # what the prior stage inherits from its vq_vae run
 BUILDS_ON = {"vq_vae": "vq_vae"}  # the prior stage's VQ-VAE run (engine.runs.Parent)
 
 GPU_TRAINING = {"precision": "bf16", "log_every": 100}
@@ -83,7 +83,7 @@ PRESETS = {
             TrainConfig(steps=1500, batch_size=64, lr=2e-3, warmup_steps=100, checkpoint_every=500, log_every=50,
                         val_batch=256, samples=64, threads=1))),
         "spoken_digits": Preset(
-            Config(num_codes=128, channels=(32, 64, 128), log_mel=True),
+            Config(num_codes=128, channels=(32, 64, 128), mel=True),
             TrainConfig(steps=1500, batch_size=64, lr=1e-3, warmup_steps=100, checkpoint_every=500, log_every=50,
                         val_batch=100, samples=16, threads=1), view="mel"),
     },
@@ -94,7 +94,7 @@ PRESETS = {
             TrainConfig(steps=30_000, batch_size=256, lr=5e-4, warmup_steps=500, checkpoint_every=5000,
                         val_batch=1000, samples=100, **GPU_TRAINING))),
         "spoken_digits": Preset(
-            Config(num_codes=256, code_dim=32, channels=(64, 128, 256), log_mel=True, prior_dim=256,
+            Config(num_codes=256, code_dim=32, channels=(64, 128, 256), mel=True, prior_dim=256,
                    prior_layers=6, prior_heads=8, prior_dropout=0.1),
             TrainConfig(steps=10_000, batch_size=128, lr=5e-4, warmup_steps=500, checkpoint_every=2000,
                         val_batch=200, samples=16, **GPU_TRAINING), view="mel"),
@@ -103,7 +103,7 @@ PRESETS = {
 default_config = preset_config("vq_vae", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("stage", "num_codes", "code_dim", "channels", "groups", "log_mel", "vq_vae", "prior_dim",
+ARCHITECTURE = ("stage", "num_codes", "code_dim", "channels", "groups", "mel", "vq_vae", "prior_dim",
                 "prior_layers", "prior_heads")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("temperature",)
@@ -311,7 +311,7 @@ def sample(net, config: Config, n: int, generator: torch.Generator, examples=Non
 def _audible(figures: list[Artefact], config: Config, samples, x, recon) -> list[Artefact]:
     """For log-mels: the pictures as spectrograms (low frequencies at the bottom) and WAV files of the first 8
     samples, originals and reconstructions (``practice_torch.data.audio``: InverseMelScale and Griffin-Lim)."""
-    if not config.log_mel:
+    if not config.mel:
         return figures
     from practice_torch.data.audio import mel_picture, mel_to_waveform
 

@@ -3,7 +3,7 @@
 ``python -m practice_torch train wgan`` trains WGAN-GP (Gulrajani et al. 2017) on the 2-D mixture of eight
 Gaussians; ``--set model.penalty=clip`` the original WGAN with weight clipping (Arjovsky et al. 2017);
 ``--dataset fashion_mnist`` DCGAN-style convolutions with a critic without normalisation. The networks are the
-GAN's (``practice_torch.gan.networks.Adversarial``), each player with its own AdamW; a training step
+GAN's (``practice_torch.wgan.networks.Wasserstein``), each player with its own AdamW; a training step
 (``train_step``, WGAN-GP's Algorithm 1) is ``model.n_critic`` updates of the critic, each on a fresh batch, then
 one of the generator, so ``train.steps`` counts generator updates (critic updates with ``model.critic_only``).
 
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.gan.networks import Adversarial, generated
+from practice_torch.gan.networks import generated
 from practice_torch.gan.sampling import class_rows, generate
 from practice_torch.models import Artefact
 from practice_torch.plots import histogram_figure_1d, scatter_figure_2d
@@ -39,6 +39,7 @@ from practice_torch.wgan.functions import (
     lipschitz_penalty,
     w1_sorted,
 )
+from practice_torch.wgan.networks import Wasserstein
 
 PENALTIES = ("gp", "lp", "clip")  # two-sided, one-sided (WGAN-LP) gradient penalty; weight clipping
 
@@ -108,7 +109,7 @@ CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step count
                        2: "each player has its own optimizer, no step counter in the weights"}
 
 
-def build(config: Config, data) -> Adversarial:
+def build(config: Config, data) -> Wasserstein:
     """Generator and critic for vectors (D,) or images (C, H, W) in [0, 1]; the critic has no normalisation layer
     (a batch norm would couple the examples the penalty treats one by one; a layer norm would undo clipping)."""
     if config.penalty not in PENALTIES:
@@ -120,25 +121,24 @@ def build(config: Config, data) -> Adversarial:
                          "(use model.architecture=mlp)")
     if config.n_critic < 1:
         raise ValueError(f"model.n_critic must be at least 1 (critic steps per generator step), got {config.n_critic}")
-    net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
-                      critic_norm=False, unit_interval=data.modality == "image")
-    return net
+    return Wasserstein(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
+                       unit_interval=data.modality == "image")
 
 
 @torch.no_grad()
-def project(net: Adversarial, config: Config) -> None:
+def project(net: Wasserstein, config: Config) -> None:
     """Weight clipping's projection of every critic parameter onto [-c, c] (``clip_weights``), in place."""
     if config.penalty == "clip":
         for p in net.critic_parameters():
             p.copy_(clip_weights(p, config.clip))
 
 
-def draw_noise(net: Adversarial, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def draw_noise(net: Wasserstein, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """z ~ N(0, I), (n, d), and the interpolation weights alpha ~ U(0, 1), (n,) (drawn whatever the step)."""
     return {"z": torch.randn((n, net.latent_dim), generator=generator), "alpha": torch.rand((n,), generator=generator)}
 
 
-def critic_objective_terms(net: Adversarial, config: Config, x, fake, alpha):
+def critic_objective_terms(net: Wasserstein, config: Config, x, fake, alpha):
     """The critic's loss on a batch: -(E_data f - E_G f) (``critic_objective``, eq. 3, ascended), plus
     gp_weight * ``gradient_penalty`` (``lipschitz_penalty`` for model.penalty=lp) of ``input_gradients`` at
     ``interpolates`` (GP Algorithm 1, lines 4-8); weight clipping (model.penalty=clip) projects the critic first.
@@ -148,14 +148,14 @@ def critic_objective_terms(net: Adversarial, config: Config, x, fake, alpha):
     """
     project(net, config)
     fake = fake.detach()
-    objective = critic_objective(net.critic_value(x), net.critic_value(fake))
+    objective = critic_objective(net.critic(x), net.critic(fake))
     x_hat = interpolates(x, fake, alpha)
     penalised = config.penalty in ("gp", "lp")
     if penalised and torch.is_grad_enabled():
-        grads = input_gradients(net.critic_value, x_hat)  # in the graph: the penalty's double backward
+        grads = input_gradients(net.critic, x_hat)  # in the graph: the penalty's double backward
     else:
         with torch.no_grad():  # only reported: the input gradients, no double backward
-            grads = input_gradients(net.critic_value, x_hat)
+            grads = input_gradients(net.critic, x_hat)
     terms = {"w1_estimate": objective.detach(), "grad_norm_hat": grads.flatten(1).norm(dim=1).mean().detach()}
     loss = -objective
     if penalised:
@@ -165,18 +165,18 @@ def critic_objective_terms(net: Adversarial, config: Config, x, fake, alpha):
     return loss, terms
 
 
-def generator_objective(net: Adversarial, config: Config, z):
+def generator_objective(net: Wasserstein, config: Config, z):
     """-E_z f(G(z)) (GP Algorithm 1, line 11) on the critic as it stands (projected first). z: (B, d) -> ()."""
     project(net, config)
-    return -torch.mean(net.critic_value(net(z)))
+    return -torch.mean(net.critic(net(z)))
 
 
-def players(net: Adversarial, config: Config) -> dict[str, Player]:
+def players(net: Wasserstein, config: Config) -> dict[str, Player]:
     """One AdamW each (the run's lr and betas, Adam(1e-4, 0.5, 0.9) in the presets): the critic, the generator."""
     return {"critic": Player(net.critic_parameters()), "generator": Player(net.generator_parameters())}
 
 
-def train_step(net: Adversarial, config: Config, step: int, run):
+def train_step(net: Wasserstein, config: Config, step: int, run):
     """One generator update of WGAN-GP (Gulrajani et al. 2017, Algorithm 1): ``model.n_critic`` updates of the
     critic, each on a fresh batch, z and alpha, then one of the generator on fresh z. With ``model.critic_only`` one
     critic update against the untrained generator. -> (the critic's loss [+ the generator's], the terms)."""
@@ -196,7 +196,7 @@ def train_step(net: Adversarial, config: Config, step: int, run):
 
 
 @torch.no_grad()
-def sample(net: Adversarial, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
+def sample(net: Wasserstein, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """Images: a grid of n samples. 2-D: a scatter of n samples beside the held-out ``examples``."""
     _, per_row = class_rows(net, n)
     samples = generate(net, n, generator)
@@ -205,7 +205,7 @@ def sample(net: Adversarial, config: Config, n: int, generator: torch.Generator,
     data = samples if examples is None else examples[0]
     if net.shape == (1,):
         return [histogram_figure_1d("samples", samples, data, title=f"WGAN samples ({config.penalty})",
-                                    curve=net.critic_value, curve_label="critic f(x)")]
+                                    curve=net.critic, curve_label="critic f(x)")]
     return [scatter_figure_2d("samples", samples, data, title=f"WGAN samples ({config.penalty})")]
 
 
@@ -219,7 +219,7 @@ def exact_w1(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(cost[rows, cols].mean())
 
 
-def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+def evaluate(net: Wasserstein, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """On the held-out set and as many samples: the critic's W1 estimate E_data f - E_G f (with its standard error),
     the mean norm of grad f at interpolates (and its standard deviation); on 2-D data the exact W1 of up to 1 000
     samples against as many held-out points, beside the W1 between two such halves of the held-out set (the floor),
@@ -232,9 +232,9 @@ def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torc
         fake = generate(net, len(x), generator).to(device)
         alpha = torch.rand((len(x),), generator=generator).to(device)
         with torch.no_grad():
-            f_real.append(net.critic_value(x).double().cpu())
-            f_fake.append(net.critic_value(fake).double().cpu())
-            norms.append(input_gradients(net.critic_value, interpolates(x, fake, alpha)).flatten(1).norm(dim=1).cpu())
+            f_real.append(net.critic(x).double().cpu())
+            f_fake.append(net.critic(fake).double().cpu())
+            norms.append(input_gradients(net.critic, interpolates(x, fake, alpha)).flatten(1).norm(dim=1).cpu())
         if len(net.shape) == 1:
             reals.append(x.cpu())
             labels.append(y)
