@@ -54,7 +54,8 @@ USES = {"policy_gradient": (None, ("model.reference={lm}",)), "ppo": (None, ("mo
         "ppo@reward_model": (None, ("model.reference={lm}", "model.reward_model={reward}")),
         "trpo": (None, ("model.reference={lm}",)), "reward_model": (None, ("model.reference={lm}",)),
         "dpo": (None, ("model.reference={lm}",)), "gan_inversion": (None, ("model.generator={gan}",)),
-        "vq_vae@restarts": (None, ("model.restart_every=5",))}  # restarts within the 20 steps
+        "vq_vae@restarts": (None, ("model.restart_every=5",)),  # restarts within the 20 steps
+        "ssm@audio": ("spoken_digits", ())}
 
 
 def train(name: str, steps: int, overrides, run_dir: Path, dataset: str | None = None):

@@ -173,8 +173,11 @@ def test_auroc_and_psnr_are_what_they_say():
 def test_evaluation_reports_pca_psnr_and_auroc():
     net = tiny_net(holdout_class=9).eval()
     x, y = training._tensors(DIGITS.load("test"))
-    metrics = training.evaluate(net, training.Config(holdout_class=9, noise_examples=50), DIGITS.load("test"),
-                                torch.Generator().manual_seed(0))
+    from practice_torch.engine.config import DataConfig
+    from practice_torch.engine.runs import load_split
+
+    metrics = training.evaluate(net, training.Config(holdout_class=9, noise_examples=50),
+                                load_split(DataConfig("digits"), "test"), torch.Generator().manual_seed(0))
     assert metrics["examples"] == int((y != 9).sum())
     assert metrics["pca_mse"] < metrics["mse"], "an untrained autoencoder loses to PCA"
     assert metrics["psnr_noisy_db"] == pytest.approx(10 * np.log10(1 / 0.25), abs=0.3)  # sigma = 0.5
@@ -183,8 +186,7 @@ def test_evaluation_reports_pca_psnr_and_auroc():
 
 
 def test_pca_of_the_adapter_is_pca_of_the_kept_training_examples():
-    net = tiny_net(holdout_class=0)
-    mean, components = training.fit_pca(net, training.Config(holdout_class=0), 5)
+    mean, components = training.fit_pca(DIGITS.load("train"), training.Config(holdout_class=0), 5)
     x, y = training._tensors(DIGITS.load("train"))
     flat = torch.flatten(x[y != 0], 1).double()
     torch.testing.assert_close(mean, flat.mean(0))

@@ -375,6 +375,20 @@ def test_data_classes_keeps_only_those_labels_in_every_split():
     assert torch.equal(x, full_x[full_y == 3]) and len(y) == int((full_y == 3).sum())
 
 
+def test_held_out_examples_load_their_sibling_splits_as_the_run_loads_its_data():
+    """The examples ``sample`` is handed carry the run's data section: a sampler's other split (an autoencoder's ROC
+    curves on the test split) keeps data.classes; the control: without it every class comes back."""
+    from practice_torch.engine.config import DataConfig
+    from practice_torch.engine.runs import held_out_examples, sibling_split
+
+    data = DataConfig("digits", classes=(3,))
+    x, y = held_out_examples(data, 12)
+    assert x.shape[0] == 12 and set(y.tolist()) == {3}
+    test = held_out_examples(data, 12)
+    assert set(sibling_split(test, "test")[:][1].tolist()) == {3}
+    assert set(sibling_split(test, "test", classes=None)[:][1].tolist()) == set(range(10))
+
+
 @pytest.mark.parametrize(("data", "message"), [
     ({"name": "digits", "classes": (10,)}, "has labels 0..9"),
     ({"name": "galaxies", "classes": (0,)}, "needs a data set with class labels"),

@@ -251,28 +251,38 @@ def test_negative_control_a_trunk_that_imports_a_topic_is_caught(tmp_path):
         "practice_torch.nets.trunk: practice_torch.nets.trunk -> practice_torch.toy"]
 
 
-# Networks hold weights, not configuration -------------------------------------------------------------------------
-# The adapters that still put what their config chooses on their network, to be emptied (issue 38): style_transfer's
-# and domain_adversarial's data pools and ssm's data view with the data the engine hands a step, PPO's frozen reward
-# model with the runs a model builds on. A name leaves this set once its adapter no longer does it, and the test says
-# so.
-COPIES_CONFIG_ONTO_NETWORK = {"style_transfer", "domain_adversarial", "ssm", "ppo"}
+# Networks hold weights, not configuration or data -----------------------------------------------------------------
+# The adapters that still put what their config or data set chooses on their network, to be emptied (issue 38):
+# style_transfer's and domain_adversarial's training pools (the second stream of training images their step draws
+# rows of, which the engine does not yet hand a step). A name leaves this set once its adapter no longer does it,
+# and the test says so.
+COPIES_CONFIG_ONTO_NETWORK = {"style_transfer", "domain_adversarial"}
+
+
+def _reads_config_or_data(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in ("config", "data") for n in ast.walk(node))
 
 
 def config_copies(source: str) -> list[str]:
-    """The lines ``net.X = ...`` (or a tuple of such targets) whose value reads ``config``: a config value copied
-    onto a network, which the step should be handed instead."""
+    """The lines ``net.X = ...`` (or a tuple of such targets) and ``net.register_buffer(..., persistent=False)``
+    whose value reads ``config`` or ``data`` (the build's data set): a config value or data kept on a network, which
+    the step, the sampler or the evaluation should be handed instead. (A checkpointed buffer computed from the config,
+    a noise schedule, is a weight of the model.)"""
     found = []
     for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register_buffer" \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "net" \
+                and any(k.arg == "persistent" and isinstance(k.value, ast.Constant) and k.value.value is False
+                        for k in node.keywords) and any(_reads_config_or_data(a) for a in node.args[1:]):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
         if not isinstance(node, ast.Assign):
             continue
         targets = [t for target in node.targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])]
         on_net = any(isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "net"
                      for t in targets)
-        reads_config = any(isinstance(n, ast.Name) and n.id == "config" for n in ast.walk(node.value))
-        if on_net and reads_config:
+        if on_net and _reads_config_or_data(node.value):
             found.append(f"line {node.lineno}: {ast.unparse(node)}")
-    return found
+    return sorted(found, key=lambda line: int(line.split(":")[0].split()[1]))
 
 
 def test_no_adapter_copies_its_config_onto_the_network():
@@ -289,11 +299,14 @@ def test_no_adapter_copies_its_config_onto_the_network():
         f"no longer copies config onto its network, take it off the list: {COPIES_CONFIG_ONTO_NETWORK - set(copying)}"
 
 
-def test_negative_control_a_config_value_copied_onto_a_network_is_caught():
+def test_negative_control_a_config_value_or_data_kept_on_a_network_is_caught():
     source = ("def build(config, data):\n    net = Net(config.width)\n    net.r1 = config.r1\n"
-              "    net.a, net.data_name = config.a, data.name\n    net.data_name = data.name\n    return net\n")
-    assert config_copies(source) == ["line 3: net.r1 = config.r1",
-                                     "line 4: net.a, net.data_name = (config.a, data.name)"]
+              "    net.a, net.b = config.a, 1\n    net.data_name = data.name\n"
+              "    net.register_buffer('pool', load(data, config.domain), persistent=False)\n"
+              "    net.register_buffer('betas', schedule(config.steps))\n    net.width = 3\n    return net\n")
+    assert config_copies(source) == ["line 3: net.r1 = config.r1", "line 4: net.a, net.b = (config.a, 1)",
+                                     "line 5: net.data_name = data.name",
+                                     "line 6: net.register_buffer('pool', load(data, config.domain), persistent=False)"]
 
 
 # No module imports another topic's training adapter ---------------------------------------------------------------

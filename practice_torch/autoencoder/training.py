@@ -9,7 +9,6 @@ PSNR. ``sample`` writes reconstructions, denoised examples, the ROC curves and, 
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -24,6 +23,7 @@ from practice_torch.autoencoder.networks import Autoencoder
 from practice_torch.data import DatasetMissing
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.engine.runs import sibling_split
 from practice_torch.models import Artefact
 
 
@@ -80,7 +80,7 @@ USE = ("eval_noise_std", "noise_examples")
 
 def build(config: Config, data) -> Autoencoder:
     """The autoencoder for a data set of (C, H, W) examples: sigmoid outputs for [0, 1] images, linear ones for
-    log-mels. The net keeps ``load_split(split)`` for the data set's splits (PCA's training data, ROC pictures)."""
+    log-mels."""
     if len(data.shape) != 3:
         hint = " (use --set data.view=mel)" if data.modality == "audio" else ""
         raise ValueError(f"the autoencoder models (C, H, W) images or spectrograms; {data.name} examples have shape "
@@ -94,7 +94,6 @@ def build(config: Config, data) -> Autoencoder:
                          "(-1 holds none out)")
     net = Autoencoder(data.shape, config.code_dim, config.architecture, config.hidden, config.channels,
                       objective=config.objective, bounded=bounded, noise_std=config.noise_std)
-    net.load_split = functools.partial(data.load, **({"view": "mel"} if data.modality == "audio" else {}))
     return net
 
 
@@ -172,9 +171,10 @@ def auroc(normal, anomalous) -> tuple[float, np.ndarray, np.ndarray]:
     return float(roc_auc_score(labels, scores)), fpr, tpr
 
 
-def fit_pca(net: Autoencoder, config: Config, k: int):
-    """PCA with k components of the training split without the held-out class: (mean (D,), components (k, D))."""
-    x, y = _tensors(net.load_split("train"))
+def fit_pca(train: Dataset, config: Config, k: int):
+    """PCA with k components of the training split ``train`` without the held-out class: (mean (D,), components
+    (k, D))."""
+    x, y = _tensors(train)
     x = torch.flatten(x[kept(y, config.holdout_class).bool()], 1).double()
     return pca_components(x, k)
 
@@ -190,7 +190,7 @@ def evaluate(net: Autoencoder, config: Config, dataset: Dataset, generator: torc
     metrics: dict[str, float] = {"examples": int(seen.sum()), "code_dim": net.code_dim}
     normal, held_out, noise = anomaly_scores(net, config, x, y, generator)
     metrics["mse"] = float(normal.mean())
-    mean, components = fit_pca(net, config, net.code_dim)
+    mean, components = fit_pca(sibling_split(dataset, "train"), config, net.code_dim)
     flat = torch.flatten(x[seen], 1).double()
     metrics["pca_mse"] = float(reconstruction_mse(flat, pca_reconstruct(flat, mean, components)).mean())
     sigma = config.noise_std or config.eval_noise_std
@@ -212,11 +212,12 @@ def _pairs(name: str, rows_of: list, cols: int) -> Artefact:
     return Artefact(name, "images", rows.reshape(-1, *rows_of[0].shape[1:]).cpu(), nrow=cols)
 
 
-def roc_figure(net: Autoencoder, config: Config, generator: torch.Generator) -> Artefact:
-    """ROC curves of anomaly detection by reconstruction error on the test split: held-out class and noise."""
+def roc_figure(net: Autoencoder, config: Config, test: Dataset, generator: torch.Generator) -> Artefact:
+    """ROC curves of anomaly detection by reconstruction error on the test split ``test``: held-out class and
+    noise."""
     from practice_torch.plots import figure_artefact, new_figure
 
-    x, y = _tensors(net.load_split("test"))
+    x, y = _tensors(test)
     normal, held_out, noise = anomaly_scores(net, config, x, y, generator)
     fig, (ax,) = new_figure(1, 4.5)
     for name, anomalous in ((f"held-out class {config.holdout_class}", held_out), ("uniform noise", noise)):
@@ -231,12 +232,13 @@ def roc_figure(net: Autoencoder, config: Config, generator: torch.Generator) -> 
 
 @torch.no_grad()
 def sample(net: Autoencoder, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
-    """An autoencoder draws no samples: reconstructions of ``examples`` (or the first test examples), rows of
-    originals over rows of reconstructions; the denoising grid (original, noisy, denoised); the ROC curves.
-    Log-mel spectrograms are shown as images and, through Griffin-Lim, written as WAV files too."""
+    """An autoencoder draws no samples: it pictures the held-out ``examples`` (``engine.runs.HeldOut``; without
+    them, nothing): rows of originals over rows of reconstructions; the denoising grid (original, noisy, denoised);
+    the ROC curves on the test split. Log-mel spectrograms are shown as images and, through Griffin-Lim, written as
+    WAV files too."""
     device, cols = _device(net), 8
     if examples is None:
-        examples = _tensors(net.load_split("test"), max(n, cols))
+        return []
     x = examples[0][: max(cols, n // cols * cols)].to(device)
     sigma = config.noise_std or config.eval_noise_std
     noisy = corrupt(x, torch.randn(x.shape, generator=generator).to(device), sigma)
@@ -244,7 +246,7 @@ def sample(net: Autoencoder, config: Config, n: int, generator: torch.Generator,
     figures = [_pairs("reconstructions", [x, net.reconstruct(x)], cols),
                _pairs("denoising", [x, shown(noisy), net.reconstruct(noisy)], cols)]
     try:
-        figures.append(roc_figure(net, config, generator))
+        figures.append(roc_figure(net, config, sibling_split(examples, "test"), generator))
     except DatasetMissing as exc:  # the pictures go on without the test split
         print(f"ROC figure skipped: {exc}")
     if not config.mel:

@@ -26,6 +26,7 @@ from practice_torch.ebm.functions import cd_loss
 from practice_torch.ebm.networks import EBM, ConvEnergy, MLPEnergy
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.engine.runs import sibling_split
 from practice_torch.models import Artefact
 from practice_torch.plots import figure_artefact, new_figure
 
@@ -105,7 +106,6 @@ def build(config: Config, data) -> EBM:
     low, high = (0.0, 1.0) if images else (-config.box, config.box)
     net = EBM(energy, data.shape, low, high, config.buffer_size, config.step_size, config.temperature,
               config.grad_clip)
-    net.data_name = data.name  # eval's out-of-distribution sets
     return net
 
 
@@ -189,15 +189,16 @@ def _as_images(x: torch.Tensor, shape) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
-def ood_sets(net: EBM, config: Config, labels: torch.Tensor, n: int, generator: torch.Generator):
-    """The sets to tell from the test data by energy, n examples each: uniform noise; for images also the other
-    classes of the run's data set (when it trained on some classes only) and the test split of each ``config.ood``
-    set present on this machine."""
+def ood_sets(net: EBM, config: Config, held_out, labels: torch.Tensor, n: int, generator: torch.Generator):
+    """The sets to tell from the held-out data by energy, n examples each: uniform noise; for images also the other
+    classes of the run's data set (when it trained on some classes only: its test split loaded as ``held_out``, a
+    split or ``HeldOut`` examples, was, every class kept) and the test split of each ``config.ood`` set present on
+    this machine."""
     sets = {"noise": net.uniform(torch.rand((n, *net.shape), generator=generator))}
     if len(net.shape) != 3:
         return sets
     try:
-        full = get_dataset(net.data_name, "test")
+        full = sibling_split(held_out, "test", classes=None)
         xs, ys = full.tensors if hasattr(full, "tensors") else map(torch.stack, zip(*(full[i] for i in range(n))))
         other = ~torch.isin(ys, labels.unique())
         if bool(other.any()):
@@ -205,7 +206,7 @@ def ood_sets(net: EBM, config: Config, labels: torch.Tensor, n: int, generator: 
     except (DatasetMissing, TypeError, RuntimeError):
         pass
     for name in config.ood:
-        if name == net.data_name:
+        if name == held_out.run_data.name:
             continue
         try:
             ds = get_dataset(name, "test")
@@ -264,7 +265,8 @@ def ood_figure(net: EBM, config: Config, examples, generator: torch.Generator) -
     from sklearn.metrics import roc_curve
 
     e_in = energies(net, examples[0])
-    others = {name: energies(net, x) for name, x in ood_sets(net, config, examples[1], len(e_in), generator).items()}
+    others = {name: energies(net, x)
+              for name, x in ood_sets(net, config, examples, examples[1], len(e_in), generator).items()}
     everything = torch.cat([e_in, *others.values()])
     bins = torch.linspace(float(everything.min()), float(everything.max()), 60).numpy()
     fig, axes = new_figure(2, size=5.0)
@@ -294,7 +296,7 @@ def evaluate(net: EBM, config: Config, dataset: Dataset, generator: torch.Genera
                                  "sampler_temperature": net.sampler_temperature}
     if net.shape == (2,):
         metrics["nll"] = float(e_in.mean()) + log_partition(net)
-    for name, other in ood_sets(net, config, y, m, generator).items():
+    for name, other in ood_sets(net, config, dataset, y, m, generator).items():
         e_out = energies(net, other)
         metrics[f"energy_{name}"] = float(e_out.mean())
         metrics[f"auroc_{name}"] = auroc(e_in, e_out)

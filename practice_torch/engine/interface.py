@@ -94,7 +94,9 @@ class ModelModule(Protocol):
     def sample(self, net: nn.Module, config: Any, n: int, generator: torch.Generator,
                examples: tuple[torch.Tensor, ...] | None) -> list[Artefact]:
         """About n samples, first of all (named 'samples'), then whatever else shows the model at work
-        (reconstructions of ``examples``, held-out (x, y), when given)."""
+        (reconstructions of ``examples``, held-out (x, y), when given: ``engine.runs.HeldOut``, which loads another
+        split as the run loads its data, ``sibling_split(examples, "test")``). A model that draws no samples (an
+        autoencoder) pictures ``examples`` only, and returns [] without them."""
 
     def evaluate(self, net: nn.Module, config: Any, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
         """The model's held-out metrics on ``dataset`` (likelihoods, bounds, ...) as plain numbers. ``dataset`` is

@@ -151,9 +151,10 @@ def load_split(data: DataConfig, split: str, limit: int | None = None) -> Datase
     return dataset
 
 
-def sibling_split(dataset: Dataset, split: str, limit: int | None = None, **changes) -> Dataset:
-    """Another split of the data set ``dataset`` (a split ``load_split`` loaded, as ``evaluate`` is handed) with the
-    same options (data_dir, view, classes; ``changes`` replaces some, e.g. classes=None for every class)."""
+def sibling_split(dataset: Dataset | HeldOut, split: str, limit: int | None = None, **changes) -> Dataset:
+    """Another split of the data set ``dataset`` (a split ``load_split`` loaded, as ``evaluate`` is handed, or the
+    ``HeldOut`` examples ``sample`` is handed) with the same options (data_dir, view, classes; ``changes`` replaces
+    some, e.g. classes=None for every class)."""
     return load_split(dataclasses.replace(dataset.run_data, **changes), split, limit)
 
 
@@ -268,9 +269,16 @@ def _field_names(config_class: type) -> set[str]:
     return {f.name for f in dataclasses.fields(config_class)}
 
 
+class HeldOut(tuple):
+    """Held-out examples as a tuple of batched columns (x (n, ...), y (n,)) that, as a split does, carries its run's
+    data section as ``run_data``: a sampler that pictures another split loads it the same way (``sibling_split``)."""
+
+    run_data: DataConfig
+
+
 def held_out_examples(data: DataConfig, n: int):
-    """The first n validation examples, for reconstructions, as a tuple of batched columns; None when the data set
-    is not here. A control task's: its first n validation episodes (``data.control.EpisodeSeeds``, which names the
+    """The first n validation examples, for reconstructions, as ``HeldOut`` columns; None when the data set is not
+    here. A control task's: its first n validation episodes (``data.control.EpisodeSeeds``, which names the
     environment its greedy episodes are played in)."""
     try:
         val = load_split(data, "val", limit=n)
@@ -278,7 +286,9 @@ def held_out_examples(data: DataConfig, n: int):
         return None
     if registry_entry(data.name).environment is not None:
         return val
-    return tuple(torch.stack(column) for column in zip(*(val[i] for i in range(min(n, len(val))))))
+    examples = HeldOut(torch.stack(column) for column in zip(*(val[i] for i in range(min(n, len(val))))))
+    examples.run_data = data
+    return examples
 
 
 @torch.no_grad()

@@ -71,7 +71,10 @@ def draw_samples(module, cfg, net, n: int, generator: torch.Generator, kind: str
     None) and their sample rate (audio; else None). None when the model's samples are not of that kind."""
     parts, labels, total, rate = [], [], 0, None
     while total < n:
-        artefact = module.sample(net, cfg.model, min(chunk, n - total), generator, None)[0]
+        artefacts = module.sample(net, cfg.model, min(chunk, n - total), generator, None)
+        if not artefacts:  # a model that only pictures examples (an autoencoder)
+            return None
+        artefact = artefacts[0]
         data = artefact.data
         if artefact.name != "samples" or artefact.kind != kind or data.ndim != (2 if kind == "audio" else 4) \
                 or not len(data):

@@ -147,7 +147,6 @@ def build(config: Config, data, parents: dict) -> Inverter:
         gan.load_state_dict(parent.net.state_dict())
     encoder = Encoder(data.shape, config.latent_dim, config.encoder_channels, config.encoder_fc, config.groups)
     net = Inverter(gan.generator, encoder, config.latent_dim, data.shape)
-    net.data_name = data.name  # eval's feature network
     return net
 
 
@@ -214,14 +213,15 @@ def invert_three_ways(net: Inverter, config: Config, x, generator: torch.Generat
     return {method: {"z": z, "x_hat": net(z), "seconds": t, "trace": trace} for method, (z, t, trace) in found.items()}
 
 
-def _features(net: Inverter, config: Config):
-    """The project's feature network of the run's data set on the net's device, or None (one line says why)."""
+def _features(net: Inverter, config: Config, dataset: Dataset):
+    """The project's feature network of the data set of ``dataset`` (a split of the run's) on the net's device, or
+    None (one line says why)."""
     if not config.eval_features:
         return None
     from practice_torch.evaluation.features import FeatureNetworkError, feature_network
 
     try:
-        return feature_network(net.data_name, device=_device(net))
+        return feature_network(dataset.run_data.name, device=_device(net))
     except FeatureNetworkError as exc:
         print(f"feature distances skipped: {exc}", file=sys.stderr)
         return None
@@ -246,7 +246,7 @@ def evaluate(net: Inverter, config: Config, dataset: Dataset, generator: torch.G
         metrics.update({f"mse_{method}_at_{k}": float(mse.mean()) for k, mse in found["trace"].items()})
     random = torch.randn((n, d), generator=generator).to(device)
     metrics["mse_random_code"] = float(reconstruction_mse(x, net(random)).mean())  # no inversion at all
-    features = _features(net, config)
+    features = _features(net, config, dataset)
     if features is not None:
         metrics["feature_distance_other_image"] = float(feature_distance(features.features, x, x.roll(1, 0)).mean())
         label = features(x).argmax(-1)

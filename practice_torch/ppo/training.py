@@ -132,13 +132,13 @@ class PolicyWithValue(PolicyAndReference):
     """PolicyAndReference with a value head V(s_t) = w . h_t + b on the policy's last hidden layer, and the frozen
     reward model (``scorer``) when the reward is learned."""
 
-    def __init__(self, lm, s: Config):
+    def __init__(self, lm, s: Config, scorer: nn.Module | None = None):
         super().__init__(lm, s)
         width = lm.embedding.weight.shape[1]
         self.value_head = nn.Linear(width, 1)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
-        self.scorer = None  # build sets a frozen reward model here (model.reward_model)
+        self.scorer = scorer  # the frozen reward model of model.reward_model (``learned_reward.frozen_scorer``)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -185,11 +185,10 @@ def build(config: Config, data, parents: dict) -> PolicyWithValue | control.Acto
         check_control(config)
         return control.ActorCritic(data.shape[0], data.actions, config.hidden)
     check_text(config)
-    net = PolicyWithValue(build_pair(config, data, parents), config)
-    if "reward_model" in parents:
-        net.scorer = frozen_scorer(config, data, parents["reward_model"])
-        if parents["reward_model"].net is not None:  # the first build: its scores' mean and sd (then checkpointed)
-            normalise_scores(net)
+    pair, reward = build_pair(config, data, parents), parents.get("reward_model")
+    net = PolicyWithValue(pair, config, None if reward is None else frozen_scorer(config, data, reward))
+    if reward is not None and reward.net is not None:  # the first build: its scores' mean and sd (then checkpointed)
+        normalise_scores(net)
     return net
 
 

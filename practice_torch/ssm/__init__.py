@@ -17,8 +17,9 @@ from practice_torch.ssm.functions import (
     selective_scan_chunked,
     selective_scan_sequential,
 )
-from practice_torch.ssm.layers import S4D, Mamba, SSMBlock, SSMStack, s4d_imag_init
+from practice_torch.ssm.layers import S4D, AudioSSM, Mamba, SSMBlock, SSMStack, s4d_imag_init
 
-__all__ = ["S4D", "Mamba", "SSMBlock", "SSMStack", "causal_convolution", "diagonal_kernel", "diagonal_recurrence",
+__all__ = ["S4D", "AudioSSM", "Mamba", "SSMBlock", "SSMStack", "causal_convolution", "diagonal_kernel",
+           "diagonal_recurrence",
            "discretize_bilinear", "discretize_zoh", "hippo_legs", "s4d_imag_init", "selective_scan",
            "selective_scan_chunked", "selective_scan_sequential"]

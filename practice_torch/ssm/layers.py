@@ -244,6 +244,7 @@ class SSMStack(nn.Module):
     decodes (O(1) per token, whatever the length so far)."""
 
     architecture = "ssm"
+    modality = "text"
 
     def __init__(self, vocab_size: int, channels: int = 128, layers: int = 2, kind: str = "mamba", state: int = 16,
                  imag_init: str = "lin", expand: int = 2, conv_width: int = 4, rank: int | None = None,
@@ -304,3 +305,21 @@ class SSMStack(nn.Module):
     def advance(self, token, state, y=None):
         """The next token's logits after ``token`` (B,): ``step``. -> (logits (B, V), state)."""
         return self.step(token, state, y)
+
+
+class AudioSSM(SSMStack):
+    """The SSM over mu-law waveforms, class-conditional: its tokens are ``levels`` mu-law classes and its context a
+    whole clip at ``sample_rate`` (the names ``wavenet.clips`` reads a waveform model by). Weights as SSMStack's."""
+
+    modality = "audio"
+
+    def __init__(self, levels: int, sample_rate: int, classes: int, **options):
+        super().__init__(levels, context=sample_rate, classes=classes, **options)
+
+    @property
+    def levels(self) -> int:
+        return self.vocab_size
+
+    @property
+    def sample_rate(self) -> int:
+        return self.context

@@ -30,7 +30,7 @@ from practice_torch.data.text import WINDOW, crop  # shakespeare's window; text 
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
-from practice_torch.ssm.layers import SSMStack
+from practice_torch.ssm.layers import AudioSSM, SSMStack
 from practice_torch.wavenet.clips import DATA_RATE, encode  # spoken_digits' rate; waveforms to mu-law classes
 
 
@@ -118,17 +118,13 @@ def build(config: Config, data) -> SSMStack:
         from practice_torch.language_model.functions import check_strategy
 
         check_strategy(config.strategy)
-        net = SSMStack(data.num_classes, context=config.context, **options)
-        net.modality = "text"
-        return net
+        return SSMStack(data.num_classes, context=config.context, **options)
     if data.modality == "audio" and data.shape == (1, DATA_RATE):
         if DATA_RATE % config.sample_rate or config.sample_rate < 1000:
             raise ValueError(f"model.sample_rate must divide {DATA_RATE} (8000 or 16000), got {config.sample_rate}")
         if config.levels < 2:
             raise ValueError(f"model.levels is a number of mu-law classes (>= 2), got {config.levels}")
-        net = SSMStack(config.levels, context=config.sample_rate, classes=data.num_classes, **options)
-        net.modality, net.sample_rate, net.levels = "audio", config.sample_rate, config.levels
-        return net
+        return AudioSSM(config.levels, config.sample_rate, data.num_classes, **options)
     raise ValueError(f"the SSM trains on shakespeare (text) or spoken_digits (audio, leave data.view unset), "
                      f"not {data.name} {data.shape}")
 

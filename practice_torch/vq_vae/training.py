@@ -16,7 +16,6 @@ the preset's train section. The derivation: ``python -m theory_jax vq_vae``.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -29,7 +28,7 @@ from practice_torch.autoencoder.functions import reconstruction_mse
 from practice_torch.data import DatasetMissing
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.engine.runs import inherited_keys
+from practice_torch.engine.runs import inherited_keys, sibling_split
 from practice_torch.models import Artefact
 from practice_torch.vq_vae.functions import code_usage, perplexity
 from practice_torch.vq_vae.networks import VQVAE, CodePrior, VQVAEWithPrior
@@ -133,7 +132,7 @@ def inherit(config: Config, parents: dict) -> Config:
 def build(config: Config, data, parents: dict) -> VQVAE | VQVAEWithPrior:
     """Stage vqvae: the VQ-VAE. Stage prior: the frozen VQ-VAE of the run it builds on (``parents['vq_vae']``: its
     weights copied the first time, from the prior run's checkpoint afterwards) and the transformer prior over its
-    h w codes. The net keeps ``load_split(split)`` for the pictures and the unigram baseline."""
+    h w codes."""
     if config.stage == "vqvae":
         if config.vq_vae:
             raise ValueError("model.vq_vae names the VQ-VAE run of a prior; add --set model.stage=prior")
@@ -151,7 +150,6 @@ def build(config: Config, data, parents: dict) -> VQVAE | VQVAEWithPrior:
         prior = CodePrior(vq_vae.num_codes, vq_vae.length, config.prior_dim, config.prior_heads, config.prior_layers,
                           config.prior_dropout)
         net = VQVAEWithPrior(vq_vae, prior)
-    net.load_split = functools.partial(data.load, **({"view": "mel"} if data.modality == "audio" else {}))
     return net
 
 
@@ -242,7 +240,7 @@ def evaluate(net, config: Config, dataset: Dataset, generator: torch.Generator) 
     for i in range(0, len(codes), 500):
         nats += float(net.prior.nll(codes[i:i + 500].to(device)).sum())
     bits = nats / (len(codes) * vq.length * math.log(2))
-    train_counts = code_statistics(vq, net.load_split("train"))[1] + 1.0
+    train_counts = code_statistics(vq, sibling_split(dataset, "train"))[1] + 1.0
     unigram = -(counts * torch.log2(train_counts / train_counts.sum())).sum() / counts.sum()
     metrics.update({"bits_per_code": bits, "bits_per_example": bits * vq.length,
                     "uniform_bits_per_code": math.log2(vq.num_codes), "unigram_bits_per_code": float(unigram),
@@ -281,26 +279,24 @@ def usage_figure(data_counts: torch.Tensor, sample_counts: torch.Tensor | None =
 @torch.no_grad()
 def sample(net, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """Stage prior: 'samples', n prior samples decoded (drawn at ``model.temperature``), first. Then, when
-    ``examples`` (held-out (x, y)) are given: 'reconstructions' (rows of originals over rows of reconstructions)
-    and 'usage' (the test split's code usage, and the samples'). Log-mel spectrograms are shown as pictures and,
-    through Griffin-Lim, written as WAV files too."""
+    ``examples`` (held-out (x, y), ``engine.runs.HeldOut``) are given: 'reconstructions' (rows of originals over
+    rows of reconstructions) and 'usage' (the code usage of the test split, loaded as the examples were, and the
+    samples'). Log-mel spectrograms are shown as pictures and, through Griffin-Lim, written as WAV files too."""
     vq, device, cols = _vq(net), _device(net), 8
     figures, samples, sample_codes = [], None, None
     if isinstance(net, VQVAEWithPrior):
         uniforms = torch.rand((n, vq.length), generator=generator, dtype=torch.float64).float()
         samples, sample_codes = net.generate(uniforms.to(device), config.temperature)
         figures.append(Artefact("samples", "images", samples.cpu(), nrow=math.ceil(math.sqrt(n))))
-        if examples is None:
-            return _audible(figures, config, samples, None, None)
     if examples is None:
-        examples = next(iter(DataLoader(net.load_split("test"), batch_size=max(n, cols))))
+        return _audible(figures, config, samples, None, None)
     x = examples[0][: max(cols, n // cols * cols)]
     cols = min(cols, len(x))
     x = x[: len(x) // cols * cols].to(device)
     recon = vq.reconstruct(x)
     figures.append(_pairs("reconstructions", x, recon, cols))
     try:
-        counts = code_statistics(vq, net.load_split("test"))[1]
+        counts = code_statistics(vq, sibling_split(examples, "test"))[1]
         figures.append(usage_figure(counts, None if sample_codes is None else
                                     code_usage(sample_codes.cpu(), vq.num_codes)))
     except DatasetMissing as exc:  # the pictures go on without the test split
