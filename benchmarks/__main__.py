@@ -21,7 +21,9 @@ generated so far) and ``ssm_step`` (training step time and MFU at the quick size
 to the first step), the quick presets on a CPU. ``shared_cpu`` (only when named, about 20 minutes on 2 cores) times a
 training run beside busy processes under each thread setting (benchmarks/shared_cpu.py). ``control`` (only when
 named, about 4 minutes on 2 cores) trains PPO's and TRPO's quick presets on CartPole-v1 over seeds and draws their
-returns against environment steps (benchmarks/control.py).
+returns against environment steps (benchmarks/control.py). ``jax_train`` (only when named) times each quick preset's
+step in JAX (``theory_jax train``) and PyTorch, and with ``--jax-quality`` trains both to their held-out figures
+(benchmarks/jax_train.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from benchmarks.flow_matching import fm_vs_cnf, ode_nfe
 from benchmarks.galaxies import galaxy_conditioning
 from benchmarks.gpu_steps import gpu_steps
 from benchmarks.guidance import guidance_sweep
+from benchmarks.jax_train import jax_train
 from benchmarks.language_model import kv_cache, lm_curves
 from benchmarks.latent_diffusion import latent_vs_pixel
 from benchmarks.shared_cpu import shared_cpu
@@ -170,7 +173,8 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "fm_vs_cnf": fm_vs_cnf, "ode_nfe": ode_nfe, "galaxy_conditioning": galaxy_conditioning,
               "transformer_step": transformer_step,
               "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps,
-              "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu, "control": control}
+              "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu, "control": control,
+              "jax_train": jax_train}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -257,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-steps", type=int, default=300, help="shared_cpu: training steps per run")
     parser.add_argument("--cpu-loads", default="0,1,2", help="shared_cpu: comma-separated numbers of busy processes")
     parser.add_argument("--cpu-repeats", type=int, default=3, help="shared_cpu: runs of each setting under each load")
+    parser.add_argument("--jax-models", default="", help="jax_train: comma-separated models (default: every model "
+                                                         "theory_jax train trains)")
+    parser.add_argument("--jax-steps", type=int, default=20, help="jax_train: timed steps per backend")
+    parser.add_argument("--jax-quality", action="store_true", help="jax_train: also train each quick preset to the "
+                        "end in both backends and evaluate it (tens of minutes a model)")
+    parser.add_argument("--jax-seeds", default="0,1", help="jax_train: comma-separated train.seed values (quality)")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -97,6 +97,7 @@ def result_row(run_dir: Path, load: str) -> dict[str, Any]:
             "metric": key, "label": label, "value": metrics[key], "units": units,
             "steps": records[-1]["step"], "train_seconds": round(records[-1]["time_s"], 1),
             "resumed": env.get("from_step", 0) > 0, "machine": machine(env), "device": env.get("device", "cpu"),
+            **({"backend": env["backend"]} if env.get("backend", "pytorch") != "pytorch" else {}),
             "load": load, "commit": env.get("commit"), "date": datetime.date.today().isoformat(),
             "run": run_dir.name, "metrics": metrics}
 
@@ -119,7 +120,7 @@ def control_fields(cfg, records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    return row["model"], row["dataset"], row["preset"], tuple(row["changes"]), row["device"]
+    return row["model"], row["dataset"], row["preset"], tuple(row["changes"]), row["device"], row.get("backend", "")
 
 
 def add_rows(rows: list[dict[str, Any]], path: Path = RESULTS_FILE) -> list[dict[str, Any]]:

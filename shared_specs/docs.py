@@ -116,7 +116,8 @@ def topic_table(link_pages: bool = True) -> str:
 
 
 def _settings(row: dict[str, Any]) -> str:
-    return row["preset"] + "".join(f" `{c}`" for c in row["changes"])
+    trained = ", trained in JAX (`theory_jax train`)" if row.get("backend") == "jax" else ""
+    return row["preset"] + "".join(f" `{c}`" for c in row["changes"]) + trained
 
 
 SAMPLE_METRICS = ("fid", "inception_score", "kid", "precision", "recall")  # they depend on how many samples

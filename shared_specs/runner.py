@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from shared_specs.case import Case, FunctionCase, ModuleCase, StepCase, init_weights, rng_for
+from shared_specs.case import Case, FunctionCase, ModuleCase, RunCase, StepCase, init_weights, rng_for
 from shared_specs.compare import Comparison, Tolerance, compare_trees, flatten, tolerance
 
 
@@ -27,6 +27,7 @@ class Perturbation:
     inputs: Callable[[dict], dict] | None = None
     params: Callable[[dict], dict] | None = None
     fn: Callable[[Callable], Callable] | None = None
+    training: Callable[[dict], dict] | None = None  # a run case's JAX parts {"optimizer", "step"} -> altered ones
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,23 @@ def _step(case: StepCase, perturb: Perturbation | None) -> dict[str, Comparison 
     return {"output": compare_trees(w_j, w_t, tolerance(case.level, case.dtype))}
 
 
+def _run(case: RunCase, perturb: Perturbation | None) -> dict[str, Comparison | None]:
+    from shared_specs import jax_train
+
+    backends()  # full precision on both sides (float64 in JAX, no TF32 in torch)
+    reference, start, inert = jax_train.torch_run(case)
+    if compare_trees(reference["weights"], start, Tolerance(0.0, 0.0)).passed:
+        raise AssertionError("the training steps left every weight unchanged: the case checks nothing")
+    twin = jax_train.jax_run(case, perturb.training if perturb else None)
+    for run in (reference, twin):  # the parameters the loss does not depend on (jax_train.INERT) are not compared
+        run.update({k: {n: v for n, v in run[k].items() if n not in inert} for k in ("weights", "ema") if k in run})
+    return {"output": compare_trees(twin, reference, tolerance(case.level, case.dtype))}
+
+
 def run_case(case: Case, perturb: Perturbation | None = None) -> CaseResult:
     """Run one case in both backends; exceptions become a failed result naming the error."""
     start = time.perf_counter()
-    runner = {"function": _function, "module": _module, "step": _step}[case.kind]
+    runner = {"function": _function, "module": _module, "step": _step, "run": _run}[case.kind]
     try:
         checks = runner(case, perturb)
         error = None

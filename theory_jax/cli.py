@@ -6,6 +6,7 @@
     python -m theory_jax --all                 # every derivation, with a summary
     python -m theory_jax --all --json R.json   # ...and every claim's measured discrepancy as JSON
     python -m theory_jax check RUN_DIR         # a trained run's held-out metric recomputed by its JAX twin
+    python -m theory_jax train vae             # a model trained in JAX (optax, a jitted step) into a PyTorch run
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from shared_specs import twin_check as check
 
         return check.main(argv[1:])
+    if argv and argv[0] == "train":  # not a topic: a model trained in JAX, into a run the PyTorch side reads
+        from shared_specs import jax_train
+
+        return jax_train.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m theory_jax", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("topics", nargs="*", help="topic names (see the list printed with no arguments)")

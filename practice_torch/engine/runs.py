@@ -58,9 +58,11 @@ def write_config(run_dir: Path, cfg: RunConfig) -> None:
     atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(to_dict(cfg), indent=2) + "\n"))
 
 
-def write_environment(run_dir: Path, device: torch.device, world_size: int, step: int, finished: bool = False) -> None:
+def write_environment(run_dir: Path, device: torch.device, world_size: int, step: int, finished: bool = False,
+                      backend: str = "pytorch") -> None:
     """RUN/environment.json: the machine, libraries and commit of the latest training session, the load average
-    (1, 5, 15 min) when it started and, once ``finished``, when it ended; results tables quote it."""
+    (1, 5, 15 min) when it started and, once ``finished``, when it ended, and the ``backend`` that trained it
+    ('pytorch', or 'jax': ``theory_jax train``); results tables quote it."""
     from shared_specs.environment import describe
 
     path = run_dir / ENVIRONMENT_FILE
@@ -68,7 +70,7 @@ def write_environment(run_dir: Path, device: torch.device, world_size: int, step
     if not finished:
         gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
         record = {**describe(), "device": device.type, "gpu": gpu, "processes": world_size, "from_step": step,
-                  "load_at_start": [round(x, 2) for x in os.getloadavg()]}
+                  "load_at_start": [round(x, 2) for x in os.getloadavg()], "backend": backend}
     else:
         record.update(to_step=step, load_at_end=[round(x, 2) for x in os.getloadavg()])
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))

@@ -45,3 +45,27 @@ def check(net, cfg, batch, rng, perturb) -> list[Row]:
             Row(f"NLL (K = {k})", "nats/example", nll_t, nll_j, tol),
             Row(f"NLL (K = {k})", "bits/dim", nll_t / dims, nll_j / dims, tol)]
 
+
+
+def jax_twin(net, cfg):
+    """The VAE trained in JAX (``python -m theory_jax train vae``, ``shared_specs/jax_train.py``): its flax twin, and
+    the training loss of ``training.loss`` as a pure function (params, batch, noise, step) -> (loss, terms), with
+    x (B, H, W, C) channels last, y (B,) and eps (B, d)."""
+    import jax.numpy as jnp
+
+    import theory_jax.vae as jv
+    from shared_specs.jax_train import JaxTwin
+
+    m = cfg.model
+    twin = jv.VAE(image_shape=net.image_shape, latent_dim=net.latent_dim, architecture=m.architecture,
+                  likelihood=m.likelihood, hidden=tuple(m.hidden), channels=tuple(m.channels),
+                  num_classes=net.num_classes, beta=m.beta)
+
+    def labels(batch):
+        return batch[1] if net.num_classes else None
+
+    def loss(params, batch, noise, step):
+        recon, kl = twin.apply({"params": params}, batch[0], noise["eps"], labels(batch), method=jv.VAE.terms)
+        return jnp.mean(m.beta * kl - recon), {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl)}
+
+    return JaxTwin(twin, loss, lambda batch, noise: (batch[0], noise["eps"], labels(batch)))

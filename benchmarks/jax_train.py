@@ -1,0 +1,107 @@
+"""``python -m benchmarks jax_train``: the same quick preset trained by PyTorch's engine and by ``theory_jax train``.
+
+Step rows (always): the training step of each model's quick preset (``--jax-models``, default every model
+``shared_specs.jax_train.TRAINERS`` lists) on this CPU, one thread each (the benchmark runner pins both libraries to
+the same cores): JAX's jitted step (``JaxRun.advance``), PyTorch's engine step eager and under ``torch.compile``; the
+first step (which compiles) apart from the steady steps.
+
+Quality rows (``--jax-quality``, tens of minutes a model on a CPU): each quick preset trained to the end in both
+backends for each ``--jax-seeds`` seed, then evaluated by ``practice_torch eval`` (no sample metrics): the model's
+headline held-out figure per backend and seed, and its mean and spread (max - min) over the seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+
+def jax_step_row(model: str, steps: int, overrides=()) -> dict:
+    """The JAX trainer's step on ``model``'s quick preset: the first call (tracing and XLA compilation) and the
+    mean of ``steps`` steady steps, each waited for."""
+    from practice_torch.engine.config import apply_overrides
+    from practice_torch.models import get_model
+    from shared_specs.jax_train import JaxRun
+
+    cfg = apply_overrides(get_model(model).default_config("quick"), ["train.device=cpu", *overrides])
+    run = JaxRun(cfg)
+    start = time.perf_counter()
+    run.advance()["loss"].block_until_ready()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        logged = run.advance()
+    logged["loss"].block_until_ready()
+    per_step = (time.perf_counter() - start) / steps
+    return {"model": model, "dataset": cfg.data.name, "batch": cfg.train.batch_size, "backend": "JAX jit",
+            "step_ms": 1000 * per_step, "examples_per_s": cfg.train.batch_size / per_step,
+            "first_step_s": first, "note": ""}
+
+
+def torch_step_row(model: str, steps: int, compiled: bool, overrides=()) -> dict:
+    """The PyTorch engine's step on the same preset (``benchmarks.gpu_steps.step_row`` on the CPU)."""
+    from benchmarks.gpu_steps import step_row
+
+    row = step_row(model, "quick", "cpu", steps, float("nan"), [f"train.compile={str(compiled).lower()}",
+                                                               *overrides])
+    return {"model": model, "dataset": row["dataset"], "batch": row["batch"],
+            "backend": "PyTorch compiled" if compiled else "PyTorch eager", "step_ms": row.get("step_ms"),
+            "examples_per_s": row.get("examples_per_s"), "first_step_s": row.get("first_step_s"),
+            "note": row.get("note", "")}
+
+
+def headline(model: str, metrics: dict) -> tuple[str, float]:
+    """(label, value) of the first of the model's ``HEADLINE`` figures its evaluation reported."""
+    from practice_torch.models import get_model
+
+    for key, label, units in get_model(model).HEADLINE:
+        if key in metrics:
+            return f"{label} ({units})", float(metrics[key])
+    raise KeyError(f"{model}'s evaluation reported none of its headline figures")
+
+
+def quality_rows(model: str, seeds: list[int], folder: Path) -> list[dict]:
+    """Each backend's quick run of ``model`` per seed, evaluated; then a row per backend with the mean and spread."""
+    from practice_torch.cli import main as torch_main
+    from shared_specs.jax_train import main as jax_main
+
+    rows = []
+    for seed in seeds:
+        for backend, main in (("PyTorch", lambda args: torch_main(["train", *args])), ("JAX", jax_main)):
+            run = folder / f"{model}-{backend}-{seed}"
+            start = time.perf_counter()
+            if main([model, "--out", str(run), "--set", f"train.seed={seed}", "--set", "train.device=cpu"]) != 0:
+                raise RuntimeError(f"the {backend} run of {model} (seed {seed}) failed")
+            seconds = time.perf_counter() - start
+            if torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) != 0:
+                raise RuntimeError(f"the evaluation of {run} failed")
+            label, value = headline(model, json.loads((run / "eval_test.json").read_text()))
+            rows.append({"model": model, "backend": backend, "seed": seed, "figure": label, "value": value,
+                         "train_s": seconds})
+    for backend in ("PyTorch", "JAX"):
+        values = [r["value"] for r in rows if r["backend"] == backend and r.get("seed") is not None]
+        rows.append({"model": model, "backend": backend, "seed": None, "figure": rows[0]["figure"],
+                     "value": sum(values) / len(values), "spread": max(values) - min(values)})
+    return rows
+
+
+def jax_train(args) -> list[dict]:
+    from shared_specs.jax_train import TRAINERS
+
+    models = [m for m in args.jax_models.split(",") if m] or list(TRAINERS)
+    rows = []
+    for model in models:
+        rows.append(jax_step_row(model, args.jax_steps))
+        rows.append(torch_step_row(model, args.jax_steps, compiled=False))
+        if args.compile:
+            rows.append(torch_step_row(model, args.jax_steps, compiled=True))
+        args.save(rows)
+    if args.jax_quality:
+        seeds = [int(s) for s in args.jax_seeds.split(",")]
+        with tempfile.TemporaryDirectory() as tmp:
+            for model in models:
+                rows += quality_rows(model, seeds, Path(tmp))
+                args.save(rows)
+    return rows

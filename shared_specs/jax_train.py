@@ -1,0 +1,482 @@
+"""Training in JAX: ``python -m theory_jax train MODEL [--dataset D] [--preset quick] [--steps N] [--set KEY=VALUE]
+[--out RUN]``.
+
+The same model as ``python -m practice_torch train MODEL``, trained the functional way: the flax twin of the
+network (``practice_torch/<topic>/twin.py``: ``jax_twin(net, cfg)``), optax, and one ``jax.jit``-compiled step
+
+    step(params, opt_state, batch, noise, step) -> (params, opt_state, logged terms)
+
+that is the PyTorch engine's default step written as a pure function: the loss, its gradient, the global-norm
+clipping of ``torch.nn.utils.clip_grad_norm_`` (``max_norm / (norm + 1e-6)``, at most 1), AdamW with the run's
+betas and decoupled weight decay, the engine's linear warmup and cosine decay (``engine.loop.lr_factor``) and,
+with ``train.ema_decay``, the engine's EMA after the update. Everything around the step is the engine's, so that
+a JAX run is a run:
+
+* the config is the PyTorch preset's (``default_config``, ``--set``), written to ``config.json``;
+* the initial weights are the PyTorch network's, built with the run's seed and converted with
+  ``shared_specs.interop.torch_to_flax``; the batches are the engine's (``GlobalBatches``: the same order from the
+  same seed) and the noise its ``draw_noise`` from the same generator, handed to JAX as NumPy arrays (images
+  channels last);
+* ``metrics.jsonl``, TensorBoard events and ``loss.png`` as the engine writes them, progress in a log;
+* checkpoints in the PyTorch layout (``flax_to_torch``, safetensors), with AdamW's moments and the schedule in
+  torch's format, so ``practice_torch sample``, ``eval``, ``train --resume`` and ``theory_jax check`` read the run
+  unchanged; the samples at the end are the run's PyTorch sampler's, drawn from the JAX-trained weights.
+
+Supported models: ``TRAINERS``. Bad input is one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TRAINERS = ("vae",)  # the models whose twin.py provides jax_twin
+
+
+@dataclass(frozen=True)
+class JaxTwin:
+    """A model's training in JAX: its flax ``module``; ``loss(params, batch, noise, step) -> (loss, {term: value})``
+    (batch and noise as the PyTorch loss gets them, NumPy/JAX arrays, images (B, H, W, C)); ``init_args(batch,
+    noise)``: the positional arguments of ``module.init`` (only their shapes matter)."""
+
+    module: Any
+    loss: Callable
+    init_args: Callable
+
+
+class JaxTrainError(ValueError):
+    """Bad input to the JAX trainer (one line)."""
+
+
+# The optimizer: the engine's, in optax ------------------------------------------------------------------------------
+def lr_schedule(train) -> Callable:
+    """``train.lr`` times the engine's ``lr_factor`` of the update count: linear warmup over ``warmup_steps``, then
+    cosine decay to ``min_lr_ratio`` at ``steps`` (what torch's LambdaLR gives the optimizer's n-th step)."""
+    import jax.numpy as jnp
+
+    warmup, total, floor = train.warmup_steps, train.steps, train.min_lr_ratio
+
+    def schedule(count):
+        count = jnp.asarray(count, dtype=jnp.result_type(float))
+        progress = jnp.clip((count - warmup) / max(1, total - warmup), 0.0, 1.0)
+        cosine = floor + (1.0 - floor) * 0.5 * (1.0 + jnp.cos(math.pi * progress))
+        return train.lr * (jnp.where(count < warmup, (count + 1) / max(warmup, 1), cosine))
+
+    return schedule
+
+
+def clip_like_torch(max_norm: float):
+    """optax transform of ``torch.nn.utils.clip_grad_norm_``: gradients times min(1, max_norm / (|g| + 1e-6)), |g|
+    the global 2-norm (0: no clipping, as the engine's ``train.grad_clip = 0``)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def update(updates, state, params=None):
+        if not max_norm:
+            return updates, state
+        scale = jnp.minimum(1.0, max_norm / (optax.tree.norm(updates) + 1e-6))
+        return jax.tree.map(lambda g: g * scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def optimizer(train, betas: tuple[float, float] | None = None):
+    """The engine's optimizer for one player: clipping, then AdamW (eps 1e-8, torch's default) on the schedule."""
+    import optax
+
+    b1, b2 = betas or tuple(train.betas)
+    return optax.chain(clip_like_torch(train.grad_clip),
+                       optax.adamw(lr_schedule(train), b1=b1, b2=b2, eps=1e-8, weight_decay=train.weight_decay))
+
+
+def ema_decay(decay: float, updates):
+    """The engine's EMA decay after ``updates`` updates (``engine/ema.py``): min(decay, (1 + u) / (10 + u))."""
+    import jax.numpy as jnp
+
+    return jnp.minimum(decay, (1.0 + updates) / (10.0 + updates))
+
+
+def default_step(loss: Callable, tx, ema: float = 0.0) -> Callable:
+    """The engine's default step as a pure function, compiled:
+    (params, opt_state, shadow, batch, noise, step) -> (params, opt_state, shadow, {loss, grad_norm, terms...}).
+    ``shadow``: the EMA of the parameters after each update (``ema > 0``), else None."""
+    import jax
+    import optax
+
+    def step(params, opt_state, shadow, batch, noise, step):
+        (value, terms), grads = jax.value_and_grad(loss, has_aux=True)(params, batch, noise, step)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        if shadow is not None:  # after the update, as the engine's EMA: shadow <- shadow + (1 - d) (params - shadow)
+            d = ema_decay(ema, step + 1)
+            shadow = jax.tree.map(lambda s, p: s + (1.0 - d) * (p - s), shadow, params)
+        return params, opt_state, shadow, {"loss": value, "grad_norm": optax.tree.norm(grads), **terms}
+
+    return jax.jit(step)
+
+
+def adam_moments(opt_state):
+    """The ``ScaleByAdamState`` (count, mu, nu) inside an optax state."""
+    import jax
+    import optax
+
+    found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, optax.ScaleByAdamState))
+             if isinstance(s, optax.ScaleByAdamState)]
+    if len(found) != 1:
+        raise JaxTrainError(f"expected one Adam state in the optimizer state, found {len(found)}")
+    return found[0]
+
+
+# Between the layouts ------------------------------------------------------------------------------------------------
+def to_jax(arrays, dtype=None):
+    """Torch tensors (a tuple or a dict) as NumPy arrays, images (N, C, H, W) channels last; floats as ``dtype``."""
+    def one(t):
+        a = t.detach().cpu().numpy()
+        if a.ndim == 4:
+            a = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+        return a.astype(dtype) if dtype is not None and np.issubdtype(a.dtype, np.floating) else a
+
+    return {k: one(v) for k, v in arrays.items()} if isinstance(arrays, dict) else tuple(one(t) for t in arrays)
+
+
+def to_torch_state(params, template: dict) -> dict:
+    """Flax params as torch tensors named and shaped as ``template`` (a state_dict), in its dtypes."""
+    import torch
+
+    from shared_specs.interop import flax_to_torch
+
+    weights = flax_to_torch(_numpy(params), template)
+    return {k: torch.from_numpy(np.array(v, copy=True)).to(template[k].dtype) for k, v in weights.items()}
+
+
+def _numpy(tree):
+    import jax
+
+    return jax.tree.map(np.asarray, tree)
+
+
+def torch_optimizer_state(net, train, opt_state, step: int) -> dict:
+    """{"optimizer": AdamW's state_dict, "scheduler": LambdaLR's} as the engine checkpoints them after ``step``
+    updates: AdamW's exp_avg and exp_avg_sq are optax's mu and nu in the torch layout."""
+    import torch
+
+    from practice_torch.engine.loop import lr_factor
+
+    adam = adam_moments(opt_state)
+    template = net.state_dict()
+    names = [n for n, _ in net.named_parameters()]
+    mu, nu = to_torch_state(adam.mu, template), to_torch_state(adam.nu, template)
+    params = dict(net.named_parameters())
+    torch_opt = torch.optim.AdamW([params[n] for n in names], lr=train.lr, betas=tuple(train.betas),
+                                  weight_decay=train.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        torch_opt, lambda s: lr_factor(s, train.warmup_steps, train.steps, train.min_lr_ratio))
+    with warnings.catch_warnings():  # the schedule is stepped without the optimizer: only its count matters here
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        for _ in range(step):
+            schedule.step()
+    for n in names:
+        torch_opt.state[params[n]] = {"step": torch.tensor(float(step)), "exp_avg": mu[n].clone(),
+                                      "exp_avg_sq": nu[n].clone()}
+    return {"optimizer": torch_opt.state_dict(), "scheduler": schedule.state_dict()}
+
+
+# The run --------------------------------------------------------------------------------------------------------------
+def twin_of(model: str):
+    """The model's ``jax_twin`` (JaxTrainError, one line, for a model without one)."""
+    import importlib
+
+    if model not in TRAINERS:
+        raise JaxTrainError(f"{model} has no JAX trainer yet; choose from {', '.join(TRAINERS)}")
+    return importlib.import_module(f"practice_torch.{model}.twin").jax_twin
+
+
+class JaxRun:
+    """A run's training state in JAX, set up as the engine sets up a PyTorch run: the seed, the training split, the
+    network (its initial weights, converted), the batch order and the noise generator, in that order. ``dtype``:
+    the floating type of weights, batches and noise (None: float32, the network's); ``parts``: the optimizer and
+    the step ({"optimizer": optimizer, "step": default_step}, replaced for negative controls)."""
+
+    def __init__(self, cfg, dtype: str | None = None, parts: dict | None = None):
+        import jax
+        import torch
+
+        from practice_torch.engine.batches import GlobalBatches, fetch, in_memory
+        from practice_torch.engine.config import derive_seed
+        from practice_torch.engine.runs import build_net, dataset_info, load_split
+        from practice_torch.models import get_model
+        from shared_specs.interop import torch_to_flax
+
+        self.cfg, self.dtype, t = cfg, dtype, cfg.train
+        self.module = get_model(cfg.model_name)
+        jax_twin = twin_of(cfg.model_name)
+        torch.manual_seed(t.seed)  # as the engine does before it builds the network: the same initial weights
+        self.train_set = in_memory(load_split(cfg.data, "train", cfg.data.limit))
+        self.net = build_net(self.module, cfg, dataset_info(cfg.data))
+        if dtype is not None:
+            self.net = self.net.to(getattr(torch, dtype))
+        self.batches = GlobalBatches(len(self.train_set), t.batch_size, t.seed)
+        self.noise = torch.Generator().manual_seed(derive_seed(t.seed, "noise"))
+        self.twin = jax_twin(self.net, cfg)
+        shapes = (to_jax(fetch(self.train_set, torch.arange(t.batch_size)), dtype),  # the shapes only
+                  to_jax(self.module.draw_noise(self.net, cfg.model, t.batch_size, torch.Generator()), dtype))
+        template = jax.eval_shape(lambda: self.twin.module.init(jax.random.key(0), *self.twin.init_args(*shapes)))
+        weights = {k: v.detach().numpy() for k, v in self.net.state_dict().items()}
+        self.params = jax.tree.map(jax.numpy.asarray, torch_to_flax(weights, template["params"]))
+        parts = parts or {"optimizer": optimizer, "step": default_step}
+        self.tx = parts["optimizer"](t)
+        self.opt_state = self.tx.init(self.params)
+        self.shadow = self.params if t.ema_decay > 0 else None
+        self.step_fn = parts["step"](self.twin.loss, self.tx, t.ema_decay)
+        self.step = 0
+
+    def next_batch(self) -> tuple[tuple, dict]:
+        """The engine's next batch and its noise, as NumPy arrays (images channels last)."""
+        from practice_torch.engine.batches import fetch
+
+        batch = to_jax(fetch(self.train_set, self.batches.next()), self.dtype)
+        return batch, to_jax(self.module.draw_noise(self.net, self.cfg.model, self.cfg.train.batch_size, self.noise),
+                             self.dtype)
+
+    def advance(self) -> dict:
+        """One step on the next batch: the new params, optimizer state and EMA; -> the logged values (JAX arrays)."""
+        batch, noise = self.next_batch()
+        self.params, self.opt_state, self.shadow, logged = self.step_fn(self.params, self.opt_state, self.shadow,
+                                                                        batch, noise, self.step)
+        self.step += 1
+        return logged
+
+    def weights(self, average: bool = False) -> dict:
+        """The network's state_dict (torch tensors) with the trained params (``average``: the EMA's)."""
+        state = self.net.state_dict()
+        return to_torch_state(self.shadow if average else self.params, state)
+
+    def checkpoint_state(self) -> dict:
+        """The training state as the engine checkpoints it (``engine/loop.py``: ``save``)."""
+        from practice_torch.engine.checkpoint import rng_state
+
+        self.net.load_state_dict(self.weights())
+        names = dict(self.net.named_parameters())
+        ema = None if self.shadow is None else {
+            "updates": self.step, "shadow": {k: v for k, v in self.weights(average=True).items() if k in names}}
+        return {**torch_optimizer_state(self.net, self.cfg.train, self.opt_state, self.step), "ema": ema,
+                "batches": self.batches.state_dict(), "noise": self.noise.get_state(), "rng": rng_state(),
+                "early_stop": (math.inf, 0, 0)}
+
+
+def train(cfg, run_dir: Path) -> list[Path]:
+    """Train ``cfg`` (an ``engine.config.RunConfig``) in JAX into the new run directory ``run_dir``, as the engine
+    trains it in PyTorch: the log, the checkpoints, the samples and the loss curves. -> the files written at the end."""
+    import torch
+
+    from practice_torch.engine.checkpoint import current_version, save_checkpoint
+    from practice_torch.engine.metrics import MetricsLog, plot_losses
+    from practice_torch.engine.runs import (
+        CHECKPOINTS,
+        held_out_examples,
+        save_samples,
+        write_config,
+        write_environment,
+        write_samples,
+    )
+    from practice_torch.progress import progress
+
+    t = cfg.train
+    run = JaxRun(cfg)
+    version = current_version(getattr(run.module, "CHECKPOINT_VERSIONS", None))
+
+    def save() -> None:
+        state = run.checkpoint_state()
+        save_checkpoint(run_dir / CHECKPOINTS, cfg.model_name, run.step, run.weights(), state, version)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, cfg)
+    write_environment(run_dir, torch.device("cpu"), 1, 0, backend="jax")
+    log, schedule = MetricsLog(run_dir, 0), lr_schedule(t)
+    sums: dict[str, Any] = {}
+    window_start = started = time.perf_counter()
+    bar = progress(total=t.steps, desc=f"{cfg.model_name} on {cfg.data.name} (JAX)", unit="step")
+    try:
+        while run.step < t.steps:
+            lr = schedule(run.step)
+            logged = run.advance()  # asynchronous: nothing here waits for the step until the log line
+            sums = {k: sums.get(k, 0.0) + v for k, v in {**logged, "lr": lr}.items()}
+            window = run.step - (run.step - 1) // t.log_every * t.log_every
+            if run.step % t.log_every == 0 or run.step == t.steps:
+                means = {k: float(v) / window for k, v in sums.items()}
+                if not math.isfinite(means["loss"]):
+                    raise JaxTrainError(f"the loss became {means['loss']} within steps {run.step - window + 1}-"
+                                        f"{run.step}; stopped: try a lower train.lr or a train.grad_clip")
+                rate = window * t.batch_size / (time.perf_counter() - window_start)
+                log.write(run.step, {**means, "examples_per_s": rate, "time_s": time.perf_counter() - started})
+                bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
+                sums, window_start = {}, time.perf_counter()
+            bar.update(1)
+            if run.step % t.checkpoint_every == 0 and run.step < t.steps:
+                save()
+    finally:
+        bar.close()
+        log.close()
+    save()
+    write_environment(run_dir, torch.device("cpu"), 1, run.step, finished=True)
+    run.net.load_state_dict(run.weights(average=run.shadow is not None))  # the samples of the EMA's weights, if kept
+    artefacts = write_samples(run.module, cfg, run.net, t.samples, t.seed, held_out_examples(cfg.data, t.samples))
+    plot = plot_losses(run_dir, run_dir / "loss.png")
+    return save_samples(artefacts, run_dir) + ([plot] if plot else [])
+
+
+# Twin training: a short run in both backends (the spec kind ``RunCase``) --------------------------------------------
+def run_config(case):
+    """The run of a ``RunCase``: its model's quick preset on its data set, ``case.steps`` steps, its overrides."""
+    from practice_torch.engine.config import apply_overrides
+    from practice_torch.models import get_model
+
+    return apply_overrides(get_model(case.model).default_config("quick", case.dataset),
+                           [f"train.steps={case.steps}", "train.device=cpu", *case.overrides])
+
+
+# A parameter whose gradient never exceeds this share of the largest gradient is one the loss does not depend on
+# (a bias before a normalisation, which removes it): its gradient is rounding noise, which Adam divides by its own
+# size, so each backend moves it by its own noise. It is not compared; everything it could affect is.
+INERT = {"float64": 1e-10, "float32": 1e-4}
+
+
+def torch_run(case) -> tuple[dict, dict, list[str]]:
+    """({"loss": (steps,), "weights": {name: array}, "ema": ...}, the initial weights, the inert parameters: those
+    whose gradient stayed at rounding noise, ``INERT``) of the PyTorch engine's default step (``engine/loop.py``:
+    zero_grad, the loss, backward, ``clip_grad_norm_``, AdamW, the LambdaLR schedule, the EMA) in ``case.dtype``, set
+    up as the engine sets up a run (``tests/test_jax_train.py`` holds it to the engine's Trainer bit for bit)."""
+    import torch
+
+    from practice_torch.engine.batches import GlobalBatches, fetch, in_memory
+    from practice_torch.engine.config import derive_seed
+    from practice_torch.engine.ema import EMA
+    from practice_torch.engine.loop import lr_factor
+    from practice_torch.engine.runs import build_net, dataset_info, load_split
+    from practice_torch.models import get_model
+
+    cfg = run_config(case)
+    module, t, dtype = get_model(case.model), cfg.train, getattr(torch, case.dtype)
+    torch.manual_seed(t.seed)
+    train_set = in_memory(load_split(cfg.data, "train", cfg.data.limit))
+    net = build_net(module, cfg, dataset_info(cfg.data)).to(dtype)
+    batches = GlobalBatches(len(train_set), t.batch_size, t.seed)
+    generator = torch.Generator().manual_seed(derive_seed(t.seed, "noise"))
+    start = {n: p.detach().numpy().copy() for n, p in net.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=t.lr,
+                                  weight_decay=t.weight_decay, betas=tuple(t.betas))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
+    ema = EMA(net, t.ema_decay) if t.ema_decay > 0 else None
+
+    def cast(x):
+        return x.to(dtype) if x.is_floating_point() else x
+
+    losses, largest = [], dict.fromkeys(start, 0.0)
+    for step in range(case.steps):
+        batch = tuple(map(cast, fetch(train_set, batches.next())))
+        noise = {k: cast(v) for k, v in module.draw_noise(net, cfg.model, t.batch_size, generator).items()}
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = module.loss(net, cfg.model, batch, noise, step)
+        loss.backward()
+        largest = {n: max(largest[n], float(p.grad.abs().max())) for n, p in net.named_parameters()
+                   if p.grad is not None}
+        torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip or math.inf)
+        optimizer.step()
+        schedule.step()
+        if ema is not None:
+            ema.update(net)
+        losses.append(loss.item())
+    out = {"loss": np.array(losses), "weights": {n: p.detach().numpy() for n, p in net.named_parameters()}}
+    if ema is not None:
+        out["ema"] = {n: v.numpy() for n, v in ema.shadow.items()}
+    scale = max(largest.values())
+    return out, start, sorted(n for n, g in largest.items() if g <= INERT[case.dtype] * scale)
+
+
+def jax_run(case, alter: Callable[[dict], dict] | None = None) -> dict:
+    """The same run as ``torch_run`` by ``python -m theory_jax train``'s ``JaxRun`` in ``case.dtype`` (float64
+    needs ``jax_enable_x64``); ``alter`` changes its parts ({"optimizer": ..., "step": ...}), for negative
+    controls."""
+    parts = {"optimizer": optimizer, "step": default_step}
+    run = JaxRun(run_config(case), case.dtype, alter(parts) if alter is not None else parts)
+    losses = [float(run.advance()["loss"]) for _ in range(case.steps)]
+    names = dict(run.net.named_parameters())
+    out = {"loss": np.array(losses), "weights": {k: v.numpy() for k, v in run.weights().items() if k in names}}
+    if run.shadow is not None:
+        out["ema"] = {k: v.numpy() for k, v in run.weights(average=True).items() if k in names}
+    return out
+
+
+# The command ----------------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m theory_jax train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help=f"one of {', '.join(TRAINERS)}")
+    parser.add_argument("--dataset", help="data set (default: the model's)")
+    parser.add_argument("--preset", choices=("quick", "full"), default="quick")
+    parser.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, as practice_torch train's --set (repeatable)")
+    parser.add_argument("--out", help="run directory (default runs/<model>-<dataset>-jax-<k>)")
+    return parser
+
+
+def unsupported(train) -> str | None:
+    """What of ``train`` (a TrainConfig) the JAX trainer does not do, as a one-line error, or None."""
+    if train.precision != "fp32":
+        return f"train.precision={train.precision}: the JAX trainer trains in float32 (--set train.precision=fp32)"
+    if train.val_batch or train.early_stop:
+        return "train.val_batch/train.early_stop: the JAX trainer logs no validation terms (set them to 0 and '')"
+    if train.batch_size < 1:
+        return f"train.batch_size={train.batch_size}: the JAX trainer takes minibatches (a positive size)"
+    return None
+
+
+def new_run_dir(cfg, root: Path = Path("runs")) -> Path:
+    """runs/<model>-<data set>-jax-<k>, the first k not taken."""
+    k = 1
+    while (root / f"{cfg.model_name}-{cfg.data.name}-jax-{k}").exists():
+        k += 1
+    return root / f"{cfg.model_name}-{cfg.data.name}-jax-{k}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from practice_torch.data import DatasetMissing
+    from practice_torch.engine import RunError
+    from practice_torch.engine.config import apply_overrides
+    from practice_torch.engine.runs import check_new_run_dir
+
+    args = build_parser().parse_args(argv)
+    try:
+        twin_of(args.model)
+        from practice_torch.models import get_model
+
+        overrides = ([f"train.steps={args.steps}"] if args.steps is not None else []) + args.set
+        cfg = apply_overrides(get_model(args.model).default_config(args.preset, args.dataset), overrides)
+        problem = unsupported(cfg.train)
+        if problem:
+            raise JaxTrainError(problem)
+        run_dir = Path(args.out) if args.out else new_run_dir(cfg)
+        check_new_run_dir(run_dir)
+        files = train(cfg, run_dir)
+    except (JaxTrainError, RunError, DatasetMissing, ValueError) as exc:  # ValueError: a build the adapter refuses
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    print(f"trained {cfg.model_name} in JAX for {cfg.train.steps} steps; run directory {run_dir}")
+    for path in files:
+        print(f"  wrote {path}")
+    return 0

@@ -1,0 +1,166 @@
+"""Training in JAX (``python -m theory_jax train``, ``shared_specs/jax_train.py``): a JAX run is a run the PyTorch
+side reads, its step is the engine's step (the twin-training spec cases, ``RunCase``, pass in ``test_specs.py``),
+and each fault of an optimizer written by hand is caught."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from shared_specs import jax_train
+from shared_specs.case import RunCase
+from shared_specs.runner import Perturbation, caught
+from shared_specs.vae import RUN
+
+CASE = RunCase("vae/run/mlp-controls", "vae", (*RUN, "model.architecture=mlp", "model.hidden=16"), dataset="digits",
+               steps=12)
+
+
+def test_the_twin_runs_reference_is_the_engines_own_step(tmp_path):
+    """``torch_run`` in float32 is bit for bit what the engine's Trainer does in as many steps: the PyTorch side of
+    a twin-training case is the engine's step, not a copy of it that could drift."""
+    from practice_torch.engine.config import apply_overrides
+    from practice_torch.models import get_model, new_trainer
+
+    reference, _, _ = jax_train.torch_run(RunCase(CASE.id, CASE.model, CASE.overrides, CASE.dataset, steps=6,
+                                                  dtype="float32"))
+    cfg = apply_overrides(get_model("vae").default_config("quick", "digits"),
+                          ["train.steps=6", "train.device=cpu", "train.threads=1", *CASE.overrides])
+    trainer = new_trainer(cfg, tmp_path / "run")
+    try:
+        trainer.run(stop_at=6)
+    finally:
+        trainer.close()
+    weights = dict(trainer.net.named_parameters())
+    assert all(np.array_equal(reference["weights"][n], weights[n].detach().numpy()) for n in weights)
+    assert all(np.array_equal(reference["ema"][n], trainer.ema.shadow[n].numpy()) for n in weights)
+    assert not np.array_equal(reference["weights"]["decoder.out.weight"],  # the control: one step fewer differs
+                              jax_train.torch_run(RunCase(CASE.id, CASE.model, CASE.overrides, CASE.dataset, steps=5,
+                                                          dtype="float32"))[0]["weights"]["decoder.out.weight"])
+
+
+def _adam_without_bias_correction(train):
+    """AdamW whose moments are used as they are, without 1 / (1 - beta^t): a fault a hand-written Adam makes."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    b1, b2 = train.betas
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return (zeros, zeros)
+
+    def update(grads, state, params=None):
+        mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state[0], grads)
+        nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state[1], grads)
+        return jax.tree.map(lambda m, v: m / (jnp.sqrt(v) + 1e-8), mu, nu), (mu, nu)
+
+    return optax.chain(jax_train.clip_like_torch(train.grad_clip), optax.GradientTransformation(init, update),
+                       optax.add_decayed_weights(train.weight_decay),
+                       optax.scale_by_learning_rate(jax_train.lr_schedule(train)))
+
+
+def _ema_before_the_step(loss, tx, ema):
+    """The default step with the EMA taken of the parameters before the update instead of after it."""
+    import jax
+    import optax
+
+    def step(params, opt_state, shadow, batch, noise, step):
+        (value, terms), grads = jax.value_and_grad(loss, has_aux=True)(params, batch, noise, step)
+        d = jax_train.ema_decay(ema, step + 1)
+        shadow = jax.tree.map(lambda s, p: s + (1.0 - d) * (p - s), shadow, params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, shadow, {"loss": value, **terms}
+
+    return jax.jit(step)
+
+
+def _schedule_a_step_late(train):
+    """AdamW whose learning rate is read one update late (the schedule at the count before)."""
+    import optax
+
+    schedule = jax_train.lr_schedule(train)
+    return optax.chain(jax_train.clip_like_torch(train.grad_clip),
+                       optax.adamw(lambda count: schedule(count - 1), b1=train.betas[0], b2=train.betas[1], eps=1e-8,
+                                   weight_decay=train.weight_decay))
+
+
+@pytest.mark.parametrize(("name", "alter", "where"), [
+    ("a wrong Adam beta2 (0.99)", lambda parts: {**parts, "optimizer": lambda t: jax_train.optimizer(
+        t, betas=(t.betas[0], 0.99))}, "weights"),
+    ("Adam without its bias correction", lambda parts: {**parts, "optimizer": _adam_without_bias_correction},
+     "weights"),
+    ("the EMA taken before the update", lambda parts: {**parts, "step": _ema_before_the_step}, "ema"),
+    ("the learning-rate schedule a step late", lambda parts: {**parts, "optimizer": _schedule_a_step_late},
+     "weights"),
+])
+def test_a_faulty_jax_step_is_caught(name, alter, where, both):
+    message = caught(CASE, Perturbation(name, training=alter))
+    assert where in message
+
+
+def test_theory_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_and_checks(tmp_path, capsys):
+    from practice_torch.cli import main as torch_main
+    from theory_jax.cli import main as jax_main
+
+    run = tmp_path / "run"
+    settings = ["--set", "model.architecture=mlp", "--set", "model.hidden=16", "--set", "model.latent_dim=2",
+                "--set", "train.batch_size=32", "--set", "train.log_every=5", "--set", "train.checkpoint_every=10",
+                "--set", "train.samples=4", "--set", "model.nll_examples=8", "--set", "model.nll_samples=4"]
+    assert jax_main(["train", "vae", "--dataset", "digits", "--steps", "15", "--out", str(run), *settings]) == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [5, 10, 15] and lines[-1]["loss"] < lines[0]["loss"]
+    assert {"loss", "grad_norm", "lr", "kl", "recon_nll"} <= set(lines[0])
+    assert (run / "loss.png").is_file() and (run / "samples" / "samples.png").is_file()
+    assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
+    assert json.loads((run / "eval_test.json").read_text())["nll_bits_per_dim"] > 0
+    from practice_torch.results import result_row
+    from shared_specs.docs import results_table
+
+    row = result_row(run, "idle")
+    assert row["backend"] == "jax" and "trained in JAX" in results_table([row], None)
+    assert torch_main(["train", "vae", "--resume", str(run), "--steps", "20"]) == 0  # PyTorch continues the run
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()][-1] == 20
+    assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
+    row = result_row(run, "idle")  # the control: its last session was PyTorch's
+    assert "backend" not in row and "trained in JAX" not in results_table([row], None) and row["resumed"]
+    assert jax_main(["check", str(run), "--examples", "8"]) == 0
+    capsys.readouterr()
+    assert jax_main(["train", "vae", "--dataset", "digits", "--out", str(run)]) == 2  # a run is already there
+    assert "already holds a run" in capsys.readouterr().err
+    assert jax_main(["train", "wgan"]) == 2
+    assert "no JAX trainer yet; choose from vae" in capsys.readouterr().err
+
+
+def test_the_jax_checkpoint_carries_adams_moments_in_torchs_layout(tmp_path):
+    """What PyTorch's --resume reads: AdamW's exp_avg/exp_avg_sq are optax's mu/nu, the step count and the schedule
+    where the JAX run left them."""
+    from practice_torch.engine.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    assert jax_train.main(["vae", "--dataset", "digits", "--steps", "4", "--out", str(run), "--set",
+                           "model.architecture=mlp", "--set", "model.hidden=16", "--set", "train.batch_size=16",
+                           "--set", "train.samples=2", "--set", "train.log_every=2"]) == 0
+    _, state = load_checkpoint(run / "checkpoints", "vae")
+    moments = state["optimizer"]["state"]
+    assert state["step"] == 4 and state["scheduler"]["last_epoch"] == 4
+    assert all(float(s["step"]) == 4.0 and torch.all(s["exp_avg_sq"] >= 0) for s in moments.values())
+    assert any(float(s["exp_avg"].abs().sum()) > 0 for s in moments.values())
+
+
+def test_only_the_biases_a_normalisation_removes_go_uncompared():
+    """The conv VAE's convolutions before a GroupNorm have biases the loss does not depend on (rounding-noise
+    gradients, which Adam scales up differently in each backend): those alone are left out of a run case's
+    comparison; the MLP has none."""
+    import dataclasses
+
+    from shared_specs.catalogue import spec_cases
+
+    cases = {c.id: c for c in spec_cases("vae")}
+    conv = dataclasses.replace(cases["vae/run/conv-gaussian-conditional"], steps=3)
+    assert jax_train.torch_run(conv)[2] == ["decoder.deconvs.0.bias", "encoder.convs.0.bias", "encoder.convs.1.bias"]
+    assert jax_train.torch_run(dataclasses.replace(cases["vae/run/mlp"], steps=3))[2] == []
