@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-TRAINERS = ("vae",)  # the models whose twin.py provides jax_twin
+TRAINERS = ("vae", "language_model")  # the models whose twin.py provides jax_twin
 
 
 @dataclass(frozen=True)
@@ -261,6 +261,29 @@ class JaxRun:
         state = self.net.state_dict()
         return to_torch_state(self.shadow if average else self.params, state)
 
+    def validate(self) -> dict[str, float]:
+        """The model's ``validate`` terms at this step, as the engine computes them (``engine/loop.py``:
+        ``_validate``): ``train.val_batch`` validation rows from (step // log_every) * val_batch, cycling, scored by
+        the PyTorch network with the JAX-trained weights, in eval mode, without gradients."""
+        import torch
+
+        from practice_torch.engine.batches import fetch, in_memory
+        from practice_torch.engine.runs import load_split
+
+        t = self.cfg.train
+        if getattr(self, "val_set", None) is None:
+            self.val_set = in_memory(load_split(self.cfg.data, "val"))
+        start = self.step // t.log_every * t.val_batch
+        rows = torch.arange(start, start + t.val_batch) % len(self.val_set)
+        self.net.load_state_dict(self.weights())
+        self.net.eval()
+        try:
+            with torch.no_grad():
+                terms = self.module.validate(self.net, self.cfg.model, fetch(self.val_set, rows))
+        finally:
+            self.net.train()
+        return {k: float(v) for k, v in terms.items()}
+
     def checkpoint_state(self) -> dict:
         """The training state as the engine checkpoints it (``engine/loop.py``: ``save``)."""
         from practice_torch.engine.checkpoint import rng_state
@@ -318,6 +341,8 @@ def train(cfg, run_dir: Path) -> list[Path]:
                     raise JaxTrainError(f"the loss became {means['loss']} within steps {run.step - window + 1}-"
                                         f"{run.step}; stopped: try a lower train.lr or a train.grad_clip")
                 rate = window * t.batch_size / (time.perf_counter() - window_start)
+                if t.val_batch and hasattr(run.module, "validate"):
+                    means.update(run.validate())
                 log.write(run.step, {**means, "examples_per_s": rate, "time_s": time.perf_counter() - started})
                 bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
                 sums, window_start = {}, time.perf_counter()
@@ -351,7 +376,20 @@ def run_config(case):
 INERT = {"float64": 1e-10, "float32": 1e-4}
 
 
+_TORCH_RUNS: dict = {}  # case -> torch_run's result: a case's negative controls alter only the JAX side
+
+
 def torch_run(case) -> tuple[dict, dict, list[str]]:
+    """``reference_run(case)``, computed once per case in a process (a copy each time)."""
+    import copy
+
+    if case not in _TORCH_RUNS:
+        _TORCH_RUNS.clear()  # one case at a time is enough for its controls
+        _TORCH_RUNS[case] = reference_run(case)
+    return copy.deepcopy(_TORCH_RUNS[case])
+
+
+def reference_run(case) -> tuple[dict, dict, list[str]]:
     """({"loss": (steps,), "weights": {name: array}, "ema": ...}, the initial weights, the inert parameters: those
     whose gradient stayed at rounding noise, ``INERT``) of the PyTorch engine's default step (``engine/loop.py``:
     zero_grad, the loss, backward, ``clip_grad_norm_``, AdamW, the LambdaLR schedule, the EMA) in ``case.dtype``, set
@@ -436,8 +474,8 @@ def unsupported(train) -> str | None:
     """What of ``train`` (a TrainConfig) the JAX trainer does not do, as a one-line error, or None."""
     if train.precision != "fp32":
         return f"train.precision={train.precision}: the JAX trainer trains in float32 (--set train.precision=fp32)"
-    if train.val_batch or train.early_stop:
-        return "train.val_batch/train.early_stop: the JAX trainer logs no validation terms (set them to 0 and '')"
+    if train.early_stop:
+        return f"train.early_stop={train.early_stop}: the JAX trainer does not stop early (set it to '')"
     if train.batch_size < 1:
         return f"train.batch_size={train.batch_size}: the JAX trainer takes minibatches (a positive size)"
     return None

@@ -125,7 +125,6 @@ def test_theory_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_an
     assert row["backend"] == "jax" and "trained in JAX" in results_table([row], None)
     assert torch_main(["train", "vae", "--resume", str(run), "--steps", "20"]) == 0  # PyTorch continues the run
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()][-1] == 20
-    assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
     row = result_row(run, "idle")  # the control: its last session was PyTorch's
     assert "backend" not in row and "trained in JAX" not in results_table([row], None) and row["resumed"]
     assert jax_main(["check", str(run), "--examples", "8"]) == 0
@@ -164,3 +163,22 @@ def test_only_the_biases_a_normalisation_removes_go_uncompared():
     conv = dataclasses.replace(cases["vae/run/conv-gaussian-conditional"], steps=3)
     assert jax_train.torch_run(conv)[2] == ["decoder.deconvs.0.bias", "encoder.convs.0.bias", "encoder.convs.1.bias"]
     assert jax_train.torch_run(dataclasses.replace(cases["vae/run/mlp"], steps=3))[2] == []
+
+
+def test_theory_jax_trains_the_character_transformer_and_refuses_what_its_twin_lacks(tmp_path, capsys):
+    from theory_jax.cli import main as jax_main
+
+    run, tiny = tmp_path / "lm", ["--set", "model.dim=16", "--set", "model.layers=1", "--set", "model.heads=2",
+                                  "--set", "model.context=16", "--set", "train.batch_size=4", "--set",
+                                  "train.log_every=5", "--set", "train.val_batch=4", "--set", "train.samples=1", "--set",
+                                  "model.bpe_merges=0", "--set", "model.sample_length=16"]
+    assert jax_main(["train", "language_model", "--steps", "10", "--out", str(run), *tiny]) == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [5, 10] and {"val_loss", "bits_per_char"} <= set(lines[-1])
+    assert (run / "samples" / "samples.txt").is_file() and (run / "checkpoints" / "latest.json").is_file()
+    capsys.readouterr()
+    for setting, message in (("model.architecture=lstm", "only the transformer has one"),
+                             ("model.dropout=0.1", "draws no dropout masks")):
+        assert jax_main(["train", "language_model", "--steps", "2", "--out", str(tmp_path / "x"), *tiny,
+                         "--set", setting]) == 2
+        assert message in capsys.readouterr().err

@@ -26,12 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy as sp
+from flax import linen as nn
 
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.nets.transformer import Transformer
 
-__all__ = ["beam_search", "beam_search_table", "cross_entropy", "derive", "greedy_step", "inverse_cdf", "log_softmax",
-           "prefix_index", "sequence_log_prob", "temperature_probs", "temperature_step", "top_k_probs", "top_k_step",
-           "top_p_probs", "top_p_step"]
+__all__ = ["CharTransformer", "beam_search", "beam_search_table", "cross_entropy", "crop", "derive", "greedy_step",
+           "inverse_cdf", "log_softmax", "prefix_index", "sequence_log_prob", "temperature_probs", "temperature_step",
+           "top_k_probs", "top_k_step", "top_p_probs", "top_p_step"]
 
 TITLE = "language models: next-token cross-entropy and decoding rules"
 LECTURES = "autoregressive models; transformers: training and inference; tokenisation; decoding"
@@ -143,7 +145,30 @@ def sequence_log_prob(prefix_logits, seqs):
     return total
 
 
-# 5. The derivation ----------------------------------------------------------------------------------------------
+# 5. The character transformer (twin of ``practice_torch.language_model.networks.CharTransformer``) -------------
+class CharTransformer(nn.Module):
+    """Token embedding (V -> dim), the ``trunk`` (``theory_jax.nets.Transformer``) and a head: tied (logits =
+    h E^T, Press & Wolf 2017) or its own Dense (dim -> V, no bias). x: (B, T) int -> (B, T, V)."""
+
+    vocab_size: int
+    trunk: Transformer
+    tie: bool = True
+
+    def setup(self):
+        self.embedding = nn.Embed(self.vocab_size, self.trunk.dim)
+        self.head = None if self.tie else nn.Dense(self.vocab_size, use_bias=False)
+
+    def __call__(self, x):
+        h = self.trunk(self.embedding(x))
+        return self.embedding.attend(h) if self.tie else self.head(h)
+
+
+def crop(x, offset, length: int):
+    """x[b, offset[b] : offset[b] + length] for each row. x: (B, W), offset: (B,) -> (B, length)."""
+    return jnp.take_along_axis(x, offset[:, None] + jnp.arange(length), axis=1)
+
+
+# 6. The derivation ----------------------------------------------------------------------------------------------
 def all_sequences(vocab: int, length: int) -> np.ndarray:
     """Every sequence of ``length`` tokens over ``vocab``, in lexicographic order. -> (V^L, L) int64."""
     return np.asarray(list(itertools.product(range(vocab), repeat=length)), dtype=np.int64).reshape(-1, length)

@@ -102,12 +102,17 @@ def draw_noise(net: LanguageModel, config: Config, n: int, generator: torch.Gene
     return {"offset": torch.randint(0, WINDOW - net.context + 1, (n,), generator=generator)}
 
 
+def at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """bf16 logits (under autocast) in float32 for the softmax; float32 and float64 as they are."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def loss(net: LanguageModel, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """Mean next-character cross-entropy (nats) on the crops; terms: bits/char."""
     x, y = batch
     x, y = crop(x, noise["offset"], net.context), crop(y, noise["offset"], net.context)
     logits = net(x)
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+    nll = F.cross_entropy(at_least_float32(logits.reshape(-1, logits.shape[-1])), y.reshape(-1))
     return nll, {"bits_per_char": nll.detach() / math.log(2)}
 
 
@@ -116,7 +121,7 @@ def validate(net: LanguageModel, config: Config, batch) -> dict[str, torch.Tenso
     each, every one predicted from the characters before it in its piece; the engine calls it in eval mode."""
     x, y = (t[:, : net.context] for t in batch)
     logits = net(x)
-    return {"val_loss": F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))}
+    return {"val_loss": F.cross_entropy(at_least_float32(logits.reshape(-1, logits.shape[-1])), y.reshape(-1))}
 
 
 # Sampling ----------------------------------------------------------------------------------------------------------
