@@ -140,10 +140,12 @@ def adam_moments(opt_state):
 # Between the layouts ------------------------------------------------------------------------------------------------
 def to_jax(arrays, dtype=None):
     """Torch tensors (a tuple or a dict) as NumPy arrays, images (N, C, H, W) channels last; floats as ``dtype``."""
+    from shared_specs.backends import _nchw_to_nhwc
+
     def one(t):
         a = t.detach().cpu().numpy()
         if a.ndim == 4:
-            a = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+            a = _nchw_to_nhwc(a)
         return a.astype(dtype) if dtype is not None and np.issubdtype(a.dtype, np.floating) else a
 
     return {k: one(v) for k, v in arrays.items()} if isinstance(arrays, dict) else tuple(one(t) for t in arrays)
@@ -201,6 +203,28 @@ def twin_of(model: str):
     return importlib.import_module(f"practice_torch.{model}.twin").jax_twin
 
 
+def engine_start(cfg, dtype: str | None = None):
+    """(model module, training split in memory, network, batch order, noise generator) of a run, made as the engine
+    makes them and in its order (the seed, the split, the network, ...: ``engine/loop.py``, ``Trainer``), so that both
+    backends start from the same weights and see the same batches and noise. ``dtype``: the network's floating
+    type (None: its own, float32)."""
+    import torch
+
+    from practice_torch.engine.batches import GlobalBatches, in_memory
+    from practice_torch.engine.config import derive_seed
+    from practice_torch.engine.runs import build_net, dataset_info, load_split
+    from practice_torch.models import get_model
+
+    t, module = cfg.train, get_model(cfg.model_name)
+    torch.manual_seed(t.seed)
+    train_set = in_memory(load_split(cfg.data, "train", cfg.data.limit))
+    net = build_net(module, cfg, dataset_info(cfg.data))
+    if dtype is not None:
+        net = net.to(getattr(torch, dtype))
+    return (module, train_set, net, GlobalBatches(len(train_set), t.batch_size, t.seed),
+            torch.Generator().manual_seed(derive_seed(t.seed, "noise")))
+
+
 class JaxRun:
     """A run's training state in JAX, set up as the engine sets up a PyTorch run: the seed, the training split, the
     network (its initial weights, converted), the batch order and the noise generator, in that order. ``dtype``:
@@ -211,22 +235,12 @@ class JaxRun:
         import jax
         import torch
 
-        from practice_torch.engine.batches import GlobalBatches, fetch, in_memory
-        from practice_torch.engine.config import derive_seed
-        from practice_torch.engine.runs import build_net, dataset_info, load_split
-        from practice_torch.models import get_model
+        from practice_torch.engine.batches import fetch
         from shared_specs.interop import torch_to_flax
 
         self.cfg, self.dtype, t = cfg, dtype, cfg.train
-        self.module = get_model(cfg.model_name)
         jax_twin = twin_of(cfg.model_name)
-        torch.manual_seed(t.seed)  # as the engine does before it builds the network: the same initial weights
-        self.train_set = in_memory(load_split(cfg.data, "train", cfg.data.limit))
-        self.net = build_net(self.module, cfg, dataset_info(cfg.data))
-        if dtype is not None:
-            self.net = self.net.to(getattr(torch, dtype))
-        self.batches = GlobalBatches(len(self.train_set), t.batch_size, t.seed)
-        self.noise = torch.Generator().manual_seed(derive_seed(t.seed, "noise"))
+        self.module, self.train_set, self.net, self.batches, self.noise = engine_start(cfg, dtype)
         self.twin = jax_twin(self.net, cfg)
         shapes = (to_jax(fetch(self.train_set, torch.arange(t.batch_size)), dtype),  # the shapes only
                   to_jax(self.module.draw_noise(self.net, cfg.model, t.batch_size, torch.Generator()), dtype))
@@ -396,20 +410,13 @@ def reference_run(case) -> tuple[dict, dict, list[str]]:
     up as the engine sets up a run (``tests/test_jax_train.py`` holds it to the engine's Trainer bit for bit)."""
     import torch
 
-    from practice_torch.engine.batches import GlobalBatches, fetch, in_memory
-    from practice_torch.engine.config import derive_seed
+    from practice_torch.engine.batches import fetch
     from practice_torch.engine.ema import EMA
     from practice_torch.engine.loop import lr_factor
-    from practice_torch.engine.runs import build_net, dataset_info, load_split
-    from practice_torch.models import get_model
 
     cfg = run_config(case)
-    module, t, dtype = get_model(case.model), cfg.train, getattr(torch, case.dtype)
-    torch.manual_seed(t.seed)
-    train_set = in_memory(load_split(cfg.data, "train", cfg.data.limit))
-    net = build_net(module, cfg, dataset_info(cfg.data)).to(dtype)
-    batches = GlobalBatches(len(train_set), t.batch_size, t.seed)
-    generator = torch.Generator().manual_seed(derive_seed(t.seed, "noise"))
+    t, dtype = cfg.train, getattr(torch, case.dtype)
+    module, train_set, net, batches, generator = engine_start(cfg, case.dtype)
     start = {n: p.detach().numpy().copy() for n, p in net.named_parameters()}
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=t.lr,
                                   weight_decay=t.weight_decay, betas=tuple(t.betas))
