@@ -153,11 +153,11 @@ def test_every_trainable_parameter_gets_a_gradient(name, tmp_path):
 
 
 TURNS = {  # model -> its tiny settings: players that take turns
-    "gan": ["--set", "model.n_critic=1", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2"],
+    "gan": ["--set", "model.discriminator_steps=1", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2"],
     "wgan": ["--set", "model.n_critic=2", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2"],
     "bigan": ["--dataset", "gaussians", "--set", "model.hidden=16,16", "--set", "model.width=16",
               "--set", "model.joint=16", "--set", "model.probe_examples=500"],
-    "style_transfer": ["--dataset", "digits", "--set", "model.n_critic=1", "--set", "model.width=4",
+    "style_transfer": ["--dataset", "digits", "--set", "model.discriminator_steps=1", "--set", "model.width=4",
                        "--set", "model.channels=4,8", "--set", "model.fc=16", "--set", "model.blocks=1"],
 }
 

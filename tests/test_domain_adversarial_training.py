@@ -1,7 +1,7 @@
 """DANN's training form: the three players and their shapes, the reversed gradient that reaches the extractor (and
-none in the source-only baseline), lambda_p read off the checkpointed step counter, the deterministic target domains,
-the target batch from the engine's noise, the proxy A-distance, an exactly resumed run, the CLI on a tiny run,
-one-line errors; the quick preset against its source-only baseline is a slow test."""
+none in the source-only baseline), lambda_p read off the engine's step number, the deterministic target domains, the
+target batch the engine draws from the shifted training split, the proxy A-distance, an exactly resumed run, the CLI
+on a tiny run, one-line errors; the quick preset against its source-only baseline is a slow test."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from practice_torch.domain_adversarial import functions
 from practice_torch.domain_adversarial import training as dann_training
 from practice_torch.domain_adversarial.domains import shift_images, target_domain
 from practice_torch.domain_adversarial.networks import dann_loss
-from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.config import DataConfig, apply_overrides
+from practice_torch.engine.runs import load_split
+from practice_torch.models import new_trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -41,13 +43,14 @@ def batch(n=8, seed=0):
     return torch.rand(n, 1, 8, 8, generator=g), torch.randint(10, (n,), generator=g), torch.rand(n, 1, 8, 8, generator=g)
 
 
-def test_shapes_of_the_three_players_and_the_target_split_on_the_net():
+def test_shapes_of_the_three_players_and_the_target_domain_beside_the_net():
     net = tiny_net()
     x, _, _ = batch()
     assert net(x).shape == (8, 10) and net.features(x).shape == (8, 8 * 2 * 2)
     assert net.domain_logits(net.features(x)).shape == (8,)
-    assert net.target_images.shape == (len(get_dataset("digits", "train")), 1, 8, 8)
-    assert "target_images" not in net.state_dict()  # rebuilt from the data, not checkpointed
+    train = load_split(DataConfig("digits"), "train")
+    target = dann_training.domains(dann_training.Config(target="inverted"), train)["target"]
+    torch.testing.assert_close(target, 1 - train.tensors[0])  # the split's images, shifted
     assert "steps" not in net.state_dict()  # no step counter: the schedule reads the engine's step number
 
 
@@ -119,11 +122,19 @@ def test_the_galaxy_blend_inverts_the_image_over_a_stretched_galaxy():
     assert zero.max() == 1.0 and 0.05 < zero.mean() < 0.5
 
 
-def test_the_target_batch_is_drawn_from_the_engines_generator():
-    net = tiny_net()
-    a = dann_training.draw_noise(net, dann_training.Config(), 32, torch.Generator().manual_seed(1))["target"]
-    b = dann_training.draw_noise(net, dann_training.Config(), 32, torch.Generator().manual_seed(1))["target"]
-    assert torch.equal(a, b) and a.dtype == torch.int64 and 0 <= a.min() and a.max() < len(net.target_images)
+def test_the_engine_appends_a_target_batch_of_the_shifted_training_split_drawn_from_its_generator(tmp_path):
+    cfg = apply_overrides(dann_training.default_config("quick", "digits"), [
+        "model.channels=4,8", "model.hidden=8", "model.domain_hidden=8", "model.groups=2", "model.target=inverted",
+        "train.batch_size=16", "train.device=cpu", "data.limit=64"])
+    first, again = new_trainer(cfg, tmp_path / "a"), new_trainer(cfg, tmp_path / "b")
+    source = load_split(DataConfig("digits"), "train").tensors[0][:64]
+    torch.testing.assert_close(first.domains["target"], 1 - source)  # data.limit holds for the target domain too
+    (x, y, x_target), noise = first._next_batch()
+    assert noise == {} and x_target.shape == x.shape == (16, 1, 8, 8)
+    assert torch.equal(x_target, again._next_batch()[0][2])  # the same seed, the same target batch
+    assert all((row == first.domains["target"]).flatten(1).all(1).any() for row in x_target)
+    # negative control: the next step draws other rows
+    assert not torch.equal(x_target, first._next_batch()[0][2])
 
 
 def test_the_proxy_a_distance_is_two_for_separable_features_and_near_zero_for_one_distribution():

@@ -552,3 +552,7 @@ def test_an_older_runs_renamed_keys_read_as_their_new_names_and_a_wgans_n_critic
         from_dict(raw, gan_training.Config)
     wgan = to_dict(wgan_training.default_config("quick"))
     assert from_dict(wgan, wgan_training.Config).model.n_critic == wgan["model"]["n_critic"] == 5
+    # on the command line an old name is refused, naming the new one; a WGAN's n_critic is still its own
+    with pytest.raises(ConfigError, match="model.n_critic is now called model.discriminator_steps"):
+        apply_overrides(gan_training.default_config("quick"), ["model.n_critic=2"])
+    assert apply_overrides(wgan_training.default_config("quick"), ["model.n_critic=2"]).model.n_critic == 2

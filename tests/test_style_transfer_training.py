@@ -16,7 +16,8 @@ from resumption import assert_resumes_exactly
 
 from practice_torch.cli import main
 from practice_torch.data import get_info
-from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.config import DataConfig, apply_overrides
+from practice_torch.engine.runs import held_out_examples, load_split
 from practice_torch.evaluation.features import FeatureNetwork
 from practice_torch.models import new_trainer
 from practice_torch.style_transfer import cycle_loss, identity_loss
@@ -27,6 +28,7 @@ from practice_torch.style_transfer.transfer import TransferConfig, activations, 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 DIGITS = get_info("digits")
+TRAIN, TEST = (load_split(DataConfig("digits"), split) for split in ("train", "test"))  # as the engine loads them
 SMALL = {"width": 4, "blocks": 1, "channels": (4, 8), "fc": 16, "domain_a": (0,), "domain_b": (1,)}
 TINY = ["--dataset", "digits", "--device", "cpu", "--set", "model.width=4", "--set", "model.channels=4,8",
         "--set", "model.fc=16", "--set", "model.blocks=1", "--set", "train.batch_size=8", "--set", "train.samples=12",
@@ -46,22 +48,36 @@ def grads_of(net) -> set[str]:
     return {name.split(".")[0] for name, p in net.named_parameters() if p.grad is not None}
 
 
-def batches(net, n=6, seed=0):
-    noise = st.draw_noise(net, config(), n, torch.Generator().manual_seed(seed))
-    return st.domain_batches(net, noise, "cpu")
+def batches(n=6, seed=0):
+    """(a, b): n training images of each domain, drawn with replacement as the engine draws them."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(images[torch.randint(len(images), (n,), generator=g)] for images in st.domains(config(), TRAIN).values())
 
 
 # The networks and the step --------------------------------------------------------------------------------------
 def test_the_translators_keep_the_image_shape_and_the_domains_are_the_asked_for_classes():
     net = tiny_net()
-    a, b = batches(net)
+    a, b = batches()
     assert net(a).shape == a.shape == (6, 1, 8, 8) and 0 <= net.f_ba(b).min() and net.f_ba(b).max() <= 1
     assert net.discriminator_a(a).shape == net.discriminator_b(b).shape == (6,)
-    x, y = DIGITS.load("train").tensors
-    assert torch.equal(net.pool_a, x[y == 0]) and torch.equal(net.pool_b, x[y == 1])
-    noise = st.draw_noise(net, config(), 100, torch.Generator().manual_seed(1))
-    assert noise["rows_a"].max() < len(net.pool_a) and noise["rows_b"].max() < len(net.pool_b)
-    assert "pool_a" not in net.state_dict()  # the data are not checkpointed
+    x, y = TRAIN.tensors
+    domains = st.domains(config(), TRAIN)
+    assert torch.equal(domains["a"], x[y == 0]) and torch.equal(domains["b"], x[y == 1])
+    assert torch.equal(st.domains(config(domain_limit=7), TRAIN)["b"], x[y == 1][:7])
+
+
+def test_the_engine_hands_the_step_a_batch_of_each_domain_of_its_own_training_split(tmp_path):
+    cfg = apply_overrides(st.default_config("quick", "digits"), [
+        "model.width=4", "model.channels=4,8", "model.fc=16", "model.blocks=1", "model.domain_a=0",
+        "model.domain_b=1", "train.batch_size=8", "train.device=cpu", "data.limit=60"])
+    trainer = new_trainer(cfg, tmp_path / "run")
+    x, y = TRAIN.tensors[0][:60], TRAIN.tensors[1][:60]  # data.limit holds for the domains
+    assert torch.equal(trainer.domains["a"], x[y == 0]) and torch.equal(trainer.domains["b"], x[y == 1])
+    (_, _, a, b), noise = trainer._next_batch()
+    assert noise == {} and a.shape == b.shape == (8, 1, 8, 8)
+    assert all((row == x[y == 0]).flatten(1).all(1).any() for row in a)
+    assert all((row == x[y == 1]).flatten(1).all(1).any() for row in b)
+    assert not any((row == x[y == 0]).flatten(1).all(1).any() for row in b)  # control: b is not from domain A
 
 
 @pytest.mark.parametrize("discriminator_steps", [1, 0])
@@ -76,7 +92,7 @@ def test_each_player_updates_on_its_own_optimizer_alternating_or_at_once(tmp_pat
     assert adam_steps(d) == {2} and adam_steps(t) == {2}  # discriminator_steps = 1: one each a step; 0: both in every step
     net = trainer.net
     assert {id(p) for group in t.param_groups for p in group["params"]} == {id(p) for p in net.translator_parameters()}
-    a, b = batches(net)
+    a, b = batches()
     net.zero_grad(set_to_none=True)
     losses, _ = st.player_losses(net, cfg.model, a, b, (False, True))
     losses["translators"].backward(inputs=net.translator_parameters())  # as the engine's run.update does
@@ -86,7 +102,7 @@ def test_each_player_updates_on_its_own_optimizer_alternating_or_at_once(tmp_pat
 @pytest.mark.parametrize("gan_loss", st.GAN_LOSSES)
 def test_the_step_losses_are_eq_3_with_the_functions_of_the_derivations_twin(gan_loss):
     net = tiny_net(gan_loss=gan_loss)
-    a, b = batches(net)
+    a, b = batches()
     g, f = net.g_ab, net.f_ba
     losses, terms = st.player_losses(net, config(gan_loss=gan_loss), a, b, (False, True))
     total = losses["translators"]
@@ -119,7 +135,7 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
 # eval ------------------------------------------------------------------------------------------------------------
 def test_eval_counts_translations_into_b_against_the_baseline_and_real_b():
     net = tiny_net()
-    test = DIGITS.load("test")
+    test = TEST
     x, y = test.tensors
     identity = lambda v: v.clone()  # noqa: E731
     net.g_ab.forward = net.f_ba.forward = identity  # control 1: translating nothing is the baseline
@@ -147,7 +163,8 @@ def test_cli_trains_samples_and_evaluates_a_tiny_digits_run(tmp_path, capsys):
 
 def test_the_sample_grids_stack_a_its_translation_and_its_cycle():
     net = tiny_net()
-    artefacts = st.sample(net, st.Config(**SMALL), 5, torch.Generator().manual_seed(0))
+    assert st.sample(net, st.Config(**SMALL), 5, torch.Generator(), None) == []  # no held-out data, no pictures
+    artefacts = st.sample(net, st.Config(**SMALL), 5, torch.Generator().manual_seed(0), held_out_examples(TEST.run_data, 5))
     assert [a.name for a in artefacts] == ["samples", "a_to_b", "b_to_a"]
     assert artefacts[0].data.shape == (5, 1, 8, 8)
     grid = artefacts[1].data
@@ -161,6 +178,7 @@ def test_the_sample_grids_stack_a_its_translation_and_its_cycle():
     ("model.domain_b=7", "must not share a class"),
     ("model.domain_a=12", "labels 0..9"),
     ("model.channels=4", "two model.channels"),
+    ("data.classes=7,2", "domain b has no examples in digits's training split"),
 ])
 def test_bad_configurations_are_one_line_errors(tmp_path, capsys, override, message):
     assert main(["train", "style_transfer", "--steps", "1", "--out", str(tmp_path / "r"), *TINY,

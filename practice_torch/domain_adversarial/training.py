@@ -3,11 +3,11 @@
 Unsupervised domain adaptation (Ganin & Lempitsky 2015; Ganin et al. 2016): the labelled source domain is the run's
 data set (Fashion-MNIST by default), the unlabelled target domain a deterministic shift of the same images
 (``model.target``: ``galaxies``, MNIST-M's blend over GalSim galaxies, by default; see
-``practice_torch.domain_adversarial.domains``). ``build`` loads the source's train split and holds its shifted images
-on the net (a buffer left out of the checkpoints: it is rebuilt from the data); each step draws its target batch
-from them at rows the engine's noise picks (``draw_noise``), so a resumed run repeats the same batches. The target's
-labels are never read in training. ``--set model.adversarial=false`` trains the source-only baseline: the same
-network, steps and batches with lambda = 0.
+``practice_torch.domain_adversarial.domains``). The target domain's training images are the shifted images of the
+training split the engine loaded (``domains``); the engine draws each step's target batch from them (with
+replacement, from its generator, so a resumed run repeats the same batches) and appends it to the source batch:
+(x, y, x_target). The target's labels are never read in training. ``--set model.adversarial=false`` trains the
+source-only baseline: the same network, steps and batches with lambda = 0.
 
 ``eval`` reports the source and target test accuracies, the domain classifier's accuracy on the two test sets (about
 0.5 when the features are aligned) and the proxy A-distance 2 (1 - 2 err) of a linear classifier trained to tell the
@@ -79,8 +79,7 @@ CHECKPOINT_VERSIONS = {1: "a step counter in the weights (lambda's schedule)",
 
 
 def build(config: Config, data) -> DANN:
-    """DANN for a labelled image set; its target domain's train split (the shifted source train images) on the net
-    as ``target_images`` (N, C, H, W), a buffer outside the state_dict. One-line ValueError otherwise."""
+    """DANN for a labelled image set; one-line ValueError otherwise."""
     if data.modality != "image" or len(data.shape) != 3:
         raise ValueError(f"DANN adapts an image classifier; {data.name} is {data.modality} data of shape {data.shape}")
     if not data.num_classes:
@@ -91,16 +90,19 @@ def build(config: Config, data) -> DANN:
         raise ValueError(f"model.lam must be 0 or more (0: source-only), got {config.lam}")
     if config.ramp_steps < 1:
         raise ValueError(f"model.ramp_steps must be positive (set it to train.steps), got {config.ramp_steps}")
-    net = DANN(data.shape, data.num_classes, config.channels, config.hidden, config.domain_hidden, config.groups)
-    source = data.load("train", None)
-    x, y = _tensors(source)
-    net.register_buffer("target_images", target_domain(x, y, config.target, "train").tensors[0], persistent=False)
-    return net
+    return DANN(data.shape, data.num_classes, config.channels, config.hidden, config.domain_hidden, config.groups)
+
+
+def domains(config: Config, train_set) -> dict[str, torch.Tensor]:
+    """The target domain's training images (N, C, H, W): the training split's images, shifted (``model.target``);
+    the engine appends a batch of them to each source batch."""
+    x, y = _tensors(train_set)
+    return {"target": target_domain(x.cpu(), y.cpu(), config.target, "train").tensors[0]}
 
 
 def draw_noise(net: DANN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The target batch: n rows of the target's train split, (n,) int64, uniformly with replacement."""
-    return {"target": torch.randint(len(net.target_images), (n,), generator=generator)}
+    """None: the step's randomness is its target batch's rows, which the engine draws."""
+    return {}
 
 
 def scheduled_lambda(config: Config, step: int) -> float:
@@ -113,10 +115,10 @@ def scheduled_lambda(config: Config, step: int) -> float:
 
 
 def loss(net: DANN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """``dann_loss`` on the source batch (x (B, C, H, W), y (B,)) and the target rows ``noise["target"]``, with this
-    step's lambda_p (a Python float: under train.compile each new value is compiled anew)."""
-    x_target = net.target_images[noise["target"].to(net.target_images.device)]
-    return dann_loss(net, batch[0], batch[1], x_target, scheduled_lambda(config, step))
+    """``dann_loss`` on the source batch and the target batch, batch = (x (B, C, H, W), y (B,), x_target (B, C, H,
+    W)), with this step's lambda_p (a Python float: under train.compile each new value is compiled anew)."""
+    x, y, x_target = batch
+    return dann_loss(net, x, y, x_target, scheduled_lambda(config, step))
 
 
 # Evaluation -------------------------------------------------------------------------------------------------------

@@ -118,6 +118,9 @@ def _lookup(cfg: RunConfig, dotted: str) -> tuple[Any, str]:
         raise ConfigError(f"unknown config key {dotted!r}: keys look like model.KEY, data.KEY or train.KEY")
     section = sections[name]
     if key not in _field_types(section):
+        new = RENAMED.get(dotted, "")
+        if new.partition(".")[2] in _field_types(section):
+            raise ConfigError(f"{dotted} is now called {new}: --set {new}=...")
         raise ConfigError(f"unknown config key {dotted!r}; {name} keys: {', '.join(_field_types(section))}")
     return section, key
 

@@ -51,6 +51,11 @@ class ModelModule(Protocol):
     ``engine.runs.Parent``s, opened by ``practice_torch.models`` when the run starts (with their networks) and read
     off the run's builds_on.json when it is reopened (without); ``inherit(config, parents) -> config`` gives the
     model keys it takes from them, resolved once and recorded in config.json.
+    ``domains(config, train_set) -> {name: examples (N, ...)}``: unpaired sets of training examples a step draws from
+    beside the split's batches (CycleGAN's two domains, DANN's unlabelled target domain), built once from the training
+    split the engine loaded (a TensorDataset carrying ``run_data``), so the run's data options hold for them too. The
+    engine keeps them (on the device when they fit), draws each step's rows of each uniformly with replacement from
+    its noise generator, before ``draw_noise``, and appends them to the batch in their order: (x, y, domain 1, ...).
     ``USE: tuple[str, ...]``: the ``model.*`` keys ``sample`` and ``eval`` read, the only ones their ``--set`` accepts
     (the others are fixed by the checkpoint or read by the training step only).
     ``ARCHITECTURE: tuple[str, ...]``: the ``model.*`` keys the checkpoint fixes; ``--resume`` refuses a change to

@@ -2,7 +2,9 @@
 
 One step (every rank, in this order, so that a resumed run repeats it exactly):
   1. the next global batch of indices (``GlobalBatches``), this rank's share fetched to the device;
-  2. the model's noise for the whole global batch from the engine's generator, this rank's rows;
+  2. the model's noise for the whole global batch from the engine's generator, this rank's rows (a model with
+     ``domains``, unpaired sets of examples beside the split, gets a global batch of rows of each appended to its
+     batch, drawn first from the same generator);
   3. loss = model.loss(net, config, batch, noise, step) under autocast (bf16 if asked), backward (DDP averages);
   4. clip the global gradient norm; all-reduce [loss, grad norm, terms, stop flag] and add them, on the device, to
      the log window's sums;
@@ -49,6 +51,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from practice_torch.data.control import Environments
 from practice_torch.engine import RunError, distributed
@@ -63,7 +66,7 @@ from practice_torch.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from practice_torch.engine.config import RunConfig, check_train, derive_seed
+from practice_torch.engine.config import ConfigError, RunConfig, check_train, derive_seed
 from practice_torch.engine.ema import EMA
 from practice_torch.engine.interface import ModelModule
 from practice_torch.engine.metrics import MetricsLog, plot_losses
@@ -172,7 +175,9 @@ class Trainer:
             self.train_set = None
         else:
             self.train_set = on_device(in_memory(load_split(cfg.data, "train", cfg.data.limit)), self.device)
+            self.train_set.run_data = cfg.data  # in_memory and on_device may make a new data set: the split's own again
         self.net = build_net(self.model, cfg, info, self.parents).to(self.device)
+        self.domains = self._domains()  # the unpaired domains a step draws from beside its batch (CycleGAN, DANN)
         if t.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.update = getattr(self.model, "update", None)  # a closed-form update (EM) in place of the gradient step
@@ -381,7 +386,36 @@ class Trainer:
                            "run.next_noise(), it has no batches")
         batch = tuple(self._to_device(x) for x in fetch(self.train_set, self.batches.next()))
         self.batches_taken += 1
-        return batch, self._next_noise()
+        return batch + self._domain_batches(), self._next_noise()
+
+    def _domain_batches(self) -> tuple[torch.Tensor, ...]:
+        """This rank's rows of a global batch from each of the model's domains, in their order: rows drawn uniformly
+        with replacement from the noise generator (before the model's noise, so a resumed run repeats them)."""
+        if not self.domains:
+            return ()
+        rows = {name: torch.randint(len(images), (self.batch_size,), generator=self.noise)
+                for name, images in self.domains.items()}
+        rows = shard(rows, self.procs.rank, self.procs.world_size)
+        return tuple(self._to_device(images[to_device(rows[name], images.device)])
+                     for name, images in self.domains.items())
+
+    def _domains(self) -> dict[str, torch.Tensor]:
+        """The model's ``domains(config, train_set) -> {name: examples (N, ...)}``, built once from the training split
+        the engine loaded (so data.data_dir, data.classes and data.limit hold), on the device when they fit there;
+        {} for a model without them. ConfigError (one line) for a domain the data cannot give."""
+        build = getattr(self.model, "domains", None)
+        if build is None or self.train_set is None:  # a control task has no split to draw them from
+            return {}
+        data = self.cfg.data.name
+        try:
+            domains = build(self.cfg.model, self.train_set)
+        except ValueError as exc:
+            raise ConfigError(f"cannot draw {self.cfg.model_name}'s domains from {data}: {exc}") from None
+        empty = [name for name, images in domains.items() if not len(images)]
+        if empty:
+            raise ConfigError(f"{self.cfg.model_name}'s domain {empty[0]} has no examples in {data}'s training split "
+                              "(data.classes or data.limit left none)")
+        return {name: on_device(TensorDataset(images), self.device).tensors[0] for name, images in domains.items()}
 
     def _next_noise(self) -> dict[str, torch.Tensor]:
         """This rank's rows of the model's noise for a global batch (``draw_noise``), on the device."""

@@ -3,10 +3,10 @@
 ``python -m practice_torch train style_transfer`` trains G: A -> B and F: B -> A between two class-split domains of
 fashion_mnist, by default A = sneakers (class 7) and B = ankle boots (class 9): ``--set model.domain_a=0
 --set model.domain_b=1`` (T-shirts/tops <-> trousers) picks others, ``--dataset digits`` works the same on 8x8
-digits. The domains are the data set's training images of those classes, held by the network (not checkpointed);
-each step takes one unpaired batch from each domain, the rows of both drawn by ``draw_noise`` from the engine's
-generator (with replacement), so a resumed run repeats them exactly. The engine's own batch only sets the batch
-size: its images are not used.
+digits. The domains are the images of those classes in the training split the engine loaded (``domains``, so
+``data.data_dir``, ``data.classes`` and ``data.limit`` hold); each step takes one unpaired batch from each, which
+the engine draws from its generator (with replacement) and appends to its batch, so a resumed run repeats them
+exactly. The split's own batch (x, y) in front of them only sets the batch size: its images are not used.
 
 The loss (Zhu et al. 2017, eq. 3 and sec. 5.2): the least-squares GAN losses of both directions (Mao et al. 2017,
 CycleGAN's choice; ``model.gan_loss=non_saturating`` for the binary cross-entropy of ``practice_torch.gan``), plus
@@ -33,6 +33,7 @@ import torch
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.engine.runs import sibling_split
 from practice_torch.gan.functions import discriminator_loss, generator_loss_nonsaturating
 from practice_torch.models import Artefact
 from practice_torch.style_transfer.functions import cycle_loss, identity_loss
@@ -89,15 +90,11 @@ CHECKPOINT_VERSIONS = {1: "the players shared one optimizer, a step counter in t
 
 
 # 1. The two domains --------------------------------------------------------------------------------------------
-def domain_images(data, split: str, classes: tuple[int, ...], limit: int = 0) -> torch.Tensor:
-    """The images (N, C, H, W) of ``split`` of data set ``data`` (a DatasetInfo) whose label is in ``classes``;
-    ValueError (one line) for labels the data set does not have."""
-    bad = sorted(set(classes) - set(range(data.num_classes)))
-    if bad or not classes:
-        raise ValueError(f"a domain is a non-empty set of {data.name}'s labels 0..{data.num_classes - 1}, "
-                         f"got {','.join(map(str, classes))}")
-    x, y = images_and_labels(data.load(split))
-    keep = torch.isin(y, torch.tensor(classes, dtype=y.dtype)).nonzero().squeeze(1)
+def domain_images(dataset, classes: tuple[int, ...], limit: int = 0) -> torch.Tensor:
+    """The images (N, C, H, W) of a split of (image, label) pairs whose label is in ``classes`` (the first ``limit``
+    of them; 0: all)."""
+    x, y = images_and_labels(dataset)
+    keep = torch.isin(y, torch.tensor(classes, dtype=y.dtype, device=y.device)).nonzero().squeeze(1)
     return x[keep[:limit] if limit else keep]
 
 
@@ -114,6 +111,11 @@ def build(config: Config, data) -> CycleGAN:
     if data.modality != "image" or len(data.shape) != 3 or not data.num_classes:
         raise ValueError(f"CycleGAN translates between class-split domains of a labelled image data set; "
                          f"{data.name} is {data.modality} data" + ("" if data.num_classes else " without labels"))
+    bad = sorted(set(config.domain_a + config.domain_b) - set(range(data.num_classes)))
+    if bad or not config.domain_a or not config.domain_b:
+        raise ValueError(f"a domain is a non-empty set of {data.name}'s labels 0..{data.num_classes - 1}, got "
+                         f"model.domain_a={','.join(map(str, config.domain_a))} and "
+                         f"model.domain_b={','.join(map(str, config.domain_b))}")
     if set(config.domain_a) & set(config.domain_b):
         raise ValueError(f"model.domain_a and model.domain_b must not share a class, got "
                          f"{','.join(map(str, config.domain_a))} and {','.join(map(str, config.domain_b))}")
@@ -124,18 +126,19 @@ def build(config: Config, data) -> CycleGAN:
     if config.discriminator_steps < 0:
         raise ValueError("model.discriminator_steps must be 0 (simultaneous updates) or more, "
                          f"got {config.discriminator_steps}")
-    net = CycleGAN(data.shape, config.width, config.blocks, config.channels, config.fc)
-    # the training images of each domain: plain attributes (CPU), so neither checkpointed nor copied to the device
-    net.pool_a = domain_images(data, "train", config.domain_a, config.domain_limit)
-    net.pool_b = domain_images(data, "train", config.domain_b, config.domain_limit)
-    net.data = data  # for the held-out images of sample and eval
-    return net
+    return CycleGAN(data.shape, config.width, config.blocks, config.channels, config.fc)
+
+
+def domains(config: Config, train_set) -> dict[str, torch.Tensor]:
+    """Domain A's and domain B's training images, (N_a, C, H, W) and (N_b, C, H, W): the engine appends a batch of
+    each to the step's batch, (x, y, a, b)."""
+    return {"a": domain_images(train_set, config.domain_a, config.domain_limit),
+            "b": domain_images(train_set, config.domain_b, config.domain_limit)}
 
 
 def draw_noise(net: CycleGAN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The step's two unpaired batches, as rows (n,) of each domain's training images, drawn with replacement."""
-    return {"rows_a": torch.randint(len(net.pool_a), (n,), generator=generator),
-            "rows_b": torch.randint(len(net.pool_b), (n,), generator=generator)}
+    """None: the step's randomness is its two domains' rows, which the engine draws."""
+    return {}
 
 
 # 2. The loss ---------------------------------------------------------------------------------------------------
@@ -187,32 +190,24 @@ def player_losses(net: CycleGAN, config: Config, a, b, phase: tuple[bool, bool] 
     return losses, terms
 
 
-def domain_batches(net: CycleGAN, noise: dict[str, torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a (n, C, H, W), b (n, C, H, W)): the drawn rows of both domains' training images, on ``device`` (where the
-    domains move on the first call: a GPU run indexes them there, without a synchronisation)."""
-    net.pool_a, net.pool_b = net.pool_a.to(device), net.pool_b.to(device)
-    return net.pool_a[noise["rows_a"].to(device)], net.pool_b[noise["rows_b"].to(device)]
-
-
 def players(net: CycleGAN, config: Config) -> dict[str, Player]:
     """One AdamW each (the run's lr and betas): both discriminators, both translators."""
     return {"discriminators": Player(net.discriminator_parameters()), "translators": Player(net.translator_parameters())}
 
 
 def train_step(net: CycleGAN, config: Config, step: int, run):
-    """One step of CycleGAN's game on the unpaired batches ``noise`` picks (the engine's batch only sets the device):
+    """One step of CycleGAN's game on unpaired batches a and b of the two domains (the batch's last two columns):
     ``model.discriminator_steps = 0`` updates both players from one forward pass (CycleGAN's own loop); k > 0: k
     updates of the discriminators, each on fresh batches, then one of the translators.
     -> (the players' losses summed, terms)."""
     for _ in range(config.discriminator_steps):
-        batch, noise = run.next_batch()
+        (*_, a, b), _ = run.next_batch()
         with run.autocast():
-            losses, terms = player_losses(net, config, *domain_batches(net, noise, batch[0].device), (True, False))
+            losses, terms = player_losses(net, config, a, b, (True, False))
         run.update(**losses)
-    batch, noise = run.next_batch()
+    (*_, a, b), _ = run.next_batch()
     with run.autocast():
-        losses, terms = player_losses(net, config, *domain_batches(net, noise, batch[0].device),
-                                      (config.discriminator_steps == 0, True))
+        losses, terms = player_losses(net, config, a, b, (config.discriminator_steps == 0, True))
     run.update(**losses)
     return sum(v.detach() for v in losses.values()), terms
 
@@ -230,19 +225,16 @@ def translate(net: CycleGAN, x: torch.Tensor, direction: str, batch_size: int = 
     return torch.cat([network(part.to(device)).cpu() for part in x.split(batch_size)])
 
 
-def held_out(net: CycleGAN, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a, b): the validation images of both domains (loaded once, kept on the net)."""
-    if getattr(net, "held_out_pools", None) is None:
-        net.held_out_pools = (domain_images(net.data, "val", config.domain_a),
-                              domain_images(net.data, "val", config.domain_b))
-    return net.held_out_pools
-
-
 @torch.no_grad()
 def sample(net: CycleGAN, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """'samples': G(a) of n validation images a of domain A drawn with ``generator``; then 'a_to_b', rows a / G(a) /
-    F(G(a)), and 'b_to_a', rows b / F(b) / G(F(b)), of the first min(n, 12) validation images of each domain."""
-    a_all, b_all = held_out(net, config)
+    F(G(a)), and 'b_to_a', rows b / F(b) / G(F(b)), of the first min(n, 12) validation images of each domain. The
+    validation split is loaded as the run loads its data (``sibling_split`` of the held-out ``examples``); without
+    them, nothing."""
+    if examples is None:
+        return []
+    val = sibling_split(examples, "val")
+    a_all, b_all = domain_images(val, config.domain_a), domain_images(val, config.domain_b)
     rows = torch.randint(len(a_all), (n,), generator=generator)
     artefacts = [Artefact("samples", "images", translate(net, a_all[rows], "ab"), nrow=max(1, round(n**0.5)))]
     k = max(1, min(n, 12))
@@ -276,7 +268,7 @@ def evaluate(net: CycleGAN, config: Config, dataset, generator: torch.Generator)
                "identity_error_a": float(torch.mean(torch.abs(translate(net, a, "ba") - a))),
                "identity_error_b": float(torch.mean(torch.abs(translate(net, b, "ab") - b))),
                "examples_a": len(a), "examples_b": len(b)}
-    features = feature_network(net.data.name, device=_device(net))
+    features = feature_network(dataset.run_data.name, dataset.run_data.data_dir, device=_device(net))
     (fa, pa), (fb, pb), (fga, pga), (ffb, pfb) = (embed(features, v.clamp(0, 1)) for v in (a, b, g_a, f_b))
     metrics.update({
         "translated_to_b": share_in(config.domain_b, pga), "untranslated_a_in_b": share_in(config.domain_b, pa),
