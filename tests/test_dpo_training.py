@@ -44,10 +44,12 @@ def dpo_run(lm_run, tmp_path_factory):
     return run
 
 
+SHORT = {"prompt_length": 6, "response_length": 5}  # the tiny nets' episode: the step's config says it
+
 def tiny_pair(seed: int = 0) -> PolicyAndReference:
     torch.manual_seed(seed)
     s = LanguageSettings(context=24, dim=16, layers=1, heads=2, prompt_length=6, response_length=5)
-    return PolicyAndReference(build_lm(s, TEXT.num_classes), s)
+    return PolicyAndReference(build_lm(s, TEXT.num_classes))
 
 
 def tiny_config(module, lm_run):
@@ -77,13 +79,13 @@ def test_the_loss_is_dpo_on_the_untied_pairs_and_log_2_at_the_start():
     net = tiny_pair()
     g = torch.Generator().manual_seed(3)
     batch = (torch.randint(1, TEXT.num_classes, (8, 16), generator=g),)
-    noise = dpo_training.draw_noise(net, dpo_training.Config(), 8, g)
-    loss, terms = dpo_training.loss(net, dpo_training.Config(), batch, noise, 0)
+    noise = dpo_training.draw_noise(net, dpo_training.Config(**SHORT), 8, g)
+    loss, terms = dpo_training.loss(net, dpo_training.Config(**SHORT), batch, noise, 0)
     assert float(loss.detach()) == pytest.approx(math.log(2)) and float(terms["margin"]) == 0.0  # pi = pi_ref
     with torch.no_grad():
         for p in net.policy.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=g))
-    loss, terms = dpo_training.loss(net, dpo_training.Config(), batch, noise, 0)
+    loss, terms = dpo_training.loss(net, dpo_training.Config(**SHORT), batch, noise, 0)
     pairs = preference_pairs(net.reference, batch[0][:, :6], noise["u"], judge("letter", "e"))
     pi_w, pi_l = dpo_training.pair_log_probs(net.policy, pairs, 6)
     ref_w, ref_l = dpo_training.pair_log_probs(net.reference, pairs, 6)
@@ -99,7 +101,7 @@ def test_the_prompt_is_masked_out_of_the_pairs_log_probs():
     net = tiny_pair()
     g = torch.Generator().manual_seed(4)
     prompts = torch.randint(1, TEXT.num_classes, (4, 6), generator=g)
-    u = dpo_training.draw_noise(net, dpo_training.Config(), 4, g)["u"]
+    u = dpo_training.draw_noise(net, dpo_training.Config(**SHORT), 4, g)["u"]
     pairs = preference_pairs(net.reference, prompts, u, judge("letter", "e"))
     masked = torch.cat(dpo_training.pair_log_probs(net.policy, pairs, 6))
     tokens, logits = episode_logits(net.policy, prompts.repeat(2, 1), torch.cat([pairs.chosen, pairs.rejected]))

@@ -265,11 +265,15 @@ def _reads_config_or_data(node: ast.AST) -> bool:
 
 def config_copies(source: str) -> list[str]:
     """The lines ``net.X = ...`` (or a tuple of such targets) and ``net.register_buffer(..., persistent=False)``
-    whose value reads ``config`` or ``data`` (the build's data set): a config value or data kept on a network, which
-    the step, the sampler or the evaluation should be handed instead. (A checkpointed buffer computed from the config,
-    a noise schedule, is a weight of the model.)"""
+    whose value reads ``config`` or ``data`` (the build's data set), and a class constructed with the whole
+    ``config`` (``Net(lm, config)``, which may keep any of it): a config value or data kept on a network, which the
+    step, the sampler or the evaluation should be handed instead. (A checkpointed buffer computed from the config, a
+    noise schedule, is a weight of the model; a network is built from the config's architecture values.)"""
     found = []
     for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id[:1].isupper() \
+                and any(isinstance(a, ast.Name) and a.id == "config" for a in node.args):
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register_buffer" \
                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "net" \
                 and any(k.arg == "persistent" and isinstance(k.value, ast.Constant) and k.value.value is False
@@ -303,10 +307,12 @@ def test_negative_control_a_config_value_or_data_kept_on_a_network_is_caught():
     source = ("def build(config, data):\n    net = Net(config.width)\n    net.r1 = config.r1\n"
               "    net.a, net.b = config.a, 1\n    net.data_name = data.name\n"
               "    net.register_buffer('pool', load(data, config.domain), persistent=False)\n"
-              "    net.register_buffer('betas', schedule(config.steps))\n    net.width = 3\n    return net\n")
+              "    net.register_buffer('betas', schedule(config.steps))\n    net.width = 3\n"
+              "    pair = Pair(lm, config)\n    lm = build_lm(config, 3)\n    return net\n")
     assert config_copies(source) == ["line 3: net.r1 = config.r1", "line 4: net.a, net.b = (config.a, 1)",
                                      "line 5: net.data_name = data.name",
-                                     "line 6: net.register_buffer('pool', load(data, config.domain), persistent=False)"]
+                                     "line 6: net.register_buffer('pool', load(data, config.domain), persistent=False)",
+                                     "line 9: Pair(lm, config)"]
 
 
 # No module imports another topic's training adapter ---------------------------------------------------------------

@@ -46,10 +46,12 @@ def pg_run(lm_run, tmp_path_factory):
     return run
 
 
+SHORT = {"prompt_length": 6, "response_length": 5}  # the tiny nets' episode: the step's config says it
+
 def tiny_pair(seed: int = 0) -> PolicyAndReference:
     torch.manual_seed(seed)
     s = LanguageSettings(context=24, dim=16, layers=1, heads=2, prompt_length=6, response_length=5)
-    return PolicyAndReference(build_lm(s, TEXT.num_classes), s)
+    return PolicyAndReference(build_lm(s, TEXT.num_classes))
 
 
 # The judges ------------------------------------------------------------------------------------------------------
@@ -115,7 +117,7 @@ def test_the_reference_stays_frozen_and_in_eval_mode():
 
 
 def test_the_loss_is_reinforce_with_the_leave_one_out_baseline():
-    net, config = tiny_pair(), pg_training.Config(judge="letter", letters="e", kl_coef=0.1, samples_per_prompt=3)
+    net, config = tiny_pair(), pg_training.Config(**SHORT, judge="letter", letters="e", kl_coef=0.1, samples_per_prompt=3)
     g = torch.Generator().manual_seed(3)
     batch = (torch.randint(1, TEXT.num_classes, (2, 16), generator=g),)
     noise = pg_training.draw_noise(net, config, 2, g)

@@ -32,11 +32,12 @@ TINY = ["model.prompt_length=8", "model.response_length=8", "model.epochs=2", "t
 
 
 
+SHORT = {"prompt_length": 6, "response_length": 5}  # the tiny nets' episode: the step's config says it
+
 def tiny_net(seed: int = 0, **settings) -> ppo_training.PolicyWithValue:
     torch.manual_seed(seed)
-    config = ppo_training.Config(context=24, dim=16, layers=1, heads=2, prompt_length=6, response_length=5,
-                                 **settings)
-    net = ppo_training.PolicyWithValue(build_lm(config, TEXT.num_classes), config)
+    config = ppo_training.Config(**SHORT, context=24, dim=16, layers=1, heads=2, **settings)
+    net = ppo_training.PolicyWithValue(build_lm(config, TEXT.num_classes))
     with torch.no_grad():  # a value head that is not zero, so that GAE has something to subtract
         net.value_head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(seed))
     return net
@@ -45,7 +46,7 @@ def tiny_net(seed: int = 0, **settings) -> ppo_training.PolicyWithValue:
 def batch_and_noise(net, n: int = 4, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     batch = (torch.randint(1, TEXT.num_classes, (n, 16), generator=g),)
-    return batch, ppo_training.draw_noise(net, ppo_training.Config(), n, g)
+    return batch, ppo_training.draw_noise(net, ppo_training.Config(**SHORT), n, g)
 
 
 def test_the_per_token_rewards_are_the_k1_penalty_with_the_judge_at_the_end():
@@ -59,13 +60,13 @@ def test_the_per_token_rewards_are_the_k1_penalty_with_the_judge_at_the_end():
 def test_a_rollout_has_gae_advantages_and_returns_a_plus_v():
     net = tiny_net(kl_coef=0.05)
     batch, noise = batch_and_noise(net)
-    config = ppo_training.Config(kl_coef=0.05)
+    config = ppo_training.Config(**SHORT, kl_coef=0.05)
     r = ppo_training.collect_text(net, config, (batch[0][:, :6],), noise)
     assert r.inputs.shape == (4, 11) and r.old_log_probs.shape == r.advantages.shape == (4, 5)
     responses = sample_responses(net.policy, batch[0][:, :6], noise["u"])[:, 0]
     assert torch.equal(r.actions, responses) and torch.equal(r.inputs[:, 6:], responses)
     with torch.no_grad():
-        logits, values = net.logits_and_values(r.inputs)
+        logits, values = net.logits_and_values(r.inputs, 6)
         log_pi = action_log_probs(logits, responses)
         log_ref = action_log_probs(net.reference(r.inputs[:, :-1])[:, 5:], responses)
     torch.testing.assert_close(r.old_log_probs, log_pi)
@@ -80,12 +81,12 @@ def test_a_rollout_has_gae_advantages_and_returns_a_plus_v():
 
 def test_the_first_update_is_a_plain_policy_gradient_and_an_iteration_is_epochs_of_minibatches():
     net = tiny_net()
-    config = ppo_training.Config(epochs=3, minibatches=2)
+    config = ppo_training.Config(**SHORT, epochs=3, minibatches=2)
     batch, noise = batch_and_noise(net)
     samples = ppo_training.collect_text(net, config, (batch[0][:, :6],), noise)
     loss, terms = ppo_training.ppo_loss(net, config, samples, torch.arange(4))
     assert float(terms["clip_fraction"]) == 0.0 and float(terms["approx_kl"]) == pytest.approx(0.0, abs=1e-7)
-    logits, values = net.logits_and_values(samples.inputs)
+    logits, values = net.logits_and_values(samples.inputs, 6)
     log_pi = action_log_probs(logits, samples.actions)
     a, value_term = samples.advantages, 0.5 * 0.5 * torch.mean((values - samples.returns) ** 2)
     normalised = (a - a.mean()) / (a.std() + 1e-8)

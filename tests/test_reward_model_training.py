@@ -40,10 +40,12 @@ def rm_run(lm_run, tmp_path_factory):
     return run
 
 
+SHORT = {"prompt_length": 6, "response_length": 5}  # the tiny nets' episode: the step's config says it
+
 def tiny_reward_model(seed: int = 0) -> RewardModel:
     torch.manual_seed(seed)
     s = LanguageSettings(context=24, dim=16, layers=1, heads=2, prompt_length=6, response_length=5)
-    return RewardModel(build_lm(s, TEXT.num_classes), s)
+    return RewardModel(build_lm(s, TEXT.num_classes))
 
 
 # The pairs -------------------------------------------------------------------------------------------------------
@@ -85,9 +87,9 @@ def test_the_loss_is_bradley_terry_on_the_untied_pairs_and_the_reference_stays_f
     torch.nn.init.normal_(net.head.weight, generator=torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(3)
     batch = (torch.randint(1, TEXT.num_classes, (8, 16), generator=g),)
-    noise = rm_training.draw_noise(net, rm_training.Config(), 8, g)
+    noise = rm_training.draw_noise(net, rm_training.Config(**SHORT), 8, g)
     assert noise["u"].shape == (8, 2, 5)
-    loss, terms = rm_training.loss(net, rm_training.Config(), batch, noise, 0)
+    loss, terms = rm_training.loss(net, rm_training.Config(**SHORT), batch, noise, 0)
     pairs = rm_training.preference_pairs(net.reference, batch[0][:, :6], noise["u"], judge("letter", "e"))
     r_w, r_l = net(pairs.prompts, pairs.chosen), net(pairs.prompts, pairs.rejected)
     keep = pairs.untied
@@ -102,7 +104,7 @@ def test_pair_metrics_score_the_judges_own_rewards_perfectly_and_swapped_labels_
     net = tiny_reward_model()
     g = torch.Generator().manual_seed(5)
     prompts = torch.randint(1, TEXT.num_classes, (64, 6), generator=g)
-    u = rm_training.draw_noise(net, rm_training.Config(), 64, g)["u"]
+    u = rm_training.draw_noise(net, rm_training.Config(**SHORT), 64, g)["u"]
     pairs = rm_training.preference_pairs(net.reference, prompts, u, judge("letter", "e"))
     perfect = rm_training.pair_metrics(20.0 * pairs.rewards, pairs, 5)
     assert perfect["pair_accuracy"] == 1.0 and perfect["reward_correlation"] == pytest.approx(1.0)

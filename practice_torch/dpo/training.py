@@ -97,13 +97,13 @@ def build(config: Config, data, parents: dict) -> PolicyAndReference:
     """The policy and the frozen reference, both the reference run's language model at first."""
     check(config)
     lm = build_pair(config, data, parents)
-    net = PolicyAndReference(lm, config)
+    net = PolicyAndReference(lm)
     return net
 
 
 def draw_noise(net: PolicyAndReference, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The uniforms of n prompts' two responses: (n, 2, L) (``pairs.draw_pair_noise``, the reward model's)."""
-    return draw_pair_noise(n, net.response_length, generator)
+    return draw_pair_noise(n, config.response_length, generator)
 
 
 def pair_log_probs(lm, pairs: PreferencePairs, prompt_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,10 +115,12 @@ def pair_log_probs(lm, pairs: PreferencePairs, prompt_length: int) -> tuple[torc
 
 def dpo_terms(net: PolicyAndReference, beta: float, pairs: PreferencePairs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DPO's loss on the untied pairs and its terms there: the implicit reward margin r_hat_w - r_hat_l (eq. 5's
-    beta log pi/pi_ref), the share of pairs with a positive margin, the implicit rewards of chosen and rejected."""
-    pi_w, pi_l = pair_log_probs(net.policy, pairs, net.prompt_length)
+    beta log pi/pi_ref), the share of pairs with a positive margin, the implicit rewards of chosen and rejected.
+    The prompt's length is the pairs' own."""
+    prompt_length = pairs.prompts.shape[1]
+    pi_w, pi_l = pair_log_probs(net.policy, pairs, prompt_length)
     with torch.no_grad():
-        ref_w, ref_l = pair_log_probs(net.reference, pairs, net.prompt_length)
+        ref_w, ref_l = pair_log_probs(net.reference, pairs, prompt_length)
     loss = untied_mean(lambda a, b, c, d: dpo_loss(a, b, c, d, beta), pairs.untied, pi_w, pi_l, ref_w, ref_l)
     r_w, r_l = implicit_reward(pi_w.detach(), ref_w, beta), implicit_reward(pi_l.detach(), ref_l, beta)
     untied = pairs.untied.to(r_w.device).float()
@@ -131,7 +133,7 @@ def dpo_terms(net: PolicyAndReference, beta: float, pairs: PreferencePairs) -> t
 def loss(net: PolicyAndReference, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """DPO on the batch's pairs (x (B, 256) windows as prompts, two reference responses each); terms: the implicit
     reward margin and accuracy on the untied pairs, the implicit rewards, the share of tied pairs."""
-    pairs = preference_pairs(net.reference, prompts_of(batch[0], net.prompt_length), noise["u"],
+    pairs = preference_pairs(net.reference, prompts_of(batch[0], config.prompt_length), noise["u"],
                              judge(config.judge, config.letters))
     return dpo_terms(net, config.beta, pairs)
 
@@ -141,8 +143,8 @@ def loss(net: PolicyAndReference, config: Config, batch, noise: dict[str, torch.
 def held_out_dpo(net: PolicyAndReference, config: Config, dataset: Dataset, generator: torch.Generator
                  ) -> dict[str, float]:
     """DPO's loss, implicit margin and accuracy on ``model.eval_pairs`` pairs drawn for the split's first windows."""
-    prompts = pg.held_out_prompts(dataset, config.eval_pairs, net.prompt_length).to(next(net.policy.parameters()).device)
-    u = draw_pair_noise(len(prompts), net.response_length, generator)["u"]
+    prompts = pg.held_out_prompts(dataset, config.eval_pairs, config.prompt_length).to(next(net.policy.parameters()).device)
+    u = draw_pair_noise(len(prompts), config.response_length, generator)["u"]
     was_training = net.training
     net.eval()
     loss, terms = dpo_terms(net, config.beta, preference_pairs(net.reference, prompts, u,

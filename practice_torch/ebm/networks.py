@@ -2,12 +2,14 @@
 
 ``MLPEnergy`` (points) and ``ConvEnergy`` (images) map x to one number E(x); no normalisation layer, so that E is a
 function of each x alone. ``EBM`` wraps one with the sampler: a replay buffer of persistent chains (a registered
-buffer: checkpointed with the weights, never trained) and Langevin chains whose noise is an argument.
+buffer: checkpointed with the weights, never trained) and Langevin chains whose settings (``Langevin``: the run's
+config) and noise are arguments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -50,18 +52,36 @@ class ConvEnergy(nn.Module):
         return self.head[1](h)[:, 0]
 
 
-class EBM(nn.Module):
-    """An energy network with its sampler. Chains live in the box [low, high] (images: [0, 1]) and move by
-    ``tempered_langevin_step`` with sigma = sqrt(2 a T): T = 1 is Langevin on p ~ exp(-E) itself, the course's
-    images sampler (a = 10, sigma = 0.005) is T = 1.25e-6. ``grad_clip`` clamps each element of grad_x E (0: none).
-    The replay buffer holds ``buffer_size`` persistent chains, initialised with uniform noise."""
+@dataclass(frozen=True)
+class Langevin:
+    """The sampler's settings (the run's ``model.step_size``, ``model.temperature``, ``model.grad_clip``): chains
+    move by ``tempered_langevin_step`` with step a and sigma = sqrt(2 a T): T = 1 is Langevin on p ~ exp(-E) itself,
+    the course's images sampler (a = 10, sigma = 0.005) is T = 1.25e-6. ``grad_clip`` clamps each element of grad_x E
+    (0: none)."""
 
-    def __init__(self, energy: nn.Module, shape: Sequence[int], low: float, high: float, buffer_size: int,
-                 step_size: float, temperature: float = 1.0, grad_clip: float = 0.0):
+    step_size: float
+    temperature: float = 1.0
+    grad_clip: float = 0.0
+
+    @property
+    def noise_scale(self) -> float:
+        return (2 * self.step_size * self.temperature) ** 0.5
+
+    @property
+    def sampler_temperature(self) -> float:
+        """T recovered from (a, sigma) by ``langevin_temperature``: what the chains sample, exp(-E / T)."""
+        return float(langevin_temperature(torch.tensor(self.step_size, dtype=torch.float64),
+                                         torch.tensor(self.noise_scale, dtype=torch.float64)))
+
+
+class EBM(nn.Module):
+    """An energy network with its replay buffer. Chains live in the box [low, high] (images: [0, 1]) and move by the
+    ``Langevin`` sampler they are handed. The replay buffer holds ``buffer_size`` persistent chains, initialised with
+    uniform noise."""
+
+    def __init__(self, energy: nn.Module, shape: Sequence[int], low: float, high: float, buffer_size: int):
         super().__init__()
         self.energy, self.shape, self.low, self.high = energy, tuple(shape), low, high
-        self.step_size, self.temperature, self.grad_clip = step_size, temperature, grad_clip
-        self.noise_scale = (2 * step_size * temperature) ** 0.5
         self.register_buffer("replay", low + (high - low) * torch.rand((buffer_size, *self.shape)))
         self.last_index: torch.Tensor | None = None
 
@@ -72,31 +92,27 @@ class EBM(nn.Module):
         """Fresh chains: uniforms u ~ U[0, 1) (B, ...) mapped to the box."""
         return self.low + (self.high - self.low) * u
 
-    def langevin(self, x, z):
-        """Langevin chains from x (B, ...) with the noise z (B, K, ...) of K steps -> (B, ...), detached; each step
-        is clamped to the box. The net's parameters get no gradient from the chains."""
+    def langevin(self, x, z, sampler: Langevin):
+        """Langevin chains from x (B, ...) with the noise z (B, K, ...) of K steps of ``sampler`` -> (B, ...),
+        detached; each step is clamped to the box. The net's parameters get no gradient from the chains."""
         x = x.detach()
         for k in range(z.shape[1]):
             with torch.enable_grad():
                 y = x.requires_grad_(True)
                 grad = torch.autograd.grad(self.energy(y).sum(), y)[0]
-            if self.grad_clip:
-                grad = grad.clamp(-self.grad_clip, self.grad_clip)
-            x = tempered_langevin_step(x.detach(), grad, self.step_size, self.noise_scale, z[:, k]).clamp(self.low,
-                                                                                                        self.high)
+            if sampler.grad_clip:
+                grad = grad.clamp(-sampler.grad_clip, sampler.grad_clip)
+            x = tempered_langevin_step(x.detach(), grad, sampler.step_size, sampler.noise_scale, z[:, k])
+            x = x.clamp(self.low, self.high)
         return x.detach()
 
-    def negatives(self, index, mask, u, z):
+    def negatives(self, index, mask, u, z, sampler: Langevin):
         """The negatives of a training step: buffer rows ``index`` (B,), refreshed with uniform noise u (B, ...) where
-        ``mask`` (B,) is 1, then K Langevin steps (z: (B, K, ...)); the chains go back into the buffer."""
+        ``mask`` (B,) is 1, then K Langevin steps of ``sampler`` (z: (B, K, ...)); the chains go back into the
+        buffer."""
         start = refresh_buffer(self.replay[index], self.uniform(u), mask.to(self.replay.dtype))
-        x = self.langevin(start, z)
+        x = self.langevin(start, z, sampler)
         with torch.no_grad():
             self.replay[index] = x
         self.last_index = index  # the latest negatives, for the held-out criterion
         return x
-
-    @property
-    def sampler_temperature(self) -> float:
-        return float(langevin_temperature(torch.tensor(self.step_size, dtype=torch.float64),
-                                         torch.tensor(self.noise_scale, dtype=torch.float64)))

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from practice_torch.data import DatasetMissing, get_dataset
 from practice_torch.ebm.functions import cd_loss
-from practice_torch.ebm.networks import EBM, ConvEnergy, MLPEnergy
+from practice_torch.ebm.networks import EBM, ConvEnergy, Langevin, MLPEnergy
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import sibling_split
@@ -104,9 +104,12 @@ def build(config: Config, data) -> EBM:
         if images:
             raise ValueError("model.architecture=mlp takes points; use model.architecture=conv for images")
     low, high = (0.0, 1.0) if images else (-config.box, config.box)
-    net = EBM(energy, data.shape, low, high, config.buffer_size, config.step_size, config.temperature,
-              config.grad_clip)
-    return net
+    return EBM(energy, data.shape, low, high, config.buffer_size)
+
+
+def sampler(config: Config) -> Langevin:
+    """The Langevin sampler of the run's ``model.step_size``, ``model.temperature`` and ``model.grad_clip``."""
+    return Langevin(config.step_size, config.temperature, config.grad_clip)
 
 
 def draw_noise(net: EBM, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -125,7 +128,7 @@ def loss(net: EBM, config: Config, batch, noise: dict[str, torch.Tensor], step: 
     x = batch[0]
     device = x.device
     negatives = net.negatives(noise["index"].to(device), noise["refresh"].to(device), noise["u"].to(device),
-                              noise["z"].to(device))
+                              noise["z"].to(device), sampler(config))
     e_pos, e_neg = net(x), net(negatives)
     return cd_loss(e_pos, e_neg, config.alpha), {"energy_data": e_pos.mean().detach(),
                                               "energy_samples": e_neg.mean().detach()}
@@ -157,13 +160,14 @@ def validate(net: EBM, config: Config, batch) -> dict[str, torch.Tensor]:
     return terms
 
 
-def fresh_chains(net: EBM, n: int, steps: int, generator: torch.Generator, snapshots: int = 0):
-    """n chains from uniform noise, ``steps`` Langevin steps -> ((n, *shape), trail (snapshots + 1, n, ...) or None)."""
+def fresh_chains(net: EBM, config: Config, n: int, steps: int, generator: torch.Generator, snapshots: int = 0):
+    """n chains from uniform noise, ``steps`` Langevin steps of the run's sampler -> ((n, *shape), trail
+    (snapshots + 1, n, ...) or None)."""
     x = net.uniform(torch.rand((n, *net.shape), generator=generator).to(net.replay.device))
     trail, every = [x], max(1, steps // max(snapshots, 1))
     for start in range(0, steps, every):
         k = min(every, steps - start)
-        x = net.langevin(x, torch.randn((n, k, *net.shape), generator=generator).to(x.device))
+        x = net.langevin(x, torch.randn((n, k, *net.shape), generator=generator).to(x.device), sampler(config))
         trail.append(x)
     return x, (torch.stack(trail) if snapshots else None)
 
@@ -230,7 +234,7 @@ def sample(net: EBM, config: Config, n: int, generator: torch.Generator, example
     ``examples`` against noise and other sets with their ROC curves. Points: one figure of the data, the density
     exp(-E)/Z, buffer samples and fresh-chain samples."""
     images = len(net.shape) == 3
-    fresh, trail = fresh_chains(net, n, config.sample_steps, generator, snapshots=8 if images else 0)
+    fresh, trail = fresh_chains(net, config, n, config.sample_steps, generator, snapshots=8 if images else 0)
     buffered = buffer_samples(net, n, generator)
     if not images:
         return [density_figure(net, buffered.cpu(), fresh.cpu(), None if examples is None else examples[0])]
@@ -293,7 +297,7 @@ def evaluate(net: EBM, config: Config, dataset: Dataset, generator: torch.Genera
     x, y = torch.stack(xs), torch.as_tensor(ys)
     e_in = energies(net, x)
     metrics: dict[str, float] = {"examples": m, "energy_test": float(e_in.mean()),
-                                 "sampler_temperature": net.sampler_temperature}
+                                 "sampler_temperature": sampler(config).sampler_temperature}
     if net.shape == (2,):
         metrics["nll"] = float(e_in.mean()) + log_partition(net)
     for name, other in ood_sets(net, config, dataset, y, m, generator).items():

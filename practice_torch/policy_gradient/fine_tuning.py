@@ -47,7 +47,7 @@ def draw_noise(net: PolicyAndReference, config, n: int, generator: torch.Generat
     """The uniforms of n prompts' K responses (inverse-CDF draws): (n, K, L), drawn in float64 and rounded, as the
     language model's sampler does."""
     k = config.samples_per_prompt
-    return {"u": torch.rand((n, k, net.response_length), generator=generator, dtype=torch.float64).float()}
+    return {"u": torch.rand((n, k, config.response_length), generator=generator, dtype=torch.float64).float()}
 
 
 def returns_of(config, responses: torch.Tensor, log_pi: torch.Tensor, log_ref: torch.Tensor
@@ -71,7 +71,7 @@ def held_out_prompts(dataset: Dataset, n: int, prompt_length: int) -> torch.Tens
 def responses_and_rewards(net: PolicyAndReference, config, lm, prompts: torch.Tensor, generator: torch.Generator
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """One response per prompt from ``lm`` and the judge's rewards: ((N, L) int64, (N,) float64)."""
-    u = torch.rand((len(prompts), 1, net.response_length), generator=generator, dtype=torch.float64).float()
+    u = torch.rand((len(prompts), 1, config.response_length), generator=generator, dtype=torch.float64).float()
     responses = sample_responses(lm, prompts.to(_device(net)), u.to(_device(net)))[:, 0]
     return responses, torch.tensor(score(judge(config.judge, config.letters), decode(responses)), dtype=torch.float64)
 
@@ -81,7 +81,7 @@ def exact_kl(net: PolicyAndReference, prompts: torch.Tensor, responses: torch.Te
     """KL(pi(y | prompt) || pi_ref(y | prompt)) estimated on the policy's responses with the exact per-character
     KL at each visited prefix (Rao-Blackwellised: sum_t KL_t, unbiased, lower variance than log pi - log pi_ref).
     prompts: (N, P), responses: (N, L) -> (N,) nats."""
-    p = net.prompt_length
+    p = prompts.shape[1]
     logits = episode_logits(net.policy, prompts, responses)[1][:, p - 1:]
     ref_logits = episode_logits(net.reference, prompts, responses)[1][:, p - 1:]
     return token_kl(logits, ref_logits).sum(-1).double()
@@ -97,7 +97,7 @@ def fine_tuning_metrics(net: PolicyAndReference, config, dataset: Dataset, gener
                         ) -> dict[str, float]:
     """The judge's reward of the policy and the reference on held-out prompts (mean, sd, se), the gain in the
     reference's sds, the KL to the reference (nats per response) and the policy's test bits/char."""
-    prompts = held_out_prompts(dataset, config.eval_prompts, net.prompt_length).to(_device(net))
+    prompts = held_out_prompts(dataset, config.eval_prompts, config.prompt_length).to(_device(net))
     policy_y, policy_r = responses_and_rewards(net, config, net.policy, prompts, generator)
     _, ref_r = responses_and_rewards(net, config, net.reference, prompts, generator)
     kl = exact_kl(net, prompts, policy_y)
@@ -134,7 +134,7 @@ def sample(net: PolicyAndReference, config, n: int, generator: torch.Generator, 
            ) -> list[Artefact]:
     """'samples': n responses of the policy to held-out prompts (the first windows of the validation split), prompt
     included; 'versus_reference': each prompt with the policy's and the reference's responses and their rewards."""
-    prompts = validation_prompts(n, net.prompt_length).to(_device(net))
+    prompts = validation_prompts(n, config.prompt_length).to(_device(net))
     responses, _ = responses_and_rewards(net, config, net.policy, prompts, generator)
     samples = [p + y for p, y in zip(decode(prompts), decode(responses))]
     return [Artefact("samples", "text", samples), Artefact("versus_reference", "text",

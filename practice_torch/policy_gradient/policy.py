@@ -68,11 +68,10 @@ class PolicyAndReference(nn.Module):
     always in eval mode); both are in the run's checkpoints, so ``sample``, ``eval`` and ``--resume`` never read the
     reference run again. Subclasses add heads (PPO's value head)."""
 
-    def __init__(self, lm: LanguageModel, s: LanguageSettings):
+    def __init__(self, lm: LanguageModel):
         super().__init__()
         self.policy = lm
         self.reference = copy.deepcopy(lm).requires_grad_(False).eval()
-        self.prompt_length, self.response_length = s.prompt_length, s.response_length
 
     def train(self, mode: bool = True):
         super().train(mode)

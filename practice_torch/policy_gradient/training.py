@@ -95,7 +95,7 @@ def build(config: Config, data, parents: dict) -> PolicyAndReference:
     """The policy and the frozen reference, both the reference run's language model at first."""
     check(config)
     lm = build_pair(config, data, parents)
-    return PolicyAndReference(lm, config)
+    return PolicyAndReference(lm)
 
 
 
@@ -105,15 +105,15 @@ def build(config: Config, data, parents: dict) -> PolicyAndReference:
 def loss(net: PolicyAndReference, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """REINFORCE with the leave-one-out baseline on the batch's prompts (x (B, 256) windows); terms: the judge's
     mean reward, the mean k1 estimate of KL(pi || pi_ref) per response, the mean return."""
-    prompts = prompts_of(batch[0], net.prompt_length)
+    prompts = prompts_of(batch[0], config.prompt_length)
     u = noise["u"].to(prompts.device)
     b, k, length = u.shape
     responses = sample_responses(net.policy, prompts, u).reshape(b * k, length)
     rows = prompts.repeat_interleave(k, dim=0)
     tokens, logits = episode_logits(net.policy, rows, responses)
-    log_pi = response_log_prob(logits, tokens, net.prompt_length)
+    log_pi = response_log_prob(logits, tokens, config.prompt_length)
     with torch.no_grad():
-        log_ref = response_log_prob(episode_logits(net.reference, rows, responses)[1], tokens, net.prompt_length)
+        log_ref = response_log_prob(episode_logits(net.reference, rows, responses)[1], tokens, config.prompt_length)
     rewards, returns = returns_of(config, responses, log_pi, log_ref)
     baseline = leave_one_out_baseline(returns.reshape(b, k)).reshape(-1)
     surrogate = reinforce_loss(log_pi, returns, baseline)

@@ -20,7 +20,7 @@ def frozen_scorer(config, data, parent) -> RewardModel:
     without the reward model's reference copy, which only drew its preference pairs. ValueError, one line, for a
     reward model of another language model or episode than this run's."""
     if parent.net is None:
-        scorer = RewardModel(build_lm(config, data.num_classes), config)
+        scorer = RewardModel(build_lm(config, data.num_classes))
     else:
         differs = [k for k in (*LM_KEYS, "prompt_length", "response_length")
                    if getattr(parent.config.model, k) != getattr(config, k)]
@@ -34,11 +34,11 @@ def frozen_scorer(config, data, parent) -> RewardModel:
 
 
 @torch.no_grad()
-def normalise_scores(net) -> None:
+def normalise_scores(net, config) -> None:
     """Set the reward model's score mean and sd from the reference's responses to the validation split's first
     ``NORMALISING_PROMPTS`` windows (a fixed seed: the same numbers every time)."""
-    prompts = pg.validation_prompts(NORMALISING_PROMPTS, net.prompt_length)
-    u = torch.rand((len(prompts), 1, net.response_length), generator=torch.Generator().manual_seed(0),
+    prompts = pg.validation_prompts(NORMALISING_PROMPTS, config.prompt_length)
+    u = torch.rand((len(prompts), 1, config.response_length), generator=torch.Generator().manual_seed(0),
                    dtype=torch.float64).float()
     scores = net.scorer(prompts, sample_responses(net.reference, prompts, u)[:, 0])
     net.scorer.score_mean.fill_(scores.mean())

@@ -132,8 +132,8 @@ class PolicyWithValue(PolicyAndReference):
     """PolicyAndReference with a value head V(s_t) = w . h_t + b on the policy's last hidden layer, and the frozen
     reward model (``scorer``) when the reward is learned."""
 
-    def __init__(self, lm, s: Config, scorer: nn.Module | None = None):
-        super().__init__(lm, s)
+    def __init__(self, lm, scorer: nn.Module | None = None):
+        super().__init__(lm)
         width = lm.embedding.weight.shape[1]
         self.value_head = nn.Linear(width, 1)
         nn.init.zeros_(self.value_head.weight)
@@ -146,10 +146,10 @@ class PolicyWithValue(PolicyAndReference):
             self.scorer.eval()
         return self
 
-    def logits_and_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits_and_values(self, tokens: torch.Tensor, prompt_length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The policy's logits predicting each response character and the values of the states before it.
-        tokens: (N, P + L) -> ((N, L, V), (N, L))."""
-        h = hidden_states(self.policy, tokens[:, :-1])[:, self.prompt_length - 1:]
+        tokens: (N, P + L), P = prompt_length -> ((N, L, V), (N, L))."""
+        h = hidden_states(self.policy, tokens[:, :-1])[:, prompt_length - 1:]
         return head_logits(self.policy, h).float(), self.value_head(h)[..., 0].float()
 
 
@@ -186,9 +186,9 @@ def build(config: Config, data, parents: dict) -> PolicyWithValue | control.Acto
         return control.ActorCritic(data.shape[0], data.actions, config.hidden)
     check_text(config)
     pair, reward = build_pair(config, data, parents), parents.get("reward_model")
-    net = PolicyWithValue(pair, config, None if reward is None else frozen_scorer(config, data, reward))
+    net = PolicyWithValue(pair, None if reward is None else frozen_scorer(config, data, reward))
     if reward is not None and reward.net is not None:  # the first build: its scores' mean and sd (then checkpointed)
-        normalise_scores(net)
+        normalise_scores(net, config)
     return net
 
 
@@ -204,7 +204,7 @@ def draw_noise(net, config: Config, n: int, generator: torch.Generator) -> dict[
     if isinstance(net, control.ActorCritic):
         u_shape, order_shape = (n, config.rollout_steps), (n, config.rollout_steps, config.epochs)
     else:
-        u_shape, order_shape = (n, 1, net.response_length), (n, config.epochs)
+        u_shape, order_shape = (n, 1, config.response_length), (n, config.epochs)
     u = torch.rand(u_shape, generator=generator, dtype=torch.float64).float()
     return {"u": u, "order": torch.rand(order_shape, generator=generator)}
 
@@ -237,12 +237,12 @@ def collect_text(net: PolicyWithValue, config: Config, batch, noise: dict[str, t
     """One response per prompt of the batch (x (B, W) windows) from the policy, by the uniforms u (B, 1, L); their
     per-token log-probabilities, rewards, GAE advantages and returns. Under torchrun the ranks' rollouts are
     gathered first, so every rank holds the same global rollout."""
-    prompts = prompts_of(batch[0], net.prompt_length)
+    prompts = prompts_of(batch[0], config.prompt_length)
     responses = sample_responses(net.policy, prompts, noise["u"])[:, 0]
     tokens = torch.cat([prompts, responses], dim=1)
-    logits, values = net.logits_and_values(tokens)
+    logits, values = net.logits_and_values(tokens, config.prompt_length)
     log_pi = action_log_probs(logits, responses)
-    log_ref = action_log_probs(net.reference(tokens[:, :-1]).float()[:, net.prompt_length - 1:], responses)
+    log_ref = action_log_probs(net.reference(tokens[:, :-1]).float()[:, config.prompt_length - 1:], responses)
     judged = torch.tensor(score(judge(config.judge, config.letters), decode(responses)), device=tokens.device)
     scored = judged if net.scorer is None else (net.scorer(prompts, responses) - net.scorer.score_mean) / \
         net.scorer.score_sd
@@ -252,7 +252,7 @@ def collect_text(net: PolicyWithValue, config: Config, batch, noise: dict[str, t
     values_ext = torch.cat([values, values.new_zeros(len(values), 1)], 1)  # V = 0 after the last character
     advantages = gae(rewards, values_ext, config.gamma, config.lam)
     terms = {"reward": judged.mean(), "score": scored.mean(), "kl_k1": kl_k1(log_pi, log_ref).sum(-1).mean()}
-    return Samples(tokens, tokens[:, net.prompt_length:], log_pi, advantages, advantages + values, order, terms)
+    return Samples(tokens, tokens[:, config.prompt_length:], log_pi, advantages, advantages + values, order, terms)
 
 
 @torch.no_grad()
@@ -265,13 +265,14 @@ def collect_control(net: control.ActorCritic, config: Config, envs, noise: dict[
                    noise["order"].reshape(-1, config.epochs), terms)
 
 
-def policy_terms(net, samples: Samples, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def policy_terms(net, config: Config, samples: Samples, rows: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The current policy's log pi(a), V and entropy of the samples ``rows``, flattened to one entry per action."""
     if isinstance(net, control.ActorCritic):
         logits = net.policy(samples.inputs[rows])
         log_pi = torch.log_softmax(logits, -1).gather(1, samples.actions[rows, None])[:, 0]
         return log_pi, net.value(samples.inputs[rows]), control.entropy(logits)
-    logits, values = net.logits_and_values(samples.inputs[rows])
+    logits, values = net.logits_and_values(samples.inputs[rows], config.prompt_length)
     log_pi = action_log_probs(logits, samples.actions[rows])
     return log_pi.flatten(), values.flatten(), control.entropy(logits.flatten(0, 1))
 
@@ -283,7 +284,7 @@ def ppo_loss(net, config: Config, samples: Samples, rows: torch.Tensor) -> tuple
     advantages = control.normalise(samples.advantages[rows]).flatten()
     mine = rank_rows(rows)
     advantages = rank_rows(advantages.reshape(len(rows), -1)).flatten()
-    log_pi, values, entropy = policy_terms(net, samples, mine)
+    log_pi, values, entropy = policy_terms(net, config, samples, mine)
     old_log_pi, returns = samples.old_log_probs[mine].flatten(), samples.returns[mine].flatten()
     policy_loss = clipped_surrogate_loss(log_pi, old_log_pi, advantages, config.clip)  # eq. 7
     value_loss = 0.5 * torch.mean((values - returns) ** 2)

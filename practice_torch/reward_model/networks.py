@@ -9,7 +9,7 @@ import copy
 import torch
 from torch import nn
 
-from practice_torch.policy_gradient.policy import LanguageSettings, hidden_states
+from practice_torch.policy_gradient.policy import hidden_states
 from practice_torch.reward_model.functions import last_token_reward
 
 
@@ -20,14 +20,13 @@ class RewardModel(nn.Module):
     draws the responses of the preference pairs. Both are checkpointed, so sample, eval and --resume never read the
     reference run again. The head starts at zero: every reward 0, every preference 1/2."""
 
-    def __init__(self, lm: nn.Module, s: LanguageSettings):
+    def __init__(self, lm: nn.Module):
         super().__init__()
         self.trunk = lm
         self.reference = copy.deepcopy(lm).requires_grad_(False).eval()
         self.head = nn.Linear(lm.embedding.weight.shape[1], 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        self.prompt_length, self.response_length = s.prompt_length, s.response_length
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -90,13 +90,13 @@ def build(config: Config, data, parents: dict) -> RewardModel:
     """The reward model on the reference run's trunk, and the frozen reference LM that draws the pairs."""
     check(config)
     lm = build_pair(config, data, parents)
-    net = RewardModel(lm, config)
+    net = RewardModel(lm)
     return net
 
 
 def draw_noise(net: RewardModel, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The uniforms of n prompts' two responses: (n, 2, L) (``pairs.draw_pair_noise``, shared with dpo)."""
-    return draw_pair_noise(n, net.response_length, generator)
+    return draw_pair_noise(n, config.response_length, generator)
 
 
 def chosen_and_rejected_rewards(net: RewardModel, pairs: PreferencePairs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +114,7 @@ def masked_share(flags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def loss(net: RewardModel, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """The Bradley-Terry loss on the batch's untied pairs (x (B, 256) windows as prompts); terms: the pair accuracy
     and the mean margin r(y_w) - r(y_l) on the untied pairs, the share of tied pairs."""
-    pairs = preference_pairs(net.reference, prompts_of(batch[0], net.prompt_length), noise["u"],
+    pairs = preference_pairs(net.reference, prompts_of(batch[0], config.prompt_length), noise["u"],
                              judge(config.judge, config.letters))
     r_w, r_l = chosen_and_rejected_rewards(net, pairs)
     bt = untied_mean(preference_loss, pairs.untied, r_w, r_l)
@@ -145,7 +145,7 @@ def pairs_and_rewards(net: RewardModel, config, prompts: torch.Tensor, generator
                       ) -> tuple[PreferencePairs, torch.Tensor]:
     """Labelled pairs on the given prompts (N, P), and the model's rewards of both responses in drawn order:
     (N, 2) float64."""
-    u = draw_pair_noise(len(prompts), net.response_length, generator)["u"]
+    u = draw_pair_noise(len(prompts), config.response_length, generator)["u"]
     pairs = preference_pairs(net.reference, prompts.to(_device(net)), u, judge(config.judge, config.letters))
     r = rewards_of(net, pairs.prompts.repeat(2, 1), torch.cat([pairs.responses[:, 0], pairs.responses[:, 1]]))
     return pairs, torch.stack(r.chunk(2), dim=1)
@@ -201,9 +201,9 @@ def pair_metrics(r: torch.Tensor, pairs: PreferencePairs, response_length: int) 
 
 def evaluate(net: RewardModel, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """``pair_metrics`` on ``model.eval_pairs`` pairs drawn for held-out prompts (the split's first windows)."""
-    prompts = held_out_prompts(dataset, config.eval_pairs, net.prompt_length)
+    prompts = held_out_prompts(dataset, config.eval_pairs, config.prompt_length)
     pairs, r = pairs_and_rewards(net, config, prompts, generator)
-    return pair_metrics(r, pairs, net.response_length)
+    return pair_metrics(r, pairs, config.response_length)
 
 
 def reliability_figure(p: np.ndarray, outcome: np.ndarray) -> Artefact:
@@ -227,7 +227,7 @@ def reliability_figure(p: np.ndarray, outcome: np.ndarray) -> Artefact:
 def sample(net: RewardModel, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """'samples': n reference responses to validation prompts with the model's reward r and the judge's;
     'calibration': the reliability diagram on ``model.eval_pairs`` validation pairs."""
-    prompts = validation_prompts(max(n, config.eval_pairs), net.prompt_length)
+    prompts = validation_prompts(max(n, config.eval_pairs), config.prompt_length)
     pairs, r = pairs_and_rewards(net, config, prompts, generator)
     rows = [f"prompt:   {p!r}\nresponse: {y!r}  r {ri:+.3f}  judge {ji:.3f}" for p, y, ri, ji in
             zip(decode(pairs.prompts[:n]), decode(pairs.responses[:n, 0]), r[:n, 0], pairs.rewards[:n, 0])]

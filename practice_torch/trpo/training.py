@@ -135,7 +135,7 @@ def build(config: Config, data, parents: dict) -> PolicyAndReference | control.A
         return control.ActorCritic(data.shape[0], data.actions, config.hidden)
     check_text(config)
     lm = build_pair(config, data, parents)
-    return PolicyAndReference(lm, config)
+    return PolicyAndReference(lm)
 
 
 def players(net, config: Config) -> dict[str, Player]:
@@ -164,12 +164,12 @@ def train_step(net, config: Config, step: int, run) -> tuple[torch.Tensor, dict[
 def text_step(net: PolicyAndReference, config: Config, batch, noise: dict[str, torch.Tensor]):
     """One TRPO step on fresh responses to the batch's prompts (x (B, 256) windows); terms: the judge's mean
     reward, k1 per response, the step's fraction and measured KL."""
-    prompts = prompts_of(batch[0], net.prompt_length)
+    prompts = prompts_of(batch[0], config.prompt_length)
     u = noise["u"].to(prompts.device)
     b, k, length = u.shape
     responses = sample_responses(net.policy, prompts, u).reshape(b * k, length)
     rows = prompts.repeat_interleave(k, dim=0)
-    p = net.prompt_length
+    p = config.prompt_length
     tokens, old_logits = episode_logits(net.policy, rows, responses)
     log_ref = response_log_prob(episode_logits(net.reference, rows, responses)[1], tokens, p)
     log_old = response_log_prob(old_logits, tokens, p)
