@@ -1,5 +1,5 @@
 """Training in JAX: ``python -m theory_jax train MODEL [--dataset D] [--preset quick] [--steps N] [--set KEY=VALUE]
-[--out RUN]``.
+[--out RUN]``, or ``python -m theory_jax train MODEL --resume RUN [--steps N]``.
 
 The same model as ``python -m practice_torch train MODEL``, trained the functional way: the flax twin of the
 network (``practice_torch/<topic>/twin.py``: ``jax_twin(net, cfg)``), optax, and one ``jax.jit``-compiled step
@@ -20,7 +20,10 @@ a JAX run is a run:
 * ``metrics.jsonl``, TensorBoard events and ``loss.png`` as the engine writes them, progress in a log;
 * checkpoints in the PyTorch layout (``flax_to_torch``, safetensors), with AdamW's moments and the schedule in
   torch's format, so ``practice_torch sample``, ``eval``, ``train --resume`` and ``theory_jax check`` read the run
-  unchanged; the samples at the end are the run's PyTorch sampler's, drawn from the JAX-trained weights.
+  unchanged; the samples at the end are the run's PyTorch sampler's, drawn from the JAX-trained weights;
+* ``--resume RUN`` continues a run, JAX's or PyTorch's, from its newest checkpoint (weights, AdamW's moments, the
+  schedule, the EMA, the batch order and the noise generator), exactly where an uninterrupted JAX run would be;
+  SIGINT or SIGTERM finishes the step, writes a checkpoint and exits with 128 + the signal number.
 
 Supported models: ``TRAINERS``. Bad input is one line on stderr and exit 2.
 """
@@ -29,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -137,6 +142,25 @@ def adam_moments(opt_state):
     return found[0]
 
 
+def with_torch_moments(opt_state, moments: tuple[dict, dict], step: int):
+    """An optax state of ``optimizer`` after ``step`` updates with Adam's (mu, nu) = ``moments``: the inverse of
+    ``torch_optimizer_state`` (Adam's count and the schedule's count both ``step``)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def one(s):
+        if isinstance(s, optax.ScaleByAdamState):
+            return s._replace(count=jnp.asarray(step, s.count.dtype), mu=moments[0], nu=moments[1])
+        if isinstance(s, optax.ScaleByScheduleState):
+            return s._replace(count=jnp.asarray(step, s.count.dtype))
+        return s
+
+    counted = (optax.ScaleByAdamState, optax.ScaleByScheduleState)
+    adam_moments(opt_state)  # exactly one Adam state, or a one-line error
+    return jax.tree.map(one, opt_state, is_leaf=lambda s: isinstance(s, counted))
+
+
 # Between the layouts ------------------------------------------------------------------------------------------------
 def to_jax(arrays, dtype=None):
     """Torch tensors (a tuple or a dict) as NumPy arrays, images (N, C, H, W) channels last; floats as ``dtype``."""
@@ -236,7 +260,6 @@ class JaxRun:
         import torch
 
         from practice_torch.engine.batches import fetch
-        from shared_specs.interop import torch_to_flax
 
         self.cfg, self.dtype, t = cfg, dtype, cfg.train
         jax_twin = twin_of(cfg.model_name)
@@ -244,15 +267,63 @@ class JaxRun:
         self.twin = jax_twin(self.net, cfg)
         shapes = (to_jax(fetch(self.train_set, torch.arange(t.batch_size)), dtype),  # the shapes only
                   to_jax(self.module.draw_noise(self.net, cfg.model, t.batch_size, torch.Generator()), dtype))
-        template = jax.eval_shape(lambda: self.twin.module.init(jax.random.key(0), *self.twin.init_args(*shapes)))
-        weights = {k: v.detach().numpy() for k, v in self.net.state_dict().items()}
-        self.params = jax.tree.map(jax.numpy.asarray, torch_to_flax(weights, template["params"]))
+        self.template = jax.eval_shape(lambda: self.twin.module.init(jax.random.key(0),
+                                                                     *self.twin.init_args(*shapes)))["params"]
+        self.params = self.params_of(self.net.state_dict())
         parts = parts or {"optimizer": optimizer, "step": default_step}
         self.tx = parts["optimizer"](t)
         self.opt_state = self.tx.init(self.params)
         self.shadow = self.params if t.ema_decay > 0 else None
         self.step_fn = parts["step"](self.twin.loss, self.tx, t.ema_decay)
         self.step = 0
+
+    def params_of(self, state: dict) -> dict:
+        """Flax params (JAX arrays) of a state_dict in the torch layout (tensors named as the network's)."""
+        import jax
+
+        from shared_specs.interop import torch_to_flax
+
+        weights = {k: v.detach().cpu().numpy() for k, v in state.items()}
+        return jax.tree.map(jax.numpy.asarray, torch_to_flax(weights, self.template))
+
+    def restore(self, run_dir: Path) -> None:
+        """Continue from the run's newest checkpoint, as the engine's ``--resume`` does (``engine/loop.py``:
+        ``_restore``): the weights, AdamW's moments and step count and the schedule's (optax's mu, nu and counts),
+        the EMA, the batch order, the noise generator and the global RNG. CheckpointError (one line) for a
+        checkpoint that does not fit."""
+        from practice_torch.engine.checkpoint import CheckpointError, load_checkpoint, load_weights_into, set_rng_state
+        from practice_torch.engine.runs import CHECKPOINTS
+
+        folder = run_dir / CHECKPOINTS
+        weights, state = load_checkpoint(folder, self.cfg.model_name,
+                                         versions=getattr(self.module, "CHECKPOINT_VERSIONS", None))
+        load_weights_into(self.net, weights, folder)
+        try:
+            step = int(state["step"])
+            self.params = self.params_of(self.net.state_dict())
+            self.opt_state = with_torch_moments(self.opt_state, self.moments(state["optimizer"]), step)
+            if self.shadow is not None:
+                self.shadow = self.params_of({**self.net.state_dict(), **state["ema"]["shadow"]})
+            self.batches.load_state_dict(state["batches"])
+            self.noise.set_state(state["noise"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"the training state in {folder} does not fit this run: {exc!r}") from None
+        set_rng_state(state["rng"])
+        self.step = step
+
+    def moments(self, saved: dict) -> tuple[dict, dict]:
+        """(mu, nu): AdamW's exp_avg and exp_avg_sq of a saved optimizer state_dict as flax params (zeros for a
+        parameter that never had a gradient, as optax keeps them)."""
+        import torch
+
+        names = [n for n, _ in self.net.named_parameters()]
+        state = self.net.state_dict()
+        out = []
+        for key in ("exp_avg", "exp_avg_sq"):
+            given = {names[int(i)]: s[key] for i, s in saved["state"].items()}
+            out.append(self.params_of({k: given.get(k, torch.zeros_like(v)) if k in names else v
+                                       for k, v in state.items()}))
+        return out[0], out[1]
 
     def next_batch(self) -> tuple[tuple, dict]:
         """The engine's next batch and its noise, as NumPy arrays (images channels last)."""
@@ -311,9 +382,43 @@ class JaxRun:
                 "early_stop": (math.inf, 0, 0)}
 
 
-def train(cfg, run_dir: Path) -> list[Path]:
-    """Train ``cfg`` (an ``engine.config.RunConfig``) in JAX into the new run directory ``run_dir``, as the engine
-    trains it in PyTorch: the log, the checkpoints, the samples and the loss curves. -> the files written at the end."""
+@dataclass(frozen=True)
+class Trained:
+    """What ``train`` did: the step it reached, the signal that stopped it early (None: it finished) and the files
+    the end of the run wrote (samples, loss curves; none after a signal)."""
+
+    step: int
+    signal: int | None = None
+    files: tuple[Path, ...] = ()
+
+
+class StopOnSignals:
+    """SIGINT/SIGTERM (in the main thread) set ``signal``: the step finishes, a checkpoint is written and ``train``
+    returns, as the engine does; a second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self.request) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def request(self, signum, frame):
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
+    """Train ``cfg`` (an ``engine.config.RunConfig``) in JAX into the new run directory ``run_dir`` (``resume``: on
+    from its newest checkpoint), as the engine trains it in PyTorch: the log, the checkpoints, the samples and the
+    loss curves."""
     import torch
 
     from practice_torch.engine.checkpoint import current_version, save_checkpoint
@@ -330,6 +435,8 @@ def train(cfg, run_dir: Path) -> list[Path]:
 
     t = cfg.train
     run = JaxRun(cfg)
+    if resume:
+        run.restore(run_dir)
     version = current_version(getattr(run.module, "CHECKPOINT_VERSIONS", None))
 
     def save() -> None:
@@ -338,40 +445,45 @@ def train(cfg, run_dir: Path) -> list[Path]:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, cfg)
-    write_environment(run_dir, torch.device("cpu"), 1, 0, backend="jax")
-    log, schedule = MetricsLog(run_dir, 0), lr_schedule(t)
+    write_environment(run_dir, torch.device("cpu"), 1, run.step, backend="jax")
+    log, schedule = MetricsLog(run_dir, run.step), lr_schedule(t)
     sums: dict[str, Any] = {}
+    window = 0  # the steps summed in ``sums`` (a resumed run's first window starts at its checkpoint)
     window_start = started = time.perf_counter()
-    bar = progress(total=t.steps, desc=f"{cfg.model_name} on {cfg.data.name} (JAX)", unit="step")
+    bar = progress(total=t.steps, initial=run.step, desc=f"{cfg.model_name} on {cfg.data.name} (JAX)", unit="step")
+    stop = StopOnSignals()
     try:
-        while run.step < t.steps:
-            lr = schedule(run.step)
-            logged = run.advance()  # asynchronous: nothing here waits for the step until the log line
-            sums = {k: sums.get(k, 0.0) + v for k, v in {**logged, "lr": lr}.items()}
-            window = run.step - (run.step - 1) // t.log_every * t.log_every
-            if run.step % t.log_every == 0 or run.step == t.steps:
-                means = {k: float(v) / window for k, v in sums.items()}
-                if not math.isfinite(means["loss"]):
-                    raise JaxTrainError(f"the loss became {means['loss']} within steps {run.step - window + 1}-"
-                                        f"{run.step}; stopped: try a lower train.lr or a train.grad_clip")
-                rate = window * t.batch_size / (time.perf_counter() - window_start)
-                if t.val_batch and hasattr(run.module, "validate"):
-                    means.update(run.validate())
-                log.write(run.step, {**means, "examples_per_s": rate, "time_s": time.perf_counter() - started})
-                bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
-                sums, window_start = {}, time.perf_counter()
-            bar.update(1)
-            if run.step % t.checkpoint_every == 0 and run.step < t.steps:
-                save()
+        with stop:
+            while run.step < t.steps and stop.signal is None:
+                lr = schedule(run.step)
+                logged = run.advance()  # asynchronous: nothing here waits for the step until the log line
+                sums = {k: sums.get(k, 0.0) + v for k, v in {**logged, "lr": lr}.items()}
+                window += 1
+                if run.step % t.log_every == 0 or run.step == t.steps or stop.signal is not None:
+                    means = {k: float(v) / window for k, v in sums.items()}
+                    if not math.isfinite(means["loss"]):
+                        raise JaxTrainError(f"the loss became {means['loss']} within steps {run.step - window + 1}-"
+                                            f"{run.step}; stopped: try a lower train.lr or a train.grad_clip")
+                    rate = window * t.batch_size / (time.perf_counter() - window_start)
+                    if t.val_batch and hasattr(run.module, "validate"):
+                        means.update(run.validate())
+                    log.write(run.step, {**means, "examples_per_s": rate, "time_s": time.perf_counter() - started})
+                    bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
+                    sums, window, window_start = {}, 0, time.perf_counter()
+                bar.update(1)
+                if run.step % t.checkpoint_every == 0 and run.step < t.steps:
+                    save()
     finally:
         bar.close()
         log.close()
     save()
     write_environment(run_dir, torch.device("cpu"), 1, run.step, finished=True)
+    if stop.signal is not None:
+        return Trained(run.step, stop.signal)
     run.net.load_state_dict(run.weights(average=run.shadow is not None))  # the samples of the EMA's weights, if kept
     artefacts = write_samples(run.module, cfg, run.net, t.samples, t.seed, held_out_examples(cfg.data, t.samples))
     plot = plot_losses(run_dir, run_dir / "loss.png")
-    return save_samples(artefacts, run_dir) + ([plot] if plot else [])
+    return Trained(run.step, None, tuple(save_samples(artefacts, run_dir) + ([plot] if plot else [])))
 
 
 # Twin training: a short run in both backends (the spec kind ``RunCase``) --------------------------------------------
@@ -469,11 +581,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help=f"one of {', '.join(TRAINERS)}")
     parser.add_argument("--dataset", help="data set (default: the model's)")
-    parser.add_argument("--preset", choices=("quick", "full"), default="quick")
-    parser.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
+    parser.add_argument("--preset", choices=("quick", "full"), help="the model's preset (default: quick)")
+    parser.add_argument("--steps", type=int, help="optimizer steps (default: the preset's; on --resume: extend the "
+                                                   "run to this many)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, as practice_torch train's --set (repeatable)")
     parser.add_argument("--out", help="run directory (default runs/<model>-<dataset>-jax-<k>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run (JAX's or PyTorch's) from its newest "
+                                                            "checkpoint")
     return parser
 
 
@@ -499,29 +614,54 @@ def new_run_dir(cfg, root: Path = Path("runs")) -> Path:
 def main(argv: list[str] | None = None) -> int:
     from practice_torch.data import DatasetMissing
     from practice_torch.engine import RunError
-    from practice_torch.engine.config import apply_overrides
-    from practice_torch.engine.runs import check_new_run_dir
 
     args = build_parser().parse_args(argv)
     try:
         twin_of(args.model)
-        from practice_torch.models import get_model
-
-        overrides = ([f"train.steps={args.steps}"] if args.steps is not None else []) + args.set
-        cfg = apply_overrides(get_model(args.model).default_config(args.preset, args.dataset), overrides)
+        cfg, run_dir = command_config(args)
         problem = unsupported(cfg.train)
         if problem:
             raise JaxTrainError(problem)
-        run_dir = Path(args.out) if args.out else new_run_dir(cfg)
-        check_new_run_dir(run_dir)
-        files = train(cfg, run_dir)
+        trained = train(cfg, run_dir, resume=bool(args.resume))
     except (JaxTrainError, RunError, DatasetMissing, ValueError) as exc:  # ValueError: a build the adapter refuses
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    print(f"trained {cfg.model_name} in JAX for {cfg.train.steps} steps; run directory {run_dir}")
-    for path in files:
+    if trained.signal is not None:
+        print(f"stopped by {signal.Signals(trained.signal).name} after step {trained.step}; checkpoint saved. Continue "
+              f"with: python -m theory_jax train {cfg.model_name} --resume {run_dir}", file=sys.stderr)
+        return 128 + trained.signal
+    print(f"trained {cfg.model_name} in JAX to step {trained.step}; run directory {run_dir}")
+    for path in trained.files:
         print(f"  wrote {path}")
     return 0
+
+
+def command_config(args) -> tuple[Any, Path]:
+    """(the run's config, its directory): a new run's (the preset, --set, --out) or, with --resume, the run's own
+    config.json with --steps and --set applied, refused in one line where it changes what the checkpoint fixes."""
+    from practice_torch.engine import RunError
+    from practice_torch.engine.config import ConfigError, apply_overrides, incompatibilities
+    from practice_torch.engine.runs import check_new_run_dir
+    from practice_torch.models import get_model, run_config
+
+    module = get_model(args.model)
+    overrides = ([f"train.steps={args.steps}"] if args.steps is not None else []) + args.set
+    if not args.resume:
+        cfg = apply_overrides(module.default_config(args.preset or "quick", args.dataset), overrides)
+        run_dir = Path(args.out) if args.out else new_run_dir(cfg)
+        check_new_run_dir(run_dir)
+        return cfg, run_dir
+    if args.out or args.preset or args.dataset:
+        raise RunError("--resume continues a run in its own directory with its own config: drop "
+                       "--out/--preset/--dataset")
+    run_dir = Path(args.resume)
+    saved = run_config(run_dir)
+    cfg = apply_overrides(saved, overrides)
+    cfg.model_name = args.model
+    problems = incompatibilities(saved, cfg, getattr(module, "ARCHITECTURE", None))
+    if problems:
+        raise ConfigError(f"cannot resume {run_dir} with this config: {problems[0]}")
+    return cfg, run_dir

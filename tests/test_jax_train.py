@@ -135,22 +135,6 @@ def test_theory_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_an
     assert "no JAX trainer yet; choose from vae" in capsys.readouterr().err
 
 
-def test_the_jax_checkpoint_carries_adams_moments_in_torchs_layout(tmp_path):
-    """What PyTorch's --resume reads: AdamW's exp_avg/exp_avg_sq are optax's mu/nu, the step count and the schedule
-    where the JAX run left them."""
-    from practice_torch.engine.checkpoint import load_checkpoint
-
-    run = tmp_path / "run"
-    assert jax_train.main(["vae", "--dataset", "digits", "--steps", "4", "--out", str(run), "--set",
-                           "model.architecture=mlp", "--set", "model.hidden=16", "--set", "train.batch_size=16",
-                           "--set", "train.samples=2", "--set", "train.log_every=2"]) == 0
-    _, state = load_checkpoint(run / "checkpoints", "vae")
-    moments = state["optimizer"]["state"]
-    assert state["step"] == 4 and state["scheduler"]["last_epoch"] == 4
-    assert all(float(s["step"]) == 4.0 and torch.all(s["exp_avg_sq"] >= 0) for s in moments.values())
-    assert any(float(s["exp_avg"].abs().sum()) > 0 for s in moments.values())
-
-
 def test_only_the_biases_a_normalisation_removes_go_uncompared():
     """The conv VAE's convolutions before a GroupNorm have biases the loss does not depend on (rounding-noise
     gradients, which Adam scales up differently in each backend): those alone are left out of a run case's
@@ -182,3 +166,55 @@ def test_theory_jax_trains_the_character_transformer_and_refuses_what_its_twin_l
         assert jax_main(["train", "language_model", "--steps", "2", "--out", str(tmp_path / "x"), *tiny,
                          "--set", setting]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path, capsys, monkeypatch):
+    """SIGTERM finishes the step, checkpoints (in torch's layout) and exits with 128 + 15; ``--resume`` restores the
+    weights, Adam's moments and counts, the EMA, the batch order and the noise, so the run ends where an
+    uninterrupted one does."""
+    import os
+    import signal
+
+    from practice_torch.engine.checkpoint import load_checkpoint
+
+    settings = ["--dataset", "digits", "--set", "model.architecture=mlp", "--set", "model.hidden=16", "--set",
+                "model.latent_dim=2", "--set", "train.batch_size=32", "--set", "train.log_every=2", "--set",
+                "train.samples=2", "--set", "train.ema_decay=0.9"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert jax_train.main(["vae", "--steps", "6", "--out", str(whole), *settings]) == 0
+    advance = jax_train.JaxRun.advance
+
+    def advance_then_signal(run):
+        logged = advance(run)
+        if run.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logged
+
+    monkeypatch.setattr(jax_train.JaxRun, "advance", advance_then_signal)
+    assert jax_train.main(["vae", "--steps", "6", "--out", str(part), *settings]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM after step 3; checkpoint saved" in err and f"--resume {part}" in err
+    stopped, state = load_checkpoint(part / "checkpoints", "vae")
+    assert not (part / "samples").exists()  # an interrupted run has not finished
+    # what PyTorch's --resume reads too: AdamW's exp_avg/exp_avg_sq are optax's mu/nu, the step count and the
+    # schedule where the JAX run left them
+    moments = state["optimizer"]["state"]
+    assert state["step"] == 3 and state["scheduler"]["last_epoch"] == 3
+    assert all(float(s["step"]) == 3.0 and torch.all(s["exp_avg_sq"] >= 0) for s in moments.values())
+    assert any(float(s["exp_avg"].abs().sum()) > 0 for s in moments.values())
+    monkeypatch.undo()
+    assert jax_train.main(["vae", "--resume", str(part)]) == 0
+    (a, sa), (b, sb) = load_checkpoint(whole / "checkpoints", "vae"), load_checkpoint(part / "checkpoints", "vae")
+    assert sb["step"] == 6 and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(v, sb["ema"]["shadow"][k]) for k, v in sa["ema"]["shadow"].items())
+    assert all(torch.equal(s[k], sb["optimizer"]["state"][i][k]) for i, s in sa["optimizer"]["state"].items()
+               for k in ("exp_avg", "exp_avg_sq"))
+    losses = [[json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+              for run in (whole, part)]
+    assert losses[1][-1] == losses[0][-1]
+    assert not all(torch.equal(stopped[k], b[k]) for k in b)  # control: the resumed steps moved the weights
+    capsys.readouterr()
+    assert jax_train.main(["vae", "--resume", str(part), "--out", str(tmp_path / "x")]) == 2
+    assert "drop --out" in capsys.readouterr().err
+    assert jax_train.main(["vae", "--resume", str(part), "--set", "model.hidden=8"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
