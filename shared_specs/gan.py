@@ -1,4 +1,6 @@
-"""Spec cases for ``gan``: the GAN's losses on the discriminator's logits and its closed forms, in float64.
+"""Spec cases for ``gan``: the GAN's losses on the discriminator's logits and its closed forms, in float64; and the
+game trained in both backends (``RunCase``: the players' own optimizers, the inner discriminator loop, R1 and the
+generator's batch normalisation, 50 rounds from the same weights, batches and noise).
 
 Each function runs in ``theory_jax.gan`` and ``practice_torch.gan`` on the same NumPy inputs, gradients included;
 SciPy is the third witness (``scipy.special.log_expit`` for log D and log(1 - D), ``jensenshannon`` for JS,
@@ -12,9 +14,12 @@ import numpy as np
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
-from shared_specs.case import FunctionCase, gaussian
+from shared_specs.case import FunctionCase, RunCase, gaussian
 
 B, K = 6, 9
+# the twin-training runs: small, and every part of the step at work (a clip that bites, decay, warmup, EMA)
+RUN = ("train.batch_size=16", "train.lr=0.005", "train.warmup_steps=10", "train.grad_clip=1", "train.weight_decay=0.01",
+       "train.ema_decay=0.9", "model.latent_dim=4")
 
 
 def _logits(rng):
@@ -47,4 +52,9 @@ CASES = (
     FunctionCase("gan/gauss_log_pdf", "gauss_log_pdf",
                  lambda r: {"x": gaussian(r, B), "mean": gaussian(r, B), "std": np.exp(gaussian(r, B, scale=0.3))},
                  grad_wrt=("x", "mean", "std"), reference=lambda x, mean, std: stats.norm.logpdf(x, mean, std)),
+    RunCase("gan/run/mlp-conditional", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16",
+                                               "model.conditional=true", "model.r1=0"), dataset="digits"),
+    RunCase("gan/run/dcgan-r1", "gan", (*RUN, "model.channels=4,8", "model.fc=16", "model.r1=1",
+                                        "model.discriminator_steps=2", "model.generator_loss=saturating"),
+            dataset="digits"),
 )

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-TRAINERS = ("vae", "language_model")  # the models whose twin.py provides jax_twin
+TRAINERS = ("vae", "gan", "language_model")  # the models whose twin.py provides jax_twin
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,22 @@ class JaxTwin:
     module: Any
     loss: Callable
     init_args: Callable
+
+
+@dataclass(frozen=True)
+class JaxGame:
+    """A model whose step is more than one loss (a GAN's two players), trained in JAX: its flax ``module``;
+    ``players``: {name: the module's top-level parameter collections it updates}, in the order of the PyTorch
+    adapter's ``players``; ``train_step(run, config) -> (loss, terms)``, the step written top to bottom on
+    ``JaxGameRun``'s ``next_batch`` and ``update``, as the PyTorch adapter's ``train_step`` is on the engine's
+    ``StepRun``; ``init_args(batch, noise)`` and ``init_method``: what ``module.init`` is called with."""
+
+    module: Any
+    players: dict[str, tuple[str, ...]]
+    train_step: Callable
+    init_args: Callable
+    init_method: Any = None
+    objectives: dict[str, Callable] | None = None  # each player's objective, for negative controls that reorder
 
 
 class JaxTrainError(ValueError):
@@ -104,6 +120,17 @@ def optimizer(train, betas: tuple[float, float] | None = None):
                        optax.adamw(lr_schedule(train), b1=b1, b2=b2, eps=1e-8, weight_decay=train.weight_decay))
 
 
+def player_optimizer(train, betas: tuple[float, float] | None = None):
+    """A player's optimizer: clipping, then AdamW at learning rate 1; its update is scaled by the run's learning rate
+    at the run's step (``JaxGameRun.update``), as torch's LambdaLR is stepped once a round of the game, however many
+    updates a player makes in it (AdamW's decay, lr wd p, scales with it as in torch)."""
+    import optax
+
+    b1, b2 = betas or tuple(train.betas)
+    return optax.chain(clip_like_torch(train.grad_clip),
+                       optax.adamw(1.0, b1=b1, b2=b2, eps=1e-8, weight_decay=train.weight_decay))
+
+
 def ema_decay(decay: float, updates):
     """The engine's EMA decay after ``updates`` updates (``engine/ema.py``): min(decay, (1 + u) / (10 + u))."""
     import jax.numpy as jnp
@@ -142,16 +169,18 @@ def adam_moments(opt_state):
     return found[0]
 
 
-def with_torch_moments(opt_state, moments: tuple[dict, dict], step: int):
-    """An optax state of ``optimizer`` after ``step`` updates with Adam's (mu, nu) = ``moments``: the inverse of
-    ``torch_optimizer_state`` (Adam's count and the schedule's count both ``step``)."""
+def with_torch_moments(opt_state, moments: tuple[dict, dict], step: int, updates: int | None = None):
+    """An optax state of ``optimizer`` after ``step`` steps of the run with Adam's (mu, nu) = ``moments``: the inverse
+    of ``torch_optimizer_state``. ``updates``: Adam's count, the updates it made (None: ``step``; a discriminator
+    updated k times a step made k ``step``); the schedule's count is ``step``."""
     import jax
     import jax.numpy as jnp
     import optax
 
     def one(s):
         if isinstance(s, optax.ScaleByAdamState):
-            return s._replace(count=jnp.asarray(step, s.count.dtype), mu=moments[0], nu=moments[1])
+            count = step if updates is None else updates
+            return s._replace(count=jnp.asarray(count, s.count.dtype), mu=moments[0], nu=moments[1])
         if isinstance(s, optax.ScaleByScheduleState):
             return s._replace(count=jnp.asarray(step, s.count.dtype))
         return s
@@ -191,17 +220,20 @@ def _numpy(tree):
     return jax.tree.map(np.asarray, tree)
 
 
-def torch_optimizer_state(net, train, opt_state, step: int) -> dict:
+def torch_optimizer_state(net, train, opt_state, step: int, names: list[str] | None = None, to_torch=None) -> dict:
     """{"optimizer": AdamW's state_dict, "scheduler": LambdaLR's} as the engine checkpoints them after ``step``
-    updates: AdamW's exp_avg and exp_avg_sq are optax's mu and nu in the torch layout."""
+    updates: AdamW's exp_avg and exp_avg_sq are optax's mu and nu in the torch layout. ``names``: the parameters of
+    the optimizer, in its order (None: all the net's); ``to_torch``: flax params -> the state_dict's tensors
+    (default ``to_torch_state`` against the net's state_dict)."""
     import torch
 
     from practice_torch.engine.loop import lr_factor
 
     adam = adam_moments(opt_state)
     template = net.state_dict()
-    names = [n for n, _ in net.named_parameters()]
-    mu, nu = to_torch_state(adam.mu, template), to_torch_state(adam.nu, template)
+    names = names if names is not None else [n for n, _ in net.named_parameters()]
+    to_torch = to_torch or (lambda tree: to_torch_state(tree, template))
+    mu, nu = to_torch(adam.mu), to_torch(adam.nu)
     params = dict(net.named_parameters())
     torch_opt = torch.optim.AdamW([params[n] for n in names], lr=train.lr, betas=tuple(train.betas),
                                   weight_decay=train.weight_decay)
@@ -212,7 +244,7 @@ def torch_optimizer_state(net, train, opt_state, step: int) -> dict:
         for _ in range(step):
             schedule.step()
     for n in names:
-        torch_opt.state[params[n]] = {"step": torch.tensor(float(step)), "exp_avg": mu[n].clone(),
+        torch_opt.state[params[n]] = {"step": torch.tensor(float(adam.count)), "exp_avg": mu[n].clone(),
                                       "exp_avg_sq": nu[n].clone()}
     return {"optimizer": torch_opt.state_dict(), "scheduler": schedule.state_dict()}
 
@@ -333,6 +365,10 @@ class JaxRun:
         return batch, to_jax(self.module.draw_noise(self.net, self.cfg.model, self.cfg.train.batch_size, self.noise),
                              self.dtype)
 
+    def learning_rates(self, step: int) -> dict[str, float]:
+        """The learning rate at ``step`` (the engine logs ``lr``)."""
+        return {"lr": float(lr_schedule(self.cfg.train)(step))}
+
     def advance(self) -> dict:
         """One step on the next batch: the new params, optimizer state and EMA; -> the logged values (JAX arrays)."""
         batch, noise = self.next_batch()
@@ -380,6 +416,218 @@ class JaxRun:
         return {**torch_optimizer_state(self.net, self.cfg.train, self.opt_state, self.step), "ema": ema,
                 "batches": self.batches.state_dict(), "noise": self.noise.get_state(), "rng": rng_state(),
                 "early_stop": (math.inf, 0, 0)}
+
+
+class JaxGameRun:
+    """A run of a ``JaxGame`` (a GAN's players) in JAX, set up as the engine sets up the PyTorch run and stepped as
+    the engine steps a model that writes its own step (``engine/players.py``): one optax AdamW per player, each on
+    the run's schedule; ``next_batch`` hands the step the engine's next batch and noise; ``update(name, objective,
+    batch, noise)`` takes the gradient of the objective with respect to that player's parameters only, clips it and
+    steps its optimizer (compiled once per player and objective). The generator's running statistics
+    (``batch_stats``) pass from each objective to the next. Same interface as ``JaxRun`` for ``train``."""
+
+    def __init__(self, cfg, dtype: str | None = None, parts: dict | None = None):
+        import functools
+
+        import jax
+        import torch
+
+        from practice_torch.engine.batches import fetch
+        from shared_specs.interop import split_statistics
+
+        self.cfg, self.dtype, t = cfg, dtype, cfg.train
+        self.module, self.train_set, self.net, self.batches, self.noise = engine_start(cfg, dtype)
+        self.twin = twin_of(cfg.model_name)(self.net, cfg)
+        shapes = (to_jax(fetch(self.train_set, torch.arange(t.batch_size)), dtype),
+                  to_jax(self.module.draw_noise(self.net, cfg.model, t.batch_size, torch.Generator()), dtype))
+        variables = jax.eval_shape(lambda: self.twin.module.init(jax.random.key(0), *self.twin.init_args(*shapes),
+                                                                 method=self.twin.init_method))
+        self.template = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+        self.params, self.stats = self.variables_of(self.net.state_dict())
+        self.torch_names, self.torch_stats = split_statistics(self.net.state_dict())
+        owner = {id(p): n for n, p in self.net.named_parameters()}
+        self.player_names = {name: [owner[id(p)] for p in player.parameters]
+                             for name, player in self.module.players(self.net, cfg.model).items()}
+        parts = {"player_optimizer": player_optimizer, "train_step": lambda twin: twin.train_step, **(parts or {})}
+        self.train_step = parts["train_step"](self.twin)
+        self.tx = {name: parts["player_optimizer"](t) for name in self.twin.players}
+        self.opt_state = {name: self.tx[name].init(self.part(self.params, name)) for name in self.twin.players}
+        self.shadow = self.params if t.ema_decay > 0 else None
+        self.tracked = int(next((v for k, v in self.net.state_dict().items() if k.endswith("num_batches_tracked")),
+                                torch.zeros(())))  # the BatchNorms' count of training-mode passes
+        self.forwards = 0  # this step's training-mode passes of the generator (one per objective)
+        self._updates = functools.lru_cache(maxsize=None)(self._compiled_update)
+        self.norms: dict[str, list] = {name: [] for name in self.twin.players}
+        self.step = 0
+
+    # The layouts
+    def part(self, params: dict, player: str) -> dict:
+        """A player's share of the params: its top-level collections."""
+        return {k: v for k, v in params.items() if k in self.twin.players[player]}
+
+    def variables_of(self, state: dict) -> tuple[dict, dict]:
+        """(params, batch_stats) of a state_dict in the torch layout."""
+        import jax
+
+        from shared_specs.interop import split_statistics, torch_to_flax
+
+        weights, stats = split_statistics({k: v.detach().cpu().numpy() for k, v in state.items()})
+        params = torch_to_flax(weights, self.template["params"])
+        stats = torch_to_flax(stats, self.template["batch_stats"]) if self.template["batch_stats"] else {}
+        return jax.tree.map(jax.numpy.asarray, params), jax.tree.map(jax.numpy.asarray, stats)
+
+    def to_torch(self, params: dict) -> dict:
+        """Flax params as the net's parameters (torch tensors, by name)."""
+        return to_torch_state(params, self.torch_names)
+
+    def weights(self, average: bool = False) -> dict:
+        """The network's state_dict (torch tensors) with the trained params (``average``: the EMA's), the running
+        statistics and their count."""
+        import torch
+
+        from shared_specs.interop import STATISTICS, flax_to_torch
+
+        state = self.net.state_dict()
+        out = {**state, **self.to_torch(self.shadow if average else self.params)}
+        if self.stats:
+            leaves = {v: k for k, v in STATISTICS.items()}
+            for name, value in flax_to_torch(_numpy(self.stats), self.torch_stats).items():
+                module, _, leaf = name.rpartition(".")
+                torch_name = f"{module}.{leaves[leaf]}"
+                out[torch_name] = torch.from_numpy(np.array(value, copy=True)).to(state[torch_name].dtype)
+        for name in state:
+            if name.endswith("num_batches_tracked"):
+                out[name] = torch.tensor(self.tracked, dtype=state[name].dtype)
+        return out
+
+    # The step's utilities
+    def next_batch(self) -> tuple[tuple, dict]:
+        """The engine's next batch and its noise, as NumPy arrays (images channels last)."""
+        return JaxRun.next_batch(self)
+
+    def _compiled_update(self, player: str, objective: Callable):
+        """The compiled update of ``player`` on ``objective(params, stats, batch, noise) -> (loss, (terms, stats))``:
+        (params, opt_state, stats, batch, noise, lr) -> (params, opt_state, stats, loss, terms, gradient norm)."""
+        import jax
+        import optax
+
+        keys, tx = self.twin.players[player], self.tx[player]
+
+        def update(params, opt_state, stats, batch, noise, lr):
+            own = {k: v for k, v in params.items() if k in keys}
+
+            def of_own(own):
+                return objective({**params, **own}, stats, batch, noise)
+
+            (loss, (terms, stats)), grads = jax.value_and_grad(of_own, has_aux=True)(own)
+            updates, opt_state = tx.update(grads, opt_state, own)
+            updates = jax.tree.map(lambda u: lr * u, updates)  # the run's learning rate at its step
+            return ({**params, **optax.apply_updates(own, updates)}, opt_state, stats, loss, terms,
+                    optax.tree.norm(grads))
+
+        return jax.jit(update)
+
+    def update(self, player: str, objective: Callable, batch, noise):
+        """One update of ``player`` (the engine's ``run.update(player=loss)``: the gradient with respect to its own
+        parameters only, ``train.grad_clip``, its AdamW step) -> (its loss, its terms)."""
+        step = self._updates(player, objective)
+        self.params, self.opt_state[player], self.stats, loss, terms, norm = step(
+            self.params, self.opt_state[player], self.stats, batch, noise, self.lr)
+        self.norms[player].append(norm)
+        self.forwards += 1
+        return loss, terms
+
+    def advance(self) -> dict:
+        """One ``train_step`` of the game, then the EMA; -> the logged values (JAX arrays): the loss, the terms and
+        each player's mean gradient norm over the step (``grad_norm_<player>``)."""
+        import jax
+
+        self.forwards = 0
+        self.lr = np.asarray(self.learning_rates(self.step)["lr_" + next(iter(self.twin.players))],
+                             dtype=self.dtype or "float32")
+        loss, terms = self.train_step(self, self.cfg.model)
+        self.tracked += self.forwards if self.stats else 0
+        if self.shadow is not None:
+            d = ema_decay(self.cfg.train.ema_decay, self.step + 1)
+            self.shadow = jax.tree.map(lambda s, p: s + (1.0 - d) * (p - s), self.shadow, self.params)
+        norms = {f"grad_norm_{name}": sum(v) / len(v) for name, v in self.norms.items() if v}
+        self.norms = {name: [] for name in self.twin.players}
+        self.step += 1
+        return {"loss": loss, **norms, **terms}
+
+    def learning_rates(self, step: int) -> dict[str, float]:
+        """Each player's learning rate at ``step`` (the engine logs ``lr_<player>``): the run's ``train.lr`` on its
+        warmup + cosine schedule (``engine.loop.lr_factor``), as torch's LambdaLR gives it."""
+        from practice_torch.engine.loop import lr_factor
+
+        t = self.cfg.train
+        return {f"lr_{name}": t.lr * lr_factor(step, t.warmup_steps, t.steps, t.min_lr_ratio) for name in self.twin.players}
+
+    # Checkpoints
+    def checkpoint_state(self) -> dict:
+        """The training state as the engine checkpoints a custom step's (``engine/loop.py``: ``save``)."""
+        from practice_torch.engine.checkpoint import rng_state
+
+        self.net.load_state_dict(self.weights())
+        names = dict(self.net.named_parameters())
+
+        def to_torch(tree):  # a player's moments, the other players' entries filled in (and dropped)
+            return self.to_torch({**self.params, **tree})
+
+        players = {name: torch_optimizer_state(self.net, self.cfg.train, self.opt_state[name], self.step,
+                                               self.player_names[name], to_torch)
+                   for name in self.twin.players}
+        ema = None if self.shadow is None else {
+            "updates": self.step, "shadow": {k: v for k, v in self.weights(average=True).items() if k in names}}
+        return {"players": players, "ema": ema, "batches": self.batches.state_dict(),
+                "noise": self.noise.get_state(), "rng": rng_state(), "early_stop": (math.inf, 0, 0)}
+
+    def restore(self, run_dir: Path) -> None:
+        """Continue from the run's newest checkpoint, as the engine's ``--resume`` does for a custom step: the weights
+        and statistics, each player's AdamW moments and counts, the EMA, the batch order, the noise, the RNG."""
+        import torch
+
+        from practice_torch.engine.checkpoint import CheckpointError, load_checkpoint, load_weights_into, set_rng_state
+        from practice_torch.engine.runs import CHECKPOINTS
+
+        folder = run_dir / CHECKPOINTS
+        weights, state = load_checkpoint(folder, self.cfg.model_name,
+                                         versions=getattr(self.module, "CHECKPOINT_VERSIONS", None))
+        load_weights_into(self.net, weights, folder)
+        try:
+            step = int(state["step"])
+            current = self.net.state_dict()
+            self.params, self.stats = self.variables_of(current)
+            self.tracked = int(next((v for k, v in current.items() if k.endswith("num_batches_tracked")),
+                                    torch.zeros(())))
+            for name in self.twin.players:
+                saved, names = state["players"][name]["optimizer"], self.player_names[name]
+                moments = []
+                for key in ("exp_avg", "exp_avg_sq"):
+                    given = {names[int(i)]: s[key] for i, s in saved["state"].items()}
+                    tree = self.variables_of({**current, **{k: given.get(k, torch.zeros_like(current[k]))
+                                                             for k in names}})[0]
+                    moments.append(self.part(tree, name))
+                counts = [int(s["step"]) for s in saved["state"].values()]
+                self.opt_state[name] = with_torch_moments(self.opt_state[name], tuple(moments), step,
+                                                          max(counts, default=0))
+            if self.shadow is not None:
+                self.shadow = self.variables_of({**current, **state["ema"]["shadow"]})[0]
+            self.batches.load_state_dict(state["batches"])
+            self.noise.set_state(state["noise"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"the training state in {folder} does not fit this run: {exc!r}") from None
+        set_rng_state(state["rng"])
+        self.step = step
+
+
+def new_run(cfg, dtype: str | None = None, parts: dict | None = None):
+    """The model's run in JAX: a ``JaxGameRun`` for a model whose twin is a ``JaxGame``, else a ``JaxRun``."""
+    from practice_torch.models import get_model
+
+    if hasattr(get_model(cfg.model_name), "train_step"):
+        return JaxGameRun(cfg, dtype, parts)
+    return JaxRun(cfg, dtype, parts)
 
 
 @dataclass(frozen=True)
@@ -434,7 +682,7 @@ def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
     from practice_torch.progress import progress
 
     t = cfg.train
-    run = JaxRun(cfg)
+    run = new_run(cfg)
     if resume:
         run.restore(run_dir)
     version = current_version(getattr(run.module, "CHECKPOINT_VERSIONS", None))
@@ -446,7 +694,7 @@ def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, cfg)
     write_environment(run_dir, torch.device("cpu"), 1, run.step, backend="jax")
-    log, schedule = MetricsLog(run_dir, run.step), lr_schedule(t)
+    log = MetricsLog(run_dir, run.step)
     sums: dict[str, Any] = {}
     window = 0  # the steps summed in ``sums`` (a resumed run's first window starts at its checkpoint)
     window_start = started = time.perf_counter()
@@ -455,9 +703,9 @@ def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
     try:
         with stop:
             while run.step < t.steps and stop.signal is None:
-                lr = schedule(run.step)
+                lrs = run.learning_rates(run.step)
                 logged = run.advance()  # asynchronous: nothing here waits for the step until the log line
-                sums = {k: sums.get(k, 0.0) + v for k, v in {**logged, "lr": lr}.items()}
+                sums = {k: sums.get(k, 0.0) + v for k, v in {**logged, **lrs}.items()}
                 window += 1
                 if run.step % t.log_every == 0 or run.step == t.steps or stop.signal is not None:
                     means = {k: float(v) / window for k, v in sums.items()}
@@ -516,6 +764,71 @@ def torch_run(case) -> tuple[dict, dict, list[str]]:
 
 
 def reference_run(case) -> tuple[dict, dict, list[str]]:
+    """The PyTorch reference of a ``RunCase``: the default step's (``default_reference_run``) or, for a model that
+    writes its own step, the engine's custom step on its players (``game_reference_run``)."""
+    from practice_torch.models import get_model
+
+    if hasattr(get_model(case.model), "train_step"):
+        return game_reference_run(case)
+    return default_reference_run(case)
+
+
+def game_reference_run(case) -> tuple[dict, dict, list[str]]:
+    """As ``default_reference_run``, for a model that writes its own step (a GAN): its ``train_step`` on the engine's
+    own ``StepRun`` (one AdamW per player, clipping, each player's LambdaLR schedule stepped every step), batches
+    and noise as the engine draws them, in ``case.dtype``; the loss is the step's (the players' summed)."""
+    import contextlib
+
+    import torch
+
+    from practice_torch.engine.batches import fetch
+    from practice_torch.engine.distributed import Processes
+    from practice_torch.engine.ema import EMA
+    from practice_torch.engine.loop import lr_factor
+    from practice_torch.engine.players import StepRun, player_optimizers
+
+    cfg = run_config(case)
+    t, dtype = cfg.train, getattr(torch, case.dtype)
+    module, train_set, net, batches, generator = engine_start(cfg, case.dtype)
+    start = floating_state(net)
+    players = module.players(net, cfg.model)
+    optimizers = player_optimizers(players, t.lr, t.betas, t.weight_decay, fused=False)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
+                 for o in optimizers.values()]
+    ema = EMA(net, t.ema_decay) if t.ema_decay > 0 else None
+
+    def cast(x):
+        return x.to(dtype) if x.is_floating_point() else x
+
+    def next_batch():
+        batch = tuple(map(cast, fetch(train_set, batches.next())))
+        return batch, {k: cast(v) for k, v in module.draw_noise(net, cfg.model, t.batch_size, generator).items()}
+
+    run = StepRun(players, optimizers, next_batch, contextlib.nullcontext, t.grad_clip, Processes())
+    losses, largest = [], dict.fromkeys(start, 0.0)
+    for step in range(case.steps):
+        loss, _ = module.train_step(net, cfg.model, step, run)
+        run.take_norms()
+        largest = {n: max(largest[n], float(p.grad.abs().max())) for n, p in net.named_parameters()
+                   if p.grad is not None}
+        for schedule in schedules:
+            schedule.step()
+        if ema is not None:
+            ema.update(net)
+        losses.append(float(loss))
+    out = {"loss": np.array(losses), "weights": floating_state(net)}  # the batch norms' running statistics too
+    if ema is not None:
+        out["ema"] = {n: v.numpy() for n, v in ema.shadow.items()}
+    scale = max(largest.values())
+    return out, start, sorted(n for n, g in largest.items() if g <= INERT[case.dtype] * scale)
+
+
+def floating_state(net) -> dict[str, np.ndarray]:
+    """The net's floating-point state (parameters and statistics such as batch norm's running ones), as NumPy."""
+    return {n: v.detach().numpy().copy() for n, v in net.state_dict().items() if v.is_floating_point()}
+
+
+def default_reference_run(case) -> tuple[dict, dict, list[str]]:
     """({"loss": (steps,), "weights": {name: array}, "ema": ...}, the initial weights, the inert parameters: those
     whose gradient stayed at rounding noise, ``INERT``) of the PyTorch engine's default step (``engine/loop.py``:
     zero_grad, the loss, backward, ``clip_grad_norm_``, AdamW, the LambdaLR schedule, the EMA) in ``case.dtype``, set
@@ -562,16 +875,22 @@ def reference_run(case) -> tuple[dict, dict, list[str]]:
 
 
 def jax_run(case, alter: Callable[[dict], dict] | None = None) -> dict:
-    """The same run as ``torch_run`` by ``python -m theory_jax train``'s ``JaxRun`` in ``case.dtype`` (float64
-    needs ``jax_enable_x64``); ``alter`` changes its parts ({"optimizer": ..., "step": ...}), for negative
-    controls."""
-    parts = {"optimizer": optimizer, "step": default_step}
-    run = JaxRun(run_config(case), case.dtype, alter(parts) if alter is not None else parts)
+    """The same run as ``torch_run`` by ``python -m theory_jax train``'s ``JaxRun`` (``JaxGameRun``) in
+    ``case.dtype`` (float64 needs ``jax_enable_x64``); ``alter`` changes its parts, for negative controls:
+    {"optimizer": ..., "step": ...} of a ``JaxRun``, {"player_optimizer": ..., "train_step": twin -> step} of a
+    ``JaxGameRun``."""
+    from practice_torch.models import get_model
+
+    cfg = run_config(case)
+    parts = {"optimizer": optimizer, "step": default_step} if not hasattr(get_model(cfg.model_name), "train_step") \
+        else {"player_optimizer": player_optimizer, "train_step": lambda twin: twin.train_step}
+    run = new_run(cfg, case.dtype, alter(parts) if alter is not None else parts)
     losses = [float(run.advance()["loss"]) for _ in range(case.steps)]
-    names = dict(run.net.named_parameters())
-    out = {"loss": np.array(losses), "weights": {k: v.numpy() for k, v in run.weights().items() if k in names}}
-    if run.shadow is not None:
-        out["ema"] = {k: v.numpy() for k, v in run.weights(average=True).items() if k in names}
+    state = floating_state(run.net)  # the parameters and the running statistics
+    out = {"loss": np.array(losses), "weights": {k: v.numpy() for k, v in run.weights().items() if k in state}}
+    if run.shadow is not None:  # the EMA keeps the parameters
+        params = dict(run.net.named_parameters())
+        out["ema"] = {k: v.numpy() for k, v in run.weights(average=True).items() if k in params}
     return out
 
 

@@ -218,3 +218,90 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
     assert "drop --out" in capsys.readouterr().err
     assert jax_train.main(["vae", "--resume", str(part), "--set", "model.hidden=8"]) == 2
     assert "cannot resume" in capsys.readouterr().err
+
+
+# The GAN: two players, each on its own optimizer (``practice_torch/gan/twin.py``, ``JaxGameRun``) --------------------
+def _game_case(steps: int = 12):
+    from shared_specs.catalogue import spec_cases
+
+    case = {c.id: c for c in spec_cases("gan")}["gan/run/dcgan-r1"]
+    return RunCase(f"{case.id}-controls", case.model, case.overrides, case.dataset, steps=steps)
+
+
+def _generator_first(twin):
+    """The round of the game with the players' order swapped: the generator's update, then the discriminator's."""
+    objectives = twin.objectives
+
+    def train_step(run, config):
+        batch, noise = run.next_batch()
+        g_loss, _ = run.update("generator", objectives["generator"], batch, noise)
+        for _ in range(config.discriminator_steps):
+            batch, noise = run.next_batch()
+            _, terms = run.update("discriminator", objectives["discriminator"], batch, noise)
+        return terms["discriminator_loss"] + g_loss, terms
+
+    return train_step
+
+
+@pytest.mark.usefixtures("one_thread")  # the Trainer runs train.threads=1: the same kernels
+def test_the_games_reference_is_the_engines_own_custom_step(tmp_path):
+    """The PyTorch side of the GAN's twin-training cases is, bit for bit in float32, what the engine's Trainer does
+    with the adapter's ``train_step``: both players' optimizers, the inner loop, R1, the batch norms' statistics."""
+    from practice_torch.engine.config import apply_overrides
+    from practice_torch.models import get_model, new_trainer
+
+    case = _game_case(steps=4)
+    reference, _, _ = jax_train.torch_run(RunCase(case.id, case.model, case.overrides, case.dataset, steps=4,
+                                                  dtype="float32"))
+    cfg = apply_overrides(get_model("gan").default_config("quick", "digits"),
+                          ["train.steps=4", "train.device=cpu", "train.threads=1", *case.overrides])
+    trainer = new_trainer(cfg, tmp_path / "run")
+    try:
+        trainer.run(stop_at=4)
+    finally:
+        trainer.close()
+    state = trainer.net.state_dict()
+    assert set(reference["weights"]) > {n for n, _ in trainer.net.named_parameters()}  # the statistics too
+    assert all(np.array_equal(reference["weights"][n], state[n].numpy()) for n in reference["weights"])
+    assert all(np.array_equal(reference["ema"][n], trainer.ema.shadow[n].numpy()) for n in reference["ema"])
+
+
+@pytest.mark.parametrize("fault", ["the players' order swapped", "flax's biased running variance"])
+def test_a_faulty_game_step_is_caught(fault, both, monkeypatch):
+    import theory_jax.f_divergence as jf
+
+    if fault == "the players' order swapped":
+        perturbation = Perturbation(fault, training=lambda parts: {**parts, "train_step": _generator_first})
+        assert "loss" in caught(_game_case(), perturbation)
+    else:  # the generator's batch norms updating their running variance by the batch's biased variance
+        monkeypatch.setattr(jf, "batch_norm", lambda name, train: jf.nn.BatchNorm(
+            use_running_average=not train, momentum=jf.BATCHNORM_MOMENTUM, epsilon=jf.BATCHNORM_EPS,
+            use_fast_variance=False, name=name))
+        message = caught(_game_case(), Perturbation(fault))
+        assert "running_var" in message and "loss" not in message.split("\n")[0], message  # only the statistics
+
+
+def test_theory_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backend_resumes(tmp_path, capsys):
+    from practice_torch.cli import main as torch_main
+    from practice_torch.engine.checkpoint import load_checkpoint
+    from theory_jax.cli import main as jax_main
+
+    run = tmp_path / "gan"
+    tiny = ["--set", "model.hidden=16,16", "--set", "train.batch_size=64", "--set", "train.log_every=4", "--set",
+            "train.samples=200"]
+    assert jax_main(["train", "gan", "--steps", "8", "--out", str(run), *tiny]) == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [4, 8]
+    assert {"loss", "grad_norm_discriminator", "grad_norm_generator", "lr_generator", "d_real"} <= set(lines[-1])
+    assert (run / "samples" / "samples.png").is_file()
+    _, state = load_checkpoint(run / "checkpoints", "gan")
+    assert sorted(state["players"]) == ["discriminator", "generator"] and state["step"] == 8
+    assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
+    assert 0 <= json.loads((run / "eval_test.json").read_text())["modes_covered"] <= 8
+    assert torch_main(["train", "gan", "--resume", str(run), "--steps", "10"]) == 0  # PyTorch continues it
+    assert jax_main(["train", "gan", "--resume", str(run), "--steps", "12"]) == 0  # and JAX continues that
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()][-1] == 12
+    capsys.readouterr()
+    for setting, message in (("model.discriminator_steps=0", "no JAX step yet"),):
+        assert jax_main(["train", "gan", "--steps", "2", "--out", str(tmp_path / "x"), *tiny, "--set", setting]) == 2
+        assert message in capsys.readouterr().err

@@ -155,7 +155,7 @@ def gaussian_f_divergence(m_p, s_p, m_q, s_q, divergence: str):
     raise ValueError(f"no closed form for {divergence!r} between Gaussians")
 
 
-# 3. The DCGAN networks (twins of ``practice_torch.f_divergence.networks.ConvGenerator`` and ``ConvCritic``) ------
+# 3. The networks (twins of ``practice_torch.f_divergence.networks``: the MLPs and the DCGAN's) ---------------
 # torch's BatchNorm: normalise by (var + eps) with eps 1e-5, running averages with momentum 0.1 (new = 0.9 old +
 # 0.1 batch); flax writes the same update with momentum 0.9. A peer's ``BatchNorm2d(c, 0.8)`` meant momentum and set
 # eps (the second positional argument): read at call time, so a spec's negative control can set it here.
@@ -163,11 +163,90 @@ BATCHNORM_EPS = 1e-5
 BATCHNORM_MOMENTUM = 0.9
 
 
-def batch_norm(name: str, train: bool) -> nn.BatchNorm:
+class TorchBatchNorm(nn.Module):
+    """torch's ``BatchNorm1d``/``BatchNorm2d`` over the last (feature/channel) axis, flax's names (params ``scale``,
+    ``bias``; ``batch_stats`` ``mean``, ``var``). ``use_running_average=False`` normalises by the batch's mean and
+    biased variance, as torch's forward does, and moves the running statistics as torch does, the variance by the
+    batch's *unbiased* one (n / (n - 1) times; flax's own ``nn.BatchNorm`` takes the biased one): so a generator
+    trained in JAX keeps the statistics a PyTorch run would. Otherwise it normalises by the running statistics."""
+
+    use_running_average: bool
+    momentum: float = BATCHNORM_MOMENTUM  # flax's convention: new = momentum old + (1 - momentum) batch
+    epsilon: float = BATCHNORM_EPS
+
+    @nn.compact
+    def __call__(self, x):
+        features = x.shape[-1]
+        running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), x.dtype))
+        running_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), x.dtype))
+        scale = self.param("scale", nn.initializers.ones, (features,), x.dtype)
+        bias = self.param("bias", nn.initializers.zeros, (features,), x.dtype)
+        if self.use_running_average:
+            mean, var = running_mean.value, running_var.value
+        else:
+            axes = tuple(range(x.ndim - 1))
+            n = math.prod(x.shape[:-1])
+            mean = jnp.mean(x, axes)
+            var = jnp.mean(jnp.square(x - mean), axes)  # biased: what the batch is normalised by
+            if not self.is_initializing():
+                m = self.momentum
+                running_mean.value = m * running_mean.value + (1 - m) * mean
+                running_var.value = m * running_var.value + (1 - m) * var * (n / (n - 1))  # torch's unbiased
+        return (x - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
+
+
+def batch_norm(name: str, train: bool) -> TorchBatchNorm:
     """torch's ``BatchNorm1d``/``BatchNorm2d`` over the last (feature/channel) axis: ``train`` normalises by the
-    batch's biased variance, as torch's forward does, otherwise by the running statistics."""
-    return nn.BatchNorm(use_running_average=not train, momentum=BATCHNORM_MOMENTUM, epsilon=BATCHNORM_EPS,
-                        use_fast_variance=False, name=name)
+    batch's biased variance, as torch's forward does (and updates the running statistics as torch does), otherwise
+    by the running statistics."""
+    return TorchBatchNorm(use_running_average=not train, name=name)
+
+
+class MLPGenerator(nn.Module):
+    """z (B, d) -> x (B, *shape): LeakyReLU(0.2) MLP, ``hidden`` widths, a sigmoid output for [0, 1] images
+    (``unit_interval``); images come out channels last (B, H, W, C), from torch's (C, H, W) order. The twin of
+    ``practice_torch.f_divergence.networks.MLPGenerator``; ``train`` is unused (no normalisation), there for the
+    conv generator's signature."""
+
+    shape: Sequence[int]
+    hidden: Sequence[int]
+    unit_interval: bool = False
+
+    def setup(self):
+        self.layers = [nn.Dense(w) for w in self.hidden]
+        self.out = nn.Dense(math.prod(self.shape))
+
+    def __call__(self, z, *, train: bool = True):
+        h = z
+        for layer in self.layers:
+            h = leaky_relu(layer(h), 0.2)
+        x = jnp.reshape(self.out(h), (-1, *self.shape))
+        if len(self.shape) == 3:
+            x = jnp.transpose(x, (0, 2, 3, 1))  # torch's (C, H, W) view, to channels last
+        return jax.nn.sigmoid(x) if self.unit_interval else x
+
+
+class MLPCritic(nn.Module):
+    """x (B, *shape) (images channels last) -> V (B,): LeakyReLU(0.2) MLP on the flattened example (images in
+    torch's (C, H, W) order), unconstrained output. The twin of ``practice_torch.f_divergence.networks.MLPCritic``."""
+
+    shape: Sequence[int]
+    hidden: Sequence[int]
+
+    def setup(self):
+        self.layers = [nn.Dense(w) for w in self.hidden]
+        self.out = nn.Dense(1)
+
+    def features(self, x):
+        """The last hidden layer, (B, hidden[-1])."""
+        h = jnp.transpose(x, (0, 3, 1, 2)) if x.ndim == 4 else x  # torch flattens (C, H, W)
+        h = jnp.reshape(h, (h.shape[0], -1))
+        for layer in self.layers:
+            h = leaky_relu(layer(h), 0.2)
+        return h
+
+    def __call__(self, x):
+        return self.out(self.features(x))[:, 0]
 
 
 class ConvGenerator(nn.Module):
@@ -177,8 +256,8 @@ class ConvGenerator(nn.Module):
     (``unit_interval``). ``train``: batch statistics (torch's ``module.train()``) or the running ones
     (``module.eval()``, how a trained generator samples); the running statistics cross by the converter.
 
-    flax updates the running variance with the batch's biased variance where torch uses the unbiased one (a factor
-    B/(B-1)): the twin applies torch's trained weights exactly; it is not meant to train them."""
+    The running statistics move as torch's do (``TorchBatchNorm``: the variance by the batch's unbiased one), so the
+    twin trains them too (``python -m theory_jax train gan``)."""
 
     latent_dim: int
     shape: Sequence[int]

@@ -17,22 +17,26 @@ D confidently rejects the fakes (D -> 0), at the start of training; the non-satu
 -(1 - D(x)) d logit instead, the same fixed points and a gradient of order one there.
 
 All losses take the discriminator's logits (B,), so that log D = -softplus(-logit) and log(1 - D) =
--softplus(logit) stay finite for any logit. Twin: ``practice_torch/gan`` once the implementation exists.
+-softplus(logit) stay finite for any logit. Twin: ``practice_torch/gan``; ``Adversarial`` is the flax twin of
+its players, which ``python -m theory_jax train gan`` trains.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy as sp
+from flax import linen as nn
 from scipy import integrate
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import norm
 
 from theory_jax.derivation import Derivation, full_precision
+from theory_jax.f_divergence import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
 
 TITLE = "GANs: the optimal discriminator, the minimax value as 2 JS - log 4, saturating and non-saturating losses"
 LECTURES = "GAN; GANs as classifier-guided models"
@@ -118,7 +122,56 @@ def generator_gradients(mu, rule):
     return jax.grad(saturating)(mu), jax.grad(nonsaturating)(mu)
 
 
-# 3. The derivation -----------------------------------------------------------------------------------------------
+# 3. The players (the twin of ``practice_torch.gan.networks.Adversarial``) -------------------------------------------
+class Adversarial(nn.Module):
+    """A generator G(z[, y]) and a discriminator D(x[, y]) = sigmoid(logit(x[, y])): the f-GAN's networks
+    (``theory_jax.f_divergence``), MLPs for vectors, the DCGAN's convolutions for images (channels last). With
+    ``num_classes`` (MLPs), the one-hot label appended to z and a projection term <embed(y), phi(x)> added to the
+    logit (Miyato & Koyama 2018, eq. 3). Names as torch's, so the converter carries the weights either way."""
+
+    shape: Sequence[int]
+    architecture: str = "mlp"
+    hidden: Sequence[int] = (128, 128)
+    channels: Sequence[int] = (64, 128)
+    fc: int = 1024
+    num_classes: int = 0
+    unit_interval: bool = False
+
+    def setup(self):
+        if self.architecture == "mlp":
+            self.generator = MLPGenerator(self.shape, self.hidden, self.unit_interval)
+            self.discriminator = MLPCritic(self.shape, self.hidden)
+            width = self.hidden[-1]
+        else:
+            if self.num_classes:
+                raise ValueError("the conditional conv GAN has no flax twin (its projection reads the conv "
+                                 "discriminator's features)")
+            self.generator = ConvGenerator(0, self.shape, self.channels, self.fc, self.unit_interval)
+            self.discriminator = ConvCritic(self.shape, self.channels, self.fc)
+            width = self.fc
+        if self.num_classes:
+            self.embed = nn.Embed(self.num_classes, width)
+
+    def __call__(self, z, y=None, *, train: bool = True):
+        """G(z, y): z (B, d), y (B,) labels (conditional nets) -> (B, *example); ``train``: the generator's batch
+        normalisation by the batch (updating ``batch_stats``) or by its running statistics."""
+        if self.num_classes:
+            z = jnp.concatenate([z, jax.nn.one_hot(y, self.num_classes, dtype=z.dtype)], axis=1)
+        return self.generator(z, train=train)
+
+    def logit(self, x, y=None):
+        """The discriminator's logit (B,) of x (B, *example), y (B,) labels (conditional nets)."""
+        if not self.num_classes:
+            return self.discriminator(x)
+        h = self.discriminator.features(x)
+        return self.discriminator.out(h)[:, 0] + jnp.sum(self.embed(y) * h, axis=-1)
+
+    def init_all(self, z, x, y=None):
+        """Every variable (both players; for ``init``)."""
+        return self(z, y), self.logit(x, y)
+
+
+# 4. The derivation -----------------------------------------------------------------------------------------------
 def derive(echo=None) -> Derivation:
     full_precision()
     d = Derivation("gan", TITLE, LECTURES, echo=echo)

@@ -1,0 +1,84 @@
+"""The GAN trained in JAX (``python -m theory_jax train gan``, ``shared_specs/jax_train.py``): its flax twin, the two
+players' losses as pure functions and the round of the game written as ``training.train_step`` is, top to bottom.
+
+The players' parameters are the flax twin's top-level collections: the discriminator's (with the projection's class
+vectors, ``embed``) and the generator's, in the order of ``training.players``. The generator's batch normalisation
+(the DCGAN's) keeps its running statistics in ``batch_stats``, moved at every forward pass in training mode, as
+torch's are, and handed from one loss to the next.
+"""
+
+from __future__ import annotations
+
+
+def jax_twin(net, cfg):
+    """The GAN's ``JaxGame``: the flax ``Adversarial`` of ``net``'s architecture, its players and ``train_step``.
+    ValueError (one line) for what the twin lacks: simultaneous updates (``model.discriminator_steps=0``) and the
+    conditional conv GAN."""
+    import jax
+    import jax.numpy as jnp
+
+    import theory_jax.gan as jg
+    from shared_specs.jax_train import JaxGame
+
+    m = cfg.model
+    if m.discriminator_steps < 1:
+        raise ValueError("the JAX GAN alternates its players: model.discriminator_steps=0 (simultaneous updates) "
+                         "has no JAX step yet")
+    if m.architecture == "conv" and net.num_classes:
+        raise ValueError("the conditional conv GAN has no flax twin (its projection reads the conv discriminator's "
+                         "features): train it with practice_torch")
+    twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
+                          unit_interval=getattr(net.generator, "unit_interval", False))
+    generator_loss = {"non_saturating": jg.generator_loss_nonsaturating,
+                      "saturating": jg.generator_loss_saturating}[m.generator_loss]
+
+    def labels(batch):
+        return batch[1] if net.num_classes else None
+
+    def generate(params, stats, z, y):
+        """G(z, y) in training mode: (samples, the moved batch statistics)."""
+        fake, moved = twin.apply({"params": params, "batch_stats": stats}, z, y, mutable=["batch_stats"])
+        return fake, moved.get("batch_stats", stats)
+
+    def logit(params, x, y):
+        return twin.apply({"params": params}, x, y, method=jg.Adversarial.logit)
+
+    def discriminator_objective(params, stats, batch, noise):
+        """The discriminator's loss (eq. 1, negated) on a batch and G's samples taken as data, plus r1 times
+        R1 = 1/2 E_P |grad_x logit(x)|^2 (Mescheder et al. 2018) -> (loss, (terms, statistics))."""
+        x, y = batch[0], labels(batch)
+        fake, stats = generate(params, stats, noise["z"], y)
+        real_logits, fake_logits = logit(params, x, y), logit(params, jax.lax.stop_gradient(fake), y)
+        loss = jg.discriminator_loss(real_logits, fake_logits)
+        terms = {"discriminator_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+                 "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+        if m.r1 > 0:
+            grad = jax.grad(lambda v: jnp.sum(logit(params, v, y)))(x)
+            penalty = 0.5 * jnp.mean(jnp.sum(jnp.reshape(grad, (grad.shape[0], -1)) ** 2, axis=1))
+            loss = loss + m.r1 * penalty
+            terms["r1_penalty"] = penalty
+        return loss, (terms, stats)
+
+    def generator_objective(params, stats, batch, noise):
+        """The generator's loss on the discriminator's logits of its samples -> (loss, ({}, statistics))."""
+        y = labels(batch)
+        fake, stats = generate(params, stats, noise["z"], y)
+        return generator_loss(logit(params, fake, y)), ({}, stats)
+
+    def train_step(run, config):
+        """One round of the game (Goodfellow et al. 2014, Algorithm 1 with k = ``model.discriminator_steps``): k
+        updates of the discriminator, each on a fresh batch and fresh z, then one of the generator on fresh z.
+        -> (the discriminator's loss + the generator's, the players' terms)."""
+        for _ in range(config.discriminator_steps):
+            batch, noise = run.next_batch()
+            _, terms = run.update("discriminator", discriminator_objective, batch, noise)
+        batch, noise = run.next_batch()
+        g_loss, _ = run.update("generator", generator_objective, batch, noise)
+        return terms["discriminator_loss"] + g_loss, {**terms, "generator_loss": g_loss}
+
+    def init_args(batch, noise):
+        return noise["z"], batch[0], labels(batch)
+
+    players = {"discriminator": ("discriminator", "embed"), "generator": ("generator",)}
+    return JaxGame(twin, players, train_step, init_args, jg.Adversarial.init_all,
+                   {"discriminator": discriminator_objective, "generator": generator_objective})
