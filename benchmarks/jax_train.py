@@ -2,8 +2,9 @@
 
 Step rows (always): the training step of each model's quick preset (``--jax-models``, default every model
 ``shared_specs.jax_train.TRAINERS`` lists) on this CPU, one thread each (the benchmark runner pins both libraries to
-the same cores): JAX's jitted step (``JaxRun.advance``), PyTorch's engine step eager and under ``torch.compile``; the
-first step (which compiles) apart from the steady steps.
+the same cores): JAX's jitted step (``JaxRun.advance``; a GAN's round of updates, ``JaxGameRun.advance``),
+PyTorch's engine step eager and under ``torch.compile``; the first step (which compiles) apart from the steady
+steps.
 
 Quality rows (``--jax-quality``, tens of minutes a model on a CPU): each quick preset trained to the end in both
 backends for each ``--jax-seeds`` seed, then evaluated by ``practice_torch eval`` (no sample metrics): the model's
@@ -23,10 +24,10 @@ def jax_step_row(model: str, steps: int, overrides=()) -> dict:
     mean of ``steps`` steady steps, each waited for."""
     from practice_torch.engine.config import apply_overrides
     from practice_torch.models import get_model
-    from shared_specs.jax_train import JaxRun
+    from shared_specs.jax_train import new_run
 
     cfg = apply_overrides(get_model(model).default_config("quick"), ["train.device=cpu", *overrides])
-    run = JaxRun(cfg)
+    run = new_run(cfg)
     start = time.perf_counter()
     run.advance()["loss"].block_until_ready()
     first = time.perf_counter() - start

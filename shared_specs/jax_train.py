@@ -25,6 +25,11 @@ a JAX run is a run:
   schedule, the EMA, the batch order and the noise generator), exactly where an uninterrupted JAX run would be;
   SIGINT or SIGTERM finishes the step, writes a checkpoint and exits with 128 + the signal number.
 
+A model whose step is more than one loss (the GAN) gives a ``JaxGame`` instead: its players and its
+``train_step``, written top to bottom on ``JaxGameRun``'s ``next_batch`` and ``update`` as its PyTorch step is on
+the engine's ``StepRun`` (one AdamW per player, the learning rate of the run's step, the players' optimizers in the
+checkpoint as the engine writes them).
+
 Supported models: ``TRAINERS``. Bad input is one line on stderr and exit 2.
 """
 

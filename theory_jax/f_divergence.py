@@ -199,7 +199,7 @@ def batch_norm(name: str, train: bool) -> TorchBatchNorm:
     """torch's ``BatchNorm1d``/``BatchNorm2d`` over the last (feature/channel) axis: ``train`` normalises by the
     batch's biased variance, as torch's forward does (and updates the running statistics as torch does), otherwise
     by the running statistics."""
-    return TorchBatchNorm(use_running_average=not train, name=name)
+    return TorchBatchNorm(use_running_average=not train, momentum=BATCHNORM_MOMENTUM, epsilon=BATCHNORM_EPS, name=name)
 
 
 class MLPGenerator(nn.Module):
