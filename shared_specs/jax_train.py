@@ -312,7 +312,7 @@ class JaxRun:
         self.opt_state = self.tx.init(self.params)
         self.shadow = self.params if t.ema_decay > 0 else None
         self.step_fn = parts["step"](self.twin.loss, self.tx, t.ema_decay)
-        self.step = 0
+        self.step, self.batches_taken = 0, 0
 
     def params_of(self, state: dict) -> dict:
         """Flax params (JAX arrays) of a state_dict in the torch layout (tensors named as the network's)."""
@@ -367,6 +367,7 @@ class JaxRun:
         from practice_torch.engine.batches import fetch
 
         batch = to_jax(fetch(self.train_set, self.batches.next()), self.dtype)
+        self.batches_taken += 1  # a GAN's round takes several
         return batch, to_jax(self.module.draw_noise(self.net, self.cfg.model, self.cfg.train.batch_size, self.noise),
                              self.dtype)
 
@@ -463,7 +464,7 @@ class JaxGameRun:
         self.forwards = 0  # this step's training-mode passes of the generator (one per objective)
         self._updates = functools.lru_cache(maxsize=None)(self._compiled_update)
         self.norms: dict[str, list] = {name: [] for name in self.twin.players}
-        self.step = 0
+        self.step, self.batches_taken = 0, 0
 
     # The layouts
     def part(self, params: dict, player: str) -> dict:
