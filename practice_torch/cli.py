@@ -110,9 +110,9 @@ def list_all(args) -> int:
 def train(args) -> int:
     import signal
 
-    from practice_torch.engine.config import ConfigError, apply_overrides, incompatibilities
+    from practice_torch.engine.config import apply_overrides
     from practice_torch.engine.runs import check_new_run_dir, default_run_dir
-    from practice_torch.models import get_model, new_trainer, run_config
+    from practice_torch.models import get_model, new_trainer, resumed_config
 
     module = get_model(args.model)
     overrides = [f"{key}={getattr(args, name)}" for name, key in SHORTHANDS.items() if getattr(args, name) is not None]
@@ -121,12 +121,7 @@ def train(args) -> int:
         if args.out or args.preset:
             raise RunError("--resume continues a run in its own directory with its own config: drop --out/--preset")
         run_dir = Path(args.resume)
-        saved = run_config(run_dir)
-        cfg = apply_overrides(saved, overrides)
-        cfg.model_name = args.model
-        problems = incompatibilities(saved, cfg, getattr(module, "ARCHITECTURE", None))
-        if problems:
-            raise ConfigError(f"cannot resume {run_dir} with this config: {problems[0]}")
+        cfg = resumed_config(run_dir, args.model, overrides)
     else:
         cfg = apply_overrides(module.default_config(args.preset or "quick", args.dataset), overrides)
         run_dir = Path(args.out) if args.out else default_run_dir(cfg)

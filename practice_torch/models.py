@@ -152,6 +152,20 @@ def run_config(run_dir: Path):
     return read_config(run_dir, get_model(run_model_name(run_dir)))
 
 
+def resumed_config(run_dir: Path, model: str, overrides=()):
+    """The config a resumed run of ``model`` continues with: the run's config.json with ``overrides`` applied;
+    ConfigError (one line) for a change to what its checkpoint fixes (the model's ``ARCHITECTURE``)."""
+    from practice_torch.engine.config import ConfigError, apply_overrides, incompatibilities
+
+    saved = run_config(run_dir)
+    cfg = apply_overrides(saved, overrides)
+    cfg.model_name = model
+    problems = incompatibilities(saved, cfg, getattr(get_model(model), "ARCHITECTURE", None))
+    if problems:
+        raise ConfigError(f"cannot resume {run_dir} with this config: {problems[0]}")
+    return cfg
+
+
 def open_run(run_dir: Path, device: torch.device, overrides=()) -> tuple[ModelModule, Any, nn.Module]:
     """(model module, config, network in eval mode with the newest weights) of a trained run
     (``engine.runs.load_trained``, handed the run's model)."""

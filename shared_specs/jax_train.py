@@ -43,6 +43,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -328,25 +329,12 @@ class JaxRun:
         ``_restore``): the weights, AdamW's moments and step count and the schedule's (optax's mu, nu and counts),
         the EMA, the batch order, the noise generator and the global RNG. CheckpointError (one line) for a
         checkpoint that does not fit."""
-        from practice_torch.engine.checkpoint import CheckpointError, load_checkpoint, load_weights_into, set_rng_state
-        from practice_torch.engine.runs import CHECKPOINTS
-
-        folder = run_dir / CHECKPOINTS
-        weights, state = load_checkpoint(folder, self.cfg.model_name,
-                                         versions=getattr(self.module, "CHECKPOINT_VERSIONS", None))
-        load_weights_into(self.net, weights, folder)
-        try:
+        with restoring(self, run_dir) as state:
             step = int(state["step"])
             self.params = self.params_of(self.net.state_dict())
             self.opt_state = with_torch_moments(self.opt_state, self.moments(state["optimizer"]), step)
             if self.shadow is not None:
                 self.shadow = self.params_of({**self.net.state_dict(), **state["ema"]["shadow"]})
-            self.batches.load_state_dict(state["batches"])
-            self.noise.set_state(state["noise"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"the training state in {folder} does not fit this run: {exc!r}") from None
-        set_rng_state(state["rng"])
-        self.step = step
 
     def moments(self, saved: dict) -> tuple[dict, dict]:
         """(mu, nu): AdamW's exp_avg and exp_avg_sq of a saved optimizer state_dict as flax params (zeros for a
@@ -593,14 +581,7 @@ class JaxGameRun:
         and statistics, each player's AdamW moments and counts, the EMA, the batch order, the noise, the RNG."""
         import torch
 
-        from practice_torch.engine.checkpoint import CheckpointError, load_checkpoint, load_weights_into, set_rng_state
-        from practice_torch.engine.runs import CHECKPOINTS
-
-        folder = run_dir / CHECKPOINTS
-        weights, state = load_checkpoint(folder, self.cfg.model_name,
-                                         versions=getattr(self.module, "CHECKPOINT_VERSIONS", None))
-        load_weights_into(self.net, weights, folder)
-        try:
+        with restoring(self, run_dir) as state:
             step = int(state["step"])
             current = self.net.state_dict()
             self.params, self.stats = self.variables_of(current)
@@ -619,12 +600,29 @@ class JaxGameRun:
                                                           max(counts, default=0))
             if self.shadow is not None:
                 self.shadow = self.variables_of({**current, **state["ema"]["shadow"]})[0]
-            self.batches.load_state_dict(state["batches"])
-            self.noise.set_state(state["noise"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"the training state in {folder} does not fit this run: {exc!r}") from None
-        set_rng_state(state["rng"])
-        self.step = step
+
+
+@contextmanager
+def restoring(run, run_dir: Path):
+    """Load the newest checkpoint of ``run_dir`` into ``run`` (a ``JaxRun`` or ``JaxGameRun``), as the engine's
+    ``--resume`` does: the weights into its network, then the body (which restores the optimizers from the state it
+    is handed), then the batch order, the noise generator, the global RNG and the step. CheckpointError (one line)
+    for a checkpoint that does not fit."""
+    from practice_torch.engine.checkpoint import CheckpointError, load_checkpoint, load_weights_into, set_rng_state
+    from practice_torch.engine.runs import CHECKPOINTS
+
+    folder = run_dir / CHECKPOINTS
+    weights, state = load_checkpoint(folder, run.cfg.model_name,
+                                     versions=getattr(run.module, "CHECKPOINT_VERSIONS", None))
+    load_weights_into(run.net, weights, folder)
+    try:
+        yield state
+        run.batches.load_state_dict(state["batches"])
+        run.noise.set_state(state["noise"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"the training state in {folder} does not fit this run: {exc!r}") from None
+    set_rng_state(state["rng"])
+    run.step = int(state["step"])
 
 
 def new_run(cfg, dtype: str | None = None, parts: dict | None = None):
@@ -968,9 +966,9 @@ def command_config(args) -> tuple[Any, Path]:
     """(the run's config, its directory): a new run's (the preset, --set, --out) or, with --resume, the run's own
     config.json with --steps and --set applied, refused in one line where it changes what the checkpoint fixes."""
     from practice_torch.engine import RunError
-    from practice_torch.engine.config import ConfigError, apply_overrides, incompatibilities
+    from practice_torch.engine.config import apply_overrides
     from practice_torch.engine.runs import check_new_run_dir
-    from practice_torch.models import get_model, run_config
+    from practice_torch.models import get_model, resumed_config
 
     module = get_model(args.model)
     overrides = ([f"train.steps={args.steps}"] if args.steps is not None else []) + args.set
@@ -983,10 +981,4 @@ def command_config(args) -> tuple[Any, Path]:
         raise RunError("--resume continues a run in its own directory with its own config: drop "
                        "--out/--preset/--dataset")
     run_dir = Path(args.resume)
-    saved = run_config(run_dir)
-    cfg = apply_overrides(saved, overrides)
-    cfg.model_name = args.model
-    problems = incompatibilities(saved, cfg, getattr(module, "ARCHITECTURE", None))
-    if problems:
-        raise ConfigError(f"cannot resume {run_dir} with this config: {problems[0]}")
-    return cfg, run_dir
+    return resumed_config(run_dir, args.model, overrides), run_dir
