@@ -19,21 +19,28 @@ CASE = RunCase("vae/run/mlp-controls", "vae", (*RUN, "model.architecture=mlp", "
                steps=12)
 
 
-def test_the_twin_runs_reference_is_the_engines_own_step(tmp_path):
-    """``torch_run`` in float32 is bit for bit what the engine's Trainer does in as many steps: the PyTorch side of
-    a twin-training case is the engine's step, not a copy of it that could drift."""
+def engine_and_reference(case, steps: int, folder):
+    """(the engine's Trainer after ``steps`` steps of ``case``'s run, in float32 on one thread; ``torch_run``'s
+    result for the same steps in float32)."""
     from practice_torch.engine.config import apply_overrides
     from practice_torch.models import get_model, new_trainer
 
-    reference, _, _ = jax_train.torch_run(RunCase(CASE.id, CASE.model, CASE.overrides, CASE.dataset, steps=6,
+    reference, _, _ = jax_train.torch_run(RunCase(case.id, case.model, case.overrides, case.dataset, steps=steps,
                                                   dtype="float32"))
-    cfg = apply_overrides(get_model("vae").default_config("quick", "digits"),
-                          ["train.steps=6", "train.device=cpu", "train.threads=1", *CASE.overrides])
-    trainer = new_trainer(cfg, tmp_path / "run")
+    cfg = apply_overrides(get_model(case.model).default_config("quick", case.dataset),
+                          [f"train.steps={steps}", "train.device=cpu", "train.threads=1", *case.overrides])
+    trainer = new_trainer(cfg, folder)
     try:
-        trainer.run(stop_at=6)
+        trainer.run(stop_at=steps)
     finally:
         trainer.close()
+    return trainer, reference
+
+
+def test_the_twin_runs_reference_is_the_engines_own_step(tmp_path):
+    """``torch_run`` in float32 is bit for bit what the engine's Trainer does in as many steps: the PyTorch side of
+    a twin-training case is the engine's step, not a copy of it that could drift."""
+    trainer, reference = engine_and_reference(CASE, 6, tmp_path / "run")
     weights = dict(trainer.net.named_parameters())
     assert all(np.array_equal(reference["weights"][n], weights[n].detach().numpy()) for n in weights)
     assert all(np.array_equal(reference["ema"][n], trainer.ema.shadow[n].numpy()) for n in weights)
@@ -248,19 +255,7 @@ def _generator_first(twin):
 def test_the_games_reference_is_the_engines_own_custom_step(tmp_path):
     """The PyTorch side of the GAN's twin-training cases is, bit for bit in float32, what the engine's Trainer does
     with the adapter's ``train_step``: both players' optimizers, the inner loop, R1, the batch norms' statistics."""
-    from practice_torch.engine.config import apply_overrides
-    from practice_torch.models import get_model, new_trainer
-
-    case = _game_case(steps=4)
-    reference, _, _ = jax_train.torch_run(RunCase(case.id, case.model, case.overrides, case.dataset, steps=4,
-                                                  dtype="float32"))
-    cfg = apply_overrides(get_model("gan").default_config("quick", "digits"),
-                          ["train.steps=4", "train.device=cpu", "train.threads=1", *case.overrides])
-    trainer = new_trainer(cfg, tmp_path / "run")
-    try:
-        trainer.run(stop_at=4)
-    finally:
-        trainer.close()
+    trainer, reference = engine_and_reference(_game_case(steps=4), 4, tmp_path / "run")
     state = trainer.net.state_dict()
     assert set(reference["weights"]) > {n for n, _ in trainer.net.named_parameters()}  # the statistics too
     assert all(np.array_equal(reference["weights"][n], state[n].numpy()) for n in reference["weights"])
