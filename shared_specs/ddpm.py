@@ -8,7 +8,9 @@ witnesses, each from a different formula than the twins':
 * ``ddpm_step`` and ``vlb_term``: the epsilon form of the mean, eq. 11 (not the posterior at x0_hat);
 * ``vlb_weight``: the simplified beta_t / (2 alpha_t (1 - alpha_bar_{t-1}));
 * the discretised decoder: SciPy's normal CDF.
-The U-Net's module cases (``shared_specs.nets.UNET_CASES``) are appended.
+The U-Net's module cases (``shared_specs.nets.UNET_CASES``) are appended, and DDPM trained in both backends
+(``RunCase``: the class-conditional MLP denoiser with label dropout, 50 steps from the same weights, batches and
+noise).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from shared_specs.case import FunctionCase, gaussian, uniform
+from shared_specs.case import FunctionCase, RunCase, gaussian, uniform
 
 B, IMAGE = 4, (4, 2, 5, 5)
 
@@ -198,4 +200,11 @@ CASES = (
                  _discretized_inputs, grad_wrt=("mean", "log_scale"), reference=ref_discretized),
     FunctionCase("ddpm/decoder_nll", "decoder_nll", _decoder_inputs, grad_wrt=("x_1", "eps_pred", "var"),
                  reference=ref_decoder_nll),
+    # every part of the step at work: a clip that bites, decay, warmup, EMA; the null label where drop says. The
+    # MLP denoiser: the U-Net's twin has its module cases, and XLA's float64 conv gradients would cost 40 s here
+    RunCase("ddpm/run/mlp-conditional", "ddpm",
+            ("model.hidden=32", "model.depth=2", "model.T=50", "model.sample_steps=10", "model.conditional=true",
+             "model.label_dropout=0.3", "train.batch_size=16", "train.lr=0.005", "train.warmup_steps=10",
+             "train.grad_clip=1", "train.weight_decay=0.01", "train.ema_decay=0.9"),
+            dataset="gaussians"),
 ) + _nets_cases()

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-TRAINERS = ("vae", "gan", "language_model")  # the models whose twin.py provides jax_twin
+TRAINERS = ("vae", "gan", "ddpm", "language_model")  # the models whose twin.py provides jax_twin
 
 
 @dataclass(frozen=True)

@@ -114,10 +114,11 @@ def test_clipping_the_predicted_x0_is_a_change_of_eps():
 def test_the_loss_is_l_simple_with_the_drawn_noise_and_label_dropout():
     net = tiny_net(conditional=True, label_dropout=0.5)
     x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 10
-    noise = ddpm_training.draw_noise(net, ddpm_training.Config(), 16, torch.Generator().manual_seed(0))
+    half = ddpm_training.Config(label_dropout=0.5)  # the step reads the dropout from its config
+    noise = ddpm_training.draw_noise(net, half, 16, torch.Generator().manual_seed(0))
     assert noise["t"].shape == (16,) and noise["eps"].shape == (16, 1, 8, 8) and noise["drop"].dtype == torch.bool
     assert 0 < noise["drop"].sum() < 16
-    again = ddpm_training.draw_noise(net, ddpm_training.Config(), 16, torch.Generator().manual_seed(0))
+    again = ddpm_training.draw_noise(net, half, 16, torch.Generator().manual_seed(0))
     assert all(torch.equal(noise[k], again[k]) for k in noise)
     loss, _ = ddpm_training.loss(net, ddpm_training.Config(), (x, y), noise, 0)
     a = net.schedule.alpha_bars.float()[noise["t"]][:, None, None, None]

@@ -301,3 +301,29 @@ def test_theory_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backe
     for setting, message in (("model.discriminator_steps=0", "no JAX step yet"),):
         assert jax_main(["train", "gan", "--steps", "2", "--out", str(tmp_path / "x"), *tiny, "--set", setting]) == 2
         assert message in capsys.readouterr().err
+
+
+# DDPM: the default step on L_simple (``practice_torch/ddpm/twin.py``) ---------------------------------------------
+def test_theory_jax_trains_ddpm_into_a_run_pytorch_evaluates_and_a_loss_without_the_null_token_is_caught(
+        tmp_path, capsys, both, monkeypatch):
+    import theory_jax.diffusion as jdiff
+    from practice_torch.cli import main as torch_main
+    from shared_specs.catalogue import spec_cases
+    from theory_jax.cli import main as jax_main
+
+    run = tmp_path / "ddpm"
+    tiny = ["--dataset", "gaussians", "--set", "model.hidden=16", "--set", "model.depth=1", "--set", "model.T=50",
+            "--set", "model.sample_steps=5", "--set", "train.batch_size=32", "--set", "train.samples=50", "--set",
+            "model.nll_examples=16", "--set", "train.log_every=2"]
+    assert jax_main(["train", "ddpm", "--steps", "4", "--out", str(run), *tiny]) == 0
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+    assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
+    assert json.loads((run / "eval_test.json").read_text())
+    capsys.readouterr()
+    assert jax_main(["train", "ddpm", "--steps", "2", "--out", str(tmp_path / "x"), "--dataset", "digits",
+                     "--set", "model.dropout=0.1"]) == 2
+    assert "draws no dropout masks" in capsys.readouterr().err
+    case = {c.id: c for c in spec_cases("ddpm")}["ddpm/run/mlp-conditional"]
+    short = RunCase(f"{case.id}-controls", case.model, case.overrides, case.dataset, steps=4)
+    monkeypatch.setattr(jdiff, "null_labels", lambda y, drop, num_classes: y)  # label dropout forgotten
+    assert "loss" in caught(short, Perturbation("no null token"))

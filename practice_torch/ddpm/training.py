@@ -144,7 +144,7 @@ def build(config: Config, data) -> Diffusion:
     else:
         raise ValueError(f"model.denoiser must be 'unet' or 'mlp', got {config.denoiser!r}")
     images = data.modality == "image" and not config.mel
-    return Diffusion(denoiser, Schedule.make(config.schedule, config.T), data.shape, k, images, config.label_dropout)
+    return Diffusion(denoiser, Schedule.make(config.schedule, config.T), data.shape, k, images)
 
 
 def draw_noise(net: Diffusion, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -152,7 +152,7 @@ def draw_noise(net: Diffusion, config: Config, n: int, generator: torch.Generato
     noise = {"t": torch.randint(0, len(net.schedule), (n,), generator=generator),
              "eps": torch.randn((n, *net.shape), generator=generator)}
     if net.num_classes:
-        noise["drop"] = torch.rand(n, generator=generator) < net.label_dropout
+        noise["drop"] = torch.rand(n, generator=generator) < config.label_dropout
     return noise
 
 

@@ -24,10 +24,10 @@ class Diffusion(nn.Module):
     (modelled as 2x - 1, with a discretised decoder in the bound) or real values taken as they are."""
 
     def __init__(self, denoiser: nn.Module, schedule: Schedule, shape: tuple[int, ...], num_classes: int,
-                 images: bool, label_dropout: float = 0.0):
+                 images: bool):
         super().__init__()
         self.denoiser, self.schedule, self.shape = denoiser, schedule, tuple(shape)
-        self.num_classes, self.images, self.label_dropout = num_classes, images, label_dropout
+        self.num_classes, self.images = num_classes, images
         # the training loss's alpha_bar_t, on the net's device (a step gathers from it with no copy from the host)
         self.register_buffer("alpha_bars", schedule.alpha_bars.clone(), persistent=False)
 

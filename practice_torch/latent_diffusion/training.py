@@ -190,7 +190,7 @@ def build(config: Config, data, parents: dict) -> LatentDiffusion:
     k = data.num_classes if config.conditional else 0
     denoiser = MLPDenoiser(autoencoder.latent_dim, config.hidden, config.depth, k)
     diffusion = Diffusion(denoiser, Schedule.make(config.schedule, config.T), (autoencoder.latent_dim,), k,
-                          images=False, label_dropout=config.label_dropout)
+                          images=False)
     return LatentDiffusion(autoencoder, diffusion, scale)
 
 
@@ -199,7 +199,7 @@ def draw_noise(net: LatentDiffusion, config: Config, n: int, generator: torch.Ge
     d = net.diffusion
     return {"t": torch.randint(0, len(d.schedule), (n,), generator=generator),
             "eps": torch.randn((n, *d.shape), generator=generator),
-            "drop": torch.rand(n, generator=generator) < d.label_dropout}
+            "drop": torch.rand(n, generator=generator) < config.label_dropout}
 
 
 def loss(net: LatentDiffusion, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
