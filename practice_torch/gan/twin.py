@@ -28,7 +28,7 @@ def jax_twin(net, cfg):
         raise ValueError("the conditional conv GAN has no flax twin (its projection reads the conv discriminator's "
                          "features): train it with practice_torch")
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
-                          unit_interval=getattr(net.generator, "unit_interval", False))
+                          unit_interval=net.generator.unit_interval)
     generator_loss = {"non_saturating": jg.generator_loss_nonsaturating,
                       "saturating": jg.generator_loss_saturating}[m.generator_loss]
 
