@@ -175,6 +175,24 @@ def adam_moments(opt_state):
     return found[0]
 
 
+def saved_moments(saved: dict, names: list[str], state: dict) -> list[dict]:
+    """AdamW's exp_avg and exp_avg_sq of a saved optimizer state_dict over the parameters ``names`` (in its order),
+    each as ``state`` (a state_dict) with those parameters replaced by it: zeros for one that never had a gradient,
+    as optax keeps them."""
+    import torch
+
+    out = []
+    for key in ("exp_avg", "exp_avg_sq"):
+        given = {names[int(i)]: s[key] for i, s in saved["state"].items()}
+        out.append({**state, **{k: given.get(k, torch.zeros_like(state[k])) for k in names}})
+    return out
+
+
+def batches_tracked(state: dict) -> int:
+    """The BatchNorms' ``num_batches_tracked`` in a state_dict (all of a net's count alike); 0 without any."""
+    return next((int(v) for k, v in state.items() if k.endswith("num_batches_tracked")), 0)
+
+
 def with_torch_moments(opt_state, moments: tuple[dict, dict], step: int, updates: int | None = None):
     """An optax state of ``optimizer`` after ``step`` steps of the run with Adam's (mu, nu) = ``moments``: the inverse
     of ``torch_optimizer_state``. ``updates``: Adam's count, the updates it made (None: ``step``; a discriminator
@@ -287,7 +305,39 @@ def engine_start(cfg, dtype: str | None = None):
             torch.Generator().manual_seed(derive_seed(t.seed, "noise")))
 
 
-class JaxRun:
+class EngineRun:
+    """What both JAX runs share with the engine: the run set up in its order (``engine_start``: the seed, the
+    training split, the network, the batch order, the noise generator), the model's twin (``jax_twin``), and the
+    engine's next batch and noise handed to JAX."""
+
+    def __init__(self, cfg, dtype: str | None = None):
+        self.cfg, self.dtype = cfg, dtype
+        self.module, self.train_set, self.net, self.batches, self.noise = engine_start(cfg, dtype)
+        self.twin = twin_of(cfg.model_name)(self.net, cfg)
+        self.step, self.batches_taken = 0, 0
+
+    def example_inputs(self) -> tuple[tuple, dict]:
+        """A batch and its noise of the run's shapes (the first rows; no generator is advanced): what ``init``
+        traces the twin with."""
+        import torch
+
+        from practice_torch.engine.batches import fetch
+
+        n = self.cfg.train.batch_size
+        return (to_jax(fetch(self.train_set, torch.arange(n)), self.dtype),
+                to_jax(self.module.draw_noise(self.net, self.cfg.model, n, torch.Generator()), self.dtype))
+
+    def next_batch(self) -> tuple[tuple, dict]:
+        """The engine's next batch and its noise, as NumPy arrays (images channels last)."""
+        from practice_torch.engine.batches import fetch
+
+        batch = to_jax(fetch(self.train_set, self.batches.next()), self.dtype)
+        self.batches_taken += 1  # a GAN's round takes several
+        return batch, to_jax(self.module.draw_noise(self.net, self.cfg.model, self.cfg.train.batch_size, self.noise),
+                             self.dtype)
+
+
+class JaxRun(EngineRun):
     """A run's training state in JAX, set up as the engine sets up a PyTorch run: the seed, the training split, the
     network (its initial weights, converted), the batch order and the noise generator, in that order. ``dtype``:
     the floating type of weights, batches and noise (None: float32, the network's); ``parts``: the optimizer and
@@ -295,16 +345,9 @@ class JaxRun:
 
     def __init__(self, cfg, dtype: str | None = None, parts: dict | None = None):
         import jax
-        import torch
 
-        from practice_torch.engine.batches import fetch
-
-        self.cfg, self.dtype, t = cfg, dtype, cfg.train
-        jax_twin = twin_of(cfg.model_name)
-        self.module, self.train_set, self.net, self.batches, self.noise = engine_start(cfg, dtype)
-        self.twin = jax_twin(self.net, cfg)
-        shapes = (to_jax(fetch(self.train_set, torch.arange(t.batch_size)), dtype),  # the shapes only
-                  to_jax(self.module.draw_noise(self.net, cfg.model, t.batch_size, torch.Generator()), dtype))
+        super().__init__(cfg, dtype)
+        t, shapes = cfg.train, self.example_inputs()
         self.template = jax.eval_shape(lambda: self.twin.module.init(jax.random.key(0),
                                                                      *self.twin.init_args(*shapes)))["params"]
         self.params = self.params_of(self.net.state_dict())
@@ -313,7 +356,6 @@ class JaxRun:
         self.opt_state = self.tx.init(self.params)
         self.shadow = self.params if t.ema_decay > 0 else None
         self.step_fn = parts["step"](self.twin.loss, self.tx, t.ema_decay)
-        self.step, self.batches_taken = 0, 0
 
     def params_of(self, state: dict) -> dict:
         """Flax params (JAX arrays) of a state_dict in the torch layout (tensors named as the network's)."""
@@ -337,27 +379,10 @@ class JaxRun:
                 self.shadow = self.params_of({**self.net.state_dict(), **state["ema"]["shadow"]})
 
     def moments(self, saved: dict) -> tuple[dict, dict]:
-        """(mu, nu): AdamW's exp_avg and exp_avg_sq of a saved optimizer state_dict as flax params (zeros for a
-        parameter that never had a gradient, as optax keeps them)."""
-        import torch
-
+        """(mu, nu): AdamW's exp_avg and exp_avg_sq of a saved optimizer state_dict as flax params."""
         names = [n for n, _ in self.net.named_parameters()]
-        state = self.net.state_dict()
-        out = []
-        for key in ("exp_avg", "exp_avg_sq"):
-            given = {names[int(i)]: s[key] for i, s in saved["state"].items()}
-            out.append(self.params_of({k: given.get(k, torch.zeros_like(v)) if k in names else v
-                                       for k, v in state.items()}))
-        return out[0], out[1]
-
-    def next_batch(self) -> tuple[tuple, dict]:
-        """The engine's next batch and its noise, as NumPy arrays (images channels last)."""
-        from practice_torch.engine.batches import fetch
-
-        batch = to_jax(fetch(self.train_set, self.batches.next()), self.dtype)
-        self.batches_taken += 1  # a GAN's round takes several
-        return batch, to_jax(self.module.draw_noise(self.net, self.cfg.model, self.cfg.train.batch_size, self.noise),
-                             self.dtype)
+        mu, nu = (self.params_of(moment) for moment in saved_moments(saved, names, self.net.state_dict()))
+        return mu, nu
 
     def learning_rates(self, step: int) -> dict[str, float]:
         """The learning rate at ``step`` (the engine logs ``lr``)."""
@@ -412,7 +437,7 @@ class JaxRun:
                 "early_stop": (math.inf, 0, 0)}
 
 
-class JaxGameRun:
+class JaxGameRun(EngineRun):
     """A run of a ``JaxGame`` (a GAN's players) in JAX, set up as the engine sets up the PyTorch run and stepped as
     the engine steps a model that writes its own step (``engine/players.py``): one optax AdamW per player, each on
     the run's schedule; ``next_batch`` hands the step the engine's next batch and noise; ``update(name, objective,
@@ -424,16 +449,11 @@ class JaxGameRun:
         import functools
 
         import jax
-        import torch
 
-        from practice_torch.engine.batches import fetch
         from shared_specs.interop import split_statistics
 
-        self.cfg, self.dtype, t = cfg, dtype, cfg.train
-        self.module, self.train_set, self.net, self.batches, self.noise = engine_start(cfg, dtype)
-        self.twin = twin_of(cfg.model_name)(self.net, cfg)
-        shapes = (to_jax(fetch(self.train_set, torch.arange(t.batch_size)), dtype),
-                  to_jax(self.module.draw_noise(self.net, cfg.model, t.batch_size, torch.Generator()), dtype))
+        super().__init__(cfg, dtype)
+        t, shapes = cfg.train, self.example_inputs()
         variables = jax.eval_shape(lambda: self.twin.module.init(jax.random.key(0), *self.twin.init_args(*shapes),
                                                                  method=self.twin.init_method))
         self.template = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
@@ -447,12 +467,10 @@ class JaxGameRun:
         self.tx = {name: parts["player_optimizer"](t) for name in self.twin.players}
         self.opt_state = {name: self.tx[name].init(self.part(self.params, name)) for name in self.twin.players}
         self.shadow = self.params if t.ema_decay > 0 else None
-        self.tracked = int(next((v for k, v in self.net.state_dict().items() if k.endswith("num_batches_tracked")),
-                                torch.zeros(())))  # the BatchNorms' count of training-mode passes
+        self.tracked = batches_tracked(self.net.state_dict())  # the BatchNorms' count of training-mode passes
         self.forwards = 0  # this step's training-mode passes of the generator (one per objective)
         self._updates = functools.lru_cache(maxsize=None)(self._compiled_update)
         self.norms: dict[str, list] = {name: [] for name in self.twin.players}
-        self.step, self.batches_taken = 0, 0
 
     # The layouts
     def part(self, params: dict, player: str) -> dict:
@@ -495,10 +513,6 @@ class JaxGameRun:
         return out
 
     # The step's utilities
-    def next_batch(self) -> tuple[tuple, dict]:
-        """The engine's next batch and its noise, as NumPy arrays (images channels last)."""
-        return JaxRun.next_batch(self)
-
     def _compiled_update(self, player: str, objective: Callable):
         """The compiled update of ``player`` on ``objective(params, stats, batch, noise) -> (loss, (terms, stats))``:
         (params, opt_state, stats, batch, noise, lr) -> (params, opt_state, stats, loss, terms, gradient norm)."""
@@ -579,22 +593,15 @@ class JaxGameRun:
     def restore(self, run_dir: Path) -> None:
         """Continue from the run's newest checkpoint, as the engine's ``--resume`` does for a custom step: the weights
         and statistics, each player's AdamW moments and counts, the EMA, the batch order, the noise, the RNG."""
-        import torch
-
         with restoring(self, run_dir) as state:
             step = int(state["step"])
             current = self.net.state_dict()
             self.params, self.stats = self.variables_of(current)
-            self.tracked = int(next((v for k, v in current.items() if k.endswith("num_batches_tracked")),
-                                    torch.zeros(())))
+            self.tracked = batches_tracked(current)
             for name in self.twin.players:
-                saved, names = state["players"][name]["optimizer"], self.player_names[name]
-                moments = []
-                for key in ("exp_avg", "exp_avg_sq"):
-                    given = {names[int(i)]: s[key] for i, s in saved["state"].items()}
-                    tree = self.variables_of({**current, **{k: given.get(k, torch.zeros_like(current[k]))
-                                                             for k in names}})[0]
-                    moments.append(self.part(tree, name))
+                saved = state["players"][name]["optimizer"]
+                moments = [self.part(self.variables_of(moment)[0], name)
+                           for moment in saved_moments(saved, self.player_names[name], current)]
                 counts = [int(s["step"]) for s in saved["state"].values()]
                 self.opt_state[name] = with_torch_moments(self.opt_state[name], tuple(moments), step,
                                                           max(counts, default=0))
@@ -809,27 +816,40 @@ def game_reference_run(case) -> tuple[dict, dict, list[str]]:
         return batch, {k: cast(v) for k, v in module.draw_noise(net, cfg.model, t.batch_size, generator).items()}
 
     run = StepRun(players, optimizers, next_batch, contextlib.nullcontext, t.grad_clip, Processes())
-    losses, largest = [], dict.fromkeys(start, 0.0)
+    losses, largest = [], {}
     for step in range(case.steps):
         loss, _ = module.train_step(net, cfg.model, step, run)
         run.take_norms()
-        largest = {n: max(largest[n], float(p.grad.abs().max())) for n, p in net.named_parameters()
-                   if p.grad is not None}
+        largest = largest_gradients(largest, net)
         for schedule in schedules:
             schedule.step()
         if ema is not None:
             ema.update(net)
         losses.append(float(loss))
-    out = {"loss": np.array(losses), "weights": floating_state(net)}  # the batch norms' running statistics too
-    if ema is not None:
-        out["ema"] = {n: v.numpy() for n, v in ema.shadow.items()}
-    scale = max(largest.values())
-    return out, start, sorted(n for n, g in largest.items() if g <= INERT[case.dtype] * scale)
+    return reference_outcome(net, losses, largest, ema, start, case.dtype)
 
 
 def floating_state(net) -> dict[str, np.ndarray]:
     """The net's floating-point state (parameters and statistics such as batch norm's running ones), as NumPy."""
     return {n: v.detach().numpy().copy() for n, v in net.state_dict().items() if v.is_floating_point()}
+
+
+def largest_gradients(largest: dict[str, float], net) -> dict[str, float]:
+    """Each parameter's largest absolute gradient so far, this step's included (those with a gradient)."""
+    return {n: max(largest.get(n, 0.0), float(p.grad.abs().max())) for n, p in net.named_parameters()
+            if p.grad is not None}
+
+
+def reference_outcome(net, losses: list[float], largest: dict[str, float], ema, start: dict, dtype: str
+                      ) -> tuple[dict, dict, list[str]]:
+    """A reference run's result: ({"loss", "weights": the floating state (parameters and running statistics),
+    "ema"}, the initial state, the inert parameters: those whose largest gradient stayed at rounding noise,
+    ``INERT`` of the largest of all)."""
+    out = {"loss": np.array(losses), "weights": floating_state(net)}
+    if ema is not None:
+        out["ema"] = {n: v.numpy() for n, v in ema.shadow.items()}
+    scale = max(largest.values())
+    return out, start, sorted(n for n, g in largest.items() if g <= INERT[dtype] * scale)
 
 
 def default_reference_run(case) -> tuple[dict, dict, list[str]]:
@@ -846,7 +866,7 @@ def default_reference_run(case) -> tuple[dict, dict, list[str]]:
     cfg = run_config(case)
     t, dtype = cfg.train, getattr(torch, case.dtype)
     module, train_set, net, batches, generator = engine_start(cfg, case.dtype)
-    start = {n: p.detach().numpy().copy() for n, p in net.named_parameters()}
+    start = floating_state(net)
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=t.lr,
                                   weight_decay=t.weight_decay, betas=tuple(t.betas))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -856,26 +876,21 @@ def default_reference_run(case) -> tuple[dict, dict, list[str]]:
     def cast(x):
         return x.to(dtype) if x.is_floating_point() else x
 
-    losses, largest = [], dict.fromkeys(start, 0.0)
+    losses, largest = [], {}
     for step in range(case.steps):
         batch = tuple(map(cast, fetch(train_set, batches.next())))
         noise = {k: cast(v) for k, v in module.draw_noise(net, cfg.model, t.batch_size, generator).items()}
         optimizer.zero_grad(set_to_none=True)
         loss, _ = module.loss(net, cfg.model, batch, noise, step)
         loss.backward()
-        largest = {n: max(largest[n], float(p.grad.abs().max())) for n, p in net.named_parameters()
-                   if p.grad is not None}
+        largest = largest_gradients(largest, net)
         torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip or math.inf)
         optimizer.step()
         schedule.step()
         if ema is not None:
             ema.update(net)
         losses.append(loss.item())
-    out = {"loss": np.array(losses), "weights": {n: p.detach().numpy() for n, p in net.named_parameters()}}
-    if ema is not None:
-        out["ema"] = {n: v.numpy() for n, v in ema.shadow.items()}
-    scale = max(largest.values())
-    return out, start, sorted(n for n, g in largest.items() if g <= INERT[case.dtype] * scale)
+    return reference_outcome(net, losses, largest, ema, start, case.dtype)
 
 
 def jax_run(case, alter: Callable[[dict], dict] | None = None) -> dict:
