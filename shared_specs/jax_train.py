@@ -101,6 +101,14 @@ def lr_schedule(train) -> Callable:
     return schedule
 
 
+def learning_rate(train, step: int) -> float:
+    """The run's learning rate at ``step`` on the host: ``train.lr`` times the engine's ``lr_factor`` (warmup, then
+    cosine decay), as torch's LambdaLR gives it; ``lr_schedule`` is the same inside optax."""
+    from practice_torch.engine.loop import lr_factor
+
+    return train.lr * lr_factor(step, train.warmup_steps, train.steps, train.min_lr_ratio)
+
+
 def clip_like_torch(max_norm: float):
     """optax transform of ``torch.nn.utils.clip_grad_norm_``: gradients times min(1, max_norm / (|g| + 1e-6)), |g|
     the global 2-norm (0: no clipping, as the engine's ``train.grad_clip = 0``)."""
@@ -385,8 +393,9 @@ class JaxRun(EngineRun):
         return mu, nu
 
     def learning_rates(self, step: int) -> dict[str, float]:
-        """The learning rate at ``step`` (the engine logs ``lr``)."""
-        return {"lr": float(lr_schedule(self.cfg.train)(step))}
+        """The learning rate at ``step`` (the engine logs ``lr``), computed on the host: nothing waits for the
+        device."""
+        return {"lr": learning_rate(self.cfg.train, step)}
 
     def advance(self) -> dict:
         """One step on the next batch: the new params, optimizer state and EMA; -> the logged values (JAX arrays)."""
@@ -564,12 +573,8 @@ class JaxGameRun(EngineRun):
         return {"loss": loss, **norms, **terms}
 
     def learning_rates(self, step: int) -> dict[str, float]:
-        """Each player's learning rate at ``step`` (the engine logs ``lr_<player>``): the run's ``train.lr`` on its
-        warmup + cosine schedule (``engine.loop.lr_factor``), as torch's LambdaLR gives it."""
-        from practice_torch.engine.loop import lr_factor
-
-        t = self.cfg.train
-        return {f"lr_{name}": t.lr * lr_factor(step, t.warmup_steps, t.steps, t.min_lr_ratio) for name in self.twin.players}
+        """Each player's learning rate at ``step`` (the engine logs ``lr_<player>``)."""
+        return {f"lr_{name}": learning_rate(self.cfg.train, step) for name in self.twin.players}
 
     # Checkpoints
     def checkpoint_state(self) -> dict:
