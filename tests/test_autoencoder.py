@@ -15,7 +15,7 @@ import torch
 from practice_torch import autoencoder
 from practice_torch.autoencoder import training
 from practice_torch.cli import main
-from practice_torch.data import DatasetMissing, get_info
+from practice_torch.data import DatasetMissing, get_info, stacked
 from practice_torch.engine.config import apply_overrides
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.engine.runs import dataset_info
@@ -172,7 +172,7 @@ def test_auroc_and_psnr_are_what_they_say():
 
 def test_evaluation_reports_pca_psnr_and_auroc():
     net = tiny_net(holdout_class=9).eval()
-    x, y = training._tensors(DIGITS.load("test"))
+    x, y = stacked(DIGITS.load("test"))[:2]
     from practice_torch.engine.config import DataConfig
     from practice_torch.engine.runs import load_split
 
@@ -187,7 +187,7 @@ def test_evaluation_reports_pca_psnr_and_auroc():
 
 def test_pca_of_the_adapter_is_pca_of_the_kept_training_examples():
     mean, components = training.fit_pca(DIGITS.load("train"), training.Config(holdout_class=0), 5)
-    x, y = training._tensors(DIGITS.load("train"))
+    x, y = stacked(DIGITS.load("train"))[:2]
     flat = torch.flatten(x[y != 0], 1).double()
     torch.testing.assert_close(mean, flat.mean(0))
     eigenvalues, vectors = torch.linalg.eigh(torch.cov(flat.T, correction=0))

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from practice_torch.autoencoder.functions import corrupt, pca_components, pca_reconstruct, reconstruction_mse
 from practice_torch.autoencoder.networks import Autoencoder
-from practice_torch.data import DatasetMissing
+from practice_torch.data import DatasetMissing, stacked
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import sibling_split
@@ -122,15 +122,6 @@ def _device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
-def _tensors(dataset: Dataset, limit: int | None = None):
-    """(x, y) of a data set, stacked."""
-    if isinstance(dataset, torch.utils.data.TensorDataset):
-        x, y = dataset.tensors[:2]
-        return x[:limit], y[:limit]
-    xs, ys = zip(*(dataset[i] for i in range(min(len(dataset), limit or len(dataset)))))
-    return torch.stack(xs), torch.stack([torch.as_tensor(v) for v in ys])
-
-
 @torch.no_grad()
 def reconstruction_errors(net: Autoencoder, x, noise_std: float = 0.0, eps=None, batch_size: int = 500):
     """Per-example MSE of the (denoised) reconstruction against x, and of the corrupted input. x: (N, ...) -> (N,)."""
@@ -174,7 +165,7 @@ def auroc(normal, anomalous) -> tuple[float, np.ndarray, np.ndarray]:
 def fit_pca(train: Dataset, config: Config, k: int):
     """PCA with k components of the training split ``train`` without the held-out class: (mean (D,), components
     (k, D))."""
-    x, y = _tensors(train)
+    x, y = stacked(train)[:2]
     x = torch.flatten(x[kept(y, config.holdout_class).bool()], 1).double()
     return pca_components(x, k)
 
@@ -184,7 +175,7 @@ def evaluate(net: Autoencoder, config: Config, dataset: Dataset, generator: torc
     """Test MSE per pixel of the autoencoder and of PCA with ``code_dim`` components (on the classes seen in
     training); the denoising PSNR of the output and of the noisy input; AUROC of the reconstruction error against
     the held-out class and against uniform-noise images."""
-    x, y = _tensors(dataset)
+    x, y = stacked(dataset)[:2]
     seen = kept(y, config.holdout_class).bool()
     value_range = 1.0 if net.bounded else 2.0
     metrics: dict[str, float] = {"examples": int(seen.sum()), "code_dim": net.code_dim}
@@ -217,7 +208,7 @@ def roc_figure(net: Autoencoder, config: Config, test: Dataset, generator: torch
     noise."""
     from practice_torch.plots import figure_artefact, new_figure
 
-    x, y = _tensors(test)
+    x, y = stacked(test)[:2]
     normal, held_out, noise = anomaly_scores(net, config, x, y, generator)
     fig, (ax,) = new_figure(1, 4.5)
     for name, anomalous in ((f"held-out class {config.holdout_class}", held_out), ("uniform noise", noise)):

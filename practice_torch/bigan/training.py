@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.bigan.networks import BiGAN, player_losses
+from practice_torch.data import stacked
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
@@ -225,7 +226,7 @@ def evaluate(net: BiGAN, config: Config, dataset: Dataset, generator: torch.Gene
     metrics = {"discriminator_loss": total / len(x), "examples": len(x), **reconstruction_errors(net, x)}
     if y.dtype == torch.int64:
         train = sibling_split(dataset, "train", limit=config.probe_examples)  # with the run's data options
-        train_xy = tuple(torch.stack(column) for column in zip(*(train[i] for i in range(len(train)))))
+        train_xy = stacked(train)
         metrics.update(probe_accuracies(net, (train_xy[0], torch.as_tensor(train_xy[1])), (x, y)))
     if len(net.shape) == 1 and y.dtype == torch.int64:
         from practice_torch.gan.quality import mode_statistics

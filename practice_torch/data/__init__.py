@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, TensorDataset
 
 SPLITS = ("train", "val", "test")
 
@@ -83,6 +84,15 @@ def get_dataset(name: str, split: str = "train", data_dir: str | Path | None = N
     if split not in SPLITS:
         raise KeyError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     return info.load(split, None if data_dir is None else Path(data_dir), **options)
+
+
+def stacked(dataset: Dataset, limit: int | None = None) -> tuple[torch.Tensor, ...]:
+    """The columns of a data set's first ``limit`` examples (all when None), each stacked: ((N, ...), (N,), ...).
+    A TensorDataset's own tensors are sliced, not copied."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if isinstance(dataset, TensorDataset):
+        return tuple(t[:n] for t in dataset.tensors)
+    return tuple(torch.stack([torch.as_tensor(v) for v in column]) for column in zip(*(dataset[i] for i in range(n))))
 
 
 def all_datasets() -> dict[str, DatasetInfo]:

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from practice_torch.data import stacked
 from practice_torch.domain_adversarial.domains import SHIFTS, target_domain
 from practice_torch.domain_adversarial.functions import lambda_schedule
 from practice_torch.domain_adversarial.networks import DANN, dann_loss
@@ -96,7 +97,7 @@ def build(config: Config, data) -> DANN:
 def domains(config: Config, train_set) -> dict[str, torch.Tensor]:
     """The target domain's training images (N, C, H, W): the training split's images, shifted (``model.target``);
     the engine appends a batch of them to each source batch."""
-    x, y = _tensors(train_set)
+    x, y = stacked(train_set)
     return {"target": target_domain(x.cpu(), y.cpu(), config.target, "train").tensors[0]}
 
 
@@ -124,19 +125,6 @@ def loss(net: DANN, config: Config, batch, noise: dict[str, torch.Tensor], step:
 # Evaluation -------------------------------------------------------------------------------------------------------
 def _device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
-
-
-def _tensors(dataset: Dataset, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, y) of a data set's first n examples (all when None), stacked: (N, ...), (N,)."""
-    if hasattr(dataset, "tensors") and len(dataset.tensors) == 2:
-        x, y = dataset.tensors
-        return x[:n], y[:n]
-    xs, ys = [], []
-    for x, y in DataLoader(dataset, batch_size=1000):
-        xs.append(x)
-        ys.append(y)
-    x, y = torch.cat(xs), torch.cat(ys)
-    return x[:n], y[:n]
 
 
 @torch.no_grad()
@@ -174,7 +162,7 @@ def proxy_a_distance(source_features, target_features, generator: torch.Generato
 def evaluate(net: DANN, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """On the held-out split (source) and its shifted twin (target, labels read here only): both accuracies, the
     domain classifier's balanced accuracy, and the proxy A-distance of the extractor's features."""
-    x, y = _tensors(dataset)
+    x, y = stacked(dataset)
     x_target = target_domain(x, y, config.target, "test").tensors[0]
     pred_s, dom_s, feat_s = predict(net, x)
     pred_t, dom_t, feat_t = predict(net, x_target)

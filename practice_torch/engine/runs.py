@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from practice_torch.data import DatasetInfo, DatasetMissing, get_dataset, get_info
+from practice_torch.data import DatasetInfo, DatasetMissing, get_dataset, get_info, stacked
 from practice_torch.engine import RunError
 from practice_torch.engine.artefacts import write_artefacts
 from practice_torch.engine.checkpoint import atomic_write, load_checkpoint, load_weights_into
@@ -288,7 +288,7 @@ def held_out_examples(data: DataConfig, n: int):
         return None
     if registry_entry(data.name).environment is not None:
         return val
-    examples = HeldOut(torch.stack(column) for column in zip(*(val[i] for i in range(min(n, len(val))))))
+    examples = HeldOut(stacked(val, n))
     examples.run_data = data
     return examples
 

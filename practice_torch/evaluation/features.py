@@ -33,7 +33,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from practice_torch.data import cache_dir, get_dataset, get_info
+from practice_torch.data import cache_dir, get_dataset, get_info, stacked
 from practice_torch.engine import RunError
 from practice_torch.engine.checkpoint import atomic_write
 from practice_torch.engine.threads import ThreadCount
@@ -164,20 +164,13 @@ def cache_paths(name: str) -> tuple[Path, Path]:
     return folder / f"{name}.safetensors", folder / f"{name}.json"
 
 
-def _tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(dataset, torch.utils.data.TensorDataset):
-        return dataset.tensors[0], dataset.tensors[1]
-    x, y = zip(*(dataset[i] for i in range(len(dataset))))
-    return torch.stack(x), torch.as_tensor(y)
-
-
 def _split(name: str, split: str, data_dir) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs of the feature network, labels) of a split: images, or an audio set's log-mel pictures."""
     if name not in AUDIO_VIEWS:
-        return _tensors(get_dataset(name, split, data_dir))
+        return stacked(get_dataset(name, split, data_dir))[:2]
     from practice_torch.data.audio import mel_picture
 
-    x, y = _tensors(get_dataset(name, split, data_dir, view=AUDIO_VIEWS[name]))
+    x, y = stacked(get_dataset(name, split, data_dir, view=AUDIO_VIEWS[name]))[:2]
     return mel_picture(x), y
 
 

@@ -14,6 +14,7 @@ import copy
 
 import torch
 
+from practice_torch.data import stacked
 from practice_torch.evaluation.features import embed, feature_network
 from practice_torch.evaluation.metrics import fid_from_features
 
@@ -63,7 +64,7 @@ def image_references(draw, draw_untrained, dataset, train, dataset_name: str, la
     n = n or min(len(dataset), REFERENCE_SAMPLES)
     picture = picture or (lambda x: x.clamp(0, 1))
     features = feature_network(dataset_name)
-    real = picture(torch.stack([dataset[i][0] for i in range(n)]))
+    real = picture(stacked(dataset, n)[0])
     real_feats, _ = embed(features, real, desc="features (held out)")
     spread = torch.arange(min(n, len(train))) * len(train) // min(n, len(train))  # across the split: some are sorted
     floor_feats, _ = embed(features, picture(torch.stack([train[int(i)][0] for i in spread])),

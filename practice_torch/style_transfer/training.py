@@ -30,6 +30,7 @@ from typing import Literal
 
 import torch
 
+from practice_torch.data import stacked
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
@@ -93,17 +94,9 @@ CHECKPOINT_VERSIONS = {1: "the players shared one optimizer, a step counter in t
 def domain_images(dataset, classes: tuple[int, ...], limit: int = 0) -> torch.Tensor:
     """The images (N, C, H, W) of a split of (image, label) pairs whose label is in ``classes`` (the first ``limit``
     of them; 0: all)."""
-    x, y = images_and_labels(dataset)
+    x, y = stacked(dataset)[:2]
     keep = torch.isin(y, torch.tensor(classes, dtype=y.dtype, device=y.device)).nonzero().squeeze(1)
     return x[keep[:limit] if limit else keep]
-
-
-def images_and_labels(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x (N, C, H, W), y (N,)) of a data set of (image, label) pairs."""
-    if hasattr(dataset, "tensors"):
-        return dataset.tensors[0], dataset.tensors[1]
-    pairs = [dataset[i] for i in range(len(dataset))]
-    return torch.stack([x for x, _ in pairs]), torch.as_tensor([int(y) for _, y in pairs])
 
 
 def build(config: Config, data) -> CycleGAN:
@@ -257,7 +250,7 @@ def evaluate(net: CycleGAN, config: Config, dataset, generator: torch.Generator)
     from practice_torch.evaluation.features import embed, feature_network
     from practice_torch.evaluation.metrics import fid_from_features
 
-    x, y = images_and_labels(dataset)
+    x, y = stacked(dataset)[:2]
     a = x[torch.isin(y, torch.tensor(config.domain_a))]
     b = x[torch.isin(y, torch.tensor(config.domain_b))]
     if not len(a) or not len(b):
