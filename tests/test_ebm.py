@@ -129,6 +129,22 @@ def test_the_buffer_is_state_not_a_parameter_and_the_chains_write_back_without_p
     assert abs(sum(shares) / 50 - 0.05) < 4 * math.sqrt(0.05 * 0.95 / 3200)
 
 
+def test_val_cd_after_a_resume_uses_the_latest_steps_negatives_saved_with_the_buffer():
+    net, config = tiny_net(), tiny_config()
+    noise = ebm_training.draw_noise(net, config, 16, torch.Generator().manual_seed(0))
+    ebm_training.loss(net, config, (torch.randn(16, 2), None), noise, 0)
+    assert net.latest.nonzero().squeeze(1).tolist() == sorted(noise["index"].tolist())
+    resumed = tiny_net()
+    resumed.load_state_dict(net.state_dict())  # what a resume reads
+    held_out = (torch.randn(32, 2), None)
+    with torch.no_grad():
+        before, after = (ebm_training.validate(n, config, held_out)["val_cd"] for n in (net, resumed))
+        assert torch.equal(before, after)
+        resumed.latest.zero_()  # negative control: the mark lost, as before version 2
+        assert not torch.equal(before, ebm_training.validate(resumed, config, held_out)["val_cd"])
+    assert ebm_training.CHECKPOINT_VERSIONS.keys() == {1, 2}
+
+
 def test_registry_presets_and_build_errors():
     assert models.get_model("ebm") is ebm_training and all(hasattr(ebm_training, n) for n in models.INTERFACE)
     quick, images = ebm_training.default_config("quick"), ebm_training.default_config("quick", "fashion_mnist")

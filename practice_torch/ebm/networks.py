@@ -77,13 +77,13 @@ class Langevin:
 class EBM(nn.Module):
     """An energy network with its replay buffer. Chains live in the box [low, high] (images: [0, 1]) and move by the
     ``Langevin`` sampler they are handed. The replay buffer holds ``buffer_size`` persistent chains, initialised with
-    uniform noise."""
+    uniform noise; ``latest`` (buffer_size,) marks the rows the latest training step wrote."""
 
     def __init__(self, energy: nn.Module, shape: Sequence[int], low: float, high: float, buffer_size: int):
         super().__init__()
         self.energy, self.shape, self.low, self.high = energy, tuple(shape), low, high
         self.register_buffer("replay", low + (high - low) * torch.rand((buffer_size, *self.shape)))
-        self.last_index: torch.Tensor | None = None
+        self.register_buffer("latest", torch.zeros(buffer_size, dtype=torch.bool))
 
     def forward(self, x):
         return self.energy(x)
@@ -114,5 +114,5 @@ class EBM(nn.Module):
         x = self.langevin(start, z, sampler)
         with torch.no_grad():
             self.replay[index] = x
-        self.last_index = index  # the latest negatives, for the held-out criterion
+            self.latest.zero_()[index] = True  # the latest negatives, for the held-out criterion
         return x

@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from practice_torch.data import DatasetMissing, get_dataset
+from practice_torch.data import DatasetMissing, get_dataset, stacked
 from practice_torch.ebm.functions import cd_loss
 from practice_torch.ebm.networks import EBM, ConvEnergy, Langevin, MLPEnergy
 from practice_torch.engine.config import TrainConfig
@@ -80,6 +80,9 @@ PRESETS = {
     },
 }
 default_config = preset_config("ebm", PRESETS)
+# What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
+CHECKPOINT_VERSIONS = {1: "the rows of the latest step were not saved (a resumed run's val_cd used other negatives)",
+                       2: "the replay buffer marks the rows of the latest step (latest), so val_cd resumes as it ran"}
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "mlp_hidden", "conv_channels", "conv_hidden", "buffer_size")
@@ -153,7 +156,7 @@ def validate(net: EBM, config: Config, batch) -> dict[str, torch.Tensor]:
     val_nll = mean E(x_val) + log Z."""
     x = batch[0]
     e = net(x)
-    negatives = net.replay[net.last_index] if net.last_index is not None else net.replay[: len(x)]
+    negatives = net.replay[net.latest] if bool(net.latest.any()) else net.replay[: len(x)]
     terms = {"val_cd": e.mean() - net(negatives).mean()}
     if net.shape == (2,):
         terms["val_nll"] = e.mean() + log_partition(net)
@@ -203,7 +206,7 @@ def ood_sets(net: EBM, config: Config, held_out, labels: torch.Tensor, n: int, g
         return sets
     try:
         full = sibling_split(held_out, "test", classes=None)
-        xs, ys = full.tensors if hasattr(full, "tensors") else map(torch.stack, zip(*(full[i] for i in range(n))))
+        xs, ys = stacked(full)[:2]
         other = ~torch.isin(ys, labels.unique())
         if bool(other.any()):
             sets["other_classes"] = xs[other][:n]
@@ -216,7 +219,7 @@ def ood_sets(net: EBM, config: Config, held_out, labels: torch.Tensor, n: int, g
             ds = get_dataset(name, "test")
         except DatasetMissing:
             continue
-        sets[name] = _as_images(torch.stack([ds[i][0] for i in range(min(n, len(ds)))]), net.shape)
+        sets[name] = _as_images(stacked(ds, n)[0], net.shape)
     return sets
 
 
@@ -293,8 +296,7 @@ def evaluate(net: EBM, config: Config, dataset: Dataset, generator: torch.Genera
     """Energies of up to eval_examples test examples and of as many from each other set (noise, other classes,
     other data sets), the AUROC of each comparison, and on 2-D points the test NLL (Z by quadrature)."""
     m = min(len(dataset), config.eval_examples)
-    xs, ys = zip(*(dataset[i] for i in range(m)))
-    x, y = torch.stack(xs), torch.as_tensor(ys)
+    x, y = stacked(dataset, m)[:2]
     e_in = energies(net, x)
     metrics: dict[str, float] = {"examples": m, "energy_test": float(e_in.mean()),
                                  "sampler_temperature": sampler(config).sampler_temperature}
