@@ -70,9 +70,9 @@ def _grads(net, value, part):
 @pytest.mark.parametrize("divergence", fd.DIVERGENCES)
 @pytest.mark.parametrize("objective", ["saddle", "non_saturating"])
 def test_one_loss_is_descent_for_the_generator_and_ascent_for_the_critic(divergence, objective):
-    net = tiny_net(divergence=divergence, generator_objective=objective, r1=0.0)
+    net = tiny_net(divergence=divergence)
     x, z = torch.randn(32, 2), torch.randn(32, 2)
-    loss, terms = fd.fgan_loss(net, x, z)
+    loss, terms = fd.fgan_loss(net, x, z, generator_objective=objective)
     # F(theta, omega) of eq. 6 without any detaching: what each player optimises
     fake = net(z)
     objective_value = fd.variational_objective(net.critic(x), net.critic(fake), divergence)
@@ -86,7 +86,7 @@ def test_one_loss_is_descent_for_the_generator_and_ascent_for_the_critic(diverge
 
 
 def test_the_r1_penalty_is_half_the_squared_critic_gradient_on_data():
-    net = tiny_net(r1=2.0)
+    net = tiny_net()
     x, z = torch.randn(16, 2), torch.randn(16, 2)
     losses, terms = fd_training.player_losses(net, x, z, r1=2.0)
     loss = losses["critic"] + losses["generator"]
@@ -95,6 +95,8 @@ def test_the_r1_penalty_is_half_the_squared_critic_gradient_on_data():
     (grad,) = torch.autograd.grad(net.critic(xg).sum(), xg)
     torch.testing.assert_close(terms["r1_penalty"], 0.5 * grad.pow(2).sum(1).mean())
     torch.testing.assert_close(loss, plain + 2.0 * terms["r1_penalty"])
+    with pytest.raises(ValueError, match="unknown generator objective 'minimax'; choose from saddle, non_saturating"):
+        fd.fgan_loss(net, x, z, generator_objective="minimax")
 
 
 def test_a_step_updates_the_critic_and_the_generator_at_once_each_on_its_own_optimizer(tmp_path):

@@ -137,16 +137,17 @@ def test_ais_betas_run_from_zero_to_one_finer_near_one():
 
 def test_pcd_chains_persist_and_start_at_the_data_while_cd_leaves_them_alone():
     info = get_info("digits")
-    pcd = R_training.build(R_training.Config(hidden=6, persistent=True, chains=5, cd_steps=2), info)
+    config = R_training.Config(hidden=6, persistent=True, chains=5, cd_steps=2)
+    pcd = R_training.build(config, info)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(5, 1, 8, 8, generator=g)
-    noise = R_training.draw_noise(pcd, R_training.Config(), 5, g)
-    assert noise["u_h"].shape == (5, 2, 6) and noise["u_v"].shape == (5, 2, 64)
-    R_training.loss(pcd, R_training.Config(), (x, None), noise, 0)
+    noise = R_training.draw_noise(pcd, config, 5, g)
+    assert noise["u_h"].shape == (5, 2, 6) and noise["u_v"].shape == (5, 2, 64)  # k = 2 sweeps, from the config
+    R_training.loss(pcd, config, (x, None), noise, 0)
     v_k = R.gibbs_chain(R_training.binarise(x), noise["u_h"], noise["u_v"], *pcd.params())
     assert bool(pcd.chains_started) and torch.equal(pcd.chains, v_k), "the first step runs from the data"
-    noise = R_training.draw_noise(pcd, R_training.Config(), 5, g)
-    R_training.loss(pcd, R_training.Config(), (x, None), noise, 0)
+    noise = R_training.draw_noise(pcd, config, 5, g)
+    R_training.loss(pcd, config, (x, None), noise, 0)
     torch.testing.assert_close(pcd.chains, R.gibbs_chain(v_k, noise["u_h"], noise["u_v"], *pcd.params()))
     assert pcd.examples_seen == 10 and pcd.pixel_counts.sum() == 2 * R_training.binarise(x).sum()
     cd = R_training.build(R_training.Config(hidden=6), info)

@@ -129,19 +129,15 @@ class ConvCritic(nn.Module):
 
 # 2. The f-GAN ----------------------------------------------------------------------------------------
 class FGAN(nn.Module):
-    """Generator and critic of one f-GAN. ``shape``: one example, (D,) vectors or (C, H, W) images; ``r1``: the
-    weight of the critic's gradient penalty in ``fgan_loss``."""
+    """Generator and critic of one f-GAN. ``shape``: one example, (D,) vectors or (C, H, W) images; ``divergence``:
+    the f whose conjugate's domain the critic's output activation g_f maps into."""
 
     def __init__(self, shape: Sequence[int], divergence: str = "js", architecture: str = "mlp", latent_dim: int = 8,
                  hidden: Sequence[int] = (128, 128), channels: Sequence[int] = (64, 128), fc: int = 1024,
-                 generator_objective: str = "non_saturating", r1: float = 0.0, unit_interval: bool = False):
+                 unit_interval: bool = False):
         super().__init__()
         check_divergence(divergence)
-        if generator_objective not in GENERATOR_OBJECTIVES:
-            raise ValueError(f"unknown generator objective {generator_objective!r}; choose from "
-                             f"{', '.join(GENERATOR_OBJECTIVES)}")
-        self.shape, self.latent_dim = tuple(shape), latent_dim
-        self.divergence, self.generator_objective, self.r1 = divergence, generator_objective, r1
+        self.shape, self.latent_dim, self.divergence = tuple(shape), latent_dim, divergence
         if architecture == "mlp":
             self.generator = MLPGenerator(latent_dim, shape, hidden, unit_interval)
             self.critic = MLPCritic(shape, hidden)
@@ -163,29 +159,32 @@ class FGAN(nn.Module):
         return self.generator(z)
 
 
-def fgan_loss(net: FGAN, x, z, r1: float | None = None):
+def fgan_loss(net: FGAN, x, z, r1: float = 0.0, generator_objective: str = "non_saturating"):
     """One scalar for Algorithm 1's simultaneous step: -F for the critic plus the generator's objective (the sum of
     ``player_losses``, whose gradient is each player's: the critic's weights are held fixed in the generator's term).
 
     x: (B, *shape) data, z: (B, d) latents -> (loss, {"divergence_estimate": F, "generator_loss": ...}).
-    ``r1`` (default ``net.r1``) > 0 adds r1/2 E_P|grad_x V|^2 to the critic's loss (Mescheder et al. 2018),
-    which makes simultaneous gradient steps converge locally.
+    ``r1`` > 0 adds r1/2 E_P|grad_x V|^2 to the critic's loss (Mescheder et al. 2018), which makes simultaneous
+    gradient steps converge locally; ``generator_objective``: "saddle" (F itself) or "non_saturating".
     """
-    losses, terms = player_losses(net, x, z, r1)
+    losses, terms = player_losses(net, x, z, r1, generator_objective)
     return losses["generator"] + losses["critic"], terms
 
 
-def player_losses(net: FGAN, x, z, r1: float | None = None):
+def player_losses(net: FGAN, x, z, r1: float = 0.0, generator_objective: str = "non_saturating"):
     """The two players' losses of Algorithm 1's simultaneous step: the critic's -F (+ r1 R1) and the generator's
-    objective on the critic's fixed weights. x: (B, *shape), z: (B, d) -> ({"critic", "generator"}, terms)."""
-    r1 = net.r1 if r1 is None else r1
+    ``generator_objective`` on the critic's fixed weights. x: (B, *shape), z: (B, d) -> ({"critic", "generator"},
+    terms)."""
+    if generator_objective not in GENERATOR_OBJECTIVES:
+        raise ValueError(f"unknown generator objective {generator_objective!r}; choose from "
+                         f"{', '.join(GENERATOR_OBJECTIVES)}")
     fake = net.generator(z)
     x = x.detach().requires_grad_(r1 > 0)
     v_real = net.critic(x)
     objective = variational_objective(v_real, net.critic(fake.detach()), net.divergence)  # eq. 6, F at omega
     frozen = {name: p.detach() for name, p in net.critic.named_parameters()}
     v_gen = functional_call(net.critic, frozen, (fake,))  # the critic's weights held fixed: gradients reach theta
-    if net.generator_objective == "saddle":
+    if generator_objective == "saddle":
         generator_loss = -torch.mean(conjugate_at_activation(v_gen, net.divergence))  # F's theta-dependent term
     else:
         generator_loss = -torch.mean(output_activation(v_gen, net.divergence))  # max E_z[g_f(V(G(z)))], sec. 3.2

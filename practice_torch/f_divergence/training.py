@@ -87,7 +87,7 @@ def build(config: Config, data) -> FGAN:
         raise ValueError(f"model.architecture=conv needs images; {data.name} examples have shape {data.shape} "
                          "(use model.architecture=mlp)")
     return FGAN(data.shape, config.divergence, config.architecture, config.latent_dim, config.hidden, config.channels,
-                config.fc, config.generator_objective, config.r1, unit_interval=data.modality == "image")
+                config.fc, unit_interval=data.modality == "image")
 
 
 def draw_noise(net: FGAN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -106,7 +106,7 @@ def train_step(net: FGAN, config: Config, step: int, run):
     its own optimizer with its own gradient clip. -> (-F + the generator's loss, the terms)."""
     (x, _), noise = run.next_batch()
     with run.autocast():
-        losses, terms = player_losses(net, x, noise["z"], config.r1)
+        losses, terms = player_losses(net, x, noise["z"], config.r1, config.generator_objective)
     run.update(**losses)
     return sum(v.detach() for v in losses.values()), {k: v.detach() for k, v in terms.items()}
 

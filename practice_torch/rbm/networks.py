@@ -39,16 +39,16 @@ class RBM(nn.Module):
 
 class ImageRBM(nn.Module):
     """An RBM on binarised images of ``image_shape`` (C, H, W), D = C H W visible units, trained by CD-k or PCD
-    (``persistent``: ``chains`` persistent chains, one per example of the batch, started at the first batch).
+    (``persistent``: ``chains`` persistent chains, one per example of the batch, started at the first batch; k is
+    the number of sweeps of the uniforms ``loss`` is given).
     Buffers: ``chains`` (chains, D) and ``chains_started``; ``pixel_counts`` (D,) and ``examples_seen`` (), float64,
     of the training examples seen."""
 
-    def __init__(self, image_shape: tuple[int, ...], hidden: int, cd_steps: int = 1, persistent: bool = False,
-                 chains: int = 0):
+    def __init__(self, image_shape: tuple[int, ...], hidden: int, persistent: bool = False, chains: int = 0):
         super().__init__()
         self.image_shape, visible = tuple(image_shape), int(torch.tensor(image_shape).prod())
         self.rbm = RBM(visible, hidden)
-        self.visible, self.hidden, self.cd_steps, self.persistent = visible, hidden, cd_steps, persistent
+        self.visible, self.hidden, self.persistent = visible, hidden, persistent
         self.register_buffer("chains", torch.zeros(chains if persistent else 0, visible))
         self.register_buffer("chains_started", torch.zeros((), dtype=torch.bool))
         self.register_buffer("pixel_counts", torch.zeros(visible, dtype=torch.float64))

@@ -95,13 +95,13 @@ def build(config: Config, data) -> ImageRBM:
         raise ValueError(f"model.hidden and model.cd_steps must be positive, got {config.hidden}, {config.cd_steps}")
     if config.persistent and config.chains < 1:
         raise ValueError("model.persistent=true needs model.chains >= 1 (one per example of the batch)")
-    return ImageRBM(data.shape, config.hidden, config.cd_steps, config.persistent, config.chains)
+    return ImageRBM(data.shape, config.hidden, config.persistent, config.chains)
 
 
 def draw_noise(net: ImageRBM, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The uniforms of k Gibbs sweeps (rule 1): hidden (n, k, H) and visible (n, k, D)."""
-    return {"u_h": torch.rand((n, net.cd_steps, net.hidden), generator=generator),
-            "u_v": torch.rand((n, net.cd_steps, net.visible), generator=generator)}
+    return {"u_h": torch.rand((n, config.cd_steps, net.hidden), generator=generator),
+            "u_v": torch.rand((n, config.cd_steps, net.visible), generator=generator)}
 
 
 def loss(net: ImageRBM, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
