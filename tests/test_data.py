@@ -4,6 +4,7 @@ The built sets (shakespeare, spoken_digits, galaxies) use the cache that `make d
 empty runs the prepare hook itself, so this file also works alone (the first time takes about a minute).
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,6 +69,17 @@ def test_digits():
     assert set(y.tolist()) == set(range(10))
     indices = [set(three_way(1797, split)) for split in SPLITS]
     assert not (indices[0] & indices[1] or indices[0] & indices[2] or indices[1] & indices[2])
+
+
+def test_the_digits_read_from_scikit_learns_file_are_its_load_digits():
+    from sklearn.datasets import load_digits
+
+    from practice_torch.data.images import sklearn_digits
+
+    images, labels = sklearn_digits()
+    bunch = load_digits()
+    assert np.array_equal(images, bunch.images) and np.array_equal(labels, bunch.target)
+    assert not np.array_equal(images.transpose(0, 2, 1), bunch.images), "rows and columns are told apart"
 
 
 @pytest.mark.parametrize("name, classes", [("moons", 2), ("gaussians", 8), ("rings", 3)])
