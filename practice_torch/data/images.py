@@ -5,6 +5,7 @@ x: float32 (C, H, W) in [0, 1]; y: int64 class label.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 from pathlib import Path
@@ -98,16 +99,20 @@ def _torchvision_loader(cls_name: str, name: str):
     return load
 
 
+@functools.cache
 def sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's copy of the UCI 8x8 digits, read from the file its ``load_digits`` reads (``digits.csv.gz``:
     64 pixel counts 0..16 and the label, one row per image), without importing scikit-learn, which takes seconds
-    and most runs on digits need nothing else of. -> (images (1797, 8, 8) float64, labels (1797,) int64)."""
+    and most runs on digits need nothing else of. Read once a process (each split indexes it), read-only.
+    -> (images (1797, 8, 8) float64, labels (1797,) int64)."""
     spec = importlib.util.find_spec("sklearn")  # the installed package's folder; finding it runs none of its code
     if spec is None or not spec.submodule_search_locations:
         raise DatasetMissing("the digits data set ships with scikit-learn: pip install scikit-learn")
     with gzip.open(Path(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz"), "rt") as f:
         rows = np.loadtxt(f, delimiter=",")
-    return rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(np.int64)
+    images, labels = rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(np.int64)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
 
 
 def load_digits_8x8(split: str, data_dir: Path | None = None, limit: int | None = None) -> Dataset:
