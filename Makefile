@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup data demo test test-slow lint check derivations docs portability clean
+.PHONY: setup data demo test test-slow lint check derivations notebooks docs portability clean
 
 setup: $(STAMP) data
 
@@ -56,6 +56,11 @@ lint: setup
 
 derivations: setup
 	$(PY) -m theory_jax --all
+
+# Every derivation as a Jupyter notebook, executed, with its figures: build/notebooks/<topic>.ipynb (twice the
+# derivations' time: each is derived once to lay out its cells, then run in a fresh kernel).
+notebooks: setup
+	$(PY) -m theory_jax --all --notebook build/notebooks
 
 check: setup
 	$(PY) -m shared_specs check --all

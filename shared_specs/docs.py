@@ -7,7 +7,8 @@ Generated text sits between ``<!-- NAME:begin ... -->`` and ``<!-- NAME:end -->`
 * docs/topics/<topic>.md, one page per topic that has any form: ``header`` (its forms and links), ``claims`` (the
   statements of its derivation, read off docs/derivations/<topic>.md), ``specs`` (every spec case with the errors
   measured in docs/specs.json) and ``results`` (its rows of docs/results.json). The rest of a page is prose.
-* docs/derivations/<topic>.md: ``python -m theory_jax <topic> --markdown`` of every derivation (``--derivations``).
+* docs/derivations/<topic>.md: ``python -m theory_jax <topic> --markdown`` of every derivation, its figures in
+  docs/derivations/figures/<topic>-<n>.png (``--derivations``).
 * docs/specs.json: every spec case's errors, with the machine and commit (``--specs``).
 * docs/gpu.md: ``gpu-presets``, every full preset and, from docs/gpu_steps.json (a GPU run of ``python -m
   benchmarks gpu_steps``), its step on a GPU and the training time that extrapolates to.
@@ -251,7 +252,8 @@ def page_header(topic: catalogue.Topic) -> str:
     forms = []
     if catalogue.has_derivation(name):
         forms.append(f"derivation [`theory_jax/{name}.py`]({up}/theory_jax/{name}.py) "
-                     f"([as a document](../derivations/{name}.md))")
+                     f"([as a document](../derivations/{name}.md); [as a notebook]({up}/build/notebooks/{name}.ipynb), "
+                     f"written by `make notebooks`)")
     if catalogue.has_implementation(name):
         path = implementation_path(name)
         forms.append(f"implementation [`{path}`]({up}/{path})")
@@ -364,7 +366,7 @@ def write_derivations(root: Path, echo=print, topics: Sequence[str] = ()) -> boo
     """Run every derivation (or those of ``topics``) and write its document; False when a claim failed."""
     from shared_specs.environment import describe
     from theory_jax import cli
-    from theory_jax.derivation import to_markdown
+    from theory_jax.derivation import figure_path, to_markdown, write_figures
 
     ok, env = True, None
     (root / DERIVATIONS_DIR).mkdir(parents=True, exist_ok=True)
@@ -377,6 +379,9 @@ def write_derivations(root: Path, echo=print, topics: Sequence[str] = ()) -> boo
         env = env or describe()
         note = f"{DOCUMENT_NOTE}{environment_line(env)}.*\n"
         (root / DERIVATIONS_DIR / f"{name}.md").write_text(to_markdown(d) + note)
+        for old in (root / DERIVATIONS_DIR).glob(figure_path(name, "*")):
+            old.unlink()  # a figure the derivation no longer draws
+        write_figures(d, root / DERIVATIONS_DIR)
         ok &= d.passed
         echo(f"  {DERIVATIONS_DIR}/{name}.md: {sum(c.passed for c in d.claims)}/{len(d.claims)} claims pass")
     return ok

@@ -157,3 +157,80 @@ def test_the_json_report_has_every_claim_with_its_ratio(monkeypatch, tmp_path):
     assert report["topics"]["elbo"]["passed"] and len(claims) == 2
     assert 0.4 < claims[0]["ratio"] < 0.6 and 0 <= claims[1]["ratio"] <= 1
     assert report["environment"]["jax"]["x64"] in (True, False) and report["environment"]["cores"] >= 1
+
+
+# Notebooks: the same derivation, cell by cell (theory_jax.notebook). ------------------------------------------------
+FAKE_TOPIC = '''
+import numpy as np
+
+from theory_jax.derivation import Derivation, new_figure
+
+TITLE, LECTURES = "a fake topic", "none"
+
+
+def _section_squares(d, rng, n):
+    """Two claims and a figure."""
+    x = rng.standard_normal(n)
+    d.numeric("$(x + 1)^2 = x^2 + 2x + 1$", (x + 1) ** 2, x**2 + 2 * x + 1)
+    d.say("A wrong step follows.")
+    d.numeric("a wrong step: $x^2 = 2x$", x**2, 2 * x)
+    fig, ax = new_figure()
+    ax.plot(x, x**2, ".")
+    d.figure(fig, "$x^2$ against $x$")
+    return x.mean()
+
+
+def derive(echo=None):
+    d = Derivation("fake_topic", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    d.say("Setting: $x \\\\sim N(0, 1)$.")
+    size = 5
+    mean = _section_squares(d, rng, n=size)
+    d.monte_carlo("the mean of 5 draws is near 0", np.array([mean, -mean, mean]), 0.0, k=100)
+    return d
+'''
+
+
+def test_a_notebook_has_a_cell_per_claim_and_shows_a_failed_claim(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    import nbformat
+
+    from theory_jax import notebook
+
+    (tmp_path / "fake_topic.py").write_text(FAKE_TOPIC)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{catalogue.ROOT}")  # the kernel imports it too
+    module = importlib.import_module("fake_topic")
+    try:
+        d, errors = notebook.write("fake_topic", tmp_path / "fake.ipynb", module=module, cwd=tmp_path)
+    finally:
+        sys.modules.pop("fake_topic", None)
+    assert not d.passed and not errors and len(d.figures) == 1
+    nb = nbformat.read(tmp_path / "fake.ipynb", as_version=4)
+    sources = [c.source for c in nb.cells]
+    # each claim's statement in a markdown cell right above the code that checks it, the step's body laid out flat
+    first = sources.index("**Claim 1** (numeric). $(x + 1)^2 = x^2 + 2x + 1$")
+    assert nb.cells[first + 1].cell_type == "code" and "n = size\nx = rng.standard_normal(n)\n" in sources[first + 1]
+    assert "A wrong step follows." in sources  # a lone say, as markdown; above: the step's argument bound by name
+    assert any(s.startswith("mean = x.mean()") for s in sources)  # the step's return, as the call's assignment
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    printed = "".join(o.get("text", "") for o in outputs)
+    assert "a wrong step" in printed and "FAIL" in printed and "claims pass: FAILED" in printed
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
+
+
+def test_a_step_that_returns_early_cannot_be_laid_out_as_cells(tmp_path):
+    import importlib.util
+
+    from theory_jax import notebook
+
+    (tmp_path / "early_topic.py").write_text(
+        "def _section_early(d, x):\n    if x:\n        return 1\n    d.say('no')\n\n\n"
+        "def derive(echo=None):\n    d = None\n    _section_early(d, 1)\n    return d\n")
+    spec = importlib.util.spec_from_file_location("early_topic", tmp_path / "early_topic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(notebook.NotFlattenable, match="returns before its end"):
+        notebook.flatten(module)

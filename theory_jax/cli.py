@@ -2,7 +2,8 @@
 
     python -m theory_jax                       # list topics and which have a derivation
     python -m theory_jax elbo                  # run one derivation, claim by claim (exit 1 on a failed claim)
-    python -m theory_jax elbo --markdown E.md  # ...and write it as a document
+    python -m theory_jax elbo --markdown E.md  # ...and write it as a document (its figures beside it, in figures/)
+    python -m theory_jax elbo --notebook E.ipynb  # ...or as a Jupyter notebook, executed (make notebooks: every topic)
     python -m theory_jax --all                 # every derivation, with a summary
     python -m theory_jax --all --json R.json   # ...and every claim's measured discrepancy as JSON
     python -m theory_jax check RUN_DIR         # a trained run's held-out metric recomputed by its JAX twin
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from shared_specs import catalogue
 from shared_specs.environment import describe
-from theory_jax.derivation import MARK, Derivation, to_markdown
+from theory_jax.derivation import MARK, Derivation, to_markdown, write_figures
 
 
 def available() -> list[str]:
@@ -55,6 +56,31 @@ def report(results: list[tuple[str, Derivation | None, float]]) -> dict:
                        for name, d, seconds in results}}
 
 
+def write_notebooks(topics: list[str], target: Path) -> int:
+    """Each topic's derivation as an executed notebook: ``target`` itself for one topic named ``*.ipynb``, else
+    ``target/<topic>.ipynb``. 0 when every claim of every notebook passed, 1 otherwise (the notebooks are written)."""
+    from theory_jax import notebook
+
+    failed = []
+    for name in topics:
+        path = target if target.suffix == ".ipynb" else target / f"{name}.ipynb"
+        start = time.perf_counter()
+        print(f"{name}: deriving, then executing the notebook ...", flush=True)
+        try:
+            d, errors = notebook.write(name, path)
+        except notebook.NotFlattenable as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        ok = d.passed and not errors
+        for error in errors:
+            print(f"   a cell raised {error}", file=sys.stderr)
+        print(f"wrote {path} in {time.perf_counter() - start:.0f} s  {MARK[ok]}", flush=True)
+        failed += [] if ok else [name]
+    if failed:
+        print(f"notebooks with a failed claim or a crashed cell: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "check":  # not a topic: a trained run checked in the other backend
@@ -71,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="run every derivation")
     parser.add_argument("--markdown", metavar="FILE", type=Path,
                         help="write the derivation(s) as a Markdown document")
+    parser.add_argument("--notebook", metavar="FILE", type=Path,
+                        help="write the derivation as a Jupyter notebook, executed (with --all: FILE is a directory)")
     parser.add_argument("--json", metavar="FILE", type=Path,
                         help="write every claim's discrepancy, threshold and verdict, with the environment, as JSON")
     args = parser.parse_args(argv)
@@ -90,10 +118,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: topic {name!r} has no derivation yet (theory_jax/{name}.py)", file=sys.stderr)
             return 2
 
+    if args.notebook:
+        if len(topics) > 1 and args.notebook.suffix == ".ipynb":
+            print("error: --notebook with several topics takes a directory, not a .ipynb file", file=sys.stderr)
+            return 2
+        return write_notebooks(topics, args.notebook)
     results = [(name, *run_topic(name)) for name in topics]
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text("\n".join(to_markdown(d) for _, d, _ in results if d is not None))
+        for _, d, _ in results:
+            if d is not None:
+                write_figures(d, args.markdown.parent)
         print(f"\nwrote {args.markdown}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

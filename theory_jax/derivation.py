@@ -9,8 +9,11 @@ with the check that backs it, the measured discrepancy, the threshold and a pass
 * ``gradient``: an autodiff gradient against a closed form or finite differences;
 * ``inequality``: ``small <= large`` elementwise (Jensen, monotone bounds, variance orderings).
 
-``say`` adds unnumbered narrative. ``python -m theory_jax <topic>`` prints the claims as they are
-checked and exits non-zero if any fails; ``to_markdown`` writes the same derivation as a document.
+``say`` adds unnumbered narrative and ``figure`` a matplotlib figure that makes a claim visible.
+``python -m theory_jax <topic>`` prints the claims as they are checked and exits non-zero if any fails;
+``to_markdown`` writes the same derivation as a document, and ``theory_jax.notebook`` as a notebook: one source,
+read three ways. Each item remembers the source line that recorded it (``Derivation.origins``), which is how the
+notebook puts a claim's statement above the cell that checks it.
 
 Precision (docs/ARCHITECTURE.md, "Tolerances are a policy"). A derivation computes in float64 end to end:
 ``full_precision()`` (the first line of every ``derive``) turns on 64-bit floats and full-precision matmuls,
@@ -21,7 +24,9 @@ picks. A claim about float32 code says so, ``float32="why"``, and is held to the
 
 from __future__ import annotations
 
+import io
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,6 +101,41 @@ class Claim:
     ratio: float | None = None
 
 
+@dataclass(frozen=True)
+class Figure:
+    """A figure that makes a claim visible: its caption and the figure as a PNG (``png``)."""
+
+    number: int
+    caption: str
+    png: bytes = field(repr=False)
+
+
+def png(fig: Any) -> bytes:
+    """A matplotlib figure as a small PNG (80 dpi), without the metadata that would make two renderings differ."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def new_figure(columns: int = 1, width: float = 4.2, height: float = 3.0) -> tuple[Any, Any]:
+    """A matplotlib ``Figure`` with ``columns`` side-by-side axes (an array of axes when columns > 1), made without
+    pyplot so that no backend or global state is involved: ``fig, ax = new_figure()``."""
+    from matplotlib.figure import Figure as MatplotlibFigure
+
+    fig = MatplotlibFigure(figsize=(width * columns, height), layout="constrained")
+    return fig, fig.subplots(1, columns)
+
+
+def _origin() -> list[tuple[Any, int]]:
+    """The (code object, line) of each frame that called into this module, innermost first (up to 12)."""
+    frame, here, found = sys._getframe(1), sys._getframe(0).f_code.co_filename, []
+    while frame is not None and len(found) < 12:
+        if frame.f_code.co_filename != here:
+            found.append((frame.f_code, frame.f_lineno))
+        frame = frame.f_back
+    return found
+
+
 @dataclass
 class Derivation:
     """An ordered list of narrative paragraphs and checked claims for one topic."""
@@ -104,7 +144,8 @@ class Derivation:
     title: str
     lectures: str = ""
     echo: Callable[[str], None] | None = None
-    items: list[str | Claim] = field(default_factory=list)
+    items: list[str | Claim | Figure] = field(default_factory=list)
+    origins: list[list[tuple[Any, int]]] = field(default_factory=list, repr=False)
     _clock: float = field(default_factory=time.perf_counter)
 
     # recording --------------------------------------------------------------------------------
@@ -116,9 +157,25 @@ class Derivation:
     def passed(self) -> bool:
         return bool(self.claims) and all(c.passed for c in self.claims)
 
+    @property
+    def figures(self) -> list[Figure]:
+        return [item for item in self.items if isinstance(item, Figure)]
+
+    def _add(self, item: str | Claim | Figure) -> None:
+        self.items.append(item)
+        self.origins.append(_origin())
+
     def say(self, text: str) -> None:
         """A narrative step (markdown; LaTeX between $...$)."""
-        self.items.append(text)
+        self._add(text)
+
+    def figure(self, fig: Any, caption: str) -> Figure:
+        """A matplotlib figure (``new_figure``) that makes the claims beside it visible, with its caption; shown at
+        once when run in a notebook, written as a PNG beside the Markdown document."""
+        item = Figure(len(self.figures) + 1, caption, png(fig))  # drawn now: a figure that cannot be drawn fails here
+        self._add(item)
+        _show_in_notebook(item)
+        return item
 
     def _record(self, kind: str, statement: str, discrepancy: float, threshold: float, detail: str,
                 passed: bool, ratio: float | None = None) -> Claim:
@@ -126,7 +183,7 @@ class Derivation:
         claim = Claim(len(self.claims) + 1, kind, statement, float(discrepancy), float(threshold), detail,
                       bool(passed), now - self._clock, None if ratio is None else float(ratio))
         self._clock = now
-        self.items.append(claim)
+        self._add(claim)
         if self.echo:
             self.echo(format_claim(claim))
         return claim
@@ -198,13 +255,28 @@ class Derivation:
 
 
 # presentation -----------------------------------------------------------------------------------
+def _show_in_notebook(item: Figure) -> None:
+    """Display a figure when running in an IPython kernel (a notebook); nothing otherwise."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        from IPython.display import Image, display
+
+        display(Image(data=item.png))
+
+
+def figure_path(topic: str, number: int | str) -> str:
+    """Where a document's figure lives, relative to the document: ``figures/<topic>-<n>.png``."""
+    return f"figures/{topic}-{number}.png"
+
+
 def format_claim(claim: Claim) -> str:
     return (f"{claim.number:3d}. [{claim.kind}] {claim.statement}\n"
             f"     {claim.detail}  ({claim.seconds:.2f} s)  {MARK[claim.passed]}")
 
 
 def to_markdown(d: Derivation) -> str:
-    """The derivation as a readable document: narrative, numbered claims, their checks and marks."""
+    """The derivation as a readable document: narrative, numbered claims, their checks and marks, and its figures
+    (at ``figure_path``, relative to the document; ``write_figures`` writes them)."""
     lines = [f"# `{d.topic}`: {d.title}", ""]
     if d.lectures:
         lines += [f"*Lectures:* {d.lectures}", ""]
@@ -213,9 +285,25 @@ def to_markdown(d: Derivation) -> str:
             mark = "passed" if item.passed else "**FAILED**"
             lines += [f"**Claim {item.number}** ({item.kind}). {item.statement}", "",
                       f"> check: {item.detail}; {mark}", ""]
+        elif isinstance(item, Figure):
+            lines += [f"![Figure {item.number}]({figure_path(d.topic, item.number)})", "",
+                      f"*Figure {item.number}.* {item.caption}", ""]
         else:
             lines += [item, ""]
     n_ok = sum(c.passed for c in d.claims)
     lines.append(f"*{n_ok} of {len(d.claims)} claims pass.*")
     return "\n".join(lines) + "\n"
 
+
+
+def write_figures(d: Derivation, directory: Any) -> list[Any]:
+    """Write ``d``'s figures as PNGs where its Markdown document in ``directory`` links them; the paths written."""
+    from pathlib import Path
+
+    paths = []
+    for item in d.figures:
+        path = Path(directory) / figure_path(d.topic, item.number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(item.png)
+        paths.append(path)
+    return paths

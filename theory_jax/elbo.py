@@ -20,7 +20,7 @@ import sympy as sp
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "the evidence lower bound"
 LECTURES = "evidence lower bound; Jensen's inequality; importance-weighted bounds (IWAE)"
@@ -164,17 +164,8 @@ def _iwae_estimates(key, x, weight, bias, sigma, mean, tril, ks, replicates):
             for k, sub in zip(ks, keys)}
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("elbo", TITLE, LECTURES, echo=echo)
-    x, weight, bias, sigma = _model()
-    latent = weight.shape[1]
-    rng = np.random.default_rng(1)
-
-    d.say("Setting: $z \\sim \\mathcal N(0, I_d)$, $x\\mid z \\sim \\mathcal N(Wz + b, \\sigma^2 I_D)$ "
-          "with $d = 3$, $D = 5$, $\\sigma = 0.7$ and one observation $x$. Any $q(z) = \\mathcal N(m, LL^\\top)$.")
-
-    # Gaussian KL: closed form = SymPy integral = Monte Carlo.
+def _section_kl(d: Derivation, rng: np.random.Generator, latent: int) -> None:
+    """The Gaussian KL divergence, the term every bound is made of: closed form = SymPy integral = Monte Carlo."""
     integral, closed, syms = _sympy_kl()
     d.symbolic("$\\mathrm{KL}(\\mathcal N(\\mu_q,\\sigma_q^2)\\,\\|\\,\\mathcal N(\\mu_p,\\sigma_p^2)) = "
                "\\int q \\log \\frac{q}{p}\\,dz = \\log\\frac{\\sigma_p}{\\sigma_q} + "
@@ -196,16 +187,20 @@ def derive(echo=None) -> Derivation:
               mvn_kl(mq, diag_q, mp, diag_p),
               gaussian_kl(mq, 2 * jnp.log(jnp.diag(lq)), mp, 2 * jnp.log(jnp.diag(lp))))
 
-    # The model's closed forms.
+
+
+def _section_decomposition(d: Derivation, rng: np.random.Generator, x, weight, bias, sigma) -> None:
+    """log p(x) = ELBO(q) + KL(q || p(z|x)) for Gaussian q, every term in closed form, and Jensen's step."""
+    latent = weight.shape[1]
     post_mean, post_tril = linear_gaussian_posterior(x, weight, bias, sigma)
+    log_px = linear_gaussian_evidence(x, weight, bias, sigma)
     zs = jnp.asarray(rng.standard_normal((10, latent)))
     d.numeric("Bayes' rule: $\\log p(x) = \\log p(x, z) - \\log p(z\\mid x)$ at 10 arbitrary $z$ "
               "(checks the evidence $\\mathcal N(x; b, WW^\\top + \\sigma^2 I)$ and the posterior together)",
               linear_gaussian_log_joint(x, zs, weight, bias, sigma) - mvn_log_prob(zs, post_mean, post_tril),
-              jnp.full(10, linear_gaussian_evidence(x, weight, bias, sigma)))
+              jnp.full(10, log_px))
 
     # The decomposition log p(x) = ELBO + KL.
-    log_px = linear_gaussian_evidence(x, weight, bias, sigma)
     qs = [_random_q(rng, latent) for _ in range(20)]
     elbos = jnp.stack([linear_gaussian_elbo(x, weight, bias, sigma, m, t) for m, t in qs])
     kls = jnp.stack([mvn_kl(m, t, post_mean, post_tril) for m, t in qs])
@@ -213,6 +208,12 @@ def derive(echo=None) -> Derivation:
           "the first term is the ELBO, the second $\\mathrm{KL}(q \\| p(z\\mid x)) \\ge 0$.")
     d.numeric("$\\log p(x) = \\mathrm{ELBO}(q) + \\mathrm{KL}(q\\,\\|\\,p(z\\mid x))$ for 20 random Gaussian $q$, "
               "every term in closed form", elbos + kls, jnp.full(20, log_px))
+    fig, ax = new_figure()
+    ax.plot(kls, log_px - elbos, "o", label="20 Gaussian $q$")
+    ax.plot([0, float(kls.max())], [0, float(kls.max())], "k--", lw=1, label="gap = KL")
+    ax.set(xlabel="KL$(q \\| p(z|x))$ (nats)", ylabel="$\\log p(x)$ - ELBO$(q)$ (nats)")
+    ax.legend()
+    d.figure(fig, "The ELBO's gap to $\\log p(x)$ is exactly the KL from $q$ to the posterior: every $q$ on the line.")
     m0, t0 = qs[0]
     eps = jax.random.normal(jax.random.key(1), (20000, latent), dtype=jnp.float64)
     z = sample_gaussian(m0, t0, eps)
@@ -233,17 +234,28 @@ def derive(echo=None) -> Derivation:
                  log_mean_exp(groups, axis=1))
     d.inequality("Hence ELBO $\\le \\log p(x)$ for every $q$; the gap is the KL above", elbos, jnp.full(20, log_px))
 
-    # The optimum.
+
+def _section_optimum(d: Derivation, rng: np.random.Generator, x, weight, bias, sigma) -> None:
+    """The bound is tight, and stationary, at the posterior; its gradient in closed form elsewhere."""
+    latent = weight.shape[1]
+    post_mean, post_tril = linear_gaussian_posterior(x, weight, bias, sigma)
     d.numeric("At $q = p(z\\mid x)$ the bound is tight: ELBO $= \\log p(x)$",
-              linear_gaussian_elbo(x, weight, bias, sigma, post_mean, post_tril), log_px)
+              linear_gaussian_elbo(x, weight, bias, sigma, post_mean, post_tril),
+              linear_gaussian_evidence(x, weight, bias, sigma))
     grad_m, grad_l = jax.grad(linear_gaussian_elbo, argnums=(4, 5))(x, weight, bias, sigma, post_mean, post_tril)
     d.gradient("...and a stationary point: $\\nabla_{m, L}\\,\\mathrm{ELBO} = 0$ at the posterior (jax.grad)",
                jnp.concatenate([grad_m, jnp.tril(grad_l).ravel()]), jnp.zeros(latent + latent**2))
-    closed_grad = weight.T @ (x - bias - weight @ m0) / sigma**2 - m0
-    d.gradient("$\\nabla_m \\mathrm{ELBO} = W^\\top(x - b - Wm)/\\sigma^2 - m$ (jax.grad vs the closed form)",
-               jax.grad(linear_gaussian_elbo, argnums=4)(x, weight, bias, sigma, m0, t0), closed_grad)
+    m, tril = _random_q(rng, latent)
+    closed_grad = weight.T @ (x - bias - weight @ m) / sigma**2 - m
+    d.gradient("$\\nabla_m \\mathrm{ELBO} = W^\\top(x - b - Wm)/\\sigma^2 - m$ at a random $q$ "
+               "(jax.grad vs the closed form)",
+               jax.grad(linear_gaussian_elbo, argnums=4)(x, weight, bias, sigma, m, tril), closed_grad)
 
-    # IWAE: monotone in K, tends to log p(x).
+
+def _section_iwae(d: Derivation, x, weight, bias, sigma) -> None:
+    """The importance-weighted bound: monotone in K, tending to log p(x)."""
+    post_mean, post_tril = linear_gaussian_posterior(x, weight, bias, sigma)
+    log_px = linear_gaussian_evidence(x, weight, bias, sigma)
     m_iw, t_iw = post_mean + 0.3, 1.3 * post_tril
     ks = (1, 2, 4, 16, 64, 256)
     est = _iwae_estimates(jax.random.key(2), x, weight, bias, sigma, m_iw, t_iw, ks, replicates=4000)
@@ -258,7 +270,29 @@ def derive(echo=None) -> Derivation:
                  means[:-1] - 4 * np.hypot(ses[:-1], ses[1:]), means[1:])
     d.inequality("$\\mathcal L_K \\le \\log p(x)$ for every K (within 4 standard errors)",
                  means - 4 * ses, np.full(len(ks), float(log_px)))
+    fig, ax = new_figure()
+    ax.errorbar(ks, means, yerr=2 * ses, fmt="o-", capsize=3, label="$L_K$ (mean $\\pm$ 2 SE)")
+    ax.axhline(float(log_px), color="k", ls="--", lw=1, label="$\\log p(x)$")
+    ax.set(xscale="log", xlabel="importance samples $K$", ylabel="nats")
+    ax.legend()
+    d.figure(fig, "The importance-weighted bound climbs towards $\\log p(x)$ as $K$ grows; $K = 1$ is the ELBO.")
     gaps = float(log_px) - means
     d.inequality(f"...and tends to $\\log p(x)$: the gap falls from {gaps[0]:.3f} nats (K = 1, the KL) to "
                  f"{gaps[-1]:.4f} nats (K = 256), below 2% of the K = 1 gap", gaps[-1], 0.02 * gaps[0])
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("elbo", TITLE, LECTURES, echo=echo)
+    x, weight, bias, sigma = _model()
+    latent = weight.shape[1]
+    rng = np.random.default_rng(1)
+
+    d.say("Setting: $z \\sim \\mathcal N(0, I_d)$, $x\\mid z \\sim \\mathcal N(Wz + b, \\sigma^2 I_D)$ "
+          "with $d = 3$, $D = 5$, $\\sigma = 0.7$ and one observation $x$. Any $q(z) = \\mathcal N(m, LL^\\top)$.")
+
+    _section_kl(d, rng, latent)
+    _section_decomposition(d, rng, x, weight, bias, sigma)
+    _section_optimum(d, rng, x, weight, bias, sigma)
+    _section_iwae(d, x, weight, bias, sigma)
     return d

@@ -1,0 +1,259 @@
+"""A derivation as a Jupyter notebook: the same source as the script and the document, cell by cell.
+
+``python -m theory_jax elbo --notebook build/notebooks/elbo.ipynb`` (``make notebooks`` for every topic) reads the
+topic's ``derive()`` and the steps it calls, and writes them out flat, as a lecture notebook reads:
+
+* a first code cell with the module's imports and the topic's own functions (``from theory_jax.elbo import ...``);
+* then, in the order ``derive()`` runs them, the statements of ``derive()`` and of each step, cut after every
+  statement that records a claim or a figure: a markdown cell with what that code checks (each claim's statement,
+  the same LaTeX as the document), then the code cell itself, whose output is the printed check and the figure;
+* each ``d.say(...)`` that stands alone becomes a markdown cell of its text.
+
+Nothing is copied by hand: the cells are slices of the topic's source (comments and layout kept), so the notebook
+changes when the derivation does. To know which statement recorded which claim, the derivation is run once here
+(each item keeps the line that recorded it, ``Derivation.origins``); then the notebook is executed in a fresh kernel
+(nbclient), so a learner opens it with every output and figure already there. A step is flattenable when it is a
+function of this module whose first parameter is ``d``, called from ``derive()`` as a statement (or an assignment),
+and returns nothing or one value at its end.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import textwrap
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from theory_jax.derivation import Claim, Derivation, Figure
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class NotFlattenable(ValueError):
+    """A derivation whose source the notebook cannot lay out cell by cell (the message says which line and why)."""
+
+
+@dataclass
+class Statement:
+    """One top-level statement of ``derive()`` or a step: its source text (dedented) and where it came from."""
+
+    text: str
+    code: types.CodeType
+    first: int  # absolute line numbers in the module's file
+    last: int
+    say: bool = False  # a lone ``d.say(...)``
+    items: list[Any] = field(default_factory=list)  # what it recorded when run (claims, says, figures)
+
+
+def _function_statements(fn: types.FunctionType, rename: dict[str, str] | None = None) -> list[Statement]:
+    """The statements of ``fn``'s body (its docstring left out) as source slices, each with the comment lines just
+    above it."""
+    lines, start = inspect.getsourcelines(fn)
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    node = tree.body[0]
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]
+    out, previous_end = [], (body[0].lineno - 1 if body else 0)
+    for stmt in body:
+        begin = stmt.lineno
+        while begin - 1 > previous_end and lines[begin - 2].strip().startswith("#"):
+            begin -= 1  # the comments just above belong to the statement
+        text = textwrap.dedent("".join(lines[begin - 1:stmt.end_lineno])).rstrip()
+        say = (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+               and isinstance(stmt.value.func, ast.Attribute) and stmt.value.func.attr == "say")
+        out.append(Statement(text, fn.__code__, start + stmt.lineno - 1, start + stmt.end_lineno - 1, say))
+        previous_end = stmt.end_lineno
+    return out
+
+
+def _returns_early(fn: types.FunctionType) -> int | None:
+    """The line of a ``return`` in ``fn`` other than its last statement (None when there is none)."""
+    lines, start = inspect.getsourcelines(fn)
+    node = ast.parse(textwrap.dedent("".join(lines))).body[0]
+    last = node.body[-1] if node.body else None
+
+    def visit(n: ast.AST) -> int | None:
+        for child in ast.iter_child_nodes(n):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                continue
+            if isinstance(child, ast.Return) and child is not last:
+                return start + child.lineno - 1
+            found = visit(child)
+            if found:
+                return found
+        return None
+
+    return visit(node)
+
+
+def _step_call(stmt: ast.stmt, module: types.ModuleType) -> tuple[types.FunctionType, ast.Call, str | None] | None:
+    """(the step, its call, the assignment target's source) when ``stmt`` calls a step of ``module`` with ``d``."""
+    target = None
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        call, target = stmt.value, ast.unparse(stmt.targets[0])
+    elif isinstance(stmt, ast.Expr):
+        call = stmt.value
+    else:
+        return None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+        return None
+    fn = getattr(module, call.func.id, None)
+    if not (isinstance(fn, types.FunctionType) and fn.__module__ == module.__name__):
+        return None
+    params = list(inspect.signature(fn).parameters)
+    if not params or params[0] != "d":
+        return None
+    return fn, call, target
+
+
+def flatten(module: types.ModuleType) -> list[Statement]:
+    """``derive()``'s statements with each step call replaced by the step's own statements (its arguments bound to
+    its parameter names first when they differ, its final ``return value`` turned into the call's assignment)."""
+    derive = module.derive
+    lines, _ = inspect.getsourcelines(derive)
+    statements = _function_statements(derive)
+    nodes = ast.parse(textwrap.dedent("".join(lines))).body[0].body
+    out = []
+    for stmt, node in zip(statements, nodes[len(nodes) - len(statements):]):  # (the docstring left out)
+        if isinstance(node, ast.Return):
+            continue  # ``return d``
+        found = _step_call(node, module)
+        if found is None:
+            out.append(stmt)
+            continue
+        fn, call, target = found
+        early = _returns_early(fn)
+        if early:
+            raise NotFlattenable(f"{module.__name__}.{fn.__name__} returns before its end (line {early}): a notebook "
+                                 "runs a step's statements as cells, so a step may return only at its end")
+        params = list(inspect.signature(fn).parameters)
+        bound = [f"{p} = {ast.unparse(a)}" for p, a in zip(params, call.args) if ast.unparse(a) != p]
+        bound += [f"{k.arg} = {ast.unparse(k.value)}" for k in call.keywords if ast.unparse(k.value) != k.arg]
+        body = _function_statements(fn)
+        if bound:
+            out.append(Statement("\n".join(bound), derive.__code__, stmt.first, stmt.last))
+        if body and body[-1].text.startswith("return"):
+            last = body.pop()
+            value = last.text[len("return"):].strip()
+            if target and value:
+                body.append(Statement(f"{target} = {value}", last.code, last.first, last.last))
+        out += body
+    return out
+
+
+def attach(statements: list[Statement], d: Derivation) -> None:
+    """Give each statement the items it recorded when ``d`` was derived: an item belongs to the innermost frame of
+    its origin that runs one of the flattened functions, at the statement spanning that line."""
+    codes = {s.code for s in statements}
+    for item, origin in zip(d.items, d.origins):
+        frame = next(((code, line) for code, line in origin if code in codes), None)
+        owner = None if frame is None else next(
+            (s for s in statements if s.code is frame[0] and s.first <= frame[1] <= s.last), None)
+        if owner is None:
+            raise NotFlattenable(f"a {type(item).__name__.lower()} of {d.topic} was recorded outside derive() and "
+                                 "its steps; record it from a step")
+        owner.items.append(item)
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, Claim):
+        return f"**Claim {item.number}** ({item.kind}). {item.statement}"
+    if isinstance(item, Figure):
+        return f"*Figure {item.number}.* {item.caption}"
+    return item
+
+
+def _imports(module: types.ModuleType, statements: list[Statement]) -> str:
+    """The module's own import statements and the names it defines that the cells use."""
+    source = inspect.getsource(module)
+    tree = ast.parse(source)
+    imports = [ast.get_source_segment(source, n) for n in tree.body
+               if isinstance(n, (ast.Import, ast.ImportFrom)) and not (isinstance(n, ast.ImportFrom)
+                                                                      and n.module == "__future__")]
+    defined = set()
+    for n in tree.body:
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(n.name)
+        elif isinstance(n, (ast.Assign, ast.AnnAssign)):
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+                defined |= {x.id for x in ast.walk(t) if isinstance(x, ast.Name)}
+    used = set()
+    for s in statements:
+        used |= {x.id for x in ast.walk(ast.parse(s.text)) if isinstance(x, ast.Name)}
+    names = sorted(defined & used, key=lambda n: (n.startswith("_"), n.lower()))
+    own = f"from {module.__name__} import (\n" + "".join(f"    {n},\n" for n in names) + ")" if names else ""
+    return "\n".join(imports + ([own] if own else []) + ["", "echo = print  # each claim's check, printed as it passes"])
+
+
+def cells(topic: str, module: types.ModuleType | None = None) -> tuple[Derivation, list[Any]]:
+    """Derive ``topic`` (its module ``theory_jax.<topic>`` unless ``module`` is given) once, to learn which
+    statement records which claim, and lay it out as notebook cells."""
+    import nbformat.v4 as nbf
+
+    module = module or importlib.import_module(f"theory_jax.{topic}")
+    statements = flatten(module)
+    d = module.derive()
+    attach(statements, d)
+    out = [nbf.new_markdown_cell(
+        f"# `{topic}`: {module.TITLE}\n\n*Lectures:* {module.LECTURES}\n\n"
+        f"The derivation of [`theory_jax/{topic}.py`](../../theory_jax/{topic}.py), cell by cell: each claim's "
+        "statement, then the code that computes and checks it, its check and its figure. Written and run by "
+        f"`python -m theory_jax {topic} --notebook FILE.ipynb`; change a number and run the cells again."),
+        nbf.new_code_cell(_imports(module, statements))]
+    chunk: list[Statement] = []
+
+    def flush() -> None:
+        if not chunk:
+            return
+        recorded = [item for s in chunk for item in s.items]
+        if recorded:
+            out.append(nbf.new_markdown_cell("\n\n".join(_describe(i) for i in recorded)))
+        text = "\n".join(s.text for s in chunk)
+        if recorded and chunk[-1].text.startswith("d."):
+            text += ";"  # the cell's output is the printed check, not the returned Claim's repr
+        out.append(nbf.new_code_cell(text))
+        chunk.clear()
+
+    for s in statements:
+        if s.say and len(s.items) == 1 and isinstance(s.items[0], str):
+            flush()
+            out.append(nbf.new_markdown_cell(s.items[0]))
+            continue
+        chunk.append(s)
+        if any(not isinstance(i, str) for i in s.items):
+            flush()
+    flush()
+    out.append(nbf.new_code_cell('print(f"{sum(c.passed for c in d.claims)} of {len(d.claims)} claims pass"'
+                                 ' + ("" if d.passed else ": FAILED, see the marks above"))'))
+    return d, out
+
+
+def write(topic: str, path: Path, execute: bool = True, module: types.ModuleType | None = None,
+          cwd: Path = ROOT, timeout: int = 1200) -> tuple[Derivation, list[str]]:
+    """Write ``topic``'s notebook to ``path``, executed in a fresh kernel (working directory ``cwd``) unless
+    ``execute`` is False: the derivation as run here, and the errors of the cells that raised. A failed claim or a
+    crash is written too, with its mark or its traceback, for the learner to see."""
+    import nbformat
+    import nbformat.v4 as nbf
+
+    d, body = cells(topic, module)
+    nb = nbf.new_notebook(cells=body, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"}})
+    errors = []
+    if execute:
+        from nbclient import NotebookClient
+
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(cwd)}}).execute()
+        errors = [f"{o['ename']}: {o['evalue']}" for c in nb.cells if c.cell_type == "code"
+                  for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return d, errors
