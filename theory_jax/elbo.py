@@ -188,7 +188,6 @@ def _section_kl(d: Derivation, rng: np.random.Generator, latent: int) -> None:
               gaussian_kl(mq, 2 * jnp.log(jnp.diag(lq)), mp, 2 * jnp.log(jnp.diag(lp))))
 
 
-
 def _section_decomposition(d: Derivation, rng: np.random.Generator, x, weight, bias, sigma) -> None:
     """log p(x) = ELBO(q) + KL(q || p(z|x)) for Gaussian q, every term in closed form, and Jensen's step."""
     latent = weight.shape[1]
