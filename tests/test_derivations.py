@@ -9,22 +9,49 @@ import sympy as sp
 
 from shared_specs import catalogue, docs
 from theory_jax import cli
-from theory_jax.derivation import Derivation, to_markdown
+from theory_jax.derivation import Derivation, figure_path, to_markdown
+
+# These topics' derivations are run as executed notebooks (the same claims, and the notebook's cells and outputs
+# checked too); the others' as scripts. `make notebooks` executes every one.
+NOTEBOOK_TOPICS = ("bigan", "ppo", "style_transfer")  # three of the quickest
+
+
+def _derive(topic, tmp_path):
+    """The topic's derivation, run as a script, or for ``NOTEBOOK_TOPICS`` written as a notebook and executed."""
+    if topic not in NOTEBOOK_TOPICS:
+        d, _ = cli.run_topic(topic, echo=False)
+        return d
+    import nbformat
+
+    from theory_jax import notebook
+
+    d, errors = notebook.write(topic, tmp_path / f"{topic}.ipynb")
+    assert not errors, f"cells of the {topic} notebook raised: {errors}"
+    outputs = [o for c in nbformat.read(tmp_path / f"{topic}.ipynb", as_version=4).cells if c.cell_type == "code"
+               for o in c.outputs]
+    printed = "".join(o.get("text", "") for o in outputs)
+    assert printed.count("PASS") == len(d.claims) and "FAIL" not in printed, "the kernel's checks differ from the run's"
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(d.figures)
+    return d
 
 
 @pytest.mark.parametrize("topic", cli.available())
-def test_derivation_passes_every_claim(topic):
-    d, seconds = cli.run_topic(topic, echo=False)
+def test_derivation_passes_every_claim(topic, tmp_path):
+    d = _derive(topic, tmp_path)
     assert d is not None, f"the {topic} derivation crashed"
     failed = [f"{c.number}. {c.statement}: {c.detail}" for c in d.claims if not c.passed]
     assert not failed, "\n".join(failed)
     assert len(d.claims) >= 5
     kinds = {c.kind for c in d.claims}
     assert {"numeric", "monte carlo"} <= kinds, f"{topic} uses only {kinds}"
+    assert d.figures, f"the {topic} derivation draws no figure"
     # Its document in docs/ says what it says now, up to what this CPU measured (the numbers).
     document = (catalogue.ROOT / docs.DERIVATIONS_DIR / f"{topic}.md").read_text()
     assert docs.masked(document.split(docs.DOCUMENT_NOTE)[0]) == docs.masked(to_markdown(d)), (
         f"{docs.DERIVATIONS_DIR}/{topic}.md is stale: run `make docs`")
+    missing = [f.number for f in d.figures
+               if not (catalogue.ROOT / docs.DERIVATIONS_DIR / figure_path(topic, f.number)).is_file()]
+    assert not missing, f"figures {missing} of {docs.DERIVATIONS_DIR}/{topic}.md are missing: run `make docs`"
 
 
 # Negative controls: a wrong step fails, whatever its kind. ---------------------------------------
@@ -171,7 +198,12 @@ TITLE, LECTURES = "a fake topic", "none"
 def _section_squares(d, rng, n):
     """Two claims and a figure."""
     x = rng.standard_normal(n)
-    d.numeric("$(x + 1)^2 = x^2 + 2x + 1$", (x + 1) ** 2, x**2 + 2 * x + 1)
+
+    @np.vectorize
+    def square(v):
+        return v * v
+
+    d.numeric("$(x + 1)^2 = x^2 + 2x + 1$", square(x + 1), x**2 + 2 * x + 1)
     d.say("A wrong step follows.")
     d.numeric("a wrong step: $x^2 = 2x$", x**2, 2 * x)
     fig, ax = new_figure()
@@ -212,7 +244,9 @@ def test_a_notebook_has_a_cell_per_claim_and_shows_a_failed_claim(tmp_path, monk
     sources = [c.source for c in nb.cells]
     # each claim's statement in a markdown cell right above the code that checks it, the step's body laid out flat
     first = sources.index("**Claim 1** (numeric). $(x + 1)^2 = x^2 + 2x + 1$")
-    assert nb.cells[first + 1].cell_type == "code" and "n = size\nx = rng.standard_normal(n)\n" in sources[first + 1]
+    code = sources[first + 1]
+    assert nb.cells[first + 1].cell_type == "code" and "n = size\nx = rng.standard_normal(n)\n" in code
+    assert "@np.vectorize\ndef square(v):" in code  # a nested function keeps its decorator
     assert "A wrong step follows." in sources  # a lone say, as markdown; above: the step's argument bound by name
     assert any(s.startswith("mean = x.mean()") for s in sources)  # the step's return, as the call's assignment
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
@@ -234,3 +268,18 @@ def test_a_step_that_returns_early_cannot_be_laid_out_as_cells(tmp_path):
     spec.loader.exec_module(module)
     with pytest.raises(notebook.NotFlattenable, match="returns before its end"):
         notebook.flatten(module)
+
+
+def test_every_derivation_lays_out_as_cells_in_steps_under_60_lines():
+    import importlib
+    import inspect
+
+    from theory_jax import notebook
+
+    long = {}
+    for topic in cli.available():
+        for code in {s.code for s in notebook.flatten(importlib.import_module(f"theory_jax.{topic}"))}:
+            lines = len(inspect.getsourcelines(code)[0])
+            if lines >= 60:
+                long[f"{topic}.{code.co_name}"] = lines
+    assert not long, f"steps of 60 lines or more (split them): {long}"

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.linalg
 import sympy as sp
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.vae import ConvDecoder, MLPDecoder, downsample, downsampling_convs, flatten_image
 
 TITLE = "autoencoders"
@@ -227,15 +227,20 @@ def _sympy_denoiser():
     return best[a] * sp.Symbol("xt") + best[c], mu + v / (v + s**2) * (sp.Symbol("xt") - mu)
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("autoencoder", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(1)
-    d.say("An autoencoder maps $x$ to a code $z = e(x)$ of size $k < D$ and back, $\\hat x = g(z)$, trained to "
-          "minimise a reconstruction loss: the mean squared error, or for $x \\in [0, 1]$ the binary cross-entropy "
-          "of the decoder's logits.")
+def _linear_ae_losses(x, mean, encoder_weight, decoder_weight, lr: float, steps: int):
+    """The loss along ``_train_linear_ae``'s iterates, from the start to the end (for the figure): (steps + 1,)."""
+    grad = jax.grad(_linear_ae_loss, argnums=(0, 1))
 
-    # 1. The reconstruction objective.
+    def step(w, _):
+        g = grad(*w, x, mean)
+        return (w[0] - lr * g[0], w[1] - lr * g[1]), _linear_ae_loss(*w, x, mean)
+
+    w, losses = jax.jit(lambda w: jax.lax.scan(step, w, None, length=steps))((encoder_weight, decoder_weight))
+    return jnp.append(losses, _linear_ae_loss(*w, x, mean))
+
+
+def _section_reconstruction_objective(d: Derivation, rng: np.random.Generator) -> None:
+    """The reconstruction losses: MSE and binary cross-entropy, their gradients, and the BCE's floor."""
     x, x_hat = jnp.asarray(rng.uniform(size=(5, 12))), jnp.asarray(rng.uniform(size=(5, 12)))
     g = jax.grad(lambda h: jnp.sum(reconstruction_mse(x, h)))(x_hat)
     d.gradient("$\\nabla_{\\hat x}$ of the per-example MSE $\\frac1D|x - \\hat x|^2$ is $\\frac2D(\\hat x - x)$ "
@@ -253,8 +258,19 @@ def derive(echo=None) -> Derivation:
                  "(not 0): BCE minus that entropy is a KL, $\\ge 0$, at 60 random logits",
                  entropy[None], np.stack([reconstruction_bce(x, jnp.asarray(rng.uniform(-6, 6, size=(5, 12))))
                                           for _ in range(60)]))
+    out = np.linspace(0.005, 0.995, 199)
+    fig, ax = new_figure()
+    for pixel, color in ((0.1, "C0"), (0.5, "C1"), (0.8, "C2")):
+        ax.plot(out, -pixel * np.log(out) - (1 - pixel) * np.log(1 - out), color=color, label=f"pixel $x = {pixel}$")
+        ax.plot(pixel, -pixel * np.log(pixel) - (1 - pixel) * np.log(1 - pixel), "o", color=color)
+    ax.set(xlabel="output $s(l)$", ylabel="BCE of one pixel (nats)", ylim=(0, 3))
+    ax.legend(fontsize=8)
+    d.figure(fig, "The binary cross-entropy of a pixel $x$ is smallest where the output equals $x$ (dots), and there "
+                  "it is the binary entropy of $x$, not 0: only black and white pixels can be reconstructed at zero loss.")
 
-    # 2. A linear autoencoder trained by gradient descent spans the principal subspace.
+
+def _section_linear_autoencoder(d: Derivation, rng: np.random.Generator) -> None:
+    """A linear autoencoder trained by gradient descent spans the principal subspace (Baldi & Hornik 1989)."""
     data, k, data_rng = _pca_data()
     mean, components = pca_components(data, k)
     centred = np.asarray(data - mean)
@@ -273,6 +289,7 @@ def derive(echo=None) -> Derivation:
                "$C$ the covariance (jax.grad vs the closed form)",
                jnp.concatenate([g_d.ravel(), g_e.ravel()]), jnp.concatenate([(resid @ w_e.T).ravel(),
                                                                             (w_d.T @ resid).ravel()]))
+    losses = np.asarray(_linear_ae_losses(data, mean, w_e, w_d, lr=0.05, steps=4000))  # for the figure
     w_e, w_d = _train_linear_ae(data, mean, w_e, w_d, lr=0.05, steps=4000)
     angles = principal_angles(w_d, components.T)
     d.numeric(f"After 4 000 steps of gradient descent (float64, from a random start) the decoder's columns span the "
@@ -282,6 +299,15 @@ def derive(echo=None) -> Derivation:
               jnp.concatenate([principal_angles(w_e.T, components.T), (w_d @ w_e).ravel()]),
               jnp.concatenate([jnp.zeros(k), (components.T @ components).ravel()]))
     d.numeric("Its reconstruction error is PCA's", _linear_ae_loss(w_e, w_d, data, mean), np.sum(eigenvalues[k:]))
+    fig, ax = new_figure()
+    ax.plot(np.arange(1, len(losses) + 1), losses, "k", label="linear AE, gradient descent")
+    for j, what in ((0, "start"), (1, "saddle, $k = 1$"), (2, "PCA, $k = 2$")):
+        ax.axhline(np.sum(eigenvalues[j:]), color=f"C{j}", ls=(":", "-.", "--")[j], lw=1.2,
+                   label=f"$\\lambda_{{{j + 1}}} + \\dots + \\lambda_6$ ({what})")
+    ax.set(xscale="log", xlabel="gradient step", ylabel="reconstruction error")
+    ax.legend(fontsize=8, loc="center right", bbox_to_anchor=(1.0, 0.66))
+    d.figure(fig, "Gradient descent on the linear autoencoder's loss lingers near the saddle where one principal "
+                  "direction is learned, then settles at PCA's error, the sum of the 4 smallest eigenvalues.")
     pairs = [np.asarray(rng.standard_normal((2, 6, k))) for _ in range(5)]
     pairs.append((np.asarray(w_d), np.asarray(components.T)))
     d.numeric("`principal_angles` agrees with `scipy.linalg.subspace_angles` (a third witness) on 5 random pairs of "
@@ -293,10 +319,10 @@ def derive(echo=None) -> Derivation:
               "reconstructs as well, so the columns of $W_d$ need not be the principal axes",
               _linear_ae_loss(jnp.linalg.solve(mix, w_e), w_d @ mix, data, mean), np.sum(eigenvalues[k:]))
 
-    # 3. Denoising autoencoders: the optimum is E[x | x~].
-    mu, sigma_x, s, toy_rng = _denoising_toy()
+
+def _section_denoiser_optimum(d: Derivation, mu, sigma_x, s, toy_rng: np.random.Generator):
+    """The denoising optimum E[x | x~]: by calculus in 1-D, and by gradient descent on the exact risk in 3-D."""
     dim = mu.shape[0]
-    gain = jnp.linalg.solve(sigma_x + s**2 * jnp.eye(dim), sigma_x)
     d.say(f"Denoising: $x \\sim \\mathcal N(\\mu, \\Sigma)$ in $D = {dim}$, $\\tilde x = x + \\sigma\\epsilon$ with "
           f"$\\sigma = {s}$. The minimiser of $\\mathbb E|f(\\tilde x) - x|^2$ over all $f$ is "
           "$\\mathbb E[x\\mid\\tilde x]$; for this Gaussian it is linear, "
@@ -318,6 +344,13 @@ def derive(echo=None) -> Derivation:
     d.numeric("A linear denoiser $\\tilde x A + c$ fitted by gradient descent on the exact expected loss (float64, "
               "3 000 steps from the identity) is `optimal_denoiser` at 10 points",
               probe @ fitted_gain + fitted_offset, optimal_denoiser(probe, mu, sigma_x, s))
+    return probe
+
+
+def _section_denoiser_samples(d: Derivation, mu, sigma_x, s, toy_rng: np.random.Generator) -> None:
+    """On samples: least squares recovers the optimal gain; its loss is the posterior variance; residuals are orthogonal."""
+    dim = mu.shape[0]
+    gain = jnp.linalg.solve(sigma_x + s**2 * jnp.eye(dim), sigma_x)
     n, reps = 500, 400
     xs = np.asarray(mu) + toy_rng.standard_normal((reps, n, dim)) @ np.linalg.cholesky(np.asarray(sigma_x)).T
     noisy = xs + s * toy_rng.standard_normal(xs.shape)
@@ -336,6 +369,12 @@ def derive(echo=None) -> Derivation:
                   "$\\mathbb E[(x - f^*)(\\tilde x - \\mu)^\\top] = 0$)",
                   (residual[:, :, None] * (flat_noisy - np.asarray(mu))[:, None, :]).reshape(len(flat_x), -1),
                   np.zeros(dim * dim))
+
+
+def _section_denoiser_risk(d: Derivation, mu, sigma_x, s, toy_rng: np.random.Generator, probe) -> None:
+    """The optimum beats other linear denoisers, and its residual is a score (Tweedie, Vincent 2011)."""
+    dim = mu.shape[0]
+    gain = jnp.linalg.solve(sigma_x + s**2 * jnp.eye(dim), sigma_x)
     optimum = _linear_denoiser_risk(gain, mu @ (jnp.eye(dim) - gain), mu, sigma_x, s)
     gains = gain + 0.1 * jnp.asarray(toy_rng.standard_normal((20, dim, dim)))
     offsets = mu @ (jnp.eye(dim) - gain) + 0.1 * jnp.asarray(toy_rng.standard_normal((20, dim)))
@@ -344,6 +383,18 @@ def derive(echo=None) -> Derivation:
     d.inequality(f"Its expected loss {float(optimum):.4f} is below returning $\\tilde x$ ($D\\sigma^2$ = "
                  f"{float(identity):.2f}) and below 20 perturbed linear denoisers",
                  jnp.full(21, optimum), jnp.concatenate([identity[None], others]))
+    offset = mu @ (jnp.eye(dim) - gain)
+    distance = np.sqrt(np.sum((gains - gain) ** 2, axis=(1, 2)) + np.sum((offsets - offset) ** 2, axis=1))
+    fig, ax = new_figure()
+    ax.plot(distance, others, "o", label="20 perturbed $(A, c)$")
+    ax.plot(float(jnp.sqrt(jnp.sum((jnp.eye(dim) - gain) ** 2) + offset @ offset)), identity, "s", color="C3",
+            label="identity: return $\\tilde x$")
+    ax.plot(0.0, optimum, "*", color="k", ms=12, label="$E[x|\\tilde x]$")
+    ax.axhline(float(optimum), color="k", ls="--", lw=1)
+    ax.set(xlabel="distance of $(A, c)$ from the optimum", ylabel="expected loss $E|\\tilde x A + c - x|^2$")
+    ax.legend(fontsize=8)
+    d.figure(fig, "Every other linear denoiser tried (20 perturbations of the optimum, and the identity) has a larger "
+                  "expected loss than the posterior mean $E[x|\\tilde x]$ (star, dashed line).")
     marginal_cov = sigma_x + s**2 * jnp.eye(dim)
 
     def log_marginal(xt):
@@ -353,4 +404,21 @@ def derive(echo=None) -> Derivation:
     d.numeric("Tweedie / Vincent (2011): $f^*(\\tilde x) = \\tilde x + \\sigma^2\\nabla\\log p_\\sigma(\\tilde x)$, "
               "$p_\\sigma = \\mathcal N(\\mu, \\Sigma + \\sigma^2 I)$ (jax.grad), so the denoiser's residual is a score",
               probe + s**2 * jax.vmap(jax.grad(log_marginal))(probe), optimal_denoiser(probe, mu, sigma_x, s))
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("autoencoder", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(1)
+    d.say("An autoencoder maps $x$ to a code $z = e(x)$ of size $k < D$ and back, $\\hat x = g(z)$, trained to "
+          "minimise a reconstruction loss: the mean squared error, or for $x \\in [0, 1]$ the binary cross-entropy "
+          "of the decoder's logits.")
+    _section_reconstruction_objective(d, rng)
+    _section_linear_autoencoder(d, rng)
+
+    # Denoising autoencoders: the optimum is E[x | x~].
+    mu, sigma_x, s, toy_rng = _denoising_toy()
+    probe = _section_denoiser_optimum(d, mu, sigma_x, s, toy_rng)
+    _section_denoiser_samples(d, mu, sigma_x, s, toy_rng)
+    _section_denoiser_risk(d, mu, sigma_x, s, toy_rng, probe)
     return d

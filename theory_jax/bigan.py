@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.gan import discriminator_loss
 from theory_jax.subgradients import leaky_relu
 from theory_jax.vae import downsample, downsampling_convs, flatten_image
@@ -124,11 +124,8 @@ def _one_hot_map(assignment, size):
     return np.eye(size)[list(assignment)]
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("bigan", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-
+def _section_finite_joints(d: Derivation, rng: np.random.Generator) -> None:
+    """On finite sets with stochastic maps: the optimal pair discriminator and V(D*) = 2 JS(p_E || p_G) - log 4."""
     d.say("Finite sets first: $x$ takes 4 values, $z$ 3, with stochastic encoders and generators, so every "
           "expectation is a sum.")
     n_x, n_z = 4, 3
@@ -151,6 +148,9 @@ def derive(echo=None) -> Derivation:
     d.numeric("$V(D^*, E, G) = 2\\,\\mathrm{JS}(p_E \\| p_G) - \\log 4$ (SciPy's `jensenshannon` as the witness)",
               value(d_star), 2 * jensenshannon(pe.ravel(), pg.ravel()) ** 2 - LOG4)
 
+
+def _section_deterministic_maps(d: Derivation) -> None:
+    """All 729 deterministic (encoder, generator) pairs on 3 values: JS = 0 exactly for the 6 mutually inverse ones."""
     d.say("Deterministic maps: $x$ and $z$ take 3 values each, both uniform. An encoder is one of the $3^3 = 27$ "
           "maps $x \\mapsto z$, a generator one of the 27 maps $z \\mapsto x$; enumerate all 729 pairs.")
     n = 3
@@ -166,10 +166,21 @@ def derive(echo=None) -> Derivation:
                   [js[inverse].max(), inverse.sum()]), np.array([0.0, 6.0]), atol=1e-15)
     d.inequality("...and is positive for the other 723: no non-inverse pair reaches the optimum (Theorem 2)",
                  np.full(int((~inverse).sum()), 1e-3), js[~inverse])
+    fig, ax = new_figure()
+    image = ax.imshow(js, cmap="viridis")
+    rows, cols = np.nonzero(inverse)
+    ax.plot(cols, rows, "o", mfc="none", mec="w", mew=1.5, ms=8)
+    ax.set(xlabel="generator $G$ (27 maps $z \\to x$)", ylabel="encoder $E$ (27 maps $x \\to z$)")
+    fig.colorbar(image, ax=ax, label="JS$(p_E \\| p_G)$ (nats)")
+    d.figure(fig, "JS between the two joints for all 729 deterministic (encoder, generator) pairs: it is zero only at "
+                  "the 6 circled pairs (dark), where encoder and generator invert each other.")
     best_non_inverse = js[~inverse].min()
     d.numeric("The closest non-inverse pair (one of the three values mismatched) is still $\\log 2 / 3$ nats of JS "
               "away: the two joints then differ in one pair in three", best_non_inverse, math.log(2) / 3)
 
+
+def _section_continuous_pairs(d: Derivation, rng: np.random.Generator) -> None:
+    """Linear G with its exact inverse as E: no pair discriminator beats chance; a swapped encoder is caught."""
     d.say("Continuous pairs. The discriminator sees $x$ and $z$ together; with $E = G^{-1}$, real pairs "
           "$(x, E(x))$ and generated pairs $(G(z), z)$ have the same law, so any discriminator does "
           "no better than chance: a linear generator $G(z) = Az + c$ with its exact inverse as encoder.")
@@ -198,4 +209,27 @@ def derive(echo=None) -> Derivation:
                   "sees the mismatch that neither marginal shows", np.sum(z_wrong * u_real, axis=1), 0.0)
     d.monte_carlo("...and with the right encoder it is 2 over real pairs as well",
                   np.sum(z_enc * u_real, axis=1), 2.0)
+    fig, axes = new_figure(columns=2)
+    bins = np.linspace(-4, 4, 81)
+    axes[0].hist(np.asarray(real), bins=bins, density=True, histtype="step", label="real $(x, E(x))$")
+    axes[0].hist(np.asarray(fake), bins=bins, density=True, histtype="step", ls="--", label="generated $(G(z), z)$")
+    axes[0].set(xlabel="logit $\\ell(x, z)$ of a random $D$", ylabel="density", title="$E = G^{-1}$")
+    bins = np.linspace(-6, 10, 81)
+    axes[1].hist(np.sum(z_enc * u_real, axis=1), bins=bins, density=True, histtype="step", label="right encoder")
+    axes[1].hist(np.sum(z_wrong * u_real, axis=1), bins=bins, density=True, histtype="step", label="swapping encoder")
+    axes[1].set(xlabel="$z \\cdot A^{-1}(x - c)$ on real pairs", title="a pair statistic")
+    for ax in axes:
+        ax.legend(fontsize="small")
+    d.figure(fig, "Left: with $E = G^{-1}$ a discriminator's logits on real and generated pairs have the same law. "
+                  "Right: an encoder that swaps the latents keeps the prior's marginal but shifts the pair statistic "
+                  "from mean 2 (as on generated pairs) to mean 0.")
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("bigan", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    _section_finite_joints(d, rng)
+    _section_deterministic_maps(d)
+    _section_continuous_pairs(d, rng)
     return d

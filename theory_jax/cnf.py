@@ -32,7 +32,7 @@ import numpy as np
 import sympy as sp
 from jax.flatten_util import ravel_pytree
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "continuous normalizing flows: instantaneous change of variables, Hutchinson's trace, solvers and the adjoint"
 LECTURES = "neural ODEs; continuous normalizing flows (FFJORD)"
@@ -238,6 +238,7 @@ def _linear_gaussian(a, x):
 
 
 def _section_change_of_variables(d: Derivation, rng) -> None:
+    """Theorem 1 symbolically in 1-D, then the augmented ODE against a linear field's Gaussian in 3-D."""
     d.say("## 1. The instantaneous change of variables\\n"
           "Along a solution of $dx/dt = f(t, x)$, $\\frac{d}{dt}\\log p_t(x_t) = -\\mathrm{tr}\\,\\frac{\\partial f}"
           "{\\partial x}(t, x_t)$ (Chen et al. 2018, Theorem 1). With noise at $t = 0$ and data at $t = 1$: "
@@ -259,6 +260,10 @@ def _section_change_of_variables(d: Derivation, rng) -> None:
               atol=1e-10)
     d.numeric("... and with diffrax's adaptive Dopri5 at tolerance $10^{-10}$",
               log_likelihood(linear, x, method="dopri5", atol=1e-10, rtol=1e-10), exact, rtol=1e-8, atol=1e-8)
+
+
+def _section_discrete_to_continuous(d: Derivation, rng) -> None:
+    """Euler steps with exact log-dets (a ResNet flow) converge to the CNF, whose density is normalised."""
     p = _mlp_params(rng, scale=1.5)
     f = _mlp(**p)
     z0 = jnp.asarray(rng.standard_normal((8, 2)))
@@ -284,13 +289,25 @@ def _section_change_of_variables(d: Derivation, rng) -> None:
     d.inequality("... and at N = 400 the two log-densities agree to better than 0.01 nats", errors[-1], 0.01)
     xs = np.linspace(-6, 6, 121)
     grid = jnp.asarray(np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2))
-    mass = jnp.sum(jnp.exp(jax.jit(lambda g: log_likelihood(f, g, method="rk4_classic", steps=20))(grid)))
+    density = jnp.exp(jax.jit(lambda g: log_likelihood(f, g, method="rk4_classic", steps=20))(grid))
+    mass = jnp.sum(density)
     d.numeric("The CNF density is normalised: $\\sum \\exp\\log p_1$ over a 121 x 121 grid on $[-6, 6]^2$ "
               "(classic RK4, 20 steps) times the cell area is 1", mass * (xs[1] - xs[0]) ** 2, 1.0, rtol=0.0,
               atol=2e-3)
+    fig, (ax_err, ax_p) = new_figure(columns=2)
+    ns = np.array([100, 200, 400])
+    ax_err.loglog(ns, errors, "o-", label="Euler flow vs CNF")
+    ax_err.loglog(ns, errors[0] * ns[0] / ns, "k--", lw=1, label="slope $-1$")
+    ax_err.set(xlabel="Euler steps $N$", ylabel="max $|\\log p_N - \\log p_1|$ (nats)")
+    ax_err.legend()
+    ax_p.imshow(np.asarray(density).reshape(len(xs), len(xs)), origin="lower", extent=(-6, 6, -6, 6), cmap="viridis")
+    ax_p.set(xlabel="$x_1$", ylabel="$x_2$", xlim=(-3, 3), ylim=(-3, 3), title="$p_1(x)$ of the MLP field")
+    d.figure(fig, "Left: the discrete change of variables converges to the CNF's log-density at first order; right: "
+                  "the CNF density on the grid whose mass is 1.")
 
 
 def _section_hutchinson(d: Derivation, rng) -> None:
+    """Hutchinson's v^T J v: unbiased for tr J, with the closed-form variances of Gaussian and Rademacher probes."""
     d.say("## 2. Exact trace vs Hutchinson's estimator\\n"
           "The exact $\\mathrm{tr}\\,J$ costs D vector-Jacobian products; $v^T J v$ with $E[v v^T] = I$ costs one "
           "and is unbiased: $E[v^T J v] = \\mathrm{tr}(J E[v v^T]) = \\mathrm{tr} J$. With $S = (J + J^T)/2$: "
@@ -314,13 +331,28 @@ def _section_hutchinson(d: Derivation, rng) -> None:
               per_probe.mean(0), trace)
     d.numeric("... and their variance is $2\\|S\\|_F^2 - 2\\sum_i J_{ii}^2$", per_probe.var(0), var_rad)
     n = 40_000
+    estimates = {}
     for name, probes, var in (("Gaussian", rng.standard_normal((n, dim)), var_gauss),
                               ("Rademacher", rng.choice([-1.0, 1.0], (n, dim)), var_rad)):
         est = jax.jit(jax.vmap(lambda v: divergence_hutchinson(g, x[:1], v[None])[0]))(jnp.asarray(probes))
+        estimates[name] = np.asarray(est), float(var[0])
         d.monte_carlo(f"{name} probes: the mean of {n} estimates $v^T J v$ is $\\mathrm{{tr}} J$", est, trace[0])
         d.monte_carlo(f"... and their measured variance, the mean of $(v^T J v - \\mathrm{{tr}} J)^2$, is the closed "
                       f"form ({float(var[0]):.3f})", (est - trace[0]) ** 2, var[0])
     d.inequality("Rademacher probes have the smaller variance (by $2\\sum_i J_{ii}^2$)", var_rad, var_gauss)
+    fig, ax = new_figure()
+    counts = np.arange(1, n + 1)
+    for (name, (est, var)), color in zip(estimates.items(), ("C0", "C1")):
+        band = 2 * np.sqrt(var / counts)
+        ax.plot(counts, np.cumsum(est) / counts, color=color, lw=1, label=f"running mean, {name} $v$")
+        ax.plot(counts, float(trace[0]) + np.stack([-band, band], 1), color=color, lw=0.8, ls=":")
+    ax.axhline(float(trace[0]), color="k", ls="--", lw=1, label="$\\mathrm{tr}\\,J$")
+    ax.set(xscale="log", ylim=(float(trace[0]) - 1.5, float(trace[0]) + 1.5), xlabel="number of probes $n$",
+           ylabel="mean of $v^T J v$")
+    ax.legend(fontsize="small")
+    d.figure(fig, "The running means of Hutchinson's estimates converge to $\\mathrm{tr}\\,J$ at the rate of their "
+                  f"closed-form $\\pm 2\\sigma/\\sqrt{{n}}$ bands (dotted; variances {estimates['Gaussian'][1]:.2f} and "
+                  f"{estimates['Rademacher'][1]:.2f}, close here because $J$'s diagonal is small).")
     f = _mlp(**_mlp_params(rng, scale=1.5))
     x2 = jnp.asarray(rng.standard_normal((3, 2)))
     probes = jnp.asarray(rng.choice([-1.0, 1.0], (2000, 3, 2)))
@@ -338,6 +370,7 @@ def _global_errors(f, method: str, x0, ns, reference):
 
 
 def _section_solvers(d: Derivation, rng) -> None:
+    """One RK4 step matches diffrax's classic tableau; the measured global orders are 1, 2 and 4."""
     d.say("## 3. Solvers: one Euler and one RK4 step, and their order\\n"
           "Classic RK4 has local error $O(h^5)$, global $O(h^4)$: halving $h$ divides the error by 16; Euler by 2, "
           "midpoint by 4. torchdiffeq's 'rk4' is Kutta's 3/8 rule, also of order 4.")
@@ -350,6 +383,7 @@ def _section_solvers(d: Derivation, rng) -> None:
               odeint_fixed(f, x, 0.2, 1.0, 8, "rk4_classic"), sol.ys[-1])
     x0 = jnp.asarray(rng.standard_normal((4, 2)))
     reference = jax.jit(lambda y: odeint_fixed(f, y, 0.0, 1.0, 2048, "rk4_classic"))(x0)
+    fig, ax = new_figure()
     for name, order, ns in (("euler", 1, (32, 64, 128)), ("midpoint", 2, (16, 32, 64)), ("rk4_classic", 4, (16, 32, 64)),
                             ("rk4", 4, (16, 32, 64))):
         errs = np.asarray(_global_errors(f, name, x0, jnp.asarray(ns), reference))
@@ -357,6 +391,13 @@ def _section_solvers(d: Derivation, rng) -> None:
         d.numeric(f"Measured order of {name} on the MLP field (error at t = 1 against classic RK4 with 2048 steps, "
                   f"N = {ns}): {', '.join(f'{m:.2f}' for m in measured)}", measured, np.full(2, float(order)),
                   rtol=0.0, atol=0.2)
+        ax.loglog(1.0 / np.asarray(ns), errs, "o-", label=f"{name} (order {order})")
+    ax.minorticks_off()
+    ax.set_xticks([1 / 128, 1 / 64, 1 / 32, 1 / 16], ["1/128", "1/64", "1/32", "1/16"])
+    ax.set(xlabel="step size $h$", ylabel="max error at $t = 1$")
+    ax.legend(fontsize="small", loc="lower right")
+    d.figure(fig, "Global error against step size on log-log axes: the slopes are the orders, 1 for Euler, 2 for "
+                  "midpoint and 4 for both RK4 rules.")
 
 
 def _cnf_rhs(t, s, p):
@@ -370,6 +411,7 @@ def _nll_of_state(s0):
 
 
 def _section_adjoint(d: Derivation, rng) -> None:
+    """The adjoint ODE's gradient equals backprop through the solver, which equals a central difference."""
     d.say("## 4. Gradients: through the solver vs the adjoint method\\n"
           "For $L(z)$ with $z$ the solution at $t = 0$, the adjoint $a(t) = \\partial L/\\partial x_t$ solves "
           "$da/dt = -a^T \\partial f/\\partial x$ and $dL/d\\theta = \\int a^T \\partial f/\\partial\\theta\\,dt$, "
@@ -410,6 +452,7 @@ def derive(echo=None) -> Derivation:
     d = Derivation("cnf", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
     _section_change_of_variables(d, rng)
+    _section_discrete_to_continuous(d, rng)
     _section_hutchinson(d, rng)
     _section_solvers(d, rng)
     _section_adjoint(d, rng)

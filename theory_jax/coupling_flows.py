@@ -37,7 +37,7 @@ import sympy as sp
 from jax.scipy.special import ndtr
 from scipy import integrate, special
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.evaluation import bits_per_dim, dequantize, nll_on_level_scale
 
 TITLE = "coupling flows: NICE, RealNVP, Glow; dequantisation and the logit transform"
@@ -270,7 +270,8 @@ def _coupling_study(params, mask, x, kind):
     return jax.vmap(one)(x)
 
 
-def _coupling_claims(d: Derivation, rng) -> None:
+def _section_coupling_layers(d: Derivation, rng) -> None:
+    """Coupling layers: a triangular Jacobian whatever the conditioner, eq. 3's log-det, eq. 4's inverse."""
     s_fn, t_fn = sp.Function("s"), sp.Function("t")
     x1, x2 = sp.symbols("x1 x2", real=True)
     y = sp.Matrix([x1, x2 * sp.exp(s_fn(x1)) + t_fn(x1)])
@@ -279,6 +280,7 @@ def _coupling_claims(d: Derivation, rng) -> None:
     d.symbolic("...and for NICE ($s = 0$) $\\det J = 1$: additive coupling preserves volume",
                sp.Matrix([x1, x2 + t_fn(x1)]).jacobian([x1, x2]).det(), 1)
     images = {"checkerboard": (1, 4, 4), "channel": (4, 2, 2)}
+    shown = {}  # the first image's reordered Jacobian, for the figure
     for mask_name, shape in images.items():
         x = jnp.asarray(rng.standard_normal((5, *shape)))
         for parity in (0, 1):
@@ -293,6 +295,7 @@ def _coupling_claims(d: Derivation, rng) -> None:
                 structure = np.concatenate([np.abs(j[:, :n] - np.eye(len(order))[:n]).ravel(),
                                             np.abs(j[:, n:, n:] * (1 - np.eye(len(order) - n))).ravel()])
                 if parity == 0:
+                    shown[kind, mask_name] = (j[0], n)
                     d.numeric(f"{kind} coupling, {mask_name} mask on {shape}: eq. 3's log-det equals $\\log|\\det J|$ "
                               f"of jax.jacfwd (5 images, two-layer conv conditioner)", closed, auto)
                     d.inequality("...its Jacobian with the kept coordinates first is $[[I, 0], [*, \\mathrm{diag}]]$: "
@@ -302,6 +305,17 @@ def _coupling_claims(d: Derivation, rng) -> None:
                           round_trip, x)
                 if kind == "additive" and parity == 0:
                     d.inequality("...and NICE's log-det is exactly 0", jnp.abs(closed), 0.0)
+    fig, axes = new_figure(columns=2)
+    for ax, kind in zip(axes, ("additive", "affine")):
+        jac, n = shown[kind, "checkerboard"]
+        image = ax.imshow(jac, cmap="RdBu_r", vmin=-2, vmax=2)
+        ax.axhline(n - 0.5, color="k", lw=0.8)
+        ax.axvline(n - 0.5, color="k", lw=0.8)
+        ax.set(title=f"{kind} coupling", xlabel="input $x$ (kept first)", ylabel="output $y$ (kept first)")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="$\\partial y_i / \\partial x_j$")
+    d.figure(fig, "The Jacobian of a checkerboard coupling layer, kept coordinates first: identity on the kept "
+                  "block, zero above, a dense block below and a diagonal for the changed ones (ones for NICE, "
+                  "$e^{s}$ for RealNVP), so the log-det is the sum of $s$.")
     s = np.linspace(-3, 3, 7)
 
     def log_det_of(h):  # b = (0, 1): only the second coordinate changes, with h_s = h
@@ -312,7 +326,8 @@ def _coupling_claims(d: Derivation, rng) -> None:
                jax.jit(jax.vmap(jax.grad(log_det_of)))(jnp.asarray(s)), 1 - np.tanh(s) ** 2)
 
 
-def _glow_claims(d: Derivation, rng) -> None:
+def _section_glow_layers(d: Derivation, rng) -> None:
+    """Glow's layers: actnorm, the invertible 1x1 convolution and its LU form, and squeeze."""
     x = jnp.asarray(rng.standard_normal((4, 3, 3, 3)))
     log_scale, bias = jnp.asarray(rng.standard_normal(3) * 0.5), jnp.asarray(rng.standard_normal(3))
     auto = jax.jit(jax.vmap(lambda v: _autodiff_log_det(lambda w: actnorm_forward(w[None], log_scale, bias)[0][0],
@@ -375,7 +390,8 @@ def _tiny_multiscale(rng):
     return flow
 
 
-def _multiscale_claims(d: Derivation, rng) -> None:
+def _section_multiscale_log_det(d: Derivation, rng) -> None:
+    """A two-scale flow's log-det is the sum of its layers' (eq. 9)."""
     flow = _tiny_multiscale(rng)
     xs = jnp.asarray(rng.standard_normal((4, 1, 1, 4, 4)))
     summed, auto = jax.jit(lambda xs: (jax.vmap(lambda x: sum(flow(x)[1])[0])(xs), jax.vmap(
@@ -385,7 +401,7 @@ def _multiscale_claims(d: Derivation, rng) -> None:
               "$\\log|\\det|$ of jax.jacfwd of the whole map $x \\mapsto (z_1, z_2)$", summed, auto)
 
 
-def _density_claim(d: Derivation, rng) -> None:
+def _section_flow_density(d: Derivation, rng) -> None:
     """A 2-D RealNVP (4 affine couplings, alternating halves, tanh-MLP conditioners, a rotation between) integrates to 1."""
     layers = [(jnp.asarray(rng.standard_normal((8, 2)) * 0.6), jnp.asarray(rng.standard_normal(8) * 0.3),
                jnp.asarray(rng.standard_normal((4, 8)) * 0.3), jnp.asarray(rng.standard_normal(4) * 0.3))
@@ -409,9 +425,17 @@ def _density_claim(d: Derivation, rng) -> None:
     mass = integrate.simpson(integrate.simpson(dens, x=axis, axis=1), x=axis)
     d.numeric("Eq. 12 is a density: a 2-D RealNVP (4 affine couplings with MLP conditioners, rotations between) "
               "integrates to 1 (Simpson's rule on $[-14, 14]^2$)", mass, 1.0, rtol=1e-7)
+    inner = np.abs(axis) <= 4.0
+    fig, ax = new_figure()
+    image = ax.imshow(dens[np.ix_(inner, inner)].T, origin="lower", extent=(-4, 4, -4, 4), cmap="viridis")
+    fig.colorbar(image, ax=ax, label="$p(x)$")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$")
+    d.figure(fig, "The density of the 2-D RealNVP, $\\log N(z; 0, I) + \\log|\\det dz/dx|$, on the central "
+                  "$[-4, 4]^2$ of the grid it integrates to 1 on: the couplings bend the Gaussian base into a skewed shape.")
 
 
-def _logit_claims(d: Derivation, rng) -> None:
+def _section_logit_transform(d: Derivation, rng) -> None:
+    """The logit transform: its log-det (eq. 11), its inverse, and the finite range it maps [0, 1] onto."""
     a, v = sp.symbols("alpha x", positive=True)
     p = a + (1 - 2 * a) * v
     d.symbolic("Eq. 11: $\\frac{d}{dx}\\,\\mathrm{logit}(\\alpha + (1 - 2\\alpha) x) = (1 - 2\\alpha) / (p (1 - p))$ "
@@ -429,7 +453,8 @@ def _logit_claims(d: Derivation, rng) -> None:
               "the pixels 0 and 255 stay finite", ends, np.array([-math.log(19), math.log(19)]))
 
 
-def _dequantisation_claims(d: Derivation, rng) -> None:
+def _section_dequantisation_bound(d: Derivation, rng) -> None:
+    """Uniform dequantisation bounds the discrete model's log-likelihood (eq. 14); the gap is a KL."""
     levels = 8  # a density on the level scale [0, 8): a Beta(2.5, 1.7) stretched over it
     a_, b_ = 2.5, 1.7
 
@@ -453,6 +478,21 @@ def _dequantisation_claims(d: Derivation, rng) -> None:
     flat = np.log(big_p[np.floor(k + u[:5]).astype(int)])
     d.numeric("For a density constant on each bin ($p = P(k)$ on $[k, k+1)$) the bound is an equality", flat.mean(0),
               np.log(big_p))
+    v = np.linspace(0.002, levels - 0.002, 800)
+    fig, axes = new_figure(columns=2)
+    axes[0].plot(v, np.exp(log_p(v)), "k", label="density $p(v)$")
+    axes[0].stairs(big_p, np.arange(levels + 1), color="C0", lw=1.5, label="$P(k)$ on $[k, k+1)$")
+    axes[0].set(xlabel="level scale $v$", ylabel="density / probability")
+    axes[0].legend(fontsize=8)
+    axes[1].bar(k, np.log(big_p) - quad, color="C1")
+    axes[1].set(yscale="log", xlabel="level $k$", ylabel="$\\log P(k) - E_u \\log p(k + u)$ (nats)")
+    d.figure(fig, "Left: a density on the level scale and the discrete model $P(k)$ it defines by integrating each bin. "
+                  "Right: the dequantisation gap at each level, positive everywhere (eq. 14), largest where $p$ varies "
+                  "most within a bin.")
+
+
+def _section_bits_per_dim(d: Derivation, rng) -> None:
+    """A logit flow on 256 levels: its bin probabilities, sub-normalisation, bits/dim (eq. 15) and their bound."""
     # the logit model on 256 levels, one dimension: z = (logit(alpha + (1 - 2 alpha) y) - m) / s, y = (k + u) / 256
     alpha, m, s, d256 = 0.05, -1.0, 1.3, 256
     levels_k = np.arange(d256)
@@ -497,14 +537,15 @@ def derive(echo=None) -> Derivation:
     rng = np.random.default_rng(0)
     d.say("Coupling layers (eqs. 1-4): the kept coordinates $b x$ pass unchanged and parameterise an elementwise "
           "map of the others, so the Jacobian is triangular whatever the conditioner network is.")
-    _coupling_claims(d, rng)
+    _section_coupling_layers(d, rng)
     d.say("Glow's layers (eqs. 5-8): actnorm, the invertible 1x1 convolution with its LU form, and squeeze.")
-    _glow_claims(d, rng)
+    _section_glow_layers(d, rng)
     d.say("Composition (eq. 9) and the density (eq. 12).")
-    _multiscale_claims(d, rng)
-    _density_claim(d, rng)
+    _section_multiscale_log_det(d, rng)
+    _section_flow_density(d, rng)
     d.say("Images: the logit transform (eqs. 10-11), uniform dequantisation and its bound (eqs. 13-14), bits/dim "
           "(eq. 15).")
-    _logit_claims(d, rng)
-    _dequantisation_claims(d, rng)
+    _section_logit_transform(d, rng)
+    _section_dequantisation_bound(d, rng)
+    _section_bits_per_dim(d, rng)
     return d

@@ -28,7 +28,7 @@ import numpy as np
 import sympy as sp
 
 from theory_jax.broadcasting import per_example
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.diffusion import (
     alpha_bars,
     cosine_betas,
@@ -149,17 +149,8 @@ def _fitted_order(steps, errors) -> float:
     return float(-np.polyfit(np.log(steps), np.log(errors), 1)[0])
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("ddim", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-    a_t, a_p, x0, xt, eps, eta = _sympy_setting()
-    sig2 = eta**2 * (1 - a_p) / (1 - a_t) * (1 - a_t / a_p)
-    T = 1000
-    ab = np.asarray(alpha_bars(linear_betas(T)))  # Ho et al.'s linear schedule, from the ddpm topic
-    ab_prev = np.concatenate([[1.0], ab[:-1]])
-
-    # A. The family q_sigma has DDPM's marginals for every sigma.
+def _section_family_marginals(d: Derivation, a_t, a_p, x0, eta, sig2) -> None:
+    """A. The family q_sigma has DDPM's marginals for every sigma (SymPy)."""
     d.say("The DDIM family (eq. 7): $q_\\sigma(x_{t-1}|x_t,x_0) = \\mathcal N(\\sqrt{\\bar a_{t-1}}x_0 + "
           "\\sqrt{1-\\bar a_{t-1}-\\sigma_t^2}\\,\\frac{x_t - \\sqrt{\\bar a_t}x_0}{\\sqrt{1-\\bar a_t}}, \\sigma_t^2 I)$. "
           "Composed with $q(x_t|x_0) = \\mathcal N(\\sqrt{\\bar a_t}x_0, (1-\\bar a_t)I)$ it must give "
@@ -176,6 +167,9 @@ def derive(echo=None) -> Derivation:
                "\\bar a_t / (\\bar a_{t-1}(1-\\bar a_t)) \\ge 0$", 1 - a_p - sig2.subs(eta, 1),
                (1 - a_p) ** 2 * a_t / (a_p * (1 - a_t)))
 
+
+def _section_family_samples(d: Derivation, rng: np.random.Generator, T, ab, ab_prev) -> None:
+    """A. ...checked by sampling one step, and by composing the whole chain (Theorem 1)."""
     n, t_mc = 40_000, 600
     x0_mc = 0.7
     e_mc, z_mc = rng.standard_normal((2, n, 1))
@@ -188,6 +182,16 @@ def derive(echo=None) -> Derivation:
                   steps, np.full(3, np.sqrt(ab_prev[t_mc]) * x0_mc))
     d.monte_carlo("...and its variance $\\mathbb E(x_{t-1} - \\sqrt{\\bar a_{t-1}}x_0)^2 = 1 - \\bar a_{t-1}$ for all three",
                   (steps - np.sqrt(ab_prev[t_mc]) * x0_mc) ** 2, np.full(3, 1 - ab_prev[t_mc]))
+    grid = np.linspace(-4.0, 4.0, 200)
+    fig, ax = new_figure()
+    for column, e in enumerate(etas):
+        ax.hist(steps[:, column], bins=80, range=(-4, 4), density=True, histtype="step", label=f"$\\eta = {e}$")
+    ax.plot(grid, np.exp(-(grid - np.sqrt(ab_prev[t_mc]) * x0_mc) ** 2 / (2 * (1 - ab_prev[t_mc])))
+            / np.sqrt(2 * np.pi * (1 - ab_prev[t_mc])), "k--", lw=1, label="$q(x_{t-1}|x_0)$")
+    ax.set(xlabel=f"$x_{{t-1}}$ (t = {t_mc}, $x_0$ = {x0_mc})", ylabel="density")
+    ax.legend()
+    d.figure(fig, "One DDIM step from $x_t \\sim q(x_t|x_0)$ lands on the same marginal $q(x_{t-1}|x_0)$ whatever "
+             "$\\eta$: deterministic ($\\eta = 0$) or DDPM's ancestral step ($\\eta = 1$).")
 
     # The whole chain: x_{t-1} = A x_t + B x_0 + S z is affine; its coefficients by jax.grad of ddim_step itself.
     def step_true_eps(x_t, x_0, z, a_t_, a_p_, eta_):
@@ -209,7 +213,9 @@ def derive(echo=None) -> Derivation:
               "for $\\eta = 0, 0.5, 1$, on the full linear schedule ($T = 1000$) and on a 50-step respacing of it: one "
               "training objective serves every member of the family (Theorem 1)", moments_ok, moments_want)
 
-    # B. eta = 1 is DDPM's ancestral step.
+
+def _section_eta_one(d: Derivation, rng: np.random.Generator, T, a_t, a_p, xt, eps, eta, sig2, ab, ab_prev):
+    """B. eta = 1 is DDPM's ancestral step."""
     beta = 1 - a_t / a_p
     beta_tilde = (1 - a_p) / (1 - a_t) * beta
     x0_hat = (xt - sp.sqrt(1 - a_t) * eps) / sp.sqrt(a_t)
@@ -238,8 +244,12 @@ def derive(echo=None) -> Derivation:
               post_mean + post_std * z_b)
     d.numeric("...and equals the ddpm topic's own ancestral step `theory_jax.ddpm.ddpm_step(x_t, eps, a_t, a_prev, z)` "
               "on the same inputs", ddim_step(x_b, e_b, a_t_b, a_p_b, 1.0, z_b), ddpm_step(x_b, e_b, a_t_b, a_p_b, z_b))
+    return x_b, e_b, z_b, a_t_b, a_p_b
 
-    # C. eta = 0: deterministic, the Euler step of the probability-flow ODE.
+
+def _section_eta_zero(d: Derivation, T, a_t, a_p, xt, eps, x_b, e_b, z_b, a_t_b, a_p_b) -> None:
+    """C. eta = 0: deterministic, the Euler step of the probability-flow ODE, exactly invertible."""
+    x0_hat = (xt - sp.sqrt(1 - a_t) * eps) / sp.sqrt(a_t)
     d.say("$\\eta = 0$: $\\sigma_t = 0$, the step is a deterministic map. In $\\bar x = x/\\sqrt{\\bar a}$, "
           "$s = \\sqrt{1/\\bar a - 1}$ it is Euler's method for $d\\bar x = \\epsilon\\,ds$ (eq. 13-14).")
     dz = jax.vmap(jax.grad(lambda z_, x_, e_, at, ap: ddim_step(x_, e_, at, ap, 0.0, z_)))(
@@ -264,7 +274,9 @@ def derive(echo=None) -> Derivation:
               "different points (the ODE error)",
               ddim_reverse_step(ddim_step(x_b, e_b, a_t_b, a_p_b, 0.0, z_b), e_b, a_t_b, a_p_b), x_b)
 
-    # D. Gaussian data: the optimal eps in closed form, the exact flow, and the ODE error of DDIM inversion.
+
+def _section_gaussian_data(d: Derivation, rng: np.random.Generator, T, a_t_b):
+    """D. Gaussian data: the optimal eps in closed form, and the exact flow it drives."""
     dim = 4
     mu, s0 = jnp.asarray(rng.standard_normal(dim)), jnp.asarray(rng.uniform(0.2, 1.0, dim))
     x0_g = mu + s0 * jnp.asarray(rng.standard_normal((64, dim)))
@@ -287,20 +299,28 @@ def derive(echo=None) -> Derivation:
     d.symbolic("The exact flow $\\bar x(s) = \\mu + \\sqrt{s_0^2 + s^2}/s_0\\,(x_0 - \\mu)$ (`gaussian_flow`) solves "
                "$d\\bar x/ds = \\epsilon(\\bar x, s) = s(\\bar x - \\mu)/(s_0^2 + s^2)$, with $\\bar x(0) = x_0$",
                sp.diff(flow_bar, sv) - eps_on_flow + (flow_bar.subs(sv, 0) - x0_s) ** 2, 0)
+    return mu, s0, x0_g
 
-    @jax.jit
-    def eps_fn(x, t):
-        return gaussian_eps(x, jnp.asarray(ab)[t], mu, s0)
 
+def _section_point_mass(d: Derivation, rng: np.random.Generator, T, ab, mu, x0_g) -> None:
+    """D. ...for point-mass data eps is constant along the paths, so 10 DDIM steps are exact."""
     @jax.jit
     def eps_point_mass(x, t):
         return gaussian_eps(x, jnp.asarray(ab)[t], mu, 0.0)
 
     ten = respaced_schedule(ab, even_timesteps(T, 10))
-    x_T_any = jnp.asarray(rng.standard_normal((64, dim)))
+    x_T_any = jnp.asarray(rng.standard_normal(x0_g.shape))
     d.numeric("Point-mass data ($s_0 = 0$): $\\epsilon$ is constant along every ODE path, so Euler is exact and "
               "10 DDIM steps from any $x_T$ land on $\\mu$", ddim_decode(eps_point_mass, ten, x_T_any),
               jnp.broadcast_to(mu, x_T_any.shape))
+
+
+def _section_inversion(d: Derivation, T, ab, mu, s0, x0_g) -> None:
+    """D. ...DDIM decoding and inversion of Gaussian data: a first-order (Euler) error in the number of steps."""
+    @jax.jit
+    def eps_fn(x, t):
+        return gaussian_eps(x, jnp.asarray(ab)[t], mu, s0)
+
     grid = (10, 20, 50, 100, 200, 1000)
     x_T_exact = gaussian_flow(x0_g, ab[-1], mu, s0)
     enc_err, round_err = [], []
@@ -320,8 +340,28 @@ def derive(echo=None) -> Derivation:
     orders = [_fitted_order(grid[2:], enc_err[2:]), _fitted_order(grid[2:], round_err[2:])]
     d.numeric(f"Measured order (slope of log error vs log steps, 50 to 1000 steps): encoder {orders[0]:.3f}, round "
               f"trip {orders[1]:.3f}; Euler's method is first order (1 +- 0.1)", orders, [1.0, 1.0], rtol=0.0, atol=0.1)
+    fig, axes = new_figure(columns=2)
+    axes[0].loglog(grid, enc_err, "o-", label="encoder vs exact $x_T$")
+    axes[0].loglog(grid, round_err, "s-", label="round trip vs $x_0$")
+    axes[0].loglog(grid, enc_err[2] * grid[2] / np.asarray(grid), "k--", lw=1, label="slope $-1$ (Euler)")
+    axes[0].set(xlabel="DDIM steps", ylabel="max abs error")
+    axes[0].legend(fontsize=8)
+    ten, path = respaced_schedule(ab, even_timesteps(T, 10)), [x_T_exact]  # 10 decoding steps from the exact x_T
+    for i in reversed(range(10)):
+        path.append(_jit_step(path[-1], eps_fn(path[-1], np.full(64, ten.timesteps[i])), ten.alpha_bars[i],
+                              ten.alpha_bars_prev[i], 0.0, jnp.zeros_like(x_T_exact)))
+    exact = np.stack([np.asarray(gaussian_flow(x0_g, a, mu, s0))[:5, 0] for a in ab[::10]])  # every 10th t
+    axes[1].plot(np.arange(T)[::10], exact, color="gray", lw=1)
+    axes[1].plot(np.r_[ten.timesteps[::-1], 0], np.stack(path)[:, :5, 0], "o-", ms=3)
+    axes[1].set(xlabel="timestep $t$ (decoding runs from $T$ to 0)", ylabel="$x_t$ (first coordinate)",
+                title="10 DDIM steps vs the exact flow")
+    axes[1].invert_xaxis()
+    d.figure(fig, "DDIM inversion is Euler's method on the probability-flow ODE: its error falls like 1/steps (left); "
+             "10 deterministic steps from the exact $x_T$ track the exact flow paths (grey) to the data (right).")
 
-    # Conditioning: how an error in eps at the first decoding step reaches x_{t-1}.
+
+def _section_conditioning(d: Derivation, T, x_b, e_b, a_t_b, a_p_b) -> None:
+    """Conditioning: how an error in eps at the first decoding step reaches x_{t-1}."""
     sens = jax.vmap(jax.grad(lambda e_, x_, at, ap: ddim_step(x_, e_, at, ap, 0.0, 0.0)))(
         e_b[:, 0], x_b[:, 0], a_t_b, a_p_b)
     d.gradient("Sensitivity of the deterministic step to its noise prediction (jax.grad, all 1000 steps): "
@@ -340,7 +380,9 @@ def derive(echo=None) -> Derivation:
                  "$\\bar a \\ge 0.01$ (`python -m benchmarks ddim_steps`)", [gains["linear"], 100.0],
                  [100.0, gains["cosine"]])
 
-    # E. Respaced schedules.
+
+def _section_respacing(d: Derivation, T, ab) -> None:
+    """E. Respaced schedules: DDIM needs only the kept alpha_bar values."""
     d.say("Respacing (Nichol & Dhariwal 2021): keep the indices $\\tau_1 < \\dots < \\tau_S$, set "
           "$\\beta'_i = 1 - \\bar a_{\\tau_i}/\\bar a_{\\tau_{i-1}}$; DDIM needs only the kept $\\bar a$.")
     r1, r2, r3 = sp.symbols("r1 r2 r3", positive=True)
@@ -354,4 +396,25 @@ def derive(echo=None) -> Derivation:
                   "and the cumulative product of its betas gives them back",
                   jnp.stack([kept_ab, jnp.cumprod(1 - betas), prev_ab]),
                   np.stack([ab[ts], ab[ts], np.r_[1.0, ab[ts][:-1]]]))
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("ddim", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    a_t, a_p, x0, xt, eps, eta = _sympy_setting()
+    sig2 = eta**2 * (1 - a_p) / (1 - a_t) * (1 - a_t / a_p)
+    T = 1000
+    ab = np.asarray(alpha_bars(linear_betas(T)))  # Ho et al.'s linear schedule, from the ddpm topic
+    ab_prev = np.concatenate([[1.0], ab[:-1]])
+
+    _section_family_marginals(d, a_t, a_p, x0, eta, sig2)
+    _section_family_samples(d, rng, T, ab, ab_prev)
+    x_b, e_b, z_b, a_t_b, a_p_b = _section_eta_one(d, rng, T, a_t, a_p, xt, eps, eta, sig2, ab, ab_prev)
+    _section_eta_zero(d, T, a_t, a_p, xt, eps, x_b, e_b, z_b, a_t_b, a_p_b)
+    mu, s0, x0_g = _section_gaussian_data(d, rng, T, a_t_b)
+    _section_point_mass(d, rng, T, ab, mu, x0_g)
+    _section_inversion(d, T, ab, mu, s0, x0_g)
+    _section_conditioning(d, T, x_b, e_b, a_t_b, a_p_b)
+    _section_respacing(d, T, ab)
     return d

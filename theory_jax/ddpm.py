@@ -25,7 +25,7 @@ import sympy as sp
 from jax.scipy.special import erf
 
 from theory_jax.broadcasting import per_example
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.diffusion import (
     alpha_bars,
     cosine_betas,
@@ -225,11 +225,8 @@ def _sympy_reduction():
 
 
 # 6. The derivation ---------------------------------------------------------------------------------------------
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("ddpm", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-
+def _section_forward_marginal(d: Derivation) -> None:
+    """q(x_t|x_0) by composing one-step Gaussians: SymPy for two steps and the induction step, then T = 1000 steps."""
     d.say("Forward process: $q(x_t\\mid x_{t-1}) = \\mathcal N(\\sqrt{\\alpha_t}\\,x_{t-1}, \\beta_t I)$, "
           "$\\alpha_t = 1 - \\beta_t$, $\\bar\\alpha_t = \\prod_{s\\le t}\\alpha_s$. Claim: "
           "$q(x_t\\mid x_0) = \\mathcal N(\\sqrt{\\bar\\alpha_t}\\,x_0, (1-\\bar\\alpha_t) I)$ (Ho et al. eq. 4).")
@@ -251,6 +248,10 @@ def derive(echo=None) -> Derivation:
         d.numeric(f"{kind} schedule, T = 1000: composing the one-step Gaussians step by step gives mean coefficient "
                   "$\\sqrt{\\bar\\alpha_t}$ and variance $1-\\bar\\alpha_t$ with `alpha_bars(betas)` at every t",
                   np.stack([mean_coef**2, var]), np.stack([alpha_bars(betas), 1 - alpha_bars(betas)]))
+
+
+def _section_forward_chain_simulated(d: Derivation, rng: np.random.Generator):
+    """The chain itself, simulated: its marginals at t = 300 and t = T; predict_x0 inverts q_sample."""
     betas = np.asarray(linear_betas(1000))
     x0_value, paths = 0.8, 20_000
     x = np.full(paths, x0_value)
@@ -266,6 +267,18 @@ def derive(echo=None) -> Derivation:
                   (mid - math.sqrt(ab[299]) * x0_value) ** 2, 1 - ab[299])
     d.monte_carlo("... and after all 1000 steps $x_T$ is close to $\\mathcal N(0, 1)$: variance $1-\\bar\\alpha_T$",
                   (x - math.sqrt(ab[-1]) * x0_value) ** 2, 1 - ab[-1])
+    fig, ax = new_figure()
+    line = np.linspace(-4, 4, 200)
+    for samples, step, color in ((mid, 300, "C0"), (x, 1000, "C1")):
+        mean, var = math.sqrt(ab[step - 1]) * x0_value, 1 - ab[step - 1]
+        ax.hist(samples, bins=80, range=(-4, 4), density=True, color=color, alpha=0.35, label=f"chains, t = {step}")
+        ax.plot(line, np.exp(-((line - mean) ** 2) / (2 * var)) / math.sqrt(2 * math.pi * var), color=color,
+                label=f"$N(\\sqrt{{\\bar\\alpha_t}}x_0, 1-\\bar\\alpha_t)$, t = {step}")
+    ax.axvline(x0_value, color="k", ls=":", lw=1)
+    ax.set(xlabel="$x_t$ (from $x_0 = 0.8$, dotted)", ylabel="density")
+    ax.legend(fontsize=7)
+    d.figure(fig, "20 000 simulated forward chains from $x_0 = 0.8$ match $q(x_t|x_0)$ in closed form: at t = 300 the "
+             "start still shows, after T = 1000 steps it is forgotten and $x_T$ is standard normal.")
     eps = rng.standard_normal((6, 3))
     x0 = rng.standard_normal((6, 3))
     a6 = jnp.asarray(ab[[0, 10, 100, 400, 800, 999]])
@@ -273,7 +286,11 @@ def derive(echo=None) -> Derivation:
               predict_x0(q_sample(x0, a6, eps), a6, eps), x0, rtol=1e-9)
     d.gradient("$\\partial x_t / \\partial x_0 = \\sqrt{\\bar\\alpha_t}$ (jax.grad of `q_sample`)",
                jax.vmap(jax.grad(lambda x, a, e: q_sample(x, a, e)))(x0[:, 0], a6, eps[:, 0]), np.sqrt(a6))
+    return ab, x0, eps, a6
 
+
+def _section_posterior(d: Derivation, rng: np.random.Generator, x0, eps, a6) -> None:
+    """The posterior q(x_{t-1}|x_t, x_0) by completing the square, and by conditioning the joint Gaussian."""
     d.say("The posterior $q(x_{t-1}\\mid x_t, x_0) \\propto q(x_t\\mid x_{t-1})\\,q(x_{t-1}\\mid x_0)$ is Gaussian: "
           "its log is quadratic in $x_{t-1}$. Completing the square gives "
           "$\\tilde\\mu_t = \\frac{\\sqrt{\\bar\\alpha_{t-1}}\\beta_t}{1-\\bar\\alpha_t}x_0 + "
@@ -304,6 +321,9 @@ def derive(echo=None) -> Derivation:
               "$\\hat x_0$ whatever the noise", ddpm_step(x0, eps, a6[0], 1.0, jnp.asarray(pts[0, :18].reshape(6, 3))),
               predict_x0(x0, a6[0], eps))
 
+
+def _section_elbo_split(d: Derivation, rng: np.random.Generator) -> None:
+    """The ELBO split L_T + sum L_{t-1} + L_0 on 1-D Gaussian data, every term closed form, against log p(x_0)."""
     d.say("The ELBO. $-\\log p(x_0) \\le \\mathbb E_q[-\\log \\frac{p(x_{0:T})}{q(x_{1:T}\\mid x_0)}] = "
           "L_T + \\sum_{t>1} L_{t-1} + L_0$ with $L_T = \\mathrm{KL}(q(x_T\\mid x_0)\\,\\|\\,p(x_T))$, "
           "$L_{t-1} = \\mathbb E_q \\mathrm{KL}(q(x_{t-1}\\mid x_t,x_0)\\,\\|\\,p_\\theta(x_{t-1}\\mid x_t))$ and "
@@ -321,6 +341,21 @@ def derive(echo=None) -> Derivation:
               "(12 data points)", prior + middle.sum(axis=1) + decoder, -elbo, rtol=1e-9)
     d.inequality("$\\mathrm{ELBO}(x_0) \\le \\log p_\\theta(x_0)$, the model's exact marginal (12 data points)",
                  elbo, evidence)
+    fig, (left, right) = new_figure(columns=2)
+    order = np.argsort(np.asarray(xs))
+    left.plot(np.asarray(xs)[order], evidence[order], "o-", label="$\\log p_\\theta(x_0)$")
+    left.plot(np.asarray(xs)[order], elbo[order], "s--", label="ELBO$(x_0)$")
+    left.set(xlabel="data point $x_0$", ylabel="nats")
+    left.legend()
+    terms = np.concatenate([[decoder[0]], middle[0, 1:], [prior[0]]])
+    right.bar(np.arange(11), terms, color=["C2"] + ["C0"] * 9 + ["C3"])
+    for i in (0, 10):
+        right.annotate(f"{terms[i]:.3f}", (i, max(terms[i], 0.0)), ha="center", va="bottom", fontsize=7)
+    right.axhline(0.0, color="k", lw=0.8)
+    right.set(xticks=[0, 5, 10], xticklabels=["$L_0$", "$L_5$", "$L_T$"],
+              ylabel=f"nats (sum {terms.sum():.2f} = -ELBO)", title=f"terms at $x_0$ = {float(xs[0]):.2f}")
+    d.figure(fig, "Left: the ELBO lies below the model's exact $\\log p_\\theta(x_0)$ at every data point. Right: "
+             "$-$ELBO split into the decoder term $L_0$, the nine denoising KLs $L_{t-1}$ and the prior term $L_T$.")
     t_mid = 4
     prev = small_ab[t_mid - 1]
     x_t = np.sqrt(small_ab[t_mid]) * np.asarray(xs) + np.sqrt(1 - small_ab[t_mid]) * rng.standard_normal((20000, 12))
@@ -340,6 +375,9 @@ def derive(echo=None) -> Derivation:
                   -np.asarray(gaussian_log_prob(jnp.full((20000, 1), xs[0]), jnp.asarray(c[0] * x1 + dd[0])[:, None],
                                                 jnp.full((20000, 1), math.log(var0)))), decoder[0])
 
+
+def _section_reduction_to_eps_mse(d: Derivation, rng: np.random.Generator, ab) -> None:
+    """L_{t-1} reduces to a weighted squared error in epsilon (eq. 12); L_simple drops the weight."""
     d.say("Reduction. With $\\mu_\\theta(x_t) = \\frac{1}{\\sqrt{\\alpha_t}}(x_t - "
           "\\frac{\\beta_t}{\\sqrt{1-\\bar\\alpha_t}}\\epsilon_\\theta)$ and "
           "$x_t = \\sqrt{\\bar\\alpha_t}x_0 + \\sqrt{1-\\bar\\alpha_t}\\epsilon$, the KL of two "
@@ -367,6 +405,9 @@ def derive(echo=None) -> Derivation:
     d.numeric("$L_0$'s discretised Gaussian (eq. 13) is a distribution on the 256 grid values of [-1, 1]: "
               "masses sum to 1", masses.sum(), 1.0)
 
+
+def _section_schedules(d: Derivation) -> None:
+    """The linear and cosine schedules: endpoints, the closed form of the cosine one, monotone SNR, small L_T."""
     d.say("Schedules. Linear: $\\beta_t$ from $10^{-4}$ to $0.02$ over T = 1000 (Ho et al.). Cosine: "
           "$\\bar\\alpha_t = f(t)/f(0)$, $f(t) = \\cos^2(\\frac{t/T+s}{1+s}\\frac{\\pi}{2})$, s = 0.008, with "
           "$\\beta_t$ clipped at 0.999 (Nichol & Dhariwal eq. 17).")
@@ -390,4 +431,27 @@ def derive(echo=None) -> Derivation:
                sp.cos(u) ** 2 / (1 - sp.cos(u) ** 2), 1 / sp.tan(u) ** 2)
     d.inequality("The cosine schedule destroys information more slowly at the start: its $\\bar\\alpha_t$ is above the "
                  "linear one for every t < T/2", np.asarray(alpha_bars(lin))[:500], np.asarray(alpha_bars(cos))[:500])
+    fig, (left, right) = new_figure(columns=2)
+    steps = np.arange(1, 1001) / 1000
+    for name, sched in (("linear", lin), ("cosine", cos)):
+        abar = np.asarray(alpha_bars(sched))
+        left.plot(steps, abar, label=name)
+        right.plot(steps, np.log(abar / (1 - abar)), label=name)
+    left.set(xlabel="$t/T$", ylabel="$\\bar\\alpha_t$")
+    right.set(xlabel="$t/T$", ylabel="$\\log\\,\\mathrm{SNR} = \\log\\,\\bar\\alpha_t/(1-\\bar\\alpha_t)$")
+    left.legend()
+    d.figure(fig, "The cosine schedule keeps $\\bar\\alpha_t$ high for longer and lowers the log-SNR almost linearly; "
+             "the linear schedule destroys the signal early, and both end near $\\bar\\alpha_T = 0$.")
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("ddpm", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    _section_forward_marginal(d)
+    ab, x0, eps, a6 = _section_forward_chain_simulated(d, rng)
+    _section_posterior(d, rng, x0, eps, a6)
+    _section_elbo_split(d, rng)
+    _section_reduction_to_eps_mse(d, rng, ab)
+    _section_schedules(d)
     return d

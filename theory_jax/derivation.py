@@ -103,18 +103,18 @@ class Claim:
 
 @dataclass(frozen=True)
 class Figure:
-    """A figure that makes a claim visible: its caption and the figure as a PNG (``png``)."""
+    """A figure that makes a claim visible: its caption and the matplotlib figure, drawn as a PNG when a document or
+    a notebook shows it (a run that only checks the claims does not pay for drawing)."""
 
     number: int
     caption: str
-    png: bytes = field(repr=False)
+    figure: Any = field(repr=False)
 
-
-def png(fig: Any) -> bytes:
-    """A matplotlib figure as a small PNG (80 dpi), without the metadata that would make two renderings differ."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
-    return buffer.getvalue()
+    def png(self) -> bytes:
+        """The figure as a small PNG (80 dpi), without the metadata that would make two renderings differ."""
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
+        return buffer.getvalue()
 
 
 def new_figure(columns: int = 1, width: float = 4.2, height: float = 3.0) -> tuple[Any, Any]:
@@ -171,8 +171,8 @@ class Derivation:
 
     def figure(self, fig: Any, caption: str) -> Figure:
         """A matplotlib figure (``new_figure``) that makes the claims beside it visible, with its caption; shown at
-        once when run in a notebook, written as a PNG beside the Markdown document."""
-        item = Figure(len(self.figures) + 1, caption, png(fig))  # drawn now: a figure that cannot be drawn fails here
+        once when run in a notebook, written as a PNG beside the Markdown document (``write_figures``)."""
+        item = Figure(len(self.figures) + 1, caption, fig)
         self._add(item)
         _show_in_notebook(item)
         return item
@@ -261,7 +261,7 @@ def _show_in_notebook(item: Figure) -> None:
     if shell is not None and getattr(shell, "kernel", None) is not None:
         from IPython.display import Image, display
 
-        display(Image(data=item.png))
+        display(Image(data=item.png()))
 
 
 def figure_path(topic: str, number: int | str) -> str:
@@ -304,6 +304,6 @@ def write_figures(d: Derivation, directory: Any) -> list[Any]:
     for item in d.figures:
         path = Path(directory) / figure_path(d.topic, item.number)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(item.png)
+        path.write_bytes(item.png())
         paths.append(path)
     return paths

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import integrate
 from scipy.stats import norm
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.vae import downsample, downsampling_convs, flatten_image
 
 TITLE = "domain-adversarial networks: the gradient reversal layer and the DANN saddle point"
@@ -150,11 +150,8 @@ def _best_domain_loss(shift, rule):
     return 0.5 * (np.sum(w * bce(z, True)) + np.sum(w * bce(z + shift, False)))
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("domain_adversarial", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-
+def _section_reversal(d: Derivation, rng: np.random.Generator) -> None:
+    """The gradient reversal layer: the identity forward, -lambda times the cotangent backward."""
     d.say("The gradient reversal layer is the identity on the way forward and multiplies the gradient by "
           "$-\\lambda$ on the way back (eq. 13-14): no parameters, one line of custom VJP.")
     x = rng.standard_normal((5, 4))
@@ -170,6 +167,9 @@ def derive(echo=None) -> Derivation:
                "extractor to help the domain classifier", jax.grad(lambda v: head(gradient_reversal(
                    gradient_reversal(v, 0.7), 0.7)))(jnp.asarray(x)), 0.49 * jax.grad(head)(jnp.asarray(x)))
 
+
+def _section_two_players(d: Derivation, rng: np.random.Generator) -> None:
+    """One loss, two players: the gradient of L_y + L_d through the reversal is each player's saddle-point update."""
     d.say("One loss, two players. With the reversal between features and domain classifier, the gradient of "
           "$L_y + L_d$ is, in the domain classifier's weights, $\\nabla L_d$ (it gets better at telling domains "
           "apart); in the label classifier's, $\\nabla L_y$; in the extractor's, $\\nabla L_y - \\lambda \\nabla L_d$ "
@@ -186,6 +186,9 @@ def derive(echo=None) -> Derivation:
     d.gradient("...in the extractor's weights: $\\nabla_{\\theta_f} L_y - \\lambda \\nabla_{\\theta_f} L_d$", g_f,
                ly_f - lam * ld_f)
 
+
+def _section_best_domain_classifier(d: Derivation, rng: np.random.Generator):
+    """The best domain classifier's cross-entropy is log 2 - JS: it falls as the feature distributions separate."""
     d.say("What the extractor maximises. For features with densities $p_s$ (source, domain label 0) and $p_t$ "
           "(target, 1), the best domain classifier has logit $\\log p_t - \\log p_s$, and its averaged cross-entropy "
           "is $\\log 2 - \\mathrm{JS}(p_s \\| p_t)$: largest, $\\log 2$, exactly when the feature distributions "
@@ -203,17 +206,29 @@ def derive(echo=None) -> Derivation:
         return 0.5 * sum(integrate.quad(kl_to_mix, -30, 30 + shift, args=(m,), epsabs=1e-13, epsrel=1e-12, limit=200)[0]
                          for m in (0.0, shift))
 
+    js_values = np.array([js(s) for s in shifts])
     d.numeric("The best domain classifier's loss is $\\log 2 - \\mathrm{JS}$, JS by SciPy's adaptive quadrature, "
-              "for $\\delta \\in \\{0, 0.5, 1, 2, 4\\}$", best, math.log(2) - np.array([js(s) for s in shifts]),
-              rtol=1e-9)
+              "for $\\delta \\in \\{0, 0.5, 1, 2, 4\\}$", best, math.log(2) - js_values, rtol=1e-9)
     d.inequality("...so it falls as the domains separate: the extractor, ascending it, pulls them together",
                  best[1:], best[:-1])
+    fig, ax = new_figure()
+    ax.plot(shifts, best, "o-", label="best classifier's loss (Gauss quadrature)")
+    ax.plot(shifts, math.log(2) - js_values, "kx", ms=9, label="$\\log 2 - \\mathrm{JS}$ (SciPy quad)")
+    ax.axhline(math.log(2), color="gray", ls="--", lw=1, label="$\\log 2$: domains indistinguishable")
+    ax.set(xlabel="shift $\\delta$ between source and target features", ylabel="domain cross-entropy (nats)")
+    ax.legend(fontsize=8)
+    d.figure(fig, "The best domain classifier's loss equals $\\log 2 - \\mathrm{JS}$ and is largest, $\\log 2$, only "
+                  "when the two feature distributions coincide ($\\delta = 0$).")
     n = 100_000
     zs, zt = rng.standard_normal(n), 1.0 + rng.standard_normal(n)
     logit_s, logit_t = norm.logpdf(zs, 1, 1) - norm.logpdf(zs, 0, 1), norm.logpdf(zt, 1, 1) - norm.logpdf(zt, 0, 1)
     d.monte_carlo("`domain_loss` on 100 000 features from each domain ($\\delta = 1$), per pair, estimates it",
                   0.5 * (np.logaddexp(0, logit_s) + np.logaddexp(0, -logit_t)), best[2])
+    return rule
 
+
+def _section_saddle_toy(d: Derivation, rng: np.random.Generator, rule) -> None:
+    """A toy saddle point: the domain loss wants the feature angle at 0, the labels want it at pi/4."""
     d.say("The saddle point on a toy. Source $x \\sim \\mathcal N(0, I_2)$, target $\\mathcal N((0, 2), I_2)$, a "
           "1-D feature $u_\\theta \\cdot x$ with $u_\\theta = (\\cos\\theta, \\sin\\theta)$, and the labels "
           "$y = [x_1 + x_2 > 0]$. Source features are $\\mathcal N(0, 1)$, target ones "
@@ -231,13 +246,51 @@ def derive(echo=None) -> Derivation:
 
     xx = rng.standard_normal((200_000, 2))
     label_sign = np.sign(xx @ np.array([1.0, 1.0]))
+    disagree = (np.sign(xx[:, 0]) != label_sign).astype(np.float64)
     d.monte_carlo("The labels pull the other way: thresholding the feature at $\\theta = 0$ disagrees with the labels "
                   "on a share $\\angle(u_0, (1, 1))/\\pi = 1/4$ of examples (200 000 draws), against 0 at "
-                  "$\\theta = \\pi/4$; the reversal's $\\lambda$ sets the trade-off",
-                  (np.sign(xx[:, 0]) != label_sign).astype(np.float64), 0.25)
+                  "$\\theta = \\pi/4$; the reversal's $\\lambda$ sets the trade-off", disagree, 0.25)
+    fig, axes = new_figure(columns=2)
+    axes[0].plot(thetas, values, "o-", ms=3, label="best domain classifier")
+    axes[0].axhline(math.log(2), color="gray", ls="--", lw=1, label="$\\log 2$")
+    axes[0].set(xlabel="feature angle $\\theta$", ylabel="domain cross-entropy (nats)",
+                title="domain loss: the extractor ascends it")
+    axes[0].legend(fontsize=8)
+    fine = np.linspace(-1.2, 1.2, 241)
+    axes[1].plot(fine, np.abs(fine - math.pi / 4) / math.pi, label="$|\\theta - \\pi/4| / \\pi$")
+    axes[1].plot([0.0], [disagree.mean()], "kx", ms=9, label="200 000 draws at $\\theta = 0$")
+    axes[1].set(xlabel="feature angle $\\theta$", ylabel="share disagreeing with the labels",
+                title="label error: the extractor descends it")
+    axes[1].legend(fontsize=8)
+    d.figure(fig, "The two players pull the feature apart: the domain loss peaks at $\\theta = 0$ (domains "
+                  "indistinguishable) while the labels are best served at $\\theta = \\pi/4$; $\\lambda$ weighs them.")
+
+
+def _section_schedule(d: Derivation) -> None:
+    """The schedule of lambda over training: 0 at the start, about 1 at the end, slope gamma/2 at 0."""
     d.numeric("$\\lambda_p = 2/(1 + e^{-10 p}) - 1$ starts at 0 (the domain loss is off while features are random) "
               "and ends within $10^{-4}$ of 1", lambda_schedule(jnp.array([0.0, 1.0])),
               np.array([0.0, 2 / (1 + math.exp(-10)) - 1]))
-    d.gradient("...with slope $\\gamma/2 = 5$ at $p = 0$ (`jax.grad`)", jax.grad(lambda p: lambda_schedule(p))(0.0),
-               5.0)
+    slope = jax.grad(lambda p: lambda_schedule(p))(0.0)
+    d.gradient("...with slope $\\gamma/2 = 5$ at $p = 0$ (`jax.grad`)", slope, 5.0)
+    progress = np.linspace(0.0, 1.0, 101)
+    fig, ax = new_figure()
+    ax.plot(progress, np.asarray(lambda_schedule(jnp.asarray(progress))), label="$\\lambda_p$")
+    ax.plot(progress[:21], float(slope) * progress[:21], "k--", lw=1, label="slope $\\gamma/2 = 5$ at $p = 0$")
+    ax.set(xlabel="training progress $p$", ylabel="reversal weight $\\lambda$", ylim=(0, 1.05))
+    ax.legend()
+    d.figure(fig, "The reversal weight rises from 0 (no adversarial signal while features are random) to almost 1 "
+                  "within the first half of training.")
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("domain_adversarial", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+
+    _section_reversal(d, rng)
+    _section_two_players(d, rng)
+    rule = _section_best_domain_classifier(d, rng)
+    _section_saddle_toy(d, rng, rule)
+    _section_schedule(d)
     return d

@@ -23,7 +23,7 @@ import sympy as sp
 from jax.scipy.special import xlogy
 from scipy.spatial import cKDTree
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "evaluation of generative models"
 LECTURES = "FID; Inception Score; kernel MMD and KID; precision and recall; bits/dim and dequantisation"
@@ -158,7 +158,8 @@ def _rbf_expectation(delta, var_sum, bandwidth):
             * np.exp(-0.5 * delta @ np.linalg.solve(bandwidth**2 * np.eye(d) + var_sum, delta)))
 
 
-def _frechet_claims(d: Derivation, rng: np.random.Generator) -> None:
+def _section_frechet_formula(d: Derivation, rng: np.random.Generator):
+    """The Frechet distance between Gaussians: the symmetric eigh form, and its 1-D and diagonal cases."""
     pairs = _gaussians(rng, 20, 5)
     fd = frechet_distance(*(jnp.asarray(np.stack(p)) for p in zip(*pairs)))
     via_sqrtm = [np.sum((m1 - m2) ** 2) + np.trace(s1 + s2 - 2 * np.real(scipy.linalg.sqrtm(s1 @ s2)))
@@ -182,8 +183,11 @@ def _frechet_claims(d: Derivation, rng: np.random.Generator) -> None:
     d.symbolic("Diagonal covariances $S_1 = \\mathrm{diag}(a_i^2)$, $S_2 = \\mathrm{diag}(b_i^2)$: "
                "$\\mathrm{tr}(S_1 + S_2 - 2(S_1S_2)^{1/2}) = \\sum_i (a_i - b_i)^2$, the 1-D case per coordinate",
                s1m.trace() + s2m.trace() - 2 * cross, sum((a[i] - b[i]) ** 2 for i in range(3)))
+    return pairs, fd
 
-    # Optimal transport: the map T(x) = m2 + A (x - m1) and the cost of every other coupling.
+
+def _section_optimal_transport(d: Derivation, rng: np.random.Generator, pairs):
+    """Optimal transport: the map T(x) = m2 + A (x - m1) costs d_F^2, and every other coupling costs more."""
     mu1, c1, mu2, c2 = pairs[0]
     r = np.asarray(sqrtm_psd(jnp.asarray(c1)))
     r_inv = np.linalg.inv(r)
@@ -207,8 +211,11 @@ def _frechet_claims(d: Derivation, rng: np.random.Generator) -> None:
         costs.append(np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2) - 2 * np.trace(c))
     d.inequality("Every other coupling costs more: 300 random cross-covariances $S_1^{1/2} K S_2^{1/2}$ "
                  "($K$ orthogonal or a contraction) give $\\mathbb E\\|X - Y\\|^2 \\ge d_F^2$", fd0, np.array(costs))
+    return amap
 
-    # Zero iff equal: the trace term is a squared Frobenius norm.
+
+def _section_frechet_zero_iff_equal(d: Derivation, pairs, fd, amap) -> None:
+    """Zero iff equal: the trace term is a squared Frobenius norm; and the gradient of d_F^2."""
     zero = jnp.zeros(5)
     bures = [frechet_distance(zero, jnp.asarray(s1_), zero, jnp.asarray(s2_)) for _, s1_, _, s2_ in pairs]
     norms = []
@@ -224,13 +231,15 @@ def _frechet_claims(d: Derivation, rng: np.random.Generator) -> None:
               same, np.zeros(20))
     d.inequality("$d_F^2 > 0$ for each of the 20 unequal pairs (smallest value shown against 0)", 1e-6, fd)
 
+    mu1, _, mu2, _ = pairs[0]
     grads = jax.jit(jax.grad(frechet_distance, argnums=(0, 3)))(*map(jnp.asarray, pairs[0]))
     d.gradient("$\\nabla_{\\mu_1} d_F^2 = 2(\\mu_1 - \\mu_2)$ and $\\nabla_{S_2} d_F^2 = I - A^{-1}$ "
                "(jax.grad through eigh)", jnp.concatenate([grads[0], grads[1].ravel()]),
                np.concatenate([2 * (mu1 - mu2), (np.eye(5) - np.linalg.inv(amap)).ravel()]))
 
 
-def _plug_in_bias(d: Derivation, rng: np.random.Generator) -> None:
+def _section_plug_in_bias(d: Derivation, rng: np.random.Generator) -> None:
+    """The plug-in FID is biased upwards by O(1/N); extrapolating in 1/N recovers the population value."""
     dim, reps, sizes = 4, 400, np.array([50, 100, 200, 400, 800])
     cov_b = _spd(rng, dim)
     mean_b = 0.5 * rng.standard_normal(dim)
@@ -253,7 +262,8 @@ def _plug_in_bias(d: Derivation, rng: np.random.Generator) -> None:
                  + ", ".join(f"{m:.3f}" for m in means) + f" at N = {', '.join(map(str, sizes))} (d = {dim}), "
                  "each more than 4 standard errors above the true value 0", 4 * ses, means)
     exact = float(frechet_distance(jnp.zeros(dim), jnp.asarray(cov_a), jnp.asarray(mean_b), jnp.asarray(cov_b)))
-    for label, table, truth in (("the same Gaussian", same, 0.0), ("two different Gaussians", diff, exact)):
+    fig, ax = new_figure()
+    for i, (label, table, truth) in enumerate((("the same Gaussian", same, 0.0), ("two different Gaussians", diff, exact))):
         y = np.array([table[n].mean() for n in sizes])
         w = 1 / np.array([table[n].var(ddof=1) / reps for n in sizes])
         design = np.stack([np.ones(len(sizes)), 1.0 / sizes], axis=1)
@@ -262,9 +272,18 @@ def _plug_in_bias(d: Derivation, rng: np.random.Generator) -> None:
         d.numeric(f"Extrapolating FID$_N = a + b/N$ to $N \\to \\infty$ (Chong & Forsyth 2020), {label}: "
                   f"$a$ = {intercept:.4f} recovers the population value {truth:.4f} within 4 standard errors of the fit",
                   intercept, truth, rtol=0.0, atol=4 * math.sqrt(cov_fit[0, 0]))
+        ax.errorbar(1.0 / sizes, y, yerr=2 / np.sqrt(w), fmt="o", color=f"C{i}", capsize=3, label=f"plug-in, {label}")
+        ax.plot([0.0, 1.0 / sizes[0]], intercept + (cov_fit @ design.T @ (w * y))[1] * np.array([0.0, 1.0 / sizes[0]]),
+                "-", color=f"C{i}", lw=1)
+        ax.plot([0.0], [truth], "*", color=f"C{i}", ms=12)
+    ax.set(xlabel="$1/N$", ylabel="FID (feature units$^2$)")
+    ax.legend(fontsize=8)
+    d.figure(fig, "The plug-in FID grows linearly in $1/N$ above its population value (stars, at $1/N = 0$); the "
+                  "weighted line $a + b/N$ through the means ($\\pm$ 2 SE) extrapolates back to it.")
 
 
-def _inception_claims(d: Derivation, rng: np.random.Generator) -> None:
+def _section_inception_score(d: Derivation, rng: np.random.Generator) -> None:
+    """The Inception Score is exp of the mutual information between image and label: between 1 and C."""
     tables = [rng.dirichlet(np.full(10, alpha), size=64) for alpha in (0.05, 0.3, 1.0, 5.0, 50.0) for _ in range(10)]
     score = jax.jit(inception_score)
     scores = np.array([float(score(jnp.asarray(p))) for p in tables])
@@ -301,7 +320,8 @@ def _inception_claims(d: Derivation, rng: np.random.Generator) -> None:
                jax.jit(jax.grad(lambda t: jnp.log(inception_score(t))))(p), (jnp.log(p) - jnp.log(p.mean(0))) / p.shape[0])
 
 
-def _mmd_claims(d: Derivation, rng: np.random.Generator) -> None:
+def _section_mmd(d: Derivation, rng: np.random.Generator) -> None:
+    """The unbiased MMD^2 U-statistic against its closed-form population value; the biased V-statistic."""
     mu, v = sp.Symbol("mu", real=True), sp.Symbol("v", positive=True)
     ell, z = sp.Symbol("ell", positive=True), sp.Symbol("z", real=True)
     integral = sp.integrate(sp.exp(-z**2 / (2 * ell**2)) * sp.exp(-(z - mu) ** 2 / (2 * v)) / sp.sqrt(2 * sp.pi * v),
@@ -330,11 +350,25 @@ def _mmd_claims(d: Derivation, rng: np.random.Generator) -> None:
                   "(k(y,y) - \\mathbb E k(y,y'))/n$", biased, population + bias)
     d.inequality(f"...a bias of {bias:.4f}, many standard errors of this experiment: the Monte Carlo check above has the "
                  "power to see it", population + 4 * biased.std(ddof=1) / np.sqrt(reps), biased.mean())
+    fig, ax = new_figure()
+    bins = np.linspace(min(unbiased.min(), biased.min()), max(unbiased.max(), biased.max()), 60)
+    ax.hist(unbiased, bins=bins, alpha=0.6, label="MMD$^2_u$ (U-statistic)")
+    ax.hist(biased, bins=bins, alpha=0.6, label="V-statistic")
+    ax.axvline(population, color="k", ls="--", lw=1, label="population MMD$^2$")
+    ax.axvline(unbiased.mean(), color="C0", lw=1.5)
+    ax.axvline(biased.mean(), color="C1", lw=1.5)
+    ax.set(xlabel="estimate of MMD$^2$ (m = 12, n = 16)", ylabel=f"count of {reps} replicates")
+    ax.legend(fontsize=8)
+    d.figure(fig, "The U-statistic's mean (blue line) sits on the population MMD$^2$, and single estimates can be "
+                  "negative; the V-statistic's mean (orange line) is shifted up by its bias.")
     same = np.asarray(unbiased_batch(jnp.asarray(xs), jnp.asarray(xs[::-1]), ell_v))[: reps // 2]
     d.monte_carlo("For equal distributions MMD$^2_u$ is zero in expectation (independent sample pairs)", same, 0.0)
     d.inequality("...so it must take negative values: the smallest of the estimates is below 0", same.min(), 0.0)
 
-    # KID: the cubic kernel has an explicit feature map phi(x) = (1, x/sqrt(d))^{(x)3}.
+
+def _section_kid(d: Derivation, rng: np.random.Generator) -> None:
+    """KID: the cubic kernel has an explicit feature map phi(x) = (1, x/sqrt(d))^{(x)3}; its MMD^2_u is unbiased."""
+    reps = 4000
     feats = rng.standard_gamma(2.0, size=(2, reps, 10, 6)) / 2.0
     kid_batch = jax.jit(jax.vmap(kid))
     kid_same = np.asarray(kid_batch(jnp.asarray(feats[0]), jnp.asarray(feats[1])))
@@ -368,7 +402,8 @@ def _mmd_claims(d: Derivation, rng: np.random.Generator) -> None:
                  4 * shifted.std(ddof=1) / np.sqrt(reps), shifted.mean())
 
 
-def _precision_recall_claims(d: Derivation, rng: np.random.Generator) -> None:
+def _section_precision_recall(d: Derivation, rng: np.random.Generator) -> None:
+    """Precision and recall by k-NN manifolds: the limiting cases, a brute-force check and mode dropping."""
     real = rng.standard_normal((300, 4))
     pr = jax.jit(precision_recall, static_argnames="k")
     d.numeric("Precision and recall of a set against itself: (1, 1)", pr(jnp.asarray(real),
@@ -394,7 +429,8 @@ def _precision_recall_claims(d: Derivation, rng: np.random.Generator) -> None:
                  f"halves recall ({r:.3f}, within 0.1 of 1/2)", [0.9, abs(r - 0.5)], [p, 0.1])
 
 
-def _bits_claims(d: Derivation, rng: np.random.Generator) -> None:
+def _section_bits_per_dim(d: Derivation) -> None:
+    """Bits per dimension, and the 8 bits/dim between the unit and the level scale."""
     big_d = sp.Symbol("D", positive=True)
     d.symbolic("Reading a density on $[0,1]^D$ instead of $[0, 256)^D$ ($y = x/256$) changes $-\\log p$ by "
                "$D \\log 256$, i.e. by exactly 8 bits/dim", big_d * sp.log(256) / (big_d * sp.log(2)), 8)
@@ -402,6 +438,9 @@ def _bits_claims(d: Derivation, rng: np.random.Generator) -> None:
               "plus 8 on the level scale", [bits_per_dim(784 * math.log(256), 784),
                                             bits_per_dim(nll_on_level_scale(0.0, 784), 784)], [8.0, 8.0])
 
+
+def _section_dequantisation(d: Derivation, rng: np.random.Generator) -> None:
+    """Uniform dequantisation: a continuous NLL upper-bounds the discrete one, and without it NLLs are meaningless."""
     # A continuous model on [0, 256): a mixture of two Beta densities scaled by 256, per dimension (SciPy).
     parts = [(0.6, scipy.stats.beta(2.0, 7.0, scale=256.0)), (0.4, scipy.stats.beta(9.0, 2.5, scale=256.0))]
 
@@ -417,6 +456,18 @@ def _bits_claims(d: Derivation, rng: np.random.Generator) -> None:
               "on the 256 levels", np.sum(pmf), 1.0)
     d.inequality("Dequantisation bound (Theis et al. 2016): $-\\log P(x) \\le \\mathbb E_{u}[-\\log p(x + u)]$ by "
                  "Jensen, at every one of the 256 levels (64-point Gauss-Legendre in $u$)", -np.log(pmf), bound)
+    fig, axes = new_figure(columns=2)
+    axes[0].bar(levels[:24] + 0.5, pmf[:24], width=1.0, color="C7", alpha=0.6, label="pmf $P(x)$ on unit bins")
+    t = np.linspace(0.0, 24.0, 400)
+    axes[0].plot(t, np.exp(log_density(t)), color="C0", label="density $p(t)$")
+    axes[0].set(xlabel="level $x$ / value $t$", ylabel="probability / density", title="the first 24 of 256 levels")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(levels, bound + np.log(pmf), color="C3")
+    axes[1].set(yscale="log", xlabel="level $x$", ylabel="$E_u[-\\log p(x+u)] + \\log P(x)$ (nats)",
+                title="the Jensen gap, $\\geq 0$")
+    d.figure(fig, "A density induces the pmf of its mass on each unit bin (left); the dequantised NLL exceeds the "
+                  "discrete one at every level by a Jensen gap (right), largest where $\\log p$ is steep, near 0 at "
+                  "its modes and its dip.")
     hist = rng.dirichlet(np.ones(256))
     d.numeric("The bound is tight for a density constant on each unit bin, $p(x + u) = P(x)$",
               -np.log(hist), -np.sum(wq * np.log(hist[:, None] * np.ones_like(u)), axis=-1))
@@ -450,15 +501,19 @@ def derive(echo=None) -> Derivation:
     rng = np.random.default_rng(0)
     d.say("FID fits a Gaussian to the features of real and of generated images and reports the Frechet (2-Wasserstein) "
           "distance between the two: $d_F^2 = \\|\\mu_1 - \\mu_2\\|^2 + \\mathrm{tr}(S_1 + S_2 - 2(S_1S_2)^{1/2})$.")
-    _frechet_claims(d, rng)
-    _plug_in_bias(d, rng)
+    pairs, fd = _section_frechet_formula(d, rng)
+    amap = _section_optimal_transport(d, rng, pairs)
+    _section_frechet_zero_iff_equal(d, pairs, fd, amap)
+    _section_plug_in_bias(d, rng)
     d.say("The Inception Score rewards confident $p(y|x)$ (low $H(y|x)$) and varied classes (high $H(y)$).")
-    _inception_claims(d, rng)
+    _section_inception_score(d, rng)
     d.say("Kernel MMD compares mean embeddings, $\\mathrm{MMD}^2 = \\|\\mathbb E\\phi(x) - \\mathbb E\\phi(y)\\|^2$; "
           "KID is its unbiased estimate on features with a cubic kernel.")
-    _mmd_claims(d, rng)
+    _section_mmd(d, rng)
+    _section_kid(d, rng)
     d.say("Precision asks whether generated samples look real; recall whether the real data are covered.")
-    _precision_recall_claims(d, rng)
+    _section_precision_recall(d, rng)
     d.say("Likelihoods of 8-bit images are reported in bits/dim, on data dequantised with uniform noise.")
-    _bits_claims(d, rng)
+    _section_bits_per_dim(d)
+    _section_dequantisation(d, rng)
     return d

@@ -31,7 +31,7 @@ from flax import linen as nn
 from jax.scipy.special import xlogy
 from jax.scipy.stats import norm
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.elbo import gaussian_kl
 from theory_jax.subgradients import absolute, leaky_relu
 from theory_jax.vae import GROUPNORM_EPS
@@ -348,14 +348,8 @@ def _curvatures(t, divergence):
     return jax.vmap(second)(t), jax.vmap(jax.grad(second))(t)
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("f_divergence", TITLE, LECTURES, echo=echo)
-    u, r, t, table = _sympy_table()
-    rng = np.random.default_rng(0)
-    names = {"kl": "KL", "reverse_kl": "reverse KL", "js": "Jensen-Shannon (2 JS)", "tv": "total variation",
-             "pearson": "Pearson chi^2", "hellinger": "squared Hellinger"}
-
+def _section_generators(d: Derivation, rng: np.random.Generator, u, table, names) -> None:
+    """Table 1's generators: f(1) = 0 and convex, symbolically and numerically."""
     d.say("$D_f(P\\|Q) = \\mathbb E_Q[f(p/q)]$ for convex $f$ with $f(1) = 0$; Nowozin et al.'s Table 1 "
           "generators, Table 2 conjugates $f^*(t) = \\sup_{u \\ge 0} ut - f(u)$ and output activations $g_f$.")
     for k in DIVERGENCES:  # generators: normalised and convex
@@ -375,10 +369,22 @@ def derive(echo=None) -> Derivation:
                  "for all six generators at 1000 random $(a, b, \\lambda)$",
                  jnp.stack([f_generator(mix, k) for k in DIVERGENCES]),
                  jnp.stack([lam * f_generator(a_, k) + (1 - lam) * f_generator(b_, k) for k in DIVERGENCES]), 1e-12)
+    fig, ax = new_figure()
+    grid = jnp.linspace(0.01, 4.0, 400)
+    for k in DIVERGENCES:
+        ax.plot(grid, f_generator(grid, k), label=names[k])
+    ax.plot([1.0], [0.0], "ko", ms=4)
+    ax.set(xlabel="$u = p/q$", ylabel="$f(u)$", ylim=(-0.6, 2.5))
+    ax.legend(fontsize="x-small", ncols=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    d.figure(fig, "The six generators: convex, and all zero at $u = 1$, where $p = q$.")
 
+
+def _section_conjugates(d: Derivation, rng: np.random.Generator, u, t, table, names):
+    """Table 2's conjugates by stationarity and by a grid maximum, and Legendre duality."""
     d.say("Conjugates: solve the stationarity condition $f'(u) = t$ for $u^*(t)$, substitute into $ut - f(u)$, "
           "simplify. $t$ is parametrised by $r > 0$ so that SymPy knows it lies in $\\mathrm{dom} f^*$.")
     u_grid = jnp.linspace(0.0, 12.0, 240_001)  # step 5e-5, u = 1 on it
+    sups = {}
     for k in DIVERGENCES:
         f, conj, t_of_r, _ = table[k]
         if t_of_r is None:  # tv: u t - |u-1|/2 is piecewise linear with slopes t + 1/2 (u < 1), t - 1/2 (u > 1)
@@ -390,14 +396,28 @@ def derive(echo=None) -> Derivation:
             d.symbolic(f"{names[k]}: $f^*(t) = {sp.latex(conj)}$ (dom: $t = {sp.latex(t_of_r)}$, $r > 0$)",
                        derived, closed)
         ts = jnp.linspace(*_T_RANGES[k], 25)
+        sups[k] = ts, _grid_sup(ts, u_grid, k)
         d.numeric(f"{names[k]}: the maximum of $ut - f(u)$ over a grid of 240 001 $u \\in [0, 12]$ equals "
                   f"`f_conjugate` at 25 $t \\in [{_T_RANGES[k][0]}, {_T_RANGES[k][1]}]$",
-                  _grid_sup(ts, u_grid, k), f_conjugate(ts, k), rtol=0.0, atol=1e-7)
+                  sups[k][1], f_conjugate(ts, k), rtol=0.0, atol=1e-7)
+    fig, ax = new_figure()
+    for i, (k, (ts, sup)) in enumerate(sups.items()):
+        fine = jnp.linspace(*_T_RANGES[k], 200)
+        ax.plot(fine, f_conjugate(fine, k), color=f"C{i}", label=names[k])
+        ax.plot(ts, sup, "o", color=f"C{i}", ms=2.5)
+    ax.set(xlabel="$t$", ylabel="$f^*(t)$")
+    ax.legend(fontsize="x-small", ncols=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    d.figure(fig, "Table 2's conjugates (lines) run through the grid maxima of $ut - f(u)$ (dots) for all six.")
     us = jnp.asarray(rng.uniform(0.1, 5.0, 50))
     dual = {k: jax.vmap(jax.grad(lambda s, k=k: f_conjugate(s, k)))(f_derivative(us, k)) for k in DIVERGENCES if k != "tv"}
     d.gradient("Legendre duality: $(f^*)'(f'(u)) = u$ (jax.grad of `f_conjugate`) at 50 random $u$, for all but "
                "total variation, whose $f$ has no invertible derivative", jnp.stack(list(dual.values())),
                jnp.stack([us] * len(dual)))
+    return u_grid
+
+
+def _section_domains(d: Derivation, u_grid) -> None:
+    """The domain of f*: Pearson's sup over u >= 0, and the output activations g_f that land inside dom f*."""
     low = jnp.linspace(-5.0, -2.5, 11)
     d.numeric("Mind the domain: for Pearson, $u^* = 1 + t/2 < 0$ when $t < -2$; over $u \\ge 0$ the sup is at "
               "$u = 0$, $-f(0) = -1$ (grid maximum at $t \\in [-5, -2.5]$) ...", _grid_sup(low, u_grid, "pearson"),
@@ -417,6 +437,9 @@ def derive(echo=None) -> Derivation:
                             output_activation(v, "hellinger"), jnp.abs(output_activation(v, "tv"))]),
                  jnp.asarray([0.0, LOG2, 1.0, 0.5])[:, None] - 1e-12)
 
+
+def _section_jensen(d: Derivation, rng: np.random.Generator, names):
+    """D_f >= 0 by Jensen on random discrete distributions, with equality at P = Q."""
     # Jensen: D_f >= 0 on random discrete distributions.
     p = jnp.asarray(rng.dirichlet(np.ones(10), 200))
     q = jnp.asarray(rng.dirichlet(np.ones(10), 200))
@@ -439,7 +462,11 @@ def derive(echo=None) -> Derivation:
                      f"(smallest of 200: {float(gap.min()):.3g})", -gap, 0.0)
     d.numeric("...with equality when $P = Q$: $D_f(P\\|P) = 0$ for all six", jnp.stack(
         [f_divergence_discrete(p, p, k) for k in DIVERGENCES]), jnp.zeros((len(DIVERGENCES), 200)))
+    return p, q
 
+
+def _section_discrete_bound(d: Derivation, rng: np.random.Generator, names, p, q) -> None:
+    """The variational bound on discrete distributions: tight at T* = f'(p/q), strictly lower elsewhere."""
     # The variational bound on discrete distributions: exact sums.
     d.say("Fenchel-Young, $f(u) \\ge ut - f^*(t)$, gives $D_f \\ge \\sum_k p_k T_k - q_k f^*(T_k)$ for every critic "
           "$T$; at $T^* = f'(p/q)$ it is an equality. 200 pairs as above, exact sums.")
@@ -470,6 +497,19 @@ def derive(echo=None) -> Derivation:
         d.inequality(f"{names[k]}: a perturbed critic gives a strictly lower bound, by at least half the {how}",
                      lower, exact - drop)
 
+
+def _perturbed_bounds(x, dens_p, dens_q, divergence, eps):
+    """The quadrature bound int p T - q f*(T) at the critics T = T* + e cos x, for each e of ``eps`` -> (E,)."""
+    t_grid = f_derivative(dens_p / dens_q, divergence)
+
+    def bound(e):
+        critic = t_grid + e * jnp.cos(x)
+        return jnp.trapezoid(dens_p * critic - dens_q * f_conjugate(critic, divergence), x)
+    return jax.vmap(bound)(eps)
+
+
+def _section_gaussian_bound(d: Derivation, rng: np.random.Generator, names) -> None:
+    """The variational bound between two Gaussians, by closed forms, quadrature and Monte Carlo."""
     # The variational bound between Gaussians: quadrature and Monte Carlo.
     m_p, s_p, m_q, s_q = jnp.asarray(0.4), jnp.asarray(0.8), jnp.asarray(-0.3), jnp.asarray(1.1)
     x = jnp.linspace(-16.0, 16.0, 64_001)
@@ -510,4 +550,30 @@ def derive(echo=None) -> Derivation:
             drop = 0.25 * 0.05**2 * jnp.trapezoid(dens_q * curv * jnp.cos(x) ** 2, x)
             d.inequality(f"{names[k]}: the critics $T^* \\pm 0.05 \\cos x$ give strictly lower bounds (by at least "
                          "half the second-order drop)", jnp.stack(bumps), quad - drop)
+    fig, ax = new_figure()
+    eps = jnp.linspace(-0.3, 0.3, 21)
+    for k in DIVERGENCES:
+        if k != "tv":
+            bounds = _perturbed_bounds(x[::8], dens_p[::8], dens_q[::8], k, eps)
+            ax.plot(eps, bounds / bounds[10], label=names[k])
+    ax.set(xlabel="critic $T^* + \\epsilon \\cos x$: $\\epsilon$", ylabel="bound / $D_f$")
+    ax.legend(fontsize="small")
+    d.figure(fig, "Between the two Gaussians the variational bound, as a fraction of $D_f$, peaks at 1 exactly at the "
+                  "optimal critic $T^* = f'(p/q)$ and falls off on both sides.")
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("f_divergence", TITLE, LECTURES, echo=echo)
+    u, r, t, table = _sympy_table()
+    rng = np.random.default_rng(0)
+    names = {"kl": "KL", "reverse_kl": "reverse KL", "js": "Jensen-Shannon (2 JS)", "tv": "total variation",
+             "pearson": "Pearson chi^2", "hellinger": "squared Hellinger"}
+
+    _section_generators(d, rng, u, table, names)
+    u_grid = _section_conjugates(d, rng, u, t, table, names)
+    _section_domains(d, u_grid)
+    p, q = _section_jensen(d, rng, names)
+    _section_discrete_bound(d, rng, names, p, q)
+    _section_gaussian_bound(d, rng, names)
     return d

@@ -33,7 +33,7 @@ from scipy.linalg import sqrtm
 from scipy.optimize import linear_sum_assignment
 
 from theory_jax.broadcasting import per_example
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "flow matching: conditional OT paths, the CFM loss, minibatch optimal transport and the marginal ODE"
 LECTURES = "flow matching; conditional flow matching; optimal-transport paths"
@@ -152,6 +152,7 @@ def _path_energy(field, x0):
 
 # 3. The derivation ---------------------------------------------------------------------------------------------------
 def _section_paths(d: Derivation) -> None:
+    """The conditional OT path, its velocity and continuity equation; the marginal velocity of Gaussian data (SymPy)."""
     t, x, x0, x1, m = sp.symbols("t x x_0 x_1 m", real=True)
     sig, s = sp.symbols("sigma_min s", positive=True)
     psi = (1 - (1 - sig) * t) * x0 + t * x1
@@ -184,6 +185,7 @@ def _section_paths(d: Derivation) -> None:
 
 
 def _section_marginal(d: Derivation, rng: np.random.Generator, m, s, low) -> None:
+    """The marginal velocity is E[u | x_t]: residuals orthogonal to x_t and t, and the posterior-averaged field."""
     n = 200_000
     x0 = jnp.asarray(rng.standard_normal((n, 2)))
     x1 = m + jnp.asarray(rng.standard_normal((n, 2))) @ low.T
@@ -205,6 +207,7 @@ def _section_marginal(d: Derivation, rng: np.random.Generator, m, s, low) -> Non
 
 
 def _section_cfm_gradient(d: Derivation, rng: np.random.Generator, m, s, low) -> None:
+    """CFM and FM losses differ by a constant free of theta: same gradients, same minimiser (Lipman et al. Thm. 2)."""
     d.say("## 3. CFM and FM losses have the same gradient\nA linear field $v_\\theta(t, x) = (A_0 + tA_1)x + b_0 + "
           "tb_1$. At each $t$ both losses are exact Gaussian moments; over $t \\sim U[0,1]$ by 40-point "
           "Gauss-Legendre quadrature. $L_{CFM} - L_{FM} = E\\,\\mathrm{tr}\\,\\mathrm{Cov}(u|x_t)$, free of "
@@ -250,7 +253,8 @@ def _section_cfm_gradient(d: Derivation, rng: np.random.Generator, m, s, low) ->
                jnp.zeros(12))
 
 
-def _section_ot(d: Derivation, rng: np.random.Generator, m, s, low) -> None:
+def _section_ot(d: Derivation, rng: np.random.Generator, m, s, low):
+    """Minibatch OT pairing: brute force = Hungarian, and its expected cost falls with the batch size towards W2^2."""
     d.say("## 4. Minibatch optimal-transport coupling\nPair a batch of noise with a batch of data by the assignment "
           "minimising $\\sum_i \\|x_1^i - x_0^{\\sigma_i}\\|^2$ (Tong et al. 2024). `ot_assignment` enumerates all "
           "$B!$ permutations; SciPy's `linear_sum_assignment` (Jonker-Volgenant) is the witness.")
@@ -280,7 +284,22 @@ def _section_ot(d: Derivation, rng: np.random.Generator, m, s, low) -> None:
                            means[1] + 5 * float(per_size[4].std() / math.sqrt(8000)),
                            means[0] + 5 * float(per_size[2].std() / math.sqrt(20000))]),
                  np.array([means[2], means[1], means[0], independent]))
+    fig, ax = new_figure()
+    sizes = (2, 4, 7)
+    ax.errorbar(sizes, means, yerr=[2 * float(per_size[b].std()) / math.sqrt(len(per_size[b])) for b in sizes],
+                fmt="o-", capsize=3, label="minibatch OT (mean $\\pm$ 2 SE)")
+    ax.axhline(independent, color="C1", ls="--", label="independent coupling ($B = 1$)")
+    ax.axhline(w2_sq, color="k", ls=":", label="$W_2^2$ (population OT)")
+    ax.set(xlabel="batch size $B$", ylabel="$E\\,\\|x_1 - x_0\\|^2$ of the pairs", xticks=[1, 2, 4, 7], xlim=(0.5, 7.5),
+           ylim=(1.5, 5.9))
+    ax.legend(fontsize="small", loc="lower right")
+    d.figure(fig, "Pairing noise and data by optimal transport within a batch lowers the transport cost from the "
+                  "independent coupling's towards $W_2^2$ as the batch grows.")
+    return w2_sq
 
+
+def _section_straight_paths(d: Derivation, rng: np.random.Generator, m, s, w2_sq) -> None:
+    """With the population OT (Monge) coupling the marginal ODE's trajectories are straight; independently they curve."""
     root = jnp.asarray(sqrtm(np.asarray(s)).real)
     d.say("In the population limit the OT coupling is the Monge map $x_1 = T(x_0) = m + S^{1/2}x_0$: then "
           "$u = m + (S^{1/2} - I)x_0$ is a function of $x_t$, $\\mathrm{Cov}(u|x_t) = 0$, and the marginal ODE "
@@ -304,9 +323,28 @@ def _section_ot(d: Derivation, rng: np.random.Generator, m, s, low) -> None:
             d.inequality(f"{name} marginal field curves: excess energy {float(excess):.4f} > 0.05 (and its "
                          f"mean kinetic energy {float(jnp.mean(energy)):.3f} exceeds the OT one, $W_2^2$ = "
                          f"{w2_sq:.3f})", 0.05, excess)
+    starts, steps = x0[:40], 100
+    path = [starts]  # the independent coupling's trajectories drawn by the midpoint rule (the claims used Dopri5)
+    for i in range(steps):
+        half = path[-1] + marginal_velocity(i / steps, path[-1], m, s) / (2 * steps)
+        path.append(path[-1] + marginal_velocity((i + 0.5) / steps, half, m, s) / steps)
+    path = np.asarray(jnp.stack(path))
+    fig, axes = new_figure(columns=2)
+    axes[0].plot(path[:, :, 0], path[:, :, 1], "C0", lw=0.8)
+    axes[0].plot(*np.asarray(end[:40]).T, "k.", ms=4, label="$x(1)$ by Dopri5")
+    axes[0].set(title="independent coupling: curved", xlabel="$x_1$", ylabel="$x_2$")
+    axes[0].legend(fontsize="small")
+    monge = np.asarray(m + starts @ root.T)
+    axes[1].plot(np.stack([starts[:, 0], monge[:, 0]]), np.stack([starts[:, 1], monge[:, 1]]), "C2", lw=0.8)
+    axes[1].set(title="OT (Monge) coupling: straight", xlabel="$x_1$")
+    for ax in axes:
+        ax.plot(*np.asarray(starts).T, "o", color="0.6", ms=3)
+    d.figure(fig, "Trajectories of the marginal ODE from 40 noise draws (grey) to the data: the independent "
+                  "coupling's marginal field bends them, the OT coupling's moves each along a straight line.")
 
 
 def _section_ode(d: Derivation, rng: np.random.Generator, m, s) -> None:
+    """The exact marginal field's ODE pushes N(0, I) forward to the data N(m, S): moments and log-density."""
     d.say("## 5. The ODE of the marginal field transports N(0, I) to the data\nThe exact $v_t$ is affine in $x$, "
           "$v_t(x) = G_t x + g_t$, so the flow map is affine, $x(1) = Mx(0) + c$ with $\\dot M = G_tM$, "
           "$\\dot c = G_tc + g_t$; the pushforward of $\\mathcal N(0, I)$ is $\\mathcal N(c, MM^T)$.")
@@ -326,6 +364,17 @@ def _section_ode(d: Derivation, rng: np.random.Generator, m, s) -> None:
     feats = jnp.concatenate([x1, (x1[:, :, None] * x1[:, None, :]).reshape(-1, 4)], 1)
     d.monte_carlo("20 000 noise draws pushed through the ODE: the mean and second moments of $x(1)$ are those of "
                   "$\\mathcal N(m, S)$", feats, jnp.concatenate([m, jnp.ravel(s + jnp.outer(m, m))]))
+    fig, ax = new_figure()
+    ax.plot(*np.asarray(x0[:2000]).T, ".", color="0.7", ms=2, label="noise $x(0) \\sim N(0, I)$")
+    ax.plot(*np.asarray(x1[:2000]).T, ".", color="C0", ms=2, label="$x(1)$ after the ODE")
+    circle = np.stack([np.cos(np.linspace(0, 2 * np.pi, 100)), np.sin(np.linspace(0, 2 * np.pi, 100))])
+    for radius, style in ((1, "-"), (2, "--")):
+        ellipse = np.asarray(m)[:, None] + radius * np.linalg.cholesky(np.asarray(s)) @ circle
+        ax.plot(*ellipse, "k" + style, lw=1, label=f"{radius}-sd ellipse of $N(m, S)$")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
+    ax.legend(fontsize="small", markerscale=4)
+    d.figure(fig, "The marginal field's ODE carries standard normal noise (grey, 2000 of 20 000 draws) onto the data "
+                  "distribution: the pushed samples fill the 1- and 2-sd ellipses of $N(m, S)$.")
     from theory_jax.cnf import log_likelihood
 
     pts = m + jnp.asarray(rng.standard_normal((200, 2))) * 1.3
@@ -340,13 +389,14 @@ def _section_ode(d: Derivation, rng: np.random.Generator, m, s) -> None:
 def derive(echo=None) -> Derivation:
     full_precision()
     d = Derivation("flow_matching", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
+    _section_paths(d)
+    rng = np.random.default_rng(0)  # after the SymPy step, whose symbols m and s a notebook would otherwise keep
     low = jnp.array([[0.8, 0.0], [0.5, 0.4]])
     m, s = jnp.array([1.5, -0.5]), low @ low.T
-    _section_paths(d)
     _section_marginal(d, rng, m, s, low)
     _section_cfm_gradient(d, rng, m, s, low)
-    _section_ot(d, rng, m, s, low)
+    w2_sq = _section_ot(d, rng, m, s, low)
+    _section_straight_paths(d, rng, m, s, w2_sq)
     _section_ode(d, rng, m, s)
     return d
 

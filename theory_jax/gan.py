@@ -35,7 +35,7 @@ from scipy import integrate
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import norm
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.f_divergence import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
 
 TITLE = "GANs: the optimal discriminator, the minimax value as 2 JS - log 4, saturating and non-saturating losses"
@@ -172,12 +172,8 @@ class Adversarial(nn.Module):
 
 
 # 4. The derivation -----------------------------------------------------------------------------------------------
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("gan", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-    rule = normal_rule()
-
+def _section_optimal_discriminator(d: Derivation, rng: np.random.Generator):
+    """For fixed G the discriminator's best response is pointwise, D* = p/(p + q), its logit the log density ratio."""
     d.say("A discriminator $D(x) = \\sigma(\\ell(x))$ says how likely $x$ is real; the generator's samples have law "
           "$q$, the data $p$. Goodfellow et al.'s game is $\\min_G \\max_D V(D, G)$ with $V = \\mathbb E_p[\\log D] + "
           "\\mathbb E_q[\\log(1 - D)]$ (eq. 1).")
@@ -200,7 +196,11 @@ def derive(echo=None) -> Derivation:
     others = np.clip(d_star[None] + 0.1 * rng.standard_normal((50, *p.shape)), 1e-3, 1 - 1e-3)
     d.inequality("$V(D, G) \\le V(D^*, G)$ for 50 random discriminators $D$ near $D^*$ on each of the 20 pairs",
                  value_discrete(others, p, q), value_discrete(d_star, p, q))
+    return p, q, d_star
 
+
+def _section_jensen_shannon(d: Derivation, p, q, d_star) -> None:
+    """At D* the game's value is 2 JS(p || q) - log 4, least (-log 4) exactly when q = p."""
     d.say("At $D^*$: $V = \\mathbb E_p[\\log \\frac{p}{p+q}] + \\mathbb E_q[\\log \\frac{q}{p+q}] = "
           "\\mathrm{KL}(p \\| m) + \\mathrm{KL}(q \\| m) - \\log 4$ with $m = (p + q)/2$, that is "
           "$2\\,\\mathrm{JS}(p \\| q) - \\log 4$ (Theorem 1).")
@@ -212,10 +212,12 @@ def derive(echo=None) -> Derivation:
     d.numeric("At $q = p$: $D^* = 1/2$ and $V(D^*, G) = -\\log 4$, the least value, as $\\mathrm{JS} \\ge 0$",
               value_discrete(jax.nn.sigmoid(optimal_logit(jnp.log(p), jnp.log(p))), p, p), np.full(20, -LOG4))
 
+
+def _section_gaussian_value(d: Derivation, rng: np.random.Generator, rule, gp, gq) -> None:
+    """Between two Gaussians: V(D*, G) = 2 JS - log 4 by quadrature, and as the batch objective on samples."""
     d.say("Gaussians: $p = \\mathcal N(0.3, 0.9^2)$, $q = \\mathcal N(-0.5, 1.4^2)$. Expectations under a Gaussian "
           "by the trapezoid rule on 160 001 points of $[-40, 40]$ standard deviations (`normal_rule`), JS by SciPy's "
           "adaptive quadrature (`scipy.integrate.quad`) as the witness.")
-    gp, gq = (0.3, 0.9), (-0.5, 1.4)
 
     def m_pdf(x):
         return 0.5 * (norm.pdf(x, *gp) + norm.pdf(x, *gq))
@@ -234,6 +236,9 @@ def derive(echo=None) -> Derivation:
                   "$-$`discriminator_loss` on 200 000 real and 200 000 fake draws, per pair of draws",
                   -(jax.nn.softplus(-lp) + jax.nn.softplus(lq)), 2 * js_quad - LOG4)
 
+
+def _section_classifier(d: Derivation, rule, gp, gq) -> None:
+    """Minimising the discriminator's cross-entropy over quadratic logits recovers log p - log q exactly."""
     def fitted(coef):  # the population BCE over the quadratic logits l(x) = c0 + c1 x + c2 x^2
         def logit(x):
             return coef[0] + coef[1] * x + coef[2] * x**2
@@ -250,6 +255,22 @@ def derive(echo=None) -> Derivation:
     d.numeric("A GAN's discriminator is a classifier: minimising the population cross-entropy `discriminator_loss` "
               "over quadratic logits (Newton's method, 30 steps) recovers $\\log p(x) - \\log q(x)$'s three "
               "coefficients", coef, exact, rtol=1e-8, atol=1e-10)
+    fig, ax = new_figure()
+    xs = np.linspace(-5, 5, 401)
+    ax.plot(xs, norm.pdf(xs, *gp), label="data $p$")
+    ax.plot(xs, norm.pdf(xs, *gq), label="generator $q$")
+    ax.plot(xs, norm.pdf(xs, *gp) / (norm.pdf(xs, *gp) + norm.pdf(xs, *gq)), "k", label="$D^* = p/(p + q)$")
+    ax.plot(xs[::20], jax.nn.sigmoid(np.polyval(np.asarray(coef)[::-1], xs[::20])), "ko", mfc="none", ms=5,
+            label="$\\sigma$(fitted quadratic logit)")
+    ax.axhline(0.5, color="0.6", ls=":", lw=1)
+    ax.set(xlabel="$x$", ylabel="density / probability real", ylim=(0, 1.25))
+    ax.legend(fontsize="small", loc="upper left")
+    d.figure(fig, "The discriminator trained by cross-entropy (circles) is the optimal one, $p/(p + q)$: above 1/2 "
+                  "where the data are denser than the generator's samples, below where they are sparser.")
+
+
+def _section_generator_objective(d: Derivation, rule, gp) -> None:
+    """C(G) = V(D*_G, G) is least at q = p; its gradient equals that of V with D held at D* (envelope theorem)."""
     mus = np.linspace(-2.0, 2.0, 41)
     values = np.array([gaussian_value_at_optimum(0.3, 0.9, 0.3 + m, 0.9, rule) for m in mus])
     off = np.abs(mus) > 0.05
@@ -257,6 +278,13 @@ def derive(echo=None) -> Derivation:
                  "$q = \\mathcal N(0.3 + \\delta, 0.9^2)$, $\\delta \\in [-2, 2] \\setminus \\{0\\}$...",
                  np.full(off.sum(), -LOG4), values[off])
     d.numeric("...and reaches it at $\\delta = 0$, $q = p$", values[20], -LOG4)
+    fig, ax = new_figure()
+    ax.plot(mus, values, "o-", ms=3, label="$C(G) = V(D^*, G)$")
+    ax.axhline(-LOG4, color="k", ls="--", lw=1, label="$-\\log 4$")
+    ax.set(xlabel="generator shift $\\delta$, $q = N(0.3 + \\delta, 0.9^2)$", ylabel="nats")
+    ax.legend(fontsize="small")
+    d.figure(fig, "Against its optimal discriminator the generator's objective $2\\,\\mathrm{JS} - \\log 4$ is least, "
+                  "$-\\log 4$, exactly when its law matches the data ($\\delta = 0$).")
 
     def c_of_g(mu, hold):  # C(G) for q = N(mu, 1.4^2), D* either followed or held at the current mu
         logit_mu = jax.lax.stop_gradient(mu) if hold else mu
@@ -275,6 +303,9 @@ def derive(echo=None) -> Derivation:
                jax.vmap(jax.grad(lambda m: c_of_g(m, hold=True)))(at),
                jax.vmap(jax.grad(lambda m: c_of_g(m, hold=False)))(at))
 
+
+def _section_saturation(d: Derivation, rule):
+    """Against a confident D* the saturating loss's gradient vanishes like mu exp(-mu^2/8); the non-saturating one grows."""
     d.say("Saturation (sec. 3 of the paper): take $p = \\mathcal N(0, 1)$ and a generator $x = \\mu + z$, so "
           "$q = \\mathcal N(\\mu, 1)$, against its optimal discriminator, logit $\\ell(x) = -\\mu x + \\mu^2/2$. "
           "With $\\ell$ held fixed, $\\frac{d}{d\\mu} \\mathbb E_q[\\log(1 - D)] = -\\mathbb E_q[D^* \\ell'] = "
@@ -295,6 +326,22 @@ def derive(echo=None) -> Derivation:
                  "learns nothing)", np.abs(sat), 2 * mus * overlap)
     d.inequality("The non-saturating gradient is at least $\\mu(1 - 2\\Phi(-\\mu/2))$: of order $\\mu$ exactly "
                  "where the saturating one vanishes", mus * (1 - 2 * overlap), np.abs(nonsat))
+    fig, ax = new_figure()
+    dense = np.linspace(0.3, 12.5, 200)
+    ax.fill_between(dense, dense * norm.cdf(-dense / 2), 2 * dense * norm.cdf(-dense / 2), color="C0", alpha=0.2,
+                    label="$[\\mu\\Phi(-\\mu/2), 2\\mu\\Phi(-\\mu/2)]$")
+    ax.plot(mus, np.abs(sat), "o-", color="C0", label="saturating $|g_{\\mathrm{sat}}|$")
+    ax.plot(mus, np.abs(nonsat), "s-", color="C1", label="non-saturating $|g_{\\mathrm{ns}}|$")
+    ax.plot(dense, dense * (1 - 2 * norm.cdf(-dense / 2)), ":", color="C1", label="$\\mu(1 - 2\\Phi(-\\mu/2))$")
+    ax.set(xlabel="generator offset $\\mu$ (data at 0)", ylabel="gradient magnitude", yscale="log", ylim=(1e-9, 50))
+    ax.legend(fontsize="small", loc="lower left")
+    d.figure(fig, "As the generator's samples move away from the data, the saturating loss's gradient collapses "
+                  "(inside its shaded bounds) while the non-saturating one grows like $\\mu$.")
+    return e_dstar
+
+
+def _section_reparameterised(d: Derivation, rng: np.random.Generator, e_dstar) -> None:
+    """What a generator's optimiser sees: the per-draw reparameterised gradient of the saturating loss, mu sigma(l(x))."""
     z = rng.standard_normal(100_000)
     mu = 2.0
     logit_at = -mu * (mu + z) + mu**2 / 2
@@ -305,4 +352,19 @@ def derive(echo=None) -> Derivation:
                   "$\\mu\\,\\mathbb E_q[D^*]$", per_sample, mu * e_dstar[2])
     d.numeric("...and per draw it equals $\\mu\\,\\sigma(\\ell(x))$, the saturating factor $D$ made explicit",
               per_sample, mu * jax.nn.sigmoid(logit_at))
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("gan", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    rule = normal_rule()
+    p, q, d_star = _section_optimal_discriminator(d, rng)
+    _section_jensen_shannon(d, p, q, d_star)
+    gp, gq = (0.3, 0.9), (-0.5, 1.4)
+    _section_gaussian_value(d, rng, rule, gp, gq)
+    _section_classifier(d, rule, gp, gq)
+    _section_generator_objective(d, rule, gp)
+    e_dstar = _section_saturation(d, rule)
+    _section_reparameterised(d, rng, e_dstar)
     return d

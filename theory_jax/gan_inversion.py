@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.vae import downsample, downsampling_convs, flatten_image
 
 TITLE = "GAN inversion: optimisation, latent-regression encoders and the hybrid, closed form for linear generators"
@@ -92,12 +92,8 @@ def _descend(z, x, params, prior_weight, lr, steps):
     return np.stack(path)
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("gan_inversion", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-    k, dim, hidden = 3, 8, 16
-
+def _section_ridge_descent(d: Derivation, rng: np.random.Generator, k: int, dim: int):
+    """A linear generator: inversion is ridge regression, and gradient descent contracts to it at rate 1 - mu/L."""
     d.say("A linear generator $G(z) = Az + c$ first (`mlp_generator` with the identity in place of tanh is "
           "affine; here $A$ and $c$ directly), where $L(z) = \\|Az + c - x\\|^2/D + \\lambda\\|z\\|^2$ is a ridge "
           "regression: $z^* = (A^\\top A + \\lambda D I)^{-1} A^\\top (x - c)$.")
@@ -123,9 +119,23 @@ def derive(echo=None) -> Derivation:
         errors.append(np.linalg.norm(z - z_star))
     d.numeric("Gradient descent with step $1/L$ ($L$ the Hessian's largest eigenvalue) reaches the ridge solution",
               z, z_star, rtol=1e-9, atol=1e-12)
+    rate_bound = (1 - eig[0] / eig[-1]) ** np.arange(401) * errors[0]
     d.inequality("...contracting at least by $1 - \\mu/L$ per step ($\\mu$ the smallest eigenvalue; condition "
                  f"number {eig[-1] / eig[0]:.1f}): $\\|z_t - z^*\\| \\le (1 - \\mu/L)^t \\|z_0 - z^*\\|$",
-                 np.array(errors), (1 - eig[0] / eig[-1]) ** np.arange(401) * errors[0], slack=1e-14)
+                 np.array(errors), rate_bound, slack=1e-14)
+    fig, ax = new_figure()
+    ax.semilogy(errors, label="gradient descent, step $1/L$")
+    ax.semilogy(rate_bound, "k--", lw=1, label="$(1 - \\mu/L)^t \\, \\|z_0 - z^*\\|$")
+    ax.set(xlabel="step $t$", ylabel="$\\|z_t - z^*\\|$", ylim=(1e-17, None))
+    ax.legend()
+    d.figure(fig, "On the ridge-regression loss of a linear generator the error falls geometrically, always under the "
+                  "$(1 - \\mu/L)^t$ line, until it reaches float64 round-off.")
+    return a_mat, c_vec, lam, x_out, z_star
+
+
+def _section_range(d: Derivation, rng: np.random.Generator, a_mat, c_vec, lam, x_out, z_star) -> None:
+    """Outside the generator's range inversion projects (shrunk by lambda); inside it, it recovers the code."""
+    dim, k = a_mat.shape
     residual = a_mat @ z_star + c_vec - x_out
     d.numeric("Outside the range, the reconstruction is a (shrunk) projection: at $\\lambda$'s optimum "
               "$A^\\top (G(z^*) - x) = -\\lambda D z^*$, and with $\\lambda = 0$ the residual is orthogonal to the "
@@ -135,6 +145,10 @@ def derive(echo=None) -> Derivation:
     d.numeric("Inside the range with $\\lambda = 0$, inversion recovers the code exactly: $z^* = z_{\\mathrm{true}}$",
               np.linalg.lstsq(a_mat, x_in - c_vec, rcond=None)[0], z_true)
 
+
+def _section_latent_regression(d: Derivation, rng: np.random.Generator, a_mat, c_vec) -> None:
+    """Learning-based inversion: the best latent-regression encoder of a noisy linear generator is the posterior mean."""
+    dim, k = a_mat.shape
     d.say("Learning-based inversion: an encoder trained by latent regression on the generator's own samples. For a "
           "noisy linear generator $x = Az + c + \\sigma\\varepsilon$, $z \\sim \\mathcal N(0, I)$, the best encoder is "
           "the posterior mean $E^*(x) = A^\\top (AA^\\top + \\sigma^2 I)^{-1} (x - c)$, with error "
@@ -154,6 +168,9 @@ def derive(echo=None) -> Derivation:
     d.numeric("`latent_regression_loss` is that per-example error averaged",
               latent_regression_loss(fresh, (x_fresh - c_vec) @ gain.T), per_example.mean())
 
+
+def _section_hybrid(d: Derivation, rng: np.random.Generator, k: int, dim: int, hidden: int) -> None:
+    """A nonlinear generator: descent from an encoder's estimate (the hybrid) beats random starts; L is not convex."""
     d.say("A nonlinear generator (`mlp_generator`, 3 -> 16 -> 8, tanh) and the hybrid: the same gradient descent "
           "(`inversion_step`, $\\lambda = 0$) from a random code and from a latent-regression encoder's estimate.")
     params = (rng.standard_normal((hidden, k)) * 0.8, rng.standard_normal(hidden) * 0.2,
@@ -188,5 +205,26 @@ def derive(echo=None) -> Derivation:
                  "reconstructed from neither start (their error stays above 1e-4: local minima), the reason "
                  "inversion of real generators needs good starts and restarts", np.full(int(stuck.sum()), 1e-4),
                  np.minimum(mse_enc[-1], mse_rand[-1])[stuck])
-    return d
+    fig, ax = new_figure()
+    ax.semilogy(mse_rand, color="tab:orange", lw=0.7, alpha=0.6)
+    ax.semilogy(mse_enc, color="tab:blue", lw=0.7, alpha=0.6)
+    ax.semilogy(np.median(mse_rand, axis=1), color="tab:orange", lw=2.5, label="from random codes")
+    ax.semilogy(np.median(mse_enc, axis=1), color="tab:blue", lw=2.5, label="from the encoder (hybrid)")
+    ax.axhline(1e-6, color="k", ls="--", lw=1, label="MSE $10^{-6}$")
+    ax.set(xlabel="gradient step", ylabel="reconstruction MSE", ylim=(1e-12, 1e2))
+    ax.legend(loc="lower right", fontsize=8)
+    d.figure(fig, "Thin lines: the 16 targets, bold: their median. Descent from the encoder's estimate starts lower and "
+                  "crosses $10^{-6}$ sooner; the lines that level off high are local minima, reached from both starts.")
 
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("gan_inversion", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    k, dim, hidden = 3, 8, 16
+
+    a_mat, c_vec, lam, x_out, z_star = _section_ridge_descent(d, rng, k, dim)
+    _section_range(d, rng, a_mat, c_vec, lam, x_out, z_star)
+    _section_latent_regression(d, rng, a_mat, c_vec)
+    _section_hybrid(d, rng, k, dim, hidden)
+    return d

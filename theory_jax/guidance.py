@@ -24,7 +24,7 @@ import sympy as sp
 from jax.scipy.special import logsumexp
 from scipy import stats
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.diffusion import (
     alpha_bars,
     cfg_eps,
@@ -231,22 +231,8 @@ def _sample_guided(w, key):
     return x0[:, 0]
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("guidance", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-    lw, means, variances = jnp.log(jnp.asarray(PI)), jnp.asarray(MEANS), jnp.asarray(VARS)
-    x = jnp.asarray(rng.standard_normal((64, 2)) * 1.5)
-    y = jnp.asarray(rng.integers(0, 3, 64))
-    levels = (0.9, 0.5, 0.1)
-    scores = {a: _scores(x, y, a) for a in levels}  # (grad log p_t(x), grad log p_t(x|y), grad log p_t(y|x))
-    eps = {a: _eps_models(x, y, a) for a in levels}  # (eps*(x_t, y), eps*(x_t))
-
-    d.say("Data: three classes in 2-D, $p_0(x\\mid y=k) = \\mathcal N(\\mu_k, \\mathrm{diag}\\,v_k)$, prior "
-          "$\\pi = (0.5, 0.3, 0.2)$; $x_t = \\sqrt{\\bar\\alpha_t} x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon$. "
-          "64 points $x_t$ and labels $y$, at $\\bar\\alpha_t \\in \\{0.9, 0.5, 0.1\\}$.")
-
-    # Bayes' rule for scores.
+def _section_bayes_scores(d: Derivation, levels, scores, eps) -> None:
+    """Bayes' rule for scores, symbolically and on the noised 2-D mixture; the optimal eps is the scaled score."""
     lhs, rhs = _bayes_sympy()
     d.symbolic("Bayes' rule for scores: $\\nabla_x \\log p(x\\mid y) = \\nabla_x \\log p(x) + \\nabla_x \\log p(y\\mid x)$ "
                "($\\log p(y)$ does not depend on $x$); SymPy on a 1-D two-class mixture with symbolic parameters",
@@ -267,7 +253,9 @@ def derive(echo=None) -> Derivation:
                "jax.grad of the log-densities)", jnp.stack([jnp.stack(eps[a]) for a in levels]),
                jnp.stack([-jnp.sqrt(1 - a) * jnp.stack(scores[a][1::-1]) for a in levels]))
 
-    # Classifier guidance.
+
+def _section_classifier_guidance(d: Derivation, x, y, levels, scores, eps) -> None:
+    """Classifier guidance follows the score of the tilted density p_t(x) p_t(y|x)^w; w = 1 gives the conditional."""
     d.say("Classifier guidance samples with the score of $p_t(x)\\,p_t(y\\mid x)^w$: "
           "$\\nabla\\log p_t(x) + w\\,\\nabla \\log p_t(y\\mid x)$; multiplying by $-\\sqrt{1-\\bar\\alpha_t}$ gives the "
           "epsilon form $\\hat\\epsilon = \\epsilon(x_t) - w\\sqrt{1-\\bar\\alpha_t}\\,\\nabla\\log p_t(y\\mid x_t)$.")
@@ -288,7 +276,9 @@ def derive(echo=None) -> Derivation:
               "p_t(x\\mid k), y) = \\log p_t(x\\mid y) + \\log \\pi_y - \\log p_t(x)$",
               class_log_prob(logits, y), _bayes_logits(x, y, 0.5))
 
-    # Classifier-free guidance = guidance by the implicit classifier.
+
+def _section_classifier_free(d: Derivation, rng: np.random.Generator, levels, scores, eps) -> None:
+    """Classifier-free guidance is guidance by the implicit classifier p(x|y)/p(x), which is exact for optimal models."""
     ec, eu, w_, s_ = sp.symbols("epsilon_c epsilon_u w sigma", real=True)
     implicit = -(ec - eu) / s_  # grad log p_i(y|x) = score(x|y) - score(x), score = -eps / sigma
     d.symbolic("Implicit classifier $p_i(y\\mid x) \\propto p(x\\mid y)/p(x)$: its gradient is "
@@ -313,35 +303,55 @@ def derive(echo=None) -> Derivation:
               jnp.stack(cfg), jnp.stack(cg_c))
     d.numeric("...= `classifier_guided_eps`$(\\epsilon^*_u, \\nabla\\log p_t(y\\mid x), \\bar\\alpha, 1 + w)$",
               jnp.stack(cfg), jnp.stack(cg_u))
+    eps_c, eps_u = eps[0.5]
     d.numeric("$w = 0$ recovers the conditional model and $w = -1$ the unconditional one",
               jnp.stack([cfg_eps(eps_c, eps_u, 0.0), cfg_eps(eps_c, eps_u, -1.0)]), jnp.stack([eps_c, eps_u]))
     w_b = jnp.asarray(rng.uniform(0, 4, 64))
     d.numeric("Per-example scales: `cfg_eps` with $w$ of shape (B,) equals the scalar formula row by row",
               cfg_eps(eps_c, eps_u, w_b), (1 + w_b[:, None]) * eps_c - w_b[:, None] * eps_u)
 
-    # The noise-aware classifier.
+
+def _section_noise_aware_classifier(d: Derivation, x, y) -> None:
+    """The noise-aware classifier's loss and why the clean classifier will not do on noised inputs."""
+    logits = mixture_log_joint(x, *_noised(0.5))
     d.gradient("The noise-aware classifier's cross-entropy: $\\nabla_{\\text{logits}}$ `noisy_classifier_loss` "
                "$= (\\mathrm{softmax} - \\mathrm{onehot}(y))/B$ (jax.grad)", jax.grad(noisy_classifier_loss)(logits, y),
                (jax.nn.softmax(logits) - jax.nn.one_hot(y, 3)) / 64)
-    gaps = np.asarray(_cross_entropy_gaps(jax.random.key(0), 20000, jnp.asarray((0.5, 0.2, 0.05))))
+    ce_levels = (0.5, 0.2, 0.05)
+    gaps = np.asarray(_cross_entropy_gaps(jax.random.key(0), 20000, jnp.asarray(ce_levels)))
     se = gaps.std(axis=1, ddof=1) / np.sqrt(gaps.shape[1])
     d.inequality("A classifier must be noise-aware: at every level the true $p_t(y\\mid x_t)$ has a lower "
                  "cross-entropy than the clean classifier $p_0(y\\mid x_t/\\sqrt{\\bar\\alpha_t})$, by more than 4 SE "
                  f"(gaps {', '.join(f'{g:.3f}' for g in gaps.mean(1))} nats at $\\bar\\alpha$ = 0.5, 0.2, 0.05; "
                  "20 000 draws)", 4 * se, gaps.mean(axis=1))
 
-    # What guided sampling targets.
+
+def _section_tilt(d: Derivation) -> None:
+    """What guided sampling targets: the tilt of each noised marginal, not the noising of the tilted data."""
     d.say("Classifier-free guidance with scale $w$ follows the score of $p_t(x\\mid y)^{1+w} p_t(x)^{-w} \\propto "
           "p_t(x)\\,p_t(y\\mid x)^{1+w}$: it tilts each noised marginal. The noising of the tilted data "
           "$p_0(x)\\,p_0(y\\mid x)^{1+w}$ is another family, so for $w > 0$ the sampler only approximates the tilt "
           "(1-D, first coordinate, class $y = 1$; quadrature on 4001 points).")
+    tilted_0, guided_0 = _tilted_score(0.0, 0.5), _guided_score_1d(0.0, 0.5)
     d.numeric("$w = 0$: the score of the noised class density (quadrature) is the guided score (closed form)",
-              _tilted_score(0.0, 0.5), _guided_score_1d(0.0, 0.5), rtol=1e-8, atol=1e-8)
-    gap = float(jnp.max(jnp.abs(_tilted_score(3.0, 0.5) - _guided_score_1d(3.0, 0.5))))
+              tilted_0, guided_0, rtol=1e-8, atol=1e-8)
+    tilted, guided = _tilted_score(3.0, 0.5), _guided_score_1d(3.0, 0.5)
+    gap = float(jnp.max(jnp.abs(tilted - guided)))
     d.inequality(f"$w = 3$: they differ (max score gap {gap:.3f} at $\\bar\\alpha = 0.5$): guidance does not sample "
                  "$p_0(x)\\,p_0(y\\mid x)^{1+w}$ exactly", 0.05, gap)
+    fig, ax = new_figure()
+    ax.plot(LINE, guided_0, "o-", color="C0", label="guided, $w = 0$")
+    ax.plot(LINE, tilted_0, "k+", ms=9, label="noised tilt, $w = 0$")
+    ax.plot(LINE, guided, "o-", color="C3", label="guided, $w = 3$")
+    ax.plot(LINE, tilted, "s--", color="C1", mfc="none", label="noised tilt, $w = 3$")
+    ax.set(xlabel="$x_t$ (first coordinate)", ylabel="score at $\\bar\\alpha = 0.5$, class 1")
+    ax.legend(fontsize=7)
+    d.figure(fig, "At $w = 0$ the guided score and the score of the noised class density coincide; at $w = 3$ the "
+                  "guided score (tilt of the noised marginal) departs from the score of the noised tilted data.")
 
-    # Sampling with the exact guided eps.
+
+def _section_guided_sampling(d: Derivation) -> None:
+    """Ancestral DDPM with the exact guided eps: w = 0 samples the class, w = -1 the data, larger w sharpens."""
     samples = {w: np.asarray(_sample_guided(w, jax.random.key(7))) for w in (-1.0, 0.0, 1.0, 3.0)}
     p_cond = stats.kstest(samples[0.0], stats.norm(MEANS[1, 0], np.sqrt(VARS[1, 0])).cdf).pvalue
     d.inequality(f"Ancestral DDPM (T = 1000) with $w = 0$ samples the class: KS p = {p_cond:.3f} against "
@@ -356,10 +366,51 @@ def derive(echo=None) -> Derivation:
     p_uncond = stats.kstest(samples[-1.0], mixture_cdf).pvalue
     d.inequality(f"...and its distribution is the unconditional data's: KS p = {p_uncond:.3f} against the mixture",
                  0.01, p_uncond)
+    lw, means, variances = _data_1d()
     labels = jnp.ones(SAMPLES, dtype=jnp.int32)
     confidence = [float(np.mean(np.exp(np.asarray(class_log_prob(
-        mixture_log_joint(jnp.asarray(samples[w])[:, None], lw, means[:, :1], variances[:, :1]), labels)))))
+        mixture_log_joint(jnp.asarray(samples[w])[:, None], lw, means, variances), labels)))))
         for w in (0.0, 1.0, 3.0)]
     d.inequality("Guidance trades diversity for class confidence: the mean $p_0(y\\mid x_0)$ of the samples rises "
                  f"with $w$ = 0, 1, 3 ({', '.join(f'{c:.3f}' for c in confidence)})", confidence[:-1], confidence[1:])
+    grid = np.linspace(-4.5, 4.5, 400)
+    class_pdf = stats.norm.pdf(grid, MEANS[1, 0], np.sqrt(VARS[1, 0]))
+    mixture_pdf = sum(p * stats.norm.pdf(grid, mu, np.sqrt(var)) for p, mu, var in zip(PI, MEANS[:, 0], VARS[:, 0]))
+    fig, axes = new_figure(columns=2)
+    axes[0].hist(samples[-1.0], bins=60, density=True, alpha=0.5, color="C0", label="samples, $w = -1$")
+    axes[0].hist(samples[0.0], bins=60, density=True, alpha=0.5, color="C1", label="samples, $w = 0$")
+    axes[0].plot(grid, mixture_pdf, "C0", label="data $p_0(x)$")
+    axes[0].plot(grid, class_pdf, "C1", label="class $p_0(x|y=1)$")
+    for w, color in ((0.0, "C1"), (1.0, "C2"), (3.0, "C3")):
+        axes[1].hist(samples[w], bins=60, density=True, histtype="step", color=color, label=f"$w = {w:g}$")
+    axes[1].plot(grid, class_pdf, "k--", lw=1, label="class $p_0(x|y=1)$")
+    axes[1].set(xlim=(-1, 4))
+    for ax in axes:
+        ax.set(xlabel="$x_0$ (first coordinate)", ylabel="density")
+        ax.legend(fontsize=7)
+    d.figure(fig, "Left: guided DDPM samples with $w = -1$ match the data mixture and with $w = 0$ the class density. "
+                  "Right: raising $w$ pushes the samples away from the other classes and narrows them: more "
+                  "confident, less diverse.")
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("guidance", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((64, 2)) * 1.5)
+    y = jnp.asarray(rng.integers(0, 3, 64))
+    levels = (0.9, 0.5, 0.1)
+    scores = {a: _scores(x, y, a) for a in levels}  # (grad log p_t(x), grad log p_t(x|y), grad log p_t(y|x))
+    eps = {a: _eps_models(x, y, a) for a in levels}  # (eps*(x_t, y), eps*(x_t))
+
+    d.say("Data: three classes in 2-D, $p_0(x\\mid y=k) = \\mathcal N(\\mu_k, \\mathrm{diag}\\,v_k)$, prior "
+          "$\\pi = (0.5, 0.3, 0.2)$; $x_t = \\sqrt{\\bar\\alpha_t} x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon$. "
+          "64 points $x_t$ and labels $y$, at $\\bar\\alpha_t \\in \\{0.9, 0.5, 0.1\\}$.")
+
+    _section_bayes_scores(d, levels, scores, eps)
+    _section_classifier_guidance(d, x, y, levels, scores, eps)
+    _section_classifier_free(d, rng, levels, scores, eps)
+    _section_noise_aware_classifier(d, x, y)
+    _section_tilt(d)
+    _section_guided_sampling(d)
     return d

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.diffusion import null_labels
 from theory_jax.elbo import gaussian_kl, gaussian_log_prob, mvn_kl
 
@@ -208,18 +208,8 @@ def _sympy_effective_schedule():
     return signal, noise, a_eff / (1 - a_eff), s**2 * a / (1 - a)
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("latent_diffusion", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-    m_x, low, enc, c, mu_z, var_z = _encoder(rng)
-    dim = len(mu_z)
-    d.say("Stage 1: a frozen autoencoder maps $x$ to latents $z = E(x)$ (here a linear encoder of "
-          "$x \\sim \\mathcal N(m_x, \\Sigma_x)$ in $\\mathbb R^8$ with independent latents of std 3, 5, 6, 8). "
-          "Stage 2: a DDPM on $u = s z$, $s$ = 1/std of the latents (`latent_scale`), trained with the epsilon loss; "
-          "samples are $D(u_0 / s)$.")
-
-    # 1. The scale is a change of schedule: SNR times s^2.
+def _section_scale_is_a_schedule(d: Derivation) -> None:
+    """The scale is a change of schedule: it multiplies the SNR of every step by s^2."""
     r1, r2, snr_eff, snr = _sympy_effective_schedule()
     d.symbolic("With $c = \\sqrt{s^2\\bar\\alpha + 1 - \\bar\\alpha}$: $u_t / c = \\sqrt{\\bar\\alpha'}\\, z + "
                "\\sqrt{1-\\bar\\alpha'}\\,\\epsilon$ with $\\bar\\alpha' = s^2\\bar\\alpha / (1 + (s^2-1)\\bar\\alpha)$ "
@@ -229,7 +219,9 @@ def derive(echo=None) -> Derivation:
     d.symbolic("Its SNR $\\bar\\alpha'/(1-\\bar\\alpha') = s^2\\,\\bar\\alpha/(1-\\bar\\alpha)$: the scale multiplies "
                "the signal-to-noise ratio of every step by $s^2$ (`latent_snr`)", snr_eff, snr)
 
-    # 2. latent_scale estimates the pooled std; scaled latents have unit variance.
+
+def _section_latent_scale(d: Derivation, rng: np.random.Generator, m_x, low, enc, c, mu_z, var_z):
+    """latent_scale estimates the pooled std of the latents; the scaled latents have unit variance."""
     x = m_x + rng.standard_normal((20000, 8)) @ low.T
     z = x @ enc.T + c
     pooled = np.mean(var_z) + np.var(mu_z)
@@ -243,8 +235,11 @@ def derive(echo=None) -> Derivation:
               f"$s$ = {s_hat:.4f}, population {s:.4f})",
               np.append(np.asarray(unscale_latents(scale_latents(z, s_hat), s_hat)) - z, np.std(z * s_hat, ddof=1) - 1),
               np.zeros(z.size + 1), atol=1e-12)
+    return x, z, pooled, s
 
-    # 3. Terminal KL and SNR with and without scaling, on LDM's schedule.
+
+def _section_terminal_snr(d: Derivation, z, mu_z, var_z, pooled, s, dim: int) -> None:
+    """Terminal KL and SNR with and without scaling, on LDM's schedule: only scaled latents end near N(0, I)."""
     ab = np.cumprod(1 - np.asarray(ldm_betas(1000)))
     a_T = ab[-1]
     second = np.mean(var_z + mu_z**2)  # mean second moment of an unscaled latent entry
@@ -266,8 +261,19 @@ def derive(echo=None) -> Derivation:
               f"where the SNR falls below 1 moves from t = {t_half[s]} (scaled) to t = {t_half[1.0]} (unscaled), "
               f"so unscaled latents spend most of the chain at SNR > 1",
               np.log(latent_snr(ab, 1.0, pooled)) - np.log(latent_snr(ab, s, pooled)), np.full(1000, math.log(pooled)))
+    fig, ax = new_figure()
+    for k, name in ((1.0, "unscaled latents, $s = 1$"), (s, f"scaled latents, $s$ = {s:.3f}")):
+        ax.plot(np.arange(1000), np.log(latent_snr(ab, k, pooled)), label=name)
+        ax.plot(t_half[k], 0.0, "ko", ms=4)
+    ax.axhline(0.0, color="k", ls=":", lw=1, label="SNR = 1")
+    ax.set(xlabel="step $t$ (LDM's scaled-linear schedule, T = 1000)", ylabel="$\\log\\,\\mathrm{SNR}_t$")
+    ax.legend(fontsize=8)
+    d.figure(fig, "Scaling the latents shifts the whole log-SNR curve down by $2\\log\\,$std: unscaled latents stay "
+             "above SNR = 1 for most of the chain and are far from pure noise at $t = T$.")
 
-    # 4. The latent epsilon loss at its optimum: MMSE = SNR / (1 + SNR), so the scale shapes the loss.
+
+def _section_eps_loss_at_optimum(d: Derivation, rng: np.random.Generator, dim: int) -> None:
+    """The latent epsilon loss at its optimum: MMSE = SNR / (1 + SNR), so the scale shapes the loss; label dropout."""
     n, k_cls, t_big = 40000, 3, 50
     means = rng.standard_normal((k_cls, dim)) * 4.0
     y = rng.integers(0, k_cls, n)
@@ -294,7 +300,9 @@ def derive(echo=None) -> Derivation:
     d.numeric("Label dropout: dropped rows reach the denoiser as the null token $K$ (`null_labels`)",
               seen[0], np.array([3, 1, 3, 1]))
 
-    # 5. The DDPM bound on latents, closed form for a linear-Gaussian reverse chain.
+
+def _section_latent_ddpm_bound(d: Derivation, rng: np.random.Generator, z, mu_z, var_z, s, dim: int):
+    """The DDPM bound on latents, closed form for a linear-Gaussian reverse chain: exact, tight, a bound."""
     abT = jnp.asarray(np.cumprod(1 - np.linspace(0.02, 0.5, 10)))
     u_mu, u_var = jnp.asarray(s * mu_z), jnp.asarray(s**2 * var_z)
     exact = gaussian_data_reverse(u_mu, u_var, abT)
@@ -324,8 +332,11 @@ def derive(echo=None) -> Derivation:
     d.monte_carlo("Ancestral samples of that chain from $\\mathcal N(0, I)$ have its marginal's mean and variance "
                   "(20 000 samples)", np.concatenate([draws, (draws - np.asarray(p_mean)) ** 2], 1),
                   np.concatenate([p_mean, p_var]))
+    return abT, exact, std_prior, u0, draws, p_mean, p_var
 
-    # 6. Decoding needs the unscaled latents.
+
+def _section_decoding_needs_unscaling(d: Derivation, rng: np.random.Generator, draws, p_mean, p_var, s, dim: int):
+    """Decoding needs the unscaled latents: D(u_0 / s) is the two-stage model, D(u_0) another distribution."""
     weight = np.linalg.qr(rng.standard_normal((8, dim)))[0] * np.array([1.5, 1.0, 0.8, 0.5])
     bias, sigma = rng.standard_normal(8), 0.3
     decoded = (draws / s) @ weight.T + bias + sigma * rng.standard_normal((20000, 8))
@@ -341,12 +352,25 @@ def derive(echo=None) -> Derivation:
                             jnp.asarray(weight @ np.asarray(p_mean) + bias), jnp.linalg.cholesky(jnp.asarray(wrong_cov))))
     d.inequality(f"Decoding $u_0$ without unscaling gives another distribution: KL(right $\\|$ wrong) = "
                  f"{kl_wrong:.1f} nats > 1", 1.0, kl_wrong)
+    fig, ax = new_figure()
+    wrong = draws @ weight.T + bias  # decoded without unscaling (the decoder's noise left out)
+    ax.scatter(decoded[:2000, 0], decoded[:2000, 1], s=2, alpha=0.4, label="$D(u_0 / s)$: the model")
+    ax.scatter(wrong[:2000, 0], wrong[:2000, 1], s=2, alpha=0.4, label="$D(u_0)$: scale forgotten")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$")
+    ax.legend(fontsize=8, markerscale=4)
+    d.figure(fig, "The first two coordinates of decoded samples: decoding $u_0$ without unscaling shrinks the "
+             f"latents by the factor $s$ = {s:.3f}, so the samples collapse towards $D(0) = b$.")
+    return weight, bias, sigma
 
-    # 7. The two-stage bound: autoencoder ELBO composed with the latent DDPM bound.
+
+def _section_two_stage_bound(d: Derivation, x, u0, mu_z, var_z, s, dim: int, abT, exact, std_prior, weight, bias,
+                             sigma):
+    """The two-stage bound: the autoencoder's ELBO composed with the latent DDPM bound lies below log p(x)."""
     d.say("Two-stage model: $z \\sim p_\\theta$ (the latent DDPM on $u = sz$, density $s^d p_u(sz)$), "
           "$x\\mid z \\sim \\mathcal N(Wz+b, \\sigma^2 I)$, encoder "
           "$q(z\\mid x) = \\mathcal N(m(x), \\mathrm{diag}\\, v(x))$. "
           "`two_stage_elbo` $= \\mathbb E_q\\log p(x\\mid z) + H[q] + d\\log s - \\mathbb E_q L(sz)$.")
+    u_mu, u_var = jnp.asarray(s * mu_z), jnp.asarray(s**2 * var_z)
     d.numeric("Change of variables: $\\log p_z(z) = \\log p_u(sz) + d\\log s$, here for the exact latent law",
               gaussian_log_prob(u0, u_mu, jnp.log(u_var)) + dim * math.log(s),
               gaussian_log_prob(u0 / s, jnp.asarray(mu_z), jnp.log(jnp.asarray(var_z))))
@@ -359,7 +383,12 @@ def derive(echo=None) -> Derivation:
     elbo2 = _two_stage(xs, *args, q_mean, q_var, s, abT, *exact, *std_prior)
     d.inequality("The two-stage bound lies below $\\log p(x)$ of the two-stage model (20 data points, a mis-fitted "
                  "encoder, latent DDPM with $p(x_T) = \\mathcal N(0, I)$)", elbo2, log_px)
+    return xs, log_px, elbo2
 
+
+def _section_two_stage_tight(d: Derivation, xs, log_px, elbo2, mu_z, var_z, s, abT, weight, bias, sigma) -> None:
+    """The two-stage bound is tight when both stages are exact, whatever the scale of the latents."""
+    args = (jnp.asarray(weight), jnp.asarray(bias), sigma)
     tight = {}
     for scale in (1.0, s):
         rev = gaussian_data_reverse(jnp.asarray(scale * mu_z), jnp.asarray(scale**2 * var_z), abT)
@@ -367,10 +396,42 @@ def derive(echo=None) -> Derivation:
         pv = 1 / (1 / var_z + np.sum(weight**2, 0) / sigma**2)  # W^T W diagonal: a diagonal posterior
         pm = pv * ((np.asarray(xs) - bias) @ weight / sigma**2 + mu_z / var_z)
         tight[scale] = _two_stage(xs, *args, jnp.asarray(pm), jnp.asarray(np.tile(pv, (20, 1))), scale, abT,
-                                      *rev, *prior)
+                                  *rev, *prior)
     true_px = _evidence(xs, *args, jnp.asarray(mu_z), jnp.asarray(var_z))
     d.numeric("Tight when both stages are exact (the encoder is the posterior, the latent chain is the true "
               "reverse process): two-stage ELBO $= \\log p(x)$, here with $s$ = 1/std", tight[s], true_px)
     d.numeric("...and the same with unscaled latents ($s = 1$): the $d\\log s$ term makes the bound independent of "
               "the scale, which only changes how hard the learning problem is", tight[1.0], tight[s])
+    fig, ax = new_figure()
+    ax.plot(log_px, elbo2, "o", mfc="none", label="mis-fitted encoder, $p(x_T) = N(0, I)$")
+    ax.plot(true_px, tight[s], "x", label="exact stages, $s$ = 1/std")
+    ax.plot(true_px, tight[1.0], "+", ms=9, label="exact stages, $s = 1$")
+    lims = [float(min(np.min(elbo2), np.min(true_px))), float(max(np.max(log_px), np.max(true_px)))]
+    ax.plot(lims, lims, "k--", lw=1, label="ELBO = $\\log p(x)$")
+    ax.set(xlabel="$\\log p(x)$ of the two-stage model (nats)", ylabel="two-stage ELBO (nats)")
+    ax.legend(fontsize=7)
+    d.figure(fig, "20 data points, each bound against its own model's $\\log p(x)$: the two-stage ELBO lies below the "
+             "diagonal, and on it when both stages are exact, with or without scaling the latents.")
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("latent_diffusion", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    m_x, low, enc, c, mu_z, var_z = _encoder(rng)
+    dim = len(mu_z)
+    d.say("Stage 1: a frozen autoencoder maps $x$ to latents $z = E(x)$ (here a linear encoder of "
+          "$x \\sim \\mathcal N(m_x, \\Sigma_x)$ in $\\mathbb R^8$ with independent latents of std 3, 5, 6, 8). "
+          "Stage 2: a DDPM on $u = s z$, $s$ = 1/std of the latents (`latent_scale`), trained with the epsilon loss; "
+          "samples are $D(u_0 / s)$.")
+
+    _section_scale_is_a_schedule(d)
+    x, z, pooled, s = _section_latent_scale(d, rng, m_x, low, enc, c, mu_z, var_z)
+    _section_terminal_snr(d, z, mu_z, var_z, pooled, s, dim)
+    _section_eps_loss_at_optimum(d, rng, dim)
+    abT, exact, std_prior, u0, draws, p_mean, p_var = _section_latent_ddpm_bound(d, rng, z, mu_z, var_z, s, dim)
+    weight, bias, sigma = _section_decoding_needs_unscaling(d, rng, draws, p_mean, p_var, s, dim)
+    xs, log_px, elbo2 = _section_two_stage_bound(d, x, u0, mu_z, var_z, s, dim, abT, exact, std_prior, weight, bias,
+                                                 sigma)
+    _section_two_stage_tight(d, xs, log_px, elbo2, mu_z, var_z, s, abT, weight, bias, sigma)
     return d

@@ -26,7 +26,7 @@ import sympy as sp
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp, xlogy
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "Gaussian mixtures fitted by expectation-maximisation"
 LECTURES = "latent variable models; GMM by EM; EM as coordinate ascent on the ELBO"
@@ -203,18 +203,8 @@ _log_likelihood_grad = jax.jit(jax.grad(lambda x, logits, means, covariances: jn
     log_likelihood(x, jax.nn.softmax(logits), means, covariances)), argnums=(1, 2, 3)))
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("mixture_em", TITLE, LECTURES, echo=echo)
-    x = jnp.asarray(_data())
-    n = x.shape[0]
-    rng = np.random.default_rng(1)
-    w0, m0, c0 = jnp.full(3, 1 / 3), x[jnp.array([0, 1, 2])], jnp.broadcast_to(jnp.eye(2), (3, 2, 2))
-    d.say("Data: $N = 600$ draws of a 3-component mixture in 2-D. Parameters "
-          "$\\theta = (\\pi, \\mu_k, \\Sigma_k)$; the start $\\theta_0$: three data points as means, "
-          "$\\Sigma_k = I$, $\\pi_k = 1/3$.")
-
-    # 1. The density, written stably.
+def _section_stable_density(d: Derivation, rng: np.random.Generator, x, w0, m0, c0) -> None:
+    """The mixture density written stably (log-sum-exp, Cholesky): exact near the data and far from it."""
     lse = log_likelihood(x, w0, m0, c0)
     d.numeric("`log_likelihood` (log-sum-exp over $\\log\\pi_k + \\log\\mathcal N_k$, Cholesky) equals "
               "$\\log \\sum_k \\pi_k \\mathcal N(x; \\mu_k, \\Sigma_k)$ with the density written out "
@@ -234,7 +224,9 @@ def derive(echo=None) -> Derivation:
               "mpmath evaluation of the written-out formula",
               jnp.concatenate([far_ll, far_resp[0]]), np.concatenate([[mp_ll], mp_resp]))
 
-    # 2. E-step = Bayes' rule.
+
+def _section_e_step_is_bayes(d: Derivation, x, w0, m0, c0):
+    """E-step = Bayes' rule: the responsibilities are the exact posterior, a logistic function of a quadratic."""
     resp, log_px = e_step(x, w0, m0, c0)
     _, dens = _naive_log_likelihood(np.asarray(x), *map(np.asarray, (w0, m0, c0)))
     direct = np.stack([np.exp(_naive_log_likelihood(np.asarray(x), np.array([1.0]), np.asarray(m0[k:k + 1]),
@@ -256,8 +248,23 @@ def derive(echo=None) -> Derivation:
                       jnp.array([[0.49], [1.44]]))
     d.numeric("`e_step` on 41 points of a 1-D two-component mixture equals the SymPy posterior $r_1(x)$",
               r_jax[:, 0], closed)
+    fig, ax = new_figure()
+    ax.plot(grid, r_jax[:, 0], label="e_step: $r_1(x)$")
+    ax.plot(grid[::2], closed[::2], "o", ms=4, mfc="none", label="SymPy posterior")
+    ax.plot(grid, 1 - closed, "--", lw=1, label="$r_2(x) = 1 - r_1(x)$")
+    for mu, name in ((-1.0, "$\\mu_1$"), (1.5, "$\\mu_2$")):
+        ax.axvline(mu, color="grey", ls=":", lw=1)
+        ax.annotate(name, (mu, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom")
+    ax.set(xlabel="$x$", ylabel="responsibility $p(z = k \\mid x)$")
+    ax.legend(fontsize=8, loc="center left")
+    d.figure(fig, "The responsibilities of a 1-D two-component mixture: a smooth hand-over from component 1 to 2 "
+             "between the means, the code's values on the SymPy posterior.")
+    return resp, log_px
 
-    # 3. The free energy: log p(x) = F(q, theta) + KL(q || p(z|x)).
+
+def _section_free_energy_bound(d: Derivation, rng: np.random.Generator, x, resp, log_px, w0, m0, c0) -> None:
+    """The free energy: log p(x) = F(q, theta) + KL(q || p(z|x)), so F is a lower bound, tight at the E-step."""
+    n = x.shape[0]
     qs = rng.dirichlet(np.ones(3), size=(20, n))
     f_q = np.asarray(_bounds(x, jnp.asarray(qs), *(jnp.broadcast_to(a, (20, *a.shape)) for a in (w0, m0, c0))))
     kl_q = np.array([np.mean(np.sum(q * (np.log(q) - np.log(np.asarray(resp))), axis=1)) for q in qs])
@@ -280,7 +287,9 @@ def derive(echo=None) -> Derivation:
     d.gradient("The E-step is the maximiser of $F$ over $q$: $\\nabla F$ w.r.t. the logits of $q$ vanishes at "
                "$q = r$ (jax.grad, 600 x 3)", grad_q, jnp.zeros_like(grad_q))
 
-    # 4. The M-step maximises F for fixed q.
+
+def _section_m_step_maximises(d: Derivation, rng: np.random.Generator, x, resp):
+    """The M-step's closed form (eqs. 4-6) zeroes the gradient of F for fixed q, and is its maximum."""
     new_w, new_m, new_c = m_step(x, resp, "full", 0.0)
     grads = _bound_grad(x, resp, new_w, new_m, new_c)[1:]
     d.gradient("M-step, means: $\\nabla_{\\mu_k} F = \\frac1N\\sum_n r_{nk}\\Sigma_k^{-1}(x_n - \\mu_k) = 0$ at "
@@ -301,9 +310,11 @@ def derive(echo=None) -> Derivation:
     d.inequality("...and it is the maximum: $F(r, \\theta') \\le F(r, \\theta_{\\mathrm{M}})$ for 30 random "
                  "perturbations $\\theta'$ (weights, means and positive semi-definite covariance steps)",
                  np.array(perturbed), np.full(30, f_m))
+    return new_w, new_m, new_c
 
-    # 5. EM never decreases the log-likelihood: checked at every iteration.
-    steps = 100
+
+def _section_em_never_decreases(d: Derivation, x, w0, m0, c0, resp, new_c, steps: int):
+    """EM never decreases the log-likelihood: the sandwich l(theta_t) <= F(q_t, theta_{t+1}) <= l(theta_{t+1})."""
     _, (ll_t, f_next, ll_next) = _em_run(x, w0, m0, c0, steps)
     ll_t, f_next, ll_next = map(np.asarray, (ll_t, f_next, ll_next))
     d.say("Why: $\\ell(\\theta_t) = F(q_t, \\theta_t) \\le F(q_t, \\theta_{t+1}) \\le \\ell(\\theta_{t+1})$ with "
@@ -328,13 +339,23 @@ def derive(echo=None) -> Derivation:
                  np.asarray(dll_t), np.asarray(dll_next), slack=1e-12)
     d.numeric("A diagonal M-step is the diagonal of the full one (same responsibilities)",
               m_step(x, resp, "diag", 0.0)[2], jnp.diagonal(new_c, axis1=-2, axis2=-1))
+    return ll_t, ll_next
 
-    # 6. The fixed point: a stationary point of l(theta), where F is maximal.
+
+def _section_fixed_point(d: Derivation, x, w0, m0, c0, new_w, new_m, new_c, ll_t, ll_next, steps: int):
+    """EM's fixed point is a stationary point of l(theta), where the bound touches with the same slope."""
     start = _farthest_points(np.asarray(x), 3)
     (w_s, m_s, c_s), (ll_run, _, _) = _em_run(x, w0, x[jnp.asarray(start)], c0, steps)
     d.say(f"EM finds a local maximum only: the run above stalls at {ll_next[-1]:.4f} (two means share a cluster). "
           f"From farthest-point starting means (data points {start}) it climbs from {float(ll_run[0]):.4f} to "
           f"{float(ll_run[-1]):.4f} nats per example in {steps} iterations.")
+    fig, ax = new_figure()
+    ax.plot(np.arange(steps + 1), np.append(ll_t, ll_next[-1]), label="from $\\theta_0$ (data points 0, 1, 2)")
+    ax.plot(np.arange(steps), np.asarray(ll_run), label=f"from farthest points {start}")
+    ax.set(xscale="symlog", xlabel="EM iteration $t$", ylabel="$\\ell(\\theta_t)$ (nats per example)")
+    ax.legend(fontsize=8)
+    d.figure(fig, "The log-likelihood climbs at every EM iteration and never falls back, but where it levels off "
+             "depends on the start: a local maximum, not the global one.")
     fixed = em_step(x, w_s, m_s, c_s, 0.0)
     d.numeric("EM has reached a fixed point: $\\theta^* = M(E(\\theta^*))$",
               jnp.concatenate([a.ravel() for a in fixed[:3]]), jnp.concatenate([a.ravel() for a in (w_s, m_s, c_s)]))
@@ -349,11 +370,16 @@ def derive(echo=None) -> Derivation:
     d.gradient("So at the EM fixed point (the M-step zeroes $\\nabla_\\theta F$) the log-likelihood is stationary: "
                "$\\nabla_\\theta \\ell(\\theta^*) = 0$ (softmax weights, means, covariances)",
                jnp.concatenate([g.ravel() for g in g_star]), jnp.zeros(sum(g.size for g in g_star)))
+    return w_s, m_s, c_s
+
+
+def _section_elbo_maximal_at_fixed_point(d: Derivation, rng: np.random.Generator, x, w_s, m_s, c_s) -> None:
+    """At the fixed point the ELBO F(q, theta) is maximal jointly in (q, theta), and equals the log-likelihood."""
     r_s, ll_s = e_step(x, w_s, m_s, c_s)
     f_star = float(_bound(x, r_s, w_s, m_s, c_s))
     sym = 0.05 * rng.standard_normal((40, 3, 2, 2))
     near = _bounds(x, jax.nn.softmax(jnp.log(r_s) + 0.1 * rng.standard_normal((40, *r_s.shape))),
-                   jax.nn.softmax(star[0] + 0.05 * rng.standard_normal((40, 3))),
+                   jax.nn.softmax(jnp.log(w_s) + 0.05 * rng.standard_normal((40, 3))),
                    m_s + 0.05 * rng.standard_normal((40, 3, 2)),
                    c_s + 0.5 * (sym + np.swapaxes(sym, -1, -2)))
     d.inequality(f"...and the ELBO is maximal there: $F(q^*,\\theta^*) = \\ell(\\theta^*) = {f_star:.6f}$ is above "
@@ -361,7 +387,9 @@ def derive(echo=None) -> Derivation:
                  np.array(near), np.full(40, f_star))
     d.numeric("...where it equals the log-likelihood (the E-step's tight bound, eq. 2)", f_star, jnp.mean(ll_s))
 
-    # 7. Sampling the fitted mixture.
+
+def _section_sampling_the_fit(d: Derivation, rng: np.random.Generator, x, w_s, m_s, c_s) -> None:
+    """Sampling the fitted mixture, and how close the fit is to the mixture that generated the data."""
     u, eps = jnp.asarray(rng.uniform(size=20000)), jnp.asarray(rng.standard_normal((20000, 2)))
     xs_ = np.asarray(sample_gmm(w_s, m_s, c_s, u, eps))
     mix_mean = np.asarray(w_s @ m_s)
@@ -376,4 +404,36 @@ def derive(echo=None) -> Derivation:
                  "weights within 0.05 and means within 0.15 of the truth",
                  np.concatenate([np.abs(np.asarray(w_s)[order] - TRUE_WEIGHTS) / 0.05,
                                  np.abs(np.asarray(m_s)[order] - TRUE_MEANS).max(1) / 0.15]), np.ones(6))
+    fig, ax = new_figure()
+    ax.scatter(*np.asarray(x).T, s=4, c="lightgrey", label="data (N = 600)")
+    circle = np.stack([np.cos(np.linspace(0, 2 * np.pi, 100)), np.sin(np.linspace(0, 2 * np.pi, 100))])
+    for k in range(3):
+        for cov, mean, style in ((c_s[k], m_s[k], "C0-"), (TRUE_COVS[k], TRUE_MEANS[k], "k--")):
+            ellipse = np.asarray(mean)[:, None] + 2 * np.linalg.cholesky(np.asarray(cov)) @ circle
+            ax.plot(*ellipse, style, lw=1.2, label=None if k else ("EM fit" if style == "C0-" else "truth") + ", 2 sd")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
+    ax.legend(fontsize=8, loc="upper left")
+    d.figure(fig, "The mixture EM converged to (solid, two-standard-deviation ellipses) lies on the one that "
+             "generated the data (dashed).")
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("mixture_em", TITLE, LECTURES, echo=echo)
+    x = jnp.asarray(_data())
+    rng = np.random.default_rng(1)
+    w0, m0, c0 = jnp.full(3, 1 / 3), x[jnp.array([0, 1, 2])], jnp.broadcast_to(jnp.eye(2), (3, 2, 2))
+    steps = 100
+    d.say("Data: $N = 600$ draws of a 3-component mixture in 2-D. Parameters "
+          "$\\theta = (\\pi, \\mu_k, \\Sigma_k)$; the start $\\theta_0$: three data points as means, "
+          "$\\Sigma_k = I$, $\\pi_k = 1/3$.")
+
+    _section_stable_density(d, rng, x, w0, m0, c0)
+    resp, log_px = _section_e_step_is_bayes(d, x, w0, m0, c0)
+    _section_free_energy_bound(d, rng, x, resp, log_px, w0, m0, c0)
+    new_w, new_m, new_c = _section_m_step_maximises(d, rng, x, resp)
+    ll_t, ll_next = _section_em_never_decreases(d, x, w0, m0, c0, resp, new_c, steps)
+    w_s, m_s, c_s = _section_fixed_point(d, x, w0, m0, c0, new_w, new_m, new_c, ll_t, ll_next, steps)
+    _section_elbo_maximal_at_fixed_point(d, rng, x, w_s, m_s, c_s)
+    _section_sampling_the_fit(d, rng, x, w_s, m_s, c_s)
     return d

@@ -13,8 +13,8 @@ Nothing is copied by hand: the cells are slices of the topic's source (comments 
 changes when the derivation does. To know which statement recorded which claim, the derivation is run once here
 (each item keeps the line that recorded it, ``Derivation.origins``); then the notebook is executed in a fresh kernel
 (nbclient), so a learner opens it with every output and figure already there. A step is flattenable when it is a
-function of this module whose first parameter is ``d``, called from ``derive()`` as a statement (or an assignment),
-and returns nothing or one value at its end.
+function of this module whose first parameter is ``d``, called from ``derive()`` with ``d`` first as a statement (or
+an assignment), and returns nothing or one value at its end.
 """
 
 from __future__ import annotations
@@ -61,13 +61,13 @@ def _function_statements(fn: types.FunctionType, rename: dict[str, str] | None =
         body = body[1:]
     out, previous_end = [], (body[0].lineno - 1 if body else 0)
     for stmt in body:
-        begin = stmt.lineno
+        begin = min([stmt.lineno] + [x.lineno for x in getattr(stmt, "decorator_list", [])])  # a def's decorators
         while begin - 1 > previous_end and lines[begin - 2].strip().startswith("#"):
             begin -= 1  # the comments just above belong to the statement
         text = textwrap.dedent("".join(lines[begin - 1:stmt.end_lineno])).rstrip()
         say = (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
                and isinstance(stmt.value.func, ast.Attribute) and stmt.value.func.attr == "say")
-        out.append(Statement(text, fn.__code__, start + stmt.lineno - 1, start + stmt.end_lineno - 1, say))
+        out.append(Statement(text, fn.__code__, start + begin - 1, start + stmt.end_lineno - 1, say))
         previous_end = stmt.end_lineno
     return out
 
@@ -107,8 +107,8 @@ def _step_call(stmt: ast.stmt, module: types.ModuleType) -> tuple[types.Function
     if not (isinstance(fn, types.FunctionType) and fn.__module__ == module.__name__):
         return None
     params = list(inspect.signature(fn).parameters)
-    if not params or params[0] != "d":
-        return None
+    if not (params and params[0] == "d" and call.args and isinstance(call.args[0], ast.Name) and call.args[0].id == "d"):
+        return None  # a step receives the derivation first, as ``d``
     return fn, call, target
 
 

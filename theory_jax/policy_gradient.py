@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "the policy gradient theorem, REINFORCE with baselines, and a language model as a policy"
 LECTURES = "RL overview; policy gradient theorem; an autoregressive LM as an RL policy"
@@ -116,13 +116,8 @@ def _sample(theta, rng, n):
 
 
 # 3. The derivation -----------------------------------------------------------------------------------------------
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("policy_gradient", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-    theta = jnp.asarray(rng.standard_normal((S, A)))
-    trajectories = _trajectories()
-
+def _section_theorem(d: Derivation, theta, trajectories):
+    """The policy gradient theorem on an enumerable MDP: reward-to-go and whole-return forms equal jax.grad of J."""
     d.say(f"A two-state, two-action MDP with horizon {T} and $\\gamma = {GAMMA}$, a softmax policy with logits "
           f"$\\theta_{{s,a}}$: {len(trajectories)} trajectories, few enough to enumerate.")
     j, prob, rewards = _exact(theta, trajectories)
@@ -140,7 +135,11 @@ def derive(echo=None) -> Derivation:
     d.numeric("The score has mean zero: $\\mathbb E_\\tau[\\sum_t \\nabla \\log \\pi(a_t|s_t)] = 0$, so any "
               "constant baseline leaves the gradient unbiased", jnp.einsum("n,ntsa->sa", prob, per_step_grads),
               np.zeros((S, A)), atol=1e-13)
+    return j, prob, rewards, logp, per_step_grads, exact_grad
 
+
+def _section_exact_baselines(d: Derivation, j, prob, rewards, logp, per_step_grads) -> None:
+    """Exact variances by enumeration: a baseline lowers the variance, and b* = E[R |g|^2] / E[|g|^2] is the best."""
     ret = jnp.sum(rewards * GAMMA ** jnp.arange(T), -1)
     per_traj = jnp.einsum("nt,ntsa->nsa", jnp.ones_like(logp), per_step_grads)  # sum_t grad log pi
     baseline = j  # the mean return
@@ -156,7 +155,19 @@ def derive(echo=None) -> Derivation:
     d.inequality("...and the best constant baseline is $b^* = \\mathbb E[R\\,\\|g\\|^2]/\\mathbb E[\\|g\\|^2]$ "
                  "($g$ the score): the variance at 21 other constants is no lower", np.full(21, total_variance(b_star)),
                  np.array([total_variance(b) for b in bs]), slack=1e-12)
+    sweep = np.linspace(min(0.0, float(b_star) - 1), float(b_star) + 1, 101)
+    fig, ax = new_figure()
+    ax.plot(sweep, np.asarray(jax.vmap(total_variance)(jnp.asarray(sweep))), label="exact total variance")
+    for b, name, style in ((0.0, "no baseline", "s"), (float(baseline), "$b = J$", "o"), (float(b_star), "$b^*$", "*")):
+        ax.plot([b], [float(total_variance(b))], style, ms=9, label=name)
+    ax.set(xlabel="constant baseline $b$", ylabel="total variance of $(R - b)\\, g$")
+    ax.legend()
+    d.figure(fig, "The estimator's variance is a parabola in the baseline: any $b$ near the mean return beats none, "
+                  "and its minimum sits at $b^*$, close to (not at) $J$.")
 
+
+def _section_sampled_reinforce(d: Derivation, rng: np.random.Generator, theta, exact_grad) -> None:
+    """REINFORCE from sampled episodes: unbiased with and without the leave-one-out baseline, lower variance with it."""
     n = 200_000
     states, actions, rew = _sample(theta, rng, n)
     scores = jax.jacfwd(lambda th: action_log_probs(th[states], actions))(theta)  # (n, T, S, A)
@@ -169,14 +180,31 @@ def derive(echo=None) -> Derivation:
     g_loo = ((np.sum(rew * GAMMA ** np.arange(T), -1) - loo)[:, None, None] * np.asarray(scores).sum(1))
     d.monte_carlo("With the leave-one-out baseline over groups of 4 episodes (each baseline independent of its "
                   "own episode) the estimate stays unbiased", g_loo.reshape(n, -1), np.asarray(exact_grad).ravel())
+    g_plain = np.sum(rew * GAMMA ** np.arange(T), -1)[:, None, None] * np.asarray(scores).sum(1)
     d.inequality("...and its variance is lower than without a baseline, in every entry",
-                 g_loo.reshape(n, -1).var(0), (np.sum(rew * GAMMA ** np.arange(T), -1)[:, None, None]
-                                               * np.asarray(scores).sum(1)).reshape(n, -1).var(0))
+                 g_loo.reshape(n, -1).var(0), g_plain.reshape(n, -1).var(0))
+    count = np.arange(1, n + 1)
+    fig, axes = new_figure(columns=2)
+    estimators = ((g_plain, "no baseline"), (g_samples, "reward-to-go"), (g_loo, "leave-one-out baseline"))
+    for i, (g, name) in enumerate(estimators):
+        axes[0].plot(count[99:], (np.cumsum(g[:, 0, 0]) / count)[99:], lw=1, label=name)
+        axes[1].bar(np.arange(2) + 0.27 * (i - 1), g.reshape(n, -1).var(0)[[0, 2]], 0.27, label=name)
+    axes[0].axhline(float(exact_grad[0, 0]), color="k", ls="--", lw=1, label="exact (enumeration)")
+    axes[0].set(xscale="log", xlabel="episodes", ylabel="running mean of the $\\theta_{0,0}$ entry")
+    axes[0].legend(fontsize=8)
+    axes[1].set(xticks=[0, 1], xticklabels=["$\\theta_{0,0}$ ($= -\\theta_{0,1}$)", "$\\theta_{1,0}$ ($= -\\theta_{1,1}$)"],
+                ylabel="variance per episode")
+    d.figure(fig, "Left: the REINFORCE estimators all settle on the exact gradient. Right: their per-episode variance "
+                  "(colours as on the left), which the leave-one-out baseline cuts by about 40%, as dropping past "
+                  "rewards does.")
     surrogate = jax.grad(lambda th: reinforce_loss(jnp.sum(action_log_probs(th[states[:5000]], actions[:5000]), -1),
                                                    jnp.asarray(returns.ravel()[:5000]), jnp.asarray(loo[:5000])))(theta)
     d.gradient("`reinforce_loss`'s gradient is minus the batch's REINFORCE estimate (the advantage held constant)",
                -surrogate, g_loo[:5000].mean(0))
 
+
+def _section_language_model(d: Derivation, rng: np.random.Generator) -> None:
+    """A bigram language model as a policy: terminal-reward policy gradient over the generated tokens only."""
     d.say("A language model as a policy: a bigram model over 3 tokens generates 3 tokens after a fixed prompt "
           "token; a judge rewards each finished sequence (here: the number of token-2s, minus 1 for a repeat).")
     vocab, length = 3, 3
@@ -205,4 +233,17 @@ def derive(echo=None) -> Derivation:
     d.inequality("Masking matters: counting the prompt token's log-probability (under a model that did not "
                  "generate it) changes every sequence's log-probability", np.full(len(tokens), 0.1),
                  np.abs(np.asarray(wrong - log_p)))
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("policy_gradient", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    theta = jnp.asarray(rng.standard_normal((S, A)))
+    trajectories = _trajectories()
+
+    j, prob, rewards, logp, per_step_grads, exact_grad = _section_theorem(d, theta, trajectories)
+    _section_exact_baselines(d, j, prob, rewards, logp, per_step_grads)
+    _section_sampled_reinforce(d, rng, theta, exact_grad)
+    _section_language_model(d, rng)
     return d

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.subgradients import clamp
 
 TITLE = "proximal policy optimisation: the clipped surrogate, GAE and the KL penalty's estimators"
@@ -71,11 +71,8 @@ def kl_k3(policy_log_probs, ref_log_probs):
 
 
 # 2. The derivation -----------------------------------------------------------------------------------------------
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("ppo", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-
+def _section_gae(d: Derivation, rng: np.random.Generator) -> None:
+    """GAE's backward recursion is its closed form, and interpolates between the Monte Carlo return and TD(0)."""
     b, t = 4, 7
     rewards, values = rng.standard_normal((b, t)), rng.standard_normal((b, t + 1))
     values[:, -1] = 0.0
@@ -90,6 +87,9 @@ def derive(echo=None) -> Derivation:
     d.numeric("$\\lambda = 0$: the one-step TD error $\\delta_t$ (low variance, biased by $V$)",
               gae(rewards, values, gamma, 0.0), deltas)
 
+
+def _section_clipped_surrogate(d: Derivation, rng: np.random.Generator) -> None:
+    """The clipped surrogate: a pessimistic lower bound whose gradient stops where the ratio left 1 +- eps."""
     n, eps = 68, 0.2
     # ratios in about [0.6, 1.65], inside and outside the clip range, and 4 exactly on 1 -+ eps (log-ratios whose exp
     # is the bound to within 0.07 ulp, old log-probabilities 0), each bound with an advantage of either sign
@@ -100,6 +100,19 @@ def derive(echo=None) -> Derivation:
     clipped = np.minimum(ratio * adv, np.clip(ratio, 1 - eps, 1 + eps) * adv)
     d.inequality("The clipped objective is a lower bound of the unclipped surrogate, per sample",
                  clipped, ratio * adv, slack=0.0)
+    fig, ax = new_figure()
+    for sign, name, color in ((1, "$A > 0$", "C0"), (-1, "$A < 0$", "C3")):
+        pick = np.sign(adv) == sign
+        order = np.argsort(ratio[pick])
+        ax.plot(ratio[pick][order], (ratio * adv / np.abs(adv))[pick][order], ":", color=color, lw=1,
+                label=f"unclipped $\\rho A/|A|$, {name}")
+        ax.plot(ratio[pick], (clipped / np.abs(adv))[pick], "o", ms=3, color=color, label=f"clipped, {name}")
+    for edge in (1 - eps, 1 + eps):
+        ax.axvline(edge, color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="probability ratio $\\rho = \\pi/\\pi_{\\mathrm{old}}$", ylabel="objective per unit $|A|$")
+    ax.legend(fontsize=7)
+    d.figure(fig, "The 68 samples' clipped objective: flat once the ratio has moved past $1 \\pm \\epsilon$ (dashed) in "
+             "the advantage's direction, equal to the unclipped surrogate everywhere else, and never above it.")
     grad = jax.grad(clipped_surrogate_loss)(jnp.asarray(new), jnp.asarray(old), jnp.asarray(adv), eps)
     frozen = ((adv > 0) & (ratio > 1 + eps)) | ((adv < 0) & (ratio < 1 - eps))
     d.numeric(f"Its gradient is zero exactly where the ratio has moved past $1 \\pm \\epsilon$ in the advantage's "
@@ -114,6 +127,9 @@ def derive(echo=None) -> Derivation:
                                                                                    jnp.asarray(adv), eps),
                -adv / n, atol=1e-14)
 
+
+def _section_kl_estimators(d: Derivation, rng: np.random.Generator) -> None:
+    """The KL penalty's per-sample estimators k1 and k3: both unbiased, k3 never negative and of lower variance."""
     d.say("The KL penalty's estimators, from samples of the policy $\\pi = \\mathcal N(0.1, 1)$ against the "
           "reference $\\mathcal N(0, 1.1^2)$, where $\\mathrm{KL}(\\pi \\| \\pi_{\\mathrm{ref}})$ is closed form.")
     m_p, s_p, m_r, s_r = 0.1, 1.0, 0.0, 1.1
@@ -127,7 +143,19 @@ def derive(echo=None) -> Derivation:
                  np.zeros_like(k3), slack=1e-15)
     d.inequality(f"...while k1 is negative on {np.mean(k1 < 0):.0%} of the samples, and k3's variance is the "
                  "lower", np.array([k3.var(), 0.0]), np.array([k1.var(), -np.min(k1)]))
+    fig, ax = new_figure()
+    bins = np.linspace(-1.0, 1.0, 101)
+    ax.hist(k1, bins=bins, density=True, alpha=0.5, label=f"k1 (sd {k1.std():.3f})")
+    ax.hist(k3, bins=bins, density=True, alpha=0.5, label=f"k3 (sd {k3.std():.3f})")
+    ax.axvline(exact_kl, color="k", ls="--", lw=1, label=f"KL = {exact_kl:.4f}")
+    ax.set(xlabel="per-sample estimate (nats)", ylabel="density", yscale="log")
+    ax.legend(fontsize=8)
+    d.figure(fig, "400 000 per-sample KL estimates: both average to the exact KL, but k1 is often negative and "
+             "spreads wider, while k3 is never below 0.")
 
+
+def _section_sequence_kl(d: Derivation, rng: np.random.Generator) -> None:
+    """The KL over whole sequences is the expected sum of per-token KLs (chain rule), enumerated on a bigram LM."""
     d.say("The KL of an LM to its reference over whole sequences is the expected sum of per-token KLs (the chain "
           "rule): a bigram policy and reference over 3 tokens, sequences of length 3, enumerated.")
     vocab, length = 3, 3
@@ -145,4 +173,14 @@ def derive(echo=None) -> Derivation:
               seq_kl, jnp.sum(p_seq * jnp.sum(token_kl[prev], 1)))
     d.numeric("...and the per-token k1 penalties summed along a sequence, averaged over sequences, give the same",
               jnp.sum(p_seq * jnp.sum(kl_k1(lp_tok, lr_tok), 1)), seq_kl)
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("ppo", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    _section_gae(d, rng)
+    _section_clipped_surrogate(d, rng)
+    _section_kl_estimators(d, rng)
+    _section_sequence_kl(d, rng)
     return d

@@ -29,7 +29,7 @@ import sympy as sp
 from jax.nn import sigmoid, softplus
 from jax.scipy.special import logsumexp
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "restricted Boltzmann machines"
 LECTURES = "restricted Boltzmann machines; contrastive divergence; annealed importance sampling"
@@ -184,12 +184,13 @@ class RBM(nn.Module):
 
 
 # 6. The derivation ---------------------------------------------------------------------------------------------
-def _tiny_rbm(d: int = 4, h: int = 3, scale: float = 1.0, seed: int = 0):
-    """Every visible state (2^d, d), every hidden state (2^h, h) and float64 NumPy-drawn (weight, a, b)."""
+def _tiny_rbm(visible: int = 4, hidden: int = 3, scale: float = 1.0, seed: int = 0):
+    """Every visible state (2^D, D), every hidden state (2^H, H) and float64 NumPy-drawn (weight, a, b); D = ``visible``,
+    H = ``hidden`` (not ``d``: a notebook would take a function whose first parameter is ``d`` for a step)."""
     rng = np.random.default_rng(seed)
-    params = (jnp.asarray(scale * rng.standard_normal((d, h))), jnp.asarray(0.5 * rng.standard_normal(d)),
-              jnp.asarray(0.5 * rng.standard_normal(h)))
-    return binary_states(d), binary_states(h), params
+    params = (jnp.asarray(scale * rng.standard_normal((visible, hidden))), jnp.asarray(0.5 * rng.standard_normal(visible)),
+              jnp.asarray(0.5 * rng.standard_normal(hidden)))
+    return binary_states(visible), binary_states(hidden), params
 
 
 @jax.jit
@@ -276,22 +277,20 @@ def _ais(rng, runs, betas, base_visible_bias, params):
 _ais_log_weights = jax.jit(ais_log_weights)
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("rbm", TITLE, LECTURES, echo=echo)
-    v, h, params = _tiny_rbm()  # every visible and hidden state of a 4 x 3 RBM, float64 weights
-    weight, a, b = params
-    d.say("A tiny RBM, $D = 4$ visible and $H = 3$ hidden units, weights drawn with NumPy in float64: small enough "
-          "to write down $p(v, h)$ on all $2^{7} = 128$ joint states.")
-
-    # 1. The free energy sums the hidden units out.
+def _section_free_energy(d: Derivation, v, h, params):
+    """The free energy sums the hidden units out: F(v) = -a.v - sum_j softplus(b_j + (vW)_j) (eq. 3)."""
     d.numeric("$F(v) = -\\log \\sum_h e^{-E(v, h)}$ on every visible state (`free_energy` against the sum over the "
               "8 hidden states)", free_energy(v, *params), _free_energy_by_enumeration(v, h, *params))
-    (free_lhs, free_rhs), (cond_lhs, cond_rhs), (pair, product) = _sympy_claims()
+    (free_lhs, free_rhs), cond, factorised = _sympy_claims()
     d.symbolic("One visible and one hidden unit, in SymPy: $-\\log\\sum_{h\\in\\{0,1\\}} e^{av + bh + vwh} = "
                "-av - \\log(1 + e^{b + wv})$, the softplus of eq. 3", sp.expand_log(free_lhs - free_rhs, force=True), 0)
+    return cond, factorised
 
-    # 2. The conditionals factorise.
+
+def _section_conditionals(d: Derivation, v, h, params, cond, factorised):
+    """The conditionals factorise into independent Bernoullis, p(h|v) and p(v|h) (eq. 2), checked against the joint."""
+    weight, a, b = params
+    (cond_lhs, cond_rhs), (pair, product) = cond, factorised
     joint = _joint_log_probs(v, h, *params)
     p_h_given_v = jnp.exp(joint - logsumexp(joint, axis=1, keepdims=True))
     d.symbolic("...and $p(h = 1\\mid v) = e^{-E(v,1)} / \\sum_h e^{-E(v,h)} = \\sigma(b + wv)$ (eq. 2)", cond_lhs,
@@ -304,8 +303,12 @@ def derive(echo=None) -> Derivation:
     p_v_given_h = jnp.exp(joint - logsumexp(joint, axis=0, keepdims=True)).T
     d.numeric("$p(v\\mid h)$ from the joint (all $8 \\times 16$ pairs) equals $\\prod_i \\mathrm{Bernoulli}(v_i; "
               "\\sigma(a_i + (Wh)_i))$ (`visible_probs`)", p_v_given_h, _bernoulli_prob(v, visible_probs(h, weight, a)))
+    return joint
 
-    # 3. p(v) = exp(-F) / Z, and log Z.
+
+def _section_partition(d: Derivation, v, h, params, joint) -> None:
+    """p(v) = exp(-F(v)) / Z, log Z through either layer, and -dF/dW in closed form."""
+    weight, a, b = params
     log_z = log_partition_by_enumeration(*params)
     d.numeric("$\\log Z$ summed over the smaller layer (`log_partition_by_enumeration`, 8 hidden states) equals "
               "$\\log\\sum_{v,h} e^{-E(v,h)}$ over all 128 joint states", log_z,
@@ -314,14 +317,25 @@ def derive(echo=None) -> Derivation:
               "of the transposed RBM)", log_partition_by_enumeration(weight.T, b, a), log_z)
     d.numeric("$p(v) = e^{-F(v)}/Z$ is the marginal $\\sum_h p(v, h)$ of the joint on every visible state",
               jnp.exp(log_likelihood(v, log_z, *params)), jnp.exp(logsumexp(joint, axis=1)))
+    fig, ax = new_figure()
+    states = np.arange(len(v))
+    ax.bar(states, np.asarray(jnp.exp(log_likelihood(v, log_z, *params))), color="C0", alpha=0.6,
+           label="$e^{-F(v)}/Z$")
+    ax.plot(states, np.asarray(jnp.exp(logsumexp(joint, axis=1))), "k_", ms=14, mew=2,
+            label="$\\sum_h p(v, h)$ (128 joint states)")
+    ax.set(xlabel="visible state $v$ (binary 0000 to 1111)", ylabel="$p(v)$", xticks=states[::3])
+    ax.legend(fontsize="small")
+    d.figure(fig, "The free energy gives the visible marginal directly: $e^{-F(v)}/Z$ (bars) equals the joint summed "
+                  "over the hidden units (black dashes) on all 16 visible states of the 4 x 3 RBM.")
     batch = v[jnp.array([3, 9, 14])]
     g_auto = jax.grad(lambda w: jnp.sum(-free_energy(batch, w, a, b)))(weight)
     d.gradient("$-\\partial F(v)/\\partial W = v\\, p(h{=}1\\mid v)^\\top$, summed over 3 states (jax.grad against "
                "the closed form)", g_auto, batch.T @ hidden_probs(batch, weight, b))
 
-    # 4. A harder RBM: 10 x 6 with strong weights (slow mixing), and data from elsewhere.
+
+def _section_gradient_and_gibbs(d: Derivation, rng: np.random.Generator):
+    """A 10 x 6 RBM: the exact log-likelihood gradient (eq. 4), and the Gibbs sweep that leaves p(v) invariant."""
     vm, hm, pm = _tiny_rbm(10, 6, scale=1.5, seed=1)
-    rng = np.random.default_rng(2)
     prototypes = rng.uniform(size=(3, 10)) < 0.5
     flips = rng.uniform(size=(60, 10)) < 0.1
     v_data = jnp.asarray(prototypes[rng.integers(0, 3, 60)] ^ flips, dtype=jnp.float64)
@@ -343,8 +357,11 @@ def derive(echo=None) -> Derivation:
     d.monte_carlo("`gibbs_step` with given uniforms samples the sweep: over 20 000 sweeps from one data vector, the "
                   "means of $h$ and $v'$ are $p(h = 1|v)$ and $\\sum_{v'} T(v, v')\\,v'$", jnp.concatenate([h1, v1], 1),
                   jnp.concatenate([hidden_probs(v_data[:1], pm[0], pm[2])[0], T[idx] @ vm]))
+    return vm, pm, v_data, exact, T, p_model
 
-    # 5. CD-k approaches the gradient as k grows.
+
+def _section_cd_exact(d: Derivation, vm, pm, v_data, exact, T, p_model):
+    """The expected CD-k gradient exactly, from the chains' law p_data T^k: its bias falls as k grows."""
     p_data = jnp.zeros(1024).at[jnp.asarray(np.asarray(v_data) @ 2 ** np.arange(9, -1, -1), dtype=int)].add(1 / 60)
     data_stats, flat_states = _flat(sufficient_statistics(v_data, pm[0], pm[2])), _per_state(vm, pm[0], pm[2])
     ks = (1, 2, 5, 10, 20, 50)
@@ -362,6 +379,11 @@ def derive(echo=None) -> Derivation:
                  np.array(tv[:-1]), slack=1e-12)
     d.inequality("...and the exact bias of CD-k falls as $k$ grows, $k \\in \\{1, 2, 5, 10, 20, 50\\}$", bias[1:],
                  bias[:-1])
+    return expected, tv, bias
+
+
+def _section_cd_sampled(d: Derivation, rng: np.random.Generator, pm, v_data, exact, expected, tv, bias) -> None:
+    """CD-k from sampled chains: unbiased for E[CD_k], and its measured error falls with k."""
     chains = 400  # per data vector
     v_rep = jnp.repeat(v_data, chains, axis=0)
     errors, ses = [], []
@@ -382,8 +404,21 @@ def derive(echo=None) -> Derivation:
                  f"falls with $k$: {listed} (Monte Carlo error, the root of the summed variances over the chains: "
                  f"{max(ses):.4f} at most; each error plus its Monte Carlo error below the previous one minus its own)",
                  np.array(errors[1:]) + np.array(ses[1:]), np.array(errors[:-1]) - np.array(ses[:-1]))
+    fig, axes = new_figure(columns=2)
+    axes[0].plot(np.arange(1, len(tv) + 1), tv, ".-")
+    axes[0].set(xlabel="Gibbs sweeps $k$", ylabel="$\\|p_{\\mathrm{data}}T^k - p\\|_{TV}$", yscale="log",
+                title="the chains' law")
+    axes[1].plot((1, 2, 5, 10, 20, 50), bias, "o-", label="exact bias of $E[\\mathrm{CD}_k]$")
+    axes[1].errorbar(mc_ks, errors, yerr=ses, fmt="s", mfc="none", capsize=3, label=f"{len(v_rep)} sampled chains")
+    axes[1].set(xlabel="Gibbs sweeps $k$", ylabel="$\\|\\mathrm{CD}_k - \\nabla\\ell\\|$", xscale="log", yscale="log",
+                title="the CD-k gradient's error")
+    axes[1].legend(fontsize="small")
+    d.figure(fig, "Left: $k$ Gibbs sweeps from the data bring the chains' law towards the model. Right: so the bias "
+                  "of CD-k falls as $k$ grows; sampled chains measure the same fall (up to their Monte Carlo error).")
 
-    # 6. AIS estimates log Z.
+
+def _section_ais_setup(d: Derivation, rng: np.random.Generator):
+    """A 14 x 8 RBM with exact log Z; the AIS base model, the annealed free energy and its invariant transition."""
     va, ha, pa = _tiny_rbm(14, 8, scale=1.0, seed=3)
     log_z_a = float(log_partition_by_enumeration(*pa))
     marg = jnp.exp(log_likelihood(va, log_z_a, *pa)) @ va
@@ -407,6 +442,11 @@ def derive(echo=None) -> Derivation:
                          jnp.asarray(rng.uniform(size=(20000, 14))), a0, *pa)
     d.monte_carlo("`ais_step`'s transition at $\\beta = 0.6$ keeps $p_\\beta$ invariant: 20 000 exact draws of "
                   "$p_\\beta$ (by enumeration) after one transition have $p_\\beta$'s 14 marginals", v_next, p_beta @ va)
+    return pa, a0, log_z_a
+
+
+def _section_ais(d: Derivation, rng: np.random.Generator, pa, a0, log_z_a) -> None:
+    """AIS is unbiased for Z/Z_0, so by Jensen its log Z errs low, the less the more steps; the trainer's estimate."""
     runs, steps = 2000, 100
     betas = jnp.linspace(0.0, 1.0, steps + 1)
     log_w = _ais(rng, runs, betas, a0, pa)
@@ -418,6 +458,17 @@ def derive(echo=None) -> Derivation:
                  f"the more the fewer its steps: mean $\\log w - \\log(Z/Z_0)$ = {float(jnp.mean(log_w)) - log_ratio:.4f} "
                  f"with {steps} steps, {float(jnp.mean(short)) - log_ratio:.4f} with 10 ({runs} runs each)",
                  jnp.array([jnp.mean(short), jnp.mean(log_w)]), jnp.array([jnp.mean(log_w), log_ratio]))
+    fig, ax = new_figure()
+    bins = np.linspace(float(jnp.min(short)) - log_ratio, float(jnp.max(short)) - log_ratio, 70)
+    ax.hist(np.asarray(short) - log_ratio, bins=bins, histtype="step", density=True, label="10 steps")
+    ax.hist(np.asarray(log_w) - log_ratio, bins=bins, histtype="step", density=True, label=f"{steps} steps")
+    for series, color in ((short, "C0"), (log_w, "C1")):
+        ax.axvline(float(jnp.mean(series)) - log_ratio, color=color, ls=":")
+    ax.axvline(0.0, color="k", lw=1, label="$\\log(Z/Z_0)$")
+    ax.set(xlabel="$\\log w - \\log(Z/Z_0)$ (nats)", ylabel="density")
+    ax.legend(fontsize="small")
+    d.figure(fig, f"AIS log-weights of {runs} runs, relative to the exact $\\log(Z/Z_0)$: with 10 annealing steps "
+                  "they scatter far more widely than with 100, and their mean (dotted) falls further below 0 (Jensen).")
     runs, steps = 100, 1000
     betas = jnp.concatenate([jnp.linspace(0, 0.5, 200, endpoint=False), jnp.linspace(0.5, 0.9, 400, endpoint=False),
                              jnp.linspace(0.9, 1.0, 401)])
@@ -426,4 +477,21 @@ def derive(echo=None) -> Derivation:
     d.inequality(f"AIS as the trainer runs it ({runs} runs, {steps} steps, $\\beta$ spaced as Salakhutdinov & Murray "
                  f"2008: finer near 1): $\\log\\hat Z = {estimate:.4f}$ against the exact {log_z_a:.4f}, within 0.5 "
                  "nats", abs(estimate - log_z_a), 0.5)
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("rbm", TITLE, LECTURES, echo=echo)
+    v, h, params = _tiny_rbm()  # every visible and hidden state of a 4 x 3 RBM, float64 weights
+    d.say("A tiny RBM, $D = 4$ visible and $H = 3$ hidden units, weights drawn with NumPy in float64: small enough "
+          "to write down $p(v, h)$ on all $2^{7} = 128$ joint states.")
+    cond, factorised = _section_free_energy(d, v, h, params)
+    joint = _section_conditionals(d, v, h, params, cond, factorised)
+    _section_partition(d, v, h, params, joint)
+    rng = np.random.default_rng(2)
+    vm, pm, v_data, exact, T, p_model = _section_gradient_and_gibbs(d, rng)
+    expected, tv, bias = _section_cd_exact(d, vm, pm, v_data, exact, T, p_model)
+    _section_cd_sampled(d, rng, pm, v_data, exact, expected, tv, bias)
+    pa, a0, log_z_a = _section_ais_setup(d, rng)
+    _section_ais(d, rng, pa, a0, log_z_a)
     return d

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "reward modelling: the Bradley-Terry likelihood of preferences, identifiable up to a constant"
 LECTURES = "reward modelling"
@@ -56,11 +56,8 @@ def _population_nll(r, counts_won, counts_total, pairs):
     return jnp.sum(counts_won * jax.nn.softplus(-margin) + (counts_total - counts_won) * jax.nn.softplus(margin))
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("reward_model", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-
+def _section_bradley_terry(d: Derivation) -> None:
+    """Bradley-Terry is the logistic function of the reward margin, blind to a shared constant (SymPy)."""
     a, b = sp.symbols("r_w r_l", real=True)
     bt = sp.exp(a) / (sp.exp(a) + sp.exp(b))
     d.symbolic("Bradley-Terry's $e^{r_w}/(e^{r_w} + e^{r_l})$ is the logistic function of the margin, "
@@ -70,6 +67,9 @@ def derive(echo=None) -> Derivation:
     d.symbolic("...and adding a constant $c$ to every reward changes no preference", bt.subs(
         {a: a + c, b: b + c}, simultaneous=True), bt)
 
+
+def _section_identifiability(d: Derivation, rng: np.random.Generator):
+    """The population likelihood of 5 items is flat along the constant direction, and only along it."""
     n = 5
     r_true = rng.standard_normal(n) * 1.5
     pairs = np.array(list(itertools.combinations(range(n), 2)))
@@ -89,6 +89,17 @@ def derive(echo=None) -> Derivation:
     d.inequality("...and only that: the other 4 eigenvalues are positive, so rewards are identified up to exactly "
                  "one constant when every item is compared (the comparison graph is connected)",
                  np.full(n - 1, 1.0), eig[1:])
+    steps = np.linspace(-2.0, 2.0, 41)
+    flat_dir, stiff_dir = np.ones(n) / np.sqrt(n), vec[:, 1]  # eig[1]: the flattest direction orthogonal to 1
+    fig, ax = new_figure()
+    for direction, label in ((flat_dir, "along $\\mathbf{1}/\\sqrt{5}$ (r + c)"),
+                             (stiff_dir, "along the flattest other eigenvector")):
+        losses = [_population_nll(jnp.asarray(r_true + t * direction), won, total, pairs) for t in steps]
+        ax.plot(steps, np.asarray(losses) / total.sum(), label=label)
+    ax.set(xlabel="step $t$ from the true rewards", ylabel="loss per comparison (nats)")
+    ax.legend()
+    d.figure(fig, "Moving every reward by the same constant leaves the loss exactly flat; any other direction, even "
+             "the Hessian's flattest, climbs away from the minimum at the true rewards.")
 
     r = jnp.zeros(n)
     for _ in range(25):  # Newton's method in the subspace orthogonal to 1 (the pseudo-inverse of H)
@@ -97,6 +108,11 @@ def derive(echo=None) -> Derivation:
         r = r - jnp.linalg.pinv(h, hermitian=True) @ g
     d.numeric("Maximum likelihood on the population recovers the rewards up to that constant: the fitted and the "
               "true rewards, each centred, agree", r - r.mean(), r_true - r_true.mean(), rtol=1e-9, atol=1e-10)
+    return r_true, pairs, p_win
+
+
+def _section_loss(d: Derivation, rng: np.random.Generator) -> None:
+    """The loss's gradient in closed form, and its stability at huge margins."""
     rw, rl = rng.standard_normal(8) * 3, rng.standard_normal(8) * 3
     d.gradient("The loss's gradient: $\\partial/\\partial r_w = -\\sigma(r_l - r_w)/B$, "
                "$\\partial/\\partial r_l = +\\sigma(r_l - r_w)/B$ (`jax.grad`, 8 random pairs)",
@@ -105,12 +121,25 @@ def derive(echo=None) -> Derivation:
     d.numeric("`preference_loss` is finite where the naive $-\\log \\sigma$ is not: a margin of $-800$ costs 800",
               preference_loss(jnp.array([-400.0]), jnp.array([400.0])), 800.0)
 
+
+def _section_sampled_preferences(d: Derivation, rng: np.random.Generator, r_true, pairs, p_win) -> None:
+    """Preferences sampled from the judge: calibrated, with the judge's entropy as the least loss."""
     count = 200_000
     i = rng.integers(0, len(pairs), count)
     first_wins = rng.uniform(size=count) < p_win[i]
     d.monte_carlo("Preferences sampled from the judge are calibrated under the true rewards: the indicator of a "
                   "win minus its Bradley-Terry probability has mean 0 (200 000 comparisons)",
                   first_wins - p_win[i], 0.0)
+    freq = np.bincount(i, weights=first_wins, minlength=len(pairs)) / np.bincount(i, minlength=len(pairs))
+    margins = r_true[pairs[:, 0]] - r_true[pairs[:, 1]]
+    grid = np.linspace(margins.min() - 0.5, margins.max() + 0.5, 200)
+    fig, ax = new_figure()
+    ax.plot(grid, 1 / (1 + np.exp(-grid)), "k-", lw=1, label="$\\sigma(r_i - r_j)$")
+    ax.plot(margins, freq, "o", label="sampled win rate (10 pairs)")
+    ax.set(xlabel="reward margin $r_i - r_j$", ylabel="$P(y_i \\succ y_j)$")
+    ax.legend()
+    d.figure(fig, "Each pair's empirical win rate among the 200 000 sampled comparisons sits on the logistic curve "
+             "of its reward margin.")
     chosen = np.where(first_wins, pairs[i, 0], pairs[i, 1])
     rejected = np.where(first_wins, pairs[i, 1], pairs[i, 0])
     per_pair = np.logaddexp(0, r_true[rejected] - r_true[chosen])
@@ -122,10 +151,25 @@ def derive(echo=None) -> Derivation:
                   "the true rewards' accuracy on the sampled pairs estimates it", (r_true[chosen] > r_true[rejected]
                                                                                     ).astype(np.float64), accuracy)
 
+
+def _section_last_token(d: Derivation, rng: np.random.Generator) -> None:
+    """The scalar head reads each sequence's last real token, not the padding."""
     hidden = rng.standard_normal((4, 6, 3))
     lengths = np.array([6, 1, 3, 5])
     w, bias = rng.standard_normal((1, 3)), rng.standard_normal(1)
     d.numeric("`last_token_reward` reads the head at each sequence's last real token (lengths 6, 1, 3, 5), not at "
               "the padding", last_token_reward(hidden, lengths, w, bias),
               np.array([hidden[k, lengths[k] - 1] @ w[0] + bias[0] for k in range(4)]))
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("reward_model", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+
+    _section_bradley_terry(d)
+    r_true, pairs, p_win = _section_identifiability(d, rng)
+    _section_loss(d, rng)
+    _section_sampled_preferences(d, rng, r_true, pairs, p_win)
+    _section_last_token(d, rng)
     return d

@@ -31,7 +31,7 @@ from jax.scipy.special import logsumexp
 from scipy import stats
 
 from theory_jax.broadcasting import per_example
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "diffusion models as score predictors: epsilon <-> score, denoising score matching, Langevin dynamics"
 LECTURES = "DDPMs as score predictors; alternate interpretations"
@@ -221,6 +221,7 @@ def _mixture_eps_check(a, y, target):
 
 
 def _section_eps_score(d: Derivation, rng: np.random.Generator) -> None:
+    """A noise predictor is a score model: epsilon <-> score, exactly for Gaussians and mixtures; Tweedie; NCSN."""
     x0, xt, e, m = sp.symbols("x_0 x_t epsilon m", real=True)
     ab, s = sp.symbols("abar s", positive=True)
     log_q = -(xt - sp.sqrt(ab) * x0) ** 2 / (2 * (1 - ab))
@@ -278,7 +279,8 @@ def _section_eps_score(d: Derivation, rng: np.random.Generator) -> None:
               -sigma * s_ve, atol=1e-11)
 
 
-def _section_dsm(d: Derivation, rng: np.random.Generator) -> None:
+def _section_dsm(d: Derivation) -> None:
+    """Denoising score matching = explicit score matching + a constant free of the model, in 1-D by exact moments."""
     u, z, m, a, b = sp.symbols("u z m a b", real=True)
     s, sig = sp.symbols("s sigma", positive=True)
     x = m + s * u
@@ -296,7 +298,22 @@ def _section_dsm(d: Derivation, rng: np.random.Generator) -> None:
     d.symbolic("...so DSM's minimiser is the true score: $a^* = -1/(s^2+\\sigma^2)$, $b^* = m/(s^2+\\sigma^2)$ "
                "(residual of both, squared and summed)",
                (sol[a] + 1 / (s**2 + sig**2)) ** 2 + (sol[b] - m / (s**2 + sig**2)) ** 2)
+    fig, ax = new_figure()
+    slope = np.linspace(-2.0, 0.6, 200)
+    setting = {m: 0.5, s: 1.0, sig: 0.7, b: 0.5 / 1.49}  # b at its optimum m / (s^2 + sigma^2)
+    for objective, name in ((j_esm, "$J_{ESM}(a, b^*)$"), (j_dsm, "$J_{DSM}(a, b^*)$")):
+        ax.plot(slope, sp.lambdify(a, objective.subs(setting), "numpy")(slope), label=name)
+    ax.axvline(-1 / 1.49, color="k", ls="--", lw=1, label="true score: $a^* = -1/(s^2+\\sigma^2)$")
+    ax.set(xlabel="slope $a$ of the score model $a\\tilde x + b$", ylabel="objective",
+           title="$m = 0.5$, $s = 1$, $\\sigma = 0.7$")
+    ax.set_ylim(top=3.1)
+    ax.legend(fontsize=8, loc="upper center")
+    d.figure(fig, "The two objectives differ by a constant: the same curve shifted up, with the same minimiser, the "
+             "true score of $q_\\sigma$.")
 
+
+def _section_dsm_monte_carlo(d: Derivation, rng: np.random.Generator) -> None:
+    """The same in 2-D for linear score models: closed forms, Monte Carlo, `dsm_loss` and equal gradients."""
     mu, low, sigma = jnp.array([0.5, -1.0]), jnp.array([[1.0, 0.0], [0.6, 0.5]]), 0.7
     cov = low @ low.T
     models = [(jnp.asarray(rng.standard_normal((2, 2))), jnp.asarray(rng.standard_normal(2))) for _ in range(5)]
@@ -331,7 +348,18 @@ def _section_dsm(d: Derivation, rng: np.random.Generator) -> None:
                jnp.concatenate([g.ravel() for g in grad_d(-c_inv, c_inv @ mu)]), jnp.zeros(6))
 
 
-def _section_langevin(d: Derivation, rng: np.random.Generator) -> None:
+def _langevin_noise(rng: np.random.Generator, n: int, *shape):
+    """Standard normal draws (*shape, n, 2), float32 to halve the memory (promoted in the float64 chains)."""
+    return jnp.asarray(rng.standard_normal((*shape, n, 2), dtype=np.float32))
+
+
+def _noised_score(x, sigma, target):
+    """The score of the mixture ``target`` convolved with N(0, sigma^2 I): what a noise-conditional model learns."""
+    return gmm_score(x, *gmm_noised(*target, 1.0, sigma))
+
+
+def _section_langevin(d: Derivation, rng: np.random.Generator, n: int) -> None:
+    """Langevin dynamics on a Gaussian: its stationary variance, biased upward by alpha/4."""
     eps_, s = sp.symbols("epsilon s", positive=True)
     v = eps_ / (1 - (1 - eps_ / (2 * s**2)) ** 2)  # v = (1 - eps/(2 s^2))^2 v + eps
     d.say("## 3. Langevin dynamics samples the target\nOne step $x' = x + \\frac\\alpha2\\nabla\\log p(x) + "
@@ -341,25 +369,24 @@ def _section_langevin(d: Derivation, rng: np.random.Generator) -> None:
     d.symbolic("... by $\\alpha/4 + O(\\alpha^2)$: the bias vanishes linearly with the step size",
                sp.series(v, eps_, 0, 2).removeO(), s**2 + eps_ / 4)
     var = jnp.array([1.0, 0.25])
-    n = 10_000
-
-    def noise(*shape):  # standard normal draws, float32 to halve the memory (promoted in the float64 chains)
-        return jnp.asarray(rng.standard_normal((*shape, n, 2), dtype=np.float32))
-
     runs = []
     for alpha in (0.4, 0.1, 0.025):
-        chains = langevin_chain(partial(_gaussian_score, var=var), jnp.zeros((n, 2)), noise(int(10 / alpha)), alpha)
+        chains = langevin_chain(partial(_gaussian_score, var=var), jnp.zeros((n, 2)),
+                                _langevin_noise(rng, n, int(10 / alpha)), alpha)
         runs.append((chains**2, var / (1 - alpha / (4 * var))))
     d.monte_carlo(f"{n} chains on $\\mathcal N(0, \\mathrm{{diag}}(1, 0.25))$ (jit, lax.scan, time 10): $E[x_i^2]$ "
                   "matches $s_i^2/(1-\\alpha/(4s_i^2))$ for $\\alpha = 0.4, 0.1, 0.025$",
                   jnp.concatenate([r[0] for r in runs], 1), jnp.concatenate([r[1] for r in runs]))
 
+
+def _section_langevin_mixture(d: Derivation, rng: np.random.Generator, n: int):
+    """Langevin on a 2-D mixture: a small step passes Kolmogorov-Smirnov tests, a large step's bias is caught."""
     w, m, c = (jnp.asarray(t) for t in TARGET)
     crit = stats.kstwo.ppf(1 - 1e-3, n)
     score = partial(gmm_score, weights=w, means=m, covs=c)
     start = 2.0 * jnp.asarray(rng.standard_normal((n, 2)))
-    small = langevin_chain(score, start, noise(1000), 0.025)
-    big = langevin_chain(score, start, noise(50), 0.6)
+    small = langevin_chain(score, start, _langevin_noise(rng, n, 1000), 0.025)
+    big = langevin_chain(score, start, _langevin_noise(rng, n, 50), 0.6)
     d.say(f"A known 2-D target: the 3-component mixture $\\pi = (0.5, 0.3, 0.2)$ of `TARGET`. {n} chains from "
           "$\\mathcal N(0, 4I)$, Langevin time 25-30; Kolmogorov-Smirnov statistics of the projections on the "
           f"directions 0, 45, 90, 135 degrees against their exact CDFs; critical value at level $10^{{-3}}$: {crit:.4f}.")
@@ -372,24 +399,38 @@ def _section_langevin(d: Derivation, rng: np.random.Generator) -> None:
     err_small, err_big = (float(jnp.abs(jnp.einsum("ni,nj->ij", x, x) / n - second).max()) for x in (small, big))
     d.inequality(f"...and it shrinks with the step: max error of $E[xx^T]$ {err_big:.4f} at $\\alpha = 0.6$, "
                  f"{err_small:.4f} at $\\alpha = 0.025$ (at most a quarter)", err_small, err_big / 4)
+    fig, axes = new_figure(columns=2)
+    g1, g2 = np.meshgrid(np.linspace(-3.5, 3.5, 80), np.linspace(-3, 3.5, 80))
+    density = np.exp(np.asarray(gmm_log_prob(jnp.asarray(np.stack([g1.ravel(), g2.ravel()], 1)), w, m, c)))
+    for ax, chains, alpha in ((axes[0], small, 0.025), (axes[1], big, 0.6)):
+        ax.contour(g1, g2, density.reshape(g1.shape), levels=6, colors="k", linewidths=0.7)
+        ax.scatter(*np.asarray(chains[:2000]).T, s=2, alpha=0.4, color="C0")
+        ax.set(xlabel="$x_1$", ylabel="$x_2$", title=f"Langevin, $\\alpha$ = {alpha}", xlim=(-3.5, 3.5), ylim=(-3, 3.5))
+    d.figure(fig, "2000 of the chains' final states on the target's density contours: with $\\alpha = 0.025$ they "
+             "follow the mixture; with $\\alpha = 0.6$ they spread too wide (the step-size bias).")
+    return start, crit
 
+
+def _section_annealed_langevin(d: Derivation, rng: np.random.Generator, n: int, start, crit) -> None:
+    """Annealed Langevin (Algorithm 1): geometric noise levels, step sizes by level, and samples of the mixture."""
+    w, m, c = (jnp.asarray(t) for t in TARGET)
     sigmas = geometric_sigmas(jnp.asarray(2.0), jnp.asarray(0.05), 10)
     d.numeric("`geometric_sigmas`: a constant ratio $\\sigma_i/\\sigma_{i+1}$, from $\\sigma_1 = 2$ to "
               "$\\sigma_{10} = 0.05$",
               sigmas[:-1] / sigmas[1:], jnp.full(9, 40 ** (1 / 9)))
     d.numeric("`annealed_step_sizes`: $\\alpha_i/\\sigma_i^2 = \\epsilon/\\sigma_L^2$ at every level",
               annealed_step_sizes(sigmas, 0.005) / sigmas**2, jnp.full(10, 0.005 / 0.05**2))
-
-    def noised_score(x, sigma, target):
-        return gmm_score(x, *gmm_noised(*target, 1.0, sigma))
-
-    annealed = annealed_langevin(partial(noised_score, target=(w, m, c)), start, noise(10, 100), sigmas, 0.005)
+    annealed = annealed_langevin(partial(_noised_score, target=(w, m, c)), start, _langevin_noise(rng, n, 10, 100),
+                                 sigmas, 0.005)
     ks_ann = ks_statistics(annealed, *gmm_noised(w, m, c, 1.0, 0.05))
     d.inequality("Annealed Langevin (Algorithm 1; $\\sigma$: 2 to 0.05, $L = 10$, $T = 100$, $\\epsilon = 0.005$) on the "
                  "same target, against $q_{\\sigma_L}$: every projection passes, "
                  f"KS = {np.array2string(ks_ann, precision=4)}",
                  ks_ann, crit)
 
+
+def _section_separated_modes(d: Derivation, rng: np.random.Generator, n: int) -> None:
+    """Separated modes: plain Langevin keeps the modes' shares where the chains start; annealing corrects them."""
     separated = (jnp.array([0.2, 0.8]), jnp.array([[-5.0], [5.0]]), jnp.ones((2, 1, 1)))
     start1 = jnp.asarray(rng.uniform(-8, 8, (n, 1)))
     noise1 = jnp.asarray(rng.standard_normal((10, 100, n, 1), dtype=np.float32))
@@ -402,7 +443,7 @@ def _section_langevin(d: Derivation, rng: np.random.Generator) -> None:
     d.inequality(f"Plain Langevin ($\\alpha = 0.2$, 300 steps): {share:.3f} of the chains in the heavy mode, off "
                  "the true 0.8 by more than 0.2", 0.2, abs(share - 0.8))
     sigmas2 = geometric_sigmas(jnp.asarray(10.0), jnp.asarray(0.1), 10)
-    ann = annealed_langevin(partial(noised_score, target=separated), start1, noise1, sigmas2, 0.002)
+    ann = annealed_langevin(partial(_noised_score, target=separated), start1, noise1, sigmas2, 0.002)
     heavy = float(jnp.mean(ann > 0))
     d.inequality(f"Annealed Langevin ($\\sigma$: 10 to 0.1, $L = 10$, $T = 100$, $\\epsilon = 0.002$) lets the chains "
                  f"cross while the modes still overlap: {heavy:.3f} in the heavy mode, within 0.03 of 0.8 (the rest "
@@ -411,6 +452,16 @@ def _section_langevin(d: Derivation, rng: np.random.Generator) -> None:
     d.inequality(f"...and within the heavy mode the law is $\\mathcal N(5, 1 + \\sigma_L^2)$: KS = {ks_heavy:.4f} "
                  f"(critical value {stats.kstwo.ppf(1 - 1e-3, int((ann > 0).sum())):.4f})", ks_heavy,
                  stats.kstwo.ppf(1 - 1e-3, int((ann > 0).sum())))
+    fig, ax = new_figure()
+    line = np.linspace(-9, 9, 400)
+    ax.hist(np.asarray(plain).ravel(), bins=90, range=(-9, 9), density=True, alpha=0.45, label="plain Langevin")
+    ax.hist(np.asarray(ann).ravel(), bins=90, range=(-9, 9), density=True, alpha=0.45, label="annealed Langevin")
+    ax.plot(line, 0.2 * stats.norm.pdf(line, -5, 1) + 0.8 * stats.norm.pdf(line, 5, 1), "k", lw=1.2,
+            label="target $0.2\\,N(-5, 1) + 0.8\\,N(5, 1)$")
+    ax.set(xlabel="$x$", ylabel="density")
+    ax.legend(fontsize=7, loc="upper left")
+    d.figure(fig, "Plain Langevin keeps the modes' shares of the uniform start (about half each); annealing lets the "
+             "chains cross while the noised modes overlap and recovers the 0.2 / 0.8 split.")
 
 
 def _gaussian_score(x, var):
@@ -421,7 +472,12 @@ def derive(echo=None) -> Derivation:
     full_precision()
     d = Derivation("score", TITLE, LECTURES, echo=echo)
     rng = np.random.default_rng(0)
+    n_chains = 10_000  # Langevin chains (not ``n``: the steps' sample sizes are called n, and a notebook shares names)
     _section_eps_score(d, rng)
-    _section_dsm(d, rng)
-    _section_langevin(d, rng)
+    _section_dsm(d)
+    _section_dsm_monte_carlo(d, rng)
+    _section_langevin(d, rng, n_chains)
+    start, crit = _section_langevin_mixture(d, rng, n_chains)
+    _section_annealed_langevin(d, rng, n_chains, start, crit)
+    _section_separated_modes(d, rng, n_chains)
     return d

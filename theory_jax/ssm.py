@@ -31,7 +31,7 @@ import sympy as sp
 from flax import linen as nn
 from scipy import integrate, linalg, special
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "state-space models: discretisation, the convolution kernel, HiPPO-LegS, S4D and the selective scan"
 LECTURES = "state-space models"
@@ -404,11 +404,8 @@ def _legendre_coefficients(f, t, n, nodes=200):
     return basis @ (w * f(s)) / 2
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("ssm", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-
+def _section_scalar_discretisation(d: Derivation) -> None:
+    """Zero-order hold and the bilinear transform derived symbolically for a scalar SSM."""
     t, a, b, u, x0, dl = sp.symbols("t a b u x_0 Delta", real=True)
     x = sp.Function("x")
     solution = sp.dsolve(sp.Eq(x(t).diff(t), a * x(t) + b * u), x(t), ics={x(0): x0}).rhs
@@ -421,6 +418,9 @@ def derive(echo=None) -> Derivation:
                "$x_1$ is $\\frac{1 + a\\Delta/2}{1 - a\\Delta/2} x_0 + \\frac{\\Delta b}{1 - a\\Delta/2} u$",
                trapezoid, (1 + a * dl / 2) / (1 - a * dl / 2) * x0 + dl * b / (1 - a * dl / 2) * u)
 
+
+def _section_matrix_discretisation(d: Derivation, rng: np.random.Generator) -> None:
+    """Matrix zero-order hold is exact for piecewise-constant input; the bilinear transform is third order."""
     n, m = 4, 2
     a_mat = rng.standard_normal((n, n)) - 2 * np.eye(n)
     b_mat = rng.standard_normal((n, m))
@@ -451,6 +451,9 @@ def derive(echo=None) -> Derivation:
               "divides its error by 8 (at $\\Delta$ = 0.005 and 0.0025; the next order's correction is under 1% "
               "there, which sets the tolerance)", ratios, np.full(2, 8.0), rtol=0.01)
 
+
+def _section_convolution(d: Derivation, rng: np.random.Generator) -> None:
+    """The diagonal SSM as a convolution with its Vandermonde kernel, equal to the recurrence."""
     d.say("The convolution view: a diagonal SSM with $N = 8$ states, discretised by zero-order hold.")
     n_diag, length = 8, 64
     lam = -np.exp(rng.standard_normal(n_diag) * 0.5)  # stable real eigenvalues (S4D-Real)
@@ -468,6 +471,20 @@ def derive(echo=None) -> Derivation:
               diagonal_recurrence(jnp.asarray(a_bar_d), jnp.asarray(b_bar_d), jnp.asarray(c_vec), jnp.asarray(u_seq)))
     d.numeric("...and NumPy's full convolution, truncated to the causal part, is the third witness",
               causal_convolution(kernel, jnp.asarray(u_seq)), np.convolve(np.asarray(kernel), u_seq)[:length])
+    fig, (ax_k, ax_y) = new_figure(columns=2)
+    lags = np.arange(length)
+    ax_k.plot(lags, ((c_vec * b_bar_d)[:, None] * a_bar_d[:, None] ** lags).T, lw=0.6, color="0.7")
+    ax_k.plot(lags, kernel, "C0", lw=2, label="$K_j = C \\bar A^j \\bar B$")
+    ax_k.plot([], [], lw=0.6, color="0.7", label="its 8 modes $C_n \\bar B_n \\bar A_n^j$")
+    ax_k.set(xlabel="lag $j$", ylabel="kernel")
+    ax_k.legend(fontsize="small")
+    ax_y.plot(lags, causal_convolution(kernel, jnp.asarray(u_seq)), "C0", label="convolution $K * u$")
+    ax_y.plot(lags, diagonal_recurrence(jnp.asarray(a_bar_d), jnp.asarray(b_bar_d), jnp.asarray(c_vec),
+                                        jnp.asarray(u_seq)), "C3.", ms=4, label="recurrence")
+    ax_y.set(xlabel="step $k$", ylabel="output $y_k$")
+    ax_y.legend(fontsize="small")
+    d.figure(fig, "Left: the SSM's convolution kernel, a sum of decaying exponentials; right: convolving the input "
+                  "with it gives the recurrence's outputs, point for point.")
 
     paths = 20_000
     noise = rng.standard_normal((paths, length))
@@ -477,6 +494,9 @@ def derive(echo=None) -> Derivation:
                   "convolution view again): the last of 64 outputs over 20 000 noise sequences", finals**2,
                   float(np.sum(np.asarray(kernel) ** 2)))
 
+
+def _section_hippo_legs(d: Derivation) -> None:
+    """HiPPO-LegS: the state is the input's Legendre coefficients, from which its history is rebuilt."""
     d.say("HiPPO-LegS: the state holds the coefficients of the input's history in scaled Legendre polynomials, "
           "$c_n(t) = \\frac1t \\int_0^t f(s) \\sqrt{2n+1} P_n(2s/t - 1)\\,ds$, and Theorem 1 says they obey "
           "$c'(t) = \\frac1t A c(t) + \\frac1t B f(t)$ with the LegS matrices ($A$ here with the minus sign inside).")
@@ -509,7 +529,17 @@ def derive(echo=None) -> Derivation:
     recon = basis @ state
     d.inequality("...from which the whole history $f(s)$, $s \\in [0, 2]$, is reconstructed to within 0.01 "
                  "(12 coefficients)", np.abs(recon - signal(grid)), np.full(401, 0.01))
+    fig, ax = new_figure()
+    ax.plot(grid, signal(grid), "k", lw=2.5, alpha=0.4, label="input history $f(s)$")
+    ax.plot(grid, recon, "C1", lw=1, label="rebuilt from the 12-dim state at $t = 2$")
+    ax.set(xlabel="time $s$", ylabel="$f(s)$")
+    ax.legend(fontsize="small")
+    d.figure(fig, "The LegS state after reading $f$ up to $t = 2$ holds its whole history: the 12 Legendre "
+                  "coefficients redraw it.")
 
+
+def _section_s4d_inv(d: Derivation) -> None:
+    """S4D-Inv's frequencies follow the eigenvalues of LegS's normal part."""
     d.say("S4D's diagonal starts come from LegS: with $P_n = \\sqrt{n + 1/2}$, the normal part $A + P P^T = "
           "-\\frac12 I + S$ ($S$ skew-symmetric) has eigenvalues $-\\frac12 + i \\omega$. S4D-Inv keeps the real part "
           "and the inverse law $\\mathrm{Im}\\,A_n = \\frac N\\pi (\\frac N{2n+1} - 1)$, $n < N/2$, for the "
@@ -527,7 +557,18 @@ def derive(echo=None) -> Derivation:
                  np.abs(np.log(inv_freq / legs_freq)), np.full(n_inv // 2, 0.3))
     d.inequality("...and are all positive, one per conjugate pair (the smallest is "
                  f"{inv_freq[-1]:.3f}, LegS's {legs_freq[-1]:.3f})", -inv_freq, np.zeros(n_inv // 2))
+    fig, ax = new_figure()
+    pairs = np.arange(n_inv // 2)
+    ax.semilogy(pairs, legs_freq, "o", ms=4, label="LegS normal part, $\\mathrm{Im}\\,\\lambda > 0$")
+    ax.semilogy(pairs, inv_freq, "-", label="S4D-Inv $\\frac{N}{\\pi}(\\frac{N}{2n+1} - 1)$")
+    ax.set(xlabel="pair $n$ (largest frequency first)", ylabel="frequency $\\mathrm{Im}\\,A_n$")
+    ax.legend(fontsize="small")
+    d.figure(fig, "S4D-Inv's closed-form frequencies trace the eigenvalues of LegS's normal part across nearly "
+                  "four decades.")
 
+
+def _section_selective_scan(d: Derivation, rng: np.random.Generator) -> None:
+    """The selective scan: parallel equals sequential, and Euler's B against the zero-order hold's."""
     d.say("The selective SSM (Mamba): $\\Delta_t$, $B_t$, $C_t$ depend on the input; $A$ by zero-order hold, $B$ by "
           "Euler, $\\bar B_t = \\Delta_t B_t$ (the convention of Algorithm 2).")
     steps, channels, n_sel = 32, 3, 4
@@ -555,4 +596,17 @@ def derive(echo=None) -> Derivation:
               np.array([b_gap(0.02) / b_gap(0.01), b_gap(0.01) / b_gap(0.005)]), np.full(2, 4.0), rtol=0.02)
     d.inequality("...and at the steps a trained Mamba uses ($\\Delta \\approx 1$) the two differ by more than 0.1",
                  np.array(0.1), np.array(b_gap(1.0)))
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("ssm", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+
+    _section_scalar_discretisation(d)
+    _section_matrix_discretisation(d, rng)
+    _section_convolution(d, rng)
+    _section_hippo_legs(d)
+    _section_s4d_inv(d)
+    _section_selective_scan(d, rng)
     return d

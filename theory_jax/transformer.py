@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.nets.attention import (
     NORM_EPS,
     attention_weights,
@@ -187,14 +187,8 @@ def last_layer_gradient_norms(stacks, x, cotangent, depths, heads: int) -> dict[
             for placement in ("pre", "post")}
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("transformer", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-    d.say("Attention reads a set of values $v_j$ with weights from query-key similarities: "
-          "$\\mathrm{Attention}(Q, K, V) = \\mathrm{softmax}(QK^\\top/\\sqrt d + M)V$ (Vaswani et al. eq. 1), "
-          "with $M_{ij} = -\\infty$ where query $i$ may not see key $j$ (causal: $j > i$).")
-
+def _section_causal_attention(d: Derivation, rng: np.random.Generator) -> None:
+    """The causal mask: rows of weights sum to 1, masked weights are exactly 0, outputs ignore the future."""
     # 1. Scaled dot-product attention and the causal mask.
     q, k, v = (jnp.asarray(rng.standard_normal((3, 7, 8))) for _ in range(3))
     weights = attention_weights(q, k, causal=True)
@@ -217,12 +211,24 @@ def derive(echo=None) -> Derivation:
               blocks[future], 0.0, rtol=0.0, atol=1e-300)
     d.inequality("...while every $j \\le i$ does influence $\\mathrm{out}_i$ (min over the blocks of "
                  f"max |Jacobian| = {blocks[~future].min():.3f} > 0.01)", 0.01, blocks[~future].min())
+    fig, (ax_w, ax_j) = new_figure(columns=2)
+    image = ax_w.imshow(np.asarray(weights)[0], cmap="viridis")
+    fig.colorbar(image, ax=ax_w)
+    ax_w.set(xlabel="key position $j$", ylabel="query position $i$", title="causal attention weights")
+    ax_j.imshow(blocks, cmap="viridis")
+    ax_j.set(xlabel="input position $j$", ylabel="output position $i$",
+             title="max $|\\partial\\,\\mathrm{out}_i / \\partial x_j|$")
+    d.figure(fig, "Above the diagonal both the weights and the Jacobian of multi-head attention are exactly 0: "
+                  "position $i$ reads only positions $j \\le i$.")
     x_long = jnp.asarray(rng.standard_normal((2, 9, 8)))
     q9, k9, v9 = (x_long @ w_qkv.T + b_qkv)[..., :8], (x_long @ w_qkv.T + b_qkv)[..., 8:16], x_long
     d.numeric("Key-value cache: the last 4 queries against all 9 cached keys with `causal_mask`(4, 9) give the "
               "last 4 rows of full causal attention", scaled_dot_product_attention(q9[:, 5:], k9, v9, causal=True),
               scaled_dot_product_attention(q9, k9, v9, causal=True)[:, 5:])
 
+
+def _section_scaling(d: Derivation, rng: np.random.Generator) -> None:
+    """Why 1/sqrt(d): the scaled scores have unit variance, and without the scaling the softmax saturates."""
     # 2. Why 1/sqrt(d).
     qs, ks = rng.standard_normal((2, 20000, 64))
     dots = np.sum(qs * ks, axis=-1)
@@ -236,6 +242,9 @@ def derive(echo=None) -> Derivation:
                  f"{unscaled:.2f} unscaled against {scaled:.2f} scaled (gradients through a one-hot softmax vanish)",
                  scaled + 0.3, unscaled)
 
+
+def _section_multi_head(d: Derivation, rng: np.random.Generator) -> None:
+    """Multi-head attention as a loop over heads, fused, summed per head, and as one block-diagonal attention."""
     # 3. Multi-head attention.
     d.say("Multi-head attention runs $H$ attentions of width $d = D/H$ on slices of one projection, concatenates "
           "them and mixes them with $W_O$: $\\mathrm{Concat}(\\mathrm{head}_1, ..., \\mathrm{head}_H)W_O^\\top$.")
@@ -259,6 +268,9 @@ def derive(echo=None) -> Derivation:
               "so order must come from a position embedding",
               multi_head_attention(x[:, perm], w_qkv, b_qkv, w_out, b_out, 4, causal=False), bidirectional[:, perm])
 
+
+def _section_sinusoids(d: Derivation, rng: np.random.Generator) -> None:
+    """Sinusoidal positions: a shift is a rotation and the dot products depend on m - n; learned positions."""
     # 4. Position embeddings.
     pos = jnp.arange(60.0)
     pe, freqs, shift = np.asarray(sinusoidal_embedding(pos, 16)), position_frequencies(16), 7
@@ -272,11 +284,23 @@ def derive(echo=None) -> Derivation:
     gram = pe @ pe.T
     d.numeric("$PE(m)\\cdot PE(n) = \\sum_i \\cos((m - n)\\theta_i)$: a function of $m - n$ only",
               gram, np.cos((np.arange(60)[:, None] - np.arange(60)[None, :])[..., None] * freqs).sum(-1))
+    fig, (ax_g, ax_pe) = new_figure(columns=2)
+    image = ax_g.imshow(gram, cmap="viridis")
+    fig.colorbar(image, ax=ax_g)
+    ax_g.set(xlabel="position $n$", ylabel="position $m$", title="$PE(m) \\cdot PE(n)$")
+    ax_pe.imshow(pe.T, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
+    ax_pe.set(xlabel="position $p$", ylabel="feature", title="$PE(p)$, D = 16")
+    d.figure(fig, "The dot products of sinusoidal embeddings (left; the embeddings right) are constant along every "
+                  "diagonal: a function of $m - n$ only.")
     table, ids = jnp.asarray(rng.standard_normal((12, 5))), jnp.asarray([3, 0, 3, 7])
     cot = jnp.asarray(rng.standard_normal((4, 5)))
     d.gradient("Learned positions: $\\partial/\\partial P$ of $\\langle P[p], c\\rangle$ is $\\mathrm{onehot}(p)^\\top c$: "
                "rows of unseen positions get no gradient (why positions beyond training length stay random)",
                jax.grad(lambda t: jnp.sum(learned_embedding(t, ids) * cot))(table), np.eye(12)[np.asarray(ids)].T @ cot)
+
+
+def _section_rope(d: Derivation, rng: np.random.Generator) -> None:
+    """RoPE: scores depend on relative position only, symbolically and numerically, via complex rotations."""
     lhs, rhs = _sympy_rope()
     d.symbolic("RoPE rotates each pair of q and k by $p\\theta_i$; in 2-D, $(R(m\\theta)q)^\\top(R(n\\theta)k) = "
                "q^\\top R((n - m)\\theta)k$: the score depends on $m - n$ only (Su et al. eq. 16)", lhs, rhs)
@@ -302,6 +326,9 @@ def derive(echo=None) -> Derivation:
               attention_weights(rope(q7, jnp.arange(7.0) + 1000), rope(k7, jnp.arange(7.0) + 1000), causal=True), at,
               rtol=1e-10, atol=1e-11)
 
+
+def _section_normalisation(d: Derivation, rng: np.random.Generator) -> None:
+    """Layer norm's shift and scale invariances, and RMS norm's scale invariance without centring."""
     # 5. Normalisation.
     z, ones, zeros = jnp.asarray(rng.standard_normal((6, 32)) * 3 + 1), jnp.ones(32), jnp.zeros(32)
     normed = layer_norm(z, ones, zeros, eps=0.0)
@@ -318,6 +345,9 @@ def derive(echo=None) -> Derivation:
     d.inequality("...but not the shift invariance: $x + 4$ changes its output (no centring)", 0.1,
                  float(jnp.abs(rms_norm(z + 4, ones, 0.0) - rms).max()))
 
+
+def _section_pre_post_norm(d: Derivation, rng: np.random.Generator) -> None:
+    """Pre-norm against post-norm: the last block's gradient through depth at initialisation."""
     # 6. Pre-norm against post-norm residual blocks at initialisation (Xiong et al. 2020).
     d.say("Pre-norm $x + f(N(x))$ keeps an identity path from every block to the output; post-norm $N(x + f(x))$ "
           "normalises the sum. At initialisation (blocks of D = 16, 2 heads, N(0, 1/fan-in) weights, a random linear "
@@ -338,4 +368,31 @@ def derive(echo=None) -> Derivation:
     d.inequality(f"...so at L = 32 the last block of post-norm gets {post[2] / pre[2]:.1f} x the gradient of pre-norm's "
                  "(more than 3 x): why post-norm needs learning-rate warm-up and pre-norm trains without", 3 * pre[2],
                  post[2])
+    fig, ax = new_figure()
+    ax.loglog(depths, pre, "o-", label="pre-norm $x + f(N(x))$")
+    ax.loglog(depths, post, "s-", label="post-norm $N(x + f(x))$")
+    ax.loglog(depths, pre[0] * np.sqrt(depths[0] / np.asarray(depths)), "k--", lw=1, label="$\\propto 1/\\sqrt{L}$")
+    ax.minorticks_off()
+    ax.set_xticks(depths, [str(depth) for depth in depths])
+    ax.set(xlabel="number of blocks $L$", ylabel="RMS $\\|\\nabla_{W_L}\\|$ of the last block")
+    ax.legend()
+    d.figure(fig, "At initialisation the last block's gradient shrinks like $1/\\sqrt{L}$ with pre-norm and stays flat "
+                  "with post-norm.")
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("transformer", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    d.say("Attention reads a set of values $v_j$ with weights from query-key similarities: "
+          "$\\mathrm{Attention}(Q, K, V) = \\mathrm{softmax}(QK^\\top/\\sqrt d + M)V$ (Vaswani et al. eq. 1), "
+          "with $M_{ij} = -\\infty$ where query $i$ may not see key $j$ (causal: $j > i$).")
+
+    _section_causal_attention(d, rng)
+    _section_scaling(d, rng)
+    _section_multi_head(d, rng)
+    _section_sinusoids(d, rng)
+    _section_rope(d, rng)
+    _section_normalisation(d, rng)
+    _section_pre_post_norm(d, rng)
     return d

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 
 TITLE = "trust region policy optimisation: conjugate gradient on Fisher-vector products, and the line search"
 LECTURES = "trust region policy optimisation"
@@ -68,15 +68,10 @@ def surrogate(logits, old_logits, states, actions, advantages):
 
 
 # 2. The derivation -----------------------------------------------------------------------------------------------
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("trpo", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-    s, a = 3, 4
-    old = jnp.asarray(2 * rng.standard_normal((s, a)))
-    rho = jnp.asarray(rng.dirichlet(np.ones(s)))
+def _section_fisher_is_kl_hessian(d: Derivation, rng: np.random.Generator, old, rho):
+    """The Fisher information written out, equal to the mean KL's Hessian and to double-backward products F v."""
+    s, a = old.shape
     pi = jax.nn.softmax(old, -1)
-
     d.say("A tabular softmax policy, 3 states with weights $\\rho(s)$ and 4 actions: the Fisher information "
           "$F = \\mathbb E_{s \\sim \\rho, a \\sim \\pi}[\\nabla \\log \\pi \\nabla \\log \\pi^\\top]$ is a 12 x 12 "
           "matrix we can write out.")
@@ -91,16 +86,25 @@ def derive(echo=None) -> Derivation:
     d.numeric("The Fisher-vector product by double backward, `fisher_vector_product`, equals $Fv$ for 5 random $v$",
               jnp.stack([fisher_vector_product(old, old, rho, jnp.asarray(v)) for v in vs]).reshape(5, -1),
               (vs.reshape(5, -1) @ np.asarray(fisher)))
+    return fisher, flat
+
+
+def _section_sampled_fisher(d: Derivation, rng: np.random.Generator, old, rho, fisher, flat):
+    """F as the mean outer product of sampled scores; the sampled state-action pairs serve the surrogate below."""
     n = 200_000
-    states = rng.choice(s, size=n, p=np.asarray(rho))
+    states = rng.choice(old.shape[0], size=n, p=np.asarray(rho))
     u = rng.uniform(size=n)
-    actions = (u[:, None] > np.cumsum(np.asarray(pi)[states], -1)).sum(-1)
+    actions = (u[:, None] > np.cumsum(np.asarray(jax.nn.softmax(old, -1))[states], -1)).sum(-1)
     sampled = np.asarray(flat)[states, actions]  # (n, 12)
     outer = np.einsum("ni,nj->nij", sampled[:, :4], sampled[:, :4]).reshape(n, -1)
     d.monte_carlo("...and is estimated by the outer products of sampled scores (200 000 state-action pairs; the first "
                   "state's 4 x 4 block)", outer, np.asarray(fisher)[:4, :4].ravel())
+    return states, actions
 
-    advantages = rng.standard_normal(n)
+
+def _section_natural_gradient(d: Derivation, rng: np.random.Generator, old, fisher, states, actions):
+    """The natural gradient F^+ g by conjugate gradient, whose F-norm error falls at every iteration."""
+    advantages = rng.standard_normal(len(states))
     advantages -= np.asarray(old)[states, actions] * 0.5  # advantages that favour the actions pi finds unlikely
     g = jax.grad(surrogate)(old, old, jnp.asarray(states), jnp.asarray(actions), jnp.asarray(advantages)).ravel()
     matrix = np.asarray(fisher)
@@ -118,19 +122,37 @@ def derive(echo=None) -> Derivation:
                        for k in range(10)])
     d.inequality("...and its error in the $F$-norm, $\\|x_k - x^*\\|_F$, the quantity CG minimises over growing "
                  "Krylov spaces, falls at every iteration (its residual need not)", errors[1:], errors[:-1])
+    fig, ax = new_figure()
+    ax.semilogy(range(10), errors, "o-", label="$\\|x_k - x^*\\|_F$")
+    ax.axvline(9, color="k", ls="--", lw=1, label="rank $F$ = 9")
+    ax.set(xlabel="conjugate-gradient iteration $k$", ylabel="error in the $F$-norm")
+    ax.legend()
+    d.figure(fig, "Conjugate gradient's error in the $F$-norm falls at every iteration and collapses at "
+                  "$k$ = rank $F$ = 9.")
+    return advantages, x
+
+
+def _section_trust_region(d: Derivation, old, rho, fisher, x) -> None:
+    """Scaled to the trust region, the step's quadratic KL model is delta, and the true KL close to it."""
+    matrix = np.asarray(fisher)
     delta = 0.01
     step = np.asarray(x) * np.sqrt(2 * delta / (np.asarray(x) @ matrix @ np.asarray(x)))
     d.numeric("Scaled to $\\sqrt{2\\delta / s^\\top F s}$, the step's quadratic model of the KL is exactly $\\delta$",
               0.5 * step @ matrix @ step, delta)
-    kl_full = float(mean_kl(old, old + step.reshape(s, a), rho))
+    kl_full = float(mean_kl(old, old + step.reshape(old.shape), rho))
     d.inequality("...and the true KL differs from it by a third-order term (within 10% at $\\delta = 0.01$)",
                  np.array(abs(kl_full - delta)), np.array(0.1 * delta))
+
+
+def _section_line_search(d: Derivation, old, rho, fisher, x, states, actions, advantages) -> None:
+    """At a large delta the quadratic model misleads; the backtracking line search restores the bound."""
+    matrix = np.asarray(fisher)
     big = 0.5
     step_big = np.asarray(x) * np.sqrt(2 * big / (np.asarray(x) @ matrix @ np.asarray(x)))
     frac, kls = 1.0, []
     obj0 = float(surrogate(old, old, jnp.asarray(states), jnp.asarray(actions), jnp.asarray(advantages)))
     while True:  # backtracking: halve until the true KL is within the bound and the surrogate improves
-        cand = old + frac * step_big.reshape(s, a)
+        cand = old + frac * step_big.reshape(old.shape)
         kl = float(mean_kl(old, cand, rho))
         kls.append(kl)
         gain = float(surrogate(cand, old, jnp.asarray(states), jnp.asarray(actions), jnp.asarray(advantages))) - obj0
@@ -141,5 +163,31 @@ def derive(echo=None) -> Derivation:
                  f"toward actions the policy finds unlikely): the full step's true KL is {kls[0]:.3f}; the backtracking "
                  f"line search halves the step {len(kls) - 1} time(s), to a KL of {kls[-1]:.3f}, within the bound",
                  np.array([big, kls[-1]]), np.array([kls[0], big]))
+    fracs = np.linspace(0.0, 1.0, 41)
+    true_kl = jax.vmap(lambda f: mean_kl(old, old + f * jnp.asarray(step_big).reshape(old.shape), rho))(fracs)
+    fig, ax = new_figure()
+    ax.plot(fracs, true_kl, label="true mean KL")
+    ax.plot(fracs, big * fracs**2, "--", label="quadratic model $\\frac{1}{2} s^\\top F s$")
+    ax.plot(0.5 ** np.arange(len(kls)), kls, "o", color="C3", label="line-search candidates")
+    ax.axhline(big, color="k", lw=1, ls=":", label=f"$\\delta$ = {big}")
+    ax.set(xlabel="fraction of the full step", ylabel="KL$(\\pi_{old} \\| \\pi)$")
+    ax.legend()
+    d.figure(fig, "Along the natural-gradient step the true KL outgrows its quadratic model; halving the step "
+                  "brings it under $\\delta$.")
     d.inequality("...and the accepted step improves the surrogate", np.array(0.0), np.array(gain))
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("trpo", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    s, a = 3, 4
+    old = jnp.asarray(2 * rng.standard_normal((s, a)))
+    rho = jnp.asarray(rng.dirichlet(np.ones(s)))
+
+    fisher, flat = _section_fisher_is_kl_hessian(d, rng, old, rho)
+    states, actions = _section_sampled_fisher(d, rng, old, rho, fisher, flat)
+    advantages, x = _section_natural_gradient(d, rng, old, fisher, states, actions)
+    _section_trust_region(d, old, rho, fisher, x)
+    _section_line_search(d, old, rho, fisher, x, states, actions, advantages)
     return d

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from theory_jax.derivation import Derivation, as_float64, full_precision
+from theory_jax.derivation import Derivation, as_float64, full_precision, new_figure
 from theory_jax.elbo import (
     gaussian_kl,
     gaussian_log_prob,
@@ -408,17 +408,9 @@ def _sympy_reparameterisation():
     return pushed, sp.exp(-(z - mu) ** 2 / (2 * sigma**2)) / sp.sqrt(2 * sp.pi * sigma**2)
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("vae", TITLE, LECTURES, echo=echo)
-    x, weight, bias, sigma, v = _model()
-    latent, rng = weight.shape[1], np.random.default_rng(1)
-    d.say("A VAE pairs a decoder $p_\\theta(x\\mid z)$, prior $p(z) = \\mathcal N(0, I)$ and a diagonal Gaussian "
-          "encoder $q_\\phi(z\\mid x) = \\mathcal N(\\mu, \\mathrm{diag}\\,\\sigma^2)$. Checks use the linear "
-          "decoder $x\\mid z \\sim \\mathcal N(Wz + b, \\sigma^2 I)$ ($d = 3$, $D = 5$, $\\sigma = 0.7$), "
-          "where every term has a closed form.")
-
-    # 1. The Gaussian VAE's ELBO = E_q log p(x|z) - KL(q || N(0, I)).
+def _section_gaussian_elbo(d: Derivation, rng: np.random.Generator, x, weight, bias, sigma):
+    """The Gaussian VAE's ELBO = E_q log p(x|z) - KL(q || N(0, I)), each term in closed form and by sampling."""
+    latent = weight.shape[1]
     mean, logvar = jnp.asarray(rng.standard_normal(latent)), jnp.asarray(0.5 * rng.standard_normal(latent))
     terms = _elbo_terms(x, weight, bias, sigma, mean, logvar, jnp.asarray(rng.standard_normal((20000, latent))))
     d.monte_carlo("$\\mathrm{KL}(q\\,\\|\\,\\mathcal N(0,I)) = "
@@ -434,8 +426,11 @@ def derive(echo=None) -> Derivation:
     d.numeric("ELBO $= \\mathbb E_q[\\log p(x\\mid z)] - \\mathrm{KL}(q\\,\\|\\,p(z))$: the VAE's form equals the "
               "`linear_gaussian_elbo` form $\\mathbb E_q[\\log p(x, z)] + H[q]$",
               terms["recon"] - terms["kl"], terms["elbo"])
+    return mean, logvar, terms
 
-    # 2. Reparameterisation: z = mu + sigma eps, eps ~ N(0, 1), has density N(mu, sigma^2).
+
+def _section_reparameterisation(d: Derivation, terms, mean, logvar):
+    """Reparameterisation: z = mu + sigma eps, eps ~ N(0, 1), has density N(mu, sigma^2)."""
     pushed, gauss = _sympy_reparameterisation()
     d.symbolic("Change of variables: "
                "$\\varphi\\big(\\frac{z-\\mu}{\\sigma}\\big)\\,\\big|\\frac{d\\epsilon}{dz}\\big| = "
@@ -443,8 +438,22 @@ def derive(echo=None) -> Derivation:
     z, mean, logvar = np.asarray(terms["z"]), np.asarray(mean), np.asarray(logvar)
     d.monte_carlo("`reparameterize` draws have mean $\\mu$ and variance $\\sigma^2$ (20 000 draws, per coordinate)",
                   np.concatenate([z, (z - mean) ** 2], axis=1), np.concatenate([mean, np.exp(logvar)]))
+    fig, ax = new_figure()
+    for j in range(z.shape[1]):
+        grid = mean[j] + np.exp(0.5 * logvar[j]) * np.linspace(-4, 4, 200)
+        ax.hist(z[:, j], bins=60, density=True, histtype="stepfilled", alpha=0.35, color=f"C{j}")
+        ax.plot(grid, np.exp(-0.5 * (grid - mean[j]) ** 2 / np.exp(logvar[j])) / np.sqrt(2 * np.pi * np.exp(logvar[j])),
+                color=f"C{j}", label=f"$z_{j + 1}$: $N(\\mu_{j + 1}, \\sigma_{j + 1}^2)$")
+    ax.set(xlabel="$z = \\mu + \\sigma\\epsilon$", ylabel="density")
+    ax.legend(fontsize=8)
+    d.figure(fig, "Histograms of 20 000 reparameterised draws per coordinate lie on the Gaussian densities "
+                  "$N(\\mu_j, \\sigma_j^2)$ of the encoder.")
+    return mean, logvar
 
-    # 3. Gradient estimators of grad_phi E_q f(z), f = log p(x|z): exact by jax.grad of the closed form.
+
+def _section_gradient_estimators(d: Derivation, rng: np.random.Generator, x, weight, bias, sigma, mean, logvar):
+    """Reparameterised and score-function gradients: both unbiased, the first with far smaller variance."""
+    latent = weight.shape[1]
     g_rep, g_score, exact = _gradient_samples(x, weight, bias, sigma, mean, logvar,
                                               jnp.asarray(rng.standard_normal((50000, latent))))
     d.say("Two unbiased estimators of $\\nabla_\\phi \\mathbb E_{q_\\phi}[f(z)]$: reparameterised "
@@ -455,9 +464,23 @@ def derive(echo=None) -> Derivation:
     var_rep, var_score = np.var(g_rep, axis=0, ddof=1), np.var(g_score, axis=0, ddof=1)
     d.inequality(f"Per-sample variance: reparameterised below score function in every coordinate, by a factor "
                  f"{np.min(var_score / var_rep):.0f} to {np.max(var_score / var_rep):.0f}", var_rep, var_score)
+    g_rep, g_score = np.asarray(g_rep[:, 0]), np.asarray(g_score[:, 0])
+    window = (np.percentile(g_score, 1), np.percentile(g_score, 99))
+    fig, ax = new_figure()
+    ax.hist(g_score, bins=80, range=window, density=True, alpha=0.5, label="score function")
+    ax.hist(g_rep, bins=80, range=window, density=True, alpha=0.7, label="reparameterised")
+    ax.axvline(float(exact[0]), color="k", ls="--", lw=1, label="exact gradient")
+    ax.set(yscale="log", xlabel="per-sample estimate of $\\partial_{\\mu_1} E_q \\log p(x|z)$", ylabel="density")
+    ax.legend(fontsize=8)
+    d.figure(fig, "Both estimators are centred on the exact gradient, but one reparameterised sample is far more "
+                  "precise than one score-function sample (50 000 samples, first coordinate, 1-99% range).")
 
-    # 4. beta-VAE: E log p(x|z) - beta KL; its optimum is the posterior of a noisier model.
-    study = _beta_study(x, weight, bias, sigma, *_random_qs(rng, 20, latent), jnp.array([1.0, 1.5, 2.0, 4.0, 8.0, 0.5]))
+
+def _section_beta_vae(d: Derivation, rng: np.random.Generator, x, weight, bias, sigma):
+    """beta-VAE: E log p(x|z) - beta KL; its optimum is the posterior of a noisier model."""
+    latent = weight.shape[1]
+    betas = jnp.array([1.0, 1.5, 2.0, 4.0, 8.0, 0.5])
+    study = _beta_study(x, weight, bias, sigma, *_random_qs(rng, 20, latent), betas)
     objective, elbos, kl_star = (np.asarray(study[k]) for k in ("objective", "elbos", "kl_star"))
     d.numeric("At $\\beta = 1$ the $\\beta$-VAE objective $\\mathbb E_q\\log p(x\\mid z) - \\beta\\,\\mathrm{KL}$ "
               "is the ELBO (20 random full-covariance $q$)", objective[0], elbos)
@@ -473,8 +496,22 @@ def derive(echo=None) -> Derivation:
               study["optimum"], study["posterior"])
     d.inequality(f"Larger $\\beta$ pulls $q^*$ to the prior: $\\mathrm{{KL}}(q^*\\|p(z))$ falls from {kl_star[0]:.3f} "
                  f"to {kl_star[4]:.3f} nats as $\\beta$ goes 1, 1.5, 2, 4, 8", kl_star[1:5], kl_star[:4])
+    order = np.argsort(np.asarray(betas))
+    fig, ax = new_figure()
+    ax.plot(np.asarray(betas)[order], kl_star[order], "o-", label="$\\mathrm{KL}(q^*_\\beta \\| p(z))$")
+    ax.axvline(1.0, color="k", ls="--", lw=1, label="$\\beta = 1$: the posterior")
+    ax.set(xscale="log", xlabel="$\\beta$", ylabel="nats")
+    ax.set_xticks(np.asarray(betas)[order], [f"{b:g}" for b in np.asarray(betas)[order]])
+    ax.set_xticks([], minor=True)
+    ax.legend()
+    d.figure(fig, "The optimal encoder of the $\\beta$-VAE objective moves towards the prior as $\\beta$ grows: "
+                  "its KL to $N(0, I)$, the rate, falls monotonically.")
+    return study
 
-    # 5. Conditional VAE: x | z, y ~ N(W z + b + V onehot(y), sigma^2 I), z ~ N(0, I).
+
+def _section_conditional_vae(d: Derivation, rng: np.random.Generator, x, weight, bias, sigma, v) -> None:
+    """Conditional VAE: x | z, y ~ N(W z + b + V onehot(y), sigma^2 I), z ~ N(0, I)."""
+    latent = weight.shape[1]
     zs, ys = rng.standard_normal((6, latent)), np.array([0, 1, 2, 0, 1, 2])
     d.numeric("A linear decoder on `with_condition(z, y)` $= [z, e_y]$ is $Wz + b + Ve_y$: a class-dependent bias",
               np.asarray(with_condition(jnp.asarray(zs), jnp.asarray(ys), 3)) @ np.concatenate([weight, v], axis=1).T
@@ -483,7 +520,9 @@ def derive(echo=None) -> Derivation:
     d.numeric("$\\log p(x\\mid y) = \\mathrm{cELBO} + \\mathrm{KL}(q(z\\mid x, y)\\,\\|\\,p(z\\mid x, y))$ "
               "for $y$ = 0, 1, 2, every term closed form", np.asarray(celbo) + np.asarray(ckl), log_pxy)
 
-    # 6. Bernoulli decoder: log p(x|z) = x l - softplus(l), stable for any logit l.
+
+def _section_bernoulli_decoder(d: Derivation, rng: np.random.Generator) -> None:
+    """Bernoulli decoder: log p(x|z) = x l - softplus(l), stable for any logit l."""
     xb, logits = rng.uniform(size=(40, 8)), rng.uniform(-8, 8, size=(40, 8))
     p = 1 / (1 + np.exp(-logits))
     d.numeric("`bernoulli_log_prob`$(x, l) = \\sum x\\log s(l) + (1-x)\\log(1 - s(l))$, $s$ the sigmoid ($|l| \\le 8$)",
@@ -497,7 +536,10 @@ def derive(echo=None) -> Derivation:
               "`bernoulli_log_prob` gives the exact $0, -1000, -1000, 0$",
               bernoulli_log_prob(jnp.asarray(xe), jnp.asarray(le)), np.array([0.0, -1000.0, -1000.0, 0.0]))
 
-    # 7. Importance-sampled likelihood (Burda et al. 2016) with a mis-fitted diagonal encoder.
+
+def _section_importance_sampling(d: Derivation, rng: np.random.Generator, x, weight, bias, sigma, study) -> None:
+    """Importance-sampled likelihood (Burda et al. 2016) with a mis-fitted diagonal encoder."""
+    latent = weight.shape[1]
     est = {k: _iwae_samples(x, weight, bias, sigma, jnp.asarray(rng.standard_normal((r, k, latent))))
            for k, r in ((1, 20000), (1000, 400))}
     q_elbo = float(est[1][1])
@@ -509,6 +551,10 @@ def derive(echo=None) -> Derivation:
     d.inequality(f"With $K = 1000$ the importance-sampled NLL approaches $-\\log p(x)$: the gap falls from "
                  f"{gap1:.3f} nats (K = 1) to {gap_k:.5f} (mean of 400 replicates), below 1% of the K = 1 gap",
                  abs(gap_k), 0.01 * gap1)
+
+
+def _section_flax_vae(d: Derivation, rng: np.random.Generator) -> None:
+    """The flax VAE's importance-sampled NLL at K = 1 is its ELBO with the KL estimated by one sample."""
     n = 2000  # the flax VAE on 3 images, each with n draws of eps
     xv, ev = np.tile(rng.uniform(size=(3, 4, 4, 1)), (n, 1, 1, 1)), rng.standard_normal((3 * n, 2))
     neg_nll, elbo, kl, kl_sample = map(np.asarray, _small_vae_terms(jnp.asarray(xv), jnp.asarray(ev)))
@@ -518,4 +564,24 @@ def derive(echo=None) -> Derivation:
     d.monte_carlo(f"...so they agree in expectation over $\\epsilon$: $-$`importance_nll` ($K = 1$) minus `elbo` "
                   f"has mean 0 ({n} draws of $\\epsilon$ for each of 3 images)",
                   (neg_nll - elbo).reshape(n, 3), np.zeros(3))
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("vae", TITLE, LECTURES, echo=echo)
+    x, weight, bias, sigma, v = _model()
+    rng = np.random.default_rng(1)
+    d.say("A VAE pairs a decoder $p_\\theta(x\\mid z)$, prior $p(z) = \\mathcal N(0, I)$ and a diagonal Gaussian "
+          "encoder $q_\\phi(z\\mid x) = \\mathcal N(\\mu, \\mathrm{diag}\\,\\sigma^2)$. Checks use the linear "
+          "decoder $x\\mid z \\sim \\mathcal N(Wz + b, \\sigma^2 I)$ ($d = 3$, $D = 5$, $\\sigma = 0.7$), "
+          "where every term has a closed form.")
+
+    mean, logvar, terms = _section_gaussian_elbo(d, rng, x, weight, bias, sigma)
+    mean, logvar = _section_reparameterisation(d, terms, mean, logvar)
+    _section_gradient_estimators(d, rng, x, weight, bias, sigma, mean, logvar)
+    study = _section_beta_vae(d, rng, x, weight, bias, sigma)
+    _section_conditional_vae(d, rng, x, weight, bias, sigma, v)
+    _section_bernoulli_decoder(d, rng)
+    _section_importance_sampling(d, rng, x, weight, bias, sigma, study)
+    _section_flax_vae(d, rng)
     return d

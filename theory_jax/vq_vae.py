@@ -27,7 +27,7 @@ import scipy.stats
 import sympy as sp
 from jax.flatten_util import ravel_pytree
 
-from theory_jax.derivation import Derivation, float64_params, full_precision
+from theory_jax.derivation import Derivation, float64_params, full_precision, new_figure
 from theory_jax.vae import GROUPNORM_EPS, conv_transpose_padding, downsample, downsampling_convs
 
 TITLE = "the vector-quantised VAE"
@@ -231,16 +231,8 @@ def _gaussian_voronoi(codes: np.ndarray):
     return m0, float(np.sum(m2 - 2 * codes * m1 + codes**2 * m0))
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("vq_vae", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(7)
-    d.say("A VQ-VAE (van den Oord et al. 2017) replaces the VAE's Gaussian code by a discrete one: the encoder "
-          "outputs $z_e(x)$, a grid of vectors in $\\mathbb R^D$, and each vector is replaced by its nearest entry of "
-          "a learned codebook $e_1, \\dots, e_K$ (eq. 1-2). The decoder sees only codebook vectors; the prior over "
-          "the grid of indices is learned afterwards (a PixelCNN in the paper).")
-
-    # 1. Nearest-codebook assignment.
+def _section_nearest_code(d: Derivation, rng: np.random.Generator):
+    """1. Nearest-codebook assignment: the distances, the argmin, idempotence."""
     num_codes, dim, n = 12, 4, 300
     codebook = rng.standard_normal((num_codes, dim))
     z = _separated(rng, n, codebook, margin=1e-3, scale=1.3)
@@ -260,7 +252,11 @@ def derive(echo=None) -> Derivation:
               "indices)", jnp.concatenate([twice.ravel(), again]), jnp.concatenate([z_q.ravel(), indices]))
     d.inequality("$z_q = e_{k(z)}$ is closer to $z$ than every other code: $\\|z - z_q\\|^2 \\le \\|z - e_k\\|^2$ for "
                  "all rows and codes (direct distances)", np.sum((z - np.asarray(z_q)) ** 2, -1)[:, None], direct)
+    return codebook, z, zj, ej, z_q, indices
 
+
+def _section_voronoi(d: Derivation):
+    """1. ...which cuts space into Voronoi cells: code frequencies and distortion for Gaussian z in 1-D."""
     codes_1d = np.array([-1.7, -0.6, 0.1, 0.9, 2.2])
     masses, distortion = _gaussian_voronoi(codes_1d)
     draws = jnp.asarray(np.random.default_rng(11).standard_normal((200_000, 1)))
@@ -272,8 +268,29 @@ def derive(echo=None) -> Derivation:
     d.monte_carlo(f"...and the expected distortion $\\mathbb E(z - z_q)^2$ is the sum over cells of "
                   f"$\\int_a^b (z - e_k)^2\\varphi$, by the truncated-normal moments (= {distortion:.5f})",
                   np.asarray((draws - q1)[:, 0] ** 2), distortion)
+    z_1d, k_1d, grid = np.asarray(draws[:, 0]), np.asarray(k1), np.linspace(-4.5, 4.5, 300)
+    edges = np.concatenate([[-4.5], (codes_1d[1:] + codes_1d[:-1]) / 2, [4.5]])  # the cells, cut at +-4.5
+    fig, axes = new_figure(columns=2)
+    for k in range(len(codes_1d)):  # each cell's draws, binned inside the cell (bins of about 0.1)
+        cell = np.linspace(edges[k], edges[k + 1], int((edges[k + 1] - edges[k]) / 0.1) + 2)
+        axes[0].hist(z_1d[k_1d == k], cell, weights=np.full(np.sum(k_1d == k), 1 / (len(z_1d) * (cell[1] - cell[0]))),
+                     histtype="stepfilled")
+    axes[0].plot(grid, scipy.stats.norm.pdf(grid), "k-", lw=1, label="$N(0, 1)$")
+    axes[0].plot(codes_1d, np.zeros(len(codes_1d)), "kv", ms=7, label="codes $e_k$")
+    axes[0].set(xlabel="$z$", ylabel="density", title="draws coloured by their code")
+    axes[0].legend(fontsize=8)
+    axes[1].bar(np.arange(len(codes_1d)) - 0.2, masses, 0.4, label="Gaussian mass of the cell")
+    axes[1].bar(np.arange(len(codes_1d)) + 0.2, np.bincount(k_1d, minlength=len(codes_1d)) / len(z_1d), 0.4,
+                label="frequency in the draws")
+    axes[1].set(xlabel="code $k$", ylabel="probability", title="how often each code wins", ylim=(0, 0.4))
+    axes[1].legend(fontsize=8)
+    d.figure(fig, "Nearest-code quantisation cuts the line at the midpoints between codes; each code is chosen "
+             "with the Gaussian mass of its cell.")
+    return codes_1d, masses, k1
 
-    # 2. The straight-through estimator.
+
+def _section_straight_through(d: Derivation, rng: np.random.Generator, z, zj, ej, z_q) -> None:
+    """2. The straight-through estimator: z_q forward, the identity backward; the plain quantiser's gradient is 0."""
     d.say("The quantiser is piecewise constant, so its gradient is zero almost everywhere and nothing would reach "
           "the encoder. The straight-through estimator (Bengio et al. 2013; eq. 3's 'copy gradients') feeds the "
           "decoder $z + \\mathrm{sg}(z_q - z)$: $z_q$ forward, the identity backward.")
@@ -299,7 +316,10 @@ def derive(echo=None) -> Derivation:
                "gather of codes does not depend on $z$) and by finite differences of step $10^{-7}$, far inside "
                "every row's margin", jnp.concatenate([g_plain.ravel(), finite.ravel()]), jnp.zeros(2 * z.size))
 
-    # 3. The codebook and commitment losses.
+
+def _section_losses(d: Derivation, rng: np.random.Generator, codebook, z, zj) -> None:
+    """3. The codebook and commitment losses: which parameters each moves, and the k-means step."""
+    num_codes, dim = codebook.shape
     d.say("Since the straight-through gradient bypasses the codebook, eq. 3 adds two terms: the codebook loss "
           "$\\|\\mathrm{sg}(z_e) - e\\|^2$ pulls the codes to the encoder outputs, and the commitment loss "
           "$\\beta\\|z_e - \\mathrm{sg}(e)\\|^2$ keeps the encoder near its codes.")
@@ -339,7 +359,10 @@ def derive(echo=None) -> Derivation:
     d.numeric("A gradient step on the codebook loss with step size $1/(2n_k)$ per code moves each used code to the "
               "mean of its rows: one k-means step (Lloyd 1982)", step[used], means)
 
-    # 4. The EMA codebook.
+
+def _section_ema_kmeans(d: Derivation, rng: np.random.Generator, codebook, z, zj, indices):
+    """4. The EMA codebook: assignment statistics, and with decay 0 one k-means step."""
+    num_codes, dim = codebook.shape
     d.say("Appendix A.1 replaces the codebook loss by exponential moving averages of the counts $N_k$ and sums "
           "$m_k$ of the vectors assigned to each code, $e_k = m_k / N_k$ (`ema_update`, `ema_codebook`).")
     counts_j, sums_j = assignment_stats(zj, indices, num_codes)
@@ -361,7 +384,12 @@ def derive(echo=None) -> Derivation:
               "scikit-learn's `KMeans(init=codebook, max_iter=1)` centres "
               "(a third witness; it moves empty clusters elsewhere, so unused codes are left out)",
               ema_step[used_codes], lloyd[used_codes])
+    return counts_j, sums_j, loop_counts, loop_sums
 
+
+def _section_ema_convergence(d: Derivation, rng: np.random.Generator, zj, indices, loop_counts, loop_sums) -> None:
+    """4. ...on a fixed assignment the EMA codes converge geometrically, at rate gamma, to the cluster means."""
+    (num_codes, dim), n, used_codes = loop_sums.shape, len(zj), loop_counts > 0
     decay, steps = 0.9, 400
     n0 = jnp.asarray(rng.uniform(0.5, 3.0, num_codes))
     n0 = n0 / jnp.sum(n0) * n  # the state's total count is the batch size, as after any update
@@ -390,10 +418,25 @@ def derive(echo=None) -> Derivation:
     d.numeric(f"...so the measured rate, $\\exp$ of the slope of $\\log\\max|e^{{(t)}} - \\bar z|$ over "
               f"$100 < t \\le 200$, is $\\gamma$ to $10^{{-6}}$ (measured {rate:.8f}; by then $N^{{(t)}} = n_k$ up to "
               f"$\\gamma^{{100}}$ = {decay**100:.0e})", rate, decay, rtol=1e-6, atol=0.0)
+    fig, ax = new_figure()
+    ax.semilogy(np.arange(1, steps + 1), errors, label="EMA codebook, measured")
+    ax.semilogy(np.arange(1, steps + 1), np.max(np.abs(closed[:, sel]), axis=(1, 2)), "--",
+                label="closed form $\\gamma^t (m^{(0)} - N^{(0)} \\bar z) / N^{(t)}$")
+    ax.semilogy(np.arange(1, steps + 1), errors[0] * decay ** np.arange(steps), "k:", lw=1,
+                label=f"$\\gamma^t$, $\\gamma$ = {decay}")
+    ax.set(xlabel="EMA updates $t$", ylabel="max $|e_k^{(t)} - \\bar z_k|$ (used codes)")
+    ax.legend(fontsize=8)
+    d.figure(fig, "The EMA codebook forgets its start geometrically: the distance of the used codes to their cluster "
+             "means falls like $\\gamma^t$, down to rounding error.")
     d.numeric(f"After {steps} updates ($\\gamma^{{{steps}}} = {decay**steps:.0e}$) the used codes are the cluster "
               "means $\\bar z_k$, and every update kept the total count $\\sum_k N_k = n$",
               jnp.concatenate([books[-1][sel].ravel(), totals]),
               jnp.concatenate([mu[sel].ravel(), jnp.full(steps, float(n))]))
+
+
+def _section_laplace_smoothing(d: Derivation, loop_counts, loop_sums) -> None:
+    """4. ...and Laplace smoothing gives a code that lost all its vectors a finite vector."""
+    num_codes, dim = loop_sums.shape
     lost = np.arange(num_codes) < 2  # two codes that have lost all their vectors: N_k = m_k = 0
     sizes, sums = np.where(lost, 0.0, loop_counts), np.where(lost[:, None], 0.0, loop_sums)
     eps, total = 1e-5, float(np.sum(np.where(lost, 0.0, loop_counts)))
@@ -405,7 +448,10 @@ def derive(echo=None) -> Derivation:
               np.concatenate([[np.sum(smoothed)], np.asarray(book_eps)[lost].ravel()]),
               np.concatenate([[total], np.zeros(2 * dim)]))
 
-    # 5. Codebook usage.
+
+def _section_usage(d: Derivation, rng: np.random.Generator, codebook, codes_1d, masses, k1) -> None:
+    """5. Codebook usage: the perplexity exp H(p), the effective number of codes in use."""
+    num_codes = len(codebook)
     d.say("A codebook can collapse: few codes win every argmin. The perplexity $\\exp H(p)$ of the usage "
           "frequencies $p_k$ is the effective number of codes in use.")
     random_counts = rng.integers(0, 20, size=num_codes).astype(float)
@@ -428,7 +474,11 @@ def derive(echo=None) -> Derivation:
                  f"{float(perps.max()):.2f})", jnp.concatenate([jnp.ones(50), perps]),
                  jnp.concatenate([perps, jnp.full(50, float(num_codes))]))
 
-    # 6. Dead-code restarts.
+
+def _section_dead_codes(d: Derivation, rng: np.random.Generator, codebook, z, zj, ej, counts_j, sums_j,
+                        loop_counts) -> None:
+    """6. Dead-code restarts (Jukebox): rarely used codes restart at encoder outputs, with a consistent EMA state."""
+    num_codes, n, used_codes = len(codebook), len(z), loop_counts > 0
     use = jnp.asarray(np.where(used_codes, loop_counts, 0.0))
     threshold = float(np.sort(loop_counts)[2]) + 0.5  # the three least used codes (more on a tie) are dead
     choice = rng.integers(0, n, size=num_codes)
@@ -445,7 +495,9 @@ def derive(echo=None) -> Derivation:
     d.numeric("...so the restarted state is consistent: `ema_codebook` of it ($\\epsilon = 0$) returns the restarted "
               "codes", ema_codebook(new_size, new_sum, 0.0)[dead], z[choice][dead])
 
-    # 7. The networks.
+
+def _section_networks(d: Derivation, rng: np.random.Generator):
+    """7. The networks: the decoder's transposed conv is the adjoint of the encoder's strided conv."""
     image = (1, 8, 8)
     enc = GridEncoder(image, code_dim=3, channels=(4, 8), groups=2)
     dec = GridDecoder(image, code_dim=3, channels=(4, 8), groups=2)
@@ -473,7 +525,12 @@ def derive(echo=None) -> Derivation:
               "flax `ConvTranspose(transpose_kernel=True)` with padding $(k - 1 - p, k - 1 - p + 1)$) is the adjoint "
               "of the encoder's strided conv with the same kernel: its output is the conv's vector-Jacobian product",
               *adjoint(kernel, probe_in, probe_out))
+    return enc, dec, x, enc_params, z_e, dec_params, net_book
 
+
+def _section_end_to_end(d: Derivation, enc, dec, x, enc_params, z_e, dec_params, net_book) -> None:
+    """7. ...end to end, the gradient is copied across the quantiser to the encoder, and none reaches the codebook."""
+    image = enc.image_shape
     def reconstruction(ep, cb):
         zz = enc.apply(ep, x)
         z_st, _, _ = vector_quantise(zz.reshape(-1, 3), cb)
@@ -493,5 +550,26 @@ def derive(echo=None) -> Derivation:
                "vector-Jacobian product of the decoder's gradient at $z_q$ (the gradient is copied across the "
                "quantiser), and the codebook gets none from it",
                *copied(enc_params, net_book))
-    return d
 
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("vq_vae", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(7)
+    d.say("A VQ-VAE (van den Oord et al. 2017) replaces the VAE's Gaussian code by a discrete one: the encoder "
+          "outputs $z_e(x)$, a grid of vectors in $\\mathbb R^D$, and each vector is replaced by its nearest entry of "
+          "a learned codebook $e_1, \\dots, e_K$ (eq. 1-2). The decoder sees only codebook vectors; the prior over "
+          "the grid of indices is learned afterwards (a PixelCNN in the paper).")
+
+    codebook, z, zj, ej, z_q, indices = _section_nearest_code(d, rng)
+    codes_1d, masses, k1 = _section_voronoi(d)
+    _section_straight_through(d, rng, z, zj, ej, z_q)
+    _section_losses(d, rng, codebook, z, zj)
+    counts_j, sums_j, loop_counts, loop_sums = _section_ema_kmeans(d, rng, codebook, z, zj, indices)
+    _section_ema_convergence(d, rng, zj, indices, loop_counts, loop_sums)
+    _section_laplace_smoothing(d, loop_counts, loop_sums)
+    _section_usage(d, rng, codebook, codes_1d, masses, k1)
+    _section_dead_codes(d, rng, codebook, z, zj, ej, counts_j, sums_j, loop_counts)
+    enc, dec, x, enc_params, z_e, dec_params, net_book = _section_networks(d, rng)
+    _section_end_to_end(d, enc, dec, x, enc_params, z_e, dec_params, net_book)
+    return d

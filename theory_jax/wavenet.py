@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
-from theory_jax.derivation import Derivation, float64_params, full_precision
+from theory_jax.derivation import Derivation, float64_params, full_precision, new_figure
 
 TITLE = "WaveNet: mu-law, dilated causal convolutions, gated residual blocks"
 LECTURES = "autoregressive audio; WaveNet; dilated causal convolutions; mu-law companding"
@@ -224,12 +224,8 @@ def _sympy_inverse():
     return ((1 + mu) ** y - 1) / mu, x
 
 
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("wavenet", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(7)
-    mu, levels = 255.0, 256
-
+def _section_mu_law(d: Derivation, rng: np.random.Generator, mu: float):
+    """mu-law companding: its inverse (SymPy and numerically) and its derivative, fine near silence."""
     d.say("WaveNet models a waveform autoregressively, $p(x) = \\prod_t p(x_t \\mid x_{<t}, h)$, each factor a "
           "256-way softmax over mu-law levels: $f(x) = \\mathrm{sign}(x)\\,\\ln(1 + \\mu|x|) / \\ln(1 + \\mu)$, "
           "$\\mu = 255$, then 256 equally spaced levels of $[-1, 1]$.")
@@ -242,15 +238,32 @@ def derive(echo=None) -> Derivation:
     grad = jax.vmap(jax.grad(lambda v: mu_law_compand(v, mu)))(x[:1000])
     d.gradient("$f'(x) = \\mu / ((1 + \\mu|x|) \\ln(1 + \\mu))$: fine steps near 0 ($f'(0) \\approx 46$), coarse at "
                "$|x| = 1$ ($\\approx 0.18$)", grad, mu / ((1 + mu * jnp.abs(x[:1000])) * math.log1p(mu)))
+    return x
 
+
+def _section_quantisation(d: Derivation, rng: np.random.Generator, x, mu: float, levels: int) -> None:
+    """The quantisation error: half a level in the mu-law domain, proportional to loudness in the waveform domain."""
     y = mu_law_compand(x, mu)
     y_hat = dequantize(quantize(y, levels), levels)
     d.inequality("Quantisation error in the mu-law domain: $|y - \\hat y| \\le 1/(L - 1)$, half a level step",
                  jnp.abs(y - y_hat), 1.0 / (levels - 1), slack=1e-15)
     slope = math.log1p(mu) / mu * jnp.exp((jnp.abs(y) + 1.0 / (levels - 1)) * math.log1p(mu))
+    error = jnp.abs(x - mu_law_decode(mu_law_encode(x, levels), levels))
     d.inequality("...and in the waveform domain by the mean value theorem: $|x - f^{-1}(\\hat y)| \\le "
                  "\\max_{|u - y| \\le 1/(L-1)} |(f^{-1})'(u)| / (L - 1)$ (small near silence, large when loud)",
-                 jnp.abs(x - mu_law_decode(mu_law_encode(x, levels), levels)), slope / (levels - 1), slack=1e-15)
+                 error, slope / (levels - 1), slack=1e-15)
+    order = np.argsort(np.asarray(x))
+    fig, axes = new_figure(columns=2)
+    axes[0].plot(x[order], y[order], label="$f(x)$, $\\mu = 255$")
+    axes[0].plot([-1, 1], [-1, 1], "k--", lw=1, label="identity")
+    axes[0].set(xlabel="waveform $x$", ylabel="companded $y = f(x)$", title="mu-law companding")
+    axes[0].legend()
+    axes[1].plot(jnp.abs(x), error, ".", ms=2, label="$|x - f^{-1}(\\hat y)|$")
+    axes[1].plot(jnp.abs(x)[order], (slope / (levels - 1))[order], "-", color="C1", label="bound")
+    axes[1].set(xlabel="$|x|$", ylabel="waveform error", title="quantisation error, 256 levels")
+    axes[1].legend()
+    d.figure(fig, "Companding spends the 256 levels on quiet samples: the waveform-domain error grows with "
+                  "loudness, always under its mean-value-theorem bound.")
     u = jnp.asarray(rng.uniform(-1, 1, 200_000))
     step = 2.0 / (levels - 1)
     d.monte_carlo("The quantisation noise of a uniform mu-law value has mean square $\\Delta^2/12$, "
@@ -260,6 +273,9 @@ def derive(echo=None) -> Derivation:
     d.numeric("`mu_law_encode(mu_law_decode(q)) = q` for every class q: the levels are fixed points",
               mu_law_encode(mu_law_decode(q, levels), levels), q, atol=0.5, rtol=0.0)
 
+
+def _section_causal_conv(d: Derivation, rng: np.random.Generator) -> None:
+    """A dilated causal convolution equals its brute-force sum over past samples."""
     d.say("A causal convolution pads $(K-1)d$ zeros on the left only: $y_t = b + \\sum_k W_k x_{t-(K-1-k)d}$.")
     xs = rng.standard_normal((2, 3, 20))
     w, b = rng.standard_normal((4, 3, 2)), rng.standard_normal(4)
@@ -272,6 +288,9 @@ def derive(echo=None) -> Derivation:
     d.numeric("`causal_conv1d` (dilation 4, K = 2) equals the brute-force sum", causal_conv1d(xs, w, b, 4),
               brute + b[None, :, None])
 
+
+def _section_receptive_field(d: Derivation, rng: np.random.Generator) -> None:
+    """The receptive field and causality of a stack of gated residual blocks, measured by autodiff."""
     d.say("Receptive field: each causal layer of kernel $K$ and dilation $d$ adds $(K-1)d$ past samples, so a stack "
           "with dilations $1, 2, \\dots, 2^k$ repeated $r$ times sees $1 + (K-1)\\,r\\,(2^{k+1}-1)$ samples. Measured "
           "on gated residual blocks (tanh, sigmoid, residual and skip paths, a global condition $h$) by autodiff: "
@@ -288,19 +307,34 @@ def derive(echo=None) -> Derivation:
         measured.append(int(seen[-1] - seen[0] + 1))
         closed.append(1 + (kernel - 1) * r * (2 ** (k + 1) - 1))
         if (kernel, k, r) == (2, 3, 2):
-            future, last_block = g[t_out + 1:], (blocks, dilations, xs, h, t_out)
+            future, last_block = g[t_out + 1:], (blocks, dilations, xs, h, t_out, g)
     d.numeric("Measured receptive field = $1 + (K-1)r(2^{k+1}-1)$ for (K, k, r) = (2, 3, 2), (2, 4, 1), (3, 2, 2): "
               f"{measured}", measured, closed, atol=0.5, rtol=0.0)
     d.numeric("`receptive_field(K, dilations)` = the closed form", [receptive_field(K, [2**i for i in range(k + 1)] * r)
               for K, k, r in ((2, 3, 2), (2, 4, 1), (3, 2, 2))], closed, atol=0.5, rtol=0.0)
     d.numeric("Causality: $\\partial\\,\\mathrm{out}_t / \\partial x_{\\tau} = 0$ exactly for every $\\tau > t$",
               future, jnp.zeros_like(future), atol=1e-300, rtol=0.0)
-    blocks, dilations, xs, h, t_out = last_block
+    blocks, dilations, xs, h, t_out, causal = last_block
     centred = input_gradient(xs, h, blocks, dilations, t_out,
                              padding=centred_padding)
     d.inequality("Negative control: a centred ('same') padding leaks the future: max gradient on $\\tau > t$ > 0.01",
                  0.01, jnp.max(centred[t_out + 1:]))
+    fig, ax = new_figure()
+    taus = np.arange(len(causal))
+    ax.axvspan(t_out - receptive_field(2, dilations) + 0.5, t_out + 0.5, color="C2", alpha=0.15,
+               label=f"receptive field ({receptive_field(2, dilations)} samples)")
+    ax.plot(taus, causal, "o-", ms=3, label="causal padding")
+    ax.plot(taus, centred, "s-", ms=3, alpha=0.7, label="centred padding")
+    ax.axvline(t_out, color="k", ls="--", lw=1, label="output position $t$")
+    ax.set(yscale="log", xlabel="input position $\\tau$", ylabel="$\\sum_c |\\partial out_t / \\partial x_{c,\\tau}|$")
+    ax.set_ylim(top=1e6)
+    ax.legend(fontsize=8, loc="upper left")
+    d.figure(fig, "Which inputs output $t$ sees (K = 2, dilations 1, 2, 4, 8 twice): with causal padding the gradient "
+                  "is nonzero exactly on the receptive field ending at $t$; centred padding also reads the future.")
 
+
+def _section_clock(d: Derivation, rng: np.random.Generator) -> None:
+    """Local conditioning on a clock: a random crop that carries its start is scored as in the whole clip."""
     d.say("Local conditioning on a clock (eq. 3 with a time series $y_t$ instead of a global $h$): the input at "
           "position $t$ of the clip gets $W_c\\,c(t)$ added, $c(t)$ the sines and cosines of $t$ in seconds with "
           "periods 2 s, 1 s, 0.5 s, ... Training scores random crops of a clip, so a crop must carry its start $s$: "
@@ -324,6 +358,9 @@ def derive(echo=None) -> Derivation:
     d.inequality("Negative control: the same crop told it starts at 0 is scored differently (max |difference| > 0.01)",
                  0.01, jnp.max(jnp.abs(apply(params, q[:, s0:], yl)[:, size - 1:] - whole[:, s0 + size - 1:])))
 
+
+def _section_gated_unit_and_softmax(d: Derivation, rng: np.random.Generator, levels: int) -> None:
+    """The gated unit's derivatives, and the 256-way softmax output: its NLL unit and its inverse-CDF sampler."""
     a, g2 = jnp.asarray(rng.standard_normal(50)), jnp.asarray(rng.standard_normal(50))
     da, dg = jax.vmap(jax.grad(gated_activation, argnums=(0, 1)))(a, g2)
     d.gradient("Gated unit: $\\partial z/\\partial a = (1 - \\tanh^2 a)\\,\\sigma(g)$",
@@ -339,4 +376,18 @@ def derive(echo=None) -> Derivation:
     draws = jnp.clip(jnp.searchsorted(jnp.cumsum(probs), jnp.asarray(rng.uniform(size=100_000))), 0, levels - 1)
     d.monte_carlo("Sampling by the inverse CDF at uniforms (the sampler's rule): the mean NLL of the draws is the "
                   "entropy $H(p) = -\\sum_q p_q \\ln p_q$", -jnp.log(probs[draws]), -jnp.sum(probs * jnp.log(probs)))
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("wavenet", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(7)
+    mu, levels = 255.0, 256
+
+    x = _section_mu_law(d, rng, mu)
+    _section_quantisation(d, rng, x, mu, levels)
+    _section_causal_conv(d, rng)
+    _section_receptive_field(d, rng)
+    _section_clock(d, rng)
+    _section_gated_unit_and_softmax(d, rng, levels)
     return d

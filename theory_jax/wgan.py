@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, optimize, stats
 
-from theory_jax.derivation import Derivation, full_precision
+from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.subgradients import absolute, clamp
 
 TITLE = "Wasserstein GANs: the Kantorovich-Rubinstein dual, weight clipping and the gradient penalty"
@@ -104,11 +104,8 @@ def _abs_normal_mean(mu, sigma):
 
 
 # 3. The derivation -----------------------------------------------------------------------------------------------
-def derive(echo=None) -> Derivation:
-    full_precision()
-    d = Derivation("wgan", TITLE, LECTURES, echo=echo)
-    rng = np.random.default_rng(0)
-
+def _section_empirical_w1(d: Derivation, rng: np.random.Generator):
+    """W1 of two 1-D samples three ways (sorted samples, CDFs, Hungarian coupling) and its dual's critic f*."""
     d.say("One dimension, where everything is explicit. Two samples of 400 points each: $p$ a mixture of "
           "$\\mathcal N(-1, 0.5^2)$ and $\\mathcal N(2, 0.3^2)$, $q = \\mathcal N(0.5, 1)$.")
     n = 400
@@ -131,11 +128,33 @@ def derive(echo=None) -> Derivation:
     d.numeric("The dual (Kantorovich-Rubinstein): $f^*(x) = \\int^x \\mathrm{sign}(F_q - F_p)$ attains "
               "$\\mathbb E_p f^* - \\mathbb E_q f^* = W_1$", critic_objective(
                   optimal_critic_1d(xp, grid, cdf_p, cdf_q), optimal_critic_1d(xq, grid, cdf_p, cdf_q)), w1)
+    fig, axes = new_figure(columns=2)
+    axes[0].step(grid, cdf_p, where="post", label="$F_p$")
+    axes[0].step(grid, cdf_q, where="post", label="$F_q$")
+    axes[0].fill_between(grid, cdf_p, cdf_q, step="post", color="0.8", label=f"area $= W_1 = {float(w1):.3f}$")
+    axes[0].set(xlabel="$x$", ylabel="empirical CDF", title="the primal")
+    bins = np.linspace(grid[0], grid[-1], 50)
+    axes[1].hist(xp, bins=bins, density=True, alpha=0.4, label="$p$ samples")
+    axes[1].hist(xq, bins=bins, density=True, alpha=0.4, label="$q$ samples")
+    axes[1].set(xlabel="$x$", ylabel="density", title="the dual: critic $f^*$")
+    twin = axes[1].twinx()
+    twin.plot(grid, f_star, "k", label="$f^*(x)$")
+    twin.set(ylabel="$f^*(x)$")
+    axes[0].legend(fontsize="small")
+    axes[1].legend(*(a + b for a, b in zip(axes[1].get_legend_handles_labels(), twin.get_legend_handles_labels())),
+                   fontsize="small", loc="upper center")
+    d.figure(fig, "Left: $W_1$ is the area between the two CDFs. Right: the optimal critic rises with slope 1 where "
+                  "$F_q > F_p$ and falls with slope 1 where $F_p > F_q$, so it scores $p$'s samples above $q$'s.")
     s_pts, t_pts = rng.uniform(grid[0], grid[-1], (2, 2000))
     d.inequality("...and $f^*$ is 1-Lipschitz: $|f^*(s) - f^*(t)| \\le |s - t|$ at 2000 random pairs (slack 1e-12 "
                  "for rounding)", np.abs(optimal_critic_1d(s_pts, grid, cdf_p, cdf_q)
                                          - optimal_critic_1d(t_pts, grid, cdf_p, cdf_q)), np.abs(s_pts - t_pts),
                  slack=1e-12)
+    return grid, cdf_p, cdf_q, f_star
+
+
+def _section_linear_program(d: Derivation, rng: np.random.Generator) -> None:
+    """The sup over 1-Lipschitz critics as a linear program on 60 points equals the primal W1."""
     m = 60  # the dual as a linear program over the critic's values at 60 support points
     sp_ = np.sort(rng.uniform(-2, 3, m))
     wp, wq = rng.dirichlet(np.ones(m)), rng.dirichlet(np.ones(m))
@@ -155,6 +174,9 @@ def derive(echo=None) -> Derivation:
     d.inequality("...and 50 random 1-Lipschitz critics score below it", values @ (wp - wq),
                  np.full(50, -lp.fun))
 
+
+def _section_gaussians(d: Derivation) -> None:
+    """Between Gaussians the CDF and quantile integrals for W1 agree; equal scales give |m - m'|."""
     d.say("Gaussians: $W_1(\\mathcal N(m, s^2), \\mathcal N(m', s^2)) = |m - m'|$ for equal scales; for unequal "
           "ones, no closed form, but the quantile and CDF integrals must agree.")
     pairs = [(0.0, 1.0, 1.5, 1.0), (0.3, 0.8, -0.4, 1.7), (1.0, 2.0, 1.0, 0.5)]
@@ -166,11 +188,14 @@ def derive(echo=None) -> Derivation:
               "(the first, equal scales, is $|m - m'| = 1.5$)", np.array(by_cdf), np.array(by_quantile), rtol=1e-8)
     d.numeric("...and the equal-scale pair gives $|m - m'|$", by_cdf[0], 1.5, rtol=1e-9)
 
+
+def _section_weight_clipping(d: Derivation, rng: np.random.Generator, dim: int) -> None:
+    """Clipping every weight to [-c, c] bounds a linear critic's Lipschitz constant by c sqrt(D) without fixing it."""
     d.say("Weight clipping (WGAN): a linear critic $f(x) = w \\cdot x$ with $|w_i| \\le c$ has Lipschitz constant "
           "$\\|w\\|_2 \\le c\\sqrt{D}$, and the sup over such critics is $c\\,\\|\\mathbb E_p x - \\mathbb E_q x\\|_1$: "
           "for equal-scale Gaussians in 1-D, $c \\cdot W_1$. Clipping bounds the Lipschitz constant without "
           "fixing it, so the critic estimates $K\\,W_1$ for an unknown $K$.")
-    dim, c = 16, 0.01
+    c = 0.01
     w = np.asarray(clip_weights(rng.standard_normal((200, dim)), c))
     d.inequality("$\\|$`clip_weights`$(w, c)\\|_2 \\le c\\sqrt{D}$ for 200 random $w$, $D = 16$, $c = 0.01$",
                  np.linalg.norm(w, axis=1), np.full(200, c * math.sqrt(dim)), slack=1e-15)
@@ -180,6 +205,9 @@ def derive(echo=None) -> Derivation:
               "$c\\,\\mathrm{sign}(m_p - m_q)$, worth $c\\,\\|m_p - m_q\\|_1$", best @ mp - best @ mq,
               c * np.abs(mp - mq).sum())
 
+
+def _section_gradient_penalty(d: Derivation, rng: np.random.Generator, grid, cdf_p, cdf_q, f_star, dim: int):
+    """The gradient penalty: unit slope of f*, one alpha per example, the norm over all of an example's values."""
     d.say("The gradient penalty (WGAN-GP). An optimal critic has gradient norm 1 on the segments between coupled "
           "points (Gulrajani et al., Proposition 1), so the penalty pulls $\\|\\nabla f\\|$ to 1 at interpolates "
           "$\\hat x = \\alpha x + (1 - \\alpha) \\tilde x$, one $\\alpha \\sim U[0, 1]$ per example.")
@@ -209,7 +237,11 @@ def derive(echo=None) -> Derivation:
     grads = jax.vmap(jax.grad(linear))(jnp.asarray(rng.standard_normal((8, dim))))
     d.numeric("For a linear critic $f(x) = w \\cdot x$ the penalty is $(\\|w\\|_2 - 1)^2$ everywhere: 2.25 for "
               "$\\|w\\| = 2.5$", gradient_penalty(grads), (2.5 - 1) ** 2)
+    return g
 
+
+def _section_one_sided_penalty(d: Derivation, g) -> None:
+    """The one-sided penalty counts only norms above 1, so a 1-D critic can turn its slope without a barrier."""
     d.numeric("`lipschitz_penalty`, the one-sided penalty, counts only norms above 1 (same norm over all of an "
               "example's values)", lipschitz_penalty(0.3 * g),
               np.mean(np.maximum(np.linalg.norm(0.3 * g.reshape(4, -1), axis=1) - 1, 0) ** 2))
@@ -220,6 +252,20 @@ def derive(echo=None) -> Derivation:
               "two-sided penalty rises to a barrier of $(0 - 1)^2 = 1$ (so gradient descent on a 1-D critic can stall "
               "on the wrong side of a kink), while the one-sided penalty stays 0 all the way",
               np.array([two_sided.max(), one_sided.max()]), np.array([1.0, 0.0]))
+    fig, ax = new_figure()
+    wide = np.linspace(-2, 2, 401)  # the same penalties, drawn also beyond slope 1 where both are active
+    ax.plot(wide, jax.vmap(lambda s: gradient_penalty(jnp.full((1, 1), s)))(wide), label="two-sided $(|f'| - 1)^2$")
+    ax.plot(wide, jax.vmap(lambda s: lipschitz_penalty(jnp.full((1, 1), s)))(wide), "--",
+            label="one-sided $\\max(0, |f'| - 1)^2$")
+    ax.axvspan(-1, 1, color="0.9", label="the path from slope $-1$ to $+1$")
+    ax.set(xlabel="critic slope $f'$", ylabel="penalty (without $\\lambda$)", ylim=(-0.05, 1.7))
+    ax.legend(fontsize="small")
+    d.figure(fig, "Along the path from slope $-1$ to $+1$ the two-sided penalty has a barrier of height 1 at slope 0; "
+                  "the one-sided penalty is flat there and only punishes slopes steeper than 1.")
+
+
+def _section_penalty_estimates(d: Derivation, rng: np.random.Generator) -> None:
+    """The batch penalty is unbiased for its expectation; an MLP critic's penalty and its double backward vs FD."""
     a_coef, (mu_p, s_p), (mu_q, s_q) = 0.7, (1.0, 0.6), (-0.5, 1.2)
     count = 200_000
     xr = mu_p + s_p * rng.standard_normal(count)
@@ -254,6 +300,20 @@ def derive(echo=None) -> Derivation:
                "the penalty", jax.grad(lambda w_: critic_gradient_penalty(real, fake, alpha3, w_, *weights[1:]))(
                    weights[0]), _fd(lambda w_: float(critic_gradient_penalty(real, fake, alpha3, w_, *weights[1:])),
                                     weights[0]), rtol=1e-6, atol=1e-7)
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("wgan", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+    dim = 16
+    grid, cdf_p, cdf_q, f_star = _section_empirical_w1(d, rng)
+    _section_linear_program(d, rng)
+    _section_gaussians(d)
+    _section_weight_clipping(d, rng, dim)
+    g = _section_gradient_penalty(d, rng, grid, cdf_p, cdf_q, f_star, dim)
+    _section_one_sided_penalty(d, g)
+    _section_penalty_estimates(d, rng)
     return d
 
 
