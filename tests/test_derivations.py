@@ -134,6 +134,8 @@ def test_cli_usage_errors(capsys):
     if without:  # in the catalogue, no derivation yet
         assert cli.main([without[0]]) == 2 and "no derivation yet" in capsys.readouterr().err
     assert cli.main([]) == 0 and "elbo" in capsys.readouterr().out
+    assert cli.main(["elbo", "ppo", "--notebook", "both.ipynb"]) == 2  # several notebooks go into a directory
+    assert "takes a directory" in capsys.readouterr().err
 
 
 # The precision policy: float32 values under the float64 tolerance fail, whatever the kernels made of them. ------

@@ -251,6 +251,7 @@ def write(topic: str, path: Path, execute: bool = True, module: types.ModuleType
         from nbclient import NotebookClient
 
         NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                       extra_arguments=["--log-level=ERROR"],  # not the kernel's note on its local TCP sockets
                        resources={"metadata": {"path": str(cwd)}}).execute()
         errors = [f"{o['ename']}: {o['evalue']}" for c in nb.cells if c.cell_type == "code"
                   for o in c.get("outputs", []) if o.get("output_type") == "error"]
