@@ -252,7 +252,7 @@ def page_header(topic: catalogue.Topic) -> str:
     forms = []
     if catalogue.has_derivation(name):
         forms.append(f"derivation [`theory_jax/{name}.py`]({up}/theory_jax/{name}.py) "
-                     f"([as a document](../derivations/{name}.md); [as a notebook]({up}/build/notebooks/{name}.ipynb), "
+                     f"([as a document](../derivations/{name}.md); as a notebook, `build/notebooks/{name}.ipynb`, "
                      f"written by `make notebooks`)")
     if catalogue.has_implementation(name):
         path = implementation_path(name)
