@@ -118,13 +118,15 @@ def test_cli_exits_nonzero_on_a_failed_claim(monkeypatch, capsys, tmp_path):
     assert "**FAILED**" in (tmp_path / "d.md").read_text()
 
 
-def test_cli_reports_a_crash_as_a_failure(monkeypatch, capsys):
+def test_cli_reports_a_crash_as_a_failure(monkeypatch, capsys, tmp_path):
     def derive(echo=None):
         raise ZeroDivisionError("step 3")
 
     _fake_topic(monkeypatch, derive)
     assert cli.main(["elbo"]) == 1
     assert "crashed" in capsys.readouterr().err
+    assert cli.main(["elbo", "--notebook", str(tmp_path / "elbo.ipynb")]) == 1  # no notebook, no traceback alone
+    assert "crashed before its notebook was written" in capsys.readouterr().err
 
 
 def test_cli_usage_errors(capsys):

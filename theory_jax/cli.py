@@ -71,6 +71,11 @@ def write_notebooks(topics: list[str], target: Path) -> int:
         except notebook.NotFlattenable as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except Exception:
+            print(f"the {name} derivation crashed before its notebook was written:\n{traceback.format_exc(limit=4)}",
+                  file=sys.stderr)
+            failed.append(name)
+            continue
         ok = d.passed and not errors
         for error in errors:
             print(f"   a cell raised {error}", file=sys.stderr)

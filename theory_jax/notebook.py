@@ -49,7 +49,7 @@ class Statement:
     items: list[Any] = field(default_factory=list)  # what it recorded when run (claims, says, figures)
 
 
-def _function_statements(fn: types.FunctionType, rename: dict[str, str] | None = None) -> list[Statement]:
+def _function_statements(fn: types.FunctionType) -> list[Statement]:
     """The statements of ``fn``'s body (its docstring left out) as source slices, each with the comment lines just
     above it."""
     lines, start = inspect.getsourcelines(fn)
