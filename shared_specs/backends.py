@@ -102,12 +102,13 @@ class TorchBackend:
     def module(self, case: ModuleCase, weights: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]) -> Any:
         module = self.build(case, weights)
         with self.torch.no_grad():
-            return self._numpy(getattr(module, case.method)(**{k: self._tensor(v) for k, v in inputs.items()}))
+            return self._numpy(getattr(module, case.method)(**{k: self._tensor(v) for k, v in inputs.items()},
+                                                            **case.static))
 
     def module_vjp(self, case: ModuleCase, weights, inputs, cotangent) -> dict:
         module = self.build(case, weights).requires_grad_(True)  # every weight, frozen ones too, as JAX sees them
         args = {k: self._tensor(v, requires_grad=k in case.grad_wrt) for k, v in inputs.items()}
-        out = self._leaves(getattr(module, case.method)(**args))
+        out = self._leaves(getattr(module, case.method)(**args, **case.static))
         cot = [self._tensor(c) for c in flatten(cotangent).values()]
         names = [n for n, _ in module.named_parameters()]
         wrt = [p for _, p in module.named_parameters()] + [args[k] for k in case.grad_wrt]
@@ -124,7 +125,7 @@ class TorchBackend:
                         weight_decay=opt.get("weight_decay", 0.0), foreach=False)
         for batch in batches:
             optimizer.zero_grad()
-            getattr(module, case.method)(**{k: self._tensor(v) for k, v in batch.items()}).backward()
+            getattr(module, case.method)(**{k: self._tensor(v) for k, v in batch.items()}, **case.static).backward()
             optimizer.step()
         return {k: v.detach().numpy() for k, v in module.state_dict().items()}
 
@@ -192,7 +193,7 @@ class JaxBackend:
     def _template(self, case: ModuleCase | StepCase, inputs) -> dict:
         """The shapes of the module's flax variables: {'params': ..., and 'batch_stats' where it has batch norms}."""
         module = self.build(case)
-        args = {**self._inputs(case, inputs), **self._mode(case)}
+        args = {**self._inputs(case, inputs), **self._mode(case), **case.static}
         return self.jax.eval_shape(lambda: module.init(self.jax.random.key(0), **args, method=self._method(module, case)))
 
     def params(self, case: ModuleCase | StepCase, weights: Mapping[str, np.ndarray], inputs) -> dict:
@@ -216,7 +217,7 @@ class JaxBackend:
         return {k: self.jnp.asarray(_nchw_to_nhwc(v) if k in case.image_inputs else v) for k, v in inputs.items()}
 
     def _apply(self, case: ModuleCase, module, params, args, stats=None):
-        method = self._method(module, case)
+        method, args = self._method(module, case), {**args, **case.static}
         if stats is None:
             out = module.apply({"params": params}, **args, method=method)
         elif case.train:  # batch statistics; the running ones are updated (and discarded here)
@@ -258,7 +259,7 @@ class JaxBackend:
         method = self._method(module, case)
 
         def loss(p, args):
-            return module.apply({"params": p}, **args, method=method)
+            return module.apply({"params": p}, **args, **case.static, method=method)
 
         @self.jax.jit
         def step(params, state, args):

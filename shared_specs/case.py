@@ -61,6 +61,8 @@ class ModuleCase:
     ``train``: for modules with batch normalisation, True normalises by the batch's statistics (torch's
     ``module.train()``, flax's ``train=True`` with ``batch_stats`` mutable), False by the running statistics, which
     cross by the converter; None (the default) leaves torch's mode alone and passes no ``train`` to flax.
+    ``static``: keyword arguments of ``method`` that are settings, not arrays (a loss's beta, its objective): passed
+    as they are in both backends, never differentiated; the network holds weights, the call says how to use them.
     """
 
     id: str
@@ -74,6 +76,7 @@ class ModuleCase:
     image_inputs: tuple[str, ...] = ()
     image_outputs: tuple[str, ...] = ()
     train: bool | None = None
+    static: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "module"
 
 
@@ -82,8 +85,8 @@ class StepCase:
     """``steps`` optimizer updates of ``Module(**config)`` minimising its ``method`` (a scalar loss).
 
     ``optimizer``: {'name': 'adam' | 'adamw', 'lr', 'betas', 'eps', 'weight_decay'} with the same
-    meaning in torch.optim and optax. ``make_batches`` returns one input dict per step.
-    Compared: the weights after the last step, in the torch layout.
+    meaning in torch.optim and optax. ``make_batches`` returns one input dict per step; ``static`` the method's
+    setting keywords, as in ``ModuleCase``. Compared: the weights after the last step, in the torch layout.
     """
 
     id: str
@@ -95,6 +98,7 @@ class StepCase:
     dtype: str = "float32"
     level: str = "step"
     image_inputs: tuple[str, ...] = ()
+    static: Mapping[str, Any] = field(default_factory=dict)
     kind: str = "step"
 
 
