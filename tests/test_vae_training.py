@@ -55,14 +55,14 @@ def test_build_rejects_what_it_cannot_model():
 
 
 def test_the_loss_is_the_modules_beta_objective_with_its_terms():
-    net = tiny_net(beta=4.0, conditional=True)
+    net, config = tiny_net(conditional=True), vae_training.Config(beta=4.0)
     x, y = torch.rand(5, 1, 8, 8), torch.randint(0, 10, (5,))
     noise = vae_training.draw_noise(net, vae_training.Config(), 5, torch.Generator().manual_seed(0))
     assert noise["eps"].shape == (5, 3)
     again = vae_training.draw_noise(net, vae_training.Config(), 5, torch.Generator().manual_seed(0))
     assert torch.equal(noise["eps"], again["eps"])
-    loss, terms = vae_training.loss(net, vae_training.Config(), (x, y), noise, 0)
-    torch.testing.assert_close(loss, net.loss(x, noise["eps"], y))
+    loss, terms = vae_training.loss(net, config, (x, y), noise, 0)
+    torch.testing.assert_close(loss, net.loss(x, noise["eps"], y, beta=4.0))
     torch.testing.assert_close(loss, 4.0 * terms["kl"] + terms["recon_nll"])
 
 

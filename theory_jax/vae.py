@@ -191,7 +191,8 @@ class ConvDecoder(nn.Module):
 class VAE(nn.Module):
     """Encoder q(z|x[,y]), prior N(0, I), decoder p(x|z[,y]) (Bernoulli logits or Gaussian mean with a
     learned scalar log-std ``log_sigma``). ``num_classes > 0`` makes it a conditional VAE;
-    ``beta`` weighs the KL in ``loss`` (beta-VAE); ``elbo`` is always the beta = 1 bound."""
+    ``loss(..., beta=...)`` weighs the KL (beta-VAE; beta is the training step's setting, not the network's);
+    ``elbo`` is always the beta = 1 bound."""
 
     image_shape: Sequence[int]
     latent_dim: int = 16
@@ -200,7 +201,6 @@ class VAE(nn.Module):
     hidden: Sequence[int] = (256,)
     channels: Sequence[int] = (32, 64)
     num_classes: int = 0
-    beta: float = 1.0
     groups: int = 8
 
     def setup(self):
@@ -243,10 +243,11 @@ class VAE(nn.Module):
         recon, kl = self.terms(x, eps, y)
         return recon - kl
 
-    def loss(self, x, eps, y=None):
-        """The training objective: mean over the batch of -(E log p(x|z) - beta KL) (beta-VAE), a scalar."""
+    def loss(self, x, eps, y=None, beta: float = 1.0):
+        """The training objective: mean over the batch of -(E log p(x|z) - beta KL) (beta-VAE), a scalar;
+        beta = 1 (the default) is the negative ELBO."""
         recon, kl = self.terms(x, eps, y)
-        return jnp.mean(self.beta * kl - recon)
+        return jnp.mean(beta * kl - recon)
 
     def importance_nll(self, x, eps, y=None):
         """-log p(x) estimated with K importance samples from q(z|x) (Burda et al. 2016).

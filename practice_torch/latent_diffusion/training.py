@@ -152,7 +152,7 @@ def frozen_autoencoder(parent: Parent, data) -> VAE:
             raise ValueError(f"model.autoencoder={parent.run} is a conditional VAE; use an unconditional one (the "
                              "labels condition the latent DDPM)")
     autoencoder = VAE(image_shape=data.shape, latent_dim=c.latent_dim, architecture=c.architecture,
-                      likelihood=c.likelihood, hidden=c.hidden, channels=c.channels, num_classes=0, beta=c.beta)
+                      likelihood=c.likelihood, hidden=c.hidden, channels=c.channels, num_classes=0)
     if parent.net is not None:
         autoencoder.load_state_dict(parent.net.state_dict())
     return autoencoder.requires_grad_(False).eval()

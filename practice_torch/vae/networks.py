@@ -130,14 +130,15 @@ def check_divisible(image_shape: Sequence[int], downsamplings: int) -> None:
 class VAE(nn.Module):
     """Encoder q(z|x[,y]), prior N(0, I), decoder p(x|z[,y]) (Bernoulli logits or Gaussian mean with a
     learned scalar log-std ``log_sigma``). ``num_classes > 0`` makes it a conditional VAE;
-    ``beta`` weighs the KL in ``loss`` (beta-VAE); ``elbo`` is always the beta = 1 bound."""
+    ``loss(..., beta=...)`` weighs the KL (beta-VAE; beta is the training step's setting, not the network's);
+    ``elbo`` is always the beta = 1 bound."""
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int = 16, architecture: str = "mlp",
                  likelihood: str = "bernoulli", hidden: Sequence[int] = (256,), channels: Sequence[int] = (32, 64),
-                 num_classes: int = 0, beta: float = 1.0, groups: int = 8):
+                 num_classes: int = 0, groups: int = 8):
         super().__init__()
         self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
-        self.likelihood, self.num_classes, self.beta = likelihood, num_classes, beta
+        self.likelihood, self.num_classes = likelihood, num_classes
         if architecture == "mlp":
             kw = dict(image_shape=image_shape, latent_dim=latent_dim, hidden=hidden, num_classes=num_classes)
             self.encoder, self.decoder = MLPEncoder(**kw), MLPDecoder(**kw)
@@ -176,10 +177,11 @@ class VAE(nn.Module):
         recon, kl = self.terms(x, eps, y)
         return recon - kl
 
-    def loss(self, x, eps, y=None):
-        """The training objective: mean over the batch of -(E log p(x|z) - beta KL) (beta-VAE), a scalar."""
+    def loss(self, x, eps, y=None, beta: float = 1.0):
+        """The training objective: mean over the batch of -(E log p(x|z) - beta KL) (beta-VAE), a scalar;
+        beta = 1 (the default) is the negative ELBO."""
         recon, kl = self.terms(x, eps, y)
-        return torch.mean(self.beta * kl - recon)
+        return torch.mean(beta * kl - recon)
 
     def importance_nll(self, x, eps, y=None):
         """-log p(x) estimated with K importance samples from q(z|x) (Burda et al. 2016).

@@ -95,7 +95,7 @@ def build(config: Config, data) -> VAE:
         raise ValueError(f"model.conditional=true needs labels, and {data.name} has none")
     return VAE(image_shape=data.shape, latent_dim=config.latent_dim, architecture=config.architecture,
                likelihood=config.likelihood, hidden=config.hidden, channels=config.channels,
-               num_classes=data.num_classes if config.conditional else 0, beta=config.beta)
+               num_classes=data.num_classes if config.conditional else 0)
 
 
 def draw_noise(net: VAE, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -106,7 +106,7 @@ def draw_noise(net: VAE, config: Config, n: int, generator: torch.Generator) -> 
 def loss(net: VAE, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``VAE.loss`` (batch mean of beta KL - E log p(x|z)) and its two terms. batch: (x (B, C, H, W), y (B,))."""
     recon, kl = net.terms(batch[0], noise["eps"], batch[1] if net.num_classes else None)
-    return torch.mean(net.beta * kl - recon), {"recon_nll": -recon.mean(), "kl": kl.mean()}
+    return torch.mean(config.beta * kl - recon), {"recon_nll": -recon.mean(), "kl": kl.mean()}
 
 
 def _device(net: nn.Module) -> torch.device:

@@ -31,7 +31,7 @@ def check(net, cfg, batch, rng, perturb) -> list[Row]:
         nll_t = net.importance_nll(x, torch.from_numpy(eps_k), y).mean().item()
     m = cfg.model
     twin = jv.VAE(image_shape=net.image_shape, latent_dim=d, architecture=m.architecture, likelihood=m.likelihood,
-                  hidden=tuple(m.hidden), channels=tuple(m.channels), num_classes=net.num_classes, beta=m.beta)
+                  hidden=tuple(m.hidden), channels=tuple(m.channels), num_classes=net.num_classes)
     xj = jnp.asarray(x.numpy().transpose(0, 2, 3, 1))
     yj = None if y is None else jnp.asarray(y.numpy())
     template = jax.eval_shape(lambda: twin.init(jax.random.key(0), xj, jnp.asarray(eps), yj))["params"]
@@ -59,7 +59,7 @@ def jax_twin(net, cfg):
     m = cfg.model
     twin = jv.VAE(image_shape=net.image_shape, latent_dim=net.latent_dim, architecture=m.architecture,
                   likelihood=m.likelihood, hidden=tuple(m.hidden), channels=tuple(m.channels),
-                  num_classes=net.num_classes, beta=m.beta)
+                  num_classes=net.num_classes)
 
     def labels(batch):
         return batch[1] if net.num_classes else None
