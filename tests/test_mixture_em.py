@@ -159,6 +159,7 @@ def test_a_variance_floor_instead_of_scikit_learns_added_regulariser_is_caught(b
 def test_the_gmm_holds_buffers_only_and_its_methods_are_the_twins():
     net = M_training.build(M_training.Config(components=3), get_info("moons"))
     assert list(net.parameters()) == [] and {"weights", "means", "covariances", "initialised"} <= set(net.state_dict())
+    assert not hasattr(net, "reg_covar") and not hasattr(net, "init"), "EM's settings are the config's, not the net's"
     x = moons64(200).float()
     race = torch.empty(200, 3).exponential_(generator=torch.Generator().manual_seed(0))
     net.initialise(x, race)
@@ -182,6 +183,31 @@ def test_kmeans_plus_plus_seeds_one_mean_per_separated_cluster_and_random_seeds_
     assert torch.equal(chosen, x[torch.topk(race[:, 0], 4, largest=False).indices])
     with pytest.raises(ValueError, match="init must be"):
         M.seed_means(x, 4, race, "forgy")
+
+
+def test_initialise_and_em_update_take_init_and_reg_covar_as_arguments():
+    """The seeding and the regulariser come with the call (the adapter passes the config's): 'random' seeds
+    other means than k-means++, and reg_covar lifts every covariance's diagonal by exactly that much."""
+    x = moons64(200)
+    race = torch.empty(200, 3, dtype=torch.float64).exponential_(generator=torch.Generator().manual_seed(0))
+    nets = {}
+    for init, reg_covar in (("kmeans++", 0.0), ("random", 0.0), ("random", 0.5)):
+        net = M.GMM(3, 2).double()
+        net.initialise(x, race, init=init, reg_covar=reg_covar)
+        nets[init, reg_covar] = net
+    assert not torch.equal(nets["kmeans++", 0.0].means, nets["random", 0.0].means)
+    plain, lifted = nets["random", 0.0], nets["random", 0.5]
+    torch.testing.assert_close(lifted.covariances - plain.covariances, 0.5 * torch.eye(2, dtype=x.dtype).expand(3, 2, 2))
+    plain.em_update(x, reg_covar=0.0)
+    lifted.em_update(x, reg_covar=0.0)
+    assert not torch.equal(plain.means, lifted.means)  # a different start, then the same exact M-step
+    theta = tuple(t.clone() for t in plain.theta)
+    plain.em_update(x, reg_covar=0.25)
+    *expected, _ = M.em_step(x, *theta, reg_covar=0.25)
+    for ours, theirs in zip(plain.theta, expected):
+        torch.testing.assert_close(ours, theirs)
+    with pytest.raises(ValueError, match="reg_covar >= 0"):
+        plain.em_update(x, reg_covar=-1.0)
 
 
 def test_pca_features_are_the_top_principal_directions():
@@ -208,6 +234,10 @@ def test_bad_input_is_a_one_line_error():
         M_training.build(M_training.Config(feature_dim=100), get_info("digits"))
     with pytest.raises(ValueError, match="covariance_type must be"):
         M_training.build(M_training.Config(covariance_type="spherical"), get_info("moons"))
+    with pytest.raises(ValueError, match=r"reg_covar >= 0, got 8 and -0.1$"):
+        M_training.build(M_training.Config(reg_covar=-0.1), get_info("moons"))
+    with pytest.raises(ValueError, match=r"init must be 'kmeans\+\+' or 'random', got 'forgy'$"):
+        M_training.build(M_training.Config(init="forgy"), get_info("moons"))
     with pytest.raises(ValueError, match="covariance_type must be"):
         M.m_step(torch.zeros(4, 2), torch.ones(4, 2) / 2, "tied")
     net = M_training.build(M_training.Config(components=50), get_info("moons"))

@@ -40,6 +40,18 @@ def smallest_rows(keys: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
     return rows[torch.topk(keys, k, largest=False).indices]
 
 
+def check_reg_covar(reg_covar: float) -> None:
+    """EM's regulariser must be >= 0 (it is added to every covariance's diagonal)."""
+    if not reg_covar >= 0:
+        raise ValueError(f"need reg_covar >= 0, got {reg_covar}")
+
+
+def check_init(init: str) -> None:
+    """The seeding of the starting means: 'kmeans++' or 'random'."""
+    if init not in ("kmeans++", "random"):
+        raise ValueError(f"init must be 'kmeans++' or 'random', got {init!r}")
+
+
 def seed_means(x: torch.Tensor, k: int, race: torch.Tensor, method: str = "kmeans++") -> torch.Tensor:
     """k starting means among the data x (N, D), with the randomness passed in: ``race`` (N, k) ~ Exp(1).
 
@@ -49,8 +61,7 @@ def seed_means(x: torch.Tensor, k: int, race: torch.Tensor, method: str = "kmean
     (an exponential race), so each pick needs one global argmin and works on sharded data."""
     if method == "random":
         return smallest_rows(race[:, 0], x, k)
-    if method != "kmeans++":
-        raise ValueError(f"init must be 'kmeans++' or 'random', got {method!r}")
+    check_init(method)
     weight = torch.ones(len(x), dtype=x.dtype, device=x.device)
     means = []
     for j in range(k):
@@ -103,19 +114,20 @@ class PCAFeatures(nn.Module):
 
 class GMM(nn.Module):
     """p(x) = sum_k pi_k N(f(x); mu_k, Sigma_k), f the identity or ``features``. Buffers: weights (K,), means
-    (K, D), covariances (K, D, D) or (K, D), ``initialised`` (set by the first EM step). ``reg_covar`` is
-    added to every covariance's diagonal in the M-step (eq. 6), which keeps Sigma_k positive definite;
-    ``init`` names how ``initialise`` seeds the means ('kmeans++' or 'random')."""
+    (K, D), covariances (K, D, D) or (K, D), ``initialised`` (set by the first EM step). The module holds the
+    model only; EM's settings are arguments of the methods that use them (the adapter passes the run's config):
+    ``reg_covar`` of ``initialise`` and ``em_update`` is added to every covariance's diagonal in the M-step
+    (eq. 6), which keeps Sigma_k positive definite; ``init`` of ``initialise`` names how it seeds the means
+    ('kmeans++' or 'random')."""
 
-    def __init__(self, components: int, dim: int, covariance_type: str = "full", reg_covar: float = 1e-6,
-                 features: PCAFeatures | None = None, init: str = "kmeans++"):
+    def __init__(self, components: int, dim: int, covariance_type: str = "full",
+                 features: PCAFeatures | None = None):
         super().__init__()
         if covariance_type not in ("full", "diag"):
             raise ValueError(f"model.covariance_type must be full or diag, got {covariance_type!r}")
-        if components < 1 or reg_covar < 0:
-            raise ValueError(f"need components >= 1 and reg_covar >= 0, got {components} and {reg_covar}")
-        self.components, self.dim, self.covariance_type, self.reg_covar = components, dim, covariance_type, reg_covar
-        self.features, self.init = features, init
+        if components < 1:
+            raise ValueError(f"need components >= 1, got {components}")
+        self.components, self.dim, self.covariance_type, self.features = components, dim, covariance_type, features
         self.register_buffer("weights", torch.full((components,), 1.0 / components))
         self.register_buffer("means", torch.zeros(components, dim))
         covs = torch.eye(dim).repeat(components, 1, 1) if covariance_type == "full" else torch.ones(components, dim)
@@ -143,24 +155,28 @@ class GMM(nn.Module):
         return sample_gmm(*self.theta, uniform, eps)
 
     @torch.no_grad()
-    def initialise(self, x: torch.Tensor, race: torch.Tensor, reduce: Reduce = _no_reduce) -> None:
-        """Fit the features, seed K means from the data (``seed_means``), then one M-step from the hard
-        assignment of each point to its nearest seed (the k-means start of scikit-learn's GaussianMixture)."""
+    def initialise(self, x: torch.Tensor, race: torch.Tensor, reduce: Reduce = _no_reduce, *, init: str = "kmeans++",
+                   reg_covar: float = 1e-6) -> None:
+        """Fit the features, seed K means from the data (``seed_means`` by ``init``: 'kmeans++' or 'random'),
+        then one M-step (``reg_covar`` added to each covariance's diagonal) from the hard assignment of each
+        point to its nearest seed (the k-means start of scikit-learn's GaussianMixture)."""
+        check_reg_covar(reg_covar)
         if self.features is not None:
             self.features.fit(x, reduce)
         z = self.embed(x)
-        seeds = seed_means(z, self.components, race, self.init)
+        seeds = seed_means(z, self.components, race, init)
         hard = nn.functional.one_hot(torch.cdist(z, seeds).argmin(1), self.components).to(z.dtype)
-        for buffer, value in zip(self.theta, moments_m_step(z, hard, self.covariance_type, self.reg_covar, reduce)):
+        for buffer, value in zip(self.theta, moments_m_step(z, hard, self.covariance_type, reg_covar, reduce)):
             buffer.copy_(value)
         self.initialised.fill_(True)
 
     @torch.no_grad()
-    def em_update(self, x: torch.Tensor, reduce: Reduce = _no_reduce) -> torch.Tensor:
-        """One EM iteration on the batch x in place (sufficient statistics summed by ``reduce`` over ranks).
-        -> log p(x_n) (N,) at the parameters before the step."""
+    def em_update(self, x: torch.Tensor, reduce: Reduce = _no_reduce, *, reg_covar: float = 1e-6) -> torch.Tensor:
+        """One EM iteration on the batch x in place (sufficient statistics summed by ``reduce`` over ranks;
+        ``reg_covar`` added to each covariance's diagonal). -> log p(x_n) (N,) at the parameters before the step."""
+        check_reg_covar(reg_covar)
         z = self.embed(x)
         resp, log_px = e_step(z, *self.theta)
-        for buffer, value in zip(self.theta, moments_m_step(z, resp, self.covariance_type, self.reg_covar, reduce)):
+        for buffer, value in zip(self.theta, moments_m_step(z, resp, self.covariance_type, reg_covar, reduce)):
             buffer.copy_(value)
         return log_px

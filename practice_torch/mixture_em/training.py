@@ -23,7 +23,7 @@ from practice_torch.engine import RunError
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.mixture_em.functions import cholesky, e_step
-from practice_torch.mixture_em.networks import GMM, PCAFeatures, all_reduce_sum
+from practice_torch.mixture_em.networks import GMM, PCAFeatures, all_reduce_sum, check_init
 from practice_torch.models import Artefact
 from practice_torch.plots import density_figure_1d, density_figure_2d, figure_artefact, scatter_figure_2d
 
@@ -95,7 +95,12 @@ class FrozenFeatures(nn.Module):
 
 
 def build(config: Config, data) -> GMM:
-    """A GMM on real vectors (D,) as they are, or on ``feature_dim`` features of images (C, H, W)."""
+    """A GMM on real vectors (D,) as they are, or on ``feature_dim`` features of images (C, H, W). EM's settings
+    (``reg_covar``, ``init``) are not the network's: ``update`` passes them from the config, and they are checked
+    here, so a bad config fails in one line before training."""
+    if config.components < 1 or not config.reg_covar >= 0:
+        raise ValueError(f"need components >= 1 and reg_covar >= 0, got {config.components} and {config.reg_covar}")
+    check_init(config.init)
     features = None
     if data.modality == "image" and len(data.shape) == 3:
         backbone = None
@@ -110,7 +115,7 @@ def build(config: Config, data) -> GMM:
     else:
         raise ValueError(f"a GMM models real vectors (D,) or images (C, H, W); {data.name} examples are "
                          f"{data.modality} of shape {data.shape}")
-    return GMM(config.components, dim, config.covariance_type, config.reg_covar, features, config.init)
+    return GMM(config.components, dim, config.covariance_type, features)
 
 
 def draw_noise(net: GMM, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -124,18 +129,19 @@ def loss(net: GMM, config: Config, batch, noise: dict[str, torch.Tensor], step: 
 
 
 def update(net: GMM, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """One EM iteration on the batch, in place: on the first call the features and the starting mixture are
-    fitted (``GMM.initialise``). Under torchrun the sufficient statistics are all-reduced (summed over the
-    ranks), so every rank computes the update of the whole global batch. -> (-mean log p(x) at the
-    parameters before the step, {'min_weight'}); a failed Cholesky factorisation gives a NaN loss."""
+    """One EM iteration on the batch, in place, with ``config.reg_covar``: on the first call the features and the
+    starting mixture are fitted (``GMM.initialise``, the means seeded by ``config.init``). Under torchrun the
+    sufficient statistics are all-reduced (summed over the ranks), so every rank computes the update of the whole
+    global batch. -> (-mean log p(x) at the parameters before the step, {'min_weight'}); a failed Cholesky
+    factorisation gives a NaN loss."""
     x = batch[0]
     if not bool(net.initialised):
         n = int(all_reduce_sum(torch.tensor(len(x), device=x.device)))
         if net.components > n:
             raise RunError(f"model.components={net.components} is more than the {n} training examples")
-        net.initialise(x, noise["race"], all_reduce_sum)
+        net.initialise(x, noise["race"], all_reduce_sum, init=config.init, reg_covar=config.reg_covar)
     try:
-        log_px = net.em_update(x, all_reduce_sum)
+        log_px = net.em_update(x, all_reduce_sum, reg_covar=config.reg_covar)
     except torch.linalg.LinAlgError:
         return torch.full((), math.nan, device=x.device), {"min_weight": net.weights.min()}
     return -log_px.mean(), {"min_weight": net.weights.min()}
