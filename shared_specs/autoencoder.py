@@ -4,7 +4,8 @@
   corruption with given noise, the linear autoencoder, the PCA projection, the principal angles
   (``scipy.linalg.subspace_angles`` as third witness) and the optimal Gaussian denoiser (``scipy.linalg.solve``);
 * modules: the MLP and conv encoders and whole autoencoders (reconstruction; plain, BCE and denoising losses with
-  the corruption noise as input), with gradients w.r.t. every weight;
+  the corruption noise as input, the objective and the noise level as the loss's ``static`` settings), with gradients
+  w.r.t. every weight;
 * steps: three Adam / AdamW steps of the conv denoising autoencoder and the MLP autoencoder.
 """
 
@@ -107,12 +108,13 @@ CASES = (
                grad_wrt=("x",), image_inputs=("x",), image_outputs=("<root>",)),
     ModuleCase("autoencoder/autoencoder/conv-reconstruct-unbounded", "Autoencoder", {**CONV, "bounded": False},
                lambda r: {"x": _images(r)}, grad_wrt=("x",), image_inputs=("x",), image_outputs=("<root>",)),
-    ModuleCase("autoencoder/autoencoder/conv-denoising-loss", "Autoencoder", {**CONV, "noise_std": 0.5}, _ae_batch,
-               method="per_example_loss", level="loglik", grad_wrt=("x", "eps"), image_inputs=("x", "eps")),
-    ModuleCase("autoencoder/autoencoder/mlp-bce-loss", "Autoencoder", {**MLP, "objective": "bce"}, _ae_batch,
-               method="loss", level="loglik", grad_wrt=("x",), image_inputs=("x", "eps")),
+    ModuleCase("autoencoder/autoencoder/conv-denoising-loss", "Autoencoder", CONV, _ae_batch,
+               method="per_example_loss", level="loglik", grad_wrt=("x", "eps"), image_inputs=("x", "eps"),
+               static={"noise_std": 0.5}),
+    ModuleCase("autoencoder/autoencoder/mlp-bce-loss", "Autoencoder", MLP, _ae_batch,
+               method="loss", level="loglik", grad_wrt=("x",), image_inputs=("x", "eps"), static={"objective": "bce"}),
     # three optimizer steps ---------------------------------------------------------------------------
     StepCase("autoencoder/adam_steps/mlp", "Autoencoder", MLP, _batches(), ADAM, image_inputs=("x", "eps")),
-    StepCase("autoencoder/adamw_steps/conv-denoising", "Autoencoder", {**CONV, "noise_std": 0.5}, _batches(), ADAMW,
-             image_inputs=("x", "eps")),
+    StepCase("autoencoder/adamw_steps/conv-denoising", "Autoencoder", CONV, _batches(), ADAMW,
+             image_inputs=("x", "eps"), static={"noise_std": 0.5}),
 )

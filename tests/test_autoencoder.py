@@ -119,21 +119,25 @@ def test_a_linear_autoencoder_trained_by_gradient_descent_finds_pca():
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 def test_shapes_and_the_denoising_loss(architecture):
     torch.manual_seed(0)
-    net = autoencoder.Autoencoder(IMAGE, 4, architecture, hidden=(16,), channels=(4, 8), groups=2, noise_std=0.3)
+    net = autoencoder.Autoencoder(IMAGE, 4, architecture, hidden=(16,), channels=(4, 8), groups=2)
     x, eps = torch.rand(5, *IMAGE), torch.randn(5, *IMAGE)
     assert net.encode(x).shape == (5, 4) and net.reconstruct(x).shape == (5, *IMAGE)
     assert 0 <= net(x).min() and net(x).max() <= 1
     expected = autoencoder.reconstruction_mse(x, net.reconstruct(x + 0.3 * eps))
-    torch.testing.assert_close(net.per_example_loss(x, eps), expected)
+    torch.testing.assert_close(net.per_example_loss(x, eps, noise_std=0.3), expected)
+    torch.testing.assert_close(net.per_example_loss(x, eps), autoencoder.reconstruction_mse(x, net.reconstruct(x)))
 
 
 def test_clear_errors():
     with pytest.raises(ValueError, match="architecture must be"):
         autoencoder.Autoencoder(IMAGE, architecture="transformer")
-    with pytest.raises(ValueError, match="needs \\[0, 1\\] outputs"):
-        autoencoder.Autoencoder(IMAGE, objective="bce", bounded=False)
     with pytest.raises(ValueError, match="divisible by 4"):
         autoencoder.Autoencoder((1, 10, 10), architecture="conv")
+    x, eps = torch.rand(2, *IMAGE), torch.randn(2, *IMAGE)  # the objective is the loss's setting, checked there
+    with pytest.raises(ValueError, match="needs \\[0, 1\\] outputs"):
+        autoencoder.Autoencoder(IMAGE, bounded=False).per_example_loss(x, eps, objective="bce")
+    with pytest.raises(ValueError, match="objective must be 'mse' or 'bce'"):
+        autoencoder.Autoencoder(IMAGE).loss(x, eps, objective="l1")
 
 
 # The training adapter. -------------------------------------------------------------------------------
@@ -156,11 +160,22 @@ def test_the_loss_gives_the_held_out_class_no_weight():
     torch.testing.assert_close(training.loss(net, config, (x2, y), noise, 0)[0], loss)
 
 
+def test_the_loss_reads_the_objective_and_the_corruption_from_the_config():
+    net, config = tiny_net(), training.Config(objective="bce", noise_std=0.3, holdout_class=-1)
+    x, y = torch.rand(4, *IMAGE), torch.zeros(4, dtype=torch.long)
+    noise = training.draw_noise(net, config, 4, torch.Generator().manual_seed(0))
+    loss = training.loss(net, config, (x, y), noise, 0)[0]
+    torch.testing.assert_close(loss, net.loss(x, noise["eps"], objective="bce", noise_std=0.3))
+    assert not torch.allclose(loss, net.loss(x, noise["eps"]))  # not the defaults: the network holds no setting
+
+
 def test_build_rejects_what_it_cannot_model():
     with pytest.raises(ValueError, match=r"\(C, H, W\) images"):
         training.build(training.Config(), get_info("moons"))
     with pytest.raises(ValueError, match="holdout_class=12"):
         training.build(training.Config(holdout_class=12), DIGITS)
+    with pytest.raises(ValueError, match="objective must be 'mse' or 'bce'"):  # before training, not at its first step
+        training.build(training.Config(objective="l1"), DIGITS)
 
 
 def test_auroc_and_psnr_are_what_they_say():

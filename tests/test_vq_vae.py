@@ -105,15 +105,29 @@ def test_sampling_the_prior_with_its_cache_is_inverse_cdf_on_the_full_forward():
 
 
 def test_bad_settings_are_one_line_errors():
-    with pytest.raises(ValueError, match="objective must be"):
-        vq_vae.VQVAE(IMAGE, objective="l1")
     with pytest.raises(ValueError, match="divisible by 4"):
         vq_vae.VQVAE((1, 10, 10))
     with pytest.raises(ValueError, match="decay"):
-        vq_vae.VectorQuantiser(8, 2, decay=1.0)
+        vq_vae.CodebookUpdate(decay=1.0)
     net = tiny_vq().train()
+    x, keys = digits(4), torch.rand(4, 4)
     with pytest.raises(ValueError, match="needs keys"):
-        net.loss(digits(4))
+        net.loss(x, update=vq_vae.CodebookUpdate())
+    with pytest.raises(ValueError, match="update rule"):
+        net.loss(x, keys, step=0)
+    # the loss's settings are checked by the loss, before the quantiser changes anything, and by build from the config
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match="objective must be"):
+        net.loss(x, keys, step=0, objective="l1", update=vq_vae.CodebookUpdate())
+    with pytest.raises(ValueError, match=r"needs \[0, 1\] outputs"):
+        tiny_vq(bounded=False).train().loss(x, keys, step=0, objective="bce", update=vq_vae.CodebookUpdate())
+    with pytest.raises(ValueError, match="beta must not be negative"):
+        net.loss(x, keys, step=0, beta=-1.0, update=vq_vae.CodebookUpdate())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    for bad, message in (({"objective": "l1"}, "objective must be"), ({"beta": -1.0}, "beta must not be negative"),
+                         ({"decay": 1.0}, "decay"), ({"threshold": -1.0}, "threshold")):
+        with pytest.raises(ValueError, match=message):
+            training.build(training.Config(**bad), DIGITS, {})
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
         training.build(training.Config(), get_info("moons"), {})
 
@@ -131,32 +145,33 @@ def test_the_codebook_is_in_buffers_and_not_in_the_optimiser(tmp_path):
 
 
 def test_the_first_training_step_starts_every_code_at_encoder_outputs():
-    net = tiny_vq(decay=0.0, eps=0.0).train()  # decay 0: the EMA step is one k-means step from the restart
+    net = tiny_vq().train()
+    rule = vq_vae.CodebookUpdate(decay=0.0, eps=0.0)  # decay 0: the EMA step is one k-means step from the restart
     x, keys = digits(), torch.rand(32, 4, generator=torch.Generator().manual_seed(0))
     rows = vq_vae.networks.grid_to_rows(net.encoder(x)).detach()
     chosen = rows[torch.argsort(keys.reshape(-1))[:16]]
     _, indices = vq_vae.quantise(rows, chosen)  # every code owns at least its own row
-    net.loss(x, keys, step=0)
+    net.loss(x, keys, step=0, update=rule)
     counts, sums = vq_vae.assignment_stats(rows, indices, 16)
     torch.testing.assert_close(net.quantiser.codebook, sums / counts[:, None])  # the mean of each code's rows
 
 
 def test_the_ema_update_happens_once_per_training_step_and_only_in_training_mode():
-    net = tiny_vq().train()
+    net, rule = tiny_vq().train(), vq_vae.CodebookUpdate()
     x, gen = digits(), torch.Generator().manual_seed(0)
-    net.loss(x, torch.rand(32, 4, generator=gen), step=0)  # initialisation and a first EMA step
+    net.loss(x, torch.rand(32, 4, generator=gen), step=0, update=rule)  # initialisation and a first EMA step
     q = net.quantiser
     before = {k: v.clone() for k, v in q.state_dict().items()}
     rows = vq_vae.networks.grid_to_rows(net.encoder(x)).detach()
     indices = vq_vae.nearest_code(rows, before["codebook"])
-    cluster, embed = vq_vae.ema_update(before["cluster_size"], before["embed_sum"], rows, indices, q.decay)
-    net.loss(x, torch.rand(32, 4, generator=gen), step=1)
+    cluster, embed = vq_vae.ema_update(before["cluster_size"], before["embed_sum"], rows, indices, rule.decay)
+    net.loss(x, torch.rand(32, 4, generator=gen), step=1, update=rule)
     torch.testing.assert_close(q.cluster_size, cluster)
-    torch.testing.assert_close(q.codebook, vq_vae.ema_codebook(cluster, embed, q.eps))
+    torch.testing.assert_close(q.codebook, vq_vae.ema_codebook(cluster, embed, rule.eps))
     torch.testing.assert_close(q.usage, before["usage"] + vq_vae.code_usage(indices, 16))
     net.eval()
     after = {k: v.clone() for k, v in q.state_dict().items()}
-    net.loss(x)  # no keys needed, nothing changes
+    net.loss(x)  # no keys, step or update rule needed, nothing changes
     training.validate(net, training.Config(), (x, None))
     assert all(torch.equal(after[k], v) for k, v in q.state_dict().items())
 
@@ -164,9 +179,10 @@ def test_the_ema_update_happens_once_per_training_step_and_only_in_training_mode
 def test_an_engine_step_updates_the_codebook_once_validation_never(tmp_path, monkeypatch):
     steps, real = [], vq_vae.networks.VectorQuantiser.update
 
-    def counting(self, rows, indices, keys, step):
+    def counting(self, rows, indices, keys, step, update):
         steps.append(step)
-        return real(self, rows, indices, keys, step)
+        assert update == training.codebook_update(cfg.model)  # the config's rule, handed down the loss
+        return real(self, rows, indices, keys, step, update)
 
     monkeypatch.setattr(vq_vae.networks.VectorQuantiser, "update", counting)
     cfg = apply_overrides(training.default_config("quick", "digits"), [*TINY_VQ, "train.steps=6", "train.log_every=2"])
@@ -178,15 +194,16 @@ def test_dead_codes_restart_at_rows_chosen_by_the_generator():
     x = digits()
 
     def restarted(seed: int) -> torch.Tensor:
-        net = tiny_vq(restart_every=2).train()
+        net, rule = tiny_vq().train(), vq_vae.CodebookUpdate(restart_every=2)
         gen = torch.Generator().manual_seed(seed)
-        net.loss(x, torch.rand(32, 4, generator=torch.Generator().manual_seed(99)), step=0)  # the same initialisation
+        net.loss(x, torch.rand(32, 4, generator=torch.Generator().manual_seed(99)), step=0,
+                 update=rule)  # the same initialisation
         q = net.quantiser
         q.codebook[3] = 1e3  # code 3 can win no row: the one dead code at the restart of step 2
         q.embed_sum[3] = 1e3 * q.cluster_size[3]
         q.usage.fill_(1000.0)
         q.usage[3] = 0.0
-        net.loss(x, torch.rand(32, 4, generator=gen), step=1)  # the second step: a restart (restart_every=2)
+        net.loss(x, torch.rand(32, 4, generator=gen), step=1, update=rule)  # the second step: a restart
         rows = vq_vae.networks.grid_to_rows(net.encoder(x)).detach()
         assert not net.quantiser.usage.any()  # usage starts over
         assert torch.isclose(rows, net.quantiser.codebook[3]).all(-1).any(), "code 3 restarts at an encoder output"
@@ -298,7 +315,7 @@ def test_two_processes_update_the_codebook_as_one(tmp_path):
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = (load_file(str(tmp_path / r / "checkpoints" / "step_0000006.safetensors")) for r in ("ddp", "single"))
-    for key in ("codebook", "cluster_size", "embed_sum", "usage", "steps"):
+    for key in ("codebook", "cluster_size", "embed_sum", "usage"):
         torch.testing.assert_close(torch.from_numpy(a[f"quantiser.{key}"]), torch.from_numpy(b[f"quantiser.{key}"]),
                                    rtol=1e-4, atol=1e-4)
 

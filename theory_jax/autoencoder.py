@@ -120,10 +120,22 @@ class ConvEncoder(nn.Module):
         return self.code(flatten_image(downsample(self.convs, self.norms, x)))
 
 
+OBJECTIVES = ("mse", "bce")
+
+
+def check_objective(objective: str, bounded: bool) -> None:
+    """ValueError, one line, unless ``objective`` is 'mse' or 'bce', and 'bce' only for [0, 1] outputs."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be 'mse' or 'bce', got {objective!r}")
+    if objective == "bce" and not bounded:
+        raise ValueError("objective 'bce' needs [0, 1] outputs (bounded=True)")
+
+
 class Autoencoder(nn.Module):
     """Encoder to a k-dimensional code, the VAE's decoder back. ``bounded``: outputs through a sigmoid ([0, 1]
-    images); ``objective`` 'mse' (on the output) or 'bce' (on the logits, needs ``bounded``); ``noise_std`` > 0:
-    a denoising autoencoder, trained to reconstruct x from x + noise_std eps."""
+    images). The module holds the architecture only; the training settings are the loss's arguments (static, not
+    traced): ``objective`` 'mse' (on the output) or 'bce' (on the logits, needs ``bounded``), and ``noise_std`` > 0
+    for a denoising autoencoder, trained to reconstruct x from x + noise_std eps."""
 
     image_shape: Sequence[int]
     code_dim: int = 16
@@ -131,15 +143,9 @@ class Autoencoder(nn.Module):
     hidden: Sequence[int] = (256,)
     channels: Sequence[int] = (32, 64)
     groups: int = 8
-    objective: str = "mse"
     bounded: bool = True
-    noise_std: float = 0.0
 
     def setup(self):
-        if self.objective not in ("mse", "bce"):
-            raise ValueError(f"objective must be 'mse' or 'bce', got {self.objective!r}")
-        if self.objective == "bce" and not self.bounded:
-            raise ValueError("objective 'bce' needs [0, 1] outputs (bounded=True)")
         if self.architecture == "mlp":
             self.encoder = MLPEncoder(self.image_shape, self.code_dim, self.hidden)
             self.decoder = MLPDecoder(self.image_shape, self.code_dim, self.hidden)
@@ -162,15 +168,17 @@ class Autoencoder(nn.Module):
         """The reconstruction of x (no corruption). (B, H, W, C) -> (B, H, W, C)."""
         return self.output(self.decode(self.encode(x)))
 
-    def per_example_loss(self, x, eps):
-        """Reconstruction loss of x from x~ = corrupt(x, eps, noise_std) (x itself when noise_std = 0). -> (B,)."""
-        raw = self.decode(self.encode(corrupt(x, eps, self.noise_std)))
-        if self.objective == "bce":
+    def per_example_loss(self, x, eps, objective: str = "mse", noise_std: float = 0.0):
+        """Reconstruction loss of x from x~ = corrupt(x, eps, noise_std) (x itself when noise_std = 0): ``objective``
+        'mse' of the output or 'bce' of the logits (``bounded`` only). -> (B,)."""
+        check_objective(objective, self.bounded)
+        raw = self.decode(self.encode(corrupt(x, eps, noise_std)))
+        if objective == "bce":
             return reconstruction_bce(x, raw)
         return reconstruction_mse(x, self.output(raw))
 
-    def loss(self, x, eps):
-        return jnp.mean(self.per_example_loss(x, eps))
+    def loss(self, x, eps, objective: str = "mse", noise_std: float = 0.0):
+        return jnp.mean(self.per_example_loss(x, eps, objective, noise_std))
 
     def __call__(self, x):
         return self.reconstruct(x)

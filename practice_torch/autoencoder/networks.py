@@ -49,21 +49,28 @@ class ConvEncoder(nn.Module):
         return self.code(torch.flatten(downsample(self.convs, self.norms, x), 1))
 
 
+OBJECTIVES = ("mse", "bce")
+
+
+def check_objective(objective: str, bounded: bool) -> None:
+    """ValueError, one line, unless ``objective`` is 'mse' or 'bce', and 'bce' only for [0, 1] outputs."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be 'mse' or 'bce', got {objective!r}")
+    if objective == "bce" and not bounded:
+        raise ValueError("objective 'bce' needs [0, 1] outputs (bounded=True)")
+
+
 class Autoencoder(nn.Module):
     """Encoder to a k-dimensional code, the VAE's decoder back. ``bounded``: outputs through a sigmoid ([0, 1]
-    images); ``objective`` 'mse' (on the output) or 'bce' (on the logits, needs ``bounded``); ``noise_std`` > 0:
-    a denoising autoencoder, trained to reconstruct x from x + noise_std eps."""
+    images). The network holds the architecture only; the training settings are the loss's arguments:
+    ``objective`` 'mse' (on the output) or 'bce' (on the logits, needs ``bounded``), and ``noise_std`` > 0 for a
+    denoising autoencoder, trained to reconstruct x from x + noise_std eps."""
 
     def __init__(self, image_shape: Sequence[int], code_dim: int = 16, architecture: str = "conv",
                  hidden: Sequence[int] = (256,), channels: Sequence[int] = (32, 64), groups: int = 8,
-                 objective: str = "mse", bounded: bool = True, noise_std: float = 0.0):
+                 bounded: bool = True):
         super().__init__()
-        self.image_shape, self.code_dim = tuple(image_shape), code_dim
-        self.objective, self.bounded, self.noise_std = objective, bounded, noise_std
-        if objective not in ("mse", "bce"):
-            raise ValueError(f"objective must be 'mse' or 'bce', got {objective!r}")
-        if objective == "bce" and not bounded:
-            raise ValueError("objective 'bce' needs [0, 1] outputs (bounded=True)")
+        self.image_shape, self.code_dim, self.bounded = tuple(image_shape), code_dim, bounded
         if architecture == "mlp":
             self.encoder = MLPEncoder(image_shape, code_dim, hidden)
             self.decoder = MLPDecoder(image_shape, code_dim, hidden)
@@ -86,15 +93,17 @@ class Autoencoder(nn.Module):
         """The reconstruction of x (no corruption). (B, C, H, W) -> (B, C, H, W)."""
         return self.output(self.decode(self.encode(x)))
 
-    def per_example_loss(self, x, eps):
-        """Reconstruction loss of x from x~ = corrupt(x, eps, noise_std) (x itself when noise_std = 0). -> (B,)."""
-        raw = self.decode(self.encode(corrupt(x, eps, self.noise_std)))
-        if self.objective == "bce":
+    def per_example_loss(self, x, eps, objective: str = "mse", noise_std: float = 0.0):
+        """Reconstruction loss of x from x~ = corrupt(x, eps, noise_std) (x itself when noise_std = 0): ``objective``
+        'mse' of the output or 'bce' of the logits (``bounded`` only). -> (B,)."""
+        check_objective(objective, self.bounded)
+        raw = self.decode(self.encode(corrupt(x, eps, noise_std)))
+        if objective == "bce":
             return reconstruction_bce(x, raw)
         return reconstruction_mse(x, self.output(raw))
 
-    def loss(self, x, eps):
-        return self.per_example_loss(x, eps).mean()
+    def loss(self, x, eps, objective: str = "mse", noise_std: float = 0.0):
+        return self.per_example_loss(x, eps, objective, noise_std).mean()
 
     def forward(self, x):
         return self.reconstruct(x)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from practice_torch.autoencoder.functions import corrupt, pca_components, pca_reconstruct, reconstruction_mse
-from practice_torch.autoencoder.networks import Autoencoder
+from practice_torch.autoencoder.networks import Autoencoder, check_objective
 from practice_torch.data import DatasetMissing, stacked
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
@@ -88,13 +88,13 @@ def build(config: Config, data) -> Autoencoder:
     bounded = data.modality == "image"
     if config.objective == "bce" and not bounded:
         raise ValueError(f"model.objective=bce needs [0, 1] images; {data.name} needs model.objective=mse")
+    check_objective(config.objective, bounded)  # the loss's own check, before training rather than at its first step
     if config.holdout_class >= 0 and config.holdout_class >= max(data.num_classes, 1):
         raise ValueError(f"model.holdout_class={config.holdout_class}: {data.name} has "
                          f"{'labels 0..' + str(data.num_classes - 1) if data.num_classes else 'no labels'} "
                          "(-1 holds none out)")
-    net = Autoencoder(data.shape, config.code_dim, config.architecture, config.hidden, config.channels,
-                      objective=config.objective, bounded=bounded, noise_std=config.noise_std)
-    return net
+    return Autoencoder(data.shape, config.code_dim, config.architecture, config.hidden, config.channels,
+                       bounded=bounded)
 
 
 def draw_noise(net: Autoencoder, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -111,9 +111,11 @@ def kept(y, holdout_class: int):
 
 def loss(net: Autoencoder, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """The reconstruction loss (MSE or BCE, from x~ for a denoising autoencoder), a mean over the batch's examples
-    outside the held-out class (``config.holdout_class``). batch: (x (B, C, H, W), y (B,))."""
+    outside the held-out class (``config.holdout_class``); the objective and the corruption are the config's
+    (``model.objective``, ``model.noise_std``). batch: (x (B, C, H, W), y (B,))."""
     x, y = batch
-    per_example = net.per_example_loss(x, noise["eps"].to(x.device, x.dtype))
+    per_example = net.per_example_loss(x, noise["eps"].to(x.device, x.dtype), objective=config.objective,
+                                       noise_std=config.noise_std)
     weight = kept(y, config.holdout_class).to(per_example.device, per_example.dtype)
     return (per_example * weight).sum() / weight.sum().clamp(min=1.0), {"kept": weight.mean()}
 

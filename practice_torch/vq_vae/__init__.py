@@ -9,8 +9,9 @@ A second stage fits an autoregressive prior over the grid of code indices; its s
   ``commitment_loss``, ``assignment_stats``, ``ema_update``, ``ema_codebook``, ``code_usage``, ``perplexity``,
   ``restart_dead_codes``, ``vector_quantise`` (same names as the JAX twin; randomness is an argument).
 * ``networks``: ``GridEncoder``, ``GridDecoder``, ``VectorQuantiser`` (codebook and EMA state as buffers),
-  ``VQVAE``, the transformer prior ``CodePrior`` and the second stage ``VQVAEWithPrior``; class and attribute names
-  match the flax twin so ``shared_specs.interop`` maps the weights.
+  ``CodebookUpdate`` (the EMA and restart rule a training step hands the quantiser), ``VQVAE``, the transformer
+  prior ``CodePrior`` and the second stage ``VQVAEWithPrior``; class and attribute names match the flax twin so
+  ``shared_specs.interop`` maps the weights.
 * ``training``: the training adapter (``python -m practice_torch train vq_vae``, ``--set model.stage=prior`` for the
   prior), loaded only when asked for.
 """
@@ -32,6 +33,7 @@ from practice_torch.vq_vae.functions import (
 )
 from practice_torch.vq_vae.networks import (
     VQVAE,
+    CodebookUpdate,
     CodePrior,
     GridDecoder,
     GridEncoder,
@@ -39,7 +41,7 @@ from practice_torch.vq_vae.networks import (
     VQVAEWithPrior,
 )
 
-__all__ = ["VQVAE", "CodePrior", "GridDecoder", "GridEncoder", "VQVAEWithPrior", "VectorQuantiser",
+__all__ = ["VQVAE", "CodePrior", "CodebookUpdate", "GridDecoder", "GridEncoder", "VQVAEWithPrior", "VectorQuantiser",
            "assignment_stats", "code_usage", "codebook_loss", "commitment_loss", "ema_codebook", "ema_update",
            "nearest_code", "perplexity", "quantise", "restart_dead_codes", "squared_distances", "straight_through",
            "vector_quantise"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -18,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from practice_torch.autoencoder.functions import reconstruction_bce, reconstruction_mse
+from practice_torch.autoencoder.networks import check_objective
 from practice_torch.language_model.functions import temperature_step
 from practice_torch.nets import Transformer, TransformerConfig
 from practice_torch.vae.networks import check_divisible, downsample, downsampling_convs
@@ -94,6 +96,26 @@ class GridDecoder(nn.Module):
 
 
 # 3. The vector quantiser ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CodebookUpdate:
+    """How a training step updates the quantiser's buffers (the run's ``model.decay``, ``model.eps``,
+    ``model.restart_every``, ``model.threshold``): the EMA's ``decay`` (``ema_update``), the Laplace smoothing ``eps``
+    of its counts (``ema_codebook``), a restart of dead codes after every ``restart_every``-th step (0: none after
+    the first step's initialisation) and the ``threshold`` below which a code's usage since the last restart makes
+    it dead. A training setting, not the network's: the training step builds it from the config and hands it down
+    the loss."""
+
+    decay: float = 0.99
+    eps: float = 1e-5
+    restart_every: int = 100
+    threshold: float = 1.0
+
+    def __post_init__(self):
+        if not 0 <= self.decay < 1 or self.eps < 0 or self.restart_every < 0 or self.threshold < 0:
+            raise ValueError(f"quantiser settings out of range: decay={self.decay} (in [0, 1)), eps={self.eps}, "
+                             f"restart_every={self.restart_every}, threshold={self.threshold} (not negative)")
+
+
 class VectorQuantiser(nn.Module):
     """Nearest-code quantisation of a grid z: (B, D, h, w) with K codes, an EMA codebook (appendix A.1) and dead-code
     restarts (Dhariwal et al. 2020).
@@ -105,27 +127,23 @@ class VectorQuantiser(nn.Module):
     closed-form update instead of by gradients, and only the commitment loss beta ||z - sg(e)||^2 trains the encoder
     towards its codes.
 
-    A forward in training mode (once per training step, ``step`` the steps taken before it), under torch.no_grad(),
-    after quantising with the current codebook: at step 0 every code restarts at encoder outputs (no code has been
-    used: a data-dependent initialisation), then the EMA update N, m <- ``ema_update`` and e <- ``ema_codebook`` on
-    the global batch; after every ``restart_every``-th step the codes used fewer than ``threshold`` times since the
-    last restart start again at encoder outputs (``restart_dead_codes``). The rows they restart at are the ones with
+    A forward in training mode (once per training step, ``step`` the steps taken before it, ``update`` the
+    ``CodebookUpdate`` rule), under torch.no_grad(), after quantising with the current codebook: at step 0 every code
+    restarts at encoder outputs (no code has been used: a data-dependent initialisation), then the EMA update
+    N, m <- ``ema_update`` and e <- ``ema_codebook`` on the global batch; after every ``restart_every``-th step the
+    codes used fewer than ``threshold`` times since the last restart start again at encoder outputs
+    (``restart_dead_codes``). The rows they restart at are the ones with
     the smallest ``keys`` (uniforms, one per row, drawn by the caller: randomness is an argument), a random choice
     without replacement.
     Under torchrun the rows, indices and keys of every rank are gathered first (``gather_rows``), so every rank makes
-    the update one process would make on the global batch. In eval mode nothing changes."""
+    the update one process would make on the global batch. In eval mode nothing changes (``update`` may be None)."""
 
-    def __init__(self, num_codes: int, code_dim: int, decay: float = 0.99, eps: float = 1e-5,
-                 restart_every: int = 100, threshold: float = 1.0):
+    def __init__(self, num_codes: int, code_dim: int):
         super().__init__()
         if num_codes < 1 or code_dim < 1:
             raise ValueError(f"the quantiser needs at least one code of dimension >= 1, got num_codes={num_codes}, "
                              f"code_dim={code_dim}")
-        if not 0 <= decay < 1 or eps < 0 or restart_every < 0 or threshold < 0:
-            raise ValueError(f"quantiser settings out of range: decay={decay} (in [0, 1)), eps={eps}, "
-                             f"restart_every={restart_every}, threshold={threshold} (not negative)")
-        self.num_codes, self.code_dim, self.decay, self.eps = num_codes, code_dim, decay, eps
-        self.restart_every, self.threshold = restart_every, threshold
+        self.num_codes, self.code_dim = num_codes, code_dim
         codebook = torch.randn(num_codes, code_dim)
         self.register_buffer("codebook", codebook)
         self.register_buffer("cluster_size", torch.ones(num_codes))
@@ -141,11 +159,11 @@ class VectorQuantiser(nn.Module):
         b, _, h, w = z.shape
         return quantise(grid_to_rows(z.detach().float()), self.codebook)[1].reshape(b, h, w)
 
-    def forward(self, z, keys=None, step: int | None = None):
+    def forward(self, z, keys=None, step: int | None = None, update: CodebookUpdate | None = None):
         """z (B, D, h, w) -> (z_q through ``straight_through`` (B, D, h, w), indices (B, h, w), the commitment loss per
         example: ||z - sg(e)||^2 averaged over the h w positions and the D dimensions (B,)). ``keys`` (B, h w):
-        uniforms choosing the rows of restarts, and ``step``, the training steps before this one: both needed in
-        training mode."""
+        uniforms choosing the rows of restarts, ``step``, the training steps before this one, and ``update``, the
+        ``CodebookUpdate`` rule: all three needed in training mode."""
         b, d, h, w = z.shape
         with torch.autocast(z.device.type, enabled=False):  # distances and the EMA in float32 under bf16 autocast
             rows = grid_to_rows(z.float())
@@ -156,28 +174,31 @@ class VectorQuantiser(nn.Module):
                                      f"{None if keys is None else tuple(keys.shape)}")
                 if step is None:
                     raise ValueError("the quantiser in training mode needs the step number (its restarts' schedule)")
+                if update is None:
+                    raise ValueError("the quantiser in training mode needs its update rule: update=CodebookUpdate(...) "
+                                     "(the config's decay, eps, restart_every, threshold)")
                 if step == 0:
-                    self.restart(rows.detach(), keys, everything=True)
+                    self.restart(rows.detach(), keys, update.threshold, everything=True)
             z_q, indices = quantise(rows.detach(), self.codebook)
             commitment = commitment_loss(rows, z_q).reshape(b, h * w).mean(-1) / d
             z_st = straight_through(rows, z_q)
             if self.training:
-                self.update(rows.detach(), indices, keys, step)
+                self.update(rows.detach(), indices, keys, step, update)
         return rows_to_grid(z_st, (b, d, h, w)), indices.reshape(b, h, w), commitment
 
     @torch.no_grad()
-    def update(self, rows, indices, keys, step: int):
-        """Training step ``step``'s EMA update and, after every ``restart_every``-th step, restarts: rows (N, D),
-        indices (N,), keys (N / (h w), h w)."""
+    def update(self, rows, indices, keys, step: int, update: CodebookUpdate):
+        """Training step ``step``'s EMA update by the rule ``update`` and, after every ``update.restart_every``-th
+        step, restarts: rows (N, D), indices (N,), keys (N / (h w), h w)."""
         rows, indices = gather_rows(rows), gather_rows(indices)
         self.usage += code_usage(indices, self.num_codes).to(self.usage)
-        cluster_size, embed_sum = ema_update(self.cluster_size, self.embed_sum, rows, indices, self.decay)
-        self.set_state(ema_codebook(cluster_size, embed_sum, self.eps), cluster_size, embed_sum)
-        if self.restart_every and (step + 1) % self.restart_every == 0:
-            self.restart(rows, keys, gathered=True)
+        cluster_size, embed_sum = ema_update(self.cluster_size, self.embed_sum, rows, indices, update.decay)
+        self.set_state(ema_codebook(cluster_size, embed_sum, update.eps), cluster_size, embed_sum)
+        if update.restart_every and (step + 1) % update.restart_every == 0:
+            self.restart(rows, keys, update.threshold, gathered=True)
 
     @torch.no_grad()
-    def restart(self, rows, keys, everything: bool = False, gathered: bool = False):
+    def restart(self, rows, keys, threshold: float, everything: bool = False, gathered: bool = False):
         """Codes used fewer than ``threshold`` times since the last restart (every code when ``everything``) restart at
         the rows with the smallest keys (cycling through them if there are fewer rows than codes); usage starts over."""
         if not gathered:
@@ -185,7 +206,7 @@ class VectorQuantiser(nn.Module):
         order = torch.argsort(gather_rows(keys.reshape(-1).to(rows.device)))
         choice = order[torch.arange(self.num_codes, device=rows.device) % len(order)]
         usage = torch.zeros_like(self.usage) if everything else self.usage
-        threshold = max(self.threshold, 1.0) if everything else self.threshold
+        threshold = max(threshold, 1.0) if everything else threshold
         self.set_state(*restart_dead_codes(self.codebook, self.cluster_size, self.embed_sum, rows, usage, threshold,
                                            choice))
         self.usage.zero_()
@@ -198,31 +219,34 @@ class VectorQuantiser(nn.Module):
 
 
 # 4. The VQ-VAE ---------------------------------------------------------------------------------------------------
+def check_loss_settings(beta: float, objective: str, bounded: bool) -> None:
+    """ValueError, one line, for an objective other than 'mse' or 'bce' (or 'bce' of unbounded outputs), or a
+    negative commitment weight ``beta``."""
+    check_objective(objective, bounded)
+    if beta < 0:
+        raise ValueError(f"beta must not be negative, got {beta}")
+
+
 class VQVAE(nn.Module):
     """Encoder to a grid of vectors, the vector quantiser, decoder back (van den Oord et al. 2017).
 
     ``loss`` per example = reconstruction + beta * commitment (eq. 3 without its codebook term, which the EMA codebook
     replaces): reconstruction is ``reconstruction_mse`` of the output (sigmoid when ``bounded``: [0, 1] images;
     linear: log-mels) or ``reconstruction_bce`` of the logits, a mean over pixels; commitment a mean over positions
-    and code dimensions. The decoder's gradient reaches the encoder by the straight-through estimator."""
+    and code dimensions. The decoder's gradient reaches the encoder by the straight-through estimator.
+
+    The network holds the architecture (``bounded`` included: what its outputs mean); the training settings are the
+    loss's arguments: the commitment weight ``beta``, the ``objective`` and the codebook's ``CodebookUpdate`` rule."""
 
     def __init__(self, image_shape: Sequence[int], num_codes: int = 64, code_dim: int = 16,
-                 channels: Sequence[int] = (32, 64), groups: int = 8, beta: float = 0.25, objective: str = "mse",
-                 bounded: bool = True, decay: float = 0.99, eps: float = 1e-5, restart_every: int = 100,
-                 threshold: float = 1.0):
+                 channels: Sequence[int] = (32, 64), groups: int = 8, bounded: bool = True):
         super().__init__()
-        if objective not in ("mse", "bce"):
-            raise ValueError(f"objective must be 'mse' or 'bce', got {objective!r}")
-        if objective == "bce" and not bounded:
-            raise ValueError("objective 'bce' needs [0, 1] outputs (bounded=True)")
-        if beta < 0:
-            raise ValueError(f"beta must not be negative, got {beta}")
         self.image_shape, self.num_codes, self.code_dim = tuple(image_shape), num_codes, code_dim
-        self.beta, self.objective, self.bounded = beta, objective, bounded
+        self.bounded = bounded
         scale = 2 ** len(channels)
         self.grid_shape = (image_shape[1] // scale, image_shape[2] // scale)
         self.encoder = GridEncoder(image_shape, code_dim, channels, groups)
-        self.quantiser = VectorQuantiser(num_codes, code_dim, decay, eps, restart_every, threshold)
+        self.quantiser = VectorQuantiser(num_codes, code_dim)
         self.decoder = GridDecoder(image_shape, code_dim, channels, groups)
 
     @property
@@ -245,17 +269,22 @@ class VQVAE(nn.Module):
         """decode(encode(x)): (B, C, H, W) -> (B, C, H, W)."""
         return self.decode(self.encode(x))
 
-    def per_example_loss(self, x, keys=None, step: int | None = None):
-        """(reconstruction + beta commitment (B,), terms: reconstruction (B,), commitment (B,), indices (B, h, w)).
-        In training mode the quantiser updates its codebook (``keys`` (B, h w) choose the rows of restarts, ``step``
-        is the training step's number, which schedules them)."""
-        z_q, indices, commitment = self.quantiser(self.encoder(x), keys, step)
+    def per_example_loss(self, x, keys=None, step: int | None = None, beta: float = 0.25, objective: str = "mse",
+                         update: CodebookUpdate | None = None):
+        """(reconstruction + beta commitment (B,), terms: reconstruction (B,), commitment (B,), indices (B, h, w)):
+        reconstruction by ``objective`` 'mse' of the output or 'bce' of the logits (``bounded`` only). In training
+        mode the quantiser updates its codebook by the rule ``update`` (``keys`` (B, h w) choose the rows of
+        restarts, ``step`` is the training step's number, which schedules them); in eval mode none of the three is
+        needed."""
+        check_loss_settings(beta, objective, self.bounded)
+        z_q, indices, commitment = self.quantiser(self.encoder(x), keys, step, update)
         raw = self.decoder(z_q)
-        recon = reconstruction_bce(x, raw) if self.objective == "bce" else reconstruction_mse(x, self.output(raw))
-        return recon + self.beta * commitment, {"reconstruction": recon, "commitment": commitment, "indices": indices}
+        recon = reconstruction_bce(x, raw) if objective == "bce" else reconstruction_mse(x, self.output(raw))
+        return recon + beta * commitment, {"reconstruction": recon, "commitment": commitment, "indices": indices}
 
-    def loss(self, x, keys=None, step: int | None = None):
-        return self.per_example_loss(x, keys, step)[0].mean()
+    def loss(self, x, keys=None, step: int | None = None, beta: float = 0.25, objective: str = "mse",
+             update: CodebookUpdate | None = None):
+        return self.per_example_loss(x, keys, step, beta, objective, update)[0].mean()
 
     def forward(self, x):
         return self.reconstruct(x)

@@ -31,7 +31,7 @@ from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import inherited_keys, sibling_split
 from practice_torch.models import Artefact
 from practice_torch.vq_vae.functions import code_usage, perplexity
-from practice_torch.vq_vae.networks import VQVAE, CodePrior, VQVAEWithPrior
+from practice_torch.vq_vae.networks import VQVAE, CodebookUpdate, CodePrior, VQVAEWithPrior, check_loss_settings
 
 
 @dataclass
@@ -119,8 +119,15 @@ def build_vq_vae(config: Config, data) -> VQVAE:
     bounded = data.modality == "image"
     if config.objective == "bce" and not bounded:
         raise ValueError(f"model.objective=bce needs [0, 1] images; {data.name} needs model.objective=mse")
-    return VQVAE(data.shape, config.num_codes, config.code_dim, config.channels, config.groups, config.beta,
-                 config.objective, bounded, config.decay, config.eps, config.restart_every, config.threshold)
+    check_loss_settings(config.beta, config.objective, bounded)  # the loss's own checks, before training
+    codebook_update(config)
+    return VQVAE(data.shape, config.num_codes, config.code_dim, config.channels, config.groups, bounded)
+
+
+def codebook_update(config: Config) -> CodebookUpdate:
+    """The quantiser's update rule from the config (``model.decay``, ``model.eps``, ``model.restart_every``,
+    ``model.threshold``); a one-line ValueError for a setting out of range."""
+    return CodebookUpdate(config.decay, config.eps, config.restart_every, config.threshold)
 
 
 def inherit(config: Config, parents: dict) -> Config:
@@ -176,14 +183,16 @@ def draw_noise(net, config: Config, n: int, generator: torch.Generator) -> dict[
 
 
 def loss(net, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """Stage vqvae: mean of reconstruction + beta commitment (the EMA codebook updates inside, once per step); terms:
-    the two parts, and the perplexity and share of codes used in this batch. Stage prior: the mean NLL per code in
+    """Stage vqvae: mean of reconstruction + beta commitment (the EMA codebook updates inside, once per step), by the
+    config's ``beta``, ``objective`` and codebook update rule (``codebook_update``); terms: the two parts, and the
+    perplexity and share of codes used in this batch. Stage prior: the mean NLL per code in
     nats; term: bits per code. batch: (x (B, C, H, W), y (B,))."""
     x = batch[0]
     if isinstance(net, VQVAEWithPrior):
         nats = net.prior.nll(net.codes(x)).mean() / net.prior.length
         return nats, {"bits_per_code": nats.detach() / math.log(2)}
-    per_example, terms = net.per_example_loss(x, noise["keys"].to(x.device), step)
+    per_example, terms = net.per_example_loss(x, noise["keys"].to(x.device), step, beta=config.beta,
+                                              objective=config.objective, update=codebook_update(config))
     counts = code_usage(terms["indices"], net.num_codes)
     return per_example.mean(), {"reconstruction": terms["reconstruction"].mean().detach(),
                                 "commitment": terms["commitment"].mean().detach(),
