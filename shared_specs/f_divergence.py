@@ -141,6 +141,10 @@ CASES = tuple(case for divergence in DIVERGENCES for case in _cases(divergence))
                lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, grad_wrt=("x",), image_inputs=("x",)),
     ModuleCase("f_divergence/conv_critic/no_norm", "ConvCritic", {**CRITIC, "norm": False},  # the WGAN's critic
                lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, grad_wrt=("x",), image_inputs=("x",)),
+    # the logit and the features a projection discriminator reads (the conditional DCGAN's, ``gan``)
+    ModuleCase("f_divergence/conv_critic/logit_and_features", "ConvCritic", CRITIC,
+               lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, method="logit_and_features", grad_wrt=("x",),
+               image_inputs=("x",)),
     # batch statistics (training) and the converted running statistics (sampling from a trained generator)
     ModuleCase("f_divergence/conv_generator", "ConvGenerator", GENERATOR,
                lambda r: {"z": gaussian(r, 5, 3, dtype="float32")}, grad_wrt=("z",), image_outputs=("<root>",), train=True),

@@ -1,6 +1,7 @@
 """Spec cases for ``gan``: the GAN's losses on the discriminator's logits and its closed forms, in float64; and the
-game trained in both backends (``RunCase``: the players' own optimizers, the inner discriminator loop, R1 and the
-generator's batch normalisation, 50 rounds from the same weights, batches and noise).
+game trained in both backends (``RunCase``: the players' own optimizers, the inner discriminator loop or
+simultaneous updates, R1 and the generator's batch normalisation, 50 rounds from the same weights, batches and
+noise).
 
 Each function runs in ``theory_jax.gan`` and ``practice_torch.gan`` on the same NumPy inputs, gradients included;
 SciPy is the third witness (``scipy.special.log_expit`` for log D and log(1 - D), ``jensenshannon`` for JS,
@@ -54,6 +55,9 @@ CASES = (
                  grad_wrt=("x", "mean", "std"), reference=lambda x, mean, std: stats.norm.logpdf(x, mean, std)),
     RunCase("gan/run/mlp-conditional", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16",
                                                "model.conditional=true", "model.r1=0"), dataset="digits"),
+    # simultaneous gradient steps (model.discriminator_steps=0): both players' gradients on one batch, then both steps
+    RunCase("gan/run/mlp-simultaneous", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16", "model.r1=0",
+                                                "model.discriminator_steps=0"), dataset="digits"),
     RunCase("gan/run/dcgan-r1", "gan", (*RUN, "model.channels=4,8", "model.fc=16", "model.r1=1",
                                         "model.discriminator_steps=2", "model.generator_loss=saturating"),
             dataset="digits"),

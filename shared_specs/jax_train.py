@@ -451,8 +451,10 @@ class JaxGameRun(EngineRun):
     the engine steps a model that writes its own step (``engine/players.py``): one optax AdamW per player, each on
     the run's schedule; ``next_batch`` hands the step the engine's next batch and noise; ``update(name, objective,
     batch, noise)`` takes the gradient of the objective with respect to that player's parameters only, clips it and
-    steps its optimizer (compiled once per player and objective). The generator's running statistics
-    (``batch_stats``) pass from each objective to the next. Same interface as ``JaxRun`` for ``train``."""
+    steps its optimizer (compiled once per player and objective); ``update_together({name: objective, ...}, batch,
+    noise)`` updates several players at once (simultaneous updates: every gradient first, then every step). The
+    generator's running statistics (``batch_stats``) pass from each objective to the next. Same interface as
+    ``JaxRun`` for ``train``."""
 
     def __init__(self, cfg, dtype: str | None = None, parts: dict | None = None):
         import functools
@@ -477,7 +479,7 @@ class JaxGameRun(EngineRun):
         self.opt_state = {name: self.tx[name].init(self.part(self.params, name)) for name in self.twin.players}
         self.shadow = self.params if t.ema_decay > 0 else None
         self.tracked = batches_tracked(self.net.state_dict())  # the BatchNorms' count of training-mode passes
-        self.forwards = 0  # this step's training-mode passes of the generator (one per objective)
+        self.forwards = 0  # this step's training-mode passes of the generator (one per update)
         self._updates = functools.lru_cache(maxsize=None)(self._compiled_update)
         self.norms: dict[str, list] = {name: [] for name in self.twin.players}
 
@@ -522,37 +524,50 @@ class JaxGameRun(EngineRun):
         return out
 
     # The step's utilities
-    def _compiled_update(self, player: str, objective: Callable):
-        """The compiled update of ``player`` on ``objective(params, stats, batch, noise) -> (loss, (terms, stats))``:
-        (params, opt_state, stats, batch, noise, lr) -> (params, opt_state, stats, loss, terms, gradient norm)."""
+    def _compiled_update(self, objectives: tuple[tuple[str, Callable], ...]):
+        """The compiled update of the players of ``objectives`` ((player, objective(params, stats, batch, noise) ->
+        (loss, (terms, stats))), ...), every gradient taken at the same params, then every step, as the engine's
+        ``run.update`` does: (params, opt_states, stats, batch, noise, lr) -> (params, opt_states, stats,
+        {player: (loss, terms, gradient norm)})."""
         import jax
         import optax
 
-        keys, tx = self.twin.players[player], self.tx[player]
+        def update(params, opt_states, stats, batch, noise, lr):
+            new_params, opt_states, out, moved = dict(params), dict(opt_states), {}, stats
+            for player, objective in objectives:
+                keys, tx = self.twin.players[player], self.tx[player]
+                own = {k: v for k, v in params.items() if k in keys}
 
-        def update(params, opt_state, stats, batch, noise, lr):
-            own = {k: v for k, v in params.items() if k in keys}
+                def of_own(own, objective=objective):
+                    return objective({**params, **own}, stats, batch, noise)
 
-            def of_own(own):
-                return objective({**params, **own}, stats, batch, noise)
-
-            (loss, (terms, stats)), grads = jax.value_and_grad(of_own, has_aux=True)(own)
-            updates, opt_state = tx.update(grads, opt_state, own)
-            updates = jax.tree.map(lambda u: lr * u, updates)  # the run's learning rate at its step
-            return ({**params, **optax.apply_updates(own, updates)}, opt_state, stats, loss, terms,
-                    optax.tree.norm(grads))
+                (loss, (terms, moved)), grads = jax.value_and_grad(of_own, has_aux=True)(own)
+                updates, opt_states[player] = tx.update(grads, opt_states[player], own)
+                updates = jax.tree.map(lambda u: lr * u, updates)  # the run's learning rate at its step
+                new_params.update(optax.apply_updates(own, updates))
+                out[player] = (loss, terms, optax.tree.norm(grads))
+            # each objective runs G once, on the same z from the same statistics: they all move them alike
+            return new_params, opt_states, moved, out
 
         return jax.jit(update)
 
     def update(self, player: str, objective: Callable, batch, noise):
         """One update of ``player`` (the engine's ``run.update(player=loss)``: the gradient with respect to its own
         parameters only, ``train.grad_clip``, its AdamW step) -> (its loss, its terms)."""
-        step = self._updates(player, objective)
-        self.params, self.opt_state[player], self.stats, loss, terms, norm = step(
-            self.params, self.opt_state[player], self.stats, batch, noise, self.lr)
-        self.norms[player].append(norm)
-        self.forwards += 1
-        return loss, terms
+        return self.update_together({player: objective}, batch, noise)[player]
+
+    def update_together(self, objectives: dict[str, Callable], batch, noise) -> dict[str, tuple]:
+        """One update of each player in ``objectives`` on one batch (the engine's ``run.update(discriminator=...,
+        generator=...)``: simultaneous gradient steps): every gradient at the current params, then every step.
+        -> {player: (its loss, its terms)}."""
+        step = self._updates(tuple(objectives.items()))
+        states = {name: self.opt_state[name] for name in objectives}
+        self.params, states, self.stats, out = step(self.params, states, self.stats, batch, noise, self.lr)
+        self.opt_state.update(states)
+        for name, (_, _, norm) in out.items():
+            self.norms[name].append(norm)
+        self.forwards += 1  # one training-mode pass of the generator, however many players step on it
+        return {name: (loss, terms) for name, (loss, terms, _) in out.items()}
 
     def advance(self) -> dict:
         """One ``train_step`` of the game, then the EMA; -> the logged values (JAX arrays): the loss, the terms and

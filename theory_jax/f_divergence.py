@@ -248,6 +248,12 @@ class MLPCritic(nn.Module):
     def __call__(self, x):
         return self.out(self.features(x))[:, 0]
 
+    def logit_and_features(self, x):
+        """(V (B,), the last hidden layer (B, hidden[-1]) that ``out`` reads): what a projection discriminator reads
+        (``theory_jax.gan``)."""
+        h = self.features(x)
+        return self.out(h)[:, 0], h
+
 
 class ConvGenerator(nn.Module):
     """z (B, d) -> x (B, H, W, C): Linear (no bias), BatchNorm, ReLU to ``fc`` features; Linear (no bias) to the
@@ -293,7 +299,9 @@ class ConvCritic(nn.Module):
     norm: bool = True
 
     @nn.compact
-    def __call__(self, x):
+    def logit_and_features(self, x):
+        """(V (B,), the ``fc`` features (B, fc) that ``out`` reads): what a projection discriminator reads
+        (``theory_jax.gan``)."""
         small, big = self.channels
         pad = ((1, 1), (1, 1))
         h = leaky_relu(nn.Conv(small, (4, 4), strides=(2, 2), padding=pad, name="down1")(x), 0.2)
@@ -305,7 +313,11 @@ class ConvCritic(nn.Module):
         h = nn.Dense(self.fc, name="fc")(h)
         if self.norm:
             h = nn.LayerNorm(epsilon=GROUPNORM_EPS, use_fast_variance=False, name="norm_fc")(h)
-        return nn.Dense(1, name="out")(leaky_relu(h, 0.2))[:, 0]
+        h = leaky_relu(h, 0.2)
+        return nn.Dense(1, name="out")(h)[:, 0], h
+
+    def __call__(self, x):
+        return self.logit_and_features(x)[0]
 
 
 # 4. The derivation -------------------------------------------------------------------------------------

@@ -126,8 +126,9 @@ def generator_gradients(mu, rule):
 class Adversarial(nn.Module):
     """A generator G(z[, y]) and a discriminator D(x[, y]) = sigmoid(logit(x[, y])): the f-GAN's networks
     (``theory_jax.f_divergence``), MLPs for vectors, the DCGAN's convolutions for images (channels last). With
-    ``num_classes`` (MLPs), the one-hot label appended to z and a projection term <embed(y), phi(x)> added to the
-    logit (Miyato & Koyama 2018, eq. 3). Names as torch's, so the converter carries the weights either way."""
+    ``num_classes``, the one-hot label appended to z and a projection term <embed(y), phi(x)> (phi: the
+    discriminator's last features) added to the logit (Miyato & Koyama 2018, eq. 3). Names as torch's, so the
+    converter carries the weights either way."""
 
     shape: Sequence[int]
     architecture: str = "mlp"
@@ -143,9 +144,6 @@ class Adversarial(nn.Module):
             self.discriminator = MLPCritic(self.shape, self.hidden)
             width = self.hidden[-1]
         else:
-            if self.num_classes:
-                raise ValueError("the conditional conv GAN has no flax twin (its projection reads the conv "
-                                 "discriminator's features)")
             self.generator = ConvGenerator(0, self.shape, self.channels, self.fc, self.unit_interval)
             self.discriminator = ConvCritic(self.shape, self.channels, self.fc)
             width = self.fc
@@ -163,8 +161,8 @@ class Adversarial(nn.Module):
         """The discriminator's logit (B,) of x (B, *example), y (B,) labels (conditional nets)."""
         if not self.num_classes:
             return self.discriminator(x)
-        h = self.discriminator.features(x)
-        return self.discriminator.out(h)[:, 0] + jnp.sum(self.embed(y) * h, axis=-1)
+        logit, h = self.discriminator.logit_and_features(x)
+        return logit + jnp.sum(self.embed(y) * h, axis=-1)
 
     def init_all(self, z, x, y=None):
         """Every variable (both players; for ``init``)."""

@@ -71,6 +71,12 @@ class MLPCritic(nn.Module):
     def forward(self, x):
         return self.out(self.features(x)).squeeze(-1)
 
+    def logit_and_features(self, x):
+        """(V (B,), the features (B, width) ``out`` reads): what a projection discriminator reads
+        (``practice_torch.gan``)."""
+        h = self.features(x)
+        return self.out(h).squeeze(-1), h
+
 
 class ConvGenerator(nn.Module):
     """DCGAN-style (Radford et al. 2016): z (B, d) -> Linear, BatchNorm, ReLU to ``fc`` features, then to a
@@ -125,6 +131,12 @@ class ConvCritic(nn.Module):
 
     def forward(self, x):
         return self.out(self.features(x)).squeeze(-1)
+
+    def logit_and_features(self, x):
+        """(V (B,), the features (B, width) ``out`` reads): what a projection discriminator reads
+        (``practice_torch.gan``)."""
+        h = self.features(x)
+        return self.out(h).squeeze(-1), h
 
 
 # 2. The f-GAN ----------------------------------------------------------------------------------------

@@ -73,8 +73,8 @@ class Adversarial(nn.Module):
         -> (B,)."""
         if not self.num_classes:
             return self.discriminator(x)
-        h = self.discriminator.features(x)
-        return self.discriminator.out(h).squeeze(-1) + torch.sum(self.embed(y) * h, dim=-1)  # Miyato & Koyama, eq. 3
+        logit, h = self.discriminator.logit_and_features(x)
+        return logit + torch.sum(self.embed(y) * h, dim=-1)  # Miyato & Koyama, eq. 3
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
         """The discriminator's weights and the projection's class vectors: everything but the generator."""

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 
 def jax_twin(net, cfg):
-    """The GAN's ``JaxGame``: the flax ``Adversarial`` of ``net``'s architecture, its players and ``train_step``.
-    ValueError (one line) for what the twin lacks: simultaneous updates (``model.discriminator_steps=0``) and the
-    conditional conv GAN."""
+    """The GAN's ``JaxGame``: the flax ``Adversarial`` of ``net``'s architecture, its players and ``train_step``."""
     import jax
     import jax.numpy as jnp
 
@@ -21,12 +19,6 @@ def jax_twin(net, cfg):
     from shared_specs.jax_train import JaxGame
 
     m = cfg.model
-    if m.discriminator_steps < 1:
-        raise ValueError("the JAX GAN alternates its players: model.discriminator_steps=0 (simultaneous updates) "
-                         "has no JAX step yet")
-    if m.architecture == "conv" and net.num_classes:
-        raise ValueError("the conditional conv GAN has no flax twin (its projection reads the conv discriminator's "
-                         "features): train it with practice_torch")
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
                           unit_interval=net.generator.unit_interval)
     generator_loss = {"non_saturating": jg.generator_loss_nonsaturating,
@@ -67,13 +59,19 @@ def jax_twin(net, cfg):
 
     def train_step(run, config):
         """One round of the game (Goodfellow et al. 2014, Algorithm 1 with k = ``model.discriminator_steps``): k
-        updates of the discriminator, each on a fresh batch and fresh z, then one of the generator on fresh z.
+        updates of the discriminator, each on a fresh batch and fresh z, then one of the generator on fresh z;
+        k = 0: both players at once on one batch and one z (simultaneous gradient steps).
         -> (the discriminator's loss + the generator's, the players' terms)."""
         for _ in range(config.discriminator_steps):
             batch, noise = run.next_batch()
             _, terms = run.update("discriminator", discriminator_objective, batch, noise)
         batch, noise = run.next_batch()
-        g_loss, _ = run.update("generator", generator_objective, batch, noise)
+        if config.discriminator_steps == 0:
+            both = run.update_together({"discriminator": discriminator_objective, "generator": generator_objective},
+                                       batch, noise)
+            (_, terms), (g_loss, _) = both["discriminator"], both["generator"]
+        else:
+            g_loss, _ = run.update("generator", generator_objective, batch, noise)
         return terms["discriminator_loss"] + g_loss, {**terms, "generator_loss": g_loss}
 
     def init_args(batch, noise):
