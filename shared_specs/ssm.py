@@ -105,7 +105,8 @@ CASES = (
           ("stack/classes", "SSMStack", {"vocab_size": 7, "channels": 4, "layers": 1, "kind": "s4d", "state": 4,
                                          "classes": 3},
            lambda r: {"x": r.integers(0, 7, (2, 8)), "y": r.integers(0, 3, (2,))}, ()))
-      for method, suffix in (("__call__", ""), ("recurrent", "/recurrent"))),
+      for method, suffix in (("__call__", ""), ("recurrent", "/recurrent"))
+      if not (method == "recurrent" and name == "mamba/length_11")),  # token by token there are no chunks to pad
     # the parallel prefill of a prompt: the next token's logits and every block's state (Mamba's conv window is
     # (B, E, K - 1) in torch and (B, K - 1, E) in flax, so it crosses as an image; S4D's state is complex)
     ModuleCase("ssm/stack/start", "SSMStack", {"vocab_size": 7, "channels": 4, "layers": 2, "state": 4},
