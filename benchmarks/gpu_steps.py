@@ -132,10 +132,12 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:160]
 
 
-def step_row(name: str, preset: str, device: str, steps: int, peak: float, overrides=(), warmup: int = 0) -> dict:
+def step_row(name: str, preset: str, device: str, steps: int, peak: float, overrides=(), warmup: int = 0,
+             dataset: str | None = None) -> dict:
     """One model's row (see the module's docstring); ``peak``: the GEMM FLOP/s MFU is measured against;
     ``overrides``: ``--set``-style changes to the preset (e.g. ``data.limit=512`` for a smoke test), each for every
-    model or, written ``MODEL:section.key=value``, for that model only; ``warmup``: untimed steps after the first."""
+    model or, written ``MODEL:section.key=value``, for that model only; ``warmup``: untimed steps after the first;
+    ``dataset``: the preset of that data set (default the model's own)."""
     from torch._dynamo.utils import counters
 
     from practice_torch.engine.config import apply_overrides
@@ -144,7 +146,7 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
     module = get_model(name)
     scoped = [(o.partition(":")[0], o.partition(":")[2]) if ":" in o.split("=", 1)[0] else (name, o) for o in overrides]
     mine = [o for model, o in scoped if model == name]  # every model's overrides and this one's
-    cfg = apply_overrides(module.default_config(preset), [f"train.device={device}", "train.samples=1", *mine])
+    cfg = apply_overrides(module.default_config(preset, dataset), [f"train.device={device}", "train.samples=1", *mine])
     row = {"model": name, "dataset": cfg.data.name, "preset": preset, "batch": cfg.train.batch_size,
            "set": " ".join(mine)}
     torch._dynamo.reset()  # each model compiles as in a fresh process (and no model meets another's recompile limit)

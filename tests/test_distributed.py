@@ -34,9 +34,10 @@ TINY = ["train", "vae", "--dataset", "digits", "--device", "cpu", "--steps", "4"
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-def python(*args: str) -> subprocess.CompletedProcess:
-    """``python ARGS`` from the repository root on one thread; a non-zero exit fails the test with its stderr."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+def python(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python ARGS`` from the repository root on one thread (``env``: more variables); a non-zero exit fails the
+    test with its stderr."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -68,6 +69,11 @@ inner = new_trainer(cfg, out / "inner")  # a run nested in another, as latent_di
 inner.run()
 inner.close()
 shared = dist.is_initialized()
+# a game of two players that writes its own step, nested too (one torchrun start instead of two)
+game = new_trainer(apply_overrides(get_model("wgan").default_config("quick"), json.loads(os.environ["GAME"])),
+                   out / "game")
+game.run()
+game.close()
 outer.run()
 wrapper = weakref.ref(outer.loss)
 outer.close()
@@ -76,23 +82,54 @@ report = {"group_kept_by_inner": shared, "wrapper_freed": wrapper() is None, "le
 """
 
 
-def test_two_processes_with_half_batches_match_one_process_and_leave_their_group(tmp_path):
+TURNS = {  # model -> its tiny settings: players that take turns
+    "gan": ["--set", "model.discriminator_steps=1", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2"],
+    "wgan": ["--set", "model.n_critic=2", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2"],
+    "bigan": ["--dataset", "gaussians", "--set", "model.hidden=16,16", "--set", "model.width=16",
+              "--set", "model.joint=16", "--set", "model.probe_examples=500"],
+    "style_transfer": ["--dataset", "digits", "--set", "model.discriminator_steps=1", "--set", "model.width=4",
+                       "--set", "model.channels=4,8", "--set", "model.fc=16", "--set", "model.blocks=1"],
+}
+GAME_SETS = [a for s in ("train.batch_size=16", "train.warmup_steps=1", "train.log_every=1", "train.checkpoint_every=3",
+                         "train.samples=10", "data.limit=128") for a in ("--set", s)]
+
+
+def game_args(model: str) -> list[str]:
+    """``train MODEL`` for 6 steps of its tiny players on the CPU (after ``python -m practice_torch``)."""
+    return ["train", model, "--device", "cpu", "--steps", "6", *TURNS[model], *GAME_SETS]
+
+
+def as_overrides(args: list[str]) -> list[str]:
+    """The ``--set`` values, ``--steps``, ``--device`` and ``--dataset`` of a ``train`` command line as config
+    overrides."""
+    named = {"--set": "{}", "--steps": "train.steps={}", "--device": "train.device={}", "--dataset": "data.name={}"}
+    return [named[a].format(args[i + 1]) for i, a in enumerate(args) if a in named]
+
+
+@pytest.fixture(scope="module")
+def launch(tmp_path_factory):
+    """One torchrun launch of 2 ranks (its start costs as much as a short run): the VAE probe, with the WGAN's game
+    nested in it."""
+    out = tmp_path_factory.mktemp("torchrun")
+    probe = out / "probe.py"
+    probe.write_text(PROBE)
+    game = as_overrides(game_args("wgan"))
+    python(*TORCHRUN, str(probe), str(out), *as_overrides(TINY), env={"GAME": json.dumps(game)})
+    return out
+
+
+def test_two_processes_with_half_batches_match_one_process_and_leave_their_group(launch, tmp_path):
     """Two ranks of batch B/2 train (``outer``) like one process of batch B (the same command in this process).
 
     In the same launch: close() frees the DDP wrapper (which holds the gloo group) before leaving the group, so the
     group's threads end while the interpreter is alive: a group first freed at interpreter exit aborted a rank now and
     then ("terminate called without an active exception"; 9 in 67 runs of a minimal torchrun script, 0 in 60 with the
     wrapper freed first). A nested trainer (``inner``), which shares the outer one's group, leaves the group alone."""
-    probe = tmp_path / "probe.py"
-    probe.write_text(PROBE)
-    overrides = ["data.name=digits", "train.device=cpu", "train.steps=4"]
-    overrides += [TINY[i + 1] for i, a in enumerate(TINY) if a == "--set"]
-    python(*TORCHRUN, str(probe), str(tmp_path), *overrides)
-    reports = [json.loads((tmp_path / f"report-{rank}.json").read_text()) for rank in (0, 1)]
+    reports = [json.loads((launch / f"report-{rank}.json").read_text()) for rank in (0, 1)]
     assert reports == [{"group_kept_by_inner": True, "wrapper_freed": True, "left": True}] * 2
 
     single_process(*TINY, "--out", str(tmp_path / "single"))
-    ddp = tmp_path / "outer"
+    ddp = launch / "outer"
     tol = tolerance("step", "float32")
     result = compare_trees(checkpoint(ddp, 4), checkpoint(tmp_path / "single", 4), tol)
     assert result.passed, result.message()
@@ -152,27 +189,20 @@ def test_every_trainable_parameter_gets_a_gradient(name, tmp_path):
     assert not missing, f"trainable parameters without a gradient: {missing}"
 
 
-TURNS = {  # model -> its tiny settings: players that take turns
-    "gan": ["--set", "model.discriminator_steps=1", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2"],
-    "wgan": ["--set", "model.n_critic=2", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2"],
-    "bigan": ["--dataset", "gaussians", "--set", "model.hidden=16,16", "--set", "model.width=16",
-              "--set", "model.joint=16", "--set", "model.probe_examples=500"],
-    "style_transfer": ["--dataset", "digits", "--set", "model.discriminator_steps=1", "--set", "model.width=4",
-                       "--set", "model.channels=4,8", "--set", "model.fc=16", "--set", "model.blocks=1"],
-}
-
-
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m != "wgan" else m for m in TURNS])
-def test_players_taking_turns_train_under_torchrun_as_in_one_process(tmp_path, model):
+def test_players_taking_turns_train_under_torchrun_as_in_one_process(launch, tmp_path, model):
     """Two-player games under torchrun: each writes its own step, each player's gradient averaged over the processes
     by the engine's ``run.update`` (the WGAN critic's double backward included), so two processes train as one.
+    The WGAN's run is the shared launch's (``launch``); the others (slow tests) launch their own.
     Negative control: the weights do move between checkpoints."""
-    sets = [a for s in ("train.batch_size=16", "train.warmup_steps=1", "train.log_every=1", "train.checkpoint_every=3",
-                        "train.samples=10", "data.limit=128") for a in ("--set", s)]
-    args = ["practice_torch", "train", model, "--device", "cpu", "--steps", "6", *TURNS[model], *sets]
-    python(*TORCHRUN, "-m", *args, "--out", str(tmp_path / "ddp"))
-    single_process(*args[1:], "--out", str(tmp_path / "single"))
+    args = game_args(model)
+    if model == "wgan":
+        ddp = launch / "game"
+    else:
+        ddp = tmp_path / "ddp"
+        python(*TORCHRUN, "-m", "practice_torch", *args, "--out", str(ddp))
+    single_process(*args, "--out", str(tmp_path / "single"))
     tol = tolerance("step", "float32")
-    result = compare_trees(checkpoint(tmp_path / "ddp", 6), checkpoint(tmp_path / "single", 6), tol)
+    result = compare_trees(checkpoint(ddp, 6), checkpoint(tmp_path / "single", 6), tol)
     assert result.passed, result.message()
     assert not compare_trees(checkpoint(tmp_path / "single", 3), checkpoint(tmp_path / "single", 6), tol).passed
