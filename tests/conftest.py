@@ -1,11 +1,11 @@
 """Shared fixtures: both backends at full precision (set once by ``shared_specs.runner.backends``); one intra-op
 thread for test files of small networks (``pytestmark = pytest.mark.usefixtures("one_thread")``).
 
-``make test`` runs the suite on one pytest-xdist worker per core (``--dist loadgroup``). Each test file runs whole
-on one worker, so its module fixtures are built once, except the files of independent cases (``SPREAD``: every
-derivation, every spec case), whose tests go to whichever worker is free. Each worker owns one core: torch, XLA's
-Eigen kernels and the subprocesses the tests start get one thread each, set here before torch or JAX is imported
-(two workers of two threads each on two cores would spin against each other).
+``make test`` runs the suite on one pytest-xdist worker per core (``--dist loadgroup``, scheduled here by
+``work_unit``). Each test file runs whole on one worker, so its module fixtures are built once, except the files of
+independent cases (``SPREAD``: every derivation, every spec case), whose tests go to whichever worker is free. Each
+worker owns one core: torch, XLA's Eigen kernels and the subprocesses the tests start get one thread each, set here
+before torch or JAX is imported (two workers of two threads each on two cores would spin against each other).
 
 XLA compiles for speed of compiling here: the tests compile thousands of small programs on arrays of a few hundred
 values, where optimising costs more than it saves. Without LLVM's optimisations (``--xla_backend_optimization_level=0``:
@@ -30,12 +30,27 @@ from shared_specs.runner import backends  # noqa: E402
 SPREAD = {"test_derivations.py", "test_specs.py"}  # independent cases, spread over the workers one by one
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """Every test file is one xdist group (one worker runs it whole), but for the files in ``SPREAD``."""
-    for item in items:
-        if item.path.name not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
+def work_unit(nodeid: str) -> str:
+    """What one worker runs whole: the test's file (its module fixtures built once), or the test alone in ``SPREAD``."""
+    file = nodeid.split("::", 1)[0]
+    return nodeid if file.rsplit("/", 1)[-1] in SPREAD else file
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` as ``work_unit`` groups: pytest-xdist's own loadgroup marks a test's group by rewriting
+    its ``_nodeid``, which pytest 9 no longer reads (its node ids are ``_id``), so every test went to whichever
+    worker was free and a file's module fixtures were built on both workers, and again after every test of
+    another file between two of its own. xdist's loadscope scheduler with this split instead: the units go out the
+    largest first, the spread cases last, where they fill the gaps."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
 
 
 @pytest.fixture(scope="session")
