@@ -139,15 +139,20 @@ def _log_uniform(lo: float, hi: float):
     return lambda key, shape: jax.random.uniform(key, shape, minval=np.log(lo), maxval=np.log(hi))
 
 
+def token_by_token(step, state, xs):
+    """Run ``step(x_t, state) -> (out_t, state)`` over the tokens xs (B, L, ...) from ``state``: the first step in
+    Python (it fixes the state's dtype, float64 when the weights are), the others as one ``jax.lax.scan`` (one traced
+    and compiled step, not L). -> outs (B, L, ...)."""
+    first, state = step(xs[:, 0], state)
+    _, rest = jax.lax.scan(lambda s, x_t: step(x_t, s)[::-1], state, jnp.swapaxes(xs[:, 1:], 0, 1))
+    return jnp.concatenate([first[:, None], jnp.swapaxes(rest, 0, 1)], axis=1)
+
+
 class Recurrent:
     """``recurrent(u)``: the layer token by token through ``step`` from ``init_state``. u: (B, L, H) -> (B, L, H)."""
 
     def recurrent(self, u):
-        state, out = self.init_state(u.shape[0]), []
-        for t in range(u.shape[1]):
-            y, state = self.step(u[:, t], state)
-            out.append(y)
-        return jnp.stack(out, axis=1)
+        return token_by_token(self.step, self.init_state(u.shape[0]), u)
 
 
 class S4D(Recurrent, nn.Module):
@@ -375,11 +380,7 @@ class SSMStack(nn.Module):
 
     def recurrent(self, x, y=None):
         """Logits of every position, token by token. x: (B, L) -> (B, L, V)."""
-        state, out = self.init_state(x.shape[0]), []
-        for t in range(x.shape[1]):
-            logits, state = self.step(x[:, t], state, y)
-            out.append(logits)
-        return jnp.stack(out, axis=1)
+        return token_by_token(lambda token, state: self.step(token, state, y), self.init_state(x.shape[0]), x)
 
     def start(self, prompt, y=None):
         """Read the prompt (B, t0) in parallel (each block's ``prefill``): the logits of the next token and the state
