@@ -140,6 +140,7 @@ class JaxBackend:
         jax.config.update("jax_default_matmul_precision", "highest")
         self.jax = jax
         self.jnp = jax.numpy
+        self._templates: dict = {}  # (case, input shapes) -> the flax variables' shapes (``_template``)
 
     def _numpy(self, tree: Any) -> Any:
         return self.jax.tree.map(np.asarray, tree)
@@ -151,18 +152,19 @@ class JaxBackend:
         """(f(*primals), the gradients of <f(*primals), cotangent> w.r.t. each primal), compiled as one program.
 
         ``cotangent``: the torch output's structure, flattened as ``compare.flatten`` does; its leaves, in order, fill
-        the JAX output's structure."""
+        the JAX output's structure (known once ``f`` is traced: ``f`` is traced once, the costly part for a U-Net)."""
         jax = self.jax
-        structure = jax.tree.structure(jax.eval_shape(f, *primals))
         leaves = [self.jnp.asarray(c) for c in flatten(cotangent).values()]
-        if structure.num_leaves != len(leaves):
-            raise ValueError(f"the JAX output has {structure.num_leaves} arrays where the torch output has {len(leaves)}")
 
-        def value_and_vjp(primals, cot):
+        def value_and_vjp(primals, leaves):
             out, vjp = jax.vjp(f, *primals)
-            return out, vjp(cot)
+            structure = jax.tree.structure(out)
+            if structure.num_leaves != len(leaves):
+                raise ValueError(f"the JAX output has {structure.num_leaves} arrays where the torch output has "
+                                 f"{len(leaves)}")
+            return out, vjp(jax.tree.unflatten(structure, leaves))
 
-        return jax.jit(value_and_vjp)(primals, jax.tree.unflatten(structure, leaves))
+        return jax.jit(value_and_vjp)(primals, leaves)
 
     # functions (each compiled whole by jax.jit: one XLA program instead of one per operation) ----
     def function(self, case: FunctionCase, inputs: Mapping[str, np.ndarray], fn: Callable | None = None) -> Any:
@@ -191,10 +193,16 @@ class JaxBackend:
         return module
 
     def _template(self, case: ModuleCase | StepCase, inputs) -> dict:
-        """The shapes of the module's flax variables: {'params': ..., and 'batch_stats' where it has batch norms}."""
-        module = self.build(case)
-        args = {**self._inputs(case, inputs), **self._mode(case), **case.static}
-        return self.jax.eval_shape(lambda: module.init(self.jax.random.key(0), **args, method=self._method(module, case)))
+        """The shapes of the module's flax variables: {'params': ..., and 'batch_stats' where it has batch norms}.
+        Traced once per case and input shapes (``params`` and ``statistics`` both need it)."""
+        key = (case.id, case.module, case.method, repr(case.config), repr(case.static), repr(self._mode(case)),
+               tuple((k, np.shape(v), np.asarray(v).dtype.str) for k, v in sorted(inputs.items())))
+        if key not in self._templates:
+            module = self.build(case)
+            args = {**self._inputs(case, inputs), **self._mode(case), **case.static}
+            self._templates[key] = self.jax.eval_shape(
+                lambda: module.init(self.jax.random.key(0), **args, method=self._method(module, case)))
+        return self._templates[key]
 
     def params(self, case: ModuleCase | StepCase, weights: Mapping[str, np.ndarray], inputs) -> dict:
         """The case's torch-layout ``weights`` converted to this module's flax params (running statistics apart)."""
