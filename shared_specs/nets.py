@@ -52,6 +52,13 @@ def _unet_inputs(channels=1, classes=0, cond_dim=0):
     return make
 
 
+def _cross_inputs(r):
+    """x (B, 16, 4, 4), context (B, 5, 12) and its padding mask (B, 5): rows of 5, 3 and 1 real tokens, the padded
+    tokens' states as random as the real ones (so a mask that lets them through changes the output)."""
+    return {"x": gaussian(r, B, 16, 4, 4, dtype="float32"), "context": gaussian(r, B, 5, 12, dtype="float32"),
+            "mask": np.arange(5)[None, :] < np.array([5, 3, 1])[:, None]}
+
+
 IMAGE_IO = {"image_inputs": ("x",), "image_outputs": ("<root>",)}
 
 UNET_CASES = (
@@ -71,6 +78,10 @@ UNET_CASES = (
                _block_inputs(16, (4, 4)), grad_wrt=("x", "emb"), **IMAGE_IO),
     ModuleCase("nets/unet_attention", "AttentionBlock", {"channels": 16, "heads": 2, "groups": 4},
                lambda r: {"x": gaussian(r, B, 16, 4, 4, dtype="float32")}, grad_wrt=("x",), **IMAGE_IO),
+    # the positions of a 4x4 feature map reading 5 tokens of width 12, three captions of 5, 3 and 1 real tokens
+    ModuleCase("nets/unet_cross_attention/padded", "CrossAttentionBlock",
+               {"channels": 16, "context_dim": 12, "heads": 2, "groups": 4}, _cross_inputs,
+               grad_wrt=("x", "context"), **IMAGE_IO),
 )
 
 

@@ -183,6 +183,33 @@ def test_interleaved_sinusoids_are_caught(both, monkeypatch):
     assert "output" in caught(CASES["nets/unet_time_embedding"], Perturbation("interleaved sin/cos"))
 
 
+def test_cross_attention_catches_a_mask_that_lets_padding_through_and_keys_swapped_with_values(both):
+    """The padded captions' extra tokens read on the JAX side (its mask all True), then the [k | v] blocks of ``kv``
+    taken as [v | k]: each changes the output; with its own mask, no gradient reaches a padded token in either twin."""
+    case = CASES["nets/unet_cross_attention/padded"]
+    leak = Perturbation("padding let through", inputs=lambda d: {**d, "mask": np.ones_like(d["mask"])})
+    message = caught(case, leak)
+    assert "output" in message and "context" in message  # the padded tokens now get gradients
+
+    def swap_kv(params):
+        kernel, bias = params["kv"]["kernel"], params["kv"]["bias"]
+        half = kernel.shape[1] // 2
+        return {**params, "kv": {"kernel": np.concatenate([kernel[:, half:], kernel[:, :half]], 1),
+                                 "bias": np.concatenate([bias[half:], bias[:half]])}}
+
+    assert "output" in caught(case, Perturbation("[v | k]", params=swap_kv))
+
+    from practice_torch.nets import CrossAttentionBlock
+
+    block = CrossAttentionBlock(16, 12, heads=2, groups=4)
+    torch.nn.init.normal_(block.out.weight)  # zero-initialised, as a new block starts: the identity
+    inputs = case.make_inputs(np.random.default_rng(0))
+    context = torch.from_numpy(inputs["context"]).requires_grad_()
+    block(torch.from_numpy(inputs["x"]), context, torch.from_numpy(inputs["mask"])).sum().backward()
+    assert context.grad[~torch.from_numpy(inputs["mask"])].abs().max() == 0
+    assert context.grad[torch.from_numpy(inputs["mask"])].abs().min() > 0
+
+
 def test_the_mlp_denoisers_spec_catches_a_null_label_in_row_0_and_swapped_time_layers(both):
     """The MLP denoiser of vectors (``nets/mlp_denoiser``): a class table whose null token is row 0 instead of row K,
     and the time MLP's two layers swapped (same shapes: hidden x hidden), are each caught."""

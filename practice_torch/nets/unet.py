@@ -141,6 +141,35 @@ class AttentionBlock(nn.Module):
         return x + a.transpose(1, 2).reshape(b, c, h, w)
 
 
+class CrossAttentionBlock(nn.Module):
+    """x + out(softmax(q k^T / sqrt(d)) v) where the H W positions of x ask and the S tokens of ``context`` answer
+    (Rombach et al. 2022, eq. 3: Q = W_Q norm(x), K = W_K c, V = W_V c), ``heads`` heads of d = C / heads, on
+    GroupNorm(x); k, v from one Linear ``kv`` (output blocks [k | v], each split into heads). A padded token (mask
+    False) gets weight exactly 0; every row of the mask keeps at least one token (a caption's start token).
+    x: (B, C, H, W), context: (B, S, D), mask: (B, S) bool or None -> (B, C, H, W)."""
+
+    def __init__(self, channels: int, context_dim: int, heads: int = 1, groups: int = 8):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, channels, eps=GROUPNORM_EPS)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x, context, mask=None):
+        b, c, h, w = x.shape
+        d = c // self.heads
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C), position index h * W + w
+        q = self.q(tokens).view(b, h * w, self.heads, d).transpose(1, 2)  # (B, heads, HW, d)
+        k, v = self.kv(context).view(b, context.shape[1], 2, self.heads, d).permute(2, 0, 3, 1, 4)  # (B, heads, S, d)
+        allowed = None if mask is None else mask[:, None, None, :]  # (B, 1, 1, S): True takes part
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, heads, HW, d)
+        a = self.out(a.transpose(1, 2).reshape(b, h * w, c))
+        return x + a.transpose(1, 2).reshape(b, c, h, w)
+
+
 class ResBlock(nn.Module):
     """h = conv_1(SiLU(norm_1(x))) + emb_proj(SiLU(emb)); h = conv_2(dropout(SiLU(norm_2(h)))); x' + h with x' = x
     or a 1x1 ``shortcut``; then self-attention when ``attention``. x: (B, C_in, H, W), emb: (B, E) -> (B, C_out, H, W)."""

@@ -3,8 +3,8 @@
 
 from theory_jax.nets.denoisers import MLPDenoiser
 from theory_jax.nets.transformer import MLP, Block, MultiHeadAttention, Transformer
-from theory_jax.nets.unet import (AttentionBlock, Downsample, ResBlock, TimeEmbedding, UNet, Upsample,
+from theory_jax.nets.unet import (AttentionBlock, CrossAttentionBlock, Downsample, ResBlock, TimeEmbedding, UNet, Upsample,
                                   timestep_embedding, timestep_frequencies)
 
-__all__ = ["MLPDenoiser", "AttentionBlock", "Downsample", "ResBlock", "TimeEmbedding", "UNet", "Upsample",
-           "timestep_embedding", "timestep_frequencies", "MLP", "Block", "MultiHeadAttention", "Transformer"]
+__all__ = ["MLPDenoiser", "AttentionBlock", "CrossAttentionBlock", "Downsample", "ResBlock", "TimeEmbedding", "UNet",
+           "Upsample", "timestep_embedding", "timestep_frequencies", "MLP", "Block", "MultiHeadAttention", "Transformer"]

@@ -88,6 +88,36 @@ class AttentionBlock(nn.Module):
         return x + self.out(a).reshape(b, h, w, c)
 
 
+class CrossAttentionBlock(nn.Module):
+    """x + out(softmax(q k^T / sqrt(d)) v) where the H W positions of x ask and the S tokens of ``context`` answer
+    (Rombach et al. 2022, eq. 3) on GroupNorm(x); ``kv`` output blocks [k | v], each split into ``heads`` heads of
+    d = C / heads; -inf logits at padded tokens (mask False), so their weights are exactly 0.
+    x: (B, H, W, C), context: (B, S, D), mask: (B, S) bool or None -> (B, H, W, C)."""
+
+    channels: int
+    context_dim: int  # D: flax infers it from ``context``; kept so both twins take the same settings
+    heads: int = 1
+    groups: int = 8
+
+    def setup(self):
+        self.norm = group_norm(self.groups)
+        self.q = nn.Dense(self.channels)
+        self.kv = nn.Dense(2 * self.channels)
+        self.out = nn.Dense(self.channels)
+
+    def __call__(self, x, context, mask=None):
+        b, h, w, c = x.shape
+        d = c // self.heads
+        q = self.q(self.norm(x).reshape(b, h * w, c)).reshape(b, h * w, self.heads, d)  # (B, HW, heads, d)
+        kv = self.kv(context).reshape(b, context.shape[1], 2, self.heads, d)
+        k, v = kv[:, :, 0], kv[:, :, 1]  # (B, S, heads, d)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d)
+        if mask is not None:
+            logits = jnp.where(mask[:, None, None, :], logits, -jnp.inf)
+        a = jnp.einsum("bhqk,bkhd->bqhd", nn.softmax(logits, axis=-1), v).reshape(b, h * w, c)
+        return x + self.out(a).reshape(b, h, w, c)
+
+
 class ResBlock(nn.Module):
     """h = conv_1(SiLU(norm_1(x))) + emb_proj(SiLU(emb)); h = conv_2(dropout(SiLU(norm_2(h)))); x' + h with x' = x
     or a 1x1 ``shortcut``; then self-attention when ``attention``. x: (B, H, W, C_in), emb: (B, E) -> (B, H, W, C_out)."""
