@@ -77,6 +77,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic("ddim", "diffusion", "DDIM; respaced sampling", "image"),
     Topic("latent_diffusion", "diffusion", "latent diffusion models", "image",
           trains="class-conditional DDPM on scaled latents of a frozen VAE, CFG"),
+    Topic("text_to_image", "diffusion", "text guidance; the concepts of stable diffusion", "image"),
     # Flows
     Topic("coupling_flows", "flows", "NICE; RealNVP; Glow; dequantisation", "2-D, image",
           trains="RealNVP/Glow: multi-scale coupling flow, dequantised bits/dim",

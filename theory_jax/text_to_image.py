@@ -1,0 +1,193 @@
+"""Text guidance: cross-attention from an image to the tokens of its caption, classifier-free guidance with text as
+an implicit classifier, and CLIP's contrastive loss as a bound on mutual information.
+
+Lectures: text guidance and the concepts of stable diffusion (Rombach et al. 2022, "High-resolution image
+synthesis with latent diffusion models", eq. 3; Ho & Salimans 2022, "Classifier-free diffusion guidance", eq. 6;
+Radford et al. 2021, "Learning transferable visual models from natural language supervision", fig. 3; van den Oord
+et al. 2018, "Representation learning with contrastive predictive coding", eq. 4 and appendix; Poole et al. 2019,
+"On variational bounds of mutual information", eq. 12).
+
+A position of the image's feature map asks (query q), the caption's tokens answer (keys k_j, values v_j):
+
+    out(q) = sum_j K(q, k_j) v_j / sum_j K(q, k_j),   K(q, k) = exp(q . k / sqrt(d)),  padded tokens excluded
+
+a kernel-weighted (Nadaraya-Watson) average of the token values. Guidance on a caption c samples
+p_w(x | c) ~ p(x | c) p(c | x)^w, whose score by Bayes' rule is
+
+    grad log p(x | c) + w grad log p(c | x) = (1 + w) grad log p(x | c) - w grad log p(x)
+
+and with eps = -sqrt(1 - abar) score that is (1 + w) eps(x, c) - w eps(x, empty caption). The text encoder can be
+trained first by CLIP's symmetric InfoNCE over a batch of N pairs, whose expectation is bounded by
+I(image; caption) >= log N - L. Twin: ``practice_torch/text_to_image`` (same names, same arguments); cases:
+``shared_specs/text_to_image.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+
+from theory_jax.derivation import Derivation, full_precision, new_figure
+
+TITLE = "text guidance: cross-attention to a caption, guidance by an implicit text classifier, CLIP's InfoNCE bound"
+LECTURES = "text guidance; stable diffusion"
+
+
+# 1. The pure functions (twins in practice_torch.text_to_image) ---------------------------------------------------
+def cross_attention(q, k, v, mask):
+    """softmax(q k^T / sqrt(d)) v with -inf logits at the padded tokens (mask False), so their weights are exactly 0;
+    every caption keeps at least one token. q: (B, T, d), k: (B, S, d), v: (B, S, e), mask: (B, S) bool -> (B, T, e)."""
+    logits = jnp.einsum("btd,bsd->bts", q, k) / math.sqrt(q.shape[-1])
+    logits = jnp.where(mask[:, None, :], logits, -jnp.inf)
+    return jnp.einsum("bts,bse->bte", jax.nn.softmax(logits, axis=-1), v)
+
+
+def guided_eps(eps_cond, eps_uncond, w):
+    """Classifier-free guidance, (1 + w) eps(x, c) - w eps(x, empty caption) (Ho & Salimans eq. 6); w = 0 is the
+    conditional model. eps_cond, eps_uncond: (B, ...), w: () -> (B, ...)."""
+    return (1 + w) * eps_cond - w * eps_uncond
+
+
+def info_nce(image_emb, text_emb, log_scale):
+    """CLIP's symmetric contrastive loss: the pairs (i, i) of a batch are the positives; logits
+    s_ij = exp(log_scale) cos(image_i, text_j); the mean of the image->text and text->image cross-entropies.
+    image_emb, text_emb: (N, D), log_scale: () -> ()."""
+    a = image_emb / jnp.linalg.norm(image_emb, axis=-1, keepdims=True)
+    b = text_emb / jnp.linalg.norm(text_emb, axis=-1, keepdims=True)
+    logits = jnp.exp(log_scale) * a @ b.T
+    rows = -jnp.mean(jnp.diagonal(jax.nn.log_softmax(logits, axis=1)))
+    columns = -jnp.mean(jnp.diagonal(jax.nn.log_softmax(logits, axis=0)))
+    return (rows + columns) / 2
+
+
+def contrastive_loss(scores):
+    """The one-directional InfoNCE of a critic's scores f(x_i, y_j) (van den Oord et al. eq. 4):
+    -mean_i log softmax_j(f(x_i, y_j))_i. scores: (N, N) -> ()."""
+    return -jnp.mean(jnp.diagonal(jax.nn.log_softmax(scores, axis=1)))
+
+
+# 2. The derivation -----------------------------------------------------------------------------------------------
+def _section_cross_attention(d: Derivation, rng: np.random.Generator) -> None:
+    """Cross-attention is a kernel-weighted average of the real tokens' values, blind to the padding."""
+    q, k, v = rng.standard_normal((2, 6, 4)), rng.standard_normal((2, 5, 4)), rng.standard_normal((2, 5, 3))
+    mask = np.array([[True] * 5, [True, True, False, False, False]])
+    out = np.asarray(cross_attention(q, k, v, mask))
+    kernel = np.exp(np.einsum("btd,bsd->bts", q, k) / 2.0) * mask[:, None, :]  # K(q, k) = exp(q . k / sqrt(4))
+    d.numeric("`cross_attention` is the Nadaraya-Watson average $\\sum_j K(q, k_j) v_j / \\sum_j K(q, k_j)$ with "
+              "$K(q, k) = e^{q \\cdot k / \\sqrt d}$ over the real tokens (captions of 5 and 2 tokens)",
+              out, np.einsum("bts,bse->bte", kernel, v) / kernel.sum(-1, keepdims=True))
+    k2, v2 = k.copy(), v.copy()
+    k2[1, 2:], v2[1, 2:] = 100 * rng.standard_normal((3, 4)), 100 * rng.standard_normal((3, 3))
+    d.numeric("...so the padded tokens' keys and values change nothing, however large", cross_attention(q, k2, v2, mask),
+              out)
+    grad_k, grad_v = jax.grad(lambda k_, v_: jnp.sum(cross_attention(q, k_, v_, mask) ** 2), argnums=(0, 1))(k, v)
+    d.gradient("...and no gradient reaches them: $\\partial L / \\partial k_j = \\partial L / \\partial v_j = 0$ for "
+               "the 3 padded tokens (`jax.grad`)", np.concatenate([np.ravel(grad_k[1, 2:]), np.ravel(grad_v[1, 2:])]),
+               np.zeros(21))
+
+
+def _section_guidance(d: Derivation, rng: np.random.Generator) -> None:
+    """Guidance on a caption: the guided score adds w times the implicit classifier's gradient (Bayes' rule)."""
+    x, m0, m1 = sp.symbols("x m_0 m_1", real=True)
+    lik0, lik1 = sp.exp(-(x - m0) ** 2 / 2), sp.exp(-(x - m1) ** 2 / 2)  # two captions, equally likely
+    evidence = (lik0 + lik1) / 2
+    d.symbolic("Bayes' rule makes a classifier of the conditional and unconditional models: for two captions with "
+               "$p(x|c) = \\mathcal N(m_c, 1)$, $\\nabla_x \\log p(c{=}0|x) = \\nabla_x \\log p(x|c{=}0) - "
+               "\\nabla_x \\log p(x)$", sp.diff(sp.log(lik0 / 2 / evidence), x),
+               sp.diff(sp.log(lik0), x) - sp.diff(sp.log(evidence), x))
+
+    # three captions as a 2-D Gaussian mixture, noised to x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps
+    means, abar, w = jnp.array([[-1.5, 0.0], [1.5, 0.5], [0.0, 2.0]]), 0.6, 3.0
+    var = abar * 0.3 + 1 - abar  # x_0 | c ~ N(m_c, 0.3 I)
+
+    def log_lik(x_t, c):
+        return -jnp.sum((x_t - jnp.sqrt(abar) * means[c]) ** 2) / (2 * var) - jnp.log(2 * jnp.pi * var)
+
+    def log_evidence(x_t):
+        return jax.nn.logsumexp(jnp.stack([log_lik(x_t, c) for c in range(3)])) - jnp.log(3.0)
+
+    points, caption = jnp.asarray(rng.standard_normal((50, 2)) * 1.5), 1
+    score_c = jax.vmap(jax.grad(lambda x_t: log_lik(x_t, caption)))(points)
+    score_u = jax.vmap(jax.grad(log_evidence))(points)
+    classifier = jax.vmap(jax.grad(lambda x_t: log_lik(x_t, caption) - log_evidence(x_t)))(points)
+    scale = -jnp.sqrt(1 - abar)  # eps = -sqrt(1 - abar) score
+    d.numeric("`guided_eps` on the exact noise predictors of 3 captions ($w = 3$, $\\bar\\alpha = 0.6$, 50 points) is "
+              "$-\\sqrt{1-\\bar\\alpha}\\,(\\nabla \\log p_t(x|c) + w \\nabla \\log p_t(c|x))$: the conditional score "
+              "plus $w$ times the implicit classifier's gradient (`jax.grad` of its log posterior)",
+              guided_eps(scale * score_c, scale * score_u, w), scale * (score_c + w * classifier))
+
+
+def _critic(x, y, rho):
+    """The optimal critic log p(y | x) / p(y) for x, y standard normal in D dims with corr(x_i, y_i) = rho.
+    x: (N, D), y: (M, D) -> (N, M)."""
+    dim = x.shape[-1]
+    cond = -jnp.sum((y[None] - rho * x[:, None]) ** 2, -1) / (2 * (1 - rho**2))
+    return cond + jnp.sum(y**2, -1)[None] / 2 - dim / 2 * jnp.log(1 - rho**2)
+
+
+def _correlated(rng: np.random.Generator, n: int, dim: int, rho: float):
+    x = rng.standard_normal((n, dim))
+    return x, rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((n, dim))
+
+
+def _section_info_nce(d: Derivation, rng: np.random.Generator) -> None:
+    """CLIP's loss is two cross-entropies; with the optimal critic, log N - InfoNCE bounds the mutual information."""
+    image, text = rng.standard_normal((6, 5)), rng.standard_normal((6, 5))
+    a = image / np.linalg.norm(image, axis=1, keepdims=True)
+    b = text / np.linalg.norm(text, axis=1, keepdims=True)
+    logits = math.exp(2.0) * a @ b.T
+    rows = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    cols = logits - np.log(np.exp(logits).sum(0, keepdims=True))
+    d.numeric("`info_nce` is the mean of the image->caption and caption->image cross-entropies of the scaled cosine "
+              "logits, the diagonal being the positives (6 pairs, scale $e^2$)", info_nce(image, text, 2.0),
+              -(np.trace(rows) + np.trace(cols)) / 12)
+
+    dim, rho = 2, 0.8
+    mi = -dim / 2 * math.log(1 - rho**2)  # I(x; y) of the correlated Gaussians, nats
+    x, y = _correlated(rng, 200_000, dim, rho)
+    shuffled = y[rng.permutation(len(y))]
+    ratio = jnp.exp(jax.vmap(lambda xi, yi: _critic(xi[None], yi[None], rho)[0, 0])(x, shuffled))
+    d.monte_carlo("The optimal critic $f(x, y) = \\log p(y|x)/p(y)$ is normalised under the product of the marginals, "
+                  "$E_{p(x)p(y)}[e^{f(x, y)}] = 1$: the property InfoNCE's bound rests on (2-D Gaussians, "
+                  "$\\rho = 0.8$, 200 000 shuffled pairs)", ratio, 1.0)
+    d.numeric("With independent images and captions ($\\rho = 0$) the optimal critic is 0, every logit ties and "
+              "the loss is exactly $\\log N$ (N = 64)", contrastive_loss(_critic(*_correlated(rng, 64, dim, 0.0), 0.0)),
+              math.log(64))
+
+    sizes, bounds, errors = (2, 4, 8, 16, 32, 64, 128, 256), [], []
+    batch_losses = jax.jit(jax.vmap(lambda x_, y_: contrastive_loss(_critic(x_, y_, rho))))
+    for n in sizes:  # 8192 / N batches of N pairs each
+        x, y = _correlated(rng, 8192, dim, rho)
+        per_batch = math.log(n) - np.asarray(batch_losses(x.reshape(-1, n, dim), y.reshape(-1, n, dim)))
+        bounds.append(per_batch.mean())
+        errors.append(per_batch.std(ddof=1) / math.sqrt(len(per_batch)))
+    bounds, errors = np.array(bounds), np.array(errors)
+    d.inequality(f"InfoNCE bounds the mutual information: $E[\\log N - L_N] \\le I(x; y) = {mi:.4f}$ nats for every "
+                 "batch size N from 2 to 256: the mean over 8192/N batches, less 4 standard errors, is below $I$ (the "
+                 "optimal critic, 2-D Gaussians, $\\rho = 0.8$)", bounds - 4 * errors, np.full(len(sizes), mi))
+    d.inequality("...and the bound tightens with N: at N = 256 it is within 0.05 nats of $I$",
+                 np.array([mi - bounds[-1]]), np.array([0.05]))
+    fig, ax = new_figure()
+    ax.errorbar(sizes, bounds, yerr=2 * errors, fmt="o-", label="$\\log N - L_N$ (optimal critic), 2 SE")
+    ax.set_xscale("log", base=2)
+    ax.axhline(mi, color="k", lw=1, label=f"$I(x; y) = {mi:.3f}$ nats")
+    ax.plot(sizes, np.log(sizes), "--", color="0.6", label="$\\log N$")
+    ax.set(xlabel="batch size $N$", ylabel="nats", ylim=(0, 1.6 * mi))
+    ax.legend()
+    d.figure(fig, "The contrastive bound rises with the batch size toward the mutual information it can never exceed, "
+             "held below $\\log N$ for small batches: why CLIP trains with large ones.")
+
+
+def derive(echo=None) -> Derivation:
+    full_precision()
+    d = Derivation("text_to_image", TITLE, LECTURES, echo=echo)
+    rng = np.random.default_rng(0)
+
+    _section_cross_attention(d, rng)
+    _section_guidance(d, rng)
+    _section_info_nce(d, rng)
+    return d
