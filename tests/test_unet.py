@@ -185,7 +185,8 @@ def test_interleaved_sinusoids_are_caught(both, monkeypatch):
 
 def test_cross_attention_catches_a_mask_that_lets_padding_through_and_keys_swapped_with_values(both):
     """The padded captions' extra tokens read on the JAX side (its mask all True), then the [k | v] blocks of ``kv``
-    taken as [v | k]: each changes the output; with its own mask, no gradient reaches a padded token in either twin."""
+    taken as [v | k]: each changes the output; with its own mask, no gradient reaches a padded token in PyTorch (the
+    case holds the JAX twin's gradients to these)."""
     case = CASES["nets/unet_cross_attention/padded"]
     leak = Perturbation("padding let through", inputs=lambda d: {**d, "mask": np.ones_like(d["mask"])})
     message = caught(case, leak)
