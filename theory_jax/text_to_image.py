@@ -32,6 +32,7 @@ import numpy as np
 import sympy as sp
 
 from theory_jax.derivation import Derivation, full_precision, new_figure
+from theory_jax.nets.attention import attention_weights
 
 TITLE = "text guidance: cross-attention to a caption, guidance by an implicit text classifier, CLIP's InfoNCE bound"
 LECTURES = "text guidance; stable diffusion"
@@ -41,9 +42,7 @@ LECTURES = "text guidance; stable diffusion"
 def cross_attention(q, k, v, mask):
     """softmax(q k^T / sqrt(d)) v with -inf logits at the padded tokens (mask False), so their weights are exactly 0;
     every caption keeps at least one token. q: (B, T, d), k: (B, S, d), v: (B, S, e), mask: (B, S) bool -> (B, T, e)."""
-    logits = jnp.einsum("btd,bsd->bts", q, k) / math.sqrt(q.shape[-1])
-    logits = jnp.where(mask[:, None, :], logits, -jnp.inf)
-    return jnp.einsum("bts,bse->bte", jax.nn.softmax(logits, axis=-1), v)
+    return attention_weights(q, k, mask[:, None, :]) @ v
 
 
 def guided_eps(eps_cond, eps_uncond, w):

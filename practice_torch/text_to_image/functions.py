@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from practice_torch.nets.attention import attention_weights
 
 
 def cross_attention(q, k, v, mask):
     """softmax(q k^T / sqrt(d)) v with -inf logits at the padded tokens (mask False): their weights are exactly 0;
     every caption keeps at least one token. q: (B, T, d), k: (B, S, d), v: (B, S, e), mask: (B, S) bool -> (B, T, e)."""
-    logits = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    logits = logits.masked_fill(~mask[:, None, :], float("-inf"))
-    return torch.softmax(logits, dim=-1) @ v
+    return attention_weights(q, k, mask[:, None, :]) @ v
 
 
 def guided_eps(eps_cond, eps_uncond, w):
