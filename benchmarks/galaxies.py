@@ -3,7 +3,7 @@ physical parameters they were asked for?
 
 For a ``flow_matching`` run on ``galaxies`` (``--run``; without it, the quick preset is trained first, into
 ``runs/``), N samples are drawn at the conditions of the first N test galaxies, and ``measure``
-(``practice_torch.flow_matching.galaxies``) reads half-light radius, ellipticity (PSF-corrected HSM shapes),
+(``practice_torch.evaluation.galaxies``) reads half-light radius, ellipticity (PSF-corrected HSM shapes),
 flux and concentration (for the Sersic index) off them. One row per parameter: Pearson and Spearman correlation
 and the slope of measured on requested (physical units), for the samples and, beside them, for the real test
 images of the same conditions measured the same way: the ceiling the measurement allows. Writes the parameter
@@ -71,7 +71,7 @@ def shared_noise_generator(module, cfg, net):
 def conditioning_rows(samples: torch.Tensor, real: torch.Tensor, y: torch.Tensor) -> tuple[list[dict], dict, dict]:
     """The table: per parameter, the correlations and slope of measured vs requested (y (N, 5) normalised) for
     ``samples`` and for ``real`` images (N, 1, S, S) of the same conditions; with both measurements."""
-    from practice_torch.flow_matching.galaxies import condition_correlations, measure
+    from practice_torch.evaluation.galaxies import condition_correlations, measure
 
     measured, ceiling = measure(samples), measure(real)
     got, best = condition_correlations(y, measured), condition_correlations(y, ceiling)
@@ -85,7 +85,7 @@ def conditioning_rows(samples: torch.Tensor, real: torch.Tensor, y: torch.Tensor
 def galaxy_conditioning(args) -> list[dict]:
     from practice_torch.data import get_dataset
     from practice_torch.engine.artefacts import write_artefact
-    from practice_torch.flow_matching.galaxies import sweep_figure, tracking_figure
+    from practice_torch.evaluation.galaxies import sweep_figure, tracking_figure
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     module, cfg, net, run = galaxy_run(args.run, device)

@@ -77,7 +77,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic("ddim", "diffusion", "DDIM; respaced sampling", "image"),
     Topic("latent_diffusion", "diffusion", "latent diffusion models", "image",
           trains="class-conditional DDPM on scaled latents of a frozen VAE, CFG"),
-    Topic("text_to_image", "diffusion", "text guidance; the concepts of stable diffusion", "image"),
+    Topic("text_to_image", "diffusion", "text guidance; the concepts of stable diffusion", "image",
+          trains="caption-to-image latent diffusion: char transformer, cross-attention U-Net, VQ latents, CFG",
+          checks="the caption-conditioned latent epsilon loss (VQ encoder, text encoder and U-Net twins)"),
     # Flows
     Topic("coupling_flows", "flows", "NICE; RealNVP; Glow; dequantisation", "2-D, image",
           trains="RealNVP/Glow: multi-scale coupling flow, dequantised bits/dim",

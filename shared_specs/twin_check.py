@@ -61,8 +61,8 @@ def check_run(run_dir: Path, examples: int = 64, split: str = "test", seed: int 
     from practice_torch.data import SPLITS
     from practice_torch.engine.checkpoint import CheckpointError
     from practice_torch.engine.config import ConfigError
-    from practice_torch.engine.runs import load_split, load_trained, run_model_name
-    from practice_torch.models import get_model
+    from practice_torch.engine.runs import load_split, run_model_name
+    from practice_torch.models import open_run
 
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
@@ -76,7 +76,8 @@ def check_run(run_dir: Path, examples: int = 64, split: str = "test", seed: int 
         name = run_model_name(run_dir)
         if name not in CHECKERS:
             raise CheckError(f"{name} has no JAX twin network to check against; supported: {', '.join(CHECKERS)}")
-        module, cfg, net = load_trained(run_dir, get_model(name), device=__import__("torch").device("cpu"))
+        # through the registry, which hands a model the runs it builds on (text_to_image's VQ-VAE)
+        module, cfg, net = open_run(run_dir, __import__("torch").device("cpu"))
         check = importlib.import_module(CHECKERS[name]).check
         data = load_split(cfg.data, split)  # whole (a text set's limit counts characters), the first N used
     except CheckError:

@@ -38,6 +38,11 @@ RUNS = {
     "ssm@spoken_digits": ["--dataset", "spoken_digits", "--set", "model.channels=8", "--set", "model.layers=1",
                           "--set", "model.state=4", "--set", "model.sample_rate=1000", "--set", "train.batch_size=2",
                           "--set", "train.val_batch=2", "--set", "train.samples=1", "--set", "model.sample_seconds=0.05"],
+    "text_to_image": ["--set", "data.limit=300", "--set", "model.autoencoder_steps=4", "--set", "model.channels=16",
+                      "--set", "model.num_res_blocks=1", "--set", "model.heads=2", "--set", "model.text_dim=16",
+                      "--set", "model.text_layers=1", "--set", "model.text_heads=2", "--set", "model.T=50",
+                      "--set", "model.sample_steps=2", "--set", "model.scale_examples=100",
+                      "--set", "train.batch_size=16"],
     # 2-D data: the MLP denoiser / field (theory_jax.nets.MLPDenoiser)
     "ddpm@moons": ["--dataset", "moons", "--set", "model.hidden=8", "--set", "model.depth=1", "--set", "model.T=20",
                    "--set", "model.sample_steps=5", "--set", "train.batch_size=8"],
@@ -61,7 +66,8 @@ class Runs(dict):
     def __missing__(self, name: str) -> Path:
         out = self.root / name.replace("@", "-")
         model = name.split("@")[0]  # "ddpm@moons": ddpm on 2-D data
-        assert torch_cli(["train", model, "--steps", "2", "--out", str(out), *COMMON, *RUNS[name]]) == 0
+        first = ["--set", f"model.autoencoder_root={self.root / 'autoencoders'}"] if model == "text_to_image" else []
+        assert torch_cli(["train", model, "--steps", "2", "--out", str(out), *COMMON, *RUNS[name], *first]) == 0
         self[name] = out
         return out
 

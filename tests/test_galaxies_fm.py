@@ -13,7 +13,7 @@ import torch
 
 from practice_torch.data import get_dataset, get_info
 from practice_torch.data.galaxies import ASINH_SCALE, CONDITION, NOISE_SIGMA, normalise_condition, render
-from practice_torch.flow_matching.galaxies import (
+from practice_torch.evaluation.galaxies import (
     condition_correlations,
     measure,
     psf_half_light_radius,

@@ -58,7 +58,8 @@ def test_the_flax_twin_takes_nhwc():
     ({"attention_levels": (3,)}, r"attention_levels \[3\] outside"),
     ({"heads": 3}, "heads=3 must divide"),
     ({"num_res_blocks": 0}, "num_res_blocks >= 1"),
-    ({"cond_dim": -1}, "cond_dim >= 0"),
+    ({"cond_dim": -1}, "num_classes, cond_dim and context_dim >= 0"),
+    ({"context_dim": -2}, "num_classes, cond_dim and context_dim >= 0"),
     ({"widths": 3}, "unknown U-Net settings"),
 ])
 def test_bad_configs_raise_one_line(settings, message):

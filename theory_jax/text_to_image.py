@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,6 +34,7 @@ import sympy as sp
 
 from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.nets.attention import attention_weights
+from theory_jax.nets.transformer import Transformer
 
 TITLE = "text guidance: cross-attention to a caption, guidance by an implicit text classifier, CLIP's InfoNCE bound"
 LECTURES = "text guidance; stable diffusion"
@@ -67,6 +69,26 @@ def contrastive_loss(scores):
     """The one-directional InfoNCE of a critic's scores f(x_i, y_j) (van den Oord et al. eq. 4):
     -mean_i log softmax_j(f(x_i, y_j))_i. scores: (N, N) -> ()."""
     return -jnp.mean(jnp.diagonal(jax.nn.log_softmax(scores, axis=1)))
+
+
+class TextEncoder(nn.Module):
+    """CLIP's text tower in miniature: token ids (B, S) -> token states (B, S, dim) by a token ``embedding`` and the
+    causal trunk (``theory_jax.nets.Transformer``, learned positions, pre-norm); the state of token i reads tokens
+    0..i only, so padding after a caption never reaches its real tokens. Twin of
+    ``practice_torch.text_to_image.TextEncoder`` (same fields and attribute names)."""
+
+    vocab: int
+    dim: int = 64
+    heads: int = 4
+    layers: int = 2
+    max_len: int = 48
+
+    def setup(self):
+        self.embedding = nn.Embed(self.vocab, self.dim)
+        self.trunk = Transformer(dim=self.dim, heads=self.heads, layers=self.layers, max_len=self.max_len, causal=True)
+
+    def __call__(self, ids):
+        return self.trunk(self.embedding(ids))
 
 
 # 2. The derivation -----------------------------------------------------------------------------------------------
@@ -118,6 +140,58 @@ def _section_guidance(d: Derivation, rng: np.random.Generator) -> None:
               "$-\\sqrt{1-\\bar\\alpha}\\,(\\nabla \\log p_t(x|c) + w \\nabla \\log p_t(c|x))$: the conditional score "
               "plus $w$ times the implicit classifier's gradient (`jax.grad` of its log posterior)",
               guided_eps(scale * score_c, scale * score_u, w), scale * (score_c + w * classifier))
+
+
+def _section_training(d: Derivation, rng: np.random.Generator) -> None:
+    """What the trained model relies on: a causal text encoder is blind to padding, and caption dropout makes the
+    same network the unconditional model that guidance needs."""
+    ids = np.array([[1, 7, 3, 9, 4, 0, 0, 0], [1, 5, 0, 0, 0, 0, 0, 0]])
+    other = np.where(ids == 0, rng.integers(2, 12, ids.shape), ids)  # something else in every padded place
+    encoder = TextEncoder(12, dim=16, heads=2, layers=2, max_len=8)
+    params = jax.tree.map(lambda p: p.astype(jnp.float64), jax.jit(encoder.init)(jax.random.key(0), ids)["params"])
+    apply = jax.jit(encoder.apply)
+    states, states_other = (np.asarray(apply({"params": params}, jnp.asarray(i))) for i in (ids, other))
+    real = ids != 0
+    d.numeric("A causal text encoder (`TextEncoder`: token embedding, 2 causal transformer blocks) gives a caption's "
+              "real tokens the same states whatever is in the padded places after them (captions of 5 and 2 "
+              "tokens of 8): what the U-Net reads does not depend on how long the batch's longest caption is",
+              states_other[real], states[real])
+
+    # three captions as a 2-D Gaussian mixture, noised at abar = 0.5; a dropped caption is drawn but not shown
+    means, abar, spread = np.array([[-1.5, 0.0], [1.5, 0.5], [0.0, 2.0]]), 0.5, 0.3
+    var = abar * spread + 1 - abar
+
+    def log_lik(x_t, c):  # log p_t(x_t | c), a Gaussian of variance var per coordinate
+        return -jnp.sum((x_t - math.sqrt(abar) * means[c]) ** 2, -1) / (2 * var) - jnp.log(2 * jnp.pi * var)
+
+    def eps_cond(x_t, c):  # E[eps | x_t, c] = -sqrt(1 - abar) grad log p_t(x_t | c)
+        return math.sqrt(1 - abar) * (x_t - math.sqrt(abar) * means[c]) / var
+
+    def eps_empty(x_t):  # sum_c p(c | x_t) E[eps | x_t, c]
+        weights = jax.nn.softmax(jnp.stack([log_lik(x_t, c) for c in range(3)], -1), -1)
+        return sum(weights[..., c:c + 1] * eps_cond(x_t, c) for c in range(3))
+
+    def log_marginal(x_t):
+        return jax.nn.logsumexp(jnp.stack([log_lik(x_t, c) for c in range(3)])) - math.log(3)
+
+    points = jnp.asarray(rng.standard_normal((40, 2)) * 1.5)
+    eps_empty = jax.jit(eps_empty)
+    d.numeric("With the empty caption the best noise prediction is the caption posterior's average of the "
+              "conditional ones, $\\sum_c p(c|x_t)\\,\\epsilon^*(x_t, c) = -\\sqrt{1-\\bar\\alpha}\\,\\nabla \\log "
+              "p_t(x_t)$: the unconditional model (3 captions, $\\bar\\alpha = 0.5$, 40 points, `jax.grad`)",
+              eps_empty(points), -math.sqrt(1 - abar) * jax.jit(jax.vmap(jax.grad(log_marginal)))(points))
+    n = 400_000
+    c = rng.integers(0, 3, n)
+    x0 = means[c] + math.sqrt(spread) * rng.standard_normal((n, 2))
+    eps = rng.standard_normal((n, 2))
+    x_t = math.sqrt(abar) * x0 + math.sqrt(1 - abar) * eps
+    residual = eps - np.asarray(eps_empty(jnp.asarray(x_t)))
+    tests = np.stack([np.ones(n), x_t[:, 0], x_t[:, 1], np.tanh(x_t[:, 0] * x_t[:, 1])], 1)  # functions h(x_t)
+    d.monte_carlo("...and caption dropout trains it: on examples whose caption was dropped (drawn, not shown), the "
+                  "residual $\\epsilon - \\sum_c p(c|x_t)\\epsilon^*(x_t, c)$ is orthogonal to functions of $x_t$ "
+                  "($1$, $x_{t,1}$, $x_{t,2}$, $\\tanh(x_{t,1} x_{t,2})$), the condition that makes it the minimiser "
+                  "of the dropped examples' squared error (400 000 draws)",
+                  (residual[:, :, None] * tests[:, None, :]).reshape(n, -1), np.zeros(8))
 
 
 def _critic(x, y, rho):
@@ -188,5 +262,6 @@ def derive(echo=None) -> Derivation:
 
     _section_cross_attention(d, rng)
     _section_guidance(d, rng)
+    _section_training(d, rng)
     _section_info_nce(d, rng)
     return d

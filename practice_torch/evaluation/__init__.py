@@ -4,6 +4,8 @@
     features.py   the project's feature network per image data set (trained, cached, ``features`` command)
     inception.py  the standard FID network (Inception-v3 pool features) from weights in the user's --data-dir
     samples.py    the sample metrics ``eval`` reports for image models, and the sanity table's measurements
+    galaxies.py   the GalSim parameters measured back off galaxy images (flux, HSM shapes, radius, concentration):
+                  how well a conditioned model (flow_matching, text_to_image) follows what it was asked for
 
 The package exports the math (``metrics``), which loads no data set; the feature networks are
 ``practice_torch.evaluation.features`` (``feature_network``, ``embed``).

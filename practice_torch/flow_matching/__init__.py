@@ -5,7 +5,8 @@
 * ``sampling``: the ODE sampler (torchdiffeq: euler / midpoint / rk4 / dopri5), counting function evaluations.
 * ``training``: the training adapter (``python -m practice_torch train flow_matching``), not imported here:
   an MLP field on 2-D data, a class-conditional U-Net on images, a U-Net conditioned on galaxy parameters.
-* ``figures``: 2-D samples, trajectories, the field and the density. ``galaxies``: measurements and the sweep figure.
+* ``figures``: 2-D samples, trajectories, the field and the density (the galaxy measurements and the sweep figure
+  are ``practice_torch.evaluation.galaxies``, shared with ``text_to_image``).
 """
 
 from practice_torch.flow_matching.functions import (cfm_loss, conditional_path, ot_assignment, ot_coupling,

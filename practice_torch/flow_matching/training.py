@@ -4,7 +4,7 @@
 * images (fashion_mnist, ...): the project U-Net on 2x - 1, class-conditional with ``model.conditional=true`` (label
   dropout to the null token, classifier-free guidance ``guidance_scale`` w: (1 + w) v(x, y) - w v(x));
 * galaxies: the U-Net conditioned on the 5 normalised physical parameters (``cond_dim=5``, ``cond=y``); ``sample``
-  adds the parameter-sweep figure of ``practice_torch.flow_matching.galaxies``.
+  adds the parameter-sweep figure of ``practice_torch.evaluation.galaxies``.
 
 The loss is L_CFM on the conditional OT path (``functions``) with t ~ U[0, 1] and x0 ~ N(0, I) from ``draw_noise``;
 ``coupling=ot`` re-pairs noise and data by the exact minibatch assignment (OT-CFM). The field sees t as 1000 t (the
@@ -236,9 +236,9 @@ def sample(net: FlowModel, config: Config, n: int, generator: torch.Generator, e
 def galaxy_sweep(net: FlowModel, config: Config, generator: torch.Generator) -> list[Artefact]:
     """The galaxies helper's figure of samples along a sweep of each parameter (skipped, with a message, if absent)."""
     try:
-        from practice_torch.flow_matching.galaxies import sweep_figure
+        from practice_torch.evaluation.galaxies import sweep_figure
     except ImportError as exc:
-        print(f"galaxy sweep figure skipped: practice_torch.flow_matching.galaxies is not available ({exc})")
+        print(f"galaxy sweep figure skipped: practice_torch.evaluation.galaxies is not available ({exc})")
         return []
 
     def conditioned(y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,6 +7,9 @@ The twin of ``theory_jax/nets/unet.py`` (flax, NHWC): same class and attribute n
   with ``num_classes = K > 0`` a class embedding of K + 1 rows is added (row K: the null token, y = None);
   with ``cond_dim = P > 0`` a continuous condition c: (B, P) (e.g. physical parameters) is embedded by
   Linear -> SiLU -> Linear to E and added too (Dhariwal & Nichol's conditioning by adding to the time embedding);
+  with ``context_dim = D > 0`` every residual block with self-attention (the ``attention_levels`` and the middle)
+  then cross-attends to a sequence of token states (B, S, D) with a padding mask (B, S) (``CrossAttentionBlock``:
+  stable diffusion's text conditioning, Rombach et al. 2022, eq. 3);
 * ``conv_in`` 3x3; ``down``: per level ``num_res_blocks`` residual blocks (self-attention after them at
   ``attention_levels``), then a strided 3x3 conv except at the last level; every output is kept for a skip;
 * ``mid``: residual block, self-attention, residual block;
@@ -45,6 +48,7 @@ class UNetConfig:
     dropout: float = 0.0
     num_classes: int = 0
     cond_dim: int = 0  # width of a continuous condition vector (0: none)
+    context_dim: int = 0  # width of the token states the attention levels cross-attend to (0: none)
 
     def check(self) -> UNetConfig:
         """This config, or a one-line ValueError naming what is wrong."""
@@ -59,9 +63,11 @@ class UNetConfig:
             raise ValueError(f"U-Net attention_levels {bad} outside the {len(widths)} levels 0..{len(widths) - 1}")
         if any(widths[a] % self.heads for a in (*self.attention_levels, len(widths) - 1)):
             raise ValueError(f"U-Net heads={self.heads} must divide the width of every attention level")
-        if self.num_res_blocks < 1 or self.num_classes < 0 or self.cond_dim < 0 or not 0 <= self.dropout < 1:
-            raise ValueError(f"U-Net needs num_res_blocks >= 1, num_classes >= 0, cond_dim >= 0 and 0 <= dropout < 1, "
-                             f"got {self.num_res_blocks}, {self.num_classes}, {self.cond_dim}, {self.dropout}")
+        if (self.num_res_blocks < 1 or self.num_classes < 0 or min(self.cond_dim, self.context_dim) < 0
+                or not 0 <= self.dropout < 1):
+            raise ValueError(f"U-Net needs num_res_blocks >= 1, num_classes, cond_dim and context_dim >= 0 and "
+                             f"0 <= dropout < 1, got {self.num_res_blocks}, {self.num_classes}, {self.cond_dim}, "
+                             f"{self.context_dim}, {self.dropout}")
         return self
 
 
@@ -172,10 +178,11 @@ class CrossAttentionBlock(nn.Module):
 
 class ResBlock(nn.Module):
     """h = conv_1(SiLU(norm_1(x))) + emb_proj(SiLU(emb)); h = conv_2(dropout(SiLU(norm_2(h)))); x' + h with x' = x
-    or a 1x1 ``shortcut``; then self-attention when ``attention``. x: (B, C_in, H, W), emb: (B, E) -> (B, C_out, H, W)."""
+    or a 1x1 ``shortcut``; then self-attention when ``attention``, and cross-attention to ``context`` when
+    ``context_dim`` > 0 too. x: (B, C_in, H, W), emb: (B, E), context: (B, S, D), mask: (B, S) -> (B, C_out, H, W)."""
 
     def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int = 8, dropout: float = 0.0,
-                 attention: bool = False, heads: int = 1):
+                 attention: bool = False, heads: int = 1, context_dim: int = 0):
         super().__init__()
         self.norm_1 = nn.GroupNorm(groups, in_channels, eps=GROUPNORM_EPS)
         self.conv_1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
@@ -187,13 +194,15 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv_2.bias)
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
         self.attn = AttentionBlock(out_channels, heads, groups) if attention else None
+        self.cross = CrossAttentionBlock(out_channels, context_dim, heads, groups) if attention and context_dim else None
 
-    def forward(self, x, emb):
+    def forward(self, x, emb, context=None, mask=None):
         h = self.conv_1(F.silu(self.norm_1(x)))
         h = h + self.emb_proj(F.silu(emb))[:, :, None, None]
         h = self.conv_2(self.dropout(F.silu(self.norm_2(h))))
         h = h + (x if self.shortcut is None else self.shortcut(x))
-        return h if self.attn is None else self.attn(h)
+        h = h if self.attn is None else self.attn(h)
+        return h if self.cross is None else self.cross(h, context, mask)
 
 
 class Downsample(nn.Module):
@@ -219,10 +228,13 @@ class Upsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps_theta(x, t[, y][, cond]). ``UNet(UNetConfig(...))`` or ``UNet(**fields)`` (the spec cases build it that way).
+    """eps_theta(x, t[, y][, cond][, context]). ``UNet(UNetConfig(...))`` or ``UNet(**fields)`` (the spec cases build
+    it that way).
 
     forward(x: (B, in_channels, H, W), t: (B,) float or long, y: (B,) long or None, cond: (B, cond_dim) float
-    (required when cond_dim > 0)) -> (B, out_channels, H, W); H and W divisible by 2^(levels - 1)."""
+    (required when cond_dim > 0), context: (B, S, context_dim) token states and context_mask: (B, S) bool (True: a
+    real token; None: all real), required when context_dim > 0) -> (B, out_channels, H, W); H and W divisible by
+    2^(levels - 1)."""
 
     def __init__(self, config: UNetConfig | None = None, **overrides):
         super().__init__()
@@ -238,7 +250,7 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d(cfg.in_channels, c, 3, padding=1)
 
         def res(i: int, o: int, attention: bool) -> ResBlock:
-            return ResBlock(i, o, emb, g, cfg.dropout, attention, cfg.heads)
+            return ResBlock(i, o, emb, g, cfg.dropout, attention, cfg.heads, cfg.context_dim)
 
         self.down, skips, ch = nn.ModuleList(), [c], c
         for level, mult in enumerate(cfg.channel_mults):
@@ -283,20 +295,32 @@ class UNet(nn.Module):
         y = torch.full((len(t),), k, dtype=torch.long, device=emb.device) if y is None else y.long()
         return emb + self.class_embedding(y)
 
-    def forward(self, x, t, y=None, cond=None):
+    def forward(self, x, t, y=None, cond=None, context=None, context_mask=None):
         cfg = self.config
         scale = 2 ** (len(cfg.channel_mults) - 1)
         if x.ndim != 4 or x.shape[1] != cfg.in_channels or x.shape[2] % scale or x.shape[3] % scale:
             raise ValueError(f"U-Net input must be (B, {cfg.in_channels}, H, W) with H and W divisible by {scale}, "
                              f"got {tuple(x.shape)}")
+        check_context(context, cfg.context_dim, x.shape[0])
         emb = self.embed(t, y, batch=x.shape[0], cond=cond)
+        c = (context, context_mask)
         h = self.conv_in(x)
         skips = [h]
         for block in self.down:
-            h = block(h, emb) if isinstance(block, ResBlock) else block(h)
+            h = block(h, emb, *c) if isinstance(block, ResBlock) else block(h)
             skips.append(h)
         for block in self.mid:
-            h = block(h, emb)
+            h = block(h, emb, *c)
         for block in self.up:
-            h = block(torch.cat([h, skips.pop()], dim=1), emb) if isinstance(block, ResBlock) else block(h)
+            h = block(torch.cat([h, skips.pop()], dim=1), emb, *c) if isinstance(block, ResBlock) else block(h)
         return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def check_context(context, context_dim: int, batch: int) -> None:
+    """A one-line ValueError unless ``context`` is (batch, S, context_dim) when context_dim > 0 and None otherwise."""
+    if context_dim == 0 and context is not None:
+        raise ValueError("this U-Net has context_dim=0: pass context=None")
+    if context_dim and (context is None or context.ndim != 3 or context.shape[0] != batch
+                        or context.shape[2] != context_dim):
+        got = None if context is None else tuple(context.shape)
+        raise ValueError(f"this U-Net cross-attends to context of shape ({batch}, S, {context_dim}), got {got}")

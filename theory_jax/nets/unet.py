@@ -120,7 +120,8 @@ class CrossAttentionBlock(nn.Module):
 
 class ResBlock(nn.Module):
     """h = conv_1(SiLU(norm_1(x))) + emb_proj(SiLU(emb)); h = conv_2(dropout(SiLU(norm_2(h)))); x' + h with x' = x
-    or a 1x1 ``shortcut``; then self-attention when ``attention``. x: (B, H, W, C_in), emb: (B, E) -> (B, H, W, C_out)."""
+    or a 1x1 ``shortcut``; then self-attention when ``attention``, and cross-attention to ``context`` when
+    ``context_dim`` > 0 too. x: (B, H, W, C_in), emb: (B, E), context: (B, S, D), mask: (B, S) -> (B, H, W, C_out)."""
 
     in_channels: int
     out_channels: int
@@ -129,6 +130,7 @@ class ResBlock(nn.Module):
     dropout: float = 0.0
     attention: bool = False
     heads: int = 1
+    context_dim: int = 0
 
     def setup(self):
         self.norm_1 = group_norm(self.groups)
@@ -139,13 +141,16 @@ class ResBlock(nn.Module):
         self.conv_2 = nn.Conv(self.out_channels, (3, 3), padding=PAD_1)
         self.shortcut = nn.Conv(self.out_channels, (1, 1)) if self.in_channels != self.out_channels else None
         self.attn = AttentionBlock(self.out_channels, self.heads, self.groups) if self.attention else None
+        self.cross = (CrossAttentionBlock(self.out_channels, self.context_dim, self.heads, self.groups)
+                      if self.attention and self.context_dim else None)
 
-    def __call__(self, x, emb, train: bool = False):
+    def __call__(self, x, emb, train: bool = False, context=None, mask=None):
         h = self.conv_1(nn.silu(self.norm_1(x)))
         h = h + self.emb_proj(nn.silu(emb))[:, None, None, :]
         h = self.conv_2(self.drop(nn.silu(self.norm_2(h)), deterministic=not train))
         h = h + (x if self.shortcut is None else self.shortcut(x))
-        return h if self.attn is None else self.attn(h)
+        h = h if self.attn is None else self.attn(h)
+        return h if self.cross is None else self.cross(h, context, mask)
 
 
 class Downsample(nn.Module):
@@ -170,9 +175,10 @@ class Upsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps_theta(x, t[, y][, cond]); fields as ``practice_torch.nets.UNetConfig``.
+    """eps_theta(x, t[, y][, cond][, context]); fields as ``practice_torch.nets.UNetConfig``.
     x: (B, H, W, in_channels), t: (B,) float or int, y: (B,) int or None (the null token),
-    cond: (B, cond_dim) or None -> (B, H, W, out_channels)."""
+    cond: (B, cond_dim) or None, context: (B, S, context_dim) token states with context_mask (B, S) bool or None
+    (when context_dim > 0) -> (B, H, W, out_channels)."""
 
     in_channels: int = 1
     out_channels: int = 1
@@ -185,6 +191,7 @@ class UNet(nn.Module):
     dropout: float = 0.0
     num_classes: int = 0
     cond_dim: int = 0
+    context_dim: int = 0
 
     def setup(self):
         c, emb, levels = self.channels, 4 * self.channels, len(self.channel_mults)
@@ -194,7 +201,7 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv(c, (3, 3), padding=PAD_1)
 
         def res(i: int, o: int, attention: bool) -> ResBlock:
-            return ResBlock(i, o, emb, self.groups, self.dropout, attention, self.heads)
+            return ResBlock(i, o, emb, self.groups, self.dropout, attention, self.heads, self.context_dim)
 
         down, skips, ch = [], [c], c
         for level, mult in enumerate(self.channel_mults):
@@ -236,21 +243,33 @@ class UNet(nn.Module):
         y = jnp.full(t.shape[:1], self.num_classes, dtype=jnp.int32) if y is None else y
         return emb + self.class_embedding(y)
 
-    def __call__(self, x, t, y=None, cond=None, train: bool = False):
+    def __call__(self, x, t, y=None, cond=None, train: bool = False, context=None, context_mask=None):
         scale = 2 ** (len(self.channel_mults) - 1)
         if x.ndim != 4 or x.shape[-1] != self.in_channels or x.shape[1] % scale or x.shape[2] % scale:
             raise ValueError(f"U-Net input must be (B, H, W, {self.in_channels}) with H and W divisible by {scale}, "
                              f"got {tuple(x.shape)}")
         # t's sinusoid in the images' precision (at least float32), as the torch twin computes it in its weights'
         t = jnp.broadcast_to(jnp.asarray(t), x.shape[:1]).astype(jnp.promote_types(x.dtype, jnp.float32))
+        check_context(context, self.context_dim, x.shape[0])
         emb = self.embed(t, y, cond)
+        c = (train, context, context_mask)
         h = self.conv_in(x)
         skips = [h]
         for block in self.down:
-            h = block(h, emb, train) if isinstance(block, ResBlock) else block(h)
+            h = block(h, emb, *c) if isinstance(block, ResBlock) else block(h)
             skips.append(h)
         for block in self.mid:
-            h = block(h, emb, train)
+            h = block(h, emb, *c)
         for block in self.up:
-            h = block(jnp.concatenate([h, skips.pop()], axis=-1), emb, train) if isinstance(block, ResBlock) else block(h)
+            h = block(jnp.concatenate([h, skips.pop()], axis=-1), emb, *c) if isinstance(block, ResBlock) else block(h)
         return self.conv_out(nn.silu(self.norm_out(h)))
+
+
+def check_context(context, context_dim: int, batch: int) -> None:
+    """A one-line ValueError unless ``context`` is (batch, S, context_dim) when context_dim > 0 and None otherwise."""
+    if context_dim == 0 and context is not None:
+        raise ValueError("this U-Net has context_dim=0: pass context=None")
+    if context_dim and (context is None or context.ndim != 3 or context.shape[0] != batch
+                        or context.shape[2] != context_dim):
+        got = None if context is None else tuple(context.shape)
+        raise ValueError(f"this U-Net cross-attends to context of shape ({batch}, S, {context_dim}), got {got}")

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from practice_torch.data.galaxies import CONDITION, FIELD, PSF_BETA, PSF_FWHM, RANGES, denormalise_condition, to_counts
-from practice_torch.models import Artefact
+from practice_torch.engine.interface import Artefact
 
 MEASURED_AS = {"sersic_n": "concentration", "half_light_r": "half_light_r", "e1": "e1", "e2": "e2",
                "log10_flux": "log10_flux"}  # condition -> the measurement that tracks it

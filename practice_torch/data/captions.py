@@ -1,0 +1,220 @@
+"""Captions the data can vouch for, and the characters a text encoder reads them as.
+
+Galaxies know the GalSim parameters they were drawn from; ``galaxy_attributes`` turns them into words (small or
+large, faint or bright, round or elongated and which way, a diffuse profile or a steep core), leaving out what is
+in the middle of its range, and ``galaxy_caption`` words them: "a compact, luminous galaxy with a soft core". The
+pairs of ``GALAXY_HELD_OUT`` are never said together in training (one of the two is left out).
+
+Fashion-MNIST knows two things about each picture: its class, and how dark or light it is (its mean intensity,
+measured). A caption names the class by one of its synonyms and, when the picture is in the darkest or lightest
+third of its class (``brightness_edges``: the class's terciles of mean intensity on the training split), says so
+by one of the words for that, in one of several phrasings: "a photo of a pale sneaker", "dark pullover",
+"a picture of a handbag". The wording is drawn afresh each time (``wording``: one uniform per example), so a model
+must read the words, not memorise strings.
+
+Held out: the combinations in ``HELD_OUT`` (a class with one brightness) never appear in a training caption. The
+training pictures that have them are captioned by their class alone, so both words are seen, never together;
+``prompts(held_out=True)`` asks for the unseen combinations.
+
+Tokens: one per character of ``ALPHABET`` (lower case), after a start token: ids (S,) = [START, c_1, ..., c_L,
+PAD, ...]. The empty caption, the unconditional model's, is the start token alone (``EMPTY``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+
+# 1. Characters -> token ids ----------------------------------------------------------------------------------
+PAD, START = 0, 1
+ALPHABET = " abcdefghijklmnopqrstuvwxyz-,'"
+VOCAB = 2 + len(ALPHABET)  # pad, start, the characters
+EMPTY = ""
+_IDS = {c: i + 2 for i, c in enumerate(ALPHABET)}
+
+
+def check_prompt(text: str, max_len: int) -> str:
+    """The prompt in lower case, or a one-line ValueError naming the character it cannot read or its length."""
+    text = text.strip().lower()
+    bad = sorted({c for c in text if c not in _IDS})
+    if bad:
+        raise ValueError(f"a prompt may use the letters a-z, spaces and {ALPHABET[-3:]!r}; {text!r} has "
+                         f"{''.join(bad)!r}")
+    if len(text) + 1 > max_len:
+        raise ValueError(f"a prompt has at most {max_len - 1} characters, {text!r} has {len(text)}")
+    return text
+
+
+def tokenize(texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (N, max_len) int64 [START, characters, PAD ...] and the mask (N, max_len) bool of real tokens."""
+    ids = torch.full((len(texts), max_len), PAD, dtype=torch.long)
+    for i, text in enumerate(texts):
+        row = [START, *(_IDS[c] for c in check_prompt(text, max_len))]
+        ids[i, : len(row)] = torch.tensor(row)
+    return ids, ids != PAD
+
+
+def detokenize(ids: torch.Tensor) -> list[str]:
+    """The texts of token ids (N, S) (start and padding dropped)."""
+    return ["".join(ALPHABET[i - 2] for i in row.tolist() if i >= 2) for row in ids]
+
+
+# 2. Fashion-MNIST: class and brightness ---------------------------------------------------------------------
+NOUNS = (("t-shirt", "tee", "top"), ("pair of trousers", "pair of pants", "pair of slacks"),
+         ("pullover", "sweater", "jumper"), ("dress", "frock", "gown"), ("coat", "jacket", "overcoat"),
+         ("sandal", "strappy sandal", "open shoe"), ("shirt", "blouse", "button-up shirt"),
+         ("sneaker", "trainer", "running shoe"), ("bag", "handbag", "purse"),
+         ("ankle boot", "boot", "short boot"))
+BRIGHTNESS = ("dark", "medium", "light")  # the bins: below the class's lower tercile, between, above the upper one
+ADJECTIVES = {"dark": ("dark", "black", "deep-coloured"), "light": ("light", "pale", "white")}
+TEMPLATES = ("a {}", "{}", "a photo of a {}", "a picture of a {}", "an image of a {}")
+HELD_OUT = ((1, "light"), (7, "dark"), (3, "dark"))  # (class, brightness) never captioned together in training
+
+
+def mean_intensity(x: torch.Tensor) -> torch.Tensor:
+    """x: (N, 1, H, W) in [0, 1] -> (N,) mean pixel intensity."""
+    return x.flatten(1).mean(1)
+
+
+def brightness_edges(x: torch.Tensor, y: torch.Tensor, classes: int = 10) -> torch.Tensor:
+    """(classes, 2): the 1/3 and 2/3 quantiles of each class's mean intensity. x: (N, 1, H, W), y: (N,)."""
+    m = mean_intensity(x)
+    q = torch.tensor([1 / 3, 2 / 3], dtype=m.dtype)
+    return torch.stack([torch.quantile(m[y == k], q) for k in range(classes)])
+
+
+def brightness_bin(x: torch.Tensor, y: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """(N,) int64 index into BRIGHTNESS (0 dark, 1 medium, 2 light) of each picture against its class's edges."""
+    m, e = mean_intensity(x), edges.to(x.device)[y]
+    return (m > e[:, 0]).long() + (m > e[:, 1]).long()
+
+
+def pick(options: tuple[str, ...], u: float) -> str:
+    return options[min(int(u * len(options)), len(options) - 1)]
+
+
+def with_articles(text: str) -> str:
+    """'a' -> 'an' before a vowel: 'a ankle boot' -> 'an ankle boot'."""
+    return re.sub(r"\ba ([aeiou])", r"an \1", text)
+
+
+def fashion_caption(label: int, brightness: int, u: float, held_out: bool = False) -> str:
+    """One caption of a picture of class ``label`` in brightness bin ``brightness``, worded by u in [0, 1): the
+    template, the noun and the adjective each take a digit of u's base-15 expansion. The brightness word is left
+    out for a medium picture and, in training (``held_out`` False), for a combination of HELD_OUT."""
+    u_template, u_noun, u_adjective = (u * 15) % 1, (u * 225) % 1, (u * 3375) % 1
+    noun = pick(NOUNS[label], u_noun)
+    word = BRIGHTNESS[brightness]
+    if word != "medium" and (held_out or (label, word) not in HELD_OUT):
+        noun = f"{pick(ADJECTIVES[word], u_adjective)} {noun}"
+    return with_articles(pick(TEMPLATES, u_template).format(noun))
+
+
+def fashion_captions(labels: torch.Tensor, bins: torch.Tensor, wording: torch.Tensor) -> list[str]:
+    """Training captions of a batch: labels (N,), bins (N,), wording (N,) uniforms in [0, 1)."""
+    return [fashion_caption(int(k), int(b), float(u)) for k, b, u in zip(labels, bins, wording)]
+
+
+def prompts(held_out: bool = False) -> list[tuple[str, int, int]]:
+    """(prompt, class, brightness bin) in a fixed wording ('a dark sneaker', 'a sneaker', ...): every class with no
+    brightness word (bin 1) and with 'dark' and 'light' where the combination was seen in training, or, with
+    ``held_out``, only the HELD_OUT combinations."""
+    out = []
+    for k, nouns in enumerate(NOUNS):
+        for b, word in enumerate(BRIGHTNESS):
+            unseen = (k, word) in HELD_OUT
+            if unseen != held_out or (word == "medium" and held_out):
+                continue
+            text = f"a {nouns[0]}" if word == "medium" else f"a {ADJECTIVES[word][0]} {nouns[0]}"
+            out.append((with_articles(text), k, b))
+    return out
+
+
+def parse_fashion(text: str) -> tuple[int | None, int]:
+    """What a prompt asks for: (class or None when it names none, brightness bin: 1 when it names none)."""
+    text = f" {text.lower()} "
+    label = next((k for k, nouns in enumerate(NOUNS) for n in sorted(nouns, key=len, reverse=True)
+                  if f" {n} " in text or f" {n}," in text), None)
+    bright = next((BRIGHTNESS.index(w) for w, words in ADJECTIVES.items() for a in words if f" {a} " in text), 1)
+    return label, bright
+
+
+# 3. Galaxies: size, brightness, shape and orientation, profile ----------------------------------------------
+# Each attribute is read off the GalSim parameters (physical units) into a word or none: the middle of each range
+# gets no word, so a caption says only what is clearly so. The thresholds cut the uniform ranges into thirds.
+GALAXY_WORDS = {
+    "size": {"small": ("small", "compact", "tiny"), "large": ("large", "big", "extended")},
+    "brightness": {"faint": ("faint", "dim"), "bright": ("bright", "luminous")},
+    "shape": {"round": ("round", "circular"), "elongated": ("elongated", "elliptical", "stretched")},
+    "orientation": {"horizontal": ("horizontal",), "vertical": ("vertical",)},
+}
+PROFILES = {"diffuse": ("with a diffuse profile", "with a soft core", "with a flat profile"),
+            "concentrated": ("with a steep core", "with a concentrated core", "with a peaked core")}
+GALAXY_TEMPLATES = ("a {} galaxy{}", "{} galaxy{}", "an image of a {} galaxy{}", "a photo of a {} galaxy{}")
+GALAXY_HELD_OUT = (("large", "faint"), ("small", "elongated"))  # never said together in training
+
+
+def galaxy_attributes(physical: torch.Tensor) -> list[dict[str, str]]:
+    """The words each galaxy earns: physical (N, 5) = (sersic_n, half_light_r ["], e1, e2, log10_flux) ->
+    per galaxy {attribute: word} for size (r < 0.6" small, > 0.9" large), brightness (log10 F < 3.5 faint, > 4
+    bright), shape (|g| < 0.15 round, > 0.35 elongated), orientation of an elongated one (major axis within 22.5
+    degrees of the x axis: horizontal, of the y axis: vertical) and profile (n < 1.5 diffuse, n > 2.8
+    concentrated)."""
+    out = []
+    for n, r, e1, e2, log_flux in physical.double().tolist():
+        words, g = {}, (e1 * e1 + e2 * e2) ** 0.5
+        if r < 0.6 or r > 0.9:
+            words["size"] = "small" if r < 0.6 else "large"
+        if log_flux < 3.5 or log_flux > 4.0:
+            words["brightness"] = "faint" if log_flux < 3.5 else "bright"
+        if g < 0.15 or g > 0.35:
+            words["shape"] = "round" if g < 0.15 else "elongated"
+        if g > 0.35:
+            angle = abs(math.degrees(0.5 * math.atan2(e2, e1)))  # the major axis from the x axis, 0 .. 90
+            if angle < 22.5 or angle > 67.5:
+                words["orientation"] = "horizontal" if angle < 22.5 else "vertical"
+        if n < 1.5 or n > 2.8:
+            words["profile"] = "diffuse" if n < 1.5 else "concentrated"
+        out.append(words)
+    return out
+
+
+def galaxy_caption(words: dict[str, str], u: float, held_out: bool = False) -> str:
+    """A caption of a galaxy's words, worded by u in [0, 1) (template, synonyms, and which word of a held-out pair
+    is left out in training)."""
+    digits = [(u * 7**i) % 1 for i in range(1, 9)]
+    words = dict(words)
+    for a, b in GALAXY_HELD_OUT:
+        said = set(words.values())
+        if not held_out and a in said and b in said:
+            drop = a if digits[7] < 0.5 else b
+            words = {k: v for k, v in words.items() if v != drop and (k != "orientation" or drop != "elongated")}
+    adjectives = [pick(GALAXY_WORDS[k][words[k]], digits[i])
+                  for i, k in enumerate(("size", "brightness", "shape", "orientation")) if k in words]
+    profile = f" {pick(PROFILES[words['profile']], digits[4])}" if "profile" in words else ""
+    text = pick(GALAXY_TEMPLATES, digits[5]).format(", ".join(adjectives) if adjectives else "", profile)
+    return with_articles(" ".join(text.split()).replace(" ,", ","))
+
+
+def parse_galaxy(text: str) -> dict[str, str]:
+    """The attributes a galaxy prompt names: {attribute: word}."""
+    found = {}
+    padded = f" {text.lower().replace(',', ' ')} "
+    for attribute, options in (*GALAXY_WORDS.items(), ("profile", PROFILES)):
+        for word, synonyms in options.items():
+            if any(f" {s} " in padded for s in synonyms):
+                found[attribute] = word
+    return found
+
+
+# Prompts the measurements ask: one attribute each (the other words left to the model), and the held-out pairs
+GALAXY_PROMPTS = (("a small galaxy", "size", "small"), ("a large galaxy", "size", "large"),
+                  ("a faint galaxy", "brightness", "faint"), ("a bright galaxy", "brightness", "bright"),
+                  ("a round galaxy", "shape", "round"), ("an elongated galaxy", "shape", "elongated"),
+                  ("an elongated, vertical galaxy", "orientation", "vertical"),
+                  ("an elongated, horizontal galaxy", "orientation", "horizontal"),
+                  ("a galaxy with a diffuse profile", "profile", "diffuse"),
+                  ("a galaxy with a steep core", "profile", "concentrated"))
+GALAXY_HELD_OUT_PROMPTS = ("a large, faint galaxy", "a small, elongated galaxy")
