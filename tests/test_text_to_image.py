@@ -197,6 +197,7 @@ def test_a_step_moves_the_text_encoder_and_the_u_net_and_never_the_autoencoder(t
         assert torch.equal(net.autoencoder.state_dict()[key], value), key
     assert not any(p.requires_grad for p in net.autoencoder.parameters()) and net.scale.item() > 0
     assert (net.brightness_edges.shape == (10, 2)) == (name == "fashion_mnist")
+    assert (run / "samples" / "prompts.png").is_file()  # each prompt written above its images
     x, y = next(iter(torch.utils.data.DataLoader(load_split(cfg.data, "train"), batch_size=8)))
     g = torch.Generator().manual_seed(0)
     noise = module.draw_noise(net, cfg.model, 8, g)

@@ -60,9 +60,9 @@ class Config:
     scale_examples: int = 5000
     schedule: Literal["linear", "cosine"] = "linear"
     T: int = 1000
-    channels: int = 64  # the latent U-Net: channels x channel_mults at the latent grid's resolution
+    channels: int = 48  # the latent U-Net: channels x channel_mults at the latent grid's resolution
     channel_mults: tuple[int, ...] = (1,)
-    num_res_blocks: int = 2
+    num_res_blocks: int = 1
     heads: int = 4
     text_dim: int = 64  # the text encoder: width, blocks, heads; captions up to max_len tokens
     text_layers: int = 2
@@ -80,9 +80,9 @@ class Config:
 
 GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "compile": True, "log_every": 100}
 
-# quick (2 CPU cores, fashion_mnist): the vq_vae quick preset (1500 steps), then 4000 steps of a 64-wide latent
-# U-Net at 7 x 7 with a 2-block, 64-wide text encoder. full (one GPU): a 512-code VQ-VAE, a wider and deeper U-Net
-# and text encoder, 100k steps.
+# quick (2 CPU cores): the vq_vae quick preset (1500 steps, 2 min), then 4000 steps of 64 (about 22 min) of a
+# 48-wide latent U-Net at 7 x 7 (8 x 8 for galaxies), one residual block per stage, and a 2-block, 64-wide text
+# encoder. full (one GPU): a 512-code VQ-VAE, a wider and deeper U-Net and text encoder, 100k steps of 256.
 HEADLINE = (("class_accuracy", "class accuracy of prompted samples", "fraction"),
             ("size_auc", "AUC of measured size, 'small' vs 'large' prompts", "AUC"),
             ("latent_loss", "test latent epsilon loss", "MSE"))
@@ -90,11 +90,11 @@ HEADLINE = (("class_accuracy", "class accuracy of prompted samples", "fraction")
 PRESETS = {
     "quick": {"fashion_mnist": Preset(
         Config(),
-        TrainConfig(steps=4000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999, grad_clip=1.0,
+        TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup_steps=200, ema_decay=0.999, grad_clip=1.0,
                     checkpoint_every=1000, log_every=100, samples=60)),
               "galaxies": Preset(
         Config(max_len=96),
-        TrainConfig(steps=4000, batch_size=128, lr=1e-3, warmup_steps=200, ema_decay=0.999, grad_clip=1.0,
+        TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup_steps=200, ema_decay=0.999, grad_clip=1.0,
                     checkpoint_every=1000, log_every=100, samples=60))},
     "full": {name: Preset(
         Config(autoencoder_preset="full", autoencoder_steps=30_000, channels=128, num_res_blocks=3, heads=8,
@@ -314,12 +314,15 @@ def sample(net: TextToImage, config: Config, n: int, generator: torch.Generator,
     elif is_galaxies(net):
         per_row = max(1, n // len(captions.GALAXY_PROMPTS))
         texts = [p for p, _, _ in captions.GALAXY_PROMPTS for _ in range(per_row)]
-        figures = [Artefact("samples", "images", generate(net, config, texts, generator).cpu(), nrow=per_row)]
+        images = generate(net, config, texts, generator).cpu()
+        figures = [Artefact("samples", "images", images, nrow=per_row),
+                   prompt_figure(texts[::per_row], images.view(-1, per_row, *images.shape[1:]), galaxies=True)]
     else:
         per_cell = max(1, n // 30)
         texts, labels = grid_prompts(per_cell)
-        figures = [Artefact("samples", "images", generate(net, config, texts, generator).cpu(), nrow=3 * per_cell,
-                            labels=labels)]
+        images = generate(net, config, texts, generator).cpu()
+        figures = [Artefact("samples", "images", images, nrow=3 * per_cell, labels=labels),
+                   prompt_figure(texts[::per_cell], images.view(-1, per_cell, *images.shape[1:]))]
     rows = 0 if examples is None else min(2, len(examples[0]) // 8)
     if rows:
         x = examples[0][: 8 * rows].to(net.scale.device)
@@ -327,6 +330,31 @@ def sample(net: TextToImage, config: Config, n: int, generator: torch.Generator,
         pairs = torch.stack([x.view(shape), net.autoencoder.reconstruct(x).view(shape)], 1)
         figures.append(Artefact("reconstructions", "images", pairs.reshape(-1, *x.shape[1:]).cpu(), nrow=8))
     return figures
+
+
+def prompt_figure(texts: list[str], images: torch.Tensor, galaxies: bool = False) -> Artefact:
+    """'prompts': each prompt written above its images. texts: P prompts, images: (P, k, 1, H, W); Fashion-MNIST's
+    P = 30 prompts are laid out three to a row (dark, plain, light), the galaxies' one to a row."""
+    from practice_torch.plots import figure_artefact, new_figure
+
+    per_row = 1 if galaxies else 3
+    rows, k = len(texts) // per_row, images.shape[1]
+    fig, _ = new_figure(1, size=1.0)
+    fig.clear()
+    fig.set_size_inches(per_row * (k * 0.62 + 0.4), rows * 0.85 + 0.1)
+    widths = ([1.0] * k + [0.5]) * per_row  # a narrow spacer column after each prompt's images
+    grid = fig.add_gridspec(rows, len(widths), width_ratios=widths, hspace=0.5, wspace=0.05, left=0.01, right=0.99,
+                            top=1 - 0.3 / (rows * 0.85 + 0.1), bottom=0.01)
+    for i, text in enumerate(texts):
+        r, c = divmod(i, per_row)
+        for j in range(k):
+            ax = fig.add_subplot(grid[r, c * (k + 1) + j])
+            ax.imshow(images[i, j, 0].numpy(), cmap="afmhot" if galaxies else "gray",
+                      vmin=-0.2 if galaxies else 0.0, vmax=1.0, interpolation="nearest")
+            ax.set_axis_off()
+            if j == 0:
+                ax.set_title(text, fontsize=7, loc="left")
+    return figure_artefact("prompts", fig)
 
 
 # What each galaxy attribute is measured by (``practice_torch.evaluation.galaxies.measure``), and its two words
@@ -379,8 +407,8 @@ def galaxy_scores(measured: dict[str, torch.Tensor], got: list[dict[str, str]], 
 def evaluate_galaxies(net: TextToImage, config: Config, dataset: Dataset, generator: torch.Generator
                       ) -> dict[str, float]:
     """The one-attribute prompts (``eval_per_prompt`` samples each) and the held-out pairs, measured and scored
-    (``galaxy_scores``), beside the same scores of up to 1000 real held-out galaxies asked by their own words (the
-    ceiling the measurement allows)."""
+    (``galaxy_scores``), beside the same scores of the first ``eval_examples`` (at most 1000) real held-out galaxies
+    asked by their own words (the ceiling the measurement allows)."""
     m = config.eval_per_prompt
     asked = [{attribute: word} for _, attribute, word in captions.GALAXY_PROMPTS for _ in range(m)]
     texts = [p for p, _, _ in captions.GALAXY_PROMPTS for _ in range(m)]
@@ -390,10 +418,11 @@ def evaluate_galaxies(net: TextToImage, config: Config, dataset: Dataset, genera
     held = generate(net, config, [p for p in captions.GALAXY_HELD_OUT_PROMPTS for _ in range(m)], generator)
     _, got = measured_words(held.cpu())
     out["held_out_pair_accuracy"] = sum(all(g.get(k) == v for k, v in a.items()) for g, a in zip(got, pairs)) / len(got)
-    x, y = (torch.cat(t) for t in zip(*DataLoader(Subset(dataset, range(min(1000, len(dataset)))), batch_size=500)))
+    real = Subset(dataset, range(min(config.eval_examples, 1000, len(dataset))))
+    x, y = (torch.cat(t) for t in zip(*DataLoader(real, batch_size=500)))
     truth = captions.galaxy_attributes(denormalise_condition(y.float()))
-    real = galaxy_scores(*measured_words(x), truth)
-    return {**out, **{f"real_{k}": v for k, v in real.items()}}
+    ceiling = galaxy_scores(*measured_words(x), truth)
+    return {**out, **{f"real_{k}": v for k, v in ceiling.items()}}
 
 
 @torch.no_grad()
