@@ -221,8 +221,10 @@ def test_cli_samples_a_prompt_and_evaluates_what_the_prompts_asked(tiny_run, tmp
     assert main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
     metrics = json.loads((run / "eval_test.json").read_text())
     assert math.isfinite(metrics["latent_loss"]) and metrics["examples"] == 40
-    keys = (["size_auc", "brightness_accuracy", "held_out_pair_accuracy", "real_size_auc", "real_shape_accuracy"]
-            if name == "galaxies" else ["class_accuracy", "brightness_accuracy", "held_out_class_accuracy"])
+    keys = (["size_auc", "brightness_accuracy", "held_out_pair_accuracy", "real_size_auc", "real_shape_accuracy",
+             "reconstruction_size_auc"]
+            if name == "galaxies" else ["class_accuracy", "brightness_accuracy", "held_out_class_accuracy",
+                                        "reconstruction_class_accuracy"])
     for key in keys:
         assert 0 <= metrics[key] <= 1, key
     if name == "galaxies":  # the measurement reads the real galaxies' words back: far above chance

@@ -115,7 +115,8 @@ BUILDS_ON = {"autoencoder": "vq_vae"}  # the frozen stage 1 (engine.runs.Parent)
 class TextToImage(nn.Module):
     """The frozen ``autoencoder`` (requires_grad off, always in eval mode), the ``text_encoder``, the ``denoiser``
     and, as buffers (checkpointed), the latent scale s and each class's brightness terciles ``brightness_edges``
-    (10, 2): what "dark" and "light" mean, measured once on the training split."""
+    (10, 2): what "dark" and "light" mean, measured once on the training split ((0, 2) for the galaxies, which have
+    no classes)."""
 
     def __init__(self, autoencoder: VQVAE, text_encoder: TextEncoder, denoiser: UNet, schedule: Schedule,
                  scale: float, edges: torch.Tensor):
@@ -408,7 +409,8 @@ def evaluate_galaxies(net: TextToImage, config: Config, dataset: Dataset, genera
                       ) -> dict[str, float]:
     """The one-attribute prompts (``eval_per_prompt`` samples each) and the held-out pairs, measured and scored
     (``galaxy_scores``), beside the same scores of the first ``eval_examples`` (at most 1000) real held-out galaxies
-    asked by their own words (the ceiling the measurement allows)."""
+    asked by their own words (``real_*``: the ceiling the measurement allows) and of their VQ-VAE reconstructions
+    (``reconstruction_*``: the ceiling of any model in this latent space)."""
     m = config.eval_per_prompt
     asked = [{attribute: word} for _, attribute, word in captions.GALAXY_PROMPTS for _ in range(m)]
     texts = [p for p, _, _ in captions.GALAXY_PROMPTS for _ in range(m)]
@@ -422,7 +424,9 @@ def evaluate_galaxies(net: TextToImage, config: Config, dataset: Dataset, genera
     x, y = (torch.cat(t) for t in zip(*DataLoader(real, batch_size=500)))
     truth = captions.galaxy_attributes(denormalise_condition(y.float()))
     ceiling = galaxy_scores(*measured_words(x), truth)
-    return {**out, **{f"real_{k}": v for k, v in ceiling.items()}}
+    through = galaxy_scores(*measured_words(net.autoencoder.reconstruct(x.to(net.scale.device)).cpu()), truth)
+    return {**out, **{f"real_{k}": v for k, v in ceiling.items()},
+            **{f"reconstruction_{k}": v for k, v in through.items()}}
 
 
 @torch.no_grad()
@@ -446,7 +450,8 @@ def prompt_accuracy(net: TextToImage, config: Config, prompts, generator, classi
 def evaluate(net: TextToImage, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """On the held-out split: the latent epsilon loss of the first ``eval_examples`` with their captions (t ~ U,
     one wording each), and the class and brightness accuracy of prompted samples (``prompt_accuracy``): the prompts
-    seen in training and, apart, the held-out combinations (``captions.HELD_OUT``). FID/KID come from eval's sample
+    seen in training and, apart, the held-out combinations (``captions.HELD_OUT``), beside the same two on the
+    VQ-VAE's reconstructions of the held-out images (``reconstruction_ceiling``). FID/KID come from eval's sample
     metrics on the class grid."""
     from practice_torch.evaluation.features import feature_network
 
@@ -465,5 +470,23 @@ def evaluate(net: TextToImage, config: Config, dataset: Dataset, generator: torc
     seen = prompt_accuracy(net, config, captions.prompts(), generator, classifier)
     unseen = prompt_accuracy(net, config, captions.prompts(held_out=True), generator, classifier)
     return {"latent_loss": total / m, **seen, **{f"held_out_{k}": v for k, v in unseen.items()},
+            **reconstruction_ceiling(net, Subset(dataset, range(m)), classifier),
             "feature_network_test_accuracy": float(classifier.test_accuracy), "examples": m,
             "guidance_scale": config.guidance_scale}
+
+
+@torch.no_grad()
+def reconstruction_ceiling(net: TextToImage, dataset: Dataset, classifier) -> dict[str, float]:
+    """What a perfect latent model could score: the feature network's accuracy on the VQ-VAE's reconstructions of
+    held-out images, and the share of the dark or light ones whose reconstruction keeps its brightness bin."""
+    device, hits, kept, named = net.scale.device, 0, 0, 0
+    for x, y in DataLoader(dataset, batch_size=500):
+        x, y = x.to(device), y.to(device).long()
+        recon = net.autoencoder.reconstruct(x)
+        hits += (classifier(recon).argmax(1) == y).sum().item()
+        bins = captions.brightness_bin(x, y, net.brightness_edges)
+        same = captions.brightness_bin(recon, y, net.brightness_edges) == bins
+        kept += same[bins != 1].sum().item()
+        named += (bins != 1).sum().item()
+    return {"reconstruction_class_accuracy": hits / len(dataset),
+            "reconstruction_brightness_accuracy": kept / max(named, 1)}
