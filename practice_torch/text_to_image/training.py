@@ -253,6 +253,17 @@ def batch_captions(net: TextToImage, batch, wording, drop) -> list[str]:
     return [captions.EMPTY if d else text for text, d in zip(texts, drop.tolist())]
 
 
+def caption_meanings(net: TextToImage, batch) -> list[str]:
+    """What each image's caption says, whatever its wording: Fashion-MNIST's class and brightness word (none for a
+    medium picture or a held-out pair, as training says it), the galaxies' words."""
+    x, y = batch[0], batch[1]
+    if y.ndim == 2:
+        return [repr(sorted(w.items())) for w in captions.galaxy_attributes(denormalise_condition(y.cpu().float()))]
+    bins = captions.brightness_bin(x, y.long(), net.brightness_edges).cpu()
+    return [repr(captions.parse_fashion(captions.fashion_caption(int(k), int(b), 0.0)))
+            for k, b in zip(y.long().cpu(), bins)]
+
+
 def loss(net: TextToImage, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """L_simple in the latent space, conditioned on the caption: mean ||eps - eps_theta(u_t, t, c)||^2 per latent
     element (Ho et al. eq. 14 on u = s z_e(x); Rombach et al. eq. 2)."""
@@ -446,6 +457,42 @@ def prompt_accuracy(net: TextToImage, config: Config, prompts, generator, classi
             "brightness_accuracy": (measured[named] == bins[named]).float().mean().item() if named.any() else float("nan")}
 
 
+RETRIEVAL_IMAGES, RETRIEVAL_DRAWS = 100, 8  # held-out pairs, shared (t, eps) draws per score
+
+
+@torch.no_grad()
+def retrieval(net: TextToImage, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """Caption -> image retrieval among the first 100 held-out images (fewer when ``eval_examples`` is smaller), the
+    diffusion model as the classifier: image
+    j scores for caption i by how much the caption lowers its denoising error, L(x_j, empty) - L(x_j, c_i) (the
+    implicit classifier log p(c | x) up to terms of x alone), both over the same 8 draws of (t, eps) for every pair.
+    A hit: the best-scoring image is one whose own caption means the same (class and brightness; the galaxy's
+    words); chance is the share of such images. -> retrieval_top1, retrieval_chance."""
+    device = net.scale.device
+    first = Subset(dataset, range(min(RETRIEVAL_IMAGES, config.eval_examples, len(dataset))))
+    x, y = (torch.cat(t) for t in zip(*DataLoader(first, batch_size=500)))
+    n = len(x)
+    texts = batch_captions(net, (x, y), torch.rand(n, generator=generator, dtype=torch.float64),
+                           torch.zeros(n, dtype=torch.bool))
+    ids, mask = captions.tokenize(texts + [captions.EMPTY], config.max_len)
+    states, pooled = net.read(ids.to(device), mask.to(device))
+    u0 = net.encode(x.to(device))
+    t = torch.randint(len(net.schedule) // 10, len(net.schedule) * 9 // 10, (RETRIEVAL_DRAWS,), generator=generator)
+    eps = torch.randn((RETRIEVAL_DRAWS, *net.shape), generator=generator).to(device)
+    errors = torch.zeros(n + 1, n, device=device)  # errors[i, j]: caption i (n: empty) on image j
+    for k in range(RETRIEVAL_DRAWS):
+        u_t = q_sample(u0, net.alpha_bars[t[k]].expand(n), eps[k].expand(n, -1, -1, -1))
+        for i in range(n + 1):
+            pred = net.denoiser(u_t, t[k].expand(n).to(device), cond=pooled[i].expand(n, -1),
+                                context=states[i].expand(n, -1, -1), context_mask=mask[i].to(device).expand(n, -1))
+            errors[i] += (pred - eps[k]).pow(2).flatten(1).mean(1) / RETRIEVAL_DRAWS
+    best = (errors[n][None] - errors[:n]).argmax(1).cpu()
+    meaning = caption_meanings(net, (x, y))
+    same = torch.tensor([[a == b for b in meaning] for a in meaning])
+    return {"retrieval_top1": same[torch.arange(n), best].float().mean().item(),
+            "retrieval_chance": same.float().mean().item()}
+
+
 @torch.no_grad()
 def evaluate(net: TextToImage, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """On the held-out split: the latent epsilon loss of the first ``eval_examples`` with their captions (t ~ U,
@@ -463,14 +510,15 @@ def evaluate(net: TextToImage, config: Config, dataset: Dataset, generator: torc
         noise["drop"][:] = False
         batch_loss, _ = loss(net, config, (x, y), {k: v.to(device) for k, v in noise.items()}, 0)
         total += batch_loss.item() * len(x)
+    found = retrieval(net, config, dataset, generator)
     if is_galaxies(net):
-        return {"latent_loss": total / m, "examples": m, "guidance_scale": config.guidance_scale,
+        return {"latent_loss": total / m, "examples": m, "guidance_scale": config.guidance_scale, **found,
                 **evaluate_galaxies(net, config, dataset, generator)}
     classifier = feature_network("fashion_mnist", device=device)
     seen = prompt_accuracy(net, config, captions.prompts(), generator, classifier)
     unseen = prompt_accuracy(net, config, captions.prompts(held_out=True), generator, classifier)
     return {"latent_loss": total / m, **seen, **{f"held_out_{k}": v for k, v in unseen.items()},
-            **reconstruction_ceiling(net, Subset(dataset, range(m)), classifier),
+            **reconstruction_ceiling(net, Subset(dataset, range(m)), classifier), **found,
             "feature_network_test_accuracy": float(classifier.test_accuracy), "examples": m,
             "guidance_scale": config.guidance_scale}
 
