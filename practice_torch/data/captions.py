@@ -122,14 +122,19 @@ def prompts(held_out: bool = False) -> list[tuple[str, int, int]]:
     brightness word (bin 1) and with 'dark' and 'light' where the combination was seen in training, or, with
     ``held_out``, only the HELD_OUT combinations."""
     out = []
-    for k, nouns in enumerate(NOUNS):
+    for k in range(len(NOUNS)):
         for b, word in enumerate(BRIGHTNESS):
             unseen = (k, word) in HELD_OUT
             if unseen != held_out or (word == "medium" and held_out):
                 continue
-            text = f"a {nouns[0]}" if word == "medium" else f"a {ADJECTIVES[word][0]} {nouns[0]}"
-            out.append((with_articles(text), k, b))
+            out.append((prompt_text(k, b), k, b))
     return out
+
+
+def prompt_text(label: int, brightness: int) -> str:
+    """The fixed wording of a class and brightness bin: 'a dark sneaker', 'a sneaker' (bin 1), 'an ankle boot'."""
+    noun, word = NOUNS[label][0], BRIGHTNESS[brightness]
+    return with_articles(f"a {noun}" if word == "medium" else f"a {ADJECTIVES[word][0]} {noun}")
 
 
 def parse_fashion(text: str) -> tuple[int | None, int]:

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from practice_torch.data import captions
 from practice_torch.data.galaxies import denormalise_condition
 from practice_torch.diffusion import Schedule, q_sample, sample_loop
+from practice_torch.diffusion.model import sampling_schedule
 from practice_torch.engine.config import RunConfig, TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import Parent, Prerequisite, load_split
@@ -290,7 +291,7 @@ def generate(net: TextToImage, config: Config, texts: list[str], generator: torc
         eps_cond, eps_uncond = both.chunk(2)
         return guided_eps(eps_cond, eps_uncond, config.guidance_scale)
 
-    schedule = net.schedule if config.sample_steps in (0, config.T) else net.schedule.respace(config.sample_steps)
+    schedule = sampling_schedule(net, config.sample_steps)
     u_T = torch.randn((len(texts), *net.shape), generator=generator).to(device)
     return net.decode(sample_loop(eps_fn, schedule, u_T, sampler=config.sampler, eta=config.eta, generator=generator))
 
@@ -298,13 +299,9 @@ def generate(net: TextToImage, config: Config, texts: list[str], generator: torc
 def grid_prompts(per_cell: int) -> tuple[list[str], torch.Tensor]:
     """One row per class: ``per_cell`` images each of 'a dark ...', 'a ...', 'a light ...' (the held-out
     combinations included). -> (prompts, their classes (N,))."""
-    texts, labels = [], []
-    for k, nouns in enumerate(captions.NOUNS):
-        for word in captions.BRIGHTNESS:
-            text = f"a {nouns[0]}" if word == "medium" else f"a {captions.ADJECTIVES[word][0]} {nouns[0]}"
-            texts += [captions.with_articles(text)] * per_cell
-            labels += [k] * per_cell
-    return texts, torch.tensor(labels)
+    cells = [(k, b) for k in range(len(captions.NOUNS)) for b in range(len(captions.BRIGHTNESS))]
+    texts = [captions.prompt_text(k, b) for k, b in cells for _ in range(per_cell)]
+    return texts, torch.tensor([k for k, _ in cells for _ in range(per_cell)])
 
 
 def is_galaxies(net: TextToImage) -> bool:
