@@ -212,6 +212,15 @@ def full_presets() -> list[dict[str, Any]]:
     return rows
 
 
+def timed_with(row: dict[str, Any]) -> str:
+    """What a gpu_steps row changed in its preset (``--gpu-set``), for the table's "trains in" column: the changes
+    that alter the step (``; timed with train.compile=false``). Where the data were read from (``data.data_dir``) and
+    how long a prerequisite trained (``model.autoencoder_steps``) change no step, so they are left out."""
+    quiet = ("data.data_dir=", "model.autoencoder_steps=")
+    kept = [s for s in str(row.get("set") or "").split() if not s.startswith(quiet)]
+    return f"; timed with `{' '.join(kept)}`" if kept else ""
+
+
 def gpu_table(recorded: dict[str, Any]) -> str:
     """docs/gpu.md's table: every full preset (steps, batch, precision, compile) and, where ``recorded`` (the
     results file of ``python -m benchmarks gpu_steps`` on a GPU) times its step, the GPU's examples/s, MFU, busy
@@ -235,8 +244,9 @@ def gpu_table(recorded: dict[str, Any]) -> str:
             measured = (f"{r['examples_per_s']:,.0f} | {r['mfu']:.1%} | {r['gpu_busy']:.0%} | {r['syncs_per_step']:.2g}"
                         f" | {first:.0f} s | {_minutes(total)} |")
         batch = p["batch"] or "the whole split"
+        changed = timed_with(r) if r is not None and measured[0] != "n" else ""
         lines.append(f"| [`{p['model']}`](topics/{p['model']}.md) | {p['dataset']} | {p['steps']:,} x {batch} | "
-                     f"{p['how']} | {measured}")
+                     f"{p['how']}{changed} | {measured}")
     gpus = sorted({r.get("gpu") or meta.get("gpu") for r in timed.values()}, key=str)
     commits = sorted({r.get("commit") or meta.get("commit") for r in timed.values()}, key=str)
     where = (f"Timed by `python -m benchmarks gpu_steps` on {' and '.join(map(str, gpus))} at "

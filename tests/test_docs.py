@@ -171,8 +171,8 @@ def test_the_front_page_shows_one_run_per_model_the_plain_preset_first():
 def test_the_gpu_table_extrapolates_a_gpu_timing_of_the_full_preset_and_nothing_else():
     """A recorded gpu_steps row on CUDA at the full preset's batch gives the training time: build + first step +
     steps x the step's time (ddpm: 2 + 28 s + 200 000 x 50 ms = 10 030 s = 167.2 min); the controls: a CPU row, a row
-    at another batch and a skipped model leave their presets untimed; a step that failed on the GPU says so. Rows
-    merged from two runs name both commits."""
+    at another batch and a skipped model leave their presets untimed; a step that failed on the GPU says so; a row
+    timed with a changed preset says what changed. Rows merged from two runs name both commits."""
     full = {p["model"]: p for p in docs.full_presets()}
     row = {"device": "cuda", "preset": "full", "note": "", "examples_per_s": 2560.0, "step_ms": 50.0, "mfu": 0.25,
            "gpu_busy": 0.93, "syncs_per_step": 0.0, "build_s": 2.0, "first_step_s": 28.0}
@@ -181,6 +181,8 @@ def test_the_gpu_table_extrapolates_a_gpu_timing_of_the_full_preset_and_nothing_
                          {**row, "model": "vae", "batch": full["vae"]["batch"], "device": "cpu"},
                          {**row, "model": "pixelcnn", "batch": full["pixelcnn"]["batch"] + 1},
                          {**row, "model": "gan", "batch": full["gan"]["batch"], "note": "skipped: needs a run"},
+                         {**row, "model": "guidance", "batch": full["guidance"]["batch"],
+                          "set": "model.autoencoder_steps=200 train.compile=false data.data_dir=/tmp/x"},
                          {**row, "model": "wavenet", "batch": full["wavenet"]["batch"], "commit": "def5678",
                           "note": "failed: OutOfMemoryError: CUDA out of memory"}]}
     assert full["ddpm"]["steps"] == 200_000  # the arithmetic below
@@ -188,6 +190,8 @@ def test_the_gpu_table_extrapolates_a_gpu_timing_of_the_full_preset_and_nothing_
     assert set(lines) == set(full)
     assert "| 2,560 | 25.0% | 93% | 0 | 30 s | 167.2 min |" in lines["ddpm"]
     assert all("not timed on a GPU yet" in lines[m] for m in ("vae", "pixelcnn", "gan"))
+    assert "; timed with `train.compile=false` |" in lines["guidance"]  # what changed the step, not where data were
+    assert "timed with" not in lines["ddpm"]
     assert "| failed: OutOfMemoryError: CUDA out of memory | | | | | |" in lines["wavenet"]  # said, not hidden
     assert "NVIDIA H100 80GB HBM3 at abc1234 (" in docs.gpu_table(recorded)  # the failed row's commit is not cited
     merged = {**recorded, "rows": [*recorded["rows"], {**row, "model": "vae", "batch": full["vae"]["batch"],
