@@ -62,6 +62,17 @@ def headline(module, metrics: dict[str, Any]) -> tuple[str, str, str]:
                    f"it has {', '.join(metrics) or 'nothing'}")
 
 
+def training_seconds(records: list[dict]) -> float:
+    """The training time of a run from its metrics.jsonl: each session's clock (``time_s``) starts again at zero
+    when a run is resumed, so the sessions' last readings are summed."""
+    total, last = 0.0, 0.0
+    for record in records:
+        if record["time_s"] < last:  # a new session
+            total += last
+        last = record["time_s"]
+    return total + last
+
+
 def machine(env: dict[str, Any]) -> str:
     """'AMD EPYC (AVX512), 2 cores' or 'NVIDIA H100 80GB HBM3 x 2'. The vector extension torch's kernels ran with is
     named because one model name covers CPUs whose speeds differ several times (AVX2 against AVX-512 EPYCs)."""
@@ -95,7 +106,7 @@ def result_row(run_dir: Path, load: str) -> dict[str, Any]:
     return {"model": cfg.model_name, "dataset": cfg.data.name, **control_fields(cfg, records),
             "preset": preset, "changes": changes,
             "metric": key, "label": label, "value": metrics[key], "units": units,
-            "steps": records[-1]["step"], "train_seconds": round(records[-1]["time_s"], 1),
+            "steps": records[-1]["step"], "train_seconds": round(training_seconds(records), 1),
             "resumed": env.get("from_step", 0) > 0, "machine": machine(env), "device": env.get("device", "cpu"),
             **({"backend": env["backend"]} if env.get("backend", "pytorch") != "pytorch" else {}),
             "load": load, "commit": env.get("commit"), "date": datetime.date.today().isoformat(),

@@ -49,7 +49,8 @@ def describe() -> dict:
         import jax
 
         info["jax"] = {"version": jax.__version__, "x64": bool(jax.config.jax_enable_x64),
-                       "matmul_precision": jax.config.jax_default_matmul_precision}
+                       "matmul_precision": jax.config.jax_default_matmul_precision,
+                       "platform": jax.default_backend(), "device": jax.devices()[0].device_kind}
     if "torch" in sys.modules:
         import torch
 

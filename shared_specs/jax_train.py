@@ -724,7 +724,11 @@ def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, cfg)
-    write_environment(run_dir, torch.device("cpu"), 1, run.step, backend="jax")
+    import jax
+
+    on_gpu = jax.default_backend() == "gpu"  # the torch side (weights' layout, the sampler) stays on the CPU
+    write_environment(run_dir, torch.device("cpu"), 1, run.step, backend="jax",
+                      gpu=jax.devices()[0].device_kind if on_gpu else None)
     log = MetricsLog(run_dir, run.step)
     sums: dict[str, Any] = {}
     window = 0  # the steps summed in ``sums`` (a resumed run's first window starts at its checkpoint)

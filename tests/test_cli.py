@@ -290,3 +290,29 @@ def test_the_machine_of_a_results_row_names_the_vector_extension_where_the_run_r
     assert machine({**cpu, "torch": {"cpu_capability": "AVX2"}}) == "AMD EPYC (AVX2), 2 cores"
     assert machine(cpu) == "AMD EPYC, 2 cores"  # an older run's environment.json
     assert machine({**cpu, "gpu": "NVIDIA H100 80GB HBM3", "processes": 2}) == "NVIDIA H100 80GB HBM3 x 2"
+
+
+def test_a_run_trained_by_jax_on_a_gpu_records_that_gpu_though_torch_stayed_on_the_cpu(tmp_path):
+    """theory_jax train keeps the torch side on the CPU; the GPU JAX computed on is passed as ``gpu`` and the record
+    says cuda and names it (a results row then quotes the GPU, not the host CPU). Control: without it, the CPU."""
+    from practice_torch.engine.runs import write_environment
+    from practice_torch.results import machine
+
+    write_environment(tmp_path, torch.device("cpu"), 1, 0, backend="jax", gpu="NVIDIA H100 80GB HBM3")
+    env = json.loads((tmp_path / "environment.json").read_text())
+    assert (env["device"], env["gpu"], env["backend"]) == ("cuda", "NVIDIA H100 80GB HBM3", "jax")
+    assert machine(env) == "NVIDIA H100 80GB HBM3"
+    write_environment(tmp_path, torch.device("cpu"), 1, 0, backend="jax")
+    env = json.loads((tmp_path / "environment.json").read_text())
+    assert (env["device"], env["gpu"]) == ("cpu", None) and "GPU" not in machine(env)
+
+
+def test_a_resumed_runs_training_time_sums_its_sessions():
+    """metrics.jsonl's clock restarts with each session: 100 s to step 2, then 30 s more after a resume (control:
+    the last reading alone, 30 s, is what a run read as one session would report)."""
+    from practice_torch.results import training_seconds
+
+    records = [{"step": 1, "time_s": 50.0}, {"step": 2, "time_s": 100.0}, {"step": 3, "time_s": 12.0},
+               {"step": 4, "time_s": 30.0}]
+    assert training_seconds(records) == 130.0
+    assert training_seconds(records[:2]) == 100.0 and training_seconds(records[2:]) == 30.0

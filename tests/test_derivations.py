@@ -188,6 +188,7 @@ def test_the_json_report_has_every_claim_with_its_ratio(monkeypatch, tmp_path):
     assert report["topics"]["elbo"]["passed"] and len(claims) == 2
     assert 0.4 < claims[0]["ratio"] < 0.6 and 0 <= claims[1]["ratio"] <= 1
     assert report["environment"]["jax"]["x64"] in (True, False) and report["environment"]["cores"] >= 1
+    assert report["environment"]["jax"]["platform"] in ("cpu", "gpu", "tpu")  # where JAX computed, beside torch's device
 
 
 # Notebooks: the same derivation, cell by cell (theory_jax.notebook). ------------------------------------------------

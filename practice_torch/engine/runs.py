@@ -59,18 +59,19 @@ def write_config(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def write_environment(run_dir: Path, device: torch.device, world_size: int, step: int, finished: bool = False,
-                      backend: str = "pytorch") -> None:
+                      backend: str = "pytorch", gpu: str | None = None) -> None:
     """RUN/environment.json: the machine, libraries and commit of the latest training session, the load average
     (1, 5, 15 min) when it started and, once ``finished``, when it ended, and the ``backend`` that trained it
-    ('pytorch', or 'jax': ``theory_jax train``); results tables quote it."""
+    ('pytorch', or 'jax': ``theory_jax train``); results tables quote it. ``gpu`` names the GPU a backend other than
+    torch computed on (JAX's device), which ``device`` (torch's) cannot tell."""
     from shared_specs.environment import describe
 
     path = run_dir / ENVIRONMENT_FILE
     record = json.loads(path.read_text()) if finished and path.is_file() else {}
     if not finished:
-        gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-        record = {**describe(), "device": device.type, "gpu": gpu, "processes": world_size, "from_step": step,
-                  "load_at_start": [round(x, 2) for x in os.getloadavg()], "backend": backend}
+        gpu = gpu or (torch.cuda.get_device_name(device) if device.type == "cuda" else None)
+        record = {**describe(), "device": "cuda" if gpu else device.type, "gpu": gpu, "processes": world_size,
+                  "from_step": step, "load_at_start": [round(x, 2) for x in os.getloadavg()], "backend": backend}
     else:
         record.update(to_step=step, load_at_end=[round(x, 2) for x in os.getloadavg()])
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
