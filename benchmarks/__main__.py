@@ -50,6 +50,7 @@ from benchmarks.guidance import guidance_sweep
 from benchmarks.jax_train import jax_train
 from benchmarks.language_model import kv_cache, lm_curves
 from benchmarks.latent_diffusion import latent_vs_pixel
+from benchmarks.restoration import TASKS, restoration
 from benchmarks.shared_cpu import shared_cpu
 from benchmarks.ssm import ssm_generation, ssm_step
 from benchmarks.timing import best_of, gemm_peaks
@@ -174,7 +175,7 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "transformer_step": transformer_step,
               "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps,
               "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu, "control": control,
-              "jax_train": jax_train}
+              "jax_train": jax_train, "restoration": restoration}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -239,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ld-samples", type=int, default=1000, help="latent_vs_pixel: samples per arm for FID/KID")
     parser.add_argument("--ld-sample-steps", type=int, default=20, help="latent_vs_pixel: DDIM steps of both arms")
     parser.add_argument("--ld-arms", default="latent,pixel", help="latent_vs_pixel: which arms to run")
+    parser.add_argument("--restore-images", type=int, default=100, help="restoration: test images restored per row")
+    parser.add_argument("--restore-steps", type=int, default=50, help="restoration: respaced steps of the chain")
+    parser.add_argument("--restore-resample", type=int, default=5, help="restoration: RePaint's r of the resampled rows")
+    parser.add_argument("--restore-tasks", default=TASKS, help="restoration: comma-separated inpaint:MASK and "
+                                                               "super_resolution:FACTOR")
     parser.add_argument("--galaxy-samples", type=int, default=500, help="galaxy_conditioning: test conditions sampled")
     parser.add_argument("--fm-seconds", type=float, default=300, help="fm_vs_cnf: wall seconds of training per model")
     parser.add_argument("--fm-chunk", type=int, default=100, help="fm_vs_cnf: steps between W2 measurements")

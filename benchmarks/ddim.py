@@ -81,7 +81,7 @@ def ddim_steps(args) -> list[dict]:
     steps_list = [int(s) for s in str(getattr(args, "ddim_steps", ",".join(map(str, STEPS)))).split(",")]
     n_rec = getattr(args, "ddim_reconstruct", 64)
     module, cfg, net = open_run(run, torch.device("cpu"))
-    if module.__name__ != "practice_torch.ddpm" or not getattr(net, "images", False):
+    if cfg.model_name != "ddpm" or not getattr(net, "images", False):
         raise SystemExit(f"error: {run} is not a ddpm run on images")
     test = load_split(cfg.data, "test")
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))

@@ -7,7 +7,9 @@ witnesses, each from a different formula than the twins':
 * the posterior: Gaussian conditioning of the joint of (x_{t-1}, x_t) given x_0 (not eq. 7's coefficients);
 * ``ddpm_step`` and ``vlb_term``: the epsilon form of the mean, eq. 11 (not the posterior at x0_hat);
 * ``vlb_weight``: the simplified beta_t / (2 alpha_t (1 - alpha_bar_{t-1}));
-* the discretised decoder: SciPy's normal CDF.
+* the discretised decoder: SciPy's normal CDF;
+* restoration: the mask by ``np.where``, the low-pass filter as A x A^T with A the block-averaging matrix (not pooling
+  and upsampling), the jump back up by its beta.
 The U-Net's module cases (``shared_specs.nets.UNET_CASES``) are appended, and DDPM trained in both backends
 (``RunCase``: the class-conditional MLP denoiser with label dropout, 50 steps from the same weights, batches and
 noise).
@@ -146,6 +148,31 @@ def _decoder_inputs(rng):
             "var": uniform(rng, B, low=1e-4, high=1e-3)}
 
 
+def block_average(size: int, factor: int) -> np.ndarray:
+    """A (size, size): A v fills each block of ``factor`` entries of v with their mean; A x A^T low-passes images."""
+    return np.kron(np.eye(size // factor), np.full((factor, factor), 1.0 / factor))
+
+
+def ref_low_pass(x, factor):
+    a = block_average(x.shape[-1], factor)
+    return a @ x @ a.T
+
+
+def _restoration_inputs(rng):
+    known = (rng.random((1, 1, 6, 6)) < 0.5).astype("float64")
+    return {"x_model": gaussian(rng, 3, 2, 6, 6), "y_t": gaussian(rng, 3, 2, 6, 6), "known": known}
+
+
+def _renoise_inputs(rng):
+    a_t, a_p = _alpha_pairs(rng)
+    return {"x_prev": gaussian(rng, *IMAGE), "alpha_bar_t": a_t, "alpha_bar_prev": a_p, "z": gaussian(rng, *IMAGE)}
+
+
+def ref_renoise(x_prev, alpha_bar_t, alpha_bar_prev, z):
+    beta = _bcast(1 - alpha_bar_t / alpha_bar_prev, x_prev)
+    return np.sqrt(1 - beta) * x_prev + np.sqrt(beta) * z
+
+
 def _nets_cases():
     try:
         from shared_specs.nets import UNET_CASES
@@ -200,6 +227,16 @@ CASES = (
                  _discretized_inputs, grad_wrt=("mean", "log_scale"), reference=ref_discretized),
     FunctionCase("ddpm/decoder_nll", "decoder_nll", _decoder_inputs, grad_wrt=("x_1", "eps_pred", "var"),
                  reference=ref_decoder_nll),
+    FunctionCase("ddpm/low_pass", "low_pass", lambda r: {"x": gaussian(r, 3, 2, 6, 6)}, static={"factor": 3},
+                 grad_wrt=("x",), reference=ref_low_pass),
+    FunctionCase("ddpm/replace_known", "replace_known", _restoration_inputs, grad_wrt=("x_model", "y_t"),
+                 reference=lambda x_model, y_t, known: np.where(known > 0, y_t, x_model)),
+    FunctionCase("ddpm/replace_low_pass", "replace_low_pass",
+                 lambda r: {k: v for k, v in _restoration_inputs(r).items() if k != "known"}, static={"factor": 2},
+                 grad_wrt=("x_model", "y_t"),
+                 reference=lambda x_model, y_t, factor: x_model + ref_low_pass(y_t - x_model, factor)),
+    FunctionCase("ddpm/renoise", "renoise", _renoise_inputs, grad_wrt=("x_prev", "alpha_bar_t", "alpha_bar_prev", "z"),
+                 reference=ref_renoise),
     # every part of the step at work: a clip that bites, decay, warmup, EMA; the null label where drop says. The
     # MLP denoiser: the U-Net's twin has its module cases, and XLA's float64 conv gradients would cost 40 s here
     RunCase("ddpm/run/mlp-conditional", "ddpm",

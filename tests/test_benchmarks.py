@@ -239,3 +239,29 @@ def test_fingerprints_compare_a_renamed_weight_under_its_new_name_in_the_named_m
     after["gan"]["weights"]["generator.w"] = "changed"
     lines, same = compare(before, after, [rename_option("gan:critic.=discriminator.")])
     assert not same and "1 weights CHANGED (generator.w)" in lines[0]
+
+
+def test_restoration_scores_psnr_over_the_unknown_region_and_its_baselines_keep_what_is_known():
+    """PSNR: a uniform error of 0.1 is 20 dB, and the region decides which pixels count (control: an error outside
+    it does not lower it). Mean fill keeps the known pixels and fills the rest with their mean; nearest upsampling
+    of the block means has the truth's block means. A bad task is a one-line exit."""
+    from benchmarks.restoration import baselines, parse_tasks, psnr
+    from practice_torch.diffusion import low_pass
+
+    truth = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    region = torch.zeros(1, 1, 8, 8)
+    region[..., :4] = 1
+    assert psnr(truth + 0.1, truth, torch.ones(1, 1, 8, 8)) == pytest.approx(20.0, abs=1e-4)
+    off_region = truth.clone()
+    off_region[..., 4:] += 0.5
+    assert psnr(off_region + 0.1 * region, truth, region) == pytest.approx(20.0, abs=1e-4)
+    known = 1 - region
+    filled = baselines("inpaint", "left", truth, known)["mean fill"]
+    assert torch.equal(known * filled, known * truth)
+    mean = (truth * known).flatten(1).sum(1) / 32
+    torch.testing.assert_close(filled[..., :4], mean[:, None, None, None].expand(3, 1, 8, 4))
+    nearest = baselines("super_resolution", "2", truth, known)["nearest"]
+    torch.testing.assert_close(low_pass(nearest, 2), low_pass(truth, 2))
+    assert parse_tasks("inpaint:center,super_resolution:4") == [("inpaint", "center"), ("super_resolution", "4")]
+    with pytest.raises(SystemExit, match="inpaint:MASK or super_resolution:FACTOR"):
+        parse_tasks("denoise:2")

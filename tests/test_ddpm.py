@@ -232,6 +232,68 @@ def test_the_cli_samples_a_trained_run_with_another_sampler_and_evaluates_it(tmp
     assert main(["eval", str(run), "--no-sample-metrics"]) == 0
     metrics = json.loads((run / "eval_test.json").read_text())
     assert metrics["nll_examples"] == 8 and math.isfinite(metrics["bits_per_dim"])
+    for task in (["model.task=inpaint", "model.mask=left"], ["model.task=super_resolution", "model.sr_factor=2"]):
+        out = tmp_path / f"{task[0][11:]}.png"
+        assert main(["sample", str(run), *(a for t in task for a in ("--set", t)), "--set", "model.sample_steps=3",
+                     "--set", "model.resample=2", "--n", "4", "--out", str(out)]) == 0
+        assert out.is_file()
+
+
+@pytest.mark.parametrize("change,message", [("model.mask=middle", "model.mask must be one of center"),
+                                            ("model.sr_factor=3", "model.sr_factor must be at least 2 and divide")])
+def test_a_restoration_setting_that_cannot_work_is_a_one_line_error(change, message):
+    task = "inpaint" if "mask" in change else "super_resolution"
+    cfg = apply_overrides(ddpm_training.default_config("quick", "digits"), [f"model.task={task}", change])
+    with pytest.raises(ValueError, match=message):
+        ddpm_training.build(cfg.model, DIGITS)
+
+
+# Restoration (RePaint's replacement and resampling, ILVR's low-pass consistency) -----------------------------------
+def test_the_repaint_schedule_goes_back_up_and_down_again_resample_times():
+    levels = ddpm.repaint_levels(10, jump=1, resample=3)
+    moves = np.diff(levels)
+    assert levels[0] == 9 and levels[-1] == -1 and set(moves.tolist()) == {-1, 1}
+    assert (moves < 0).sum() == 10 + 9 * 2  # every level but the last stepped down 3 times
+    assert ddpm.repaint_levels(10) == list(range(9, -2, -1))  # resample 1: the plain chain
+    jumps = ddpm.repaint_levels(12, jump=3, resample=2)
+    assert max(np.diff(jumps)) == 1 and (np.diff(jumps) < 0).sum() == 12 + 3 * 3  # 3 jumps of 3 levels
+    with pytest.raises(ValueError, match="resample >= 1"):
+        ddpm.repaint_levels(10, resample=0)
+
+
+@pytest.mark.parametrize("task", ["inpaint", "super_resolution"])
+def test_a_restoration_ends_on_what_it_knows_of_the_truth_and_draws_the_rest(task):
+    """Inpainting: the known pixels are the truth's exactly (the last replacement uses y itself); SR: the block means
+    are the truth's. Controls: the unknown pixels (the high frequencies) are not the truth's, and a replacement that
+    puts the truth on the wrong pixels leaves the known ones off."""
+    net = tiny_net()
+    cfg = ddpm_training.Config(channels=8, channel_mults=(1, 2), attention_levels=(1,), T=50, sample_steps=5,
+                               task=task, mask="center", sr_factor=2, resample=2)
+    x = torch.rand(3, *DIGITS.shape, generator=torch.Generator().manual_seed(1))
+    restored, shown = ddpm_training.restore_images(net, cfg, x, torch.Generator().manual_seed(0))
+    truth = net.to_model(x)
+    if task == "inpaint":
+        known = ddpm_training.inpainting_mask("center", DIGITS.shape, torch.Generator())
+        assert torch.equal(known * restored, known * truth) and torch.equal(shown, known * truth)
+        assert not torch.allclose((1 - known) * restored, (1 - known) * truth, atol=0.1)
+        wrong = ddpm.restore(lambda v, t: net(v, t), net.schedule.respace(5), truth,
+                             lambda v, y_t: ddpm.replace_known(v, y_t, 1 - known), torch.Generator().manual_seed(0))
+        assert not torch.allclose(known * wrong, known * truth, atol=0.1)
+    else:
+        torch.testing.assert_close(ddpm.low_pass(restored, 2), ddpm.low_pass(truth, 2), rtol=0, atol=1e-6)
+        assert not torch.allclose(restored, ddpm.low_pass(truth, 2), atol=0.1)
+
+
+def test_a_mask_on_the_wrong_pixels_and_a_jump_without_its_square_root_are_caught(both):
+    assert run_case(CASES["ddpm/replace_known"]).passed
+    assert "output" in caught(CASES["ddpm/replace_known"], Perturbation("the mask's complement", inputs=lambda i: {
+        **i, "known": 1 - i["known"]}))
+
+    def no_sqrt(fn):  # (a_t / a_prev) x_prev: the mean of the jump without its square root
+        return lambda x_prev, alpha_bar_t, alpha_bar_prev, z: fn(x_prev, alpha_bar_t, alpha_bar_prev, z) + (
+            alpha_bar_t / alpha_bar_prev - (alpha_bar_t / alpha_bar_prev) ** 0.5)[:, None, None, None] * x_prev
+
+    assert "output" in caught(CASES["ddpm/renoise"], Perturbation("a x_prev", fn=no_sqrt))
 
 
 def test_the_mlp_ddpm_learns_moons(tmp_path):

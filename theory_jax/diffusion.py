@@ -5,7 +5,8 @@ index t in 0..T-1 (the paper's t+1); alpha_bar[t] = prod_{s<=t} (1 - beta_s) and
 coefficients are () or (B,) arrays broadcast over the trailing axes of x (``per_example``). The derivations prove
 these functions: ``python -m theory_jax ddpm`` the schedules, q(x_t|x_0), the posterior and the ancestral step;
 ``python -m theory_jax ddim`` the DDIM family; ``python -m theory_jax guidance`` label dropout and the guidance
-combinations. Pure functions with their noise passed in; no derivation here.
+combinations; ``python -m theory_jax ddpm`` also restoration by replacement and resampling. Pure functions with
+their noise passed in; no derivation here.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import jax.numpy as jnp
 from theory_jax.broadcasting import per_example
 
 __all__ = ["alpha_bars", "cfg_eps", "classifier_guided_eps", "cosine_betas", "ddim_reverse_step", "ddim_sigma",
-           "ddim_step", "ddpm_step", "implicit_classifier_grad", "linear_betas", "null_labels",
-           "posterior_mean_variance", "predict_x0", "q_sample"]
+           "ddim_step", "ddpm_step", "implicit_classifier_grad", "linear_betas", "low_pass", "null_labels",
+           "posterior_mean_variance", "predict_x0", "q_sample", "renoise", "repaint_levels", "replace_known",
+           "replace_low_pass"]
 
 
 # 1. Noise schedules -------------------------------------------------------------------------------------------
@@ -123,3 +125,44 @@ def implicit_classifier_grad(eps_cond, eps_uncond, alpha_bar_t):
     score(x|y) - score(x) = -(eps(x_t, y) - eps(x_t)) / sqrt(1 - alpha_bar_t). (B, ...), alpha_bar_t () or (B,)."""
     a = per_example(alpha_bar_t, eps_cond)
     return -(eps_cond - eps_uncond) / jnp.sqrt(1 - a)
+
+
+# 4. Restoration with a trained model: RePaint's inpainting and ILVR's low-pass consistency ----------------------
+def low_pass(x, factor: int):
+    """P x = up(down(x)): x (B, C, H, W) averaged over factor x factor blocks, each block filled with its mean."""
+    b, c, h, w = x.shape
+    blocks = x.reshape(b, c, h // factor, factor, w // factor, factor).mean(axis=(3, 5))
+    return jnp.repeat(jnp.repeat(blocks, factor, axis=2), factor, axis=3)
+
+
+def replace_known(x_model, y_t, known):
+    """(1 - m) x_model + m y_t: the truth's noised draw where the 0/1 mask m knows the pixel (RePaint eq. 8)."""
+    return (1 - known) * x_model + known * y_t
+
+
+def replace_low_pass(x_model, y_t, factor: int):
+    """x_model - P x_model + P y_t with P = ``low_pass`` (ILVR eq. 5). (B, C, H, W)."""
+    return x_model - low_pass(x_model, factor) + low_pass(y_t, factor)
+
+
+def renoise(x_prev, alpha_bar_t, alpha_bar_prev, z):
+    """x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) z, beta_t = 1 - a_t / a_prev: q(x_t | x_{t-1}), RePaint's jump
+    back up. x_prev, z: (B, ...); alpha_bar_t, alpha_bar_prev: (B,) or ()."""
+    keep = per_example(alpha_bar_t, x_prev) / per_example(alpha_bar_prev, x_prev)
+    return jnp.sqrt(keep) * x_prev + jnp.sqrt(1 - keep) * z
+
+
+def repaint_levels(n: int, jump: int = 1, resample: int = 1) -> list[int]:
+    """The noise levels visited over n kept steps, n - 1 down to -1 (x_0), going back up ``jump`` levels
+    ``resample - 1`` times at every ``jump``-th level (RePaint's jump schedule)."""
+    left = {level: resample - 1 for level in range(0, n - jump, jump)}
+    level, levels = n, []
+    while level >= 1:
+        level -= 1
+        levels.append(level)
+        if left.get(level, 0) > 0:
+            left[level] -= 1
+            for _ in range(jump):
+                level += 1
+                levels.append(level)
+    return levels + [-1]

@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from practice_torch.ddpm.functions import decoder_nll, eps_loss, prior_kl, vlb_term
 from practice_torch.diffusion import Schedule, null_labels, predict_x0, q_sample
 from practice_torch.diffusion import model as core
-from practice_torch.diffusion.model import Diffusion
+from practice_torch.diffusion.model import Diffusion, sampling_schedule
+from practice_torch.diffusion.restoration import low_pass, replace_known, replace_low_pass, restore
 from practice_torch.elbo import gaussian_log_prob
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
@@ -58,6 +59,12 @@ class Config:
     nll_examples: int = 1000  # held-out examples that get the NLL bound in ``evaluate``
     nll_timesteps: int = 8  # random t per example for the sum of L_{t-1} (unbiased); 0 = all T - 1 terms (exact)
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
+    # ``sample`` with a task restores held-out images instead of drawing new ones (``diffusion.restoration``):
+    task: Literal["sample", "inpaint", "super_resolution"] = "sample"
+    mask: str = "center"  # inpaint: the unknown pixels, one of MASKS
+    sr_factor: int = 4  # super_resolution: the known image is the truth's factor x factor block means
+    resample: int = 5  # RePaint's r: each level's step taken r times, going back up in between (1: replacement alone)
+    jump: int = 1  # RePaint's j: levels gone back up at a time
 
 
 GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "compile": True, "channels_last": True, "log_every": 100}
@@ -114,7 +121,10 @@ default_config = preset_config("ddpm", PRESETS)
 ARCHITECTURE = ("schedule", "T", "denoiser", "channels", "channel_mults", "num_res_blocks", "attention_levels",
                 "heads", "hidden", "depth", "conditional", "mel")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
-USE = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_x0", "chain_frames", "nll_examples", "nll_timesteps")
+USE = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_x0", "chain_frames", "nll_examples", "nll_timesteps",
+       "task", "mask", "sr_factor", "resample", "jump")
+# The unknown region of each inpainting mask on an H x W image: 1 where the pixel is known.
+MASKS = ("center", "left", "right", "top", "bottom", "pixels")
 
 
 def build(config: Config, data) -> Diffusion:
@@ -127,6 +137,7 @@ def build(config: Config, data) -> Diffusion:
         raise ValueError(f"model.sampler must be 'ddpm' or 'ddim', got {config.sampler!r}")
     if not 0 <= config.sample_steps <= config.T:
         raise ValueError(f"model.sample_steps must be in 0..T={config.T}, got {config.sample_steps}")
+    check_task(config, data.shape)
     k = data.num_classes if config.conditional else 0
     if config.denoiser == "unet":
         if len(data.shape) != 3:
@@ -194,11 +205,92 @@ def generate(net: Diffusion, config: Config, n: int, generator: torch.Generator,
                          guidance_scale=config.guidance_scale, clip_x0=config.clip_x0, frames=frames, chains=chains)
 
 
+# Restoration: inpainting and super-resolution of held-out images (``model.task``) ---------------------------------
+def check_task(config: Config, shape: tuple[int, ...]) -> None:
+    """A one-line error for a restoration setting that cannot work on examples of ``shape``."""
+    if config.task not in ("sample", "inpaint", "super_resolution"):
+        raise ValueError(f"model.task must be 'sample', 'inpaint' or 'super_resolution', got {config.task!r}")
+    if config.task == "sample":
+        return
+    if len(shape) != 3:
+        raise ValueError(f"model.task={config.task} restores images; these examples have shape {shape}")
+    if config.task == "inpaint" and config.mask not in MASKS:
+        raise ValueError(f"model.mask must be one of {', '.join(MASKS)}, got {config.mask!r}")
+    if config.task == "super_resolution" and (config.sr_factor < 2 or shape[1] % config.sr_factor
+                                              or shape[2] % config.sr_factor):
+        raise ValueError(f"model.sr_factor must be at least 2 and divide the image's {shape[1]} x {shape[2]}, "
+                         f"got {config.sr_factor}")
+    if config.resample < 1 or config.jump < 1:
+        raise ValueError(f"model.resample and model.jump must be at least 1, got {config.resample} and {config.jump}")
+
+
+def inpainting_mask(name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """(1, C, H, W) of 1 where a pixel is known: 'center' hides the middle half (a square of side H/2), 'left' /
+    'right' / 'top' / 'bottom' hide that half, 'pixels' hides 3 pixels in 4 at random (drawn from ``generator``)."""
+    _, h, w = shape
+    known = torch.ones((1, *shape))
+    if name == "center":
+        known[..., h // 4:h // 4 + h // 2, w // 4:w // 4 + w // 2] = 0
+    elif name == "left":
+        known[..., :, :w // 2] = 0
+    elif name == "right":
+        known[..., :, w // 2:] = 0
+    elif name == "top":
+        known[..., :h // 2, :] = 0
+    elif name == "bottom":
+        known[..., h // 2:, :] = 0
+    elif name == "pixels":
+        known = (torch.rand((1, 1, h, w), generator=generator) < 0.25).float().expand(1, *shape).clone()
+    else:
+        raise ValueError(f"model.mask must be one of {', '.join(MASKS)}, got {name!r}")
+    return known
+
+
+def replacement(config: Config, shape: tuple[int, ...], generator: torch.Generator, device: torch.device):
+    """(replace(x, y_t), what is known shown as an image) of ``model.task``: the mask's pixels (the unknown ones
+    shown mid-grey), or the sr_factor block means."""
+    if config.task == "inpaint":
+        known = inpainting_mask(config.mask, shape, generator).to(device)
+        return (lambda x, y_t: replace_known(x, y_t, known)), (lambda y: known * y)
+    factor = config.sr_factor
+    return (lambda x, y_t: replace_low_pass(x, y_t, factor)), (lambda y: low_pass(y, factor))
+
+
+@torch.no_grad()
+def restore_images(net: Diffusion, config: Config, x: torch.Tensor, generator: torch.Generator,
+                   y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(restored, known) in model space for held-out images x (n, C, H, W) in data space: ``model.task`` by RePaint's
+    replacement and resampling (``diffusion.restoration.restore``), class-conditioned on y when the net is."""
+    device = _device(net)
+    truth = net.to_model(x.to(device))
+    replace, shown = replacement(config, tuple(net.shape), generator, device)
+    labels_ = y.long().to(device) if net.num_classes and y is not None else None
+    restored = restore(eps_function(net, config, labels_), sampling_schedule(net, config.sample_steps), truth,
+                       replace, generator, jump=config.jump, resample=config.resample,
+                       clip_x0=1.0 if config.clip_x0 and net.images else None)
+    return restored, shown(truth)
+
+
+def restoration_figure(net: Diffusion, config: Config, n: int, generator: torch.Generator, examples) -> Artefact:
+    """Three rows of up to 16 held-out images: what is known (masked, or the block means), the restoration, the
+    truth."""
+    if examples is None:
+        raise ValueError(f"model.task={config.task} restores held-out images, and the run's data set is not here")
+    x, y = examples[0][:min(n, 16)], (examples[1][:min(n, 16)] if len(examples) > 1 else None)
+    restored, known = restore_images(net, config, x, generator, y)
+    truth = net.to_model(x.to(restored.device))
+    rows = torch.cat([known, restored, truth])
+    return Artefact(config.task, "images", net.from_model(rows).cpu(), nrow=len(x))
+
+
 @torch.no_grad()
 def sample(net: Diffusion, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """Images: a grid of n samples (a conditional net: one row per class), then the reverse chain x_T ... x_0 of 8 of
     them at ``chain_frames`` steps (one row per sample). 2-D: samples beside the held-out data and all chains as
-    scatter panels at a few steps. Log-mel spectrograms are shown as images and, through Griffin-Lim, written as WAV."""
+    scatter panels at a few steps. Log-mel spectrograms are shown as images and, through Griffin-Lim, written as WAV.
+    With ``model.task`` inpaint or super_resolution: held-out images restored instead (``restoration_figure``)."""
+    if config.task != "sample":
+        return [restoration_figure(net, config, n, generator, examples)]
     device = _device(net)
     y, per_row = None, math.ceil(math.sqrt(n))
     if net.num_classes:

@@ -1,0 +1,123 @@
+"""``python -m benchmarks restoration --run RUN``: inpainting and super-resolution with a trained DDPM, no retraining,
+against the plain baselines, on held-out test images.
+
+For each task (``--restore-tasks``, default the centre square and 4x super-resolution), one row per method on the
+same ``--restore-images`` test images: the baselines (inpainting: each image's known-pixel mean filled in;
+super-resolution: nearest and bicubic upsampling of the block means), then the DDPM's restoration by replacement
+alone (RePaint with r = 1; ILVR for super-resolution) and with RePaint's resampling (r = ``--restore-resample``),
+over ``--restore-steps`` respaced steps. Columns: PSNR in dB (per image, then averaged; over the unknown pixels for
+inpainting, the whole image for super-resolution), SSIM over the whole image (torchmetrics, Gaussian window 11,
+sigma 1.5), FID of the completed images against 1000 other test images (the project's feature network; a
+"test images" row gives the floor at the same number of images), and seconds per image. A figure of the known part,
+both restorations and the truth of the first 8 images per task (four rows each, in that order, drawn 3x) goes to
+``restoration.png`` beside the JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+TASKS = "inpaint:center,super_resolution:4"
+
+
+def parse_tasks(text: str) -> list[tuple[str, str]]:
+    """'inpaint:center,super_resolution:4' -> [(task, setting), ...] (SystemExit, one line, on a bad entry)."""
+    tasks = []
+    for entry in filter(None, text.split(",")):
+        task, _, setting = entry.partition(":")
+        if task not in ("inpaint", "super_resolution") or not setting:
+            raise SystemExit(f"error: --restore-tasks entries are inpaint:MASK or super_resolution:FACTOR, got {entry!r}")
+        tasks.append((task, setting))
+    return tasks
+
+
+def psnr(restored: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> float:
+    """Mean over images of 10 log10(1 / MSE) on [0, 1] pixels, the MSE over ``region`` (1 where it counts)."""
+    region = region.expand_as(truth)
+    mse = ((restored - truth) ** 2 * region).flatten(1).sum(1) / region.flatten(1).sum(1)
+    return float((10 * torch.log10(1 / mse.clamp_min(1e-12))).mean())
+
+
+def ssim(restored: torch.Tensor, truth: torch.Tensor) -> float:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return float(structural_similarity_index_measure(restored.double(), truth.double(), data_range=1.0))
+
+
+def baselines(task: str, setting: str, truth: torch.Tensor, known: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The plain restorations in [0, 1]: inpainting's mean fill; super-resolution's nearest and bicubic upsampling."""
+    if task == "inpaint":
+        mean = (truth * known).flatten(1).sum(1) / known.expand_as(truth).flatten(1).sum(1)
+        return {"mean fill": known * truth + (1 - known) * mean[:, None, None, None]}
+    factor = int(setting)
+    small = F.avg_pool2d(truth, factor)
+    return {"nearest": F.interpolate(small, scale_factor=factor, mode="nearest"),
+            "bicubic": F.interpolate(small, scale_factor=factor, mode="bicubic", align_corners=False).clamp(0, 1)}
+
+
+def restoration(args) -> list[dict]:
+    """Rows (task, method, n, PSNR, SSIM, FID, seconds per image) for one trained ddpm run on images."""
+    from torchvision.utils import make_grid, save_image
+
+    from benchmarks.ddim import find_run
+    from practice_torch.ddpm import training as ddpm_training
+    from practice_torch.engine.runs import load_split
+    from practice_torch.evaluation import fid_from_features
+    from practice_torch.evaluation.features import embed, feature_network
+    from practice_torch.models import open_run
+
+    run = find_run(getattr(args, "run", None))
+    module, cfg, net = open_run(run, torch.device("cpu"))
+    if cfg.model_name != "ddpm" or not getattr(net, "images", False):
+        raise SystemExit(f"error: {run} is not a ddpm run on images")
+    n, steps = args.restore_images, args.restore_steps
+    test = load_split(cfg.data, "test")
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
+    truth = torch.stack([test[int(i)][0] for i in order[:n]])
+    labels = torch.tensor([int(test[int(i)][1]) for i in order[:n]])
+    features = feature_network(cfg.data.name, getattr(args, "data_dir", None))
+    real_feats = embed(features, torch.stack([test[int(i)][0] for i in order[n:n + 1000]]))[0]
+    rows, pictures = [], []
+
+    def add(task: str, setting: str, method: str, images: torch.Tensor, region: torch.Tensor | None, seconds: float):
+        """One row; ``region`` None: other images than the truth (the FID floor), so no PSNR or SSIM."""
+        rows.append({"task": f"{task} {setting}".strip(), "method": method, "n": n,
+                     "psnr": psnr(images, truth, region) if region is not None else math.nan,
+                     "ssim": ssim(images, truth) if region is not None else math.nan,
+                     "fid": fid_from_features(real_feats, embed(features, images)[0]), "s_per_image": seconds / n})
+        print(f"  {task} {setting:>7} {method:>24}: PSNR {rows[-1]['psnr']:.2f} dB, SSIM {rows[-1]['ssim']:.3f}, "
+              f"FID {rows[-1]['fid']:.1f}, {rows[-1]['s_per_image']:.2f} s/image", flush=True)
+        if hasattr(args, "save"):
+            args.save(rows)
+
+    add("test images", "", "other test images (the FID floor)", torch.stack([test[int(i)][0] for i in order[-n:]]),
+        None, 0.0)
+    for task, setting in parse_tasks(args.restore_tasks):
+        changes = {"task": task, "sample_steps": steps, **({"mask": setting} if task == "inpaint" else
+                                                           {"sr_factor": int(setting)})}
+        config = dataclasses.replace(cfg.model, **changes)
+        ddpm_training.check_task(config, tuple(net.shape))
+        known = (ddpm_training.inpainting_mask(setting, tuple(net.shape), torch.Generator().manual_seed(0))
+                 if task == "inpaint" else torch.ones(1, *net.shape))
+        region = 1 - known if task == "inpaint" else torch.ones(1, *net.shape)
+        for method, images in baselines(task, setting, truth, known).items():
+            add(task, setting, method, images, region, 0.0)
+        shown, restored_rows = None, []
+        for r in sorted({1, args.restore_resample}):
+            start = time.perf_counter()
+            restored, shown = ddpm_training.restore_images(net, dataclasses.replace(config, resample=r), truth,
+                                                           torch.Generator().manual_seed(r), labels)
+            images = net.from_model(restored)
+            name = ("RePaint" if task == "inpaint" else "ILVR") + (f", resampled r = {r}" if r > 1 else ", r = 1")
+            add(task, setting, name, images, region, time.perf_counter() - start)
+            restored_rows.append(images[:8])
+        pictures.append([net.from_model(shown[:8]), *restored_rows, truth[:8]])
+    grid = make_grid(torch.cat([row for group in pictures for row in group]), nrow=8, padding=1, pad_value=1.0)
+    save_image(F.interpolate(grid[None], scale_factor=3, mode="nearest")[0], Path(args.results) / "restoration.png")
+    return rows
