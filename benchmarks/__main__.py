@@ -45,6 +45,7 @@ from benchmarks.coupling_flows import flow_bpd
 from benchmarks.ddim import ddim_steps
 from benchmarks.flow_matching import fm_vs_cnf, ode_nfe
 from benchmarks.galaxies import galaxy_conditioning
+from benchmarks.gan_stability import gan_stability
 from benchmarks.gpu_steps import gpu_steps
 from benchmarks.guidance import guidance_sweep
 from benchmarks.jax_train import jax_train
@@ -175,7 +176,8 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "transformer_step": transformer_step,
               "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps,
               "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu, "control": control,
-              "jax_train": jax_train, "restoration": restoration}
+              "jax_train": jax_train, "restoration": restoration,
+              "gan_stability": gan_stability}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -245,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restore-resample", type=int, default=5, help="restoration: RePaint's r of the resampled rows")
     parser.add_argument("--restore-tasks", default=TASKS, help="restoration: comma-separated inpaint:MASK and "
                                                                "super_resolution:FACTOR")
+    parser.add_argument("--stability-variants", default="plain,r1,spectral_norm,wgan_gp",
+                        help="gan_stability: comma-separated variants")
+    parser.add_argument("--stability-seeds", default="0,1,2", help="gan_stability: comma-separated train.seed values")
+    parser.add_argument("--stability-dataset", default="gaussians", help="gan_stability: gaussians or fashion_mnist")
     parser.add_argument("--galaxy-samples", type=int, default=500, help="galaxy_conditioning: test conditions sampled")
     parser.add_argument("--fm-seconds", type=float, default=300, help="fm_vs_cnf: wall seconds of training per model")
     parser.add_argument("--fm-chunk", type=int, default=100, help="fm_vs_cnf: steps between W2 measurements")

@@ -82,7 +82,11 @@ class TorchBackend:
         args = {k: self._tensor(v, requires_grad=k in case.grad_wrt) for k, v in inputs.items()}
         out = self._leaves(fn(**args, **case.static))
         cot = [self._tensor(c) for c in flatten(cotangent).values()]
-        grads = self.torch.autograd.grad(out, [args[k] for k in case.grad_wrt], cot)
+        # outputs computed without the graph (state a function hands back, as spectral normalisation's u and v)
+        # contribute nothing, as JAX's stop_gradient'ed outputs contribute zeros to its vjp
+        live = [(o, c) for o, c in zip(out, cot) if o.requires_grad]
+        grads = self.torch.autograd.grad([o for o, _ in live], [args[k] for k in case.grad_wrt], [c for _, c in live],
+                                         allow_unused=True, materialize_grads=True)
         return {k: g.numpy() for k, g in zip(case.grad_wrt, grads)}
 
     # modules -----------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ TOPICS: tuple[Topic, ...] = (
           trains="VQ-VAE: EMA codebook, dead-code restarts; a transformer prior over the code grid (images, log-mels)"),
     # Adversarial models
     Topic("gan", "adversarial", "GAN; DCGAN; cGAN", "2-D, image, audio",
-          trains="GAN: MLP on 2-D mixtures, DCGAN with R1, class-conditional (projection discriminator), log-mels"),
+          trains="GAN: MLP on 2-D mixtures, DCGAN with R1, class-conditional (projection discriminator), log-mels, "
+                 "spectral normalisation"),
     Topic("wgan", "adversarial", "Wasserstein GAN; gradient penalty", "1-D, 2-D, image",
           trains="WGAN: clipping, two- or one-sided gradient penalty, n_critic, critic's W1 estimate (1-D, 2-D, images)"),
     Topic("bigan", "adversarial", "BiGAN / ALI", "image",

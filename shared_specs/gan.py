@@ -6,7 +6,8 @@ noise).
 Each function runs in ``theory_jax.gan`` and ``practice_torch.gan`` on the same NumPy inputs, gradients included;
 SciPy is the third witness (``scipy.special.log_expit`` for log D and log(1 - D), ``jensenshannon`` for JS,
 ``scipy.stats.norm`` for the Gaussian log-density). The logits span [-40, 40]: a naive log(sigmoid) would give
--inf there.
+-inf there. Spectral normalisation's witness is torch's own ``torch.nn.utils.parametrizations.spectral_norm`` on a
+layer holding the same weight and the same u and v, in training mode (its power iteration updates them).
 """
 
 from __future__ import annotations
@@ -32,7 +33,37 @@ def _distributions(rng):
     return {"d": rng.uniform(0.05, 0.95, size=(3, K)), "p": p, "q": q}
 
 
+def _spectral_inputs(shape):
+    def make(rng):
+        rest = int(np.prod(shape[1:]))
+        return {"w": gaussian(rng, *shape), "u": gaussian(rng, shape[0]), "v": gaussian(rng, rest)}
+    return make
+
+
+def ref_spectral_normalize(w, u, v, n_iter, eps=1e-12):
+    """torch's parametrization: a layer with weight w and buffers _u, _v (normalised, as it keeps them), trained
+    mode, so that reading its weight runs n_iter power iterations; returns (W / sigma, u, v)."""
+    import torch
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    layer = torch.nn.Linear(1, 1, bias=False) if w.ndim == 2 else torch.nn.Conv2d(1, 1, 1, bias=False)
+    layer = layer.double()
+    layer.weight = torch.nn.Parameter(torch.from_numpy(w.copy()))
+    spectral_norm(layer, n_power_iterations=n_iter, eps=eps)
+    param = layer.parametrizations.weight[0]
+    param._u.copy_(torch.from_numpy(u))
+    param._v.copy_(torch.from_numpy(v))
+    layer.train()
+    with torch.no_grad():
+        weight = layer.weight
+    return weight.numpy(), param._u.numpy(), param._v.numpy()
+
+
 CASES = (
+    FunctionCase("gan/spectral_normalize", "spectral_normalize", _spectral_inputs((6, 4)), static={"n_iter": 1},
+                 grad_wrt=("w",), reference=ref_spectral_normalize),
+    FunctionCase("gan/spectral_normalize_conv", "spectral_normalize", _spectral_inputs((5, 3, 2, 2)),
+                 static={"n_iter": 3}, grad_wrt=("w",), reference=ref_spectral_normalize),
     FunctionCase("gan/discriminator_loss", "discriminator_loss", _logits, grad_wrt=("real_logits", "fake_logits"),
                  reference=lambda real_logits, fake_logits: (-np.mean(special.log_expit(real_logits))
                                                              - np.mean(special.log_expit(-fake_logits)))),

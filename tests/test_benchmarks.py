@@ -265,3 +265,14 @@ def test_restoration_scores_psnr_over_the_unknown_region_and_its_baselines_keep_
     assert parse_tasks("inpaint:center,super_resolution:4") == [("inpaint", "center"), ("super_resolution", "4")]
     with pytest.raises(SystemExit, match="inpaint:MASK or super_resolution:FACTOR"):
         parse_tasks("denoise:2")
+
+
+def test_gan_stability_names_its_variants_and_refuses_an_unknown_one_in_one_line():
+    """Each variant is a --set of an existing topic (control: the plain GAN changes nothing)."""
+    from benchmarks.gan_stability import VARIANTS, gan_stability
+
+    assert VARIANTS["plain"] == ("gan", ()) and VARIANTS["spectral_norm"] == ("gan", ("model.spectral_norm=true",))
+    assert VARIANTS["wgan_gp"][0] == "wgan"
+    args = argparse.Namespace(stability_dataset="gaussians", stability_seeds="0", stability_variants="plain,unrolled")
+    with pytest.raises(SystemExit, match="unknown variant 'unrolled'"):
+        gan_stability(args)

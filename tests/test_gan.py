@@ -54,3 +54,13 @@ def test_the_discriminator_at_d_star_beats_the_others_in_torch():
     others = (d_star + 0.05 * torch.tensor(rng.standard_normal((30, 4, 6)))).clamp(1e-3, 1 - 1e-3)
     assert torch.all(G.value_discrete(others, p, q) < best)
     assert torch.allclose(best, 2 * G.js_discrete(p, q) - np.log(4.0), rtol=1e-12, atol=0)
+
+
+def test_spectral_norm_without_the_power_iterations_update_is_caught(both):
+    """The witness is torch's own parametrization, which iterates: a twin that leaves u and v where they were
+    (n_iter = 0) divides by a stale u^T W v and is caught."""
+    def frozen(fn):
+        return lambda w, u, v, n_iter: fn(w, u, v, 0)
+
+    case = CASES["gan/spectral_normalize"]
+    assert "reference" in caught(case, Perturbation("no power iteration", fn=frozen))

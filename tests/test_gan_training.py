@@ -159,6 +159,43 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
     assert "steps" not in resumed.net.state_dict()  # no step counter in the weights
 
 
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_spectral_norm_holds_each_discriminator_layer_to_norm_one_and_leaves_the_generator_alone(architecture):
+    """model.spectral_norm=true: every Linear and Conv2d of the discriminator reads W / sigma(W); after training-mode
+    passes (one power iteration each) each layer's largest singular value is 1 (its raw weight's is not), and eval
+    mode moves no vector. Control: the plain net's layers keep their raw norms, and its generator has none."""
+    data = GAUSSIANS if architecture == "mlp" else DIGITS
+    net = tiny_net(data, architecture=architecture, spectral_norm=True)
+    layers = [m for m in net.discriminator.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert layers and all(hasattr(m, "parametrizations") for m in layers)
+    assert not any(hasattr(m, "parametrizations") for m in net.generator.modules())
+    x = torch.randn(8, *data.shape)
+    with torch.no_grad():
+        for m in layers:
+            m.parametrizations.weight.original.mul_(3.0)  # steeper raw weights; the normalised ones do not care
+        for _ in range(30):
+            net.logit(x)
+        for m in layers:
+            top = torch.linalg.matrix_norm(m.weight.reshape(m.weight.shape[0], -1), ord=2)
+            raw = torch.linalg.matrix_norm(m.parametrizations.weight.original.reshape(m.weight.shape[0], -1), ord=2)
+            assert abs(float(top) - 1) < 1e-4 and float(raw) > 1.5
+    net.eval()
+    u = layers[0].parametrizations.weight[0].u.clone()
+    with torch.no_grad():
+        net.logit(x)
+    assert torch.equal(u, layers[0].parametrizations.weight[0].u)
+    plain = tiny_net(data, architecture=architecture)
+    assert not any(hasattr(m, "parametrizations") for m in plain.discriminator.modules())
+
+
+def test_a_spectrally_normalised_run_resumes_bit_identically_with_its_power_iteration_vectors(tmp_path):
+    cfg = apply_overrides(gan_training.default_config("quick", "gaussians"), [
+        "model.hidden=8", "model.latent_dim=2", "model.spectral_norm=true", "train.batch_size=16", "train.steps=6",
+        "train.checkpoint_every=3", "train.log_every=3", "train.samples=10", "train.device=cpu", "data.limit=64"])
+    resumed = assert_resumes_exactly(cfg, tmp_path, stop_at=3)
+    assert any(k.endswith("parametrizations.weight.0.u") for k in resumed.net.state_dict())
+
+
 def test_cli_trains_samples_and_evaluates_a_tiny_2d_run(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "gan", "--steps", "20", "--out", str(run), *TINY]) == 0

@@ -55,3 +55,30 @@ def js_discrete(p, q):
 def gauss_log_pdf(x, mean, std):
     """log N(x; mean, std^2). (...) -> (...)."""
     return -0.5 * ((x - mean) / std) ** 2 - torch.log(torch.as_tensor(std, dtype=x.dtype)) - 0.5 * math.log(2 * math.pi)
+
+
+# Spectral normalisation (Miyato et al. 2018) ------------------------------------------------------------------
+def normalize(x, eps: float = 1e-12):
+    """x / max(||x||, eps): a vector (n,) scaled to unit length (``torch.nn.functional.normalize``'s eps)."""
+    return x / torch.clamp(torch.linalg.vector_norm(x), min=eps)
+
+
+def power_iteration(w, u, v, n_iter: int = 1, eps: float = 1e-12):
+    """(u, v) after n_iter steps of u = W v / ||W v||, v = W^T u / ||W^T u|| (Miyato et al. 2018, Algorithm 1,
+    started from v as torch's ``spectral_norm`` does): the top left and right singular vectors of w (out, in) in the
+    limit. n_iter = 0 returns (u, v) as they are."""
+    for _ in range(n_iter):
+        u = normalize(w @ v, eps)
+        v = normalize(w.T @ u, eps)
+    return u, v
+
+
+def spectral_normalize(w, u, v, n_iter: int = 1, eps: float = 1e-12):
+    """(w / sigma, u, v): the weight divided by its largest singular value estimated as sigma = u^T W v from the
+    ``power_iteration``'s vectors, which are constants to the gradient (as in ``torch.nn.utils.parametrizations
+    .spectral_norm``). w: (out, ...) (a conv kernel is read as (out, in * kh * kw)); u: (out,), v: (in * kh * kw,)."""
+    matrix = w.reshape(w.shape[0], -1)
+    with torch.no_grad():
+        u, v = power_iteration(matrix, u, v, n_iter, eps)
+    sigma = u @ (matrix @ v)
+    return w / sigma, u, v

@@ -7,7 +7,8 @@ its samples, which a GAN calls its discriminator (``Adversarial`` here) and a WG
 (``practice_torch.wgan.networks``). ``Adversarial`` holds both players, optionally class-conditional: weights only.
 Who updates when is the adapter's ``train_step`` (``practice_torch.gan.training``, on the engine's players: one
 optimizer each); ``discriminator_objective`` and ``generator_objective`` are the two players' losses on a batch,
-built from ``practice_torch.gan.functions``.
+built from ``practice_torch.gan.functions``. ``SpectralNorm`` divides a layer's weight by its largest singular
+value (Miyato et al. 2018; ``model.spectral_norm=true`` puts it on every layer of the discriminator).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from practice_torch.gan.functions import (
     discriminator_loss,
     generator_loss_nonsaturating,
     generator_loss_saturating,
+    normalize,
+    power_iteration,
+    spectral_normalize,
 )
 
 GENERATOR_LOSSES = {"non_saturating": generator_loss_nonsaturating, "saturating": generator_loss_saturating}
@@ -43,6 +47,41 @@ def players(shape: Sequence[int], architecture: str, z_dim: int, hidden: Sequenc
     raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
 
 
+class SpectralNorm(nn.Module):
+    """A parametrization (``torch.nn.utils.parametrize``) that reads a layer's weight as W / sigma(W):
+    ``spectral_normalize`` with the power iteration's vectors u (out,) and v (in * kh * kw,) kept as buffers, one
+    iteration per forward pass in training mode, none in eval mode (torch's ``spectral_norm`` does the same; its
+    vectors start from 15 iterations on the initial weight, as here)."""
+
+    def __init__(self, weight: torch.Tensor, n_iter: int = 1, eps: float = 1e-12):
+        super().__init__()
+        self.n_iter, self.eps = n_iter, eps
+        matrix = weight.detach().reshape(weight.shape[0], -1)
+        u = normalize(torch.randn(matrix.shape[0], dtype=matrix.dtype), eps)
+        v = normalize(torch.randn(matrix.shape[1], dtype=matrix.dtype), eps)
+        u, v = power_iteration(matrix, u, v, 15, eps)
+        self.register_buffer("u", u)
+        self.register_buffer("v", v)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        normalised, u, v = spectral_normalize(weight, self.u, self.v, self.n_iter if self.training else 0, self.eps)
+        if self.training:
+            with torch.no_grad():
+                self.u.copy_(u)
+                self.v.copy_(v)
+        return normalised
+
+
+def spectral_norm_layers(module: nn.Module) -> nn.Module:
+    """``module`` with a ``SpectralNorm`` on the weight of each of its Linear and Conv2d layers (in place)."""
+    from torch.nn.utils import parametrize
+
+    for layer in list(module.modules()):
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            parametrize.register_parametrization(layer, "weight", SpectralNorm(layer.weight))
+    return module
+
+
 class Adversarial(nn.Module):
     """A generator G(z[, y]) and a discriminator D(x[, y]) = sigmoid(logit(x[, y])), the logit (B,) its output.
 
@@ -53,11 +92,13 @@ class Adversarial(nn.Module):
 
     def __init__(self, shape: Sequence[int], architecture: str = "mlp", latent_dim: int = 8,
                  hidden: Sequence[int] = (128, 128), channels: Sequence[int] = (64, 128), fc: int = 1024,
-                 num_classes: int = 0, unit_interval: bool = False):
+                 num_classes: int = 0, unit_interval: bool = False, spectral_norm: bool = False):
         super().__init__()
         self.shape, self.latent_dim, self.num_classes = tuple(shape), latent_dim, num_classes
         self.generator, self.discriminator, width = players(shape, architecture, latent_dim + num_classes, hidden,
                                                             channels, fc, norm=True, unit_interval=unit_interval)
+        if spectral_norm:
+            spectral_norm_layers(self.discriminator)
         if num_classes:
             self.embed = nn.Embedding(num_classes, width)  # the projection discriminator's class vectors
             nn.init.zeros_(self.embed.weight)  # starts as the unconditional discriminator

@@ -47,6 +47,7 @@ class Config:
     fc: int = 1024  # conv: width of the fully connected layer in generator and discriminator
     discriminator_steps: int = 1  # discriminator updates per generator update; 0 = both players at once (simultaneous)
     r1: float = 0.0  # weight of the R1 penalty on the discriminator (Mescheder et al. 2018); 0 = the plain game
+    spectral_norm: bool = False  # every discriminator layer's weight divided by its largest singular value (SN-GAN)
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
@@ -90,7 +91,7 @@ PRESETS = {
 default_config = preset_config("gan", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "channels", "fc", "mel",)
+ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "channels", "fc", "mel", "spectral_norm")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_references",)
 # What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
@@ -121,7 +122,7 @@ def build(config: Config, data) -> Adversarial:
         raise ValueError(f"model.conditional=true needs class labels, and {data.name} has none")
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       data.num_classes if config.conditional else 0,
-                      unit_interval=data.modality == "image")
+                      unit_interval=data.modality == "image", spectral_norm=config.spectral_norm)
     if config.r1 < 0:
         raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
     return net

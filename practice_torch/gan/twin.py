@@ -19,6 +19,9 @@ def jax_twin(net, cfg):
     from shared_specs.jax_train import JaxGame
 
     m = cfg.model
+    if m.spectral_norm:
+        raise ValueError("theory_jax train gan has no spectral normalisation yet (its flax twin keeps no power-"
+                         "iteration vectors): train with practice_torch, or drop model.spectral_norm")
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
                           unit_interval=net.generator.unit_interval)
     generator_loss = {"non_saturating": jg.generator_loss_nonsaturating,
