@@ -496,7 +496,7 @@ def _section_restoration(d: Derivation, rng: np.random.Generator) -> None:
           "$\\epsilon^*(x_t) = \\sqrt{1-\\bar\\alpha_t}\\,(\\bar\\alpha_t\\Sigma + (1-\\bar\\alpha_t)I)^{-1}x_t$, "
           "coordinate 1 known ($y_1 = 1.5$) and coordinate 2 to fill in, the answer is the conditional "
           "$\\mathcal N(\\rho y_1, 1 - \\rho^2)$.")
-    known, chains, a = jnp.array([1.0, 0.0]), 8_000, 1.5
+    known, chains, a = jnp.array([1.0, 0.0]), 4_000, 1.5
     y = jnp.array([a, 0.0])
     independent = jnp.eye(2)
     state = rng.bit_generator.state
@@ -536,7 +536,7 @@ def _section_restoration(d: Derivation, rng: np.random.Generator) -> None:
     fig, ax = new_figure()
     grid = np.linspace(-0.5, 3.0, 300)
     for draws, label in ((plain, "replacement alone"), (resampled, "with resampling (r = 10)")):
-        ax.hist(draws, bins=120, range=(-0.5, 3.0), density=True, histtype="step", label=label)
+        ax.hist(draws, bins=60, range=(-0.5, 3.0), density=True, histtype="step", label=label)
     ax.plot(grid, np.exp(-(grid - exact_mean) ** 2 / (2 * exact_var)) / math.sqrt(2 * math.pi * exact_var), "k--",
             label="exact conditional")
     ax.set(xlabel="the unknown coordinate $x_2$ given $y_1 = 1.5$ ($\\rho = 0.9$)", ylabel="density")
