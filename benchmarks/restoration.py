@@ -15,7 +15,6 @@ both restorations and the truth of the first 8 images per task (four rows each, 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -66,7 +65,7 @@ def restoration(args) -> list[dict]:
     from torchvision.utils import make_grid, save_image
 
     from benchmarks.ddim import find_run
-    from practice_torch.ddpm import training as ddpm_training
+    from practice_torch.diffusion.restoration import check_restoration, inpainting_mask, restore_images
     from practice_torch.engine.runs import load_split
     from practice_torch.evaluation import fid_from_features
     from practice_torch.evaluation.features import embed, feature_network
@@ -99,11 +98,10 @@ def restoration(args) -> list[dict]:
     add("test images", "", "other test images (the FID floor)", torch.stack([test[int(i)][0] for i in order[-n:]]),
         None, 0.0)
     for task, setting in parse_tasks(args.restore_tasks):
-        changes = {"task": task, "sample_steps": steps, **({"mask": setting} if task == "inpaint" else
-                                                           {"sr_factor": int(setting)})}
-        config = dataclasses.replace(cfg.model, **changes)
-        ddpm_training.check_task(config, tuple(net.shape))
-        known = (ddpm_training.inpainting_mask(setting, tuple(net.shape), torch.Generator().manual_seed(0))
+        where = {"mask": setting} if task == "inpaint" else {"sr_factor": int(setting)}
+        check_restoration(task, tuple(net.shape), where.get("mask", "center"), where.get("sr_factor", 4),
+                          args.restore_resample, 1)
+        known = (inpainting_mask(setting, tuple(net.shape), torch.Generator().manual_seed(0))
                  if task == "inpaint" else torch.ones(1, *net.shape))
         region = 1 - known if task == "inpaint" else torch.ones(1, *net.shape)
         for method, images in baselines(task, setting, truth, known).items():
@@ -111,8 +109,9 @@ def restoration(args) -> list[dict]:
         shown, restored_rows = None, []
         for r in sorted({1, args.restore_resample}):
             start = time.perf_counter()
-            restored, shown = ddpm_training.restore_images(net, dataclasses.replace(config, resample=r), truth,
-                                                           torch.Generator().manual_seed(r), labels)
+            restored, shown = restore_images(net, truth, torch.Generator().manual_seed(r), task=task, steps=steps,
+                                             resample=r, clip_x0=cfg.model.clip_x0, y=labels,
+                                             guidance_scale=cfg.model.guidance_scale, **where)
             images = net.from_model(restored)
             name = ("RePaint" if task == "inpaint" else "ILVR") + (f", resampled r = {r}" if r > 1 else ", r = 1")
             add(task, setting, name, images, region, time.perf_counter() - start)

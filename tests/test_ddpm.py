@@ -17,6 +17,7 @@ from practice_torch import ddpm, models
 from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.ddpm import training as ddpm_training
+from practice_torch.diffusion.restoration import inpainting_mask
 from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.models import new_trainer
@@ -273,7 +274,7 @@ def test_a_restoration_ends_on_what_it_knows_of_the_truth_and_draws_the_rest(tas
     restored, shown = ddpm_training.restore_images(net, cfg, x, torch.Generator().manual_seed(0))
     truth = net.to_model(x)
     if task == "inpaint":
-        known = ddpm_training.inpainting_mask("center", DIGITS.shape, torch.Generator())
+        known = inpainting_mask("center", DIGITS.shape, torch.Generator())
         assert torch.equal(known * restored, known * truth) and torch.equal(shown, known * truth)
         assert not torch.allclose((1 - known) * restored, (1 - known) * truth, atol=0.1)
         wrong = ddpm.restore(lambda v, t: net(v, t), net.schedule.respace(5), truth,

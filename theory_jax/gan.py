@@ -376,9 +376,9 @@ def _section_reparameterised(d: Derivation, rng: np.random.Generator, e_dstar) -
               per_sample, mu * jax.nn.sigmoid(logit_at))
 
 
-def _section_spectral_norm(d: Derivation, rng: np.random.Generator) -> None:
-    """Spectral normalisation: the power iteration finds the top singular value, W / sigma has operator norm 1, a
-    network of such layers and 1-Lipschitz activations is 1-Lipschitz; without the iteration's update it is not."""
+def _section_spectral_norm(d: Derivation, rng: np.random.Generator):
+    """Spectral normalisation: one power iteration a step finds the top singular value; W / sigma has norm 1.
+    -> (w, its normalised weight, the converged u and v, w's singular values) for the next section."""
     d.say("Spectral normalisation (Miyato et al. 2018) keeps the discriminator from growing steep: each layer's weight "
           "is divided by its largest singular value $\\sigma(W) = \\max_{\\|h\\|=1} \\|Wh\\|$, estimated by power "
           "iteration, $u \\leftarrow Wv/\\|Wv\\|$, $v \\leftarrow W^\\top u/\\|W^\\top u\\|$, "
@@ -401,6 +401,19 @@ def _section_spectral_norm(d: Derivation, rng: np.random.Generator) -> None:
                  "the vectors converge by $(\\sigma_2/\\sigma_1)^2$ a step, one power step of $W^\\top W$, and "
                  "the bilinear $u^\\top W v$ squares their error",
                  np.array(errors[5:25]), 4 * errors[4] * rate ** np.arange(1, 21))
+    fig, ax = new_figure()
+    ax.semilogy(np.arange(1, 41), errors, "o-", ms=3, label="$|\\hat\\sigma - \\sigma_1| / \\sigma_1$")
+    ax.semilogy(np.arange(5, 31), errors[4] * rate ** np.arange(0, 26), "k--",
+                label="$(\\sigma_2/\\sigma_1)^{4k}$ from step 5")
+    ax.set(xlabel="training steps (one power iteration each)", ylabel="relative error of $\\hat\\sigma$")
+    ax.legend()
+    d.figure(fig, "One power iteration per step is enough: the estimate of the largest singular value converges at "
+             "the power method's rate while the weight stays put.")
+    return w, w_sn, u, v, singular
+
+
+def _section_lipschitz(d: Derivation, rng: np.random.Generator, w, w_sn, u, v, singular) -> None:
+    """W / sigma moves no two points further apart, nor does a network of such layers; stale vectors break it."""
     x, y = (jnp.asarray(rng.standard_normal((1000, 5))) for _ in range(2))
     d.inequality("$W/\\hat\\sigma$ is 1-Lipschitz: $\\|W_{SN}x - W_{SN}y\\| \\le \\|x - y\\|$ on 1000 random pairs",
                  jnp.linalg.norm((x - y) @ w_sn.T, axis=1), jnp.linalg.norm(x - y, axis=1), slack=1e-12)
@@ -431,14 +444,6 @@ def _section_spectral_norm(d: Derivation, rng: np.random.Generator) -> None:
                  "$3\\sigma_1\\,ab^\\top$ along directions orthogonal to the stored $u$ and $v$, the stale "
                  f"$u^\\top W v$ is still the old $\\sigma_1$ and the 'normalised' weight stretches a vector by "
                  f"{stale:.2f}; iterating again brings it back to {fresh:.3f}", 2.0, stale)
-    fig, ax = new_figure()
-    ax.semilogy(np.arange(1, 41), errors, "o-", ms=3, label="$|\\hat\\sigma - \\sigma_1| / \\sigma_1$")
-    ax.semilogy(np.arange(5, 31), errors[4] * rate ** np.arange(0, 26), "k--",
-                label="$(\\sigma_2/\\sigma_1)^{4k}$ from step 5")
-    ax.set(xlabel="training steps (one power iteration each)", ylabel="relative error of $\\hat\\sigma$")
-    ax.legend()
-    d.figure(fig, "One power iteration per step is enough: the estimate of the largest singular value converges at "
-             "the power method's rate while the weight stays put.")
 
 
 def derive(echo=None) -> Derivation:
@@ -454,5 +459,5 @@ def derive(echo=None) -> Derivation:
     _section_generator_objective(d, rule, gp)
     e_dstar = _section_saturation(d, rule)
     _section_reparameterised(d, rng, e_dstar)
-    _section_spectral_norm(d, rng)
+    _section_lipschitz(d, rng, *_section_spectral_norm(d, rng))
     return d

@@ -21,10 +21,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from practice_torch.ddpm.functions import decoder_nll, eps_loss, prior_kl, vlb_term
-from practice_torch.diffusion import Schedule, null_labels, predict_x0, q_sample
+from practice_torch.diffusion import Schedule, null_labels, predict_x0, q_sample, restoration
 from practice_torch.diffusion import model as core
-from practice_torch.diffusion.model import Diffusion, sampling_schedule
-from practice_torch.diffusion.restoration import low_pass, replace_known, replace_low_pass, restore
+from practice_torch.diffusion.model import Diffusion
+from practice_torch.diffusion.restoration import check_restoration
 from practice_torch.elbo import gaussian_log_prob
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
@@ -61,7 +61,7 @@ class Config:
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
     # ``sample`` with a task restores held-out images instead of drawing new ones (``diffusion.restoration``):
     task: Literal["sample", "inpaint", "super_resolution"] = "sample"
-    mask: str = "center"  # inpaint: the unknown pixels, one of MASKS
+    mask: str = "center"  # inpaint: the unknown pixels, one of diffusion.restoration.MASKS
     sr_factor: int = 4  # super_resolution: the known image is the truth's factor x factor block means
     resample: int = 5  # RePaint's r: each level's step taken r times, going back up in between (1: replacement alone)
     jump: int = 1  # RePaint's j: levels gone back up at a time
@@ -123,8 +123,6 @@ ARCHITECTURE = ("schedule", "T", "denoiser", "channels", "channel_mults", "num_r
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_x0", "chain_frames", "nll_examples", "nll_timesteps",
        "task", "mask", "sr_factor", "resample", "jump")
-# The unknown region of each inpainting mask on an H x W image: 1 where the pixel is known.
-MASKS = ("center", "left", "right", "top", "bottom", "pixels")
 
 
 def build(config: Config, data) -> Diffusion:
@@ -205,70 +203,21 @@ def generate(net: Diffusion, config: Config, n: int, generator: torch.Generator,
                          guidance_scale=config.guidance_scale, clip_x0=config.clip_x0, frames=frames, chains=chains)
 
 
-# Restoration: inpainting and super-resolution of held-out images (``model.task``) ---------------------------------
+# Restoration: inpainting and super-resolution of held-out images (``model.task``, ``diffusion.restoration``) -----
 def check_task(config: Config, shape: tuple[int, ...]) -> None:
     """A one-line error for a restoration setting that cannot work on examples of ``shape``."""
-    if config.task not in ("sample", "inpaint", "super_resolution"):
-        raise ValueError(f"model.task must be 'sample', 'inpaint' or 'super_resolution', got {config.task!r}")
-    if config.task == "sample":
-        return
-    if len(shape) != 3:
-        raise ValueError(f"model.task={config.task} restores images; these examples have shape {shape}")
-    if config.task == "inpaint" and config.mask not in MASKS:
-        raise ValueError(f"model.mask must be one of {', '.join(MASKS)}, got {config.mask!r}")
-    if config.task == "super_resolution" and (config.sr_factor < 2 or shape[1] % config.sr_factor
-                                              or shape[2] % config.sr_factor):
-        raise ValueError(f"model.sr_factor must be at least 2 and divide the image's {shape[1]} x {shape[2]}, "
-                         f"got {config.sr_factor}")
-    if config.resample < 1 or config.jump < 1:
-        raise ValueError(f"model.resample and model.jump must be at least 1, got {config.resample} and {config.jump}")
+    if config.task != "sample":
+        check_restoration(config.task, shape, config.mask, config.sr_factor, config.resample, config.jump)
 
 
-def inpainting_mask(name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """(1, C, H, W) of 1 where a pixel is known: 'center' hides the middle half (a square of side H/2), 'left' /
-    'right' / 'top' / 'bottom' hide that half, 'pixels' hides 3 pixels in 4 at random (drawn from ``generator``)."""
-    _, h, w = shape
-    known = torch.ones((1, *shape))
-    if name == "center":
-        known[..., h // 4:h // 4 + h // 2, w // 4:w // 4 + w // 2] = 0
-    elif name == "left":
-        known[..., :, :w // 2] = 0
-    elif name == "right":
-        known[..., :, w // 2:] = 0
-    elif name == "top":
-        known[..., :h // 2, :] = 0
-    elif name == "bottom":
-        known[..., h // 2:, :] = 0
-    elif name == "pixels":
-        known = (torch.rand((1, 1, h, w), generator=generator) < 0.25).float().expand(1, *shape).clone()
-    else:
-        raise ValueError(f"model.mask must be one of {', '.join(MASKS)}, got {name!r}")
-    return known
-
-
-def replacement(config: Config, shape: tuple[int, ...], generator: torch.Generator, device: torch.device):
-    """(replace(x, y_t), what is known shown as an image) of ``model.task``: the mask's pixels (the unknown ones
-    shown mid-grey), or the sr_factor block means."""
-    if config.task == "inpaint":
-        known = inpainting_mask(config.mask, shape, generator).to(device)
-        return (lambda x, y_t: replace_known(x, y_t, known)), (lambda y: known * y)
-    factor = config.sr_factor
-    return (lambda x, y_t: replace_low_pass(x, y_t, factor)), (lambda y: low_pass(y, factor))
-
-
-@torch.no_grad()
 def restore_images(net: Diffusion, config: Config, x: torch.Tensor, generator: torch.Generator,
                    y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(restored, known) in model space for held-out images x (n, C, H, W) in data space: ``model.task`` by RePaint's
-    replacement and resampling (``diffusion.restoration.restore``), class-conditioned on y when the net is."""
-    device = _device(net)
-    truth = net.to_model(x.to(device))
-    replace, shown = replacement(config, tuple(net.shape), generator, device)
-    labels_ = y.long().to(device) if net.num_classes and y is not None else None
-    restored = restore(eps_function(net, config, labels_), sampling_schedule(net, config.sample_steps), truth,
-                       replace, generator, jump=config.jump, resample=config.resample,
-                       clip_x0=1.0 if config.clip_x0 and net.images else None)
-    return restored, shown(truth)
+    """(restored, known) in model space for held-out images x (n, C, H, W): ``model.task`` with the run's
+    sampling settings (``diffusion.restoration.restore_images``)."""
+    return restoration.restore_images(net, x, generator, task=config.task, mask=config.mask,
+                                      sr_factor=config.sr_factor, steps=config.sample_steps,
+                                      resample=config.resample, jump=config.jump, clip_x0=config.clip_x0, y=y,
+                                      guidance_scale=config.guidance_scale)
 
 
 def restoration_figure(net: Diffusion, config: Config, n: int, generator: torch.Generator, examples) -> Artefact:

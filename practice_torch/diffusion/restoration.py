@@ -25,13 +25,17 @@ import torch
 import torch.nn.functional as F
 
 from practice_torch.broadcasting import per_example
+from practice_torch.diffusion.model import Diffusion, eps_function, sampling_schedule
 from practice_torch.diffusion.schedule import Schedule, q_sample
 from practice_torch.diffusion.steps import clipped_eps, ddpm_step
 from practice_torch.progress import progress as bar
 
-__all__ = ["Replacement", "low_pass", "renoise", "repaint_levels", "replace_known", "replace_low_pass", "restore"]
+__all__ = ["MASKS", "TASKS", "Replacement", "check_restoration", "inpainting_mask", "low_pass", "renoise",
+           "repaint_levels", "replace_known", "replace_low_pass", "replacement", "restore", "restore_images"]
 
 Replacement = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_model, y_t) -> x
+TASKS = ("inpaint", "super_resolution")
+MASKS = ("center", "left", "right", "top", "bottom", "pixels")  # the inpainting masks (``inpainting_mask``)
 
 
 def low_pass(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -110,3 +114,66 @@ def restore(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedu
         else:  # back up to level `there` with kept step `there`'s beta
             x = renoise(x, schedule.alpha_bars[there].expand(b), schedule.alpha_bars_prev[there].expand(b), normal())
     return x
+
+
+# The tasks on images: a mask or a factor, checked; held-out images restored by a trained model -----------------
+def check_restoration(task: str, shape: tuple[int, ...], mask: str, sr_factor: int, resample: int, jump: int) -> None:
+    """A one-line ValueError for a restoration setting that cannot work on examples of ``shape`` (C, H, W)."""
+    if task not in TASKS:
+        raise ValueError(f"model.task must be 'sample', 'inpaint' or 'super_resolution', got {task!r}")
+    if len(shape) != 3:
+        raise ValueError(f"model.task={task} restores images; these examples have shape {shape}")
+    if task == "inpaint" and mask not in MASKS:
+        raise ValueError(f"model.mask must be one of {', '.join(MASKS)}, got {mask!r}")
+    if task == "super_resolution" and (sr_factor < 2 or shape[1] % sr_factor or shape[2] % sr_factor):
+        raise ValueError(f"model.sr_factor must be at least 2 and divide the image's {shape[1]} x {shape[2]}, "
+                         f"got {sr_factor}")
+    if resample < 1 or jump < 1:
+        raise ValueError(f"model.resample and model.jump must be at least 1, got {resample} and {jump}")
+
+
+def inpainting_mask(name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """(1, C, H, W) of 1 where a pixel is known: 'center' hides the middle half (a square of side H/2), 'left' /
+    'right' / 'top' / 'bottom' hide that half, 'pixels' hides 3 pixels in 4 at random (drawn from ``generator``)."""
+    _, h, w = shape
+    known = torch.ones((1, *shape))
+    if name == "center":
+        known[..., h // 4:h // 4 + h // 2, w // 4:w // 4 + w // 2] = 0
+    elif name == "left":
+        known[..., :, :w // 2] = 0
+    elif name == "right":
+        known[..., :, w // 2:] = 0
+    elif name == "top":
+        known[..., :h // 2, :] = 0
+    elif name == "bottom":
+        known[..., h // 2:, :] = 0
+    elif name == "pixels":
+        known = (torch.rand((1, 1, h, w), generator=generator) < 0.25).float().expand(1, *shape).clone()
+    else:
+        raise ValueError(f"model.mask must be one of {', '.join(MASKS)}, got {name!r}")
+    return known
+
+
+def replacement(task: str, shape: tuple[int, ...], generator: torch.Generator, device: torch.device,
+                mask: str = "center", sr_factor: int = 4) -> tuple[Replacement, Callable[[torch.Tensor], torch.Tensor]]:
+    """(replace(x, y_t), what is known shown as an image) of a task: the mask's pixels (the unknown ones shown as
+    0, mid-grey in model space), or the sr_factor block means."""
+    if task == "inpaint":
+        known = inpainting_mask(mask, shape, generator).to(device)
+        return (lambda x, y_t: replace_known(x, y_t, known)), (lambda y: known * y)
+    return (lambda x, y_t: replace_low_pass(x, y_t, sr_factor)), (lambda y: low_pass(y, sr_factor))
+
+
+@torch.no_grad()
+def restore_images(net: Diffusion, x: torch.Tensor, generator: torch.Generator, *, task: str, mask: str = "center",
+                   sr_factor: int = 4, steps: int = 100, resample: int = 1, jump: int = 1, clip_x0: bool = True,
+                   y: torch.Tensor | None = None, guidance_scale: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(restored, known) in model space for images x (n, C, H, W) in data space: ``task`` by ``restore`` over
+    ``steps`` respaced steps, class-conditioned on y (with guidance) when the net is conditional."""
+    device = next(net.parameters()).device
+    truth = net.to_model(x.to(device))
+    replace, shown = replacement(task, tuple(net.shape), generator, device, mask, sr_factor)
+    labels = y.long().to(device) if net.num_classes and y is not None else None
+    restored = restore(eps_function(net, labels, guidance_scale), sampling_schedule(net, steps), truth, replace,
+                       generator, jump=jump, resample=resample, clip_x0=1.0 if clip_x0 and net.images else None)
+    return restored, shown(truth)
