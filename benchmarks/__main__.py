@@ -23,7 +23,9 @@ training run beside busy processes under each thread setting (benchmarks/shared_
 named, about 4 minutes on 2 cores) trains PPO's and TRPO's quick presets on CartPole-v1 over seeds and draws their
 returns against environment steps (benchmarks/control.py). ``jax_train`` (only when named) times each quick preset's
 step in JAX (``theory_jax train``) and PyTorch, and with ``--jax-quality`` trains both to their held-out figures
-(benchmarks/jax_train.py).
+(benchmarks/jax_train.py). ``restoration`` (only when named) scores a ddpm run's inpainting and super-resolution
+against mean fill, nearest and bicubic upsampling (benchmarks/restoration.py); ``gan_stability`` (only when named,
+about 15 minutes) trains the plain GAN, R1, spectral normalisation and WGAN-GP over seeds (benchmarks/gan_stability.py).
 """
 
 from __future__ import annotations
