@@ -24,7 +24,6 @@ from practice_torch.ddpm.functions import decoder_nll, eps_loss, prior_kl, vlb_t
 from practice_torch.diffusion import Schedule, null_labels, predict_x0, q_sample, restoration
 from practice_torch.diffusion import model as core
 from practice_torch.diffusion.model import Diffusion
-from practice_torch.diffusion.restoration import check_restoration
 from practice_torch.elbo import gaussian_log_prob
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
@@ -207,7 +206,7 @@ def generate(net: Diffusion, config: Config, n: int, generator: torch.Generator,
 def check_task(config: Config, shape: tuple[int, ...]) -> None:
     """A one-line error for a restoration setting that cannot work on examples of ``shape``."""
     if config.task != "sample":
-        check_restoration(config.task, shape, config.mask, config.sr_factor, config.resample, config.jump)
+        restoration.check_restoration(config.task, shape, config.mask, config.sr_factor, config.resample, config.jump)
 
 
 def restore_images(net: Diffusion, config: Config, x: torch.Tensor, generator: torch.Generator,

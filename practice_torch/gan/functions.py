@@ -59,8 +59,8 @@ def gauss_log_pdf(x, mean, std):
 
 # Spectral normalisation (Miyato et al. 2018) ------------------------------------------------------------------
 def normalize(x, eps: float = 1e-12):
-    """x / max(||x||, eps): a vector (n,) scaled to unit length (``torch.nn.functional.normalize``'s eps)."""
-    return x / torch.clamp(torch.linalg.vector_norm(x), min=eps)
+    """x / max(||x||, eps): a vector (n,) scaled to unit length (``torch.nn.functional.normalize``)."""
+    return torch.nn.functional.normalize(x, dim=0, eps=eps)
 
 
 def power_iteration(w, u, v, n_iter: int = 1, eps: float = 1e-12):
