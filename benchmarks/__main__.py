@@ -25,7 +25,8 @@ returns against environment steps (benchmarks/control.py). ``jax_train`` (only w
 step in JAX (``theory_jax train``) and PyTorch, and with ``--jax-quality`` trains both to their held-out figures
 (benchmarks/jax_train.py). ``restoration`` (only when named) scores a ddpm run's inpainting and super-resolution
 against mean fill, nearest and bicubic upsampling (benchmarks/restoration.py); ``gan_stability`` (only when named,
-about 15 minutes) trains the plain GAN, R1, spectral normalisation and WGAN-GP over seeds (benchmarks/gan_stability.py).
+about 40 minutes) trains the plain GAN, R1, spectral normalisation, minibatch std, the unrolled discriminator and
+WGAN-GP over seeds (benchmarks/gan_stability.py).
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restore-resample", type=int, default=5, help="restoration: RePaint's r of the resampled rows")
     parser.add_argument("--restore-tasks", default=TASKS, help="restoration: comma-separated inpaint:MASK and "
                                                                "super_resolution:FACTOR")
-    parser.add_argument("--stability-variants", default="plain,r1,spectral_norm,wgan_gp",
+    parser.add_argument("--stability-variants", default="plain,r1,spectral_norm,minibatch_std,unrolled,wgan_gp",
                         help="gan_stability: comma-separated variants")
     parser.add_argument("--stability-seeds", default="0,1,2", help="gan_stability: comma-separated train.seed values")
     parser.add_argument("--stability-dataset", default="gaussians", help="gan_stability: gaussians or fashion_mnist")

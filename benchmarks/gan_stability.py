@@ -3,11 +3,12 @@ over seeds.
 
 Each variant is a ``--set`` of an existing topic's quick preset: the plain GAN (``gan``), R1 on the discriminator
 (``gan`` with ``model.r1``), spectral normalisation of every discriminator layer (``gan`` with
-``model.spectral_norm=true``) and WGAN-GP (``wgan``'s default critic). Each is trained with ``train.seed`` 0, 1 and
-2 (``--stability-seeds``) on ``--stability-dataset`` (the 8 Gaussians by default; ``fashion_mnist`` for the
-DCGANs), then ``eval``: modes covered of 8 and the high-quality share (samples within 3 standard deviations of a
-mode) on the Gaussians, FID on the project's features on images. A row per run, and a summary row per variant
-(mean and the range over seeds).
+``model.spectral_norm=true``), the minibatch standard deviation (``model.minibatch_std=true``), the unrolled
+discriminator (``model.unrolled_steps=5``) and WGAN-GP (``wgan``'s default critic). Each is trained with
+``train.seed`` 0, 1 and 2 (``--stability-seeds``) on ``--stability-dataset`` (the 8 Gaussians by default;
+``fashion_mnist`` for the DCGANs), then ``eval``: modes covered of 8 and the high-quality share (samples within 3
+standard deviations of a mode) on the Gaussians, FID on the project's features on images. A row per run, and a
+summary row per variant (mean and the range over seeds).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import json
 import time
 from pathlib import Path
 
-VARIANTS = {"plain": ("gan", ()), "r1": ("gan", ("model.r1=0.1",)),
-            "spectral_norm": ("gan", ("model.spectral_norm=true",)), "wgan_gp": ("wgan", ())}
+VARIANTS = {"plain": ("gan", ()), "r1": ("gan", ("model.r1=0.1",)), "spectral_norm": ("gan", ("model.spectral_norm=true",)),
+            "minibatch_std": ("gan", ("model.minibatch_std=true",)), "unrolled": ("gan", ("model.unrolled_steps=5",)),
+            "wgan_gp": ("wgan", ())}
 METRICS = {"gaussians": ("modes_covered", "high_quality"), "fashion_mnist": ("fid",)}
 
 

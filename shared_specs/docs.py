@@ -99,7 +99,8 @@ def _err(check: dict[str, Any] | None) -> str:
 
 
 def environment_line(env: dict[str, Any]) -> str:
-    return f"{env.get('cpu', '?')}, {env.get('cores', '?')} cores, commit {env.get('commit') or '?'}"
+    cores = env.get("cores", "?")
+    return f"{env.get('cpu', '?')}, {cores} core{'' if cores == 1 else 's'}, commit {env.get('commit') or '?'}"
 
 
 # The renderers -------------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ Each function runs in ``theory_jax.gan`` and ``practice_torch.gan`` on the same 
 SciPy is the third witness (``scipy.special.log_expit`` for log D and log(1 - D), ``jensenshannon`` for JS,
 ``scipy.stats.norm`` for the Gaussian log-density). The logits span [-40, 40]: a naive log(sigmoid) would give
 -inf there. Spectral normalisation's witness is torch's own ``torch.nn.utils.parametrizations.spectral_norm`` on a
-layer holding the same weight and the same u and v, in training mode (its power iteration updates them).
+layer holding the same weight and the same u and v, in training mode (its power iteration updates them). The
+minibatch standard deviation's witness is NumPy's population ``np.var``; the unrolled discriminator's, its logistic
+regression steps with the gradients written out by hand.
 """
 
 from __future__ import annotations
@@ -59,11 +61,38 @@ def ref_spectral_normalize(w, u, v, n_iter, eps=1e-12):
     return weight.numpy(), param._u.numpy(), param._v.numpy()
 
 
+def ref_minibatch_std(h, eps=1e-8):
+    """NumPy: h with the mean over features of the population standard deviation over the batch appended."""
+    std = np.mean(np.sqrt(np.var(h, axis=0) + eps))
+    return np.concatenate([h, np.full((h.shape[0], 1), std)], axis=1)
+
+
+def ref_unrolled_generator_loss(fake, real, w, b, steps, lr):
+    """NumPy, the discriminator's gradients by hand: d/dw of mean softplus(-l_real) + mean softplus(l_fake) is
+    -mean sigmoid(-l_real) x_real + mean sigmoid(l_fake) x_fake (and without the x for b); then the non-saturating
+    loss mean softplus(-l_fake) at the last (w, b)."""
+    for _ in range(steps):
+        a, c = -special.expit(-(real @ w + b)), special.expit(fake @ w + b)
+        w, b = w - lr * (a @ real / len(real) + c @ fake / len(fake)), b - lr * (a.mean() + c.mean())
+    return -np.mean(special.log_expit(fake @ w + b))
+
+
+def _unroll_inputs(rng):
+    """A batch of fakes and of real points in 3-D, a logistic discriminator's weights (large enough that each step
+    moves the logits by order one, so the unroll's second-order term shows in the fakes' gradient)."""
+    return {"fake": gaussian(rng, B, 3), "real": gaussian(rng, B + 1, 3) + 1.0, "w": gaussian(rng, 3),
+            "b": np.array(rng.standard_normal())}
+
+
 CASES = (
     FunctionCase("gan/spectral_normalize", "spectral_normalize", _spectral_inputs((6, 4)), static={"n_iter": 1},
                  grad_wrt=("w",), reference=ref_spectral_normalize),
     FunctionCase("gan/spectral_normalize_conv", "spectral_normalize", _spectral_inputs((5, 3, 2, 2)),
                  static={"n_iter": 3}, grad_wrt=("w",), reference=ref_spectral_normalize),
+    FunctionCase("gan/minibatch_std", "minibatch_std", lambda r: {"h": gaussian(r, B, K)}, grad_wrt=("h",),
+                 reference=ref_minibatch_std),
+    FunctionCase("gan/unrolled_generator_loss", "unrolled_generator_loss", _unroll_inputs,
+                 static={"steps": 3, "lr": 0.5}, grad_wrt=("fake", "w", "b"), reference=ref_unrolled_generator_loss),
     FunctionCase("gan/discriminator_loss", "discriminator_loss", _logits, grad_wrt=("real_logits", "fake_logits"),
                  reference=lambda real_logits, fake_logits: (-np.mean(special.log_expit(real_logits))
                                                              - np.mean(special.log_expit(-fake_logits)))),

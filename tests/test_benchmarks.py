@@ -272,7 +272,7 @@ def test_gan_stability_names_its_variants_and_refuses_an_unknown_one_in_one_line
     from benchmarks.gan_stability import VARIANTS, gan_stability
 
     assert VARIANTS["plain"] == ("gan", ()) and VARIANTS["spectral_norm"] == ("gan", ("model.spectral_norm=true",))
-    assert VARIANTS["wgan_gp"][0] == "wgan"
-    args = argparse.Namespace(stability_dataset="gaussians", stability_seeds="0", stability_variants="plain,unrolled")
-    with pytest.raises(SystemExit, match="unknown variant 'unrolled'"):
+    assert VARIANTS["wgan_gp"][0] == "wgan" and VARIANTS["unrolled"] == ("gan", ("model.unrolled_steps=5",))
+    args = argparse.Namespace(stability_dataset="gaussians", stability_seeds="0", stability_variants="plain,progressive")
+    with pytest.raises(SystemExit, match="unknown variant 'progressive'"):
         gan_stability(args)

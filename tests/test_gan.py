@@ -64,3 +64,47 @@ def test_spectral_norm_without_the_power_iterations_update_is_caught(both):
 
     case = CASES["gan/spectral_normalize"]
     assert "reference" in caught(case, Perturbation("no power iteration", fn=frozen))
+
+
+def test_minibatch_std_with_the_sample_variance_is_caught(both):
+    """Karras et al. take the population variance over the batch; Bessel's correction (ddof = 1) is caught."""
+    def bessel(fn):
+        def with_sample_variance(h):
+            std = jnp.mean(jnp.sqrt(jnp.var(h, axis=0, ddof=1) + 1e-8))
+            return jnp.concatenate([h, jnp.broadcast_to(std, (h.shape[0], 1))], axis=1)
+        return with_sample_variance
+
+    assert "reference" in caught(CASES["gan/minibatch_std"], Perturbation("sample variance", fn=bessel))
+
+
+def test_an_unroll_that_does_not_differentiate_through_the_fakes_is_caught(both):
+    """The unrolled discriminator's steps taken on detached fakes give the same loss but drop the second-order
+    term of eq. 6 from the generator's gradient: caught by the gradients, as the value stays right."""
+    import theory_jax.gan as T
+
+    def detached(fn):
+        def unrolled(fake, real, w, b, steps, lr):
+            held = jax.lax.stop_gradient(fake)
+            p = T.unroll(lambda p: T.discriminator_loss(real @ p["w"] + p["b"], held @ p["w"] + p["b"]),
+                         {"w": w, "b": b}, steps, lr)
+            return T.generator_loss_nonsaturating(fake @ p["w"] + p["b"])
+        return unrolled
+
+    message = caught(CASES["gan/unrolled_generator_loss"], Perturbation("detached unroll", fn=detached))
+    assert "gradient" in message and "reference" not in message
+
+
+def test_the_unroll_moves_the_logistic_discriminator_as_written_by_hand():
+    """``unroll`` with zero steps is the plain loss; with steps, torch's generator loss rises or falls with what
+    the discriminator learnt (against the NumPy reference's hand-written gradients)."""
+    from shared_specs.gan import ref_unrolled_generator_loss
+
+    rng = np.random.default_rng(3)
+    fake, real, w = rng.standard_normal((6, 3)), rng.standard_normal((7, 3)) + 1.0, rng.standard_normal(3)
+    b = np.array(0.2)
+    plain = G.generator_loss_nonsaturating(torch.tensor(fake @ w + b))
+    assert float(G.unrolled_generator_loss(*map(torch.tensor, (fake, real, w, b)), steps=0).detach()) == float(plain)
+    for steps in (1, 4):
+        got = G.unrolled_generator_loss(*map(torch.tensor, (fake, real, w, b)), steps=steps, lr=0.5).detach()
+        assert abs(float(got) - ref_unrolled_generator_loss(fake, real, w, b, steps, 0.5)) < 1e-12
+        assert float(got) != float(plain)

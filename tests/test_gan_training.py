@@ -196,6 +196,58 @@ def test_a_spectrally_normalised_run_resumes_bit_identically_with_its_power_iter
     assert any(k.endswith("parametrizations.weight.0.u") for k in resumed.net.state_dict())
 
 
+@pytest.mark.parametrize("conditional", [False, True])
+def test_minibatch_std_judges_a_batch_as_a_whole(conditional):
+    """model.minibatch_std=true: the last layer reads one more feature, and an example's logit depends on its batch
+    (alone in a batch of copies it has no spread to show). Control: the plain discriminator judges each example
+    alone."""
+    data = DIGITS if conditional else GAUSSIANS
+    net = tiny_net(data, minibatch_std=True, conditional=conditional, architecture="conv" if conditional else "mlp")
+    assert net.discriminator.out.in_features == 16 + 1
+    x = torch.rand(8, *data.shape)
+    y = torch.arange(8) % 10 if conditional else None
+    with torch.no_grad():
+        in_batch = net.logit(x, y)[0]
+        among_copies = net.logit(x[:1].expand_as(x), y[:1].expand(8) if conditional else None)[0]
+    assert not torch.allclose(in_batch, among_copies)
+    plain = tiny_net(data, conditional=conditional, architecture="conv" if conditional else "mlp")
+    with torch.no_grad():
+        assert torch.allclose(plain.logit(x, y)[0], plain.logit(x[:1].expand_as(x),
+                                                                y[:1].expand(8) if conditional else None)[0])
+
+
+def test_the_unrolled_generator_loss_looks_ahead_without_moving_the_discriminator():
+    """unrolled_generator_objective: with 0 steps it is the plain generator loss; with 3 the generator's gradient
+    changes (it follows the discriminator's answer), the discriminator's weights stay as they were, and only the
+    generator's parameters are asked for gradients by the step."""
+    from practice_torch.gan.networks import unrolled_generator_objective
+
+    net = tiny_net()
+    before = {k: v.clone() for k, v in net.discriminator.state_dict().items()}
+    x, z = torch.randn(16, 2) * 2, torch.randn(16, 2)
+
+    def generator_gradient(steps):
+        fake = net(z)
+        loss = unrolled_generator_objective(net, x, fake, steps=steps, lr=1.0)
+        return loss, torch.autograd.grad(loss, net.generator_parameters())
+
+    plain_loss = generator_objective(net, net(z))
+    (loss0, grads0), (loss3, grads3) = generator_gradient(0), generator_gradient(3)
+    assert torch.equal(loss0, plain_loss) and not torch.allclose(loss3, plain_loss)
+    assert any(not torch.allclose(a, b) for a, b in zip(grads0, grads3))
+    assert all(torch.equal(v, before[k]) for k, v in net.discriminator.state_dict().items())
+
+
+def test_an_unrolled_run_trains_through_the_cli_and_refuses_spectral_norm(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "gan", "--out", str(run), "--steps", "4", *TINY, "--set", "model.unrolled_steps=2",
+                 "--set", "model.minibatch_std=true"]) == 0
+    assert json.loads((run / "checkpoints/latest.json").read_text())["step"] == 4
+    assert main(["train", "gan", "--out", str(tmp_path / "bad"), "--steps", "2", *TINY, "--set",
+                 "model.unrolled_steps=2", "--set", "model.spectral_norm=true"]) == 2
+    assert "choose one" in capsys.readouterr().err
+
+
 def test_cli_trains_samples_and_evaluates_a_tiny_2d_run(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "gan", "--steps", "20", "--out", str(run), *TINY]) == 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -107,6 +108,33 @@ def spectral_normalize(w, u, v, n_iter: int = 1, eps: float = 1e-12):
     u, v = jax.lax.stop_gradient(power_iteration(matrix, u, v, n_iter, eps))
     sigma = u @ (matrix @ v)
     return w / sigma, u, v
+
+
+# Minibatch standard deviation (Karras et al. 2018) and the unrolled discriminator (Metz et al. 2017) -------------
+def minibatch_std(h, eps: float = 1e-8):
+    """h with the batch's feature standard deviation, sqrt(Var_batch + eps) averaged over features, appended to
+    every example. h: (B, F) -> (B, F + 1)."""
+    std = jnp.mean(jnp.sqrt(jnp.var(h, axis=0) + eps))
+    return jnp.concatenate([h, jnp.broadcast_to(std, (h.shape[0], 1))], axis=1)
+
+
+def unroll(loss, params, steps: int, lr: float):
+    """theta_{k+1} = theta_k - lr grad loss(theta_k), ``steps`` times from the pytree ``params`` (eq. 4); jax.grad of
+    a loss at the result differentiates through every step (eq. 6)."""
+    for _ in range(steps):
+        grads = jax.grad(loss)(params)
+        params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+    return params
+
+
+def unrolled_generator_loss(fake, real, w, b, steps: int = 1, lr: float = 0.1):
+    """The non-saturating generator loss against the logistic discriminator x w + b after ``steps`` unrolled steps
+    of ``discriminator_loss`` on (real, fake). fake: (B, D), real: (B', D), w: (D,), b: () -> ()."""
+    def d_loss(p):
+        return discriminator_loss(real @ p["w"] + p["b"], fake @ p["w"] + p["b"])
+
+    p = unroll(d_loss, {"w": w, "b": b}, steps, lr)
+    return generator_loss_nonsaturating(fake @ p["w"] + p["b"])
 
 
 def normal_rule(half_width: float = 40.0, n: int = 160_001) -> tuple[np.ndarray, np.ndarray]:
@@ -446,6 +474,110 @@ def _section_lipschitz(d: Derivation, rng: np.random.Generator, w, w_sn, u, v, s
                  f"{stale:.2f}; iterating again brings it back to {fresh:.3f}", 2.0, stale)
 
 
+def _section_minibatch_std(d: Derivation, rng: np.random.Generator) -> None:
+    """The minibatch standard deviation: what the feature is, that it reads a collapsed batch, and its gradient."""
+    d.say("Minibatch standard deviation (Karras et al. 2018, sec. 3): a discriminator that judges one example at a "
+          "time cannot see that a batch of samples is all alike. Append to every example's features $h_i \\in "
+          "\\mathbb R^F$ one more, the same for the whole batch, $s = \\frac1F \\sum_f \\sqrt{\\mathrm{Var}_i(h_{if}) "
+          "+ \\epsilon}$ (the population variance over the $B$ examples), and the next layer can read the spread.")
+    h = jnp.asarray(rng.standard_normal((16, 8)))
+    feature = minibatch_std(h)[:, -1]
+    d.numeric("`minibatch_std` appends $s$, the mean over 8 features of NumPy's population standard deviation over "
+              "a batch of 16 ($\\epsilon = 10^{-8}$), to every example", feature,
+              np.full(16, np.mean(np.sqrt(np.var(np.asarray(h), axis=0) + 1e-8))))
+    collapsed = jnp.broadcast_to(h[:1], h.shape)
+    d.numeric("A collapsed batch (16 copies of one sample) shows $s = \\sqrt\\epsilon = 10^{-4}$: the feature "
+              "tells the discriminator a batch has collapsed", minibatch_std(collapsed)[:, -1], np.full(16, 1e-4))
+
+    def spread(x):
+        return minibatch_std(x)[0, -1]
+
+    var = jnp.var(h, axis=0)
+    d.gradient("Its gradient pushes each sample away from the batch mean: $\\partial s/\\partial h_{if} = "
+               "(h_{if} - \\bar h_f) / (BF\\sqrt{\\mathrm{Var}_i(h_{if}) + \\epsilon})$ (`jax.grad`)",
+               jax.grad(spread)(h), (h - h.mean(0)) / (16 * 8 * jnp.sqrt(var + 1e-8)))
+    scales = (1.0, 0.1, 0.01)
+    norms = [jnp.sum(jax.grad(spread)(c * h) ** 2) for c in scales]
+    d.numeric("...and its size does not fade as the batch collapses: $\\|\\nabla s\\|^2 = \\frac{1}{BF^2}\\sum_f "
+              "\\frac{\\mathrm{Var}_f}{\\mathrm{Var}_f + \\epsilon} \\approx \\frac{1}{BF}$ at spreads 1, 0.1 and "
+              f"0.01 ({', '.join(f'{float(n):.6f}' for n in norms)}; 1/(BF) = {1 / 128:.6f}), vanishing only at an "
+              "exact collapse", jnp.stack(norms),
+              jnp.stack([jnp.sum(c**2 * var / (c**2 * var + 1e-8)) / (16 * 8**2) for c in scales]))
+
+
+def _unrolled_game(rng: np.random.Generator):
+    """A 1-D game for the unrolled discriminator: 64 real points, fakes mu + z (64 fixed z), a logistic discriminator
+    (w, b) with an L2 term (lambda = 0.5, so its loss has one minimiser) -> (discriminator loss, generator loss)."""
+    real, z = jnp.asarray(rng.standard_normal(64)), jnp.asarray(rng.standard_normal(64))
+
+    def d_loss(p, mu):
+        return (discriminator_loss(p["w"] * real + p["b"], p["w"] * (mu + z) + p["b"])
+                + 0.25 * (p["w"] ** 2 + p["b"] ** 2))
+
+    def g_loss(p, mu):
+        return generator_loss_nonsaturating(p["w"] * (mu + z) + p["b"])
+    return d_loss, g_loss
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _unrolled_gradients(mu, d_loss, g_loss, steps: int, lr: float):
+    """d/dmu L_G(theta_k(mu), mu) for k = 0..steps, theta_k after k ``unroll`` steps from (0.3, -0.2): forward mode
+    through a scan of the look-ahead steps. -> (steps + 1,)."""
+    def losses(m):
+        def body(p, _):
+            return unroll(lambda q: d_loss(q, m), p, 1, lr), g_loss(p, m)
+        p, out = jax.lax.scan(body, {"w": jnp.float64(0.3), "b": jnp.float64(-0.2)}, None, length=steps)
+        return jnp.append(out, g_loss(p, m))
+    return jax.jvp(losses, (mu,), (jnp.ones_like(mu),))[1]
+
+
+def _section_unrolled(d: Derivation, rng: np.random.Generator) -> None:
+    """Unrolled GAN: the gradient through one look-ahead step, and the best response in the limit."""
+    d.say("Unrolled GAN (Metz et al. 2017): the generator plays against the discriminator $K$ gradient steps ahead, "
+          "$\\theta_{k+1} = \\theta_k - \\eta \\nabla_\\theta f_D(\\theta_k, \\mu)$, and differentiates through the steps "
+          "(eq. 6), so it sees how the discriminator would answer its move. On a 1-D game: 64 data points, fakes "
+          "$\\mu + z$, a logistic discriminator $(w, b)$ with an L2 term, the non-saturating $L_G$; $\\mu = 1.5$.")
+    d_loss, g_loss = _unrolled_game(rng)
+    mu, lr, p0 = jnp.float64(1.5), 1.0, {"w": jnp.float64(0.3), "b": jnp.float64(-0.2)}
+    grads = _unrolled_gradients(mu, d_loss, g_loss, 60, lr)
+    p1 = unroll(lambda q: d_loss(q, mu), p0, 1, lr)
+    cross = jax.jacfwd(jax.grad(d_loss), argnums=1)(p0, mu)  # d/dmu of grad_theta f_D
+    by_hand = jax.grad(g_loss, argnums=1)(p1, mu) - lr * sum(
+        jax.grad(g_loss)(p1, mu)[k] * cross[k] for k in ("w", "b"))
+    d.gradient("One look-ahead step: `jax.grad` through `unroll` (reverse mode) and `jax.jvp` through a scan of the "
+               "same step (forward mode) both give $\\partial_\\mu L_G + \\nabla_\\theta L_G \\cdot "
+               "d\\theta_1/d\\mu$ with $d\\theta_1/d\\mu = -\\eta\\,\\partial_\\mu\\nabla_\\theta f_D$",
+               jnp.stack([jax.grad(lambda m: g_loss(unroll(lambda q: d_loss(q, m), p0, 1, lr), m))(mu), grads[1]]),
+               jnp.stack([by_hand, by_hand]))
+    v = jnp.array([0.3, -0.2])
+
+    def flat(u):
+        return {"w": u[0], "b": u[1]}
+    for _ in range(20):  # Newton's method to the discriminator's best response theta*(mu)
+        v = v - jnp.linalg.solve(jax.hessian(lambda u: d_loss(flat(u), mu))(v), jax.grad(lambda u: d_loss(flat(u), mu))(v))
+    hessian = jax.hessian(lambda u: d_loss(flat(u), mu))(v)
+    mixed = jax.jacfwd(jax.grad(lambda u, m: d_loss(flat(u), m)), argnums=1)(v, mu)
+    best = (jax.grad(lambda m: g_loss(flat(v), m))(mu)
+            - jax.grad(lambda u: g_loss(flat(u), mu))(v) @ jnp.linalg.solve(hessian, mixed))
+    d.numeric("After 60 look-ahead steps the generator's gradient is the best-response gradient of the implicit "
+              "function theorem, $\\partial_\\mu L_G - \\nabla_\\theta L_G^\\top H^{-1} \\partial_\\mu\\nabla_\\theta f_D$ "
+              f"at $\\theta^*(\\mu)$ (Newton's method); the plain gradient ($K = 0$) is off by {abs(grads[0] - best):.3f}",
+              grads[-1], best)
+    errors = np.abs(np.asarray(grads) - float(best))
+    rate = float(np.max(np.abs(1 - lr * np.linalg.eigvalsh(np.asarray(hessian)))))
+    d.inequality("The gap closes geometrically, at least as fast as the look-ahead steps approach $\\theta^*$, by "
+                 f"$\\max_i |1 - \\eta\\lambda_i(H)| = {rate:.3f}$ a step (steps 10-40); the first steps can "
+                 f"widen it ($K = 1$: {errors[1]:.3f})",
+                 errors[10:41], 4 * errors[10] * rate ** np.arange(31))
+    fig, ax = new_figure()
+    ax.semilogy(np.arange(61), np.maximum(errors, 1e-17), "o-", ms=3, label="$|g_K - g^*|$")
+    ax.semilogy(np.arange(10, 41), errors[10] * rate ** np.arange(31), "k--", label=f"${rate:.3f}^K$")
+    ax.set(xlabel="look-ahead steps $K$", ylabel="gap to the best-response gradient")
+    ax.legend()
+    d.figure(fig, "The unrolled generator's gradient tends to the gradient against the discriminator's best response "
+                  "as the look-ahead grows; with $K = 0$ the generator ignores how the discriminator will answer.")
+
+
 def derive(echo=None) -> Derivation:
     full_precision()
     d = Derivation("gan", TITLE, LECTURES, echo=echo)
@@ -460,4 +592,6 @@ def derive(echo=None) -> Derivation:
     e_dstar = _section_saturation(d, rule)
     _section_reparameterised(d, rng, e_dstar)
     _section_lipschitz(d, rng, *_section_spectral_norm(d, rng))
+    _section_minibatch_std(d, rng)
+    _section_unrolled(d, rng)
     return d

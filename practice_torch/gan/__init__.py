@@ -12,14 +12,17 @@ from practice_torch.gan.functions import (
     generator_loss_nonsaturating,
     generator_loss_saturating,
     js_discrete,
+    minibatch_std,
     normalize,
     optimal_logit,
     power_iteration,
     softplus,
     spectral_normalize,
+    unroll,
+    unrolled_generator_loss,
     value_discrete,
 )
 
 __all__ = ["discriminator_loss", "gauss_log_pdf", "generator_loss_nonsaturating", "generator_loss_saturating",
-           "js_discrete", "normalize", "optimal_logit", "power_iteration", "softplus", "spectral_normalize",
-           "value_discrete"]
+           "js_discrete", "minibatch_std", "normalize", "optimal_logit", "power_iteration", "softplus",
+           "spectral_normalize", "unroll", "unrolled_generator_loss", "value_discrete"]

@@ -1,4 +1,6 @@
-"""The GAN's losses and closed forms (Goodfellow et al. 2014, eq. 1, Proposition 1, Theorem 1, sec. 3).
+"""The GAN's losses and closed forms (Goodfellow et al. 2014, eq. 1, Proposition 1, Theorem 1, sec. 3), and the
+stability remedies' math: spectral normalisation (Miyato et al. 2018), the minibatch standard deviation (Karras et
+al. 2018) and the unrolled discriminator (Metz et al. 2017).
 
 Twins of the functions in ``theory_jax/gan.py``, same names and arguments. The losses take the discriminator's
 logits, so that log D = -softplus(-logit) and log(1 - D) = -softplus(logit) stay finite for any logit.
@@ -82,3 +84,36 @@ def spectral_normalize(w, u, v, n_iter: int = 1, eps: float = 1e-12):
         u, v = power_iteration(matrix, u, v, n_iter, eps)
     sigma = u @ (matrix @ v)
     return w / sigma, u, v
+
+
+# Minibatch standard deviation (Karras et al. 2018, sec. 3) ------------------------------------------------------
+def minibatch_std(h, eps: float = 1e-8):
+    """h with one feature appended, the same for every example: the standard deviation of each feature over the
+    minibatch, sqrt(Var_batch + eps), averaged over the features (Karras et al. 2018, sec. 3). A batch of collapsed
+    samples shows a value near 0 that the discriminator's next layer can read. h: (B, F) -> (B, F + 1)."""
+    std = torch.sqrt(torch.var(h, dim=0, correction=0) + eps).mean()
+    return torch.cat([h, std.expand(h.shape[0], 1)], dim=1)
+
+
+# The unrolled discriminator (Metz et al. 2017, eqs. 4-6) ---------------------------------------------------------
+def unroll(loss, params: dict, steps: int, lr: float) -> dict:
+    """theta_{k+1} = theta_k - lr grad loss(theta_k), ``steps`` times from ``params`` (a dict of tensors), every step
+    kept in the graph (eq. 4), so that a loss at the last parameters differentiates through all of them (eq. 6)."""
+    with torch.enable_grad():
+        for _ in range(steps):
+            grads = torch.autograd.grad(loss(params), list(params.values()), create_graph=True)
+            params = {name: p - lr * g for (name, p), g in zip(params.items(), grads, strict=True)}
+    return params
+
+
+def unrolled_generator_loss(fake, real, w, b, steps: int = 1, lr: float = 0.1):
+    """The non-saturating generator loss against a logistic discriminator, logit(x) = x w + b, after ``steps``
+    gradient steps of ``discriminator_loss`` on (real, fake) from (w, b), differentiated through them: what the
+    generator of an unrolled GAN minimises, on the smallest discriminator. fake: (B, D) G(z), real: (B', D),
+    w: (D,), b: () -> ()."""
+    def d_loss(p):
+        return discriminator_loss(real @ p["w"] + p["b"], fake @ p["w"] + p["b"])
+
+    start = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in (("w", w), ("b", b))}
+    p = unroll(d_loss, start, steps, lr)
+    return generator_loss_nonsaturating(fake @ p["w"] + p["b"])

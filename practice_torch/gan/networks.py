@@ -8,7 +8,10 @@ its samples, which a GAN calls its discriminator (``Adversarial`` here) and a WG
 Who updates when is the adapter's ``train_step`` (``practice_torch.gan.training``, on the engine's players: one
 optimizer each); ``discriminator_objective`` and ``generator_objective`` are the two players' losses on a batch,
 built from ``practice_torch.gan.functions``. ``SpectralNorm`` divides a layer's weight by its largest singular
-value (Miyato et al. 2018; ``model.spectral_norm=true`` puts it on every layer of the discriminator).
+value (Miyato et al. 2018; ``model.spectral_norm=true`` puts it on every layer of the discriminator);
+``model.minibatch_std=true`` lets the discriminator's last layer read the batch's feature spread (Karras et al. 2018),
+and ``unrolled_generator_objective`` scores the generator against the discriminator a few steps ahead (Metz et al.
+2017).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from practice_torch.gan.functions import (
     discriminator_loss,
     generator_loss_nonsaturating,
     generator_loss_saturating,
+    minibatch_std,
     normalize,
     power_iteration,
     spectral_normalize,
+    unroll,
 )
 
 GENERATOR_LOSSES = {"non_saturating": generator_loss_nonsaturating, "saturating": generator_loss_saturating}
@@ -87,16 +92,21 @@ class Adversarial(nn.Module):
 
     shape: one example, (D,) vectors or (C, H, W) images; num_classes > 0: class-conditional, the one-hot label
     appended to z and a projection term <embed(y), phi(x)> added to the discriminator's logit (phi: its last
-    features).
+    features). minibatch_std: the discriminator's last layer reads one more feature, ``minibatch_std`` of phi(x)
+    over the batch, so a batch is judged as a whole (real and fake batches are judged apart).
     """
 
     def __init__(self, shape: Sequence[int], architecture: str = "mlp", latent_dim: int = 8,
                  hidden: Sequence[int] = (128, 128), channels: Sequence[int] = (64, 128), fc: int = 1024,
-                 num_classes: int = 0, unit_interval: bool = False, spectral_norm: bool = False):
+                 num_classes: int = 0, unit_interval: bool = False, spectral_norm: bool = False,
+                 minibatch_std: bool = False):
         super().__init__()
         self.shape, self.latent_dim, self.num_classes = tuple(shape), latent_dim, num_classes
+        self.minibatch_std = minibatch_std
         self.generator, self.discriminator, width = players(shape, architecture, latent_dim + num_classes, hidden,
                                                             channels, fc, norm=True, unit_interval=unit_interval)
+        if minibatch_std:
+            self.discriminator.out = nn.Linear(width + 1, 1)
         if spectral_norm:
             spectral_norm_layers(self.discriminator)
         if num_classes:
@@ -112,9 +122,12 @@ class Adversarial(nn.Module):
     def logit(self, x, y=None):
         """The discriminator's logit, D(x[, y]) = sigmoid(logit): x (B, *shape), y (B,) labels (conditional nets)
         -> (B,)."""
-        if not self.num_classes:
+        if not self.num_classes and not self.minibatch_std:
             return self.discriminator(x)
-        logit, h = self.discriminator.logit_and_features(x)
+        h = self.discriminator.features(x)
+        logit = self.discriminator.out(minibatch_std(h) if self.minibatch_std else h).squeeze(-1)
+        if not self.num_classes:
+            return logit
         return logit + torch.sum(self.embed(y) * h, dim=-1)  # Miyato & Koyama, eq. 3
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
@@ -158,3 +171,34 @@ def generator_objective(net: Adversarial, fake, y=None, kind: str = "non_saturat
     """The generator's loss on the discriminator's logits of its samples: -E log D(G(z)) (non-saturating, sec. 3)
     or E log(1 - D(G(z))) (saturating, eq. 1). fake: (B, *shape) G(z) in the graph, y: (B,) or None -> ()."""
     return GENERATOR_LOSSES[kind](net.logit(fake, y))
+
+
+class _Judge(nn.Module):
+    """``net.logit`` as a forward pass, so that ``torch.func.functional_call`` can run it on other weights."""
+
+    def __init__(self, net: Adversarial):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, y=None):
+        return self.net.logit(x, y)
+
+
+def unrolled_generator_objective(net: Adversarial, x, fake, y=None, steps: int = 1, lr: float = 1.0,
+                                 kind: str = "non_saturating"):
+    """The unrolled GAN's generator loss (Metz et al. 2017, eq. 5): the generator's loss against the discriminator
+    after ``steps`` gradient steps (lr ``lr``) on its plain loss on this batch of real x and these fakes, with the
+    fakes in the graph, so that the gradient also follows how the discriminator would answer the generator's move
+    (eq. 6). The network's own discriminator does not move. x: (B, *shape) real, fake: (B, *shape) G(z) in the
+    graph, y: (B,) or None -> ()."""
+    judge = _Judge(net)
+    names = [f"net.{name}" for name, _ in net.named_parameters() if not name.startswith("generator.")]
+
+    def logit(params, inputs):
+        return torch.func.functional_call(judge, params, (inputs, y))
+
+    def d_loss(params):
+        return discriminator_loss(logit(params, x), logit(params, fake))
+
+    ahead = unroll(d_loss, dict(zip(names, net.discriminator_parameters(), strict=True)), steps, lr)
+    return GENERATOR_LOSSES[kind](logit(ahead, fake))

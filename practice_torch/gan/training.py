@@ -2,7 +2,8 @@
 
 ``python -m practice_torch train gan`` trains an MLP GAN on the 2-D mixture of eight Gaussians;
 ``--dataset fashion_mnist`` a DCGAN; ``--set model.conditional=true`` a class-conditional GAN (the label into both
-players); ``--set model.generator_loss=saturating`` the minimax generator loss of eq. 1. Each player has its own
+players); ``--set model.generator_loss=saturating`` the minimax generator loss of eq. 1; the stability remedies
+``model.r1``, ``model.spectral_norm``, ``model.minibatch_std`` and ``model.unrolled_steps``. Each player has its own
 AdamW; a training step (``train_step``) is one round of the game: ``model.discriminator_steps`` updates of the discriminator,
 then one of the generator, so ``train.steps`` counts generator updates.
 ``eval`` reports, on 2-D data, the modes covered and the share of samples within 3 standard deviations of a mode;
@@ -28,6 +29,7 @@ from practice_torch.gan.networks import (
     discriminator_objective,
     generated,
     generator_objective,
+    unrolled_generator_objective,
 )
 from practice_torch.gan.sampling import class_rows, generate, references
 from practice_torch.models import Artefact
@@ -48,6 +50,9 @@ class Config:
     discriminator_steps: int = 1  # discriminator updates per generator update; 0 = both players at once (simultaneous)
     r1: float = 0.0  # weight of the R1 penalty on the discriminator (Mescheder et al. 2018); 0 = the plain game
     spectral_norm: bool = False  # every discriminator layer's weight divided by its largest singular value (SN-GAN)
+    minibatch_std: bool = False  # the discriminator's last layer also reads the batch's feature spread (Karras et al.)
+    unrolled_steps: int = 0  # the generator plays against the discriminator this many gradient steps ahead (Metz et al.)
+    unroll_lr: float = 1.0  # the learning rate of those look-ahead steps (plain gradient descent)
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
@@ -91,7 +96,8 @@ PRESETS = {
 default_config = preset_config("gan", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "channels", "fc", "mel", "spectral_norm")
+ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "channels", "fc", "mel", "spectral_norm",
+                "minibatch_std")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_references",)
 # What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
@@ -118,11 +124,18 @@ def build(config: Config, data) -> Adversarial:
     if config.discriminator_steps < 0:
         raise ValueError("model.discriminator_steps must be 0 (simultaneous updates) or more, "
                          f"got {config.discriminator_steps}")
+    if config.unrolled_steps < 0 or (config.unrolled_steps and config.unroll_lr <= 0):
+        raise ValueError(f"model.unrolled_steps must be >= 0 and model.unroll_lr > 0, got {config.unrolled_steps} and "
+                         f"{config.unroll_lr}")
+    if config.unrolled_steps and config.spectral_norm:
+        raise ValueError("model.unrolled_steps does not combine with model.spectral_norm=true (the look-ahead steps "
+                         "would move the power iteration's vectors): choose one")
     if config.conditional and not data.num_classes:
         raise ValueError(f"model.conditional=true needs class labels, and {data.name} has none")
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       data.num_classes if config.conditional else 0,
-                      unit_interval=data.modality == "image", spectral_norm=config.spectral_norm)
+                      unit_interval=data.modality == "image", spectral_norm=config.spectral_norm,
+                      minibatch_std=config.minibatch_std)
     if config.r1 < 0:
         raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
     return net
@@ -142,7 +155,9 @@ def train_step(net: Adversarial, config: Config, step: int, run):
     """One round of the game (Goodfellow et al. 2014, Algorithm 1 with k = ``model.discriminator_steps``): k updates of the
     discriminator, each on a fresh batch and fresh z, then one update of the generator on fresh z (a conditional GAN
     draws its fakes for the batch's labels). ``model.discriminator_steps = 0``: both players at once on one batch
-    (simultaneous gradient steps). -> (the discriminator's loss + the generator's, the players' terms)."""
+    (simultaneous gradient steps). ``model.unrolled_steps = k > 0``: the generator's loss is taken against the
+    discriminator k look-ahead steps on from the generator's batch (``unrolled_generator_objective``).
+    -> (the discriminator's loss + the generator's, the players' terms)."""
     terms = {}
     for _ in range(config.discriminator_steps):
         (x, y), noise = run.next_batch()
@@ -155,7 +170,11 @@ def train_step(net: Adversarial, config: Config, step: int, run):
     y = y if net.num_classes else None
     with run.autocast():
         fake = net(noise["z"], y)
-        g_loss = generator_objective(net, fake, y, config.generator_loss)
+        if config.unrolled_steps:
+            g_loss = unrolled_generator_objective(net, x, fake, y, config.unrolled_steps, config.unroll_lr,
+                                                  config.generator_loss)
+        else:
+            g_loss = generator_objective(net, fake, y, config.generator_loss)
         if config.discriminator_steps == 0:
             d_loss, terms = discriminator_objective(net, x, fake, y, config.r1)
     if config.discriminator_steps == 0:

@@ -22,6 +22,9 @@ def jax_twin(net, cfg):
     if m.spectral_norm:
         raise ValueError("theory_jax train gan has no spectral normalisation yet (its flax twin keeps no power-"
                          "iteration vectors): train with practice_torch, or drop model.spectral_norm")
+    if m.minibatch_std or m.unrolled_steps:
+        raise ValueError("theory_jax train gan has no minibatch standard deviation or unrolled discriminator yet: "
+                         "train with practice_torch, or drop model.minibatch_std and model.unrolled_steps")
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
                           unit_interval=net.generator.unit_interval)
     generator_loss = {"non_saturating": jg.generator_loss_nonsaturating,
