@@ -56,7 +56,7 @@ TOPICS: tuple[Topic, ...] = (
     # Adversarial models
     Topic("gan", "adversarial", "GAN; DCGAN; cGAN", "2-D, image, audio",
           trains="GAN: MLP on 2-D mixtures, DCGAN with R1, class-conditional (projection discriminator), log-mels, "
-                 "spectral normalisation"),
+                 "spectral normalisation, minibatch std, unrolled discriminator"),
     Topic("wgan", "adversarial", "Wasserstein GAN; gradient penalty", "1-D, 2-D, image",
           trains="WGAN: clipping, two- or one-sided gradient penalty, n_critic, critic's W1 estimate (1-D, 2-D, images)"),
     Topic("bigan", "adversarial", "BiGAN / ALI", "image",

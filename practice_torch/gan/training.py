@@ -52,7 +52,7 @@ class Config:
     spectral_norm: bool = False  # every discriminator layer's weight divided by its largest singular value (SN-GAN)
     minibatch_std: bool = False  # the discriminator's last layer also reads the batch's feature spread (Karras et al.)
     unrolled_steps: int = 0  # the generator plays against the discriminator this many gradient steps ahead (Metz et al.)
-    unroll_lr: float = 1.0  # the learning rate of those look-ahead steps (plain gradient descent)
+    unroll_lr: float = 1e-3  # the learning rate of those look-ahead steps (plain gradient descent; 3e-3 hurt here)
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
