@@ -80,7 +80,8 @@ def machine(env: dict[str, Any]) -> str:
         n = env.get("processes", 1)
         return env["gpu"] + (f" x {n}" if n > 1 else "")
     capability = (env.get("torch") or {}).get("cpu_capability")
-    return f"{env.get('cpu', 'unknown CPU')}{f' ({capability})' if capability else ''}, {env.get('cores', '?')} cores"
+    cores = env.get("cores", "?")
+    return f"{env.get('cpu', 'unknown CPU')}{f' ({capability})' if capability else ''}, {cores} core{'' if cores == 1 else 's'}"
 
 
 def result_row(run_dir: Path, load: str) -> dict[str, Any]:
