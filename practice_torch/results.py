@@ -81,7 +81,8 @@ def machine(env: dict[str, Any]) -> str:
         return env["gpu"] + (f" x {n}" if n > 1 else "")
     capability = (env.get("torch") or {}).get("cpu_capability")
     cores = env.get("cores", "?")
-    return f"{env.get('cpu', 'unknown CPU')}{f' ({capability})' if capability else ''}, {cores} core{'' if cores == 1 else 's'}"
+    plural = "" if cores == 1 else "s"
+    return f"{env.get('cpu', 'unknown CPU')}{f' ({capability})' if capability else ''}, {cores} core{plural}"
 
 
 def result_row(run_dir: Path, load: str) -> dict[str, Any]:
