@@ -519,16 +519,53 @@ def _unrolled_game(rng: np.random.Generator):
     return d_loss, g_loss
 
 
+P0 = {"w": 0.3, "b": -0.2}  # the discriminator's weights where every look-ahead starts
+
+
+def _flat(u):
+    """(w, b) as a vector (2,) -> the parameter dict."""
+    return {"w": u[0], "b": u[1]}
+
+
 @partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def _unrolled_gradients(mu, d_loss, g_loss, steps: int, lr: float):
-    """d/dmu L_G(theta_k(mu), mu) for k = 0..steps, theta_k after k ``unroll`` steps from (0.3, -0.2): forward mode
-    through a scan of the look-ahead steps. -> (steps + 1,)."""
+    """d/dmu L_G(theta_k(mu), mu) for k = 0..steps, theta_k after k ``unroll`` steps from P0: forward mode through a
+    scan of the look-ahead steps. -> (steps + 1,)."""
     def losses(m):
         def body(p, _):
             return unroll(lambda q: d_loss(q, m), p, 1, lr), g_loss(p, m)
-        p, out = jax.lax.scan(body, {"w": jnp.float64(0.3), "b": jnp.float64(-0.2)}, None, length=steps)
+        p, out = jax.lax.scan(body, jax.tree.map(jnp.float64, P0), None, length=steps)
         return jnp.append(out, g_loss(p, m))
     return jax.jvp(losses, (mu,), (jnp.ones_like(mu),))[1]
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _one_step_gradients(mu, d_loss, g_loss, lr: float):
+    """The gradient through one look-ahead step from P0: jax.grad through ``unroll``, and the chain rule written out,
+    dL_G/dmu + grad_theta L_G . dtheta_1/dmu with dtheta_1/dmu = -lr d/dmu grad_theta f_D. -> two ()."""
+    p0 = jax.tree.map(jnp.float64, P0)
+    reverse = jax.grad(lambda m: g_loss(unroll(lambda q: d_loss(q, m), p0, 1, lr), m))(mu)
+    p1 = unroll(lambda q: d_loss(q, mu), p0, 1, lr)
+    cross = jax.jacfwd(jax.grad(d_loss), argnums=1)(p0, mu)  # d/dmu of grad_theta f_D
+    pull = jax.grad(g_loss)(p1, mu)
+    return reverse, jax.grad(g_loss, argnums=1)(p1, mu) - lr * (pull["w"] * cross["w"] + pull["b"] * cross["b"])
+
+
+@partial(jax.jit, static_argnums=(1, 2))
+def _best_response(mu, d_loss, g_loss):
+    """The discriminator's best response theta*(mu) by 20 Newton steps, the Hessian H of f_D there, and the implicit
+    function theorem's gradient dL_G/dmu - grad_theta L_G^T H^-1 d/dmu grad_theta f_D. -> ((), (2, 2))."""
+    def f(u, m):
+        return d_loss(_flat(u), m)
+
+    def newton(_, u):
+        return u - jnp.linalg.solve(jax.hessian(f)(u, mu), jax.grad(f)(u, mu))
+    v = jax.lax.fori_loop(0, 20, newton, jnp.array([P0["w"], P0["b"]]))
+    hessian = jax.hessian(f)(v, mu)
+    mixed = jax.jacfwd(jax.grad(f), argnums=1)(v, mu)
+    best = (jax.grad(lambda m: g_loss(_flat(v), m))(mu)
+            - jax.grad(lambda u: g_loss(_flat(u), mu))(v) @ jnp.linalg.solve(hessian, mixed))
+    return best, hessian
 
 
 def _section_unrolled(d: Derivation, rng: np.random.Generator) -> None:
@@ -538,27 +575,14 @@ def _section_unrolled(d: Derivation, rng: np.random.Generator) -> None:
           "(eq. 6), so it sees how the discriminator would answer its move. On a 1-D game: 64 data points, fakes "
           "$\\mu + z$, a logistic discriminator $(w, b)$ with an L2 term, the non-saturating $L_G$; $\\mu = 1.5$.")
     d_loss, g_loss = _unrolled_game(rng)
-    mu, lr, p0 = jnp.float64(1.5), 1.0, {"w": jnp.float64(0.3), "b": jnp.float64(-0.2)}
+    mu, lr = jnp.float64(1.5), 1.0
     grads = _unrolled_gradients(mu, d_loss, g_loss, 60, lr)
-    p1 = unroll(lambda q: d_loss(q, mu), p0, 1, lr)
-    cross = jax.jacfwd(jax.grad(d_loss), argnums=1)(p0, mu)  # d/dmu of grad_theta f_D
-    by_hand = jax.grad(g_loss, argnums=1)(p1, mu) - lr * sum(
-        jax.grad(g_loss)(p1, mu)[k] * cross[k] for k in ("w", "b"))
+    reverse, by_hand = _one_step_gradients(mu, d_loss, g_loss, lr)
     d.gradient("One look-ahead step: `jax.grad` through `unroll` (reverse mode) and `jax.jvp` through a scan of the "
                "same step (forward mode) both give $\\partial_\\mu L_G + \\nabla_\\theta L_G \\cdot "
                "d\\theta_1/d\\mu$ with $d\\theta_1/d\\mu = -\\eta\\,\\partial_\\mu\\nabla_\\theta f_D$",
-               jnp.stack([jax.grad(lambda m: g_loss(unroll(lambda q: d_loss(q, m), p0, 1, lr), m))(mu), grads[1]]),
-               jnp.stack([by_hand, by_hand]))
-    v = jnp.array([0.3, -0.2])
-
-    def flat(u):
-        return {"w": u[0], "b": u[1]}
-    for _ in range(20):  # Newton's method to the discriminator's best response theta*(mu)
-        v = v - jnp.linalg.solve(jax.hessian(lambda u: d_loss(flat(u), mu))(v), jax.grad(lambda u: d_loss(flat(u), mu))(v))
-    hessian = jax.hessian(lambda u: d_loss(flat(u), mu))(v)
-    mixed = jax.jacfwd(jax.grad(lambda u, m: d_loss(flat(u), m)), argnums=1)(v, mu)
-    best = (jax.grad(lambda m: g_loss(flat(v), m))(mu)
-            - jax.grad(lambda u: g_loss(flat(u), mu))(v) @ jnp.linalg.solve(hessian, mixed))
+               jnp.stack([reverse, grads[1]]), jnp.stack([by_hand, by_hand]))
+    best, hessian = _best_response(mu, d_loss, g_loss)
     d.numeric("After 60 look-ahead steps the generator's gradient is the best-response gradient of the implicit "
               "function theorem, $\\partial_\\mu L_G - \\nabla_\\theta L_G^\\top H^{-1} \\partial_\\mu\\nabla_\\theta f_D$ "
               f"at $\\theta^*(\\mu)$ (Newton's method); the plain gradient ($K = 0$) is off by {abs(grads[0] - best):.3f}",
