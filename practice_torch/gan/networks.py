@@ -184,7 +184,7 @@ class _Judge(nn.Module):
         return self.net.logit(x, y)
 
 
-def unrolled_generator_objective(net: Adversarial, x, fake, y=None, steps: int = 1, lr: float = 1.0,
+def unrolled_generator_objective(net: Adversarial, x, fake, y=None, steps: int = 1, lr: float = 1e-3,
                                  kind: str = "non_saturating"):
     """The unrolled GAN's generator loss (Metz et al. 2017, eq. 5): the generator's loss against the discriminator
     after ``steps`` gradient steps (lr ``lr``) on its plain loss on this batch of real x and these fakes, with the
