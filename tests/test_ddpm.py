@@ -194,6 +194,17 @@ def test_registry_presets_and_build_errors():
         ddpm_training.build(ddpm_training.Config(denoiser="mlp"), DIGITS)
     with pytest.raises(ValueError, match="needs labels"):
         ddpm_training.build(ddpm_training.Config(conditional=True), get_info("galaxies"))
+
+
+def test_only_8_bit_images_are_rescaled_and_decoded_as_8_bit():
+    """Fashion-MNIST ([0, 1], 8-bit) goes to [-1, 1] and back, clamped; the galaxies (real values with noise below 0)
+    are modelled as they are: their negative pixels survive the round trip (control: the 8-bit net clamps them)."""
+    small = ddpm_training.Config(channels=8, channel_mults=(1,), num_res_blocks=1, attention_levels=())
+    eight_bit, galaxies = (ddpm_training.build(small, get_info(name)) for name in ("fashion_mnist", "galaxies"))
+    assert eight_bit.images and not galaxies.images
+    x = torch.tensor([-0.3, 0.0, 0.5, 1.0]).reshape(1, 1, 2, 2)
+    assert torch.equal(galaxies.from_model(galaxies.to_model(x)), x)
+    assert eight_bit.from_model(eight_bit.to_model(x)).min() == 0
     with pytest.raises(ValueError, match="needs a class-conditional model"):
         ddpm_training.build(ddpm_training.Config(guidance_scale=1.0), DIGITS)
     with pytest.raises(ValueError, match="sample_steps must be in 0..T=50"):

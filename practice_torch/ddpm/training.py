@@ -151,7 +151,9 @@ def build(config: Config, data) -> Diffusion:
         denoiser = MLPDenoiser(data.shape[0], config.hidden, config.depth, k)
     else:
         raise ValueError(f"model.denoiser must be 'unet' or 'mlp', got {config.denoiser!r}")
-    images = data.modality == "image" and not config.mel
+    # 8-bit images in [0, 1], modelled on [-1, 1] with the discretised decoder; the galaxies (real-valued, with noise
+    # below 0) and log-mels are modelled as they are, with the Gaussian decoder
+    images = data.modality == "image" and data.value_range == "[0, 1]" and not config.mel
     return Diffusion(denoiser, Schedule.make(config.schedule, config.T), data.shape, k, images)
 
 
