@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from practice_torch.engine import RunError
+from shared_specs.environment import cores_text
 
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "docs" / "results.json"
 EVAL_FILE = "eval_test.json"
@@ -80,9 +81,7 @@ def machine(env: dict[str, Any]) -> str:
         n = env.get("processes", 1)
         return env["gpu"] + (f" x {n}" if n > 1 else "")
     capability = (env.get("torch") or {}).get("cpu_capability")
-    cores = env.get("cores", "?")
-    plural = "" if cores == 1 else "s"
-    return f"{env.get('cpu', 'unknown CPU')}{f' ({capability})' if capability else ''}, {cores} core{plural}"
+    return f"{env.get('cpu', 'unknown CPU')}{f' ({capability})' if capability else ''}, {cores_text(env)}"
 
 
 def result_row(run_dir: Path, load: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from shared_specs import catalogue
+from shared_specs.environment import cores_text
 
 DOCS = "docs"
 TOPICS_DIR = f"{DOCS}/topics"
@@ -99,8 +100,7 @@ def _err(check: dict[str, Any] | None) -> str:
 
 
 def environment_line(env: dict[str, Any]) -> str:
-    cores = env.get("cores", "?")
-    return f"{env.get('cpu', '?')}, {cores} core{'' if cores == 1 else 's'}, commit {env.get('commit') or '?'}"
+    return f"{env.get('cpu', '?')}, {cores_text(env)}, commit {env.get('commit') or '?'}"
 
 
 # The renderers -------------------------------------------------------------------------------------------------

@@ -28,6 +28,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cores_text(env: dict) -> str:
+    """'1 core', '2 cores' (or '? cores') from a ``describe()`` record."""
+    cores = env.get("cores", "?")
+    return f"{cores} core{'' if cores == 1 else 's'}"
+
+
 def commit() -> str | None:
     """The checkout's commit (with '+changes' when the tree differs from it), or None outside a git checkout."""
     root = Path(__file__).resolve().parent.parent

@@ -130,9 +130,12 @@ class Adversarial(nn.Module):
             return logit
         return logit + torch.sum(self.embed(y) * h, dim=-1)  # Miyato & Koyama, eq. 3
 
+    def discriminator_named_parameters(self) -> dict[str, nn.Parameter]:
+        """The discriminator's weights and the projection's class vectors, by name: everything but the generator."""
+        return {name: p for name, p in self.named_parameters() if not name.startswith("generator.")}
+
     def discriminator_parameters(self) -> list[nn.Parameter]:
-        """The discriminator's weights and the projection's class vectors: everything but the generator."""
-        return [p for name, p in self.named_parameters() if not name.startswith("generator.")]
+        return list(self.discriminator_named_parameters().values())
 
     def generator_parameters(self) -> list[nn.Parameter]:
         return list(self.generator.parameters())
@@ -192,7 +195,6 @@ def unrolled_generator_objective(net: Adversarial, x, fake, y=None, steps: int =
     (eq. 6). The network's own discriminator does not move. x: (B, *shape) real, fake: (B, *shape) G(z) in the
     graph, y: (B,) or None -> ()."""
     judge = _Judge(net)
-    names = [f"net.{name}" for name, _ in net.named_parameters() if not name.startswith("generator.")]
 
     def logit(params, inputs):
         return torch.func.functional_call(judge, params, (inputs, y))
@@ -200,5 +202,5 @@ def unrolled_generator_objective(net: Adversarial, x, fake, y=None, steps: int =
     def d_loss(params):
         return discriminator_loss(logit(params, x), logit(params, fake))
 
-    ahead = unroll(d_loss, dict(zip(names, net.discriminator_parameters(), strict=True)), steps, lr)
+    ahead = unroll(d_loss, {f"net.{name}": p for name, p in net.discriminator_named_parameters().items()}, steps, lr)
     return GENERATOR_LOSSES[kind](logit(ahead, fake))

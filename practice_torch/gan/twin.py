@@ -19,12 +19,10 @@ def jax_twin(net, cfg):
     from shared_specs.jax_train import JaxGame
 
     m = cfg.model
-    if m.spectral_norm:
-        raise ValueError("theory_jax train gan has no spectral normalisation yet (its flax twin keeps no power-"
-                         "iteration vectors): train with practice_torch, or drop model.spectral_norm")
-    if m.minibatch_std or m.unrolled_steps:
-        raise ValueError("theory_jax train gan has no minibatch standard deviation or unrolled discriminator yet: "
-                         "train with practice_torch, or drop model.minibatch_std and model.unrolled_steps")
+    missing = [key for key in ("spectral_norm", "minibatch_std", "unrolled_steps") if getattr(m, key)]
+    if missing:  # the flax twin keeps no power-iteration vectors, reads no batch feature, takes no look-ahead
+        raise ValueError(f"theory_jax train gan has no {', '.join(f'model.{k}' for k in missing)} yet: train with "
+                         f"practice_torch, or leave {'it' if len(missing) == 1 else 'them'} off")
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
                           unit_interval=net.generator.unit_interval)
     generator_loss = {"non_saturating": jg.generator_loss_nonsaturating,
