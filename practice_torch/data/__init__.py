@@ -46,6 +46,11 @@ class DatasetInfo:
     actions: int = 0  # a control task's number of discrete actions
     prepare: Callable[[], str] | None = field(default=None, compare=False)  # one-off set-up, returns a status line
 
+    @property
+    def unit_images(self) -> bool:
+        """8-bit images in [0, 1] (Fashion-MNIST, MNIST, CIFAR-10, digits), not real-valued ones (the galaxies)."""
+        return self.modality == "image" and self.value_range == "[0, 1]"
+
 
 REGISTRY: dict[str, DatasetInfo] = {}
 

@@ -153,7 +153,7 @@ def build(config: Config, data) -> Diffusion:
         raise ValueError(f"model.denoiser must be 'unet' or 'mlp', got {config.denoiser!r}")
     # 8-bit images in [0, 1], modelled on [-1, 1] with the discretised decoder; the galaxies (real-valued, with noise
     # below 0) and log-mels are modelled as they are, with the Gaussian decoder
-    images = data.modality == "image" and data.value_range == "[0, 1]" and not config.mel
+    images = data.unit_images and not config.mel
     return Diffusion(denoiser, Schedule.make(config.schedule, config.T), data.shape, k, images)
 
 

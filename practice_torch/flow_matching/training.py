@@ -152,8 +152,7 @@ def build(config: Config, data) -> FlowModel:
         net = MLPDenoiser(data.shape[0], config.hidden, config.depth, k)
     else:
         raise ValueError(f"model.architecture must be 'mlp' or 'unet', got {config.architecture!r}")
-    unit = data.modality == "image" and data.value_range == "[0, 1]"
-    return FlowModel(net, data.shape, k, config.cond_dim, unit)
+    return FlowModel(net, data.shape, k, config.cond_dim, data.unit_images)
 
 
 def draw_noise(net: FlowModel, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
