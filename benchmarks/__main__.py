@@ -254,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="gan_stability: comma-separated variants")
     parser.add_argument("--stability-seeds", default="0,1,2", help="gan_stability: comma-separated train.seed values")
     parser.add_argument("--stability-dataset", default="gaussians", help="gan_stability: gaussians or fashion_mnist")
+    parser.add_argument("--stability-steps", type=int, default=0, help="gan_stability: steps per run (default: the "
+                        "preset's)")
+    parser.add_argument("--stability-jobs", type=int, default=1, help="gan_stability: runs trained at once, one process "
+                        "each (a GPU)")
     parser.add_argument("--galaxy-samples", type=int, default=500, help="galaxy_conditioning: test conditions sampled")
     parser.add_argument("--fm-seconds", type=float, default=300, help="fm_vs_cnf: wall seconds of training per model")
     parser.add_argument("--fm-chunk", type=int, default=100, help="fm_vs_cnf: steps between W2 measurements")

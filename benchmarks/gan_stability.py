@@ -7,42 +7,87 @@ Each variant is a ``--set`` of an existing topic's quick preset: the plain GAN (
 discriminator (``model.unrolled_steps=5``) and WGAN-GP (``wgan``'s default critic). Each is trained with
 ``train.seed`` 0, 1 and 2 (``--stability-seeds``) on ``--stability-dataset`` (the 8 Gaussians by default;
 ``fashion_mnist`` for the DCGANs), then ``eval``: modes covered of 8 and the high-quality share (samples within 3
-standard deviations of a mode) on the Gaussians, FID on the project's features on images. A row per run, and a
-summary row per variant (mean and the range over seeds).
+standard deviations of a mode) on the Gaussians; on images FID (project features, 1000 samples), the classes covered
+(those the feature network's classifier gives at least half a fair share of the samples) and the smallest class
+share. The image presets of ``gan`` carry R1 (weight 10): there the plain game and every other remedy run with
+``model.r1=0`` and the R1 row keeps the preset's weight. The DCGAN's quick preset plays 3000 rounds of two batches
+and WGAN-GP's 1000 rounds of six, the same 6000 batches of 64. A row per run, and a summary row per variant (mean
+and the range over seeds). ``--stability-jobs N`` trains N runs at once, one process each (on a GPU these small
+networks leave it mostly idle; each run's log goes to a file of its own), so its wall times are not one run's alone;
+``--stability-steps N`` trains each run N steps instead of its preset's (a quick look; the budgets then differ).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 VARIANTS = {"plain": ("gan", ()), "r1": ("gan", ("model.r1=0.1",)), "spectral_norm": ("gan", ("model.spectral_norm=true",)),
             "minibatch_std": ("gan", ("model.minibatch_std=true",)), "unrolled": ("gan", ("model.unrolled_steps=5",)),
             "wgan_gp": ("wgan", ())}
-METRICS = {"gaussians": ("modes_covered", "high_quality"), "fashion_mnist": ("fid",)}
+IMAGE_SETS = {"plain": ("model.r1=0",), "r1": ("model.r1=10",)}  # the image presets' R1 made explicit, both ways
+METRICS = {"gaussians": ("modes_covered", "high_quality")}
+IMAGE_METRICS = ("fid", "classes_covered", "class_share_min")
 
 
-def one_run(variant: str, dataset: str, seed: int, out: Path) -> dict:
-    """Train and evaluate one quick run of ``variant`` into ``out``: its row."""
-    from practice_torch.cli import main
-
+def variant_sets(variant: str, images: bool) -> tuple[str, ...]:
+    """The ``--set`` options of ``variant``: on images the plain game and each remedy without R1 (WGAN-GP has none)."""
     model, sets = VARIANTS[variant]
+    if not images or model != "gan":
+        return sets
+    return IMAGE_SETS.get(variant, ("model.r1=0", *sets))
+
+
+def classes_covered(evaluation: dict) -> int:
+    """How many classes the feature network's classifier gives at least half a fair share of the samples."""
+    shares = [v for k, v in evaluation.items() if re.fullmatch(r"class_share_\d+", k)]
+    return sum(s >= 0.5 / len(shares) for s in shares)
+
+
+def one_run(variant: str, dataset: str, seed: int, out: Path, steps: int = 0) -> dict:
+    """Train and evaluate one quick run of ``variant`` into ``out`` (``steps`` > 0: that many instead of the
+    preset's): its row."""
+    from practice_torch.cli import main
+    from practice_torch.data import is_image_set
+
+    model, images = VARIANTS[variant][0], is_image_set(dataset)
+    sets = variant_sets(variant, images)
     started = time.perf_counter()
-    argv = ["train", model, "--dataset", dataset, "--out", str(out), "--set", f"train.seed={seed}"]
+    argv = ["train", model, "--dataset", dataset, "--out", str(out), "--set", f"train.seed={seed}",
+            *(["--steps", str(steps)] if steps else [])]
     if main([*argv, *(a for s in sets for a in ("--set", s))]) != 0:
         raise RuntimeError(f"{variant} seed {seed}: training failed")
-    if main(["eval", str(out), *(["--samples", "1000"] if dataset != "gaussians" else [])]) != 0:
+    if main(["eval", str(out), *(["--samples", "1000"] if images else [])]) != 0:
         raise RuntimeError(f"{variant} seed {seed}: eval failed")
     evaluation = json.loads((out / "eval_test.json").read_text())
     row = {"variant": variant, "model": model, "set": " ".join(sets), "seed": seed}
-    row.update({k: evaluation.get(k, evaluation.get(f"{k}_samples")) for k in METRICS.get(dataset, ("fid",))})
+    if images:
+        row.update(fid=evaluation.get("fid", evaluation.get("fid_samples")), classes_covered=classes_covered(evaluation),
+                   class_share_min=evaluation["class_share_min"])
+    else:
+        row.update({k: evaluation[k] for k in METRICS.get(dataset, ())})
     row["wall_s"] = time.perf_counter() - started
     return row
 
 
+def logged_run(variant: str, dataset: str, seed: int, out: Path, steps: int = 0) -> dict:
+    """``one_run`` in a worker process, its progress bars and messages written to ``out``'s ``.log`` beside it."""
+    import contextlib
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with open(out.with_suffix(".log"), "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        return one_run(variant, dataset, seed, out, steps)
+
+
 def gan_stability(args) -> list[dict]:
     import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from practice_torch.data import is_image_set
 
     dataset = args.stability_dataset
     seeds = [int(s) for s in args.stability_seeds.split(",")]
@@ -50,14 +95,39 @@ def gan_stability(args) -> list[dict]:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"error: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
-    rows, keys = [], METRICS.get(dataset, ("fid",))
+    jobs = getattr(args, "stability_jobs", 1)
+    if jobs < 1:
+        raise SystemExit(f"error: --stability-jobs must be at least 1, got {jobs}")
+    keys = IMAGE_METRICS if is_image_set(dataset) else METRICS.get(dataset, ())
+    rows = []
+
+    def report(run: dict) -> None:
+        print(f"  {run['variant']} seed {run['seed']}: " + ", ".join(f"{k} {run[k]:.4g}" for k in keys)
+              + f", {run['wall_s']:.0f} s", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
+        steps = getattr(args, "stability_steps", 0)
+        todo = [(v, dataset, s, Path(tmp) / f"{v}-{s}", steps) for v in variants for s in seeds]
+        if jobs == 1:
+            finished = []
+            for task in todo:
+                finished.append(one_run(*task))
+                report(finished[-1])
+        else:
+            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(logged_run, *task) for task in todo]
+                finished = []
+                for task, future in zip(todo, futures):
+                    try:
+                        finished.append(future.result())
+                    except Exception as error:  # the temporary folder goes with the exit: its log's last line
+                        log = task[3].with_suffix(".log")
+                        last = [line for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+                        where = f" ({last[-1]})" if last else ""
+                        raise SystemExit(f"error: {error}{where}") from None
+                    report(finished[-1])
         for variant in variants:
-            runs = []
-            for seed in seeds:
-                runs.append(one_run(variant, dataset, seed, Path(tmp) / f"{variant}-{seed}"))
-                print(f"  {variant} seed {seed}: " + ", ".join(f"{k} {runs[-1][k]:.4g}" for k in keys)
-                      + f", {runs[-1]['wall_s']:.0f} s", flush=True)
+            runs = [r for r in finished if r["variant"] == variant]
             summary = {"variant": variant, "model": runs[0]["model"], "set": runs[0]["set"], "seed": "mean"}
             for k in keys:
                 values = [r[k] for r in runs]

@@ -7,8 +7,10 @@ super-resolution: nearest and bicubic upsampling of the block means), then the D
 alone (RePaint with r = 1; ILVR for super-resolution) and with RePaint's resampling (r = ``--restore-resample``),
 over ``--restore-steps`` respaced steps. Columns: PSNR in dB (per image, then averaged; over the unknown pixels for
 inpainting, the whole image for super-resolution), SSIM over the whole image (torchmetrics, Gaussian window 11,
-sigma 1.5), FID of the completed images against 1000 other test images (the project's feature network; a
-"test images" row gives the floor at the same number of images), and seconds per image. A figure of the known part,
+sigma 1.5), both with the data's peak-to-peak range R (1 for 8-bit images in [0, 1]; the test split's max - min
+otherwise, as for the galaxies), FID of the completed images against 1000 other test images (the project's feature
+network, where the data set has one: the galaxies have no class labels to train it on; a "test images" row gives the
+floor at the same number of images), and seconds per image (on the GPU when there is one). A figure of the known part,
 both restorations and the truth of the first 8 images per task (four rows each, in that order, drawn 3x) goes to
 ``restoration.png`` beside the JSON.
 """
@@ -36,28 +38,36 @@ def parse_tasks(text: str) -> list[tuple[str, str]]:
     return tasks
 
 
-def psnr(restored: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> float:
-    """Mean over images of 10 log10(1 / MSE) on [0, 1] pixels, the MSE over ``region`` (1 where it counts)."""
+def psnr(restored: torch.Tensor, truth: torch.Tensor, region: torch.Tensor, data_range: float = 1.0) -> float:
+    """Mean over images of 10 log10(R^2 / MSE), R the data's peak-to-peak range, the MSE over ``region`` (1 where it
+    counts)."""
     region = region.expand_as(truth)
     mse = ((restored - truth) ** 2 * region).flatten(1).sum(1) / region.flatten(1).sum(1)
-    return float((10 * torch.log10(1 / mse.clamp_min(1e-12))).mean())
+    return float((10 * torch.log10(data_range**2 / mse.clamp_min(1e-12))).mean())
 
 
-def ssim(restored: torch.Tensor, truth: torch.Tensor) -> float:
+def ssim(restored: torch.Tensor, truth: torch.Tensor, data_range: float = 1.0) -> float:
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    return float(structural_similarity_index_measure(restored.double(), truth.double(), data_range=1.0))
+    return float(structural_similarity_index_measure(restored.double(), truth.double(), data_range=data_range))
 
 
-def baselines(task: str, setting: str, truth: torch.Tensor, known: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The plain restorations in [0, 1]: inpainting's mean fill; super-resolution's nearest and bicubic upsampling."""
+def value_range(images: torch.Tensor, unit: bool) -> tuple[float, float]:
+    """(low, high) of the data: (0, 1) for 8-bit images in [0, 1], else the min and max of ``images`` (N, C, H, W)."""
+    return (0.0, 1.0) if unit else (float(images.min()), float(images.max()))
+
+
+def baselines(task: str, setting: str, truth: torch.Tensor, known: torch.Tensor, low: float = 0.0,
+              high: float = 1.0) -> dict[str, torch.Tensor]:
+    """The plain restorations in [low, high]: inpainting's mean fill; super-resolution's nearest and bicubic
+    upsampling."""
     if task == "inpaint":
         mean = (truth * known).flatten(1).sum(1) / known.expand_as(truth).flatten(1).sum(1)
         return {"mean fill": known * truth + (1 - known) * mean[:, None, None, None]}
     factor = int(setting)
     small = F.avg_pool2d(truth, factor)
     return {"nearest": F.interpolate(small, scale_factor=factor, mode="nearest"),
-            "bicubic": F.interpolate(small, scale_factor=factor, mode="bicubic", align_corners=False).clamp(0, 1)}
+            "bicubic": F.interpolate(small, scale_factor=factor, mode="bicubic", align_corners=False).clamp(low, high)}
 
 
 def restoration(args) -> list[dict]:
@@ -65,6 +75,7 @@ def restoration(args) -> list[dict]:
     from torchvision.utils import make_grid, save_image
 
     from benchmarks.ddim import find_run
+    from practice_torch.data import get_info
     from practice_torch.diffusion.restoration import check_restoration, inpainting_mask, restore_images
     from practice_torch.engine.runs import load_split
     from practice_torch.evaluation import fid_from_features
@@ -72,31 +83,36 @@ def restoration(args) -> list[dict]:
     from practice_torch.models import open_run
 
     run = find_run(getattr(args, "run", None))
-    module, cfg, net = open_run(run, torch.device("cpu"))
-    if cfg.model_name != "ddpm" or not getattr(net, "images", False):
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    module, cfg, net = open_run(run, device)
+    if cfg.model_name != "ddpm" or len(getattr(net, "shape", ())) != 3 or cfg.model.mel:
         raise SystemExit(f"error: {run} is not a ddpm run on images")
     n, steps = args.restore_images, args.restore_steps
     test = load_split(cfg.data, "test")
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
     truth = torch.stack([test[int(i)][0] for i in order[:n]])
-    labels = torch.tensor([int(test[int(i)][1]) for i in order[:n]])
-    features = feature_network(cfg.data.name, getattr(args, "data_dir", None))
-    real_feats = embed(features, torch.stack([test[int(i)][0] for i in order[n:n + 1000]]))[0]
+    labels = torch.tensor([int(test[int(i)][1]) for i in order[:n]]) if net.num_classes else None
+    low, high = value_range(torch.stack([x for x, _ in test]), get_info(cfg.data.name).unit_images)
+    scored = get_info(cfg.data.name).num_classes > 0  # a feature network is a classifier of the data set's labels
+    features = feature_network(cfg.data.name, getattr(args, "data_dir", None)) if scored else None
+    real_feats = embed(features, torch.stack([test[int(i)][0] for i in order[n:n + 1000]]))[0] if scored else None
     rows, pictures = [], []
 
     def add(task: str, setting: str, method: str, images: torch.Tensor, region: torch.Tensor | None, seconds: float):
         """One row; ``region`` None: other images than the truth (the FID floor), so no PSNR or SSIM."""
         rows.append({"task": f"{task} {setting}".strip(), "method": method, "n": n,
-                     "psnr": psnr(images, truth, region) if region is not None else math.nan,
-                     "ssim": ssim(images, truth) if region is not None else math.nan,
-                     "fid": fid_from_features(real_feats, embed(features, images)[0]), "s_per_image": seconds / n})
+                     "psnr": psnr(images, truth, region, high - low) if region is not None else math.nan,
+                     "ssim": ssim(images, truth, high - low) if region is not None else math.nan,
+                     "fid": fid_from_features(real_feats, embed(features, images)[0]) if scored else math.nan,
+                     "data_range": high - low, "s_per_image": seconds / n})
         print(f"  {task} {setting:>7} {method:>24}: PSNR {rows[-1]['psnr']:.2f} dB, SSIM {rows[-1]['ssim']:.3f}, "
               f"FID {rows[-1]['fid']:.1f}, {rows[-1]['s_per_image']:.2f} s/image", flush=True)
         if hasattr(args, "save"):
             args.save(rows)
 
-    add("test images", "", "other test images (the FID floor)", torch.stack([test[int(i)][0] for i in order[-n:]]),
-        None, 0.0)
+    if scored:
+        add("test images", "", "other test images (the FID floor)", torch.stack([test[int(i)][0] for i in order[-n:]]),
+            None, 0.0)
     for task, setting in parse_tasks(args.restore_tasks):
         where = {"mask": setting} if task == "inpaint" else {"sr_factor": int(setting)}
         check_restoration(task, tuple(net.shape), where.get("mask", "center"), where.get("sr_factor", 4),
@@ -104,7 +120,7 @@ def restoration(args) -> list[dict]:
         known = (inpainting_mask(setting, tuple(net.shape), torch.Generator().manual_seed(0))
                  if task == "inpaint" else torch.ones(1, *net.shape))
         region = 1 - known if task == "inpaint" else torch.ones(1, *net.shape)
-        for method, images in baselines(task, setting, truth, known).items():
+        for method, images in baselines(task, setting, truth, known, low, high).items():
             add(task, setting, method, images, region, 0.0)
         shown, restored_rows = None, []
         for r in sorted({1, args.restore_resample}):
@@ -112,11 +128,12 @@ def restoration(args) -> list[dict]:
             restored, shown = restore_images(net, truth, torch.Generator().manual_seed(r), task=task, steps=steps,
                                              resample=r, clip_x0=cfg.model.clip_x0, y=labels,
                                              guidance_scale=cfg.model.guidance_scale, **where)
-            images = net.from_model(restored)
+            images = net.from_model(restored).cpu()
             name = ("RePaint" if task == "inpaint" else "ILVR") + (f", resampled r = {r}" if r > 1 else ", r = 1")
             add(task, setting, name, images, region, time.perf_counter() - start)
             restored_rows.append(images[:8])
-        pictures.append([net.from_model(shown[:8]), *restored_rows, truth[:8]])
-    grid = make_grid(torch.cat([row for group in pictures for row in group]), nrow=8, padding=1, pad_value=1.0)
+        pictures.append([net.from_model(shown[:8]).cpu(), *restored_rows, truth[:8]])
+    shown_rows = (torch.cat([row for group in pictures for row in group]) - low) / (high - low)  # black to white
+    grid = make_grid(shown_rows, nrow=8, padding=1, pad_value=1.0)
     save_image(F.interpolate(grid[None], scale_factor=3, mode="nearest")[0], Path(args.results) / "restoration.png")
     return rows

@@ -3,6 +3,7 @@ order check, which must fail on a table out of order."""
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -245,7 +246,7 @@ def test_restoration_scores_psnr_over_the_unknown_region_and_its_baselines_keep_
     """PSNR: a uniform error of 0.1 is 20 dB, and the region decides which pixels count (control: an error outside
     it does not lower it). Mean fill keeps the known pixels and fills the rest with their mean; nearest upsampling
     of the block means has the truth's block means. A bad task is a one-line exit."""
-    from benchmarks.restoration import baselines, parse_tasks, psnr
+    from benchmarks.restoration import baselines, parse_tasks, psnr, value_range
     from practice_torch.diffusion import low_pass
 
     truth = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -262,6 +263,12 @@ def test_restoration_scores_psnr_over_the_unknown_region_and_its_baselines_keep_
     torch.testing.assert_close(filled[..., :4], mean[:, None, None, None].expand(3, 1, 8, 4))
     nearest = baselines("super_resolution", "2", truth, known)["nearest"]
     torch.testing.assert_close(low_pass(nearest, 2), low_pass(truth, 2))
+    # the data's range R: an error of 0.1 on data spanning 1.5 (the galaxies) is 20 log10(15) dB; 20 dB only at R = 1
+    assert psnr(truth + 0.1, truth, torch.ones(1, 1, 8, 8), 1.5) == pytest.approx(20 * math.log10(15), abs=1e-4)
+    assert value_range(truth - 0.5, unit=False) == (float(truth.min() - 0.5), float(truth.max() - 0.5))
+    assert value_range(truth - 0.5, unit=True) == (0.0, 1.0)
+    bicubic = baselines("super_resolution", "2", truth - 0.5, known, -0.5, 0.5)["bicubic"]
+    assert bicubic.min() >= -0.5 and bicubic.min() < 0  # clamped to the data's range, not to [0, 1]
     assert parse_tasks("inpaint:center,super_resolution:4") == [("inpaint", "center"), ("super_resolution", "4")]
     with pytest.raises(SystemExit, match="inpaint:MASK or super_resolution:FACTOR"):
         parse_tasks("denoise:2")
@@ -269,10 +276,17 @@ def test_restoration_scores_psnr_over_the_unknown_region_and_its_baselines_keep_
 
 def test_gan_stability_names_its_variants_and_refuses_an_unknown_one_in_one_line():
     """Each variant is a --set of an existing topic (control: the plain GAN changes nothing)."""
-    from benchmarks.gan_stability import VARIANTS, gan_stability
+    from benchmarks.gan_stability import VARIANTS, classes_covered, gan_stability, variant_sets
 
     assert VARIANTS["plain"] == ("gan", ()) and VARIANTS["spectral_norm"] == ("gan", ("model.spectral_norm=true",))
     assert VARIANTS["wgan_gp"][0] == "wgan" and VARIANTS["unrolled"] == ("gan", ("model.unrolled_steps=5",))
+    # images: the DCGAN preset's R1 (weight 10) is off for the plain game and every other remedy, on for R1
+    assert variant_sets("plain", images=True) == ("model.r1=0",)
+    assert variant_sets("r1", images=True) == ("model.r1=10",)
+    assert variant_sets("spectral_norm", images=True) == ("model.r1=0", "model.spectral_norm=true")
+    assert variant_sets("wgan_gp", images=True) == () and variant_sets("r1", images=False) == ("model.r1=0.1",)
+    shares = {f"class_share_{k}": s for k, s in enumerate([0.3, 0.2, 0.05, 0.049, *[0.4 / 6] * 6])}
+    assert classes_covered({**shares, "class_share_min": 0.049}) == 9  # half a fair share (0.05) counts, less does not
     args = argparse.Namespace(stability_dataset="gaussians", stability_seeds="0", stability_variants="plain,progressive")
     with pytest.raises(SystemExit, match="unknown variant 'progressive'"):
         gan_stability(args)
