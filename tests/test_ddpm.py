@@ -211,6 +211,20 @@ def test_only_8_bit_images_are_rescaled_and_decoded_as_8_bit():
         ddpm_training.build(ddpm_training.Config(T=50, sample_steps=100), DIGITS)
 
 
+def test_the_galaxies_are_sampled_with_x0_clipped_to_the_range_they_lie_in():
+    """The galaxies lie in about [-0.4, 1], so their predicted x_0 is clipped to [-1, 1] as the rescaled images' is:
+    a predictor of eps = 0 ends inside it (control: unclipped, each step's 1/sqrt(alpha_bar) blows the chain up, as
+    a young network's errors did on the galaxies)."""
+    from practice_torch.diffusion.model import generate
+
+    small = ddpm_training.Config(channels=8, channel_mults=(1,), num_res_blocks=1, attention_levels=(), T=100)
+    net = ddpm_training.build(small, get_info("galaxies"))
+    torch.nn.init.zeros_(net.denoiser.conv_out.weight)
+    torch.nn.init.zeros_(net.denoiser.conv_out.bias)
+    clipped, free = (generate(net, 4, torch.Generator().manual_seed(0), steps=10, clip_x0=clip)[0] for clip in (True, False))
+    assert clipped.abs().max() <= 1 and free.abs().max() > 10
+
+
 def _digits(*extra):
     return apply_overrides(ddpm_training.default_config("quick", "digits"), [
         *TINY_UNET, "model.sample_steps=5", "model.nll_examples=8", "train.batch_size=16", "train.steps=8",

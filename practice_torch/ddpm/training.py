@@ -53,7 +53,7 @@ class Config:
     sample_steps: int = 100  # respaced steps of ``sample`` and of eval's FID/KID samples; 0 = all T
     eta: float = 0.0  # DDIM's noise scale (0 deterministic, 1 DDPM-like)
     guidance_scale: float = 0.0  # classifier-free guidance w: (1 + w) eps(x, y) - w eps(x); needs conditional
-    clip_x0: bool = True  # images: clip the predicted x_0 to [-1, 1] at each sampling step
+    clip_x0: bool = True  # clip the predicted x_0 to [-1, 1] at each sampling step (data inside it: images, galaxies)
     chain_frames: int = 10  # columns of the reverse-chain figure (x_t at evenly spaced steps)
     nll_examples: int = 1000  # held-out examples that get the NLL bound in ``evaluate``
     nll_timesteps: int = 8  # random t per example for the sum of L_{t-1} (unbiased); 0 = all T - 1 terms (exact)

@@ -68,8 +68,8 @@ def generate(net: Diffusion, n: int, generator: torch.Generator, y: torch.Tensor
              clip_x0: bool = False, frames: int = 0, chains: int = 8
              ) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
     """n samples (n, *shape) in model space by ``sampler`` over ``steps`` respaced steps (0: all T), x_0 clipped to
-    [-1, 1] at each step when ``clip_x0`` and the net models images, and, when frames > 0, x_t of the first
-    ``chains`` chains at about ``frames`` steps, with t (T for x_T)."""
+    [-1, 1] at each step when ``clip_x0`` (data inside it: images rescaled to it, the galaxies), and, when frames > 0,
+    x_t of the first ``chains`` chains at about ``frames`` steps, with t (T for x_T)."""
     device = next(net.parameters()).device
     schedule = sampling_schedule(net, steps)
     x_T = torch.randn((n, *net.shape), generator=generator).to(device)
@@ -84,5 +84,5 @@ def generate(net: Diffusion, n: int, generator: torch.Generator, y: torch.Tensor
             times.append(t)
 
     x0 = sample_loop(eps_function(net, y, guidance_scale), schedule, x_T, sampler=sampler, eta=eta,
-                     generator=generator, clip_x0=1.0 if clip_x0 and net.images else None, callback=record)
+                     generator=generator, clip_x0=1.0 if clip_x0 else None, callback=record)
     return x0, snapshots, times

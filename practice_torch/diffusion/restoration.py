@@ -175,5 +175,5 @@ def restore_images(net: Diffusion, x: torch.Tensor, generator: torch.Generator, 
     replace, shown = replacement(task, tuple(net.shape), generator, device, mask, sr_factor)
     labels = y.long().to(device) if net.num_classes and y is not None else None
     restored = restore(eps_function(net, labels, guidance_scale), sampling_schedule(net, steps), truth, replace,
-                       generator, jump=jump, resample=resample, clip_x0=1.0 if clip_x0 and net.images else None)
+                       generator, jump=jump, resample=resample, clip_x0=1.0 if clip_x0 else None)
     return restored, shown(truth)

@@ -83,6 +83,5 @@ def guided_sample(ddpm: nn.Module, y: Tensor, scale: float, mode: Mode = "cfg", 
     schedule = sampling_schedule(ddpm, steps)
     x_T = torch.randn((len(y), *ddpm.shape), generator=generator).to(device)
     x0 = sample_loop(guided_eps_fn(ddpm, y, scale, mode, guide, conditional_base), schedule, x_T, sampler=sampler,
-                     eta=eta, generator=generator, progress=progress,
-                     clip_x0=1.0 if clip_x0 and ddpm.images else None)
+                     eta=eta, generator=generator, progress=progress, clip_x0=1.0 if clip_x0 else None)
     return ddpm.from_model(x0)
