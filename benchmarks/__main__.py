@@ -26,7 +26,9 @@ step in JAX (``theory_jax train``) and PyTorch, and with ``--jax-quality`` train
 (benchmarks/jax_train.py). ``restoration`` (only when named) scores a ddpm run's inpainting and super-resolution
 against mean fill, nearest and bicubic upsampling (benchmarks/restoration.py); ``gan_stability`` (only when named,
 about 40 minutes) trains the plain GAN, R1, spectral normalisation, minibatch std, the unrolled discriminator and
-WGAN-GP over seeds (benchmarks/gan_stability.py).
+WGAN-GP over seeds (benchmarks/gan_stability.py). ``augmentation`` (only when named) trains the project's classifier on
+few real images, on them plus class-conditional samples, on samples alone and on an imbalanced split rebalanced with
+samples, and reports real test accuracy over seeds (benchmarks/augmentation.py).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.augmentation import augmentation
 from benchmarks.control import control
 from benchmarks.coupling_flows import flow_bpd
 from benchmarks.ddim import ddim_steps
@@ -180,7 +183,7 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps,
               "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu, "control": control,
               "jax_train": jax_train, "restoration": restoration,
-              "gan_stability": gan_stability}
+              "gan_stability": gan_stability, "augmentation": augmentation}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -258,6 +261,13 @@ def main(argv: list[str] | None = None) -> int:
                         "preset's)")
     parser.add_argument("--stability-jobs", type=int, default=1, help="gan_stability: runs trained at once, one process "
                         "each (a GPU)")
+    parser.add_argument("--aug-runs", default="", help="augmentation: comma-separated NAME=RUN of class-conditional runs")
+    parser.add_argument("--aug-real", type=int, default=20, help="augmentation: real images per class of the few-shot "
+                        "sets (and of the imbalanced split's minority classes)")
+    parser.add_argument("--aug-samples", type=int, default=500, help="augmentation: samples (and real images) per class "
+                        "of the larger sets")
+    parser.add_argument("--aug-steps", type=int, default=600, help="augmentation: classifier steps of batch 128 per set")
+    parser.add_argument("--aug-seeds", default="0,1,2", help="augmentation: comma-separated seeds")
     parser.add_argument("--galaxy-samples", type=int, default=500, help="galaxy_conditioning: test conditions sampled")
     parser.add_argument("--fm-seconds", type=float, default=300, help="fm_vs_cnf: wall seconds of training per model")
     parser.add_argument("--fm-chunk", type=int, default=100, help="fm_vs_cnf: steps between W2 measurements")

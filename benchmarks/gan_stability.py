@@ -84,7 +84,7 @@ def logged_run(variant: str, dataset: str, seed: int, out: Path, steps: int = 0)
 
 def gan_stability(args) -> list[dict]:
     import tempfile
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
     from practice_torch.data import is_image_set
@@ -99,42 +99,43 @@ def gan_stability(args) -> list[dict]:
     if jobs < 1:
         raise SystemExit(f"error: --stability-jobs must be at least 1, got {jobs}")
     keys = IMAGE_METRICS if is_image_set(dataset) else METRICS.get(dataset, ())
-    rows = []
+    finished = []
 
-    def report(run: dict) -> None:
+    def done(run: dict) -> None:
+        """Report a finished run and save the rows so far: an interrupted benchmark keeps its finished runs."""
+        finished.append(run)
         print(f"  {run['variant']} seed {run['seed']}: " + ", ".join(f"{k} {run[k]:.4g}" for k in keys)
               + f", {run['wall_s']:.0f} s", flush=True)
+        if hasattr(args, "save"):
+            args.save(finished)
 
     with tempfile.TemporaryDirectory() as tmp:
         steps = getattr(args, "stability_steps", 0)
         todo = [(v, dataset, s, Path(tmp) / f"{v}-{s}", steps) for v in variants for s in seeds]
         if jobs == 1:
-            finished = []
             for task in todo:
-                finished.append(one_run(*task))
-                report(finished[-1])
+                done(one_run(*task))
         else:
             with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(logged_run, *task) for task in todo]
-                finished = []
-                for task, future in zip(todo, futures):
+                futures = {pool.submit(logged_run, *task): task for task in todo}
+                for future in as_completed(futures):
                     try:
-                        finished.append(future.result())
+                        done(future.result())
                     except Exception as error:  # the temporary folder goes with the exit: its log's last line
-                        log = task[3].with_suffix(".log")
+                        log = futures[future][3].with_suffix(".log")
                         last = [line for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
                         where = f" ({last[-1]})" if last else ""
                         raise SystemExit(f"error: {error}{where}") from None
-                    report(finished[-1])
-        for variant in variants:
-            runs = [r for r in finished if r["variant"] == variant]
-            summary = {"variant": variant, "model": runs[0]["model"], "set": runs[0]["set"], "seed": "mean"}
-            for k in keys:
-                values = [r[k] for r in runs]
-                summary[k] = sum(values) / len(values)
-                summary[f"{k}_range"] = f"{min(values):.4g}-{max(values):.4g}"
-            summary["wall_s"] = sum(r["wall_s"] for r in runs) / len(runs)
-            rows += [*runs, summary]
-            if hasattr(args, "save"):
-                args.save(rows)
+    rows = []
+    for variant in variants:
+        runs = sorted((r for r in finished if r["variant"] == variant), key=lambda r: r["seed"])
+        summary = {"variant": variant, "model": runs[0]["model"], "set": runs[0]["set"], "seed": "mean"}
+        for k in keys:
+            values = [r[k] for r in runs]
+            summary[k] = sum(values) / len(values)
+            summary[f"{k}_range"] = f"{min(values):.4g}-{max(values):.4g}"
+        summary["wall_s"] = sum(r["wall_s"] for r in runs) / len(runs)
+        rows += [*runs, summary]
+    if hasattr(args, "save"):
+        args.save(rows)
     return rows

@@ -290,3 +290,21 @@ def test_gan_stability_names_its_variants_and_refuses_an_unknown_one_in_one_line
     args = argparse.Namespace(stability_dataset="gaussians", stability_seeds="0", stability_variants="plain,progressive")
     with pytest.raises(SystemExit, match="unknown variant 'progressive'"):
         gan_stability(args)
+
+
+def test_augmentation_draws_its_sets_per_class_and_tops_up_only_the_minority_classes():
+    """per_class: exactly k distinct examples of each class (control: a class with too few is a one-line exit);
+    the top-up takes the first n samples of each minority class from samples laid out class by class."""
+    from benchmarks.augmentation import parse_runs, per_class, top_up_rows
+
+    y = torch.arange(10).repeat(7)  # 7 of each class
+    rows = per_class(y, [3] * 5 + [1] * 5, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.bincount(y[rows], minlength=10), torch.tensor([3] * 5 + [1] * 5))
+    assert len(set(rows.tolist())) == len(rows)
+    with pytest.raises(SystemExit, match="class 2 has 7 examples, fewer than the 8"):
+        per_class(y, [1, 1, 8], torch.Generator().manual_seed(0))
+    labels = torch.arange(4).repeat_interleave(5)  # class by class, 5 each
+    assert torch.equal(labels[top_up_rows([2, 3], 5, 2)], torch.tensor([2, 2, 3, 3]))
+    assert parse_runs("cgan=runs/a,cvae=runs/b") == {"cgan": Path("runs/a"), "cvae": Path("runs/b")}
+    with pytest.raises(SystemExit, match="NAME=RUN_DIR"):
+        parse_runs("runs/a")
