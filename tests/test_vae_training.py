@@ -77,6 +77,8 @@ def test_conditional_samples_have_one_row_per_class_and_figures_their_layout():
     with torch.no_grad():
         row_of_sevens = net.sample(eps[21:24], torch.full((3,), 7))
     torch.testing.assert_close(samples.data[21:24], row_of_sevens)
+    assert torch.equal(samples.labels, torch.arange(10).repeat_interleave(3))  # eval's class accuracy reads them
+    assert vae_training.sample(tiny_net().eval(), vae_training.Config(), 4, torch.Generator())[0].labels is None
     recon = figures[1]
     assert recon.nrow == 8 and torch.equal(recon.data[:8], x[:8]) and torch.equal(recon.data[16:24], x[8:16])
     assert figures[2].nrow == 10 and figures[2].data.shape == (80, 1, 8, 8)

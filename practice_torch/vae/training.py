@@ -125,7 +125,7 @@ def sample(net: VAE, config: Config, n: int, generator: torch.Generator, example
     else:
         per_row, y = math.ceil(math.sqrt(n)), None
     samples = net.sample(draw_eps((n if y is None else len(y), net.latent_dim), generator).to(device), y)
-    figures = [Artefact("samples", "images", samples.cpu(), nrow=per_row)]
+    figures = [Artefact("samples", "images", samples.cpu(), nrow=per_row, labels=None if y is None else y.cpu())]
     if examples is not None:
         x, labels = examples[0].to(device), examples[1].to(device)
         figures += [reconstructions(net, x, labels), interpolations(net, x, labels)]
