@@ -12,8 +12,9 @@ standard deviations of a mode) on the Gaussians; on images FID (project features
 share. The image presets of ``gan`` carry R1 (weight 10): there the plain game and every other remedy run with
 ``model.r1=0`` and the R1 row keeps the preset's weight. The DCGAN's quick preset plays 3000 rounds of two batches
 and WGAN-GP's 1000 rounds of six, the same 6000 batches of 64. A row per run, and a summary row per variant (mean
-and the range over seeds). ``--stability-jobs N`` trains N runs at once, one process each (on a GPU these small
-networks leave it mostly idle; each run's log goes to a file of its own), so its wall times are not one run's alone;
+and the range over seeds). ``--stability-jobs N`` trains N runs at once, one process each (for idle cores or several
+GPUs: on one GPU the processes take turns; each run's log goes to a file of its own), so its wall times are not one
+run's alone; finished runs are saved as they come;
 ``--stability-steps N`` trains each run N steps instead of its preset's (a quick look; the budgets then differ).
 """
 
