@@ -103,6 +103,12 @@ def augmentation(args) -> list[dict]:
 
     runs = parse_runs(getattr(args, "aug_runs", ""))
     dataset, k, m = args.dataset, args.aug_real, args.aug_samples
+    if not 0 < k <= m or args.aug_steps < 1:
+        raise SystemExit(f"error: --aug-real ({k}) must be at least 1 and at most --aug-samples ({m}), and --aug-steps "
+                         f"({args.aug_steps}) at least 1")
+    missing = [str(run) for run in runs.values() if not (run / "config.json").is_file()]
+    if missing:
+        raise SystemExit(f"error: {missing[0]} is not a run directory (no config.json); train one first")
     info = get_info(dataset)
     if not info.unit_images or not info.num_classes:
         raise SystemExit(f"error: augmentation needs a labelled data set of 8-bit images; {dataset} is not one")

@@ -295,7 +295,7 @@ def test_gan_stability_names_its_variants_and_refuses_an_unknown_one_in_one_line
 def test_augmentation_draws_its_sets_per_class_and_tops_up_only_the_minority_classes():
     """per_class: exactly k distinct examples of each class (control: a class with too few is a one-line exit);
     the top-up takes the first n samples of each minority class from samples laid out class by class."""
-    from benchmarks.augmentation import parse_runs, per_class, top_up_rows
+    from benchmarks.augmentation import augmentation, parse_runs, per_class, top_up_rows
 
     y = torch.arange(10).repeat(7)  # 7 of each class
     rows = per_class(y, [3] * 5 + [1] * 5, torch.Generator().manual_seed(0))
@@ -308,3 +308,9 @@ def test_augmentation_draws_its_sets_per_class_and_tops_up_only_the_minority_cla
     assert parse_runs("cgan=runs/a,cvae=runs/b") == {"cgan": Path("runs/a"), "cvae": Path("runs/b")}
     with pytest.raises(SystemExit, match="NAME=RUN_DIR"):
         parse_runs("runs/a")
+    args = argparse.Namespace(aug_runs="cgan=/nonexistent", dataset="fashion_mnist", aug_real=20, aug_samples=500,
+                              aug_steps=10, aug_seeds="0")
+    with pytest.raises(SystemExit, match="/nonexistent is not a run directory"):
+        augmentation(args)
+    with pytest.raises(SystemExit, match="at most --aug-samples"):
+        augmentation(argparse.Namespace(**{**vars(args), "aug_real": 600}))
