@@ -80,13 +80,14 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int,
 
 
 @torch.no_grad()
-def class_samples(run: Path, per: int, classes: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def class_samples(opened: tuple, run: Path, per: int, classes: int, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """``per`` samples of each class, class by class ((classes * per, C, H, W) in [0, 1], (classes * per,)), from a
-    class-conditional run's own sampler; a one-line SystemExit for a run whose sampler draws no labelled images."""
+    class-conditional run's own sampler (``opened``: the run's ``open_run``); a one-line SystemExit for a run whose
+    sampler draws no labelled images."""
     from practice_torch.evaluation.samples import draw_images
-    from practice_torch.models import open_run
 
-    module, cfg, net = open_run(run, torch.device("cpu"))
+    module, cfg, net = opened
     drawn = draw_images(module, cfg, net, per * classes, generator)
     if drawn is None or drawn[1] is None:
         raise SystemExit(f"error: {run} draws no class-conditional images; train it with model.conditional=true")
@@ -99,7 +100,7 @@ def augmentation(args) -> list[dict]:
     """Rows (set, run, seed, training examples, test accuracy, minority-class test accuracy)."""
     from practice_torch.data import get_dataset, get_info, stacked
     from practice_torch.evaluation.features import accuracy
-    from practice_torch.models import run_config
+    from practice_torch.models import open_run, run_config
 
     runs = parse_runs(getattr(args, "aug_runs", ""))
     dataset, k, m = args.dataset, args.aug_real, args.aug_samples
@@ -118,6 +119,7 @@ def augmentation(args) -> list[dict]:
     classes = info.num_classes
     x_train, y_train = stacked(get_dataset(dataset, "train"))[:2]
     x_test, y_test = stacked(get_dataset(dataset, "test"))[:2]
+    opened = {name: open_run(run, torch.device("cpu")) for name, run in runs.items()}  # once, for every seed
     minority = list(range(classes // 2, classes))
     is_minority = torch.isin(y_test, torch.tensor(minority))
     rows = []
@@ -144,7 +146,7 @@ def augmentation(args) -> list[dict]:
         add(f"real, {m} per class", "", seed, x_train[ceiling], y_train[ceiling])
         add(f"imbalanced ({m} / {k})", "", seed, x_train[skewed], y_train[skewed])
         for name, run in runs.items():
-            x_gen, y_gen = class_samples(run, m, classes, torch.Generator().manual_seed(1000 + seed))
+            x_gen, y_gen = class_samples(opened[name], run, m, classes, torch.Generator().manual_seed(1000 + seed))
             add(f"real {k} + samples {m} per class", name, seed, torch.cat([x_train[few], x_gen]),
                 torch.cat([y_train[few], y_gen]))
             add(f"samples only, {m} per class", name, seed, x_gen, y_gen)

@@ -75,7 +75,7 @@ def restoration(args) -> list[dict]:
     from torchvision.utils import make_grid, save_image
 
     from benchmarks.ddim import find_run
-    from practice_torch.data import get_info
+    from practice_torch.data import get_info, stacked
     from practice_torch.diffusion.restoration import check_restoration, inpainting_mask, restore_images
     from practice_torch.engine.runs import load_split
     from practice_torch.evaluation import fid_from_features
@@ -92,8 +92,9 @@ def restoration(args) -> list[dict]:
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))
     truth = torch.stack([test[int(i)][0] for i in order[:n]])
     labels = torch.tensor([int(test[int(i)][1]) for i in order[:n]]) if net.num_classes else None
-    low, high = value_range(torch.stack([x for x, _ in test]), get_info(cfg.data.name).unit_images)
-    scored = get_info(cfg.data.name).num_classes > 0  # a feature network is a classifier of the data set's labels
+    info = get_info(cfg.data.name)
+    low, high = value_range(stacked(test)[0], info.unit_images)
+    scored = info.num_classes > 0  # a feature network is a classifier of the data set's labels
     features = feature_network(cfg.data.name, getattr(args, "data_dir", None)) if scored else None
     real_feats = embed(features, torch.stack([test[int(i)][0] for i in order[n:n + 1000]]))[0] if scored else None
     rows, pictures = [], []
