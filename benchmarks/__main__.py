@@ -28,7 +28,9 @@ against mean fill, nearest and bicubic upsampling (benchmarks/restoration.py); `
 about 40 minutes) trains the plain GAN, R1, spectral normalisation, minibatch std, the unrolled discriminator and
 WGAN-GP over seeds (benchmarks/gan_stability.py). ``augmentation`` (only when named) trains the project's classifier on
 few real images, on them plus class-conditional samples, on samples alone and on an imbalanced split rebalanced with
-samples, and reports real test accuracy over seeds (benchmarks/augmentation.py).
+samples, and reports real test accuracy over seeds (benchmarks/augmentation.py). ``disentanglement`` (only when named,
+about 7 minutes a run on one core) trains beta-VAEs and beta-TCVAEs on the galaxies and scores their mutual information
+gap against the five factors that rendered them (benchmarks/disentanglement.py).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from benchmarks.augmentation import augmentation
 from benchmarks.control import control
 from benchmarks.coupling_flows import flow_bpd
 from benchmarks.ddim import ddim_steps
+from benchmarks.disentanglement import VARIANTS as DIS_VARIANTS
+from benchmarks.disentanglement import disentanglement
 from benchmarks.flow_matching import fm_vs_cnf, ode_nfe
 from benchmarks.galaxies import galaxy_conditioning
 from benchmarks.gan_stability import gan_stability
@@ -183,7 +187,7 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps,
               "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu, "control": control,
               "jax_train": jax_train, "restoration": restoration,
-              "gan_stability": gan_stability, "augmentation": augmentation}
+              "gan_stability": gan_stability, "augmentation": augmentation, "disentanglement": disentanglement}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -268,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
                         "of the larger sets")
     parser.add_argument("--aug-steps", type=int, default=600, help="augmentation: classifier steps of batch 128 per set")
     parser.add_argument("--aug-seeds", default="0,1,2", help="augmentation: comma-separated seeds")
+    parser.add_argument("--dis-variants", default=DIS_VARIANTS, help="disentanglement: comma-separated beta=V and "
+                        "tc_beta=V")
+    parser.add_argument("--dis-seeds", default="0", help="disentanglement: comma-separated train.seed values")
+    parser.add_argument("--dis-steps", type=int, default=0, help="disentanglement: steps per run (default: the preset's)")
+    parser.add_argument("--dis-runs", default="", help="disentanglement: keep the trained runs in this folder")
     parser.add_argument("--galaxy-samples", type=int, default=500, help="galaxy_conditioning: test conditions sampled")
     parser.add_argument("--fm-seconds", type=float, default=300, help="fm_vs_cnf: wall seconds of training per model")
     parser.add_argument("--fm-chunk", type=int, default=100, help="fm_vs_cnf: steps between W2 measurements")

@@ -112,7 +112,8 @@ def gan_stability(args) -> list[dict]:
 
     with tempfile.TemporaryDirectory() as tmp:
         steps = getattr(args, "stability_steps", 0)
-        todo = [(v, dataset, s, Path(tmp) / f"{v}-{s}", steps) for v in variants for s in seeds]
+        # seed by seed, so that a stopped benchmark has every variant's first seeds
+        todo = [(v, dataset, s, Path(tmp) / f"{v}-{s}", steps) for s in seeds for v in variants]
         if jobs == 1:
             for task in todo:
                 done(one_run(*task))

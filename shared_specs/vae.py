@@ -1,6 +1,7 @@
 """Spec cases for ``vae`` at three levels: functions, modules under the converter, training steps.
 
-* functions: the reparameterisation and the Bernoulli log-likelihood (SciPy as third witness);
+* functions: the reparameterisation, the Bernoulli log-likelihood and the KL's three parts of beta-TCVAE (SciPy as
+  third witness);
 * modules: MLP and convolutional encoders and decoders (GroupNorm eps, explicit conv padding,
   ConvTranspose output padding and NCHW flattening are the convention traps they pin down), and
   the whole VAE's ELBO and importance-sampled NLL, with gradients w.r.t. every weight;
@@ -28,6 +29,25 @@ def ref_bernoulli_log_prob(x, logits):
     from scipy.special import log_expit
 
     return (x * log_expit(logits) + (1 - x) * log_expit(-logits)).sum(-1)
+
+
+def ref_total_correlation_terms(z, mean, logvar, dataset_size):
+    """The KL's three parts by SciPy: weighted logsumexp (``b=``) of scipy.stats.norm densities, weights built here."""
+    from scipy.special import logsumexp
+
+    m = len(z)
+    w = np.full((m, m), (dataset_size - 1) / (dataset_size * (m - 1)))
+    np.fill_diagonal(w, 1 / dataset_size)
+    dens = stats.norm.logpdf(z[:, None], mean[None], np.exp(0.5 * logvar[None]))  # [i, j, k]
+    log_qzx = np.array([dens[i, i].sum() for i in range(m)])
+    log_qz = logsumexp(dens.sum(-1), b=w, axis=1)
+    log_prod = logsumexp(dens, b=w[..., None], axis=1).sum(-1)
+    log_pz = stats.norm.logpdf(z).sum(-1)
+    return log_qzx - log_qz, log_qz - log_prod, log_prod - log_pz
+
+
+def _posterior_batch(r, m=6):
+    return {"z": gaussian(r, m, LATENT), "mean": gaussian(r, m, LATENT), "logvar": gaussian(r, m, LATENT, scale=0.5)}
 
 
 def _images(r, n=B, dtype="float32"):
@@ -70,6 +90,10 @@ CASES = (
                  lambda r: {"x": (r.uniform(size=(B, 20)) < 0.5).astype("float32"),
                             "logits": gaussian(r, B, 20, scale=60.0, dtype="float32")},
                  dtype="float32", grad_wrt=("logits",), reference=ref_bernoulli_log_prob),
+    FunctionCase("vae/total_correlation_terms", "total_correlation_terms", _posterior_batch,
+                 grad_wrt=("z", "mean", "logvar"), static={"dataset_size": 1000}, reference=ref_total_correlation_terms),
+    FunctionCase("vae/total_correlation_terms/the-batch-is-the-data-set", "total_correlation_terms", _posterior_batch,
+                 grad_wrt=("mean",), static={"dataset_size": 6}, reference=ref_total_correlation_terms),
     # modules --------------------------------------------------------------------------------------
     ModuleCase("vae/mlp_encoder", "MLPEncoder", MLP, lambda r: {"x": _images(r)},
                grad_wrt=("x",), image_inputs=("x",)),
@@ -91,6 +115,8 @@ CASES = (
                image_inputs=("x",)),
     ModuleCase("vae/vae_loss/beta", "VAE", {**CONV, "architecture": "conv"}, _vae_batch(),
                method="loss", level="loglik", image_inputs=("x",), static={"beta": 4.0}),
+    ModuleCase("vae/vae_tc_terms/conv-gaussian", "VAE", {**CONV, "architecture": "conv", "likelihood": "gaussian"},
+               _vae_batch(), method="tc_terms", level="loglik", image_inputs=("x",), static={"dataset_size": 100}),
     ModuleCase("vae/vae_importance_nll", "VAE", {**CONV, "architecture": "conv"},
                lambda r: {"x": _images(r), "eps": gaussian(r, B, K, LATENT, dtype="float32")},
                method="importance_nll", level="loglik", image_inputs=("x",)),
@@ -105,6 +131,7 @@ CASES = (
     # the warmup and the EMA all at work -----------------------------------------------------------------------
     RunCase("vae/run/mlp", "vae", (*RUN, "model.architecture=mlp", "model.hidden=16"), dataset="digits"),
     RunCase("vae/run/conv-gaussian-conditional", "vae",
-            (*RUN, "model.channels=8,8", "model.likelihood=gaussian", "model.conditional=true", "model.beta=2"),
+            (*RUN, "model.channels=8,8", "model.likelihood=gaussian", "model.conditional=true", "model.beta=2",
+             "model.tc_beta=3", "model.dataset_size=1000"),
             dataset="digits"),
 )

@@ -357,3 +357,21 @@ def test_a_model_with_a_slow_sampler_sets_evals_default_sample_count(capsys):
         model_sample_metrics(module, cfg, net, get_info("digits"), held_out, None, torch.Generator(), torch.device("cpu"))
         assert asked.pop() == expected
     capsys.readouterr()
+
+
+def test_the_mutual_information_gap_rewards_one_latent_per_factor_and_nothing_else():
+    from practice_torch.evaluation.disentanglement import mutual_information_gap
+
+    rng = np.random.default_rng(0)
+    factors = rng.uniform(size=(2000, 3))
+    noise = rng.standard_normal((2000, 2))
+    aligned = mutual_information_gap(np.c_[factors[:, [2, 0, 1]], noise], factors)
+    assert aligned["mig"] > 0.9 and list(aligned["best"]) == [1, 2, 0]
+    squashed = mutual_information_gap(np.c_[np.tanh(3 * factors[:, [2, 0, 1]]), noise], factors)
+    assert squashed["mig"] == pytest.approx(aligned["mig"])  # equal-count bins: monotone maps change nothing
+    rotation = np.linalg.qr(rng.standard_normal((3, 3)))[0]
+    assert mutual_information_gap(np.c_[factors @ rotation, noise], factors)["mig"] < 0.3  # each factor spread
+    assert mutual_information_gap(np.c_[factors, factors], factors)["mig"] < 0.01  # each factor in two latents
+    assert mutual_information_gap(rng.permutation(np.c_[factors, noise]), factors)["mig"] < 0.05  # unrelated
+    with pytest.raises(ValueError, match="codes"):
+        mutual_information_gap(factors[:, :1], factors)

@@ -117,3 +117,24 @@ def test_torch_compile_matches_eager():
     compiled = torch.compile(model.elbo)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x, eps), model.elbo(x, eps), rtol=1e-5, atol=1e-4)
+
+
+def test_a_total_correlation_with_the_wrong_sign_fails_the_derivation(monkeypatch):
+    """The negative control of the KL's decomposition (the derivation passes with the right sign: test_derivations)."""
+    import numpy as np
+
+    import theory_jax.vae as jv
+    from theory_jax.derivation import Derivation, full_precision
+
+    full_precision()
+    right = jv.total_correlation_terms
+
+    def wrong(*args):
+        mi, tc, dim_kl = right(*args)
+        return mi, -tc, dim_kl
+
+    monkeypatch.setattr(jv, "total_correlation_terms", wrong)
+    d = Derivation("vae", "the KL's three parts")
+    jv._section_total_correlation(d, np.random.default_rng(1))
+    failed = [c.statement for c in d.claims if not c.passed]
+    assert len(failed) == 2 and "`total_correlation_terms` over a batch" in failed[0] and "three parts" in failed[1]

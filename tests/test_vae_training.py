@@ -40,6 +40,8 @@ def test_presets():
     assert quick.train.steps < full.train.steps and full.train.precision == "bf16" and full.train.compile
     audio = vae_training.default_config("quick", "spoken_digits")
     assert audio.data.view == "mel" and audio.model.likelihood == "gaussian" and audio.model.mel
+    galaxies = vae_training.default_config("quick", "galaxies").model
+    assert galaxies.likelihood == "gaussian" and galaxies.dataset_size == 12_000 and galaxies.tc_beta == 1
     with pytest.raises(ConfigError, match="unknown preset"):
         vae_training.default_config("huge")
 
@@ -48,9 +50,13 @@ def test_build_rejects_what_it_cannot_model():
     with pytest.raises(ValueError, match=r"\(C, H, W\) images"):
         vae_training.build(vae_training.Config(), get_info("moons"))
     with pytest.raises(ValueError, match="needs labels"):
-        vae_training.build(vae_training.Config(conditional=True), get_info("galaxies"))
+        vae_training.build(vae_training.Config(conditional=True, likelihood="gaussian"), get_info("galaxies"))
     with pytest.raises(ValueError, match="model.likelihood=gaussian"):
         vae_training.build(vae_training.Config(), dataclasses.replace(get_info("spoken_digits"), shape=(1, 64, 64)))
+    with pytest.raises(ValueError, match="for galaxies use model.likelihood=gaussian"):  # real-valued, not [0, 1]
+        vae_training.build(vae_training.Config(), get_info("galaxies"))
+    with pytest.raises(ValueError, match="model.dataset_size"):
+        vae_training.build(vae_training.Config(dataset_size=1), DIGITS)
     assert tiny_net(conditional=True).num_classes == 10 and tiny_net().num_classes == 0
 
 
@@ -66,11 +72,27 @@ def test_the_loss_is_the_modules_beta_objective_with_its_terms():
     torch.testing.assert_close(loss, 4.0 * terms["kl"] + terms["recon_nll"])
 
 
+def test_beta_tcvae_adds_the_total_correlation_and_logs_the_kls_three_parts():
+    from practice_torch.elbo import gaussian_log_prob
+
+    net, x, y = tiny_net(), torch.rand(6, 1, 8, 8), torch.zeros(6, dtype=torch.long)
+    noise = vae_training.draw_noise(net, vae_training.Config(), 6, torch.Generator().manual_seed(0))
+    plain = vae_training.loss(net, vae_training.Config(beta=2.0), (x, y), noise, 0)
+    assert set(plain[1]) == {"recon_nll", "kl"}
+    loss, terms = vae_training.loss(net, vae_training.Config(beta=2.0, tc_beta=5.0, dataset_size=100), (x, y), noise, 0)
+    torch.testing.assert_close(loss, plain[0] + 4.0 * terms["tc"])  # beta KL + (tc_beta - 1) TC - E log p(x|z)
+    mean, logvar = net.encode(x)
+    z = mean + torch.exp(0.5 * logvar) * noise["eps"]
+    one_sample_kl = gaussian_log_prob(z, mean, logvar) - gaussian_log_prob(z, 0 * z, 0 * z)
+    torch.testing.assert_close(terms["mi"] + terms["tc"] + terms["dim_kl"], one_sample_kl.mean())
+    assert terms["tc"] != 0 and terms["mi"] > 0
+
+
 def test_conditional_samples_have_one_row_per_class_and_figures_their_layout():
     net = tiny_net(conditional=True).eval()
     x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 10
     figures = vae_training.sample(net, vae_training.Config(), 25, torch.Generator().manual_seed(1), (x, y))
-    assert [f.name for f in figures] == ["samples", "reconstructions", "interpolation"]
+    assert [f.name for f in figures] == ["samples", "reconstructions", "interpolation", "traversals"]
     samples = figures[0]
     assert samples.nrow == 3 and samples.data.shape == (30, 1, 8, 8)  # 10 classes x ceil(25 / 10)
     eps = vae.draw_eps((30, 3), torch.Generator().manual_seed(1))
@@ -82,6 +104,13 @@ def test_conditional_samples_have_one_row_per_class_and_figures_their_layout():
     recon = figures[1]
     assert recon.nrow == 8 and torch.equal(recon.data[:8], x[:8]) and torch.equal(recon.data[16:24], x[8:16])
     assert figures[2].nrow == 10 and figures[2].data.shape == (80, 1, 8, 8)
+    traversal = figures[3]  # 3 latents, 9 values each, around the first example's posterior mean
+    assert traversal.nrow == 9 and traversal.data.shape == (27, 1, 8, 8)
+    latent = vae_training.most_used_latents(net, x, y, 3)[1]
+    with torch.no_grad():
+        z = net.encode(x[:1], y[:1])[0].repeat(9, 1)
+        z[:, latent] = torch.linspace(-2.5, 2.5, 9)
+        torch.testing.assert_close(traversal.data[9:18], net.sample(z, y[:1].repeat(9)))
     assert all(0 <= f.data.min() and f.data.max() <= 1 for f in figures)
 
 
@@ -95,11 +124,23 @@ def test_evaluation_reports_the_elbo_and_a_tighter_importance_sampled_nll():
     assert metrics["nll"] < -metrics["elbo"], "the K-sample bound is tighter than the ELBO"
     assert metrics["nll_bits_per_dim"] == pytest.approx(metrics["nll"] / (64 * math.log(2)))
     assert metrics["neg_elbo_bits_per_dim"] == pytest.approx(-metrics["elbo"] / (64 * math.log(2)))
+    assert metrics["tc_examples"] == 40 and metrics["tc"] > 0 and "mig" not in metrics  # labels, not factors
+
+
+def test_on_data_with_generating_factors_eval_scores_the_mutual_information_gap():
+    net, x = tiny_net(latent_dim=4).eval(), torch.rand(60, 1, 8, 8)
+    factors = torch.rand(60, 5)
+    dataset = torch.utils.data.TensorDataset(x, factors)
+    metrics = vae_training.evaluate(net, vae_training.Config(nll_samples=2, nll_examples=2, tc_examples=50), dataset,
+                                    torch.Generator().manual_seed(0))
+    assert metrics["tc_examples"] == 50 and 0 <= metrics["mig"] <= 1
+    assert metrics["mig"] == pytest.approx(sum(metrics[f"mig_factor_{k}"] for k in range(5)) / 5)
+    assert all(0 <= metrics[f"mig_latent_{k}"] < 4 for k in range(5))
 
 
 @pytest.mark.parametrize("variant", [
     ["model.architecture=mlp", "model.likelihood=gaussian"],
-    ["model.architecture=conv", "model.conditional=true", "model.beta=4"],
+    ["model.architecture=conv", "model.conditional=true", "model.beta=4", "model.tc_beta=3"],
 ])
 def test_every_variant_trains_through_the_engine(variant, tmp_path):
     cfg = apply_overrides(vae_training.default_config("quick"), [

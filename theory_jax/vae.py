@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import sympy as sp
+from jax.scipy.special import logsumexp
 
 from theory_jax.derivation import Derivation, as_float64, full_precision, new_figure
 from theory_jax.elbo import (
@@ -35,7 +36,7 @@ from theory_jax.elbo import (
 )
 
 TITLE = "the variational autoencoder"
-LECTURES = "VAE; reparameterisation; training and inference; beta-VAE; conditional VAE"
+LECTURES = "VAE; reparameterisation; training and inference; beta-VAE; beta-TCVAE; conditional VAE"
 LOG_2PI = math.log(2 * math.pi)
 GROUPNORM_EPS = 1e-5  # torch's default; flax's default is 1e-6 (docs/ARCHITECTURE.md, "Convention traps")
 
@@ -78,6 +79,36 @@ def conv_transpose_padding(kernel: int, padding: int, output_padding: int) -> tu
     """Explicit (low, high) padding of the dilated input that reproduces torch's ConvTranspose2d:
     (k - 1 - p, k - 1 - p + output_padding)."""
     return kernel - 1 - padding, kernel - 1 - padding + output_padding
+
+
+# The KL's three parts (Chen et al. 2018, beta-TCVAE) ---------------------------------------------------------------
+def log_density_matrix(z, mean, logvar):
+    """log q(z_ik | x_j) for every pair of a batch: z, mean, logvar (M, d) -> (M, M, d), indexed [i, j, k]."""
+    return -0.5 * (LOG_2PI + logvar[None] + (z[:, None] - mean[None]) ** 2 * jnp.exp(-logvar[None]))
+
+
+def stratified_log_weights(batch: int, dataset_size: int, dtype=jnp.float64):
+    """log w (M, M) of q(z_i) ~ sum_j w_ij q(z_i | x_j) for z_i ~ q(z | x_i): w_ii = 1/N for the example that drew
+    z_i, w_ij = (N - 1) / (N (M - 1)) for the M - 1 others (a uniform draw from the rest of the data set), so the
+    sum's expectation is q(z_i) = (1/N) sum_n q(z_i | x_n) exactly; N = M makes it the batch's own mixture."""
+    if not 2 <= batch <= dataset_size:
+        raise ValueError(f"the estimator needs 2 <= batch size <= data set size, got {batch} and {dataset_size}")
+    others = math.log(dataset_size - 1) - math.log(dataset_size) - math.log(batch - 1)
+    return jnp.where(jnp.eye(batch, dtype=bool), -math.log(dataset_size), others).astype(dtype)
+
+
+def total_correlation_terms(z, mean, logvar, dataset_size: int):
+    """(index-code MI, total correlation, dimension-wise KL), each (M,), for z_i ~ q(z | x_i) of a batch (M, d):
+    log q(z_i|x_i) - log q(z_i),  log q(z_i) - sum_k log q(z_ik),  sum_k log q(z_ik) - log p(z_ik),
+    with q(z) and its marginals q(z_k) estimated over the batch by ``stratified_log_weights``. Their sum is
+    log q(z_i|x_i) - log p(z_i), the one-sample estimate of KL(q(z|x_i) || p(z)) (Chen et al. 2018, eq. 2)."""
+    log_q = log_density_matrix(z, mean, logvar)
+    log_w = stratified_log_weights(z.shape[0], dataset_size, z.dtype)
+    log_qz_given_x = jnp.diagonal(log_q.sum(-1))
+    log_qz = logsumexp(log_q.sum(-1) + log_w, axis=1)
+    log_qz_marginals = logsumexp(log_q + log_w[..., None], axis=1).sum(-1)
+    log_pz = -0.5 * jnp.sum(LOG_2PI + z**2, axis=-1)
+    return log_qz_given_x - log_qz, log_qz - log_qz_marginals, log_qz_marginals - log_pz
 
 
 # 2. Encoders and decoders --------------------------------------------------------------------------
@@ -237,6 +268,14 @@ class VAE(nn.Module):
         mean, logvar = self.encode(x, y)
         z = reparameterize(mean, logvar, eps)
         return self.log_likelihood(x, self.decode(z, y)), standard_normal_kl(mean, logvar)
+
+    def tc_terms(self, x, eps, y=None, dataset_size: int = 0):
+        """``terms`` and the KL's three parts (index-code MI, total correlation, dimension-wise KL), each (B,):
+        ``total_correlation_terms`` of the batch's samples (dataset_size 0: the batch is the data set)."""
+        mean, logvar = self.encode(x, y)
+        z = reparameterize(mean, logvar, eps)
+        parts = total_correlation_terms(z, mean, logvar, dataset_size or z.shape[0])
+        return (self.log_likelihood(x, self.decode(z, y)), standard_normal_kl(mean, logvar), *parts)
 
     def elbo(self, x, eps, y=None):
         """Single-sample ELBO estimate per example, eq. (7) of Kingma & Welling. x: (B, H, W, C), eps: (B, d) -> (B,)."""
@@ -554,6 +593,111 @@ def _section_importance_sampling(d: Derivation, rng: np.random.Generator, x, wei
                  abs(gap_k), 0.01 * gap1)
 
 
+def _gaussian_kl_parts(cov_x, weight, offset, noise_var):
+    """The KL's three parts, closed form, for x ~ N(0, cov_x) and the linear encoder q(z|x) = N(W x + c, diag(s^2)):
+    q(z) = N(c, C), C = W cov_x W^T + diag(s^2). Returns (E_x KL(q(z|x) || N(0, I)), I(x; z), TC, dimension-wise KL)."""
+    cov_z = weight @ cov_x @ weight.T + np.diag(noise_var)
+    diag, k = np.diag(cov_z), len(offset)
+    average_kl = 0.5 * (noise_var.sum() + np.trace(weight @ cov_x @ weight.T) + offset @ offset - k
+                        - np.log(noise_var).sum())
+    mutual_information = 0.5 * (np.linalg.slogdet(cov_z)[1] - np.log(noise_var).sum())
+    total_correlation = 0.5 * (np.log(diag).sum() - np.linalg.slogdet(cov_z)[1])
+    dimension_wise_kl = 0.5 * np.sum(diag + offset**2 - 1 - np.log(diag))
+    return average_kl, mutual_information, total_correlation, dimension_wise_kl
+
+
+def _rotation(angle: float) -> np.ndarray:
+    """The 3 x 3 rotation by ``angle`` in the plane of the first two latents."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _mixture_log_density(z, means, logvar):
+    """log q(z) of the equal-weight mixture (1/N) sum_n N(means_n, diag e^logvar_n), by SciPy: z (M, d) -> (M,)."""
+    from scipy import special, stats
+
+    parts = stats.norm.logpdf(z[:, None], means[None], np.exp(0.5 * logvar[None])).sum(-1)
+    return special.logsumexp(parts, axis=-1) - math.log(len(means))
+
+
+def _section_total_correlation(d: Derivation, rng: np.random.Generator) -> None:
+    """beta-TCVAE: E_x KL(q(z|x) || p(z)) = I(x; z) + TC(q(z)) + sum_k KL(q(z_k) || p(z_k)) (Chen et al. 2018)."""
+    from scipy import stats
+
+    d.say(r"The $\beta$-VAE weighs the whole KL. Averaged over the data, it splits in three (Hoffman & Johnson's "
+          r"ELBO surgery; Chen et al. 2018): $\mathbb E_{p(x)}\mathrm{KL}(q(z\mid x)\|p(z)) = I_q(x; z) + "
+          r"\mathrm{KL}(q(z)\|\prod_k q(z_k)) + \sum_k \mathrm{KL}(q(z_k)\|p(z_k))$, with $q(z) = \mathbb E_{p(x)} "
+          r"q(z\mid x)$ the aggregate posterior: the index-code mutual information, the total correlation (TC) and the "
+          r"dimension-wise KL. Only the TC measures how far the latents are from independent; $\beta$-TCVAE weighs it "
+          r"alone.")
+    c11, c12, c22, s1, s2, m1, m2 = sp.symbols("C_11 C_12 C_22 s_1 s_2 c_1 c_2", positive=True)
+    det_c = c11 * c22 - c12**2
+    average_kl = (s1 + s2 + (c11 - s1) + (c22 - s2) + m1**2 + m2**2 - 2 - sp.log(s1) - sp.log(s2)) / 2
+    parts = ((sp.log(det_c) - sp.log(s1) - sp.log(s2)) / 2, (sp.log(c11) + sp.log(c22) - sp.log(det_c)) / 2,
+             (c11 + m1**2 - 1 - sp.log(c11) + c22 + m2**2 - 1 - sp.log(c22)) / 2)
+    d.symbolic(r"For Gaussian data and a linear encoder $q(z\mid x) = \mathcal N(Wx + c, \mathrm{diag}\,s^2)$, "
+               r"$q(z) = \mathcal N(c, C)$ with $C = W\Sigma_x W^\top + \mathrm{diag}\,s^2$, and the three parts "
+               r"$\frac12\log\frac{|C|}{\prod s_k^2}$, $\frac12(\sum_k\log C_{kk} - \log|C|)$, "
+               r"$\frac12\sum_k(C_{kk} + c_k^2 - 1 - \log C_{kk})$ add up to the average KL "
+               r"$\frac12(\mathrm{tr}\,C + |c|^2 - d - \sum_k \log s_k^2)$ ($d = 2$, every entry a symbol)",
+               sum(parts), average_kl)
+    big_d, latent = 5, 3
+    root = rng.standard_normal((big_d, big_d))
+    cov_x = root @ root.T / big_d + 0.5 * np.eye(big_d)
+    # W = B cov_x^(-1/2), the rows of B orthogonal: W cov_x W^T = B B^T is diagonal, so q(z) factorises
+    whiten = np.linalg.inv(np.linalg.cholesky(cov_x))
+    basis = np.linalg.qr(rng.standard_normal((big_d, big_d)))[0][:latent] * np.array([[2.0], [0.7], [0.5]])
+    weight, offset, noise_var = basis @ whiten, np.array([0.3, -0.2, 0.1]), np.full(latent, 0.3)
+    angles = np.linspace(0, np.pi / 2, 13)
+    table = np.array([_gaussian_kl_parts(cov_x, _rotation(a) @ weight, _rotation(a) @ offset, noise_var)
+                      for a in angles])
+    d.numeric(f"Numerically, $d = {latent}$, $D = {big_d}$, encoders rotated in the plane of $z_1, z_2$ by 13 "
+              r"angles in $[0, \pi/2]$: mutual information + TC + dimension-wise KL = the average KL",
+              table[:, 1:].sum(1), table[:, 0])
+    d.numeric(r"A rotation of an isotropic-noise encoder changes neither the average KL nor $I(x; z)$: the $\beta$-VAE's "
+              r"penalty cannot tell the rotations apart", table[:, :2], np.broadcast_to(table[:1, :2], table[:, :2].shape))
+    d.numeric(r"The encoder whose $W\Sigma_xW^\top$ is diagonal has a factorised $q(z)$: TC = 0", table[0, 2], 0.0)
+    d.inequality(f"Rotating it mixes its latents: TC rises to {table[6, 2]:.3f} nats at $\\pi/4$, and the "
+                 "dimension-wise KL falls (by as much: the total and the MI stay)",
+                 np.array([1e-3, table[6, 3]]), np.array([table[6, 2], table[0, 3]]))
+
+    n, m = 40, 8
+    means, logvar = rng.standard_normal((n, latent)), rng.uniform(-1.5, 0.0, (n, latent))
+    z = means + np.exp(0.5 * logvar) * rng.standard_normal((n, latent))  # z_i ~ q(z | x_i), one per example
+    exact = {"qz": _mixture_log_density(z, means, logvar),
+             "marginals": sum(_mixture_log_density(z[:, k:k + 1], means[:, k:k + 1], logvar[:, k:k + 1])
+                              for k in range(latent))}
+    terms = jax.jit(total_correlation_terms, static_argnums=3)  # one compiled call rather than op by op
+    mi, tc, dim_kl = (np.asarray(t) for t in terms(jnp.asarray(z), jnp.asarray(means), jnp.asarray(logvar), n))
+    log_qzx = stats.norm.logpdf(z, means, np.exp(0.5 * logvar)).sum(-1)
+    d.numeric(f"`total_correlation_terms` over a batch that is the whole data set ($M = N = {n}$) is exact: its TC is "
+              r"$\log q(z_i) - \sum_k \log q(z_{ik})$ of the mixture $q(z) = \frac1N\sum_n q(z\mid x_n)$, its MI "
+              r"$\log q(z_i\mid x_i) - \log q(z_i)$", np.stack([tc, mi]),
+              np.stack([exact["qz"] - exact["marginals"], log_qzx - exact["qz"]]))
+    d.numeric(r"Its three parts add up to $\log q(z_i\mid x_i) - \log p(z_i)$, the one-sample KL estimate the "
+              r"ELBO's KL is the mean of", mi + tc + dim_kl,
+              log_qzx - stats.norm.logpdf(z).sum(-1))
+    draws = 20_000  # batches of z_0's example and M - 1 others drawn uniformly from the rest of the data set
+    others = 1 + (rng.integers(0, n - 1, (draws, m - 1)))
+    batch = np.concatenate([np.zeros((draws, 1), int), others], axis=1)
+    densities = np.exp(np.asarray(jax.jit(log_density_matrix)(z[:1], means, logvar)).sum(-1))[0]  # q(z_0 | x_j), all j
+    weights = np.exp(np.asarray(stratified_log_weights(m, n)))[0]
+    estimates = (densities[batch] * weights).sum(1)
+    d.monte_carlo(f"Over a minibatch of $M = {m}$ of the $N = {n}$, `stratified_log_weights` ($1/N$ for the example "
+                  r"that drew $z_i$, $(N-1)/(N(M-1))$ for each other) make $\sum_j w_{ij}\, q(z_i\mid x_j)$ an unbiased "
+                  f"estimate of $q(z_i)$ ({draws} batches)", estimates, np.exp(exact["qz"][0]))
+
+    fig, ax = new_figure()
+    degrees = np.degrees(angles)
+    ax.stackplot(degrees, table[:, 1], table[:, 2], table[:, 3],
+                 labels=["index-code MI $I(x; z)$", "total correlation", "dimension-wise KL"], alpha=0.8)
+    ax.plot(degrees, table[:, 0], "k--", lw=1.5, label=r"$\mathbb{E}_x\,\mathrm{KL}(q(z|x)\,\|\,p(z))$")
+    ax.set(xlabel="rotation of the encoder in the $(z_1, z_2)$ plane (degrees)", ylabel="nats", xlim=(0, 90))
+    ax.legend(fontsize=8, loc="lower right")
+    d.figure(fig, "The same average KL, split three ways: rotating the encoder moves nats from the dimension-wise "
+                  "KL into the total correlation and back, while the beta-VAE's penalty (the dashed total) stays put.")
+
+
 def _section_flax_vae(d: Derivation, rng: np.random.Generator) -> None:
     """The flax VAE's importance-sampled NLL at K = 1 is its ELBO with the KL estimated by one sample."""
     n = 2000  # the flax VAE on 3 images, each with n draws of eps
@@ -584,5 +728,6 @@ def derive(echo=None) -> Derivation:
     _section_conditional_vae(d, rng, x, weight, bias, sigma, v)
     _section_bernoulli_decoder(d, rng)
     _section_importance_sampling(d, rng, x, weight, bias, sigma, study)
+    _section_total_correlation(d, rng)
     _section_flax_vae(d, rng)
     return d

@@ -1,19 +1,21 @@
 """The variational autoencoder in PyTorch: the twin of ``theory_jax/vae.py``.
 
-Gaussian encoder; Bernoulli or Gaussian decoder; MLP or convolutional; beta-VAE; conditional VAE;
+Gaussian encoder; Bernoulli or Gaussian decoder; MLP or convolutional; beta-VAE; beta-TCVAE; conditional VAE;
 importance-sampled NLL. The derivation (``python -m theory_jax vae``) proves what the ELBO, its gradient
 estimators and the bounds compute.
 
-* ``functions``: ``reparameterize``, ``bernoulli_log_prob``, ``with_condition``, ``draw_eps`` (same names as the JAX
-  twin; noise is an argument, ``draw_eps`` the convenience wrapper that draws it).
+* ``functions``: ``reparameterize``, ``bernoulli_log_prob``, ``with_condition``, ``draw_eps`` and the KL's three parts
+  of beta-TCVAE, ``total_correlation_terms`` (same names as the JAX twin; noise is an argument, ``draw_eps`` the
+  convenience wrapper that draws it).
 * ``networks``: ``MLPEncoder``, ``MLPDecoder``, ``ConvEncoder``, ``ConvDecoder`` and ``VAE`` (ELBO, beta-VAE objective,
   importance-sampled likelihood); class and attribute names match the flax twin so ``shared_specs.interop`` maps
   the weights.
 * ``training``: the training adapter (``python -m practice_torch train vae``), loaded only when asked for.
 """
 
-from practice_torch.vae.functions import bernoulli_log_prob, draw_eps, reparameterize, with_condition
+from practice_torch.vae.functions import (bernoulli_log_prob, draw_eps, reparameterize, total_correlation_terms,
+                                         with_condition)
 from practice_torch.vae.networks import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, check_divisible
 
 __all__ = ["VAE", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "bernoulli_log_prob", "check_divisible",
-           "draw_eps", "reparameterize", "with_condition"]
+           "draw_eps", "reparameterize", "total_correlation_terms", "with_condition"]

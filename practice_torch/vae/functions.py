@@ -5,8 +5,12 @@ Noise is an argument (``eps``); ``draw_eps`` is the convenience wrapper that dra
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.nn import functional as F
+
+LOG_2PI = math.log(2 * math.pi)
 
 
 # 1. The pieces of the ELBO -----------------------------------------------------------------------
@@ -32,3 +36,34 @@ def with_condition(h, y, num_classes: int):
 def draw_eps(shape, generator: torch.Generator | None = None, device=None, dtype=None):
     """Standard normal noise for ``elbo``/``loss`` (B, d) or ``importance_nll`` (B, K, d)."""
     return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+
+# 2. Total correlation: the KL's three parts (Chen et al. 2018, beta-TCVAE) ------------------------------------
+def log_density_matrix(z, mean, logvar):
+    """log q(z_ik | x_j) for every pair of a batch: z, mean, logvar (M, d) -> (M, M, d), indexed [i, j, k]."""
+    return -0.5 * (LOG_2PI + logvar[None] + (z[:, None] - mean[None]) ** 2 * torch.exp(-logvar[None]))
+
+
+def stratified_log_weights(batch: int, dataset_size: int, dtype=torch.float64):
+    """log w (M, M) of q(z_i) ~ sum_j w_ij q(z_i | x_j) for z_i ~ q(z | x_i): w_ii = 1/N for the example that drew
+    z_i, w_ij = (N - 1) / (N (M - 1)) for the M - 1 others (a uniform draw from the rest of the data set), so the
+    sum's expectation is q(z_i) = (1/N) sum_n q(z_i | x_n) exactly; N = M makes it the batch's own mixture."""
+    if not 2 <= batch <= dataset_size:
+        raise ValueError(f"the estimator needs 2 <= batch size <= data set size, got {batch} and {dataset_size}")
+    others = math.log(dataset_size - 1) - math.log(dataset_size) - math.log(batch - 1)
+    eye = torch.eye(batch, dtype=torch.bool)
+    return torch.where(eye, torch.tensor(-math.log(dataset_size), dtype=dtype), torch.tensor(others, dtype=dtype))
+
+
+def total_correlation_terms(z, mean, logvar, dataset_size: int):
+    """(index-code MI, total correlation, dimension-wise KL), each (M,), for z_i ~ q(z | x_i) of a batch (M, d):
+    log q(z_i|x_i) - log q(z_i),  log q(z_i) - sum_k log q(z_ik),  sum_k log q(z_ik) - log p(z_ik),
+    with q(z) and its marginals q(z_k) estimated over the batch by ``stratified_log_weights``. Their sum is
+    log q(z_i|x_i) - log p(z_i), the one-sample estimate of KL(q(z|x_i) || p(z)) (Chen et al. 2018, eq. 2)."""
+    log_q = log_density_matrix(z, mean, logvar)
+    log_w = stratified_log_weights(z.shape[0], dataset_size, z.dtype).to(z.device)
+    log_qz_given_x = torch.diagonal(log_q.sum(-1))
+    log_qz = torch.logsumexp(log_q.sum(-1) + log_w, dim=1)
+    log_qz_marginals = torch.logsumexp(log_q + log_w[..., None], dim=1).sum(-1)
+    log_pz = -0.5 * torch.sum(LOG_2PI + z**2, dim=-1)
+    return log_qz_given_x - log_qz, log_qz - log_qz_marginals, log_qz_marginals - log_pz

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from practice_torch.elbo import gaussian_log_prob, iwae_bound, standard_normal_kl
-from practice_torch.vae.functions import bernoulli_log_prob, reparameterize, with_condition
+from practice_torch.vae.functions import bernoulli_log_prob, reparameterize, total_correlation_terms, with_condition
 
 
 # 2. Encoders and decoders --------------------------------------------------------------------------
@@ -171,6 +171,14 @@ class VAE(nn.Module):
         mean, logvar = self.encode(x, y)
         z = reparameterize(mean, logvar, eps)
         return self.log_likelihood(x, self.decode(z, y)), standard_normal_kl(mean, logvar)
+
+    def tc_terms(self, x, eps, y=None, dataset_size: int = 0):
+        """``terms`` and the KL's three parts (index-code MI, total correlation, dimension-wise KL), each (B,):
+        ``total_correlation_terms`` of the batch's samples (dataset_size 0: the batch is the data set)."""
+        mean, logvar = self.encode(x, y)
+        z = reparameterize(mean, logvar, eps)
+        parts = total_correlation_terms(z, mean, logvar, dataset_size or len(z))
+        return (self.log_likelihood(x, self.decode(z, y)), standard_normal_kl(mean, logvar), *parts)
 
     def elbo(self, x, eps, y=None):
         """Single-sample ELBO estimate per example, eq. (7) of Kingma & Welling. x: (B, C, H, W), eps: (B, d) -> (B,)."""

@@ -18,7 +18,7 @@ from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
 from practice_torch.progress import progress
-from practice_torch.vae.functions import draw_eps
+from practice_torch.vae.functions import draw_eps, total_correlation_terms
 from practice_torch.vae.networks import VAE
 
 # 4. Training interface (practice_torch.models): config, presets, loss on a batch, samples, evaluation ------
@@ -36,9 +36,12 @@ class Config:
     channels: tuple[int, ...] = (32, 64)  # conv widths, each conv halving the image
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     beta: float = 1.0  # weight of the KL in the training loss (beta-VAE); evaluation uses beta = 1
+    tc_beta: float = 1.0  # beta-TCVAE's weight of the total correlation (at beta = 1; in general beta + tc_beta - 1)
+    dataset_size: int = 0  # N of beta-TCVAE's estimate of q(z) over a batch: the training split's size (0: the batch's)
     conditional: bool = False  # a conditional VAE on the data set's labels
     nll_samples: int = 100  # K importance samples per example in evaluate
     nll_examples: int = 1000  # how many held-out examples get the K-sample NLL (the ELBO uses them all)
+    tc_examples: int = 1000  # how many held-out examples' aggregate posterior gets eval's MI / TC / dimension-wise KL
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
 
@@ -48,7 +51,8 @@ GPU_TRAINING = {"ema_decay": 0.999, "precision": "bf16", "compile": True, "chann
 # quick: about 2 minutes on 2 CPU cores; full: GPU scale (wider, longer, EMA, bf16, compiled).
 # Fashion-MNIST (the default) and other [0, 1] images: a conv VAE with a Bernoulli decoder.
 # spoken_digits: an MLP VAE with a Gaussian decoder on 64x64 log-mel spectrograms (the conv decoder's samples come out
-# speckled on these 1 900 clips).
+# speckled on these 1 900 clips). galaxies (real-valued, with sky noise): a Gaussian decoder and 10 latents for the
+# five generating factors, which eval scores by the mutual information gap.
 # The results table's figure: the first of these (eval key, label, units) the evaluation reports.
 HEADLINE = (("nll_bits_per_dim", "test NLL (importance-sampled)", "bits/dim"),)
 
@@ -61,6 +65,9 @@ PRESETS = {
             Config(architecture="mlp", likelihood="gaussian", mel=True, nll_examples=140),
             TrainConfig(steps=1500, batch_size=64, lr=1e-3, grad_clip=100.0, checkpoint_every=500, samples=20),
             view="mel"),
+        "galaxies": Preset(
+            Config(likelihood="gaussian", latent_dim=10, dataset_size=12_000),
+            TrainConfig(steps=3000, batch_size=128, lr=2e-3, grad_clip=100.0, checkpoint_every=1000)),
     },
     "full": {
         **dict.fromkeys(("fashion_mnist", "*"), Preset(
@@ -73,6 +80,10 @@ PRESETS = {
             TrainConfig(steps=20_000, batch_size=128, lr=1e-3, warmup_steps=500, grad_clip=100.0,
                         checkpoint_every=2000, samples=40, **GPU_TRAINING),
             view="mel"),
+        "galaxies": Preset(
+            Config(likelihood="gaussian", latent_dim=10, dataset_size=12_000, channels=(64, 128), nll_examples=1000),
+            TrainConfig(steps=30_000, batch_size=256, lr=1e-3, warmup_steps=1000, grad_clip=100.0,
+                        checkpoint_every=5000, samples=100, **GPU_TRAINING)),
     },
 }
 default_config = preset_config("vae", PRESETS)
@@ -80,7 +91,7 @@ default_config = preset_config("vae", PRESETS)
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood", "conditional", "mel",)
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
-USE = ("nll_samples", "nll_examples")
+USE = ("nll_samples", "nll_examples", "tc_examples")
 
 
 def build(config: Config, data) -> VAE:
@@ -89,8 +100,10 @@ def build(config: Config, data) -> VAE:
         hint = " (use --set data.view=mel)" if data.modality == "audio" else ""
         raise ValueError(f"the VAE models (C, H, W) images or spectrograms; {data.name} examples have shape "
                          f"{data.shape}{hint}")
-    if config.likelihood == "bernoulli" and data.modality != "image":
+    if config.likelihood == "bernoulli" and not data.unit_images:
         raise ValueError(f"a Bernoulli decoder needs [0, 1] images; for {data.name} use model.likelihood=gaussian")
+    if config.dataset_size < 0 or config.dataset_size == 1:
+        raise ValueError(f"model.dataset_size is the training split's size (or 0: the batch's), got {config.dataset_size}")
     if config.conditional and not data.num_classes:
         raise ValueError(f"model.conditional=true needs labels, and {data.name} has none")
     return VAE(image_shape=data.shape, latent_dim=config.latent_dim, architecture=config.architecture,
@@ -104,9 +117,17 @@ def draw_noise(net: VAE, config: Config, n: int, generator: torch.Generator) -> 
 
 
 def loss(net: VAE, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """``VAE.loss`` (batch mean of beta KL - E log p(x|z)) and its two terms. batch: (x (B, C, H, W), y (B,))."""
-    recon, kl = net.terms(batch[0], noise["eps"], batch[1] if net.num_classes else None)
-    return torch.mean(config.beta * kl - recon), {"recon_nll": -recon.mean(), "kl": kl.mean()}
+    """``VAE.loss`` (batch mean of beta KL - E log p(x|z)) and its two terms. batch: (x (B, C, H, W), y (B,)).
+    With ``tc_beta`` != 1, beta-TCVAE (Chen et al. 2018, eq. 4 with alpha = gamma = beta): beta KL + (tc_beta - 1) TC
+    - E log p(x|z), the total correlation estimated over the batch (``VAE.tc_terms``), which is also logged split in
+    its three parts."""
+    y = batch[1] if net.num_classes else None
+    if config.tc_beta == 1:
+        recon, kl = net.terms(batch[0], noise["eps"], y)
+        return torch.mean(config.beta * kl - recon), {"recon_nll": -recon.mean(), "kl": kl.mean()}
+    recon, kl, mi, tc, dim_kl = net.tc_terms(batch[0], noise["eps"], y, config.dataset_size)
+    return (torch.mean(config.beta * kl + (config.tc_beta - 1) * tc - recon),
+            {"recon_nll": -recon.mean(), "kl": kl.mean(), "mi": mi.mean(), "tc": tc.mean(), "dim_kl": dim_kl.mean()})
 
 
 def _device(net: nn.Module) -> torch.device:
@@ -128,7 +149,7 @@ def sample(net: VAE, config: Config, n: int, generator: torch.Generator, example
     figures = [Artefact("samples", "images", samples.cpu(), nrow=per_row, labels=None if y is None else y.cpu())]
     if examples is not None:
         x, labels = examples[0].to(device), examples[1].to(device)
-        figures += [reconstructions(net, x, labels), interpolations(net, x, labels)]
+        figures += [reconstructions(net, x, labels), interpolations(net, x, labels), traversals(net, x, labels)]
     if not config.mel:
         return figures
     from practice_torch.data.audio import mel_picture, mel_to_waveform
@@ -165,6 +186,26 @@ def interpolations(net: VAE, x, y, steps: int = 10, rows: int = 8) -> Artefact:
     return Artefact("interpolation", "images", images.cpu(), nrow=steps)
 
 
+def most_used_latents(net: VAE, x, y, rows: int) -> torch.Tensor:
+    """The ``rows`` latents with the largest mean KL(q(z_k|x) || N(0, 1)) over x (N, C, H, W): (rows,), largest first."""
+    mean, logvar = net.encode(x, y if net.num_classes else None)
+    used = (-0.5 * (1 + logvar - mean**2 - logvar.exp())).mean(0)
+    return torch.argsort(used, descending=True)[:rows]
+
+
+def traversals(net: VAE, x, y, rows: int = 10, steps: int = 9, span: float = 2.5) -> Artefact:
+    """Decoder means as one latent at a time moves through [-span, span] with the others at the posterior mean of
+    the first example, one row per latent, the ``most_used_latents`` of x (N, C, H, W) first (the ones the encoder
+    ignores decode to one picture along the row)."""
+    y = y if net.num_classes else None
+    order = most_used_latents(net, x, y, rows)
+    mean = net.encode(x[:1], None if y is None else y[:1])[0]
+    z = mean.repeat(len(order) * steps, 1).view(len(order), steps, -1)
+    z[torch.arange(len(order)), :, order] = torch.linspace(-span, span, steps, device=x.device)
+    images = net.sample(z.view(len(order) * steps, -1), None if y is None else y[:1].repeat(len(order) * steps))
+    return Artefact("traversals", "images", images.cpu(), nrow=steps)
+
+
 @torch.no_grad()
 def evaluate(net: VAE, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """Held-out ELBO (one sample per example, every example) and -log p(x) by K importance samples on the
@@ -186,4 +227,36 @@ def evaluate(net: VAE, config: Config, dataset: Dataset, generator: torch.Genera
     n, nll = len(dataset), nll_sum / max(m, 1)
     return {"elbo": totals["elbo"] / n, "recon_nll": totals["recon_nll"] / n, "kl": totals["kl"] / n,
             "neg_elbo_bits_per_dim": -totals["elbo"] / n / (dims * math.log(2)), "nll": nll,
-            "nll_bits_per_dim": nll / (dims * math.log(2)), "examples": n, "nll_examples": m, "importance_samples": k}
+            "nll_bits_per_dim": nll / (dims * math.log(2)), "examples": n, "nll_examples": m, "importance_samples": k,
+            **kl_parts(net, config, dataset, generator)}
+
+
+def posterior_means(net: VAE, dataset: Dataset, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, logvar, y) of q(z|x) on the first n examples: (n, d), (n, d) and their labels or factors (n, ...)."""
+    device, means, logvars, ys = _device(net), [], [], []
+    for x, y in DataLoader(torch.utils.data.Subset(dataset, range(min(n, len(dataset)))), batch_size=500):
+        mean, logvar = net.encode(x.to(device), y.to(device) if net.num_classes else None)
+        means.append(mean.cpu())
+        logvars.append(logvar.cpu())
+        ys.append(y)
+    return torch.cat(means), torch.cat(logvars), torch.cat(ys)
+
+
+def kl_parts(net: VAE, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """The held-out KL split in its three parts (``total_correlation_terms``) over the aggregate posterior of the
+    first ``tc_examples`` examples, which is then exact: N = M, q(z) = (1/M) sum_j q(z | x_j). On a data set whose
+    y is its generating factors (the galaxies: (N, 5) floats) the mutual information gap of the posterior means too
+    (``evaluation.disentanglement``)."""
+    mean, logvar, y = posterior_means(net, dataset, config.tc_examples)
+    if len(mean) < 2:
+        return {}
+    z = mean.double() + torch.exp(0.5 * logvar.double()) * draw_eps(mean.shape, generator, dtype=torch.float64)
+    mi, tc, dim_kl = total_correlation_terms(z, mean.double(), logvar.double(), len(z))
+    parts = {"mi": mi.mean().item(), "tc": tc.mean().item(), "dim_kl": dim_kl.mean().item(), "tc_examples": len(z)}
+    if y.is_floating_point() and y.ndim == 2:
+        from practice_torch.evaluation.disentanglement import mutual_information_gap
+
+        score = mutual_information_gap(mean.numpy(), y.numpy())
+        parts.update(mig=score["mig"], **{f"mig_factor_{k}": float(g) for k, g in enumerate(score["gaps"])},
+                     **{f"mig_latent_{k}": int(j) for k, j in enumerate(score["best"])})
+    return parts

@@ -65,7 +65,13 @@ def jax_twin(net, cfg):
         return batch[1] if net.num_classes else None
 
     def loss(params, batch, noise, step):
-        recon, kl = twin.apply({"params": params}, batch[0], noise["eps"], labels(batch), method=jv.VAE.terms)
-        return jnp.mean(m.beta * kl - recon), {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl)}
+        if m.tc_beta == 1:
+            recon, kl = twin.apply({"params": params}, batch[0], noise["eps"], labels(batch), method=jv.VAE.terms)
+            return jnp.mean(m.beta * kl - recon), {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl)}
+        recon, kl, mi, tc, dim_kl = twin.apply({"params": params}, batch[0], noise["eps"], labels(batch),
+                                               m.dataset_size, method=jv.VAE.tc_terms)
+        return (jnp.mean(m.beta * kl + (m.tc_beta - 1) * tc - recon),
+                {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl), "mi": jnp.mean(mi), "tc": jnp.mean(tc),
+                 "dim_kl": jnp.mean(dim_kl)})
 
     return JaxTwin(twin, loss, lambda batch, noise: (batch[0], noise["eps"], labels(batch)))

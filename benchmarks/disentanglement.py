@@ -1,0 +1,114 @@
+"""``python -m benchmarks disentanglement``: beta-VAE and beta-TCVAE on the galaxies, scored against the five factors
+that rendered them.
+
+Each variant is a ``--set`` of the vae's galaxies quick preset (``--dis-variants``, default ``beta=1`` (the plain
+VAE), ``beta=4``, ``beta=10``, ``tc_beta=4``, ``tc_beta=10``: ``model.beta`` weighs the whole KL, ``model.tc_beta``
+the total correlation alone), trained with each ``train.seed`` of ``--dis-seeds`` and then ``eval``'d on the 1000 test
+galaxies: the mutual information gap of the posterior means against (Sersic index, half-light radius, e1, e2,
+log flux), each factor's gap, the ELBO, and the KL's three parts over the test split's aggregate posterior (index-code
+MI, total correlation, dimension-wise KL). A row per run, saved as each finishes, and ``disentanglement.png`` beside
+the JSON: each run's latent traversals of one test galaxy (the five latents with the largest KL, in rows, each labelled
+with the factor it carries most and that factor's gap). ``--dis-steps N`` trains N steps instead of the preset's;
+``--dis-runs DIR`` keeps the trained runs there (default: a temporary folder).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+VARIANTS = "beta=1,beta=4,beta=10,tc_beta=4,tc_beta=10"
+FACTORS = ("Sersic n", "radius", "e1", "e2", "log flux")
+KEYS = ("mig", *(f"mig_factor_{k}" for k in range(5)), "elbo", "kl", "mi", "tc", "dim_kl")
+
+
+def variant_set(variant: str) -> str:
+    """``beta=4`` -> ``model.beta=4``: a variant is one model key of the vae and its value."""
+    key, _, value = variant.partition("=")
+    if key not in ("beta", "tc_beta") or not value:
+        raise SystemExit(f"error: a variant is beta=VALUE or tc_beta=VALUE, got {variant!r}")
+    return f"model.{key}={value}"
+
+
+def one_run(variant: str, seed: int, out: Path, steps: int = 0) -> dict:
+    """Train and evaluate one run of ``variant`` into ``out``: its row."""
+    from practice_torch.cli import main
+
+    started = time.perf_counter()
+    argv = ["train", "vae", "--dataset", "galaxies", "--out", str(out), "--set", variant_set(variant),
+            "--set", f"train.seed={seed}", *(["--steps", str(steps)] if steps else [])]
+    if main(argv) != 0:
+        raise RuntimeError(f"{variant} seed {seed}: training failed")
+    if main(["eval", str(out), "--set", "model.nll_examples=100"]) != 0:
+        raise RuntimeError(f"{variant} seed {seed}: eval failed")
+    evaluation = json.loads((out / "eval_test.json").read_text())
+    row = {"variant": variant, "seed": seed, **{k: evaluation[k] for k in KEYS}}
+    row["latents"] = [evaluation[f"mig_latent_{k}"] for k in range(5)]
+    row["wall_s"] = time.perf_counter() - started
+    return row
+
+
+@torch.no_grad()
+def traversal_grid(run: Path, rows: int = 5, steps: int = 9) -> tuple[torch.Tensor, list[int]]:
+    """The run's traversals of the first test galaxy along its ``rows`` most used latents: (rows * steps, 1, H, W),
+    and those latents."""
+    from practice_torch.data import get_dataset, stacked
+    from practice_torch.models import open_run
+    from practice_torch.vae.training import most_used_latents, traversals
+
+    net = open_run(run, torch.device("cpu"))[2]
+    x, y = stacked(get_dataset("galaxies", "test"))[:2]
+    x, y = x[:500], y[:500]
+    return traversals(net, x, y, rows=rows, steps=steps).data, most_used_latents(net, x, y, rows).tolist()
+
+
+def figure(rows: list[dict], runs: dict[tuple[str, int], Path], path: Path) -> None:
+    """One panel per run: its traversals, each row labelled with the factor its latent carries most (if it is the
+    best latent of one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.0 * len(rows), 2.6), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        grid, latents = traversal_grid(runs[row["variant"], row["seed"]])
+        ax.imshow(make_grid(grid.clamp(0, 1), nrow=9, padding=1, pad_value=1.0)[0], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{row['variant']} (seed {row['seed']}): MIG {row['mig']:.2f}", fontsize=9)
+        names = [" / ".join(f"{FACTORS[k]} {row[f'mig_factor_{k}']:.2f}" for k, j in enumerate(row["latents"]) if j == z)
+                 or f"z{z}" for z in latents]
+        height = grid.shape[-1] + 1
+        ax.set_yticks([1 + height * (i + 0.5) for i in range(len(latents))], names, fontsize=7)
+        ax.set_xticks([])
+    fig.suptitle("one test galaxy's traversals, -2.5 to 2.5, of the 5 most used latents (named: the factor each "
+                 "carries best, its gap)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def disentanglement(args) -> list[dict]:
+    variants = [v for v in args.dis_variants.split(",") if v]
+    for variant in variants:
+        variant_set(variant)
+    seeds = [int(s) for s in args.dis_seeds.split(",")]
+    rows, runs = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.dis_runs) if args.dis_runs else Path(tmp)
+        for seed in seeds:
+            for variant in variants:
+                out = runs[variant, seed] = folder / f"{variant.replace('=', '')}-{seed}"
+                row = one_run(variant, seed, out, args.dis_steps)
+                rows.append(row)
+                gaps = ", ".join(f"{name} {row[f'mig_factor_{k}']:.2f}" for k, name in enumerate(FACTORS))
+                print(f"  {variant} seed {seed}: MIG {row['mig']:.3f} ({gaps}), TC {row['tc']:.2f}, "
+                      f"ELBO {row['elbo']:.1f}, {row['wall_s']:.0f} s", flush=True)
+                if hasattr(args, "save"):
+                    args.save(rows)
+        figure(rows, runs, Path(args.results) / "disentanglement.png")
+    return rows
