@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 
 def parse_runs(text: str) -> dict[str, Path]:
@@ -60,23 +59,13 @@ def top_up_rows(classes: list[int], per: int, n: int) -> torch.Tensor:
 def train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int, seed: int, batch_size: int = 128):
     """The project's classifier (``FeatureNetwork``, the feature network's configuration) trained on (x (N, C, H, W)
     in [0, 1], y (N,)) for ``steps`` steps of batches drawn uniformly with replacement; returned in eval mode."""
-    from practice_torch.evaluation.features import FeatureConfig, FeatureNetwork
+    from practice_torch.evaluation.features import FeatureConfig, FeatureNetwork, fit_classifier
 
     config = FeatureConfig()
     torch.manual_seed(seed)
     net = FeatureNetwork(tuple(x.shape[1:]), classes, config.channels, config.feature_dim, config.dropout)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps)
     draws = torch.Generator().manual_seed(seed)
-    net.train()
-    for _ in range(steps):
-        rows = torch.randint(len(x), (batch_size,), generator=draws)
-        loss = F.cross_entropy(net(x[rows]), y[rows])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return net.eval()
+    return fit_classifier(net, x, y, [torch.randint(len(x), (batch_size,), generator=draws) for _ in range(steps)], config)
 
 
 @torch.no_grad()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -197,32 +196,45 @@ def train_feature_network(name: str, data_dir: str | Path | None = None, device:
     torch.manual_seed(config.seed)
     shape = feature_shape(info)
     net = FeatureNetwork(shape, info.num_classes, config.channels, config.feature_dim, config.dropout).to(device)
-    steps_per_epoch = math.ceil(len(x) / config.batch_size)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch)
     order = torch.Generator().manual_seed(config.seed)
+    batches = [rows for _ in range(config.epochs)
+               for rows in torch.randperm(len(x), generator=order).split(config.batch_size)]
     start = time.perf_counter()
-    net.train()
     threads = ThreadCount(adaptive=torch.device(device).type == "cpu")  # the cores other processes leave free
-    with progress(total=config.epochs * steps_per_epoch, desc=f"feature network ({name})", unit="step") as bar:
-        for _ in range(config.epochs):
-            for rows in torch.randperm(len(x), generator=order).split(config.batch_size):
-                loss = F.cross_entropy(net(x[rows].to(device)), y[rows].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                if resized := threads.update():
-                    bar.write(f"feature network: {resized}", file=sys.stderr)
+    with progress(total=len(batches), desc=f"feature network ({name})", unit="step") as bar:
+
+        def report(loss: torch.Tensor) -> None:
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if resized := threads.update():
+                bar.write(f"feature network: {resized}", file=sys.stderr)
+
+        fit_classifier(net, x, y, batches, config, device, report)
     threads.restore()
-    net.eval()
     record = {"format": FORMAT, "dataset": name, "test_accuracy": accuracy(net, x_test, y_test),
               "test_examples": len(y_test), "train_examples": len(y), "seconds": time.perf_counter() - start,
               "image_shape": list(shape), "num_classes": info.num_classes, "config": dataclasses.asdict(config)}
     save_feature_network(net, record)
     return net, record
+
+
+def fit_classifier(net: FeatureNetwork, x: torch.Tensor, y: torch.Tensor, batches: list[torch.Tensor],
+                   config: FeatureConfig, device: str | torch.device = "cpu", report=None) -> FeatureNetwork:
+    """Train ``net`` on (x (N, C, H, W), y (N,)) by cross-entropy, one AdamW step per batch of row indices in
+    ``batches`` under a one-cycle learning rate over them all (``config``'s lr and weight decay); ``report(loss)``
+    after each step. Returns it in eval mode: the feature networks' training, and the augmentation benchmark's."""
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=len(batches))
+    net.train()
+    for rows in batches:
+        loss = F.cross_entropy(net(x[rows].to(device)), y[rows].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if report is not None:
+            report(loss)
+    return net.eval()
 
 
 def save_feature_network(net: FeatureNetwork, record: dict) -> None:
