@@ -362,3 +362,14 @@ def test_the_reference_images_are_loaded_with_the_runs_data_options(monkeypatch)
     assert labels == {3} and seen["name"] == "digits"
     everything = load_split(DataConfig("digits"), "train")  # the control: the data set by name has every digit
     assert len({int(everything[i][1]) for i in range(len(everything))}) == 10
+
+
+@pytest.mark.parametrize("topic", ["gan", "wgan", "bigan", "f_divergence"])
+def test_only_8_bit_images_get_a_generator_bounded_to_the_unit_interval(topic):
+    """The galaxies are real-valued (sky noise below 0): a sigmoid generator could not draw them."""
+    from practice_torch.models import get_model
+
+    module = get_model(topic)
+    cfg = module.default_config("quick", "fashion_mnist").model
+    bounded = {name: module.build(cfg, get_info(name)).generator.unit_interval for name in ("fashion_mnist", "galaxies")}
+    assert bounded == {"fashion_mnist": True, "galaxies": False}

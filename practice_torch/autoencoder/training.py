@@ -85,7 +85,7 @@ def build(config: Config, data) -> Autoencoder:
         hint = " (use --set data.view=mel)" if data.modality == "audio" else ""
         raise ValueError(f"the autoencoder models (C, H, W) images or spectrograms; {data.name} examples have shape "
                          f"{data.shape}{hint}")
-    bounded = data.modality == "image"
+    bounded = data.unit_images  # 8-bit images in [0, 1]; the galaxies are real-valued
     if config.objective == "bce" and not bounded:
         raise ValueError(f"model.objective=bce needs [0, 1] images; {data.name} needs model.objective=mse")
     check_objective(config.objective, bounded)  # the loss's own check, before training rather than at its first step

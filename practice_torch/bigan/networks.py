@@ -123,7 +123,7 @@ class BiGAN(nn.Module):
                              f"got {tuple(channels)}")
         self.encoder = Encoder(shape, latent_dim, width, channels, hidden)
         if len(self.shape) == 3:
-            self.generator = ConvGenerator(latent_dim, shape, channels, fc)
+            self.generator = ConvGenerator(latent_dim, shape, channels, fc, unit_interval)
         else:
             self.generator = MLPGenerator(latent_dim, shape, hidden, unit_interval)
         self.discriminator = JointDiscriminator(shape, latent_dim, width, joint, channels, hidden)

@@ -98,7 +98,7 @@ def build(config: Config, data) -> BiGAN:
         raise ValueError("model.discriminator_steps must be 0 (simultaneous updates) or more, "
                          f"got {config.discriminator_steps}")
     net = BiGAN(data.shape, config.latent_dim, config.width, config.joint, config.channels, config.hidden, config.fc,
-                unit_interval=data.modality == "image")
+                unit_interval=data.unit_images)
     return net
 
 

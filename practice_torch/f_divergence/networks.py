@@ -157,7 +157,7 @@ class FGAN(nn.Module):
             if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
                 raise ValueError(f"the conv f-GAN needs (C, H, W) images with H and W divisible by 4 and two "
                                  f"model.channels, got shape {tuple(shape)} and channels {tuple(channels)}")
-            self.generator = ConvGenerator(latent_dim, shape, channels, fc)
+            self.generator = ConvGenerator(latent_dim, shape, channels, fc, unit_interval)
             self.critic = ConvCritic(shape, channels, fc)
         else:
             raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")

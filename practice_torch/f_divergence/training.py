@@ -87,7 +87,7 @@ def build(config: Config, data) -> FGAN:
         raise ValueError(f"model.architecture=conv needs images; {data.name} examples have shape {data.shape} "
                          "(use model.architecture=mlp)")
     return FGAN(data.shape, config.divergence, config.architecture, config.latent_dim, config.hidden, config.channels,
-                config.fc, unit_interval=data.modality == "image")
+                config.fc, unit_interval=data.unit_images)
 
 
 def draw_noise(net: FGAN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -134,7 +134,7 @@ def build(config: Config, data) -> Adversarial:
         raise ValueError(f"model.conditional=true needs class labels, and {data.name} has none")
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       data.num_classes if config.conditional else 0,
-                      unit_interval=data.modality == "image", spectral_norm=config.spectral_norm,
+                      unit_interval=data.unit_images, spectral_norm=config.spectral_norm,
                       minibatch_std=config.minibatch_std)
     if config.r1 < 0:
         raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")

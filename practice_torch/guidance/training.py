@@ -115,7 +115,7 @@ def build(config: Config, data) -> Guide:
         raise ValueError(f"model.eval_buckets must be in 1..T={config.T}, got {config.eval_buckets}")
     classifier = NoisyClassifier(data.shape, data.num_classes, config.channels, config.channel_mults,
                                  config.num_res_blocks, config.attention_levels, config.heads, dropout=config.dropout)
-    return Guide(classifier, Schedule.make(config.schedule, config.T), data.modality == "image")
+    return Guide(classifier, Schedule.make(config.schedule, config.T), data.unit_images)
 
 
 def draw_noise(net: Guide, config: Config, n: int, generator: torch.Generator) -> dict[str, Tensor]:

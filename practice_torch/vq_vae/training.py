@@ -116,7 +116,7 @@ def build_vq_vae(config: Config, data) -> VQVAE:
         hint = " (use --set data.view=mel)" if data.modality == "audio" else ""
         raise ValueError(f"the VQ-VAE models (C, H, W) images or spectrograms; {data.name} examples have shape "
                          f"{data.shape}{hint}")
-    bounded = data.modality == "image"
+    bounded = data.unit_images  # 8-bit images in [0, 1]; the galaxies are real-valued
     if config.objective == "bce" and not bounded:
         raise ValueError(f"model.objective=bce needs [0, 1] images; {data.name} needs model.objective=mse")
     check_loss_settings(config.beta, config.objective, bounded)  # the loss's own checks, before training

@@ -122,7 +122,7 @@ def build(config: Config, data) -> Wasserstein:
     if config.n_critic < 1:
         raise ValueError(f"model.n_critic must be at least 1 (critic steps per generator step), got {config.n_critic}")
     return Wasserstein(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
-                       unit_interval=data.modality == "image")
+                       unit_interval=data.unit_images)
 
 
 @torch.no_grad()
