@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                         "preset's)")
     parser.add_argument("--stability-jobs", type=int, default=1, help="gan_stability: runs trained at once, one process "
                         "each (a GPU)")
+    parser.add_argument("--stability-done", default="", help="gan_stability: comma-separated earlier results files "
+                        "whose runs count as done (not trained again)")
     parser.add_argument("--aug-runs", default="", help="augmentation: comma-separated NAME=RUN of class-conditional runs")
     parser.add_argument("--aug-real", type=int, default=20, help="augmentation: real images per class of the few-shot "
                         "sets (and of the imbalanced split's minority classes)")

@@ -16,6 +16,8 @@ and the range over seeds). ``--stability-jobs N`` trains N runs at once, one pro
 GPUs: on one GPU the processes take turns; each run's log goes to a file of its own), so its wall times are not one
 run's alone; finished runs are saved as they come;
 ``--stability-steps N`` trains each run N steps instead of its preset's (a quick look; the budgets then differ).
+``--stability-done FILE[,FILE]`` takes the runs already in earlier results files of this benchmark (an interrupted
+one, or parts run on other machines or cores) as finished: only the others are trained, and the table has them all.
 """
 
 from __future__ import annotations
@@ -45,6 +47,26 @@ def classes_covered(evaluation: dict) -> int:
     """How many classes the feature network's classifier gives at least half a fair share of the samples."""
     shares = [v for k, v in evaluation.items() if re.fullmatch(r"class_share_\d+", k)]
     return sum(s >= 0.5 / len(shares) for s in shares)
+
+
+def done_runs(files: str, keys: tuple[str, ...], variants: list[str], seeds: list[int]) -> list[dict]:
+    """The rows of finished runs (one variant, one seed) of ``variants`` and ``seeds`` in earlier results files
+    (comma-separated), the first file's row where two have the same run; a one-line error for a file that is not this
+    benchmark's, or whose rows lack the metrics ``keys`` of this data set (another data set's)."""
+    rows = {}
+    for name in (f for f in files.split(",") if f):
+        try:
+            result = json.loads(Path(name).read_text())
+            assert result["meta"]["benchmark"] == "gan_stability"
+        except (OSError, ValueError, KeyError, AssertionError):
+            raise SystemExit(f"error: {name} is not a results file of gan_stability") from None
+        for row in result["rows"]:
+            if not isinstance(row["seed"], int) or row["variant"] not in variants or row["seed"] not in seeds:
+                continue
+            if any(k not in row for k in keys):
+                raise SystemExit(f"error: {name} holds runs without {', '.join(keys)}: runs on another data set")
+            rows.setdefault((row["variant"], row["seed"]), row)
+    return list(rows.values())
 
 
 def one_run(variant: str, dataset: str, seed: int, out: Path, steps: int = 0) -> dict:
@@ -100,7 +122,9 @@ def gan_stability(args) -> list[dict]:
     if jobs < 1:
         raise SystemExit(f"error: --stability-jobs must be at least 1, got {jobs}")
     keys = IMAGE_METRICS if is_image_set(dataset) else METRICS.get(dataset, ())
-    finished = []
+    finished = done_runs(getattr(args, "stability_done", ""), keys, variants, seeds)
+    if finished:
+        print(f"  {len(finished)} runs taken as done from {args.stability_done}", flush=True)
 
     def done(run: dict) -> None:
         """Report a finished run and save the rows so far: an interrupted benchmark keeps its finished runs."""
@@ -113,7 +137,8 @@ def gan_stability(args) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         steps = getattr(args, "stability_steps", 0)
         # seed by seed, so that a stopped benchmark has every variant's first seeds
-        todo = [(v, dataset, s, Path(tmp) / f"{v}-{s}", steps) for s in seeds for v in variants]
+        todo = [(v, dataset, s, Path(tmp) / f"{v}-{s}", steps) for s in seeds for v in variants
+                if not any(r["variant"] == v and r["seed"] == s for r in finished)]
         if jobs == 1:
             for task in todo:
                 done(one_run(*task))

@@ -292,6 +292,31 @@ def test_gan_stability_names_its_variants_and_refuses_an_unknown_one_in_one_line
         gan_stability(args)
 
 
+def test_gan_stability_takes_the_runs_of_earlier_results_files_as_done(tmp_path, monkeypatch):
+    """Runs in --stability-done files are not trained again (control: a run missing from them is, and a file of
+    another data set or benchmark is refused in one line)."""
+    import json
+
+    import benchmarks.gan_stability as stability
+
+    rows = [{"variant": "plain", "model": "gan", "set": "", "seed": s, "modes_covered": 7 + s, "high_quality": 0.8,
+             "wall_s": 1.0} for s in (0, 1)]
+    (tmp_path / "a.json").write_text(json.dumps({"meta": {"benchmark": "gan_stability"}, "rows": rows[:1]}))
+    (tmp_path / "b.json").write_text(json.dumps({"meta": {"benchmark": "gan_stability"}, "rows": rows[1:]}))
+    trained = []
+    monkeypatch.setattr(stability, "one_run", lambda *task: trained.append(task[:3]) or {**rows[0], "seed": task[2]})
+    args = argparse.Namespace(stability_dataset="gaussians", stability_seeds="0,1,2", stability_variants="plain",
+                              stability_done=f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}")
+    table = stability.gan_stability(args)
+    assert trained == [("plain", "gaussians", 2)]  # seeds 0 and 1 were done
+    assert [r["seed"] for r in table] == [0, 1, 2, "mean"] and table[-1]["modes_covered"] == pytest.approx(22 / 3)
+    images = [{k: v for k, v in rows[0].items() if k != "modes_covered"} | {"fid": 50.0}]
+    (tmp_path / "c.json").write_text(json.dumps({"meta": {"benchmark": "gan_stability"}, "rows": images}))
+    for name, message in (("c.json", "runs on another data set"), ("missing.json", "not a results file")):
+        with pytest.raises(SystemExit, match=message):
+            stability.gan_stability(argparse.Namespace(**{**vars(args), "stability_done": str(tmp_path / name)}))
+
+
 def test_augmentation_draws_its_sets_per_class_and_tops_up_only_the_minority_classes():
     """per_class: exactly k distinct examples of each class (control: a class with too few is a one-line exit);
     the top-up takes the first n samples of each minority class from samples laid out class by class."""
