@@ -317,6 +317,17 @@ def test_gan_stability_takes_the_runs_of_earlier_results_files_as_done(tmp_path,
             stability.gan_stability(argparse.Namespace(**{**vars(args), "stability_done": str(tmp_path / name)}))
 
 
+def test_disentanglement_variants_are_one_vae_key_each_and_a_wrong_one_is_refused_in_one_line():
+    from benchmarks.disentanglement import VARIANTS, disentanglement, variant_set
+
+    assert [variant_set(v) for v in VARIANTS.split(",")[:2]] == ["model.beta=1", "model.beta=4"]
+    assert variant_set("tc_beta=10") == "model.tc_beta=10"
+    for wrong in ("gamma=2", "beta=", "beta"):
+        with pytest.raises(SystemExit, match="beta=VALUE or tc_beta=VALUE"):
+            disentanglement(argparse.Namespace(dis_variants=f"beta=1,{wrong}", dis_seeds="0", dis_runs="",
+                                               dis_steps=0, results="."))
+
+
 def test_augmentation_draws_its_sets_per_class_and_tops_up_only_the_minority_classes():
     """per_class: exactly k distinct examples of each class (control: a class with too few is a one-line exit);
     the top-up takes the first n samples of each minority class from samples laid out class by class."""
