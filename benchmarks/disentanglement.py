@@ -75,8 +75,12 @@ def figure(rows: list[dict], runs: dict[tuple[str, int], Path], path: Path) -> N
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.0 * len(rows), 2.6), squeeze=False)
-    for ax, row in zip(axes[0], rows):
+    columns = min(3, len(rows))
+    lines = -(-len(rows) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(4.6 * columns, 3.0 * lines + 0.4), squeeze=False)
+    for ax in axes.flat[len(rows):]:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows):
         grid, latents = traversal_grid(runs[row["variant"], row["seed"]])
         ax.imshow(make_grid(grid.clamp(0, 1), nrow=9, padding=1, pad_value=1.0)[0], cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"{row['variant']} (seed {row['seed']}): MIG {row['mig']:.2f}", fontsize=9)
