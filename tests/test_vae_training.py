@@ -86,6 +86,8 @@ def test_beta_tcvae_adds_the_total_correlation_and_logs_the_kls_three_parts():
     one_sample_kl = gaussian_log_prob(z, mean, logvar) - gaussian_log_prob(z, 0 * z, 0 * z)
     torch.testing.assert_close(terms["mi"] + terms["tc"] + terms["dim_kl"], one_sample_kl.mean())
     assert terms["tc"] != 0 and terms["mi"] > 0
+    with pytest.raises(ConfigError, match=r"model.dataset_size \(4\) is smaller than a batch \(6\)"):
+        vae_training.loss(net, vae_training.Config(tc_beta=5.0, dataset_size=4), (x, y), noise, 0)
 
 
 def test_conditional_samples_have_one_row_per_class_and_figures_their_layout():

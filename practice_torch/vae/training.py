@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.config import ConfigError, TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
 from practice_torch.progress import progress
@@ -125,6 +125,9 @@ def loss(net: VAE, config: Config, batch, noise: dict[str, torch.Tensor], step: 
     if config.tc_beta == 1:
         recon, kl = net.terms(batch[0], noise["eps"], y)
         return torch.mean(config.beta * kl - recon), {"recon_nll": -recon.mean(), "kl": kl.mean()}
+    if config.dataset_size and config.dataset_size < len(batch[0]):
+        raise ConfigError(f"model.dataset_size ({config.dataset_size}) is smaller than a batch ({len(batch[0])}): give "
+                          "the training split's size, or 0 to take the batch for the data set")
     recon, kl, mi, tc, dim_kl = net.tc_terms(batch[0], noise["eps"], y, config.dataset_size)
     return (torch.mean(config.beta * kl + (config.tc_beta - 1) * tc - recon),
             {"recon_nll": -recon.mean(), "kl": kl.mean(), "mi": mi.mean(), "tc": tc.mean(), "dim_kl": dim_kl.mean()})
