@@ -58,12 +58,12 @@ def traversal_grid(run: Path, rows: int = 5, steps: int = 9) -> tuple[torch.Tens
     and those latents."""
     from practice_torch.data import get_dataset, stacked
     from practice_torch.models import open_run
-    from practice_torch.vae.training import most_used_latents, traversals
+    from practice_torch.vae.networks import most_used_latents, traverse
 
     net = open_run(run, torch.device("cpu"))[2]
     x, y = stacked(get_dataset("galaxies", "test"))[:2]
-    x, y = x[:500], y[:500]
-    return traversals(net, x, y, rows=rows, steps=steps).data, most_used_latents(net, x, y, rows).tolist()
+    latents = most_used_latents(net, x[:500], y[:500], rows)
+    return traverse(net, x[:500], y[:500], latents, steps), latents.tolist()
 
 
 def figure(rows: list[dict], runs: dict[tuple[str, int], Path], path: Path) -> None:

@@ -135,6 +135,6 @@ def test_a_total_correlation_with_the_wrong_sign_fails_the_derivation(monkeypatc
 
     monkeypatch.setattr(jv, "total_correlation_terms", wrong)
     d = Derivation("vae", "the KL's three parts")
-    jv._section_total_correlation(d, np.random.default_rng(1))
+    jv._section_tc_estimator(d, np.random.default_rng(1))
     failed = [c.statement for c in d.claims if not c.passed]
     assert len(failed) == 2 and "`total_correlation_terms` over a batch" in failed[0] and "three parts" in failed[1]

@@ -108,7 +108,7 @@ def test_conditional_samples_have_one_row_per_class_and_figures_their_layout():
     assert figures[2].nrow == 10 and figures[2].data.shape == (80, 1, 8, 8)
     traversal = figures[3]  # 3 latents, 9 values each, around the first example's posterior mean
     assert traversal.nrow == 9 and traversal.data.shape == (27, 1, 8, 8)
-    latent = vae_training.most_used_latents(net, x, y, 3)[1]
+    latent = vae.networks.most_used_latents(net, x, y, 3)[1]
     with torch.no_grad():
         z = net.encode(x[:1], y[:1])[0].repeat(9, 1)
         z[:, latent] = torch.linspace(-2.5, 2.5, 9)

@@ -622,8 +622,6 @@ def _mixture_log_density(z, means, logvar):
 
 def _section_total_correlation(d: Derivation, rng: np.random.Generator) -> None:
     """beta-TCVAE: E_x KL(q(z|x) || p(z)) = I(x; z) + TC(q(z)) + sum_k KL(q(z_k) || p(z_k)) (Chen et al. 2018)."""
-    from scipy import stats
-
     d.say(r"The $\beta$-VAE weighs the whole KL. Averaged over the data, it splits in three (Hoffman & Johnson's "
           r"ELBO surgery; Chen et al. 2018): $\mathbb E_{p(x)}\mathrm{KL}(q(z\mid x)\|p(z)) = I_q(x; z) + "
           r"\mathrm{KL}(q(z)\|\prod_k q(z_k)) + \sum_k \mathrm{KL}(q(z_k)\|p(z_k))$, with $q(z) = \mathbb E_{p(x)} "
@@ -660,8 +658,22 @@ def _section_total_correlation(d: Derivation, rng: np.random.Generator) -> None:
     d.inequality(f"Rotating it mixes its latents: TC rises to {table[6, 2]:.3f} nats at $\\pi/4$, and the "
                  "dimension-wise KL falls (by as much: the total and the MI stay)",
                  np.array([1e-3, table[6, 3]]), np.array([table[6, 2], table[0, 3]]))
+    fig, ax = new_figure()
+    degrees = np.degrees(angles)
+    ax.stackplot(degrees, table[:, 1], table[:, 2], table[:, 3],
+                 labels=["index-code MI $I(x; z)$", "total correlation", "dimension-wise KL"], alpha=0.8)
+    ax.plot(degrees, table[:, 0], "k--", lw=1.5, label=r"$\mathbb{E}_x\,\mathrm{KL}(q(z|x)\,\|\,p(z))$")
+    ax.set(xlabel="rotation of the encoder in the $(z_1, z_2)$ plane (degrees)", ylabel="nats", xlim=(0, 90))
+    ax.legend(fontsize=8, loc="lower right")
+    d.figure(fig, "The same average KL, split three ways: rotating the encoder moves nats from the dimension-wise "
+                  "KL into the total correlation and back, while the beta-VAE's penalty (the dashed total) stays put.")
 
-    n, m = 40, 8
+
+def _section_tc_estimator(d: Derivation, rng: np.random.Generator) -> None:
+    """The minibatch estimate of q(z) that beta-TCVAE trains on: exact on the whole data set, unbiased on a batch."""
+    from scipy import stats
+
+    latent, n, m = 3, 40, 8
     means, logvar = rng.standard_normal((n, latent)), rng.uniform(-1.5, 0.0, (n, latent))
     z = means + np.exp(0.5 * logvar) * rng.standard_normal((n, latent))  # z_i ~ q(z | x_i), one per example
     exact = {"qz": _mixture_log_density(z, means, logvar),
@@ -687,15 +699,6 @@ def _section_total_correlation(d: Derivation, rng: np.random.Generator) -> None:
                   r"that drew $z_i$, $(N-1)/(N(M-1))$ for each other) make $\sum_j w_{ij}\, q(z_i\mid x_j)$ an unbiased "
                   f"estimate of $q(z_i)$ ({draws} batches)", estimates, np.exp(exact["qz"][0]))
 
-    fig, ax = new_figure()
-    degrees = np.degrees(angles)
-    ax.stackplot(degrees, table[:, 1], table[:, 2], table[:, 3],
-                 labels=["index-code MI $I(x; z)$", "total correlation", "dimension-wise KL"], alpha=0.8)
-    ax.plot(degrees, table[:, 0], "k--", lw=1.5, label=r"$\mathbb{E}_x\,\mathrm{KL}(q(z|x)\,\|\,p(z))$")
-    ax.set(xlabel="rotation of the encoder in the $(z_1, z_2)$ plane (degrees)", ylabel="nats", xlim=(0, 90))
-    ax.legend(fontsize=8, loc="lower right")
-    d.figure(fig, "The same average KL, split three ways: rotating the encoder moves nats from the dimension-wise "
-                  "KL into the total correlation and back, while the beta-VAE's penalty (the dashed total) stays put.")
 
 
 def _section_flax_vae(d: Derivation, rng: np.random.Generator) -> None:
@@ -729,5 +732,6 @@ def derive(echo=None) -> Derivation:
     _section_bernoulli_decoder(d, rng)
     _section_importance_sampling(d, rng, x, weight, bias, sigma, study)
     _section_total_correlation(d, rng)
+    _section_tc_estimator(d, rng)
     _section_flax_vae(d, rng)
     return d

@@ -212,3 +212,22 @@ class VAE(nn.Module):
 
     def forward(self, x, eps, y=None):
         return self.elbo(x, eps, y)
+
+
+# 4. Latent traversals -------------------------------------------------------------------------------------------------
+def most_used_latents(net: VAE, x, y, rows: int) -> torch.Tensor:
+    """The ``rows`` latents with the largest mean KL(q(z_k|x) || N(0, 1)) over x (N, C, H, W): (rows,), largest first."""
+    mean, logvar = net.encode(x, y if net.num_classes else None)
+    used = (-0.5 * (1 + logvar - mean**2 - logvar.exp())).mean(0)
+    return torch.argsort(used, descending=True)[:rows]
+
+
+def traverse(net: VAE, x, y, latents, steps: int = 9, span: float = 2.5) -> torch.Tensor:
+    """Decoder means as each of ``latents`` (R,) in turn moves through [-span, span] in ``steps`` values, the others at
+    the posterior mean of the first example of x (N, C, H, W): (R * steps, C, H, W), one row of ``steps`` per latent
+    (a latent the encoder ignores decodes to one picture along its row)."""
+    y = y if net.num_classes else None
+    mean = net.encode(x[:1], None if y is None else y[:1])[0]
+    z = mean.repeat(len(latents) * steps, 1).view(len(latents), steps, -1)
+    z[torch.arange(len(latents)), :, latents] = torch.linspace(-span, span, steps, device=x.device)
+    return net.sample(z.view(len(latents) * steps, -1), None if y is None else y[:1].repeat(len(latents) * steps))

@@ -19,7 +19,7 @@ from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.models import Artefact
 from practice_torch.progress import progress
 from practice_torch.vae.functions import draw_eps, total_correlation_terms
-from practice_torch.vae.networks import VAE
+from practice_torch.vae.networks import VAE, most_used_latents, traverse
 
 # 4. Training interface (practice_torch.models): config, presets, loss on a batch, samples, evaluation ------
 # ``python -m practice_torch train vae`` trains this model with the shared engine; ``eval`` reports the
@@ -189,23 +189,10 @@ def interpolations(net: VAE, x, y, steps: int = 10, rows: int = 8) -> Artefact:
     return Artefact("interpolation", "images", images.cpu(), nrow=steps)
 
 
-def most_used_latents(net: VAE, x, y, rows: int) -> torch.Tensor:
-    """The ``rows`` latents with the largest mean KL(q(z_k|x) || N(0, 1)) over x (N, C, H, W): (rows,), largest first."""
-    mean, logvar = net.encode(x, y if net.num_classes else None)
-    used = (-0.5 * (1 + logvar - mean**2 - logvar.exp())).mean(0)
-    return torch.argsort(used, descending=True)[:rows]
-
-
 def traversals(net: VAE, x, y, rows: int = 10, steps: int = 9, span: float = 2.5) -> Artefact:
-    """Decoder means as one latent at a time moves through [-span, span] with the others at the posterior mean of
-    the first example, one row per latent, the ``most_used_latents`` of x (N, C, H, W) first (the ones the encoder
-    ignores decode to one picture along the row)."""
+    """``traverse`` along the ``most_used_latents`` of x (N, C, H, W): one row per latent, ``steps`` values each."""
     y = y if net.num_classes else None
-    order = most_used_latents(net, x, y, rows)
-    mean = net.encode(x[:1], None if y is None else y[:1])[0]
-    z = mean.repeat(len(order) * steps, 1).view(len(order), steps, -1)
-    z[torch.arange(len(order)), :, order] = torch.linspace(-span, span, steps, device=x.device)
-    images = net.sample(z.view(len(order) * steps, -1), None if y is None else y[:1].repeat(len(order) * steps))
+    images = traverse(net, x, y, most_used_latents(net, x, y, rows), steps, span)
     return Artefact("traversals", "images", images.cpu(), nrow=steps)
 
 
