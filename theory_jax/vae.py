@@ -673,6 +673,9 @@ def _section_tc_estimator(d: Derivation, rng: np.random.Generator) -> None:
     """The minibatch estimate of q(z) that beta-TCVAE trains on: exact on the whole data set, unbiased on a batch."""
     from scipy import stats
 
+    d.say(r"Training needs the TC of the aggregate posterior $q(z) = \frac1N\sum_n q(z\mid x_n)$, a mixture over the "
+          r"whole training set, from a batch of $M \ll N$: beta-TCVAE estimates $q(z_i)$ by a weighted sum over the "
+          r"batch, and the TC and MI from its log.")
     latent, n, m = 3, 40, 8
     means, logvar = rng.standard_normal((n, latent)), rng.uniform(-1.5, 0.0, (n, latent))
     z = means + np.exp(0.5 * logvar) * rng.standard_normal((n, latent))  # z_i ~ q(z | x_i), one per example
@@ -698,7 +701,6 @@ def _section_tc_estimator(d: Derivation, rng: np.random.Generator) -> None:
     d.monte_carlo(f"Over a minibatch of $M = {m}$ of the $N = {n}$, `stratified_log_weights` ($1/N$ for the example "
                   r"that drew $z_i$, $(N-1)/(N(M-1))$ for each other) make $\sum_j w_{ij}\, q(z_i\mid x_j)$ an unbiased "
                   f"estimate of $q(z_i)$ ({draws} batches)", estimates, np.exp(exact["qz"][0]))
-
 
 
 def _section_flax_vae(d: Derivation, rng: np.random.Generator) -> None:
