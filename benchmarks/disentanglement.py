@@ -53,17 +53,16 @@ def one_run(variant: str, seed: int, out: Path, steps: int = 0) -> dict:
 
 
 @torch.no_grad()
-def traversal_grid(run: Path, rows: int = 5, steps: int = 9) -> tuple[torch.Tensor, list[int]]:
-    """The run's traversals of the first test galaxy along its ``rows`` most used latents: (rows * steps, 1, H, W),
-    and those latents."""
-    from practice_torch.data import get_dataset, stacked
+def traversal_grid(run: Path, x: torch.Tensor, y: torch.Tensor, rows: int = 5, steps: int = 9
+                   ) -> tuple[torch.Tensor, list[int]]:
+    """The run's traversals of the first of the test galaxies x (N, 1, H, W) along its ``rows`` most used latents over
+    them: (rows * steps, 1, H, W), and those latents."""
     from practice_torch.models import open_run
     from practice_torch.vae.networks import most_used_latents, traverse
 
     net = open_run(run, torch.device("cpu"))[2]
-    x, y = stacked(get_dataset("galaxies", "test"))[:2]
-    latents = most_used_latents(net, x[:500], y[:500], rows)
-    return traverse(net, x[:500], y[:500], latents, steps), latents.tolist()
+    latents = most_used_latents(net, x, y, rows)
+    return traverse(net, x, y, latents, steps), latents.tolist()
 
 
 def figure(rows: list[dict], runs: dict[tuple[str, int], Path], path: Path) -> None:
@@ -75,13 +74,17 @@ def figure(rows: list[dict], runs: dict[tuple[str, int], Path], path: Path) -> N
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
+    from practice_torch.data import get_dataset, stacked
+
+    x, y = (t[:500] for t in stacked(get_dataset("galaxies", "test"))[:2])  # read once for every panel
+
     columns = min(3, len(rows))
     lines = -(-len(rows) // columns)
     fig, axes = plt.subplots(lines, columns, figsize=(4.6 * columns, 3.0 * lines + 0.4), squeeze=False)
     for ax in axes.flat[len(rows):]:
         ax.axis("off")
     for ax, row in zip(axes.flat, rows):
-        grid, latents = traversal_grid(runs[row["variant"], row["seed"]])
+        grid, latents = traversal_grid(runs[row["variant"], row["seed"]], x, y)
         ax.imshow(make_grid(grid.clamp(0, 1), nrow=9, padding=1, pad_value=1.0)[0], cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"{row['variant']} (seed {row['seed']}): MIG {row['mig']:.2f}", fontsize=9)
         names = [" / ".join(f"{FACTORS[k]} {row[f'mig_factor_{k}']:.2f}" for k, j in enumerate(row["latents"]) if j == z)
