@@ -113,12 +113,15 @@ CASES = (
     FunctionCase("gan/gauss_log_pdf", "gauss_log_pdf",
                  lambda r: {"x": gaussian(r, B), "mean": gaussian(r, B), "std": np.exp(gaussian(r, B, scale=0.3))},
                  grad_wrt=("x", "mean", "std"), reference=lambda x, mean, std: stats.norm.logpdf(x, mean, std)),
-    RunCase("gan/run/mlp-conditional", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16",
-                                               "model.conditional=true", "model.r1=0"), dataset="digits"),
+    # the unrolled discriminator (Metz et al.): the generator's loss two look-ahead steps on, the class vectors moving
+    RunCase("gan/run/mlp-conditional-unrolled", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16",
+                                                        "model.conditional=true", "model.r1=0", "model.unrolled_steps=2",
+                                                        "model.unroll_lr=0.05"), dataset="digits"),
     # simultaneous gradient steps (model.discriminator_steps=0): both players' gradients on one batch, then both steps
     RunCase("gan/run/mlp-simultaneous", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16", "model.r1=0",
                                                 "model.discriminator_steps=0"), dataset="digits"),
-    RunCase("gan/run/dcgan-r1", "gan", (*RUN, "model.channels=4,8", "model.fc=16", "model.r1=1",
-                                        "model.discriminator_steps=2", "model.generator_loss=saturating"),
-            dataset="digits"),
+    # R1's gradient also runs through the minibatch standard deviation (Karras et al.), the batch's one shared feature
+    RunCase("gan/run/dcgan-r1-minibatch-std", "gan", (*RUN, "model.channels=4,8", "model.fc=16", "model.r1=1",
+                                                      "model.discriminator_steps=2", "model.generator_loss=saturating",
+                                                      "model.minibatch_std=true"), dataset="digits"),
 )

@@ -228,7 +228,7 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
 
 
 # The GAN: two players, each on its own optimizer (``practice_torch/gan/twin.py``, ``JaxGameRun``) --------------------
-def _game_case(name: str = "dcgan-r1", steps: int = 4):
+def _game_case(name: str = "dcgan-r1-minibatch-std", steps: int = 4):
     """A GAN run case, shortened: a fault of the step shows in the first rounds, and compiling is most of the cost."""
     from shared_specs.catalogue import spec_cases
 
@@ -277,13 +277,25 @@ def test_the_games_reference_is_the_engines_own_custom_step(tmp_path):
 
 
 @pytest.mark.parametrize("fault", ["the players' order swapped", "simultaneous updates taken in turn",
-                                   "flax's biased running variance"])
+                                   "flax's biased running variance", "the look-ahead's steps taken as constants"])
 def test_a_faulty_game_step_is_caught(fault, both, monkeypatch):
-    import theory_jax.f_divergence as jf
+    import jax
 
-    if fault == "the players' order swapped":
+    import theory_jax.f_divergence as jf
+    import theory_jax.gan as jg
+
+    if fault == "the look-ahead's steps taken as constants":  # the unrolled loss right, its gradient not (eq. 6)
+        def unroll(loss, params, steps, lr):
+            for _ in range(steps):
+                grads = jax.lax.stop_gradient(jax.grad(loss)(params))
+                params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+            return params
+
+        monkeypatch.setattr(jg, "unroll", unroll)
+        assert "loss" in caught(_game_case("mlp-conditional-unrolled"), Perturbation(fault))
+    elif fault == "the players' order swapped":
         perturbation = Perturbation(fault, training=lambda parts: {**parts, "train_step": _generator_first})
-        assert "loss" in caught(_game_case("mlp-conditional"), perturbation)
+        assert "loss" in caught(_game_case("mlp-conditional-unrolled"), perturbation)
     elif fault == "simultaneous updates taken in turn":
         perturbation = Perturbation(fault, training=lambda parts: {**parts, "train_step": _one_after_the_other})
         assert "loss" in caught(_game_case("mlp-simultaneous"), perturbation)
@@ -315,6 +327,10 @@ def test_theory_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backe
     assert torch_main(["train", "gan", "--resume", str(run), "--steps", "10"]) == 0  # PyTorch continues it
     assert jax_main(["train", "gan", "--resume", str(run), "--steps", "12"]) == 0  # and JAX continues that
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()][-1] == 12
+    capsys.readouterr()
+    assert jax_main(["train", "gan", "--steps", "1", "--out", str(tmp_path / "sn"), "--set",
+                     "model.spectral_norm=true"]) == 2
+    assert "no model.spectral_norm" in capsys.readouterr().err and not (tmp_path / "sn").exists()
 
 
 def test_the_conditional_dcgan_trains_in_jax_as_in_pytorch(tmp_path):

@@ -20,7 +20,7 @@ same arguments); cases: ``shared_specs/f_divergence.py``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import jax
@@ -228,10 +228,13 @@ class MLPGenerator(nn.Module):
 
 class MLPCritic(nn.Module):
     """x (B, *shape) (images channels last) -> V (B,): LeakyReLU(0.2) MLP on the flattened example (images in
-    torch's (C, H, W) order), unconstrained output. The twin of ``practice_torch.f_divergence.networks.MLPCritic``."""
+    torch's (C, H, W) order), unconstrained output. The twin of ``practice_torch.f_divergence.networks.MLPCritic``.
+    ``before_out``: a function of the last features (B, F) -> (B, F') that ``out`` reads instead (the GAN's
+    ``minibatch_std``; torch's ``Adversarial`` widens ``out`` the same way)."""
 
     shape: Sequence[int]
     hidden: Sequence[int]
+    before_out: Callable | None = None
 
     def setup(self):
         self.layers = [nn.Dense(w) for w in self.hidden]
@@ -246,13 +249,13 @@ class MLPCritic(nn.Module):
         return h
 
     def __call__(self, x):
-        return self.out(self.features(x))[:, 0]
+        return self.logit_and_features(x)[0]
 
     def logit_and_features(self, x):
         """(V (B,), the last hidden layer (B, hidden[-1]) that ``out`` reads): what a projection discriminator reads
         (``theory_jax.gan``)."""
         h = self.features(x)
-        return self.out(h)[:, 0], h
+        return self.out(self.before_out(h) if self.before_out else h)[:, 0], h
 
 
 class ConvGenerator(nn.Module):
@@ -291,12 +294,14 @@ class ConvCritic(nn.Module):
     """x (B, H, W, C) -> V (B,): Conv 4x4 stride 2 (torch's padding 1, explicit) twice, a layer normalisation over
     (C, H, W) after the second (GroupNorm with one group), Linear to ``fc`` on the NCHW-flattened map, LayerNorm,
     Linear to 1; LeakyReLU(0.2) between. torch's epsilon 1e-5 in both norms. ``norm=False``: no normalisation (the
-    WGAN's critic). The GAN's, the WGAN's and the f-GAN's discriminator; its weights cross by the converter."""
+    WGAN's critic). The GAN's, the WGAN's and the f-GAN's discriminator; its weights cross by the converter.
+    ``before_out``: as ``MLPCritic``'s, on the ``fc`` features."""
 
     shape: Sequence[int]
     channels: Sequence[int] = (64, 128)
     fc: int = 1024
     norm: bool = True
+    before_out: Callable | None = None
 
     @nn.compact
     def logit_and_features(self, x):
@@ -314,7 +319,7 @@ class ConvCritic(nn.Module):
         if self.norm:
             h = nn.LayerNorm(epsilon=GROUPNORM_EPS, use_fast_variance=False, name="norm_fc")(h)
         h = leaky_relu(h, 0.2)
-        return nn.Dense(1, name="out")(h)[:, 0], h
+        return nn.Dense(1, name="out")(self.before_out(h) if self.before_out else h)[:, 0], h
 
     def __call__(self, x):
         return self.logit_and_features(x)[0]

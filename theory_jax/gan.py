@@ -179,8 +179,9 @@ class Adversarial(nn.Module):
     """A generator G(z[, y]) and a discriminator D(x[, y]) = sigmoid(logit(x[, y])): the f-GAN's networks
     (``theory_jax.f_divergence``), MLPs for vectors, the DCGAN's convolutions for images (channels last). With
     ``num_classes``, the one-hot label appended to z and a projection term <embed(y), phi(x)> (phi: the
-    discriminator's last features) added to the logit (Miyato & Koyama 2018, eq. 3). Names as torch's, so the
-    converter carries the weights either way."""
+    discriminator's last features) added to the logit (Miyato & Koyama 2018, eq. 3). ``minibatch_std``: the
+    discriminator's ``out`` also reads the batch's feature spread (``minibatch_std`` of phi(x)), so a batch is judged
+    as a whole. Names as torch's, so the converter carries the weights either way."""
 
     shape: Sequence[int]
     architecture: str = "mlp"
@@ -189,15 +190,17 @@ class Adversarial(nn.Module):
     fc: int = 1024
     num_classes: int = 0
     unit_interval: bool = False
+    minibatch_std: bool = False
 
     def setup(self):
+        before_out = minibatch_std if self.minibatch_std else None
         if self.architecture == "mlp":
             self.generator = MLPGenerator(self.shape, self.hidden, self.unit_interval)
-            self.discriminator = MLPCritic(self.shape, self.hidden)
+            self.discriminator = MLPCritic(self.shape, self.hidden, before_out)
             width = self.hidden[-1]
         else:
             self.generator = ConvGenerator(0, self.shape, self.channels, self.fc, self.unit_interval)
-            self.discriminator = ConvCritic(self.shape, self.channels, self.fc)
+            self.discriminator = ConvCritic(self.shape, self.channels, self.fc, before_out=before_out)
             width = self.fc
         if self.num_classes:
             self.embed = nn.Embed(self.num_classes, width)

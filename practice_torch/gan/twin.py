@@ -4,7 +4,10 @@ players' losses as pure functions and the round of the game written as ``trainin
 The players' parameters are the flax twin's top-level collections: the discriminator's (with the projection's class
 vectors, ``embed``) and the generator's, in the order of ``training.players``. The generator's batch normalisation
 (the DCGAN's) keeps its running statistics in ``batch_stats``, moved at every forward pass in training mode, as
-torch's are, and handed from one loss to the next.
+torch's are, and handed from one loss to the next. ``model.minibatch_std`` is the twin's own field (its ``out`` reads
+one more feature); ``model.unrolled_steps`` is ``theory_jax.gan.unroll`` of the discriminator's share of the params
+inside the generator's objective, differentiated through by the update's ``jax.value_and_grad``. Spectral
+normalisation is not twinned: its power iteration's vectors would be a third, mutable collection of the discriminator.
 """
 
 from __future__ import annotations
@@ -19,12 +22,11 @@ def jax_twin(net, cfg):
     from shared_specs.jax_train import JaxGame
 
     m = cfg.model
-    missing = [key for key in ("spectral_norm", "minibatch_std", "unrolled_steps") if getattr(m, key)]
-    if missing:  # the flax twin keeps no power-iteration vectors, reads no batch feature, takes no look-ahead
-        raise ValueError(f"theory_jax train gan has no {', '.join(f'model.{k}' for k in missing)} yet: train with "
-                         f"practice_torch, or leave {'it' if len(missing) == 1 else 'them'} off")
+    if m.spectral_norm:  # the flax twin keeps no power-iteration vectors
+        raise ValueError("theory_jax train gan has no model.spectral_norm yet: train with practice_torch, or leave it "
+                         "off")
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
-                          unit_interval=net.generator.unit_interval)
+                          unit_interval=net.generator.unit_interval, minibatch_std=m.minibatch_std)
     generator_loss = {"non_saturating": jg.generator_loss_nonsaturating,
                       "saturating": jg.generator_loss_saturating}[m.generator_loss]
 
@@ -56,9 +58,18 @@ def jax_twin(net, cfg):
         return loss, (terms, stats)
 
     def generator_objective(params, stats, batch, noise):
-        """The generator's loss on the discriminator's logits of its samples -> (loss, ({}, statistics))."""
-        y = labels(batch)
+        """The generator's loss on the discriminator's logits of its samples; ``model.unrolled_steps = k > 0``: on
+        those of the discriminator k plain gradient steps (lr ``model.unroll_lr``) on from its params, on this batch's
+        real x and these fakes, the steps in the graph (Metz et al. 2017, eqs. 4-6) -> (loss, ({}, statistics))."""
+        x, y = batch[0], labels(batch)
         fake, stats = generate(params, stats, noise["z"], y)
+        if m.unrolled_steps:
+            def look_ahead_loss(judge):  # the discriminator's plain loss, its share of the params moved
+                both = {**params, **judge}
+                return jg.discriminator_loss(logit(both, x, y), logit(both, fake, y))
+
+            judge = {k: v for k, v in params.items() if k in players["discriminator"]}
+            params = {**params, **jg.unroll(look_ahead_loss, judge, m.unrolled_steps, m.unroll_lr)}
         return generator_loss(logit(params, fake, y)), ({}, stats)
 
     def train_step(run, config):
