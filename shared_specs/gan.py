@@ -113,10 +113,11 @@ CASES = (
     FunctionCase("gan/gauss_log_pdf", "gauss_log_pdf",
                  lambda r: {"x": gaussian(r, B), "mean": gaussian(r, B), "std": np.exp(gaussian(r, B, scale=0.3))},
                  grad_wrt=("x", "mean", "std"), reference=lambda x, mean, std: stats.norm.logpdf(x, mean, std)),
-    # the unrolled discriminator (Metz et al.): the generator's loss two look-ahead steps on, the class vectors moving
+    # the unrolled discriminator (Metz et al.): the generator's loss two look-ahead steps on, the class vectors moving;
+    # 25 rounds, as each costs three discriminator gradients, two of them differentiated again
     RunCase("gan/run/mlp-conditional-unrolled", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16",
                                                         "model.conditional=true", "model.r1=0", "model.unrolled_steps=2",
-                                                        "model.unroll_lr=0.05"), dataset="digits"),
+                                                        "model.unroll_lr=0.05"), dataset="digits", steps=25),
     # simultaneous gradient steps (model.discriminator_steps=0): both players' gradients on one batch, then both steps
     RunCase("gan/run/mlp-simultaneous", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16", "model.r1=0",
                                                 "model.discriminator_steps=0"), dataset="digits"),
