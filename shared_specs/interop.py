@@ -6,7 +6,11 @@ mismatch, naming the tensor. Naming convention shared by the twin modules:
 
 * torch attribute ``enc`` <-> flax submodule ``enc`` (same names in both trees);
 * torch ``ModuleList``/``Sequential`` index ``convs.0`` <-> flax list-in-setup name ``convs_0``;
-* a bare ``nn.Parameter`` ``log_sigma`` <-> ``self.param("log_sigma", ...)``, unchanged.
+* a bare ``nn.Parameter`` ``log_sigma`` <-> ``self.param("log_sigma", ...)``, unchanged;
+* a parametrized tensor (``torch.nn.utils.parametrize``: ``fc.parametrizations.weight.original``) <-> the tensor
+  it parametrizes (``fc.weight``), its parametrization's buffers (``fc.parametrizations.weight.0.u``) <-> the
+  layer's ``batch_stats`` entries (``fc/u``; the GAN's spectral normalisation keeps its vectors there, as flax's own
+  ``nn.SpectralNorm`` does).
 
 Layer rules (torch leaf -> flax leaf, axis permutation applied to the torch array):
 """
@@ -62,9 +66,21 @@ __doc__ += ("\n\nBatchNorm buffers go to the ``batch_stats`` collection (``split
 IDENTITY = Rule("*", "*", None, None, "parameter with the same name in both layouts")
 
 
+def _parametrized(parts: list[str]) -> list[str] | None:
+    """The name parts of a parametrized tensor's original (``fc.parametrizations.weight.original`` -> ``fc.weight``)
+    or of its parametrization's buffer (``fc.parametrizations.weight.0.u`` -> ``fc.u``); None for any other name."""
+    if len(parts) >= 3 and parts[-3] == "parametrizations" and parts[-1] == "original":
+        return parts[:-3] + [parts[-2]]
+    if len(parts) >= 4 and parts[-4] == "parametrizations" and parts[-2] == "0":
+        return parts[:-4] + [parts[-1]]
+    return None
+
+
 def _module_path(torch_name: str) -> tuple[tuple[str, ...], str]:
-    """'enc.convs.0.weight' -> (('enc', 'convs_0'), 'weight')."""
+    """'enc.convs.0.weight' -> (('enc', 'convs_0'), 'weight'); 'fc.parametrizations.weight.original' ->
+    (('fc',), 'weight')."""
     parts = torch_name.split(".")
+    parts = _parametrized(parts) or parts
     path: list[str] = []
     for part in parts[:-1]:
         if part.isdigit():
@@ -115,18 +131,28 @@ def _match(torch_name: str, ndim: int, flax_paths: Mapping[tuple[str, ...], Any]
     return found[0]
 
 
+def statistic_name(torch_name: str) -> str | None:
+    """A torch buffer's name in the flax ``batch_stats`` layout (``norm0.running_var`` -> ``norm0.var``,
+    ``fc.parametrizations.weight.0.u`` -> ``fc.u``), None for a parameter or a dropped buffer."""
+    parts = torch_name.split(".")
+    if parts[-1] in STATISTICS:
+        return ".".join(parts[:-1] + [STATISTICS[parts[-1]]])
+    if parts[-1] != "original" and _parametrized(parts):
+        return ".".join(_parametrized(parts))
+    return None
+
+
 def split_statistics(state_dict: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(parameters, running statistics) of a torch ``state_dict`` (or of its schema, name -> shape).
 
-    The statistics carry their flax leaf names (``norm0.running_var`` -> ``norm0.var``), ready for ``torch_to_flax``
-    against a ``batch_stats`` template; ``num_batches_tracked`` is in neither."""
+    The statistics carry their flax names (``statistic_name``: ``norm0.running_var`` -> ``norm0.var``), ready for
+    ``torch_to_flax`` against a ``batch_stats`` template; ``num_batches_tracked`` is in neither."""
     params: dict[str, Any] = {}
     stats: dict[str, Any] = {}
     for name, value in state_dict.items():
-        module, _, leaf = name.rpartition(".")
-        if leaf in STATISTICS:
-            stats[f"{module}.{STATISTICS[leaf]}" if module else STATISTICS[leaf]] = value
-        elif leaf not in UNTRANSLATED:
+        if statistic_name(name):
+            stats[statistic_name(name)] = value
+        elif name.rpartition(".")[2] not in UNTRANSLATED:
             params[name] = value
     return params, stats
 

@@ -508,16 +508,14 @@ class JaxGameRun(EngineRun):
         statistics and their count."""
         import torch
 
-        from shared_specs.interop import STATISTICS, flax_to_torch
+        from shared_specs.interop import flax_to_torch, statistic_name
 
         state = self.net.state_dict()
         out = {**state, **self.to_torch(self.shadow if average else self.params)}
         if self.stats:
-            leaves = {v: k for k, v in STATISTICS.items()}
+            torch_name = {statistic_name(name): name for name in state if statistic_name(name)}
             for name, value in flax_to_torch(_numpy(self.stats), self.torch_stats).items():
-                module, _, leaf = name.rpartition(".")
-                torch_name = f"{module}.{leaves[leaf]}"
-                out[torch_name] = torch.from_numpy(np.array(value, copy=True)).to(state[torch_name].dtype)
+                out[torch_name[name]] = torch.from_numpy(np.array(value, copy=True)).to(state[torch_name[name]].dtype)
         for name in state:
             if name.endswith("num_batches_tracked"):
                 out[name] = torch.tensor(self.tracked, dtype=state[name].dtype)

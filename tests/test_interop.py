@@ -115,3 +115,25 @@ def test_batch_norm_buffers_go_to_batch_stats_and_the_batch_count_is_dropped(bot
     np.testing.assert_array_equal(flax_stats["norm"]["var"], np.full(3, 2.0))
     with pytest.raises(ConversionError, match="norm.running_mean"):  # unsplit, a buffer has no parameter to go to
         torch_to_flax(state, {"norm": {"scale": (3,), "bias": (3,)}})
+
+
+def test_a_parametrized_weight_crosses_as_the_weight_and_its_vectors_as_batch_stats():
+    """A spectrally normalised layer (``torch.nn.utils.parametrize``): ``parametrizations.weight.original`` is the
+    flax kernel, the parametrization's u and v buffers the layer's ``batch_stats`` entries; and back, by name."""
+    from practice_torch.gan.networks import spectral_norm_layers
+    from shared_specs.interop import split_statistics, statistic_name
+
+    state = {k: v.numpy() for k, v in spectral_norm_layers(torch.nn.Sequential(torch.nn.Linear(3, 2))).state_dict()
+             .items()}
+    params, stats = split_statistics({f"fc.{k[2:]}": v for k, v in state.items()})  # "0." -> "fc."
+    assert sorted(params) == ["fc.bias", "fc.parametrizations.weight.original"]
+    assert sorted(stats) == ["fc.u", "fc.v"] and statistic_name("fc.parametrizations.weight.original") is None
+    flax = torch_to_flax(params, {"fc": {"kernel": (3, 2), "bias": (2,)}})
+    np.testing.assert_array_equal(flax["fc"]["kernel"], state["0.parametrizations.weight.original"].T)
+    np.testing.assert_array_equal(torch_to_flax(stats, {"fc": {"u": (2,), "v": (3,)}})["fc"]["v"],
+                                  state["0.parametrizations.weight.0.v"])
+    back = flax_to_torch(flax, {k: v.shape for k, v in params.items()})
+    np.testing.assert_array_equal(back["fc.parametrizations.weight.original"], state["0.parametrizations.weight.original"])
+    with pytest.raises(ConversionError, match="fc.parametrizations.weight.0.u"):  # a buffer is not a parameter
+        torch_to_flax({**params, "fc.parametrizations.weight.0.u": stats["fc.u"]}, {"fc": {"kernel": (3, 2),
+                                                                                            "bias": (2,)}})

@@ -228,7 +228,7 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
 
 
 # The GAN: two players, each on its own optimizer (``practice_torch/gan/twin.py``, ``JaxGameRun``) --------------------
-def _game_case(name: str = "dcgan-r1-minibatch-std", steps: int = 4):
+def _game_case(name: str = "dcgan-r1-sn-minibatch-std", steps: int = 4):
     """A GAN run case, shortened: a fault of the step shows in the first rounds, and compiling is most of the cost."""
     from shared_specs.catalogue import spec_cases
 
@@ -277,14 +277,19 @@ def test_the_games_reference_is_the_engines_own_custom_step(tmp_path):
 
 
 @pytest.mark.parametrize("fault", ["the players' order swapped", "simultaneous updates taken in turn",
-                                   "flax's biased running variance", "the look-ahead's steps taken as constants"])
+                                   "flax's biased running variance", "the look-ahead's steps taken as constants",
+                                   "spectral norm without the power iteration's update"])
 def test_a_faulty_game_step_is_caught(fault, both, monkeypatch):
     import jax
 
     import theory_jax.f_divergence as jf
     import theory_jax.gan as jg
 
-    if fault == "the look-ahead's steps taken as constants":  # the unrolled loss right, its gradient not (eq. 6)
+    if fault == "spectral norm without the power iteration's update":  # sigma from the vectors the run started with
+        normalize = jg.spectral_normalize
+        monkeypatch.setattr(jg, "spectral_normalize", lambda w, u, v, n_iter=1, eps=1e-12: normalize(w, u, v, 0, eps))
+        assert "loss" in caught(_game_case(), Perturbation(fault))
+    elif fault == "the look-ahead's steps taken as constants":  # the unrolled loss right, its gradient not (eq. 6)
         def unroll(loss, params, steps, lr):
             for _ in range(steps):
                 grads = jax.lax.stop_gradient(jax.grad(loss)(params))
@@ -312,16 +317,17 @@ def test_theory_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backe
     from practice_torch.engine.checkpoint import load_checkpoint
     from theory_jax.cli import main as jax_main
 
-    run = tmp_path / "gan"
+    run = tmp_path / "gan"  # spectrally normalised: its vectors cross to torch's parametrizations and back
     tiny = ["--set", "model.hidden=16,16", "--set", "train.batch_size=64", "--set", "train.log_every=4", "--set",
-            "train.samples=200"]
+            "train.samples=200", "--set", "model.spectral_norm=true"]
     assert jax_main(["train", "gan", "--steps", "8", "--out", str(run), *tiny]) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [4, 8]
     assert {"loss", "grad_norm_discriminator", "grad_norm_generator", "lr_generator", "d_real"} <= set(lines[-1])
     assert (run / "samples" / "samples.png").is_file()
-    _, state = load_checkpoint(run / "checkpoints", "gan")
+    weights, state = load_checkpoint(run / "checkpoints", "gan")
     assert sorted(state["players"]) == ["discriminator", "generator"] and state["step"] == 8
+    assert np.isclose(float(weights["discriminator.out.parametrizations.weight.0.v"].norm()), 1.0)
     assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
     assert 0 <= json.loads((run / "eval_test.json").read_text())["modes_covered"] <= 8
     assert torch_main(["train", "gan", "--resume", str(run), "--steps", "10"]) == 0  # PyTorch continues it
@@ -329,8 +335,8 @@ def test_theory_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backe
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()][-1] == 12
     capsys.readouterr()
     assert jax_main(["train", "gan", "--steps", "1", "--out", str(tmp_path / "sn"), "--set",
-                     "model.spectral_norm=true"]) == 2
-    assert "no model.spectral_norm" in capsys.readouterr().err and not (tmp_path / "sn").exists()
+                     "model.spectral_norm=true", "--set", "model.discriminator_steps=0"]) == 2
+    assert "discriminator_steps >= 1 only" in capsys.readouterr().err and not (tmp_path / "sn").exists()
 
 
 def test_the_conditional_dcgan_trains_in_jax_as_in_pytorch(tmp_path):

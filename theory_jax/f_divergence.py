@@ -230,15 +230,17 @@ class MLPCritic(nn.Module):
     """x (B, *shape) (images channels last) -> V (B,): LeakyReLU(0.2) MLP on the flattened example (images in
     torch's (C, H, W) order), unconstrained output. The twin of ``practice_torch.f_divergence.networks.MLPCritic``.
     ``before_out``: a function of the last features (B, F) -> (B, F') that ``out`` reads instead (the GAN's
-    ``minibatch_std``; torch's ``Adversarial`` widens ``out`` the same way)."""
+    ``minibatch_std``; torch's ``Adversarial`` widens ``out`` the same way). ``dense``: the layer class
+    (``nn.Dense``, or the GAN's ``SpectralDense``)."""
 
     shape: Sequence[int]
     hidden: Sequence[int]
     before_out: Callable | None = None
+    dense: Callable = nn.Dense
 
     def setup(self):
-        self.layers = [nn.Dense(w) for w in self.hidden]
-        self.out = nn.Dense(1)
+        self.layers = [self.dense(w) for w in self.hidden]
+        self.out = self.dense(1)
 
     def features(self, x):
         """The last hidden layer, (B, hidden[-1])."""
@@ -295,13 +297,16 @@ class ConvCritic(nn.Module):
     (C, H, W) after the second (GroupNorm with one group), Linear to ``fc`` on the NCHW-flattened map, LayerNorm,
     Linear to 1; LeakyReLU(0.2) between. torch's epsilon 1e-5 in both norms. ``norm=False``: no normalisation (the
     WGAN's critic). The GAN's, the WGAN's and the f-GAN's discriminator; its weights cross by the converter.
-    ``before_out``: as ``MLPCritic``'s, on the ``fc`` features."""
+    ``before_out``: as ``MLPCritic``'s, on the ``fc`` features; ``dense``, ``conv``: the layer classes (``nn.Dense``
+    and ``nn.Conv``, or the GAN's ``SpectralDense`` and ``SpectralConv``)."""
 
     shape: Sequence[int]
     channels: Sequence[int] = (64, 128)
     fc: int = 1024
     norm: bool = True
     before_out: Callable | None = None
+    dense: Callable = nn.Dense
+    conv: Callable = nn.Conv
 
     @nn.compact
     def logit_and_features(self, x):
@@ -309,17 +314,17 @@ class ConvCritic(nn.Module):
         (``theory_jax.gan``)."""
         small, big = self.channels
         pad = ((1, 1), (1, 1))
-        h = leaky_relu(nn.Conv(small, (4, 4), strides=(2, 2), padding=pad, name="down1")(x), 0.2)
-        h = nn.Conv(big, (4, 4), strides=(2, 2), padding=pad, name="down2")(h)
+        h = leaky_relu(self.conv(small, (4, 4), strides=(2, 2), padding=pad, name="down1")(x), 0.2)
+        h = self.conv(big, (4, 4), strides=(2, 2), padding=pad, name="down2")(h)
         if self.norm:
             h = nn.GroupNorm(num_groups=1, epsilon=GROUPNORM_EPS, use_fast_variance=False, name="norm2")(h)
         h = leaky_relu(h, 0.2)
         h = jnp.reshape(jnp.transpose(h, (0, 3, 1, 2)), (h.shape[0], -1))  # torch's NCHW flattening
-        h = nn.Dense(self.fc, name="fc")(h)
+        h = self.dense(self.fc, name="fc")(h)
         if self.norm:
             h = nn.LayerNorm(epsilon=GROUPNORM_EPS, use_fast_variance=False, name="norm_fc")(h)
         h = leaky_relu(h, 0.2)
-        return nn.Dense(1, name="out")(self.before_out(h) if self.before_out else h)[:, 0], h
+        return self.dense(1, name="out")(self.before_out(h) if self.before_out else h)[:, 0], h
 
     def __call__(self, x):
         return self.logit_and_features(x)[0]

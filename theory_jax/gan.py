@@ -110,6 +110,61 @@ def spectral_normalize(w, u, v, n_iter: int = 1, eps: float = 1e-12):
     return w / sigma, u, v
 
 
+def spectral_vectors(module: nn.Module, matrix):
+    """The power iteration's (u (out,), v (rest,)) of a layer whose weight reads as ``matrix`` (out, rest), kept in
+    its ``batch_stats`` (as flax's ``nn.SpectralNorm`` keeps its u); their values cross from torch's
+    ``SpectralNorm`` buffers. -> (the u variable, the v variable)."""
+    def unit(n):
+        return lambda: jnp.full((n,), n ** -0.5, matrix.dtype)
+    return module.variable("batch_stats", "u", unit(matrix.shape[0])), module.variable("batch_stats", "v",
+                                                                                      unit(matrix.shape[1]))
+
+
+def spectral_step(module: nn.Module, weight):
+    """W / sigma(W) for a torch-layout weight (out, ...): one power iteration when the layer's ``batch_stats`` may
+    move (training: torch's ``SpectralNorm`` in ``train()`` mode, which steps at every forward pass) and the vectors
+    stored; none otherwise (``eval()``)."""
+    matrix = weight.reshape(weight.shape[0], -1)
+    u, v = spectral_vectors(module, matrix)
+    train = module.is_mutable_collection("batch_stats") and not module.is_initializing()
+    normalised, u_next, v_next = spectral_normalize(weight, u.value, v.value, 1 if train else 0)
+    if train:
+        u.value, v.value = u_next, v_next
+    return normalised
+
+
+class SpectralDense(nn.Module):
+    """``nn.Dense`` reading its kernel as W / sigma(W) (``spectral_step`` on torch's (out, in) layout): the twin of
+    a torch ``Linear`` under ``SpectralNorm``. x (..., in) -> (..., features)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return x @ spectral_step(self, kernel.T).T + bias
+
+
+class SpectralConv(nn.Module):
+    """``nn.Conv`` (HWIO kernel, explicit padding) reading its kernel as W / sigma(W) (``spectral_step`` on torch's
+    (out, in, kh, kw) layout, the power iteration's v over in * kh * kw in torch's order): the twin of a torch
+    ``Conv2d`` under ``SpectralNorm``. x (B, H, W, in) -> (B, H', W', features)."""
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] = (1, 1)
+    padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0))
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (*self.kernel_size, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        normalised = jnp.transpose(spectral_step(self, jnp.transpose(kernel, (3, 2, 0, 1))), (2, 3, 1, 0))
+        return jax.lax.conv_general_dilated(x, normalised, tuple(self.strides), tuple(self.padding),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+
+
 # Minibatch standard deviation (Karras et al. 2018) and the unrolled discriminator (Metz et al. 2017) -------------
 def minibatch_std(h, eps: float = 1e-8):
     """h with the batch's feature standard deviation, sqrt(Var_batch + eps) averaged over features, appended to
@@ -181,7 +236,9 @@ class Adversarial(nn.Module):
     ``num_classes``, the one-hot label appended to z and a projection term <embed(y), phi(x)> (phi: the
     discriminator's last features) added to the logit (Miyato & Koyama 2018, eq. 3). ``minibatch_std``: the
     discriminator's ``out`` also reads the batch's feature spread (``minibatch_std`` of phi(x)), so a batch is judged
-    as a whole. Names as torch's, so the converter carries the weights either way."""
+    as a whole. ``spectral_norm``: every Dense and Conv of the discriminator is ``SpectralDense`` / ``SpectralConv``
+    (its vectors in ``batch_stats``, stepped by a logit applied with that collection mutable). Names as torch's, so
+    the converter carries the weights either way."""
 
     shape: Sequence[int]
     architecture: str = "mlp"
@@ -191,16 +248,19 @@ class Adversarial(nn.Module):
     num_classes: int = 0
     unit_interval: bool = False
     minibatch_std: bool = False
+    spectral_norm: bool = False
 
     def setup(self):
         before_out = minibatch_std if self.minibatch_std else None
+        dense, conv = (SpectralDense, SpectralConv) if self.spectral_norm else (nn.Dense, nn.Conv)
         if self.architecture == "mlp":
             self.generator = MLPGenerator(self.shape, self.hidden, self.unit_interval)
-            self.discriminator = MLPCritic(self.shape, self.hidden, before_out)
+            self.discriminator = MLPCritic(self.shape, self.hidden, before_out, dense)
             width = self.hidden[-1]
         else:
             self.generator = ConvGenerator(0, self.shape, self.channels, self.fc, self.unit_interval)
-            self.discriminator = ConvCritic(self.shape, self.channels, self.fc, before_out=before_out)
+            self.discriminator = ConvCritic(self.shape, self.channels, self.fc, before_out=before_out, dense=dense,
+                                            conv=conv)
             width = self.fc
         if self.num_classes:
             self.embed = nn.Embed(self.num_classes, width)

@@ -4,10 +4,12 @@ players' losses as pure functions and the round of the game written as ``trainin
 The players' parameters are the flax twin's top-level collections: the discriminator's (with the projection's class
 vectors, ``embed``) and the generator's, in the order of ``training.players``. The generator's batch normalisation
 (the DCGAN's) keeps its running statistics in ``batch_stats``, moved at every forward pass in training mode, as
-torch's are, and handed from one loss to the next. ``model.minibatch_std`` is the twin's own field (its ``out`` reads
-one more feature); ``model.unrolled_steps`` is ``theory_jax.gan.unroll`` of the discriminator's share of the params
-inside the generator's objective, differentiated through by the update's ``jax.value_and_grad``. Spectral
-normalisation is not twinned: its power iteration's vectors would be a third, mutable collection of the discriminator.
+torch's are, and handed from one loss to the next. ``model.spectral_norm``: the discriminator's power-iteration
+vectors live in ``batch_stats`` too, and every logit taken in training steps them, as every training-mode forward
+pass of torch's ``SpectralNorm`` does, so the statistics also pass from one logit to the next.
+``model.minibatch_std`` is the twin's own field (its ``out`` reads one more feature); ``model.unrolled_steps`` is
+``theory_jax.gan.unroll`` of the discriminator's share of the params inside the generator's objective,
+differentiated through by the update's ``jax.value_and_grad``.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ def jax_twin(net, cfg):
     from shared_specs.jax_train import JaxGame
 
     m = cfg.model
-    if m.spectral_norm:  # the flax twin keeps no power-iteration vectors
-        raise ValueError("theory_jax train gan has no model.spectral_norm yet: train with practice_torch, or leave it "
-                         "off")
+    if m.spectral_norm and m.discriminator_steps == 0:  # the players' logits would step the vectors in torch's order
+        raise ValueError("theory_jax train gan runs model.spectral_norm=true with model.discriminator_steps >= 1 only "
+                         "(simultaneous updates take every gradient from the same statistics): train with "
+                         "practice_torch, or set model.discriminator_steps=1")
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
-                          unit_interval=net.generator.unit_interval, minibatch_std=m.minibatch_std)
+                          unit_interval=net.generator.unit_interval, minibatch_std=m.minibatch_std,
+                          spectral_norm=m.spectral_norm)
     generator_loss = {"non_saturating": jg.generator_loss_nonsaturating,
                       "saturating": jg.generator_loss_saturating}[m.generator_loss]
 
@@ -38,24 +42,31 @@ def jax_twin(net, cfg):
         fake, moved = twin.apply({"params": params, "batch_stats": stats}, z, y, mutable=["batch_stats"])
         return fake, moved.get("batch_stats", stats)
 
-    def logit(params, x, y):
-        return twin.apply({"params": params}, x, y, method=jg.Adversarial.logit)
+    def logit(params, stats, x, y):
+        """D's logit (B,) in training mode: (logits, the statistics; with spectral normalisation, its vectors one
+        power iteration on)."""
+        if not m.spectral_norm:
+            return twin.apply({"params": params}, x, y, method=jg.Adversarial.logit), stats
+        logits, moved = twin.apply({"params": params, "batch_stats": stats}, x, y, method=jg.Adversarial.logit,
+                                   mutable=["batch_stats"])
+        return logits, moved["batch_stats"]
 
     def discriminator_objective(params, stats, batch, noise):
         """The discriminator's loss (eq. 1, negated) on a batch and G's samples taken as data, plus r1 times
         R1 = 1/2 E_P |grad_x logit(x)|^2 (Mescheder et al. 2018) -> (loss, (terms, statistics))."""
         x, y = batch[0], labels(batch)
         fake, stats = generate(params, stats, noise["z"], y)
-        real_logits, fake_logits = logit(params, x, y), logit(params, jax.lax.stop_gradient(fake), y)
+        real_logits, moved = logit(params, stats, x, y)
+        fake_logits, moved = logit(params, moved, jax.lax.stop_gradient(fake), y)
         loss = jg.discriminator_loss(real_logits, fake_logits)
         terms = {"discriminator_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
                  "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
-        if m.r1 > 0:
-            grad = jax.grad(lambda v: jnp.sum(logit(params, v, y)))(x)
+        if m.r1 > 0:  # the gradient of the real logits' own pass: from the same statistics
+            grad = jax.grad(lambda v: jnp.sum(logit(params, stats, v, y)[0]))(x)
             penalty = 0.5 * jnp.mean(jnp.sum(jnp.reshape(grad, (grad.shape[0], -1)) ** 2, axis=1))
             loss = loss + m.r1 * penalty
             terms["r1_penalty"] = penalty
-        return loss, (terms, stats)
+        return loss, (terms, moved)
 
     def generator_objective(params, stats, batch, noise):
         """The generator's loss on the discriminator's logits of its samples; ``model.unrolled_steps = k > 0``: on
@@ -65,12 +76,13 @@ def jax_twin(net, cfg):
         fake, stats = generate(params, stats, noise["z"], y)
         if m.unrolled_steps:
             def look_ahead_loss(judge):  # the discriminator's plain loss, its share of the params moved
-                both = {**params, **judge}
-                return jg.discriminator_loss(logit(both, x, y), logit(both, fake, y))
+                both = {**params, **judge}  # (spectral normalisation, whose vectors it would move, is refused)
+                return jg.discriminator_loss(logit(both, stats, x, y)[0], logit(both, stats, fake, y)[0])
 
             judge = {k: v for k, v in params.items() if k in players["discriminator"]}
             params = {**params, **jg.unroll(look_ahead_loss, judge, m.unrolled_steps, m.unroll_lr)}
-        return generator_loss(logit(params, fake, y)), ({}, stats)
+        fake_logits, stats = logit(params, stats, fake, y)
+        return generator_loss(fake_logits), ({}, stats)
 
     def train_step(run, config):
         """One round of the game (Goodfellow et al. 2014, Algorithm 1 with k = ``model.discriminator_steps``): k
