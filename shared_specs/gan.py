@@ -121,10 +121,11 @@ CASES = (
     # simultaneous gradient steps (model.discriminator_steps=0): both players' gradients on one batch, then both steps
     RunCase("gan/run/mlp-simultaneous", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16", "model.r1=0",
                                                 "model.discriminator_steps=0"), dataset="digits"),
-    # every layer of the discriminator spectrally normalised, its vectors stepped by each logit (Miyato et al.), and R1's
-    # gradient also through the minibatch standard deviation (Karras et al.), the batch's one shared feature
-    RunCase("gan/run/dcgan-r1-sn-minibatch-std", "gan", (*RUN, "model.channels=4,8", "model.fc=16", "model.r1=1",
-                                                         "model.discriminator_steps=2", "model.generator_loss=saturating",
-                                                         "model.spectral_norm=true", "model.minibatch_std=true"),
-            dataset="digits"),
+    # the class-conditional DCGAN (the projection on the conv features), every layer of its discriminator spectrally
+    # normalised, the vectors stepped by each logit (Miyato et al.), and R1's gradient also through the minibatch
+    # standard deviation (Karras et al.), the batch's one shared feature
+    RunCase("gan/run/dcgan-conditional-r1-sn-mbstd", "gan",
+            (*RUN, "model.channels=4,8", "model.fc=16", "model.conditional=true", "model.r1=1",
+             "model.discriminator_steps=2", "model.generator_loss=saturating", "model.spectral_norm=true",
+             "model.minibatch_std=true"), dataset="digits"),
 )
