@@ -453,8 +453,8 @@ class JaxGameRun(EngineRun):
     batch, noise)`` takes the gradient of the objective with respect to that player's parameters only, clips it and
     steps its optimizer (compiled once per player and objective); ``update_together({name: objective, ...}, batch,
     noise)`` updates several players at once (simultaneous updates: every gradient first, then every step). The
-    generator's running statistics (``batch_stats``) pass from each objective to the next. Same interface as
-    ``JaxRun`` for ``train``."""
+    generator's running statistics and the discriminator's spectral-norm vectors (``batch_stats``) pass from each
+    objective to the next. Same interface as ``JaxRun`` for ``train``."""
 
     def __init__(self, cfg, dtype: str | None = None, parts: dict | None = None):
         import functools

@@ -114,10 +114,10 @@ def spectral_vectors(module: nn.Module, matrix):
     """The power iteration's (u (out,), v (rest,)) of a layer whose weight reads as ``matrix`` (out, rest), kept in
     its ``batch_stats`` (as flax's ``nn.SpectralNorm`` keeps its u); their values cross from torch's
     ``SpectralNorm`` buffers. -> (the u variable, the v variable)."""
-    def unit(n):
-        return lambda: jnp.full((n,), n ** -0.5, matrix.dtype)
-    return module.variable("batch_stats", "u", unit(matrix.shape[0])), module.variable("batch_stats", "v",
-                                                                                      unit(matrix.shape[1]))
+    out, rest = matrix.shape
+    u = module.variable("batch_stats", "u", lambda: jnp.full((out,), out**-0.5, matrix.dtype))
+    v = module.variable("batch_stats", "v", lambda: jnp.full((rest,), rest**-0.5, matrix.dtype))
+    return u, v
 
 
 def spectral_step(module: nn.Module, weight):
