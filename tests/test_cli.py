@@ -121,7 +121,8 @@ def test_results_adds_the_runs_row_from_its_own_files(copy, capsys, tmp_path):
     assert row["units"] == "bits/dim" and row["steps"] == 4 and row["load"] == "idle"
     assert row["preset"] == "quick" and "train.steps=4" in row["changes"] and "model.latent_dim=4" in row["changes"]
     capability = env["torch"]["cpu_capability"]  # the vector extension torch ran with: AVX2, AVX512, ...
-    assert row["machine"] == f"{env['cpu']} ({capability}), {env['cores']} cores" and row["commit"] == env["commit"]
+    cores = f"{env['cores']} core{'' if env['cores'] == 1 else 's'}"  # '1 core' where the tests are pinned to one
+    assert row["machine"] == f"{env['cpu']} ({capability}), {cores}" and row["commit"] == env["commit"]
     # the same run again replaces its row; the file keeps one row per run configuration
     assert cli(capsys, "results", str(copy), "--load", "busy", "--file", str(results))[0] == 0
     assert [r["load"] for r in json.loads(results.read_text())] == ["busy"]
