@@ -12,6 +12,7 @@ import torch
 
 from shared_specs import jax_train
 from shared_specs.case import RunCase
+from shared_specs.gan import RUN as GAN_RUN
 from shared_specs.runner import Perturbation, caught
 from shared_specs.vae import RUN
 
@@ -288,7 +289,9 @@ def test_a_faulty_game_step_is_caught(fault, both, monkeypatch):
     if fault == "spectral norm without the power iteration's update":  # sigma from the vectors the run started with
         normalize = jg.spectral_normalize
         monkeypatch.setattr(jg, "spectral_normalize", lambda w, u, v, n_iter=1, eps=1e-12: normalize(w, u, v, 0, eps))
-        assert "loss" in caught(_game_case(), Perturbation(fault))
+        mlp = RunCase("gan/run/mlp-sn-controls", "gan", (*GAN_RUN, "model.architecture=mlp", "model.hidden=16,16",
+                                                         "model.r1=0", "model.spectral_norm=true"), "digits", steps=4)
+        assert "loss" in caught(mlp, Perturbation(fault))  # the MLP's layers: the same SpectralDense, compiled sooner
     elif fault == "the look-ahead's steps taken as constants":  # the unrolled loss right, its gradient not (eq. 6)
         def unroll(loss, params, steps, lr):
             for _ in range(steps):
