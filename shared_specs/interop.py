@@ -137,9 +137,8 @@ def statistic_name(torch_name: str) -> str | None:
     parts = torch_name.split(".")
     if parts[-1] in STATISTICS:
         return ".".join(parts[:-1] + [STATISTICS[parts[-1]]])
-    if parts[-1] != "original" and _parametrized(parts):
-        return ".".join(_parametrized(parts))
-    return None
+    buffer = _parametrized(parts) if parts[-1] != "original" else None
+    return ".".join(buffer) if buffer else None
 
 
 def split_statistics(state_dict: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -150,8 +149,8 @@ def split_statistics(state_dict: Mapping[str, Any]) -> tuple[dict[str, Any], dic
     params: dict[str, Any] = {}
     stats: dict[str, Any] = {}
     for name, value in state_dict.items():
-        if statistic_name(name):
-            stats[statistic_name(name)] = value
+        if stat := statistic_name(name):
+            stats[stat] = value
         elif name.rpartition(".")[2] not in UNTRANSLATED:
             params[name] = value
     return params, stats

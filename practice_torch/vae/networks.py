@@ -218,7 +218,7 @@ class VAE(nn.Module):
 def most_used_latents(net: VAE, x, y, rows: int) -> torch.Tensor:
     """The ``rows`` latents with the largest mean KL(q(z_k|x) || N(0, 1)) over x (N, C, H, W): (rows,), largest first."""
     mean, logvar = net.encode(x, y if net.num_classes else None)
-    used = (-0.5 * (1 + logvar - mean**2 - logvar.exp())).mean(0)
+    used = standard_normal_kl(mean.unsqueeze(-1), logvar.unsqueeze(-1)).mean(0)  # each latent's own KL, (d,)
     return torch.argsort(used, descending=True)[:rows]
 
 
