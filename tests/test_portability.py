@@ -37,6 +37,30 @@ def test_a_setting_replaces_the_callers_kernel_variables():
     assert environment_for(BY_NAME["sse4"], {"XLA_FLAGS": "x"})["XLA_FLAGS"].startswith("--xla_cpu_max_isa=SSE4_2")
 
 
+def _lowered(x):
+    """A fresh program of a few operations (its own jaxpr, so no lowering cache answers), lowered for ``x``."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.jit(lambda y: jnp.sum(jnp.exp(y) * jnp.log1p(y**2), axis=0)).lower(x)
+
+
+def test_the_suites_one_mlir_context_lowers_as_a_context_of_its_own(monkeypatch):
+    """``conftest.one_mlir_context``: the suite's lowerings share one context, and a program lowered there has the
+    same text, and computes the same bits, as in a context of its own (JAX's own way, the negative control)."""
+    import numpy as np
+    from jax._src.interpreters import mlir
+
+    x = np.linspace(0.1, 2.0, 12).reshape(4, 3)
+    shared = _lowered(x)
+    assert shared.compiler_ir().context is _lowered(x).compiler_ir().context, "each lowering made a context"
+    monkeypatch.setattr(mlir, "make_ir_context", mlir.make_ir_context.__wrapped__)
+    own = _lowered(x)
+    assert own.compiler_ir().context is not shared.compiler_ir().context
+    assert own.as_text() == shared.as_text()
+    assert np.asarray(own.compile()(x)).tobytes() == np.asarray(shared.compile()(x)).tobytes()
+
+
 def _derivations(*claims):
     return {"topics": {"elbo": {"crashed": False, "claims": [
         {"number": i + 1, "passed": passed, "ratio": ratio, "statement": f"claim {i + 1}", "detail": "d"}
