@@ -246,7 +246,7 @@ def test_the_module_entry_point_prints_one_line_and_exits_2(tmp_path):
 
 @pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM],
                          ids=["SIGINT", "SIGTERM"])  # the same path; SIGTERM (a preemption) in the default suite
-def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_path):
+def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_path, capsys):
     out = tmp_path / "run"
     proc = python_m("train", "vae", "--steps", "100000", "--out", str(out), *TINY)
     deadline = time.time() + 120
@@ -259,11 +259,10 @@ def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_
     assert f"stopped by {signal.Signals(signum).name} after step" in err and "Traceback" not in err
     step = json.loads((out / "checkpoints/latest.json").read_text())["step"]
     assert f"after step {step};" in err
-    proc = python_m("train", "vae", "--resume", str(out), "--steps", str(step + 2))
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    code, _, err = cli(capsys, "train", "vae", "--resume", str(out), "--steps", str(step + 2))  # in this process
+    assert code == 0, err
     assert json.loads((out / "checkpoints/latest.json").read_text())["step"] == step + 2
-    # stderr is a pipe here, as in a log: whole lines with the loss, no carriage-return redraws
+    # stderr is captured here, as in a log: whole lines with the loss, no carriage-return redraws
     assert "\r" not in err and f"{step + 2}/{step + 2}" in err and "loss=" in err, err
 
 
