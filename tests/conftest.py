@@ -16,8 +16,10 @@ a third off the derivations and the spec cases). Every claim and case holds at i
 
 JAX also lowers every program in an MLIR context of its own, and creating one (its dialects registered and loaded)
 costs about 5 ms: the derivations compile some 5000 programs, nine in ten of them single operations run eagerly. The
-tests lower every program in one context (``one_mlir_context``): a fifth off the derivations, at less memory. The
-compiled programs are the same; only the lowering's scratch space is shared."""
+tests lower every program in one context (``one_mlir_context``). On a 2-core AVX2 EPYC that took the derivations from
+363 to 266 s of ``make test``'s time and the spec cases from 200 to 177 s; six derivations in one process peak at 1.6
+GB instead of 2.8. The compiled programs are the same (``tests/test_portability.py``), and so is every claim's
+discrepancy, to the bit."""
 
 import os
 
