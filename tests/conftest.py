@@ -45,7 +45,7 @@ def one_mlir_context() -> None:
     such function the suite runs as it is, one context a lowering."""
     from jax._src.interpreters import mlir
 
-    if callable(getattr(mlir, "make_ir_context", None)) and not hasattr(mlir.make_ir_context, "cache_info"):
+    if callable(getattr(mlir, "make_ir_context", None)):
         mlir.make_ir_context = functools.cache(mlir.make_ir_context)
 
 
