@@ -21,6 +21,12 @@ def _derive(topic, tmp_path):
     if topic not in NOTEBOOK_TOPICS:
         d, _ = cli.run_topic(topic, echo=False)
         return d
+    return _notebook(topic, tmp_path)
+
+
+def _notebook(topic, tmp_path):
+    """The topic's derivation written as a notebook and executed in a fresh kernel: no cell raised, and the kernel
+    printed a PASS per claim and drew every figure."""
     import nbformat
 
     from theory_jax import notebook
@@ -52,6 +58,15 @@ def test_derivation_passes_every_claim(topic, tmp_path):
     missing = [f.number for f in d.figures
                if not (catalogue.ROOT / docs.DERIVATIONS_DIR / figure_path(topic, f.number)).is_file()]
     assert not missing, f"figures {missing} of {docs.DERIVATIONS_DIR}/{topic}.md are missing: run `make docs`"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("topic", [t for t in cli.available() if t not in NOTEBOOK_TOPICS])
+def test_every_notebook_executes_and_passes_every_claim(topic, tmp_path):
+    """What ``make notebooks`` does, topic by topic (twice a derivation's time each); the default suite compiles
+    every notebook's cells instead (``test_every_derivation_lays_out_as_cells_that_compile...``)."""
+    d = _notebook(topic, tmp_path)
+    assert d.passed, [f"{c.number}. {c.statement}" for c in d.claims if not c.passed]
 
 
 # Negative controls: a wrong step fails, whatever its kind. ---------------------------------------
@@ -275,16 +290,76 @@ def test_a_step_that_returns_early_cannot_be_laid_out_as_cells(tmp_path):
         notebook.flatten(module)
 
 
-def test_every_derivation_lays_out_as_cells_in_steps_under_60_lines():
+def undefined_names(scripts: dict[str, str], folder) -> list[str]:
+    """Names a script uses that nothing before it defines (pyflakes' rules, by ruff): 'topic:line: name'."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for topic, source in scripts.items():
+        (folder / f"{topic}.py").write_text(source)
+    ruff = Path(sys.executable).with_name("ruff")
+    found = subprocess.run([str(ruff), "check", "--isolated", "--no-cache", "--select", "F821,F822,F823",
+                            "--output-format", "json", str(folder)], capture_output=True, text=True, check=False)
+    import json
+
+    return [f"{Path(e['filename']).stem}:{e['location']['row']}: {e['message']}" for e in json.loads(found.stdout)]
+
+
+def test_every_derivation_lays_out_as_cells_that_compile_in_steps_under_60_lines(tmp_path):
+    """Every topic's notebook laid out (not derived): its cells compile and use no name that no cell before them
+    defines, and each step it reads is under 60 lines. Control: the starred step call the layout once wrote as
+    ``w = *_section_spectral_norm(d, rng)``, and a cell using a name defined nowhere, are both caught."""
     import importlib
     import inspect
 
     from theory_jax import notebook
 
-    long = {}
+    long, scripts = {}, {}
     for topic in cli.available():
-        for code in {s.code for s in notebook.flatten(importlib.import_module(f"theory_jax.{topic}"))}:
+        module = importlib.import_module(f"theory_jax.{topic}")
+        statements = notebook.flatten(module)
+        scripts[topic] = notebook.script(module, statements)
+        notebook.compiled(topic, scripts[topic])
+        for code in {s.code for s in statements}:
             lines = len(inspect.getsourcelines(code)[0])
             if lines >= 60:
                 long[f"{topic}.{code.co_name}"] = lines
     assert not long, f"steps of 60 lines or more (split them): {long}"
+    assert undefined_names(scripts, tmp_path) == []
+    # the controls
+    with pytest.raises(notebook.NotFlattenable, match="can't use starred expression here"):
+        notebook.compiled("gan", "w = *_section_spectral_norm(d, rng)\n")
+    for path in tmp_path.glob("*.py"):
+        path.unlink()
+    assert [line.split(": ", 1)[1] for line in undefined_names(
+        {"broken": scripts["gan"] + "print(w_spectral)\n"}, tmp_path)] == ["Undefined name `w_spectral`"]
+
+
+def test_a_step_call_passed_to_a_step_is_laid_out_flat_and_its_values_bound(tmp_path):
+    """``outer(d, 1, *inner(d, 2))``: outer's first argument bound, inner's statements, its returned tuple bound to
+    the parameters the star fills, then outer's. Control: a star that fills an unknown number of parameters is
+    refused in one line."""
+    import importlib.util
+
+    from theory_jax import notebook
+
+    def load(name, call):
+        (tmp_path / f"{name}.py").write_text(
+            "def inner(d, k):\n    a = k + 1\n    return a, 2 * a\n\n\n"
+            "def outer(d, x, y, z):\n    d.append(x + y + z)\n\n\n"
+            "def flexible(d, x, *rest):\n    d.append(x)\n\n\n"
+            f"def derive(echo=None):\n    d = []\n    {call}\n    return d\n")
+        spec = importlib.util.spec_from_file_location(name, tmp_path / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    module = load("nested_topic", "outer(d, 1, *inner(d, 2))")
+    source = notebook.script(module)
+    assert source.endswith("d = []\n\nx = 1\n\nk = 2\n\na = k + 1\n\ny, z = (a, 2 * a)\n\nd.append(x + y + z)\n")
+    scope = {}
+    exec(notebook.compiled("nested_topic", source), scope)  # the layout computes what the derivation does
+    assert scope["d"] == module.derive() == [10]
+    with pytest.raises(notebook.NotFlattenable, match="fills an unknown number of parameters"):
+        notebook.flatten(load("flexible_topic", "flexible(d, 1, *inner(d, 2))"))

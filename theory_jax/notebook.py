@@ -14,7 +14,8 @@ changes when the derivation does. To know which statement recorded which claim, 
 (each item keeps the line that recorded it, ``Derivation.origins``); then the notebook is executed in a fresh kernel
 (nbclient), so a learner opens it with every output and figure already there. A step is flattenable when it is a
 function of this module whose first parameter is ``d``, called from ``derive()`` with ``d`` first as a statement (or
-an assignment), and returns nothing or one value at its end.
+an assignment, or as an argument of another step's call, ``*`` unpacked or not), and returns nothing or one value at
+its end. The cells are compiled before the derivation runs: a layout Python cannot read is an error, not a notebook.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Statement:
     first: int  # absolute line numbers in the module's file
     last: int
     say: bool = False  # a lone ``d.say(...)``
+    node: ast.stmt | None = None  # its syntax tree (None for a binding the layout wrote)
     items: list[Any] = field(default_factory=list)  # what it recorded when run (claims, says, figures)
 
 
@@ -67,7 +69,7 @@ def _function_statements(fn: types.FunctionType) -> list[Statement]:
         text = textwrap.dedent("".join(lines[begin - 1:stmt.end_lineno])).rstrip()
         say = (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
                and isinstance(stmt.value.func, ast.Attribute) and stmt.value.func.attr == "say")
-        out.append(Statement(text, fn.__code__, start + begin - 1, start + stmt.end_lineno - 1, say))
+        out.append(Statement(text, fn.__code__, start + begin - 1, start + stmt.end_lineno - 1, say, node=stmt))
         previous_end = stmt.end_lineno
     return out
 
@@ -113,8 +115,7 @@ def _step_call(stmt: ast.stmt, module: types.ModuleType) -> tuple[types.Function
 
 
 def flatten(module: types.ModuleType) -> list[Statement]:
-    """``derive()``'s statements with each step call replaced by the step's own statements (its arguments bound to
-    its parameter names first when they differ, its final ``return value`` turned into the call's assignment)."""
+    """``derive()``'s statements with each step call replaced by the step's own statements (``_inline``)."""
     derive = module.derive
     lines, _ = inspect.getsourcelines(derive)
     statements = _function_statements(derive)
@@ -124,27 +125,58 @@ def flatten(module: types.ModuleType) -> list[Statement]:
         if isinstance(node, ast.Return):
             continue  # ``return d``
         found = _step_call(node, module)
-        if found is None:
-            out.append(stmt)
-            continue
-        fn, call, target = found
-        early = _returns_early(fn)
-        if early:
-            raise NotFlattenable(f"{module.__name__}.{fn.__name__} returns before its end (line {early}): a notebook "
-                                 "runs a step's statements as cells, so a step may return only at its end")
-        params = list(inspect.signature(fn).parameters)
-        bound = [f"{p} = {ast.unparse(a)}" for p, a in zip(params, call.args) if ast.unparse(a) != p]
-        bound += [f"{k.arg} = {ast.unparse(k.value)}" for k in call.keywords if ast.unparse(k.value) != k.arg]
-        body = _function_statements(fn)
-        if bound:
-            out.append(Statement("\n".join(bound), derive.__code__, stmt.first, stmt.last))
-        if body and body[-1].text.startswith("return"):
-            last = body.pop()
-            value = last.text[len("return"):].strip()
-            if target and value:
-                body.append(Statement(f"{target} = {value}", last.code, last.first, last.last))
-        out += body
+        out += [stmt] if found is None else _inline(module, *found, stmt)
     return out
+
+
+def _inline(module: types.ModuleType, fn: types.FunctionType, call: ast.Call, target: str | None,
+            stmt: Statement) -> list[Statement]:
+    """A step's statements in place of its call ``stmt``: its arguments bound to its parameter names first (in the
+    call's order, where they differ; an argument that is itself a step call, or ``*`` one, is laid out flat too,
+    its value bound to the parameters it fills), its final ``return value`` turned into the call's assignment."""
+    early = _returns_early(fn)
+    if early:
+        raise NotFlattenable(f"{module.__name__}.{fn.__name__} returns before its end (line {early}): a notebook "
+                             "runs a step's statements as cells, so a step may return only at its end")
+    params = list(inspect.signature(fn).parameters)
+    out = []
+    for position, argument in enumerate(call.args):
+        if isinstance(argument, ast.Starred):
+            names = _filled_by_star(module, fn, call, position)
+            value, bound = argument.value, ", ".join(names)
+        else:
+            value, bound = argument, params[position]
+        inner = _step_call(ast.Expr(value), module)
+        if inner is not None:
+            out += _inline(module, inner[0], inner[1], bound, stmt)
+        elif ast.unparse(value) != bound:
+            out.append(Statement(f"{bound} = {ast.unparse(value)}", stmt.code, stmt.first, stmt.last))
+    for k in call.keywords:
+        if k.arg is None:
+            raise NotFlattenable(f"{module.__name__}: a step called with **{ast.unparse(k.value)} (line {stmt.first})"
+                                 " cannot be laid out as cells; pass its arguments by name")
+        if ast.unparse(k.value) != k.arg:
+            out.append(Statement(f"{k.arg} = {ast.unparse(k.value)}", stmt.code, stmt.first, stmt.last))
+    body = _function_statements(fn)
+    if body and isinstance(body[-1].node, ast.Return):
+        last = body.pop()
+        value = "" if last.node.value is None else ast.unparse(last.node.value)
+        if target and value and value != ast.unparse(ast.parse(target, mode="eval").body):  # not ``a, b = a, b``
+            body.append(Statement(f"{target} = {value}", last.code, last.first, last.last, node=last.node))
+    return out + body
+
+
+def _filled_by_star(module: types.ModuleType, fn: types.FunctionType, call: ast.Call, position: int) -> list[str]:
+    """The parameters of ``fn`` that the ``*`` argument at ``position`` of ``call`` fills: those after the
+    positional arguments before it, up to the keywords; only as the last positional argument, of a step whose
+    parameters are all positional or keyword and have no defaults (else it is unknown how many it fills)."""
+    parameters = list(inspect.signature(fn).parameters.values())
+    named = {k.arg for k in call.keywords}
+    where = f"{module.__name__}: the call of {fn.__name__} with {ast.unparse(call.args[position])}"
+    if position != len(call.args) - 1 or any(
+            p.kind is not p.POSITIONAL_OR_KEYWORD or p.default is not p.empty for p in parameters):
+        raise NotFlattenable(f"{where} fills an unknown number of parameters; name them (a, b = ...; step(d, a, b))")
+    return [p.name for p in parameters[position:] if p.name not in named]
 
 
 def attach(statements: list[Statement], d: Derivation) -> None:
@@ -191,6 +223,22 @@ def _imports(module: types.ModuleType, statements: list[Statement]) -> str:
     return "\n".join(imports + ([own] if own else []) + ["", "echo = print  # each claim's check, printed as it passes"])
 
 
+def script(module: types.ModuleType, statements: list[Statement] | None = None) -> str:
+    """The notebook's code as one script, in the order of its cells, laid out without deriving: what a cheap check
+    compiles (``compiled``) and reads for names no cell before defines."""
+    statements = flatten(module) if statements is None else statements
+    return "\n\n".join([_imports(module, statements), *(s.text for s in statements)]) + "\n"
+
+
+def compiled(topic: str, source: str) -> types.CodeType:
+    """``source`` compiled, or NotFlattenable naming the line of the layout that Python cannot read."""
+    try:
+        return compile(source, f"<the {topic} notebook>", "exec")
+    except SyntaxError as error:
+        raise NotFlattenable(f"the {topic} notebook's cells do not compile: {error.msg}: "
+                             f"{(error.text or '').strip()!r}") from None
+
+
 def cells(topic: str, module: types.ModuleType | None = None) -> tuple[Derivation, list[Any]]:
     """Derive ``topic`` (its module ``theory_jax.<topic>`` unless ``module`` is given) once, to learn which
     statement records which claim, and lay it out as notebook cells."""
@@ -198,6 +246,7 @@ def cells(topic: str, module: types.ModuleType | None = None) -> tuple[Derivatio
 
     module = module or importlib.import_module(f"theory_jax.{topic}")
     statements = flatten(module)
+    compiled(topic, script(module, statements))  # before the derivation's minutes, not after
     d = module.derive()
     attach(statements, d)
     out = [nbf.new_markdown_cell(
