@@ -110,11 +110,10 @@ def list_all(args) -> int:
 def train(args) -> int:
     import signal
 
-    from practice_torch.engine.config import apply_overrides
     from practice_torch.engine.runs import check_new_run_dir, default_run_dir
-    from practice_torch.models import get_model, new_trainer, resumed_config
+    from practice_torch.models import get_model, new_run_config, new_trainer, resumed_config
 
-    module = get_model(args.model)
+    get_model(args.model)
     overrides = [f"{key}={getattr(args, name)}" for name, key in SHORTHANDS.items() if getattr(args, name) is not None]
     overrides += args.set
     if args.resume:
@@ -123,7 +122,7 @@ def train(args) -> int:
         run_dir = Path(args.resume)
         cfg = resumed_config(run_dir, args.model, overrides)
     else:
-        cfg = apply_overrides(module.default_config(args.preset or "quick", args.dataset), overrides)
+        cfg = new_run_config(args.model, args.preset, args.dataset, overrides)
         run_dir = Path(args.out) if args.out else default_run_dir(cfg)
         check_new_run_dir(run_dir)
     trainer = new_trainer(cfg, run_dir, resume=bool(args.resume))

@@ -152,14 +152,27 @@ def run_config(run_dir: Path):
     return read_config(run_dir, get_model(run_model_name(run_dir)))
 
 
+def new_run_config(model: str, preset: str | None, dataset: str | None, overrides=()):
+    """The config a new run of ``model`` trains with, in either backend (``python -m practice_torch train`` and
+    ``python -m theory_jax train``): the preset (default quick) on ``dataset`` (default the model's) with
+    ``overrides`` applied; ConfigError (one line) for a value out of its range (``engine.config.check_train``)."""
+    from practice_torch.engine.config import apply_overrides, check_train
+
+    cfg = apply_overrides(get_model(model).default_config(preset or "quick", dataset), overrides)
+    check_train(cfg.train)
+    return cfg
+
+
 def resumed_config(run_dir: Path, model: str, overrides=()):
-    """The config a resumed run of ``model`` continues with: the run's config.json with ``overrides`` applied;
-    ConfigError (one line) for a change to what its checkpoint fixes (the model's ``ARCHITECTURE``)."""
-    from practice_torch.engine.config import ConfigError, apply_overrides, incompatibilities
+    """The config a resumed run of ``model`` continues with, in either backend: the run's config.json with
+    ``overrides`` applied; ConfigError (one line) for a value out of its range or a change to what its checkpoint
+    fixes (the model's ``ARCHITECTURE``)."""
+    from practice_torch.engine.config import ConfigError, apply_overrides, check_train, incompatibilities
 
     saved = run_config(run_dir)
     cfg = apply_overrides(saved, overrides)
     cfg.model_name = model
+    check_train(cfg.train)
     problems = incompatibilities(saved, cfg, getattr(get_model(model), "ARCHITECTURE", None))
     if problems:
         raise ConfigError(f"cannot resume {run_dir} with this config: {problems[0]}")

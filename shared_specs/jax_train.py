@@ -1003,14 +1003,12 @@ def command_config(args) -> tuple[Any, Path]:
     """(the run's config, its directory): a new run's (the preset, --set, --out) or, with --resume, the run's own
     config.json with --steps and --set applied, refused in one line where it changes what the checkpoint fixes."""
     from practice_torch.engine import RunError
-    from practice_torch.engine.config import apply_overrides
     from practice_torch.engine.runs import check_new_run_dir
-    from practice_torch.models import get_model, resumed_config
+    from practice_torch.models import new_run_config, resumed_config
 
-    module = get_model(args.model)
     overrides = ([f"train.steps={args.steps}"] if args.steps is not None else []) + args.set
     if not args.resume:
-        cfg = apply_overrides(module.default_config(args.preset or "quick", args.dataset), overrides)
+        cfg = new_run_config(args.model, args.preset, args.dataset, overrides)
         run_dir = Path(args.out) if args.out else new_run_dir(cfg)
         check_new_run_dir(run_dir)
         return cfg, run_dir

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from train_ranges import IN_RANGE, bad_values, numeric_train_keys
 
 from practice_torch.cli import main
 
@@ -154,6 +155,38 @@ def test_bad_training_requests_write_nothing(argv, message, capsys, tmp_path):
     out = tmp_path / "never"
     assert_user_error(cli(capsys, *argv, "--out", str(out)), message)
     assert not out.exists()
+
+
+# Every numeric train.* key: NaN, the infinities and a value just out of its range, each in one line ------------------
+def test_every_numeric_train_key_has_a_range_that_admits_its_edge():
+    """Control for the refusals below: a new numeric key without a range fails here, and the in-range edge of each
+    range (steps=1, threads=0, ema_decay=0, min_lr_ratio=1, ...) is accepted."""
+    from practice_torch.engine.config import TRAIN_RANGES
+    from practice_torch.models import new_run_config
+
+    assert set(numeric_train_keys()) == set(TRAIN_RANGES)
+    for key in TRAIN_RANGES:
+        value = IN_RANGE[TRAIN_RANGES[key]]
+        new_run_config("vae", None, None, [f"train.{key}={f'0.5,{value}' if key == 'betas' else value}"])
+
+
+@pytest.mark.parametrize("key", sorted(numeric_train_keys()))
+def test_each_numeric_train_key_refuses_nan_infinities_and_out_of_range_values_in_one_line(key, capsys, tmp_path):
+    out = tmp_path / "never"
+    for value, message in bad_values(key, numeric_train_keys()[key]):
+        assert_user_error(cli(capsys, "train", "vae", "--set", f"train.{key}={value}", "--out", str(out)), message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "in a read-only folder"])
+def test_an_out_that_cannot_be_written_is_one_line(where, capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = {"a file": blocker, "under a file": blocker / "run", "in a read-only folder": Path("/sys/generative-run")}[where]
+    message = {"a file": "exists and is not empty", "under a file": f"{blocker} is a file, not a folder",
+               "in a read-only folder": "cannot write the run directory /sys/generative-run"}[where]
+    assert_user_error(cli(capsys, "train", "vae", "--out", str(out), *TINY), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and blocker.read_text() == "x"
 
 
 def test_out_pointing_at_an_existing_run_is_refused(run, capsys):

@@ -311,7 +311,7 @@ def test_batch_size_zero_is_the_whole_split_and_threads_are_set(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-    with pytest.raises(ConfigError, match="train.threads must not be negative"):
+    with pytest.raises(ConfigError, match="train.threads must be at least 0, got -1"):
         new_trainer(em_config("train.threads=-1"), tmp_path / "bad")
 
 

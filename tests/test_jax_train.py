@@ -131,6 +131,8 @@ def test_theory_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_an
 
     row = result_row(run, "idle")
     assert row["backend"] == "jax" and "trained in JAX" in results_table([row], None)
+    assert jax_main(["train", "vae", "--resume", str(run), "--set", "train.lr=nan"]) == 2  # as PyTorch refuses it
+    assert "train.lr=nan': expected a finite number" in capsys.readouterr().err
     assert torch_main(["train", "vae", "--resume", str(run), "--steps", "20"]) == 0  # PyTorch continues the run
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()][-1] == 20
     row = result_row(run, "idle")  # the control: its last session was PyTorch's
@@ -366,3 +368,20 @@ def test_theory_jax_trains_ddpm_into_a_run_pytorch_evaluates_and_a_loss_without_
     short = RunCase(f"{case.id}-controls", case.model, case.overrides, case.dataset, steps=4)
     monkeypatch.setattr(jdiff, "null_labels", lambda y, drop, num_classes: y)  # label dropout forgotten
     assert "loss" in caught(short, Perturbation("no null token"))
+
+
+def test_theory_jax_train_refuses_the_values_practice_torch_train_refuses(tmp_path, capsys):
+    """One validation for both trainers (``practice_torch.models.new_run_config``): --steps 0 and -5, and each
+    numeric train key NaN, infinite or out of its range; one line, exit 2, nothing written. (On --resume:
+    ``resumed_config``, in the VAE run's test above; valid values: test_cli's control.)"""
+    from train_ranges import bad_values, numeric_train_keys
+
+    out = tmp_path / "never"
+    for argv, message in [(["--steps", "0"], "train.steps must be positive, got 0"),
+                          (["--steps", "-5"], "train.steps must be positive, got -5"),
+                          *((["--set", f"train.{key}={value}"], message) for key, kind in numeric_train_keys().items()
+                            for value, message in bad_values(key, kind))]:
+        assert jax_train.main(["vae", *argv, "--out", str(out)]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (argv, err)
+    assert not out.exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -68,20 +69,26 @@ class TrainConfig:
     samples: int = 64  # how many samples the run writes at the end
 
 
+# The range of every numeric train key, checked by ``check_train`` (a key without one is a test failure).
+RANGES = {"positive": lambda v: v > 0, "at least 0": lambda v: v >= 0, "in [0, 1)": lambda v: 0 <= v < 1,
+          "in [0, 1]": lambda v: 0 <= v <= 1}
+TRAIN_RANGES = {
+    **dict.fromkeys(("steps", "lr", "checkpoint_every", "log_every", "samples", "patience"), "positive"),
+    **dict.fromkeys(("batch_size", "threads", "warmup_steps", "weight_decay", "grad_clip", "val_batch", "sync_every",
+                     "seed"), "at least 0"),
+    "betas": "in [0, 1)", "ema_decay": "in [0, 1)", "min_lr_ratio": "in [0, 1]",
+}
+
+
 def check_train(train: TrainConfig) -> None:
-    """Values a type cannot rule out: counts must be positive, rates in range (ConfigError, one line)."""
-    problems = [f"train.{k} must be positive, got {getattr(train, k)}"
-                for k in ("steps", "lr", "checkpoint_every", "log_every", "samples") if getattr(train, k) <= 0]
-    problems += [f"train.{k} must not be negative, got {getattr(train, k)}"
-                 for k in ("batch_size", "threads", "warmup_steps", "weight_decay", "grad_clip", "val_batch",
-                           "sync_every")
-                 if getattr(train, k) < 0]
-    if len(train.betas) != 2 or not all(0 <= b < 1 for b in train.betas):
+    """Values a type cannot rule out: every number finite and in its range (``TRAIN_RANGES``); two betas; early
+    stopping with something to score (ConfigError, one line: the first problem)."""
+    problems = [f"train.{key} must be {rule}, got {getattr(train, key)}" for key, rule in TRAIN_RANGES.items()
+                if key != "betas" and not (math.isfinite(getattr(train, key)) and RANGES[rule](getattr(train, key)))]
+    if len(train.betas) != 2 or not all(math.isfinite(b) and RANGES[TRAIN_RANGES["betas"]](b) for b in train.betas):
         problems.append(f"train.betas must be two numbers in [0, 1), e.g. 0.5,0.999; got {train.betas}")
-    if train.early_stop and (not train.val_batch or train.patience <= 0):
-        problems.append(f"train.early_stop={train.early_stop} needs train.val_batch > 0 and train.patience > 0")
-    if not 0 <= train.ema_decay < 1 or not 0 <= train.min_lr_ratio <= 1:
-        problems.append("train.ema_decay must be in [0, 1) and train.min_lr_ratio in [0, 1]")
+    if train.early_stop and not train.val_batch:
+        problems.append(f"train.early_stop={train.early_stop} needs train.val_batch > 0 (the examples it scores)")
     if problems:
         raise ConfigError(problems[0])
 
@@ -157,9 +164,12 @@ def parse_value(value: Any, annotation: Any, where: str) -> Any:
         try:
             if annotation is int and isinstance(value, float) or annotation is str and not isinstance(value, str):
                 raise ValueError
-            return annotation(value)
+            parsed = annotation(value)
         except ValueError:
             raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}") from None
+        if annotation is float and not math.isfinite(parsed):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return parsed
     raise TypeError(f"config fields of type {annotation!r} are not supported")
 
 

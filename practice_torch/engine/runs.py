@@ -47,11 +47,37 @@ def default_run_dir(cfg: RunConfig, root: Path = Path("runs")) -> Path:
 
 
 def check_new_run_dir(path: Path) -> None:
-    """Refuse to start a new run where one (or anything else) already is."""
+    """Refuse to start a new run where one (or anything else) already is, or where no folder can be written."""
     if (path / CONFIG_FILE).exists():
         raise RunError(f"{path} already holds a run: pass --resume {path} to continue it, or another --out")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RunError(f"{path} exists and is not empty; choose another --out")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 alone, which alone writes
+        check_writable(path)
+
+
+def check_writable(path: Path) -> None:
+    """RunError (one line) where the folder ``path`` cannot be made and written to: probed by making it (and the
+    folders above it that are missing) and a file in it, all removed again, so nothing is left behind."""
+    made = []
+    try:
+        for folder in [*reversed(path.parents), path]:
+            if folder.exists() and not folder.is_dir():
+                raise RunError(f"cannot write the run directory {path}: {folder} is a file, not a folder; choose "
+                               "another --out")
+            if not folder.exists():
+                folder.mkdir()
+                made.append(folder)
+        probe = path / ".probe"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        where = exc.filename or path
+        raise RunError(f"cannot write the run directory {path}: {where}: {exc.strerror or exc}; choose another "
+                       "--out") from None
+    finally:
+        for folder in reversed(made):
+            folder.rmdir()
 
 
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
