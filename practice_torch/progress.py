@@ -39,6 +39,25 @@ class LogLines(tqdm):
         self.sp(self.__str__() if msg is None else msg)
         return True
 
+    @classmethod
+    def write(cls, s: str, file: IO[str] | None = None, end: str = "\n", nolock: bool = False) -> None:
+        """A message as a line of its own, between the bar's lines: a log has no bar to clear (tqdm's clearing
+        writes a carriage return) nor to draw again after it."""
+        stream = sys.stdout if file is None else file
+        stream.write(s + end)
+        stream.flush()
+
+    def clear(self, nolock: bool = False) -> None:
+        """Nothing to clear in a log; ``tqdm.write`` (another class's) calls this, writes, then ``refresh``."""
+        self.redraw_skipped = True
+
+    def refresh(self, nolock: bool = False, lock_args: Any = None) -> bool:
+        """The current line, except just after a ``clear``: the line in the log is still there."""
+        if getattr(self, "redraw_skipped", False):
+            self.redraw_skipped = False
+            return True
+        return super().refresh(nolock, lock_args)
+
     def close(self) -> None:
         if not self.disable and self.n != self.last_print_n:
             self.refresh()  # the last line, with the final count

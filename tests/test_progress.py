@@ -22,6 +22,29 @@ def test_in_a_log_a_line_every_tenth_and_one_at_the_end_without_carriage_returns
     assert [line.split()[2] for line in lines[1:-1]] == [f"{n}/95" for n in range(9, 95, 9)]
 
 
+def test_a_message_between_a_logs_lines_is_a_line_of_its_own_without_carriage_returns():
+    """The training loop's note when the thread team changes size (``bar.write``), and tqdm's own ``write`` from
+    elsewhere: whole lines, no clearing. Control: on a terminal the bar is cleared (a carriage return) and redrawn."""
+    from tqdm import tqdm
+
+    for stream in (io.StringIO(), Terminal()):
+        bar = progress(total=20, desc="train", every=10, file=stream)
+        bar.update(10)
+        bar.write("vae: threads 2 -> 1: other processes kept 1.0 of 2 cores busy", file=stream)
+        tqdm.write("a note from elsewhere", file=stream)
+        bar.update(10)
+        bar.close()
+        text = stream.getvalue()
+        if isinstance(stream, Terminal):
+            assert "\r" in text
+            continue
+        assert "\r" not in text
+        assert text.splitlines()[1:] == ["train:  50% 10/20 [" + text.splitlines()[1].split("[", 1)[1],
+                                         "vae: threads 2 -> 1: other processes kept 1.0 of 2 cores busy",
+                                         "a note from elsewhere",
+                                         "train: 100% 20/20 [" + text.splitlines()[4].split("[", 1)[1]]
+
+
 def test_a_bar_updated_by_hand_prints_every_n_steps_with_its_postfix():
     log = io.StringIO()
     bar = progress(total=30, desc="train", every=10, file=log)
