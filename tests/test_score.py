@@ -82,6 +82,20 @@ def test_annealed_langevin_with_the_exact_score_samples_the_target():
     assert abs(x.var().item() - 0.256) < 0.02  # 0.256: the leftover of finite annealing (ULA recursion)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # float32: the control, whose draws never changed
+def test_annealed_langevin_draws_its_noise_in_the_chains_dtype(dtype):
+    # with a zero score the chain is x0 + sum sqrt(alpha_i) z: it must equal the sum of the generator's draws in dtype
+    sigmas, shape = torch.tensor([2.0, 1.0], dtype=torch.float64), (64, 2)
+    x, _ = sc.annealed_langevin_sampling(lambda y, sigma: torch.zeros_like(y), sigmas, torch.zeros(shape, dtype=dtype),
+                                         2, 0.1, torch.Generator().manual_seed(3), final_denoise=False)
+    g, expected = torch.Generator().manual_seed(3), torch.zeros(shape, dtype=dtype)
+    for alpha in sc.annealed_step_sizes(sigmas, 0.1).tolist():
+        for _ in range(2):
+            expected = sc.langevin_step(expected, 0.0, alpha, torch.randn(shape, generator=g, dtype=dtype))
+    assert x.dtype == dtype
+    torch.testing.assert_close(x, expected)
+
+
 def test_the_final_denoising_step_is_tweedie():
     sigma_l, var = 0.5, 0.25  # q_sigma = N(0, var + sigma^2); E[x | x~] = x~ var / (var + sigma^2)
     x = torch.randn(10_000, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * math.sqrt(var + sigma_l**2)

@@ -59,15 +59,15 @@ def level_subset(num_levels: int, keep: int) -> torch.Tensor:
 def annealed_langevin_sampling(score_fn, sigmas: torch.Tensor, x: torch.Tensor, steps_per_level: int, step_lr: float,
                                generator: torch.Generator, final_denoise: bool = True, snapshots: int = 0):
     """Algorithm 1 of Song & Ermon 2019 from x (B, ...): at each level i, ``steps_per_level`` steps of
-    ``langevin_step`` with alpha_i = step_lr sigma_i^2 / sigma_L^2 (noise drawn on CPU from ``generator``), then
-    ``denoise`` at sigma_L. score_fn(x, sigma (B,)) -> (B, ...). Returns (x_0, the first ``snapshots`` chains after
-    each level (L, snapshots, ...) or None)."""
+    ``langevin_step`` with alpha_i = step_lr sigma_i^2 / sigma_L^2 (noise drawn on CPU from ``generator`` in x's
+    dtype, then moved to x's device), then ``denoise`` at sigma_L. score_fn(x, sigma (B,)) -> (B, ...). Returns (x_0,
+    the first ``snapshots`` chains after each level (L, snapshots, ...) or None)."""
     alphas = annealed_step_sizes(sigmas.double(), step_lr).tolist()
     trail = []
     for sigma, alpha in zip(sigmas, alphas):
         sigma_b = sigma.to(x.device).expand(len(x))
         for _ in range(steps_per_level):
-            z = torch.randn(x.shape, generator=generator).to(x.device)
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
             x = langevin_step(x, score_fn(x, sigma_b), alpha, z)
         if snapshots:
             trail.append(x[:snapshots].cpu())
