@@ -375,3 +375,26 @@ def test_the_mutual_information_gap_rewards_one_latent_per_factor_and_nothing_el
     assert mutual_information_gap(rng.permutation(np.c_[factors, noise]), factors)["mig"] < 0.05  # unrelated
     with pytest.raises(ValueError, match="codes"):
         mutual_information_gap(factors[:, :1], factors)
+
+
+def test_equal_count_bins_put_tied_values_in_one_bin():
+    from practice_torch.evaluation.disentanglement import equal_count_bins
+
+    rng = np.random.default_rng(0)
+    tied = rng.permutation(np.repeat([0.0, 1.0, 2.0], [5, 10, 5]))  # by rank alone, 2 bins of 10 split the 1s
+    values = np.c_[tied, rng.permutation(20).astype(float)]
+    found = equal_count_bins(values, 2)
+    assert all(len(np.unique(found[tied == v, 0])) == 1 for v in (0.0, 1.0, 2.0))
+    assert np.all(np.diff(found[np.argsort(tied), 0]) >= 0)  # the bins follow the values
+    assert np.bincount(found[:, 1]).tolist() == [10, 10]  # distinct values: equal counts
+    assert np.array_equal(equal_count_bins(values**3 - 5, 2), found)  # a monotone map changes nothing
+
+
+def test_the_mutual_information_gap_of_a_discrete_factor_carried_by_one_latent_is_near_one():
+    from practice_torch.evaluation.disentanglement import mutual_information_gap
+
+    rng = np.random.default_rng(1)
+    shape = rng.permutation(np.repeat([0.0, 1.0, 2.0], [180, 240, 180]))  # dSprites-like: 3 values, 20 bins of 30
+    codes = np.c_[rng.standard_normal(600), shape + 0.1 * rng.standard_normal(600)]
+    score = mutual_information_gap(codes, np.c_[shape, rng.uniform(size=600)])
+    assert score["best"][0] == 1 and score["gaps"][0] > 0.9  # splitting the ties by sort order loses most of it
