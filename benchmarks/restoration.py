@@ -11,8 +11,8 @@ sigma 1.5), both with the data's peak-to-peak range R (1 for 8-bit images in [0,
 otherwise, as for the galaxies), FID of the completed images against 1000 other test images (the project's feature
 network, where the data set has one: the galaxies have no class labels to train it on; a "test images" row gives the
 floor at the same number of images), and seconds per image (on the GPU when there is one). A figure of the known part,
-both restorations and the truth of the first 8 images per task (four rows each, in that order, drawn 3x) goes to
-``restoration.png`` beside the JSON.
+both restorations and the truth of the first 8 images per task (four rows each, in that order, drawn 3x, each row
+labelled with what it shows and each task named above its rows) goes to ``restoration.png`` beside the JSON.
 """
 
 from __future__ import annotations
@@ -70,9 +70,46 @@ def baselines(task: str, setting: str, truth: torch.Tensor, known: torch.Tensor,
             "bicubic": F.interpolate(small, scale_factor=factor, mode="bicubic", align_corners=False).clamp(low, high)}
 
 
+def figure_rows(task: str, setting: str, known: torch.Tensor, restorations: dict[str, torch.Tensor],
+                truth: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """A task's rows of the figure, (label, images (k, C, H, W)) in order: its input (inpainting's known pixels,
+    super-resolution's block means), each restoration by its method's name, the truth."""
+    given = "input: known pixels" if task == "inpaint" else f"input: {setting}x block means"
+    return [(given, known), *restorations.items(), ("truth", truth)]
+
+
+def restoration_figure(groups: list[tuple[str, list[tuple[str, torch.Tensor]]]], low: float, high: float):
+    """The matplotlib figure of ``groups`` (a task's name and its ``figure_rows``): one row of images per entry, its
+    label on the left, the task's name above its first row; [low, high] drawn black to white, each pixel 3 x 3."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    strips = [(label, make_grid(((images - low) / (high - low)).clamp(0, 1), nrow=8, padding=1, pad_value=1.0))
+              for _, rows in groups for label, images in rows]
+    height, width = strips[0][1].shape[1:]
+    titles = {sum(len(rows) for _, rows in groups[:i]): name for i, (name, _) in enumerate(groups)}
+    rows, row, gap, top = len(strips), 3 * height / 100, 0.25, 0.25  # inches; a gap holds a task's name
+    fig, axes = plt.subplots(rows, 1, figsize=(3 * width / 100 + 1.9, rows * row * (1 + gap) + top), dpi=100,
+                             squeeze=False)
+    for i, (ax, (label, strip)) in enumerate(zip(axes[:, 0], strips)):
+        ax.imshow(strip.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_title(titles.get(i, ""), loc="left", fontsize=9, pad=3)
+    fig.subplots_adjust(left=1.8 / fig.get_figwidth(), right=0.99, top=1 - top / fig.get_figheight(),
+                        bottom=gap * row / fig.get_figheight(), hspace=gap)
+    return fig
+
+
 def restoration(args) -> list[dict]:
     """Rows (task, method, n, PSNR, SSIM, FID, seconds per image) for one trained ddpm run on images."""
-    from torchvision.utils import make_grid, save_image
+    import matplotlib.pyplot as plt
 
     from benchmarks.ddim import find_run
     from practice_torch.data import get_info, stacked
@@ -123,7 +160,7 @@ def restoration(args) -> list[dict]:
         region = 1 - known if task == "inpaint" else torch.ones(1, *net.shape)
         for method, images in baselines(task, setting, truth, known, low, high).items():
             add(task, setting, method, images, region, 0.0)
-        shown, restored_rows = None, []
+        shown, restored_rows = None, {}
         for r in sorted({1, args.restore_resample}):
             start = time.perf_counter()
             restored, shown = restore_images(net, truth, torch.Generator().manual_seed(r), task=task, steps=steps,
@@ -132,9 +169,10 @@ def restoration(args) -> list[dict]:
             images = net.from_model(restored).cpu()
             name = ("RePaint" if task == "inpaint" else "ILVR") + (f", resampled r = {r}" if r > 1 else ", r = 1")
             add(task, setting, name, images, region, time.perf_counter() - start)
-            restored_rows.append(images[:8])
-        pictures.append([net.from_model(shown[:8]).cpu(), *restored_rows, truth[:8]])
-    shown_rows = (torch.cat([row for group in pictures for row in group]) - low) / (high - low)  # black to white
-    grid = make_grid(shown_rows, nrow=8, padding=1, pad_value=1.0)
-    save_image(F.interpolate(grid[None], scale_factor=3, mode="nearest")[0], Path(args.results) / "restoration.png")
+            restored_rows[name] = images[:8]
+        pictures.append((f"{task} {setting}", figure_rows(task, setting, net.from_model(shown[:8]).cpu(), restored_rows,
+                                                          truth[:8])))
+    fig = restoration_figure(pictures, low, high)
+    fig.savefig(Path(args.results) / "restoration.png", dpi=100)
+    plt.close(fig)
     return rows

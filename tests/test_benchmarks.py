@@ -274,6 +274,43 @@ def test_restoration_scores_psnr_over_the_unknown_region_and_its_baselines_keep_
         parse_tasks("denoise:2")
 
 
+def test_the_restoration_figure_labels_each_row_with_what_it_shows():
+    """restoration.png: each row labelled (the task's input, each restoration, the truth) beside its own images,
+    drawn black to white over the data's range, the task above its rows (control: neighbouring rows differ, so a
+    label beside another row's images would be caught)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from torchvision.utils import make_grid
+
+    from benchmarks.restoration import figure_rows, restoration_figure
+
+    g = torch.Generator().manual_seed(0)
+
+    def images():
+        return torch.rand(8, 1, 6, 6, generator=g) * 1.5 - 0.5  # data in [-0.5, 1]
+
+    groups = [("inpaint center", figure_rows("inpaint", "center", images(), {"RePaint, r = 1": images(),
+                                                                             "RePaint, resampled r = 5": images()},
+                                             images())),
+              ("super_resolution 4", figure_rows("super_resolution", "4", images(), {"ILVR, r = 1": images()},
+                                                 images()))]
+    fig = restoration_figure(groups, -0.5, 1.0)
+    try:
+        assert [ax.get_ylabel() for ax in fig.axes] == [
+            "input: known pixels", "RePaint, r = 1", "RePaint, resampled r = 5", "truth",
+            "input: 4x block means", "ILVR, r = 1", "truth"]
+        assert [ax.get_title(loc="left") for ax in fig.axes] == ["inpaint center", "", "", "",
+                                                                 "super_resolution 4", "", ""]
+        rows = [shown for _, group in groups for _, shown in group]
+        for ax, shown in zip(fig.axes, rows):
+            expected = make_grid((shown + 0.5) / 1.5, nrow=8, padding=1, pad_value=1.0).permute(1, 2, 0).numpy()
+            np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), expected, atol=1e-6)
+        for above, below in zip(fig.axes, fig.axes[1:]):
+            assert not np.allclose(above.images[0].get_array(), below.images[0].get_array())
+    finally:
+        plt.close(fig)
+
+
 def test_gan_stability_names_its_variants_and_refuses_an_unknown_one_in_one_line():
     """Each variant is a --set of an existing topic (control: the plain GAN changes nothing)."""
     from benchmarks.gan_stability import VARIANTS, classes_covered, gan_stability, variant_sets
