@@ -79,36 +79,47 @@ def new_trainer(cfg: Any, run_dir: Path, resume: bool = False):
         # under torchrun the runs trained first share this run's process group, joined here and left by this run
         # (a group left and joined again in one launch can hang the rendezvous)
         joined = distributed.setup(cfg.train.device)[2]
-        cfg = with_prerequisites(module, cfg)
+        cfg = with_prerequisites(module, cfg, run_dir)
     parents = parents_of(module, cfg, run_dir if resume else None)
     return Trainer(module, inherited(module, cfg, parents), run_dir, resume, parents, leaves_group=joined)
 
 
-def with_prerequisites(module: ModelModule, cfg: Any) -> Any:
+def with_prerequisites(module: ModelModule, cfg: Any, run_dir: Path) -> Any:
     """``cfg`` with each run its model's ``prerequisite_runs`` asks for (an ``engine.runs.Prerequisite`` for a key of
     ``BUILDS_ON`` left empty: latent diffusion's autoencoder) trained, or reused once finished, and named by that
-    key: the engine's resolution, which config.json then records."""
+    key: the engine's resolution, which config.json then records. It goes to ``prerequisite_dir``: inside the new
+    run's folder ``run_dir`` unless the prerequisite names a root of its own."""
     if not hasattr(module, "prerequisite_runs"):
         return cfg
     named = {}
     for key, need in module.prerequisite_runs(cfg.model, dataset_info(cfg.data)).items():
         run_cfg = need.edit(get_model(need.model).default_config(need.preset, cfg.data.name))
-        digest = hashlib.sha256(json.dumps(to_dict(run_cfg), sort_keys=True).encode()).hexdigest()[:8]
-        run_dir = Path(need.root) / f"{need.model}-{cfg.data.name}-{digest}"
-        done = latest_step(run_dir / CHECKPOINTS)
+        where = prerequisite_dir(need, key, run_cfg, run_dir)
+        done = latest_step(where / CHECKPOINTS)
         if done != run_cfg.train.steps:
             if os.environ.get("RANK", "0") == "0":  # under torchrun, before any process group: rank 0 reports
-                print(f"{cfg.model_name}: training its {key} ({run_cfg.train.steps} {need.model} steps) into {run_dir}")
-            trainer = new_trainer(run_cfg, run_dir, resume=done is not None)
+                print(f"{cfg.model_name}: training its {key} ({run_cfg.train.steps} {need.model} steps) into {where}")
+            trainer = new_trainer(run_cfg, where, resume=done is not None)
             try:
                 outcome = trainer.run()
             finally:
                 trainer.close()
             if outcome.signal is not None:
-                raise RunError(f"the training of {cfg.model_name}'s {key} in {run_dir} was stopped; run again to "
-                               "continue it")
-        named[key] = str(run_dir)
+                again = "run again to continue it" if need.root else f"remove {run_dir} and train again"
+                raise RunError(f"the training of {cfg.model_name}'s {key} in {where} was stopped; {again}")
+        named[key] = str(where)
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **named))
+
+
+def prerequisite_dir(need: Any, key: str, run_cfg: Any, run_dir: Path) -> Path:
+    """Where the prerequisite ``need`` (an ``engine.runs.Prerequisite``, named by the model key ``key``, trained with
+    ``run_cfg``) goes: with an empty ``root``, into the folder of the run that builds on it, ``run_dir``/<key>, so a
+    run writes nothing outside its folder; otherwise ``root``/<model>-<data set>-<hash of its config>, where later
+    runs find and reuse it."""
+    if not need.root:
+        return run_dir / key
+    digest = hashlib.sha256(json.dumps(to_dict(run_cfg), sort_keys=True).encode()).hexdigest()[:8]
+    return Path(need.root) / f"{need.model}-{run_cfg.data.name}-{digest}"
 
 
 def parents_of(module: ModelModule, cfg: Any, reopened: Path | None = None) -> dict[str, Parent]:

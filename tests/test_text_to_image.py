@@ -70,6 +70,69 @@ def test_tokens_round_trip_and_the_empty_caption_is_the_start_token_alone():
         C.tokenize(["a" * 20], 20)
 
 
+def _galaxy_captions(n=3000, seed=0):
+    import torch
+
+    from practice_torch.data import captions as C
+    from practice_torch.data.galaxies import RANGES
+
+    rng = np.random.default_rng(seed)
+    physical = torch.from_numpy(rng.uniform(RANGES[:, 0], RANGES[:, 1], (n, 5)))
+    return [C.galaxy_caption(w, float(u), held_out=h)
+            for w, u, h in zip(C.galaxy_attributes(physical), rng.uniform(size=n), rng.uniform(size=n) < 0.5)]
+
+
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "galaxies"])
+def test_the_vocabulary_is_every_word_the_training_captions_say(dataset):
+    """Computed from the caption tables, it is the set of words of thousands of drawn captions (held-out pairs
+    included); control: the other data set's captions say words it lacks."""
+    from practice_torch.data import captions as C
+
+    drawn = {"fashion_mnist": _training_captions()[2] + [C.fashion_caption(k, b, u, held_out=True)
+                                                         for k in range(10) for b in range(3) for u in (0.1, 0.6)],
+             "galaxies": _galaxy_captions()}
+    said = {w for text in drawn[dataset] for w in C.words(text)}
+    assert set(C.vocabulary(dataset)) == said
+    assert C.vocabulary(dataset) == tuple(sorted(said))
+    other = {w for text in drawn["galaxies" if dataset == "fashion_mnist" else "fashion_mnist"] for w in C.words(text)}
+    assert other - set(C.vocabulary(dataset))  # e.g. 'galaxy' for Fashion-MNIST, 'sneaker' for the galaxies
+    assert "medium" not in C.vocabulary("fashion_mnist")  # a bin no caption names
+    assert C.words("A dark T-shirt, pale-ish!") == ["a", "dark", "t-shirt", "pale-ish"]
+
+
+@pytest.mark.parametrize("dataset, known, unknown", [
+    ("fashion_mnist", "an image of a deep-coloured button-up shirt", "a purple giraffe"),
+    ("galaxies", "a compact, luminous galaxy with a soft core", "a purple giraffe"),
+])
+def test_a_prompt_note_names_the_words_the_captions_never_say(dataset, known, unknown):
+    from practice_torch.data import captions as C
+    from practice_torch.text_to_image import training
+
+    assert training.prompt_note(known, dataset) == ""  # control: every word was seen in training
+    note = training.prompt_note(unknown, dataset)
+    assert "\n" not in note and "'purple', 'giraffe'" in note and "'a'" not in note
+    assert note.endswith(", ".join(C.vocabulary(dataset)))  # the words it does know
+    assert "'galaxy'" in training.prompt_note("a dark galaxy", "fashion_mnist")  # one data set's words are not the other's
+    assert "'dark'" in training.prompt_note("a dark galaxy", "galaxies")
+
+
+def test_a_blank_prompt_is_not_the_empty_prompt_and_is_refused_in_one_line():
+    from dataclasses import replace
+
+    from practice_torch.data import get_info
+    from practice_torch.engine.config import ConfigError
+    from practice_torch.engine.runs import build_net
+    from practice_torch.text_to_image import training
+
+    cfg = training.default_config("quick", "fashion_mnist")
+    with pytest.raises(ConfigError, match="not the empty prompt") as info:
+        build_net(training, replace(cfg, model=replace(cfg.model, prompt="   ")), get_info("fashion_mnist"))
+    assert "\n" not in str(info.value) and "model.prompt=" in str(info.value)
+    # control: the empty prompt passes the prompt's checks (and stops at the missing autoencoder run)
+    with pytest.raises(ConfigError, match="builds on a vq_vae run"):
+        build_net(training, replace(cfg, model=replace(cfg.model, prompt="")), get_info("fashion_mnist"))
+
+
 def test_brightness_bins_are_the_classes_terciles():
     import torch
 
@@ -162,8 +225,9 @@ TINY = ["--device", "cpu", "--set", "data.limit=300", "--set", "model.channels=1
 
 @pytest.fixture(scope="module", params=["fashion_mnist", "galaxies"])
 def tiny_run(request, tmp_path_factory):
-    """A run of 3 steps on a 4-step VQ-VAE the engine trains first. The VQ-VAE's usage figure (the codes of the
-    whole test split, 10 000 images) is left out: it would cost more than the rest of the run."""
+    """A run of 3 steps on a 4-step VQ-VAE the engine trains first, started in an empty working directory ``cwd``
+    beside the run's folder. The VQ-VAE's usage figure (the codes of the whole test split, 10 000 images) is left
+    out: it would cost more than the rest of the run."""
     import practice_torch.vq_vae.training as vq_training
     from practice_torch.cli import main
     from practice_torch.data import DatasetMissing
@@ -172,13 +236,23 @@ def tiny_run(request, tmp_path_factory):
         raise DatasetMissing("left out by the test")
 
     root = tmp_path_factory.mktemp(f"text_to_image_{request.param}")
-    run = root / "run"
+    run, cwd = root / "run", root / "cwd"
+    cwd.mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(vq_training, "sibling_split", no_test_split)
+        patch.chdir(cwd)
         assert main(["train", "text_to_image", "--dataset", request.param, "--steps", "3", "--out", str(run),
-                     "--set", f"model.autoencoder_root={root / 'autoencoders'}", "--set", "model.autoencoder_steps=4",
-                     *TINY]) == 0
+                     "--set", "model.autoencoder_steps=4", *TINY]) == 0
     return request.param, run
+
+
+def test_a_run_with_out_writes_nothing_outside_it(tiny_run):
+    """The VQ-VAE the engine trains first goes into the run's own folder, not the working directory (control: the
+    listing finds that VQ-VAE's files, inside)."""
+    _, run = tiny_run
+    written = sorted(p.relative_to(run.parent).as_posix() for p in run.parent.rglob("*") if p.is_file())
+    assert [p for p in written if not p.startswith("run/")] == []
+    assert "run/autoencoder/config.json" in written and "run/config.json" in written
 
 
 def test_a_step_moves_the_text_encoder_and_the_u_net_and_never_the_autoencoder(tiny_run):
@@ -191,7 +265,7 @@ def test_a_step_moves_the_text_encoder_and_the_u_net_and_never_the_autoencoder(t
     name, run = tiny_run
     module, cfg, net = open_run(run, torch.device("cpu"))
     builds_on = json.loads((run / "builds_on.json").read_text())["autoencoder"]
-    assert builds_on["model"] == "vq_vae" and builds_on["step"] == 4
+    assert builds_on["model"] == "vq_vae" and builds_on["step"] == 4 and builds_on["run"] == str(run / "autoencoder")
     _, _, vq = open_run(Path(builds_on["run"]), torch.device("cpu"))
     for key, value in vq.state_dict().items():
         assert torch.equal(net.autoencoder.state_dict()[key], value), key
@@ -210,15 +284,21 @@ def test_a_step_moves_the_text_encoder_and_the_u_net_and_never_the_autoencoder(t
     assert net.denoiser.down[0].cross.kv.weight.grad.abs().sum() > 0
 
 
-def test_cli_samples_a_prompt_and_evaluates_what_the_prompts_asked(tiny_run, tmp_path):
+def test_cli_samples_a_prompt_and_evaluates_what_the_prompts_asked(tiny_run, tmp_path, capsys):
+    """A word the captions never say is named on stderr in one line, the prompt sampled anyway (control: eval with
+    a prompt of known words says nothing of them)."""
     from practice_torch.cli import main
 
     name, run = tiny_run
     prompt = "a large round faint galaxy" if name == "galaxies" else "a dark sneaker"
+    capsys.readouterr()
     assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "s.png"), "--device", "cpu",
-                 "--set", f"model.prompt={prompt}"]) == 0
+                 "--set", f"model.prompt={prompt.replace('a ', 'a purple ', 1)}"]) == 0
     assert (tmp_path / "s.png").is_file()
-    assert main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "never" in line]
+    assert len(notes) == 1 and "'purple' never" in notes[0] and prompt.split()[-1] in notes[0].split("; ")[-1]
+    assert main(["eval", str(run), "--device", "cpu", "--no-sample-metrics", "--set", f"model.prompt={prompt}"]) == 0
+    assert "never" not in capsys.readouterr().err
     metrics = json.loads((run / "eval_test.json").read_text())
     assert math.isfinite(metrics["latent_loss"]) and metrics["examples"] == 24
     keys = (["size_auc", "brightness_accuracy", "held_out_pair_accuracy", "real_size_auc", "real_shape_accuracy",

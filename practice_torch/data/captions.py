@@ -16,6 +16,9 @@ Held out: the combinations in ``HELD_OUT`` (a class with one brightness) never a
 training pictures that have them are captioned by their class alone, so both words are seen, never together;
 ``prompts(held_out=True)`` asks for the unseen combinations.
 
+What the captions say, word by word: ``vocabulary`` (computed from the caption tables); ``unseen_words`` names a
+prompt's words no training caption says.
+
 Tokens: one per character of ``ALPHABET`` (lower case), after a start token: ids (S,) = [START, c_1, ..., c_L,
 PAD, ...]. The empty caption, the unconditional model's, is the start token alone (``EMPTY``).
 """
@@ -36,7 +39,12 @@ _IDS = {c: i + 2 for i, c in enumerate(ALPHABET)}
 
 
 def check_prompt(text: str, max_len: int) -> str:
-    """The prompt in lower case, or a one-line ValueError naming the character it cannot read or its length."""
+    """The prompt in lower case, or a one-line ValueError naming the character it cannot read or its length, or
+    saying that a prompt of spaces alone is not the empty prompt ("")."""
+    if text and not text.strip():
+        raise ValueError(f"a prompt of spaces alone ({text!r}) is not the empty prompt: for the grid of every class "
+                         "(of the galaxies' one-attribute prompts), leave model.prompt out or set it empty "
+                         "(--set model.prompt=)")
     text = text.strip().lower()
     bad = sorted({c for c in text if c not in _IDS})
     if bad:
@@ -223,3 +231,33 @@ GALAXY_PROMPTS = (("a small galaxy", "size", "small"), ("a large galaxy", "size"
                   ("a galaxy with a diffuse profile", "profile", "diffuse"),
                   ("a galaxy with a steep core", "profile", "concentrated"))
 GALAXY_HELD_OUT_PROMPTS = ("a large, faint galaxy", "a small, elongated galaxy")
+
+
+# 4. The words the captions say ---------------------------------------------------------------------------------
+CAPTION_TABLES = {"fashion_mnist": (TEMPLATES, NOUNS, ADJECTIVES),
+                  "galaxies": (GALAXY_TEMPLATES, GALAXY_WORDS, PROFILES)}  # every wording a caption is made of
+
+
+def words(text: str) -> list[str]:
+    """The words of a text in order, lower case: runs of letters, hyphens and apostrophes ('t-shirt',
+    'deep-coloured'); spaces, commas and anything else (a template's '{}') separate them."""
+    return [w for w in (m.strip("-'") for m in re.findall(r"[a-z'-]+", text.lower())) if w]
+
+
+def table_strings(table) -> list[str]:
+    """Every string of a caption table: a string, or tuples and dicts (their values) of them, nested."""
+    if isinstance(table, str):
+        return [table]
+    return [s for item in (table.values() if isinstance(table, dict) else table) for s in table_strings(item)]
+
+
+def vocabulary(dataset: str) -> tuple[str, ...]:
+    """The words the training captions of ``dataset`` ('fashion_mnist' or 'galaxies') say, sorted: those of their
+    templates, nouns or attribute words and synonyms, and profile phrases (``CAPTION_TABLES``)."""
+    return tuple(sorted({w for s in table_strings(CAPTION_TABLES[dataset]) for w in words(s)}))
+
+
+def unseen_words(text: str, dataset: str) -> list[str]:
+    """The words of ``text`` that no training caption of ``dataset`` says, in the order of their first use."""
+    known = set(vocabulary(dataset))
+    return list(dict.fromkeys(w for w in words(text) if w not in known))

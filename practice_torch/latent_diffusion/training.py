@@ -4,8 +4,9 @@ Stage 1, the autoencoder, is the project's conv VAE (``practice_torch.vae``), fr
 requires_grad = False, so the engine's optimizer never sees them, and the latent of an image is the posterior mean
 mu(x) (B, d). The run builds on a trained ``vae`` run (``BUILDS_ON``, opened by the engine when the run starts):
 ``model.autoencoder=RUN_DIR`` names one, or, when it is empty, the engine trains one first (``prerequisite_runs``:
-the vae preset ``model.autoencoder_preset`` with the ``autoencoder_*`` overrides) into
-``autoencoder_root/vae-<data>-<hash>``, or reuses the finished run already there, and names it in the run's config.
+the vae preset ``model.autoencoder_preset`` with the ``autoencoder_*`` overrides) into the run's own folder,
+RUN/autoencoder, or, when ``model.autoencoder_root`` names a folder, into ``autoencoder_root/vae-<data>-<hash>``,
+reusing the finished run already there; and names it in the run's config.
 Stage 2 is a class-conditional DDPM (``practice_torch.diffusion``: Schedule, Diffusion, generate) on the scaled
 latents u = s mu(x), s = 1 / std of the training latents (Rombach et al. 2022, "scale_by_std", estimated at the first
 build unless ``model.latent_scale`` gives it), trained with label dropout and sampled with classifier-free guidance;
@@ -41,7 +42,8 @@ class Config:
     """Latent diffusion's hyperparameters: the run's ``model.*`` keys (``--set model.guidance_scale=2``)."""
 
     autoencoder: str = ""  # a trained vae run directory; "" = the engine trains one first (and names it here)
-    autoencoder_root: str = "runs/autoencoders"  # where that autoencoder run is written (and reused)
+    autoencoder_root: str = ""  # where that run is written: "" = inside this run's folder (RUN/autoencoder); a folder
+    # (e.g. runs/autoencoders): there, as <folder>/vae-<data set>-<hash>, reused by later runs
     autoencoder_preset: Literal["quick", "full"] = "quick"  # the vae preset it starts from
     autoencoder_steps: int = 3000
     autoencoder_latent_dim: int = 16
@@ -123,7 +125,8 @@ class LatentDiffusion(nn.Module):
 def prerequisite_runs(config: Config, data) -> dict[str, Prerequisite]:
     """The vae run the engine trains first when ``model.autoencoder`` is empty: the vae preset
     ``model.autoencoder_preset`` on this data set, unconditional, with the ``autoencoder_*`` latent size, beta and
-    steps, in ``model.autoencoder_root`` (reused once finished)."""
+    steps, inside this run's folder (RUN/autoencoder) or, when ``model.autoencoder_root`` names a folder, there
+    (reused once finished)."""
     if config.autoencoder:
         return {}
 

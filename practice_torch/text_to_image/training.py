@@ -7,7 +7,8 @@ Stable diffusion's parts at the scale of two CPU cores (Rombach et al. 2022):
   s = 1 / std (``latent_scale``); an image is decoded by quantising u / s to the nearest codes and running the
   decoder (the paper's VQ-regularised variant: "the quantisation layer is absorbed by the decoder"). A latent with
   a spatial grid is what cross-attention from feature maps needs; the project's VAE has a vector latent. The run
-  builds on a trained ``vq_vae`` run (``model.autoencoder``), or the engine trains one first.
+  builds on a trained ``vq_vae`` run (``model.autoencoder``), or the engine trains one first, inside the run's
+  folder (RUN/autoencoder; ``model.autoencoder_root`` names a folder to train it in and reuse it from instead).
 * the text encoder: ``TextEncoder``, a small causal character transformer (the project's trunk), trained jointly
   with the denoiser from scratch. No pretrained text model is at hand offline, and the captions are a small
   language of class names, synonyms and adjectives whose meaning the denoising loss alone teaches.
@@ -19,13 +20,15 @@ Stable diffusion's parts at the scale of two CPU cores (Rombach et al. 2022):
   same network is the unconditional model that classifier-free guidance needs:
   eps = (1 + w) eps(u, c) - w eps(u, empty).
 
-``sample --set model.prompt="a dark sneaker"`` draws a prompt's images; ``eval`` reports the feature network's class
+``sample --set model.prompt="a dark sneaker"`` draws a prompt's images (a word no training caption says is named in
+one line on stderr, ``prompt_note``, and the prompt drawn anyway); ``eval`` reports the feature network's class
 accuracy and the brightness accuracy of each prompt's samples, on the seen and on the held-out combinations, and
 the latent denoising loss. The derivation: ``python -m theory_jax text_to_image``.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -54,7 +57,8 @@ class Config:
     """Text-to-image's hyperparameters: the run's ``model.*`` keys (``--set model.guidance_scale=3``)."""
 
     autoencoder: str = ""  # a trained vq_vae run directory; "" = the engine trains one first (and names it here)
-    autoencoder_root: str = "runs/autoencoders"  # where that run is written (and reused)
+    autoencoder_root: str = ""  # where that run is written: "" = inside this run's folder (RUN/autoencoder); a folder
+    # (e.g. runs/autoencoders): there, as <folder>/vq_vae-<data set>-<hash>, reused by later runs
     autoencoder_preset: Literal["quick", "full"] = "quick"
     autoencoder_steps: int = 1500
     latent_scale: float = 0.0  # s; 0 = estimate 1/std on ``scale_examples`` training latents (kept in the checkpoint)
@@ -164,7 +168,8 @@ class TextToImage(nn.Module):
 
 def prerequisite_runs(config: Config, data) -> dict[str, Prerequisite]:
     """The vq_vae run the engine trains first when ``model.autoencoder`` is empty: its ``autoencoder_preset`` on
-    this data set for ``autoencoder_steps`` steps, in ``autoencoder_root`` (reused once finished)."""
+    this data set for ``autoencoder_steps`` steps, inside this run's folder (RUN/autoencoder) or, when
+    ``autoencoder_root`` names a folder, there (reused once finished)."""
     if config.autoencoder:
         return {}
 
@@ -202,6 +207,17 @@ def measure_training_set(autoencoder: VQVAE, parent: Parent, n: int) -> tuple[fl
     return float(1 / z.std()), edges
 
 
+def prompt_note(prompt: str, dataset: str) -> str:
+    """The one line ``sample`` and ``eval`` print for a prompt with words the training captions of ``dataset`` never
+    say: those words and the ones they do say (``captions.vocabulary``); "" when every word was seen."""
+    unseen = captions.unseen_words(prompt, dataset)
+    if not unseen:
+        return ""
+    return (f"text_to_image: {', '.join(map(repr, unseen))} never appear{'s' if len(unseen) == 1 else ''} in the "
+            f"{dataset} training captions, so the model has not learnt {'it' if len(unseen) == 1 else 'them'} (the "
+            f"prompt is used anyway); the captions' words: {', '.join(captions.vocabulary(dataset))}")
+
+
 def build(config: Config, data, parents: dict) -> TextToImage:
     """The frozen VQ-VAE of the run it builds on, the scale and brightness edges (measured at the first build, from
     the checkpoint afterwards), the text encoder and the latent U-Net that cross-attends to it."""
@@ -214,6 +230,8 @@ def build(config: Config, data, parents: dict) -> TextToImage:
         raise ValueError(f"model.caption_dropout must be in [0, 1), got {config.caption_dropout}")
     if config.prompt:
         captions.check_prompt(config.prompt, config.max_len)
+        if note := prompt_note(config.prompt, data.name):
+            print(note, file=sys.stderr)
     parent = parents.get("autoencoder")
     if parent is None:
         raise ValueError("text_to_image builds on a vq_vae run: --set model.autoencoder=RUN_DIR, or leave it empty "
