@@ -4,9 +4,10 @@ for real").
     python -m practice_torch list
     python -m practice_torch train vae                                  # quick preset, Fashion-MNIST
     python -m practice_torch train vae --set model.conditional=true --set model.beta=4 --out runs/cvae
-    python -m practice_torch train vae --resume runs/cvae --steps 8000  # continue (bit-identical on CPU)
+    python -m practice_torch train vae --resume runs/cvae               # continue a stopped run (see README)
+    python -m practice_torch train vae --resume runs/cvae --steps 8000  # extend it to 8000 steps
     torchrun --nproc_per_node=2 -m practice_torch train vae             # DistributedDataParallel
-    python -m practice_torch sample runs/cvae --n 100 --out cvae.png
+    python -m practice_torch sample runs/cvae --n 100 --out cvae.png  # without --out: runs/cvae/samples-<k>/
     python -m practice_torch eval runs/cvae --split test            # + FID, IS, KID, precision/recall of samples
     python -m practice_torch features fashion_mnist                 # train and cache the feature network they use
     python -m practice_torch results runs/cvae --load idle          # its row in docs/results.json (then make docs)
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from practice_torch.data import DatasetMissing
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="write samples of a trained run")
     sample.add_argument("run_dir")
     sample.add_argument("--n", type=int, help="number of samples (default: the run's train.samples)")
-    sample.add_argument("--out", help="write only the samples, to this file (.png / .wav / .txt)")
+    sample.add_argument("--out", help="write only the samples, to this file (.png / .wav / .txt); without it, every "
+                                      "artefact goes to RUN/samples-<k>/, beside those training wrote in RUN/samples/")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="auto")
     sample.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
@@ -93,10 +96,14 @@ def list_all(args) -> int:
     from practice_torch.data import all_datasets
     from practice_torch.engine.config import PRESETS
     from practice_torch.models import MODELS
+    from practice_torch.results import RESULTS_FILE
 
-    print("models:")
+    print("models (below each: its quick preset's steps and batch on each data set, and the training time measured "
+          "on a CPU where docs/results.json has the run; the full presets: docs/gpu.md):")
+    rows = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.is_file() else []
     for name, (module, about) in MODELS.items():
         print(f"  {name:<15} {about}  ({module})")
+        print(f"  {'':<15}   quick: {quick_preset(name, rows)}")
     print("data sets:")
     for info in all_datasets().values():
         classes = f", {info.num_classes} classes" if info.num_classes else ""
@@ -105,6 +112,31 @@ def list_all(args) -> int:
     for name, about in PRESETS.items():
         print(f"  {name:<15} {about}")
     return 0
+
+
+def quick_preset(model: str, rows: list[dict]) -> str:
+    """'fashion_mnist 3000 steps of 128 (98 s on AMD EPYC, 2 cores, idle); any image set 1500 steps of 64': each row
+    of the model's quick preset, with the newest measured time of a run of it as it comes (``results.preset_timing``)."""
+    from practice_torch.data import all_datasets
+    from practice_torch.models import get_model
+    from practice_torch.progress import duration
+    from practice_torch.results import preset_timing
+
+    module = get_model(model)
+    given = tuple(getattr(module, "BUILDS_ON", {}))
+    parts = []
+    for key, row in module.PRESETS["quick"].items():
+        batch = f"of {row.train.batch_size}" if row.train.batch_size else "of the whole split"
+        where = key if key in all_datasets() else "any other data set" if key == "*" else f"any {key} data set"
+        table = module.PRESETS["quick"]
+        covered = [key] if key in all_datasets() else [  # a modality's row or '*': the data sets it covers, measured
+            name for name, info in all_datasets().items() if name not in table
+            and (info.modality == key or key == "*" and info.modality not in table)]
+        timings = [(name, m) for name in covered if (m := preset_timing(rows, model, name, given=given))]
+        timing = "; ".join(f"{'' if name == key else f'{name}: '}{duration(m['train_seconds'])} on {m['machine']}, "
+                           f"{m['load'].split(' (')[0].split(':')[0]}" for name, m in timings)
+        parts.append(f"{where} {row.train.steps} steps {batch}" + (f" ({timing})" if timing else ""))
+    return "; ".join(parts)
 
 
 def train(args) -> int:
@@ -126,22 +158,43 @@ def train(args) -> int:
         run_dir = Path(args.out) if args.out else default_run_dir(cfg)
         check_new_run_dir(run_dir)
     trainer = new_trainer(cfg, run_dir, resume=bool(args.resume))
+    first, started = trainer.step, time.perf_counter()
     try:
         outcome = trainer.run()
     finally:
         trainer.close()
     if not trainer.procs.is_main:
         return 0 if outcome.signal is None else 128 + outcome.signal
+    if outcome.threads:
+        print(thread_note(outcome.threads), file=sys.stderr)
     if outcome.signal is not None:
         print(f"stopped by {signal.Signals(outcome.signal).name} after step {outcome.step}; checkpoint saved. Continue "
               f"with: python -m practice_torch train {cfg.model_name} --resume {run_dir}", file=sys.stderr)
         return 128 + outcome.signal
-    print(f"trained {cfg.model_name} for {outcome.step} steps; run directory {run_dir}")
+    print(finished_line(cfg.model_name, first, outcome.step, time.perf_counter() - started, outcome.loss, run_dir))
     if outcome.early_stop is not None:
         print(f"  early stop: {cfg.train.early_stop} did not improve on {outcome.early_stop[0]:.4g} (step "
               f"{outcome.early_stop[1]}) for {cfg.train.patience} log steps")
     report(outcome.files)
     return 0
+
+
+def finished_line(model: str, first: int, step: int, seconds: float, loss: float | None, run_dir: Path) -> str:
+    """'trained vae for 3000 steps in 2 min 05 s, loss 212.4 at the last log step; run directory runs/vae' (a
+    resumed run: the steps and the time of this session)."""
+    from practice_torch.progress import duration
+
+    done = f"for {step} steps" if not first else f"for {step} steps ({step - first} of them now)"
+    final = f", loss {loss:.4g} at the last log step" if loss is not None else ""
+    return f"trained {model} {done} in {duration(seconds)}{final}; run directory {run_dir}"
+
+
+def thread_note(teams: tuple[int, ...]) -> str:
+    """What a CPU run whose thread team changed size with the load should know of its last bits."""
+    sizes = " -> ".join(map(str, teams))
+    return (f"note: the thread team changed size with the load ({sizes}); sums rounded by another team differ in their "
+            "last bits, so this run is not bit-identical to a rerun or to the run never stopped: train.threads=N "
+            "fixes the team")
 
 
 def open_for_use(run_dir: Path, device, overrides):
@@ -157,18 +210,19 @@ def open_for_use(run_dir: Path, device, overrides):
 
 
 def sample(args) -> int:
-    from practice_torch.engine.artefacts import write_artefact
+    from practice_torch.engine.artefacts import write_artefact, write_artefacts
     from practice_torch.engine.distributed import resolve_device
-    from practice_torch.engine.runs import held_out_examples, save_samples, write_samples
+    from practice_torch.engine.runs import held_out_examples, new_samples_dir, write_samples
 
+    if args.n is not None and args.n < 1:
+        raise RunError(f"--n must be positive, got {args.n} (leave it out for the run's train.samples)")
     run_dir = Path(args.run_dir)
     module, cfg, net = open_for_use(run_dir, resolve_device(args.device), args.set)
-    n = args.n or cfg.train.samples
-    if n < 1:
-        raise RunError(f"--n must be positive, got {n}")
+    n = cfg.train.samples if args.n is None else args.n
     examples = held_out_examples(cfg.data, n)  # reconstructions of them; a control task's episodes
     artefacts = write_samples(module, cfg, net, n, args.seed, examples)
-    report(write_artefact(artefacts[0], Path(args.out)) if args.out else save_samples(artefacts, run_dir))
+    report(write_artefact(artefacts[0], Path(args.out)) if args.out else write_artefacts(artefacts,
+                                                                                           new_samples_dir(run_dir)))
     return 0
 
 
@@ -200,10 +254,26 @@ def evaluate(args) -> int:
     out = run_dir / f"eval_{args.split}.json"
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
     print(f"{cfg.model_name} on {cfg.data.name} ({args.split}):")
-    for name, value in metrics.items():
-        print(f"  {name:<24} {value:.4f}" if isinstance(value, float) else f"  {name:<24} {value}")
+    from practice_torch.evaluation.samples import METRIC_NOTES
+
+    for line in metric_lines(metrics, {**METRIC_NOTES, **getattr(module, "METRIC_NOTES", {})}):
+        print(line)
     print(f"wrote {out}")
     return 0
+
+
+def metric_lines(metrics: dict, notes: dict[str, str]) -> list[str]:
+    """A line per metric, with its note where ``notes`` has one (a format string of the metrics: what was measured
+    on how many examples); a note naming a metric the evaluation did not report is left out."""
+    lines = []
+    for name, value in metrics.items():
+        line = f"  {name:<24} {value:.4f}" if isinstance(value, float) else f"  {name:<24} {value}"
+        try:
+            note = notes[name].format(**metrics) if name in notes else ""
+        except KeyError:
+            note = ""
+        lines.append(f"{line}  ({note})" if note else line)
+    return lines
 
 
 def features(args) -> int:

@@ -86,3 +86,13 @@ def progress(iterable: Iterable | None = None, *, desc: str, total: int | None =
     return LogLines(iterable, desc=desc, total=total, unit=unit, disable=disable, file=stream,
                     bar_format=LOG_FORMAT if total else LOG_FORMAT_OPEN, miniters=every or 1,
                     mininterval=0.0 if every else LOG_SECONDS, maxinterval=float("inf"), **kwargs)
+
+
+def duration(seconds: float) -> str:
+    """A wall time as a person reads it: '4.2 s', '3 min 05 s', '1 h 02 min'."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"

@@ -34,7 +34,8 @@ def _flat(cfg) -> dict[str, Any]:
 
 
 # Settings that say where or how fast a run went, not what it trained.
-NOT_SETTINGS = ("train.device", "train.threads", "data.data_dir", "data.download")
+NOT_SETTINGS = ("train.device", "train.threads", "data.data_dir", "data.download",
+                "model.autoencoder_root")  # (the last: where a prerequisite run was trained)
 
 
 def preset_and_changes(module, cfg) -> tuple[str, list[str]]:
@@ -129,6 +130,21 @@ def control_fields(cfg, records: list[dict[str, Any]]) -> dict[str, Any]:
                    and r["episode_return"] >= threshold), None)
     return {"kind": "control", "environment": environment, "env_steps": records[-1]["env_steps"],
             "steps_to_solved": solved}
+
+
+def preset_timing(rows: list[dict[str, Any]], model: str, dataset: str, preset: str = "quick",
+                  given: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The row of ``rows`` for ``model``'s ``preset`` on ``dataset`` as it comes (no setting changed but the model
+    keys in ``given``: the runs it builds on, which it needs), an idle machine's first, then the newest; None when
+    no such run was measured."""
+    from practice_torch.engine.config import RETIRED
+
+    def as_it_comes(row):
+        keys = [change.partition("=")[0] for change in row["changes"]]
+        return all(k in RETIRED or k.partition(".")[2] in given for k in keys)
+
+    found = [r for r in rows if (r["model"], r["dataset"], r["preset"]) == (model, dataset, preset) and as_it_comes(r)]
+    return max(found, key=lambda r: (r["load"].startswith("idle"), r.get("date", "")), default=None)
 
 
 def row_key(row: dict[str, Any]) -> tuple:

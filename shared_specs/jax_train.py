@@ -667,6 +667,8 @@ class Trained:
     step: int
     signal: int | None = None
     files: tuple[Path, ...] = ()
+    first: int = 0  # the step this session started from (a resumed run's checkpoint)
+    loss: float | None = None  # the mean loss of the last log window
 
 
 class StopOnSignals:
@@ -728,6 +730,7 @@ def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
     write_environment(run_dir, torch.device("cpu"), 1, run.step, backend="jax",
                       gpu=jax.devices()[0].device_kind if on_gpu else None)
     log = MetricsLog(run_dir, run.step)
+    first, last_loss = run.step, None
     sums: dict[str, Any] = {}
     window = 0  # the steps summed in ``sums`` (a resumed run's first window starts at its checkpoint)
     window_start = started = time.perf_counter()
@@ -750,7 +753,7 @@ def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
                         means.update(run.validate())
                     log.write(run.step, {**means, "examples_per_s": rate, "time_s": time.perf_counter() - started})
                     bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
-                    sums, window, window_start = {}, 0, time.perf_counter()
+                    sums, window, window_start, last_loss = {}, 0, time.perf_counter(), means["loss"]
                 bar.update(1)
                 if run.step % t.checkpoint_every == 0 and run.step < t.steps:
                     save()
@@ -760,11 +763,12 @@ def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
     save()
     write_environment(run_dir, torch.device("cpu"), 1, run.step, finished=True)
     if stop.signal is not None:
-        return Trained(run.step, stop.signal)
+        return Trained(run.step, stop.signal, first=first, loss=last_loss)
     run.net.load_state_dict(run.weights(average=run.shadow is not None))  # the samples of the EMA's weights, if kept
     artefacts = write_samples(run.module, cfg, run.net, t.samples, t.seed, held_out_examples(cfg.data, t.samples))
     plot = plot_losses(run_dir, run_dir / "loss.png")
-    return Trained(run.step, None, tuple(save_samples(artefacts, run_dir) + ([plot] if plot else [])))
+    return Trained(run.step, None, tuple(save_samples(artefacts, run_dir) + ([plot] if plot else [])), first,
+                   last_loss)
 
 
 # Twin training: a short run in both backends (the spec kind ``RunCase``) --------------------------------------------
@@ -982,6 +986,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = unsupported(cfg.train)
         if problem:
             raise JaxTrainError(problem)
+        started = time.perf_counter()
         trained = train(cfg, run_dir, resume=bool(args.resume))
     except (JaxTrainError, RunError, DatasetMissing, ValueError) as exc:  # ValueError: a build the adapter refuses
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
@@ -993,7 +998,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped by {signal.Signals(trained.signal).name} after step {trained.step}; checkpoint saved. Continue "
               f"with: python -m theory_jax train {cfg.model_name} --resume {run_dir}", file=sys.stderr)
         return 128 + trained.signal
-    print(f"trained {cfg.model_name} in JAX to step {trained.step}; run directory {run_dir}")
+    from practice_torch.cli import finished_line
+
+    print(finished_line(f"{cfg.model_name} in JAX", trained.first, trained.step, time.perf_counter() - started,
+                        trained.loss, run_dir))
     for path in trained.files:
         print(f"  wrote {path}")
     return 0

@@ -21,6 +21,7 @@ from train_ranges import IN_RANGE, bad_values, numeric_train_keys
 from practice_torch.cli import main
 
 ROOT = Path(__file__).parents[1]
+RESUME_SENTENCE = "with train.threads fixed, bit-identical on a CPU to the run never stopped"
 TINY = ["--dataset", "digits", "--device", "cpu", "--set", "model.channels=4,8", "--set", "model.latent_dim=4",
         "--set", "train.batch_size=16", "--set", "train.warmup_steps=2", "--set", "train.log_every=2",
         "--set", "train.checkpoint_every=2", "--set", "train.samples=8", "--set", "model.nll_examples=16",
@@ -79,14 +80,85 @@ def test_list_shows_models_data_sets_and_presets(capsys):
     assert all(word in out for word in ("vae", "fashion_mnist", "digits", "moons", "quick", "full"))
 
 
+def test_list_gives_each_models_quick_preset_steps_and_measured_time(capsys, tmp_path, monkeypatch):
+    """Under each model: each row of its quick preset (data set, steps, batch) and the time a results row measured
+    for it as it comes; a row with a changed setting is not the preset's time (the control), an idle row is
+    preferred to a busy one."""
+    from practice_torch import results
+
+    def row(changes, seconds, load, date):
+        return {"model": "ppo", "dataset": "cartpole", "preset": "quick", "changes": changes, "train_seconds": seconds,
+                "machine": "AMD EPYC, 2 cores", "load": load, "date": date}
+
+    file = tmp_path / "results.json"
+    file.write_text(json.dumps([row([], 21.0, "idle (nothing else running)", "2026-11-01"),
+                                row([], 95.0, "busy: tests beside it", "2026-11-02"),
+                                row(["train.lr=1e-2"], 7.0, "idle", "2026-11-03")]))
+    monkeypatch.setattr(results, "RESULTS_FILE", file)
+    code, out, _ = cli(capsys, "list")
+    lines = out.splitlines()
+    ppo = lines[next(i for i, line in enumerate(lines) if line.startswith("  ppo ")) + 1]
+    assert code == 0 and ppo.split() == ["quick:", "shakespeare", "400", "steps", "of", "64;", "any", "control",
+                                         "data", "set", "146", "steps", "of", "4", "(cartpole:", "21.0", "s", "on",
+                                         "AMD", "EPYC,", "2", "cores,", "idle)"]
+    vae = lines[next(i for i, line in enumerate(lines) if line.startswith("  vae ")) + 1]
+    assert vae.split()[:5] == ["quick:", "fashion_mnist", "4000", "steps", "of"] and " s on " not in vae
+
+
+def test_eval_notes_say_what_each_fid_measured_and_skip_a_note_whose_counts_are_missing():
+    from practice_torch.cli import metric_lines
+    from practice_torch.evaluation.samples import METRIC_NOTES
+    from practice_torch.gan.quality import REFERENCE_NOTES
+
+    notes = {**METRIC_NOTES, **REFERENCE_NOTES}
+    lines = metric_lines({"fid": 12.5, "fid_samples": 13.25, "reference_examples": 500, "sample_metrics_samples": 500,
+                          "sample_metrics_held_out": 500}, notes)
+    assert lines[0].startswith("  fid                      12.5000  (eval's sample metrics: 500 samples against 500")
+    assert lines[1].startswith("  fid_samples              13.2500  (the model's own evaluation: the same FID of "
+                               "another 500 samples")
+    assert lines[2] == "  reference_examples       500"  # no note
+    assert metric_lines({"fid_samples": 13.25}, notes) == ["  fid_samples              13.2500"]  # counts unknown
+
+
+def test_a_run_whose_thread_team_changed_says_its_last_bits_depend_on_the_load(capsys, tmp_path, monkeypatch):
+    """The team resized once mid-run (the load, stood in for by ``ThreadCount.update``): the log gets the resize as a
+    line of its own, and the end of the run a note that its last bits depend on it. Control: a run whose team kept
+    its size gets no note."""
+    from practice_torch.engine.threads import ThreadCount
+
+    calls = {"n": 0}
+
+    def update(self):
+        calls["n"] += 1
+        if calls["n"] != 3:
+            return None
+        torch.set_num_threads(self.threads + 1)
+        return f"threads {self.threads - 1} -> {self.threads}: other processes kept 0.0 of 2 cores busy"
+
+    monkeypatch.setattr(ThreadCount, "update", lambda self: None)  # whatever the load of the machine running this
+    code, _, err = cli(capsys, "train", "vae", "--steps", "4", "--out", str(tmp_path / "plain"), *TINY)
+    assert code == 0 and "note:" not in err
+    monkeypatch.setattr(ThreadCount, "update", update)
+    before = torch.get_num_threads()
+    code, _, err = cli(capsys, "train", "vae", "--steps", "4", "--out", str(tmp_path / "resized"), *TINY)
+    assert code == 0 and torch.get_num_threads() == before, err  # restored at the end of the run
+    assert f"\nvae: threads {before} -> {before + 1}: other processes" in err and "\r" not in err
+    assert f"note: the thread team changed size with the load ({before} -> {before + 1})" in err
+
+
 def test_train_sample_eval_and_resume(run, copy, capsys, tmp_path):
     assert (run / "samples/samples.png").is_file() and (run / "loss.png").is_file()
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 4
 
     code, out, _ = cli(capsys, "sample", str(copy), "--n", "9", "--out", str(tmp_path / "nine.png"))
     assert code == 0 and (tmp_path / "nine.png").is_file() and "nine.png" in out
-    code, out, _ = cli(capsys, "sample", str(copy))
-    assert code == 0 and "reconstructions.png" in out
+    trained = snapshot(copy / "samples")
+    code, out, _ = cli(capsys, "sample", str(copy))  # beside the samples training wrote, never over them
+    assert code == 0 and f"wrote {copy / 'samples-1' / 'reconstructions.png'}" in out
+    assert snapshot(copy / "samples") == trained and len(snapshot(copy / "samples-1")) == len(trained)
+    code, out, _ = cli(capsys, "sample", str(copy), "--seed", "1")
+    assert code == 0 and f"wrote {copy / 'samples-2' / 'samples.png'}" in out
+    assert_user_error(cli(capsys, "sample", str(copy), "--n", "0"), "--n must be positive, got 0")  # not 64
 
     code, out, err = cli(capsys, "eval", str(copy), "--split", "test")
     metrics = json.loads((copy / "eval_test.json").read_text())
@@ -98,11 +170,14 @@ def test_train_sample_eval_and_resume(run, copy, capsys, tmp_path):
     assert metrics["sample_metrics_samples"] == metrics["sample_metrics_held_out"] == 269
     assert metrics["fid"] > 0 and 1 <= metrics["inception_score"] <= 10 and 0 <= metrics["recall"] <= 1
     assert all(f"{name:<24}" in out for name in ("fid", "inception_score", "kid", "precision", "recall"))
+    assert "(eval's sample metrics: 269 samples against 269 held-out examples, in the project's feature network)" in out
     code, _, err = cli(capsys, "eval", str(copy), "--split", "val", "--no-sample-metrics")
     assert code == 0 and "fid" not in json.loads((copy / "eval_val.json").read_text()) and "FID" not in err
 
     code, out, _ = cli(capsys, "train", "vae", "--resume", str(copy), "--steps", "6")
-    assert code == 0 and "for 6 steps" in out
+    last = json.loads((copy / "metrics.jsonl").read_text().splitlines()[-1])
+    assert code == 0 and "trained vae for 6 steps (2 of them now) in " in out
+    assert f" s, loss {last['loss']:.4g} at the last log step; run directory {copy}" in out
     assert [r["step"] for r in map(json.loads, (copy / "metrics.jsonl").read_text().splitlines())] == [2, 4, 6]
 
 
@@ -145,6 +220,7 @@ def test_a_diverging_run_exits_non_zero_with_one_line_and_keeps_its_checkpoint(c
     (["train", "vae", "--set", "model.latent_dim"], "malformed override 'model.latent_dim'"),
     (["train", "vae", "--set", "model.latent_dim=big"], "expected int, got 'big'"),
     (["train", "vae", "--set", "train.nope=1"], "unknown config key 'train.nope'"),
+    (["train", "vae", "--set", "data.data_dir=  "], "the value is spaces only; for an empty value write data.data_dir="),
     (["train", "vae", "--dataset", "mnist"], "mnist loads through torchvision: pass --data-dir"),
     (["train", "vae", "--dataset", "moons"], "the VAE models (C, H, W) images"),
     (["train", "vae", "--steps", "0"], "train.steps must be positive, got 0"),
@@ -280,8 +356,12 @@ def test_the_module_entry_point_prints_one_line_and_exits_2(tmp_path):
 @pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM],
                          ids=["SIGINT", "SIGTERM"])  # the same path; SIGTERM (a preemption) in the default suite
 def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_path, capsys):
+    """The README's sentence, as written: a stopped run continues "with train.threads fixed, bit-identical on a CPU
+    to the run never stopped" (its weights compared with those of a run of the same config never stopped, at the
+    same step). Control: the stopped run's own weights differ from those."""
+    assert RESUME_SENTENCE in (ROOT / "README.md").read_text().replace("\n", " ")
     out = tmp_path / "run"
-    proc = python_m("train", "vae", "--steps", "100000", "--out", str(out), *TINY)
+    proc = python_m("train", "vae", "--steps", "100000", "--out", str(out), *TINY, "--set", "train.threads=1")
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text():
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1]
@@ -292,11 +372,25 @@ def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_
     assert f"stopped by {signal.Signals(signum).name} after step" in err and "Traceback" not in err
     step = json.loads((out / "checkpoints/latest.json").read_text())["step"]
     assert f"after step {step};" in err
+    stopped = load_file(str(newest_weights(out)))
+    shutil.copytree(out, tmp_path / "stopped")
     code, _, err = cli(capsys, "train", "vae", "--resume", str(out), "--steps", str(step + 2))  # in this process
     assert code == 0, err
     assert json.loads((out / "checkpoints/latest.json").read_text())["step"] == step + 2
     # stderr is captured here, as in a log: whole lines with the loss, no carriage-return redraws
     assert "\r" not in err and f"{step + 2}/{step + 2}" in err and "loss=" in err, err
+    # bit-identical: the stopped run resumed (its config as saved: 100 000 steps, so the same LR schedule) against the
+    # same config never stopped, both to step + 2
+    from practice_torch.models import new_trainer, resumed_config, run_config
+
+    resumed = new_trainer(resumed_config(tmp_path / "stopped", "vae"), tmp_path / "stopped", resume=True)
+    assert resumed.step == step
+    resumed.run(stop_at=step + 2)
+    never_stopped = new_trainer(run_config(tmp_path / "stopped"), tmp_path / "never-stopped")
+    never_stopped.run(stop_at=step + 2)
+    mine, theirs = resumed.net.state_dict(), never_stopped.net.state_dict()
+    assert set(mine) == set(theirs) and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert not all(torch.equal(stopped[k], theirs[k]) for k in theirs)  # control: two steps move the weights
 
 
 def test_sample_and_eval_use_the_runs_threads(copy):

@@ -122,7 +122,7 @@ def test_train_sample_and_eval_without_the_reference_run(dpo_run, lm_run, tmp_pa
         assert main(["eval", str(dpo_run)]) == 0
     finally:
         moved.rename(lm_run)
-    assert (dpo_run / "samples" / "versus_reference.txt").read_text().count("prompt:") == 3
+    assert (dpo_run / "samples-1" / "versus_reference.txt").read_text().count("prompt:") == 3
     metrics = json.loads((dpo_run / "eval_test.json").read_text())
     for key in ("reward", "reference_reward", "reward_gain_in_sd", "kl_to_reference", "bits_per_char", "dpo_loss",
                 "implicit_margin", "implicit_accuracy"):

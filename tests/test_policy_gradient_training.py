@@ -152,7 +152,7 @@ def test_train_sample_and_eval_without_the_reference_run(pg_run, lm_run, tmp_pat
         assert main(["eval", str(pg_run)]) == 0
     finally:
         moved.rename(lm_run)
-    text = (pg_run / "samples" / "versus_reference.txt").read_text()
+    text = (pg_run / "samples-1" / "versus_reference.txt").read_text()
     assert text.count("prompt:") == 3 and "reference:" in text
     metrics = json.loads((pg_run / "eval_test.json").read_text())
     for key in ("reward", "reward_sd", "reference_reward", "kl_to_reference", "reward_gain_in_sd", "bits_per_char"):

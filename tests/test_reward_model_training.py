@@ -130,9 +130,9 @@ def test_train_sample_and_eval_without_the_reference_run(rm_run, lm_run, tmp_pat
         assert main(["eval", str(rm_run)]) == 0
     finally:
         moved.rename(lm_run)
-    text = (rm_run / "samples" / "samples.txt").read_text()
+    text = (rm_run / "samples-1" / "samples.txt").read_text()
     assert text.count("prompt:") == 3 and "judge" in text
-    assert (rm_run / "samples" / "calibration.png").exists()
+    assert (rm_run / "samples-1" / "calibration.png").exists()
     metrics = json.loads((rm_run / "eval_test.json").read_text())
     for key in ("pair_accuracy", "bt_loss", "calibration_error", "reward_correlation"):
         assert math.isfinite(metrics[key]), key

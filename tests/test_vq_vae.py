@@ -244,7 +244,7 @@ def test_the_prior_run_records_and_freezes_its_vq_vae(runs, tmp_path):
     _, _, rebuilt = open_run(copy, torch.device("cpu"))
     assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in net.state_dict().items())
     assert main(["sample", str(copy), "--n", "9", "--device", "cpu"]) == 0
-    assert {"samples.png", "reconstructions.png", "usage.png"} <= {p.name for p in (copy / "samples").iterdir()}
+    assert {"samples.png", "reconstructions.png", "usage.png"} <= {p.name for p in (copy / "samples-1").iterdir()}
     assert main(["eval", str(copy), "--device", "cpu", "--no-sample-metrics"]) == 0
     metrics = json.loads((copy / "eval_test.json").read_text())
     assert metrics["uniform_bits_per_code"] == 4.0 and metrics["bits_per_code"] < 4.0

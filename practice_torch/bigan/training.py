@@ -30,7 +30,7 @@ from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import sibling_split
 from practice_torch.gan.functions import discriminator_loss
-from practice_torch.gan.quality import untrained_copy
+from practice_torch.gan.quality import REFERENCE_NOTES, untrained_copy
 from practice_torch.models import Artefact
 from practice_torch.plots import scatter_figure_2d
 
@@ -58,6 +58,7 @@ R1_IMAGES = 10.0  # the GAN's image weight: at r1 = 1 the quick preset's D won (
 # quick: 2 CPU cores, minutes; full: GPU scale. Steps count E and G's updates (each after discriminator_steps = 1 of D's: two
 # batches a step).
 HEADLINE = (("probe_accuracy", "linear probe of E(x), held-out accuracy", "share"),)
+METRIC_NOTES = REFERENCE_NOTES  # what eval prints beside fid_samples, fid_untrained and fid_floor
 
 IMAGE_QUICK = Preset(
     Config(latent_dim=32, width=256, joint=512, channels=(32, 64), fc=512, r1=R1_IMAGES),

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from practice_torch.engine import RunError
 
 PRESETS = {
-    "quick": "minutes on a 2-core CPU; already gives recognisable samples (the default)",
+    "quick": "minutes on a 2-core CPU (each model's steps and measured time above); recognisable samples (the default)",
     "full": "GPU scale: a bigger network, many more steps, bf16, torch.compile",
 }
 
@@ -113,6 +113,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"malformed override {item!r}: expected section.key=value, e.g. train.lr=1e-3")
+        if text and not text.strip():  # not the empty value: a prompt of spaces is not the empty prompt
+            raise ConfigError(f"override {item!r}: the value is spaces only; for an empty value write {key.strip()}=")
         section, key = _lookup(cfg, key.strip())
         setattr(section, key, parse_value(text.strip(), _field_types(section)[key], f"override {item!r}"))
     return cfg

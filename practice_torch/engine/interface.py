@@ -64,7 +64,9 @@ class ModelModule(Protocol):
     counts versions; a checkpoint carries the version it was written at, and one of another version is refused in
     one line (a checkpoint without one is version 1).
     Optional too: ``EVAL_SAMPLES: int``, the default number of samples of ``eval``'s sample metrics for a model
-    whose sampler is slow (an autoregressive one draws pixel by pixel); otherwise up to 10 000. And
+    whose sampler is slow (an autoregressive one draws pixel by pixel); otherwise up to 10 000.
+    ``METRIC_NOTES = {metric: note}``: what ``eval`` prints beside a metric of ``evaluate`` (a format string of the
+    metrics: what it measured on how many examples), where its name alone would leave a reader guessing. And
     ``validate(net, config, batch) -> dict[str, Tensor]``: held-out terms (e.g. ``val_loss``) on a batch of the validation
     split, which the engine computes at every log step (``train.val_batch`` examples, in eval mode, without
     gradients) and logs beside the training loss.

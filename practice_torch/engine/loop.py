@@ -114,6 +114,8 @@ class Outcome:
     signal: int | None = None  # the signal that stopped the run early, if any
     files: tuple[Path, ...] = ()  # what the end of the run wrote (samples, loss curves)
     early_stop: tuple[float, int] | None = None  # (best value, its step) when train.early_stop ended the run
+    loss: float | None = None  # the mean loss of the last log window (None: nothing logged)
+    threads: tuple[int, ...] = ()  # the thread team's sizes in turn, where the load made it change (CPU)
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -275,7 +277,7 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}  # the log window's loss, checks, terms and stop flag, summed on the device
         lr_sums: dict[str, float] = {}  # the window's learning rates (host)
         checked = self.step  # the last step a sync found finite
-        stop_early = False
+        stop_early, last_loss, teams = False, None, [self.threads.threads]
         window_start, window_steps, window_examples = time.perf_counter(), 0, self.examples_seen()
         started = time.perf_counter()
         try:
@@ -283,8 +285,10 @@ class Trainer:
                 while self.step < end:
                     names, stats, lrs = self._train_step()
                     resized = self.threads.update()
-                    if resized and main:
-                        bar.write(f"{self.cfg.model_name}: {resized}", file=sys.stderr)
+                    if resized:
+                        teams.append(self.threads.threads)
+                        if main:
+                            bar.write(f"{self.cfg.model_name}: {resized}", file=sys.stderr)
                     for i, name in enumerate(names):  # a GAN's players log different terms: each sums its own
                         sums[name] = sums[name] + stats[i] if name in sums else stats[i]
                     for k, v in lrs.items():
@@ -307,6 +311,7 @@ class Trainer:
                         if t.early_stop and self._stalls(means) and self.step < t.steps:
                             stop_early = True
                         bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
+                        last_loss = means["loss"]
                         if self.environments is not None:
                             means["env_steps"] = self.environments.steps
                         if log:
@@ -327,10 +332,11 @@ class Trainer:
         self.save()
         if main:
             write_environment(self.run_dir, self.device, self.procs.world_size, self.step, finished=True)
+        resized = tuple(teams) if len(teams) > 1 else ()
         if self.stop_signal is not None or (self.step < t.steps and not stop_early):
-            return Outcome(self.step, self.stop_signal)
+            return Outcome(self.step, self.stop_signal, loss=last_loss, threads=resized)
         return Outcome(self.step, None, tuple(self.finish()) if main else (),
-                       early_stop=self.best if stop_early else None)
+                       early_stop=self.best if stop_early else None, loss=last_loss, threads=resized)
 
     def examples_seen(self) -> int:
         """What this process has trained on: a data set's examples (a custom step may take several batches a step),

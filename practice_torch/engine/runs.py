@@ -334,7 +334,16 @@ def write_samples(module: ModelModule, cfg: RunConfig, net: nn.Module, n: int, s
 
 
 def save_samples(artefacts: list, run_dir: Path) -> list[Path]:
+    """The end of training's artefacts, in RUN/samples/."""
     return write_artefacts(artefacts, run_dir / SAMPLES)
+
+
+def new_samples_dir(run_dir: Path) -> Path:
+    """RUN/samples-<k>, the first k not taken: where ``sample`` writes, beside (never over) what training wrote."""
+    k = 1
+    while (run_dir / f"{SAMPLES}-{k}").exists():
+        k += 1
+    return run_dir / f"{SAMPLES}-{k}"
 
 
 def ema_copy(net: nn.Module, ema_weights: dict[str, torch.Tensor]) -> nn.Module:

@@ -30,6 +30,11 @@ from practice_torch.evaluation.metrics import fid_from_features, inception_score
 from practice_torch.progress import progress
 
 DEFAULT_SAMPLES = 10_000  # cap on the default number of samples (and held-out images) compared
+# What ``eval`` prints beside the sample metrics (format strings of the metrics; a model adds its own METRIC_NOTES)
+METRIC_NOTES = {
+    "fid": "eval's sample metrics: {sample_metrics_samples} samples against {sample_metrics_held_out} held-out "
+           "examples, in the project's feature network",
+}
 
 
 @torch.no_grad()

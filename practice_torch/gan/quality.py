@@ -19,6 +19,13 @@ from practice_torch.evaluation.features import embed, feature_network
 from practice_torch.evaluation.metrics import fid_from_features
 
 REFERENCE_SAMPLES = 10_000  # at most: as many as ``eval``'s sample metrics compare
+# What ``eval`` prints beside ``image_references``' FIDs (the METRIC_NOTES of the models that report them)
+REFERENCE_NOTES = {
+    "fid_samples": "the model's own evaluation: the same FID of another {reference_examples} samples, measured beside "
+                   "fid_untrained and fid_floor; its distance from fid is the sampling noise",
+    "fid_untrained": "{reference_examples} samples of an untrained copy of the generator: the ceiling",
+    "fid_floor": "{reference_examples} training images: the floor, what a perfect generator would score",
+}
 
 
 def mode_statistics(samples, data, labels, within: float = 3.0, min_share: float = 0.25) -> dict[str, float]:

@@ -31,6 +31,7 @@ from practice_torch.gan.networks import (
     generator_objective,
     unrolled_generator_objective,
 )
+from practice_torch.gan.quality import REFERENCE_NOTES
 from practice_torch.gan.sampling import class_rows, generate, references
 from practice_torch.models import Artefact
 from practice_torch.plots import scatter_figure_2d
@@ -65,6 +66,7 @@ DCGAN = {"betas": (0.5, 0.999), "warmup_steps": 25, "grad_clip": 0.0}  # Radford
 # discriminator's: two batches a step).
 HEADLINE = (("class_accuracy", "samples classified as their class", "share"), ("fid", "FID (project features)", "FID"),
             ("fid_samples", "FID (project features)", "FID"), ("modes_covered", "modes covered", "modes"))
+METRIC_NOTES = REFERENCE_NOTES  # what eval prints beside fid_samples, fid_untrained and fid_floor
 
 PRESETS = {
     "quick": {

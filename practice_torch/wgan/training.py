@@ -27,6 +27,7 @@ from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.gan.networks import generated
+from practice_torch.gan.quality import REFERENCE_NOTES
 from practice_torch.gan.sampling import class_rows, generate
 from practice_torch.models import Artefact
 from practice_torch.plots import histogram_figure_1d, scatter_figure_2d
@@ -70,6 +71,7 @@ HEADLINE = (("fid", "FID (project features)", "FID"), ("fid_samples", "FID (proj
             ("critic_w1_relative_error", "critic's W1 estimate against the exact 1-D W1, relative error", "share"),
             ("w1_exact", "W1(samples, test points)", "W1"),
             ("critic_w1", "critic's W1 estimate", "W1"))
+METRIC_NOTES = REFERENCE_NOTES  # what eval prints beside fid_samples, fid_untrained and fid_floor
 
 PRESETS = {
     "quick": {
