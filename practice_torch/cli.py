@@ -115,22 +115,22 @@ def list_all(args) -> int:
 
 
 def quick_preset(model: str, rows: list[dict]) -> str:
-    """'fashion_mnist 3000 steps of 128 (98 s on AMD EPYC, 2 cores, idle); any image set 1500 steps of 64': each row
-    of the model's quick preset, with the newest measured time of a run of it as it comes (``results.preset_timing``)."""
+    """'fashion_mnist 3000 steps of 128 (1 min 38 s on AMD EPYC, 2 cores, idle); any image data set 1500 steps of 64':
+    each row of the model's quick preset, with the training time a results row measured for it as it comes
+    (``results.preset_timing``; a modality's row: of each data set it covers that has one)."""
     from practice_torch.data import all_datasets
     from practice_torch.models import get_model
     from practice_torch.progress import duration
     from practice_torch.results import preset_timing
 
     module = get_model(model)
-    given = tuple(getattr(module, "BUILDS_ON", {}))
+    given, table, datasets = tuple(getattr(module, "BUILDS_ON", {})), module.PRESETS["quick"], all_datasets()
     parts = []
-    for key, row in module.PRESETS["quick"].items():
+    for key, row in table.items():
         batch = f"of {row.train.batch_size}" if row.train.batch_size else "of the whole split"
-        where = key if key in all_datasets() else "any other data set" if key == "*" else f"any {key} data set"
-        table = module.PRESETS["quick"]
-        covered = [key] if key in all_datasets() else [  # a modality's row or '*': the data sets it covers, measured
-            name for name, info in all_datasets().items() if name not in table
+        where = key if key in datasets else "any other data set" if key == "*" else f"any {key} data set"
+        covered = [key] if key in datasets else [  # a modality's row or '*': the data sets it covers
+            name for name, info in datasets.items() if name not in table
             and (info.modality == key or key == "*" and info.modality not in table)]
         timings = [(name, m) for name in covered if (m := preset_timing(rows, model, name, given=given))]
         timing = "; ".join(f"{'' if name == key else f'{name}: '}{duration(m['train_seconds'])} on {m['machine']}, "
@@ -192,9 +192,9 @@ def finished_line(model: str, first: int, step: int, seconds: float, loss: float
 def thread_note(teams: tuple[int, ...]) -> str:
     """What a CPU run whose thread team changed size with the load should know of its last bits."""
     sizes = " -> ".join(map(str, teams))
-    return (f"note: the thread team changed size with the load ({sizes}); sums rounded by another team differ in their "
-            "last bits, so this run is not bit-identical to a rerun or to the run never stopped: train.threads=N "
-            "fixes the team")
+    return (f"note: the thread team changed size with the load ({sizes}); a team of another size may round sums "
+            "differently in their last bits, so this run may not be bit-identical to a rerun or to the run never "
+            "stopped: train.threads=N fixes the team")
 
 
 def open_for_use(run_dir: Path, device, overrides):
@@ -221,8 +221,10 @@ def sample(args) -> int:
     n = cfg.train.samples if args.n is None else args.n
     examples = held_out_examples(cfg.data, n)  # reconstructions of them; a control task's episodes
     artefacts = write_samples(module, cfg, net, n, args.seed, examples)
-    report(write_artefact(artefacts[0], Path(args.out)) if args.out else write_artefacts(artefacts,
-                                                                                           new_samples_dir(run_dir)))
+    if args.out:
+        report(write_artefact(artefacts[0], Path(args.out)))
+    else:
+        report(write_artefacts(artefacts, new_samples_dir(run_dir)))  # beside the samples training wrote
     return 0
 
 
@@ -233,6 +235,7 @@ def evaluate(args) -> int:
     from practice_torch.engine.config import derive_seed
     from practice_torch.engine.distributed import resolve_device
     from practice_torch.engine.runs import load_split
+    from practice_torch.evaluation.samples import METRIC_NOTES
 
     run_dir = Path(args.run_dir)
     if args.samples is not None and args.samples < 2:
@@ -254,8 +257,6 @@ def evaluate(args) -> int:
     out = run_dir / f"eval_{args.split}.json"
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
     print(f"{cfg.model_name} on {cfg.data.name} ({args.split}):")
-    from practice_torch.evaluation.samples import METRIC_NOTES
-
     for line in metric_lines(metrics, {**METRIC_NOTES, **getattr(module, "METRIC_NOTES", {})}):
         print(line)
     print(f"wrote {out}")

@@ -205,7 +205,8 @@ class Parent:
 class Prerequisite:
     """A run the engine trains before a run that builds on it, when the key of ``BUILDS_ON`` that would name it is
     empty (a model's ``prerequisite_runs``): ``model``'s ``preset`` on the same data set, changed by ``edit``
-    (RunConfig -> RunConfig), in ``root``/<model>-<data set>-<hash of its config>; a finished one is reused."""
+    (RunConfig -> RunConfig), inside the folder of the run that builds on it (RUN/<key>) when ``root`` is empty, or
+    in ``root``/<model>-<data set>-<hash of its config>, where a finished one is reused."""
 
     model: str
     preset: str
