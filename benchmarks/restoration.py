@@ -80,31 +80,13 @@ def figure_rows(task: str, setting: str, known: torch.Tensor, restorations: dict
 
 def restoration_figure(groups: list[tuple[str, list[tuple[str, torch.Tensor]]]], low: float, high: float):
     """The matplotlib figure of ``groups`` (a task's name and its ``figure_rows``): one row of images per entry, its
-    label on the left, the task's name above its first row; [low, high] drawn black to white, each pixel 3 x 3."""
-    import matplotlib
+    label on the left, the task's name above its first row; [low, high] drawn black to white, each pixel 3 x 3
+    (``practice_torch.plots.labelled_rows``)."""
+    from practice_torch.plots import labelled_rows
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from torchvision.utils import make_grid
-
-    strips = [(label, make_grid(((images - low) / (high - low)).clamp(0, 1), nrow=8, padding=1, pad_value=1.0))
-              for _, rows in groups for label, images in rows]
-    height, width = strips[0][1].shape[1:]
-    titles = {sum(len(rows) for _, rows in groups[:i]): name for i, (name, _) in enumerate(groups)}
-    rows, row, gap, top = len(strips), 3 * height / 100, 0.25, 0.25  # inches; a gap holds a task's name
-    fig, axes = plt.subplots(rows, 1, figsize=(3 * width / 100 + 1.9, rows * row * (1 + gap) + top), dpi=100,
-                             squeeze=False)
-    for i, (ax, (label, strip)) in enumerate(zip(axes[:, 0], strips)):
-        ax.imshow(strip.permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-        ax.set_title(titles.get(i, ""), loc="left", fontsize=9, pad=3)
-    fig.subplots_adjust(left=1.8 / fig.get_figwidth(), right=0.99, top=1 - top / fig.get_figheight(),
-                        bottom=gap * row / fig.get_figheight(), hspace=gap)
-    return fig
+    rows = [(label, (images - low) / (high - low)) for _, group in groups for label, images in group]
+    titles = {sum(len(group) for _, group in groups[:i]): name for i, (name, _) in enumerate(groups)}
+    return labelled_rows(rows, titles)
 
 
 def restoration(args) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Pictures of low-dimensional models: a learned density against the data, samples against the data.
+"""Pictures of low-dimensional models (a learned density against the data, samples against the data), and rows of
+images, each labelled with what it shows (``labelled_rows``).
 
 Every figure comes back as an ``Artefact`` of kind "images" (one RGB picture), so a model's ``sample``
 can hand it to the engine like any image grid:
@@ -38,6 +39,38 @@ def new_figure(panels: int, size: float = 4.0):
 
     fig, axes = plt.subplots(1, panels, figsize=(size * panels, size), dpi=100, squeeze=False)
     return fig, axes[0]
+
+
+def labelled_rows(rows: list[tuple[str, torch.Tensor]], titles: dict[int, str] | None = None, per_row: int = 8,
+                  scale: int = 3):
+    """A matplotlib figure of image rows, each (label, images (k, C, H, W) in [0, 1]) drawn as one grid row of up to
+    ``per_row`` images with its label on the left; ``titles`` {row index: a title above that row}; each pixel drawn
+    ``scale`` x ``scale``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    titles = titles or {}
+    strips = [(label, make_grid(images.float().clamp(0, 1), nrow=per_row, padding=1, pad_value=1.0))
+              for label, images in rows]
+    height, width = max(s.shape[1] for _, s in strips), max(s.shape[2] for _, s in strips)
+    row, gap, top = scale * height / 100, 0.25, 0.25 if titles else 0.05  # inches; a gap holds a title
+    margin = 0.2 + 0.075 * max(len(label) for label, _ in strips)  # inches: the longest label at 9 points
+    fig, axes = plt.subplots(len(strips), 1, figsize=(scale * width / 100 + margin + 0.1,
+                                                      len(strips) * row * (1 + gap) + top), dpi=100, squeeze=False)
+    for i, (ax, (label, strip)) in enumerate(zip(axes[:, 0], strips)):
+        ax.imshow(strip.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_title(titles.get(i, ""), loc="left", fontsize=9, pad=3)
+    fig.subplots_adjust(left=margin / fig.get_figwidth(), right=0.99, top=1 - top / fig.get_figheight(),
+                        bottom=gap * row / fig.get_figheight(), hspace=gap)
+    return fig
 
 
 def data_limits(data: np.ndarray, margin: float = 0.15) -> list[tuple[float, float]]:

@@ -287,6 +287,20 @@ def test_the_repaint_schedule_goes_back_up_and_down_again_resample_times():
         ddpm.repaint_levels(10, resample=0)
 
 
+def test_the_restoration_figure_labels_its_three_rows_with_what_each_shows():
+    """sample --set model.task=...: what is known, the restoration (its method and resampling), the truth, each row
+    beside its own images (control: the two tasks' rows are labelled apart)."""
+    known, restored, truth = (torch.full((2, 1, 4, 4), v) for v in (0.1, 0.5, 0.9))
+    inpaint = ddpm_training.restoration_rows(ddpm_training.Config(task="inpaint", mask="left", resample=5),
+                                             known, restored, truth)
+    sr = ddpm_training.restoration_rows(ddpm_training.Config(task="super_resolution", sr_factor=4, resample=1), known, restored,
+                                        truth)
+    assert [label for label, _ in inpaint] == ["known pixels (mask left)", "restored (RePaint, resampled r = 5)",
+                                               "truth"]
+    assert [label for label, _ in sr] == ["known: 4x block means", "restored (ILVR, r = 1)", "truth"]
+    assert [images for _, images in inpaint] == [known, restored, truth]
+
+
 @pytest.mark.parametrize("task", ["inpaint", "super_resolution"])
 def test_a_restoration_ends_on_what_it_knows_of_the_truth_and_draws_the_rest(task):
     """Inpainting: the known pixels are the truth's exactly (the last replacement uses y itself); SR: the block means

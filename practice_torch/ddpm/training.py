@@ -221,16 +221,27 @@ def restore_images(net: Diffusion, config: Config, x: torch.Tensor, generator: t
                                       guidance_scale=config.guidance_scale)
 
 
+def restoration_rows(config: Config, known: torch.Tensor, restored: torch.Tensor, truth: torch.Tensor
+                     ) -> list[tuple[str, torch.Tensor]]:
+    """The figure's three rows, each (what it shows, its images (k, C, H, W)): what is known (the unmasked pixels,
+    or the block means), the restoration, the truth."""
+    given = f"known pixels (mask {config.mask})" if config.task == "inpaint" else f"known: {config.sr_factor}x block means"
+    method = "RePaint" if config.task == "inpaint" else "ILVR"
+    how = f"resampled r = {config.resample}" if config.resample > 1 else "r = 1"
+    return [(given, known), (f"restored ({method}, {how})", restored), ("truth", truth)]
+
+
 def restoration_figure(net: Diffusion, config: Config, n: int, generator: torch.Generator, examples) -> Artefact:
-    """Three rows of up to 16 held-out images: what is known (masked, or the block means), the restoration, the
-    truth."""
+    """Three labelled rows of up to 16 held-out images (``restoration_rows``)."""
+    from practice_torch.plots import figure_artefact, labelled_rows
+
     if examples is None:
         raise ValueError(f"model.task={config.task} restores held-out images, and the run's data set is not here")
     x, y = examples[0][:min(n, 16)], (examples[1][:min(n, 16)] if len(examples) > 1 else None)
     restored, known = restore_images(net, config, x, generator, y)
     truth = net.to_model(x.to(restored.device))
-    rows = torch.cat([known, restored, truth])
-    return Artefact(config.task, "images", net.from_model(rows).cpu(), nrow=len(x))
+    rows = [(label, net.from_model(images).cpu()) for label, images in restoration_rows(config, known, restored, truth)]
+    return figure_artefact(config.task, labelled_rows(rows, per_row=len(x)))
 
 
 @torch.no_grad()
