@@ -121,6 +121,8 @@ def test_theory_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_an
                 "--set", "train.samples=4", "--set", "model.nll_examples=8", "--set", "model.nll_samples=4"]
     assert jax_main(["train", "vae", "--dataset", "digits", "--steps", "15", "--out", str(run), *settings]) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    out = capsys.readouterr().out  # the end of the run: its loss and wall time, as PyTorch's trainer says them
+    assert "trained vae in JAX for 15 steps in " in out and f", loss {lines[-1]['loss']:.4g} at the last log step" in out
     assert [r["step"] for r in lines] == [5, 10, 15] and lines[-1]["loss"] < lines[0]["loss"]
     assert {"loss", "grad_norm", "lr", "kl", "recon_nll"} <= set(lines[0])
     assert (run / "loss.png").is_file() and (run / "samples" / "samples.png").is_file()
