@@ -293,8 +293,8 @@ def test_the_restoration_figure_labels_its_three_rows_with_what_each_shows():
     known, restored, truth = (torch.full((2, 1, 4, 4), v) for v in (0.1, 0.5, 0.9))
     inpaint = ddpm_training.restoration_rows(ddpm_training.Config(task="inpaint", mask="left", resample=5),
                                              known, restored, truth)
-    sr = ddpm_training.restoration_rows(ddpm_training.Config(task="super_resolution", sr_factor=4, resample=1), known, restored,
-                                        truth)
+    sr = ddpm_training.restoration_rows(ddpm_training.Config(task="super_resolution", sr_factor=4, resample=1),
+                                        known, restored, truth)
     assert [label for label, _ in inpaint] == ["known pixels (mask left)", "restored (RePaint, resampled r = 5)",
                                                "truth"]
     assert [label for label, _ in sr] == ["known: 4x block means", "restored (ILVR, r = 1)", "truth"]
