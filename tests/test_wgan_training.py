@@ -167,14 +167,15 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, messag
 
 # The quick presets (slow) ----------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_the_quick_presets_critic_estimates_w1_with_unit_gradients(tmp_path):
+def test_the_quick_preset_covers_the_eight_gaussians(tmp_path):
+    """Gulrajani et al.'s toy (lambda 0.1): measured on six seeds, 8 of 8 modes each, 78-83% of the samples within 3
+    standard deviations of a mode, W1 0.13-0.19 (floor 0.095), the critic's gradient norm at interpolates 1.23-1.34
+    (a soft constraint at this lambda)."""
     assert main(["train", "wgan", "--out", str(tmp_path / "run")]) == 0
     assert main(["eval", str(tmp_path / "run")]) == 0
     metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
-    # measured: critic 0.52, exact 0.54 (floor 0.09), gradient norm 1.02: the critic is a W1 estimator, the
-    # generator (2 000 updates) is not yet near the data
-    assert abs(metrics["critic_w1"] - metrics["w1_exact"]) < 0.15 * metrics["w1_exact"], metrics
-    assert abs(metrics["grad_norm_interpolates"] - 1) < 0.1 and metrics["w1_exact"] < 1.0, metrics
+    assert metrics["modes_covered"] == 8 and metrics["high_quality"] > 0.7, metrics
+    assert metrics["w1_exact"] < 2.5 * metrics["w1_floor"] and 1 < metrics["grad_norm_interpolates"] < 1.5, metrics
 
 
 @pytest.mark.slow
