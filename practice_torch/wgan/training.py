@@ -87,9 +87,9 @@ PRESETS = {
             Config(architecture="conv", latent_dim=64, channels=(32, 64), fc=512),
             TrainConfig(steps=1000, batch_size=64, lr=1e-4, checkpoint_every=250, samples=100, **GP_ADAM)),
     },
-    "full": {
+    "full": {  # 2-D: the paper's toy settings (lambda 0.1, lr 1e-4) at a tenth of its 100 000 generator updates
         **dict.fromkeys(("gaussians", "*"), Preset(
-            Config(),
+            Config(gp_weight=TOY_GP),
             TrainConfig(steps=10_000, batch_size=512, lr=1e-4, checkpoint_every=2000, samples=5000,
                         **GP_ADAM, **GPU_TRAINING))),
         "1-D": Preset(
