@@ -30,7 +30,9 @@ WGAN-GP over seeds (benchmarks/gan_stability.py). ``augmentation`` (only when na
 few real images, on them plus class-conditional samples, on samples alone and on an imbalanced split rebalanced with
 samples, and reports real test accuracy over seeds (benchmarks/augmentation.py). ``disentanglement`` (only when named,
 about 7 minutes a run on one core) trains beta-VAEs and beta-TCVAEs on the galaxies and scores their mutual information
-gap against the five factors that rendered them (benchmarks/disentanglement.py).
+gap against the five factors that rendered them (benchmarks/disentanglement.py). ``reproduce`` (only when named) trains
+each algorithm's own paper's experiment over seeds, beside the paper's figure, into ``docs/reproduce.json``
+(benchmarks/reproduce.py).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ from benchmarks.guidance import guidance_sweep
 from benchmarks.jax_train import jax_train
 from benchmarks.language_model import kv_cache, lm_curves
 from benchmarks.latent_diffusion import latent_vs_pixel
+from benchmarks.reproduce import ROWS as REPRODUCE_ROWS
+from benchmarks.reproduce import reproduce
 from benchmarks.restoration import TASKS, restoration
 from benchmarks.shared_cpu import shared_cpu
 from benchmarks.ssm import ssm_generation, ssm_step
@@ -187,7 +191,8 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "lm_curves": lm_curves, "kv_cache": kv_cache, "gpu_steps": gpu_steps,
               "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu, "control": control,
               "jax_train": jax_train, "restoration": restoration,
-              "gan_stability": gan_stability, "augmentation": augmentation, "disentanglement": disentanglement}
+              "gan_stability": gan_stability, "augmentation": augmentation, "disentanglement": disentanglement,
+              "reproduce": reproduce}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -204,8 +209,9 @@ def print_table(name: str, rows: list[dict]) -> None:
 def default_threads(names, cuda: bool, cores: int) -> int:
     """Threads when ``--threads`` is not given: one (CPU timings comparable across machines), except for
     ``gpu_steps`` on a GPU, which gets every core as ``train`` does (the host feeds the GPU, inductor compiles in
-    parallel), and ``shared_cpu``, whose training runs are measured on the whole machine."""
-    return cores if (cuda and "gpu_steps" in names) or "shared_cpu" in names else 1
+    parallel), ``shared_cpu``, whose training runs are measured on the whole machine, and ``reproduce``, whose
+    ``--jobs`` runs (one thread each) share the machine's cores."""
+    return cores if (cuda and "gpu_steps" in names) or {"shared_cpu", "reproduce"} & set(names) else 1
 
 
 def write_result(path: Path, result: dict) -> None:
@@ -307,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jax-quality", action="store_true", help="jax_train: also train each quick preset to the "
                         "end in both backends and evaluate it (tens of minutes a model)")
     parser.add_argument("--jax-seeds", default="0,1", help="jax_train: comma-separated train.seed values (quality)")
+    parser.add_argument("--rows", default="", help=f"reproduce: comma-separated rows (default all: "
+                                                    f"{', '.join(REPRODUCE_ROWS)})")
+    parser.add_argument("--seeds", type=int, default=5, help="reproduce: train.seed 0 .. N-1 of every arm")
+    parser.add_argument("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))),
+                        help="reproduce: runs trained at once, one thread each (default: one per core)")
+    parser.add_argument("--reproduce-runs", default=str(RESULTS / "reproduce-runs"),
+                        help="reproduce: where the runs are kept (a stopped sweep resumes from them)")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

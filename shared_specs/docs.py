@@ -12,6 +12,11 @@ Generated text sits between ``<!-- NAME:begin ... -->`` and ``<!-- NAME:end -->`
 * docs/specs.json: every spec case's errors, with the machine and commit (``--specs``).
 * docs/gpu.md: ``gpu-presets``, every full preset and, from docs/gpu_steps.json (a GPU run of ``python -m
   benchmarks gpu_steps``), its step on a GPU and the training time that extrapolates to.
+* ``reproduce`` on a topic page (its rows of docs/reproduce.json, ``python -m benchmarks reproduce``: a paper's
+  experiment over seeds beside the paper's figure) and ``reproduce-summary`` in README.md (one line a row).
+* Quotes in prose: ``<!--q:KEY-->FIGURE<!--/q-->`` on any page, its FIGURE generated from KEY (``quote``): a figure
+  of a results row (``results:MODEL/DATASET``) or of a reproduction (``reproduce:ROW/ARM/STAT``), so prose that
+  restates a table cannot drift from it.
 
 ``--check`` writes nothing and exits 1 naming what is stale; tests/test_docs.py runs it, and
 tests/test_derivations.py compares each derivation's document with what the derivation now says.
@@ -34,6 +39,7 @@ TOPICS_DIR = f"{DOCS}/topics"
 DERIVATIONS_DIR = f"{DOCS}/derivations"
 SPECS_FILE = f"{DOCS}/specs.json"
 RESULTS_FILE = f"{DOCS}/results.json"
+REPRODUCE_FILE = f"{DOCS}/reproduce.json"  # ``python -m benchmarks reproduce``'s record
 GPU_FILE = f"{DOCS}/gpu_steps.json"  # ``python -m benchmarks gpu_steps`` run on a GPU, its results file copied here
 GPU_PAGE = f"{DOCS}/gpu.md"
 DOCUMENT_NOTE = "\n*Run by `make docs` on "  # ends a derivation's document: where it ran
@@ -150,7 +156,7 @@ def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     has one on (else its newest run); each carries ``runs``, how many the model has in all (its page lists them)."""
     chosen: dict[str, dict[str, Any]] = {}
     count: dict[str, int] = {}
-    rows = [r for r in rows if r.get("kind") != "control"]  # control tasks have their own table (``control_table``)
+    rows = [r for r in rows if r.get("kind") != "control"]  # control tasks: on their pages and in the reproductions
     for r in rows:  # docs/results.json is in the order recorded
         name = r["model"]
         count[name] = count.get(name, 0) + 1
@@ -180,22 +186,106 @@ def results_table(rows: list[dict[str, Any]], link_prefix: str | None) -> str:
     return "\n".join(lines)
 
 
-def control_table(rows: list[dict[str, Any]]) -> str:
-    """The README's table of the control-task runs of the quick presets (``kind`` 'control': PPO and TRPO on
-    gymnasium environments; the topic pages list every run), side by side: iterations and environment steps trained,
-    the first logged at which the recent episodes averaged the solved threshold, the greedy evaluation, the wall
-    time, and where."""
-    rows = [r for r in rows if r.get("kind") == "control" and r["preset"] == "quick"]
-    if not rows:
-        return "*No control run recorded yet: `python -m practice_torch results RUN --load ...`, then `make docs`.*"
-    lines = ["| algorithm | task | preset and settings | iterations (env steps) | env steps to the solved mean return | "
-             "greedy evaluation | training time | machine | load | commit |", "|" + "---|" * 10]
-    for r in sorted(rows, key=lambda r: (r["dataset"], r["preset"] != "quick", r["preset"], r["model"])):
-        solved = f"{r['steps_to_solved']:,}" if r.get("steps_to_solved") else "not reached"
-        lines.append(f"| [`{r['model']}`]({TOPICS_DIR}/{r['model']}.md#control-tasks) | {r['dataset']} "
-                     f"({r['environment']}) | {_settings(r)} | {r['steps']} ({r['env_steps']:,}) | {solved} | "
-                     f"{_figure(r)} | {_minutes(r['train_seconds'])} | {r['machine']} | {r['load']} | {r['commit']} |")
+def reproduce_stats(record: dict[str, Any], row: str, arm: str) -> dict[str, Any]:
+    """The figures of one arm of a reproduction over its seeds: mean, sd, min, max, seeds, met (every seed met the
+    target), wall (mean seconds a run)."""
+    import statistics
+
+    runs = sorted((r for r in record.get("runs", []) if r["row"] == row and r["arm"] == arm), key=lambda r: r["seed"])
+    if not runs:
+        raise KeyError(f"no run of {row}/{arm} in {REPRODUCE_FILE}")
+    values = [r["value"] for r in runs]
+    walls = [r["wall_s"] for r in runs if r.get("wall_s")]
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "seeds": len(runs), "met": all(r["holds"] for r in runs),
+            "met_count": sum(r["holds"] for r in runs), "wall": statistics.fmean(walls) if walls else None}
+
+
+def _mean_sd(stats: dict[str, Any], digits: int) -> str:
+    return f"**{stats['mean']:.{digits}f}** +- {stats['sd']:.{digits}f} (min {stats['min']:.{digits}f})"
+
+
+def reproduce_table(record: dict[str, Any], topic: str) -> str:
+    """A topic page's reproductions: per row its paper, protocol and target, then a line per arm: ours over the seeds
+    (mean +- sd, min), how many seeds met the target, the paper's figure, a run's time; and where it was measured."""
+    rows = {k: r for k, r in record.get("rows", {}).items() if topic in r["topics"]}
+    measured = {r["row"] for r in record.get("runs", [])}
+    if not rows or not measured & set(rows):
+        return "*No reproduction recorded yet: `python -m benchmarks reproduce`, then `make docs`.*"
+    parts = []
+    for key, row in rows.items():
+        if key not in measured:
+            continue
+        meta = record["meta"][key]
+        lines = [f"**{row['title']}** ({row['paper']}). {row['protocol']}. Target: {row['target']}.", "",
+                 f"| arm | {row['label']}: ours over the seeds | seeds meeting the target | paper | time a run |",
+                 "|---|---|---|---|---|"]
+        for arm in row["arms"]:
+            st = reproduce_stats(record, key, arm["name"])
+            wall = _minutes(st["wall"]) if st["wall"] else "-"
+            lines.append(f"| `{arm['model']}` on {arm['dataset']}{''.join(f' `{s}`' for s in arm['sets'])} | "
+                         f"{_mean_sd(st, row['digits'])} | {st['met_count']} of {st['seeds']} | "
+                         f"{row['paper_figure']} | {wall} |")
+        lines += ["", f"Measured by `python -m benchmarks reproduce --rows {key}` at {meta['commit']} on "
+                      f"{meta['machine']}, {meta['jobs']} runs at a time, one thread each (load average "
+                      f"{meta['load_before']} before, {meta['load_after']} after), {meta['date']}."]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def reproduce_summary(record: dict[str, Any]) -> str:
+    """README.md's line per reproduction: ours over the seeds beside the paper's figure, the target met or not."""
+    measured = {r["row"] for r in record.get("runs", [])}
+    if not measured:
+        return "*No reproduction recorded yet: `python -m benchmarks reproduce`, then `make docs`.*"
+    lines = ["| experiment | arm | ours over the seeds | paper | target | met | commit |", "|" + "---|" * 7]
+    for key, row in record["rows"].items():
+        if key not in measured:
+            continue
+        for arm in row["arms"]:
+            st = reproduce_stats(record, key, arm["name"])
+            page = f"{TOPICS_DIR}/{row['topics'][0]}.md#reproduced"
+            lines.append(f"| [{row['title']}]({page}) | `{arm['name']}` | {row['label']}: {_mean_sd(st, row['digits'])}"
+                         f" | {row['paper_figure']} | {row['target']} | {st['met_count']} of {st['seeds']} | "
+                         f"{record['meta'][key]['commit']} |")
     return "\n".join(lines)
+
+
+QUOTE = re.compile(r"<!--q:(?P<key>[^>]+?)-->(?P<figure>.*?)<!--/q-->")
+
+
+def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> str:
+    """The figure a prose quote stands for. ``results:MODEL/DATASET``: the headline of that results row (the plain
+    preset's where there is one, as the front page picks it), 4 significant digits. ``reproduce:ROW/ARM/STAT``: a
+    reproduction's mean, sd, min or max (the row's digits), seeds, or met (the seeds that met the target, 'k of n').
+    ValueError naming a key that names nothing."""
+    kind, _, path = key.partition(":")
+    parts = path.split("/")
+    if kind == "results" and len(parts) == 2:
+        rows = [r for r in results if (r["model"], r["dataset"]) == tuple(parts) and r.get("kind") != "control"]
+        picked = [r for r in front_rows(rows) if r["dataset"] == parts[1]] or rows
+        if picked:
+            return f"{picked[0]['value']:.4g}"
+    if kind == "reproduce" and len(parts) == 3 and parts[0] in record.get("rows", {}):
+        try:
+            st = reproduce_stats(record, parts[0], parts[1])
+        except KeyError:
+            st = None
+        digits = record["rows"][parts[0]]["digits"]
+        if st is not None and parts[2] in ("mean", "sd", "min", "max"):
+            return f"{st[parts[2]]:.{digits}f}"
+        if st is not None and parts[2] in ("seeds", "met"):
+            return str(st["seeds"]) if parts[2] == "seeds" else f"{st['met_count']} of {st['seeds']}"
+    raise ValueError(f"a prose quote names {key!r}, which is no figure: results:MODEL/DATASET or "
+                     "reproduce:ROW/ARM/mean|sd|min|max|seeds|met")
+
+
+def fill_quotes(text: str, results: list[dict[str, Any]], record: dict[str, Any], where: str) -> str:
+    """``text`` with every prose quote's figure generated (``quote``); ValueError naming ``where`` and the key."""
+    try:
+        return QUOTE.sub(lambda m: f"<!--q:{m['key']}-->{quote(m['key'], results, record)}<!--/q-->", text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def full_presets() -> list[dict[str, Any]]:
@@ -328,15 +418,18 @@ def rendered(root: Path | None = None) -> dict[str, str]:
     page or marker."""
     root = root or catalogue.ROOT
     specs, results = _json(root, SPECS_FILE, {}), _json(root, RESULTS_FILE, [])
+    record = _json(root, REPRODUCE_FILE, {})
     out = {}
     readme = _read(root, "README.md") or ""
     readme = fill(readme, "topic-table", topic_table(), "README.md")
     readme = fill(readme, "results", results_table(results, f"{TOPICS_DIR}/"), "README.md")
-    out["README.md"] = fill(readme, "control", control_table(results), "README.md")
+    readme = fill(readme, "reproduce-summary", reproduce_summary(record), "README.md")
+    out["README.md"] = fill_quotes(readme, results, record, "README.md")
     gpu = _read(root, GPU_PAGE)
     if gpu is None:
         raise ValueError(f"{GPU_PAGE} is missing: it holds the generated 'gpu-presets' table")
-    out[GPU_PAGE] = fill(gpu, "gpu-presets", gpu_table(_json(root, GPU_FILE, {})), GPU_PAGE)
+    out[GPU_PAGE] = fill_quotes(fill(gpu, "gpu-presets", gpu_table(_json(root, GPU_FILE, {})), GPU_PAGE), results,
+                                record, GPU_PAGE)
     for topic in topics_with_pages():
         path = f"{TOPICS_DIR}/{topic.name}.md"
         page = _read(root, path)
@@ -347,7 +440,11 @@ def rendered(root: Path | None = None) -> dict[str, str]:
         page = fill(page, "claims", claims_block(topic.name, _read(root, f"{DERIVATIONS_DIR}/{topic.name}.md")), path)
         page = fill(page, "specs", specs_block(topic.name, specs), path)
         rows = [r for r in results if r["model"] == topic.name]
-        out[path] = fill(page, "results", results_table(rows, None), path)
+        page = fill(page, "results", results_table(rows, None), path)
+        wanted = any(topic.name in r["topics"] for r in record.get("rows", {}).values())
+        if wanted or begin("reproduce") in page:  # a page with a reproduction must hold its block
+            page = fill(page, "reproduce", reproduce_table(record, topic.name), path)
+        out[path] = fill_quotes(page, results, record, path)
     return out
 
 

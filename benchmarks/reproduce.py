@@ -1,0 +1,177 @@
+"""``python -m benchmarks reproduce [--rows A,B] [--seeds N] [--jobs J] [--reproduce-runs DIR]``: each algorithm's
+own paper's experiment, over seeds, beside the paper's figure.
+
+A row (``ROWS``) is one experiment: the paper and where its figure is, the protocol (our presets as trained, on the
+paper's task), the arms (a model, a data set and its settings each), the figure every run is read for (a key of
+``eval``'s metrics) and the target every seed must meet. Each (row, arm, seed) is one
+``python -m practice_torch train`` and ``eval`` on one torch thread, ``--jobs`` at a time, into
+``DIR/<row>/<arm>-<seed>``; a run whose evaluation is there is kept, so a stopped sweep picks up where it left off. The
+first line says how long the sweep should take on this machine (the seconds each row's runs took in the last sweep
+recorded, where there is one). The record, ``docs/reproduce.json`` (also ``benchmarks/results/reproduce.json``),
+holds every run's figures, wall time and whether it met the target, with the commit, the machine and the load; ``make
+docs`` renders it on each row's topic pages (``shared_specs.docs.reproduce_table``) and, one line a row, in the
+README (``reproduce_summary``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "docs" / "reproduce.json"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration of a row: ``python -m practice_torch train MODEL --dataset DATASET --set ...``."""
+
+    name: str
+    model: str
+    dataset: str
+    sets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One paper's experiment. ``metric``: the ``eval`` key each run is read for (``label``, with ``digits``);
+    ``holds(metrics)``: whether a run meets the target (``target`` says it in words); ``keep``: other keys recorded;
+    ``seconds``: one run's wall time on the 2-core AMD EPYC, one thread, where no sweep is recorded yet."""
+
+    id: str
+    topics: tuple[str, ...]
+    title: str
+    paper: str
+    protocol: str
+    paper_figure: str
+    arms: tuple[Arm, ...]
+    metric: str
+    label: str
+    target: str
+    holds: Callable[[dict], bool]
+    keep: tuple[str, ...] = ()
+    digits: int = 3
+    seconds: float = 60.0
+
+
+ROWS = {row.id: row for row in (
+    Row("cartpole", ("ppo", "trpo"), "CartPole-v1 in 100k environment steps",
+        "RL Baselines3 Zoo, benchmark.md (PPO and TRPO on CartPole-v1, 100k steps, 300 evaluation episodes)",
+        "each quick preset (TRPO 100k environment steps, PPO 150k), greedy policy on the 100 test episodes",
+        "500 +- 0", (Arm("ppo", "ppo", "cartpole"), Arm("trpo", "trpo", "cartpole")),
+        "mean_return", "greedy mean return", "500 on every seed", lambda m: m["mean_return"] >= 500,
+        keep=("min_return",), digits=1, seconds=25.0),
+    Row("wgan_8gaussians", ("wgan",), "WGAN-GP on the 8 Gaussians",
+        "Gulrajani et al. 2017, Figure 1 and gan_toy.py (lambda 0.1, 100 000 generator iterations)",
+        "the quick preset: lambda 0.1, 2 000 generator updates of 256; 2 000 samples against the test points",
+        "converges (the figure: all 8 modes)", (Arm("wgan_gp", "wgan", "gaussians"),),
+        "modes_covered", "modes covered of 8", "8 of 8 modes on every seed", lambda m: m["modes_covered"] == 8,
+        keep=("high_quality", "w1_exact", "w1_floor"), digits=1, seconds=70.0),
+    Row("bigan_probe", ("bigan",), "BiGAN's encoder as a feature",
+        "Donahue et al. 2017, Table 1 (a linear classifier on E(x) beats one on the pixels)",
+        "the quick preset on Fashion-MNIST; a logistic regression on 5 000 training images' E(x), against one on "
+        "their pixels, scored on the test split",
+        "E(x) above the pixels", (Arm("bigan", "bigan", "fashion_mnist"),),
+        "probe_accuracy", "probe accuracy on E(x)", "above the pixels' probe on every seed",
+        lambda m: m["probe_accuracy"] > m["probe_accuracy_inputs"],
+        keep=("probe_accuracy_inputs", "probe_accuracy_untrained"), seconds=150.0),
+)}
+
+
+def run_dir(folder: Path, row: Row, arm: Arm, seed: int) -> Path:
+    return folder / row.id / f"{arm.name}-{seed}"
+
+
+def train_and_evaluate(out: Path, arm: Arm, seed: int) -> float:
+    """Train and evaluate one run into ``out`` on one thread (a child process each, so that jobs run side by side);
+    its wall time. A run stopped half-way is trained again from its start."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    python = [sys.executable, "-m", "practice_torch"]
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    sets = [a for s in (*arm.sets, f"train.seed={seed}", "train.threads=1") for a in ("--set", s)]
+    for argv in (["train", arm.model, "--dataset", arm.dataset, "--out", str(out), *sets],
+                 ["eval", str(out), "--no-sample-metrics"]):
+        done = subprocess.run([*python, *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+        if done.returncode:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"{' '.join(argv[:2])} {out}: {last}")
+    wall = time.perf_counter() - started
+    (out / "reproduce_wall_s.json").write_text(json.dumps(wall))
+    return wall
+
+
+def record_of(row: Row, arm: Arm, seed: int, out: Path) -> dict:
+    """The record of one finished run: its figures, wall time and whether it met the target."""
+    metrics = json.loads((out / "eval_test.json").read_text())
+    kept = {k: metrics[k] for k in (row.metric, *row.keep) if k in metrics}
+    wall = json.loads((out / "reproduce_wall_s.json").read_text()) if (out / "reproduce_wall_s.json").is_file() else None
+    return {"row": row.id, "arm": arm.name, "seed": seed, "value": metrics[row.metric], "metrics": kept,
+            "holds": bool(row.holds(metrics)), "wall_s": wall}
+
+
+def estimate(rows: list[Row], todo: int, seeds: int, jobs: int, previous: list[dict]) -> float:
+    """Seconds the runs still to do should take: each row's mean wall time in the previous record, else its own."""
+    per_run = {}
+    for row in rows:
+        walls = [r["wall_s"] for r in previous if r["row"] == row.id and r.get("wall_s")]
+        per_run[row.id] = sum(walls) / len(walls) if walls else row.seconds
+    whole = sum(per_run[row.id] * len(row.arms) * seeds for row in rows)
+    return whole * todo / max(1, sum(len(row.arms) * seeds for row in rows)) / jobs
+
+
+def reproduce(args) -> list[dict]:
+    from practice_torch.results import machine
+    from shared_specs.environment import commit, describe
+
+    names = [n for n in args.rows.split(",") if n] if args.rows else list(ROWS)
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        raise SystemExit(f"error: unknown reproduce row {unknown[0]!r}; choose from {', '.join(ROWS)}")
+    rows, seeds = [ROWS[n] for n in names], range(args.seeds)
+    folder = Path(args.reproduce_runs)
+    runs = [(row, arm, seed) for row in rows for arm in row.arms for seed in seeds]
+    todo = [r for r in runs if not (run_dir(folder, *r) / "eval_test.json").is_file()]
+    previous = json.loads(RECORD.read_text())["runs"] if RECORD.is_file() else []
+    print(f"reproduce: {len(runs)} runs ({len(todo)} to train) of {', '.join(names)}, {args.seeds} seeds, {args.jobs} "
+          f"at a time: about {estimate(rows, len(todo), args.seeds, args.jobs, previous) / 60:.0f} min on this "
+          f"machine; runs kept in {folder}", flush=True)
+    load_before = round(os.getloadavg()[0], 2)
+
+    def one(run):
+        row, arm, seed = run
+        out = run_dir(folder, row, arm, seed)
+        wall = train_and_evaluate(out, arm, seed)
+        result = record_of(row, arm, seed, out)
+        print(f"  {row.id} {arm.name} seed {seed}: {row.label} {result['value']:.{row.digits}f}"
+              f"{'' if result['holds'] else ' (target missed)'}, {wall:.0f} s", flush=True)
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(one, todo))
+    records = [record_of(*run, run_dir(folder, *run)) for run in runs]
+    meta = {"commit": commit(), "machine": machine({**describe(), "cores": os.cpu_count()}),
+            "load_before": load_before, "load_after": round(os.getloadavg()[0], 2), "jobs": args.jobs,
+            "date": time.strftime("%Y-%m-%d")}
+    kept = [r for r in previous if r["row"] not in names]  # other rows' runs stay as they were recorded
+    record = {"meta": {**(json.loads(RECORD.read_text())["meta"] if RECORD.is_file() else {}), **{
+        n: meta for n in names}}, "rows": {n: describe_row(ROWS[n]) for n in ROWS}, "runs": kept + records}
+    from practice_torch.engine.checkpoint import atomic_write
+
+    atomic_write(RECORD, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+    print(f"wrote {RECORD}; `make docs` puts it on the pages")
+    return [{k: v for k, v in r.items() if k != "metrics"} for r in records]
+
+
+def describe_row(row: Row) -> dict:
+    """What the pages say of a row beside its figures (the record keeps it, so docs need not import the rows)."""
+    return {"title": row.title, "topics": list(row.topics), "paper": row.paper, "protocol": row.protocol,
+            "paper_figure": row.paper_figure, "label": row.label, "target": row.target, "digits": row.digits,
+            "arms": [{"name": a.name, "model": a.model, "dataset": a.dataset, "sets": list(a.sets)} for a in row.arms]}
