@@ -43,7 +43,8 @@ class Arm:
 @dataclass(frozen=True)
 class Row:
     """One paper's experiment. ``metric``: the ``eval`` key each run is read for (``label``, with ``digits``);
-    ``holds(metrics)``: whether a run meets the target (``target`` says it in words); ``keep``: other keys recorded;
+    ``holds(metrics)``: whether a run meets the target (``target`` says it in words); ``beside``: (key, what it is) of
+    figures the pages show beside ours (a baseline, a floor), averaged over the seeds, and recorded with ``keep``;
     ``seconds``: one run's wall time on the 2-core AMD EPYC, one thread, where no sweep is recorded yet."""
 
     id: str
@@ -58,31 +59,34 @@ class Row:
     target: str
     holds: Callable[[dict], bool]
     keep: tuple[str, ...] = ()
+    beside: tuple[tuple[str, str], ...] = ()
     digits: int = 3
     seconds: float = 60.0
 
 
 ROWS = {row.id: row for row in (
     Row("cartpole", ("ppo", "trpo"), "CartPole-v1 in 100k environment steps",
-        "RL Baselines3 Zoo, benchmark.md (PPO and TRPO on CartPole-v1, 100k steps, 300 evaluation episodes)",
-        "each quick preset (TRPO 100k environment steps, PPO 150k), greedy policy on the 100 test episodes",
+        "RL Baselines3 Zoo's benchmark table: PPO and TRPO on CartPole-v1 after 100k steps, 300 evaluation episodes",
+        "Each quick preset (TRPO 100k environment steps, PPO 150k), its greedy policy on the 100 test episodes",
         "500 +- 0", (Arm("ppo", "ppo", "cartpole"), Arm("trpo", "trpo", "cartpole")),
         "mean_return", "greedy mean return", "500 on every seed", lambda m: m["mean_return"] >= 500,
-        keep=("min_return",), digits=1, seconds=25.0),
+        beside=(("min_return", "the lowest episode"),), digits=1, seconds=25.0),
     Row("wgan_8gaussians", ("wgan",), "WGAN-GP on the 8 Gaussians",
-        "Gulrajani et al. 2017, Figure 1 and gan_toy.py (lambda 0.1, 100 000 generator iterations)",
-        "the quick preset: lambda 0.1, 2 000 generator updates of 256; 2 000 samples against the test points",
-        "converges (the figure: all 8 modes)", (Arm("wgan_gp", "wgan", "gaussians"),),
+        "Gulrajani et al. 2017, Figure 1 and its gan_toy.py: lambda 0.1, 100 000 generator iterations",
+        "The quick preset: lambda 0.1, 2 000 generator updates of 256; 2 000 samples against the test points",
+        "converges: all 8 modes", (Arm("wgan_gp", "wgan", "gaussians"),),
         "modes_covered", "modes covered of 8", "8 of 8 modes on every seed", lambda m: m["modes_covered"] == 8,
-        keep=("high_quality", "w1_exact", "w1_floor"), digits=1, seconds=70.0),
+        beside=(("high_quality", "samples near a mode"), ("w1_exact", "W1"), ("w1_floor", "W1 floor")), digits=1,
+        seconds=70.0),
     Row("bigan_probe", ("bigan",), "BiGAN's encoder as a feature",
-        "Donahue et al. 2017, Table 1 (a linear classifier on E(x) beats one on the pixels)",
-        "the quick preset on Fashion-MNIST; a logistic regression on 5 000 training images' E(x), against one on "
+        "Donahue et al. 2017, Table 1: a linear classifier on E(x) beats one on the pixels",
+        "The quick preset on Fashion-MNIST; a logistic regression on 5 000 training images' E(x), against one on "
         "their pixels, scored on the test split",
         "E(x) above the pixels", (Arm("bigan", "bigan", "fashion_mnist"),),
         "probe_accuracy", "probe accuracy on E(x)", "above the pixels' probe on every seed",
         lambda m: m["probe_accuracy"] > m["probe_accuracy_inputs"],
-        keep=("probe_accuracy_inputs", "probe_accuracy_untrained"), seconds=150.0),
+        beside=(("probe_accuracy_inputs", "the pixels' probe"), ("probe_accuracy_untrained", "an untrained E's")),
+        seconds=240.0),
 )}
 
 
@@ -112,7 +116,7 @@ def train_and_evaluate(out: Path, arm: Arm, seed: int) -> float:
 def record_of(row: Row, arm: Arm, seed: int, out: Path) -> dict:
     """The record of one finished run: its figures, wall time and whether it met the target."""
     metrics = json.loads((out / "eval_test.json").read_text())
-    kept = {k: metrics[k] for k in (row.metric, *row.keep) if k in metrics}
+    kept = {k: metrics[k] for k in (row.metric, *row.keep, *(key for key, _ in row.beside)) if k in metrics}
     wall = json.loads((out / "reproduce_wall_s.json").read_text()) if (out / "reproduce_wall_s.json").is_file() else None
     return {"row": row.id, "arm": arm.name, "seed": seed, "value": metrics[row.metric], "metrics": kept,
             "holds": bool(row.holds(metrics)), "wall_s": wall}
@@ -161,8 +165,10 @@ def reproduce(args) -> list[dict]:
             "load_before": load_before, "load_after": round(os.getloadavg()[0], 2), "jobs": args.jobs,
             "date": time.strftime("%Y-%m-%d")}
     kept = [r for r in previous if r["row"] not in names]  # other rows' runs stay as they were recorded
-    record = {"meta": {**(json.loads(RECORD.read_text())["meta"] if RECORD.is_file() else {}), **{
-        n: meta for n in names}}, "rows": {n: describe_row(ROWS[n]) for n in ROWS}, "runs": kept + records}
+    trained = {row.id for row, _, _ in todo}  # a row none of whose runs trained now keeps the conditions recorded
+    old_meta = json.loads(RECORD.read_text())["meta"] if RECORD.is_file() else {}
+    record = {"meta": {**old_meta, **{n: meta for n in names if n in trained or n not in old_meta}},
+              "rows": {n: describe_row(ROWS[n]) for n in ROWS}, "runs": kept + records}
     from practice_torch.engine.checkpoint import atomic_write
 
     atomic_write(RECORD, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
@@ -174,4 +180,5 @@ def describe_row(row: Row) -> dict:
     """What the pages say of a row beside its figures (the record keeps it, so docs need not import the rows)."""
     return {"title": row.title, "topics": list(row.topics), "paper": row.paper, "protocol": row.protocol,
             "paper_figure": row.paper_figure, "label": row.label, "target": row.target, "digits": row.digits,
+            "beside": [list(pair) for pair in row.beside],
             "arms": [{"name": a.name, "model": a.model, "dataset": a.dataset, "sets": list(a.sets)} for a in row.arms]}

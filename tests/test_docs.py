@@ -193,3 +193,56 @@ def test_the_gpu_table_extrapolates_a_gpu_timing_of_the_full_preset_and_nothing_
                                                        "commit": "def5678"}]}
     assert "NVIDIA H100 80GB HBM3 at abc1234 and def5678 (" in docs.gpu_table(merged)  # rows of two runs merged
     assert "No GPU timing is recorded" in docs.gpu_table({})
+
+
+# Reproductions and prose quotes ------------------------------------------------------------------------------------
+def reproduction(values=(500.0, 500.0, 480.0), holds=(True, True, False)) -> dict:
+    """A record of one row with one arm over len(values) seeds, as ``python -m benchmarks reproduce`` writes it."""
+    row = {"title": "CartPole-v1", "topics": ["ppo", "trpo"], "paper": "the RL Zoo", "protocol": "quick presets",
+           "paper_figure": "500 +- 0", "label": "greedy mean return", "target": "500 on every seed", "digits": 1,
+           "arms": [{"name": "trpo", "model": "trpo", "dataset": "cartpole", "sets": []}]}
+    meta = {"commit": "abc1234", "machine": "AMD EPYC, 2 cores", "jobs": 2, "load_before": 0.1, "load_after": 2.0,
+            "date": "2026-11-27"}
+    runs = [{"row": "cartpole", "arm": "trpo", "seed": k, "value": v, "metrics": {}, "holds": h, "wall_s": 15.0}
+            for k, (v, h) in enumerate(zip(values, holds))]
+    return {"meta": {"cartpole": meta}, "rows": {"cartpole": row}, "runs": runs}
+
+
+def test_a_reproduction_is_read_over_its_seeds_beside_the_paper():
+    """mean +- sd (min) over the seeds, how many met the target (the control: a seed that missed it is counted out),
+    the paper's figure and where it was measured; the README's line links the first topic's page."""
+    record = reproduction()
+    table = docs.reproduce_table(record, "trpo")
+    assert "| `trpo` on cartpole | **493.3** +- 11.5 (min 480.0) | 2 of 3 | 500 +- 0 | - | 15 s |" in table
+    assert "at abc1234 on AMD EPYC, 2 cores, 2 runs at a time" in table and "Target: 500 on every seed." in table
+    assert docs.reproduce_table(record, "wgan").startswith("*No reproduction recorded yet")
+    summary = docs.reproduce_summary(record)
+    assert "| [CartPole-v1](docs/topics/ppo.md#reproduced) | `trpo` | greedy mean return: **493.3** +- 11.5" in summary
+    assert "| 2 of 3 | abc1234 |" in docs.reproduce_summary(record)
+    assert "| 3 of 3 |" in docs.reproduce_summary(reproduction(holds=(True, True, True)))
+
+
+def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(copy_of_docs):
+    """A page's ``<!--q:KEY-->FIGURE<!--/q-->`` is its table's figure: planted with another figure, the page is stale;
+    a key that names no figure is one line. Control: planted with the right figure, the page is current."""
+    results = json.loads((copy_of_docs / docs.RESULTS_FILE).read_text())
+    vae = next(r for r in docs.front_rows(results) if r["model"] == "vae")
+    assert docs.quote("results:vae/fashion_mnist", results, {}) == f"{vae['value']:.4g}"
+    record = reproduction()
+    assert docs.quote("reproduce:cartpole/trpo/mean", results, record) == "493.3"
+    assert docs.quote("reproduce:cartpole/trpo/met", results, record) == "2 of 3"
+    record["runs"] = [{**r, "metrics": {"min_return": 400.0 + r["seed"]}} for r in record["runs"]]
+    assert docs.quote("reproduce:cartpole/trpo/min_return", results, record) == "401"  # a recorded metric's mean
+    with pytest.raises(ValueError, match="'reproduce:cartpole/ppo/mean', which is no figure"):
+        docs.quote("reproduce:cartpole/ppo/mean", results, record)
+    page = copy_of_docs / "docs/topics/vae.md"
+    text = page.read_text()
+    right = f"The quick preset: <!--q:results:vae/fashion_mnist-->{vae['value']:.4g}<!--/q--> bits/dim.\n"
+    page.write_text(text + right)
+    assert docs.stale(copy_of_docs) == []
+    page.write_text(text + right.replace(f"{vae['value']:.4g}", "0.4"))
+    assert docs.stale(copy_of_docs) == ["docs/topics/vae.md is stale"]
+    page.write_text(text + "<!--q:results:vae/nope-->1<!--/q-->\n")
+    assert docs.stale(copy_of_docs) == ["docs/topics/vae.md: a prose quote names 'results:vae/nope', which is no "
+                                        "figure: results:MODEL/DATASET or reproduce:ROW/ARM/mean|sd|min|max|seeds|met|"
+                                        "a recorded metric"]
