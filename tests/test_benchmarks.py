@@ -390,26 +390,26 @@ def test_augmentation_draws_its_sets_per_class_and_tops_up_only_the_minority_cla
 
 
 def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path, monkeypatch, capsys):
-    """One tiny row, two seeds: each trained and evaluated into its folder and recorded with whether it met the
-    target (the control: a target no run meets is recorded as missed, not dropped); run again, nothing is trained
-    and the record is the same; an unknown row is one line."""
+    """One tiny row, one seed: trained and evaluated into its folder (a child process each, as the sweep's jobs) and
+    recorded with whether it met the target (the control: a target no run meets is recorded as missed, not
+    dropped); run again, nothing is trained and the record is the same; an unknown row is one line."""
     from benchmarks import reproduce as R
 
     tiny = R.Row("tiny", ("wgan",), "a tiny WGAN", "nobody", "2 steps", "8 modes",
                  (R.Arm("gp", "wgan", "gaussians", ("train.steps=2", "model.hidden=8", "train.batch_size=16",
                                                     "train.samples=16", "train.log_every=1")),),
-                 "w1_exact", "W1", "W1 below 0 (never)", lambda m: m["w1_exact"] < 0, keep=("w1_floor",))
+                 "w1_exact", "W1", "W1 below 0 (never)", lambda m: m["w1_exact"] < 0,
+                 beside=(("w1_floor", "the floor"),))
     monkeypatch.setattr(R, "ROWS", {"tiny": tiny})
     monkeypatch.setattr(R, "RECORD", tmp_path / "reproduce.json")
-    args = argparse.Namespace(rows="tiny", seeds=2, jobs=1, reproduce_runs=str(tmp_path / "runs"))
+    args = argparse.Namespace(rows="tiny", seeds=1, jobs=1, reproduce_runs=str(tmp_path / "runs"))
     rows = R.reproduce(args)
     out = capsys.readouterr().out
-    assert out.startswith("reproduce: 2 runs (2 to train) of tiny, 2 seeds, 1 at a time: about 2 min")
+    assert out.startswith("reproduce: 1 runs (1 to train) of tiny, 1 seeds, 1 at a time: about 1 min")
     record = json.loads((tmp_path / "reproduce.json").read_text())
-    assert [(r["arm"], r["seed"], r["holds"]) for r in record["runs"]] == [("gp", 0, False), ("gp", 1, False)]
+    assert [(r["arm"], r["seed"], r["holds"]) for r in record["runs"]] == [("gp", 0, False)] and len(rows) == 1
     assert set(record["runs"][0]["metrics"]) == {"w1_exact", "w1_floor"} and record["runs"][0]["wall_s"] > 0
-    assert record["rows"]["tiny"]["target"] == "W1 below 0 (never)" and len(rows) == 2
-    assert record["runs"][0]["value"] != record["runs"][1]["value"]  # two seeds, two runs
+    assert record["rows"]["tiny"]["beside"] == [["w1_floor", "the floor"]] and "tiny" in record["meta"]
     R.reproduce(args)
     assert "(0 to train)" in capsys.readouterr().out
     assert json.loads((tmp_path / "reproduce.json").read_text()) == record  # the conditions of the training kept
