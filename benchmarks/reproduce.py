@@ -85,7 +85,8 @@ ROWS = {row.id: row for row in (
         "E(x) above the pixels", (Arm("bigan", "bigan", "fashion_mnist"),),
         "probe_accuracy", "probe accuracy on E(x)", "above the pixels' probe on every seed",
         lambda m: m["probe_accuracy"] > m["probe_accuracy_inputs"],
-        beside=(("probe_accuracy_inputs", "the pixels' probe"), ("probe_accuracy_untrained", "an untrained E's")),
+        beside=(("probe_accuracy_inputs", "the pixels' probe"), ("probe_accuracy_untrained", "an untrained E's"),
+                ("fid_samples", "G's FID"), ("class_share_min", "the rarest class's share of G's samples")),
         seconds=240.0),
 )}
 
