@@ -44,7 +44,7 @@ class Arm:
 class Row:
     """One paper's experiment. ``metric``: the ``eval`` key each run is read for (``label``, with ``digits``);
     ``holds(metrics)``: whether a run meets the target (``target`` says it in words); ``beside``: (key, what it is) of
-    figures the pages show beside ours (a baseline, a floor), averaged over the seeds, and recorded with ``keep``;
+    the figures the pages show beside ours (a baseline, a floor), recorded with it and averaged over the seeds;
     ``seconds``: one run's wall time on the 2-core AMD EPYC, one thread, where no sweep is recorded yet."""
 
     id: str
@@ -58,7 +58,6 @@ class Row:
     label: str
     target: str
     holds: Callable[[dict], bool]
-    keep: tuple[str, ...] = ()
     beside: tuple[tuple[str, str], ...] = ()
     digits: int = 3
     seconds: float = 60.0
@@ -117,7 +116,7 @@ def train_and_evaluate(out: Path, arm: Arm, seed: int) -> float:
 def record_of(row: Row, arm: Arm, seed: int, out: Path) -> dict:
     """The record of one finished run: its figures, wall time and whether it met the target."""
     metrics = json.loads((out / "eval_test.json").read_text())
-    kept = {k: metrics[k] for k in (row.metric, *row.keep, *(key for key, _ in row.beside)) if k in metrics}
+    kept = {k: metrics[k] for k in (row.metric, *(key for key, _ in row.beside)) if k in metrics}
     wall = json.loads((out / "reproduce_wall_s.json").read_text()) if (out / "reproduce_wall_s.json").is_file() else None
     return {"row": row.id, "arm": arm.name, "seed": seed, "value": metrics[row.metric], "metrics": kept,
             "holds": bool(row.holds(metrics)), "wall_s": wall}
@@ -134,6 +133,7 @@ def estimate(rows: list[Row], todo: int, seeds: int, jobs: int, previous: list[d
 
 
 def reproduce(args) -> list[dict]:
+    from practice_torch.engine.checkpoint import atomic_write
     from practice_torch.results import machine
     from shared_specs.environment import commit, describe
 
@@ -141,6 +141,8 @@ def reproduce(args) -> list[dict]:
     unknown = [n for n in names if n not in ROWS]
     if unknown:
         raise SystemExit(f"error: unknown reproduce row {unknown[0]!r}; choose from {', '.join(ROWS)}")
+    if args.seeds < 1 or args.jobs < 1:
+        raise SystemExit(f"error: --seeds and --jobs must be at least 1, got {args.seeds} and {args.jobs}")
     rows, seeds = [ROWS[n] for n in names], range(args.seeds)
     folder = Path(args.reproduce_runs)
     runs = [(row, arm, seed) for row in rows for arm in row.arms for seed in seeds]
@@ -170,8 +172,6 @@ def reproduce(args) -> list[dict]:
     old_meta = json.loads(RECORD.read_text())["meta"] if RECORD.is_file() else {}
     record = {"meta": {**old_meta, **{n: meta for n in names if n in trained or n not in old_meta}},
               "rows": {n: describe_row(ROWS[n]) for n in ROWS}, "runs": kept + records}
-    from practice_torch.engine.checkpoint import atomic_write
-
     atomic_write(RECORD, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     print(f"wrote {RECORD}; `make docs` puts it on the pages")
     return [{k: v for k, v in r.items() if k != "metrics"} for r in records]

@@ -415,3 +415,5 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
     assert json.loads((tmp_path / "reproduce.json").read_text()) == record  # the conditions of the training kept
     with pytest.raises(SystemExit, match="unknown reproduce row 'nope'; choose from tiny"):
         R.reproduce(argparse.Namespace(**{**vars(args), "rows": "nope"}))
+    with pytest.raises(SystemExit, match="--seeds and --jobs must be at least 1, got 0 and 1"):
+        R.reproduce(argparse.Namespace(**{**vars(args), "seeds": 0}))
