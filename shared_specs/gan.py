@@ -9,7 +9,8 @@ SciPy is the third witness (``scipy.special.log_expit`` for log D and log(1 - D)
 -inf there. Spectral normalisation's witness is torch's own ``torch.nn.utils.parametrizations.spectral_norm`` on a
 layer holding the same weight and the same u and v, in training mode (its power iteration updates them). The
 minibatch standard deviation's witness is NumPy's population ``np.var``; the unrolled discriminator's, its logistic
-regression steps with the gradients written out by hand.
+regression steps with the gradients written out by hand; packing's (PacGAN), ``np.concatenate`` of each group of m
+examples.
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def ref_minibatch_std(h, eps=1e-8):
     return np.concatenate([h, np.full((h.shape[0], 1), std)], axis=1)
 
 
+def ref_pack(x, m, axis=1):
+    """NumPy: the i-th row the examples x[i m], ..., x[i m + m - 1] concatenated along ``axis`` (of x)."""
+    along = axis - 1 if axis > 0 else axis  # the same axis, counted within one example
+    return np.stack([np.concatenate(list(x[i * m:(i + 1) * m]), axis=along) for i in range(len(x) // m)])
+
+
 def ref_unrolled_generator_loss(fake, real, w, b, steps, lr):
     """NumPy, the discriminator's gradients by hand: d/dw of mean softplus(-l_real) + mean softplus(l_fake) is
     -mean sigmoid(-l_real) x_real + mean sigmoid(l_fake) x_fake (and without the x for b); then the non-saturating
@@ -91,6 +98,10 @@ CASES = (
                  static={"n_iter": 3}, grad_wrt=("w",), reference=ref_spectral_normalize),
     FunctionCase("gan/minibatch_std", "minibatch_std", lambda r: {"h": gaussian(r, B, K)}, grad_wrt=("h",),
                  reference=ref_minibatch_std),
+    FunctionCase("gan/pack", "pack", lambda r: {"x": gaussian(r, B, 3)}, static={"m": 2, "axis": 1},
+                 grad_wrt=("x",), reference=ref_pack),
+    FunctionCase("gan/pack_channels_last", "pack", lambda r: {"x": gaussian(r, B, 2, 2, 3)},
+                 static={"m": 3, "axis": -1}, grad_wrt=("x",), reference=ref_pack),
     FunctionCase("gan/unrolled_generator_loss", "unrolled_generator_loss", _unroll_inputs,
                  static={"steps": 3, "lr": 0.5}, grad_wrt=("fake", "w", "b"), reference=ref_unrolled_generator_loss),
     FunctionCase("gan/discriminator_loss", "discriminator_loss", _logits, grad_wrt=("real_logits", "fake_logits"),
@@ -118,9 +129,11 @@ CASES = (
     RunCase("gan/run/mlp-conditional-unrolled", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16",
                                                         "model.conditional=true", "model.r1=0", "model.unrolled_steps=2",
                                                         "model.unroll_lr=0.05"), dataset="digits", steps=25),
-    # simultaneous gradient steps (model.discriminator_steps=0): both players' gradients on one batch, then both steps
-    RunCase("gan/run/mlp-simultaneous", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16", "model.r1=0",
-                                                "model.discriminator_steps=0"), dataset="digits"),
+    # simultaneous gradient steps (model.discriminator_steps=0): both players' gradients on one batch, then both steps;
+    # the discriminator packed (PacGAN: pairs of images along their channels, channels last in flax, first in torch)
+    RunCase("gan/run/mlp-simultaneous-packed", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16",
+                                                       "model.r1=0", "model.discriminator_steps=0", "model.pack=2"),
+            dataset="digits"),
     # the class-conditional DCGAN (the projection on the conv features), every layer of its discriminator spectrally
     # normalised, the vectors stepped by each logit (Miyato et al.), and R1's gradient also through the minibatch
     # standard deviation (Karras et al.), the batch's one shared feature

@@ -77,6 +77,25 @@ def test_minibatch_std_with_the_sample_variance_is_caught(both):
     assert "reference" in caught(CASES["gan/minibatch_std"], Perturbation("sample variance", fn=bessel))
 
 
+def test_packing_that_mixes_coordinates_of_different_examples_is_caught(both):
+    """A packed row is m whole examples; reading the batch column-major (x.T reshaped) gives the right shape but rows
+    made of one coordinate of several examples: caught by the reference."""
+    def column_major(fn):
+        return lambda x, m, axis: jnp.reshape(jnp.transpose(x), (x.shape[0] // m, m * x.shape[1]))
+
+    assert "reference" in caught(CASES["gan/pack"], Perturbation("column-major packing", fn=column_major))
+
+
+def test_packing_along_the_wrong_axis_is_caught(both):
+    """Images pack along their channels; packing along the width instead makes (B/m, H, m W, C): caught by its shape."""
+    import theory_jax.gan as T
+
+    def along_width(fn):
+        return lambda x, m, axis: T.pack(x, m, axis=2)
+
+    assert "shape" in caught(CASES["gan/pack_channels_last"], Perturbation("packed along the width", fn=along_width))
+
+
 def test_an_unroll_that_does_not_differentiate_through_the_fakes_is_caught(both):
     """The unrolled discriminator's steps taken on detached fakes give the same loss but drop the second-order
     term of eq. 6 from the generator's gradient: caught by the gradients, as the value stays right."""

@@ -310,7 +310,7 @@ def test_a_faulty_game_step_is_caught(fault, both, monkeypatch):
         assert "loss" in caught(_game_case("mlp-conditional-unrolled"), perturbation)
     elif fault == "simultaneous updates taken in turn":
         perturbation = Perturbation(fault, training=lambda parts: {**parts, "train_step": _one_after_the_other})
-        assert "loss" in caught(_game_case("mlp-simultaneous"), perturbation)
+        assert "loss" in caught(_game_case("mlp-simultaneous-packed"), perturbation)
     else:  # the generator's batch norms updating their running variance by the batch's biased variance
         monkeypatch.setattr(jf, "batch_norm", lambda name, train: jf.nn.BatchNorm(
             use_running_average=not train, momentum=jf.BATCHNORM_MOMENTUM, epsilon=jf.BATCHNORM_EPS,

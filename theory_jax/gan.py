@@ -173,6 +173,18 @@ def minibatch_std(h, eps: float = 1e-8):
     return jnp.concatenate([h, jnp.broadcast_to(std, (h.shape[0], 1))], axis=1)
 
 
+def pack(x, m: int, axis: int = 1):
+    """Packing (PacGAN, Lin et al. 2018, sec. 3): each row the m consecutive examples x[i m], ..., x[i m + m - 1]
+    concatenated along ``axis`` of x (a vector's features; an image's channels, -1 here where images are channels
+    last), so that the discriminator judges a draw of P^m against Q^m. x: (B, *example), B a multiple of m ->
+    (B / m, *example with the axis m times as long)."""
+    if x.shape[0] % m:
+        raise ValueError(f"packing {m} examples at a time needs a multiple of {m} of them, got {x.shape[0]}")
+    a = axis % x.ndim
+    groups = jnp.moveaxis(jnp.reshape(x, (x.shape[0] // m, m, *x.shape[1:])), 1, a)
+    return jnp.reshape(groups, (*groups.shape[:a], m * x.shape[a], *groups.shape[a + 2:]))
+
+
 def unroll(loss, params, steps: int, lr: float):
     """theta_{k+1} = theta_k - lr grad loss(theta_k), ``steps`` times from the pytree ``params`` (eq. 4); jax.grad of
     a loss at the result differentiates through every step (eq. 6)."""
@@ -237,8 +249,9 @@ class Adversarial(nn.Module):
     discriminator's last features) added to the logit (Miyato & Koyama 2018, eq. 3). ``minibatch_std``: the
     discriminator's ``out`` also reads the batch's feature spread (``minibatch_std`` of phi(x)), so a batch is judged
     as a whole. ``spectral_norm``: every Dense and Conv of the discriminator is ``SpectralDense`` / ``SpectralConv``
-    (its vectors in ``batch_stats``, stepped by a logit applied with that collection mutable). Names as torch's, so
-    the converter carries the weights either way."""
+    (its vectors in ``batch_stats``, stepped by a logit applied with that collection mutable). ``pack`` = m > 1: the
+    discriminator judges m consecutive examples at once (``pack``, along the features or the channels), a batch's
+    last B mod m sitting out, as torch's does. Names as torch's, so the converter carries the weights either way."""
 
     shape: Sequence[int]
     architecture: str = "mlp"
@@ -249,6 +262,7 @@ class Adversarial(nn.Module):
     unit_interval: bool = False
     minibatch_std: bool = False
     spectral_norm: bool = False
+    pack: int = 1
 
     def setup(self):
         before_out = minibatch_std if self.minibatch_std else None
@@ -273,7 +287,9 @@ class Adversarial(nn.Module):
         return self.generator(z, train=train)
 
     def logit(self, x, y=None):
-        """The discriminator's logit (B,) of x (B, *example), y (B,) labels (conditional nets)."""
+        """The discriminator's logit (B,) of x (B, *example), y (B,) labels (conditional nets); packed, (B // m,)."""
+        if self.pack > 1:
+            x = pack(x[:x.shape[0] - x.shape[0] % self.pack], self.pack, axis=1 if x.ndim == 2 else -1)
         if not self.num_classes:
             return self.discriminator(x)
         logit, h = self.discriminator.logit_and_features(x)

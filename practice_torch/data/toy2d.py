@@ -1,7 +1,8 @@
-"""Toy data sets generated in code: two moons, a ring of Gaussians, concentric rings (2-D) and a 1-D mixture.
+"""Toy data sets generated in code: two moons, a ring of Gaussians, concentric rings, the mode-collapse benchmarks'
+ring and grid (2-D) and a 1-D mixture.
 
-x: float32 (2,) (or (1,) for mixture1d), roughly in [-3, 3]; y: int64 component (moon, mode, ring or mixture
-component index).
+x: float32 (2,) (or (1,) for mixture1d), roughly in [-3, 3] (grid25 in [-4.2, 4.2]); y: int64 component (moon, mode,
+ring or mixture component index).
 Each split is drawn with its own fixed seed (train 0, val 1, test 2), so splits never overlap by design.
 """
 
@@ -38,6 +39,15 @@ def rings(n: int, rng: np.random.Generator, radii=(0.75, 1.5, 2.25), std: float 
     return np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1), y
 
 
+def grid(n: int, rng: np.random.Generator, side: int = 5, spacing: float = 2.0, std: float = 0.05):
+    """25 Gaussians (std 0.05) centred on the points {-4, -2, 0, 2, 4}^2: VEEGAN's 2D grid as PacGAN's code draws it
+    (Srivastava et al. 2017, sec. 5.1; Lin et al. 2018, Table 1)."""
+    y = rng.integers(0, side * side, n)
+    ticks = spacing * (np.arange(side) - (side - 1) / 2)
+    centres = np.stack([ticks[y // side], ticks[y % side]], axis=1)
+    return centres + std * rng.standard_normal((n, 2)), y
+
+
 MIXTURE1D_WEIGHTS = (0.45, 0.35, 0.20)
 
 
@@ -65,10 +75,10 @@ def mixture1d_log_density(x: np.ndarray) -> np.ndarray:
     return special.logsumexp(parts + np.log(MIXTURE1D_WEIGHTS).reshape((3,) + (1,) * x.ndim), axis=0)
 
 
-def _loader(make):
+def _loader(make, sizes=SIZES, **options):
     def load(split: str, data_dir=None, n: int | None = None, limit: int | None = None) -> Dataset:
-        size = limit or n or SIZES[split]
-        x, y = make(size, np.random.default_rng(SEEDS[split]))
+        size = limit or n or sizes[split]
+        x, y = make(size, np.random.default_rng(SEEDS[split]), **options)
         return TensorDataset(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64)))
     return load
 
@@ -80,6 +90,16 @@ register(DatasetInfo("gaussians", "2-D", (2,), "float32", "about [-2.5, 2.5]", "
                      "generated: 8 Gaussians (std 0.1) on a circle of radius 2", _loader(gaussians), num_classes=8))
 register(DatasetInfo("rings", "2-D", (2,), "float32", "about [-2.5, 2.5]", "ring 0-2", _SPLITS,
                      "generated: 3 concentric rings (radii 0.75, 1.5, 2.25)", _loader(rings), num_classes=3))
+# The mode-collapse benchmarks' sets (PacGAN's synthetic_data_experiments): 2 500 test points, the samples the papers
+# score a generator on
+MODE_COLLAPSE_SIZES = {"train": 20_000, "val": 2_000, "test": 2_500}
+_MODE_COLLAPSE_SPLITS = "train 20 000 / val 2 000 / test 2 500 (the papers' sample count), each with its own seed"
+register(DatasetInfo("ring8", "2-D", (2,), "float32", "about [-1.04, 1.04]", "mode 0-7", _MODE_COLLAPSE_SPLITS,
+                     "generated: VEEGAN's 2D ring as PacGAN draws it, 8 Gaussians (std 0.01) on the unit circle",
+                     _loader(gaussians, MODE_COLLAPSE_SIZES, radius=1.0, std=0.01), num_classes=8))
+register(DatasetInfo("grid25", "2-D", (2,), "float32", "about [-4.2, 4.2]", "mode 0-24", _MODE_COLLAPSE_SPLITS,
+                     "generated: VEEGAN's 2D grid as PacGAN draws it, 25 Gaussians (std 0.05) on {-4, -2, 0, 2, 4}^2",
+                     _loader(grid, MODE_COLLAPSE_SIZES), num_classes=25))
 register(DatasetInfo("mixture1d", "1-D", (1,), "float32", "about [-2.8, 4.8]", "component 0-2", _SPLITS,
                      "generated: 0.45 N(-1.6, 0.3^2) + 0.35 N(0.4, 0.5^2) + 0.2 (1 + Gamma(2, scale 0.35))",
                      _loader(mixture1d), num_classes=3))

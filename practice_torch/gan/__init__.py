@@ -15,6 +15,7 @@ from practice_torch.gan.functions import (
     minibatch_std,
     normalize,
     optimal_logit,
+    pack,
     power_iteration,
     softplus,
     spectral_normalize,
@@ -24,5 +25,5 @@ from practice_torch.gan.functions import (
 )
 
 __all__ = ["discriminator_loss", "gauss_log_pdf", "generator_loss_nonsaturating", "generator_loss_saturating",
-           "js_discrete", "minibatch_std", "normalize", "optimal_logit", "power_iteration", "softplus",
+           "js_discrete", "minibatch_std", "normalize", "optimal_logit", "pack", "power_iteration", "softplus",
            "spectral_normalize", "unroll", "unrolled_generator_loss", "value_discrete"]

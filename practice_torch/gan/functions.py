@@ -1,6 +1,6 @@
 """The GAN's losses and closed forms (Goodfellow et al. 2014, eq. 1, Proposition 1, Theorem 1, sec. 3), and the
 stability remedies' math: spectral normalisation (Miyato et al. 2018), the minibatch standard deviation (Karras et
-al. 2018) and the unrolled discriminator (Metz et al. 2017).
+al. 2018), the unrolled discriminator (Metz et al. 2017) and packing (PacGAN, Lin et al. 2018).
 
 Twins of the functions in ``theory_jax/gan.py``, same names and arguments. The losses take the discriminator's
 logits, so that log D = -softplus(-logit) and log(1 - D) = -softplus(logit) stay finite for any logit.
@@ -93,6 +93,19 @@ def minibatch_std(h, eps: float = 1e-8):
     samples shows a value near 0 that the discriminator's next layer can read. h: (B, F) -> (B, F + 1)."""
     std = torch.sqrt(torch.var(h, dim=0, correction=0) + eps).mean()
     return torch.cat([h, std.expand(h.shape[0], 1)], dim=1)
+
+
+# Packing (PacGAN, Lin et al. 2018, sec. 3) ------------------------------------------------------------------------
+def pack(x, m: int, axis: int = 1):
+    """The discriminator's input under packing: each row the m consecutive examples x[i m], ..., x[i m + m - 1]
+    concatenated along ``axis`` of x (a vector's features, an image's channels: 1 in (B, C, H, W), -1 in
+    (B, H, W, C)), so that it judges m samples at once, a draw of the product law P^m against Q^m.
+    x: (B, *example), B a multiple of m -> (B / m, *example with the axis m times as long)."""
+    if x.shape[0] % m:
+        raise ValueError(f"packing {m} examples at a time needs a multiple of {m} of them, got {x.shape[0]}")
+    a = axis % x.ndim
+    groups = torch.movedim(x.reshape(x.shape[0] // m, m, *x.shape[1:]), 1, a)  # m just before the packed axis
+    return groups.reshape(*groups.shape[:a], m * x.shape[a], *groups.shape[a + 2:])
 
 
 # The unrolled discriminator (Metz et al. 2017, eqs. 4-6) ---------------------------------------------------------

@@ -10,8 +10,8 @@ optimizer each); ``discriminator_objective`` and ``generator_objective`` are the
 built from ``practice_torch.gan.functions``. ``SpectralNorm`` divides a layer's weight by its largest singular
 value (Miyato et al. 2018; ``model.spectral_norm=true`` puts it on every layer of the discriminator);
 ``model.minibatch_std=true`` lets the discriminator's last layer read the batch's feature spread (Karras et al. 2018),
-and ``unrolled_generator_objective`` scores the generator against the discriminator a few steps ahead (Metz et al.
-2017).
+``unrolled_generator_objective`` scores the generator against the discriminator a few steps ahead (Metz et al.
+2017), and ``model.pack=m`` has the discriminator judge m samples at once (PacGAN, Lin et al. 2018).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from practice_torch.gan.functions import (
     generator_loss_saturating,
     minibatch_std,
     normalize,
+    pack,
     power_iteration,
     spectral_normalize,
     unroll,
@@ -38,17 +39,20 @@ GENERATOR_LOSSES = {"non_saturating": generator_loss_nonsaturating, "saturating"
 
 
 def players(shape: Sequence[int], architecture: str, z_dim: int, hidden: Sequence[int], channels: Sequence[int],
-            fc: int, norm: bool, unit_interval: bool) -> tuple[nn.Module, nn.Module, int]:
+            fc: int, norm: bool, unit_interval: bool, pack: int = 1) -> tuple[nn.Module, nn.Module, int]:
     """A generator z (B, z_dim) -> (B, *shape) and a judge x (B, *shape) -> (B,) (a GAN's discriminator, a WGAN's
     critic; ``norm``: its layer normalisation, off for a weight-clipped critic), created in that order, and the width
-    of the judge's last features. shape: one example, (D,) vectors (``mlp``) or (C, H, W) images (``conv``)."""
+    of the judge's last features. shape: one example, (D,) vectors (``mlp``) or (C, H, W) images (``conv``);
+    ``pack``: the judge reads that many examples at once, concatenated along the first axis (``functions.pack``)."""
+    judged = (shape[0] * pack, *shape[1:])
     if architecture == "mlp":
-        return MLPGenerator(z_dim, shape, hidden, unit_interval), MLPCritic(shape, hidden), hidden[-1]
+        return MLPGenerator(z_dim, shape, hidden, unit_interval), MLPCritic(judged, hidden), hidden[-1]
     if architecture == "conv":
         if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
             raise ValueError(f"the conv GAN needs (C, H, W) images with H and W divisible by 4 and two "
                              f"model.channels, got shape {tuple(shape)} and channels {tuple(channels)}")
-        return ConvGenerator(z_dim, shape, channels, fc, unit_interval), ConvCritic(shape, channels, fc, norm=norm), fc
+        return (ConvGenerator(z_dim, shape, channels, fc, unit_interval), ConvCritic(judged, channels, fc, norm=norm),
+                fc)
     raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
 
 
@@ -93,18 +97,23 @@ class Adversarial(nn.Module):
     shape: one example, (D,) vectors or (C, H, W) images; num_classes > 0: class-conditional, the one-hot label
     appended to z and a projection term <embed(y), phi(x)> added to the discriminator's logit (phi: its last
     features). minibatch_std: the discriminator's last layer reads one more feature, ``minibatch_std`` of phi(x)
-    over the batch, so a batch is judged as a whole (real and fake batches are judged apart).
+    over the batch, so a batch is judged as a whole (real and fake batches are judged apart). pack = m > 1: the
+    discriminator reads m consecutive examples at once (``functions.pack``, PacGAN), one logit per group; a batch's
+    last B mod m examples sit out.
     """
 
     def __init__(self, shape: Sequence[int], architecture: str = "mlp", latent_dim: int = 8,
                  hidden: Sequence[int] = (128, 128), channels: Sequence[int] = (64, 128), fc: int = 1024,
                  num_classes: int = 0, unit_interval: bool = False, spectral_norm: bool = False,
-                 minibatch_std: bool = False):
+                 minibatch_std: bool = False, pack: int = 1):
         super().__init__()
+        if pack < 1 or (pack > 1 and num_classes):
+            raise ValueError(f"pack must be at least 1, and 1 for a class-conditional net; got {pack}")
         self.shape, self.latent_dim, self.num_classes = tuple(shape), latent_dim, num_classes
-        self.minibatch_std = minibatch_std
+        self.minibatch_std, self.pack = minibatch_std, pack
         self.generator, self.discriminator, width = players(shape, architecture, latent_dim + num_classes, hidden,
-                                                            channels, fc, norm=True, unit_interval=unit_interval)
+                                                            channels, fc, norm=True, unit_interval=unit_interval,
+                                                            pack=pack)
         if minibatch_std:
             self.discriminator.out = nn.Linear(width + 1, 1)
         if spectral_norm:
@@ -121,7 +130,9 @@ class Adversarial(nn.Module):
 
     def logit(self, x, y=None):
         """The discriminator's logit, D(x[, y]) = sigmoid(logit): x (B, *shape), y (B,) labels (conditional nets)
-        -> (B,)."""
+        -> (B,); packed (``pack`` = m > 1), one per group of m: (B // m,)."""
+        if self.pack > 1:
+            x = pack(x[:len(x) - len(x) % self.pack], self.pack)
         if not self.num_classes and not self.minibatch_std:
             return self.discriminator(x)
         h = self.discriminator.features(x)

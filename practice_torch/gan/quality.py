@@ -30,10 +30,14 @@ REFERENCE_NOTES = {
 
 def mode_statistics(samples, data, labels, within: float = 3.0, min_share: float = 0.25) -> dict[str, float]:
     """samples (M, D) against labelled held-out data (N, D), labels (N,): each mode's centre is its data's mean and
-    its scale the pooled per-coordinate standard deviation of the data about their centres.
+    its scale the pooled per-coordinate standard deviation of the data about their centres. A sample belongs to its
+    nearest centre when it lies within ``within`` standard deviations of it.
 
-    high_quality: the share of samples within ``within`` standard deviations of the nearest centre;
-    modes_covered: the modes that receive at least ``min_share`` of an equal share (M / K) of those samples.
+    high_quality: the share of samples that belong to a mode;
+    modes_covered: the modes that receive at least ``min_share`` of an equal share (M / K) of the samples;
+    modes_captured: the modes that receive at least one (VEEGAN's and PacGAN's count, Srivastava et al. 2017, sec. 5.1);
+    reverse_kl: KL(q || p) in nats from the modes' shares q of the high-quality samples to the data's (uniform) p
+    (PacGAN, Lin et al. 2018, Table 1); NaN when no sample is of high quality.
     """
     data, samples = data.double(), samples.double()
     classes = labels.unique()
@@ -43,7 +47,17 @@ def mode_statistics(samples, data, labels, within: float = 3.0, min_share: float
     good = dist <= within * std
     counts = torch.bincount(nearest[good], minlength=len(classes)).double()
     return {"modes_covered": int((counts >= min_share * len(samples) / len(classes)).sum()), "modes": len(classes),
-            "high_quality": float(good.double().mean()), "mode_std": float(std)}
+            "modes_captured": int((counts > 0).sum()), "high_quality": float(good.double().mean()),
+            "reverse_kl": reverse_kl(counts), "mode_std": float(std)}
+
+
+def reverse_kl(counts) -> float:
+    """KL(q || uniform) = sum_k q_k log(K q_k) of the shares q = counts / sum(counts), 0 log 0 = 0; NaN for no counts.
+    counts: (K,)."""
+    if counts.sum() == 0:
+        return float("nan")
+    q = counts / counts.sum()
+    return float(torch.sum(torch.xlogy(q, q * len(q))))
 
 
 def untrained_copy(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -3,7 +3,8 @@
 ``python -m practice_torch train gan`` trains an MLP GAN on the 2-D mixture of eight Gaussians;
 ``--dataset fashion_mnist`` a DCGAN; ``--set model.conditional=true`` a class-conditional GAN (the label into both
 players); ``--set model.generator_loss=saturating`` the minimax generator loss of eq. 1; the stability remedies
-``model.r1``, ``model.spectral_norm``, ``model.minibatch_std`` and ``model.unrolled_steps``. Each player has its own
+``model.r1``, ``model.spectral_norm``, ``model.minibatch_std``, ``model.unrolled_steps`` and PacGAN's
+``model.pack``. Each player has its own
 AdamW; a training step (``train_step``) is one round of the game: ``model.discriminator_steps`` updates of the discriminator,
 then one of the generator, so ``train.steps`` counts generator updates.
 ``eval`` reports, on 2-D data, the modes covered and the share of samples within 3 standard deviations of a mode;
@@ -54,6 +55,7 @@ class Config:
     minibatch_std: bool = False  # the discriminator's last layer also reads the batch's feature spread (Karras et al.)
     unrolled_steps: int = 0  # the generator plays against the discriminator this many gradient steps ahead (Metz et al.)
     unroll_lr: float = 1e-3  # the learning rate of those look-ahead steps (plain gradient descent; 3e-3 hurt here)
+    pack: int = 1  # the discriminator judges this many samples at once, concatenated (PacGAN, Lin et al. 2018)
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
@@ -99,7 +101,7 @@ default_config = preset_config("gan", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "channels", "fc", "mel", "spectral_norm",
-                "minibatch_std")
+                "minibatch_std", "pack")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_references",)
 # What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
@@ -132,12 +134,16 @@ def build(config: Config, data) -> Adversarial:
     if config.unrolled_steps and config.spectral_norm:
         raise ValueError("model.unrolled_steps does not combine with model.spectral_norm=true (the look-ahead steps "
                          "would move the power iteration's vectors): choose one")
+    if config.pack < 1 or (config.pack > 1 and config.conditional):
+        raise ValueError(f"model.pack is the number of samples the discriminator judges at once, at least 1 and 1 for "
+                         f"a conditional GAN (one label per sample); got {config.pack}"
+                         f"{' with model.conditional=true' if config.conditional else ''}")
     if config.conditional and not data.num_classes:
         raise ValueError(f"model.conditional=true needs class labels, and {data.name} has none")
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       data.num_classes if config.conditional else 0,
                       unit_interval=data.unit_images, spectral_norm=config.spectral_norm,
-                      minibatch_std=config.minibatch_std)
+                      minibatch_std=config.minibatch_std, pack=config.pack)
     if config.r1 < 0:
         raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
     return net

@@ -7,9 +7,9 @@ vectors, ``embed``) and the generator's, in the order of ``training.players``. T
 torch's are, and handed from one loss to the next. ``model.spectral_norm``: the discriminator's power-iteration
 vectors live in ``batch_stats`` too, and every logit taken in training steps them, as every training-mode forward
 pass of torch's ``SpectralNorm`` does, so the statistics also pass from one logit to the next.
-``model.minibatch_std`` is the twin's own field (its ``out`` reads one more feature); ``model.unrolled_steps`` is
-``theory_jax.gan.unroll`` of the discriminator's share of the params inside the generator's objective,
-differentiated through by the update's ``jax.value_and_grad``.
+``model.minibatch_std`` and ``model.pack`` are the twin's own fields (its ``out`` reads one more feature; its
+discriminator reads m samples at once); ``model.unrolled_steps`` is ``theory_jax.gan.unroll`` of the discriminator's
+share of the params inside the generator's objective, differentiated through by the update's ``jax.value_and_grad``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def jax_twin(net, cfg):
                          "practice_torch, or set model.discriminator_steps=1")
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
                           unit_interval=net.generator.unit_interval, minibatch_std=m.minibatch_std,
-                          spectral_norm=m.spectral_norm)
+                          spectral_norm=m.spectral_norm, pack=m.pack)
     generator_loss = {"non_saturating": jg.generator_loss_nonsaturating,
                       "saturating": jg.generator_loss_saturating}[m.generator_loss]
 
