@@ -103,9 +103,13 @@ ROWS = {row.id: row for row in (
     Row("bigan_probe", ("bigan",), "BiGAN's encoder as a feature",
         "Donahue et al. 2017, Table 1: a linear classifier on E(x) beats one on the pixels",
         "The quick preset on Fashion-MNIST; a logistic regression on 5 000 training images' E(x), against one on "
-        "their pixels, scored on the test split",
-        "E(x) above the pixels", (Arm("bigan", "bigan", "fashion_mnist"),),
-        "probe_accuracy", "probe accuracy on E(x)", "above the pixels' probe on every seed",
+        "their pixels, scored on the test split; beside it the same probe of the autoencoder's code and the VAE's "
+        "posterior mean, each 32-dimensional as E(x) is, from their quick presets on every class",
+        "E(x) above the pixels", (Arm("bigan", "bigan", "fashion_mnist"),
+                                  Arm("autoencoder", "autoencoder", "fashion_mnist",
+                                      ("model.code_dim=32", "model.holdout_class=-1"), "-"),
+                                  Arm("vae", "vae", "fashion_mnist", ("model.latent_dim=32",), "-")),
+        "probe_accuracy", "probe accuracy on the representation", "above the pixels' probe on every seed",
         lambda m: m["probe_accuracy"] > m["probe_accuracy_inputs"],
         beside=(("probe_accuracy_inputs", "the pixels' probe"), ("probe_accuracy_untrained", "an untrained E's"),
                 ("fid_samples", "G's FID"), ("class_share_min", "the rarest class's share of G's samples")),

@@ -221,6 +221,8 @@ def test_cli_trains_samples_and_evaluates_a_tiny_denoising_run(tmp_path):
     assert main(["eval", str(run), "--no-sample-metrics"]) == 0
     metrics = json.loads((run / "eval_test.json").read_text())
     assert metrics["denoise_noise_std"] == 0.3 and "auroc_holdout" in metrics and "pca_mse" in metrics
+    assert 0 <= metrics["probe_accuracy"] <= 1 and metrics["probe_accuracy_inputs"] > 0.8  # digits' pixels: about 0.95
+    assert metrics["probe_examples"] == 1258  # every digit of the training split (fewer than the 5000 asked for)
 
 
 def test_spoken_digit_log_mels_train_and_write_wavs(tmp_path):

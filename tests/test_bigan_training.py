@@ -18,6 +18,7 @@ from practice_torch.bigan.networks import FeatureTrunk, pair_r1_penalty, player_
 from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine.config import apply_overrides
+from practice_torch.evaluation.probe import linear_probe
 from practice_torch.models import new_trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -108,9 +109,9 @@ def test_the_linear_probe_reads_labels_off_informative_features_and_not_off_nois
     labels = torch.arange(3).repeat(200)
     centres = 3 * torch.randn(3, 5, generator=g)
     features = centres[labels] + 0.3 * torch.randn(600, 5, generator=g)
-    assert bigan_training.linear_probe(features[:300], labels[:300], features[300:], labels[300:]) > 0.99
+    assert linear_probe(features[:300], labels[:300], features[300:], labels[300:]) > 0.99
     noise = torch.randn(600, 5, generator=g)  # the control: features that carry no label
-    assert bigan_training.linear_probe(noise[:300], labels[:300], noise[300:], labels[300:]) < 0.5
+    assert linear_probe(noise[:300], labels[:300], noise[300:], labels[300:]) < 0.5
 
 
 def test_reconstruction_errors_compare_g_of_e_with_the_example_and_a_mismatched_one():

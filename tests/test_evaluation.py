@@ -398,3 +398,17 @@ def test_the_mutual_information_gap_of_a_discrete_factor_carried_by_one_latent_i
     codes = np.c_[rng.standard_normal(600), shape + 0.1 * rng.standard_normal(600)]
     score = mutual_information_gap(codes, np.c_[shape, rng.uniform(size=600)])
     assert score["best"][0] == 1 and score["gaps"][0] > 0.9  # splitting the ties by sort order loses most of it
+
+
+def test_the_probe_reads_what_a_representation_makes_linear_and_the_pixels_do_not():
+    """Labels that are the sign of a product of two pixels: no linear probe of the pixels reads them (about chance);
+    a representation holding the product makes them linear. Both figures come from the same probe."""
+    from practice_torch.evaluation.probe import probe_against_pixels
+
+    x = torch.randn(1200, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0, 0, 0] * x[:, 0, 0, 1] > 0).long()
+    train, test = (x[:800], y[:800]), (x[800:], y[800:])
+    read = probe_against_pixels(lambda v: v[:, 0, 0, :1] * v[:, 0, 0, 1:], train, test, torch.device("cpu"))
+    assert read["probe_accuracy"] > 0.97 and read["probe_accuracy_inputs"] < 0.6 and read["probe_examples"] == 800
+    blind = probe_against_pixels(lambda v: v[:, 0, 1, :], train, test, torch.device("cpu"))  # pixels the label skips
+    assert blind["probe_accuracy"] < 0.6

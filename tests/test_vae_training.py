@@ -119,7 +119,8 @@ def test_conditional_samples_have_one_row_per_class_and_figures_their_layout():
 def test_evaluation_reports_the_elbo_and_a_tighter_importance_sampled_nll():
     net = tiny_net().eval()
     dataset = torch.utils.data.TensorDataset(torch.rand(40, 1, 8, 8).round(), torch.zeros(40, dtype=torch.long))
-    metrics = vae_training.evaluate(net, vae_training.Config(nll_samples=64, nll_examples=20), dataset,
+    metrics = vae_training.evaluate(net, vae_training.Config(nll_samples=64, nll_examples=20, probe_examples=0),
+                                    dataset,
                                     torch.Generator().manual_seed(0))
     assert metrics["examples"] == 40 and metrics["nll_examples"] == 20 and metrics["importance_samples"] == 64
     assert metrics["elbo"] == pytest.approx(-(metrics["recon_nll"] + metrics["kl"]))
@@ -152,12 +153,22 @@ def test_every_variant_trains_through_the_engine(variant, tmp_path):
     losses = [r["loss"] for r in read_metrics(tmp_path / "run")]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     assert (tmp_path / "run/samples/samples.png").is_file()
+    from practice_torch.cli import main
+
+    assert main(["eval", str(tmp_path / "run"), "--no-sample-metrics", "--set", "model.nll_samples=2",
+                 "--set", "model.probe_examples=300"]) == 0
+    metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
+    if "model.conditional=true" in variant:  # its posterior mean reads the label: no probe
+        assert "probe_accuracy" not in metrics
+    else:  # the probe of the posterior mean, beside the pixels'
+        assert 0 <= metrics["probe_accuracy"] <= 1 and metrics["probe_accuracy_inputs"] > 0.8
+        assert metrics["probe_examples"] == 300
 
 
 def test_spoken_digit_log_mels_train_and_write_wavs(tmp_path):
     cfg = apply_overrides(vae_training.default_config("quick", "spoken_digits"), [
         "data.limit=32", "model.channels=4,8", "model.latent_dim=4", "train.batch_size=16", "train.steps=2",
-        "train.samples=4", "train.log_every=1"])
+        "train.samples=4", "train.log_every=1", "model.probe_examples=0"])
     try:
         info = dataset_info(cfg.data)
     except DatasetMissing as exc:

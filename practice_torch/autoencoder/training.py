@@ -24,6 +24,7 @@ from practice_torch.data import DatasetMissing, stacked
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import sibling_split
+from practice_torch.evaluation.probe import probe_against_pixels
 from practice_torch.models import Artefact
 
 
@@ -40,6 +41,7 @@ class Config:
     holdout_class: int = 9  # this label gets no weight in training: the anomalies of eval (-1: none held out)
     eval_noise_std: float = 0.5  # the corruption of eval's denoising PSNR when noise_std is 0
     noise_examples: int = 1000  # uniform-noise images scored against the test set (AUROC)
+    probe_examples: int = 5000  # training images eval's linear probe of the code is fitted on (0: no probe)
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
 
@@ -75,7 +77,7 @@ default_config = preset_config("autoencoder", PRESETS)
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "code_dim", "hidden", "channels", "objective", "holdout_class", "mel")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
-USE = ("eval_noise_std", "noise_examples")
+USE = ("eval_noise_std", "noise_examples", "probe_examples")
 
 
 def build(config: Config, data) -> Autoencoder:
@@ -176,7 +178,8 @@ def fit_pca(train: Dataset, config: Config, k: int):
 def evaluate(net: Autoencoder, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """Test MSE per pixel of the autoencoder and of PCA with ``code_dim`` components (on the classes seen in
     training); the denoising PSNR of the output and of the noisy input; AUROC of the reconstruction error against
-    the held-out class and against uniform-noise images."""
+    the held-out class and against uniform-noise images; with class labels, the linear probe of the code beside the
+    pixels' (``evaluation.probe``, the probe BiGAN's encoder is read by)."""
     x, y = stacked(dataset)[:2]
     seen = kept(y, config.holdout_class).bool()
     value_range = 1.0 if net.bounded else 2.0
@@ -196,6 +199,10 @@ def evaluate(net: Autoencoder, config: Config, dataset: Dataset, generator: torc
         metrics.update({"holdout_class": config.holdout_class, "holdout_mse": float(held_out.mean()),
                         "auroc_holdout": auroc(normal, held_out)[0]})
     metrics["auroc_noise"] = auroc(normal, noise)[0]
+    if config.probe_examples and y.dtype == torch.int64:
+        train = stacked(sibling_split(dataset, "train", limit=config.probe_examples))
+        metrics.update(probe_against_pixels(net.encode, (train[0], torch.as_tensor(train[1])), (x, y),
+                                            next(net.parameters()).device))
     return metrics
 
 

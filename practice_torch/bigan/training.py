@@ -29,6 +29,7 @@ from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import sibling_split
+from practice_torch.evaluation.probe import linear_probe
 from practice_torch.gan.functions import discriminator_loss
 from practice_torch.gan.quality import REFERENCE_NOTES, untrained_copy
 from practice_torch.models import Artefact
@@ -175,18 +176,6 @@ def sample(net: BiGAN, config: Config, n: int, generator: torch.Generator, examp
     if examples is not None:
         artefacts.append(scatter_figure_2d("reconstructions", reconstruct(net, data), data, title="G(E(x))"))
     return artefacts
-
-
-def linear_probe(train_features, train_labels, test_features, test_labels) -> float:
-    """Held-out accuracy of a multinomial logistic regression (scikit-learn, L2, C = 1) fitted on standardised
-    features. train_features: (N, F), train_labels: (N,), test_features: (M, F), test_labels: (M,) -> share."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    probe.fit(train_features.double().flatten(1).numpy(), train_labels.numpy())
-    return float(probe.score(test_features.double().flatten(1).numpy(), test_labels.numpy()))
 
 
 def probe_accuracies(net: BiGAN, train: tuple, test: tuple) -> dict[str, float]:

@@ -14,8 +14,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from practice_torch.data import stacked
 from practice_torch.engine.config import ConfigError, TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.engine.runs import sibling_split
+from practice_torch.evaluation.probe import probe_against_pixels
 from practice_torch.models import Artefact
 from practice_torch.progress import progress
 from practice_torch.vae.functions import draw_eps, total_correlation_terms
@@ -42,6 +45,7 @@ class Config:
     nll_samples: int = 100  # K importance samples per example in evaluate
     nll_examples: int = 1000  # how many held-out examples get the K-sample NLL (the ELBO uses them all)
     tc_examples: int = 1000  # how many held-out examples' aggregate posterior gets eval's MI / TC / dimension-wise KL
+    probe_examples: int = 5000  # training images eval's linear probe of the posterior mean is fitted on (0: no probe)
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
 
@@ -91,7 +95,7 @@ default_config = preset_config("vae", PRESETS)
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood", "conditional", "mel",)
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
-USE = ("nll_samples", "nll_examples", "tc_examples")
+USE = ("nll_samples", "nll_examples", "tc_examples", "probe_examples")
 
 
 def build(config: Config, data) -> VAE:
@@ -199,7 +203,9 @@ def traversals(net: VAE, x, y, rows: int = 10, steps: int = 9, span: float = 2.5
 @torch.no_grad()
 def evaluate(net: VAE, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """Held-out ELBO (one sample per example, every example) and -log p(x) by K importance samples on the
-    first ``config.nll_examples`` (Burda et al. 2016), in nats per example and bits/dim = nll / (D ln 2)."""
+    first ``config.nll_examples`` (Burda et al. 2016), in nats per example and bits/dim = nll / (D ln 2); the KL's
+    parts (``kl_parts``); with class labels and no conditioning, the linear probe of the posterior mean beside the
+    pixels' (``evaluation.probe``, the probe BiGAN's encoder is read by)."""
     device, d = _device(net), net.latent_dim
     dims = math.prod(net.image_shape)
     totals = {"elbo": 0.0, "recon_nll": 0.0, "kl": 0.0}
@@ -218,7 +224,21 @@ def evaluate(net: VAE, config: Config, dataset: Dataset, generator: torch.Genera
     return {"elbo": totals["elbo"] / n, "recon_nll": totals["recon_nll"] / n, "kl": totals["kl"] / n,
             "neg_elbo_bits_per_dim": -totals["elbo"] / n / (dims * math.log(2)), "nll": nll,
             "nll_bits_per_dim": nll / (dims * math.log(2)), "examples": n, "nll_examples": m, "importance_samples": k,
-            **kl_parts(net, config, dataset, generator)}
+            **kl_parts(net, config, dataset, generator), **probe(net, config, dataset)}
+
+
+def probe(net: VAE, config: Config, dataset: Dataset) -> dict[str, float]:
+    """The linear probe of the posterior mean E_q[z | x] on ``model.probe_examples`` training images, scored on the
+    held-out split, beside the pixels'; {} without class labels, for a conditional VAE (whose mean reads y) or with
+    no probe examples."""
+    if not config.probe_examples or net.num_classes:
+        return {}
+    x, y = stacked(dataset)[:2]
+    if y.dtype != torch.int64 or y.ndim != 1:
+        return {}
+    train = stacked(sibling_split(dataset, "train", limit=config.probe_examples))
+    return probe_against_pixels(lambda chunk: net.encode(chunk)[0], (train[0], torch.as_tensor(train[1])), (x, y),
+                                _device(net))
 
 
 def posterior_means(net: VAE, dataset: Dataset, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
