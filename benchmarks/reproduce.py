@@ -100,6 +100,18 @@ ROWS = {row.id: row for row in (
         "modes_covered", "modes covered of 8", "8 of 8 modes on every seed", lambda m: m["modes_covered"] == 8,
         beside=(("high_quality", "samples near a mode"), ("w1_exact", "W1"), ("w1_floor", "W1 floor")), digits=1,
         seconds=70.0),
+    Row("wgan_toys", ("wgan",), "WGAN-GP on its other toys: the 25 Gaussians and the Swiss roll",
+        "Gulrajani et al. 2017, Figure 1 and its gan_toy.py (its data sets as drawn there): ReLU MLPs of 512, lambda "
+        "0.1, 5 critic steps, Adam(1e-4, 0.5, 0.9), batches of 256, 100 000 generator iterations; the critic's value "
+        "surface drawn over data and samples",
+        "The quick preset (lambda 0.1, lr 1e-3, 2 000 generator updates of 256; `sample` draws the critic's surface as "
+        "the paper does); W1 of 1 000 samples to as many test points, beside the floor, W1 between two halves of the "
+        "test points",
+        "converges (Figure 1)", (Arm("gaussians25", "wgan", "gaussians25"), Arm("swissroll", "wgan", "swissroll")),
+        "w1_exact", "W1 to the test points", "W1 within 1.5 times the floor on every seed",
+        lambda m: m["w1_exact"] <= 1.5 * m["w1_floor"],
+        beside=(("w1_floor", "W1 floor"), ("modes_covered", "modes with a quarter share"),
+                ("high_quality", "high-quality share")), seconds=70.0),
     Row("bigan_probe", ("bigan",), "BiGAN's encoder as a feature",
         "Donahue et al. 2017, Table 1: a linear classifier on E(x) beats one on the pixels",
         "The quick preset on Fashion-MNIST; a logistic regression on 5 000 training images' E(x), against one on "

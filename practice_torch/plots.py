@@ -136,6 +136,27 @@ def histogram_figure_1d(name: str, samples: torch.Tensor, data: torch.Tensor, ti
 
 
 @torch.no_grad()
+@torch.no_grad()
+def critic_surface_2d(name: str, critic, samples: torch.Tensor, data: torch.Tensor, grid: int = 128,
+                      title: str = "critic f(x)") -> Artefact:
+    """The critic's value surface as Gulrajani et al.'s Figure 1 draws it: contours of ``critic`` ((G, 2) -> (G,),
+    called on CPU float32 points) over a grid x grid lattice of the data's box, the data (N, 2) and the ``samples``
+    (M, 2) over them."""
+    data_np, s = data.detach().cpu().numpy(), samples.detach().cpu().numpy()
+    (x0, x1), (y0, y1) = data_limits(data_np)
+    xs, ys = np.linspace(x0, x1, grid), np.linspace(y0, y1, grid)
+    points = torch.from_numpy(np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32))
+    values = critic(points).reshape(grid, grid).cpu().numpy()
+    fig, axes = new_figure(1, size=5.0)
+    contours = axes[0].contour(xs, ys, values, levels=12, cmap="viridis", linewidths=0.8)
+    fig.colorbar(contours, ax=axes[0], label=title)
+    axes[0].scatter(data_np[:, 0], data_np[:, 1], s=4, marker="+", color="tab:orange", label=f"data ({len(data_np)})")
+    axes[0].scatter(s[:, 0], s[:, 1], s=4, marker="+", color="tab:green", label=f"samples ({len(s)})")
+    axes[0].set(xlim=(x0, x1), ylim=(y0, y1), title=f"{title}: contours over data and samples")
+    axes[0].legend(loc="upper right", fontsize="small")
+    return figure_artefact(name, fig)
+
+
 def scatter_figure_2d(name: str, samples: torch.Tensor, data: torch.Tensor, title: str = "samples") -> Artefact:
     """``samples`` (M, 2) beside ``data`` (N, 2) on the same axes limits."""
     data_np, s = data.detach().cpu().numpy(), samples.detach().cpu().numpy()

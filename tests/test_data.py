@@ -92,6 +92,33 @@ def test_toy2d(name, classes):
     assert [len(get_dataset(name, split)) for split in SPLITS] == [20_000, 2_000, 2_000]
 
 
+@pytest.mark.parametrize("name, centres, std, test_size", [
+    ("ring8", np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], 1), 0.01, 2500),
+    ("grid25", np.stack(np.meshgrid([-4, -2, 0, 2, 4], [-4, -2, 0, 2, 4], indexing="ij"), -1).reshape(-1, 2), 0.05,
+     2500),
+    ("gaussians25", np.stack(np.meshgrid(*[np.arange(-2, 3) * 2 / 2.828] * 2, indexing="ij"), -1).reshape(-1, 2),
+     0.05 / 2.828, 2000)])
+def test_the_mode_collapse_mixtures_are_the_papers(name, centres, std, test_size):
+    """VEEGAN's ring and grid as PacGAN's code draws them, WGAN-GP's 25 Gaussians: each label's points about its
+    centre with the papers' standard deviation; the papers' 2 500 test samples where they score on them."""
+    x, y = (t.numpy() for t in get_dataset(name, "train", limit=5000)[:])
+    assert get_info(name).num_classes == len(centres) and set(y.tolist()) == set(range(len(centres)))
+    offsets = x - centres[y]
+    assert np.abs(offsets.mean(0)).max() < 0.1 * std and abs(offsets.std() / std - 1) < 0.03
+    assert len(get_dataset(name, "test")) == test_size
+
+
+def test_the_swiss_roll_is_wgan_gps_and_labels_its_position_as_a_float():
+    from sklearn.datasets import make_swiss_roll
+
+    x, t = get_dataset("swissroll", "train", limit=3000)[:]
+    assert x.shape == (3000, 2) and t.dtype == torch.float32 and get_info("swissroll").num_classes == 0
+    radius = np.hypot(*(x.numpy() * 7.5).T)  # noise 0.25 about the spiral's radius t
+    assert np.abs(radius - t.numpy()).mean() < 0.5 and 1.5 * np.pi <= t.min() and t.max() <= 4.5 * np.pi
+    spiral, _ = make_swiss_roll(3000, noise=0.0, random_state=0)
+    assert np.hypot(spiral[:, 0], spiral[:, 2]).max() > 13  # the same roll: the plane of coordinates 0 and 2
+
+
 def test_missing_built_sets_say_run_make_data(tmp_path, monkeypatch):
     monkeypatch.setenv("GENERATIVE_TWINS_DATA", str(tmp_path))
     for name in ("shakespeare", "spoken_digits", "galaxies"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from practice_torch.engine.artefacts import write_artefacts
-from practice_torch.plots import density_figure_1d, density_figure_2d, scatter_figure_2d
+from practice_torch.plots import critic_surface_2d, density_figure_1d, density_figure_2d, scatter_figure_2d
 
 
 def test_figures_are_rgb_images_written_as_png(tmp_path):
@@ -28,6 +28,21 @@ def test_the_density_panel_follows_log_prob():
     right = density_figure_2d("d", lambda p: torch.where(p[:, 0] > 0, 0.0, -30.0), data).data[0]
     left = density_figure_2d("d", lambda p: torch.where(p[:, 0] < 0, 0.0, -30.0), data).data[0]
     assert not torch.equal(right, left)
+
+
+def test_the_critic_surface_reads_the_critic_on_a_lattice_over_the_data():
+    """The contours are the critic's own values on a 128 x 128 lattice inside the data's box; another critic draws
+    another picture."""
+    data, seen = torch.randn(1000, 2), []
+
+    def critic(points):
+        seen.append(points)
+        return points[:, 0] ** 2 - points[:, 1]
+
+    tilted = critic_surface_2d("c", critic, data[:100] * 0.5, data).data[0]
+    assert seen[0].shape == (128 * 128, 2) and seen[0].dtype == torch.float32
+    assert (seen[0].amin(0) >= data.amin(0) - 1).all() and (seen[0].amax(0) <= data.amax(0) + 1).all()
+    assert not torch.equal(tilted, critic_surface_2d("c", lambda p: p[:, 1] - p[:, 0], data[:100] * 0.5, data).data[0])
 
 
 def test_trajectory_figure_draws_the_chosen_panels_and_the_paths():

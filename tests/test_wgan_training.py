@@ -132,7 +132,7 @@ def test_a_resumed_run_is_bit_identical(tmp_path):
 def test_cli_trains_samples_and_evaluates_a_tiny_2d_run(tmp_path, capsys, penalty):
     run = tmp_path / "run"
     assert main(["train", "wgan", "--steps", "12", "--out", str(run), *TINY, "--set", f"model.penalty={penalty}"]) == 0
-    assert (run / "samples/samples.png").is_file()
+    assert (run / "samples/samples.png").is_file() and (run / "samples/critic.png").is_file()  # the value surface
     assert main(["sample", str(run), "--n", "50", "--out", str(tmp_path / "s.png")]) == 0
     assert main(["eval", str(run)]) == 0
     metrics = json.loads((run / "eval_test.json").read_text())

@@ -1,8 +1,8 @@
 """Toy data sets generated in code: two moons, a ring of Gaussians, concentric rings, the mode-collapse benchmarks'
-ring and grid (2-D) and a 1-D mixture.
+ring and grid, WGAN-GP's 25 Gaussians and Swiss roll (2-D) and a 1-D mixture.
 
 x: float32 (2,) (or (1,) for mixture1d), roughly in [-3, 3] (grid25 in [-4.2, 4.2]); y: int64 component (moon, mode,
-ring or mixture component index).
+ring or mixture component index; swissroll: float32 t, the position along the roll).
 Each split is drawn with its own fixed seed (train 0, val 1, test 2), so splits never overlap by design.
 """
 
@@ -48,6 +48,16 @@ def grid(n: int, rng: np.random.Generator, side: int = 5, spacing: float = 2.0, 
     return centres + std * rng.standard_normal((n, 2)), y
 
 
+def swiss_roll(n: int, rng: np.random.Generator):
+    """WGAN-GP's Swiss roll (Gulrajani et al. 2017, Figure 1; its gan_toy.py): scikit-learn's ``make_swiss_roll``
+    (noise 0.25), the plane of its first and third coordinates, divided by 7.5 ("stdev plus a little"). y: the
+    position along the roll, its parameter t in [3 pi / 2, 9 pi / 2] (a float: no modes to count)."""
+    from sklearn.datasets import make_swiss_roll
+
+    x, t = make_swiss_roll(n, noise=0.25, random_state=int(rng.integers(2**31)))
+    return x[:, [0, 2]] / 7.5, t
+
+
 MIXTURE1D_WEIGHTS = (0.45, 0.35, 0.20)
 
 
@@ -79,7 +89,8 @@ def _loader(make, sizes=SIZES, **options):
     def load(split: str, data_dir=None, n: int | None = None, limit: int | None = None) -> Dataset:
         size = limit or n or sizes[split]
         x, y = make(size, np.random.default_rng(SEEDS[split]), **options)
-        return TensorDataset(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64)))
+        labels = y.astype(np.int64) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
+        return TensorDataset(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(labels))
     return load
 
 
@@ -100,6 +111,14 @@ register(DatasetInfo("ring8", "2-D", (2,), "float32", "about [-1.04, 1.04]", "mo
 register(DatasetInfo("grid25", "2-D", (2,), "float32", "about [-4.2, 4.2]", "mode 0-24", _MODE_COLLAPSE_SPLITS,
                      "generated: VEEGAN's 2D grid as PacGAN draws it, 25 Gaussians (std 0.05) on {-4, -2, 0, 2, 4}^2",
                      _loader(grid, MODE_COLLAPSE_SIZES), num_classes=25))
+register(DatasetInfo("gaussians25", "2-D", (2,), "float32", "about [-1.5, 1.5]", "mode 0-24", _SPLITS,
+                     "generated: WGAN-GP's 25 Gaussians (gan_toy.py), grid25 divided by 2.828: std 0.0177 on "
+                     "{-1.41, -0.71, 0, 0.71, 1.41}^2", _loader(grid, std=0.05 / 2.828, spacing=2 / 2.828),
+                     num_classes=25))
+register(DatasetInfo("swissroll", "2-D", (2,), "float32", "about [-1.5, 2]", "t, the position along the roll (float)",
+                     _SPLITS,
+                     "generated: WGAN-GP's Swiss roll (gan_toy.py): make_swiss_roll (noise 0.25), coordinates 0 and 2, "
+                     "divided by 7.5", _loader(swiss_roll)))
 register(DatasetInfo("mixture1d", "1-D", (1,), "float32", "about [-2.8, 4.8]", "component 0-2", _SPLITS,
                      "generated: 0.45 N(-1.6, 0.3^2) + 0.35 N(0.4, 0.5^2) + 0.2 (1 + Gamma(2, scale 0.35))",
                      _loader(mixture1d), num_classes=3))

@@ -30,7 +30,7 @@ from practice_torch.gan.networks import generated
 from practice_torch.gan.quality import REFERENCE_NOTES
 from practice_torch.gan.sampling import class_rows, generate
 from practice_torch.models import Artefact
-from practice_torch.plots import histogram_figure_1d, scatter_figure_2d
+from practice_torch.plots import critic_surface_2d, histogram_figure_1d, scatter_figure_2d
 from practice_torch.wgan.functions import (
     clip_weights,
     critic_objective,
@@ -201,16 +201,18 @@ def train_step(net: Wasserstein, config: Config, step: int, run):
 
 @torch.no_grad()
 def sample(net: Wasserstein, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
-    """Images: a grid of n samples. 2-D: a scatter of n samples beside the held-out ``examples``."""
+    """Images: a grid of n samples. 2-D: a scatter of n samples beside the held-out ``examples``, and the critic's
+    value surface under both (``critic``, as Gulrajani et al.'s Figure 1)."""
     _, per_row = class_rows(net, n)
-    samples = generate(net, n, generator)
+    samples, device = generate(net, n, generator), next(net.parameters()).device
     if len(net.shape) == 3:
         return [Artefact("samples", "images", samples, nrow=per_row)]
     data = samples if examples is None else examples[0]
     if net.shape == (1,):
         return [histogram_figure_1d("samples", samples, data, title=f"WGAN samples ({config.penalty})",
                                     curve=net.critic, curve_label="critic f(x)")]
-    return [scatter_figure_2d("samples", samples, data, title=f"WGAN samples ({config.penalty})")]
+    return [scatter_figure_2d("samples", samples, data, title=f"WGAN samples ({config.penalty})"),
+            critic_surface_2d("critic", lambda points: net.critic(points.to(device)).cpu(), samples, data)]
 
 
 def exact_w1(a: torch.Tensor, b: torch.Tensor) -> float:
