@@ -246,24 +246,25 @@ def _beside(record: dict[str, Any], row: str, arm: str, beside: list[list[str]])
 
 
 def reproduce_summary(record: dict[str, Any]) -> str:
-    """README.md's lines per reproduction: ours over the seeds beside the paper's figure, the target met or not; a row
-    of more than two arms shows its best (most seeds meeting the target, then the higher mean), the rest on its page."""
+    """README.md's line per reproduction: ours over the seeds beside the paper's figure, how many seeds met the target;
+    a row of up to three arms shows each, one of more its best (most seeds meeting the target, then the higher mean),
+    the rest on its page."""
     measured = {r["row"] for r in record.get("runs", [])}
     if not measured:
         return "*No reproduction recorded yet: `python -m benchmarks reproduce`, then `make docs`.*"
-    lines = ["| experiment | arm | ours over the seeds | paper | target | met | commit |", "|" + "---|" * 7]
+    lines = ["| experiment | ours over the seeds | paper | target | seeds meeting it | commit |", "|" + "---|" * 6]
     for key, row in record["rows"].items():
         if key not in measured:
             continue
         stats = {arm["name"]: reproduce_stats(record, key, arm["name"]) for arm in row["arms"]}
-        arms = row["arms"] if len(row["arms"]) <= 2 else [max(
+        shown = row["arms"] if len(row["arms"]) <= 3 else [max(
             row["arms"], key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))]
-        for arm in arms:
-            st, page = stats[arm["name"]], f"{TOPICS_DIR}/{row['topics'][0]}.md#reproduced"
-            best = f" (best of {len(row['arms'])})" if len(arms) < len(row["arms"]) else ""
-            lines.append(f"| [{row['title']}]({page}) | `{arm['name']}`{best} | {row['label']}: "
-                         f"{_mean_sd(st, row['digits'])} | {arm.get('paper') or row['paper_figure']} | {row['target']} "
-                         f"| {st['met_count']} of {st['seeds']} | {record['meta'][key]['commit']} |")
+        best = f" (best of {len(row['arms'])} arms)" if len(shown) < len(row["arms"]) else ""
+        ours = "; ".join(f"`{a['name']}`{best} {_mean_sd(stats[a['name']], row['digits'])}" for a in shown)
+        paper = shown[0].get("paper") if len(shown) == 1 and shown[0].get("paper") else row["paper_figure"]
+        met = "; ".join(f"{stats[a['name']]['met_count']} of {stats[a['name']]['seeds']}" for a in shown)
+        lines.append(f"| [{row['title']}]({TOPICS_DIR}/{row['topics'][0]}.md#reproduced) | {row['label']}: {ours} | "
+                     f"{paper} | {row['target']} | {met} | {record['meta'][key]['commit']} |")
     return "\n".join(lines)
 
 

@@ -217,9 +217,27 @@ def test_a_reproduction_is_read_over_its_seeds_beside_the_paper():
     assert "at abc1234 on AMD EPYC, 2 cores, 2 runs at a time" in table and "Target: 500 on every seed." in table
     assert docs.reproduce_table(record, "wgan").startswith("*No reproduction recorded yet")
     summary = docs.reproduce_summary(record)
-    assert "| [CartPole-v1](docs/topics/ppo.md#reproduced) | `trpo` | greedy mean return: **493.3** +- 11.5" in summary
-    assert "| 2 of 3 | abc1234 |" in docs.reproduce_summary(record)
+    assert "| [CartPole-v1](docs/topics/ppo.md#reproduced) | greedy mean return: `trpo` **493.3** +- 11.5" in summary
+    assert "| 500 +- 0 | 500 on every seed | 2 of 3 | abc1234 |" in docs.reproduce_summary(record)
     assert "| 3 of 3 |" in docs.reproduce_summary(reproduction(holds=(True, True, True)))
+
+
+def test_a_row_of_many_arms_shows_each_on_its_page_and_its_best_in_the_readme():
+    """Each arm's own paper figure on the page; the README's line, for more than three arms, the arm with the most
+    seeds meeting the target (control: not the one with the highest mean, which met fewer) and its paper figure."""
+    record = reproduction()
+    arms = {"plain": ((6.0, 7.0), (False, False), ""), "pack2": ((8.0, 8.0), (True, True), "7.9 +- 0.1"),
+            "pack4": ((7.5, 8.0), (False, True), "7.8 +- 0.1"), "big": ((9.0, 9.0), (False, False), "")}
+    record["rows"]["cartpole"]["arms"] = [{"name": n, "model": "gan", "dataset": "ring8", "sets": [],
+                                            **({"paper": paper} if paper else {})}
+                                           for n, (_, _, paper) in arms.items()]
+    record["runs"] = [{"row": "cartpole", "arm": n, "seed": k, "value": v, "metrics": {}, "holds": h, "wall_s": 1.0}
+                      for n, (values, holds, _) in arms.items() for k, (v, h) in enumerate(zip(values, holds))]
+    table = docs.reproduce_table(record, "ppo")
+    assert "| `gan` on ring8 | **8.0** +- 0.0 (min 8.0) | 2 of 2 | 7.9 +- 0.1 |" in table
+    assert "| `gan` on ring8 | **6.5** +- 0.7 (min 6.0) | 0 of 2 | 500 +- 0 |" in table  # no figure of its own
+    summary = docs.reproduce_summary(record)
+    assert "`pack2` (best of 4 arms) **8.0** +- 0.0 (min 8.0) | 7.9 +- 0.1 |" in summary and "`big`" not in summary
 
 
 def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(copy_of_docs):
