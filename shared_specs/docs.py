@@ -196,9 +196,39 @@ def reproduce_stats(record: dict[str, Any], row: str, arm: str) -> dict[str, Any
         raise KeyError(f"no run of {row}/{arm} in {REPRODUCE_FILE}")
     values = [r["value"] for r in runs]
     walls = [r["wall_s"] for r in runs if r.get("wall_s")]
+    judged = all(r["holds"] is not None for r in runs)  # a row whose target is its gap judges no arm alone
     return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "seeds": len(runs), "met": all(r["holds"] for r in runs),
-            "met_count": sum(r["holds"] for r in runs), "wall": statistics.fmean(walls) if walls else None}
+            "min": min(values), "max": max(values), "seeds": len(runs), "met": judged and all(r["holds"] for r in runs),
+            "met_count": sum(bool(r["holds"]) for r in runs), "judged": judged,
+            "wall": statistics.fmean(walls) if walls else None}
+
+
+def gap_shares(record: dict[str, Any], row: str) -> dict[int, float]:
+    """A row with a ``gap`` (low, arm, high): on each seed all three ran, the share of the gap from the low arm to the
+    high one that the arm closes, (arm - low) / (high - low)."""
+    low, mid, high = record["rows"][row]["gap"]
+    value = {(r["arm"], r["seed"]): r["value"] for r in record.get("runs", []) if r["row"] == row}
+    seeds = sorted({seed for _, seed in value})
+    return {seed: (value[mid, seed] - value[low, seed]) / (value[high, seed] - value[low, seed]) for seed in seeds
+            if all((arm, seed) in value for arm in (low, mid, high)) and value[high, seed] != value[low, seed]}
+
+
+def gap_line(record: dict[str, Any], row: str, page: bool = True) -> str:
+    """The share of the gap a gap row's arm closes over the seeds, mean +- sd (min), and how many seeds reach one half
+    (the target): a sentence for the page, or the README's short form."""
+    import statistics
+
+    shares = list(gap_shares(record, row).values())
+    if not shares:
+        return ""
+    low, mid, high = record["rows"][row]["gap"]
+    sd = statistics.stdev(shares) if len(shares) > 1 else 0.0
+    figure = f"**{statistics.fmean(shares):.0%}** +- {sd:.0%} (min {min(shares):.0%})"
+    half = sum(share >= 0.5 for share in shares)
+    if not page:
+        return f"the gap `{mid}` closes: {figure}, half or more on {half} of {len(shares)} seeds"
+    return (f"The share of the gap from `{low}` to `{high}` that `{mid}` closes, (`{mid}` - `{low}`) / (`{high}` - "
+            f"`{low}`) on each seed: {figure}; half or more on {half} of {len(shares)} seeds.")
 
 
 def _mean_sd(stats: dict[str, Any], digits: int) -> str:
@@ -223,11 +253,12 @@ def reproduce_table(record: dict[str, Any], topic: str) -> str:
         for arm in row["arms"]:
             st = reproduce_stats(record, key, arm["name"])
             wall = _minutes(st["wall"]) if st["wall"] else "-"
+            met = f"{st['met_count']} of {st['seeds']}" if st["judged"] else "-"
             lines.append(f"| `{arm['model']}` on {arm['dataset']}{''.join(f' `{s}`' for s in arm['sets'])} | "
-                         f"{_mean_sd(st, row['digits'])} | {st['met_count']} of {st['seeds']} | "
-                         f"{arm.get('paper') or row['paper_figure']} | "
-                         f"{_beside(record, key, arm['name'], row.get('beside', []))} | "
-                         f"{wall} |")
+                         f"{_mean_sd(st, row['digits'])} | {met} | {arm.get('paper') or row['paper_figure']} | "
+                         f"{_beside(record, key, arm['name'], row.get('beside', []))} | {wall} |")
+        if row.get("gap"):
+            lines += ["", gap_line(record, key)]
         lines += ["", f"Measured by `python -m benchmarks reproduce --rows {key}` at {meta['commit']} on "
                       f"{meta['machine']}, {meta['jobs']} runs at a time, one thread each (load average "
                       f"{meta['load_before']} before, {meta['load_after']} after), {meta['date']}."]
@@ -262,7 +293,10 @@ def reproduce_summary(record: dict[str, Any]) -> str:
         best = f" (best of {len(row['arms'])} arms)" if len(shown) < len(row["arms"]) else ""
         ours = "; ".join(f"`{a['name']}`{best} {_mean_sd(stats[a['name']], row['digits'])}" for a in shown)
         paper = shown[0].get("paper") if len(shown) == 1 and shown[0].get("paper") else row["paper_figure"]
-        met = "; ".join(f"{stats[a['name']]['met_count']} of {stats[a['name']]['seeds']}" for a in shown)
+        met = "; ".join(f"{stats[a['name']]['met_count']} of {stats[a['name']]['seeds']}" for a in shown
+                        if stats[a["name"]]["judged"])
+        if row.get("gap"):  # the target is the share of the gap: the row's figure and verdict
+            ours, met = f"{ours}; {gap_line(record, key, page=False)}", met or "-"
         lines.append(f"| [{row['title']}]({TOPICS_DIR}/{row['topics'][0]}.md#reproduced) | {row['label']}: {ours} | "
                      f"{paper} | {row['target']} | {met} | {record['meta'][key]['commit']} |")
     return "\n".join(lines)

@@ -240,6 +240,26 @@ def test_a_row_of_many_arms_shows_each_on_its_page_and_its_best_in_the_readme():
     assert "`pack2` (best of 4 arms) **8.0** +- 0.0 (min 8.0) | 7.9 +- 0.1 |" in summary and "`big`" not in summary
 
 
+def test_a_gap_row_reads_the_share_of_the_gap_closed_seed_by_seed():
+    """DANN's target is the share of the gap from source-only to train-on-target it closes, paired by seed: (0.72 -
+    0.4) / (0.8 - 0.4) = 0.8 on seed 0, (0.5 - 0.4) / (0.9 - 0.4) = 0.2 on seed 1 (control: counted out of the
+    seeds at one half); no arm is judged alone."""
+    record = reproduction()
+    record["rows"]["cartpole"].update(gap=["low", "mid", "high"], digits=3, arms=[
+        {"name": n, "model": "domain_adversarial", "dataset": "fashion_mnist", "sets": []} for n in ("low", "mid",
+                                                                                                    "high")])
+    values = {"low": (0.4, 0.4), "mid": (0.72, 0.5), "high": (0.8, 0.9)}
+    record["runs"] = [{"row": "cartpole", "arm": n, "seed": k, "value": v, "metrics": {}, "holds": None, "wall_s": 1.0}
+                      for n, vs in values.items() for k, v in enumerate(vs)]
+    assert docs.gap_shares(record, "cartpole") == pytest.approx({0: 0.8, 1: 0.2})
+    table = docs.reproduce_table(record, "ppo")
+    assert "| **0.610** +- 0.156 (min 0.500) | - |" in table  # mid's accuracy, no verdict of its own
+    assert "that `mid` closes, (`mid` - `low`) / (`high` - `low`) on each seed: **50%** +- 42% (min 20%); half or " \
+           "more on 1 of 2 seeds." in table
+    assert "; the gap `mid` closes: **50%** +- 42% (min 20%), half or more on 1 of 2 seeds |" in \
+        docs.reproduce_summary(record)
+
+
 def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(copy_of_docs):
     """A page's ``<!--q:KEY-->FIGURE<!--/q-->`` is its table's figure: planted with another figure, the page is stale;
     a key that names no figure is one line. Control: planted with the right figure, the page is current."""

@@ -128,13 +128,36 @@ def test_the_engine_appends_a_target_batch_of_the_shifted_training_split_drawn_f
         "train.batch_size=16", "train.device=cpu", "data.limit=64"])
     first, again = new_trainer(cfg, tmp_path / "a"), new_trainer(cfg, tmp_path / "b")
     source = load_split(DataConfig("digits"), "train").tensors[0][:64]
-    torch.testing.assert_close(first.domains["target"], 1 - source)  # data.limit holds for the target domain too
+    torch.testing.assert_close(first.domains["target"][0], 1 - source)  # data.limit holds for the target domain too
     (x, y, x_target), noise = first._next_batch()
     assert noise == {} and x_target.shape == x.shape == (16, 1, 8, 8)
     assert torch.equal(x_target, again._next_batch()[0][2])  # the same seed, the same target batch
-    assert all((row == first.domains["target"]).flatten(1).all(1).any() for row in x_target)
+    assert all((row == first.domains["target"][0]).flatten(1).all(1).any() for row in x_target)
     # negative control: the next step draws other rows
     assert not torch.equal(x_target, first._next_batch()[0][2])
+
+
+def test_the_train_on_target_bound_draws_target_images_with_their_own_labels(tmp_path):
+    """model.train_on=target: the engine hands (x_target, y_target) drawn with shared rows, the very rows and so the
+    very target images DANN would get (the labels ride along), and the label loss reads them; lambda is 0."""
+    sets = ["model.channels=4,8", "model.hidden=8", "model.domain_hidden=8", "model.groups=2",
+            "model.target=inverted", "train.batch_size=16", "train.device=cpu", "data.limit=64"]
+    base = dann_training.default_config("quick", "digits")
+    bound = new_trainer(apply_overrides(base, [*sets, "model.train_on=target"]), tmp_path / "bound")
+    dann = new_trainer(apply_overrides(base, sets), tmp_path / "dann")
+    source, labels = load_split(DataConfig("digits"), "train").tensors
+    (x, y, (x_target, y_target)), _ = bound._next_batch()
+    assert torch.equal(x_target, dann._next_batch()[0][2])  # the same rows as DANN's target batch
+    rows = [int(torch.nonzero((1 - source[:64] == row).flatten(1).all(1))[0]) for row in x_target]
+    assert torch.equal(y_target, labels[:64][rows])  # each image's own label (control: the source batch's are not)
+    assert not torch.equal(y_target, y)
+    config = bound.cfg.model
+    assert dann_training.scheduled_lambda(config, 5000) == 0.0
+    net = tiny_net(target="inverted")
+    loss, terms = dann_training.loss(net, config, (x, y, (x_target, y_target)), {}, 0)
+    expected = functions.label_loss(net(x_target), y_target)
+    torch.testing.assert_close(terms["label_loss"], expected.detach())
+    assert not torch.allclose(terms["label_loss"], functions.label_loss(net(x), y).detach())
 
 
 def test_the_proxy_a_distance_is_two_for_separable_features_and_near_zero_for_one_distribution():

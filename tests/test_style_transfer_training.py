@@ -72,7 +72,7 @@ def test_the_engine_hands_the_step_a_batch_of_each_domain_of_its_own_training_sp
         "model.domain_b=1", "train.batch_size=8", "train.device=cpu", "data.limit=60"])
     trainer = new_trainer(cfg, tmp_path / "run")
     x, y = TRAIN.tensors[0][:60], TRAIN.tensors[1][:60]  # data.limit holds for the domains
-    assert torch.equal(trainer.domains["a"], x[y == 0]) and torch.equal(trainer.domains["b"], x[y == 1])
+    assert torch.equal(trainer.domains["a"][0], x[y == 0]) and torch.equal(trainer.domains["b"][0], x[y == 1])
     (_, _, a, b), noise = trainer._next_batch()
     assert noise == {} and a.shape == b.shape == (8, 1, 8, 8)
     assert all((row == x[y == 0]).flatten(1).all(1).any() for row in a)

@@ -71,12 +71,17 @@ class DANN(nn.Module):
         return self.classifier(f), self.domain_logits(f, lam)
 
 
-def dann_loss(net: DANN, x_source, y_source, x_target, lam: float):
+def dann_loss(net: DANN, x_source, y_source, x_target, lam: float, y_target=None):
     """L_y(G_y(G_f(x_s)), y_s) + L_d(G_d(R(G_f(x_s))), G_d(R(G_f(x_t)))) (eq. 9-10 with the reversal R_lambda, eq.
     13-14). x_source: (B, C, H, W), y_source: (B,), x_target: (B', C, H, W), lam: the reversal's lambda ->
-    (loss, terms): label loss, domain loss, the domain classifier's accuracy on the batch, lambda."""
+    (loss, terms): label loss, domain loss, the domain classifier's accuracy on the batch, lambda.
+    y_target (B',): the train-on-target bound, L_y on the target's own labels in place of the source's (with lam = 0
+    the domain classifier still learns, and nothing reaches the features from it)."""
     f_source, f_target = net.features(x_source), net.features(x_target)
-    l_y = label_loss(net.classifier(f_source), y_source)
+    if y_target is None:
+        l_y = label_loss(net.classifier(f_source), y_source)
+    else:
+        l_y = label_loss(net.classifier(f_target), y_target)
     d_source, d_target = net.domain_logits(f_source, lam), net.domain_logits(f_target, lam)
     l_d = domain_loss(d_source, d_target)
     domain_accuracy = 0.5 * ((d_source < 0).float().mean() + (d_target > 0).float().mean())

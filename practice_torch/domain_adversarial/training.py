@@ -7,7 +7,9 @@ data set (Fashion-MNIST by default), the unlabelled target domain a deterministi
 training split the engine loaded (``domains``); the engine draws each step's target batch from them (with
 replacement, from its generator, so a resumed run repeats the same batches) and appends it to the source batch:
 (x, y, x_target). The target's labels are never read in training. ``--set model.adversarial=false`` trains the
-source-only baseline: the same network, steps and batches with lambda = 0.
+source-only baseline: the same network, steps and batches with lambda = 0; ``--set model.train_on=target`` the
+train-on-target bound (Ganin et al. 2016, Table 2's last row): the label classifier on the target's labelled training
+images, lambda = 0. The share of the gap DANN closes is (DANN - source only) / (train on target - source only).
 
 ``eval`` reports the source and target test accuracies, the domain classifier's accuracy on the two test sets (about
 0.5 when the features are aligned) and the proxy A-distance 2 (1 - 2 err) of a linear classifier trained to tell the
@@ -19,6 +21,7 @@ predicted class names. The derivation: ``python -m theory_jax domain_adversarial
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -39,6 +42,7 @@ class Config:
 
     target: str = "galaxies"  # the target domain's shift of the source images: galaxies, patches or inverted
     adversarial: bool = True  # false: the source-only baseline (lambda = 0; the domain classifier trains alone)
+    train_on: Literal["source", "target"] = "source"  # target: the bound, labels of the target's images (lambda = 0)
     lam: float = 1.0  # the final lambda, the ceiling of lambda_p
     gamma: float = 10.0  # lambda_p = lam (2 / (1 + exp(-gamma p)) - 1), sec. 5.2.2
     ramp_steps: int = 3000  # the steps over which p goes from 0 to 1: set it to train.steps
@@ -91,14 +95,19 @@ def build(config: Config, data) -> DANN:
         raise ValueError(f"model.lam must be 0 or more (0: source-only), got {config.lam}")
     if config.ramp_steps < 1:
         raise ValueError(f"model.ramp_steps must be positive (set it to train.steps), got {config.ramp_steps}")
+    if config.train_on not in ("source", "target"):
+        raise ValueError(f"model.train_on is source (DANN, or source only) or target (the bound), got "
+                         f"{config.train_on!r}")
     return DANN(data.shape, data.num_classes, config.channels, config.hidden, config.domain_hidden, config.groups)
 
 
-def domains(config: Config, train_set) -> dict[str, torch.Tensor]:
+def domains(config: Config, train_set) -> dict[str, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
     """The target domain's training images (N, C, H, W): the training split's images, shifted (``model.target``);
-    the engine appends a batch of them to each source batch."""
+    the engine appends a batch of them to each source batch. The train-on-target bound's are labelled: (images,
+    labels (N,)), drawn with the same rows."""
     x, y = stacked(train_set)
-    return {"target": target_domain(x.cpu(), y.cpu(), config.target, "train").tensors[0]}
+    images, labels = target_domain(x.cpu(), y.cpu(), config.target, "train").tensors
+    return {"target": (images, labels) if config.train_on == "target" else images}
 
 
 def draw_noise(net: DANN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -109,7 +118,7 @@ def draw_noise(net: DANN, config: Config, n: int, generator: torch.Generator) ->
 def scheduled_lambda(config: Config, step: int) -> float:
     """lambda_p = lam (2 / (1 + exp(-gamma p)) - 1) at p = min(step / ramp_steps, 1) (sec. 5.2.2), from the steps
     taken before this one; 0 for the source-only baseline."""
-    if not config.adversarial:
+    if not config.adversarial or config.train_on == "target":
         return 0.0
     progress = torch.tensor(min(step / config.ramp_steps, 1.0), dtype=torch.float64)
     return config.lam * float(lambda_schedule(progress, config.gamma))
@@ -117,9 +126,12 @@ def scheduled_lambda(config: Config, step: int) -> float:
 
 def loss(net: DANN, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """``dann_loss`` on the source batch and the target batch, batch = (x (B, C, H, W), y (B,), x_target (B, C, H,
-    W)), with this step's lambda_p (a Python float: under train.compile each new value is compiled anew)."""
-    x, y, x_target = batch
-    return dann_loss(net, x, y, x_target, scheduled_lambda(config, step))
+    W)), with this step's lambda_p (a Python float: under train.compile each new value is compiled anew); the
+    train-on-target bound's target batch is (x_target, y_target)."""
+    x, y, target = batch
+    if config.train_on == "target":  # the bound: the target's labelled images, (x_target, y_target)
+        return dann_loss(net, x, y, target[0], 0.0, y_target=target[1])
+    return dann_loss(net, x, y, target, scheduled_lambda(config, step))
 
 
 # Evaluation -------------------------------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ class ModelModule(Protocol):
     split the engine loaded (a TensorDataset carrying ``run_data``), so the run's data options hold for them too. The
     engine keeps them (on the device when they fit), draws each step's rows of each uniformly with replacement from
     its noise generator, before ``draw_noise``, and appends them to the batch in their order: (x, y, domain 1, ...).
+    A domain given as a tuple (examples, labels) is labelled: its tensors share their rows, and the batch holds the
+    tuple (DANN's train-on-target bound).
     ``USE: tuple[str, ...]``: the ``model.*`` keys ``sample`` and ``eval`` read, the only ones their ``--set`` accepts
     (the others are fixed by the checkpoint or read by the training step only).
     ``ARCHITECTURE: tuple[str, ...]``: the ``model.*`` keys the checkpoint fixes; ``--resume`` refuses a change to

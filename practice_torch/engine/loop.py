@@ -394,21 +394,25 @@ class Trainer:
         self.batches_taken += 1
         return batch + self._domain_batches(), self._next_noise()
 
-    def _domain_batches(self) -> tuple[torch.Tensor, ...]:
+    def _domain_batches(self) -> tuple[torch.Tensor | tuple[torch.Tensor, ...], ...]:
         """This rank's rows of a global batch from each of the model's domains, in their order: rows drawn uniformly
-        with replacement from the noise generator (before the model's noise, so a resumed run repeats them)."""
+        with replacement from the noise generator (before the model's noise, so a resumed run repeats them); a
+        labelled domain's tensors (examples, labels) share their rows and come as a tuple."""
         if not self.domains:
             return ()
-        rows = {name: torch.randint(len(images), (self.batch_size,), generator=self.noise)
-                for name, images in self.domains.items()}
+        rows = {name: torch.randint(len(parts[0]), (self.batch_size,), generator=self.noise)
+                for name, parts in self.domains.items()}
         rows = shard(rows, self.procs.rank, self.procs.world_size)
-        return tuple(self._to_device(images[to_device(rows[name], images.device)])
-                     for name, images in self.domains.items())
+        drawn = {name: tuple(self._to_device(t[to_device(rows[name], t.device)]) for t in parts)
+                 for name, parts in self.domains.items()}
+        return tuple(parts if self.labelled_domains[name] else parts[0] for name, parts in drawn.items())
 
-    def _domains(self) -> dict[str, torch.Tensor]:
-        """The model's ``domains(config, train_set) -> {name: examples (N, ...)}``, built once from the training split
-        the engine loaded (so data.data_dir, data.classes and data.limit hold), on the device when they fit there;
-        {} for a model without them. ConfigError (one line) for a domain the data cannot give."""
+    def _domains(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        """The model's ``domains(config, train_set) -> {name: examples (N, ...) or (examples, labels (N, ...))}``,
+        built once from the training split the engine loaded (so data.data_dir, data.classes and data.limit hold), on
+        the device when they fit there, each as a tuple of tensors (``labelled_domains`` says which the model gave
+        as one); {} for a model without them. ConfigError (one line) for a domain the data cannot give."""
+        self.labelled_domains: dict[str, bool] = {}
         build = getattr(self.model, "domains", None)
         if build is None or self.train_set is None:  # a control task has no split to draw them from
             return {}
@@ -417,11 +421,13 @@ class Trainer:
             domains = build(self.cfg.model, self.train_set)
         except ValueError as exc:
             raise ConfigError(f"cannot draw {self.cfg.model_name}'s domains from {data}: {exc}") from None
-        empty = [name for name, images in domains.items() if not len(images)]
+        self.labelled_domains = {name: isinstance(value, tuple) for name, value in domains.items()}
+        parts = {name: value if isinstance(value, tuple) else (value,) for name, value in domains.items()}
+        empty = [name for name, tensors in parts.items() if not len(tensors[0])]
         if empty:
             raise ConfigError(f"{self.cfg.model_name}'s domain {empty[0]} has no examples in {data}'s training split "
                               "(data.classes or data.limit left none)")
-        return {name: on_device(TensorDataset(images), self.device).tensors[0] for name, images in domains.items()}
+        return {name: on_device(TensorDataset(*tensors), self.device).tensors for name, tensors in parts.items()}
 
     def _next_noise(self) -> dict[str, torch.Tensor]:
         """This rank's rows of the model's noise for a global batch (``draw_noise``), on the device."""
