@@ -34,17 +34,19 @@ def cores_text(env: dict) -> str:
     return f"{cores} core{'' if cores == 1 else 's'}"
 
 
-def commit() -> str | None:
-    """The checkout's commit (with '+changes' when the tree differs from it), or None outside a git checkout."""
+def commit(ignoring: tuple[str, ...] = ()) -> str | None:
+    """The checkout's commit (with '+changes' when the tree differs from it, in files other than those ``ignoring``
+    names: a benchmark's own record, which its earlier runs rewrote), or None outside a git checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, text=True, timeout=10).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return None
-    return head + ("+changes" if dirty else "")
+    changed = [line for line in dirty if line[3:].strip() not in ignoring]
+    return head + ("+changes" if changed else "")
 
 
 def describe() -> dict:

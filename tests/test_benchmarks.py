@@ -389,6 +389,24 @@ def test_augmentation_draws_its_sets_per_class_and_tops_up_only_the_minority_cla
         augmentation(argparse.Namespace(**{**vars(args), "aug_real": 600}))
 
 
+def test_a_record_names_the_commit_clean_when_only_its_own_file_changed(monkeypatch):
+    """The sweep's record was rewritten by its earlier rows: that change alone leaves the commit clean; any other
+    (the control) marks it '+changes'."""
+    from shared_specs import environment
+
+    def git(status):
+        def run(argv, **kwargs):
+            out = "abc1234\n" if "rev-parse" in argv else status
+            return subprocess.CompletedProcess(argv, 0, stdout=out, stderr="")
+        return run
+
+    monkeypatch.setattr(environment.subprocess, "run", git(" M docs/reproduce.json\n"))
+    assert environment.commit(ignoring=("docs/reproduce.json",)) == "abc1234"
+    assert environment.commit() == "abc1234+changes"
+    monkeypatch.setattr(environment.subprocess, "run", git(" M docs/reproduce.json\n M practice_torch/gan/networks.py\n"))
+    assert environment.commit(ignoring=("docs/reproduce.json",)) == "abc1234+changes"
+
+
 def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path, monkeypatch, capsys):
     """One tiny row, one seed: trained and evaluated into its folder (a child process each, as the sweep's jobs) and
     recorded with whether it met the target (the control: a target no run meets is recorded as missed, not
