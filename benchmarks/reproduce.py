@@ -238,8 +238,8 @@ def reproduce(args) -> list[dict]:
         list(pool.map(one, todo))
     records = [record_of(*run, run_dir(folder, *run)) for run in runs]
     meta = {"commit": commit(ignoring=(str(RECORD.relative_to(ROOT)),)),
-            "machine": machine({**describe(), "cores": os.cpu_count()}), "load_before": load_before, "load_after": round(os.getloadavg()[0], 2), "jobs": args.jobs,
-            "date": time.strftime("%Y-%m-%d")}
+            "machine": machine({**describe(), "cores": os.cpu_count()}), "load_before": load_before,
+            "load_after": round(os.getloadavg()[0], 2), "jobs": args.jobs, "date": time.strftime("%Y-%m-%d")}
     kept = [r for r in previous if r["row"] not in names]  # other rows' runs stay as they were recorded
     trained = {row.id for row, _, _ in todo}  # a row none of whose runs trained now keeps the conditions recorded
     old_meta = json.loads(RECORD.read_text())["meta"] if RECORD.is_file() else {}
