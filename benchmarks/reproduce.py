@@ -49,7 +49,9 @@ class Row:
     ``gap`` (low arm, arm, high arm): the share of the gap from the low arm's figure to the high one's that the arm
     closes, seed by seed (``shared_specs.docs.gap_shares``); ``beside``: (key, what it is) of
     the figures the pages show beside ours (a baseline, a floor), recorded with it and averaged over the seeds;
-    ``seconds``: one run's wall time on the 2-core AMD EPYC, one thread, where no sweep is recorded yet."""
+    ``seconds``: one run's wall time on the 2-core AMD EPYC, one thread, where no sweep is recorded yet; ``curve``:
+    the logged figure each arm's mean +- sd over the seeds is drawn of (``docs/figures/reproduce_<row>.png``), beside
+    the ``published`` points of peers."""
 
     id: str
     topics: tuple[str, ...]
@@ -64,6 +66,8 @@ class Row:
     holds: Callable[[dict], bool] | None
     beside: tuple[tuple[str, str], ...] = ()
     gap: tuple[str, str, str] = ()
+    curve: tuple[str, str, str] = ()  # (x, y, y's label): keys of the runs' metrics.jsonl, drawn over the seeds
+    published: tuple[tuple[str, float, float, float], ...] = ()  # (whose, x, mean, sd): peers' points beside it
     digits: int = 3
     seconds: float = 60.0
 
@@ -98,7 +102,10 @@ ROWS = {row.id: row for row in (
         "Each quick preset (TRPO 100k environment steps, PPO 150k), its greedy policy on the 100 test episodes",
         "500 +- 0", (Arm("ppo", "ppo", "cartpole"), Arm("trpo", "trpo", "cartpole")),
         "mean_return", "greedy mean return", "500 on every seed", lambda m: m["mean_return"] >= 500,
-        beside=(("min_return", "the lowest episode"),), digits=1, seconds=25.0),
+        beside=(("min_return", "the lowest episode"),), digits=1, seconds=25.0,
+        curve=("env_steps", "episode_return", "mean return of the last 20 training episodes"),
+        published=(("RL Zoo PPO and TRPO (greedy, 300 episodes)", 100_000, 500.0, 0.0),
+                   ("CleanRL ppo.py (training episodes; at 500k steps)", 150_000, 490.04, 6.12))),
     Row("wgan_8gaussians", ("wgan",), "WGAN-GP on the 8 Gaussians",
         "Gulrajani et al. 2017, Figure 1 and its gan_toy.py: lambda 0.1, 100 000 generator iterations",
         "The quick preset: lambda 0.1, 2 000 generator updates of 256; 2 000 samples against the test points",
@@ -247,7 +254,44 @@ def reproduce(args) -> list[dict]:
               "rows": {n: describe_row(ROWS[n]) for n in ROWS}, "runs": kept + records}
     atomic_write(RECORD, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     print(f"wrote {RECORD}; `make docs` puts it on the pages")
+    for row in rows:
+        if row.curve:
+            print(f"wrote {draw_curves(row, folder, list(seeds), record['meta'][row.id])}")
     return [{k: v for k, v in r.items() if k != "metrics"} for r in records]
+
+
+def logged_curve(out: Path, x: str, y: str) -> list[tuple[float, float]]:
+    """(x, y) of every line of a run's metrics.jsonl that logs both."""
+    lines = (json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip())
+    return [(line[x], line[y]) for line in lines if x in line and y in line]
+
+
+def draw_curves(row: Row, folder: Path, seeds: list[int], meta: dict, out: Path | None = None) -> Path:
+    """``docs/figures/reproduce_<row>.png``: each arm's logged ``row.curve`` over the seeds, mean and a band of one
+    standard deviation (on the first seed's x, every seed cut to the shortest), beside the published points with
+    their standard deviations; titled with the commit, the machine and the load."""
+    import numpy as np
+
+    from benchmarks.plots import new_axes, save
+
+    x_key, y_key, label = row.curve
+    fig, ax = new_axes((7, 4))
+    for k, arm in enumerate(row.arms):
+        curves = [logged_curve(run_dir(folder, row, arm, seed), x_key, y_key) for seed in seeds]
+        n = min(len(c) for c in curves)
+        xs, ys = np.array([x for x, _ in curves[0][:n]]), np.array([[y for _, y in c[:n]] for c in curves])
+        mean, sd = ys.mean(0), ys.std(0, ddof=1) if len(ys) > 1 else np.zeros(n)
+        ax.plot(xs, mean, color=f"C{k}", lw=1.5, label=f"{arm.name}: mean +- sd over {len(seeds)} seeds")
+        ax.fill_between(xs, mean - sd, mean + sd, color=f"C{k}", alpha=0.2)
+    for k, (whose, x, y, sd) in enumerate(row.published):
+        ax.errorbar([x], [y], yerr=[sd], fmt="s^v"[k % 3], color="k", ms=5, capsize=3, label=whose)
+    ax.set(xlabel=x_key.replace("_", " "), ylabel=label,
+           title=f"{row.title}\n{meta['commit']} · {meta['machine']}\n{meta['jobs']} runs at a time, one thread each "
+                 f"· load average {meta['load_before']} before, {meta['load_after']} after")
+    ax.title.set_fontsize(8)
+    out = out or ROOT / "docs" / "figures" / f"reproduce_{row.id}.png"
+    save(fig, ax, out)
+    return out
 
 
 def describe_row(row: Row) -> dict:

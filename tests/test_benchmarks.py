@@ -389,6 +389,26 @@ def test_augmentation_draws_its_sets_per_class_and_tops_up_only_the_minority_cla
         augmentation(argparse.Namespace(**{**vars(args), "aug_real": 600}))
 
 
+def test_a_rows_curve_is_read_off_each_run_and_drawn_over_the_seeds(tmp_path):
+    """The logged (x, y) of each run, lines that log only one of them skipped (control: a line without the return is
+    not a point); the figure is written where asked."""
+    from benchmarks import reproduce as R
+
+    row = R.ROWS["cartpole"]
+    for arm in row.arms:
+        for seed in (0, 1):
+            out = R.run_dir(tmp_path, row, arm, seed)
+            out.mkdir(parents=True)
+            lines = [{"env_steps": 1000 * k, "episode_return": 10.0 * k + seed} for k in range(1, 4)]
+            lines.insert(1, {"env_steps": 1500, "value_loss": 0.1})
+            (out / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    curve = R.logged_curve(R.run_dir(tmp_path, row, row.arms[0], 1), "env_steps", "episode_return")
+    assert curve == [(1000, 11.0), (2000, 21.0), (3000, 31.0)]
+    meta = {"commit": "abc1234", "machine": "a CPU", "jobs": 2, "load_before": 0.0, "load_after": 1.0}
+    figure = R.draw_curves(row, tmp_path, [0, 1], meta, out=tmp_path / "curves.png")
+    assert figure == tmp_path / "curves.png" and figure.stat().st_size > 10_000
+
+
 def test_a_record_names_the_commit_clean_when_only_its_own_file_changed(monkeypatch):
     """The sweep's record was rewritten by its earlier rows: that change alone leaves the commit clean; any other
     (the control) marks it '+changes'."""
