@@ -29,7 +29,7 @@ from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import sibling_split
-from practice_torch.evaluation.probe import linear_probe
+from practice_torch.evaluation.probe import encoded, linear_probe, probe_against_pixels
 from practice_torch.gan.functions import discriminator_loss
 from practice_torch.gan.quality import REFERENCE_NOTES, untrained_copy
 from practice_torch.models import Artefact
@@ -144,13 +144,6 @@ def generate(net: BiGAN, n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode(encoder, x, batch_size: int = 1000) -> torch.Tensor:
-    """E(x) in batches on the encoder's device: x (N, *shape) -> (N, d) on the CPU."""
-    device = next(encoder.parameters()).device
-    return torch.cat([encoder(chunk.to(device)).cpu() for chunk in x.split(batch_size)])
-
-
-@torch.no_grad()
 def reconstruct(net: BiGAN, x, batch_size: int = 1000) -> torch.Tensor:
     """G(E(x)): x (N, *shape) -> (N, *shape) on the CPU."""
     device = _device(net)
@@ -179,15 +172,12 @@ def sample(net: BiGAN, config: Config, n: int, generator: torch.Generator, examp
 
 
 def probe_accuracies(net: BiGAN, train: tuple, test: tuple) -> dict[str, float]:
-    """``linear_probe`` on E(x) of this net's encoder, of an untrained copy's, and on the raw inputs x.
-    train, test: (x (N, *shape), y (N,)) -> {"probe_accuracy", "probe_accuracy_untrained", "probe_accuracy_inputs"}."""
-    fresh = untrained_copy(net).encoder
-    return {"probe_accuracy": linear_probe(encode(net.encoder, train[0]), train[1], encode(net.encoder, test[0]),
-                                           test[1]),
-            "probe_accuracy_untrained": linear_probe(encode(fresh, train[0]), train[1], encode(fresh, test[0]),
-                                                     test[1]),
-            "probe_accuracy_inputs": linear_probe(train[0], train[1], test[0], test[1]),
-            "probe_examples": len(train[0])}
+    """``evaluation.probe``'s linear probe on E(x) of this net's encoder and on the raw inputs x, and on E(x) of an
+    untrained copy's encoder. train, test: (x (N, *shape), y (N,)) -> {"probe_accuracy", "probe_accuracy_inputs",
+    "probe_examples", "probe_accuracy_untrained"}."""
+    device, fresh = _device(net), untrained_copy(net).encoder
+    untrained = linear_probe(encoded(fresh, train[0], device), train[1], encoded(fresh, test[0], device), test[1])
+    return {**probe_against_pixels(net.encoder, train, test, device), "probe_accuracy_untrained": untrained}
 
 
 def reconstruction_errors(net: BiGAN, x) -> dict[str, float]:
