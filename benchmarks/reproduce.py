@@ -2,15 +2,19 @@
 own paper's experiment, over seeds, beside the paper's figure.
 
 A row (``ROWS``) is one experiment: the paper and where its figure is, the protocol (our presets as trained, on the
-paper's task), the arms (a model, a data set and its settings each), the figure every run is read for (a key of
-``eval``'s metrics) and the target every seed must meet. Each (row, arm, seed) is one
-``python -m practice_torch train`` and ``eval`` on one torch thread, ``--jobs`` at a time, into
+paper's task), the arms (a model, a data set and its settings each, with the paper's figure for it), the figure every
+run is read for (a key of ``eval``'s metrics) and the target every seed must meet, or, for DANN, the share of the gap
+between two arms a third closes on each seed. The rows: CartPole (PPO, TRPO), WGAN-GP's 8 Gaussians and its other
+toys, DANN on two shifts with its bounds, BiGAN's encoder against the autoencoder's and the VAE's, and the
+mode-collapse ring and grid of VEEGAN and PacGAN (the plain GAN, each remedy, packing, WGAN-GP). Each (row, arm, seed)
+is one ``python -m practice_torch train`` and ``eval`` on one torch thread, ``--jobs`` at a time, into
 ``DIR/<row>/<arm>-<seed>``; a run whose evaluation is there is kept, so a stopped sweep picks up where it left off. The
 first line says how long the sweep should take on this machine (the seconds each row's runs took in the last sweep
 recorded, where there is one). The record, ``docs/reproduce.json`` (also ``benchmarks/results/reproduce.json``),
 holds every run's figures, wall time and whether it met the target, with the commit, the machine and the load; ``make
 docs`` renders it on each row's topic pages (``shared_specs.docs.reproduce_table``) and, one line a row, in the
-README (``reproduce_summary``).
+README (``reproduce_summary``). A row with a ``curve`` (CartPole) also draws its runs' learning curves, mean +- sd
+over the seeds beside peers' published points, into ``docs/figures/reproduce_<row>.png``.
 """
 
 from __future__ import annotations
