@@ -327,6 +327,12 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
         picked = [r for r in front_rows(rows) if r["dataset"] == parts[1]] or rows
         if picked:
             return f"{picked[0]['value']:.4g}"
+    if kind == "reproduce" and len(parts) == 3 and parts[1] == "gap" and parts[2] in ("mean", "min", "half") \
+            and record.get("rows", {}).get(parts[0], {}).get("gap") and gap_shares(record, parts[0]):
+        shares = list(gap_shares(record, parts[0]).values())
+        if parts[2] == "half":
+            return f"{sum(share >= 0.5 for share in shares)} of {len(shares)}"
+        return f"{(sum(shares) / len(shares) if parts[2] == 'mean' else min(shares)):.0%}"
     if kind == "reproduce" and len(parts) == 3 and parts[0] in record.get("rows", {}):
         try:
             st = reproduce_stats(record, parts[0], parts[1])
@@ -341,7 +347,7 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
         if runs and all(parts[2] in r["metrics"] for r in runs):  # a recorded figure: its mean over the seeds
             return f"{sum(r['metrics'][parts[2]] for r in runs) / len(runs):.3g}"
     raise ValueError(f"a prose quote names {key!r}, which is no figure: results:MODEL/DATASET or "
-                     "reproduce:ROW/ARM/mean|sd|min|max|seeds|met|a recorded metric")
+                     "reproduce:ROW/ARM/mean|sd|min|max|seeds|met|a recorded metric or reproduce:ROW/gap/mean|min|half")
 
 
 def fill_quotes(text: str, results: list[dict[str, Any]], record: dict[str, Any], where: str) -> str:

@@ -259,6 +259,8 @@ def test_a_gap_row_reads_the_share_of_the_gap_closed_seed_by_seed():
            "more on 1 of 2 seeds." in table
     assert "; the gap `mid` closes: **50%** +- 42% (min 20%), half or more on 1 of 2 seeds |" in \
         docs.reproduce_summary(record)
+    quoted = [docs.quote(f"reproduce:cartpole/gap/{stat}", [], record) for stat in ("mean", "min", "half")]
+    assert quoted == ["50%", "20%", "1 of 2"]  # what a page's prose may quote of it
 
 
 def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(copy_of_docs):
