@@ -248,7 +248,8 @@ def reproduce(args) -> list[dict]:
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(one, todo))
     records = [record_of(*run, run_dir(folder, *run)) for run in runs]
-    meta = {"commit": commit(ignoring=(str(RECORD.relative_to(ROOT)),)),
+    record_path = RECORD.relative_to(ROOT) if RECORD.is_relative_to(ROOT) else RECORD
+    meta = {"commit": commit(ignoring=(str(record_path),)),
             "machine": machine({**describe(), "cores": os.cpu_count()}), "load_before": load_before,
             "load_after": round(os.getloadavg()[0], 2), "jobs": args.jobs, "date": time.strftime("%Y-%m-%d")}
     kept = [r for r in previous if r["row"] not in names]  # other rows' runs stay as they were recorded

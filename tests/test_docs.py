@@ -286,4 +286,4 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
     page.write_text(text + "<!--q:results:vae/nope-->1<!--/q-->\n")
     assert docs.stale(copy_of_docs) == ["docs/topics/vae.md: a prose quote names 'results:vae/nope', which is no "
                                         "figure: results:MODEL/DATASET or reproduce:ROW/ARM/mean|sd|min|max|seeds|met|"
-                                        "a recorded metric"]
+                                        "a recorded metric or reproduce:ROW/gap/mean|min|half"]
