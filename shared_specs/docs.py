@@ -327,9 +327,10 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
         picked = [r for r in front_rows(rows) if r["dataset"] == parts[1]] or rows
         if picked:
             return f"{picked[0]['value']:.4g}"
-    if kind == "reproduce" and len(parts) == 3 and parts[1] == "gap" and parts[2] in ("mean", "min", "half") \
-            and record.get("rows", {}).get(parts[0], {}).get("gap") and gap_shares(record, parts[0]):
-        shares = list(gap_shares(record, parts[0]).values())
+    gap_row = kind == "reproduce" and len(parts) == 3 and parts[1] == "gap" and parts[2] in ("mean", "min", "half") \
+        and record.get("rows", {}).get(parts[0], {}).get("gap")
+    shares = list(gap_shares(record, parts[0]).values()) if gap_row else []
+    if shares:
         if parts[2] == "half":
             return f"{sum(share >= 0.5 for share in shares)} of {len(shares)}"
         return f"{(sum(shares) / len(shares) if parts[2] == 'mean' else min(shares)):.0%}"
