@@ -97,6 +97,19 @@ MODE_COLLAPSE_PROTOCOL = ("Each arm its quick preset (4 000 generator updates of
 MODE_COLLAPSE_BESIDE = (("high_quality", "high-quality share"), ("reverse_kl", "reverse KL"),
                         ("modes_covered", "modes with a quarter share"))
 
+SSM_ARMS = (Arm("s4d", "ssm", "{task}", ("model.kind=s4d", "model.channels=144", "model.state=16"), "{s4d}"),
+            Arm("mamba", "ssm", "{task}", (), "{mamba}"), Arm("transformer", "language_model", "{task}", (), "{tf}"))
+SSM_PROTOCOL = ("Each arm its quick preset on {what}: 2 layers of about 60k parameters (Mamba of width 64 with N = 8, "
+                "S4D of width 144 with N = 16, a Transformer of width 48 with rotary positions), batches of 32, AdamW "
+                "at 5e-3 (the SSMs) or 2e-3 (the Transformer); the share of the answers right on 2 000 test "
+                "sequences{longer}")
+
+
+def ssm_arms(task: str, s4d: str, mamba: str, tf: str) -> tuple[Arm, ...]:
+    """The synthetic-task rows' arms on ``task``, each with the paper's figure for its kind of model."""
+    return tuple(Arm(a.name, a.model, task, a.sets, a.paper.format(s4d=s4d, mamba=mamba, tf=tf)) for a in SSM_ARMS)
+
+
 DANN_SHIFTS = {"galaxies": "MNIST-M's blend over GalSim galaxies, the default",
                "patches": "the blend over upsampled crops of other images, closest to how MNIST-M is built"}
 
@@ -180,6 +193,24 @@ ROWS = {row.id: row for row in (
                                       "pacgan4": "24.8 +- 0.2 (93.6%, 0.04)"}),
         "modes_captured", "modes captured of 25", "at least 24 of 25 on every seed (the best remedy)",
         lambda m: m["modes_captured"] >= 24, beside=MODE_COLLAPSE_BESIDE, digits=1, seconds=40.0),
+    Row("selective_copying", ("ssm",), "Selective copying: the time-invariant SSM against the selective one",
+        "Gu & Dao 2023 (Mamba), Table 1: 2-layer models on sequences of 4 096 with 16 tokens to copy, vocabulary 16: "
+        "S4 18.3%, Mamba (S6) 99.8%",
+        SSM_PROTOCOL.format(what="sequences of 128 with 16 tokens to copy (2 000 steps)", longer=""), "-",
+        ssm_arms("selective_copying", "18.3% (S4)", "99.8%", "-"),
+        "accuracy", "answers right", "at least 0.9 of the answers right on every seed",
+        lambda m: m["accuracy"] >= 0.9, beside=(("sequence_accuracy", "sequences all right"),), seconds=260.0),
+    Row("induction_heads", ("ssm",), "Induction heads, tested at up to 16 times the training length",
+        "Gu & Dao 2023 (Mamba), Table 2: 2-layer models trained on sequences of 256, vocabulary 16: Mamba answers "
+        "every test right at every length up to 2^20 (4 096 times), the attention models (absolute, rotary and xPos "
+        "positions) fail beyond about twice it; H3 and Hyena fall off too",
+        SSM_PROTOCOL.format(what="sequences of 64 (1 000 steps)",
+                            longer=", and on 500 sequences at 2 to 16 times the length"), "-",
+        ssm_arms("induction_heads", "-", "1.00 to 2^20", "fails past about 2x (MHA-RoPE)"),
+        "accuracy", "answers right at the training length",
+        "every answer right at the training length and at least 0.9 at 16 times it, on every seed",
+        lambda m: m["accuracy"] >= 0.99 and m.get("accuracy_1024", 0.0) >= 0.9,
+        beside=tuple((f"accuracy_{64 * k}", f"at {64 * k}") for k in (2, 4, 8, 16)), seconds=120.0),
 )}
 
 

@@ -113,4 +113,4 @@ def _load_modules() -> None:
         importlib.import_module(f"practice_torch.data.{module}")
 
 
-MODULES = ["images", "toy2d", "text", "audio", "galaxies", "control"]
+MODULES = ["images", "toy2d", "text", "sequence_tasks", "audio", "galaxies", "control"]

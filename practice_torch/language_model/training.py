@@ -11,12 +11,17 @@ run, in ``loss.png`` and ``metrics.jsonl``.
 model.prompt='JULIET.\\n'``), one continuation per strategy side by side, and the BPE tokeniser learned from the
 training text (``bpe_merges`` merges, as JSON, with a sample cut into its tokens). ``eval`` reports the cross-entropy
 of the split in nats/char, bits/char and perplexity, every character predicted from up to ``context - 1`` before it.
+
+On Mamba's synthetic tasks (``selective_copying``, ``induction_heads``: ``data.sequence_tasks``) the Transformer
+reads whole sequences with the loss on the answers only, and ``eval`` reports the share of answers right, for
+induction heads also at 1 to 16 times the training length (``evaluation.sequence_tasks``); the quick presets use
+rotary positions, the paper's MHA-RoPE (learned ones cannot read past the training length).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -26,6 +31,7 @@ from torch.utils.data import Dataset
 from practice_torch.data.text import WINDOW, crop
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.evaluation import sequence_tasks
 from practice_torch.language_model.functions import check_strategy
 from practice_torch.language_model.networks import LanguageModel, build_language_model
 from practice_torch.language_model.text import decoding_artefacts, held_out_bits
@@ -62,7 +68,7 @@ class Config:
 # scored at each log step; ``--set model.architecture=lstm --set model.dim=256 --set model.layers=2``: an LSTM.
 # full: a 6 x 384 Transformer with context 256 (GPU).
 # The results table's figure: the first of these (eval key, label, units) the evaluation reports.
-HEADLINE = (("bits_per_char", "test NLL", "bits/char"),)
+HEADLINE = (("bits_per_char", "test NLL", "bits/char"), ("accuracy", "answers right", "share"))
 
 PRESETS = {
     "quick": {"shakespeare": Preset(
@@ -75,6 +81,18 @@ PRESETS = {
                     grad_clip=1.0, checkpoint_every=1000, log_every=100, val_batch=256, samples=16,
                     precision="bf16", compile=True))},
 }
+# quick selective_copying and induction_heads: a 2-layer Transformer of width 48 (4 heads, rotary positions: 57k
+# parameters, the task SSMs' size), trained as the ssm's quick task presets are but at lr 2e-3 (at 5e-3 it had 0.45 of
+# the copies right after 1 500 steps, at 2e-3 and width 64 0.51 after 1 000).
+TASK_MODEL = Config(dim=48, layers=2, heads=4, position="rope")
+TASK_TRAIN = dict(batch_size=32, lr=2e-3, betas=(0.9, 0.98), weight_decay=0.1, warmup_steps=100, min_lr_ratio=0.1,
+                  grad_clip=1.0, val_batch=200, samples=8, threads=1)
+PRESETS["quick"] |= {
+    "selective_copying": Preset(replace(TASK_MODEL, context=128),
+                                TrainConfig(steps=2000, checkpoint_every=500, log_every=100, **TASK_TRAIN)),
+    "induction_heads": Preset(replace(TASK_MODEL, context=64),
+                              TrainConfig(steps=1000, checkpoint_every=250, log_every=50, **TASK_TRAIN)),
+}
 default_config = preset_config("language_model", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
@@ -84,9 +102,14 @@ USE = ("strategy", "prompt", "temperature", "top_k", "top_p", "beam", "sample_le
 
 
 def build(config: Config, data) -> LanguageModel:
-    """The character model for a text data set of windows (``shakespeare``); its val split feeds ``val_loss``."""
-    if data.modality != "text" or data.name != "shakespeare":
-        raise ValueError(f"the character language model trains on shakespeare windows, not {data.name}")
+    """The character model for a text data set of windows (``shakespeare``), or for a synthetic task's sequences
+    (``sequence_tasks.TASKS``, context their length); its val split feeds ``val_loss``."""
+    tasks = sequence_tasks.TASKS
+    if data.name in tasks:
+        sequence_tasks.check_context("language_model", config.context, data.name, data.shape[0])
+    elif data.modality != "text" or data.name != "shakespeare":
+        raise ValueError(f"the character language model trains on shakespeare windows or {' or '.join(tasks)}, "
+                         f"not {data.name}")
     if not 2 <= config.context <= WINDOW:
         raise ValueError(f"model.context must be in 2..{WINDOW} (the data window), got {config.context}")
     if min(config.dim, config.layers) < 1:
@@ -94,11 +117,14 @@ def build(config: Config, data) -> LanguageModel:
     check_strategy(config.strategy)
     net = build_language_model(config.architecture, data.num_classes, config.context, config.dim, config.layers,
                                config.heads, config.dropout, config.tie, config.position)
-    return net
+    return sequence_tasks.mark(net, data.name) if data.name in tasks else net
 
 
 def draw_noise(net: LanguageModel, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The start of each example's context-long crop of its 256-window: (n,) int64 in 0..256 - context."""
+    """The start of each example's context-long crop of its 256-window: (n,) int64 in 0..256 - context. A
+    synthetic task's sequences are read whole: nothing."""
+    if sequence_tasks.task_of(net):
+        return {}
     return {"offset": torch.randint(0, WINDOW - net.context + 1, (n,), generator=generator)}
 
 
@@ -108,8 +134,11 @@ def at_least_float32(logits: torch.Tensor) -> torch.Tensor:
 
 
 def loss(net: LanguageModel, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
-    """Mean next-character cross-entropy (nats) on the crops; terms: bits/char."""
+    """Mean next-character cross-entropy (nats) on the crops; terms: bits/char. A synthetic task: the cross-entropy
+    of its answers (``sequence_tasks.answer_loss``)."""
     x, y = batch
+    if sequence_tasks.task_of(net):
+        return sequence_tasks.answer_loss(net(x), y), {}
     x, y = crop(x, noise["offset"], net.context), crop(y, noise["offset"], net.context)
     logits = net(x)
     nll = F.cross_entropy(at_least_float32(logits.reshape(-1, logits.shape[-1])), y.reshape(-1))
@@ -135,7 +164,9 @@ def validate(net: LanguageModel, config: Config, batch) -> dict[str, torch.Tenso
 def sample(net: LanguageModel, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """'samples': n continuations with ``config.strategy``; 'strategies': one per decoding rule
     (``text.decoding_artefacts``); 'bpe_tokenizer' and 'bpe_sample': the BPE tokeniser learned from the training text
-    and a sample cut into its tokens."""
+    and a sample cut into its tokens. A synthetic task: 'answers' of the held-out ``examples``."""
+    if sequence_tasks.task_of(net):
+        return sequence_tasks.answers_artefact(net, examples)
     artefacts = decoding_artefacts(net, config, n, generator)
     if config.bpe_merges:
         artefacts += bpe_artefacts(config.bpe_merges, artefacts[0].data[0])
@@ -163,5 +194,8 @@ def bpe_artefacts(merges: int, text: str) -> list[Artefact]:
 # Evaluation --------------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(net: LanguageModel, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
-    """``text.held_out_bits``: the cross-entropy of every character of the split in context-long pieces."""
+    """``text.held_out_bits``: the cross-entropy of every character of the split in context-long pieces. A synthetic
+    task: the share of answers right (``sequence_tasks.task_metrics``)."""
+    if sequence_tasks.task_of(net):
+        return sequence_tasks.task_metrics(net, dataset)
     return held_out_bits(net, config.context, dataset)
