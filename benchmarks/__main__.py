@@ -315,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jax-seeds", default="0,1", help="jax_train: comma-separated train.seed values (quality)")
     parser.add_argument("--rows", default="", help=f"reproduce: comma-separated rows (default all: "
                                                     f"{', '.join(REPRODUCE_ROWS)})")
+    parser.add_argument("--presets", nargs="?", const="all", default="", metavar="MODEL,...",
+                        help="reproduce: the README's results table instead: every front-page quick preset as it comes "
+                             "(or those named) over the seeds, each row replaced by the mean")
     parser.add_argument("--seeds", type=int, default=5, help="reproduce: train.seed 0 .. N-1 of every arm")
     parser.add_argument("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))),
                         help="reproduce: runs trained at once, one thread each (default: one per core)")

@@ -1,5 +1,6 @@
 """``python -m benchmarks reproduce [--rows A,B] [--seeds N] [--jobs J] [--reproduce-runs DIR]``: each algorithm's
-own paper's experiment, over seeds, beside the paper's figure.
+own paper's experiment, over seeds, beside the paper's figure. ``--presets [MODEL,...]``: the README's results table
+over seeds instead (``reproduce_presets``): each front-page quick preset trained once a seed, its row the mean.
 
 A row (``ROWS``) is one experiment: the paper and where its figure is, the protocol (our presets as trained, on the
 paper's task), the arms (a model, a data set and its settings each, with the paper's figure for it), the figure every
@@ -218,16 +219,17 @@ def run_dir(folder: Path, row: Row, arm: Arm, seed: int) -> Path:
     return folder / row.id / f"{arm.name}-{seed}"
 
 
-def train_and_evaluate(out: Path, arm: Arm, seed: int) -> float:
+def train_and_evaluate(out: Path, arm: Arm, seed: int, sample_metrics: bool = False) -> float:
     """Train and evaluate one run into ``out`` on one thread (a child process each, so that jobs run side by side);
-    its wall time. A run stopped half-way is trained again from its start."""
+    its wall time. A run stopped half-way is trained again from its start. ``sample_metrics``: ``eval`` computes
+    FID and the other sample metrics too (a results row's headline may be one)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     python = [sys.executable, "-m", "practice_torch"]
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
     sets = [a for s in (*arm.sets, f"train.seed={seed}", "train.threads=1") for a in ("--set", s)]
     for argv in (["train", arm.model, "--dataset", arm.dataset, "--out", str(out), *sets],
-                 ["eval", str(out), "--no-sample-metrics"]):
+                 ["eval", str(out), *([] if sample_metrics else ["--no-sample-metrics"])]):
         done = subprocess.run([*python, *argv], cwd=ROOT, env=env, capture_output=True, text=True)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -257,6 +259,8 @@ def estimate(rows: list[Row], todo: int, seeds: int, jobs: int, previous: list[d
 
 
 def reproduce(args) -> list[dict]:
+    if args.presets:
+        return reproduce_presets(args)
     from practice_torch.engine.checkpoint import atomic_write
     from practice_torch.results import machine
     from shared_specs.environment import commit, describe
@@ -346,3 +350,83 @@ def describe_row(row: Row) -> dict:
             "beside": [list(pair) for pair in row.beside], **({"gap": list(row.gap)} if row.gap else {}),
             "arms": [{"name": a.name, "model": a.model, "dataset": a.dataset, "sets": list(a.sets),
                       **({"paper": a.paper} if a.paper else {})} for a in row.arms]}
+
+
+# The results table's sweep (``--presets``) ----------------------------------------------------------------------------
+def sweepable(results: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the front page's rows that are a quick preset as it comes, on PyTorch: the presets ``--presets`` trains over
+    seeds; the other front-page rows, which build on another run or were trained otherwise), in the course's order."""
+    from shared_specs.docs import front_rows
+
+    order = {t: i for i, t in enumerate(topic_order())}
+    rows = sorted(front_rows(results), key=lambda r: order.get(r["model"], len(order)))
+    plain = [r for r in rows if r["preset"] == "quick" and not r["changes"] and not r.get("backend")]
+    return plain, [r for r in rows if r not in plain]
+
+
+def topic_order() -> list[str]:
+    from shared_specs.catalogue import TOPICS
+
+    return [t.name for t in TOPICS]
+
+
+def over_seeds(rows: list[dict], load: str) -> dict:
+    """One results row of a preset trained once a seed (``rows``: seed 0 first, as ``practice_torch.results`` reads
+    each run): seed 0's settings, the headline and every metric all the seeds report as their mean over the seeds,
+    with the headline's sd, min and the seeds' own values, the training time a run's mean; ``load`` says how it ran."""
+    import statistics
+
+    values = [r["value"] for r in rows]
+    numeric = [k for k, v in rows[0]["metrics"].items()
+               if isinstance(v, (int, float)) and all(isinstance(r["metrics"].get(k), (int, float)) for r in rows)]
+    return {**rows[0], "value": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "values": values, "seeds": len(rows),
+            "train_seconds": round(statistics.fmean(r["train_seconds"] for r in rows), 1), "load": load,
+            "run": "python -m benchmarks reproduce --presets",
+            "metrics": {k: statistics.fmean(r["metrics"][k] for r in rows) for k in numeric}}
+
+
+def reproduce_presets(args, results_file: Path | None = None) -> list[dict]:
+    """``--presets [MODEL,...]``: every front-page quick preset (``sweepable``; or those named) trained and evaluated
+    once a seed, ``--jobs`` at a time on one thread each, into ``DIR/presets/<model>-<data set>/seed-<k>``; each
+    preset's results row replaced by the mean over the seeds (``over_seeds``) in ``docs/results.json``."""
+    from practice_torch.results import RESULTS_FILE, add_rows, result_row
+
+    results_file = results_file or RESULTS_FILE
+    if args.seeds < 1 or args.jobs < 1:
+        raise SystemExit(f"error: --seeds and --jobs must be at least 1, got {args.seeds} and {args.jobs}")
+    plain, others = sweepable(json.loads(results_file.read_text()) if results_file.is_file() else [])
+    named = [n for n in args.presets.split(",") if n and n != "all"]
+    unknown = [n for n in named if n not in {r["model"] for r in plain}]
+    if unknown:
+        raise SystemExit(f"error: {unknown[0]!r} has no quick preset as it comes on the front page; choose from "
+                         f"{', '.join(r['model'] for r in plain)}")
+    chosen = [r for r in plain if not named or r["model"] in named]
+    folder = Path(args.reproduce_runs) / "presets"
+    runs = [(r, seed) for r in chosen for seed in range(args.seeds)]
+    where = {(r["model"], seed): folder / f"{r['model']}-{r['dataset']}" / f"seed-{seed}" for r, seed in runs}
+    todo = [(r, seed) for r, seed in runs if not (where[r["model"], seed] / "eval_test.json").is_file()]
+    minutes = sum(r["train_seconds"] + 20 for r, _ in todo) / args.jobs / 60  # + start-up and evaluation
+    print(f"reproduce --presets: {len(runs)} runs ({len(todo)} to train) of {len(chosen)} quick presets, {args.seeds} "
+          f"seeds, {args.jobs} at a time: about {minutes:.0f} min on this machine (their recorded times); runs kept in "
+          f"{folder}" + (f"; not swept (they build on other runs): {', '.join(r['model'] for r in others)}"
+                         if others and not named else ""), flush=True)
+    load_before = round(os.getloadavg()[0], 2)
+
+    def one(run):
+        row, seed = run
+        wall = train_and_evaluate(where[row["model"], seed], Arm(row["model"], row["model"], row["dataset"]), seed,
+                                  sample_metrics=True)
+        print(f"  {row['model']} on {row['dataset']} seed {seed}: {wall:.0f} s", flush=True)
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(one, todo))
+    load = (f"idle: {args.jobs} runs at a time, one thread each (load average {load_before} before, "
+            f"{round(os.getloadavg()[0], 2)} after)")
+    trained = {r["model"] for r, _ in todo}  # a preset none of whose runs trained now keeps the row recorded
+    swept = [over_seeds([result_row(where[r["model"], seed], load) for seed in range(args.seeds)], load)
+             for r in chosen if r["model"] in trained or r.get("seeds") != args.seeds]
+    add_rows(swept, results_file)
+    print(f"wrote {len(swept)} rows, each the mean over {args.seeds} seeds, into {results_file}; `make docs` renders "
+          "them")
+    return swept

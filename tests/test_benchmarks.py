@@ -440,7 +440,7 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
                  beside=(("w1_floor", "the floor"),))
     monkeypatch.setattr(R, "ROWS", {"tiny": tiny})
     monkeypatch.setattr(R, "RECORD", tmp_path / "reproduce.json")
-    args = argparse.Namespace(rows="tiny", seeds=1, jobs=1, reproduce_runs=str(tmp_path / "runs"))
+    args = argparse.Namespace(rows="tiny", presets="", seeds=1, jobs=1, reproduce_runs=str(tmp_path / "runs"))
     rows = R.reproduce(args)
     out = capsys.readouterr().out
     assert out.startswith("reproduce: 1 runs (1 to train) of tiny, 1 seeds, 1 at a time: about 1 min")
@@ -455,3 +455,37 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
         R.reproduce(argparse.Namespace(**{**vars(args), "rows": "nope"}))
     with pytest.raises(SystemExit, match="--seeds and --jobs must be at least 1, got 0 and 1"):
         R.reproduce(argparse.Namespace(**{**vars(args), "seeds": 0}))
+
+
+def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp_path, capsys):
+    """``--presets``: a front-page quick preset as it comes (mixture_em on moons, 3 s a run) trained once a seed, two
+    at a time; its row becomes the mean of the seeds' own rows (each read as ``practice_torch results`` reads a run),
+    with the sd and the seeds' values; a row that builds on another run is named and left alone; run again, nothing
+    trains and the row stays; a model with no such preset is one line."""
+    from benchmarks import reproduce as R
+    from practice_torch.results import result_row
+
+    table = json.loads((ROOT / "docs/results.json").read_text())
+    mixture = next(r for r in table if r["model"] == "mixture_em")
+    builds_on = {**mixture, "model": "latent_diffusion", "changes": ["model.autoencoder=runs/ae"]}
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([mixture, builds_on]))
+    args = argparse.Namespace(rows="", presets="all", seeds=2, jobs=2, reproduce_runs=str(tmp_path / "runs"))
+    swept = R.reproduce_presets(args, results)
+    out = capsys.readouterr().out
+    assert out.startswith("reproduce --presets: 2 runs (2 to train) of 1 quick presets, 2 seeds, 2 at a time")
+    assert "not swept (they build on other runs): latent_diffusion" in out
+    seeds = [result_row(tmp_path / f"runs/presets/mixture_em-moons/seed-{k}", "-") for k in (0, 1)]
+    assert seeds[0]["value"] != seeds[1]["value"]  # the control: the seeds differ, so a mean is no copy of one
+    row = next(r for r in json.loads(results.read_text()) if r["model"] == "mixture_em")
+    assert row == swept[0] and row["values"] == [s["value"] for s in seeds] and row["seeds"] == 2
+    assert row["value"] == pytest.approx(sum(row["values"]) / 2) and row["load"].startswith("idle: 2 runs at a time")
+    assert row["sd"] == pytest.approx(abs(seeds[0]["value"] - seeds[1]["value"]) / 2 ** 0.5)
+    assert row["changes"] == [] and any(r["model"] == "latent_diffusion" for r in json.loads(results.read_text()))
+    from shared_specs.docs import results_table
+
+    assert f"+- {row['sd']:.2g}" in results_table([row], None) and "2 seeds" in results_table([row], None)
+    assert R.reproduce_presets(args, results) == [] and "(0 to train)" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="'vae' has no quick preset as it comes on the front page; choose from "
+                                         "mixture_em"):
+        R.reproduce_presets(argparse.Namespace(**{**vars(args), "presets": "vae"}), results)
