@@ -289,8 +289,7 @@ def reproduce(args) -> list[dict]:
         print(f"  {row.id} {arm.name} seed {seed}: {row.label} {result['value']:.{row.digits}f}"
               f"{' (target missed)' if result['holds'] is False else ''}, {wall:.0f} s", flush=True)
 
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(one, todo))
+    each(one, todo, args.jobs)
     records = [record_of(*run, run_dir(folder, *run)) for run in runs]
     record_path = RECORD.relative_to(ROOT) if RECORD.is_relative_to(ROOT) else RECORD
     meta = {"commit": commit(ignoring=(str(record_path),)),
@@ -307,6 +306,17 @@ def reproduce(args) -> list[dict]:
         if row.curve:
             print(f"wrote {draw_curves(row, folder, list(seeds), record['meta'][row.id])}")
     return [{k: v for k, v in r.items() if k != "metrics"} for r in records]
+
+
+def each(one: Callable, todo: list, jobs: int) -> None:
+    """``one`` of every item of ``todo``, ``jobs`` at a time (threads, each waiting on its child processes), or in
+    this thread when one at a time."""
+    if jobs == 1:
+        for item in todo:
+            one(item)
+        return
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, todo))
 
 
 def logged_curve(out: Path, x: str, y: str) -> list[tuple[float, float]]:
@@ -386,10 +396,11 @@ def over_seeds(rows: list[dict], load: str) -> dict:
             "metrics": {k: statistics.fmean(r["metrics"][k] for r in rows) for k in numeric}}
 
 
-def reproduce_presets(args, results_file: Path | None = None) -> list[dict]:
+def reproduce_presets(args, results_file: Path | None = None, train: Callable = train_and_evaluate) -> list[dict]:
     """``--presets [MODEL,...]``: every front-page quick preset (``sweepable``; or those named) trained and evaluated
-    once a seed, ``--jobs`` at a time on one thread each, into ``DIR/presets/<model>-<data set>/seed-<k>``; each
-    preset's results row replaced by the mean over the seeds (``over_seeds``) in ``docs/results.json``."""
+    once a seed by ``train`` (``train_and_evaluate``), ``--jobs`` at a time on one thread each, into
+    ``DIR/presets/<model>-<data set>/seed-<k>``; each preset's results row replaced by the mean over the seeds
+    (``over_seeds``) in ``docs/results.json``."""
     from practice_torch.results import RESULTS_FILE, add_rows, result_row
 
     results_file = results_file or RESULTS_FILE
@@ -415,14 +426,13 @@ def reproduce_presets(args, results_file: Path | None = None) -> list[dict]:
 
     def one(run):
         row, seed = run
-        wall = train_and_evaluate(where[row["model"], seed], Arm(row["model"], row["model"], row["dataset"]), seed,
-                                  sample_metrics=True)
+        wall = train(where[row["model"], seed], Arm(row["model"], row["model"], row["dataset"]), seed,
+                     sample_metrics=True)
         print(f"  {row['model']} on {row['dataset']} seed {seed}: {wall:.0f} s", flush=True)
 
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(one, todo))
-    load = (f"idle: {args.jobs} runs at a time, one thread each (load average {load_before} before, "
-            f"{round(os.getloadavg()[0], 2)} after)")
+    each(one, todo, args.jobs)
+    load = (f"idle: {args.jobs} run{'s' if args.jobs > 1 else ''} at a time, one thread each (load average "
+            f"{load_before} before, {round(os.getloadavg()[0], 2)} after)")
     trained = {r["model"] for r, _ in todo}  # a preset none of whose runs trained now keeps the row recorded
     swept = [over_seeds([result_row(where[r["model"], seed], load) for seed in range(args.seeds)], load)
              for r in chosen if r["model"] in trained or r.get("seeds") != args.seeds]

@@ -458,34 +458,42 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
 
 
 def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp_path, capsys):
-    """``--presets``: a front-page quick preset as it comes (mixture_em on moons, 3 s a run) trained once a seed, two
-    at a time; its row becomes the mean of the seeds' own rows (each read as ``practice_torch results`` reads a run),
-    with the sd and the seeds' values; a row that builds on another run is named and left alone; run again, nothing
-    trains and the row stays; a model with no such preset is one line."""
+    """``--presets``: a front-page quick preset as it comes (mixture_em on moons, 3 s a run) trained once a seed (in
+    this process, one at a time: the child processes of ``train_and_evaluate`` are the test above's); its row becomes
+    the mean of the seeds' own rows (each read as ``practice_torch results`` reads a run), with the sd and the seeds'
+    values; a row that builds on another run is named and left alone; run again, nothing trains and the row stays; a
+    model with no such preset is one line."""
     from benchmarks import reproduce as R
+    from practice_torch.cli import main as cli
     from practice_torch.results import result_row
+
+    def train(out, arm, seed, sample_metrics=False):
+        sets = ["--set", f"train.seed={seed}", "--set", "train.threads=1"]
+        assert cli(["train", arm.model, "--dataset", arm.dataset, "--out", str(out), *sets]) == 0
+        assert cli(["eval", str(out), *([] if sample_metrics else ["--no-sample-metrics"])]) == 0
+        return 0.0
 
     table = json.loads((ROOT / "docs/results.json").read_text())
     mixture = next(r for r in table if r["model"] == "mixture_em")
     builds_on = {**mixture, "model": "latent_diffusion", "changes": ["model.autoencoder=runs/ae"]}
     results = tmp_path / "results.json"
     results.write_text(json.dumps([mixture, builds_on]))
-    args = argparse.Namespace(rows="", presets="all", seeds=2, jobs=2, reproduce_runs=str(tmp_path / "runs"))
-    swept = R.reproduce_presets(args, results)
+    args = argparse.Namespace(rows="", presets="all", seeds=2, jobs=1, reproduce_runs=str(tmp_path / "runs"))
+    swept = R.reproduce_presets(args, results, train)
     out = capsys.readouterr().out
-    assert out.startswith("reproduce --presets: 2 runs (2 to train) of 1 quick presets, 2 seeds, 2 at a time")
+    assert out.startswith("reproduce --presets: 2 runs (2 to train) of 1 quick presets, 2 seeds, 1 at a time")
     assert "not swept (they build on other runs): latent_diffusion" in out
     seeds = [result_row(tmp_path / f"runs/presets/mixture_em-moons/seed-{k}", "-") for k in (0, 1)]
     assert seeds[0]["value"] != seeds[1]["value"]  # the control: the seeds differ, so a mean is no copy of one
     row = next(r for r in json.loads(results.read_text()) if r["model"] == "mixture_em")
     assert row == swept[0] and row["values"] == [s["value"] for s in seeds] and row["seeds"] == 2
-    assert row["value"] == pytest.approx(sum(row["values"]) / 2) and row["load"].startswith("idle: 2 runs at a time")
+    assert row["value"] == pytest.approx(sum(row["values"]) / 2) and row["load"].startswith("idle: 1 run at a time")
     assert row["sd"] == pytest.approx(abs(seeds[0]["value"] - seeds[1]["value"]) / 2 ** 0.5)
     assert row["changes"] == [] and any(r["model"] == "latent_diffusion" for r in json.loads(results.read_text()))
     from shared_specs.docs import results_table
 
     assert f"+- {row['sd']:.2g}" in results_table([row], None) and "2 seeds" in results_table([row], None)
-    assert R.reproduce_presets(args, results) == [] and "(0 to train)" in capsys.readouterr().out
+    assert R.reproduce_presets(args, results, train) == [] and "(0 to train)" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="'vae' has no quick preset as it comes on the front page; choose from "
                                          "mixture_em"):
-        R.reproduce_presets(argparse.Namespace(**{**vars(args), "presets": "vae"}), results)
+        R.reproduce_presets(argparse.Namespace(**{**vars(args), "presets": "vae"}), results, train)
