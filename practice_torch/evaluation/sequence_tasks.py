@@ -10,17 +10,35 @@ right, ``sequence_accuracy``: of sequences with every answer right) and, for ind
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from practice_torch.data.sequence_tasks import COPY_LENGTH, INDUCTION_LENGTH
 from practice_torch.data.text import IGNORE
+from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.interface import Artefact
+from practice_torch.engine.presets import Preset
 
 TASKS = ("selective_copying", "induction_heads")
 LENGTH_FACTORS = (2, 4, 8, 16)  # induction heads is tested at these multiples of its training length too
 TOKENS_PER_BATCH = 16_384  # scoring batches of about this many tokens, whatever the length
+
+
+def task_presets(model_at: Callable[[int], Any], lr: float) -> dict[str, Preset]:
+    """A model's quick presets on the tasks: ``model_at(length)``, its configuration for sequences of that length;
+    batches of 32, AdamW (``lr``, betas 0.9/0.98, weight decay 0.1) with warmup 100 and cosine decay to 0.1 of it,
+    one thread; 2 000 steps of selective copying, 1 000 of induction heads."""
+    train = dict(batch_size=32, lr=lr, betas=(0.9, 0.98), weight_decay=0.1, warmup_steps=100, min_lr_ratio=0.1,
+                 grad_clip=1.0, val_batch=200, samples=8, threads=1)
+    return {"selective_copying": Preset(model_at(COPY_LENGTH),
+                                        TrainConfig(steps=2000, checkpoint_every=500, log_every=100, **train)),
+            "induction_heads": Preset(model_at(INDUCTION_LENGTH),
+                                      TrainConfig(steps=1000, checkpoint_every=250, log_every=50, **train))}
 
 
 def mark(net: nn.Module, task: str) -> nn.Module:

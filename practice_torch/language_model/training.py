@@ -85,14 +85,7 @@ PRESETS = {
 # parameters, the task SSMs' size), trained as the ssm's quick task presets are but at lr 2e-3 (at 5e-3 it had 0.45 of
 # the copies right after 1 500 steps, at 2e-3 and width 64 0.51 after 1 000).
 TASK_MODEL = Config(dim=48, layers=2, heads=4, position="rope")
-TASK_TRAIN = dict(batch_size=32, lr=2e-3, betas=(0.9, 0.98), weight_decay=0.1, warmup_steps=100, min_lr_ratio=0.1,
-                  grad_clip=1.0, val_batch=200, samples=8, threads=1)
-PRESETS["quick"] |= {
-    "selective_copying": Preset(replace(TASK_MODEL, context=128),
-                                TrainConfig(steps=2000, checkpoint_every=500, log_every=100, **TASK_TRAIN)),
-    "induction_heads": Preset(replace(TASK_MODEL, context=64),
-                              TrainConfig(steps=1000, checkpoint_every=250, log_every=50, **TASK_TRAIN)),
-}
+PRESETS["quick"] |= sequence_tasks.task_presets(lambda length: replace(TASK_MODEL, context=length), lr=2e-3)
 default_config = preset_config("language_model", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
