@@ -13,8 +13,8 @@ Two data sets, each in the units of the project's model for it:
   reports the project's digit classifier's accuracy on them (the samples are labelled with their digit).
 - ``selective_copying`` and ``induction_heads``: Mamba's synthetic tasks (``data.sequence_tasks``), whole sequences
   with the loss on the answers only (``evaluation.sequence_tasks``); ``eval`` reports the share of answers right,
-  and for induction heads at 1 to 16 times the training length; ``sample`` writes the first test sequences'
-  answers. ``model.kind=s4d`` against ``mamba`` is the paper's time-invariant SSM against the selective one.
+  and for induction heads at 1 to 16 times the training length; ``sample`` writes the first held-out
+  sequences' answers. ``model.kind=s4d`` against ``mamba`` is the paper's time-invariant SSM against the selective one.
 
 The network is ``layers.SSMStack``: ``kind='mamba'`` (the selective SSM, chunked scan in training) or ``'s4d'``
 (the diagonal SSM, FFT convolution in training).
@@ -101,7 +101,7 @@ PRESETS = {
     },
 }
 # quick selective_copying and induction_heads: Mamba's synthetic tasks with the paper's 2 layers of width 64, the
-# state N = 8 (the scan's cost grows with N: the paper's 16 took twice the time a step and learned no faster in 250
+# state N = 8 (the scan's cost grows with N: the paper's 16 took twice the time a step and learned slower in 250
 # steps on seed 0), batches of 32, AdamW at 5e-3 on one thread (on selective copying 0.35 of the answers right after
 # 500 steps where 2e-3 had 0.13). S4D at the same size: --set model.kind=s4d --set model.channels=144 --set
 # model.state=16 (57k parameters against Mamba's 62k).
