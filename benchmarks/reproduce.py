@@ -260,6 +260,9 @@ def estimate(rows: list[Row], todo: int, seeds: int, jobs: int, previous: list[d
 
 def reproduce(args) -> list[dict]:
     if args.presets:
+        if args.rows:
+            raise SystemExit("error: --rows and --presets choose different sweeps (the papers' experiments, the "
+                             "results table's presets); give one")
         return reproduce_presets(args)
     from practice_torch.engine.checkpoint import atomic_write
     from practice_torch.results import machine
@@ -366,18 +369,11 @@ def describe_row(row: Row) -> dict:
 def sweepable(results: list[dict]) -> tuple[list[dict], list[dict]]:
     """(the front page's rows that are a quick preset as it comes, on PyTorch: the presets ``--presets`` trains over
     seeds; the other front-page rows, which build on another run or were trained otherwise), in the course's order."""
-    from shared_specs.docs import front_rows
+    from shared_specs.docs import front_rows, in_course_order
 
-    order = {t: i for i, t in enumerate(topic_order())}
-    rows = sorted(front_rows(results), key=lambda r: order.get(r["model"], len(order)))
+    rows = in_course_order(front_rows(results))
     plain = [r for r in rows if r["preset"] == "quick" and not r["changes"] and not r.get("backend")]
     return plain, [r for r in rows if r not in plain]
-
-
-def topic_order() -> list[str]:
-    from shared_specs.catalogue import TOPICS
-
-    return [t.name for t in TOPICS]
 
 
 def over_seeds(rows: list[dict], load: str) -> dict:

@@ -170,6 +170,12 @@ def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "runs": count[name]} for name, r in chosen.items()]
 
 
+def in_course_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` sorted by their model's place in the course (``catalogue.TOPICS``), then as recorded."""
+    order = {t.name: i for i, t in enumerate(catalogue.TOPICS)}
+    return sorted(rows, key=lambda r: order.get(r["model"], len(order)))
+
+
 def results_table(rows: list[dict[str, Any]], link_prefix: str | None) -> str:
     """One row per run: model (linked to its page's results), data set, preset and settings, the held-out figure,
     steps and training wall time, and where: machine, load, commit. With ``link_prefix`` (the front page): one row
@@ -179,9 +185,7 @@ def results_table(rows: list[dict[str, Any]], link_prefix: str | None) -> str:
     first = "| model | data set | " if link_prefix is not None else "| data set | "
     header = first + "preset and settings | held-out figure | steps | training time | machine | load | commit |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    order = {t.name: i for i, t in enumerate(catalogue.TOPICS)}  # the course's order, then as recorded
-    for r in sorted(front_rows(rows) if link_prefix is not None else rows,
-                    key=lambda r: order.get(r["model"], len(order))):
+    for r in in_course_order(front_rows(rows) if link_prefix is not None else rows):
         more = f" ({r['runs']} runs)" if r.get("runs", 1) > 1 else ""
         model = f"[`{r['model']}`]({link_prefix}{r['model']}.md#results){more} | " if link_prefix is not None else ""
         lines.append(f"| {model}{r['dataset']} | {_settings(r)} | {_figure(r)} | {r['steps']} | "

@@ -497,3 +497,5 @@ def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp
     with pytest.raises(SystemExit, match="'vae' has no quick preset as it comes on the front page; choose from "
                                          "mixture_em"):
         R.reproduce_presets(argparse.Namespace(**{**vars(args), "presets": "vae"}), results, train)
+    with pytest.raises(SystemExit, match="--rows and --presets choose different sweeps"):
+        R.reproduce(argparse.Namespace(**{**vars(args), "rows": "cartpole"}))
