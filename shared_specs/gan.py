@@ -9,7 +9,8 @@ SciPy is the third witness (``scipy.special.log_expit`` for log D and log(1 - D)
 -inf there. Spectral normalisation's witness is torch's own ``torch.nn.utils.parametrizations.spectral_norm`` on a
 layer holding the same weight and the same u and v, in training mode (its power iteration updates them). The
 minibatch standard deviation's witness is NumPy's population ``np.var``; the unrolled discriminator's, its logistic
-regression steps with the gradients written out by hand; packing's (PacGAN), ``np.concatenate`` of each group of m
+regression steps with the gradients written out by hand (and Adam's update written out, for the look-ahead that
+takes the optimizer's steps); packing's (PacGAN), ``np.concatenate`` of each group of m
 examples.
 """
 
@@ -84,6 +85,28 @@ def ref_unrolled_generator_loss(fake, real, w, b, steps, lr):
     return -np.mean(special.log_expit(fake @ w + b))
 
 
+def ref_adam_unrolled_generator_loss(fake, real, w, b, m_w, v_w, m_b, v_b, t, steps, lr, betas=(0.5, 0.999),
+                                     eps=1e-8):
+    """NumPy: the hand-written gradients of ``ref_unrolled_generator_loss``, each step Adam's update written out
+    (Kingma & Ba 2015, Algorithm 1) from the moments given, after t steps."""
+    b1, b2 = betas
+    for k in range(1, steps + 1):
+        a, c = -special.expit(-(real @ w + b)), special.expit(fake @ w + b)
+        g_w, g_b = a @ real / len(real) + c @ fake / len(fake), a.mean() + c.mean()
+        m_w, m_b = b1 * m_w + (1 - b1) * g_w, b1 * m_b + (1 - b1) * g_b
+        v_w, v_b = b2 * v_w + (1 - b2) * g_w ** 2, b2 * v_b + (1 - b2) * g_b ** 2
+        c1, c2 = 1 - b1 ** (t + k), 1 - b2 ** (t + k)
+        w = w - lr * (m_w / c1) / (np.sqrt(v_w / c2) + eps)
+        b = b - lr * (m_b / c1) / (np.sqrt(v_b / c2) + eps)
+    return -np.mean(special.log_expit(fake @ w + b))
+
+
+def _adam_unroll_inputs(rng):
+    """``_unroll_inputs`` and Adam's moments after a few steps: m of either sign, v > 0 of the gradients' scale."""
+    return {**_unroll_inputs(rng), "m_w": 0.1 * gaussian(rng, 3), "v_w": 0.01 * np.exp(gaussian(rng, 3)),
+            "m_b": np.array(0.1 * rng.standard_normal()), "v_b": np.array(0.01 * np.exp(rng.standard_normal()))}
+
+
 def _unroll_inputs(rng):
     """A batch of fakes and of real points in 3-D, a logistic discriminator's weights (large enough that each step
     moves the logits by order one, so the unroll's second-order term shows in the fakes' gradient)."""
@@ -104,6 +127,9 @@ CASES = (
                  static={"m": 3, "axis": -1}, grad_wrt=("x",), reference=ref_pack),
     FunctionCase("gan/unrolled_generator_loss", "unrolled_generator_loss", _unroll_inputs,
                  static={"steps": 3, "lr": 0.5}, grad_wrt=("fake", "w", "b"), reference=ref_unrolled_generator_loss),
+    FunctionCase("gan/adam_unrolled_generator_loss", "adam_unrolled_generator_loss", _adam_unroll_inputs,
+                 static={"t": 3, "steps": 3, "lr": 0.2}, grad_wrt=("fake", "w", "b", "m_w", "v_w"),
+                 reference=ref_adam_unrolled_generator_loss),
     FunctionCase("gan/discriminator_loss", "discriminator_loss", _logits, grad_wrt=("real_logits", "fake_logits"),
                  reference=lambda real_logits, fake_logits: (-np.mean(special.log_expit(real_logits))
                                                              - np.mean(special.log_expit(-fake_logits)))),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
 
 import practice_torch.gan as G
@@ -111,6 +112,30 @@ def test_an_unroll_that_does_not_differentiate_through_the_fakes_is_caught(both)
 
     message = caught(CASES["gan/unrolled_generator_loss"], Perturbation("detached unroll", fn=detached))
     assert "gradient" in message and "reference" not in message
+
+
+@pytest.mark.parametrize("mistake", ["plain gradient steps", "moments restarted", "no bias correction"])
+def test_an_adam_look_ahead_without_adams_own_state_is_caught(both, mistake):
+    """The look-ahead that takes the discriminator's Adam steps: plain gradient steps at its lr, Adam restarted from
+    zero moments at step 0, or Adam without its bias corrections, each land elsewhere: caught by the loss."""
+    import theory_jax.gan as T
+
+    def wrong(fn):
+        def unrolled(fake, real, w, b, m_w, v_w, m_b, v_b, t, steps, lr):
+            def d_loss(p):
+                return T.discriminator_loss(real @ p["w"] + p["b"], fake @ p["w"] + p["b"])
+            start, m, v = {"w": w, "b": b}, {"w": m_w, "b": m_b}, {"w": v_w, "b": v_b}
+            if mistake == "plain gradient steps":
+                p = T.unroll(d_loss, start, steps, lr)
+            elif mistake == "moments restarted":
+                p = T.adam_unroll(d_loss, start, jax.tree.map(jnp.zeros_like, m), jax.tree.map(jnp.zeros_like, v),
+                                  0, steps, lr, (0.5, 0.999))
+            else:  # b1^(t+k) -> 0: no correction of the moments' start at zero
+                p = T.adam_unroll(d_loss, start, m, v, 10_000, steps, lr, (0.5, 0.999))
+            return T.generator_loss_nonsaturating(fake @ p["w"] + p["b"])
+        return unrolled
+
+    assert "output" in caught(CASES["gan/adam_unrolled_generator_loss"], Perturbation(mistake, fn=wrong))
 
 
 def test_the_unroll_moves_the_logistic_discriminator_as_written_by_hand():

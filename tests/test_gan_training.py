@@ -238,11 +238,58 @@ def test_the_unrolled_generator_loss_looks_ahead_without_moving_the_discriminato
     assert all(torch.equal(v, before[k]) for k, v in net.discriminator.state_dict().items())
 
 
+def test_the_adam_look_ahead_takes_the_discriminators_own_next_steps():
+    """adam_unroll from ``AdamState.of`` an AdamW that has stepped three times (decay on, float64) lands where that
+    AdamW's next two steps on the same loss land. Controls: a fresh optimizer's state (no moments, step 0) and plain
+    gradient steps at its lr land elsewhere."""
+    import practice_torch.gan as G
+    from practice_torch.engine.players import AdamState
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, generator=gen, dtype=torch.float64) + 0.5
+    params = {"w": torch.nn.Parameter(torch.randn(3, generator=gen, dtype=torch.float64)),
+              "b": torch.nn.Parameter(torch.zeros((), dtype=torch.float64))}
+
+    def loss(p):
+        return G.softplus(-(x @ p["w"] + p["b"])).mean() + (p["w"] ** 2).sum()
+
+    def ahead(state, steps=2):
+        m, v = ({k: state.moments(p)[i] for k, p in params.items()} for i in (0, 1))
+        out = G.adam_unroll(loss, dict(params), m, v, state.step, steps, state.lr, state.betas, state.eps,
+                            state.weight_decay)
+        return {k: t.detach() for k, t in out.items()}
+
+    opt = torch.optim.AdamW(params.values(), lr=0.05, betas=(0.5, 0.999), weight_decay=0.1)
+    fresh = AdamState.of(torch.optim.AdamW(params.values(), lr=0.05, betas=(0.5, 0.999), weight_decay=0.1))
+
+    def step():
+        opt.zero_grad()
+        loss(params).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    state = AdamState.of(opt)
+    predicted, restarted = ahead(state), ahead(fresh)
+    plain = {k: t.detach() for k, t in G.unroll(loss, dict(params), 2, state.lr).items()}
+    assert state.step == 3 and fresh.step == 0
+    step(), step()
+    for k, p in params.items():
+        assert torch.allclose(predicted[k], p.detach(), rtol=0, atol=1e-12)
+    assert all(not torch.allclose(other[k], params[k].detach(), rtol=0, atol=1e-6)
+               for other in (restarted, plain) for k in ("w",))
+
+
 def test_an_unrolled_run_trains_through_the_cli_and_refuses_spectral_norm(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "gan", "--out", str(run), "--steps", "4", *TINY, "--set", "model.unrolled_steps=2",
                  "--set", "model.minibatch_std=true"]) == 0
     assert json.loads((run / "checkpoints/latest.json").read_text())["step"] == 4
+    assert main(["train", "gan", "--out", str(tmp_path / "adam"), "--steps", "3", *TINY, "--set",
+                 "model.unrolled_steps=2", "--set", "model.unroll_optimizer=adam"]) == 0
+    assert main(["train", "gan", "--out", str(tmp_path / "typo"), "--steps", "2", *TINY, "--set",
+                 "model.unrolled_steps=2", "--set", "model.unroll_optimizer=rmsprop"]) == 2
+    assert "expected one of sgd, adam, got 'rmsprop'" in capsys.readouterr().err
     assert main(["train", "gan", "--out", str(tmp_path / "bad"), "--steps", "2", *TINY, "--set",
                  "model.unrolled_steps=2", "--set", "model.spectral_norm=true"]) == 2
     assert "choose one" in capsys.readouterr().err

@@ -344,6 +344,9 @@ def test_theory_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backe
     assert jax_main(["train", "gan", "--steps", "1", "--out", str(tmp_path / "sn"), "--set",
                      "model.spectral_norm=true", "--set", "model.discriminator_steps=0"]) == 2
     assert "discriminator_steps >= 1 only" in capsys.readouterr().err and not (tmp_path / "sn").exists()
+    assert jax_main(["train", "gan", "--steps", "1", "--out", str(tmp_path / "adam"), "--set",
+                     "model.unrolled_steps=2", "--set", "model.unroll_optimizer=adam"]) == 2
+    assert "unroll_optimizer=sgd" in capsys.readouterr().err and not (tmp_path / "adam").exists()
 
 
 # DDPM: the default step on L_simple (``practice_torch/ddpm/twin.py``) ---------------------------------------------

@@ -194,6 +194,31 @@ def unroll(loss, params, steps: int, lr: float):
     return params
 
 
+def _safe_sqrt(v):
+    """sqrt(v) for v >= 0, with the gradient 0 rather than 0 * inf = nan where v = 0 (a moment still zero)."""
+    positive = v > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, v, 1.0)), 0.0)
+
+
+def adam_unroll(loss, params, m, v, t: int, steps: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8,
+                weight_decay: float = 0.0):
+    """``steps`` AdamW steps (Kingma & Ba 2015, Algorithm 1; Loshchilov & Hutter 2019, Algorithm 2) from the pytree
+    ``params`` and its moments m, v (pytrees of its shape) after t steps taken: eq. 4 with the discriminator's own
+    optimizer as the update, as Metz et al.'s code unrolls it. Step k:
+
+        g = grad loss(theta),  m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2
+        theta <- theta (1 - lr wd) - lr (m / (1 - b1^(t+k))) / (sqrt(v / (1 - b2^(t+k))) + eps)"""
+    b1, b2 = betas
+    for k in range(1, steps + 1):
+        grads = jax.grad(loss)(params)
+        m = jax.tree.map(lambda a, g: b1 * a + (1 - b1) * g, m, grads)
+        v = jax.tree.map(lambda a, g: b2 * a + (1 - b2) * g * g, v, grads)
+        c1, c2 = 1 - b1 ** (t + k), 1 - b2 ** (t + k)
+        params = jax.tree.map(lambda p, a, s: p * (1 - lr * weight_decay) - lr * (a / c1) / (_safe_sqrt(s / c2) + eps),
+                              params, m, v)
+    return params
+
+
 def unrolled_generator_loss(fake, real, w, b, steps: int = 1, lr: float = 0.1):
     """The non-saturating generator loss against the logistic discriminator x w + b after ``steps`` unrolled steps
     of ``discriminator_loss`` on (real, fake). fake: (B, D), real: (B', D), w: (D,), b: () -> ()."""
@@ -201,6 +226,18 @@ def unrolled_generator_loss(fake, real, w, b, steps: int = 1, lr: float = 0.1):
         return discriminator_loss(real @ p["w"] + p["b"], fake @ p["w"] + p["b"])
 
     p = unroll(d_loss, {"w": w, "b": b}, steps, lr)
+    return generator_loss_nonsaturating(fake @ p["w"] + p["b"])
+
+
+def adam_unrolled_generator_loss(fake, real, w, b, m_w, v_w, m_b, v_b, t: int = 3, steps: int = 1,
+                                 lr: float = 0.1, betas=(0.5, 0.999)):
+    """``unrolled_generator_loss`` with the look-ahead taking Adam's steps (``adam_unroll``) from the moments
+    (m_w, v_w) of w and (m_b, v_b) of b after t steps. fake: (B, D), real: (B', D), w, m_w, v_w: (D,),
+    b, m_b, v_b: () -> ()."""
+    def d_loss(p):
+        return discriminator_loss(real @ p["w"] + p["b"], fake @ p["w"] + p["b"])
+
+    p = adam_unroll(d_loss, {"w": w, "b": b}, {"w": m_w, "b": m_b}, {"w": v_w, "b": v_b}, t, steps, lr, betas)
     return generator_loss_nonsaturating(fake @ p["w"] + p["b"])
 
 

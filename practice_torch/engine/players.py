@@ -20,6 +20,9 @@ calls (a GAN's generator updates). ``run`` is this module's ``StepRun``, the eng
                                lockstep, their episodes in progress checkpointed and replayed on resume); None for a
                                data set
     run.autocast()             the run's autocast (bf16 with ``train.precision=bf16``), around the losses
+    run.adam_state(name)       the player's AdamW as it stands (``AdamState``: its scheduled lr, betas, eps, decay,
+                               steps taken and each parameter's moments): what a look-ahead that takes the
+                               player's own next steps reads (the unrolled GAN's)
     run.update(name=loss, ...) one update of each named player: the gradient of its loss with respect to its own
                                parameters only (``backward(inputs=...)``, so one player's loss never moves another),
                                averaged over the processes under torchrun, clipped to ``train.grad_clip``, and its
@@ -56,6 +59,38 @@ class Player:
     betas: tuple[float, float] | None = None
 
 
+@dataclass(frozen=True)
+class AdamState:
+    """An AdamW as it stands: its learning rate now (as scheduled), betas, eps and decoupled decay, the steps it has
+    taken, and each parameter's first and second moments by ``id`` (``moments`` gives zeros before its first step)."""
+
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+    step: int
+    exp_avg: dict[int, torch.Tensor]
+    exp_avg_sq: dict[int, torch.Tensor]
+
+    @classmethod
+    def of(cls, optimizer: torch.optim.Optimizer) -> AdamState:
+        """The state of a one-group Adam or AdamW, read without copying (the look-ahead does not write it)."""
+        if len(optimizer.param_groups) != 1:
+            raise ValueError(f"AdamState reads an optimizer of one parameter group, got {len(optimizer.param_groups)}")
+        group = optimizer.param_groups[0]
+        states = [optimizer.state[p] for p in group["params"] if optimizer.state.get(p)]
+        return cls(float(group["lr"]), tuple(group["betas"]), float(group["eps"]), float(group["weight_decay"]),
+                   int(states[0]["step"]) if states else 0,
+                   {id(p): optimizer.state[p]["exp_avg"] for p in group["params"] if optimizer.state.get(p)},
+                   {id(p): optimizer.state[p]["exp_avg_sq"] for p in group["params"] if optimizer.state.get(p)})
+
+    def moments(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m, v) of parameter ``p``, detached: the optimizer's, or zeros where it has not stepped ``p`` yet."""
+        if id(p) not in self.exp_avg:
+            return torch.zeros_like(p).detach(), torch.zeros_like(p).detach()
+        return self.exp_avg[id(p)].detach(), self.exp_avg_sq[id(p)].detach()
+
+
 class StepRun:
     """The engine's utilities for one custom step (module docstring). ``next_batch`` and ``autocast`` are the
     trainer's; the players' optimizers, clipping and the gradient averaging live here."""
@@ -88,6 +123,10 @@ class StepRun:
                     p.grad.div_(self.procs.world_size)
             self.norms[name].append(torch.nn.utils.clip_grad_norm_(params, self.grad_clip or math.inf))
             self.optimizers[name].step()
+
+    def adam_state(self, name: str) -> AdamState:
+        """The player's AdamW as it stands (``AdamState``), for a look-ahead that takes its next steps."""
+        return AdamState.of(self.optimizers[name])
 
     def take_norms(self) -> dict[str, torch.Tensor]:
         """{grad_norm_<player>: the mean of its gradient norms over the step's updates} of the players that stepped,

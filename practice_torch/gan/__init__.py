@@ -7,6 +7,8 @@ trains the Jensen-Shannon game (``--set model.divergence=js``) with these losses
 """
 
 from practice_torch.gan.functions import (
+    adam_unroll,
+    adam_unrolled_generator_loss,
     discriminator_loss,
     gauss_log_pdf,
     generator_loss_nonsaturating,
@@ -24,6 +26,6 @@ from practice_torch.gan.functions import (
     value_discrete,
 )
 
-__all__ = ["discriminator_loss", "gauss_log_pdf", "generator_loss_nonsaturating", "generator_loss_saturating",
+__all__ = ["adam_unroll", "adam_unrolled_generator_loss", "discriminator_loss", "gauss_log_pdf", "generator_loss_nonsaturating", "generator_loss_saturating",
            "js_discrete", "minibatch_std", "normalize", "optimal_logit", "pack", "power_iteration", "softplus",
            "spectral_normalize", "unroll", "unrolled_generator_loss", "value_discrete"]

@@ -119,6 +119,34 @@ def unroll(loss, params: dict, steps: int, lr: float) -> dict:
     return params
 
 
+def _safe_sqrt(v):
+    """sqrt(v) for v >= 0, with the gradient 0 rather than 0 * inf = nan where v = 0 (a moment still zero)."""
+    positive = v > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, v, torch.ones_like(v))), torch.zeros_like(v))
+
+
+def adam_unroll(loss, params: dict, m: dict, v: dict, t: int, steps: int, lr: float, betas=(0.9, 0.999),
+                eps: float = 1e-8, weight_decay: float = 0.0) -> dict:
+    """``steps`` AdamW steps (Kingma & Ba 2015, Algorithm 1; Loshchilov & Hutter 2019, Algorithm 2) from ``params``
+    and their moments m, v after t steps taken, every step kept in the graph: eq. 4 with the discriminator's own
+    optimizer as the update, as Metz et al.'s code unrolls it (Adam's slots carried through the look-ahead). Step k:
+
+        g = grad loss(theta),  m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2
+        theta <- theta (1 - lr wd) - lr (m / (1 - b1^(t+k))) / (sqrt(v / (1 - b2^(t+k))) + eps)
+
+    ``m``, ``v``: dicts of tensors shaped as ``params`` (zeros before the first step)."""
+    b1, b2 = betas
+    with torch.enable_grad():
+        for k in range(1, steps + 1):
+            grads = torch.autograd.grad(loss(params), list(params.values()), create_graph=True)
+            m = {n: b1 * m[n] + (1 - b1) * g for n, g in zip(params, grads, strict=True)}
+            v = {n: b2 * v[n] + (1 - b2) * g * g for n, g in zip(params, grads, strict=True)}
+            c1, c2 = 1 - b1 ** (t + k), 1 - b2 ** (t + k)
+            params = {n: p * (1 - lr * weight_decay) - lr * (m[n] / c1) / (_safe_sqrt(v[n] / c2) + eps)
+                      for n, p in params.items()}
+    return params
+
+
 def unrolled_generator_loss(fake, real, w, b, steps: int = 1, lr: float = 0.1):
     """The non-saturating generator loss against a logistic discriminator, logit(x) = x w + b, after ``steps``
     gradient steps of ``discriminator_loss`` on (real, fake) from (w, b), differentiated through them: what the
@@ -129,4 +157,17 @@ def unrolled_generator_loss(fake, real, w, b, steps: int = 1, lr: float = 0.1):
 
     start = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in (("w", w), ("b", b))}
     p = unroll(d_loss, start, steps, lr)
+    return generator_loss_nonsaturating(fake @ p["w"] + p["b"])
+
+
+def adam_unrolled_generator_loss(fake, real, w, b, m_w, v_w, m_b, v_b, t: int = 3, steps: int = 1,
+                                 lr: float = 0.1, betas=(0.5, 0.999)):
+    """``unrolled_generator_loss`` with the look-ahead taking Adam's steps (``adam_unroll``) from the moments
+    (m_w, v_w) of w and (m_b, v_b) of b after t steps, as Metz et al.'s code unrolls the discriminator's own
+    optimizer. fake: (B, D), real: (B', D), w, m_w, v_w: (D,), b, m_b, v_b: () -> ()."""
+    def d_loss(p):
+        return discriminator_loss(real @ p["w"] + p["b"], fake @ p["w"] + p["b"])
+
+    start = {k: x if x.requires_grad else x.detach().requires_grad_() for k, x in (("w", w), ("b", b))}
+    p = adam_unroll(d_loss, start, {"w": m_w, "b": m_b}, {"w": v_w, "b": v_b}, t, steps, lr, betas)
     return generator_loss_nonsaturating(fake @ p["w"] + p["b"])

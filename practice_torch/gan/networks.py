@@ -11,7 +11,7 @@ built from ``practice_torch.gan.functions``. ``SpectralNorm`` divides a layer's 
 value (Miyato et al. 2018; ``model.spectral_norm=true`` puts it on every layer of the discriminator);
 ``model.minibatch_std=true`` lets the discriminator's last layer read the batch's feature spread (Karras et al. 2018),
 ``unrolled_generator_objective`` scores the generator against the discriminator a few steps ahead (Metz et al.
-2017), and ``model.pack=m`` has the discriminator judge m samples at once (PacGAN, Lin et al. 2018).
+2017: plain gradient steps, or the discriminator's own Adam steps from its moments), and ``model.pack=m`` has the discriminator judge m samples at once (PacGAN, Lin et al. 2018).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from practice_torch.f_divergence.networks import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator, r1_penalty
 from practice_torch.gan.functions import (
+    adam_unroll,
     discriminator_loss,
     generator_loss_nonsaturating,
     generator_loss_saturating,
@@ -199,12 +200,13 @@ class _Judge(nn.Module):
 
 
 def unrolled_generator_objective(net: Adversarial, x, fake, y=None, steps: int = 1, lr: float = 1e-3,
-                                 kind: str = "non_saturating"):
+                                 kind: str = "non_saturating", adam=None):
     """The unrolled GAN's generator loss (Metz et al. 2017, eq. 5): the generator's loss against the discriminator
     after ``steps`` gradient steps (lr ``lr``) on its plain loss on this batch of real x and these fakes, with the
     fakes in the graph, so that the gradient also follows how the discriminator would answer the generator's move
-    (eq. 6). The network's own discriminator does not move. x: (B, *shape) real, fake: (B, *shape) G(z) in the
-    graph, y: (B,) or None -> ()."""
+    (eq. 6). ``adam`` (the discriminator's ``engine.players.AdamState``): the steps are its optimizer's own, from
+    its moments, step count and scheduled lr (``lr`` unused), as Metz et al.'s code unrolls them. The network's own
+    discriminator does not move. x: (B, *shape) real, fake: (B, *shape) G(z) in the graph, y: (B,) or None -> ()."""
     judge = _Judge(net)
 
     def logit(params, inputs):
@@ -213,5 +215,10 @@ def unrolled_generator_objective(net: Adversarial, x, fake, y=None, steps: int =
     def d_loss(params):
         return discriminator_loss(logit(params, x), logit(params, fake))
 
-    ahead = unroll(d_loss, {f"net.{name}": p for name, p in net.discriminator_named_parameters().items()}, steps, lr)
+    start = {f"net.{name}": p for name, p in net.discriminator_named_parameters().items()}
+    if adam is None:
+        ahead = unroll(d_loss, start, steps, lr)
+    else:
+        m, v = ({name: adam.moments(p)[i] for name, p in start.items()} for i in (0, 1))
+        ahead = adam_unroll(d_loss, start, m, v, adam.step, steps, adam.lr, adam.betas, adam.eps, adam.weight_decay)
     return GENERATOR_LOSSES[kind](logit(ahead, fake))

@@ -55,6 +55,7 @@ class Config:
     minibatch_std: bool = False  # the discriminator's last layer also reads the batch's feature spread (Karras et al.)
     unrolled_steps: int = 0  # the generator plays against the discriminator this many gradient steps ahead (Metz et al.)
     unroll_lr: float = 1e-3  # the learning rate of those look-ahead steps (plain gradient descent; 3e-3 hurt here)
+    unroll_optimizer: Literal["sgd", "adam"] = "sgd"  # adam: the discriminator's own AdamW steps (its moments, its lr)
     pack: int = 1  # the discriminator judges this many samples at once, concatenated (PacGAN, Lin et al. 2018)
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
@@ -164,7 +165,8 @@ def train_step(net: Adversarial, config: Config, step: int, run):
     discriminator, each on a fresh batch and fresh z, then one update of the generator on fresh z (a conditional GAN
     draws its fakes for the batch's labels). ``model.discriminator_steps = 0``: both players at once on one batch
     (simultaneous gradient steps). ``model.unrolled_steps = k > 0``: the generator's loss is taken against the
-    discriminator k look-ahead steps on from the generator's batch (``unrolled_generator_objective``).
+    discriminator k look-ahead steps on from the generator's batch (``unrolled_generator_objective``; with
+    ``model.unroll_optimizer=adam`` its optimizer's own steps, ``run.adam_state``).
     -> (the discriminator's loss + the generator's, the players' terms)."""
     terms = {}
     for _ in range(config.discriminator_steps):
@@ -179,8 +181,9 @@ def train_step(net: Adversarial, config: Config, step: int, run):
     with run.autocast():
         fake = net(noise["z"], y)
         if config.unrolled_steps:
+            adam = run.adam_state("discriminator") if config.unroll_optimizer == "adam" else None
             g_loss = unrolled_generator_objective(net, x, fake, y, config.unrolled_steps, config.unroll_lr,
-                                                  config.generator_loss)
+                                                  config.generator_loss, adam)
         else:
             g_loss = generator_objective(net, fake, y, config.generator_loss)
         if config.discriminator_steps == 0:

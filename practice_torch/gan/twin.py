@@ -28,6 +28,9 @@ def jax_twin(net, cfg):
         raise ValueError("theory_jax train gan runs model.spectral_norm=true with model.discriminator_steps >= 1 only "
                          "(simultaneous updates take every gradient from the same statistics): train with "
                          "practice_torch, or set model.discriminator_steps=1")
+    if m.unrolled_steps and m.unroll_optimizer == "adam":  # the look-ahead would read the optimizer's moments
+        raise ValueError("theory_jax train gan unrolls plain gradient steps only (model.unroll_optimizer=sgd): train "
+                         "the Adam look-ahead with practice_torch")
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
                           unit_interval=net.generator.unit_interval, minibatch_std=m.minibatch_std,
                           spectral_norm=m.spectral_norm, pack=m.pack)
