@@ -26,6 +26,7 @@ from practice_torch.gan.functions import (
     value_discrete,
 )
 
-__all__ = ["adam_unroll", "adam_unrolled_generator_loss", "discriminator_loss", "gauss_log_pdf", "generator_loss_nonsaturating", "generator_loss_saturating",
-           "js_discrete", "minibatch_std", "normalize", "optimal_logit", "pack", "power_iteration", "softplus",
-           "spectral_normalize", "unroll", "unrolled_generator_loss", "value_discrete"]
+__all__ = ["adam_unroll", "adam_unrolled_generator_loss", "discriminator_loss", "gauss_log_pdf",
+           "generator_loss_nonsaturating", "generator_loss_saturating", "js_discrete", "minibatch_std", "normalize",
+           "optimal_logit", "pack", "power_iteration", "softplus", "spectral_normalize", "unroll",
+           "unrolled_generator_loss", "value_discrete"]

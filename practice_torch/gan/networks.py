@@ -11,7 +11,8 @@ built from ``practice_torch.gan.functions``. ``SpectralNorm`` divides a layer's 
 value (Miyato et al. 2018; ``model.spectral_norm=true`` puts it on every layer of the discriminator);
 ``model.minibatch_std=true`` lets the discriminator's last layer read the batch's feature spread (Karras et al. 2018),
 ``unrolled_generator_objective`` scores the generator against the discriminator a few steps ahead (Metz et al.
-2017: plain gradient steps, or the discriminator's own Adam steps from its moments), and ``model.pack=m`` has the discriminator judge m samples at once (PacGAN, Lin et al. 2018).
+2017: plain gradient steps, or the discriminator's own Adam steps from its moments), and ``model.pack=m`` has the
+discriminator judge m samples at once (PacGAN, Lin et al. 2018).
 """
 
 from __future__ import annotations
