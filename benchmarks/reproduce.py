@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -377,6 +378,15 @@ def sweepable(results: list[dict]) -> tuple[list[dict], list[dict]]:
     return plain, [r for r in rows if r not in plain]
 
 
+def one_thread_seconds(row: dict) -> float:
+    """A results row's training time on one thread, as the sweep trains: its own where it ran on one (an earlier
+    sweep's, or ``train.threads=1``), else its time times the cores it had (the runs use all of them by default; these
+    small networks scale nearly linearly to 2: the GAN quick preset took 223 s on 2 threads and 460 s on one)."""
+    alone = "one thread each" in row.get("load", "") or "train.threads=1" in row.get("changes", [])
+    cores = re.search(r"(\d+) cores?", row.get("machine", ""))
+    return row["train_seconds"] * (1 if alone else int(cores.group(1)) if cores else 1)
+
+
 def over_seeds(rows: list[dict], load: str) -> dict:
     """One results row of a preset trained once a seed (``rows``: seed 0 first, as ``practice_torch.results`` reads
     each run): seed 0's settings, the headline and every metric all the seeds report as their mean over the seeds,
@@ -414,7 +424,7 @@ def reproduce_presets(args, results_file: Path | None = None, train: Callable = 
     runs = [(r, seed) for r in chosen for seed in range(args.seeds)]
     where = {(r["model"], seed): folder / f"{r['model']}-{r['dataset']}" / f"seed-{seed}" for r, seed in runs}
     todo = [(r, seed) for r, seed in runs if not (where[r["model"], seed] / "eval_test.json").is_file()]
-    minutes = sum(r["train_seconds"] + 20 for r, _ in todo) / args.jobs / 60  # + start-up and evaluation
+    minutes = sum(one_thread_seconds(r) + 40 for r, _ in todo) / args.jobs / 60  # + start-up and evaluation
     print(f"reproduce --presets: {len(runs)} runs ({len(todo)} to train) of {len(chosen)} quick presets, {args.seeds} "
           f"seeds, {args.jobs} at a time: about {minutes:.0f} min on this machine (their recorded times); runs kept in "
           f"{folder}" + (f"; not swept (they build on other runs): {', '.join(r['model'] for r in others)}"

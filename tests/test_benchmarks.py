@@ -499,3 +499,14 @@ def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp
         R.reproduce_presets(argparse.Namespace(**{**vars(args), "presets": "vae"}), results, train)
     with pytest.raises(SystemExit, match="--rows and --presets choose different sweeps"):
         R.reproduce(argparse.Namespace(**{**vars(args), "rows": "cartpole"}))
+
+
+def test_the_presets_sweep_estimates_a_run_on_one_thread():
+    """A row trained on the machine's 2 cores takes about twice as long on the sweep's one thread; a row an earlier
+    sweep (or train.threads=1) trained on one keeps its time."""
+    from benchmarks.reproduce import one_thread_seconds
+
+    row = {"train_seconds": 100.0, "machine": "AMD EPYC, 2 cores", "load": "idle", "changes": []}
+    assert one_thread_seconds(row) == 200.0
+    assert one_thread_seconds({**row, "load": "idle: 2 runs at a time, one thread each (...)"}) == 100.0
+    assert one_thread_seconds({**row, "changes": ["train.threads=1"]}) == 100.0
