@@ -72,13 +72,19 @@ class TorchBackend:
         return list(flatten(tree).values())
 
     # functions ---------------------------------------------------------------------------------
-    def function(self, case: FunctionCase, inputs: Mapping[str, np.ndarray]) -> Any:
-        fn = getattr(importlib.import_module(f"practice_torch.{_topic(case.id)}"), case.fn)
+    def _fn(self, case: FunctionCase) -> Callable:
+        return getattr(importlib.import_module(f"practice_torch.{_topic(case.id)}"), case.fn)
+
+    def function(self, case: FunctionCase, inputs: Mapping[str, np.ndarray], fn: Callable | None = None) -> Any:
+        """``fn`` (default: the case's function in ``practice_torch``) on the inputs, without a graph."""
+        fn = fn or self._fn(case)
         with self.torch.no_grad():
             return self._numpy(fn(**{k: self._tensor(v) for k, v in inputs.items()}, **case.static))
 
-    def function_vjp(self, case: FunctionCase, inputs: Mapping[str, np.ndarray], cotangent: Any) -> dict:
-        fn = getattr(importlib.import_module(f"practice_torch.{_topic(case.id)}"), case.fn)
+    def function_vjp(self, case: FunctionCase, inputs: Mapping[str, np.ndarray], cotangent: Any,
+                     fn: Callable | None = None) -> dict:
+        """{name: the gradient of <fn's output, cotangent>} for the inputs in ``case.grad_wrt``."""
+        fn = fn or self._fn(case)
         args = {k: self._tensor(v, requires_grad=k in case.grad_wrt) for k, v in inputs.items()}
         out = self._leaves(fn(**args, **case.static))
         cot = [self._tensor(c) for c in flatten(cotangent).values()]

@@ -14,6 +14,8 @@ Generated text sits between ``<!-- NAME:begin ... -->`` and ``<!-- NAME:end -->`
   benchmarks gpu_steps``), its step on a GPU and the training time that extrapolates to.
 * ``reproduce`` on a topic page (its rows of docs/reproduce.json, ``python -m benchmarks reproduce``: a paper's
   experiment over seeds beside the paper's figure) and ``reproduce-summary`` in README.md (one line a row).
+* docs/exercises.md: ``exercise-list``, every exercise (``theory_jax/exercises/<topic>.py``) in the course's order,
+  what it teaches, its cases and named mistakes, and the command that writes it.
 * Quotes in prose: ``<!--q:KEY-->FIGURE<!--/q-->`` on any page, its FIGURE generated from KEY (``quote``): a figure
   of a results row (``results:MODEL/DATASET``) or of a reproduction (``reproduce:ROW/ARM/STAT``), so prose that
   restates a table cannot drift from it.
@@ -42,6 +44,7 @@ RESULTS_FILE = f"{DOCS}/results.json"
 REPRODUCE_FILE = f"{DOCS}/reproduce.json"  # ``python -m benchmarks reproduce``'s record
 GPU_FILE = f"{DOCS}/gpu_steps.json"  # ``python -m benchmarks gpu_steps`` run on a GPU, its results file copied here
 GPU_PAGE = f"{DOCS}/gpu.md"
+EXERCISES_PAGE = f"{DOCS}/exercises.md"
 DOCUMENT_NOTE = "\n*Run by `make docs` on "  # ends a derivation's document: where it ran
 
 
@@ -509,6 +512,10 @@ def rendered(root: Path | None = None) -> dict[str, str]:
         raise ValueError(f"{GPU_PAGE} is missing: it holds the generated 'gpu-presets' table")
     out[GPU_PAGE] = fill_quotes(fill(gpu, "gpu-presets", gpu_table(_json(root, GPU_FILE, {})), GPU_PAGE), results,
                                 record, GPU_PAGE)
+    exercises = _read(root, EXERCISES_PAGE)
+    if exercises is None:
+        raise ValueError(f"{EXERCISES_PAGE} is missing: it holds the generated 'exercise-list' table")
+    out[EXERCISES_PAGE] = fill(exercises, "exercise-list", exercise_table(), EXERCISES_PAGE)
     for topic in topics_with_pages():
         path = f"{TOPICS_DIR}/{topic.name}.md"
         page = _read(root, path)
@@ -525,6 +532,22 @@ def rendered(root: Path | None = None) -> dict[str, str]:
             page = fill(page, "reproduce", reproduce_table(record, topic.name), path)
         out[path] = fill_quotes(page, results, record, path)
     return out
+
+
+def exercise_table() -> str:
+    """Every exercise in the course's order: its name (linked to its topic's page), what it teaches, the spec cases
+    that check it and the mistakes the checker names, and the command that writes it."""
+    from shared_specs.exercise import cases_of, exercises_of, topics_with_exercises
+
+    lines = ["| # | exercise | what it teaches | cases | named mistakes | write it |", "|---|---|---|---|---|---|"]
+    n = 0
+    for topic in topics_with_exercises():
+        for e in exercises_of(topic):
+            n += 1
+            lines.append(f"| {n} | [`{topic}.{e.function}`](topics/{topic}.md) | {e.teaches} | "
+                         f"{len(cases_of(topic, e.function))} | {len(e.mistakes)} | "
+                         f"`python -m theory_jax exercise {topic}.{e.function}` |")
+    return "\n".join(lines)
 
 
 def stale(root: Path | None = None) -> list[str]:

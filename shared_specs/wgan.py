@@ -66,6 +66,11 @@ CASES = (
     FunctionCase("wgan/gradient_penalty", "gradient_penalty", lambda r: {"grads": gaussian(r, B, 2, 4, 4, scale=0.3)},
                  grad_wrt=("grads",),
                  reference=lambda grads: np.mean((np.linalg.norm(grads.reshape(B, -1), axis=1) - 1) ** 2)),
+    # norms on both sides of 1 (from about 0.3 to 2): a one-sided penalty differs here
+    FunctionCase("wgan/gradient_penalty/both_sides", "gradient_penalty",
+                 lambda r: {"grads": gaussian(r, B, 2, 4, 4) * r.uniform(0.05, 0.35, size=(B, 1, 1, 1))},
+                 grad_wrt=("grads",),
+                 reference=lambda grads: np.mean((np.linalg.norm(grads.reshape(B, -1), axis=1) - 1) ** 2)),
     FunctionCase("wgan/lipschitz_penalty", "lipschitz_penalty",
                  lambda r: {"grads": gaussian(r, B, 2, 4, 4, scale=0.18)},  # norms about 1: both sides of the hinge
                  grad_wrt=("grads",),

@@ -8,6 +8,8 @@
     python -m theory_jax --all --json R.json   # ...and every claim's measured discrepancy as JSON
     python -m theory_jax check RUN_DIR         # a trained run's held-out metric recomputed by its JAX twin
     python -m theory_jax train vae             # a model trained in JAX (optax, a jitted step) into a PyTorch run
+    python -m theory_jax exercises             # exercises: write a function, both backends check it
+    python -m theory_jax exercise gan.minibatch_std   # ...writes exercises/gan_jax.py; --check FILE, --hint N
 """
 
 from __future__ import annotations
@@ -96,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         from shared_specs import jax_train
 
         return jax_train.main(argv[1:])
+    if argv and argv[0] in ("exercise", "exercises"):  # not a topic: a function for the learner to write
+        from shared_specs import exercise
+
+        return exercise.main(argv[1:], argv[0])
     parser = argparse.ArgumentParser(prog="python -m theory_jax", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("topics", nargs="*", help="topic names (see the list printed with no arguments)")

@@ -167,8 +167,9 @@ class SpectralConv(nn.Module):
 
 # Minibatch standard deviation (Karras et al. 2018) and the unrolled discriminator (Metz et al. 2017) -------------
 def minibatch_std(h, eps: float = 1e-8):
-    """h with the batch's feature standard deviation, sqrt(Var_batch + eps) averaged over features, appended to
-    every example. h: (B, F) -> (B, F + 1)."""
+    """h with one feature appended, the same for every example: the standard deviation of each feature over the
+    minibatch, sqrt(Var_batch + eps), averaged over the features (Karras et al. 2018, sec. 3). A batch of collapsed
+    samples shows a value near 0 that the discriminator's next layer can read. h: (B, F) -> (B, F + 1)."""
     std = jnp.mean(jnp.sqrt(jnp.var(h, axis=0) + eps))
     return jnp.concatenate([h, jnp.broadcast_to(std, (h.shape[0], 1))], axis=1)
 

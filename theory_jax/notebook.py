@@ -7,7 +7,9 @@ topic's ``derive()`` and the steps it calls, and writes them out flat, as a lect
 * then, in the order ``derive()`` runs them, the statements of ``derive()`` and of each step, cut after every
   statement that records a claim or a figure: a markdown cell with what that code checks (each claim's statement,
   the same LaTeX as the document), then the code cell itself, whose output is the printed check and the figure;
-* each ``d.say(...)`` that stands alone becomes a markdown cell of its text.
+* each ``d.say(...)`` that stands alone becomes a markdown cell of its text;
+* each of the topic's exercises (``theory_jax/exercises/<topic>.py``) after the first cell that calls its function:
+  what to write, the stub as ``your_<function>`` and a check cell running ``python -m theory_jax exercise``'s checker.
 
 Nothing is copied by hand: the cells are slices of the topic's source (comments and layout kept), so the notebook
 changes when the derivation does. To know which statement recorded which claim, the derivation is run once here
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
+import re
 import textwrap
 import types
 from dataclasses import dataclass, field
@@ -278,9 +282,42 @@ def cells(topic: str, module: types.ModuleType | None = None) -> tuple[Derivatio
         if any(not isinstance(i, str) for i in s.items):
             flush()
     flush()
+    out = exercise_cells(topic, out)
     out.append(nbf.new_code_cell('print(f"{sum(c.passed for c in d.claims)} of {len(d.claims)} claims pass"'
                                  ' + ("" if d.passed else ": FAILED, see the marks above"))'))
     return d, out
+
+
+def exercise_cells(topic: str, cells: list[Any]) -> list[Any]:
+    """``cells`` with each of the topic's exercises (``theory_jax/exercises/<topic>.py``) after the first derivation
+    cell that calls its function (else at the end): a markdown cell saying what to write, the stub as
+    ``your_<function>`` (so the derivation's cells keep calling ours) and a check cell that runs the same checker as
+    ``python -m theory_jax exercise --check`` (``shared_specs.exercise.check_in_notebook``)."""
+    import nbformat.v4 as nbf
+
+    from theory_jax.exercises import stub_of
+
+    if importlib.util.find_spec(f"theory_jax.exercises.{topic}") is None:
+        return cells
+    out = list(cells)
+    for exercise in importlib.import_module(f"theory_jax.exercises.{topic}").EXERCISES:
+        name = exercise.function
+        calls = [i for i, c in enumerate(out) if i > 1 and c.cell_type == "code" and "exercise" not in c.metadata
+                 and re.search(rf"\b{name}\(", c.source)]  # cell 1 imports the topic's functions
+        at = calls[0] + 1 if calls else len(out)
+        fn = getattr(importlib.import_module(f"theory_jax.{topic}"), name)
+        out[at:at] = [
+            nbf.new_markdown_cell(
+                f"**Exercise: write `{name}` yourself.** {exercise.teaches[0].upper()}{exercise.teaches[1:]}. Fill "
+                f"in `your_{name}` below, then run the check cell: it runs `{name}`'s spec cases against ours in "
+                f"PyTorch and the independent reference, and names a known mistake. Hints: `python -m theory_jax "
+                f"exercise {topic}.{name} --hint 1` (then 2, ...); the same exercise in a file, in either framework: "
+                f"`python -m theory_jax exercise {topic}.{name} [--backend torch]`.",
+                metadata={"exercise": name}),
+            nbf.new_code_cell(stub_of(fn, f"your_{name}").rstrip("\n"), metadata={"exercise": name}),
+            nbf.new_code_cell(f"from shared_specs.exercise import check_in_notebook\n\n"
+                              f"check_in_notebook(\"{topic}.{name}\", your_{name});", metadata={"exercise": name})]
+    return out
 
 
 def write(topic: str, path: Path, execute: bool = True, module: types.ModuleType | None = None,

@@ -1,0 +1,458 @@
+"""Exercises with checked solutions: the learner writes a function, both backends check it, a known mistake is named.
+
+    python -m theory_jax exercises                              # the list, in the course's order, with your progress
+    python -m theory_jax exercise gan.minibatch_std             # writes exercises/gan_jax.py (never over your work)
+    python -m theory_jax exercise gan --backend torch           # every gan exercise, in PyTorch: exercises/gan_torch.py
+    python -m theory_jax exercise gan.minibatch_std --hint 1    # the first hint (they are graded)
+    python -m theory_jax exercise gan.minibatch_std --solution  # ours
+    python -m theory_jax exercise --check exercises/gan_jax.py  # your functions against the spec cases (make exercise-check)
+
+The exercises are ``theory_jax/exercises/<topic>.py``'s. The learner's file holds, per exercise, our function's
+signature and docstring (the equation, the shapes, the paper) over a body that raises ``NotImplementedError``, and
+the imports it needs. ``--check`` runs each written function on its spec cases (``shared_specs/<topic>.py``): the
+case's inputs, the learner's function in its backend, compared with our function in the other backend (values and
+the gradients the case takes) and with the case's independent reference, at the tolerance policy's float64
+tolerances. One line per case: PASS, or the first wrong entry with its error and tolerance; on a failure the topic's
+known mistakes run on the same inputs, and one that the learner's answer matches is named in words. Progress is kept
+in ``exercises/.progress.json``, which ``exercises`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dis
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+import traceback
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from shared_specs import catalogue
+from shared_specs.case import FunctionCase, rng_for
+from shared_specs.compare import Tolerance, flatten, tolerance
+from theory_jax.exercises import stub_of
+
+BACKENDS = ("jax", "torch")
+FOLDER = Path("exercises")
+PROGRESS = ".progress.json"
+
+
+# The exercises ------------------------------------------------------------------------------------------------------
+def topics_with_exercises() -> list[str]:
+    """Every topic with an exercises module, in the course's order."""
+    return [t.name for t in catalogue.TOPICS if importlib.util.find_spec(f"theory_jax.exercises.{t.name}")]
+
+
+def exercises_of(topic: str) -> tuple:
+    """The topic's ``EXERCISES`` (``theory_jax.exercises.Exercise``)."""
+    return importlib.import_module(f"theory_jax.exercises.{topic}").EXERCISES
+
+
+def find(name: str) -> tuple[str, tuple]:
+    """``TOPIC`` (all its exercises) or ``TOPIC.FUNCTION`` -> (topic, exercises); a one-line ValueError naming the
+    choices otherwise."""
+    topic, _, function = name.partition(".")
+    have = topics_with_exercises()
+    if topic not in have:
+        raise ValueError(f"no exercises for {topic!r}; topics with exercises: {', '.join(have)}")
+    exercises = exercises_of(topic)
+    if not function:
+        return topic, exercises
+    chosen = tuple(e for e in exercises if e.function == function)
+    if not chosen:
+        raise ValueError(f"{topic} has no exercise {function!r}; its exercises: "
+                         f"{', '.join(f'{topic}.{e.function}' for e in exercises)}")
+    return topic, chosen
+
+
+def ours(topic: str, function: str, backend: str) -> Callable:
+    """Our function: ``theory_jax.<topic>.<function>`` or ``practice_torch.<topic>.<function>``."""
+    package = "theory_jax" if backend == "jax" else "practice_torch"
+    return getattr(importlib.import_module(f"{package}.{topic}"), function)
+
+
+def cases_of(topic: str, function: str) -> list[FunctionCase]:
+    """The spec cases that check ``function``."""
+    return [c for c in catalogue.spec_cases(topic) if isinstance(c, FunctionCase) and c.fn == function]
+
+
+# The learner's file -------------------------------------------------------------------------------------------------
+def _names_used(code: types.CodeType) -> set[str]:
+    """Every global name the code reads (not an attribute's: ``jax.nn`` reads ``jax``), its nested functions' and
+    lambdas' included."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_used(const)
+    return names
+
+
+BASICS = {"jax": ("import jax", "import jax.numpy as jnp"), "torch": ("import torch",)}
+
+
+def imports_for(fn: Callable, withhold: tuple[str, ...] = (), gives: tuple[str, ...] = ()) -> list[str]:
+    """The import lines that give a copy of ``fn``, written in another file, the globals it reads but ``withhold``
+    and the private ones (``_mlp``), and ``gives`` from ``fn``'s module: modules by their own name (``import
+    jax.numpy as jnp``), everything else from where ``fn``'s module gets it."""
+    modules, names = [], []
+    used = {n for n in _names_used(fn.__code__) if not n.startswith("_")}
+    for name in sorted((used | set(gives)) - set(withhold)):
+        if name not in fn.__globals__ or name == fn.__name__:
+            continue
+        value = fn.__globals__[name]
+        if isinstance(value, types.ModuleType):
+            full = value.__name__
+            modules.append(f"import {full}" if full == name else f"import {full} as {name}")
+        else:
+            home = getattr(value, "__module__", None)
+            source = home if home and getattr(sys.modules.get(home), name, None) is value else fn.__module__
+            names.append(f"from {source} import {name}")
+    return modules + ([""] if modules and names else []) + names
+
+
+def file_header(topic: str, backend: str, path: Path) -> str:
+    return (f'"""Exercises of {topic}, in {"JAX" if backend == "jax" else "PyTorch"}: write the body of each function '
+            f"below, then check it:\n\n    python -m theory_jax exercise --check {path}\n\nHints, one at a time: "
+            f"python -m theory_jax exercise {topic}.FUNCTION --hint 1 (then 2, ...).\n\"\"\"\n\n"
+            f"from __future__ import annotations\n\n")
+
+
+def write_exercises(name: str, backend: str, folder: Path) -> tuple[Path, list[str]]:
+    """The learner's file for ``name`` (``TOPIC`` or ``TOPIC.FUNCTION``): ``folder/<topic>_<backend>.py``, created,
+    or with the stubs it lacks appended (a function already in it is never touched) -> (path, the functions
+    added)."""
+    topic, exercises = find(name)
+    path = folder / f"{topic}_{backend}.py"
+    text = path.read_text() if path.is_file() else ""
+    have = set(_defined(text))
+    new = [e for e in exercises if e.function not in have]
+    if not new:
+        return path, []
+    fns = [ours(topic, e.function, backend) for e in new]
+    withheld = tuple(name for e in exercises_of(topic) for name in e.withhold)  # none of the file's exercises done
+    imports = {*BASICS[backend], *(line for e, fn in zip(new, fns) for line in imports_for(fn, withheld, e.gives)
+                                   if line)}
+    marker = f"TOPIC, BACKEND = \"{topic}\", \"{backend}\"  # what the checker runs your functions as"
+    if not text:
+        text = file_header(topic, backend, path) + _import_block(imports) + f"\n\n{marker}\n"
+    else:  # the imports the new functions need go after the file's last import above the marker
+        lines = text.splitlines()
+        missing = sorted(line for line in imports if line not in lines)
+        top = lines[:lines.index(marker)] if marker in lines else []
+        last = max((i for i, line in enumerate(top) if line.startswith(("import ", "from "))), default=len(top) - 1)
+        text = "\n".join(lines[:last + 1] + missing + lines[last + 1:])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip("\n") + "\n\n\n" + "\n\n".join(stub_of(fn) for fn in fns))
+    return path, [e.function for e in new]
+
+
+def _import_block(lines: set[str]) -> str:
+    """Plain imports, then from-imports (one line a module), a blank line between."""
+    plain = sorted(x for x in lines if x.startswith("import"))
+    names: dict[str, list[str]] = {}
+    for line in sorted(x for x in lines if x.startswith("from")):
+        module, _, name = line.removeprefix("from ").partition(" import ")
+        names.setdefault(module, []).append(name)
+    froms = [f"from {module} import {', '.join(sorted(n))}" for module, n in sorted(names.items())]
+    return "\n".join(plain + ([""] if plain and froms else []) + froms) + ("\n" if lines else "")
+
+
+def _defined(text: str) -> list[str]:
+    """The names of the functions a file defines at its top level (none if it does not parse)."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return []
+    return [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+
+
+def load(path: Path) -> types.ModuleType:
+    """The learner's file as a module; ValueError (one line) when it is missing, does not run, or does not say its
+    TOPIC and BACKEND."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; write one with `python -m theory_jax exercise TOPIC`")
+    spec = importlib.util.spec_from_file_location(f"exercise_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        raise ValueError(f"{path} does not load: {_where(error, path)}") from None
+    topic, backend = getattr(module, "TOPIC", None), getattr(module, "BACKEND", None)
+    if topic not in topics_with_exercises() or backend not in BACKENDS:
+        raise ValueError(f"{path} must say TOPIC (a topic with exercises) and BACKEND (jax or torch), as the files "
+                         f"`python -m theory_jax exercise` writes do; it says {topic!r} and {backend!r}")
+    return module
+
+
+def _where(error: BaseException, path: Path) -> str:
+    """'TypeError: ... (line N of the file)': the error and the last line of ``path`` it passed through."""
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+             if Path(frame.filename).resolve() == path.resolve()]
+    if isinstance(error, SyntaxError) and error.lineno:
+        lines.append(error.lineno)
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}" + (f" (line {lines[-1]} of {path})" if lines else "")
+
+
+# The check ----------------------------------------------------------------------------------------------------------
+def first_wrong(what: str, yours, expected, tol: Tolerance, check_dtype: bool = True) -> str | None:
+    """The first entry where ``yours`` is off ``expected`` beyond ``tol`` (|a - b| <= atol + rtol |b|), in words;
+    None when every entry is within it. A different structure, shape or dtype is named first."""
+    fy, fe = flatten(yours), flatten(expected)
+    for path, e in fe.items():
+        name = what if path == "<root>" else f"{what} {path}"
+        if path not in fy:
+            return f"{name}: missing from yours"
+        y, e = np.asarray(fy[path]), np.asarray(e)
+        if y.shape != e.shape:
+            return f"{name}: shape {y.shape} where ours is {e.shape}"
+        if check_dtype and y.dtype != e.dtype:
+            return f"{name}: dtype {y.dtype} where ours is {e.dtype} (compute in the inputs' dtype)"
+        y, e = (np.stack([np.real(a), np.imag(a)], -1) if np.iscomplexobj(a) else a for a in (y, e))
+        y, e = y.astype(np.float64), e.astype(np.float64)
+        with np.errstate(invalid="ignore"):  # inf - inf: equal infinities are caught by ``same``
+            err = np.abs(y - e)
+            same = (y == e) | (np.isnan(y) & np.isnan(e))
+            bad = ~same & ~(err <= tol.atol + tol.rtol * np.abs(e))
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            index = f"[{', '.join(map(str, at))}]" if at else ""
+            return (f"{name}{index}: yours {y[at]:.10g}, ours {e[at]:.10g} (error {err[at]:.2e}; tolerance "
+                    f"{tol.atol:.0e} + {tol.rtol:.0e} x |ours|)")
+    extra = sorted(set(fy) - set(fe))
+    return f"{what}: yours has {', '.join(extra)}, which ours does not" if extra else None
+
+
+def _run(backend: str, case: FunctionCase, inputs: dict, fn: Callable, cotangent=None) -> tuple:
+    """(fn's output, its gradients of <output, cotangent> for the case's grad_wrt; None without a cotangent) in
+    ``backend``."""
+    from shared_specs.runner import backends
+
+    torch_b, jax_b = backends()
+    if backend == "jax":
+        if cotangent is not None:
+            return jax_b.function_vjp(case, inputs, cotangent, fn=fn)
+        return jax_b.function(case, inputs, fn=fn), None
+    out = torch_b.function(case, inputs, fn=fn)
+    return out, (torch_b.function_vjp(case, inputs, cotangent, fn=fn) if cotangent is not None else None)
+
+
+def check_case(case: FunctionCase, backend: str, yours: Callable, mistakes=()) -> tuple[bool, str, str | None]:
+    """(passed, the line that says so or names the first wrong entry, the mistake it matches in words or None):
+    ``yours`` in ``backend`` on the case's inputs against our function in the other backend and the reference."""
+    from shared_specs.runner import _cotangent, backends
+
+    inputs, topic = case.make_inputs(rng_for(case.id)), case.id.split("/")[0]
+    other = "torch" if backend == "jax" else "jax"
+    cotangent = None
+    if case.grad_wrt:  # drawn from our output's structure, as the spec runner draws it
+        cotangent = _cotangent(backends()[0].function(case, inputs), rng_for(case.id, "/cotangent"))
+    expected_out, expected_grads = _run(other, case, inputs, ours(topic, case.fn, other), cotangent)
+    where = Path(inspect.getfile(yours))
+    try:
+        out, grads = _run(backend, case, inputs, yours, cotangent)
+        failed_gradient = None
+    except NotImplementedError:
+        return False, "not written yet (the body raises NotImplementedError)", None
+    except Exception as error:  # the value may be right and only its gradient fail
+        try:
+            out, grads = _run(backend, case, inputs, yours)
+        except Exception as again:
+            return False, f"yours raised {_where(again, where)}", None
+        failed_gradient = f"gradient: yours could not be differentiated: {_where(error, where)}"
+    tol = tolerance(case.level, case.dtype)
+    problem = first_wrong("output", out, expected_out, tol)
+    if problem is None and case.reference is not None:
+        reference = case.reference(**inputs, **case.static)
+        problem = first_wrong("output", out, reference, tol, check_dtype=False)
+        problem = problem and f"{problem.replace('ours', 'the reference')} (against the independent reference)"
+    if problem is None and case.grad_wrt:
+        problem = failed_gradient or first_wrong("gradient wrt", grads, expected_grads, tolerance("gradient",
+                                                                                                   case.dtype))
+    if problem is None:
+        return True, f"output{' and gradients' if case.grad_wrt else ''} within {tol}", None
+    return False, problem, matching_mistake(case, inputs, cotangent, out, grads, (expected_out, expected_grads),
+                                            mistakes)
+
+
+NEAR = 0.05  # a wrong answer is a known mistake when it lies within this share of that mistake's distance from ours
+
+
+def distance(a, b) -> float:
+    """The largest |a - b| over two pytrees' entries; inf when their structures or shapes differ, 0 where both hold
+    the same infinity or NaN."""
+    fa, fb = flatten(a), flatten(b)
+    if fa.keys() != fb.keys():
+        return float("inf")
+    worst = 0.0
+    for path, x in fa.items():
+        x, y = np.asarray(x), np.asarray(fb[path])
+        if x.shape != y.shape:
+            return float("inf")
+        x, y = (np.stack([np.real(v), np.imag(v)], -1).astype(np.float64) if np.iscomplexobj(v) else
+                v.astype(np.float64) for v in (x, y))
+        with np.errstate(invalid="ignore"):
+            gap = np.where((x == y) | (np.isnan(x) & np.isnan(y)), 0.0, np.abs(x - y))
+        worst = max(worst, float(np.nan_to_num(gap, nan=np.inf).max(initial=0.0)))
+    return worst
+
+
+def matching_mistake(case: FunctionCase, inputs: dict, cotangent, out, grads, expected: tuple,
+                     mistakes) -> str | None:
+    """What the mistake the learner's answer is nearest says, when it is near one: their output (or, for a mistake
+    whose values are right, their gradients) within ``NEAR`` of that mistake's distance from ours (``expected``:
+    our output and gradients), so that a mistake made along with a harmless difference (an eps left out) is still
+    named; None when no mistake is that near."""
+    best, said = NEAR, None
+    for mistake in mistakes:
+        try:
+            wrong_out, wrong_grads = _run("jax", case, inputs, mistake.wrong, None if grads is None else cotangent)
+        except Exception:  # a mistake that cannot run on these inputs is not this one
+            continue
+        pairs = [(out, wrong_out, expected[0])]
+        if distance(wrong_out, expected[0]) == 0:  # a mistake whose values are right: so must the learner's be,
+            right = first_wrong("", out, expected[0], tolerance(case.level, case.dtype)) is None  # and the
+            pairs = [(grads, wrong_grads, expected[1])] if right and grads is not None else []  # gradients tell
+        for yours, wrong, ours_ in pairs:
+            apart = distance(wrong, ours_)
+            if apart > 0:
+                ratio = distance(yours, wrong) / apart if np.isfinite(apart) else (distance(yours, wrong) > 0) * 1.0
+                if ratio <= best:
+                    best, said = ratio, mistake.says
+    return said
+
+
+def check_file(path: Path, echo: Callable[[str], None] = print) -> dict[str, str]:
+    """Every exercise function ``path`` defines, on its cases: one line a case, a verdict a function; the verdicts
+    {function: 'done' | 'not yet' | 'not written'} are also saved to the folder's progress file."""
+    module = load(path)
+    topic, backend = module.TOPIC, module.BACKEND
+    verdicts = {}
+    for exercise in exercises_of(topic):
+        yours = getattr(module, exercise.function, None)
+        if not callable(yours) or getattr(yours, "__module__", None) != module.__name__:
+            continue  # not in this file (or imported from ours, which checks nothing)
+        verdicts[exercise.function] = check_function(topic, exercise, backend, yours, echo)
+    if not verdicts:
+        raise ValueError(f"{path} defines none of {topic}'s exercises: "
+                         f"{', '.join(e.function for e in exercises_of(topic))}")
+    save_progress(path, verdicts)
+    return verdicts
+
+
+def check_function(topic: str, exercise, backend: str, yours: Callable, echo: Callable[[str], None] = print) -> str:
+    """``yours`` on each of the exercise's cases, one line a case (and the known mistake it matches), then the
+    verdict: 'done', 'not yet' or 'not written' (the body still raises NotImplementedError)."""
+    cases = cases_of(topic, exercise.function)
+    echo(f"{topic}.{exercise.function} in {'JAX' if backend == 'jax' else 'PyTorch'}, {len(cases)} "
+         f"case{'s' if len(cases) > 1 else ''}:")
+    passed = 0
+    for case in cases:
+        ok, line, mistake = check_case(case, backend, yours, exercise.mistakes)
+        if line.startswith("not written"):
+            echo(f"  {exercise.function}: not written yet (its body raises NotImplementedError)")
+            return "not written"
+        passed += ok
+        echo(f"  {'PASS' if ok else 'FAIL'}  {case.id}: {line}")
+        if mistake:
+            echo(f"        a known mistake: {mistake}")
+    verdict = "done" if passed == len(cases) else "not yet"
+    echo(f"  {exercise.function}: {passed} of {len(cases)} cases pass: {verdict}")
+    return verdict
+
+
+def check_in_notebook(name: str, yours: Callable, backend: str = "jax") -> str:
+    """The check cell of a derivation notebook's exercise: ``check_function`` of ``TOPIC.FUNCTION`` on ``yours``."""
+    topic, (exercise,) = find(name)
+    return check_function(topic, exercise, backend, yours)
+
+
+def save_progress(path: Path, verdicts: dict[str, str]) -> None:
+    progress_file = path.parent / PROGRESS
+    progress = json.loads(progress_file.read_text()) if progress_file.is_file() else {}
+    progress[path.name] = {**progress.get(path.name, {}), **verdicts}
+    progress_file.write_text(json.dumps(progress, indent=1, sort_keys=True) + "\n")
+
+
+# The list -----------------------------------------------------------------------------------------------------------
+def status(topic: str, function: str, backend: str, folder: Path, progress: dict) -> str:
+    """'-' (no file holds it), 'started' (written, not checked since), or the last check's verdict."""
+    path = folder / f"{topic}_{backend}.py"
+    if not path.is_file() or function not in _defined(path.read_text()):
+        return "-"
+    return progress.get(path.name, {}).get(function, "started")
+
+
+def listing(folder: Path) -> list[str]:
+    """The exercises in the course's order: name, what it teaches, the learner's progress in each backend."""
+    progress_file = folder / PROGRESS
+    progress = json.loads(progress_file.read_text()) if progress_file.is_file() else {}
+    rows = [(f"{topic}.{e.function}", e.teaches, *(status(topic, e.function, b, folder, progress) for b in BACKENDS))
+            for topic in topics_with_exercises() for e in exercises_of(topic)]
+    width = max(len(r[0]) for r in rows)
+    done = sum(r[2] == "done" or r[3] == "done" for r in rows)
+    return ([f"{len(rows)} exercises ({done} done; your files in {folder}/). `python -m theory_jax exercise NAME` "
+             "writes one; --check FILE checks it.", f"  {'exercise':<{width}}  {'jax':<11} {'torch':<11} teaches"]
+            + [f"  {name:<{width}}  {jax:<11} {torch:<11} {teaches}" for name, teaches, jax, torch in rows])
+
+
+# The command line ---------------------------------------------------------------------------------------------------
+def main(argv: list[str], command: str = "exercise") -> int:
+    """``python -m theory_jax exercise ...`` (or ``exercises``: the list); exit 2 on bad input, 1 when a check
+    fails."""
+    parser = argparse.ArgumentParser(prog=f"python -m theory_jax {command}", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    if command == "exercise":
+        parser.add_argument("name", nargs="?", help="TOPIC or TOPIC.FUNCTION (see `python -m theory_jax exercises`)")
+        parser.add_argument("--backend", choices=BACKENDS, default="jax", help="the framework you write in")
+        parser.add_argument("--hint", type=int, metavar="N", help="print the N-th hint (1 first)")
+        parser.add_argument("--solution", action="store_true", help="print our function")
+        parser.add_argument("--check", type=Path, metavar="FILE", help="check the functions written in FILE")
+    parser.add_argument("--dir", type=Path, default=FOLDER, help=f"where your files are (default {FOLDER}/)")
+    args = parser.parse_args(argv)
+    try:
+        if command == "exercises":
+            print("\n".join(listing(args.dir)))
+            return 0
+        if args.check:
+            verdicts = check_file(args.check)
+            return 0 if all(v == "done" for v in verdicts.values()) else 1
+        if not args.name:
+            parser.error("name an exercise (TOPIC or TOPIC.FUNCTION), or --check FILE")
+        topic, chosen = find(args.name)
+        if args.hint is not None or args.solution:
+            return _hint_or_solution(topic, chosen, args)
+        path, added = write_exercises(args.name, args.backend, args.dir)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not added:
+        print(f"{path} already has {', '.join(e.function for e in chosen)} (your work is kept); check it with "
+              f"`python -m theory_jax exercise --check {path}`")
+        return 0
+    print(f"wrote {', '.join(added)} into {path}; when written: python -m theory_jax exercise --check {path}")
+    return 0
+
+
+def _hint_or_solution(topic: str, chosen: tuple, args) -> int:
+    if len(chosen) > 1:
+        print(f"error: --hint and --solution take one exercise, {topic}.FUNCTION; {topic} has "
+              f"{', '.join(e.function for e in chosen)}", file=sys.stderr)
+        return 2
+    exercise = chosen[0]
+    if args.solution:
+        print(inspect.getsource(ours(topic, exercise.function, args.backend)))
+        return 0
+    if not 1 <= args.hint <= len(exercise.hints):
+        print(f"error: {topic}.{exercise.function} has hints 1 to {len(exercise.hints)}, not {args.hint}",
+              file=sys.stderr)
+        return 2
+    print(f"hint {args.hint} of {len(exercise.hints)}: {exercise.hints[args.hint - 1]}")
+    return 0
