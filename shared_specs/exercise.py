@@ -30,6 +30,7 @@ import sys
 import traceback
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -244,29 +245,70 @@ def _run(backend: str, case: FunctionCase, inputs: dict, fn: Callable, cotangent
     return out, (torch_b.function_vjp(case, inputs, cotangent, fn=fn) if cotangent is not None else None)
 
 
-def check_case(case: FunctionCase, backend: str, yours: Callable, mistakes=()) -> tuple[bool, str, str | None]:
-    """(passed, the line that says so or names the first wrong entry, the mistake it matches in words or None):
-    ``yours`` in ``backend`` on the case's inputs against our function in the other backend and the reference."""
+@dataclass(frozen=True)
+class Checked:
+    """One case's verdict on the learner's function: ``status`` 'pass', 'fail' (a wrong answer), 'error' (it raised,
+    or returned a wrong shape or a NaN: something to mend before the answer can be judged) or 'unwritten'; ``line``
+    says what, and ``mistake`` what the known mistake it matches says."""
+
+    status: str
+    line: str
+    mistake: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+def unfit(out, expected) -> str | None:
+    """Why ``out`` cannot be judged against ``expected``, in words: another structure or shape, or a NaN or an
+    infinity where ours is finite; None when it can."""
+    fy, fe = flatten(out), flatten(expected)
+    if fy.keys() != fe.keys():
+        return f"yours returned {', '.join(fy) or 'nothing'} where ours returns {', '.join(fe)}"
+    for path, e in fe.items():
+        y, e = np.asarray(fy[path]), np.asarray(e)
+        name = "output" if path == "<root>" else f"output {path}"
+        if y.shape != e.shape:
+            return f"yours returned {name} of shape {y.shape} where ours is {e.shape}"
+        bad = ~np.isfinite(y) & np.isfinite(e) if y.dtype.kind in "fc" and e.dtype.kind in "fc" else np.zeros((), bool)
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            return (f"yours returned {y[at]} at {name}{list(at) if at else ''} where ours is {e[at]:.10g} (a log of "
+                    "0, a division by 0, an overflow?)")
+    return None
+
+
+def check_case(case: FunctionCase, backend: str, yours: Callable, mistakes=()) -> Checked:
+    """``yours`` in ``backend`` on the case's inputs against our function in the other backend, the reference and,
+    where the case takes them, the gradients; a wrong answer is matched against ``mistakes``."""
     from shared_specs.runner import _cotangent, backends
 
     inputs, topic = case.make_inputs(rng_for(case.id)), case.id.split("/")[0]
-    other = "torch" if backend == "jax" else "jax"
     cotangent = None
     if case.grad_wrt:  # drawn from our output's structure, as the spec runner draws it
         cotangent = _cotangent(backends()[0].function(case, inputs), rng_for(case.id, "/cotangent"))
-    expected_out, expected_grads = _run(other, case, inputs, ours(topic, case.fn, other), cotangent)
-    where = Path(inspect.getfile(yours))
+    where, failed_gradient = Path(inspect.getfile(yours)), None
     try:
         out, grads = _run(backend, case, inputs, yours, cotangent)
-        failed_gradient = None
     except NotImplementedError:
-        return False, "not written yet (the body raises NotImplementedError)", None
+        return Checked("unwritten", "not written yet (the body raises NotImplementedError)")
     except Exception as error:  # the value may be right and only its gradient fail
         try:
             out, grads = _run(backend, case, inputs, yours)
+        except NotImplementedError:
+            return Checked("unwritten", "not written yet (the body raises NotImplementedError)")
         except Exception as again:
-            return False, f"yours raised {_where(again, where)}", None
-        failed_gradient = f"gradient: yours could not be differentiated: {_where(error, where)}"
+            return Checked("error", f"yours raised {_where(again, where)}")
+        failed_gradient = f"yours could not be differentiated: {_where(error, where)}"
+    other = "torch" if backend == "jax" else "jax"
+    expected_out, expected_grads = _run(other, case, inputs, ours(topic, case.fn, other), cotangent)
+    expected = (expected_out, expected_grads)
+    problem = unfit(out, expected_out)
+    if problem:
+        return Checked("error", problem, matching_mistake(case, inputs, cotangent, out, grads, expected, mistakes))
+    if failed_gradient:
+        return Checked("error", failed_gradient)
     tol = tolerance(case.level, case.dtype)
     problem = first_wrong("output", out, expected_out, tol)
     if problem is None and case.reference is not None:
@@ -274,12 +316,10 @@ def check_case(case: FunctionCase, backend: str, yours: Callable, mistakes=()) -
         problem = first_wrong("output", out, reference, tol, check_dtype=False)
         problem = problem and f"{problem.replace('ours', 'the reference')} (against the independent reference)"
     if problem is None and case.grad_wrt:
-        problem = failed_gradient or first_wrong("gradient wrt", grads, expected_grads, tolerance("gradient",
-                                                                                                   case.dtype))
+        problem = first_wrong("gradient wrt", grads, expected_grads, tolerance("gradient", case.dtype))
     if problem is None:
-        return True, f"output{' and gradients' if case.grad_wrt else ''} within {tol}", None
-    return False, problem, matching_mistake(case, inputs, cotangent, out, grads, (expected_out, expected_grads),
-                                            mistakes)
+        return Checked("pass", f"output{' and gradients' if case.grad_wrt else ''} within {tol}")
+    return Checked("fail", problem, matching_mistake(case, inputs, cotangent, out, grads, expected, mistakes))
 
 
 NEAR = 0.05  # a wrong answer is a known mistake when it lies within this share of that mistake's distance from ours
@@ -331,7 +371,7 @@ def matching_mistake(case: FunctionCase, inputs: dict, cotangent, out, grads, ex
 
 def check_file(path: Path, echo: Callable[[str], None] = print) -> dict[str, str]:
     """Every exercise function ``path`` defines, on its cases: one line a case, a verdict a function; the verdicts
-    {function: 'done' | 'not yet' | 'not written'} are also saved to the folder's progress file."""
+    {function: 'done' | 'not yet' | 'error' | 'not written'} are also saved to the folder's progress file."""
     module = load(path)
     topic, backend = module.TOPIC, module.BACKEND
     verdicts = {}
@@ -349,22 +389,24 @@ def check_file(path: Path, echo: Callable[[str], None] = print) -> dict[str, str
 
 def check_function(topic: str, exercise, backend: str, yours: Callable, echo: Callable[[str], None] = print) -> str:
     """``yours`` on each of the exercise's cases, one line a case (and the known mistake it matches), then the
-    verdict: 'done', 'not yet' or 'not written' (the body still raises NotImplementedError)."""
+    verdict: 'done', 'not yet' (a wrong answer), 'error' (it raised, or returned a wrong shape or a NaN) or 'not
+    written' (the body still raises NotImplementedError)."""
     cases = cases_of(topic, exercise.function)
     echo(f"{topic}.{exercise.function} in {'JAX' if backend == 'jax' else 'PyTorch'}, {len(cases)} "
          f"case{'s' if len(cases) > 1 else ''}:")
-    passed = 0
+    passed, errors = 0, 0
     for case in cases:
-        ok, line, mistake = check_case(case, backend, yours, exercise.mistakes)
-        if line.startswith("not written"):
+        checked = check_case(case, backend, yours, exercise.mistakes)
+        if checked.status == "unwritten":
             echo(f"  {exercise.function}: not written yet (its body raises NotImplementedError)")
             return "not written"
-        passed += ok
-        echo(f"  {'PASS' if ok else 'FAIL'}  {case.id}: {line}")
-        if mistake:
-            echo(f"        a known mistake: {mistake}")
-    verdict = "done" if passed == len(cases) else "not yet"
-    echo(f"  {exercise.function}: {passed} of {len(cases)} cases pass: {verdict}")
+        passed, errors = passed + checked.passed, errors + (checked.status == "error")
+        echo(f"  {checked.status.upper():<5} {case.id}: {checked.line}")
+        if checked.mistake:
+            echo(f"        a known mistake: {checked.mistake}")
+    verdict = "done" if passed == len(cases) else "error" if errors else "not yet"
+    echo(f"  {exercise.function}: {passed} of {len(cases)} cases pass: " + (
+        "fix the error above first" if verdict == "error" else verdict))
     return verdict
 
 
@@ -421,9 +463,9 @@ def main(argv: list[str], command: str = "exercise") -> int:
         if command == "exercises":
             print("\n".join(listing(args.dir)))
             return 0
-        if args.check:
-            verdicts = check_file(args.check)
-            return 0 if all(v == "done" for v in verdicts.values()) else 1
+        if args.check:  # 2: the learner's code raised or returned a wrong shape or a NaN
+            verdicts = check_file(args.check).values()
+            return 0 if all(v == "done" for v in verdicts) else 2 if "error" in verdicts else 1
         if not args.name:
             parser.error("name an exercise (TOPIC or TOPIC.FUNCTION), or --check FILE")
         topic, chosen = find(args.name)

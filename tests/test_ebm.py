@@ -17,7 +17,7 @@ from practice_torch.data import get_info
 from practice_torch.ebm import training as ebm_training
 from practice_torch.engine.config import ConfigError
 from shared_specs import catalogue
-from shared_specs.runner import Perturbation, caught, run_case
+from shared_specs.runner import Perturbation, caught
 
 CASES = {case.id: case for case in catalogue.spec_cases("ebm")}
 MOONS, DIGITS = get_info("moons"), get_info("digits")
@@ -68,24 +68,11 @@ def test_the_cd_loss_gradient_is_the_two_phase_estimate_and_the_buffer_refresh_f
 
 
 # Negative controls through the spec runner --------------------------------------------------------------------------
-def test_langevin_without_the_2_in_sqrt_2_eps_is_caught_by_the_spec(both):
-    assert run_case(CASES["ebm/langevin_step"]).passed
-    no_two = Perturbation("x - eps g + sqrt(eps) z", fn=lambda fn: lambda x, grad_energy, step_size, z:
-                          fn(x, grad_energy, step_size, z / math.sqrt(2)))
-    message = caught(CASES["ebm/langevin_step"], no_two)
-    assert "output" in message and "reference" in message
-
-
 def test_the_cd_phases_swapped_are_caught_by_the_spec(both):
     swapped = Perturbation("mean E(x-) - mean E(x+)", fn=lambda fn: lambda energy_pos, energy_neg, alpha:
                            fn(energy_neg, energy_pos, alpha))
     for case in ("ebm/cd_loss", "ebm/cd_loss_unregularised"):
         assert "output" in caught(CASES[case], swapped)
-
-
-def test_an_inverted_refresh_mask_is_caught_by_the_spec(both):
-    inverted = Perturbation("mask 1 - m", inputs=lambda x: {**x, "mask": 1 - x["mask"]})
-    assert "output" in caught(CASES["ebm/refresh_buffer"], inverted)
 
 
 def test_a_flipped_energy_network_is_caught_under_the_converter(both):

@@ -30,9 +30,9 @@ def test_each_known_mistake_fails_and_is_named_as_itself(topic, exercise):
     for mistake in exercise.mistakes:
         failed = []
         for case in cases:  # until a case names it
-            ok, line, named = E.check_case(case, "jax", mistake.wrong, exercise.mistakes)
-            failed += [] if ok else [(line, named)]
-            if named == mistake.says:
+            checked = E.check_case(case, "jax", mistake.wrong, exercise.mistakes)
+            failed += [] if checked.passed else [(checked.line, checked.mistake)]
+            if checked.mistake == mistake.says:
                 break
         assert failed, f"{topic}.{exercise.function}: {mistake.says!r} passes every case"
         assert failed[-1][1] == mistake.says, (mistake.says, failed)
@@ -57,19 +57,60 @@ def test_every_exercise_writes_a_file_that_loads_in_both_backends(backend, tmp_p
                 fn(*[None] * len(required))  # any arguments: the body raises first
 
 
-def test_ours_passes_in_both_backends_and_a_wrong_answer_names_the_first_wrong_entry():
+@pytest.mark.parametrize(("topic", "exercise"), EXERCISES, ids=[f"{t}.{e.function}" for t, e in EXERCISES])
+def test_ours_passes_the_checker_in_both_backends_and_the_stub_is_unwritten(topic, exercise, tmp_path):
+    for backend in E.BACKENDS:
+        for case in E.cases_of(topic, exercise.function):
+            checked = E.check_case(case, backend, E.ours(topic, exercise.function, backend), exercise.mistakes)
+            assert checked.passed and checked.mistake is None, (backend, case.id, checked)
+        path, _ = E.write_exercises(f"{topic}.{exercise.function}", backend, tmp_path)
+        stub = getattr(E.load(path), exercise.function)
+        assert E.check_case(E.cases_of(topic, exercise.function)[0], backend, stub).status == "unwritten"
+
+
+def test_a_wrong_answer_names_the_first_wrong_entry_and_a_torch_mistake_is_named_too():
+    import torch
+
     topic, (exercise,) = E.find("gan.minibatch_std")
     (case,) = E.cases_of(topic, exercise.function)
-    for backend in E.BACKENDS:
-        ok, line, named = E.check_case(case, backend, E.ours(topic, exercise.function, backend), exercise.mistakes)
-        assert ok and line.startswith("output and gradients within") and named is None
-    import torch
 
     def unnamed(h, eps=1e-8):  # wrong, and no known mistake: a plain FAIL with its first wrong entry
         return torch.cat([h, torch.full((h.shape[0], 1), 0.5, dtype=h.dtype)], 1)
 
-    ok, line, named = E.check_case(case, "torch", unnamed, exercise.mistakes)
-    assert not ok and named is None and line.startswith("output[0, 9]: yours 0.5, ours ") and "tolerance" in line
+    checked = E.check_case(case, "torch", unnamed, exercise.mistakes)
+    assert checked.status == "fail" and checked.mistake is None
+    assert checked.line.startswith("output[0, 9]: yours 0.5, ours ") and "tolerance" in checked.line
+
+    def bessel(h, eps=1e-8):  # the mistake, as a PyTorch learner writes it
+        std = torch.sqrt(torch.var(h, dim=0) + eps).mean()  # torch.var's default: N - 1
+        return torch.cat([h, std.expand(h.shape[0], 1)], 1)
+
+    checked = E.check_case(case, "torch", bessel, exercise.mistakes)
+    assert checked.status == "fail" and checked.mistake.startswith("your minibatch std divides by N - 1")
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ("    return h +* 2\n", "does not load: SyntaxError"),
+    ("    return jnp.mean(h)\n", "ERROR gan/minibatch_std: yours returned output of shape () where ours is (6, 10)"),
+    ("    return jnp.concatenate([h, jnp.log(h[:, :1] - h[:, :1])], axis=1)\n",
+     "ERROR gan/minibatch_std: yours returned -inf at output[0, 9] where ours is"),
+    ("    return jnp.concatenate([h, jnp.ones((1, 1))], axis=1)\n",
+     "ERROR gan/minibatch_std: yours raised TypeError: Cannot concatenate"),
+])
+def test_a_learners_error_is_one_line_naming_it_and_exit_2(body, says, tmp_path, capsys):
+    """A syntax error, a wrong shape, a -inf and an exception raised in the learner's code: one line that says
+    which (for the exception, the line of their file it passed through), exit 2, no traceback."""
+    assert main(["exercise", "gan.minibatch_std", "--dir", str(tmp_path)]) == 0
+    path = tmp_path / "gan_jax.py"
+    stub = path.read_text()
+    path.write_text(stub.replace('    raise NotImplementedError("write minibatch_std")\n', body))
+    capsys.readouterr()
+    assert main(["exercise", "--check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert says in out + err and "Traceback" not in out + err
+    if "raised" in says:
+        line = path.read_text().splitlines().index(body.rstrip("\n")) + 1
+        assert f"(line {line} of {path})" in out  # the line of their body it passed through
 
 
 def test_the_commands_write_check_hint_and_list_a_learners_work(tmp_path, capsys):

@@ -67,17 +67,6 @@ def test_spectral_norm_without_the_power_iterations_update_is_caught(both):
     assert "reference" in caught(case, Perturbation("no power iteration", fn=frozen))
 
 
-def test_minibatch_std_with_the_sample_variance_is_caught(both):
-    """Karras et al. take the population variance over the batch; Bessel's correction (ddof = 1) is caught."""
-    def bessel(fn):
-        def with_sample_variance(h):
-            std = jnp.mean(jnp.sqrt(jnp.var(h, axis=0, ddof=1) + 1e-8))
-            return jnp.concatenate([h, jnp.broadcast_to(std, (h.shape[0], 1))], axis=1)
-        return with_sample_variance
-
-    assert "reference" in caught(CASES["gan/minibatch_std"], Perturbation("sample variance", fn=bessel))
-
-
 def test_packing_that_mixes_coordinates_of_different_examples_is_caught(both):
     """A packed row is m whole examples; reading the batch column-major (x.T reshaped) gives the right shape but rows
     made of one coordinate of several examples: caught by the reference."""

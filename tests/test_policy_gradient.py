@@ -27,13 +27,6 @@ def test_a_baseline_that_includes_its_own_sample_is_caught(both):
     caught(CASES["policy_gradient/leave_one_out_baseline"], Perturbation("mean of all K", fn=with_itself))
 
 
-def test_an_undiscounted_return_is_caught(both):
-    def undiscounted(fn):
-        return lambda rewards, gamma: fn(rewards, 1.0)
-
-    caught(CASES["policy_gradient/rewards_to_go"], Perturbation("gamma = 1", fn=undiscounted))
-
-
 def test_the_surrogate_moves_only_the_log_probabilities():
     log_probs = torch.tensor([-1.0, -2.0, -0.5], dtype=torch.float64, requires_grad=True)
     returns = torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64, requires_grad=True)

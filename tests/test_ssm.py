@@ -32,13 +32,6 @@ def test_b_by_zero_order_hold_where_the_convention_says_euler_is_caught(both):
     caught(CASES["ssm/selective_scan"], Perturbation("B by ZOH", fn=zoh_b))
 
 
-def test_a_kernel_off_by_one_step_is_caught(both):
-    def shifted(fn):
-        return lambda a_bar, b_bar, c, length: fn(a_bar, b_bar, c, length + 1)[1:]  # starts at Abar^1
-
-    caught(CASES["ssm/diagonal_kernel"], Perturbation("K_{j+1}", fn=shifted))
-
-
 def test_a_scan_that_drops_its_carry_is_caught(both):
     def no_carry(fn):
         return lambda u, delta, a, b, c: jnp.einsum(
