@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from theory_jax.broadcasting import per_example
 from theory_jax.exercises import Exercise, Mistake
 
@@ -21,6 +23,14 @@ def _time_reversed(x1, x0, t, sigma_min=0.0):
     return s * x0 + (1 - (1 - sigma_min) * s) * x1, x0 - (1 - sigma_min) * x1
 
 
+def _summed_over_dimensions(v, u):
+    return jnp.mean(jnp.sum(((v - u) ** 2).reshape(v.shape[0], -1), axis=1))
+
+
+def _not_squared(v, u):
+    return jnp.mean(jnp.abs(v - u))
+
+
 EXERCISES = (
     Exercise(
         "path_sample_and_target",
@@ -34,4 +44,15 @@ EXERCISES = (
          Mistake("your target leaves out sigma_min: d psi_t / dt = x1 - (1 - sigma_min) x0", _no_sigma_min_in_target),
          Mistake("your path runs backwards: at t = 0 it is the noise x0, at t = 1 the data x1", _time_reversed)),
         withhold=("conditional_path", "target_velocity")),
+    Exercise(
+        "cfm_loss",
+        "the flow-matching regression: the network's velocity against the path's, a plain mean squared error",
+        ("Lipman et al. eq. 9: E ||v_theta(t, x_t) - u_t(x_t | x_1)||^2; its gradient is the intractable "
+         "marginal loss's (Theorem 2).",
+         "Here the expectation is a mean over the examples and the dimensions both.",
+         "mean((v - u)^2)."),
+        (Mistake("your loss sums the squares over the dimensions: this one is their mean, over examples and "
+                 "dimensions both (the same minimiser; yours is D times ours)", _summed_over_dimensions),
+         Mistake("your loss takes |v - u|: flow matching regresses with the squared error, whose minimiser is the "
+                 "conditional mean of u_t", _not_squared))),
 )
