@@ -1,6 +1,7 @@
 """``python -m benchmarks reproduce [--rows A,B] [--seeds N] [--jobs J] [--reproduce-runs DIR]``: each algorithm's
 own paper's experiment, over seeds, beside the paper's figure. ``--presets [MODEL,...]``: the README's results table
-over seeds instead (``reproduce_presets``): each front-page quick preset trained once a seed, its row the mean.
+over seeds instead (``reproduce_presets``): each front-page quick preset trained once a seed, its row the mean (the
+runs a preset builds on trained first, a seed each: ``PARENTS``).
 
 A row (``ROWS``) is one experiment: the paper and where its figure is, the protocol (our presets as trained, on the
 paper's task), the arms (a model, a data set and its settings each, with the paper's figure for it), the figure every
@@ -369,13 +370,41 @@ def describe_row(row: Row) -> dict:
 
 # The results table's sweep (``--presets``) ----------------------------------------------------------------------------
 def sweepable(results: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(the front page's rows that are a quick preset as it comes, on PyTorch: the presets ``--presets`` trains over
-    seeds; the other front-page rows, which build on another run or were trained otherwise), in the course's order."""
+    """(the front page's rows that are a quick preset as it comes, on PyTorch, or one that builds on runs the sweep
+    trains first (``parents_of``): the presets ``--presets`` trains over seeds; the other front-page rows, trained
+    otherwise), in the course's order."""
     from shared_specs.docs import front_rows, in_course_order
 
     rows = in_course_order(front_rows(results))
-    plain = [r for r in rows if r["preset"] == "quick" and not r["changes"] and not r.get("backend")]
+    plain = [r for r in rows if parents_of(r) is not None]
     return plain, [r for r in rows if r not in plain]
+
+
+# The runs a preset builds on that the sweep trains first, a seed each, shared by every preset that names them: the
+# model key a row names -> that run's model and data set, its quick preset as it comes. A model whose engine trains
+# its own (``prerequisite_runs``: latent diffusion's autoencoder) is swept as it comes.
+PARENTS = {"model.reference": ("language_model", "shakespeare"), "model.generator": ("gan", "fashion_mnist")}
+
+
+def parents_of(row: dict) -> tuple[str, ...] | None:
+    """The ``PARENTS`` keys the sweep trains first for ``row``'s preset: () for a quick preset as it comes (or one
+    whose model trains its own prerequisites), None for a row it cannot train as it comes (trained in JAX, a setting
+    changed, or a parent the sweep does not know)."""
+    from practice_torch.models import get_model
+    from shared_specs.docs import _plain
+
+    if row["preset"] != "quick" or row.get("backend") or not _plain(row):
+        return None
+    if not row["changes"] or hasattr(get_model(row["model"]), "prerequisite_runs"):
+        return ()
+    needs = tuple(key for key in PARENTS if any(c.startswith(key) for c in row["changes"]))
+    named = all(any(c.startswith(key) for key in needs) for c in row["changes"])  # model.reference_step too
+    return needs if needs and named else None
+
+
+def parent_dir(folder: Path, key: str, seed: int) -> Path:
+    model, dataset = PARENTS[key]
+    return folder / "parents" / f"{model}-{dataset}" / f"seed-{seed}"
 
 
 def one_thread_seconds(row: dict) -> float:
@@ -387,6 +416,18 @@ def one_thread_seconds(row: dict) -> float:
     return row["train_seconds"] * (1 if alone else int(cores.group(1)) if cores else 1)
 
 
+def over_seeds_changes(row: dict) -> list[str]:
+    """A swept run's changes as the row over its seeds says them: the runs it builds on (a path a seed, and what the
+    run recorded of them) said once, as the model key and the run's model, trained first a seed each."""
+    from practice_torch.models import get_model
+    from shared_specs.docs import BOOKKEEPING
+
+    builds_on = getattr(get_model(row["model"]), "BUILDS_ON", {})
+    named = [key for key in builds_on if any(c.startswith(f"model.{key}=") for c in row["changes"])]
+    kept = [c for c in row["changes"] if not (named and c.startswith(BOOKKEEPING) and c.startswith("model."))]
+    return kept + [f"model.{key}=(a {builds_on[key]} run a seed, trained first)" for key in named]
+
+
 def over_seeds(rows: list[dict], load: str) -> dict:
     """One results row of a preset trained once a seed (``rows``: seed 0 first, as ``practice_torch.results`` reads
     each run): seed 0's settings, the headline and every metric all the seeds report as their mean over the seeds,
@@ -396,8 +437,9 @@ def over_seeds(rows: list[dict], load: str) -> dict:
     values = [r["value"] for r in rows]
     numeric = [k for k, v in rows[0]["metrics"].items()
                if isinstance(v, (int, float)) and all(isinstance(r["metrics"].get(k), (int, float)) for r in rows)]
-    return {**rows[0], "value": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "values": values, "seeds": len(rows),
+    return {**rows[0], "changes": over_seeds_changes(rows[0]), "value": statistics.fmean(values),
+            "sd": statistics.stdev(values) if len(values) > 1 else 0.0, "min": min(values), "values": values,
+            "seeds": len(rows),
             "train_seconds": round(statistics.fmean(r["train_seconds"] for r in rows), 1), "load": load,
             "run": "python -m benchmarks reproduce --presets",
             "metrics": {k: statistics.fmean(r["metrics"][k] for r in rows) for k in numeric}}
@@ -424,19 +466,35 @@ def reproduce_presets(args, results_file: Path | None = None, train: Callable = 
     runs = [(r, seed) for r in chosen for seed in range(args.seeds)]
     where = {(r["model"], seed): folder / f"{r['model']}-{r['dataset']}" / f"seed-{seed}" for r, seed in runs}
     todo = [(r, seed) for r, seed in runs if not (where[r["model"], seed] / "eval_test.json").is_file()]
-    minutes = sum(one_thread_seconds(r) + 40 for r, _ in todo) / args.jobs / 60  # + start-up and evaluation
-    print(f"reproduce --presets: {len(runs)} runs ({len(todo)} to train) of {len(chosen)} quick presets, {args.seeds} "
-          f"seeds, {args.jobs} at a time: about {minutes:.0f} min on this machine (their recorded times); runs kept in "
-          f"{folder}" + (f"; not swept (they build on other runs): {', '.join(r['model'] for r in others)}"
-                         if others and not named else ""), flush=True)
+    parents = sorted({(key, seed) for r, seed in todo for key in parents_of(r)})
+    parents_todo = [p for p in parents if not (parent_dir(folder, *p) / "eval_test.json").is_file()]
+    by_model = {(r["model"], r["dataset"]): r for r in json.loads(results_file.read_text())} if \
+        results_file.is_file() else {}
+    seconds = [one_thread_seconds(r) for r, _ in todo] + [one_thread_seconds(by_model[PARENTS[key]]) for key, _ in
+                                                          parents_todo if PARENTS[key] in by_model]
+    minutes = sum(t + 40 for t in seconds) / args.jobs / 60  # + start-up and evaluation
+    first = f", after {len(parents_todo)} they build on" if parents_todo else ""
+    print(f"reproduce --presets: {len(runs)} runs ({len(todo)} to train{first}) of {len(chosen)} quick presets, "
+          f"{args.seeds} seeds, {args.jobs} at a time: about {minutes:.0f} min on "
+          f"this machine (their recorded times); runs kept in {folder}"
+          + (f"; not swept (trained otherwise): {', '.join(r['model'] for r in others)}" if others and not named
+             else ""), flush=True)
     load_before = round(os.getloadavg()[0], 2)
+
+    def parent(run):
+        key, seed = run
+        model, dataset = PARENTS[key]
+        wall = train(parent_dir(folder, key, seed), Arm(model, model, dataset), seed)
+        print(f"  {model} on {dataset} seed {seed} (for {key}): {wall:.0f} s", flush=True)
 
     def one(run):
         row, seed = run
-        wall = train(where[row["model"], seed], Arm(row["model"], row["model"], row["dataset"]), seed,
+        sets = tuple(f"{key}={parent_dir(folder, key, seed)}" for key in parents_of(row))
+        wall = train(where[row["model"], seed], Arm(row["model"], row["model"], row["dataset"], sets), seed,
                      sample_metrics=True)
         print(f"  {row['model']} on {row['dataset']} seed {seed}: {wall:.0f} s", flush=True)
 
+    each(parent, parents_todo, args.jobs)
     each(one, todo, args.jobs)
     load = (f"idle: {args.jobs} run{'s' if args.jobs > 1 else ''} at a time, one thread each (load average "
             f"{load_before} before, {round(os.getloadavg()[0], 2)} after)")

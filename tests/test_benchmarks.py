@@ -475,21 +475,21 @@ def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp
 
     table = json.loads((ROOT / "docs/results.json").read_text())
     mixture = next(r for r in table if r["model"] == "mixture_em")
-    builds_on = {**mixture, "model": "latent_diffusion", "changes": ["model.autoencoder=runs/ae"]}
+    builds_on = {**mixture, "model": "ddpm", "backend": "jax"}  # trained in JAX: not the sweep's
     results = tmp_path / "results.json"
     results.write_text(json.dumps([mixture, builds_on]))
     args = argparse.Namespace(rows="", presets="all", seeds=2, jobs=1, reproduce_runs=str(tmp_path / "runs"))
     swept = R.reproduce_presets(args, results, train)
     out = capsys.readouterr().out
     assert out.startswith("reproduce --presets: 2 runs (2 to train) of 1 quick presets, 2 seeds, 1 at a time")
-    assert "not swept (they build on other runs): latent_diffusion" in out
+    assert "not swept (trained otherwise): ddpm" in out
     seeds = [result_row(tmp_path / f"runs/presets/mixture_em-moons/seed-{k}", "-") for k in (0, 1)]
     assert seeds[0]["value"] != seeds[1]["value"]  # the control: the seeds differ, so a mean is no copy of one
     row = next(r for r in json.loads(results.read_text()) if r["model"] == "mixture_em")
     assert row == swept[0] and row["values"] == [s["value"] for s in seeds] and row["seeds"] == 2
     assert row["value"] == pytest.approx(sum(row["values"]) / 2) and row["load"].startswith("idle: 1 run at a time")
     assert row["sd"] == pytest.approx(abs(seeds[0]["value"] - seeds[1]["value"]) / 2 ** 0.5)
-    assert row["changes"] == [] and any(r["model"] == "latent_diffusion" for r in json.loads(results.read_text()))
+    assert row["changes"] == [] and any(r["model"] == "ddpm" for r in json.loads(results.read_text()))
     from shared_specs.docs import results_table
 
     assert f"+- {row['sd']:.2g}" in results_table([row], None) and "2 seeds" in results_table([row], None)
@@ -510,3 +510,55 @@ def test_the_presets_sweep_estimates_a_run_on_one_thread():
     assert one_thread_seconds(row) == 200.0
     assert one_thread_seconds({**row, "load": "idle: 2 runs at a time, one thread each (...)"}) == 100.0
     assert one_thread_seconds({**row, "changes": ["train.threads=1"]}) == 100.0
+
+
+def test_the_presets_sweep_trains_the_runs_a_preset_builds_on_first_a_seed_each(tmp_path, monkeypatch, capsys):
+    """Two fine-tuning presets that name a language-model reference share one reference run a seed, trained before
+    them and handed to each as ``model.reference``; latent diffusion, whose engine trains its own autoencoder, is swept
+    as it comes; the rows over the seeds say the runs they build on once, not a path a seed. Controls: a row with a
+    changed setting, and one trained in JAX, are not swept."""
+    import practice_torch.results
+    from benchmarks import reproduce as R
+
+    base = {"preset": "quick", "dataset": "shakespeare", "device": "cpu", "value": 1.0, "metrics": {}, "steps": 10,
+            "train_seconds": 10.0, "machine": "AMD EPYC, 2 cores", "load": "idle"}
+    rows = [{**base, "model": "policy_gradient", "changes": ["model.reference=/tmp/lm", "model.reference_step=2000"]},
+            {**base, "model": "dpo", "changes": ["model.reference=/tmp/lm"]},
+            {**base, "model": "latent_diffusion", "dataset": "fashion_mnist",
+             "changes": ["model.autoencoder=/tmp/ae", "model.latent_scale=0.9"]},
+            {**base, "model": "wgan", "changes": ["train.lr=1e-3"]}, {**base, "model": "ddpm", "backend": "jax",
+                                                                        "changes": []},
+            {**base, "model": "language_model", "changes": [], "train_seconds": 5.0}]
+    assert [R.parents_of(r) for r in rows] == [("model.reference",), ("model.reference",), (), None, None, ()]
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(rows))
+    calls = []
+
+    def train(out, arm, seed, sample_metrics=False):
+        calls.append((arm.model, arm.sets, seed))
+        out.mkdir(parents=True)
+        (out / "eval_test.json").write_text("{}")
+        return 1.0
+
+    def result_row(run, load):  # what a run records of the runs it built on
+        model, seed = run.parent.name.split("-")[0], int(run.name.split("-")[1])
+        built = {"latent_diffusion": [f"model.autoencoder={run}/autoencoder", "model.autoencoder_config={}",
+                                      "model.latent_scale=0.8"]}.get(model, [f"model.reference=/x/seed-{seed}"])
+        return {**next(r for r in rows if r["model"] == model), "changes": built, "value": float(seed), "load": load}
+
+    monkeypatch.setattr(practice_torch.results, "result_row", result_row)
+    args = argparse.Namespace(rows="", presets="policy_gradient,dpo,latent_diffusion", seeds=2, jobs=1,
+                              reproduce_runs=str(tmp_path / "runs"))
+    swept = R.reproduce_presets(args, results, train)
+    assert "6 runs (6 to train, after 2 they build on)" in capsys.readouterr().out
+    parent = tmp_path / "runs/presets/parents/language_model-shakespeare"
+    assert calls[:2] == [("language_model", (), 0), ("language_model", (), 1)]  # first, once a seed
+    assert ("policy_gradient", (f"model.reference={parent}/seed-1",), 1) in calls[2:]
+    assert ("dpo", (f"model.reference={parent}/seed-0",), 0) in calls[2:]
+    assert ("latent_diffusion", (), 0) in calls[2:] and len(calls) == 8
+    said = {r["model"]: r["changes"] for r in swept}
+    assert said == {"policy_gradient": ["model.reference=(a language_model run a seed, trained first)"],
+                    "dpo": ["model.reference=(a language_model run a seed, trained first)"],
+                    "latent_diffusion": ["model.autoencoder=(a vae run a seed, trained first)"]}
+    with pytest.raises(SystemExit, match="'wgan' has no quick preset as it comes"):
+        R.reproduce_presets(argparse.Namespace(**{**vars(args), "presets": "wgan"}), results, train)
