@@ -5,7 +5,7 @@ else types a topic name twice. A topic that trains names its model in ``trains``
 ``python -m practice_torch train`` accepts) is derived from it, with the training adapter
 ``practice_torch.<topic>.training``. A topic whose trained runs the JAX twin can recompute names what it recomputes in
 ``checks``; ``shared_specs.twin_check.CHECKERS`` holds exactly those topics (each with
-``practice_torch/<topic>/twin.py``). Presence of a topic's three forms is read off the file system, so the table says
+``shared_specs/twins/<topic>.py``). Presence of a topic's three forms is read off the file system, so the table says
 what exists, not what was planned.
 """
 

@@ -544,7 +544,7 @@ def exercise_table() -> str:
     for topic in topics_with_exercises():
         for e in exercises_of(topic):
             n += 1
-            lines.append(f"| {n} | [`{topic}.{e.function}`](topics/{topic}.md) | {e.teaches} | "
+            lines.append(f"| {n} | [`{topic}.{e.function}`](topics/{topic}.md) | {e.teaches.replace('|', '&#124;')} | "
                          f"{len(cases_of(topic, e.function))} | {len(e.mistakes)} | "
                          f"`python -m theory_jax exercise {topic}.{e.function}` |")
     return "\n".join(lines)

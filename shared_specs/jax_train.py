@@ -2,7 +2,7 @@
 [--out RUN]``, or ``python -m theory_jax train MODEL --resume RUN [--steps N]``.
 
 The same model as ``python -m practice_torch train MODEL``, trained the functional way: the flax twin of the
-network (``practice_torch/<topic>/twin.py``: ``jax_twin(net, cfg)``), optax, and one ``jax.jit``-compiled step
+network (``shared_specs/twins/<topic>.py``: ``jax_twin(net, cfg)``), optax, and one ``jax.jit``-compiled step
 
     step(params, opt_state, batch, noise, step) -> (params, opt_state, logged terms)
 
@@ -288,7 +288,7 @@ def twin_of(model: str):
 
     if model not in TRAINERS:
         raise JaxTrainError(f"{model} has no JAX trainer yet; choose from {', '.join(TRAINERS)}")
-    return importlib.import_module(f"practice_torch.{model}.twin").jax_twin
+    return importlib.import_module(f"shared_specs.twins.{model}").jax_twin
 
 
 def engine_start(cfg, dtype: str | None = None):

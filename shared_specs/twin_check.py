@@ -1,7 +1,7 @@
 """A trained run checked in the other backend: ``python -m theory_jax check RUN_DIR [--examples N] [--split test]``.
 
 The driver: it loads the run through the engine and hands the network to its topic's twin check,
-``practice_torch/<topic>/twin.py`` (``CHECKERS``: the catalogue's topics with a ``checks`` line).
+``shared_specs/twins/<topic>.py`` (``CHECKERS``: the catalogue's topics with a ``checks`` line).
 
 Reads the run's config and its newest checkpoint (EMA weights where the run keeps them), builds the JAX twin of the
 network through the weight converter (``shared_specs.interop.torch_to_flax``), and recomputes the run's held-out
@@ -42,10 +42,10 @@ __all__ = ["CHECKERS", "CheckError", "Row", "check_run", "format_rows", "main"]
 # The models ------------------------------------------------------------------------------------------------------
 def checkers() -> dict[str, str]:
     """{topic: the module of its twin check}: every catalogue topic with a ``checks`` line provides
-    ``practice_torch/<topic>/twin.py`` with ``check(net, cfg, batch, rng, perturb) -> list[Row]``."""
+    ``shared_specs/twins/<topic>.py`` with ``check(net, cfg, batch, rng, perturb) -> list[Row]``."""
     from shared_specs.catalogue import TOPICS
 
-    return {t.name: f"practice_torch.{t.name}.twin" for t in TOPICS if t.checks}
+    return {t.name: f"shared_specs.twins.{t.name}" for t in TOPICS if t.checks}
 
 
 CHECKERS = checkers()

@@ -1,5 +1,5 @@
 """What a JAX twin check reports (``shared_specs/twin_check.py`` drives them; each topic's
-``practice_torch/<topic>/twin.py`` computes them): a ``Row`` per recomputed metric, held to the float64 likelihood
+``shared_specs/twins/<topic>.py`` computes them): a ``Row`` per recomputed metric, held to the float64 likelihood
 tolerance ``LEVEL``, and ``CheckError`` for a run that cannot be checked (exit 2, one line)."""
 
 from __future__ import annotations

@@ -396,3 +396,30 @@ def test_what_a_checkpoint_fixes_and_what_sample_may_change_name_fields_of_the_m
         assert set(module.USE) <= fields, f"{name}: {set(module.USE) - fields} are not config keys"
         assert not set(module.USE) & set(module.ARCHITECTURE), f"{name}: {set(module.USE) & set(module.ARCHITECTURE)}"
     assert not {"latent_dims"} <= {f.name for f in dataclasses.fields(declared["vae"].Config)}  # a misspelt key fails
+
+
+def jax_imports(root: Path) -> list[str]:
+    """'module: name' for every import of JAX, flax, optax or the JAX side of the project (theory_jax, the JAX
+    trainer, the twins) anywhere in a practice_torch file, function-local ones included."""
+    packages, modules = ("jax", "flax", "optax", "diffrax", "theory_jax"), ("shared_specs.jax_train", "shared_specs.twins")
+    found = []
+    for module, path in module_files(root, ("practice_torch",)).items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{module}: {n}" for n in names if n.split(".")[0] in packages or n.startswith(modules)]
+    return found
+
+
+def test_practice_torch_imports_no_jax():
+    """The arrows go one way: the JAX side (the trainer, the twin checks) reads the PyTorch side's data and runs, and
+    practice_torch knows nothing of it. Control: a planted function-local import of jax in a copy is found."""
+    assert jax_imports(ROOT) == []
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(ROOT / "practice_torch" / "gan", Path(tmp) / "practice_torch" / "gan")
+        planted = Path(tmp) / "practice_torch" / "gan" / "functions.py"
+        planted.write_text(planted.read_text() + "\n\ndef planted():\n    import jax.numpy as jnp\n    return jnp\n")
+        assert jax_imports(Path(tmp)) == ["practice_torch.gan.functions: jax.numpy"]

@@ -232,7 +232,7 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
     assert "cannot resume" in capsys.readouterr().err
 
 
-# The GAN: two players, each on its own optimizer (``practice_torch/gan/twin.py``, ``JaxGameRun``) --------------------
+# The GAN: two players, each on its own optimizer (``shared_specs/twins/gan.py``, ``JaxGameRun``) --------------------
 def _game_case(name: str = "dcgan-conditional-r1-sn-mbstd", steps: int = 4):
     """A GAN run case, shortened: a fault of the step shows in the first rounds, and compiling is most of the cost."""
     from shared_specs.catalogue import spec_cases
@@ -349,7 +349,7 @@ def test_theory_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backe
     assert "unroll_optimizer=sgd" in capsys.readouterr().err and not (tmp_path / "adam").exists()
 
 
-# DDPM: the default step on L_simple (``practice_torch/ddpm/twin.py``) ---------------------------------------------
+# DDPM: the default step on L_simple (``shared_specs/twins/ddpm.py``) ---------------------------------------------
 def test_theory_jax_trains_ddpm_into_a_run_pytorch_evaluates_and_a_loss_without_the_null_token_is_caught(
         tmp_path, capsys, both, monkeypatch):
     import theory_jax.diffusion as jdiff

@@ -275,7 +275,7 @@ def test_a_step_moves_the_text_encoder_and_the_u_net_and_never_the_autoencoder(t
     x, y = next(iter(torch.utils.data.DataLoader(load_split(cfg.data, "train"), batch_size=8)))
     g = torch.Generator().manual_seed(0)
     noise = module.draw_noise(net, cfg.model, 8, g)
-    texts = module.batch_captions(net, (x, y), noise["wording"], noise["drop"])
+    texts = captions.batch_captions((x, y), noise["wording"], noise["drop"], net.brightness_edges)
     parse = captions.parse_galaxy if name == "galaxies" else captions.parse_fashion
     assert all(parse(t) for t, d in zip(texts, noise["drop"]) if not d)  # every kept caption says something
     loss, _ = module.loss(net, cfg.model, (x, y), noise, 0)

@@ -30,6 +30,8 @@ import re
 
 import torch
 
+from practice_torch.data.galaxies import denormalise_condition
+
 # 1. Characters -> token ids ----------------------------------------------------------------------------------
 PAD, START = 0, 1
 ALPHABET = " abcdefghijklmnopqrstuvwxyz-,'"
@@ -123,6 +125,21 @@ def fashion_caption(label: int, brightness: int, u: float, held_out: bool = Fals
 def fashion_captions(labels: torch.Tensor, bins: torch.Tensor, wording: torch.Tensor) -> list[str]:
     """Training captions of a batch: labels (N,), bins (N,), wording (N,) uniforms in [0, 1)."""
     return [fashion_caption(int(k), int(b), float(u)) for k, b, u in zip(labels, bins, wording)]
+
+
+def batch_captions(batch, wording: torch.Tensor, drop: torch.Tensor, brightness_edges: torch.Tensor) -> list[str]:
+    """The training captions of a batch in the drawn wording (B,) uniforms, the empty caption where ``drop`` (B,).
+    Fashion-MNIST's batch is (x (B, 1, H, W), y (B,) classes): class and brightness (``brightness_edges``, a text-to-
+    image run's per-class bin edges); the galaxies' is (x, y (B, 5) normalised GalSim parameters): their words
+    (``galaxy_attributes``)."""
+    x, y = batch[0], batch[1]
+    if y.ndim == 2:
+        words = galaxy_attributes(denormalise_condition(y.detach().cpu().float()))
+        texts = [galaxy_caption(w, float(u)) for w, u in zip(words, wording.cpu())]
+    else:
+        bins = brightness_bin(x, y.long(), brightness_edges).cpu()
+        texts = fashion_captions(y.long().cpu(), bins, wording.cpu())
+    return [EMPTY if d else text for text, d in zip(texts, drop.tolist())]
 
 
 def prompts(held_out: bool = False) -> list[tuple[str, int, int]]:

@@ -261,20 +261,6 @@ def draw_noise(net: TextToImage, config: Config, n: int, generator: torch.Genera
             "drop": torch.rand(n, generator=generator) < config.caption_dropout}
 
 
-def batch_captions(net: TextToImage, batch, wording, drop) -> list[str]:
-    """The training captions of a batch in the drawn wording, the empty caption where ``drop``. Fashion-MNIST's
-    batch is (x (B, 1, H, W), y (B,) classes): class and brightness; the galaxies' is (x, y (B, 5) normalised
-    GalSim parameters): their words (``captions.galaxy_attributes``)."""
-    x, y = batch[0], batch[1]
-    if y.ndim == 2:
-        words = captions.galaxy_attributes(denormalise_condition(y.detach().cpu().float()))
-        texts = [captions.galaxy_caption(w, float(u)) for w, u in zip(words, wording.cpu())]
-    else:
-        bins = captions.brightness_bin(x, y.long(), net.brightness_edges).cpu()
-        texts = captions.fashion_captions(y.long().cpu(), bins, wording.cpu())
-    return [captions.EMPTY if d else text for text, d in zip(texts, drop.tolist())]
-
-
 def caption_meanings(net: TextToImage, batch) -> list[str]:
     """What each image's caption says, whatever its wording: Fashion-MNIST's class and brightness word (none for a
     medium picture or a held-out pair, as training says it), the galaxies' words."""
@@ -290,7 +276,8 @@ def loss(net: TextToImage, config: Config, batch, noise: dict[str, torch.Tensor]
     """L_simple in the latent space, conditioned on the caption: mean ||eps - eps_theta(u_t, t, c)||^2 per latent
     element (Ho et al. eq. 14 on u = s z_e(x); Rombach et al. eq. 2)."""
     device = net.scale.device
-    ids, mask = captions.tokenize(batch_captions(net, batch, noise["wording"], noise["drop"]), config.max_len)
+    ids, mask = captions.tokenize(captions.batch_captions(batch, noise["wording"], noise["drop"], net.brightness_edges),
+                                  config.max_len)
     u0 = net.encode(batch[0])
     u_t = q_sample(u0, net.alpha_bars[noise["t"]], noise["eps"])
     eps_pred = net.eps(u_t, noise["t"], ids.to(device), mask.to(device))
@@ -490,8 +477,8 @@ def retrieval(net: TextToImage, config: Config, dataset: Dataset, generator: tor
     first = Subset(dataset, range(min(RETRIEVAL_IMAGES, config.eval_examples, len(dataset))))
     x, y = (torch.cat(t) for t in zip(*DataLoader(first, batch_size=500)))
     n = len(x)
-    texts = batch_captions(net, (x, y), torch.rand(n, generator=generator, dtype=torch.float64),
-                           torch.zeros(n, dtype=torch.bool))
+    texts = captions.batch_captions((x, y), torch.rand(n, generator=generator, dtype=torch.float64),
+                                    torch.zeros(n, dtype=torch.bool), net.brightness_edges)
     ids, mask = captions.tokenize(texts + [captions.EMPTY], config.max_len)
     states, pooled = net.read(ids.to(device), mask.to(device))
     u0 = net.encode(x.to(device))

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 
-from practice_torch.nets.twins import nchw, nhwc
 from shared_specs.compare import tolerance
 from shared_specs.twin_rows import LEVEL, CheckError, Row
+from shared_specs.twins.nets import nchw, nhwc
 
 
 def _flow_layer(layer) -> tuple[tuple, dict | None, dict | None]:

@@ -10,9 +10,9 @@ controls).
 
 from __future__ import annotations
 
-from practice_torch.nets.twins import nchw, nhwc
 from shared_specs.compare import tolerance
 from shared_specs.twin_rows import LEVEL, Row
+from shared_specs.twins.nets import nchw, nhwc
 
 TIMESTEPS = 4  # shared timesteps per example
 
@@ -41,14 +41,14 @@ def check(net, cfg, batch, rng, perturb) -> list[Row]:
     import theory_jax.diffusion as jdiff
     from practice_torch.data import captions
     from practice_torch.diffusion import q_sample
-    from practice_torch.text_to_image.training import batch_captions
     from theory_jax.nets import UNet
     from theory_jax.text_to_image import TextEncoder
     from theory_jax.vq_vae import GridEncoder
 
     x = batch[0].double()
     b, k = len(x), TIMESTEPS
-    texts = batch_captions(net, batch, torch.from_numpy(rng.uniform(size=b)), torch.zeros(b, dtype=torch.bool))
+    texts = captions.batch_captions(batch, torch.from_numpy(rng.uniform(size=b)), torch.zeros(b, dtype=torch.bool),
+                                    net.brightness_edges)
     ids, mask = captions.tokenize(texts, cfg.model.max_len)
     ts = rng.integers(0, len(net.schedule), (k, b))
     eps = rng.standard_normal((k, b, *net.shape))

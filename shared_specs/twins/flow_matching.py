@@ -7,9 +7,9 @@ float64 (``perturb`` alters the converted JAX parameters, for the negative contr
 
 from __future__ import annotations
 
-from practice_torch.nets.twins import flax_twin, nchw, nhwc
 from shared_specs.compare import tolerance
 from shared_specs.twin_rows import LEVEL, Row
+from shared_specs.twins.nets import flax_twin, nchw, nhwc
 
 ODE_STEPS = 8  # fixed RK4 (3/8 rule) steps of flow matching's ODE likelihood in both backends
 

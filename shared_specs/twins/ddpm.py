@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 
-from practice_torch.nets.twins import flax_twin
 from shared_specs.compare import tolerance
 from shared_specs.twin_rows import LEVEL, Row
+from shared_specs.twins.nets import flax_twin
 
 
 def check(net, cfg, batch, rng, perturb) -> list[Row]:
@@ -75,7 +75,7 @@ def check(net, cfg, batch, rng, perturb) -> list[Row]:
 
 def jax_twin(net, cfg):
     """DDPM trained in JAX (``python -m theory_jax train ddpm``, ``shared_specs/jax_train.py``): the flax twin of the
-    denoiser (the U-Net on images, the MLP on vectors; ``practice_torch.nets.twins.flax_twin``) under the name
+    denoiser (the U-Net on images, the MLP on vectors; ``shared_specs.twins.nets.flax_twin``) under the name
     ``denoiser``, as in the PyTorch ``Diffusion``, and ``training.loss`` as a pure function: L_simple (Ho et al.
     eq. 14) at the drawn t and eps, the labels replaced by the null token where ``drop`` says. ValueError (one line)
     for dropout, whose masks the engine's noise does not carry."""
