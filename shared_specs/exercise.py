@@ -115,7 +115,7 @@ def imports_for(fn: Callable, withhold: tuple[str, ...] = (), gives: tuple[str, 
             home = getattr(value, "__module__", None)
             source = home if home and getattr(sys.modules.get(home), name, None) is value else fn.__module__
             names.append(f"from {source} import {name}")
-    return modules + ([""] if modules and names else []) + names
+    return modules + names
 
 
 def file_header(topic: str, backend: str, path: Path) -> str:
@@ -137,9 +137,9 @@ def write_exercises(name: str, backend: str, folder: Path) -> tuple[Path, list[s
     if not new:
         return path, []
     fns = [ours(topic, e.function, backend) for e in new]
-    withheld = tuple(name for e in exercises_of(topic) for name in e.withhold)  # none of the file's exercises done
-    imports = {*BASICS[backend], *(line for e, fn in zip(new, fns) for line in imports_for(fn, withheld, e.gives)
-                                   if line)}
+    # a helper any of the topic's exercises has the learner write is imported for none of them
+    withheld = tuple(helper for e in exercises_of(topic) for helper in e.withhold)
+    imports = {*BASICS[backend], *(line for e, fn in zip(new, fns) for line in imports_for(fn, withheld, e.gives))}
     marker = f"TOPIC, BACKEND = \"{topic}\", \"{backend}\"  # what the checker runs your functions as"
     if not text:
         text = file_header(topic, backend, path) + _import_block(imports) + f"\n\n{marker}\n"
