@@ -22,7 +22,7 @@ to the first step), the quick presets on a CPU. ``shared_cpu`` (only when named,
 training run beside busy processes under each thread setting (benchmarks/shared_cpu.py). ``control`` (only when
 named, about 4 minutes on 2 cores) trains PPO's and TRPO's quick presets on CartPole-v1 over seeds and draws their
 returns against environment steps (benchmarks/control.py). ``jax_train`` (only when named) times each quick preset's
-step in JAX (``theory_jax train``) and PyTorch, and with ``--jax-quality`` trains both to their held-out figures
+step in JAX (``practice_jax train``) and PyTorch, and with ``--jax-quality`` trains both to their held-out figures
 (benchmarks/jax_train.py). ``restoration`` (only when named) scores a ddpm run's inpainting and super-resolution
 against mean fill, nearest and bicubic upsampling (benchmarks/restoration.py); ``gan_stability`` (only when named,
 about 40 minutes) trains the plain GAN, R1, spectral normalisation, minibatch std, the unrolled discriminator and
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-loads", default="0,1,2", help="shared_cpu: comma-separated numbers of busy processes")
     parser.add_argument("--cpu-repeats", type=int, default=3, help="shared_cpu: runs of each setting under each load")
     parser.add_argument("--jax-models", default="", help="jax_train: comma-separated models (default: every model "
-                                                         "theory_jax train trains)")
+                                                         "practice_jax train trains)")
     parser.add_argument("--jax-steps", type=int, default=20, help="jax_train: timed steps per backend")
     parser.add_argument("--jax-quality", action="store_true", help="jax_train: also train each quick preset to the "
                         "end in both backends and evaluate it (tens of minutes a model)")

@@ -165,7 +165,7 @@ def run_config(run_dir: Path):
 
 def new_run_config(model: str, preset: str | None, dataset: str | None, overrides=()):
     """The config a new run of ``model`` trains with, in either backend (``python -m practice_torch train`` and
-    ``python -m theory_jax train``): the preset (default quick) on ``dataset`` (default the model's) with
+    ``python -m practice_jax train``): the preset (default quick) on ``dataset`` (default the model's) with
     ``overrides`` applied; ConfigError (one line) for a value out of its range (``engine.config.check_train``)."""
     from practice_torch.engine.config import apply_overrides, check_train
 

@@ -7,7 +7,7 @@ Three kinds, one per level of the tolerance policy:
 * ``ModuleCase``: a module with the same class name in both backends, its weights drawn once in
   the torch ``state_dict`` layout and carried to flax by ``shared_specs.interop`` (rule 2).
 * ``StepCase``: a few optimizer steps from the same weights on the same batches.
-* ``RunCase``: a whole short training run of a trainable model, the engine's step against ``theory_jax train``'s.
+* ``RunCase``: a whole short training run of a trainable model, the engine's step against ``practice_jax train``'s.
 
 Inputs are drawn from a generator seeded by the case id, so a case is the same on every machine
 and two cases never share draws by accident.
@@ -106,8 +106,8 @@ class StepCase:
 class RunCase:
     """``steps`` training steps of the trainable ``model`` (its quick preset on ``dataset`` with ``overrides``) in
     both backends: the PyTorch engine's default step on the model's adapter (loss, backward, clipping, AdamW, the
-    warmup + cosine schedule, the EMA) and ``python -m theory_jax train``'s jitted step on its flax twin
-    (``shared_specs/jax_train.py``), from the same weights (the PyTorch network built with the run's seed), batches
+    warmup + cosine schedule, the EMA) and ``python -m practice_jax train``'s jitted step on its flax twin
+    (``practice_jax/loop.py``), from the same weights (the PyTorch network built with the run's seed), batches
     and noise (the engine's), in ``dtype`` on both sides. Compared: the loss of every step, the weights and the EMA
     weights after the last."""
 

@@ -127,7 +127,7 @@ def topic_table(link_pages: bool = True) -> str:
 
 
 def _settings(row: dict[str, Any]) -> str:
-    trained = ", trained in JAX (`theory_jax train`)" if row.get("backend") == "jax" else ""
+    trained = ", trained in JAX (`practice_jax train`)" if row.get("backend") == "jax" else ""
     return row["preset"] + "".join(f" `{c}`" for c in row["changes"]) + trained
 
 

@@ -143,7 +143,7 @@ CASES = (
                  static={"length": TABLE_L, "beam": TABLE_V ** (TABLE_L - 1)}, reference=ref_beam_search_table),
     FunctionCase("language_model/beam_search_narrow", "beam_search_table", _table,
                  static={"length": TABLE_L, "beam": 2}, reference=ref_beam_search_table),
-    # a whole short run: 50 steps of the engine's step against theory_jax train's (random crops of the windows, a
+    # a whole short run: 50 steps of the engine's step against practice_jax train's (random crops of the windows, a
     # clip that bites, decay, warmup, an EMA; the head tied to the embedding, rotary positions)
     RunCase("language_model/run/tied-rope", "language_model",
             ("model.dim=16", "model.layers=1", "model.heads=2", "model.context=16", "model.position=rope",

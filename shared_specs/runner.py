@@ -151,14 +151,14 @@ def _step(case: StepCase, perturb: Perturbation | None) -> dict[str, Comparison 
 
 
 def _run(case: RunCase, perturb: Perturbation | None) -> dict[str, Comparison | None]:
-    from shared_specs import jax_train
+    from shared_specs import twin_training
 
     backends()  # full precision on both sides (float64 in JAX, no TF32 in torch)
-    reference, start, inert = jax_train.torch_run(case)
+    reference, start, inert = twin_training.torch_run(case)
     if compare_trees(reference["weights"], start, Tolerance(0.0, 0.0)).passed:
         raise AssertionError("the training steps left every weight unchanged: the case checks nothing")
-    twin = jax_train.jax_run(case, perturb.training if perturb else None)
-    for run in (reference, twin):  # the parameters the loss does not depend on (jax_train.INERT) are not compared
+    twin = twin_training.jax_run(case, perturb.training if perturb else None)
+    for run in (reference, twin):  # the parameters the loss does not depend on (twin_training.INERT) are not compared
         run.update({k: {n: v for n, v in run[k].items() if n not in inert} for k in ("weights", "ema") if k in run})
     return {"output": compare_trees(twin, reference, tolerance(case.level, case.dtype))}
 

@@ -127,7 +127,7 @@ CASES = (
     StepCase("vae/adam_steps/conv-gaussian-beta", "VAE",
              {**CONV, "architecture": "conv", "likelihood": "gaussian"}, _batches(), ADAM,
              image_inputs=("x",), static={"beta": 2.0}),
-    # a whole short run: 50 steps of the engine's step against theory_jax train's, with the clipping, the decay,
+    # a whole short run: 50 steps of the engine's step against practice_jax train's, with the clipping, the decay,
     # the warmup and the EMA all at work -----------------------------------------------------------------------
     RunCase("vae/run/mlp", "vae", (*RUN, "model.architecture=mlp", "model.hidden=16"), dataset="digits"),
     RunCase("vae/run/conv-gaussian-conditional", "vae",

@@ -420,7 +420,7 @@ def test_the_machine_of_a_results_row_names_the_vector_extension_where_the_run_r
 
 
 def test_a_run_trained_by_jax_on_a_gpu_records_that_gpu_though_torch_stayed_on_the_cpu(tmp_path):
-    """theory_jax train keeps the torch side on the CPU; the GPU JAX computed on is passed as ``gpu`` and the record
+    """practice_jax train keeps the torch side on the CPU; the GPU JAX computed on is passed as ``gpu`` and the record
     says cuda and names it (a results row then quotes the GPU, not the host CPU). Control: without it, the CPU."""
     from practice_torch.engine.runs import write_environment
     from practice_torch.results import machine

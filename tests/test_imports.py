@@ -17,7 +17,7 @@ import pytest
 from shared_specs import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("theory_jax", "practice_torch", "shared_specs", "benchmarks")
+PACKAGES = ("theory_jax", "practice_torch", "practice_jax", "shared_specs", "benchmarks")
 FORBIDDEN_IN_MATH = ("practice_torch.engine", "practice_torch.data", "practice_torch.models", "practice_torch.cli")
 
 
@@ -400,8 +400,10 @@ def test_what_a_checkpoint_fixes_and_what_sample_may_change_name_fields_of_the_m
 
 def jax_imports(root: Path) -> list[str]:
     """'module: name' for every import of JAX, flax, optax or the JAX side of the project (theory_jax, the JAX
-    trainer, the twins) anywhere in a practice_torch file, function-local ones included."""
-    packages, modules = ("jax", "flax", "optax", "diffrax", "theory_jax"), ("shared_specs.jax_train", "shared_specs.twins")
+    trainer practice_jax, the twins and twin training of shared_specs) anywhere in a practice_torch file, function-local
+    ones included."""
+    packages = ("jax", "flax", "optax", "diffrax", "theory_jax", "practice_jax")
+    modules = ("shared_specs.twin_training", "shared_specs.twins")
     found = []
     for module, path in module_files(root, ("practice_torch",)).items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

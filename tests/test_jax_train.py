@@ -1,4 +1,4 @@
-"""Training in JAX (``python -m theory_jax train``, ``shared_specs/jax_train.py``): a JAX run is a run the PyTorch
+"""Training in JAX (``python -m theory_jax train``, ``shared_specs/loop.py``): a JAX run is a run the PyTorch
 side reads, its step is the engine's step (the twin-training spec cases, ``RunCase``, pass in ``test_specs.py``),
 and each fault of an optimizer written by hand is caught."""
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared_specs import jax_train
+from practice_jax import loop
+from shared_specs import twin_training
 from shared_specs.case import RunCase
 from shared_specs.gan import RUN as GAN_RUN
 from shared_specs.runner import Perturbation, caught
@@ -26,7 +27,7 @@ def engine_and_reference(case, steps: int, folder):
     from practice_torch.engine.config import apply_overrides
     from practice_torch.models import get_model, new_trainer
 
-    reference, _, _ = jax_train.torch_run(RunCase(case.id, case.model, case.overrides, case.dataset, steps=steps,
+    reference, _, _ = twin_training.torch_run(RunCase(case.id, case.model, case.overrides, case.dataset, steps=steps,
                                                   dtype="float32"))
     cfg = apply_overrides(get_model(case.model).default_config("quick", case.dataset),
                           [f"train.steps={steps}", "train.device=cpu", "train.threads=1", *case.overrides])
@@ -46,7 +47,7 @@ def test_the_twin_runs_reference_is_the_engines_own_step(tmp_path):
     assert all(np.array_equal(reference["weights"][n], weights[n].detach().numpy()) for n in weights)
     assert all(np.array_equal(reference["ema"][n], trainer.ema.shadow[n].numpy()) for n in weights)
     assert not np.array_equal(reference["weights"]["decoder.out.weight"],  # the control: one step fewer differs
-                              jax_train.torch_run(RunCase(CASE.id, CASE.model, CASE.overrides, CASE.dataset, steps=5,
+                              twin_training.torch_run(RunCase(CASE.id, CASE.model, CASE.overrides, CASE.dataset, steps=5,
                                                           dtype="float32"))[0]["weights"]["decoder.out.weight"])
 
 
@@ -67,9 +68,9 @@ def _adam_without_bias_correction(train):
         nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state[1], grads)
         return jax.tree.map(lambda m, v: m / (jnp.sqrt(v) + 1e-8), mu, nu), (mu, nu)
 
-    return optax.chain(jax_train.clip_like_torch(train.grad_clip), optax.GradientTransformation(init, update),
+    return optax.chain(loop.clip_like_torch(train.grad_clip), optax.GradientTransformation(init, update),
                        optax.add_decayed_weights(train.weight_decay),
-                       optax.scale_by_learning_rate(jax_train.lr_schedule(train)))
+                       optax.scale_by_learning_rate(loop.lr_schedule(train)))
 
 
 def _ema_before_the_step(loss, tx, ema):
@@ -79,7 +80,7 @@ def _ema_before_the_step(loss, tx, ema):
 
     def step(params, opt_state, shadow, batch, noise, step):
         (value, terms), grads = jax.value_and_grad(loss, has_aux=True)(params, batch, noise, step)
-        d = jax_train.ema_decay(ema, step + 1)
+        d = loop.ema_decay(ema, step + 1)
         shadow = jax.tree.map(lambda s, p: s + (1.0 - d) * (p - s), shadow, params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, shadow, {"loss": value, **terms}
@@ -91,14 +92,14 @@ def _schedule_a_step_late(train):
     """AdamW whose learning rate is read one update late (the schedule at the count before)."""
     import optax
 
-    schedule = jax_train.lr_schedule(train)
-    return optax.chain(jax_train.clip_like_torch(train.grad_clip),
+    schedule = loop.lr_schedule(train)
+    return optax.chain(loop.clip_like_torch(train.grad_clip),
                        optax.adamw(lambda count: schedule(count - 1), b1=train.betas[0], b2=train.betas[1], eps=1e-8,
                                    weight_decay=train.weight_decay))
 
 
 @pytest.mark.parametrize(("name", "alter", "where"), [
-    ("a wrong Adam beta2 (0.99)", lambda parts: {**parts, "optimizer": lambda t: jax_train.optimizer(
+    ("a wrong Adam beta2 (0.99)", lambda parts: {**parts, "optimizer": lambda t: loop.optimizer(
         t, betas=(t.betas[0], 0.99))}, "weights"),
     ("Adam without its bias correction", lambda parts: {**parts, "optimizer": _adam_without_bias_correction},
      "weights"),
@@ -157,8 +158,8 @@ def test_only_the_biases_a_normalisation_removes_go_uncompared():
 
     cases = {c.id: c for c in spec_cases("vae")}
     conv = dataclasses.replace(cases["vae/run/conv-gaussian-conditional"], steps=3)
-    assert jax_train.torch_run(conv)[2] == ["decoder.deconvs.0.bias", "encoder.convs.0.bias", "encoder.convs.1.bias"]
-    assert jax_train.torch_run(dataclasses.replace(cases["vae/run/mlp"], steps=3))[2] == []
+    assert twin_training.torch_run(conv)[2] == ["decoder.deconvs.0.bias", "encoder.convs.0.bias", "encoder.convs.1.bias"]
+    assert twin_training.torch_run(dataclasses.replace(cases["vae/run/mlp"], steps=3))[2] == []
 
 
 def test_theory_jax_trains_the_character_transformer_and_refuses_what_its_twin_lacks(tmp_path, capsys):
@@ -193,8 +194,8 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
                 "model.latent_dim=2", "--set", "train.batch_size=32", "--set", "train.log_every=2", "--set",
                 "train.samples=2", "--set", "train.ema_decay=0.9"]
     whole, part = tmp_path / "whole", tmp_path / "part"
-    assert jax_train.main(["vae", "--steps", "6", "--out", str(whole), *settings]) == 0
-    advance = jax_train.JaxRun.advance
+    assert loop.main(["vae", "--steps", "6", "--out", str(whole), *settings]) == 0
+    advance = loop.JaxRun.advance
 
     def advance_then_signal(run):
         logged = advance(run)
@@ -202,8 +203,8 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
             os.kill(os.getpid(), signal.SIGTERM)
         return logged
 
-    monkeypatch.setattr(jax_train.JaxRun, "advance", advance_then_signal)
-    assert jax_train.main(["vae", "--steps", "6", "--out", str(part), *settings]) == 128 + signal.SIGTERM
+    monkeypatch.setattr(loop.JaxRun, "advance", advance_then_signal)
+    assert loop.main(["vae", "--steps", "6", "--out", str(part), *settings]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err
     assert "stopped by SIGTERM after step 3; checkpoint saved" in err and f"--resume {part}" in err
     stopped, state = load_checkpoint(part / "checkpoints", "vae")
@@ -215,7 +216,7 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
     assert all(float(s["step"]) == 3.0 and torch.all(s["exp_avg_sq"] >= 0) for s in moments.values())
     assert any(float(s["exp_avg"].abs().sum()) > 0 for s in moments.values())
     monkeypatch.undo()
-    assert jax_train.main(["vae", "--resume", str(part)]) == 0
+    assert loop.main(["vae", "--resume", str(part)]) == 0
     (a, sa), (b, sb) = load_checkpoint(whole / "checkpoints", "vae"), load_checkpoint(part / "checkpoints", "vae")
     assert sb["step"] == 6 and all(torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(v, sb["ema"]["shadow"][k]) for k, v in sa["ema"]["shadow"].items())
@@ -226,9 +227,9 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
     assert losses[1][-1] == losses[0][-1]
     assert not all(torch.equal(stopped[k], b[k]) for k in b)  # control: the resumed steps moved the weights
     capsys.readouterr()
-    assert jax_train.main(["vae", "--resume", str(part), "--out", str(tmp_path / "x")]) == 2
+    assert loop.main(["vae", "--resume", str(part), "--out", str(tmp_path / "x")]) == 2
     assert "drop --out" in capsys.readouterr().err
-    assert jax_train.main(["vae", "--resume", str(part), "--set", "model.hidden=8"]) == 2
+    assert loop.main(["vae", "--resume", str(part), "--set", "model.hidden=8"]) == 2
     assert "cannot resume" in capsys.readouterr().err
 
 
@@ -386,7 +387,7 @@ def test_theory_jax_train_refuses_the_values_practice_torch_train_refuses(tmp_pa
                           (["--steps", "-5"], "train.steps must be positive, got -5"),
                           *((["--set", f"train.{key}={value}"], message) for key, kind in numeric_train_keys().items()
                             for value, message in bad_values(key, kind))]:
-        assert jax_train.main(["vae", *argv, "--out", str(out)]) == 2, argv
+        assert loop.main(["vae", *argv, "--out", str(out)]) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, (argv, err)
     assert not out.exists()

@@ -7,7 +7,7 @@
     python -m theory_jax --all                 # every derivation, with a summary
     python -m theory_jax --all --json R.json   # ...and every claim's measured discrepancy as JSON
     python -m theory_jax check RUN_DIR         # a trained run's held-out metric recomputed by its JAX twin
-    python -m theory_jax train vae             # a model trained in JAX (optax, a jitted step) into a PyTorch run
+    python -m theory_jax train vae             # python -m practice_jax train vae: the model trained in JAX
     python -m theory_jax exercises             # exercises: write a function, both backends check it
     python -m theory_jax exercise gan.minibatch_std   # ...writes exercises/gan_jax.py; --check FILE, --hint N
 """
@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return check.main(argv[1:])
     if argv and argv[0] == "train":  # not a topic: a model trained in JAX, into a run the PyTorch side reads
-        from shared_specs import jax_train
+        from practice_jax import loop
 
-        return jax_train.main(argv[1:])
+        return loop.main(argv[1:])
     if argv and argv[0] in ("exercise", "exercises"):  # not a topic: a function for the learner to write
         from shared_specs import exercise
 

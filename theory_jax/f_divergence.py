@@ -268,7 +268,7 @@ class ConvGenerator(nn.Module):
     (``module.eval()``, how a trained generator samples); the running statistics cross by the converter.
 
     The running statistics move as torch's do (``TorchBatchNorm``: the variance by the batch's unbiased one), so the
-    twin trains them too (``python -m theory_jax train gan``)."""
+    twin trains them too (``python -m practice_jax train gan``)."""
 
     latent_dim: int
     shape: Sequence[int]

@@ -18,7 +18,7 @@ D confidently rejects the fakes (D -> 0), at the start of training; the non-satu
 
 All losses take the discriminator's logits (B,), so that log D = -softplus(-logit) and log(1 - D) =
 -softplus(logit) stay finite for any logit. Twin: ``practice_torch/gan``; ``Adversarial`` is the flax twin of
-its players, which ``python -m theory_jax train gan`` trains.
+its players, which ``python -m practice_jax train gan`` trains.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def write_environment(run_dir: Path, device: torch.device, world_size: int, step
                       backend: str = "pytorch", gpu: str | None = None) -> None:
     """RUN/environment.json: the machine, libraries and commit of the latest training session, the load average
     (1, 5, 15 min) when it started and, once ``finished``, when it ended, and the ``backend`` that trained it
-    ('pytorch', or 'jax': ``theory_jax train``); results tables quote it. ``gpu`` names the GPU a backend other than
+    ('pytorch', or 'jax': ``practice_jax train``); results tables quote it. ``gpu`` names the GPU a backend other than
     torch computed on (JAX's device), which ``device`` (torch's) cannot tell."""
     from shared_specs.environment import describe
 

@@ -1,4 +1,4 @@
-"""The GAN trained in JAX (``python -m theory_jax train gan``, ``shared_specs/jax_train.py``): its flax twin, the two
+"""The GAN trained in JAX (``python -m practice_jax train gan``, ``practice_jax/loop.py``): its flax twin, the two
 players' losses as pure functions and the round of the game written as ``training.train_step`` is, top to bottom.
 
 The players' parameters are the flax twin's top-level collections: the discriminator's (with the projection's class
@@ -21,15 +21,15 @@ def jax_twin(net, cfg):
     import jax.numpy as jnp
 
     import theory_jax.gan as jg
-    from shared_specs.jax_train import JaxGame
+    from practice_jax.loop import JaxGame
 
     m = cfg.model
     if m.spectral_norm and m.discriminator_steps == 0:  # the players' logits would step the vectors in torch's order
-        raise ValueError("theory_jax train gan runs model.spectral_norm=true with model.discriminator_steps >= 1 only "
+        raise ValueError("practice_jax train gan runs model.spectral_norm=true with model.discriminator_steps >= 1 only "
                          "(simultaneous updates take every gradient from the same statistics): train with "
                          "practice_torch, or set model.discriminator_steps=1")
     if m.unrolled_steps and m.unroll_optimizer == "adam":  # the look-ahead would read the optimizer's moments
-        raise ValueError("theory_jax train gan unrolls plain gradient steps only (model.unroll_optimizer=sgd): train "
+        raise ValueError("practice_jax train gan unrolls plain gradient steps only (model.unroll_optimizer=sgd): train "
                          "the Adam look-ahead with practice_torch")
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
                           unit_interval=net.generator.unit_interval, minibatch_std=m.minibatch_std,
