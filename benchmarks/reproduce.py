@@ -87,6 +87,7 @@ def mode_collapse_arms(dataset: str, paper: dict[str, str]) -> tuple[Arm, ...]:
     remedies = {"gan": (), "r1": ("model.r1=0.1",), "spectral_norm": ("model.spectral_norm=true",),
                 "minibatch_std": ("model.minibatch_std=true",),
                 "unrolled": ("model.unrolled_steps=5", "model.unroll_optimizer=adam"),  # Metz et al.'s Adam look-ahead
+                "unrolled_sgd": ("model.unrolled_steps=5",),  # plain gradient steps of lr 1e-3 ahead
                 "pacgan2": ("model.pack=2",), "pacgan4": ("model.pack=4",)}
     return (*(Arm(name, "gan", dataset, (fast, *sets), paper.get(name, "-")) for name, sets in remedies.items()),
             Arm("wgan_gp", "wgan", dataset, (), paper.get("wgan_gp", "-")))
