@@ -1,32 +1,48 @@
-"""The character transformer trained in JAX: ``jax_twin``, what ``practice_jax/loop.py`` trains (``python -m
-practice_jax train language_model``)."""
+"""The character transformer trained in JAX (``python -m practice_jax train language_model``, ``practice_jax/loop.py``):
+its flax twin, and the training loss of ``training.loss`` as a pure function of (params, batch, noise, step): the
+next-character cross-entropy of each window's crop at ``noise["offset"]``. x, y: (B, 256) int, offset: (B,). Each
+function takes the ``Setup`` it trains first; ``jax_twin`` binds it once."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
+from typing import Any
+
+import jax.numpy as jnp
+
+from theory_jax.language_model import CharTransformer, crop, cross_entropy
+from theory_jax.nets.transformer import Transformer
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """The flax ``CharTransformer`` and the context it reads."""
+
+    twin: Any
+    context: int
+
+
+def loss(setup: Setup, params, batch, noise, step):
+    x, y = (crop(t, noise["offset"], setup.context) for t in batch)
+    nll = cross_entropy(setup.twin.apply({"params": params}, x), y)
+    return nll, {"bits_per_char": nll / math.log(2)}
+
+
+def init_args(setup: Setup, batch, noise):
+    return (jnp.asarray(batch[0])[:, :setup.context],)
 
 
 def jax_twin(net, cfg):
-    """The character transformer trained in JAX (``python -m practice_jax train language_model``): its flax twin, and
-    the training loss of ``training.loss`` as a pure function (params, batch, noise, step) -> (loss, terms): the
-    next-character cross-entropy of each window's crop at ``noise["offset"]``. x, y: (B, 256) int, offset: (B,)."""
-    import jax.numpy as jnp
-
+    """The character transformer's ``JaxTwin`` (JaxTrainError, one line, for what its twin lacks)."""
     from practice_jax.loop import JaxTrainError, JaxTwin
-    from theory_jax.language_model import CharTransformer, crop, cross_entropy
-    from theory_jax.nets.transformer import Transformer
 
     if net.architecture != "transformer":
         raise JaxTrainError(f"language_model with model.architecture={net.architecture} has no JAX twin network "
                             "(only the transformer has one)")
     if cfg.model.dropout:
         raise JaxTrainError(f"model.dropout={cfg.model.dropout}: the JAX trainer draws no dropout masks (set it to 0)")
-    twin = CharTransformer(net.vocab_size, Transformer(**dataclasses.asdict(net.trunk.config)), net.tie)
-
-    def loss(params, batch, noise, step):
-        x, y = (crop(t, noise["offset"], net.context) for t in batch)
-        nll = cross_entropy(twin.apply({"params": params}, x), y)
-        return nll, {"bits_per_char": nll / math.log(2)}
-
-    return JaxTwin(twin, loss, lambda batch, noise: (jnp.asarray(batch[0])[:, :net.context],))
+    setup = Setup(CharTransformer(net.vocab_size, Transformer(**dataclasses.asdict(net.trunk.config)), net.tie),
+                  net.context)
+    return JaxTwin(setup.twin, partial(loss, setup), partial(init_args, setup))

@@ -1,33 +1,56 @@
-"""The VAE trained in JAX: ``jax_twin``, what ``practice_jax/loop.py`` trains (``python -m practice_jax train vae``)."""
+"""The VAE trained in JAX (``python -m practice_jax train vae``, ``practice_jax/loop.py``): its flax twin, and the
+training loss of ``training.loss`` as a pure function of (params, batch, noise, step), with x (B, H, W, C) channels
+last, y (B,) and eps (B, d). Each function takes the ``Setup`` it trains first; ``jax_twin`` binds it once."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax.numpy as jnp
+
+import theory_jax.vae as jv
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The flax ``VAE``, the run's ``model`` settings (beta, the beta-TCVAE's weight) and whether it is conditional."""
+
+    twin: Any
+    model: Any
+    conditional: bool
+
+
+def labels(setup: Setup, batch):
+    return batch[1] if setup.conditional else None
+
+
+def loss(setup: Setup, params, batch, noise, step):
+    """-ELBO with beta (Higgins et al.), or the beta-TCVAE's decomposition when ``model.tc_beta`` != 1 (Chen et al.
+    2018): (loss, {term: value})."""
+    m, y = setup.model, labels(setup, batch)
+    if m.tc_beta == 1:
+        recon, kl = setup.twin.apply({"params": params}, batch[0], noise["eps"], y, method=jv.VAE.terms)
+        return jnp.mean(m.beta * kl - recon), {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl)}
+    recon, kl, mi, tc, dim_kl = setup.twin.apply({"params": params}, batch[0], noise["eps"], y, m.dataset_size,
+                                                 method=jv.VAE.tc_terms)
+    return (jnp.mean(m.beta * kl + (m.tc_beta - 1) * tc - recon),
+            {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl), "mi": jnp.mean(mi), "tc": jnp.mean(tc),
+             "dim_kl": jnp.mean(dim_kl)})
+
+
+def init_args(setup: Setup, batch, noise):
+    return batch[0], noise["eps"], labels(setup, batch)
+
 
 def jax_twin(net, cfg):
-    """The VAE trained in JAX (``python -m practice_jax train vae``, ``practice_jax/loop.py``): its flax twin, and
-    the training loss of ``training.loss`` as a pure function (params, batch, noise, step) -> (loss, terms), with
-    x (B, H, W, C) channels last, y (B,) and eps (B, d)."""
-    import jax.numpy as jnp
-
-    import theory_jax.vae as jv
+    """The VAE's ``JaxTwin``: the flax ``VAE`` of ``net``'s architecture and its loss, bound to its ``Setup``."""
     from practice_jax.loop import JaxTwin
 
     m = cfg.model
     twin = jv.VAE(image_shape=net.image_shape, latent_dim=net.latent_dim, architecture=m.architecture,
                   likelihood=m.likelihood, hidden=tuple(m.hidden), channels=tuple(m.channels),
                   num_classes=net.num_classes)
-
-    def labels(batch):
-        return batch[1] if net.num_classes else None
-
-    def loss(params, batch, noise, step):
-        if m.tc_beta == 1:
-            recon, kl = twin.apply({"params": params}, batch[0], noise["eps"], labels(batch), method=jv.VAE.terms)
-            return jnp.mean(m.beta * kl - recon), {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl)}
-        recon, kl, mi, tc, dim_kl = twin.apply({"params": params}, batch[0], noise["eps"], labels(batch),
-                                               m.dataset_size, method=jv.VAE.tc_terms)
-        return (jnp.mean(m.beta * kl + (m.tc_beta - 1) * tc - recon),
-                {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl), "mi": jnp.mean(mi), "tc": jnp.mean(tc),
-                 "dim_kl": jnp.mean(dim_kl)})
-
-    return JaxTwin(twin, loss, lambda batch, noise: (batch[0], noise["eps"], labels(batch)))
+    setup = Setup(twin, m, bool(net.num_classes))
+    return JaxTwin(twin, partial(loss, setup), partial(init_args, setup))
