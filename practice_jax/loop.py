@@ -694,22 +694,77 @@ class StopOnSignals:
             signal.signal(s, handler)
 
 
+class LogWindow:
+    """The steps between two log lines, as the engine keeps them: the logged terms and learning rates summed, then
+    written as their means with the examples a second and the time since the start (``flush``)."""
+
+    def __init__(self, cfg, log, bar):
+        self.cfg, self.log, self.bar = cfg, log, bar
+        self.sums: dict[str, Any] = {}
+        self.window = 0  # the steps summed (a resumed run's first window starts at its checkpoint)
+        self.start = self.started = time.perf_counter()
+        self.last_loss = None
+
+    def add(self, logged: dict) -> None:
+        self.sums = {k: self.sums.get(k, 0.0) + v for k, v in logged.items()}
+        self.window += 1
+
+    def flush(self, run) -> None:
+        """Write the window's means at ``run.step`` (JaxTrainError, one line, on a non-finite loss)."""
+        t = self.cfg.train
+        means = {k: float(v) / self.window for k, v in self.sums.items()}
+        if not math.isfinite(means["loss"]):
+            raise JaxTrainError(f"the loss became {means['loss']} within steps {run.step - self.window + 1}-"
+                                f"{run.step}; stopped: try a lower train.lr or a train.grad_clip")
+        rate = self.window * t.batch_size / (time.perf_counter() - self.start)
+        if t.val_batch and hasattr(run.module, "validate"):
+            means.update(run.validate())
+        self.log.write(run.step, {**means, "examples_per_s": rate, "time_s": time.perf_counter() - self.started})
+        self.bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
+        self.sums, self.window, self.start, self.last_loss = {}, 0, time.perf_counter(), means["loss"]
+
+
+def start_run_dir(cfg, run_dir: Path, run) -> None:
+    """The run's folder with its config and environment (the torch side, the weights' layout and the sampler, stays
+    on the CPU; a GPU JAX computes on is recorded)."""
+    import jax
+    import torch
+
+    from practice_torch.engine.runs import write_config, write_environment
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, cfg)
+    on_gpu = jax.default_backend() == "gpu"
+    write_environment(run_dir, torch.device("cpu"), 1, run.step, backend="jax",
+                      gpu=jax.devices()[0].device_kind if on_gpu else None)
+
+
+def finish(cfg, run_dir: Path, run, stop, first: int, last_loss) -> Trained:
+    """After the last step (or a signal): the environment marked finished; then, unless stopped, the samples of the
+    trained (the EMA's, if kept) weights and the loss curves."""
+    import torch
+
+    from practice_torch.engine.metrics import plot_losses
+    from practice_torch.engine.runs import held_out_examples, save_samples, write_environment, write_samples
+
+    t = cfg.train
+    write_environment(run_dir, torch.device("cpu"), 1, run.step, finished=True)
+    if stop.signal is not None:
+        return Trained(run.step, stop.signal, first=first, loss=last_loss)
+    run.net.load_state_dict(run.weights(average=run.shadow is not None))
+    artefacts = write_samples(run.module, cfg, run.net, t.samples, t.seed, held_out_examples(cfg.data, t.samples))
+    plot = plot_losses(run_dir, run_dir / "loss.png")
+    return Trained(run.step, None, tuple(save_samples(artefacts, run_dir) + ([plot] if plot else [])), first,
+                   last_loss)
+
+
 def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
     """Train ``cfg`` (an ``engine.config.RunConfig``) in JAX into the new run directory ``run_dir`` (``resume``: on
     from its newest checkpoint), as the engine trains it in PyTorch: the log, the checkpoints, the samples and the
     loss curves."""
-    import torch
-
     from practice_torch.engine.checkpoint import current_version, save_checkpoint
-    from practice_torch.engine.metrics import MetricsLog, plot_losses
-    from practice_torch.engine.runs import (
-        CHECKPOINTS,
-        held_out_examples,
-        save_samples,
-        write_config,
-        write_environment,
-        write_samples,
-    )
+    from practice_torch.engine.metrics import MetricsLog
+    from practice_torch.engine.runs import CHECKPOINTS
     from practice_torch.progress import progress
 
     t = cfg.train
@@ -719,41 +774,19 @@ def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
     version = current_version(getattr(run.module, "CHECKPOINT_VERSIONS", None))
 
     def save() -> None:
-        state = run.checkpoint_state()
-        save_checkpoint(run_dir / CHECKPOINTS, cfg.model_name, run.step, run.weights(), state, version)
+        save_checkpoint(run_dir / CHECKPOINTS, cfg.model_name, run.step, run.weights(), run.checkpoint_state(), version)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, cfg)
-    import jax
-
-    on_gpu = jax.default_backend() == "gpu"  # the torch side (weights' layout, the sampler) stays on the CPU
-    write_environment(run_dir, torch.device("cpu"), 1, run.step, backend="jax",
-                      gpu=jax.devices()[0].device_kind if on_gpu else None)
-    log = MetricsLog(run_dir, run.step)
-    first, last_loss = run.step, None
-    sums: dict[str, Any] = {}
-    window = 0  # the steps summed in ``sums`` (a resumed run's first window starts at its checkpoint)
-    window_start = started = time.perf_counter()
+    start_run_dir(cfg, run_dir, run)
+    log, first = MetricsLog(run_dir, run.step), run.step
     bar = progress(total=t.steps, initial=run.step, desc=f"{cfg.model_name} on {cfg.data.name} (JAX)", unit="step")
-    stop = StopOnSignals()
+    window, stop = LogWindow(cfg, log, bar), StopOnSignals()
     try:
         with stop:
             while run.step < t.steps and stop.signal is None:
                 lrs = run.learning_rates(run.step)
-                logged = run.advance()  # asynchronous: nothing here waits for the step until the log line
-                sums = {k: sums.get(k, 0.0) + v for k, v in {**logged, **lrs}.items()}
-                window += 1
+                window.add({**run.advance(), **lrs})  # asynchronous: nothing waits for the step until the log line
                 if run.step % t.log_every == 0 or run.step == t.steps or stop.signal is not None:
-                    means = {k: float(v) / window for k, v in sums.items()}
-                    if not math.isfinite(means["loss"]):
-                        raise JaxTrainError(f"the loss became {means['loss']} within steps {run.step - window + 1}-"
-                                            f"{run.step}; stopped: try a lower train.lr or a train.grad_clip")
-                    rate = window * t.batch_size / (time.perf_counter() - window_start)
-                    if t.val_batch and hasattr(run.module, "validate"):
-                        means.update(run.validate())
-                    log.write(run.step, {**means, "examples_per_s": rate, "time_s": time.perf_counter() - started})
-                    bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
-                    sums, window, window_start, last_loss = {}, 0, time.perf_counter(), means["loss"]
+                    window.flush(run)
                 bar.update(1)
                 if run.step % t.checkpoint_every == 0 and run.step < t.steps:
                     save()
@@ -761,14 +794,7 @@ def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
         bar.close()
         log.close()
     save()
-    write_environment(run_dir, torch.device("cpu"), 1, run.step, finished=True)
-    if stop.signal is not None:
-        return Trained(run.step, stop.signal, first=first, loss=last_loss)
-    run.net.load_state_dict(run.weights(average=run.shadow is not None))  # the samples of the EMA's weights, if kept
-    artefacts = write_samples(run.module, cfg, run.net, t.samples, t.seed, held_out_examples(cfg.data, t.samples))
-    plot = plot_losses(run_dir, run_dir / "loss.png")
-    return Trained(run.step, None, tuple(save_samples(artefacts, run_dir) + ([plot] if plot else [])), first,
-                   last_loss)
+    return finish(cfg, run_dir, run, stop, first, window.last_loss)
 
 
 # The command ----------------------------------------------------------------------------------------------------------
