@@ -15,6 +15,7 @@ from flax import linen as nn
 
 import theory_jax.ddpm as jd
 import theory_jax.diffusion as jdiff
+from practice_jax.loop import JaxTwin
 from shared_specs.twins.nets import flax_twin
 
 
@@ -59,8 +60,6 @@ def init_args(setup: Setup, batch, noise):
 
 def jax_twin(net, cfg):
     """DDPM's ``JaxTwin``; ValueError (one line) for dropout, whose masks the engine's noise does not carry."""
-    from practice_jax.loop import JaxTwin
-
     if getattr(cfg.model, "dropout", 0.0):
         raise ValueError(f"model.dropout={cfg.model.dropout}: the JAX trainer draws no dropout masks (set it to 0)")
     twin = Denoising(flax_twin(net.denoiser)[0], bool(net.num_classes))

@@ -11,46 +11,31 @@ pass of torch's ``SpectralNorm`` does, so the statistics also pass from one logi
 discriminator reads m samples at once); ``model.unrolled_steps`` is ``theory_jax.gan.unroll`` of the discriminator's
 share of the params inside the generator's objective, differentiated through by the update's ``jax.value_and_grad``.
 
-Every function takes the ``Game`` it plays (the twin, the run's model settings, whether it is conditional) first;
-``jax_twin`` binds it once, so that the loop compiles each player's update once.
+Every function takes the game it plays, a ``loop.Setup`` (the twin, the run's model settings, whether it is
+conditional), first; ``jax_twin`` binds it once, so that the loop compiles each player's update once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 import theory_jax.gan as jg
+from practice_jax.loop import JaxGame, Setup
 
 PLAYERS = {"discriminator": ("discriminator", "embed"), "generator": ("generator",)}  # training.players' order
 GENERATOR_LOSSES = {"non_saturating": jg.generator_loss_nonsaturating, "saturating": jg.generator_loss_saturating}
 
 
-@dataclass(frozen=True)
-class Game:
-    """What the players' losses read: the flax ``Adversarial``, the run's ``model`` settings and whether the game
-    is conditional (the batch's labels go to both players)."""
-
-    twin: Any
-    model: Any
-    conditional: bool
-
-
-def labels(game: Game, batch):
-    return batch[1] if game.conditional else None
-
-
-def generate(game: Game, params, stats, z, y):
+def generate(game: Setup, params, stats, z, y):
     """G(z, y) in training mode: (samples, the moved batch statistics)."""
     fake, moved = game.twin.apply({"params": params, "batch_stats": stats}, z, y, mutable=["batch_stats"])
     return fake, moved.get("batch_stats", stats)
 
 
-def logit(game: Game, params, stats, x, y):
+def logit(game: Setup, params, stats, x, y):
     """D's logit (B,) in training mode: (logits, the statistics; with spectral normalisation, its vectors one power
     iteration on)."""
     if not game.model.spectral_norm:
@@ -60,10 +45,10 @@ def logit(game: Game, params, stats, x, y):
     return logits, moved["batch_stats"]
 
 
-def discriminator_objective(game: Game, params, stats, batch, noise):
+def discriminator_objective(game: Setup, params, stats, batch, noise):
     """The discriminator's loss (eq. 1, negated) on a batch and G's samples taken as data, plus r1 times
     R1 = 1/2 E_P |grad_x logit(x)|^2 (Mescheder et al. 2018) -> (loss, (terms, statistics))."""
-    x, y = batch[0], labels(game, batch)
+    x, y = batch[0], game.labels(batch)
     fake, stats = generate(game, params, stats, noise["z"], y)
     real_logits, moved = logit(game, params, stats, x, y)
     fake_logits, moved = logit(game, params, moved, jax.lax.stop_gradient(fake), y)
@@ -78,11 +63,11 @@ def discriminator_objective(game: Game, params, stats, batch, noise):
     return loss, (terms, moved)
 
 
-def generator_objective(game: Game, params, stats, batch, noise):
+def generator_objective(game: Setup, params, stats, batch, noise):
     """The generator's loss on the discriminator's logits of its samples; ``model.unrolled_steps = k > 0``: on those
     of the discriminator k plain gradient steps (lr ``model.unroll_lr``) on from its params, on this batch's real x
     and these fakes, the steps in the graph (Metz et al. 2017, eqs. 4-6) -> (loss, ({}, statistics))."""
-    m, x, y = game.model, batch[0], labels(game, batch)
+    m, x, y = game.model, batch[0], game.labels(batch)
     fake, stats = generate(game, params, stats, noise["z"], y)
     if m.unrolled_steps:
         def look_ahead_loss(judge):  # the discriminator's plain loss, its share of the params moved
@@ -112,8 +97,8 @@ def train_step(objectives: dict, run, config):
     return terms["discriminator_loss"] + g_loss, {**terms, "generator_loss": g_loss}
 
 
-def init_args(game: Game, batch, noise):
-    return noise["z"], batch[0], labels(game, batch)
+def init_args(game: Setup, batch, noise):
+    return noise["z"], batch[0], game.labels(batch)
 
 
 def check_settings(m) -> None:
@@ -130,14 +115,12 @@ def check_settings(m) -> None:
 def jax_twin(net, cfg):
     """The GAN's ``JaxGame``: the flax ``Adversarial`` of ``net``'s architecture, its players and ``train_step``,
     each player's objective bound to the game once."""
-    from practice_jax.loop import JaxGame
-
     m = cfg.model
     check_settings(m)
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
                           unit_interval=net.generator.unit_interval, minibatch_std=m.minibatch_std,
                           spectral_norm=m.spectral_norm, pack=m.pack)
-    game = Game(twin, m, bool(net.num_classes))
+    game = Setup(twin, m, bool(net.num_classes))
     objectives = {"discriminator": partial(discriminator_objective, game),
                   "generator": partial(generator_objective, game)}
     return JaxGame(twin, PLAYERS, partial(train_step, objectives), partial(init_args, game),

@@ -12,6 +12,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from practice_jax.loop import JaxTrainError, JaxTwin
 from theory_jax.language_model import CharTransformer, crop, cross_entropy
 from theory_jax.nets.transformer import Transformer
 
@@ -36,8 +37,6 @@ def init_args(setup: Setup, batch, noise):
 
 def jax_twin(net, cfg):
     """The character transformer's ``JaxTwin`` (JaxTrainError, one line, for what its twin lacks)."""
-    from practice_jax.loop import JaxTrainError, JaxTwin
-
     if net.architecture != "transformer":
         raise JaxTrainError(f"language_model with model.architecture={net.architecture} has no JAX twin network "
                             "(only the transformer has one)")

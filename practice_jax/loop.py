@@ -80,6 +80,20 @@ class JaxGame:
     objectives: dict[str, Callable] | None = None  # each player's objective, for negative controls that reorder
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What a model's loss reads besides its parameters, batch and noise: its flax ``twin``, the run's ``model``
+    settings and whether it is ``conditional`` (the batch's labels, its second part, go to the network). A model's
+    functions take it first; its ``jax_twin`` binds it once (``functools.partial``), so each step compiles once."""
+
+    twin: Any
+    model: Any
+    conditional: bool = False
+
+    def labels(self, batch):
+        return batch[1] if self.conditional else None
+
+
 class JaxTrainError(ValueError):
     """Bad input to the JAX trainer (one line)."""
 

@@ -1,35 +1,21 @@
 """The VAE trained in JAX (``python -m practice_jax train vae``, ``practice_jax/loop.py``): its flax twin, and the
 training loss of ``training.loss`` as a pure function of (params, batch, noise, step), with x (B, H, W, C) channels
-last, y (B,) and eps (B, d). Each function takes the ``Setup`` it trains first; ``jax_twin`` binds it once."""
+last, y (B,) and eps (B, d). Each function takes the ``loop.Setup`` it trains first; ``jax_twin`` binds it once."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import jax.numpy as jnp
 
 import theory_jax.vae as jv
-
-
-@dataclass(frozen=True)
-class Setup:
-    """The flax ``VAE``, the run's ``model`` settings (beta, the beta-TCVAE's weight) and whether it is conditional."""
-
-    twin: Any
-    model: Any
-    conditional: bool
-
-
-def labels(setup: Setup, batch):
-    return batch[1] if setup.conditional else None
+from practice_jax.loop import JaxTwin, Setup
 
 
 def loss(setup: Setup, params, batch, noise, step):
     """-ELBO with beta (Higgins et al.), or the beta-TCVAE's decomposition when ``model.tc_beta`` != 1 (Chen et al.
     2018): (loss, {term: value})."""
-    m, y = setup.model, labels(setup, batch)
+    m, y = setup.model, setup.labels(batch)
     if m.tc_beta == 1:
         recon, kl = setup.twin.apply({"params": params}, batch[0], noise["eps"], y, method=jv.VAE.terms)
         return jnp.mean(m.beta * kl - recon), {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl)}
@@ -41,13 +27,11 @@ def loss(setup: Setup, params, batch, noise, step):
 
 
 def init_args(setup: Setup, batch, noise):
-    return batch[0], noise["eps"], labels(setup, batch)
+    return batch[0], noise["eps"], setup.labels(batch)
 
 
 def jax_twin(net, cfg):
     """The VAE's ``JaxTwin``: the flax ``VAE`` of ``net``'s architecture and its loss, bound to its ``Setup``."""
-    from practice_jax.loop import JaxTwin
-
     m = cfg.model
     twin = jv.VAE(image_shape=net.image_shape, latent_dim=net.latent_dim, architecture=m.architecture,
                   likelihood=m.likelihood, hidden=tuple(m.hidden), channels=tuple(m.channels),
