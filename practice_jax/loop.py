@@ -1,5 +1,5 @@
 """Training in JAX: ``python -m practice_jax train MODEL [--dataset D] [--preset quick] [--steps N] [--set KEY=VALUE]
-[--out RUN]``, or ``python -m practice_jax train MODEL --resume RUN [--steps N]``.
+[--out RUN] [--devices N]``, or ``python -m practice_jax train MODEL --resume RUN [--steps N]``.
 
 The same model as ``python -m practice_torch train MODEL``, trained the functional way: the flax twin of the
 network (``practice_jax/<model>.py``: ``jax_twin(net, cfg)``), optax, and one ``jax.jit``-compiled step
@@ -21,6 +21,9 @@ a JAX run is a run:
 * checkpoints in the PyTorch layout (``flax_to_torch``, safetensors), with AdamW's moments and the schedule in
   torch's format, so ``practice_torch sample``, ``eval``, ``train --resume`` and ``theory_jax check`` read the run
   unchanged; the samples at the end are the run's PyTorch sampler's, drawn from the JAX-trained weights;
+* ``--devices N`` (default: every local JAX device) trains data-parallel: each batch split along its examples over a
+  mesh of N devices, the parameters and optimizer state replicated, the gradient averaged by the compiled step as
+  DDP averages it (``data_mesh``); on one device nothing changes;
 * ``--resume RUN`` continues a run, JAX's or PyTorch's, from its newest checkpoint (weights, AdamW's moments, the
   schedule, the EMA, the batch order and the noise generator), exactly where an uninterrupted JAX run would be;
   SIGINT or SIGTERM finishes the step, writes a checkpoint and exits with 128 + the signal number.
@@ -332,11 +335,35 @@ class EngineRun:
     training split, the network, the batch order, the noise generator), the model's twin (``jax_twin``), and the
     engine's next batch and noise handed to JAX."""
 
-    def __init__(self, cfg, dtype: str | None = None):
+    def __init__(self, cfg, dtype: str | None = None, devices: int = 1):
         self.cfg, self.dtype = cfg, dtype
+        self.mesh = data_mesh(devices, cfg.train.batch_size)
         self.module, self.train_set, self.net, self.batches, self.noise = engine_start(cfg, dtype)
         self.twin = twin_of(cfg.model_name)(self.net, cfg)
         self.step, self.batches_taken = 0, 0
+
+    def replicated(self, tree):
+        """``tree`` (params, optimizer state, statistics) on every device of the run's mesh; as it is on one."""
+        import jax
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        return tree if self.mesh is None else jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+
+    def sharded(self, arrays):
+        """A batch's or its noise's arrays split along their first (example) axis over the mesh's devices, the
+        others (a step's scalars) replicated; as they are on one device."""
+        import jax
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        if self.mesh is None:
+            return arrays
+        n = self.cfg.train.batch_size
+
+        def place(a):
+            split = np.ndim(a) >= 1 and np.shape(a)[0] == n
+            return jax.device_put(a, NamedSharding(self.mesh, PartitionSpec("data" if split else None)))
+
+        return jax.tree.map(place, arrays)
 
     def example_inputs(self) -> tuple[tuple, dict]:
         """A batch and its noise of the run's shapes (the first rows; no generator is advanced): what ``init``
@@ -355,8 +382,9 @@ class EngineRun:
 
         batch = to_jax(fetch(self.train_set, self.batches.next()), self.dtype)
         self.batches_taken += 1  # a GAN's round takes several
-        return batch, to_jax(self.module.draw_noise(self.net, self.cfg.model, self.cfg.train.batch_size, self.noise),
-                             self.dtype)
+        noise = to_jax(self.module.draw_noise(self.net, self.cfg.model, self.cfg.train.batch_size, self.noise),
+                       self.dtype)
+        return self.sharded(batch), self.sharded(noise)
 
 
 class JaxRun(EngineRun):
@@ -365,10 +393,10 @@ class JaxRun(EngineRun):
     the floating type of weights, batches and noise (None: float32, the network's); ``parts``: the optimizer and
     the step ({"optimizer": optimizer, "step": default_step}, replaced for negative controls)."""
 
-    def __init__(self, cfg, dtype: str | None = None, parts: dict | None = None):
+    def __init__(self, cfg, dtype: str | None = None, parts: dict | None = None, devices: int = 1):
         import jax
 
-        super().__init__(cfg, dtype)
+        super().__init__(cfg, dtype, devices)
         t, shapes = cfg.train, self.example_inputs()
         self.template = jax.eval_shape(lambda: self.twin.module.init(jax.random.key(0),
                                                                      *self.twin.init_args(*shapes)))["params"]
@@ -377,6 +405,7 @@ class JaxRun(EngineRun):
         self.tx = parts["optimizer"](t)
         self.opt_state = self.tx.init(self.params)
         self.shadow = self.params if t.ema_decay > 0 else None
+        self.params, self.opt_state, self.shadow = self.replicated((self.params, self.opt_state, self.shadow))
         self.step_fn = parts["step"](self.twin.loss, self.tx, t.ema_decay)
 
     def params_of(self, state: dict) -> dict:
@@ -399,6 +428,7 @@ class JaxRun(EngineRun):
             self.opt_state = with_torch_moments(self.opt_state, self.moments(state["optimizer"]), step)
             if self.shadow is not None:
                 self.shadow = self.params_of({**self.net.state_dict(), **state["ema"]["shadow"]})
+            self.params, self.opt_state, self.shadow = self.replicated((self.params, self.opt_state, self.shadow))
 
     def moments(self, saved: dict) -> tuple[dict, dict]:
         """(mu, nu): AdamW's exp_avg and exp_avg_sq of a saved optimizer state_dict as flax params."""
@@ -470,14 +500,14 @@ class JaxGameRun(EngineRun):
     generator's running statistics and the discriminator's spectral-norm vectors (``batch_stats``) pass from each
     objective to the next. Same interface as ``JaxRun`` for ``train``."""
 
-    def __init__(self, cfg, dtype: str | None = None, parts: dict | None = None):
+    def __init__(self, cfg, dtype: str | None = None, parts: dict | None = None, devices: int = 1):
         import functools
 
         import jax
 
         from shared_specs.interop import split_statistics
 
-        super().__init__(cfg, dtype)
+        super().__init__(cfg, dtype, devices)
         t, shapes = cfg.train, self.example_inputs()
         variables = jax.eval_shape(lambda: self.twin.module.init(jax.random.key(0), *self.twin.init_args(*shapes),
                                                                  method=self.twin.init_method))
@@ -492,6 +522,8 @@ class JaxGameRun(EngineRun):
         self.tx = {name: parts["player_optimizer"](t) for name in self.twin.players}
         self.opt_state = {name: self.tx[name].init(self.part(self.params, name)) for name in self.twin.players}
         self.shadow = self.params if t.ema_decay > 0 else None
+        self.params, self.stats, self.opt_state, self.shadow = self.replicated(
+            (self.params, self.stats, self.opt_state, self.shadow))
         self.tracked = batches_tracked(self.net.state_dict())  # the BatchNorms' count of training-mode passes
         self.forwards = 0  # this step's training-mode passes of the generator (one per update)
         self._updates = functools.lru_cache(maxsize=None)(self._compiled_update)
@@ -639,6 +671,8 @@ class JaxGameRun(EngineRun):
                                                           max(counts, default=0))
             if self.shadow is not None:
                 self.shadow = self.variables_of({**current, **state["ema"]["shadow"]})[0]
+            self.params, self.stats, self.opt_state, self.shadow = self.replicated(
+                (self.params, self.stats, self.opt_state, self.shadow))
 
 
 @contextmanager
@@ -664,13 +698,33 @@ def restoring(run, run_dir: Path):
     run.step = int(state["step"])
 
 
-def new_run(cfg, dtype: str | None = None, parts: dict | None = None):
-    """The model's run in JAX: a ``JaxGameRun`` for a model whose twin is a ``JaxGame``, else a ``JaxRun``."""
+def new_run(cfg, dtype: str | None = None, parts: dict | None = None, devices: int = 1):
+    """The model's run in JAX: a ``JaxGameRun`` for a model whose twin is a ``JaxGame``, else a ``JaxRun``; on
+    ``devices`` local devices, data-parallel (``data_mesh``)."""
     from practice_torch.models import get_model
 
     if hasattr(get_model(cfg.model_name), "train_step"):
-        return JaxGameRun(cfg, dtype, parts)
-    return JaxRun(cfg, dtype, parts)
+        return JaxGameRun(cfg, dtype, parts, devices)
+    return JaxRun(cfg, dtype, parts, devices)
+
+
+def data_mesh(devices: int, batch_size: int):
+    """The mesh a run trains data-parallel on: the first ``devices`` local devices along one axis, ``data`` (None for
+    one device: the arrays stay where JAX puts them). Each batch is split along its examples, the parameters and the
+    optimizer state are replicated, and the jitted step, compiled for that placement, averages the gradient over the
+    devices as the engine's DDP does. JaxTrainError (one line) for more devices than there are, or a batch that does
+    not split evenly."""
+    import jax
+    from jax.sharding import Mesh
+
+    local = jax.local_devices()
+    if devices < 1 or devices > len(local):
+        raise JaxTrainError(f"--devices {devices}: this machine has {len(local)} JAX device"
+                            f"{'s' if len(local) > 1 else ''} ({local[0].platform}); choose 1 to {len(local)}")
+    if batch_size % devices:
+        raise JaxTrainError(f"train.batch_size={batch_size} does not split over {devices} devices: choose a multiple "
+                            f"of {devices}")
+    return Mesh(np.array(local[:devices]), ("data",)) if devices > 1 else None
 
 
 @dataclass(frozen=True)
@@ -772,17 +826,17 @@ def finish(cfg, run_dir: Path, run, stop, first: int, last_loss) -> Trained:
                    last_loss)
 
 
-def train(cfg, run_dir: Path, resume: bool = False) -> Trained:
+def train(cfg, run_dir: Path, resume: bool = False, devices: int = 1) -> Trained:
     """Train ``cfg`` (an ``engine.config.RunConfig``) in JAX into the new run directory ``run_dir`` (``resume``: on
-    from its newest checkpoint), as the engine trains it in PyTorch: the log, the checkpoints, the samples and the
-    loss curves."""
+    from its newest checkpoint) on ``devices`` local devices, as the engine trains it in PyTorch: the log, the
+    checkpoints, the samples and the loss curves."""
     from practice_torch.engine.checkpoint import current_version, save_checkpoint
     from practice_torch.engine.metrics import MetricsLog
     from practice_torch.engine.runs import CHECKPOINTS
     from practice_torch.progress import progress
 
     t = cfg.train
-    run = new_run(cfg)
+    run = new_run(cfg, devices=devices)
     if resume:
         run.restore(run_dir)
     version = current_version(getattr(run.module, "CHECKPOINT_VERSIONS", None))
@@ -825,6 +879,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="run directory (default runs/<model>-<dataset>-jax-<k>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run (JAX's or PyTorch's) from its newest "
                                                             "checkpoint")
+    parser.add_argument("--devices", type=int, help="train data-parallel on this many local JAX devices (default: "
+                                                    "all of them; each batch split over them)")
     return parser
 
 
@@ -859,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             raise JaxTrainError(problem)
         started = time.perf_counter()
-        trained = train(cfg, run_dir, resume=bool(args.resume))
+        trained = train(cfg, run_dir, resume=bool(args.resume), devices=devices_of(args))
     except (JaxTrainError, RunError, DatasetMissing, ValueError) as exc:  # ValueError: a build the adapter refuses
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
@@ -877,6 +933,13 @@ def main(argv: list[str] | None = None) -> int:
     for path in trained.files:
         print(f"  wrote {path}")
     return 0
+
+
+def devices_of(args) -> int:
+    """--devices, or every local JAX device."""
+    import jax
+
+    return args.devices if args.devices is not None else len(jax.local_devices())
 
 
 def command_config(args) -> tuple[Any, Path]:

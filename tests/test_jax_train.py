@@ -5,6 +5,7 @@ and each fault of an optimizer written by hand is caught."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 from practice_jax import loop
 from shared_specs import twin_training
 from shared_specs.case import RunCase
+from shared_specs.catalogue import ROOT
 from shared_specs.gan import RUN as GAN_RUN
 from shared_specs.runner import Perturbation, caught
 from shared_specs.vae import RUN
@@ -385,9 +387,58 @@ def test_theory_jax_train_refuses_the_values_practice_torch_train_refuses(tmp_pa
     out = tmp_path / "never"
     for argv, message in [(["--steps", "0"], "train.steps must be positive, got 0"),
                           (["--steps", "-5"], "train.steps must be positive, got -5"),
+                          (["--devices", "999"], "--devices 999: this machine has"),
+                          (["--devices", "0"], "--devices 0: this machine has"),
                           *((["--set", f"train.{key}={value}"], message) for key, kind in numeric_train_keys().items()
                             for value, message in bad_values(key, kind))]:
         assert loop.main(["vae", *argv, "--out", str(out)]) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, (argv, err)
     assert not out.exists()
+
+
+# Many devices: the batch split over a mesh, the parameters replicated (``loop.data_mesh``) ------------------------------
+DATA_PARALLEL = """
+import json, os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+from practice_jax.loop import new_run
+from practice_torch.models import new_run_config
+
+model, sets = sys.argv[1], sys.argv[2:]
+runs = {(n, seed): new_run(new_run_config(model, "quick", None, [*sets, f"train.seed={seed}"]), "float64", devices=n)
+        for n, seed in ((1, 0), (2, 0), (1, 1))}
+start = {k: v.numpy() for k, v in runs[1, 0].weights().items()}
+for run in runs.values():
+    for _ in range(4):
+        run.advance()
+weights = {key: {k: v.numpy() for k, v in run.weights().items()} for key, run in runs.items()}
+def gap(a, b):
+    return max(float(np.max(np.abs(a[k] - b[k]) / (1e-8 + 1e-8 * np.abs(b[k])))) for k in b if a[k].dtype.kind == "f")
+leaf = jax.tree.leaves(runs[2, 0].params)[0]
+print(json.dumps({"devices": len(jax.devices()), "placed_on": len(leaf.sharding.device_set),
+                  "two_against_one": gap(weights[2, 0], weights[1, 0]), "moved": gap(weights[1, 0], start),
+                  "other_seed": gap(weights[1, 1], weights[1, 0])}))
+"""
+
+
+@pytest.mark.parametrize(("model", "sets"), [
+    ("vae", ["model.hidden=16", "model.latent_dim=2", "train.batch_size=8", "train.log_every=2"]),
+    ("gan", ["model.hidden=16,16", "train.batch_size=8"]),
+])
+def test_two_devices_train_the_run_one_device_trains(model, sets):
+    """On 2 forced host devices (XLA_FLAGS, in a fresh process), 4 float64 steps with each batch split over the two
+    and the parameters replicated reach the weights one device reaches, within the step tolerance (1e-8 of each
+    weight's size, as error/tolerance <= 1): the gradient is averaged over the devices as DDP averages it. Controls:
+    the weights moved from their start, and another seed's run lands beyond the tolerance."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", DATA_PARALLEL, model, *sets], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 2 and out["placed_on"] == 2
+    assert out["two_against_one"] <= 1.0 < out["moved"] and out["other_seed"] > 1.0, out
