@@ -442,3 +442,37 @@ def test_two_devices_train_the_run_one_device_trains(model, sets):
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["devices"] == 2 and out["placed_on"] == 2
     assert out["two_against_one"] <= 1.0 < out["moved"] and out["other_seed"] > 1.0, out
+
+
+# Flow matching: the straight conditional path and its velocity (``practice_jax/flow_matching.py``) -------------------
+def test_practice_jax_trains_flow_matching_into_a_run_pytorch_evaluates_and_wrong_losses_are_caught(
+        tmp_path, capsys, both, monkeypatch):
+    """The MLP field on moons trained 4 steps in JAX into a run PyTorch evaluates; OT coupling (solved on the host)
+    and dropout are refused in one line. The twin-training case (``flow_matching/run/mlp-moons``) catches a field
+    that sees t instead of 1000 t and a path that forgets sigma_min."""
+    import practice_jax.flow_matching as pf
+    import theory_jax.flow_matching as jfm
+    from practice_torch.cli import main as torch_main
+    from shared_specs.catalogue import spec_cases
+
+    run = tmp_path / "fm"
+    tiny = ["--dataset", "moons", "--set", "model.hidden=16", "--set", "model.depth=1", "--set", "train.batch_size=32",
+            "--set", "train.samples=50", "--set", "train.log_every=2", "--set", "model.ode_steps=4"]
+    assert loop.main(["flow_matching", "--steps", "4", "--out", str(run), *tiny]) == 0
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+    assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
+    assert json.loads((run / "eval_test.json").read_text())
+    capsys.readouterr()
+    for setting, says in (("model.coupling=ot", "pairs noise and data independently"),
+                          ("model.dropout=0.1", "draws no dropout masks")):
+        assert loop.main(["flow_matching", "--steps", "2", "--out", str(tmp_path / "x"), "--dataset", "digits",
+                          "--set", "model.architecture=unet", "--set", setting]) == 2
+        assert says in capsys.readouterr().err and not (tmp_path / "x").exists()
+    case = {c.id: c for c in spec_cases("flow_matching")}["flow_matching/run/mlp-moons"]
+    short = RunCase(f"{case.id}-controls", case.model, case.overrides, case.dataset, steps=4)
+    monkeypatch.setattr(pf, "TIME_SCALE", 1.0)  # the field reads t in [0, 1], not the 1000 t torch's reads
+    assert "loss" in caught(short, Perturbation("t unscaled"))
+    monkeypatch.undo()
+    straight = jfm.path_sample_and_target
+    monkeypatch.setattr(jfm, "path_sample_and_target", lambda x1, x0, t, sigma_min=0.0: straight(x1, x0, t))
+    assert "loss" in caught(short, Perturbation("sigma_min forgotten"))
