@@ -476,3 +476,34 @@ def test_practice_jax_trains_flow_matching_into_a_run_pytorch_evaluates_and_wron
     straight = jfm.path_sample_and_target
     monkeypatch.setattr(jfm, "path_sample_and_target", lambda x1, x0, t, sigma_min=0.0: straight(x1, x0, t))
     assert "loss" in caught(short, Perturbation("sigma_min forgotten"))
+
+
+# The CNF: the log-likelihood through the solver (``practice_jax/cnf.py``) --------------------------------------------
+def test_practice_jax_trains_the_cnf_into_a_run_pytorch_evaluates_and_wrong_solves_are_caught(
+        tmp_path, capsys, both, monkeypatch):
+    """FFJORD's field on moons trained 3 steps in JAX (the 3/8 rule) into a run PyTorch evaluates; the adjoint is
+    refused in one line. The twin-training case (``cnf/run/concatsquash-rk4``) catches the exact trace where the run
+    takes Hutchinson's with the engine's probes, and a solve with one step more."""
+    import theory_jax.cnf as jcnf
+    from practice_torch.cli import main as torch_main
+    from shared_specs.catalogue import spec_cases
+
+    run = tmp_path / "cnf"
+    tiny = ["--dataset", "moons", "--set", "model.hidden=8", "--set", "model.method=rk4", "--set", "model.steps=2",
+            "--set", "train.batch_size=32", "--set", "train.samples=50", "--set", "train.log_every=3", "--set",
+            "model.sample_method=rk4", "--set", "model.sample_steps=2", "--set", "model.grid=8", "--set",
+            "model.eval_examples=40", "--set", "model.nll_examples=8"]
+    assert loop.main(["cnf", "--steps", "3", "--out", str(run), *tiny]) == 0
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [3]
+    assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
+    assert json.loads((run / "eval_test.json").read_text())["nll"] > 0
+    capsys.readouterr()
+    assert loop.main(["cnf", "--steps", "2", "--out", str(tmp_path / "x"), *tiny, "--set", "model.adjoint=true"]) == 2
+    assert "backpropagates through the solver" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    case = {c.id: c for c in spec_cases("cnf")}["cnf/run/concatsquash-rk4"]
+    short = RunCase(f"{case.id}-controls", case.model, case.overrides, case.dataset, steps=4)
+    solve = jcnf.log_likelihood
+    monkeypatch.setattr(jcnf, "log_likelihood", lambda f, x, **kw: solve(f, x, **{**kw, "trace": "exact"}))
+    assert "loss" in caught(short, Perturbation("exact trace"))
+    monkeypatch.setattr(jcnf, "log_likelihood", lambda f, x, **kw: solve(f, x, **{**kw, "steps": kw["steps"] + 1}))
+    assert "loss" in caught(short, Perturbation("a step more"))

@@ -26,6 +26,7 @@ import math
 from functools import partial
 
 import diffrax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,6 +145,56 @@ def mlp_rk4_step(t, x, h, w1, b1, w2, b2, w3, b3):
 def mlp_log_likelihood(x, w1, b1, w2, b2, w3, b3, method: str = "rk4", steps: int = 8):
     """``log_likelihood`` of ``mlp_field`` with a fixed-step method (torchdiffeq's names). x: (B, D) -> (B,)."""
     return log_likelihood(_mlp(w1, b1, w2, b2, w3, b3), x, method=method, steps=steps)
+
+
+# The trained field's flax twin (practice_torch.cnf.field: the same layers, names and parameters) ----------------------
+class ConcatSquashLinear(nn.Module):
+    """y = (W x + b) * sigmoid(W_g t + b_g) + W_b t: a linear layer gated and shifted by the time (FFJORD's code).
+    t: (), x: (B, d_in) -> (B, features)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, t, x):
+        tt = jnp.reshape(t, (1, 1)).astype(x.dtype)
+        gate = jax.nn.sigmoid(nn.Dense(self.features, name="gate")(tt))
+        shift = nn.Dense(self.features, use_bias=False, name="shift")(tt)
+        return nn.Dense(self.features, name="linear")(x) * gate + shift
+
+
+class ConcatLinear(nn.Module):
+    """y = W [x, t] + b: the time as one more input feature. t: (), x: (B, d_in) -> (B, features)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, t, x):
+        tt = jnp.broadcast_to(jnp.reshape(t, (1, 1)).astype(x.dtype), (x.shape[0], 1))
+        return nn.Dense(self.features, name="linear")(jnp.concatenate([x, tt], axis=1))
+
+
+FIELD_ACTIVATIONS = {"tanh": jnp.tanh, "softplus": jax.nn.softplus, "silu": jax.nn.silu}
+
+
+class ODEField(nn.Module):
+    """f(t, x): an MLP of time-aware layers with a smooth activation between them (the twin of the PyTorch
+    ``ODEField``). x: (B, dim) -> (B, dim)."""
+
+    dim: int
+    hidden: tuple[int, ...] = (64, 64, 64)
+    time_input: str = "concatsquash"
+    activation: str = "tanh"
+
+    def setup(self):
+        layer = {"concatsquash": ConcatSquashLinear, "concat": ConcatLinear}[self.time_input]
+        self.layers = [layer(width) for width in (*self.hidden, self.dim)]
+
+    def __call__(self, t, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(t, x)
+            if i < len(self.layers) - 1:
+                x = FIELD_ACTIVATIONS[self.activation](x)
+        return x
 
 
 # 4. Log-likelihood by integrating the augmented ODE from t = 1 down to t = 0 -----------------------------------------
