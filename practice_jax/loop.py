@@ -53,7 +53,8 @@ from typing import Any
 
 import numpy as np
 
-TRAINERS = ("vae", "gan", "ddpm", "language_model", "flow_matching", "cnf")  # the models with a practice_jax/<model>.py (jax_twin)
+# the models with a practice_jax/<model>.py (jax_twin)
+TRAINERS = ("vae", "gan", "ddpm", "language_model", "flow_matching", "cnf")
 
 
 @dataclass(frozen=True)
