@@ -94,6 +94,15 @@ CASES = (
                  grad_wrt=("z", "mean", "logvar"), static={"dataset_size": 1000}, reference=ref_total_correlation_terms),
     FunctionCase("vae/total_correlation_terms/the-batch-is-the-data-set", "total_correlation_terms", _posterior_batch,
                  grad_wrt=("mean",), static={"dataset_size": 6}, reference=ref_total_correlation_terms),
+    # FactorVAE: each dimension shuffled across the batch on its own; the loss with the TC discriminator's logits
+    FunctionCase("vae/permute_dims", "permute_dims",
+                 lambda r: {"z": gaussian(r, B, LATENT), "perms": np.stack([r.permutation(B) for _ in range(LATENT)])},
+                 grad_wrt=("z",), reference=lambda z, perms: np.stack([z[p, k] for k, p in enumerate(perms)], axis=1)),
+    FunctionCase("vae/factor_vae_loss", "factor_vae_loss",
+                 lambda r: {"recon": gaussian(r, B, scale=30.0), "kl": np.abs(gaussian(r, B, scale=5.0)),
+                            "tc_logits": gaussian(r, B)},
+                 static={"gamma": 6.4}, grad_wrt=("recon", "kl", "tc_logits"),
+                 reference=lambda recon, kl, tc_logits, gamma: np.mean(kl - recon) + gamma * np.mean(tc_logits)),
     # modules --------------------------------------------------------------------------------------
     ModuleCase("vae/mlp_encoder", "MLPEncoder", MLP, lambda r: {"x": _images(r)},
                grad_wrt=("x",), image_inputs=("x",)),

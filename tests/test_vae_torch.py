@@ -138,3 +138,28 @@ def test_a_total_correlation_with_the_wrong_sign_fails_the_derivation(monkeypatc
     jv._section_tc_estimator(d, np.random.default_rng(1))
     failed = [c.statement for c in d.claims if not c.passed]
     assert len(failed) == 2 and "`total_correlation_terms` over a batch" in failed[0] and "three parts" in failed[1]
+
+
+def test_factor_vae_permutation_and_loss_mistakes_are_caught(both):
+    """FactorVAE's spec cases catch the slips that leave a batch looking shuffled: one permutation for every dimension
+    (rows moved together, so the dependence survives) and the permutation applied as its inverse; and a TC term with
+    the wrong sign."""
+    import jax.numpy as jnp
+
+    from shared_specs import catalogue
+    from shared_specs.runner import Perturbation, caught
+
+    cases = {case.id: case for case in catalogue.spec_cases("vae")}
+
+    def rows_together(fn):
+        return lambda z, perms: z[perms[0]]
+
+    def inverse(fn):
+        return lambda z, perms: jnp.stack([z[jnp.argsort(p), k] for k, p in enumerate(perms)], axis=1)
+
+    def tc_rewarded(fn):
+        return lambda recon, kl, tc_logits, gamma: jnp.mean(kl - recon) - gamma * jnp.mean(tc_logits)
+
+    assert "output" in caught(cases["vae/permute_dims"], Perturbation("rows together", fn=rows_together))
+    assert "output" in caught(cases["vae/permute_dims"], Perturbation("inverse permutation", fn=inverse))
+    assert "output" in caught(cases["vae/factor_vae_loss"], Perturbation("TC rewarded", fn=tc_rewarded))

@@ -13,9 +13,9 @@ estimators and the bounds compute.
 * ``training``: the training adapter (``python -m practice_torch train vae``), loaded only when asked for.
 """
 
-from practice_torch.vae.functions import (bernoulli_log_prob, draw_eps, reparameterize, total_correlation_terms,
-                                         with_condition)
+from practice_torch.vae.functions import (bernoulli_log_prob, draw_eps, factor_vae_loss, permute_dims, reparameterize,
+                                         total_correlation_terms, with_condition)
 from practice_torch.vae.networks import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, check_divisible
 
 __all__ = ["VAE", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "bernoulli_log_prob", "check_divisible",
-           "draw_eps", "reparameterize", "total_correlation_terms", "with_condition"]
+           "draw_eps", "factor_vae_loss", "permute_dims", "reparameterize", "total_correlation_terms", "with_condition"]

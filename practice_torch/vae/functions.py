@@ -67,3 +67,16 @@ def total_correlation_terms(z, mean, logvar, dataset_size: int):
     log_qz_marginals = torch.logsumexp(log_q + log_w[..., None], dim=1).sum(-1)
     log_pz = -0.5 * torch.sum(LOG_2PI + z**2, dim=-1)
     return log_qz_given_x - log_qz, log_qz - log_qz_marginals, log_qz_marginals - log_pz
+
+
+# FactorVAE (Kim & Mnih 2018): the total correlation by the density-ratio trick ---------------------------------------
+def permute_dims(z, perms):
+    """Each latent dimension shuffled across the batch on its own (Kim & Mnih 2018, Algorithm 1): column k is
+    z[perms[k], k]. z: (B, d), perms: (d, B) int, each row a permutation of 0..B-1 -> (B, d)."""
+    return torch.gather(z, 0, perms.T)
+
+
+def factor_vae_loss(recon, kl, tc_logits, gamma):
+    """FactorVAE's VAE loss (Kim & Mnih 2018, eq. 2, negated): mean_b (KL_b - recon_b) + gamma mean_b logit D(z_b),
+    the logit estimating log q(z) - log prod_k q(z_k). recon, kl, tc_logits: (B,) -> ()."""
+    return torch.mean(kl - recon) + gamma * torch.mean(tc_logits)
