@@ -58,7 +58,7 @@ def _val_loss(net, pieces: torch.Tensor) -> float:
 def train_curve(name: str, model: str, overrides, seconds: float, every: int, seed: int = 0) -> dict:
     """Train one arm for ``seconds`` of CPU time; the validation curve and the final full-split loss."""
     from practice_torch.data.text import load_shakespeare
-    from practice_torch.engine.loop import lr_factor
+    from practice_torch.engine.bookkeeping import lr_factor
     from practice_torch.engine.runs import dataset_info
     from practice_torch.models import get_model
 

@@ -42,7 +42,6 @@ import argparse
 import math
 import signal
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -52,6 +51,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from practice_torch.engine.bookkeeping import StopOnSignals, is_checkpoint_step, is_log_step, validation_start
 
 # the models with a practice_jax/<model>.py (jax_twin)
 TRAINERS = ("vae", "gan", "ddpm", "language_model", "flow_matching", "cnf")
@@ -122,7 +123,7 @@ def lr_schedule(train) -> Callable:
 def learning_rate(train, step: int) -> float:
     """The run's learning rate at ``step`` on the host: ``train.lr`` times the engine's ``lr_factor`` (warmup, then
     cosine decay), as torch's LambdaLR gives it; ``lr_schedule`` is the same inside optax."""
-    from practice_torch.engine.loop import lr_factor
+    from practice_torch.engine.bookkeeping import lr_factor
 
     return train.lr * lr_factor(step, train.warmup_steps, train.steps, train.min_lr_ratio)
 
@@ -164,10 +165,12 @@ def player_optimizer(train, betas: tuple[float, float] | None = None):
 
 
 def ema_decay(decay: float, updates):
-    """The engine's EMA decay after ``updates`` updates (``engine/ema.py``): min(decay, (1 + u) / (10 + u))."""
+    """The engine's EMA decay after ``updates`` updates, traced: ``bookkeeping.ema_decay`` with ``jnp.minimum``."""
     import jax.numpy as jnp
 
-    return jnp.minimum(decay, (1.0 + updates) / (10.0 + updates))
+    from practice_torch.engine.bookkeeping import ema_decay as decay_at
+
+    return decay_at(decay, updates, jnp.minimum)
 
 
 def default_step(loss: Callable, tx, ema: float = 0.0) -> Callable:
@@ -277,7 +280,7 @@ def torch_optimizer_state(net, train, opt_state, step: int, names: list[str] | N
     (default ``to_torch_state`` against the net's state_dict)."""
     import torch
 
-    from practice_torch.engine.loop import lr_factor
+    from practice_torch.engine.bookkeeping import lr_factor
 
     adam = adam_moments(opt_state)
     template = net.state_dict()
@@ -467,7 +470,7 @@ class JaxRun(EngineRun):
         t = self.cfg.train
         if getattr(self, "val_set", None) is None:
             self.val_set = in_memory(load_split(self.cfg.data, "val"))
-        start = self.step // t.log_every * t.val_batch
+        start = validation_start(self.step, t.log_every, t.val_batch)
         rows = torch.arange(start, start + t.val_batch) % len(self.val_set)
         self.net.load_state_dict(self.weights())
         self.net.eval()
@@ -740,29 +743,6 @@ class Trained:
     loss: float | None = None  # the mean loss of the last log window
 
 
-class StopOnSignals:
-    """SIGINT/SIGTERM (in the main thread) set ``signal``: the step finishes, a checkpoint is written and ``train``
-    returns, as the engine does; a second SIGINT interrupts at once."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self.previous: dict = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self.request) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def request(self, signum, frame):
-        if self.signal == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def __exit__(self, *exc):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-
 class LogWindow:
     """The steps between two log lines, as the engine keeps them: the logged terms and learning rates summed, then
     written as their means with the examples a second and the time since the start (``flush``)."""
@@ -848,16 +828,16 @@ def train(cfg, run_dir: Path, resume: bool = False, devices: int = 1) -> Trained
     start_run_dir(cfg, run_dir, run)
     log, first = MetricsLog(run_dir, run.step), run.step
     bar = progress(total=t.steps, initial=run.step, desc=f"{cfg.model_name} on {cfg.data.name} (JAX)", unit="step")
-    window, stop = LogWindow(cfg, log, bar), StopOnSignals()
+    window, stop = LogWindow(cfg, log, bar), StopOnSignals()  # the engine's (engine/bookkeeping.py)
     try:
         with stop:
             while run.step < t.steps and stop.signal is None:
                 lrs = run.learning_rates(run.step)
                 window.add({**run.advance(), **lrs})  # asynchronous: nothing waits for the step until the log line
-                if run.step % t.log_every == 0 or run.step == t.steps or stop.signal is not None:
+                if is_log_step(run.step, t.log_every, t.steps) or stop.signal is not None:
                     window.flush(run)
                 bar.update(1)
-                if run.step % t.checkpoint_every == 0 and run.step < t.steps:
+                if is_checkpoint_step(run.step, t.checkpoint_every, t.steps):
                     save()
     finally:
         bar.close()

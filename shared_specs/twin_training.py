@@ -64,7 +64,7 @@ def game_reference_run(case) -> tuple[dict, dict, list[str]]:
     from practice_torch.engine.batches import fetch
     from practice_torch.engine.distributed import Processes
     from practice_torch.engine.ema import EMA
-    from practice_torch.engine.loop import lr_factor
+    from practice_torch.engine.bookkeeping import lr_factor
     from practice_torch.engine.players import StepRun, player_optimizers
 
     cfg = run_config(case)
@@ -130,7 +130,7 @@ def default_reference_run(case) -> tuple[dict, dict, list[str]]:
 
     from practice_torch.engine.batches import fetch
     from practice_torch.engine.ema import EMA
-    from practice_torch.engine.loop import lr_factor
+    from practice_torch.engine.bookkeeping import lr_factor
 
     cfg = run_config(case)
     t, dtype = cfg.train, getattr(torch, case.dtype)

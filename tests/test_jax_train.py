@@ -510,3 +510,23 @@ def test_practice_jax_trains_the_cnf_into_a_run_pytorch_evaluates_and_wrong_solv
     assert "loss" in caught(short, Perturbation("exact trace"))
     monkeypatch.setattr(jcnf, "log_likelihood", lambda f, x, **kw: solve(f, x, **{**kw, "steps": kw["steps"] + 1}))
     assert "loss" in caught(short, Perturbation("a step more"))
+
+
+def test_the_jax_schedule_and_ema_decay_are_the_engines_bookkeeping():
+    """The traced twins inside the compiled step, ``lr_schedule`` (optax) and ``ema_decay`` (jnp.minimum), give what
+    the engine's bookkeeping gives on the host (``practice_torch.engine.bookkeeping``), step by step; control: a
+    schedule without the warmup differs."""
+    import dataclasses
+
+    from practice_torch.engine.bookkeeping import ema_decay, lr_factor
+    from practice_torch.models import new_run_config
+
+    train = dataclasses.replace(new_run_config("vae", "quick", None, []).train, steps=60, warmup_steps=7,
+                                min_lr_ratio=0.05)
+    schedule = loop.lr_schedule(train)
+    host = [train.lr * lr_factor(s, 7, 60, 0.05) for s in range(61)]
+    assert np.allclose([float(schedule(s)) for s in range(61)], host, rtol=1e-6, atol=0)
+    flat = loop.lr_schedule(dataclasses.replace(train, warmup_steps=0))
+    assert not np.allclose([float(flat(s)) for s in range(61)], host, rtol=1e-6, atol=0)
+    assert [float(loop.ema_decay(0.99, u)) for u in range(1, 40)] == pytest.approx(
+        [ema_decay(0.99, u) for u in range(1, 40)], rel=1e-6)

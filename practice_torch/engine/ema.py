@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from practice_torch.engine.bookkeeping import ema_decay
+
 
 class EMA:
     def __init__(self, net: nn.Module, decay: float):
@@ -18,7 +20,7 @@ class EMA:
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
         self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        d = ema_decay(self.decay, self.updates)
         names = list(self.shadow)
         params = dict(net.named_parameters())
         torch._foreach_lerp_([self.shadow[n] for n in names], [params[n].detach() for n in names], 1.0 - d)

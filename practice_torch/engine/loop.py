@@ -40,12 +40,9 @@ from __future__ import annotations
 
 import gc
 import math
-import signal
 import sys
-import threading
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +53,13 @@ from torch.utils.data import TensorDataset
 from practice_torch.data.control import Environments
 from practice_torch.engine import RunError, distributed
 from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, on_device, shard, to_device
+from practice_torch.engine.bookkeeping import (
+    StopOnSignals,
+    is_checkpoint_step,
+    is_log_step,
+    lr_factor,
+    validation_start,
+)
 from practice_torch.engine.checkpoint import (
     CheckpointError,
     current_version,
@@ -116,14 +120,6 @@ class Outcome:
     early_stop: tuple[float, int] | None = None  # (best value, its step) when train.early_stop ended the run
     loss: float | None = None  # the mean loss of the last log window (None: nothing logged)
     threads: tuple[int, ...] = ()  # the thread team's sizes in turn, where the load made it change (CPU)
-
-
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup over ``warmup`` steps, then cosine decay from 1 to ``min_ratio`` at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class LossOf(nn.Module):
@@ -228,7 +224,7 @@ class Trainer:
                 gpus = [self.device] if self.device.type == "cuda" else None
                 loss = nn.parallel.DistributedDataParallel(loss, device_ids=gpus)
             self.loss = compiled(loss, t.compile_mode) if t.compile and self.update is None else loss
-        self.stop_signal: int | None = None
+        self.stop = StopOnSignals()  # SIGINT/SIGTERM: finish the step, checkpoint, return
         self.stop_flags = torch.tensor([0.0, 1.0], device=self.device)  # the stop flag's two values, made once
 
     def _restore(self) -> dict:
@@ -281,7 +277,7 @@ class Trainer:
         window_start, window_steps, window_examples = time.perf_counter(), 0, self.examples_seen()
         started = time.perf_counter()
         try:
-            with self._stop_on_signals():
+            with self.stop:
                 while self.step < end:
                     names, stats, lrs = self._train_step()
                     resized = self.threads.update()
@@ -294,7 +290,7 @@ class Trainer:
                     for k, v in lrs.items():
                         lr_sums[k] = lr_sums.get(k, 0.0) + v
                     window_steps += 1
-                    log_step = self.step % t.log_every == 0 or self.step == end
+                    log_step = is_log_step(self.step, t.log_every, end)
                     if not (log_step or self.step % t.checkpoint_every == 0 or self.step % self.sync_every == 0):
                         continue
                     keys = list(sums)
@@ -320,7 +316,7 @@ class Trainer:
                         sums, lr_sums, window_start, window_steps = {}, {}, time.perf_counter(), 0
                         window_examples = self.examples_seen()
                     bar.update(self.step - bar.n)  # after the postfix: in a log, a log step's line shows its loss
-                    if self.step % t.checkpoint_every == 0 and self.step < end:
+                    if is_checkpoint_step(self.step, t.checkpoint_every, end):
                         self.save()
                     if stop or stop_early:
                         break
@@ -333,8 +329,8 @@ class Trainer:
         if main:
             write_environment(self.run_dir, self.device, self.procs.world_size, self.step, finished=True)
         resized = tuple(teams) if len(teams) > 1 else ()
-        if self.stop_signal is not None or (self.step < t.steps and not stop_early):
-            return Outcome(self.step, self.stop_signal, loss=last_loss, threads=resized)
+        if self.stop.signal is not None or (self.step < t.steps and not stop_early):
+            return Outcome(self.step, self.stop.signal, loss=last_loss, threads=resized)
         return Outcome(self.step, None, tuple(self.finish()) if main else (),
                        early_stop=self.best if stop_early else None, loss=last_loss, threads=resized)
 
@@ -369,7 +365,7 @@ class Trainer:
             loss, checks, terms = step(batch, noise)
             lrs = {"lr": self.scheduler.get_last_lr()[0]} if self.update is None else {}
         names = ["loss", *checks, *sorted(terms), STOP]
-        stop = self.stop_flags[int(self.stop_signal is not None)]  # on the device already: no copy per step
+        stop = self.stop_flags[int(self.stop.signal is not None)]  # on the device already: no copy per step
         stats = torch.stack([loss.detach().float(), *(v.float() for v in checks.values()),
                              *(terms[k].detach().float() for k in sorted(terms)), stop])
         stats = distributed.reduce_mean(stats, self.procs).to(self.accumulator_dtype)
@@ -496,7 +492,7 @@ class Trainer:
         from (step // log_every) * val_batch, cycling through the split, so a resumed run scores the same rows. Every
         rank scores the same rows with the same weights; eval mode (no dropout), no gradients, the run's autocast."""
         t = self.cfg.train
-        start = self.step // t.log_every * t.val_batch
+        start = validation_start(self.step, t.log_every, t.val_batch)
         rows = torch.arange(start, start + t.val_batch) % len(self.val_set)
         batch = tuple(self._to_device(x) for x in fetch(self.val_set, rows))
         was_training = self.net.training
@@ -513,25 +509,6 @@ class Trainer:
         if self.cfg.train.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
-
-    @contextmanager
-    def _stop_on_signals(self):
-        """SIGINT/SIGTERM -> finish the step, checkpoint, return; a second SIGINT interrupts at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request_stop(signum, frame):
-            if self.stop_signal == signal.SIGINT and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self.stop_signal = signum
-
-        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
     # Checkpoints and the end of a run ----------------------------------------------------------------
     def save(self) -> None:

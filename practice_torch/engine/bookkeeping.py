@@ -1,0 +1,68 @@
+"""What a training loop keeps besides the step, written once for both loops: the PyTorch engine's (``loop.py``) and
+the JAX trainer's (``practice_jax/loop.py``). Plain Python, no framework: the schedule's factor, the EMA's decay, which
+steps log and checkpoint, the validation rows a log step scores, and the stop that SIGINT or SIGTERM asks for.
+
+The JAX step computes the schedule and the EMA's decay inside its compiled function too: ``ema_decay`` takes the
+``minimum`` to use (``jnp.minimum`` there), and ``practice_jax.loop.lr_schedule`` is ``lr_factor`` written with
+``jnp`` for optax (tests/test_jax_train.py holds the two to each other).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine decay from 1 to ``min_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def ema_decay(decay: float, updates, minimum=min):
+    """The EMA's decay after ``updates`` updates, min(decay, (1 + u) / (10 + u)): a short memory at first (so the
+    average is not the initial weights), ``decay`` later."""
+    return minimum(decay, (1.0 + updates) / (10.0 + updates))
+
+
+def is_log_step(step: int, log_every: int, end: int) -> bool:
+    """Whether ``step`` (the steps done) writes a log line: every ``log_every`` steps and at the last."""
+    return step % log_every == 0 or step == end
+
+
+def is_checkpoint_step(step: int, checkpoint_every: int, end: int) -> bool:
+    """Whether ``step`` writes a checkpoint on the way (the last step's is written after the loop)."""
+    return step % checkpoint_every == 0 and step < end
+
+
+def validation_start(step: int, log_every: int, val_batch: int) -> int:
+    """The first validation row a log step at ``step`` scores: rows taken in order from (step // log_every) *
+    val_batch, cycling through the split, so a resumed run scores the same rows (no state to save)."""
+    return step // log_every * val_batch
+
+
+class StopOnSignals:
+    """SIGINT or SIGTERM (in the main thread) sets ``signal``: the step finishes, a checkpoint is written and the
+    loop returns; a second SIGINT interrupts at once. Elsewhere (a thread) the handlers are left alone."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self.request) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def request(self, signum, frame):
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
