@@ -62,9 +62,9 @@ def game_reference_run(case) -> tuple[dict, dict, list[str]]:
     import torch
 
     from practice_torch.engine.batches import fetch
+    from practice_torch.engine.bookkeeping import lr_factor
     from practice_torch.engine.distributed import Processes
     from practice_torch.engine.ema import EMA
-    from practice_torch.engine.bookkeeping import lr_factor
     from practice_torch.engine.players import StepRun, player_optimizers
 
     cfg = run_config(case)
@@ -129,8 +129,8 @@ def default_reference_run(case) -> tuple[dict, dict, list[str]]:
     import torch
 
     from practice_torch.engine.batches import fetch
-    from practice_torch.engine.ema import EMA
     from practice_torch.engine.bookkeeping import lr_factor
+    from practice_torch.engine.ema import EMA
 
     cfg = run_config(case)
     t, dtype = cfg.train, getattr(torch, case.dtype)
