@@ -396,9 +396,9 @@ def parents_of(row: dict) -> tuple[str, ...] | None:
     whose model trains its own prerequisites), None for a row it cannot train as it comes (trained in JAX, a setting
     changed, or a parent the sweep does not know)."""
     from practice_torch.models import get_model
-    from shared_specs.docs import _plain
+    from shared_specs.docs import plain_preset
 
-    if row["preset"] != "quick" or row.get("backend") or not _plain(row):
+    if row["preset"] != "quick" or row.get("backend") or not plain_preset(row):
         return None
     if not row["changes"] or hasattr(get_model(row["model"]), "prerequisite_runs"):
         return ()

@@ -152,14 +152,14 @@ BOOKKEEPING = ("train.checkpoint_every=", "train.log_every=", "train.threads=", 
                "model.reference", "model.generator", "model.autoencoder", "model.vq_vae", "model.latent_scale=")
 
 
-def _plain(row: dict[str, Any]) -> bool:
+def plain_preset(row: dict[str, Any]) -> bool:
     """A run of the preset as it is: no setting changed beyond checkpointing, logging, threads and the trained runs
     it builds on."""
     return all(change.startswith(BOOKKEEPING) for change in row.get("changes", []))
 
 
 def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per model for the front page: the newest plain-preset run (``_plain``) on the first data set the model
+    """One row per model for the front page: the newest plain-preset run (``plain_preset``) on the first data set the model
     has one on (else its newest run); each carries ``runs``, how many the model has in all (its page lists them)."""
     chosen: dict[str, dict[str, Any]] = {}
     count: dict[str, int] = {}
@@ -168,7 +168,8 @@ def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         name = r["model"]
         count[name] = count.get(name, 0) + 1
         best = chosen.get(name)
-        if best is None or (_plain(r) and (not _plain(best) or r["dataset"] == best["dataset"])) or not _plain(best):
+        plain, best_plain = plain_preset(r), best is not None and plain_preset(best)
+        if best is None or (plain and (not best_plain or r["dataset"] == best["dataset"])) or not best_plain:
             chosen[name] = r
     return [{**r, "runs": count[name]} for name, r in chosen.items()]
 
