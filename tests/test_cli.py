@@ -265,6 +265,27 @@ def test_an_out_that_cannot_be_written_is_one_line(where, capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and blocker.read_text() == "x"
 
 
+def test_runs_started_side_by_side_under_one_new_folder_both_pass_the_write_probe(tmp_path, monkeypatch):
+    """A sweep's runs probe the same missing folders at once: a folder another process makes between our look and our
+    mkdir, or fills before our probe removes it, is its, kept, and no error (the race a 2-job sweep met)."""
+    from practice_torch.engine.runs import check_writable
+
+    shared, other = tmp_path / "sweep" / "presets", tmp_path / "sweep" / "presets" / "other-run"
+    real_mkdir = Path.mkdir
+
+    def racing(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if self == shared:  # the other process fills it at once, and made it first for the next probe
+            real_mkdir(other)
+        if self == tmp_path / "sweep" / "presets" / "mine" and not hasattr(racing, "raced"):
+            racing.raced = True
+            raise FileExistsError(17, "File exists", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", racing)
+    check_writable(shared / "mine" / "seed-0")
+    assert other.is_dir() and sorted(p.name for p in shared.iterdir()) == ["mine", "other-run"]
+
+
 def test_out_pointing_at_an_existing_run_is_refused(run, capsys):
     before = snapshot(run)
     assert_user_error(cli(capsys, "train", "vae", "--out", str(run), *TINY), "already holds a run: pass --resume")

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import inspect
@@ -58,7 +59,8 @@ def check_new_run_dir(path: Path) -> None:
 
 def check_writable(path: Path) -> None:
     """RunError (one line) where the folder ``path`` cannot be made and written to: probed by making it (and the
-    folders above it that are missing) and a file in it, all removed again, so nothing is left behind."""
+    folders above it that are missing) and a file in it, all removed again, so nothing is left behind. Runs started
+    side by side under one folder (a sweep's) may make and fill its folders meanwhile: those are theirs, kept."""
     made = []
     try:
         for folder in [*reversed(path.parents), path]:
@@ -66,8 +68,11 @@ def check_writable(path: Path) -> None:
                 raise RunError(f"cannot write the run directory {path}: {folder} is a file, not a folder; choose "
                                "another --out")
             if not folder.exists():
-                folder.mkdir()
-                made.append(folder)
+                try:
+                    folder.mkdir()
+                    made.append(folder)
+                except FileExistsError:  # another process made it since
+                    continue
         probe = path / ".probe"
         probe.touch()
         probe.unlink()
@@ -77,7 +82,8 @@ def check_writable(path: Path) -> None:
                        "--out") from None
     finally:
         for folder in reversed(made):
-            folder.rmdir()
+            with contextlib.suppress(OSError):  # another run's folder is in it now
+                folder.rmdir()
 
 
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
