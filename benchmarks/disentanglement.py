@@ -1,15 +1,18 @@
-"""``python -m benchmarks disentanglement``: beta-VAE and beta-TCVAE on the galaxies, scored against the five factors
-that rendered them.
+"""``python -m benchmarks disentanglement``: beta-VAE, beta-TCVAE and FactorVAE on the galaxies, scored against the
+five factors that rendered them.
 
 Each variant is a ``--set`` of the vae's galaxies quick preset (``--dis-variants``, default ``beta=1`` (the plain
-VAE), ``beta=4``, ``beta=10``, ``tc_beta=4``, ``tc_beta=10``: ``model.beta`` weighs the whole KL, ``model.tc_beta``
-the total correlation alone), trained with each ``train.seed`` of ``--dis-seeds`` and then ``eval``'d on the 1000 test
+VAE), ``beta=4``, ``beta=10``, ``tc_beta=4``, ``tc_beta=10``, ``factor_gamma=10``: ``model.beta`` weighs the whole
+KL, ``model.tc_beta`` the total correlation alone, ``model.factor_gamma`` FactorVAE's discriminator's estimate of
+it), trained with each ``train.seed`` of ``--dis-seeds`` and then ``eval``'d on the 1000 test
 galaxies: the mutual information gap of the posterior means against (Sersic index, half-light radius, e1, e2,
 log flux), each factor's gap, the ELBO, and the KL's three parts over the test split's aggregate posterior (index-code
 MI, total correlation, dimension-wise KL). A row per run, saved as each finishes, and ``disentanglement.png`` beside
 the JSON: each run's latent traversals of one test galaxy (the five latents with the largest KL, in rows, each labelled
 with the factor it carries most and that factor's gap). ``--dis-steps N`` trains N steps instead of the preset's;
-``--dis-runs DIR`` keeps the trained runs there (default: a temporary folder).
+``--dis-runs DIR`` keeps the trained runs there (default: a temporary folder), and reads the runs it finds there
+evaluated already: ``benchmarks reproduce --rows disentanglement`` trains the same variants over its seeds, side by
+side, into ``<reproduce-runs>/disentanglement``, whose seed 0 this draws with ``--dis-seeds 0 --dis-runs`` that folder.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-VARIANTS = "beta=1,beta=4,beta=10,tc_beta=4,tc_beta=10"
+VARIANTS = "beta=1,beta=4,beta=10,tc_beta=4,tc_beta=10,factor_gamma=10"
+KEYS_OF_VARIANTS = ("beta", "tc_beta", "factor_gamma")
 FACTORS = ("Sersic n", "radius", "e1", "e2", "log flux")
 KEYS = ("mig", *(f"mig_factor_{k}" for k in range(5)), "elbo", "kl", "mi", "tc", "dim_kl")
 
@@ -29,26 +33,34 @@ KEYS = ("mig", *(f"mig_factor_{k}" for k in range(5)), "elbo", "kl", "mi", "tc",
 def variant_set(variant: str) -> str:
     """``beta=4`` -> ``model.beta=4``: a variant is one model key of the vae and its value."""
     key, _, value = variant.partition("=")
-    if key not in ("beta", "tc_beta") or not value:
-        raise SystemExit(f"error: a variant is beta=VALUE or tc_beta=VALUE, got {variant!r}")
+    if key not in KEYS_OF_VARIANTS or not value:
+        raise SystemExit(f"error: a variant is beta=VALUE, tc_beta=VALUE or factor_gamma=VALUE, got {variant!r}")
     return f"model.{key}={value}"
 
 
+def run_name(variant: str) -> str:
+    """The folder of a variant's runs: ``tc_beta=4`` -> ``tc_beta4`` (then ``-<seed>``)."""
+    return variant.replace("=", "")
+
+
 def one_run(variant: str, seed: int, out: Path, steps: int = 0) -> dict:
-    """Train and evaluate one run of ``variant`` into ``out``: its row."""
+    """Train and evaluate one run of ``variant`` into ``out``: its row. A run already evaluated there (``benchmarks
+    reproduce --rows disentanglement`` trains the same runs, named alike) is read, not trained again."""
     from practice_torch.cli import main
 
     started = time.perf_counter()
-    argv = ["train", "vae", "--dataset", "galaxies", "--out", str(out), "--set", variant_set(variant),
-            "--set", f"train.seed={seed}", *(["--steps", str(steps)] if steps else [])]
-    if main(argv) != 0:
-        raise RuntimeError(f"{variant} seed {seed}: training failed")
-    if main(["eval", str(out), "--set", "model.nll_examples=100"]) != 0:
-        raise RuntimeError(f"{variant} seed {seed}: eval failed")
+    if not (out / "eval_test.json").is_file():
+        argv = ["train", "vae", "--dataset", "galaxies", "--out", str(out), "--set", variant_set(variant),
+                "--set", f"train.seed={seed}", *(["--steps", str(steps)] if steps else [])]
+        if main(argv) != 0:
+            raise RuntimeError(f"{variant} seed {seed}: training failed")
+        if main(["eval", str(out), "--set", "model.nll_examples=100"]) != 0:
+            raise RuntimeError(f"{variant} seed {seed}: eval failed")
     evaluation = json.loads((out / "eval_test.json").read_text())
     row = {"variant": variant, "seed": seed, **{k: evaluation[k] for k in KEYS}}
     row["latents"] = [evaluation[f"mig_latent_{k}"] for k in range(5)]
-    row["wall_s"] = time.perf_counter() - started
+    recorded = out / "reproduce_wall_s.json"
+    row["wall_s"] = json.loads(recorded.read_text()) if recorded.is_file() else time.perf_counter() - started
     return row
 
 
@@ -109,7 +121,7 @@ def disentanglement(args) -> list[dict]:
         folder = Path(args.dis_runs) if args.dis_runs else Path(tmp)
         for seed in seeds:
             for variant in variants:
-                out = runs[variant, seed] = folder / f"{variant.replace('=', '')}-{seed}"
+                out = runs[variant, seed] = folder / f"{run_name(variant)}-{seed}"
                 row = one_run(variant, seed, out, args.dis_steps)
                 rows.append(row)
                 gaps = ", ".join(f"{name} {row[f'mig_factor_{k}']:.2f}" for k, name in enumerate(FACTORS))

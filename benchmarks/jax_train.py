@@ -115,7 +115,7 @@ def jax_train(args) -> list[dict]:
             settings = {"set": " ".join(overrides)}
             rows.append({**jax_step_row(model, args.jax_steps, overrides, dataset), **settings})
             rows.append({**torch_step_row(model, args.jax_steps, False, overrides, dataset), **settings})
-            if args.compile and not hasattr(get_model(model), "train_step"):  # train.compile: the default step only
+            if args.compile and hasattr(get_model(model), "loss"):  # train.compile: the default step's loss only
                 rows.append({**torch_step_row(model, args.jax_steps, True, overrides, dataset), **settings})
             args.save(rows)
     if args.jax_quality:

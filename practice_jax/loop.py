@@ -705,9 +705,9 @@ def restoring(run, run_dir: Path):
 def new_run(cfg, dtype: str | None = None, parts: dict | None = None, devices: int = 1):
     """The model's run in JAX: a ``JaxGameRun`` for a model whose twin is a ``JaxGame``, else a ``JaxRun``; on
     ``devices`` local devices, data-parallel (``data_mesh``)."""
-    from practice_torch.models import get_model
+    from practice_torch.models import get_model, writes_own_step
 
-    if hasattr(get_model(cfg.model_name), "train_step"):
+    if writes_own_step(get_model(cfg.model_name), cfg.model):
         return JaxGameRun(cfg, dtype, parts, devices)
     return JaxRun(cfg, dtype, parts, devices)
 

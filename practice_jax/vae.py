@@ -9,7 +9,7 @@ from functools import partial
 import jax.numpy as jnp
 
 import theory_jax.vae as jv
-from practice_jax.loop import JaxTwin, Setup
+from practice_jax.loop import JaxTrainError, JaxTwin, Setup
 
 
 def loss(setup: Setup, params, batch, noise, step):
@@ -33,6 +33,9 @@ def init_args(setup: Setup, batch, noise):
 def jax_twin(net, cfg):
     """The VAE's ``JaxTwin``: the flax ``VAE`` of ``net``'s architecture and its loss, bound to its ``Setup``."""
     m = cfg.model
+    if m.factor_gamma:
+        raise JaxTrainError(f"FactorVAE (model.factor_gamma={m.factor_gamma}) trains in PyTorch only: its TC "
+                            "discriminator has no JAX trainer; drop the key, or train with python -m practice_torch")
     twin = jv.VAE(image_shape=net.image_shape, latent_dim=net.latent_dim, architecture=m.architecture,
                   likelihood=m.likelihood, hidden=tuple(m.hidden), channels=tuple(m.channels),
                   num_classes=net.num_classes)

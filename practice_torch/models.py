@@ -29,7 +29,7 @@ from torch import nn
 from practice_torch.engine import RunError, distributed
 from practice_torch.engine.checkpoint import latest_step
 from practice_torch.engine.config import from_dict, to_dict
-from practice_torch.engine.interface import INTERFACE, Artefact, ModelModule, missing_names
+from practice_torch.engine.interface import INTERFACE, Artefact, ModelModule, missing_names, writes_own_step
 from practice_torch.engine.loop import Trainer
 from practice_torch.engine.runs import (
     CHECKPOINTS,
@@ -43,7 +43,7 @@ from practice_torch.engine.runs import (
 from shared_specs.catalogue import TOPICS
 
 __all__ = ["INTERFACE", "MODELS", "Artefact", "ModelModule", "UnknownModel", "get_model", "new_trainer", "open_run",
-           "run_config"]
+           "run_config", "writes_own_step"]
 
 # The trainable models, derived from the catalogue (``shared_specs.catalogue``, the one registry): name -> (training
 # adapter module, what it trains).

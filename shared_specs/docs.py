@@ -310,14 +310,16 @@ def reproduce_summary(record: dict[str, Any]) -> str:
         shown = row["arms"] if len(row["arms"]) <= 3 else [max(
             row["arms"], key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))]
         every = sum(stats[a["name"]]["met"] for a in row["arms"])
-        best = (f" (best of {len(row['arms'])} arms, {every} meeting the target on every seed)"
-                if len(shown) < len(row["arms"]) else "")
+        judged = any(stats[a["name"]]["judged"] for a in row["arms"])  # a row without a target: the highest mean
+        best = ((f" (best of {len(row['arms'])} arms, {every} meeting the target on every seed)" if judged else
+                 f" (the highest of {len(row['arms'])} arms)") if len(shown) < len(row["arms"]) else "")
         ours = "; ".join(f"`{a['name']}`{best} {_mean_sd(stats[a['name']], row['digits'])}" for a in shown)
         paper = shown[0].get("paper") if len(shown) == 1 and shown[0].get("paper") else row["paper_figure"]
         met = "; ".join(f"{stats[a['name']]['met_count']} of {stats[a['name']]['seeds']}" for a in shown
                         if stats[a["name"]]["judged"])
         if row.get("gap"):  # the target is the share of the gap: the row's figure and verdict
-            ours, met = f"{ours}; {gap_line(record, key, page=False)}", met or "-"
+            ours = f"{ours}; {gap_line(record, key, page=False)}"
+        met = met or "-"
         lines.append(f"| [{row['title']}]({TOPICS_DIR}/{row['topics'][0]}.md#reproduced) | {row['label']}: {ours} | "
                      f"{paper} | {row['target']} | {met} | {record['meta'][key]['commit']} |")
     return "\n".join(lines)

@@ -46,9 +46,9 @@ def torch_run(case) -> tuple[dict, dict, list[str]]:
 def reference_run(case) -> tuple[dict, dict, list[str]]:
     """The PyTorch reference of a ``RunCase``: the default step's (``default_reference_run``) or, for a model that
     writes its own step, the engine's custom step on its players (``game_reference_run``)."""
-    from practice_torch.models import get_model
+    from practice_torch.models import get_model, writes_own_step
 
-    if hasattr(get_model(case.model), "train_step"):
+    if writes_own_step(get_model(case.model), run_config(case).model):
         return game_reference_run(case)
     return default_reference_run(case)
 
@@ -167,10 +167,10 @@ def jax_run(case, alter: Callable[[dict], dict] | None = None) -> dict:
     ``case.dtype`` (float64 needs ``jax_enable_x64``); ``alter`` changes its parts, for negative controls:
     {"optimizer": ..., "step": ...} of a ``JaxRun``, {"player_optimizer": ..., "train_step": twin -> step} of a
     ``JaxGameRun``."""
-    from practice_torch.models import get_model
+    from practice_torch.models import get_model, writes_own_step
 
     cfg = run_config(case)
-    parts = {"optimizer": optimizer, "step": default_step} if not hasattr(get_model(cfg.model_name), "train_step") \
+    parts = {"optimizer": optimizer, "step": default_step} if not writes_own_step(get_model(cfg.model_name), cfg.model) \
         else {"player_optimizer": player_optimizer, "train_step": lambda twin: twin.train_step}
     run = new_run(cfg, case.dtype, alter(parts) if alter is not None else parts)
     losses = [float(run.advance()["loss"]) for _ in range(case.steps)]

@@ -46,6 +46,13 @@ def ref_total_correlation_terms(z, mean, logvar, dataset_size):
     return log_qzx - log_qz, log_qz - log_prod, log_prod - log_pz
 
 
+def ref_tc_discriminator_loss(logits_q, logits_permuted):
+    """Binary cross-entropy by SciPy's log-sigmoid: -log D(z) on q's codes, -log(1 - D(z)) on the permuted ones."""
+    from scipy.special import log_expit
+
+    return 0.5 * (-np.mean(log_expit(logits_q)) - np.mean(log_expit(-logits_permuted)))
+
+
 def _posterior_batch(r, m=6):
     return {"z": gaussian(r, m, LATENT), "mean": gaussian(r, m, LATENT), "logvar": gaussian(r, m, LATENT, scale=0.5)}
 
@@ -103,7 +110,12 @@ CASES = (
                             "tc_logits": gaussian(r, B)},
                  static={"gamma": 6.4}, grad_wrt=("recon", "kl", "tc_logits"),
                  reference=lambda recon, kl, tc_logits, gamma: np.mean(kl - recon) + gamma * np.mean(tc_logits)),
+    FunctionCase("vae/tc_discriminator_loss", "tc_discriminator_loss",
+                 lambda r: {"logits_q": gaussian(r, B + 2, scale=3.0), "logits_permuted": gaussian(r, B, scale=3.0)},
+                 grad_wrt=("logits_q", "logits_permuted"), reference=ref_tc_discriminator_loss),
     # modules --------------------------------------------------------------------------------------
+    ModuleCase("vae/tc_discriminator", "TCDiscriminator", {"latent_dim": LATENT, "hidden": (16, 12)},
+               lambda r: {"z": _latents(r)}, grad_wrt=("z",)),
     ModuleCase("vae/mlp_encoder", "MLPEncoder", MLP, lambda r: {"x": _images(r)},
                grad_wrt=("x",), image_inputs=("x",)),
     ModuleCase("vae/mlp_decoder", "MLPDecoder", MLP, lambda r: {"z": _latents(r)},

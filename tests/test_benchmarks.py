@@ -358,9 +358,9 @@ def test_disentanglement_variants_are_one_vae_key_each_and_a_wrong_one_is_refuse
     from benchmarks.disentanglement import VARIANTS, disentanglement, variant_set
 
     assert [variant_set(v) for v in VARIANTS.split(",")[:2]] == ["model.beta=1", "model.beta=4"]
-    assert variant_set("tc_beta=10") == "model.tc_beta=10"
+    assert variant_set("tc_beta=10") == "model.tc_beta=10" and variant_set("factor_gamma=10") == "model.factor_gamma=10"
     for wrong in ("gamma=2", "beta=", "beta"):
-        with pytest.raises(SystemExit, match="beta=VALUE or tc_beta=VALUE"):
+        with pytest.raises(SystemExit, match="beta=VALUE, tc_beta=VALUE or factor_gamma=VALUE"):
             disentanglement(argparse.Namespace(dis_variants=f"beta=1,{wrong}", dis_seeds="0", dis_runs="",
                                                dis_steps=0, results="."))
 

@@ -208,6 +208,21 @@ def reproduction(values=(500.0, 500.0, 480.0), holds=(True, True, False)) -> dic
     return {"meta": {"cartpole": meta}, "rows": {"cartpole": row}, "runs": runs}
 
 
+def test_a_row_without_a_target_shows_its_highest_arm_and_judges_none():
+    """A comparison (the disentanglement row): of four arms the README shows the highest mean, says no seed was judged,
+    and claims no arm met a target; the control, a judged row of as many arms, counts the arms that met it."""
+    record = reproduction(values=(0.2, 0.3), holds=(None, None))
+    arms = [{"name": f"arm{k}", "model": "vae", "dataset": "galaxies", "sets": []} for k in range(4)]
+    record["rows"]["cartpole"].update(arms=arms, target="none: a comparison", label="MIG", digits=3)
+    record["runs"] = [{**run, "arm": f"arm{k}", "value": run["value"] + k / 10} for k in range(4)
+                      for run in record["runs"]]
+    line = docs.reproduce_summary(record).splitlines()[-1]
+    assert "`arm3` (the highest of 4 arms) **0.550**" in line and "| none: a comparison | - |" in line
+    for run in record["runs"]:
+        run["holds"] = run["arm"] == "arm3"
+    assert "`arm3` (best of 4 arms, 1 meeting the target on every seed)" in docs.reproduce_summary(record)
+
+
 def test_a_reproduction_is_read_over_its_seeds_beside_the_paper():
     """mean +- sd (min) over the seeds, how many met the target (the control: a seed that missed it is counted out),
     the paper's figure and where it was measured; the README's line links the first topic's page."""

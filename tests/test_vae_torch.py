@@ -140,6 +140,22 @@ def test_a_total_correlation_with_the_wrong_sign_fails_the_derivation(monkeypatc
     assert len(failed) == 2 and "`total_correlation_terms` over a batch" in failed[0] and "three parts" in failed[1]
 
 
+def test_a_discriminator_with_its_labels_swapped_fails_the_derivation(monkeypatch):
+    """The negative control of the claim that the TC discriminator's loss is stationary at the log density ratio."""
+    import numpy as np
+
+    import theory_jax.vae as jv
+    from theory_jax.derivation import Derivation, full_precision
+
+    full_precision()
+    right = jv.tc_discriminator_loss
+    monkeypatch.setattr(jv, "tc_discriminator_loss", lambda logits_q, logits_permuted: right(logits_permuted, logits_q))
+    d = Derivation("vae", "FactorVAE")
+    jv._section_factor_vae(d, np.random.default_rng(1))
+    failed = [c.statement for c in d.claims if not c.passed]
+    assert len(failed) == 1 and "is stationary at" in failed[0]
+
+
 def test_factor_vae_permutation_and_loss_mistakes_are_caught(both):
     """FactorVAE's spec cases catch the slips that leave a batch looking shuffled: one permutation for every dimension
     (rows moved together, so the dependence survives) and the permutation applied as its inverse; and a TC term with
@@ -163,3 +179,30 @@ def test_factor_vae_permutation_and_loss_mistakes_are_caught(both):
     assert "output" in caught(cases["vae/permute_dims"], Perturbation("rows together", fn=rows_together))
     assert "output" in caught(cases["vae/permute_dims"], Perturbation("inverse permutation", fn=inverse))
     assert "output" in caught(cases["vae/factor_vae_loss"], Perturbation("TC rewarded", fn=tc_rewarded))
+
+
+def test_tc_discriminator_mistakes_are_caught(both, monkeypatch):
+    """The discriminator's spec cases catch the labels swapped (q's codes called the permuted ones: its logit then
+    estimates minus the TC), the two halves summed rather than averaged, and the leaky ReLU's slope of flax's
+    default (0.01) where the paper's is 0.2."""
+    import jax
+
+    from shared_specs import catalogue
+    from shared_specs.runner import Perturbation, caught, run_case
+
+    cases = {case.id: case for case in catalogue.spec_cases("vae")}
+
+    def swapped(fn):
+        return lambda logits_q, logits_permuted: fn(logits_permuted, logits_q)
+
+    def summed(fn):
+        return lambda logits_q, logits_permuted: 2 * fn(logits_q, logits_permuted)
+
+    loss = cases["vae/tc_discriminator_loss"]
+    assert "output" in caught(loss, Perturbation("labels swapped", fn=swapped))
+    assert "output" in caught(loss, Perturbation("halves summed", fn=summed))
+    assert run_case(cases["vae/tc_discriminator"]).passed
+    import theory_jax.vae as jv
+
+    monkeypatch.setattr(jv.nn, "leaky_relu", lambda x, negative_slope=0.2: jax.nn.leaky_relu(x))  # slope ignored
+    assert "output" in caught(cases["vae/tc_discriminator"], Perturbation("leaky slope 0.01"))

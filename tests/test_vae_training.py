@@ -57,6 +57,8 @@ def test_build_rejects_what_it_cannot_model():
         vae_training.build(vae_training.Config(), get_info("galaxies"))
     with pytest.raises(ValueError, match="model.dataset_size"):
         vae_training.build(vae_training.Config(dataset_size=1), DIGITS)
+    with pytest.raises(ValueError, match="choose one"):  # FactorVAE's TC penalty and beta-TCVAE's, both
+        vae_training.build(vae_training.Config(factor_gamma=10, tc_beta=4), DIGITS)
     assert tiny_net(conditional=True).num_classes == 10 and tiny_net().num_classes == 0
 
 
@@ -163,6 +165,36 @@ def test_every_variant_trains_through_the_engine(variant, tmp_path):
     else:  # the probe of the posterior mean, beside the pixels'
         assert 0 <= metrics["probe_accuracy"] <= 1 and metrics["probe_accuracy_inputs"] > 0.8
         assert metrics["probe_examples"] == 300
+
+
+def test_factor_vae_trains_two_players_and_resumes_exactly(tmp_path):
+    """FactorVAE (``model.factor_gamma``) trains by its own step, the VAE and the TC discriminator each updated by its
+    own Adam (the discriminator's at the paper's betas), two batches a step, and a run stopped half-way resumes to the
+    very weights of the uncut run; the plain VAE keeps the engine's step on its loss."""
+    from practice_torch.engine.players import AdamState
+    from tests.resumption import assert_resumes_exactly
+
+    base = apply_overrides(vae_training.default_config("quick"), [
+        "data.name=digits", "model.channels=4,8", "model.latent_dim=3", "train.batch_size=16", "train.steps=8",
+        "train.log_every=4", "train.checkpoint_every=4", "train.warmup_steps=0", "train.samples=4"])
+    assert new_trainer(base, tmp_path / "plain").custom is None
+    cfg = apply_overrides(base, ["model.factor_gamma=10", "model.tc_hidden=16,16"])
+    resumed = assert_resumes_exactly(cfg, tmp_path, stop_at=4)
+    assert sorted(resumed.optimizers) == ["tc_discriminator", "vae"]
+    adam = AdamState.of(resumed.optimizers["tc_discriminator"])
+    assert adam.betas == (0.5, 0.9) and adam.step == 8 and AdamState.of(resumed.optimizers["vae"]).step == 8
+    rows = read_metrics(tmp_path / "whole")
+    assert {"tc", "tc_discriminator_loss", "tc_discriminator_accuracy", "grad_norm_vae",
+            "grad_norm_tc_discriminator"} <= set(rows[-1])
+    assert resumed.batches_taken == 2 * 4  # two batches a step (of the 4 since the resume): the VAE's, D's
+
+
+def test_factor_vae_is_refused_by_the_jax_trainer(tmp_path, capsys):
+    from practice_jax.loop import main
+
+    assert main(["vae", "--dataset", "digits", "--out", str(tmp_path / "jax"), "--set", "model.factor_gamma=10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trains in PyTorch only" in err[0]
 
 
 def test_spoken_digit_log_mels_train_and_write_wavs(tmp_path):

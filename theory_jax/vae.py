@@ -127,6 +127,33 @@ def factor_vae_loss(recon, kl, tc_logits, gamma):
     return jnp.mean(kl - recon) + gamma * jnp.mean(tc_logits)
 
 
+def tc_discriminator_loss(logits_q, logits_permuted):
+    """The TC discriminator's loss (Kim & Mnih 2018, Algorithm 2): the cross-entropy of telling codes of q(z)
+    (label 1) from permuted codes, samples of prod_k q(z_k) (label 0), half weight each,
+    1/2 mean softplus(-logit D(z)) + 1/2 mean softplus(logit D(z_perm)); minimised by
+    logit D(z) = log q(z) - log prod_k q(z_k). logits_q: (B,), logits_permuted: (B',) -> ()."""
+    return 0.5 * (jnp.mean(jax.nn.softplus(-logits_q)) + jnp.mean(jax.nn.softplus(logits_permuted)))
+
+
+class TCDiscriminator(nn.Module):
+    """FactorVAE's discriminator (Kim & Mnih 2018, Appendix A: an MLP of 6 layers of 1000, leaky ReLU 0.2):
+    z (B, d) -> logit D(z) (B,), the log-odds that z came from q(z) rather than from prod_k q(z_k). ``latent_dim``
+    is d, as the torch twin takes it (Dense infers it here)."""
+
+    latent_dim: int
+    hidden: Sequence[int] = (1000,) * 6
+
+    def setup(self):
+        self.layers = [nn.Dense(h) for h in self.hidden]
+        self.out = nn.Dense(1)
+
+    def __call__(self, z):
+        h = z
+        for layer in self.layers:
+            h = nn.leaky_relu(layer(h), 0.2)
+        return self.out(h)[..., 0]
+
+
 # 2. Encoders and decoders --------------------------------------------------------------------------
 class MLPEncoder(nn.Module):
     """q(z|x[, y]) = N(mean, diag e^logvar). x: (B, H, W, C) or (B, D), y: (B,) -> (mean, logvar), each (B, d)."""
@@ -742,6 +769,16 @@ def _section_factor_vae(d: Derivation, rng: np.random.Generator) -> None:
     d.monte_carlo(r"At the optimal discriminator the logit is $\log q(z) - \sum_k \log q(z_k)$, and its mean over "
                   r"$q(z) = N(0, \Sigma)$ is the TC, $-\frac12 \log\det R$ with $R$ the correlation matrix "
                   "(200 000 draws)", log_q - log_marginals, -0.5 * math.log(np.linalg.det(cov)))
+    # the discriminator's loss is minimised there: two binary codes, q(z) on 10 codes (4 + 1 + 1 + 4 of 00, 01, 10,
+    # 11), whose permuted batches sample prod_k q(z_k) = 1/4 each; a logit per code
+    atoms_q, atoms_p = np.repeat(np.arange(4), [4, 1, 1, 4]), np.arange(4)
+    q, p = np.array([4, 1, 1, 4]) / 10, np.full(4, 0.25)
+    optimum = jnp.log(q / p)
+    grad = jax.grad(lambda logit: tc_discriminator_loss(logit[atoms_q], logit[atoms_p]))(optimum)
+    d.gradient(r"`tc_discriminator_loss` is stationary at $\log \frac{q(z)}{\prod_k q(z_k)}$: on two binary codes "
+               r"with $q$ = (0.4, 0.1, 0.1, 0.4) on 00, 01, 10, 11 (its permuted batches: 1/4 each), the gradient "
+               "with respect to each code's logit vanishes there (jax.grad; the loss is convex in the logits)",
+               np.asarray(grad), np.zeros(4))
 
 
 def _section_flax_vae(d: Derivation, rng: np.random.Generator) -> None:

@@ -45,7 +45,9 @@ class ModelModule(Protocol):
     Instead of ``loss``, a model whose step is more than one loss (a GAN's two players, PPO's iteration) writes the
     step itself, and a model that trains on a control task (``data/control.py``: an environment) must:
     ``players(net, config) -> {name: Player}`` and ``train_step(net, config, step, run) -> (loss, terms)`` on the
-    engine's utilities (``engine/players.py``); ``train.steps`` then counts its ``train_step`` calls.
+    engine's utilities (``engine/players.py``); ``train.steps`` then counts its ``train_step`` calls. A model that
+    has both a ``loss`` and its own step says which a run takes by ``own_step(config) -> bool`` (the VAE trains by
+    its loss, FactorVAE by its two players; ``writes_own_step``).
     ``BUILDS_ON = {key: model}``: the model keys that name trained runs this model builds on (a fine-tuning run's
     ``reference``, a language_model run); ``build(config, data, parents)`` then receives them as
     ``engine.runs.Parent``s, opened by ``practice_torch.models`` when the run starts (with their networks) and read
@@ -115,6 +117,17 @@ class ModelModule(Protocol):
 
 INTERFACE = ("HEADLINE", "Config", "default_config", "build", "draw_noise", "sample", "evaluate")
 STEPS = (("loss",), ("players", "train_step"))  # a model gives the engine its loss, or its players and its own step
+
+
+def writes_own_step(module, config) -> bool:
+    """Whether a run of ``module`` with model config ``config`` trains by the model's own ``train_step`` (its players)
+    rather than by the engine's step on its ``loss``: always, for a model without a loss; for a model with both (the
+    VAE, whose FactorVAE is two players), as its ``own_step(config)`` says."""
+    if not hasattr(module, "train_step"):
+        return False
+    if not hasattr(module, "loss"):
+        return True
+    return bool(module.own_step(config))
 
 
 def missing_names(module) -> list[str]:

@@ -72,7 +72,7 @@ from practice_torch.engine.checkpoint import (
 )
 from practice_torch.engine.config import ConfigError, RunConfig, check_train, derive_seed
 from practice_torch.engine.ema import EMA
-from practice_torch.engine.interface import ModelModule
+from practice_torch.engine.interface import ModelModule, writes_own_step
 from practice_torch.engine.metrics import MetricsLog, plot_losses
 from practice_torch.engine.players import StepRun, check_players, player_optimizers
 from practice_torch.engine.runs import (
@@ -166,7 +166,8 @@ class Trainer:
         self.sync_every = t.sync_every or (1 if self.device.type == "cpu" else t.log_every)
         self.accumulator_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         torch.manual_seed(t.seed)
-        self.custom = getattr(self.model, "train_step", None)  # the model writes its own step (engine/players.py)
+        # the model writes its own step (engine/players.py)
+        self.custom = self.model.train_step if writes_own_step(self.model, cfg.model) else None
         self.environments: Environments | None = None  # a control task's episodes, in place of a split's batches
         if info.environment is not None:
             self.environments = self._environments(info)

@@ -1,21 +1,25 @@
 """The variational autoencoder in PyTorch: the twin of ``theory_jax/vae.py``.
 
-Gaussian encoder; Bernoulli or Gaussian decoder; MLP or convolutional; beta-VAE; beta-TCVAE; conditional VAE;
-importance-sampled NLL. The derivation (``python -m theory_jax vae``) proves what the ELBO, its gradient
+Gaussian encoder; Bernoulli or Gaussian decoder; MLP or convolutional; beta-VAE; beta-TCVAE; FactorVAE; conditional
+VAE; importance-sampled NLL. The derivation (``python -m theory_jax vae``) proves what the ELBO, its gradient
 estimators and the bounds compute.
 
-* ``functions``: ``reparameterize``, ``bernoulli_log_prob``, ``with_condition``, ``draw_eps`` and the KL's three parts
-  of beta-TCVAE, ``total_correlation_terms`` (same names as the JAX twin; noise is an argument, ``draw_eps`` the
-  convenience wrapper that draws it).
-* ``networks``: ``MLPEncoder``, ``MLPDecoder``, ``ConvEncoder``, ``ConvDecoder`` and ``VAE`` (ELBO, beta-VAE objective,
-  importance-sampled likelihood); class and attribute names match the flax twin so ``shared_specs.interop`` maps
-  the weights.
+* ``functions``: ``reparameterize``, ``bernoulli_log_prob``, ``with_condition``, ``draw_eps``, the KL's three parts
+  of beta-TCVAE, ``total_correlation_terms``, and FactorVAE's ``permute_dims``, ``factor_vae_loss`` and
+  ``tc_discriminator_loss`` (same names as the JAX twin; noise is an argument, ``draw_eps`` and ``permutations`` turn
+  drawn noise into it).
+* ``networks``: ``MLPEncoder``, ``MLPDecoder``, ``ConvEncoder``, ``ConvDecoder``, FactorVAE's ``TCDiscriminator`` and
+  ``VAE`` (ELBO, beta-VAE objective, importance-sampled likelihood); class and attribute names match the flax twin so
+  ``shared_specs.interop`` maps the weights.
 * ``training``: the training adapter (``python -m practice_torch train vae``), loaded only when asked for.
 """
 
-from practice_torch.vae.functions import (bernoulli_log_prob, draw_eps, factor_vae_loss, permute_dims, reparameterize,
-                                         total_correlation_terms, with_condition)
-from practice_torch.vae.networks import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, check_divisible
+from practice_torch.vae.functions import (bernoulli_log_prob, draw_eps, factor_vae_loss, permutations, permute_dims,
+                                         reparameterize, tc_discriminator_loss, total_correlation_terms,
+                                         with_condition)
+from practice_torch.vae.networks import (VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, TCDiscriminator,
+                                        check_divisible)
 
-__all__ = ["VAE", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "bernoulli_log_prob", "check_divisible",
-           "draw_eps", "factor_vae_loss", "permute_dims", "reparameterize", "total_correlation_terms", "with_condition"]
+__all__ = ["VAE", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "TCDiscriminator", "bernoulli_log_prob",
+           "check_divisible", "draw_eps", "factor_vae_loss", "permutations", "permute_dims", "reparameterize",
+           "tc_discriminator_loss", "total_correlation_terms", "with_condition"]

@@ -80,3 +80,16 @@ def factor_vae_loss(recon, kl, tc_logits, gamma):
     """FactorVAE's VAE loss (Kim & Mnih 2018, eq. 2, negated): mean_b (KL_b - recon_b) + gamma mean_b logit D(z_b),
     the logit estimating log q(z) - log prod_k q(z_k). recon, kl, tc_logits: (B,) -> ()."""
     return torch.mean(kl - recon) + gamma * torch.mean(tc_logits)
+
+
+def tc_discriminator_loss(logits_q, logits_permuted):
+    """The TC discriminator's loss (Kim & Mnih 2018, Algorithm 2): codes of q(z) labelled 1, permuted codes (samples
+    of prod_k q(z_k)) labelled 0, half weight each: 1/2 mean softplus(-logit D(z)) + 1/2 mean softplus(logit
+    D(z_perm)), minimised by logit D(z) = log q(z) - log prod_k q(z_k). logits_q: (B,), logits_permuted: (B',) -> ()."""
+    return 0.5 * (torch.mean(F.softplus(-logits_q)) + torch.mean(F.softplus(logits_permuted)))
+
+
+def permutations(keys):
+    """A uniformly random permutation of the batch for each latent dimension, from uniform keys drawn as noise: the
+    ranks of each column. keys: (B, d) -> perms (d, B), row k a permutation of 0..B-1 (``permute_dims``'s)."""
+    return torch.argsort(keys, dim=0).T

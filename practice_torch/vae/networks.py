@@ -126,16 +126,34 @@ def check_divisible(image_shape: Sequence[int], downsamplings: int) -> None:
                          f"divisible by {scale}, got {tuple(image_shape[1:])}; pad the images or use fewer channels")
 
 
+class TCDiscriminator(nn.Module):
+    """FactorVAE's discriminator (Kim & Mnih 2018, Appendix A: an MLP of 6 layers of 1000, leaky ReLU 0.2):
+    z (B, d) -> logit D(z) (B,), the log-odds that z came from q(z) rather than from prod_k q(z_k)."""
+
+    def __init__(self, latent_dim: int, hidden: Sequence[int] = (1000,) * 6):
+        super().__init__()
+        widths = [latent_dim, *hidden]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.out = nn.Linear(widths[-1], 1)
+
+    def forward(self, z):
+        h = z
+        for layer in self.layers:
+            h = F.leaky_relu(layer(h), 0.2)
+        return self.out(h)[..., 0]
+
+
 # 3. The VAE: ELBO, beta-VAE objective, importance-sampled likelihood -------------------------------
 class VAE(nn.Module):
     """Encoder q(z|x[,y]), prior N(0, I), decoder p(x|z[,y]) (Bernoulli logits or Gaussian mean with a
     learned scalar log-std ``log_sigma``). ``num_classes > 0`` makes it a conditional VAE;
     ``loss(..., beta=...)`` weighs the KL (beta-VAE; beta is the training step's setting, not the network's);
-    ``elbo`` is always the beta = 1 bound."""
+    ``elbo`` is always the beta = 1 bound. ``tc_hidden`` (FactorVAE's) adds ``tc_discriminator``, a second player
+    on the codes (``TCDiscriminator``) that no bound uses."""
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int = 16, architecture: str = "mlp",
                  likelihood: str = "bernoulli", hidden: Sequence[int] = (256,), channels: Sequence[int] = (32, 64),
-                 num_classes: int = 0, groups: int = 8):
+                 num_classes: int = 0, groups: int = 8, tc_hidden: Sequence[int] = ()):
         super().__init__()
         self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
         self.likelihood, self.num_classes = likelihood, num_classes
@@ -152,6 +170,12 @@ class VAE(nn.Module):
             self.log_sigma = nn.Parameter(torch.zeros(1))
         elif likelihood != "bernoulli":
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+        if tc_hidden:
+            self.tc_discriminator = TCDiscriminator(latent_dim, tc_hidden)
+
+    def vae_parameters(self) -> list[nn.Parameter]:
+        """The encoder's and the decoder's (and the decoder's scale's) parameters: all but the TC discriminator's."""
+        return [p for name, p in self.named_parameters() if not name.startswith("tc_discriminator.")]
 
     def encode(self, x, y=None):
         return self.encoder(x, y)
@@ -168,9 +192,13 @@ class VAE(nn.Module):
 
     def terms(self, x, eps, y=None):
         """(E_q log p(x|z) by one reparameterised sample, KL(q(z|x) || N(0, I))), each (B,)."""
+        return self.sample_terms(x, eps, y)[:2]
+
+    def sample_terms(self, x, eps, y=None):
+        """``terms`` and the code they used: (E_q log p(x|z), KL(q(z|x) || N(0, I)), z ~ q(z|x)), (B,), (B,), (B, d)."""
         mean, logvar = self.encode(x, y)
         z = reparameterize(mean, logvar, eps)
-        return self.log_likelihood(x, self.decode(z, y)), standard_normal_kl(mean, logvar)
+        return self.log_likelihood(x, self.decode(z, y)), standard_normal_kl(mean, logvar), z
 
     def tc_terms(self, x, eps, y=None, dataset_size: int = 0):
         """``terms`` and the KL's three parts (index-code MI, total correlation, dimension-wise KL), each (B,):

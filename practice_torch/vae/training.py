@@ -16,12 +16,20 @@ from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.data import stacked
 from practice_torch.engine.config import ConfigError, TrainConfig
+from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import sibling_split
 from practice_torch.evaluation.probe import probe_against_pixels
 from practice_torch.models import Artefact
 from practice_torch.progress import progress
-from practice_torch.vae.functions import draw_eps, total_correlation_terms
+from practice_torch.vae.functions import (
+    draw_eps,
+    factor_vae_loss,
+    permutations,
+    permute_dims,
+    tc_discriminator_loss,
+    total_correlation_terms,
+)
 from practice_torch.vae.networks import VAE, most_used_latents, traverse
 
 # 4. Training interface (practice_torch.models): config, presets, loss on a batch, samples, evaluation ------
@@ -41,6 +49,10 @@ class Config:
     beta: float = 1.0  # weight of the KL in the training loss (beta-VAE); evaluation uses beta = 1
     tc_beta: float = 1.0  # beta-TCVAE's weight of the total correlation (at beta = 1; in general beta + tc_beta - 1)
     dataset_size: int = 0  # N of beta-TCVAE's estimate of q(z) over a batch: the training split's size (0: the batch's)
+    factor_gamma: float = 0.0  # FactorVAE's weight of the TC (Kim & Mnih 2018): > 0 trains a TC discriminator beside
+    tc_hidden: tuple[int, ...] = (1000,) * 6  # the TC discriminator's widths (the paper's 6 layers of 1000)
+    tc_lr: float = 1e-4  # the TC discriminator's Adam (the paper's lr and betas); the VAE keeps train.lr and train.betas
+    tc_betas: tuple[float, float] = (0.5, 0.9)
     conditional: bool = False  # a conditional VAE on the data set's labels
     nll_samples: int = 100  # K importance samples per example in evaluate
     nll_examples: int = 1000  # how many held-out examples get the K-sample NLL (the ELBO uses them all)
@@ -93,7 +105,7 @@ PRESETS = {
 default_config = preset_config("vae", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood", "conditional", "mel",)
+ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood", "conditional", "mel", "tc_hidden")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("nll_samples", "nll_examples", "tc_examples", "probe_examples")
 
@@ -110,14 +122,22 @@ def build(config: Config, data) -> VAE:
         raise ValueError(f"model.dataset_size is the training split's size (or 0: the batch's), got {config.dataset_size}")
     if config.conditional and not data.num_classes:
         raise ValueError(f"model.conditional=true needs labels, and {data.name} has none")
+    if config.factor_gamma < 0 or (config.factor_gamma and config.tc_beta != 1):
+        raise ValueError("model.factor_gamma is FactorVAE's weight of the TC (0: off), at least 0 and not with "
+                         f"beta-TCVAE's model.tc_beta (got {config.factor_gamma} and {config.tc_beta}): choose one")
     return VAE(image_shape=data.shape, latent_dim=config.latent_dim, architecture=config.architecture,
                likelihood=config.likelihood, hidden=config.hidden, channels=config.channels,
-               num_classes=data.num_classes if config.conditional else 0)
+               num_classes=data.num_classes if config.conditional else 0,
+               tc_hidden=config.tc_hidden if config.factor_gamma else ())
 
 
 def draw_noise(net: VAE, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """eps ~ N(0, I), (n, d): the one reparameterised sample per example of the training loss."""
-    return {"eps": draw_eps((n, net.latent_dim), generator)}
+    """eps ~ N(0, I), (n, d): the one reparameterised sample per example of the training loss; FactorVAE's also
+    ``perm_keys`` ~ U(0, 1), (n, d), whose ranks down each column (``permutations``) shuffle the batch's codes."""
+    noise = {"eps": draw_eps((n, net.latent_dim), generator)}
+    if config.factor_gamma:
+        noise["perm_keys"] = torch.rand((n, net.latent_dim), generator=generator)
+    return noise
 
 
 def loss(net: VAE, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
@@ -135,6 +155,43 @@ def loss(net: VAE, config: Config, batch, noise: dict[str, torch.Tensor], step: 
     recon, kl, mi, tc, dim_kl = net.tc_terms(batch[0], noise["eps"], y, config.dataset_size)
     return (torch.mean(config.beta * kl + (config.tc_beta - 1) * tc - recon),
             {"recon_nll": -recon.mean(), "kl": kl.mean(), "mi": mi.mean(), "tc": tc.mean(), "dim_kl": dim_kl.mean()})
+
+
+# FactorVAE (Kim & Mnih 2018): the VAE and the TC discriminator, two players ------------------------------------------
+def own_step(config: Config) -> bool:
+    """Whether a run trains by ``train_step`` (FactorVAE's two players) rather than the engine's step on ``loss``."""
+    return config.factor_gamma > 0
+
+
+def players(net: VAE, config: Config) -> dict[str, Player]:
+    """FactorVAE's two optimizers: the VAE's (``train.lr``, ``train.betas``) and the TC discriminator's
+    (``model.tc_lr``, ``model.tc_betas``: the paper's Adam at 1e-4 with betas (0.5, 0.9))."""
+    return {"vae": Player(net.vae_parameters()),
+            "tc_discriminator": Player(list(net.tc_discriminator.parameters()), config.tc_lr, config.tc_betas)}
+
+
+def train_step(net: VAE, config: Config, step: int, run):
+    """One iteration of FactorVAE (Kim & Mnih 2018, Algorithm 2): the VAE's update on a batch, the negative ELBO plus
+    gamma times the discriminator's logit of its codes (``factor_vae_loss``); then the discriminator's on the next
+    batch, those codes (label 1) against the next batch's codes with each dimension shuffled (``permute_dims``,
+    label 0). -> (the VAE's loss, its terms and the discriminator's)."""
+    (x, y), noise = run.next_batch()
+    with run.autocast():
+        recon, kl, z = net.sample_terms(x, noise["eps"], y if net.num_classes else None)
+        tc_logits = net.tc_discriminator(z)
+        vae_loss = factor_vae_loss(recon, kl, tc_logits, config.factor_gamma)
+    run.update(vae=vae_loss)
+    (x2, y2), noise2 = run.next_batch()
+    with run.autocast():
+        with torch.no_grad():
+            z2 = net.sample_terms(x2, noise2["eps"], y2 if net.num_classes else None)[2]
+        shuffled = permute_dims(z2, permutations(noise2["perm_keys"]))
+        logits_q, logits_shuffled = net.tc_discriminator(z.detach()), net.tc_discriminator(shuffled)
+        d_loss = tc_discriminator_loss(logits_q, logits_shuffled)
+    run.update(tc_discriminator=d_loss)
+    accuracy = 0.5 * ((logits_q > 0).float().mean() + (logits_shuffled < 0).float().mean())
+    return vae_loss, {"recon_nll": -recon.mean(), "kl": kl.mean(), "tc": tc_logits.mean(),
+                      "tc_discriminator_loss": d_loss, "tc_discriminator_accuracy": accuracy}
 
 
 def _device(net: nn.Module) -> torch.device:

@@ -12,6 +12,8 @@ import math
 from shared_specs.compare import tolerance
 from shared_specs.twin_rows import LEVEL, Row
 
+TC = "tc_discriminator."  # FactorVAE's discriminator's weights: a second network, checked on its own
+
 
 def check(net, cfg, batch, rng, perturb) -> list[Row]:
     """The VAE's single-sample ELBO and its K = 32 importance-sampled NLL, from the same eps in both backends."""
@@ -35,12 +37,26 @@ def check(net, cfg, batch, rng, perturb) -> list[Row]:
     xj = jnp.asarray(x.numpy().transpose(0, 2, 3, 1))
     yj = None if y is None else jnp.asarray(y.numpy())
     template = jax.eval_shape(lambda: twin.init(jax.random.key(0), xj, jnp.asarray(eps), yj))["params"]
-    params = perturb(torch_to_flax({k_: v.double().numpy() for k_, v in net.state_dict().items()}, template))
+    weights = {k_: v.double().numpy() for k_, v in net.state_dict().items()}
+    vae_weights = {k_: v for k_, v in weights.items() if not k_.startswith(TC)}
+    params = perturb(torch_to_flax(vae_weights, template))
     elbo_j = float(jnp.mean(twin.apply({"params": params}, xj, jnp.asarray(eps), yj, method=jv.VAE.elbo)))
     nll_j = float(jnp.mean(twin.apply({"params": params}, xj, jnp.asarray(eps_k), yj, method=jv.VAE.importance_nll)))
     dims = math.prod(net.image_shape) * math.log(2)
     tol = tolerance(LEVEL, "float64")
-    return [Row("ELBO (one sample)", "nats/example", elbo_t, elbo_j, tol),
+    rows = [Row("ELBO (one sample)", "nats/example", elbo_t, elbo_j, tol),
             Row("-ELBO", "bits/dim", -elbo_t / dims, -elbo_j / dims, tol),
             Row(f"NLL (K = {k})", "nats/example", nll_t, nll_j, tol),
             Row(f"NLL (K = {k})", "bits/dim", nll_t / dims, nll_j / dims, tol)]
+    if not hasattr(net, "tc_discriminator"):
+        return rows
+    # FactorVAE's second player: its TC estimate, the mean logit over codes z ~ q(z|x) of the batch
+    with torch.no_grad():
+        mean, logvar = net.encode(x, y)
+        z = (mean + torch.exp(0.5 * logvar) * torch.from_numpy(eps)).numpy()
+        tc_t = net.tc_discriminator(torch.from_numpy(z)).mean().item()
+    critic = jv.TCDiscriminator(latent_dim=d, hidden=tuple(m.tc_hidden))
+    template = jax.eval_shape(lambda: critic.init(jax.random.key(0), jnp.asarray(z)))["params"]
+    tc_params = perturb(torch_to_flax({k_[len(TC):]: v for k_, v in weights.items() if k_.startswith(TC)}, template))
+    tc_j = float(jnp.mean(critic.apply({"params": tc_params}, jnp.asarray(z))))
+    return [*rows, Row("TC (D's mean logit)", "nats", tc_t, tc_j, tol)]
