@@ -351,7 +351,12 @@ class EngineRun:
         import jax
         from jax.sharding import NamedSharding, PartitionSpec
 
-        return tree if self.mesh is None else jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+        from practice_jax.hosts import place
+
+        if self.mesh is None:
+            return tree
+        everywhere = NamedSharding(self.mesh, PartitionSpec())
+        return jax.tree.map(lambda a: place(a, everywhere), tree)
 
     def sharded(self, arrays):
         """A batch's or its noise's arrays split along their first (example) axis over the mesh's devices, the
@@ -359,15 +364,17 @@ class EngineRun:
         import jax
         from jax.sharding import NamedSharding, PartitionSpec
 
+        from practice_jax.hosts import place
+
         if self.mesh is None:
             return arrays
         n = self.cfg.train.batch_size
 
-        def place(a):
+        def rows(a):
             split = np.ndim(a) >= 1 and np.shape(a)[0] == n
-            return jax.device_put(a, NamedSharding(self.mesh, PartitionSpec("data" if split else None)))
+            return place(a, NamedSharding(self.mesh, PartitionSpec("data" if split else None)))
 
-        return jax.tree.map(place, arrays)
+        return jax.tree.map(rows, arrays)
 
     def example_inputs(self) -> tuple[tuple, dict]:
         """A batch and its noise of the run's shapes (the first rows; no generator is advanced): what ``init``
@@ -713,22 +720,26 @@ def new_run(cfg, dtype: str | None = None, parts: dict | None = None, devices: i
 
 
 def data_mesh(devices: int, batch_size: int):
-    """The mesh a run trains data-parallel on: the first ``devices`` local devices along one axis, ``data`` (None for
-    one device: the arrays stay where JAX puts them). Each batch is split along its examples, the parameters and the
-    optimizer state are replicated, and the jitted step, compiled for that placement, averages the gradient over the
-    devices as the engine's DDP does. JaxTrainError (one line) for more devices than there are, or a batch that does
-    not split evenly."""
+    """The mesh a run trains data-parallel on: the first ``devices`` local devices of every process (one process:
+    this machine's; several hosts: ``practice_jax/hosts.py``) along one axis, ``data`` (None for one device: the
+    arrays stay where JAX puts them). Each batch is split along its examples, the parameters and the optimizer state
+    are replicated, and the jitted step, compiled for that placement, averages the gradient over the devices as the
+    engine's DDP does. JaxTrainError (one line) for more devices than there are, or a batch that does not split
+    evenly."""
     import jax
     from jax.sharding import Mesh
+
+    from practice_jax.hosts import mesh_devices
 
     local = jax.local_devices()
     if devices < 1 or devices > len(local):
         raise JaxTrainError(f"--devices {devices}: this machine has {len(local)} JAX device"
                             f"{'s' if len(local) > 1 else ''} ({local[0].platform}); choose 1 to {len(local)}")
-    if batch_size % devices:
-        raise JaxTrainError(f"train.batch_size={batch_size} does not split over {devices} devices: choose a multiple "
-                            f"of {devices}")
-    return Mesh(np.array(local[:devices]), ("data",)) if devices > 1 else None
+    total = devices * jax.process_count()
+    if batch_size % total:
+        raise JaxTrainError(f"train.batch_size={batch_size} does not split over {total} devices: choose a multiple "
+                            f"of {total}")
+    return Mesh(np.array(mesh_devices(devices)), ("data",)) if total > 1 else None
 
 
 @dataclass(frozen=True)
@@ -747,8 +758,8 @@ class LogWindow:
     """The steps between two log lines, as the engine keeps them: the logged terms and learning rates summed, then
     written as their means with the examples a second and the time since the start (``flush``)."""
 
-    def __init__(self, cfg, log, bar):
-        self.cfg, self.log, self.bar = cfg, log, bar
+    def __init__(self, cfg, log, bar, validates: bool = True):
+        self.cfg, self.log, self.bar, self.validates = cfg, log, bar, validates
         self.sums: dict[str, Any] = {}
         self.window = 0  # the steps summed (a resumed run's first window starts at its checkpoint)
         self.start = self.started = time.perf_counter()
@@ -766,7 +777,7 @@ class LogWindow:
             raise JaxTrainError(f"the loss became {means['loss']} within steps {run.step - self.window + 1}-"
                                 f"{run.step}; stopped: try a lower train.lr or a train.grad_clip")
         rate = self.window * t.batch_size / (time.perf_counter() - self.start)
-        if t.val_batch and hasattr(run.module, "validate"):
+        if t.val_batch and hasattr(run.module, "validate") and self.validates:
             means.update(run.validate())
         self.log.write(run.step, {**means, "examples_per_s": rate, "time_s": time.perf_counter() - self.started})
         self.bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
@@ -811,29 +822,29 @@ def train(cfg, run_dir: Path, resume: bool = False, devices: int = 1) -> Trained
     """Train ``cfg`` (an ``engine.config.RunConfig``) in JAX into the new run directory ``run_dir`` (``resume``: on
     from its newest checkpoint) on ``devices`` local devices, as the engine trains it in PyTorch: the log, the
     checkpoints, the samples and the loss curves."""
+    from practice_jax.hosts import agreed_signal, writes
     from practice_torch.engine.checkpoint import current_version, save_checkpoint
-    from practice_torch.engine.metrics import MetricsLog
     from practice_torch.engine.runs import CHECKPOINTS
-    from practice_torch.progress import progress
 
-    t = cfg.train
+    t, writer = cfg.train, writes()  # several hosts: process 0 writes the run, the others compute (hosts.py)
     run = new_run(cfg, devices=devices)
     if resume:
         run.restore(run_dir)
     version = current_version(getattr(run.module, "CHECKPOINT_VERSIONS", None))
 
     def save() -> None:
-        save_checkpoint(run_dir / CHECKPOINTS, cfg.model_name, run.step, run.weights(), run.checkpoint_state(), version)
+        if writer:
+            save_checkpoint(run_dir / CHECKPOINTS, cfg.model_name, run.step, run.weights(), run.checkpoint_state(),
+                            version)
 
-    start_run_dir(cfg, run_dir, run)
-    log, first = MetricsLog(run_dir, run.step), run.step
-    bar = progress(total=t.steps, initial=run.step, desc=f"{cfg.model_name} on {cfg.data.name} (JAX)", unit="step")
-    window, stop = LogWindow(cfg, log, bar), StopOnSignals()  # the engine's (engine/bookkeeping.py)
+    (log, bar), first = open_outputs(cfg, run_dir, run, writer), run.step
+    window, stop = LogWindow(cfg, log, bar, validates=writer), StopOnSignals()  # the engine's (engine/bookkeeping.py)
     try:
         with stop:
             while run.step < t.steps and stop.signal is None:
                 lrs = run.learning_rates(run.step)
                 window.add({**run.advance(), **lrs})  # asynchronous: nothing waits for the step until the log line
+                stop.signal = agreed_signal(stop.signal)  # several processes: all stop after the same step
                 if is_log_step(run.step, t.log_every, t.steps) or stop.signal is not None:
                     window.flush(run)
                 bar.update(1)
@@ -843,7 +854,32 @@ def train(cfg, run_dir: Path, resume: bool = False, devices: int = 1) -> Trained
         bar.close()
         log.close()
     save()
+    if not writer:
+        return Trained(run.step, stop.signal, first=first, loss=window.last_loss)
     return finish(cfg, run_dir, run, stop, first, window.last_loss)
+
+
+def open_outputs(cfg, run_dir: Path, run, writer: bool):
+    """(the metrics log, the progress bar) of a run: the run folder started and both written by the process that
+    writes the run (``hosts.writes``); on the others, neither."""
+    from practice_torch.engine.metrics import MetricsLog
+    from practice_torch.progress import progress
+
+    if writer:
+        start_run_dir(cfg, run_dir, run)
+    bar = progress(total=cfg.train.steps, initial=run.step, desc=f"{cfg.model_name} on {cfg.data.name} (JAX)",
+                   unit="step", disable=not writer)
+    return (MetricsLog(run_dir, run.step) if writer else Unwritten()), bar
+
+
+class Unwritten:
+    """The metrics log of a process that does not write the run (several hosts: all but process 0)."""
+
+    def write(self, step: int, values: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 # The command ----------------------------------------------------------------------------------------------------------
@@ -862,6 +898,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "checkpoint")
     parser.add_argument("--devices", type=int, help="train data-parallel on this many local JAX devices (default: "
                                                     "all of them; each batch split over them)")
+    hosts = parser.add_argument_group("several hosts (practice_jax/hosts.py): every process the same command")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, where the processes meet")
+    hosts.add_argument("--processes", type=int, help="how many processes train the run")
+    hosts.add_argument("--process-id", type=int, help="this process's id, 0 (which writes the run) to processes - 1")
     return parser
 
 
@@ -885,11 +925,13 @@ def new_run_dir(cfg, root: Path = Path("runs")) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from practice_jax.hosts import initialize
     from practice_torch.data import DatasetMissing
     from practice_torch.engine import RunError
 
     args = build_parser().parse_args(argv)
     try:
+        initialize(args.coordinator, args.processes, args.process_id, bool(args.resume), args.out)
         twin_of(args.model)
         cfg, run_dir = command_config(args)
         problem = unsupported(cfg.train)
@@ -926,6 +968,7 @@ def devices_of(args) -> int:
 def command_config(args) -> tuple[Any, Path]:
     """(the run's config, its directory): a new run's (the preset, --set, --out) or, with --resume, the run's own
     config.json with --steps and --set applied, refused in one line where it changes what the checkpoint fixes."""
+    from practice_jax.hosts import writes
     from practice_torch.engine import RunError
     from practice_torch.engine.runs import check_new_run_dir
     from practice_torch.models import new_run_config, resumed_config
@@ -934,7 +977,8 @@ def command_config(args) -> tuple[Any, Path]:
     if not args.resume:
         cfg = new_run_config(args.model, args.preset, args.dataset, overrides)
         run_dir = Path(args.out) if args.out else new_run_dir(cfg)
-        check_new_run_dir(run_dir)
+        if writes():  # several hosts: process 0 makes the folder, the others may find it made
+            check_new_run_dir(run_dir)
         return cfg, run_dir
     if args.out or args.preset or args.dataset:
         raise RunError("--resume continues a run in its own directory with its own config: drop "

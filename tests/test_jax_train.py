@@ -447,6 +447,105 @@ def test_two_devices_train_the_run_one_device_trains():
         assert out[model]["two_against_one"] <= 1.0 < out[model]["moved"] and out[model]["other_seed"] > 1.0, out
 
 
+# Several hosts: processes joined by jax.distributed, process 0 writing (``practice_jax/hosts.py``) -------------------
+MULTI_PROCESS = """
+import json, sys
+import jax
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+from practice_jax.hosts import initialize, writes
+from practice_jax.loop import new_run
+from practice_torch.models import new_run_config
+
+port, processes, process, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if sys.argv[6] == "same-rows":  # the fault: every process places the first block of rows as its own
+    import practice_jax.hosts as hosts
+    def first_rows(array, sharding):
+        host = np.asarray(array)
+        def block(index):
+            return host[tuple(slice(0, s.stop - s.start) if isinstance(s, slice) and s.start else s for s in index)]
+        return jax.make_array_from_callback(host.shape, sharding, block)
+    hosts.place = first_rows
+if processes > 1:
+    initialize(f"localhost:{port}", processes, process, resume=False, out=out, timeout=120)
+weights = {}
+for model, sets in json.loads(sys.argv[5]).items():
+    for seed in (0, 1) if processes == 1 else (0,):
+        run = new_run(new_run_config(model, "quick", None, [*sets, f"train.seed={seed}"]), "float64", devices=1)
+        if seed == 0 and processes == 1:
+            weights[f"{model}/start"] = {k: v.numpy() for k, v in run.weights().items()}
+        for _ in range(4):
+            run.advance()
+        weights[f"{model}/{seed}"] = {k: v.numpy() for k, v in run.weights().items()}
+        weights[f"{model}/placed_on"] = len(jax.tree.leaves(run.params)[0].sharding.device_set)
+if writes():
+    np.savez(out, **{f"{key}|{k}": v for key, w in weights.items() if isinstance(w, dict) for k, v in w.items()},
+             **{key: np.array(w) for key, w in weights.items() if not isinstance(w, dict)})
+"""
+
+
+def test_two_processes_joined_by_jax_distributed_train_the_run_one_process_trains(tmp_path):
+    """Two processes on this machine (one CPU device each, reducing over Gloo), joined as several hosts are
+    (``--coordinator``, ``--processes``, ``--process-id``), each placing its own rows of every batch: 4 float64 steps
+    of the VAE (the default step) and of the GAN (two players) reach the weights one process reaches, within the step
+    tolerance (1e-8 of each weight's size); process 0 alone writes. Controls: the weights moved from their start,
+    another seed's run lands beyond the tolerance, and so do two processes that each place the first rows."""
+    import socket
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    models = {"vae": ["model.hidden=16", "model.latent_dim=2", "train.batch_size=8", "train.log_every=2"],
+              "gan": ["model.hidden=16,16", "train.batch_size=8"]}
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "XLA_FLAGS": ""}
+
+    def start(processes, process, out, fault="none", port=port):
+        return subprocess.Popen([sys.executable, "-c", MULTI_PROCESS, str(port), str(processes), str(process),
+                                 str(out), json.dumps(models), fault], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    procs = [start(2, k, tmp_path / "two.npz") for k in (1, 0)] + [start(1, 0, tmp_path / "one.npz")]
+    for proc in procs:
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()[-2000:]
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        faulty = [start(2, k, tmp_path / "same.npz", "same-rows", s.getsockname()[1]) for k in (1, 0)]
+    for proc in faulty:
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()[-2000:]
+    two, one, same = (np.load(tmp_path / f"{name}.npz") for name in ("two", "one", "same"))
+
+    def gap(a: str, b: str, source_a, source_b) -> float:
+        keys = [k.split("|")[1] for k in source_b.files if k.startswith(f"{b}|")]
+        return max(float(np.max(np.abs(source_a[f"{a}|{k}"] - source_b[f"{b}|{k}"]) /
+                             (1e-8 + 1e-8 * np.abs(source_b[f"{b}|{k}"])))) for k in keys
+                   if source_b[f"{b}|{k}"].dtype.kind == "f")
+
+    for model in models:
+        assert int(two[f"{model}/placed_on"]) == 2 and int(one[f"{model}/placed_on"]) == 1
+        assert gap(f"{model}/0", f"{model}/0", two, one) <= 1.0
+        assert gap(f"{model}/0", f"{model}/start", one, one) > 1.0 and gap(f"{model}/1", f"{model}/0", one, one) > 1.0
+        assert gap(f"{model}/0", f"{model}/0", same, one) > 1.0  # both processes on the first rows: caught
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--coordinator", "localhost:1"], "go together: give all three"),
+    (["--coordinator", "localhost:1", "--processes", "1", "--process-id", "0"], "run at least 2 processes"),
+    (["--coordinator", "localhost:1", "--processes", "2", "--process-id", "2"], "with ids 0 to processes - 1"),
+])
+def test_several_hosts_flags_that_cannot_work_are_one_line(flags, message, capsys, tmp_path):
+    from practice_jax.loop import main
+
+    assert main(["vae", "--dataset", "digits", "--out", str(tmp_path / "run"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and not (tmp_path / "run").exists()
+    assert main(["vae", "--coordinator", "localhost:1", "--processes", "2", "--process-id", "0"]) == 2
+    assert "give every process the same --out" in capsys.readouterr().err
+
+
 # Flow matching: the straight conditional path and its velocity (``practice_jax/flow_matching.py``) -------------------
 def test_practice_jax_trains_flow_matching_into_a_run_pytorch_evaluates_and_wrong_losses_are_caught(
         tmp_path, capsys, both, monkeypatch):
