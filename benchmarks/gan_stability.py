@@ -4,7 +4,8 @@ over seeds.
 Each variant is a ``--set`` of an existing topic's quick preset: the plain GAN (``gan``), R1 on the discriminator
 (``gan`` with ``model.r1``), spectral normalisation of every discriminator layer (``gan`` with
 ``model.spectral_norm=true``), the minibatch standard deviation (``model.minibatch_std=true``), the unrolled
-discriminator (``model.unrolled_steps=5``) and WGAN-GP (``wgan``'s default critic). Each is trained with
+discriminator (``model.unrolled_steps=5``) and WGAN-GP (``wgan``'s default critic); on images, when named, progressive
+growing (``model.progressive=true``, with the preset's R1). Each is trained with
 ``train.seed`` 0, 1 and 2 (``--stability-seeds``) on ``--stability-dataset`` (the 8 Gaussians by default;
 ``fashion_mnist`` for the DCGANs), then ``eval``: modes covered of 8 and the high-quality share (samples within 3
 standard deviations of a mode) on the Gaussians; on images FID (project features, 1000 samples), the classes covered
@@ -29,8 +30,9 @@ from pathlib import Path
 
 VARIANTS = {"plain": ("gan", ()), "r1": ("gan", ("model.r1=0.1",)), "spectral_norm": ("gan", ("model.spectral_norm=true",)),
             "minibatch_std": ("gan", ("model.minibatch_std=true",)), "unrolled": ("gan", ("model.unrolled_steps=5",)),
-            "wgan_gp": ("wgan", ())}
-IMAGE_SETS = {"plain": ("model.r1=0",), "r1": ("model.r1=10",)}  # the image presets' R1 made explicit, both ways
+            "wgan_gp": ("wgan", ()), "progressive": ("gan", ("model.progressive=true",))}
+# the image presets' R1 made explicit, both ways; progressive growing (images only, named) keeps the preset's R1
+IMAGE_SETS = {"plain": ("model.r1=0",), "r1": ("model.r1=10",), "progressive": ("model.r1=10", "model.progressive=true")}
 METRICS = {"gaussians": ("modes_covered", "high_quality")}
 IMAGE_METRICS = ("fid", "classes_covered", "class_share_min")
 
@@ -118,6 +120,9 @@ def gan_stability(args) -> list[dict]:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"error: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    if "progressive" in variants and not is_image_set(dataset):
+        raise SystemExit(f"error: progressive growing grows images; {dataset} is not one (--stability-dataset "
+                         "fashion_mnist)")
     jobs = getattr(args, "stability_jobs", 1)
     if jobs < 1:
         raise SystemExit(f"error: --stability-jobs must be at least 1, got {jobs}")

@@ -103,6 +103,9 @@ def init_args(game: Setup, batch, noise):
 
 def check_settings(m) -> None:
     """One line (ValueError) for what this trainer does not train."""
+    if m.progressive:
+        raise ValueError("practice_jax train gan does not grow the players (model.progressive=true): train progressive "
+                         "growing with practice_torch")
     if m.spectral_norm and m.discriminator_steps == 0:  # the players' logits would step the vectors in torch's order
         raise ValueError("practice_jax train gan runs model.spectral_norm=true with model.discriminator_steps >= 1 "
                          "only (simultaneous updates take every gradient from the same statistics): train with "

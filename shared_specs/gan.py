@@ -20,12 +20,17 @@ import numpy as np
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
-from shared_specs.case import FunctionCase, RunCase, gaussian
+from shared_specs.case import FunctionCase, ModuleCase, RunCase, gaussian, uniform
 
 B, K = 6, 9
 # the twin-training runs: small, and every part of the step at work (a clip that bites, decay, warmup, EMA)
 RUN = ("train.batch_size=16", "train.lr=0.005", "train.warmup_steps=10", "train.grad_clip=1", "train.weight_decay=0.01",
        "train.ema_decay=0.9", "model.latent_dim=4")
+
+
+# the progressive players at 2 stages (4 -> 8): every layer in use while the second resolution fades in
+PROGRESSIVE_G = {"latent_dim": 5, "image_shape": (1, 8, 8), "channels": 4, "stages": 2}
+PROGRESSIVE_D = {"image_shape": (1, 8, 8), "channels": 4, "stages": 2}
 
 
 def _logits(rng):
@@ -121,6 +126,15 @@ CASES = (
                  static={"n_iter": 3}, grad_wrt=("w",), reference=ref_spectral_normalize),
     FunctionCase("gan/minibatch_std", "minibatch_std", lambda r: {"h": gaussian(r, B, K)}, grad_wrt=("h",),
                  reference=ref_minibatch_std),
+    # progressive growing: pixel norm (NumPy's RMS), and both players at a 2-stage growth, fading in
+    FunctionCase("gan/pixel_norm", "pixel_norm", lambda r: {"x": gaussian(r, B, K, scale=3.0)}, grad_wrt=("x",),
+                 reference=lambda x: x / np.sqrt(np.mean(x**2, axis=-1, keepdims=True) + 1e-8)),
+    ModuleCase("gan/progressive_generator/fading-in", "ProgressiveGenerator", PROGRESSIVE_G,
+               lambda r: {"z": gaussian(r, 3, 5, dtype="float32")}, grad_wrt=("z",), image_outputs=("<root>",),
+               static={"stage": 1, "alpha": 0.3}),
+    ModuleCase("gan/progressive_discriminator/fading-in", "ProgressiveDiscriminator", PROGRESSIVE_D,
+               lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, grad_wrt=("x",), image_inputs=("x",),
+               static={"stage": 1, "alpha": 0.3}),
     FunctionCase("gan/pack", "pack", lambda r: {"x": gaussian(r, B, 3)}, static={"m": 2, "axis": 1},
                  grad_wrt=("x",), reference=ref_pack),
     FunctionCase("gan/pack_channels_last", "pack", lambda r: {"x": gaussian(r, B, 2, 2, 3)},

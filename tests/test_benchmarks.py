@@ -324,9 +324,13 @@ def test_gan_stability_names_its_variants_and_refuses_an_unknown_one_in_one_line
     assert variant_sets("wgan_gp", images=True) == () and variant_sets("r1", images=False) == ("model.r1=0.1",)
     shares = {f"class_share_{k}": s for k, s in enumerate([0.3, 0.2, 0.05, 0.049, *[0.4 / 6] * 6])}
     assert classes_covered({**shares, "class_share_min": 0.049}) == 9  # half a fair share (0.05) counts, less does not
-    args = argparse.Namespace(stability_dataset="gaussians", stability_seeds="0", stability_variants="plain,progressive")
-    with pytest.raises(SystemExit, match="unknown variant 'progressive'"):
+    args = argparse.Namespace(stability_dataset="gaussians", stability_seeds="0", stability_variants="plain,boosted")
+    with pytest.raises(SystemExit, match="unknown variant 'boosted'"):
         gan_stability(args)
+    # progressive growing: images only, with the preset's R1
+    assert variant_sets("progressive", images=True) == ("model.r1=10", "model.progressive=true")
+    with pytest.raises(SystemExit, match="progressive growing grows images; gaussians is not one"):
+        gan_stability(argparse.Namespace(**{**vars(args), "stability_variants": "plain,progressive"}))
 
 
 def test_gan_stability_takes_the_runs_of_earlier_results_files_as_done(tmp_path, monkeypatch):

@@ -141,3 +141,55 @@ def test_the_unroll_moves_the_logistic_discriminator_as_written_by_hand():
         got = G.unrolled_generator_loss(*map(torch.tensor, (fake, real, w, b)), steps=steps, lr=0.5).detach()
         assert abs(float(got) - ref_unrolled_generator_loss(fake, real, w, b, steps, 0.5)) < 1e-12
         assert float(got) != float(plain)
+
+
+def test_progressive_growing_slips_are_caught(both, monkeypatch):
+    """The progressive players' cases catch the fade-in weighted the wrong way round (the new resolution at full
+    weight from the start), bilinear doubling where the paper repeats pixels, and pixel norm taken over the pixels
+    rather than the channels; pixel norm's own case catches a missing square root."""
+    import theory_jax.gan as jg
+
+    generator, discriminator = CASES["gan/progressive_generator/fading-in"], CASES["gan/progressive_discriminator/fading-in"]
+    right_fade, right_norm = jg.fade_in, jg.pixel_norm
+    monkeypatch.setattr(jg, "fade_in", lambda alpha, old, new: right_fade(1 - alpha, old, new))
+    assert "output" in caught(generator, Perturbation("fade reversed"))
+    assert "output" in caught(discriminator, Perturbation("fade reversed"))
+    monkeypatch.setattr(jg, "fade_in", right_fade)
+    monkeypatch.setattr(jg, "upsample", lambda x: jax.image.resize(x, (x.shape[0], 2 * x.shape[1], 2 * x.shape[2],
+                                                                       x.shape[3]), "bilinear"))
+    assert "output" in caught(generator, Perturbation("bilinear doubling"))
+    monkeypatch.undo()
+    monkeypatch.setattr(jg, "pixel_norm", lambda x, axis=-1, eps=1e-8: right_norm(x, (1, 2) if x.ndim == 4 else axis))
+    assert "output" in caught(generator, Perturbation("normalised over the pixels"))
+    monkeypatch.undo()
+
+    def no_sqrt(fn):
+        return lambda x: x / (jnp.mean(x**2, axis=-1, keepdims=True) + 1e-8)
+
+    assert "output" in caught(CASES["gan/pixel_norm"], Perturbation("no square root", fn=no_sqrt))
+
+
+def test_the_growth_schedule_fades_each_resolution_in_linearly_and_holds_it():
+    """growth: stage 0 alone for a phase, then each doubling faded in over a phase (alpha 0 at its first step) and
+    held for one; the last stage at alpha 1 from then on; both backends' schedules agree step for step."""
+    import theory_jax.gan as jg
+
+    schedule = [G.growth(step, 10, 3) for step in range(60)]
+    assert schedule[0] == (0, 1.0) and schedule[9] == (0, 1.0) and schedule[10] == (1, 0.0)
+    assert schedule[15] == (1, 0.5) and schedule[20] == (1, 1.0) and schedule[30] == (2, 0.0)
+    assert schedule[40:] == [(2, 1.0)] * 20
+    assert schedule == [jg.growth(step, 10, 3) for step in range(60)]
+
+
+def test_a_fade_in_weighted_the_wrong_way_breaks_the_derivations_continuity(monkeypatch):
+    """The negative control of the claims that each player at alpha = 0 computes what the stage before computed."""
+    import theory_jax.gan as jg
+    from theory_jax.derivation import Derivation, full_precision
+
+    full_precision()
+    right = jg.fade_in
+    monkeypatch.setattr(jg, "fade_in", lambda alpha, old, new: right(1 - alpha, old, new))
+    d = Derivation("gan", "progressive growing")
+    jg._section_progressive(d, np.random.default_rng(0))
+    failed = [c.statement for c in d.claims if not c.passed]
+    assert len(failed) == 2 and "generator at stage" in failed[0] and "discriminator at stage" in failed[1]

@@ -350,6 +350,9 @@ def test_theory_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backe
     assert jax_main(["train", "gan", "--steps", "1", "--out", str(tmp_path / "adam"), "--set",
                      "model.unrolled_steps=2", "--set", "model.unroll_optimizer=adam"]) == 2
     assert "unroll_optimizer=sgd" in capsys.readouterr().err and not (tmp_path / "adam").exists()
+    assert jax_main(["train", "gan", "--steps", "1", "--out", str(tmp_path / "grown"), "--dataset", "digits", "--set",
+                     "model.progressive=true"]) == 2
+    assert "does not grow the players" in capsys.readouterr().err and not (tmp_path / "grown").exists()
 
 
 # DDPM: the default step on L_simple (``shared_specs/twins/ddpm.py``) ---------------------------------------------

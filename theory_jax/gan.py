@@ -32,11 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 from flax import linen as nn
+from flax.linen.dtypes import promote_dtype
 from scipy import integrate
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import norm
 
-from theory_jax.derivation import Derivation, full_precision, new_figure
+from theory_jax.derivation import Derivation, as_float64, full_precision, new_figure
 from theory_jax.f_divergence import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
 
 TITLE = "GANs: the optimal discriminator, the minimax value as 2 JS - log 4, saturating and non-saturating losses"
@@ -172,6 +173,154 @@ def minibatch_std(h, eps: float = 1e-8):
     samples shows a value near 0 that the discriminator's next layer can read. h: (B, F) -> (B, F + 1)."""
     std = jnp.mean(jnp.sqrt(jnp.var(h, axis=0) + eps))
     return jnp.concatenate([h, jnp.broadcast_to(std, (h.shape[0], 1))], axis=1)
+
+
+# Progressive growing (Karras et al. 2018, sec. 2 and 4) ------------------------------------------------------------
+def pixel_norm(x, axis: int = -1, eps: float = 1e-8):
+    """Each example's feature vector at each pixel scaled to unit root mean square over the channels (Karras et al.
+    2018, sec. 4.2, eq. 2): x / sqrt(mean_c x^2 + eps). x: (B, H, W, C) (``axis`` -1: channels last) or (B, F)."""
+    return x * jax.lax.rsqrt(jnp.mean(x**2, axis=axis, keepdims=True) + eps)
+
+
+def fade_in(alpha, old, new):
+    """The blend while a resolution fades in (Karras et al. 2018, Figure 2): (1 - alpha) old + alpha new."""
+    return (1 - alpha) * old + alpha * new
+
+
+def growth(step: int, phase_steps: int, stages: int) -> tuple[int, float]:
+    """(stage, alpha) at ``step``: the lowest resolution alone for ``phase_steps`` steps, then for each doubling a
+    fade-in (alpha rising linearly from 0 to 1) and as long at that resolution alone; after the last phase, the
+    last stage at alpha 1."""
+    phase = min(step // phase_steps, 2 * stages - 2)
+    stage = (phase + 1) // 2
+    alpha = (step - phase * phase_steps) / phase_steps if phase % 2 else 1.0
+    return stage, min(alpha, 1.0)
+
+
+def upsample(x):
+    """Nearest-neighbour doubling of an image's side, channels last. (B, H, W, C) -> (B, 2H, 2W, C)."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def downsample(x):
+    """2 x 2 average pooling, channels last. (B, H, W, C) -> (B, H/2, W/2, C)."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+class EqualizedLinear(nn.Module):
+    """y = x (c W) + b, W ~ N(0, 1) stored (in, out), c = sqrt(gain / fan_in) at run time (Karras et al. 2018,
+    sec. 4.1, the equalised learning rate). x: (..., in) -> (..., out)."""
+
+    features: int
+    gain: float = 2.0
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.normal(1.0), (x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        x, kernel, bias = promote_dtype(x, kernel, bias)  # float64 weights or inputs compute in float64, as Dense
+        return x @ (kernel * math.sqrt(self.gain / x.shape[-1])) + bias
+
+
+class EqualizedConv2d(nn.Module):
+    """A k x k convolution, stride 1, 'same' padding, channels last, with the equalised learning rate: the HWIO
+    kernel ~ N(0, 1) scaled by sqrt(gain / (in k^2)). x: (B, H, W, in) -> (B, H, W, features)."""
+
+    features: int
+    kernel: int
+    gain: float = 2.0
+
+    @nn.compact
+    def __call__(self, x):
+        k, fan_in = self.kernel, x.shape[-1] * self.kernel**2
+        w = self.param("kernel", nn.initializers.normal(1.0), (k, k, x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        x, w, bias = promote_dtype(x, w, bias)
+        y = jax.lax.conv_general_dilated(x, w * math.sqrt(self.gain / fan_in), (1, 1), [(k // 2, k // 2)] * 2,
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + bias
+
+
+class ProgressiveGenerator(nn.Module):
+    """z (B, d) -> images (B, s, s, C) at ``stage`` (channels last), as torch's: the base block (pixel-normed z, an
+    equalised linear layer to a (base, base, channels) map, a 3x3 conv), each later block a doubling and two 3x3
+    convs, leaky ReLU 0.2 and pixel norm after each, a 1x1 ``to_rgb`` per resolution, the fade-in at alpha < 1."""
+
+    latent_dim: int
+    image_shape: Sequence[int]
+    channels: int = 32
+    stages: int = 3
+    unit_interval: bool = True
+
+    def setup(self):
+        c, side = self.image_shape[0], self.image_shape[1]
+        self.base = side // 2 ** (self.stages - 1)
+        self.project = EqualizedLinear(self.channels * self.base**2)
+        self.convs = [EqualizedConv2d(self.channels, 3) for _ in range(1 + 2 * (self.stages - 1))]
+        self.to_rgb = [EqualizedConv2d(c, 1, gain=1.0) for _ in range(self.stages)]
+
+    def block(self, h, s: int):
+        convs = self.convs[:1] if s == 0 else self.convs[2 * s - 1:2 * s + 1]
+        if s > 0:
+            h = upsample(h)
+        for conv in convs:
+            h = pixel_norm(nn.leaky_relu(conv(h), 0.2))
+        return h
+
+    def __call__(self, z, stage: int, alpha: float = 1.0):
+        h = nn.leaky_relu(self.project(pixel_norm(z)), 0.2)  # torch's (C, base, base) order, then channels last
+        h = pixel_norm(h.reshape(-1, self.channels, self.base, self.base).transpose(0, 2, 3, 1))
+        h = self.block(h, 0)
+        previous = h
+        for s in range(1, stage + 1):
+            previous, h = h, self.block(h, s)
+        out = self.to_rgb[stage](h)
+        if stage > 0 and alpha < 1:
+            out = fade_in(alpha, upsample(self.to_rgb[stage - 1](previous)), out)
+        return jax.nn.sigmoid(out) if self.unit_interval else out
+
+    def init_all(self, z):
+        """Every resolution's variables (for ``init``): each stage, fading in."""
+        return [self(z, s, 0.5) for s in range(self.stages)]
+
+
+class ProgressiveDiscriminator(nn.Module):
+    """x (B, s, s, C) at ``stage`` -> logits (B,), as torch's: a 1x1 ``from_rgb`` per resolution, each block above the
+    base two 3x3 convs and a 2x2 average pool, the base block a conv, the minibatch standard deviation of its
+    flattened (torch-ordered) features and two equalised linear layers; the fade-in at alpha < 1."""
+
+    image_shape: Sequence[int]
+    channels: int = 32
+    stages: int = 3
+
+    def setup(self):
+        self.from_rgb = [EqualizedConv2d(self.channels, 1) for _ in range(self.stages)]
+        self.convs = [EqualizedConv2d(self.channels, 3) for _ in range(1 + 2 * (self.stages - 1))]
+        self.dense = EqualizedLinear(self.channels)
+        self.out = EqualizedLinear(1, gain=1.0)
+
+    def block(self, h, s: int):
+        convs = self.convs[:1] if s == 0 else self.convs[2 * s - 1:2 * s + 1]
+        for conv in convs:
+            h = nn.leaky_relu(conv(h), 0.2)
+        return downsample(h) if s > 0 else h
+
+    def __call__(self, x, stage: int, alpha: float = 1.0):
+        h = self.block(nn.leaky_relu(self.from_rgb[stage](x), 0.2), stage)
+        if stage > 0 and alpha < 1:
+            h = fade_in(alpha, nn.leaky_relu(self.from_rgb[stage - 1](downsample(x)), 0.2), h)
+        for s in range(stage - 1, -1, -1):
+            h = self.block(h, s)
+        flat = h.transpose(0, 3, 1, 2).reshape(h.shape[0], -1)  # torch's (C, H, W) order
+        return self.out(nn.leaky_relu(self.dense(minibatch_std(flat)), 0.2))[..., 0]
+
+    def init_all(self, x):
+        """Every resolution's variables (for ``init``): each stage, fading in, on the image pooled to its side."""
+        sides = [x]
+        for _ in range(self.stages - 1):
+            sides.append(downsample(sides[-1]))
+        return [self(sides[self.stages - 1 - s], s, 0.5) for s in range(self.stages)]
 
 
 def pack(x, m: int, axis: int = 1):
@@ -622,6 +771,55 @@ def _section_minibatch_std(d: Derivation, rng: np.random.Generator) -> None:
               jnp.stack([jnp.sum(c**2 * var / (c**2 * var + 1e-8)) / (16 * 8**2) for c in scales]))
 
 
+def _section_progressive(d: Derivation, rng: np.random.Generator) -> None:
+    """Progressive growing: the fade-in is continuous at each transition, pixel norm's unit RMS, and what the
+    equalised learning rate equalises."""
+    d.say("Progressive growing (Karras et al. 2018): both players start at a quarter of the image's side and double "
+          "it twice, each new block faded in: at stage $s$ with weight $\\alpha$ the picture is "
+          "$(1 - \\alpha)\\,\\mathrm{up}(\\mathrm{rgb}_{s-1}(h_{s-1})) + \\alpha\\,\\mathrm{rgb}_s(h_s)$ (`fade_in`), and "
+          "the discriminator blends its new block's features with the old `from_rgb` of the halved image alike. "
+          "Training is continuous only if at $\\alpha = 0$ each player computes what it did at the stage before.")
+    g = ProgressiveGenerator(latent_dim=6, image_shape=(1, 16, 16), channels=4, stages=3, unit_interval=True)
+    disc = ProgressiveDiscriminator(image_shape=(1, 16, 16), channels=4, stages=3)
+    z, x = jnp.asarray(rng.standard_normal((5, 6))), jnp.asarray(rng.uniform(size=(5, 16, 16, 1)))
+    def weights(module, inputs):  # every variable drawn from N(0, 1) in float64 (traced, not run: a fast start)
+        shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), inputs, method=type(module).init_all))
+        return jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s.shape)), shapes)
+
+    pg, pd = weights(g, z), weights(disc, x)
+    draw = jax.jit(g.apply, static_argnums=(2, 3))
+    jumps = [np.max(np.abs(np.asarray(draw(pg, z, s, 0.0) - upsample(draw(pg, z, s - 1, 1.0))))) for s in (1, 2)]
+    d.numeric("The generator at stage $s$, $\\alpha = 0$, draws the previous stage's picture with each pixel doubled, "
+              "at both transitions (4 -> 8 -> 16 pixels; float64 weights): the fade-in starts where the last stage "
+              "ended", np.array(jumps), np.zeros(2))
+    halved = [x, downsample(x), downsample(downsample(x))]
+    score = jax.jit(disc.apply, static_argnums=(2, 3))
+    gaps = [np.max(np.abs(np.asarray(score(pd, halved[2 - s], s, 0.0) - score(pd, halved[3 - s], s - 1, 1.0))))
+            for s in (1, 2)]
+    d.numeric("...and the discriminator at stage $s$, $\\alpha = 0$, scores an image as the previous stage scores it "
+              "halved (2 x 2 averages)", np.array(gaps), np.zeros(2))
+    h = np.asarray(rng.standard_normal((4, 3, 3, 8)) * 5.0)
+    square = np.mean(h**2, axis=-1)
+    d.numeric("`pixel_norm` leaves every pixel's feature vector with root mean square 1 over its 8 channels, "
+              "$\\sqrt{m / (m + \\epsilon)}$ for mean square $m$ ($\\epsilon = 10^{-8}$)",
+              np.sqrt(np.mean(np.asarray(pixel_norm(jnp.asarray(h))) ** 2, axis=-1)), np.sqrt(square / (square + 1e-8)))
+    # the equalised learning rate: the layer scales what the optimizer moves by He's constant, at run time
+    seen = {}
+    for fan_in in (64, 1024):
+        layer, eye = EqualizedLinear(32), jnp.eye(fan_in)
+        params = as_float64(layer.init(jax.random.key(fan_in), eye))["params"]
+        moved = {**params, "kernel": params["kernel"] + 1e-3}  # an optimizer's step of 1e-3 on every stored weight
+        seen[fan_in] = np.asarray(layer.apply({"params": moved}, eye) - layer.apply({"params": params}, eye)) / 1e-3
+    d.numeric("The equalised learning rate (sec. 4.1): `EqualizedLinear` stores its weights as $N(0, 1)$ and multiplies "
+              "them by He's $c = \\sqrt{2 / \\mathrm{fan\\,in}}$ at run time, so a step of the stored weights moves "
+              "the effective ones by $c$ times it (fan-in 64 and 1024). Adam's step hardly depends on a gradient's "
+              "size, so every layer's effective weights move by the same share of their scale $c$; initialised at "
+              f"$N(0, c^2)$ instead, a layer of fan-in 1024 would move {math.sqrt(1024 / 64):.0f} times slower, "
+              "relative to its scale, than one of fan-in 64",
+              np.concatenate([seen[64].ravel(), seen[1024].ravel()]),
+              np.concatenate([np.full(64 * 32, math.sqrt(2 / 64)), np.full(1024 * 32, math.sqrt(2 / 1024))]))
+
+
 def _unrolled_game(rng: np.random.Generator):
     """A 1-D game for the unrolled discriminator: 64 real points, fakes mu + z (64 fixed z), a logistic discriminator
     (w, b) with an L2 term (lambda = 0.5, so its loss has one minimiser) -> (discriminator loss, generator loss)."""
@@ -792,4 +990,5 @@ def derive(echo=None) -> Derivation:
     _section_minibatch_std(d, rng)
     _section_unrolled(d, rng)
     _section_packing(d)
+    _section_progressive(d, rng)
     return d

@@ -10,14 +10,17 @@ from practice_torch.gan.functions import (
     adam_unroll,
     adam_unrolled_generator_loss,
     discriminator_loss,
+    fade_in,
     gauss_log_pdf,
     generator_loss_nonsaturating,
     generator_loss_saturating,
+    growth,
     js_discrete,
     minibatch_std,
     normalize,
     optimal_logit,
     pack,
+    pixel_norm,
     power_iteration,
     softplus,
     spectral_normalize,
@@ -25,8 +28,9 @@ from practice_torch.gan.functions import (
     unrolled_generator_loss,
     value_discrete,
 )
+from practice_torch.gan.progressive import ProgressiveDiscriminator, ProgressiveGenerator
 
-__all__ = ["adam_unroll", "adam_unrolled_generator_loss", "discriminator_loss", "gauss_log_pdf",
-           "generator_loss_nonsaturating", "generator_loss_saturating", "js_discrete", "minibatch_std", "normalize",
-           "optimal_logit", "pack", "power_iteration", "softplus", "spectral_normalize", "unroll",
-           "unrolled_generator_loss", "value_discrete"]
+__all__ = ["ProgressiveDiscriminator", "ProgressiveGenerator", "adam_unroll", "adam_unrolled_generator_loss",
+           "discriminator_loss", "fade_in", "gauss_log_pdf", "generator_loss_nonsaturating", "generator_loss_saturating",
+           "growth", "js_discrete", "minibatch_std", "normalize", "optimal_logit", "pack", "pixel_norm",
+           "power_iteration", "softplus", "spectral_normalize", "unroll", "unrolled_generator_loss", "value_discrete"]

@@ -95,6 +95,29 @@ def minibatch_std(h, eps: float = 1e-8):
     return torch.cat([h, std.expand(h.shape[0], 1)], dim=1)
 
 
+# Progressive growing (Karras et al. 2018, sec. 2 and 4) ------------------------------------------------------------
+def pixel_norm(x, axis: int = 1, eps: float = 1e-8):
+    """Each example's feature vector at each pixel scaled to unit root mean square over the channels (Karras et al.
+    2018, sec. 4.2, eq. 2): x / sqrt(mean_c x^2 + eps). x: (B, C, H, W) (``axis`` 1) or (B, F) -> the same shape."""
+    return x * torch.rsqrt(torch.mean(x**2, dim=axis, keepdim=True) + eps)
+
+
+def fade_in(alpha, old, new):
+    """The blend while a resolution fades in (Karras et al. 2018, Figure 2): (1 - alpha) old + alpha new, the old
+    path's output (the lower resolution's, resized) weighted down as alpha goes from 0 to 1. Any matching shapes."""
+    return (1 - alpha) * old + alpha * new
+
+
+def growth(step: int, phase_steps: int, stages: int) -> tuple[int, float]:
+    """(stage, alpha) at ``step`` of a progressive run: the lowest resolution alone for ``phase_steps`` steps, then
+    for each of the ``stages`` - 1 doublings a fade-in (alpha rising linearly from 0 to 1) and as long at that
+    resolution alone (alpha 1); after the last phase, the last stage at alpha 1."""
+    phase = min(step // phase_steps, 2 * stages - 2)
+    stage = (phase + 1) // 2
+    alpha = (step - phase * phase_steps) / phase_steps if phase % 2 else 1.0
+    return stage, min(alpha, 1.0)
+
+
 # Packing (PacGAN, Lin et al. 2018, sec. 3) ------------------------------------------------------------------------
 def pack(x, m: int, axis: int = 1):
     """The discriminator's input under packing: each row the m consecutive examples x[i m], ..., x[i m + m - 1]

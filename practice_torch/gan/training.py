@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
-from practice_torch.gan.functions import discriminator_loss
+from practice_torch.gan.functions import discriminator_loss, growth
 from practice_torch.gan.networks import (
     GENERATOR_LOSSES,
     Adversarial,
@@ -32,6 +32,7 @@ from practice_torch.gan.networks import (
     generator_objective,
     unrolled_generator_objective,
 )
+from practice_torch.gan.progressive import ProgressiveAdversarial
 from practice_torch.gan.quality import REFERENCE_NOTES
 from practice_torch.gan.sampling import class_rows, generate, references
 from practice_torch.models import Artefact
@@ -57,6 +58,10 @@ class Config:
     unroll_lr: float = 1e-3  # the learning rate of those look-ahead steps (plain gradient descent; 3e-3 hurt here)
     unroll_optimizer: Literal["sgd", "adam"] = "sgd"  # adam: the discriminator's own AdamW steps (its moments, its lr)
     pack: int = 1  # the discriminator judges this many samples at once, concatenated (PacGAN, Lin et al. 2018)
+    progressive: bool = False  # progressive growing (Karras et al. 2018): both players grown from a quarter of the side
+    stages: int = 3  # progressive: resolutions, each doubling the last (7 -> 14 -> 28 on 28 x 28 images)
+    width: int = 32  # progressive: the channels of every block
+    phase_steps: int = 600  # progressive: the first resolution's steps, then each doubling's fade-in's and its hold's
     eval_references: bool = True  # images: eval also scores an untrained generator and the training images
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
@@ -102,7 +107,7 @@ default_config = preset_config("gan", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "channels", "fc", "mel", "spectral_norm",
-                "minibatch_std", "pack")
+                "minibatch_std", "pack", "progressive", "stages", "width")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_references",)
 # What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
@@ -141,13 +146,41 @@ def build(config: Config, data) -> Adversarial:
                          f"{' with model.conditional=true' if config.conditional else ''}")
     if config.conditional and not data.num_classes:
         raise ValueError(f"model.conditional=true needs class labels, and {data.name} has none")
+    if config.r1 < 0:
+        raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
+    if config.progressive:
+        return build_progressive(config, data)
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       data.num_classes if config.conditional else 0,
                       unit_interval=data.unit_images, spectral_norm=config.spectral_norm,
                       minibatch_std=config.minibatch_std, pack=config.pack)
-    if config.r1 < 0:
-        raise ValueError(f"model.r1 is the weight of a penalty and must be >= 0, got {config.r1}")
     return net
+
+
+def build_progressive(config: Config, data) -> ProgressiveAdversarial:
+    """The progressive GAN (``model.progressive=true``) for square images; one-line ValueError for a setting it does
+    not take (its discriminator reads the minibatch standard deviation already)."""
+    others = [key for key, value in (("conditional", config.conditional), ("spectral_norm", config.spectral_norm),
+                                     ("minibatch_std", config.minibatch_std), ("unrolled_steps", config.unrolled_steps),
+                                     ("pack", config.pack > 1)) if value]
+    if others or len(data.shape) != 3:
+        raise ValueError(f"model.progressive=true grows unconditional players on images, without model.{others[0]}"
+                         if others else f"model.progressive=true grows players on images; {data.name} is not")
+    if config.stages < 2 or config.phase_steps < 1 or config.width < 1:
+        raise ValueError(f"model.stages (at least 2), model.phase_steps and model.width (at least 1) got "
+                         f"{config.stages}, {config.phase_steps} and {config.width}")
+    return ProgressiveAdversarial(data.shape, config.latent_dim, config.width, config.stages, data.unit_images)
+
+
+def growing(net, config: Config, step: int):
+    """(the players as this step sees them, the real images as they see them, what to log): the network and its
+    batch as they are; for progressive growing, the players at this step's (stage, alpha) of ``growth`` and the
+    batch pooled and faded to match (``real_at``), with the stage and alpha logged."""
+    if not config.progressive:
+        return net, lambda x: x, {}
+    stage, alpha = growth(step, config.phase_steps, net.stages)
+    return (net.at(stage, alpha), lambda x: net.real_at(x, stage, alpha),
+            {"stage": torch.tensor(float(stage)), "alpha": torch.tensor(alpha)})
 
 
 def draw_noise(net: Adversarial, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -167,32 +200,33 @@ def train_step(net: Adversarial, config: Config, step: int, run):
     (simultaneous gradient steps). ``model.unrolled_steps = k > 0``: the generator's loss is taken against the
     discriminator k look-ahead steps on from the generator's batch (``unrolled_generator_objective``; with
     ``model.unroll_optimizer=adam`` its optimizer's own steps, ``run.adam_state``).
+    ``model.progressive``: the players and the real images at the step's resolution and fade (``growing``).
     -> (the discriminator's loss + the generator's, the players' terms)."""
-    terms = {}
+    terms, (players_now, seen, grown) = {}, growing(net, config, step)
     for _ in range(config.discriminator_steps):
         (x, y), noise = run.next_batch()
-        y = y if net.num_classes else None
+        x, y = seen(x), y if net.num_classes else None
         with run.autocast():
-            fake = generated(net, noise["z"], y, with_grad=False)
-            d_loss, terms = discriminator_objective(net, x, fake, y, config.r1)
+            fake = generated(players_now, noise["z"], y, with_grad=False)
+            d_loss, terms = discriminator_objective(players_now, x, fake, y, config.r1)
         run.update(discriminator=d_loss)
     (x, y), noise = run.next_batch()
-    y = y if net.num_classes else None
+    x, y = seen(x), y if net.num_classes else None
     with run.autocast():
-        fake = net(noise["z"], y)
+        fake = players_now(noise["z"], y)
         if config.unrolled_steps:
             adam = run.adam_state("discriminator") if config.unroll_optimizer == "adam" else None
             g_loss = unrolled_generator_objective(net, x, fake, y, config.unrolled_steps, config.unroll_lr,
                                                   config.generator_loss, adam)
         else:
-            g_loss = generator_objective(net, fake, y, config.generator_loss)
+            g_loss = generator_objective(players_now, fake, y, config.generator_loss)
         if config.discriminator_steps == 0:
-            d_loss, terms = discriminator_objective(net, x, fake, y, config.r1)
+            d_loss, terms = discriminator_objective(players_now, x, fake, y, config.r1)
     if config.discriminator_steps == 0:
         run.update(discriminator=d_loss, generator=g_loss)
     else:
         run.update(generator=g_loss)
-    return terms["discriminator_loss"] + g_loss.detach(), {**terms, "generator_loss": g_loss.detach()}
+    return terms["discriminator_loss"] + g_loss.detach(), {**terms, "generator_loss": g_loss.detach(), **grown}
 
 
 @torch.no_grad()
