@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# One prepared run on a lent GPU (docs/gpu.md): each step bounded, everything under one folder, the whole within
+# --budget seconds (default 540: a 10-minute call with a minute to spare). In order:
+#   1. pytest -m gpu -x                          (at most 60 s)          -> OUT/pytest.log
+#   2. python -m benchmarks gpu_steps            every model with a full preset, the four timed on an H100 before
+#                                                (ddpm, guidance, latent_diffusion, text_to_image) last; each row
+#                                                written as it is measured            -> OUT/gpu_steps.json
+#   3. train language_model --preset full        its 5000 steps (160 s kept for it), then eval
+#                                                                                     -> OUT/runs/language_model
+#   4. whatever fits of the fast full presets:   vae, ssm (Shakespeare), ppo (CartPole), each trained then evaluated
+#                                                                                     -> OUT/runs/<model>
+# OUT/summary.txt has a line per step: its exit status and seconds (124: stopped by its time limit). --pack FILE
+# then writes OUT as one .tar.gz without the checkpoints (the device tool brings back a few files only). Afterwards,
+# on the CPU: the rows into docs/gpu_steps.json, make docs, and python -m practice_torch results for the trained runs
+# (docs/gpu.md).
+#
+#   benchmarks/gpu_run.sh --out gpu-run --pack "$OUT/gpu-run.tar.gz"   # on the GPU machine
+#   benchmarks/gpu_run.sh --device cpu --tiny --out /tmp/dry           # the dry run here: every command, a few steps
+#
+# The data the GPU machine lacks travels with the call: GENERATIVE_TWINS_DATA=<a carried folder> (the prepared
+# Shakespeare and the feature network's cache; the image sets are in the repository).
+set -u
+
+DEVICE=cuda
+OUT=gpu-run
+BUDGET=540
+TINY=0
+PACK=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pack) PACK="$2"; shift 2 ;;
+    --device) DEVICE="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --budget) BUDGET="$2"; shift 2 ;;
+    --tiny) TINY=1; shift ;;
+    *) echo "error: unknown option $1 (use --device cuda|cpu, --out DIR, --budget SECONDS, --tiny, --pack FILE)" >&2
+       exit 2 ;;
+  esac
+done
+case "$DEVICE" in cuda|cpu) ;; *) echo "error: --device is cuda or cpu, got $DEVICE" >&2; exit 2 ;; esac
+case "$BUDGET" in ''|*[!0-9]*) echo "error: --budget is whole seconds, got $BUDGET" >&2; exit 2 ;; esac
+if [ -e "$OUT" ] && [ -n "$(ls -A "$OUT" 2>/dev/null)" ]; then
+  echo "error: $OUT exists and is not empty; choose another --out" >&2; exit 2
+fi
+PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
+mkdir -p "$OUT/runs"
+START=$(date +%s)
+
+left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+
+# step NAME CAP RESERVE CMD...: CMD under a time limit of CAP seconds, or less so that RESERVE seconds stay for the
+# steps after it; its output in OUT/NAME.log and a line in OUT/summary.txt
+step() {
+  local name="$1" cap="$2" reserve="$3"; shift 3
+  local limit=$(( $(left) - reserve ))
+  [ "$limit" -gt "$cap" ] && limit="$cap"
+  if [ "$limit" -lt 5 ]; then
+    echo "$name skipped: no time left" | tee -a "$OUT/summary.txt"; return 0
+  fi
+  local began=$(date +%s)
+  timeout --signal=TERM --kill-after=15 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc ${limit}s-limit $(( $(date +%s) - began ))s" | tee -a "$OUT/summary.txt"
+}
+
+echo "gpu_run on $DEVICE, budget ${BUDGET}s, into $OUT ($( [ "$TINY" = 1 ] && echo tiny dry run || echo full ))" \
+  | tee "$OUT/summary.txt"
+"$PY" - <<'EOF' | tee -a "$OUT/summary.txt"
+import torch
+print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "no cuda",
+      torch.cuda.get_device_name() if torch.cuda.is_available() else "")
+EOF
+
+TIMED_BEFORE="ddpm,guidance,latent_diffusion,text_to_image"
+MODELS=$("$PY" - "$TIMED_BEFORE" <<'EOF'
+import sys
+from practice_torch.models import models_with_preset
+last = sys.argv[1].split(",")
+every = models_with_preset("full")
+print(",".join([m for m in every if m not in last] + [m for m in last if m in every]))
+EOF
+)
+
+if [ "$TINY" = 1 ]; then  # the dry run: every command once, tiny
+  STEPS_ARGS=(--preset quick --gpu-models vae,gan,language_model --gpu-steps 1)
+  LM_ARGS=(--preset quick --steps 3 --set train.compile=false)
+  FAST_ARGS=(--preset quick --steps 2 --set train.compile=false)
+else
+  STEPS_ARGS=(--gpu-models "$MODELS" --gpu-set latent_diffusion:model.autoencoder_steps=200)
+  LM_ARGS=(--preset full)
+  FAST_ARGS=(--preset full)
+fi
+
+step pytest 60 300 "$PY" -m pytest -m gpu -x -q -p no:cacheprovider tests
+step gpu_steps 100000 160 "$PY" -m benchmarks gpu_steps --gpu-merge --results "$OUT" "${STEPS_ARGS[@]}"
+EVAL_ARGS=(--device "$DEVICE" --no-sample-metrics)
+step language_model 600 40 "$PY" -m practice_torch train language_model --device "$DEVICE" \
+  --out "$OUT/runs/language_model" "${LM_ARGS[@]}"
+step language_model_eval 60 10 "$PY" -m practice_torch eval "$OUT/runs/language_model" "${EVAL_ARGS[@]}"
+step vae 600 40 "$PY" -m practice_torch train vae --device "$DEVICE" --out "$OUT/runs/vae" "${FAST_ARGS[@]}"
+step vae_eval 60 10 "$PY" -m practice_torch eval "$OUT/runs/vae" "${EVAL_ARGS[@]}"
+step ssm 600 40 "$PY" -m practice_torch train ssm --device "$DEVICE" --out "$OUT/runs/ssm" "${FAST_ARGS[@]}"
+step ssm_eval 60 10 "$PY" -m practice_torch eval "$OUT/runs/ssm" "${EVAL_ARGS[@]}"
+step ppo 600 30 "$PY" -m practice_torch train ppo --dataset cartpole --device "$DEVICE" --out "$OUT/runs/ppo" \
+  "${FAST_ARGS[@]}"
+step ppo_eval 60 0 "$PY" -m practice_torch eval "$OUT/runs/ppo" "${EVAL_ARGS[@]}"
+echo "done in $(( $(date +%s) - START ))s" | tee -a "$OUT/summary.txt"
+if [ -n "$PACK" ]; then
+  tar czf "$PACK" --exclude='*.safetensors' --exclude='*.state.pt' -C "$OUT" . && echo "packed $OUT into $PACK"
+fi
