@@ -16,6 +16,12 @@ def loss(setup: Setup, params, batch, noise, step):
     """-ELBO with beta (Higgins et al.), or the beta-TCVAE's decomposition when ``model.tc_beta`` != 1 (Chen et al.
     2018): (loss, {term: value})."""
     m, y = setup.model, setup.labels(batch)
+    if m.levels == 2:  # the hierarchical VAE: each level's KL logged apart
+        recon, kl_top, kl_lower = setup.twin.apply({"params": params}, batch[0], noise["eps"],
+                                                   method=jv.HierarchicalVAE.level_terms)
+        return (jnp.mean(m.beta * (kl_top + kl_lower) - recon),
+                {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl_top + kl_lower), "kl_top": jnp.mean(kl_top),
+                 "kl_lower": jnp.mean(kl_lower)})
     if m.tc_beta == 1:
         recon, kl = setup.twin.apply({"params": params}, batch[0], noise["eps"], y, method=jv.VAE.terms)
         return jnp.mean(m.beta * kl - recon), {"recon_nll": -jnp.mean(recon), "kl": jnp.mean(kl)}
@@ -36,6 +42,11 @@ def jax_twin(net, cfg):
     if m.factor_gamma:
         raise JaxTrainError(f"FactorVAE (model.factor_gamma={m.factor_gamma}) trains in PyTorch only: its TC "
                             "discriminator has no JAX trainer; drop the key, or train with python -m practice_torch")
+    if m.levels == 2:
+        twin = jv.HierarchicalVAE(image_shape=net.image_shape, latent_dim=m.latent_dim, top_dim=m.top_dim,
+                                  likelihood=m.likelihood, channels=tuple(m.channels), hidden=m.hidden[0])
+        setup = Setup(twin, m)
+        return JaxTwin(twin, partial(loss, setup), partial(init_args, setup))
     twin = jv.VAE(image_shape=net.image_shape, latent_dim=net.latent_dim, architecture=m.architecture,
                   likelihood=m.likelihood, hidden=tuple(m.hidden), channels=tuple(m.channels),
                   num_classes=net.num_classes)

@@ -22,6 +22,11 @@ MLP = {"image_shape": IMAGE, "latent_dim": LATENT, "hidden": (16, 12)}
 RUN = ("model.latent_dim=2", "train.batch_size=16", "train.lr=0.01", "train.warmup_steps=10", "train.grad_clip=20",
        "train.weight_decay=0.01", "train.ema_decay=0.9")
 CONV = {"image_shape": IMAGE, "latent_dim": LATENT, "channels": (4, 8), "groups": 2}
+HIERARCHICAL = {"image_shape": IMAGE, "latent_dim": LATENT, "top_dim": 2, "channels": (4, 8), "hidden": 6, "groups": 2}
+
+
+def _hierarchical_batch(r):
+    return {"x": _images(r), "eps": gaussian(r, B, 2 + LATENT, dtype="float32")}
 
 
 def ref_bernoulli_log_prob(x, logits):
@@ -51,6 +56,24 @@ def ref_tc_discriminator_loss(logits_q, logits_permuted):
     from scipy.special import log_expit
 
     return 0.5 * (-np.mean(log_expit(logits_q)) - np.mean(log_expit(-logits_permuted)))
+
+
+def _two_levels(r):
+    """Each level's posterior and the lower level's prior at the sampled z2: (B, 3) for z2, (B, LATENT) for z1."""
+    return {"mean_q2": gaussian(r, B, 3), "logvar_q2": gaussian(r, B, 3, scale=0.5), "mean_q1": gaussian(r, B, LATENT),
+            "logvar_q1": gaussian(r, B, LATENT, scale=0.5), "mean_p1": gaussian(r, B, LATENT),
+            "logvar_p1": gaussian(r, B, LATENT, scale=0.5)}
+
+
+def ref_hierarchical_kl(mean_q2, logvar_q2, mean_q1, logvar_q1, mean_p1, logvar_p1):
+    """Each level's KL as SciPy's Monte Carlo-free route: the differential entropy of q and the cross-entropy of p
+    under q, by scipy.stats.norm's closed forms per coordinate."""
+    def kl(mq, lq, mp, lp):
+        sq, sp = np.exp(0.5 * lq), np.exp(0.5 * lp)
+        cross = -stats.norm.logpdf(mq, mp, sp) + sq**2 / (2 * sp**2)  # E_q[-log p] for a Gaussian q
+        return np.sum(cross - stats.norm(mq, sq).entropy(), axis=-1)
+
+    return kl(mean_q2, logvar_q2, 0 * mean_q2, 0 * logvar_q2), kl(mean_q1, logvar_q1, mean_p1, logvar_p1)
 
 
 def _posterior_batch(r, m=6):
@@ -110,10 +133,21 @@ CASES = (
                             "tc_logits": gaussian(r, B)},
                  static={"gamma": 6.4}, grad_wrt=("recon", "kl", "tc_logits"),
                  reference=lambda recon, kl, tc_logits, gamma: np.mean(kl - recon) + gamma * np.mean(tc_logits)),
+    FunctionCase("vae/hierarchical_kl", "hierarchical_kl", _two_levels, grad_wrt=tuple(_two_levels(
+                 np.random.default_rng(0))), reference=ref_hierarchical_kl),
+    FunctionCase("vae/latent_activity", "latent_activity",
+                 lambda r: {"means": gaussian(r, 40, LATENT) * np.array([2.0, 0.05, 1.0, 0.001])}, grad_wrt=("means",),
+                 reference=lambda means: np.var(means, axis=0)),
     FunctionCase("vae/tc_discriminator_loss", "tc_discriminator_loss",
                  lambda r: {"logits_q": gaussian(r, B + 2, scale=3.0), "logits_permuted": gaussian(r, B, scale=3.0)},
                  grad_wrt=("logits_q", "logits_permuted"), reference=ref_tc_discriminator_loss),
     # modules --------------------------------------------------------------------------------------
+    ModuleCase("vae/hierarchical_vae/level_terms", "HierarchicalVAE", HIERARCHICAL, _hierarchical_batch,
+               method="level_terms", grad_wrt=("x",), image_inputs=("x",)),
+    ModuleCase("vae/hierarchical_vae/importance_nll-gaussian", "HierarchicalVAE",
+               {**HIERARCHICAL, "likelihood": "gaussian"},
+               lambda r: {"x": _images(r), "eps": gaussian(r, B, K, LATENT + 2, dtype="float32")},
+               method="importance_nll", grad_wrt=("x",), image_inputs=("x",)),
     ModuleCase("vae/tc_discriminator", "TCDiscriminator", {"latent_dim": LATENT, "hidden": (16, 12)},
                lambda r: {"z": _latents(r)}, grad_wrt=("z",)),
     ModuleCase("vae/mlp_encoder", "MLPEncoder", MLP, lambda r: {"x": _images(r)},
@@ -155,4 +189,6 @@ CASES = (
             (*RUN, "model.channels=8,8", "model.likelihood=gaussian", "model.conditional=true", "model.beta=2",
              "model.tc_beta=3", "model.dataset_size=1000"),
             dataset="digits"),
+    RunCase("vae/run/hierarchical", "vae", (*RUN, "model.levels=2", "model.top_dim=2", "model.channels=4,8",
+                                            "model.hidden=8"), dataset="digits"),
 )

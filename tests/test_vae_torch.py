@@ -206,3 +206,34 @@ def test_tc_discriminator_mistakes_are_caught(both, monkeypatch):
 
     monkeypatch.setattr(jv.nn, "leaky_relu", lambda x, negative_slope=0.2: jax.nn.leaky_relu(x))  # slope ignored
     assert "output" in caught(cases["vae/tc_discriminator"], Perturbation("leaky slope 0.01"))
+
+
+def test_hierarchical_vae_slips_are_caught(both, monkeypatch):
+    """The two-level KLs' case catches the lower level's KL taken against N(0, I) rather than p(z1 | z2) (the
+    one-level VAE's habit), and the activity's the sample variance where Burda et al. take the population one; the
+    derivation's claim that the training form averages to log p(x) fails with the first slip too."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import theory_jax.vae as jv
+    from shared_specs import catalogue
+    from shared_specs.runner import Perturbation, caught
+    from theory_jax.derivation import Derivation, full_precision
+
+    cases = {case.id: case for case in catalogue.spec_cases("vae")}
+
+    def prior_of_one_level(fn):
+        return lambda mean_q2, logvar_q2, mean_q1, logvar_q1, mean_p1, logvar_p1: (
+            fn(mean_q2, logvar_q2, mean_q1, logvar_q1, 0 * mean_p1, 0 * logvar_p1))
+
+    def sample_variance(fn):
+        return lambda means: jnp.var(means, axis=0, ddof=1)
+
+    assert "output" in caught(cases["vae/hierarchical_kl"], Perturbation("KL against N(0, I)", fn=prior_of_one_level))
+    assert "output" in caught(cases["vae/latent_activity"], Perturbation("sample variance", fn=sample_variance))
+    full_precision()
+    monkeypatch.setattr(jv, "hierarchical_kl", prior_of_one_level(jv.hierarchical_kl))
+    d = Derivation("vae", "hierarchical")
+    jv._section_hierarchical(d, np.random.default_rng(1))
+    failed = [c.statement for c in d.claims if not c.passed]
+    assert len(failed) == 1 and "the form a network trains on" in failed[0]

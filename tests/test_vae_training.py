@@ -225,3 +225,37 @@ def test_the_quick_preset_learns_fashion_mnist_within_five_minutes(tmp_path):
     assert main(["eval", str(tmp_path / "run")]) == 0
     metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
     assert metrics["elbo"] > -250 and metrics["nll"] < 245, metrics
+
+
+def test_a_hierarchical_vae_trains_in_both_backends_and_reports_each_levels_active_units(tmp_path, both, monkeypatch):
+    """``model.levels=2``: the two-level VAE trains through the engine with each level's KL logged, draws its
+    multi-scale picture, and eval reports its active units per level; its twin-training case (torch's engine
+    against practice_jax, float64) catches a JAX loss that forgets the lower level's KL; what it does not combine
+    with is one line."""
+    import practice_jax.vae as pv
+    from practice_torch.cli import main
+    from shared_specs.catalogue import spec_cases
+    from shared_specs.runner import Perturbation, caught
+
+    run = tmp_path / "run"
+    assert main(["train", "vae", "--dataset", "digits", "--out", str(run), "--steps", "6", "--set", "model.levels=2",
+                 "--set", "model.top_dim=2", "--set", "model.channels=4,8", "--set", "model.hidden=8",
+                 "--set", "train.batch_size=16", "--set", "train.log_every=3", "--set", "train.samples=8"]) == 0
+    assert {"kl_top", "kl_lower"} <= set(read_metrics(run)[-1]) and (run / "samples/levels.png").is_file()
+    assert main(["eval", str(run), "--no-sample-metrics", "--set", "model.nll_samples=2",
+                 "--set", "model.probe_examples=0"]) == 0
+    metrics = json.loads((run / "eval_test.json").read_text())
+    assert 0 <= metrics["active_units_top"] <= 2 and 0 <= metrics["active_units_lower"] <= 16 and "tc" not in metrics
+    case = next(c for c in spec_cases("vae") if c.id == "vae/run/hierarchical")
+    right = pv.loss
+
+    def lower_kl_forgotten(setup, params, batch, noise, step):
+        value, terms = right(setup, params, batch, noise, step)
+        return value - terms["kl_lower"], terms
+
+    monkeypatch.setattr(pv, "loss", lower_kl_forgotten)
+    assert "output" in caught(case, Perturbation("the lower KL forgotten"))
+    with pytest.raises(ValueError, match="without model.conditional"):
+        vae_training.build(vae_training.Config(levels=2, conditional=True), DIGITS)
+    with pytest.raises(ValueError, match="model.levels is 1"):
+        vae_training.build(vae_training.Config(levels=3), DIGITS)

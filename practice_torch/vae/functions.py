@@ -10,6 +10,8 @@ import math
 import torch
 from torch.nn import functional as F
 
+from practice_torch.elbo import gaussian_kl, standard_normal_kl
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -67,6 +69,19 @@ def total_correlation_terms(z, mean, logvar, dataset_size: int):
     log_qz_marginals = torch.logsumexp(log_q + log_w[..., None], dim=1).sum(-1)
     log_pz = -0.5 * torch.sum(LOG_2PI + z**2, dim=-1)
     return log_qz_given_x - log_qz, log_qz - log_qz_marginals, log_qz_marginals - log_pz
+
+
+# Hierarchical VAEs (Sonderby et al. 2016; Vahdat & Kautz 2020): two levels of latents, inferred top-down ------------
+def hierarchical_kl(mean_q2, logvar_q2, mean_q1, logvar_q1, mean_p1, logvar_p1):
+    """The two KLs of a two-level VAE's ELBO, E_q log p(x|z1) - KL(q(z2|x) || N(0, I)) - KL(q(z1|x, z2) || p(z1|z2)),
+    the second at the z2 drawn from q(z2|x). Every argument (B, d) of its level -> (kl_top (B,), kl_bottom (B,))."""
+    return standard_normal_kl(mean_q2, logvar_q2), gaussian_kl(mean_q1, logvar_q1, mean_p1, logvar_p1)
+
+
+def latent_activity(means):
+    """Each latent's activity, Cov_x(E_q[z_k | x]) (Burda et al. 2016, sec. 5.2): the population variance of its
+    posterior mean over the examples; below 0.01, inactive (collapsed onto the prior). means: (N, d) -> (d,)."""
+    return torch.var(means, dim=0, correction=0)
 
 
 # FactorVAE (Kim & Mnih 2018): the total correlation by the density-ratio trick ---------------------------------------

@@ -13,7 +13,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from practice_torch.elbo import gaussian_log_prob, iwae_bound, standard_normal_kl
-from practice_torch.vae.functions import bernoulli_log_prob, reparameterize, total_correlation_terms, with_condition
+from practice_torch.vae.functions import (
+    bernoulli_log_prob,
+    hierarchical_kl,
+    reparameterize,
+    total_correlation_terms,
+    with_condition,
+)
 
 
 # 2. Encoders and decoders --------------------------------------------------------------------------
@@ -259,3 +265,110 @@ def traverse(net: VAE, x, y, latents, steps: int = 9, span: float = 2.5) -> torc
     z = mean.repeat(len(latents) * steps, 1).view(len(latents), steps, -1)
     z[torch.arange(len(latents)), :, latents] = torch.linspace(-span, span, steps, device=x.device)
     return net.sample(z.view(len(latents) * steps, -1), None if y is None else y[:1].repeat(len(latents) * steps))
+
+
+# 5. A hierarchical VAE: two levels of latents, inferred top-down (Sonderby et al. 2016; Vahdat & Kautz 2020) ---------
+class HierarchicalVAE(nn.Module):
+    """p(z2) p(z1|z2) p(x|z1) with z2 ~ N(0, I) (``top_dim``), p(z1|z2) = N(mu_p(z2), diag e^logvar_p(z2))
+    (``latent_dim``) and the conv decoder on z1; inferred top-down, q(z2|x) q(z1|x, z2), from one bottom-up conv trunk
+    (``ConvEncoder``'s): q(z2|x) from its features, q(z1|x, z2) from them and the drawn z2. The ELBO is the
+    reconstruction less one KL a level (``hierarchical_kl``).
+
+    Its noise and codes live in the prior's standard coordinates, u = (z2, (z1 - mu_p(z2)) / sigma_p(z2)) ~ N(0, I) of
+    ``latent_dim + top_dim`` (``self.latent_dim``): ``eps`` (B, top_dim + latent_dim) draws q's sample, z2 from its
+    first ``top_dim`` columns; ``sample(u)`` decodes a prior draw; ``encode`` gives q's mean and log-variance in those
+    coordinates (z1's at z2 = q(z2|x)'s mean), so that the one-level VAE's pictures (reconstructions, interpolations,
+    traversals) and probes read it unchanged."""
+
+    def __init__(self, image_shape: Sequence[int], latent_dim: int = 16, top_dim: int = 8, likelihood: str = "bernoulli",
+                 channels: Sequence[int] = (32, 64), hidden: int = 256, groups: int = 8):
+        super().__init__()
+        c, hgt, wid = image_shape
+        check_divisible(image_shape, len(channels))
+        self.image_shape, self.likelihood, self.num_classes = tuple(image_shape), likelihood, 0
+        self.lower_dim, self.top_dim, self.latent_dim = latent_dim, top_dim, latent_dim + top_dim
+        self.convs, self.norms = downsampling_convs(c, channels, groups)
+        features = channels[-1] * (hgt // 2 ** len(channels)) * (wid // 2 ** len(channels))
+        self.q_top = nn.Linear(features, 2 * top_dim)
+        self.q_hidden, self.q_lower = nn.Linear(features + top_dim, hidden), nn.Linear(hidden, 2 * latent_dim)
+        self.prior_hidden, self.prior = nn.Linear(top_dim, hidden), nn.Linear(hidden, 2 * latent_dim)
+        self.decoder = ConvDecoder(image_shape, latent_dim, channels, groups=groups)
+        if likelihood == "gaussian":
+            self.log_sigma = nn.Parameter(torch.zeros(1))
+        elif likelihood != "bernoulli":
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+
+    log_likelihood = VAE.log_likelihood
+
+    def features(self, x):
+        """The bottom-up trunk's features of x (B, C, H, W) -> (B, F), flattened in (C, H, W) order."""
+        return torch.flatten(downsample(self.convs, self.norms, x), 1)
+
+    def lower_posterior(self, h, z2):
+        """q(z1 | x, z2): (mean, logvar), each (B, latent_dim), from the features and the top level's draw."""
+        return self.q_lower(F.silu(self.q_hidden(torch.cat([h, z2], dim=-1)))).chunk(2, dim=-1)
+
+    def lower_prior(self, z2):
+        """p(z1 | z2): (mean, logvar), each (B, latent_dim)."""
+        return self.prior(F.silu(self.prior_hidden(z2))).chunk(2, dim=-1)
+
+    def posterior(self, x, eps):
+        """Both levels top-down on the noise eps (B, top_dim + latent_dim): (z2, z1, q2 (mean, logvar), q1 (mean,
+        logvar), p1 (mean, logvar)), each (B, its level's dim)."""
+        h = self.features(x)
+        q2 = self.q_top(h).chunk(2, dim=-1)
+        z2 = reparameterize(*q2, eps[..., :self.top_dim])
+        q1 = self.lower_posterior(h, z2)
+        z1 = reparameterize(*q1, eps[..., self.top_dim:])
+        return z2, z1, q2, q1, self.lower_prior(z2)
+
+    def level_terms(self, x, eps, y=None):
+        """(E_q log p(x|z1) by one sample, KL(q(z2|x) || N(0, I)), KL(q(z1|x, z2) || p(z1|z2))), each (B,)."""
+        _, z1, q2, q1, p1 = self.posterior(x, eps)
+        kl_top, kl_lower = hierarchical_kl(*q2, *q1, *p1)
+        return self.log_likelihood(x, self.decoder(z1)), kl_top, kl_lower
+
+    def terms(self, x, eps, y=None):
+        """(E_q log p(x|z1), the two levels' KL summed), each (B,): the one-level VAE's terms."""
+        recon, kl_top, kl_lower = self.level_terms(x, eps)
+        return recon, kl_top + kl_lower
+
+    def elbo(self, x, eps, y=None):
+        recon, kl = self.terms(x, eps)
+        return recon - kl
+
+    def loss(self, x, eps, y=None, beta: float = 1.0):
+        recon, kl = self.terms(x, eps)
+        return torch.mean(beta * kl - recon)
+
+    def importance_nll(self, x, eps, y=None):
+        """-log p(x) by K importance samples of q(z2|x) q(z1|x, z2) (Burda et al. 2016): log w = log p(x|z1) +
+        log p(z1|z2) + log p(z2) - log q(z2|x) - log q(z1|x, z2). x: (B, C, H, W), eps: (B, K, d) -> (B,)."""
+        b, k, _ = eps.shape
+        z2, z1, q2, q1, p1 = self.posterior(torch.repeat_interleave(x, k, dim=0), eps.reshape(b * k, -1))
+        recon = self.log_likelihood(torch.repeat_interleave(x, k, dim=0), self.decoder(z1))
+        log_w = (recon + gaussian_log_prob(z1, *p1) + gaussian_log_prob(z2, 0.0 * z2, 0.0 * z2)
+                 - gaussian_log_prob(z2, *q2) - gaussian_log_prob(z1, *q1))
+        return -iwae_bound(log_w.reshape(b, k))
+
+    def lower(self, u):
+        """z1 of the prior's standard coordinates u (B, top_dim + latent_dim): mu_p(z2) + sigma_p(z2) u1."""
+        mean, logvar = self.lower_prior(u[..., :self.top_dim])
+        return mean + torch.exp(0.5 * logvar) * u[..., self.top_dim:]
+
+    def sample(self, u, y=None):
+        """Decoder means of prior draws in standard coordinates u (B, top_dim + latent_dim) -> (B, C, H, W)."""
+        out = self.decoder(self.lower(u))
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    def encode(self, x, y=None):
+        """q's mean and log-variance in the prior's standard coordinates (z1's at z2 = q(z2|x)'s mean): (B, d), (B, d)."""
+        h = self.features(x)
+        mean2, logvar2 = self.q_top(h).chunk(2, dim=-1)
+        mean1, logvar1 = self.lower_posterior(h, mean2)
+        prior_mean, prior_logvar = self.lower_prior(mean2)
+        return (torch.cat([mean2, (mean1 - prior_mean) * torch.exp(-0.5 * prior_logvar)], dim=-1),
+                torch.cat([logvar2, logvar1 - prior_logvar], dim=-1))
+
+    def forward(self, x, eps, y=None):
+        return self.elbo(x, eps)

@@ -25,12 +25,13 @@ from practice_torch.progress import progress
 from practice_torch.vae.functions import (
     draw_eps,
     factor_vae_loss,
+    latent_activity,
     permutations,
     permute_dims,
     tc_discriminator_loss,
     total_correlation_terms,
 )
-from practice_torch.vae.networks import VAE, most_used_latents, traverse
+from practice_torch.vae.networks import VAE, HierarchicalVAE, most_used_latents, traverse
 
 # 4. Training interface (practice_torch.models): config, presets, loss on a batch, samples, evaluation ------
 # ``python -m practice_torch train vae`` trains this model with the shared engine; ``eval`` reports the
@@ -54,6 +55,8 @@ class Config:
     tc_lr: float = 1e-4  # the TC discriminator's Adam (the paper's lr and betas); the VAE keeps train.lr and train.betas
     tc_betas: tuple[float, float] = (0.5, 0.9)
     conditional: bool = False  # a conditional VAE on the data set's labels
+    levels: int = 1  # 2: a hierarchical VAE, z2 (top_dim) over z1 (latent_dim), inferred top-down (HierarchicalVAE)
+    top_dim: int = 8  # the top level's latents (levels = 2)
     nll_samples: int = 100  # K importance samples per example in evaluate
     nll_examples: int = 1000  # how many held-out examples get the K-sample NLL (the ELBO uses them all)
     tc_examples: int = 1000  # how many held-out examples' aggregate posterior gets eval's MI / TC / dimension-wise KL
@@ -105,7 +108,8 @@ PRESETS = {
 default_config = preset_config("vae", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood", "conditional", "mel", "tc_hidden")
+ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood", "conditional", "mel", "tc_hidden",
+                "levels", "top_dim")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("nll_samples", "nll_examples", "tc_examples", "probe_examples")
 
@@ -122,6 +126,10 @@ def build(config: Config, data) -> VAE:
         raise ValueError(f"model.dataset_size is the training split's size (or 0: the batch's), got {config.dataset_size}")
     if config.conditional and not data.num_classes:
         raise ValueError(f"model.conditional=true needs labels, and {data.name} has none")
+    if config.levels == 2:
+        return build_hierarchical(config, data)
+    if config.levels != 1:
+        raise ValueError(f"model.levels is 1 (the VAE) or 2 (a hierarchical VAE), got {config.levels}")
     if config.factor_gamma < 0 or (config.factor_gamma and config.tc_beta != 1):
         raise ValueError("model.factor_gamma is FactorVAE's weight of the TC (0: off), at least 0 and not with "
                          f"beta-TCVAE's model.tc_beta (got {config.factor_gamma} and {config.tc_beta}): choose one")
@@ -129,6 +137,19 @@ def build(config: Config, data) -> VAE:
                likelihood=config.likelihood, hidden=config.hidden, channels=config.channels,
                num_classes=data.num_classes if config.conditional else 0,
                tc_hidden=config.tc_hidden if config.factor_gamma else ())
+
+
+def build_hierarchical(config: Config, data) -> HierarchicalVAE:
+    """The two-level VAE (``model.levels=2``): conv only, unconditional, trained on its ELBO (beta may weigh both KLs);
+    one-line ValueError for what it does not combine with."""
+    others = [key for key, on in (("architecture=mlp", config.architecture != "conv"), ("conditional", config.conditional),
+                                  ("tc_beta", config.tc_beta != 1), ("factor_gamma", config.factor_gamma))
+              if on]
+    if others or config.top_dim < 1:
+        raise ValueError(f"model.levels=2 (a hierarchical VAE) is a conv VAE of model.top_dim >= 1 latents over "
+                         f"model.latent_dim, without model.{others[0] if others else 'top_dim'}")
+    return HierarchicalVAE(data.shape, config.latent_dim, config.top_dim, config.likelihood, config.channels,
+                           hidden=config.hidden[0])
 
 
 def draw_noise(net: VAE, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -146,6 +167,11 @@ def loss(net: VAE, config: Config, batch, noise: dict[str, torch.Tensor], step: 
     - E log p(x|z), the total correlation estimated over the batch (``VAE.tc_terms``), which is also logged split in
     its three parts."""
     y = batch[1] if net.num_classes else None
+    if isinstance(net, HierarchicalVAE):  # the KL of each level, logged apart
+        recon, kl_top, kl_lower = net.level_terms(batch[0], noise["eps"])
+        return (torch.mean(config.beta * (kl_top + kl_lower) - recon),
+                {"recon_nll": -recon.mean(), "kl": (kl_top + kl_lower).mean(), "kl_top": kl_top.mean(),
+                 "kl_lower": kl_lower.mean()})
     if config.tc_beta == 1:
         recon, kl = net.terms(batch[0], noise["eps"], y)
         return torch.mean(config.beta * kl - recon), {"recon_nll": -recon.mean(), "kl": kl.mean()}
@@ -211,6 +237,8 @@ def sample(net: VAE, config: Config, n: int, generator: torch.Generator, example
         per_row, y = math.ceil(math.sqrt(n)), None
     samples = net.sample(draw_eps((n if y is None else len(y), net.latent_dim), generator).to(device), y)
     figures = [Artefact("samples", "images", samples.cpu(), nrow=per_row, labels=None if y is None else y.cpu())]
+    if isinstance(net, HierarchicalVAE):
+        figures.append(levels_figure(net, generator))
     if examples is not None:
         x, labels = examples[0].to(device), examples[1].to(device)
         figures += [reconstructions(net, x, labels), interpolations(net, x, labels), traversals(net, x, labels)]
@@ -226,6 +254,15 @@ def sample(net: VAE, config: Config, n: int, generator: torch.Generator, example
         sounds += [Artefact("originals_audio", "audio", mel_to_waveform(x[:, 0].cpu())),
                    Artefact("reconstructions_audio", "audio", mel_to_waveform(recon[:, 0].cpu()))]
     return pictures + sounds
+
+
+def levels_figure(net: HierarchicalVAE, generator: torch.Generator, rows: int = 6, cols: int = 8) -> Artefact:
+    """The hierarchy's two scales: each row one draw of the top level z2, its columns different draws of the lower
+    level given it (what z2 fixes, and what z1 adds); the first column z1 at its prior mean."""
+    u = draw_eps((rows, cols, net.latent_dim), generator).to(_device(net))
+    u[:, :, :net.top_dim] = u[:, :1, :net.top_dim]  # one z2 a row
+    u[:, 0, net.top_dim:] = 0.0
+    return Artefact("levels", "images", net.sample(u.reshape(rows * cols, -1)).cpu(), nrow=cols)
 
 
 def reconstructions(net: VAE, x, y, cols: int = 8, rows: int = 4) -> Artefact:
@@ -309,6 +346,16 @@ def posterior_means(net: VAE, dataset: Dataset, n: int) -> tuple[torch.Tensor, t
     return torch.cat(means), torch.cat(logvars), torch.cat(ys)
 
 
+def level_activity(net: HierarchicalVAE, mean) -> dict[str, float]:
+    """The posterior-collapse diagnostic of a hierarchical VAE: the active units of each level (activity, the variance
+    of the posterior mean over the examples, above 0.01; Burda et al. 2016), of the means (N, top_dim + latent_dim)
+    in its standard coordinates (``HierarchicalVAE.encode``)."""
+    activity = latent_activity(mean.double())
+    top, lower = activity[:net.top_dim], activity[net.top_dim:]
+    return {"active_units_top": int((top > 0.01).sum()), "active_units_lower": int((lower > 0.01).sum()),
+            "activity_examples": len(mean)}
+
+
 def kl_parts(net: VAE, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """The held-out KL split in its three parts (``total_correlation_terms``) over the aggregate posterior of the
     first ``tc_examples`` examples, which is then exact: N = M, q(z) = (1/M) sum_j q(z | x_j). On a data set whose
@@ -317,6 +364,8 @@ def kl_parts(net: VAE, config: Config, dataset: Dataset, generator: torch.Genera
     mean, logvar, y = posterior_means(net, dataset, config.tc_examples)
     if len(mean) < 2:
         return {}
+    if isinstance(net, HierarchicalVAE):  # q is not one diagonal Gaussian: each level's active units instead
+        return level_activity(net, mean)
     z = mean.double() + torch.exp(0.5 * logvar.double()) * draw_eps(mean.shape, generator, dtype=torch.float64)
     mi, tc, dim_kl = total_correlation_terms(z, mean.double(), logvar.double(), len(z))
     parts = {"mi": mi.mean().item(), "tc": tc.mean().item(), "dim_kl": dim_kl.mean().item(), "tc_examples": len(z)}

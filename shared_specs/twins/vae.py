@@ -32,16 +32,21 @@ def check(net, cfg, batch, rng, perturb) -> list[Row]:
         elbo_t = net.elbo(x, torch.from_numpy(eps), y).mean().item()
         nll_t = net.importance_nll(x, torch.from_numpy(eps_k), y).mean().item()
     m = cfg.model
-    twin = jv.VAE(image_shape=net.image_shape, latent_dim=d, architecture=m.architecture, likelihood=m.likelihood,
-                  hidden=tuple(m.hidden), channels=tuple(m.channels), num_classes=net.num_classes)
+    if getattr(m, "levels", 1) == 2:
+        twin = jv.HierarchicalVAE(image_shape=net.image_shape, latent_dim=m.latent_dim, top_dim=m.top_dim,
+                                  likelihood=m.likelihood, channels=tuple(m.channels), hidden=m.hidden[0])
+    else:
+        twin = jv.VAE(image_shape=net.image_shape, latent_dim=d, architecture=m.architecture,
+                      likelihood=m.likelihood, hidden=tuple(m.hidden), channels=tuple(m.channels),
+                      num_classes=net.num_classes)
     xj = jnp.asarray(x.numpy().transpose(0, 2, 3, 1))
     yj = None if y is None else jnp.asarray(y.numpy())
     template = jax.eval_shape(lambda: twin.init(jax.random.key(0), xj, jnp.asarray(eps), yj))["params"]
     weights = {k_: v.double().numpy() for k_, v in net.state_dict().items()}
     vae_weights = {k_: v for k_, v in weights.items() if not k_.startswith(TC)}
     params = perturb(torch_to_flax(vae_weights, template))
-    elbo_j = float(jnp.mean(twin.apply({"params": params}, xj, jnp.asarray(eps), yj, method=jv.VAE.elbo)))
-    nll_j = float(jnp.mean(twin.apply({"params": params}, xj, jnp.asarray(eps_k), yj, method=jv.VAE.importance_nll)))
+    elbo_j = float(jnp.mean(twin.apply({"params": params}, xj, jnp.asarray(eps), yj, method=type(twin).elbo)))
+    nll_j = float(jnp.mean(twin.apply({"params": params}, xj, jnp.asarray(eps_k), yj, method=type(twin).importance_nll)))
     dims = math.prod(net.image_shape) * math.log(2)
     tol = tolerance(LEVEL, "float64")
     rows = [Row("ELBO (one sample)", "nats/example", elbo_t, elbo_j, tol),
