@@ -368,7 +368,8 @@ def kl_parts(net: VAE, config: Config, dataset: Dataset, generator: torch.Genera
         return level_activity(net, mean)
     z = mean.double() + torch.exp(0.5 * logvar.double()) * draw_eps(mean.shape, generator, dtype=torch.float64)
     mi, tc, dim_kl = total_correlation_terms(z, mean.double(), logvar.double(), len(z))
-    parts = {"mi": mi.mean().item(), "tc": tc.mean().item(), "dim_kl": dim_kl.mean().item(), "tc_examples": len(z)}
+    parts = {"mi": mi.mean().item(), "tc": tc.mean().item(), "dim_kl": dim_kl.mean().item(), "tc_examples": len(z),
+             "active_units": int((latent_activity(mean.double()) > 0.01).sum())}
     if y.is_floating_point() and y.ndim == 2:
         from practice_torch.evaluation.disentanglement import mutual_information_gap
 
