@@ -160,7 +160,8 @@ def plain_preset(row: dict[str, Any]) -> bool:
 
 def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per model for the front page: the newest plain-preset run (``plain_preset``) on the first data set the model
-    has one on (else its newest run); each carries ``runs``, how many the model has in all (its page lists them)."""
+    has one on, a mean over seeds (``reproduce --presets``) before any single run (else its newest run); each carries
+    ``runs``, how many the model has in all (its page lists them)."""
     chosen: dict[str, dict[str, Any]] = {}
     count: dict[str, int] = {}
     rows = [r for r in rows if r.get("kind") != "control"]  # control tasks: on their pages and in the reproductions
@@ -169,7 +170,9 @@ def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         count[name] = count.get(name, 0) + 1
         best = chosen.get(name)
         plain, best_plain = plain_preset(r), best is not None and plain_preset(best)
-        if best is None or (plain and (not best_plain or r["dataset"] == best["dataset"])) or not best_plain:
+        over_seeds = bool(r.get("seeds")) or not (best or {}).get("seeds")  # a single run never displaces a sweep's
+        if best is None or (plain and (not best_plain or (r["dataset"] == best["dataset"] and over_seeds))) \
+                or not best_plain:
             chosen[name] = r
     return [{**r, "runs": count[name]} for name, r in chosen.items()]
 

@@ -208,6 +208,17 @@ def reproduction(values=(500.0, 500.0, 480.0), holds=(True, True, False)) -> dic
     return {"meta": {"cartpole": meta}, "rows": {"cartpole": row}, "runs": runs}
 
 
+def test_the_front_page_takes_a_presets_mean_over_seeds_before_a_later_single_run():
+    """A sweep's row (``seeds``) of the plain preset stays on the front page when a single plain run on the same data
+    set is recorded after it (a fine-tuning preset's runs name their parents differently); control: between two single
+    runs the newer wins, and a later sweep displaces an earlier one."""
+    base = {"model": "dpo", "dataset": "shakespeare", "preset": "quick", "changes": ["model.reference=a"]}
+    sweep, single, newer = {**base, "value": 1.39, "seeds": 5}, {**base, "value": 1.24}, {**base, "value": 2.0}
+    assert docs.front_rows([sweep, single])[0]["value"] == 1.39
+    assert docs.front_rows([single, newer])[0]["value"] == 2.0
+    assert docs.front_rows([sweep, {**sweep, "value": 1.5}])[0]["value"] == 1.5
+
+
 def test_a_row_without_a_target_shows_its_highest_arm_and_judges_none():
     """A comparison (the disentanglement row): of four arms the README shows the highest mean, says no seed was judged,
     and claims no arm met a target; the control, a judged row of as many arms, counts the arms that met it."""
