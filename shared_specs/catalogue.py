@@ -48,13 +48,14 @@ TOPICS: tuple[Topic, ...] = (
     # Latent-variable models
     Topic("autoencoder", "latent variable", "autoencoders; denoising; anomaly detection", "image, sound",
           trains="autoencoder: MLP or conv, denoising, anomaly detection by reconstruction error (images, log-mels)"),
-    Topic("vae", "latent variable", "VAE; reparameterisation; beta-VAE; beta-TCVAE; conditional VAE", "image, sound",
+    Topic("vae", "latent variable",
+          "VAE; reparameterisation; beta-VAE; beta-TCVAE; FactorVAE; hierarchical VAE; conditional VAE", "image, sound",
           trains="variational autoencoder: MLP or conv, beta-VAE, beta-TCVAE, FactorVAE, conditional (images)",
           checks="the single-sample ELBO and the 32-sample importance-weighted NLL (nats, bits/dim)"),
     Topic("vq_vae", "latent variable", "vector-quantised VAE", "image, sound",
           trains="VQ-VAE: EMA codebook, dead-code restarts; a transformer prior over the code grid (images, log-mels)"),
     # Adversarial models
-    Topic("gan", "adversarial", "GAN; DCGAN; cGAN", "2-D, image, audio",
+    Topic("gan", "adversarial", "GAN; DCGAN; cGAN; progressive growing", "2-D, image, audio",
           trains="GAN: MLP on 2-D mixtures, DCGAN with R1, class-conditional (projection discriminator), log-mels, "
                  "spectral normalisation, minibatch std, unrolled discriminator, PacGAN, progressive growing"),
     Topic("wgan", "adversarial", "Wasserstein GAN; gradient penalty", "1-D, 2-D, image",

@@ -41,7 +41,7 @@ from theory_jax.derivation import Derivation, as_float64, full_precision, new_fi
 from theory_jax.f_divergence import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
 
 TITLE = "GANs: the optimal discriminator, the minimax value as 2 JS - log 4, saturating and non-saturating losses"
-LECTURES = "GAN; GANs as classifier-guided models"
+LECTURES = "GAN; GANs as classifier-guided models; progressive growing"
 LOG4 = math.log(4.0)
 
 

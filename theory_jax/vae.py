@@ -36,7 +36,8 @@ from theory_jax.elbo import (
 )
 
 TITLE = "the variational autoencoder"
-LECTURES = "VAE; reparameterisation; training and inference; beta-VAE; beta-TCVAE; conditional VAE"
+LECTURES = ("VAE; reparameterisation; training and inference; beta-VAE; beta-TCVAE; FactorVAE; hierarchical VAEs; "
+            "conditional VAE")
 LOG_2PI = math.log(2 * math.pi)
 GROUPNORM_EPS = 1e-5  # torch's default; flax's default is 1e-6 (docs/ARCHITECTURE.md, "Convention traps")
 

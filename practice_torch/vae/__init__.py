@@ -6,8 +6,8 @@ estimators and the bounds compute.
 
 * ``functions``: ``reparameterize``, ``bernoulli_log_prob``, ``with_condition``, ``draw_eps``, the KL's three parts
   of beta-TCVAE, ``total_correlation_terms``, FactorVAE's ``permute_dims``, ``factor_vae_loss`` and
-  ``tc_discriminator_loss``, the hierarchical VAE's ``hierarchical_kl`` and ``latent_activity`` (same names as the JAX twin; noise is an argument, ``draw_eps`` and ``permutations`` turn
-  drawn noise into it).
+  ``tc_discriminator_loss``, the hierarchical VAE's ``hierarchical_kl`` and ``latent_activity`` (same names as the JAX
+  twin; noise is an argument, ``draw_eps`` and ``permutations`` turn drawn noise into it).
 * ``networks``: ``MLPEncoder``, ``MLPDecoder``, ``ConvEncoder``, ``ConvDecoder``, FactorVAE's ``TCDiscriminator``,
   the two-level ``HierarchicalVAE`` and ``VAE`` (ELBO, beta-VAE objective, importance-sampled likelihood); class and
   attribute names match the flax twin so ``shared_specs.interop`` maps the weights.

@@ -349,7 +349,8 @@ def posterior_means(net: VAE, dataset: Dataset, n: int) -> tuple[torch.Tensor, t
 def level_activity(net: HierarchicalVAE, mean) -> dict[str, float]:
     """The posterior-collapse diagnostic of a hierarchical VAE: the active units of each level (activity, the variance
     of the posterior mean over the examples, above 0.01; Burda et al. 2016), of the means (N, top_dim + latent_dim)
-    in its standard coordinates (``HierarchicalVAE.encode``)."""
+    in its standard coordinates (``HierarchicalVAE.encode``): a lower unit counts as active only where its posterior
+    moves beyond what the top level's prior predicts of it."""
     activity = latent_activity(mean.double())
     top, lower = activity[:net.top_dim], activity[net.top_dim:]
     return {"active_units_top": int((top > 0.01).sum()), "active_units_lower": int((lower > 0.01).sum()),
