@@ -413,7 +413,7 @@ from practice_torch.models import new_run_config
 def gap(a, b):
     return max(float(np.max(np.abs(a[k] - b[k]) / (1e-8 + 1e-8 * np.abs(b[k])))) for k in b if a[k].dtype.kind == "f")
 
-out = {"devices": len(jax.devices())}
+out, saved = {"devices": len(jax.devices())}, {}
 for model, sets in json.loads(sys.argv[1]).items():
     runs = {(n, seed): new_run(new_run_config(model, "quick", None, [*sets, f"train.seed={seed}"]), "float64",
                                devices=n) for n, seed in ((1, 0), (2, 0), (1, 1))}
@@ -425,115 +425,94 @@ for model, sets in json.loads(sys.argv[1]).items():
     out[model] = {"placed_on": len(jax.tree.leaves(runs[2, 0].params)[0].sharding.device_set),
                   "two_against_one": gap(weights[2, 0], weights[1, 0]), "moved": gap(weights[1, 0], start),
                   "other_seed": gap(weights[1, 1], weights[1, 0])}
+    saved.update({f"{model}/0|{k}": v for k, v in weights[1, 0].items()})
+np.savez(sys.argv[2], **saved)
 print(json.dumps(out))
 """
 
-
-def test_two_devices_train_the_run_one_device_trains():
-    """On 2 forced host devices (XLA_FLAGS, in a fresh process), 4 float64 steps of the VAE (the default step) and
-    of the GAN (two players), each batch split over the two and the parameters replicated, reach the weights one
-    device reaches, within the step tolerance (1e-8 of each weight's size, as error/tolerance <= 1): the gradient is
-    averaged over the devices as DDP averages it. Controls: the weights moved from their start, and another seed's
-    run lands beyond the tolerance."""
-    import subprocess
-    import sys
-
-    models = {"vae": ["model.hidden=16", "model.latent_dim=2", "train.batch_size=8", "train.log_every=2"],
-              "gan": ["model.hidden=16,16", "train.batch_size=8"]}
-    done = subprocess.run([sys.executable, "-c", DATA_PARALLEL, json.dumps(models)], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["devices"] == 2
-    for model in models:
-        assert out[model]["placed_on"] == 2, out
-        assert out[model]["two_against_one"] <= 1.0 < out[model]["moved"] and out[model]["other_seed"] > 1.0, out
-
-
-# Several hosts: processes joined by jax.distributed, process 0 writing (``practice_jax/hosts.py``) -------------------
+# Several hosts: processes joined by jax.distributed, process 0 writing (``practice_jax/hosts.py``); after the runs,
+# the same two processes train the VAE again with every process placing the first rows (the negative control)
 MULTI_PROCESS = """
 import json, sys
 import jax
 jax.config.update("jax_enable_x64", True)
 import numpy as np
-from practice_jax.hosts import initialize, writes
+import practice_jax.hosts as hosts
 from practice_jax.loop import new_run
 from practice_torch.models import new_run_config
 
-port, processes, process, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-if sys.argv[6] == "same-rows":  # the fault: every process places the first block of rows as its own
-    import practice_jax.hosts as hosts
-    def first_rows(array, sharding):
-        host = np.asarray(array)
-        def block(index):
-            return host[tuple(slice(0, s.stop - s.start) if isinstance(s, slice) and s.start else s for s in index)]
-        return jax.make_array_from_callback(host.shape, sharding, block)
-    hosts.place = first_rows
-if processes > 1:
-    initialize(f"localhost:{port}", processes, process, resume=False, out=out, timeout=120)
-weights = {}
-for model, sets in json.loads(sys.argv[5]).items():
-    for seed in (0, 1) if processes == 1 else (0,):
-        run = new_run(new_run_config(model, "quick", None, [*sets, f"train.seed={seed}"]), "float64", devices=1)
-        if seed == 0 and processes == 1:
-            weights[f"{model}/start"] = {k: v.numpy() for k, v in run.weights().items()}
-        for _ in range(4):
-            run.advance()
-        weights[f"{model}/{seed}"] = {k: v.numpy() for k, v in run.weights().items()}
-        weights[f"{model}/placed_on"] = len(jax.tree.leaves(run.params)[0].sharding.device_set)
-if writes():
-    np.savez(out, **{f"{key}|{k}": v for key, w in weights.items() if isinstance(w, dict) for k, v in w.items()},
-             **{key: np.array(w) for key, w in weights.items() if not isinstance(w, dict)})
+port, process, out, models = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+hosts.initialize(f"localhost:{port}", 2, process, resume=False, out=out, timeout=120)
+
+def trained(model, sets):
+    run = new_run(new_run_config(model, "quick", None, [*sets, "train.seed=0"]), "float64", devices=1)
+    for _ in range(4):
+        run.advance()
+    return run, {k: v.numpy() for k, v in run.weights().items()}
+
+saved = {}
+for model, sets in models.items():
+    run, weights = trained(model, sets)
+    saved.update({f"{model}/0|{k}": v for k, v in weights.items()})
+    saved[f"{model}/placed_on"] = np.array(len(jax.tree.leaves(run.params)[0].sharding.device_set))
+
+def first_rows(array, sharding):  # the fault: every process places the first block of rows as its own
+    host = np.asarray(array)
+    def block(index):
+        return host[tuple(slice(0, s.stop - s.start) if isinstance(s, slice) and s.start else s for s in index)]
+    return jax.make_array_from_callback(host.shape, sharding, block)
+
+hosts.place = first_rows
+saved.update({f"vae/same|{k}": v for k, v in trained("vae", models["vae"])[1].items()})
+if hosts.writes():
+    np.savez(out, **saved)
 """
 
 
-def test_two_processes_joined_by_jax_distributed_train_the_run_one_process_trains(tmp_path):
-    """Two processes on this machine (one CPU device each, reducing over Gloo), joined as several hosts are
-    (``--coordinator``, ``--processes``, ``--process-id``), each placing its own rows of every batch: 4 float64 steps
-    of the VAE (the default step) and of the GAN (two players) reach the weights one process reaches, within the step
-    tolerance (1e-8 of each weight's size); process 0 alone writes. Controls: the weights moved from their start,
-    another seed's run lands beyond the tolerance, and so do two processes that each place the first rows (the VAE's
-    run alone: the placement is the same helper for both)."""
+def gap(a: str, b: str, source_a, source_b) -> float:
+    """The largest error of the weights ``a`` in ``source_a`` against ``b`` in ``source_b`` (npz files of
+    'run|tensor' arrays), in units of the step tolerance, 1e-8 of each weight's size."""
+    keys = [k.split("|")[1] for k in source_b.files if k.startswith(f"{b}|")]
+    return max(float(np.max(np.abs(source_a[f"{a}|{k}"] - source_b[f"{b}|{k}"]) /
+                            (1e-8 + 1e-8 * np.abs(source_b[f"{b}|{k}"])))) for k in keys
+               if source_b[f"{b}|{k}"].dtype.kind == "f")
+
+
+def test_two_devices_and_two_processes_train_the_run_one_device_trains(tmp_path):
+    """Data-parallel JAX, 4 float64 steps of the VAE (the default step) and of the GAN (two players), each batch split
+    and the parameters replicated: on 2 forced host devices of one process (XLA_FLAGS, in a fresh process), and on
+    two processes on this machine joined as several hosts are (``--coordinator``, ``--processes``,
+    ``--process-id``; one CPU device each, reducing over Gloo), each placing its own rows of every batch, process 0
+    alone writing. Both reach the weights one device reaches, within the step tolerance (1e-8 of each weight's
+    size): the gradient is averaged over the devices as DDP averages it. Controls: the weights moved from their
+    start, another seed's run lands beyond the tolerance, and so does the VAE trained by two processes that each
+    place the first rows."""
     import socket
     import subprocess
     import sys
-
-    import numpy as np
 
     models = {"vae": ["model.hidden=16", "model.latent_dim=2", "train.batch_size=8", "train.log_every=2"],
               "gan": ["model.hidden=16,16", "train.batch_size=8"]}
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "XLA_FLAGS": ""}
-
-    def start(processes, process, out, fault="none", port=port, trained=models):
-        return subprocess.Popen([sys.executable, "-c", MULTI_PROCESS, str(port), str(processes), str(process),
-                                 str(out), json.dumps(trained), fault], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-
-    procs = [start(2, k, tmp_path / "two.npz") for k in (1, 0)] + [start(1, 0, tmp_path / "one.npz")]
-    for proc in procs:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    hosts = [subprocess.Popen([sys.executable, "-c", MULTI_PROCESS, str(port), str(k), str(tmp_path / "two.npz"),
+                               json.dumps(models)], cwd=ROOT, env={**env, "XLA_FLAGS": ""}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for k in (1, 0)]
+    done = subprocess.run([sys.executable, "-c", DATA_PARALLEL, json.dumps(models), str(tmp_path / "one.npz")],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for proc in hosts:
         assert proc.wait(timeout=600) == 0, proc.stderr.read()[-2000:]
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        faulty = [start(2, k, tmp_path / "same.npz", "same-rows", s.getsockname()[1], {"vae": models["vae"]})
-                  for k in (1, 0)]
-    for proc in faulty:
-        assert proc.wait(timeout=600) == 0, proc.stderr.read()[-2000:]
-    two, one, same = (np.load(tmp_path / f"{name}.npz") for name in ("two", "one", "same"))
-
-    def gap(a: str, b: str, source_a, source_b) -> float:
-        keys = [k.split("|")[1] for k in source_b.files if k.startswith(f"{b}|")]
-        return max(float(np.max(np.abs(source_a[f"{a}|{k}"] - source_b[f"{b}|{k}"]) /
-                             (1e-8 + 1e-8 * np.abs(source_b[f"{b}|{k}"])))) for k in keys
-                   if source_b[f"{b}|{k}"].dtype.kind == "f")
-
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
+    assert out["devices"] == 2
     for model in models:
-        assert int(two[f"{model}/placed_on"]) == 2 and int(one[f"{model}/placed_on"]) == 1
+        assert out[model]["placed_on"] == 2 and int(two[f"{model}/placed_on"]) == 2, out
+        assert out[model]["two_against_one"] <= 1.0 < out[model]["moved"] and out[model]["other_seed"] > 1.0, out
         assert gap(f"{model}/0", f"{model}/0", two, one) <= 1.0
-        assert gap(f"{model}/0", f"{model}/start", one, one) > 1.0 and gap(f"{model}/1", f"{model}/0", one, one) > 1.0
-    assert gap("vae/0", "vae/0", same, one) > 1.0  # both processes on the first rows: caught
+    assert gap("vae/same", "vae/0", two, one) > 1.0  # both processes on the first rows: caught
 
 
 @pytest.mark.parametrize("flags, message", [
