@@ -167,9 +167,6 @@ class ProgressiveAdversarial(nn.Module):
             x = downsample(x)
         return fade_in(alpha, upsample(downsample(x)), x) if stage > 0 and alpha < 1 else x
 
-    def discriminator_named_parameters(self) -> dict[str, nn.Parameter]:
-        return dict(self.discriminator.named_parameters(prefix="discriminator"))
-
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return list(self.discriminator.parameters())
 
@@ -183,7 +180,6 @@ class Growth:
 
     def __init__(self, net: ProgressiveAdversarial, stage: int, alpha: float):
         self.net, self.stage, self.alpha = net, stage, alpha
-        self.num_classes = 0
 
     def __call__(self, z, y=None):
         return self.net.generator(z, self.stage, self.alpha)
