@@ -337,10 +337,6 @@ class HierarchicalVAE(nn.Module):
         recon, kl = self.terms(x, eps)
         return recon - kl
 
-    def loss(self, x, eps, y=None, beta: float = 1.0):
-        recon, kl = self.terms(x, eps)
-        return torch.mean(beta * kl - recon)
-
     def importance_nll(self, x, eps, y=None):
         """-log p(x) by K importance samples of q(z2|x) q(z1|x, z2) (Burda et al. 2016): log w = log p(x|z1) +
         log p(z1|z2) + log p(z2) - log q(z2|x) - log q(z1|x, z2). x: (B, C, H, W), eps: (B, K, d) -> (B,)."""
