@@ -47,8 +47,10 @@ def variant_sets(variant: str, images: bool) -> tuple[str, ...]:
 
 def classes_covered(evaluation: dict) -> int:
     """How many classes the feature network's classifier gives at least half a fair share of the samples."""
+    from practice_torch.gan.quality import COVERED_SHARE
+
     shares = [v for k, v in evaluation.items() if re.fullmatch(r"class_share_\d+", k)]
-    return sum(s >= 0.5 / len(shares) for s in shares)
+    return sum(s >= COVERED_SHARE / len(shares) for s in shares)
 
 
 def done_runs(files: str, keys: tuple[str, ...], variants: list[str], seeds: list[int]) -> list[dict]:

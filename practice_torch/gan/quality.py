@@ -18,6 +18,7 @@ from practice_torch.data import stacked
 from practice_torch.evaluation.features import embed, feature_network
 from practice_torch.evaluation.metrics import fid_from_features
 
+COVERED_SHARE = 0.5  # a class counts as covered when it gets at least this share of a fair one (1/classes)
 REFERENCE_SAMPLES = 10_000  # at most: as many as ``eval``'s sample metrics compare
 # What ``eval`` prints beside ``image_references``' FIDs (the METRIC_NOTES of the models that report them)
 REFERENCE_NOTES = {
@@ -78,8 +79,9 @@ def image_references(draw, draw_untrained, dataset, train, dataset_name: str, la
     """FIDs through ``dataset_name``'s feature network of n samples (``draw(n) -> (n, C, H, W)`` in [0, 1]) against
     n held-out images of ``dataset``: ``fid_untrained`` (``draw_untrained``) and ``fid_floor`` (n images spread evenly
     over the ``train`` split, which may be sorted by class or speaker); the classifier's ``class_share_k`` of the
-    samples and their min and max; with the ``labels`` (n,) the samples were drawn for, ``class_accuracy``: how often
-    the classifier names that class.
+    samples and their min and max, ``classes_covered``: the classes given at least half a fair share
+    (``COVERED_SHARE``; the images' counterpart of modes covered); with the ``labels`` (n,) the samples were drawn
+    for, ``class_accuracy``: how often the classifier names that class.
     ``picture``: what turns an example into the feature network's input (log-mels: ``mel_picture``); default the
     example clamped to [0, 1]."""
     n = n or min(len(dataset), REFERENCE_SAMPLES)
@@ -93,10 +95,11 @@ def image_references(draw, draw_untrained, dataset, train, dataset_name: str, la
     fake_feats, probs = embed(features, picture(draw(n)), desc="features (samples)")
     untrained_feats, _ = embed(features, picture(draw_untrained(n)), desc="features (untrained)")
     shares = torch.bincount(probs.argmax(-1), minlength=probs.shape[1]).double() / n
+    covered = int((shares >= COVERED_SHARE / len(shares)).sum())
     metrics = {"fid_samples": fid_from_features(real_feats, fake_feats),
                "fid_untrained": fid_from_features(real_feats, untrained_feats),
                "fid_floor": fid_from_features(real_feats, floor_feats), "reference_examples": n,
-               "class_share_min": float(shares.min()), "class_share_max": float(shares.max()),
+               "classes_covered": covered, "class_share_min": float(shares.min()), "class_share_max": float(shares.max()),
                **{f"class_share_{k}": float(s) for k, s in enumerate(shares)}}
     if labels is not None:
         metrics["class_accuracy"] = float((probs.argmax(-1) == labels[:n].to(probs.device)).double().mean())
