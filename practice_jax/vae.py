@@ -39,9 +39,11 @@ def init_args(setup: Setup, batch, noise):
 def jax_twin(net, cfg):
     """The VAE's ``JaxTwin``: the flax ``VAE`` of ``net``'s architecture and its loss, bound to its ``Setup``."""
     m = cfg.model
-    if m.factor_gamma:
-        raise JaxTrainError(f"FactorVAE (model.factor_gamma={m.factor_gamma}) trains in PyTorch only: its TC "
-                            "discriminator has no JAX trainer; drop the key, or train with python -m practice_torch")
+    if m.factor_gamma or m.vaegan_gamma:
+        what = (f"FactorVAE (model.factor_gamma={m.factor_gamma})", "its TC discriminator") if m.factor_gamma else (
+            f"VAE-GAN (model.vaegan_gamma={m.vaegan_gamma})", "its discriminator")
+        raise JaxTrainError(f"{what[0]} trains in PyTorch only: {what[1]} has no JAX trainer; drop the key, or train "
+                            "with python -m practice_torch")
     if m.levels == 2:
         twin = jv.HierarchicalVAE(image_shape=net.image_shape, latent_dim=m.latent_dim, top_dim=m.top_dim,
                                   likelihood=m.likelihood, channels=tuple(m.channels), hidden=m.hidden[0])

@@ -58,6 +58,28 @@ def ref_tc_discriminator_loss(logits_q, logits_permuted):
     return 0.5 * (-np.mean(log_expit(logits_q)) - np.mean(log_expit(-logits_permuted)))
 
 
+def ref_feature_reconstruction_nll(features_x, features_recon):
+    """-log N(Dis_l(x) | Dis_l(x~), I) by scipy.stats.norm, less the (F/2) log 2 pi the loss leaves out."""
+    f = features_x.shape[-1]
+    return -stats.norm.logpdf(features_x, features_recon).sum(-1) - 0.5 * f * np.log(2 * np.pi)
+
+
+def ref_vaegan_losses(kl, feature_nll, logits_real, logits_recon, logits_prior, gamma, beta):
+    """The three losses by SciPy's log-sigmoid: -log D on what a network wants called real, -log(1 - D) on fakes."""
+    from scipy.special import log_expit
+
+    encoder = np.mean(beta * kl + feature_nll)
+    decoder = gamma * np.mean(feature_nll) - np.mean(log_expit(logits_recon)) - np.mean(log_expit(logits_prior))
+    discriminator = -np.mean(log_expit(logits_real)) - np.mean(log_expit(-logits_recon)) - np.mean(log_expit(-logits_prior))
+    return encoder, decoder, discriminator
+
+
+def _vaegan_logits(r):
+    return {"kl": np.abs(gaussian(r, B, scale=5.0)), "feature_nll": np.abs(gaussian(r, B, scale=40.0)),
+            "logits_real": gaussian(r, B, scale=3.0), "logits_recon": gaussian(r, B, scale=3.0),
+            "logits_prior": gaussian(r, B, scale=3.0)}
+
+
 def _two_levels(r):
     """Each level's posterior and the lower level's prior at the sampled z2: (B, 3) for z2, (B, LATENT) for z1."""
     return {"mean_q2": gaussian(r, B, 3), "logvar_q2": gaussian(r, B, 3, scale=0.5), "mean_q1": gaussian(r, B, LATENT),
@@ -141,7 +163,19 @@ CASES = (
     FunctionCase("vae/tc_discriminator_loss", "tc_discriminator_loss",
                  lambda r: {"logits_q": gaussian(r, B + 2, scale=3.0), "logits_permuted": gaussian(r, B, scale=3.0)},
                  grad_wrt=("logits_q", "logits_permuted"), reference=ref_tc_discriminator_loss),
+    # VAE-GAN: the reconstruction in the discriminator's features; the three networks' losses
+    FunctionCase("vae/feature_reconstruction_nll", "feature_reconstruction_nll",
+                 lambda r: {"features_x": gaussian(r, B, 7), "features_recon": gaussian(r, B, 7)},
+                 grad_wrt=("features_x", "features_recon"), reference=ref_feature_reconstruction_nll),
+    FunctionCase("vae/vaegan_losses", "vaegan_losses", _vaegan_logits, static={"gamma": 0.3, "beta": 2.0},
+                 grad_wrt=tuple(_vaegan_logits(np.random.default_rng(0))), reference=ref_vaegan_losses),
     # modules --------------------------------------------------------------------------------------
+    ModuleCase("vae/feature_discriminator", "FeatureDiscriminator", {"image_shape": IMAGE, "channels": (4, 8), "fc": 6},
+               lambda r: {"x": _images(r)}, grad_wrt=("x",), image_inputs=("x",)),
+    ModuleCase("vae/vaegan_terms", "VAE",
+               {**CONV, "architecture": "conv", "discriminator_channels": (4, 8), "discriminator_fc": 6},
+               lambda r: {"x": _images(r), "eps": _latents(r), "z_prior": _latents(r)}, method="vaegan_terms",
+               level="loglik", grad_wrt=("x", "eps", "z_prior"), image_inputs=("x",)),
     ModuleCase("vae/hierarchical_vae/level_terms", "HierarchicalVAE", HIERARCHICAL, _hierarchical_batch,
                method="level_terms", grad_wrt=("x",), image_inputs=("x",)),
     ModuleCase("vae/hierarchical_vae/importance_nll-gaussian", "HierarchicalVAE",

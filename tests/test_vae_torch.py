@@ -237,3 +237,53 @@ def test_hierarchical_vae_slips_are_caught(both, monkeypatch):
     jv._section_hierarchical(d, np.random.default_rng(1))
     failed = [c.statement for c in d.claims if not c.passed]
     assert len(failed) == 1 and "the form a network trains on" in failed[0]
+
+
+def test_vaegan_slips_are_caught(both, monkeypatch):
+    """VAE-GAN's spec cases catch the feature likelihood without its 1/2, the decoder's GAN term in the saturating
+    form (log(1 - D), whose loss is not -log D), the discriminator taking the reconstructions for real, and its
+    features flattened in NHWC order; the derivation's claims fail with the 1/2 dropped (the Gaussian claim) and
+    with the discriminator's labels swapped (its optimum)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import theory_jax.vae as jv
+    from shared_specs import catalogue
+    from shared_specs.runner import Perturbation, caught
+    from theory_jax.derivation import Derivation, full_precision
+
+    cases = {case.id: case for case in catalogue.spec_cases("vae")}
+
+    def no_half(fn):
+        return lambda features_x, features_recon: 2 * fn(features_x, features_recon)
+
+    def saturating(fn):
+        def losses(kl, feature_nll, logits_real, logits_recon, logits_prior, gamma, beta=1.0):
+            enc, _, dis = fn(kl, feature_nll, logits_real, logits_recon, logits_prior, gamma, beta)
+            sat = -jnp.mean(jax.nn.softplus(logits_recon)) - jnp.mean(jax.nn.softplus(logits_prior))
+            return enc, gamma * jnp.mean(feature_nll) + sat, dis
+        return losses
+
+    def recon_real(fn):
+        def losses(kl, feature_nll, logits_real, logits_recon, logits_prior, gamma, beta=1.0):
+            enc, dec, dis = fn(kl, feature_nll, logits_real, logits_recon, logits_prior, gamma, beta)
+            swap = jnp.mean(jax.nn.softplus(-logits_recon)) - jnp.mean(jax.nn.softplus(logits_recon))
+            return enc, dec, dis + swap
+        return losses
+
+    assert "output" in caught(cases["vae/feature_reconstruction_nll"], Perturbation("no 1/2", fn=no_half))
+    assert "output" in caught(cases["vae/vaegan_losses"], Perturbation("saturating decoder", fn=saturating))
+    assert "output" in caught(cases["vae/vaegan_losses"], Perturbation("reconstructions real", fn=recon_real))
+    with monkeypatch.context() as patch:
+        patch.setattr(jv, "flatten_image", lambda h: h.reshape(h.shape[0], -1))  # NHWC order
+        assert "output" in caught(cases["vae/feature_discriminator"], Perturbation("NHWC features"))
+    full_precision()
+    for name, slip, claim in (("feature_reconstruction_nll", no_half, "less $\\frac F2"),
+                              ("vaegan_losses", recon_real, "stationary at logit")):
+        with monkeypatch.context() as patch:
+            patch.setattr(jv, name, slip(getattr(jv, name)))
+            d = Derivation("vae", "VAE-GAN")
+            jv._section_vaegan(d, np.random.default_rng(1))
+        failed = [c.statement for c in d.claims if not c.passed]
+        assert len(failed) == 1 and claim in failed[0], (name, failed)

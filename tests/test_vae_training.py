@@ -59,6 +59,10 @@ def test_build_rejects_what_it_cannot_model():
         vae_training.build(vae_training.Config(dataset_size=1), DIGITS)
     with pytest.raises(ValueError, match="choose one"):  # FactorVAE's TC penalty and beta-TCVAE's, both
         vae_training.build(vae_training.Config(factor_gamma=10, tc_beta=4), DIGITS)
+    with pytest.raises(ValueError, match="not with model.conditional"):  # VAE-GAN's discriminator reads no label
+        vae_training.build(vae_training.Config(vaegan_gamma=0.1, conditional=True), DIGITS)
+    with pytest.raises(ValueError, match="without model.vaegan_gamma"):  # nor is it a hierarchy's
+        vae_training.build(vae_training.Config(vaegan_gamma=0.1, levels=2), DIGITS)
     assert tiny_net(conditional=True).num_classes == 10 and tiny_net().num_classes == 0
 
 
@@ -189,12 +193,39 @@ def test_factor_vae_trains_two_players_and_resumes_exactly(tmp_path):
     assert resumed.batches_taken == 2 * 4  # two batches a step (of the 4 since the resume): the VAE's, D's
 
 
-def test_factor_vae_is_refused_by_the_jax_trainer(tmp_path, capsys):
+def test_vaegan_trains_three_players_each_on_its_own_network_and_resumes_exactly(tmp_path):
+    """VAE-GAN (``model.vaegan_gamma``) trains by its own step, one batch a step: the encoder at the run's Adam, the
+    decoder and the discriminator at the DCGAN's (``model.gan_lr``, ``model.gan_betas``), each player holding its
+    own network's weights and every weight held by one; a run stopped half-way resumes to the uncut run's weights."""
+    from practice_torch.engine.players import AdamState
+    from tests.resumption import assert_resumes_exactly
+
+    cfg = apply_overrides(vae_training.default_config("quick"), [
+        "data.name=digits", "model.channels=4,8", "model.latent_dim=3", "train.batch_size=16", "train.steps=8",
+        "train.log_every=4", "train.checkpoint_every=4", "train.warmup_steps=0", "train.samples=4",
+        "model.vaegan_gamma=0.1", "model.dis_channels=4,8", "model.dis_fc=8"])
+    resumed = assert_resumes_exactly(cfg, tmp_path, stop_at=4)
+    names = {id(p): name for name, p in resumed.net.named_parameters()}
+    held = {player: [names[id(p)] for group in opt.param_groups for p in group["params"]]
+            for player, opt in resumed.optimizers.items()}
+    assert sorted(held) == ["decoder", "discriminator", "encoder"]
+    for player, weights in held.items():
+        assert weights and all(name.startswith(f"{player}.") for name in weights), (player, weights)
+    assert sorted(sum(held.values(), [])) == sorted(names.values())
+    assert AdamState.of(resumed.optimizers["decoder"]).betas == (0.5, 0.999)
+    assert AdamState.of(resumed.optimizers["encoder"]).betas == tuple(cfg.train.betas)
+    assert resumed.batches_taken == 4
+    assert {"feature_nll", "kl", "d_real", "d_recon", "d_prior", "grad_norm_discriminator"} <= set(
+        read_metrics(tmp_path / "whole")[-1])
+
+
+@pytest.mark.parametrize("key", ["model.factor_gamma=10", "model.vaegan_gamma=0.1"])
+def test_factor_vae_and_vaegan_are_refused_by_the_jax_trainer(key, tmp_path, capsys):
     from practice_jax.loop import main
 
-    assert main(["vae", "--dataset", "digits", "--out", str(tmp_path / "jax"), "--set", "model.factor_gamma=10"]) == 2
+    assert main(["vae", "--dataset", "digits", "--out", str(tmp_path / "jax"), "--set", key]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "trains in PyTorch only" in err[0]
+    assert len(err) == 1 and "trains in PyTorch only" in err[0] and key.split("=")[0] in err[0]
 
 
 def test_spoken_digit_log_mels_train_and_write_wavs(tmp_path):

@@ -37,7 +37,7 @@ from theory_jax.elbo import (
 
 TITLE = "the variational autoencoder"
 LECTURES = ("VAE; reparameterisation; training and inference; beta-VAE; beta-TCVAE; FactorVAE; hierarchical VAEs; "
-            "conditional VAE")
+            "VAE-GAN; conditional VAE")
 LOG_2PI = math.log(2 * math.pi)
 GROUPNORM_EPS = 1e-5  # torch's default; flax's default is 1e-6 (docs/ARCHITECTURE.md, "Convention traps")
 
@@ -136,6 +136,32 @@ def tc_discriminator_loss(logits_q, logits_permuted):
     return 0.5 * (jnp.mean(jax.nn.softplus(-logits_q)) + jnp.mean(jax.nn.softplus(logits_permuted)))
 
 
+# VAE-GAN (Larsen et al. 2016): the reconstruction measured in a discriminator's features -------------------------------
+def feature_reconstruction_nll(features_x, features_recon):
+    """L_llike^{Dis_l} (Larsen et al. 2016, eq. 8): -log N(Dis_l(x) | Dis_l(x~), I), a Gaussian of unit variance on the
+    discriminator's features at layer l rather than on the pixels, summed over them, less its constant
+    (F/2) log 2 pi: 1/2 sum_f (Dis_l(x)_f - Dis_l(x~)_f)^2. features_x, features_recon: (B, F) -> (B,)."""
+    return 0.5 * jnp.sum((features_x - features_recon) ** 2, axis=-1)
+
+
+def vaegan_losses(kl, feature_nll, logits_real, logits_recon, logits_prior, gamma, beta=1.0):
+    """VAE-GAN's three losses, one a network (Larsen et al. 2016, Algorithm 1), each a batch mean:
+    the encoder's, L_prior + L_llike: mean(beta KL + feature_nll) (no GAN term: the encoder learns to code, not to
+    fool);
+    the decoder's, gamma L_llike + the generator's side of L_GAN on both of its fakes, the reconstructions x~ and
+    the prior's samples x_p, in the non-saturating form -log D (Goodfellow et al. 2014, sec. 3): gamma
+    mean(feature_nll) + mean softplus(-logit x~) + mean softplus(-logit x_p);
+    the discriminator's, -L_GAN: mean softplus(-logit x) + mean softplus(logit x~) + mean softplus(logit x_p)
+    (the features' likeness does not train it: they would learn to agree).
+    kl, feature_nll: (B,); logits_*: (B,) -> (encoder_loss, decoder_loss, discriminator_loss)."""
+    softplus = jax.nn.softplus
+    encoder = jnp.mean(beta * kl + feature_nll)
+    decoder = gamma * jnp.mean(feature_nll) + jnp.mean(softplus(-logits_recon)) + jnp.mean(softplus(-logits_prior))
+    discriminator = (jnp.mean(softplus(-logits_real)) + jnp.mean(softplus(logits_recon))
+                     + jnp.mean(softplus(logits_prior)))
+    return encoder, decoder, discriminator
+
+
 # Hierarchical VAEs (Sonderby et al. 2016; Vahdat & Kautz 2020): two levels of latents, inferred top-down ------------
 def hierarchical_kl(mean_q2, logvar_q2, mean_q1, logvar_q1, mean_p1, logvar_p1):
     """The two KLs of a two-level VAE's ELBO, E_q log p(x|z1) - KL(q(z2|x) || N(0, I)) - KL(q(z1|x, z2) || p(z1|z2)),
@@ -168,6 +194,32 @@ class TCDiscriminator(nn.Module):
         for layer in self.layers:
             h = nn.leaky_relu(layer(h), 0.2)
         return self.out(h)[..., 0]
+
+
+class FeatureDiscriminator(nn.Module):
+    """VAE-GAN's discriminator (Larsen et al. 2016): strided 3x3 convs (stride 2, explicit padding 1), each normalised
+    and through leaky ReLU 0.2, a fully connected layer of ``fc``, the logit. x: (B, H, W, C) -> (Dis_l(x) (B, F),
+    logit (B,)): the features Dis_l are the last conv's activations, flattened in NCHW order (as the torch twin's),
+    the layer whose likeness measures the reconstruction. GroupNorm (torch's eps) where the paper has batch norm:
+    features near unit scale, each image normalised alone. ``image_shape`` (C, H, W) as the torch twin takes it (the
+    convs infer it here)."""
+
+    image_shape: Sequence[int]
+    channels: Sequence[int] = (32, 64)
+    fc: int = 512
+    groups: int = 8
+
+    def setup(self):
+        self.convs, self.norms = downsampling_convs(self.channels, self.groups)
+        self.hidden = nn.Dense(self.fc)
+        self.out = nn.Dense(1)
+
+    def __call__(self, x):
+        h = x
+        for conv, norm in zip(self.convs, self.norms):
+            h = nn.leaky_relu(norm(conv(h)), 0.2)
+        features = flatten_image(h)
+        return features, self.out(nn.leaky_relu(self.hidden(features), 0.2))[..., 0]
 
 
 # 2. Encoders and decoders --------------------------------------------------------------------------
@@ -282,7 +334,8 @@ class VAE(nn.Module):
     """Encoder q(z|x[,y]), prior N(0, I), decoder p(x|z[,y]) (Bernoulli logits or Gaussian mean with a
     learned scalar log-std ``log_sigma``). ``num_classes > 0`` makes it a conditional VAE;
     ``loss(..., beta=...)`` weighs the KL (beta-VAE; beta is the training step's setting, not the network's);
-    ``elbo`` is always the beta = 1 bound."""
+    ``elbo`` is always the beta = 1 bound. ``discriminator_channels`` (VAE-GAN's) adds ``discriminator``, a second
+    network on the images (``FeatureDiscriminator``), whose features measure the reconstruction (``vaegan_terms``)."""
 
     image_shape: Sequence[int]
     latent_dim: int = 16
@@ -292,6 +345,8 @@ class VAE(nn.Module):
     channels: Sequence[int] = (32, 64)
     num_classes: int = 0
     groups: int = 8
+    discriminator_channels: Sequence[int] = ()
+    discriminator_fc: int = 512
 
     def setup(self):
         if self.architecture == "mlp":
@@ -308,6 +363,9 @@ class VAE(nn.Module):
             self.log_sigma = self.param("log_sigma", nn.initializers.zeros, (1,), jnp.float32)
         elif self.likelihood != "bernoulli":
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+        if self.discriminator_channels:
+            self.discriminator = FeatureDiscriminator(self.image_shape, self.discriminator_channels,
+                                                      self.discriminator_fc)
 
     def encode(self, x, y=None):
         return self.encoder(x, y)
@@ -365,6 +423,19 @@ class VAE(nn.Module):
         """Decoder mean for latents z (B, d): Bernoulli probabilities or Gaussian means, (B, H, W, C)."""
         out = self.decode(z, y)
         return jax.nn.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    def vaegan_terms(self, x, eps, z_prior):
+        """VAE-GAN's terms of a batch (Larsen et al. 2016): KL(q(z|x) || N(0, I)), the reconstruction's L_llike in the
+        discriminator's features (``feature_reconstruction_nll``) and the discriminator's logits of the data x, of
+        the reconstructions x~ = Dec(z), z ~ q(z|x), and of the prior's samples x_p = Dec(z_p), decoder means all
+        (one discriminator pass over the three). x: (B, H, W, C), eps, z_prior: (B, d) ->
+        (kl, feature_nll, logits_real, logits_recon, logits_prior), each (B,)."""
+        mean, logvar = self.encode(x)
+        z = reparameterize(mean, logvar, eps)
+        features, logits = self.discriminator(jnp.concatenate([x, self.sample(z), self.sample(z_prior)]))
+        b = x.shape[0]
+        return (standard_normal_kl(mean, logvar), feature_reconstruction_nll(features[:b], features[b:2 * b]),
+                logits[:b], logits[b:2 * b], logits[2 * b:])
 
     def __call__(self, x, eps, y=None):
         return self.elbo(x, eps, y)
@@ -950,6 +1021,85 @@ def _section_hierarchical(d: Derivation, rng: np.random.Generator) -> None:
                  f"nats (posterior correlation {cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]):.2f})", 0.01, gap)
 
 
+def _shift_features(x, kernels):
+    """Translation-invariant features of 1-D signals: the energy of each kernel's circular correlation with x, its
+    square summed over the positions. x: (..., n), kernels: (k, w) -> (..., k). A circular shift of x leaves them
+    unchanged."""
+    windows = jnp.stack([jnp.roll(x, -j, axis=-1) for j in range(kernels.shape[1])], axis=-1)  # (..., n, w)
+    return jnp.sum((windows @ kernels.T) ** 2, axis=-2)
+
+
+def _section_vaegan(d: Derivation, rng: np.random.Generator) -> None:
+    """VAE-GAN: why a pixel likelihood blurs and a feature one need not; the discriminator's optimum with two fakes."""
+    d.say(r"VAE-GAN (Larsen et al. 2016) keeps the VAE's encoder and prior but measures the reconstruction in the "
+          r"features $\mathrm{Dis}_l$ of a GAN's discriminator, $-\log \mathcal N(\mathrm{Dis}_l(x) \mid "
+          r"\mathrm{Dis}_l(\tilde x), I)$, rather than in the pixels. Why: a Gaussian likelihood on pixels is "
+          r"maximised, when the code leaves the data uncertain, by the pixels' mean, a blur. Two equally likely "
+          r"images, one and the same shifted by a pixel (circularly, 1-D here):")
+    sharp = np.zeros(16)
+    sharp[5:9] = (0.6, 1.0, 0.8, 0.9)
+    data = jnp.asarray(np.stack([sharp, np.roll(sharp, 1)]))
+    blur = data.mean(0)
+
+    def pixel_loss(out):  # the expected unit-variance Gaussian NLL over the two images, less its constant
+        return jnp.mean(0.5 * jnp.sum((data - out) ** 2, axis=-1))
+
+    gap = float(jnp.sum((data[0] - data[1]) ** 2))
+    d.gradient(r"The expected pixel loss $\frac12 \mathbb E \|x - \tilde x\|^2$ is stationary at the blur "
+               r"$\tilde x = \frac12 (x_a + x_b)$ (jax.grad; it is convex, so that is its minimum)",
+               np.asarray(jax.grad(pixel_loss)(blur)), np.zeros(16))
+    d.numeric(r"...where it is $\frac18 \|x_a - x_b\|^2$, half the $\frac14 \|x_a - x_b\|^2$ of either sharp "
+              r"image: the pixel likelihood prefers the blur", np.array([pixel_loss(blur), pixel_loss(data[0])]),
+              np.array([gap / 8, gap / 4]))
+    kernels = jnp.asarray([[-1.0, 1.0, 0.0], [1.0, -2.0, 1.0], [1.0, 1.0, 1.0]])  # edges, curvature, local mass
+    feats = _shift_features(data, kernels)
+
+    def feature_loss(out):
+        return jnp.mean(feature_reconstruction_nll(feats, _shift_features(out, kernels)[None]))
+
+    d.numeric(r"In features that do not see a shift (the energies of a first difference, a second difference and a "
+              r"local sum, each summed over the positions), `feature_reconstruction_nll` is the Gaussian "
+              r"$-\log \mathcal N(\mathrm{Dis}_l(x) \mid \mathrm{Dis}_l(\tilde x), I)$ less $\frac F2 \log 2\pi$ "
+              r"(jax.scipy.stats.norm)",
+              feature_reconstruction_nll(feats, _shift_features(blur, kernels)[None]),
+              -jax.scipy.stats.norm.logpdf(feats, _shift_features(blur, kernels)).sum(-1) - 1.5 * LOG_2PI)
+    d.numeric(r"...and there the sharp image costs nothing, $x_a$ and $x_b$ having the same features",
+              feature_loss(data[0]), 0.0)
+    d.inequality(r"...while the blur, whose edges are softer, costs more than a tenth: the feature likelihood "
+                 r"prefers the sharp image", 0.1, feature_loss(blur))
+    fig, (ax_pix, ax_bar) = new_figure(columns=2)
+    for k, (signal, name) in enumerate(((data[0], "$x_a$"), (data[1], "$x_b$ (shifted)"), (blur, "the blur"))):
+        ax_pix.step(np.arange(16), np.asarray(signal) + 0.02 * k, where="mid", label=name, lw=1.5,
+                    ls="-" if k < 2 else "--")
+    ax_pix.set(xlabel="pixel", ylabel="value")
+    ax_pix.legend(fontsize=8)
+    width, at = 0.35, np.arange(2)
+    ax_bar.bar(at - width / 2, [pixel_loss(data[0]), pixel_loss(blur)], width, label="pixel loss")
+    ax_bar.bar(at + width / 2, [feature_loss(data[0]), feature_loss(blur)], width, label="feature loss")
+    ax_bar.set(xticks=at, xticklabels=["sharp $x_a$", "blur"], ylabel="expected loss over $\\{x_a, x_b\\}$")
+    ax_bar.legend(fontsize=8)
+    d.figure(fig, "Two equally likely images a pixel apart: the pixels' Gaussian loss is smaller for their blur, the "
+                  "shift-blind features' loss is zero for either sharp image.")
+
+    d.say(r"The discriminator sees the data against two fakes, the reconstructions $\tilde x$ and the prior's samples "
+          r"$x_p$, each term of $L_\mathrm{GAN}$ of weight one; pointwise its loss $-p_\mathrm{data} \log D - "
+          r"(p_{\tilde x} + p_{x_p}) \log (1 - D)$ is least at $D = \frac{p_\mathrm{data}}{p_\mathrm{data} + "
+          r"p_{\tilde x} + p_{x_p}}$, so a decoder whose both fakes match the data leaves it at 1/3, not 1/2.")
+    p_data, p_recon, p_prior = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.5, 0.3]), np.array([0.1, 0.2, 0.7])
+    counts = 10
+    atoms = [np.repeat(np.arange(3), np.round(p * counts).astype(int)) for p in (p_data, p_recon, p_prior)]
+
+    def discriminator_loss(logits):
+        zeros = jnp.zeros(len(atoms[0]))
+        return vaegan_losses(zeros, zeros, logits[atoms[0]], logits[atoms[1]], logits[atoms[2]], 1.0)[2]
+
+    optimum = jnp.log(p_data / (p_recon + p_prior))
+    d.gradient(r"The discriminator's loss of `vaegan_losses` is stationary at logit $\log \frac{p_\mathrm{data}}"
+               r"{p_{\tilde x} + p_{x_p}}$: three atoms, the data, the reconstructions and the prior's samples on "
+               r"them with (0.5, 0.3, 0.2), (0.2, 0.5, 0.3) and (0.1, 0.2, 0.7) (jax.grad)",
+               np.asarray(jax.grad(discriminator_loss)(optimum)), np.zeros(3))
+
+
 def _section_flax_vae(d: Derivation, rng: np.random.Generator) -> None:
     """The flax VAE's importance-sampled NLL at K = 1 is its ELBO with the KL estimated by one sample."""
     n = 2000  # the flax VAE on 3 images, each with n draws of eps
@@ -984,5 +1134,6 @@ def derive(echo=None) -> Derivation:
     _section_tc_estimator(d, rng)
     _section_factor_vae(d, rng)
     _section_hierarchical(d, rng)
+    _section_vaegan(d, rng)
     _section_flax_vae(d, rng)
     return d

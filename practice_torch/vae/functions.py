@@ -108,3 +108,26 @@ def permutations(keys):
     """A uniformly random permutation of the batch for each latent dimension, from uniform keys drawn as noise: the
     ranks of each column. keys: (B, d) -> perms (d, B), row k a permutation of 0..B-1 (``permute_dims``'s)."""
     return torch.argsort(keys, dim=0).T
+
+
+# VAE-GAN (Larsen et al. 2016): the reconstruction measured in a discriminator's features -------------------------------
+def feature_reconstruction_nll(features_x, features_recon):
+    """L_llike^{Dis_l} (Larsen et al. 2016, eq. 8): -log N(Dis_l(x) | Dis_l(x~), I) of the discriminator's features at
+    layer l, summed over them, less its constant (F/2) log 2 pi: 1/2 sum_f (Dis_l(x)_f - Dis_l(x~)_f)^2.
+    features_x, features_recon: (B, F) -> (B,)."""
+    return 0.5 * torch.sum((features_x - features_recon) ** 2, dim=-1)
+
+
+def vaegan_losses(kl, feature_nll, logits_real, logits_recon, logits_prior, gamma, beta=1.0):
+    """VAE-GAN's three losses, one a network (Larsen et al. 2016, Algorithm 1), each a batch mean:
+    the encoder's, L_prior + L_llike: mean(beta KL + feature_nll);
+    the decoder's, gamma L_llike + the generator's side of L_GAN on both of its fakes, the reconstructions x~ and
+    the prior's samples x_p (the non-saturating form, -log D): gamma mean(feature_nll) + mean softplus(-logit x~) +
+    mean softplus(-logit x_p);
+    the discriminator's, -L_GAN: mean softplus(-logit x) + mean softplus(logit x~) + mean softplus(logit x_p).
+    kl, feature_nll: (B,); logits_*: (B,) -> (encoder_loss, decoder_loss, discriminator_loss)."""
+    encoder = torch.mean(beta * kl + feature_nll)
+    decoder = gamma * torch.mean(feature_nll) + torch.mean(F.softplus(-logits_recon)) + torch.mean(F.softplus(-logits_prior))
+    discriminator = (torch.mean(F.softplus(-logits_real)) + torch.mean(F.softplus(logits_recon))
+                     + torch.mean(F.softplus(logits_prior)))
+    return encoder, decoder, discriminator

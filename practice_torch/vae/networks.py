@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from practice_torch.elbo import gaussian_log_prob, iwae_bound, standard_normal_kl
 from practice_torch.vae.functions import (
     bernoulli_log_prob,
+    feature_reconstruction_nll,
     hierarchical_kl,
     reparameterize,
     total_correlation_terms,
@@ -149,17 +150,45 @@ class TCDiscriminator(nn.Module):
         return self.out(h)[..., 0]
 
 
+class FeatureDiscriminator(nn.Module):
+    """VAE-GAN's discriminator (Larsen et al. 2016): strided 3x3 convs (stride 2, padding 1), each normalised and
+    through leaky ReLU 0.2, a fully connected layer of ``fc``, the logit. x: (B, C, H, W) -> (Dis_l(x) (B, F), logit
+    (B,)): the features Dis_l are the last conv's activations, flattened in NCHW order, the layer whose likeness
+    measures the reconstruction. GroupNorm(min(groups, c), eps 1e-5) where the paper has batch norm: it keeps the
+    features near unit scale, so that their Gaussian likelihood weighs against the KL as the paper's did, and it
+    normalises each image alone (the discriminator sees the data and two fakes in one batch)."""
+
+    def __init__(self, image_shape: Sequence[int], channels: Sequence[int] = (32, 64), fc: int = 512, groups: int = 8):
+        super().__init__()
+        c, hgt, wid = image_shape
+        self.convs, self.norms = downsampling_convs(c, channels, groups)
+        for _ in channels:
+            hgt, wid = (hgt + 1) // 2, (wid + 1) // 2
+        self.hidden = nn.Linear(channels[-1] * hgt * wid, fc)
+        self.out = nn.Linear(fc, 1)
+
+    def forward(self, x):
+        h = x
+        for conv, norm in zip(self.convs, self.norms):
+            h = F.leaky_relu(norm(conv(h)), 0.2)
+        features = torch.flatten(h, 1)
+        return features, self.out(F.leaky_relu(self.hidden(features), 0.2))[..., 0]
+
+
 # 3. The VAE: ELBO, beta-VAE objective, importance-sampled likelihood -------------------------------
 class VAE(nn.Module):
     """Encoder q(z|x[,y]), prior N(0, I), decoder p(x|z[,y]) (Bernoulli logits or Gaussian mean with a
     learned scalar log-std ``log_sigma``). ``num_classes > 0`` makes it a conditional VAE;
     ``loss(..., beta=...)`` weighs the KL (beta-VAE; beta is the training step's setting, not the network's);
     ``elbo`` is always the beta = 1 bound. ``tc_hidden`` (FactorVAE's) adds ``tc_discriminator``, a second player
-    on the codes (``TCDiscriminator``) that no bound uses."""
+    on the codes (``TCDiscriminator``) that no bound uses; ``discriminator_channels`` (VAE-GAN's) adds
+    ``discriminator``, a third on the images (``FeatureDiscriminator``), whose features measure the reconstruction
+    (``vaegan_terms``)."""
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int = 16, architecture: str = "mlp",
                  likelihood: str = "bernoulli", hidden: Sequence[int] = (256,), channels: Sequence[int] = (32, 64),
-                 num_classes: int = 0, groups: int = 8, tc_hidden: Sequence[int] = ()):
+                 num_classes: int = 0, groups: int = 8, tc_hidden: Sequence[int] = (),
+                 discriminator_channels: Sequence[int] = (), discriminator_fc: int = 512):
         super().__init__()
         self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
         self.likelihood, self.num_classes = likelihood, num_classes
@@ -178,10 +207,16 @@ class VAE(nn.Module):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
         if tc_hidden:
             self.tc_discriminator = TCDiscriminator(latent_dim, tc_hidden)
+        if discriminator_channels:
+            self.discriminator = FeatureDiscriminator(image_shape, discriminator_channels, discriminator_fc)
 
     def vae_parameters(self) -> list[nn.Parameter]:
-        """The encoder's and the decoder's (and the decoder's scale's) parameters: all but the TC discriminator's."""
-        return [p for name, p in self.named_parameters() if not name.startswith("tc_discriminator.")]
+        """The encoder's and the decoder's (and the decoder's scale's) parameters: all but the discriminators'."""
+        return [p for name, p in self.named_parameters() if not name.startswith(("tc_discriminator.", "discriminator."))]
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """The decoder's parameters and, with a Gaussian decoder, its scale's: what VAE-GAN's decoder loss trains."""
+        return [p for name, p in self.named_parameters() if name.startswith(("decoder.", "log_sigma"))]
 
     def encode(self, x, y=None):
         return self.encoder(x, y)
@@ -243,6 +278,19 @@ class VAE(nn.Module):
         """Decoder mean for latents z (B, d): Bernoulli probabilities or Gaussian means, (B, C, H, W)."""
         out = self.decode(z, y)
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    def vaegan_terms(self, x, eps, z_prior):
+        """VAE-GAN's terms of a batch (Larsen et al. 2016): KL(q(z|x) || N(0, I)), the reconstruction's L_llike in the
+        discriminator's features (``feature_reconstruction_nll``) and the discriminator's logits of the data x, of
+        the reconstructions x~ = Dec(z), z ~ q(z|x), and of the prior's samples x_p = Dec(z_p), decoder means all
+        (one discriminator pass over the three). x: (B, C, H, W), eps, z_prior: (B, d) ->
+        (kl, feature_nll, logits_real, logits_recon, logits_prior), each (B,)."""
+        mean, logvar = self.encode(x)
+        z = reparameterize(mean, logvar, eps)
+        features, logits = self.discriminator(torch.cat([x, self.sample(z), self.sample(z_prior)]))
+        b = len(x)
+        return (standard_normal_kl(mean, logvar), feature_reconstruction_nll(features[:b], features[b:2 * b]),
+                logits[:b], logits[b:2 * b], logits[2 * b:])
 
     def forward(self, x, eps, y=None):
         return self.elbo(x, eps, y)

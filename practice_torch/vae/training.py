@@ -30,6 +30,7 @@ from practice_torch.vae.functions import (
     permute_dims,
     tc_discriminator_loss,
     total_correlation_terms,
+    vaegan_losses,
 )
 from practice_torch.vae.networks import VAE, HierarchicalVAE, most_used_latents, traverse
 
@@ -54,6 +55,12 @@ class Config:
     tc_hidden: tuple[int, ...] = (1000,) * 6  # the TC discriminator's widths (the paper's 6 layers of 1000)
     tc_lr: float = 1e-4  # the TC discriminator's Adam (the paper's lr and betas); the VAE keeps train.lr and train.betas
     tc_betas: tuple[float, float] = (0.5, 0.9)
+    vaegan_gamma: float = 0.0  # VAE-GAN (Larsen et al. 2016): > 0 trains a discriminator whose features measure the
+    # reconstruction; gamma weighs that likeness against fooling the discriminator in the decoder's loss
+    dis_channels: tuple[int, ...] = (32, 64)  # VAE-GAN's discriminator: strided convs, its features the last one's
+    dis_fc: int = 512  # and a fully connected layer before the logit
+    gan_lr: float = 1e-3  # VAE-GAN's decoder's and discriminator's Adam, the DCGAN's betas (at its lr 2e-4 with
+    gan_betas: tuple[float, float] = (0.5, 0.999)  # gamma 0.01 D won within 200 steps); the encoder keeps train.lr
     conditional: bool = False  # a conditional VAE on the data set's labels
     levels: int = 1  # 2: a hierarchical VAE, z2 (top_dim) over z1 (latent_dim), inferred top-down (HierarchicalVAE)
     top_dim: int = 8  # the top level's latents (levels = 2)
@@ -109,7 +116,7 @@ default_config = preset_config("vae", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood", "conditional", "mel", "tc_hidden",
-                "levels", "top_dim")
+                "levels", "top_dim", "dis_channels", "dis_fc")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("nll_samples", "nll_examples", "tc_examples", "probe_examples")
 
@@ -133,18 +140,31 @@ def build(config: Config, data) -> VAE:
     if config.factor_gamma < 0 or (config.factor_gamma and config.tc_beta != 1):
         raise ValueError("model.factor_gamma is FactorVAE's weight of the TC (0: off), at least 0 and not with "
                          f"beta-TCVAE's model.tc_beta (got {config.factor_gamma} and {config.tc_beta}): choose one")
+    check_vaegan(config)
     return VAE(image_shape=data.shape, latent_dim=config.latent_dim, architecture=config.architecture,
                likelihood=config.likelihood, hidden=config.hidden, channels=config.channels,
                num_classes=data.num_classes if config.conditional else 0,
-               tc_hidden=config.tc_hidden if config.factor_gamma else ())
+               tc_hidden=config.tc_hidden if config.factor_gamma else (),
+               discriminator_channels=config.dis_channels if config.vaegan_gamma else (), discriminator_fc=config.dis_fc)
+
+
+def check_vaegan(config: Config) -> None:
+    """VAE-GAN (``model.vaegan_gamma > 0``) is an unconditional VAE of one level with the plain KL; a one-line
+    ValueError for a negative gamma, no discriminator convs or what it does not combine with."""
+    others = [key for key, on in (("conditional", config.conditional), ("tc_beta", config.tc_beta != 1),
+                                  ("factor_gamma", config.factor_gamma)) if on]
+    if config.vaegan_gamma < 0 or (config.vaegan_gamma and (not config.dis_channels or others)):
+        raise ValueError(f"model.vaegan_gamma > 0 (VAE-GAN) weighs the discriminator's likeness against fooling it: "
+                         f"at least 0, with model.dis_channels, and not with model."
+                         f"{others[0] if others else 'vaegan_gamma'} (got {config.vaegan_gamma})")
 
 
 def build_hierarchical(config: Config, data) -> HierarchicalVAE:
     """The two-level VAE (``model.levels=2``): conv only, unconditional, trained on its ELBO (beta may weigh both KLs);
     one-line ValueError for what it does not combine with."""
     others = [key for key, on in (("architecture=mlp", config.architecture != "conv"), ("conditional", config.conditional),
-                                  ("tc_beta", config.tc_beta != 1), ("factor_gamma", config.factor_gamma))
-              if on]
+                                  ("tc_beta", config.tc_beta != 1), ("factor_gamma", config.factor_gamma),
+                                  ("vaegan_gamma", config.vaegan_gamma)) if on]
     if others or config.top_dim < 1:
         raise ValueError(f"model.levels=2 (a hierarchical VAE) is a conv VAE of model.top_dim >= 1 latents over "
                          f"model.latent_dim, without model.{others[0] if others else 'top_dim'}")
@@ -154,10 +174,13 @@ def build_hierarchical(config: Config, data) -> HierarchicalVAE:
 
 def draw_noise(net: VAE, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """eps ~ N(0, I), (n, d): the one reparameterised sample per example of the training loss; FactorVAE's also
-    ``perm_keys`` ~ U(0, 1), (n, d), whose ranks down each column (``permutations``) shuffle the batch's codes."""
+    ``perm_keys`` ~ U(0, 1), (n, d), whose ranks down each column (``permutations``) shuffle the batch's codes;
+    VAE-GAN's ``z_prior`` ~ N(0, I), (n, d), the codes its decoder draws the prior's samples from."""
     noise = {"eps": draw_eps((n, net.latent_dim), generator)}
     if config.factor_gamma:
         noise["perm_keys"] = torch.rand((n, net.latent_dim), generator=generator)
+    if config.vaegan_gamma:
+        noise["z_prior"] = draw_eps((n, net.latent_dim), generator)
     return noise
 
 
@@ -183,20 +206,49 @@ def loss(net: VAE, config: Config, batch, noise: dict[str, torch.Tensor], step: 
             {"recon_nll": -recon.mean(), "kl": kl.mean(), "mi": mi.mean(), "tc": tc.mean(), "dim_kl": dim_kl.mean()})
 
 
-# FactorVAE (Kim & Mnih 2018): the VAE and the TC discriminator, two players ------------------------------------------
+# Models of several players: FactorVAE (the VAE, the TC discriminator), VAE-GAN (encoder, decoder, discriminator) -----
 def own_step(config: Config) -> bool:
-    """Whether a run trains by ``train_step`` (FactorVAE's two players) rather than the engine's step on ``loss``."""
-    return config.factor_gamma > 0
+    """Whether a run trains by ``train_step`` (FactorVAE's or VAE-GAN's players) rather than the engine's step on
+    ``loss``."""
+    return config.factor_gamma > 0 or config.vaegan_gamma > 0
 
 
 def players(net: VAE, config: Config) -> dict[str, Player]:
     """FactorVAE's two optimizers: the VAE's (``train.lr``, ``train.betas``) and the TC discriminator's
-    (``model.tc_lr``, ``model.tc_betas``: the paper's Adam at 1e-4 with betas (0.5, 0.9))."""
+    (``model.tc_lr``, ``model.tc_betas``: the paper's Adam at 1e-4 with betas (0.5, 0.9)); VAE-GAN's three: the
+    encoder's (``train.lr``, ``train.betas``), the decoder's and the discriminator's (``model.gan_lr``,
+    ``model.gan_betas``: the DCGAN's betas)."""
+    if config.vaegan_gamma:
+        return {"encoder": Player(list(net.encoder.parameters())),
+                "decoder": Player(net.decoder_parameters(), config.gan_lr, config.gan_betas),
+                "discriminator": Player(list(net.discriminator.parameters()), config.gan_lr, config.gan_betas)}
     return {"vae": Player(net.vae_parameters()),
             "tc_discriminator": Player(list(net.tc_discriminator.parameters()), config.tc_lr, config.tc_betas)}
 
 
 def train_step(net: VAE, config: Config, step: int, run):
+    """The step of a model of several players: ``vaegan_step`` or ``factor_vae_step``."""
+    return (vaegan_step if config.vaegan_gamma else factor_vae_step)(net, config, step, run)
+
+
+def vaegan_step(net: VAE, config: Config, step: int, run):
+    """One iteration of VAE-GAN (Larsen et al. 2016, Algorithm 1): on one batch, the KL, the reconstruction's
+    likeness in the discriminator's features and its logits of x, the reconstructions and the prior's samples
+    (``VAE.vaegan_terms``); then each network's own loss (``vaegan_losses``), its gradient taken with respect to its
+    own parameters only, the three updated at once. -> (the three losses' sum, the terms)."""
+    (x, _), noise = run.next_batch()
+    with run.autocast():
+        kl, feature_nll, logits_real, logits_recon, logits_prior = net.vaegan_terms(x, noise["eps"], noise["z_prior"])
+        encoder_loss, decoder_loss, d_loss = vaegan_losses(kl, feature_nll, logits_real, logits_recon, logits_prior,
+                                                           config.vaegan_gamma, config.beta)
+    run.update(encoder=encoder_loss, decoder=decoder_loss, discriminator=d_loss)
+    return encoder_loss + decoder_loss + d_loss, {
+        "kl": kl.mean(), "feature_nll": feature_nll.mean(), "encoder_loss": encoder_loss,
+        "decoder_loss": decoder_loss, "discriminator_loss": d_loss, "d_real": torch.sigmoid(logits_real).mean(),
+        "d_recon": torch.sigmoid(logits_recon).mean(), "d_prior": torch.sigmoid(logits_prior).mean()}
+
+
+def factor_vae_step(net: VAE, config: Config, step: int, run):
     """One iteration of FactorVAE (Kim & Mnih 2018, Algorithm 2): the VAE's update on a batch, the negative ELBO plus
     gamma times the discriminator's logit of its codes (``factor_vae_loss``); then the discriminator's on the next
     batch, those codes (label 1) against the next batch's codes with each dimension shuffled (``permute_dims``,
@@ -297,16 +349,18 @@ def traversals(net: VAE, x, y, rows: int = 10, steps: int = 9, span: float = 2.5
 @torch.no_grad()
 def evaluate(net: VAE, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
     """Held-out ELBO (one sample per example, every example) and -log p(x) by K importance samples on the
-    first ``config.nll_examples`` (Burda et al. 2016), in nats per example and bits/dim = nll / (D ln 2); the KL's
+    first ``config.nll_examples`` (Burda et al. 2016), in nats per example and bits/dim = nll / (D ln 2); the
+    reconstruction's mean squared error per pixel (the decoder's mean at the posterior mean against x); the KL's
     parts (``kl_parts``); with class labels and no conditioning, the linear probe of the posterior mean beside the
     pixels' (``evaluation.probe``, the probe BiGAN's encoder is read by)."""
     device, d = _device(net), net.latent_dim
     dims = math.prod(net.image_shape)
-    totals = {"elbo": 0.0, "recon_nll": 0.0, "kl": 0.0}
+    totals = {"elbo": 0.0, "recon_nll": 0.0, "kl": 0.0, "recon_mse": 0.0}
     for x, y in progress(DataLoader(dataset, batch_size=500), desc="ELBO", leave=False):
         x, y = x.to(device), y.to(device) if net.num_classes else None
         recon, kl = net.terms(x, draw_eps((len(x), d), generator).to(device), y)
-        for name, value in (("elbo", recon - kl), ("recon_nll", -recon), ("kl", kl)):
+        mse = torch.mean((net.sample(net.encode(x, y)[0], y) - x).flatten(1) ** 2, dim=1)
+        for name, value in (("elbo", recon - kl), ("recon_nll", -recon), ("kl", kl), ("recon_mse", mse)):
             totals[name] += value.sum().item()
     k, m = config.nll_samples, min(config.nll_examples, len(dataset))
     nll_sum = 0.0
@@ -316,6 +370,7 @@ def evaluate(net: VAE, config: Config, dataset: Dataset, generator: torch.Genera
         nll_sum += net.importance_nll(x, draw_eps((len(x), k, d), generator).to(device), y).sum().item()
     n, nll = len(dataset), nll_sum / max(m, 1)
     return {"elbo": totals["elbo"] / n, "recon_nll": totals["recon_nll"] / n, "kl": totals["kl"] / n,
+            "recon_mse": totals["recon_mse"] / n,
             "neg_elbo_bits_per_dim": -totals["elbo"] / n / (dims * math.log(2)), "nll": nll,
             "nll_bits_per_dim": nll / (dims * math.log(2)), "examples": n, "nll_examples": m, "importance_samples": k,
             **kl_parts(net, config, dataset, generator), **probe(net, config, dataset)}
