@@ -16,7 +16,8 @@ recorded, where there is one). The record, ``docs/reproduce.json`` (also ``bench
 holds every run's figures, wall time and whether it met the target, with the commit, the machine and the load; ``make
 docs`` renders it on each row's topic pages (``shared_specs.docs.reproduce_table``) and, one line a row, in the
 README (``reproduce_summary``). A row with a ``curve`` (CartPole) also draws its runs' learning curves, mean +- sd
-over the seeds beside peers' published points, into ``docs/figures/reproduce_<row>.png``.
+over the seeds beside peers' published points, into ``docs/figures/reproduce_<row>.png``; a row with ``pictures``
+(VAE-GAN) puts its arms' first-seed samples side by side in ``docs/figures/reproduce_<row>_pictures.png``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Row:
     digits: int = 3
     seconds: float = 60.0
     sample_metrics: bool = False  # eval also scores samples (FID and the rest) where the row's figure is one of them
+    pictures: tuple[str, ...] = ()  # the samples/ images (stems) of each arm's first seed, side by side in a figure
 
 
 def mode_collapse_arms(dataset: str, paper: dict[str, str]) -> tuple[Arm, ...]:
@@ -238,7 +240,7 @@ ROWS = {row.id: row for row in (
         "fid", "FID (project features)", "none: a comparison of the three at their quick presets", None,
         beside=(("recon_mse", "reconstruction MSE"), ("nll_bits_per_dim", "pixel NLL (bits/dim)"),
                 ("precision", "precision"), ("recall", "recall")),
-        digits=1, seconds=600.0, sample_metrics=True),
+        digits=1, seconds=600.0, sample_metrics=True, pictures=("samples", "reconstructions")),
     Row("selective_copying", ("ssm",), "Selective copying: the time-invariant SSM against the selective one",
         "Gu & Dao 2023 (Mamba), Table 1: 2-layer models on sequences of 4 096 with 16 tokens to copy, vocabulary 16: "
         "S4 18.3%, Mamba (S6) 99.8%",
@@ -383,6 +385,8 @@ def reproduce(args) -> list[dict]:
     for row in rows:
         if row.curve:
             print(f"wrote {draw_curves(row, folder, list(seeds), record['meta'][row.id])}")
+        if row.pictures:
+            print(f"wrote {draw_pictures(row, folder, record['meta'][row.id])}")
     return [{k: v for k, v in r.items() if k != "metrics"} for r in records]
 
 
@@ -395,6 +399,33 @@ def each(one: Callable, todo: list, jobs: int) -> None:
         return
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(one, todo))
+
+
+def draw_pictures(row: Row, folder: Path, meta: dict, out: Path | None = None) -> Path:
+    """``docs/figures/reproduce_<row>_pictures.png``: each of ``row.pictures`` (a stem of a run's ``samples/``
+    images) of every arm's seed-0 run, a row an arm (an arm without that picture, a GAN's reconstructions, left
+    blank), titled with the commit and the machine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(row.arms), len(row.pictures), squeeze=False,
+                             figsize=(3.2 * len(row.pictures), 3.3 * len(row.arms)))
+    for i, arm in enumerate(row.arms):
+        for j, stem in enumerate(row.pictures):
+            ax, image = axes[i][j], run_dir(folder, row, arm, 0) / "samples" / f"{stem}.png"
+            if image.is_file():
+                ax.imshow(mpimg.imread(image), cmap="gray")
+            ax.set_title(f"{arm.name}: {stem if image.is_file() else f'no {stem}'}", fontsize=9)
+            ax.axis("off")
+    fig.suptitle(f"{row.title}, seed 0\n{meta['commit']} · {meta['machine']}", fontsize=8)
+    out = out or ROOT / "docs" / "figures" / f"reproduce_{row.id}_pictures.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def logged_curve(out: Path, x: str, y: str) -> list[tuple[float, float]]:

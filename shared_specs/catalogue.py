@@ -49,8 +49,10 @@ TOPICS: tuple[Topic, ...] = (
     Topic("autoencoder", "latent variable", "autoencoders; denoising; anomaly detection", "image, sound",
           trains="autoencoder: MLP or conv, denoising, anomaly detection by reconstruction error (images, log-mels)"),
     Topic("vae", "latent variable",
-          "VAE; reparameterisation; beta-VAE; beta-TCVAE; FactorVAE; hierarchical VAE; conditional VAE", "image, sound",
-          trains="variational autoencoder: MLP or conv, beta-VAE, beta-TCVAE, FactorVAE, conditional (images)",
+          "VAE; reparameterisation; beta-VAE; beta-TCVAE; FactorVAE; hierarchical VAE; VAE-GAN; conditional VAE",
+          "image, sound",
+          trains="variational autoencoder: MLP or conv, beta-VAE, beta-TCVAE, FactorVAE, two-level, VAE-GAN, "
+                 "conditional (images)",
           checks="the single-sample ELBO and the 32-sample importance-weighted NLL (nats, bits/dim)"),
     Topic("vq_vae", "latent variable", "vector-quantised VAE", "image, sound",
           trains="VQ-VAE: EMA codebook, dead-code restarts; a transformer prior over the code grid (images, log-mels)"),
