@@ -276,7 +276,8 @@ def reproduce_table(record: dict[str, Any], topic: str) -> str:
             lines += ["", gap_line(record, key)]
         lines += ["", f"Measured by `python -m benchmarks reproduce --rows {key}` at {meta['commit']} on "
                       f"{meta['machine']}, {meta['jobs']} runs at a time, one thread each (load average "
-                      f"{meta['load_before']} before, {meta['load_after']} after), {meta['date']}."]
+                      f"{meta['load_before']} before, {meta['load_after']} after), {meta['date']}"
+                      f"{'; ' + meta['beside'] if meta.get('beside') else ''}."]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 

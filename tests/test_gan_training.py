@@ -433,7 +433,11 @@ def test_progressive_growing_grows_the_players_through_a_run_that_resumes_exactl
         "model.progressive=true", "model.width=4", "model.latent_dim=4", "model.phase_steps=2", "train.batch_size=16",
         "train.steps=10", "train.checkpoint_every=3", "train.log_every=1", "train.samples=8", "train.device=cpu",
         "data.limit=64"])
-    assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # step 3: the 4 x 4 stage half faded in
+    resumed = assert_resumes_exactly(cfg, tmp_path, stop_at=3)  # step 3: the 4 x 4 stage half faded in
+    from practice_torch.gan.quality import untrained_copy
+
+    fresh = dict(untrained_copy(resumed.net).named_parameters())  # eval's untrained reference: every weight redrawn
+    assert not any(torch.equal(p, fresh[name]) for name, p in resumed.net.named_parameters() if name.endswith("weight"))
     rows = read_metrics(tmp_path / "whole")
     assert [(r["stage"], r["alpha"]) for r in rows] == [functions.growth(r["step"] - 1, 2, 3) for r in rows]
     assert {r["stage"] for r in rows} == {0.0, 1.0, 2.0} and 0.5 in {r["alpha"] for r in rows}

@@ -37,6 +37,12 @@ class EqualizedLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features))
         self.scale = math.sqrt(gain / in_features)
 
+    def reset_parameters(self) -> None:
+        """Fresh weights as at construction, W ~ N(0, 1) and b = 0 (what ``quality.untrained_copy`` calls)."""
+        with torch.no_grad():
+            self.weight.normal_()
+            self.bias.zero_()
+
     def forward(self, x):
         return F.linear(x, self.weight * self.scale, self.bias)
 
@@ -50,6 +56,8 @@ class EqualizedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.scale, self.padding = math.sqrt(gain / (in_channels * kernel * kernel)), kernel // 2
+
+    reset_parameters = EqualizedLinear.reset_parameters
 
     def forward(self, x):
         return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
