@@ -59,8 +59,8 @@ class Config:
     # reconstruction; gamma weighs that likeness against fooling the discriminator in the decoder's loss
     dis_channels: tuple[int, ...] = (32, 64)  # VAE-GAN's discriminator: strided convs, its features the last one's
     dis_fc: int = 512  # and a fully connected layer before the logit
-    gan_lr: float = 1e-3  # VAE-GAN's decoder's and discriminator's Adam, the DCGAN's betas (at its lr 2e-4 with
-    gan_betas: tuple[float, float] = (0.5, 0.999)  # gamma 0.01 D won within 200 steps); the encoder keeps train.lr
+    gan_lr: float = 1e-3  # VAE-GAN's decoder's and discriminator's Adam (at the DCGAN's 2e-4, D won within 200 steps)
+    gan_betas: tuple[float, float] = (0.5, 0.999)  # the DCGAN's; VAE-GAN's encoder keeps train.lr and train.betas
     conditional: bool = False  # a conditional VAE on the data set's labels
     levels: int = 1  # 2: a hierarchical VAE, z2 (top_dim) over z1 (latent_dim), inferred top-down (HierarchicalVAE)
     top_dim: int = 8  # the top level's latents (levels = 2)
