@@ -1029,8 +1029,14 @@ def _shift_features(x, kernels):
     return jnp.sum((windows @ kernels.T) ** 2, axis=-2)
 
 
-def _section_vaegan(d: Derivation, rng: np.random.Generator) -> None:
+def _section_vaegan(d: Derivation) -> None:
     """VAE-GAN: why a pixel likelihood blurs and a feature one need not; the discriminator's optimum with two fakes."""
+    _section_vaegan_likelihood(d)
+    _section_vaegan_discriminator(d)
+
+
+def _section_vaegan_likelihood(d: Derivation) -> None:
+    """Two images a pixel apart: the pixels' Gaussian loss prefers their blur, shift-blind features either one."""
     d.say(r"VAE-GAN (Larsen et al. 2016) keeps the VAE's encoder and prior but measures the reconstruction in the "
           r"features $\mathrm{Dis}_l$ of a GAN's discriminator, $-\log \mathcal N(\mathrm{Dis}_l(x) \mid "
           r"\mathrm{Dis}_l(\tilde x), I)$, rather than in the pixels. Why: a Gaussian likelihood on pixels is "
@@ -1081,6 +1087,9 @@ def _section_vaegan(d: Derivation, rng: np.random.Generator) -> None:
     d.figure(fig, "Two equally likely images a pixel apart: the pixels' Gaussian loss is smaller for their blur, the "
                   "shift-blind features' loss is zero for either sharp image.")
 
+
+def _section_vaegan_discriminator(d: Derivation) -> None:
+    """The discriminator's loss facing the data and two fakes is least at p_data / (p_data + p_recon + p_prior)."""
     d.say(r"The discriminator sees the data against two fakes, the reconstructions $\tilde x$ and the prior's samples "
           r"$x_p$, each term of $L_\mathrm{GAN}$ of weight one; pointwise its loss $-p_\mathrm{data} \log D - "
           r"(p_{\tilde x} + p_{x_p}) \log (1 - D)$ is least at $D = \frac{p_\mathrm{data}}{p_\mathrm{data} + "
@@ -1134,6 +1143,6 @@ def derive(echo=None) -> Derivation:
     _section_tc_estimator(d, rng)
     _section_factor_vae(d, rng)
     _section_hierarchical(d, rng)
-    _section_vaegan(d, rng)
+    _section_vaegan(d)
     _section_flax_vae(d, rng)
     return d
