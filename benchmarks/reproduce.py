@@ -434,7 +434,7 @@ def draw_pictures(row: Row, folder: Path, meta: dict, out: Path | None = None) -
             ax.set_title(f"{arm.name}: {stem if image.is_file() else f'no {stem}'}", fontsize=9)
             ax.axis("off")
     fig.suptitle(f"{row.title}, seed 0\n{meta['commit']} · {meta['machine']}", fontsize=8)
-    out = out or ROOT / "docs" / "figures" / f"reproduce_{row.id}_pictures.png"
+    out = out or RECORD.parent / "figures" / f"reproduce_{row.id}_pictures.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -470,7 +470,7 @@ def draw_curves(row: Row, folder: Path, seeds: list[int], meta: dict, out: Path 
            title=f"{row.title}\n{meta['commit']} · {meta['machine']}\n{meta['jobs']} runs at a time, one thread each "
                  f"· load average {meta['load_before']} before, {meta['load_after']} after")
     ax.title.set_fontsize(8)
-    out = out or ROOT / "docs" / "figures" / f"reproduce_{row.id}.png"
+    out = out or RECORD.parent / "figures" / f"reproduce_{row.id}.png"
     save(fig, ax, out)
     return out
 

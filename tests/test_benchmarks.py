@@ -441,7 +441,7 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
                  (R.Arm("gp", "wgan", "gaussians", ("train.steps=2", "model.hidden=8", "train.batch_size=16",
                                                     "train.samples=16", "train.log_every=1")),),
                  "w1_exact", "W1", "W1 below 0 (never)", lambda m: m["w1_exact"] < 0,
-                 beside=(("w1_floor", "the floor"),))
+                 beside=(("w1_floor", "the floor"),), pictures=("samples", "reconstructions"))
     monkeypatch.setattr(R, "ROWS", {"tiny": tiny})
     monkeypatch.setattr(R, "RECORD", tmp_path / "reproduce.json")
     args = argparse.Namespace(rows="tiny", presets="", seeds=1, jobs=1, reproduce_runs=str(tmp_path / "runs"))
@@ -452,6 +452,9 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
     assert [(r["arm"], r["seed"], r["holds"]) for r in record["runs"]] == [("gp", 0, False)] and len(rows) == 1
     assert set(record["runs"][0]["metrics"]) == {"w1_exact", "w1_floor"} and record["runs"][0]["wall_s"] > 0
     assert record["rows"]["tiny"]["beside"] == [["w1_floor", "the floor"]] and "tiny" in record["meta"]
+    from PIL import Image  # the arm's pictures side by side: one row of two panels (a WGAN has no reconstructions)
+
+    assert Image.open(tmp_path / "figures" / "reproduce_tiny_pictures.png").size == (640, 330)
     R.reproduce(args)
     assert "(0 to train)" in capsys.readouterr().out
     assert json.loads((tmp_path / "reproduce.json").read_text()) == record  # the conditions of the training kept

@@ -242,6 +242,9 @@ def test_a_reproduction_is_read_over_its_seeds_beside_the_paper():
     assert "| `trpo` on cartpole | **493.3** +- 11.5 (min 480.0) | 2 of 3 | 500 +- 0 | - | 15 s |" in table
     assert "at abc1234 on AMD EPYC, 2 cores, 2 runs at a time" in table and "Target: 500 on every seed." in table
     assert docs.reproduce_table(record, "wgan").startswith("*No reproduction recorded yet")
+    assert "beside them" not in table
+    record["meta"]["cartpole"]["beside"] = "beside them: a test run"  # what ran beside a sweep, said after its load
+    assert "2026-11-27; beside them: a test run." in docs.reproduce_table(record, "trpo")
     summary = docs.reproduce_summary(record)
     assert "| [CartPole-v1](docs/topics/ppo.md#reproduced) | greedy mean return: `trpo` **493.3** +- 11.5" in summary
     assert "| 500 +- 0 | 500 on every seed | 2 of 3 | abc1234 |" in docs.reproduce_summary(record)
