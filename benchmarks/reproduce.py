@@ -561,6 +561,11 @@ def over_seeds(rows: list[dict], load: str) -> dict:
             "metrics": {k: statistics.fmean(r["metrics"][k] for r in rows) for k in numeric}}
 
 
+# eval's sample metrics (``practice_torch.evaluation.samples``): a preset whose headline is one of them is evaluated
+# with them; the others without (10 000 samples of an autoregressive model take longer than its training)
+SAMPLE_METRICS = ("fid", "inception_score", "kid", "precision", "recall")
+
+
 def reproduce_presets(args, results_file: Path | None = None, train: Callable = train_and_evaluate) -> list[dict]:
     """``--presets [MODEL,...]``: every front-page quick preset (``sweepable``; or those named) trained and evaluated
     once a seed by ``train`` (``train_and_evaluate``), ``--jobs`` at a time on one thread each, into
@@ -607,7 +612,7 @@ def reproduce_presets(args, results_file: Path | None = None, train: Callable = 
         row, seed = run
         sets = tuple(f"{key}={parent_dir(folder, key, seed)}" for key in parents_of(row))
         wall = train(where[row["model"], seed], Arm(row["model"], row["model"], row["dataset"], sets), seed,
-                     sample_metrics=True)
+                     sample_metrics=row.get("metric") in SAMPLE_METRICS)
         print(f"  {row['model']} on {row['dataset']} seed {seed}: {wall:.0f} s", flush=True)
 
     each(parent, parents_todo, args.jobs)

@@ -474,13 +474,17 @@ def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp
     from practice_torch.cli import main as cli
     from practice_torch.results import result_row
 
+    with_samples = []
+
     def train(out, arm, seed, sample_metrics=False):
+        with_samples.append(sample_metrics)
         sets = ["--set", f"train.seed={seed}", "--set", "train.threads=1"]
         assert cli(["train", arm.model, "--dataset", arm.dataset, "--out", str(out), *sets]) == 0
         assert cli(["eval", str(out), *([] if sample_metrics else ["--no-sample-metrics"])]) == 0
         return 0.0
 
     table = json.loads((ROOT / "docs/results.json").read_text())
+    assert {r["metric"] for r in table if r["model"] in ("gan", "latent_diffusion")} & set(R.SAMPLE_METRICS)
     mixture = next(r for r in table if r["model"] == "mixture_em")
     builds_on = {**mixture, "model": "ddpm", "backend": "jax"}  # trained in JAX: not the sweep's
     results = tmp_path / "results.json"
@@ -490,6 +494,7 @@ def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp
     out = capsys.readouterr().out
     assert out.startswith("reproduce --presets: 2 runs (2 to train) of 1 quick presets, 2 seeds, 1 at a time")
     assert "not swept (trained otherwise): ddpm" in out
+    assert with_samples == [False, False]  # a log-likelihood headline: eval without the sample metrics
     seeds = [result_row(tmp_path / f"runs/presets/mixture_em-moons/seed-{k}", "-") for k in (0, 1)]
     assert seeds[0]["value"] != seeds[1]["value"]  # the control: the seeds differ, so a mean is no copy of one
     row = next(r for r in json.loads(results.read_text()) if r["model"] == "mixture_em")
