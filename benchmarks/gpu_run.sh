@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU (docs/gpu.md): each step bounded, everything under one folder, the whole within
 # --budget seconds (default 540: a 10-minute call with a minute to spare). In order:
-#   1. pytest -m gpu -x                          (at most 60 s)          -> OUT/pytest.log
-#   2. python -m benchmarks gpu_steps            every model with a full preset, the four timed on an H100 before
+#   1. pytest -m gpu -x                          (at most 45 s)          -> OUT/pytest.log
+#   2. train language_model --preset full        its 5000 steps (at most 240 s), then eval
+#                                                                                     -> OUT/runs/language_model
+#   3. python -m benchmarks gpu_steps            every model with a full preset, the four timed on an H100 before
 #                                                (ddpm, guidance, latent_diffusion, text_to_image) last; each row
 #                                                written as it is measured            -> OUT/gpu_steps.json
-#   3. train language_model --preset full        its 5000 steps (160 s kept for it), then eval
-#                                                                                     -> OUT/runs/language_model
-#   4. whatever fits of the fast full presets:   vae, ssm (Shakespeare), ppo (CartPole), each trained then evaluated
+#   4. whatever fits of the fast full presets:   ssm (Shakespeare), ppo (CartPole), vae, each trained then evaluated
 #                                                                                     -> OUT/runs/<model>
+# The language model comes before the step timings: its run is bounded, while each model's compile in gpu_steps
+# takes what it takes, so gpu_steps is given all the time that is left and the rows it has measured are kept.
 # OUT/summary.txt has a line per step: its exit status and seconds (124: stopped by its time limit). --pack FILE
 # then writes OUT as one .tar.gz without the checkpoints (the device tool brings back a few files only). Afterwards,
 # on the CPU: the rows into docs/gpu_steps.json, make docs, and python -m practice_torch results for the trained runs
@@ -18,7 +20,8 @@
 #   benchmarks/gpu_run.sh --device cpu --tiny --out /tmp/dry           # the dry run here: every command, a few steps
 #
 # The data the GPU machine lacks travels with the call: GENERATIVE_TWINS_DATA=<a carried folder> (the prepared
-# Shakespeare and the feature network's cache; the image sets are in the repository).
+# Shakespeare, the feature network's cache, and spoken_digits.tar.gz, unpacked here when its folder is missing;
+# the image sets are in the repository).
 set -u
 
 DEVICE=cuda
@@ -82,28 +85,45 @@ EOF
 )
 
 if [ "$TINY" = 1 ]; then  # the dry run: every command once, tiny
-  STEPS_ARGS=(--preset quick --gpu-models vae,gan,language_model --gpu-steps 1)
+  STEPS_ARGS=(--preset quick --gpu-models vae,gan,language_model,ppo --gpu-steps 1)
   LM_ARGS=(--preset quick --steps 3 --set train.compile=false)
   FAST_ARGS=(--preset quick --steps 2 --set train.compile=false)
 else
-  STEPS_ARGS=(--gpu-models "$MODELS" --gpu-set latent_diffusion:model.autoencoder_steps=200)
+  # the two latent models train their autoencoder first (200 steps, not the preset's tens of thousands: the row times
+  # the diffusion step); gan_inversion inverts a carried GAN run on Fashion-MNIST when the data folder holds one
+  STEPS_ARGS=(--gpu-models "$MODELS" --gpu-set latent_diffusion:model.autoencoder_steps=200
+              --gpu-set text_to_image:model.autoencoder_steps=200)
+  [ -n "${GENERATIVE_TWINS_DATA:-}" ] && [ -d "$GENERATIVE_TWINS_DATA/gan-run" ] && \
+    STEPS_ARGS+=(--gpu-set "gan_inversion:model.generator=$GENERATIVE_TWINS_DATA/gan-run")
   LM_ARGS=(--preset full)
   FAST_ARGS=(--preset full)
 fi
 
-step pytest 60 300 "$PY" -m pytest -m gpu -x -q -p no:cacheprovider tests
-step gpu_steps 100000 160 "$PY" -m benchmarks gpu_steps --gpu-merge --results "$OUT" "${STEPS_ARGS[@]}"
+DATA=${GENERATIVE_TWINS_DATA:-}
+if [ -n "$DATA" ] && [ -f "$DATA/spoken_digits.tar.gz" ] && [ ! -d "$DATA/spoken_digits" ]; then
+  tar xzf "$DATA/spoken_digits.tar.gz" -C "$DATA" && echo "unpacked $DATA/spoken_digits.tar.gz" | tee -a "$OUT/summary.txt"
+fi
+
 EVAL_ARGS=(--device "$DEVICE" --no-sample-metrics)
-step language_model 600 40 "$PY" -m practice_torch train language_model --device "$DEVICE" \
+step pytest 45 480 "$PY" -m pytest -m gpu -x -q -p no:cacheprovider tests
+step language_model 240 200 "$PY" -m practice_torch train language_model --device "$DEVICE" \
   --out "$OUT/runs/language_model" "${LM_ARGS[@]}"
-step language_model_eval 60 10 "$PY" -m practice_torch eval "$OUT/runs/language_model" "${EVAL_ARGS[@]}"
-step vae 600 40 "$PY" -m practice_torch train vae --device "$DEVICE" --out "$OUT/runs/vae" "${FAST_ARGS[@]}"
-step vae_eval 60 10 "$PY" -m practice_torch eval "$OUT/runs/vae" "${EVAL_ARGS[@]}"
+step language_model_eval 45 180 "$PY" -m practice_torch eval "$OUT/runs/language_model" "${EVAL_ARGS[@]}"
+# the five models that fine-tune a language model start from the one just trained (its context, 256, holds their
+# prompts and responses)
+if [ -f "$OUT/runs/language_model/checkpoints/latest.json" ]; then
+  for m in policy_gradient ppo trpo reward_model dpo; do
+    STEPS_ARGS+=(--gpu-set "$m:model.reference=$OUT/runs/language_model")
+  done
+fi
+step gpu_steps 100000 0 "$PY" -m benchmarks gpu_steps --gpu-merge --results "$OUT" "${STEPS_ARGS[@]}"
 step ssm 600 40 "$PY" -m practice_torch train ssm --device "$DEVICE" --out "$OUT/runs/ssm" "${FAST_ARGS[@]}"
 step ssm_eval 60 10 "$PY" -m practice_torch eval "$OUT/runs/ssm" "${EVAL_ARGS[@]}"
 step ppo 600 30 "$PY" -m practice_torch train ppo --dataset cartpole --device "$DEVICE" --out "$OUT/runs/ppo" \
   "${FAST_ARGS[@]}"
-step ppo_eval 60 0 "$PY" -m practice_torch eval "$OUT/runs/ppo" "${EVAL_ARGS[@]}"
+step ppo_eval 60 10 "$PY" -m practice_torch eval "$OUT/runs/ppo" "${EVAL_ARGS[@]}"
+step vae 600 40 "$PY" -m practice_torch train vae --device "$DEVICE" --out "$OUT/runs/vae" "${FAST_ARGS[@]}"
+step vae_eval 60 0 "$PY" -m practice_torch eval "$OUT/runs/vae" "${EVAL_ARGS[@]}"
 echo "done in $(( $(date +%s) - START ))s" | tee -a "$OUT/summary.txt"
 if [ -n "$PACK" ]; then
   tar czf "$PACK" --exclude='*.safetensors' --exclude='*.state.pt' -C "$OUT" . && echo "packed $OUT into $PACK"
