@@ -472,6 +472,21 @@ def test_a_batch_of_a_data_set_on_a_device_is_indexed_there(monkeypatch):
     assert batches.to_device(cpu, torch.device("cpu")) is cpu  # the control: nothing is copied on a CPU
 
 
+def test_values_a_step_reports_from_the_host_are_logged_on_the_device():
+    """cnf's evaluation count, TRPO's line-search figures and a judge's tie share are host tensors; on a CUDA run
+    they met the device's loss in one stack and the step failed. The meta device stands in for the GPU here."""
+    from practice_torch.engine.loop import logged_values
+
+    device_loss, host_term = torch.tensor(2.0, device="meta"), torch.tensor(3, dtype=torch.int64)
+    stop = torch.tensor(0.0, device="meta")
+    out = logged_values([device_loss, host_term], stop)
+    assert out.device.type == "meta" and out.shape == (3,) and out.dtype == torch.float32
+    on_host = logged_values([torch.tensor(2.0), torch.tensor(3)], torch.tensor(1.0))
+    assert on_host.tolist() == [2.0, 3.0, 1.0]
+    with pytest.raises(RuntimeError):  # the control: stacked where they are, as the step did before
+        torch.stack([device_loss.float(), host_term.float(), stop])
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_gpu_step_never_makes_the_host_wait(tmp_path):
@@ -487,6 +502,25 @@ def test_a_gpu_step_never_makes_the_host_wait(tmp_path):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     torch.cuda.synchronize()
+
+
+FINE_TUNING = ["--set", "model.prompt_length=8", "--set", "model.response_length=8", "--set", "train.batch_size=6",
+               "--set", "train.samples=1"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("model", ["cnf", "trpo", "reward_model", "dpo"])
+def test_the_models_that_report_host_values_train_on_cuda(tmp_path, lm_run, model, device="cuda"):
+    """The four full presets that failed their first step on an H200 (a host value stacked with the device's loss)
+    train two steps on CUDA."""
+    from practice_torch.cli import main
+
+    extra = [] if model == "cnf" else ["--set", f"model.reference={lm_run}", *FINE_TUNING]
+    extra += {"trpo": ["--set", "model.eval_prompts=16"], "reward_model": ["--set", "model.eval_pairs=16"],
+              "dpo": ["--set", "model.eval_prompts=16", "--set", "model.eval_pairs=16"]}.get(model, [])
+    assert main(["train", model, "--steps", "2", "--device", device, "--out", str(tmp_path / "run"), *extra]) == 0
+    assert read_metrics(tmp_path / "run")[-1]["step"] == 2
 
 
 def test_a_checkpoint_of_another_model_version_is_refused_in_one_line(tmp_path):

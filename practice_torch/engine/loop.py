@@ -143,6 +143,15 @@ def compiled(loss: nn.Module, mode: str) -> nn.Module:
     return torch.compile(loss, mode=None if mode == "default" else mode, dynamic=False)
 
 
+def logged_values(values: list[torch.Tensor], stop: torch.Tensor) -> torch.Tensor:
+    """A step's logged values (loss, checks, terms) and the stop flag as one float32 vector on the stop flag's
+    device. A step may report a value it computed on the host (TRPO's line search, a judge's scores, an ODE
+    solver's evaluation count): it is copied to the device here, where a CUDA run could not stack it with the rest
+    (the failure of cnf, trpo, reward_model and dpo on an H200); a value already there is not copied.
+    values: each (), stop: () -> (len(values) + 1,)."""
+    return torch.stack([*(v.detach().float().to(stop.device) for v in values), stop])
+
+
 class Trainer:
     """Everything is checked and loaded here (data, network, checkpoint); nothing is written before ``run``."""
 
@@ -367,8 +376,7 @@ class Trainer:
             lrs = {"lr": self.scheduler.get_last_lr()[0]} if self.update is None else {}
         names = ["loss", *checks, *sorted(terms), STOP]
         stop = self.stop_flags[int(self.stop.signal is not None)]  # on the device already: no copy per step
-        stats = torch.stack([loss.detach().float(), *(v.float() for v in checks.values()),
-                             *(terms[k].detach().float() for k in sorted(terms)), stop])
+        stats = logged_values([loss, *checks.values(), *(terms[k] for k in sorted(terms))], stop)
         stats = distributed.reduce_mean(stats, self.procs).to(self.accumulator_dtype)
         if self.custom is None and self.update is None:
             self.optimizer.step()

@@ -207,7 +207,8 @@ def policy_kl(policy: nn.Module, obs: torch.Tensor, old_logits: torch.Tensor) ->
     """The mean over the states ``obs`` (N, D) of KL(pi_old(. | s) || pi_theta(. | s)), uniform weights 1/N
     (the project's ``mean_kl``). () ."""
     n = obs.shape[0]
-    return mean_kl(old_logits, policy(obs), torch.full((n,), 1.0 / n, dtype=old_logits.dtype))
+    return mean_kl(old_logits, policy(obs), torch.full((n,), 1.0 / n, dtype=old_logits.dtype,
+                                                          device=old_logits.device))
 
 
 def control_step(net: control.ActorCritic, config: Config, run):
