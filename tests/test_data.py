@@ -56,6 +56,22 @@ def test_fashion_mnist_or_its_message():
     assert y.dtype == torch.int64 and set(y.tolist()) <= set(range(10))
 
 
+def test_fashion_mnist_is_read_from_the_data_cache(tmp_path, monkeypatch):
+    """A machine without the Debian package (a lent GPU) reads the IDX files from $GENERATIVE_TWINS_DATA/fashion-mnist."""
+    from practice_torch.data import images
+
+    debian = images.DEBIAN_FASHION
+    if not debian.is_dir():
+        pytest.skip("no Fashion-MNIST on this machine to copy")
+    monkeypatch.setattr(images, "DEBIAN_FASHION", tmp_path / "absent")
+    monkeypatch.setenv("GENERATIVE_TWINS_DATA", str(tmp_path / "cache"))
+    assert_one_line_missing("fashion_mnist", "GENERATIVE_TWINS_DATA/fashion-mnist")  # the control: nowhere yet
+    (tmp_path / "cache" / "fashion-mnist").mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / "cache" / "fashion-mnist" / name).symlink_to(debian / name)
+    assert len(get_dataset("fashion_mnist", "test")) == 10_000
+
+
 @pytest.mark.parametrize("name", ["mnist", "cifar10"])
 def test_torchvision_sets_say_how_to_get_them(name):
     assert_one_line_missing(name, "--data-dir")

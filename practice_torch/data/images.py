@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from practice_torch.data import DatasetInfo, DatasetMissing, register
+from practice_torch.data import DatasetInfo, DatasetMissing, cache_dir, register
 from practice_torch.data.splits import split_indices, three_way
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -53,8 +53,9 @@ def _as_dataset(images: np.ndarray, labels: np.ndarray, idx: np.ndarray | None =
 
 def load_fashion_mnist(split: str, data_dir: Path | None = None, limit: int | None = None) -> Dataset:
     """70 000 28x28 grey images in 10 classes. train: 51 000 and val: 9 000 of the official 60 000 (fixed
-    permutation, seed 0); test: the official 10 000. ``limit`` keeps the first N of the split."""
-    folders = [f for f in (data_dir, DEBIAN_FASHION) if f is not None]
+    permutation, seed 0); test: the official 10 000. ``limit`` keeps the first N of the split. The IDX files are
+    read from ``data_dir``, else $GENERATIVE_TWINS_DATA/fashion-mnist, else the Debian package's folder."""
+    folders = [f for f in (data_dir, cache_dir() / "fashion-mnist", DEBIAN_FASHION) if f is not None]
     prefix = "t10k" if split == "test" else "train"
     for folder in folders:
         images_path = _find_idx(folder, f"{prefix}-images-idx3-ubyte")
@@ -66,7 +67,8 @@ def load_fashion_mnist(split: str, data_dir: Path | None = None, limit: int | No
                 idx = (np.arange(len(labels)) if idx is None else idx)[:limit]
             return _as_dataset(images, labels, idx)
     raise DatasetMissing("fashion_mnist is not on this machine: `sudo apt-get install dataset-fashion-mnist` "
-                         "(or `make data`), or pass --data-dir with the IDX files")
+                         "(or `make data`), put the IDX files in $GENERATIVE_TWINS_DATA/fashion-mnist, or pass "
+                         "--data-dir with them")
 
 
 def _torchvision(cls_name: str, name: str, split: str, data_dir: Path | None, download: bool,
