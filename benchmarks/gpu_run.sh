@@ -19,9 +19,11 @@
 #   benchmarks/gpu_run.sh --out gpu-run --pack "$OUT/gpu-run.tar.gz"   # on the GPU machine
 #   benchmarks/gpu_run.sh --device cpu --tiny --out /tmp/dry           # the dry run here: every command, a few steps
 #
-# The data the GPU machine lacks travels with the call: GENERATIVE_TWINS_DATA=<a carried folder> (the prepared
-# Shakespeare, the feature network's cache, and spoken_digits.tar.gz, unpacked here when its folder is missing;
-# the image sets are in the repository).
+# The data the GPU machine lacks travels with the call: GENERATIVE_TWINS_DATA=<a carried folder> holding the
+# prepared Shakespeare, the feature network's cache, fashion-mnist/ (the IDX files: the GPU machine has no Debian
+# package), spoken_digits.tar.gz (unpacked there when its folder is missing) and gan-run/ (a GAN run on Fashion-MNIST
+# for gan_inversion, its weights and a state of {step, ema} only); the Python packages it lacks (soundfile, cffi,
+# pycparser, gymnasium, farama-notifications) travel as wheels (docs/gpu.md).
 set -u
 
 DEVICE=cuda
@@ -50,6 +52,14 @@ mkdir -p "$OUT/runs"
 START=$(date +%s)
 
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+
+# evaluate NAME CAP RESERVE: `practice_torch eval` of OUT/runs/NAME, if its training left a run there
+evaluate() {
+  if [ ! -f "$OUT/runs/$1/config.json" ]; then
+    echo "${1}_eval skipped: no run" | tee -a "$OUT/summary.txt"; return 0
+  fi
+  step "${1}_eval" "$2" "$3" "$PY" -m practice_torch eval "$OUT/runs/$1" "${EVAL_ARGS[@]}"
+}
 
 # step NAME CAP RESERVE CMD...: CMD under a time limit of CAP seconds, or less so that RESERVE seconds stay for the
 # steps after it; its output in OUT/NAME.log and a line in OUT/summary.txt
@@ -105,10 +115,11 @@ if [ -n "$DATA" ] && [ -f "$DATA/spoken_digits.tar.gz" ] && [ ! -d "$DATA/spoken
 fi
 
 EVAL_ARGS=(--device "$DEVICE" --no-sample-metrics)
-step pytest 45 480 "$PY" -m pytest -m gpu -x -q -p no:cacheprovider tests
+# -rA: a line per test in the log (the first GPU run's pytest exited 1 and left an empty log)
+step pytest 45 480 "$PY" -m pytest -m gpu -x -rA tests
 step language_model 240 200 "$PY" -m practice_torch train language_model --device "$DEVICE" \
   --out "$OUT/runs/language_model" "${LM_ARGS[@]}"
-step language_model_eval 45 180 "$PY" -m practice_torch eval "$OUT/runs/language_model" "${EVAL_ARGS[@]}"
+evaluate language_model 45 180
 # the five models that fine-tune a language model start from the one just trained (its context, 256, holds their
 # prompts and responses)
 if [ -f "$OUT/runs/language_model/checkpoints/latest.json" ]; then
@@ -118,12 +129,12 @@ if [ -f "$OUT/runs/language_model/checkpoints/latest.json" ]; then
 fi
 step gpu_steps 100000 0 "$PY" -m benchmarks gpu_steps --gpu-merge --results "$OUT" "${STEPS_ARGS[@]}"
 step ssm 600 40 "$PY" -m practice_torch train ssm --device "$DEVICE" --out "$OUT/runs/ssm" "${FAST_ARGS[@]}"
-step ssm_eval 60 10 "$PY" -m practice_torch eval "$OUT/runs/ssm" "${EVAL_ARGS[@]}"
+evaluate ssm 60 10
 step ppo 600 30 "$PY" -m practice_torch train ppo --dataset cartpole --device "$DEVICE" --out "$OUT/runs/ppo" \
   "${FAST_ARGS[@]}"
-step ppo_eval 60 10 "$PY" -m practice_torch eval "$OUT/runs/ppo" "${EVAL_ARGS[@]}"
+evaluate ppo 60 10
 step vae 600 40 "$PY" -m practice_torch train vae --device "$DEVICE" --out "$OUT/runs/vae" "${FAST_ARGS[@]}"
-step vae_eval 60 0 "$PY" -m practice_torch eval "$OUT/runs/vae" "${EVAL_ARGS[@]}"
+evaluate vae 60 0
 echo "done in $(( $(date +%s) - START ))s" | tee -a "$OUT/summary.txt"
 if [ -n "$PACK" ]; then
   tar czf "$PACK" --exclude='*.safetensors' --exclude='*.state.pt' -C "$OUT" . && echo "packed $OUT into $PACK"
