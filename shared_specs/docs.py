@@ -345,6 +345,11 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
         picked = [r for r in front_rows(rows) if r["dataset"] == parts[1]] or rows
         if picked:
             return f"{picked[0]['value']:.4g}"
+    if kind == "results" and len(parts) == 4 and parts[3] in ("value", "train_seconds"):  # MODEL/DATASET/PRESET/...
+        rows = [r for r in results if (r["model"], r["dataset"], r["preset"]) == tuple(parts[:3])
+                and not r.get("changes") and r.get("kind") != "control"]
+        if rows:  # the newest plain run of that preset: its headline, or its training time in seconds
+            return f"{rows[-1][parts[3]]:.4g}"
     gap_row = kind == "reproduce" and len(parts) == 3 and parts[1] == "gap" and parts[2] in ("mean", "min", "half") \
         and record.get("rows", {}).get(parts[0], {}).get("gap")
     shares = list(gap_shares(record, parts[0]).values()) if gap_row else []
@@ -365,8 +370,9 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
         runs = [r for r in record["runs"] if r["row"] == parts[0] and r["arm"] == parts[1]]
         if runs and all(parts[2] in r["metrics"] for r in runs):  # a recorded figure: its mean over the seeds
             return f"{sum(r['metrics'][parts[2]] for r in runs) / len(runs):.3g}"
-    raise ValueError(f"a prose quote names {key!r}, which is no figure: results:MODEL/DATASET or "
-                     "reproduce:ROW/ARM/mean|sd|min|max|seeds|met|a recorded metric or reproduce:ROW/gap/mean|min|half")
+    raise ValueError(f"a prose quote names {key!r}, which is no figure: results:MODEL/DATASET[/PRESET/value|"
+                     "train_seconds] or reproduce:ROW/ARM/mean|sd|min|max|seeds|met|a recorded metric or "
+                     "reproduce:ROW/gap/mean|min|half")
 
 
 def fill_quotes(text: str, results: list[dict[str, Any]], record: dict[str, Any], where: str) -> str:
@@ -409,7 +415,9 @@ def gpu_table(recorded: dict[str, Any]) -> str:
     meta = recorded.get("meta", {})
     on_gpu = [r for r in recorded.get("rows", []) if r.get("device") == "cuda" and r.get("preset") == "full"]
     timed = {r["model"]: r for r in on_gpu if not r.get("note")}
-    recorded_rows = {**{r["model"]: r for r in on_gpu if r.get("note", "").startswith("failed")}, **timed}
+    said = ("failed", "skipped")  # a step that failed, or a preset that could not be built there: said, not hidden
+    recorded_rows = {**{r["model"]: r for r in on_gpu if r.get("note", "").startswith(said)}, **timed}
+    runs: dict[tuple[str, str], list[str]] = {}  # (GPU, commit) -> the models it timed, as the table shows them
     lines = ["| model | data set | steps x batch | trains in | examples/s | MFU | GPU busy | syncs/step | "
              "first step | training time (extrapolated) |", "|" + "---|" * 10]
     for p in full_presets():
@@ -423,16 +431,18 @@ def gpu_table(recorded: dict[str, Any]) -> str:
             total = first + p["steps"] * r["step_ms"] / 1000
             measured = (f"{r['examples_per_s']:,.0f} | {r['mfu']:.1%} | {r['gpu_busy']:.0%} | {r['syncs_per_step']:.2g}"
                         f" | {first:.0f} s | {_minutes(total)} |")
+            runs.setdefault((str(r.get("gpu") or meta.get("gpu")), str(r.get("commit") or meta.get("commit"))),
+                            []).append(r["model"])
         batch = p["batch"] or "the whole split"
         changed = timed_with(r) if r is not None and measured[0] != "n" else ""
         lines.append(f"| [`{p['model']}`](topics/{p['model']}.md) | {p['dataset']} | {p['steps']:,} x {batch} | "
                      f"{p['how']}{changed} | {measured}")
-    gpus = sorted({r.get("gpu") or meta.get("gpu") for r in timed.values()}, key=str)
-    commits = sorted({r.get("commit") or meta.get("commit") for r in timed.values()}, key=str)
-    where = (f"Timed by `python -m benchmarks gpu_steps` on {' and '.join(map(str, gpus))} at "
-             f"{' and '.join(map(str, commits))} (load {meta.get('load_before')} as the last run started; MFU against "
-             "the bf16 GEMM peak measured in the same run)."
-             if timed else "No GPU timing is recorded at this commit: on a GPU, `python -m benchmarks gpu_steps`, "
+    ranked = sorted(runs.items(), key=lambda kv: -len(kv[1]))  # the run of most rows first, by count; the others named
+    named = "; ".join(f"{gpu} at {commit} ({len(models)} timed)" if i == 0 else
+                      f"{gpu} at {commit} ({', '.join(models)})" for i, ((gpu, commit), models) in enumerate(ranked))
+    where = (f"Timed by `python -m benchmarks gpu_steps` on {named} (load {meta.get('load_before')} as the last run "
+             "started; MFU against the bf16 GEMM peak measured in the same run)."
+             if runs else "No GPU timing is recorded at this commit: on a GPU, `python -m benchmarks gpu_steps`, "
              f"then copy `benchmarks/results/gpu_steps.json` to `{GPU_FILE}` and run `make docs`.")
     return "\n".join(lines) + "\n\n" + where
 

@@ -165,9 +165,10 @@ def test_the_front_page_shows_one_run_per_model_the_plain_preset_first():
 
 def test_the_gpu_table_extrapolates_a_gpu_timing_of_the_full_preset_and_nothing_else():
     """A recorded gpu_steps row on CUDA at the full preset's batch gives the training time: build + first step +
-    steps x the step's time (ddpm: 2 + 28 s + 200 000 x 50 ms = 10 030 s = 167.2 min); the controls: a CPU row, a row
-    at another batch and a skipped model leave their presets untimed; a step that failed on the GPU says so; a row
-    timed with a changed preset says what changed. Rows merged from two runs name both commits."""
+    steps x the step's time (ddpm: 2 + 28 s + 200 000 x 50 ms = 10 030 s = 167.2 min); the controls: a CPU row and a
+    row at another batch leave their presets untimed; a step that failed on the GPU, or a preset skipped there, says
+    so; a row
+    timed with a changed preset says what changed. Rows merged from two runs name both commits, the second's models."""
     full = {p["model"]: p for p in docs.full_presets()}
     row = {"device": "cuda", "preset": "full", "note": "", "examples_per_s": 2560.0, "step_ms": 50.0, "mfu": 0.25,
            "gpu_busy": 0.93, "syncs_per_step": 0.0, "build_s": 2.0, "first_step_s": 28.0}
@@ -184,14 +185,15 @@ def test_the_gpu_table_extrapolates_a_gpu_timing_of_the_full_preset_and_nothing_
     lines = {line.split("`")[1]: line for line in docs.gpu_table(recorded).splitlines() if line.startswith("| [`")}
     assert set(lines) == set(full)
     assert "| 2,560 | 25.0% | 93% | 0 | 30 s | 167.2 min |" in lines["ddpm"]
-    assert all("not timed on a GPU yet" in lines[m] for m in ("vae", "pixelcnn", "gan"))
+    assert all("not timed on a GPU yet" in lines[m] for m in ("vae", "pixelcnn"))
+    assert "| skipped: needs a run | | | | | |" in lines["gan"]
     assert "; timed with `train.compile=false` |" in lines["guidance"]  # what changed the step, not where data were
     assert "timed with" not in lines["ddpm"]
     assert "| failed: OutOfMemoryError: CUDA out of memory | | | | | |" in lines["wavenet"]  # said, not hidden
-    assert "NVIDIA H100 80GB HBM3 at abc1234 (" in docs.gpu_table(recorded)  # the failed row's commit is not cited
+    assert "NVIDIA H100 80GB HBM3 at abc1234 (2 timed) (load" in docs.gpu_table(recorded)  # not the failed row's
     merged = {**recorded, "rows": [*recorded["rows"], {**row, "model": "vae", "batch": full["vae"]["batch"],
                                                        "commit": "def5678"}]}
-    assert "NVIDIA H100 80GB HBM3 at abc1234 and def5678 (" in docs.gpu_table(merged)  # rows of two runs merged
+    assert "at abc1234 (2 timed); NVIDIA H100 80GB HBM3 at def5678 (vae) (" in docs.gpu_table(merged)  # two runs
     assert "No GPU timing is recorded" in docs.gpu_table({})
 
 
@@ -298,6 +300,12 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
     results = json.loads((copy_of_docs / docs.RESULTS_FILE).read_text())
     vae = next(r for r in docs.front_rows(results) if r["model"] == "vae")
     assert docs.quote("results:vae/fashion_mnist", results, {}) == f"{vae['value']:.4g}"
+    full = [{**vae, "preset": "full", "value": 0.41, "train_seconds": 153.0},
+            {**vae, "preset": "full", "value": 0.40, "changes": ["model.beta=4"]}]  # not the plain preset's run
+    assert docs.quote("results:vae/fashion_mnist/full/value", results + full, {}) == "0.41"
+    assert docs.quote("results:vae/fashion_mnist/full/train_seconds", results + full, {}) == "153"
+    with pytest.raises(ValueError, match="which is no figure"):  # the control: no such preset
+        docs.quote("results:vae/fashion_mnist/huge/value", results + full, {})
     record = reproduction()
     assert docs.quote("reproduce:cartpole/trpo/mean", results, record) == "493.3"
     assert docs.quote("reproduce:cartpole/trpo/met", results, record) == "2 of 3"
@@ -314,5 +322,6 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
     assert docs.stale(copy_of_docs) == ["docs/topics/vae.md is stale"]
     page.write_text(text + "<!--q:results:vae/nope-->1<!--/q-->\n")
     assert docs.stale(copy_of_docs) == ["docs/topics/vae.md: a prose quote names 'results:vae/nope', which is no "
-                                        "figure: results:MODEL/DATASET or reproduce:ROW/ARM/mean|sd|min|max|seeds|met|"
+                                        "figure: results:MODEL/DATASET[/PRESET/value|train_seconds] or "
+                                        "reproduce:ROW/ARM/mean|sd|min|max|seeds|met|"
                                         "a recorded metric or reproduce:ROW/gap/mean|min|half"]
