@@ -115,7 +115,9 @@ if [ -n "$DATA" ] && [ -f "$DATA/spoken_digits.tar.gz" ] && [ ! -d "$DATA/spoken
 fi
 
 EVAL_ARGS=(--device "$DEVICE" --no-sample-metrics)
-# -rA: a line per test in the log (the first GPU run's pytest exited 1 and left an empty log)
+# -rA: a line per test in the log; pytest's version and plugins first (the first GPU run's pytest exited 1 and left
+# an empty log)
+step pytest_version 20 500 "$PY" -m pytest --version --version
 step pytest 45 480 "$PY" -m pytest -m gpu -x -rA tests
 step language_model 240 200 "$PY" -m practice_torch train language_model --device "$DEVICE" \
   --out "$OUT/runs/language_model" "${LM_ARGS[@]}"
