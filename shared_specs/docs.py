@@ -140,7 +140,8 @@ def _figure(row: dict[str, Any]) -> str:
     n = row["metrics"].get("sample_metrics_samples") if row["metric"] in SAMPLE_METRICS else None
     spread = f" +- {row['sd']:.2g}" if "seeds" in row else ""
     seeds = f", {row['seeds']} seeds (min {row['min']:.4g})" if "seeds" in row else ""
-    return f"{row['label']}: **{row['value']:.4g}**{spread} {row['units']}{seeds}" + (f" ({n} samples)" if n else "")
+    units = f" {row['units']}" if row["units"] else ""  # a share or an accuracy may have none
+    return f"{row['label']}: **{row['value']:.4g}**{spread}{units}{seeds}" + (f" ({n} samples)" if n else "")
 
 
 def _minutes(seconds: float) -> str:

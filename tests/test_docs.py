@@ -221,6 +221,14 @@ def test_the_front_page_takes_a_presets_mean_over_seeds_before_a_later_single_ru
     assert docs.front_rows([sweep, {**sweep, "value": 1.5}])[0]["value"] == 1.5
 
 
+def test_a_headline_over_seeds_reads_cleanly_with_or_without_units():
+    row = {"label": "held-out pair accuracy", "value": 0.99853, "sd": 0.00158, "seeds": 5, "min": 0.99636,
+           "units": "", "metric": "pair_accuracy", "metrics": {}}
+    assert docs._figure(row) == "held-out pair accuracy: **0.9985** +- 0.0016, 5 seeds (min 0.9964)"
+    assert docs._figure({**row, "units": "share"}) == ("held-out pair accuracy: **0.9985** +- 0.0016 share, 5 seeds "
+                                                       "(min 0.9964)")  # the control: a unit in its place
+
+
 def test_a_row_without_a_target_shows_its_highest_arm_and_judges_none():
     """A comparison (the disentanglement row): of four arms the README shows the highest mean, says no seed was judged,
     and claims no arm met a target; the control, a judged row of as many arms, counts the arms that met it."""
