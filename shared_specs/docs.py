@@ -349,8 +349,8 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
     if kind == "results" and len(parts) == 4 and parts[3] in ("value", "train_seconds"):  # MODEL/DATASET/PRESET/...
         rows = [r for r in results if (r["model"], r["dataset"], r["preset"]) == tuple(parts[:3])
                 and not r.get("changes") and r.get("kind") != "control"]
-        if rows:  # the newest plain run of that preset: its headline, or its training time in seconds
-            return f"{rows[-1][parts[3]]:.4g}"
+        if rows:  # the newest plain run of that preset (one a device): its headline, or its training time in seconds
+            return f"{max(rows, key=lambda r: r.get('date', ''))[parts[3]]:.4g}"
     gap_row = kind == "reproduce" and len(parts) == 3 and parts[1] == "gap" and parts[2] in ("mean", "min", "half") \
         and record.get("rows", {}).get(parts[0], {}).get("gap")
     shares = list(gap_shares(record, parts[0]).values()) if gap_row else []

@@ -308,7 +308,8 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
     results = json.loads((copy_of_docs / docs.RESULTS_FILE).read_text())
     vae = next(r for r in docs.front_rows(results) if r["model"] == "vae")
     assert docs.quote("results:vae/fashion_mnist", results, {}) == f"{vae['value']:.4g}"
-    full = [{**vae, "preset": "full", "value": 0.41, "train_seconds": 153.0},
+    full = [{**vae, "preset": "full", "value": 0.41, "train_seconds": 153.0, "date": "2026-11-27"},
+            {**vae, "preset": "full", "value": 0.39, "date": "2026-11-01", "device": "cpu"},  # older: not quoted
             {**vae, "preset": "full", "value": 0.40, "changes": ["model.beta=4"]}]  # not the plain preset's run
     assert docs.quote("results:vae/fashion_mnist/full/value", results + full, {}) == "0.41"
     assert docs.quote("results:vae/fashion_mnist/full/train_seconds", results + full, {}) == "153"
