@@ -335,17 +335,20 @@ QUOTE = re.compile(r"<!--q:(?P<key>[^>]+?)-->(?P<figure>.*?)<!--/q-->")
 
 def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> str:
     """The figure a prose quote stands for. ``results:MODEL/DATASET``: the headline of that results row (the plain
-    preset's where there is one, as the front page picks it), 4 significant digits. ``reproduce:ROW/ARM/STAT``: a
+    preset's where there is one, as the front page picks it), 4 significant digits; ``results:MODEL/DATASET/METRIC``:
+    another figure that row's evaluation recorded (a sweep's row: its mean over the seeds). ``reproduce:ROW/ARM/STAT``: a
     reproduction's mean, sd, min or max (the row's digits), seeds, met (the seeds that met the target, 'k of n'), or
     the mean over the seeds of a metric its runs recorded (3 significant digits). ValueError naming a key that names
     nothing."""
     kind, _, path = key.partition(":")
     parts = path.split("/")
-    if kind == "results" and len(parts) == 2:
-        rows = [r for r in results if (r["model"], r["dataset"]) == tuple(parts) and r.get("kind") != "control"]
+    if kind == "results" and len(parts) in (2, 3):
+        rows = [r for r in results if (r["model"], r["dataset"]) == tuple(parts[:2]) and r.get("kind") != "control"]
         picked = [r for r in front_rows(rows) if r["dataset"] == parts[1]] or rows
-        if picked:
+        if picked and len(parts) == 2:
             return f"{picked[0]['value']:.4g}"
+        if picked and isinstance(picked[0].get("metrics", {}).get(parts[2]), (int, float)):
+            return f"{picked[0]['metrics'][parts[2]]:.4g}"
     if kind == "results" and len(parts) == 4 and parts[3] in ("value", "train_seconds"):  # MODEL/DATASET/PRESET/...
         rows = [r for r in results if (r["model"], r["dataset"], r["preset"]) == tuple(parts[:3])
                 and not r.get("changes") and r.get("kind") != "control"]
@@ -371,7 +374,7 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
         runs = [r for r in record["runs"] if r["row"] == parts[0] and r["arm"] == parts[1]]
         if runs and all(parts[2] in r["metrics"] for r in runs):  # a recorded figure: its mean over the seeds
             return f"{sum(r['metrics'][parts[2]] for r in runs) / len(runs):.3g}"
-    raise ValueError(f"a prose quote names {key!r}, which is no figure: results:MODEL/DATASET[/PRESET/value|"
+    raise ValueError(f"a prose quote names {key!r}, which is no figure: results:MODEL/DATASET[/METRIC|/PRESET/value|"
                      "train_seconds] or reproduce:ROW/ARM/mean|sd|min|max|seeds|met|a recorded metric or "
                      "reproduce:ROW/gap/mean|min|half")
 

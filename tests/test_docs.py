@@ -311,6 +311,10 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
     full = [{**vae, "preset": "full", "value": 0.41, "train_seconds": 153.0, "date": "2026-11-27"},
             {**vae, "preset": "full", "value": 0.39, "date": "2026-11-01", "device": "cpu"},  # older: not quoted
             {**vae, "preset": "full", "value": 0.40, "changes": ["model.beta=4"]}]  # not the plain preset's run
+    metric = next(k for k, v in vae["metrics"].items() if isinstance(v, float) and v != vae["value"])
+    assert docs.quote(f"results:vae/fashion_mnist/{metric}", results, {}) == f"{vae['metrics'][metric]:.4g}"
+    with pytest.raises(ValueError, match="which is no figure"):  # the control: a figure the row did not record
+        docs.quote("results:vae/fashion_mnist/no_such_metric", results, {})
     assert docs.quote("results:vae/fashion_mnist/full/value", results + full, {}) == "0.41"
     assert docs.quote("results:vae/fashion_mnist/full/train_seconds", results + full, {}) == "153"
     with pytest.raises(ValueError, match="which is no figure"):  # the control: no such preset
@@ -331,6 +335,6 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
     assert docs.stale(copy_of_docs) == ["docs/topics/vae.md is stale"]
     page.write_text(text + "<!--q:results:vae/nope-->1<!--/q-->\n")
     assert docs.stale(copy_of_docs) == ["docs/topics/vae.md: a prose quote names 'results:vae/nope', which is no "
-                                        "figure: results:MODEL/DATASET[/PRESET/value|train_seconds] or "
+                                        "figure: results:MODEL/DATASET[/METRIC|/PRESET/value|train_seconds] or "
                                         "reproduce:ROW/ARM/mean|sd|min|max|seeds|met|"
                                         "a recorded metric or reproduce:ROW/gap/mean|min|half"]
