@@ -161,8 +161,9 @@ def plain_preset(row: dict[str, Any]) -> bool:
 
 def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per model for the front page: the newest plain-preset run (``plain_preset``) on the first data set the model
-    has one on, a mean over seeds (``reproduce --presets``) before any single run (else its newest run); each carries
-    ``runs``, how many the model has in all (its page lists them)."""
+    has one on, a mean over seeds (``reproduce --presets``) before any single run and a PyTorch run before one trained
+    in JAX (the sweep trains PyTorch's; else its newest run); each carries ``runs``, how many the model has in all (its
+    page lists them)."""
     chosen: dict[str, dict[str, Any]] = {}
     count: dict[str, int] = {}
     rows = [r for r in rows if r.get("kind") != "control"]  # control tasks: on their pages and in the reproductions
@@ -172,8 +173,9 @@ def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         best = chosen.get(name)
         plain, best_plain = plain_preset(r), best is not None and plain_preset(best)
         over_seeds = bool(r.get("seeds")) or not (best or {}).get("seeds")  # a single run never displaces a sweep's
-        if best is None or (plain and (not best_plain or (r["dataset"] == best["dataset"] and over_seeds))) \
-                or not best_plain:
+        torch_first = not r.get("backend") or bool((best or {}).get("backend"))  # nor a JAX run a PyTorch one
+        if best is None or (plain and (not best_plain or (r["dataset"] == best["dataset"] and over_seeds
+                                                          and torch_first))) or not best_plain:
             chosen[name] = r
     return [{**r, "runs": count[name]} for name, r in chosen.items()]
 

@@ -221,6 +221,17 @@ def test_the_front_page_takes_a_presets_mean_over_seeds_before_a_later_single_ru
     assert docs.front_rows([sweep, {**sweep, "value": 1.5}])[0]["value"] == 1.5
 
 
+def test_the_front_page_takes_a_pytorch_run_before_a_later_one_trained_in_jax():
+    """The sweep trains PyTorch's presets, so a plain run trained in JAX (``backend``) recorded after a PyTorch one
+    does not take its place; controls: a JAX run is the row where it is the only plain one, and a later PyTorch run
+    displaces an earlier JAX one."""
+    base = {"model": "ddpm", "dataset": "fashion_mnist", "preset": "quick", "changes": []}
+    torch, jax = {**base, "value": 3.605}, {**base, "value": 3.602, "backend": "jax"}
+    assert docs.front_rows([torch, jax])[0]["value"] == 3.605
+    assert docs.front_rows([jax])[0]["value"] == 3.602
+    assert docs.front_rows([jax, torch])[0]["value"] == 3.605
+
+
 def test_a_headline_over_seeds_reads_cleanly_with_or_without_units():
     row = {"label": "held-out pair accuracy", "value": 0.99853, "sd": 0.00158, "seeds": 5, "min": 0.99636,
            "units": "", "metric": "pair_accuracy", "metrics": {}}
