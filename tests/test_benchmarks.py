@@ -513,6 +513,19 @@ def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp
         R.reproduce(argparse.Namespace(**{**vars(args), "rows": "cartpole"}))
 
 
+def test_a_sweep_after_another_in_one_checkout_keeps_its_clean_commit():
+    """The second presets sweep in a checkout finds the results record the first rewrote, so its runs record
+    ``abc1234+changes``: said as ``abc1234`` where the tree, that record aside, was clean at both ends of the sweep;
+    controls: code changed at the start, or by the end, and another commit's row, are left as recorded."""
+    from benchmarks.reproduce import record_only_changes
+
+    rows = [{"model": "ppo", "commit": "abc1234+changes"}, {"model": "vae", "commit": "def5678+changes"}]
+    assert [r["commit"] for r in record_only_changes(rows, "abc1234", "abc1234")] == ["abc1234", "def5678+changes"]
+    assert record_only_changes(rows, "abc1234+changes", "abc1234+changes") == rows  # code changed before it began
+    assert record_only_changes(rows, "abc1234", "abc1234+changes") == rows  # ... or while it ran
+    assert record_only_changes(rows, None, None) == rows  # outside a git checkout
+
+
 def test_the_presets_sweep_estimates_a_run_on_one_thread():
     """A row trained on the machine's 2 cores takes about twice as long on the sweep's one thread; a row an earlier
     sweep (or train.threads=1) trained on one keeps its time."""
