@@ -580,15 +580,6 @@ def over_seeds(rows: list[dict], load: str) -> dict:
             "metrics": {k: statistics.fmean(r["metrics"][k] for r in rows) for k in numeric}}
 
 
-def record_only_changes(rows: list[dict], start: str | None, end: str | None) -> list[dict]:
-    """``rows`` with a commit of ``start+changes`` said as ``start``, where the tree, ignoring the results record the
-    sweep writes, was clean at ``start`` at the sweep's start and still at its end (``end``): its runs saw that commit's
-    code beside the record an earlier sweep in the same checkout had rewritten. Otherwise ``rows`` as they are."""
-    if not start or "+" in start or end != start:
-        return rows
-    return [{**r, "commit": start} if r.get("commit") == f"{start}+changes" else r for r in rows]
-
-
 # eval's sample metrics (``practice_torch.evaluation.samples``): a preset whose headline is one of them is evaluated
 # with them; the others without (10 000 samples of an autoregressive model take longer than its training)
 SAMPLE_METRICS = ("fid", "inception_score", "kid", "precision", "recall")
@@ -600,11 +591,8 @@ def reproduce_presets(args, results_file: Path | None = None, train: Callable = 
     ``DIR/presets/<model>-<data set>/seed-<k>``; each preset's results row replaced by the mean over the seeds
     (``over_seeds``) in ``docs/results.json``."""
     from practice_torch.results import RESULTS_FILE, add_rows, result_row
-    from shared_specs.environment import commit
 
     results_file = results_file or RESULTS_FILE
-    ignoring = (str(results_file.relative_to(ROOT)) if results_file.is_relative_to(ROOT) else str(results_file),)
-    commit_at_start = commit(ignoring)
     if args.seeds < 1 or args.jobs < 1:
         raise SystemExit(f"error: --seeds and --jobs must be at least 1, got {args.seeds} and {args.jobs}")
     plain, others = sweepable(json.loads(results_file.read_text()) if results_file.is_file() else [])
@@ -653,7 +641,6 @@ def reproduce_presets(args, results_file: Path | None = None, train: Callable = 
     trained = {r["model"] for r, _ in todo}  # a preset none of whose runs trained now keeps the row recorded
     swept = [over_seeds([result_row(where[r["model"], seed], load) for seed in range(args.seeds)], load)
              for r in chosen if r["model"] in trained or r.get("seeds") != args.seeds]
-    swept = record_only_changes(swept, commit_at_start, commit(ignoring))
     add_rows(swept, results_file)
     print(f"wrote {len(swept)} rows, each the mean over {args.seeds} seeds, into {results_file}; `make docs` renders "
           "them")

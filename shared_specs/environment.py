@@ -34,9 +34,19 @@ def cores_text(env: dict) -> str:
     return f"{cores} core{'' if cores == 1 else 's'}"
 
 
+# The records the benchmarks and sweeps rewrite (results rows, reproductions, benchmark tables): what runs measured,
+# not code a run executes, so a run in a checkout whose only changes are to these names its commit clean.
+RECORDS = ("docs/results.json", "docs/reproduce.json", "benchmarks/results/")
+
+
+def is_record(path: str) -> bool:
+    """Whether ``path`` (relative to the repository) is one of the ``RECORDS`` or inside one of their folders."""
+    return any(path == r or (r.endswith("/") and path.startswith(r)) for r in RECORDS)
+
+
 def commit(ignoring: tuple[str, ...] = ()) -> str | None:
-    """The checkout's commit (with '+changes' when the tree differs from it, in files other than those ``ignoring``
-    names: a benchmark's own record, which its earlier runs rewrote), or None outside a git checkout."""
+    """The checkout's commit (with '+changes' when the tree differs from it, in files other than the ``RECORDS`` and
+    those ``ignoring`` names: a benchmark's own record elsewhere), or None outside a git checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -45,7 +55,7 @@ def commit(ignoring: tuple[str, ...] = ()) -> str | None:
                                capture_output=True, text=True, timeout=10).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return None
-    changed = [line for line in dirty if line[3:].strip() not in ignoring]
+    changed = [line for line in dirty if not is_record(line[3:].strip()) and line[3:].strip() not in ignoring]
     return head + ("+changes" if changed else "")
 
 

@@ -413,9 +413,10 @@ def test_a_rows_curve_is_read_off_each_run_and_drawn_over_the_seeds(tmp_path):
     assert figure == tmp_path / "curves.png" and figure.stat().st_size > 10_000
 
 
-def test_a_record_names_the_commit_clean_when_only_its_own_file_changed(monkeypatch):
-    """The sweep's record was rewritten by its earlier rows: that change alone leaves the commit clean; any other
-    (the control) marks it '+changes'."""
+def test_a_record_names_the_commit_clean_when_only_records_changed(monkeypatch):
+    """A sweep's records were rewritten by its earlier rows (or an earlier sweep in the checkout): those changes alone
+    leave the commit clean, for the runs as for the record; a record elsewhere counts when named; any other change
+    (the controls: code, a page) marks it '+changes'."""
     from shared_specs import environment
 
     def git(status):
@@ -424,9 +425,13 @@ def test_a_record_names_the_commit_clean_when_only_its_own_file_changed(monkeypa
             return subprocess.CompletedProcess(argv, 0, stdout=out, stderr="")
         return run
 
-    monkeypatch.setattr(environment.subprocess, "run", git(" M docs/reproduce.json\n"))
-    assert environment.commit(ignoring=("docs/reproduce.json",)) == "abc1234"
+    records = " M docs/reproduce.json\n M docs/results.json\n M benchmarks/results/control.json\n"
+    monkeypatch.setattr(environment.subprocess, "run", git(records))
+    assert environment.commit() == "abc1234"
+    monkeypatch.setattr(environment.subprocess, "run", git(records + " M docs/topics/gan.md\n"))
     assert environment.commit() == "abc1234+changes"
+    monkeypatch.setattr(environment.subprocess, "run", git(" M out/sweep.json\n"))
+    assert environment.commit(ignoring=("out/sweep.json",)) == "abc1234" and environment.commit() == "abc1234+changes"
     monkeypatch.setattr(environment.subprocess, "run", git(" M docs/reproduce.json\n M practice_torch/gan/networks.py\n"))
     assert environment.commit(ignoring=("docs/reproduce.json",)) == "abc1234+changes"
 
@@ -511,19 +516,6 @@ def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp
         R.reproduce_presets(argparse.Namespace(**{**vars(args), "presets": "vae"}), results, train)
     with pytest.raises(SystemExit, match="--rows and --presets choose different sweeps"):
         R.reproduce(argparse.Namespace(**{**vars(args), "rows": "cartpole"}))
-
-
-def test_a_sweep_after_another_in_one_checkout_keeps_its_clean_commit():
-    """The second presets sweep in a checkout finds the results record the first rewrote, so its runs record
-    ``abc1234+changes``: said as ``abc1234`` where the tree, that record aside, was clean at both ends of the sweep;
-    controls: code changed at the start, or by the end, and another commit's row, are left as recorded."""
-    from benchmarks.reproduce import record_only_changes
-
-    rows = [{"model": "ppo", "commit": "abc1234+changes"}, {"model": "vae", "commit": "def5678+changes"}]
-    assert [r["commit"] for r in record_only_changes(rows, "abc1234", "abc1234")] == ["abc1234", "def5678+changes"]
-    assert record_only_changes(rows, "abc1234+changes", "abc1234+changes") == rows  # code changed before it began
-    assert record_only_changes(rows, "abc1234", "abc1234+changes") == rows  # ... or while it ran
-    assert record_only_changes(rows, None, None) == rows  # outside a git checkout
 
 
 def test_the_presets_sweep_estimates_a_run_on_one_thread():
