@@ -131,8 +131,8 @@ def disentanglement_arms() -> tuple[Arm, ...]:
 DANN_SHIFTS = {"galaxies": "MNIST-M's blend over GalSim galaxies, the default",
                "patches": "the blend over upsampled crops of other images, closest to how MNIST-M is built"}
 
-# The DANN rows' longer budget: three times the quick preset's steps, lambda's ramp with them, and the full preset's
-# domain classifier (seed 0 of the galaxy blend closed 44% of the gap so, against 19% for the quick preset's mean).
+# The longer DANN row's settings: three times the quick preset's steps, lambda's ramp with them, and the full preset's
+# domain classifier (the setting that closed the most of the gap in the trials on seed 0 its page lists).
 DANN_LONG = ("model.target=galaxies", "train.steps=9000", "model.ramp_steps=9000", "model.domain_hidden=512,512")
 
 ROWS = {row.id: row for row in (
