@@ -13,12 +13,13 @@ packing, WGAN-GP), and Mamba's synthetic tasks (selective copying also at three 
 is one ``python -m practice_torch train`` and ``eval`` on one torch thread, ``--jobs`` at a time, into
 ``DIR/<row>/<arm>-<seed>``; a run whose evaluation is there is kept, so a stopped sweep picks up where it left off. The
 first line says how long the sweep should take on this machine (the seconds each row's runs took in the last sweep
-recorded, where there is one). The record, ``docs/reproduce.json`` (also ``benchmarks/results/reproduce.json``),
-holds every run's figures, wall time and whether it met the target, with the commit, the machine and the load; ``make
-docs`` renders it on each row's topic pages (``shared_specs.docs.reproduce_table``) and, one line a row, in the
-README (``reproduce_summary``). A row with a ``curve`` (CartPole) also draws its runs' learning curves, mean +- sd
-over the seeds beside peers' published points, into ``docs/figures/reproduce_<row>.png``; a row with ``pictures``
-(VAE-GAN) puts its arms' first-seed samples side by side in ``docs/figures/reproduce_<row>_pictures.png``.
+recorded, where there is one). The record, ``docs/reproduce.json`` (``benchmarks/results/reproduce.json`` is the last
+sweep's own table, as for every benchmark), holds every run's figures, wall time and whether it met the target, with
+the commit, the machine and the load; ``make docs`` renders it on each row's topic pages
+(``shared_specs.docs.reproduce_table``) and, one line a row, in the README (``reproduce_summary``). A row with a
+``curve`` (CartPole) also draws its runs' learning curves, mean +- sd over the seeds beside peers' published points,
+into ``docs/figures/reproduce_<row>.png``; a row with ``pictures`` (VAE-GAN) puts its arms' first-seed samples side by
+side in ``docs/figures/reproduce_<row>_pictures.png``.
 """
 
 from __future__ import annotations
