@@ -110,6 +110,9 @@ def check_settings(m) -> None:
         raise ValueError("practice_jax train gan runs model.spectral_norm=true with model.discriminator_steps >= 1 "
                          "only (simultaneous updates take every gradient from the same statistics): train with "
                          "practice_torch, or set model.discriminator_steps=1")
+    if m.discriminator_lr is not None:  # the game's loop steps every player at the run's one learning rate
+        raise ValueError("practice_jax train gan trains both players at train.lr (model.discriminator_lr=none): train "
+                         "a discriminator on its own learning rate with practice_torch")
     if m.unrolled_steps and m.unroll_optimizer == "adam":  # the look-ahead would read the optimizer's moments
         raise ValueError("practice_jax train gan unrolls plain gradient steps only (model.unroll_optimizer=sgd): train "
                          "the Adam look-ahead with practice_torch")

@@ -193,3 +193,28 @@ def test_a_fade_in_weighted_the_wrong_way_breaks_the_derivations_continuity(monk
     jg._section_progressive(d, np.random.default_rng(0))
     failed = [c.statement for c in d.claims if not c.passed]
     assert len(failed) == 2 and "generator at stage" in failed[0] and "discriminator at stage" in failed[1]
+
+
+def test_the_discriminator_learns_at_its_own_rate_only_when_asked():
+    """``model.discriminator_lr`` (Metz et al.'s toy: the discriminator at 1e-4, the generator at 1e-3) reaches the
+    discriminator's AdamW and not the generator's; unset, both players take the run's lr (the control); a rate <= 0
+    is a one-line error, and the JAX trainer, whose loop steps both players at one rate, refuses it."""
+    from practice_jax.gan import check_settings
+    from practice_torch.engine.players import player_optimizers
+    from practice_torch.gan.networks import Adversarial
+    from practice_torch.gan.training import Config, build, players
+
+    net = Adversarial((2,), "mlp", 4, (8,))
+
+    def rates(config):
+        optimizers = player_optimizers(players(net, config), 1e-3, (0.5, 0.999), 0.0, fused=False)
+        return {name: opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
+
+    assert rates(Config(discriminator_lr=1e-4)) == {"discriminator": 1e-4, "generator": 1e-3}
+    assert rates(Config()) == {"discriminator": 1e-3, "generator": 1e-3}
+    with pytest.raises(ValueError, match="discriminator_lr must be > 0"):
+        build(Config(discriminator_lr=0.0), type("Info", (), {"modality": "2-D", "shape": (2,), "name": "ring8",
+                                                               "num_classes": 8, "unit_images": False})())
+    with pytest.raises(ValueError, match="model.discriminator_lr=none"):
+        check_settings(Config(discriminator_lr=1e-4))
+    check_settings(Config())

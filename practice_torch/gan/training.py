@@ -51,6 +51,7 @@ class Config:
     channels: tuple[int, ...] = (64, 128)  # conv widths (two stride-2 layers each way)
     fc: int = 1024  # conv: width of the fully connected layer in generator and discriminator
     discriminator_steps: int = 1  # discriminator updates per generator update; 0 = both players at once (simultaneous)
+    discriminator_lr: float | None = None  # the discriminator's Adam lr; None: the run's train.lr (the generator's)
     r1: float = 0.0  # weight of the R1 penalty on the discriminator (Mescheder et al. 2018); 0 = the plain game
     spectral_norm: bool = False  # every discriminator layer's weight divided by its largest singular value (SN-GAN)
     minibatch_std: bool = False  # the discriminator's last layer also reads the batch's feature spread (Karras et al.)
@@ -134,6 +135,8 @@ def build(config: Config, data) -> Adversarial:
     if config.discriminator_steps < 0:
         raise ValueError("model.discriminator_steps must be 0 (simultaneous updates) or more, "
                          f"got {config.discriminator_steps}")
+    if config.discriminator_lr is not None and config.discriminator_lr <= 0:
+        raise ValueError(f"model.discriminator_lr must be > 0 (or none: the run's train.lr), got {config.discriminator_lr}")
     if config.unrolled_steps < 0 or (config.unrolled_steps and config.unroll_lr <= 0):
         raise ValueError(f"model.unrolled_steps must be >= 0 and model.unroll_lr > 0, got {config.unrolled_steps} and "
                          f"{config.unroll_lr}")
@@ -189,8 +192,11 @@ def draw_noise(net: Adversarial, config: Config, n: int, generator: torch.Genera
 
 
 def players(net: Adversarial, config: Config) -> dict[str, Player]:
-    """One AdamW each (the run's lr and betas): the discriminator (with the projection's class vectors), the generator."""
-    return {"discriminator": Player(net.discriminator_parameters()), "generator": Player(net.generator_parameters())}
+    """One AdamW each (the run's betas): the discriminator (with the projection's class vectors) at
+    ``model.discriminator_lr`` (None: the run's lr; Metz et al.'s toy code trains it at 1e-4 against the generator's
+    1e-3, and its look-ahead takes the discriminator's own steps), the generator at the run's lr."""
+    return {"discriminator": Player(net.discriminator_parameters(), config.discriminator_lr),
+            "generator": Player(net.generator_parameters())}
 
 
 def train_step(net: Adversarial, config: Config, step: int, run):
