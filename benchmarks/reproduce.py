@@ -115,6 +115,13 @@ SSM_PROTOCOL = ("Each arm its quick preset on {what}: 2 layers of about 60k para
                 "sequences{longer}")
 
 
+# The induction-heads rows' target (every answer at the training length of 64, 0.9 at 16 times it) and the longer
+# lengths' scores beside it
+INDUCTION_TARGET = ("every answer right at the training length and at least 0.9 at 16 times it, on every seed",
+                    lambda m: m["accuracy"] >= 0.99 and m.get("accuracy_1024", 0.0) >= 0.9)
+INDUCTION_BESIDE = tuple((f"accuracy_{64 * k}", f"at {64 * k}") for k in (2, 4, 8, 16))
+
+
 def ssm_arms(task: str, s4d: str, mamba: str, tf: str) -> tuple[Arm, ...]:
     """The synthetic-task rows' arms on ``task``, each with the paper's figure for its kind of model."""
     return tuple(Arm(a.name, a.model, task, a.sets, a.paper.format(s4d=s4d, mamba=mamba, tf=tf)) for a in SSM_ARMS)
@@ -298,9 +305,7 @@ ROWS = {row.id: row for row in (
                             longer=", and on 500 sequences at 2 to 16 times the length"), "-",
         ssm_arms("induction_heads", "-", "1.00 to 2^20", "fails past about 2x (MHA-RoPE)"),
         "accuracy", "answers right at the training length",
-        "every answer right at the training length and at least 0.9 at 16 times it, on every seed",
-        lambda m: m["accuracy"] >= 0.99 and m.get("accuracy_1024", 0.0) >= 0.9,
-        beside=tuple((f"accuracy_{64 * k}", f"at {64 * k}") for k in (2, 4, 8, 16)), seconds=120.0),
+        *INDUCTION_TARGET, beside=INDUCTION_BESIDE, seconds=120.0),
     Row("induction_heads_long", ("ssm",), "Induction heads: the selective scan at three times the steps",
         "Gu & Dao 2023 (Mamba), Table 2: 2-layer models trained on sequences of 256, vocabulary 16: Mamba answers "
         "every test right at every length up to 2^20 (4 096 times)",
@@ -309,9 +314,7 @@ ROWS = {row.id: row for row in (
         "share of the answers right on 2 000 test sequences, and on 500 sequences at 2 to 16 times the length", "-",
         (Arm("mamba_3k", "ssm", "induction_heads", ("train.steps=3000",), "1.00 to 2^20"),),
         "accuracy", "answers right at the training length",
-        "every answer right at the training length and at least 0.9 at 16 times it, on every seed",
-        lambda m: m["accuracy"] >= 0.99 and m.get("accuracy_1024", 0.0) >= 0.9,
-        beside=tuple((f"accuracy_{64 * k}", f"at {64 * k}") for k in (2, 4, 8, 16)), seconds=400.0),
+        *INDUCTION_TARGET, beside=INDUCTION_BESIDE, seconds=400.0),
     Row("hierarchical_vae", ("vae",), "Two levels of latents against one, at equal parameters",
         "Sonderby et al. 2016 (the ladder VAE) and Vahdat & Kautz 2020 (NVAE): hierarchies inferred top-down lower "
         "the NLL and keep more units active; their tables are for MNIST, CIFAR-10 and CelebA with many more levels and "
