@@ -1,4 +1,5 @@
-"""``python -m benchmarks [name ...] [--threads N] [--repeats R]``.
+"""``python -m benchmarks [name ...] [--threads N] [--repeats R]``; ``python -m benchmarks NAME --help``: that
+benchmark's own description and options (``--help`` alone: every benchmark's).
 
 Speed is measured here, never asserted in tests. Each benchmark prints a table and writes
 ``benchmarks/results/<name>.json``. The machine's fp32 GEMM peak is measured first so model
@@ -31,13 +32,19 @@ few real images, on them plus class-conditional samples, on samples alone and on
 samples, and reports real test accuracy over seeds (benchmarks/augmentation.py). ``disentanglement`` (only when named,
 about 7 minutes a run on one core) trains beta-VAEs and beta-TCVAEs on the galaxies and scores their mutual information
 gap against the five factors that rendered them (benchmarks/disentanglement.py). ``reproduce`` (only when named) trains
-each algorithm's own paper's experiment over seeds, beside the paper's figure, into ``docs/reproduce.json``
-(benchmarks/reproduce.py).
+each algorithm's own paper's experiment over seeds, beside the paper's figure, into ``docs/reproduce.json`` with
+``--publish`` (without it a trial, its record and figures in ``--results``, the published ones untouched; ``--list``:
+the rows, each with its minutes) (benchmarks/reproduce.py).
+
+Bad input (an unknown benchmark or row, a malformed option, a benchmark's own ``error: ...``) is one line on stderr,
+exit status 2. Ctrl-C is one line, ``error: interrupted; ...`` saying what was kept (the rows a benchmark measured so
+far, in its JSON; ``reproduce``'s finished runs, in ``--reproduce-runs``), exit status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -64,7 +71,8 @@ from benchmarks.jax_train import jax_train
 from benchmarks.language_model import kv_cache, lm_curves
 from benchmarks.latent_diffusion import latent_vs_pixel
 from benchmarks.reproduce import ROWS as REPRODUCE_ROWS
-from benchmarks.reproduce import reproduce
+from benchmarks.reproduce import interrupted_note as reproduce_interrupted_note
+from benchmarks.reproduce import list_rows, reproduce
 from benchmarks.restoration import TASKS, restoration
 from benchmarks.shared_cpu import shared_cpu
 from benchmarks.ssm import ssm_generation, ssm_step
@@ -221,115 +229,243 @@ def write_result(path: Path, result: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*",
-                        help=f"benchmarks to run (default: {', '.join(DEFAULT)}): {', '.join(BENCHMARKS)}")
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's usage errors: one line, ``error: MESSAGE``, on stderr, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}\n")
+
+
+def described(shown: list[str] | None) -> str:
+    """The help's description: this module's docstring, or each named benchmark's own (its module's docstring; the
+    function's for the benchmarks defined here), each once."""
+    if not shown:
+        return __doc__
+    docs = []
+    for name in shown:
+        function = BENCHMARKS[name]
+        here = function.__module__ == __name__
+        doc = f"{name}: {inspect.getdoc(function)}" if here else inspect.getdoc(sys.modules[function.__module__])
+        if doc not in docs:
+            docs.append(doc)
+    return "\n\n".join(docs)
+
+
+def build_parser(shown: list[str] | None = None) -> Parser:
+    """The command line. Every option is parsed whatever the benchmarks named; the help (``shown``: the benchmarks
+    named beside ``--help``) lists every option (None), or only the common ones (``--threads``, ``--results``) and
+    those of the benchmarks in ``shown``, under their own descriptions."""
+    prog = " ".join(("python -m benchmarks", *(shown or ())))
+    parser = Parser(prog=prog, description=described(shown), add_help=False,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def add(owners: tuple[str, ...], *flags, **settings) -> None:
+        """An option of the benchmarks ``owners``: hidden from a help that names none of them."""
+        if shown is not None and not set(owners) & set(shown):
+            settings["help"] = argparse.SUPPRESS
+        parser.add_argument(*flags, **settings)
+
+    parser.add_argument("names", nargs="*", help=argparse.SUPPRESS if shown else
+                        f"benchmarks to run (default: {', '.join(DEFAULT)}): {', '.join(BENCHMARKS)}")
+    parser.add_argument("-h", "--help", action="store_true", help="show this help and exit; with benchmark names "
+                        "(python -m benchmarks NAME --help), only their options")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default 1; gpu_steps on a "
-                        "GPU: every core, as train has, for the host that feeds the GPU and inductor's compiling)")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--no-compile", dest="compile", action="store_false",
-                        help="skip the torch.compile rows (compilation takes about a minute on a CPU)")
-    parser.add_argument("--dataset", default="fashion_mnist", help="image data set of the metrics table")
-    parser.add_argument("--data-dir", help="where standard data sets live (metrics)")
-    parser.add_argument("--per-set", type=int, default=5000, help="images per set in the metrics table")
-    parser.add_argument("--blur", type=float, default=1.0, help="Gaussian blur sigma in the metrics table (pixels)")
-    parser.add_argument("--run", help="a trained run directory (ddim_steps: a ddpm run; default the newest runs/ddpm-*)")
-    parser.add_argument("--ddim-samples", type=int, default=1000, help="ddim_steps: samples per row (at most)")
-    parser.add_argument("--ddim-budget", type=int, default=100_000, help="ddim_steps: network evaluations per row")
-    parser.add_argument("--ddim-steps", default="10,20,50,100,1000", help="ddim_steps: comma-separated step counts")
-    parser.add_argument("--ddim-reconstruct", type=int, default=64, help="ddim_steps: test images encoded and decoded")
-    parser.add_argument("--classifier", help="guidance_sweep: a `train guidance` run (adds classifier-guidance rows)")
-    parser.add_argument("--scales", default="0,0.5,1,2,4", help="guidance_sweep: comma-separated guidance scales w")
-    parser.add_argument("--guidance-samples", type=int, default=1000, help="guidance_sweep: samples per scale")
-    parser.add_argument("--guidance-steps", type=int, default=20, help="guidance_sweep: DDIM steps per sample")
-    parser.add_argument("--seconds", type=float, default=0, help="latent_vs_pixel (default 600), lm_curves (default 300): "
-                        "CPU seconds of training per arm")
-    parser.add_argument("--lm-arms", default="", help="lm_curves: comma-separated arms (default all: transformer, "
+                        "GPU: every core, as train has, for the host that feeds the GPU and inductor's compiling; "
+                        "shared_cpu and reproduce: every core)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS}); "
+                        "reproduce without --publish: also its trial record and figures")
+    add(("vae_step", "unet_step", "transformer_step", "ssm_step"), "--repeats", type=int, default=10,
+        help="timed calls of each step, the best kept")
+    add(("vae_step", "transformer_step", "jax_train"), "--no-compile", dest="compile", action="store_false",
+        help="skip the torch.compile rows (compilation takes about a minute on a CPU)")
+    add(("metrics", "flow_bpd", "latent_vs_pixel", "augmentation"), "--dataset", default="fashion_mnist",
+        help="image data set of the metrics table (also flow_bpd, latent_vs_pixel, augmentation)")
+    add(("metrics", "ddim_steps", "guidance_sweep", "latent_vs_pixel", "flow_bpd", "ode_nfe", "restoration"),
+        "--data-dir", help="where standard data sets live")
+    add(("metrics",), "--per-set", type=int, default=5000, help="images per set in the metrics table")
+    add(("metrics",), "--blur", type=float, default=1.0, help="Gaussian blur sigma in the metrics table (pixels)")
+    add(("ddim_steps", "guidance_sweep", "ode_nfe", "galaxy_conditioning", "restoration"), "--run",
+        help="a trained run directory (ddim_steps, restoration: a ddpm run, default the newest runs/ddpm-*; "
+             "guidance_sweep: a class-conditional one; ode_nfe: a flow_matching run, default the newest; "
+             "galaxy_conditioning: a conditional flow_matching run, default one trained here)")
+    add(("ddim_steps",), "--ddim-samples", type=int, default=1000, help="ddim_steps: samples per row (at most)")
+    add(("ddim_steps",), "--ddim-budget", type=int, default=100_000, help="ddim_steps: network evaluations per row")
+    add(("ddim_steps",), "--ddim-steps", default="10,20,50,100,1000", help="ddim_steps: comma-separated step counts")
+    add(("ddim_steps",), "--ddim-reconstruct", type=int, default=64,
+        help="ddim_steps: test images encoded and decoded")
+    add(("guidance_sweep",), "--classifier", help="guidance_sweep: a `train guidance` run (adds classifier-guidance "
+                                                  "rows)")
+    add(("guidance_sweep",), "--scales", default="0,0.5,1,2,4", help="guidance_sweep: comma-separated guidance "
+                                                                     "scales w")
+    add(("guidance_sweep",), "--guidance-samples", type=int, default=1000, help="guidance_sweep: samples per scale")
+    add(("guidance_sweep",), "--guidance-steps", type=int, default=20, help="guidance_sweep: DDIM steps per sample")
+    add(("latent_vs_pixel", "lm_curves"), "--seconds", type=float, default=0,
+        help="latent_vs_pixel (default 600), lm_curves (default 300): CPU seconds of training per arm")
+    add(("lm_curves",), "--lm-arms", default="", help="lm_curves: comma-separated arms (default all: transformer, "
                                                       "lstm, ssm)")
-    parser.add_argument("--lm-every", type=int, default=100, help="lm_curves: steps between validation points")
-    parser.add_argument("--tokens", type=int, default=256, help="kv_cache: tokens generated per sequence")
-    parser.add_argument("--gen-length", type=int, default=4096, help="ssm_generation: tokens generated per sequence")
-    parser.add_argument("--gen-window", type=int, default=64, help="ssm_generation: tokens per timed window")
-    parser.add_argument("--gen-batch", type=int, default=1, help="ssm_generation: sequences generated at once")
-    parser.add_argument("--ae-fraction", type=float, default=0.3, help="latent_vs_pixel: share of the latent arm's "
-                                                                        "budget spent on the autoencoder")
-    parser.add_argument("--ld-samples", type=int, default=1000, help="latent_vs_pixel: samples per arm for FID/KID")
-    parser.add_argument("--ld-sample-steps", type=int, default=20, help="latent_vs_pixel: DDIM steps of both arms")
-    parser.add_argument("--ld-arms", default="latent,pixel", help="latent_vs_pixel: which arms to run")
-    parser.add_argument("--restore-images", type=int, default=100, help="restoration: test images restored per row")
-    parser.add_argument("--restore-steps", type=int, default=50, help="restoration: respaced steps of the chain")
-    parser.add_argument("--restore-resample", type=int, default=5, help="restoration: RePaint's r of the resampled rows")
-    parser.add_argument("--restore-tasks", default=TASKS, help="restoration: comma-separated inpaint:MASK and "
-                                                               "super_resolution:FACTOR")
-    parser.add_argument("--stability-variants", default="plain,r1,spectral_norm,minibatch_std,unrolled,wgan_gp",
-                        help="gan_stability: comma-separated variants")
-    parser.add_argument("--stability-seeds", default="0,1,2", help="gan_stability: comma-separated train.seed values")
-    parser.add_argument("--stability-dataset", default="gaussians", help="gan_stability: gaussians or fashion_mnist")
-    parser.add_argument("--stability-steps", type=int, default=0, help="gan_stability: steps per run (default: the "
-                        "preset's)")
-    parser.add_argument("--stability-jobs", type=int, default=1, help="gan_stability: runs trained at once, one process "
-                        "each (a GPU)")
-    parser.add_argument("--stability-done", default="", help="gan_stability: comma-separated earlier results files "
-                        "whose runs count as done (not trained again)")
-    parser.add_argument("--aug-runs", default="", help="augmentation: comma-separated NAME=RUN of class-conditional runs")
-    parser.add_argument("--aug-real", type=int, default=20, help="augmentation: real images per class of the few-shot "
-                        "sets (and of the imbalanced split's minority classes)")
-    parser.add_argument("--aug-samples", type=int, default=500, help="augmentation: samples (and real images) per class "
-                        "of the larger sets")
-    parser.add_argument("--aug-steps", type=int, default=600, help="augmentation: classifier steps of batch 128 per set")
-    parser.add_argument("--aug-seeds", default="0,1,2", help="augmentation: comma-separated seeds")
-    parser.add_argument("--dis-variants", default=DIS_VARIANTS, help="disentanglement: comma-separated beta=V and "
-                        "tc_beta=V")
-    parser.add_argument("--dis-seeds", default="0", help="disentanglement: comma-separated train.seed values")
-    parser.add_argument("--dis-steps", type=int, default=0, help="disentanglement: steps per run (default: the preset's)")
-    parser.add_argument("--dis-runs", default="", help="disentanglement: keep the trained runs in this folder")
-    parser.add_argument("--galaxy-samples", type=int, default=500, help="galaxy_conditioning: test conditions sampled")
-    parser.add_argument("--fm-seconds", type=float, default=300, help="fm_vs_cnf: wall seconds of training per model")
-    parser.add_argument("--fm-chunk", type=int, default=100, help="fm_vs_cnf: steps between W2 measurements")
-    parser.add_argument("--w2-target", type=float, default=0.0, help="fm_vs_cnf: W2 to reach (0: 1.5x the floor)")
-    parser.add_argument("--nfe-steps", default="1,2,4,8,16,32", help="ode_nfe: comma-separated fixed-step counts")
-    parser.add_argument("--fm-samples", type=int, default=1000, help="ode_nfe: samples per row (W2 or FID/KID)")
-    parser.add_argument("--flow-steps", type=int, default=0, help="flow_bpd: training steps (default: the quick preset's)")
-    parser.add_argument("--flow-every", type=int, default=100, help="flow_bpd: steps between test evaluations")
-    parser.add_argument("--flow-test", type=int, default=1000, help="flow_bpd: test images per evaluation")
-    parser.add_argument("--preset", default="", help="gpu_steps: quick | full (default: full on a GPU, quick on a CPU)")
-    parser.add_argument("--gpu-models", default="", help="gpu_steps: comma-separated models (default: every model "
-                                                         "with a full preset)")
-    parser.add_argument("--gpu-steps", type=int, default=0, help="gpu_steps: timed steps per model (default: 20 on a "
-                                                                 "GPU, 3 on a CPU)")
-    parser.add_argument("--gpu-set", action="append", default=[], metavar="[MODEL:]KEY=VALUE",
-                        help="gpu_steps: a change to every preset (or to MODEL's only), as train's --set (repeatable)")
-    parser.add_argument("--gpu-merge", action="store_true", help="gpu_steps: keep the rows already in the results "
-                        "file from the same device and preset, replacing those of the models timed again")
-    parser.add_argument("--control-seeds", default="0,1,2", help="control: comma-separated train.seed values")
-    parser.add_argument("--cpu-steps", type=int, default=300, help="shared_cpu: training steps per run")
-    parser.add_argument("--cpu-loads", default="0,1,2", help="shared_cpu: comma-separated numbers of busy processes")
-    parser.add_argument("--cpu-repeats", type=int, default=3, help="shared_cpu: runs of each setting under each load")
-    parser.add_argument("--jax-models", default="", help="jax_train: comma-separated models (default: every model "
-                                                         "practice_jax train trains)")
-    parser.add_argument("--jax-steps", type=int, default=20, help="jax_train: timed steps per backend")
-    parser.add_argument("--jax-quality", action="store_true", help="jax_train: also train each quick preset to the "
-                        "end in both backends and evaluate it (tens of minutes a model)")
-    parser.add_argument("--jax-seeds", default="0,1", help="jax_train: comma-separated train.seed values (quality)")
-    parser.add_argument("--rows", default="", help=f"reproduce: comma-separated rows (default all: "
-                                                    f"{', '.join(REPRODUCE_ROWS)})")
-    parser.add_argument("--presets", nargs="?", const="all", default="", metavar="MODEL,...",
-                        help="reproduce: the README's results table instead: every front-page quick preset as it comes "
-                             "(or those named) over the seeds, each row replaced by the mean")
-    parser.add_argument("--seeds", type=int, default=5, help="reproduce: train.seed 0 .. N-1 of every arm")
-    parser.add_argument("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))),
-                        help="reproduce: runs trained at once, one thread each (default: one per core)")
-    parser.add_argument("--reproduce-runs", default=str(RESULTS / "reproduce-runs"),
-                        help="reproduce: where the runs are kept (a stopped sweep resumes from them)")
-    parser.add_argument("--results", type=Path, default=RESULTS, help=f"where the JSON files go (default {RESULTS})")
-    args = parser.parse_args(argv)
+    add(("lm_curves",), "--lm-every", type=int, default=100, help="lm_curves: steps between validation points")
+    add(("kv_cache",), "--tokens", type=int, default=256, help="kv_cache: tokens generated per sequence")
+    add(("ssm_generation",), "--gen-length", type=int, default=4096,
+        help="ssm_generation: tokens generated per sequence")
+    add(("ssm_generation",), "--gen-window", type=int, default=64, help="ssm_generation: tokens per timed window")
+    add(("ssm_generation",), "--gen-batch", type=int, default=1, help="ssm_generation: sequences generated at once")
+    add(("latent_vs_pixel",), "--ae-fraction", type=float, default=0.3,
+        help="latent_vs_pixel: share of the latent arm's budget spent on the autoencoder")
+    add(("latent_vs_pixel",), "--ld-samples", type=int, default=1000,
+        help="latent_vs_pixel: samples per arm for FID/KID")
+    add(("latent_vs_pixel",), "--ld-sample-steps", type=int, default=20,
+        help="latent_vs_pixel: DDIM steps of both arms")
+    add(("latent_vs_pixel",), "--ld-arms", default="latent,pixel", help="latent_vs_pixel: which arms to run")
+    add(("restoration",), "--restore-images", type=int, default=100, help="restoration: test images restored per row")
+    add(("restoration",), "--restore-steps", type=int, default=50, help="restoration: respaced steps of the chain")
+    add(("restoration",), "--restore-resample", type=int, default=5,
+        help="restoration: RePaint's r of the resampled rows")
+    add(("restoration",), "--restore-tasks", default=TASKS,
+        help="restoration: comma-separated inpaint:MASK and super_resolution:FACTOR")
+    add(("gan_stability",), "--stability-variants", default="plain,r1,spectral_norm,minibatch_std,unrolled,wgan_gp",
+        help="gan_stability: comma-separated variants")
+    add(("gan_stability",), "--stability-seeds", default="0,1,2",
+        help="gan_stability: comma-separated train.seed values")
+    add(("gan_stability",), "--stability-dataset", default="gaussians",
+        help="gan_stability: gaussians or fashion_mnist")
+    add(("gan_stability",), "--stability-steps", type=int, default=0,
+        help="gan_stability: steps per run (default: the preset's)")
+    add(("gan_stability",), "--stability-jobs", type=int, default=1,
+        help="gan_stability: runs trained at once, one process each (a GPU)")
+    add(("gan_stability",), "--stability-done", default="", help="gan_stability: comma-separated earlier results "
+                                                                  "files whose runs count as done (not trained again)")
+    add(("augmentation",), "--aug-runs", default="",
+        help="augmentation: comma-separated NAME=RUN of class-conditional runs")
+    add(("augmentation",), "--aug-real", type=int, default=20, help="augmentation: real images per class of the "
+        "few-shot sets (and of the imbalanced split's minority classes)")
+    add(("augmentation",), "--aug-samples", type=int, default=500,
+        help="augmentation: samples (and real images) per class of the larger sets")
+    add(("augmentation",), "--aug-steps", type=int, default=600,
+        help="augmentation: classifier steps of batch 128 per set")
+    add(("augmentation",), "--aug-seeds", default="0,1,2", help="augmentation: comma-separated seeds")
+    add(("disentanglement",), "--dis-variants", default=DIS_VARIANTS,
+        help="disentanglement: comma-separated beta=V and tc_beta=V")
+    add(("disentanglement",), "--dis-seeds", default="0", help="disentanglement: comma-separated train.seed values")
+    add(("disentanglement",), "--dis-steps", type=int, default=0,
+        help="disentanglement: steps per run (default: the preset's)")
+    add(("disentanglement",), "--dis-runs", default="", help="disentanglement: keep the trained runs in this folder")
+    add(("galaxy_conditioning",), "--galaxy-samples", type=int, default=500,
+        help="galaxy_conditioning: test conditions sampled")
+    add(("fm_vs_cnf",), "--fm-seconds", type=float, default=300, help="fm_vs_cnf: wall seconds of training per model")
+    add(("fm_vs_cnf",), "--fm-chunk", type=int, default=100, help="fm_vs_cnf: steps between W2 measurements")
+    add(("fm_vs_cnf",), "--w2-target", type=float, default=0.0, help="fm_vs_cnf: W2 to reach (0: 1.5x the floor)")
+    add(("ode_nfe",), "--nfe-steps", default="1,2,4,8,16,32", help="ode_nfe: comma-separated fixed-step counts")
+    add(("ode_nfe",), "--fm-samples", type=int, default=1000, help="ode_nfe: samples per row (W2 or FID/KID)")
+    add(("flow_bpd",), "--flow-steps", type=int, default=0,
+        help="flow_bpd: training steps (default: the quick preset's)")
+    add(("flow_bpd",), "--flow-every", type=int, default=100, help="flow_bpd: steps between test evaluations")
+    add(("flow_bpd",), "--flow-test", type=int, default=1000, help="flow_bpd: test images per evaluation")
+    add(("gpu_steps",), "--preset", default="", help="gpu_steps: quick | full (default: full on a GPU, quick on a CPU)")
+    add(("gpu_steps",), "--gpu-models", default="",
+        help="gpu_steps: comma-separated models (default: every model with a full preset)")
+    add(("gpu_steps",), "--gpu-steps", type=int, default=0,
+        help="gpu_steps: timed steps per model (default: 20 on a GPU, 3 on a CPU)")
+    add(("gpu_steps",), "--gpu-set", action="append", default=[], metavar="[MODEL:]KEY=VALUE",
+        help="gpu_steps: a change to every preset (or to MODEL's only), as train's --set (repeatable)")
+    add(("gpu_steps",), "--gpu-merge", action="store_true", help="gpu_steps: keep the rows already in the results "
+        "file from the same device and preset, replacing those of the models timed again")
+    add(("control",), "--control-seeds", default="0,1,2", help="control: comma-separated train.seed values")
+    add(("shared_cpu",), "--cpu-steps", type=int, default=300, help="shared_cpu: training steps per run")
+    add(("shared_cpu",), "--cpu-loads", default="0,1,2", help="shared_cpu: comma-separated numbers of busy processes")
+    add(("shared_cpu",), "--cpu-repeats", type=int, default=3, help="shared_cpu: runs of each setting under each load")
+    add(("jax_train",), "--jax-models", default="",
+        help="jax_train: comma-separated models (default: every model practice_jax train trains)")
+    add(("jax_train",), "--jax-steps", type=int, default=20, help="jax_train: timed steps per backend")
+    add(("jax_train",), "--jax-quality", action="store_true", help="jax_train: also train each quick preset to the "
+        "end in both backends and evaluate it (tens of minutes a model)")
+    add(("jax_train",), "--jax-seeds", default="0,1", help="jax_train: comma-separated train.seed values (quality)")
+    add(("reproduce",), "--rows", default="",
+        help=f"reproduce: comma-separated rows (default all: {', '.join(REPRODUCE_ROWS)})")
+    add(("reproduce",), "--list", action="store_true",
+        help="reproduce: list the rows (or those --rows names), each with how long its runs should take at --seeds "
+             "and --jobs, and exit")
+    add(("reproduce",), "--presets", nargs="?", const="all", default="", metavar="MODEL,...",
+        help="reproduce: the README's results table instead: every front-page quick preset as it comes (or those "
+             "named) over the seeds, each row replaced by the mean")
+    add(("reproduce",), "--seeds", type=int, default=5, help="reproduce: train.seed 0 .. N-1 of every arm")
+    add(("reproduce",), "--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))),
+        help="reproduce: runs trained at once, one thread each (default: one per core)")
+    add(("reproduce",), "--reproduce-runs", default=str(RESULTS / "reproduce-runs"),
+        help="reproduce: where the runs are kept (a stopped sweep resumes from them)")
+    add(("reproduce",), "--publish", action="store_true",
+        help="reproduce: write the published record, docs/reproduce.json and docs/figures/reproduce_* (--presets: "
+             "docs/results.json); without it a trial writes its own into --results and leaves them as they are")
+    return parser
+
+
+ONLY = {"list": "reproduce", "publish": "reproduce"}  # options that mean something to one benchmark alone
+
+
+def interrupted_note(name: str, args, saved: bool) -> str:
+    """What an interrupted benchmark kept, and where: a sweep's finished runs (reproduce), or the rows measured so far
+    (a benchmark that hands them to ``args.save`` as it goes); '' when nothing."""
+    if name == "reproduce":
+        return f"; {reproduce_interrupted_note(args)}"
+    return f"; the rows measured so far are in {args.results / f'{name}.json'}" if saved else ""
+
+
+def run_benchmark(name: str, args, cores: list[int], saved: list[bool]) -> int:
+    """Run one benchmark, print its table and write ``--results``/<name>.json; 1 where its check fails, else 0.
+    ``saved`` gets True once the benchmark has written rows of its own (``args.save``)."""
+    load_before = round(os.getloadavg()[0], 2)  # the machine's load as the benchmark starts (1-minute average)
+    meta = {"benchmark": name, "threads": len(cores), "torch": torch.__version__,
+            "machine": platform.machine(), "processor": platform.processor(), "time": time.time(),
+            "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "load_before": load_before, "commit": commit()}
+    out = args.results / f"{name}.json"
+
+    def save(rows: list[dict]) -> None:  # a benchmark that measures row by row: a stopped run keeps what it measured
+        write_result(out, {"meta": meta, "rows": rows})
+        saved.append(True)
+
+    args.save = save
+    rows = BENCHMARKS[name](args)
+    print_table(name, rows)
+    result = {"meta": meta, "rows": rows}
+    status = 0
+    if name in CHECKS:
+        problems = CHECKS[name](rows)
+        result["order_holds"] = not problems
+        print("expected order holds: " + ("yes" if not problems else "NO\n  " + "\n  ".join(problems)))
+        status = 1 if problems else 0
+    write_result(out, result)
+    print(f"wrote {out}")
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: 0 when every benchmark ran (1 where a check failed); 2 and one line ``error: ...`` on a
+    usage error (argparse's, or one a benchmark raises as ``SystemExit('error: ...')``); 130 and one line when
+    interrupted (Ctrl-C), what was finished kept."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse's usage error, already said in one line
+        return exc.code
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         print(f"error: unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
+    if args.help:
+        print(build_parser(args.names or None).format_help(), end="")
+        return 0
     names = args.names or DEFAULT
+    alone = [(option, only) for option, only in ONLY.items() if getattr(args, option) and only not in names]
+    if alone:
+        option, only = alone[0]
+        print(f"error: --{option} is an option of {only}: python -m benchmarks {only} --{option}", file=sys.stderr)
+        return 2
+    if args.list:
+        try:
+            print(list_rows(args))
+        except SystemExit as exc:
+            return usage_error(exc)
+        return 0
     # Both libraries, and the GEMM peak, get the same cores: XLA's CPU client ignores thread-count flags.
     available = sorted(os.sched_getaffinity(0))
     cores = available[: args.threads or default_threads(names, torch.cuda.is_available(), len(available))]
@@ -338,26 +474,24 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     status = 0
     for name in names:
-        load_before = round(os.getloadavg()[0], 2)  # the machine's load as the benchmark starts (1-minute average)
-        meta = {"benchmark": name, "threads": len(cores), "torch": torch.__version__,
-                "machine": platform.machine(), "processor": platform.processor(), "time": time.time(),
-                "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                "load_before": load_before, "commit": commit()}
-        out = args.results / f"{name}.json"
-        # a benchmark that measures row by row hands each new set of rows here: a stopped run keeps what it measured
-        args.save = lambda rows, meta=meta, out=out: write_result(out, {"meta": meta, "rows": rows})
-        rows = BENCHMARKS[name](args)
-        print_table(name, rows)
-        result = {"meta": meta, "rows": rows}
-        if name in CHECKS:
-            problems = CHECKS[name](rows)
-            result["order_holds"] = not problems
-            print("expected order holds: " + ("yes" if not problems else "NO\n  " + "\n  ".join(problems)))
-            status = status or (1 if problems else 0)
-        write_result(out, result)
-        print(f"wrote {out}")
+        saved: list[bool] = []
+        try:
+            status = run_benchmark(name, args, cores, saved) or status
+        except SystemExit as exc:
+            return usage_error(exc)
+        except KeyboardInterrupt:
+            print(f"error: interrupted{interrupted_note(name, args, bool(saved))}", file=sys.stderr)
+            return 130
     return status
+
+
+def usage_error(exc: SystemExit) -> int:
+    """A benchmark's ``SystemExit('error: ...')`` (its one-line usage error): printed on stderr, exit 2; any other
+    exit goes on as it was."""
+    if not isinstance(exc.code, str):
+        raise exc
+    print(exc.code, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

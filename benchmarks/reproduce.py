@@ -1,7 +1,8 @@
-"""``python -m benchmarks reproduce [--rows A,B] [--seeds N] [--jobs J] [--reproduce-runs DIR]``: each algorithm's
-own paper's experiment, over seeds, beside the paper's figure. ``--presets [MODEL,...]``: the README's results table
-over seeds instead (``reproduce_presets``): each front-page quick preset trained once a seed, its row the mean (the
-runs a preset builds on trained first, a seed each: ``PARENTS``).
+"""``python -m benchmarks reproduce [--rows A,B] [--seeds N] [--jobs J] [--reproduce-runs DIR] [--publish]``: each
+algorithm's own paper's experiment, over seeds, beside the paper's figure; ``--list``: the rows, each with how long
+its runs should take. ``--presets [MODEL,...]``: the README's results table over seeds instead
+(``reproduce_presets``): each front-page quick preset trained once a seed, its row the mean (the runs a preset builds
+on trained first, a seed each: ``PARENTS``).
 
 A row (``ROWS``) is one experiment: the paper and where its figure is, the protocol (our presets as trained, on the
 paper's task), the arms (a model, a data set and its settings each, with the paper's figure for it), the figure every
@@ -11,15 +12,19 @@ toys, DANN on two shifts with its bounds (and on the galaxy blend at three times
 the autoencoder's and the VAE's, the mode-collapse ring and grid of VEEGAN and PacGAN (the plain GAN, each remedy,
 packing, WGAN-GP), and Mamba's synthetic tasks (selective copying also at three times the steps). Each (row, arm, seed)
 is one ``python -m practice_torch train`` and ``eval`` on one torch thread, ``--jobs`` at a time, into
-``DIR/<row>/<arm>-<seed>``; a run whose evaluation is there is kept, so a stopped sweep picks up where it left off. The
-first line says how long the sweep should take on this machine (the seconds each row's runs took in the last sweep
-recorded, where there is one). The record, ``docs/reproduce.json`` (``benchmarks/results/reproduce.json`` is the last
-sweep's own table, as for every benchmark), holds every run's figures, wall time and whether it met the target, with
-the commit, the machine and the load; ``make docs`` renders it on each row's topic pages
-(``shared_specs.docs.reproduce_table``) and, one line a row, in the README (``reproduce_summary``). A row with a
-``curve`` (CartPole) also draws its runs' learning curves, mean +- sd over the seeds beside peers' published points,
-into ``docs/figures/reproduce_<row>.png``; a row with ``pictures`` (VAE-GAN) puts its arms' first-seed samples side by
-side in ``docs/figures/reproduce_<row>_pictures.png``.
+``DIR/<row>/<arm>-<seed>``; a run whose evaluation is there is kept, so a stopped sweep (Ctrl-C: exit 130, the
+runs' child processes killed) picks up where it left off. The first line says how long the sweep should take on this
+machine (the seconds each row's runs took in the last sweep recorded, where there is one). The record,
+``docs/reproduce.json`` (``benchmarks/results/reproduce.json`` is the last sweep's own table, as for every benchmark),
+holds every run's figures, wall time and whether it met the target, with the commit, the machine and the load;
+``make docs`` renders it on each row's topic pages (``shared_specs.docs.reproduce_table``) and, one line a row, in the
+README (``reproduce_summary``). A row with a ``curve`` (CartPole) also draws its runs' learning curves, mean +- sd
+over the seeds beside peers' published points, into ``docs/figures/reproduce_<row>.png``; a row with ``pictures``
+(VAE-GAN) puts its arms' first-seed samples side by side in ``docs/figures/reproduce_<row>_pictures.png``.
+
+Only ``--publish`` writes the published record, its figures and (``--presets``) ``docs/results.json``. A trial
+without it writes its own: ``reproduce_record.json`` and ``figures/`` (``--presets``: ``reproduce_presets.json``) in
+``--results``, and leaves the published ones byte for byte as they were.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORD = ROOT / "docs" / "reproduce.json"
+RECORD = ROOT / "docs" / "reproduce.json"  # the published record: written only with ``--publish``
+TRIAL_RECORD = "reproduce_record.json"  # a trial's record, in ``--results`` (its figures in ``--results``/figures)
+TRIAL_PRESETS = "reproduce_presets.json"  # a trial's rows of ``--presets``, in ``--results``
 
 
 @dataclass(frozen=True)
@@ -348,6 +356,48 @@ def run_dir(folder: Path, row: Row, arm: Arm, seed: int) -> Path:
     return folder / row.id / f"{arm.name}-{seed}"
 
 
+class Children:
+    """The child processes of the runs being trained (a sweep's threads each wait on one of them): an interrupted
+    sweep stops them all (``stop``) and starts no more."""
+
+    def __init__(self) -> None:
+        self.lock, self.running, self.stopped = threading.Lock(), set(), False
+
+    def run(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+        """``argv`` to its end, its output captured, as ``subprocess.run`` (killed if this thread is interrupted);
+        RuntimeError once the sweep is stopped."""
+        with self.lock:
+            if self.stopped:
+                raise RuntimeError("the sweep was interrupted")
+            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+            self.running.add(child)
+        try:
+            out, err = child.communicate()
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        finally:
+            with self.lock:
+                self.running.discard(child)
+        return subprocess.CompletedProcess(argv, child.returncode, out, err)
+
+    def stop(self) -> None:
+        """Kill every child still running; start none after this (until ``restart``)."""
+        with self.lock:
+            self.stopped = True
+            for child in self.running:
+                child.kill()
+
+    def restart(self) -> None:
+        """A new sweep in this process may start children again."""
+        with self.lock:
+            self.stopped = False
+
+
+CHILDREN = Children()
+
+
 def train_and_evaluate(out: Path, arm: Arm, seed: int, sample_metrics: bool = False) -> float:
     """Train and evaluate one run into ``out`` on one thread (a child process each, so that jobs run side by side);
     its wall time. A run stopped half-way is trained again from its start. ``sample_metrics``: ``eval`` computes
@@ -359,7 +409,7 @@ def train_and_evaluate(out: Path, arm: Arm, seed: int, sample_metrics: bool = Fa
     sets = [a for s in (*arm.sets, f"train.seed={seed}", "train.threads=1") for a in ("--set", s)]
     for argv in (["train", arm.model, "--dataset", arm.dataset, "--out", str(out), *sets],
                  ["eval", str(out), *([] if sample_metrics else ["--no-sample-metrics"])]):
-        done = subprocess.run([*python, *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+        done = CHILDREN.run([*python, *argv], cwd=ROOT, env=env)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"{' '.join(argv[:2])} {out}: {last}")
@@ -391,7 +441,64 @@ def estimate(todo: list, jobs: int, previous: list[dict]) -> float:
     return sum(seconds(row, arm) for row, arm, _ in todo) / jobs
 
 
+def chosen_rows(args) -> list[Row]:
+    """The rows ``--rows`` names, in its order (every row when it names none); a one-line SystemExit for an unknown
+    row or for ``--seeds`` or ``--jobs`` below 1."""
+    names = [n for n in args.rows.split(",") if n] if args.rows else list(ROWS)
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        raise SystemExit(f"error: unknown reproduce row {unknown[0]!r}; choose from {', '.join(ROWS)}")
+    if args.seeds < 1 or args.jobs < 1:
+        raise SystemExit(f"error: --seeds and --jobs must be at least 1, got {args.seeds} and {args.jobs}")
+    return [ROWS[n] for n in names]
+
+
+def record_file(args) -> Path:
+    """Where the sweep's record goes, its figures in ``figures/`` beside it: the published ``RECORD``
+    (``docs/reproduce.json``, ``docs/figures``) only with ``--publish``; a trial's own ``TRIAL_RECORD`` in
+    ``--results`` otherwise, the published record and figures left as they are."""
+    return RECORD if args.publish else Path(args.results) / TRIAL_RECORD
+
+
+def recorded_runs(path: Path) -> list[dict]:
+    """The runs a record at ``path`` holds ([] where there is none)."""
+    return json.loads(path.read_text())["runs"] if path.is_file() else []
+
+
+def minutes(seconds: float) -> str:
+    """'12 min', or '0.4 min' under ten minutes."""
+    return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds / 60:.1f} min"
+
+
+def list_rows(args) -> str:
+    """``--list``: each row (those ``--rows`` names), its arms, the runs still to train in ``--reproduce-runs`` at
+    ``--seeds`` and how long they should take ``--jobs`` at a time (``estimate``: each run as long as in the last
+    sweep recorded, else its row's guess), then the whole sweep's."""
+    rows, folder, history = chosen_rows(args), Path(args.reproduce_runs), recorded_runs(RECORD)
+    lines = [f"reproduce rows at {args.seeds} seeds, {args.jobs} at a time (runs kept in {folder}):"]
+    every = []
+    for row in rows:
+        runs = [(row, arm, seed) for arm in row.arms for seed in range(args.seeds)]
+        todo = [r for r in runs if not (run_dir(folder, *r) / "eval_test.json").is_file()]
+        every += todo
+        lines.append(f"  {row.id:<22} {len(row.arms)} arm{'s' if len(row.arms) > 1 else ' '}  {len(todo):>3} of "
+                     f"{len(runs):>3} runs to train, about {minutes(estimate(todo, args.jobs, history)):>8}  "
+                     f"{row.title}")
+    lines.append(f"  {'all':<22} {len(every)} runs to train, about {minutes(estimate(every, args.jobs, history))}")
+    return "\n".join(lines)
+
+
+def interrupted_note(args) -> str:
+    """Where an interrupted sweep keeps the runs it finished (the same command trains only the others)."""
+    folder = Path(args.reproduce_runs) / ("presets" if args.presets else "")
+    return f"the runs finished so far are kept in {folder}; the same command trains only the others"
+
+
 def reproduce(args) -> list[dict]:
+    """The papers' experiments (``--rows``, default every row) over ``--seeds``, ``--jobs`` runs at a time, into
+    ``--reproduce-runs`` (a run evaluated there is kept); their record and figures where ``record_file`` says: the
+    published ``docs/reproduce.json`` and ``docs/figures`` only with ``--publish``. ``--presets``: the results
+    table's sweep instead (``reproduce_presets``)."""
     if args.presets:
         if args.rows:
             raise SystemExit("error: --rows and --presets choose different sweeps (the papers' experiments, the "
@@ -401,20 +508,17 @@ def reproduce(args) -> list[dict]:
     from practice_torch.results import machine
     from shared_specs.environment import commit, describe
 
-    names = [n for n in args.rows.split(",") if n] if args.rows else list(ROWS)
-    unknown = [n for n in names if n not in ROWS]
-    if unknown:
-        raise SystemExit(f"error: unknown reproduce row {unknown[0]!r}; choose from {', '.join(ROWS)}")
-    if args.seeds < 1 or args.jobs < 1:
-        raise SystemExit(f"error: --seeds and --jobs must be at least 1, got {args.seeds} and {args.jobs}")
-    rows, seeds = [ROWS[n] for n in names], range(args.seeds)
+    rows, seeds = chosen_rows(args), range(args.seeds)
+    names = [row.id for row in rows]
+    path = record_file(args)
     folder = Path(args.reproduce_runs)
     runs = [(row, arm, seed) for row in rows for arm in row.arms for seed in seeds]
     todo = [r for r in runs if not (run_dir(folder, *r) / "eval_test.json").is_file()]
-    previous = json.loads(RECORD.read_text())["runs"] if RECORD.is_file() else []
+    previous = recorded_runs(path)
     print(f"reproduce: {len(runs)} runs ({len(todo)} to train) of {', '.join(names)}, {args.seeds} seeds, {args.jobs} "
-          f"at a time: about {estimate(todo, args.jobs, previous) / 60:.0f} min on this "
-          f"machine; runs kept in {folder}", flush=True)
+          f"at a time: about {estimate(todo, args.jobs, recorded_runs(RECORD)) / 60:.0f} min on this "
+          f"machine; runs kept in {folder}; the record: {path}"
+          + ("" if args.publish else " (a trial: --publish writes the published one)"), flush=True)
     load_before = round(os.getloadavg()[0], 2)
 
     def one(run):
@@ -427,34 +531,45 @@ def reproduce(args) -> list[dict]:
 
     each(one, todo, args.jobs)
     records = [record_of(*run, run_dir(folder, *run)) for run in runs]
-    record_path = RECORD.relative_to(ROOT) if RECORD.is_relative_to(ROOT) else RECORD
-    meta = {"commit": commit(ignoring=(str(record_path),)),
+    meta = {"commit": commit(ignoring=(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),)),
             "machine": machine({**describe(), "cores": os.cpu_count()}), "load_before": load_before,
             "load_after": round(os.getloadavg()[0], 2), "jobs": args.jobs, "date": time.strftime("%Y-%m-%d")}
     kept = [r for r in previous if r["row"] not in names]  # other rows' runs stay as they were recorded
     trained = {row.id for row, _, _ in todo}  # a row none of whose runs trained now keeps the conditions recorded
-    old_meta = json.loads(RECORD.read_text())["meta"] if RECORD.is_file() else {}
+    old_meta = json.loads(path.read_text())["meta"] if path.is_file() else {}
     record = {"meta": {**old_meta, **{n: meta for n in names if n in trained or n not in old_meta}},
               "rows": {n: describe_row(ROWS[n]) for n in ROWS}, "runs": kept + records}
-    atomic_write(RECORD, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
-    print(f"wrote {RECORD}; `make docs` puts it on the pages")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+    print(f"wrote {path}; " + ("`make docs` puts it on the pages" if args.publish else
+                               f"a trial: {RECORD} and its figures are left as they are (--publish writes them)"))
+    figures = path.parent / "figures"
     for row in rows:
         if row.curve:
-            print(f"wrote {draw_curves(row, folder, list(seeds), record['meta'][row.id])}")
+            out = figures / f"reproduce_{row.id}.png"
+            print(f"wrote {draw_curves(row, folder, list(seeds), record['meta'][row.id], out)}")
         if row.pictures:
-            print(f"wrote {draw_pictures(row, folder, record['meta'][row.id])}")
+            out = figures / f"reproduce_{row.id}_pictures.png"
+            print(f"wrote {draw_pictures(row, folder, record['meta'][row.id], out)}")
     return [{k: v for k, v in r.items() if k != "metrics"} for r in records]
 
 
 def each(one: Callable, todo: list, jobs: int) -> None:
     """``one`` of every item of ``todo``, ``jobs`` at a time (threads, each waiting on its child processes), or in
-    this thread when one at a time."""
+    this thread when one at a time. Interrupted (Ctrl-C), it starts no more and kills the runs' children
+    (``CHILDREN``) before it lets the interrupt through; the items finished are kept."""
+    CHILDREN.restart()
     if jobs == 1:
         for item in todo:
             one(item)
         return
     with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(one, todo))
+        try:
+            list(pool.map(one, todo))
+        except KeyboardInterrupt:
+            CHILDREN.stop()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def draw_pictures(row: Row, folder: Path, meta: dict, out: Path | None = None) -> Path:
@@ -600,7 +715,7 @@ def over_seeds(rows: list[dict], load: str) -> dict:
             "sd": statistics.stdev(values) if len(values) > 1 else 0.0, "min": min(values), "values": values,
             "seeds": len(rows),
             "train_seconds": round(statistics.fmean(r["train_seconds"] for r in rows), 1), "load": load,
-            "run": "python -m benchmarks reproduce --presets",
+            "run": "python -m benchmarks reproduce --presets --publish",
             "metrics": {k: statistics.fmean(r["metrics"][k] for r in rows) for k in numeric}}
 
 
@@ -613,10 +728,12 @@ def reproduce_presets(args, results_file: Path | None = None, train: Callable = 
     """``--presets [MODEL,...]``: every front-page quick preset (``sweepable``; or those named) trained and evaluated
     once a seed by ``train`` (``train_and_evaluate``), ``--jobs`` at a time on one thread each, into
     ``DIR/presets/<model>-<data set>/seed-<k>``; each preset's results row replaced by the mean over the seeds
-    (``over_seeds``) in ``docs/results.json``."""
+    (``over_seeds``) in ``results_file`` (``docs/results.json``) with ``--publish``, else in a trial's own
+    ``TRIAL_PRESETS`` in ``--results``, the published table left as it is."""
     from practice_torch.results import RESULTS_FILE, add_rows, result_row
 
     results_file = results_file or RESULTS_FILE
+    target = results_file if args.publish else Path(args.results) / TRIAL_PRESETS
     if args.seeds < 1 or args.jobs < 1:
         raise SystemExit(f"error: --seeds and --jobs must be at least 1, got {args.seeds} and {args.jobs}")
     plain, others = sweepable(json.loads(results_file.read_text()) if results_file.is_file() else [])
@@ -665,7 +782,8 @@ def reproduce_presets(args, results_file: Path | None = None, train: Callable = 
     trained = {r["model"] for r, _ in todo}  # a preset none of whose runs trained now keeps the row recorded
     swept = [over_seeds([result_row(where[r["model"], seed], load) for seed in range(args.seeds)], load)
              for r in chosen if r["model"] in trained or r.get("seeds") != args.seeds]
-    add_rows(swept, results_file)
-    print(f"wrote {len(swept)} rows, each the mean over {args.seeds} seeds, into {results_file}; `make docs` renders "
-          "them")
+    add_rows(swept, target)
+    print(f"wrote {len(swept)} rows, each the mean over {args.seeds} seeds, into {target}; "
+          + ("`make docs` renders them" if args.publish else
+             f"a trial: {results_file} is left as it is (--publish writes it)"))
     return swept

@@ -259,7 +259,7 @@ def reproduce_table(record: dict[str, Any], topic: str) -> str:
     rows = {k: r for k, r in record.get("rows", {}).items() if topic in r["topics"]}
     measured = {r["row"] for r in record.get("runs", [])}
     if not rows or not measured & set(rows):
-        return "*No reproduction recorded yet: `python -m benchmarks reproduce`, then `make docs`.*"
+        return "*No reproduction recorded yet: `python -m benchmarks reproduce --publish`, then `make docs`.*"
     parts = []
     for key, row in rows.items():
         if key not in measured:
@@ -277,7 +277,7 @@ def reproduce_table(record: dict[str, Any], topic: str) -> str:
                          f"{_beside(record, key, arm['name'], row.get('beside', []))} | {wall} |")
         if row.get("gap"):
             lines += ["", gap_line(record, key)]
-        lines += ["", f"Measured by `python -m benchmarks reproduce --rows {key}` at {meta['commit']} on "
+        lines += ["", f"Measured by `python -m benchmarks reproduce --rows {key} --publish` at {meta['commit']} on "
                       f"{meta['machine']}, {meta['jobs']} runs at a time, one thread each (load average "
                       f"{meta['load_before']} before, {meta['load_after']} after), {meta['date']}"
                       f"{'; ' + meta['beside'] if meta.get('beside') else ''}."]
@@ -308,7 +308,7 @@ def reproduce_summary(record: dict[str, Any]) -> str:
     the rest on its page."""
     measured = {r["row"] for r in record.get("runs", [])}
     if not measured:
-        return "*No reproduction recorded yet: `python -m benchmarks reproduce`, then `make docs`.*"
+        return "*No reproduction recorded yet: `python -m benchmarks reproduce --publish`, then `make docs`.*"
     lines = ["| experiment | ours over the seeds | paper | target | seeds meeting it | commit |", "|" + "---|" * 6]
     for key, row in record["rows"].items():
         if key not in measured:

@@ -5,14 +5,17 @@ import argparse
 import json
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks.__main__ import BENCHMARKS, DEFAULT, default_threads, main, metric_order_problems, metrics
+from benchmarks.__main__ import BENCHMARKS, DEFAULT, build_parser, default_threads, main, metric_order_problems, metrics
 
 ROOT = Path(__file__).parents[1]
 
@@ -141,9 +144,10 @@ def _gpu_rows(results: Path) -> list[dict]:
 
 def test_gpu_steps_keeps_each_row_as_it_is_measured_and_merges_shorter_runs(tmp_path, monkeypatch):
     """Timed in several runs: each row reaches the results file as it is measured (a run stopped at its second
-    model keeps its first), ``--gpu-merge`` joins a run's rows to the file's in the catalogue's order, replacing a
-    model timed again; the controls: without the flag the file holds only the last run, and rows from another device
-    are not merged in. A step that fails is that model's row, and the next model still runs."""
+    model, as by Ctrl-C, exits 130 and keeps its first), ``--gpu-merge`` joins a run's rows to the file's in the
+    catalogue's order, replacing a model timed again; the controls: without the flag the file holds only the last
+    run, and rows from another device are not merged in. A step that fails is that model's row, and the next model
+    still runs."""
     from practice_torch.engine.loop import Trainer
 
     quick = ["--gpu-steps", "1", "--preset", "quick", "--gpu-set", "data.limit=1024", "--results", str(tmp_path)]
@@ -155,8 +159,7 @@ def test_gpu_steps_keeps_each_row_as_it_is_measured_and_merges_shorter_runs(tmp_
         return real_step(self)
 
     monkeypatch.setattr(Trainer, "_train_step", step)
-    with pytest.raises(KeyboardInterrupt):
-        main(["gpu_steps", "--gpu-models", "mixture_em,change_of_variables", *quick])
+    assert main(["gpu_steps", "--gpu-models", "mixture_em,change_of_variables", *quick]) == 130  # Ctrl-C's exit
     assert [r["model"] for r in _gpu_rows(tmp_path)] == ["mixture_em"]
 
     def failing(self):
@@ -186,10 +189,11 @@ def test_gpu_steps_keeps_each_row_as_it_is_measured_and_merges_shorter_runs(tmp_
     assert [(r["model"], r["device"]) for r in _gpu_rows(tmp_path)] == [("mixture_em", "cpu")]
 
 
-def test_gpu_steps_merge_refuses_a_file_that_is_not_its_results_in_one_line(tmp_path):
+def test_gpu_steps_merge_refuses_a_file_that_is_not_its_results_in_one_line(tmp_path, capsys):
     (tmp_path / "gpu_steps.json").write_text("[1, 2]")
-    with pytest.raises(SystemExit, match="not a gpu_steps results file; move it away or run without --gpu-merge"):
-        main(["gpu_steps", "--gpu-models", "mixture_em", "--gpu-merge", "--results", str(tmp_path)])
+    assert main(["gpu_steps", "--gpu-models", "mixture_em", "--gpu-merge", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a gpu_steps results file; move it away or run without --gpu-merge" in err and err.count("\n") == 1
 
 
 def test_gpu_steps_on_a_gpu_gets_every_core_and_cpu_timings_one():
@@ -449,7 +453,8 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
                  beside=(("w1_floor", "the floor"),), pictures=("samples", "reconstructions"))
     monkeypatch.setattr(R, "ROWS", {"tiny": tiny})
     monkeypatch.setattr(R, "RECORD", tmp_path / "reproduce.json")
-    args = argparse.Namespace(rows="tiny", presets="", seeds=1, jobs=1, reproduce_runs=str(tmp_path / "runs"))
+    args = argparse.Namespace(rows="tiny", presets="", seeds=1, jobs=1, reproduce_runs=str(tmp_path / "runs"),
+                              publish=True, results=tmp_path / "trial")
     rows = R.reproduce(args)
     out = capsys.readouterr().out
     assert out.startswith("reproduce: 1 runs (1 to train) of tiny, 1 seeds, 1 at a time: about 1 min")
@@ -471,10 +476,11 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
 
 def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp_path, capsys):
     """``--presets``: a front-page quick preset as it comes (mixture_em on moons, 3 s a run) trained once a seed (in
-    this process, one at a time: the child processes of ``train_and_evaluate`` are the test above's); its row becomes
-    the mean of the seeds' own rows (each read as ``practice_torch results`` reads a run), with the sd and the seeds'
-    values; a row that builds on another run is named and left alone; run again, nothing trains and the row stays; a
-    model with no such preset is one line."""
+    this process, one at a time: the child processes of ``train_and_evaluate`` are the test above's); a trial (no
+    ``--publish``) leaves the table byte for byte and writes its rows into a file of its own; with ``--publish`` the
+    same runs (none trained again) make the table's row the mean of the seeds' own rows (each read as ``practice_torch
+    results`` reads a run), with the sd and the seeds' values; a row that builds on another run is named and left
+    alone; run again, nothing trains and the row stays; a model with no such preset is one line."""
     from benchmarks import reproduce as R
     from practice_torch.cli import main as cli
     from practice_torch.results import result_row
@@ -494,12 +500,19 @@ def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp
     builds_on = {**mixture, "model": "ddpm", "backend": "jax"}  # trained in JAX: not the sweep's
     results = tmp_path / "results.json"
     results.write_text(json.dumps([mixture, builds_on]))
-    args = argparse.Namespace(rows="", presets="all", seeds=2, jobs=1, reproduce_runs=str(tmp_path / "runs"))
-    swept = R.reproduce_presets(args, results, train)
+    trial = argparse.Namespace(rows="", presets="all", seeds=2, jobs=1, reproduce_runs=str(tmp_path / "runs"),
+                               publish=False, results=tmp_path / "trial")
+    published = results.read_bytes()
+    tried = R.reproduce_presets(trial, results, train)
     out = capsys.readouterr().out
     assert out.startswith("reproduce --presets: 2 runs (2 to train) of 1 quick presets, 2 seeds, 1 at a time")
     assert "not swept (trained otherwise): ddpm" in out
     assert with_samples == [False, False]  # a log-likelihood headline: eval without the sample metrics
+    assert results.read_bytes() == published  # a trial: the published table as it was, the rows in the trial's own
+    assert json.loads((tmp_path / "trial" / R.TRIAL_PRESETS).read_text()) == tried
+    args = argparse.Namespace(**{**vars(trial), "publish": True})
+    swept = R.reproduce_presets(args, results, train)  # --publish: the same runs (none trained again) into the table
+    assert "(0 to train)" in capsys.readouterr().out and [r["values"] for r in swept] == [r["values"] for r in tried]
     seeds = [result_row(tmp_path / f"runs/presets/mixture_em-moons/seed-{k}", "-") for k in (0, 1)]
     assert seeds[0]["value"] != seeds[1]["value"]  # the control: the seeds differ, so a mean is no copy of one
     row = next(r for r in json.loads(results.read_text()) if r["model"] == "mixture_em")
@@ -565,7 +578,7 @@ def test_the_presets_sweep_trains_the_runs_a_preset_builds_on_first_a_seed_each(
 
     monkeypatch.setattr(practice_torch.results, "result_row", result_row)
     args = argparse.Namespace(rows="", presets="policy_gradient,dpo,latent_diffusion", seeds=2, jobs=1,
-                              reproduce_runs=str(tmp_path / "runs"))
+                              reproduce_runs=str(tmp_path / "runs"), publish=True, results=tmp_path / "trial")
     swept = R.reproduce_presets(args, results, train)
     assert "6 runs (6 to train, after 2 they build on)" in capsys.readouterr().out
     parent = tmp_path / "runs/presets/parents/language_model-shakespeare"
@@ -597,3 +610,228 @@ def test_the_prepared_gpu_run_parses_and_refuses_bad_options_in_one_line(tmp_pat
         done = subprocess.run(["bash", script, *argv], capture_output=True, text=True, cwd=tmp_path)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and (taken / "keep").read_text() == "x"
+
+
+# The command line of ``python -m benchmarks reproduce`` (issue 77: items 1 and 10) ----------------------------------
+@pytest.fixture
+def unpinned(monkeypatch):
+    """``main`` without its pinning of cores and torch threads: the test process keeps its own."""
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cores: None)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+
+
+def fake_cartpole(interrupt_after: int | None = None):
+    """(a stand-in for ``train_and_evaluate`` that writes a CartPole run's files at once, the (arm, seed) it was
+    called for): from call ``interrupt_after`` + 1 on it raises KeyboardInterrupt, as Ctrl-C does."""
+    calls = []
+
+    def train(out, arm, seed, sample_metrics=False):
+        calls.append((arm.name, seed))
+        if interrupt_after is not None and len(calls) > interrupt_after:
+            raise KeyboardInterrupt
+        out.mkdir(parents=True, exist_ok=True)
+        lines = [{"env_steps": 1000 * k, "episode_return": 100.0 * k + seed} for k in range(1, 4)]
+        (out / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        (out / "eval_test.json").write_text(json.dumps({"mean_return": 500.0, "min_return": 480.0}))
+        (out / "reproduce_wall_s.json").write_text("0.5")
+        return 0.5
+
+    return train, calls
+
+
+def cartpole_argv(tmp_path, seeds: int = 1, jobs: int = 1) -> list[str]:
+    return ["reproduce", "--rows", "cartpole", "--seeds", str(seeds), "--jobs", str(jobs), "--results",
+            str(tmp_path / "results"), "--reproduce-runs", str(tmp_path / "runs")]
+
+
+def test_a_trial_sweep_leaves_the_published_record_and_its_figures_byte_for_byte(tmp_path, monkeypatch, capsys,
+                                                                                 unpinned):
+    """``reproduce --rows cartpole --seeds 1 --results DIR`` (the training stood in for): docs/reproduce.json and
+    every docs/figures/reproduce_* are the same bytes after it (none added), and the trial's record and figure are in
+    DIR; the next test is the control, where ``--publish`` writes them."""
+    from benchmarks import reproduce as R
+
+    figures = R.RECORD.parent / "figures"
+    before = {p: p.read_bytes() for p in [R.RECORD, *figures.glob("reproduce_*")]}
+    train, calls = fake_cartpole()
+    monkeypatch.setattr(R, "train_and_evaluate", train)
+    assert main(cartpole_argv(tmp_path)) == 0
+    assert {p: p.read_bytes() for p in [R.RECORD, *figures.glob("reproduce_*")]} == before
+    assert sorted(calls) == [("ppo", 0), ("trpo", 0)]
+    trial = json.loads((tmp_path / "results" / R.TRIAL_RECORD).read_text())
+    assert [(r["row"], r["arm"], r["seed"]) for r in trial["runs"]] == [("cartpole", "ppo", 0), ("cartpole", "trpo", 0)]
+    assert (tmp_path / "results" / "figures" / "reproduce_cartpole.png").stat().st_size > 10_000
+    assert "a trial" in capsys.readouterr().out
+
+
+def test_publish_writes_the_published_record_and_figure(tmp_path, monkeypatch, unpinned):
+    """``--publish`` (into a copy of the record, ``RECORD`` pointed at it): the row's runs replaced by the sweep's,
+    every other row's kept, the row's figure drawn beside it; the real record untouched, no trial record written."""
+    from benchmarks import reproduce as R
+
+    real = R.RECORD.read_bytes()
+    copy = tmp_path / "docs" / "reproduce.json"
+    copy.parent.mkdir()
+    shutil.copy(R.RECORD, copy)
+    monkeypatch.setattr(R, "RECORD", copy)
+    monkeypatch.setattr(R, "train_and_evaluate", fake_cartpole()[0])
+    assert main([*cartpole_argv(tmp_path), "--publish"]) == 0
+    old, new = json.loads(real), json.loads(copy.read_text())
+    assert [(r["arm"], r["seed"]) for r in new["runs"] if r["row"] == "cartpole"] == [("ppo", 0), ("trpo", 0)]
+    assert [r for r in new["runs"] if r["row"] != "cartpole"] == [r for r in old["runs"] if r["row"] != "cartpole"]
+    assert (copy.parent / "figures" / "reproduce_cartpole.png").stat().st_size > 10_000
+    assert R.ROOT.joinpath("docs", "reproduce.json").read_bytes() == real
+    assert not (tmp_path / "results" / R.TRIAL_RECORD).exists()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_interrupted_sweep_says_so_in_one_line_exits_130_and_keeps_its_finished_runs(jobs, tmp_path, monkeypatch,
+                                                                                        capsys, unpinned):
+    """Ctrl-C during the second run (in this thread, or in one of two): one line saying where the finished run is
+    kept, exit 130, no traceback (the interrupt does not escape ``main``), and no record written."""
+    from benchmarks import reproduce as R
+
+    train, calls = fake_cartpole(interrupt_after=1)
+    monkeypatch.setattr(R, "train_and_evaluate", train)
+    try:
+        status = main(cartpole_argv(tmp_path, seeds=2, jobs=jobs))
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped main: a traceback")
+    runs = tmp_path / "runs"
+    assert status == 130
+    assert capsys.readouterr().err == (f"error: interrupted; the runs finished so far are kept in {runs}; the same "
+                                       "command trains only the others\n")
+    assert len(list(runs.glob("cartpole/*/eval_test.json"))) == 1
+    assert not (tmp_path / "results" / R.TRIAL_RECORD).exists()
+
+
+def test_ctrl_c_kills_the_sweeps_runs_and_exits_130_without_a_traceback(tmp_path):
+    """``python -m benchmarks reproduce --jobs 2`` as a process, each run a child that sleeps (the first finished at
+    once): SIGINT to the sweep alone while two children run; it exits 130 with one line, and the children are gone
+    (killed, not left to run on)."""
+    script = f"""
+import itertools, os, sys
+from pathlib import Path
+from benchmarks import reproduce as R
+from benchmarks.__main__ import main
+count = itertools.count()
+def train(out, arm, seed, sample_metrics=False):
+    n = next(count)
+    if n == 0:
+        out.mkdir(parents=True)
+        (out / "eval_test.json").write_text('{{"mean_return": 500, "min_return": 500}}')
+        return 0.0
+    sleep = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+    done = R.CHILDREN.run([sys.executable, "-c", sleep, str(Path({str(tmp_path)!r}) / f"pid-{{n}}")])
+    raise RuntimeError(f"the run ended with {{done.returncode}}")
+R.train_and_evaluate = train
+sys.exit(main(sys.argv[1:]))
+"""
+    argv = [sys.executable, "-c", script, *cartpole_argv(tmp_path, seeds=2, jobs=2)]
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    pids = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(pids) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            pids = [int(p.read_text()) for p in tmp_path.glob("pid-*") if p.read_text()]
+        assert len(pids) == 2, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, out + err
+        assert err.splitlines() == [f"error: interrupted; the runs finished so far are kept in {tmp_path / 'runs'}; "
+                                    "the same command trains only the others"]
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert len(list((tmp_path / "runs").glob("cartpole/*/eval_test.json"))) == 1
+    finally:
+        proc.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_bad_input_to_reproduce_is_one_line_and_exit_2(tmp_path, capsys, unpinned):
+    """An unknown row, --seeds or --jobs below 1, a --seeds that is no number, --rows with --presets, and --publish
+    or --list without reproduce: each one line ``error: ...`` on stderr, exit 2, nothing trained."""
+    cases = ((["--rows", "nope"], "error: unknown reproduce row 'nope'; choose from cartpole"),
+             (["--seeds", "0"], "error: --seeds and --jobs must be at least 1, got 0 and"),
+             (["--jobs", "0"], "error: --seeds and --jobs must be at least 1, got 5 and 0"),
+             (["--seeds", "x"], "error: argument --seeds: invalid int value: 'x'"),
+             (["--rows", "cartpole", "--presets"], "error: --rows and --presets choose different sweeps"),
+             (["--list", "--rows", "nope"], "error: unknown reproduce row 'nope'"))
+    common = ["--results", str(tmp_path / "results"), "--reproduce-runs", str(tmp_path / "runs")]
+    for extra, message in cases:
+        assert main(["reproduce", *extra, *common]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith(message) and len(err.splitlines()) == 1, (extra, err)
+    for option in ("--publish", "--list"):
+        assert main(["vae_step", option]) == 2
+        assert capsys.readouterr().err == f"error: {option} is an option of reproduce: python -m benchmarks " \
+                                          f"reproduce {option}\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_each_benchmark_has_its_own_help_and_every_command_line_still_parses(capsys):
+    """``reproduce --help``: reproduce's own description and options (and the common ones), none of another
+    benchmark's; the control: the help without a name lists every benchmark's options. The command lines the docs
+    give still parse as before."""
+    assert main(["reproduce", "--help"]) == 0
+    own = capsys.readouterr().out
+    assert own.startswith("usage: python -m benchmarks reproduce")
+    assert all(f"{option} " in own for option in ("--rows", "--seeds", "--jobs", "--publish", "--list", "--results"))
+    assert "--ddim-steps" not in own and "--gpu-models" not in own and "--repeats" not in own
+    assert "``python -m benchmarks reproduce [--rows A,B]" in own and len(own.splitlines()) < 100
+    assert main(["vae_step", "--help"]) == 0
+    vae = capsys.readouterr().out
+    assert "--repeats" in vae and "--rows" not in vae and vae.count("\nvae_step: The VAE's loss") == 1
+    assert main(["--help"]) == 0
+    every = capsys.readouterr().out
+    assert all(option in every for option in ("--rows", "--ddim-steps", "--gpu-models", "--repeats", "--publish"))
+    parse = build_parser().parse_args
+    assert parse(["vae_step", "metrics"]).names == ["vae_step", "metrics"]
+    args = parse(["reproduce", "--rows", "cartpole", "--seeds", "3"])
+    assert (args.names, args.rows, args.seeds, args.publish, args.list) == (["reproduce"], "cartpole", 3, False, False)
+    assert parse(["ddim_steps", "--run", "RUN"]).run == "RUN" and parse(["reproduce", "--presets"]).presets == "all"
+
+
+def test_reproduce_list_names_each_row_with_its_runs_to_train_and_their_minutes(tmp_path, capsys):
+    """``reproduce --list``: a line a row (those --rows names), its arms, the runs still to train at --seeds and the
+    minutes they should take at --jobs, then the whole sweep's; a run already evaluated in the folder is not counted
+    again (control); nothing is trained or written."""
+    from benchmarks import reproduce as R
+
+    runs = tmp_path / "runs"
+    argv = ["reproduce", "--list", "--rows", "cartpole,gan_ring", "--seeds", "2", "--jobs", "1", "--reproduce-runs",
+            str(runs), "--results", str(tmp_path / "results")]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"reproduce rows at 2 seeds, 1 at a time (runs kept in {runs}):" and len(lines) == 4
+    assert lines[1].split()[:8] == ["cartpole", "2", "arms", "4", "of", "4", "runs", "to"]
+    assert lines[1].endswith("min  CartPole-v1 in 100k environment steps") and "about" in lines[1]
+    assert lines[2].split()[:6] == ["gan_ring", "9", "arms", "18", "of", "18"]
+    assert lines[3].split()[:3] == ["all", "22", "runs"] and lines[3].endswith(" min")
+    done = R.run_dir(runs, R.ROWS["cartpole"], R.ROWS["cartpole"].arms[0], 0)
+    done.mkdir(parents=True)
+    (done / "eval_test.json").write_text("{}")
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[3:6] == ["3", "of", "4"]
+    assert not (tmp_path / "results").exists()
+
+
+def test_practice_jax_help_is_the_train_commands_and_a_missing_command_a_usage_line(capsys):
+    """``python -m practice_jax --help``: the train command's options, exit 0; no command, or another one: the usage
+    line on stderr, exit 2."""
+    from practice_jax.__main__ import main as practice_jax
+
+    assert practice_jax(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m practice_jax train") and "--resume" in out and "--dataset" in out
+    for argv in ([], ["fit"]):
+        assert practice_jax(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: python -m practice_jax train MODEL") and len(err.splitlines()) == 1
