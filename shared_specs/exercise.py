@@ -4,8 +4,9 @@
     python -m theory_jax exercise gan.minibatch_std             # writes exercises/gan_jax.py (never over your work)
     python -m theory_jax exercise gan --backend torch           # every gan exercise, in PyTorch: exercises/gan_torch.py
     python -m theory_jax exercise gan.minibatch_std --hint 1    # the first hint (they are graded)
-    python -m theory_jax exercise gan.minibatch_std --solution  # ours
-    python -m theory_jax exercise --check exercises/gan_jax.py  # your functions against the spec cases (make exercise-check)
+    python -m theory_jax exercise gan.minibatch_std --solution  # ours, with the helpers it calls that your file lacks
+    python -m theory_jax exercise --check exercises/gan_jax.py  # your functions against the spec cases (or a folder's)
+    python -m theory_jax exercise gan --dir ~/my-exercises      # your files in another folder, remembered (exercises/.dir)
 
 The exercises are ``theory_jax/exercises/<topic>.py``'s. The learner's file holds, per exercise, our function's
 signature and docstring (the equation, the shapes, the paper) over a body that raises ``NotImplementedError``, and
@@ -13,8 +14,9 @@ the imports it needs. ``--check`` runs each written function on its spec cases (
 case's inputs, the learner's function in its backend, compared with our function in the other backend (values and
 the gradients the case takes) and with the case's independent reference, at the tolerance policy's float64
 tolerances. One line per case: PASS, or the first wrong entry with its error and tolerance; on a failure the topic's
-known mistakes run on the same inputs, and one that the learner's answer matches is named in words. Progress is kept
-in ``exercises/.progress.json``, which ``exercises`` reads.
+known mistakes run on the same inputs, and the one that the learner's answer matches, in its output and its
+gradients, is named in words. Progress is kept in ``.progress.json`` beside the files, which ``exercises`` reads;
+``--dir`` is remembered, so that the commands without it work in the folder it last named.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import sys
 import traceback
 import types
@@ -98,24 +101,29 @@ def _names_used(code: types.CodeType) -> set[str]:
 BASICS = {"jax": ("import jax", "import jax.numpy as jnp"), "torch": ("import torch",)}
 
 
+def _imported(fn: Callable, withhold: tuple[str, ...] = (), gives: tuple[str, ...] = ()) -> dict:
+    """{name: value} of the globals a copy of ``fn`` written in another file is given: those it reads but
+    ``withhold`` and the private ones (``_mlp``), and ``gives`` from ``fn``'s module."""
+    used = {n for n in _names_used(fn.__code__) if not n.startswith("_")}
+    return {name: fn.__globals__[name] for name in sorted((used | set(gives)) - set(withhold))
+            if name in fn.__globals__ and name != fn.__name__}
+
+
+def _import_line(name: str, value, module: str) -> str:
+    """The line that binds ``name`` to ``value`` as ``module`` has it: a module by its own name (``import jax.numpy
+    as jnp``), anything else from where it is defined when that module holds it under this name, else from
+    ``module``."""
+    if isinstance(value, types.ModuleType):
+        return f"import {value.__name__}" if value.__name__ == name else f"import {value.__name__} as {name}"
+    home = getattr(value, "__module__", None)
+    return f"from {home if home and getattr(sys.modules.get(home), name, None) is value else module} import {name}"
+
+
 def imports_for(fn: Callable, withhold: tuple[str, ...] = (), gives: tuple[str, ...] = ()) -> list[str]:
     """The import lines that give a copy of ``fn``, written in another file, the globals it reads but ``withhold``
-    and the private ones (``_mlp``), and ``gives`` from ``fn``'s module: modules by their own name (``import
-    jax.numpy as jnp``), everything else from where ``fn``'s module gets it."""
-    modules, names = [], []
-    used = {n for n in _names_used(fn.__code__) if not n.startswith("_")}
-    for name in sorted((used | set(gives)) - set(withhold)):
-        if name not in fn.__globals__ or name == fn.__name__:
-            continue
-        value = fn.__globals__[name]
-        if isinstance(value, types.ModuleType):
-            full = value.__name__
-            modules.append(f"import {full}" if full == name else f"import {full} as {name}")
-        else:
-            home = getattr(value, "__module__", None)
-            source = home if home and getattr(sys.modules.get(home), name, None) is value else fn.__module__
-            names.append(f"from {source} import {name}")
-    return modules + names
+    and the private ones (``_mlp``), and ``gives`` from ``fn``'s module: modules first, then the other names."""
+    lines = [_import_line(name, value, fn.__module__) for name, value in _imported(fn, withhold, gives).items()]
+    return [x for x in lines if x.startswith("import ")] + [x for x in lines if x.startswith("from ")]
 
 
 def file_header(topic: str, backend: str, path: Path) -> str:
@@ -137,8 +145,7 @@ def write_exercises(name: str, backend: str, folder: Path) -> tuple[Path, list[s
     if not new:
         return path, []
     fns = [ours(topic, e.function, backend) for e in new]
-    # a helper any of the topic's exercises has the learner write is imported for none of them
-    withheld = tuple(helper for e in exercises_of(topic) for helper in e.withhold)
+    withheld = withheld_of(topic)
     imports = {*BASICS[backend], *(line for e, fn in zip(new, fns) for line in imports_for(fn, withheld, e.gives))}
     marker = f"TOPIC, BACKEND = \"{topic}\", \"{backend}\"  # what the checker runs your functions as"
     if not text:
@@ -149,8 +156,11 @@ def write_exercises(name: str, backend: str, folder: Path) -> tuple[Path, list[s
         top = lines[:lines.index(marker)] if marker in lines else []
         last = max((i for i, line in enumerate(top) if line.startswith(("import ", "from "))), default=len(top) - 1)
         text = "\n".join(lines[:last + 1] + missing + lines[last + 1:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n\n\n" + "\n\n".join(stub_of(fn) for fn in fns))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.rstrip("\n") + "\n\n\n" + "\n\n".join(stub_of(fn) for fn in fns))
+    except OSError as error:
+        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
     return path, [e.function for e in new]
 
 
@@ -172,6 +182,47 @@ def _defined(text: str) -> list[str]:
     except SyntaxError:
         return []
     return [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+
+
+def withheld_of(topic: str) -> tuple[str, ...]:
+    """The helpers the topic's files never import: one that any of its exercises withholds is withheld from all."""
+    return tuple(helper for e in exercises_of(topic) for helper in e.withhold)
+
+
+def solution(topic: str, exercise, backend: str) -> str:
+    """Ours as the learner's file runs it, pasted in place of the stub: the helpers it calls that the file leaves
+    out (the withheld ones and the private ones, ``_mlp``), each defined, with the imports they need that the file
+    lacks, then our function's source. ValueError when a helper would stand on one of the learner's functions."""
+    fn = ours(topic, exercise.function, backend)
+    withheld, theirs = withheld_of(topic), {e.function for e in exercises_of(topic)} - {exercise.function}
+    basics = {line.split()[-1]: importlib.import_module(line.split()[1]) for line in BASICS[backend]}  # jnp: jax.numpy
+    have = {**basics, **_imported(fn, withheld, exercise.gives), fn.__name__: fn}  # what the file binds
+    helpers, imports, todo = [], [], [fn]
+    while todo:  # what ours reads, then what those helpers read, and so on
+        reader = todo.pop(0)
+        for name in sorted(_names_used(reader.__code__)):
+            if name not in reader.__globals__:
+                continue  # a builtin
+            value = reader.__globals__[name]
+            if name in have and have[name] is value:
+                continue  # the file has it already
+            if name in have or name in theirs:
+                raise ValueError(f"{topic}.{exercise.function}: its helper {reader.__name__} reads {name}, which "
+                                 "the learner's file binds to another thing")
+            have[name] = value
+            if inspect.isfunction(value) and (name.startswith("_") or name in withheld):
+                helpers.append(value)
+                todo.append(value)
+            else:
+                imports.append(_import_line(name, value, reader.__module__))
+    sources = [inspect.getsource(f).rstrip("\n") for f in [*helpers, fn]]
+    if not helpers:
+        return sources[0] + "\n"
+    names = [f.__name__ for f in helpers]
+    said = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
+    note = (f"# ours calls {said}, which your file leaves out: paste all of this, {'they' if len(names) > 1 else 'it'}"
+            " included, in place of your stub")
+    return "\n\n\n".join([note + "".join(f"\n{line}" for line in imports), *sources]) + "\n"
 
 
 def load(path: Path) -> types.ModuleType:
@@ -260,22 +311,26 @@ class Checked:
         return self.status == "pass"
 
 
-def unfit(out, expected) -> str | None:
-    """Why ``out`` cannot be judged against ``expected``, in words: another structure or shape, or a NaN or an
-    infinity where ours is finite; None when it can."""
+def unfit(out, expected, what: str = "output") -> str | None:
+    """Why ``out`` (``what``: the output, or the gradient wrt the inputs) cannot be judged against ``expected``, in
+    words: another structure or shape, or a NaN or an infinity where ours is finite; None when it can."""
     fy, fe = flatten(out), flatten(expected)
     if fy.keys() != fe.keys():
         return f"yours returned {', '.join(fy) or 'nothing'} where ours returns {', '.join(fe)}"
     for path, e in fe.items():
         y, e = np.asarray(fy[path]), np.asarray(e)
-        name = "output" if path == "<root>" else f"output {path}"
+        name = what if path == "<root>" else f"{what} {path}"
         if y.shape != e.shape:
             return f"yours returned {name} of shape {y.shape} where ours is {e.shape}"
         bad = ~np.isfinite(y) & np.isfinite(e) if y.dtype.kind in "fc" and e.dtype.kind in "fc" else np.zeros((), bool)
         if bad.any():
             at = tuple(int(i) for i in np.argwhere(bad)[0])
-            return (f"yours returned {y[at]} at {name}{list(at) if at else ''} where ours is {e[at]:.10g} (a log of "
-                    "0, a division by 0, an overflow?)")
+            where = f"{name}{list(at) if at else ''}"
+            if what == "output":
+                return (f"yours returned {y[at]} at {where} where ours is {e[at]:.10g} (a log of 0, a division by 0, "
+                        "an overflow?)")
+            return (f"your {where} is {y[at]} where ours is {e[at]:.10g} (a sqrt or a log at 0, or a branch of a "
+                    "where that is NaN even where it is not taken?)")
     return None
 
 
@@ -309,6 +364,9 @@ def check_case(case: FunctionCase, backend: str, yours: Callable, mistakes=()) -
         return Checked("error", problem, matching_mistake(case, inputs, cotangent, out, grads, expected, mistakes))
     if failed_gradient:
         return Checked("error", failed_gradient)
+    problem = case.grad_wrt and unfit(grads, expected_grads, "gradient wrt")
+    if problem:  # a NaN or an infinity in the gradients alone: as in the values, an error to mend first
+        return Checked("error", problem, matching_mistake(case, inputs, cotangent, out, grads, expected, mistakes))
     tol = tolerance(case.level, case.dtype)
     problem = first_wrong("output", out, expected_out, tol)
     if problem is None and case.reference is not None:
@@ -344,29 +402,40 @@ def distance(a, b) -> float:
     return worst
 
 
+def nearness(yours, wrong, ours_, tol: Tolerance) -> float | None:
+    """How near ``yours`` lies to a mistake's answer ``wrong`` in one part (the output, or the gradients), as a share
+    of that mistake's distance from ``ours_``: 0 on it, 1 as far as ours. A mistake that is right in this part tells
+    nothing by it (None) when yours is right there too (within ``tol``), and is not yours (inf) when yours is not."""
+    apart = distance(wrong, ours_)
+    if apart == 0:
+        return None if first_wrong("", yours, ours_, tol) is None else float("inf")
+    gap = distance(yours, wrong)
+    return gap / apart if np.isfinite(apart) else float(gap > 0)
+
+
 def matching_mistake(case: FunctionCase, inputs: dict, cotangent, out, grads, expected: tuple,
                      mistakes) -> str | None:
-    """What the mistake the learner's answer is nearest says, when it is near one: their output (or, for a mistake
-    whose values are right, their gradients) within ``NEAR`` of that mistake's distance from ours (``expected``:
-    our output and gradients), so that a mistake made along with a harmless difference (an eps left out) is still
-    named; None when no mistake is that near."""
-    best, said = NEAR, None
+    """What the mistake the learner's answer matches says, or None. A mistake's nearness is the larger of the
+    output's and, where the case takes them, the gradients' (``nearness``; ``expected``: our output and gradients),
+    so that one number, a loss, does not match a mistake whose gradients are elsewhere. The nearest is named when it
+    is within ``NEAR`` (a mistake made along with a harmless difference, an eps left out, is still named) and the
+    next nearest is more than ``NEAR`` further (an answer as near to two mistakes names neither)."""
+    tolerances = (tolerance(case.level, case.dtype), tolerance("gradient", case.dtype))
+    scored = []
     for mistake in mistakes:
         try:
-            wrong_out, wrong_grads = _run("jax", case, inputs, mistake.wrong, None if grads is None else cotangent)
+            wrong = _run("jax", case, inputs, mistake.wrong, None if grads is None else cotangent)
         except Exception:  # a mistake that cannot run on these inputs is not this one
             continue
-        pairs = [(out, wrong_out, expected[0])]
-        if distance(wrong_out, expected[0]) == 0:  # a mistake whose values are right: so must the learner's be,
-            right = first_wrong("", out, expected[0], tolerance(case.level, case.dtype)) is None  # and the
-            pairs = [(grads, wrong_grads, expected[1])] if right and grads is not None else []  # gradients tell
-        for yours, wrong, ours_ in pairs:
-            apart = distance(wrong, ours_)
-            if apart > 0:
-                ratio = distance(yours, wrong) / apart if np.isfinite(apart) else (distance(yours, wrong) > 0) * 1.0
-                if ratio <= best:
-                    best, said = ratio, mistake.says
-    return said
+        parts = [nearness(y, w, o, tol) for y, w, o, tol in zip((out, grads), wrong, expected, tolerances)
+                 if y is not None]
+        told = [part for part in parts if part is not None]
+        if told:
+            scored.append((max(told), mistake.says))
+    scored.sort(key=lambda score: score[0])
+    if not scored or scored[0][0] > NEAR or (len(scored) > 1 and scored[1][0] - scored[0][0] <= NEAR):
+        return None
+    return scored[0][1]
 
 
 def check_file(path: Path, echo: Callable[[str], None] = print) -> dict[str, str]:
@@ -384,6 +453,32 @@ def check_file(path: Path, echo: Callable[[str], None] = print) -> dict[str, str
         raise ValueError(f"{path} defines none of {topic}'s exercises: "
                          f"{', '.join(e.function for e in exercises_of(topic))}")
     save_progress(path, verdicts)
+    return verdicts
+
+
+def exercise_files(folder: Path) -> list[Path]:
+    """The files ``exercise`` writes that ``folder`` holds, ``<topic>_<backend>.py``, in the course's order."""
+    names = [f"{topic}_{backend}.py" for topic in topics_with_exercises() for backend in BACKENDS]
+    return [folder / name for name in names if (folder / name).is_file()]
+
+
+def check_path(path: Path, echo: Callable[[str], None] = print) -> list[str]:
+    """``check_file`` of a file, or of each exercise file in a folder -> every function's verdict ('error' for a
+    file of the folder that cannot be checked, whose one-line error is echoed in its place). ValueError (one line)
+    for a missing path or a folder without exercise files."""
+    if not path.is_dir():
+        return list(check_file(path, echo).values())
+    files = exercise_files(path)
+    if not files:
+        raise ValueError(f"{path} holds no exercise files (TOPIC_jax.py, TOPIC_torch.py); write one with "
+                         f"`python -m theory_jax exercise TOPIC --dir {path}`")
+    verdicts = []
+    for file in files:
+        try:
+            verdicts += check_file(file, echo).values()
+        except ValueError as error:
+            echo(f"error: {error}")
+            verdicts.append("error")
     return verdicts
 
 
@@ -423,6 +518,32 @@ def save_progress(path: Path, verdicts: dict[str, str]) -> None:
     progress_file.write_text(json.dumps(progress, indent=1, sort_keys=True) + "\n")
 
 
+# The folder ---------------------------------------------------------------------------------------------------------
+MEMORY = ".dir"  # in FOLDER: the folder the last --dir named, which later commands without --dir use
+
+
+def working_folder(given: Path | None) -> Path:
+    """The folder of the learner's files: ``given`` (--dir), else the one the last --dir named, else ``FOLDER``."""
+    if given is not None:
+        return given
+    memory = FOLDER / MEMORY
+    return Path(memory.read_text().strip()) if memory.is_file() else FOLDER
+
+
+def remember(folder: Path) -> None:
+    """Keep ``folder`` for the next commands without --dir (forget it when it is ``FOLDER``); best effort: a folder
+    that cannot be written only goes unremembered."""
+    memory = FOLDER / MEMORY
+    try:
+        if folder.resolve() == FOLDER.resolve():
+            memory.unlink(missing_ok=True)
+        else:
+            FOLDER.mkdir(parents=True, exist_ok=True)
+            memory.write_text(f"{folder.resolve()}\n")
+    except OSError:
+        pass
+
+
 # The list -----------------------------------------------------------------------------------------------------------
 def status(topic: str, function: str, backend: str, folder: Path, progress: dict) -> str:
     """'-' (no file holds it), 'started' (written, not checked since), or the last check's verdict."""
@@ -448,39 +569,71 @@ def listing(folder: Path) -> list[str]:
 # The command line ---------------------------------------------------------------------------------------------------
 def main(argv: list[str], command: str = "exercise") -> int:
     """``python -m theory_jax exercise ...`` (or ``exercises``: the list); exit 2 on bad input, 1 when a check
-    fails."""
+    fails, 141 (128 + SIGPIPE, as ``git log | head`` ends) without a traceback when stdout closes early."""
+    try:
+        code = _main(argv, command)
+        sys.stdout.flush()  # here, not at the exit, where a closed pipe's error would be printed
+        return code
+    except BrokenPipeError:  # `| head` stopped reading: end quietly, and let the exit's flush go to devnull
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: list[str], command: str) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m theory_jax {command}", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     if command == "exercise":
         parser.add_argument("name", nargs="?", help="TOPIC or TOPIC.FUNCTION (see `python -m theory_jax exercises`)")
         parser.add_argument("--backend", choices=BACKENDS, default="jax", help="the framework you write in")
         parser.add_argument("--hint", type=int, metavar="N", help="print the N-th hint (1 first)")
-        parser.add_argument("--solution", action="store_true", help="print our function")
-        parser.add_argument("--check", type=Path, metavar="FILE", help="check the functions written in FILE")
-    parser.add_argument("--dir", type=Path, default=FOLDER, help=f"where your files are (default {FOLDER}/)")
+        parser.add_argument("--solution", action="store_true", help="print our function, after the helpers it calls "
+                            "that your file leaves out")
+        parser.add_argument("--check", type=Path, metavar="PATH", help="check the functions written in PATH, a file, "
+                            "or each exercise file of a folder")
+    parser.add_argument("--dir", type=Path, help=f"the folder of your files (default {FOLDER}/); remembered: later "
+                        "commands without --dir use it")
     args = parser.parse_args(argv)
     try:
-        if command == "exercises":
-            print("\n".join(listing(args.dir)))
-            return 0
-        if args.check:  # 2: the learner's code raised or returned a wrong shape or a NaN
-            verdicts = check_file(args.check).values()
+        if command == "exercise" and args.check:  # 2: the learner's code raised or returned a wrong shape or a NaN
+            verdicts = check_path(args.check)
             return 0 if all(v == "done" for v in verdicts) else 2 if "error" in verdicts else 1
-        if not args.name:
+        folder = working_folder(args.dir)
+        if command == "exercises":
+            if folder.resolve() != FOLDER.resolve() and not folder.is_dir():
+                raise ValueError(f"{folder} is not a folder; "
+                                 + ("--dir names the folder of your files" if args.dir else
+                                    f"the last --dir named it (--dir {FOLDER} goes back to the default)"))
+            listed = listing(folder)
+            remember(folder)
+        elif not args.name:
             parser.error("name an exercise (TOPIC or TOPIC.FUNCTION), or --check FILE")
-        topic, chosen = find(args.name)
-        if args.hint is not None or args.solution:
-            return _hint_or_solution(topic, chosen, args)
-        path, added = write_exercises(args.name, args.backend, args.dir)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        else:
+            topic, chosen = find(args.name)
+            if args.hint is not None or args.solution:
+                return _hint_or_solution(topic, chosen, args)
+            path, added = write_exercises(args.name, args.backend, folder)
+            remember(folder)
+    except BrokenPipeError:
+        raise  # stdout closed, not a bad input: main ends quietly
+    except (ValueError, OSError) as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
+    if command == "exercises":
+        print("\n".join(listed))
+        return 0
     if not added:
         print(f"{path} already has {', '.join(e.function for e in chosen)} (your work is kept); check it with "
               f"`python -m theory_jax exercise --check {path}`")
         return 0
     print(f"wrote {', '.join(added)} into {path}; when written: python -m theory_jax exercise --check {path}")
     return 0
+
+
+def _one_line(error: Exception) -> str:
+    """A ValueError's message; an OSError's as 'PATH: why'."""
+    if not isinstance(error, OSError):
+        return str(error)
+    return f"{error.filename}: {error.strerror or error}" if error.filename else str(error)
 
 
 def _hint_or_solution(topic: str, chosen: tuple, args) -> int:
@@ -490,7 +643,7 @@ def _hint_or_solution(topic: str, chosen: tuple, args) -> int:
         return 2
     exercise = chosen[0]
     if args.solution:
-        print(inspect.getsource(ours(topic, exercise.function, args.backend)))
+        print(solution(topic, exercise, args.backend), end="")
         return 0
     if not 1 <= args.hint <= len(exercise.hints):
         print(f"error: {topic}.{exercise.function} has hints 1 to {len(exercise.hints)}, not {args.hint}",

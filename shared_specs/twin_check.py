@@ -1,4 +1,5 @@
-"""A trained run checked in the other backend: ``python -m theory_jax check RUN_DIR [--examples N] [--split test]``.
+"""A trained run checked in the other backend: ``python -m theory_jax check RUN_DIR [--examples N] [--split test]``
+(``RUN_DIR/config.json`` names the same run).
 
 The driver: it loads the run through the engine and hands the network to its topic's twin check,
 ``shared_specs/twins/<topic>.py`` (``CHECKERS``: the catalogue's topics with a ``checks`` line).
@@ -36,7 +37,7 @@ import numpy as np
 
 from shared_specs.twin_rows import CheckError, Row
 
-__all__ = ["CHECKERS", "CheckError", "Row", "check_run", "format_rows", "main"]
+__all__ = ["CHECKERS", "CheckError", "Row", "check_run", "format_rows", "main", "run_folder"]
 
 
 # The models ------------------------------------------------------------------------------------------------------
@@ -93,6 +94,16 @@ def check_run(run_dir: Path, examples: int = 64, split: str = "test", seed: int 
     return check(net, cfg, batch, np.random.default_rng(seed), perturb)
 
 
+def run_folder(path: Path) -> Path:
+    """The run ``path`` names: the folder itself, or the folder of its ``config.json``; CheckError (one line) for
+    another file."""
+    if path.is_file() and path.name == "config.json":
+        return path.parent
+    if path.is_file():
+        raise CheckError(f"{path} is a file; give the run's folder, the one that holds config.json")
+    return path
+
+
 def format_rows(rows: list[Row]) -> str:
     lines = [f"{'metric':<22} {'units':<13} {'PyTorch':>16} {'JAX':>16} {'|difference|':>12} {'tolerance':>20}  result"]
     for r in rows:
@@ -105,17 +116,18 @@ def format_rows(rows: list[Row]) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m theory_jax check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dir", type=Path, help="the folder `train --out` wrote (or its config.json)")
     parser.add_argument("--examples", type=int, default=64, help="held-out examples to recompute on (default 64)")
     parser.add_argument("--split", default="test", help="train | val | test (default test)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise both backends share")
     args = parser.parse_args(argv)
     try:
-        rows = check_run(args.run_dir, args.examples, args.split, args.seed)
+        run_dir = run_folder(args.run_dir)
+        rows = check_run(run_dir, args.examples, args.split, args.seed)
     except CheckError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.run_dir}: {len(rows)} metrics on {args.examples} {args.split} examples, float64 in both backends")
+    print(f"{run_dir}: {len(rows)} metrics on {args.examples} {args.split} examples, float64 in both backends")
     print(format_rows(rows))
     failed = [r for r in rows if not r.passed]
     print(f"{len(rows) - len(failed)} of {len(rows)} agree within the float64 likelihood tolerance")

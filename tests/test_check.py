@@ -153,6 +153,20 @@ def test_bad_input_is_a_one_line_error(runs, tmp_path, capsys):
         assert err.startswith("error: ") and words in err and err.count("\n") == 1
 
 
+def test_a_runs_config_json_names_the_run(runs, tmp_path, capsys):
+    """``check RUN/config.json`` checks RUN, the file's folder; another file is a one-line error asking for the run's
+    folder (the control: the folder of the same file is not taken for a run)."""
+    capsys.readouterr()
+    assert jax_cli(["check", str(runs["vae"] / "config.json"), "--examples", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{runs['vae']}: ") and "PASS" in out and "FAIL" not in out
+    notes = tmp_path / "notes.txt"
+    notes.write_text("")
+    assert jax_cli(["check", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {notes} is a file; give the run's folder, the one that holds config.json\n"
+
+
 @pytest.mark.parametrize("name", sorted(UNTWINNED))
 def test_a_configuration_without_a_twin_is_a_one_line_error(tmp_path, capsys, name):
     run = tmp_path / name

@@ -37,7 +37,8 @@ def reconstruction_mse(x, x_hat):
 
 def reconstruction_bce(x, logits):
     """Binary cross-entropy with logits per example, averaged over every non-batch axis:
-    mean of softplus(l) - x l = -log Bernoulli(x; sigmoid(l)) for x in [0, 1]. x, logits: (B, ...) -> (B,)."""
+    mean of softplus(l) - x l = -log Bernoulli(x; sigmoid(l)). x: (B, ...) the targets in [0, 1]; logits: (B, ...)
+    the decoder's logits l -> (B,)."""
     return jnp.mean((jax.nn.softplus(logits) - x * logits).reshape(x.shape[0], -1), axis=-1)
 
 

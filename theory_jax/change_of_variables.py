@@ -43,7 +43,8 @@ BISECTIONS = 64
 
 # 1. Box-Muller -------------------------------------------------------------------------------------
 def box_muller(u):
-    """z = sqrt(-2 ln u1) (cos 2 pi u2, sin 2 pi u2) (eq. 3). u: (..., 2), u1 in (0, 1], u2 in [0, 1) -> z: (..., 2)."""
+    """Box-Muller (Box & Muller 1958; eq. 3): z = sqrt(-2 ln u1) (cos 2 pi u2, sin 2 pi u2), two independent N(0, 1)
+    draws from two uniforms. u: (..., 2) the pairs (u1, u2), u1 in (0, 1], u2 in [0, 1) -> z: (..., 2)."""
     radius = jnp.sqrt(-2.0 * jnp.log(u[..., 0]))
     angle = 2.0 * jnp.pi * u[..., 1]
     return jnp.stack([radius * jnp.cos(angle), radius * jnp.sin(angle)], axis=-1)
@@ -57,7 +58,8 @@ def box_muller_inverse(z):
 
 
 def box_muller_log_det(u):
-    """log |det dz/du| = log(2 pi) - log u1 (claim 1). u: (..., 2) -> (...)."""
+    """log |det dz/du| = log(2 pi) - log u1 of the Box-Muller map z(u) (claim 1: |det dz/du| = 2 pi / u1).
+    u: (..., 2) the pairs (u1, u2), u1 in (0, 1] -> (...)."""
     return LOG_2PI - jnp.log(u[..., 0])
 
 

@@ -118,7 +118,10 @@ def _mlp(w1, b1, w2, b2, w3, b3):
 
 
 def mlp_divergence_exact(t, x, w1, b1, w2, b2, w3, b3):
-    """``divergence_exact`` of ``mlp_field(t, .)``. x: (B, D) -> (B,)."""
+    """The divergence of the field f = ``mlp_field(t, .)`` at each example, tr(df/dx) = sum_i d f_i / d x_i, exactly:
+    from each example's D x D Jacobian of f (the examples do not interact). t: () the time; x: (B, D); w1: (H, D + 1),
+    b1: (H,), w2: (H, H), b2: (H,), w3: (D, H), b3: (D,) the MLP's weights in torch's Linear layout (``mlp_field``)
+    -> (B,)."""
     return divergence_exact(lambda y: mlp_field(t, y, w1, b1, w2, b2, w3, b3), x)
 
 
@@ -128,7 +131,10 @@ def mlp_divergence_hutchinson(t, x, v, w1, b1, w2, b2, w3, b3):
 
 
 def mlp_cnf_dynamics(t, x, w1, b1, w2, b2, w3, b3, v=None):
-    """``cnf_dynamics`` of ``mlp_field``: (dx/dt (B, D), dlogp/dt (B,))."""
+    """The CNF's augmented dynamics for the field f = ``mlp_field(t, .)`` (Chen et al. 2018, Theorem 1): (dx/dt,
+    d log p(x_t)/dt) = (f(t, x), -tr(df/dx)), the trace exact when v is None, else Hutchinson's estimate v^T (df/dx) v
+    with the probe v: (B, D) (``divergence_hutchinson``). t: () the time; x: (B, D); w1: (H, D + 1), b1: (H,),
+    w2: (H, H), b2: (H,), w3: (D, H), b3: (D,) the MLP's weights in torch's Linear layout -> ((B, D), (B,))."""
     return cnf_dynamics(_mlp(w1, b1, w2, b2, w3, b3), t, x, v)
 
 

@@ -76,8 +76,15 @@ def channel_mask(x, parity: int = 0):
 
 # 2. Coupling (eqs. 1-4) ------------------------------------------------------------------------------------------
 def coupling_transform(x, mask, h, kind: str = "affine"):
-    """Eq. 1 (additive: t = h) or eq. 2 (affine: (h_s, t) = h split on axis 1, s = tanh(h_s)) given the
-    conditioner's output h = NN(b * x); log_det by eq. 3. x: (B, C, ...), h: (B, 2C or C, ...) -> y, (B,)."""
+    """The coupling law given the conditioner's output h = NN(b * x), which sees only the kept part b * x:
+
+        affine (RealNVP eq. 9):  y = b x + (1 - b) (x exp(s) + t),  s = tanh(h_s), (h_s, t) = h split on axis 1
+        additive (NICE eq. 5):   y = b x + (1 - b) (x + t),         t = h
+
+    log |det dy/dx| = sum (1 - b) s (RealNVP eq. 6: the Jacobian is triangular); 0 for additive coupling.
+    x: (B, C, ...) the input; mask: the binary mask b (1: kept, 0: transformed), broadcastable to x; h: (B, 2C, ...)
+    affine or (B, C, ...) additive; kind: 'affine' or 'additive' -> (y: (B, C, ...), log_det: (B,)).
+    """
     keep, change = mask, 1 - mask
     if kind == "additive":
         return keep * x + change * (x + h), jnp.zeros(x.shape[0], x.dtype)

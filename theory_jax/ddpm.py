@@ -67,7 +67,8 @@ def _sum_trailing(v):
 
 # 3. The terms of the variational bound --------------------------------------------------------------------------
 def eps_loss(eps, eps_pred):
-    """L_simple per example: mean over dimensions of (eps - eps_theta)^2 (eq. 14). (B, ...) -> (B,)."""
+    """L_simple per example: the mean over dimensions of (eps - eps_theta(x_t, t))^2 (Ho et al. 2020, eq. 14).
+    eps: (B, ...) the noise that made x_t; eps_pred: (B, ...) the network's prediction eps_theta(x_t, t) -> (B,)."""
     return ((eps - eps_pred) ** 2).reshape(eps.shape[0], -1).mean(axis=1)
 
 

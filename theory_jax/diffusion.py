@@ -43,7 +43,9 @@ def alpha_bars(betas):
 
 # 2. q(x_t|x_0), its inverse, the posterior and the ancestral step ---------------------------------------------
 def q_sample(x0, alpha_bar_t, eps):
-    """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (eq. 4). x0, eps: (B, ...); alpha_bar_t: (B,) or ()."""
+    """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, a draw of q(x_t|x_0) (Ho et al. 2020, eq. 4).
+    x0: (B, ...) the data; alpha_bar_t: (B,) or () the cumulative product of the alphas at each example's t;
+    eps: (B, ...) the noise ~ N(0, I) -> x_t: (B, ...)."""
     a = per_example(alpha_bar_t, x0)
     return jnp.sqrt(a) * x0 + jnp.sqrt(1 - a) * eps
 
@@ -65,7 +67,12 @@ def posterior_mean_variance(x0, x_t, alpha_bar_t, alpha_bar_prev):
 
 
 def ddpm_step(x_t, eps, alpha_bar_t, alpha_bar_prev, z):
-    """x_{t-1} = mu_tilde(x_t, x0_hat(eps)) + sqrt(beta_tilde) z (Algorithm 2); beta_tilde = 0 at t = 0."""
+    """One ancestral step x_t -> x_{t-1} ~ N(mu_tilde(x_t, x0_hat), beta_tilde I) (Ho et al. 2020, Algorithm 2):
+    1. x0_hat from the predicted noise eps (eq. 15); 2. the posterior mean and variance at x0_hat (eq. 7);
+    3. x_{t-1} = mean + sqrt(beta_tilde) z. beta_tilde = 0 at t = 0 (alpha_bar_prev = 1), so the last step is the mean.
+    x_t: (B, ...) the current sample; eps: (B, ...) the predicted noise eps_theta(x_t, t); alpha_bar_t, alpha_bar_prev:
+    (B,) or () the cumulative products of the alphas at t and t - 1; z: (B, ...) fresh noise ~ N(0, I)
+    -> x_{t-1}: (B, ...)."""
     mean, var = posterior_mean_variance(predict_x0(x_t, alpha_bar_t, eps), x_t, alpha_bar_t, alpha_bar_prev)
     return mean + jnp.sqrt(per_example(var, x_t)) * z
 
@@ -107,8 +114,9 @@ def null_labels(y, drop, num_classes: int):
 
 
 def cfg_eps(eps_cond, eps_uncond, w):
-    """Classifier-free guidance (Ho & Salimans 2022, eq. 6): (1 + w) eps(x_t, y) - w eps(x_t).
-    eps_cond, eps_uncond: (B, ...); w: () or (B,)."""
+    """Classifier-free guidance (Ho & Salimans 2022, eq. 6): eps~ = (1 + w) eps(x_t, y) - w eps(x_t, null).
+    eps_cond: (B, ...) the prediction given the condition y; eps_uncond: (B, ...) the unconditional one; w: a float,
+    () or (B,), the guidance weight (w = 0 is the conditional model, w = -1 the unconditional one) -> (B, ...)."""
     w = per_example(w, eps_cond)
     return (1 + w) * eps_cond - w * eps_uncond
 

@@ -40,8 +40,11 @@ def implicit_reward(policy_logps, ref_logps, beta):
 
 
 def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
-    """-mean log sigmoid(r_hat_w - r_hat_l) on sequence log-probabilities (eq. 7); the reference's are constants.
-    All (B,), beta: () -> ()."""
+    """-mean log sigmoid(r_hat_w - r_hat_l) (Rafailov et al. 2023, eq. 7), with the implicit rewards
+    r_hat = beta (log pi - log pi_ref) (``implicit_reward``) of the chosen answer w and the rejected one l.
+    policy_chosen, policy_rejected: (B,) the policy's sequence log-probabilities of the chosen and the rejected
+    answers; ref_chosen, ref_rejected: (B,) the reference model's, constants (stop_gradient: a reference that is
+    updated is a bug); beta: () the KL weight -> ()."""
     margin = implicit_reward(policy_chosen, jax.lax.stop_gradient(ref_chosen), beta) - implicit_reward(
         policy_rejected, jax.lax.stop_gradient(ref_rejected), beta)
     return jnp.mean(jax.nn.softplus(-margin))

@@ -43,8 +43,9 @@ LECTURES = "energy-based models; Langevin MCMC; replay buffer; contrastive diver
 
 # 1. The pure functions (twins in practice_torch.ebm.functions) ------------------------------------------------------
 def langevin_step(x, grad_energy, step_size, z):
-    """x' = x - eps grad_x E(x) + sqrt(2 eps) z: the unadjusted Langevin algorithm on p ~ exp(-E) (IGEBM eq. 2 with
-    lambda = 2 eps). x, grad_energy, z: (B, ...); step_size: () or (B,)."""
+    """x' = x - eps grad_x E(x) + sqrt(2 eps) z: one step of the unadjusted Langevin algorithm on p ~ exp(-E) (Du &
+    Mordatch 2019, IGEBM eq. 2 with lambda = 2 eps). x: (B, ...) the chains; grad_energy: (B, ...) grad_x E(x);
+    step_size: () or (B,) the step eps; z: (B, ...) the noise ~ N(0, I) -> x': (B, ...)."""
     eps = per_example(step_size, x)
     return x - eps * grad_energy + jnp.sqrt(2 * eps) * z
 
@@ -61,8 +62,9 @@ def langevin_temperature(step_size, noise_scale):
 
 
 def refresh_buffer(samples, fresh, mask):
-    """The replay buffer's refresh: row b becomes fresh noise where mask_b = 1, else keeps its persistent chain.
-    samples, fresh: (B, ...); mask: (B,) of 0/1 (Bernoulli(refresh fraction) draws) -> (B, ...)."""
+    """The replay buffer's refresh (Du & Mordatch 2019, sec. 3.1): row b becomes fresh noise where mask_b = 1, else
+    keeps its persistent chain. samples: (B, ...) the buffer's chains; fresh: (B, ...) new noise; mask: (B,) of 0/1
+    (Bernoulli(refresh fraction) draws) -> (B, ...)."""
     m = per_example(mask, samples)
     return m * fresh + (1 - m) * samples
 

@@ -42,7 +42,8 @@ def mvn_log_prob(x, mean, scale_tril):
 
 
 def gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
-    """KL(N(mean_q, diag e^logvar_q) || N(mean_p, diag e^logvar_p)), summed over the last axis -> (...).
+    """KL(N(mean_q, diag e^logvar_q) || N(mean_p, diag e^logvar_p)), summed over the last axis. mean_q, logvar_q:
+    (..., d) q's means and log-variances; mean_p, logvar_p: (..., d) p's (broadcastable) -> (...).
 
     Per coordinate: log(s_p/s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2 (claim 1 proves it).
     """

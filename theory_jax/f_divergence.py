@@ -118,7 +118,10 @@ def conjugate_at_activation(v, divergence: str):
 
 
 def variational_objective(v_p, v_q, divergence: str):
-    """F = E_P[g_f(V)] - E_Q[f*(g_f(V))] from critic outputs V on samples of P (N,) and Q (M,) (eq. 6) -> ()."""
+    """F = E_P[g_f(V)] - E_Q[f*(g_f(V))], the f-GAN's lower bound on D_f(P || Q) (Nowozin et al. 2016, eq. 6), with
+    g_f = ``output_activation`` and f*(g_f(.)) = ``conjugate_at_activation`` (Table 2). v_p: (N,) the critic's raw
+    outputs V on samples of P; v_q: (M,) on samples of Q; divergence: the f-divergence's name ('kl', 'reverse_kl',
+    'js', 'tv', 'pearson', 'hellinger') -> ()."""
     return jnp.mean(output_activation(v_p, divergence)) - jnp.mean(conjugate_at_activation(v_q, divergence))
 
 

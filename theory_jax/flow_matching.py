@@ -52,12 +52,16 @@ def target_velocity(x0, x1, sigma_min=0.0):
 
 
 def path_sample_and_target(x1, x0, t, sigma_min=0.0):
-    """One CFM training pair from injected noise x0 and times t: (x_t, u_t), both (B, ...)."""
+    """One CFM training pair (Lipman et al. 2023, eq. 22-23): x_t = (1 - (1 - sigma_min) t) x0 + t x1 on the conditional
+    OT path from the noise x0 to the data x1, and its velocity u_t = x1 - (1 - sigma_min) x0. x1: (B, ...) the data;
+    x0: (B, ...) the injected noise ~ N(0, I); t: (B,) the times in [0, 1]; sigma_min: a float, the path's standard
+    deviation at t = 1 -> (x_t, u_t), both (B, ...)."""
     return conditional_path(x0, x1, t, sigma_min), target_velocity(x0, x1, sigma_min)
 
 
 def cfm_loss(v, u):
-    """L_CFM: the mean over examples and dimensions of (v_theta(t, x_t) - u_t)^2 (Lipman et al. eq. 9 / D). -> ()."""
+    """L_CFM: the mean over examples and dimensions of (v_theta(t, x_t) - u_t)^2 (Lipman et al. 2023, eq. 9 divided
+    by D). v: (B, ...) the network's velocity v_theta(t, x_t); u: (B, ...) the path's target velocity u_t -> ()."""
     return jnp.mean((v - u) ** 2)
 
 

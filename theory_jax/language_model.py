@@ -71,7 +71,9 @@ def top_p_probs(logits, p):
 
     Token i is in S iff the mass of the tokens strictly more likely than i is below p (sort-free: a (B, V, V)
     comparison; the torch twin sorts). The most likely token is always kept (as transformers' warper keeps one), so
-    p = 0 is greedy decoding. logits (B, V), p () in [0, 1] -> (B, V)."""
+    p = 0 is greedy decoding. logits: (B, V) the next-token logits; p: a float in [0, 1]
+    -> (B, V) the probabilities, 0 outside S.
+    """
     probs = jax.nn.softmax(logits, axis=-1)
     above = jnp.sum(jnp.where(probs[..., None, :] > probs[..., :, None], probs[..., None, :], 0.0), axis=-1)
     keep = (above < p) | (above == 0)  # nothing more likely: the top token

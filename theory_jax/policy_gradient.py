@@ -45,8 +45,8 @@ def sequence_log_prob(logits, tokens, mask):
 
 
 def rewards_to_go(rewards, gamma):
-    """G_t = sum_{t' >= t} gamma^{t'-t} r_t', by the backward recursion G_t = r_t + gamma G_{t+1}.
-    rewards: (B, T), gamma: python float -> (B, T)."""
+    """G_t = sum_{t' >= t} gamma^{t'-t} r_t', the return from step t on, by the backward recursion G_t = r_t + gamma
+    G_{t+1} from G_T = 0. rewards: (B, T) each episode's rewards r_t; gamma: a float, the discount -> (B, T)."""
     def step(carry, r):
         g = r + gamma * carry
         return g, g
@@ -62,8 +62,9 @@ def leave_one_out_baseline(returns):
 
 
 def reinforce_loss(log_probs, returns, baseline):
-    """A surrogate whose gradient is REINFORCE's estimate of -grad J: -mean_b (G_b - b_b) log pi(tau_b), with the
-    advantage held constant. log_probs, returns, baseline: (B,) -> ()."""
+    """A surrogate whose gradient is REINFORCE's estimate of -grad J (Williams 1992): -mean_b (G_b - b_b) log pi(tau_b),
+    the advantage G_b - b_b held constant. log_probs: (B,) each trajectory's log pi(tau_b); returns: (B,) its return
+    G_b; baseline: (B,) its baseline b_b -> ()."""
     return -jnp.mean(jax.lax.stop_gradient(returns - baseline) * log_probs)
 
 

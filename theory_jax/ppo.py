@@ -38,10 +38,11 @@ LECTURES = "proximal policy optimisation"
 
 # 1. The pure functions (twins in practice_torch.ppo) ------------------------------------------------------------
 def clipped_surrogate_loss(log_probs, old_log_probs, advantages, clip):
-    """-mean min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(log pi - log pi_old) (eq. 7, as a loss).
+    """-mean min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(log pi - log pi_old) (Schulman et al. 2017,
+    eq. 7, as a loss). log_probs: (N,) the actions' log pi(a|s) under the current policy; old_log_probs: (N,) their
+    log pi_old(a|s) under the policy that collected them; advantages: (N,) A; clip: a float, eps -> ().
     A ratio exactly on 1 +- eps counts as inside the range (``clamp`` passes its bounds, as torch.clamp does), so
-    the gradient there is -rho A / N, the unclipped one, and not jnp.clip's half of it.
-    log_probs, old_log_probs, advantages: (N,), clip: python float -> ()."""
+    the gradient there is -rho A / N, the unclipped one, and not jnp.clip's half of it."""
     ratio = jnp.exp(log_probs - old_log_probs)
     return -jnp.mean(jnp.minimum(ratio * advantages, clamp(ratio, 1 - clip, 1 + clip) * advantages))
 

@@ -85,9 +85,11 @@ def sufficient_statistics(v, weight, hidden_bias):
 
 
 def cd_gradient(v, chain_start, u_h, u_v, weight, visible_bias, hidden_bias):
-    """The CD-k estimate of d mean log p(v) / d theta (eq. 4): the data statistics minus those at the end of
-    k = u_h.shape[1] Gibbs sweeps from ``chain_start`` (the data v: CD-k; persistent chains: PCD).
-    v, chain_start: (B, D); u_h: (B, k, H); u_v: (B, k, D). -> ({'weight', 'visible_bias', 'hidden_bias'}, v_k)."""
+    """The CD-k estimate of d mean log p(v) / d theta (Hinton 2002; eq. 4): the data statistics minus those at the end
+    of k = u_h.shape[1] Gibbs sweeps from ``chain_start`` (the data v: CD-k; persistent chains: PCD). v: (B, D) the
+    data; chain_start: (B, D); u_h: (B, k, H), u_v: (B, k, D) the sweeps' uniforms (``gibbs_chain``); weight: (D, H),
+    visible_bias: (D,), hidden_bias: (H,) the RBM's parameters
+    -> ({'weight': (D, H), 'visible_bias': (D,), 'hidden_bias': (H,)}, v_k: (B, D))."""
     v_k = gibbs_chain(chain_start, u_h, u_v, weight, visible_bias, hidden_bias)
     data, model = sufficient_statistics(v, weight, hidden_bias), sufficient_statistics(v_k, weight, hidden_bias)
     return {k: data[k] - model[k] for k in data}, v_k

@@ -39,7 +39,11 @@ LECTURES = "attention; transformer architecture; skip connections and normalisat
 
 # 1. Scaled dot-product attention and its causal mask ------------------------------------------------------------
 def scaled_dot_product_attention(q, k, v, mask=None, causal: bool = False):
-    """Attention(q, k, v) = softmax(q k^T / sqrt(d) + M) v (eq. 1). v: (..., S, d_v) -> (..., T, d_v)."""
+    """Attention(q, k, v) = softmax(q k^T / sqrt(d) + M) v (Vaswani et al. eq. 1), the softmax over the keys.
+    q: (..., T, d), k: (..., S, d), v: (..., S, d_v) -> (..., T, d_v). ``mask``: None, or a boolean keep-mask
+    (..., T, S), True where query i may attend to key j (not an additive one): M is 0 there and -inf elsewhere, so a
+    masked weight is exactly 0. ``causal``: also keep query i from the keys after it, j > i + S - T (the queries are
+    the last T of the S positions; j > i when S = T)."""
     return attention_weights(q, k, mask, causal) @ v
 
 

@@ -44,7 +44,8 @@ GROUPNORM_EPS = 1e-5  # torch's default; flax's default is 1e-6 (docs/ARCHITECTU
 
 # 1. The pieces of the ELBO -----------------------------------------------------------------------
 def reparameterize(mean, logvar, eps):
-    """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) passed in (Kingma & Welling, eq. 10). (..., d)."""
+    """z = mean + exp(logvar / 2) * eps, a draw of N(mean, diag exp(logvar)) with eps ~ N(0, I) passed in (Kingma &
+    Welling, eq. 10). mean, logvar: (..., d) the encoder's mean and log-variance; eps: (..., d) -> z: (..., d)."""
     return mean + jnp.exp(0.5 * logvar) * eps
 
 

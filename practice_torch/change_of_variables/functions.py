@@ -25,7 +25,8 @@ def _check_pairs(a: torch.Tensor, name: str) -> None:
 
 
 def box_muller(u):
-    """z = sqrt(-2 ln u1) (cos 2 pi u2, sin 2 pi u2). u: (..., 2), u1 in (0, 1], u2 in [0, 1) -> z: (..., 2)."""
+    """Box-Muller (Box & Muller 1958; eq. 3): z = sqrt(-2 ln u1) (cos 2 pi u2, sin 2 pi u2), two independent N(0, 1)
+    draws from two uniforms. u: (..., 2) the pairs (u1, u2), u1 in (0, 1], u2 in [0, 1) -> z: (..., 2)."""
     _check_pairs(u, "u")
     radius = torch.sqrt(-2.0 * torch.log(u[..., 0]))
     angle = 2.0 * math.pi * u[..., 1]
@@ -41,7 +42,8 @@ def box_muller_inverse(z):
 
 
 def box_muller_log_det(u):
-    """log |det dz/du| = log(2 pi) - log u1. u: (..., 2) -> (...)."""
+    """log |det dz/du| = log(2 pi) - log u1 of the Box-Muller map z(u) (claim 1: |det dz/du| = 2 pi / u1).
+    u: (..., 2) the pairs (u1, u2), u1 in (0, 1] -> (...)."""
     return LOG_2PI - torch.log(u[..., 0])
 
 

@@ -56,7 +56,8 @@ def coupling_transform(x, mask, h, kind: str = "affine"):
         additive (NICE eq. 5):   y = b x + (1 - b) (x + t),         t = h
 
     log |det dy/dx| = sum (1 - b) s (RealNVP eq. 6: the Jacobian is triangular); 0 for additive coupling.
-    x: (B, C, ...), mask b broadcastable to x, h: (B, 2C, ...) affine or (B, C, ...) additive -> y, log_det (B,).
+    x: (B, C, ...) the input; mask: the binary mask b (1: kept, 0: transformed), broadcastable to x; h: (B, 2C, ...)
+    affine or (B, C, ...) additive; kind: 'affine' or 'additive' -> (y: (B, C, ...), log_det: (B,)).
     """
     keep, change = mask, 1 - mask
     if kind == "additive":

@@ -27,7 +27,8 @@ def _sum_trailing(v: torch.Tensor) -> torch.Tensor:
 
 
 def eps_loss(eps: torch.Tensor, eps_pred: torch.Tensor) -> torch.Tensor:
-    """L_simple per example: the mean over dimensions of (eps - eps_theta)^2 (Ho et al. eq. 14). (B, ...) -> (B,)."""
+    """L_simple per example: the mean over dimensions of (eps - eps_theta(x_t, t))^2 (Ho et al. 2020, eq. 14).
+    eps: (B, ...) the noise that made x_t; eps_pred: (B, ...) the network's prediction eps_theta(x_t, t) -> (B,)."""
     return (eps - eps_pred).pow(2).reshape(len(eps), -1).mean(dim=1)
 
 

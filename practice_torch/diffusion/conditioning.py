@@ -24,9 +24,8 @@ def null_labels(y: Tensor, drop: Tensor, num_classes: int) -> Tensor:
 
 def cfg_eps(eps_cond: Tensor, eps_uncond: Tensor, w: Tensor | float) -> Tensor:
     """Classifier-free guidance (Ho & Salimans 2022, eq. 6): eps~ = (1 + w) eps(x_t, y) - w eps(x_t, null).
-
-    eps_cond, eps_uncond: (B, ...); w: scalar or (B,). w = 0 is the conditional model, w = -1 the unconditional one.
-    """
+    eps_cond: (B, ...) the prediction given the condition y; eps_uncond: (B, ...) the unconditional one; w: a float,
+    () or (B,), the guidance weight (w = 0 is the conditional model, w = -1 the unconditional one) -> (B, ...)."""
     w = per_example(w, eps_cond)
     return (1 + w) * eps_cond - w * eps_uncond
 

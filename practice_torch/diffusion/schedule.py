@@ -43,8 +43,9 @@ def alpha_bars(betas: torch.Tensor) -> torch.Tensor:
 
 # 2. q(x_t|x_0) and its inverse ------------------------------------------------------------------------------
 def q_sample(x0: torch.Tensor, alpha_bar_t, eps: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, a draw of q(x_t|x_0) (Ho et al. eq. 4).
-    x0, eps: (B, ...); alpha_bar_t: (B,) or () -> (B, ...)."""
+    """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, a draw of q(x_t|x_0) (Ho et al. 2020, eq. 4).
+    x0: (B, ...) the data; alpha_bar_t: (B,) or () the cumulative product of the alphas at each example's t;
+    eps: (B, ...) the noise ~ N(0, I) -> x_t: (B, ...)."""
     a = per_example(alpha_bar_t, x0)
     return torch.sqrt(a) * x0 + torch.sqrt(1 - a) * eps
 

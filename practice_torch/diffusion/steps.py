@@ -18,10 +18,12 @@ __all__ = ["clipped_eps", "ddim_reverse_step", "ddim_sigma", "ddim_step", "ddpm_
 
 # 1. DDPM's ancestral step (Ho et al. 2020, Algorithm 2) ------------------------------------------------------
 def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t, alpha_bar_prev, z: torch.Tensor) -> torch.Tensor:
-    """One ancestral step x_t -> x_{t-1} ~ N(mu_tilde(x_t, x0_hat), beta_tilde I) (Ho et al. Algorithm 2):
+    """One ancestral step x_t -> x_{t-1} ~ N(mu_tilde(x_t, x0_hat), beta_tilde I) (Ho et al. 2020, Algorithm 2):
     1. x0_hat from the predicted noise eps (eq. 15); 2. the posterior mean and variance at x0_hat (eq. 7);
     3. x_{t-1} = mean + sqrt(beta_tilde) z. beta_tilde = 0 at t = 0 (alpha_bar_prev = 1), so the last step is the mean.
-    x_t, eps, z: (B, ...); alpha_bar_t, alpha_bar_prev: (B,) or () -> (B, ...)."""
+    x_t: (B, ...) the current sample; eps: (B, ...) the predicted noise eps_theta(x_t, t); alpha_bar_t, alpha_bar_prev:
+    (B,) or () the cumulative products of the alphas at t and t - 1; z: (B, ...) fresh noise ~ N(0, I)
+    -> x_{t-1}: (B, ...)."""
     x0_hat = predict_x0(x_t, alpha_bar_t, eps)
     mean, var = posterior_mean_variance(x0_hat, x_t, alpha_bar_t, alpha_bar_prev)
     return mean + torch.sqrt(per_example(var, x_t)) * z

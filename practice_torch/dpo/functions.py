@@ -11,8 +11,11 @@ def implicit_reward(policy_logps, ref_logps, beta):
 
 
 def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
-    """-mean log sigmoid(r_hat_w - r_hat_l) (eq. 7); the reference's log-probabilities are constants (detached: a
-    reference that is updated is a bug). All (B,), beta: () -> ()."""
+    """-mean log sigmoid(r_hat_w - r_hat_l) (Rafailov et al. 2023, eq. 7), with the implicit rewards
+    r_hat = beta (log pi - log pi_ref) (``implicit_reward``) of the chosen answer w and the rejected one l.
+    policy_chosen, policy_rejected: (B,) the policy's sequence log-probabilities of the chosen and the rejected
+    answers; ref_chosen, ref_rejected: (B,) the reference model's, constants (detached: a reference that is
+    updated is a bug); beta: () the KL weight -> ()."""
     margin = implicit_reward(policy_chosen, ref_chosen.detach(), beta) - implicit_reward(
         policy_rejected, ref_rejected.detach(), beta)
     return torch.mean(torch.logaddexp(-margin, torch.zeros((), dtype=margin.dtype, device=margin.device)))

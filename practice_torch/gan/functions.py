@@ -21,8 +21,9 @@ def softplus(x):
 
 # 1. The losses, on the discriminator's logits ------------------------------------------------------------------
 def discriminator_loss(real_logits, fake_logits):
-    """-V(D, G) on a batch: -mean log D(x_real) - mean log(1 - D(x_fake)) (eq. 1, negated); binary cross-entropy
-    with labels 1 for real and 0 for fake. real_logits: (B,), fake_logits: (B',) -> ()."""
+    """-V(D, G) estimated on a batch: -mean log D(x_real) - mean log(1 - D(x_fake)) (Goodfellow et al. 2014, eq. 1,
+    negated to be minimised), D = sigmoid(logit); binary cross-entropy with labels 1 for real and 0 for fake.
+    real_logits: (B,) the discriminator's logits on real samples; fake_logits: (B',) on generated ones -> ()."""
     return torch.mean(softplus(-real_logits)) + torch.mean(softplus(fake_logits))
 
 
@@ -33,7 +34,9 @@ def generator_loss_saturating(fake_logits):
 
 
 def generator_loss_nonsaturating(fake_logits):
-    """The non-saturating generator loss, -mean log D(G(z)) (sec. 3): gradient -(1 - D) dlogit. (B,) -> ()."""
+    """The non-saturating generator loss, -mean log D(G(z)) with D = sigmoid(logit) (Goodfellow et al. 2014, sec. 3):
+    its gradient -(1 - D) dlogit does not vanish where D(G(z)) is near 0. fake_logits: (B,) the discriminator's
+    logits on generated samples -> ()."""
     return torch.mean(softplus(-fake_logits))
 
 
@@ -90,7 +93,8 @@ def spectral_normalize(w, u, v, n_iter: int = 1, eps: float = 1e-12):
 def minibatch_std(h, eps: float = 1e-8):
     """h with one feature appended, the same for every example: the standard deviation of each feature over the
     minibatch, sqrt(Var_batch + eps), averaged over the features (Karras et al. 2018, sec. 3). A batch of collapsed
-    samples shows a value near 0 that the discriminator's next layer can read. h: (B, F) -> (B, F + 1)."""
+    samples shows a value near 0 that the discriminator's next layer can read. h: (B, F) a batch of the
+    discriminator's features; eps: a float added to each variance -> (B, F + 1)."""
     std = torch.sqrt(torch.var(h, dim=0, correction=0) + eps).mean()
     return torch.cat([h, std.expand(h.shape[0], 1)], dim=1)
 

@@ -39,9 +39,13 @@ def top_k_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def top_p_probs(logits: torch.Tensor, p) -> torch.Tensor:
-    """The nucleus (Holtzman et al. 2020): sort by probability, keep token j of the sorted order while the mass
-    before it is < p (so the kept set is the smallest with mass >= p), and always the first (as transformers' warper
-    keeps one: p = 0 is greedy decoding), renormalise. (B, V), p in [0, 1] -> (B, V)."""
+    """The nucleus (Holtzman et al. 2020): the smallest set S of most likely tokens with p(S) >= p, renormalised.
+
+    Sorted by probability, token j of the sorted order is in S while the mass before it is < p (the JAX twin
+    compares all pairs instead). The most likely token is always kept (as transformers' warper keeps one), so p = 0 is
+    greedy decoding. logits: (B, V) the next-token logits; p: a float in [0, 1]
+    -> (B, V) the probabilities, 0 outside S.
+    """
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     sorted_probs = torch.softmax(sorted_logits, dim=-1)
     before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # mass of the more likely tokens

@@ -18,7 +18,8 @@ def sequence_log_prob(logits, tokens, mask):
 
 
 def rewards_to_go(rewards, gamma):
-    """G_t = r_t + gamma G_{t+1}, backwards in time. rewards: (B, T), gamma: float -> (B, T)."""
+    """G_t = sum_{t' >= t} gamma^{t'-t} r_t', the return from step t on, by the backward recursion G_t = r_t + gamma
+    G_{t+1} from G_T = 0. rewards: (B, T) each episode's rewards r_t; gamma: a float, the discount -> (B, T)."""
     out, carry = [], torch.zeros_like(rewards[:, 0])
     for t in range(rewards.shape[1] - 1, -1, -1):
         carry = rewards[:, t] + gamma * carry
@@ -33,6 +34,7 @@ def leave_one_out_baseline(returns):
 
 
 def reinforce_loss(log_probs, returns, baseline):
-    """-mean_b (G_b - b_b) log pi(tau_b) with the advantage held constant: its gradient is REINFORCE's estimate of
-    -grad J. log_probs, returns, baseline: (B,) -> ()."""
+    """A surrogate whose gradient is REINFORCE's estimate of -grad J (Williams 1992): -mean_b (G_b - b_b) log pi(tau_b),
+    the advantage G_b - b_b held constant. log_probs: (B,) each trajectory's log pi(tau_b); returns: (B,) its return
+    G_b; baseline: (B,) its baseline b_b -> ()."""
     return -torch.mean((returns - baseline).detach() * log_probs)

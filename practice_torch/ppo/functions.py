@@ -7,7 +7,11 @@ import torch
 
 
 def clipped_surrogate_loss(log_probs, old_log_probs, advantages, clip):
-    """-mean min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(log pi - log pi_old). (N,) x 3, float -> ()."""
+    """-mean min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = exp(log pi - log pi_old) (Schulman et al. 2017,
+    eq. 7, as a loss). log_probs: (N,) the actions' log pi(a|s) under the current policy; old_log_probs: (N,) their
+    log pi_old(a|s) under the policy that collected them; advantages: (N,) A; clip: a float, eps -> ().
+    A ratio exactly on 1 +- eps counts as inside the range (torch.clamp passes its gradient at its bounds), so the
+    gradient there is -rho A / N, the unclipped one."""
     ratio = torch.exp(log_probs - old_log_probs)
     return -torch.mean(torch.minimum(ratio * advantages, torch.clamp(ratio, 1 - clip, 1 + clip) * advantages))
 

@@ -30,7 +30,9 @@ def discretize_bilinear(a, b, delta):
 
 
 def diagonal_kernel(a_bar, b_bar, c, length: int):
-    """K_j = sum_n C_n Abar_n^j Bbar_n as the Vandermonde product. a_bar, b_bar, c: (N,) -> (L,)."""
+    """K_j = sum_n C_n Abar_n^j Bbar_n, j = 0..L-1: a diagonal SSM's convolution kernel, as the Vandermonde product
+    (C * Bbar) @ V, V_nj = Abar_n^j (S4D). a_bar, b_bar: (N,) the discretised diagonal A and B; c: (N,) C;
+    length: L, an int -> (L,)."""
     powers = torch.arange(length, dtype=a_bar.dtype, device=a_bar.device)
     return (c * b_bar) @ (a_bar[:, None] ** powers[None, :])
 
@@ -97,7 +99,15 @@ def selective_scan_chunked(u, delta, a, b, c, chunk: int = 8, return_state: bool
 
 
 def selective_scan_sequential(u, delta, a, b, c):
-    """The same recurrence by a sequential loop: the reference for ``selective_scan``. Same shapes."""
+    """Mamba's selective SSM (Gu & Dao 2023, Algorithm 2), one step t at a time from the state x_{-1} = 0, each
+    channel d on its own: A discretised by zero-order hold, B by Euler, the output read after the update,
+
+        x_t[d, n] = exp(delta[t, d] a[d, n]) x_{t-1}[d, n] + delta[t, d] b[t, n] u[t, d]
+        y[t, d]   = sum_n x_t[d, n] c[t, n]
+
+    u: (L, D) the input; delta: (L, D) its step sizes (positive); a: (D, N) each channel's diagonal A; b, c: (L, N)
+    B_t and C_t, shared by the channels; the state x_t: (D, N). -> y: (L, D). (The reference the parallel scan
+    is checked against.)"""
     x, out = torch.zeros(a.shape, dtype=u.dtype, device=u.device), []
     for t in range(u.shape[0]):
         x = torch.exp(delta[t][:, None] * a) * x + (delta[t][:, None] * b[t][None, :]) * u[t][:, None]

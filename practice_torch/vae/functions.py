@@ -17,7 +17,8 @@ LOG_2PI = math.log(2 * math.pi)
 
 # 1. The pieces of the ELBO -----------------------------------------------------------------------
 def reparameterize(mean, logvar, eps):
-    """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) passed in (Kingma & Welling, eq. 10). (..., d)."""
+    """z = mean + exp(logvar / 2) * eps, a draw of N(mean, diag exp(logvar)) with eps ~ N(0, I) passed in (Kingma &
+    Welling, eq. 10). mean, logvar: (..., d) the encoder's mean and log-variance; eps: (..., d) -> z: (..., d)."""
     return mean + torch.exp(0.5 * logvar) * eps
 
 

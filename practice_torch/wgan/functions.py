@@ -28,8 +28,8 @@ def interpolates(real, fake, alpha):
 
 
 def gradient_penalty(grads):
-    """mean_b (||g_b||_2 - 1)^2, each norm over all of example b's dimensions (GP eq. 3, without lambda).
-    grads: (B, ...) -> ()."""
+    """mean_b (||g_b||_2 - 1)^2, each norm over all of example b's dimensions (Gulrajani et al. 2017, GP eq. 3,
+    without lambda). grads: (B, ...) the critic's input-gradients g_b = grad_x D(x_hat_b) at the interpolates -> ()."""
     norms = torch.sqrt(torch.sum(grads.reshape(grads.shape[0], -1) ** 2, dim=-1))
     return torch.mean((norms - 1) ** 2)
 

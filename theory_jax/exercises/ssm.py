@@ -53,7 +53,8 @@ EXERCISES = (
         "Mamba's selective SSM: a recurrence whose step size, B and C depend on the input at each step",
         ("Per step t and channel: x_t = exp(Delta_t A) x_{t-1} + Delta_t B_t u_t, y_t = x_t . C_t (zero-order hold "
          "for A, Euler for B, as Mamba discretises them).",
-         "Shapes: u, delta (L, D); a (D, N); b, c (L, N); the state x is (D, N), starting at zeros.",
+         "Broadcast to the state's (D, N): delta_t[:, None] * a, and delta_t[:, None] * b_t[None, :] * u_t[:, None]; "
+         "then y_t = x_t @ c_t is (D,).",
          "jax.lax.scan over t of x = exp(d_t[:, None] a) x + (d_t[:, None] b_t[None, :]) u_t[:, None], "
          "emitting x @ c_t."),
         (Mistake("your A is not discretised: the state decays by exp(Delta_t A), the input's own step size",
