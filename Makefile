@@ -65,10 +65,10 @@ notebooks: setup
 check: setup
 	$(PY) -m shared_specs check --all
 
-# Your exercises (python -m theory_jax exercise NAME writes them into exercises/), each file checked in turn.
+# Your exercises (python -m theory_jax exercise NAME writes them into exercises/, or the folder --dir last named),
+# every file checked in turn.
 exercise-check: setup
-	@ls exercises/*.py >/dev/null 2>&1 || { echo "no exercises yet: python -m theory_jax exercises lists them"; exit 2; }
-	@status=0; for f in exercises/*.py; do $(PY) -m theory_jax exercise --check $$f || status=1; done; exit $$status
+	$(PY) -m theory_jax exercise --check
 
 # Every derivation and spec case run again, then every generated table of README.md and docs/ (about 7 minutes on
 # 2 cores): docs/derivations/<topic>.md, docs/specs.json, the topic and results tables and the topic pages' blocks.

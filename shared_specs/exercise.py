@@ -466,6 +466,8 @@ def check_path(path: Path, echo: Callable[[str], None] = print) -> list[str]:
     """``check_file`` of a file, or of each exercise file in a folder -> every function's verdict ('error' for a
     file of the folder that cannot be checked, whose one-line error is echoed in its place). ValueError (one line)
     for a missing path or a folder without exercise files."""
+    if not path.exists() and path.suffix != ".py":
+        raise ValueError(f"{path}: no such folder, so no exercises yet: `python -m theory_jax exercises` lists them")
     if not path.is_dir():
         return list(check_file(path, echo).values())
     files = exercise_files(path)
@@ -588,14 +590,15 @@ def _main(argv: list[str], command: str) -> int:
         parser.add_argument("--hint", type=int, metavar="N", help="print the N-th hint (1 first)")
         parser.add_argument("--solution", action="store_true", help="print our function, after the helpers it calls "
                             "that your file leaves out")
-        parser.add_argument("--check", type=Path, metavar="PATH", help="check the functions written in PATH, a file, "
-                            "or each exercise file of a folder")
+        parser.add_argument("--check", type=Path, nargs="?", const=True, metavar="PATH",
+                            help="check the functions written in PATH, a file, or each exercise file of a folder "
+                            "(without PATH: your folder, --dir's)")
     parser.add_argument("--dir", type=Path, help=f"the folder of your files (default {FOLDER}/); remembered: later "
                         "commands without --dir use it")
     args = parser.parse_args(argv)
     try:
         if command == "exercise" and args.check:  # 2: the learner's code raised or returned a wrong shape or a NaN
-            verdicts = check_path(args.check)
+            verdicts = check_path(working_folder(args.dir) if args.check is True else args.check)  # True: no PATH
             return 0 if all(v == "done" for v in verdicts) else 2 if "error" in verdicts else 1
         folder = working_folder(args.dir)
         if command == "exercises":

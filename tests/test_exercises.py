@@ -362,6 +362,10 @@ def test_the_folder_dir_names_is_remembered_and_the_list_shows_its_progress(tmp_
     assert f"your files in {mine.resolve()}/" in listed and row(listed, "gan.minibatch_std")[1:3] == ["done", "-"]
     assert main(["exercise", "vae"]) == 0 and (mine / "vae_jax.py").is_file()
     assert not (default_folder / "vae_jax.py").exists()
+    capsys.readouterr()
+    assert main(["exercise", "--check"]) == 1  # no PATH: every file of that folder (make exercise-check)
+    out = capsys.readouterr().out
+    assert "minibatch_std: 1 of 1 cases pass: done" in out and "reparameterize: not written yet" in out
     assert main(["exercises", "--dir", str(default_folder)]) == 0  # back to the default, remembered too
     assert main(["exercises"]) == 0
     listed = capsys.readouterr().out.split("30 exercises")[-1]
