@@ -801,7 +801,7 @@ def start_run_dir(cfg, run_dir: Path, run) -> None:
 
 def finish(cfg, run_dir: Path, run, stop, first: int, last_loss) -> Trained:
     """After the last step (or a signal): the environment marked finished; then, unless stopped, the samples of the
-    trained (the EMA's, if kept) weights and the loss curves."""
+    trained (the EMA's, if kept) weights, none with ``train.samples=0``, and the loss curves."""
     import torch
 
     from practice_torch.engine.metrics import plot_losses
@@ -811,11 +811,13 @@ def finish(cfg, run_dir: Path, run, stop, first: int, last_loss) -> Trained:
     write_environment(run_dir, torch.device("cpu"), 1, run.step, finished=True)
     if stop.signal is not None:
         return Trained(run.step, stop.signal, first=first, loss=last_loss)
-    run.net.load_state_dict(run.weights(average=run.shadow is not None))
-    artefacts = write_samples(run.module, cfg, run.net, t.samples, t.seed, held_out_examples(cfg.data, t.samples))
+    written = []
+    if t.samples:
+        run.net.load_state_dict(run.weights(average=run.shadow is not None))
+        artefacts = write_samples(run.module, cfg, run.net, t.samples, t.seed, held_out_examples(cfg.data, t.samples))
+        written = save_samples(artefacts, run_dir)
     plot = plot_losses(run_dir, run_dir / "loss.png")
-    return Trained(run.step, None, tuple(save_samples(artefacts, run_dir) + ([plot] if plot else [])), first,
-                   last_loss)
+    return Trained(run.step, None, tuple(written + ([plot] if plot else [])), first, last_loss)
 
 
 def train(cfg, run_dir: Path, resume: bool = False, devices: int = 1) -> Trained:
@@ -928,6 +930,7 @@ def main(argv: list[str] | None = None) -> int:
     from practice_jax.hosts import initialize
     from practice_torch.data import DatasetMissing
     from practice_torch.engine import RunError
+    from practice_torch.engine.runs import has_checkpoint, restart_note
 
     args = build_parser().parse_args(argv)
     try:
@@ -937,8 +940,11 @@ def main(argv: list[str] | None = None) -> int:
         problem = unsupported(cfg.train)
         if problem:
             raise JaxTrainError(problem)
+        resume = bool(args.resume) and has_checkpoint(run_dir)
+        if args.resume and not resume:  # killed or preempted before its first checkpoint: its config.json restarts it
+            print(restart_note(run_dir), file=sys.stderr)
         started = time.perf_counter()
-        trained = train(cfg, run_dir, resume=bool(args.resume), devices=devices_of(args))
+        trained = train(cfg, run_dir, resume=resume, devices=devices_of(args))
     except (JaxTrainError, RunError, DatasetMissing, ValueError) as exc:  # ValueError: a build the adapter refuses
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2

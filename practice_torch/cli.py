@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="write samples of a trained run")
     sample.add_argument("run_dir")
-    sample.add_argument("--n", type=int, help="number of samples (default: the run's train.samples)")
+    sample.add_argument("--n", type=int, help="number of samples (default: the run's train.samples, or 64 where it is 0)")
     sample.add_argument("--out", help="write only the samples, to this file (.png / .wav / .txt); without it, every "
                                       "artefact goes to RUN/samples-<k>/, beside those training wrote in RUN/samples/")
     sample.add_argument("--seed", type=int, default=0)
@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
                           help="use the trained net differently, e.g. --set model.sample_steps=50 (repeatable)")
     evaluate.add_argument("--samples", type=int, metavar="N",
-                          help="samples for FID/IS/KID/precision/recall (default: as many as held-out examples, "
-                               "at most 10 000)")
+                          help="samples for FID/IS/KID/precision/recall, and for a model's own sample-based "
+                               "figures (a GAN's reference FIDs) (default: as many as held-out examples, at most "
+                               "10 000)")
     evaluate.add_argument("--no-sample-metrics", dest="sample_metrics", action="store_false",
                           help="report only the model's own metrics (no samples, no feature network)")
     evaluate.add_argument("--data-dir", help="where the data set and Inception-v3 weights for the standard FID live "
@@ -142,7 +143,7 @@ def quick_preset(model: str, rows: list[dict]) -> str:
 def train(args) -> int:
     import signal
 
-    from practice_torch.engine.runs import check_new_run_dir, default_run_dir
+    from practice_torch.engine.runs import check_new_run_dir, default_run_dir, has_checkpoint, restart_note
     from practice_torch.models import get_model, new_run_config, new_trainer, resumed_config
 
     get_model(args.model)
@@ -153,11 +154,15 @@ def train(args) -> int:
             raise RunError("--resume continues a run in its own directory with its own config: drop --out/--preset")
         run_dir = Path(args.resume)
         cfg = resumed_config(run_dir, args.model, overrides)
+        resume = has_checkpoint(run_dir)
+        if not resume:  # killed or preempted before its first checkpoint: its config.json starts it again
+            print(restart_note(run_dir), file=sys.stderr)
     else:
         cfg = new_run_config(args.model, args.preset, args.dataset, overrides)
         run_dir = Path(args.out) if args.out else default_run_dir(cfg)
         check_new_run_dir(run_dir)
-    trainer = new_trainer(cfg, run_dir, resume=bool(args.resume))
+        resume = False
+    trainer = new_trainer(cfg, run_dir, resume=resume)
     first, started = trainer.step, time.perf_counter()
     try:
         outcome = trainer.run()
@@ -211,6 +216,7 @@ def open_for_use(run_dir: Path, device, overrides):
 
 def sample(args) -> int:
     from practice_torch.engine.artefacts import write_artefact, write_artefacts
+    from practice_torch.engine.config import TrainConfig
     from practice_torch.engine.distributed import resolve_device
     from practice_torch.engine.runs import held_out_examples, new_samples_dir, write_samples
 
@@ -218,7 +224,7 @@ def sample(args) -> int:
         raise RunError(f"--n must be positive, got {args.n} (leave it out for the run's train.samples)")
     run_dir = Path(args.run_dir)
     module, cfg, net = open_for_use(run_dir, resolve_device(args.device), args.set)
-    n = cfg.train.samples if args.n is None else args.n
+    n = args.n or cfg.train.samples or TrainConfig.samples  # a run that wrote none at its end (train.samples=0)
     examples = held_out_examples(cfg.data, n)  # reconstructions of them; a control task's episodes
     artefacts = write_samples(module, cfg, net, n, args.seed, examples)
     if args.out:
@@ -229,6 +235,8 @@ def sample(args) -> int:
 
 
 def evaluate(args) -> int:
+    import inspect
+
     import torch
 
     from practice_torch.engine.checkpoint import atomic_write
@@ -246,7 +254,9 @@ def evaluate(args) -> int:
     module, cfg, net = open_for_use(run_dir, device, args.set)
     dataset = load_split(cfg.data, args.split)
     generator = torch.Generator().manual_seed(derive_seed(args.seed, "eval"))
-    metrics = module.evaluate(net, cfg.model, dataset, generator)
+    takes_samples = "samples" in inspect.signature(module.evaluate).parameters  # it draws samples of its own
+    options = {"samples": args.samples} if takes_samples and args.samples is not None else {}
+    metrics = module.evaluate(net, cfg.model, dataset, generator, **options)
     if args.sample_metrics:  # FID, IS, KID, precision/recall of samples, for image models with a feature network
         from practice_torch.engine.runs import dataset_info
         from practice_torch.evaluation.samples import model_sample_metrics

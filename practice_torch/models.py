@@ -167,26 +167,33 @@ def new_run_config(model: str, preset: str | None, dataset: str | None, override
     """The config a new run of ``model`` trains with, in either backend (``python -m practice_torch train`` and
     ``python -m practice_jax train``): the preset (default quick) on ``dataset`` (default the model's) with
     ``overrides`` applied; ConfigError (one line) for a value out of its range (``engine.config.check_train``)."""
-    from practice_torch.engine.config import apply_overrides, check_train
+    from practice_torch.engine.config import apply_overrides, check_model, check_train
 
     cfg = apply_overrides(get_model(model).default_config(preset or "quick", dataset), overrides)
     check_train(cfg.train)
+    check_model(get_model(model), cfg.model)
     return cfg
 
 
 def resumed_config(run_dir: Path, model: str, overrides=()):
     """The config a resumed run of ``model`` continues with, in either backend: the run's config.json with
-    ``overrides`` applied; ConfigError (one line) for a value out of its range or a change to what its checkpoint
-    fixes (the model's ``ARCHITECTURE``)."""
-    from practice_torch.engine.config import ConfigError, apply_overrides, check_train, incompatibilities
+    ``overrides`` applied; ConfigError (one line) for a value out of its range, a change to what its checkpoint
+    fixes (the model's ``ARCHITECTURE``) or fewer steps than its checkpoint has trained (which would train nothing
+    and leave a config.json that says less than the weights hold)."""
+    from practice_torch.engine.config import ConfigError, apply_overrides, check_model, check_train, incompatibilities
 
     saved = run_config(run_dir)
     cfg = apply_overrides(saved, overrides)
     cfg.model_name = model
     check_train(cfg.train)
+    check_model(get_model(saved.model_name), cfg.model)
     problems = incompatibilities(saved, cfg, getattr(get_model(model), "ARCHITECTURE", None))
     if problems:
         raise ConfigError(f"cannot resume {run_dir} with this config: {problems[0]}")
+    done = latest_step(run_dir / CHECKPOINTS)
+    if done is not None and cfg.train.steps < done:
+        raise ConfigError(f"cannot resume {run_dir} to {cfg.train.steps} steps: it has trained {done} already; give "
+                          f"--steps {done} or more (leave --steps out to finish its {saved.train.steps})")
     return cfg
 
 

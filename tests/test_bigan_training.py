@@ -169,8 +169,8 @@ def _open(run):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--set", "model.r1=-1"], "model.r1 is the weight of a penalty"),
-    (["--set", "model.discriminator_steps=-1"], "discriminator_steps must be 0"),
+    (["--set", "model.r1=-1"], "model.r1 must be at least 0, got -1.0"),
+    (["--set", "model.discriminator_steps=-1"], "model.discriminator_steps must be at least 0, got -1"),
     (["--set", "model.channels=4"], "needs two model.channels"),
     (["--set", "model.latent_dim=0"], "must be positive"),
 ])

@@ -292,6 +292,68 @@ def test_out_pointing_at_an_existing_run_is_refused(run, capsys):
     assert snapshot(run) == before
 
 
+def test_resume_to_fewer_steps_than_trained_is_refused_and_changes_nothing(copy, capsys):
+    """A run stopped at step 4 asked to train to 3 would train nothing and write a config.json of 3 steps, so that a
+    later plain --resume trained nothing either: refused. Control: its own step count is admitted."""
+    before = snapshot(copy)
+    assert_user_error(cli(capsys, "train", "vae", "--resume", str(copy), "--steps", "3"),
+                      f"cannot resume {copy} to 3 steps: it has trained 4 already; give --steps 4 or more")
+    assert snapshot(copy) == before
+    code, out, err = cli(capsys, "train", "vae", "--resume", str(copy), "--steps", "4")
+    assert code == 0 and "for 4 steps (0 of them now)" in out, err
+
+
+def test_train_samples_0_skips_the_samples_at_the_end_and_sample_draws_them_later(tmp_path, capsys):
+    """train.samples=0: the run ends with its loss curves and no samples (a short run's end was mostly its sampler);
+    `sample` then draws TrainConfig's default number. Control: a run with samples writes them (the ``run`` fixture)."""
+    out = tmp_path / "run"
+    code, stdout, err = cli(capsys, "train", "vae", "--steps", "2", "--out", str(out), *TINY, "--set", "train.samples=0")
+    assert code == 0, err
+    assert not (out / "samples").exists() and (out / "loss.png").is_file() and "/samples/" not in stdout
+    for name, n in (("later.png", []), ("64.png", ["--n", "64"]), ("63.png", ["--n", "63"])):
+        code, _, err = cli(capsys, "sample", str(out), "--out", str(tmp_path / name), *n)
+        assert code == 0, err
+    later = (tmp_path / "later.png").read_bytes()
+    assert later == (tmp_path / "64.png").read_bytes() != (tmp_path / "63.png").read_bytes()
+    assert_user_error(cli(capsys, "train", "vae", "--out", str(tmp_path / "x"), *TINY, "--set", "train.samples=-1"),
+                      "train.samples must be at least 0, got -1")
+
+
+class Killed(BaseException):
+    """A SIGKILL, as a test can send one in-process: nothing after it runs, no handler sees it."""
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path, capsys, monkeypatch):
+    """A run killed (SIGKILL, a preempted machine) before its first checkpoint leaves its config.json and log lines,
+    no checkpoint: --resume trains it from step 0, bit-identical to the run never killed, its log holding each step
+    once; --out on it still says to --resume. Control: the restart note is printed, and the killed run logged a line."""
+    from practice_torch.engine import loop
+
+    settings = ["--steps", "4", *TINY, "--set", "train.checkpoint_every=4", "--set", "train.threads=1"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main(["train", "vae", "--out", str(whole), *settings]) == 0
+
+    def die(trainer):
+        raise Killed
+
+    monkeypatch.setattr(loop.Trainer, "save", die)
+    with pytest.raises(Killed):
+        main(["train", "vae", "--out", str(killed), *settings])
+    monkeypatch.undo()
+    assert not (killed / "checkpoints").exists()
+    assert [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+    capsys.readouterr()
+    assert_user_error(cli(capsys, "train", "vae", "--out", str(killed), *settings), "already holds a run: pass --resume")
+    code, out, err = cli(capsys, "train", "vae", "--resume", str(killed))
+    assert code == 0, err
+    assert f"{killed} was stopped before its first checkpoint: training it from step 0" in err
+    assert "trained vae for 4 steps in" in out
+    assert [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+    a, b = load_file(str(newest_weights(whole))), load_file(str(newest_weights(killed)))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert (killed / "samples/samples.png").is_file()
+
+
 def test_resume_with_an_incompatible_config_is_refused(copy, capsys):
     before = snapshot(copy)
     assert_user_error(cli(capsys, "train", "vae", "--resume", str(copy), "--set", "model.latent_dim=8"),

@@ -194,7 +194,7 @@ def test_cli_trains_samples_and_evaluates_a_tiny_run(tmp_path, capsys):
     (["--dataset", "moons"], "no quick preset for data set 'moons'"),
     (["--set", "model.channels=4,4,8,8"], "H and W divisible by 16"),
     (["--set", "model.ramp_steps=0"], "model.ramp_steps must be positive"),
-    (["--set", "model.lam=-1"], "model.lam must be 0 or more"),
+    (["--set", "model.lam=-1"], "model.lam must be at least 0, got -1.0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     code = main(["train", "domain_adversarial", "--steps", "2", "--out", str(tmp_path / "run"), *TINY, *argv])

@@ -152,7 +152,7 @@ def test_a_resumed_run_ends_bit_identical(lm_run, tmp_path):
 @pytest.mark.parametrize("setting, message", [
     ([], "fine-tunes a trained language model: --set model.reference=RUN_DIR"),
     (["--set", "model.beta=0"], "model.beta must be positive"),
-    (["--set", "model.eval_pairs=1"], "model.eval_prompts and model.eval_pairs must be at least 2"),
+    (["--set", "model.eval_pairs=1"], "model.eval_pairs must be at least 2, got 1"),
     (["--set", "model.judge=rhyme"], "unknown judge 'rhyme'"),
 ])
 def test_bad_settings_get_one_line_errors(setting, message, tmp_path, capsys):

@@ -195,6 +195,29 @@ def test_a_fade_in_weighted_the_wrong_way_breaks_the_derivations_continuity(monk
     assert len(failed) == 2 and "generator at stage" in failed[0] and "discriminator at stage" in failed[1]
 
 
+def test_a_generator_that_fades_before_its_sigmoid_breaks_the_claim_that_fakes_fade_as_reals(monkeypatch):
+    """The negative control of the claim that the generator's fade-in is the reals' (in pixels): the to_rgb outputs
+    blended before the sigmoid, as this code did before issue 77, fail it, and it alone."""
+    import theory_jax.gan as jg
+    from theory_jax.derivation import Derivation, full_precision
+
+    full_precision()
+    right = jg.ProgressiveGenerator.__call__
+
+    def before_the_sigmoid(self, z, stage, alpha=1.0):
+        if stage == 0 or alpha >= 1:
+            return right(self, z, stage, alpha)
+        logit = jax.scipy.special.logit  # each stage's to_rgb output, from its picture
+        old, new = jg.upsample(logit(right(self, z, stage - 1))), logit(right(self, z, stage))
+        return jax.nn.sigmoid(jg.fade_in(alpha, old, new))
+
+    monkeypatch.setattr(jg.ProgressiveGenerator, "__call__", before_the_sigmoid)
+    d = Derivation("gan", "progressive growing")
+    jg._section_progressive(d, np.random.default_rng(0))
+    failed = [c.statement for c in d.claims if not c.passed]
+    assert len(failed) == 1 and "pictures blended in pixels" in failed[0], failed
+
+
 def test_the_discriminator_learns_at_its_own_rate_only_when_asked():
     """``model.discriminator_lr`` (Metz et al.'s toy: the discriminator at 1e-4, the generator at 1e-3) reaches the
     discriminator's AdamW and not the generator's; unset, both players take the run's lr (the control); a rate <= 0

@@ -227,7 +227,7 @@ def _conditional_gan(run):
     ("conditional", [], "is a conditional GAN; inversion needs an unconditional one"),
     ("gan", ["--dataset", "fashion_mnist"], "was trained on digits; this run is on fashion_mnist"),
     ("gan", ["--dataset", "gaussians"], "inverts image generators; gaussians is 2-D data"),
-    ("gan", ["--set", "model.prior_weight=-1"], "must not be negative"),
+    ("gan", ["--set", "model.prior_weight=-1"], "model.prior_weight must be at least 0, got -1.0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(gan_run, inversion_run, tmp_path, capsys, generator, argv,
                                                    message):

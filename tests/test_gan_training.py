@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from resumption import assert_resumes_exactly
 
 from practice_torch.cli import main
 from practice_torch.data import get_info
-from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.config import DataConfig, apply_overrides
 from practice_torch.gan import functions
 from practice_torch.gan import training as gan_training
 from practice_torch.gan.networks import Adversarial, discriminator_objective, generator_objective
@@ -280,6 +281,38 @@ def test_the_adam_look_ahead_takes_the_discriminators_own_next_steps():
                for other in (restarted, plain) for k in ("w",))
 
 
+def test_the_adam_look_ahead_refuses_an_optimizer_whose_steps_it_would_not_repeat():
+    """``AdamState.of`` reads AdamW, and an Adam without weight decay (the same update: the look-ahead predicts its
+    next step, the control); an Adam with weight_decay (L2 added to the gradient, not AdamW's decoupled decay),
+    AMSGrad or another optimizer is a one-line ValueError, where it would once have applied AdamW's decay."""
+    import practice_torch.gan as G
+    from practice_torch.engine.players import AdamState
+
+    w = torch.nn.Parameter(torch.tensor([0.3, -1.2], dtype=torch.float64))
+
+    def loss(p):
+        return ((p["w"] - 1.0) ** 4).sum()
+
+    adam = torch.optim.Adam([w], lr=0.1)
+    for _ in range(2):
+        adam.zero_grad()
+        loss({"w": w}).backward()
+        adam.step()
+    state = AdamState.of(adam)
+    m, v = state.moments(w)
+    predicted = G.adam_unroll(loss, {"w": w}, {"w": m}, {"w": v}, state.step, 1, state.lr, state.betas, state.eps,
+                              state.weight_decay)["w"].detach()
+    adam.zero_grad()
+    loss({"w": w}).backward()
+    adam.step()
+    assert torch.allclose(predicted, w.detach(), rtol=0, atol=1e-12)
+    for wrong, says in ((torch.optim.Adam([w], weight_decay=0.1), "adds weight_decay=0.1 to the gradient (L2)"),
+                        (torch.optim.AdamW([w], amsgrad=True), "amsgrad and maximize change the update"),
+                        (torch.optim.SGD([w], lr=0.1), "reads Adam or AdamW, got SGD")):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            AdamState.of(wrong)
+
+
 def test_an_unrolled_run_trains_through_the_cli_and_refuses_spectral_norm(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "gan", "--out", str(run), "--steps", "4", *TINY, "--set", "model.unrolled_steps=2",
@@ -329,7 +362,7 @@ def _open(run):
     (["--set", "model.generator_loss=minimax"], "expected one of non_saturating, saturating"),
     (["--dataset", "names"], "vectors, images or log-mel spectrograms; names is text"),
     (["--set", "model.architecture=conv"], "architecture=conv needs images"),
-    (["--set", "model.discriminator_steps=-1"], "discriminator_steps must be 0"),
+    (["--set", "model.discriminator_steps=-1"], "model.discriminator_steps must be at least 0, got -1"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     code = main(["train", "gan", "--steps", "2", "--out", str(tmp_path / "run"), *argv])
@@ -409,6 +442,38 @@ def test_the_reference_images_are_loaded_with_the_runs_data_options(monkeypatch)
     assert labels == {3} and seen["name"] == "digits"
     everything = load_split(DataConfig("digits"), "train")  # the control: the data set by name has every digit
     assert len({int(everything[i][1]) for i in range(len(everything))}) == 10
+
+
+@pytest.mark.parametrize("topic", ["gan", "wgan", "bigan"])
+def test_evals_samples_bound_the_reference_fids_samples(topic, monkeypatch):
+    """``eval --samples N`` reaches an evaluation that draws samples of its own: the reference FIDs compare at most N
+    images (eval once drew 10 000 for them whatever N was); without it, as many as the held-out images (the
+    control)."""
+    from practice_torch.engine.runs import load_split
+    from practice_torch.gan import quality
+    from practice_torch.models import get_model
+
+    seen = []
+    monkeypatch.setattr(quality, "image_references", lambda *args, **kw: seen.append(kw["n"]) or {})
+    module = get_model(topic)
+    cfg = module.default_config("quick", "digits").model
+    net, test = module.build(cfg, get_info("digits")), load_split(DataConfig("digits"), "test")
+    module.evaluate(net, cfg, test, torch.Generator().manual_seed(0), samples=7)
+    module.evaluate(net, cfg, test, torch.Generator().manual_seed(0))
+    assert seen == [7, len(test)]
+
+
+def test_eval_hands_its_samples_to_a_model_that_takes_them(tmp_path, monkeypatch, capsys):
+    from practice_torch.gan import quality
+
+    run = tmp_path / "run"
+    assert main(["train", "gan", "--steps", "2", "--out", str(run), *TINY_CONV, "--set", "train.samples=0"]) == 0
+    seen = []
+    monkeypatch.setattr(quality, "image_references", lambda *args, **kw: seen.append(kw["n"]) or {})
+    assert main(["eval", str(run), "--samples", "5", "--no-sample-metrics"]) == 0
+    assert main(["eval", str(run), "--no-sample-metrics"]) == 0
+    assert seen == [5, 269]  # the control: the digits' 269 test images
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("topic", ["gan", "wgan", "bigan", "f_divergence"])

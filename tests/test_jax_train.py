@@ -233,6 +233,46 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
     assert "drop --out" in capsys.readouterr().err
     assert loop.main(["vae", "--resume", str(part), "--set", "model.hidden=8"]) == 2
     assert "cannot resume" in capsys.readouterr().err
+    # fewer steps than trained would train nothing and write a config.json of fewer: refused, nothing changed
+    config = (part / "config.json").read_bytes()
+    assert loop.main(["vae", "--resume", str(part), "--steps", "5"]) == 2
+    assert "it has trained 6 already; give --steps 6 or more" in capsys.readouterr().err
+    assert (part / "config.json").read_bytes() == config
+
+
+class Killed(BaseException):
+    """A SIGKILL, as a test can send one in-process: nothing after it runs, no handler sees it."""
+
+
+def test_a_jax_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path, capsys, monkeypatch):
+    """A JAX run killed before its first checkpoint (its config.json and log lines written, no checkpoint): --resume
+    trains it from step 0 and ends where the run never killed ends. Control: the note says it starts again. The run
+    never killed draws no samples at its end (train.samples=0), the other does."""
+    from practice_torch.engine import checkpoint
+    from practice_torch.engine.checkpoint import load_checkpoint
+
+    settings = ["--dataset", "digits", "--set", "model.architecture=mlp", "--set", "model.hidden=16", "--set",
+                "model.latent_dim=2", "--set", "train.batch_size=32", "--set", "train.log_every=2", "--set",
+                "train.samples=2", "--set", "train.checkpoint_every=4"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert loop.main(["vae", "--steps", "4", "--out", str(whole), *settings, "--set", "train.samples=0"]) == 0
+    assert not (whole / "samples").exists() and (whole / "loss.png").is_file()
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", die)
+    with pytest.raises(Killed):
+        loop.main(["vae", "--steps", "4", "--out", str(killed), *settings])
+    monkeypatch.undo()
+    assert (killed / "config.json").is_file() and not (killed / "checkpoints").exists()
+    capsys.readouterr()
+    assert loop.main(["vae", "--resume", str(killed)]) == 0
+    assert f"{killed} was stopped before its first checkpoint: training it from step 0" in capsys.readouterr().err
+    (a, _), (b, sb) = load_checkpoint(whole / "checkpoints", "vae"), load_checkpoint(killed / "checkpoints", "vae")
+    assert sb["step"] == 4 and all(torch.equal(a[k], b[k]) for k in a)
+    assert [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+    assert (killed / "samples/samples.png").is_file()
 
 
 # The GAN: two players, each on its own optimizer (``shared_specs/twins/gan.py``, ``JaxGameRun``) --------------------
@@ -403,7 +443,7 @@ def test_theory_jax_train_refuses_the_values_practice_torch_train_refuses(tmp_pa
 # Many devices: the batch split over a mesh, the parameters replicated (``loop.data_mesh``) ------------------------------
 DATA_PARALLEL = """
 import json, os, sys
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
 import jax
 jax.config.update("jax_enable_x64", True)
 import numpy as np
@@ -496,9 +536,11 @@ def test_two_devices_and_two_processes_train_the_run_one_device_trains(tmp_path)
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # the suite's XLA flags (tests/conftest.py: compiled for speed of compiling), one CPU device a process
+    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "XLA_FLAGS": flags}
     hosts = [subprocess.Popen([sys.executable, "-c", MULTI_PROCESS, str(port), str(k), str(tmp_path / "two.npz"),
-                               json.dumps(models)], cwd=ROOT, env={**env, "XLA_FLAGS": ""}, stdout=subprocess.PIPE,
+                               json.dumps(models)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for k in (1, 0)]
     done = subprocess.run([sys.executable, "-c", DATA_PARALLEL, json.dumps(models), str(tmp_path / "one.npz")],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)

@@ -122,10 +122,10 @@ def test_train_sample_eval_through_the_cli(lm_run, tmp_path):
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("model.epochs=0", "model.epochs and model.minibatches must be positive and model.clip in \\(0, 1\\)"),
-    ("model.clip=1.5", "model.clip in \\(0, 1\\)"),
-    ("model.lam=2", "model.gamma and model.lam in \\[0, 1\\]"),
-    ("model.kl_coef=-1", "model.kl_coef must not be negative"),
+    ("model.epochs=0", "model.epochs must be positive, got 0"),
+    ("model.clip=1.5", "model.clip must be in \\(0, 1\\), got 1.5"),
+    ("model.lam=2", "model.lam must be in \\[0, 1\\], got 2.0"),
+    ("model.kl_coef=-1", "model.kl_coef must be at least 0, got -1.0"),
 ])
 def test_bad_settings_get_one_line_errors(setting, message, lm_run, tmp_path, capsys):
     assert main(["train", "ppo", "--steps", "1", "--out", str(tmp_path / "run"), "--set",

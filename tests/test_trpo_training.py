@@ -98,7 +98,7 @@ def test_a_resumed_run_ends_bit_identical(lm_run, tmp_path):
 
 @pytest.mark.parametrize("setting, message", [
     ("model.max_kl=0", "model.max_kl must be positive"),
-    ("model.cg_iterations=0", "model.cg_iterations and model.backtracks at least 1"),
+    ("model.cg_iterations=0", "model.cg_iterations must be positive, got 0"),
     ("model.fisher_fraction=0", "model.fisher_fraction must be in (0, 1]"),
 ])
 def test_bad_settings_get_one_line_errors(setting, message, lm_run, tmp_path, capsys):

@@ -154,7 +154,7 @@ def test_cli_trains_a_tiny_conv_wgan_gp_on_images(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--set", "model.penalty=spectral"], "expected one of gp, lp, clip"),
-    (["--set", "model.n_critic=0"], "n_critic must be at least 1"),
+    (["--set", "model.n_critic=0"], "model.n_critic must be positive, got 0"),
     (["--dataset", "names"], "vectors or images; names is text"),
     (["--set", "model.architecture=conv"], "architecture=conv needs images"),
 ])

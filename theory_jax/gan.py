@@ -247,7 +247,8 @@ class EqualizedConv2d(nn.Module):
 class ProgressiveGenerator(nn.Module):
     """z (B, d) -> images (B, s, s, C) at ``stage`` (channels last), as torch's: the base block (pixel-normed z, an
     equalised linear layer to a (base, base, channels) map, a 3x3 conv), each later block a doubling and two 3x3
-    convs, leaky ReLU 0.2 and pixel norm after each, a 1x1 ``to_rgb`` per resolution, the fade-in at alpha < 1."""
+    convs, leaky ReLU 0.2 and pixel norm after each, a 1x1 ``to_rgb`` per resolution, the fade-in at alpha < 1 in
+    pixels (after the sigmoid), as the reals are faded."""
 
     latent_dim: int
     image_shape: Sequence[int]
@@ -277,10 +278,14 @@ class ProgressiveGenerator(nn.Module):
         previous = h
         for s in range(1, stage + 1):
             previous, h = h, self.block(h, s)
-        out = self.to_rgb[stage](h)
-        if stage > 0 and alpha < 1:
-            out = fade_in(alpha, upsample(self.to_rgb[stage - 1](previous)), out)
-        return jax.nn.sigmoid(out) if self.unit_interval else out
+        out = self.picture(self.to_rgb[stage](h))
+        if stage > 0 and alpha < 1:  # in pixels: the discriminator sees fakes faded as the reals are
+            out = fade_in(alpha, upsample(self.picture(self.to_rgb[stage - 1](previous))), out)
+        return out
+
+    def picture(self, rgb):
+        """A ``to_rgb`` output as pixels: the sigmoid's [0, 1] when ``unit_interval``, else as it is."""
+        return jax.nn.sigmoid(rgb) if self.unit_interval else rgb
 
     def init_all(self, z):
         """Every resolution's variables (for ``init``): each stage, fading in."""
@@ -778,9 +783,10 @@ def _section_progressive(d: Derivation, rng: np.random.Generator) -> None:
     equalised learning rate equalises."""
     d.say("Progressive growing (Karras et al. 2018): both players start at a quarter of the image's side and double "
           "it twice, each new block faded in: at stage $s$ with weight $\\alpha$ the picture is "
-          "$(1 - \\alpha)\\,\\mathrm{up}(\\mathrm{rgb}_{s-1}(h_{s-1})) + \\alpha\\,\\mathrm{rgb}_s(h_s)$ (`fade_in`), and "
-          "the discriminator blends its new block's features with the old `from_rgb` of the halved image alike. "
-          "Training is continuous only if at $\\alpha = 0$ each player computes what it did at the stage before.")
+          "$(1 - \\alpha)\\,\\mathrm{up}(\\sigma(\\mathrm{rgb}_{s-1}(h_{s-1}))) + \\alpha\\,\\sigma(\\mathrm{rgb}_s(h_s))$ "
+          "(`fade_in`, in pixels), and the discriminator blends its new block's features with the old `from_rgb` of "
+          "the halved image alike. Training is continuous only if at $\\alpha = 0$ each player computes what it did "
+          "at the stage before.")
     g = ProgressiveGenerator(latent_dim=6, image_shape=(1, 16, 16), channels=4, stages=3, unit_interval=True)
     disc = ProgressiveDiscriminator(image_shape=(1, 16, 16), channels=4, stages=3)
     z, x = jnp.asarray(rng.standard_normal((5, 6))), jnp.asarray(rng.uniform(size=(5, 16, 16, 1)))
@@ -794,6 +800,7 @@ def _section_progressive(d: Derivation, rng: np.random.Generator) -> None:
     d.numeric("The generator at stage $s$, $\\alpha = 0$, draws the previous stage's picture with each pixel doubled, "
               "at both transitions (4 -> 8 -> 16 pixels; float64 weights): the fade-in starts where the last stage "
               "ended", np.array(jumps), np.zeros(2))
+    _fakes_fade_as_reals(d, draw, pg, z)
     halved = [x, downsample(x), downsample(downsample(x))]
     score = jax.jit(disc.apply, static_argnums=(2, 3))
     gaps = [np.max(np.abs(np.asarray(score(pd, halved[2 - s], s, 0.0) - score(pd, halved[3 - s], s - 1, 1.0))))
@@ -820,6 +827,23 @@ def _section_progressive(d: Derivation, rng: np.random.Generator) -> None:
               "relative to its scale, than one of fan-in 64",
               np.concatenate([seen[64].ravel(), seen[1024].ravel()]),
               np.concatenate([np.full(64 * 32, math.sqrt(2 / 64)), np.full(1024 * 32, math.sqrt(2 / 1024))]))
+
+
+def _fakes_fade_as_reals(d: Derivation, draw, pg, z) -> None:
+    """The generator's fade-in is the reals' (``real_at``): two stages' pictures blended in pixels, after the sigmoid.
+    ``draw(params, z, stage, alpha)``: the generator, jitted; pg: its float64 weights."""
+    old, new = ([upsample(draw(pg, z, s - 1, 1.0)) for s in (1, 2)], [draw(pg, z, s, 1.0) for s in (1, 2)])
+    real_fade = [np.max(np.abs(np.asarray(draw(pg, z, s, 0.5) - fade_in(0.5, old[s - 1], new[s - 1])))) for s in (1, 2)]
+    d.numeric("While a resolution fades in, the generator's picture is the two stages' pictures blended in pixels, "
+              "$G(z, s, \\alpha) = (1 - \\alpha)\\,\\mathrm{up}(G(z, s - 1)) + \\alpha\\,G(z, s)$ ($\\alpha = 1/2$): "
+              "the blend the reals get (their halved image doubled, against themselves), so the discriminator cannot "
+              "tell fakes from reals by how they were faded", np.array(real_fade), np.zeros(2))
+    logit = jax.scipy.special.logit  # sigma^-1: a picture back to the to_rgb output it came from
+    before = [np.max(np.abs(np.asarray(jax.nn.sigmoid(fade_in(0.5, logit(old[i]), logit(new[i])))
+                                       - fade_in(0.5, old[i], new[i])))) for i in (0, 1)]
+    d.inequality("...which a blend of the `to_rgb` outputs before the sigmoid is not: "
+                 f"$\\sigma((\\mathrm{{up}}(a) + b) / 2)$ is off the reals' blend by up to {max(before):.3f} a pixel here "
+                 "(at least 0.01 at both transitions)", np.full(2, 0.01), np.array(before))
 
 
 def _unrolled_game(rng: np.random.Generator):

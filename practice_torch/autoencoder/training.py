@@ -78,6 +78,9 @@ default_config = preset_config("autoencoder", PRESETS)
 ARCHITECTURE = ("architecture", "code_dim", "hidden", "channels", "objective", "holdout_class", "mel")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_noise_std", "noise_examples", "probe_examples")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("code_dim", "hidden", "channels", "eval_noise_std", "noise_examples"), "positive"),
+          **dict.fromkeys(("noise_std", "probe_examples"), "at least 0"), "holdout_class": "at least -1"}
 
 
 def build(config: Config, data) -> Autoencoder:

@@ -83,6 +83,9 @@ default_config = preset_config("bigan", PRESETS)
 ARCHITECTURE = ("latent_dim", "hidden", "width", "joint", "channels", "fc")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_references", "probe_examples")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("latent_dim", "hidden", "width", "joint", "channels", "fc", "probe_examples"), "positive"),
+          **dict.fromkeys(("discriminator_steps", "r1"), "at least 0")}
 CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
                        2: "D, and E with G, each have their own optimizer; no step counter in the weights"}
 
@@ -189,10 +192,12 @@ def reconstruction_errors(net: BiGAN, x) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(net: BiGAN, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+def evaluate(net: BiGAN, config: Config, dataset: Dataset, generator: torch.Generator,
+             samples: int | None = None) -> dict[str, float]:
     """On the held-out set: D's cross-entropy on its pairs (x, E(x)) against as many generated pairs (G(z), z)
     (log 4 at D = 1/2, BiGAN's optimum), the reconstruction errors, with class labels the linear probes, on images
-    (``model.eval_references``) the reference FIDs and class shares of ``gan.quality.image_references``."""
+    (``model.eval_references``) the reference FIDs and class shares of ``gan.quality.image_references``, of at most
+    ``samples`` images (eval's ``--samples``)."""
     device, total = _device(net), 0.0
     xs, ys = [], []
     for x, y in DataLoader(dataset, batch_size=1000):
@@ -213,16 +218,18 @@ def evaluate(net: BiGAN, config: Config, dataset: Dataset, generator: torch.Gene
 
         metrics.update(mode_statistics(generate(net, len(x), generator), x, y))
     elif len(net.shape) == 3 and config.eval_references:
-        metrics.update(references(net, dataset, generator))
+        metrics.update(references(net, dataset, generator, samples))
     return metrics
 
 
-def references(net: BiGAN, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+def references(net: BiGAN, dataset: Dataset, generator: torch.Generator, samples: int | None = None
+               ) -> dict[str, float]:
     """``quality.image_references`` for this net: its samples, an untrained copy's, the training images (loaded
-    with the run's data options: ``engine.runs.sibling_split``)."""
+    with the run's data options: ``engine.runs.sibling_split``), as many as the held-out images, at most ``samples``
+    (default ``REFERENCE_SAMPLES``)."""
     from practice_torch.gan.quality import REFERENCE_SAMPLES, image_references
 
-    n = min(len(dataset), REFERENCE_SAMPLES)
+    n = min(len(dataset), samples or REFERENCE_SAMPLES)
     fresh = untrained_copy(net)
     return image_references(lambda m: generate(net, m, generator), lambda m: generate(fresh, m, generator),
                             dataset, sibling_split(dataset, "train"), dataset.run_data.name, n=n)

@@ -50,6 +50,8 @@ default_config = preset_config("change_of_variables", PRESETS)
 ARCHITECTURE = ("components", "layers")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ()
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = dict.fromkeys(("components", "layers"), "positive")
 
 
 def build(config: Config, data) -> GaussianizationFlow:

@@ -72,6 +72,10 @@ default_config = preset_config("cnf", PRESETS)
 ARCHITECTURE = ("hidden", "time_input", "activation")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_atol", "eval_rtol", "sample_method", "sample_steps", "frames", "grid", "eval_examples", "nll_examples")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("hidden", "atol", "rtol", "eval_atol", "eval_rtol", "frames", "grid", "eval_examples",
+                           "nll_examples"), "positive"),
+          **dict.fromkeys(("steps", "sample_steps"), "at least 0")}  # 0 steps: an adaptive solver's (dopri5)
 
 
 def build(config: Config, data) -> CNF:

@@ -100,6 +100,10 @@ ARCHITECTURE = ("coupling", "glow", "scales", "checker_steps", "channel_steps", 
                 "alpha", "levels")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("temperatures", "temperature", "eval_examples", "eval_draws")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("scales", "checker_steps", "hidden", "layers", "temperatures", "temperature", "eval_examples",
+                           "eval_draws"), "positive"),
+          **dict.fromkeys(("channel_steps", "blocks"), "at least 0"), "levels": "at least 2", "alpha": "in (0, 0.5)"}
 
 
 class Flow(nn.Module):

@@ -122,6 +122,11 @@ ARCHITECTURE = ("schedule", "T", "denoiser", "channels", "channel_mults", "num_r
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_x0", "chain_frames", "nll_examples", "nll_timesteps",
        "task", "mask", "sr_factor", "resample", "jump")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("T", "channels", "channel_mults", "num_res_blocks", "heads", "hidden", "depth",
+                           "chain_frames", "nll_examples", "resample", "jump"), "positive"),
+          **dict.fromkeys(("attention_levels", "sample_steps", "guidance_scale", "nll_timesteps"), "at least 0"),
+          "dropout": "in [0, 1)", "label_dropout": "in [0, 1)", "eta": "in [0, 1]", "sr_factor": "at least 2"}
 
 
 def build(config: Config, data) -> Diffusion:

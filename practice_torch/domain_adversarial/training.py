@@ -79,6 +79,9 @@ default_config = preset_config("domain_adversarial", PRESETS)
 ARCHITECTURE = ("target", "channels", "hidden", "domain_hidden", "groups")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("pad_examples",)
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("gamma", "ramp_steps", "channels", "hidden", "domain_hidden", "groups"), "positive"),
+          **dict.fromkeys(("lam", "pad_examples"), "at least 0")}
 CHECKPOINT_VERSIONS = {1: "a step counter in the weights (lambda's schedule)",
                        2: "no step counter: lambda's schedule reads the engine's step number"}
 

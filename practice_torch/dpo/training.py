@@ -34,6 +34,7 @@ from practice_torch.policy_gradient.judges import judge
 from practice_torch.policy_gradient.policy import (
     BUILDS_ON,
     LM_ARCHITECTURE,
+    LM_RANGES,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
@@ -80,6 +81,8 @@ default_config = preset_config("dpo", PRESETS)
 ARCHITECTURE = LM_ARCHITECTURE
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("judge", "letters", "beta", "eval_prompts", "eval_pairs", "prompt_length", "response_length")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**LM_RANGES, "beta": "positive", **dict.fromkeys(("eval_prompts", "eval_pairs"), "at least 2")}
 
 
 def check(config: Config) -> None:

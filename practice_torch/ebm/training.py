@@ -88,6 +88,11 @@ CHECKPOINT_VERSIONS = {1: "the rows of the latest step were not saved (a resumed
 ARCHITECTURE = ("architecture", "mlp_hidden", "conv_channels", "conv_hidden", "buffer_size")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("sample_steps", "step_size", "temperature", "ood", "eval_examples")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("mlp_hidden", "conv_channels", "conv_hidden", "buffer_size", "langevin_steps", "step_size", "box",
+                           "sample_steps", "eval_examples"), "positive"),
+          # temperature 0: noiseless gradient descent on E (it multiplies the noise, it divides nothing)
+          **dict.fromkeys(("alpha", "temperature", "grad_clip"), "at least 0"), "refresh": "in [0, 1]"}
 
 
 def build(config: Config, data) -> EBM:

@@ -6,12 +6,14 @@
 
 A model's ``default_config(preset)`` returns a whole ``RunConfig``; ``apply_overrides`` then edits it
 with strings such as ``model.latent_dim=32`` or ``train.lr=1e-3``, each parsed by the type of its
-dataclass field. ``to_dict``/``from_dict`` are the ``config.json`` of a run directory.
+dataclass field; ``check_train`` and ``check_model`` then hold every number to its range (``TRAIN_RANGES``, and the
+``RANGES`` each model declares beside its ``Config``). ``to_dict``/``from_dict`` are the ``config.json`` of a run directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import types
@@ -66,16 +68,19 @@ class TrainConfig:
     val_batch: int = 0  # validation examples scored at each log step by a model's ``validate`` hook; 0 = none
     early_stop: str = ""  # a ``validate`` term (lower is better) that stops the run when it stops improving; "" = none
     patience: int = 10  # early stopping: log steps without a new best of ``early_stop`` before the run stops
-    samples: int = 64  # how many samples the run writes at the end
+    samples: int = 64  # how many samples the run writes at the end (0: none; `practice_torch sample RUN` draws them)
 
 
+# What each range's name means: the vocabulary of ``TRAIN_RANGES`` and of each model's ``RANGES`` (``check_model``).
+RULES = {"positive": lambda v: v > 0, "at least 0": lambda v: v >= 0, "at least -1": lambda v: v >= -1,
+         "at least 2": lambda v: v >= 2, "1 or 2": lambda v: v in (1, 2), "in [0, 1)": lambda v: 0 <= v < 1,
+         "in [0, 1]": lambda v: 0 <= v <= 1, "in (0, 1)": lambda v: 0 < v < 1, "in (0, 1]": lambda v: 0 < v <= 1,
+         "in (0, 0.5)": lambda v: 0 < v < 0.5}
 # The range of every numeric train key, checked by ``check_train`` (a key without one is a test failure).
-RANGES = {"positive": lambda v: v > 0, "at least 0": lambda v: v >= 0, "in [0, 1)": lambda v: 0 <= v < 1,
-          "in [0, 1]": lambda v: 0 <= v <= 1}
 TRAIN_RANGES = {
-    **dict.fromkeys(("steps", "lr", "checkpoint_every", "log_every", "samples", "patience"), "positive"),
+    **dict.fromkeys(("steps", "lr", "checkpoint_every", "log_every", "patience"), "positive"),
     **dict.fromkeys(("batch_size", "threads", "warmup_steps", "weight_decay", "grad_clip", "val_batch", "sync_every",
-                     "seed"), "at least 0"),
+                     "seed", "samples"), "at least 0"),
     "betas": "in [0, 1)", "ema_decay": "in [0, 1)", "min_lr_ratio": "in [0, 1]",
 }
 
@@ -84,13 +89,41 @@ def check_train(train: TrainConfig) -> None:
     """Values a type cannot rule out: every number finite and in its range (``TRAIN_RANGES``); two betas; early
     stopping with something to score (ConfigError, one line: the first problem)."""
     problems = [f"train.{key} must be {rule}, got {getattr(train, key)}" for key, rule in TRAIN_RANGES.items()
-                if key != "betas" and not (math.isfinite(getattr(train, key)) and RANGES[rule](getattr(train, key)))]
-    if len(train.betas) != 2 or not all(math.isfinite(b) and RANGES[TRAIN_RANGES["betas"]](b) for b in train.betas):
+                if key != "betas" and not (math.isfinite(getattr(train, key)) and RULES[rule](getattr(train, key)))]
+    if len(train.betas) != 2 or not all(math.isfinite(b) and RULES[TRAIN_RANGES["betas"]](b) for b in train.betas):
         problems.append(f"train.betas must be two numbers in [0, 1), e.g. 0.5,0.999; got {train.betas}")
     if train.early_stop and not train.val_batch:
         problems.append(f"train.early_stop={train.early_stop} needs train.val_batch > 0 (the examples it scores)")
     if problems:
         raise ConfigError(problems[0])
+
+
+def check_model(module: Any, model: Any) -> None:
+    """Every number of ``model`` (a model section: the model module's ``Config``) finite and in the range the module
+    declares for its key (its ``RANGES``, {key: a name of ``RULES``}; a key without one is a test failure), each
+    number of a tuple; None passes where the key is optional (ConfigError, one line: the first problem). Called
+    wherever a config is made from overrides: a new run and a resumed one in either trainer (``practice_torch.models``),
+    ``sample`` and ``eval`` (``runs.load_trained``)."""
+    ranges = getattr(module, "RANGES", {})
+    for key in numeric_keys(type(model)):
+        value, rule = getattr(model, key), ranges.get(key)
+        numbers = value if isinstance(value, tuple) else () if value is None else (value,)
+        if rule is not None and not all(math.isfinite(v) and RULES[rule](v) for v in numbers):
+            each = " (each number)" if isinstance(value, tuple) else ""
+            raise ConfigError(f"model.{key} must be {rule}{each}, got {value}")
+
+
+def numeric_keys(section: type) -> dict[str, type]:
+    """The numeric keys of a config dataclass and their number type, int or float: alone, in a tuple or optional
+    (a bool is no number here)."""
+    def number(hint: Any) -> type | None:
+        if typing.get_origin(hint) in (typing.Union, types.UnionType, tuple):
+            inner = {a for a in typing.get_args(hint) if a not in (type(None), Ellipsis)}
+            return number(inner.pop()) if len(inner) == 1 else None
+        return hint if hint in (int, float) else None
+
+    hints = type_hints(section)
+    return {f.name: kind for f in dataclasses.fields(section) if (kind := number(hints[f.name])) is not None}
 
 
 @dataclass
@@ -134,8 +167,15 @@ def _lookup(cfg: RunConfig, dotted: str) -> tuple[Any, str]:
     return section, key
 
 
+@functools.cache
+def type_hints(section: type) -> dict[str, Any]:
+    """The resolved annotations of a config dataclass (read once: resolving the string annotations of a module with
+    ``from __future__ import annotations`` costs milliseconds, and every override, check and config.json asks)."""
+    return typing.get_type_hints(section)
+
+
 def _field_types(section: Any) -> dict[str, Any]:
-    hints = typing.get_type_hints(type(section))
+    hints = type_hints(type(section))
     return {f.name: hints[f.name] for f in dataclasses.fields(section)}
 
 
@@ -208,7 +248,7 @@ def renamed_key(dotted: str, names: set[str], values: dict[str, Any]) -> str:
 
 
 def _section_from_dict(cls: type, values: dict[str, Any], name: str) -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     values = {renamed_key(f"{name}.{k}", names, values): v for k, v in values.items()}
     unknown = sorted(set(values) - names)

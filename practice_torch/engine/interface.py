@@ -64,6 +64,9 @@ class ModelModule(Protocol):
     (the others are fixed by the checkpoint or read by the training step only).
     ``ARCHITECTURE: tuple[str, ...]``: the ``model.*`` keys the checkpoint fixes; ``--resume`` refuses a change to
     these only and ``sample``/``eval --set`` refuse them (without it every model key is fixed on resume).
+    ``RANGES: dict[str, str]``: the range of every numeric ``model.*`` key, a name of ``engine.config.RULES``
+    ("positive", "at least 0", "in [0, 1)", ...), to which ``engine.config.check_model`` holds every config made from
+    overrides (a new run, a resumed one, ``sample``/``eval --set``); a numeric key without one fails the tests.
     ``CHECKPOINT_VERSIONS = {version: what changed}``: a model whose weights or training state changed shape
     counts versions; a checkpoint carries the version it was written at, and one of another version is refused in
     one line (a checkpoint without one is version 1).
@@ -112,7 +115,9 @@ class ModelModule(Protocol):
     def evaluate(self, net: nn.Module, config: Any, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
         """The model's held-out metrics on ``dataset`` (likelihoods, bounds, ...) as plain numbers. ``dataset`` is
         the split the engine loaded with the run's data options; an evaluation that needs another split (a GAN's
-        training images) loads it the same way, ``engine.runs.sibling_split(dataset, "train")``, never by name."""
+        training images) loads it the same way, ``engine.runs.sibling_split(dataset, "train")``, never by name. An
+        evaluation that draws samples of its own (a GAN's reference FIDs) may take a keyword ``samples``: eval's
+        ``--samples``, the most it draws (None: its default)."""
 
 
 INTERFACE = ("HEADLINE", "Config", "default_config", "build", "draw_noise", "sample", "evaluate")

@@ -537,12 +537,16 @@ class Trainer:
                         current_version(self.versions))
 
     def finish(self) -> list[Path]:
-        """The loss curves and the model's samples (EMA weights if kept) of a completed run."""
-        net = self.net if self.ema is None else ema_copy(self.net, self.ema.weights(self.net))
-        n = self.cfg.train.samples
-        artefacts = write_samples(self.model, self.cfg, net, n, self.cfg.train.seed, held_out_examples(self.cfg.data, n))
+        """The loss curves and the model's samples (EMA weights if kept) of a completed run; with ``train.samples=0``
+        the curves alone (``python -m practice_torch sample RUN`` draws them later)."""
+        n, written = self.cfg.train.samples, []
+        if n:
+            net = self.net if self.ema is None else ema_copy(self.net, self.ema.weights(self.net))
+            artefacts = write_samples(self.model, self.cfg, net, n, self.cfg.train.seed,
+                                      held_out_examples(self.cfg.data, n))
+            written = save_samples(artefacts, self.run_dir)
         plot = plot_losses(self.run_dir, self.run_dir / "loss.png")
-        return save_samples(artefacts, self.run_dir) + ([plot] if plot else [])
+        return written + ([plot] if plot else [])
 
     def close(self) -> None:
         """Leave the process group if this trainer joined it, after dropping the DDP wrapper that holds it (see

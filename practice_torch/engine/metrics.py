@@ -17,17 +17,19 @@ NOT_PLOTTED = ("step", "time_s", "examples_per_s", "threads")
 
 
 class MetricsLog:
-    """Appends to RUN/metrics.jsonl and RUN/events; a resumed run first drops records after its checkpoint."""
+    """Appends to RUN/metrics.jsonl and RUN/events; a resumed run first drops the records after its checkpoint (a run
+    stopped before its first checkpoint, trained again from step 0, drops them all)."""
 
     def __init__(self, run_dir: Path, start_step: int):
         from torch.utils.tensorboard import SummaryWriter
 
         self.path = run_dir / METRICS_FILE
-        if start_step > 0 and self.path.exists():
+        resumed = self.path.exists()
+        if resumed:
             kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= start_step]
             self.path.write_text("".join(line + "\n" for line in kept))
         self.file = open(self.path, "a")
-        self.writer = SummaryWriter(str(run_dir / "events"), purge_step=start_step or None)
+        self.writer = SummaryWriter(str(run_dir / "events"), purge_step=start_step if resumed else None)
 
     def write(self, step: int, values: dict[str, float]) -> None:
         record = {"step": step, **{k: round(v, 6) if math.isfinite(v) else str(v) for k, v in values.items()}}

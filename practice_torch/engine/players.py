@@ -74,10 +74,20 @@ class AdamState:
 
     @classmethod
     def of(cls, optimizer: torch.optim.Optimizer) -> AdamState:
-        """The state of a one-group Adam or AdamW, read without copying (the look-ahead does not write it)."""
+        """The state of a one-group AdamW (or an Adam without weight decay, the same update), read without copying
+        (the look-ahead does not write it). ValueError (one line) for an update a look-ahead of AdamW's steps would
+        not repeat: an Adam whose ``weight_decay`` is an L2 term added to the gradient, AMSGrad, ``maximize``."""
         if len(optimizer.param_groups) != 1:
             raise ValueError(f"AdamState reads an optimizer of one parameter group, got {len(optimizer.param_groups)}")
         group = optimizer.param_groups[0]
+        if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+            raise ValueError(f"AdamState reads Adam or AdamW, got {type(optimizer).__name__}")
+        decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get("decoupled_weight_decay", False)
+        if group["weight_decay"] and not decoupled:
+            raise ValueError(f"AdamState reads AdamW's decoupled decay; this Adam adds weight_decay={group['weight_decay']} "
+                             "to the gradient (L2), which the look-ahead would not: use AdamW, or weight_decay=0")
+        if group.get("amsgrad") or group.get("maximize"):
+            raise ValueError("AdamState reads plain AdamW steps: amsgrad and maximize change the update")
         states = [optimizer.state[p] for p in group["params"] if optimizer.state.get(p)]
         return cls(float(group["lr"]), tuple(group["betas"]), float(group["eps"]), float(group["weight_decay"]),
                    int(states[0]["step"]) if states else 0,

@@ -29,7 +29,16 @@ from practice_torch.data import DatasetInfo, DatasetMissing, get_dataset, get_in
 from practice_torch.engine import RunError
 from practice_torch.engine.artefacts import write_artefacts
 from practice_torch.engine.checkpoint import atomic_write, load_checkpoint, load_weights_into
-from practice_torch.engine.config import ConfigError, DataConfig, RunConfig, apply_overrides, derive_seed, from_dict, to_dict
+from practice_torch.engine.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    apply_overrides,
+    check_model,
+    derive_seed,
+    from_dict,
+    to_dict,
+)
 from practice_torch.engine.interface import ModelModule
 
 CONFIG_FILE = "config.json"
@@ -84,6 +93,17 @@ def check_writable(path: Path) -> None:
         for folder in reversed(made):
             with contextlib.suppress(OSError):  # another run's folder is in it now
                 folder.rmdir()
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` has a checkpoint to continue from (its ``latest.json``): False for a run stopped
+    (killed, preempted) before its first, which ``--resume`` trains again from step 0 with its config.json."""
+    return (run_dir / CHECKPOINTS / "latest.json").exists()
+
+
+def restart_note(run_dir: Path) -> str:
+    """What ``--resume`` says of a run that has no checkpoint (``has_checkpoint``): it starts again."""
+    return f"{run_dir} was stopped before its first checkpoint: training it from step 0 with its config.json"
 
 
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
@@ -290,6 +310,7 @@ def load_trained(run_dir: Path, module: ModelModule, device: torch.device, overr
             raise ConfigError(f"--set model.{stepwise[0]}: only the training step reads it, so it changes nothing "
                               f"here; sample and eval of {cfg.model_name} may change {allowed}")
         cfg = apply_overrides(cfg, list(overrides))
+        check_model(module, cfg.model)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     net = build_net(module, cfg, dataset_info(cfg.data), reopened_parents(run_dir) if parents is None else parents)

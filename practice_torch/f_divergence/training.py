@@ -75,6 +75,8 @@ default_config = preset_config("f_divergence", PRESETS)
 ARCHITECTURE = ("divergence", "architecture", "latent_dim", "hidden", "channels", "fc")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ()
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("latent_dim", "hidden", "channels", "fc"), "positive"), "r1": "at least 0"}
 CHECKPOINT_VERSIONS = {1: "one optimizer for both players, one gradient clip over both",
                        2: "the critic and the generator each have their own optimizer and clip"}
 

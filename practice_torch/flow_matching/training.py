@@ -110,6 +110,11 @@ ARCHITECTURE = ("architecture", "hidden", "depth", "channels", "channel_mults", 
                 "heads", "conditional", "cond_dim")
 USE = ("guidance_scale", "method", "ode_steps", "atol", "rtol", "frames", "density_grid", "eval_examples",
        "nll_examples")  # what sample and eval --set may change
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("hidden", "depth", "channels", "channel_mults", "num_res_blocks", "heads", "ode_steps", "atol",
+                           "rtol", "frames", "eval_examples"), "positive"),
+          **dict.fromkeys(("attention_levels", "cond_dim", "guidance_scale", "density_grid", "nll_examples"), "at least 0"),
+          **dict.fromkeys(("dropout", "sigma_min", "label_dropout"), "in [0, 1)")}
 
 
 

@@ -78,7 +78,7 @@ class ProgressiveGenerator(nn.Module):
     ``unit_interval``. The base block: pixel-normed z, an equalised linear layer to a (channels, base, base) map and
     a 3x3 conv; each later block doubles the side (nearest) and applies two 3x3 convs; leaky ReLU 0.2 and pixel norm
     after each; a 1x1 ``to_rgb`` per resolution. At alpha < 1 the last block's picture is blended with the previous
-    resolution's, doubled."""
+    resolution's, doubled, in pixels (after the sigmoid), as ``ProgressiveAdversarial.real_at`` blends the reals."""
 
     def __init__(self, latent_dim: int, image_shape: Sequence[int], channels: int = 32, stages: int = 3,
                  unit_interval: bool = True):
@@ -104,10 +104,14 @@ class ProgressiveGenerator(nn.Module):
         h = self.block(h, 0)
         for s in range(1, stage + 1):
             previous, h = h, self.block(h, s)
-        out = self.to_rgb[stage](h)
-        if stage > 0 and alpha < 1:
-            out = fade_in(alpha, upsample(self.to_rgb[stage - 1](previous)), out)
-        return torch.sigmoid(out) if self.unit_interval else out
+        out = self.picture(self.to_rgb[stage](h))
+        if stage > 0 and alpha < 1:  # in pixels: the discriminator sees fakes faded as the reals are (real_at)
+            out = fade_in(alpha, upsample(self.picture(self.to_rgb[stage - 1](previous))), out)
+        return out
+
+    def picture(self, rgb):
+        """A ``to_rgb`` output as pixels: the sigmoid's [0, 1] when ``unit_interval``, else as it is."""
+        return torch.sigmoid(rgb) if self.unit_interval else rgb
 
 
 class ProgressiveDiscriminator(nn.Module):
@@ -169,8 +173,8 @@ class ProgressiveAdversarial(nn.Module):
 
     def real_at(self, x, stage: int, alpha: float):
         """Real images as the players see them at (stage, alpha): average-pooled to the stage's side and, while it
-        fades in, blended with the previous side's doubled as the generator's pictures are (Karras et al. 2018,
-        appendix A.1). x: (B, C, H, W) -> (B, C, s, s)."""
+        fades in, blended in pixels with the previous side's doubled, as the generator's pictures are (Karras et al.
+        2018, appendix A.1). x: (B, C, H, W) -> (B, C, s, s)."""
         for _ in range(self.stages - 1 - stage):
             x = downsample(x)
         return fade_in(alpha, upsample(downsample(x)), x) if stage > 0 and alpha < 1 else x

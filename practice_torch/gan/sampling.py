@@ -29,14 +29,16 @@ def generate(net: Adversarial, n: int, generator: torch.Generator, y=None) -> to
     return net(z, None if y is None else y.to(device)).cpu()
 
 
-def references(net: Adversarial, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+def references(net: Adversarial, dataset: Dataset, generator: torch.Generator, samples: int | None = None
+               ) -> dict[str, float]:
     """``quality.image_references`` for this net: its samples, an untrained copy's, the training images (the
-    training split of ``dataset``'s data set, loaded with the run's options: ``engine.runs.sibling_split``)."""
+    training split of ``dataset``'s data set, loaded with the run's options: ``engine.runs.sibling_split``), each as
+    many as the held-out images, at most ``samples`` (eval's ``--samples``; default ``REFERENCE_SAMPLES``)."""
     from practice_torch.data.audio import mel_picture
     from practice_torch.engine.runs import sibling_split
     from practice_torch.gan.quality import REFERENCE_SAMPLES, image_references, untrained_copy
 
-    n = min(len(dataset), REFERENCE_SAMPLES)
+    n = min(len(dataset), samples or REFERENCE_SAMPLES)
     y = torch.arange(n) % net.num_classes if net.num_classes else None
     fresh = untrained_copy(net)
     data = dataset.run_data

@@ -111,6 +111,10 @@ ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "channels
                 "minibatch_std", "pack", "progressive", "stages", "width")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_references",)
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("latent_dim", "hidden", "channels", "fc", "discriminator_lr", "unroll_lr", "pack", "width",
+                           "phase_steps"), "positive"),
+          **dict.fromkeys(("discriminator_steps", "r1", "unrolled_steps"), "at least 0"), "stages": "at least 2"}
 # What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
 CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
                        2: "each player has its own optimizer, no step counter in the weights",
@@ -260,10 +264,11 @@ def mel_artefacts(samples, per_row: int, y=None) -> list[Artefact]:
 
 
 @torch.no_grad()
-def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torch.Generator,
+             samples: int | None = None) -> dict[str, float]:
     """The discriminator's loss (eq. 1, negated: log 4 at D = 1/2) on the held-out set and as many samples; on
     labelled 2-D data the mode statistics; on images (``model.eval_references``) the reference FIDs and the class
-    shares of ``quality.image_references``."""
+    shares of ``quality.image_references``, of at most ``samples`` images (eval's ``--samples``)."""
     device = next(net.parameters()).device
     total, reals, labels, n = 0.0, [], [], len(dataset)
     for x, y in DataLoader(dataset, batch_size=1000):
@@ -280,7 +285,7 @@ def evaluate(net: Adversarial, config: Config, dataset: Dataset, generator: torc
 
         metrics.update(mode_statistics(generate(net, n, generator), torch.cat(reals), torch.cat(labels)))
     elif len(net.shape) == 3 and config.eval_references:
-        metrics.update(references(net, dataset, generator))
+        metrics.update(references(net, dataset, generator, samples))
     return metrics
 
 

@@ -102,6 +102,10 @@ default_config = preset_config("gan_inversion", PRESETS)
 ARCHITECTURE = ("generator", *GAN_KEYS, "encoder_channels", "encoder_fc", "groups")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("inversion_steps", "inversion_lr", "prior_weight", "start", "eval_examples", "eval_features")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("latent_dim", "hidden", "channels", "fc", "encoder_channels", "encoder_fc", "groups",
+                           "inversion_lr", "eval_examples"), "positive"),
+          **dict.fromkeys(("reconstruction_weight", "inversion_steps", "prior_weight"), "at least 0")}
 
 
 # Building: the frozen generator of a gan run and the encoder -----------------------------------------------------

@@ -80,6 +80,10 @@ ARCHITECTURE = ("schedule", "T", "channels", "channel_mults", "num_res_blocks", 
                 "dropout")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_buckets", "eval_examples", "sample_levels")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("T", "channels", "channel_mults", "num_res_blocks", "heads", "eval_buckets", "eval_examples",
+                           "sample_levels"), "positive"),
+          "attention_levels": "at least 0", "dropout": "in [0, 1)"}
 
 
 class Guide(nn.Module):

@@ -92,6 +92,9 @@ default_config = preset_config("language_model", PRESETS)
 ARCHITECTURE = ("architecture", "context", "dim", "layers", "heads", "tie", "position",)
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("strategy", "prompt", "temperature", "top_k", "top_p", "beam", "sample_length", "bpe_merges")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("dim", "layers", "heads", "temperature", "top_k", "beam", "sample_length"), "positive"),
+          "context": "at least 2", "bpe_merges": "at least 0", "dropout": "in [0, 1)", "top_p": "in (0, 1]"}
 
 
 def build(config: Config, data) -> LanguageModel:

@@ -92,6 +92,11 @@ ARCHITECTURE = ("autoencoder", "autoencoder_root", "autoencoder_preset", "autoen
                 "conditional")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("sampler", "sample_steps", "eta", "guidance_scale", "chain_frames", "eval_examples")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("autoencoder_steps", "autoencoder_latent_dim", "scale_examples", "T", "hidden", "depth",
+                           "chain_frames", "eval_examples"), "positive"),
+          **dict.fromkeys(("autoencoder_beta", "latent_scale", "sample_steps", "guidance_scale"), "at least 0"),
+          "label_dropout": "in [0, 1)", "eta": "in [0, 1]"}
 BUILDS_ON = {"autoencoder": "vae"}  # the frozen stage 1 (engine.runs.Parent)
 
 

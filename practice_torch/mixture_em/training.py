@@ -78,6 +78,8 @@ default_config = preset_config("mixture_em", PRESETS)
 ARCHITECTURE = ("components", "covariance_type", "features", "feature_dim")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ()
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("components", "feature_dim"), "positive"), "reg_covar": "at least 0"}
 
 
 class FrozenFeatures(nn.Module):

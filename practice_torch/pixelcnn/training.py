@@ -67,6 +67,9 @@ default_config = preset_config("pixelcnn", PRESETS)
 ARCHITECTURE = ("architecture", "categories", "channels", "layers", "kernel", "first_kernel", "conditional")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_images",)
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("channels", "layers", "kernel", "first_kernel"), "positive"), "categories": "at least 2",
+          "eval_images": "at least 0"}
 
 
 class PixelCNNModel(nn.Module):

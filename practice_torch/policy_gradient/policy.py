@@ -21,6 +21,10 @@ from practice_torch.policy_gradient.functions import action_log_probs, sequence_
 
 LM_KEYS = ("architecture", "context", "dim", "layers", "heads", "tie", "position")  # inherited from the reference run
 LM_ARCHITECTURE = ("reference", *LM_KEYS)  # what a fine-tuned run's checkpoint fixes of its keys
+# the ranges of the numeric keys of ``LanguageSettings`` (``engine.config.check_model``), in each fine-tuning model's
+# ``RANGES``
+LM_RANGES = {"context": "at least 2",
+             **dict.fromkeys(("dim", "layers", "heads", "prompt_length", "response_length"), "positive")}
 BUILDS_ON = {"reference": "language_model"}  # the run a fine-tuned run starts from (engine.runs.Parent)
 
 

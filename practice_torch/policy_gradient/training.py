@@ -41,6 +41,7 @@ from practice_torch.policy_gradient.judges import JUDGES
 from practice_torch.policy_gradient.policy import (
     BUILDS_ON,
     LM_ARCHITECTURE,
+    LM_RANGES,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
@@ -87,6 +88,8 @@ default_config = preset_config("policy_gradient", PRESETS)
 ARCHITECTURE = LM_ARCHITECTURE
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("judge", "letters", "eval_prompts", "prompt_length", "response_length")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**LM_RANGES, "samples_per_prompt": "at least 2", "kl_coef": "at least 0", "eval_prompts": "positive"}
 
 
 

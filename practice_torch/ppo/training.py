@@ -51,6 +51,7 @@ from practice_torch.policy_gradient.policy import (
 )
 from practice_torch.policy_gradient.policy import (
     LM_ARCHITECTURE,
+    LM_RANGES,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
@@ -121,6 +122,10 @@ default_config = preset_config("ppo", PRESETS)
 ARCHITECTURE = (*LM_ARCHITECTURE, "reward_model", "hidden")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("judge", "letters", "eval_prompts", "prompt_length", "response_length")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**LM_RANGES, **dict.fromkeys(("epochs", "minibatches", "eval_prompts", "hidden", "rollout_steps"), "positive"),
+          **dict.fromkeys(("value_coef", "entropy_coef", "kl_coef"), "at least 0"),
+          **dict.fromkeys(("gamma", "lam"), "in [0, 1]"), "clip": "in (0, 1)"}
 BUILDS_ON = {**REFERENCE, "reward_model": "reward_model"}  # the runs a fine-tuning run starts from and is judged by
 CHECKPOINT_VERSIONS = {1: "a step counter in the weights (the rollout's cycle)",
                        2: "the rollout's cycle reads the engine's step number",

@@ -80,6 +80,8 @@ default_config = preset_config("rbm", PRESETS)
 ARCHITECTURE = ("hidden", "persistent", "chains")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("gibbs_steps", "ais_runs", "ais_steps")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = dict.fromkeys(("hidden", "cd_steps", "chains", "gibbs_steps", "ais_runs", "ais_steps"), "positive")
 
 
 def binarise(x: torch.Tensor) -> torch.Tensor:

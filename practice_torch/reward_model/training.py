@@ -36,6 +36,7 @@ from practice_torch.policy_gradient.judges import judge
 from practice_torch.policy_gradient.policy import (
     BUILDS_ON,
     LM_ARCHITECTURE,
+    LM_RANGES,
     LanguageSettings,
     build_pair,
     decode,
@@ -77,6 +78,8 @@ default_config = preset_config("reward_model", PRESETS)
 ARCHITECTURE = LM_ARCHITECTURE
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("judge", "letters", "eval_pairs", "prompt_length", "response_length")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**LM_RANGES, "eval_pairs": "at least 2"}
 
 
 def check(config: Config) -> None:

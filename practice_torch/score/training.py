@@ -86,6 +86,11 @@ ARCHITECTURE = ("architecture", "sigma_max", "sigma_min", "num_levels", "hidden"
                 "channel_mults", "num_res_blocks", "attention_levels")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("steps_per_level", "step_lr", "sample_levels", "final_denoise", "eval_examples")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("sigma_max", "sigma_min", "hidden", "depth", "channels", "channel_mults", "num_res_blocks",
+                           "steps_per_level", "step_lr", "eval_examples"), "positive"),
+          **dict.fromkeys(("attention_levels", "sample_levels"), "at least 0"), "num_levels": "at least 2",
+          "dropout": "in [0, 1)"}
 
 
 def build(config: Config, data) -> NCSN:

@@ -113,6 +113,10 @@ default_config = preset_config("ssm", PRESETS)
 ARCHITECTURE = ("kind", "channels", "layers", "state", "expand", "conv_width", "rank", "sample_rate", "levels")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("context", "strategy", "prompt", "temperature", "top_k", "top_p", "beam", "sample_length", "sample_seconds")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("channels", "layers", "state", "expand", "conv_width", "top_k", "beam", "sample_length",
+                           "sample_rate", "sample_seconds", "temperature"), "positive"),
+          **dict.fromkeys(("context", "levels"), "at least 2"), "rank": "at least 0", "top_p": "in (0, 1]"}
 
 
 def build(config: Config, data) -> SSMStack:

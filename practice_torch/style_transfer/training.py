@@ -85,6 +85,10 @@ default_config = preset_config("style_transfer", PRESETS)
 ARCHITECTURE = ("domain_a", "domain_b", "width", "blocks", "channels", "fc")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ()
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("width", "channels", "fc"), "positive"),
+          **dict.fromkeys(("domain_a", "domain_b", "domain_limit", "blocks", "cycle_weight", "identity_weight",
+                           "discriminator_steps"), "at least 0")}
 CHECKPOINT_VERSIONS = {1: "the players shared one optimizer, a step counter in the weights",
                        2: "the discriminators and the translators each have their own optimizer; no step counter",
                        3: "the discriminators' weights are named discriminator_a and discriminator_b, not critic_a/b"}

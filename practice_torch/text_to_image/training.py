@@ -116,6 +116,12 @@ ARCHITECTURE = ("autoencoder", "autoencoder_root", "autoencoder_preset", "autoen
                 "schedule", "T", "channels", "channel_mults", "num_res_blocks", "heads", "text_dim", "text_layers",
                 "text_heads", "max_len")
 USE = ("sampler", "sample_steps", "eta", "guidance_scale", "prompt", "eval_per_prompt", "eval_examples")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("autoencoder_steps", "scale_examples", "T", "channels", "channel_mults", "num_res_blocks",
+                           "heads", "text_dim", "text_layers", "text_heads", "max_len", "eval_per_prompt",
+                           "eval_examples"), "positive"),
+          **dict.fromkeys(("latent_scale", "sample_steps", "guidance_scale"), "at least 0"),
+          "caption_dropout": "in [0, 1)", "eta": "in [0, 1]"}
 BUILDS_ON = {"autoencoder": "vq_vae"}  # the frozen stage 1 (engine.runs.Parent)
 
 

@@ -38,6 +38,7 @@ from practice_torch.policy_gradient.functions import action_log_probs, leave_one
 from practice_torch.policy_gradient.policy import (
     BUILDS_ON,
     LM_ARCHITECTURE,
+    LM_RANGES,
     LanguageSettings,
     PolicyAndReference,
     build_pair,
@@ -102,6 +103,11 @@ default_config = preset_config("trpo", PRESETS)
 ARCHITECTURE = (*LM_ARCHITECTURE, "hidden")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("judge", "letters", "eval_prompts", "prompt_length", "response_length")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**LM_RANGES, **dict.fromkeys(("max_kl", "cg_iterations", "backtracks", "eval_prompts", "hidden", "rollout_steps",
+                                         "value_epochs", "minibatches"), "positive"),
+          **dict.fromkeys(("damping", "kl_coef"), "at least 0"), **dict.fromkeys(("gamma", "lam"), "in [0, 1]"),
+          "fisher_fraction": "in (0, 1]", "samples_per_prompt": "at least 2"}
 
 
 def check(config: Config) -> None:

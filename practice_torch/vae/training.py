@@ -119,6 +119,13 @@ ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "likelihood"
                 "levels", "top_dim", "dis_channels", "dis_fc")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("nll_samples", "nll_examples", "tc_examples", "probe_examples")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("latent_dim", "hidden", "channels", "tc_hidden", "tc_lr", "dis_channels", "dis_fc", "gan_lr",
+                           "top_dim", "nll_samples", "nll_examples", "tc_examples"), "positive"),
+          # tc_beta: the TC's weight at beta = 1 (0: none); dataset_size 1 is refused by build (0: the batch's)
+          **dict.fromkeys(("beta", "tc_beta", "dataset_size", "factor_gamma", "vaegan_gamma", "probe_examples"),
+                          "at least 0"),
+          "tc_betas": "in [0, 1)", "gan_betas": "in [0, 1)", "levels": "1 or 2"}
 
 
 def build(config: Config, data) -> VAE:

@@ -106,6 +106,11 @@ ARCHITECTURE = ("stage", "num_codes", "code_dim", "channels", "groups", "mel", "
                 "prior_layers", "prior_heads")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("temperature",)
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("num_codes", "code_dim", "channels", "groups", "prior_dim", "prior_layers", "prior_heads",
+                           "temperature"), "positive"),
+          **dict.fromkeys(("beta", "eps", "restart_every", "threshold"), "at least 0"),
+          "decay": "in [0, 1)", "prior_dropout": "in [0, 1)"}
 CHECKPOINT_VERSIONS = {1: "a step counter in the quantiser's buffers", 2: "the restarts read the engine's step number"}
 
 

@@ -75,6 +75,11 @@ default_config = preset_config("wavenet", PRESETS)
 ARCHITECTURE = ("sample_rate", "levels", "channels", "skip", "kernel", "cycle", "repeats", "amplitude", "clock")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("sample_seconds", "temperature")
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("sample_rate", "channels", "skip", "repeats", "crop", "sample_seconds", "temperature"),
+                          "positive"),
+          **dict.fromkeys(("levels", "kernel"), "at least 2"), **dict.fromkeys(("cycle", "clock"), "at least 0"),
+          "centre": "in (0, 1]"}
 
 
 def build(config: Config, data) -> WaveNet:

@@ -108,6 +108,9 @@ default_config = preset_config("wgan", PRESETS)
 ARCHITECTURE = ("architecture", "latent_dim", "hidden", "channels", "fc",)
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_references",)
+# The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
+RANGES = {**dict.fromkeys(("clip", "n_critic", "latent_dim", "hidden", "channels", "fc"), "positive"),
+          "gp_weight": "at least 0"}
 # What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
 CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
                        2: "each player has its own optimizer, no step counter in the weights"}
@@ -225,11 +228,13 @@ def exact_w1(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(cost[rows, cols].mean())
 
 
-def evaluate(net: Wasserstein, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+def evaluate(net: Wasserstein, config: Config, dataset: Dataset, generator: torch.Generator,
+             samples: int | None = None) -> dict[str, float]:
     """On the held-out set and as many samples: the critic's W1 estimate E_data f - E_G f (with its standard error),
     the mean norm of grad f at interpolates (and its standard deviation); on 2-D data the exact W1 of up to 1 000
     samples against as many held-out points, beside the W1 between two such halves of the held-out set (the floor),
-    and on labelled 2-D data the mode statistics; on images the reference FIDs."""
+    and on labelled 2-D data the mode statistics; on images the reference FIDs, of at most ``samples`` images
+    (eval's ``--samples``)."""
     project(net, config)
     device = next(net.parameters()).device
     f_real, f_fake, norms, reals, labels = [], [], [], [], []
@@ -268,5 +273,5 @@ def evaluate(net: Wasserstein, config: Config, dataset: Dataset, generator: torc
     elif config.eval_references:
         from practice_torch.gan.sampling import references
 
-        metrics.update(references(net, dataset, generator))
+        metrics.update(references(net, dataset, generator, samples))
     return metrics
