@@ -612,7 +612,7 @@ def test_the_prepared_gpu_run_parses_and_refuses_bad_options_in_one_line(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and (taken / "keep").read_text() == "x"
 
 
-# The command line of ``python -m benchmarks reproduce`` (issue 77: items 1 and 10) ----------------------------------
+# The command line of ``python -m benchmarks reproduce``: trials, publishing, errors, help ----------------------------
 @pytest.fixture
 def unpinned(monkeypatch):
     """``main`` without its pinning of cores and torch threads: the test process keeps its own."""

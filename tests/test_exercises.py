@@ -147,7 +147,7 @@ def _dpo_one_sign_slip(backend):
 
 @pytest.mark.parametrize("backend", E.BACKENDS)
 def test_a_loss_near_a_mistake_by_its_value_alone_is_not_named_by_it(backend):
-    """A loss is one number: the sign slip of issue 77 lies within NEAR of the flipped margin by value, not by its
+    """A loss is one number: a sign slip in one term lies within NEAR of the flipped margin by value, not by its
     gradients, so among the three mistakes it was named by, none is named; the mistake it is, once known, is."""
     from shared_specs.case import rng_for
     from shared_specs.runner import _cotangent, backends

@@ -197,7 +197,7 @@ def test_a_fade_in_weighted_the_wrong_way_breaks_the_derivations_continuity(monk
 
 def test_a_generator_that_fades_before_its_sigmoid_breaks_the_claim_that_fakes_fade_as_reals(monkeypatch):
     """The negative control of the claim that the generator's fade-in is the reals' (in pixels): the to_rgb outputs
-    blended before the sigmoid, as this code did before issue 77, fail it, and it alone."""
+    blended before the sigmoid, as this code once did, fail it, and it alone."""
     import theory_jax.gan as jg
     from theory_jax.derivation import Derivation, full_precision
 
