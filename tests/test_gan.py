@@ -196,8 +196,8 @@ def test_a_fade_in_weighted_the_wrong_way_breaks_the_derivations_continuity(monk
 
 
 def test_a_generator_that_fades_before_its_sigmoid_breaks_the_claim_that_fakes_fade_as_reals(monkeypatch):
-    """The negative control of the claim that the generator's fade-in is the reals' (in pixels): the to_rgb outputs
-    blended before the sigmoid, as this code once did, fail it, and it alone."""
+    """The negative control of the claim that the generator's fade-in is the reals' (in pixels): it holds of the
+    generator as it is, and the to_rgb outputs blended before the sigmoid, as this code once did, fail it alone."""
     import theory_jax.gan as jg
     from theory_jax.derivation import Derivation, full_precision
 
@@ -211,11 +211,18 @@ def test_a_generator_that_fades_before_its_sigmoid_breaks_the_claim_that_fakes_f
         old, new = jg.upsample(logit(right(self, z, stage - 1))), logit(right(self, z, stage))
         return jax.nn.sigmoid(jg.fade_in(alpha, old, new))
 
-    monkeypatch.setattr(jg.ProgressiveGenerator, "__call__", before_the_sigmoid)
-    d = Derivation("gan", "progressive growing")
-    jg._section_progressive(d, np.random.default_rng(0))
-    failed = [c.statement for c in d.claims if not c.passed]
-    assert len(failed) == 1 and "pictures blended in pixels" in failed[0], failed
+    rng = np.random.default_rng(0)
+    g = jg.ProgressiveGenerator(latent_dim=6, image_shape=(1, 16, 16), channels=4, stages=3, unit_interval=True)
+    z = jnp.asarray(rng.standard_normal((5, 6)))
+    shapes = jax.eval_shape(lambda: g.init(jax.random.key(0), z, method=jg.ProgressiveGenerator.init_all))
+    pg = jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s.shape)), shapes)
+    for fault, fails in ((None, []), (before_the_sigmoid, ["pictures blended in pixels"])):
+        if fault is not None:
+            monkeypatch.setattr(jg.ProgressiveGenerator, "__call__", fault)
+        d = Derivation("gan", "progressive growing")
+        jg._fakes_fade_as_reals(d, jax.jit(g.apply, static_argnums=(2, 3)), pg, z)
+        failed = [c.statement for c in d.claims if not c.passed]
+        assert len(failed) == len(fails) and all(f in s for f, s in zip(fails, failed)), failed
 
 
 def test_the_discriminator_learns_at_its_own_rate_only_when_asked():
