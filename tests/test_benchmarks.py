@@ -728,8 +728,13 @@ R.train_and_evaluate = train
 sys.exit(main(sys.argv[1:]))
 """
     argv = [sys.executable, "-c", script, *cartpole_argv(tmp_path, seeds=2, jobs=2)]
+
+    def as_from_a_shell():  # SIGINT handled and unblocked, whatever the test worker that starts the sweep left
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
     proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_shell)
     pids = []
     try:
         deadline = time.monotonic() + 120
@@ -737,8 +742,13 @@ sys.exit(main(sys.argv[1:]))
             time.sleep(0.1)
             pids = [int(p.read_text()) for p in tmp_path.glob("pid-*") if p.read_text()]
         assert len(pids) == 2, proc.communicate()
+        masks = [line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                 if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the sweep did not end within 60 s of SIGINT; its signal masks then: {masks}")
         assert proc.returncode == 130, out + err
         assert err.splitlines() == [f"error: interrupted; the runs finished so far are kept in {tmp_path / 'runs'}; "
                                     "the same command trains only the others"]
