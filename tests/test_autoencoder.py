@@ -178,6 +178,27 @@ def test_build_rejects_what_it_cannot_model():
         training.build(training.Config(objective="l1"), DIGITS)
 
 
+def test_the_autoencoder_and_the_vq_vae_check_their_data_with_one_rule():
+    """``networks.bounded_outputs``, which both builds call: a sigmoid for 8-bit images only, (C, H, W) examples only
+    (the mel hint for audio), 'bce' only on [0, 1] images; each build's message names its own model."""
+    from practice_torch.autoencoder.networks import bounded_outputs
+    from practice_torch.vq_vae import training as vq_training
+
+    galaxies, audio = get_info("galaxies"), get_info("spoken_digits")
+    assert bounded_outputs(DIGITS, "bce", "the autoencoder") is True
+    assert bounded_outputs(galaxies, "mse", "the autoencoder") is False  # control: real values, but mse is allowed
+    with pytest.raises(ValueError, match="model.objective=bce needs \\[0, 1\\] images; galaxies needs"):
+        bounded_outputs(galaxies, "bce", "the autoencoder")
+    for build, name in ((lambda d: training.build(training.Config(), d), "the autoencoder"),
+                        (lambda d: vq_training.build_vq_vae(vq_training.Config(), d), "the VQ-VAE")):
+        with pytest.raises(ValueError) as raised:
+            build(audio)
+        assert str(raised.value) == (f"{name} models (C, H, W) images or spectrograms; spoken_digits examples have "
+                                     f"shape {audio.shape} (use --set data.view=mel)")
+        with pytest.raises(ValueError, match=f"^{name} models .* shape \\(2,\\)$"):  # no hint off audio
+            build(get_info("moons"))
+
+
 def test_auroc_and_psnr_are_what_they_say():
     area, _, _ = training.auroc(torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.25, 0.4]))
     assert area == pytest.approx(5 / 6)  # 5 of the 6 (normal, anomaly) pairs ordered right

@@ -207,6 +207,19 @@ def test_a_conjugate_without_its_domain_is_caught_by_the_spec(both):
 
 
 # The training interface and the command line -----------------------------------------------------------------
+def test_both_critics_read_their_value_and_the_projection_features_off_one_head():
+    """``networks.Critic``: V(x) = out(features(x)) and ``logit_and_features`` (V, features) for the MLP and the conv
+    critic alike (the projection discriminator of ``practice_torch.gan`` reads both)."""
+    torch.manual_seed(0)
+    for critic, x in ((fd.MLPCritic((2,), (16, 8)), torch.randn(5, 2)),
+                      (fd.ConvCritic((1, 8, 8), (4, 8), 16), torch.rand(3, 1, 8, 8))):
+        value, features = critic.logit_and_features(x)
+        assert value.shape == (len(x),) and features.shape == (len(x), critic.out.in_features)
+        assert torch.equal(value, critic(x)) and torch.equal(features, critic.features(x))
+        assert torch.equal(value, critic.out(features)[:, 0])
+        assert not torch.equal(value, critic(x.flip(0)))  # control: another batch order, other values
+
+
 def test_registry_presets_and_build_errors():
     assert models.get_model("f_divergence") is fd_training and all(hasattr(fd_training, name) for name in models.INTERFACE)
     quick, images = fd_training.default_config("quick"), fd_training.default_config("quick", "fashion_mnist")

@@ -60,6 +60,20 @@ def check_objective(objective: str, bounded: bool) -> None:
         raise ValueError("objective 'bce' needs [0, 1] outputs (bounded=True)")
 
 
+def bounded_outputs(data, objective: str, model: str) -> bool:
+    """Whether a reconstruction of ``data``'s examples goes through a sigmoid: True for 8-bit images in [0, 1],
+    False for real values (the galaxies, log-mels). A one-line ValueError, naming ``model`` ('the autoencoder',
+    'the VQ-VAE'), unless the examples are (C, H, W), or for ``objective`` 'bce' on real values. data: a data set's
+    description (``practice_torch.data.DatasetInfo``)."""
+    if len(data.shape) != 3:
+        hint = " (use --set data.view=mel)" if data.modality == "audio" else ""
+        raise ValueError(f"{model} models (C, H, W) images or spectrograms; {data.name} examples have shape "
+                         f"{data.shape}{hint}")
+    if objective == "bce" and not data.unit_images:
+        raise ValueError(f"model.objective=bce needs [0, 1] images; {data.name} needs model.objective=mse")
+    return data.unit_images
+
+
 class Autoencoder(nn.Module):
     """Encoder to a k-dimensional code, the VAE's decoder back. ``bounded``: outputs through a sigmoid ([0, 1]
     images). The network holds the architecture only; the training settings are the loss's arguments:

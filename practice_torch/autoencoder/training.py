@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from practice_torch.autoencoder.functions import corrupt, pca_components, pca_reconstruct, reconstruction_mse
-from practice_torch.autoencoder.networks import Autoencoder, check_objective
+from practice_torch.autoencoder.networks import Autoencoder, bounded_outputs, check_objective
 from practice_torch.data import DatasetMissing, stacked
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
@@ -86,13 +86,7 @@ RANGES = {**dict.fromkeys(("code_dim", "hidden", "channels", "eval_noise_std", "
 def build(config: Config, data) -> Autoencoder:
     """The autoencoder for a data set of (C, H, W) examples: sigmoid outputs for [0, 1] images, linear ones for
     log-mels."""
-    if len(data.shape) != 3:
-        hint = " (use --set data.view=mel)" if data.modality == "audio" else ""
-        raise ValueError(f"the autoencoder models (C, H, W) images or spectrograms; {data.name} examples have shape "
-                         f"{data.shape}{hint}")
-    bounded = data.unit_images  # 8-bit images in [0, 1]; the galaxies are real-valued
-    if config.objective == "bce" and not bounded:
-        raise ValueError(f"model.objective=bce needs [0, 1] images; {data.name} needs model.objective=mse")
+    bounded = bounded_outputs(data, config.objective, "the autoencoder")
     check_objective(config.objective, bounded)  # the loss's own check, before training rather than at its first step
     if config.holdout_class >= 0 and config.holdout_class >= max(data.num_classes, 1):
         raise ValueError(f"model.holdout_class={config.holdout_class}: {data.name} has "

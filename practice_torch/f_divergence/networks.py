@@ -52,7 +52,21 @@ class MLPGenerator(nn.Module):
         return torch.sigmoid(x) if self.unit_interval else x
 
 
-class MLPCritic(nn.Module):
+class Critic(nn.Module):
+    """A critic V(x) = out(features(x)): a subclass builds ``features`` (x (B, *shape) -> (B, width)) and the linear
+    head ``out`` (width -> 1); V is unconstrained (T = g_f(V) is applied outside)."""
+
+    def forward(self, x):
+        return self.out(self.features(x)).squeeze(-1)
+
+    def logit_and_features(self, x):
+        """(V (B,), the features (B, width) ``out`` reads): what a projection discriminator reads
+        (``practice_torch.gan``)."""
+        h = self.features(x)
+        return self.out(h).squeeze(-1), h
+
+
+class MLPCritic(Critic):
     """x (B, *shape) -> V (B,): LeakyReLU(0.2) MLP, unconstrained output (T = g_f(V) is applied outside)."""
 
     def __init__(self, shape: Sequence[int], hidden: Sequence[int]):
@@ -67,15 +81,6 @@ class MLPCritic(nn.Module):
         for layer in self.layers:
             h = F.leaky_relu(layer(h), 0.2)
         return h
-
-    def forward(self, x):
-        return self.out(self.features(x)).squeeze(-1)
-
-    def logit_and_features(self, x):
-        """(V (B,), the features (B, width) ``out`` reads): what a projection discriminator reads
-        (``practice_torch.gan``)."""
-        h = self.features(x)
-        return self.out(h).squeeze(-1), h
 
 
 class ConvGenerator(nn.Module):
@@ -106,7 +111,7 @@ class ConvGenerator(nn.Module):
         return torch.sigmoid(x) if self.unit_interval else x
 
 
-class ConvCritic(nn.Module):
+class ConvCritic(Critic):
     """x (B, C, H, W) -> V (B,): Conv 4x4 stride 2 (padding 1) twice, Linear to ``fc`` features, Linear to 1;
     LeakyReLU(0.2) between, layer normalisation after the second conv and the first Linear (``norm=False``: none,
     for a weight-clipped WGAN critic, whose Lipschitz bound a normalisation would undo). Never batch
@@ -128,15 +133,6 @@ class ConvCritic(nn.Module):
         h = F.leaky_relu(self.down1(x), 0.2)
         h = F.leaky_relu(self.norm2(self.down2(h)), 0.2)
         return F.leaky_relu(self.norm_fc(self.fc(torch.flatten(h, 1))), 0.2)
-
-    def forward(self, x):
-        return self.out(self.features(x)).squeeze(-1)
-
-    def logit_and_features(self, x):
-        """(V (B,), the features (B, width) ``out`` reads): what a projection discriminator reads
-        (``practice_torch.gan``)."""
-        h = self.features(x)
-        return self.out(h).squeeze(-1), h
 
 
 # 2. The f-GAN ----------------------------------------------------------------------------------------

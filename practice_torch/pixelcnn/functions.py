@@ -7,8 +7,6 @@ log p(x) = sum_i log p(x_i | x_<i) (eq. 1) with one inverse-CDF sampling step. I
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -65,11 +63,6 @@ def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Ten
     """log p(x) = sum_i [x_i l_i - softplus(l_i)] per image (binarised; = the 2-way softmax of (0, l)).
     logits: (B, H, W), x: (B, H, W) in {0, 1} -> (B,)."""
     return (x.to(logits.dtype) * logits - F.softplus(logits)).sum(dim=(1, 2))
-
-
-def bits_per_dim(nll: torch.Tensor, num_dims: int) -> torch.Tensor:
-    """Nats per image -> bits per dimension: nll / (D ln 2)."""
-    return nll / (num_dims * math.log(2))
 
 
 def sample_pixel(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -22,13 +22,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.evaluation.metrics import bits_per_dim
 from practice_torch.models import Artefact
-from practice_torch.pixelcnn.functions import (
-    bernoulli_log_likelihood,
-    bits_per_dim,
-    categorical_log_likelihood,
-    sample_pixel,
-)
+from practice_torch.pixelcnn.functions import bernoulli_log_likelihood, categorical_log_likelihood, sample_pixel
 from practice_torch.pixelcnn.networks import GatedPixelCNN, PlainPixelCNN
 
 

@@ -29,7 +29,7 @@ REINFORCE's fine-tuning metrics (``policy_gradient.fine_tuning``).
 A control task: separate 64-64 tanh actor and critic (``rollout.ActorCritic``), ``train.batch_size`` environments
 stepped ``model.rollout_steps`` steps each with actions drawn from the engine's uniforms, GAE cut at episode ends
 (``rollout.episode_gae``); a sample is one transition. ``eval`` plays the greedy policy on the test split's episodes.
-The derivation: ``python -m theory_jax ppo``.
+``evaluate`` and ``sample``, the same for TRPO, are ``tasks.py``'s. The derivation: ``python -m theory_jax ppo``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ from practice_torch.policy_gradient.policy import (
 from practice_torch.ppo import rollout as control
 from practice_torch.ppo.functions import clipped_surrogate_loss, gae, kl_k1, kl_k3
 from practice_torch.ppo.learned_reward import frozen_scorer, normalise_scores
+from practice_torch.ppo.tasks import evaluate, sample
 
 
 @dataclass
@@ -319,22 +320,6 @@ def train_step(net, config: Config, step: int, run) -> tuple[torch.Tensor, dict[
             sums = {k: sums.get(k, 0) + v for k, v in terms.items()}
     updates = len(losses)
     return torch.stack(losses).mean(), {**samples.terms, **{k: v / updates for k, v in sums.items()}}
-
-
-def evaluate(net, config: Config, dataset, generator: torch.Generator) -> dict[str, float]:
-    """A control task: the greedy policy's returns on the split's episodes (their seeds). The language model:
-    ``policy_gradient.fine_tuning.fine_tuning_metrics`` of the PPO policy."""
-    if isinstance(net, control.ActorCritic):
-        return control.greedy_returns(net.policy, dataset)
-    return pg.fine_tuning_metrics(net, config, dataset, generator)
-
-
-def sample(net, config: Config, n: int, generator: torch.Generator, examples=None):
-    """A control task: ``n`` greedy episodes of the validation split (their observations over time, and returns).
-    The language model: as REINFORCE's, the policy's responses, and side by side with the reference's."""
-    if isinstance(net, control.ActorCritic):  # examples: the validation split's episodes (EpisodeSeeds)
-        return control.episode_artefacts(net.policy, examples, n)
-    return pg.sample(net, config, n, generator, examples)
 
 
 __all__ = ["BUILDS_ON", "HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "inherit",

@@ -20,7 +20,8 @@ A control task: PPO's actor-critic, rollout and GAE (``ppo.rollout``): ``train.b
 ``model.rollout_steps`` steps each, advantages by GAE per episode normalised over the batch; after the policy's
 step the critic alone (the one player, its own AdamW at ``train.lr``) is fitted to the lambda-returns by
 ``model.value_epochs`` passes of ``model.minibatches`` minibatches. ``eval`` plays the greedy policy on the test
-split's episodes. The derivation: ``python -m theory_jax trpo``.
+split's episodes. ``evaluate`` and ``sample``, the same for PPO, are ``ppo/tasks.py``'s. The derivation:
+``python -m theory_jax trpo``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from practice_torch.policy_gradient.policy import (
     sample_responses,
 )
 from practice_torch.ppo import rollout as control
+from practice_torch.ppo.tasks import evaluate, sample
 from practice_torch.trpo.functions import mean_kl, surrogate
 from practice_torch.trpo.natural import natural_step
 
@@ -244,22 +246,6 @@ def control_step(net: control.ActorCritic, config: Config, run):
              "surrogate_gain": torch.tensor(move["surrogate_after"] - move["surrogate_before"]),
              "entropy": control.entropy(old_logits).mean(), "value_loss": torch.stack(losses).mean()}
     return torch.tensor(-move["surrogate_after"]), terms
-
-
-def evaluate(net, config: Config, dataset, generator: torch.Generator) -> dict[str, float]:
-    """A control task: the greedy policy's returns on the split's episodes. The language model:
-    ``policy_gradient.fine_tuning.fine_tuning_metrics`` of the TRPO policy."""
-    if isinstance(net, control.ActorCritic):
-        return control.greedy_returns(net.policy, dataset)
-    return pg.fine_tuning_metrics(net, config, dataset, generator)
-
-
-def sample(net, config: Config, n: int, generator: torch.Generator, examples=None):
-    """A control task: ``n`` greedy episodes of the validation split. The language model: as REINFORCE's, the
-    policy's responses, and side by side with the reference's."""
-    if isinstance(net, control.ActorCritic):  # examples: the validation split's episodes (EpisodeSeeds)
-        return control.episode_artefacts(net.policy, examples, n)
-    return pg.sample(net, config, n, generator, examples)
 
 
 __all__ = ["BUILDS_ON", "HEADLINE", "Config", "build", "default_config", "draw_noise", "evaluate", "inherit",

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from practice_torch.autoencoder.functions import reconstruction_mse
+from practice_torch.autoencoder.networks import bounded_outputs
 from practice_torch.data import DatasetMissing
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
@@ -117,13 +118,7 @@ CHECKPOINT_VERSIONS = {1: "a step counter in the quantiser's buffers", 2: "the r
 # Building either stage ----------------------------------------------------------------------------------------
 def build_vq_vae(config: Config, data) -> VQVAE:
     """The VQ-VAE of ``config`` for (C, H, W) examples: sigmoid outputs for [0, 1] images, linear ones for log-mels."""
-    if len(data.shape) != 3:
-        hint = " (use --set data.view=mel)" if data.modality == "audio" else ""
-        raise ValueError(f"the VQ-VAE models (C, H, W) images or spectrograms; {data.name} examples have shape "
-                         f"{data.shape}{hint}")
-    bounded = data.unit_images  # 8-bit images in [0, 1]; the galaxies are real-valued
-    if config.objective == "bce" and not bounded:
-        raise ValueError(f"model.objective=bce needs [0, 1] images; {data.name} needs model.objective=mse")
+    bounded = bounded_outputs(data, config.objective, "the VQ-VAE")
     check_loss_settings(config.beta, config.objective, bounded)  # the loss's own checks, before training
     codebook_update(config)
     return VQVAE(data.shape, config.num_codes, config.code_dim, config.channels, config.groups, bounded)
