@@ -1,7 +1,7 @@
 """``python -m benchmarks jax_train``: the same quick preset trained by PyTorch's engine and by ``practice_jax train``.
 
 Step rows (always): the training step of each model's quick preset (``--jax-models``, default every model
-``practice_jax.loop.TRAINERS`` lists on its default data set; ``MODEL@DATASET`` for another, as
+``practice_jax.twins.TRAINERS`` lists on its default data set; ``MODEL@DATASET`` for another, as
 ``gan@fashion_mnist`` for the DCGAN) on this CPU, one thread each (the benchmark runner pins both libraries to
 the same cores): JAX's jitted step (``JaxRun.advance``; a GAN's round of updates, ``JaxGameRun.advance``),
 PyTorch's engine step eager and under ``torch.compile``; the first step (which compiles) apart from the steady
@@ -29,7 +29,7 @@ def split_model(name: str) -> tuple[str, str | None]:
 def jax_step_row(model: str, steps: int, overrides=(), dataset: str | None = None) -> dict:
     """The JAX trainer's step on ``model``'s quick preset (on ``dataset``, default its own): the first call (tracing
     and XLA compilation) and the mean of ``steps`` steady steps, each waited for."""
-    from practice_jax.loop import new_run
+    from practice_jax.runs import new_run
     from practice_torch.engine.config import apply_overrides
     from practice_torch.models import get_model
 
@@ -74,7 +74,7 @@ def headline(model: str, metrics: dict) -> tuple[str, float]:
 def quality_rows(model: str, seeds: list[int], folder: Path, dataset: str | None = None) -> list[dict]:
     """Each backend's quick run of ``model`` (on ``dataset``, default its own) per seed, evaluated; then a row per
     backend with the mean and spread."""
-    from practice_jax.loop import main as jax_main
+    from practice_jax.cli import main as jax_main
     from practice_torch.cli import main as torch_main
 
     rows = []
@@ -105,7 +105,7 @@ VARIANTS = {"vae": ((), ("model.architecture=mlp",))}
 
 
 def jax_train(args) -> list[dict]:
-    from practice_jax.loop import TRAINERS
+    from practice_jax.twins import TRAINERS
     from practice_torch.models import get_model
 
     models = [split_model(m) for m in args.jax_models.split(",") if m] or [(m, None) for m in TRAINERS]

@@ -1,4 +1,4 @@
-"""The CNF trained in JAX (``python -m practice_jax train cnf``, ``practice_jax/loop.py``): the flax twin of the field
+"""The CNF trained in JAX (``python -m practice_jax train cnf``): the flax twin of the field
 (``theory_jax.cnf.ODEField``, under the name ``field`` as the PyTorch ``CNF`` holds it) and ``training.loss`` as a pure
 function: the negative log-likelihood by the instantaneous change of variables, integrating the augmented ODE from
 t = 1 down to t = 0 with the run's solver (torchdiffeq's fixed-step methods, the same steps; dopri5 is diffrax's, at
@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 import theory_jax.cnf as jcnf
-from practice_jax.loop import JaxTrainError, JaxTwin
+from practice_jax import state
+from practice_jax.twins import JaxTrainError, JaxTwin
 
 
 class Flow(nn.Module):
@@ -29,10 +31,11 @@ class Flow(nn.Module):
 
 @dataclass(frozen=True)
 class Setup:
-    """The flax ``Flow`` and the run's ``model`` settings (solver, trace)."""
+    """The flax ``Flow``, the run's ``model`` settings (solver, trace) and the data's dimension."""
 
     twin: Any
     model: Any
+    dim: int = 2
 
 
 def loss(setup: Setup, params, batch, noise, step):
@@ -42,6 +45,20 @@ def loss(setup: Setup, params, batch, noise, step):
     ll = jcnf.log_likelihood(lambda t, x: setup.twin.apply({"params": params}, t, x), batch[0], method=m.method,
                              trace="exact" if m.trace == "exact" else "hutchinson", probe=noise["probe"], **solver)
     return -jnp.mean(ll), {}
+
+
+def train_step(setup: Setup, train_state: state.TrainState, batch, noise):
+    """One AdamW step on the negative log-likelihood (the engine's default step) -> (the new state, the logged
+    values)."""
+    return state.train_step(partial(loss, setup), train_state, batch, noise)
+
+
+def draw_noise(setup: Setup, key, n: int) -> dict:
+    """One Hutchinson probe v (n, D) per example: Rademacher, or N(0, I) for trace 'hutchinson_gaussian'
+    (``training.draw_noise``, with ``jax.random``)."""
+    if setup.model.trace == "hutchinson_gaussian":
+        return {"probe": jax.random.normal(key, (n, setup.dim))}
+    return {"probe": jax.random.rademacher(key, (n, setup.dim), dtype=jnp.float32)}
 
 
 def init_args(setup: Setup, batch, noise):
@@ -57,5 +74,6 @@ def jax_twin(net, cfg):
     if m.method not in (*jcnf.STEPS, "dopri5"):
         raise JaxTrainError(f"model.method={m.method}: the JAX trainer solves with {', '.join(jcnf.STEPS)} or dopri5")
     field = jcnf.ODEField(net.dim, tuple(m.hidden), m.time_input, m.activation)
-    setup = Setup(Flow(field), m)
-    return JaxTwin(setup.twin, partial(loss, setup), partial(init_args, setup))
+    setup = Setup(Flow(field), m, net.dim)
+    return JaxTwin(setup.twin, partial(loss, setup), partial(train_step, setup), partial(init_args, setup),
+                   partial(draw_noise, setup))

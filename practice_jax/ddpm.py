@@ -1,4 +1,4 @@
-"""DDPM trained in JAX (``python -m practice_jax train ddpm``, ``practice_jax/loop.py``): the flax twin of the
+"""DDPM trained in JAX (``python -m practice_jax train ddpm``): the flax twin of the
 denoiser (the U-Net on images, the MLP on vectors; ``shared_specs.twins.nets.flax_twin``) under the name
 ``denoiser``, as in the PyTorch ``Diffusion``, and ``training.loss`` as a pure function: L_simple (Ho et al. eq. 14)
 at the drawn t and eps, the labels replaced by the null token where ``drop`` says. Each function takes the ``Setup``
@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 import theory_jax.ddpm as jd
 import theory_jax.diffusion as jdiff
-from practice_jax.loop import JaxTwin
+from practice_jax import state
+from practice_jax.twins import JaxTwin
 from shared_specs.twins.nets import flax_twin
 
 
@@ -32,12 +34,14 @@ class Denoising(nn.Module):
 @dataclass(frozen=True)
 class Setup:
     """The flax ``Denoising``, the schedule's alpha_bar_t (t = 0..T-1), whether the data are images (trained on
-    [-1, 1]) and the classes (0: unconditional)."""
+    [-1, 1]), the classes (0: unconditional), one example's shape (H, W, C) or (D,) and the share of labels dropped."""
 
     twin: Any
     alpha_bars: Any
     images: bool
     num_classes: int
+    shape: tuple[int, ...] = ()
+    label_dropout: float = 0.0
 
 
 def labels(setup: Setup, batch, noise):
@@ -54,6 +58,22 @@ def loss(setup: Setup, params, batch, noise, step):
     return jnp.mean(jd.eps_loss(noise["eps"], eps_pred)), {}
 
 
+def train_step(setup: Setup, train_state: state.TrainState, batch, noise):
+    """One AdamW step on L_simple (the engine's default step) -> (the new state, the logged values)."""
+    return state.train_step(partial(loss, setup), train_state, batch, noise)
+
+
+def draw_noise(setup: Setup, key, n: int) -> dict:
+    """t ~ U{0..T-1} (n,), eps ~ N(0, I) (n, *shape) and, conditional, drop (n,): the labels that become the null
+    token (``training.draw_noise``, with ``jax.random``)."""
+    k_t, k_eps, k_drop = jax.random.split(key, 3)
+    noise = {"t": jax.random.randint(k_t, (n,), 0, len(setup.alpha_bars)),
+             "eps": jax.random.normal(k_eps, (n, *setup.shape))}
+    if setup.num_classes:
+        noise["drop"] = jax.random.uniform(k_drop, (n,)) < setup.label_dropout
+    return noise
+
+
 def init_args(setup: Setup, batch, noise):
     return batch[0], noise["t"], labels(setup, batch, noise)
 
@@ -63,5 +83,8 @@ def jax_twin(net, cfg):
     if getattr(cfg.model, "dropout", 0.0):
         raise ValueError(f"model.dropout={cfg.model.dropout}: the JAX trainer draws no dropout masks (set it to 0)")
     twin = Denoising(flax_twin(net.denoiser)[0], bool(net.num_classes))
-    setup = Setup(twin, jnp.asarray(net.alpha_bars.cpu().numpy()), net.images, net.num_classes)
-    return JaxTwin(twin, partial(loss, setup), partial(init_args, setup))
+    shape = tuple(net.shape[1:]) + tuple(net.shape[:1]) if len(net.shape) == 3 else tuple(net.shape)  # channels last
+    setup = Setup(twin, jnp.asarray(net.alpha_bars.cpu().numpy()), net.images, net.num_classes, shape,
+                  getattr(cfg.model, "label_dropout", 0.0))
+    return JaxTwin(twin, partial(loss, setup), partial(train_step, setup), partial(init_args, setup),
+                   partial(draw_noise, setup))

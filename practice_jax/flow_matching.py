@@ -1,4 +1,4 @@
-"""Flow matching trained in JAX (``python -m practice_jax train flow_matching``, ``practice_jax/loop.py``): the flax
+"""Flow matching trained in JAX (``python -m practice_jax train flow_matching``): the flax
 twin of the field (the MLP on 2-D data, the U-Net on images; ``shared_specs.twins.nets.flax_twin``) and
 ``training.loss`` as a pure function: L_CFM (Lipman et al. eq. 9) on the straight conditional path from the drawn
 noise x0 to the data at the drawn t (eqs. 22-23), the field seeing 1000 t as the PyTorch ``FlowModel`` does, with
@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import jax
 from flax import linen as nn
 
 import theory_jax.diffusion as jdiff
 import theory_jax.flow_matching as jfm
-from practice_jax.loop import JaxTrainError, JaxTwin
+from practice_jax import state
+from practice_jax.twins import JaxTrainError, JaxTwin
 from shared_specs.twins.nets import flax_twin
 
 TIME_SCALE = 1000.0  # practice_torch.flow_matching.model.TIME_SCALE: the field's embedding sees 1000 t
@@ -40,6 +42,7 @@ class Setup:
     unit_images: bool
     num_classes: int
     cond_dim: int
+    shape: tuple[int, ...] = ()  # one example's: (H, W, C) or (D,)
 
 
 def field_inputs(setup: Setup, batch, noise) -> tuple:
@@ -61,6 +64,21 @@ def loss(setup: Setup, params, batch, noise, step):
     return jfm.cfm_loss(v, u), {}
 
 
+def train_step(setup: Setup, train_state: state.TrainState, batch, noise):
+    """One AdamW step on L_CFM (the engine's default step) -> (the new state, the logged values)."""
+    return state.train_step(partial(loss, setup), train_state, batch, noise)
+
+
+def draw_noise(setup: Setup, key, n: int) -> dict:
+    """t ~ U[0, 1] (n,), x0 ~ N(0, I) (n, *shape) and, with labels, drop (n,): those that become the null token
+    (``training.draw_noise``, with ``jax.random``)."""
+    k_t, k_x0, k_drop = jax.random.split(key, 3)
+    noise = {"t": jax.random.uniform(k_t, (n,)), "x0": jax.random.normal(k_x0, (n, *setup.shape))}
+    if setup.num_classes:
+        noise["drop"] = jax.random.uniform(k_drop, (n,)) < setup.model.label_dropout
+    return noise
+
+
 def init_args(setup: Setup, batch, noise):
     return (batch[0], noise["t"], *field_inputs(setup, batch, noise))
 
@@ -75,5 +93,7 @@ def jax_twin(net, cfg):
     if m.dropout:
         raise JaxTrainError(f"model.dropout={m.dropout}: the JAX trainer draws no dropout masks (set it to 0)")
     twin = Field(flax_twin(net.net)[0])
-    setup = Setup(twin, m, net.unit_images, net.num_classes, net.cond_dim)
-    return JaxTwin(twin, partial(loss, setup), partial(init_args, setup))
+    shape = tuple(net.shape[1:]) + tuple(net.shape[:1]) if len(net.shape) == 3 else tuple(net.shape)  # channels last
+    setup = Setup(twin, m, net.unit_images, net.num_classes, net.cond_dim, shape)
+    return JaxTwin(twin, partial(loss, setup), partial(train_step, setup), partial(init_args, setup),
+                   partial(draw_noise, setup))

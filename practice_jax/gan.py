@@ -1,5 +1,6 @@
-"""The GAN trained in JAX (``python -m practice_jax train gan``, ``practice_jax/loop.py``): its flax twin, the two
-players' losses as pure functions and the round of the game written as ``training.train_step`` is, top to bottom.
+"""The GAN trained in JAX (``python -m practice_jax train gan``): its flax twin, the two players' objectives as pure
+functions and the round of the game written as ``training.train_step`` is, top to bottom, on the run's
+``update`` (``practice_jax.game.update`` of the players it names, jitted once for each).
 
 The players' parameters are the flax twin's top-level collections: the discriminator's (with the projection's class
 vectors, ``embed``) and the generator's, in the order of ``training.players``. The generator's batch normalisation
@@ -11,7 +12,7 @@ pass of torch's ``SpectralNorm`` does, so the statistics also pass from one logi
 discriminator reads m samples at once); ``model.unrolled_steps`` is ``theory_jax.gan.unroll`` of the discriminator's
 share of the params inside the generator's objective, differentiated through by the update's ``jax.value_and_grad``.
 
-Every function takes the game it plays, a ``loop.Setup`` (the twin, the run's model settings, whether it is
+Every function takes the game it plays, a ``twins.Setup`` (the twin, the run's model settings, whether it is
 conditional), first; ``jax_twin`` binds it once, so that the loop compiles each player's update once.
 """
 
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 import theory_jax.gan as jg
-from practice_jax.loop import JaxGame, Setup
+from practice_jax.twins import JaxGame, Setup
 
 PLAYERS = {"discriminator": ("discriminator", "embed"), "generator": ("generator",)}  # training.players' order
 GENERATOR_LOSSES = {"non_saturating": jg.generator_loss_nonsaturating, "saturating": jg.generator_loss_saturating}
@@ -97,6 +98,11 @@ def train_step(objectives: dict, run, config):
     return terms["discriminator_loss"] + g_loss, {**terms, "generator_loss": g_loss}
 
 
+def draw_noise(game: Setup, key, n: int) -> dict:
+    """z ~ N(0, I), (n, d): the generator's latents for one batch (``training.draw_noise``, with ``jax.random``)."""
+    return {"z": jax.random.normal(key, (n, game.model.latent_dim))}
+
+
 def init_args(game: Setup, batch, noise):
     return noise["z"], batch[0], game.labels(batch)
 
@@ -130,4 +136,4 @@ def jax_twin(net, cfg):
     objectives = {"discriminator": partial(discriminator_objective, game),
                   "generator": partial(generator_objective, game)}
     return JaxGame(twin, PLAYERS, partial(train_step, objectives), partial(init_args, game),
-                   jg.Adversarial.init_all, objectives)
+                   jg.Adversarial.init_all, objectives, partial(draw_noise, game))

@@ -1,15 +1,17 @@
-"""The VAE trained in JAX (``python -m practice_jax train vae``, ``practice_jax/loop.py``): its flax twin, and the
-training loss of ``training.loss`` as a pure function of (params, batch, noise, step), with x (B, H, W, C) channels
-last, y (B,) and eps (B, d). Each function takes the ``loop.Setup`` it trains first; ``jax_twin`` binds it once."""
+"""The VAE trained in JAX (``python -m practice_jax train vae``): its flax twin, the training loss of
+``training.loss`` as a pure function of (params, batch, noise, step), with x (B, H, W, C) channels last, y (B,) and
+eps (B, d), and its step. Each function takes the ``twins.Setup`` it trains first; ``jax_twin`` binds it once."""
 
 from __future__ import annotations
 
 from functools import partial
 
+import jax
 import jax.numpy as jnp
 
 import theory_jax.vae as jv
-from practice_jax.loop import JaxTrainError, JaxTwin, Setup
+from practice_jax import state
+from practice_jax.twins import JaxTrainError, JaxTwin, Setup
 
 
 def loss(setup: Setup, params, batch, noise, step):
@@ -32,6 +34,18 @@ def loss(setup: Setup, params, batch, noise, step):
              "dim_kl": jnp.mean(dim_kl)})
 
 
+def train_step(setup: Setup, train_state: state.TrainState, batch, noise):
+    """One AdamW step on the VAE's loss (the engine's default step) -> (the new state, the logged values)."""
+    return state.train_step(partial(loss, setup), train_state, batch, noise)
+
+
+def draw_noise(setup: Setup, key, n: int) -> dict:
+    """eps ~ N(0, I), (n, d): the one reparameterised sample per example (``training.draw_noise``, with
+    ``jax.random``)."""
+    d = setup.model.top_dim + setup.model.latent_dim if setup.model.levels == 2 else setup.model.latent_dim
+    return {"eps": jax.random.normal(key, (n, d))}
+
+
 def init_args(setup: Setup, batch, noise):
     return batch[0], noise["eps"], setup.labels(batch)
 
@@ -48,9 +62,14 @@ def jax_twin(net, cfg):
         twin = jv.HierarchicalVAE(image_shape=net.image_shape, latent_dim=m.latent_dim, top_dim=m.top_dim,
                                   likelihood=m.likelihood, channels=tuple(m.channels), hidden=m.hidden[0])
         setup = Setup(twin, m)
-        return JaxTwin(twin, partial(loss, setup), partial(init_args, setup))
+        return bound(setup)
     twin = jv.VAE(image_shape=net.image_shape, latent_dim=net.latent_dim, architecture=m.architecture,
                   likelihood=m.likelihood, hidden=tuple(m.hidden), channels=tuple(m.channels),
                   num_classes=net.num_classes)
-    setup = Setup(twin, m, bool(net.num_classes))
-    return JaxTwin(twin, partial(loss, setup), partial(init_args, setup))
+    return bound(Setup(twin, m, bool(net.num_classes)))
+
+
+def bound(setup: Setup) -> JaxTwin:
+    """The VAE's ``JaxTwin``: its functions bound to ``setup``."""
+    return JaxTwin(setup.twin, partial(loss, setup), partial(train_step, setup), partial(init_args, setup),
+                   partial(draw_noise, setup))

@@ -325,7 +325,7 @@ COMMANDS = {"list": list_all, "train": train, "sample": sample, "eval": evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
-    from practice_torch.engine.loop import Diverged
+    from practice_torch.engine.window import Diverged
 
     args = build_parser().parse_args(argv)
     try:

@@ -1,5 +1,5 @@
 """Twin training: a short run of a trainable model in both backends (the spec kind ``RunCase``), the PyTorch
-engine's step against the JAX trainer's (``practice_jax/loop.py``), from the same weights, batches and noise.
+engine's step against the JAX trainer's (``practice_jax/runs.py``), from the same weights, batches and noise.
 
 Cross-backend, as the spec cases are: the runner (``shared_specs/runner.py``) compares ``torch_run`` with
 ``jax_run``; the tests of the JAX trainer use them too.
@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from practice_jax.loop import default_step, engine_start, new_run, optimizer, player_optimizer
+from practice_jax.runs import engine_start, new_run
+from practice_jax.state import optimizer, player_optimizer
 
 
 def run_config(case):
@@ -165,18 +166,19 @@ def default_reference_run(case) -> tuple[dict, dict, list[str]]:
 def jax_run(case, alter: Callable[[dict], dict] | None = None) -> dict:
     """The same run as ``torch_run`` by ``python -m practice_jax train``'s ``JaxRun`` (``JaxGameRun``) in
     ``case.dtype`` (float64 needs ``jax_enable_x64``); ``alter`` changes its parts, for negative controls:
-    {"optimizer": ..., "step": ...} of a ``JaxRun``, {"player_optimizer": ..., "train_step": twin -> step} of a
+    {"optimizer": train -> optax transform} of a ``JaxRun`` (and "step": (loss, state, batch, noise) -> (state,
+    logged), in place of the model's ``train_step``), {"player_optimizer": ..., "train_step": twin -> step} of a
     ``JaxGameRun``."""
     from practice_torch.models import get_model, writes_own_step
 
     cfg = run_config(case)
-    parts = {"optimizer": optimizer, "step": default_step} if not writes_own_step(get_model(cfg.model_name), cfg.model) \
+    parts = {"optimizer": optimizer} if not writes_own_step(get_model(cfg.model_name), cfg.model) \
         else {"player_optimizer": player_optimizer, "train_step": lambda twin: twin.train_step}
     run = new_run(cfg, case.dtype, alter(parts) if alter is not None else parts)
     losses = [float(run.advance()["loss"]) for _ in range(case.steps)]
     state = floating_state(run.net)  # the parameters and the running statistics
     out = {"loss": np.array(losses), "weights": {k: v.numpy() for k, v in run.weights().items() if k in state}}
-    if run.shadow is not None:  # the EMA keeps the parameters
+    if run.averaged:  # the EMA keeps the parameters
         params = dict(run.net.named_parameters())
         out["ema"] = {k: v.numpy() for k, v in run.weights(average=True).items() if k in params}
     return out

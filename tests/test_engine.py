@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from practice_torch.engine import RunError
+from practice_torch.engine import loop as engine_loop
 from practice_torch.engine.batches import GlobalBatches, shard
 from practice_torch.engine.checkpoint import CheckpointError, atomic_write, load_checkpoint, read_weights, save_checkpoint
 from practice_torch.engine.config import ConfigError, apply_overrides, from_dict, incompatibilities, to_dict
@@ -406,8 +407,10 @@ def test_the_host_reads_the_logged_values_only_at_synchronisation_points(tmp_pat
     """A GPU run's host reads the device's sums at log and checkpoint steps only (``train.sync_every``, forced here
     on the CPU): the same weights and the same logged means as reading every step, with far fewer reads."""
     reads = []
-    real = Trainer._check_finite
-    monkeypatch.setattr(Trainer, "_check_finite", lambda self, *a: (reads.append(self.step), real(self, *a))[1])
+    real = engine_loop.check_finite  # (values, window, checked, step, ...): the host's read at ``step``
+    monkeypatch.setattr(engine_loop, "check_finite",
+                        lambda values, window, checked, step, *a: (reads.append(step), real(values, window, checked,
+                                                                                           step, *a))[1])
     every = new_trainer(tiny("train.steps=12", "train.log_every=4", "train.checkpoint_every=6"), tmp_path / "every")
     every.run()
     assert reads == list(range(1, 13))  # on a CPU: every step

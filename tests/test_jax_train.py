@@ -1,4 +1,4 @@
-"""Training in JAX (``python -m theory_jax train``, ``shared_specs/loop.py``): a JAX run is a run the PyTorch
+"""Training in JAX (``python -m practice_jax train``, ``practice_jax/``): a JAX run is a run the PyTorch
 side reads, its step is the engine's step (the twin-training spec cases, ``RunCase``, pass in ``test_specs.py``),
 and each fault of an optimizer written by hand is caught."""
 
@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from practice_jax import loop
+from practice_jax import cli, state
+from practice_jax.__main__ import main as practice_jax
+from practice_jax.runs import JaxRun
+from practice_jax.twins import TRAINERS
 from shared_specs import twin_training
 from shared_specs.case import RunCase
-from shared_specs.catalogue import ROOT
+from shared_specs.catalogue import ROOT, spec_cases
 from shared_specs.gan import RUN as GAN_RUN
 from shared_specs.runner import Perturbation, caught
 from shared_specs.vae import RUN
@@ -70,38 +73,36 @@ def _adam_without_bias_correction(train):
         nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state[1], grads)
         return jax.tree.map(lambda m, v: m / (jnp.sqrt(v) + 1e-8), mu, nu), (mu, nu)
 
-    return optax.chain(loop.clip_like_torch(train.grad_clip), optax.GradientTransformation(init, update),
+    return optax.chain(state.clip_like_torch(train.grad_clip), optax.GradientTransformation(init, update),
                        optax.add_decayed_weights(train.weight_decay),
-                       optax.scale_by_learning_rate(loop.lr_schedule(train)))
+                       optax.scale_by_learning_rate(state.lr_schedule(train)))
 
 
-def _ema_before_the_step(loss, tx, ema):
+def _ema_before_the_step(loss, train_state, batch, noise):
     """The default step with the EMA taken of the parameters before the update instead of after it."""
     import jax
     import optax
 
-    def step(params, opt_state, shadow, batch, noise, step):
-        (value, terms), grads = jax.value_and_grad(loss, has_aux=True)(params, batch, noise, step)
-        d = loop.ema_decay(ema, step + 1)
-        shadow = jax.tree.map(lambda s, p: s + (1.0 - d) * (p - s), shadow, params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, shadow, {"loss": value, **terms}
-
-    return jax.jit(step)
+    (value, terms), grads = jax.value_and_grad(loss, has_aux=True)(train_state.params, batch, noise, train_state.step)
+    shadow = state.ema_update(train_state.shadow, train_state.params, train_state.ema, train_state.step + 1)
+    updates, opt_state = train_state.tx.update(grads, train_state.opt_state, train_state.params)
+    params = optax.apply_updates(train_state.params, updates)
+    return (train_state.replace(params=params, opt_state=opt_state, shadow=shadow, step=train_state.step + 1),
+            {"loss": value, **terms})
 
 
 def _schedule_a_step_late(train):
     """AdamW whose learning rate is read one update late (the schedule at the count before)."""
     import optax
 
-    schedule = loop.lr_schedule(train)
-    return optax.chain(loop.clip_like_torch(train.grad_clip),
+    schedule = state.lr_schedule(train)
+    return optax.chain(state.clip_like_torch(train.grad_clip),
                        optax.adamw(lambda count: schedule(count - 1), b1=train.betas[0], b2=train.betas[1], eps=1e-8,
                                    weight_decay=train.weight_decay))
 
 
 @pytest.mark.parametrize(("name", "alter", "where"), [
-    ("a wrong Adam beta2 (0.99)", lambda parts: {**parts, "optimizer": lambda t: loop.optimizer(
+    ("a wrong Adam beta2 (0.99)", lambda parts: {**parts, "optimizer": lambda t: state.optimizer(
         t, betas=(t.betas[0], 0.99))}, "weights"),
     ("Adam without its bias correction", lambda parts: {**parts, "optimizer": _adam_without_bias_correction},
      "weights"),
@@ -114,7 +115,7 @@ def test_a_faulty_jax_step_is_caught(name, alter, where, both):
     assert where in message
 
 
-def test_theory_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_and_checks(tmp_path, capsys):
+def test_practice_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_and_checks(tmp_path, capsys):
     from practice_torch.cli import main as torch_main
     from theory_jax.cli import main as jax_main
 
@@ -122,7 +123,7 @@ def test_theory_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_an
     settings = ["--set", "model.architecture=mlp", "--set", "model.hidden=16", "--set", "model.latent_dim=2",
                 "--set", "train.batch_size=32", "--set", "train.log_every=5", "--set", "train.checkpoint_every=10",
                 "--set", "train.samples=4", "--set", "model.nll_examples=8", "--set", "model.nll_samples=4"]
-    assert jax_main(["train", "vae", "--dataset", "digits", "--steps", "15", "--out", str(run), *settings]) == 0
+    assert practice_jax(["train", "vae", "--dataset", "digits", "--steps", "15", "--out", str(run), *settings]) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     out = capsys.readouterr().out  # the end of the run: its loss and wall time, as PyTorch's trainer says them
     assert "trained vae in JAX for 15 steps in " in out and f", loss {lines[-1]['loss']:.4g} at the last log step" in out
@@ -136,7 +137,7 @@ def test_theory_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_an
 
     row = result_row(run, "idle")
     assert row["backend"] == "jax" and "trained in JAX" in results_table([row], None)
-    assert jax_main(["train", "vae", "--resume", str(run), "--set", "train.lr=nan"]) == 2  # as PyTorch refuses it
+    assert practice_jax(["train", "vae", "--resume", str(run), "--set", "train.lr=nan"]) == 2  # as PyTorch refuses it
     assert "train.lr=nan': expected a finite number" in capsys.readouterr().err
     assert torch_main(["train", "vae", "--resume", str(run), "--steps", "20"]) == 0  # PyTorch continues the run
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()][-1] == 20
@@ -144,9 +145,9 @@ def test_theory_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_an
     assert "backend" not in row and "trained in JAX" not in results_table([row], None) and row["resumed"]
     assert jax_main(["check", str(run), "--examples", "8"]) == 0
     capsys.readouterr()
-    assert jax_main(["train", "vae", "--dataset", "digits", "--out", str(run)]) == 2  # a run is already there
+    assert practice_jax(["train", "vae", "--dataset", "digits", "--out", str(run)]) == 2  # a run is already there
     assert "already holds a run" in capsys.readouterr().err
-    assert jax_main(["train", "wgan"]) == 2
+    assert practice_jax(["train", "wgan"]) == 2
     assert "no JAX trainer yet; choose from vae" in capsys.readouterr().err
 
 
@@ -164,21 +165,20 @@ def test_only_the_biases_a_normalisation_removes_go_uncompared():
     assert twin_training.torch_run(dataclasses.replace(cases["vae/run/mlp"], steps=3))[2] == []
 
 
-def test_theory_jax_trains_the_character_transformer_and_refuses_what_its_twin_lacks(tmp_path, capsys):
-    from theory_jax.cli import main as jax_main
+def test_practice_jax_trains_the_character_transformer_and_refuses_what_its_twin_lacks(tmp_path, capsys):
 
     run, tiny = tmp_path / "lm", ["--set", "model.dim=16", "--set", "model.layers=1", "--set", "model.heads=2",
                                   "--set", "model.context=16", "--set", "train.batch_size=4", "--set",
                                   "train.log_every=5", "--set", "train.val_batch=4", "--set", "train.samples=1", "--set",
                                   "model.bpe_merges=0", "--set", "model.sample_length=16"]
-    assert jax_main(["train", "language_model", "--steps", "10", "--out", str(run), *tiny]) == 0
+    assert practice_jax(["train", "language_model", "--steps", "10", "--out", str(run), *tiny]) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [5, 10] and {"val_loss", "bits_per_char"} <= set(lines[-1])
     assert (run / "samples" / "samples.txt").is_file() and (run / "checkpoints" / "latest.json").is_file()
     capsys.readouterr()
     for setting, message in (("model.architecture=lstm", "only the transformer has one"),
                              ("model.dropout=0.1", "draws no dropout masks")):
-        assert jax_main(["train", "language_model", "--steps", "2", "--out", str(tmp_path / "x"), *tiny,
+        assert practice_jax(["train", "language_model", "--steps", "2", "--out", str(tmp_path / "x"), *tiny,
                          "--set", setting]) == 2
         assert message in capsys.readouterr().err
 
@@ -196,8 +196,8 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
                 "model.latent_dim=2", "--set", "train.batch_size=32", "--set", "train.log_every=2", "--set",
                 "train.samples=2", "--set", "train.ema_decay=0.9"]
     whole, part = tmp_path / "whole", tmp_path / "part"
-    assert loop.main(["vae", "--steps", "6", "--out", str(whole), *settings]) == 0
-    advance = loop.JaxRun.advance
+    assert cli.main(["vae", "--steps", "6", "--out", str(whole), *settings]) == 0
+    advance = JaxRun.advance
 
     def advance_then_signal(run):
         logged = advance(run)
@@ -205,8 +205,8 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
             os.kill(os.getpid(), signal.SIGTERM)
         return logged
 
-    monkeypatch.setattr(loop.JaxRun, "advance", advance_then_signal)
-    assert loop.main(["vae", "--steps", "6", "--out", str(part), *settings]) == 128 + signal.SIGTERM
+    monkeypatch.setattr(JaxRun, "advance", advance_then_signal)
+    assert cli.main(["vae", "--steps", "6", "--out", str(part), *settings]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err
     assert "stopped by SIGTERM after step 3; checkpoint saved" in err and f"--resume {part}" in err
     stopped, state = load_checkpoint(part / "checkpoints", "vae")
@@ -218,7 +218,7 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
     assert all(float(s["step"]) == 3.0 and torch.all(s["exp_avg_sq"] >= 0) for s in moments.values())
     assert any(float(s["exp_avg"].abs().sum()) > 0 for s in moments.values())
     monkeypatch.undo()
-    assert loop.main(["vae", "--resume", str(part)]) == 0
+    assert cli.main(["vae", "--resume", str(part)]) == 0
     (a, sa), (b, sb) = load_checkpoint(whole / "checkpoints", "vae"), load_checkpoint(part / "checkpoints", "vae")
     assert sb["step"] == 6 and all(torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(v, sb["ema"]["shadow"][k]) for k, v in sa["ema"]["shadow"].items())
@@ -229,13 +229,13 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
     assert losses[1][-1] == losses[0][-1]
     assert not all(torch.equal(stopped[k], b[k]) for k in b)  # control: the resumed steps moved the weights
     capsys.readouterr()
-    assert loop.main(["vae", "--resume", str(part), "--out", str(tmp_path / "x")]) == 2
+    assert cli.main(["vae", "--resume", str(part), "--out", str(tmp_path / "x")]) == 2
     assert "drop --out" in capsys.readouterr().err
-    assert loop.main(["vae", "--resume", str(part), "--set", "model.hidden=8"]) == 2
+    assert cli.main(["vae", "--resume", str(part), "--set", "model.hidden=8"]) == 2
     assert "cannot resume" in capsys.readouterr().err
     # fewer steps than trained would train nothing and write a config.json of fewer: refused, nothing changed
     config = (part / "config.json").read_bytes()
-    assert loop.main(["vae", "--resume", str(part), "--steps", "5"]) == 2
+    assert cli.main(["vae", "--resume", str(part), "--steps", "5"]) == 2
     assert "it has trained 6 already; give --steps 6 or more" in capsys.readouterr().err
     assert (part / "config.json").read_bytes() == config
 
@@ -248,26 +248,26 @@ def test_a_jax_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_pa
     """A JAX run killed before its first checkpoint (its config.json and log lines written, no checkpoint): --resume
     trains it from step 0 and ends where the run never killed ends. Control: the note says it starts again. The run
     never killed draws no samples at its end (train.samples=0), the other does."""
-    from practice_torch.engine import checkpoint
+    from practice_jax import loop
     from practice_torch.engine.checkpoint import load_checkpoint
 
     settings = ["--dataset", "digits", "--set", "model.architecture=mlp", "--set", "model.hidden=16", "--set",
                 "model.latent_dim=2", "--set", "train.batch_size=32", "--set", "train.log_every=2", "--set",
                 "train.samples=2", "--set", "train.checkpoint_every=4"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert loop.main(["vae", "--steps", "4", "--out", str(whole), *settings, "--set", "train.samples=0"]) == 0
+    assert cli.main(["vae", "--steps", "4", "--out", str(whole), *settings, "--set", "train.samples=0"]) == 0
     assert not (whole / "samples").exists() and (whole / "loss.png").is_file()
 
     def die(*args, **kwargs):
         raise Killed
 
-    monkeypatch.setattr(checkpoint, "save_checkpoint", die)
+    monkeypatch.setattr(loop, "save", die)
     with pytest.raises(Killed):
-        loop.main(["vae", "--steps", "4", "--out", str(killed), *settings])
+        cli.main(["vae", "--steps", "4", "--out", str(killed), *settings])
     monkeypatch.undo()
     assert (killed / "config.json").is_file() and not (killed / "checkpoints").exists()
     capsys.readouterr()
-    assert loop.main(["vae", "--resume", str(killed)]) == 0
+    assert cli.main(["vae", "--resume", str(killed)]) == 0
     assert f"{killed} was stopped before its first checkpoint: training it from step 0" in capsys.readouterr().err
     (a, _), (b, sb) = load_checkpoint(whole / "checkpoints", "vae"), load_checkpoint(killed / "checkpoints", "vae")
     assert sb["step"] == 4 and all(torch.equal(a[k], b[k]) for k in a)
@@ -362,15 +362,14 @@ def test_a_faulty_game_step_is_caught(fault, both, monkeypatch):
         assert "running_var" in message and "loss" not in message.split("\n")[0], message  # only the statistics
 
 
-def test_theory_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backend_resumes(tmp_path, capsys):
+def test_practice_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backend_resumes(tmp_path, capsys):
     from practice_torch.cli import main as torch_main
     from practice_torch.engine.checkpoint import load_checkpoint
-    from theory_jax.cli import main as jax_main
 
     run = tmp_path / "gan"  # spectrally normalised: its vectors cross to torch's parametrizations and back
     tiny = ["--set", "model.hidden=16,16", "--set", "train.batch_size=64", "--set", "train.log_every=4", "--set",
             "train.samples=200", "--set", "model.spectral_norm=true"]
-    assert jax_main(["train", "gan", "--steps", "8", "--out", str(run), *tiny]) == 0
+    assert practice_jax(["train", "gan", "--steps", "8", "--out", str(run), *tiny]) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [4, 8]
     assert {"loss", "grad_norm_discriminator", "grad_norm_generator", "lr_generator", "d_real"} <= set(lines[-1])
@@ -381,38 +380,37 @@ def test_theory_jax_trains_the_gan_into_a_run_pytorch_evaluates_and_either_backe
     assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
     assert 0 <= json.loads((run / "eval_test.json").read_text())["modes_covered"] <= 8
     assert torch_main(["train", "gan", "--resume", str(run), "--steps", "10"]) == 0  # PyTorch continues it
-    assert jax_main(["train", "gan", "--resume", str(run), "--steps", "12"]) == 0  # and JAX continues that
+    assert practice_jax(["train", "gan", "--resume", str(run), "--steps", "12"]) == 0  # and JAX continues that
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()][-1] == 12
     capsys.readouterr()
-    assert jax_main(["train", "gan", "--steps", "1", "--out", str(tmp_path / "sn"), "--set",
+    assert practice_jax(["train", "gan", "--steps", "1", "--out", str(tmp_path / "sn"), "--set",
                      "model.spectral_norm=true", "--set", "model.discriminator_steps=0"]) == 2
     assert "discriminator_steps >= 1 only" in capsys.readouterr().err and not (tmp_path / "sn").exists()
-    assert jax_main(["train", "gan", "--steps", "1", "--out", str(tmp_path / "adam"), "--set",
+    assert practice_jax(["train", "gan", "--steps", "1", "--out", str(tmp_path / "adam"), "--set",
                      "model.unrolled_steps=2", "--set", "model.unroll_optimizer=adam"]) == 2
     assert "unroll_optimizer=sgd" in capsys.readouterr().err and not (tmp_path / "adam").exists()
-    assert jax_main(["train", "gan", "--steps", "1", "--out", str(tmp_path / "grown"), "--dataset", "digits", "--set",
+    assert practice_jax(["train", "gan", "--steps", "1", "--out", str(tmp_path / "grown"), "--dataset", "digits", "--set",
                      "model.progressive=true"]) == 2
     assert "does not grow the players" in capsys.readouterr().err and not (tmp_path / "grown").exists()
 
 
 # DDPM: the default step on L_simple (``shared_specs/twins/ddpm.py``) ---------------------------------------------
-def test_theory_jax_trains_ddpm_into_a_run_pytorch_evaluates_and_a_loss_without_the_null_token_is_caught(
+def test_practice_jax_trains_ddpm_into_a_run_pytorch_evaluates_and_a_loss_without_the_null_token_is_caught(
         tmp_path, capsys, both, monkeypatch):
     import theory_jax.diffusion as jdiff
     from practice_torch.cli import main as torch_main
     from shared_specs.catalogue import spec_cases
-    from theory_jax.cli import main as jax_main
 
     run = tmp_path / "ddpm"
     tiny = ["--dataset", "gaussians", "--set", "model.hidden=16", "--set", "model.depth=1", "--set", "model.T=50",
             "--set", "model.sample_steps=5", "--set", "train.batch_size=32", "--set", "train.samples=50", "--set",
             "model.nll_examples=16", "--set", "train.log_every=2"]
-    assert jax_main(["train", "ddpm", "--steps", "4", "--out", str(run), *tiny]) == 0
+    assert practice_jax(["train", "ddpm", "--steps", "4", "--out", str(run), *tiny]) == 0
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [2, 4]
     assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
     assert json.loads((run / "eval_test.json").read_text())
     capsys.readouterr()
-    assert jax_main(["train", "ddpm", "--steps", "2", "--out", str(tmp_path / "x"), "--dataset", "digits",
+    assert practice_jax(["train", "ddpm", "--steps", "2", "--out", str(tmp_path / "x"), "--dataset", "digits",
                      "--set", "model.dropout=0.1"]) == 2
     assert "draws no dropout masks" in capsys.readouterr().err
     case = {c.id: c for c in spec_cases("ddpm")}["ddpm/run/mlp-conditional"]
@@ -421,7 +419,7 @@ def test_theory_jax_trains_ddpm_into_a_run_pytorch_evaluates_and_a_loss_without_
     assert "loss" in caught(short, Perturbation("no null token"))
 
 
-def test_theory_jax_train_refuses_the_values_practice_torch_train_refuses(tmp_path, capsys):
+def test_practice_jax_train_refuses_the_values_practice_torch_train_refuses(tmp_path, capsys):
     """One validation for both trainers (``practice_torch.models.new_run_config``): --steps 0 and -5, and each
     numeric train key NaN, infinite or out of its range; one line, exit 2, nothing written. (On --resume:
     ``resumed_config``, in the VAE run's test above; valid values: test_cli's control.)"""
@@ -434,7 +432,7 @@ def test_theory_jax_train_refuses_the_values_practice_torch_train_refuses(tmp_pa
                           (["--devices", "0"], "--devices 0: this machine has"),
                           *((["--set", f"train.{key}={value}"], message) for key, kind in numeric_train_keys().items()
                             for value, message in bad_values(key, kind))]:
-        assert loop.main(["vae", *argv, "--out", str(out)]) == 2, argv
+        assert cli.main(["vae", *argv, "--out", str(out)]) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, (argv, err)
     assert not out.exists()
@@ -447,7 +445,7 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_p
 import jax
 jax.config.update("jax_enable_x64", True)
 import numpy as np
-from practice_jax.loop import new_run
+from practice_jax.runs import new_run
 from practice_torch.models import new_run_config
 
 def gap(a, b):
@@ -478,7 +476,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 import numpy as np
 import practice_jax.hosts as hosts
-from practice_jax.loop import new_run
+from practice_jax.runs import new_run
 from practice_torch.models import new_run_config
 
 port, process, out, models = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
@@ -563,7 +561,7 @@ def test_two_devices_and_two_processes_train_the_run_one_device_trains(tmp_path)
     (["--coordinator", "localhost:1", "--processes", "2", "--process-id", "2"], "with ids 0 to processes - 1"),
 ])
 def test_several_hosts_flags_that_cannot_work_are_one_line(flags, message, capsys, tmp_path):
-    from practice_jax.loop import main
+    from practice_jax.cli import main
 
     assert main(["vae", "--dataset", "digits", "--out", str(tmp_path / "run"), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -586,14 +584,14 @@ def test_practice_jax_trains_flow_matching_into_a_run_pytorch_evaluates_and_wron
     run = tmp_path / "fm"
     tiny = ["--dataset", "moons", "--set", "model.hidden=16", "--set", "model.depth=1", "--set", "train.batch_size=32",
             "--set", "train.samples=50", "--set", "train.log_every=2", "--set", "model.ode_steps=4"]
-    assert loop.main(["flow_matching", "--steps", "4", "--out", str(run), *tiny]) == 0
+    assert cli.main(["flow_matching", "--steps", "4", "--out", str(run), *tiny]) == 0
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [2, 4]
     assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
     assert json.loads((run / "eval_test.json").read_text())
     capsys.readouterr()
     for setting, says in (("model.coupling=ot", "pairs noise and data independently"),
                           ("model.dropout=0.1", "draws no dropout masks")):
-        assert loop.main(["flow_matching", "--steps", "2", "--out", str(tmp_path / "x"), "--dataset", "digits",
+        assert cli.main(["flow_matching", "--steps", "2", "--out", str(tmp_path / "x"), "--dataset", "digits",
                           "--set", "model.architecture=unet", "--set", setting]) == 2
         assert says in capsys.readouterr().err and not (tmp_path / "x").exists()
     case = {c.id: c for c in spec_cases("flow_matching")}["flow_matching/run/mlp-moons"]
@@ -621,12 +619,12 @@ def test_practice_jax_trains_the_cnf_into_a_run_pytorch_evaluates_and_wrong_solv
             "--set", "train.batch_size=32", "--set", "train.samples=50", "--set", "train.log_every=3", "--set",
             "model.sample_method=rk4", "--set", "model.sample_steps=2", "--set", "model.grid=8", "--set",
             "model.eval_examples=40", "--set", "model.nll_examples=8"]
-    assert loop.main(["cnf", "--steps", "3", "--out", str(run), *tiny]) == 0
+    assert cli.main(["cnf", "--steps", "3", "--out", str(run), *tiny]) == 0
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [3]
     assert torch_main(["eval", str(run), "--device", "cpu", "--no-sample-metrics"]) == 0
     assert json.loads((run / "eval_test.json").read_text())["nll"] > 0
     capsys.readouterr()
-    assert loop.main(["cnf", "--steps", "2", "--out", str(tmp_path / "x"), *tiny, "--set", "model.adjoint=true"]) == 2
+    assert cli.main(["cnf", "--steps", "2", "--out", str(tmp_path / "x"), *tiny, "--set", "model.adjoint=true"]) == 2
     assert "backpropagates through the solver" in capsys.readouterr().err and not (tmp_path / "x").exists()
     case = {c.id: c for c in spec_cases("cnf")}["cnf/run/concatsquash-rk4"]
     short = RunCase(f"{case.id}-controls", case.model, case.overrides, case.dataset, steps=4)
@@ -648,10 +646,85 @@ def test_the_jax_schedule_and_ema_decay_are_the_engines_bookkeeping():
 
     train = dataclasses.replace(new_run_config("vae", "quick", None, []).train, steps=60, warmup_steps=7,
                                 min_lr_ratio=0.05)
-    schedule = loop.lr_schedule(train)
+    schedule = state.lr_schedule(train)
     host = [train.lr * lr_factor(s, 7, 60, 0.05) for s in range(61)]
     assert np.allclose([float(schedule(s)) for s in range(61)], host, rtol=1e-6, atol=0)
-    flat = loop.lr_schedule(dataclasses.replace(train, warmup_steps=0))
+    flat = state.lr_schedule(dataclasses.replace(train, warmup_steps=0))
     assert not np.allclose([float(flat(s)) for s in range(61)], host, rtol=1e-6, atol=0)
-    assert [float(loop.ema_decay(0.99, u)) for u in range(1, 40)] == pytest.approx(
+    assert [float(state.ema_decay(0.99, u)) for u in range(1, 40)] == pytest.approx(
         [ema_decay(0.99, u) for u in range(1, 40)], rel=1e-6)
+
+
+# train.rng=jax: a JAX run's own noise, from jax.random ---------------------------------------------------------------
+RUN_CASES = {c.id: c for topic in TRAINERS for c in spec_cases(topic) if isinstance(c, RunCase)}
+NOISE_CASES = ("vae/run/mlp", "vae/run/hierarchical", "gan/run/mlp-conditional-unrolled", "ddpm/run/mlp-conditional",
+               "language_model/run/tied-rope", "flow_matching/run/unet-conditional", "cnf/run/concatsquash-rk4")
+
+
+@pytest.mark.parametrize("case", [RUN_CASES[i] for i in NOISE_CASES], ids=lambda c: c.id)  # images, labels, both
+def test_jax_noise_has_the_engines_names_shapes_and_kinds(case):
+    """Each model's ``draw_noise`` with ``jax.random`` gives what its PyTorch adapter's gives (as the JAX trainer
+    receives it: images channels last): the same names, shapes and kinds (float, int, bool) and, over 2048 rows, the
+    same distribution: a float's mean and spread, a bool's share, an int's range, within sampling error. Control:
+    two keys draw different noise."""
+    import jax
+
+    from practice_jax.torch_layout import to_jax
+    from practice_jax.twins import twin_of
+    from practice_torch.engine.runs import build_net, dataset_info
+    from practice_torch.models import get_model
+
+    cfg, module = twin_training.run_config(case), get_model(case.model)
+    net, n = build_net(module, cfg, dataset_info(cfg.data)), 2048
+    twin = twin_of(case.model)(net, cfg)
+    engine = to_jax(module.draw_noise(net, cfg.model, n, torch.Generator().manual_seed(0)))
+    mine, other = twin.draw_noise(jax.random.key(0), n), twin.draw_noise(jax.random.key(1), n)
+    assert set(mine) == set(engine)
+    for name, value in engine.items():
+        value, drawn = np.asarray(value), np.asarray(mine[name])
+        assert drawn.shape == value.shape and drawn.dtype.kind == value.dtype.kind, name
+        if value.dtype.kind == "f":
+            assert abs(drawn.mean() - value.mean()) < 0.05 and abs(drawn.std() - value.std()) < 0.05, name
+        elif value.dtype.kind == "b":
+            assert abs(drawn.mean() - value.mean()) < 0.05, name
+        else:
+            assert drawn.min() == value.min() == 0 and abs(int(drawn.max()) - int(value.max())) <= 0.01 * value.max()
+    assert any(not np.array_equal(np.asarray(mine[k]), np.asarray(other[k])) for k in mine)
+
+
+def test_a_run_with_jax_noise_trains_resumes_exactly_and_pytorch_refuses_to_draw_it(tmp_path, capsys, monkeypatch):
+    """``--rng jax``: the run's noise from its key (saved in each checkpoint), so a run stopped by SIGTERM and resumed
+    ends where the run never stopped ends; it differs from the same run on the engine's noise (the control); the
+    PyTorch engine, which draws from torch's generator, refuses the config in one line."""
+    import signal
+
+    from practice_torch.cli import main as torch_main
+    from practice_torch.engine.checkpoint import load_checkpoint
+
+    settings = ["--dataset", "digits", "--steps", "6", "--set", "model.architecture=mlp", "--set", "model.hidden=16",
+                "--set", "model.latent_dim=2", "--set", "train.batch_size=32", "--set", "train.log_every=2",
+                "--set", "train.samples=0"]
+    runs = {name: tmp_path / name for name in ("whole", "part", "engine")}
+    assert cli.main(["vae", "--rng", "jax", "--out", str(runs["whole"]), *settings]) == 0
+    assert cli.main(["vae", "--out", str(runs["engine"]), *settings]) == 0
+    advance = JaxRun.advance
+
+    def advance_then_signal(run):
+        logged = advance(run)
+        if run.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logged
+
+    monkeypatch.setattr(JaxRun, "advance", advance_then_signal)
+    assert cli.main(["vae", "--rng", "jax", "--out", str(runs["part"]), *settings]) == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    assert "jax_key" in load_checkpoint(runs["part"] / "checkpoints", "vae")[1]
+    assert cli.main(["vae", "--resume", str(runs["part"])]) == 0
+    whole, part, engine = (load_checkpoint(runs[k] / "checkpoints", "vae")[0] for k in ("whole", "part", "engine"))
+    assert all(torch.equal(whole[k], part[k]) for k in whole)
+    assert not all(torch.equal(whole[k], engine[k]) for k in whole)
+    capsys.readouterr()
+    assert cli.main(["vae", "--resume", str(runs["part"]), "--rng", "torch"]) == 2
+    assert "which a resumed run keeps" in capsys.readouterr().err
+    assert torch_main(["train", "vae", "--resume", str(runs["part"]), "--steps", "8"]) == 2
+    assert "train.rng=jax: the PyTorch engine draws a step's noise from its torch generator" in capsys.readouterr().err

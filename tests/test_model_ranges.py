@@ -130,22 +130,24 @@ def test_practice_torch_train_refuses_each_range_of_each_model_and_writes_nothin
 
 
 def test_practice_jax_train_refuses_every_key_out_of_range_before_data_or_jax_work(tmp_path, capsys, monkeypatch):
-    """Every numeric key of every model the JAX trainer trains (``loop.TRAINERS``), out of its range: exit 2, one
+    """Every numeric key of every model the JAX trainer trains (``twins.TRAINERS``), out of its range: exit 2, one
     line, nothing written, and neither the training split loaded nor a JAX run set up."""
-    from practice_jax import loop
+    from practice_jax import cli, loop
+    from practice_jax import runs as jax_runs
+    from practice_jax.twins import TRAINERS
     from practice_torch.engine import runs
 
     def never(*args, **kwargs):
         raise AssertionError("reached past the config check")
 
     monkeypatch.setattr(loop, "train", never)
-    monkeypatch.setattr(loop, "engine_start", never)
+    monkeypatch.setattr(jax_runs, "engine_start", never)
     monkeypatch.setattr(runs, "load_split", never)
     out = tmp_path / "never"
-    for model in loop.TRAINERS:
+    for model in TRAINERS:
         for key in model_keys(model):
             setting, says = model_settings(model, key)[0][0]
-            code = loop.main([model, "--set", setting, "--out", str(out)])
+            code = cli.main([model, "--set", setting, "--out", str(out)])
             refused_in_one_line(code, capsys.readouterr().err, says)
     assert not out.exists()
 
@@ -153,7 +155,7 @@ def test_practice_jax_train_refuses_every_key_out_of_range_before_data_or_jax_wo
 def test_a_resumed_run_refuses_each_key_out_of_range_and_changes_nothing(tmp_path, capsys):
     """``resumed_config`` (both trainers' --resume) for every numeric key of every model, and --resume through both
     command lines: refused in one line, the run's folder as it was."""
-    from practice_jax import loop
+    from practice_jax import cli
     from practice_torch.cli import main
 
     for model in MODELS:
@@ -166,7 +168,7 @@ def test_a_resumed_run_refuses_each_key_out_of_range_and_changes_nothing(tmp_pat
     before = {p: p.read_bytes() for p in run.rglob("*")}
     refused_in_one_line(main(["train", "vae", "--resume", str(run), "--set", "model.beta=-1"]), capsys.readouterr().err,
                         "model.beta must be at least 0, got -1.0")
-    refused_in_one_line(loop.main(["vae", "--resume", str(run), "--set", "model.tc_betas=0.5,1"]),
+    refused_in_one_line(cli.main(["vae", "--resume", str(run), "--set", "model.tc_betas=0.5,1"]),
                         capsys.readouterr().err, "model.tc_betas must be in [0, 1) (each number), got (0.5, 1.0)")
     assert {p: p.read_bytes() for p in run.rglob("*")} == before
 

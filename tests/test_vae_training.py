@@ -221,7 +221,7 @@ def test_vaegan_trains_three_players_each_on_its_own_network_and_resumes_exactly
 
 @pytest.mark.parametrize("key", ["model.factor_gamma=10", "model.vaegan_gamma=0.1"])
 def test_factor_vae_and_vaegan_are_refused_by_the_jax_trainer(key, tmp_path, capsys):
-    from practice_jax.loop import main
+    from practice_jax.cli import main
 
     assert main(["vae", "--dataset", "digits", "--out", str(tmp_path / "jax"), "--set", key]) == 2
     err = capsys.readouterr().err.strip().splitlines()

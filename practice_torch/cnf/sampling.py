@@ -8,6 +8,8 @@ import torch
 
 from practice_torch.cnf.field import CNF
 from practice_torch.cnf.functions import FIXED_STEP
+from practice_torch.engine.interface import Artefact
+from practice_torch.plots import data_limits, trajectory_figure
 
 
 def solver(method: str, atol: float, rtol: float, steps: int) -> dict:
@@ -45,3 +47,9 @@ def eval_log_prob(net: CNF, config, x: torch.Tensor, chunk: int = 1000) -> tuple
         parts.append(ll.detach())
         nfe = max(nfe, n)
     return torch.cat(parts), nfe
+
+
+def cnf_trajectory_figure(xs: torch.Tensor, times: torch.Tensor, data: torch.Tensor, nfe: int) -> Artefact:
+    """Particles x_t (T, N, 2) at each of ``times`` (T,) from noise to data, then 300 paths on the data box."""
+    (x0, x1), (y0, y1) = data_limits(torch.cat([data, xs[0]]).numpy())
+    return trajectory_figure(xs, times, (x0, x1), (y0, y1), f"paths noise -> data ({nfe} NFE)")

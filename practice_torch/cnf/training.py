@@ -20,12 +20,19 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from practice_torch.cnf.field import ACTIVATIONS, CNF, TIME_INPUTS, ODEField
 from practice_torch.cnf.functions import TRACES, draw_probe
-from practice_torch.cnf.sampling import device_of, draw_samples, eval_log_prob, sample_solver, solver
+from practice_torch.cnf.sampling import (
+    cnf_trajectory_figure,
+    device_of,
+    draw_samples,
+    eval_log_prob,
+    sample_solver,
+    solver,
+)
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.models import Artefact
-from practice_torch.plots import data_limits, density_figure_1d, density_figure_2d, trajectory_figure
+from practice_torch.plots import density_figure_1d, density_figure_2d
 
 
 @dataclass
@@ -123,12 +130,6 @@ def sample(net: CNF, config: Config, n: int, generator: torch.Generator, example
     return [density_figure_2d("density", log_prob, data, xs[-1], grid=config.grid,
                               title="CNF density: log p_1 with the exact trace"),
             cnf_trajectory_figure(xs, times, data, nfe)]
-
-
-def cnf_trajectory_figure(xs: torch.Tensor, times: torch.Tensor, data: torch.Tensor, nfe: int) -> Artefact:
-    """Particles x_t (T, N, 2) at each of ``times`` (T,) from noise to data, then 300 paths on the data box."""
-    (x0, x1), (y0, y1) = data_limits(torch.cat([data, xs[0]]).numpy())
-    return trajectory_figure(xs, times, (x0, x1), (y0, y1), f"paths noise -> data ({nfe} NFE)")
 
 
 @torch.no_grad()

@@ -44,6 +44,13 @@ def validation_start(step: int, log_every: int, val_batch: int) -> int:
     return step // log_every * val_batch
 
 
+def validation_rows(step: int, log_every: int, val_batch: int, n: int) -> list[int]:
+    """The ``val_batch`` validation rows (of ``n``) a log step at ``step`` scores: in order from
+    ``validation_start``, cycling through the split."""
+    start = validation_start(step, log_every, val_batch)
+    return [(start + i) % n for i in range(val_batch)]
+
+
 class StopOnSignals:
     """SIGINT or SIGTERM (in the main thread) sets ``signal``: the step finishes, a checkpoint is written and the
     loop returns; a second SIGINT interrupts at once. Elsewhere (a thread) the handlers are left alone."""

@@ -69,6 +69,8 @@ class TrainConfig:
     early_stop: str = ""  # a ``validate`` term (lower is better) that stops the run when it stops improving; "" = none
     patience: int = 10  # early stopping: log steps without a new best of ``early_stop`` before the run stops
     samples: int = 64  # how many samples the run writes at the end (0: none; `practice_torch sample RUN` draws them)
+    rng: Literal["torch", "jax"] = "torch"  # what draws a step's noise: the engine's torch generator, or jax.random
+    # (practice_jax train only: a JAX run that need not agree with a PyTorch one)
 
 
 # What each range's name means: the vocabulary of ``TRAIN_RANGES`` and of each model's ``RANGES`` (``check_model``).

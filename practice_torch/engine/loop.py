@@ -41,7 +41,6 @@ from __future__ import annotations
 import gc
 import math
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,62 +52,31 @@ from torch.utils.data import TensorDataset
 from practice_torch.data.control import Environments
 from practice_torch.engine import RunError, distributed
 from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, on_device, shard, to_device
-from practice_torch.engine.bookkeeping import (
-    StopOnSignals,
-    is_checkpoint_step,
-    is_log_step,
-    lr_factor,
-    validation_start,
-)
-from practice_torch.engine.checkpoint import (
-    CheckpointError,
-    current_version,
-    latest_step,
-    load_checkpoint,
-    load_weights_into,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from practice_torch.engine.bookkeeping import StopOnSignals, is_checkpoint_step, is_log_step, lr_factor
+from practice_torch.engine.checkpoint import CheckpointError, current_version, save_checkpoint
 from practice_torch.engine.config import ConfigError, RunConfig, check_train, derive_seed
 from practice_torch.engine.ema import EMA
 from practice_torch.engine.interface import ModelModule, writes_own_step
-from practice_torch.engine.metrics import MetricsLog, plot_losses
+from practice_torch.engine.metrics import MetricsLog
 from practice_torch.engine.players import StepRun, check_players, player_optimizers
 from practice_torch.engine.runs import (
-    BUILDS_ON_FILE,
     CHECKPOINTS,
     Parent,
     build_net,
     dataset_info,
     ema_copy,
-    held_out_examples,
+    end_of_run,
     load_split,
     reopened_parents,
-    save_samples,
-    write_builds_on,
-    write_config,
+    start_run,
+    validation_terms,
     write_environment,
-    write_samples,
 )
 from practice_torch.engine.threads import ThreadCount
+from practice_torch.engine.training_state import reopen, restore_position, training_state, unfit
+from practice_torch.engine.window import Diverged, LogWindow, check_finite, check_name  # noqa: F401 (re-exported)
 from practice_torch.progress import progress
 
-
-class Diverged(Exception):
-    """The loss or the gradient became NaN or infinite; the message says where and what is kept."""
-
-
-CHECK_NAMES = {"grad_norm": "gradient norm", "update_norm": "update norm"}  # logged, and checked for finiteness
-
-
-def check_name(key: str) -> str | None:
-    """What a logged check measures ("gradient norm of the generator" for grad_norm_generator), or None."""
-    if key in CHECK_NAMES:
-        return CHECK_NAMES[key]
-    if key.startswith("grad_norm_"):
-        return f"gradient norm of the {key.removeprefix('grad_norm_')}"
-    return None
 STOP = "_stop"  # the stop flag's place among the summed values (never logged)
 
 
@@ -162,6 +130,9 @@ class Trainer:
         # them through the registry; on resume, without one, those its builds_on.json records
         self.parents = parents if parents is not None else reopened_parents(run_dir) if resume else {}
         check_train(t)
+        if t.rng != "torch":
+            raise ConfigError(f"train.rng={t.rng}: the PyTorch engine draws a step's noise from its torch generator "
+                              "(train.rng=torch); noise drawn with jax.random is python -m practice_jax train's")
         self.model = model
         self.versions = getattr(model, "CHECKPOINT_VERSIONS", None)  # {version: what changed}; None: version 1
         info = dataset_info(cfg.data)
@@ -238,31 +209,23 @@ class Trainer:
         self.stop_flags = torch.tensor([0.0, 1.0], device=self.device)  # the stop flag's two values, made once
 
     def _restore(self) -> dict:
-        """Weights, optimizer, schedule, data position, noise and global RNG from the newest checkpoint."""
-        folder = self.run_dir / CHECKPOINTS
-        weights, state = load_checkpoint(folder, self.cfg.model_name, versions=self.versions)
-        load_weights_into(self.net, weights, folder)
-        try:
+        """The newest checkpoint (``engine.training_state``): the weights, then the optimizers and their schedules,
+        then the run's place (data position, noise, every global RNG, the step)."""
+        state = reopen(self.run_dir, self.cfg.model_name, self.net, self.versions)
+        if self.custom is not None and "players" not in state:
+            raise CheckpointError(f"{self.run_dir / CHECKPOINTS} was written by {self.cfg.model_name}'s one-loss step; "
+                                  "this code writes its own step with its players' optimizers: it samples and "
+                                  "evaluates, but to train further train it anew")
+        with unfit(self.run_dir):
             if self.custom is None:
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.scheduler.load_state_dict(state["scheduler"])
             else:
-                if "players" not in state:
-                    raise CheckpointError(f"{folder} was written by {self.cfg.model_name}'s one-loss step; this code "
-                                          "writes its own step with its players' optimizers: it samples and "
-                                          "evaluates, but to train further train it anew")
                 for name, saved in state["players"].items():
                     self.optimizers[name].load_state_dict(saved["optimizer"])
                     self.schedulers[name].load_state_dict(saved["scheduler"])
-            if self.environments is None:
-                self.batches.load_state_dict(state["batches"])
-            else:
-                self.environments.load_state_dict(state["environments"])
-            self.noise.set_state(state["noise"])
-            set_rng_state(state["rng"])
-            self.step = int(state["step"])
-        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-            raise CheckpointError(f"the training state in {folder} does not fit this run: {exc}") from None
+            place = self.batches if self.environments is None else self.environments
+            self.step = restore_position(state, place, self.noise)
         return state
 
     # The loop -----------------------------------------------------------------------------------------
@@ -271,21 +234,14 @@ class Trainer:
         t, main = self.cfg.train, self.procs.is_main
         end = t.steps if stop_at is None else min(stop_at, t.steps)
         if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_config(self.run_dir, self.cfg)
-            if self.parents and not (self.run_dir / BUILDS_ON_FILE).exists():
-                write_builds_on(self.run_dir, self.parents)
-            write_environment(self.run_dir, self.device, self.procs.world_size, self.step)
+            start_run(self.run_dir, self.cfg, self.parents, self.device, self.procs.world_size, self.step)
         distributed.barrier(self.procs)
         log = MetricsLog(self.run_dir, self.step) if main else None
         bar = progress(total=t.steps, initial=self.step, disable=not main, unit="step", every=t.log_every,
                        desc=f"{self.cfg.model_name} on {self.cfg.data.name}")
-        sums: dict[str, torch.Tensor] = {}  # the log window's loss, checks, terms and stop flag, summed on the device
-        lr_sums: dict[str, float] = {}  # the window's learning rates (host)
+        window = LogWindow(self.examples_seen())  # loss, checks, terms and stop flag summed on the device
         checked = self.step  # the last step a sync found finite
         stop_early, last_loss, teams = False, None, [self.threads.threads]
-        window_start, window_steps, window_examples = time.perf_counter(), 0, self.examples_seen()
-        started = time.perf_counter()
         try:
             with self.stop:
                 while self.step < end:
@@ -295,25 +251,21 @@ class Trainer:
                         teams.append(self.threads.threads)
                         if main:
                             bar.write(f"{self.cfg.model_name}: {resized}", file=sys.stderr)
-                    for i, name in enumerate(names):  # a GAN's players log different terms: each sums its own
-                        sums[name] = sums[name] + stats[i] if name in sums else stats[i]
-                    for k, v in lrs.items():
-                        lr_sums[k] = lr_sums.get(k, 0.0) + v
-                    window_steps += 1
+                    window.add(dict(zip(names, stats)), lrs)  # a GAN's players log different terms: each its own
                     log_step = is_log_step(self.step, t.log_every, end)
                     if not (log_step or self.step % t.checkpoint_every == 0 or self.step % self.sync_every == 0):
                         continue
-                    keys = list(sums)
-                    host = dict(zip(keys, torch.stack([sums[k] for k in keys]).tolist()))  # the one read per window
+                    host = window.read(lambda sums: torch.stack(sums).tolist())  # the one read per window
                     stop = host.pop(STOP) > 0
-                    self._check_finite(host, window_steps, checked)
+                    check_finite(host, window.steps, checked, self.step, self.run_dir / CHECKPOINTS,
+                                 "try a lower train.lr or a train.grad_clip" if self.update is None else
+                                 "the closed-form update failed")
                     checked = self.step
                     if log_step or stop:
-                        rate = (self.examples_seen() - window_examples) / (time.perf_counter() - window_start)
-                        means = {k: v / window_steps for k, v in host.items()}
-                        means.update({k: v / window_steps for k, v in lr_sums.items()})
+                        means, rate = window.means(host, self.examples_seen())
                         if self.validate is not None:
-                            means.update(self._validate())
+                            means.update(validation_terms(self.model, self.net, self.cfg, self.val_set, self.step,
+                                                          self._to_device))
                         if t.early_stop and self._stalls(means) and self.step < t.steps:
                             stop_early = True
                         bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
@@ -322,9 +274,8 @@ class Trainer:
                             means["env_steps"] = self.environments.steps
                         if log:
                             log.write(self.step, {**means, "examples_per_s": rate, "threads": self.threads.threads,
-                                                  "time_s": time.perf_counter() - started})
-                        sums, lr_sums, window_start, window_steps = {}, {}, time.perf_counter(), 0
-                        window_examples = self.examples_seen()
+                                                  "time_s": window.elapsed()})
+                        window.open(self.examples_seen())
                     bar.update(self.step - bar.n)  # after the postfix: in a log, a log step's line shows its loss
                     if is_checkpoint_step(self.step, t.checkpoint_every, end):
                         self.save()
@@ -461,20 +412,6 @@ class Trainer:
         """The run's autocast context: bf16 with train.precision=bf16, else a no-op."""
         return torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
 
-    def _check_finite(self, values: dict[str, float], window: int, checked: int) -> None:
-        """Diverged (one line) when the summed loss or a check of the steps since the last synchronisation is not
-        finite: a NaN or an infinity in any step of a window makes its sum so."""
-        checks = [k for k in values if check_name(k)]
-        if all(math.isfinite(values[k]) for k in ("loss", *checks)):
-            return
-        kept = latest_step(self.run_dir / CHECKPOINTS)
-        what = ", ".join(f"{check_name(k)} {values[k] / window}" for k in checks)
-        hint = "try a lower train.lr or a train.grad_clip" if self.update is None else "the closed-form update failed"
-        where = f"at step {self.step}" if self.step == checked + 1 else f"within steps {checked + 1}-{self.step}"
-        raise Diverged(f"the loss became {values['loss'] / window} ({what}) {where}; stopped. "
-                       + (f"The last good checkpoint (step {kept}) is kept in {self.run_dir / CHECKPOINTS}"
-                          if kept is not None else "No checkpoint had been written") + f"; {hint}")
-
     def _gradient_step(self, batch, noise) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(loss, {'grad_norm'}, terms): the loss under autocast, backward (DDP averages), global-norm clipping."""
         t = self.cfg.train
@@ -496,23 +433,6 @@ class Trainer:
                          torch.zeros((), dtype=torch.float64, device=self.device))
         return loss, {"update_norm": torch.sqrt(change)}, terms
 
-    def _validate(self) -> dict[str, float]:
-        """The model's ``validate`` terms on the next ``train.val_batch`` validation examples: rows taken in order
-        from (step // log_every) * val_batch, cycling through the split, so a resumed run scores the same rows. Every
-        rank scores the same rows with the same weights; eval mode (no dropout), no gradients, the run's autocast."""
-        t = self.cfg.train
-        start = validation_start(self.step, t.log_every, t.val_batch)
-        rows = torch.arange(start, start + t.val_batch) % len(self.val_set)
-        batch = tuple(self._to_device(x) for x in fetch(self.val_set, rows))
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=t.precision == "bf16"):
-                terms = self.validate(self.net, self.cfg.model, batch)
-        finally:
-            self.net.train(was_training)
-        return {k: float(v) for k, v in terms.items()}
-
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         x = to_device(x, self.device)
         if self.cfg.train.channels_last and x.ndim == 4:
@@ -528,25 +448,18 @@ class Trainer:
         else:
             optimizers = {"players": {name: {"optimizer": o.state_dict(), "scheduler": self.schedulers[name].state_dict()}
                                       for name, o in self.optimizers.items()}}
-        state = {**optimizers,
-                 "ema": None if self.ema is None else self.ema.state_dict(),
-                 **({"batches": self.batches.state_dict()} if self.environments is None else
-                    {"environments": self.environments.state_dict()}),
-                 "noise": self.noise.get_state(), "rng": rng_state(), "early_stop": (*self.best, self.stalled)}
+        position = ({"batches": self.batches.state_dict()} if self.environments is None else
+                    {"environments": self.environments.state_dict()})
+        state = training_state(optimizers, None if self.ema is None else self.ema.state_dict(), position, self.noise,
+                               (*self.best, self.stalled))
         save_checkpoint(self.run_dir / CHECKPOINTS, self.cfg.model_name, self.step, self.net.state_dict(), state,
                         current_version(self.versions))
 
     def finish(self) -> list[Path]:
-        """The loss curves and the model's samples (EMA weights if kept) of a completed run; with ``train.samples=0``
-        the curves alone (``python -m practice_torch sample RUN`` draws them later)."""
-        n, written = self.cfg.train.samples, []
-        if n:
-            net = self.net if self.ema is None else ema_copy(self.net, self.ema.weights(self.net))
-            artefacts = write_samples(self.model, self.cfg, net, n, self.cfg.train.seed,
-                                      held_out_examples(self.cfg.data, n))
-            written = save_samples(artefacts, self.run_dir)
-        plot = plot_losses(self.run_dir, self.run_dir / "loss.png")
-        return written + ([plot] if plot else [])
+        """What a completed run writes last (``engine.runs.end_of_run``): its samples, of the EMA's weights where it
+        keeps them, and its loss curves."""
+        net = self.net if self.ema is None else ema_copy(self.net, self.ema.weights(self.net))
+        return end_of_run(self.model, self.cfg, net, self.run_dir)
 
     def close(self) -> None:
         """Leave the process group if this trainer joined it, after dropping the DDP wrapper that holds it (see

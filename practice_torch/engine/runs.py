@@ -374,6 +374,55 @@ def new_samples_dir(run_dir: Path) -> Path:
     return run_dir / f"{SAMPLES}-{k}"
 
 
+def start_run(run_dir: Path, cfg: RunConfig, parents: dict[str, Parent], device: torch.device, world_size: int,
+              step: int, backend: str = "pytorch", gpu: str | None = None) -> None:
+    """The run's folder as both trainers start a session in it: made, its config.json (the resolved config), its
+    builds_on.json (the runs it builds on, written once) and its environment.json (``write_environment``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, cfg)
+    if parents and not (run_dir / BUILDS_ON_FILE).exists():
+        write_builds_on(run_dir, parents)
+    write_environment(run_dir, device, world_size, step, backend=backend, gpu=gpu)
+
+
+def end_of_run(module: ModelModule, cfg: RunConfig, net: nn.Module, run_dir: Path) -> list[Path]:
+    """What a completed run writes last, in either trainer: its samples (``train.samples`` of them, drawn by ``net``,
+    the EMA's weights where the run keeps them; none with ``train.samples=0``, which ``sample`` draws later) in
+    RUN/samples/, and its loss curves, RUN/loss.png."""
+    from practice_torch.engine.metrics import plot_losses
+
+    n, written = cfg.train.samples, []
+    if n:
+        written = save_samples(write_samples(module, cfg, net, n, cfg.train.seed, held_out_examples(cfg.data, n)),
+                               run_dir)
+    plot = plot_losses(run_dir, run_dir / "loss.png")
+    return written + ([plot] if plot else [])
+
+
+@torch.no_grad()
+def validation_terms(module: ModelModule, net: nn.Module, cfg: RunConfig, val_set: Dataset, step: int,
+                     to_device: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> dict[str, float]:
+    """The model's ``validate`` terms at a log step, as both trainers score them: the ``train.val_batch`` rows of
+    ``val_set`` that step reads (``bookkeeping.validation_rows``: so a resumed run scores the same rows), moved by
+    ``to_device``, in eval mode (no dropout), without gradients, under the run's autocast; the net's mode is
+    restored."""
+    from practice_torch.engine.batches import fetch
+    from practice_torch.engine.bookkeeping import validation_rows
+
+    t = cfg.train
+    rows = torch.tensor(validation_rows(step, t.log_every, t.val_batch, len(val_set)))
+    batch = tuple(to_device(x) for x in fetch(val_set, rows))
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.autocast(device.type, torch.bfloat16, enabled=t.precision == "bf16"):
+            terms = module.validate(net, cfg.model, batch)
+    finally:
+        net.train(was_training)
+    return {k: float(v) for k, v in terms.items()}
+
+
 def ema_copy(net: nn.Module, ema_weights: dict[str, torch.Tensor]) -> nn.Module:
     """A copy of ``net`` holding the averaged weights (for samples at the end of a run)."""
     twin = copy.deepcopy(net)

@@ -4,6 +4,7 @@ conditioned on (``condition``) and ``generate`` (the ODE from noise to data). A 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,6 +60,14 @@ def condition(net: FlowModel, y: torch.Tensor | None, drop: torch.Tensor | None 
     from practice_torch.guidance import null_labels  # label dropout for classifier-free guidance
 
     return y.long() if drop is None else null_labels(y.long(), drop.to(y.device), net.num_classes)
+
+
+def galaxy_conditions(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, 5) normalised galaxy parameters drawn as the data set draws them (a seed from ``generator``)."""
+    from practice_torch.data.galaxies import draw_conditions, normalise_condition
+
+    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    return normalise_condition(torch.from_numpy(draw_conditions(n, rng)))
 
 
 @torch.no_grad()

@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -28,7 +27,7 @@ from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.flow_matching.functions import cfm_loss, ot_coupling, path_sample_and_target
-from practice_torch.flow_matching.model import FlowModel, condition, generate
+from practice_torch.flow_matching.model import FlowModel, condition, galaxy_conditions, generate
 from practice_torch.flow_matching.sampling import check_solver
 from practice_torch.models import Artefact
 
@@ -200,14 +199,6 @@ def _device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
-
-
-def galaxy_conditions(n: int, generator: torch.Generator) -> torch.Tensor:
-    """(n, 5) normalised galaxy parameters drawn as the data set draws them (a seed from ``generator``)."""
-    from practice_torch.data.galaxies import draw_conditions, normalise_condition
-
-    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-    return normalise_condition(torch.from_numpy(draw_conditions(n, rng)))
 
 
 @torch.no_grad()

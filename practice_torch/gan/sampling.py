@@ -10,6 +10,7 @@ import math
 import torch
 from torch.utils.data import Dataset
 
+from practice_torch.engine.interface import Artefact
 from practice_torch.gan.networks import Adversarial
 
 
@@ -27,6 +28,16 @@ def generate(net: Adversarial, n: int, generator: torch.Generator, y=None) -> to
     device = next(net.parameters()).device
     z = torch.randn((n, net.latent_dim), generator=generator).to(device)
     return net(z, None if y is None else y.to(device)).cpu()
+
+
+def mel_artefacts(samples, per_row: int, y=None) -> list[Artefact]:
+    """Log-mel samples (N, 1, 64, 64) as spectrogram pictures (low frequencies at the bottom) and, through
+    Griffin-Lim, as WAV files: the first 10 (a conditional GAN: the first of each class's row)."""
+    from practice_torch.data.audio import mel_picture, mel_to_waveform
+
+    heard = samples[::per_row] if y is not None else samples
+    return [Artefact("samples", "images", mel_picture(samples), nrow=per_row, labels=y),
+            Artefact("samples_audio", "audio", mel_to_waveform(heard[:10, 0]))]
 
 
 def references(net: Adversarial, dataset: Dataset, generator: torch.Generator, samples: int | None = None

@@ -34,7 +34,7 @@ from practice_torch.gan.networks import (
 )
 from practice_torch.gan.progressive import ProgressiveAdversarial
 from practice_torch.gan.quality import REFERENCE_NOTES
-from practice_torch.gan.sampling import class_rows, generate, references
+from practice_torch.gan.sampling import class_rows, generate, mel_artefacts, references
 from practice_torch.models import Artefact
 from practice_torch.plots import scatter_figure_2d
 
@@ -251,16 +251,6 @@ def sample(net: Adversarial, config: Config, n: int, generator: torch.Generator,
         return [Artefact("samples", "images", samples, nrow=per_row, labels=y)]
     data = samples if examples is None else examples[0]
     return [scatter_figure_2d("samples", samples, data, title=f"GAN samples ({config.generator_loss})")]
-
-
-def mel_artefacts(samples, per_row: int, y=None) -> list[Artefact]:
-    """Log-mel samples (N, 1, 64, 64) as spectrogram pictures (low frequencies at the bottom) and, through
-    Griffin-Lim, as WAV files: the first 10 (a conditional GAN: the first of each class's row)."""
-    from practice_torch.data.audio import mel_picture, mel_to_waveform
-
-    heard = samples[::per_row] if y is not None else samples
-    return [Artefact("samples", "images", mel_picture(samples), nrow=per_row, labels=y),
-            Artefact("samples_audio", "audio", mel_to_waveform(heard[:10, 0]))]
 
 
 @torch.no_grad()

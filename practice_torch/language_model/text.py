@@ -16,6 +16,7 @@ from practice_torch.data.text import WINDOW
 from practice_torch.engine.interface import Artefact
 from practice_torch.language_model.functions import STRATEGIES, check_strategy
 from practice_torch.language_model.networks import generate
+from practice_torch.language_model.tokenisers import BPETokenizer
 
 
 def _vocab():
@@ -58,6 +59,24 @@ def decoding_artefacts(net, config, n: int, generator: torch.Generator) -> list[
         text = decode_text(net, config, 1, generator, strategy)[0]
         rows.append(f"=== {strategy} ({setting}; {time.perf_counter() - start:.1f} s) ===\n{text}")
     return [Artefact("samples", "text", samples), Artefact("strategies", "text", rows)]
+
+
+def bpe_artefacts(merges: int, text: str) -> list[Artefact]:
+    """The BPE tokeniser of the training text (JSON) and ``text`` with '|' between its tokens."""
+    from practice_torch.data.text import shakespeare_text
+
+    train_text = shakespeare_text("train")
+    tokenizer = BPETokenizer.train(train_text, merges)
+    ids = tokenizer.encode(text)
+    if tokenizer.decode(ids) != text:
+        raise AssertionError("BPE round trip failed")
+    val = shakespeare_text("val")
+    ratio = len(val) / len(tokenizer.encode(val))
+    cut = "|".join(tokenizer.tokens[i] for i in ids)
+    note = (f"{tokenizer.vocab_size} tokens ({len(tokenizer.alphabet)} characters + {len(tokenizer.merges)} merges); "
+            f"{ratio:.2f} characters per token on the validation text; first merges: "
+            + ", ".join(repr(tokenizer.tokens[len(tokenizer.alphabet) + m]) for m in range(min(20, merges))))
+    return [Artefact("bpe_tokenizer", "text", [tokenizer.to_json()]), Artefact("bpe_sample", "text", [note, cut])]
 
 
 @torch.no_grad()

@@ -34,8 +34,7 @@ from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.evaluation import sequence_tasks
 from practice_torch.language_model.functions import check_strategy
 from practice_torch.language_model.networks import LanguageModel, build_language_model
-from practice_torch.language_model.text import decoding_artefacts, held_out_bits
-from practice_torch.language_model.tokenisers import BPETokenizer
+from practice_torch.language_model.text import bpe_artefacts, decoding_artefacts, held_out_bits
 from practice_torch.models import Artefact
 
 
@@ -167,24 +166,6 @@ def sample(net: LanguageModel, config: Config, n: int, generator: torch.Generato
     if config.bpe_merges:
         artefacts += bpe_artefacts(config.bpe_merges, artefacts[0].data[0])
     return artefacts
-
-
-def bpe_artefacts(merges: int, text: str) -> list[Artefact]:
-    """The BPE tokeniser of the training text (JSON) and ``text`` with '|' between its tokens."""
-    from practice_torch.data.text import shakespeare_text
-
-    train_text = shakespeare_text("train")
-    tokenizer = BPETokenizer.train(train_text, merges)
-    ids = tokenizer.encode(text)
-    if tokenizer.decode(ids) != text:
-        raise AssertionError("BPE round trip failed")
-    val = shakespeare_text("val")
-    ratio = len(val) / len(tokenizer.encode(val))
-    cut = "|".join(tokenizer.tokens[i] for i in ids)
-    note = (f"{tokenizer.vocab_size} tokens ({len(tokenizer.alphabet)} characters + {len(tokenizer.merges)} merges); "
-            f"{ratio:.2f} characters per token on the validation text; first merges: "
-            + ", ".join(repr(tokenizer.tokens[len(tokenizer.alphabet) + m]) for m in range(min(20, merges))))
-    return [Artefact("bpe_tokenizer", "text", [tokenizer.to_json()]), Artefact("bpe_sample", "text", [note, cut])]
 
 
 # Evaluation --------------------------------------------------------------------------------------------------------
