@@ -141,7 +141,7 @@ def get_topic(name: str) -> Topic:
 
 
 def has_derivation(name: str) -> bool:
-    return (ROOT / "theory_jax" / f"{name}.py").is_file()
+    return (ROOT / "theory_jax" / "derivations" / f"{name}.py").is_file()
 
 
 def has_implementation(name: str) -> bool:

@@ -119,7 +119,7 @@ def topic_table(link_pages: bool = True) -> str:
     lines = ["| topic | group | lectures | derivation | implementation | spec cases |", "|---|---|---|---|---|---|"]
     for name, group, lectures, deriv, impl, cases in catalogue.table_rows():
         title = f"[`{name}`]({TOPICS_DIR}/{name}.md)" if link_pages and name in pages else f"`{name}`"
-        deriv = f"[yes](theory_jax/{name}.py)" if deriv == "yes" else "-"
+        deriv = f"[yes](theory_jax/derivations/{name}.py)" if deriv == "yes" else "-"
         impl = f"[yes]({implementation_path(name)})" if impl == "yes" else "-"
         spec = f"[{cases}](shared_specs/{name}.py)" if cases else "-"
         lines.append(f"| {title} | {group} | {lectures} | {deriv} | {impl} | {spec} |")
@@ -457,7 +457,8 @@ def page_header(topic: catalogue.Topic) -> str:
     name, up = topic.name, "../.."
     forms = []
     if catalogue.has_derivation(name):
-        forms.append(f"derivation [`theory_jax/{name}.py`]({up}/theory_jax/{name}.py) "
+        forms.append(f"derivation [`theory_jax/derivations/{name}.py`]({up}/theory_jax/derivations/{name}.py) of "
+                     f"[`theory_jax/{name}.py`]({up}/theory_jax/{name}.py) "
                      f"([as a document](../derivations/{name}.md); as a notebook, `build/notebooks/{name}.ipynb`, "
                      f"written by `make notebooks`)")
     if catalogue.has_implementation(name):

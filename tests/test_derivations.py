@@ -317,7 +317,7 @@ def test_every_derivation_lays_out_as_cells_that_compile_in_steps_under_60_lines
 
     long, scripts = {}, {}
     for topic in cli.available():
-        module = importlib.import_module(f"theory_jax.{topic}")
+        module = importlib.import_module(f"theory_jax.derivations.{topic}")
         statements = notebook.flatten(module)
         scripts[topic] = notebook.script(module, statements)
         notebook.compiled(topic, scripts[topic])

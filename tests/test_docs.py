@@ -52,7 +52,7 @@ def test_the_readme_is_a_front_page():
     for topic in docs.topics_with_pages():  # every topic one click away, and each of its forms
         assert f"[`{topic.name}`](docs/topics/{topic.name}.md)" in readme
         if catalogue.has_derivation(topic.name):
-            assert f"[yes](theory_jax/{topic.name}.py)" in readme
+            assert f"[yes](theory_jax/derivations/{topic.name}.py)" in readme
 
 
 def test_the_pages_speak_of_the_project_not_of_issues_or_sessions():

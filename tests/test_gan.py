@@ -185,12 +185,14 @@ def test_a_fade_in_weighted_the_wrong_way_breaks_the_derivations_continuity(monk
     """The negative control of the claims that each player at alpha = 0 computes what the stage before computed."""
     import theory_jax.gan as jg
     from theory_jax.derivation import Derivation, full_precision
+    from theory_jax.derivations import gan as gan_derivation
 
     full_precision()
     right = jg.fade_in
-    monkeypatch.setattr(jg, "fade_in", lambda alpha, old, new: right(1 - alpha, old, new))
+    for module in (jg, gan_derivation):  # the networks and the derivation's steps that call it
+        monkeypatch.setattr(module, "fade_in", lambda alpha, old, new: right(1 - alpha, old, new))
     d = Derivation("gan", "progressive growing")
-    jg._section_progressive(d, np.random.default_rng(0))
+    gan_derivation._section_progressive(d, np.random.default_rng(0))
     failed = [c.statement for c in d.claims if not c.passed]
     assert len(failed) == 2 and "generator at stage" in failed[0] and "discriminator at stage" in failed[1]
 
@@ -200,6 +202,7 @@ def test_a_generator_that_fades_before_its_sigmoid_breaks_the_claim_that_fakes_f
     generator as it is, and the to_rgb outputs blended before the sigmoid, as this code once did, fail it alone."""
     import theory_jax.gan as jg
     from theory_jax.derivation import Derivation, full_precision
+    from theory_jax.derivations import gan as gan_derivation
 
     full_precision()
     right = jg.ProgressiveGenerator.__call__
@@ -220,7 +223,7 @@ def test_a_generator_that_fades_before_its_sigmoid_breaks_the_claim_that_fakes_f
         if fault is not None:
             monkeypatch.setattr(jg.ProgressiveGenerator, "__call__", fault)
         d = Derivation("gan", "progressive growing")
-        jg._fakes_fade_as_reals(d, jax.jit(g.apply, static_argnums=(2, 3)), pg, z)
+        gan_derivation._fakes_fade_as_reals(d, jax.jit(g.apply, static_argnums=(2, 3)), pg, z)
         failed = [c.statement for c in d.claims if not c.passed]
         assert len(failed) == len(fails) and all(f in s for f, s in zip(fails, failed)), failed
 

@@ -7,7 +7,6 @@
     python -m theory_jax --all                 # every derivation, with a summary
     python -m theory_jax --all --json R.json   # ...and every claim's measured discrepancy as JSON
     python -m theory_jax check RUN_DIR         # a trained run's held-out metric recomputed by its JAX twin
-    python -m theory_jax train vae             # python -m practice_jax train vae: the model trained in JAX
     python -m theory_jax exercises             # exercises: write a function, both backends check it
     python -m theory_jax exercise gan.minibatch_std   # ...writes exercises/gan_jax.py; --check FILE, --hint N
 """
@@ -33,8 +32,9 @@ def available() -> list[str]:
 
 
 def run_topic(name: str, echo: bool = True) -> tuple[Derivation | None, float]:
-    """Run one topic's derivation; a crash is reported and counts as a failure (None)."""
-    module = importlib.import_module(f"theory_jax.{name}")
+    """Run one topic's derivation (``theory_jax/derivations/<topic>.py``); a crash is reported and counts as a failure
+    (None)."""
+    module = importlib.import_module(f"theory_jax.derivations.{name}")
     if echo:
         print(f"\n== {name}: {module.TITLE} ==\n   lectures: {module.LECTURES}", flush=True)
     start = time.perf_counter()
@@ -94,10 +94,6 @@ def main(argv: list[str] | None = None) -> int:
         from shared_specs import twin_check as check
 
         return check.main(argv[1:])
-    if argv and argv[0] == "train":  # not a topic: a model trained in JAX, into a run the PyTorch side reads
-        from practice_jax import loop
-
-        return loop.main(argv[1:])
     if argv and argv[0] in ("exercise", "exercises"):  # not a topic: a function for the learner to write
         from shared_specs import exercise
 
@@ -126,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: unknown topic {name!r}; run `python -m theory_jax` for the list", file=sys.stderr)
             return 2
         if not catalogue.has_derivation(name):
-            print(f"error: topic {name!r} has no derivation yet (theory_jax/{name}.py)", file=sys.stderr)
+            print(f"error: topic {name!r} has no derivation yet (theory_jax/derivations/{name}.py)", file=sys.stderr)
             return 2
 
     if args.notebook:

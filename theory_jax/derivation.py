@@ -1,7 +1,8 @@
 """The derivation harness: a derivation is a script whose steps are claims.
 
-A topic module defines ``derive() -> Derivation``; each call below records one numbered claim
-with the check that backs it, the measured discrepancy, the threshold and a pass mark:
+A topic's derivation module (``theory_jax/derivations/<topic>.py``) defines ``derive() -> Derivation``; each call
+below records one numbered claim with the check that backs it, the measured discrepancy, the threshold and a pass
+mark:
 
 * ``symbolic``: SymPy simplifies ``lhs - rhs`` to exactly 0;
 * ``numeric``: both sides evaluated, |lhs - rhs| <= atol + rtol |rhs| elementwise;

@@ -1,9 +1,11 @@
 """A derivation as a Jupyter notebook: the same source as the script and the document, cell by cell.
 
 ``python -m theory_jax elbo --notebook build/notebooks/elbo.ipynb`` (``make notebooks`` for every topic) reads the
-topic's ``derive()`` and the steps it calls, and writes them out flat, as a lecture notebook reads:
+topic's ``derive()`` and the steps it calls (``theory_jax/derivations/elbo.py``), and writes them out flat, as a lecture
+notebook reads:
 
-* a first code cell with the module's imports and the topic's own functions (``from theory_jax.elbo import ...``);
+* a first code cell with the derivation module's imports (the topic's functions among them, ``from theory_jax.elbo
+  import ...``) and its own helpers (``from theory_jax.derivations.elbo import ...``);
 * then, in the order ``derive()`` runs them, the statements of ``derive()`` and of each step, cut after every
   statement that records a claim or a figure: a markdown cell with what that code checks (each claim's statement,
   the same LaTeX as the document), then the code cell itself, whose output is the printed check and the figure;
@@ -11,13 +13,14 @@ topic's ``derive()`` and the steps it calls, and writes them out flat, as a lect
 * each of the topic's exercises (``theory_jax/exercises/<topic>.py``) after the first cell that calls its function:
   what to write, the stub as ``your_<function>`` and a check cell running ``python -m theory_jax exercise``'s checker.
 
-Nothing is copied by hand: the cells are slices of the topic's source (comments and layout kept), so the notebook
+Nothing is copied by hand: the cells are slices of the derivation's source (comments and layout kept), so the notebook
 changes when the derivation does. To know which statement recorded which claim, the derivation is run once here
 (each item keeps the line that recorded it, ``Derivation.origins``); then the notebook is executed in a fresh kernel
 (nbclient), so a learner opens it with every output and figure already there. A step is flattenable when it is a
-function of this module whose first parameter is ``d``, called from ``derive()`` with ``d`` first as a statement (or
-an assignment, or as an argument of another step's call, ``*`` unpacked or not), and returns nothing or one value at
-its end. The cells are compiled before the derivation runs: a layout Python cannot read is an error, not a notebook.
+function of the derivation module whose first parameter is ``d``, called from ``derive()`` with ``d`` first as a
+statement (or an assignment, or as an argument of another step's call, ``*`` unpacked or not), and returns nothing or
+one value at its end. The cells are compiled before the derivation runs: a layout Python cannot read is an error, not
+a notebook.
 """
 
 from __future__ import annotations
@@ -244,18 +247,19 @@ def compiled(topic: str, source: str) -> types.CodeType:
 
 
 def cells(topic: str, module: types.ModuleType | None = None) -> tuple[Derivation, list[Any]]:
-    """Derive ``topic`` (its module ``theory_jax.<topic>`` unless ``module`` is given) once, to learn which
-    statement records which claim, and lay it out as notebook cells."""
+    """Derive ``topic`` (its derivation module ``theory_jax.derivations.<topic>`` unless ``module`` is given) once, to
+    learn which statement records which claim, and lay it out as notebook cells."""
     import nbformat.v4 as nbf
 
-    module = module or importlib.import_module(f"theory_jax.{topic}")
+    module = module or importlib.import_module(f"theory_jax.derivations.{topic}")
     statements = flatten(module)
     compiled(topic, script(module, statements))  # before the derivation's minutes, not after
     d = module.derive()
     attach(statements, d)
     out = [nbf.new_markdown_cell(
         f"# `{topic}`: {module.TITLE}\n\n*Lectures:* {module.LECTURES}\n\n"
-        f"The derivation of [`theory_jax/{topic}.py`](../../theory_jax/{topic}.py), cell by cell: each claim's "
+        f"The derivation [`theory_jax/derivations/{topic}.py`](../../theory_jax/derivations/{topic}.py) of "
+        f"[`theory_jax/{topic}.py`](../../theory_jax/{topic}.py), cell by cell: each claim's "
         "statement, then the code that computes and checks it, its check and its figure. Written and run by "
         f"`python -m theory_jax {topic} --notebook FILE.ipynb`; change a number and run the cells again."),
         nbf.new_code_cell(_imports(module, statements))]
