@@ -207,11 +207,14 @@ DEFAULT = ("vae_step", "metrics", "unet_step")
 
 
 def print_table(name: str, rows: list[dict]) -> None:
-    keys = list(rows[0])
+    """The rows' plain values as columns; a value that is a list or a dict (a profile's kernels) is the JSON's
+    alone."""
+    keys = [k for k in rows[0] if not isinstance(rows[0][k], (list, dict))]
     print(f"\n{name}")
     print("  ".join(f"{k:>16}" for k in keys))
     for row in rows:
-        print("  ".join(f"{v:>16.3g}" if isinstance(v, float) else f"{v!s:>16}" for v in row.values()))
+        values = [row.get(k) for k in keys]
+        print("  ".join(f"{v:>16.3g}" if isinstance(v, float) else f"{v!s:>16}" for v in values))
 
 
 def default_threads(names, cuda: bool, cores: int) -> int:
@@ -367,6 +370,10 @@ def build_parser(shown: list[str] | None = None) -> Parser:
         help="gpu_steps: timed steps per model (default: 20 on a GPU, 3 on a CPU)")
     add(("gpu_steps",), "--gpu-set", action="append", default=[], metavar="[MODEL:]KEY=VALUE",
         help="gpu_steps: a change to every preset (or to MODEL's only), as train's --set (repeatable)")
+    add(("gpu_steps",), "--gpu-profile", type=int, default=0, metavar="N",
+        help="gpu_steps: list the N kernels (operators on a CPU) that take the most of each step")
+    add(("gpu_steps",), "--gpu-profile-models", default="",
+        help="gpu_steps: comma-separated models whose kernels --gpu-profile lists (default: every one timed)")
     add(("gpu_steps",), "--gpu-merge", action="store_true", help="gpu_steps: keep the rows already in the results "
         "file from the same device and preset, replacing those of the models timed again")
     add(("control",), "--control-seeds", default="0,1,2", help="control: comma-separated train.seed values")

@@ -2,15 +2,16 @@
 # One prepared run on a lent GPU (docs/gpu.md): each step bounded, everything under one folder, the whole within
 # --budget seconds (default 540: a 10-minute call with a minute to spare). In order:
 #   1. pytest -m gpu -x                          (at most 45 s)          -> OUT/pytest.log
-#   2. train language_model --preset full        its 5000 steps (at most 240 s), then eval
+#   2. the language model's full preset, its compile warmed first: a 3-step run of the same network and compile
+#      mode fills inductor's on-disk cache (what a second run on the machine has), then the 5000 steps with CUDA
+#      graphs (train.compile_mode=reduce-overhead; if that run fails, again in the default mode), then eval
 #                                                                                     -> OUT/runs/language_model
-#   3. python -m benchmarks gpu_steps            every model with a full preset, the four timed on an H100 before
-#                                                (ddpm, guidance, latent_diffusion, text_to_image) last; each row
-#                                                written as it is measured            -> OUT/gpu_steps.json
-#   4. whatever fits of the fast full presets:   ssm (Shakespeare), ppo (CartPole), vae, each trained then evaluated
-#                                                                                     -> OUT/runs/<model>
-# The language model comes before the step timings: its run is bounded, while each model's compile in gpu_steps
-# takes what it takes, so gpu_steps is given all the time that is left and the rows it has measured are kept.
+#   3. python -m benchmarks gpu_steps            the four presets that failed on CUDA before (cnf, trpo, reward_model,
+#                                                dpo), the diffusion models (ddpm's and the language model's kernels
+#                                                listed: --gpu-profile), each row written as it is measured
+#                                                                                     -> OUT/gpu_steps.json
+#   4. gpu_steps again with CUDA graphs (train.compile=true, reduce-overhead) for the launch-bound small models,
+#      ddpm and the language model, with all the time that is left       -> OUT/graphs/gpu_steps.json
 # OUT/summary.txt has a line per step: its exit status and seconds (124: stopped by its time limit). --pack FILE
 # then writes OUT as one .tar.gz without the checkpoints (the device tool brings back a few files only). Afterwards,
 # on the CPU: the rows into docs/gpu_steps.json, make docs, and python -m practice_torch results for the trained runs
@@ -20,10 +21,9 @@
 #   benchmarks/gpu_run.sh --device cpu --tiny --out /tmp/dry           # the dry run here: every command, a few steps
 #
 # The data the GPU machine lacks travels with the call: GENERATIVE_TWINS_DATA=<a carried folder> holding the
-# prepared Shakespeare, the feature network's cache, fashion-mnist/ (the IDX files: the GPU machine has no Debian
-# package), spoken_digits.tar.gz (unpacked there when its folder is missing) and gan-run/ (a GAN run on Fashion-MNIST
-# for gan_inversion, its weights and a state of {step, ema} only); the Python packages it lacks (soundfile, cffi,
-# pycparser, gymnasium, farama-notifications) travel as wheels (docs/gpu.md).
+# prepared Shakespeare, the feature network's cache and fashion-mnist/ (the IDX files: the GPU machine has no Debian
+# package); the Python packages it lacks (soundfile, cffi, pycparser, gymnasium, farama-notifications) travel as
+# wheels (docs/gpu.md).
 set -u
 
 DEVICE=cuda
@@ -62,18 +62,18 @@ evaluate() {
 }
 
 # step NAME CAP RESERVE CMD...: CMD under a time limit of CAP seconds, or less so that RESERVE seconds stay for the
-# steps after it; its output in OUT/NAME.log and a line in OUT/summary.txt
+# steps after it; its output in OUT/NAME.log, a line in OUT/summary.txt, its exit status in LAST_RC (-1: skipped)
 step() {
   local name="$1" cap="$2" reserve="$3"; shift 3
   local limit=$(( $(left) - reserve ))
   [ "$limit" -gt "$cap" ] && limit="$cap"
   if [ "$limit" -lt 5 ]; then
-    echo "$name skipped: no time left" | tee -a "$OUT/summary.txt"; return 0
+    echo "$name skipped: no time left" | tee -a "$OUT/summary.txt"; LAST_RC=-1; return 0
   fi
   local began=$(date +%s)
   timeout --signal=TERM --kill-after=15 "$limit" "$@" > "$OUT/$name.log" 2>&1
-  local rc=$?
-  echo "$name rc=$rc ${limit}s-limit $(( $(date +%s) - began ))s" | tee -a "$OUT/summary.txt"
+  LAST_RC=$?
+  echo "$name rc=$LAST_RC ${limit}s-limit $(( $(date +%s) - began ))s" | tee -a "$OUT/summary.txt"
 }
 
 echo "gpu_run on $DEVICE, budget ${BUDGET}s, into $OUT ($( [ "$TINY" = 1 ] && echo tiny dry run || echo full ))" \
@@ -84,34 +84,25 @@ print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "no c
       torch.cuda.get_device_name() if torch.cuda.is_available() else "")
 EOF
 
-TIMED_BEFORE="ddpm,guidance,latent_diffusion,text_to_image"
-MODELS=$("$PY" - "$TIMED_BEFORE" <<'EOF'
-import sys
-from practice_torch.models import models_with_preset
-last = sys.argv[1].split(",")
-every = models_with_preset("full")
-print(",".join([m for m in every if m not in last] + [m for m in last if m in every]))
-EOF
-)
-
+# the models timed in step 3: the four that failed their first CUDA step, then the diffusion models, then the language
+# model (its kernels listed); in step 4, with CUDA graphs: the launch-bound small models first, then the two largest
+STEPS_MODELS="cnf,trpo,reward_model,dpo,guidance,ddpm,text_to_image,latent_diffusion,language_model"
+GRAPH_MODELS="score,flow_matching,change_of_variables,vae,latent_diffusion,ddpm,language_model"
+GRAPHS=(--gpu-set train.compile=true --gpu-set train.compile_mode=reduce-overhead)
+LM_MODE=reduce-overhead
 if [ "$TINY" = 1 ]; then  # the dry run: every command once, tiny
-  STEPS_ARGS=(--preset quick --gpu-models vae,gan,language_model,ppo --gpu-steps 1)
+  STEPS_MODELS="cnf,ddpm,language_model"
+  GRAPH_MODELS="vae,language_model"
+  STEPS_ARGS=(--preset quick --gpu-steps 1 --gpu-set train.compile=false)
   LM_ARGS=(--preset quick --steps 3 --set train.compile=false)
-  FAST_ARGS=(--preset quick --steps 2 --set train.compile=false)
+  WARM_ARGS=(--preset quick --set train.compile=false)
+  GRAPHS=(--gpu-set train.compile=false)
 else
   # the two latent models train their autoencoder first (200 steps, not the preset's tens of thousands: the row times
-  # the diffusion step); gan_inversion inverts a carried GAN run on Fashion-MNIST when the data folder holds one
-  STEPS_ARGS=(--gpu-models "$MODELS" --gpu-set latent_diffusion:model.autoencoder_steps=200
-              --gpu-set text_to_image:model.autoencoder_steps=200)
-  [ -n "${GENERATIVE_TWINS_DATA:-}" ] && [ -d "$GENERATIVE_TWINS_DATA/gan-run" ] && \
-    STEPS_ARGS+=(--gpu-set "gan_inversion:model.generator=$GENERATIVE_TWINS_DATA/gan-run")
+  # the diffusion step)
+  STEPS_ARGS=(--gpu-set latent_diffusion:model.autoencoder_steps=200 --gpu-set text_to_image:model.autoencoder_steps=200)
   LM_ARGS=(--preset full)
-  FAST_ARGS=(--preset full)
-fi
-
-DATA=${GENERATIVE_TWINS_DATA:-}
-if [ -n "$DATA" ] && [ -f "$DATA/spoken_digits.tar.gz" ] && [ ! -d "$DATA/spoken_digits" ]; then
-  tar xzf "$DATA/spoken_digits.tar.gz" -C "$DATA" && echo "unpacked $DATA/spoken_digits.tar.gz" | tee -a "$OUT/summary.txt"
+  WARM_ARGS=(--preset full)
 fi
 
 EVAL_ARGS=(--device "$DEVICE" --no-sample-metrics)
@@ -119,9 +110,19 @@ EVAL_ARGS=(--device "$DEVICE" --no-sample-metrics)
 # an empty log)
 step pytest_version 20 500 "$PY" -m pytest --version --version
 step pytest 45 480 "$PY" -m pytest -m gpu -x -rA tests
-step language_model 240 200 "$PY" -m practice_torch train language_model --device "$DEVICE" \
-  --out "$OUT/runs/language_model" "${LM_ARGS[@]}"
-evaluate language_model 45 180
+# the compile warmed: 3 steps of the same network and mode (no samples; its schedule's warmup cut to fit)
+step language_model_warm 90 400 "$PY" -m practice_torch train language_model --device "$DEVICE" \
+  --out "$OUT/runs/language_model_warm" "${WARM_ARGS[@]}" --steps 3 --set train.warmup_steps=1 \
+  --set train.samples=0 --set train.checkpoint_every=3 --set "train.compile_mode=$LM_MODE"
+step language_model 150 280 "$PY" -m practice_torch train language_model --device "$DEVICE" \
+  --out "$OUT/runs/language_model" "${LM_ARGS[@]}" --set "train.compile_mode=$LM_MODE"
+if [ "$LAST_RC" != 0 ] && [ "$LAST_RC" != -1 ]; then  # CUDA graphs failed: the default mode
+  mv "$OUT/runs/language_model" "$OUT/runs/language_model_graphs_failed" 2>/dev/null
+  step language_model_default 150 250 "$PY" -m practice_torch train language_model --device "$DEVICE" \
+    --out "$OUT/runs/language_model" "${LM_ARGS[@]}"
+fi
+cat "$OUT/runs/language_model/environment.json" >> "$OUT/language_model.log" 2>/dev/null
+evaluate language_model 45 220
 # the five models that fine-tune a language model start from the one just trained (its context, 256, holds their
 # prompts and responses)
 if [ -f "$OUT/runs/language_model/checkpoints/latest.json" ]; then
@@ -129,14 +130,11 @@ if [ -f "$OUT/runs/language_model/checkpoints/latest.json" ]; then
     STEPS_ARGS+=(--gpu-set "$m:model.reference=$OUT/runs/language_model")
   done
 fi
-step gpu_steps 100000 0 "$PY" -m benchmarks gpu_steps --gpu-merge --results "$OUT" "${STEPS_ARGS[@]}"
-step ssm 600 40 "$PY" -m practice_torch train ssm --device "$DEVICE" --out "$OUT/runs/ssm" "${FAST_ARGS[@]}"
-evaluate ssm 60 10
-step ppo 600 30 "$PY" -m practice_torch train ppo --dataset cartpole --device "$DEVICE" --out "$OUT/runs/ppo" \
-  "${FAST_ARGS[@]}"
-evaluate ppo 60 10
-step vae 600 40 "$PY" -m practice_torch train vae --device "$DEVICE" --out "$OUT/runs/vae" "${FAST_ARGS[@]}"
-evaluate vae 60 0
+step gpu_steps 400 80 "$PY" -m benchmarks gpu_steps --results "$OUT" --gpu-models "$STEPS_MODELS" \
+  --gpu-profile 12 --gpu-profile-models ddpm,language_model "${STEPS_ARGS[@]}"
+mkdir -p "$OUT/graphs"
+step gpu_steps_graphs 400 0 "$PY" -m benchmarks gpu_steps --results "$OUT/graphs" --gpu-models "$GRAPH_MODELS" \
+  --gpu-profile 12 --gpu-profile-models ddpm "${STEPS_ARGS[@]}" "${GRAPHS[@]}"
 echo "done in $(( $(date +%s) - START ))s" | tee -a "$OUT/summary.txt"
 if [ -n "$PACK" ]; then
   tar czf "$PACK" --exclude='*.safetensors' --exclude='*.state.pt' -C "$OUT" . && echo "packed $OUT into $PACK"

@@ -10,7 +10,9 @@ to build the trainer (the data on the device, the network; latent_diffusion's fi
 which later runs reuse: ``--gpu-set latent_diffusion:model.autoencoder_steps=200`` bounds it when only the step is
 timed) and from there to the end of the first step (compiling), with what was compiled: inductor's mode and whether
 its graphs came from the on-disk cache (``hit``: a warm start, as a second run on the machine has) or were compiled
-(``miss``: a cold start). A model whose full preset needs another run (a
+(``miss``: a cold start); with ``--gpu-profile N``, the N kernels that take the most of the step, each with its
+milliseconds a step and share (``--gpu-profile-models`` picks the models profiled). A model whose full preset needs
+another run (a
 trained generator, autoencoder or reference model) is reported as skipped, with the reason; one whose step fails
 (out of memory, say) as failed, and the others still run.
 
@@ -86,11 +88,23 @@ def _step_flops(trainer) -> int:
     return flops
 
 
-def _timed_steps(trainer, steps: int) -> tuple[float, float | None, float | None]:
-    """(wall seconds of ``steps`` steps, the GPU's busy share, synchronisations per step); the last two None on a
-    CPU. Each step is the engine's ``_train_step``; the host reads nothing in between, as on a GPU run's non-log
-    steps. On a GPU the steps are timed without the profiler (its tracing costs the host time), then run again
-    under it and CUDA's sync debug mode: the busy share is the kernels' time per step against the unprofiled step."""
+def top_kernels(prof, steps: int, wall: float, n: int, device: str) -> list[dict]:
+    """The ``n`` kernels (on a CPU: operators) that take the most of a profiled step: each one's name, milliseconds
+    a step (its own time, its calls summed) and share of the unprofiled step's wall time, most first."""
+    own = (lambda e: e.self_device_time_total) if device == "cuda" else (lambda e: e.self_cpu_time_total)
+    events = sorted(prof.key_averages(), key=own, reverse=True)[:n]
+    return [{"kernel": e.key[:120], "ms_per_step": own(e) / 1e3 / steps, "share": own(e) / 1e6 / wall,
+             "calls_per_step": e.count / steps} for e in events]
+
+
+def _timed_steps(trainer, steps: int, top: int = 0) -> tuple[float, float | None, float | None, list[dict]]:
+    """(wall seconds of ``steps`` steps, the GPU's busy share, synchronisations per step, the ``top`` kernels'
+    times: ``top_kernels``); the busy share and the syncs None on a CPU. Each step is the engine's ``_train_step``;
+    the host reads nothing in between, as on a GPU run's non-log steps. On a GPU the steps are timed without the
+    profiler (its tracing costs the host time), then run again under it and CUDA's sync debug mode: the busy share is
+    the kernels' time per step against the unprofiled step."""
+    from torch.profiler import ProfilerActivity, profile
+
     device = trainer.device
     _sync(device)
     start = time.perf_counter()
@@ -99,8 +113,12 @@ def _timed_steps(trainer, steps: int) -> tuple[float, float | None, float | None
     _sync(device)
     wall = time.perf_counter() - start
     if device.type != "cuda":
-        return wall, None, None
-    from torch.profiler import ProfilerActivity, profile
+        if not top:
+            return wall, None, None, []
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                trainer._train_step()
+        return wall, None, None, top_kernels(prof, steps, wall, top, "cpu")
 
     with warnings.catch_warnings(record=True) as caught, profile(activities=[ProfilerActivity.CUDA]) as prof:
         warnings.simplefilter("always")
@@ -113,7 +131,7 @@ def _timed_steps(trainer, steps: int) -> tuple[float, float | None, float | None
         _sync(device)
     syncs = sum("synchronizing" in str(w.message) for w in caught)
     kernels = sum(e.self_device_time_total for e in prof.key_averages()) / 1e6  # microseconds -> seconds
-    return wall, min(kernels / wall, 1.0), syncs / steps
+    return wall, min(kernels / wall, 1.0), syncs / steps, top_kernels(prof, steps, wall, top, "cuda") if top else []
 
 
 def _compiled(cfg, before: dict[str, int]) -> str:
@@ -133,11 +151,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def step_row(name: str, preset: str, device: str, steps: int, peak: float, overrides=(), warmup: int = 0,
-             dataset: str | None = None) -> dict:
+             dataset: str | None = None, top: int = 0) -> dict:
     """One model's row (see the module's docstring); ``peak``: the GEMM FLOP/s MFU is measured against;
     ``overrides``: ``--set``-style changes to the preset (e.g. ``data.limit=512`` for a smoke test), each for every
     model or, written ``MODEL:section.key=value``, for that model only; ``warmup``: untimed steps after the first;
-    ``dataset``: the preset of that data set (default the model's own)."""
+    ``dataset``: the preset of that data set (default the model's own); ``top``: list that many of the step's
+    kernels that take the most time (``top_kernels``), under ``kernels``."""
     from torch._dynamo.utils import counters
 
     from practice_torch.engine.config import apply_overrides
@@ -168,7 +187,7 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
             for _ in range(warmup):  # CUDA graphs are recorded in the first calls after the compile
                 trainer._train_step()
             taken = trainer.batches_taken
-            wall, busy, syncs = _timed_steps(trainer, steps)
+            wall, busy, syncs, kernels = _timed_steps(trainer, steps, top)
             per_step_batches = (trainer.batches_taken - taken) / steps  # a GAN's round takes n_critic + 1
             batch = trainer.batch_size  # resolved: a batch of 0 is the whole split (full-batch EM)
         except Exception as exc:  # out of memory, an operator without a kernel here: this row only
@@ -183,7 +202,7 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
     return {**row, "examples_per_s": batch * per_step_batches / per_step, "step_ms": 1000 * per_step,
             "gflop_per_step": flops / 1e9, "mfu": flops / per_step / peak, "gpu_busy": busy,
             "syncs_per_step": syncs, "build_s": built - start, "first_step_s": first, "compiled": compiled,
-            "note": ""}
+            "note": "", **({"kernels": kernels} if top else {})}
 
 
 def merged(kept: list[dict], rows: list[dict], order: list[str]) -> list[dict]:
@@ -218,6 +237,7 @@ def gpu_steps(args) -> list[dict]:
 
     every = models_with_preset("full")
     names = args.gpu_models.split(",") if args.gpu_models else every
+    profiled = set(args.gpu_profile_models.split(",")) if args.gpu_profile_models else set(names)
     steps = args.gpu_steps or (20 if device == "cuda" else 3)
     gpu = torch.cuda.get_device_name() if device == "cuda" else None
     at = commit()
@@ -227,9 +247,12 @@ def gpu_steps(args) -> list[dict]:
           f"{preset} presets, {steps} timed steps each" + (f"; {len(kept)} earlier rows kept" if kept else ""))
     rows = []
     for name in names:
-        row = step_row(name, preset, device, steps, peak, args.gpu_set, warmup=3 if device == "cuda" else 0)
+        top = args.gpu_profile if name in profiled else 0
+        row = step_row(name, preset, device, steps, peak, args.gpu_set, warmup=3 if device == "cuda" else 0, top=top)
         print(f"  {name}: " + (row["note"] or f"{row['examples_per_s']:.0f} examples/s, MFU {row['mfu']:.3f}, first "
                                              f"step {row['first_step_s']:.1f} s ({row['compiled']})"), flush=True)
+        for k in row.get("kernels", []):
+            print(f"    {k['ms_per_step']:8.3f} ms/step {k['share']:6.1%} x{k['calls_per_step']:<5.0f} {k['kernel']}")
         rows.append({**row, "device": device, "gpu": gpu, "peak_tflops": peak / 1e12, "commit": at})
         if getattr(args, "save", None):
             args.save(merged(kept, rows, every))

@@ -99,7 +99,7 @@ def test_gpu_steps_times_the_engines_step_and_skips_a_preset_that_needs_another_
     assert main(["gpu_steps", "--gpu-models", "vae,gan_inversion", "--gpu-steps", "1", "--preset", "quick",
                  "--gpu-set", "data.limit=256", "--gpu-set", "train.batch_size=32",
                  "--gpu-set", "vae:model.latent_dim=3", "--gpu-set", "gan:model.nope=1",  # another model's: ignored
-                 "--results", str(tmp_path)]) == 0
+                 "--gpu-profile", "3", "--results", str(tmp_path)]) == 0
     rows = {r["model"]: r for r in json.loads((tmp_path / "gpu_steps.json").read_text())["rows"]}
     vae = rows["vae"]
     assert vae["device"] == "cpu" and vae["examples_per_s"] > 0 and vae["first_step_s"] > 0 and vae["build_s"] > 0
@@ -107,6 +107,9 @@ def test_gpu_steps_times_the_engines_step_and_skips_a_preset_that_needs_another_
     assert vae["gpu_busy"] is None and vae["syncs_per_step"] is None  # CPU: no device to wait for
     assert vae["compiled"] == "eager"  # the quick preset does not compile
     assert vae["set"] == "data.limit=256 train.batch_size=32 model.latent_dim=3"  # its own override, not gan's
+    times = [k["ms_per_step"] for k in vae["kernels"]]  # the profile: the three operators that take the most
+    assert len(times) == 3 and times == sorted(times, reverse=True) and 0 < sum(k["share"] for k in vae["kernels"]) < 1
+    assert "ms/step" in capsys.readouterr().out  # and the log lists them
     assert rows["gan_inversion"]["note"].startswith("skipped: ") and rows["gan_inversion"]["mfu"] is None
     assert "model.generator" in rows["gan_inversion"]["note"]
 

@@ -593,3 +593,22 @@ def test_an_older_runs_renamed_keys_read_as_their_new_names_and_a_wgans_n_critic
     with pytest.raises(ConfigError, match="model.n_critic is now called model.discriminator_steps"):
         apply_overrides(gan_training.default_config("quick"), ["model.n_critic=2"])
     assert apply_overrides(wgan_training.default_config("quick"), ["model.n_critic=2"]).model.n_critic == 2
+
+
+def test_a_finished_run_records_the_seconds_spent_apart_from_its_steps(tmp_path, monkeypatch):
+    """environment.json keeps the session's seconds on its first step (the compile, where there is one) and its
+    checkpoints, so that a run's time can be read apart; a checkpoint made 0.2 s slower shows there, and in no other
+    entry."""
+    import time
+
+    fast = new_trainer(tiny("train.steps=4", "train.checkpoint_every=2", "train.log_every=2"), tmp_path / "fast")
+    fast.run()
+    seconds = json.loads((tmp_path / "fast/environment.json").read_text())["seconds"]
+    assert set(seconds) == {"first_step", "checkpoints"} and all(s >= 0 for s in seconds.values())
+    real = Trainer.save
+    monkeypatch.setattr(Trainer, "save", lambda self: (time.sleep(0.2), real(self))[1])
+    slow = new_trainer(tiny("train.steps=4", "train.checkpoint_every=2", "train.log_every=2"), tmp_path / "slow")
+    slow.run()
+    slowed = json.loads((tmp_path / "slow/environment.json").read_text())["seconds"]
+    assert slowed["checkpoints"] >= 0.2 > seconds["checkpoints"]  # step 2 (the last step's is written after the loop)
+    assert slowed["first_step"] < 0.2 + seconds["first_step"]

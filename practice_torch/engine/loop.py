@@ -42,6 +42,7 @@ import gc
 import math
 import sys
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,7 @@ from practice_torch.engine.runs import (
 )
 from practice_torch.engine.threads import ThreadCount
 from practice_torch.engine.training_state import reopen, restore_position, training_state, unfit
-from practice_torch.engine.window import Diverged, LogWindow, check_finite, check_name  # noqa: F401 (re-exported)
+from practice_torch.engine.window import Diverged, LogWindow, Spent, check_finite, check_name  # noqa: F401
 from practice_torch.progress import progress
 
 STOP = "_stop"  # the stop flag's place among the summed values (never logged)
@@ -242,10 +243,12 @@ class Trainer:
         window = LogWindow(self.examples_seen())  # loss, checks, terms and stop flag summed on the device
         checked = self.step  # the last step a sync found finite
         stop_early, last_loss, teams = False, None, [self.threads.threads]
+        spent = Spent()  # the first step (compiling), validation and checkpoints, apart from the steps
         try:
             with self.stop:
                 while self.step < end:
-                    names, stats, lrs = self._train_step()
+                    with spent.on("first_step") if not spent.seconds else nullcontext():
+                        names, stats, lrs = self._train_step()
                     resized = self.threads.update()
                     if resized:
                         teams.append(self.threads.threads)
@@ -264,8 +267,9 @@ class Trainer:
                     if log_step or stop:
                         means, rate = window.means(host, self.examples_seen())
                         if self.validate is not None:
-                            means.update(validation_terms(self.model, self.net, self.cfg, self.val_set, self.step,
-                                                          self._to_device))
+                            with spent.on("validation"):
+                                means.update(validation_terms(self.model, self.net, self.cfg, self.val_set,
+                                                              self.step, self._to_device))
                         if t.early_stop and self._stalls(means) and self.step < t.steps:
                             stop_early = True
                         bar.set_postfix(loss=f"{means['loss']:.4g}", ex_per_s=f"{rate:.0f}", refresh=False)
@@ -278,7 +282,8 @@ class Trainer:
                         window.open(self.examples_seen())
                     bar.update(self.step - bar.n)  # after the postfix: in a log, a log step's line shows its loss
                     if is_checkpoint_step(self.step, t.checkpoint_every, end):
-                        self.save()
+                        with spent.on("checkpoints"):
+                            self.save()
                     if stop or stop_early:
                         break
         finally:
@@ -288,7 +293,8 @@ class Trainer:
                 log.close()
         self.save()
         if main:
-            write_environment(self.run_dir, self.device, self.procs.world_size, self.step, finished=True)
+            write_environment(self.run_dir, self.device, self.procs.world_size, self.step, finished=True,
+                              spent=spent.seconds)
         resized = tuple(teams) if len(teams) > 1 else ()
         if self.stop.signal is not None or (self.step < t.steps and not stop_early):
             return Outcome(self.step, self.stop.signal, loss=last_loss, threads=resized)

@@ -111,11 +111,12 @@ def write_config(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def write_environment(run_dir: Path, device: torch.device, world_size: int, step: int, finished: bool = False,
-                      backend: str = "pytorch", gpu: str | None = None) -> None:
+                      backend: str = "pytorch", gpu: str | None = None, spent: dict[str, float] | None = None) -> None:
     """RUN/environment.json: the machine, libraries and commit of the latest training session, the load average
-    (1, 5, 15 min) when it started and, once ``finished``, when it ended, and the ``backend`` that trained it
-    ('pytorch', or 'jax': ``practice_jax train``); results tables quote it. ``gpu`` names the GPU a backend other than
-    torch computed on (JAX's device), which ``device`` (torch's) cannot tell."""
+    (1, 5, 15 min) when it started and, once ``finished``, when it ended, with the session's ``spent`` seconds
+    (``window.Spent``: the first step, validation, checkpoints), and the ``backend`` that trained it ('pytorch', or
+    'jax': ``practice_jax train``); results tables quote it. ``gpu`` names the GPU a backend other than torch
+    computed on (JAX's device), which ``device`` (torch's) cannot tell."""
     from shared_specs.environment import describe
 
     path = run_dir / ENVIRONMENT_FILE
@@ -126,6 +127,8 @@ def write_environment(run_dir: Path, device: torch.device, world_size: int, step
                   "from_step": step, "load_at_start": [round(x, 2) for x in os.getloadavg()], "backend": backend}
     else:
         record.update(to_step=step, load_at_end=[round(x, 2) for x in os.getloadavg()])
+        if spent is not None:
+            record["seconds"] = {name: round(s, 2) for name, s in spent.items()}
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
 
 

@@ -13,12 +13,29 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from practice_torch.engine.checkpoint import latest_step
 
 CHECK_NAMES = {"grad_norm": "gradient norm", "update_norm": "update norm"}  # logged, and checked for finiteness
+
+
+class Spent:
+    """Seconds of a session's loop spent apart from the training steps, by name ("first_step": the compile, where
+    there is one; "validation"; "checkpoints"), so that a run's time can be read apart (``environment.json``)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def on(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 class Diverged(Exception):
