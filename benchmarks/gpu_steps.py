@@ -97,9 +97,10 @@ def top_kernels(prof, steps: int, wall: float, n: int, device: str) -> list[dict
              "calls_per_step": e.count / steps} for e in events]
 
 
-def _timed_steps(trainer, steps: int, top: int = 0) -> tuple[float, float | None, float | None, list[dict]]:
+def _timed_steps(trainer, steps: int, top: int = 0) -> tuple[float, float | None, float | None, list[dict], int]:
     """(wall seconds of ``steps`` steps, the GPU's busy share, synchronisations per step, the ``top`` kernels'
-    times: ``top_kernels``); the busy share and the syncs None on a CPU. Each step is the engine's ``_train_step``;
+    times: ``top_kernels``, the batches the timed steps took: not those of the profiled steps after them); the busy
+    share and the syncs None on a CPU. Each step is the engine's ``_train_step``;
     the host reads nothing in between, as on a GPU run's non-log steps. On a GPU the steps are timed without the
     profiler (its tracing costs the host time), then run again under it and CUDA's sync debug mode: the busy share is
     the kernels' time per step against the unprofiled step."""
@@ -107,18 +108,20 @@ def _timed_steps(trainer, steps: int, top: int = 0) -> tuple[float, float | None
 
     device = trainer.device
     _sync(device)
+    before = trainer.batches_taken
     start = time.perf_counter()
     for _ in range(steps):
         trainer._train_step()
     _sync(device)
     wall = time.perf_counter() - start
+    taken = trainer.batches_taken - before
     if device.type != "cuda":
         if not top:
-            return wall, None, None, []
+            return wall, None, None, [], taken
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 trainer._train_step()
-        return wall, None, None, top_kernels(prof, steps, wall, top, "cpu")
+        return wall, None, None, top_kernels(prof, steps, wall, top, "cpu"), taken
 
     with warnings.catch_warnings(record=True) as caught, profile(activities=[ProfilerActivity.CUDA]) as prof:
         warnings.simplefilter("always")
@@ -131,7 +134,8 @@ def _timed_steps(trainer, steps: int, top: int = 0) -> tuple[float, float | None
         _sync(device)
     syncs = sum("synchronizing" in str(w.message) for w in caught)
     kernels = sum(e.self_device_time_total for e in prof.key_averages()) / 1e6  # microseconds -> seconds
-    return wall, min(kernels / wall, 1.0), syncs / steps, top_kernels(prof, steps, wall, top, "cuda") if top else []
+    return (wall, min(kernels / wall, 1.0), syncs / steps, top_kernels(prof, steps, wall, top, "cuda") if top else [],
+            taken)
 
 
 def _compiled(cfg, before: dict[str, int]) -> str:
@@ -186,9 +190,8 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
             flops = _step_flops(trainer)
             for _ in range(warmup):  # CUDA graphs are recorded in the first calls after the compile
                 trainer._train_step()
-            taken = trainer.batches_taken
-            wall, busy, syncs, kernels = _timed_steps(trainer, steps, top)
-            per_step_batches = (trainer.batches_taken - taken) / steps  # a GAN's round takes n_critic + 1
+            wall, busy, syncs, kernels, taken = _timed_steps(trainer, steps, top)
+            per_step_batches = taken / steps  # a GAN's round takes n_critic + 1
             batch = trainer.batch_size  # resolved: a batch of 0 is the whole split (full-batch EM)
         except Exception as exc:  # out of memory, an operator without a kernel here: this row only
             return {**row, **dict.fromkeys(MEASURED), "note": f"failed: {type(exc).__name__}: {_first_line(exc)}"}

@@ -110,6 +110,8 @@ def test_gpu_steps_times_the_engines_step_and_skips_a_preset_that_needs_another_
     times = [k["ms_per_step"] for k in vae["kernels"]]  # the profile: the three operators that take the most
     assert len(times) == 3 and times == sorted(times, reverse=True) and 0 < sum(k["share"] for k in vae["kernels"]) < 1
     assert "ms/step" in capsys.readouterr().out  # and the log lists them
+    # the rate counts the timed steps' batches alone, not the profiled steps' after them (which once doubled it)
+    assert vae["examples_per_s"] == pytest.approx(vae["batch"] / (vae["step_ms"] / 1000))
     assert rows["gan_inversion"]["note"].startswith("skipped: ") and rows["gan_inversion"]["mfu"] is None
     assert "model.generator" in rows["gan_inversion"]["note"]
 

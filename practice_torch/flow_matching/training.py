@@ -87,10 +87,12 @@ PRESETS = {
                         checkpoint_every=500, log_every=50, samples=64, threads=1)),
     },
     "full": {
+        # compiled under CUDA graphs: the MLP's step is bound by kernel launches (on an H200 4.2 ms against 7.6 eager)
         **dict.fromkeys(("moons", "*"), Preset(
             Config(hidden=256, depth=4),
             TrainConfig(steps=20_000, batch_size=512, lr=1e-3, warmup_steps=500, ema_decay=0.999,
-                        checkpoint_every=5000, log_every=500, samples=5000))),
+                        checkpoint_every=5000, log_every=500, samples=5000, compile=True,
+                        compile_mode="reduce-overhead"))),
         "image": Preset(
             Config(architecture="unet", conditional=True, channels=128, num_res_blocks=2, attention_levels=(1,),
                    dropout=0.1, ode_steps=50, guidance_scale=1.0),
