@@ -62,17 +62,21 @@ derivations: setup
 notebooks: setup
 	$(PY) -m theory_jax --all --notebook build/notebooks
 
+# Every spec case, then every twin-training case (a short run in both trainers, compared step by step).
 check: setup
 	$(PY) -m shared_specs check --all
+	$(PY) -m practice_jax check --all
 
 # Your exercises (python -m theory_jax exercise NAME writes them into exercises/, or the folder --dir last named),
 # every file checked in turn.
 exercise-check: setup
 	$(PY) -m theory_jax exercise --check
 
-# Every derivation and spec case run again, then every generated table of README.md and docs/ (about 7 minutes on
-# 2 cores): docs/derivations/<topic>.md, docs/specs.json, the topic and results tables and the topic pages' blocks.
+# Every derivation, spec case and twin-training case run again, then every generated table of README.md and docs/
+# (about 8 minutes on 2 cores): docs/derivations/<topic>.md, docs/specs.json, docs/twin_training.json, the topic and
+# results tables and the topic pages' blocks.
 docs: setup
+	$(PY) -m practice_jax check --all --record
 	$(PY) -m shared_specs docs --derivations --specs
 
 # Every derivation and spec case again under each setting that changes XLA's and torch's kernels (one thread; 128-bit

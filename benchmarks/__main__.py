@@ -79,7 +79,7 @@ from benchmarks.ssm import ssm_generation, ssm_step
 from benchmarks.timing import best_of, gemm_peaks
 from benchmarks.transformer import transformer_step
 from benchmarks.unet import unet_step
-from shared_specs.environment import commit, cpu_model
+from project.environment import commit, cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

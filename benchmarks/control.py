@@ -46,7 +46,7 @@ def control(args) -> list[dict]:
     import tempfile
 
     from practice_torch.results import machine
-    from shared_specs.environment import commit, describe
+    from project.environment import commit, describe
 
     seeds = [int(s) for s in args.control_seeds.split(",")]
     load_before = os.getloadavg()[0]

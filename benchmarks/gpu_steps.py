@@ -236,7 +236,7 @@ def gpu_steps(args) -> list[dict]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     preset = args.preset or ("full" if device == "cuda" else "quick")
     from practice_torch.models import models_with_preset
-    from shared_specs.environment import commit
+    from project.environment import commit
 
     every = models_with_preset("full")
     names = args.gpu_models.split(",") if args.gpu_models else every

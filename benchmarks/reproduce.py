@@ -506,7 +506,7 @@ def reproduce(args) -> list[dict]:
         return reproduce_presets(args)
     from practice_torch.engine.checkpoint import atomic_write
     from practice_torch.results import machine
-    from shared_specs.environment import commit, describe
+    from project.environment import commit, describe
 
     rows, seeds = chosen_rows(args), range(args.seeds)
     names = [row.id for row in rows]

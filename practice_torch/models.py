@@ -4,7 +4,7 @@ The training engine (``practice_torch.engine``) knows nothing of any model: it i
 ``get_model`` looks one up; ``new_trainer``, ``run_config`` and ``open_run`` hand it over). A model module knows
 nothing of the engine beyond its interface (``engine/interface.py``, re-exported here). A topic becomes trainable
 with ``python -m practice_torch train <topic>`` by a training adapter ``practice_torch/<topic>/training.py`` that
-provides what ``ModelModule`` lists, and a ``trains`` line in its catalogue entry (``shared_specs/catalogue.py``).
+provides what ``ModelModule`` lists, and a ``trains`` line in its catalogue entry (``project/catalogue.py``).
 
 The engine owns every random number: it passes a ``torch.Generator`` (on CPU) to ``draw_noise``,
 ``sample`` and ``evaluate``, and saves its state in each checkpoint, so a resumed run is exact.
@@ -40,12 +40,12 @@ from practice_torch.engine.runs import (
     read_config,
     run_model_name,
 )
-from shared_specs.catalogue import TOPICS
+from project.catalogue import TOPICS
 
 __all__ = ["INTERFACE", "MODELS", "Artefact", "ModelModule", "UnknownModel", "get_model", "new_trainer", "open_run",
            "run_config", "writes_own_step"]
 
-# The trainable models, derived from the catalogue (``shared_specs.catalogue``, the one registry): name -> (training
+# The trainable models, derived from the catalogue (``project.catalogue``, the one registry): name -> (training
 # adapter module, what it trains).
 MODELS: dict[str, tuple[str, str]] = {t.name: (t.training_module, t.trains) for t in TOPICS if t.trains}
 

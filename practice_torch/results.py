@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from practice_torch.engine import RunError
-from shared_specs.environment import cores_text
+from project.environment import cores_text
 
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "docs" / "results.json"
 EVAL_FILE = "eval_test.json"
@@ -155,7 +155,7 @@ def add_rows(rows: list[dict[str, Any]], path: Path = RESULTS_FILE) -> list[dict
     """``path``'s rows with ``rows`` added (a row with the same model, data set, preset, changes and device is
     replaced), in the catalogue's order; written atomically."""
     from practice_torch.engine.checkpoint import atomic_write
-    from shared_specs.catalogue import TOPICS
+    from project.catalogue import TOPICS
 
     old = json.loads(path.read_text()) if path.is_file() else []
     merged = {row_key(r): r for r in old} | {row_key(r): r for r in rows}

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from project.compare import flatten
 from shared_specs.case import FunctionCase, ModuleCase, StepCase
-from shared_specs.compare import flatten
 from shared_specs.interop import flax_to_torch, split_statistics, torch_to_flax
 
 

@@ -1,13 +1,13 @@
 """Spec cases: backend-neutral descriptions of one check, built from NumPy only.
 
-Three kinds, one per level of the tolerance policy:
+Three kinds, one per level of the tolerance policy (a whole short training run in both trainers is a twin-training
+case, ``practice_jax/twin_cases.py``, outside this package since it runs ``practice_jax``):
 
 * ``FunctionCase``: a pure function with the same name in ``theory_jax.<topic>`` and
   ``practice_torch.<topic>``, called with the same NumPy inputs (noise included, rule 1).
 * ``ModuleCase``: a module with the same class name in both backends, its weights drawn once in
   the torch ``state_dict`` layout and carried to flax by ``shared_specs.interop`` (rule 2).
 * ``StepCase``: a few optimizer steps from the same weights on the same batches.
-* ``RunCase``: a whole short training run of a trainable model, the engine's step against ``practice_jax train``'s.
 
 Inputs are drawn from a generator seeded by the case id, so a case is the same on every machine
 and two cases never share draws by accident.
@@ -102,26 +102,7 @@ class StepCase:
     kind: str = "step"
 
 
-@dataclass(frozen=True)
-class RunCase:
-    """``steps`` training steps of the trainable ``model`` (its quick preset on ``dataset`` with ``overrides``) in
-    both backends: the PyTorch engine's default step on the model's adapter (loss, backward, clipping, AdamW, the
-    warmup + cosine schedule, the EMA) and ``python -m practice_jax train``'s jitted step on its flax twin
-    (``practice_jax/loop.py``), from the same weights (the PyTorch network built with the run's seed), batches
-    and noise (the engine's), in ``dtype`` on both sides. Compared: the loss of every step, the weights and the EMA
-    weights after the last."""
-
-    id: str
-    model: str
-    overrides: tuple[str, ...] = ()
-    dataset: str | None = None
-    steps: int = 50
-    dtype: str = "float64"
-    level: str = "step"
-    kind: str = "run"
-
-
-Case = FunctionCase | ModuleCase | StepCase | RunCase
+Case = FunctionCase | ModuleCase | StepCase
 
 
 def init_weights(shapes: Mapping[str, tuple[int, ...]], rng: np.random.Generator, dtype: str = "float32") -> Inputs:

@@ -18,9 +18,11 @@ import os
 import sys
 from pathlib import Path
 
-from shared_specs import catalogue, portability
-from shared_specs.compare import tolerance
-from shared_specs.environment import describe
+from project import catalogue
+from project.compare import tolerance
+from project.environment import describe
+from shared_specs import portability
+from shared_specs.topics import spec_cases, table_rows
 
 
 def _fmt_tol(level: str, dtype: str) -> str:
@@ -29,7 +31,7 @@ def _fmt_tol(level: str, dtype: str) -> str:
 
 
 def cmd_list() -> int:
-    rows = catalogue.table_rows()
+    rows = table_rows()
     width = max(len(r[0]) for r in rows)
     print(f"{'topic':<{width}}  {'group':<17} {'derivation':<10} {'implementation':<14} {'spec cases':>10}")
     for name, group, _, deriv, impl, cases in rows:
@@ -60,7 +62,7 @@ def cmd_check(topics: list[str], check_all: bool, json_path: Path | None = None)
     header = (f"{'case':<48} {'kind':<8} {'dtype':<7} {'output err':>10} {'tol r/a':>11} "
               f"{'grad err':>9} {'tol r/a':>11} {'ref err':>9} {'err/tol':>8} {'time':>6}  result")
     for name in topics:
-        cases = catalogue.spec_cases(name)
+        cases = spec_cases(name)
         print(f"\n{name}: {len(cases)} cases\n{header}")
         results[name] = []
         for case in cases:

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from shared_specs.case import FunctionCase, RunCase, gaussian, uniform
+from shared_specs.case import FunctionCase, gaussian, uniform
 
 B, D, H = 5, 2, 8
 WEIGHTS = ("w1", "b1", "w2", "b2", "w3", "b3")
@@ -117,9 +117,6 @@ def _ll_inputs(rng):
 ALL = ("t", "x") + WEIGHTS
 DIV = ALL[:-1]  # the divergence does not depend on b3 (torch's autograd refuses unused inputs)
 
-# the twin-training runs: small, and every part of the step at work (a clip that bites, decay, warmup, EMA)
-RUN = ("train.batch_size=16", "train.lr=0.01", "train.warmup_steps=10", "train.grad_clip=1", "train.weight_decay=0.01",
-       "train.ema_decay=0.9")
 
 CASES = (
     FunctionCase("cnf/mlp_field", "mlp_field", _field_inputs, grad_wrt=ALL, reference=ref_field),
@@ -147,12 +144,4 @@ CASES = (
                  static={"method": "midpoint", "steps": 4}, reference=ref_log_likelihood),
     FunctionCase("cnf/mlp_log_likelihood_rk4_38", "mlp_log_likelihood", _ll_inputs, grad_wrt=("x",) + WEIGHTS,
                  static={"method": "rk4", "steps": 4}, reference=ref_log_likelihood),
-    # whole short runs in both backends (practice_jax train cnf): FFJORD's concat-squash field trained through 4 steps
-    # of the 3/8 rule with Hutchinson's trace on the engine's probes, and the concatenated-time field through midpoint
-    # steps with the exact trace; a clip that bites, decay, warmup and the EMA
-    RunCase("cnf/run/concatsquash-rk4", "cnf", (*RUN, "model.hidden=16,16", "model.method=rk4", "model.steps=4"),
-            dataset="moons", steps=20),
-    RunCase("cnf/run/concat-midpoint-exact", "cnf", (*RUN, "model.hidden=16", "model.time_input=concat",
-                                                      "model.activation=softplus", "model.method=midpoint",
-                                                      "model.steps=3", "model.trace=exact"), dataset="moons", steps=20),
 )

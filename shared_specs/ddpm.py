@@ -10,9 +10,8 @@ witnesses, each from a different formula than the twins':
 * the discretised decoder: SciPy's normal CDF;
 * restoration: the mask by ``np.where``, the low-pass filter as A x A^T with A the block-averaging matrix (not pooling
   and upsampling), the jump back up by its beta.
-The U-Net's module cases (``shared_specs.nets.UNET_CASES``) are appended, and DDPM trained in both backends
-(``RunCase``: the class-conditional MLP denoiser with label dropout, 50 steps from the same weights, batches and
-noise).
+The U-Net's module cases (``shared_specs.nets.UNET_CASES``) are appended. DDPM trained in both trainers is a
+twin-training case (``practice_jax/twin_cases.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from shared_specs.case import FunctionCase, RunCase, gaussian, uniform
+from shared_specs.case import FunctionCase, gaussian, uniform
 
 B, IMAGE = 4, (4, 2, 5, 5)
 
@@ -237,11 +236,4 @@ CASES = (
                  reference=lambda x_model, y_t, factor: x_model + ref_low_pass(y_t - x_model, factor)),
     FunctionCase("ddpm/renoise", "renoise", _renoise_inputs, grad_wrt=("x_prev", "alpha_bar_t", "alpha_bar_prev", "z"),
                  reference=ref_renoise),
-    # every part of the step at work: a clip that bites, decay, warmup, EMA; the null label where drop says. The
-    # MLP denoiser: the U-Net's twin has its module cases, and XLA's float64 conv gradients would cost 40 s here
-    RunCase("ddpm/run/mlp-conditional", "ddpm",
-            ("model.hidden=32", "model.depth=2", "model.T=50", "model.sample_steps=10", "model.conditional=true",
-             "model.label_dropout=0.3", "train.batch_size=16", "train.lr=0.005", "train.warmup_steps=10",
-             "train.grad_clip=1", "train.weight_decay=0.01", "train.ema_decay=0.9"),
-            dataset="gaussians"),
 ) + _nets_cases()

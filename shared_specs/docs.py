@@ -33,13 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared_specs import catalogue
-from shared_specs.environment import cores_text
+from project import catalogue
+from project.environment import cores_text
+from shared_specs.topics import spec_cases, table_rows
 
 DOCS = "docs"
 TOPICS_DIR = f"{DOCS}/topics"
 DERIVATIONS_DIR = f"{DOCS}/derivations"
 SPECS_FILE = f"{DOCS}/specs.json"
+TWINS_FILE = f"{DOCS}/twin_training.json"  # the twin-training cases' errors (``python -m practice_jax check --record``)
 RESULTS_FILE = f"{DOCS}/results.json"
 REPRODUCE_FILE = f"{DOCS}/reproduce.json"  # ``python -m benchmarks reproduce``'s record
 GPU_FILE = f"{DOCS}/gpu_steps.json"  # ``python -m benchmarks gpu_steps`` run on a GPU, its results file copied here
@@ -117,7 +119,7 @@ def topic_table(link_pages: bool = True) -> str:
     """README's table: every topic, its group and lectures, and a link to each form that exists."""
     pages = {t.name for t in topics_with_pages()}
     lines = ["| topic | group | lectures | derivation | implementation | spec cases |", "|---|---|---|---|---|---|"]
-    for name, group, lectures, deriv, impl, cases in catalogue.table_rows():
+    for name, group, lectures, deriv, impl, cases in table_rows():
         title = f"[`{name}`]({TOPICS_DIR}/{name}.md)" if link_pages and name in pages else f"`{name}`"
         deriv = f"[yes](theory_jax/derivations/{name}.py)" if deriv == "yes" else "-"
         impl = f"[yes]({implementation_path(name)})" if impl == "yes" else "-"
@@ -466,7 +468,7 @@ def page_header(topic: catalogue.Topic) -> str:
         forms.append(f"implementation [`{path}`]({up}/{path})")
     if catalogue.has_spec(name):
         forms.append(f"spec [`shared_specs/{name}.py`]({up}/shared_specs/{name}.py) "
-                     f"({len(catalogue.spec_cases(name))} cases)")
+                     f"({len(spec_cases(name))} cases)")
     trains = f"\n\nTrains: {topic.trains} (`python -m practice_torch train {name}`)." if topic.trains else ""
     checks = (f"\n\nChecked in the other backend: {topic.checks}, recomputed by the JAX twin from a trained run's "
               "weights (`python -m theory_jax check RUN`).") if topic.checks else ""
@@ -488,8 +490,11 @@ def claims_block(name: str, document: str | None) -> str:
             f"{items}\n\n</details>")
 
 
-def specs_block(name: str, specs: dict[str, Any]) -> str:
-    cases = catalogue.spec_cases(name)
+def specs_block(name: str, specs: dict[str, Any], twins: dict[str, Any] | None = None) -> str:
+    """The topic's spec cases with their errors as docs/specs.json records them and, where ``twins``
+    (docs/twin_training.json, written by ``python -m practice_jax check --record``) holds the topic's twin-training
+    cases, theirs below."""
+    cases = spec_cases(name)
     if not cases:
         return "*No spec cases yet.*"
     measured = {r["case"]: r for r in specs.get("topics", {}).get(name, [])}
@@ -502,10 +507,22 @@ def specs_block(name: str, specs: dict[str, Any]) -> str:
         if r is None:
             lines.append(f"| `{case.id}` | {case.kind} | {getattr(case, 'dtype', '-')} | not measured | | | |")
             continue
-        checks = r["checks"]
-        lines.append(f"| `{case.id}` | {r['kind']} | {r['dtype']} | {_err(checks.get('output'))} | "
-                     f"{_err(checks.get('gradient'))} | {_err(checks.get('reference'))} | {r['ratio']:.2f} |")
+        lines.append(_spec_row(r))
+    runs = (twins or {}).get("topics", {}).get(name, [])
+    if runs:
+        env = twins.get("environments", {}).get(name, {})
+        lines += ["", f"Twin training (a short run in both trainers), measured by `python -m practice_jax check {name}` "
+                      f"on {environment_line(env)}:", "",
+                  "| case | kind | dtype | output | gradient | third reference | err/tol |", "|---|---|---|---|---|---|---|"]
+        lines += [_spec_row(r) for r in runs]
     return "\n".join(lines)
+
+
+def _spec_row(r: dict[str, Any]) -> str:
+    """A measured case's row: its errors (max |a - b| (rtol/atol)) and its worst error over its tolerance."""
+    checks = r["checks"]
+    return (f"| `{r['case']}` | {r['kind']} | {r['dtype']} | {_err(checks.get('output'))} | "
+            f"{_err(checks.get('gradient'))} | {_err(checks.get('reference'))} | {r['ratio']:.2f} |")
 
 
 # The whole documentation, in memory -----------------------------------------------------------------------------
@@ -524,7 +541,7 @@ def rendered(root: Path | None = None) -> dict[str, str]:
     page or marker."""
     root = root or catalogue.ROOT
     specs, results = _json(root, SPECS_FILE, {}), _json(root, RESULTS_FILE, [])
-    record = _json(root, REPRODUCE_FILE, {})
+    record, twins = _json(root, REPRODUCE_FILE, {}), _json(root, TWINS_FILE, {})
     out = {}
     readme = _read(root, "README.md") or ""
     readme = fill(readme, "topic-table", topic_table(), "README.md")
@@ -548,7 +565,7 @@ def rendered(root: Path | None = None) -> dict[str, str]:
                              f"markers)")
         page = fill(page, "header", page_header(topic), path)
         page = fill(page, "claims", claims_block(topic.name, _read(root, f"{DERIVATIONS_DIR}/{topic.name}.md")), path)
-        page = fill(page, "specs", specs_block(topic.name, specs), path)
+        page = fill(page, "specs", specs_block(topic.name, specs, twins), path)
         rows = [r for r in results if r["model"] == topic.name]
         page = fill(page, "results", results_table(rows, None), path)
         wanted = any(topic.name in r["topics"] for r in record.get("rows", {}).values())
@@ -587,7 +604,7 @@ def stale(root: Path | None = None) -> list[str]:
                  if _read(root, f"{DERIVATIONS_DIR}/{name}.md") is None]
     specs = _json(root, SPECS_FILE, {}).get("topics", {})
     for topic in catalogue.TOPICS:
-        ids = [c.id for c in catalogue.spec_cases(topic.name)]
+        ids = [c.id for c in spec_cases(topic.name)]
         have = [r["case"] for r in specs.get(topic.name, [])]
         if ids != have:
             missing = sorted(set(ids) - set(have)) or sorted(set(have) - set(ids)) or ["(their order)"]
@@ -598,7 +615,7 @@ def stale(root: Path | None = None) -> list[str]:
 # Writing ---------------------------------------------------------------------------------------------------------
 def write_derivations(root: Path, echo=print, topics: Sequence[str] = ()) -> bool:
     """Run every derivation (or those of ``topics``) and write its document; False when a claim failed."""
-    from shared_specs.environment import describe
+    from project.environment import describe
     from theory_jax import cli
     from theory_jax.derivation import figure_path, to_markdown, write_figures
 
@@ -626,15 +643,15 @@ def write_specs(root: Path, echo=print, topics: Sequence[str] = ()) -> bool:
 
     Each topic keeps the environment it was measured in (``environments``); False when a case failed.
     """
-    from shared_specs.environment import describe
+    from project.environment import describe
     from shared_specs.runner import run_case
 
     old = _json(root, SPECS_FILE, {}) if topics else {}
-    results = {k: v for k, v in old.get("topics", {}).items() if catalogue.spec_cases(k)}
+    results = {k: v for k, v in old.get("topics", {}).items() if spec_cases(k)}
     environments = {k: old.get("environments", {}).get(k, old.get("environment", {})) for k in results}
     failed = 0
     for topic in catalogue.TOPICS:
-        cases = catalogue.spec_cases(topic.name)
+        cases = spec_cases(topic.name)
         if not cases or (topics and topic.name not in topics):
             continue
         results[topic.name] = []

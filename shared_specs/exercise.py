@@ -38,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shared_specs import catalogue
+from project import catalogue
+from project.compare import Tolerance, flatten, tolerance
 from shared_specs.case import FunctionCase, rng_for
-from shared_specs.compare import Tolerance, flatten, tolerance
+from shared_specs.topics import spec_cases
 from theory_jax.exercises import stub_of
 
 BACKENDS = ("jax", "torch")
@@ -84,7 +85,7 @@ def ours(topic: str, function: str, backend: str) -> Callable:
 
 def cases_of(topic: str, function: str) -> list[FunctionCase]:
     """The spec cases that check ``function``."""
-    return [c for c in catalogue.spec_cases(topic) if isinstance(c, FunctionCase) and c.fn == function]
+    return [c for c in spec_cases(topic) if isinstance(c, FunctionCase) and c.fn == function]
 
 
 # The learner's file -------------------------------------------------------------------------------------------------

@@ -15,11 +15,7 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.spatial.distance import cdist
 
-from shared_specs.case import FunctionCase, RunCase, gaussian, uniform
-
-# the twin-training runs: small, and every part of the step at work (a clip that bites, decay, warmup, EMA)
-RUN = ("train.batch_size=16", "train.lr=0.005", "train.warmup_steps=10", "train.grad_clip=1", "train.weight_decay=0.01",
-       "train.ema_decay=0.9")
+from shared_specs.case import FunctionCase, gaussian, uniform
 
 B = 5
 
@@ -110,13 +106,4 @@ CASES = (
     FunctionCase("flow_matching/transport_cost", "transport_cost", _cost_sigma, grad_wrt=("cost",),
                  reference=lambda cost, sigma: np.mean([cost[i, s] for i, s in enumerate(sigma)])),
     FunctionCase("flow_matching/ot_coupling", "ot_coupling", _coupling, grad_wrt=("x0",), reference=ref_ot_coupling),
-    # whole short runs in both backends (practice_jax train flow_matching): the MLP field on moons with a path of
-    # width sigma_min, and the class-conditional U-Net on 8 x 8 digits with label dropout (4 steps), from the same weights,
-    # batches and noise, with a clip that bites, decay, warmup and the EMA
-    RunCase("flow_matching/run/mlp-moons", "flow_matching", (*RUN, "model.hidden=32", "model.depth=2",
-                                                            "model.sigma_min=0.1"), dataset="moons", steps=30),
-    RunCase("flow_matching/run/unet-conditional", "flow_matching",
-            (*RUN, "model.architecture=unet", "model.conditional=true", "model.label_dropout=0.3",
-             "model.channels=8", "model.channel_mults=1,2", "model.num_res_blocks=1", "model.attention_levels=",
-             ), dataset="digits", steps=4),
 )

@@ -1,7 +1,6 @@
-"""Spec cases for ``gan``: the GAN's losses on the discriminator's logits and its closed forms, in float64; and the
-game trained in both backends (``RunCase``: the players' own optimizers, the inner discriminator loop or
-simultaneous updates, R1 and the generator's batch normalisation, 50 rounds from the same weights, batches and
-noise).
+"""Spec cases for ``gan``: the GAN's losses on the discriminator's logits and its closed forms, in float64. The game
+trained in both trainers (the players' own optimizers, the inner discriminator loop or simultaneous updates, R1) is a
+twin-training case (``practice_jax/twin_cases.py``).
 
 Each function runs in ``theory_jax.gan`` and ``practice_torch.gan`` on the same NumPy inputs, gradients included;
 SciPy is the third witness (``scipy.special.log_expit`` for log D and log(1 - D), ``jensenshannon`` for JS,
@@ -20,12 +19,9 @@ import numpy as np
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
-from shared_specs.case import FunctionCase, ModuleCase, RunCase, gaussian, uniform
+from shared_specs.case import FunctionCase, ModuleCase, gaussian, uniform
 
 B, K = 6, 9
-# the twin-training runs: small, and every part of the step at work (a clip that bites, decay, warmup, EMA)
-RUN = ("train.batch_size=16", "train.lr=0.005", "train.warmup_steps=10", "train.grad_clip=1", "train.weight_decay=0.01",
-       "train.ema_decay=0.9", "model.latent_dim=4")
 
 
 # the progressive players at 2 stages (4 -> 8): every layer in use while the second resolution fades in
@@ -164,21 +160,4 @@ CASES = (
     FunctionCase("gan/gauss_log_pdf", "gauss_log_pdf",
                  lambda r: {"x": gaussian(r, B), "mean": gaussian(r, B), "std": np.exp(gaussian(r, B, scale=0.3))},
                  grad_wrt=("x", "mean", "std"), reference=lambda x, mean, std: stats.norm.logpdf(x, mean, std)),
-    # the unrolled discriminator (Metz et al.): the generator's loss two look-ahead steps on, the class vectors moving;
-    # 25 rounds, as each costs three discriminator gradients, two of them differentiated again
-    RunCase("gan/run/mlp-conditional-unrolled", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16",
-                                                        "model.conditional=true", "model.r1=0", "model.unrolled_steps=2",
-                                                        "model.unroll_lr=0.05"), dataset="digits", steps=25),
-    # simultaneous gradient steps (model.discriminator_steps=0): both players' gradients on one batch, then both steps;
-    # the discriminator packed (PacGAN: pairs of images along their channels, channels last in flax, first in torch)
-    RunCase("gan/run/mlp-simultaneous-packed", "gan", (*RUN, "model.architecture=mlp", "model.hidden=16,16",
-                                                       "model.r1=0", "model.discriminator_steps=0", "model.pack=2"),
-            dataset="digits"),
-    # the class-conditional DCGAN (the projection on the conv features), every layer of its discriminator spectrally
-    # normalised, the vectors stepped by each logit (Miyato et al.), and R1's gradient also through the minibatch
-    # standard deviation (Karras et al.), the batch's one shared feature
-    RunCase("gan/run/dcgan-conditional-r1-sn-mbstd", "gan",
-            (*RUN, "model.channels=4,8", "model.fc=16", "model.conditional=true", "model.r1=1",
-             "model.discriminator_steps=2", "model.generator_loss=saturating", "model.spectral_norm=true",
-             "model.minibatch_std=true"), dataset="digits"),
 )

@@ -17,7 +17,7 @@ import itertools
 import numpy as np
 from scipy import special
 
-from shared_specs.case import FunctionCase, RunCase, gaussian, uniform
+from shared_specs.case import FunctionCase, gaussian, uniform
 
 B, V = 5, 8
 TABLE_V, TABLE_L = 3, 4  # the table model of beam search: 3 tokens, length 4 (81 sequences)
@@ -143,10 +143,4 @@ CASES = (
                  static={"length": TABLE_L, "beam": TABLE_V ** (TABLE_L - 1)}, reference=ref_beam_search_table),
     FunctionCase("language_model/beam_search_narrow", "beam_search_table", _table,
                  static={"length": TABLE_L, "beam": 2}, reference=ref_beam_search_table),
-    # a whole short run: 50 steps of the engine's step against practice_jax train's (random crops of the windows, a
-    # clip that bites, decay, warmup, an EMA; the head tied to the embedding, rotary positions)
-    RunCase("language_model/run/tied-rope", "language_model",
-            ("model.dim=16", "model.layers=1", "model.heads=2", "model.context=16", "model.position=rope",
-             "train.batch_size=4", "train.val_batch=0", "train.lr=0.01", "train.warmup_steps=10",
-             "train.grad_clip=0.5", "train.weight_decay=0.01", "train.ema_decay=0.9")),
 )

@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared_specs.catalogue import ROOT
-from shared_specs.environment import KERNEL_VARIABLES
+from project.catalogue import ROOT
+from project.environment import KERNEL_VARIABLES
 
 FRAGILE = 0.1  # err/tol above this in any setting is reported: a tenth of the tolerance or less is left
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from shared_specs.case import Case, FunctionCase, ModuleCase, RunCase, StepCase, init_weights, rng_for
-from shared_specs.compare import Comparison, Tolerance, compare_trees, flatten, tolerance
+from project.compare import Comparison, Tolerance, compare_trees, flatten, tolerance
+from shared_specs.case import Case, FunctionCase, ModuleCase, StepCase, init_weights, rng_for
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,6 @@ class Perturbation:
     inputs: Callable[[dict], dict] | None = None
     params: Callable[[dict], dict] | None = None
     fn: Callable[[Callable], Callable] | None = None
-    training: Callable[[dict], dict] | None = None  # a run case's JAX parts {"optimizer", "step"} -> altered ones
 
 
 @dataclass(frozen=True)
@@ -150,23 +149,10 @@ def _step(case: StepCase, perturb: Perturbation | None) -> dict[str, Comparison 
     return {"output": compare_trees(w_j, w_t, tolerance(case.level, case.dtype))}
 
 
-def _run(case: RunCase, perturb: Perturbation | None) -> dict[str, Comparison | None]:
-    from shared_specs import twin_training
-
-    backends()  # full precision on both sides (float64 in JAX, no TF32 in torch)
-    reference, start, inert = twin_training.torch_run(case)
-    if compare_trees(reference["weights"], start, Tolerance(0.0, 0.0)).passed:
-        raise AssertionError("the training steps left every weight unchanged: the case checks nothing")
-    twin = twin_training.jax_run(case, perturb.training if perturb else None)
-    for run in (reference, twin):  # the parameters the loss does not depend on (twin_training.INERT) are not compared
-        run.update({k: {n: v for n, v in run[k].items() if n not in inert} for k in ("weights", "ema") if k in run})
-    return {"output": compare_trees(twin, reference, tolerance(case.level, case.dtype))}
-
-
 def run_case(case: Case, perturb: Perturbation | None = None) -> CaseResult:
     """Run one case in both backends; exceptions become a failed result naming the error."""
     start = time.perf_counter()
-    runner = {"function": _function, "module": _module, "step": _step, "run": _run}[case.kind]
+    runner = {"function": _function, "module": _module, "step": _step}[case.kind]
     try:
         checks = runner(case, perturb)
         error = None

@@ -44,7 +44,7 @@ __all__ = ["CHECKERS", "CheckError", "Row", "check_run", "format_rows", "main", 
 def checkers() -> dict[str, str]:
     """{topic: the module of its twin check}: every catalogue topic with a ``checks`` line provides
     ``shared_specs/twins/<topic>.py`` with ``check(net, cfg, batch, rng, perturb) -> list[Row]``."""
-    from shared_specs.catalogue import TOPICS
+    from project.catalogue import TOPICS
 
     return {t.name: f"shared_specs.twins.{t.name}" for t in TOPICS if t.checks}
 

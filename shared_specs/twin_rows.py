@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared_specs.compare import Tolerance
+from project.compare import Tolerance
 
 LEVEL = "loglik"  # the policy level of a log-likelihood in float64
 

@@ -13,14 +13,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from shared_specs.case import FunctionCase, ModuleCase, RunCase, StepCase, gaussian, uniform
+from shared_specs.case import FunctionCase, ModuleCase, StepCase, gaussian, uniform
 
 B, LATENT, CLASSES, K = 3, 4, 3, 5
 IMAGE = (1, 8, 8)
 MLP = {"image_shape": IMAGE, "latent_dim": LATENT, "hidden": (16, 12)}
-# the twin-training runs: small, and every part of the step at work (a clip that bites, decay, warmup, EMA)
-RUN = ("model.latent_dim=2", "train.batch_size=16", "train.lr=0.01", "train.warmup_steps=10", "train.grad_clip=20",
-       "train.weight_decay=0.01", "train.ema_decay=0.9")
 CONV = {"image_shape": IMAGE, "latent_dim": LATENT, "channels": (4, 8), "groups": 2}
 HIERARCHICAL = {"image_shape": IMAGE, "latent_dim": LATENT, "top_dim": 2, "channels": (4, 8), "hidden": 6, "groups": 2}
 
@@ -216,13 +213,4 @@ CASES = (
     StepCase("vae/adam_steps/conv-gaussian-beta", "VAE",
              {**CONV, "architecture": "conv", "likelihood": "gaussian"}, _batches(), ADAM,
              image_inputs=("x",), static={"beta": 2.0}),
-    # a whole short run: 50 steps of the engine's step against practice_jax train's, with the clipping, the decay,
-    # the warmup and the EMA all at work -----------------------------------------------------------------------
-    RunCase("vae/run/mlp", "vae", (*RUN, "model.architecture=mlp", "model.hidden=16"), dataset="digits"),
-    RunCase("vae/run/conv-gaussian-conditional", "vae",
-            (*RUN, "model.channels=8,8", "model.likelihood=gaussian", "model.conditional=true", "model.beta=2",
-             "model.tc_beta=3", "model.dataset_size=1000"),
-            dataset="digits"),
-    RunCase("vae/run/hierarchical", "vae", (*RUN, "model.levels=2", "model.top_dim=2", "model.channels=4,8",
-                                            "model.hidden=8"), dataset="digits"),
 )

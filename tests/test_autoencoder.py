@@ -20,12 +20,12 @@ from practice_torch.engine.config import apply_overrides
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.engine.runs import dataset_info
 from practice_torch.models import new_trainer
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-CASES = {case.id: case for case in catalogue.spec_cases("autoencoder")}
+CASES = {case.id: case for case in topics.spec_cases("autoencoder")}
 DIGITS = get_info("digits")
 IMAGE = (1, 8, 8)
 

@@ -426,7 +426,7 @@ def test_a_record_names_the_commit_clean_when_only_records_changed(monkeypatch):
     """A sweep's records were rewritten by its earlier rows (or an earlier sweep in the checkout): those changes alone
     leave the commit clean, for the runs as for the record; a record elsewhere counts when named; any other change
     (the controls: code, a page) marks it '+changes'."""
-    from shared_specs import environment
+    from project import environment
 
     def git(status):
         def run(argv, **kwargs):

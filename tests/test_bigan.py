@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 import practice_torch.bigan as BG
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("bigan")}
+CASES = {case.id: case for case in topics.spec_cases("bigan")}
 
 
 def test_a_generator_joint_not_transposed_to_the_encoders_layout_is_caught(both):

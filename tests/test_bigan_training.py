@@ -20,6 +20,7 @@ from practice_torch.data import get_info
 from practice_torch.engine.config import apply_overrides
 from practice_torch.evaluation.probe import linear_probe
 from practice_torch.models import new_trainer
+from shared_specs import topics
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -201,16 +202,14 @@ def test_the_quick_preset_learns_features_a_linear_probe_reads(tmp_path):
 
 # The joint discriminator's flax twin (shared_specs/bigan.py's module cases) --------------------------------------
 def test_a_twin_whose_discriminator_ignores_z_is_caught(both):
-    from shared_specs import catalogue
     from shared_specs.runner import Perturbation, caught
 
-    cases = {case.id: case for case in catalogue.spec_cases("bigan")}
+    cases = {case.id: case for case in topics.spec_cases("bigan")}
     for name in ("bigan/joint_discriminator", "bigan/joint_discriminator/vectors"):
         assert "output" in caught(cases[name], Perturbation("z ignored", inputs=lambda x: {**x, "z": 0 * x["z"]}))
 
 
 def test_a_twin_with_spatially_transposed_conv_kernels_is_caught(both):
-    from shared_specs import catalogue
     from shared_specs.runner import Perturbation, caught
 
     def transposed(params):
@@ -218,5 +217,5 @@ def test_a_twin_with_spatially_transposed_conv_kernels_is_caught(both):
         return {**params, "x_path": {**params["x_path"], "convs_0": {**params["x_path"]["convs_0"],
                                                                      "kernel": kernel.transpose(1, 0, 2, 3)}}}
 
-    cases = {case.id: case for case in catalogue.spec_cases("bigan")}
+    cases = {case.id: case for case in topics.spec_cases("bigan")}
     assert "output" in caught(cases["bigan/joint_discriminator"], Perturbation("kernel transposed", params=transposed))

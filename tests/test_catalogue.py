@@ -4,7 +4,8 @@ import re
 import subprocess
 import sys
 
-from shared_specs import catalogue, cli
+from project import catalogue
+from shared_specs import cli, topics
 
 TOPICS_MD = catalogue.ROOT / "docs" / "TOPICS.md"
 
@@ -21,7 +22,7 @@ def test_names_are_unique_and_valid_module_names():
 
 
 def test_forms_present_for_the_first_topics():
-    rows = {r[0]: r for r in catalogue.table_rows()}
+    rows = {r[0]: r for r in topics.table_rows()}
     assert rows["vae"][3:5] == ("yes", "yes") and rows["vae"][5] >= 10
     assert rows["elbo"][3:5] == ("yes", "yes") and rows["elbo"][5] >= 6
 
@@ -35,7 +36,7 @@ def test_list_command_prints_the_table():
 def test_check_rejects_unknown_topics(capsys):
     assert cli.main(["check", "not_a_topic"]) == 2
     assert "unknown topic" in capsys.readouterr().err
-    without = [t.name for t in catalogue.TOPICS if not catalogue.spec_cases(t.name)]
+    without = [t.name for t in catalogue.TOPICS if not topics.spec_cases(t.name)]
     if without:  # a topic of the syllabus that has no cases yet
         assert cli.main(["check", without[0]]) == 2
         assert "no spec cases" in capsys.readouterr().err

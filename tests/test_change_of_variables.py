@@ -19,11 +19,11 @@ from practice_torch.data import get_dataset, get_info
 from practice_torch.data.toy2d import MIXTURE1D_WEIGHTS, mixture1d_log_density
 from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.models import new_trainer
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
 F64 = torch.float64
-CASES = {case.id: case for case in catalogue.spec_cases("change_of_variables")}
+CASES = {case.id: case for case in topics.spec_cases("change_of_variables")}
 
 
 def random_flow(dim=2, components=5, layers=3, seed=0, dtype=F64) -> cov.GaussianizationFlow:

@@ -78,7 +78,7 @@ def runs(tmp_path_factory) -> Runs:
 
 
 def test_every_model_with_a_twin_has_a_run_here_and_the_catalogue_names_them():
-    from shared_specs.catalogue import TOPICS
+    from project.catalogue import TOPICS
 
     assert {name.split("@")[0] for name in RUNS} == set(check.CHECKERS)
     assert set(check.CHECKERS) == {t.name for t in TOPICS if t.checks}

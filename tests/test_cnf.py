@@ -22,10 +22,10 @@ from practice_torch.data import get_info
 from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.models import new_trainer
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught, run_case
 
-CASES = {c.id: c for c in catalogue.spec_cases("cnf")}
+CASES = {c.id: c for c in topics.spec_cases("cnf")}
 MOONS = get_info("moons")
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shared_specs.compare import POLICY, Tolerance, assert_trees_close, compare_trees, tolerance
+from project.compare import POLICY, Tolerance, assert_trees_close, compare_trees, tolerance
 
 TOL = Tolerance(1e-5, 1e-6)
 

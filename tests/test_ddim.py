@@ -14,10 +14,10 @@ import torch
 from practice_torch import ddim
 from practice_torch.ddpm import MLPDenoiser, Schedule, ddpm_step, sample_loop
 from practice_torch.diffusion import predict_x0
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("ddim")}
+CASES = {case.id: case for case in topics.spec_cases("ddim")}
 TINY = ["--device", "cpu", "--set", "model.channels=8", "--set", "model.channel_mults=1,2", "--set",
         "model.attention_levels=1", "--set", "model.T=100", "--set", "model.sample_steps=5", "--set",
         "train.batch_size=16", "--set", "train.samples=4", "--set", "model.nll_examples=8", "--set",

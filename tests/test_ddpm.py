@@ -21,10 +21,10 @@ from practice_torch.diffusion.restoration import inpainting_mask
 from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.models import new_trainer
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught, run_case
 
-CASES = {c.id: c for c in catalogue.spec_cases("ddpm")}
+CASES = {c.id: c for c in topics.spec_cases("ddpm")}
 DIGITS, MOONS = get_info("digits"), get_info("moons")
 TINY_UNET = ["model.channels=8", "model.channel_mults=1,2", "model.attention_levels=1", "model.T=50"]
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from shared_specs import catalogue, docs
+from project import catalogue
+from shared_specs import docs
 from theory_jax import cli
 from theory_jax.derivation import Derivation, figure_path, to_markdown
 

@@ -22,7 +22,7 @@ from test_pixelcnn import TINY as TINY_PIXELCNN
 from test_wavenet import TINY as TINY_WAVENET
 
 from practice_torch.cli import main as torch_cli
-from shared_specs.compare import compare_trees, tolerance
+from project.compare import compare_trees, tolerance
 
 ROOT = Path(__file__).parents[1]
 TINY = ["train", "vae", "--dataset", "digits", "--device", "cpu", "--steps", "4", "--set", "model.architecture=mlp",

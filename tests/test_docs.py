@@ -12,7 +12,8 @@ import shutil
 
 import pytest
 
-from shared_specs import catalogue, cli, docs
+from project import catalogue
+from shared_specs import cli, docs, topics
 
 ROOT = catalogue.ROOT
 
@@ -129,7 +130,7 @@ def test_re_measuring_one_topic_keeps_the_others_and_their_machines(copy_of_docs
     after = json.loads(path.read_text())
     assert after["topics"]["vae"] == specs["topics"]["vae"] and after["environments"]["vae"] == {"cpu": "another machine"}
     assert after["environments"]["elbo"] != {"cpu": "another machine"}
-    assert [r["case"] for r in after["topics"]["elbo"]] == [c.id for c in catalogue.spec_cases("elbo")]
+    assert [r["case"] for r in after["topics"]["elbo"]] == [c.id for c in topics.spec_cases("elbo")]
     assert all(r["ratio"] != 0.999 for r in after["topics"]["elbo"])
     assert list(after["topics"]) == [t.name for t in catalogue.TOPICS if t.name in after["topics"]]
     with pytest.raises(ValueError, match="no topic named nope"):

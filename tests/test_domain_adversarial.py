@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 import practice_torch.domain_adversarial as DA
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("domain_adversarial")}
+CASES = {case.id: case for case in topics.spec_cases("domain_adversarial")}
 
 
 def test_a_forgotten_reversal_is_caught(both):

@@ -210,9 +210,9 @@ def test_an_unlabelled_source_is_refused():
 
 # The network's flax twin (shared_specs/domain_adversarial.py's module case) -------------------------------------
 def _dann_case():
-    from shared_specs import catalogue
+    from shared_specs import topics
 
-    return {case.id: case for case in catalogue.spec_cases("domain_adversarial")}["domain_adversarial/dann"]
+    return {case.id: case for case in topics.spec_cases("domain_adversarial")}["domain_adversarial/dann"]
 
 
 def test_the_flax_twin_agrees_and_a_twin_without_the_reversal_is_caught(both, monkeypatch):

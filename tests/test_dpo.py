@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 import practice_torch.dpo as DPO
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("dpo")}
+CASES = {case.id: case for case in topics.spec_cases("dpo")}
 
 
 def test_beta_outside_the_sigmoid_is_caught(both):

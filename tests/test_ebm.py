@@ -16,10 +16,10 @@ from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.ebm import training as ebm_training
 from practice_torch.engine.config import ConfigError
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("ebm")}
+CASES = {case.id: case for case in topics.spec_cases("ebm")}
 MOONS, DIGITS = get_info("moons"), get_info("digits")
 TINY = ["--device", "cpu", "--set", "model.mlp_hidden=16", "--set", "model.buffer_size=256", "--set",
         "model.langevin_steps=3", "--set", "model.sample_steps=5", "--set", "model.eval_examples=200", "--set",

@@ -17,10 +17,10 @@ from practice_torch.evaluation import features as F
 from practice_torch.evaluation import inception as I
 from practice_torch.evaluation import metrics
 from practice_torch.evaluation.samples import image_set_metrics
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught, run_case
 
-CASES = {case.id: case for case in catalogue.spec_cases("evaluation")}
+CASES = {case.id: case for case in topics.spec_cases("evaluation")}
 TINY = ["--dataset", "digits", "--device", "cpu", "--set", "model.channels=4,8", "--set", "model.latent_dim=4",
         "--set", "train.batch_size=16", "--set", "train.warmup_steps=2", "--set", "train.log_every=2",
         "--set", "train.checkpoint_every=2", "--set", "train.samples=8", "--set", "model.nll_examples=16",

@@ -19,11 +19,11 @@ from practice_torch.data import get_info
 from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.f_divergence import training as fd_training
 from practice_torch.models import new_trainer
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, run_case
 
 GAUSSIANS = get_info("gaussians")
-CASES = {case.id: case for case in catalogue.spec_cases("f_divergence")}
+CASES = {case.id: case for case in topics.spec_cases("f_divergence")}
 TINY = ["--device", "cpu", "--set", "model.hidden=16,16", "--set", "model.latent_dim=2", "--set", "train.batch_size=32",
         "--set", "train.warmup_steps=2", "--set", "train.log_every=5", "--set", "train.samples=200"]
 

@@ -20,10 +20,10 @@ from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine.config import ConfigError
 from practice_torch.flow_matching import training as fm_training
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught, run_case
 
-CASES = {case.id: case for case in catalogue.spec_cases("flow_matching")}
+CASES = {case.id: case for case in topics.spec_cases("flow_matching")}
 MOONS = get_info("moons")
 TINY = ["--device", "cpu", "--set", "model.hidden=16", "--set", "model.depth=1", "--set", "model.ode_steps=4",
         "--set", "model.eval_examples=100", "--set", "model.nll_examples=20", "--set", "model.density_grid=8",

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import practice_torch.gan as G
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("gan")}
+CASES = {case.id: case for case in topics.spec_cases("gan")}
 
 
 def test_naive_log_of_one_minus_sigmoid_is_caught(both):

@@ -7,10 +7,10 @@ import numpy as np
 import torch
 
 import practice_torch.gan_inversion as GI
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("gan_inversion")}
+CASES = {case.id: case for case in topics.spec_cases("gan_inversion")}
 
 
 def test_a_step_up_the_gradient_is_caught(both):

@@ -31,7 +31,7 @@ from practice_torch.gan_inversion.networks import (
     latent_error,
 )
 from practice_torch.models import open_run
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -157,7 +157,7 @@ def test_the_latent_error_and_the_feature_distance_measure_what_they_say():
 
 def test_the_encoders_spec_catches_a_transposed_kernel_and_nhwc_flattening(both):
     """Negative controls of the module case ``gan_inversion/encoder`` (torch vs its flax twin, weights converted)."""
-    case = {c.id: c for c in catalogue.spec_cases("gan_inversion")}["gan_inversion/encoder"]
+    case = {c.id: c for c in topics.spec_cases("gan_inversion")}["gan_inversion/encoder"]
 
     def transposed(params):  # (H, W, I, O): the spatial axes swapped
         return {**params, "convs_0": {**params["convs_0"], "kernel": np.swapaxes(params["convs_0"]["kernel"], 0, 1)}}

@@ -17,10 +17,10 @@ from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine.config import ConfigError
 from practice_torch.guidance import training as gd_training
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, run_case
 
-CASES = {case.id: case for case in catalogue.spec_cases("guidance")}
+CASES = {case.id: case for case in topics.spec_cases("guidance")}
 DIGITS = get_info("digits")
 TINY_DDPM = ["--device", "cpu", "--set", "model.conditional=true", "--set", "model.channels=8", "--set",
              "model.channel_mults=1,2", "--set", "model.attention_levels=", "--set", "model.T=50", "--set",

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from shared_specs import catalogue
+from project import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("theory_jax", "practice_torch", "practice_jax", "shared_specs", "benchmarks")
+PACKAGES = ("project", "theory_jax", "practice_torch", "practice_jax", "shared_specs", "benchmarks")
 FORBIDDEN_IN_MATH = ("practice_torch.engine", "practice_torch.data", "practice_torch.models", "practice_torch.cli")
 
 
@@ -400,10 +400,10 @@ def test_what_a_checkpoint_fixes_and_what_sample_may_change_name_fields_of_the_m
 
 def jax_imports(root: Path) -> list[str]:
     """'module: name' for every import of JAX, flax, optax or the JAX side of the project (theory_jax, the JAX
-    trainer practice_jax, the twins and twin training of shared_specs) anywhere in a practice_torch file, function-local
+    trainer practice_jax and its twin training, the twins of shared_specs) anywhere in a practice_torch file, function-local
     ones included."""
     packages = ("jax", "flax", "optax", "diffrax", "theory_jax", "practice_jax")
-    modules = ("shared_specs.twin_training", "shared_specs.twins")
+    modules = ("practice_jax.twin_training", "shared_specs.twins")
     found = []
     for module, path in module_files(root, ("practice_torch",)).items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -425,3 +425,44 @@ def test_practice_torch_imports_no_jax():
         planted = Path(tmp) / "practice_torch" / "gan" / "functions.py"
         planted.write_text(planted.read_text() + "\n\ndef planted():\n    import jax.numpy as jnp\n    return jnp\n")
         assert jax_imports(Path(tmp)) == ["practice_torch.gan.functions: jax.numpy"]
+
+
+# The packages' floors: a module imports only packages on floors below its own (the ground floor, project, from
+# everywhere), never one beside it or above. The one exception is a command: `python -m theory_jax check RUN` and
+# `exercise` dispatch to shared_specs, which runs both backends.
+FLOORS = {"project": 0, "theory_jax": 1, "practice_torch": 1, "shared_specs": 2, "practice_jax": 3, "benchmarks": 4}
+COMMANDS = ("theory_jax.cli",)
+
+
+def upward_imports(root: Path) -> list[str]:
+    """'module -> imported' for every import (function-local ones too) of a package on the importing module's floor
+    or above it, other than its own package's."""
+    found = []
+    for module, path in module_files(root, tuple(p for p in FLOORS if (root / p).is_dir())).items():
+        own = module.split(".")[0]
+        if module in COMMANDS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{module} -> {n}" for n in names
+                      if n.split(".")[0] in FLOORS and n.split(".")[0] != own and FLOORS[n.split(".")[0]] >= FLOORS[own]]
+    return sorted(found)
+
+
+def test_every_import_goes_down_a_floor():
+    """project (the catalogue, the environment, the comparison) under theory_jax and practice_torch, which know
+    nothing of each other, under shared_specs (both backends), under practice_jax (both trainers), under benchmarks.
+    Controls: a planted import of practice_jax in a spec file, and of shared_specs in a math module, are found."""
+    assert upward_imports(ROOT) == []
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for package in ("project", "shared_specs", "theory_jax"):
+            shutil.copytree(ROOT / package, Path(tmp) / package)
+        spec, math = Path(tmp) / "shared_specs" / "vae.py", Path(tmp) / "theory_jax" / "ddpm.py"
+        spec.write_text(spec.read_text() + "\n\ndef planted():\n    from practice_jax.runs import new_run\n")
+        math.write_text(math.read_text() + "\nfrom shared_specs.case import FunctionCase\n")
+        assert upward_imports(Path(tmp)) == ["shared_specs.vae -> practice_jax.runs",
+                                              "theory_jax.ddpm -> shared_specs.case"]

@@ -7,8 +7,8 @@ import torch
 
 import practice_torch.vae as tv
 import theory_jax.vae as jv
+from project.compare import assert_trees_close, tolerance
 from shared_specs.case import init_weights
-from shared_specs.compare import assert_trees_close, tolerance
 from shared_specs.interop import ConversionError, flax_to_torch, torch_to_flax
 
 CONV_VAE = {"image_shape": (1, 8, 8), "latent_dim": 4, "architecture": "conv", "channels": (4, 8), "groups": 2,

@@ -1,7 +1,7 @@
 """Sampling in JAX (``python -m practice_jax sample``, ``practice_jax/sampling.py`` and ``practice_jax/samplers/``): on
 the same weights and the same seed, each model's JAX samples are PyTorch's, and each comparison catches a wrong step.
 
-Tolerances, the reference side PyTorch's (``shared_specs.compare``): a decoder's or a generator's one pass is held to
+Tolerances, the reference side PyTorch's (``project.compare``): a decoder's or a generator's one pass is held to
 the float32 ``network`` level (1e-5); a chain of network passes (DDPM's reverse chain, the flows' ODE solves) to the
 float32 ``step`` level (1e-4), the rounding of each pass carried along the chain. dopri5 is compared at tolerances
 1e-7: its two step-size controllers (torchdiffeq's, diffrax's) take different steps, so the two solves differ by
@@ -22,7 +22,7 @@ import theory_jax.diffusion as jdiff
 from practice_jax.__main__ import main as practice_jax
 from practice_jax.sampling import draw_samples, open_twin
 from practice_torch.cli import main as torch_main
-from shared_specs.compare import Tolerance, assert_trees_close, compare_trees, tolerance
+from project.compare import Tolerance, assert_trees_close, compare_trees, tolerance
 from theory_jax.broadcasting import per_example
 
 pytestmark = pytest.mark.usefixtures("one_thread", "jax_float32")

@@ -1,9 +1,10 @@
 """Training in JAX (``python -m practice_jax train``, ``practice_jax/``): a JAX run is a run the PyTorch
-side reads, its step is the engine's step (the twin-training spec cases, ``RunCase``, pass in ``test_specs.py``),
-and each fault of an optimizer written by hand is caught."""
+side reads, its step is the engine's step (the twin-training cases, ``practice_jax/twin_cases.py``, pass), and each
+fault of an optimizer written by hand is caught."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -11,16 +12,51 @@ import numpy as np
 import pytest
 import torch
 
-from practice_jax import cli, state
+from practice_jax import cli, state, twin_cases, twin_training
 from practice_jax.__main__ import main as practice_jax
 from practice_jax.runs import JaxRun
+from practice_jax.twin_cases import GAN_RUN
+from practice_jax.twin_cases import VAE_RUN as RUN
+from practice_jax.twin_training import RunCase, caught
 from practice_jax.twins import TRAINERS
-from shared_specs import twin_training
-from shared_specs.case import RunCase
-from shared_specs.catalogue import ROOT, spec_cases
-from shared_specs.gan import RUN as GAN_RUN
-from shared_specs.runner import Perturbation, caught
-from shared_specs.vae import RUN
+from project.catalogue import ROOT
+
+
+@pytest.mark.parametrize("case", twin_cases.ALL, ids=[c.id for c in twin_cases.ALL])
+def test_twin_training_case_passes(case, both):
+    """Each twin-training case: the two trainers' losses at every step, weights and EMA weights at the end agree
+    within the step tolerance (the faults below are its negative controls)."""
+    result = twin_training.run_case(case)
+    assert result.passed, result.message()
+
+
+def test_twin_training_case_ids_are_unique_and_name_their_model():
+    ids = [c.id for c in twin_cases.ALL]
+    assert len(set(ids)) == len(ids) and all(c.id.startswith(f"{c.model}/run/") for c in twin_cases.ALL)
+    assert set(twin_cases.CASES) <= set(TRAINERS)  # a case for a model the JAX trainer trains, and no other
+
+
+def test_the_recorded_twin_training_holds_every_case_as_it_is_now(tmp_path, capsys):
+    """docs/twin_training.json (``practice_jax check --record``, shown on the topic pages) measures exactly the cases
+    of ``twin_cases``, each passed; ``record`` keeps the models not run. Controls: a renamed case no longer matches,
+    and ``check`` of a model without cases says so in one line (exit 2)."""
+    from practice_jax.check import RECORD, record
+
+    recorded = json.loads(RECORD.read_text())
+    ids = {m: [r["case"] for r in rows] for m, rows in recorded["topics"].items()}
+    assert ids == {m: [c.id for c in cases] for m, cases in twin_cases.CASES.items()}
+    assert all(r["passed"] for rows in recorded["topics"].values() for r in rows)
+    renamed = {**twin_cases.CASES, "vae": (dataclasses.replace(twin_cases.CASES["vae"][0], id="vae/run/renamed"),)}
+    assert ids != {m: [c.id for c in cases] for m, cases in renamed.items()}
+    path = tmp_path / "twin_training.json"
+    path.write_text(RECORD.read_text())
+    record({"ddpm": [{"case": "ddpm/run/new"}]}, {"cpu": "another"}, path)
+    after = json.loads(path.read_text())
+    assert after["topics"]["ddpm"] == [{"case": "ddpm/run/new"}] and after["environments"]["ddpm"] == {"cpu": "another"}
+    assert after["topics"]["vae"] == recorded["topics"]["vae"] and list(after["topics"]) == list(recorded["topics"])
+    assert practice_jax(["check", "wavenet"]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
 
 CASE = RunCase("vae/run/mlp-controls", "vae", (*RUN, "model.architecture=mlp", "model.hidden=16"), dataset="digits",
                steps=12)
@@ -111,7 +147,7 @@ def _schedule_a_step_late(train):
      "weights"),
 ])
 def test_a_faulty_jax_step_is_caught(name, alter, where, both):
-    message = caught(CASE, Perturbation(name, training=alter))
+    message = caught(CASE, name, alter)
     assert where in message
 
 
@@ -157,9 +193,8 @@ def test_only_the_biases_a_normalisation_removes_go_uncompared():
     comparison; the MLP has none."""
     import dataclasses
 
-    from shared_specs.catalogue import spec_cases
 
-    cases = {c.id: c for c in spec_cases("vae")}
+    cases = {c.id: c for c in twin_cases.cases_of("vae")}
     conv = dataclasses.replace(cases["vae/run/conv-gaussian-conditional"], steps=3)
     assert twin_training.torch_run(conv)[2] == ["decoder.deconvs.0.bias", "encoder.convs.0.bias", "encoder.convs.1.bias"]
     assert twin_training.torch_run(dataclasses.replace(cases["vae/run/mlp"], steps=3))[2] == []
@@ -278,9 +313,8 @@ def test_a_jax_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_pa
 # The GAN: two players, each on its own optimizer (``shared_specs/twins/gan.py``, ``JaxGameRun``) --------------------
 def _game_case(name: str = "dcgan-conditional-r1-sn-mbstd", steps: int = 4):
     """A GAN run case, shortened: a fault of the step shows in the first rounds, and compiling is most of the cost."""
-    from shared_specs.catalogue import spec_cases
 
-    case = {c.id: c for c in spec_cases("gan")}[f"gan/run/{name}"]
+    case = {c.id: c for c in twin_cases.cases_of("gan")}[f"gan/run/{name}"]
     return RunCase(f"{case.id}-controls", case.model, case.overrides, case.dataset, steps=steps)
 
 
@@ -338,7 +372,7 @@ def test_a_faulty_game_step_is_caught(fault, both, monkeypatch):
         monkeypatch.setattr(jg, "spectral_normalize", lambda w, u, v, n_iter=1, eps=1e-12: normalize(w, u, v, 0, eps))
         mlp = RunCase("gan/run/mlp-sn-controls", "gan", (*GAN_RUN, "model.architecture=mlp", "model.hidden=16,16",
                                                          "model.r1=0", "model.spectral_norm=true"), "digits", steps=4)
-        assert "loss" in caught(mlp, Perturbation(fault))  # the MLP's layers: the same SpectralDense, compiled sooner
+        assert "loss" in caught(mlp, fault)  # the MLP's layers: the same SpectralDense, compiled sooner
     elif fault == "the look-ahead's steps taken as constants":  # the unrolled loss right, its gradient not (eq. 6)
         def unroll(loss, params, steps, lr):
             for _ in range(steps):
@@ -347,18 +381,18 @@ def test_a_faulty_game_step_is_caught(fault, both, monkeypatch):
             return params
 
         monkeypatch.setattr(jg, "unroll", unroll)
-        assert "loss" in caught(_game_case("mlp-conditional-unrolled"), Perturbation(fault))
+        assert "loss" in caught(_game_case("mlp-conditional-unrolled"), fault)
     elif fault == "the players' order swapped":
-        perturbation = Perturbation(fault, training=lambda parts: {**parts, "train_step": _generator_first})
-        assert "loss" in caught(_game_case("mlp-conditional-unrolled"), perturbation)
+        alter = lambda parts: {**parts, "train_step": _generator_first}  # noqa: E731
+        assert "loss" in caught(_game_case("mlp-conditional-unrolled"), fault, alter)
     elif fault == "simultaneous updates taken in turn":
-        perturbation = Perturbation(fault, training=lambda parts: {**parts, "train_step": _one_after_the_other})
-        assert "loss" in caught(_game_case("mlp-simultaneous-packed"), perturbation)
+        alter = lambda parts: {**parts, "train_step": _one_after_the_other}  # noqa: E731
+        assert "loss" in caught(_game_case("mlp-simultaneous-packed"), fault, alter)
     else:  # the generator's batch norms updating their running variance by the batch's biased variance
         monkeypatch.setattr(jf, "batch_norm", lambda name, train: jf.nn.BatchNorm(
             use_running_average=not train, momentum=jf.BATCHNORM_MOMENTUM, epsilon=jf.BATCHNORM_EPS,
             use_fast_variance=False, name=name))
-        message = caught(_game_case(), Perturbation(fault))
+        message = caught(_game_case(), fault)
         assert "running_var" in message and "loss" not in message.split("\n")[0], message  # only the statistics
 
 
@@ -399,7 +433,6 @@ def test_practice_jax_trains_ddpm_into_a_run_pytorch_evaluates_and_a_loss_withou
         tmp_path, capsys, both, monkeypatch):
     import theory_jax.diffusion as jdiff
     from practice_torch.cli import main as torch_main
-    from shared_specs.catalogue import spec_cases
 
     run = tmp_path / "ddpm"
     tiny = ["--dataset", "gaussians", "--set", "model.hidden=16", "--set", "model.depth=1", "--set", "model.T=50",
@@ -413,10 +446,10 @@ def test_practice_jax_trains_ddpm_into_a_run_pytorch_evaluates_and_a_loss_withou
     assert practice_jax(["train", "ddpm", "--steps", "2", "--out", str(tmp_path / "x"), "--dataset", "digits",
                      "--set", "model.dropout=0.1"]) == 2
     assert "draws no dropout masks" in capsys.readouterr().err
-    case = {c.id: c for c in spec_cases("ddpm")}["ddpm/run/mlp-conditional"]
+    case = {c.id: c for c in twin_cases.cases_of("ddpm")}["ddpm/run/mlp-conditional"]
     short = RunCase(f"{case.id}-controls", case.model, case.overrides, case.dataset, steps=4)
     monkeypatch.setattr(jdiff, "null_labels", lambda y, drop, num_classes: y)  # label dropout forgotten
-    assert "loss" in caught(short, Perturbation("no null token"))
+    assert "loss" in caught(short, "no null token")
 
 
 def test_practice_jax_train_refuses_the_values_practice_torch_train_refuses(tmp_path, capsys):
@@ -579,7 +612,6 @@ def test_practice_jax_trains_flow_matching_into_a_run_pytorch_evaluates_and_wron
     import practice_jax.flow_matching as pf
     import theory_jax.flow_matching as jfm
     from practice_torch.cli import main as torch_main
-    from shared_specs.catalogue import spec_cases
 
     run = tmp_path / "fm"
     tiny = ["--dataset", "moons", "--set", "model.hidden=16", "--set", "model.depth=1", "--set", "train.batch_size=32",
@@ -594,14 +626,14 @@ def test_practice_jax_trains_flow_matching_into_a_run_pytorch_evaluates_and_wron
         assert cli.main(["flow_matching", "--steps", "2", "--out", str(tmp_path / "x"), "--dataset", "digits",
                           "--set", "model.architecture=unet", "--set", setting]) == 2
         assert says in capsys.readouterr().err and not (tmp_path / "x").exists()
-    case = {c.id: c for c in spec_cases("flow_matching")}["flow_matching/run/mlp-moons"]
+    case = {c.id: c for c in twin_cases.cases_of("flow_matching")}["flow_matching/run/mlp-moons"]
     short = RunCase(f"{case.id}-controls", case.model, case.overrides, case.dataset, steps=4)
     monkeypatch.setattr(pf, "TIME_SCALE", 1.0)  # the field reads t in [0, 1], not the 1000 t torch's reads
-    assert "loss" in caught(short, Perturbation("t unscaled"))
+    assert "loss" in caught(short, "t unscaled")
     monkeypatch.undo()
     straight = jfm.path_sample_and_target
     monkeypatch.setattr(jfm, "path_sample_and_target", lambda x1, x0, t, sigma_min=0.0: straight(x1, x0, t))
-    assert "loss" in caught(short, Perturbation("sigma_min forgotten"))
+    assert "loss" in caught(short, "sigma_min forgotten")
 
 
 # The CNF: the log-likelihood through the solver (``practice_jax/cnf.py``) --------------------------------------------
@@ -612,7 +644,6 @@ def test_practice_jax_trains_the_cnf_into_a_run_pytorch_evaluates_and_wrong_solv
     takes Hutchinson's with the engine's probes, and a solve with one step more."""
     import theory_jax.cnf as jcnf
     from practice_torch.cli import main as torch_main
-    from shared_specs.catalogue import spec_cases
 
     run = tmp_path / "cnf"
     tiny = ["--dataset", "moons", "--set", "model.hidden=8", "--set", "model.method=rk4", "--set", "model.steps=2",
@@ -626,13 +657,13 @@ def test_practice_jax_trains_the_cnf_into_a_run_pytorch_evaluates_and_wrong_solv
     capsys.readouterr()
     assert cli.main(["cnf", "--steps", "2", "--out", str(tmp_path / "x"), *tiny, "--set", "model.adjoint=true"]) == 2
     assert "backpropagates through the solver" in capsys.readouterr().err and not (tmp_path / "x").exists()
-    case = {c.id: c for c in spec_cases("cnf")}["cnf/run/concatsquash-rk4"]
+    case = {c.id: c for c in twin_cases.cases_of("cnf")}["cnf/run/concatsquash-rk4"]
     short = RunCase(f"{case.id}-controls", case.model, case.overrides, case.dataset, steps=4)
     solve = jcnf.log_likelihood
     monkeypatch.setattr(jcnf, "log_likelihood", lambda f, x, **kw: solve(f, x, **{**kw, "trace": "exact"}))
-    assert "loss" in caught(short, Perturbation("exact trace"))
+    assert "loss" in caught(short, "exact trace")
     monkeypatch.setattr(jcnf, "log_likelihood", lambda f, x, **kw: solve(f, x, **{**kw, "steps": kw["steps"] + 1}))
-    assert "loss" in caught(short, Perturbation("a step more"))
+    assert "loss" in caught(short, "a step more")
 
 
 def test_the_jax_schedule_and_ema_decay_are_the_engines_bookkeeping():
@@ -656,7 +687,7 @@ def test_the_jax_schedule_and_ema_decay_are_the_engines_bookkeeping():
 
 
 # train.rng=jax: a JAX run's own noise, from jax.random ---------------------------------------------------------------
-RUN_CASES = {c.id: c for topic in TRAINERS for c in spec_cases(topic) if isinstance(c, RunCase)}
+RUN_CASES = {c.id: c for c in twin_cases.ALL}
 NOISE_CASES = ("vae/run/mlp", "vae/run/hierarchical", "gan/run/mlp-conditional-unrolled", "ddpm/run/mlp-conditional",
                "language_model/run/tied-rope", "flow_matching/run/unet-conditional", "cnf/run/concatsquash-rk4")
 

@@ -16,11 +16,11 @@ from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine.config import ConfigError
 from practice_torch.latent_diffusion import training as ld_training
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught, run_case
 
 DIGITS = get_info("digits")
-CASES = {case.id: case for case in catalogue.spec_cases("latent_diffusion")}
+CASES = {case.id: case for case in topics.spec_cases("latent_diffusion")}
 TINY = ["--device", "cpu", "--set", "model.hidden=32", "--set", "model.depth=1", "--set", "model.T=50",
         "--set", "model.sample_steps=10", "--set", "model.autoencoder_steps=15", "--set", "model.autoencoder_latent_dim=4",
         "--set", "model.scale_examples=300", "--set", "model.eval_examples=100", "--set", "model.chain_frames=4",

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import torch
 
 import practice_torch.policy_gradient as PG
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("policy_gradient")}
+CASES = {case.id: case for case in topics.spec_cases("policy_gradient")}
 
 
 def test_an_unmasked_prompt_is_caught(both):

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import torch
 
 import practice_torch.ppo as PPO
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("ppo")}
+CASES = {case.id: case for case in topics.spec_cases("ppo")}
 
 
 def test_gae_with_gamma_and_lambda_swapped_is_caught(both):

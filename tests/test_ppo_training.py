@@ -22,7 +22,7 @@ from practice_torch.policy_gradient.functions import action_log_probs
 from practice_torch.policy_gradient.policy import build_lm, sample_responses
 from practice_torch.ppo import functions
 from practice_torch.ppo import training as ppo_training
-from shared_specs.compare import compare_trees, tolerance
+from project.compare import compare_trees, tolerance
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -19,11 +19,11 @@ from practice_torch.cli import main
 from practice_torch.data import get_info
 from practice_torch.engine import RunError
 from practice_torch.rbm import training as R_training
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-CASES = {case.id: case for case in catalogue.spec_cases("rbm")}
+CASES = {case.id: case for case in topics.spec_cases("rbm")}
 
 
 def _fails(case_id: str, perturbation: Perturbation) -> str:

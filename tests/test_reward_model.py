@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 import practice_torch.reward_model as RM
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("reward_model")}
+CASES = {case.id: case for case in topics.spec_cases("reward_model")}
 
 
 def test_chosen_and_rejected_swapped_are_caught(both):

@@ -18,10 +18,10 @@ from practice_torch.data import get_info
 from practice_torch.engine.config import ConfigError
 from practice_torch.evaluation.metrics import wasserstein2
 from practice_torch.score import training as sc_training
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught, run_case
 
-CASES = {case.id: case for case in catalogue.spec_cases("score")}
+CASES = {case.id: case for case in topics.spec_cases("score")}
 MOONS = get_info("moons")
 TINY = ["--device", "cpu", "--set", "model.hidden=16", "--set", "model.depth=1", "--set", "model.num_levels=4",
         "--set", "model.steps_per_level=2", "--set", "model.eval_examples=100", "--set", "train.batch_size=32",

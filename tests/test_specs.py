@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared_specs import catalogue
+from project import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught, run_case
 
-ALL_CASES = [case for t in catalogue.TOPICS for case in catalogue.spec_cases(t.name)]
+ALL_CASES = [case for t in catalogue.TOPICS for case in topics.spec_cases(t.name)]
 BY_ID = {case.id: case for case in ALL_CASES}
 
 

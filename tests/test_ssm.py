@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import practice_torch.ssm as SSM
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("ssm")}
+CASES = {case.id: case for case in topics.spec_cases("ssm")}
 
 
 def test_b_by_zero_order_hold_where_the_convention_says_euler_is_caught(both):

@@ -8,7 +8,7 @@ import torch
 
 from practice_torch.ssm import functions, layers
 from practice_torch.ssm.layers import S4D, Mamba, SSMBlock, SSMStack
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught, run_case
 
 torch.set_num_threads(1)
@@ -146,7 +146,7 @@ def test_negative_control_scan_without_carry_is_caught(monkeypatch):
 
 
 # JAX: the flax twins ---------------------------------------------------------------------------------------------
-CASES = {case.id: case for case in catalogue.spec_cases("ssm")}
+CASES = {case.id: case for case in topics.spec_cases("ssm")}
 
 
 def jax_max_diff(module, length, batch=2, channels=4):

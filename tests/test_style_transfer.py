@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import torch
 
 import practice_torch.style_transfer as S
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("style_transfer")}
+CASES = {case.id: case for case in topics.spec_cases("style_transfer")}
 
 
 def test_an_unnormalised_gram_is_caught(both):

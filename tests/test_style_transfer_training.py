@@ -237,10 +237,10 @@ def test_the_style_transfer_command_names_bad_input_in_one_line(tmp_path, capsys
 
 # The flax twin of the translator (spec case style_transfer/translator) ---------------------------------------------
 def test_a_spatially_flipped_transposed_conv_kernel_in_the_twin_is_caught(both):
-    from shared_specs import catalogue
+    from shared_specs import topics
     from shared_specs.runner import Perturbation, caught
 
-    case = {c.id: c for c in catalogue.spec_cases("style_transfer")}["style_transfer/translator"]
+    case = {c.id: c for c in topics.spec_cases("style_transfer")}["style_transfer/translator"]
 
     def flipped(params):  # (H, W, O, I): a correlation where torch's transposed conv has its adjoint
         return {**params, "up": {**params["up"], "kernel": params["up"]["kernel"][::-1, ::-1]}}

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 import practice_torch.trpo as TR
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("trpo")}
+CASES = {case.id: case for case in topics.spec_cases("trpo")}
 
 
 def test_a_fisher_product_without_the_second_backward_is_caught(both):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from practice_torch.vae import VAE, draw_eps
+from shared_specs import topics
 
 IMAGE = (1, 8, 8)
 
@@ -167,10 +168,9 @@ def test_factor_vae_permutation_and_loss_mistakes_are_caught(both):
     the wrong sign."""
     import jax.numpy as jnp
 
-    from shared_specs import catalogue
     from shared_specs.runner import Perturbation, caught
 
-    cases = {case.id: case for case in catalogue.spec_cases("vae")}
+    cases = {case.id: case for case in topics.spec_cases("vae")}
 
     def rows_together(fn):
         return lambda z, perms: z[perms[0]]
@@ -192,10 +192,9 @@ def test_tc_discriminator_mistakes_are_caught(both, monkeypatch):
     default (0.01) where the paper's is 0.2."""
     import jax
 
-    from shared_specs import catalogue
     from shared_specs.runner import Perturbation, caught, run_case
 
-    cases = {case.id: case for case in catalogue.spec_cases("vae")}
+    cases = {case.id: case for case in topics.spec_cases("vae")}
 
     def swapped(fn):
         return lambda logits_q, logits_permuted: fn(logits_permuted, logits_q)
@@ -221,12 +220,11 @@ def test_hierarchical_vae_slips_are_caught(both, monkeypatch):
     import numpy as np
 
     import theory_jax.vae as jv
-    from shared_specs import catalogue
     from shared_specs.runner import Perturbation, caught
     from theory_jax.derivation import Derivation, full_precision
     from theory_jax.derivations import vae as vae_derivation
 
-    cases = {case.id: case for case in catalogue.spec_cases("vae")}
+    cases = {case.id: case for case in topics.spec_cases("vae")}
 
     def prior_of_one_level(fn):
         return lambda mean_q2, logvar_q2, mean_q1, logvar_q1, mean_p1, logvar_p1: (
@@ -255,12 +253,11 @@ def test_vaegan_slips_are_caught(both, monkeypatch):
     import jax.numpy as jnp
 
     import theory_jax.vae as jv
-    from shared_specs import catalogue
     from shared_specs.runner import Perturbation, caught
     from theory_jax.derivation import Derivation, full_precision
     from theory_jax.derivations import vae as vae_derivation
 
-    cases = {case.id: case for case in catalogue.spec_cases("vae")}
+    cases = {case.id: case for case in topics.spec_cases("vae")}
 
     def no_half(fn):
         return lambda features_x, features_recon: 2 * fn(features_x, features_recon)

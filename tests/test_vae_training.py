@@ -264,9 +264,9 @@ def test_a_hierarchical_vae_trains_in_both_backends_and_reports_each_levels_acti
     against practice_jax, float64) catches a JAX loss that forgets the lower level's KL; what it does not combine
     with is one line."""
     import practice_jax.vae as pv
+    from practice_jax.twin_cases import cases_of
+    from practice_jax.twin_training import caught
     from practice_torch.cli import main
-    from shared_specs.catalogue import spec_cases
-    from shared_specs.runner import Perturbation, caught
 
     run = tmp_path / "run"
     assert main(["train", "vae", "--dataset", "digits", "--out", str(run), "--steps", "6", "--set", "model.levels=2",
@@ -277,7 +277,7 @@ def test_a_hierarchical_vae_trains_in_both_backends_and_reports_each_levels_acti
                  "--set", "model.probe_examples=0"]) == 0
     metrics = json.loads((run / "eval_test.json").read_text())
     assert 0 <= metrics["active_units_top"] <= 2 and 0 <= metrics["active_units_lower"] <= 16 and "tc" not in metrics
-    case = next(c for c in spec_cases("vae") if c.id == "vae/run/hierarchical")
+    case = next(c for c in cases_of("vae") if c.id == "vae/run/hierarchical")
     right = pv.loss
 
     def lower_kl_forgotten(setup, params, batch, noise, step):
@@ -285,7 +285,7 @@ def test_a_hierarchical_vae_trains_in_both_backends_and_reports_each_levels_acti
         return value - terms["kl_lower"], terms
 
     monkeypatch.setattr(pv, "loss", lower_kl_forgotten)
-    assert "output" in caught(case, Perturbation("the lower KL forgotten"))
+    assert "output" in caught(case, "the lower KL forgotten")
     with pytest.raises(ValueError, match="without model.conditional"):
         vae_training.build(vae_training.Config(levels=2, conditional=True), DIGITS)
     with pytest.raises(ValueError, match="model.levels is 1"):

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from practice_torch.vq_vae import functions as vq
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught, run_case
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-CASES = {case.id: case for case in catalogue.spec_cases("vq_vae")}
+CASES = {case.id: case for case in topics.spec_cases("vq_vae")}
 
 
 # Negative controls: each harness must catch a deliberate fault. -----------------------------------

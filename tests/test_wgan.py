@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 import practice_torch.wgan as W
-from shared_specs import catalogue
+from shared_specs import topics
 from shared_specs.runner import Perturbation, caught
 
-CASES = {case.id: case for case in catalogue.spec_cases("wgan")}
+CASES = {case.id: case for case in topics.spec_cases("wgan")}
 
 
 def test_penalty_at_the_real_data_instead_of_interpolates_is_caught(both):

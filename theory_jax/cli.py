@@ -22,8 +22,8 @@ import time
 import traceback
 from pathlib import Path
 
-from shared_specs import catalogue
-from shared_specs.environment import describe
+from project import catalogue
+from project.environment import describe
 from theory_jax.derivation import MARK, Derivation, to_markdown, write_figures
 
 

@@ -37,7 +37,7 @@ import jax
 import numpy as np
 import sympy
 
-from shared_specs.compare import tolerance
+from project.compare import tolerance
 
 MARK = {True: "PASS", False: "FAIL"}
 

@@ -117,7 +117,7 @@ def write_environment(run_dir: Path, device: torch.device, world_size: int, step
     (``window.Spent``: the first step, validation, checkpoints), and the ``backend`` that trained it ('pytorch', or
     'jax': ``practice_jax train``); results tables quote it. ``gpu`` names the GPU a backend other than torch
     computed on (JAX's device), which ``device`` (torch's) cannot tell."""
-    from shared_specs.environment import describe
+    from project.environment import describe
 
     path = run_dir / ENVIRONMENT_FILE
     record = json.loads(path.read_text()) if finished and path.is_file() else {}

@@ -7,7 +7,7 @@ float64 (``perturb`` alters the converted JAX parameters, for the negative contr
 
 from __future__ import annotations
 
-from shared_specs.compare import tolerance
+from project.compare import tolerance
 from shared_specs.twin_rows import LEVEL, Row
 from shared_specs.twins.nets import flax_twin, nchw, nhwc
 

@@ -10,7 +10,7 @@ controls).
 
 from __future__ import annotations
 
-from shared_specs.compare import tolerance
+from project.compare import tolerance
 from shared_specs.twin_rows import LEVEL, Row
 from shared_specs.twins.nets import nchw, nhwc
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from shared_specs.compare import tolerance
+from project.compare import tolerance
 from shared_specs.twin_rows import LEVEL, Row
 
 

@@ -11,7 +11,6 @@ what exists, not what was planned.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,20 +149,3 @@ def has_implementation(name: str) -> bool:
 
 def has_spec(name: str) -> bool:
     return (ROOT / "shared_specs" / f"{name}.py").is_file()
-
-
-def spec_cases(name: str) -> list:
-    """The spec cases of a topic (an empty list when it has no spec module yet)."""
-    if not has_spec(name):
-        return []
-    return list(importlib.import_module(f"shared_specs.{name}").CASES)
-
-
-def table_rows() -> list[tuple[str, str, str, str, str, int]]:
-    """(topic, group, lectures, derivation, implementation, cases) for every topic, in course order."""
-    mark = {True: "yes", False: "-"}
-    return [
-        (t.name, t.group, t.lectures, mark[has_derivation(t.name)], mark[has_implementation(t.name)],
-         len(spec_cases(t.name)))
-        for t in TOPICS
-    ]

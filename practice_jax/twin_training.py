@@ -1,19 +1,68 @@
-"""Twin training: a short run of a trainable model in both backends (the spec kind ``RunCase``), the PyTorch
-engine's step against the JAX trainer's (``practice_jax/runs.py``), from the same weights, batches and noise.
-
-Cross-backend, as the spec cases are: the runner (``shared_specs/runner.py``) compares ``torch_run`` with
-``jax_run``; the tests of the JAX trainer use them too.
+"""Twin training: a short run of a trainable model in both backends (a ``RunCase``; the cases are
+``practice_jax/twin_cases.py``), the PyTorch engine's step against the JAX trainer's (``practice_jax/runs.py``), from
+the same weights, batches and noise, compared as the spec cases are (``project.compare``): the loss of every
+step, the weights and the EMA's weights after the last. ``run_case`` runs one; ``caught`` runs one under a fault.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from practice_jax.runs import engine_start, new_run
 from practice_jax.state import optimizer, player_optimizer
+from project.compare import Tolerance, compare_trees, tolerance
+from shared_specs.runner import CaseResult, backends
+
+
+@dataclass(frozen=True)
+class RunCase:
+    """``steps`` training steps of the trainable ``model`` (its quick preset on ``dataset`` with ``overrides``) in
+    both backends: the PyTorch engine's default step on the model's adapter (loss, backward, clipping, AdamW, the
+    warmup + cosine schedule, the EMA), or its own step on its players, and ``python -m practice_jax train``'s jitted
+    step on its flax twin, from the same weights (the PyTorch network built with the run's seed), batches and noise
+    (the engine's), in ``dtype`` on both sides."""
+
+    id: str
+    model: str
+    overrides: tuple[str, ...] = ()
+    dataset: str | None = None
+    steps: int = 50
+    dtype: str = "float64"
+    level: str = "step"
+    kind: str = "run"
+
+
+def run_case(case: RunCase, alter: Callable[[dict], dict] | None = None) -> CaseResult:
+    """Both runs of ``case`` compared (``alter``: a fault in the JAX run's parts, see ``jax_run``); a crash in either
+    is a failed result naming the error, as a spec case's is."""
+    start = time.perf_counter()
+    try:
+        backends()  # full precision on both sides (float64 in JAX, no TF32 in torch)
+        reference, begun, inert = torch_run(case)
+        if compare_trees(reference["weights"], begun, Tolerance(0.0, 0.0)).passed:
+            raise AssertionError("the training steps left every weight unchanged: the case checks nothing")
+        twin = jax_run(case, alter)
+        for run in (reference, twin):  # the parameters the loss does not depend on (INERT) are not compared
+            run.update({k: {n: v for n, v in run[k].items() if n not in inert} for k in ("weights", "ema") if k in run})
+        output, error = compare_trees(twin, reference, tolerance(case.level, case.dtype)), None
+    except Exception as exc:  # a crash in either backend is a failed case, reported by name
+        output, error = None, f"{type(exc).__name__}: {exc}"
+    return CaseResult(case.id, case.kind, case.dtype, case.level, output, seconds=time.perf_counter() - start,
+                      error=error)
+
+
+def caught(case: RunCase, fault: str, alter: Callable[[dict], dict] | None = None) -> str:
+    """The failure message of ``case`` run under a deliberate ``fault`` (a negative control: a fault the test has
+    put into the JAX side, or ``alter``'s); AssertionError when the fault goes unnoticed."""
+    result = run_case(case, alter)
+    if result.passed:
+        raise AssertionError(f"{fault} on {case.id} went unnoticed")
+    return result.message()
 
 
 def run_config(case):
