@@ -76,7 +76,7 @@ from benchmarks.reproduce import list_rows, reproduce
 from benchmarks.restoration import TASKS, restoration
 from benchmarks.shared_cpu import shared_cpu
 from benchmarks.ssm import ssm_generation, ssm_step
-from benchmarks.timing import best_of, gemm_peaks
+from benchmarks.timing import best_of, gemm_peaks, keep_freed_memory
 from benchmarks.transformer import transformer_step
 from benchmarks.unet import unet_step
 from project.environment import commit, cpu_model
@@ -473,11 +473,14 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:
             return usage_error(exc)
         return 0
-    # Both libraries, and the GEMM peak, get the same cores: XLA's CPU client ignores thread-count flags.
+    # Both libraries, and the GEMM peak, get the same cores: XLA's CPU client ignores thread-count flags. And the same
+    # allocator: glibc keeps what a step frees (XLA's CPU runtime would otherwise page-fault its buffers in afresh at
+    # every step), before JAX starts its threads.
     available = sorted(os.sched_getaffinity(0))
     cores = available[: args.threads or default_threads(names, torch.cuda.is_available(), len(available))]
     os.sched_setaffinity(0, cores)
     torch.set_num_threads(len(cores))
+    keep_freed_memory()
     args.results.mkdir(parents=True, exist_ok=True)
     status = 0
     for name in names:

@@ -1,6 +1,8 @@
 """The U-Net (``practice_torch.nets`` and its flax twin): shapes, one-line errors, what the embeddings do, and
 negative controls on its spec (``shared_specs.nets.UNET_CASES``, run in full by tests/test_specs.py through the
-ddpm spec): a spatially transposed conv kernel, flax's GroupNorm epsilon and interleaved sinusoids are caught."""
+ddpm spec): a spatially transposed conv kernel, flax's GroupNorm epsilon and interleaved sinusoids are caught. And
+the conv layers of the flax twins (``theory_jax/nets/conv.py``) against flax's own: parameters, outputs, gradients,
+with a planted fault in each caught by the same comparison."""
 
 from __future__ import annotations
 
@@ -279,3 +281,167 @@ def test_the_twins_agree_in_float64_at_large_t_and_a_float32_sinusoid_is_caught(
     embedding = junet.timestep_embedding
     monkeypatch.setattr(junet, "timestep_embedding", lambda t, dim: embedding(t.astype(jnp.float32), dim))
     assert np.abs(jax_out() - expected).max() > 1e-9
+
+
+# The conv layers of the flax twins (theory_jax/nets/conv.py): flax's parameters, flax's forward, lax's gradients. --
+TRANSPOSED = {"3x3-p1-q1": (3, 1, 1), "4x4-p1-q0": (4, 1, 0)}  # the VAEs' decoders; the GAN's and CycleGAN's
+
+
+def same_params(ours, theirs, x):
+    """Both modules' params, initialised from one key (x64 on: flax's are float32 all the same): equal leaf for leaf,
+    dtypes included; flax's returned."""
+    import jax
+
+    mine, flax_params = ours.init(jax.random.key(0), x), theirs.init(jax.random.key(0), x)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), mine) == jax.tree.map(lambda a: (a.shape, a.dtype), flax_params)
+    jax.tree.map(np.testing.assert_array_equal, mine, flax_params)
+    return flax_params
+
+
+def randomised_like(params, dtype, rng):
+    """Every leaf redrawn from N(0, 1) in ``dtype`` (a nonzero bias, a scale away from 1)."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape), dtype), params)
+
+
+def transposed_convs(kernel: int, padding: int, output_padding: int, dtype):
+    """(ours, flax's) stride-2 transposed convs with torch's padding and output padding, flax's params for both, an
+    input (2, 5, 4, 4) (H != W) and a cotangent for the output, all in ``dtype``."""
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    from theory_jax.nets.conv import ConvTranspose
+
+    lo = kernel - 1 - padding
+    pad = ((lo, lo + output_padding),) * 2
+    ours = ConvTranspose(3, (kernel, kernel), strides=(2, 2), padding=pad)
+    theirs = nn.ConvTranspose(3, (kernel, kernel), strides=(2, 2), padding=pad, transpose_kernel=True)
+    rng = np.random.default_rng(kernel)
+    x = jnp.asarray(rng.standard_normal((2, 5, 4, 4)), dtype)
+    params = randomised_like(same_params(ours, theirs, x), dtype, rng)
+    cotangent = jnp.asarray(rng.standard_normal(theirs.apply(params, x).shape), dtype)
+    return ours, theirs, params, x, cotangent
+
+
+def gradient_gap(ours, theirs, params, x, cotangent) -> float:
+    """The largest relative gap between the two modules' gradients of <y, c> w.r.t. the input and every parameter."""
+    import jax
+    import jax.numpy as jnp
+
+    def grads(module):
+        return jax.grad(lambda p, x: jnp.vdot(module.apply(p, x), cotangent), argnums=(0, 1))(params, x)
+
+    gaps = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max() / jnp.abs(b).max()), grads(ours), grads(theirs))
+    return max(jax.tree.leaves(gaps))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("config", TRANSPOSED.values(), ids=TRANSPOSED.keys())
+def test_our_transposed_conv_is_flaxs_bit_for_bit(config, dtype):
+    import jax
+
+    with jax.enable_x64(True):
+        ours, theirs, params, x, _ = transposed_convs(*config, dtype)
+        assert ours.apply(params, x).dtype == dtype
+        np.testing.assert_array_equal(ours.apply(params, x), theirs.apply(params, x))
+
+
+@pytest.mark.parametrize("config", TRANSPOSED.values(), ids=TRANSPOSED.keys())
+def test_our_transposed_conv_has_lax_gradients_and_a_wrong_kernel_path_is_caught(config, monkeypatch):
+    """Its input and kernel gradients are lax's to float64 round-off; the kernel's comes from its own path
+    (``conv_transpose_swapped``), so a kernel read with its taps flipped, or written one pixel off (p + 1, q + 2:
+    the same output size), leaves the forward pass as it is and is caught by the same comparison."""
+    import jax
+
+    import theory_jax.nets.conv as conv
+
+    with jax.enable_x64(True):
+        pair = transposed_convs(*config, "float64")
+        assert gradient_gap(*pair) < 1e-12
+        swapped = conv.conv_transpose_swapped
+        faults = {"taps flipped": lambda x, w, s, p, q: swapped(x, w[::-1, ::-1], s, p, q),
+                  "one pixel off": lambda x, w, s, p, q: swapped(x, w, s, p + 1, q + 2)}
+        for name, fault in faults.items():
+            monkeypatch.setattr(conv, "conv_transpose_swapped", fault)
+            assert gradient_gap(*pair) > 1e-2, f"{name} went unnoticed"
+
+
+def test_our_transposed_conv_takes_only_what_it_implements():
+    import jax
+    import jax.numpy as jnp
+
+    from theory_jax.nets.conv import ConvTranspose
+
+    x, fits = jnp.zeros((1, 3, 3, 2)), {"kernel_size": (3, 3), "strides": (2, 2), "padding": ((1, 2), (1, 2))}
+    for misfit in ({"kernel_size": (3, 2)}, {"strides": (2, 1)}, {"padding": ((1, 2), (1, 1))},
+                   {"padding": ((3, 3), (3, 3))}, {"padding": ((1, 0), (1, 0))}):  # p < 0; q < 0
+        with pytest.raises(ValueError, match="square kernel"):
+            ConvTranspose(2, **{**fits, **misfit}).init(jax.random.key(0), x)
+
+
+def test_our_group_norm_is_flaxs_and_interleaved_or_merged_groups_are_caught(monkeypatch):
+    """Flax's two-pass GroupNorm (torch's): the same parameters; outputs and gradients to float64 round-off, outputs
+    to float32's (its sums are taken per channel first). Groups of channels c, c + G, ... instead of C/G neighbours,
+    or all channels one group, are caught by the same comparison."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    import theory_jax.nets.conv as conv
+
+    with jax.enable_x64(True):
+        ours, theirs = conv.GroupNorm(num_groups=3, epsilon=1e-5), nn.GroupNorm(3, epsilon=1e-5, use_fast_variance=False)
+        rng = np.random.default_rng(0)
+        x = jnp.asarray(3 + rng.standard_normal((2, 5, 4, 6)), "float64")  # an offset: the variance is two-pass
+        params = randomised_like(same_params(ours, theirs, x), "float64", rng)
+        np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(ours.apply(params, x.astype("float32")), theirs.apply(params, x.astype("float32")),
+                                   rtol=1e-5, atol=1e-5)
+        cotangent = jnp.asarray(rng.standard_normal(x.shape))
+        assert gradient_gap(ours, theirs, params, x, cotangent) < 1e-12
+        group_norm, channels = conv.group_norm, np.arange(6).reshape(2, 3).T.reshape(-1)  # 0 3 1 4 2 5
+        faults = {"interleaved groups": lambda x, s, b, g, e: group_norm(x[..., channels], s[channels], b[channels], g,
+                                                                         e)[..., np.argsort(channels)],
+                  "one group": lambda x, s, b, g, e: group_norm(x, s, b, 1, e)}
+        for name, fault in faults.items():
+            monkeypatch.setattr(conv, "group_norm", fault)
+            assert gradient_gap(ours, theirs, params, x, cotangent) > 1e-2, f"{name} went unnoticed"
+
+
+def test_our_unflatten_dense_is_dense_then_unflatten_bit_for_bit_and_a_plain_reshape_is_caught():
+    """``UnflattenDense`` is ``Dense(C H W)`` then ``unflatten_image`` (torch's ``view(C, H, W)``, to NHWC) with the
+    same parameters, the same outputs to the bit and the same gradients to float64 round-off; a plain reshape of the
+    Dense's output to (H, W, C) is not."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from theory_jax.nets.conv import UnflattenDense
+    from theory_jax.vae import unflatten_image
+
+    shape = (3, 2, 4)  # (C, H, W)
+
+    class DenseThenUnflatten(nn.Module):
+        @nn.compact
+        def __call__(self, h):
+            return unflatten_image(nn.Dense(24, name="project")(h), shape)
+
+    class Ours(nn.Module):
+        @nn.compact
+        def __call__(self, h):
+            return UnflattenDense(shape, name="project")(h)
+
+    with jax.enable_x64(True):
+        for dtype in ("float32", "float64"):
+            rng = np.random.default_rng(1)
+            h = jnp.asarray(rng.standard_normal((5, 7)), dtype)
+            params = randomised_like(same_params(Ours(), DenseThenUnflatten(), h), dtype, rng)
+            y = Ours().apply(params, h)
+            assert y.shape == (5, 2, 4, 3) and y.dtype == dtype
+            np.testing.assert_array_equal(y, DenseThenUnflatten().apply(params, h))
+        plain = nn.Dense(24).apply({"params": params["params"]["project"]}, h).reshape(5, 2, 4, 3)
+        assert np.abs(plain - y).max() > 1e-2
+        cotangent = jnp.asarray(rng.standard_normal(y.shape))
+        assert gradient_gap(Ours(), DenseThenUnflatten(), params, h, cotangent) < 1e-12

@@ -29,6 +29,7 @@ from jax.scipy.special import xlogy
 from jax.scipy.stats import norm
 
 from theory_jax.elbo import gaussian_kl
+from theory_jax.nets.conv import ConvTranspose
 from theory_jax.subgradients import absolute, leaky_relu
 from theory_jax.vae import GROUPNORM_EPS
 
@@ -282,10 +283,9 @@ class ConvGenerator(nn.Module):
         h = nn.Dense(big * (hgt // 4) * (wid // 4), use_bias=False, name="project")(h)
         h = jnp.transpose(jnp.reshape(h, (-1, big, hgt // 4, wid // 4)), (0, 2, 3, 1))  # torch's view, to NHWC
         h = nn.relu(batch_norm("norm0", train)(h))
-        h = nn.ConvTranspose(small, (4, 4), strides=(2, 2), padding=pad, transpose_kernel=True, use_bias=False,
-                             name="up1")(h)
+        h = ConvTranspose(small, (4, 4), strides=(2, 2), padding=pad, use_bias=False, name="up1")(h)
         h = nn.relu(batch_norm("norm1", train)(h))
-        x = nn.ConvTranspose(c, (4, 4), strides=(2, 2), padding=pad, transpose_kernel=True, name="up2")(h)
+        x = ConvTranspose(c, (4, 4), strides=(2, 2), padding=pad, name="up2")(h)
         return nn.sigmoid(x) if self.unit_interval else x
 
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from flax import linen as nn
 
+from theory_jax.nets.conv import ConvTranspose
 from theory_jax.subgradients import absolute
 from theory_jax.vae import GROUPNORM_EPS, conv_transpose_padding
 
@@ -104,8 +105,7 @@ class Translator(nn.Module):
         h = nn.relu(instance_norm(2 * w, "norm1")(h))
         for i in range(self.blocks):
             h = ResidualBlock(2 * w, name=f"blocks_{i}")(h)
-        h = nn.ConvTranspose(w, (4, 4), strides=(2, 2), padding=(pad, pad), transpose_kernel=True, use_bias=False,
-                             name="up")(h)
+        h = ConvTranspose(w, (4, 4), strides=(2, 2), padding=(pad, pad), use_bias=False, name="up")(h)
         h = nn.relu(instance_norm(w, "norm2")(h))
         y = nn.Conv(c, (3, 3), padding=PAD_1, name="out")(h)
         return nn.sigmoid(y) if self.unit_interval else y

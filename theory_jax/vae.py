@@ -26,6 +26,7 @@ from theory_jax.elbo import (
     iwae_bound,
     standard_normal_kl,
 )
+from theory_jax.nets.conv import ConvTranspose, GroupNorm, UnflattenDense
 
 LOG_2PI = math.log(2 * math.pi)
 GROUPNORM_EPS = 1e-5  # torch's default; flax's default is 1e-6 (docs/ARCHITECTURE.md, "Convention traps")
@@ -257,7 +258,7 @@ def downsampling_convs(channels: Sequence[int], groups: int) -> tuple[list, list
     conv (stride 2, explicit padding 1, not 'SAME') per entry of ``channels``, each followed by GroupNorm (torch's
     eps, the stable variance). -> (convs, norms), named ``convs_i`` and ``norms_i`` by the attributes they are given."""
     return ([nn.Conv(c, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) for c in channels],
-            [nn.GroupNorm(num_groups=min(groups, c), epsilon=GROUPNORM_EPS, use_fast_variance=False) for c in channels])
+            [GroupNorm(num_groups=min(groups, c), epsilon=GROUPNORM_EPS) for c in channels])
 
 
 def downsample(convs, norms, h):
@@ -304,14 +305,12 @@ class ConvDecoder(nn.Module):
         self.base_shape = (self.channels[-1], hgt // scale, wid // scale)
         outs = list(reversed(self.channels))[1:] + [c]
         pad = conv_transpose_padding(3, 1, 1)
-        self.project = nn.Dense(math.prod(self.base_shape))
-        self.deconvs = [nn.ConvTranspose(o, (3, 3), strides=(2, 2), padding=(pad, pad), transpose_kernel=True)
-                        for o in outs]
-        self.norms = [nn.GroupNorm(num_groups=min(self.groups, o), epsilon=GROUPNORM_EPS, use_fast_variance=False)
-                      for o in outs[:-1]]
+        self.project = UnflattenDense(self.base_shape)
+        self.deconvs = [ConvTranspose(o, (3, 3), strides=(2, 2), padding=(pad, pad)) for o in outs]
+        self.norms = [GroupNorm(num_groups=min(self.groups, o), epsilon=GROUPNORM_EPS) for o in outs[:-1]]
 
     def __call__(self, z, y=None):
-        h = unflatten_image(nn.silu(self.project(with_condition(z, y, self.num_classes))), self.base_shape)
+        h = nn.silu(self.project(with_condition(z, y, self.num_classes)))
         for i, deconv in enumerate(self.deconvs):
             h = deconv(h)
             if i < len(self.norms):

@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from theory_jax.nets.conv import ConvTranspose, GroupNorm
 from theory_jax.vae import GROUPNORM_EPS, conv_transpose_padding, downsample, downsampling_convs
 
 stop_gradient = jax.lax.stop_gradient
@@ -159,10 +160,8 @@ class GridDecoder(nn.Module):
         outs = [*reversed(self.channels[:-1]), self.image_shape[0]]
         pad = conv_transpose_padding(3, 1, 1)
         self.project = nn.Conv(self.channels[-1], (1, 1), padding="VALID")
-        self.deconvs = [nn.ConvTranspose(o, (3, 3), strides=(2, 2), padding=(pad, pad), transpose_kernel=True)
-                        for o in outs]
-        self.norms = [nn.GroupNorm(num_groups=min(self.groups, o), epsilon=GROUPNORM_EPS, use_fast_variance=False)
-                      for o in outs[:-1]]
+        self.deconvs = [ConvTranspose(o, (3, 3), strides=(2, 2), padding=(pad, pad)) for o in outs]
+        self.norms = [GroupNorm(num_groups=min(self.groups, o), epsilon=GROUPNORM_EPS) for o in outs[:-1]]
 
     def __call__(self, z_q):
         h = nn.silu(self.project(z_q))
