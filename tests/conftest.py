@@ -3,9 +3,10 @@ thread for test files of small networks (``pytestmark = pytest.mark.usefixtures(
 
 ``make test`` runs the suite on one pytest-xdist worker per core (``--dist loadgroup``, scheduled here by
 ``work_unit``). Each test file runs whole on one worker, so its module fixtures are built once, except the files of
-independent cases (``SPREAD``: every derivation, every spec case), whose tests go to whichever worker is free. Each
-worker owns one core: torch, XLA's Eigen kernels, XLA's compiler and the subprocesses the tests start get one thread
-each, set here before torch or JAX is imported (two workers of two threads each on two cores would spin against each other).
+independent cases (``SPREAD``: every derivation, spec case and twin-training case), whose tests go to whichever
+worker is free. Each worker owns one core: torch, XLA's Eigen kernels, XLA's compiler and the subprocesses the tests
+start get one thread each, set here before torch or JAX is imported (two workers of two threads each on two cores
+would spin against each other).
 
 XLA compiles for speed of compiling here: the tests compile thousands of small programs on arrays of a few hundred
 values, where optimising costs more than it saves. Without LLVM's optimisations (``--xla_backend_optimization_level=0``:
@@ -51,7 +52,7 @@ def one_mlir_context() -> None:
 
 one_mlir_context()
 
-SPREAD = {"test_derivations.py", "test_specs.py"}  # independent cases, spread over the workers one by one
+SPREAD = {"test_derivations.py", "test_specs.py", "test_twin_training.py"}  # independent cases, spread one by one
 
 
 def work_unit(nodeid: str) -> str:

@@ -1,5 +1,5 @@
 """Training in JAX (``python -m practice_jax train``, ``practice_jax/``): a JAX run is a run the PyTorch
-side reads, its step is the engine's step (the twin-training cases, ``practice_jax/twin_cases.py``, pass), and each
+side reads, its step is the engine's step (the twin-training cases pass: ``test_twin_training.py``), and each
 fault of an optimizer written by hand is caught."""
 
 from __future__ import annotations
@@ -18,45 +18,7 @@ from practice_jax.runs import JaxRun
 from practice_jax.twin_cases import GAN_RUN
 from practice_jax.twin_cases import VAE_RUN as RUN
 from practice_jax.twin_training import RunCase, caught
-from practice_jax.twins import TRAINERS
 from project.catalogue import ROOT
-
-
-@pytest.mark.parametrize("case", twin_cases.ALL, ids=[c.id for c in twin_cases.ALL])
-def test_twin_training_case_passes(case, both):
-    """Each twin-training case: the two trainers' losses at every step, weights and EMA weights at the end agree
-    within the step tolerance (the faults below are its negative controls)."""
-    result = twin_training.run_case(case)
-    assert result.passed, result.message()
-
-
-def test_twin_training_case_ids_are_unique_and_name_their_model():
-    ids = [c.id for c in twin_cases.ALL]
-    assert len(set(ids)) == len(ids) and all(c.id.startswith(f"{c.model}/run/") for c in twin_cases.ALL)
-    assert set(twin_cases.CASES) <= set(TRAINERS)  # a case for a model the JAX trainer trains, and no other
-
-
-def test_the_recorded_twin_training_holds_every_case_as_it_is_now(tmp_path, capsys):
-    """docs/twin_training.json (``practice_jax check --record``, shown on the topic pages) measures exactly the cases
-    of ``twin_cases``, each passed; ``record`` keeps the models not run. Controls: a renamed case no longer matches,
-    and ``check`` of a model without cases says so in one line (exit 2)."""
-    from practice_jax.check import RECORD, record
-
-    recorded = json.loads(RECORD.read_text())
-    ids = {m: [r["case"] for r in rows] for m, rows in recorded["topics"].items()}
-    assert ids == {m: [c.id for c in cases] for m, cases in twin_cases.CASES.items()}
-    assert all(r["passed"] for rows in recorded["topics"].values() for r in rows)
-    renamed = {**twin_cases.CASES, "vae": (dataclasses.replace(twin_cases.CASES["vae"][0], id="vae/run/renamed"),)}
-    assert ids != {m: [c.id for c in cases] for m, cases in renamed.items()}
-    path = tmp_path / "twin_training.json"
-    path.write_text(RECORD.read_text())
-    record({"ddpm": [{"case": "ddpm/run/new"}]}, {"cpu": "another"}, path)
-    after = json.loads(path.read_text())
-    assert after["topics"]["ddpm"] == [{"case": "ddpm/run/new"}] and after["environments"]["ddpm"] == {"cpu": "another"}
-    assert after["topics"]["vae"] == recorded["topics"]["vae"] and list(after["topics"]) == list(recorded["topics"])
-    assert practice_jax(["check", "wavenet"]) == 2
-    assert capsys.readouterr().err.strip().count("\n") == 0
-
 
 CASE = RunCase("vae/run/mlp-controls", "vae", (*RUN, "model.architecture=mlp", "model.hidden=16"), dataset="digits",
                steps=12)
@@ -191,7 +153,6 @@ def test_only_the_biases_a_normalisation_removes_go_uncompared():
     """The conv VAE's convolutions before a GroupNorm have biases the loss does not depend on (rounding-noise
     gradients, which Adam scales up differently in each backend): those alone are left out of a run case's
     comparison; the MLP has none."""
-    import dataclasses
 
 
     cases = {c.id: c for c in twin_cases.cases_of("vae")}
@@ -670,7 +631,6 @@ def test_the_jax_schedule_and_ema_decay_are_the_engines_bookkeeping():
     """The traced twins inside the compiled step, ``lr_schedule`` (optax) and ``ema_decay`` (jnp.minimum), give what
     the engine's bookkeeping gives on the host (``practice_torch.engine.bookkeeping``), step by step; control: a
     schedule without the warmup differs."""
-    import dataclasses
 
     from practice_torch.engine.bookkeeping import ema_decay, lr_factor
     from practice_torch.models import new_run_config
