@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -19,6 +20,20 @@ from practice_jax.twin_cases import GAN_RUN
 from practice_jax.twin_cases import VAE_RUN as RUN
 from practice_jax.twin_training import RunCase, caught
 from project.catalogue import ROOT
+
+
+def sigterm_after_step(monkeypatch, step: int) -> None:
+    """Every JaxRun sends its own process SIGTERM once it has taken ``step`` steps (a preempted machine)."""
+    advance = JaxRun.advance
+
+    def advance_then_signal(run):
+        logged = advance(run)
+        if run.step == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return logged
+
+    monkeypatch.setattr(JaxRun, "advance", advance_then_signal)
+
 
 CASE = RunCase("vae/run/mlp-controls", "vae", (*RUN, "model.architecture=mlp", "model.hidden=16"), dataset="digits",
                steps=12)
@@ -183,8 +198,6 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
     """SIGTERM finishes the step, checkpoints (in torch's layout) and exits with 128 + 15; ``--resume`` restores the
     weights, Adam's moments and counts, the EMA, the batch order and the noise, so the run ends where an
     uninterrupted one does."""
-    import os
-    import signal
 
     from practice_torch.engine.checkpoint import load_checkpoint
 
@@ -193,15 +206,7 @@ def test_a_signal_checkpoints_a_jax_run_and_resume_continues_it_exactly(tmp_path
                 "train.samples=2", "--set", "train.ema_decay=0.9"]
     whole, part = tmp_path / "whole", tmp_path / "part"
     assert cli.main(["vae", "--steps", "6", "--out", str(whole), *settings]) == 0
-    advance = JaxRun.advance
-
-    def advance_then_signal(run):
-        logged = advance(run)
-        if run.step == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return logged
-
-    monkeypatch.setattr(JaxRun, "advance", advance_then_signal)
+    sigterm_after_step(monkeypatch, 3)
     assert cli.main(["vae", "--steps", "6", "--out", str(part), *settings]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err
     assert "stopped by SIGTERM after step 3; checkpoint saved" in err and f"--resume {part}" in err
@@ -687,7 +692,6 @@ def test_a_run_with_jax_noise_trains_resumes_exactly_and_pytorch_refuses_to_draw
     """``--rng jax``: the run's noise from its key (saved in each checkpoint), so a run stopped by SIGTERM and resumed
     ends where the run never stopped ends; it differs from the same run on the engine's noise (the control); the
     PyTorch engine, which draws from torch's generator, refuses the config in one line."""
-    import signal
 
     from practice_torch.cli import main as torch_main
     from practice_torch.engine.checkpoint import load_checkpoint
@@ -698,15 +702,7 @@ def test_a_run_with_jax_noise_trains_resumes_exactly_and_pytorch_refuses_to_draw
     runs = {name: tmp_path / name for name in ("whole", "part", "engine")}
     assert cli.main(["vae", "--rng", "jax", "--out", str(runs["whole"]), *settings]) == 0
     assert cli.main(["vae", "--out", str(runs["engine"]), *settings]) == 0
-    advance = JaxRun.advance
-
-    def advance_then_signal(run):
-        logged = advance(run)
-        if run.step == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return logged
-
-    monkeypatch.setattr(JaxRun, "advance", advance_then_signal)
+    sigterm_after_step(monkeypatch, 3)
     assert cli.main(["vae", "--rng", "jax", "--out", str(runs["part"]), *settings]) == 128 + signal.SIGTERM
     monkeypatch.undo()
     assert "jax_key" in load_checkpoint(runs["part"] / "checkpoints", "vae")[1]
