@@ -86,7 +86,7 @@ def cmd_check(topics: list[str], check_all: bool, json_path: Path | None = None)
     return 1 if failures else 0
 
 
-def cmd_docs(check: bool, derivations: bool, specs: bool, topics: list[str]) -> int:
+def cmd_docs(check: bool, derivations: bool, specs: bool, topics: list[str], math: list[str] = ()) -> int:
     from shared_specs import docs
 
     if check:
@@ -99,6 +99,18 @@ def cmd_docs(check: bool, derivations: bool, specs: bool, topics: list[str]) -> 
             return 1
         print("README.md and docs/ are current")
         return 0
+    if math:
+        from shared_specs import site
+
+        files = [Path(f).resolve() for f in math]
+        try:
+            errors = site.math_errors(files, catalogue.ROOT)
+        except (RuntimeError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print("\n".join(errors) or f"every formula of {len(files)} pages typesets",
+              file=sys.stderr if errors else sys.stdout)
+        return 1 if errors else 0
     try:
         ok = docs.build(derivations=derivations, specs=specs, topics=topics)
     except ValueError as exc:
@@ -130,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     docs.add_argument("--derivations", action="store_true", help="first run every derivation into docs/derivations/")
     docs.add_argument("--specs", action="store_true", help="first run every spec case into docs/specs.json")
     docs.add_argument("--topics", nargs="+", default=[], metavar="TOPIC",
-                      help="re-run the derivations/specs of these topics only, keeping the others' (default: all)")
+                      help="re-run the derivations/specs of these topics only, keeping the others', and write only "
+                           "their pages (default: all)")
+    docs.add_argument("--math", nargs="+", default=[], metavar="PAGE",
+                      help="write nothing; typeset every formula of these markdown pages with KaTeX, naming each "
+                           "that fails")
     args = parser.parse_args(argv)
     if args.command == "list":
         return cmd_list()
@@ -138,4 +154,4 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args.topics, args.all, args.json)
     if args.command == "portability":
         return portability.main(args.settings, args.topics, args.out, args.jobs)
-    return cmd_docs(args.check, args.derivations, args.specs, args.topics)
+    return cmd_docs(args.check, args.derivations, args.specs, args.topics, args.math)

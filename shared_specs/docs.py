@@ -35,6 +35,7 @@ from typing import Any
 
 from project import catalogue
 from project.environment import cores_text
+from shared_specs import lessons
 from shared_specs.topics import spec_cases, table_rows
 
 DOCS = "docs"
@@ -46,6 +47,8 @@ RESULTS_FILE = f"{DOCS}/results.json"
 REPRODUCE_FILE = f"{DOCS}/reproduce.json"  # ``python -m benchmarks reproduce``'s record
 GPU_FILE = f"{DOCS}/gpu_steps.json"  # ``python -m benchmarks gpu_steps`` run on a GPU, its results file copied here
 GPU_PAGE = f"{DOCS}/gpu.md"
+RESULTS_PAGE = f"{DOCS}/results.md"  # the results and reproductions tables, linked from the front page
+RECORDS_DIR = lessons.RECORDS_DIR
 EXERCISES_PAGE = f"{DOCS}/exercises.md"
 DOCUMENT_NOTE = "\n*Run by `make docs` on "  # ends a derivation's document: where it ran
 
@@ -304,7 +307,7 @@ def _beside(record: dict[str, Any], row: str, arm: str, beside: list[list[str]])
     return "; ".join(parts) or "-"
 
 
-def reproduce_summary(record: dict[str, Any]) -> str:
+def reproduce_summary(record: dict[str, Any], records: str = "records/") -> str:
     """README.md's line per reproduction: ours over the seeds beside the paper's figure, how many seeds met the target;
     a row of up to three arms shows each, one of more its best (most seeds meeting the target, then the higher mean),
     the rest on its page."""
@@ -329,7 +332,7 @@ def reproduce_summary(record: dict[str, Any]) -> str:
         if row.get("gap"):  # the target is the share of the gap: the row's figure and verdict
             ours = f"{ours}; {gap_line(record, key, page=False)}"
         met = met or "-"
-        lines.append(f"| [{row['title']}]({TOPICS_DIR}/{row['topics'][0]}.md#reproduced) | {row['label']}: {ours} | "
+        lines.append(f"| [{row['title']}]({records}{row['topics'][0]}.md#reproduced) | {row['label']}: {ours} | "
                      f"{paper} | {row['target']} | {met} | {record['meta'][key]['commit']} |")
     return "\n".join(lines)
 
@@ -473,7 +476,7 @@ def page_header(topic: catalogue.Topic) -> str:
     checks = (f"\n\nChecked in the other backend: {topic.checks}, recomputed by the JAX twin from a trained run's "
               "weights (`python -m theory_jax check RUN`).") if topic.checks else ""
     return (f"# `{name}`: {topic.lectures}\n\n*{topic.group}; {topic.modality}.* " + " · ".join(forms)
-            + f" · [all topics]({up}/README.md#topics){trains}{checks}")
+            + f" · [records](../records/{name}.md) · [all topics]({up}/README.md#topics){trains}{checks}")
 
 
 def claims_block(name: str, document: str | None) -> str:
@@ -544,10 +547,13 @@ def rendered(root: Path | None = None) -> dict[str, str]:
     record, twins = _json(root, REPRODUCE_FILE, {}), _json(root, TWINS_FILE, {})
     out = {}
     readme = _read(root, "README.md") or ""
-    readme = fill(readme, "topic-table", topic_table(), "README.md")
-    readme = fill(readme, "results", results_table(results, f"{TOPICS_DIR}/"), "README.md")
-    readme = fill(readme, "reproduce-summary", reproduce_summary(record), "README.md")
-    out["README.md"] = fill_quotes(readme, results, record, "README.md")
+    out["README.md"] = fill_quotes(fill(readme, "topic-table", topic_table(), "README.md"), results, record, "README.md")
+    page = _read(root, RESULTS_PAGE)
+    if page is None:
+        raise ValueError(f"{RESULTS_PAGE} is missing: it holds the generated 'results' and 'reproduce-summary' tables")
+    page = fill(page, "results", results_table(results, "records/"), RESULTS_PAGE)
+    page = fill(page, "reproduce-summary", reproduce_summary(record), RESULTS_PAGE)
+    out[RESULTS_PAGE] = fill_quotes(page, results, record, RESULTS_PAGE)
     gpu = _read(root, GPU_PAGE)
     if gpu is None:
         raise ValueError(f"{GPU_PAGE} is missing: it holds the generated 'gpu-presets' table")
@@ -558,21 +564,31 @@ def rendered(root: Path | None = None) -> dict[str, str]:
         raise ValueError(f"{EXERCISES_PAGE} is missing: it holds the generated 'exercise-list' table")
     out[EXERCISES_PAGE] = fill(exercises, "exercise-list", exercise_table(), EXERCISES_PAGE)
     for topic in topics_with_pages():
-        path = f"{TOPICS_DIR}/{topic.name}.md"
-        page = _read(root, path)
-        if page is None:
-            raise ValueError(f"{path} is missing: every topic with a form has a page (copy docs/topics/elbo.md's "
-                             f"markers)")
+        path, records = f"{TOPICS_DIR}/{topic.name}.md", f"{RECORDS_DIR}/{topic.name}.md"
+        page, record_page = _read(root, path), _read(root, records)
+        for file, text in ((path, page), (records, record_page)):
+            if text is None:
+                raise ValueError(f"{file} is missing: every topic with a form has a lesson and a records page (copy "
+                                 f"docs/topics/elbo.md's and docs/records/elbo.md's markers)")
+        for name in RECORD_BLOCKS:
+            if begin(name) in page:
+                raise ValueError(f"{path} holds the generated {name!r} block, which belongs on {records}")
         page = fill(page, "header", page_header(topic), path)
-        page = fill(page, "claims", claims_block(topic.name, _read(root, f"{DERIVATIONS_DIR}/{topic.name}.md")), path)
-        page = fill(page, "specs", specs_block(topic.name, specs, twins), path)
-        rows = [r for r in results if r["model"] == topic.name]
-        page = fill(page, "results", results_table(rows, None), path)
+        page = fill(page, "summary", lessons.summary_block(topic.name, results, record), path)
+        out[path] = fill_quotes(lessons.fill_code(page, root, path), results, record, path)
+        page = fill(record_page, "records-header", lessons.records_header(topic.name), records)
+        page = fill(page, "claims", claims_block(topic.name, _read(root, f"{DERIVATIONS_DIR}/{topic.name}.md")),
+                    records)
+        page = fill(page, "specs", specs_block(topic.name, specs, twins), records)
+        page = fill(page, "results", results_table([r for r in results if r["model"] == topic.name], None), records)
         wanted = any(topic.name in r["topics"] for r in record.get("rows", {}).values())
         if wanted or begin("reproduce") in page:  # a page with a reproduction must hold its block
-            page = fill(page, "reproduce", reproduce_table(record, topic.name), path)
-        out[path] = fill_quotes(page, results, record, path)
+            page = fill(page, "reproduce", reproduce_table(record, topic.name), records)
+        out[records] = fill_quotes(lessons.fill_code(page, root, records), results, record, records)
     return out
+
+
+RECORD_BLOCKS = ("claims", "specs", "results", "reproduce")  # generated on a topic's records page, not its lesson
 
 
 def exercise_table() -> str:
@@ -599,6 +615,7 @@ def stale(root: Path | None = None) -> list[str]:
     except ValueError as exc:
         return [str(exc)]
     problems = [f"{path} is stale" for path, text in fresh.items() if _read(root, path) != text]
+    problems += lessons.too_long({path: text for path, text in fresh.items() if path.startswith(TOPICS_DIR)})
     derivable = [t.name for t in catalogue.TOPICS if catalogue.has_derivation(t.name)]
     problems += [f"{DERIVATIONS_DIR}/{name}.md is missing" for name in derivable
                  if _read(root, f"{DERIVATIONS_DIR}/{name}.md") is None]
@@ -673,7 +690,7 @@ def write_specs(root: Path, echo=print, topics: Sequence[str] = ()) -> bool:
 def build(root: Path | None = None, derivations: bool = False, specs: bool = False, echo=print,
           topics: Sequence[str] = ()) -> bool:
     """Regenerate (optionally re-run the derivations and the specs first, of every topic or of ``topics``), then
-    write every generated block."""
+    write every generated block (with ``topics``: those of their lessons and records pages only)."""
     root = root or catalogue.ROOT
     unknown = [t for t in topics if t not in {x.name for x in catalogue.TOPICS}]
     if unknown:
@@ -683,7 +700,10 @@ def build(root: Path | None = None, derivations: bool = False, specs: bool = Fal
         ok &= write_derivations(root, echo, topics)
     if specs:
         ok &= write_specs(root, echo, topics)
+    own = {f"{d}/{t}.md" for d in (TOPICS_DIR, RECORDS_DIR) for t in topics}
     for path, text in rendered(root).items():
+        if topics and path not in own:  # only the pages of ``topics``: others may be being edited
+            continue
         if _read(root, path) != text:
             (root / path).write_text(text)
             echo(f"  wrote {path}")

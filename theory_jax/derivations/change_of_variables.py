@@ -317,7 +317,7 @@ def _section_flow_inverse(d: Derivation, rng: np.random.Generator, n: int, key_f
     zg = jnp.asarray(rng.standard_normal((50, 2)))
     grad_z, grad_means, expected_z, expected_means = _inverse_gradients(zg, *elem)
     d.gradient("Gradients through the inverse follow the implicit function theorem: $dx/dz = 1 / (dz/dx)$ "
-               "(jax.grad of `gaussianize_inverse` vs eq. 6 at $x = $ inverse($z$))", grad_z, expected_z)
+               "(jax.grad of `gaussianize_inverse` vs eq. 6 at $x = T^{-1}(z)$)", grad_z, expected_z)
     d.gradient("...and $dx/d\\mu = -(\\partial z/\\partial \\mu) / (dz/dx)$ for the component means "
                "(summed over 50 points)", grad_means, expected_means)
     x_samples = _jit_inverse(jax.random.normal(key_flow, (n // 10, 1), dtype=jnp.float64), *one)

@@ -135,7 +135,7 @@ def _section_eps_score(d: Derivation, rng: np.random.Generator) -> None:
               "\\sqrt{(1-\\bar\\alpha)/\\bar\\alpha}$ (`alpha_bar_to_sigma`), so $\\nabla\\log p_t(x) = "
               "\\nabla\\log q_\\sigma(x/\\sqrt{\\bar\\alpha})/\\sqrt{\\bar\\alpha}$ ($\\bar\\alpha = 0.4$) ...",
               s_t, s_ve / jnp.sqrt(a), atol=1e-11)
-    d.numeric("... and the noise prediction is $\\epsilon = $ `score_to_eps`$(s_t) = -\\sigma\\, s_\\sigma$: the "
+    d.numeric("... and the noise prediction is $\\epsilon = -\\sigma\\, s_\\sigma$ (`score_to_eps`): the "
               "NCSN score net times $-\\sigma$ is an $\\epsilon$-predictor", score_to_eps(s_t, jnp.full(500, a)),
               -sigma * s_ve, atol=1e-11)
 
