@@ -5,18 +5,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup data demo test test-slow lint check exercise-check derivations notebooks docs portability clean
+.PHONY: setup data demo test test-slow lint check exercise-check derivations notebooks docs site site-check site-setup \
+	portability clean
 
 setup: $(STAMP) data
 
 # The embedded data: Debian's Fashion-MNIST and espeak-ng (installed with apt-get when run as root;
 # otherwise a note says how), then the data sets the project builds or fetches from the registry.
 data: $(STAMP)
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] || ! command -v espeak-ng >/dev/null 2>&1; then \
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] || ! command -v espeak-ng >/dev/null 2>&1 \
+	    || [ ! -f /usr/share/javascript/katex/katex.js ] || ! command -v node >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist espeak-ng >/dev/null) \
-	      || echo "note: apt-get could not install dataset-fashion-mnist/espeak-ng; those data sets will say how to get them"; \
-	  else echo "note: run 'sudo apt-get install dataset-fashion-mnist espeak-ng' for Fashion-MNIST and spoken digits"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist espeak-ng \
+	      libjs-katex $$(command -v node >/dev/null || echo nodejs) >/dev/null) \
+	      || echo "note: apt-get could not install dataset-fashion-mnist/espeak-ng/libjs-katex; those data sets will say how to get them"; \
+	  else echo "note: run 'sudo apt-get install dataset-fashion-mnist espeak-ng libjs-katex nodejs' for Fashion-MNIST, spoken digits and the math check"; fi; \
 	fi
 	$(PY) -m practice_torch.data prepare
 
@@ -48,7 +51,7 @@ TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(1, min(4, len(os.sche
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
-test-slow: setup
+test-slow: setup site-setup
 	$(PY) -m pytest -q -m slow
 
 lint: setup
@@ -78,6 +81,35 @@ exercise-check: setup
 docs: setup
 	$(PY) -m practice_jax check --all --record
 	$(PY) -m shared_specs docs --derivations --specs
+
+# The course as a static site, build/site (open build/site/index.html; no server or network needed): the lessons, the
+# derivations with their figures, the executed notebooks (written first by `make notebooks` when a derivation changed,
+# about 15 minutes on 2 cores), the exercises and the results. site-check then opens every page in headless Chromium.
+SITE_STAMP := $(VENV)/.site-$(shell cksum requirements-site.txt | cut -d' ' -f1)
+NOTEBOOKS_STAMP := build/notebooks/.written
+
+site: setup site-setup $(NOTEBOOKS_STAMP)
+	$(PY) -m shared_specs site
+
+site-check: setup site-setup $(NOTEBOOKS_STAMP)
+	$(PY) -m shared_specs site --check
+
+$(NOTEBOOKS_STAMP): $(shell find theory_jax -name '*.py' 2>/dev/null)
+	$(PY) -m theory_jax --all --notebook build/notebooks
+	@touch $@
+
+# MkDocs and Selenium (requirements-site.txt), and Debian's KaTeX and headless Chromium (apt-get as root).
+site-setup: $(SITE_STAMP)
+	@if [ ! -f /usr/share/javascript/katex/katex.js ] || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjs-katex chromium chromium-driver >/dev/null; \
+	  else echo "note: run 'sudo apt-get install libjs-katex chromium chromium-driver' for the site's math and its check"; fi; \
+	fi
+
+$(SITE_STAMP): requirements-site.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir -r requirements-site.txt
+	@rm -f $(VENV)/.site-*
+	@touch $@
 
 # Every derivation and spec case again under each setting that changes XLA's and torch's kernels (one thread; 128-bit
 # vectors without FMA): a claim that holds only by one CPU's kernel choice fails here. Reports in build/portability.

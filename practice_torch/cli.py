@@ -306,7 +306,7 @@ def results(args) -> int:
     for row in rows:
         print(f"  {row['model']} on {row['dataset']} ({row['preset']}): {row['label']} {row['value']:.4g} "
               f"{row['units']}, {row['steps']} steps in {row['train_seconds']:.0f} s on {row['machine']}")
-    print(f"wrote {path}; `make docs` puts it in README.md and docs/topics/")
+    print(f"wrote {path}; `make docs` puts it in docs/results.md and the topic's records and lesson pages")
     return 0
 
 

@@ -7,6 +7,7 @@
     python -m shared_specs docs              # regenerate the generated tables of README.md and docs/topics/
     python -m shared_specs docs --derivations --specs  # ...after running every derivation and case (make docs)
     python -m shared_specs docs --check      # exit 1 naming what is stale, writing nothing
+    python -m shared_specs site [--check]    # the course as a static site, build/site (make site)
     python -m shared_specs portability       # derivations and specs under settings that change the kernels
 """
 
@@ -119,6 +120,32 @@ def cmd_docs(check: bool, derivations: bool, specs: bool, topics: list[str], mat
     return 0 if ok else 1
 
 
+def cmd_site(notebooks: Path, check: bool) -> int:
+    """Build the course's site (build/site); with ``check``, open its pages in headless Chromium too."""
+    from shared_specs import site, site_check
+
+    try:
+        index = site.build(catalogue.ROOT, notebooks)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not site_check.browser_available() and check:
+        print(f"error: --check needs {site_check.CHROMIUM} and {site_check.CHROMEDRIVER}: `sudo apt-get install "
+              "chromium chromium-driver`", file=sys.stderr)
+        return 2
+    if check:
+        root = index.parent
+        shot = catalogue.ROOT / "build" / "site-check" / "elbo.png"
+        problems = site_check.link_problems(root)
+        browser, _ = site_check.browser_problems(root, site_check.pages_to_open(root), ("topics/elbo.html", shot))
+        problems += browser
+        print("\n".join(problems) or f"every page opens with its formulas typeset, its figures and links resolving; "
+              f"a lesson's screenshot: {shot.relative_to(catalogue.ROOT)}", file=sys.stderr if problems else sys.stdout)
+        return 1 if problems else 0
+    print(f"open {index.relative_to(catalogue.ROOT)} in a browser (it needs no server and no network)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared_specs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,7 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     docs.add_argument("--math", nargs="+", default=[], metavar="PAGE",
                       help="write nothing; typeset every formula of these markdown pages with KaTeX, naming each "
                            "that fails")
+    site = sub.add_parser("site", help="build the course as a static site, build/site (make site)")
+    site.add_argument("--notebooks", type=Path, default=catalogue.ROOT / "build" / "notebooks",
+                      help="the executed notebooks to include (default: build/notebooks, written by make notebooks)")
+    site.add_argument("--check", action="store_true",
+                      help="then open every page in headless Chromium: formulas, figures and links")
     args = parser.parse_args(argv)
+    if args.command == "site":
+        return cmd_site(args.notebooks, args.check)
     if args.command == "list":
         return cmd_list()
     if args.command == "check":

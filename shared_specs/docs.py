@@ -575,7 +575,7 @@ def rendered(root: Path | None = None) -> dict[str, str]:
                 raise ValueError(f"{path} holds the generated {name!r} block, which belongs on {records}")
         page = fill(page, "header", page_header(topic), path)
         page = fill(page, "summary", lessons.summary_block(topic.name, results, record), path)
-        out[path] = fill_quotes(lessons.fill_code(page, root, path), results, record, path)
+        out[path] = fill_quotes(lessons.fill_code(page, catalogue.ROOT, path), results, record, path)
         page = fill(record_page, "records-header", lessons.records_header(topic.name), records)
         page = fill(page, "claims", claims_block(topic.name, _read(root, f"{DERIVATIONS_DIR}/{topic.name}.md")),
                     records)
@@ -584,7 +584,7 @@ def rendered(root: Path | None = None) -> dict[str, str]:
         wanted = any(topic.name in r["topics"] for r in record.get("rows", {}).values())
         if wanted or begin("reproduce") in page:  # a page with a reproduction must hold its block
             page = fill(page, "reproduce", reproduce_table(record, topic.name), records)
-        out[records] = fill_quotes(lessons.fill_code(page, root, records), results, record, records)
+        out[records] = fill_quotes(lessons.fill_code(page, catalogue.ROOT, records), results, record, records)
     return out
 
 

@@ -27,7 +27,7 @@ CODE = re.compile(r"(?P<begin><!-- code:(?P<spec>[^\s:]+:[\w.]+):begin[^>]*-->)\
                   re.S)
 _FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
-_TAG = re.compile(r"<[^>]+>")
+_TAG = re.compile(r"<[A-Za-z/!][^>]*>")  # a tag, not a bare "<" (as in `eta <= 1`)
 
 
 def source_of(root: Path, spec: str) -> str:
@@ -79,7 +79,8 @@ def records_header(name: str) -> str:
 
 def summary_block(name: str, results: list[dict[str, Any]], record: dict[str, Any]) -> str:
     """A lesson's results in brief: per data set its headline run (the front page's choice), per reproduction its
-    best arm beside the paper; each linked to the full tables of the records page."""
+    best arm (of the topic's own model where the row has one) beside the paper; each linked to the full tables of
+    the records page."""
     from shared_specs import docs
 
     rows = [r for r in results if r["model"] == name and r.get("kind") != "control"]
@@ -93,7 +94,8 @@ def summary_block(name: str, results: list[dict[str, Any]], record: dict[str, An
         if name not in row["topics"] or key not in measured:
             continue
         stats = {a["name"]: docs.reproduce_stats(record, key, a["name"]) for a in row["arms"]}
-        best = max(row["arms"], key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))
+        own = [a for a in row["arms"] if a["model"] == name] or row["arms"]  # the page's own model's arms first
+        best = max(own, key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))
         st = stats[best["name"]]
         met = f"; the target ({row['target']}) met on {st['met_count']} of {st['seeds']} seeds" if st["judged"] else ""
         lines.append(f"- Reproduced, *{row['title']}*: {row['label']} {st['mean']:.{row['digits']}f} over "

@@ -439,10 +439,10 @@ def test_the_module_entry_point_prints_one_line_and_exits_2(tmp_path):
 @pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM],
                          ids=["SIGINT", "SIGTERM"])  # the same path; SIGTERM (a preemption) in the default suite
 def test_a_signal_finishes_the_step_checkpoints_and_the_run_resumes(signum, tmp_path, capsys):
-    """The README's sentence, as written: a stopped run continues "with train.threads fixed, bit-identical on a CPU
+    """The practical guide's sentence, as written: a stopped run continues "with train.threads fixed, bit-identical on a CPU
     to the run never stopped" (its weights compared with those of a run of the same config never stopped, at the
     same step). Control: the stopped run's own weights differ from those."""
-    assert RESUME_SENTENCE in (ROOT / "README.md").read_text().replace("\n", " ")
+    assert RESUME_SENTENCE in (ROOT / "docs" / "guide.md").read_text().replace("\n", " ")
     out = tmp_path / "run"
     proc = python_m("train", "vae", "--steps", "100000", "--out", str(out), *TINY, "--set", "train.threads=1")
     deadline = time.time() + 120

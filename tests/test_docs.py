@@ -1,4 +1,5 @@
-"""README.md is a front page and docs/ holds a page per topic: generated blocks current, links resolving.
+"""README.md is a front page and docs/ holds a lesson and a records page per topic: generated blocks current, links
+resolving, lessons short, every formula typeset.
 
 The derivation documents (docs/derivations/) are compared with what each derivation now says in
 tests/test_derivations.py, which runs them anyway.
@@ -13,7 +14,7 @@ import shutil
 import pytest
 
 from project import catalogue
-from shared_specs import cli, docs, topics
+from shared_specs import cli, docs, lessons, site, topics
 
 ROOT = catalogue.ROOT
 
@@ -47,7 +48,8 @@ def test_every_link_in_the_readme_and_docs_resolves():
 
 def test_the_readme_is_a_front_page():
     readme = (ROOT / "README.md").read_text()
-    assert len(readme.splitlines()) <= 300
+    assert len(readme.splitlines()) < 150
+    assert "(docs/results.md)" in readme and "make site" in readme
     first_screen = "\n".join(readme.splitlines()[:40])
     assert "make demo" in first_screen and "make test" in first_screen
     for topic in docs.topics_with_pages():  # every topic one click away, and each of its forms
@@ -78,9 +80,9 @@ def test_every_results_row_is_complete_and_its_model_trains():
 def test_a_hand_edited_generated_table_is_caught(copy_of_docs):
     readme = copy_of_docs / "README.md"
     readme.write_text(readme.read_text().replace("| latent variable |", "| latent-variable |", 1))
-    page = copy_of_docs / "docs/topics/elbo.md"
+    page = copy_of_docs / "docs/records/elbo.md"
     page.write_text(page.read_text().replace("</summary>", "</summary>\n\n0. *(numeric)* a typed claim", 1))
-    assert set(docs.stale(copy_of_docs)) >= {"README.md is stale", "docs/topics/elbo.md is stale"}
+    assert set(docs.stale(copy_of_docs)) >= {"README.md is stale", "docs/records/elbo.md is stale"}
 
 
 def test_a_spec_case_that_was_not_measured_is_caught(copy_of_docs):
@@ -94,7 +96,7 @@ def test_a_spec_case_that_was_not_measured_is_caught(copy_of_docs):
 def test_a_missing_page_or_marker_is_caught(copy_of_docs, capsys, monkeypatch):
     (copy_of_docs / "docs/topics/vae.md").unlink()
     assert any("docs/topics/vae.md is missing" in line for line in docs.stale(copy_of_docs))
-    page = copy_of_docs / "docs/topics/elbo.md"
+    page = copy_of_docs / "docs/records/elbo.md"
     page.write_text(page.read_text().replace("<!-- specs:end -->", ""))
     (copy_of_docs / "docs/topics/vae.md").write_text((ROOT / "docs/topics/vae.md").read_text())
     assert any("lacks the markers of its generated 'specs' block" in line for line in docs.stale(copy_of_docs))
@@ -268,7 +270,7 @@ def test_a_reproduction_is_read_over_its_seeds_beside_the_paper():
     record["meta"]["cartpole"]["beside"] = "beside them: a test run"  # what ran beside a sweep, said after its load
     assert "2026-11-27; beside them: a test run." in docs.reproduce_table(record, "trpo")
     summary = docs.reproduce_summary(record)
-    assert "| [CartPole-v1](docs/topics/ppo.md#reproduced) | greedy mean return: `trpo` **493.3** +- 11.5" in summary
+    assert "| [CartPole-v1](records/ppo.md#reproduced) | greedy mean return: `trpo` **493.3** +- 11.5" in summary
     assert "| 500 +- 0 | 500 on every seed | 2 of 3 | abc1234 |" in docs.reproduce_summary(record)
     assert "| 3 of 3 |" in docs.reproduce_summary(reproduction(holds=(True, True, True)))
 
@@ -350,3 +352,45 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
                                         "figure: results:MODEL/DATASET[/METRIC|/PRESET/value|train_seconds] or "
                                         "reproduce:ROW/ARM/mean|sd|min|max|seeds|met|"
                                         "a recorded metric or reproduce:ROW/gap/mean|min|half"]
+
+
+# Lessons: short, their code quoted from the source, their formulas typeset. ---------------------------------------
+def test_every_lesson_is_at_most_2000_words_and_a_longer_one_is_caught(copy_of_docs):
+    counts = {t.name: lessons.lesson_words((ROOT / docs.TOPICS_DIR / f"{t.name}.md").read_text())
+              for t in docs.topics_with_pages()}
+    assert max(counts.values()) <= lessons.MAX_LESSON_WORDS, counts
+    assert lessons.lesson_words("one two\n```python\nnot counted at all\n```\n<!-- nor this --><b>three</b>") == 3
+    assert lessons.lesson_words("`eta <= 1` keeps the > words") == 5  # a bare "<" is no tag
+    page = copy_of_docs / "docs/topics/elbo.md"
+    page.write_text(page.read_text() + "\n" + "word " * (lessons.MAX_LESSON_WORDS - counts["elbo"] + 1))
+    assert any(line.startswith("docs/topics/elbo.md: the lesson has 2001 words") for line in docs.stale(copy_of_docs))
+
+
+def test_a_lesson_quotes_its_code_from_the_source_and_a_drifted_quote_is_caught(copy_of_docs):
+    page = copy_of_docs / "docs/topics/elbo.md"
+    text = page.read_text()
+    quoted = lessons.source_of(ROOT, "practice_torch/elbo.py:iwae_bound")
+    assert quoted.startswith("def iwae_bound(log_weights):") and quoted in text
+    assert lessons.source_of(ROOT, "practice_torch/gan/training.py:Config").startswith("@dataclass")  # decorated
+    page.write_text(text.replace("return log_mean_exp(log_weights, axis=-1)", "return log_weights.mean(-1)"))
+    assert docs.stale(copy_of_docs) == ["docs/topics/elbo.md is stale"]
+    page.write_text(text.replace("elbo.py:iwae_bound:", "elbo.py:no_such_function:"))
+    assert docs.stale(copy_of_docs) == ["docs/topics/elbo.md: a code quote names no_such_function in "
+                                        "practice_torch/elbo.py, which defines no such function or class"]
+
+
+def test_a_lesson_that_holds_a_records_table_is_caught(copy_of_docs):
+    page = copy_of_docs / "docs/topics/elbo.md"
+    page.write_text(page.read_text() + f"\n{docs.begin('specs')}\n{docs.end('specs')}\n")
+    assert docs.stale(copy_of_docs) == ["docs/topics/elbo.md holds the generated 'specs' block, which belongs on "
+                                        "docs/records/elbo.md"]
+
+
+def test_every_formula_of_the_pages_typesets_and_a_broken_one_is_named(tmp_path):
+    assert site.math_errors(docs.doc_files(), ROOT) == []
+    page = tmp_path / "a.md"
+    page.write_text("Fine: $x^2$ and\n\n$$\n\\frac{a}{b}\n$$\n\nbroken: $\\frac{1}{2$ here,"
+                    " code is not math: `$\\frac{$`, nor is $ 5 alone.\n")
+    errors = site.math_errors([page], tmp_path)
+    assert len(errors) == 1 and errors[0].startswith("a.md:7: KaTeX parse error") and "\\frac{1}{2" in errors[0]
+    assert [f.tex for f in site.formulas(page.read_text())] == ["x^2", "\\frac{a}{b}", "\\frac{1}{2"]
