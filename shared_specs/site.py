@@ -90,9 +90,10 @@ document$.subscribe(function () {
   renderMathInElement(document.body, {
     delimiters: [{left: "$$", right: "$$", display: true}, {left: "\\\\[", right: "\\\\]", display: true},
                  {left: "\\\\(", right: "\\\\)", display: false}, {left: "$", right: "$", display: false}],
-    ignoredClasses: ["highlight", "highlighttable", "highlight-ipynb", "jp-InputArea", "clipboard-copy-txt"],
+    ignoredClasses: ["highlight", "highlighttable", "highlight-ipynb", "jp-CodeMirrorEditor", "clipboard-copy-txt"],
     throwOnError: false, strict: "ignore"
   });
+  document.body.setAttribute("data-math", "typeset");  // for the browser check: KaTeX has run on this page
 });
 """
 
@@ -138,7 +139,8 @@ class Staging:
         def sub(m: re.Match) -> str:
             if m["target"]:
                 return f"{m['pre']}{one(m['target'])}{m['post']}"
-            return f"{m['attr']}{one(m['target2'])}{m['post2']}"
+            target = re.sub(r"\.md(?=$|#)", ".html", one(m["target2"]))  # raw HTML: MkDocs leaves it as written
+            return f"{m['attr']}{target}{m['post2']}"
 
         out, last = [], 0  # code blocks keep their text
         for m in _FENCE.finditer(text):
@@ -157,6 +159,21 @@ class Staging:
         placed = self.place(source)
         text = self.rewrite(source.read_text(), source, placed)
         self.write(placed, text.replace("<details>", '<details markdown="1">'))
+
+    def notebook(self, file: Path) -> None:
+        """A derivation's executed notebook at notebooks/<topic>.ipynb, its markdown cells' links rewritten as a
+        page's (they are written for build/notebooks/, where ``make notebooks`` puts the notebooks) and its headings
+        without code spans (whose anchors mkdocs-jupyter's table of contents would spell otherwise); a link to a page
+        names its HTML file, which MkDocs writes but does not substitute in a notebook."""
+        notebook = json.loads(file.read_text())
+        written_at = self.root / "build" / "notebooks" / file.name
+        placed = Path("notebooks", file.name)
+        for cell in notebook["cells"]:
+            if cell["cell_type"] == "markdown":
+                text = self.rewrite("".join(cell["source"]), written_at, placed)
+                text = re.sub(r"(\]\((?![a-z]+:)[^)\s]*?)\.md(?=[)#])", r"\1.html", text)  # nbconvert keeps .md
+                cell["source"] = re.sub(r"^(#+ .*)$", lambda m: m[1].replace("`", ""), text, flags=re.M)
+        self.write(placed, json.dumps(notebook, indent=1))
 
     def source_pages(self) -> None:
         """A page per linked repository file (its text as code) or folder (its files, linked); a folder's pages
@@ -180,6 +197,9 @@ class Staging:
                                    f"{path.read_text().rstrip()}\n{fence}\n")
 
 
+GROUP_TITLES = {"rl & preferences": "RL and preferences"}
+
+
 def nav(root: Path, notebooks: list[str]) -> list:
     """The site's navigation in the course's order: the home page, the lessons by group, the derivations, the
     notebooks, the exercises, the results and records, the design."""
@@ -191,7 +211,8 @@ def nav(root: Path, notebooks: list[str]) -> list:
         groups.setdefault(t.group, []).append({t.name: f"topics/{t.name}.md"})
     derived = [t.name for t in catalogue.TOPICS if (root / f"docs/derivations/{t.name}.md").is_file()]
     return [{"Home": "index.md"},
-            {"Lessons": [{group.capitalize(): pages} for group, pages in groups.items()]},
+            {"Lessons": [{GROUP_TITLES.get(group, group[:1].upper() + group[1:]): pages}
+                         for group, pages in groups.items()]},
             {"Derivations": [{n: f"derivations/{n}.md"} for n in derived]},
             *([{"Notebooks": [{n: f"notebooks/{n}.ipynb"} for n in notebooks]}] if notebooks else []),
             {"Exercises": "exercises.md"},
@@ -234,8 +255,7 @@ def stage(root: Path, notebooks: Path | None, where: Path) -> Path:
     staging.source_pages()
     names = names_of(notebooks)
     for name in names:
-        (out / "notebooks").mkdir(exist_ok=True)
-        shutil.copy(notebooks / f"{name}.ipynb", out / "notebooks" / f"{name}.ipynb")
+        staging.notebook(notebooks / f"{name}.ipynb")
     assets = out / "assets" / "katex"
     shutil.copytree(KATEX, assets, symlinks=False)  # the fonts are a symlink in Debian's package: copied as files
     (out / "assets" / "math.js").write_text(MATH_JS)
@@ -267,7 +287,7 @@ def build(root: Path, notebooks: Path | None, where: Path | None = None, echo=pr
 def run_mkdocs(config_file: Path) -> list[str]:
     """Build the staged site of ``config_file`` next to it (site/); what MkDocs warned of: a link or anchor that
     resolves to nothing, a page it could not read."""
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--clean", "-q", "-f", str(config_file)],
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--clean", "-f", str(config_file)],
                           capture_output=True, text=True, cwd=config_file.parent,
                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})  # a notice of the theme's, not of ours
     warnings = [line for line in (done.stdout + done.stderr).splitlines() if "WARNING" in line or "ERROR" in line]

@@ -84,7 +84,7 @@ const errors = [...document.querySelectorAll('.katex-error')].map(e => (e.getAtt
 const images = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'));
 const typeset = document.querySelectorAll('.katex').length;
 return {raw: raw, errors: errors, images: images, typeset: typeset, math: math.length,
-        ready: document.readyState === 'complete'};
+        ready: document.readyState === 'complete' && document.body.getAttribute('data-math') === 'typeset'};
 """
 
 
@@ -123,6 +123,8 @@ def browser_problems(site: Path, pages: list[str], screenshot: tuple[str, Path] 
                     break
                 time.sleep(0.05)
             seen[page] = found
+            if not found["ready"]:
+                problems.append(f"{page}: KaTeX did not run within {timeout:.0f} s")
             problems += [f"{page}: a KaTeX error: {e}" for e in found["errors"]]
             problems += [f"{page}: a formula left as TeX: {r}" for r in found["raw"]]
             problems += [f"{page}: an image that does not load: {src}" for src in found["images"]]
