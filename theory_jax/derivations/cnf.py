@@ -62,7 +62,7 @@ def _linear_gaussian(a, x):
 
 def _section_change_of_variables(d: Derivation, rng) -> None:
     """Theorem 1 symbolically in 1-D, then the augmented ODE against a linear field's Gaussian in 3-D."""
-    d.say("## 1. The instantaneous change of variables\\n"
+    d.say("## 1. The instantaneous change of variables\n\n"
           "Along a solution of $dx/dt = f(t, x)$, $\\frac{d}{dt}\\log p_t(x_t) = -\\mathrm{tr}\\,\\frac{\\partial f}"
           "{\\partial x}(t, x_t)$ (Chen et al. 2018, Theorem 1). With noise at $t = 0$ and data at $t = 1$: "
           "$\\log p_1(x) = \\log \\mathcal N(z; 0, I) - \\int_0^1 \\mathrm{tr}\\,\\frac{\\partial f}{\\partial x}\\,dt$, "
@@ -131,7 +131,7 @@ def _section_discrete_to_continuous(d: Derivation, rng) -> None:
 
 def _section_hutchinson(d: Derivation, rng) -> None:
     """Hutchinson's v^T J v: unbiased for tr J, with the closed-form variances of Gaussian and Rademacher probes."""
-    d.say("## 2. Exact trace vs Hutchinson's estimator\\n"
+    d.say("## 2. Exact trace vs Hutchinson's estimator\n\n"
           "The exact $\\mathrm{tr}\\,J$ costs D vector-Jacobian products; $v^T J v$ with $E[v v^T] = I$ costs one "
           "and is unbiased: $E[v^T J v] = \\mathrm{tr}(J E[v v^T]) = \\mathrm{tr} J$. With $S = (J + J^T)/2$: "
           "$\\mathrm{Var} = 2\\|S\\|_F^2$ for Gaussian $v$ and $2\\|S\\|_F^2 - 2\\sum_i J_{ii}^2$ for Rademacher $v$.")
@@ -194,7 +194,7 @@ def _global_errors(f, method: str, x0, ns, reference):
 
 def _section_solvers(d: Derivation, rng) -> None:
     """One RK4 step matches diffrax's classic tableau; the measured global orders are 1, 2 and 4."""
-    d.say("## 3. Solvers: one Euler and one RK4 step, and their order\\n"
+    d.say("## 3. Solvers: one Euler and one RK4 step, and their order\n\n"
           "Classic RK4 has local error $O(h^5)$, global $O(h^4)$: halving $h$ divides the error by 16; Euler by 2, "
           "midpoint by 4. torchdiffeq's 'rk4' is Kutta's 3/8 rule, also of order 4.")
     f = _mlp(**_mlp_params(rng, scale=1.5))
@@ -235,7 +235,7 @@ def _nll_of_state(s0):
 
 def _section_adjoint(d: Derivation, rng) -> None:
     """The adjoint ODE's gradient equals backprop through the solver, which equals a central difference."""
-    d.say("## 4. Gradients: through the solver vs the adjoint method\\n"
+    d.say("## 4. Gradients: through the solver vs the adjoint method\n\n"
           "For $L(z)$ with $z$ the solution at $t = 0$, the adjoint $a(t) = \\partial L/\\partial x_t$ solves "
           "$da/dt = -a^T \\partial f/\\partial x$ and $dL/d\\theta = \\int a^T \\partial f/\\partial\\theta\\,dt$, "
           "run backwards with $x_t$ recomputed (Chen et al. 2018, eqs. 4-5): memory O(1) in the number of steps. "
