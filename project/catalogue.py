@@ -61,6 +61,9 @@ TOPICS: tuple[Topic, ...] = (
                  "spectral normalisation, minibatch std, unrolled discriminator, PacGAN, progressive growing"),
     Topic("wgan", "adversarial", "Wasserstein GAN; gradient penalty", "1-D, 2-D, image",
           trains="WGAN: clipping, two- or one-sided gradient penalty, n_critic, critic's W1 estimate (1-D, 2-D, images)"),
+    Topic("stylegan", "adversarial", "StyleGAN: mapping network, modulated convolutions, style mixing, path length",
+          "image", trains="StyleGAN2: mapping network, modulated and demodulated convolutions, noise inputs, style "
+                          "mixing, lazy R1 and path-length penalties, truncation, EMA generator (images)"),
     Topic("bigan", "adversarial", "BiGAN / ALI", "image",
           trains="BiGAN: conv encoder, DCGAN generator, joint discriminator over (x, z); linear probe of E(x)"),
     Topic("gan_inversion", "adversarial", "GAN inversion", "image",

@@ -58,6 +58,8 @@ class TorchBackend:
         self.torch = torch
 
     def _tensor(self, x: np.ndarray, requires_grad: bool = False):
+        if isinstance(x, list):  # an input that is a list of arrays (the synthesis network's noise, one per layer)
+            return [self._tensor(v, requires_grad) for v in x]
         t = self.torch.from_numpy(np.array(x, copy=True))
         return t.requires_grad_(requires_grad) if requires_grad else t
 
@@ -206,7 +208,8 @@ class JaxBackend:
         """The shapes of the module's flax variables: {'params': ..., and 'batch_stats' where it has batch norms}.
         Traced once per case and input shapes (``params`` and ``statistics`` both need it)."""
         key = (case.id, case.module, case.method, repr(case.config), repr(case.static), repr(self._mode(case)),
-               tuple((k, np.shape(v), np.asarray(v).dtype.str) for k, v in sorted(inputs.items())))
+               repr({k: self.jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype.str), v)
+                     for k, v in sorted(inputs.items())}))
         if key not in self._templates:
             module = self.build(case)
             args = {**self._inputs(case, inputs), **self._mode(case), **case.static}
@@ -232,12 +235,15 @@ class JaxBackend:
         return None if case.method == "__call__" else getattr(type(module), case.method)
 
     def _inputs(self, case, inputs) -> dict:
-        return {k: self.jnp.asarray(_nchw_to_nhwc(v) if k in case.image_inputs else v) for k, v in inputs.items()}
+        return {k: self.jax.tree.map(self.jnp.asarray, _nchw_to_nhwc(v) if k in case.image_inputs else v)
+                for k, v in inputs.items()}
 
     def _apply(self, case: ModuleCase, module, params, args, stats=None):
         method, args = self._method(module, case), {**args, **case.static}
         if stats is None:
             out = module.apply({"params": params}, **args, method=method)
+        elif case.train is None:  # running statistics read, never updated (StyleGAN's tracked mean style)
+            out = module.apply({"params": params, "batch_stats": stats}, **args, method=method)
         elif case.train:  # batch statistics; the running ones are updated (and discarded here)
             out, _ = module.apply({"params": params, "batch_stats": stats}, **args, train=True, method=method,
                                   mutable=["batch_stats"])

@@ -2,25 +2,29 @@
 
 Generated text sits between ``<!-- NAME:begin ... -->`` and ``<!-- NAME:end -->`` markers and is never typed:
 
-* README.md: ``topic-table`` (the catalogue, each topic and form one click away) and ``results`` (one row per
-  trained run, from ``docs/results.json``, which ``python -m practice_torch results RUN`` fills).
-* docs/topics/<topic>.md, one page per topic that has any form: ``header`` (its forms and links), ``claims`` (the
-  statements of its derivation, read off docs/derivations/<topic>.md), ``specs`` (every spec case with the errors
-  measured in docs/specs.json) and ``results`` (its rows of docs/results.json). The rest of a page is prose.
+* README.md: ``topic-table`` (the catalogue, each topic and form one click away).
+* docs/results.md: ``results`` (one row per trained model, from ``docs/results.json``, which ``python -m
+  practice_torch results RUN`` fills) and ``reproduce-summary`` (a line per paper's experiment rerun).
+* docs/topics/<topic>.md, the lesson of every topic that has any form: ``header`` (its forms and links),
+  ``summary`` (its headline runs and reproductions) and ``code:PATH:NAME`` quotes of the source
+  (``shared_specs/lessons.py``; a lesson holds at most 2 000 words). The rest of a lesson is prose.
+* docs/records/<topic>.md, its lab record: ``records-header``, ``claims`` (the statements of its derivation, read
+  off docs/derivations/<topic>.md), ``specs`` (every spec case with the errors measured in docs/specs.json, and the
+  twin-training cases'), ``results`` (its rows of docs/results.json) and ``reproduce`` (its rows of
+  docs/reproduce.json, ``python -m benchmarks reproduce``: a paper's experiment over seeds beside the paper's figure).
 * docs/derivations/<topic>.md: ``python -m theory_jax <topic> --markdown`` of every derivation, its figures in
   docs/derivations/figures/<topic>-<n>.png (``--derivations``).
 * docs/specs.json: every spec case's errors, with the machine and commit (``--specs``).
 * docs/gpu.md: ``gpu-presets``, every full preset and, from docs/gpu_steps.json (a GPU run of ``python -m
   benchmarks gpu_steps``), its step on a GPU and the training time that extrapolates to.
-* ``reproduce`` on a topic page (its rows of docs/reproduce.json, ``python -m benchmarks reproduce``: a paper's
-  experiment over seeds beside the paper's figure) and ``reproduce-summary`` in README.md (one line a row).
 * docs/exercises.md: ``exercise-list``, every exercise (``theory_jax/exercises/<topic>.py``) in the course's order,
   what it teaches, its cases and named mistakes, and the command that writes it.
 * Quotes in prose: ``<!--q:KEY-->FIGURE<!--/q-->`` on any page, its FIGURE generated from KEY (``quote``): a figure
   of a results row (``results:MODEL/DATASET``) or of a reproduction (``reproduce:ROW/ARM/STAT``), so prose that
   restates a table cannot drift from it.
 
-``--check`` writes nothing and exits 1 naming what is stale; tests/test_docs.py runs it, and
+The results and reproduction renderers and the quotes are in ``shared_specs/measured.py``. ``--check`` writes
+nothing and exits 1 naming what is stale (a lesson over its length too); tests/test_docs.py runs it, and
 tests/test_derivations.py compares each derivation's document with what the derivation now says.
 """
 
@@ -36,6 +40,28 @@ from typing import Any
 from project import catalogue
 from project.environment import cores_text
 from shared_specs import lessons
+from shared_specs.measured import (  # noqa: F401 (the renderers' names, as the tests and the CLI read them)
+    BOOKKEEPING,
+    QUOTE,
+    REPRODUCE_FILE,
+    SAMPLE_METRICS,
+    _beside,
+    _figure,
+    _mean_sd,
+    _minutes,
+    _settings,
+    fill_quotes,
+    front_rows,
+    gap_line,
+    gap_shares,
+    in_course_order,
+    plain_preset,
+    quote,
+    reproduce_stats,
+    reproduce_summary,
+    reproduce_table,
+    results_table,
+)
 from shared_specs.topics import spec_cases, table_rows
 
 DOCS = "docs"
@@ -44,7 +70,6 @@ DERIVATIONS_DIR = f"{DOCS}/derivations"
 SPECS_FILE = f"{DOCS}/specs.json"
 TWINS_FILE = f"{DOCS}/twin_training.json"  # the twin-training cases' errors (``python -m practice_jax check --record``)
 RESULTS_FILE = f"{DOCS}/results.json"
-REPRODUCE_FILE = f"{DOCS}/reproduce.json"  # ``python -m benchmarks reproduce``'s record
 GPU_FILE = f"{DOCS}/gpu_steps.json"  # ``python -m benchmarks gpu_steps`` run on a GPU, its results file copied here
 GPU_PAGE = f"{DOCS}/gpu.md"
 RESULTS_PAGE = f"{DOCS}/results.md"  # the results and reproductions tables, linked from the front page
@@ -129,269 +154,6 @@ def topic_table(link_pages: bool = True) -> str:
         spec = f"[{cases}](shared_specs/{name}.py)" if cases else "-"
         lines.append(f"| {title} | {group} | {lectures} | {deriv} | {impl} | {spec} |")
     return "\n".join(lines)
-
-
-def _settings(row: dict[str, Any]) -> str:
-    trained = ", trained in JAX (`practice_jax train`)" if row.get("backend") == "jax" else ""
-    return row["preset"] + "".join(f" `{c}`" for c in row["changes"]) + trained
-
-
-SAMPLE_METRICS = ("fid", "inception_score", "kid", "precision", "recall")  # they depend on how many samples
-
-
-def _figure(row: dict[str, Any]) -> str:
-    """'test NLL: **2.548** bits/char', or over seeds (``benchmarks reproduce --presets``) '**2.548** +- 0.012
-    bits/char, 5 seeds (min 2.531)'."""
-    n = row["metrics"].get("sample_metrics_samples") if row["metric"] in SAMPLE_METRICS else None
-    spread = f" +- {row['sd']:.2g}" if "seeds" in row else ""
-    seeds = f", {row['seeds']} seeds (min {row['min']:.4g})" if "seeds" in row else ""
-    units = f" {row['units']}" if row["units"] else ""  # a share or an accuracy may have none
-    return f"{row['label']}: **{row['value']:.4g}**{spread}{units}{seeds}" + (f" ({n} samples)" if n else "")
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-BOOKKEEPING = ("train.checkpoint_every=", "train.log_every=", "train.threads=", "train.samples=",
-               # the trained runs a model builds on (and what it recorded of them), which every run must name
-               "model.reference", "model.generator", "model.autoencoder", "model.vq_vae", "model.latent_scale=")
-
-
-def plain_preset(row: dict[str, Any]) -> bool:
-    """A run of the preset as it is: no setting changed beyond checkpointing, logging, threads and the trained runs
-    it builds on."""
-    return all(change.startswith(BOOKKEEPING) for change in row.get("changes", []))
-
-
-def front_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per model for the front page: the newest plain-preset run (``plain_preset``) on the first data set the model
-    has one on, a mean over seeds (``reproduce --presets``) before any single run and a PyTorch run before one trained
-    in JAX (the sweep trains PyTorch's; else its newest run); each carries ``runs``, how many the model has in all (its
-    page lists them)."""
-    chosen: dict[str, dict[str, Any]] = {}
-    count: dict[str, int] = {}
-    rows = [r for r in rows if r.get("kind") != "control"]  # control tasks: on their pages and in the reproductions
-    for r in rows:  # docs/results.json is in the order recorded
-        name = r["model"]
-        count[name] = count.get(name, 0) + 1
-        best = chosen.get(name)
-        plain, best_plain = plain_preset(r), best is not None and plain_preset(best)
-        over_seeds = bool(r.get("seeds")) or not (best or {}).get("seeds")  # a single run never displaces a sweep's
-        torch_first = not r.get("backend") or bool((best or {}).get("backend"))  # nor a JAX run a PyTorch one
-        if best is None or (plain and (not best_plain or (r["dataset"] == best["dataset"] and over_seeds
-                                                          and torch_first))) or not best_plain:
-            chosen[name] = r
-    return [{**r, "runs": count[name]} for name, r in chosen.items()]
-
-
-def in_course_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` sorted by their model's place in the course (``catalogue.TOPICS``), then as recorded."""
-    order = {t.name: i for i, t in enumerate(catalogue.TOPICS)}
-    return sorted(rows, key=lambda r: order.get(r["model"], len(order)))
-
-
-def results_table(rows: list[dict[str, Any]], link_prefix: str | None) -> str:
-    """One row per run: model (linked to its page's results), data set, preset and settings, the held-out figure,
-    steps and training wall time, and where: machine, load, commit. With ``link_prefix`` (the front page): one row
-    per model (``front_rows``), its link saying how many runs its page has."""
-    if not rows:
-        return "*No run recorded yet: `python -m practice_torch results RUN --load ...`, then `make docs`.*"
-    first = "| model | data set | " if link_prefix is not None else "| data set | "
-    header = first + "preset and settings | held-out figure | steps | training time | machine | load | commit |"
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for r in in_course_order(front_rows(rows) if link_prefix is not None else rows):
-        more = f" ({r['runs']} runs)" if r.get("runs", 1) > 1 else ""
-        model = f"[`{r['model']}`]({link_prefix}{r['model']}.md#results){more} | " if link_prefix is not None else ""
-        lines.append(f"| {model}{r['dataset']} | {_settings(r)} | {_figure(r)} | {r['steps']} | "
-                     f"{_minutes(r['train_seconds'])}{' (resumed)' if r.get('resumed') else ''} | {r['machine']} | "
-                     f"{r['load']} | {r['commit']} |")
-    return "\n".join(lines)
-
-
-def reproduce_stats(record: dict[str, Any], row: str, arm: str) -> dict[str, Any]:
-    """The figures of one arm of a reproduction over its seeds: mean, sd, min, max, seeds, met (every seed met the
-    target), wall (mean seconds a run)."""
-    import statistics
-
-    runs = sorted((r for r in record.get("runs", []) if r["row"] == row and r["arm"] == arm), key=lambda r: r["seed"])
-    if not runs:
-        raise KeyError(f"no run of {row}/{arm} in {REPRODUCE_FILE}")
-    values = [r["value"] for r in runs]
-    walls = [r["wall_s"] for r in runs if r.get("wall_s")]
-    judged = all(r["holds"] is not None for r in runs)  # a row whose target is its gap judges no arm alone
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "seeds": len(runs), "met": judged and all(r["holds"] for r in runs),
-            "met_count": sum(bool(r["holds"]) for r in runs), "judged": judged,
-            "wall": statistics.fmean(walls) if walls else None}
-
-
-def gap_shares(record: dict[str, Any], row: str) -> dict[int, float]:
-    """A row with a ``gap`` (low, arm, high): on each seed all three ran, the share of the gap from the low arm to the
-    high one that the arm closes, (arm - low) / (high - low)."""
-    low, mid, high = record["rows"][row]["gap"]
-    value = {(r["arm"], r["seed"]): r["value"] for r in record.get("runs", []) if r["row"] == row}
-    seeds = sorted({seed for _, seed in value})
-    return {seed: (value[mid, seed] - value[low, seed]) / (value[high, seed] - value[low, seed]) for seed in seeds
-            if all((arm, seed) in value for arm in (low, mid, high)) and value[high, seed] != value[low, seed]}
-
-
-def gap_line(record: dict[str, Any], row: str, page: bool = True) -> str:
-    """The share of the gap a gap row's arm closes over the seeds, mean +- sd (min), and how many seeds reach one half
-    (the target): a sentence for the page, or the README's short form."""
-    import statistics
-
-    shares = list(gap_shares(record, row).values())
-    if not shares:
-        return ""
-    low, mid, high = record["rows"][row]["gap"]
-    sd = statistics.stdev(shares) if len(shares) > 1 else 0.0
-    figure = f"**{statistics.fmean(shares):.0%}** +- {sd:.0%} (min {min(shares):.0%})"
-    half = sum(share >= 0.5 for share in shares)
-    if not page:
-        return f"the gap `{mid}` closes: {figure}, half or more on {half} of {len(shares)} seeds"
-    return (f"The share of the gap from `{low}` to `{high}` that `{mid}` closes, (`{mid}` - `{low}`) / (`{high}` - "
-            f"`{low}`) on each seed: {figure}; half or more on {half} of {len(shares)} seeds.")
-
-
-def _mean_sd(stats: dict[str, Any], digits: int) -> str:
-    return f"**{stats['mean']:.{digits}f}** +- {stats['sd']:.{digits}f} (min {stats['min']:.{digits}f})"
-
-
-def reproduce_table(record: dict[str, Any], topic: str) -> str:
-    """A topic page's reproductions: per row its paper, protocol and target, then a line per arm: ours over the seeds
-    (mean +- sd, min), how many seeds met the target, the paper's figure, a run's time; and where it was measured."""
-    rows = {k: r for k, r in record.get("rows", {}).items() if topic in r["topics"]}
-    measured = {r["row"] for r in record.get("runs", [])}
-    if not rows or not measured & set(rows):
-        return "*No reproduction recorded yet: `python -m benchmarks reproduce --publish`, then `make docs`.*"
-    parts = []
-    for key, row in rows.items():
-        if key not in measured:
-            continue
-        meta = record["meta"][key]
-        lines = [f"**{row['title']}.** The paper: {row['paper']}. {row['protocol']}. Target: {row['target']}.", "",
-                 f"| arm | {row['label']}: ours over the seeds | seeds meeting the target | paper | beside it (mean "
-                 "over the seeds) | time a run |", "|---|---|---|---|---|---|"]
-        for arm in row["arms"]:
-            st = reproduce_stats(record, key, arm["name"])
-            wall = _minutes(st["wall"]) if st["wall"] else "-"
-            met = f"{st['met_count']} of {st['seeds']}" if st["judged"] else "-"
-            lines.append(f"| `{arm['model']}` on {arm['dataset']}{''.join(f' `{s}`' for s in arm['sets'])} | "
-                         f"{_mean_sd(st, row['digits'])} | {met} | {arm.get('paper') or row['paper_figure']} | "
-                         f"{_beside(record, key, arm['name'], row.get('beside', []))} | {wall} |")
-        if row.get("gap"):
-            lines += ["", gap_line(record, key)]
-        lines += ["", f"Measured by `python -m benchmarks reproduce --rows {key} --publish` at {meta['commit']} on "
-                      f"{meta['machine']}, {meta['jobs']} runs at a time, one thread each (load average "
-                      f"{meta['load_before']} before, {meta['load_after']} after), {meta['date']}"
-                      f"{'; ' + meta['beside'] if meta.get('beside') else ''}."]
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts)
-
-
-def _beside(record: dict[str, Any], row: str, arm: str, beside: list[list[str]]) -> str:
-    """'the pixels' probe 0.794; an untrained E's 0.720': each figure shown beside ours, its mean over the seeds (over
-    those where it is defined, saying on how many it is not: a reverse KL with no sample near a mode)."""
-    import math
-    import statistics
-
-    runs = [r for r in record.get("runs", []) if r["row"] == row and r["arm"] == arm]
-    parts = []
-    for key, label in beside:
-        if not runs or not all(key in r["metrics"] for r in runs):
-            continue
-        values = [r["metrics"][key] for r in runs if math.isfinite(r["metrics"][key])]
-        undefined = f" ({len(runs) - len(values)} of {len(runs)} seeds undefined)" if len(values) < len(runs) else ""
-        parts.append(f"{label} {statistics.fmean(values):.3g}{undefined}" if values else f"{label} undefined")
-    return "; ".join(parts) or "-"
-
-
-def reproduce_summary(record: dict[str, Any], records: str = "records/") -> str:
-    """README.md's line per reproduction: ours over the seeds beside the paper's figure, how many seeds met the target;
-    a row of up to three arms shows each, one of more its best (most seeds meeting the target, then the higher mean),
-    the rest on its page."""
-    measured = {r["row"] for r in record.get("runs", [])}
-    if not measured:
-        return "*No reproduction recorded yet: `python -m benchmarks reproduce --publish`, then `make docs`.*"
-    lines = ["| experiment | ours over the seeds | paper | target | seeds meeting it | commit |", "|" + "---|" * 6]
-    for key, row in record["rows"].items():
-        if key not in measured:
-            continue
-        stats = {arm["name"]: reproduce_stats(record, key, arm["name"]) for arm in row["arms"]}
-        shown = row["arms"] if len(row["arms"]) <= 3 else [max(
-            row["arms"], key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))]
-        every = sum(stats[a["name"]]["met"] for a in row["arms"])
-        judged = any(stats[a["name"]]["judged"] for a in row["arms"])  # a row without a target: the highest mean
-        best = ((f" (best of {len(row['arms'])} arms, {every} meeting the target on every seed)" if judged else
-                 f" (the highest of {len(row['arms'])} arms)") if len(shown) < len(row["arms"]) else "")
-        ours = "; ".join(f"`{a['name']}`{best} {_mean_sd(stats[a['name']], row['digits'])}" for a in shown)
-        paper = shown[0].get("paper") if len(shown) == 1 and shown[0].get("paper") else row["paper_figure"]
-        met = "; ".join(f"{stats[a['name']]['met_count']} of {stats[a['name']]['seeds']}" for a in shown
-                        if stats[a["name"]]["judged"])
-        if row.get("gap"):  # the target is the share of the gap: the row's figure and verdict
-            ours = f"{ours}; {gap_line(record, key, page=False)}"
-        met = met or "-"
-        lines.append(f"| [{row['title']}]({records}{row['topics'][0]}.md#reproduced) | {row['label']}: {ours} | "
-                     f"{paper} | {row['target']} | {met} | {record['meta'][key]['commit']} |")
-    return "\n".join(lines)
-
-
-QUOTE = re.compile(r"<!--q:(?P<key>[^>]+?)-->(?P<figure>.*?)<!--/q-->")
-
-
-def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> str:
-    """The figure a prose quote stands for. ``results:MODEL/DATASET``: the headline of that results row (the plain
-    preset's where there is one, as the front page picks it), 4 significant digits; ``results:MODEL/DATASET/METRIC``:
-    another figure that row's evaluation recorded (a sweep's row: its mean over the seeds). ``reproduce:ROW/ARM/STAT``: a
-    reproduction's mean, sd, min or max (the row's digits), seeds, met (the seeds that met the target, 'k of n'), or
-    the mean over the seeds of a metric its runs recorded (3 significant digits). ValueError naming a key that names
-    nothing."""
-    kind, _, path = key.partition(":")
-    parts = path.split("/")
-    if kind == "results" and len(parts) in (2, 3):
-        rows = [r for r in results if (r["model"], r["dataset"]) == tuple(parts[:2]) and r.get("kind") != "control"]
-        picked = [r for r in front_rows(rows) if r["dataset"] == parts[1]] or rows
-        if picked and len(parts) == 2:
-            return f"{picked[0]['value']:.4g}"
-        if picked and isinstance(picked[0].get("metrics", {}).get(parts[2]), (int, float)):
-            return f"{picked[0]['metrics'][parts[2]]:.4g}"
-    if kind == "results" and len(parts) == 4 and parts[3] in ("value", "train_seconds"):  # MODEL/DATASET/PRESET/...
-        rows = [r for r in results if (r["model"], r["dataset"], r["preset"]) == tuple(parts[:3])
-                and not r.get("changes") and r.get("kind") != "control"]
-        if rows:  # the newest plain run of that preset (one a device): its headline, or its training time in seconds
-            return f"{max(rows, key=lambda r: r.get('date', ''))[parts[3]]:.4g}"
-    gap_row = kind == "reproduce" and len(parts) == 3 and parts[1] == "gap" and parts[2] in ("mean", "min", "half") \
-        and record.get("rows", {}).get(parts[0], {}).get("gap")
-    shares = list(gap_shares(record, parts[0]).values()) if gap_row else []
-    if shares:
-        if parts[2] == "half":
-            return f"{sum(share >= 0.5 for share in shares)} of {len(shares)}"
-        return f"{(sum(shares) / len(shares) if parts[2] == 'mean' else min(shares)):.0%}"
-    if kind == "reproduce" and len(parts) == 3 and parts[0] in record.get("rows", {}):
-        try:
-            st = reproduce_stats(record, parts[0], parts[1])
-        except KeyError:
-            st = None
-        digits = record["rows"][parts[0]]["digits"]
-        if st is not None and parts[2] in ("mean", "sd", "min", "max"):
-            return f"{st[parts[2]]:.{digits}f}"
-        if st is not None and parts[2] in ("seeds", "met"):
-            return str(st["seeds"]) if parts[2] == "seeds" else f"{st['met_count']} of {st['seeds']}"
-        runs = [r for r in record["runs"] if r["row"] == parts[0] and r["arm"] == parts[1]]
-        if runs and all(parts[2] in r["metrics"] for r in runs):  # a recorded figure: its mean over the seeds
-            return f"{sum(r['metrics'][parts[2]] for r in runs) / len(runs):.3g}"
-    raise ValueError(f"a prose quote names {key!r}, which is no figure: results:MODEL/DATASET[/METRIC|/PRESET/value|"
-                     "train_seconds] or reproduce:ROW/ARM/mean|sd|min|max|seeds|met|a recorded metric or "
-                     "reproduce:ROW/gap/mean|min|half")
-
-
-def fill_quotes(text: str, results: list[dict[str, Any]], record: dict[str, Any], where: str) -> str:
-    """``text`` with every prose quote's figure generated (``quote``); ValueError naming ``where`` and the key."""
-    try:
-        return QUOTE.sub(lambda m: f"<!--q:{m['key']}-->{quote(m['key'], results, record)}<!--/q-->", text)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
 
 
 def full_presets() -> list[dict[str, Any]]:

@@ -56,9 +56,11 @@ RULES: tuple[Rule, ...] = (
 )
 __doc__ += "\n".join(f"  * {r.torch_leaf} -> {r.flax_leaf}: {r.layer}" for r in RULES)
 
-# BatchNorm's running statistics: torch buffers, flax's ``batch_stats`` collection, same module path. torch's
-# ``num_batches_tracked`` has no flax counterpart (torch reads it only with ``momentum=None``) and is dropped.
-STATISTICS = {"running_mean": "mean", "running_var": "var"}
+# Running statistics (BatchNorm's; StyleGAN's tracked means): torch buffers, flax's ``batch_stats`` collection, same
+# module path. torch's ``num_batches_tracked`` has no flax counterpart (torch reads it only with ``momentum=None``) and
+# is dropped.
+STATISTICS = {"running_mean": "mean", "running_var": "var",
+              "w_avg": "w_avg", "pl_mean": "pl_mean"}  # StyleGAN's running means of w and of the path lengths
 UNTRANSLATED = ("num_batches_tracked",)
 __doc__ += ("\n\nBatchNorm buffers go to the ``batch_stats`` collection (``split_statistics``): "
             + ", ".join(f"{t} -> {f}" for t, f in STATISTICS.items()) + f"; {', '.join(UNTRANSLATED)} is dropped.")

@@ -21,6 +21,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from shared_specs import measured
+
 MAX_LESSON_WORDS = 2000
 RECORDS_DIR = "docs/records"
 CODE = re.compile(r"(?P<begin><!-- code:(?P<spec>[^\s:]+:[\w.]+):begin[^>]*-->)\n.*?(?P<end><!-- code:(?P=spec):end -->)",
@@ -81,19 +83,17 @@ def summary_block(name: str, results: list[dict[str, Any]], record: dict[str, An
     """A lesson's results in brief: per data set its headline run (the front page's choice), per reproduction its
     best arm (of the topic's own model where the row has one) beside the paper; each linked to the full tables of
     the records page."""
-    from shared_specs import docs
-
     rows = [r for r in results if r["model"] == name and r.get("kind") != "control"]
     lines = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        r = docs.front_rows([x for x in rows if x["dataset"] == dataset])[0]
-        lines.append(f"- **{dataset}**, {r['preset']} preset: {docs._figure(r)}, after "
-                     f"{docs._minutes(r['train_seconds'])} of training ({r['machine']}, {r['commit']}).")
-    measured = {r["row"] for r in record.get("runs", [])}
+        r = measured.front_rows([x for x in rows if x["dataset"] == dataset])[0]
+        lines.append(f"- **{dataset}**, {r['preset']} preset: {measured._figure(r)}, after "
+                     f"{measured._minutes(r['train_seconds'])} of training ({r['machine']}, {r['commit']}).")
+    ran = {r["row"] for r in record.get("runs", [])}
     for key, row in record.get("rows", {}).items():
-        if name not in row["topics"] or key not in measured:
+        if name not in row["topics"] or key not in ran:
             continue
-        stats = {a["name"]: docs.reproduce_stats(record, key, a["name"]) for a in row["arms"]}
+        stats = {a["name"]: measured.reproduce_stats(record, key, a["name"]) for a in row["arms"]}
         own = [a for a in row["arms"] if a["model"] == name] or row["arms"]  # the page's own model's arms first
         best = max(own, key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))
         st = stats[best["name"]]
