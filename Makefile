@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
 .PHONY: setup data demo test test-slow lint check exercise-check derivations notebooks docs site site-check site-setup \
+	browser-setup \
 	portability clean
 
 setup: $(STAMP) data
@@ -51,7 +52,7 @@ TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(1, min(4, len(os.sche
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
-test-slow: setup site-setup
+test-slow: setup site-setup browser-setup
 	$(PY) -m pytest -q -m slow
 
 lint: setup
@@ -91,19 +92,27 @@ NOTEBOOKS_STAMP := build/notebooks/.written
 site: setup site-setup $(NOTEBOOKS_STAMP)
 	$(PY) -m shared_specs site
 
-site-check: setup site-setup $(NOTEBOOKS_STAMP)
+site-check: setup site-setup browser-setup $(NOTEBOOKS_STAMP)
 	$(PY) -m shared_specs site --check
 
 $(NOTEBOOKS_STAMP): $(shell find theory_jax -name '*.py' 2>/dev/null)
 	$(PY) -m theory_jax --all --notebook build/notebooks
 	@touch $@
 
-# MkDocs and Selenium (requirements-site.txt), and Debian's KaTeX and headless Chromium (apt-get as root).
+# MkDocs and Selenium (requirements-site.txt) and Debian's KaTeX; for the checks, Debian's headless Chromium and its
+# driver (apt-get as root; otherwise a note with the command).
 site-setup: $(SITE_STAMP)
-	@if [ ! -f /usr/share/javascript/katex/katex.js ] || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	@if [ ! -f /usr/share/javascript/katex/katex.js ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjs-katex chromium chromium-driver >/dev/null; \
-	  else echo "note: run 'sudo apt-get install libjs-katex chromium chromium-driver' for the site's math and its check"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjs-katex >/dev/null; \
+	  else echo "note: run 'sudo apt-get install libjs-katex' for the site's math"; fi; \
+	fi
+
+browser-setup:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "note: run 'sudo apt-get install chromium chromium-driver' for the site's browser check"; fi; \
 	fi
 
 $(SITE_STAMP): requirements-site.txt $(STAMP)

@@ -98,9 +98,10 @@ def summary_block(name: str, results: list[dict[str, Any]], record: dict[str, An
         best = max(own, key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))
         st = stats[best["name"]]
         met = f"; the target ({row['target']}) met on {st['met_count']} of {st['seeds']} seeds" if st["judged"] else ""
+        paper = best.get("paper") or row["paper_figure"]
+        paper = f", the paper {paper}" if paper.strip("- ") else ""  # '-': no figure of the paper's for this task
         lines.append(f"- Reproduced, *{row['title']}*: {row['label']} {st['mean']:.{row['digits']}f} over "
-                     f"{st['seeds']} seeds (`{best['name']}`), the paper {best.get('paper') or row['paper_figure']}"
-                     f"{met}.")
+                     f"{st['seeds']} seeds (`{best['name']}`){paper}{met}.")
     if not lines:
         return (f"*No run recorded yet.* The derivation's claims and the spec cases with their measured errors are "
                 f"on [the records page](../records/{name}.md).")

@@ -167,7 +167,8 @@ def _section_isometry(d: Derivation, rng: np.random.Generator) -> None:
         return jax.vmap(lambda length: path_length_penalty(length[None], mean, 0.0)[0])(lengths)
 
     iso_penalty = np.asarray(per_example_penalty(iso_lengths, scale * _chi_mean(w_dim)))
-    d.monte_carlo("...and `path_length_penalty` with its running mean $a$ at that mean has expectation $a^2 (5 - (\\mathbb E\\chi_5)^2)$, "
+    d.monte_carlo("...and `path_length_penalty` with its running mean $a$ at that mean has expectation "
+                  "$a^2 (5 - (\\mathbb E\\chi_5)^2)$, "
                   "the variance of $a\\chi_5$", iso_penalty, floor)
     skew_penalty = np.asarray(per_example_penalty(skew_lengths, skew_lengths.mean()))
     se = np.hypot(iso_penalty.std(ddof=1), skew_penalty.std(ddof=1)) / np.sqrt(n)
