@@ -27,6 +27,7 @@ def _figure(row: dict[str, Any]) -> str:
     """'test NLL: **2.548** bits/char', or over seeds (``benchmarks reproduce --presets``) '**2.548** +- 0.012
     bits/char, 5 seeds (min 2.531)'."""
     n = row["metrics"].get("sample_metrics_samples") if row["metric"] in SAMPLE_METRICS else None
+    n = round(n) if n else n  # a mean over seeds of a count is the count
     spread = f" +- {row['sd']:.2g}" if "seeds" in row else ""
     seeds = f", {row['seeds']} seeds (min {row['min']:.4g})" if "seeds" in row else ""
     units = f" {row['units']}" if row["units"] else ""  # a share or an accuracy may have none
