@@ -381,16 +381,20 @@ def truncation_precision_recall(net: StyleGAN, features, real, n: int, generator
 @torch.no_grad()
 def evaluate(net: StyleGAN, config: Config, dataset: Dataset, generator: torch.Generator,
              samples: int | None = None) -> dict[str, float]:
-    """The discriminator's logistic loss on the held-out set and as many samples (log 4 at D = 1/2); with
+    """The discriminator's logistic loss on the held-out set (its first ``samples`` examples, when given) and as many
+    samples (log 4 at D = 1/2); with
     ``model.eval_references`` the reference FIDs and class shares of ``gan.quality.image_references`` at
     ``model.truncation``, precision and recall along the truncation sweep and the perceptual path lengths in W and
     Z (``model.ppl_samples`` pairs), of at most ``samples`` images (eval's ``--samples``)."""
     device = next(net.parameters()).device
-    total, n = 0.0, len(dataset)
-    for x, _ in DataLoader(dataset, batch_size=CHUNK):
+    n, total, seen = len(dataset), 0.0, 0
+    for x, _ in DataLoader(dataset, batch_size=min(CHUNK, samples or CHUNK)):
         fake = generate(net, len(x), generator, config.truncation).to(device)
         total += float(logistic_d_loss(net.logit(x.to(device)), net.logit(fake))) * len(x)
-    metrics = {"discriminator_loss": total / n, "examples": n}
+        seen += len(x)
+        if samples and seen >= samples:  # the loss of the first ``samples`` examples, as the figures below take
+            break
+    metrics = {"discriminator_loss": total / seen, "examples": seen}
     if not config.eval_references:
         return metrics
     from practice_torch.data import stacked
