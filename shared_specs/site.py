@@ -91,7 +91,11 @@ document$.subscribe(function () {
     delimiters: [{left: "$$", right: "$$", display: true}, {left: "\\\\[", right: "\\\\]", display: true},
                  {left: "\\\\(", right: "\\\\)", display: false}, {left: "$", right: "$", display: false}],
     ignoredClasses: ["highlight", "highlighttable", "highlight-ipynb", "jp-CodeMirrorEditor", "clipboard-copy-txt"],
-    throwOnError: false, strict: "ignore"
+    throwOnError: true, strict: "ignore",  // an error is reported (and the formula left as its TeX), never hidden
+    errorCallback: function (message, error) {
+      window.mathErrors = (window.mathErrors || []).concat([String(error)]);
+      console.error(message, error);
+    }
   });
   document.body.setAttribute("data-math", "typeset");  // for the browser check: KaTeX has run on this page
 });

@@ -79,8 +79,9 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 _PROBE = """
 const math = [...document.querySelectorAll('.arithmatex')];
 const raw = math.filter(e => !e.querySelector('.katex, .katex-error')).map(e => e.textContent.trim().slice(0, 80));
-const errors = [...document.querySelectorAll('.katex-error')].map(e => (e.getAttribute('title') || '').slice(0, 120)
-                                                                   + ' in ' + e.textContent.slice(0, 60));
+const errors = (window.mathErrors || []).map(e => e.slice(0, 160)).concat(
+  [...document.querySelectorAll('.katex-error')].map(e => (e.getAttribute('title') || '').slice(0, 120)
+                                                     + ' in ' + e.textContent.slice(0, 60)));
 const images = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'));
 const typeset = document.querySelectorAll('.katex').length;
 return {raw: raw, errors: errors, images: images, typeset: typeset, math: math.length,
