@@ -67,7 +67,7 @@ def modulate(weight, styles):
 def demodulate(weight, eps: float = 1e-8):
     """w''_{ijk} = w'_{ijk} / sqrt(sum_{i,k} w'_{ijk}^2 + eps) (StyleGAN2, eq. 3): each output channel of each
     example's kernel scaled to unit norm, so that unit-variance inputs give unit-variance outputs (eq. 2).
-    weight: (B, O, I, k, k) -> (B, O, I, k, k)."""
+    weight: (B, O, I, k, k), eps: the epsilon under the square root -> (B, O, I, k, k)."""
     return weight * jax.lax.rsqrt(jnp.sum(weight**2, axis=(2, 3, 4), keepdims=True) + eps)
 
 
@@ -77,7 +77,8 @@ _demodulate = demodulate  # the function, under a name the flag ``demodulate`` o
 def modulated_conv2d(x, weight, styles, demodulate: bool = True, eps: float = 1e-8):
     """The modulated (and demodulated) k x k convolution, stride 1, 'same' padding k // 2, computed as StyleGAN2's
     grouped convolution (sec. 2.2): the batch folded into the channels, x as (1, B I, H, W), the B kernels as
-    (B O, I, k, k), groups = B. x: (B, I, H, W), weight: (O, I, k, k), styles: (B, I) -> (B, O, H, W)."""
+    (B O, I, k, k), groups = B. x: (B, I, H, W), weight: (O, I, k, k), styles: (B, I), demodulate: whether to
+    apply eq. 3 (the ToRGB layers do not), eps: eq. 3's epsilon -> (B, O, H, W)."""
     b, i, h, w = x.shape
     o, _, k, _ = weight.shape
     kernels = modulate(weight, styles)  # eq. 1
@@ -158,7 +159,8 @@ def path_lengths(grads):
 
 def path_length_penalty(lengths, pl_mean, decay: float = 0.01):
     """(penalty, new_pl_mean): a = pl_mean + decay (mean(lengths) - pl_mean), the running mean of the lengths
-    (constant to the gradient), and E (||J_w^T y|| - a)^2 (StyleGAN2, eq. 4). lengths: (B,), pl_mean: () -> ((), ()).
+    (constant to the gradient), and E (||J_w^T y|| - a)^2 (StyleGAN2, eq. 4).
+    lengths: (B,), pl_mean: (), decay: the running mean's rate -> ((), ()).
     The reference differentiates the penalty through a's dependence on this batch's mean (a factor decay); here, as
     in the torch twin, a is held constant."""
     new_pl_mean = jax.lax.stop_gradient(pl_mean + decay * (jnp.mean(lengths) - pl_mean))
