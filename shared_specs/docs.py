@@ -40,24 +40,17 @@ from typing import Any
 from project import catalogue
 from project.environment import cores_text
 from shared_specs import lessons
-from shared_specs.measured import (  # noqa: F401 (the renderers' names, as the tests and the CLI read them)
+from shared_specs.measured import (  # noqa: F401 (those the tests and the benchmarks read as docs.NAME)
     BOOKKEEPING,
-    QUOTE,
     REPRODUCE_FILE,
-    SAMPLE_METRICS,
-    _beside,
     _figure,
-    _mean_sd,
     _minutes,
-    _settings,
     fill_quotes,
     front_rows,
-    gap_line,
     gap_shares,
     in_course_order,
     plain_preset,
     quote,
-    reproduce_stats,
     reproduce_summary,
     reproduce_table,
     results_table,

@@ -113,8 +113,8 @@ class Staging:
         self.root, self.out, self.sources = root, out, set()
 
     def place(self, path: Path) -> Path | None:
-        """Where a repository file is in the site: docs/X at X, README.md as index.md, code under src/; None for a
-        file the site does not show."""
+        """Where a repository file is in the site: docs/X at X, README.md as index.md, code under src/ (remembered in
+        ``sources``: ``source_pages`` writes a page for each); None for a file the site does not show."""
         rel = path.relative_to(self.root)
         if rel == Path("README.md"):
             return Path("index.md")
