@@ -94,6 +94,8 @@ def with_prerequisites(module: ModelModule, cfg: Any, run_dir: Path) -> Any:
     named = {}
     for key, need in module.prerequisite_runs(cfg.model, dataset_info(cfg.data)).items():
         run_cfg = need.edit(get_model(need.model).default_config(need.preset, cfg.data.name))
+        if need.same_seed:
+            run_cfg = dataclasses.replace(run_cfg, train=dataclasses.replace(run_cfg.train, seed=cfg.train.seed))
         where = prerequisite_dir(need, key, run_cfg, run_dir)
         done = latest_step(where / CHECKPOINTS)
         if done != run_cfg.train.steps:

@@ -93,7 +93,7 @@ TOPICS: tuple[Topic, ...] = (
           checks="the dequantised NLL and its importance-weighted bound on images (nats, bits/dim)"),
     Topic("cnf", "flows", "continuous normalizing flows; neural ODEs", "2-D",
           trains="FFJORD: continuous normalizing flow, Hutchinson trace, dopri5/adjoint (2-D, 1-D)"),
-    Topic("flow_matching", "flows", "flow matching; OT paths; galaxy images", "2-D, image, astro",
+    Topic("flow_matching", "flows", "flow matching; OT paths; reflow; galaxy images", "2-D, image, astro",
           trains="CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies)",
           checks="the CFM loss and the ODE log-likelihood by fixed RK4 steps (U-Net on images, MLP on 2-D)"),
     # Energy-based models

@@ -52,6 +52,16 @@ def ref_ot_assignment(cost):
     return np.argmax(res.x.reshape(b, b), axis=1).astype(np.int64)
 
 
+def ref_straightness(x0, x1, velocities):
+    """Liu et al. 2023, Definition 3.1 as a left-to-right loop: for each time and example, the squared distance
+    between the displacement x1 - x0 and the velocity there, averaged."""
+    total = 0.0
+    for v in velocities:
+        for a, b, w in zip(x0, x1, v):
+            total += float(np.dot((b - a - w).ravel(), (b - a - w).ravel()))
+    return total / (len(velocities) * len(x0))
+
+
 def ref_ot_coupling(x0, x1):
     return x0[ref_ot_assignment(cdist(x1.reshape(len(x1), -1), x0.reshape(len(x0), -1), "sqeuclidean"))]
 
@@ -105,5 +115,9 @@ CASES = (
     FunctionCase("flow_matching/ot_assignment", "ot_assignment", _cost, reference=ref_ot_assignment),
     FunctionCase("flow_matching/transport_cost", "transport_cost", _cost_sigma, grad_wrt=("cost",),
                  reference=lambda cost, sigma: np.mean([cost[i, s] for i, s in enumerate(sigma)])),
+    FunctionCase("flow_matching/straightness", "straightness",
+                 lambda r: {"x0": gaussian(r, 4, 1, 2, 2), "x1": gaussian(r, 4, 1, 2, 2, scale=2.0),
+                            "velocities": gaussian(r, 3, 4, 1, 2, 2, scale=1.5)},
+                 grad_wrt=("x0", "x1", "velocities"), reference=ref_straightness),
     FunctionCase("flow_matching/ot_coupling", "ot_coupling", _coupling, grad_wrt=("x0",), reference=ref_ot_coupling),
 )

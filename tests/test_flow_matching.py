@@ -1,7 +1,9 @@
 """Flow matching in PyTorch: the conditional path and its target, the CFM loss, minibatch OT, the ODE sampler on fields
 with known flows, the training interface (2-D MLP, class-conditional U-Net, galaxies U-Net), the CLI on tiny runs, bad
 input; and wrong twins (a path with t and 1 - t swapped, a target without its (1 - sigma_min), the identity instead of
-the optimal assignment) caught by the spec runner."""
+the optimal assignment, straightness with the displacement's sign flipped) caught by the spec runner; reflow: its
+student and frozen teacher, the loss on the teacher's pairs, the teacher trained first with the run's seed, a
+resumed reflow run bit-identical to a straight one."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ CASES = {case.id: case for case in topics.spec_cases("flow_matching")}
 MOONS = get_info("moons")
 TINY = ["--device", "cpu", "--set", "model.hidden=16", "--set", "model.depth=1", "--set", "model.ode_steps=4",
         "--set", "model.eval_examples=100", "--set", "model.nll_examples=20", "--set", "model.density_grid=8",
-        "--set", "train.batch_size=32",
+        "--set", "train.batch_size=32", "--set", "model.straightness_steps=4",
         "--set", "train.warmup_steps=2", "--set", "train.log_every=5", "--set", "train.samples=100"]
 TINY_UNET = ["--device", "cpu", "--set", "model.channels=8", "--set", "model.channel_mults=1,2",
              "--set", "model.attention_levels=1", "--set", "model.ode_steps=2", "--set", "model.method=euler",
@@ -243,6 +245,123 @@ def test_the_identity_instead_of_the_optimal_assignment_is_caught_by_the_spec(bo
     assert "output" in message
     assert "output" in caught(CASES["flow_matching/ot_coupling"],
                               Perturbation("x0 unpaired", fn=lambda fn: lambda x0, x1: x0))
+
+
+def test_straightness_with_the_displacement_reversed_is_caught_by_the_spec(both):
+    assert run_case(CASES["flow_matching/straightness"]).passed
+    message = caught(CASES["flow_matching/straightness"],
+                     Perturbation("x0 - x1", fn=lambda fn: lambda x0, x1, velocities: fn(x1, x0, velocities)))
+    assert "output" in message and "reference" in message
+
+
+# Reflow ----------------------------------------------------------------------------------------------------------
+def test_straightness_is_zero_on_straight_paths_at_constant_speed_and_the_speeds_variance_otherwise():
+    g = torch.Generator().manual_seed(4)
+    x0, x1 = torch.randn(8, 2, generator=g, dtype=torch.float64), torch.randn(8, 2, generator=g, dtype=torch.float64)
+    steady = (x1 - x0).expand(5, 8, 2)
+    assert fm.straightness(x0, x1, steady) == 0
+    wobble = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0], dtype=torch.float64)[:, None, None] * torch.randn(
+        1, 8, 2, generator=g, dtype=torch.float64)  # the same displacement, reached at varying speed
+    expected = (wobble**2).sum(-1).mean()
+    torch.testing.assert_close(fm.straightness(x0, x1, steady + wobble), expected)
+    assert expected > 0
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("teacher") / "run"
+    assert main(["train", "flow_matching", "--steps", "10", "--out", str(run), *TINY, "--set", "model.density_grid=0",
+                 "--set", "train.samples=10"]) == 0
+    return run
+
+
+def reflow_student(teacher_run, **changes):
+    """A reflow network built on ``teacher_run`` as a new run builds it (the teacher's network handed in)."""
+    from practice_torch.engine.runs import Parent
+
+    _, cfg, net = models.open_run(teacher_run, torch.device("cpu"))
+    config = dataclasses.replace(cfg.model, reflow=True, teacher=str(teacher_run), **changes)
+    parents = {"teacher": Parent(str(teacher_run), "flow_matching", 10, cfg, net)}
+    return fm_training.build(config, MOONS, parents), config, net, parents
+
+
+def test_reflow_starts_from_the_teachers_weights_and_fits_the_teachers_pairs(teacher_run):
+    net, config, teacher, _ = reflow_student(teacher_run)
+    assert isinstance(net, fm.model.RectifiedFlow) and not any(p.requires_grad for p in net.teacher.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(net.net.parameters(), teacher.net.parameters()))
+    g = torch.Generator().manual_seed(5)
+    noise = fm_training.draw_noise(net, config, 16, g)
+    x0, t = noise["x0"], noise["t"]
+    z1 = fm.integrate(teacher.field(), x0, config.method, config.ode_steps).x[-1]
+    for distill, times in ((False, t), (True, torch.zeros_like(t))):
+        x_t = (1 - times[:, None]) * x0 + times[:, None] * z1
+        expected = ((net(x_t, times) - (z1 - x0)) ** 2).mean()
+        run_config = dataclasses.replace(config, distill=distill)
+        for data in (torch.randn(16, 2, generator=g), torch.zeros(16, 2)):  # the data's points play no part
+            torch.testing.assert_close(fm_training.loss(net, run_config, (data, torch.zeros(16)), noise, 0)[0],
+                                       expected)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"coupling": "ot"}, "leave model.coupling=independent"),
+    ({"sigma_min": 0.1}, "model.sigma_min=0"),
+])
+def test_reflow_refuses_settings_it_does_not_take(teacher_run, changes, message):
+    with pytest.raises(ValueError, match=message):
+        reflow_student(teacher_run, **changes)
+    with pytest.raises(ValueError, match="add model.reflow=true"):
+        fm_training.build(fm_training.Config(distill=True), MOONS)
+    with pytest.raises(ValueError, match="builds on a trained flow_matching run"):
+        fm_training.build(fm_training.Config(reflow=True), MOONS, {})
+    _, config, _, parents = reflow_student(teacher_run)
+    other = dataclasses.replace(parents["teacher"], config=dataclasses.replace(
+        parents["teacher"].config, data=dataclasses.replace(parents["teacher"].config.data, name="circles")))
+    with pytest.raises(ValueError, match="was trained on circles"):
+        fm_training.build(config, MOONS, {"teacher": other})
+
+
+def test_an_empty_teacher_is_trained_first_with_the_runs_seed(tmp_path, monkeypatch):
+    assert fm_training.prerequisite_runs(fm_training.Config(), MOONS) == {}
+    assert fm_training.prerequisite_runs(fm_training.Config(reflow=True, teacher="a/run"), MOONS) == {}
+    need = fm_training.prerequisite_runs(fm_training.Config(reflow=True, distill=True), MOONS)["teacher"]
+    assert (need.model, need.preset, need.same_seed) == ("flow_matching", "quick", True)
+    cfg = fm_training.default_config("quick")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, reflow=True, distill=True),
+                              train=dataclasses.replace(cfg.train, seed=7))
+    trained = []
+
+    class Trainer:
+        def run(self):
+            return type("Outcome", (), {"signal": None})()
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(models, "new_trainer", lambda run_cfg, where, resume=False: trained.append(run_cfg) or Trainer())
+    resolved = models.with_prerequisites(fm_training, cfg, tmp_path / "run")
+    assert [c.train.seed for c in trained] == [7] and not trained[0].model.reflow and not trained[0].model.distill
+    assert resolved.model.teacher == str(tmp_path / "run" / "teacher")
+    default = fm_training.default_config("quick")
+    assert trained[0].train == dataclasses.replace(default.train, seed=7)  # the preset's, but for the seed
+
+
+def test_a_reflow_run_resumes_bit_identically_and_eval_puts_the_teacher_beside_it(teacher_run, tmp_path, capsys):
+    from practice_torch.engine.config import apply_overrides
+
+    sets = [a for a in TINY if a.startswith(("model.", "train."))]
+    cfg = apply_overrides(fm_training.default_config("quick"), [
+        *sets, "model.reflow=true", f"model.teacher={teacher_run}", "model.density_grid=0", "train.samples=10",
+        "train.steps=6", "train.checkpoint_every=2", "train.device=cpu"])
+    models.new_trainer(cfg, tmp_path / "straight").run()
+    assert models.new_trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
+    models.new_trainer(cfg, tmp_path / "resumed", resume=True).run()
+    a, b = (models.open_run(tmp_path / r, torch.device("cpu"))[2].state_dict() for r in ("straight", "resumed"))
+    assert any(k.startswith("teacher.") for k in a) and all(torch.equal(a[k], b[k]) for k in a)
+    assert main(["eval", str(tmp_path / "resumed")]) == 0
+    metrics = json.loads((tmp_path / "resumed" / "eval_test.json").read_text())
+    keys = ("straightness", "w2_one_step")
+    assert all(math.isfinite(metrics[k]) and math.isfinite(metrics[f"teacher_{k}"]) for k in keys)
+    capsys.readouterr()
 
 
 # The quick presets (slow) ----------------------------------------------------------------------------------------

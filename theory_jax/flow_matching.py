@@ -89,6 +89,15 @@ def ot_coupling(x0, x1):
     return x0[ot_assignment(squared_cost(x1, x0))]
 
 
+def straightness(x0, x1, velocities):
+    """S = int_0^1 E ||(x1 - x0) - v_t||^2 dt (Liu, Gong & Liu 2023, Definition 3.1: the straightness of a flow; 0
+    iff every trajectory is a straight line at constant speed), the integral as the mean over K times of a
+    trajectory, the norm summed over each example's dimensions. x0: (B, ...) the trajectories' starts, x1: (B, ...)
+    their ends, velocities: (K, B, ...) the field along them at K times -> ()."""
+    gap = (x1 - x0)[None] - velocities
+    return jnp.mean(jnp.sum(gap.reshape(gap.shape[0], gap.shape[1], -1) ** 2, axis=-1))
+
+
 # 2. Gaussian data: the marginal velocity in closed form ------------------------------------------------------------
 def gaussian_path_moments(t, m, s):
     """Independent coupling of x0 ~ N(0, I) and x1 ~ N(m, S), sigma_min = 0: E x_t = t m, Cov x_t = (1-t)^2 I + t^2 S,
@@ -129,4 +138,5 @@ def integrated_losses(theta, m, s, nodes: int = 40):
 
 
 __all__ = ["cfm_loss", "conditional_path", "gaussian_path_moments", "marginal_velocity", "ot_assignment",
-           "ot_coupling", "path_sample_and_target", "squared_cost", "target_velocity", "transport_cost"]
+           "ot_coupling", "path_sample_and_target", "squared_cost", "straightness", "target_velocity",
+           "transport_cost"]

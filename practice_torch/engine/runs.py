@@ -235,12 +235,15 @@ class Prerequisite:
     """A run the engine trains before a run that builds on it, when the key of ``BUILDS_ON`` that would name it is
     empty (a model's ``prerequisite_runs``): ``model``'s ``preset`` on the same data set, changed by ``edit``
     (RunConfig -> RunConfig), inside the folder of the run that builds on it (RUN/<key>) when ``root`` is empty, or
-    in ``root``/<model>-<data set>-<hash of its config>, where a finished one is reused."""
+    in ``root``/<model>-<data set>-<hash of its config>, where a finished one is reused. ``same_seed``: it trains
+    with the seed of the run that builds on it (a 2-rectified flow's teacher: each seed its own), else with the
+    preset's."""
 
     model: str
     preset: str
     edit: Callable[[RunConfig], RunConfig]
     root: str
+    same_seed: bool = False
 
 
 def inherited_keys(config: Any, parent: Parent | None, keys: Sequence[str]) -> Any:

@@ -10,11 +10,11 @@
 """
 
 from practice_torch.flow_matching.functions import (cfm_loss, conditional_path, ot_assignment, ot_coupling,
-                                                    path_sample_and_target, squared_cost, target_velocity,
-                                                    transport_cost)
+                                                    path_sample_and_target, squared_cost, straightness,
+                                                    target_velocity, transport_cost)
 from practice_torch.flow_matching.sampling import METHODS, Trajectory, integrate
 
 __all__ = [
     "METHODS", "Trajectory", "cfm_loss", "conditional_path", "integrate", "ot_assignment", "ot_coupling",
-    "path_sample_and_target", "squared_cost", "target_velocity", "transport_cost",
+    "path_sample_and_target", "squared_cost", "straightness", "target_velocity", "transport_cost",
 ]

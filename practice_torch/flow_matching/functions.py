@@ -19,7 +19,7 @@ from scipy.optimize import linear_sum_assignment
 from practice_torch.broadcasting import per_example
 
 __all__ = ["cfm_loss", "conditional_path", "ot_assignment", "ot_coupling", "path_sample_and_target",
-           "squared_cost", "target_velocity", "transport_cost"]
+           "squared_cost", "straightness", "target_velocity", "transport_cost"]
 
 
 def conditional_path(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sigma_min: float = 0.0) -> torch.Tensor:
@@ -76,3 +76,12 @@ def ot_coupling(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     exact assignment pairs with the data x1[j] under the squared Euclidean cost. -> (B, ...)."""
     sigma = ot_assignment(squared_cost(x1, x0))  # row j (a data point) -> its noise column sigma_j
     return x0[sigma]
+
+
+def straightness(x0: torch.Tensor, x1: torch.Tensor, velocities: torch.Tensor) -> torch.Tensor:
+    """S = int_0^1 E ||(x1 - x0) - v_t||^2 dt (Liu, Gong & Liu 2023, Definition 3.1: the straightness of a flow; 0
+    iff every trajectory is a straight line at constant speed), the integral as the mean over K times of a
+    trajectory, the norm summed over each example's dimensions. x0: (B, ...) the trajectories' starts, x1: (B, ...)
+    their ends, velocities: (K, B, ...) the field along them at K times -> ()."""
+    gap = (x1 - x0)[None] - velocities
+    return gap.reshape(gap.shape[0], gap.shape[1], -1).pow(2).sum(-1).mean()

@@ -51,6 +51,21 @@ class FlowModel(nn.Module):
         return guided
 
 
+class RectifiedFlow(FlowModel):
+    """A rectified flow of the next order (Liu, Gong & Liu 2023): the field v_theta it trains and its frozen
+    ``teacher`` (a ``FlowModel``), whose ODE draws the pairs (x0, z1) it trains on. Samples, like the field, are the
+    student's."""
+
+    def __init__(self, student: FlowModel, teacher: FlowModel):
+        super().__init__(student.net, student.shape, student.num_classes, student.cond_dim, student.unit_images)
+        self.teacher = teacher.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> RectifiedFlow:
+        super().train(mode)
+        self.teacher.eval()  # frozen: its pairs never see dropout
+        return self
+
+
 def condition(net: FlowModel, y: torch.Tensor | None, drop: torch.Tensor | None = None) -> torch.Tensor | None:
     """What the field is conditioned on: labels (dropped ones -> null token K), the float vector, or None."""
     if net.cond_dim:

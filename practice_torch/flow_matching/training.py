@@ -10,7 +10,15 @@ The loss is L_CFM on the conditional OT path (``functions``) with t ~ U[0, 1] an
 ``coupling=ot`` re-pairs noise and data by the exact minibatch assignment (OT-CFM). The field sees t as 1000 t (the
 sinusoidal embedding's scale of DDPM indices). Samples solve the ODE with torchdiffeq (``method``, ``ode_steps``);
 ``eval`` reports the held-out CFM loss, the NFE of one solve and, on 2-D data, the exact NLL through
-``practice_torch.cnf.log_likelihood`` and the exact W2 to held-out points; images get FID/KID from the engine.
+``practice_torch.cnf.log_likelihood``, the exact W2 to held-out points (of the configured solve and of one Euler
+step) and the straightness of the trajectories; images get FID/KID from the engine.
+
+Reflow (``model.reflow=true``; Liu, Gong & Liu 2023, "Flow straight and fast", Algorithm 1): the run builds on a
+trained flow-matching run, its teacher (``model.teacher``; left empty, the engine trains the teacher's preset first,
+with this run's seed, into RUN/teacher). The student starts from the teacher's weights and trains on pairs
+(x0, z1 = the teacher's ODE solution from x0), fresh noise each step, so that the 2-rectified flow goes straight from
+each noise to the point the teacher carried it to; ``model.distill=true`` trains the one-step map (t = 0 only). Its
+``eval`` reports the teacher's figures beside its own.
 """
 
 from __future__ import annotations
@@ -25,10 +33,11 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from practice_torch.engine.config import TrainConfig
 from practice_torch.engine.presets import Preset, preset_config
+from practice_torch.engine.runs import Parent, Prerequisite, inherited_keys
 from practice_torch.evaluation.metrics import wasserstein2
-from practice_torch.flow_matching.functions import cfm_loss, ot_coupling, path_sample_and_target
-from practice_torch.flow_matching.model import FlowModel, condition, galaxy_conditions, generate
-from practice_torch.flow_matching.sampling import check_solver
+from practice_torch.flow_matching.functions import cfm_loss, ot_coupling, path_sample_and_target, straightness
+from practice_torch.flow_matching.model import FlowModel, RectifiedFlow, condition, galaxy_conditions, generate
+from practice_torch.flow_matching.sampling import check_solver, integrate
 from practice_torch.models import Artefact
 
 
@@ -59,6 +68,12 @@ class Config:
     density_grid: int = 60  # 2-D: the density figure's lattice (exact trace, rk4 with 20 steps); 0: no density figure
     eval_examples: int = 2000  # held-out examples for the CFM loss (2-D: also samples and points of W2)
     nll_examples: int = 1000  # 2-D: held-out points that get the exact NLL (cnf.log_likelihood, dopri5); 0: none
+    straightness_steps: int = 100  # 2-D: midpoint steps of the trajectories whose straightness eval measures
+    reflow: bool = False  # the 2-rectified flow: pairs (x0, the teacher's ODE solution from x0) in place of the data
+    teacher: str = ""  # reflow: a trained flow_matching run; "" = the engine trains teacher_preset first (RUN/teacher)
+    teacher_preset: str = "quick"  # reflow: the teacher's preset, trained with this run's seed
+    teacher_root: str = ""  # reflow: where that teacher is written ("" = inside this run; a folder: shared, reused)
+    distill: bool = False  # reflow: train the one-step map alone (t = 0: v(x0, 0) fits z1 - x0)
 
 
 GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "log_every": 100}
@@ -108,19 +123,67 @@ default_config = preset_config("flow_matching", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "hidden", "depth", "channels", "channel_mults", "num_res_blocks", "attention_levels",
-                "heads", "conditional", "cond_dim")
+                "heads", "conditional", "cond_dim", "reflow", "teacher", "teacher_preset", "teacher_root")
 USE = ("guidance_scale", "method", "ode_steps", "atol", "rtol", "frames", "density_grid", "eval_examples",
-       "nll_examples")  # what sample and eval --set may change
+       "nll_examples", "straightness_steps")  # what sample and eval --set may change
+BUILDS_ON = {"teacher": "flow_matching"}  # reflow: the 1-rectified flow whose ODE draws the pairs (engine.runs.Parent)
+NETWORK = ("architecture", "hidden", "depth", "channels", "channel_mults", "num_res_blocks", "attention_levels",
+           "heads", "conditional", "cond_dim")  # what a reflow run takes from its teacher
 # The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
 RANGES = {**dict.fromkeys(("hidden", "depth", "channels", "channel_mults", "num_res_blocks", "heads", "ode_steps", "atol",
-                           "rtol", "frames", "eval_examples"), "positive"),
+                           "rtol", "frames", "eval_examples", "straightness_steps"), "positive"),
           **dict.fromkeys(("attention_levels", "cond_dim", "guidance_scale", "density_grid", "nll_examples"), "at least 0"),
           **dict.fromkeys(("dropout", "sigma_min", "label_dropout"), "in [0, 1)")}
 
 
 
 
-def build(config: Config, data) -> FlowModel:
+def prerequisite_runs(config: Config, data) -> dict[str, Prerequisite]:
+    """Reflow's teacher when ``model.teacher`` is empty: the flow_matching preset ``model.teacher_preset`` on this data
+    set, trained with this run's seed, inside this run's folder (RUN/teacher) or, when ``model.teacher_root`` names a
+    folder, there (reused once finished)."""
+    if not config.reflow or config.teacher:
+        return {}
+
+    def edit(base):
+        return replace(base, model=replace(base.model, reflow=False, distill=False, teacher=""))
+
+    return {"teacher": Prerequisite("flow_matching", config.teacher_preset, edit, config.teacher_root, same_seed=True)}
+
+
+def inherit(config: Config, parents: dict[str, Parent]) -> Config:
+    """A reflow run's config with its teacher's network (``NETWORK``): what the engine records before the first
+    build (``practice_torch.models.inherited``)."""
+    return inherited_keys(config, parents.get("teacher"), NETWORK)
+
+
+def build(config: Config, data, parents: dict[str, Parent] | None = None) -> FlowModel:
+    """The field (``build_field``); for reflow, the student and its frozen teacher (``RectifiedFlow``), both the
+    teacher run's network, the student starting from its weights (copied at the first build, from this run's
+    checkpoint afterwards). One-line ValueError for settings reflow does not take."""
+    if config.distill and not config.reflow:
+        raise ValueError("model.distill=true trains the one-step map of a reflow run: add model.reflow=true")
+    student = build_field(config, data)
+    if not config.reflow:
+        return student
+    if config.coupling != "independent" or config.sigma_min:
+        raise ValueError("model.reflow=true trains on straight paths between the teacher's pairs: leave "
+                         "model.coupling=independent and model.sigma_min=0")
+    parent = (parents or {}).get("teacher")
+    if parent is None:
+        raise ValueError("reflow builds on a trained flow_matching run: --set model.teacher=RUN_DIR, or leave it "
+                         "empty and train through practice_torch.models, which trains one first")
+    if parent.config is not None and parent.config.data.name != data.name:
+        raise ValueError(f"model.teacher={parent.run} was trained on {parent.config.data.name}; this run is on "
+                         f"{data.name}")
+    teacher = build_field(config, data)
+    if parent.net is not None:  # the first build: both start as the teacher's field
+        teacher.net.load_state_dict(parent.net.net.state_dict())
+        student.net.load_state_dict(parent.net.net.state_dict())
+    return RectifiedFlow(student, teacher)
+
+
+def build_field(config: Config, data) -> FlowModel:
     """The MLP field for vectors (D,), the U-Net field for (C, H, W) images; one-line ValueError otherwise."""
     check_solver(config.method, config.ode_steps)
     if data.modality not in ("1-D", "2-D", "image", "audio"):
@@ -183,14 +246,28 @@ def couple(x0: torch.Tensor, x1: torch.Tensor, y: torch.Tensor | None) -> torch.
     return out
 
 
+@torch.no_grad()
+def teacher_ends(net: RectifiedFlow, config: Config, x0: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """z1 (B, ...): the teacher's ODE solution from the noise x0 (B, ...) by ``config.method`` and ``ode_steps``
+    (CFG with ``guidance_scale``), so that (x0, z1) is a pair of the coupling reflow rectifies (Liu et al. 2023,
+    Algorithm 1: Z^{k+1} = RectFlow((Z0^k, Z1^k)))."""
+    field = net.teacher.field(condition(net, y), config.guidance_scale)
+    return integrate(field, x0, config.method, config.ode_steps, config.atol, config.rtol).x[-1]
+
+
 def loss(net: FlowModel, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """L_CFM = E ||v_theta(t, x_t) - (x1 - (1 - sigma_min) x0)||^2 per dimension (Lipman et al. eq. 9, 22-23),
-    x_t = (1 - (1 - sigma_min) t) x0 + t x1 (``config.sigma_min``, ``config.coupling``).
+    x_t = (1 - (1 - sigma_min) t) x0 + t x1 (``config.sigma_min``, ``config.coupling``); for reflow x1 is the
+    teacher's end z1 of the noise x0 (``teacher_ends``; Liu et al. 2023, eq. 1 on the pairs (Z0, Z1)).
     batch: (x (B, ...), y); noise: ``draw_noise`` rows."""
     x1 = net.to_model(batch[0])
     x0, t = noise["x0"].to(x1.device), noise["t"].to(x1.device)
     y = batch[1] if len(batch) > 1 else None
-    if config.coupling == "ot":
+    if config.reflow:
+        x1 = teacher_ends(net, config, x0, y)  # the pair (x0, z1) of the teacher's coupling; the data give y alone
+        if config.distill:
+            t = torch.zeros_like(t)  # the one-step map: v(x0, 0) regressed on z1 - x0
+    elif config.coupling == "ot":
         x0 = couple(x0, x1, y if net.num_classes else None)
     x_t, u = path_sample_and_target(x1, x0, t, config.sigma_min)
     return cfm_loss(net(x_t, t, condition(net, y, noise.get("drop"))), u), {}
@@ -278,7 +355,24 @@ def evaluate(net: FlowModel, config: Config, dataset: Dataset, generator: torch.
         nll, nfe = negative_log_likelihood(net, held[: config.nll_examples].to(device))
         metrics |= {"nll": nll.mean().item(), "nll_stderr": (nll.std() / math.sqrt(len(nll))).item(),
                     "nll_examples": len(nll), "nfe_likelihood": nfe}
+    x0 = torch.randn((half, *net.shape), generator=generator).to(device)
+    metrics |= straight_figures(net, config, x0, held[:half].to(device))
+    if isinstance(net, RectifiedFlow):  # the teacher's figures from the same noise
+        metrics |= {f"teacher_{k}": v for k, v in straight_figures(net.teacher, config, x0, held[:half].to(device)).items()}
     return metrics
+
+
+@torch.no_grad()
+def straight_figures(net: FlowModel, config: Config, x0: torch.Tensor, held: torch.Tensor) -> dict[str, float]:
+    """How straight the unconditional field's trajectories from the noise x0 (N, D) are: their straightness (Liu et
+    al. 2023, Definition 3.1; midpoint rule, ``config.straightness_steps``, the field at each step's start), the W2 of
+    one Euler step's samples x0 + v(x0, 0) to the held-out points (N, D)."""
+    field, k = net.field(), config.straightness_steps
+    path = integrate(field, x0, "midpoint", k, frames=k + 1)
+    velocities = torch.stack([field(t, x) for t, x in zip(path.times[:-1], path.x[:-1])])
+    one_step = x0 + field(torch.zeros((), device=x0.device), x0)
+    return {"straightness": straightness(x0, path.x[-1], velocities).item(),
+            "w2_one_step": wasserstein2(one_step.cpu(), held.cpu())}
 
 
 def negative_log_likelihood(net: FlowModel, x: torch.Tensor, method: str = "dopri5", steps: int | None = None,

@@ -1,4 +1,5 @@
-"""Exercises of flow matching: the conditional path's sample and its target velocity."""
+"""Exercises of flow matching: the conditional path's sample and its target velocity, the CFM loss, and reflow's
+measure of how straight a flow is."""
 
 from __future__ import annotations
 
@@ -31,6 +32,20 @@ def _not_squared(v, u):
     return jnp.mean(jnp.abs(v - u))
 
 
+def _displacement_reversed(x0, x1, velocities):
+    gap = (x0 - x1)[None] - velocities
+    return jnp.mean(jnp.sum(gap.reshape(gap.shape[0], gap.shape[1], -1) ** 2, axis=-1))
+
+
+def _norm_not_squared(x0, x1, velocities):
+    gap = (x1 - x0)[None] - velocities
+    return jnp.mean(jnp.sqrt(jnp.sum(gap.reshape(gap.shape[0], gap.shape[1], -1) ** 2, axis=-1)))
+
+
+def _mean_over_dimensions(x0, x1, velocities):
+    return jnp.mean(((x1 - x0)[None] - velocities) ** 2)
+
+
 EXERCISES = (
     Exercise(
         "path_sample_and_target",
@@ -55,4 +70,19 @@ EXERCISES = (
                  "dimensions both (the same minimiser; yours is D times ours)", _summed_over_dimensions),
          Mistake("your loss takes |v - u|: flow matching regresses with the squared error, whose minimiser is the "
                  "conditional mean of u_t", _not_squared))),
+    Exercise(
+        "straightness",
+        "reflow's measure of a flow: how far its velocities stray from the straight line between each path's ends",
+        ("Liu et al. 2023, Definition 3.1: S = int_0^1 E ||(x1 - x0) - v_t||^2 dt; it is 0 exactly when every "
+         "trajectory is a straight line run at constant speed, so that one Euler step lands on its end.",
+         "velocities holds the field at K times along B trajectories, (K, B, ...): compare each with its own "
+         "trajectory's displacement x1 - x0, broadcast over the K times.",
+         "The squared norm sums over an example's dimensions; the integral over t and the expectation over the "
+         "examples are both means: mean over (K, B) of sum over the rest of ((x1 - x0)[None] - velocities)^2."),
+        (Mistake("your displacement runs backwards: the trajectory moves from its start x0 to its end x1, so "
+                 "compare the velocities with x1 - x0", _displacement_reversed),
+         Mistake("your norm is not squared: the straightness averages ||(x1 - x0) - v_t||^2, the excess kinetic "
+                 "energy of the paths", _norm_not_squared),
+         Mistake("your norm averages over the dimensions: ||.||^2 sums over an example's dimensions, and only the "
+                 "times and the examples are averaged", _mean_over_dimensions))),
 )
