@@ -93,8 +93,8 @@ TOPICS: tuple[Topic, ...] = (
           checks="the dequantised NLL and its importance-weighted bound on images (nats, bits/dim)"),
     Topic("cnf", "flows", "continuous normalizing flows; neural ODEs", "2-D",
           trains="FFJORD: continuous normalizing flow, Hutchinson trace, dopri5/adjoint (2-D, 1-D)"),
-    Topic("flow_matching", "flows", "flow matching; OT paths; reflow; galaxy images", "2-D, image, astro",
-          trains="CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies)",
+    Topic("flow_matching", "flows", "flow matching; OT paths; reflow; consistency; galaxy images", "2-D, image, astro",
+          trains="CFM on OT paths, minibatch OT, ODE sampler (2-D, images, galaxies), reflow, consistency distillation",
           checks="the CFM loss and the ODE log-likelihood by fixed RK4 steps (U-Net on images, MLP on 2-D)"),
     # Energy-based models
     Topic("ebm", "energy-based", "EBMs; Langevin MCMC; replay buffer", "2-D, image",

@@ -62,6 +62,20 @@ def ref_straightness(x0, x1, velocities):
     return total / (len(velocities) * len(x0))
 
 
+def ref_consistency_function(x_t, t, F, sigma_data=0.5):
+    """EDM's skip parameterisation (Karras et al. 2022, Table 1; Song et al. 2023, Appendix C, sigma_min = 0) on the
+    scaled x_t / t at the noise level sigma = (1 - t) / t: the form the FM-time scalings rewrite, t in (0, 1]."""
+    sigma = (1 - t) / t
+    c_skip, c_out = sigma_data**2 / (sigma**2 + sigma_data**2), sigma_data * sigma / np.sqrt(sigma**2 + sigma_data**2)
+    return _col(c_skip, x_t) * x_t / _col(t, x_t) + _col(c_out, x_t) * F
+
+
+def ref_consistency_scalings(t, sigma_data=0.5):
+    """The coefficients of x_t and F in ``ref_consistency_function``."""
+    sigma = (1 - t) / t
+    return sigma_data**2 / (sigma**2 + sigma_data**2) / t, sigma_data * sigma / np.sqrt(sigma**2 + sigma_data**2)
+
+
 def ref_ot_coupling(x0, x1):
     return x0[ref_ot_assignment(cdist(x1.reshape(len(x1), -1), x0.reshape(len(x0), -1), "sqeuclidean"))]
 
@@ -119,5 +133,21 @@ CASES = (
                  lambda r: {"x0": gaussian(r, 4, 1, 2, 2), "x1": gaussian(r, 4, 1, 2, 2, scale=2.0),
                             "velocities": gaussian(r, 3, 4, 1, 2, 2, scale=1.5)},
                  grad_wrt=("x0", "x1", "velocities"), reference=ref_straightness),
+    FunctionCase("flow_matching/consistency_scalings", "consistency_scalings",
+                 lambda r: {"t": np.concatenate([uniform(r, 6, low=0.02, high=0.98), [1.0]])}, grad_wrt=("t",),
+                 static={"sigma_data": 0.5}, reference=ref_consistency_scalings),
+    FunctionCase("flow_matching/consistency_function", "consistency_function",
+                 lambda r: {"x_t": gaussian(r, B, 1, 3, 3), "t": uniform(r, B, low=0.05, high=1.0),
+                            "F": gaussian(r, B, 1, 3, 3)},
+                 grad_wrt=("x_t", "t", "F"), static={"sigma_data": 0.7}, reference=ref_consistency_function),
+    FunctionCase("flow_matching/ode_step", "ode_step",
+                 lambda r: {"x_t": gaussian(r, B, 2), "v": gaussian(r, B, 2, scale=2.0), "t": uniform(r, B, high=0.5),
+                            "t_next": uniform(r, B, low=0.5)},
+                 grad_wrt=("x_t", "v", "t", "t_next"),
+                 reference=lambda x_t, v, t, t_next: x_t + (t_next - t)[:, None] * v),
+    FunctionCase("flow_matching/consistency_loss", "consistency_loss",
+                 lambda r: {"f_online": gaussian(r, B, 1, 3, 3), "f_target": gaussian(r, B, 1, 3, 3)},
+                 grad_wrt=("f_online", "f_target"),
+                 reference=lambda f_online, f_target: np.sum((f_online - f_target) ** 2) / f_online.size),
     FunctionCase("flow_matching/ot_coupling", "ot_coupling", _coupling, grad_wrt=("x0",), reference=ref_ot_coupling),
 )

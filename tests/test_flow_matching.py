@@ -3,7 +3,9 @@ with known flows, the training interface (2-D MLP, class-conditional U-Net, gala
 input; and wrong twins (a path with t and 1 - t swapped, a target without its (1 - sigma_min), the identity instead of
 the optimal assignment, straightness with the displacement's sign flipped) caught by the spec runner; reflow: its
 student and frozen teacher, the loss on the teacher's pairs, the teacher trained first with the run's seed, a
-resumed reflow run bit-identical to a straight one."""
+resumed reflow run bit-identical to a straight one; consistency distillation: its three networks, the loss and the
+target's EMA, one- and two-step sampling, a resumed run bit-identical, the skip parameterisation with c_skip and
+c_out swapped and an Euler step run backwards caught by the spec runner."""
 
 from __future__ import annotations
 
@@ -275,12 +277,12 @@ def teacher_run(tmp_path_factory):
     return run
 
 
-def reflow_student(teacher_run, **changes):
-    """A reflow network built on ``teacher_run`` as a new run builds it (the teacher's network handed in)."""
+def reflow_student(teacher_run, mode="reflow", **changes):
+    """A reflow (or consistency) network built on ``teacher_run`` as a new run builds it (the teacher handed in)."""
     from practice_torch.engine.runs import Parent
 
     _, cfg, net = models.open_run(teacher_run, torch.device("cpu"))
-    config = dataclasses.replace(cfg.model, reflow=True, teacher=str(teacher_run), **changes)
+    config = dataclasses.replace(cfg.model, teacher=str(teacher_run), **{mode: True}, **changes)
     parents = {"teacher": Parent(str(teacher_run), "flow_matching", 10, cfg, net)}
     return fm_training.build(config, MOONS, parents), config, net, parents
 
@@ -362,6 +364,73 @@ def test_a_reflow_run_resumes_bit_identically_and_eval_puts_the_teacher_beside_i
     keys = ("straightness", "w2_one_step")
     assert all(math.isfinite(metrics[k]) and math.isfinite(metrics[f"teacher_{k}"]) for k in keys)
     capsys.readouterr()
+
+
+def test_consistency_distillation_pulls_f_toward_the_targets_f_one_teacher_step_later(teacher_run):
+    from practice_torch.flow_matching import consistency
+
+    net, config, teacher, _ = reflow_student(teacher_run, "consistency", consistency_steps=4, target_decay=0.9)
+    assert isinstance(net, consistency.ConsistencyModel)
+    assert [n for n, p in net.named_parameters() if p.requires_grad] == [n for n, _ in net.net.named_parameters(
+        prefix="net")]
+    for copy in (net.net, net.target.net, net.teacher.net):
+        assert all(torch.equal(a, b) for a, b in zip(copy.parameters(), teacher.net.parameters()))
+    torch.nn.init.normal_(net.net.out.weight)  # the student moves away from its target
+    g = torch.Generator().manual_seed(6)
+    noise = fm_training.draw_noise(net, config, 16, g)
+    assert set(noise) >= {"x0", "n"} and noise["n"].max() < 4
+    x1 = torch.randn(16, 2, generator=g)
+    t = noise["n"].float() / 4
+    x_t = (1 - t[:, None]) * noise["x0"] + t[:, None] * x1
+    x_hat = x_t + 0.25 * teacher(x_t, t)
+    target = fm.consistency_function(x_hat, t + 0.25, net.target(x_hat, t + 0.25), config.sigma_data)
+    expected = ((fm.consistency_function(x_t, t, net(x_t, t), config.sigma_data) - target) ** 2).mean()
+    torch.testing.assert_close(consistency.distillation_loss(net, config, x1, None, noise), expected)
+    before = [p.clone() for p in net.target.net.parameters()]
+    consistency.update_target(net, 0.9)
+    for old, new, online in zip(before, net.target.net.parameters(), net.net.parameters()):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * online)
+    x0 = torch.randn(8, 2, generator=g)
+    one = consistency.consistency_sample(net, x0, None, (0.0,), config.sigma_data, g)
+    torch.testing.assert_close(one.x[-1], net.consistency(x0, torch.zeros(8), None, config.sigma_data))
+    assert one.nfe == 1 and consistency.consistency_sample(net, x0, None, (0.0, 0.5), 0.5, g).x.shape == (3, 8, 2)
+
+
+def test_consistency_refuses_what_it_does_not_take(teacher_run):
+    with pytest.raises(ValueError, match="choose one"):
+        reflow_student(teacher_run, "consistency", reflow=True)
+    with pytest.raises(ValueError, match="must start at 0"):
+        reflow_student(teacher_run, "consistency", consistency_times=(0.5,))
+    with pytest.raises(ValueError, match="leave model.coupling=independent"):
+        reflow_student(teacher_run, "consistency", coupling="ot")
+
+
+def test_a_consistency_run_resumes_bit_identically_and_eval_puts_the_teachers_euler_beside_it(teacher_run, tmp_path,
+                                                                                              capsys):
+    from practice_torch.engine.config import apply_overrides
+
+    sets = [a for a in TINY if a.startswith(("model.", "train."))]
+    cfg = apply_overrides(fm_training.default_config("quick"), [
+        *sets, "model.consistency=true", f"model.teacher={teacher_run}", "model.density_grid=0", "train.samples=10",
+        "train.steps=6", "train.checkpoint_every=2", "train.device=cpu"])
+    models.new_trainer(cfg, tmp_path / "straight").run()
+    assert models.new_trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
+    models.new_trainer(cfg, tmp_path / "resumed", resume=True).run()
+    a, b = (models.open_run(tmp_path / r, torch.device("cpu"))[2].state_dict() for r in ("straight", "resumed"))
+    assert any(k.startswith("target.") for k in a) and all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[f"target.{k}"], a[k]) for k in a if k.startswith("net."))  # theta- lags theta
+    assert main(["eval", str(tmp_path / "resumed"), "--set", "model.consistency_times=0,0.6"]) == 0
+    metrics = json.loads((tmp_path / "resumed" / "eval_test.json").read_text())
+    assert metrics["nfe_per_solve"] == 2 and all(math.isfinite(metrics[f"teacher_w2_euler_{k}"]) for k in (1, 2, 4, 20))
+    assert all(math.isfinite(metrics[k]) for k in ("w2", "w2_one_step", "w2_two_step"))
+    capsys.readouterr()
+
+
+def test_the_skip_scalings_swapped_and_a_backward_euler_step_are_caught_by_the_spec(both):
+    swapped = Perturbation("c_skip <-> c_out", fn=lambda fn: lambda t, sigma_data=0.5: fn(t, sigma_data)[::-1])
+    assert "output" in caught(CASES["flow_matching/consistency_scalings"], swapped)
+    backward = Perturbation("x + (t - t_next) v", fn=lambda fn: lambda x_t, v, t, t_next: fn(x_t, v, t_next, t))
+    assert "output" in caught(CASES["flow_matching/ode_step"], backward)
 
 
 # The quick presets (slow) ----------------------------------------------------------------------------------------

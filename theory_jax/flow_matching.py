@@ -98,6 +98,41 @@ def straightness(x0, x1, velocities):
     return jnp.mean(jnp.sum(gap.reshape(gap.shape[0], gap.shape[1], -1) ** 2, axis=-1))
 
 
+def consistency_scalings(t, sigma_data=0.5):
+    """(c_skip, c_out) of the consistency function f(x_t, t) = c_skip x_t + c_out F(x_t, t) (Song et al. 2023,
+    Appendix C: EDM's skip parameterisation with sigma_min = 0) in flow matching's time. The path x_t = (1 - t) x0 + t
+    x1 is t (x1 + sigma x0) with the noise level sigma = (1 - t) / t; on the scaled x_t / t, EDM's c_skip =
+    sigma_data^2 / (sigma^2 + sigma_data^2) and c_out = sigma_data sigma / sqrt(sigma^2 + sigma_data^2) become
+    c_skip = sigma_data^2 t / r and c_out = sigma_data (1 - t) / sqrt(r), r = (1 - t)^2 + sigma_data^2 t^2: finite
+    at the noise (t = 0), and c_skip = 1, c_out = 0 at the data (t = 1), the boundary condition f(x, 1) = x.
+    t: (B,) -> (c_skip (B,), c_out (B,))."""
+    r = (1 - t) ** 2 + sigma_data**2 * t**2
+    return sigma_data**2 * t / r, sigma_data * (1 - t) / jnp.sqrt(r)
+
+
+def consistency_function(x_t, t, F, sigma_data=0.5):
+    """f_theta(x_t, t) = c_skip(t) x_t + c_out(t) F_theta(x_t, t) (Song et al. 2023, eq. 5), with r = (1 - t)^2 +
+    sigma_data^2 t^2, c_skip = sigma_data^2 t / r and c_out = sigma_data (1 - t) / sqrt(r) (the consistency
+    scalings): the point at t = 1 of the ODE trajectory through x_t, equal to x_t at t = 1 whatever F says.
+    x_t: (B, ...) a point of the path, t: (B,) its time, F: (B, ...) the network's output, sigma_data: a float, the
+    data's scale -> (B, ...)."""
+    c_skip, c_out = consistency_scalings(t, sigma_data)
+    return per_example(c_skip, x_t) * x_t + per_example(c_out, x_t) * F
+
+
+def ode_step(x_t, v, t, t_next):
+    """One Euler step of the teacher's ODE dx/dt = v from t to t_next (Song et al. 2023, eq. 6, the solver Phi):
+    x_hat = x_t + (t_next - t) v. x_t, v: (B, ...), t, t_next: (B,) -> (B, ...)."""
+    return x_t + per_example(t_next - t, x_t) * v
+
+
+def consistency_loss(f_online, f_target):
+    """Consistency distillation (Song et al. 2023, eq. 7) with d the squared L2 distance per dimension and lambda = 1:
+    the mean over examples and dimensions of (f_theta(x_t, t) - f_theta-(x_hat, t_next))^2, the target already
+    detached (its weights theta- an EMA of theta). f_online, f_target: (B, ...) -> ()."""
+    return jnp.mean((f_online - f_target) ** 2)
+
+
 # 2. Gaussian data: the marginal velocity in closed form ------------------------------------------------------------
 def gaussian_path_moments(t, m, s):
     """Independent coupling of x0 ~ N(0, I) and x1 ~ N(m, S), sigma_min = 0: E x_t = t m, Cov x_t = (1-t)^2 I + t^2 S,
@@ -137,6 +172,6 @@ def integrated_losses(theta, m, s, nodes: int = 40):
     return jnp.sum(ws * l_cfm), jnp.sum(ws * l_fm)
 
 
-__all__ = ["cfm_loss", "conditional_path", "gaussian_path_moments", "marginal_velocity", "ot_assignment",
-           "ot_coupling", "path_sample_and_target", "squared_cost", "straightness", "target_velocity",
-           "transport_cost"]
+__all__ = ["cfm_loss", "conditional_path", "consistency_function", "consistency_loss", "consistency_scalings",
+           "gaussian_path_moments", "marginal_velocity", "ode_step", "ot_assignment", "ot_coupling",
+           "path_sample_and_target", "squared_cost", "straightness", "target_velocity", "transport_cost"]

@@ -9,12 +9,14 @@
   are ``practice_torch.evaluation.galaxies``, shared with ``text_to_image``).
 """
 
-from practice_torch.flow_matching.functions import (cfm_loss, conditional_path, ot_assignment, ot_coupling,
-                                                    path_sample_and_target, squared_cost, straightness,
+from practice_torch.flow_matching.functions import (cfm_loss, conditional_path, consistency_function,
+                                                    consistency_loss, consistency_scalings, ode_step, ot_assignment,
+                                                    ot_coupling, path_sample_and_target, squared_cost, straightness,
                                                     target_velocity, transport_cost)
 from practice_torch.flow_matching.sampling import METHODS, Trajectory, integrate
 
 __all__ = [
-    "METHODS", "Trajectory", "cfm_loss", "conditional_path", "integrate", "ot_assignment", "ot_coupling",
+    "METHODS", "Trajectory", "cfm_loss", "conditional_path", "consistency_function", "consistency_loss",
+    "consistency_scalings", "integrate", "ode_step", "ot_assignment", "ot_coupling",
     "path_sample_and_target", "squared_cost", "straightness", "target_velocity", "transport_cost",
 ]

@@ -16,10 +16,12 @@ from practice_torch.plots import (
 
 
 @torch.no_grad()
-def vector_figures(net, trajectory, data: torch.Tensor | None, density_grid: int = 60) -> list[Artefact]:
+def vector_figures(net, trajectory, data: torch.Tensor | None, density_grid: int = 60, field: bool = True
+                   ) -> list[Artefact]:
     """'samples' (x at t = 1 beside ``data`` (N, 2)), 'trajectories' (the states at the recorded times and 300 paths
-    from noise to data), 'field' (v_theta(t, .) as streamlines at t = 0, 1/2, 0.9) and, when
-    ``practice_torch.cnf`` is there, 'density' (exp log p_1 from the instantaneous change of variables)."""
+    from noise to data) and, for a model that is a field (``field``), 'field' (v_theta(t, .) as streamlines at t = 0,
+    1/2, 0.9) and, when ``practice_torch.cnf`` is there, 'density' (exp log p_1 from the instantaneous change of
+    variables)."""
     xs = trajectory.x.cpu()
     samples = xs[-1]
     if samples.shape[1] != 2:
@@ -30,6 +32,8 @@ def vector_figures(net, trajectory, data: torch.Tensor | None, density_grid: int
     out = [scatter_figure_2d("samples", samples, box, title=f"flow matching samples ({trajectory.nfe} NFE)")]
     picks = torch.linspace(0, len(xs) - 1, min(5, len(xs))).round().long().tolist()
     out.append(trajectory_figure(xs, trajectory.times, lim["xlim"], lim["ylim"], "paths from noise to data", picks))
+    if not field:
+        return out
     out.append(field_figure(net, lim))
     if not density_grid:
         return out

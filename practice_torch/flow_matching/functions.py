@@ -18,7 +18,8 @@ from scipy.optimize import linear_sum_assignment
 
 from practice_torch.broadcasting import per_example
 
-__all__ = ["cfm_loss", "conditional_path", "ot_assignment", "ot_coupling", "path_sample_and_target",
+__all__ = ["cfm_loss", "conditional_path", "consistency_function", "consistency_loss", "consistency_scalings",
+           "ode_step", "ot_assignment", "ot_coupling", "path_sample_and_target",
            "squared_cost", "straightness", "target_velocity", "transport_cost"]
 
 
@@ -85,3 +86,34 @@ def straightness(x0: torch.Tensor, x1: torch.Tensor, velocities: torch.Tensor) -
     their ends, velocities: (K, B, ...) the field along them at K times -> ()."""
     gap = (x1 - x0)[None] - velocities
     return gap.reshape(gap.shape[0], gap.shape[1], -1).pow(2).sum(-1).mean()
+
+
+def consistency_scalings(t: torch.Tensor, sigma_data: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_skip, c_out) of the consistency function f(x_t, t) = c_skip x_t + c_out F(x_t, t) (Song et al. 2023,
+    Appendix C: EDM's skip parameterisation with sigma_min = 0) in flow matching's time: with sigma = (1 - t) / t
+    and r = (1 - t)^2 + sigma_data^2 t^2, c_skip = sigma_data^2 t / r and c_out = sigma_data (1 - t) / sqrt(r);
+    c_skip(1) = 1, c_out(1) = 0 (the boundary f(x, 1) = x). t: (B,) -> (c_skip (B,), c_out (B,))."""
+    r = (1 - t) ** 2 + sigma_data**2 * t**2
+    return sigma_data**2 * t / r, sigma_data * (1 - t) / r.sqrt()
+
+
+def consistency_function(x_t: torch.Tensor, t: torch.Tensor, F: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
+    """f_theta(x_t, t) = c_skip(t) x_t + c_out(t) F_theta(x_t, t) (Song et al. 2023, eq. 5), with r = (1 - t)^2 +
+    sigma_data^2 t^2, c_skip = sigma_data^2 t / r and c_out = sigma_data (1 - t) / sqrt(r) (the consistency
+    scalings): the point at t = 1 of the ODE trajectory through x_t, equal to x_t at t = 1 whatever F says.
+    x_t: (B, ...) a point of the path, t: (B,) its time, F: (B, ...) the network's output, sigma_data: a float, the
+    data's scale -> (B, ...)."""
+    c_skip, c_out = consistency_scalings(t, sigma_data)
+    return per_example(c_skip, x_t) * x_t + per_example(c_out, x_t) * F
+
+
+def ode_step(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+    """One Euler step of the teacher's ODE dx/dt = v from t to t_next (Song et al. 2023, eq. 6, the solver Phi):
+    x_hat = x_t + (t_next - t) v. x_t, v: (B, ...), t, t_next: (B,) -> (B, ...)."""
+    return x_t + per_example(t_next - t, x_t) * v
+
+
+def consistency_loss(f_online: torch.Tensor, f_target: torch.Tensor) -> torch.Tensor:
+    """Consistency distillation (Song et al. 2023, eq. 7) with d the squared L2 distance per dimension and
+    lambda = 1: the mean of (f_theta(x_t, t) - f_theta-(x_hat, t_next))^2, the target detached. -> ()."""
+    return (f_online - f_target).pow(2).mean()

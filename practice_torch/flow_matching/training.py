@@ -19,6 +19,12 @@ with this run's seed, into RUN/teacher). The student starts from the teacher's w
 (x0, z1 = the teacher's ODE solution from x0), fresh noise each step, so that the 2-rectified flow goes straight from
 each noise to the point the teacher carried it to; ``model.distill=true`` trains the one-step map (t = 0 only). Its
 ``eval`` reports the teacher's figures beside its own.
+
+Consistency distillation (``model.consistency=true``; Song et al. 2023, Algorithm 2; ``consistency``) builds on a
+teacher the same way: the consistency model f = c_skip x + c_out F starts from the teacher's network, its target
+network (an EMA, ``target_decay``) too, and its own step pulls f at (x_t, t_n) toward the target's f one teacher
+Euler step later. It samples in ``consistency_times`` steps (one: (0,)); its ``eval`` puts the teacher's Euler
+sampler at 1, 2, 4 and 20 steps beside its one- and two-step samples.
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from practice_torch.engine.config import TrainConfig
+from practice_torch.engine.players import Player
 from practice_torch.engine.presets import Preset, preset_config
 from practice_torch.engine.runs import Parent, Prerequisite, inherited_keys
 from practice_torch.evaluation.metrics import wasserstein2
+from practice_torch.flow_matching.consistency import ConsistencyModel, consistency_sample, distillation_loss, update_target
 from practice_torch.flow_matching.functions import cfm_loss, ot_coupling, path_sample_and_target, straightness
 from practice_torch.flow_matching.model import FlowModel, RectifiedFlow, condition, galaxy_conditions, generate
 from practice_torch.flow_matching.sampling import check_solver, integrate
@@ -74,6 +82,11 @@ class Config:
     teacher_preset: str = "quick"  # reflow: the teacher's preset, trained with this run's seed
     teacher_root: str = ""  # reflow: where that teacher is written ("" = inside this run; a folder: shared, reused)
     distill: bool = False  # reflow: train the one-step map alone (t = 0: v(x0, 0) fits z1 - x0)
+    consistency: bool = False  # consistency distillation of the teacher (Song et al. 2023), its own training step
+    consistency_steps: int = 20  # consistency: N, the grid t_n = n / N of the teacher's Euler steps
+    target_decay: float = 0.95  # consistency: mu, the EMA of the target network theta- (Song et al.'s CD: 0.95)
+    sigma_data: float = 0.5  # consistency: the data's scale in c_skip and c_out (images in [-1, 1]: 0.5)
+    consistency_times: tuple[float, ...] = (0.0,)  # consistency sampling: 0 first, then the times noise returns to
 
 
 GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "log_every": 100}
@@ -123,15 +136,18 @@ default_config = preset_config("flow_matching", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("architecture", "hidden", "depth", "channels", "channel_mults", "num_res_blocks", "attention_levels",
-                "heads", "conditional", "cond_dim", "reflow", "teacher", "teacher_preset", "teacher_root")
+                "heads", "conditional", "cond_dim", "reflow", "teacher", "teacher_preset", "teacher_root", "consistency",
+                "sigma_data")
 USE = ("guidance_scale", "method", "ode_steps", "atol", "rtol", "frames", "density_grid", "eval_examples",
-       "nll_examples", "straightness_steps")  # what sample and eval --set may change
+       "nll_examples", "straightness_steps", "consistency_times")  # what sample and eval --set may change
 BUILDS_ON = {"teacher": "flow_matching"}  # reflow: the 1-rectified flow whose ODE draws the pairs (engine.runs.Parent)
 NETWORK = ("architecture", "hidden", "depth", "channels", "channel_mults", "num_res_blocks", "attention_levels",
            "heads", "conditional", "cond_dim")  # what a reflow run takes from its teacher
 # The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
 RANGES = {**dict.fromkeys(("hidden", "depth", "channels", "channel_mults", "num_res_blocks", "heads", "ode_steps", "atol",
-                           "rtol", "frames", "eval_examples", "straightness_steps"), "positive"),
+                           "rtol", "frames", "eval_examples", "straightness_steps", "consistency_steps",
+                           "sigma_data"), "positive"),
+          "target_decay": "in [0, 1)", "consistency_times": "in [0, 1)",
           **dict.fromkeys(("attention_levels", "cond_dim", "guidance_scale", "density_grid", "nll_examples"), "at least 0"),
           **dict.fromkeys(("dropout", "sigma_min", "label_dropout"), "in [0, 1)")}
 
@@ -142,11 +158,11 @@ def prerequisite_runs(config: Config, data) -> dict[str, Prerequisite]:
     """Reflow's teacher when ``model.teacher`` is empty: the flow_matching preset ``model.teacher_preset`` on this data
     set, trained with this run's seed, inside this run's folder (RUN/teacher) or, when ``model.teacher_root`` names a
     folder, there (reused once finished)."""
-    if not config.reflow or config.teacher:
+    if not (config.reflow or config.consistency) or config.teacher:
         return {}
 
     def edit(base):
-        return replace(base, model=replace(base.model, reflow=False, distill=False, teacher=""))
+        return replace(base, model=replace(base.model, reflow=False, distill=False, consistency=False, teacher=""))
 
     return {"teacher": Prerequisite("flow_matching", config.teacher_preset, edit, config.teacher_root, same_seed=True)}
 
@@ -163,11 +179,18 @@ def build(config: Config, data, parents: dict[str, Parent] | None = None) -> Flo
     checkpoint afterwards). One-line ValueError for settings reflow does not take."""
     if config.distill and not config.reflow:
         raise ValueError("model.distill=true trains the one-step map of a reflow run: add model.reflow=true")
+    if config.reflow and config.consistency:
+        raise ValueError("model.reflow and model.consistency are two ways to distil a teacher: choose one")
+    times = config.consistency_times
+    if not times or times[0] != 0 or any(b <= a for a, b in zip(times, times[1:])):
+        raise ValueError(f"model.consistency_times must start at 0 (the noise) and rise, e.g. 0 or 0,0.5; got "
+                         f"{','.join(map(str, times))}")
     student = build_field(config, data)
-    if not config.reflow:
+    if not (config.reflow or config.consistency):
         return student
+    mode = "reflow" if config.reflow else "consistency"
     if config.coupling != "independent" or config.sigma_min:
-        raise ValueError("model.reflow=true trains on straight paths between the teacher's pairs: leave "
+        raise ValueError(f"model.{mode}=true trains on straight paths from the teacher's noise: leave "
                          "model.coupling=independent and model.sigma_min=0")
     parent = (parents or {}).get("teacher")
     if parent is None:
@@ -176,11 +199,11 @@ def build(config: Config, data, parents: dict[str, Parent] | None = None) -> Flo
     if parent.config is not None and parent.config.data.name != data.name:
         raise ValueError(f"model.teacher={parent.run} was trained on {parent.config.data.name}; this run is on "
                          f"{data.name}")
-    teacher = build_field(config, data)
-    if parent.net is not None:  # the first build: both start as the teacher's field
-        teacher.net.load_state_dict(parent.net.net.state_dict())
-        student.net.load_state_dict(parent.net.net.state_dict())
-    return RectifiedFlow(student, teacher)
+    teacher, target = build_field(config, data), build_field(config, data)
+    if parent.net is not None:  # the first build: all start as the teacher's field
+        for net in (teacher, student, target):
+            net.net.load_state_dict(parent.net.net.state_dict())
+    return ConsistencyModel(student, target, teacher) if config.consistency else RectifiedFlow(student, teacher)
 
 
 def build_field(config: Config, data) -> FlowModel:
@@ -225,10 +248,13 @@ def build_field(config: Config, data) -> FlowModel:
 
 
 def draw_noise(net: FlowModel, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """t ~ U[0, 1] (n,), x0 ~ N(0, I) (n, *shape), and drop (n,) bool (labels that become the null token)."""
+    """t ~ U[0, 1] (n,), x0 ~ N(0, I) (n, *shape), drop (n,) bool (labels that become the null token) and, for
+    consistency distillation, n (n,) the grid index of each example's time."""
     noise = {"t": torch.rand(n, generator=generator), "x0": torch.randn((n, *net.shape), generator=generator)}
     if net.num_classes:
         noise["drop"] = torch.rand(n, generator=generator) < config.label_dropout
+    if config.consistency:
+        noise["n"] = torch.randint(0, config.consistency_steps, (n,), generator=generator)
     return noise
 
 
@@ -273,7 +299,37 @@ def loss(net: FlowModel, config: Config, batch, noise: dict[str, torch.Tensor], 
     return cfm_loss(net(x_t, t, condition(net, y, noise.get("drop"))), u), {}
 
 
+def own_step(config: Config) -> bool:
+    """Consistency distillation trains by its own step (``train_step``: the EMA of its target after the update)."""
+    return config.consistency
+
+
+def players(net: ConsistencyModel, config: Config) -> dict[str, Player]:
+    """Consistency distillation's one optimizer: F_theta's parameters (the target's and the teacher's are frozen)."""
+    return {"consistency": Player(list(net.net.parameters()))}
+
+
+def train_step(net: ConsistencyModel, config: Config, step: int, run):
+    """Consistency distillation (Song et al. 2023, Algorithm 2): the loss of ``consistency.distillation_loss`` on a
+    batch and its noise, one update of theta, then theta- <- mu theta- + (1 - mu) theta."""
+    (x, *rest), noise = run.next_batch()
+    x1 = net.to_model(x)
+    with run.autocast():
+        loss = distillation_loss(net, config, x1, rest[0] if rest else None, noise)
+    run.update(consistency=loss)
+    update_target(net, config.target_decay)
+    return loss.detach(), {}
+
+
 # Sampling --------------------------------------------------------------------------------------------------
+def draw(net: FlowModel, config: Config, n: int, generator: torch.Generator, y: torch.Tensor | None = None,
+         frames: int = 0, noise: torch.Tensor | None = None):
+    """n samples in model space as a ``sampling.Trajectory``: the ODE (``model.generate``), or for a consistency
+    model its ``consistency_times`` steps (``consistency.consistency_sample``)."""
+    if not isinstance(net, ConsistencyModel):
+        return generate(net, config, n, generator, y, frames, noise)
+    x0 = (torch.randn((n, *net.shape), generator=generator) if noise is None else noise).to(_device(net))
+    return consistency_sample(net, x0, y, config.consistency_times, config.sigma_data, generator)
 def _device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
@@ -295,9 +351,10 @@ def sample(net: FlowModel, config: Config, n: int, generator: torch.Generator, e
     if len(net.shape) == 1:
         from practice_torch.flow_matching.figures import vector_figures
 
-        trajectory = generate(net, config, n, generator, y, frames=max(config.frames, 2))
-        return vector_figures(net, trajectory, None if examples is None else examples[0], config.density_grid)
-    trajectory = generate(net, config, n if y is None else len(y), generator, y, frames=max(config.frames, 2))
+        trajectory = draw(net, config, n, generator, y, frames=max(config.frames, 2))
+        field = not isinstance(net, ConsistencyModel)  # a consistency model has no field: its samples and steps
+        return vector_figures(net, trajectory, None if examples is None else examples[0], config.density_grid, field)
+    trajectory = draw(net, config, n if y is None else len(y), generator, y, frames=max(config.frames, 2))
     chain = trajectory.x[:, :8].transpose(0, 1).reshape(-1, *net.shape)  # 8 rows of frames
     artefacts = [Artefact("samples", "images", net.from_model(trajectory.x[-1]).clamp(0, 1).cpu(), nrow=per_row),
                  Artefact("trajectories", "images", net.from_model(chain).clamp(0, 1).cpu(),
@@ -316,7 +373,7 @@ def galaxy_sweep(net: FlowModel, config: Config, generator: torch.Generator) -> 
         return []
 
     def conditioned(y: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        return generate(net, config, len(y), generator, y.to(_device(net)), noise=noise).x[-1].cpu()
+        return draw(net, config, len(y), generator, y.to(_device(net)), noise=noise).x[-1].cpu()
 
     return [sweep_figure(conditioned, generator=generator)]
 
@@ -327,7 +384,11 @@ def evaluate(net: FlowModel, config: Config, dataset: Dataset, generator: torch.
     """The held-out CFM loss (independent coupling, one t and x0 per example, on ``eval_examples``), the NFE of one
     ODE solve; on 2-D data the exact W2 of eval_examples/2 samples to as many held-out points (beside the W2 between
     two halves of the held-out points: the floor) and the exact NLL in nats of ``nll_examples`` held-out points
-    (``practice_torch.cnf.log_likelihood``: dopri5, exact trace). Images get FID/KID from eval's sample metrics."""
+    (``practice_torch.cnf.log_likelihood``: dopri5, exact trace), and the straightness and one-step W2 (beside the
+    teacher's for reflow). A consistency model has no field: ``evaluate_consistency``. Images get FID/KID from
+    eval's sample metrics."""
+    if isinstance(net, ConsistencyModel):
+        return evaluate_consistency(net, config, dataset, generator)
     device = _device(net)
     m = min(len(dataset), config.eval_examples)
     total, points, labels = 0.0, [], []
@@ -340,14 +401,14 @@ def evaluate(net: FlowModel, config: Config, dataset: Dataset, generator: torch.
         points.append(x.cpu())
         labels.append(y.cpu())
     metrics: dict[str, float] = {"cfm_loss": total / m, "examples": m}
-    probe = generate(net, config, 16, generator, (labels[0][:16].to(device) if net.num_classes or net.cond_dim
+    probe = draw(net, config, 16, generator, (labels[0][:16].to(device) if net.num_classes or net.cond_dim
                                                   else None))
     metrics |= {"nfe_per_solve": probe.nfe, "method": config.method, "ode_steps": config.ode_steps}
     if len(net.shape) != 1:
         return metrics
     held = torch.cat(points)
     half = len(held) // 2
-    samples = generate(net, config, half, generator).x[-1].cpu()
+    samples = draw(net, config, half, generator).x[-1].cpu()
     metrics |= {"w2": wasserstein2(samples, held[:half]), "w2_held_out_halves": wasserstein2(held[half:2 * half],
                                                                                            held[:half]),
                 "w2_samples": half}
@@ -359,6 +420,37 @@ def evaluate(net: FlowModel, config: Config, dataset: Dataset, generator: torch.
     metrics |= straight_figures(net, config, x0, held[:half].to(device))
     if isinstance(net, RectifiedFlow):  # the teacher's figures from the same noise
         metrics |= {f"teacher_{k}": v for k, v in straight_figures(net.teacher, config, x0, held[:half].to(device)).items()}
+    return metrics
+
+
+TEACHER_EULER_STEPS = (1, 2, 4, 20)  # the teacher's Euler sampler beside a consistency model (Song et al., Table 1)
+
+
+@torch.no_grad()
+def evaluate_consistency(net: ConsistencyModel, config: Config, dataset: Dataset, generator: torch.Generator
+                         ) -> dict[str, float]:
+    """The NFE of ``consistency_times``; on 2-D data the W2 to eval_examples/2 held-out points of the consistency
+    model's samples in ``consistency_times``, in one step (0) and in two (0 and 0.5), beside the teacher's Euler
+    sampler at ``TEACHER_EULER_STEPS`` steps from the same noise and the W2 between two halves of the held-out
+    points (the floor). Images get FID/KID from eval's sample metrics."""
+    device = _device(net)
+    metrics: dict[str, float] = {"nfe_per_solve": len(config.consistency_times)}
+    if len(net.shape) != 1:
+        return metrics
+    held = torch.cat([x for x, *_ in DataLoader(Subset(dataset, range(min(len(dataset), config.eval_examples))),
+                                                 batch_size=500)])
+    half = len(held) // 2
+    x0 = torch.randn((half, *net.shape), generator=generator).to(device)
+
+    def w2(samples: torch.Tensor) -> float:
+        return wasserstein2(samples.cpu(), held[:half])
+
+    metrics |= {"w2": w2(draw(net, config, half, generator, noise=x0).x[-1]), "w2_samples": half,
+                "w2_held_out_halves": wasserstein2(held[half:2 * half], held[:half])}
+    for k, times in (("one_step", (0.0,)), ("two_step", (0.0, 0.5))):
+        metrics[f"w2_{k}"] = w2(consistency_sample(net, x0, None, times, config.sigma_data, generator).x[-1])
+    for steps in TEACHER_EULER_STEPS:
+        metrics[f"teacher_w2_euler_{steps}"] = w2(integrate(net.teacher.field(), x0, "euler", steps).x[-1])
     return metrics
 
 

@@ -21,9 +21,13 @@ from theory_jax.derivation import Derivation, full_precision, new_figure
 from theory_jax.flow_matching import (
     _linear_losses,
     cfm_loss,
+    consistency_function,
+    consistency_loss,
+    consistency_scalings,
     gaussian_path_moments,
     integrated_losses,
     marginal_velocity,
+    ode_step,
     ot_assignment,
     path_sample_and_target,
     squared_cost,
@@ -32,7 +36,8 @@ from theory_jax.flow_matching import (
 )
 
 TITLE = "flow matching: conditional OT paths, the CFM loss, minibatch optimal transport and the marginal ODE"
-LECTURES = "flow matching; conditional flow matching; optimal-transport paths; rectified flow and reflow"
+LECTURES = ("flow matching; conditional flow matching; optimal-transport paths; rectified flow and reflow; "
+            "consistency models")
 
 
 def _solve(rhs, y0, atol=1e-11, rtol=1e-11):
@@ -340,6 +345,76 @@ def _section_reflow(d: Derivation, rng: np.random.Generator, m, s, flow_map) -> 
                   "between the same pairs (orange, dashed).")
 
 
+def _solve_between(rhs, y0, t0, t1):
+    """y(t1) of dy/dt = rhs(t, y) from y(t0) = y0 (diffrax Dopri5 at 1e-11); vmap-able over (y0, t0, t1)."""
+    sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, a: rhs(t, y)), diffrax.Dopri5(), t0, t1, (t1 - t0) / 10,
+                              y0, stepsize_controller=diffrax.PIDController(rtol=1e-11, atol=1e-11),
+                              max_steps=100_000)
+    return sol.ys[-1]
+
+
+def _section_consistency(d: Derivation, rng: np.random.Generator, m, s) -> None:
+    """Consistency models (Song et al. 2023): the skip parameterisation's boundary, and the distillation loss at the
+    exact consistency function: zero with the exact ODE step, O(h^4) with the Euler step."""
+    t, sd, x, F = sp.symbols("t sigma_d x F", positive=True)
+    d.say("## 7. Consistency models\nA consistency function maps every point of an ODE trajectory to the "
+          "trajectory's end, here at $t = 1$ (Song et al. 2023). It is written $f_\\theta(x_t, t) = "
+          "c_{skip}(t)\\,x_t + c_{out}(t)\\,F_\\theta(x_t, t)$ so that $f(x, 1) = x$ holds whatever the network says.")
+    sigma = (1 - t) / t
+    edm_skip, edm_out = sd**2 / (sigma**2 + sd**2), sd * sigma / sp.sqrt(sigma**2 + sd**2)
+    r = (1 - t) ** 2 + sd**2 * t**2
+    d.symbolic("EDM's skip parameterisation on the scaled point $x_t / t = x_1 + \\sigma x_0$, $\\sigma = (1-t)/t$, "
+               "is `consistency_scalings`' $c_{skip} = \\sigma_d^2 t / r$, $c_{out} = \\sigma_d(1-t)/\\sqrt r$, "
+               "$r = (1-t)^2 + \\sigma_d^2t^2$",
+               edm_skip * x / t + edm_out * F - (sd**2 * t / r * x + sd * (1 - t) / sp.sqrt(r) * F))
+    skip1, out1 = consistency_scalings(jnp.ones(1), 0.5)
+    points = jnp.asarray(rng.standard_normal((4, 2)))
+    d.numeric("The boundary condition holds by construction: $c_{skip}(1) = 1$, $c_{out}(1) = 0$, so "
+              "`consistency_function` returns $x$ at $t = 1$ for any network output",
+              jnp.concatenate([skip1, out1, jnp.ravel(consistency_function(
+                  points, jnp.ones(4), jnp.asarray(rng.standard_normal((4, 2))) * 100))]),
+              jnp.concatenate([jnp.ones(1), jnp.zeros(1), jnp.ravel(points)]), rtol=0, atol=1e-15)
+    d.say("For Gaussian data the exact consistency function is the flow map from $t$ to 1, affine in $x$: "
+          "$f^*(x, t) = M_t x + c_t$. Distillation pulls $f_\\theta(x_{t_n}, t_n)$ toward "
+          "$f_{\\theta^-}(\\hat x_{t_{n+1}}, t_{n+1})$, where $\\hat x$ is one step of the teacher's ODE (eq. 7).")
+
+    def map_rhs(t, y):  # the flow map's (M, c): dM/dt = G_t M, dc/dt = G_t c + g_t
+        mm, c = y[:4].reshape(2, 2), y[4:]
+        sigma_t, k = gaussian_path_moments(t, m, s)
+        gain = jnp.linalg.solve(sigma_t, k).T
+        return jnp.concatenate([jnp.ravel(gain @ mm), gain @ c + m - gain @ (t * m)])
+
+    field = lambda t, x: marginal_velocity(t, x[None], m, s)[0]  # noqa: E731
+    identity = jnp.concatenate([jnp.ravel(jnp.eye(2)), jnp.zeros(2)])
+    maps = jax.jit(jax.vmap(lambda t0: _solve_between(map_rhs, identity, t0, 1.0)))
+    steps_between = jax.jit(jax.vmap(lambda x, t0, t1: _solve_between(field, x, t0, t1)))
+    x0 = jnp.asarray(rng.standard_normal((2000, 2)))
+    x1 = m + jnp.asarray(rng.standard_normal((2000, 2))) @ jnp.linalg.cholesky(s).T
+    losses = {}
+    for steps in (10, 20):
+        grid = jnp.arange(steps + 1) / steps
+        table = maps(grid[:-1])  # (N, 6): f* at each t_n; at t_N = 1 it is the identity
+        table = jnp.concatenate([table, identity[None]])
+        n = jnp.asarray(rng.integers(0, steps, len(x0)))
+        t_n, t_next = grid[n], grid[n + 1]
+        x_t = (1 - t_n[:, None]) * x0 + t_n[:, None] * x1
+
+        def f_star(x, k):
+            return jnp.einsum("bij,bj->bi", table[k, :4].reshape(-1, 2, 2), x) + table[k, 4:]
+
+        online = f_star(x_t, n)
+        euler = ode_step(x_t, jax.vmap(field)(t_n, x_t), t_n, t_next)
+        losses[steps] = consistency_loss(online, f_star(euler, n + 1))
+        if steps == 10:
+            exact = steps_between(x_t, t_n, t_next)
+            d.numeric("With the exact ODE step the loss at $f^*$ is zero: $f^*$ is constant along trajectories "
+                      "(2 000 points, $N = 10$)", consistency_loss(online, f_star(exact, n + 1)), 0.0, atol=1e-12)
+    ratio = float(losses[10] / losses[20])
+    d.inequality(f"With the teacher's Euler step it is not: the local error $O(h^2)$ makes the loss $O(h^4)$, "
+                 f"{float(losses[10]):.2e} at $N = 10$ and {float(losses[20]):.2e} at $N = 20$, a ratio of "
+                 f"{ratio:.1f} (16 for $h^4$; between 10 and 25)", np.array([10.0, ratio]), np.array([ratio, 25.0]))
+
+
 def _section_ode(d: Derivation, rng: np.random.Generator, m, s):
     """The exact marginal field's ODE pushes N(0, I) forward to the data N(m, S): moments and log-density; returns
     the flow map's matrix M."""
@@ -398,4 +473,5 @@ def derive(echo=None) -> Derivation:
     _section_straight_paths(d, rng, m, s, w2_sq)
     flow_map = _section_ode(d, rng, m, s)
     _section_reflow(d, rng, m, s, flow_map)
+    _section_consistency(d, rng, m, s)
     return d

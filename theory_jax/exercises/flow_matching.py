@@ -1,5 +1,5 @@
-"""Exercises of flow matching: the conditional path's sample and its target velocity, the CFM loss, and reflow's
-measure of how straight a flow is."""
+"""Exercises of flow matching: the conditional path's sample and its target velocity, the CFM loss, reflow's measure
+of how straight a flow is, and the consistency function's skip parameterisation."""
 
 from __future__ import annotations
 
@@ -46,6 +46,23 @@ def _mean_over_dimensions(x0, x1, velocities):
     return jnp.mean(((x1 - x0)[None] - velocities) ** 2)
 
 
+def _skip_and_out_swapped(x_t, t, F, sigma_data=0.5):
+    r = (1 - t) ** 2 + sigma_data**2 * t**2
+    return per_example(sigma_data * (1 - t) / jnp.sqrt(r), x_t) * x_t + per_example(sigma_data**2 * t / r, x_t) * F
+
+
+def _boundary_at_the_noise(x_t, t, F, sigma_data=0.5):
+    s = 1 - t
+    r = (1 - s) ** 2 + sigma_data**2 * s**2
+    return per_example(sigma_data**2 * s / r, x_t) * x_t + per_example(sigma_data * (1 - s) / jnp.sqrt(r), x_t) * F
+
+
+def _unscaled_sigma(x_t, t, F, sigma_data=0.5):
+    sigma = 1 - t  # the noise level read off x_t itself, as if x_t = x1 + sigma x0
+    c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
+    return per_example(c_skip, x_t) * x_t + per_example(sigma_data * sigma / jnp.sqrt(sigma**2 + sigma_data**2), x_t) * F
+
+
 EXERCISES = (
     Exercise(
         "path_sample_and_target",
@@ -85,4 +102,20 @@ EXERCISES = (
                  "energy of the paths", _norm_not_squared),
          Mistake("your norm averages over the dimensions: ||.||^2 sums over an example's dimensions, and only the "
                  "times and the examples are averaged", _mean_over_dimensions))),
+    Exercise(
+        "consistency_function",
+        "a consistency model's output: a skip connection that makes f(x, 1) = x hold whatever the network says",
+        ("Song et al. 2023, eq. 5: f(x_t, t) = c_skip(t) x_t + c_out(t) F(x_t, t), with c_skip = 1 and c_out = 0 at "
+         "the data's end of the path (t = 1 here).",
+         "Write the path as x_t = t (x1 + sigma x0) with sigma = (1 - t) / t, and use EDM's c_skip = sigma_data^2 / "
+         "(sigma^2 + sigma_data^2) and c_out = sigma_data sigma / sqrt(sigma^2 + sigma_data^2) on x_t / t.",
+         "With r = (1 - t)^2 + sigma_data^2 t^2: c_skip = sigma_data^2 t / r multiplies x_t, c_out = sigma_data "
+         "(1 - t) / sqrt(r) multiplies F; broadcast each (B,) over the example's dimensions."),
+        (Mistake("your c_skip and c_out are swapped: the skip term, which carries x_t, must be 1 at t = 1 and the "
+                 "network's term 0", _skip_and_out_swapped),
+         Mistake("your boundary sits at the noise: in flow matching's time the data are at t = 1, so f(x, 1) = x",
+                 _boundary_at_the_noise),
+         Mistake("your noise level is 1 - t on x_t itself: x_t = t (x1 + sigma x0), so sigma = (1 - t) / t on "
+                 "x_t / t", _unscaled_sigma)),
+        withhold=("consistency_scalings",)),
 )
