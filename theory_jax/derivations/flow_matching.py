@@ -250,12 +250,24 @@ def _section_straight_paths(d: Derivation, rng: np.random.Generator, m, s, w2_sq
                   "coupling's marginal field bends them, the OT coupling's moves each along a straight line.")
 
 
-def _states(field, x0, ts):
-    """The states of dx/dt = field(t, x) from x0 (N, D) at the times ts (K,) in (0, 1] (diffrax Dopri5 at 1e-10)."""
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, a: field(t, y)), diffrax.Dopri5(), 0.0, 1.0, 0.05, x0,
-                              saveat=diffrax.SaveAt(ts=jnp.asarray(ts)), max_steps=100_000,
-                              stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10))
-    return sol.ys
+def _rk4(field, x, t0, t1, steps: int, keep: bool = False):
+    """dx/dt = field(t, x) from x (N, D) at t0 to t1 by ``steps`` classic RK4 steps (jitted); t0, t1 scalars or
+    (N,) times of each row (``field`` then takes them row by row). -> x(t1) (N, D), or every step's state
+    (steps + 1, N, D) with ``keep``."""
+    h = (jnp.asarray(t1) - jnp.asarray(t0)) / steps
+    hx = h[:, None] if jnp.ndim(h) else h
+
+    def step(x, i):
+        t = t0 + i * h
+        k1 = field(t, x)
+        k2 = field(t + h / 2, x + hx / 2 * k1)
+        k3 = field(t + h / 2, x + hx / 2 * k2)
+        k4 = field(t + h, x + hx * k3)
+        x = x + hx / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        return x, x
+
+    end, states = jax.jit(lambda x: jax.lax.scan(step, x, jnp.arange(steps)))(x)
+    return jnp.concatenate([x[None], states]) if keep else end
 
 
 def _mixture_velocity(t, x, means, covs, weights):
@@ -274,7 +286,8 @@ def _mixture_velocity(t, x, means, covs, weights):
 
 
 def _section_reflow(d: Derivation, rng: np.random.Generator, m, s, flow_map) -> None:
-    """Reflow (Liu, Gong & Liu 2023): the flow's own coupling, straightness, the transport cost, one Euler step."""
+    """Reflow (Liu, Gong & Liu 2023) of Gaussian data: the flow's own coupling is the Monge map; straightness is the
+    excess kinetic energy; one Euler step of the 2-rectified field is exact."""
     root = jnp.asarray(sqrtm(np.asarray(s)).real)
     d.say("## 6. Reflow: rectifying the flow's own coupling\nThe trained flow pairs each noise $z_0$ with the point "
           "$z_1$ its ODE carries it to. Reflow (Liu, Gong & Liu 2023, Algorithm 1) fits a new flow to the straight "
@@ -289,8 +302,8 @@ def _section_reflow(d: Derivation, rng: np.random.Generator, m, s, flow_map) -> 
     k = 200
     nodes = (np.arange(k) + 0.5) / k  # the midpoint rule in time
     field = lambda t, x: marginal_velocity(t, x, m, s)  # noqa: E731
-    path = _states(field, x0, np.append(nodes, 1.0))
-    velocities = jax.vmap(field)(jnp.asarray(nodes), path[:-1])
+    path = _rk4(field, x0, 0.0, 1.0, 2 * k, keep=True)  # the nodes are its odd steps
+    velocities = jax.vmap(field)(jnp.asarray(nodes), path[1::2])
     measured = straightness(x0, path[-1], velocities)
     end, energy = _path_energy(field, x0)
     excess = jnp.mean(energy) - jnp.mean(jnp.sum((end - x0) ** 2, 1))
@@ -306,6 +319,10 @@ def _section_reflow(d: Derivation, rng: np.random.Generator, m, s, flow_map) -> 
         root - jnp.eye(2)).T
     d.numeric("...while one Euler step of the 2-rectified (OT) field, $z_0 + v_0(z_0)$, lands on $z_1$ exactly",
               x0 + ot_field(0.0, x0), monge, rtol=1e-12, atol=1e-12)
+
+
+def _section_reflow_mixture(d: Derivation, rng: np.random.Generator) -> None:
+    """Reflow on a two-Gaussian mixture: the flow's pairs keep the marginals and lower the transport cost."""
     means = (jnp.array([-2.0, 1.0]), jnp.array([2.0, -1.0]))
     covs = (0.3 * jnp.eye(2), jnp.diag(jnp.array([0.5, 0.1])))
     weights = (0.4, 0.6)
@@ -329,7 +346,7 @@ def _section_reflow(d: Derivation, rng: np.random.Generator, m, s, flow_map) -> 
                  f"from $z_0$ to $z_1$, which the 2-rectified flow learns, are straighter than the paths that made "
                  f"them", 0.05, excess)
     show = z0[:30]
-    frames = np.asarray(_states(mixture, show, np.linspace(0.02, 1.0, 50)))
+    frames = np.asarray(_rk4(mixture, show, 0.0, 1.0, 50, keep=True)[1:])
     fig, ax = new_figure()
     ax.plot(np.concatenate([np.asarray(show)[None], frames])[:, :, 0],
             np.concatenate([np.asarray(show)[None], frames])[:, :, 1], "C0", lw=0.8)
@@ -345,17 +362,9 @@ def _section_reflow(d: Derivation, rng: np.random.Generator, m, s, flow_map) -> 
                   "between the same pairs (orange, dashed).")
 
 
-def _solve_between(rhs, y0, t0, t1):
-    """y(t1) of dy/dt = rhs(t, y) from y(t0) = y0 (diffrax Dopri5 at 1e-11); vmap-able over (y0, t0, t1)."""
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, a: rhs(t, y)), diffrax.Dopri5(), t0, t1, (t1 - t0) / 10,
-                              y0, stepsize_controller=diffrax.PIDController(rtol=1e-11, atol=1e-11),
-                              max_steps=100_000)
-    return sol.ys[-1]
-
-
 def _section_consistency(d: Derivation, rng: np.random.Generator, m, s) -> None:
-    """Consistency models (Song et al. 2023): the skip parameterisation's boundary, and the distillation loss at the
-    exact consistency function: zero with the exact ODE step, O(h^4) with the Euler step."""
+    """Consistency models (Song et al. 2023): the skip parameterisation is EDM's in the flow's time, and its boundary
+    f(x, 1) = x holds whatever the network says."""
     t, sd, x, F = sp.symbols("t sigma_d x F", positive=True)
     d.say("## 7. Consistency models\nA consistency function maps every point of an ODE trajectory to the "
           "trajectory's end, here at $t = 1$ (Song et al. 2023). It is written $f_\\theta(x_t, t) = "
@@ -374,6 +383,11 @@ def _section_consistency(d: Derivation, rng: np.random.Generator, m, s) -> None:
               jnp.concatenate([skip1, out1, jnp.ravel(consistency_function(
                   points, jnp.ones(4), jnp.asarray(rng.standard_normal((4, 2))) * 100))]),
               jnp.concatenate([jnp.ones(1), jnp.zeros(1), jnp.ravel(points)]), rtol=0, atol=1e-15)
+
+
+def _section_consistency_loss(d: Derivation, rng: np.random.Generator, m, s) -> None:
+    """The distillation loss at the exact consistency function of Gaussian data (the flow map from t to 1):
+    zero with the exact ODE step, O(h^4) with the teacher's Euler step."""
     d.say("For Gaussian data the exact consistency function is the flow map from $t$ to 1, affine in $x$: "
           "$f^*(x, t) = M_t x + c_t$. Distillation pulls $f_\\theta(x_{t_n}, t_n)$ toward "
           "$f_{\\theta^-}(\\hat x_{t_{n+1}}, t_{n+1})$, where $\\hat x$ is one step of the teacher's ODE (eq. 7).")
@@ -384,10 +398,14 @@ def _section_consistency(d: Derivation, rng: np.random.Generator, m, s) -> None:
         gain = jnp.linalg.solve(sigma_t, k).T
         return jnp.concatenate([jnp.ravel(gain @ mm), gain @ c + m - gain @ (t * m)])
 
-    field = lambda t, x: marginal_velocity(t, x[None], m, s)[0]  # noqa: E731
+    field = jax.vmap(lambda t, x: marginal_velocity(t, x[None], m, s)[0])  # row by row, each at its own time
     identity = jnp.concatenate([jnp.ravel(jnp.eye(2)), jnp.zeros(2)])
-    maps = jax.jit(jax.vmap(lambda t0: _solve_between(map_rhs, identity, t0, 1.0)))
-    steps_between = jax.jit(jax.vmap(lambda x, t0, t1: _solve_between(field, x, t0, t1)))
+
+    def maps(t0):  # f* at each time t0 (K,): (K, 6), the flow map's M and c from t0 to 1 (RK4, 200 steps)
+        return _rk4(jax.vmap(map_rhs), jnp.tile(identity, (len(t0), 1)), t0, jnp.ones_like(t0), 200)
+
+    def steps_between(x, t0, t1):  # the exact ODE step, each row from its t0 to its t1 (RK4, 50 steps)
+        return _rk4(field, x, t0, t1, 50)
     x0 = jnp.asarray(rng.standard_normal((2000, 2)))
     x1 = m + jnp.asarray(rng.standard_normal((2000, 2))) @ jnp.linalg.cholesky(s).T
     losses = {}
@@ -403,7 +421,7 @@ def _section_consistency(d: Derivation, rng: np.random.Generator, m, s) -> None:
             return jnp.einsum("bij,bj->bi", table[k, :4].reshape(-1, 2, 2), x) + table[k, 4:]
 
         online = f_star(x_t, n)
-        euler = ode_step(x_t, jax.vmap(field)(t_n, x_t), t_n, t_next)
+        euler = ode_step(x_t, field(t_n, x_t), t_n, t_next)
         losses[steps] = consistency_loss(online, f_star(euler, n + 1))
         if steps == 10:
             exact = steps_between(x_t, t_n, t_next)
@@ -473,5 +491,7 @@ def derive(echo=None) -> Derivation:
     _section_straight_paths(d, rng, m, s, w2_sq)
     flow_map = _section_ode(d, rng, m, s)
     _section_reflow(d, rng, m, s, flow_map)
+    _section_reflow_mixture(d, rng)
     _section_consistency(d, rng, m, s)
+    _section_consistency_loss(d, rng, m, s)
     return d
