@@ -272,8 +272,7 @@ def test_straightness_is_zero_on_straight_paths_at_constant_speed_and_the_speeds
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("teacher") / "run"
-    assert main(["train", "flow_matching", "--steps", "10", "--out", str(run), *TINY, "--set", "model.density_grid=0",
-                 "--set", "train.samples=10"]) == 0
+    assert main(["train", "flow_matching", "--steps", "10", "--out", str(run), *TINY, "--set", "train.samples=0"]) == 0
     return run
 
 
@@ -352,8 +351,7 @@ def test_a_reflow_run_resumes_bit_identically_and_eval_puts_the_teacher_beside_i
 
     sets = [a for a in TINY if a.startswith(("model.", "train."))]
     cfg = apply_overrides(fm_training.default_config("quick"), [
-        *sets, "model.reflow=true", f"model.teacher={teacher_run}", "model.density_grid=0", "train.samples=10",
-        "train.steps=6", "train.checkpoint_every=2", "train.device=cpu"])
+        *sets, "model.reflow=true", f"model.teacher={teacher_run}", "train.samples=0", "train.steps=6", "train.checkpoint_every=2", "train.device=cpu"])
     models.new_trainer(cfg, tmp_path / "straight").run()
     assert models.new_trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
     models.new_trainer(cfg, tmp_path / "resumed", resume=True).run()
@@ -411,8 +409,7 @@ def test_a_consistency_run_resumes_bit_identically_and_eval_puts_the_teachers_eu
 
     sets = [a for a in TINY if a.startswith(("model.", "train."))]
     cfg = apply_overrides(fm_training.default_config("quick"), [
-        *sets, "model.consistency=true", f"model.teacher={teacher_run}", "model.density_grid=0", "train.samples=10",
-        "train.steps=6", "train.checkpoint_every=2", "train.device=cpu"])
+        *sets, "model.consistency=true", f"model.teacher={teacher_run}", "train.samples=0", "train.steps=6", "train.checkpoint_every=2", "train.device=cpu"])
     models.new_trainer(cfg, tmp_path / "straight").run()
     assert models.new_trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
     models.new_trainer(cfg, tmp_path / "resumed", resume=True).run()
