@@ -157,6 +157,22 @@ def ref_low_pass(x, factor):
     return a @ x @ a.T
 
 
+def ref_downsample(x, factor):
+    """Each output pixel the mean of its factor x factor block, slice by slice."""
+    b, c, h, w = x.shape
+    out = np.empty((b, c, h // factor, w // factor))
+    for i in range(h // factor):
+        for j in range(w // factor):
+            out[:, :, i, j] = x[:, :, i * factor:(i + 1) * factor, j * factor:(j + 1) * factor].mean(axis=(2, 3))
+    return out
+
+
+def ref_augment_condition(z, alpha_bar_s, eps):
+    """The variance-preserving rotation: with alpha_bar_s = cos^2 phi, z_s = cos(phi) z + sin(phi) eps."""
+    phi = np.arccos(np.sqrt(alpha_bar_s)).reshape(-1, *([1] * (z.ndim - 1)))
+    return np.cos(phi) * z + np.sin(phi) * eps
+
+
 def _restoration_inputs(rng):
     known = (rng.random((1, 1, 6, 6)) < 0.5).astype("float64")
     return {"x_model": gaussian(rng, 3, 2, 6, 6), "y_t": gaussian(rng, 3, 2, 6, 6), "known": known}
@@ -228,6 +244,14 @@ CASES = (
                  reference=ref_decoder_nll),
     FunctionCase("ddpm/low_pass", "low_pass", lambda r: {"x": gaussian(r, 3, 2, 6, 6)}, static={"factor": 3},
                  grad_wrt=("x",), reference=ref_low_pass),
+    FunctionCase("ddpm/downsample", "downsample", lambda r: {"x": gaussian(r, 3, 2, 6, 6)}, static={"factor": 3},
+                 grad_wrt=("x",), reference=ref_downsample),
+    FunctionCase("ddpm/upsample", "upsample", lambda r: {"z": gaussian(r, 3, 2, 3, 2)}, static={"factor": 2},
+                 grad_wrt=("z",), reference=lambda z, factor: np.kron(z, np.ones((factor, factor)))),
+    FunctionCase("ddpm/augment_condition", "augment_condition",
+                 lambda r: {"z": gaussian(r, 4, 1, 7, 7), "alpha_bar_s": uniform(r, 4, low=0.05, high=0.99),
+                            "eps": gaussian(r, 4, 1, 7, 7)},
+                 grad_wrt=("z", "alpha_bar_s", "eps"), reference=ref_augment_condition),
     FunctionCase("ddpm/replace_known", "replace_known", _restoration_inputs, grad_wrt=("x_model", "y_t"),
                  reference=lambda x_model, y_t, known: np.where(known > 0, y_t, x_model)),
     FunctionCase("ddpm/replace_low_pass", "replace_low_pass",

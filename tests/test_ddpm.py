@@ -397,3 +397,28 @@ def test_the_quick_preset_on_fashion_mnist_beats_a_uniform_model_in_bits_per_dim
     metrics = json.loads((tmp_path / "run/eval_test.json").read_text())
     assert metrics["bits_per_dim"] < 8.0, metrics  # a uniform distribution over 256 levels: 8 bits/dim
     assert metrics.get("fid", 0.0) < 150, metrics
+
+
+# Cascades: the condition and its augmentation ---------------------------------------------------------------------
+def test_the_cascades_condition_is_the_low_pass_image_and_its_augmentation_the_forward_process():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(4, 1, 28, 28, generator=g, dtype=torch.float64)
+    low = ddpm.downsample(x, 2)
+    assert low.shape == (4, 1, 14, 14)
+    torch.testing.assert_close(ddpm.upsample(low, 2), ddpm.low_pass(x, 2))
+    torch.testing.assert_close(ddpm.augment_condition(low, torch.ones(4, dtype=torch.float64), x[:, :, :14, :14]), low)
+    eps = torch.randn(4, 1, 14, 14, generator=g, dtype=torch.float64)
+    a = torch.full((4,), 0.3, dtype=torch.float64)
+    torch.testing.assert_close(ddpm.augment_condition(low, a, eps), ddpm.q_sample(low, a, eps))
+
+
+def test_an_augmentation_that_adds_unscaled_noise_is_caught_by_the_spec(both):
+    import jax.numpy as jnp
+
+    assert run_case(CASES["ddpm/augment_condition"]).passed
+    unscaled = Perturbation("z + sqrt(1 - a) eps", fn=lambda fn: lambda z, alpha_bar_s, eps: z + jnp.sqrt(
+        1 - alpha_bar_s).reshape(-1, *([1] * (z.ndim - 1))) * eps)
+    assert "output" in caught(CASES["ddpm/augment_condition"], unscaled)
+    nearest = Perturbation("mean of the first row only", fn=lambda fn: lambda x, factor: fn(x, factor) * 0 + x[
+        :, :, ::factor, ::factor])
+    assert "output" in caught(CASES["ddpm/downsample"], nearest)

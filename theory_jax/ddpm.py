@@ -26,8 +26,10 @@ from jax.scipy.special import erf
 from theory_jax.broadcasting import per_example
 from theory_jax.diffusion import (
     alpha_bars,
+    augment_condition,
     cosine_betas,
     ddpm_step,
+    downsample,
     linear_betas,
     low_pass,
     posterior_mean_variance,
@@ -37,15 +39,15 @@ from theory_jax.diffusion import (
     repaint_levels,
     replace_known,
     replace_low_pass,
+    upsample,
 )
 from theory_jax.nets.unet import UNet
 from theory_jax.subgradients import clamp
 
-__all__ = ["UNet", "alpha_bars", "cosine_betas", "ddpm_step", "decoder_nll",
+__all__ = ["UNet", "alpha_bars", "augment_condition", "cosine_betas", "ddpm_step", "decoder_nll", "downsample",
            "discretized_gaussian_log_likelihood", "eps_loss", "linear_betas", "low_pass", "posterior_mean_variance",
            "predict_x0", "prior_kl", "q_sample", "renoise", "repaint_levels", "replace_known", "replace_low_pass",
-           "vlb_term",
-           "vlb_weight"]
+           "upsample", "vlb_term", "vlb_weight"]
 
 
 def _sum_trailing(v):

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 
 from theory_jax.broadcasting import per_example
 
-__all__ = ["alpha_bars", "cfg_eps", "classifier_guided_eps", "cosine_betas", "ddim_reverse_step", "ddim_sigma",
-           "ddim_step", "ddpm_step", "implicit_classifier_grad", "linear_betas", "low_pass", "null_labels",
-           "posterior_mean_variance", "predict_x0", "q_sample", "renoise", "repaint_levels", "replace_known",
-           "replace_low_pass"]
+__all__ = ["alpha_bars", "augment_condition", "cfg_eps", "classifier_guided_eps", "cosine_betas",
+           "ddim_reverse_step", "ddim_sigma", "ddim_step", "ddpm_step", "downsample", "implicit_classifier_grad",
+           "linear_betas", "low_pass", "null_labels", "posterior_mean_variance", "predict_x0", "q_sample", "renoise",
+           "repaint_levels", "replace_known", "replace_low_pass", "upsample"]
 
 
 # 1. Noise schedules -------------------------------------------------------------------------------------------
@@ -174,3 +174,26 @@ def repaint_levels(n: int, jump: int = 1, resample: int = 1) -> list[int]:
                 level += 1
                 levels.append(level)
     return levels + [-1]
+
+
+# 5. Cascades: the low-resolution condition and its augmentation (Ho et al. 2021, "Cascaded diffusion models") ----
+def downsample(x, factor: int):
+    """The low-resolution image: x (B, C, H, W) averaged over factor x factor blocks -> (B, C, H / factor, W /
+    factor). H and W must be multiples of ``factor``."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // factor, factor, w // factor, factor).mean(axis=(3, 5))
+
+
+def upsample(z, factor: int):
+    """Each pixel of z (B, C, h, w) repeated over a factor x factor block (nearest) -> (B, C, h factor, w factor):
+    the super-resolution stage's condition at the output's size; ``low_pass`` = upsample(downsample(x))."""
+    return jnp.repeat(jnp.repeat(z, factor, axis=2), factor, axis=3)
+
+
+def augment_condition(z, alpha_bar_s, eps):
+    """Gaussian conditioning augmentation (Ho et al. 2021, section 4.1): the condition corrupted by the forward
+    process at level s, z_s = sqrt(alpha_bar_s) z + sqrt(1 - alpha_bar_s) eps; a random s in training, a chosen one
+    at sampling, and the stage is told s. z: (B, ...) the low-resolution condition; alpha_bar_s: (B,) or () the
+    signal's share at each example's level; eps: (B, ...) the noise ~ N(0, I) -> z_s: (B, ...)."""
+    a = per_example(alpha_bar_s, z)
+    return jnp.sqrt(a) * z + jnp.sqrt(1 - a) * eps

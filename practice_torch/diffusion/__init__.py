@@ -8,6 +8,8 @@
 * ``conditioning``: ``null_labels`` (label dropout), ``cfg_eps`` (classifier-free guidance), ``classifier_guided_eps``,
   ``implicit_classifier_grad``.
 * ``loop``: ``sample_loop``, the one reverse chain, which takes a step function (``step_rule`` names DDPM's and DDIM's).
+* ``cascade``: cascaded diffusion's ``downsample``, ``upsample`` and Gaussian conditioning augmentation
+  (``augment_condition``).
 * ``restoration``: inpainting and super-resolution with a trained DDPM (``restore``: RePaint's replacement and
   resampling, ILVR's low-pass consistency; ``replace_known``, ``replace_low_pass``, ``renoise``, ``low_pass``,
   ``repaint_levels``).
@@ -15,6 +17,7 @@
 Pure functions of tensors with the noise passed in; nothing here imports the engine, a data set or a topic.
 """
 
+from practice_torch.diffusion.cascade import augment_condition, downsample, upsample
 from practice_torch.diffusion.conditioning import cfg_eps, classifier_guided_eps, implicit_classifier_grad, null_labels
 from practice_torch.diffusion.loop import SAMPLERS, sample_loop, step_rule
 from practice_torch.diffusion.restoration import (low_pass, renoise, repaint_levels, replace_known,
@@ -24,8 +27,9 @@ from practice_torch.diffusion.schedule import (Schedule, alpha_bars, cosine_beta
 from practice_torch.diffusion.steps import clipped_eps, ddim_reverse_step, ddim_sigma, ddim_step, ddpm_step
 
 __all__ = [
-    "SAMPLERS", "Schedule", "alpha_bars", "cfg_eps", "classifier_guided_eps", "clipped_eps", "cosine_betas",
-    "ddim_reverse_step", "ddim_sigma", "ddim_step", "ddpm_step", "implicit_classifier_grad", "linear_betas",
-    "low_pass", "null_labels", "posterior_mean_variance", "predict_x0", "q_sample", "renoise", "repaint_levels",
-    "replace_known", "replace_low_pass", "restore", "sample_loop", "step_rule",
+    "SAMPLERS", "alpha_bars", "augment_condition", "cfg_eps", "classifier_guided_eps", "clipped_eps", "cosine_betas",
+    "ddim_reverse_step", "ddim_sigma", "ddim_step", "ddpm_step", "downsample", "implicit_classifier_grad",
+    "linear_betas", "low_pass", "null_labels", "posterior_mean_variance", "predict_x0", "q_sample", "renoise",
+    "repaint_levels", "replace_known", "replace_low_pass", "restore", "sample_loop", "Schedule", "step_rule",
+    "upsample",
 ]

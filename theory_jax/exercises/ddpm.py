@@ -1,4 +1,5 @@
-"""Exercises of DDPM: the forward process, the simple loss and one reverse step."""
+"""Exercises of DDPM: the forward process, the simple loss, one reverse step and a cascade's conditioning
+augmentation."""
 
 from __future__ import annotations
 
@@ -48,6 +49,16 @@ def _mean_at_x_t(x_t, eps, alpha_bar_t, alpha_bar_prev, z):
     return (x_t - beta * eps) / jnp.sqrt(1 - beta) + jnp.sqrt(var) * z
 
 
+def _noise_added_unscaled(z, alpha_bar_s, eps):
+    a = per_example(alpha_bar_s, z)
+    return z + jnp.sqrt(1 - a) * eps
+
+
+def _level_reversed(z, alpha_bar_s, eps):
+    a = per_example(alpha_bar_s, z)
+    return jnp.sqrt(1 - a) * z + jnp.sqrt(a) * eps
+
+
 EXERCISES = (
     Exercise(
         "q_sample",
@@ -83,4 +94,16 @@ EXERCISES = (
          Mistake("your mean is (x_t - beta_t eps) / sqrt(alpha_t): eq. 11's coefficient of eps is "
                  "beta_t / sqrt(1 - alpha_bar_t)", _mean_at_x_t)),
         withhold=("posterior_mean_variance", "predict_x0")),
+    Exercise(
+        "augment_condition",
+        "a cascade's Gaussian conditioning augmentation: the forward process run on the low-resolution condition",
+        ("Ho et al. 2021, section 4.1: the super-resolution stage is trained on a noised condition z_s, drawn as "
+         "q(z_s | z) of the diffusion's own forward process, and is told the level s.",
+         "The same variance-preserving mix as q_sample, applied to the condition: the signal keeps sqrt(alpha_bar_s) "
+         "of its scale and the noise brings the variance back to one for unit-variance data.",
+         "sqrt(alpha_bar_s) z + sqrt(1 - alpha_bar_s) eps, alpha_bar_s broadcast per example."),
+        (Mistake("your augmentation adds noise without shrinking the condition: the forward process scales z by "
+                 "sqrt(alpha_bar_s), so the variance stays that of the data", _noise_added_unscaled),
+         Mistake("your levels run backwards: alpha_bar_s is the share of the signal kept, sqrt(alpha_bar_s) z, and "
+                 "1 - alpha_bar_s the noise's", _level_reversed))),
 )
