@@ -351,7 +351,8 @@ def test_a_reflow_run_resumes_bit_identically_and_eval_puts_the_teacher_beside_i
 
     sets = [a for a in TINY if a.startswith(("model.", "train."))]
     cfg = apply_overrides(fm_training.default_config("quick"), [
-        *sets, "model.reflow=true", f"model.teacher={teacher_run}", "train.samples=0", "train.steps=6", "train.checkpoint_every=2", "train.device=cpu"])
+        *sets, "model.reflow=true", f"model.teacher={teacher_run}", "train.samples=0", "train.steps=6",
+        "train.checkpoint_every=2", "train.device=cpu"])
     models.new_trainer(cfg, tmp_path / "straight").run()
     assert models.new_trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
     models.new_trainer(cfg, tmp_path / "resumed", resume=True).run()
@@ -401,6 +402,11 @@ def test_consistency_refuses_what_it_does_not_take(teacher_run):
         reflow_student(teacher_run, "consistency", consistency_times=(0.5,))
     with pytest.raises(ValueError, match="leave model.coupling=independent"):
         reflow_student(teacher_run, "consistency", coupling="ot")
+    _, config, _, parents = reflow_student(teacher_run, "consistency")
+    distilled = dataclasses.replace(parents["teacher"], config=dataclasses.replace(
+        parents["teacher"].config, model=dataclasses.replace(parents["teacher"].config.model, consistency=True)))
+    with pytest.raises(ValueError, match="has no ODE field to distil"):
+        fm_training.build(config, MOONS, {"teacher": distilled})
 
 
 def test_a_consistency_run_resumes_bit_identically_and_eval_puts_the_teachers_euler_beside_it(teacher_run, tmp_path,
@@ -409,7 +415,8 @@ def test_a_consistency_run_resumes_bit_identically_and_eval_puts_the_teachers_eu
 
     sets = [a for a in TINY if a.startswith(("model.", "train."))]
     cfg = apply_overrides(fm_training.default_config("quick"), [
-        *sets, "model.consistency=true", f"model.teacher={teacher_run}", "train.samples=0", "train.steps=6", "train.checkpoint_every=2", "train.device=cpu"])
+        *sets, "model.consistency=true", f"model.teacher={teacher_run}", "train.samples=0", "train.steps=6",
+        "train.checkpoint_every=2", "train.device=cpu"])
     models.new_trainer(cfg, tmp_path / "straight").run()
     assert models.new_trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
     models.new_trainer(cfg, tmp_path / "resumed", resume=True).run()

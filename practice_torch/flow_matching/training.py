@@ -78,9 +78,9 @@ class Config:
     nll_examples: int = 1000  # 2-D: held-out points that get the exact NLL (cnf.log_likelihood, dopri5); 0: none
     straightness_steps: int = 100  # 2-D: midpoint steps of the trajectories whose straightness eval measures
     reflow: bool = False  # the 2-rectified flow: pairs (x0, the teacher's ODE solution from x0) in place of the data
-    teacher: str = ""  # reflow: a trained flow_matching run; "" = the engine trains teacher_preset first (RUN/teacher)
-    teacher_preset: str = "quick"  # reflow: the teacher's preset, trained with this run's seed
-    teacher_root: str = ""  # reflow: where that teacher is written ("" = inside this run; a folder: shared, reused)
+    teacher: str = ""  # reflow, consistency: a trained flow_matching run; "" = the engine trains teacher_preset first
+    teacher_preset: str = "quick"  # reflow, consistency: the teacher's preset, trained with this run's seed
+    teacher_root: str = ""  # reflow, consistency: where that teacher goes ("" = RUN/teacher; a folder: shared, reused)
     distill: bool = False  # reflow: train the one-step map alone (t = 0: v(x0, 0) fits z1 - x0)
     consistency: bool = False  # consistency distillation of the teacher (Song et al. 2023), its own training step
     consistency_steps: int = 20  # consistency: N, the grid t_n = n / N of the teacher's Euler steps
@@ -140,9 +140,9 @@ ARCHITECTURE = ("architecture", "hidden", "depth", "channels", "channel_mults", 
                 "sigma_data")
 USE = ("guidance_scale", "method", "ode_steps", "atol", "rtol", "frames", "density_grid", "eval_examples",
        "nll_examples", "straightness_steps", "consistency_times")  # what sample and eval --set may change
-BUILDS_ON = {"teacher": "flow_matching"}  # reflow: the 1-rectified flow whose ODE draws the pairs (engine.runs.Parent)
+BUILDS_ON = {"teacher": "flow_matching"}  # reflow, consistency: the flow whose ODE they distil (engine.runs.Parent)
 NETWORK = ("architecture", "hidden", "depth", "channels", "channel_mults", "num_res_blocks", "attention_levels",
-           "heads", "conditional", "cond_dim")  # what a reflow run takes from its teacher
+           "heads", "conditional", "cond_dim")  # what a reflow or consistency run takes from its teacher
 # The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
 RANGES = {**dict.fromkeys(("hidden", "depth", "channels", "channel_mults", "num_res_blocks", "heads", "ode_steps", "atol",
                            "rtol", "frames", "eval_examples", "straightness_steps", "consistency_steps",
@@ -155,9 +155,9 @@ RANGES = {**dict.fromkeys(("hidden", "depth", "channels", "channel_mults", "num_
 
 
 def prerequisite_runs(config: Config, data) -> dict[str, Prerequisite]:
-    """Reflow's teacher when ``model.teacher`` is empty: the flow_matching preset ``model.teacher_preset`` on this data
-    set, trained with this run's seed, inside this run's folder (RUN/teacher) or, when ``model.teacher_root`` names a
-    folder, there (reused once finished)."""
+    """The teacher of reflow or consistency distillation when ``model.teacher`` is empty: the flow_matching preset
+    ``model.teacher_preset`` on this data set, trained with this run's seed, inside this run's folder (RUN/teacher)
+    or, when ``model.teacher_root`` names a folder, there (reused once finished)."""
     if not (config.reflow or config.consistency) or config.teacher:
         return {}
 
@@ -168,15 +168,16 @@ def prerequisite_runs(config: Config, data) -> dict[str, Prerequisite]:
 
 
 def inherit(config: Config, parents: dict[str, Parent]) -> Config:
-    """A reflow run's config with its teacher's network (``NETWORK``): what the engine records before the first
-    build (``practice_torch.models.inherited``)."""
+    """A reflow or consistency run's config with its teacher's network (``NETWORK``): what the engine records before
+    the first build (``practice_torch.models.inherited``)."""
     return inherited_keys(config, parents.get("teacher"), NETWORK)
 
 
 def build(config: Config, data, parents: dict[str, Parent] | None = None) -> FlowModel:
-    """The field (``build_field``); for reflow, the student and its frozen teacher (``RectifiedFlow``), both the
-    teacher run's network, the student starting from its weights (copied at the first build, from this run's
-    checkpoint afterwards). One-line ValueError for settings reflow does not take."""
+    """The field (``build_field``); for reflow, the student and its frozen teacher (``RectifiedFlow``); for
+    consistency distillation, the network, its target and the frozen teacher (``ConsistencyModel``). All are the
+    teacher run's network and start from its weights (copied at the first build, from this run's checkpoint
+    afterwards). One-line ValueError for settings they do not take, or a teacher that is not a field."""
     if config.distill and not config.reflow:
         raise ValueError("model.distill=true trains the one-step map of a reflow run: add model.reflow=true")
     if config.reflow and config.consistency:
@@ -194,11 +195,14 @@ def build(config: Config, data, parents: dict[str, Parent] | None = None) -> Flo
                          "model.coupling=independent and model.sigma_min=0")
     parent = (parents or {}).get("teacher")
     if parent is None:
-        raise ValueError("reflow builds on a trained flow_matching run: --set model.teacher=RUN_DIR, or leave it "
+        raise ValueError(f"{mode} builds on a trained flow_matching run: --set model.teacher=RUN_DIR, or leave it "
                          "empty and train through practice_torch.models, which trains one first")
     if parent.config is not None and parent.config.data.name != data.name:
         raise ValueError(f"model.teacher={parent.run} was trained on {parent.config.data.name}; this run is on "
                          f"{data.name}")
+    if parent.config is not None and parent.config.model.consistency:
+        raise ValueError(f"model.teacher={parent.run} is a consistency model, which has no ODE field to distil; "
+                         "name a flow-matching or reflow run")
     teacher, target = build_field(config, data), build_field(config, data)
     if parent.net is not None:  # the first build: all start as the teacher's field
         for net in (teacher, student, target):
