@@ -356,7 +356,8 @@ def _section_reflow_mixture(d: Derivation, rng: np.random.Generator) -> None:
     ax.plot([], [], "C0", label="the flow's paths (1-rectified)")
     ax.plot([], [], "C1--", label="the pairs' lines (what reflow fits)")
     ax.set(xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
-    ax.legend(fontsize="small")
+    ax.set_ylim(top=ax.get_ylim()[1] + 1.2)  # room for the legend above the paths
+    ax.legend(fontsize="small", loc="upper left")
     d.figure(fig, "Reflow on the two-Gaussian mixture: the 1-rectified flow carries 30 noise draws (grey) along "
                   "curved paths (blue) to its samples (black); the 2-rectified flow is trained on the straight lines "
                   "between the same pairs (orange, dashed).")
