@@ -10,7 +10,10 @@ run is read for (a key of ``eval``'s metrics) and the target every seed must mee
 between two arms a third closes on each seed. The rows: CartPole (PPO, TRPO), WGAN-GP's 8 Gaussians and its other
 toys, DANN on two shifts with its bounds (and on the galaxy blend at three times the steps), BiGAN's encoder against
 the autoencoder's and the VAE's, the mode-collapse ring and grid of VEEGAN and PacGAN (the plain GAN, each remedy,
-packing, WGAN-GP), and Mamba's synthetic tasks (selective copying also at three times the steps). Each (row, arm, seed)
+packing, WGAN-GP), progressive growing and StyleGAN2 beside the DCGAN, flow matching's reflow and consistency
+distillation beside their teachers, the VAE family's rows (VAE-GAN, the hierarchical VAE, disentanglement and
+FactorVAE's critic), and Mamba's synthetic tasks (selective copying and induction heads also at three times the
+steps). Each (row, arm, seed)
 is one ``python -m practice_torch train`` and ``eval`` on one torch thread, ``--jobs`` at a time, into
 ``DIR/<row>/<arm>-<seed>``; a run whose evaluation is there is kept, so a stopped sweep (Ctrl-C: exit 130, the
 runs' child processes killed) picks up where it left off. The first line says how long the sweep should take on this
