@@ -79,9 +79,12 @@ def init_args(setup: Setup, batch, noise):
 
 
 def jax_twin(net, cfg):
-    """DDPM's ``JaxTwin``; ValueError (one line) for dropout, whose masks the engine's noise does not carry."""
+    """DDPM's ``JaxTwin``; ValueError (one line) for dropout, whose masks the engine's noise does not carry, and for
+    a cascade, whose two stages the JAX twin does not have."""
     if getattr(cfg.model, "dropout", 0.0):
         raise ValueError(f"model.dropout={cfg.model.dropout}: the JAX trainer draws no dropout masks (set it to 0)")
+    if getattr(cfg.model, "cascade", False):
+        raise ValueError("model.cascade=true: the JAX trainer has one DDPM; train the cascade with practice_torch")
     twin = Denoising(flax_twin(net.denoiser)[0], bool(net.num_classes))
     shape = tuple(net.shape[1:]) + tuple(net.shape[:1]) if len(net.shape) == 3 else tuple(net.shape)  # channels last
     setup = Setup(twin, jnp.asarray(net.alpha_bars.cpu().numpy()), net.images, net.num_classes, shape,

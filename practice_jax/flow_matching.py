@@ -85,17 +85,18 @@ def init_args(setup: Setup, batch, noise):
 
 def jax_twin(net, cfg):
     """Flow matching's ``JaxTwin`` (JaxTrainError, one line, for OT coupling, whose assignment is solved on the host
-    between the batch and the step, for dropout, whose masks the engine's noise does not carry, and for reflow, whose
-    pairs a teacher's ODE draws)."""
+    between the batch and the step, for dropout, whose masks the engine's noise does not carry, and for reflow and
+    consistency distillation, which draw on a teacher's ODE)."""
     m = cfg.model
     if m.coupling != "independent":
         raise JaxTrainError(f"model.coupling={m.coupling}: the JAX trainer pairs noise and data independently "
                             "(set model.coupling=independent, or train OT-CFM with practice_torch)")
     if m.dropout:
         raise JaxTrainError(f"model.dropout={m.dropout}: the JAX trainer draws no dropout masks (set it to 0)")
-    if m.reflow:
-        raise JaxTrainError("model.reflow=true: the JAX trainer fits the flow to data pairs; train the 2-rectified "
-                            "flow, whose pairs come from a teacher's ODE, with practice_torch")
+    if m.reflow or m.consistency:
+        what = "model.reflow=true" if m.reflow else "model.consistency=true"
+        raise JaxTrainError(f"{what}: the JAX trainer fits the flow to data pairs; train a run that distils a "
+                            "teacher's ODE with practice_torch")
     twin = Field(flax_twin(net.net)[0])
     shape = tuple(net.shape[1:]) + tuple(net.shape[:1]) if len(net.shape) == 3 else tuple(net.shape)  # channels last
     setup = Setup(twin, m, net.unit_images, net.num_classes, net.cond_dim, shape)

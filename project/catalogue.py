@@ -75,7 +75,7 @@ TOPICS: tuple[Topic, ...] = (
     # Diffusion models
     Topic("ddpm", "diffusion", "DDPM: forward/reverse processes, ELBO, U-Net", "image, sound, 2-D",
           trains="DDPM: U-Net (images, mel spectrograms) or MLP (2-D), DDPM/DDIM samplers, CFG, inpainting and "
-                 "super-resolution (RePaint, ILVR)",
+                 "super-resolution (RePaint, ILVR), a two-stage cascade with conditioning augmentation",
           checks="the variational bound, four shared timesteps per example (U-Net on images, MLP on 2-D)"),
     Topic("score", "diffusion", "DDPMs as score predictors; Langevin", "2-D, image",
           trains="NCSN: noise-conditional score net, DSM, annealed Langevin (2-D MLP, image U-Net)"),

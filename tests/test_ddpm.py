@@ -422,3 +422,57 @@ def test_an_augmentation_that_adds_unscaled_noise_is_caught_by_the_spec(both):
     nearest = Perturbation("mean of the first row only", fn=lambda fn: lambda x, factor: fn(x, factor) * 0 + x[
         :, :, ::factor, ::factor])
     assert "output" in caught(CASES["ddpm/downsample"], nearest)
+
+
+# A cascade of two stages in one run -------------------------------------------------------------------------------
+def tiny_cascade(**kw):
+    torch.manual_seed(0)
+    cfg = ddpm_training.Config(channels=8, channel_mults=(1, 2), attention_levels=(1,), T=50, sample_steps=5,
+                               cascade=True, base_channel_mults=(1, 2), **kw)
+    return ddpm_training.build(cfg, DIGITS), cfg
+
+
+def test_the_cascades_loss_is_its_two_stages_l_simple_on_the_augmented_condition():
+    from practice_torch.ddpm import cascade
+
+    net, cfg = tiny_cascade(augment_levels=20)
+    assert isinstance(net, cascade.Cascade) and net.base.shape == (1, 4, 4) and net.shape == (1, 8, 8)
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(6, 1, 8, 8, generator=g)
+    noise = ddpm_training.draw_noise(net, cfg, 6, g)
+    assert {"t_low", "eps_low", "s", "eps_aug"} <= set(noise) and noise["s"].max() <= 20
+    x0, z = net.to_model(x), ddpm.downsample(net.to_model(x), 2)
+    a = net.alpha_bars
+    base = ((net.base(ddpm.q_sample(z, a[noise["t_low"]], noise["eps_low"]), noise["t_low"]) - noise["eps_low"])
+            ** 2).mean()
+    level = torch.where(noise["s"] > 0, a[(noise["s"] - 1).clamp(min=0)], torch.ones(6, dtype=a.dtype))
+    condition = ddpm.upsample(ddpm.augment_condition(z, level, noise["eps_aug"]), 2)
+    x_t = ddpm.q_sample(x0, a[noise["t"]], noise["eps"])
+    sr = ((net.sr(x_t, noise["t"], condition, noise["s"] / 20) - noise["eps"]) ** 2).mean()
+    total, terms = ddpm_training.loss(net, cfg, (x, torch.zeros(6)), noise, 0)
+    torch.testing.assert_close(total, base + sr)
+    torch.testing.assert_close(terms["sr_loss"], sr)
+    assert cascade.condition_levels(net, torch.zeros(1, dtype=torch.long)) == 1  # level 0: the clean condition
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"conditional": True}, "draws unconditional samples"),
+    ({"cascade_factor": 3}, "must divide the images' 8 x 8"),
+    ({"sample_augment": 5}, "beyond the levels the stage was trained on"),
+])
+def test_a_cascade_refuses_what_it_cannot_do_in_one_line(changes, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_cascade(**changes)
+
+
+def test_a_tiny_cascade_trains_samples_through_both_stages_and_evaluates(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "ddpm", "--dataset", "digits", "--steps", "3", "--out", str(run), "--device", "cpu",
+                 *[a for s in [*TINY_UNET, "model.cascade=true", "model.augment_levels=20", "model.sample_augment=10",
+                               "model.sample_steps=4", "train.batch_size=8", "train.samples=4"] for a in ("--set", s)]]) == 0
+    assert (run / "samples/samples.png").is_file() and (run / "samples/base_samples.png").is_file()
+    assert main(["eval", str(run), "--no-sample-metrics", "--set", "model.nll_examples=16"]) == 0
+    metrics = json.loads((run / "eval_test.json").read_text())
+    assert math.isfinite(metrics["base_eps_loss"]) and math.isfinite(metrics["sr_eps_loss"])
+    assert metrics["sample_augment"] == 10
+    capsys.readouterr()

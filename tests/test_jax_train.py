@@ -715,3 +715,20 @@ def test_a_run_with_jax_noise_trains_resumes_exactly_and_pytorch_refuses_to_draw
     assert "which a resumed run keeps" in capsys.readouterr().err
     assert torch_main(["train", "vae", "--resume", str(runs["part"]), "--steps", "8"]) == 2
     assert "train.rng=jax: the PyTorch engine draws a step's noise from its torch generator" in capsys.readouterr().err
+
+
+def test_the_jax_twins_refuse_reflow_consistency_and_a_cascade_in_one_line():
+    """The flow-matching twin has no teacher and the DDPM twin one stage: each refuses before it builds."""
+    from types import SimpleNamespace
+
+    from practice_jax import ddpm as jddpm
+    from practice_jax import flow_matching as jfm_twin
+    from practice_torch.ddpm import training as ddpm_training
+    from practice_torch.flow_matching import training as fm_training
+
+    for changes in ({"reflow": True}, {"consistency": True}):
+        with pytest.raises(Exception, match="train .* with practice_torch") as caught_error:
+            jfm_twin.jax_twin(None, SimpleNamespace(model=fm_training.Config(**changes)))
+        assert "\n" not in str(caught_error.value)
+    with pytest.raises(ValueError, match="train the cascade with practice_torch"):
+        jddpm.jax_twin(None, SimpleNamespace(model=ddpm_training.Config(cascade=True)))

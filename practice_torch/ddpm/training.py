@@ -8,6 +8,10 @@ one net gives both eps(x, y) and eps(x) for classifier-free guidance (``guidance
 Sampling walks a respaced schedule (``sample_steps``; 0 = all T) with the 'ddpm' or 'ddim' sampler, and ``sample``
 and ``eval`` accept ``--set model.sampler=ddim --set model.sample_steps=50``. ``eval`` reports the NLL bound in
 bits/dim (``functions``) and the epsilon loss; FID/KID come from eval's sample metrics, drawn with the same sampler.
+``model.cascade=true`` trains a cascade of two DDPMs in one run (``cascade``): a base at 1 / ``cascade_factor`` of
+the size and a super-resolution stage conditioned on it, with Gaussian conditioning augmentation up to level
+``augment_levels``; it samples with the base's draw augmented at ``sample_augment``, and its ``eval`` reports the
+two stages' epsilon losses beside FID.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from practice_torch.ddpm.cascade import Cascade, SuperResolution, cascade_losses, cascade_sample
 from practice_torch.ddpm.figures import vector_figures
 from practice_torch.ddpm.functions import decoder_nll, eps_loss, prior_kl, vlb_term
-from practice_torch.diffusion import Schedule, null_labels, predict_x0, q_sample, restoration
+from practice_torch.diffusion import Schedule, null_labels, predict_x0, q_sample, restoration, upsample
 from practice_torch.diffusion import model as core
 from practice_torch.diffusion.model import Diffusion
 from practice_torch.elbo import gaussian_log_prob
@@ -65,6 +70,11 @@ class Config:
     sr_factor: int = 4  # super_resolution: the known image is the truth's factor x factor block means
     resample: int = 5  # RePaint's r: each level's step taken r times, going back up in between (1: replacement alone)
     jump: int = 1  # RePaint's j: levels gone back up at a time
+    cascade: bool = False  # two stages in one run (Ho et al. 2021): a base DDPM and a super-resolution DDPM on it
+    cascade_factor: int = 2  # cascade: the base models the images' factor x factor block means (28 x 28 -> 14 x 14)
+    base_channel_mults: tuple[int, ...] = (1, 2)  # cascade: the base U-Net's levels (14 x 14 -> 7 x 7)
+    augment_levels: int = 0  # cascade: S, the condition augmented at s ~ U{0..S} of the schedule in training (0: none)
+    sample_augment: int = 0  # cascade: the level the base's draw is augmented at before the second stage (<= S)
 
 
 GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "compile": True, "channels_last": True, "log_every": 100}
@@ -119,14 +129,16 @@ default_config = preset_config("ddpm", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
 ARCHITECTURE = ("schedule", "T", "denoiser", "channels", "channel_mults", "num_res_blocks", "attention_levels",
-                "heads", "hidden", "depth", "conditional", "mel")
+                "heads", "hidden", "depth", "conditional", "mel", "cascade", "cascade_factor", "base_channel_mults")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_x0", "chain_frames", "nll_examples", "nll_timesteps",
-       "task", "mask", "sr_factor", "resample", "jump")
+       "task", "mask", "sr_factor", "resample", "jump", "sample_augment")
 # The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
 RANGES = {**dict.fromkeys(("T", "channels", "channel_mults", "num_res_blocks", "heads", "hidden", "depth",
-                           "chain_frames", "nll_examples", "resample", "jump"), "positive"),
-          **dict.fromkeys(("attention_levels", "sample_steps", "guidance_scale", "nll_timesteps"), "at least 0"),
+                           "chain_frames", "nll_examples", "resample", "jump", "base_channel_mults"), "positive"),
+          **dict.fromkeys(("attention_levels", "sample_steps", "guidance_scale", "nll_timesteps", "augment_levels",
+                           "sample_augment"), "at least 0"),
+          "cascade_factor": "at least 2",
           "dropout": "in [0, 1)", "label_dropout": "in [0, 1)", "eta": "in [0, 1]", "sr_factor": "at least 2"}
 
 
@@ -141,6 +153,8 @@ def build(config: Config, data) -> Diffusion:
     if not 0 <= config.sample_steps <= config.T:
         raise ValueError(f"model.sample_steps must be in 0..T={config.T}, got {config.sample_steps}")
     check_task(config, data.shape)
+    if config.cascade:
+        return build_cascade(config, data)
     k = data.num_classes if config.conditional else 0
     if config.denoiser == "unet":
         if len(data.shape) != 3:
@@ -163,12 +177,49 @@ def build(config: Config, data) -> Diffusion:
     return Diffusion(denoiser, Schedule.make(config.schedule, config.T), data.shape, k, images)
 
 
+def build_cascade(config: Config, data) -> Cascade:
+    """The base U-Net DDPM on (C, H / f, W / f) (``base_channel_mults``, attention at its last level when the run
+    has any) and the super-resolution U-Net on (C, H, W) that reads the upsampled condition as C more channels and
+    the augmentation level as a continuous condition; one-line ValueError for settings a cascade does not take."""
+    if len(data.shape) != 3 or config.denoiser != "unet" or config.mel:
+        raise ValueError(f"model.cascade=true stacks two U-Nets on (C, H, W) images; {data.name} examples have shape "
+                         f"{data.shape}")
+    if config.conditional or config.task != "sample":
+        raise ValueError("model.cascade=true draws unconditional samples: leave model.conditional=false and "
+                         "model.task=sample")
+    c, h, w = data.shape
+    f = config.cascade_factor
+    if h % f or w % f:
+        raise ValueError(f"model.cascade_factor={f} must divide the images' {h} x {w}")
+    if config.sample_augment > config.augment_levels:
+        raise ValueError(f"model.sample_augment={config.sample_augment} is beyond the levels the stage was trained "
+                         f"on (model.augment_levels={config.augment_levels})")
+    schedule = Schedule.make(config.schedule, config.T)
+    shared = dict(channels=config.channels, num_res_blocks=config.num_res_blocks, heads=config.heads,
+                  dropout=config.dropout)
+    base = UNet(UNetConfig(in_channels=c, out_channels=c, channel_mults=config.base_channel_mults,
+                           attention_levels=(len(config.base_channel_mults) - 1,) if config.attention_levels else (),
+                           **shared))
+    sr = UNet(UNetConfig(in_channels=2 * c, out_channels=c, channel_mults=config.channel_mults,
+                         attention_levels=config.attention_levels, cond_dim=1, **shared))
+    images = data.unit_images
+    return Cascade(Diffusion(base, schedule, (c, h // f, w // f), 0, images), SuperResolution(sr), schedule,
+                   data.shape, f, images)
+
+
 def draw_noise(net: Diffusion, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """t ~ U{0..T-1} (n,), eps ~ N(0, I) (n, *shape), and drop (n,) bool: which labels become the null token."""
+    """t ~ U{0..T-1} (n,), eps ~ N(0, I) (n, *shape), and drop (n,) bool: which labels become the null token; a
+    cascade also draws its base's t_low and eps_low, and the augmentation's level s ~ U{0..S} and eps_aug."""
     noise = {"t": torch.randint(0, len(net.schedule), (n,), generator=generator),
              "eps": torch.randn((n, *net.shape), generator=generator)}
     if net.num_classes:
         noise["drop"] = torch.rand(n, generator=generator) < config.label_dropout
+    if config.cascade:
+        low = (n, *net.base.shape)
+        noise |= {"t_low": torch.randint(0, len(net.schedule), (n,), generator=generator),
+                  "eps_low": torch.randn(low, generator=generator),
+                  "s": torch.randint(0, config.augment_levels + 1, (n,), generator=generator),
+                  "eps_aug": torch.randn(low, generator=generator)}
     return noise
 
 
@@ -181,7 +232,11 @@ def labels(net: Diffusion, y: torch.Tensor, drop: torch.Tensor | None) -> torch.
 
 def loss(net: Diffusion, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """L_simple = E ||eps - eps_theta(sqrt(a_t) x_0 + sqrt(1 - a_t) eps, t)||^2 per dimension (Ho et al. eq. 14;
-    Algorithm 1). batch: (x (B, ...), y (B,)); noise: ``draw_noise`` rows."""
+    Algorithm 1). batch: (x (B, ...), y (B,)); noise: ``draw_noise`` rows. A cascade: the sum of its two stages'
+    L_simple (``cascade.cascade_losses``), each logged."""
+    if config.cascade:
+        base, sr = cascade_losses(net, net.to_model(batch[0]), noise, config.augment_levels)
+        return base + sr, {"base_loss": base.detach(), "sr_loss": sr.detach()}
     x0 = net.to_model(batch[0])
     t = noise["t"]
     a_t = net.alpha_bars[t]  # the schedule's, kept on the net's device
@@ -258,6 +313,13 @@ def sample(net: Diffusion, config: Config, n: int, generator: torch.Generator, e
     With ``model.task`` inpaint or super_resolution: held-out images restored instead (``restoration_figure``)."""
     if config.task != "sample":
         return [restoration_figure(net, config, n, generator, examples)]
+    if config.cascade:
+        x0, z = cascade_sample(net, n, generator, level=config.sample_augment, levels=config.augment_levels,
+                               sampler=config.sampler, steps=config.sample_steps, eta=config.eta,
+                               clip_x0=config.clip_x0)
+        per_row = math.ceil(math.sqrt(n))
+        return [Artefact("samples", "images", net.from_model(x0).cpu(), nrow=per_row),
+                Artefact("base_samples", "images", net.from_model(upsample(z, net.factor)).cpu(), nrow=per_row)]
     device = _device(net)
     y, per_row = None, math.ceil(math.sqrt(n))
     if net.num_classes:
@@ -288,7 +350,10 @@ def evaluate(net: Diffusion, config: Config, dataset: Dataset, generator: torch.
     bound on the density), the middle sum either exactly (``nll_timesteps=0``: all T - 1 terms) or unbiasedly as
     (T - 1) times the mean of ``nll_timesteps`` terms at t ~ U{1..T-1} per example. bits_per_dim_stderr is the
     standard error of the mean over examples (it includes the t-sampling noise). eps_loss: L_simple at t ~ U{0..T-1}
-    estimated from the same forward passes. The decoder variance at t = 0 is beta-tilde at t = 1 (beta-tilde_0 = 0)."""
+    estimated from the same forward passes. The decoder variance at t = 0 is beta-tilde at t = 1 (beta-tilde_0 = 0).
+    A cascade reports its two stages' L_simple on those examples instead (``evaluate_cascade``)."""
+    if config.cascade:
+        return evaluate_cascade(net, config, dataset, generator)
     device, s, big_t = _device(net), net.schedule, len(net.schedule)
     if big_t < 2:
         raise ValueError("the NLL bound needs T >= 2")
@@ -336,3 +401,18 @@ def evaluate(net: Diffusion, config: Config, dataset: Dataset, generator: torch.
             "diffusion_bits_per_dim": terms["diffusion"].mean().item() * to_bits,
             "eps_loss": terms["simple"].mean().item(), "nll_examples": m, "nll_estimator": estimator,
             "data": "8-bit images on [-1, 1], discretised decoder" if net.images else "real values, Gaussian decoder"}
+
+
+@torch.no_grad()
+def evaluate_cascade(net: Cascade, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """The base's and the super-resolution stage's L_simple on the first ``nll_examples`` held-out images, with t,
+    the noise and the augmentation level drawn as in training (``draw_noise``). FID/KID come from eval's sample
+    metrics, drawn through both stages."""
+    device, m = _device(net), min(config.nll_examples, len(dataset))
+    totals = torch.zeros(2, dtype=torch.float64)
+    for x, _ in DataLoader(Subset(dataset, range(m)), batch_size=250):
+        noise = {k: v.to(device) for k, v in draw_noise(net, config, len(x), generator).items()}
+        base, sr = cascade_losses(net, net.to_model(x.to(device)), noise, config.augment_levels)
+        totals += torch.stack([base, sr]).double().cpu() * len(x)
+    return {"base_eps_loss": totals[0].item() / m, "sr_eps_loss": totals[1].item() / m, "nll_examples": m,
+            "augment_levels": config.augment_levels, "sample_augment": config.sample_augment}
