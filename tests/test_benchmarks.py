@@ -492,7 +492,7 @@ def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp
 
     with_samples = []
 
-    def train(out, arm, seed, sample_metrics=False):
+    def train(out, arm, seed, sample_metrics=False, samples=0):
         with_samples.append(sample_metrics)
         sets = ["--set", f"train.seed={seed}", "--set", "train.threads=1"]
         assert cli(["train", arm.model, "--dataset", arm.dataset, "--out", str(out), *sets]) == 0
@@ -569,7 +569,7 @@ def test_the_presets_sweep_trains_the_runs_a_preset_builds_on_first_a_seed_each(
     results.write_text(json.dumps(rows))
     calls = []
 
-    def train(out, arm, seed, sample_metrics=False):
+    def train(out, arm, seed, sample_metrics=False, samples=0):
         calls.append((arm.model, arm.sets, seed))
         out.mkdir(parents=True)
         (out / "eval_test.json").write_text("{}")
@@ -630,7 +630,7 @@ def fake_cartpole(interrupt_after: int | None = None):
     called for): from call ``interrupt_after`` + 1 on it raises KeyboardInterrupt, as Ctrl-C does."""
     calls = []
 
-    def train(out, arm, seed, sample_metrics=False):
+    def train(out, arm, seed, sample_metrics=False, samples=0):
         calls.append((arm.name, seed))
         if interrupt_after is not None and len(calls) > interrupt_after:
             raise KeyboardInterrupt
@@ -720,7 +720,7 @@ from pathlib import Path
 from benchmarks import reproduce as R
 from benchmarks.__main__ import main
 count = itertools.count()
-def train(out, arm, seed, sample_metrics=False):
+def train(out, arm, seed, sample_metrics=False, samples=0):
     n = next(count)
     if n == 0:
         out.mkdir(parents=True)
@@ -850,3 +850,29 @@ def test_practice_jax_help_is_the_train_commands_and_a_missing_command_a_usage_l
         assert practice_jax(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("usage: python -m practice_jax train MODEL") and len(err.splitlines()) == 1
+
+
+def test_a_rows_eval_samples_reach_eval_and_none_leave_its_default(tmp_path, monkeypatch):
+    """``train_and_evaluate`` asks ``eval`` for ``--samples N`` when the row names N (a slow sampler's), and for
+    nothing when it does not; the cascade's row names 2 000."""
+    import subprocess
+
+    from benchmarks import reproduce as R
+
+    calls = []
+
+    def run(argv, **kw):
+        calls.append(argv)
+        if argv[3] == "eval":
+            (tmp_path / "run" / "eval_test.json").write_text("{}")
+        else:
+            (tmp_path / "run").mkdir(parents=True, exist_ok=True)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(R.CHILDREN, "run", run)
+    arm = R.Arm("a", "ddpm", "digits")
+    for samples, expected in ((2000, ["--samples", "2000"]), (0, [])):
+        calls.clear()
+        R.train_and_evaluate(tmp_path / "run", arm, 0, sample_metrics=True, samples=samples)
+        assert calls[1][3:] == ["eval", str(tmp_path / "run"), *expected], calls[1]
+    assert R.ROWS["cascade"].eval_samples == 2000
