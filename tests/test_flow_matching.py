@@ -346,17 +346,24 @@ def test_an_empty_teacher_is_trained_first_with_the_runs_seed(tmp_path, monkeypa
     assert trained[0].train == dataclasses.replace(default.train, seed=7)  # the preset's, but for the seed
 
 
-def test_a_reflow_run_resumes_bit_identically_and_eval_puts_the_teacher_beside_it(teacher_run, tmp_path, capsys):
+def straight_and_resumed(teacher_run, tmp_path, mode: str) -> tuple[dict, dict]:
+    """The state dicts of a tiny ``mode`` run (reflow or consistency) of 6 steps straight and of one stopped at 3
+    and resumed, both on ``teacher_run``."""
     from practice_torch.engine.config import apply_overrides
 
     sets = [a for a in TINY if a.startswith(("model.", "train."))]
     cfg = apply_overrides(fm_training.default_config("quick"), [
-        *sets, "model.reflow=true", f"model.teacher={teacher_run}", "train.samples=0", "train.steps=6",
+        *sets, f"model.{mode}=true", f"model.teacher={teacher_run}", "train.samples=0", "train.steps=6",
         "train.checkpoint_every=2", "train.device=cpu"])
     models.new_trainer(cfg, tmp_path / "straight").run()
     assert models.new_trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
     models.new_trainer(cfg, tmp_path / "resumed", resume=True).run()
     a, b = (models.open_run(tmp_path / r, torch.device("cpu"))[2].state_dict() for r in ("straight", "resumed"))
+    return a, b
+
+
+def test_a_reflow_run_resumes_bit_identically_and_eval_puts_the_teacher_beside_it(teacher_run, tmp_path, capsys):
+    a, b = straight_and_resumed(teacher_run, tmp_path, "reflow")
     assert any(k.startswith("teacher.") for k in a) and all(torch.equal(a[k], b[k]) for k in a)
     assert main(["eval", str(tmp_path / "resumed")]) == 0
     metrics = json.loads((tmp_path / "resumed" / "eval_test.json").read_text())
@@ -411,16 +418,7 @@ def test_consistency_refuses_what_it_does_not_take(teacher_run):
 
 def test_a_consistency_run_resumes_bit_identically_and_eval_puts_the_teachers_euler_beside_it(teacher_run, tmp_path,
                                                                                               capsys):
-    from practice_torch.engine.config import apply_overrides
-
-    sets = [a for a in TINY if a.startswith(("model.", "train."))]
-    cfg = apply_overrides(fm_training.default_config("quick"), [
-        *sets, "model.consistency=true", f"model.teacher={teacher_run}", "train.samples=0", "train.steps=6",
-        "train.checkpoint_every=2", "train.device=cpu"])
-    models.new_trainer(cfg, tmp_path / "straight").run()
-    assert models.new_trainer(cfg, tmp_path / "resumed").run(stop_at=3).step == 3
-    models.new_trainer(cfg, tmp_path / "resumed", resume=True).run()
-    a, b = (models.open_run(tmp_path / r, torch.device("cpu"))[2].state_dict() for r in ("straight", "resumed"))
+    a, b = straight_and_resumed(teacher_run, tmp_path, "consistency")
     assert any(k.startswith("target.") for k in a) and all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[f"target.{k}"], a[k]) for k in a if k.startswith("net."))  # theta- lags theta
     assert main(["eval", str(tmp_path / "resumed"), "--set", "model.consistency_times=0,0.6"]) == 0
