@@ -90,7 +90,9 @@ def _step_flops(trainer) -> int:
 
 def top_kernels(prof, steps: int, wall: float, n: int, device: str) -> list[dict]:
     """The ``n`` kernels (on a CPU: operators) that take the most of a profiled step: each one's name, milliseconds
-    a step (its own time, its calls summed) and share of the unprofiled step's wall time, most first."""
+    a step (its own time, its calls summed) and share of ``wall``, most first: on a GPU the unprofiled steps' wall
+    time, on a CPU the profiled steps' own (the profiler's tracing slows the operators it times, so against the
+    unprofiled steps their shares could sum past 1; a busy machine did that)."""
     own = (lambda e: e.self_device_time_total) if device == "cuda" else (lambda e: e.self_cpu_time_total)
     events = sorted(prof.key_averages(), key=own, reverse=True)[:n]
     return [{"kernel": e.key[:120], "ms_per_step": own(e) / 1e3 / steps, "share": own(e) / 1e6 / wall,
@@ -118,10 +120,12 @@ def _timed_steps(trainer, steps: int, top: int = 0) -> tuple[float, float | None
     if device.type != "cuda":
         if not top:
             return wall, None, None, [], taken
+        start = time.perf_counter()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 trainer._train_step()
-        return wall, None, None, top_kernels(prof, steps, wall, top, "cpu"), taken
+        profiled = time.perf_counter() - start
+        return wall, None, None, top_kernels(prof, steps, profiled, top, "cpu"), taken
 
     with warnings.catch_warnings(record=True) as caught, profile(activities=[ProfilerActivity.CUDA]) as prof:
         warnings.simplefilter("always")
