@@ -838,6 +838,22 @@ def test_reproduce_list_names_each_row_with_its_runs_to_train_and_their_minutes(
     assert not (tmp_path / "results").exists()
 
 
+def test_reproduce_estimates_a_run_by_its_arms_record_then_its_arms_guess_then_its_rows():
+    """An arm's own recorded wall time first; before any, its own guess (``Arm.seconds``: WGAN-GP at the paper's
+    100 000 updates takes ten times its row's 10 000), not its row's; an arm with neither, its row's record."""
+    from benchmarks import reproduce as R
+
+    row = R.ROWS["wgan_toys_long"]
+    short, paper = row.arms
+    assert paper.seconds > 5 * row.seconds and not short.seconds
+    previous = [{"row": row.id, "arm": short.name, "wall_s": 300.0}]
+    assert R.estimate([(row, short, 0), (row, paper, 0)], 1, previous) == 300.0 + paper.seconds
+    previous.append({"row": row.id, "arm": paper.name, "wall_s": 4000.0})
+    assert R.estimate([(row, paper, 0), (row, paper, 1)], 2, previous) == 4000.0
+    assert R.estimate([(row, R.Arm("new", "wgan", "gaussians25"), 0)], 1, previous) == (300.0 + 4000.0) / 2
+    assert R.estimate([(row, short, 0)], 1, []) == row.seconds  # nothing recorded: the row's guess
+
+
 def test_practice_jax_help_is_the_train_commands_and_a_missing_command_a_usage_line(capsys):
     """``python -m practice_jax --help``: the train command's options, exit 0; no command, or another one: the usage
     line on stderr, exit 2."""
