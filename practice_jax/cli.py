@@ -70,6 +70,9 @@ def unsupported(train) -> str | None:
         return f"train.early_stop={train.early_stop}: the JAX trainer does not stop early (set it to '')"
     if train.batch_size < 1:
         return f"train.batch_size={train.batch_size}: the JAX trainer takes minibatches (a positive size)"
+    if train.optimizer != "adamw" or train.schedule != "cosine":
+        return (f"train.optimizer={train.optimizer} train.schedule={train.schedule}: the JAX trainer trains with AdamW "
+                "and the cosine schedule (--set train.optimizer=adamw --set train.schedule=cosine)")
     return None
 
 

@@ -122,9 +122,9 @@ def game_reference_run(case) -> tuple[dict, dict, list[str]]:
     module, train_set, net, batches, generator = engine_start(cfg, case.dtype)
     start = floating_state(net)
     players = module.players(net, cfg.model)
-    optimizers = player_optimizers(players, t.lr, t.betas, t.weight_decay, fused=False)
-    schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
-                 for o in optimizers.values()]
+    optimizers = player_optimizers(players, t, fused=False)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(
+        o, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio, t.schedule)) for o in optimizers.values()]
     ema = EMA(net, t.ema_decay) if t.ema_decay > 0 else None
 
     def cast(x):
@@ -189,7 +189,7 @@ def default_reference_run(case) -> tuple[dict, dict, list[str]]:
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=t.lr,
                                   weight_decay=t.weight_decay, betas=tuple(t.betas))
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
+        optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio, t.schedule))
     ema = EMA(net, t.ema_decay) if t.ema_decay > 0 else None
 
     def cast(x):

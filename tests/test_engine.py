@@ -16,7 +16,7 @@ from practice_torch.engine import RunError
 from practice_torch.engine import loop as engine_loop
 from practice_torch.engine.batches import GlobalBatches, shard
 from practice_torch.engine.checkpoint import CheckpointError, atomic_write, load_checkpoint, read_weights, save_checkpoint
-from practice_torch.engine.config import ConfigError, apply_overrides, from_dict, incompatibilities, to_dict
+from practice_torch.engine.config import ConfigError, TrainConfig, apply_overrides, from_dict, incompatibilities, to_dict
 from practice_torch.engine.ema import EMA
 from practice_torch.engine.loop import Diverged, Trainer, lr_factor
 from practice_torch.engine.metrics import read_metrics
@@ -77,8 +77,9 @@ def test_config_round_trips_through_json_and_rejects_unknown_keys():
 def test_resume_may_change_training_keys_but_not_the_model_or_data():
     cfg = tiny()
     assert incompatibilities(cfg, apply_overrides(cfg, ["train.steps=99", "train.lr=1e-4"])) == []
-    problems = incompatibilities(cfg, apply_overrides(cfg, ["model.latent_dim=8", "data.name=fashion_mnist"]))
-    assert [p.split(":")[0] for p in problems] == ["model.latent_dim", "data.name"]
+    problems = incompatibilities(cfg, apply_overrides(cfg, ["model.latent_dim=8", "data.name=fashion_mnist",
+                                                            "train.optimizer=sgd"]))
+    assert [p.split(":")[0] for p in problems] == ["model.latent_dim", "data.name", "train.optimizer"]
     # a model that names what its checkpoint fixes (ARCHITECTURE): the other model keys may change on resume
     changed = apply_overrides(cfg, ["model.beta=2", "model.nll_examples=4", "model.latent_dim=8"])
     problems = incompatibilities(cfg, changed, vae_training.ARCHITECTURE)
@@ -93,6 +94,21 @@ def test_learning_rate_warms_up_linearly_then_decays_by_a_cosine():
     assert factors[60] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the cosine
     assert factors[110] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+
+
+def test_the_annealing_schedule_is_ganin_et_als_and_sgd_trains_with_it(tmp_path):
+    """``train.schedule=annealing``: mu_p / mu_0 = (1 + 10 p)^-0.75 after the warmup (Ganin et al. 2016, sec. 5.2.2:
+    1 at p = 0, 11^-0.75 = 0.166 at p = 1, the floor ignored); ``train.optimizer=sgd``: the engine's optimizer is SGD
+    with ``train.momentum``, its lr scheduled so. Control: the cosine's factors differ."""
+    factors = [lr_factor(s, warmup=0, total=100, min_ratio=0.1, schedule="annealing") for s in range(101)]
+    assert factors[0] == 1.0 and factors[100] == pytest.approx(11 ** -0.75) and factors[50] == pytest.approx(6 ** -0.75)
+    assert factors[50] != pytest.approx(lr_factor(50, warmup=0, total=100, min_ratio=0.1))
+    cfg = apply_overrides(tiny(), ["train.optimizer=sgd", "train.momentum=0.5", "train.schedule=annealing",
+                                   "train.warmup_steps=0", "train.steps=4", "train.lr=0.01"])
+    trainer = new_trainer(cfg, tmp_path / "run")
+    assert isinstance(trainer.optimizer, torch.optim.SGD) and trainer.optimizer.param_groups[0]["momentum"] == 0.5
+    trainer.run()
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 11 ** -0.75)  # p = 1 after the 4 steps
 
 
 # Batches ------------------------------------------------------------------------------------------------
@@ -546,7 +562,7 @@ def test_the_players_of_a_custom_step_share_no_parameter_and_update_only_their_o
     with pytest.raises(ValueError, match="belongs to two players, 'one' and 'two'"):
         check_players({"one": Player(list(a.parameters())), "two": Player([a.weight])})
     players = {"a": Player(list(a.parameters())), "b": Player(list(b.parameters()), lr=0.5, betas=(0.0, 0.9))}
-    optimizers = player_optimizers(players, 1e-3, (0.9, 0.999), 0.0, fused=False)
+    optimizers = player_optimizers(players, TrainConfig(lr=1e-3), fused=False)
     assert optimizers["b"].param_groups[0]["lr"] == 0.5 and optimizers["a"].param_groups[0]["betas"] == (0.9, 0.999)
     run = StepRun(players, optimizers, None, None, 0.0, Processes(rank=0, local_rank=0, world_size=1))
     before = b.weight.detach().clone()

@@ -233,6 +233,7 @@ def test_the_discriminator_learns_at_its_own_rate_only_when_asked():
     discriminator's AdamW and not the generator's; unset, both players take the run's lr (the control); a rate <= 0
     is a one-line error, and the JAX trainer, whose loop steps both players at one rate, refuses it."""
     from practice_jax.gan import check_settings
+    from practice_torch.engine.config import TrainConfig
     from practice_torch.engine.players import player_optimizers
     from practice_torch.gan.networks import Adversarial
     from practice_torch.gan.training import Config, build, players
@@ -240,7 +241,7 @@ def test_the_discriminator_learns_at_its_own_rate_only_when_asked():
     net = Adversarial((2,), "mlp", 4, (8,))
 
     def rates(config):
-        optimizers = player_optimizers(players(net, config), 1e-3, (0.5, 0.999), 0.0, fused=False)
+        optimizers = player_optimizers(players(net, config), TrainConfig(lr=1e-3, betas=(0.5, 0.999)), fused=False)
         return {name: opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
 
     assert rates(Config(discriminator_lr=1e-4)) == {"discriminator": 1e-4, "generator": 1e-3}

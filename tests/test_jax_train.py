@@ -437,6 +437,17 @@ def test_practice_jax_train_refuses_the_values_practice_torch_train_refuses(tmp_
     assert not out.exists()
 
 
+def test_practice_jax_train_refuses_sgd_and_the_annealing_schedule_in_one_line(tmp_path, capsys):
+    """The engine's other optimizer and schedule (``train.optimizer=sgd``, ``train.schedule=annealing``, DANN's) are
+    PyTorch's alone: the JAX trainer says so in one line, exit 2, nothing written."""
+    out = tmp_path / "never"
+    for change in ("train.optimizer=sgd", "train.schedule=annealing"):
+        assert cli.main(["vae", "--set", change, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and change in err and "AdamW and the cosine schedule" in err, err
+    assert not out.exists()
+
+
 # Many devices: the batch split over a mesh, the parameters replicated (``loop.data_mesh``) ------------------------------
 DATA_PARALLEL = """
 import json, os, sys

@@ -13,12 +13,18 @@ import math
 import signal
 import threading
 
+# Ganin et al. 2016 (DANN), sec. 5.2.2: mu_p = mu_0 / (1 + alpha p)^beta, p the training progress from 0 to 1
+ANNEALING_ALPHA, ANNEALING_BETA = 10.0, 0.75
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup over ``warmup`` steps, then cosine decay from 1 to ``min_ratio`` at ``total``."""
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float, schedule: str = "cosine") -> float:
+    """Linear warmup over ``warmup`` steps, then ``schedule``: ``cosine`` decay from 1 to ``min_ratio`` at ``total``,
+    or Ganin et al.'s ``annealing``, 1 / (1 + 10 p)^0.75 at progress p (0.19 at the end)."""
     if step < warmup:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "annealing":
+        return (1.0 + ANNEALING_ALPHA * progress) ** -ANNEALING_BETA
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 

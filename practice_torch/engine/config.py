@@ -48,11 +48,14 @@ class DataConfig:
 class TrainConfig:
     steps: int = 1000
     batch_size: int = 128  # the global batch: split evenly over the ranks of a torchrun; 0 = the whole split (EM)
-    lr: float = 1e-3  # peak learning rate of AdamW
+    lr: float = 1e-3  # peak learning rate
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: SGD with momentum (Ganin et al.'s DANN), weight_decay as L2
+    momentum: float = 0.9  # sgd's momentum (AdamW reads betas instead)
     weight_decay: float = 0.0  # AdamW's decoupled decay
     betas: tuple[float, ...] = (0.9, 0.999)  # AdamW's (beta1, beta2); GANs often want beta1 = 0.5 or 0
-    warmup_steps: int = 100  # linear warmup from 0 to lr, then cosine decay to min_lr_ratio * lr
-    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100  # linear warmup from 0 to lr, then the schedule's decay
+    schedule: Literal["cosine", "annealing"] = "cosine"  # cosine to min_lr_ratio * lr; annealing: (1 + 10 p)^-0.75
+    min_lr_ratio: float = 0.1  # cosine's floor
     grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
     ema_decay: float = 0.0  # 0 = no EMA weights; else e.g. 0.999 (samples and eval then use the EMA)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = torch.autocast (CPU or CUDA)
@@ -83,7 +86,7 @@ TRAIN_RANGES = {
     **dict.fromkeys(("steps", "lr", "checkpoint_every", "log_every", "patience"), "positive"),
     **dict.fromkeys(("batch_size", "threads", "warmup_steps", "weight_decay", "grad_clip", "val_batch", "sync_every",
                      "seed", "samples"), "at least 0"),
-    "betas": "in [0, 1)", "ema_decay": "in [0, 1)", "min_lr_ratio": "in [0, 1]",
+    "betas": "in [0, 1)", "ema_decay": "in [0, 1)", "min_lr_ratio": "in [0, 1]", "momentum": "in [0, 1)",
 }
 
 
@@ -263,8 +266,9 @@ def _section_from_dict(cls: type, values: dict[str, Any], name: str) -> Any:
 
 
 def incompatibilities(saved: RunConfig, requested: RunConfig, architecture: Sequence[str] | None = None) -> list[str]:
-    """What a resumed run may not change: the model, the data set and what the checkpoint fixes of the model's keys:
-    those in ``architecture`` (the model's ``ARCHITECTURE``), or every one when the model declares none."""
+    """What a resumed run may not change: the model, the data set, the optimizer (its checkpointed state is of that
+    kind) and what the checkpoint fixes of the model's keys: those in ``architecture`` (the model's
+    ``ARCHITECTURE``), or every one when the model declares none."""
     problems = [] if saved.model_name == requested.model_name else [
         f"model: the run trains {saved.model_name!r}, not {requested.model_name!r}"]
     before, after = dataclasses.asdict(saved.model), dataclasses.asdict(requested.model)
@@ -274,6 +278,9 @@ def incompatibilities(saved: RunConfig, requested: RunConfig, architecture: Sequ
                  for k in fixed if before[k] != after.get(k)]
     if saved.data.name != requested.data.name:
         problems.append(f"data.name: the run has {saved.data.name!r}, asked for {requested.data.name!r}")
+    if saved.train.optimizer != requested.train.optimizer:
+        problems.append(f"train.optimizer: the run has {saved.train.optimizer!r}, asked for "
+                        f"{requested.train.optimizer!r} (its checkpoint holds that optimizer's state)")
     return problems
 
 

@@ -8,7 +8,7 @@ One step (every rank, in this order, so that a resumed run repeats it exactly):
   3. loss = model.loss(net, config, batch, noise, step) under autocast (bf16 if asked), backward (DDP averages);
   4. clip the global gradient norm; all-reduce [loss, grad norm, terms, stop flag] and add them, on the device, to
      the log window's sums;
-  5. AdamW step, warmup + cosine LR step, EMA update.
+  5. optimizer step (AdamW, or SGD with momentum), warmup + schedule LR step, EMA update.
 The host reads those sums only at a synchronisation point (``sync_every``): every step on a CPU, where a read costs
 nothing; on a GPU at the log and checkpoint steps and the last one (``train.sync_every`` overrides), so the host
 queues steps ahead of the device. There a non-finite loss or gradient norm anywhere in the window stops the run
@@ -21,7 +21,7 @@ and leaves the optimizer and the LR schedule alone. Under torchrun the model's u
 statistics over the ranks itself (``torch.distributed.all_reduce``) so that every rank makes the same update.
 A model module that writes its own step (``players`` and ``train_step``, ``engine/players.py``) replaces 1-5 with
 it: the step takes its batches and noise through ``run.next_batch`` (in the same order, so a resumed run repeats it),
-updates each player with ``run.update`` (its own AdamW, clipping, the gradient averaged over the ranks: no DDP
+updates each player with ``run.update`` (its own optimizer, clipping, the gradient averaged over the ranks: no DDP
 wrapper), and the engine steps every player's schedule, the EMA and the logging as for any model.
 On a control task (``data/control.py``: an environment, not a data set) such a step plays the engine's
 ``Environments`` (``run.environments``, ``train.batch_size`` of them) with actions drawn from ``run.next_noise()``;
@@ -59,7 +59,7 @@ from practice_torch.engine.config import ConfigError, RunConfig, check_train, de
 from practice_torch.engine.ema import EMA
 from practice_torch.engine.interface import ModelModule, writes_own_step
 from practice_torch.engine.metrics import MetricsLog
-from practice_torch.engine.players import StepRun, check_players, player_optimizers
+from practice_torch.engine.players import StepRun, check_players, new_optimizer, player_optimizers
 from practice_torch.engine.runs import (
     CHECKPOINTS,
     Parent,
@@ -170,17 +170,17 @@ class Trainer:
 
         def schedule(optimizer):
             return torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio))
+                optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio, t.schedule))
 
+        fused = self.device.type == "cuda"
         if self.custom is None:
             # an empty parameter group keeps the optimizer's and the schedule's state (and checkpoints) uniform
-            self.optimizer = torch.optim.AdamW(trainable or [{"params": []}], lr=t.lr, weight_decay=t.weight_decay,
-                                               betas=tuple(t.betas), fused=self.device.type == "cuda")
+            self.optimizer = new_optimizer(trainable or [{"params": []}], t, t.lr, t.betas, fused)
             self.optimizers = {"": self.optimizer}
         else:
             players = self.model.players(self.net, cfg.model)
             check_players(players)
-            self.optimizers = player_optimizers(players, t.lr, t.betas, t.weight_decay, self.device.type == "cuda")
+            self.optimizers = player_optimizers(players, t, fused)
             self.optimizer = None
             self.run_step = StepRun(players, self.optimizers, self._next_batch, self._autocast, t.grad_clip, self.procs,
                                     next_noise=self._next_noise, environments=self.environments)

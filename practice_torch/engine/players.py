@@ -7,9 +7,10 @@ the interface:
     players(net, config) -> dict[str, Player]        the parameters each optimizer updates (and its own lr, betas)
     train_step(net, config, step, run) -> (loss, terms)
 
-The engine builds one AdamW per player (``train.lr``, ``train.betas`` and ``train.weight_decay`` unless the player
-names its own), each with the run's warmup + cosine schedule over ``train.steps``, which then counts ``train_step``
-calls (a GAN's generator updates). ``run`` is this module's ``StepRun``, the engine's utilities for one step:
+The engine builds one optimizer per player (``train.optimizer``: AdamW with ``train.lr``, ``train.betas`` and
+``train.weight_decay`` unless the player names its own, or SGD with momentum), each with the run's warmup and
+schedule over ``train.steps``, which then counts ``train_step`` calls (a GAN's generator updates). ``run`` is this
+module's ``StepRun``, the engine's utilities for one step:
 
     run.next_batch()           (batch, noise): the next global batch's rows for this process, on the device, and
                                their rows of ``draw_noise``; every call takes the next batch (a critic's inner loop
@@ -149,12 +150,18 @@ class StepRun:
         return [p for p in self.players[name].parameters if p.requires_grad]
 
 
-def player_optimizers(players: dict[str, Player], lr: float, betas, weight_decay: float, fused: bool
-                      ) -> dict[str, torch.optim.AdamW]:
-    """One AdamW per player, with the run's settings where the player names none."""
-    return {name: torch.optim.AdamW(p.parameters, lr=p.lr if p.lr is not None else lr,
-                                    betas=tuple(p.betas if p.betas is not None else betas),
-                                    weight_decay=weight_decay, fused=fused)
+def new_optimizer(params, train, lr: float, betas, fused: bool) -> torch.optim.Optimizer:
+    """``train.optimizer`` over ``params``: AdamW (``betas``, decoupled ``train.weight_decay``), or SGD with
+    ``train.momentum`` (``train.weight_decay`` as an L2 term, as Ganin et al. train DANN)."""
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=train.weight_decay, fused=fused)
+
+
+def player_optimizers(players: dict[str, Player], train, fused: bool) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per player (``new_optimizer``), with the run's settings where the player names none."""
+    return {name: new_optimizer(p.parameters, train, p.lr if p.lr is not None else train.lr,
+                                p.betas if p.betas is not None else train.betas, fused)
             for name, p in players.items()}
 
 
