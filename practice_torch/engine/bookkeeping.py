@@ -3,7 +3,7 @@ the JAX trainer's (``practice_jax/loop.py``). Plain Python, no framework: the sc
 steps log and checkpoint, the validation rows a log step scores, and the stop that SIGINT or SIGTERM asks for.
 
 The JAX step computes the schedule and the EMA's decay inside its compiled function too: ``ema_decay`` takes the
-``minimum`` to use (``jnp.minimum`` there), and ``practice_jax.loop.lr_schedule`` is ``lr_factor`` written with
+``minimum`` to use (``jnp.minimum`` there), and ``practice_jax.loop.lr_schedule`` is ``lr_factor``'s cosine written with
 ``jnp`` for optax (tests/test_jax_train.py holds the two to each other).
 """
 
