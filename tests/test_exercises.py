@@ -8,9 +8,12 @@ import json
 
 import pytest
 
+from project import catalogue
+from project.compare import tolerance
 from shared_specs import exercise as E
+from shared_specs import exercise_check as C
 from theory_jax.cli import main
-from theory_jax.exercises import Mistake
+from theory_jax.exercises import Mistake, stub_of
 
 EXERCISES = [(topic, e) for topic in E.topics_with_exercises() for e in E.exercises_of(topic)]
 
@@ -67,7 +70,7 @@ def test_every_exercise_writes_a_file_that_loads_in_both_backends(backend, tmp_p
 
 def pasted(path, topic: str, exercise, backend: str, text: str) -> None:
     """The learner's file at ``path`` with ``text`` in place of the exercise's stub."""
-    stub = E.stub_of(E.ours(topic, exercise.function, backend))
+    stub = stub_of(E.ours(topic, exercise.function, backend))
     assert path.read_text().count(stub) == 1
     path.write_text(path.read_text().replace(stub, text))
 
@@ -166,11 +169,11 @@ def test_a_loss_near_a_mistake_by_its_value_alone_is_not_named_by_it(backend):
     # the setting of the issue: by its value alone the slip is within NEAR of the flipped margin; its gradients not
     inputs = case.make_inputs(rng_for(case.id))
     cotangent = _cotangent(backends()[0].function(case, inputs), rng_for(case.id, "/cotangent"))
-    out, grads = E._run(backend, case, inputs, yours, cotangent)
-    ours_ = E._run("jax", case, inputs, E.ours(topic, "dpo_loss", "jax"), cotangent)
-    wrong = E._run("jax", case, inputs, flipped.wrong, cotangent)
-    tol = E.tolerance(case.level, case.dtype)
-    assert E.nearness(out, wrong[0], ours_[0], tol) <= E.NEAR < E.nearness(grads, wrong[1], ours_[1], tol)
+    out, grads = C._run(backend, case, inputs, yours, cotangent)
+    ours_ = C._run("jax", case, inputs, E.ours(topic, "dpo_loss", "jax"), cotangent)
+    wrong = C._run("jax", case, inputs, flipped.wrong, cotangent)
+    tol = tolerance(case.level, case.dtype)
+    assert C.nearness(out, wrong[0], ours_[0], tol) <= C.NEAR < C.nearness(grads, wrong[1], ours_[1], tol)
 
 
 def test_an_answer_as_near_to_two_mistakes_names_neither():
@@ -438,7 +441,7 @@ def test_a_notebook_gets_each_exercise_after_the_cell_that_calls_it_and_its_chec
 
 def test_the_pages_worked_example_is_what_the_checker_prints(tmp_path, capsys):
     """docs/exercises.md's failure message, run as the page says: the learner's function and the output, verbatim."""
-    page = (E.catalogue.ROOT / "docs" / "exercises.md").read_text()
+    page = (catalogue.ROOT / "docs" / "exercises.md").read_text()
     body = page.split("```python\n", 1)[1].split("```", 1)[0]
     printed = page.split("compares its output with this block -->\n```text\n", 1)[1].split("```", 1)[0]
     assert main(["exercise", "gan.minibatch_std", "--dir", str(tmp_path)]) == 0

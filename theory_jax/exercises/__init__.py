@@ -3,7 +3,7 @@
 ``theory_jax/exercises/<topic>.py`` lists the topic's ``EXERCISES``: the function (its name in both twins,
 ``theory_jax.<topic>`` and ``practice_torch.<topic>``), what writing it teaches, graded hints (the last one nearly
 gives it away), and the mistakes learners make, each a wrong JAX twin of the function with what to tell the learner
-who made it. The checker (``shared_specs/exercise.py``, ``python -m theory_jax exercise``) runs the function's spec
+who made it. The checker (``shared_specs/exercise_check.py``, ``python -m theory_jax exercise``) runs the function's spec
 cases with the learner's version in place of ours, against the reference and the other backend, and when a case
 fails runs the mistakes on the same inputs: a wrong answer that matches one is named in words.
 
