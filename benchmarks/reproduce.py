@@ -15,17 +15,17 @@ remedy, packing, WGAN-GP; on the grid also Metz et al.'s rates and WGAN-GP at 10
 and StyleGAN2 beside the DCGAN, flow matching's reflow and consistency distillation beside their teachers, DDPM's
 cascade with and without conditioning augmentation, the VAE family's rows (VAE-GAN, the hierarchical VAE,
 disentanglement and FactorVAE's critic), and Mamba's synthetic tasks (selective copying and induction heads also at
-three times the steps). Each (row, arm, seed) is one ``python -m practice_torch train`` and ``eval`` on one torch
-thread, ``--jobs`` at a time, into ``DIR/<row>/<arm>-<seed>``; a run whose evaluation is there is kept, so a stopped
-sweep (Ctrl-C: exit 130, the runs' child processes killed) picks up where it left off. The first line says how long
-the sweep should take on this machine (the seconds each row's runs took in the last sweep recorded, where there is
-one). The record, ``docs/reproduce.json`` (``benchmarks/results/reproduce.json`` is the last sweep's own table, as
-for every benchmark), holds every run's figures, wall time and whether it met the target, with the commit, the
-machine and the load; ``make docs`` renders it on each row's topic pages (``shared_specs.docs.reproduce_table``)
-and, one line a row, in the README (``reproduce_summary``). A row with a ``curve`` (CartPole) also draws its runs'
-learning curves, mean +- sd over the seeds beside peers' published points, into
-``docs/figures/reproduce_<row>.png``; a row with ``pictures`` (VAE-GAN) puts its arms' first-seed samples side by
-side in ``docs/figures/reproduce_<row>_pictures.png``.
+three times the steps, induction heads also at the paper's length). Each (row, arm, seed) is one ``python -m
+practice_torch train`` and ``eval`` on one torch thread, ``--jobs`` at a time, into ``DIR/<row>/<arm>-<seed>``; a
+run whose evaluation is there is kept, so a stopped sweep (Ctrl-C: exit 130, the runs' child processes killed) picks
+up where it left off. The first line says how long the sweep should take on this machine (the seconds each row's
+runs took in the last sweep recorded, where there is one). The record, ``docs/reproduce.json``
+(``benchmarks/results/reproduce.json`` is the last sweep's own table, as for every benchmark), holds every run's
+figures, wall time and whether it met the target, with the commit, the machine and the load; ``make docs`` renders
+it on each row's topic pages (``shared_specs.docs.reproduce_table``) and, one line a row, in the README
+(``reproduce_summary``). A row with a ``curve`` (CartPole) also draws its runs' learning curves, mean +- sd over the
+seeds beside peers' published points, into ``docs/figures/reproduce_<row>.png``; a row with ``pictures`` (VAE-GAN)
+puts its arms' first-seed samples side by side in ``docs/figures/reproduce_<row>_pictures.png``.
 
 Only ``--publish`` writes the published record, its figures and (``--presets``) ``docs/results.json``. A trial
 without it writes its own: ``reproduce_record.json`` and ``figures/`` (``--presets``: ``reproduce_presets.json``) in

@@ -44,7 +44,7 @@ def test_induction_heads_asks_for_the_token_after_the_first_trigger():
 
 
 def test_the_registered_splits_differ_and_keep_their_shapes():
-    for name, length in (("selective_copying", 128), ("induction_heads", 64)):
+    for name, length in (("selective_copying", 128), ("induction_heads", 64), ("induction_heads_256", 256)):
         info = get_info(name)
         train, test = info.load("train", limit=5), info.load("test", limit=5)
         assert info.shape == (length,) and train.tensors[0].shape == (5, length)
@@ -116,6 +116,22 @@ def test_a_context_other_than_the_tasks_length_is_refused_and_learned_positions_
     net = lm_training.build(cfg.model, get_info("induction_heads"))
     metrics = sequence_tasks.task_metrics(net, get_info("induction_heads").load("test", limit=10), longer=4)
     assert not any(key.startswith("accuracy_") for key in metrics)
+
+
+def test_induction_heads_at_the_papers_length_builds_at_256_and_is_scored_up_to_4096():
+    """``induction_heads_256`` (the paper's training length): the quick presets' context is 256, a net built for it
+    is that task's, and it is scored at 2 to 16 times 256 (control: a context of 64 is refused)."""
+    info = get_info("induction_heads_256")
+    for module in (ssm_training, lm_training):
+        assert module.default_config("quick", "induction_heads_256").model.context == 256
+        with pytest.raises(ValueError, match="model.context=256"):
+            module.build(module.default_config("quick", "induction_heads").model, info)
+    cfg = apply_overrides(ssm_training.default_config("quick", "induction_heads_256"),
+                          ["model.kind=s4d", "model.channels=8", "model.state=4", "model.layers=1"])
+    net = ssm_training.build(cfg.model, info)
+    assert sequence_tasks.task_of(net) == "induction_heads_256"
+    metrics = sequence_tasks.task_metrics(net, info.load("test", limit=4), longer=2)
+    assert [k for k in metrics if k.startswith("accuracy_")] == [f"accuracy_{256 * k}" for k in (2, 4, 8, 16)]
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ asked, so a model's loss and accuracy count only the answers.
 - ``induction_heads``: random tokens (ids 0..14), the trigger (id 15) once at a random position followed by the
   answer token, and the trigger again last; at that last position the answer is the token that followed the first
   trigger (associative recall; the paper's Table 2 tests it at lengths up to 4096 times the training length).
+  Sequences of 64 tokens; ``induction_heads_256`` draws them at the paper's training length, 256.
 
 Each split is drawn with its own seed (train 0, val 1, test 2); ``induction_heads_at(length, n)`` draws test
 sequences of any length from the test seed, for the length-generalisation curve.
@@ -31,6 +32,7 @@ NOISE, MARKER, TRIGGER = 0, VOCAB - 1, VOCAB - 1
 COPY_TOKENS = 16  # tokens to copy (the paper's 16)
 COPY_LENGTH = 128  # our sequences (the paper's 4096, scaled to a CPU), of which the last COPY_TOKENS are markers
 INDUCTION_LENGTH = 64  # training length (the paper's 256); tested at 1x to 16x
+PAPER_INDUCTION_LENGTH = 256  # ``induction_heads_256``: the paper's training length (Gu & Dao 2023, sec. 4.1.2)
 SEEDS = {"train": 0, "val": 1, "test": 2}
 SIZES = {"train": 50_000, "val": 1_000, "test": 2_000}
 
@@ -92,3 +94,8 @@ register(DatasetInfo("induction_heads", "text", (INDUCTION_LENGTH,), "int64", f"
                      "y: (L,) the id after the first trigger at the last position, -100 elsewhere", _SPLITS,
                      f"generated: Mamba's induction heads (Gu & Dao 2023), length {INDUCTION_LENGTH} (the paper's "
                      "256), tested up to 16 times longer", _loader(induction_heads), num_classes=VOCAB))
+register(DatasetInfo("induction_heads_256", "text", (PAPER_INDUCTION_LENGTH,), "int64", f"ids 0-{VOCAB - 1}",
+                     "y: (L,) the id after the first trigger at the last position, -100 elsewhere", _SPLITS,
+                     f"generated: Mamba's induction heads (Gu & Dao 2023) at the paper's training length, "
+                     f"{PAPER_INDUCTION_LENGTH}, tested up to 16 times longer",
+                     _loader(lambda n, rng: induction_heads(n, rng, PAPER_INDUCTION_LENGTH)), num_classes=VOCAB))
