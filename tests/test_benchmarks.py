@@ -828,8 +828,8 @@ def test_reproduce_list_names_each_row_with_its_runs_to_train_and_their_minutes(
     assert lines[0] == f"reproduce rows at 2 seeds, 1 at a time (runs kept in {runs}):" and len(lines) == 4
     assert lines[1].split()[:8] == ["cartpole", "2", "arms", "4", "of", "4", "runs", "to"]
     assert lines[1].endswith("min  CartPole-v1 in 100k environment steps") and "about" in lines[1]
-    assert lines[2].split()[:6] == ["gan_ring", "9", "arms", "18", "of", "18"]
-    assert lines[3].split()[:3] == ["all", "22", "runs"] and lines[3].endswith(" min")
+    assert lines[2].split()[:6] == ["gan_ring", "10", "arms", "20", "of", "20"]
+    assert lines[3].split()[:3] == ["all", "24", "runs"] and lines[3].endswith(" min")
     done = R.run_dir(runs, R.ROWS["cartpole"], R.ROWS["cartpole"].arms[0], 0)
     done.mkdir(parents=True)
     (done / "eval_test.json").write_text("{}")
