@@ -122,6 +122,19 @@ def induction_beside(length: int) -> tuple[tuple[str, str], ...]:
 
 
 INDUCTION_TARGET, INDUCTION_BESIDE = induction_target(64), induction_beside(64)
+INDUCTION_PAPER = ("Gu & Dao 2023 (Mamba), Table 2: 2-layer models trained on sequences of 256, vocabulary 16: Mamba "
+                   "answers every test right at every length up to 2^20 (4 096 times), the attention models "
+                   "(absolute, rotary and xPos positions) fail beyond about twice it; H3 and Hyena fall off too")
+
+
+def induction_row(task: str, title: str, length: int, what: str, lengths: str, seconds: float) -> Row:
+    """An induction-heads row: S4D, Mamba and the Transformer trained on ``task``'s sequences of ``length``,
+    scored at it and at 2 to 16 times it (``lengths``: those lengths in words, or "")."""
+    return Row(task, ("ssm",), title, INDUCTION_PAPER,
+               SSM_PROTOCOL.format(what=what, longer=f", and on 500 sequences at 2 to 16 times the length{lengths}"),
+               "-", ssm_arms(task, "-", "1.00 to 2^20", "fails past about 2x (MHA-RoPE)"),
+               "accuracy", "answers right at the training length", *induction_target(length),
+               beside=induction_beside(length), seconds=seconds)
 
 
 def ssm_arms(task: str, s4d: str, mamba: str, tf: str) -> tuple[Arm, ...]:
@@ -395,25 +408,11 @@ ROWS = {row.id: row for row in (
         (Arm("mamba_6k", "ssm", "selective_copying", ("train.steps=6000",), "99.8%"),),
         "accuracy", "answers right", "at least 0.9 of the answers right on every seed",
         lambda m: m["accuracy"] >= 0.9, beside=(("sequence_accuracy", "sequences all right"),), seconds=1520.0),
-    Row("induction_heads", ("ssm",), "Induction heads, tested at up to 16 times the training length",
-        "Gu & Dao 2023 (Mamba), Table 2: 2-layer models trained on sequences of 256, vocabulary 16: Mamba answers "
-        "every test right at every length up to 2^20 (4 096 times), the attention models (absolute, rotary and xPos "
-        "positions) fail beyond about twice it; H3 and Hyena fall off too",
-        SSM_PROTOCOL.format(what="sequences of 64 (1 000 steps)",
-                            longer=", and on 500 sequences at 2 to 16 times the length"), "-",
-        ssm_arms("induction_heads", "-", "1.00 to 2^20", "fails past about 2x (MHA-RoPE)"),
-        "accuracy", "answers right at the training length",
-        *INDUCTION_TARGET, beside=INDUCTION_BESIDE, seconds=120.0),
-    Row("induction_heads_256", ("ssm",), "Induction heads at the paper's training length, 256",
-        "Gu & Dao 2023 (Mamba), Table 2: 2-layer models trained on sequences of 256, vocabulary 16: Mamba answers "
-        "every test right at every length up to 2^20 (4 096 times), the attention models (absolute, rotary and xPos "
-        "positions) fail beyond about twice it; H3 and Hyena fall off too",
-        SSM_PROTOCOL.format(what="the paper's sequences of 256 (`induction_heads_256`, 1 000 steps)",
-                            longer=", and on 500 sequences at 2 to 16 times the length (512 to 4 096)"), "-",
-        ssm_arms("induction_heads_256", "-", "1.00 to 2^20", "fails past about 2x (MHA-RoPE)"),
-        "accuracy", "answers right at the training length",
-        *induction_target(256), beside=induction_beside(256),
-        seconds=1200.0),  # Mamba: about 1.2 s a step at 256 on one thread (20 steps in 47 s at load 3.9 on 2 cores)
+    induction_row("induction_heads", "Induction heads, tested at up to 16 times the training length", 64,
+                  "sequences of 64 (1 000 steps)", "", 120.0),
+    # Mamba: about 1.2 s a step at 256 on one thread (20 steps in 47 s at load 3.9 on 2 cores)
+    induction_row("induction_heads_256", "Induction heads at the paper's training length, 256", 256,
+                  "the paper's sequences of 256 (`induction_heads_256`, 1 000 steps)", " (512 to 4 096)", 1200.0),
     Row("induction_heads_long", ("ssm",), "Induction heads: the selective scan at three times the steps",
         "Gu & Dao 2023 (Mamba), Table 2: 2-layer models trained on sequences of 256, vocabulary 16: Mamba answers "
         "every test right at every length up to 2^20 (4 096 times)",
