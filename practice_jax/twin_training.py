@@ -112,10 +112,9 @@ def game_reference_run(case) -> tuple[dict, dict, list[str]]:
     import torch
 
     from practice_torch.engine.batches import fetch
-    from practice_torch.engine.bookkeeping import lr_factor
     from practice_torch.engine.distributed import Processes
     from practice_torch.engine.ema import EMA
-    from practice_torch.engine.players import StepRun, player_optimizers
+    from practice_torch.engine.players import StepRun, new_schedule, player_optimizers
 
     cfg = run_config(case)
     t, dtype = cfg.train, getattr(torch, case.dtype)
@@ -123,8 +122,7 @@ def game_reference_run(case) -> tuple[dict, dict, list[str]]:
     start = floating_state(net)
     players = module.players(net, cfg.model)
     optimizers = player_optimizers(players, t, fused=False)
-    schedules = [torch.optim.lr_scheduler.LambdaLR(
-        o, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio, t.schedule)) for o in optimizers.values()]
+    schedules = [new_schedule(o, t) for o in optimizers.values()]
     ema = EMA(net, t.ema_decay) if t.ema_decay > 0 else None
 
     def cast(x):
@@ -179,17 +177,15 @@ def default_reference_run(case) -> tuple[dict, dict, list[str]]:
     import torch
 
     from practice_torch.engine.batches import fetch
-    from practice_torch.engine.bookkeeping import lr_factor
     from practice_torch.engine.ema import EMA
+    from practice_torch.engine.players import new_optimizer, new_schedule
 
     cfg = run_config(case)
     t, dtype = cfg.train, getattr(torch, case.dtype)
     module, train_set, net, batches, generator = engine_start(cfg, case.dtype)
     start = floating_state(net)
-    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=t.lr,
-                                  weight_decay=t.weight_decay, betas=tuple(t.betas))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio, t.schedule))
+    optimizer = new_optimizer([p for p in net.parameters() if p.requires_grad], t, t.lr, t.betas, fused=False)
+    schedule = new_schedule(optimizer, t)
     ema = EMA(net, t.ema_decay) if t.ema_decay > 0 else None
 
     def cast(x):

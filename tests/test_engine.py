@@ -15,10 +15,11 @@ from safetensors.torch import save_file
 from practice_torch.engine import RunError
 from practice_torch.engine import loop as engine_loop
 from practice_torch.engine.batches import GlobalBatches, shard
+from practice_torch.engine.bookkeeping import lr_factor
 from practice_torch.engine.checkpoint import CheckpointError, atomic_write, load_checkpoint, read_weights, save_checkpoint
 from practice_torch.engine.config import ConfigError, TrainConfig, apply_overrides, from_dict, incompatibilities, to_dict
 from practice_torch.engine.ema import EMA
-from practice_torch.engine.loop import Diverged, Trainer, lr_factor
+from practice_torch.engine.loop import Diverged, Trainer
 from practice_torch.engine.metrics import read_metrics
 from practice_torch.models import get_model, new_trainer
 

@@ -53,13 +53,13 @@ from torch.utils.data import TensorDataset
 from practice_torch.data.control import Environments
 from practice_torch.engine import RunError, distributed
 from practice_torch.engine.batches import GlobalBatches, fetch, in_memory, on_device, shard, to_device
-from practice_torch.engine.bookkeeping import StopOnSignals, is_checkpoint_step, is_log_step, lr_factor
+from practice_torch.engine.bookkeeping import StopOnSignals, is_checkpoint_step, is_log_step
 from practice_torch.engine.checkpoint import CheckpointError, current_version, save_checkpoint
 from practice_torch.engine.config import ConfigError, RunConfig, check_train, derive_seed
 from practice_torch.engine.ema import EMA
 from practice_torch.engine.interface import ModelModule, writes_own_step
 from practice_torch.engine.metrics import MetricsLog
-from practice_torch.engine.players import StepRun, check_players, new_optimizer, player_optimizers
+from practice_torch.engine.players import StepRun, check_players, new_optimizer, new_schedule, player_optimizers
 from practice_torch.engine.runs import (
     CHECKPOINTS,
     Parent,
@@ -168,10 +168,6 @@ class Trainer:
         if not trainable and self.update is None:
             raise RunError(f"{cfg.model_name} has no trainable parameters and no closed-form update")
 
-        def schedule(optimizer):
-            return torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda s: lr_factor(s, t.warmup_steps, t.steps, t.min_lr_ratio, t.schedule))
-
         fused = self.device.type == "cuda"
         if self.custom is None:
             # an empty parameter group keeps the optimizer's and the schedule's state (and checkpoints) uniform
@@ -184,7 +180,7 @@ class Trainer:
             self.optimizer = None
             self.run_step = StepRun(players, self.optimizers, self._next_batch, self._autocast, t.grad_clip, self.procs,
                                     next_noise=self._next_noise, environments=self.environments)
-        self.schedulers = {name: schedule(o) for name, o in self.optimizers.items()}
+        self.schedulers = {name: new_schedule(o, t) for name, o in self.optimizers.items()}
         self.scheduler = self.schedulers.get("")
         if self.environments is None:
             self.batch_size = t.batch_size or len(self.train_set)  # 0: every step sees the whole split (full-batch EM)

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from practice_torch.engine import distributed
+from practice_torch.engine.bookkeeping import lr_factor
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,13 @@ def new_optimizer(params, train, lr: float, betas, fused: bool) -> torch.optim.O
     if train.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=train.momentum, weight_decay=train.weight_decay)
     return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=train.weight_decay, fused=fused)
+
+
+def new_schedule(optimizer: torch.optim.Optimizer, train) -> torch.optim.lr_scheduler.LambdaLR:
+    """The run's learning-rate schedule on ``optimizer``: ``train.warmup_steps`` of warmup, then ``train.schedule``
+    over ``train.steps`` (``bookkeeping.lr_factor``)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, train.warmup_steps, train.steps, train.min_lr_ratio, train.schedule))
 
 
 def player_optimizers(players: dict[str, Player], train, fused: bool) -> dict[str, torch.optim.Optimizer]:
