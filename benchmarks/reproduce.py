@@ -241,9 +241,10 @@ def reproduce(args) -> list[dict]:
             "load_after": round(os.getloadavg()[0], 2), "jobs": args.jobs, "date": time.strftime("%Y-%m-%d")}
     kept = [r for r in previous if r["row"] not in names]  # other rows' runs stay as they were recorded
     trained = {row.id for row, _, _ in todo}  # a row none of whose runs trained now keeps the conditions recorded
-    old_meta = json.loads(path.read_text())["meta"] if path.is_file() else {}
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    old_meta = old.get("meta", {})
     record = {"meta": {**old_meta, **{n: meta for n in names if n in trained or n not in old_meta}},
-              "rows": {n: describe_row(ROWS[n]) for n in ROWS}, "runs": kept + records}
+              "rows": recorded_rows(old.get("rows", {}), names), "runs": kept + records}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
     print(f"wrote {path}; " + ("`make docs` puts it on the pages" if args.publish else
@@ -336,6 +337,13 @@ def draw_curves(row: Row, folder: Path, seeds: list[int], meta: dict, out: Path 
     out = out or RECORD.parent / "figures" / f"reproduce_{row.id}.png"
     save(fig, ax, out)
     return out
+
+
+def recorded_rows(old_rows: dict[str, dict], swept: list[str]) -> dict[str, dict]:
+    """The record's description of every row: the code's for the rows just swept and for rows it has never
+    described, and as it was recorded for the others, whose runs it describes (an arm added to a row in the code
+    since its sweep has no runs in the record until the row is swept again)."""
+    return {n: describe_row(ROWS[n]) if n in swept or n not in old_rows else old_rows[n] for n in ROWS}
 
 
 def describe_row(row: Row) -> dict:
