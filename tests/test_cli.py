@@ -171,6 +171,7 @@ def test_train_sample_eval_and_resume(run, copy, capsys, tmp_path):
     assert metrics["fid"] > 0 and 1 <= metrics["inception_score"] <= 10 and 0 <= metrics["recall"] <= 1
     assert all(f"{name:<24}" in out for name in ("fid", "inception_score", "kid", "precision", "recall"))
     assert "(eval's sample metrics: 269 samples against 269 held-out examples, in the project's feature network)" in out
+    assert 0 < metrics["sample_ms"] < 1000 and "wall milliseconds a sample" in out  # the sampler's cost, timed
     code, _, err = cli(capsys, "eval", str(copy), "--split", "val", "--no-sample-metrics")
     assert code == 0 and "fid" not in json.loads((copy / "eval_val.json").read_text()) and "FID" not in err
 

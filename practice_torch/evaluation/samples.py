@@ -10,6 +10,7 @@ drawn for given classes (``Artefact.labels``), ``class_accuracy``: how often the
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ DEFAULT_SAMPLES = 10_000  # cap on the default number of samples (and held-out i
 METRIC_NOTES = {
     "fid": "eval's sample metrics: {sample_metrics_samples} samples against {sample_metrics_held_out} held-out "
            "examples, in the project's feature network",
+    "sample_ms": "wall milliseconds a sample, drawing eval's samples in chunks of up to 1 000 on this run's threads",
 }
 
 
@@ -125,9 +127,10 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
                          device: torch.device, data_dir: str | Path | None = None,
                          inception_path: str | Path | None = None) -> dict[str, float]:
     """The sample metrics ``eval`` adds for an image model: n samples (default: as many as held-out examples, at
-    most the module's ``EVAL_SAMPLES`` or 10 000) against as many held-out examples. Prints one line when it skips
-    something; {} if it cannot run (and nothing at all for data that are not images or an audio set of
-    ``AUDIO_VIEWS``)."""
+    most the module's ``EVAL_SAMPLES`` or 10 000) against as many held-out examples, and ``sample_ms``, the wall
+    milliseconds the model took a sample to draw them (the sampler's cost, for comparing families). Prints one
+    line when it skips something; {} if it cannot run (and nothing at all for data that are not images or an audio
+    set of ``AUDIO_VIEWS``)."""
     if info.modality != "image" and info.name not in AUDIO_VIEWS:
         return {}
     try:
@@ -139,10 +142,12 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
     was_training = net.training
     net.eval()
     audio = info.modality == "audio"
+    started = time.perf_counter()
     try:
         drawn = draw_samples(module, cfg, net, n, generator, "audio" if audio else "images")
     finally:
         net.train(was_training)
+    seconds = time.perf_counter() - started
     shape = feature_shape(info)
     if drawn is not None:
         data, labels, rate = drawn
@@ -169,6 +174,7 @@ def model_sample_metrics(module, cfg, net, info, held_out, n: int | None, genera
               f"inception_v3_google-*.pth) {where}", file=sys.stderr)
     metrics = image_set_metrics(real, fake, features, inception=inception, labels=labels)
     return {**metrics, **voice, "sample_metrics_samples": len(fake), "sample_metrics_held_out": len(real),
+            "sample_ms": 1000.0 * seconds / len(fake),
             "features_test_accuracy": features.test_accuracy,
             **({"inception_weights": inception.source} if inception is not None else {})}
 
