@@ -123,9 +123,18 @@ def train_and_evaluate(out: Path, arm: Arm, seed: int, sample_metrics: bool = Fa
 
 
 def record_of(row: Row, arm: Arm, seed: int, out: Path) -> dict:
-    """The record of one finished run: its figures, wall time and whether it met the target."""
+    """The record of one finished run: its figures (its row's, and those of the families table that eval reported,
+    ``shared_specs.families.KEYS``, with ``train_s``, its training seconds), wall time and whether it met the
+    target."""
+    from practice_torch.engine.metrics import read_metrics
+    from practice_torch.results import training_seconds
+    from shared_specs.families import KEYS
+
     metrics = json.loads((out / "eval_test.json").read_text())
-    kept = {k: metrics[k] for k in (row.metric, *(key for key, _ in row.beside)) if k in metrics}
+    logged = read_metrics(out)
+    if logged and all("time_s" in line for line in logged):  # the engine's log (a stub's may lack the clock)
+        metrics["train_s"] = round(training_seconds(logged), 3)
+    kept = {k: metrics[k] for k in (row.metric, *(key for key, _ in row.beside), *KEYS) if k in metrics}
     wall = json.loads((out / "reproduce_wall_s.json").read_text()) if (out / "reproduce_wall_s.json").is_file() else None
     return {"row": row.id, "arm": arm.name, "seed": seed, "value": metrics[row.metric], "metrics": kept,
             "holds": holds if (holds := None if row.holds is None else row.holds(metrics)) is None else bool(holds),

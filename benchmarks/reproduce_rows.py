@@ -142,6 +142,23 @@ def ssm_arms(task: str, s4d: str, mamba: str, tf: str) -> tuple[Arm, ...]:
     return tuple(Arm(a.name, a.model, task, a.sets, a.paper.format(s4d=s4d, mamba=mamba, tf=tf)) for a in SSM_ARMS)
 
 
+def families_row(name: str, which: str, *arms: tuple[str, str], protocol: str, seconds: float,
+                 eval_samples: int = 0) -> Row:
+    """A row of the families table (docs/families.md, ``shared_specs.families``): each arm (name, model) its
+    Fashion-MNIST quick preset as it comes, scored on its samples beside the milliseconds a sample took."""
+    return Row(name, tuple(model for _, model in arms), f"The families on one table: {which}",
+               "Xiao et al. 2022 (the generative learning trilemma), Figure 1: GANs sample fast and sharply but cover "
+               "less, likelihood models cover and sample slowly or blur, diffusion covers and samples slowly; no "
+               "figure of theirs is for Fashion-MNIST",
+               f"Each arm its Fashion-MNIST quick preset as it comes: {protocol} against the test split, beside "
+               "precision, recall and the wall milliseconds a sample took to draw on one thread; docs/families.md "
+               "sets them beside the models other rows measure", "-",
+               tuple(Arm(arm, model, "fashion_mnist") for arm, model in arms),
+               "fid", "FID (project features)", "none: a comparison of the families at their quick presets", None,
+               beside=(("precision", "precision"), ("recall", "recall"), ("sample_ms", "ms a sample")), digits=1,
+               seconds=seconds, sample_metrics=True, pictures=("samples",), eval_samples=eval_samples)
+
+
 def disentanglement_arms() -> tuple[Arm, ...]:
     """The disentanglement row's arms: each default variant of ``benchmarks.disentanglement`` (``beta=4`` -> arm
     ``beta4``, ``--set model.beta=4``) on the galaxies' quick preset, named as that benchmark names its runs' folders,
@@ -362,6 +379,14 @@ ROWS = {row.id: row for row in (
         "fid", "FID (project features)", "none: the augmented cascade against the other arms, seed by seed on the page",
         None, beside=(("precision", "precision"), ("recall", "recall")), digits=1, seconds=2700.0,
         sample_metrics=True, pictures=("samples",), eval_samples=2000),
+    families_row("families", "the fast samplers", ("wgan_gp", "wgan"), ("latent_diffusion", "latent_diffusion"),
+                 ("coupling_flows", "coupling_flows"), protocol="WGAN-GP, latent diffusion and the RealNVP coupling "
+                 "flow; FID on the project's features of 10 000 samples", seconds=600.0),
+    families_row("families_slow_samplers", "the slow samplers", ("pixelcnn", "pixelcnn"),
+                 ("flow_matching", "flow_matching"), ("ebm", "ebm"), protocol="PixelCNN (784 network passes a "
+                 "sample), flow matching (an ODE solve through the U-Net) and the EBM (Langevin chains); FID on the "
+                 "project's features of 2 000 samples (as the cascade's row: 10 000 would take hours a run)",
+                 seconds=1800.0, eval_samples=2000),
     Row("factor_vae_critic", ("vae",), "FactorVAE's discriminator at the paper's pace and ten times faster",
         "Kim & Mnih 2018 (FactorVAE), Appendix A: the VAE and the discriminator both at Adam lr 1e-4 (the "
         "discriminator's betas 0.5 and 0.9), gamma 10 to 100 on dSprites, where its TC falls well below beta-VAE's; no "

@@ -40,6 +40,7 @@ from typing import Any
 from project import catalogue
 from project.environment import cores_text
 from shared_specs import lessons
+from shared_specs.families import families_table
 from shared_specs.measured import (  # noqa: F401 (those the tests and the benchmarks read as docs.NAME)
     BOOKKEEPING,
     REPRODUCE_FILE,
@@ -68,6 +69,7 @@ GPU_PAGE = f"{DOCS}/gpu.md"
 RESULTS_PAGE = f"{DOCS}/results.md"  # the results and reproductions tables, linked from the front page
 RECORDS_DIR = lessons.RECORDS_DIR
 EXERCISES_PAGE = f"{DOCS}/exercises.md"
+FAMILIES_PAGE = f"{DOCS}/families.md"  # the families compared on one table (``shared_specs.families``)
 DOCUMENT_NOTE = "\n*Run by `make docs` on "  # ends a derivation's document: where it ran
 
 
@@ -314,6 +316,11 @@ def rendered(root: Path | None = None) -> dict[str, str]:
         raise ValueError(f"{GPU_PAGE} is missing: it holds the generated 'gpu-presets' table")
     out[GPU_PAGE] = fill_quotes(fill(gpu, "gpu-presets", gpu_table(_json(root, GPU_FILE, {})), GPU_PAGE), results,
                                 record, GPU_PAGE)
+    families = _read(root, FAMILIES_PAGE)
+    if families is None:
+        raise ValueError(f"{FAMILIES_PAGE} is missing: it holds the generated 'families' table")
+    out[FAMILIES_PAGE] = fill_quotes(fill(families, "families", families_table(record), FAMILIES_PAGE), results,
+                                     record, FAMILIES_PAGE)
     exercises = _read(root, EXERCISES_PAGE)
     if exercises is None:
         raise ValueError(f"{EXERCISES_PAGE} is missing: it holds the generated 'exercise-list' table")

@@ -220,7 +220,8 @@ def nav(root: Path, notebooks: list[str]) -> list:
             {"Derivations": [{n: f"derivations/{n}.md"} for n in derived]},
             *([{"Notebooks": [{n: f"notebooks/{n}.ipynb"} for n in notebooks]}] if notebooks else []),
             {"Exercises": "exercises.md"},
-            {"Results": ["results.md", "gpu.md", *[{t.name: f"records/{t.name}.md"} for t in topics_with_pages()]]},
+            {"Results": ["results.md", "families.md", "gpu.md",
+                         *[{t.name: f"records/{t.name}.md"} for t in topics_with_pages()]]},
             {"The design": ["ARCHITECTURE.md", "TOPICS.md"]}]
 
 

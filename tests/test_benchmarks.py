@@ -465,7 +465,10 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
     assert out.startswith("reproduce: 1 runs (1 to train) of tiny, 1 seeds, 1 at a time: about 1 min")
     record = json.loads((tmp_path / "reproduce.json").read_text())
     assert [(r["arm"], r["seed"], r["holds"]) for r in record["runs"]] == [("gp", 0, False)] and len(rows) == 1
-    assert set(record["runs"][0]["metrics"]) == {"w1_exact", "w1_floor"} and record["runs"][0]["wall_s"] > 0
+    assert set(record["runs"][0]["metrics"]) == {"w1_exact", "w1_floor", "train_s"} and record["runs"][0]["wall_s"] > 0
+    log = (tmp_path / "runs/tiny/gp-0/metrics.jsonl").read_text().splitlines()  # the families table's minutes:
+    assert record["runs"][0]["metrics"]["train_s"] == round(json.loads(log[-1])["time_s"], 3)  # the log's clock,
+    assert record["runs"][0]["metrics"]["train_s"] < record["runs"][0]["wall_s"]  # within the run's wall time
     assert record["rows"]["tiny"]["beside"] == [["w1_floor", "the floor"]] and "tiny" in record["meta"]
     from PIL import Image  # the arm's pictures side by side: one row of two panels (a WGAN has no reconstructions)
 
@@ -868,6 +871,21 @@ def test_a_publish_describes_the_rows_it_swept_as_the_code_does_and_keeps_the_ot
     assert rows["dann_galaxies"] == R.describe_row(R.ROWS["dann_galaxies"]) and set(rows) == set(R.ROWS)
     assert R.recorded_rows({"wgan_toys_long": recorded}, ["wgan_toys_long"])["wgan_toys_long"]["arms"] == \
         R.describe_row(R.ROWS["wgan_toys_long"])["arms"]  # the control: swept, it gains the arm
+
+
+def test_every_model_of_the_families_table_is_an_arm_of_a_row_that_scores_its_samples():
+    """``shared_specs.families`` names rows and arms by id: each exists, trains on Fashion-MNIST and computes the
+    sample metrics, and the record keeps the table's figures (the control: the keys the record would keep without
+    them are the row's own)."""
+    from benchmarks import reproduce as R
+    from shared_specs.families import FAMILIES, KEYS
+
+    for family in FAMILIES:
+        row = R.ROWS[family.row]
+        arm = next(a for a in row.arms if a.name == family.arm)
+        assert arm.dataset == "fashion_mnist" and row.sample_metrics, family
+    assert {"fid", "precision", "recall", "sample_ms", "train_s", "bits_per_dim"} <= set(KEYS)
+    assert "sample_ms" not in {R.ROWS["stylegan"].metric, *(k for k, _ in R.ROWS["stylegan"].beside)}
 
 
 def test_practice_jax_help_is_the_train_commands_and_a_missing_command_a_usage_line(capsys):
