@@ -296,6 +296,18 @@ def _json(root: Path, path: str, empty: Any) -> Any:
     return empty if text is None else json.loads(text)
 
 
+def _page(root: Path, path: str, blocks: dict[str, str]) -> str:
+    """The page at ``path`` with each of its generated ``blocks`` (name -> body) filled; ValueError naming them when
+    the page is missing."""
+    text = _read(root, path)
+    if text is None:
+        names = " and ".join(repr(name) for name in blocks)
+        raise ValueError(f"{path} is missing: it holds the generated {names} table{'s' if len(blocks) > 1 else ''}")
+    for name, body in blocks.items():
+        text = fill(text, name, body, path)
+    return text
+
+
 def rendered(root: Path | None = None) -> dict[str, str]:
     """{relative path: the text it should have} for README.md and every topic page; ValueError for a missing
     page or marker."""
@@ -305,26 +317,13 @@ def rendered(root: Path | None = None) -> dict[str, str]:
     out = {}
     readme = _read(root, "README.md") or ""
     out["README.md"] = fill_quotes(fill(readme, "topic-table", topic_table(), "README.md"), results, record, "README.md")
-    page = _read(root, RESULTS_PAGE)
-    if page is None:
-        raise ValueError(f"{RESULTS_PAGE} is missing: it holds the generated 'results' and 'reproduce-summary' tables")
-    page = fill(page, "results", results_table(results, "records/"), RESULTS_PAGE)
-    page = fill(page, "reproduce-summary", reproduce_summary(record), RESULTS_PAGE)
-    out[RESULTS_PAGE] = fill_quotes(page, results, record, RESULTS_PAGE)
-    gpu = _read(root, GPU_PAGE)
-    if gpu is None:
-        raise ValueError(f"{GPU_PAGE} is missing: it holds the generated 'gpu-presets' table")
-    out[GPU_PAGE] = fill_quotes(fill(gpu, "gpu-presets", gpu_table(_json(root, GPU_FILE, {})), GPU_PAGE), results,
-                                record, GPU_PAGE)
-    families = _read(root, FAMILIES_PAGE)
-    if families is None:
-        raise ValueError(f"{FAMILIES_PAGE} is missing: it holds the generated 'families' table")
-    out[FAMILIES_PAGE] = fill_quotes(fill(families, "families", families_table(record), FAMILIES_PAGE), results,
-                                     record, FAMILIES_PAGE)
-    exercises = _read(root, EXERCISES_PAGE)
-    if exercises is None:
-        raise ValueError(f"{EXERCISES_PAGE} is missing: it holds the generated 'exercise-list' table")
-    out[EXERCISES_PAGE] = fill(exercises, "exercise-list", exercise_table(), EXERCISES_PAGE)
+    pages = {RESULTS_PAGE: {"results": results_table(results, "records/"),
+                            "reproduce-summary": reproduce_summary(record)},
+             GPU_PAGE: {"gpu-presets": gpu_table(_json(root, GPU_FILE, {}))},
+             FAMILIES_PAGE: {"families": families_table(record)}}
+    for path, blocks in pages.items():
+        out[path] = fill_quotes(_page(root, path, blocks), results, record, path)
+    out[EXERCISES_PAGE] = _page(root, EXERCISES_PAGE, {"exercise-list": exercise_table()})
     for topic in topics_with_pages():
         path, records = f"{TOPICS_DIR}/{topic.name}.md", f"{RECORDS_DIR}/{topic.name}.md"
         page, record_page = _read(root, path), _read(root, records)
