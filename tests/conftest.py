@@ -97,6 +97,12 @@ def pytest_collection_finish(session) -> None:
     gc.enable()
 
 
+def pytest_sessionstart(session) -> None:
+    """pytest-xdist's controller collects nothing (its workers do): the collector comes back on here."""
+    if session.config.getoption("numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        gc.enable()
+
+
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadgroup`` as ``work_unit`` groups: pytest-xdist's own loadgroup marks a test's group by rewriting
     its ``_nodeid``, which pytest 9 no longer reads (its node ids are ``_id``), so every test went to whichever
