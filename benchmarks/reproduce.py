@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.reproduce_rows import ROWS, Arm, Row  # noqa: F401 (Arm: re-exported with the rows)
+from shared_specs.families import FAMILIES, family_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "docs" / "reproduce.json"  # the published record: written only with ``--publish``
@@ -266,6 +267,9 @@ def reproduce(args) -> list[dict]:
         if row.pictures:
             out = figures / f"reproduce_{row.id}_pictures.png"
             print(f"wrote {draw_pictures(row, folder, record['meta'][row.id], out)}")
+    if set(names) & {f.row for f in FAMILIES}:  # a model of the families' table measured again
+        drawn = draw_families(record, figures / "families.png")
+        print(f"wrote {drawn}" if drawn else "the families' figure waits for a model with its FID and ms a sample")
     return [{k: v for k, v in r.items() if k != "metrics"} for r in records]
 
 
@@ -344,6 +348,36 @@ def draw_curves(row: Row, folder: Path, seeds: list[int], meta: dict, out: Path 
                  f"· load average {meta['load_before']} before, {meta['load_after']} after")
     ax.title.set_fontsize(8)
     out = out or RECORD.parent / "figures" / f"reproduce_{row.id}.png"
+    save(fig, ax, out)
+    return out
+
+
+def draw_families(record: dict, out: Path) -> Path | None:
+    """``docs/figures/families.png``: the families' trade of quality against sampling time, each model of
+    ``shared_specs.families.FAMILIES`` whose row measured both its FID and its milliseconds a sample a point (means
+    over the row's seeds; hollow where 2 000 samples were scored, whose FIDs run higher than 10 000's). None, and
+    nothing written, while no model has both."""
+    from benchmarks.plots import new_axes, save
+
+
+    points = [(f, figures) for f in FAMILIES if (figures := family_figures(record, f))
+              and figures["fid"] is not None and figures["sample_ms"] is not None]
+    if not points:
+        return None
+    kinds = sorted({f.family for f, _ in points})
+    fig, ax = new_axes((7, 4.5))
+    for f, figures in points:
+        colour = f"C{kinds.index(f.family)}"
+        full = (figures["samples"] or 0) >= 10_000
+        ax.scatter([figures["sample_ms"]], [figures["fid"]], s=40, color=colour if full else "none",
+                   edgecolors=colour, label=f.family if f.family not in ax.get_legend_handles_labels()[1] else None)
+        ax.annotate(f.model, (figures["sample_ms"], figures["fid"]), xytext=(4, 3), textcoords="offset points",
+                    fontsize=7)
+    ax.set_xscale("log")
+    ax.set(xlabel="milliseconds a sample on one CPU thread (log)", ylabel="FID (lower is better)",
+           title="Quality against sampling time, Fashion-MNIST, each point a mean over its row's seeds\n"
+                 "filled: 10 000 samples scored; hollow: 2 000 (their FIDs run higher)")
+    ax.title.set_fontsize(8)
     save(fig, ax, out)
     return out
 

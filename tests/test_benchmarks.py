@@ -422,6 +422,29 @@ def test_a_rows_curve_is_read_off_each_run_and_drawn_over_the_seeds(tmp_path):
     assert figure == tmp_path / "curves.png" and figure.stat().st_size > 10_000
 
 
+def test_the_families_figure_draws_each_model_with_its_fid_and_ms_a_sample(tmp_path, monkeypatch):
+    """A point per model of the families' table whose runs have both figures (the means over its seeds); a model
+    without the milliseconds (a row swept before eval recorded them) is no point, and a record without any draws
+    nothing (the control)."""
+    from benchmarks import reproduce as R
+    from shared_specs.families import FAMILIES
+
+    wgan, vae = (next(f for f in FAMILIES if f.model == name) for name in ("WGAN-GP", "VAE"))
+    runs = [{"row": wgan.row, "arm": wgan.arm, "seed": s, "metrics": {"fid": 120.0 + s, "sample_ms": 0.1,
+                                                                      "sample_metrics_samples": 10_000}}
+            for s in (0, 1)] + [{"row": vae.row, "arm": vae.arm, "seed": 0, "metrics": {"fid": 80.0}}]
+    figure = R.draw_families({"runs": runs}, tmp_path / "families.png")
+    assert figure == tmp_path / "families.png" and figure.stat().st_size > 10_000
+    import benchmarks.plots
+
+    drawn = []
+    monkeypatch.setattr(benchmarks.plots, "save", lambda fig, ax, out: drawn.append(
+        [c.get_offsets().tolist() for c in ax.collections]))
+    R.draw_families({"runs": runs}, tmp_path / "again.png")
+    assert drawn == [[[[0.1, 120.5]]]]  # the WGAN-GP's mean; the VAE, without its ms, is no point
+    assert R.draw_families({"runs": runs[2:]}, tmp_path / "none.png") is None and len(drawn) == 1
+
+
 def test_a_record_names_the_commit_clean_when_only_records_changed(monkeypatch):
     """A sweep's records were rewritten by its earlier rows (or an earlier sweep in the checkout): those changes alone
     leave the commit clean, for the runs as for the record; a record elsewhere counts when named; any other change
