@@ -374,6 +374,7 @@ def draw_families(record: dict, out: Path) -> Path | None:
         ax.annotate(f.model, (figures["sample_ms"], figures["fid"]), xytext=(4, 3), textcoords="offset points",
                     fontsize=7)
     ax.set_xscale("log")
+    ax.margins(x=0.3, y=0.1)  # room for the names beside the points
     ax.set(xlabel="milliseconds a sample on one CPU thread (log)", ylabel="FID (lower is better)",
            title="Quality against sampling time, Fashion-MNIST, each point a mean over its row's seeds\n"
                  "filled: 10 000 samples scored; hollow: 2 000 (their FIDs run higher)")

@@ -82,8 +82,11 @@ def families_table(record: dict[str, Any], records: str = "records/") -> str:
     lines = ["| model | family | FID | precision | recall | NLL (bits/dim) | ms a sample | sampler | training "
              "minutes | samples scored | seeds | row |", "|" + "---|" * 12]
     for f in FAMILIES:
-        topics = record.get("rows", {}).get(f.row, {}).get("topics") or []
-        row = f"[`{f.row}`]({records}{topics[0]}.md#reproduced)" if topics else f"`{f.row}`"
+        described = record.get("rows", {}).get(f.row, {})
+        topics = described.get("topics") or []
+        model = next((a["model"] for a in described.get("arms", []) if a["name"] == f.arm), None)
+        page = model if model in topics else topics[0] if topics else None  # the model's own records page
+        row = f"[`{f.row}`]({records}{page}.md#reproduced)" if page else f"`{f.row}`"
         figures = family_figures(record, f)
         if figures is None:
             lines.append(f"| {f.model} | {f.family} | not yet measured: `python -m benchmarks reproduce --rows "

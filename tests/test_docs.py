@@ -278,13 +278,14 @@ def test_a_reproduction_is_read_over_its_seeds_beside_the_paper():
 def test_the_families_table_reads_each_models_row_over_its_seeds_and_names_the_rows_still_to_run():
     """A model's line is the mean of its arm's seeds (FID, precision, recall, its NLL key, ms a sample, training
     minutes); a figure one seed lacks is a dash, not the other seeds' mean (the control); a model whose row has no
-    runs names the command that measures it."""
+    runs names the command that measures it; the row links to the records page of the line's own model."""
     from shared_specs.families import FAMILIES, families_table
 
     def run(arm, seed, **metrics):
         return {"row": "vae_gan", "arm": arm, "seed": seed, "value": metrics["fid"], "metrics": metrics}
 
-    record = {"rows": {"vae_gan": {"topics": ["vae"]}}, "runs": [
+    record = {"rows": {"vae_gan": {"topics": ["vae", "gan"], "arms": [{"name": "vae", "model": "vae"},
+                                                                      {"name": "vaegan", "model": "gan"}]}}, "runs": [
         run("vae", 0, fid=80.0, precision=0.6, recall=0.3, nll_bits_per_dim=0.44, sample_ms=0.5, train_s=200.0,
             sample_metrics_samples=10000),
         run("vae", 1, fid=84.0, precision=0.7, recall=0.2, nll_bits_per_dim=0.46, sample_ms=0.7, train_s=220.0,
@@ -295,6 +296,7 @@ def test_the_families_table_reads_each_models_row_over_its_seeds_and_names_the_r
     assert lines["VAE"] == ("| VAE | latent variable | **82.0** | 0.650 | 0.250 | 0.450 | 0.60 | one decoder pass | "
                             "3.5 | 10,000 | 2 | [`vae_gan`](records/vae.md#reproduced) |")
     assert "| **105.0** | 0.700 | 0.500 | - | - | one decoder pass | - | - | 2 |" in lines["VAE-GAN"]
+    assert lines["VAE-GAN"].endswith("(records/gan.md#reproduced) |")  # its arm's model's page, not the row's first
     assert "not yet measured: `python -m benchmarks reproduce --rows families --publish`" in lines["WGAN-GP"]
     assert len(lines) == len(FAMILIES) + 2  # the header and its rule
 
