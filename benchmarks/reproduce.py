@@ -359,7 +359,6 @@ def draw_families(record: dict, out: Path) -> Path | None:
     nothing written, while no model has both."""
     from benchmarks.plots import new_axes, save
 
-
     points = [(f, figures) for f in FAMILIES if (figures := family_figures(record, f))
               and figures["fid"] is not None and figures["sample_ms"] is not None]
     if not points:

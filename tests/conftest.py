@@ -55,28 +55,16 @@ def one_mlir_context() -> None:
 one_mlir_context()
 
 
-def compilation_cache() -> None:
-    """Each test process keeps the programs XLA compiled in 15 ms or more, keyed by the program itself (its HLO, the
-    flags and the device), in a folder of its own, removed when it exits: a program built again by a new closure
-    (an exercise's reference, each of its named mistakes, a run resumed in JAX) is read back instead of compiled
-    again (the exercises' tests: 37 s of CPU without, 25 s with, on a 2-core AVX2 EPYC). Quicker compiles, the
-    derivations' single operations run eagerly (9 in 10 of their programs) among them, are not kept, as writing
-    them costs more than the few that come again save. The folder is this process's alone (its tests' subprocesses
-    compile for themselves), so no entry is read while another process writes it."""
-    import atexit
-    import shutil
-    import tempfile
-
+def no_compilation_cache() -> None:
+    """JAX computes a program's key for its persistent cache (the program serialised and hashed with its options)
+    before every compile, a cache folder or not; the suite compiles some 10 000 programs and keeps none, except
+    where ``kept_programs`` says so."""
     import jax
 
-    folder = tempfile.mkdtemp(prefix="jax-compiled-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.015)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_enable_compilation_cache", False)
 
 
-compilation_cache()
+no_compilation_cache()
 
 SPREAD = {"test_derivations.py", "test_specs.py", "test_twin_training.py"}  # independent cases, spread one by one
 
@@ -118,6 +106,28 @@ def pytest_xdist_make_scheduler(config, log):
             return work_unit(nodeid)
 
     return ByWorkUnit(config, log)
+
+
+@pytest.fixture(scope="module")
+def kept_programs(tmp_path_factory):
+    """A test file that builds the same programs again and again by new closures (an exercise's reference and each of
+    its named mistakes): XLA's programs that took 15 ms or more to compile are kept in a folder of this worker's
+    (JAX's persistent cache, keyed by the program), and read back instead of compiled again: test_exercises took
+    37 s of CPU without, 25 s with (on a 2-core AVX2 EPYC). Elsewhere it costs more than it saves (every compile
+    keyed, every kept program serialised; the derivations and spec cases took a fifth longer with it)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    settings = {"jax_enable_compilation_cache": True, "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("xla")),
+                "jax_persistent_cache_min_compile_time_secs": 0.015, "jax_persistent_cache_min_entry_size_bytes": 0}
+    before = {name: getattr(jax.config, name) for name in settings}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+    yield
+    for name, value in before.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from theory_jax.cli import main
 from theory_jax.exercises import Mistake, stub_of
 
 EXERCISES = [(topic, e) for topic in E.topics_with_exercises() for e in E.exercises_of(topic)]
+pytestmark = pytest.mark.usefixtures("kept_programs")  # each reference compiled once, not once a mistake
 
 
 @pytest.fixture(autouse=True)
