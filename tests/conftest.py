@@ -113,8 +113,8 @@ def kept_programs(tmp_path_factory):
     """A test file that builds the same programs again and again by new closures (an exercise's reference and each of
     its named mistakes): XLA's programs that took 15 ms or more to compile are kept in a folder of this worker's
     (JAX's persistent cache, keyed by the program), and read back instead of compiled again: test_exercises took
-    37 s of CPU without, 25 s with (on a 2-core AVX2 EPYC). Elsewhere it costs more than it saves (every compile
-    keyed, every kept program serialised; the derivations and spec cases took a fifth longer with it)."""
+    37 s of CPU without, 25 s with (on a 2-core AVX2 EPYC). Elsewhere, where a program is compiled once, it only
+    costs: every compile keyed, every kept program serialised and written."""
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
