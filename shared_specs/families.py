@@ -43,6 +43,8 @@ FAMILIES = (
     Family("cascaded DDPM", "diffusion", "cascade", "augmented", "DDIM, 50 steps a stage"),
     Family("latent diffusion", "diffusion", "families", "latent_diffusion", "the preset's sampler in the latent"),
     Family("flow matching", "flow", "families_slow_samplers", "flow_matching", "the preset's ODE solve"),
+    Family("consistency model (flow matching, distilled)", "flow", "consistency_fashion_mnist", "consistency",
+           "one network pass"),
     Family("coupling flow (RealNVP)", "flow", "families", "coupling_flows", "one inverse pass", "bits_per_dim"),
     Family("PixelCNN", "autoregressive", "families_slow_samplers", "pixelcnn", "784 network passes", "bits_per_dim"),
     Family("EBM", "energy-based", "families_slow_samplers", "ebm", "Langevin chains"),

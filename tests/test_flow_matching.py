@@ -4,8 +4,9 @@ input; and wrong twins (a path with t and 1 - t swapped, a target without its (1
 the optimal assignment, straightness with the displacement's sign flipped) caught by the spec runner; reflow: its
 student and frozen teacher, the loss on the teacher's pairs, the teacher trained first with the run's seed, a
 resumed reflow run bit-identical to a straight one; consistency distillation: its three networks, the loss and the
-target's EMA, one- and two-step sampling, a resumed run bit-identical, the skip parameterisation with c_skip and
-c_out swapped and an Euler step run backwards caught by the spec runner."""
+target's EMA, one- and two-step sampling, a resumed run bit-identical, its samplers and the teacher's scored on
+images from one noise, the skip parameterisation with c_skip and c_out swapped and an Euler step run backwards caught
+by the spec runner."""
 
 from __future__ import annotations
 
@@ -452,3 +453,67 @@ def test_the_quick_preset_trains_on_fashion_mnist_within_fifteen_minutes(tmp_pat
     assert main(["train", "flow_matching", "--dataset", "fashion_mnist", "--out", str(tmp_path / "run")]) == 0
     assert time.perf_counter() - start < 900
     assert (tmp_path / "run/samples/samples.png").is_file()
+
+
+def test_consistency_on_images_scores_each_sampler_from_one_noise_and_the_classes_in_turn(monkeypatch):
+    """On images ``evaluate_consistency`` scores the consistency model in one step and two and the teacher's guided
+    Euler sampler at 1, 2, 4 and 20 steps, each on the same noise and classes, in chunks: the images scored are what
+    each sampler draws from them (the features are a fixed projection here: no feature network is trained).
+    Controls: another noise, the teacher without its guidance and 20 steps in place of 1 draw other images."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import TensorDataset
+
+    from practice_torch.engine.runs import Parent
+    from practice_torch.evaluation import features as F
+    from practice_torch.evaluation.metrics import fid_from_features
+    from practice_torch.flow_matching.consistency import ConsistencyModel
+
+    digits = get_info("digits")
+    net_config = fm_training.Config(architecture="unet", conditional=True, channels=16, channel_mults=(1,),
+                                    attention_levels=(), guidance_scale=1.5)
+    torch.manual_seed(0)
+    teacher = fm_training.build(net_config, digits).eval()
+    with torch.no_grad():  # a teacher whose field is not zero (the U-Net's output layer starts at zero)
+        for p in teacher.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    config = dataclasses.replace(net_config, consistency=True, teacher="teacher")
+    net = fm_training.build(config, digits, {"teacher": Parent("teacher", "flow_matching", 1, None, teacher)}).eval()
+    assert isinstance(net, ConsistencyModel)
+    with torch.no_grad():  # the student away from its teacher
+        for p in net.net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    real = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    dataset = TensorDataset(real, torch.zeros(12, dtype=torch.long))
+    dataset.run_data = SimpleNamespace(name="digits")
+    projection = torch.randn(64, 5, generator=torch.Generator().manual_seed(2))
+    stub = torch.nn.Linear(64, 10)
+    stub.features = lambda x: x.flatten(1) @ projection
+    scored = {}
+
+    def embed(features, images, desc="features"):
+        scored[desc] = images
+        return features.features(images), None
+
+    monkeypatch.setattr(F, "feature_network", lambda name, device=None: stub)
+    monkeypatch.setattr(F, "embed", embed)
+    monkeypatch.setattr(fm_training, "FID_CHUNK", 5)
+    metrics = fm_training.evaluate(net, config, dataset, torch.Generator().manual_seed(3), samples=12)
+
+    samplers = ["fid_one_step", "fid_two_step", *(f"teacher_fid_euler_{k}" for k in (1, 2, 4, 20))]
+    assert metrics["fid_samples"] == 12 and metrics["nfe_per_solve"] == 1
+    for key in samplers:
+        assert metrics[key] == pytest.approx(fid_from_features(real.flatten(1) @ projection,
+                                                               scored[f"features ({key})"].flatten(1) @ projection))
+    x0, y = torch.randn((12, 1, 8, 8), generator=torch.Generator().manual_seed(3)), torch.arange(12) % 10
+    with torch.no_grad():
+        one_step = net.from_model(net.consistency(x0, torch.zeros(12), y, config.sigma_data))
+        guided = net.from_model(x0 + teacher.field(y, 1.5)(torch.zeros(()), x0))
+        unguided = net.from_model(x0 + teacher.field(y, 0.0)(torch.zeros(()), x0))
+        elsewhere = torch.randn((12, 1, 8, 8), generator=torch.Generator().manual_seed(4))
+        other_noise = net.from_model(net.consistency(elsewhere, torch.zeros(12), y, config.sigma_data))
+    torch.testing.assert_close(scored["features (fid_one_step)"], one_step)
+    torch.testing.assert_close(scored["features (teacher_fid_euler_1)"], guided)
+    for control, drawn in ((unguided, "teacher_fid_euler_1"), (other_noise, "fid_one_step"),
+                           (guided, "teacher_fid_euler_20")):  # each a hundred times the chunks' rounding, or more
+        assert (scored[f"features ({drawn})"] - control).abs().max() > 1e-3, drawn

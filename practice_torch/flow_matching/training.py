@@ -384,15 +384,16 @@ def galaxy_sweep(net: FlowModel, config: Config, generator: torch.Generator) -> 
 
 # Evaluation --------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate(net: FlowModel, config: Config, dataset: Dataset, generator: torch.Generator) -> dict[str, float]:
+def evaluate(net: FlowModel, config: Config, dataset: Dataset, generator: torch.Generator,
+             samples: int | None = None) -> dict[str, float]:
     """The held-out CFM loss (independent coupling, one t and x0 per example, on ``eval_examples``), the NFE of one
     ODE solve; on 2-D data the exact W2 of eval_examples/2 samples to as many held-out points (beside the W2 between
     two halves of the held-out points: the floor) and the exact NLL in nats of ``nll_examples`` held-out points
     (``practice_torch.cnf.log_likelihood``: dopri5, exact trace), and the straightness and one-step W2 (beside the
-    teacher's for reflow). A consistency model has no field: ``evaluate_consistency``. Images get FID/KID from
-    eval's sample metrics."""
+    teacher's for reflow). A consistency model has no field: ``evaluate_consistency`` (which draws ``samples``
+    images of its own: eval's ``--samples``). Images get FID/KID from eval's sample metrics."""
     if isinstance(net, ConsistencyModel):
-        return evaluate_consistency(net, config, dataset, generator)
+        return evaluate_consistency(net, config, dataset, generator, samples)
     device = _device(net)
     m = min(len(dataset), config.eval_examples)
     total, points, labels = 0.0, [], []
@@ -428,19 +429,21 @@ def evaluate(net: FlowModel, config: Config, dataset: Dataset, generator: torch.
 
 
 TEACHER_EULER_STEPS = (1, 2, 4, 20)  # the teacher's Euler sampler beside a consistency model (Song et al., Table 1)
+CONSISTENCY_STEPS = (("one_step", (0.0,)), ("two_step", (0.0, 0.5)))  # its own sampler in one step and in two
 
 
 @torch.no_grad()
-def evaluate_consistency(net: ConsistencyModel, config: Config, dataset: Dataset, generator: torch.Generator
-                         ) -> dict[str, float]:
+def evaluate_consistency(net: ConsistencyModel, config: Config, dataset: Dataset, generator: torch.Generator,
+                         samples: int | None = None) -> dict[str, float]:
     """The NFE of ``consistency_times``; on 2-D data the W2 to eval_examples/2 held-out points of the consistency
     model's samples in ``consistency_times``, in one step (0) and in two (0 and 0.5), beside the teacher's Euler
     sampler at ``TEACHER_EULER_STEPS`` steps from the same noise and the W2 between two halves of the held-out
-    points (the floor). Images get FID/KID from eval's sample metrics."""
+    points (the floor). On images the same samplers' FIDs (``consistency_fids``) of ``samples`` images (default
+    ``eval_examples``); eval's sample metrics add FID/KID of ``consistency_times``."""
     device = _device(net)
     metrics: dict[str, float] = {"nfe_per_solve": len(config.consistency_times)}
     if len(net.shape) != 1:
-        return metrics
+        return metrics | consistency_fids(net, config, dataset, generator, samples or config.eval_examples)
     held = torch.cat([x for x, *_ in DataLoader(Subset(dataset, range(min(len(dataset), config.eval_examples))),
                                                  batch_size=500)])
     half = len(held) // 2
@@ -451,10 +454,59 @@ def evaluate_consistency(net: ConsistencyModel, config: Config, dataset: Dataset
 
     metrics |= {"w2": w2(draw(net, config, half, generator, noise=x0).x[-1]), "w2_samples": half,
                 "w2_held_out_halves": wasserstein2(held[half:2 * half], held[:half])}
-    for k, times in (("one_step", (0.0,)), ("two_step", (0.0, 0.5))):
+    for k, times in CONSISTENCY_STEPS:
         metrics[f"w2_{k}"] = w2(consistency_sample(net, x0, None, times, config.sigma_data, generator).x[-1])
     for steps in TEACHER_EULER_STEPS:
         metrics[f"teacher_w2_euler_{steps}"] = w2(integrate(net.teacher.field(), x0, "euler", steps).x[-1])
+    return metrics
+
+
+FID_CHUNK = 500  # images drawn at a time by ``consistency_fids``
+
+
+@torch.no_grad()
+def consistency_fids(net: ConsistencyModel, config: Config, dataset: Dataset, generator: torch.Generator, n: int
+                     ) -> dict[str, float]:
+    """FID (the project's features) against n held-out images of the samplers of ``evaluate_consistency``, each
+    drawing n images from the same noise x0 (n, C, H, W) and the same classes (in turn, as ``sample`` draws them):
+    ``fid_one_step`` and ``fid_two_step`` (the consistency model, Song et al. 2023, Algorithm 1) beside
+    ``teacher_fid_euler_K`` (the teacher's ODE in K Euler steps, with its guidance). {} and one line on stderr for
+    a data set without a feature network."""
+    import sys
+
+    from practice_torch.data import stacked
+    from practice_torch.evaluation.features import FeatureNetworkError, check_dataset, embed, feature_network
+    from practice_torch.evaluation.metrics import fid_from_features
+
+    name = dataset.run_data.name
+    try:
+        check_dataset(name)
+    except FeatureNetworkError as exc:
+        print(f"consistency FIDs skipped: {exc}", file=sys.stderr)
+        return {}
+    device, n = _device(net), min(n, len(dataset))
+    features = feature_network(name, device=device).eval()
+    real, conditions = stacked(dataset, n)[:2]
+    real_feats, _ = embed(features, real.clamp(0, 1), desc="features (held out)")
+    noise = torch.randn((n, *net.shape), generator=generator).split(FID_CHUNK)
+    y = torch.arange(n) % net.num_classes if net.num_classes else conditions.float() if net.cond_dim else None
+    labels = y.split(FID_CHUNK) if y is not None else (None,) * len(noise)
+
+    def consistency(times):
+        return lambda x0, y: consistency_sample(net, x0, y, times, config.sigma_data, generator).x[-1]
+
+    def euler(steps):
+        return lambda x0, y: integrate(net.teacher.field(condition(net, y), config.guidance_scale), x0, "euler",
+                                       steps).x[-1]
+
+    samplers = {**{f"fid_{k}": consistency(times) for k, times in CONSISTENCY_STEPS},
+                **{f"teacher_fid_euler_{steps}": euler(steps) for steps in TEACHER_EULER_STEPS}}
+    metrics: dict[str, float] = {"fid_samples": n}
+    for key, draw_with in samplers.items():
+        images = torch.cat([net.from_model(draw_with(x0.to(device), None if c is None else c.to(device))).cpu()
+                            for x0, c in zip(noise, labels)])
+        fake_feats, _ = embed(features, images, desc=f"features ({key})")
+        metrics[key] = fid_from_features(real_feats, fake_feats)
     return metrics
 
 
