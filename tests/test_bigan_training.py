@@ -1,7 +1,7 @@
 """BiGAN's training form: the three players and their shapes, a discriminator of pairs that sees z and no other
 example of the batch, the alternating schedule (the idle players get no gradient), ``bigan_losses`` as the step's
-loss, R1 on pairs, the linear probe (with a control that must fail), an exactly resumed run, the CLI on tiny image
-and 2-D runs, one-line errors; the quick preset is a slow test."""
+loss, R1 on pairs, the uniform prior, the linear probe (with a control that must fail), an exactly resumed run, the
+CLI on tiny image and 2-D runs, one-line errors; the quick preset is a slow test."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from practice_torch.bigan import training as bigan_training
 from practice_torch.bigan.networks import FeatureTrunk, pair_r1_penalty, player_losses
 from practice_torch.cli import main
 from practice_torch.data import get_info
-from practice_torch.engine.config import apply_overrides
+from practice_torch.engine.config import ConfigError, apply_overrides
 from practice_torch.evaluation.probe import linear_probe
 from practice_torch.models import new_trainer
 from shared_specs import topics
@@ -71,6 +71,25 @@ def test_a_step_is_a_round_of_the_game_each_player_on_its_own_optimizer(tmp_path
     assert adam_steps(d) == {2 * max(discriminator_steps, 1)} and adam_steps(eg) == {2}
     assert {id(p) for group in eg.param_groups for p in group["params"]} == {
         id(p) for p in [*trainer.net.encoder.parameters(), *trainer.net.generator.parameters()]}
+
+
+def test_the_uniform_prior_draws_the_steps_and_the_samples_latents_in_the_cube(tmp_path):
+    """``model.prior=uniform`` (Donahue et al.'s MNIST runs: z ~ U[-1, 1]^50): the step's noise and eval's and
+    sample's latents come from the cube, mean 0 and variance 1/3; G draws from the prior it was trained on. The
+    prior is fixed by the checkpoint. Control: the normal prior's latents leave the cube."""
+    net = tiny_net(prior="uniform")
+    config = bigan_training.Config(latent_dim=4, prior="uniform")
+    z = bigan_training.draw_noise(net, config, 20_000, torch.Generator().manual_seed(0))["z"]
+    assert z.shape == (20_000, 4) and z.min() >= -1 and z.max() <= 1
+    assert abs(z.mean()) < 0.01 and abs(z.var() - 1 / 3) < 0.01
+    normal = bigan_training.draw_noise(net, bigan_training.Config(latent_dim=4), 20_000, torch.Generator())["z"]
+    assert normal.abs().max() > 1 and abs(normal.var() - 1) < 0.03
+    samples = bigan_training.generate(net, 6, torch.Generator().manual_seed(1), "uniform")
+    expected = net(2 * torch.rand((6, 4), generator=torch.Generator().manual_seed(1)) - 1)
+    torch.testing.assert_close(samples, expected.detach())
+    assert "prior" in bigan_training.ARCHITECTURE
+    with pytest.raises(ConfigError, match="expected one of normal, uniform"):
+        apply_overrides(bigan_training.default_config("quick"), ["model.prior=laplace"])
 
 
 def test_the_players_losses_are_bigan_losses_on_the_pairs():

@@ -115,6 +115,26 @@ def test_the_annealing_schedule_is_ganin_et_als_and_sgd_trains_with_it(tmp_path)
     assert any(not torch.equal(start[k], v) for k, v in weights(trainer).items())  # and SGD moved the weights
 
 
+def test_the_exponential_schedule_holds_half_the_run_then_decays_to_the_floor(tmp_path):
+    """``train.schedule=exponential`` (Donahue et al.'s BiGAN on MNIST: 200 epochs at the peak, then 200 decaying
+    exponentially to a hundredth): 1 up to half the steps after the warmup, min_ratio^(2p - 1) after, min_ratio at
+    the end; the engine's optimizer follows it. Controls: cosine's factor at p = 3/4 differs, and so does a decay
+    from the start."""
+    factors = [lr_factor(s, warmup=0, total=100, min_ratio=0.01, schedule="exponential") for s in range(101)]
+    assert factors[:51] == [1.0] * 51 and factors[100] == pytest.approx(0.01)
+    assert factors[75] == pytest.approx(0.1) and all(a > b for a, b in zip(factors[50:], factors[51:]))
+    assert factors[75] != pytest.approx(lr_factor(75, warmup=0, total=100, min_ratio=0.01))
+    assert factors[75] != pytest.approx(0.01 ** 0.75)  # a decay over the whole run
+    cfg = apply_overrides(tiny(), ["train.schedule=exponential", "train.min_lr_ratio=0.01", "train.warmup_steps=0",
+                                   "train.steps=4", "train.lr=0.01"])
+    trainer = new_trainer(cfg, tmp_path / "run")
+    rates = []
+    for _ in range(4):
+        trainer._train_step()
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.01, 0.01, 0.01 * 0.1, 0.01 * 0.01])  # p = 1/4, 1/2, 3/4, 1 after each step
+
+
 # Batches ------------------------------------------------------------------------------------------------
 def test_ranks_share_out_the_single_process_batches_and_resume_the_order():
     single = GlobalBatches(50, 8, seed=3)

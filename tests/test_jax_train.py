@@ -437,11 +437,11 @@ def test_practice_jax_train_refuses_the_values_practice_torch_train_refuses(tmp_
     assert not out.exists()
 
 
-def test_practice_jax_train_refuses_sgd_and_the_annealing_schedule_in_one_line(tmp_path, capsys):
-    """The engine's other optimizer and schedule (``train.optimizer=sgd``, ``train.schedule=annealing``, DANN's) are
-    PyTorch's alone: the JAX trainer says so in one line, exit 2, nothing written."""
+def test_practice_jax_train_refuses_sgd_and_the_other_schedules_in_one_line(tmp_path, capsys):
+    """The engine's other optimizer and schedules (``train.optimizer=sgd``, ``train.schedule=annealing``, DANN's, and
+    ``exponential``, BiGAN's) are PyTorch's alone: the JAX trainer says so in one line, exit 2, nothing written."""
     out = tmp_path / "never"
-    for change in ("train.optimizer=sgd", "train.schedule=annealing"):
+    for change in ("train.optimizer=sgd", "train.schedule=annealing", "train.schedule=exponential"):
         assert cli.main(["vae", "--set", change, "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and change in err and "AdamW and the cosine schedule" in err, err

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -41,6 +42,7 @@ class Config:
     """BiGAN's hyperparameters: the run's ``model.*`` keys (``--set model.r1=1``)."""
 
     latent_dim: int = 2
+    prior: Literal["normal", "uniform"] = "normal"  # p(z): N(0, I), or U[-1, 1]^d (the paper's MNIST runs: "u-50")
     hidden: tuple[int, ...] = (128, 128)  # 2-D: MLP widths of E, G and D's x-path
     width: int = 128  # features of the encoder's trunk and of each of D's paths (images: after the convs)
     joint: int = 256  # D's tanh units where the x-path and the z-path meet (``pair_logits``)
@@ -80,7 +82,7 @@ PRESETS = {  # the first row, fashion_mnist, is the default data set
 default_config = preset_config("bigan", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("latent_dim", "hidden", "width", "joint", "channels", "fc")
+ARCHITECTURE = ("latent_dim", "prior", "hidden", "width", "joint", "channels", "fc")  # G's weights mean G on its prior
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_references", "probe_examples")
 # The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
@@ -107,9 +109,16 @@ def build(config: Config, data) -> BiGAN:
     return net
 
 
+def latents(prior: str, n: int, d: int, generator: torch.Generator) -> torch.Tensor:
+    """z (n, d) from the prior p(z): N(0, I), or U[-1, 1]^d (``uniform``, Donahue et al.'s MNIST runs)."""
+    if prior == "uniform":
+        return 2 * torch.rand((n, d), generator=generator) - 1
+    return torch.randn((n, d), generator=generator)
+
+
 def draw_noise(net: BiGAN, config: Config, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """z ~ N(0, I), (n, d): the generator's latents for one batch (``run.next_batch`` draws them with each batch)."""
-    return {"z": torch.randn((n, net.latent_dim), generator=generator)}
+    """z ~ p(z), (n, d): the generator's latents for one batch (``run.next_batch`` draws them with each batch)."""
+    return {"z": latents(config.prior, n, net.latent_dim, generator)}
 
 
 def players(net: BiGAN, config: Config) -> dict[str, Player]:
@@ -141,9 +150,9 @@ def _device(net) -> torch.device:
 
 
 @torch.no_grad()
-def generate(net: BiGAN, n: int, generator: torch.Generator) -> torch.Tensor:
-    """n samples G(z) on the CPU, z ~ N(0, I) drawn from ``generator``. -> (n, *shape)."""
-    return net(torch.randn((n, net.latent_dim), generator=generator).to(_device(net))).cpu()
+def generate(net: BiGAN, n: int, generator: torch.Generator, prior: str = "normal") -> torch.Tensor:
+    """n samples G(z) on the CPU, z ~ p(z) (``prior``) drawn from ``generator``. -> (n, *shape)."""
+    return net(latents(prior, n, net.latent_dim, generator).to(_device(net))).cpu()
 
 
 @torch.no_grad()
@@ -157,7 +166,7 @@ def reconstruct(net: BiGAN, x, batch_size: int = 1000) -> torch.Tensor:
 def sample(net: BiGAN, config: Config, n: int, generator: torch.Generator, examples=None) -> list[Artefact]:
     """Images: a grid of about n samples G(z), and rows of held-out ``examples`` above rows of their reconstructions
     G(E(x)). 2-D: scatters of n samples and of the reconstructions beside the held-out points."""
-    samples = generate(net, n, generator)
+    samples = generate(net, n, generator, config.prior)
     if len(net.shape) == 3:
         artefacts = [Artefact("samples", "images", samples, nrow=math.ceil(math.sqrt(n)))]
         if examples is not None:
@@ -201,7 +210,7 @@ def evaluate(net: BiGAN, config: Config, dataset: Dataset, generator: torch.Gene
     device, total = _device(net), 0.0
     xs, ys = [], []
     for x, y in DataLoader(dataset, batch_size=1000):
-        z = torch.randn((len(x), net.latent_dim), generator=generator).to(device)
+        z = latents(config.prior, len(x), net.latent_dim, generator).to(device)
         x = x.to(device)
         real, fake = net.discriminator(x, net.encoder(x)), net.discriminator(net(z), z)
         total += float(discriminator_loss(real, fake)) * len(x)
@@ -216,14 +225,14 @@ def evaluate(net: BiGAN, config: Config, dataset: Dataset, generator: torch.Gene
     if len(net.shape) == 1 and y.dtype == torch.int64:
         from practice_torch.gan.quality import mode_statistics
 
-        metrics.update(mode_statistics(generate(net, len(x), generator), x, y))
+        metrics.update(mode_statistics(generate(net, len(x), generator, config.prior), x, y))
     elif len(net.shape) == 3 and config.eval_references:
-        metrics.update(references(net, dataset, generator, samples))
+        metrics.update(references(net, dataset, generator, samples, config.prior))
     return metrics
 
 
-def references(net: BiGAN, dataset: Dataset, generator: torch.Generator, samples: int | None = None
-               ) -> dict[str, float]:
+def references(net: BiGAN, dataset: Dataset, generator: torch.Generator, samples: int | None = None,
+               prior: str = "normal") -> dict[str, float]:
     """``quality.image_references`` for this net: its samples, an untrained copy's, the training images (loaded
     with the run's data options: ``engine.runs.sibling_split``), as many as the held-out images, at most ``samples``
     (default ``REFERENCE_SAMPLES``)."""
@@ -231,5 +240,5 @@ def references(net: BiGAN, dataset: Dataset, generator: torch.Generator, samples
 
     n = min(len(dataset), samples or REFERENCE_SAMPLES)
     fresh = untrained_copy(net)
-    return image_references(lambda m: generate(net, m, generator), lambda m: generate(fresh, m, generator),
+    return image_references(lambda m: generate(net, m, generator, prior), lambda m: generate(fresh, m, generator, prior),
                             dataset, sibling_split(dataset, "train"), dataset.run_data.name, n=n)

@@ -12,8 +12,8 @@ It knows nothing of any model: it is handed a model module that gives it the sma
     checkpoint.py   safetensors weights + companion state (optimizer, schedule, EMA, every RNG), atomic
     metrics.py      metrics.jsonl, TensorBoard events, the loss-curve plot
     artefacts.py    samples a person looks at: PNG grids, WAV files, text
-    loop.py         the training loop: AdamW or SGD, warmup + cosine or annealing, clipping, bf16, compile, signals, NaN
-                    stop
+    loop.py         the training loop: AdamW or SGD, warmup + cosine, annealing or exponential, clipping, bf16,
+                    compile, signals, NaN stop
     runs.py         run directories: create, refuse to overwrite, reload for ``sample`` and ``eval``
 """
 

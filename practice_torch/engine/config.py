@@ -54,8 +54,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW's decoupled decay
     betas: tuple[float, ...] = (0.9, 0.999)  # AdamW's (beta1, beta2); GANs often want beta1 = 0.5 or 0
     warmup_steps: int = 100  # linear warmup from 0 to lr, then the schedule's decay
-    schedule: Literal["cosine", "annealing"] = "cosine"  # cosine to min_lr_ratio * lr; annealing: (1 + 10 p)^-0.75
-    min_lr_ratio: float = 0.1  # cosine's floor
+    # cosine to min_lr_ratio * lr; annealing: (1 + 10 p)^-0.75; exponential: lr for half the steps, then to min_lr_ratio
+    schedule: Literal["cosine", "annealing", "exponential"] = "cosine"
+    min_lr_ratio: float = 0.1  # cosine's and exponential's floor
     grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
     ema_decay: float = 0.0  # 0 = no EMA weights; else e.g. 0.999 (samples and eval then use the EMA)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = torch.autocast (CPU or CUDA)
