@@ -199,7 +199,7 @@ def test_registry_presets_and_build_errors():
 def test_only_8_bit_images_are_rescaled_and_decoded_as_8_bit():
     """Fashion-MNIST ([0, 1], 8-bit) goes to [-1, 1] and back, clamped; the galaxies (real values with noise below 0)
     are modelled as they are: their negative pixels survive the round trip (control: the 8-bit net clamps them)."""
-    small = ddpm_training.Config(channels=8, channel_mults=(1,), num_res_blocks=1, attention_levels=())
+    small = ddpm_training.Config(channels=16, channel_mults=(1,), num_res_blocks=1, attention_levels=())
     eight_bit, galaxies = (ddpm_training.build(small, get_info(name)) for name in ("fashion_mnist", "galaxies"))
     assert eight_bit.images and not galaxies.images
     x = torch.tensor([-0.3, 0.0, 0.5, 1.0]).reshape(1, 1, 2, 2)
@@ -217,7 +217,7 @@ def test_the_galaxies_are_sampled_with_x0_clipped_to_the_range_they_lie_in():
     a young network's errors did on the galaxies)."""
     from practice_torch.diffusion.model import generate
 
-    small = ddpm_training.Config(channels=8, channel_mults=(1,), num_res_blocks=1, attention_levels=(), T=100)
+    small = ddpm_training.Config(channels=16, channel_mults=(1,), num_res_blocks=1, attention_levels=(), T=100)
     net = ddpm_training.build(small, get_info("galaxies"))
     torch.nn.init.zeros_(net.denoiser.conv_out.weight)
     torch.nn.init.zeros_(net.denoiser.conv_out.bias)

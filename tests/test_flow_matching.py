@@ -186,7 +186,8 @@ def test_the_benchmarks_are_registered_run_only_when_named_and_ode_nfe_reads_a_r
 def test_cli_trains_the_class_conditional_unet_on_images(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "flow_matching", "--dataset", "digits", "--steps", "3", "--out", str(run), *TINY_UNET,
-                 "--set", "model.channel_mults=1", "--set", "model.attention_levels=", "--set", "train.samples=20",
+                 "--set", "model.channels=16", "--set", "model.channel_mults=1", "--set", "model.attention_levels=",
+                 "--set", "train.samples=20",
                  "--set", "model.guidance_scale=1.5"]) == 0
     assert (run / "samples/samples.png").is_file() and (run / "samples/trajectories.png").is_file()
 

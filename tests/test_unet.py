@@ -63,11 +63,33 @@ def test_the_flax_twin_takes_nhwc():
     ({"cond_dim": -1}, "num_classes, cond_dim and context_dim >= 0"),
     ({"context_dim": -2}, "num_classes, cond_dim and context_dim >= 0"),
     ({"widths": 3}, "unknown U-Net settings"),
+    ({"channels": 8, "channel_mults": (1,), "attention_levels": ()}, "removes the time and class embedding"),
 ])
 def test_bad_configs_raise_one_line(settings, message):
     with pytest.raises(ValueError, match=message) as info:
         UNet(**settings)
     assert "\n" not in str(info.value)
+
+
+def test_a_unet_of_one_channel_a_group_everywhere_would_see_neither_t_nor_y(monkeypatch):
+    """Why ``check`` refuses widths that are all ``groups``: each block adds the embedding of t (and y) per channel
+    and then normalises, and a GroupNorm of one channel a group takes each channel's mean away, so such a U-Net's
+    output is the same at every t and y. Control: at two channels a group it is not."""
+    x, t = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([10.0, 10.0])
+
+    def spread(groups):  # the largest change of the output over t and over y, perturbed weights
+        torch.manual_seed(0)
+        net = UNet(channels=8, channel_mults=(1,), attention_levels=(), groups=groups, num_classes=3)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+            y = torch.tensor([0, 0])
+            return max(float((net(x, t, y) - net(x, 5 * t, y)).abs().max()),
+                       float((net(x, t, y) - net(x, t, y + 1)).abs().max()))
+
+    assert spread(4) > 0.1
+    monkeypatch.setattr(UNetConfig, "check", lambda self: self)
+    assert spread(8) < 1e-4
 
 
 def test_bad_inputs_raise_one_line():

@@ -58,6 +58,10 @@ class UNetConfig:
                              f"channels={self.channels}, channel_mults={self.channel_mults}")
         if any(w % self.groups for w in widths):
             raise ValueError(f"U-Net widths {widths} must be divisible by groups={self.groups} (GroupNorm)")
+        if max(widths) == self.groups:  # each block adds the embedding per channel, then a GroupNorm of one channel
+            raise ValueError(f"U-Net widths {widths} are all groups={self.groups}: a GroupNorm of one channel a group "
+                             f"removes the time and class embedding each block adds; use channels >= "
+                             f"{2 * self.groups} or a channel_mults above 1")
         bad = [a for a in self.attention_levels if not 0 <= a < len(widths)]
         if bad:
             raise ValueError(f"U-Net attention_levels {bad} outside the {len(widths)} levels 0..{len(widths) - 1}")
