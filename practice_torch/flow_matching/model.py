@@ -39,13 +39,15 @@ class FlowModel(nn.Module):
 
     def field(self, y: torch.Tensor | None = None, guidance_scale: float = 0.0):
         """field(t, x) -> dx/dt for the ODE solver, conditioned on y; with guidance w > 0 (labels only) the CFG
-        field (1 + w) v(x, y) - w v(x), both halves in one batch."""
+        field (1 + w) v(x, y) - w v(x), both halves in one batch. t: 0-d (a solver's step) or (B,) (an example's
+        own time, as consistency distillation steps the teacher)."""
         if y is None or not guidance_scale or not self.num_classes:
             return lambda t, x: self(x, t, y)
         null = torch.full_like(y, self.num_classes)
 
         def guided(t, x):
-            v_cond, v_uncond = self(torch.cat([x, x]), t, torch.cat([y, null])).chunk(2)
+            both = torch.cat([t, t]) if torch.is_tensor(t) and t.ndim else t
+            v_cond, v_uncond = self(torch.cat([x, x]), both, torch.cat([y, null])).chunk(2)
             return (1 + guidance_scale) * v_cond - guidance_scale * v_uncond
 
         return guided

@@ -470,8 +470,8 @@ def consistency_fids(net: ConsistencyModel, config: Config, dataset: Dataset, ge
     """FID (the project's features) against n held-out images of the samplers of ``evaluate_consistency``, each
     drawing n images from the same noise x0 (n, C, H, W) and the same classes (in turn, as ``sample`` draws them):
     ``fid_one_step`` and ``fid_two_step`` (the consistency model, Song et al. 2023, Algorithm 1) beside
-    ``teacher_fid_euler_K`` (the teacher's ODE in K Euler steps, with its guidance). {} and one line on stderr for
-    a data set without a feature network."""
+    ``teacher_fid_euler_K`` (the teacher's ODE in K Euler steps, with its guidance), and ``sampler_fid_samples``,
+    n. {} and one line on stderr for a data set without a feature network."""
     import sys
 
     from practice_torch.data import stacked
@@ -501,7 +501,7 @@ def consistency_fids(net: ConsistencyModel, config: Config, dataset: Dataset, ge
 
     samplers = {**{f"fid_{k}": consistency(times) for k, times in CONSISTENCY_STEPS},
                 **{f"teacher_fid_euler_{steps}": euler(steps) for steps in TEACHER_EULER_STEPS}}
-    metrics: dict[str, float] = {"fid_samples": n}
+    metrics: dict[str, float] = {"sampler_fid_samples": n}
     for key, draw_with in samplers.items():
         images = torch.cat([net.from_model(draw_with(x0.to(device), None if c is None else c.to(device))).cpu()
                             for x0, c in zip(noise, labels)])
