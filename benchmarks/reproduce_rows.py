@@ -98,6 +98,18 @@ def metz_arm(dataset: str) -> Arm:
 
 GRID_LONGER_ARMS = (metz_arm("grid25"), Arm("wgan_gp_10k", "wgan", "grid25", ("train.steps=10000",)))
 
+# PacGAN's grid settings (fjxmlzn/PacGAN, synthetic_data_experiments/2DGrid_GAN&PacGAN/config.py): a 2-d normal latent,
+# Adam 1e-4 with beta1 0.8 held constant, 100 packed groups a batch, D and G updated together. 100 000 updates of its
+# 400 000 (400 epochs of 100 000 points): a full run of PacGAN4 would take over three hours on one thread.
+PACGAN_PAPER = ("model.latent_dim=2", "model.hidden=400,400,400,400", "model.discriminator_steps=0", "train.lr=1e-4",
+                "train.betas=0.8,0.999", "train.warmup_steps=0", "train.min_lr_ratio=1", "train.steps=100000",
+                "train.checkpoint_every=10000", "train.log_every=500")
+PACGAN_PAPER_ARMS = tuple(
+    Arm(name, "gan", "grid25", (f"model.pack={m}", f"train.batch_size={100 * m}", *PACGAN_PAPER), paper, seconds)
+    for name, m, paper, seconds in (("gan_paper", 1, "17.3 +- 0.8 (94.8% high quality, reverse KL 0.70)", 2000.0),
+                                    ("pacgan2_paper", 2, "23.8 +- 0.7 (91.3%, 0.13)", 2500.0),
+                                    ("pacgan4_paper", 4, "24.8 +- 0.2 (93.6%, 0.04)", 3000.0)))
+
 CASCADE_SAMPLER = ("model.sampler=ddim", "model.sample_steps=50")  # the cascade row's sampler, every arm's
 
 SSM_ARMS = (Arm("s4d", "ssm", "{task}", ("model.kind=s4d", "model.channels=144", "model.state=16"), "{s4d}"),
@@ -306,6 +318,16 @@ ROWS = {row.id: row for row in (
          *GRID_LONGER_ARMS),
         "modes_captured", "modes captured of 25", "at least 24 of 25 on every seed (the best remedy)",
         lambda m: m["modes_captured"] >= 24, beside=MODE_COLLAPSE_BESIDE, digits=1, seconds=40.0),
+    Row("gan_grid_paper", ("gan",), "Mode collapse on the 2-D grid at PacGAN's own settings",
+        MODE_COLLAPSE_PAPER.format(what="grid, 25 Gaussians on {-4, -2, 0, 2, 4}^2", std="0.05"),
+        "PacGAN's code's settings for the grid: a 2-d normal latent, Adam at a constant 1e-4 with beta1 0.8, "
+        "batches of 100 packed groups (100, 200 and 400 points for packs of 1, 2 and 4), the discriminator and "
+        "the generator updated together; MLPs of four 400-wide layers each way (PacGAN's generator has four, with "
+        "BatchNorm, which ours lacks; its discriminator three maxout layers of 200 units and 5 pieces); 100 000 updates, a "
+        "quarter of its 400 epochs of 100 000 points (a full PacGAN4 run would take over three hours on one "
+        "thread); 2 500 samples scored as the papers do", "-", PACGAN_PAPER_ARMS,
+        "modes_captured", "modes captured of 25", "at least 24 of 25 on every seed (the best remedy)",
+        lambda m: m["modes_captured"] >= 24, beside=MODE_COLLAPSE_BESIDE, digits=1, seconds=2500.0),
     Row("progressive_growing", ("gan",), "Progressive growing against the DCGAN at one budget",
         "Karras et al. 2018 (progressive growing), Table 1: growing, with the equalised learning rate and pixel norm, "
         "lowers the sliced Wasserstein distance on CelebA-HQ and LSUN at 128 to 1024 pixels; no figure of theirs is "
