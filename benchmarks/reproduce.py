@@ -101,26 +101,62 @@ class Children:
 CHILDREN = Children()
 
 
-def train_and_evaluate(out: Path, arm: Arm, seed: int, sample_metrics: bool = False, samples: int = 0) -> float:
+def train_and_evaluate(out: Path, arm: Arm, seed: int, sample_metrics: bool = False, samples: int = 0
+                       ) -> float | None:
     """Train and evaluate one run into ``out`` on one thread (a child process each, so that jobs run side by side);
-    its wall time. A run stopped half-way is trained again from its start. ``sample_metrics``: ``eval`` computes
-    FID and the other sample metrics too (a results row's headline may be one), on ``samples`` samples (0: eval's
+    its wall time. A run an earlier sweep left unfinished (``left_off``) goes on from its newest checkpoint (``train
+    --resume``, which ends bit-identical to a run trained straight) or, trained to its end, is evaluated only; its
+    wall time is then unknown (None: the sweeps' parts are not added up). ``sample_metrics``: ``eval`` computes FID
+    and the other sample metrics too (a results row's headline may be one), on ``samples`` samples (0: eval's
     default)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     python = [sys.executable, "-m", "practice_torch"]
-    shutil.rmtree(out, ignore_errors=True)
-    started = time.perf_counter()
     sets = [a for s in (*arm.sets, f"train.seed={seed}", "train.threads=1") for a in ("--set", s)]
-    for argv in (["train", arm.model, "--dataset", arm.dataset, "--out", str(out), *sets],
-                 ["eval", str(out), *([] if sample_metrics else ["--no-sample-metrics"]),
-                  *(["--samples", str(samples)] if samples else [])]):
+    state = left_off(out, arm, seed)
+    if state is None:
+        shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    train = {None: ["train", arm.model, "--dataset", arm.dataset, "--out", str(out), *sets],
+             "stopped": ["train", arm.model, "--resume", str(out), *sets], "trained": None}[state]
+    for argv in (train, ["eval", str(out), *([] if sample_metrics else ["--no-sample-metrics"]),
+                         *(["--samples", str(samples)] if samples else [])]):
+        if argv is None:
+            continue
         done = CHILDREN.run([*python, *argv], cwd=ROOT, env=env)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"{' '.join(argv[:2])} {out}: {last}")
+    if state is not None:
+        return None
     wall = time.perf_counter() - started
     (out / "reproduce_wall_s.json").write_text(json.dumps(wall))
     return wall
+
+
+def took(wall: float | None) -> str:
+    """A run's wall time as the sweep prints it ("412 s"; "from where a sweep left it" for one finished now)."""
+    return "finished from where a sweep left it" if wall is None else f"{wall:.0f} s"
+
+
+def left_off(out: Path, arm: Arm, seed: int) -> str | None:
+    """Where an earlier sweep left the run in ``out``: "stopped" (a checkpoint short of its steps), "trained" (to
+    its end, not evaluated), or None: nothing to go on from (no checkpoint), or a run the arm would not start now
+    (another model or data set, or a setting of the arm's or the seed's that its config does not hold)."""
+    from practice_torch.engine.checkpoint import latest_step
+    from practice_torch.engine.config import ConfigError, apply_overrides
+    from practice_torch.models import run_config
+
+    done = latest_step(out / "checkpoints")
+    if done is None:
+        return None
+    try:
+        saved = run_config(out)
+        same = apply_overrides(saved, [*arm.sets, f"train.seed={seed}", "train.threads=1"]) == saved
+    except (ConfigError, OSError, ValueError):
+        return None
+    if not same or saved.model_name != arm.model or saved.data.name != arm.dataset:
+        return None
+    return "trained" if done >= saved.train.steps else "stopped"
 
 
 def record_of(row: Row, arm: Arm, seed: int, out: Path) -> dict:
@@ -204,9 +240,11 @@ def list_rows(args) -> str:
 
 
 def interrupted_note(args) -> str:
-    """Where an interrupted sweep keeps the runs it finished (the same command trains only the others)."""
+    """Where an interrupted sweep keeps its runs (the same command trains only the others, each from its newest
+    checkpoint)."""
     folder = Path(args.reproduce_runs) / ("presets" if args.presets else "")
-    return f"the runs finished so far are kept in {folder}; the same command trains only the others"
+    return (f"the runs finished so far are kept in {folder}; the same command trains only the others, each from its "
+            "newest checkpoint")
 
 
 def reproduce(args) -> list[dict]:
@@ -242,7 +280,7 @@ def reproduce(args) -> list[dict]:
         wall = train_and_evaluate(out, arm, seed, row.sample_metrics, samples=row.eval_samples)
         result = record_of(row, arm, seed, out)
         print(f"  {row.id} {arm.name} seed {seed}: {row.label} {result['value']:.{row.digits}f}"
-              f"{' (target missed)' if result['holds'] is False else ''}, {wall:.0f} s", flush=True)
+              f"{' (target missed)' if result['holds'] is False else ''}, {took(wall)}", flush=True)
 
     each(one, todo, args.jobs)
     records = [record_of(*run, run_dir(folder, *run)) for run in runs]
@@ -522,14 +560,14 @@ def reproduce_presets(args, results_file: Path | None = None, train: Callable = 
         key, seed = run
         model, dataset = PARENTS[key]
         wall = train(parent_dir(folder, key, seed), Arm(model, model, dataset), seed)
-        print(f"  {model} on {dataset} seed {seed} (for {key}): {wall:.0f} s", flush=True)
+        print(f"  {model} on {dataset} seed {seed} (for {key}): {took(wall)}", flush=True)
 
     def one(run):
         row, seed = run
         sets = tuple(f"{key}={parent_dir(folder, key, seed)}" for key in parents_of(row))
         wall = train(where[row["model"], seed], Arm(row["model"], row["model"], row["dataset"], sets), seed,
                      sample_metrics=row.get("metric") in SAMPLE_METRICS)
-        print(f"  {row['model']} on {row['dataset']} seed {seed}: {wall:.0f} s", flush=True)
+        print(f"  {row['model']} on {row['dataset']} seed {seed}: {took(wall)}", flush=True)
 
     each(parent, parents_todo, args.jobs)
     each(one, todo, args.jobs)

@@ -505,6 +505,64 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
         R.reproduce(argparse.Namespace(**{**vars(args), "seeds": 0}))
 
 
+def test_a_run_a_sweep_left_goes_on_from_its_checkpoint_and_a_trained_one_is_only_evaluated(tmp_path, monkeypatch):
+    """The sweep's runs span sessions: a run stopped at its checkpoint of step 2 of 4 is trained on (``train
+    --resume``) and ends with the weights of a run trained straight; one trained to its end but not evaluated is
+    evaluated only (its checkpoint untouched); the wall time of either is unknown (None). Controls: a run whose
+    config does not hold the arm's settings now (a wider net) or its seed, or one with no checkpoint, is trained
+    again from its start."""
+    from safetensors.torch import load_file
+
+    from benchmarks import reproduce as R
+    from practice_torch.cli import main
+    from practice_torch.engine.config import apply_overrides
+    from practice_torch.models import get_model, new_trainer
+
+    commands = []  # the sweep's children, run in this process (a child's start costs more than these runs)
+    monkeypatch.setattr(R.CHILDREN, "run", lambda argv, **kw: commands.append(argv[3:6]) or argparse.Namespace(
+        returncode=main(argv[3:]), stderr=""))
+    arm = R.Arm("gp", "wgan", "gaussians", ("train.steps=4", "model.hidden=8", "train.batch_size=16",
+                                            "train.samples=0", "train.log_every=1", "train.checkpoint_every=2"))
+
+    def started(out, *extra):  # the run a sweep would start, stopped after step 2
+        cfg = apply_overrides(get_model("wgan").default_config("quick", "gaussians"),
+                              [*arm.sets, "train.seed=0", "train.threads=1", *extra])
+        new_trainer(cfg, out).run(stop_at=2)
+
+    def weights(out):
+        return load_file(str(out / "checkpoints" / "step_0000004.safetensors"))
+
+    assert R.train_and_evaluate(tmp_path / "straight", arm, 0) > 0
+    started(tmp_path / "stopped")
+    assert R.left_off(tmp_path / "stopped", arm, 0) == "stopped"
+    commands.clear()
+    assert R.train_and_evaluate(tmp_path / "stopped", arm, 0) is None
+    assert [c[:3] for c in commands] == [["train", "wgan", "--resume"], ["eval", str(tmp_path / "stopped"),
+                                                                         "--no-sample-metrics"]]
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "stopped")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "stopped/metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4] and (tmp_path / "stopped/eval_test.json").is_file()
+
+    (tmp_path / "stopped/eval_test.json").unlink()
+    checkpoint = (tmp_path / "stopped/checkpoints/step_0000004.safetensors").stat().st_mtime_ns
+    assert R.left_off(tmp_path / "stopped", arm, 0) == "trained"
+    commands.clear()
+    assert R.train_and_evaluate(tmp_path / "stopped", arm, 0) is None
+    assert [c[0] for c in commands] == ["eval"]
+    assert (tmp_path / "stopped/eval_test.json").is_file()
+    assert (tmp_path / "stopped/checkpoints/step_0000004.safetensors").stat().st_mtime_ns == checkpoint
+
+    started(tmp_path / "other", "model.hidden=16")
+    assert R.left_off(tmp_path / "other", arm, 0) is None and R.left_off(tmp_path / "straight", arm, 1) is None
+    assert R.left_off(tmp_path / "nothing", arm, 0) is None
+    assert R.train_and_evaluate(tmp_path / "other", arm, 0) > 0
+    steps = [json.loads(line)["step"] for line in (tmp_path / "other/metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # trained again from its start, not continued
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "other")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_reproduce_presets_replaces_a_results_row_by_its_mean_over_the_seeds(tmp_path, capsys):
     """``--presets``: a front-page quick preset as it comes (mixture_em on moons, 3 s a run) trained once a seed (in
     this process, one at a time: the child processes of ``train_and_evaluate`` are the test above's); a trial (no
@@ -782,7 +840,7 @@ sys.exit(main(sys.argv[1:]))
             pytest.fail(f"the sweep did not end within 60 s of SIGINT; its signal masks then: {masks}")
         assert proc.returncode == 130, out + err
         assert err.splitlines() == [f"error: interrupted; the runs finished so far are kept in {tmp_path / 'runs'}; "
-                                    "the same command trains only the others"]
+                                    "the same command trains only the others, each from its newest checkpoint"]
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
