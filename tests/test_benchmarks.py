@@ -789,7 +789,7 @@ def test_an_interrupted_sweep_says_so_in_one_line_exits_130_and_keeps_its_finish
     runs = tmp_path / "runs"
     assert status == 130
     assert capsys.readouterr().err == (f"error: interrupted; the runs finished so far are kept in {runs}; the same "
-                                       "command trains only the others\n")
+                                       "command trains only the others, each from its newest checkpoint\n")
     assert len(list(runs.glob("cartpole/*/eval_test.json"))) == 1
     assert not (tmp_path / "results" / R.TRIAL_RECORD).exists()
 
