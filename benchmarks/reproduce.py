@@ -116,12 +116,12 @@ def train_and_evaluate(out: Path, arm: Arm, seed: int, sample_metrics: bool = Fa
     if state is None:
         shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    train = {None: ["train", arm.model, "--dataset", arm.dataset, "--out", str(out), *sets],
-             "stopped": ["train", arm.model, "--resume", str(out), *sets], "trained": None}[state]
-    for argv in (train, ["eval", str(out), *([] if sample_metrics else ["--no-sample-metrics"]),
-                         *(["--samples", str(samples)] if samples else [])]):
-        if argv is None:
-            continue
+    evaluate = ["eval", str(out), *([] if sample_metrics else ["--no-sample-metrics"]),
+                *(["--samples", str(samples)] if samples else [])]
+    commands = {None: [["train", arm.model, "--dataset", arm.dataset, "--out", str(out), *sets], evaluate],
+                "stopped": [["train", arm.model, "--resume", str(out), *sets], evaluate],
+                "trained": [evaluate]}[state]
+    for argv in commands:
         done = CHILDREN.run([*python, *argv], cwd=ROOT, env=env)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
