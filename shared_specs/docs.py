@@ -50,6 +50,7 @@ from shared_specs.measured import (  # noqa: F401 (those the tests and the bench
     front_rows,
     gap_shares,
     in_course_order,
+    paper_gap_share,
     plain_preset,
     quote,
     reproduce_summary,

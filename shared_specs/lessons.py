@@ -93,6 +93,12 @@ def summary_block(name: str, results: list[dict[str, Any]], record: dict[str, An
     for key, row in record.get("rows", {}).items():
         if name not in row["topics"] or key not in ran:
             continue
+        if row.get("gap"):  # the row's figure is the share of the gap its middle arm closes, not an arm's own
+            share = measured.paper_gap_share(row)
+            paper = "" if share is None else f", the paper's {share:.0%}"
+            lines.append(f"- Reproduced, *{row['title']}*: {measured.gap_line(record, key, page=False)}{paper}; the "
+                         f"target: {row['target']}.")
+            continue
         stats = {a["name"]: measured.reproduce_stats(record, key, a["name"]) for a in row["arms"]}
         own = [a for a in row["arms"] if a["model"] == name] or row["arms"]  # the page's own model's arms first
         best = max(own, key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))

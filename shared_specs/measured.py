@@ -121,6 +121,17 @@ def gap_shares(record: dict[str, Any], row: str) -> dict[int, float]:
             if all((arm, seed) in value for arm in (low, mid, high)) and value[high, seed] != value[low, seed]}
 
 
+def paper_gap_share(row: dict[str, Any]) -> float | None:
+    """The share of the gap the paper's own figures for a gap row's three arms close, (mid - low) / (high - low);
+    None where an arm has no numeric figure of the paper's."""
+    paper = {arm["name"]: arm.get("paper", "") for arm in row["arms"]}
+    try:
+        low, mid, high = (float(paper[name]) for name in row["gap"])
+    except (KeyError, ValueError):
+        return None
+    return (mid - low) / (high - low) if high != low else None
+
+
 def gap_line(record: dict[str, Any], row: str, page: bool = True) -> str:
     """The share of the gap a gap row's arm closes over the seeds, mean +- sd (min), and how many seeds reach one half
     (the target): a sentence for the page, or the README's short form."""
@@ -214,8 +225,10 @@ def reproduce_summary(record: dict[str, Any], records: str = "records/") -> str:
         paper = shown[0].get("paper") if len(shown) == 1 and shown[0].get("paper") else row["paper_figure"]
         met = "; ".join(f"{stats[a['name']]['met_count']} of {stats[a['name']]['seeds']}" for a in shown
                         if stats[a["name"]]["judged"])
-        if row.get("gap"):  # the target is the share of the gap: the row's figure and verdict
+        if row.get("gap"):  # the target is the share of the gap: the row's figure and verdict, the paper's share
             ours = f"{ours}; {gap_line(record, key, page=False)}"
+            share = paper_gap_share(row)
+            paper = paper if share is None else f"the gap `{row['gap'][1]}` closes: {share:.0%}"
         met = met or "-"
         lines.append(f"| [{row['title']}]({records}{row['topics'][0]}.md#reproduced) | {row['label']}: {ours} | "
                      f"{paper} | {row['target']} | {met} | {record['meta'][key]['commit']} |")
