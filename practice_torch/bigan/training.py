@@ -150,8 +150,9 @@ def _device(net) -> torch.device:
 
 
 @torch.no_grad()
-def generate(net: BiGAN, n: int, generator: torch.Generator, prior: str = "normal") -> torch.Tensor:
-    """n samples G(z) on the CPU, z ~ p(z) (``prior``) drawn from ``generator``. -> (n, *shape)."""
+def generate(net: BiGAN, n: int, generator: torch.Generator, prior: str) -> torch.Tensor:
+    """n samples G(z) on the CPU, z ~ p(z) (``prior``, the run's ``model.prior``: no default, since G is trained on
+    one prior only) drawn from ``generator``. -> (n, *shape)."""
     return net(latents(prior, n, net.latent_dim, generator).to(_device(net))).cpu()
 
 
