@@ -75,9 +75,20 @@ def test_a_step_is_a_round_of_the_game_each_player_on_its_own_optimizer(tmp_path
 
 def test_the_uniform_prior_draws_the_steps_and_the_samples_latents_in_the_cube(tmp_path):
     """``model.prior=uniform`` (Donahue et al.'s MNIST runs: z ~ U[-1, 1]^50): the step's noise and eval's and
-    sample's latents come from the cube, mean 0 and variance 1/3; G draws from the prior it was trained on. The
-    prior is fixed by the checkpoint. Control: the normal prior's latents leave the cube."""
+    sample's latents come from the cube, mean 0 and variance 1/3; G draws from the prior it was trained on; E maps
+    into the cube, 2 sigmoid(a) - 1 of its head's outputs a, as the paper's code does. The prior is fixed by the
+    checkpoint. Control: the normal prior's latents and codes leave the cube."""
     net = tiny_net(prior="uniform")
+    x = torch.rand(64, 1, 8, 8)
+    with torch.no_grad():
+        net.encoder.head.weight.mul_(10)  # outputs a outside [-1, 1]: the squash must bring them in
+        codes, a = net.encoder(x), net.encoder.head(net.encoder.trunk(x))
+    assert a.abs().max() > 1 and codes.abs().max() < 1
+    torch.testing.assert_close(codes, 2 * torch.sigmoid(a) - 1)
+    unbounded = tiny_net()
+    with torch.no_grad():
+        unbounded.encoder.head.weight.mul_(10)
+        assert unbounded.encoder(x).abs().max() > 1  # the normal prior's E: the head's outputs as they are
     config = bigan_training.Config(latent_dim=4, prior="uniform")
     z = bigan_training.draw_noise(net, config, 20_000, torch.Generator().manual_seed(0))["z"]
     assert z.shape == (20_000, 4) and z.min() >= -1 and z.max() <= 1

@@ -4,7 +4,8 @@ losses.
 * ``FeatureTrunk``: x (B, *shape) -> (B, width) features: the VAE's strided conv trunk (``downsampling_convs``,
   GroupNorm, no batch statistics) then a Linear for images, a LeakyReLU MLP for vectors. The encoder, the
   discriminator's x-path and its z-path are each one.
-* ``Encoder``: E(x) = Linear(trunk(x)) -> z (B, d), deterministic as in BiGAN.
+* ``Encoder``: E(x) = Linear(trunk(x)) -> z (B, d), deterministic as in BiGAN; for the uniform prior squashed
+  into its cube, 2 sigmoid(a) - 1, as the paper's code maps E's outputs into the latent's support.
 * ``JointDiscriminator``: D(x, z) over pairs: the x-path's and the z-path's features meet in one tanh hidden layer,
   ``pair_logits`` of ``practice_torch.bigan.functions`` (the derivation's joint discriminator), so the losses are
   ``bigan_losses`` on the two paths' features. No batch normalisation anywhere in D: a pair's logit must not
@@ -61,16 +62,23 @@ class FeatureTrunk(nn.Module):
 
 
 class Encoder(nn.Module):
-    """E(x): x (B, *shape) -> z (B, latent_dim), a ``FeatureTrunk`` and a Linear head (deterministic, BiGAN sec. 3)."""
+    """E(x): x (B, *shape) -> z (B, latent_dim), a ``FeatureTrunk`` and a Linear head (deterministic, BiGAN sec. 3).
+
+    ``in_cube``: E(x) = 2 sigmoid(a) - 1, in the open cube (-1, 1)^d, for the uniform prior U[-1, 1]^d: the paper's
+    code (jeffdonahue/bigan, ``dist.UniformDistribution.logits_to_recon``) maps the head's outputs a into the prior's
+    support before the joint discriminator sees them, so that no real pair can be told from a generated one by a
+    code outside the cube. The normal prior's support is all of R^d: the head's outputs as they are."""
 
     def __init__(self, shape: Sequence[int], latent_dim: int, width: int, channels: Sequence[int] = (32, 64),
-                 hidden: Sequence[int] = (128, 128)):
+                 hidden: Sequence[int] = (128, 128), in_cube: bool = False):
         super().__init__()
         self.trunk = FeatureTrunk(shape, width, channels, hidden)
         self.head = nn.Linear(self.trunk.width, latent_dim)
+        self.in_cube = in_cube
 
     def forward(self, x):
-        return self.head(self.trunk(x))
+        a = self.head(self.trunk(x))
+        return 2 * torch.sigmoid(a) - 1 if self.in_cube else a
 
 
 class JointDiscriminator(nn.Module):
@@ -110,18 +118,19 @@ class BiGAN(nn.Module):
     """Encoder E, generator G and joint discriminator D.
 
     shape: one example, (D,) vectors (MLPs) or (C, H, W) images (convolutions; G is the DCGAN generator of the
-    f-GAN, sigmoid output in [0, 1]). ``forward(z)`` is G(z), so the GAN's helpers (``generated``) apply as they are.
+    f-GAN, sigmoid output in [0, 1]). ``prior``: p(z), "normal" or "uniform" (then E maps into the cube).
+    ``forward(z)`` is G(z), so the GAN's helpers (``generated``) apply as they are.
     """
 
     def __init__(self, shape: Sequence[int], latent_dim: int = 8, width: int = 128, joint: int = 256,
                  channels: Sequence[int] = (32, 64), hidden: Sequence[int] = (128, 128), fc: int = 512,
-                 unit_interval: bool = False):
+                 unit_interval: bool = False, prior: str = "normal"):
         super().__init__()
         self.shape, self.latent_dim = tuple(shape), latent_dim
         if len(self.shape) == 3 and len(channels) != 2:
             raise ValueError(f"the conv BiGAN's generator upsamples twice and needs two model.channels, "
                              f"got {tuple(channels)}")
-        self.encoder = Encoder(shape, latent_dim, width, channels, hidden)
+        self.encoder = Encoder(shape, latent_dim, width, channels, hidden, in_cube=prior == "uniform")
         if len(self.shape) == 3:
             self.generator = ConvGenerator(latent_dim, shape, channels, fc, unit_interval)
         else:

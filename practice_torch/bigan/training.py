@@ -42,7 +42,7 @@ class Config:
     """BiGAN's hyperparameters: the run's ``model.*`` keys (``--set model.r1=1``)."""
 
     latent_dim: int = 2
-    prior: Literal["normal", "uniform"] = "normal"  # p(z): N(0, I), or U[-1, 1]^d (the paper's MNIST runs: "u-50")
+    prior: Literal["normal", "uniform"] = "normal"  # p(z): N(0, I), or U[-1, 1]^d (the paper's "u-50"; E in the cube)
     hidden: tuple[int, ...] = (128, 128)  # 2-D: MLP widths of E, G and D's x-path
     width: int = 128  # features of the encoder's trunk and of each of D's paths (images: after the convs)
     joint: int = 256  # D's tanh units where the x-path and the z-path meet (``pair_logits``)
@@ -89,7 +89,8 @@ USE = ("eval_references", "probe_examples")
 RANGES = {**dict.fromkeys(("latent_dim", "hidden", "width", "joint", "channels", "fc", "probe_examples"), "positive"),
           **dict.fromkeys(("discriminator_steps", "r1"), "at least 0")}
 CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
-                       2: "D, and E with G, each have their own optimizer; no step counter in the weights"}
+                       2: "D, and E with G, each have their own optimizer; no step counter in the weights",
+                       3: "the uniform prior's E(x) is squashed into the cube, 2 sigmoid(a) - 1, as the paper's code"}
 
 
 def build(config: Config, data) -> BiGAN:
@@ -105,7 +106,7 @@ def build(config: Config, data) -> BiGAN:
         raise ValueError("model.discriminator_steps must be 0 (simultaneous updates) or more, "
                          f"got {config.discriminator_steps}")
     net = BiGAN(data.shape, config.latent_dim, config.width, config.joint, config.channels, config.hidden, config.fc,
-                unit_interval=data.unit_images)
+                unit_interval=data.unit_images, prior=config.prior)
     return net
 
 
