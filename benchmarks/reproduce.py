@@ -406,8 +406,7 @@ def draw_families(record: dict, out: Path) -> Path | None:
     for f, figures in points:
         colour = f"C{kinds.index(f.family)}"
         full = (figures["samples"] or 0) >= 10_000
-        ax.scatter([figures["sample_ms"]], [figures["fid"]], s=40, color=colour if full else "none",
-                   edgecolors=colour, label=f.family if f.family not in ax.get_legend_handles_labels()[1] else None)
+        ax.scatter([figures["sample_ms"]], [figures["fid"]], s=40, color=colour if full else "none", edgecolors=colour)
         ax.annotate(f.model, (figures["sample_ms"], figures["fid"]), xytext=(4, 3), textcoords="offset points",
                     fontsize=7)
     ax.set_xscale("log")
@@ -416,6 +415,8 @@ def draw_families(record: dict, out: Path) -> Path | None:
            title="Quality against sampling time, Fashion-MNIST, each point a mean over its row's seeds\n"
                  "filled: 10 000 samples scored; hollow: 2 000 (their FIDs run higher)")
     ax.title.set_fontsize(8)
+    for i, kind in enumerate(kinds):  # the legend's markers, filled whatever a family's first point scored (a legend
+        ax.scatter([], [], s=40, color=f"C{i}", label=kind)  # of the points would show it hollow where that was 2 000)
     save(fig, ax, out)
     return out
 

@@ -423,9 +423,9 @@ def test_a_rows_curve_is_read_off_each_run_and_drawn_over_the_seeds(tmp_path):
 
 
 def test_the_families_figure_draws_each_model_with_its_fid_and_ms_a_sample(tmp_path, monkeypatch):
-    """A point per model of the families' table whose runs have both figures (the means over its seeds); a model
-    without the milliseconds (a row swept before eval recorded them) is no point, and a record without any draws
-    nothing (the control)."""
+    """A point per model of the families' table whose runs have both figures (the means over its seeds), hollow where
+    2 000 samples were scored and its legend's marker filled all the same; a model without the milliseconds (a row
+    swept before eval recorded them) is no point, and a record without any draws nothing (the control)."""
     from benchmarks import reproduce as R
     from shared_specs.families import FAMILIES
 
@@ -437,12 +437,20 @@ def test_the_families_figure_draws_each_model_with_its_fid_and_ms_a_sample(tmp_p
     assert figure == tmp_path / "families.png" and figure.stat().st_size > 10_000
     import benchmarks.plots
 
-    drawn = []
-    monkeypatch.setattr(benchmarks.plots, "save", lambda fig, ax, out: drawn.append(
-        [c.get_offsets().tolist() for c in ax.collections]))
+    drawn, legends = [], []
+
+    def save(fig, ax, out):
+        points = [c for c in ax.collections if len(c.get_offsets())]
+        drawn.append([(c.get_offsets().tolist(), len(c.get_facecolors())) for c in points])
+        legends.append([len(c.get_facecolors()) for c in ax.collections if c.get_label() in {"adversarial"}])
+
+    monkeypatch.setattr(benchmarks.plots, "save", save)
     R.draw_families({"runs": runs}, tmp_path / "again.png")
-    assert drawn == [[[[0.1, 120.5]]]]  # the WGAN-GP's mean; the VAE, without its ms, is no point
-    assert R.draw_families({"runs": runs[2:]}, tmp_path / "none.png") is None and len(drawn) == 1
+    assert drawn == [[([[0.1, 120.5]], 1)]]  # the WGAN-GP's mean, filled; the VAE, without its ms, is no point
+    fewer = [{**r, "metrics": {**r["metrics"], "sample_metrics_samples": 2_000}} for r in runs]
+    R.draw_families({"runs": fewer}, tmp_path / "hollow.png")
+    assert drawn[1] == [([[0.1, 120.5]], 0)] and legends == [[1], [1]]  # hollow point, its legend marker filled
+    assert R.draw_families({"runs": runs[2:]}, tmp_path / "none.png") is None and len(drawn) == 2
 
 
 def test_a_record_names_the_commit_clean_when_only_records_changed(monkeypatch):
