@@ -174,7 +174,8 @@ def record_of(row: Row, arm: Arm, seed: int, out: Path) -> dict:
     kept = {k: metrics[k] for k in (row.metric, *(key for key, _ in row.beside), *KEYS) if k in metrics}
     wall = json.loads((out / "reproduce_wall_s.json").read_text()) if (out / "reproduce_wall_s.json").is_file() else None
     return {"row": row.id, "arm": arm.name, "seed": seed, "value": metrics[row.metric], "metrics": kept,
-            "holds": holds if (holds := None if row.holds is None else row.holds(metrics)) is None else bool(holds),
+            "holds": holds if (holds := None if row.holds is None or arm.name in row.baselines else row.holds(metrics))
+            is None else bool(holds),
             "wall_s": wall}
 
 
@@ -433,6 +434,7 @@ def describe_row(row: Row) -> dict:
     return {"title": row.title, "topics": list(row.topics), "paper": row.paper, "protocol": row.protocol,
             "paper_figure": row.paper_figure, "label": row.label, "target": row.target, "digits": row.digits,
             "beside": [list(pair) for pair in row.beside], **({"gap": list(row.gap)} if row.gap else {}),
+            **({"baselines": list(row.baselines)} if row.baselines else {}),
             "arms": [{"name": a.name, "model": a.model, "dataset": a.dataset, "sets": list(a.sets),
                       **({"paper": a.paper} if a.paper else {})} for a in row.arms]}
 

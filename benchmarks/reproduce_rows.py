@@ -33,7 +33,8 @@ class Row:
     the figures the pages show beside ours (a baseline, a floor), recorded with it and averaged over the seeds;
     ``seconds``: one run's wall time on the 2-core AMD EPYC, one thread, where no sweep is recorded yet; ``curve``:
     the logged figure each arm's mean +- sd over the seeds is drawn of (``docs/figures/reproduce_<row>.png``), beside
-    the ``published`` points of peers."""
+    the ``published`` points of peers; ``baselines``: the arms run beside the row's subject for comparison (another
+    model's encoder read by the same probe), never judged against its target nor the front page's headline."""
 
     id: str
     topics: tuple[str, ...]
@@ -55,6 +56,7 @@ class Row:
     sample_metrics: bool = False  # eval also scores samples (FID and the rest) where the row's figure is one of them
     pictures: tuple[str, ...] = ()  # the samples/ images (stems) of each arm's first seed, side by side in a figure
     eval_samples: int = 0  # the sample metrics' samples (0: eval's default, up to 10 000): fewer for slow samplers
+    baselines: tuple[str, ...] = ()  # arm names: beside the subject, not judged against the target
 
 
 def mode_collapse_arms(dataset: str, paper: dict[str, str]) -> tuple[Arm, ...]:
@@ -304,7 +306,7 @@ ROWS = {row.id: row for row in (
         beside=(("probe_accuracy_inputs", "the pixels' probe"), ("probe_accuracy_untrained", "an untrained E's"),
                 ("fid_samples", "G's FID"), ("class_share_min", "the rarest class's share of G's samples"),
                 ("discriminator_loss", "D's held-out loss (log 4 = 1.386 at balance)")),
-        seconds=240.0),
+        seconds=240.0, baselines=("autoencoder", "vae")),
     Row("gan_ring", ("gan",), "Mode collapse on the 2-D ring",
         MODE_COLLAPSE_PAPER.format(what="ring, 8 Gaussians on the unit circle", std="0.01"), MODE_COLLAPSE_PROTOCOL,
         "-", (*mode_collapse_arms("ring8", {"gan": "6.3 +- 0.5 (98.2% high quality, reverse KL 0.45)",

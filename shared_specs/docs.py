@@ -53,6 +53,7 @@ from shared_specs.measured import (  # noqa: F401 (those the tests and the bench
     paper_gap_share,
     plain_preset,
     quote,
+    reproduce_stats,
     reproduce_summary,
     reproduce_table,
     results_table,

@@ -96,7 +96,7 @@ def results_table(rows: list[dict[str, Any]], link_prefix: str | None) -> str:
 
 def reproduce_stats(record: dict[str, Any], row: str, arm: str) -> dict[str, Any]:
     """The figures of one arm of a reproduction over its seeds: mean, sd, min, max, seeds, met (every seed met the
-    target), wall (mean seconds a run)."""
+    target; never for one of the row's ``baselines``, whatever its runs recorded), wall (mean seconds a run)."""
     import statistics
 
     runs = sorted((r for r in record.get("runs", []) if r["row"] == row and r["arm"] == arm), key=lambda r: r["seed"])
@@ -104,10 +104,11 @@ def reproduce_stats(record: dict[str, Any], row: str, arm: str) -> dict[str, Any
         raise KeyError(f"no run of {row}/{arm} in {REPRODUCE_FILE}")
     values = [r["value"] for r in runs]
     walls = [r["wall_s"] for r in runs if r.get("wall_s")]
-    judged = all(r["holds"] is not None for r in runs)  # a row whose target is its gap judges no arm alone
+    baseline = arm in record.get("rows", {}).get(row, {}).get("baselines", [])
+    judged = not baseline and all(r["holds"] is not None for r in runs)  # a gap row judges no arm alone either
     return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values), "seeds": len(runs), "met": judged and all(r["holds"] for r in runs),
-            "met_count": sum(bool(r["holds"]) for r in runs), "judged": judged,
+            "met_count": sum(bool(r["holds"]) for r in runs) if judged else 0, "judged": judged,
             "wall": statistics.fmean(walls) if walls else None}
 
 
@@ -206,7 +207,7 @@ def _beside(record: dict[str, Any], row: str, arm: str, beside: list[list[str]])
 def reproduce_summary(record: dict[str, Any], records: str = "records/") -> str:
     """README.md's line per reproduction: ours over the seeds beside the paper's figure, how many seeds met the target;
     a row of up to three arms shows each, one of more its best (most seeds meeting the target, then the higher mean),
-    the rest on its page."""
+    the rest on its page; a row's ``baselines`` (arms beside its subject) only on its page."""
     measured = {r["row"] for r in record.get("runs", [])}
     if not measured:
         return "*No reproduction recorded yet: `python -m benchmarks reproduce --publish`, then `make docs`.*"
@@ -215,12 +216,13 @@ def reproduce_summary(record: dict[str, Any], records: str = "records/") -> str:
         if key not in measured:
             continue
         stats = {arm["name"]: reproduce_stats(record, key, arm["name"]) for arm in row["arms"]}
-        shown = row["arms"] if len(row["arms"]) <= 3 else [max(
-            row["arms"], key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))]
-        every = sum(stats[a["name"]]["met"] for a in row["arms"])
-        judged = any(stats[a["name"]]["judged"] for a in row["arms"])  # a row without a target: the highest mean
-        best = ((f" (best of {len(row['arms'])} arms, {every} meeting the target on every seed)" if judged else
-                 f" (the highest of {len(row['arms'])} arms)") if len(shown) < len(row["arms"]) else "")
+        subject = [a for a in row["arms"] if a["name"] not in row.get("baselines", [])]  # baselines stay on its page
+        shown = subject if len(subject) <= 3 else [max(
+            subject, key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))]
+        every = sum(stats[a["name"]]["met"] for a in subject)
+        judged = any(stats[a["name"]]["judged"] for a in subject)  # a row without a target: the highest mean
+        best = ((f" (best of {len(subject)} arms, {every} meeting the target on every seed)" if judged else
+                 f" (the highest of {len(subject)} arms)") if len(shown) < len(subject) else "")
         ours = "; ".join(f"`{a['name']}`{best} {_mean_sd(stats[a['name']], row['digits'])}" for a in shown)
         paper = shown[0].get("paper") if len(shown) == 1 and shown[0].get("paper") else row["paper_figure"]
         met = "; ".join(f"{stats[a['name']]['met_count']} of {stats[a['name']]['seeds']}" for a in shown

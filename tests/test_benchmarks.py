@@ -2,6 +2,7 @@
 order check, which must fail on a table out of order."""
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -507,6 +508,10 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
     R.reproduce(args)
     assert "(0 to train)" in capsys.readouterr().out
     assert json.loads((tmp_path / "reproduce.json").read_text()) == record  # the conditions of the training kept
+    monkeypatch.setitem(R.ROWS, "tiny", dataclasses.replace(tiny, baselines=("gp",)))  # the arm as a baseline:
+    R.reproduce(args)
+    baseline = json.loads((tmp_path / "reproduce.json").read_text())
+    assert baseline["runs"][0]["holds"] is None and baseline["rows"]["tiny"]["baselines"] == ["gp"]  # not judged
     with pytest.raises(SystemExit, match="unknown reproduce row 'nope'; choose from tiny"):
         R.reproduce(argparse.Namespace(**{**vars(args), "rows": "nope"}))
     with pytest.raises(SystemExit, match="--seeds and --jobs must be at least 1, got 0 and 1"):

@@ -258,6 +258,25 @@ def test_a_row_without_a_target_shows_its_highest_arm_and_judges_none():
     assert "`arm3` (best of 4 arms, 1 meeting the target on every seed)" in docs.reproduce_summary(record)
 
 
+def test_a_rows_baselines_are_neither_judged_nor_its_headline():
+    """BiGAN's probe row runs the autoencoder and the VAE beside BiGAN's arms: the front page's line picks its best of
+    the subject's arms (not a baseline's higher figure) and the page's table judges no baseline, whatever its runs
+    recorded; the control, the same record without ``baselines``, headlines the baseline and counts its seeds."""
+    record = reproduction(values=(0.2, 0.3), holds=(True, True))
+    arms = [{"name": name, "model": "bigan", "dataset": "fashion_mnist", "sets": []} for name in ("a", "b", "c")]
+    arms.append({"name": "autoencoder", "model": "autoencoder", "dataset": "fashion_mnist", "sets": []})
+    record["rows"]["cartpole"].update(arms=arms, label="probe", digits=3)
+    record["runs"] = [{**run, "arm": arm["name"], "value": run["value"] + (0.5 if arm["name"] == "autoencoder" else 0),
+                       "holds": arm["name"] == "autoencoder"} for arm in arms for run in record["runs"]]
+    assert "`autoencoder` (best of 4 arms" in docs.reproduce_summary(record)  # the control
+    assert docs.reproduce_stats(record, "cartpole", "autoencoder")["met_count"] == 2
+    record["rows"]["cartpole"]["baselines"] = ["autoencoder"]
+    line = docs.reproduce_summary(record).splitlines()[-1]
+    assert "`a` **0.250**" in line and "`c` **0.250**" in line and "autoencoder" not in line
+    stats = docs.reproduce_stats(record, "cartpole", "autoencoder")
+    assert not stats["judged"] and stats["met_count"] == 0 and not stats["met"]
+
+
 def test_a_reproduction_is_read_over_its_seeds_beside_the_paper():
     """mean +- sd (min) over the seeds, how many met the target (the control: a seed that missed it is counted out),
     the paper's figure and where it was measured; the README's line links the first topic's page."""
