@@ -306,7 +306,7 @@ ROWS = {row.id: row for row in (
         beside=(("probe_accuracy_inputs", "the pixels' probe"), ("probe_accuracy_untrained", "an untrained E's"),
                 ("fid_samples", "G's FID"), ("class_share_min", "the rarest class's share of G's samples"),
                 ("discriminator_loss", "D's held-out loss (log 4 = 1.386 at balance)")),
-        seconds=240.0, baselines=("autoencoder", "vae")),
+        seconds=240.0, baselines=("autoencoder", "vae"), pictures=("samples", "reconstructions")),
     Row("gan_ring", ("gan",), "Mode collapse on the 2-D ring",
         MODE_COLLAPSE_PAPER.format(what="ring, 8 Gaussians on the unit circle", std="0.01"), MODE_COLLAPSE_PROTOCOL,
         "-", (*mode_collapse_arms("ring8", {"gan": "6.3 +- 0.5 (98.2% high quality, reverse KL 0.45)",
