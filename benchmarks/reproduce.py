@@ -173,10 +173,9 @@ def record_of(row: Row, arm: Arm, seed: int, out: Path) -> dict:
         metrics["train_s"] = round(training_seconds(logged), 3)
     kept = {k: metrics[k] for k in (row.metric, *(key for key, _ in row.beside), *KEYS) if k in metrics}
     wall = json.loads((out / "reproduce_wall_s.json").read_text()) if (out / "reproduce_wall_s.json").is_file() else None
+    verdict = None if row.holds is None or arm.name in row.baselines else row.holds(metrics)  # None: not judged
     return {"row": row.id, "arm": arm.name, "seed": seed, "value": metrics[row.metric], "metrics": kept,
-            "holds": holds if (holds := None if row.holds is None or arm.name in row.baselines else row.holds(metrics))
-            is None else bool(holds),
-            "wall_s": wall}
+            "holds": None if verdict is None else bool(verdict), "wall_s": wall}
 
 
 def estimate(todo: list, jobs: int, previous: list[dict]) -> float:
