@@ -174,7 +174,8 @@ def reproduce_table(record: dict[str, Any], topic: str) -> str:
             st = reproduce_stats(record, key, arm["name"])
             wall = _minutes(st["wall"]) if st["wall"] else "-"
             met = f"{st['met_count']} of {st['seeds']}" if st["judged"] else "-"
-            lines.append(f"| `{arm['model']}` on {arm['dataset']}{''.join(f' `{s}`' for s in arm['sets'])} | "
+            named = f"`{arm['name']}`: " if arm["name"] != arm["model"] else ""  # the name the prose and figures use
+            lines.append(f"| {named}`{arm['model']}` on {arm['dataset']}{''.join(f' `{s}`' for s in arm['sets'])} | "
                          f"{_mean_sd(st, row['digits'])} | {met} | {arm.get('paper') or row['paper_figure']} | "
                          f"{_beside(record, key, arm['name'], row.get('beside', []))} | {wall} |")
         if row.get("gap"):

@@ -279,10 +279,16 @@ def test_a_rows_baselines_are_neither_judged_nor_its_headline():
 
 def test_a_reproduction_is_read_over_its_seeds_beside_the_paper():
     """mean +- sd (min) over the seeds, how many met the target (the control: a seed that missed it is counted out),
-    the paper's figure and where it was measured; the README's line links the first topic's page."""
+    the paper's figure and where it was measured, each arm named where its name is not its model's; the README's
+    line links the first topic's page."""
     record = reproduction()
     table = docs.reproduce_table(record, "trpo")
     assert "| `trpo` on cartpole | **493.3** +- 11.5 (min 480.0) | 2 of 3 | 500 +- 0 | - | 15 s |" in table
+    for run in record["runs"]:  # an arm named apart from its model is named in the table, as the prose names it
+        run["arm"] = "trpo_long"
+    record["rows"]["cartpole"]["arms"][0]["name"] = "trpo_long"
+    assert "| `trpo_long`: `trpo` on cartpole | **493.3**" in docs.reproduce_table(record, "trpo")
+    record = reproduction()
     assert "at abc1234 on AMD EPYC, 2 cores, 2 runs at a time" in table and "Target: 500 on every seed." in table
     assert docs.reproduce_table(record, "wgan").startswith("*No reproduction recorded yet")
     assert "beside them" not in table
