@@ -419,7 +419,7 @@ ROWS = {row.id: row for row in (
         beside=(("fid_two_step", "two steps"), ("teacher_fid_euler_1", "the teacher's Euler, 1 step"),
                 ("teacher_fid_euler_2", "2 steps"), ("teacher_fid_euler_4", "4 steps"),
                 ("teacher_fid_euler_20", "20 steps"), ("precision", "precision"), ("recall", "recall")),
-        digits=1, seconds=2400.0, sample_metrics=True, pictures=("samples",), eval_samples=2000),
+        digits=1, seconds=5400.0, sample_metrics=True, pictures=("samples",), eval_samples=2000),
     Row("cascade", ("ddpm",), "A cascade with and without conditioning augmentation, beside one stage",
         "Ho et al. 2021 (cascaded diffusion models), section 4.1 and its ablations: Gaussian conditioning "
         "augmentation of the low-resolution condition is crucial to the cascade's sample quality; the full cascade "
