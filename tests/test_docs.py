@@ -338,8 +338,8 @@ def test_a_row_of_many_arms_shows_each_on_its_page_and_its_best_in_the_readme():
     record["runs"] = [{"row": "cartpole", "arm": n, "seed": k, "value": v, "metrics": {}, "holds": h, "wall_s": 1.0}
                       for n, (values, holds, _) in arms.items() for k, (v, h) in enumerate(zip(values, holds))]
     table = docs.reproduce_table(record, "ppo")
-    assert "| `gan` on ring8 | **8.0** +- 0.0 (min 8.0) | 2 of 2 | 7.9 +- 0.1 |" in table
-    assert "| `gan` on ring8 | **6.5** +- 0.7 (min 6.0) | 0 of 2 | 500 +- 0 |" in table  # no figure of its own
+    assert "| `pack2`: `gan` on ring8 | **8.0** +- 0.0 (min 8.0) | 2 of 2 | 7.9 +- 0.1 |" in table
+    assert "| `plain`: `gan` on ring8 | **6.5** +- 0.7 (min 6.0) | 0 of 2 | 500 +- 0 |" in table  # no figure of its own
     summary = docs.reproduce_summary(record)
     assert "`pack2` (best of 4 arms, 1 meeting the target on every seed) **8.0** +- 0.0 (min 8.0) | 7.9 +- 0.1 |" in \
         summary and "`big`" not in summary
