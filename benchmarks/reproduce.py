@@ -27,6 +27,12 @@ it on each row's topic pages (``shared_specs.docs.reproduce_table``) and, one li
 seeds beside peers' published points, into ``docs/figures/reproduce_<row>.png``; a row with ``pictures`` (VAE-GAN)
 puts its arms' first-seed samples side by side in ``docs/figures/reproduce_<row>_pictures.png``.
 
+A sweep that outlives its session keeps what it finished: each run, as it ends, is banked in
+``reproduce_pending.json`` beside the record (``docs/`` with ``--publish``), its figures, the conditions it trained
+under and (a row with a ``curve``) its logged curve; committed, that file lets the same command in a later checkout,
+whose run folders are empty, train only the runs not banked. The record then names the earlier sweeps its runs
+came from, and the row's banked runs leave the file.
+
 Only ``--publish`` writes the published record, its figures and (``--presets``) ``docs/results.json``. A trial
 without it writes its own: ``reproduce_record.json`` and ``figures/`` (``--presets``: ``reproduce_presets.json``) in
 ``--results``, and leaves the published ones byte for byte as they were.
@@ -53,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "docs" / "reproduce.json"  # the published record: written only with ``--publish``
 TRIAL_RECORD = "reproduce_record.json"  # a trial's record, in ``--results`` (its figures in ``--results``/figures)
 TRIAL_PRESETS = "reproduce_presets.json"  # a trial's rows of ``--presets``, in ``--results``
+PENDING = "reproduce_pending.json"  # beside a record: its rows' finished runs, banked until their row is published
 
 
 def run_dir(folder: Path, row: Row, arm: Arm, seed: int) -> Path:
@@ -216,6 +223,75 @@ def recorded_runs(path: Path) -> list[dict]:
     return json.loads(path.read_text())["runs"] if path.is_file() else []
 
 
+# Banked runs: a sweep that spans sessions ----------------------------------------------------------------------------
+BANK_LOCK = threading.Lock()  # a sweep's jobs bank their runs one at a time
+
+
+def pending_file(record: Path) -> Path:
+    """The file beside ``record`` that banks its rows' finished runs (``PENDING``)."""
+    return record.with_name(PENDING)
+
+
+def arm_of(arm: Arm) -> dict:
+    """What a banked run must have been trained as to count as ``arm``'s: its model, data set and settings."""
+    return {"model": arm.model, "dataset": arm.dataset, "sets": list(arm.sets)}
+
+
+def bank(pending: Path, row: Row, arm: Arm, seed: int, out: Path, trained: dict) -> None:
+    """Bank the finished run in ``out`` in ``pending``: its record (``record_of``), what it was trained as
+    (``arm_of``), the row's target it was judged by, the conditions it ``trained`` under (commit, machine, date,
+    jobs, the sweep's load before it and the load as it ends) and, for a row with a ``curve``, its logged curve; the
+    file is read again and written whole (atomically) under a lock, an earlier entry of the run replaced."""
+    from practice_torch.engine.checkpoint import atomic_write
+
+    entry = {**record_of(row, arm, seed, out), "arm_of": arm_of(arm), "target": row.target,
+             "trained": {**trained, "load_after": round(os.getloadavg()[0], 2)},
+             **({"curve": logged_curve(out, *row.curve[:2])} if row.curve else {})}
+    with BANK_LOCK:
+        runs = [r for r in recorded_runs(pending) if (r["row"], r["arm"], r["seed"]) != (row.id, arm.name, seed)]
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(pending, lambda tmp: tmp.write_text(json.dumps({"runs": runs + [entry]}, indent=1) + "\n"))
+
+
+def banked(pending: Path, row: Row, arm: Arm, seed: int) -> dict | None:
+    """The run banked in ``pending`` for (``row``, ``arm``, ``seed``), or None: none, or one trained as another arm
+    (``arm_of``), or judged by another target or read for another figure than the row's now."""
+    for r in recorded_runs(pending):
+        if (r["row"], r["arm"], r["seed"]) == (row.id, arm.name, seed):
+            same = r["arm_of"] == arm_of(arm) and r["target"] == row.target and row.metric in r["metrics"]
+            return r if same else None
+    return None
+
+
+def unbank(pending: Path, rows: list[str]) -> None:
+    """Drop ``rows``' runs from ``pending`` (they are in the record now); the file goes once it banks none."""
+    from practice_torch.engine.checkpoint import atomic_write
+
+    with BANK_LOCK:
+        runs = [r for r in recorded_runs(pending) if r["row"] not in rows]
+        if runs:
+            atomic_write(pending, lambda tmp: tmp.write_text(json.dumps({"runs": runs}, indent=1) + "\n"))
+        else:
+            pending.unlink(missing_ok=True)
+
+
+def row_meta(now: dict, trained_now: int, carried: list[dict]) -> dict:
+    """A row's conditions in the record: those of the sweep that trained its runs, with ``earlier`` naming each
+    earlier sweep its ``carried`` (banked) runs were trained by (its commit, machine, date, jobs, load and how many
+    runs); where this sweep trained none of them, the latest earlier sweep's stand first."""
+    sweeps: dict[tuple, dict] = {}
+    for r in carried:
+        t = r["trained"]
+        key = (t["commit"], t["machine"], t["date"], t["jobs"])
+        seen = sweeps.setdefault(key, {**t, "runs": 0})
+        seen["runs"] += 1
+        seen["load_after"] = max(seen["load_after"], t["load_after"])
+    earlier = sorted(sweeps.values(), key=lambda t: t["date"])
+    if not trained_now and earlier:
+        now, earlier = {k: v for k, v in earlier[-1].items() if k != "runs"}, earlier[:-1]
+    return {**now, **({"earlier": earlier} if earlier else {})}
+
+
 def minutes(seconds: float) -> str:
     """'12 min', or '0.4 min' under ten minutes."""
     return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds / 60:.1f} min"
@@ -226,11 +302,13 @@ def list_rows(args) -> str:
     ``--seeds`` and how long they should take ``--jobs`` at a time (``estimate``: each run as long as in the last
     sweep recorded, else its row's guess), then the whole sweep's."""
     rows, folder, history = chosen_rows(args), Path(args.reproduce_runs), recorded_runs(RECORD)
-    lines = [f"reproduce rows at {args.seeds} seeds, {args.jobs} at a time (runs kept in {folder}):"]
+    pending = pending_file(record_file(args))
+    lines = [f"reproduce rows at {args.seeds} seeds, {args.jobs} at a time (runs kept in {folder}, banked in "
+             f"{pending}):"]
     every = []
     for row in rows:
         runs = [(row, arm, seed) for arm in row.arms for seed in range(args.seeds)]
-        todo = [r for r in runs if not (run_dir(folder, *r) / "eval_test.json").is_file()]
+        todo = [r for r in runs if not (run_dir(folder, *r) / "eval_test.json").is_file() and not banked(pending, *r)]
         every += todo
         lines.append(f"  {row.id:<22} {len(row.arms)} arm{'s' if len(row.arms) > 1 else ' '}  {len(todo):>3} of "
                      f"{len(runs):>3} runs to train, about {minutes(estimate(todo, args.jobs, history)):>8}  "
@@ -243,8 +321,9 @@ def interrupted_note(args) -> str:
     """Where an interrupted sweep keeps its runs (the same command trains only the others, each from its newest
     checkpoint)."""
     folder = Path(args.reproduce_runs) / ("presets" if args.presets else "")
-    return (f"the runs finished so far are kept in {folder}; the same command trains only the others, each from its "
-            "newest checkpoint")
+    banks = "" if args.presets else f" and banked in {pending_file(record_file(args))} (commit it for another checkout)"
+    return (f"the runs finished so far are kept in {folder}{banks}; the same command trains only the others, each "
+            "from its newest checkpoint")
 
 
 def reproduce(args) -> list[dict]:
@@ -264,47 +343,64 @@ def reproduce(args) -> list[dict]:
     rows, seeds = chosen_rows(args), range(args.seeds)
     names = [row.id for row in rows]
     path = record_file(args)
+    pending = pending_file(path)
     folder = Path(args.reproduce_runs)
     runs = [(row, arm, seed) for row in rows for arm in row.arms for seed in seeds]
-    todo = [r for r in runs if not (run_dir(folder, *r) / "eval_test.json").is_file()]
+    here = [r for r in runs if (run_dir(folder, *r) / "eval_test.json").is_file()]
+    carried = {(row.id, arm.name, seed): b for row, arm, seed in runs
+               if (row, arm, seed) not in here and (b := banked(pending, row, arm, seed))}
+    todo = [r for r in runs if r not in here and (r[0].id, r[1].name, r[2]) not in carried]
     previous = recorded_runs(path)
-    print(f"reproduce: {len(runs)} runs ({len(todo)} to train) of {', '.join(names)}, {args.seeds} seeds, {args.jobs} "
+    print(f"reproduce: {len(runs)} runs ({len(todo)} to train"
+          + (f", {len(carried)} banked by an earlier sweep in {pending}" if carried else "")
+          + f") of {', '.join(names)}, {args.seeds} seeds, {args.jobs} "
           f"at a time: about {estimate(todo, args.jobs, recorded_runs(RECORD)) / 60:.0f} min on this "
           f"machine; runs kept in {folder}; the record: {path}"
           + ("" if args.publish else " (a trial: --publish writes the published one)"), flush=True)
     load_before = round(os.getloadavg()[0], 2)
+    recorded_by = [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in (path, pending)]
+    conditions = {"commit": commit(ignoring=tuple(recorded_by)), "machine": machine({**describe(),
+                  "cores": os.cpu_count()}), "date": time.strftime("%Y-%m-%d"), "jobs": args.jobs,
+                  "load_before": load_before}
+    for run in here:  # finished by an earlier sweep in this checkout: banked, should this one not get to publish
+        if not banked(pending, *run):
+            bank(pending, *run, run_dir(folder, *run), conditions)
 
     def one(run):
         row, arm, seed = run
         out = run_dir(folder, row, arm, seed)
         wall = train_and_evaluate(out, arm, seed, row.sample_metrics, samples=row.eval_samples)
         result = record_of(row, arm, seed, out)
+        bank(pending, row, arm, seed, out, conditions)
         print(f"  {row.id} {arm.name} seed {seed}: {row.label} {result['value']:.{row.digits}f}"
               f"{' (target missed)' if result['holds'] is False else ''}, {took(wall)}", flush=True)
 
     each(one, todo, args.jobs)
-    records = [record_of(*run, run_dir(folder, *run)) for run in runs]
-    meta = {"commit": commit(ignoring=(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),)),
-            "machine": machine({**describe(), "cores": os.cpu_count()}), "load_before": load_before,
-            "load_after": round(os.getloadavg()[0], 2), "jobs": args.jobs, "date": time.strftime("%Y-%m-%d")}
+    core = ("row", "arm", "seed", "value", "metrics", "holds", "wall_s")
+    records = [{k: carried[(row.id, arm.name, seed)][k] for k in core} if (row.id, arm.name, seed) in carried
+               else record_of(row, arm, seed, run_dir(folder, row, arm, seed)) for row, arm, seed in runs]
+    now = {**conditions, "commit": commit(ignoring=tuple(recorded_by)), "load_after": round(os.getloadavg()[0], 2)}
+    meta = {n: row_meta(now, sum(r[0].id == n for r in todo + here),
+                        [b for (r, _, _), b in carried.items() if r == n]) for n in names}
     kept = [r for r in previous if r["row"] not in names]  # other rows' runs stay as they were recorded
-    trained = {row.id for row, _, _ in todo}  # a row none of whose runs trained now keeps the conditions recorded
-    old = json.loads(path.read_text()) if path.is_file() else {}
+    trained = {row.id for row, _, _ in todo} | {r for r, _, _ in carried}  # a row none of whose runs trained now
+    old = json.loads(path.read_text()) if path.is_file() else {}  # keeps the conditions recorded
     old_meta = old.get("meta", {})
-    record = {"meta": {**old_meta, **{n: meta for n in names if n in trained or n not in old_meta}},
+    record = {"meta": {**old_meta, **{n: meta[n] for n in names if n in trained or n not in old_meta}},
               "rows": recorded_rows(old.get("rows", {}), names), "runs": kept + records}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))
+    unbank(pending, names)
     print(f"wrote {path}; " + ("`make docs` puts it on the pages" if args.publish else
                                f"a trial: {RECORD} and its figures are left as they are (--publish writes them)"))
     figures = path.parent / "figures"
     for row in rows:
         if row.curve:
             out = figures / f"reproduce_{row.id}.png"
-            print(f"wrote {draw_curves(row, folder, list(seeds), record['meta'][row.id], out)}")
+            print(f"wrote {draw_curves(row, folder, list(seeds), record['meta'][row.id], out, carried)}")
         if row.pictures:
             out = figures / f"reproduce_{row.id}_pictures.png"
-            print(f"wrote {draw_pictures(row, folder, record['meta'][row.id], out)}")
+            print(f"wrote {draw_pictures(row, folder, record['meta'][row.id], out, list(seeds))}")
     if set(names) & {f.row for f in FAMILIES}:  # a model of the families' table measured again
         drawn = draw_families(record, figures / "families.png")
         print(f"wrote {drawn}" if drawn else "the families' figure waits for a model with its FID and ms a sample")
@@ -329,10 +425,11 @@ def each(one: Callable, todo: list, jobs: int) -> None:
             raise
 
 
-def draw_pictures(row: Row, folder: Path, meta: dict, out: Path | None = None) -> Path:
+def draw_pictures(row: Row, folder: Path, meta: dict, out: Path | None = None, seeds: list[int] = (0,)) -> Path:
     """``docs/figures/reproduce_<row>_pictures.png``: each of ``row.pictures`` (a stem of a run's ``samples/``
-    images) of every arm's seed-0 run, a row an arm (an arm without that picture, a GAN's reconstructions, left
-    blank), titled with the commit and the machine."""
+    images) of every arm's first run of ``seeds`` in ``folder`` (seed 0 unless a sweep in another checkout banked
+    it), a row an arm (an arm without that picture, a GAN's reconstructions, or with no run here, left blank), titled
+    with the seed, the commit and the machine."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -341,14 +438,19 @@ def draw_pictures(row: Row, folder: Path, meta: dict, out: Path | None = None) -
 
     fig, axes = plt.subplots(len(row.arms), len(row.pictures), squeeze=False,
                              figsize=(3.2 * len(row.pictures), 3.3 * len(row.arms)))
+    shown = set()
     for i, arm in enumerate(row.arms):
+        seed = next((s for s in seeds if run_dir(folder, row, arm, s).is_dir()), seeds[0])
         for j, stem in enumerate(row.pictures):
-            ax, image = axes[i][j], run_dir(folder, row, arm, 0) / "samples" / f"{stem}.png"
+            ax, image = axes[i][j], run_dir(folder, row, arm, seed) / "samples" / f"{stem}.png"
             if image.is_file():
                 ax.imshow(mpimg.imread(image), cmap="gray")
-            ax.set_title(f"{arm.name}: {stem if image.is_file() else f'no {stem}'}", fontsize=9)
+                shown.add(seed)
+            ax.set_title(f"{arm.name}: {stem if image.is_file() else f'no {stem}'}"
+                         + (f" (seed {seed})" if seed != seeds[0] else ""), fontsize=9)
             ax.axis("off")
-    fig.suptitle(f"{row.title}, seed 0\n{meta['commit']} · {meta['machine']}", fontsize=8)
+    seed_names = ", ".join(str(s) for s in sorted(shown)) or str(seeds[0])
+    fig.suptitle(f"{row.title}, seed {seed_names}\n{meta['commit']} · {meta['machine']}", fontsize=8)
     out = out or RECORD.parent / "figures" / f"reproduce_{row.id}_pictures.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
@@ -362,10 +464,12 @@ def logged_curve(out: Path, x: str, y: str) -> list[tuple[float, float]]:
     return [(line[x], line[y]) for line in lines if x in line and y in line]
 
 
-def draw_curves(row: Row, folder: Path, seeds: list[int], meta: dict, out: Path | None = None) -> Path:
+def draw_curves(row: Row, folder: Path, seeds: list[int], meta: dict, out: Path | None = None,
+                carried: dict | None = None) -> Path:
     """``docs/figures/reproduce_<row>.png``: each arm's logged ``row.curve`` over the seeds, mean and a band of one
     standard deviation (on the first seed's x, every seed cut to the shortest), beside the published points with
-    their standard deviations; titled with the commit, the machine and the load."""
+    their standard deviations; titled with the commit, the machine and the load. A run ``carried`` (banked by a
+    sweep elsewhere: (row, arm, seed) -> its bank entry) is drawn from the curve it banked."""
     import numpy as np
 
     from benchmarks.plots import new_axes, save
@@ -373,7 +477,8 @@ def draw_curves(row: Row, folder: Path, seeds: list[int], meta: dict, out: Path 
     x_key, y_key, label = row.curve
     fig, ax = new_axes((7, 4))
     for k, arm in enumerate(row.arms):
-        curves = [logged_curve(run_dir(folder, row, arm, seed), x_key, y_key) for seed in seeds]
+        curves = [carried[(row.id, arm.name, seed)]["curve"] if (row.id, arm.name, seed) in (carried or {})
+                  else logged_curve(run_dir(folder, row, arm, seed), x_key, y_key) for seed in seeds]
         n = min(len(c) for c in curves)
         xs, ys = np.array([x for x, _ in curves[0][:n]]), np.array([[y for _, y in c[:n]] for c in curves])
         mean, sd = ys.mean(0), ys.std(0, ddof=1) if len(ys) > 1 else np.zeros(n)

@@ -786,6 +786,50 @@ def test_publish_writes_the_published_record_and_figure(tmp_path, monkeypatch, u
     assert not (tmp_path / "results" / R.TRIAL_RECORD).exists()
 
 
+def test_a_sweep_spans_checkouts_by_the_runs_it_banks(tmp_path, monkeypatch, unpinned):
+    """A published sweep stopped after its first run (its session over) banks that run beside the record; a later
+    checkout, whose run folders are empty, trains only the three others, draws the banked run's curve from the bank,
+    names the earlier sweep on the row's page and empties the bank. Controls: the record is untouched by the stopped
+    sweep; a run banked as another arm (its settings changed since) or judged by another target is trained again."""
+    from benchmarks import reproduce as R
+    from shared_specs import docs
+
+    copy = tmp_path / "docs" / "reproduce.json"
+    copy.parent.mkdir()
+    shutil.copy(R.RECORD, copy)
+    monkeypatch.setattr(R, "RECORD", copy)
+    before = copy.read_bytes()
+    pending = copy.with_name(R.PENDING)
+    first = [*cartpole_argv(tmp_path, seeds=2), "--publish"]
+    train, calls = fake_cartpole(interrupt_after=1)
+    monkeypatch.setattr(R, "train_and_evaluate", train)
+    assert main(first) == 130 and copy.read_bytes() == before
+    (bank,) = json.loads(pending.read_text())["runs"]
+    assert (bank["row"], bank["arm"], bank["seed"], bank["value"]) == ("cartpole", "ppo", 0, 500.0)
+    assert bank["curve"] == [[1000, 100.0], [2000, 200.0], [3000, 300.0]] and bank["trained"]["jobs"] == 1
+
+    later = [*cartpole_argv(tmp_path / "later", seeds=2), "--publish"]  # another checkout: no run folders
+    train, calls = fake_cartpole()
+    monkeypatch.setattr(R, "train_and_evaluate", train)
+    assert main(later) == 0
+    assert sorted(calls) == [("ppo", 1), ("trpo", 0), ("trpo", 1)] and not pending.exists()
+    record = json.loads(copy.read_text())
+    runs = [(r["arm"], r["seed"], r["value"]) for r in record["runs"] if r["row"] == "cartpole"]
+    assert sorted(runs) == [("ppo", 0, 500.0), ("ppo", 1, 500.0), ("trpo", 0, 500.0), ("trpo", 1, 500.0)]
+    (earlier,) = record["meta"]["cartpole"]["earlier"]
+    assert earlier["runs"] == 1 and earlier["commit"] == record["meta"]["cartpole"]["commit"]
+    assert "; one of its runs by an earlier sweep, at " in docs.reproduce_table(record, "ppo")
+    assert (copy.parent / "figures" / "reproduce_cartpole.png").stat().st_size > 10_000
+
+    changed = [dict(bank, arm_of={**bank["arm_of"], "sets": ["train.steps=1"]}), dict(bank, seed=1, target="more")]
+    pending.write_text(json.dumps({"runs": changed}))
+    train, calls = fake_cartpole()
+    monkeypatch.setattr(R, "train_and_evaluate", train)
+    assert main([*cartpole_argv(tmp_path / "third", seeds=2), "--publish"]) == 0
+    assert sorted(calls) == [("ppo", 0), ("ppo", 1), ("trpo", 0), ("trpo", 1)]
+    assert "earlier" not in json.loads(copy.read_text())["meta"]["cartpole"]
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_an_interrupted_sweep_says_so_in_one_line_exits_130_and_keeps_its_finished_runs(jobs, tmp_path, monkeypatch,
                                                                                         capsys, unpinned):
@@ -801,8 +845,11 @@ def test_an_interrupted_sweep_says_so_in_one_line_exits_130_and_keeps_its_finish
         pytest.fail("the interrupt escaped main: a traceback")
     runs = tmp_path / "runs"
     assert status == 130
-    assert capsys.readouterr().err == (f"error: interrupted; the runs finished so far are kept in {runs}; the same "
-                                       "command trains only the others, each from its newest checkpoint\n")
+    pending = tmp_path / "results" / R.PENDING
+    assert capsys.readouterr().err == (f"error: interrupted; the runs finished so far are kept in {runs} and banked "
+                                       f"in {pending} (commit it for another checkout); the same command trains only "
+                                       "the others, each from its newest checkpoint\n")
+    assert [r["arm"] for r in json.loads(pending.read_text())["runs"]] == ["ppo"]
     assert len(list(runs.glob("cartpole/*/eval_test.json"))) == 1
     assert not (tmp_path / "results" / R.TRIAL_RECORD).exists()
 
@@ -913,8 +960,8 @@ def test_each_benchmark_has_its_own_help_and_every_command_line_still_parses(cap
 
 def test_reproduce_list_names_each_row_with_its_runs_to_train_and_their_minutes(tmp_path, capsys):
     """``reproduce --list``: a line a row (those --rows names), its arms, the runs still to train at --seeds and the
-    minutes they should take at --jobs, then the whole sweep's; a run already evaluated in the folder is not counted
-    again (control); nothing is trained or written."""
+    minutes they should take at --jobs, then the whole sweep's; a run already evaluated in the folder, or banked by a
+    sweep in another checkout, is not counted again (controls); nothing is trained or written."""
     from benchmarks import reproduce as R
 
     runs = tmp_path / "runs"
@@ -922,7 +969,9 @@ def test_reproduce_list_names_each_row_with_its_runs_to_train_and_their_minutes(
             str(runs), "--results", str(tmp_path / "results")]
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"reproduce rows at 2 seeds, 1 at a time (runs kept in {runs}):" and len(lines) == 4
+    pending = tmp_path / "results" / R.PENDING
+    assert lines[0] == f"reproduce rows at 2 seeds, 1 at a time (runs kept in {runs}, banked in {pending}):"
+    assert len(lines) == 4
     assert lines[1].split()[:8] == ["cartpole", "2", "arms", "4", "of", "4", "runs", "to"]
     assert lines[1].endswith("min  CartPole-v1 in 100k environment steps") and "about" in lines[1]
     assert lines[2].split()[:6] == ["gan_ring", "10", "arms", "20", "of", "20"]
@@ -933,6 +982,12 @@ def test_reproduce_list_names_each_row_with_its_runs_to_train_and_their_minutes(
     assert main(argv) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[3:6] == ["3", "of", "4"]
     assert not (tmp_path / "results").exists()
+    row = R.ROWS["cartpole"]
+    pending.parent.mkdir()
+    pending.write_text(json.dumps({"runs": [{"row": "cartpole", "arm": row.arms[1].name, "seed": 1, "metrics": {
+        row.metric: 500.0}, "arm_of": R.arm_of(row.arms[1]), "target": row.target}]}))
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[3:6] == ["2", "of", "4"]
 
 
 def test_reproduce_estimates_a_run_by_its_arms_record_then_its_arms_guess_then_its_rows():
