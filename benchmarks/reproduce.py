@@ -375,6 +375,7 @@ def reproduce(args) -> list[dict]:
         print(f"  {row.id} {arm.name} seed {seed}: {row.label} {result['value']:.{row.digits}f}"
               f"{' (target missed)' if result['holds'] is False else ''}, {took(wall)}", flush=True)
 
+    scored = {r for r in todo if left_off(run_dir(folder, *r), r[1], r[2]) == "trained"}  # evaluated only
     each(one, todo, args.jobs)
     core = ("row", "arm", "seed", "value", "metrics", "holds", "wall_s")
     records = [{k: carried[(row.id, arm.name, seed)][k] for k in core} if (row.id, arm.name, seed) in carried
@@ -383,10 +384,14 @@ def reproduce(args) -> list[dict]:
     meta = {n: row_meta(now, sum(r[0].id == n for r in todo + here),
                         [b for (r, _, _), b in carried.items() if r == n]) for n in names}
     kept = [r for r in previous if r["row"] not in names]  # other rows' runs stay as they were recorded
-    trained = {row.id for row, _, _ in todo} | {r for r, _, _ in carried}  # a row none of whose runs trained now
-    old = json.loads(path.read_text()) if path.is_file() else {}  # keeps the conditions recorded
+    trained = {row.id for row, _, _ in set(todo) - scored} | {r for r, _, _ in carried}
+    old = json.loads(path.read_text()) if path.is_file() else {}
     old_meta = old.get("meta", {})
-    record = {"meta": {**old_meta, **{n: meta[n] for n in names if n in trained or n not in old_meta}},
+    for n in names:  # a row none of whose runs trained now keeps the conditions they trained under recorded,
+        if n not in trained and n in old_meta:  # with those of the sweep that evaluated them again, if one did
+            meta[n] = {**old_meta[n], **({"evaluated": {k: now[k] for k in ("commit", "date", "jobs", "load_before",
+                       "load_after")}} if any(r[0].id == n for r in scored) else {})}
+    record = {"meta": {**old_meta, **{n: meta[n] for n in names}},
               "rows": recorded_rows(old.get("rows", {}), names), "runs": kept + records}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"))

@@ -184,6 +184,7 @@ def reproduce_table(record: dict[str, Any], topic: str) -> str:
                       f"{meta['machine']}, {meta['jobs']} runs at a time, one thread each (load average "
                       f"{meta['load_before']} before, {meta['load_after']} after), {meta['date']}"
                       f"{''.join('; ' + earlier_sweep(e) for e in meta.get('earlier', []))}"
+                      f"{'; ' + evaluated_again(meta['evaluated']) if meta.get('evaluated') else ''}"
                       f"{'; ' + meta['beside'] if meta.get('beside') else ''}."]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
@@ -195,6 +196,13 @@ def earlier_sweep(sweep: dict[str, Any]) -> str:
     runs = f"{sweep['runs']} of its runs" if sweep["runs"] > 1 else "one of its runs"
     return (f"{runs} by an earlier sweep, at {sweep['commit']} on {sweep['machine']}, {sweep['jobs']} runs at a time "
             f"(load average {sweep['load_before']} before, {sweep['load_after']} after), {sweep['date']}")
+
+
+def evaluated_again(sweep: dict[str, Any]) -> str:
+    """'evaluated again from their checkpoints at abc1234, ...': a sweep that only scored a row's trained runs
+    (their training's conditions stand before it)."""
+    return (f"evaluated again from their checkpoints at {sweep['commit']}, {sweep['jobs']} at a time (load average "
+            f"{sweep['load_before']} before, {sweep['load_after']} after), {sweep['date']}")
 
 
 def _beside(record: dict[str, Any], row: str, arm: str, beside: list[list[str]]) -> str:

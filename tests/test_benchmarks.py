@@ -830,6 +830,36 @@ def test_a_sweep_spans_checkouts_by_the_runs_it_banks(tmp_path, monkeypatch, unp
     assert "earlier" not in json.loads(copy.read_text())["meta"]["cartpole"]
 
 
+def test_a_sweep_that_only_evaluates_keeps_the_conditions_its_runs_trained_under(tmp_path, monkeypatch, unpinned):
+    """Runs trained to their end but not scored (``left_off``: "trained") are only evaluated: the row's recorded
+    commit, date and load stay those of its training, and the sweep that scored them is named beside them, on the
+    page too. The control: a run that trains on from its checkpoint ("stopped") replaces the row's conditions."""
+    from benchmarks import reproduce as R
+    from shared_specs import docs
+
+    copy = tmp_path / "docs" / "reproduce.json"
+    copy.parent.mkdir()
+    shutil.copy(R.RECORD, copy)
+    monkeypatch.setattr(R, "RECORD", copy)
+    monkeypatch.setattr(R, "train_and_evaluate", fake_cartpole()[0])
+    argv = [*cartpole_argv(tmp_path), "--publish"]
+    assert main(argv) == 0  # the runs trained (the stand-in keeps no checkpoint: left_off finds nothing to go on)
+    for left, kept in (("trained", True), ("stopped", False)):
+        record = json.loads(copy.read_text())
+        record["meta"]["cartpole"] = {**record["meta"]["cartpole"], "commit": "0ld0000", "date": "2026-01-01"}
+        copy.write_text(json.dumps(record))
+        for scored in (tmp_path / "runs" / "cartpole").glob("*/eval_test.json"):
+            scored.unlink()
+        monkeypatch.setattr(R, "left_off", lambda out, arm, seed, left=left: left)
+        assert main(argv) == 0
+        meta = json.loads(copy.read_text())["meta"]["cartpole"]
+        assert (meta["commit"] == "0ld0000") == kept and ("evaluated" in meta) == kept
+        if kept:
+            assert meta["evaluated"]["commit"] != "0ld0000" and meta["evaluated"]["jobs"] == 1
+            page = docs.reproduce_table(json.loads(copy.read_text()), "ppo")
+            assert "at 0ld0000 on " in page and "; evaluated again from their checkpoints at " in page
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_an_interrupted_sweep_says_so_in_one_line_exits_130_and_keeps_its_finished_runs(jobs, tmp_path, monkeypatch,
                                                                                         capsys, unpinned):
