@@ -27,7 +27,7 @@ it on each row's topic pages (``shared_specs.docs.reproduce_table``) and, one li
 seeds beside peers' published points, into ``docs/figures/reproduce_<row>.png``; a row with ``pictures`` (VAE-GAN)
 puts its arms' first-seed samples side by side in ``docs/figures/reproduce_<row>_pictures.png``.
 
-A sweep that outlives its session keeps what it finished: each run, as it ends, is banked in
+A sweep that outlives its checkout keeps what it finished: each run, as it ends, is banked in
 ``reproduce_pending.json`` beside the record (``docs/`` with ``--publish``), its figures, the conditions it trained
 under and (a row with a ``curve``) its logged curve; committed, that file lets the same command in a later checkout,
 whose run folders are empty, train only the runs not banked. The record then names the earlier sweeps its runs
@@ -223,7 +223,7 @@ def recorded_runs(path: Path) -> list[dict]:
     return json.loads(path.read_text())["runs"] if path.is_file() else []
 
 
-# Banked runs: a sweep that spans sessions ----------------------------------------------------------------------------
+# Banked runs: a sweep that spans checkouts ---------------------------------------------------------------------------
 BANK_LOCK = threading.Lock()  # a sweep's jobs bank their runs one at a time
 
 
@@ -246,7 +246,8 @@ def bank(pending: Path, row: Row, arm: Arm, seed: int, out: Path, trained: dict)
 
     entry = {**record_of(row, arm, seed, out), "arm_of": arm_of(arm), "target": row.target,
              "trained": {**trained, "load_after": round(os.getloadavg()[0], 2)},
-             **({"curve": logged_curve(out, *row.curve[:2])} if row.curve else {})}
+             **({"curve": logged_curve(out, *row.curve[:2])} if row.curve and (out / "metrics.jsonl").is_file()
+                else {})}
     with BANK_LOCK:
         runs = [r for r in recorded_runs(pending) if (r["row"], r["arm"], r["seed"]) != (row.id, arm.name, seed)]
         pending.parent.mkdir(parents=True, exist_ok=True)
@@ -482,7 +483,7 @@ def draw_curves(row: Row, folder: Path, seeds: list[int], meta: dict, out: Path 
     x_key, y_key, label = row.curve
     fig, ax = new_axes((7, 4))
     for k, arm in enumerate(row.arms):
-        curves = [carried[(row.id, arm.name, seed)]["curve"] if (row.id, arm.name, seed) in (carried or {})
+        curves = [carried[(row.id, arm.name, seed)].get("curve", []) if (row.id, arm.name, seed) in (carried or {})
                   else logged_curve(run_dir(folder, row, arm, seed), x_key, y_key) for seed in seeds]
         n = min(len(c) for c in curves)
         xs, ys = np.array([x for x, _ in curves[0][:n]]), np.array([[y for _, y in c[:n]] for c in curves])

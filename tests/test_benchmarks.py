@@ -929,8 +929,10 @@ sys.exit(main(sys.argv[1:]))
         except subprocess.TimeoutExpired:
             pytest.fail(f"the sweep did not end within 60 s of SIGINT; its signal masks then: {masks}")
         assert proc.returncode == 130, out + err
-        assert err.splitlines() == [f"error: interrupted; the runs finished so far are kept in {tmp_path / 'runs'}; "
-                                    "the same command trains only the others, each from its newest checkpoint"]
+        banked = tmp_path / "results" / "reproduce_pending.json"
+        assert err.splitlines() == [f"error: interrupted; the runs finished so far are kept in {tmp_path / 'runs'} "
+                                    f"and banked in {banked} (commit it for another checkout); the same command "
+                                    "trains only the others, each from its newest checkpoint"]
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
