@@ -240,18 +240,32 @@ def arm_of(arm: Arm) -> dict:
 def bank(pending: Path, row: Row, arm: Arm, seed: int, out: Path, trained: dict) -> None:
     """Bank the finished run in ``out`` in ``pending``: its record (``record_of``), what it was trained as
     (``arm_of``), the row's target it was judged by, the conditions it ``trained`` under (commit, machine, date,
-    jobs, the sweep's load before it and the load as it ends) and, for a row with a ``curve``, its logged curve; the
+    jobs, load before and after) and, for a row with a ``curve``, its logged curve; the
     file is read again and written whole (atomically) under a lock, an earlier entry of the run replaced."""
     from practice_torch.engine.checkpoint import atomic_write
 
-    entry = {**record_of(row, arm, seed, out), "arm_of": arm_of(arm), "target": row.target,
-             "trained": {**trained, "load_after": round(os.getloadavg()[0], 2)},
+    entry = {**record_of(row, arm, seed, out), "arm_of": arm_of(arm), "target": row.target, "trained": trained,
              **({"curve": logged_curve(out, *row.curve[:2])} if row.curve and (out / "metrics.jsonl").is_file()
                 else {})}
     with BANK_LOCK:
         runs = [r for r in recorded_runs(pending) if (r["row"], r["arm"], r["seed"]) != (row.id, arm.name, seed)]
         pending.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(pending, lambda tmp: tmp.write_text(json.dumps({"runs": runs + [entry]}, indent=1) + "\n"))
+
+
+def found_conditions(out: Path, sweep: dict) -> dict:
+    """The conditions a run found finished in the folder (by a sweep that did not bank it) trained under, as the
+    run recorded them: the commit, machine and load (at its start and end) of its ``environment.json`` and the day
+    it was scored; how many runs it had beside it is not recorded (``jobs`` None). A run that recorded none: the
+    ``sweep``'s, its jobs unknown."""
+    from practice_torch.results import machine
+
+    if not (out / "environment.json").is_file():
+        return {**sweep, "jobs": None, "load_after": sweep["load_before"]}
+    env = json.loads((out / "environment.json").read_text())
+    day = time.strftime("%Y-%m-%d", time.localtime((out / "eval_test.json").stat().st_mtime))
+    return {"commit": env.get("commit"), "machine": machine(env), "date": day, "jobs": None,
+            "load_before": env["load_at_start"][0], "load_after": env["load_at_end"][0]}
 
 
 def banked(pending: Path, row: Row, arm: Arm, seed: int) -> dict | None:
@@ -286,7 +300,8 @@ def row_meta(now: dict, trained_now: int, carried: list[dict]) -> dict:
         key = (t["commit"], t["machine"], t["date"], t["jobs"])
         seen = sweeps.setdefault(key, {**t, "runs": 0})
         seen["runs"] += 1
-        seen["load_after"] = max(seen["load_after"], t["load_after"])
+        seen["load_before"], seen["load_after"] = (min(seen["load_before"], t["load_before"]),
+                                                   max(seen["load_after"], t["load_after"]))
     earlier = sorted(sweeps.values(), key=lambda t: t["date"])
     if not trained_now and earlier:
         now, earlier = {k: v for k, v in earlier[-1].items() if k != "runs"}, earlier[:-1]
@@ -365,14 +380,14 @@ def reproduce(args) -> list[dict]:
                   "load_before": load_before}
     for run in here:  # finished by an earlier sweep in this checkout: banked, should this one not get to publish
         if not banked(pending, *run):
-            bank(pending, *run, run_dir(folder, *run), conditions)
+            bank(pending, *run, run_dir(folder, *run), found_conditions(run_dir(folder, *run), conditions))
 
     def one(run):
         row, arm, seed = run
         out = run_dir(folder, row, arm, seed)
         wall = train_and_evaluate(out, arm, seed, row.sample_metrics, samples=row.eval_samples)
         result = record_of(row, arm, seed, out)
-        bank(pending, row, arm, seed, out, conditions)
+        bank(pending, row, arm, seed, out, {**conditions, "load_after": round(os.getloadavg()[0], 2)})
         print(f"  {row.id} {arm.name} seed {seed}: {row.label} {result['value']:.{row.digits}f}"
               f"{' (target missed)' if result['holds'] is False else ''}, {took(wall)}", flush=True)
 

@@ -181,7 +181,8 @@ def reproduce_table(record: dict[str, Any], topic: str) -> str:
         if row.get("gap"):
             lines += ["", gap_line(record, key)]
         lines += ["", f"Measured by `python -m benchmarks reproduce --rows {key} --publish` at {meta['commit']} on "
-                      f"{meta['machine']}, {meta['jobs']} runs at a time, one thread each (load average "
+                      f"{meta['machine']}, {str(meta['jobs']) + ' runs at a time, ' if meta['jobs'] else ''}one "
+                      "thread each (load average "
                       f"{meta['load_before']} before, {meta['load_after']} after), {meta['date']}"
                       f"{''.join('; ' + earlier_sweep(e) for e in meta.get('earlier', []))}"
                       f"{'; ' + evaluated_again(meta['evaluated']) if meta.get('evaluated') else ''}"
@@ -194,7 +195,8 @@ def earlier_sweep(sweep: dict[str, Any]) -> str:
     """'2 of its runs by an earlier sweep, at abc1234 on ..., 2 runs at a time (load 0.5 before, 2.0 after),
     2026-11-29': where a row's banked runs were trained (``benchmarks.reproduce.row_meta``)."""
     runs = f"{sweep['runs']} of its runs" if sweep["runs"] > 1 else "one of its runs"
-    return (f"{runs} by an earlier sweep, at {sweep['commit']} on {sweep['machine']}, {sweep['jobs']} runs at a time "
+    beside = f"{sweep['jobs']} runs at a time " if sweep.get("jobs") else ""  # None: found finished, not recorded
+    return (f"{runs} by an earlier sweep, at {sweep['commit']} on {sweep['machine']}, {beside}"
             f"(load average {sweep['load_before']} before, {sweep['load_after']} after), {sweep['date']}")
 
 

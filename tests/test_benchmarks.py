@@ -505,6 +505,10 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
     from PIL import Image  # the arm's pictures side by side: one row of two panels (a WGAN has no reconstructions)
 
     assert Image.open(tmp_path / "figures" / "reproduce_tiny_pictures.png").size == (640, 330)
+    env = json.loads((tmp_path / "runs/tiny/gp-0/environment.json").read_text())  # a run found finished, unbanked:
+    found = R.found_conditions(tmp_path / "runs/tiny/gp-0", {})  # the conditions it recorded, its jobs unknown
+    assert (found["commit"], found["jobs"], found["load_before"]) == (env["commit"], None, env["load_at_start"][0])
+    assert found["date"] == time.strftime("%Y-%m-%d") and found["machine"].endswith("cores")
     R.reproduce(args)
     assert "(0 to train)" in capsys.readouterr().out
     assert json.loads((tmp_path / "reproduce.json").read_text()) == record  # the conditions of the training kept
