@@ -38,7 +38,8 @@ the rows, each with its minutes) (benchmarks/reproduce.py).
 
 Bad input (an unknown benchmark or row, a malformed option, a benchmark's own ``error: ...``) is one line on stderr,
 exit status 2. Ctrl-C is one line, ``error: interrupted; ...`` saying what was kept (the rows a benchmark measured so
-far, in its JSON; ``reproduce``'s finished runs, in ``--reproduce-runs``), exit status 130.
+far, in its JSON; ``reproduce``'s finished runs, in ``--reproduce-runs``), exit status 130; ``kill`` (SIGTERM, as
+for a sweep started in the background, whose SIGINT a shell script ignores) the same, exit status 143.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -449,7 +451,7 @@ def run_benchmark(name: str, args, cores: list[int], saved: list[bool]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 when every benchmark ran (1 where a check failed); 2 and one line ``error: ...`` on a
     usage error (argparse's, or one a benchmark raises as ``SystemExit('error: ...')``); 130 and one line when
-    interrupted (Ctrl-C), what was finished kept."""
+    interrupted (Ctrl-C), what was finished kept; 143 and one line when terminated (SIGTERM), likewise."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse's usage error, already said in one line
@@ -483,16 +485,29 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     args.results.mkdir(parents=True, exist_ok=True)
     status = 0
-    for name in names:
-        saved: list[bool] = []
-        try:
-            status = run_benchmark(name, args, cores, saved) or status
-        except SystemExit as exc:
-            return usage_error(exc)
-        except KeyboardInterrupt:
-            print(f"error: interrupted{interrupted_note(name, args, bool(saved))}", file=sys.stderr)
-            return 130
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        for name in names:
+            saved: list[bool] = []
+            try:
+                status = run_benchmark(name, args, cores, saved) or status
+            except SystemExit as exc:
+                return usage_error(exc)
+            except KeyboardInterrupt as exc:
+                print(f"error: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}"
+                      f"{interrupted_note(name, args, bool(saved))}", file=sys.stderr)
+                return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return status
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as Ctrl-C is: the same cleanup (a sweep's runs killed, what was finished kept), exit 143."""
+
+
+def terminate(signum, frame):
+    raise Terminated
 
 
 def usage_error(exc: SystemExit) -> int:

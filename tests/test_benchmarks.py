@@ -888,10 +888,12 @@ def test_an_interrupted_sweep_says_so_in_one_line_exits_130_and_keeps_its_finish
     assert not (tmp_path / "results" / R.TRIAL_RECORD).exists()
 
 
-def test_ctrl_c_kills_the_sweeps_runs_and_exits_130_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("stop, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_kills_the_sweeps_runs_and_exits_130_without_a_traceback(stop, status, said, tmp_path):
     """``python -m benchmarks reproduce --jobs 2`` as a process, each run a child that sleeps (the first finished at
     once): SIGINT to the sweep alone while two children run; it exits 130 with one line, and the children are gone
-    (killed, not left to run on)."""
+    (killed, not left to run on). ``kill`` (SIGTERM) likewise, exit 143: without it the children ran on."""
     script = f"""
 import itertools, os, sys
 from pathlib import Path
@@ -927,14 +929,14 @@ sys.exit(main(sys.argv[1:]))
         assert len(pids) == 2, proc.communicate()
         masks = [line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
                  if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         try:
             out, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the sweep did not end within 60 s of SIGINT; its signal masks then: {masks}")
-        assert proc.returncode == 130, out + err
+            pytest.fail(f"the sweep did not end within 60 s of {stop.name}; its signal masks then: {masks}")
+        assert proc.returncode == status, out + err
         banked = tmp_path / "results" / "reproduce_pending.json"
-        assert err.splitlines() == [f"error: interrupted; the runs finished so far are kept in {tmp_path / 'runs'} "
+        assert err.splitlines() == [f"error: {said}; the runs finished so far are kept in {tmp_path / 'runs'} "
                                     f"and banked in {banked} (commit it for another checkout); the same command "
                                     "trains only the others, each from its newest checkpoint"]
         for pid in pids:
