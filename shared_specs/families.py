@@ -98,4 +98,20 @@ def families_table(record: dict[str, Any], records: str = "records/") -> str:
                      f"{_cell(figures['recall'], 3)} | {_cell(figures['nll'], 3)} | {_cell(figures['sample_ms'], 2)} | "
                      f"{f.sampler} | {_cell(figures['train_min'], 1)} | {_cell(figures['samples'], 0)} | "
                      f"{figures['seeds']} | {row} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + machines_note(record)
+
+
+def machines_note(record: dict[str, Any]) -> str:
+    """'' when every measured line's row ran on one machine; else a paragraph naming each machine and its rows (an
+    earlier sweep's too): milliseconds and minutes compare only between lines of one machine."""
+    rows: dict[str, list[str]] = {}
+    for name in dict.fromkeys(f.row for f in FAMILIES if any(r["row"] == f.row for r in record.get("runs", []))):
+        meta = record.get("meta", {}).get(name, {})
+        for sweep in [meta, *meta.get("earlier", [])]:
+            if sweep.get("machine") and name not in rows.setdefault(sweep["machine"], []):
+                rows[sweep["machine"]].append(name)
+    if len(rows) < 2:
+        return ""
+    named = "; ".join(f"{machine} ({', '.join(f'`{r}`' for r in names)})" for machine, names in rows.items())
+    return (f"\n\nThe rows ran on {len(rows)} machines: {named}. The milliseconds a sample and the training minutes "
+            "compare between lines of one machine.")

@@ -323,7 +323,11 @@ def test_the_families_table_reads_each_models_row_over_its_seeds_and_names_the_r
     assert "| **105.0** | 0.700 | 0.500 | - | - | one decoder pass | - | - | 2 |" in lines["VAE-GAN"]
     assert lines["VAE-GAN"].endswith("(records/gan.md#reproduced) |")  # its arm's model's page, not the row's first
     assert "not yet measured: `python -m benchmarks reproduce --rows families --publish`" in lines["WGAN-GP"]
-    assert len(lines) == len(FAMILIES) + 2  # the header and its rule
+    assert len(lines) == len(FAMILIES) + 2  # the header and its rule (one machine: no note of machines, the control)
+    record["meta"] = {"vae_gan": {"machine": "AMD EPYC, 2 cores", "earlier": [{"machine": "Xeon, 2 cores"}]}}
+    assert families_table(record).endswith("\n\nThe rows ran on 2 machines: AMD EPYC, 2 cores (`vae_gan`); Xeon, 2 "
+                                           "cores (`vae_gan`). The milliseconds a sample and the training minutes "
+                                           "compare between lines of one machine.")
 
 
 def test_a_row_of_many_arms_shows_each_on_its_page_and_its_best_in_the_readme():
