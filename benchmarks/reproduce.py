@@ -25,13 +25,14 @@ figures, wall time and whether it met the target, with the commit, the machine a
 it on each row's topic pages (``shared_specs.docs.reproduce_table``) and, one line a row, in the README
 (``reproduce_summary``). A row with a ``curve`` (CartPole) also draws its runs' learning curves, mean +- sd over the
 seeds beside peers' published points, into ``docs/figures/reproduce_<row>.png``; a row with ``pictures`` (VAE-GAN)
-puts its arms' first-seed samples side by side in ``docs/figures/reproduce_<row>_pictures.png``.
+puts its arms' first-seed samples side by side in ``docs/figures/reproduce_<row>_pictures.png``
+(``benchmarks/reproduce_figures.py`` draws them).
 
 A sweep that outlives its checkout keeps what it finished: each run, as it ends, is banked in
 ``reproduce_pending.json`` beside the record (``docs/`` with ``--publish``), its figures, the conditions it trained
 under and (a row with a ``curve``) its logged curve; committed, that file lets the same command in a later checkout,
 whose run folders are empty, train only the runs not banked. The record then names the earlier sweeps its runs
-came from, and the row's banked runs leave the file.
+came from, and the row's banked runs leave the file (``benchmarks/reproduce_bank.py``).
 
 Only ``--publish`` writes the published record, its figures and (``--presets``) ``docs/results.json``. A trial
 without it writes its own: ``reproduce_record.json`` and ``figures/`` (``--presets``: ``reproduce_presets.json``) in
@@ -52,18 +53,26 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.reproduce_rows import ROWS, Arm, Row  # noqa: F401 (Arm: re-exported with the rows)
-from shared_specs.families import FAMILIES, family_figures
+from benchmarks.reproduce_bank import (  # noqa: F401 (PENDING, arm_of, found_conditions: re-exported)
+    PENDING,
+    arm_of,
+    bank,
+    banked,
+    found_conditions,
+    pending_file,
+    read_bank,
+    recorded_runs,
+    row_meta,
+    unbank,
+)
+from benchmarks.reproduce_figures import draw_curves, draw_families, draw_pictures, logged_curve
+from benchmarks.reproduce_rows import ROWS, Arm, Row, run_dir  # noqa: F401 (Arm: re-exported with the rows)
+from shared_specs.families import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "docs" / "reproduce.json"  # the published record: written only with ``--publish``
 TRIAL_RECORD = "reproduce_record.json"  # a trial's record, in ``--results`` (its figures in ``--results``/figures)
 TRIAL_PRESETS = "reproduce_presets.json"  # a trial's rows of ``--presets``, in ``--results``
-PENDING = "reproduce_pending.json"  # beside a record: its rows' finished runs, banked until their row is published
-
-
-def run_dir(folder: Path, row: Row, arm: Arm, seed: int) -> Path:
-    return folder / row.id / f"{arm.name}-{seed}"
 
 
 class Children:
@@ -185,6 +194,13 @@ def record_of(row: Row, arm: Arm, seed: int, out: Path) -> dict:
             "holds": None if verdict is None else bool(verdict), "wall_s": wall}
 
 
+def bank_run(pending: Path, row: Row, arm: Arm, seed: int, out: Path, trained: dict) -> None:
+    """Bank the finished run in ``out`` (``reproduce_bank.bank``): its record (``record_of``), the conditions it
+    ``trained`` under and, for a row with a ``curve``, its logged curve."""
+    curve = logged_curve(out, *row.curve[:2]) if row.curve and (out / "metrics.jsonl").is_file() else None
+    bank(pending, row, arm, seed, record_of(row, arm, seed, out), trained, curve)
+
+
 def estimate(todo: list, jobs: int, previous: list[dict]) -> float:
     """Seconds the (row, arm, seed) runs still to do should take, ``jobs`` at a time: each one its arm's mean wall
     time in the previous record (an unrolled GAN takes 4 times its row's plain one), else the arm's own guess, else
@@ -218,96 +234,6 @@ def record_file(args) -> Path:
     return RECORD if args.publish else Path(args.results) / TRIAL_RECORD
 
 
-def recorded_runs(path: Path) -> list[dict]:
-    """The runs a record at ``path`` holds ([] where there is none)."""
-    return json.loads(path.read_text())["runs"] if path.is_file() else []
-
-
-# Banked runs: a sweep that spans checkouts ---------------------------------------------------------------------------
-BANK_LOCK = threading.Lock()  # a sweep's jobs bank their runs one at a time
-
-
-def pending_file(record: Path) -> Path:
-    """The file beside ``record`` that banks its rows' finished runs (``PENDING``)."""
-    return record.with_name(PENDING)
-
-
-def arm_of(arm: Arm) -> dict:
-    """What a banked run must have been trained as to count as ``arm``'s: its model, data set and settings."""
-    return {"model": arm.model, "dataset": arm.dataset, "sets": list(arm.sets)}
-
-
-def bank(pending: Path, row: Row, arm: Arm, seed: int, out: Path, trained: dict) -> None:
-    """Bank the finished run in ``out`` in ``pending``: its record (``record_of``), what it was trained as
-    (``arm_of``), the row's target it was judged by, the conditions it ``trained`` under (commit, machine, date,
-    jobs, load before and after) and, for a row with a ``curve``, its logged curve; the
-    file is read again and written whole (atomically) under a lock, an earlier entry of the run replaced."""
-    from practice_torch.engine.checkpoint import atomic_write
-
-    entry = {**record_of(row, arm, seed, out), "arm_of": arm_of(arm), "target": row.target, "trained": trained,
-             **({"curve": logged_curve(out, *row.curve[:2])} if row.curve and (out / "metrics.jsonl").is_file()
-                else {})}
-    with BANK_LOCK:
-        runs = [r for r in recorded_runs(pending) if (r["row"], r["arm"], r["seed"]) != (row.id, arm.name, seed)]
-        pending.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(pending, lambda tmp: tmp.write_text(json.dumps({"runs": runs + [entry]}, indent=1) + "\n"))
-
-
-def found_conditions(out: Path, sweep: dict) -> dict:
-    """The conditions a run found finished in the folder (by a sweep that did not bank it) trained under, as the
-    run recorded them: the commit, machine and load (at its start and end) of its ``environment.json`` and the day
-    it was scored; how many runs it had beside it is not recorded (``jobs`` None). A run that recorded none: the
-    ``sweep``'s, its jobs unknown."""
-    from practice_torch.results import machine
-
-    if not (out / "environment.json").is_file():
-        return {**sweep, "jobs": None, "load_after": sweep["load_before"]}
-    env = json.loads((out / "environment.json").read_text())
-    day = time.strftime("%Y-%m-%d", time.localtime((out / "eval_test.json").stat().st_mtime))
-    return {"commit": env.get("commit"), "machine": machine(env), "date": day, "jobs": None,
-            "load_before": env["load_at_start"][0], "load_after": env["load_at_end"][0]}
-
-
-def banked(pending: Path, row: Row, arm: Arm, seed: int) -> dict | None:
-    """The run banked in ``pending`` for (``row``, ``arm``, ``seed``), or None: none, or one trained as another arm
-    (``arm_of``), or judged by another target or read for another figure than the row's now."""
-    for r in recorded_runs(pending):
-        if (r["row"], r["arm"], r["seed"]) == (row.id, arm.name, seed):
-            same = r["arm_of"] == arm_of(arm) and r["target"] == row.target and row.metric in r["metrics"]
-            return r if same else None
-    return None
-
-
-def unbank(pending: Path, rows: list[str]) -> None:
-    """Drop ``rows``' runs from ``pending`` (they are in the record now); the file goes once it banks none."""
-    from practice_torch.engine.checkpoint import atomic_write
-
-    with BANK_LOCK:
-        runs = [r for r in recorded_runs(pending) if r["row"] not in rows]
-        if runs:
-            atomic_write(pending, lambda tmp: tmp.write_text(json.dumps({"runs": runs}, indent=1) + "\n"))
-        else:
-            pending.unlink(missing_ok=True)
-
-
-def row_meta(now: dict, trained_now: int, carried: list[dict]) -> dict:
-    """A row's conditions in the record: those of the sweep that trained its runs, with ``earlier`` naming each
-    earlier sweep its ``carried`` (banked) runs were trained by (its commit, machine, date, jobs, load and how many
-    runs); where this sweep trained none of them, the latest earlier sweep's stand first."""
-    sweeps: dict[tuple, dict] = {}
-    for r in carried:
-        t = r["trained"]
-        key = (t["commit"], t["machine"], t["date"], t["jobs"])
-        seen = sweeps.setdefault(key, {**t, "runs": 0})
-        seen["runs"] += 1
-        seen["load_before"], seen["load_after"] = (min(seen["load_before"], t["load_before"]),
-                                                   max(seen["load_after"], t["load_after"]))
-    earlier = sorted(sweeps.values(), key=lambda t: t["date"])
-    if not trained_now and earlier:
-        now, earlier = {k: v for k, v in earlier[-1].items() if k != "runs"}, earlier[:-1]
-    return {**now, **({"earlier": earlier} if earlier else {})}
-
-
 def minutes(seconds: float) -> str:
     """'12 min', or '0.4 min' under ten minutes."""
     return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds / 60:.1f} min"
@@ -319,12 +245,13 @@ def list_rows(args) -> str:
     sweep recorded, else its row's guess), then the whole sweep's."""
     rows, folder, history = chosen_rows(args), Path(args.reproduce_runs), recorded_runs(RECORD)
     pending = pending_file(record_file(args))
+    bankbook = read_bank(pending)
     lines = [f"reproduce rows at {args.seeds} seeds, {args.jobs} at a time (runs kept in {folder}, banked in "
              f"{pending}):"]
     every = []
     for row in rows:
         runs = [(row, arm, seed) for arm in row.arms for seed in range(args.seeds)]
-        todo = [r for r in runs if not (run_dir(folder, *r) / "eval_test.json").is_file() and not banked(pending, *r)]
+        todo = [r for r in runs if not (run_dir(folder, *r) / "eval_test.json").is_file() and not banked(bankbook, *r)]
         every += todo
         lines.append(f"  {row.id:<22} {len(row.arms)} arm{'s' if len(row.arms) > 1 else ' '}  {len(todo):>3} of "
                      f"{len(runs):>3} runs to train, about {minutes(estimate(todo, args.jobs, history)):>8}  "
@@ -360,11 +287,12 @@ def reproduce(args) -> list[dict]:
     names = [row.id for row in rows]
     path = record_file(args)
     pending = pending_file(path)
+    bankbook = read_bank(pending)  # the runs banked when the sweep starts (the sweep banks more as it goes)
     folder = Path(args.reproduce_runs)
     runs = [(row, arm, seed) for row in rows for arm in row.arms for seed in seeds]
     here = [r for r in runs if (run_dir(folder, *r) / "eval_test.json").is_file()]
     carried = {(row.id, arm.name, seed): b for row, arm, seed in runs
-               if (row, arm, seed) not in here and (b := banked(pending, row, arm, seed))}
+               if (row, arm, seed) not in here and (b := banked(bankbook, row, arm, seed))}
     todo = [r for r in runs if r not in here and (r[0].id, r[1].name, r[2]) not in carried]
     previous = recorded_runs(path)
     print(f"reproduce: {len(runs)} runs ({len(todo)} to train"
@@ -379,15 +307,15 @@ def reproduce(args) -> list[dict]:
                   "cores": os.cpu_count()}), "date": time.strftime("%Y-%m-%d"), "jobs": args.jobs,
                   "load_before": load_before}
     for run in here:  # finished by an earlier sweep in this checkout: banked, should this one not get to publish
-        if not banked(pending, *run):
-            bank(pending, *run, run_dir(folder, *run), found_conditions(run_dir(folder, *run), conditions))
+        if not banked(bankbook, *run):
+            bank_run(pending, *run, run_dir(folder, *run), found_conditions(run_dir(folder, *run), conditions))
 
     def one(run):
         row, arm, seed = run
         out = run_dir(folder, row, arm, seed)
         wall = train_and_evaluate(out, arm, seed, row.sample_metrics, samples=row.eval_samples)
         result = record_of(row, arm, seed, out)
-        bank(pending, row, arm, seed, out, {**conditions, "load_after": round(os.getloadavg()[0], 2)})
+        bank_run(pending, row, arm, seed, out, {**conditions, "load_after": round(os.getloadavg()[0], 2)})
         print(f"  {row.id} {arm.name} seed {seed}: {row.label} {result['value']:.{row.digits}f}"
               f"{' (target missed)' if result['holds'] is False else ''}, {took(wall)}", flush=True)
 
@@ -444,107 +372,6 @@ def each(one: Callable, todo: list, jobs: int) -> None:
             CHILDREN.stop()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-
-
-def draw_pictures(row: Row, folder: Path, meta: dict, out: Path | None = None, seeds: list[int] = (0,)) -> Path:
-    """``docs/figures/reproduce_<row>_pictures.png``: each of ``row.pictures`` (a stem of a run's ``samples/``
-    images) of every arm's first run of ``seeds`` in ``folder`` (seed 0 unless a sweep in another checkout banked
-    it), a row an arm (an arm without that picture, a GAN's reconstructions, or with no run here, left blank), titled
-    with the seed, the commit and the machine."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.image as mpimg
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(row.arms), len(row.pictures), squeeze=False,
-                             figsize=(3.2 * len(row.pictures), 3.3 * len(row.arms)))
-    shown = set()
-    for i, arm in enumerate(row.arms):
-        seed = next((s for s in seeds if run_dir(folder, row, arm, s).is_dir()), seeds[0])
-        for j, stem in enumerate(row.pictures):
-            ax, image = axes[i][j], run_dir(folder, row, arm, seed) / "samples" / f"{stem}.png"
-            if image.is_file():
-                ax.imshow(mpimg.imread(image), cmap="gray")
-                shown.add(seed)
-            ax.set_title(f"{arm.name}: {stem if image.is_file() else f'no {stem}'}"
-                         + (f" (seed {seed})" if seed != seeds[0] else ""), fontsize=9)
-            ax.axis("off")
-    seed_names = ", ".join(str(s) for s in sorted(shown)) or str(seeds[0])
-    fig.suptitle(f"{row.title}, seed {seed_names}\n{meta['commit']} · {meta['machine']}", fontsize=8)
-    out = out or RECORD.parent / "figures" / f"reproduce_{row.id}_pictures.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
-
-
-def logged_curve(out: Path, x: str, y: str) -> list[tuple[float, float]]:
-    """(x, y) of every line of a run's metrics.jsonl that logs both."""
-    lines = (json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip())
-    return [(line[x], line[y]) for line in lines if x in line and y in line]
-
-
-def draw_curves(row: Row, folder: Path, seeds: list[int], meta: dict, out: Path | None = None,
-                carried: dict | None = None) -> Path:
-    """``docs/figures/reproduce_<row>.png``: each arm's logged ``row.curve`` over the seeds, mean and a band of one
-    standard deviation (on the first seed's x, every seed cut to the shortest), beside the published points with
-    their standard deviations; titled with the commit, the machine and the load. A run ``carried`` (banked by a
-    sweep elsewhere: (row, arm, seed) -> its bank entry) is drawn from the curve it banked."""
-    import numpy as np
-
-    from benchmarks.plots import new_axes, save
-
-    x_key, y_key, label = row.curve
-    fig, ax = new_axes((7, 4))
-    for k, arm in enumerate(row.arms):
-        curves = [carried[(row.id, arm.name, seed)].get("curve", []) if (row.id, arm.name, seed) in (carried or {})
-                  else logged_curve(run_dir(folder, row, arm, seed), x_key, y_key) for seed in seeds]
-        n = min(len(c) for c in curves)
-        xs, ys = np.array([x for x, _ in curves[0][:n]]), np.array([[y for _, y in c[:n]] for c in curves])
-        mean, sd = ys.mean(0), ys.std(0, ddof=1) if len(ys) > 1 else np.zeros(n)
-        ax.plot(xs, mean, color=f"C{k}", lw=1.5, label=f"{arm.name}: mean +- sd over {len(seeds)} seeds")
-        ax.fill_between(xs, mean - sd, mean + sd, color=f"C{k}", alpha=0.2)
-    for k, (whose, x, y, sd) in enumerate(row.published):
-        ax.errorbar([x], [y], yerr=[sd], fmt="s^v"[k % 3], color="k", ms=5, capsize=3, label=whose)
-    ax.set(xlabel=x_key.replace("_", " "), ylabel=label,
-           title=f"{row.title}\n{meta['commit']} · {meta['machine']}\n{meta['jobs']} runs at a time, one thread each "
-                 f"· load average {meta['load_before']} before, {meta['load_after']} after")
-    ax.title.set_fontsize(8)
-    out = out or RECORD.parent / "figures" / f"reproduce_{row.id}.png"
-    save(fig, ax, out)
-    return out
-
-
-def draw_families(record: dict, out: Path) -> Path | None:
-    """``docs/figures/families.png``: the families' trade of quality against sampling time, each model of
-    ``shared_specs.families.FAMILIES`` whose row measured both its FID and its milliseconds a sample a point (means
-    over the row's seeds; hollow where 2 000 samples were scored, whose FIDs run higher than 10 000's). None, and
-    nothing written, while no model has both."""
-    from benchmarks.plots import new_axes, save
-
-    points = [(f, figures) for f in FAMILIES if (figures := family_figures(record, f))
-              and figures["fid"] is not None and figures["sample_ms"] is not None]
-    if not points:
-        return None
-    kinds = sorted({f.family for f, _ in points})
-    fig, ax = new_axes((7, 4.5))
-    for f, figures in points:
-        colour = f"C{kinds.index(f.family)}"
-        full = (figures["samples"] or 0) >= 10_000
-        ax.scatter([figures["sample_ms"]], [figures["fid"]], s=40, color=colour if full else "none", edgecolors=colour)
-        ax.annotate(f.model, (figures["sample_ms"], figures["fid"]), xytext=(4, 3), textcoords="offset points",
-                    fontsize=7)
-    ax.set_xscale("log")
-    ax.margins(x=0.3, y=0.1)  # room for the names beside the points
-    ax.set(xlabel="milliseconds a sample on one CPU thread (log)", ylabel="FID (lower is better)",
-           title="Quality against sampling time, Fashion-MNIST, each point a mean over its row's seeds\n"
-                 "filled: 10 000 samples scored; hollow: 2 000 (their FIDs run higher)")
-    ax.title.set_fontsize(8)
-    for i, kind in enumerate(kinds):  # the legend's markers, filled whatever a family's first point scored (a legend
-        ax.scatter([], [], s=40, color=f"C{i}", label=kind)  # of the points would show it hollow where that was 2 000)
-    save(fig, ax, out)
-    return out
 
 
 def recorded_rows(old_rows: dict[str, dict], swept: list[str]) -> dict[str, dict]:

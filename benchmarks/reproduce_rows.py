@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class Row:
     eval_samples: int = 0  # the sample metrics' samples (0: eval's default, up to 10 000): fewer for slow samplers
     baselines: tuple[str, ...] = ()  # arm names: beside the subject, not judged against the target
 
+
+
+def run_dir(folder: Path, row: Row, arm: Arm, seed: int) -> Path:
+    """Where a sweep into ``folder`` trains (``row``, ``arm``, ``seed``): ``folder/<row>/<arm>-<seed>``."""
+    return folder / row.id / f"{arm.name}-{seed}"
 
 def mode_collapse_arms(dataset: str, paper: dict[str, str]) -> tuple[Arm, ...]:
     """The mode-collapse rows' arms on ``dataset``: the plain GAN and each remedy, the GAN's quick preset at lr 1e-3

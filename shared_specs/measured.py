@@ -193,7 +193,7 @@ def reproduce_table(record: dict[str, Any], topic: str) -> str:
 
 def earlier_sweep(sweep: dict[str, Any]) -> str:
     """'2 of its runs by an earlier sweep, at abc1234 on ..., 2 runs at a time (load 0.5 before, 2.0 after),
-    2026-11-29': where a row's banked runs were trained (``benchmarks.reproduce.row_meta``)."""
+    2026-11-29': where a row's banked runs were trained (``benchmarks.reproduce_bank.row_meta``)."""
     runs = f"{sweep['runs']} of its runs" if sweep["runs"] > 1 else "one of its runs"
     beside = f"{sweep['jobs']} runs at a time " if sweep.get("jobs") else ""  # None: found finished, not recorded
     return (f"{runs} by an earlier sweep, at {sweep['commit']} on {sweep['machine']}, {beside}"
