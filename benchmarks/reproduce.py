@@ -203,8 +203,8 @@ def bank_run(pending: Path, row: Row, arm: Arm, seed: int, out: Path, trained: d
 
 def estimate(todo: list, jobs: int, previous: list[dict]) -> float:
     """Seconds the (row, arm, seed) runs still to do should take, ``jobs`` at a time: each one its arm's mean wall
-    time in the previous record (an unrolled GAN takes 4 times its row's plain one), else the arm's own guess, else
-    its row's, else the row's own guess."""
+    time in ``previous`` (the published record's runs and the bank's: ``history``; an unrolled GAN takes 4 times its
+    row's plain one), else the arm's own guess, else its row's, else the row's own guess."""
     def seconds(row: Row, arm: Arm) -> float:
         mine = [r["wall_s"] for r in previous if r["row"] == row.id and r["arm"] == arm.name and r.get("wall_s")]
         if mine or arm.seconds:
@@ -213,6 +213,12 @@ def estimate(todo: list, jobs: int, previous: list[dict]) -> float:
         return sum(rows) / len(rows) if rows else row.seconds
 
     return sum(seconds(row, arm) for row, arm, _ in todo) / jobs
+
+
+def history(bankbook: dict) -> list[dict]:
+    """The runs whose wall times ``estimate`` reads: the published record's and those banked (``bankbook``, runs of a
+    sweep not yet published, often the only ones of a new arm's)."""
+    return recorded_runs(RECORD) + list(bankbook.values())
 
 
 def chosen_rows(args) -> list[Row]:
@@ -243,9 +249,10 @@ def list_rows(args) -> str:
     """``--list``: each row (those ``--rows`` names), its arms, the runs still to train in ``--reproduce-runs`` at
     ``--seeds`` and how long they should take ``--jobs`` at a time (``estimate``: each run as long as in the last
     sweep recorded, else its row's guess), then the whole sweep's."""
-    rows, folder, history = chosen_rows(args), Path(args.reproduce_runs), recorded_runs(RECORD)
+    rows, folder = chosen_rows(args), Path(args.reproduce_runs)
     pending = pending_file(record_file(args))
     bankbook = read_bank(pending)
+    previous = history(bankbook)
     lines = [f"reproduce rows at {args.seeds} seeds, {args.jobs} at a time (runs kept in {folder}, banked in "
              f"{pending}):"]
     every = []
@@ -254,9 +261,9 @@ def list_rows(args) -> str:
         todo = [r for r in runs if not (run_dir(folder, *r) / "eval_test.json").is_file() and not banked(bankbook, *r)]
         every += todo
         lines.append(f"  {row.id:<22} {len(row.arms)} arm{'s' if len(row.arms) > 1 else ' '}  {len(todo):>3} of "
-                     f"{len(runs):>3} runs to train, about {minutes(estimate(todo, args.jobs, history)):>8}  "
+                     f"{len(runs):>3} runs to train, about {minutes(estimate(todo, args.jobs, previous)):>8}  "
                      f"{row.title}")
-    lines.append(f"  {'all':<22} {len(every)} runs to train, about {minutes(estimate(every, args.jobs, history))}")
+    lines.append(f"  {'all':<22} {len(every)} runs to train, about {minutes(estimate(every, args.jobs, previous))}")
     return "\n".join(lines)
 
 
@@ -298,7 +305,7 @@ def reproduce(args) -> list[dict]:
     print(f"reproduce: {len(runs)} runs ({len(todo)} to train"
           + (f", {len(carried)} banked by an earlier sweep in {pending}" if carried else "")
           + f") of {', '.join(names)}, {args.seeds} seeds, {args.jobs} "
-          f"at a time: about {estimate(todo, args.jobs, recorded_runs(RECORD)) / 60:.0f} min on this "
+          f"at a time: about {estimate(todo, args.jobs, history(bankbook)) / 60:.0f} min on this "
           f"machine; runs kept in {folder}; the record: {path}"
           + ("" if args.publish else " (a trial: --publish writes the published one)"), flush=True)
     load_before = round(os.getloadavg()[0], 2)

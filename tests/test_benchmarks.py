@@ -1026,6 +1026,16 @@ def test_reproduce_list_names_each_row_with_its_runs_to_train_and_their_minutes(
         row.metric: 500.0}, "arm_of": R.arm_of(row.arms[1]), "target": row.target}]}))
     assert main(argv) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[3:6] == ["2", "of", "4"]
+    arms = {(a.name, s) for a in row.arms for s in (0, 1)} - {(row.arms[0].name, 0), (row.arms[1].name, 1)}
+    todo = [(row, next(a for a in row.arms if a.name == name), s) for name, s in sorted(arms)]
+    without = R.estimate(todo, 1, R.recorded_runs(R.RECORD))  # the control: the record's wall times alone
+    entry = json.loads(pending.read_text())
+    entry["runs"][0]["wall_s"] = 6000.0  # the bank's wall time of the arm stands beside the record's
+    pending.write_text(json.dumps(entry))
+    assert main(argv) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    banked_too = R.estimate(todo, 1, R.recorded_runs(R.RECORD) + entry["runs"])
+    assert f"about {R.minutes(banked_too):>8}" in line and banked_too > without
 
 
 def test_reproduce_estimates_a_run_by_its_arms_record_then_its_arms_guess_then_its_rows():
