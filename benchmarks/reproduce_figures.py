@@ -23,8 +23,8 @@ def draw_pictures(row: Row, folder: Path, meta: dict, out: Path, seeds: list[int
     import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(row.arms), len(row.pictures), squeeze=False,
-                             figsize=(3.2 * len(row.pictures), 3.3 * len(row.arms)))
+    fig, axes = plt.subplots(len(row.arms), len(row.pictures), squeeze=False, layout="constrained",  # room for the
+                             figsize=(max(3.2 * len(row.pictures), 6.4), 3.3 * len(row.arms) + 0.4))  # two-line title
     shown = set()
     for i, arm in enumerate(row.arms):
         seed = next((s for s in seeds if run_dir(folder, row, arm, s).is_dir()), seeds[0])

@@ -504,7 +504,7 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
     assert record["rows"]["tiny"]["beside"] == [["w1_floor", "the floor"]] and "tiny" in record["meta"]
     from PIL import Image  # the arm's pictures side by side: one row of two panels (a WGAN has no reconstructions)
 
-    assert Image.open(tmp_path / "figures" / "reproduce_tiny_pictures.png").size == (640, 330)
+    assert Image.open(tmp_path / "figures" / "reproduce_tiny_pictures.png").size == (640, 370)  # + the title's room
     env = json.loads((tmp_path / "runs/tiny/gp-0/environment.json").read_text())  # a run found finished, unbanked:
     found = R.found_conditions(tmp_path / "runs/tiny/gp-0", {})  # the conditions it recorded, its jobs unknown
     assert (found["commit"], found["jobs"], found["load_before"]) == (env["commit"], None, env["load_at_start"][0])
