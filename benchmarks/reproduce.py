@@ -194,11 +194,13 @@ def record_of(row: Row, arm: Arm, seed: int, out: Path) -> dict:
             "holds": None if verdict is None else bool(verdict), "wall_s": wall}
 
 
-def bank_run(pending: Path, row: Row, arm: Arm, seed: int, out: Path, trained: dict) -> None:
-    """Bank the finished run in ``out`` (``reproduce_bank.bank``): its record (``record_of``), the conditions it
-    ``trained`` under and, for a row with a ``curve``, its logged curve."""
+def bank_run(pending: Path, row: Row, arm: Arm, seed: int, out: Path, trained: dict) -> dict:
+    """Bank the finished run in ``out`` (``reproduce_bank.bank``): its record (``record_of``, returned), the
+    conditions it ``trained`` under and, for a row with a ``curve``, its logged curve."""
+    record = record_of(row, arm, seed, out)
     curve = logged_curve(out, *row.curve[:2]) if row.curve and (out / "metrics.jsonl").is_file() else None
-    bank(pending, row, arm, seed, record_of(row, arm, seed, out), trained, curve)
+    bank(pending, row, arm, seed, record, trained, curve)
+    return record
 
 
 def estimate(todo: list, jobs: int, previous: list[dict]) -> float:
@@ -321,8 +323,7 @@ def reproduce(args) -> list[dict]:
         row, arm, seed = run
         out = run_dir(folder, row, arm, seed)
         wall = train_and_evaluate(out, arm, seed, row.sample_metrics, samples=row.eval_samples)
-        result = record_of(row, arm, seed, out)
-        bank_run(pending, row, arm, seed, out, {**conditions, "load_after": round(os.getloadavg()[0], 2)})
+        result = bank_run(pending, row, arm, seed, out, {**conditions, "load_after": round(os.getloadavg()[0], 2)})
         print(f"  {row.id} {arm.name} seed {seed}: {row.label} {result['value']:.{row.digits}f}"
               f"{' (target missed)' if result['holds'] is False else ''}, {took(wall)}", flush=True)
 
