@@ -315,9 +315,13 @@ def reproduce(args) -> list[dict]:
     conditions = {"commit": commit(ignoring=tuple(recorded_by)), "machine": machine({**describe(),
                   "cores": os.cpu_count()}), "date": time.strftime("%Y-%m-%d"), "jobs": args.jobs,
                   "load_before": load_before}
-    for run in here:  # finished by an earlier sweep in this checkout: banked, should this one not get to publish
-        if not banked(bankbook, *run):
-            bank_run(pending, *run, run_dir(folder, *run), found_conditions(run_dir(folder, *run), conditions))
+    found = []  # each run an earlier sweep finished in this checkout: (row, the conditions it trained under, banked)
+    for run in here:  # banked, should this sweep not get to publish
+        entry = banked(bankbook, *run)
+        trained_as = entry["trained"] if entry else found_conditions(run_dir(folder, *run), conditions)
+        if entry is None:
+            bank_run(pending, *run, run_dir(folder, *run), trained_as)
+        found.append((run[0].id, trained_as, entry is not None))
 
     def one(run):
         row, arm, seed = run
@@ -333,10 +337,12 @@ def reproduce(args) -> list[dict]:
     records = [{k: carried[(row.id, arm.name, seed)][k] for k in core} if (row.id, arm.name, seed) in carried
                else record_of(row, arm, seed, run_dir(folder, row, arm, seed)) for row, arm, seed in runs]
     now = {**conditions, "commit": commit(ignoring=tuple(recorded_by)), "load_after": round(os.getloadavg()[0], 2)}
-    meta = {n: row_meta(now, sum(r[0].id == n for r in todo + here),
-                        [b for (r, _, _), b in carried.items() if r == n]) for n in names}
+    earlier = {n: [b["trained"] for (r, _, _), b in carried.items() if r == n] + [t for r, t, _ in found if r == n]
+               for n in names}  # the conditions of each run an earlier sweep trained, banked or found in the folder
+    meta = {n: row_meta(now, sum(r[0].id == n for r in todo), earlier[n]) for n in names}
     kept = [r for r in previous if r["row"] not in names]  # other rows' runs stay as they were recorded
-    trained = {row.id for row, _, _ in set(todo) - scored} | {r for r, _, _ in carried}
+    trained = ({row.id for row, _, _ in set(todo) - scored} | {r for r, _, _ in carried}
+               | {r for r, _, was_banked in found if was_banked})  # not published yet (publishing unbanks)
     old = json.loads(path.read_text()) if path.is_file() else {}
     old_meta = old.get("meta", {})
     for n in names:  # a row none of whose runs trained now keeps the conditions they trained under recorded,

@@ -93,19 +93,19 @@ def unbank(pending: Path, rows: list[str]) -> None:
             pending.unlink(missing_ok=True)
 
 
-def row_meta(now: dict, trained_now: int, carried: list[dict]) -> dict:
-    """A row's conditions in the record: those of the sweep that trained its runs, with ``earlier`` naming each
-    earlier sweep its ``carried`` (banked) runs were trained by (its commit, machine, date, jobs, load and how many
-    runs); where this sweep trained none of them, the latest earlier sweep's stand first."""
+def row_meta(now: dict, trained_now: int, earlier: list[dict]) -> dict:
+    """A row's conditions in the record: those of the sweep that trained ``trained_now`` of its runs, with
+    ``earlier`` naming each earlier sweep that trained the others (banked, or found finished in the folder), from
+    the conditions each such run trained under (its commit, machine, date, jobs, load), with how many runs; where
+    this sweep trained none of them, the latest earlier sweep's stand first."""
     sweeps: dict[tuple, dict] = {}
-    for r in carried:
-        t = r["trained"]
+    for t in earlier:
         key = (t["commit"], t["machine"], t["date"], t["jobs"])
         seen = sweeps.setdefault(key, {**t, "runs": 0})
         seen["runs"] += 1
         seen["load_before"], seen["load_after"] = (min(seen["load_before"], t["load_before"]),
                                                    max(seen["load_after"], t["load_after"]))
-    earlier = sorted(sweeps.values(), key=lambda t: t["date"])
-    if not trained_now and earlier:
-        now, earlier = {k: v for k, v in earlier[-1].items() if k != "runs"}, earlier[:-1]
-    return {**now, **({"earlier": earlier} if earlier else {})}
+    by_date = sorted(sweeps.values(), key=lambda t: t["date"])
+    if not trained_now and by_date:
+        now, by_date = {k: v for k, v in by_date[-1].items() if k != "runs"}, by_date[:-1]
+    return {**now, **({"earlier": by_date} if by_date else {})}

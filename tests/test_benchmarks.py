@@ -834,6 +834,37 @@ def test_a_sweep_spans_checkouts_by_the_runs_it_banks(tmp_path, monkeypatch, unp
     assert "earlier" not in json.loads(copy.read_text())["meta"]["cartpole"]
 
 
+
+def test_a_run_an_earlier_sweep_finished_in_the_folder_is_named_as_that_sweeps(tmp_path, monkeypatch, unpinned):
+    """A published sweep stopped after its first run, then run again in the same checkout: the run found finished
+    in the folder is not trained again and the row's record names the sweep that trained it, with the conditions it
+    banked (a run at 2 at a time, here), not this sweep's. The control: the same sweep run once more after
+    publishing finds every run in the folder, none banked, and leaves the record as it was."""
+    from benchmarks import reproduce as R
+
+    copy = tmp_path / "docs" / "reproduce.json"
+    copy.parent.mkdir()
+    shutil.copy(R.RECORD, copy)
+    monkeypatch.setattr(R, "RECORD", copy)
+    argv = [*cartpole_argv(tmp_path, seeds=2), "--publish"]
+    train, calls = fake_cartpole(interrupt_after=1)
+    monkeypatch.setattr(R, "train_and_evaluate", train)
+    assert main(argv) == 130
+    pending = copy.with_name(R.PENDING)
+    (bank,) = json.loads(pending.read_text())["runs"]
+    pending.write_text(json.dumps({"runs": [{**bank, "trained": {**bank["trained"], "jobs": 2}}]}))
+    train, calls = fake_cartpole()
+    monkeypatch.setattr(R, "train_and_evaluate", train)
+    assert main(argv) == 0
+    assert sorted(calls) == [("ppo", 1), ("trpo", 0), ("trpo", 1)] and not pending.exists()
+    meta = json.loads(copy.read_text())["meta"]["cartpole"]
+    (earlier,) = meta["earlier"]
+    assert (earlier["runs"], earlier["jobs"], meta["jobs"]) == (1, 2, 1)
+    record = copy.read_bytes()
+    train, calls = fake_cartpole()
+    monkeypatch.setattr(R, "train_and_evaluate", train)
+    assert main(argv) == 0 and calls == [] and copy.read_bytes() == record
+
 def test_a_sweep_that_only_evaluates_keeps_the_conditions_its_runs_trained_under(tmp_path, monkeypatch, unpinned):
     """Runs trained to their end but not scored (``left_off``: "trained") are only evaluated: the row's recorded
     commit, date and load stay those of its training, and the sweep that scored them is named beside them, on the
