@@ -121,6 +121,34 @@ def test_exact_w1_is_the_sorted_w1_in_one_dimension():
     assert abs(wgan_training.exact_w1(a, b) - float(functions.w1_sorted(a[:, 0].double(), b[:, 0].double()))) < 1e-9
 
 
+
+def test_the_w1_split_tells_the_modes_weights_from_their_widths():
+    """On four modes: samples drawn from the data's own mixture score the floors; samples as narrow as the data but
+    all on two of the modes raise only w1_weights (half the mass moves one spacing: 4 x 0.5 = 2, to within the
+    centres' noise, the data's means); samples on every mode, evenly, but ten times as wide raise only
+    centre_distance. The bound W1 <= the sum holds for each."""
+    gen = torch.Generator().manual_seed(0)
+    centres = 4.0 * torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+
+    def mixture(n, modes=4, width=0.1):
+        y = torch.arange(modes).repeat(n // modes)  # each half of the data has every mode, evenly
+        return centres[y] + width * torch.randn(n, 2, generator=gen), y
+
+    data, labels = mixture(1000)
+    fair, two_modes, wide = mixture(500)[0], mixture(500, modes=2)[0], mixture(500, width=1.0)[0]
+    splits = {name: wgan_training.w1_split(fake, data, labels) for name, fake in
+              [("fair", fair), ("two modes", two_modes), ("wide", wide)]}
+    floor = splits["fair"]
+    assert floor["w1_weights"] < 1e-6 and floor["w1_weights_floor"] < 1e-6, floor  # each mode 125 points a side
+    assert abs(floor["centre_distance"] - floor["centre_distance_floor"]) < 0.02, floor
+    assert abs(splits["two modes"]["w1_weights"] - 2.0) < 0.05 and splits["two modes"]["centre_distance"] < 0.2
+    assert splits["wide"]["w1_weights"] < 0.2 and splits["wide"]["centre_distance"] > 5 * floor["centre_distance"]
+    for name, fake in [("fair", fair), ("two modes", two_modes), ("wide", wide)]:
+        split = splits[name]
+        bound = split["centre_distance"] + split["w1_weights"] + split["centre_distance_floor"]
+        assert wgan_training.exact_w1(fake, data[:500]) <= bound + 1e-9, name
+
+
 def test_a_resumed_run_is_bit_identical(tmp_path):
     cfg = apply_overrides(wgan_training.default_config("quick", "gaussians"), [
         "model.hidden=8", "model.latent_dim=2", "model.n_critic=2", "train.batch_size=16", "train.steps=7",
@@ -137,7 +165,7 @@ def test_cli_trains_samples_and_evaluates_a_tiny_2d_run(tmp_path, capsys, penalt
     assert main(["eval", str(run)]) == 0
     metrics = json.loads((run / "eval_test.json").read_text())
     assert metrics["modes"] == 8 and metrics["w1_exact"] > metrics["w1_floor"] > 0, metrics
-    assert metrics["grad_norm_interpolates"] > 0 and "critic_w1" in metrics
+    assert metrics["grad_norm_interpolates"] > 0 and "critic_w1" in metrics and "w1_weights" in metrics
     capsys.readouterr()
 
 

@@ -1,7 +1,8 @@
 """How good a generator's samples are, for the GAN and the WGAN (``practice_torch.wgan`` imports this).
 
 * ``mode_statistics``: on a labelled mixture of Gaussians (``gaussians``), the share of samples within 3 standard
-  deviations of a mode and the modes that receive them (the usual mode-collapse figures, Srivastava et al. 2017).
+  deviations of a mode (``near_modes``) and the modes that receive them (the usual mode-collapse figures, Srivastava
+  et al. 2017).
 * ``image_references``: on images, what an FID of the samples is to be read against, through the project's
   feature network: the FID of an untrained generator of the same architecture (the ceiling) and of as many
   training images (the floor: the FID the test set itself would get); and the classifier's class shares of
@@ -32,24 +33,35 @@ REFERENCE_NOTES = {
 def mode_statistics(samples, data, labels, within: float = 3.0, min_share: float = 0.25) -> dict[str, float]:
     """samples (M, D) against labelled held-out data (N, D), labels (N,): each mode's centre is its data's mean and
     its scale the pooled per-coordinate standard deviation of the data about their centres. A sample belongs to its
-    nearest centre when it lies within ``within`` standard deviations of it.
+    nearest centre when it lies within ``within`` standard deviations of it (``near_modes``).
 
     high_quality: the share of samples that belong to a mode;
     modes_covered: the modes that receive at least ``min_share`` of an equal share (M / K) of the samples;
     modes_captured: the modes that receive at least one (VEEGAN's and PacGAN's count, Srivastava et al. 2017, sec. 5.1);
     reverse_kl: KL(q || p) in nats from the modes' shares q of the high-quality samples to the data's (uniform) p
-    (PacGAN, Lin et al. 2018, Table 1); NaN when no sample is of high quality.
+    (PacGAN, Lin et al. 2018, Table 1); NaN when no sample is of high quality;
+    mode_std: the data's scale; sample_mode_std: the same of the high-quality samples about their modes' centres (how
+    wide the modes the generator draws are; NaN when none is of high quality).
     """
+    samples = samples.double()
+    good, nearest, centres, std = near_modes(samples, data, labels, within)
+    counts = torch.bincount(nearest[good], minlength=len(centres)).double()
+    spread = torch.sqrt(torch.mean((samples[good] - centres[nearest[good]]) ** 2)) if good.any() else torch.nan
+    return {"modes_covered": int((counts >= min_share * len(samples) / len(centres)).sum()), "modes": len(centres),
+            "modes_captured": int((counts > 0).sum()), "high_quality": float(good.double().mean()),
+            "reverse_kl": reverse_kl(counts), "mode_std": float(std), "sample_mode_std": float(spread)}
+
+
+def near_modes(samples, data, labels, within: float = 3.0):
+    """Which samples (M, D) lie within ``within`` standard deviations of their nearest mode of the labelled data
+    (N, D), labels (N,): (good (M,) bool, nearest (M,) the mode's index, centres (K, D) the modes' data means, std
+    the pooled per-coordinate standard deviation of the data about their centres), in float64."""
     data, samples = data.double(), samples.double()
     classes = labels.unique()
     centres = torch.stack([data[labels == c].mean(0) for c in classes])
     std = torch.sqrt(torch.mean((data - centres[torch.searchsorted(classes, labels)]) ** 2))
     dist, nearest = torch.cdist(samples, centres).min(dim=1)
-    good = dist <= within * std
-    counts = torch.bincount(nearest[good], minlength=len(classes)).double()
-    return {"modes_covered": int((counts >= min_share * len(samples) / len(classes)).sum()), "modes": len(classes),
-            "modes_captured": int((counts > 0).sum()), "high_quality": float(good.double().mean()),
-            "reverse_kl": reverse_kl(counts), "mode_std": float(std)}
+    return dist <= within * std, nearest, centres, std
 
 
 def reverse_kl(counts) -> float:
