@@ -39,17 +39,13 @@ def mode_statistics(samples, data, labels, within: float = 3.0, min_share: float
     modes_covered: the modes that receive at least ``min_share`` of an equal share (M / K) of the samples;
     modes_captured: the modes that receive at least one (VEEGAN's and PacGAN's count, Srivastava et al. 2017, sec. 5.1);
     reverse_kl: KL(q || p) in nats from the modes' shares q of the high-quality samples to the data's (uniform) p
-    (PacGAN, Lin et al. 2018, Table 1); NaN when no sample is of high quality;
-    mode_std: the data's scale; sample_mode_std: the same of the high-quality samples about their modes' centres (how
-    wide the modes the generator draws are; NaN when none is of high quality).
+    (PacGAN, Lin et al. 2018, Table 1); NaN when no sample is of high quality.
     """
-    samples = samples.double()
     good, nearest, centres, std = near_modes(samples, data, labels, within)
     counts = torch.bincount(nearest[good], minlength=len(centres)).double()
-    spread = torch.sqrt(torch.mean((samples[good] - centres[nearest[good]]) ** 2)) if good.any() else torch.nan
     return {"modes_covered": int((counts >= min_share * len(samples) / len(centres)).sum()), "modes": len(centres),
             "modes_captured": int((counts > 0).sum()), "high_quality": float(good.double().mean()),
-            "reverse_kl": reverse_kl(counts), "mode_std": float(std), "sample_mode_std": float(spread)}
+            "reverse_kl": reverse_kl(counts), "mode_std": float(std)}
 
 
 def near_modes(samples, data, labels, within: float = 3.0):
