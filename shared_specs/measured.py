@@ -265,8 +265,9 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
     preset's where there is one, as the front page picks it), 4 significant digits; ``results:MODEL/DATASET/METRIC``:
     another figure that row's evaluation recorded (a sweep's row: its mean over the seeds). ``reproduce:ROW/ARM/STAT``: a
     reproduction's mean, sd, min or max (the row's digits), seeds, met (the seeds that met the target, 'k of n'), or
-    the mean over the seeds of a metric its runs recorded (3 significant digits). ValueError naming a key that names
-    nothing."""
+    the mean over the seeds of a metric its runs recorded (3 significant digits); ``reproduce:ROW/ARM/seedK``: seed
+    K's value (the row's digits), ``reproduce:ROW/ARM/METRIC/seedK`` a metric it recorded (3 significant digits), for
+    prose that compares arms seed by seed. ValueError naming a key that names nothing."""
     kind, _, path = key.partition(":")
     parts = path.split("/")
     if kind == "results" and len(parts) in (2, 3):
@@ -288,6 +289,13 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
         if parts[2] == "half":
             return f"{sum(share >= 0.5 for share in shares)} of {len(shares)}"
         return f"{(sum(shares) / len(shares) if parts[2] == 'mean' else min(shares)):.0%}"
+    seed = re.fullmatch(r"seed(\d+)", parts[-1]) if kind == "reproduce" and len(parts) in (3, 4) else None
+    if seed and parts[0] in record.get("rows", {}):  # one seed's figure: the row's value, or a metric it recorded
+        run = next((r for r in record["runs"] if (r["row"], r["arm"], r["seed"]) == (*parts[:2], int(seed[1]))), None)
+        if run is not None and len(parts) == 3:
+            return f"{run['value']:.{record['rows'][parts[0]]['digits']}f}"
+        if run is not None and isinstance(run["metrics"].get(parts[2]), (int, float)):
+            return f"{run['metrics'][parts[2]]:.3g}"
     if kind == "reproduce" and len(parts) == 3 and parts[0] in record.get("rows", {}):
         try:
             st = reproduce_stats(record, parts[0], parts[1])
@@ -302,7 +310,7 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
         if runs and all(parts[2] in r["metrics"] for r in runs):  # a recorded figure: its mean over the seeds
             return f"{sum(r['metrics'][parts[2]] for r in runs) / len(runs):.3g}"
     raise ValueError(f"a prose quote names {key!r}, which is no figure: results:MODEL/DATASET[/METRIC|/PRESET/value|"
-                     "train_seconds] or reproduce:ROW/ARM/mean|sd|min|max|seeds|met|a recorded metric or "
+                     "train_seconds] or reproduce:ROW/ARM/mean|sd|min|max|seeds|met|a recorded metric[/seedK]|seedK or "
                      "reproduce:ROW/gap/mean|min|half")
 
 

@@ -399,6 +399,13 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
     assert docs.quote("reproduce:cartpole/trpo/met", results, record) == "2 of 3"
     record["runs"] = [{**r, "metrics": {"min_return": 400.0 + r["seed"]}} for r in record["runs"]]
     assert docs.quote("reproduce:cartpole/trpo/min_return", results, record) == "401"  # a recorded metric's mean
+    values = {r["seed"]: r for r in record["runs"] if r["arm"] == "trpo"}  # one seed's figures, for prose seed by seed
+    assert docs.quote("reproduce:cartpole/trpo/seed2", results, record) == f"{values[2]['value']:.1f}" != \
+        docs.quote("reproduce:cartpole/trpo/seed0", results, record)
+    assert docs.quote("reproduce:cartpole/trpo/min_return/seed2", results, record) == "402"
+    for nothing in ("seed7", "min_return/seed7", "no_such_metric/seed0"):  # controls: no such seed, no such figure
+        with pytest.raises(ValueError, match="which is no figure"):
+            docs.quote(f"reproduce:cartpole/trpo/{nothing}", results, record)
     with pytest.raises(ValueError, match="'reproduce:cartpole/ppo/mean', which is no figure"):
         docs.quote("reproduce:cartpole/ppo/mean", results, record)
     page = copy_of_docs / "docs/topics/vae.md"
@@ -412,7 +419,7 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
     assert docs.stale(copy_of_docs) == ["docs/topics/vae.md: a prose quote names 'results:vae/nope', which is no "
                                         "figure: results:MODEL/DATASET[/METRIC|/PRESET/value|train_seconds] or "
                                         "reproduce:ROW/ARM/mean|sd|min|max|seeds|met|"
-                                        "a recorded metric or reproduce:ROW/gap/mean|min|half"]
+                                        "a recorded metric[/seedK]|seedK or reproduce:ROW/gap/mean|min|half"]
 
 
 # Lessons: short, their code quoted from the source, their formulas typeset. ---------------------------------------
