@@ -49,6 +49,14 @@ def full_precision() -> None:
     jax.config.update("jax_default_matmul_precision", "highest")
 
 
+def long_chain(fn: Callable, **jit_options: Any) -> Callable:
+    """``jax.jit(fn)`` compiled with LLVM's optimisations (XLA's default) whatever the process asks of XLA: for a
+    chain of hundreds of steps over thousands of samples, which runs far longer than it compiles. The test suite
+    compiles every other program for speed of compiling (``tests/conftest.py``), where this chain ran 2 to 3 times
+    slower; elsewhere the option is the default and changes nothing."""
+    return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 3}, **jit_options)
+
+
 def as_float64(tree: Any) -> Any:
     """A parameter pytree with its floating leaves in float64: flax initialises parameters in float32 (its
     ``param_dtype``) whatever ``jax_enable_x64`` says, and float32 weights make a whole network float32."""

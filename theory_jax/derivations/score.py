@@ -16,7 +16,7 @@ import numpy as np
 import sympy as sp
 from scipy import stats
 
-from theory_jax.derivation import Derivation, full_precision, new_figure
+from theory_jax.derivation import Derivation, full_precision, long_chain, new_figure
 from theory_jax.score import (
     alpha_bar_to_sigma,
     annealed_langevin,
@@ -35,6 +35,11 @@ from theory_jax.score import (
     perturb,
     score_to_eps,
 )
+
+# The chains below run up to 1 000 Langevin steps of thousands of samples: compiled optimised whatever the process
+# asks of XLA (``long_chain``), the same function
+langevin_chain = long_chain(langevin_chain, static_argnames="score_fn")
+annealed_langevin = long_chain(annealed_langevin, static_argnames="score_fn")
 
 TITLE = "diffusion models as score predictors: epsilon <-> score, denoising score matching, Langevin dynamics"
 LECTURES = "DDPMs as score predictors; alternate interpretations"
