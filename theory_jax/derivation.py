@@ -49,11 +49,12 @@ def full_precision() -> None:
     jax.config.update("jax_default_matmul_precision", "highest")
 
 
-def long_chain(fn: Callable, **jit_options: Any) -> Callable:
+def optimised_jit(fn: Callable, **jit_options: Any) -> Callable:
     """``jax.jit(fn)`` compiled with LLVM's optimisations (XLA's default) whatever the process asks of XLA: for a
-    chain of hundreds of steps over thousands of samples, which runs far longer than it compiles. The test suite
-    compiles every other program for speed of compiling (``tests/conftest.py``), where this chain ran 2 to 3 times
-    slower; elsewhere the option is the default and changes nothing."""
+    program that runs far longer than it compiles (a chain of a thousand steps over thousands of samples, a density on
+    millions of grid points). The test suite compiles every other program for speed of compiling
+    (``tests/conftest.py``), where these ran 2 to 3 times slower; elsewhere the option is the default and changes
+    nothing."""
     return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 3}, **jit_options)
 
 

@@ -16,7 +16,7 @@ import sympy as sp
 from jax.scipy.special import logsumexp
 from scipy import stats
 
-from theory_jax.derivation import Derivation, float64_params, full_precision, long_chain, new_figure
+from theory_jax.derivation import Derivation, float64_params, full_precision, new_figure, optimised_jit
 from theory_jax.ebm import (
     MLPEnergy,
     cd_loss,
@@ -28,8 +28,8 @@ from theory_jax.ebm import (
 )
 
 # The chains below run up to 1 000 Langevin steps of thousands of samples: compiled optimised whatever the process
-# asks of XLA (``long_chain``), the same function
-langevin_chain = long_chain(langevin_chain, static_argnames="energy")
+# asks of XLA (``optimised_jit``); the same function
+langevin_chain = optimised_jit(langevin_chain, static_argnames="energy")
 
 TITLE = "energy-based models: the two-phase likelihood gradient, Langevin MCMC, contrastive divergence"
 LECTURES = "energy-based models; Langevin MCMC; replay buffer; contrastive divergence"

@@ -98,11 +98,11 @@ def _section_optimal_transport(d: Derivation, rng: np.random.Generator, pairs):
     fd0 = float(frechet_distance(*map(jnp.asarray, pairs[0])))
     d.monte_carlo("Its cost $\\mathbb E\\|X - T(X)\\|^2$ equals $d_F^2$ (20 000 draws): $d_F^2 = W_2^2$",
                   np.sum((x - tx) ** 2, axis=1), fd0)
-    costs = []
+    costs, r2 = [], np.asarray(sqrtm_psd(jnp.asarray(c2)))
     for _ in range(300):  # any coupling's cross-covariance is S1^{1/2} K S2^{1/2} with ||K||_op <= 1
         k = rng.standard_normal((5, 5))
         k = k / np.linalg.norm(k, 2) * rng.uniform(0.5, 1.0) if rng.uniform() < 0.5 else np.linalg.qr(k)[0]
-        c = r @ k @ np.asarray(sqrtm_psd(jnp.asarray(c2)))
+        c = r @ k @ r2
         costs.append(np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2) - 2 * np.trace(c))
     d.inequality("Every other coupling costs more: 300 random cross-covariances $S_1^{1/2} K S_2^{1/2}$ "
                  "($K$ orthogonal or a contraction) give $\\mathbb E\\|X - Y\\|^2 \\ge d_F^2$", fd0, np.array(costs))

@@ -16,7 +16,7 @@ import sympy as sp
 from jax.scipy.special import logsumexp
 from scipy import stats
 
-from theory_jax.derivation import Derivation, full_precision, long_chain, new_figure
+from theory_jax.derivation import Derivation, full_precision, new_figure, optimised_jit
 from theory_jax.diffusion import (
     alpha_bars,
     cfg_eps,
@@ -157,7 +157,7 @@ def _cross_entropy_gaps(key, n, levels):
     return jax.vmap(gap)(levels)
 
 
-@long_chain
+@optimised_jit
 def _sample_guided(w, key):
     """SAMPLES draws of ancestral DDPM (theory_jax.ddpm, linear schedule, STEPS steps) on the 1-D data, class 1,
     with cfg_eps of the exact conditional and unconditional noise predictions. -> (SAMPLES,)"""

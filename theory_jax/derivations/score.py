@@ -16,7 +16,7 @@ import numpy as np
 import sympy as sp
 from scipy import stats
 
-from theory_jax.derivation import Derivation, full_precision, long_chain, new_figure
+from theory_jax.derivation import Derivation, full_precision, new_figure, optimised_jit
 from theory_jax.score import (
     alpha_bar_to_sigma,
     annealed_langevin,
@@ -37,9 +37,9 @@ from theory_jax.score import (
 )
 
 # The chains below run up to 1 000 Langevin steps of thousands of samples: compiled optimised whatever the process
-# asks of XLA (``long_chain``), the same function
-langevin_chain = long_chain(langevin_chain, static_argnames="score_fn")
-annealed_langevin = long_chain(annealed_langevin, static_argnames="score_fn")
+# asks of XLA (``optimised_jit``); the same functions
+langevin_chain = optimised_jit(langevin_chain, static_argnames="score_fn")
+annealed_langevin = optimised_jit(annealed_langevin, static_argnames="score_fn")
 
 TITLE = "diffusion models as score predictors: epsilon <-> score, denoising score matching, Langevin dynamics"
 LECTURES = "DDPMs as score predictors; alternate interpretations"
