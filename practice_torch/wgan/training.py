@@ -241,9 +241,8 @@ def w1_split(fake: torch.Tensor, data: torch.Tensor, labels: torch.Tensor) -> di
     from practice_torch.gan.quality import near_modes
 
     n = len(fake)
-    _, nearest, centres, _ = near_modes(fake, data, labels)
-    _, nearest_data, _, _ = near_modes(data, data, labels)
-    fake_centres, data_centres = centres[nearest], centres[nearest_data]
+    _, nearest, centres, _ = near_modes(torch.cat([fake.double(), data.double()]), data, labels)  # the modes once
+    fake_centres, data_centres = centres[nearest[:n]], centres[nearest[n:]]
     return {"w1_weights": exact_w1(fake_centres, data_centres[:n]),
             "w1_weights_floor": exact_w1(data_centres[n:2 * n], data_centres[:n]),
             "centre_distance": float((fake.double() - fake_centres).norm(dim=1).mean()),
