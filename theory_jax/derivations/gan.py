@@ -18,7 +18,7 @@ from scipy import integrate
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import norm
 
-from theory_jax.derivation import Derivation, as_float64, full_precision, new_figure
+from theory_jax.derivation import Derivation, as_float64, full_precision, new_figure, optimised_jit
 from theory_jax.gan import (
     EqualizedLinear,
     ProgressiveDiscriminator,
@@ -124,7 +124,7 @@ def _section_classifier(d: Derivation, rule, gp, gq) -> None:
         return (expect_normal(lambda x: jax.nn.softplus(-logit(x)), *gp, rule)
                 + expect_normal(lambda x: jax.nn.softplus(logit(x)), *gq, rule))
 
-    newton = jax.jit(lambda c: c - jnp.linalg.solve(jax.hessian(fitted)(c), jax.grad(fitted)(c)))
+    newton = optimised_jit(lambda c: c - jnp.linalg.solve(jax.hessian(fitted)(c), jax.grad(fitted)(c)))
     coef = jnp.zeros(3)
     for _ in range(30):  # Newton's method: the population BCE is convex in the coefficients
         coef = newton(coef)
