@@ -66,7 +66,7 @@ from benchmarks.reproduce_bank import (  # noqa: F401 (PENDING, arm_of, found_co
     unbank,
 )
 from benchmarks.reproduce_figures import draw_curves, draw_families, draw_pictures, logged_curve
-from benchmarks.reproduce_rows import ROWS, Arm, Row, run_dir  # noqa: F401 (Arm: re-exported with the rows)
+from benchmarks.reproduce_rows import LOWER_IS_BETTER, ROWS, Arm, Row, run_dir  # noqa: F401 (Arm: re-exported)
 from shared_specs.families import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -391,14 +391,24 @@ def each(one: Callable, todo: list, jobs: int) -> None:
 def recorded_rows(old_rows: dict[str, dict], swept: list[str]) -> dict[str, dict]:
     """The record's description of every row: the code's for the rows just swept and for rows it has never
     described, and as it was recorded for the others, whose runs it describes (an arm added to a row in the code
-    since its sweep has no runs in the record until the row is swept again)."""
-    return {n: describe_row(ROWS[n]) if n in swept or n not in old_rows else old_rows[n] for n in ROWS}
+    since its sweep has no runs in the record until the row is swept again); whether a row's figure is better low is
+    the metric's, not its runs', and is the code's for every row."""
+    def kept(n: str) -> dict:
+        return {**{k: v for k, v in old_rows[n].items() if k != "lower"}, **direction(ROWS[n])}
+
+    return {n: describe_row(ROWS[n]) if n in swept or n not in old_rows else kept(n) for n in ROWS}
+
+
+def direction(row: Row) -> dict:
+    """{'lower': True} where the row's figure is better low (``LOWER_IS_BETTER``), else nothing."""
+    return {"lower": True} if row.metric in LOWER_IS_BETTER else {}
 
 
 def describe_row(row: Row) -> dict:
     """What the pages say of a row beside its figures (the record keeps it, so docs need not import the rows)."""
     return {"title": row.title, "topics": list(row.topics), "paper": row.paper, "protocol": row.protocol,
             "paper_figure": row.paper_figure, "label": row.label, "target": row.target, "digits": row.digits,
+            **direction(row),
             "beside": [list(pair) for pair in row.beside], **({"gap": list(row.gap)} if row.gap else {}),
             **({"baselines": list(row.baselines)} if row.baselines else {}),
             "arms": [{"name": a.name, "model": a.model, "dataset": a.dataset, "sets": list(a.sets),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from benchmarks.reproduce_rows import Row, run_dir
 from shared_specs.families import FAMILIES, family_figures
+from shared_specs.measured import at_a_time
 
 
 def draw_pictures(row: Row, folder: Path, meta: dict, out: Path, seeds: list[int] = (0,)) -> Path:
@@ -73,7 +74,7 @@ def draw_curves(row: Row, folder: Path, seeds: list[int], meta: dict, out: Path,
     for k, (whose, x, y, sd) in enumerate(row.published):
         ax.errorbar([x], [y], yerr=[sd], fmt="s^v"[k % 3], color="k", ms=5, capsize=3, label=whose)
     ax.set(xlabel=x_key.replace("_", " "), ylabel=label,
-           title=f"{row.title}\n{meta['commit']} · {meta['machine']}\n{meta['jobs']} runs at a time, one thread each "
+           title=f"{row.title}\n{meta['commit']} · {meta['machine']}\n{at_a_time(meta['jobs'])}, one thread each "
                  f"· load average {meta['load_before']} before, {meta['load_after']} after")
     ax.title.set_fontsize(8)
     save(fig, ax, out)

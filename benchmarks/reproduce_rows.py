@@ -61,6 +61,11 @@ class Row:
 
 
 
+# The figures that are better low (a distance, an error): which arm a summary calls a row's best. The others (modes
+# covered, accuracies, returns, the mutual information gap) are better high.
+LOWER_IS_BETTER = frozenset({"fid", "fid_samples", "fid_one_step", "w1_exact", "w2_one_step", "nll_bits_per_dim"})
+
+
 def run_dir(folder: Path, row: Row, arm: Arm, seed: int) -> Path:
     """Where a sweep into ``folder`` trains (``row``, ``arm``, ``seed``): ``folder/<row>/<arm>-<seed>``."""
     return folder / row.id / f"{arm.name}-{seed}"

@@ -101,7 +101,7 @@ def summary_block(name: str, results: list[dict[str, Any]], record: dict[str, An
             continue
         stats = {a["name"]: measured.reproduce_stats(record, key, a["name"]) for a in row["arms"]}
         own = [a for a in row["arms"] if a["model"] == name] or row["arms"]  # the page's own model's arms first
-        best = max(own, key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))
+        best = measured.best_arm(row, own, stats)
         st = stats[best["name"]]
         met = f"; the target ({row['target']}) met on {st['met_count']} of {st['seeds']} seeds" if st["judged"] else ""
         paper = best.get("paper") or row["paper_figure"]

@@ -112,6 +112,14 @@ def reproduce_stats(record: dict[str, Any], row: str, arm: str) -> dict[str, Any
             "wall": statistics.fmean(walls) if walls else None}
 
 
+def best_arm(row: dict[str, Any], arms: list[dict[str, Any]], stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Of ``arms`` (a recorded row's), the one meeting the target on the most seeds, then the best mean: the lowest
+    where the row's figure is better low (``lower``: an FID, a W1, an NLL), else the highest. ``stats``: each arm's
+    ``reproduce_stats``."""
+    sign = -1.0 if row.get("lower") else 1.0
+    return max(arms, key=lambda a: (stats[a["name"]]["met_count"], sign * stats[a["name"]]["mean"]))
+
+
 def gap_shares(record: dict[str, Any], row: str) -> dict[int, float]:
     """A row with a ``gap`` (low, arm, high): on each seed all three ran, the share of the gap from the low arm to the
     high one that the arm closes, (arm - low) / (high - low)."""
@@ -181,7 +189,7 @@ def reproduce_table(record: dict[str, Any], topic: str) -> str:
         if row.get("gap"):
             lines += ["", gap_line(record, key)]
         lines += ["", f"Measured by `python -m benchmarks reproduce --rows {key} --publish` at {meta['commit']} on "
-                      f"{meta['machine']}, {str(meta['jobs']) + ' runs at a time, ' if meta['jobs'] else ''}one "
+                      f"{meta['machine']}, {at_a_time(meta['jobs']) + ', ' if meta['jobs'] else ''}one "
                       "thread each (load average "
                       f"{meta['load_before']} before, {meta['load_after']} after), {meta['date']}"
                       f"{''.join('; ' + earlier_sweep(e) for e in meta.get('earlier', []))}"
@@ -191,11 +199,16 @@ def reproduce_table(record: dict[str, Any], topic: str) -> str:
     return "\n\n".join(parts)
 
 
+def at_a_time(jobs: int) -> str:
+    """'2 runs at a time', '1 run at a time'."""
+    return f"{jobs} run{'s' if jobs != 1 else ''} at a time"
+
+
 def earlier_sweep(sweep: dict[str, Any]) -> str:
     """'2 of its runs by an earlier sweep, at abc1234 on ..., 2 runs at a time (load 0.5 before, 2.0 after),
     2026-11-29': where a row's banked runs were trained (``benchmarks.reproduce_bank.row_meta``)."""
     runs = f"{sweep['runs']} of its runs" if sweep["runs"] > 1 else "one of its runs"
-    beside = f"{sweep['jobs']} runs at a time " if sweep.get("jobs") else ""  # None: found finished, not recorded
+    beside = f"{at_a_time(sweep['jobs'])} " if sweep.get("jobs") else ""  # None: found finished, not recorded
     return (f"{runs} by an earlier sweep, at {sweep['commit']} on {sweep['machine']}, {beside}"
             f"(load average {sweep['load_before']} before, {sweep['load_after']} after), {sweep['date']}")
 
@@ -237,12 +250,12 @@ def reproduce_summary(record: dict[str, Any], records: str = "records/") -> str:
             continue
         stats = {arm["name"]: reproduce_stats(record, key, arm["name"]) for arm in row["arms"]}
         subject = [a for a in row["arms"] if a["name"] not in row.get("baselines", [])]  # baselines stay on its page
-        shown = subject if len(subject) <= 3 else [max(
-            subject, key=lambda a: (stats[a["name"]]["met_count"], stats[a["name"]]["mean"]))]
+        shown = subject if len(subject) <= 3 else [best_arm(row, subject, stats)]
         every = sum(stats[a["name"]]["met"] for a in subject)
-        judged = any(stats[a["name"]]["judged"] for a in subject)  # a row without a target: the highest mean
+        judged = any(stats[a["name"]]["judged"] for a in subject)  # a row without a target: the best mean
         best = ((f" (best of {len(subject)} arms, {every} meeting the target on every seed)" if judged else
-                 f" (the highest of {len(subject)} arms)") if len(shown) < len(subject) else "")
+                 f" (the {'lowest' if row.get('lower') else 'highest'} of {len(subject)} arms)")
+                if len(shown) < len(subject) else "")
         ours = "; ".join(f"`{a['name']}`{best} {_mean_sd(stats[a['name']], row['digits'])}" for a in shown)
         paper = shown[0].get("paper") if len(shown) == 1 and shown[0].get("paper") else row["paper_figure"]
         met = "; ".join(f"{stats[a['name']]['met_count']} of {stats[a['name']]['seeds']}" for a in shown

@@ -1099,6 +1099,14 @@ def test_a_publish_describes_the_rows_it_swept_as_the_code_does_and_keeps_the_ot
     assert rows["dann_galaxies"] == R.describe_row(R.ROWS["dann_galaxies"]) and set(rows) == set(R.ROWS)
     assert R.recorded_rows({"wgan_toys_long": recorded}, ["wgan_toys_long"])["wgan_toys_long"]["arms"] == \
         R.describe_row(R.ROWS["wgan_toys_long"])["arms"]  # the control: swept, it gains the arm
+    # whether the figure is better low is the metric's, not the runs': the code's on every row, swept or kept
+    assert rows["wgan_toys_long"]["lower"] is True and "lower" not in rows["gan_grid"]  # W1 low, modes covered high
+    kept = R.recorded_rows({"stylegan": {**R.describe_row(R.ROWS["stylegan"]), "title": "as recorded"},
+                            "gan_ring": {**R.describe_row(R.ROWS["gan_ring"]), "lower": True}}, [])
+    assert kept["stylegan"]["lower"] is True and kept["stylegan"]["title"] == "as recorded"
+    assert "lower" not in kept["gan_ring"]  # a stale direction is dropped
+    assert {r.metric for r in R.ROWS.values()} & R.LOWER_IS_BETTER == {
+        "fid", "fid_samples", "fid_one_step", "w1_exact", "w2_one_step", "nll_bits_per_dim"}
 
 
 def test_every_model_of_the_families_table_is_an_arm_of_a_row_that_scores_its_samples():

@@ -290,6 +290,12 @@ def test_a_reproduction_is_read_over_its_seeds_beside_the_paper():
     assert "| `trpo_long`: `trpo` on cartpole | **493.3**" in docs.reproduce_table(record, "trpo")
     record = reproduction()
     assert "at abc1234 on AMD EPYC, 2 cores, 2 runs at a time" in table and "Target: 500 on every seed." in table
+    record["meta"]["cartpole"]["earlier"] = [{**record["meta"]["cartpole"], "jobs": 1, "runs": 2}]
+    assert "1 run at a time, one thread each" in docs.reproduce_table({**record, "meta": {"cartpole": {
+        **record["meta"]["cartpole"], "jobs": 1}}}, "trpo")  # one run, not '1 runs', here and of an earlier sweep:
+    assert "2 of its runs by an earlier sweep, at abc1234 on AMD EPYC, 2 cores, 1 run at a time (" in \
+        docs.reproduce_table(record, "trpo")
+    record = reproduction()
     assert docs.reproduce_table(record, "wgan").startswith("*No reproduction recorded yet")
     assert "beside them" not in table
     record["meta"]["cartpole"]["beside"] = "beside them: a test run"  # what ran beside a sweep, said after its load
@@ -347,6 +353,31 @@ def test_a_row_of_many_arms_shows_each_on_its_page_and_its_best_in_the_readme():
     summary = docs.reproduce_summary(record)
     assert "`pack2` (best of 4 arms, 1 meeting the target on every seed) **8.0** +- 0.0 (min 8.0) | 7.9 +- 0.1 |" in \
         summary and "`big`" not in summary
+
+
+def test_a_lesson_and_the_results_page_name_the_best_arm_by_the_rows_direction():
+    """A row's figure may be better high (an accuracy) or low (an FID: the record's ``lower``): the lesson names the
+    arm meeting the target on the most seeds, then the best mean, the lowest where the row says so; the results page
+    likewise for a row of more than three arms. Controls: without ``lower`` the highest mean is the best, and an arm
+    that met the target on more seeds comes first either way."""
+    record = reproduction()
+    arms = {"augmented": 24.9, "not_augmented": 26.0, "one_stage": 23.0, "fourth": 25.5}
+    record["rows"]["cartpole"].update(topics=["ddpm"], label="FID", paper_figure="-", target="none", lower=True,
+                                      arms=[{"name": n, "model": "ddpm", "dataset": "fashion_mnist", "sets": []}
+                                            for n in arms])
+    record["runs"] = [{"row": "cartpole", "arm": n, "seed": 0, "value": v, "metrics": {}, "holds": None, "wall_s": 1.0}
+                      for n, v in arms.items()]
+    assert lessons.summary_block("ddpm", [], record).startswith("- Reproduced, *CartPole-v1*: FID 23.0 over 1 seeds "
+                                                                 "(`one_stage`).\n")
+    assert "`one_stage` (the lowest of 4 arms) **23.0**" in docs.reproduce_summary(record)
+    del record["rows"]["cartpole"]["lower"]  # a figure better high: the highest mean
+    assert "FID 26.0 over 1 seeds (`not_augmented`)" in lessons.summary_block("ddpm", [], record)
+    assert "`not_augmented` (the highest of 4 arms) **26.0**" in docs.reproduce_summary(record)
+    record["rows"]["cartpole"]["lower"] = True
+    for run in record["runs"]:  # the worst FID met the target, the others missed it: it is named first
+        run["holds"] = run["arm"] == "not_augmented"
+    assert ": FID 26.0 over 1 seeds (`not_augmented`); the target (none) met on 1 of 1 seeds." in \
+        lessons.summary_block("ddpm", [], record)
 
 
 def test_a_gap_row_reads_the_share_of_the_gap_closed_seed_by_seed():
