@@ -12,7 +12,9 @@ XLA compiles for speed of compiling here: the tests compile thousands of small p
 values, where optimising costs more than it saves. Without LLVM's optimisations (``--xla_backend_optimization_level=0``:
 a quarter of the spec cases' time, an eighth of the derivations') and with XLA's older elemental emitters in place of
 its MLIR fusion emitters (``--xla_cpu_use_fusion_emitters=false``: a compile takes half as long on a 2-core AVX2 EPYC,
-a third off the derivations and the spec cases). Every claim and case holds at its policy tolerance either way;
+a third off the derivations and the spec cases). The few derivation programs that run far longer than they compile
+(a thousand Langevin steps, a density on two million points) ask for XLA's default level themselves
+(``theory_jax.derivation.optimised_jit``). Every claim and case holds at its policy tolerance either way;
 ``make check``, ``make derivations`` and ``make docs`` run XLA's default, and ``make portability`` other kernels.
 
 JAX also lowers every program in an MLIR context of its own, and creating one (its dialects registered and loaded)
