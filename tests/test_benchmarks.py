@@ -478,11 +478,16 @@ def test_a_record_names_the_commit_clean_when_only_records_changed(monkeypatch):
 
 
 def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path, monkeypatch, capsys):
-    """One tiny row, one seed: trained and evaluated into its folder (a child process each, as the sweep's jobs) and
-    recorded with whether it met the target (the control: a target no run meets is recorded as missed, not
-    dropped); run again, nothing is trained and the record is the same; an unknown row is one line."""
+    """One tiny row, one seed: trained and evaluated into its folder (the sweep's two child commands, run in this
+    process: starting two Pythons cost more than the run; the Ctrl-C tests below start real children) and recorded
+    with whether it met the target (the control: a target no run meets is recorded as missed, not dropped); run
+    again, nothing is trained and the record is the same; an unknown row is one line."""
     from benchmarks import reproduce as R
+    from practice_torch.cli import main
 
+    commands = []
+    monkeypatch.setattr(R.CHILDREN, "run", lambda argv, **kw: commands.append(argv[3]) or argparse.Namespace(
+        returncode=main(argv[3:]), stderr=""))
     tiny = R.Row("tiny", ("wgan",), "a tiny WGAN", "nobody", "2 steps", "8 modes",
                  (R.Arm("gp", "wgan", "gaussians", ("train.steps=2", "model.hidden=8", "train.batch_size=16",
                                                     "train.samples=16", "train.log_every=1")),),
@@ -495,6 +500,7 @@ def test_reproduce_trains_each_seed_once_records_the_target_and_resumes(tmp_path
     rows = R.reproduce(args)
     out = capsys.readouterr().out
     assert out.startswith("reproduce: 1 runs (1 to train) of tiny, 1 seeds, 1 at a time: about 1 min")
+    assert commands == ["train", "eval"]  # python -m practice_torch train ..., then eval ...
     record = json.loads((tmp_path / "reproduce.json").read_text())
     assert [(r["arm"], r["seed"], r["holds"]) for r in record["runs"]] == [("gp", 0, False)] and len(rows) == 1
     assert set(record["runs"][0]["metrics"]) == {"w1_exact", "w1_floor", "train_s"} and record["runs"][0]["wall_s"] > 0
