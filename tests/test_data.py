@@ -54,6 +54,15 @@ def test_fashion_mnist_or_its_message():
     x, y = get_dataset("fashion_mnist", "val", limit=256)[:]
     assert x.shape == (256, 1, 28, 28) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     assert y.dtype == torch.int64 and set(y.tolist()) <= set(range(10))
+    # the IDX files are read once a process, and a split's images are its own: writing to one leaves the next as read
+    x[:] = -1.0
+    again, _ = get_dataset("fashion_mnist", "val", limit=256)[:]
+    assert torch.equal(again, get_dataset("fashion_mnist", "val", limit=256)[:][0]) and again.min() >= 0
+    from practice_torch.data import images
+    first = images.read_idx.cache_info().hits
+    get_dataset("fashion_mnist", "test")
+    assert images.read_idx.cache_info().hits == first + 2  # the two test files, read by the first loop
+
 
 
 def test_fashion_mnist_is_read_from_the_data_cache(tmp_path, monkeypatch):
