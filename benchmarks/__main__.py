@@ -34,7 +34,10 @@ about 7 minutes a run on one core) trains beta-VAEs and beta-TCVAEs on the galax
 gap against the five factors that rendered them (benchmarks/disentanglement.py). ``reproduce`` (only when named) trains
 each algorithm's own paper's experiment over seeds, beside the paper's figure, into ``docs/reproduce.json`` with
 ``--publish`` (without it a trial, its record and figures in ``--results``, the published ones untouched; ``--list``:
-the rows, each with its minutes) (benchmarks/reproduce.py).
+the rows, each with its minutes) (benchmarks/reproduce.py). ``suite`` (only when named, about 10 minutes on 2 idle
+cores) times the default test suite from a fresh clone of the commit between two probes of the machine's speed (an
+XLA compile, Python, a torch convolution: VMs differ by a fifth), the figure behind ``make test``'s budget
+(benchmarks/suite.py).
 
 Bad input (an unknown benchmark or row, a malformed option, a benchmark's own ``error: ...``) is one line on stderr,
 exit status 2. Ctrl-C is one line, ``error: interrupted; ...`` saying what was kept (the rows a benchmark measured so
@@ -78,6 +81,7 @@ from benchmarks.reproduce import list_rows, reproduce
 from benchmarks.restoration import TASKS, restoration
 from benchmarks.shared_cpu import shared_cpu
 from benchmarks.ssm import ssm_generation, ssm_step
+from benchmarks.suite import suite
 from benchmarks.timing import best_of, gemm_peaks, keep_freed_memory
 from benchmarks.transformer import transformer_step
 from benchmarks.unet import unet_step
@@ -202,7 +206,7 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu, "control": control,
               "jax_train": jax_train, "restoration": restoration,
               "gan_stability": gan_stability, "augmentation": augmentation, "disentanglement": disentanglement,
-              "reproduce": reproduce}
+              "reproduce": reproduce, "suite": suite}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -222,9 +226,9 @@ def print_table(name: str, rows: list[dict]) -> None:
 def default_threads(names, cuda: bool, cores: int) -> int:
     """Threads when ``--threads`` is not given: one (CPU timings comparable across machines), except for
     ``gpu_steps`` on a GPU, which gets every core as ``train`` does (the host feeds the GPU, inductor compiles in
-    parallel), ``shared_cpu``, whose training runs are measured on the whole machine, and ``reproduce``, whose
-    ``--jobs`` runs (one thread each) share the machine's cores."""
-    return cores if (cuda and "gpu_steps" in names) or {"shared_cpu", "reproduce"} & set(names) else 1
+    parallel), ``shared_cpu``, whose training runs are measured on the whole machine, ``reproduce``, whose
+    ``--jobs`` runs (one thread each) share the machine's cores, and ``suite``, the test suite on every core."""
+    return cores if (cuda and "gpu_steps" in names) or {"shared_cpu", "reproduce", "suite"} & set(names) else 1
 
 
 def write_result(path: Path, result: dict) -> None:
@@ -382,6 +386,11 @@ def build_parser(shown: list[str] | None = None) -> Parser:
     add(("shared_cpu",), "--cpu-steps", type=int, default=300, help="shared_cpu: training steps per run")
     add(("shared_cpu",), "--cpu-loads", default="0,1,2", help="shared_cpu: comma-separated numbers of busy processes")
     add(("shared_cpu",), "--cpu-repeats", type=int, default=3, help="shared_cpu: runs of each setting under each load")
+    add(("suite",), "--suite-tests", default="",
+        help="suite: comma-separated test files or node ids to run instead of the whole default suite")
+    add(("suite",), "--suite-commit", default="HEAD",
+        help="suite: the commit to clone and test (default HEAD; an earlier one times a change before against after)")
+    add(("suite",), "--suite-repeats", type=int, default=1, help="suite: runs of the suite, each between two probes")
     add(("jax_train",), "--jax-models", default="",
         help="jax_train: comma-separated models (default: every model practice_jax train trains)")
     add(("jax_train",), "--jax-steps", type=int, default=20, help="jax_train: timed steps per backend")

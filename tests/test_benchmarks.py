@@ -36,6 +36,25 @@ def test_the_long_diffusion_benchmarks_run_only_when_named():
     assert {"ddim_steps", "guidance_sweep", "latent_vs_pixel"} <= set(BENCHMARKS)
 
 
+def test_the_suite_benchmark_reads_pytests_summary_and_keeps_both_probes():
+    """``suite`` (run only when named): pytest's last summary line read into counts and seconds, whatever counts it
+    names, with or without its '=' rule; a run's row averages the probe before and after it. Controls: a failed
+    test is counted, and output without a summary (the suite never ran) is one line, not a row."""
+    from benchmarks.suite import PROBES, row, summary
+
+    assert "suite" in BENCHMARKS and "suite" not in DEFAULT
+    assert summary("....\n2112 passed, 1 skipped, 3 warnings in 547.66s (0:09:07)\n") == {
+        "passed": 2112, "failed": 0, "errors": 0, "skipped": 1, "warnings": 3, "seconds": 547.66}
+    failed = summary("F.\n==== 1 failed, 1 passed, 1 warning, 2 errors in 3.50s ====")
+    assert (failed["failed"], failed["passed"], failed["warnings"], failed["errors"]) == (1, 1, 1, 2)
+    with pytest.raises(SystemExit, match="printed no summary line; its last line: ImportError: no module"):
+        summary("collecting ...\nImportError: no module")
+    before, after = dict.fromkeys(PROBES, 10.0), dict.fromkeys(PROBES, 14.0)
+    r = row(0, {"seconds": 5.0}, before, after, (0.1, 1.9))
+    assert [r[p] for p in PROBES] == [12.0] * 3 and r["probes"] == {"before": before, "after": after}
+    assert (r["seconds"], r["load_before"], r["load_after"]) == (5.0, 0.1, 1.9)
+
+
 def _row(images, fid, kid, precision, recall):
     return {"images": images, "n": 100, "fid": fid, "inception_score": 5.0, "kid": kid, "precision": precision,
             "recall": recall}
