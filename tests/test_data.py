@@ -64,7 +64,6 @@ def test_fashion_mnist_or_its_message():
     assert images.read_idx.cache_info().hits == first + 2  # the two test files, read by the first loop
 
 
-
 def test_fashion_mnist_is_read_from_the_data_cache(tmp_path, monkeypatch):
     """A machine without the Debian package (a lent GPU) reads the IDX files from $GENERATIVE_TWINS_DATA/fashion-mnist."""
     from practice_torch.data import images
