@@ -8,8 +8,9 @@ and one VM's speed drifts by a fifth between hours. A suite time means little wi
 measured it, so each run is taken between two probes of what the suite spends its time on, each in a fresh process on
 one thread at the suite's own settings (``tests/conftest.py``, imported):
 
-- ``xla_compile_ms``: CPU milliseconds to compile one new one-operation XLA program (the derivations compile some
-  5 000 such programs, the spec cases 900 larger ones);
+- ``xla_compile_ms``: CPU milliseconds to make and double an array of a length not seen before, eagerly: two new
+  one-operation XLA programs compiled and run (the derivations compile some 5 000 such programs, the spec cases 900
+  larger ones);
 - ``python_ms``: CPU milliseconds of a fixed pure-Python workload (tracing and lowering JAX programs, SymPy);
 - ``torch_ms``: CPU milliseconds of a small convolution's forward and backward pass in float32.
 
@@ -52,7 +53,7 @@ def fastest(work, repeats=5):
     return 1e3 * min(times)
 
 shapes = iter(range(2, 10**6))
-def compile_new():  # 20 new one-operation programs: an array of a length not seen before, doubled
+def compile_new():  # 20 arrays of lengths not seen before, made and doubled: two new programs each
     for _ in range(20):
         (jnp.ones((next(shapes),), jnp.float64) * 2.0).block_until_ready()
 
