@@ -27,8 +27,8 @@ from theory_jax.ebm import (
     refresh_buffer,
 )
 
-# The chains below run up to 1 000 Langevin steps of thousands of samples: compiled optimised whatever the process
-# asks of XLA (``optimised_jit``); the same function
+# The chains below run up to 1 000 Langevin steps of thousands of samples, far longer than they take to compile: the
+# same function, compiled at XLA's default optimisation whatever the process asks (``optimised_jit``)
 langevin_chain = optimised_jit(langevin_chain, static_argnames="energy")
 
 TITLE = "energy-based models: the two-phase likelihood gradient, Langevin MCMC, contrastive divergence"

@@ -36,8 +36,8 @@ from theory_jax.score import (
     score_to_eps,
 )
 
-# The chains below run up to 1 000 Langevin steps of thousands of samples: compiled optimised whatever the process
-# asks of XLA (``optimised_jit``); the same functions
+# The chains below run up to 1 000 Langevin steps of thousands of samples, far longer than they take to compile: the
+# same functions, compiled at XLA's default optimisation whatever the process asks (``optimised_jit``)
 langevin_chain = optimised_jit(langevin_chain, static_argnames="score_fn")
 annealed_langevin = optimised_jit(annealed_langevin, static_argnames="score_fn")
 
