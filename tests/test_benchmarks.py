@@ -38,9 +38,11 @@ def test_the_long_diffusion_benchmarks_run_only_when_named():
 
 def test_the_suite_benchmark_reads_pytests_summary_and_keeps_both_probes():
     """``suite`` (run only when named): pytest's last summary line read into counts and seconds, whatever counts it
-    names, with or without its '=' rule; a run's row averages the probe before and after it. Controls: a failed
-    test is counted, and output without a summary (the suite never ran) is one line, not a row."""
-    from benchmarks.suite import PROBES, row, summary
+    names, with or without its '=' rule; its ``--durations`` lines read into the slowest tests, in pytest's order; a run's
+    row averages the probe before and after it. Controls: a failed test is counted, the summary and pytest's notes
+    around the durations are not read as a test, and output without a summary (the suite never ran) is one line, not
+    a row."""
+    from benchmarks.suite import PROBES, row, slowest, summary
 
     assert "suite" in BENCHMARKS and "suite" not in DEFAULT
     assert summary("....\n2112 passed, 1 skipped, 3 warnings in 547.66s (0:09:07)\n") == {
@@ -49,6 +51,15 @@ def test_the_suite_benchmark_reads_pytests_summary_and_keeps_both_probes():
     assert (failed["failed"], failed["passed"], failed["warnings"], failed["errors"]) == (1, 1, 1, 2)
     with pytest.raises(SystemExit, match="printed no summary line; its last line: ImportError: no module"):
         summary("collecting ...\nImportError: no module")
+    output = ("....\n============================= slowest 15 durations =============================\n"
+              "40.81s call     tests/test_jax_train.py::test_two_devices\n"
+              "2.05s setup    tests/test_check.py::test_twin[ssm]\n\n"
+              "(13 durations < 0.005s hidden.  Use -vv to show these durations.)\n"
+              "2112 passed, 1 skipped, 3 warnings in 547.66s (0:09:07)\n")
+    assert slowest(output) == [
+        {"seconds": 40.81, "phase": "call", "test": "tests/test_jax_train.py::test_two_devices"},
+        {"seconds": 2.05, "phase": "setup", "test": "tests/test_check.py::test_twin[ssm]"}]
+    assert slowest("....\n2112 passed in 547.66s (0:09:07)\n") == []
     before, after = dict.fromkeys(PROBES, 10.0), dict.fromkeys(PROBES, 14.0)
     r = row(0, {"seconds": 5.0}, before, after, (0.1, 1.9))
     assert [r[p] for p in PROBES] == [12.0] * 3 and r["probes"] == {"before": before, "after": after}
