@@ -36,8 +36,8 @@ each algorithm's own paper's experiment over seeds, beside the paper's figure, i
 ``--publish`` (without it a trial, its record and figures in ``--results``, the published ones untouched; ``--list``:
 the rows, each with its minutes) (benchmarks/reproduce.py). ``suite`` (only when named, about 10 minutes on 2 idle
 cores) times the default test suite from a fresh clone of the commit between two probes of the machine's speed (an
-XLA compile, Python, a torch convolution: machines differ by half, one VM by a fifth within an hour), the figure
-behind ``make test``'s budget (benchmarks/suite.py).
+XLA compile, Python, a torch convolution: machines differ by half, and one VM drifts within an hour and within one
+run), the figure behind ``make test``'s budget (benchmarks/suite.py).
 
 Bad input (an unknown benchmark or row, a malformed option, a benchmark's own ``error: ...``) is one line on stderr,
 exit status 2. Ctrl-C is one line, ``error: interrupted; ...`` saying what was kept (the rows a benchmark measured so

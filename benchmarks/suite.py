@@ -2,12 +2,10 @@
 the commit, beside a probe of the machine's speed taken before and after it.
 
 ``make test`` has a budget of 6 minutes of tests on an idle 2-core machine, but the machines this project is tested
-on are not one machine: the suite took 340 s on a 2-core AMD EPYC at 61e8f3b and 1.25 to 1.6 times as long on the
-2-core Intel Xeon VMs since (the same commit and a later one timed back to back there took within 2% of each other),
-and one VM's speed drifts between hours and within one run (at ea7a0eb the Python probe took 61 ms before the suite
-and 108 ms after it). A suite time means little without the speed of the machine that measured it, so each run is
-taken between two probes of what the suite spends its time on, each in a fresh process on one thread at the suite's
-own settings (``tests/conftest.py``, imported):
+on are not one machine: 2-core VMs differ by half, and one VM's speed drifts between hours and within one run
+(``docs/guide.md`` has the measured figures). A suite time means little without the speed of the machine that
+measured it, so each run is taken between two probes of what the suite spends its time on, each in a fresh process on
+one thread at the suite's own settings (``tests/conftest.py``, imported):
 
 - ``xla_compile_ms``: CPU milliseconds to make and double an array of a length not seen before, eagerly: two new
   one-operation XLA programs compiled and run (the derivations compile some 5 000 such programs, the spec cases 900
