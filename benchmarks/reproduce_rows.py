@@ -117,11 +117,18 @@ GRID_LONGER_ARMS = (metz_arm("grid25"), Arm("wgan_gp_10k", "wgan", "grid25", ("t
 PACGAN_PAPER = ("model.latent_dim=2", "model.hidden=400,400,400,400", "model.discriminator_steps=0", "train.lr=1e-4",
                 "train.betas=0.8,0.999", "train.warmup_steps=0", "train.min_lr_ratio=1", "train.steps=100000",
                 "train.checkpoint_every=10000", "train.log_every=500")
+PACGAN_PLAYERS = ("model.architecture=pacgan", "model.discriminator_hidden=200,200,200", "model.pieces=5")
 PACGAN_PAPER_ARMS = tuple(
-    Arm(name, "gan", "grid25", (f"model.pack={m}", f"train.batch_size={100 * m}", *PACGAN_PAPER), paper, seconds)
-    for name, m, paper, seconds in (("gan_paper", 1, "17.3 +- 0.8 (94.8% high quality, reverse KL 0.70)", 2000.0),
-                                    ("pacgan2_paper", 2, "23.8 +- 0.7 (91.3%, 0.13)", 2500.0),
-                                    ("pacgan4_paper", 4, "24.8 +- 0.2 (93.6%, 0.04)", 3000.0)))
+    Arm(name, "gan", "grid25", (f"model.pack={m}", f"train.batch_size={100 * m}", *PACGAN_PAPER, *players), paper,
+        seconds)
+    for name, m, paper, seconds, players in (
+        ("gan_paper", 1, "17.3 +- 0.8 (94.8% high quality, reverse KL 0.70)", 2000.0, ()),
+        ("pacgan2_paper", 2, "23.8 +- 0.7 (91.3%, 0.13)", 2500.0, ()),
+        ("pacgan4_paper", 4, "24.8 +- 0.2 (93.6%, 0.04)", 3000.0, ()),
+        # and with its players as its code builds them (``model.architecture=pacgan``: a batch-normalised generator of
+        # four layers of 400, a discriminator of three maxout layers of 200 units and 5 pieces, N(0, 0.02^2) weights)
+        ("pacgan2_paper_players", 2, "23.8 +- 0.7 (91.3%, 0.13)", 3000.0, PACGAN_PLAYERS),
+        ("pacgan4_paper_players", 4, "24.8 +- 0.2 (93.6%, 0.04)", 3500.0, PACGAN_PLAYERS)))
 
 CASCADE_SAMPLER = ("model.sampler=ddim", "model.sample_steps=50")  # the cascade row's sampler, every arm's
 
@@ -343,10 +350,11 @@ ROWS = {row.id: row for row in (
         MODE_COLLAPSE_PAPER.format(what="grid, 25 Gaussians on {-4, -2, 0, 2, 4}^2", std="0.05"),
         "PacGAN's code's settings for the grid: a 2-d normal latent, Adam at a constant 1e-4 with beta1 0.8, "
         "batches of 100 packed groups (100, 200 and 400 points for packs of 1, 2 and 4), the discriminator and "
-        "the generator updated together; MLPs of four 400-wide layers each way (PacGAN's generator has four, with "
-        "BatchNorm, which ours lacks; its discriminator three maxout layers of 200 units and 5 pieces); 100 000 updates, a "
-        "quarter of its 400 epochs of 100 000 points (a full PacGAN4 run would take over three hours on one "
-        "thread); 2 500 samples scored as the papers do", "-", PACGAN_PAPER_ARMS,
+        "the generator updated together; the project's MLPs of four 400-wide LeakyReLU layers each way, and in the "
+        "arms named players PacGAN's own (model.architecture=pacgan: a generator of four 400-wide layers with "
+        "BatchNorm before each ReLU, a discriminator of three maxout layers of 200 units and 5 pieces, weights from "
+        "N(0, 0.02^2)); 100 000 updates, a quarter of its 400 epochs of 100 000 points (a full PacGAN4 run would "
+        "take over three hours on one thread); 2 500 samples scored as the papers do", "-", PACGAN_PAPER_ARMS,
         "modes_captured", "modes captured of 25", "at least 24 of 25 on every seed (the best remedy)",
         lambda m: m["modes_captured"] >= 24, beside=MODE_COLLAPSE_BESIDE, digits=1, seconds=2500.0,
         pictures=("samples",)),

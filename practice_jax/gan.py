@@ -131,7 +131,8 @@ def jax_twin(net, cfg):
     check_settings(m)
     twin = jg.Adversarial(net.shape, m.architecture, tuple(m.hidden), tuple(m.channels), m.fc, net.num_classes,
                           unit_interval=net.generator.unit_interval, minibatch_std=m.minibatch_std,
-                          spectral_norm=m.spectral_norm, pack=m.pack)
+                          spectral_norm=m.spectral_norm, pack=m.pack,
+                          discriminator_hidden=tuple(m.discriminator_hidden), pieces=m.pieces)
     game = Setup(twin, m, bool(net.num_classes))
     objectives = {"discriminator": partial(discriminator_objective, game),
                   "generator": partial(generator_objective, game)}

@@ -10,7 +10,8 @@ layer holding the same weight and the same u and v, in training mode (its power 
 minibatch standard deviation's witness is NumPy's population ``np.var``; the unrolled discriminator's, its logistic
 regression steps with the gradients written out by hand (and Adam's update written out, for the look-ahead that
 takes the optimizer's steps); packing's (PacGAN), ``np.concatenate`` of each group of m
-examples.
+examples; maxout's, NumPy's ``max`` over each unit's pieces. PacGAN's toy players (its batch-normalised generator, in
+training and with the running statistics, and its maxout discriminator) are module cases.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ B, K = 6, 9
 # the progressive players at 2 stages (4 -> 8): every layer in use while the second resolution fades in
 PROGRESSIVE_G = {"latent_dim": 5, "image_shape": (1, 8, 8), "channels": 4, "stages": 2}
 PROGRESSIVE_D = {"image_shape": (1, 8, 8), "channels": 4, "stages": 2}
+# PacGAN's toy players, small: a generator of two normalised layers, a discriminator of two maxout layers of 3 pieces
+PACGAN_G = {"latent_dim": 2, "shape": (2,), "hidden": (6, 5)}
+PACGAN_D = {"shape": (4,), "hidden": (5, 4), "pieces": 3}
 
 
 def _logits(rng):
@@ -131,6 +135,16 @@ CASES = (
     ModuleCase("gan/progressive_discriminator/fading-in", "ProgressiveDiscriminator", PROGRESSIVE_D,
                lambda r: {"x": uniform(r, 3, 1, 8, 8, dtype="float32")}, grad_wrt=("x",), image_inputs=("x",),
                static={"stage": 1, "alpha": 0.3}),
+    # PacGAN's toy players: maxout units (NumPy's max over each unit's consecutive pieces), the generator normalised by
+    # the batch and by converted running statistics, the discriminator on packed pairs of 2-D points
+    FunctionCase("gan/maxout", "maxout", lambda r: {"h": gaussian(r, B, 4 * 3)}, static={"pieces": 3}, grad_wrt=("h",),
+                 reference=lambda h, pieces: np.max(h.reshape(h.shape[0], -1, pieces), axis=-1)),
+    ModuleCase("gan/pacgan_generator", "PacGANGenerator", PACGAN_G, lambda r: {"z": gaussian(r, 7, 2, dtype="float32")},
+               grad_wrt=("z",), train=True),
+    ModuleCase("gan/pacgan_generator/eval", "PacGANGenerator", PACGAN_G,
+               lambda r: {"z": gaussian(r, 7, 2, dtype="float32")}, grad_wrt=("z",), train=False),
+    ModuleCase("gan/maxout_discriminator", "MaxoutDiscriminator", PACGAN_D,
+               lambda r: {"x": gaussian(r, 5, 4, dtype="float32")}, grad_wrt=("x",)),
     FunctionCase("gan/pack", "pack", lambda r: {"x": gaussian(r, B, 3)}, static={"m": 2, "axis": 1},
                  grad_wrt=("x",), reference=ref_pack),
     FunctionCase("gan/pack_channels_last", "pack", lambda r: {"x": gaussian(r, B, 2, 2, 3)},

@@ -33,7 +33,7 @@ from flax import linen as nn
 from flax.linen.dtypes import promote_dtype
 from scipy.stats import norm
 
-from theory_jax.f_divergence import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator
+from theory_jax.f_divergence import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator, TorchBatchNorm
 
 
 # 1. The losses, on the discriminator's logits ------------------------------------------------------------------
@@ -166,6 +166,14 @@ def minibatch_std(h, eps: float = 1e-8):
     discriminator's features; eps: a float added to each variance -> (B, F + 1)."""
     std = jnp.mean(jnp.sqrt(jnp.var(h, axis=0) + eps))
     return jnp.concatenate([h, jnp.broadcast_to(std, (h.shape[0], 1))], axis=1)
+
+
+# Maxout units (Goodfellow et al. 2013), PacGAN's toy discriminator's -----------------------------------------------
+def maxout(h, pieces: int):
+    """Maxout units (Goodfellow et al. 2013, eq. 1): unit i is the largest of its ``pieces`` linear pieces,
+    h_i = max_j z_(i pieces + j), the pieces of a unit consecutive (as Blocks' ``Maxout``, which PacGAN's code uses).
+    h: (B, units * pieces) a linear layer's output -> (B, units)."""
+    return jnp.max(jnp.reshape(h, (*h.shape[:-1], -1, pieces)), axis=-1)
 
 
 # Progressive growing (Karras et al. 2018, sec. 2 and 4) ------------------------------------------------------------
@@ -426,6 +434,58 @@ def generator_gradients(mu, rule):
     return jax.grad(saturating)(mu), jax.grad(nonsaturating)(mu)
 
 
+# PacGAN's toy players (Lin et al. 2018, app. D; fjxmlzn/PacGAN's grid task): its batch normalisation's epsilon and the
+# weight of a batch in its running statistics (flax's momentum is the old statistics' weight), its weights' initial std
+PACGAN_NORM_EPS, PACGAN_NORM_MOMENTUM, PACGAN_INIT_STD = 1e-4, 0.95, 0.02
+
+
+class PacGANGenerator(nn.Module):
+    """z (B, d) -> x (B, *shape), PacGAN's toy generator: for each width of ``hidden`` a Dense layer without bias,
+    batch normalisation (``TorchBatchNorm``: eps 1e-4, a batch's weight 0.05 in the running statistics) and a ReLU,
+    then a Dense output with bias (a sigmoid for [0, 1] images, ``unit_interval``; images channels last, from torch's
+    (C, H, W) order); kernels from N(0, 0.02^2), biases zero. ``train``: batch statistics or the running ones. The
+    twin of ``practice_torch.gan.networks.PacGANGenerator``, its names and its arguments (``latent_dim`` unused: the
+    first Dense reads z's width)."""
+
+    latent_dim: int
+    shape: Sequence[int]
+    hidden: Sequence[int]
+    unit_interval: bool = False
+
+    @nn.compact
+    def __call__(self, z, *, train: bool = True):
+        h = z
+        init = nn.initializers.normal(PACGAN_INIT_STD)
+        for i, width in enumerate(self.hidden):
+            h = nn.Dense(width, use_bias=False, kernel_init=init, name=f"layers_{i}")(h)
+            h = nn.relu(TorchBatchNorm(not train, PACGAN_NORM_MOMENTUM, PACGAN_NORM_EPS, name=f"norms_{i}")(h))
+        x = jnp.reshape(nn.Dense(math.prod(self.shape), kernel_init=init, name="out")(h), (-1, *self.shape))
+        if len(self.shape) == 3:
+            x = jnp.transpose(x, (0, 2, 3, 1))  # torch's (C, H, W) view, to channels last
+        return jax.nn.sigmoid(x) if self.unit_interval else x
+
+
+class MaxoutDiscriminator(MLPCritic):
+    """x (B, *shape) (images channels last) -> logit (B,), PacGAN's (and ALI's) toy discriminator: for each width of
+    ``hidden`` a Dense layer to ``pieces`` times as many outputs and ``maxout`` over each unit's pieces, then a Dense
+    logit; ``before_out`` and ``dense`` as ``MLPCritic``'s. The twin of
+    ``practice_torch.gan.networks.MaxoutDiscriminator`` (its N(0, 0.02^2) weights cross by the converter)."""
+
+    pieces: int = 5
+
+    def setup(self):
+        self.layers = [self.dense(w * self.pieces) for w in self.hidden]
+        self.out = self.dense(1)
+
+    def features(self, x):
+        """The last maxout layer, (B, hidden[-1])."""
+        h = jnp.transpose(x, (0, 3, 1, 2)) if x.ndim == 4 else x  # torch flattens (C, H, W)
+        h = jnp.reshape(h, (h.shape[0], -1))
+        for layer in self.layers:
+            h = maxout(layer(h), self.pieces)
+        return h
+
+
 # 3. The players (the twin of ``practice_torch.gan.networks.Adversarial``) -------------------------------------------
 class Adversarial(nn.Module):
     """A generator G(z[, y]) and a discriminator D(x[, y]) = sigmoid(logit(x[, y])): the f-GAN's networks
@@ -436,7 +496,9 @@ class Adversarial(nn.Module):
     as a whole. ``spectral_norm``: every Dense and Conv of the discriminator is ``SpectralDense`` / ``SpectralConv``
     (its vectors in ``batch_stats``, stepped by a logit applied with that collection mutable). ``pack`` = m > 1: the
     discriminator judges m consecutive examples at once (``pack``, along the features or the channels), a batch's
-    last B mod m sitting out, as torch's does. Names as torch's, so the converter carries the weights either way."""
+    last B mod m sitting out, as torch's does. ``architecture``: ``mlp``, ``conv`` or ``pacgan`` (``PacGANGenerator``
+    and ``MaxoutDiscriminator``: ``discriminator_hidden`` units of ``pieces`` pieces). Names as torch's, so the
+    converter carries the weights either way."""
 
     shape: Sequence[int]
     architecture: str = "mlp"
@@ -448,6 +510,8 @@ class Adversarial(nn.Module):
     minibatch_std: bool = False
     spectral_norm: bool = False
     pack: int = 1
+    discriminator_hidden: Sequence[int] = (200, 200, 200)
+    pieces: int = 5
 
     def setup(self):
         before_out = minibatch_std if self.minibatch_std else None
@@ -456,6 +520,11 @@ class Adversarial(nn.Module):
             self.generator = MLPGenerator(self.shape, self.hidden, self.unit_interval)
             self.discriminator = MLPCritic(self.shape, self.hidden, before_out, dense)
             width = self.hidden[-1]
+        elif self.architecture == "pacgan":
+            self.generator = PacGANGenerator(0, self.shape, self.hidden, self.unit_interval)
+            self.discriminator = MaxoutDiscriminator(self.shape, self.discriminator_hidden, before_out, dense,
+                                                     pieces=self.pieces)
+            width = self.discriminator_hidden[-1]
         else:
             self.generator = ConvGenerator(0, self.shape, self.channels, self.fc, self.unit_interval)
             self.discriminator = ConvCritic(self.shape, self.channels, self.fc, before_out=before_out, dense=dense,

@@ -16,6 +16,7 @@ from practice_torch.gan.functions import (
     generator_loss_saturating,
     growth,
     js_discrete,
+    maxout,
     minibatch_std,
     normalize,
     optimal_logit,
@@ -28,9 +29,11 @@ from practice_torch.gan.functions import (
     unrolled_generator_loss,
     value_discrete,
 )
+from practice_torch.gan.networks import MaxoutDiscriminator, PacGANGenerator
 from practice_torch.gan.progressive import ProgressiveDiscriminator, ProgressiveGenerator
 
-__all__ = ["ProgressiveDiscriminator", "ProgressiveGenerator", "adam_unroll", "adam_unrolled_generator_loss",
-           "discriminator_loss", "fade_in", "gauss_log_pdf", "generator_loss_nonsaturating", "generator_loss_saturating",
-           "growth", "js_discrete", "minibatch_std", "normalize", "optimal_logit", "pack", "pixel_norm",
-           "power_iteration", "softplus", "spectral_normalize", "unroll", "unrolled_generator_loss", "value_discrete"]
+__all__ = ["MaxoutDiscriminator", "PacGANGenerator", "ProgressiveDiscriminator", "ProgressiveGenerator", "adam_unroll",
+           "adam_unrolled_generator_loss", "discriminator_loss", "fade_in", "gauss_log_pdf", "generator_loss_nonsaturating",
+           "generator_loss_saturating", "growth", "js_discrete", "maxout", "minibatch_std", "normalize", "optimal_logit",
+           "pack", "pixel_norm", "power_iteration", "softplus", "spectral_normalize", "unroll", "unrolled_generator_loss",
+           "value_discrete"]

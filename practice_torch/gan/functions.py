@@ -99,6 +99,14 @@ def minibatch_std(h, eps: float = 1e-8):
     return torch.cat([h, std.expand(h.shape[0], 1)], dim=1)
 
 
+# Maxout units (Goodfellow et al. 2013), PacGAN's toy discriminator's -----------------------------------------------
+def maxout(h, pieces: int):
+    """Maxout units (Goodfellow et al. 2013, eq. 1): unit i is the largest of its ``pieces`` linear pieces,
+    h_i = max_j z_(i pieces + j), the pieces of a unit consecutive (as Blocks' ``Maxout``, which PacGAN's code uses).
+    h: (B, units * pieces) a linear layer's output -> (B, units)."""
+    return torch.amax(h.unflatten(-1, (-1, pieces)), dim=-1)
+
+
 # Progressive growing (Karras et al. 2018, sec. 2 and 4) ------------------------------------------------------------
 def pixel_norm(x, axis: int = 1, eps: float = 1e-8):
     """Each example's feature vector at each pixel scaled to unit root mean square over the channels (Karras et al.

@@ -12,23 +12,33 @@ value (Miyato et al. 2018; ``model.spectral_norm=true`` puts it on every layer o
 ``model.minibatch_std=true`` lets the discriminator's last layer read the batch's feature spread (Karras et al. 2018),
 ``unrolled_generator_objective`` scores the generator against the discriminator a few steps ahead (Metz et al.
 2017: plain gradient steps, or the discriminator's own Adam steps from its moments), and ``model.pack=m`` has the
-discriminator judge m samples at once (PacGAN, Lin et al. 2018).
+discriminator judge m samples at once (PacGAN, Lin et al. 2018). ``model.architecture=pacgan`` builds the toy players
+as PacGAN's code does (``PacGANGenerator``, ``MaxoutDiscriminator``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from practice_torch.f_divergence.networks import ConvCritic, ConvGenerator, MLPCritic, MLPGenerator, r1_penalty
+from practice_torch.f_divergence.networks import (
+    ConvCritic,
+    ConvGenerator,
+    Critic,
+    MLPCritic,
+    MLPGenerator,
+    r1_penalty,
+)
 from practice_torch.gan.functions import (
     adam_unroll,
     discriminator_loss,
     generator_loss_nonsaturating,
     generator_loss_saturating,
+    maxout,
     minibatch_std,
     normalize,
     pack,
@@ -41,21 +51,87 @@ GENERATOR_LOSSES = {"non_saturating": generator_loss_nonsaturating, "saturating"
 
 
 def players(shape: Sequence[int], architecture: str, z_dim: int, hidden: Sequence[int], channels: Sequence[int],
-            fc: int, norm: bool, unit_interval: bool, pack: int = 1) -> tuple[nn.Module, nn.Module, int]:
+            fc: int, norm: bool, unit_interval: bool, pack: int = 1, discriminator_hidden: Sequence[int] = (200, 200, 200),
+            pieces: int = 5) -> tuple[nn.Module, nn.Module, int]:
     """A generator z (B, z_dim) -> (B, *shape) and a judge x (B, *shape) -> (B,) (a GAN's discriminator, a WGAN's
     critic; ``norm``: its layer normalisation, off for a weight-clipped critic), created in that order, and the width
-    of the judge's last features. shape: one example, (D,) vectors (``mlp``) or (C, H, W) images (``conv``);
-    ``pack``: the judge reads that many examples at once, concatenated along the first axis (``functions.pack``)."""
+    of the judge's last features. shape: one example, (D,) vectors (``mlp``, ``pacgan``) or (C, H, W) images
+    (``conv``; the MLPs flatten them); ``pack``: the judge reads that many examples at once, concatenated along the
+    first axis (``functions.pack``); ``pacgan``: ``hidden`` the generator's widths, ``discriminator_hidden`` and
+    ``pieces`` the maxout discriminator's units and pieces."""
     judged = (shape[0] * pack, *shape[1:])
     if architecture == "mlp":
         return MLPGenerator(z_dim, shape, hidden, unit_interval), MLPCritic(judged, hidden), hidden[-1]
+    if architecture == "pacgan":
+        return (PacGANGenerator(z_dim, shape, hidden, unit_interval),
+                MaxoutDiscriminator(judged, discriminator_hidden, pieces), discriminator_hidden[-1])
     if architecture == "conv":
         if len(shape) != 3 or shape[1] % 4 or shape[2] % 4 or len(channels) != 2:
             raise ValueError(f"the conv GAN needs (C, H, W) images with H and W divisible by 4 and two "
                              f"model.channels, got shape {tuple(shape)} and channels {tuple(channels)}")
         return (ConvGenerator(z_dim, shape, channels, fc, unit_interval), ConvCritic(judged, channels, fc, norm=norm),
                 fc)
-    raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
+    raise ValueError(f"architecture must be 'mlp', 'pacgan' or 'conv', got {architecture!r}")
+
+
+# PacGAN's toy players (Lin et al. 2018, app. D; fjxmlzn/PacGAN's grid task, on Blocks): its batch normalisation's
+# epsilon and the weight of a batch in its running statistics, and its weights' initial standard deviation
+PACGAN_NORM_EPS, PACGAN_NORM_MOMENTUM, PACGAN_INIT_STD = 1e-4, 0.05, 0.02
+
+
+def gaussian_init(module: nn.Module, std: float) -> nn.Module:
+    """Every Linear layer of ``module`` drawn as PacGAN's code draws them: weights from N(0, std^2), biases zero
+    (in place; normalisation layers keep their unit scales and zero shifts)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0.0, std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
+class PacGANGenerator(nn.Module):
+    """z (B, d) -> x (B, *shape), PacGAN's toy generator: for each width of ``hidden`` a linear layer without bias,
+    batch normalisation (eps 1e-4, running statistics at momentum 0.05) and a ReLU, then a linear output with bias
+    (a sigmoid for [0, 1] images, ``unit_interval``); weights from N(0, 0.02^2), biases zero."""
+
+    def __init__(self, latent_dim: int, shape: Sequence[int], hidden: Sequence[int], unit_interval: bool = False):
+        super().__init__()
+        self.shape, self.unit_interval = tuple(shape), unit_interval
+        widths = [latent_dim, *hidden]
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(widths[:-1], widths[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(b, eps=PACGAN_NORM_EPS, momentum=PACGAN_NORM_MOMENTUM)
+                                   for b in hidden)
+        self.out = nn.Linear(widths[-1], math.prod(shape))
+        gaussian_init(self, PACGAN_INIT_STD)
+
+    def forward(self, z):
+        h = z
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            h = F.relu(norm(layer(h)))
+        x = self.out(h).view(-1, *self.shape)
+        return torch.sigmoid(x) if self.unit_interval else x
+
+
+class MaxoutDiscriminator(Critic):
+    """x (B, *shape) -> logit (B,), PacGAN's (and ALI's) toy discriminator: for each width of ``hidden`` a linear
+    layer to ``pieces`` times as many outputs and ``maxout`` over each unit's pieces, then a linear logit; weights
+    from N(0, 0.02^2), biases zero. No normalisation: a logit must not depend on the rest of the batch."""
+
+    def __init__(self, shape: Sequence[int], hidden: Sequence[int], pieces: int):
+        super().__init__()
+        self.pieces = pieces
+        widths = [math.prod(shape), *hidden]
+        self.layers = nn.ModuleList(nn.Linear(a, b * pieces) for a, b in zip(widths[:-1], widths[1:]))
+        self.out = nn.Linear(widths[-1], 1)
+        gaussian_init(self, PACGAN_INIT_STD)
+
+    def features(self, x):
+        """The last maxout layer, (B, hidden[-1]): what ``out`` reads."""
+        h = torch.flatten(x, 1)
+        for layer in self.layers:
+            h = maxout(layer(h), self.pieces)
+        return h
 
 
 class SpectralNorm(nn.Module):
@@ -101,13 +177,15 @@ class Adversarial(nn.Module):
     features). minibatch_std: the discriminator's last layer reads one more feature, ``minibatch_std`` of phi(x)
     over the batch, so a batch is judged as a whole (real and fake batches are judged apart). pack = m > 1: the
     discriminator reads m consecutive examples at once (``functions.pack``, PacGAN), one logit per group; a batch's
-    last B mod m examples sit out.
+    last B mod m examples sit out. architecture: ``players``' (``pacgan``: ``discriminator_hidden`` and ``pieces``
+    its maxout discriminator's units and pieces).
     """
 
     def __init__(self, shape: Sequence[int], architecture: str = "mlp", latent_dim: int = 8,
                  hidden: Sequence[int] = (128, 128), channels: Sequence[int] = (64, 128), fc: int = 1024,
                  num_classes: int = 0, unit_interval: bool = False, spectral_norm: bool = False,
-                 minibatch_std: bool = False, pack: int = 1):
+                 minibatch_std: bool = False, pack: int = 1, discriminator_hidden: Sequence[int] = (200, 200, 200),
+                 pieces: int = 5):
         super().__init__()
         if pack < 1 or (pack > 1 and num_classes):
             raise ValueError(f"pack must be at least 1, and 1 for a class-conditional net; got {pack}")
@@ -115,7 +193,8 @@ class Adversarial(nn.Module):
         self.minibatch_std, self.pack = minibatch_std, pack
         self.generator, self.discriminator, width = players(shape, architecture, latent_dim + num_classes, hidden,
                                                             channels, fc, norm=True, unit_interval=unit_interval,
-                                                            pack=pack)
+                                                            pack=pack, discriminator_hidden=discriminator_hidden,
+                                                            pieces=pieces)
         if minibatch_std:
             self.discriminator.out = nn.Linear(width + 1, 1)
         if spectral_norm:

@@ -4,7 +4,7 @@
 ``--dataset fashion_mnist`` a DCGAN; ``--set model.conditional=true`` a class-conditional GAN (the label into both
 players); ``--set model.generator_loss=saturating`` the minimax generator loss of eq. 1; the stability remedies
 ``model.r1``, ``model.spectral_norm``, ``model.minibatch_std``, ``model.unrolled_steps`` and PacGAN's
-``model.pack``. Each player has its own
+``model.pack`` (with its toy players, ``model.architecture=pacgan``). Each player has its own
 AdamW; a training step (``train_step``) is one round of the game: ``model.discriminator_steps`` updates of the discriminator,
 then one of the generator, so ``train.steps`` counts generator updates.
 ``eval`` reports, on 2-D data, the modes covered and the share of samples within 3 standard deviations of a mode;
@@ -43,11 +43,13 @@ from practice_torch.plots import scatter_figure_2d
 class Config:
     """The GAN's hyperparameters: the run's ``model.*`` keys (``--set model.conditional=true``)."""
 
-    architecture: Literal["mlp", "conv"] = "mlp"
+    architecture: Literal["mlp", "conv", "pacgan"] = "mlp"  # pacgan: the toy players as PacGAN's code builds them
     generator_loss: Literal["non_saturating", "saturating"] = "non_saturating"
     conditional: bool = False  # cGAN: the one-hot label into the generator, a projection term in the discriminator
     latent_dim: int = 8
-    hidden: tuple[int, ...] = (128, 128, 128)  # MLP widths (generator and discriminator)
+    hidden: tuple[int, ...] = (128, 128, 128)  # MLP widths (generator and discriminator; pacgan: the generator's)
+    discriminator_hidden: tuple[int, ...] = (200, 200, 200)  # pacgan: the maxout discriminator's units
+    pieces: int = 5  # pacgan: the linear pieces of each maxout unit
     channels: tuple[int, ...] = (64, 128)  # conv widths (two stride-2 layers each way)
     fc: int = 1024  # conv: width of the fully connected layer in generator and discriminator
     discriminator_steps: int = 1  # discriminator updates per generator update; 0 = both players at once (simultaneous)
@@ -107,13 +109,13 @@ PRESETS = {
 default_config = preset_config("gan", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and
 # eval --set refuse them; the other model keys (the step's weights, the sampler, eval's sizes) may change.
-ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "channels", "fc", "mel", "spectral_norm",
-                "minibatch_std", "pack", "progressive", "stages", "width")
+ARCHITECTURE = ("architecture", "conditional", "latent_dim", "hidden", "discriminator_hidden", "pieces", "channels", "fc",
+                "mel", "spectral_norm", "minibatch_std", "pack", "progressive", "stages", "width")
 # What sample and eval --set may change; the model's other keys are the checkpoint's or the training step's.
 USE = ("eval_references",)
 # The range of each numeric model key, checked wherever a config is made (``engine.config.check_model``).
-RANGES = {**dict.fromkeys(("latent_dim", "hidden", "channels", "fc", "discriminator_lr", "unroll_lr", "pack", "width",
-                           "phase_steps"), "positive"),
+RANGES = {**dict.fromkeys(("latent_dim", "hidden", "discriminator_hidden", "pieces", "channels", "fc", "discriminator_lr",
+                           "unroll_lr", "pack", "width", "phase_steps"), "positive"),
           **dict.fromkeys(("discriminator_steps", "r1", "unrolled_steps"), "at least 0"), "stages": "at least 2"}
 # What changed at each version of the checkpoint (the engine refuses, in one line, a run of another version)
 CHECKPOINT_VERSIONS = {1: "the players took turns on one optimizer, a step counter in the weights",
@@ -130,6 +132,8 @@ def build(config: Config, data) -> Adversarial:
     if config.mel != (data.modality == "audio"):
         raise ValueError(f"model.mel={str(config.mel).lower()} does not fit {data.name} ({data.modality} data): "
                          "mel is true exactly for spoken digits' mel view (data.view=mel)")
+    if config.architecture not in ("mlp", "conv", "pacgan"):
+        raise ValueError(f"unknown model.architecture {config.architecture!r}; choose mlp, conv or pacgan")
     if config.architecture == "conv" and len(data.shape) != 3:
         raise ValueError(f"model.architecture=conv needs images; {data.name} examples have shape {data.shape} "
                          "(use model.architecture=mlp)")
@@ -160,7 +164,8 @@ def build(config: Config, data) -> Adversarial:
     net = Adversarial(data.shape, config.architecture, config.latent_dim, config.hidden, config.channels, config.fc,
                       data.num_classes if config.conditional else 0,
                       unit_interval=data.unit_images, spectral_norm=config.spectral_norm,
-                      minibatch_std=config.minibatch_std, pack=config.pack)
+                      minibatch_std=config.minibatch_std, pack=config.pack,
+                      discriminator_hidden=config.discriminator_hidden, pieces=config.pieces)
     return net
 
 
