@@ -39,11 +39,11 @@ CASES: dict[str, tuple[RunCase, ...]] = {
                                                             "model.unrolled_steps=2", "model.unroll_lr=0.05"),
                 dataset="digits", steps=25),
         # simultaneous gradient steps (model.discriminator_steps=0): both players' gradients on one batch, then both
-        # steps; the discriminator packed (PacGAN: pairs of images along their channels, channels last in flax, first
-        # in torch)
-        RunCase("gan/run/mlp-simultaneous-packed", "gan", (*GAN_RUN, "model.architecture=mlp", "model.hidden=16,16",
-                                                           "model.r1=0", "model.discriminator_steps=0",
-                                                           "model.pack=2"),
+        # steps; PacGAN's players (the generator's batch statistics and running ones moving, the maxout discriminator)
+        # with the discriminator packed (pairs of images along their channels, channels last in flax, first in torch)
+        RunCase("gan/run/pacgan-simultaneous-packed", "gan",
+                (*GAN_RUN, "model.architecture=pacgan", "model.hidden=16,16", "model.discriminator_hidden=8,8",
+                 "model.pieces=3", "model.r1=0", "model.discriminator_steps=0", "model.pack=2"),
                 dataset="digits"),
         # the class-conditional DCGAN (the projection on the conv features), every layer of its discriminator
         # spectrally normalised, the vectors stepped by each logit (Miyato et al.), and R1's gradient also through

@@ -76,6 +76,21 @@ def test_packing_that_mixes_coordinates_of_different_examples_is_caught(both):
     assert "reference" in caught(CASES["gan/pack"], Perturbation("column-major packing", fn=column_major))
 
 
+def test_maxout_over_strided_pieces_is_caught(both):
+    """A unit's pieces are consecutive outputs (Blocks' ``Maxout``, PacGAN's); taking every units-th output as a
+    unit's pieces gives the right shape and the wrong units: caught by the reference, and in the maxout
+    discriminator, whose converted weights then feed other pieces to each unit, by its output."""
+    import theory_jax.gan as T
+
+    def strided(h, pieces):
+        return jnp.max(jnp.reshape(h, (*h.shape[:-1], pieces, -1)), axis=-2)
+
+    assert "reference" in caught(CASES["gan/maxout"], Perturbation("strided pieces", fn=lambda fn: strided))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(T, "maxout", strided)
+        assert "output" in caught(CASES["gan/maxout_discriminator"], Perturbation("strided pieces"))
+
+
 def test_packing_along_the_wrong_axis_is_caught(both):
     """Images pack along their channels; packing along the width instead makes (B/m, H, m W, C): caught by its shape."""
     import theory_jax.gan as T

@@ -53,6 +53,45 @@ def test_shapes_of_the_mlp_dcgan_and_conditional_players():
     assert conv.logit(images, torch.arange(6)).shape == (6,) and conv.embed.weight.shape == (10, 16)
 
 
+def test_pacgans_players_are_built_as_its_code_builds_them():
+    """model.architecture=pacgan: a generator of bias-free linear layers, each followed by a batch norm (eps 1e-4,
+    momentum 0.05) and a ReLU, a linear output with bias; a discriminator of maxout layers (units x pieces outputs)
+    reading packed examples; every linear weight from N(0, 0.02^2), every bias zero. Control: the plain MLP players'
+    weights are not drawn that way."""
+    from torch import nn
+
+    net = tiny_net(architecture="pacgan", hidden=(64, 64), discriminator_hidden=(48, 32), pieces=3, pack=2)
+    g, d = net.generator, net.discriminator
+    assert [layer.bias for layer in g.layers] == [None, None] and g.out.bias is not None
+    assert [(n.eps, n.momentum) for n in g.norms] == [(1e-4, 0.05)] * 2
+    assert [(layer.in_features, layer.out_features) for layer in d.layers] == [(4, 144), (48, 96)]
+    z = torch.randn(10, 2)
+    assert net(z).shape == (10, 2) and net.logit(net(z)).shape == (5,) and d.features(torch.randn(5, 4)).shape == (5, 32)
+
+    def drawn_as_pacgan(module):
+        linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        weights = torch.cat([m.weight.flatten() for m in linears])
+        biases = [m.bias for m in linears if m.bias is not None]
+        return abs(weights.std().item() - 0.02) < 0.002 and all(torch.all(b == 0) for b in biases)
+
+    assert drawn_as_pacgan(g) and drawn_as_pacgan(d)
+    plain = tiny_net(hidden=(64, 64))
+    assert not drawn_as_pacgan(plain.generator) and not drawn_as_pacgan(plain.discriminator)
+
+
+def test_pacgans_generator_samples_from_its_running_statistics_in_eval_mode():
+    """Training normalises by the batch and moves the running statistics by 0.05 of the batch's; eval normalises by
+    the running statistics: one sample's output then no longer depends on the rest of its batch."""
+    net = tiny_net(architecture="pacgan", hidden=(16, 16), discriminator_hidden=(8, 8), pieces=3)
+    z = torch.randn(32, 2)
+    first = net.generator.layers[0](z)
+    net(z)
+    assert torch.allclose(net.generator.norms[0].running_mean, 0.05 * first.mean(0), atol=1e-6)
+    assert not torch.allclose(net(z[:4])[:2], net(z[:2]))  # training: the batch's statistics
+    net.eval()
+    assert torch.allclose(net(z[:4])[:2], net(z[:2]))
+
+
 @pytest.mark.parametrize("discriminator_steps", [2, 0])
 def test_a_step_is_a_round_of_the_game_each_player_on_its_own_optimizer(tmp_path, discriminator_steps):
     """One training step: discriminator_steps updates of the discriminator, each on its own batch, then one of the generator
@@ -363,6 +402,7 @@ def _open(run):
     (["--dataset", "names"], "vectors, images or log-mel spectrograms; names is text"),
     (["--set", "model.architecture=conv"], "architecture=conv needs images"),
     (["--set", "model.discriminator_steps=-1"], "model.discriminator_steps must be at least 0, got -1"),
+    (["--set", "model.architecture=pacgan", "--set", "model.pieces=0"], "model.pieces must be positive, got 0"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     code = main(["train", "gan", "--steps", "2", "--out", str(tmp_path / "run"), *argv])

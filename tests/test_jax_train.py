@@ -353,7 +353,7 @@ def test_a_faulty_game_step_is_caught(fault, both, monkeypatch):
         assert "loss" in caught(_game_case("mlp-conditional-unrolled"), fault, alter)
     elif fault == "simultaneous updates taken in turn":
         alter = lambda parts: {**parts, "train_step": _one_after_the_other}  # noqa: E731
-        assert "loss" in caught(_game_case("mlp-simultaneous-packed"), fault, alter)
+        assert "loss" in caught(_game_case("pacgan-simultaneous-packed"), fault, alter)
     else:  # the generator's batch norms updating their running variance by the batch's biased variance
         monkeypatch.setattr(jf, "batch_norm", lambda name, train: jf.nn.BatchNorm(
             use_running_average=not train, momentum=jf.BATCHNORM_MOMENTUM, epsilon=jf.BATCHNORM_EPS,

@@ -132,8 +132,6 @@ def build(config: Config, data) -> Adversarial:
     if config.mel != (data.modality == "audio"):
         raise ValueError(f"model.mel={str(config.mel).lower()} does not fit {data.name} ({data.modality} data): "
                          "mel is true exactly for spoken digits' mel view (data.view=mel)")
-    if config.architecture not in ("mlp", "conv", "pacgan"):
-        raise ValueError(f"unknown model.architecture {config.architecture!r}; choose mlp, conv or pacgan")
     if config.architecture == "conv" and len(data.shape) != 3:
         raise ValueError(f"model.architecture=conv needs images; {data.name} examples have shape {data.shape} "
                          "(use model.architecture=mlp)")
