@@ -434,7 +434,7 @@ def generator_gradients(mu, rule):
     return jax.grad(saturating)(mu), jax.grad(nonsaturating)(mu)
 
 
-# PacGAN's toy players (Lin et al. 2018, app. D; fjxmlzn/PacGAN's grid task): its batch normalisation's epsilon and the
+# PacGAN's toy players (Lin et al. 2018; fjxmlzn/PacGAN's grid task): its batch normalisation's epsilon and the
 # weight of a batch in its running statistics (flax's momentum is the old statistics' weight), its weights' initial std
 PACGAN_NORM_EPS, PACGAN_NORM_MOMENTUM, PACGAN_INIT_STD = 1e-4, 0.95, 0.02
 

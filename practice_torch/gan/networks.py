@@ -74,7 +74,7 @@ def players(shape: Sequence[int], architecture: str, z_dim: int, hidden: Sequenc
     raise ValueError(f"architecture must be 'mlp', 'pacgan' or 'conv', got {architecture!r}")
 
 
-# PacGAN's toy players (Lin et al. 2018, app. D; fjxmlzn/PacGAN's grid task, on Blocks): its batch normalisation's
+# PacGAN's toy players (Lin et al. 2018; fjxmlzn/PacGAN's grid task, on Blocks): its batch normalisation's
 # epsilon and the weight of a batch in its running statistics, and its weights' initial standard deviation
 PACGAN_NORM_EPS, PACGAN_NORM_MOMENTUM, PACGAN_INIT_STD = 1e-4, 0.05, 0.02
 
