@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup data demo test test-slow lint check exercise-check derivations notebooks docs site site-check site-setup \
+.PHONY: setup data demo test test-args test-slow lint check exercise-check derivations notebooks docs site site-check site-setup \
 	browser-setup \
 	portability clean
 
@@ -49,8 +49,13 @@ demo: setup
 # derivations and spec cases, spread one by one (tests/conftest.py).
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(1, min(4, len(os.sched_getaffinity(0)))))")
 
+TEST_ARGS = -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PY) -m pytest $(TEST_ARGS)
+
+test-args:  # make test's pytest arguments: `python -m benchmarks suite` runs them in a clone without its set-up
+	@echo $(TEST_ARGS)
 
 test-slow: setup site-setup browser-setup
 	$(PY) -m pytest -q -m slow

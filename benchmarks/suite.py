@@ -14,11 +14,12 @@ one thread at the suite's own settings (``tests/conftest.py``, imported):
 - ``torch_ms``: CPU milliseconds of a small convolution's forward and backward pass in float32.
 
 Each is the fastest of five repeats, the row's figure the mean of the probe before and the probe after the suite.
-The suite is ``make test``'s command (``python -m pytest -q -n WORKERS --dist loadgroup --durations=15``, one worker
-a core, at most 4) in a ``git clone`` of this checkout's commit (uncommitted changes are not in it;
+The suite is ``make test``'s pytest command (its arguments the Makefile's ``TEST_ARGS``, read by ``make test-args``)
+in a ``git clone`` of this checkout's commit, run without ``make test``'s set-up, which would build the clone a second
+``.venv`` (uncommitted changes are not in it;
 ``--suite-commit``: another commit, to time a change before against after on one machine), run with this interpreter
 and its packages; ``seconds`` is pytest's own figure (tests only, set-up excluded), ``cpu_s`` the user and system CPU
-time of pytest and its workers; the JSON also keeps the 15 slowest tests pytest names (``slowest``), where the next
+time of pytest and its workers; the JSON also keeps the slowest tests pytest names (``slowest``), where the next
 second would come from. ``--suite-tests`` runs a part of the suite instead (test files or node ids, comma-separated)."""
 
 from __future__ import annotations
@@ -77,7 +78,6 @@ print(json.dumps({"xla_compile_ms": fastest(compile_new) / 20, "python_ms": fast
 PLURAL = {"warning": "warnings", "error": "errors"}  # pytest says "1 warning", "2 warnings"
 SUMMARY = re.compile(r"^=*\s*(?P<counts>(?:\d+ \w+(?:, )?)+) in (?P<seconds>[\d.]+)s\b")
 DURATION = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>setup|call|teardown)\s+(?P<test>\S.*)$")
-SLOWEST = 15  # make test's --durations
 
 
 def probe(cwd: Path = ROOT) -> dict[str, float]:
@@ -112,19 +112,25 @@ def slowest(output: str) -> list[dict]:
     return [{"seconds": float(m["seconds"]), "phase": m["phase"], "test": m["test"]} for m in found if m]
 
 
-def workers() -> int:
-    """``make test``'s workers: one a core, at most 4 (the Makefile's ``TEST_WORKERS``)."""
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+def test_args(clone: Path) -> list[str]:
+    """``make test``'s pytest arguments in ``clone`` (its Makefile's ``TEST_ARGS``, by ``make test-args``); a commit
+    older than that target is a one-line error."""
+    proc = subprocess.run(["make", "-s", "--no-print-directory", "test-args"], cwd=clone, capture_output=True,
+                          text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise SystemExit("error: this commit's Makefile has no `make test-args` (make test's pytest arguments), which "
+                         "the suite benchmark runs: time a later commit")
+    return proc.stdout.split()
 
 
 def run_suite(clone: Path, tests: list[str]) -> dict:
     """``make test``'s pytest command in ``clone``: pytest's summary, the CPU seconds it and its workers took, and
     its slowest tests."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PYTEST_XDIST_WORKER", "OMP_NUM_THREADS")}
+    args = test_args(clone)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", str(workers()), "--dist", "loadgroup",
-                           f"--durations={SLOWEST}", "-p", "no:cacheprovider", *tests], cwd=clone, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", *tests],
+                          cwd=clone, env=env, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {**summary(proc.stdout), "cpu_s": round(cpu, 1), "slowest": slowest(proc.stdout)}

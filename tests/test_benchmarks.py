@@ -66,6 +66,22 @@ def test_the_suite_benchmark_reads_pytests_summary_and_keeps_both_probes():
     assert (r["seconds"], r["load_before"], r["load_after"]) == (5.0, 0.1, 1.9)
 
 
+def test_the_suite_benchmark_runs_make_tests_own_pytest_arguments(tmp_path):
+    """``suite`` runs in a clone the pytest command ``make test`` runs, its arguments read from the Makefile (``make
+    test-args``), so the two cannot drift apart. Control: a Makefile without the target is one line, not a run."""
+    import subprocess
+
+    from benchmarks.suite import test_args
+
+    args = test_args(ROOT)
+    recipe = subprocess.run(["make", "-n", "--no-print-directory", "test"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip().splitlines()[-1]
+    assert recipe.endswith(" -m pytest " + " ".join(args)) and "--dist" in args, (recipe, args)
+    (tmp_path / "Makefile").write_text("test:\n\techo old\n")
+    with pytest.raises(SystemExit, match="has no `make test-args`.*time a later commit"):
+        test_args(tmp_path)
+
+
 def _row(images, fid, kid, precision, recall):
     return {"images": images, "n": 100, "fid": fid, "inception_score": 5.0, "kid": kid, "precision": precision,
             "recall": recall}
