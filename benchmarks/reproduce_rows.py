@@ -127,6 +127,7 @@ PACGAN_PAPER_ARMS = tuple(
         ("pacgan4_paper", 4, "24.8 +- 0.2 (93.6%, 0.04)", 3000.0, ()),
         # and with its players as its code builds them (``model.architecture=pacgan``: a batch-normalised generator of
         # four layers of 400, a discriminator of three maxout layers of 200 units and 5 pieces, N(0, 0.02^2) weights)
+        ("gan_paper_players", 1, "17.3 +- 0.8 (94.8% high quality, reverse KL 0.70)", 2500.0, PACGAN_PLAYERS),
         ("pacgan2_paper_players", 2, "23.8 +- 0.7 (91.3%, 0.13)", 3000.0, PACGAN_PLAYERS),
         ("pacgan4_paper_players", 4, "24.8 +- 0.2 (93.6%, 0.04)", 3500.0, PACGAN_PLAYERS)))
 
