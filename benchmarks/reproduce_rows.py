@@ -118,18 +118,16 @@ PACGAN_PAPER = ("model.latent_dim=2", "model.hidden=400,400,400,400", "model.dis
                 "train.betas=0.8,0.999", "train.warmup_steps=0", "train.min_lr_ratio=1", "train.steps=100000",
                 "train.checkpoint_every=10000", "train.log_every=500")
 PACGAN_PLAYERS = ("model.architecture=pacgan", "model.discriminator_hidden=200,200,200", "model.pieces=5")
+PACGAN_FIGURES = {1: "17.3 +- 0.8 (94.8% high quality, reverse KL 0.70)", 2: "23.8 +- 0.7 (91.3%, 0.13)",
+                  4: "24.8 +- 0.2 (93.6%, 0.04)"}  # PacGAN's Table 1, by the number of samples packed
+# Each pack with the project's MLPs, then with PacGAN's players as its code builds them (``model.architecture=pacgan``:
+# a batch-normalised generator of four layers of 400, a discriminator of three maxout layers of 200 units and 5
+# pieces, N(0, 0.02^2) weights), half a thousand seconds slower
 PACGAN_PAPER_ARMS = tuple(
-    Arm(name, "gan", "grid25", (f"model.pack={m}", f"train.batch_size={100 * m}", *PACGAN_PAPER, *players), paper,
-        seconds)
-    for name, m, paper, seconds, players in (
-        ("gan_paper", 1, "17.3 +- 0.8 (94.8% high quality, reverse KL 0.70)", 2000.0, ()),
-        ("pacgan2_paper", 2, "23.8 +- 0.7 (91.3%, 0.13)", 2500.0, ()),
-        ("pacgan4_paper", 4, "24.8 +- 0.2 (93.6%, 0.04)", 3000.0, ()),
-        # and with its players as its code builds them (``model.architecture=pacgan``: a batch-normalised generator of
-        # four layers of 400, a discriminator of three maxout layers of 200 units and 5 pieces, N(0, 0.02^2) weights)
-        ("gan_paper_players", 1, "17.3 +- 0.8 (94.8% high quality, reverse KL 0.70)", 2500.0, PACGAN_PLAYERS),
-        ("pacgan2_paper_players", 2, "23.8 +- 0.7 (91.3%, 0.13)", 3000.0, PACGAN_PLAYERS),
-        ("pacgan4_paper_players", 4, "24.8 +- 0.2 (93.6%, 0.04)", 3500.0, PACGAN_PLAYERS)))
+    Arm(f"{'gan' if m == 1 else f'pacgan{m}'}_paper{suffix}", "gan", "grid25",
+        (f"model.pack={m}", f"train.batch_size={100 * m}", *PACGAN_PAPER, *players), PACGAN_FIGURES[m], seconds + slower)
+    for suffix, players, slower in (("", (), 0.0), ("_players", PACGAN_PLAYERS, 500.0))
+    for m, seconds in ((1, 2000.0), (2, 2500.0), (4, 3000.0)))
 
 CASCADE_SAMPLER = ("model.sampler=ddim", "model.sample_steps=50")  # the cascade row's sampler, every arm's
 

@@ -112,7 +112,7 @@ def slowest(output: str) -> list[dict]:
     return [{"seconds": float(m["seconds"]), "phase": m["phase"], "test": m["test"]} for m in found if m]
 
 
-def test_args(clone: Path) -> list[str]:
+def make_test_args(clone: Path) -> list[str]:
     """``make test``'s pytest arguments in ``clone`` (its Makefile's ``TEST_ARGS``, by ``make test-args``); a commit
     older than that target is a one-line error."""
     proc = subprocess.run(["make", "-s", "--no-print-directory", "test-args"], cwd=clone, capture_output=True,
@@ -127,7 +127,7 @@ def run_suite(clone: Path, tests: list[str]) -> dict:
     """``make test``'s pytest command in ``clone``: pytest's summary, the CPU seconds it and its workers took, and
     its slowest tests."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PYTEST_XDIST_WORKER", "OMP_NUM_THREADS")}
-    args = test_args(clone)
+    args = make_test_args(clone)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", *tests],
                           cwd=clone, env=env, capture_output=True, text=True)

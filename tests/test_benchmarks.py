@@ -71,15 +71,15 @@ def test_the_suite_benchmark_runs_make_tests_own_pytest_arguments(tmp_path):
     test-args``), so the two cannot drift apart. Control: a Makefile without the target is one line, not a run."""
     import subprocess
 
-    from benchmarks.suite import test_args
+    from benchmarks.suite import make_test_args
 
-    args = test_args(ROOT)
+    args = make_test_args(ROOT)
     recipe = subprocess.run(["make", "-n", "--no-print-directory", "test"], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip().splitlines()[-1]
     assert recipe.endswith(" -m pytest " + " ".join(args)) and "--dist" in args, (recipe, args)
     (tmp_path / "Makefile").write_text("test:\n\techo old\n")
     with pytest.raises(SystemExit, match="has no `make test-args`.*time a later commit"):
-        test_args(tmp_path)
+        make_test_args(tmp_path)
 
 
 def _row(images, fid, kid, precision, recall):
