@@ -96,8 +96,9 @@ fi
 # -rA: a line per test in the log; pytest's version and plugins first (the first GPU run's pytest exited 1 and left
 # an empty log)
 step pytest_version 20 520 "$PY" -m pytest --version --version
-# twice this step exited 1 with its log cut off inside the first file: -v names each test as it starts, unbuffered
-# output and the fault handler keep what a dying process printed, and JAX (which conftest imports) stays off the GPU
+# -v names each test as it starts, and unbuffered output keeps what a dying process printed: so the GPU machine's
+# XLA (jaxlib 0.11) was seen to abort the process on a flag of conftest's it does not know, which conftest now gives
+# only to the XLA that knows it; JAX (which conftest imports) stays off the GPU
 step pytest 75 440 env PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1 JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false \
   "$PY" -m pytest -m gpu -x -v -rA -s -p no:cacheprovider tests
 mkdir -p "$OUT/ddpm" "$OUT/ddpm_graphs" "$OUT/steps" "$OUT/graphs" "$OUT/last"

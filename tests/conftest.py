@@ -26,15 +26,37 @@ discrepancy, to the bit."""
 
 import gc
 import os
+from importlib.metadata import PackageNotFoundError, version
 
 gc.disable()  # until the tests are collected (``pytest_collection_finish``)
-xla_flags = ["--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"]
+
+
+def xla_flags(jaxlib: str, worker: bool) -> list[str]:
+    """The suite's XLA_FLAGS for XLA of ``jaxlib``'s version (see the module docstring); ``worker``: the process is
+    one of pytest-xdist's. XLA aborts the process on a flag it does not know, so a flag goes only to the versions
+    that have it: jaxlib 0.11 has no ``--xla_cpu_use_fusion_emitters`` (an H200 machine's jaxlib 0.11.2 ended
+    ``pytest -m gpu`` at its first test, the log cut off at "Unknown flag in XLA_FLAGS")."""
+    flags = ["--xla_backend_optimization_level=0"]
+    if tuple(int(p) for p in jaxlib.split(".")[:2] if p.isdigit()) < (0, 11):
+        flags.append("--xla_cpu_use_fusion_emitters=false")
+    if worker:
+        # One thread compiles too: XLA splits each program's LLVM module into parts to compile them in parallel, which
+        # on one thread is only overhead (a third off the spec cases, a fifth off the derivations on a 2-core AVX2
+        # EPYC).
+        flags += ["--xla_cpu_multi_thread_eigen=false", "--xla_cpu_parallel_codegen_split_count=1"]
+    return flags
+
+
+def _jaxlib_version() -> str:
+    try:
+        return version("jaxlib")
+    except PackageNotFoundError:  # no jaxlib: JAX's tests fail on their import, not on a flag
+        return "0"
+
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI subprocesses of the tests
-    # One thread compiles too: XLA splits each program's LLVM module into parts to compile them in parallel, which on
-    # one thread is only overhead (a third off the spec cases, a fifth off the derivations on a 2-core AVX2 EPYC).
-    xla_flags += ["--xla_cpu_multi_thread_eigen=false", "--xla_cpu_parallel_codegen_split_count=1"]
-os.environ.setdefault("XLA_FLAGS", " ".join(xla_flags))
+os.environ.setdefault("XLA_FLAGS", " ".join(xla_flags(_jaxlib_version(), bool(os.environ.get("PYTEST_XDIST_WORKER")))))
 
 import functools  # noqa: E402
 

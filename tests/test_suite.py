@@ -1,7 +1,7 @@
 """The suite's own scheduling (``tests/conftest.py``): each test file runs whole on one pytest-xdist worker, so its
 module fixtures are built once; the derivations and the spec cases (``SPREAD``) go out one by one."""
 
-from conftest import SPREAD, pytest_xdist_make_scheduler, work_unit
+from conftest import SPREAD, pytest_xdist_make_scheduler, work_unit, xla_flags
 
 
 class Config:
@@ -29,3 +29,12 @@ def test_loadgroup_is_scheduled_by_work_unit():
     node = "tests/test_check.py::test_one[vae]"
     assert scheduler._split_scope(node) == work_unit(node) == "tests/test_check.py"
     assert pytest_xdist_make_scheduler(Config("load"), None) is None  # other modes: xdist's own
+
+
+def test_xla_gets_only_the_flags_its_version_knows():
+    """An unknown flag in XLA_FLAGS aborts the process: jaxlib 0.11 lost the fusion-emitter switch that 0.10 has."""
+    old, new = xla_flags("0.10.2", worker=False), xla_flags("0.11.2", worker=False)
+    assert "--xla_cpu_use_fusion_emitters=false" in old and "--xla_cpu_use_fusion_emitters=false" not in new
+    assert "--xla_backend_optimization_level=0" in new  # control: a flag both versions know stays
+    assert "--xla_cpu_multi_thread_eigen=false" in xla_flags("0.10.2", worker=True)
+    assert "--xla_cpu_multi_thread_eigen=false" not in old
