@@ -20,8 +20,8 @@ Generated text sits between ``<!-- NAME:begin ... -->`` and ``<!-- NAME:end -->`
 * docs/exercises.md: ``exercise-list``, every exercise (``theory_jax/exercises/<topic>.py``) in the course's order,
   what it teaches, its cases and named mistakes, and the command that writes it.
 * Quotes in prose: ``<!--q:KEY-->FIGURE<!--/q-->`` on any page, its FIGURE generated from KEY (``quote``): a figure
-  of a results row (``results:MODEL/DATASET``) or of a reproduction (``reproduce:ROW/ARM/STAT``), so prose that
-  restates a table cannot drift from it.
+  of a results row (``results:MODEL/DATASET``), of a reproduction (``reproduce:ROW/ARM/STAT``) or of a GPU timing
+  (``gpu:MODEL/FIELD``, docs/gpu_steps.json), so prose that restates a table cannot drift from it.
 
 The results and reproduction renderers and the quotes are in ``shared_specs/measured.py``. ``--check`` writes
 nothing and exits 1 naming what is stale (a lesson over its length too); tests/test_docs.py runs it, and
@@ -315,16 +315,17 @@ def rendered(root: Path | None = None) -> dict[str, str]:
     page or marker."""
     root = root or catalogue.ROOT
     specs, results = _json(root, SPECS_FILE, {}), _json(root, RESULTS_FILE, [])
-    record, twins = _json(root, REPRODUCE_FILE, {}), _json(root, TWINS_FILE, {})
+    record, twins, gpu = _json(root, REPRODUCE_FILE, {}), _json(root, TWINS_FILE, {}), _json(root, GPU_FILE, {})
     out = {}
     readme = _read(root, "README.md") or ""
-    out["README.md"] = fill_quotes(fill(readme, "topic-table", topic_table(), "README.md"), results, record, "README.md")
+    out["README.md"] = fill_quotes(fill(readme, "topic-table", topic_table(), "README.md"), results, record, "README.md",
+                                   gpu)
     pages = {RESULTS_PAGE: {"results": results_table(results, "records/"),
                             "reproduce-summary": reproduce_summary(record)},
-             GPU_PAGE: {"gpu-presets": gpu_table(_json(root, GPU_FILE, {}))},
+             GPU_PAGE: {"gpu-presets": gpu_table(gpu)},
              FAMILIES_PAGE: {"families": families_table(record)}}
     for path, blocks in pages.items():
-        out[path] = fill_quotes(_page(root, path, blocks), results, record, path)
+        out[path] = fill_quotes(_page(root, path, blocks), results, record, path, gpu)
     out[EXERCISES_PAGE] = _page(root, EXERCISES_PAGE, {"exercise-list": exercise_table()})
     for topic in topics_with_pages():
         path, records = f"{TOPICS_DIR}/{topic.name}.md", f"{RECORDS_DIR}/{topic.name}.md"
@@ -338,7 +339,7 @@ def rendered(root: Path | None = None) -> dict[str, str]:
                 raise ValueError(f"{path} holds the generated {name!r} block, which belongs on {records}")
         page = fill(page, "header", page_header(topic), path)
         page = fill(page, "summary", lessons.summary_block(topic.name, results, record), path)
-        out[path] = fill_quotes(lessons.fill_code(page, catalogue.ROOT, path), results, record, path)
+        out[path] = fill_quotes(lessons.fill_code(page, catalogue.ROOT, path), results, record, path, gpu)
         page = fill(record_page, "records-header", lessons.records_header(topic.name), records)
         page = fill(page, "claims", claims_block(topic.name, _read(root, f"{DERIVATIONS_DIR}/{topic.name}.md")),
                     records)
@@ -347,7 +348,7 @@ def rendered(root: Path | None = None) -> dict[str, str]:
         wanted = any(topic.name in r["topics"] for r in record.get("rows", {}).values())
         if wanted or begin("reproduce") in page:  # a page with a reproduction must hold its block
             page = fill(page, "reproduce", reproduce_table(record, topic.name), records)
-        out[records] = fill_quotes(lessons.fill_code(page, catalogue.ROOT, records), results, record, records)
+        out[records] = fill_quotes(lessons.fill_code(page, catalogue.ROOT, records), results, record, records, gpu)
     return out
 
 

@@ -273,16 +273,22 @@ def reproduce_summary(record: dict[str, Any], records: str = "records/") -> str:
 QUOTE = re.compile(r"<!--q:(?P<key>[^>]+?)-->(?P<figure>.*?)<!--/q-->")
 
 
-def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> str:
+def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any], gpu: dict[str, Any] | None = None) -> str:
     """The figure a prose quote stands for. ``results:MODEL/DATASET``: the headline of that results row (the plain
     preset's where there is one, as the front page picks it), 4 significant digits; ``results:MODEL/DATASET/METRIC``:
     another figure that row's evaluation recorded (a sweep's row: its mean over the seeds). ``reproduce:ROW/ARM/STAT``: a
     reproduction's mean, sd, min or max (the row's digits), seeds, met (the seeds that met the target, 'k of n'), or
     the mean over the seeds of a metric its runs recorded (3 significant digits); ``reproduce:ROW/ARM/seedK``: seed
     K's value (the row's digits), ``reproduce:ROW/ARM/METRIC/seedK`` a metric it recorded (3 significant digits), for
-    prose that compares arms seed by seed. ValueError naming a key that names nothing."""
+    prose that compares arms seed by seed. ``gpu:MODEL/FIELD``: a figure of ``gpu`` (docs/gpu_steps.json), MODEL a
+    model's row or a variant's name, as the GPU table writes it (``gpu_figure``). ValueError naming a key that names
+    nothing."""
     kind, _, path = key.partition(":")
     parts = path.split("/")
+    if kind == "gpu" and len(parts) == 2:
+        figure = gpu_figure(gpu or {}, *parts)
+        if figure is not None:
+            return figure
     if kind == "results" and len(parts) in (2, 3):
         rows = [r for r in results if (r["model"], r["dataset"]) == tuple(parts[:2]) and r.get("kind") != "control"]
         picked = [r for r in front_rows(rows) if r["dataset"] == parts[1]] or rows
@@ -324,12 +330,28 @@ def quote(key: str, results: list[dict[str, Any]], record: dict[str, Any]) -> st
             return f"{sum(r['metrics'][parts[2]] for r in runs) / len(runs):.3g}"
     raise ValueError(f"a prose quote names {key!r}, which is no figure: results:MODEL/DATASET[/METRIC|/PRESET/value|"
                      "train_seconds] or reproduce:ROW/ARM/mean|sd|min|max|seeds|met|a recorded metric[/seedK]|seedK or "
-                     "reproduce:ROW/gap/mean|min|half")
+                     "reproduce:ROW/gap/mean|min|half or gpu:MODEL/FIELD")
 
 
-def fill_quotes(text: str, results: list[dict[str, Any]], record: dict[str, Any], where: str) -> str:
+GPU_FORMATS = {"examples_per_s": "{:,.0f}", "mfu": "{:.1%}", "gpu_busy": "{:.0%}", "step_ms": "{:.3g}",
+               "first_step_s": "{:.3g}", "syncs_per_step": "{:.2g}", "batch": "{:d}"}
+
+
+def gpu_figure(recorded: dict[str, Any], name: str, field: str) -> str | None:
+    """A figure of a GPU results file (``python -m benchmarks gpu_steps``): ``field`` (``GPU_FORMATS``: formatted as
+    the GPU table writes it) of the row timed for model ``name``, or of the variant so named (a setting timed beside
+    the preset: ``variants``, each with its ``name``); None where there is no such measured figure."""
+    rows = {r["model"]: r for r in recorded.get("rows", [])} | {v["name"]: v for v in recorded.get("variants", [])}
+    value = rows.get(name, {}).get(field)
+    if field not in GPU_FORMATS or not isinstance(value, (int, float)):
+        return None
+    return GPU_FORMATS[field].format(value)
+
+
+def fill_quotes(text: str, results: list[dict[str, Any]], record: dict[str, Any], where: str,
+                gpu: dict[str, Any] | None = None) -> str:
     """``text`` with every prose quote's figure generated (``quote``); ValueError naming ``where`` and the key."""
     try:
-        return QUOTE.sub(lambda m: f"<!--q:{m['key']}-->{quote(m['key'], results, record)}<!--/q-->", text)
+        return QUOTE.sub(lambda m: f"<!--q:{m['key']}-->{quote(m['key'], results, record, gpu)}<!--/q-->", text)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None

@@ -439,6 +439,13 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
             docs.quote(f"reproduce:cartpole/trpo/{nothing}", results, record)
     with pytest.raises(ValueError, match="'reproduce:cartpole/ppo/mean', which is no figure"):
         docs.quote("reproduce:cartpole/ppo/mean", results, record)
+    gpu = {"rows": [{"model": "ddpm", "examples_per_s": 6274.3, "mfu": 0.2301, "gpu_busy": 0.981, "note": ""}],
+           "variants": [{"name": "ddpm_batch256", "model": "ddpm", "mfu": 0.2649}]}  # a GPU row, and a variant beside it
+    assert [docs.quote(f"gpu:{key}", [], {}, gpu) for key in ("ddpm/examples_per_s", "ddpm/mfu", "ddpm/gpu_busy",
+                                                              "ddpm_batch256/mfu")] == ["6,274", "23.0%", "98%", "26.5%"]
+    for nothing in ("vae/mfu", "ddpm/note", "ddpm_batch256/gpu_busy", "ddpm"):  # controls: no row, field or figure
+        with pytest.raises(ValueError, match="which is no figure"):
+            docs.quote(f"gpu:{nothing}", [], {}, gpu)
     page = copy_of_docs / "docs/topics/vae.md"
     text = page.read_text()
     right = f"The quick preset: <!--q:results:vae/fashion_mnist-->{vae['value']:.4g}<!--/q--> bits/dim.\n"
@@ -450,7 +457,16 @@ def test_a_prose_quote_is_generated_and_a_hand_typed_one_that_drifted_is_caught(
     assert docs.stale(copy_of_docs) == ["docs/topics/vae.md: a prose quote names 'results:vae/nope', which is no "
                                         "figure: results:MODEL/DATASET[/METRIC|/PRESET/value|train_seconds] or "
                                         "reproduce:ROW/ARM/mean|sd|min|max|seeds|met|"
-                                        "a recorded metric[/seedK]|seedK or reproduce:ROW/gap/mean|min|half"]
+                                        "a recorded metric[/seedK]|seedK or reproduce:ROW/gap/mean|min|half or "
+                                        "gpu:MODEL/FIELD"]
+    page.write_text(text)
+    gpu_page = copy_of_docs / docs.GPU_PAGE  # a GPU figure quoted from docs/gpu_steps.json, then drifted
+    text = gpu_page.read_text()
+    ddpm = next(r for r in json.loads((copy_of_docs / docs.GPU_FILE).read_text())["rows"] if r["model"] == "ddpm")
+    gpu_page.write_text(text + f"ddpm: <!--q:gpu:ddpm/mfu-->{ddpm['mfu']:.1%}<!--/q--> MFU.\n")
+    assert docs.stale(copy_of_docs) == []
+    gpu_page.write_text(text + "ddpm: <!--q:gpu:ddpm/mfu-->25.0%<!--/q--> MFU.\n")
+    assert docs.stale(copy_of_docs) == [f"{docs.GPU_PAGE} is stale"]
 
 
 # Lessons: short, their code quoted from the source, their formulas typeset. ---------------------------------------
