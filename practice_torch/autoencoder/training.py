@@ -45,7 +45,8 @@ class Config:
     mel: bool = False  # spoken_digits log-mels (data.view=mel) in [-1, 1]: shown as spectrograms, written as WAV
 
 
-GPU_TRAINING = {"precision": "bf16", "compile": True, "channels_last": True, "log_every": 100}
+GPU_TRAINING = {"precision": "bf16", "compile": True, "compile_mode": "reduce-overhead", "channels_last": True,
+                "log_every": 100}
 
 # quick: a few minutes on 2 CPU cores, on one thread (these small convs run several times slower when two threads
 # share the cores with other work); full: GPU scale. Fashion-MNIST (the default): a conv autoencoder with

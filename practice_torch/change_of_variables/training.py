@@ -42,7 +42,7 @@ PRESETS = {
     "full": dict.fromkeys(("moons", "*"), Preset(
         Config(components=32, layers=16),
         TrainConfig(steps=20_000, batch_size=1024, lr=5e-3, warmup_steps=500, grad_clip=10.0, checkpoint_every=5000,
-                    log_every=200, samples=2000, ema_decay=0.999))),
+                    log_every=200, samples=2000, ema_decay=0.999, compile=True, compile_mode="reduce-overhead"))),
 }
 default_config = preset_config("change_of_variables", PRESETS)
 # What the checkpoint fixes (the network and what its weights mean): --resume refuses a change to these, sample and

@@ -64,7 +64,8 @@ class Config:
     eval_examples: int = 2000  # held-out examples of the latent loss in ``evaluate``
 
 
-GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "compile": True, "log_every": 100}
+GPU_TRAINING = {"ema_decay": 0.9999, "precision": "bf16", "compile": True, "compile_mode": "reduce-overhead",
+                "log_every": 100}
 
 
 # quick (2 CPU cores, fashion_mnist): the vae quick conv VAE for 3000 steps, then 5000 steps of a 256-wide MLP DDPM on
