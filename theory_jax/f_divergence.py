@@ -245,8 +245,12 @@ class MLPCritic(nn.Module):
         h = jnp.transpose(x, (0, 3, 1, 2)) if x.ndim == 4 else x  # torch flattens (C, H, W)
         h = jnp.reshape(h, (h.shape[0], -1))
         for layer in self.layers:
-            h = leaky_relu(layer(h), 0.2)
+            h = self.activation(layer(h))
         return h
+
+    def activation(self, h):
+        """What follows each hidden layer: LeakyReLU(0.2)."""
+        return leaky_relu(h, 0.2)
 
     def __call__(self, x):
         return self.logit_and_features(x)[0]

@@ -477,13 +477,9 @@ class MaxoutDiscriminator(MLPCritic):
         self.layers = [self.dense(w * self.pieces) for w in self.hidden]
         self.out = self.dense(1)
 
-    def features(self, x):
-        """The last maxout layer, (B, hidden[-1])."""
-        h = jnp.transpose(x, (0, 3, 1, 2)) if x.ndim == 4 else x  # torch flattens (C, H, W)
-        h = jnp.reshape(h, (h.shape[0], -1))
-        for layer in self.layers:
-            h = maxout(layer(h), self.pieces)
-        return h
+    def activation(self, h):
+        """What follows each hidden layer: the maximum over each unit's ``pieces``, (B, w * pieces) -> (B, w)."""
+        return maxout(h, self.pieces)
 
 
 # 3. The players (the twin of ``practice_torch.gan.networks.Adversarial``) -------------------------------------------
