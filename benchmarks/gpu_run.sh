@@ -8,6 +8,9 @@
 #   4. gpu_steps under CUDA graphs for the launch-bound models whose step compiles, the language model last
 #                                                                            -> OUT/graphs/
 #   5. gpu_steps for guidance, with all the time that is left                -> OUT/last/
+# --models LIST (or all) replaces steps 2-5: one gpu_steps of those full presets with all the time left, after short
+# runs of the networks some of them build on (the language model the fine-tuning models start from, a GAN for
+# gan_inversion; their quality does not matter to a step's time)       -> OUT/runs/, OUT/steps/
 # Each gpu_steps.json is written row by row, so a step stopped by its limit keeps the rows it measured.
 # OUT/summary.txt has a line per step: its exit status and seconds (124: stopped by its time limit). --pack FILE
 # then writes OUT as one .tar.gz (the device tool brings back a few files only). Afterwards, on the CPU: the rows
@@ -15,6 +18,7 @@
 #
 #   benchmarks/gpu_run.sh --out gpu-run --pack "$OUT/gpu-run.tar.gz"   # on the GPU machine
 #   benchmarks/gpu_run.sh --device cpu --tiny --out /tmp/dry           # the dry run here: every command, a few steps
+#   benchmarks/gpu_run.sh --models ppo,gan_inversion,vae --out gpu-run  # chosen presets (all: every one), one commit
 #
 # The data the GPU machine lacks travels with the call: GENERATIVE_TWINS_DATA=<a carried folder> holding the
 # prepared Shakespeare, the feature network's cache and fashion-mnist/ (the IDX files: the GPU machine has no Debian
@@ -27,6 +31,7 @@ OUT=gpu-run
 BUDGET=540
 TINY=0
 PACK=""
+MODELS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --pack) PACK="$2"; shift 2 ;;
@@ -34,13 +39,17 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --budget) BUDGET="$2"; shift 2 ;;
     --tiny) TINY=1; shift ;;
-    *) echo "error: unknown option $1 (use --device cuda|cpu, --out DIR, --budget SECONDS, --tiny, --pack FILE)" >&2
+    --models) MODELS="$2"; shift 2 ;;
+    *) echo "error: unknown option $1 (use --device cuda|cpu, --out DIR, --budget SECONDS, --tiny, --pack FILE," \
+            "--models LIST|all)" >&2
        exit 2 ;;
   esac
 done
 case "$DEVICE" in cuda|cpu) ;; *) echo "error: --device is cuda or cpu, got $DEVICE" >&2; exit 2 ;; esac
 [ "$DEVICE" = cpu ] && export CUDA_VISIBLE_DEVICES=""  # gpu_steps takes a GPU wherever it sees one
 case "$BUDGET" in ''|*[!0-9]*) echo "error: --budget is whole seconds, got $BUDGET" >&2; exit 2 ;; esac
+case "$MODELS" in *[!a-z_,]*) echo "error: --models is a comma-separated list of model names or all, got $MODELS" >&2
+                              exit 2 ;; esac
 if [ -e "$OUT" ] && [ -n "$(ls -A "$OUT" 2>/dev/null)" ]; then
   echo "error: $OUT exists and is not empty; choose another --out" >&2; exit 2
 fi
@@ -101,15 +110,39 @@ step pytest_version 20 520 "$PY" -m pytest --version --version
 # only to the XLA that knows it; JAX (which conftest imports) stays off the GPU
 step pytest 75 440 env PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1 JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false \
   "$PY" -m pytest -m gpu -x -v -rA -s -p no:cacheprovider tests
-mkdir -p "$OUT/ddpm" "$OUT/ddpm_graphs" "$OUT/steps" "$OUT/graphs" "$OUT/last"
-step ddpm 120 320 "$PY" -m benchmarks gpu_steps --results "$OUT/ddpm" "${DDPM_ARGS[@]}" "${STEPS_ARGS[@]}"
-step ddpm_graphs 120 200 "$PY" -m benchmarks gpu_steps --results "$OUT/ddpm_graphs" "${DDPM_ARGS[@]}" \
-  "${STEPS_ARGS[@]}" "${GRAPHS[@]}"
-step gpu_steps 60 140 "$PY" -m benchmarks gpu_steps --results "$OUT/steps" --gpu-models "$STEPS_MODELS" "${STEPS_ARGS[@]}"
-step gpu_steps_graphs 150 20 "$PY" -m benchmarks gpu_steps --results "$OUT/graphs" --gpu-models "$GRAPH_MODELS" \
-  "${STEPS_ARGS[@]}" "${GRAPHS[@]}"
-step gpu_steps_last 400 0 "$PY" -m benchmarks gpu_steps --results "$OUT/last" --gpu-models "$LAST_MODELS" \
-  "${STEPS_ARGS[@]}"
+
+if [ -n "$MODELS" ]; then
+  # the runs the chosen presets build on, trained a few steps eagerly at the size those presets read
+  PRESET=$( [ "$TINY" = 1 ] && echo quick || echo full )
+  REF=(--device "$DEVICE" --preset "$PRESET" --steps 3 --set train.compile=false --set train.samples=0
+       --set train.warmup_steps=1 --set train.checkpoint_every=3)
+  FINE_TUNING="policy_gradient ppo trpo reward_model dpo"
+  wants() { [ "$MODELS" = all ] || [[ ",$MODELS," == *",$1,"* ]]; }
+  if [ -n "$(for m in $FINE_TUNING; do wants "$m" && echo "$m"; done)" ]; then
+    step reference_language_model 120 200 "$PY" -m practice_torch train language_model \
+      --out "$OUT/runs/language_model" "${REF[@]}"
+    for m in $FINE_TUNING; do STEPS_ARGS+=(--gpu-set "$m:model.reference=$OUT/runs/language_model"); done
+  fi
+  if wants gan_inversion; then
+    step reference_gan 120 200 "$PY" -m practice_torch train gan --dataset fashion_mnist --out "$OUT/runs/gan" \
+      "${REF[@]}"
+    STEPS_ARGS+=(--gpu-set "gan_inversion:model.generator=$OUT/runs/gan")
+  fi
+  mkdir -p "$OUT/steps"
+  CHOSEN=$( [ "$MODELS" = all ] || echo "--gpu-models=$MODELS" )
+  step gpu_steps 600 0 "$PY" -m benchmarks gpu_steps --results "$OUT/steps" $CHOSEN "${STEPS_ARGS[@]}"
+else
+  mkdir -p "$OUT/ddpm" "$OUT/ddpm_graphs" "$OUT/steps" "$OUT/graphs" "$OUT/last"
+  step ddpm 120 320 "$PY" -m benchmarks gpu_steps --results "$OUT/ddpm" "${DDPM_ARGS[@]}" "${STEPS_ARGS[@]}"
+  step ddpm_graphs 120 200 "$PY" -m benchmarks gpu_steps --results "$OUT/ddpm_graphs" "${DDPM_ARGS[@]}" \
+    "${STEPS_ARGS[@]}" "${GRAPHS[@]}"
+  step gpu_steps 60 140 "$PY" -m benchmarks gpu_steps --results "$OUT/steps" --gpu-models "$STEPS_MODELS" \
+    "${STEPS_ARGS[@]}"
+  step gpu_steps_graphs 150 20 "$PY" -m benchmarks gpu_steps --results "$OUT/graphs" --gpu-models "$GRAPH_MODELS" \
+    "${STEPS_ARGS[@]}" "${GRAPHS[@]}"
+  step gpu_steps_last 400 0 "$PY" -m benchmarks gpu_steps --results "$OUT/last" --gpu-models "$LAST_MODELS" \
+    "${STEPS_ARGS[@]}"
+fi
 echo "done in $(( $(date +%s) - START ))s" | tee -a "$OUT/summary.txt"
 if [ -n "$PACK" ]; then
   tar czf "$PACK" -C "$OUT" . && echo "packed $OUT into $PACK"

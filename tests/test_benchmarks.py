@@ -754,8 +754,8 @@ def test_the_presets_sweep_trains_the_runs_a_preset_builds_on_first_a_seed_each(
 
 def test_the_prepared_gpu_run_parses_and_refuses_bad_options_in_one_line(tmp_path):
     """benchmarks/gpu_run.sh (the lent GPU's one run; its dry run on the CPU, --device cpu --tiny, trains every step
-    a few steps): bash reads it, and a wrong device, budget or a folder already holding files is one line, exit 2,
-    with nothing written (control: the folder left as it was)."""
+    a few steps): bash reads it, and a wrong device, budget, model list or a folder already holding files is one line,
+    exit 2, with nothing written (control: the folder left as it was)."""
     import subprocess
 
     script = str(ROOT / "benchmarks" / "gpu_run.sh")
@@ -764,7 +764,8 @@ def test_the_prepared_gpu_run_parses_and_refuses_bad_options_in_one_line(tmp_pat
     taken.mkdir()
     (taken / "keep").write_text("x")
     for argv, message in ((["--device", "tpu"], "--device is cuda or cpu"), (["--budget", "9m"], "whole seconds"),
-                          (["--out", str(taken)], "exists and is not empty"), (["--fast"], "unknown option --fast")):
+                          (["--out", str(taken)], "exists and is not empty"), (["--fast"], "unknown option --fast"),
+                          (["--models", "vae;ls"], "comma-separated list of model names")):
         done = subprocess.run(["bash", script, *argv], capture_output=True, text=True, cwd=tmp_path)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and (taken / "keep").read_text() == "x"
