@@ -60,18 +60,18 @@ START=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 
 # step NAME CAP RESERVE CMD...: CMD under a time limit of CAP seconds, or less so that RESERVE seconds stay for the
-# steps after it; its output in OUT/NAME.log, a line in OUT/summary.txt, its exit status in LAST_RC (-1: skipped)
+# steps after it; its output in OUT/NAME.log, a line in OUT/summary.txt with its exit status
 step() {
   local name="$1" cap="$2" reserve="$3"; shift 3
   local limit=$(( $(left) - reserve ))
   [ "$limit" -gt "$cap" ] && limit="$cap"
   if [ "$limit" -lt 5 ]; then
-    echo "$name skipped: no time left" | tee -a "$OUT/summary.txt"; LAST_RC=-1; return 0
+    echo "$name skipped: no time left" | tee -a "$OUT/summary.txt"; return 0
   fi
   local began=$(date +%s)
   timeout --signal=TERM --kill-after=15 "$limit" "$@" > "$OUT/$name.log" 2>&1
-  LAST_RC=$?
-  echo "$name rc=$LAST_RC ${limit}s-limit $(( $(date +%s) - began ))s" | tee -a "$OUT/summary.txt"
+  local rc=$?
+  echo "$name rc=$rc ${limit}s-limit $(( $(date +%s) - began ))s" | tee -a "$OUT/summary.txt"
 }
 
 echo "gpu_run on $DEVICE, budget ${BUDGET}s, into $OUT ($( [ "$TINY" = 1 ] && echo tiny dry run || echo full ))" \
