@@ -12,7 +12,10 @@ STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 setup: $(STAMP) data
 
 # The embedded data: Debian's Fashion-MNIST and espeak-ng (installed with apt-get when run as root;
-# otherwise a note says how), then the data sets the project builds or fetches from the registry.
+# otherwise a note says how), then the data sets the project builds or fetches from the registry, then
+# the feature networks of FID/IS/KID on the two image sets the tests evaluate on (trained once, cached:
+# about 2 minutes for Fashion-MNIST, which a test would otherwise spend).
+FEATURES := $(or $(GENERATIVE_TWINS_DATA),$(HOME)/.cache/generative-twins)/features
 data: $(STAMP)
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] || ! command -v espeak-ng >/dev/null 2>&1 \
 	    || [ ! -f /usr/share/javascript/katex/katex.js ] || ! command -v node >/dev/null 2>&1; then \
@@ -23,6 +26,8 @@ data: $(STAMP)
 	  else echo "note: run 'sudo apt-get install dataset-fashion-mnist espeak-ng libjs-katex nodejs' for Fashion-MNIST, spoken digits and the math check"; fi; \
 	fi
 	$(PY) -m practice_torch.data prepare
+	@for d in digits fashion_mnist; do test -f $(FEATURES)/$$d.safetensors || $(PY) -m practice_torch features $$d \
+	  || echo "note: the $$d feature network was not trained; the first test or eval that needs it trains it"; done
 
 # --no-cache-dir: torch's CUDA wheels are about 3 GB; a cached second copy of them has filled a CI disk.
 $(STAMP): requirements.txt
