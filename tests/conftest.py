@@ -57,6 +57,10 @@ def _jaxlib_version() -> str:
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the CLI subprocesses of the tests
 os.environ.setdefault("XLA_FLAGS", " ".join(xla_flags(_jaxlib_version(), bool(os.environ.get("PYTEST_XDIST_WORKER")))))
+# A completed run's loss.png is about half a second of matplotlib drawing axes, more than a few-step run trains: 209
+# of the suite's runs drew one, 67 s of its 897 s of CPU at 5b6ef9b. The suite's runs draw none, the CLI's
+# subprocesses included (``practice_torch.engine.runs.LOSS_PLOT_ENV``), except in the tests that ask (``loss_plot``).
+os.environ.setdefault("GENERATIVE_TWINS_LOSS_PLOT", "0")
 
 import functools  # noqa: E402
 
@@ -160,6 +164,12 @@ def kept_programs(tmp_path_factory):
     for name, value in before.items():
         jax.config.update(name, value)
     compilation_cache.reset_cache()
+
+
+@pytest.fixture()
+def loss_plot(monkeypatch):
+    """Runs finished in this test draw their RUN/loss.png, as everywhere outside the suite."""
+    monkeypatch.setenv("GENERATIVE_TWINS_LOSS_PLOT", "1")
 
 
 @pytest.fixture(scope="session")

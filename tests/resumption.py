@@ -16,9 +16,11 @@ def assert_resumes_exactly(cfg, tmp_path, stop_at: int):
     every tensor of the resumed net must equal the uncut run's last checkpoint. Each trainer gets its own copy of
     ``cfg``, as each command does. With ``train.threads`` 0 the runs take one thread: the engine gives a run fewer
     threads on a busy machine, and two thread counts sum a convolution's gradient in two orders, which Adam turns,
-    on a bias whose gradient is all rounding (one before a GroupNorm), into steps of opposite signs."""
+    on a bias whose gradient is all rounding (one before a GroupNorm), into steps of opposite signs. The runs draw no
+    samples at their end (``train.samples`` 0): they come after the last checkpoint, which is what is compared."""
     cfg = copy.deepcopy(cfg)
     cfg.train.threads = cfg.train.threads or 1
+    cfg.train.samples = 0
     new_trainer(copy.deepcopy(cfg), tmp_path / "whole").run()
     new_trainer(copy.deepcopy(cfg), tmp_path / "cut").run(stop_at=stop_at)
     resumed = new_trainer(copy.deepcopy(cfg), tmp_path / "cut", resume=True)

@@ -58,7 +58,9 @@ def cache(tmp_path_factory):
 def run(tmp_path_factory) -> Path:
     """A finished 4-step run of a tiny conv VAE on the 8x8 digits."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", "vae", "--steps", "4", "--out", str(out), *TINY]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENERATIVE_TWINS_LOSS_PLOT", "1")  # the loss curves drawn (tests/conftest.py)
+        assert main(["train", "vae", "--steps", "4", "--out", str(out), *TINY]) == 0
     return out
 
 
@@ -304,7 +306,7 @@ def test_resume_to_fewer_steps_than_trained_is_refused_and_changes_nothing(copy,
     assert code == 0 and "for 4 steps (0 of them now)" in out, err
 
 
-def test_train_samples_0_skips_the_samples_at_the_end_and_sample_draws_them_later(tmp_path, capsys):
+def test_train_samples_0_skips_the_samples_at_the_end_and_sample_draws_them_later(loss_plot, tmp_path, capsys):
     """train.samples=0: the run ends with its loss curves and no samples (a short run's end was mostly its sampler);
     `sample` then draws TrainConfig's default number. Control: a run with samples writes them (the ``run`` fixture)."""
     out = tmp_path / "run"

@@ -260,7 +260,7 @@ def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in read_metrics(tmp_path / "bf16"))
 
 
-def test_a_run_directory_holds_config_checkpoints_metrics_events_and_pictures(tmp_path):
+def test_a_run_directory_holds_config_checkpoints_metrics_events_and_pictures(loss_plot, tmp_path):
     run = tmp_path / "run"
     outcome = new_trainer(tiny("train.steps=6"), run).run()
     names = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
@@ -272,6 +272,16 @@ def test_a_run_directory_holds_config_checkpoints_metrics_events_and_pictures(tm
     record = read_metrics(run)[-1]
     assert record["step"] == 6 and {"loss", "kl", "recon_nll", "lr", "grad_norm", "examples_per_s"} <= set(record)
     assert json.loads((run / "config.json").read_text())["model"]["latent_dim"] == 4
+
+
+@pytest.mark.parametrize("value, drawn", [("0", False), ("1", True), ("", True)])
+def test_the_environment_turns_the_loss_curves_off_and_nothing_else(value, drawn, tmp_path, monkeypatch):
+    """$GENERATIVE_TWINS_LOSS_PLOT=0 (the suite's runs): no RUN/loss.png, the samples and metrics as ever; any other
+    value draws it (the controls)."""
+    monkeypatch.setenv("GENERATIVE_TWINS_LOSS_PLOT", value)
+    outcome = new_trainer(tiny("train.steps=2", "train.log_every=1"), tmp_path / "run").run()
+    assert (tmp_path / "run" / "loss.png").is_file() == drawn == (tmp_path / "run" / "loss.png" in outcome.files)
+    assert (tmp_path / "run" / "samples" / "samples.png").is_file() and len(read_metrics(tmp_path / "run")) == 2
 
 
 CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),

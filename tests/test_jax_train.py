@@ -128,7 +128,7 @@ def test_a_faulty_jax_step_is_caught(name, alter, where, both):
     assert where in message
 
 
-def test_practice_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_and_checks(tmp_path, capsys):
+def test_practice_jax_trains_a_vae_into_a_run_pytorch_samples_evaluates_resumes_and_checks(loss_plot, tmp_path, capsys):
     from practice_torch.cli import main as torch_main
     from theory_jax.cli import main as jax_main
 
@@ -245,7 +245,7 @@ class Killed(BaseException):
     """A SIGKILL, as a test can send one in-process: nothing after it runs, no handler sees it."""
 
 
-def test_a_jax_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path, capsys, monkeypatch):
+def test_a_jax_run_killed_before_its_first_checkpoint_resumes_from_step_0(loss_plot, tmp_path, capsys, monkeypatch):
     """A JAX run killed before its first checkpoint (its config.json and log lines written, no checkpoint): --resume
     trains it from step 0 and ends where the run never killed ends. Control: the note says it starts again. The run
     never killed draws no samples at its end (train.samples=0), the other does."""

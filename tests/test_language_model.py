@@ -224,7 +224,7 @@ def test_the_full_preset_path_compiles_once_under_bf16_autocast(tmp_path, backen
 
 
 @pytest.mark.parametrize("architecture, merges", [("transformer", 10), ("lstm", 0)])
-def test_both_architectures_train_sample_and_evaluate_through_the_engine(architecture, merges, tmp_path):
+def test_both_architectures_train_sample_and_evaluate_through_the_engine(loss_plot, architecture, merges, tmp_path):
     needs_shakespeare()
     cfg = apply_overrides(lm_training.default_config("quick"), [
         f"model.architecture={architecture}", *TINY,

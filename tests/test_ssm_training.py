@@ -33,7 +33,7 @@ def needs(name: str):
         pytest.skip(str(exc))
 
 
-def test_the_text_model_trains_samples_and_evaluates_through_the_engine(tmp_path):
+def test_the_text_model_trains_samples_and_evaluates_through_the_engine(loss_plot, tmp_path):
     needs("shakespeare")
     cfg = apply_overrides(ssm_training.default_config("quick"), [
         *TEXT, "train.steps=20", "train.log_every=10", "train.warmup_steps=2", "train.samples=2", "train.lr=5e-3",
@@ -53,7 +53,7 @@ def test_the_text_model_trains_samples_and_evaluates_through_the_engine(tmp_path
     assert metrics["bits_per_char"] == pytest.approx(metrics["loss"] / math.log(2))
 
 
-def test_the_audio_model_trains_samples_and_evaluates_through_the_engine(tmp_path):
+def test_the_audio_model_trains_samples_and_evaluates_through_the_engine(loss_plot, tmp_path):
     needs("spoken_digits")
     cfg = apply_overrides(ssm_training.default_config("quick", "spoken_digits"), [
         *AUDIO, "train.steps=6", "train.log_every=3", "train.warmup_steps=1", "train.batch_size=2",

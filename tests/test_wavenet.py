@@ -181,7 +181,7 @@ def test_the_loss_is_the_cross_entropy_of_the_drawn_crops():
     torch.testing.assert_close(terms["bits_per_sample"], loss.detach() / math.log(2))
 
 
-def test_train_sample_and_evaluate_through_the_engine(tmp_path):
+def test_train_sample_and_evaluate_through_the_engine(loss_plot, tmp_path):
     needs_spoken_digits()
     cfg = apply_overrides(wn_training.default_config("quick"), [
         *TINY, "model.sample_seconds=0.05", "data.limit=40", "train.steps=12", "train.log_every=4", "train.warmup_steps=2",

@@ -46,6 +46,9 @@ BUILDS_ON_FILE = "builds_on.json"
 ENVIRONMENT_FILE = "environment.json"
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
+# "0" in the environment: a completed run draws no RUN/loss.png (about half a second of matplotlib, the bulk of a
+# few-step run's time; the test suite's runs set it, `tests/conftest.py`); anything else, or unset, draws it.
+LOSS_PLOT_ENV = "GENERATIVE_TWINS_LOSS_PLOT"
 
 
 def default_run_dir(cfg: RunConfig, root: Path = Path("runs")) -> Path:
@@ -394,14 +397,14 @@ def start_run(run_dir: Path, cfg: RunConfig, parents: dict[str, Parent], device:
 def end_of_run(module: ModelModule, cfg: RunConfig, net: nn.Module, run_dir: Path) -> list[Path]:
     """What a completed run writes last, in either trainer: its samples (``train.samples`` of them, drawn by ``net``,
     the EMA's weights where the run keeps them; none with ``train.samples=0``, which ``sample`` draws later) in
-    RUN/samples/, and its loss curves, RUN/loss.png."""
+    RUN/samples/, and its loss curves, RUN/loss.png (none where $GENERATIVE_TWINS_LOSS_PLOT is "0")."""
     from practice_torch.engine.metrics import plot_losses
 
     n, written = cfg.train.samples, []
     if n:
         written = save_samples(write_samples(module, cfg, net, n, cfg.train.seed, held_out_examples(cfg.data, n)),
                                run_dir)
-    plot = plot_losses(run_dir, run_dir / "loss.png")
+    plot = plot_losses(run_dir, run_dir / "loss.png") if os.environ.get(LOSS_PLOT_ENV) != "0" else None
     return written + ([plot] if plot else [])
 
 
