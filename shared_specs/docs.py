@@ -66,7 +66,7 @@ DERIVATIONS_DIR = f"{DOCS}/derivations"
 SPECS_FILE = f"{DOCS}/specs.json"
 TWINS_FILE = f"{DOCS}/twin_training.json"  # the twin-training cases' errors (``python -m practice_jax check --record``)
 RESULTS_FILE = f"{DOCS}/results.json"
-GPU_FILE = f"{DOCS}/gpu_steps.json"  # ``python -m benchmarks gpu_steps`` run on a GPU, its results file copied here
+GPU_FILE = f"{DOCS}/gpu_steps.json"  # a GPU run of ``benchmarks gpu_steps``, put here by ``benchmarks.gpu_publish``
 GPU_PAGE = f"{DOCS}/gpu.md"
 RESULTS_PAGE = f"{DOCS}/results.md"  # the results and reproductions tables, linked from the front page
 RECORDS_DIR = lessons.RECORDS_DIR
@@ -213,7 +213,8 @@ def gpu_table(recorded: dict[str, Any]) -> str:
     where = (f"Timed by `python -m benchmarks gpu_steps` on {named} (load {meta.get('load_before')} as the last run "
              "started; MFU against the bf16 GEMM peak measured in the same run)."
              if runs else "No GPU timing is recorded at this commit: on a GPU, `python -m benchmarks gpu_steps`, "
-             f"then copy `benchmarks/results/gpu_steps.json` to `{GPU_FILE}` and run `make docs`.")
+             f"then `python -m benchmarks.gpu_publish benchmarks/results/gpu_steps.json --commit C` (into `{GPU_FILE}`) "
+             "and `make docs`.")
     return "\n".join(lines) + "\n\n" + where
 
 

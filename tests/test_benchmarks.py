@@ -248,6 +248,54 @@ def test_gpu_steps_merge_refuses_a_file_that_is_not_its_results_in_one_line(tmp_
     assert "not a gpu_steps results file; move it away or run without --gpu-merge" in err and err.count("\n") == 1
 
 
+def test_gpu_publish_puts_a_gpu_runs_rows_into_the_record_and_keeps_what_they_replace(tmp_path, capsys):
+    """``benchmarks.gpu_publish``: the rows a GPU run brought back take their models' places at the commit given (the
+    GPU copy's '+changes' commit refused without one), the replaced row kept as ``<model>_<its commit>``; a new model
+    appended; ``--variant`` keeps rows beside the preset's; bad input is one line and writes nothing. Controls: a CPU
+    row and a file that is not a results file are refused; rows of the same commit again leave no variant."""
+    from benchmarks.gpu_publish import main as publish
+
+    def row(model, commit, ms, device="cuda"):
+        return {"model": model, "device": device, "gpu": "NVIDIA H200", "commit": commit, "step_ms": ms}
+
+    record = tmp_path / "gpu_steps.json"
+    record.write_text(json.dumps({"meta": {"commit": "aaa"}, "rows": [row("ddpm", "aaa", 40.0), row("vae", "aaa", 2.0)],
+                                  "variants": []}, indent=2) + "\n")
+    run = tmp_path / "steps.json"
+    run.write_text(json.dumps({"meta": {"commit": "aaa+changes", "load_before": 0.4},
+                               "rows": [row("ddpm", "aaa+changes", 20.0), row("stylegan", "aaa+changes", 9.0)]}))
+    before = record.read_bytes()
+
+    def refused(argv, message):
+        assert publish(argv, record) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+        assert record.read_bytes() == before
+
+    refused([str(run)], "pass --commit with the commit that was run")
+    refused([str(run), "--commit", "bbb", "--variant", "graphs"], "--variant needs --what")
+    refused([str(tmp_path / "missing.json"), "--commit", "bbb"], "no such file")
+    (tmp_path / "list.json").write_text("[1]")
+    refused([str(tmp_path / "list.json"), "--commit", "bbb"], "is not a gpu_steps results file")
+    cpu = tmp_path / "cpu.json"
+    cpu.write_text(json.dumps({"meta": {}, "rows": [row("vae", "bbb", 1.0, device="cpu")]}))
+    refused([str(cpu), "--commit", "bbb"], "vae was timed on cpu, not a GPU")
+
+    assert publish([str(run), "--commit", "bbb"], record) == 0
+    new = json.loads(record.read_text())
+    assert [(r["model"], r["commit"], r["step_ms"]) for r in new["rows"]] == [
+        ("ddpm", "bbb", 20.0), ("vae", "aaa", 2.0), ("stylegan", "bbb", 9.0)]
+    assert [(v["name"], v["commit"], v["step_ms"]) for v in new["variants"]] == [("ddpm_aaa", "aaa", 40.0)]
+    assert new["meta"] == {"commit": "bbb", "load_before": 0.4}
+    assert publish([str(run), "--commit", "bbb"], record) == 0  # the same rows again: nothing more kept
+    assert json.loads(record.read_text()) == new
+    assert publish([str(run), "--commit", "bbb", "--variant", "graphs", "--what", "CUDA graphs"], record) == 0
+    kept = json.loads(record.read_text())
+    assert kept["rows"] == new["rows"] and [v["name"] for v in kept["variants"]] == ["ddpm_aaa", "ddpm_graphs",
+                                                                                      "stylegan_graphs"]
+    assert kept["variants"][1]["what"] == "CUDA graphs" and "now `python -m shared_specs docs`" in capsys.readouterr().out
+
+
 def test_gpu_steps_on_a_gpu_gets_every_core_and_cpu_timings_one():
     assert default_threads(["gpu_steps"], cuda=True, cores=16) == 16
     assert default_threads(["gpu_steps"], cuda=False, cores=16) == 1  # the CPU rows stay comparable
