@@ -819,6 +819,51 @@ def test_the_prepared_gpu_run_parses_and_refuses_bad_options_in_one_line(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"] and (taken / "keep").read_text() == "x"
 
 
+def test_the_gpu_carry_gathers_the_cache_with_a_cut_training_split_and_refuses_bad_options(tmp_path):
+    """benchmarks/gpu_carry.sh (what the lent GPU lacks, for the device tool's carry): from a data cache it copies the
+    prepared sets, the feature networks and Fashion-MNIST's files, and the galaxies with each split cut to its first
+    --galaxies N, then says the size beside the 64 MiB limit; a bad option, a missing
+    cache or a missing galaxies file is one line, exit 2, nothing written. Control: the cut keeps the first rows."""
+    import subprocess
+
+    import numpy as np
+
+    script = str(ROOT / "benchmarks" / "gpu_carry.sh")
+    data, fashion, out = tmp_path / "data", tmp_path / "fashion", tmp_path / "out"
+    for folder in (data / "shakespeare", data / "features", data / "galaxies", fashion, out):
+        folder.mkdir(parents=True)
+    (data / "shakespeare" / "text").write_text("o")
+    (data / "features" / "digits.json").write_text("{}")
+    (fashion / "train-images-idx3-ubyte.gz").write_bytes(b"x")
+    counts = np.arange(5 * 2 * 2, dtype=np.float32).reshape(5, 2, 2)
+    np.savez(data / "galaxies" / "galaxies_32.npz", train_counts=counts, train_y=np.ones((5, 5), np.float32),
+             test_counts=counts[:2], test_y=np.zeros((2, 5), np.float32))
+    env = {**os.environ, "GENERATIVE_TWINS_DATA": str(data), "FASHION": str(fashion), "PY": sys.executable}
+
+    def carry(*argv, **changes):
+        return subprocess.run(["bash", script, "--out", str(out), "--no-wheels", *argv], capture_output=True,
+                              text=True, cwd=tmp_path, env={**env, **changes})
+
+    for done, message in ((carry("--fast"), "unknown option --fast"), (carry("--galaxies", "2k"), "whole number"),
+                          (carry(GENERATIVE_TWINS_DATA=str(tmp_path / "none")), "shakespeare is missing"),
+                          (carry(FASHION=str(tmp_path / "none")), "Fashion-MNIST's IDX files")):
+        assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not any(out.iterdir())
+    done = carry("--galaxies", "3")
+    assert done.returncode == 0, done.stderr
+    assert "MiB of the call's 64" in done.stdout
+    cache = out / ".gpu-cache"
+    assert (cache / "shakespeare" / "text").read_text() == "o" and (cache / "features" / "digits.json").is_file()
+    assert (cache / "fashion-mnist" / "train-images-idx3-ubyte.gz").read_bytes() == b"x"
+    with np.load(cache / "galaxies" / "galaxies_32.npz") as cut:
+        assert cut["train_counts"].shape == (3, 2, 2) and np.array_equal(cut["train_counts"], counts[:3])
+        assert cut["train_y"].shape == (3, 5) and np.array_equal(cut["test_counts"], counts[:2])  # 2 < 3: whole
+    (data / "galaxies" / "galaxies_32.npz").unlink()
+    done = carry()
+    assert done.returncode == 2 and "or pass --galaxies 0" in done.stderr
+    assert carry("--galaxies", "0").returncode == 0 and not (cache / "galaxies").exists()
+
+
 # The command line of ``python -m benchmarks reproduce``: trials, publishing, errors, help ----------------------------
 @pytest.fixture
 def unpinned(monkeypatch):
