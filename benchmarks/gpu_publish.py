@@ -11,9 +11,11 @@ work: ``--commit`` names the commit that was run, which the rows then carry (a r
   a page's before-and-after comparison keeps its "before".
 - With ``--variant SUFFIX``, each row is a setting timed beside its preset (CUDA graphs, another batch): kept under
   ``variants`` as ``<model>_<SUFFIX>``, with ``--what`` saying what it is; a variant of that name is replaced.
+- A row the run skipped or failed (its ``note`` says why) never replaces a timed row, nor becomes a variant: the
+  command says which it left out.
 
-The record's ``meta`` becomes the last file's (the machine and the load as that run started). Nothing is written
-when an input is bad: each problem is one line, exit status 2. Then ``python -m shared_specs docs``.
+The record's ``meta`` becomes the last file's of preset rows (the machine and the load as that run started). Nothing
+is written when an input is bad: each problem is one line, exit status 2. Then ``python -m shared_specs docs``.
 """
 
 from __future__ import annotations
@@ -59,19 +61,24 @@ def committed(row: dict, commit: str | None, source: Path) -> dict:
 
 
 def published(record: dict, runs: list[tuple[Path, dict]], commit: str | None, variant: str | None,
-              what: str | None) -> dict:
-    """``record`` with the runs' rows in it (see the module's docstring): a new dict, ``record`` untouched."""
+              what: str | None) -> tuple[dict, list[str]]:
+    """(``record`` with the runs' rows in it, see the module's docstring; a line per row left out): a new dict,
+    ``record`` untouched. A row the run skipped or failed (no figure, its ``note`` says why) does not replace a
+    timed one, and is no variant."""
     rows = {r["model"]: r for r in record.get("rows", [])}
     order = [r["model"] for r in record.get("rows", [])]
     variants = {v["name"]: v for v in record.get("variants", [])}
-    meta = dict(record.get("meta", {}))
+    meta, left_out = dict(record.get("meta", {})), []
     for source, run in runs:
         for row in (committed(r, commit, source) for r in run["rows"]):
-            model = row["model"]
+            model, old = row["model"], rows.get(row["model"])
+            if row.get("examples_per_s") is None and (variant or (old or {}).get("examples_per_s") is not None):
+                left_out.append(f"{model}: not timed in {source} ({row.get('note') or 'no figure'}); "
+                                + ("no variant kept" if variant else f"its row of {old['commit']} kept"))
+                continue
             if variant:
                 variants[f"{model}_{variant}"] = {**row, "name": f"{model}_{variant}", "what": what}
                 continue
-            old = rows.get(model)
             if old is not None and old.get("commit") != row["commit"]:
                 name = f"{model}_{old.get('commit')}"
                 variants.setdefault(name, {**old, "name": name,
@@ -79,8 +86,9 @@ def published(record: dict, runs: list[tuple[Path, dict]], commit: str | None, v
             if model not in rows:
                 order.append(model)
             rows[model] = row
-        meta = {**run.get("meta", {}), "commit": commit or run.get("meta", {}).get("commit")}
-    return {**record, "meta": meta, "rows": [rows[m] for m in order], "variants": list(variants.values())}
+        if not variant:  # the table's footnote: the machine and load of the run its rows came from last
+            meta = {**run.get("meta", {}), "commit": commit or run.get("meta", {}).get("commit")}
+    return {**record, "meta": meta, "rows": [rows[m] for m in order], "variants": list(variants.values())}, left_out
 
 
 def main(argv: list[str] | None = None, record_path: Path = RECORD) -> int:
@@ -98,14 +106,16 @@ def main(argv: list[str] | None = None, record_path: Path = RECORD) -> int:
             raise PublishError("--what describes a --variant; give both, or neither for the preset's rows")
         runs = [(path, read_run(path)) for path in args.files]
         record = json.loads(record_path.read_text()) if record_path.exists() else {}
-        new = published(record, runs, args.commit, args.variant, args.what)
+        new, left_out = published(record, runs, args.commit, args.variant, args.what)
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from practice_torch.engine.checkpoint import atomic_write
 
     atomic_write(record_path, lambda tmp: tmp.write_text(json.dumps(new, indent=2) + "\n"))
-    rows = sum(len(run["rows"]) for _, run in runs)
+    for line in left_out:
+        print(f"  {line}")
+    rows = sum(len(run["rows"]) for _, run in runs) - len(left_out)
     print(f"{rows} rows into {record_path} ({'variants ' + args.variant if args.variant else 'the preset rows'}); "
           "now `python -m shared_specs docs`")
     return 0

@@ -256,7 +256,8 @@ def test_gpu_publish_puts_a_gpu_runs_rows_into_the_record_and_keeps_what_they_re
     from benchmarks.gpu_publish import main as publish
 
     def row(model, commit, ms, device="cuda"):
-        return {"model": model, "device": device, "gpu": "NVIDIA H200", "commit": commit, "step_ms": ms}
+        return {"model": model, "device": device, "gpu": "NVIDIA H200", "commit": commit, "step_ms": ms,
+                "examples_per_s": ms and 1000 / ms}
 
     record = tmp_path / "gpu_steps.json"
     record.write_text(json.dumps({"meta": {"commit": "aaa"}, "rows": [row("ddpm", "aaa", 40.0), row("vae", "aaa", 2.0)],
@@ -294,6 +295,15 @@ def test_gpu_publish_puts_a_gpu_runs_rows_into_the_record_and_keeps_what_they_re
     assert kept["rows"] == new["rows"] and [v["name"] for v in kept["variants"]] == ["ddpm_aaa", "ddpm_graphs",
                                                                                       "stylegan_graphs"]
     assert kept["variants"][1]["what"] == "CUDA graphs" and "now `python -m shared_specs docs`" in capsys.readouterr().out
+    assert kept["meta"] == new["meta"]  # a variant's run is not the table's
+    skipped = tmp_path / "skipped.json"  # a model the run could not time leaves its timed row (control: a new model)
+    skipped.write_text(json.dumps({"meta": {}, "rows": [{**row("vae", "ccc", None), "examples_per_s": None,
+                                                          "note": "skipped: no data"},
+                                                         {**row("score", "ccc", None), "note": "failed: OOM"}]}))
+    assert publish([str(skipped)], record) == 0
+    assert "vae: not timed in" in capsys.readouterr().out
+    after = {r["model"]: r for r in json.loads(record.read_text())["rows"]}
+    assert after["vae"]["commit"] == "aaa" and after["score"]["note"] == "failed: OOM"
 
 
 def test_gpu_steps_on_a_gpu_gets_every_core_and_cpu_timings_one():
