@@ -65,8 +65,7 @@ def published(record: dict, runs: list[tuple[Path, dict]], commit: str | None, v
     """(``record`` with the runs' rows in it, see the module's docstring; a line per row left out): a new dict,
     ``record`` untouched. A row the run skipped or failed (no figure, its ``note`` says why) does not replace a
     timed one, and is no variant."""
-    rows = {r["model"]: r for r in record.get("rows", [])}
-    order = [r["model"] for r in record.get("rows", [])]
+    rows = {r["model"]: r for r in record.get("rows", [])}  # in the record's order; a new model goes last
     variants = {v["name"]: v for v in record.get("variants", [])}
     meta, left_out = dict(record.get("meta", {})), []
     for source, run in runs:
@@ -83,12 +82,10 @@ def published(record: dict, runs: list[tuple[Path, dict]], commit: str | None, v
                 name = f"{model}_{old.get('commit')}"
                 variants.setdefault(name, {**old, "name": name,
                                            "what": f"the row {row['commit']} replaced, timed at {old.get('commit')}"})
-            if model not in rows:
-                order.append(model)
             rows[model] = row
         if not variant:  # the table's footnote: the machine and load of the run its rows came from last
             meta = {**run.get("meta", {}), "commit": commit or run.get("meta", {}).get("commit")}
-    return {**record, "meta": meta, "rows": [rows[m] for m in order], "variants": list(variants.values())}, left_out
+    return {**record, "meta": meta, "rows": list(rows.values()), "variants": list(variants.values())}, left_out
 
 
 def main(argv: list[str] | None = None, record_path: Path = RECORD) -> int:
