@@ -13,8 +13,9 @@
 # gan_inversion; their quality does not matter to a step's time)       -> OUT/runs/, OUT/steps/
 # Each gpu_steps.json is written row by row, so a step stopped by its limit keeps the rows it measured.
 # OUT/summary.txt has a line per step: its exit status and seconds (124: stopped by its time limit). --pack FILE
-# then writes OUT as one .tar.gz (the device tool brings back a few files only). Afterwards, on the CPU: the rows
-# into docs/gpu_steps.json (python -m benchmarks.gpu_publish FILE --commit C) and python -m shared_specs docs.
+# then writes OUT as one .tar.gz (the device tool brings back a few files only), without OUT/runs (checkpoints).
+# Afterwards, on the CPU: the rows into docs/gpu_steps.json (python -m benchmarks.gpu_publish FILE --commit C) and
+# python -m shared_specs docs.
 #
 #   benchmarks/gpu_run.sh --out gpu-run --pack "$OUT/gpu-run.tar.gz"   # on the GPU machine
 #   benchmarks/gpu_run.sh --device cpu --tiny --out /tmp/dry           # the dry run here: every command, a few steps
@@ -145,5 +146,5 @@ else
 fi
 echo "done in $(( $(date +%s) - START ))s" | tee -a "$OUT/summary.txt"
 if [ -n "$PACK" ]; then
-  tar czf "$PACK" -C "$OUT" . && echo "packed $OUT into $PACK"
+  tar czf "$PACK" --exclude=./runs -C "$OUT" . && echo "packed $OUT into $PACK (the reference runs left out)"
 fi
