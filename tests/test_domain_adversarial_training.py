@@ -76,6 +76,15 @@ def test_the_extractor_gets_the_label_gradient_minus_lambda_times_the_domain_gra
     assert not torch.allclose(got[0], g_y[0] + g_d[0])
 
 
+def test_every_logged_term_lives_on_the_loss_device():
+    """The terms are summed on the device for the log: a lambda made on the host cost an H200 one synchronisation a
+    step (its copy to the GPU). The meta device stands in for the GPU; the control is a term made on the host."""
+    net, (xs, ys, xt) = tiny_net().to("meta"), batch()
+    loss, terms = dann_loss(net, xs.to("meta"), ys.to("meta"), xt.to("meta"), 0.5)
+    assert loss.device.type == "meta" and {t.device.type for t in terms.values()} == {"meta"}
+    assert torch.tensor(0.5).device.type == "cpu"  # the control: what the term was made with before
+
+
 def test_the_source_only_baseline_sends_no_domain_gradient_into_the_extractor():
     (xs, ys, xt), config = batch(), dann_training.Config(adversarial=False, ramp_steps=10)
     net = tiny_net(adversarial=False)

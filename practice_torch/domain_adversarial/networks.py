@@ -86,5 +86,5 @@ def dann_loss(net: DANN, x_source, y_source, x_target, lam: float, y_target=None
     l_d = domain_loss(d_source, d_target)
     domain_accuracy = 0.5 * ((d_source < 0).float().mean() + (d_target > 0).float().mean())
     terms = {"label_loss": l_y.detach(), "domain_loss": l_d.detach(), "domain_accuracy": domain_accuracy.detach(),
-             "lambda": torch.tensor(lam)}
+             "lambda": torch.full((), float(lam), device=l_y.device)}  # made there: a host scalar costs a sync
     return l_y + l_d, terms
