@@ -380,6 +380,8 @@ def build_parser(shown: list[str] | None = None) -> Parser:
         help="gpu_steps: list the N kernels (operators on a CPU) that take the most of each step")
     add(("gpu_steps",), "--gpu-profile-models", default="",
         help="gpu_steps: comma-separated models whose kernels --gpu-profile lists (default: every one timed)")
+    add(("gpu_steps",), "--gpu-model-limit", type=float, default=0, metavar="SECONDS",
+        help="gpu_steps: seconds each model's row may take in all, past which it is a failed row (default: no limit)")
     add(("gpu_steps",), "--gpu-merge", action="store_true", help="gpu_steps: keep the rows already in the results "
         "file from the same device and preset, replacing those of the models timed again")
     add(("control",), "--control-seeds", default="0,1,2", help="control: comma-separated train.seed values")

@@ -11,6 +11,7 @@
 # --models LIST (or all) replaces steps 2-5: one gpu_steps of those full presets with all the time left, after short
 # runs of the networks some of them build on (the language model the fine-tuning models start from, a GAN for
 # gan_inversion; their quality does not matter to a step's time)       -> OUT/runs/, OUT/steps/
+# each model's row within 150 s (--gpu-model-limit: at c010e5e TRPO's step spent a call's last 170 s unfinished)
 # Each gpu_steps.json is written row by row, so a step stopped by its limit keeps the rows it measured.
 # OUT/summary.txt has a line per step: its exit status and seconds (124: stopped by its time limit). --pack FILE
 # then writes OUT as one .tar.gz (the device tool brings back a few files only), without OUT/runs (checkpoints).
@@ -131,7 +132,8 @@ if [ -n "$MODELS" ]; then
   fi
   mkdir -p "$OUT/steps"
   CHOSEN=$( [ "$MODELS" = all ] || echo "--gpu-models=$MODELS" )
-  step gpu_steps 600 0 "$PY" -m benchmarks gpu_steps --results "$OUT/steps" $CHOSEN "${STEPS_ARGS[@]}"
+  step gpu_steps 600 0 "$PY" -m benchmarks gpu_steps --results "$OUT/steps" $CHOSEN --gpu-model-limit 150 \
+    "${STEPS_ARGS[@]}"
 else
   mkdir -p "$OUT/ddpm" "$OUT/ddpm_graphs" "$OUT/steps" "$OUT/graphs" "$OUT/last"
   step ddpm 120 320 "$PY" -m benchmarks gpu_steps --results "$OUT/ddpm" "${DDPM_ARGS[@]}" "${STEPS_ARGS[@]}"

@@ -14,7 +14,8 @@ its graphs came from the on-disk cache (``hit``: a warm start, as a second run o
 milliseconds a step and share (``--gpu-profile-models`` picks the models profiled). A model whose full preset needs
 another run (a
 trained generator, autoencoder or reference model) is reported as skipped, with the reason; one whose step fails
-(out of memory, say) as failed, and the others still run.
+(out of memory, say) as failed, and the others still run; so is one that takes longer than ``--gpu-model-limit``
+seconds in all (its row says in which part), so that one slow model cannot spend a lent GPU's time on the others.
 
 Each row is written to the results file as it is measured, so a run that is stopped keeps what it timed; with
 ``--gpu-merge`` the rows join those already in the file from the same device and preset (a model timed again
@@ -25,9 +26,11 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -158,13 +161,39 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:160]
 
 
+class OverLimit(Exception):
+    """A model's row took longer than its ``--gpu-model-limit``."""
+
+
+@contextmanager
+def _limited(seconds: float, part: list[str]):
+    """Raise ``OverLimit`` in this (the main) thread once ``seconds`` have passed (0: no limit), naming ``part[0]``,
+    the part of the row then running; yields the function that disarms it (for the clean-up after the row). Python
+    runs the handler between bytecodes: a kernel the host waits on ends first."""
+    if seconds <= 0:
+        yield lambda: None
+        return
+
+    def over(signum, frame):
+        raise OverLimit(f"over its {seconds:g} s limit in {part[0]}")
+
+    previous = signal.signal(signal.SIGALRM, over)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield lambda: signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def step_row(name: str, preset: str, device: str, steps: int, peak: float, overrides=(), warmup: int = 0,
-             dataset: str | None = None, top: int = 0) -> dict:
+             dataset: str | None = None, top: int = 0, limit: float = 0) -> dict:
     """One model's row (see the module's docstring); ``peak``: the GEMM FLOP/s MFU is measured against;
     ``overrides``: ``--set``-style changes to the preset (e.g. ``data.limit=512`` for a smoke test), each for every
     model or, written ``MODEL:section.key=value``, for that model only; ``warmup``: untimed steps after the first;
     ``dataset``: the preset of that data set (default the model's own); ``top``: list that many of the step's
-    kernels that take the most time (``top_kernels``), under ``kernels``."""
+    kernels that take the most time (``top_kernels``), under ``kernels``; ``limit``: seconds the whole row may take
+    (0: no limit), past which it is a failed row that says in which part it was."""
     from torch._dynamo.utils import counters
 
     from practice_torch.engine.config import apply_overrides
@@ -178,28 +207,38 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
            "set": " ".join(mine)}
     torch._dynamo.reset()  # each model compiles as in a fresh process (and no model meets another's recompile limit)
     before = dict(counters["inductor"])  # inductor's graph-cache hits and misses so far
-    with tempfile.TemporaryDirectory() as tmp:
+    part = ["building the trainer"]
+    with tempfile.TemporaryDirectory() as tmp, _limited(limit, part) as disarm:
         start = time.perf_counter()
         try:
             trainer = new_trainer(copy.deepcopy(cfg), Path(tmp) / "run")
+        except OverLimit as exc:  # the timer has fired: nothing is left to disarm
+            return {**row, **dict.fromkeys(MEASURED), "note": f"failed: {exc}"}
         except Exception as exc:  # a preset that needs another run: reported, not fatal
             return {**row, **dict.fromkeys(MEASURED), "note": f"skipped: {_first_line(exc)}"}
         try:
             _sync(trainer.device)
             built = time.perf_counter()
+            part[0] = "the first step"
             trainer._train_step()
             _sync(trainer.device)
             first = time.perf_counter() - built
             compiled = _compiled(cfg, before)
+            part[0] = "counting the FLOPs"
             flops = _step_flops(trainer)
+            part[0] = "the warm-up steps"
             for _ in range(warmup):  # CUDA graphs are recorded in the first calls after the compile
                 trainer._train_step()
+            part[0] = "the timed steps"
             wall, busy, syncs, kernels, taken = _timed_steps(trainer, steps, top)
             per_step_batches = taken / steps  # a GAN's round takes n_critic + 1
             batch = trainer.batch_size  # resolved: a batch of 0 is the whole split (full-batch EM)
+        except OverLimit as exc:
+            return {**row, **dict.fromkeys(MEASURED), "note": f"failed: {exc}"}
         except Exception as exc:  # out of memory, an operator without a kernel here: this row only
             return {**row, **dict.fromkeys(MEASURED), "note": f"failed: {type(exc).__name__}: {_first_line(exc)}"}
         finally:
+            disarm()
             trainer.close()
             del trainer
             if torch.cuda.is_available():
@@ -255,7 +294,8 @@ def gpu_steps(args) -> list[dict]:
     rows = []
     for name in names:
         top = args.gpu_profile if name in profiled else 0
-        row = step_row(name, preset, device, steps, peak, args.gpu_set, warmup=3 if device == "cuda" else 0, top=top)
+        row = step_row(name, preset, device, steps, peak, args.gpu_set, warmup=3 if device == "cuda" else 0, top=top,
+                       limit=getattr(args, "gpu_model_limit", 0))
         print(f"  {name}: " + (row["note"] or f"{row['examples_per_s']:.0f} examples/s, MFU {row['mfu']:.3f}, first "
                                              f"step {row['first_step_s']:.1f} s ({row['compiled']})"), flush=True)
         for k in row.get("kernels", []):

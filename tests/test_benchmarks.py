@@ -241,6 +241,34 @@ def test_gpu_steps_keeps_each_row_as_it_is_measured_and_merges_shorter_runs(tmp_
     assert [(r["model"], r["device"]) for r in _gpu_rows(tmp_path)] == [("mixture_em", "cpu")]
 
 
+def test_gpu_steps_stops_a_model_past_its_limit_and_times_the_next(tmp_path, monkeypatch):
+    """--gpu-model-limit: a model whose row takes longer (here a first step that sleeps 2 s) is a failed row naming
+    the part it was in, and the timer is disarmed for the next model, which is timed; the control: with a limit
+    above the sleep the slow model's row is timed."""
+    import time
+
+    from practice_torch.engine.loop import Trainer
+
+    quick = ["--gpu-steps", "1", "--preset", "quick", "--gpu-set", "data.limit=1024", "--results", str(tmp_path)]
+    real_step = Trainer._train_step
+    slept = []
+
+    def slow(self):
+        if self.cfg.model_name == "score" and not slept:
+            slept.append(time.sleep(2.0))
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "_train_step", slow)
+    assert main(["gpu_steps", "--gpu-models", "score,mixture_em", "--gpu-model-limit", "1", *quick]) == 0
+    rows = {r["model"]: r for r in _gpu_rows(tmp_path)}
+    assert rows["score"]["note"] == "failed: over its 1 s limit in the first step"
+    assert rows["score"]["examples_per_s"] is None
+    assert rows["mixture_em"]["note"] == "" and rows["mixture_em"]["examples_per_s"] > 0
+    slept.clear()
+    assert main(["gpu_steps", "--gpu-models", "score", "--gpu-model-limit", "30", *quick]) == 0  # the control
+    assert slept and _gpu_rows(tmp_path)[0]["note"] == "" and _gpu_rows(tmp_path)[0]["examples_per_s"] > 0
+
+
 def test_gpu_steps_merge_refuses_a_file_that_is_not_its_results_in_one_line(tmp_path, capsys):
     (tmp_path / "gpu_steps.json").write_text("[1, 2]")
     assert main(["gpu_steps", "--gpu-models", "mixture_em", "--gpu-merge", "--results", str(tmp_path)]) == 2
@@ -831,9 +859,10 @@ def test_the_prepared_gpu_run_parses_and_refuses_bad_options_in_one_line(tmp_pat
 
 def test_the_gpu_carry_gathers_the_cache_with_a_cut_training_split_and_refuses_bad_options(tmp_path):
     """benchmarks/gpu_carry.sh (what the lent GPU lacks, for the device tool's carry): from a data cache it copies the
-    prepared sets, the feature networks and Fashion-MNIST's files, and the galaxies with each split cut to its first
-    --galaxies N, then says the size beside the 64 MiB limit; a bad option, a missing
-    cache or a missing galaxies file is one line, exit 2, nothing written. Control: the cut keeps the first rows."""
+    prepared sets, the feature networks and Fashion-MNIST's files, the galaxies with each split cut to its first
+    --galaxies N and the spoken digits to the first --spoken N clips of each split (the held-out lists cut alike),
+    then says the size beside the 64 MiB limit; a bad option, a missing cache or a missing galaxies file or spoken
+    digits is one line, exit 2, nothing written. Controls: the cuts keep the first rows and clips."""
     import subprocess
 
     import numpy as np
@@ -848,6 +877,14 @@ def test_the_gpu_carry_gathers_the_cache_with_a_cut_training_split_and_refuses_b
     counts = np.arange(5 * 2 * 2, dtype=np.float32).reshape(5, 2, 2)
     np.savez(data / "galaxies" / "galaxies_32.npz", train_counts=counts, train_y=np.ones((5, 5), np.float32),
              test_counts=counts[:2], test_y=np.zeros((2, 5), np.float32))
+    spoken = data / "spoken_digits"
+    clips = {"zero": ["a", "b", "c", "d"], "one": ["e", "f"]}  # held out: zero/c, one/f (val), zero/d (test)
+    for word, names in clips.items():
+        (spoken / word).mkdir(parents=True)
+        for name in names:
+            (spoken / word / f"{name}_nohash_0.wav").write_bytes(name.encode())
+    (spoken / "validation_list.txt").write_text("zero/c_nohash_0.wav\none/f_nohash_0.wav\n")
+    (spoken / "testing_list.txt").write_text("zero/d_nohash_0.wav\n")
     env = {**os.environ, "GENERATIVE_TWINS_DATA": str(data), "FASHION": str(fashion), "PY": sys.executable}
 
     def carry(*argv, **changes):
@@ -855,11 +892,12 @@ def test_the_gpu_carry_gathers_the_cache_with_a_cut_training_split_and_refuses_b
                               text=True, cwd=tmp_path, env={**env, **changes})
 
     for done, message in ((carry("--fast"), "unknown option --fast"), (carry("--galaxies", "2k"), "whole number"),
+                          (carry("--spoken", "-1"), "--spoken is a whole number"),
                           (carry(GENERATIVE_TWINS_DATA=str(tmp_path / "none")), "shakespeare is missing"),
                           (carry(FASHION=str(tmp_path / "none")), "Fashion-MNIST's IDX files")):
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not any(out.iterdir())
-    done = carry("--galaxies", "3")
+    done = carry("--galaxies", "3", "--spoken", "1")
     assert done.returncode == 0, done.stderr
     assert "MiB of the call's 64" in done.stdout
     cache = out / ".gpu-cache"
@@ -868,10 +906,18 @@ def test_the_gpu_carry_gathers_the_cache_with_a_cut_training_split_and_refuses_b
     with np.load(cache / "galaxies" / "galaxies_32.npz") as cut:
         assert cut["train_counts"].shape == (3, 2, 2) and np.array_equal(cut["train_counts"], counts[:3])
         assert cut["train_y"].shape == (3, 5) and np.array_equal(cut["test_counts"], counts[:2])  # 2 < 3: whole
+    wavs = sorted(str(p.relative_to(cache / "spoken_digits")) for p in (cache / "spoken_digits").glob("*/*.wav"))
+    assert wavs == ["one/e_nohash_0.wav", "zero/c_nohash_0.wav", "zero/d_nohash_0.wav"]  # the first of each split
+    assert (cache / "spoken_digits" / "validation_list.txt").read_text() == "zero/c_nohash_0.wav\n"
+    assert (cache / "spoken_digits" / "zero" / "d_nohash_0.wav").read_bytes() == b"d"
     (data / "galaxies" / "galaxies_32.npz").unlink()
     done = carry()
     assert done.returncode == 2 and "or pass --galaxies 0" in done.stderr
     assert carry("--galaxies", "0").returncode == 0 and not (cache / "galaxies").exists()
+    (spoken / "testing_list.txt").unlink()
+    done = carry("--galaxies", "0")
+    assert done.returncode == 2 and "or pass --spoken 0" in done.stderr
+    assert carry("--galaxies", "0", "--spoken", "0").returncode == 0 and not (cache / "spoken_digits").exists()
 
 
 # The command line of ``python -m benchmarks reproduce``: trials, publishing, errors, help ----------------------------
