@@ -37,7 +37,9 @@ each algorithm's own paper's experiment over seeds, beside the paper's figure, i
 the rows, each with its minutes) (benchmarks/reproduce.py). ``suite`` (only when named, about 10 minutes on 2 idle
 cores) times the default test suite from a fresh clone of the commit between two probes of the machine's speed (an
 XLA compile, Python, a torch convolution: machines differ by half, and one VM drifts within an hour and within one
-run), the figure behind ``make test``'s budget (benchmarks/suite.py).
+run), the figure behind ``make test``'s budget (benchmarks/suite.py). ``seeds`` (only when named) trains several
+seeds of a small model at once, ``torch.func.vmap`` over their stacked parameters, against the same seeds one at a
+time (benchmarks/seeds.py).
 
 Bad input (an unknown benchmark or row, a malformed option, a benchmark's own ``error: ...``) is one line on stderr,
 exit status 2. Ctrl-C is one line, ``error: interrupted; ...`` saying what was kept (the rows a benchmark measured so
@@ -79,6 +81,7 @@ from benchmarks.reproduce import ROWS as REPRODUCE_ROWS
 from benchmarks.reproduce import interrupted_note as reproduce_interrupted_note
 from benchmarks.reproduce import list_rows, reproduce
 from benchmarks.restoration import TASKS, restoration
+from benchmarks.seeds import seeds
 from benchmarks.shared_cpu import shared_cpu
 from benchmarks.ssm import ssm_generation, ssm_step
 from benchmarks.suite import suite
@@ -206,7 +209,7 @@ BENCHMARKS = {"vae_step": vae_step, "metrics": metrics, "ddim_steps": ddim_steps
               "ssm_generation": ssm_generation, "ssm_step": ssm_step, "shared_cpu": shared_cpu, "control": control,
               "jax_train": jax_train, "restoration": restoration,
               "gan_stability": gan_stability, "augmentation": augmentation, "disentanglement": disentanglement,
-              "reproduce": reproduce, "suite": suite}
+              "reproduce": reproduce, "suite": suite, "seeds": seeds}
 CHECKS = {"metrics": metric_order_problems}
 # run when no name is given; the others train or sample trained runs for tens of minutes, so they are asked for
 DEFAULT = ("vae_step", "metrics", "unet_step")
@@ -369,7 +372,13 @@ def build_parser(shown: list[str] | None = None) -> Parser:
         help="flow_bpd: training steps (default: the quick preset's)")
     add(("flow_bpd",), "--flow-every", type=int, default=100, help="flow_bpd: steps between test evaluations")
     add(("flow_bpd",), "--flow-test", type=int, default=1000, help="flow_bpd: test images per evaluation")
-    add(("gpu_steps",), "--preset", default="", help="gpu_steps: quick | full (default: full on a GPU, quick on a CPU)")
+    add(("gpu_steps", "seeds"), "--preset", default="",
+        help="gpu_steps, seeds: quick | full (default: full on a GPU, quick on a CPU)")
+    add(("seeds",), "--seeds-models", default="flow_matching,score,change_of_variables",
+        help="seeds: comma-separated models (the engine's default step only)")
+    add(("seeds",), "--seeds-steps", type=int, default=50, help="seeds: steps of each run, the first untimed")
+    add(("seeds",), "--seeds-set", action="append", default=[], metavar="KEY=VALUE",
+        help="seeds: a change to every preset, as train's --set (repeatable)")
     add(("gpu_steps",), "--gpu-models", default="",
         help="gpu_steps: comma-separated models (default: every model with a full preset)")
     add(("gpu_steps",), "--gpu-steps", type=int, default=0,
@@ -407,7 +416,8 @@ def build_parser(shown: list[str] | None = None) -> Parser:
     add(("reproduce",), "--presets", nargs="?", const="all", default="", metavar="MODEL,...",
         help="reproduce: the README's results table instead: every front-page quick preset as it comes (or those "
              "named) over the seeds, each row replaced by the mean")
-    add(("reproduce",), "--seeds", type=int, default=5, help="reproduce: train.seed 0 .. N-1 of every arm")
+    add(("reproduce", "seeds"), "--seeds", type=int, default=5,
+        help="reproduce, seeds: train.seed 0 .. N-1 of every arm (reproduce), trained at once (seeds)")
     add(("reproduce",), "--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))),
         help="reproduce: runs trained at once, one thread each (default: one per core)")
     add(("reproduce",), "--reproduce-runs", default=str(RESULTS / "reproduce-runs"),

@@ -2,15 +2,13 @@
 # One prepared run on a lent GPU (docs/gpu.md): each step bounded, everything under one folder, the whole within
 # --budget seconds (default 540: a 10-minute call with a minute to spare). In order:
 #   1. pytest -m gpu -x, each test named as it starts      (at most 75 s)              -> OUT/pytest.log
-#   2. python -m benchmarks gpu_steps for ddpm, its 15 slowest kernels listed, in inductor's default mode, then
-#      again under CUDA graphs (train.compile_mode=reduce-overhead)          -> OUT/ddpm/, OUT/ddpm_graphs/
-#   3. gpu_steps for the presets not yet timed on an H200                    -> OUT/steps/
-#   4. gpu_steps under CUDA graphs for the launch-bound models whose step compiles, the language model last
-#                                                                            -> OUT/graphs/
-#   5. gpu_steps for guidance, with all the time that is left                -> OUT/last/
-# --models LIST (or all) replaces steps 2-5: one gpu_steps of those full presets with all the time left, after short
-# runs of the networks some of them build on (the language model the fine-tuning models start from, a GAN for
-# gan_inversion; their quality does not matter to a step's time)       -> OUT/runs/, OUT/steps/
+#   2. python -m benchmarks seeds: five seeds of the launch-bound MLPs trained at once (vmap) against one at a time
+#                                                            (at most 150 s)  -> OUT/seeds/
+#   3. gpu_steps of the presets whose rows are not from c010e5e's run (trpo, reward_model, dpo, ssm) and of
+#      domain_adversarial (its synchronisation removed since), with all the time left
+# Step 3's models, or with --models LIST (or all) those: one gpu_steps of the full presets, after short runs of the
+# networks some of them build on (the language model the fine-tuning models start from, a GAN for gan_inversion;
+# their quality does not matter to a step's time)                   -> OUT/runs/, OUT/steps/
 # each model's row within 150 s (--gpu-model-limit: at c010e5e TRPO's step spent a call's last 170 s unfinished)
 # Each gpu_steps.json is written row by row, so a step stopped by its limit keeps the rows it measured.
 # OUT/summary.txt has a line per step: its exit status and seconds (124: stopped by its time limit). --pack FILE
@@ -84,24 +82,16 @@ print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "no c
       torch.cuda.get_device_name() if torch.cuda.is_available() else "")
 EOF
 
-# What is left to measure (the language model's full preset trained in 35.8 s at d83278b, docs/gpu.md): ddpm's step
-# with its kernels listed, in inductor's default mode and under CUDA graphs; the presets never timed on an H200
-# (text_to_image eager, as on the H100: its captions are written on the host inside the loss); the launch-bound
-# models whose default step compiles (a custom step, as the GANs', runs eager), under CUDA graphs; guidance last (at
-# d83278b its first step had not ended after 250 s).
-DDPM_ARGS=(--gpu-models ddpm --gpu-profile 15)
-STEPS_MODELS="text_to_image,stylegan"
-GRAPH_MODELS="vae,change_of_variables,autoencoder,vq_vae,latent_diffusion,language_model"
-LAST_MODELS="guidance"
-GRAPHS=(--gpu-set train.compile=true --gpu-set train.compile_mode=reduce-overhead)
+# What is left to measure after c010e5e's run (docs/gpu.md): the seeds at once; the four rows from earlier commits;
+# domain_adversarial without its host synchronisation.
+LEFT_MODELS="trpo,reward_model,dpo,ssm,domain_adversarial"
+SEEDS_ARGS=()
 STEPS_ARGS=(--gpu-set latent_diffusion:model.autoencoder_steps=200 --gpu-set text_to_image:model.autoencoder_steps=200
             --gpu-set text_to_image:train.compile=false)
 if [ "$TINY" = 1 ]; then  # the dry run: every command once, tiny
-  DDPM_ARGS=(--gpu-models ddpm --gpu-profile 5)
-  GRAPH_MODELS="vae,language_model"
+  SEEDS_ARGS=(--preset quick --seeds 2 --seeds-steps 2)
   STEPS_ARGS=(--preset quick --gpu-steps 1 --gpu-set train.compile=false --gpu-set text_to_image:model.autoencoder_steps=2
               --gpu-set latent_diffusion:model.autoencoder_steps=2)
-  GRAPHS=(--gpu-set train.compile=false)
 fi
 
 # -rA: a line per test in the log; pytest's version and plugins first (the first GPU run's pytest exited 1 and left
@@ -113,39 +103,31 @@ step pytest_version 20 520 "$PY" -m pytest --version --version
 step pytest 75 440 env PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1 JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false \
   "$PY" -m pytest -m gpu -x -v -rA -s -p no:cacheprovider tests
 
-if [ -n "$MODELS" ]; then
-  # the runs the chosen presets build on, trained a few steps eagerly at the size those presets read
-  PRESET=$( [ "$TINY" = 1 ] && echo quick || echo full )
-  REF=(--device "$DEVICE" --preset "$PRESET" --steps 3 --set train.compile=false --set train.samples=0
-       --set train.warmup_steps=1 --set train.checkpoint_every=3)
-  FINE_TUNING="policy_gradient ppo trpo reward_model dpo"
-  wants() { [ "$MODELS" = all ] || [[ ",$MODELS," == *",$1,"* ]]; }
-  if [ -n "$(for m in $FINE_TUNING; do wants "$m" && echo "$m"; done)" ]; then
-    step reference_language_model 120 200 "$PY" -m practice_torch train language_model \
-      --out "$OUT/runs/language_model" "${REF[@]}"
-    for m in $FINE_TUNING; do STEPS_ARGS+=(--gpu-set "$m:model.reference=$OUT/runs/language_model"); done
-  fi
-  if wants gan_inversion; then
-    step reference_gan 120 200 "$PY" -m practice_torch train gan --dataset fashion_mnist --out "$OUT/runs/gan" \
-      "${REF[@]}"
-    STEPS_ARGS+=(--gpu-set "gan_inversion:model.generator=$OUT/runs/gan")
-  fi
-  mkdir -p "$OUT/steps"
-  CHOSEN=$( [ "$MODELS" = all ] || echo "--gpu-models=$MODELS" )
-  step gpu_steps 600 0 "$PY" -m benchmarks gpu_steps --results "$OUT/steps" $CHOSEN --gpu-model-limit 150 \
-    "${STEPS_ARGS[@]}"
-else
-  mkdir -p "$OUT/ddpm" "$OUT/ddpm_graphs" "$OUT/steps" "$OUT/graphs" "$OUT/last"
-  step ddpm 120 320 "$PY" -m benchmarks gpu_steps --results "$OUT/ddpm" "${DDPM_ARGS[@]}" "${STEPS_ARGS[@]}"
-  step ddpm_graphs 120 200 "$PY" -m benchmarks gpu_steps --results "$OUT/ddpm_graphs" "${DDPM_ARGS[@]}" \
-    "${STEPS_ARGS[@]}" "${GRAPHS[@]}"
-  step gpu_steps 60 140 "$PY" -m benchmarks gpu_steps --results "$OUT/steps" --gpu-models "$STEPS_MODELS" \
-    "${STEPS_ARGS[@]}"
-  step gpu_steps_graphs 150 20 "$PY" -m benchmarks gpu_steps --results "$OUT/graphs" --gpu-models "$GRAPH_MODELS" \
-    "${STEPS_ARGS[@]}" "${GRAPHS[@]}"
-  step gpu_steps_last 400 0 "$PY" -m benchmarks gpu_steps --results "$OUT/last" --gpu-models "$LAST_MODELS" \
-    "${STEPS_ARGS[@]}"
+if [ -z "$MODELS" ]; then
+  mkdir -p "$OUT/seeds"
+  step seeds 150 240 "$PY" -m benchmarks seeds --results "$OUT/seeds" "${SEEDS_ARGS[@]}"
+  MODELS=$LEFT_MODELS
 fi
+# the runs the chosen presets build on, trained a few steps eagerly at the size those presets read
+PRESET=$( [ "$TINY" = 1 ] && echo quick || echo full )
+REF=(--device "$DEVICE" --preset "$PRESET" --steps 3 --set train.compile=false --set train.samples=0
+     --set train.warmup_steps=1 --set train.checkpoint_every=3)
+FINE_TUNING="policy_gradient ppo trpo reward_model dpo"
+wants() { [ "$MODELS" = all ] || [[ ",$MODELS," == *",$1,"* ]]; }
+if [ -n "$(for m in $FINE_TUNING; do wants "$m" && echo "$m"; done)" ]; then
+  step reference_language_model 120 200 "$PY" -m practice_torch train language_model \
+    --out "$OUT/runs/language_model" "${REF[@]}"
+  for m in $FINE_TUNING; do STEPS_ARGS+=(--gpu-set "$m:model.reference=$OUT/runs/language_model"); done
+fi
+if wants gan_inversion; then
+  step reference_gan 120 200 "$PY" -m practice_torch train gan --dataset fashion_mnist --out "$OUT/runs/gan" \
+    "${REF[@]}"
+  STEPS_ARGS+=(--gpu-set "gan_inversion:model.generator=$OUT/runs/gan")
+fi
+mkdir -p "$OUT/steps"
+CHOSEN=$( [ "$MODELS" = all ] || echo "--gpu-models=$MODELS" )
+step gpu_steps 600 0 "$PY" -m benchmarks gpu_steps --results "$OUT/steps" $CHOSEN --gpu-model-limit 150 \
+  "${STEPS_ARGS[@]}"
 echo "done in $(( $(date +%s) - START ))s" | tee -a "$OUT/summary.txt"
 if [ -n "$PACK" ]; then
   tar czf "$PACK" --exclude=./runs -C "$OUT" . && echo "packed $OUT into $PACK (the reference runs left out)"

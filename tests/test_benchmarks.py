@@ -1364,3 +1364,47 @@ def test_a_rows_eval_samples_reach_eval_and_none_leave_its_default(tmp_path, mon
         R.train_and_evaluate(tmp_path / "run", arm, 0, sample_metrics=True, samples=samples)
         assert calls[1][3:] == ["eval", str(tmp_path / "run"), *expected], calls[1]
     assert R.ROWS["cascade"].eval_samples == 2000
+
+
+def test_seeds_at_once_train_each_seed_as_its_own_run_and_a_custom_step_is_skipped(tmp_path):
+    """``seeds``: five seeds of flow_matching's quick preset stacked in one vmap end where the same seeds trained one
+    at a time by the engine's step end (to rounding: the batched products may sum in another order), while two seeds
+    end far apart (the control); with the EMA's stack following the weights'. A model with its own step (the GAN's)
+    is a skipped row, not a crash. Nothing about speed is asserted."""
+    import copy
+
+    from benchmarks.seeds import StackedSeeds, gap, trainable
+    from practice_torch.engine.config import apply_overrides
+    from practice_torch.models import get_model, new_trainer
+
+    base = apply_overrides(get_model("flow_matching").default_config("quick"),
+                           ["train.device=cpu", "model.hidden=16", "train.batch_size=32", "train.warmup_steps=2",
+                            "data.limit=256"])
+
+    def built(kind):
+        return [new_trainer(apply_overrides(copy.deepcopy(base), [f"train.seed={k}"]), tmp_path / f"{kind}{k}")
+                for k in range(3)]
+
+    alone, stacked = built("alone"), StackedSeeds(built("together"))
+    for _ in range(4):
+        stacked.step()
+        for tr in alone:
+            tr._train_step()
+    assert all(gap(stacked.weights(k), trainable(tr)) < 1e-6 for k, tr in enumerate(alone))
+    assert gap(stacked.weights(1), trainable(alone[0])) > 0.1  # the control: another seed's run
+    for k, tr in enumerate(alone):  # the EMA of each seed, as the engine's
+        shadow = {name.removeprefix("net."): v[k] for name, v in stacked.shadow.items()}
+        assert gap(shadow, {n: tr.ema.shadow[n] for n in shadow}) < 1e-6
+    assert main(["seeds", "--seeds-models", "gan", "--seeds", "2", "--seeds-steps", "2", "--results",
+                 str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "seeds.json").read_text())["rows"][0]
+    assert row["note"].startswith("skipped: gan trains with its own training step")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds-models", "nope"], "unknown model 'nope'"), (["--seeds-set", "nope=1"], "unknown config key 'nope'"),
+    (["--seeds", "1"], "--seeds and --seeds-steps are 2 or more")])
+def test_seeds_bad_input_is_one_line(argv, message, tmp_path, capsys):
+    assert main(["seeds", *argv, "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
