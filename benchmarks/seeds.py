@@ -1,7 +1,7 @@
 """``seeds``: several seeds of one model trained at once in one process (``torch.func.vmap`` over their stacked
 parameters), against the same seeds trained one after another through the engine's step.
 
-A small model's step is bound by the host, not by the arithmetic: on an H200 the GPU was busy 14-20% of the MLPs'
+A small model's step is bound by the host, not by the arithmetic: on an H200 the GPU was busy 14-28% of the MLPs'
 steps on moons (docs/gpu.md), and on a CPU the Python around such a step costs more than its matrix products. A sweep
 over seeds then pays that cost once per seed. Stacking the seeds' parameters along a new first dimension and taking
 every seed's gradient in one ``vmap(grad(loss))`` pays it once per step for all of them.
@@ -15,7 +15,8 @@ compile off), ``--seeds-steps`` steps each, two ways:
 - ``at once``: the same seeds' networks stacked (``torch.func.stack_module_state``); a step draws every seed's batch
   and noise from that seed's own trainer (the batches the first way sees), takes every seed's gradient in one
   ``vmap(grad(loss))``, clips each seed's gradient by its own global norm (``clip_grad_norm_``'s rule), and updates
-  the stack with one AdamW, one schedule and one EMA: elementwise, so each seed's update is its own.
+  the stack with one AdamW, one schedule and one EMA: elementwise, so each seed's update is its own (it logs
+  nothing: the host work of the first way's logged values is not done here).
 
 A row: examples/s both ways and the speed-up; ``weights_gap``: how far the two ways' weights end apart, the largest
 over the seeds of ||w_at_once - w_one_at_a_time|| / ||w_one_at_a_time|| (a batched matrix product sums in another
