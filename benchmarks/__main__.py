@@ -380,7 +380,8 @@ def build_parser(shown: list[str] | None = None) -> Parser:
     add(("seeds",), "--seeds-set", action="append", default=[], metavar="KEY=VALUE",
         help="seeds: a change to every preset, as train's --set (repeatable)")
     add(("gpu_steps",), "--gpu-models", default="",
-        help="gpu_steps: comma-separated models (default: every model with a full preset)")
+        help="gpu_steps: comma-separated models, MODEL@DATASET for that data set's preset (default: every model "
+             "with a full preset; a model's rows are one per results file)")
     add(("gpu_steps",), "--gpu-steps", type=int, default=0,
         help="gpu_steps: timed steps per model (default: 20 on a GPU, 3 on a CPU)")
     add(("gpu_steps",), "--gpu-set", action="append", default=[], metavar="[MODEL:]KEY=VALUE",

@@ -5,8 +5,10 @@
 #   2. python -m benchmarks seeds: five seeds of the launch-bound MLPs trained at once (vmap) against one at a time
 #                                                            (at most 150 s)  -> OUT/seeds/
 #   3. gpu_steps of the presets whose rows are not from c010e5e's run (trpo, reward_model, dpo, ssm) and of
-#      domain_adversarial (its synchronisation removed since), with all the time left
-# Step 3's models, or with --models LIST (or all) those: one gpu_steps of the full presets, after short runs of the
+#      domain_adversarial (its synchronisation removed since)
+#   4. gpu_steps of flow_matching's galaxies full preset (on the carried 500 galaxies a split: a step's time does
+#      not depend on the split's size), with all the time left: whether its 100 000 steps fit a loan  -> OUT/galaxies/
+# Step 3's models, or with --models LIST (or all) those in place of steps 2-4: one gpu_steps of the full presets, after short runs of the
 # networks some of them build on (the language model the fine-tuning models start from, a GAN for gan_inversion;
 # their quality does not matter to a step's time)                   -> OUT/runs/, OUT/steps/
 # each model's row within 150 s (--gpu-model-limit: at c010e5e TRPO's step spent a call's last 170 s unfinished)
@@ -103,10 +105,12 @@ step pytest_version 20 520 "$PY" -m pytest --version --version
 step pytest 75 440 env PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1 JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false \
   "$PY" -m pytest -m gpu -x -v -rA -s -p no:cacheprovider tests
 
+LAST=0  # the seconds kept for step 4
 if [ -z "$MODELS" ]; then
   mkdir -p "$OUT/seeds"
   step seeds 150 240 "$PY" -m benchmarks seeds --results "$OUT/seeds" "${SEEDS_ARGS[@]}"
   MODELS=$LEFT_MODELS
+  LAST=120
 fi
 # the runs the chosen presets build on, trained a few steps eagerly at the size those presets read
 PRESET=$( [ "$TINY" = 1 ] && echo quick || echo full )
@@ -126,8 +130,13 @@ if wants gan_inversion; then
 fi
 mkdir -p "$OUT/steps"
 CHOSEN=$( [ "$MODELS" = all ] || echo "--gpu-models=$MODELS" )
-step gpu_steps 600 0 "$PY" -m benchmarks gpu_steps --results "$OUT/steps" $CHOSEN --gpu-model-limit 150 \
+step gpu_steps 600 "$LAST" "$PY" -m benchmarks gpu_steps --results "$OUT/steps" $CHOSEN --gpu-model-limit 150 \
   "${STEPS_ARGS[@]}"
+if [ "$LAST" -gt 0 ]; then
+  mkdir -p "$OUT/galaxies"
+  step galaxies_step 600 0 "$PY" -m benchmarks gpu_steps --results "$OUT/galaxies" --gpu-models flow_matching@galaxies \
+    "${STEPS_ARGS[@]}"
+fi
 echo "done in $(( $(date +%s) - START ))s" | tee -a "$OUT/summary.txt"
 if [ -n "$PACK" ]; then
   tar czf "$PACK" --exclude=./runs -C "$OUT" . && echo "packed $OUT into $PACK (the reference runs left out)"

@@ -282,8 +282,8 @@ def gpu_steps(args) -> list[dict]:
     from project.environment import commit
 
     every = models_with_preset("full")
-    names = args.gpu_models.split(",") if args.gpu_models else every
-    profiled = set(args.gpu_profile_models.split(",")) if args.gpu_profile_models else set(names)
+    names = args.gpu_models.split(",") if args.gpu_models else every  # MODEL, or MODEL@DATASET: that data set's preset
+    profiled = set(args.gpu_profile_models.split(",")) if args.gpu_profile_models else {n.split("@")[0] for n in names}
     steps = args.gpu_steps or (20 if device == "cuda" else 3)
     gpu = torch.cuda.get_device_name() if device == "cuda" else None
     at = commit()
@@ -292,10 +292,11 @@ def gpu_steps(args) -> list[dict]:
     print(f"{device}: GEMM peak {peak / 1e12:.2f} TFLOP/s ({'bf16' if device == 'cuda' else 'fp32, torch'}); "
           f"{preset} presets, {steps} timed steps each" + (f"; {len(kept)} earlier rows kept" if kept else ""))
     rows = []
-    for name in names:
+    for entry in names:
+        name, _, dataset = entry.partition("@")
         top = args.gpu_profile if name in profiled else 0
-        row = step_row(name, preset, device, steps, peak, args.gpu_set, warmup=3 if device == "cuda" else 0, top=top,
-                       limit=getattr(args, "gpu_model_limit", 0))
+        row = step_row(name, preset, device, steps, peak, args.gpu_set, warmup=3 if device == "cuda" else 0,
+                       dataset=dataset or None, top=top, limit=getattr(args, "gpu_model_limit", 0))
         print(f"  {name}: " + (row["note"] or f"{row['examples_per_s']:.0f} examples/s, MFU {row['mfu']:.3f}, first "
                                              f"step {row['first_step_s']:.1f} s ({row['compiled']})"), flush=True)
         for k in row.get("kernels", []):

@@ -243,8 +243,9 @@ def test_gpu_steps_keeps_each_row_as_it_is_measured_and_merges_shorter_runs(tmp_
 
 def test_gpu_steps_stops_a_model_past_its_limit_and_times_the_next(tmp_path, monkeypatch):
     """--gpu-model-limit: a model whose row takes longer (here a first step that sleeps 2 s) is a failed row naming
-    the part it was in, and the timer is disarmed for the next model, which is timed; the control: with a limit
-    above the sleep the slow model's row is timed."""
+    the part it was in, and the timer is disarmed for the next model, which is timed (MODEL@DATASET: on that data
+    set's preset, where the other keeps its own); the control: with a limit above the sleep the slow model's row is
+    timed."""
     import time
 
     from practice_torch.engine.loop import Trainer
@@ -259,8 +260,9 @@ def test_gpu_steps_stops_a_model_past_its_limit_and_times_the_next(tmp_path, mon
         return real_step(self)
 
     monkeypatch.setattr(Trainer, "_train_step", slow)
-    assert main(["gpu_steps", "--gpu-models", "score,mixture_em", "--gpu-model-limit", "1", *quick]) == 0
+    assert main(["gpu_steps", "--gpu-models", "score,mixture_em@gaussians", "--gpu-model-limit", "1", *quick]) == 0
     rows = {r["model"]: r for r in _gpu_rows(tmp_path)}
+    assert rows["mixture_em"]["dataset"] == "gaussians" and rows["score"]["dataset"] == "moons"  # MODEL@DATASET
     assert rows["score"]["note"] == "failed: over its 1 s limit in the first step"
     assert rows["score"]["examples_per_s"] is None
     assert rows["mixture_em"]["note"] == "" and rows["mixture_em"]["examples_per_s"] > 0
