@@ -8,9 +8,9 @@
 #      domain_adversarial (its synchronisation removed since)
 #   4. gpu_steps of flow_matching's galaxies full preset (on the carried 500 galaxies a split: a step's time does
 #      not depend on the split's size), with all the time left: whether its 100 000 steps fit a loan  -> OUT/galaxies/
-# Step 3's models, or with --models LIST (or all) those in place of steps 2-4: one gpu_steps of the full presets, after short runs of the
-# networks some of them build on (the language model the fine-tuning models start from, a GAN for gan_inversion;
-# their quality does not matter to a step's time)                   -> OUT/runs/, OUT/steps/
+# Step 3's models, or with --models LIST (or all) those in place of steps 2-4: one gpu_steps of the full presets,
+# after short runs of the networks some of them build on (the language model the fine-tuning models start from, a
+# GAN for gan_inversion; their quality does not matter to a step's time)  -> OUT/runs/, OUT/steps/
 # each model's row within 150 s (--gpu-model-limit: at c010e5e TRPO's step spent a call's last 170 s unfinished)
 # Each gpu_steps.json is written row by row, so a step stopped by its limit keeps the rows it measured.
 # OUT/summary.txt has a line per step: its exit status and seconds (124: stopped by its time limit). --pack FILE
@@ -134,8 +134,8 @@ step gpu_steps 600 "$LAST" "$PY" -m benchmarks gpu_steps --results "$OUT/steps" 
   "${STEPS_ARGS[@]}"
 if [ "$LAST" -gt 0 ]; then
   mkdir -p "$OUT/galaxies"
-  step galaxies_step 600 0 "$PY" -m benchmarks gpu_steps --results "$OUT/galaxies" --gpu-models flow_matching@galaxies \
-    "${STEPS_ARGS[@]}"
+  step galaxies_step 600 0 "$PY" -m benchmarks gpu_steps --results "$OUT/galaxies" \
+    --gpu-models flow_matching@galaxies "${STEPS_ARGS[@]}"
 fi
 echo "done in $(( $(date +%s) - START ))s" | tee -a "$OUT/summary.txt"
 if [ -n "$PACK" ]; then
