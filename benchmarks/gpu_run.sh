@@ -4,8 +4,8 @@
 #   1. pytest -m gpu -x, each test named as it starts      (at most 75 s)              -> OUT/pytest.log
 #   2. python -m benchmarks seeds: five seeds of the launch-bound MLPs trained at once (vmap) against one at a time
 #                                                            (at most 150 s)  -> OUT/seeds/
-#   3. gpu_steps of the presets whose rows are not from c010e5e's run (trpo, reward_model, dpo, ssm) and of
-#      domain_adversarial (its synchronisation removed since)
+#   3. gpu_steps of the presets whose rows are not from c010e5e's run (trpo, reward_model, dpo, ssm), of
+#      domain_adversarial (its synchronisation removed since) and of text_to_image (compiled, as its preset asks)
 #   4. gpu_steps of flow_matching's galaxies full preset (on the carried 500 galaxies a split: a step's time does
 #      not depend on the split's size), with all the time left: whether its 100 000 steps fit a loan  -> OUT/galaxies/
 # Step 3's models, or with --models LIST (or all) those in place of steps 2-4: one gpu_steps of the full presets,
@@ -85,11 +85,10 @@ print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "no c
 EOF
 
 # What is left to measure after c010e5e's run (docs/gpu.md): the seeds at once; the four rows from earlier commits;
-# domain_adversarial without its host synchronisation.
-LEFT_MODELS="trpo,reward_model,dpo,ssm,domain_adversarial"
+# domain_adversarial without its host synchronisation; text_to_image compiled (its captions looked up on the device).
+LEFT_MODELS="trpo,reward_model,dpo,ssm,domain_adversarial,text_to_image"
 SEEDS_ARGS=()
-STEPS_ARGS=(--gpu-set latent_diffusion:model.autoencoder_steps=200 --gpu-set text_to_image:model.autoencoder_steps=200
-            --gpu-set text_to_image:train.compile=false)
+STEPS_ARGS=(--gpu-set latent_diffusion:model.autoencoder_steps=200 --gpu-set text_to_image:model.autoencoder_steps=200)
 if [ "$TINY" = 1 ]; then  # the dry run: every command once, tiny
   SEEDS_ARGS=(--preset quick --seeds 2 --seeds-steps 2)
   STEPS_ARGS=(--preset quick --gpu-steps 1 --gpu-set train.compile=false --gpu-set text_to_image:model.autoencoder_steps=2

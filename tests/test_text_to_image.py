@@ -70,6 +70,32 @@ def test_tokens_round_trip_and_the_empty_caption_is_the_start_token_alone():
         C.tokenize(["a" * 20], 20)
 
 
+def test_the_captions_looked_up_on_the_device_are_the_ones_written_on_the_host():
+    """A training step's Fashion-MNIST captions come from a table of every caption's token ids, indexed by class,
+    brightness bin and the three digits of the wording (``fashion_caption_ids``): the same ids and mask as writing
+    each caption and tokenising it (``batch_captions``), the empty caption where dropped, the digits' edges included
+    (u at 0, at a multiple of 1/15 and of 1/225, just below 1). Control: a table whose template and noun axes are
+    swapped gives other captions."""
+    import torch
+
+    from practice_torch.data import captions as C
+
+    table = C.fashion_caption_table(48)
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    labels, bins = torch.randint(10, (n,), generator=g), torch.randint(3, (n,), generator=g)
+    wording, drop = torch.rand(n, generator=g, dtype=torch.float64), torch.rand(n, generator=g) < 0.2
+    wording[:5] = torch.tensor([0.0, 1 / 15, 2 / 225, 0.5, 1 - 2 ** -52], dtype=torch.float64)
+    texts = [C.EMPTY if d else C.fashion_caption(int(k), int(b), float(u))
+             for k, b, u, d in zip(labels, bins, wording, drop)]
+    ids, mask = C.fashion_caption_ids(table, labels, bins, wording, drop)
+    written, written_mask = C.tokenize(texts, 48)
+    assert torch.equal(ids, written) and torch.equal(mask, written_mask)
+    assert len(set(C.detokenize(ids))) > 300 and C.detokenize(ids[drop])[0] == ""
+    swapped = table.transpose(2, 3).contiguous().reshape(table.shape)  # the control: the axes mixed up
+    assert not torch.equal(C.fashion_caption_ids(swapped, labels, bins, wording, drop)[0], written)
+
+
 def _galaxy_captions(n=3000, seed=0):
     import torch
 
@@ -282,6 +308,19 @@ def test_a_step_moves_the_text_encoder_and_the_u_net_and_never_the_autoencoder(t
     loss.backward()
     assert net.text_encoder.embedding.weight.grad.abs().sum() > 0  # the caption reaches the loss
     assert net.denoiser.down[0].cross.kv.weight.grad.abs().sum() > 0
+    # Fashion-MNIST's step writes no caption on the host: it looks the token ids up on the device (one graph for
+    # train.compile, where writing them broke it and inductor's C++ compile of the host part failed); the galaxies'
+    # are still written there (the control)
+    def written_on_the_host(*args, **kwargs):
+        raise AssertionError("a caption written on the host")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(captions, "batch_captions", written_on_the_host)
+        if name == "fashion_mnist":
+            module.loss(net, cfg.model, (x, y), noise, 0)
+        else:
+            with pytest.raises(AssertionError, match="on the host"):
+                module.loss(net, cfg.model, (x, y), noise, 0)
 
 
 def cache_an_untrained_feature_network(name: str, folder: Path, monkeypatch) -> None:

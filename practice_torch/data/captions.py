@@ -101,8 +101,13 @@ def brightness_bin(x: torch.Tensor, y: torch.Tensor, edges: torch.Tensor) -> tor
     return (m > e[:, 0]).long() + (m > e[:, 1]).long()
 
 
+def pick_index(n: int, u: float) -> int:
+    """Which of n options a uniform u in [0, 1) picks: min(floor(u n), n - 1)."""
+    return min(int(u * n), n - 1)
+
+
 def pick(options: tuple[str, ...], u: float) -> str:
-    return options[min(int(u * len(options)), len(options) - 1)]
+    return options[pick_index(len(options), u)]
 
 
 def with_articles(text: str) -> str:
@@ -114,12 +119,50 @@ def fashion_caption(label: int, brightness: int, u: float, held_out: bool = Fals
     """One caption of a picture of class ``label`` in brightness bin ``brightness``, worded by u in [0, 1): the
     template, the noun and the adjective each take a digit of u's base-15 expansion. The brightness word is left
     out for a medium picture and, in training (``held_out`` False), for a combination of HELD_OUT."""
-    u_template, u_noun, u_adjective = (u * 15) % 1, (u * 225) % 1, (u * 3375) % 1
-    noun = pick(NOUNS[label], u_noun)
+    digits = (u * 15) % 1, (u * 225) % 1, (u * 3375) % 1  # the template's, the noun's, the adjective's
+    return fashion_words(label, brightness, *(pick_index(n, d) for n, d in zip(WORDING, digits)), held_out=held_out)
+
+
+WORDING = (len(TEMPLATES), len(NOUNS[0]), len(ADJECTIVES["dark"]))  # the options each digit of u picks among
+assert all(len(n) == WORDING[1] for n in NOUNS) and all(len(a) == WORDING[2] for a in ADJECTIVES.values())
+
+
+def fashion_words(label: int, brightness: int, template: int, noun: int, adjective: int,
+                  held_out: bool = False) -> str:
+    """``fashion_caption`` by the indices of its template, noun and adjective."""
+    text = NOUNS[label][noun]
     word = BRIGHTNESS[brightness]
     if word != "medium" and (held_out or (label, word) not in HELD_OUT):
-        noun = f"{pick(ADJECTIVES[word], u_adjective)} {noun}"
-    return with_articles(pick(TEMPLATES, u_template).format(noun))
+        text = f"{ADJECTIVES[word][adjective]} {text}"
+    return with_articles(TEMPLATES[template].format(text))
+
+
+# The same captions looked up on the device: what a training step reads, with no string written on the host
+
+
+def fashion_caption_table(max_len: int) -> torch.Tensor:
+    """The token ids of every training caption (``fashion_caption``, ``held_out`` False): (classes, bins, templates,
+    nouns, adjectives, max_len) int64, the entry [k, b, i, j, l] worded by the i-th template, j-th noun and l-th
+    adjective (the adjective's index is ignored where the caption says no brightness word)."""
+    classes, bins = len(NOUNS), len(BRIGHTNESS)
+    texts = [fashion_words(k, b, i, j, a) for k in range(classes) for b in range(bins) for i in range(WORDING[0])
+             for j in range(WORDING[1]) for a in range(WORDING[2])]
+    return tokenize(texts, max_len)[0].reshape(classes, bins, *WORDING, max_len)
+
+
+def fashion_caption_ids(table: torch.Tensor, labels: torch.Tensor, bins: torch.Tensor, wording: torch.Tensor,
+                        drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tokenize(batch_captions(...))`` of a Fashion-MNIST batch where the table is (``fashion_caption_table``): the
+    ids (B, max_len) and the mask (B, max_len) of labels (B,), brightness bins (B,), wording (B,) float64 uniforms
+    and drop (B,) bool (the empty caption). Each digit of u picks as ``pick_index`` does, min(floor(digit n), n - 1).
+    """
+    digits = [(wording * 15) % 1, (wording * 225) % 1, (wording * 3375) % 1]  # fashion_caption's, in float64
+    picks = [torch.clamp((d * n).long(), max=n - 1) for d, n in zip(digits, WORDING)]
+    ids = table[labels, bins, *picks]
+    empty = torch.full_like(ids, PAD)
+    empty[:, 0] = START
+    ids = torch.where(drop[:, None], empty, ids)
+    return ids, ids != PAD
 
 
 def fashion_captions(labels: torch.Tensor, bins: torch.Tensor, wording: torch.Tensor) -> list[str]:

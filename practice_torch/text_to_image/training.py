@@ -130,16 +130,19 @@ class TextToImage(nn.Module):
     """The frozen ``autoencoder`` (requires_grad off, always in eval mode), the ``text_encoder``, the ``denoiser``
     and, as buffers (checkpointed), the latent scale s and each class's brightness terciles ``brightness_edges``
     (10, 2): what "dark" and "light" mean, measured once on the training split ((0, 2) for the galaxies, which have
-    no classes)."""
+    no classes). Not checkpointed: the token ids of every Fashion-MNIST training caption, ``caption_table``
+    (``captions.fashion_caption_table``; empty for the galaxies), so that a step looks its captions up on the
+    device."""
 
     def __init__(self, autoencoder: VQVAE, text_encoder: TextEncoder, denoiser: UNet, schedule: Schedule,
-                 scale: float, edges: torch.Tensor):
+                 scale: float, edges: torch.Tensor, caption_table: torch.Tensor):
         super().__init__()
         self.autoencoder = autoencoder.requires_grad_(False).eval()
         self.text_encoder, self.denoiser, self.schedule = text_encoder, denoiser, schedule
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.register_buffer("brightness_edges", edges.float().clone())
         self.register_buffer("alpha_bars", schedule.alpha_bars.clone(), persistent=False)
+        self.register_buffer("caption_table", caption_table, persistent=False)
 
     def train(self, mode: bool = True) -> TextToImage:
         super().train(mode)
@@ -254,7 +257,8 @@ def build(config: Config, data, parents: dict) -> TextToImage:
                            attention_levels=tuple(range(len(config.channel_mults))), heads=config.heads,
                            cond_dim=config.text_dim, context_dim=config.text_dim))
     text = TextEncoder(captions.VOCAB, config.text_dim, config.text_heads, config.text_layers, config.max_len)
-    return TextToImage(autoencoder, text, unet, Schedule.make(config.schedule, config.T), scale, edges)
+    table = captions.fashion_caption_table(config.max_len) if data.num_classes else torch.zeros(0, dtype=torch.long)
+    return TextToImage(autoencoder, text, unet, Schedule.make(config.schedule, config.T), scale, edges, table)
 
 
 # Training --------------------------------------------------------------------------------------------------------
@@ -278,15 +282,28 @@ def caption_meanings(net: TextToImage, batch) -> list[str]:
             for k, b in zip(y.long().cpu(), bins)]
 
 
+def training_captions(net: TextToImage, config: Config, batch, noise) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token ids and mask (B, max_len) of a batch's captions in the drawn wording (the empty caption where
+    ``noise["drop"]``), on the net's device: Fashion-MNIST's looked up there (``captions.fashion_caption_ids``: no
+    host work, no synchronisation), the galaxies' written and tokenised on the host (``captions.batch_captions``)."""
+    device = net.scale.device
+    x, y = batch[0], batch[1]
+    if net.caption_table.numel():
+        bins = captions.brightness_bin(x, y.long(), net.brightness_edges)
+        return captions.fashion_caption_ids(net.caption_table, y.long(), bins, noise["wording"].to(device),
+                                            noise["drop"].to(device))
+    ids, mask = captions.tokenize(captions.batch_captions(batch, noise["wording"], noise["drop"], net.brightness_edges),
+                                  config.max_len)
+    return ids.to(device), mask.to(device)
+
+
 def loss(net: TextToImage, config: Config, batch, noise: dict[str, torch.Tensor], step: int):
     """L_simple in the latent space, conditioned on the caption: mean ||eps - eps_theta(u_t, t, c)||^2 per latent
     element (Ho et al. eq. 14 on u = s z_e(x); Rombach et al. eq. 2)."""
-    device = net.scale.device
-    ids, mask = captions.tokenize(captions.batch_captions(batch, noise["wording"], noise["drop"], net.brightness_edges),
-                                  config.max_len)
+    ids, mask = training_captions(net, config, batch, noise)
     u0 = net.encode(batch[0])
     u_t = q_sample(u0, net.alpha_bars[noise["t"]], noise["eps"])
-    eps_pred = net.eps(u_t, noise["t"], ids.to(device), mask.to(device))
+    eps_pred = net.eps(u_t, noise["t"], ids, mask)
     return (noise["eps"] - eps_pred).pow(2).mean(), {}
 
 
