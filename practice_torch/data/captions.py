@@ -20,7 +20,9 @@ What the captions say, word by word: ``vocabulary`` (computed from the caption t
 prompt's words no training caption says.
 
 Tokens: one per character of ``ALPHABET`` (lower case), after a start token: ids (S,) = [START, c_1, ..., c_L,
-PAD, ...]. The empty caption, the unconditional model's, is the start token alone (``EMPTY``).
+PAD, ...]. The empty caption, the unconditional model's, is the start token alone (``EMPTY``). A training step on
+Fashion-MNIST reads the same ids from a table of every caption (``fashion_caption_table``), indexed on the device
+(``fashion_caption_ids``): no caption is written on the host.
 """
 
 from __future__ import annotations
@@ -138,8 +140,6 @@ def fashion_words(label: int, brightness: int, template: int, noun: int, adjecti
 
 
 # The same captions looked up on the device: what a training step reads, with no string written on the host
-
-
 def fashion_caption_table(max_len: int) -> torch.Tensor:
     """The token ids of every training caption (``fashion_caption``, ``held_out`` False): (classes, bins, templates,
     nouns, adjectives, max_len) int64, the entry [k, b, i, j, l] worded by the i-th template, j-th noun and l-th
