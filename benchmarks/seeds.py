@@ -1,10 +1,11 @@
 """``seeds``: several seeds of one model trained at once in one process (``torch.func.vmap`` over their stacked
 parameters), against the same seeds trained one after another through the engine's step.
 
-A small model's step is bound by the host, not by the arithmetic: on an H200 the GPU was busy 14-28% of the MLPs'
-steps on moons (docs/gpu.md), and on a CPU the Python around such a step costs more than its matrix products. A sweep
-over seeds then pays that cost once per seed. Stacking the seeds' parameters along a new first dimension and taking
-every seed's gradient in one ``vmap(grad(loss))`` pays it once per step for all of them.
+On a GPU a small model's step is bound by the host, not by the arithmetic: on an H200 the GPU was busy 14-28% of the
+MLPs' steps on moons (docs/gpu.md). A sweep over seeds then pays that cost once per seed (on a 2-core CPU the
+arithmetic counts as much: there five seeds at once ran 1.0-2.0 times as fast, docs/gpu.md). Stacking the seeds'
+parameters along a new first dimension and taking every seed's gradient in one ``vmap(grad(loss))`` pays it once per
+step for all of them.
 
 Per model (``--seeds-models``; the default step only: no custom step, closed-form update, control task or unpaired
 domains), ``--seeds`` runs of its preset (``train.seed`` 0 .. N - 1; ``--preset``: quick on a CPU, full on a GPU,
