@@ -35,17 +35,12 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.timing import best_of, count_flops
+from benchmarks.timing import best_of, count_flops, sync
 
 __all__ = ["gpu_steps", "bf16_gemm_peak", "step_row"]
 
 MEASURED = ("examples_per_s", "step_ms", "gflop_per_step", "mfu", "gpu_busy", "syncs_per_step", "build_s",
             "first_step_s", "compiled")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bf16_gemm_peak(device: torch.device, n: int = 8192, repeats: int = 10) -> float:
@@ -112,12 +107,12 @@ def _timed_steps(trainer, steps: int, top: int = 0) -> tuple[float, float | None
     from torch.profiler import ProfilerActivity, profile
 
     device = trainer.device
-    _sync(device)
+    sync(device)
     before = trainer.batches_taken
     start = time.perf_counter()
     for _ in range(steps):
         trainer._train_step()
-    _sync(device)
+    sync(device)
     wall = time.perf_counter() - start
     taken = trainer.batches_taken - before
     if device.type != "cuda":
@@ -138,7 +133,7 @@ def _timed_steps(trainer, steps: int, top: int = 0) -> tuple[float, float | None
                 trainer._train_step()
         finally:
             torch.cuda.set_sync_debug_mode(0)
-        _sync(device)
+        sync(device)
     syncs = sum("synchronizing" in str(w.message) for w in caught)
     kernels = sum(e.self_device_time_total for e in prof.key_averages()) / 1e6  # microseconds -> seconds
     return (wall, min(kernels / wall, 1.0), syncs / steps, top_kernels(prof, steps, wall, top, "cuda") if top else [],
@@ -217,11 +212,11 @@ def step_row(name: str, preset: str, device: str, steps: int, peak: float, overr
         except Exception as exc:  # a preset that needs another run: reported, not fatal
             return {**row, **dict.fromkeys(MEASURED), "note": f"skipped: {_first_line(exc)}"}
         try:
-            _sync(trainer.device)
+            sync(trainer.device)
             built = time.perf_counter()
             part[0] = "the first step"
             trainer._train_step()
-            _sync(trainer.device)
+            sync(trainer.device)
             first = time.perf_counter() - built
             compiled = _compiled(cfg, before)
             part[0] = "counting the FLOPs"

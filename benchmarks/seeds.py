@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from benchmarks.timing import sync
+
 __all__ = ["seeds", "seeds_row", "StackedSeeds"]
 
 
@@ -55,6 +57,7 @@ class StackedSeeds:
         if unsupported:
             raise ValueError(f"{trainers[0].cfg.model_name} trains with {unsupported[0]}: "
                              "only the engine's default step is stacked")
+        from practice_torch.engine.ema import EMA
         from practice_torch.engine.players import new_optimizer, new_schedule
 
         self.trainers, t = trainers, trainers[0].cfg.train
@@ -67,8 +70,7 @@ class StackedSeeds:
         self.optimizer = new_optimizer(list(self.params.values()), t, t.lr, t.betas,
                                        fused=trainers[0].device.type == "cuda")
         self.scheduler = new_schedule(self.optimizer, t)
-        self.shadow = {k: v.clone() for k, v in self.params.items()} if t.ema_decay > 0 else None
-        self.ema_updates = 0
+        self.ema = EMA(self, t.ema_decay) if t.ema_decay > 0 else None  # the engine's, over the stack (elementwise)
 
         def seed_loss(params, frozen, buffers, batch, noise, step):
             loss, terms = functional_call(self.base, ({**params, **frozen}, buffers), (batch, noise, step))
@@ -90,15 +92,14 @@ class StackedSeeds:
             self.params[name].grad = g * scale.reshape(-1, *[1] * (g.ndim - 1)).to(g.dtype)
         self.optimizer.step()
         self.scheduler.step()
-        if self.shadow is not None:
-            from practice_torch.engine.bookkeeping import ema_decay
-
-            self.ema_updates += 1
-            d = ema_decay(self.train.ema_decay, self.ema_updates)
-            names = list(self.shadow)
-            torch._foreach_lerp_([self.shadow[n] for n in names], [self.params[n] for n in names], 1.0 - d)
+        if self.ema is not None:
+            self.ema.update(self)
         self.step_number += 1
         return terms
+
+    def named_parameters(self):
+        """The stacked trainable weights by name, as a module lists its own (what the engine's ``EMA`` reads)."""
+        return self.params.items()
 
     def weights(self, k: int) -> dict[str, torch.Tensor]:
         """Seed k's trainable weights, named as its network names them."""
@@ -114,11 +115,6 @@ def gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 def trainable(trainer) -> dict[str, torch.Tensor]:
     return {k: p.detach() for k, p in trainer.net.named_parameters() if p.requires_grad}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def seeds_row(name: str, preset: str, device: str, n: int, steps: int, overrides=()) -> dict:
@@ -145,17 +141,17 @@ def seeds_row(name: str, preset: str, device: str, n: int, steps: int, overrides
             for tr in alone:  # the first steps untimed: allocations, the dispatcher's caches
                 tr._train_step()
             stacked.step()
-            _sync(on)
+            sync(on)
             start = time.perf_counter()
             for tr in alone:
                 for _ in range(steps - 1):
                     tr._train_step()
-            _sync(on)
+            sync(on)
             one = time.perf_counter() - start
             start = time.perf_counter()
             for _ in range(steps - 1):
                 stacked.step()
-            _sync(on)
+            sync(on)
             many = time.perf_counter() - start
             examples = n * (steps - 1) * alone[0].batch_size
             weights_gap = max(gap(stacked.weights(k), trainable(tr)) for k, tr in enumerate(alone))

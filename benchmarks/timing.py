@@ -14,6 +14,12 @@ import torch
 __all__ = ["best_of", "best_of_interleaved", "count_flops", "gemm_peaks", "keep_freed_memory"]
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU's; a CPU has none), so that a clock read after it counts that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def best_of(fn, repeats: int, warmup: int = 2) -> float:
     """The fastest of ``repeats`` timed calls, in seconds (after ``warmup`` untimed calls)."""
     for _ in range(warmup):

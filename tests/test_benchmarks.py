@@ -1395,7 +1395,7 @@ def test_seeds_at_once_train_each_seed_as_its_own_run_and_a_custom_step_is_skipp
     assert all(gap(stacked.weights(k), trainable(tr)) < 1e-6 for k, tr in enumerate(alone))
     assert gap(stacked.weights(1), trainable(alone[0])) > 0.1  # the control: another seed's run
     for k, tr in enumerate(alone):  # the EMA of each seed, as the engine's
-        shadow = {name.removeprefix("net."): v[k] for name, v in stacked.shadow.items()}
+        shadow = {name.removeprefix("net."): v[k] for name, v in stacked.ema.shadow.items()}
         assert gap(shadow, {n: tr.ema.shadow[n] for n in shadow}) < 1e-6
     assert main(["seeds", "--seeds-models", "gan", "--seeds", "2", "--seeds-steps", "2", "--results",
                  str(tmp_path)]) == 0
